@@ -1,0 +1,1 @@
+//! The package manifest (`appipc.toml`).
