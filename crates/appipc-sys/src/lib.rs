@@ -1,1 +1,29 @@
-//! syscalls
+//! Every syscall and every `unsafe` block of appipc, behind safe, typed wrappers.
+//!
+//! The other crates of the workspace forbid `unsafe` code; whatever they need from the kernel
+//! comes from here, built on [`rustix`] and the I/O-safe fd types (`OwnedFd`, `BorrowedFd`).
+//! Raw `libc` is used only for what rustix lacks (`SO_PEERPIDFD`, `close_range` flags,
+//! `PR_SET_PDEATHSIG` in a forked child), each call with a `SAFETY:` comment.
+//!
+//! * [`socket`]: `SOCK_SEQPACKET` unix sockets that carry fds with each message;
+//! * [`cred`]: who is on the other end of a socket (`SO_PEERCRED`, `SO_PEERPIDFD`);
+//! * [`process`]: spawning children with an exact fd table, pidfds, reaping;
+//! * [`fs`]: advisory locks for single-instance daemons;
+//! * [`aio`]: tokio wrappers for the above.
+//!
+//! ```
+//! use appipc_sys::socket::{seqpacket_pair, send, recv, Blocking};
+//! let (a, b) = seqpacket_pair().unwrap();
+//! send(&a, b"ping", &[], Blocking::Yes).unwrap();
+//! let p = recv(&b, 64, Blocking::Yes).unwrap().expect("not at end of stream");
+//! assert_eq!(p.data, b"ping");
+//! ```
+//!
+//! This crate makes no policy decisions: it does what it is asked, and reports each failing
+//! syscall as its own error.
+
+pub mod aio;
+pub mod cred;
+pub mod fs;
+pub mod process;
+pub mod socket;

@@ -1,0 +1,75 @@
+//! tokio wrappers: an async `SOCK_SEQPACKET` socket and waiting on pidfds.
+
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+
+use tokio::io::Interest;
+use tokio::io::unix::AsyncFd;
+
+use crate::socket::{self, Blocking, Packet};
+
+fn register(fd: OwnedFd, interest: Interest) -> io::Result<AsyncFd<OwnedFd>> {
+    // SAFETY: the `AsyncFd` takes ownership of the `OwnedFd`, so the descriptor stays open
+    // and refers to the same open file description until the `AsyncFd` is dropped or
+    // `into_inner` gives it back; `OwnedFd::as_raw_fd` always returns that same number.
+    unsafe { AsyncFd::register_with_interest(fd, interest) }.map_err(|e| e.into_parts().1)
+}
+
+/// A non-blocking `SOCK_SEQPACKET` socket registered with the tokio reactor. `send` and `recv`
+/// take `&self`, so one socket can be shared by a reader task and several writers: every
+/// message is sent whole by the kernel.
+#[derive(Debug)]
+pub struct AsyncSeqPacket {
+    inner: AsyncFd<OwnedFd>,
+}
+
+impl AsyncSeqPacket {
+    /// Takes ownership of a connected socket and makes it non-blocking. Must be called from
+    /// inside a tokio runtime.
+    pub fn new(fd: OwnedFd) -> io::Result<Self> {
+        socket::set_nonblocking(&fd, true)?;
+        Ok(AsyncSeqPacket { inner: register(fd, Interest::READABLE | Interest::WRITABLE)? })
+    }
+
+    /// Sends one message with fds attached.
+    pub async fn send(&self, data: &[u8], fds: &[BorrowedFd<'_>]) -> io::Result<()> {
+        loop {
+            let mut guard = self.inner.writable().await?;
+            match guard.try_io(|fd| socket::send(fd, data, fds, Blocking::No)) {
+                Ok(r) => return r,
+                Err(_would_block) => continue,
+            }
+        }
+    }
+
+    /// Receives one message of at most `max` bytes; `Ok(None)` at the end of the stream.
+    pub async fn recv(&self, max: usize) -> io::Result<Option<Packet>> {
+        loop {
+            let mut guard = self.inner.readable().await?;
+            match guard.try_io(|fd| socket::recv(fd, max, Blocking::No)) {
+                Ok(r) => return r,
+                Err(_would_block) => continue,
+            }
+        }
+    }
+
+    /// Gives the socket back, deregistered and still non-blocking.
+    pub fn into_inner(self) -> OwnedFd {
+        self.inner.into_inner()
+    }
+}
+
+impl AsFd for AsyncSeqPacket {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.inner.get_ref().as_fd()
+    }
+}
+
+/// Waits until the process behind `pidfd` has exited (the pidfd becomes readable). Does not
+/// reap it: for a child, follow with [`crate::process::try_reap`].
+pub async fn pidfd_exited(pidfd: &OwnedFd) -> io::Result<()> {
+    let dup = pidfd.try_clone()?;
+    let afd = register(dup, Interest::READABLE)?;
+    let _guard = afd.readable().await?;
+    Ok(())
+}

@@ -1,0 +1,282 @@
+//! Spawning children with an exact fd table, pidfds, signals and reaping.
+//!
+//! Note on `PR_SET_PDEATHSIG`: the signal is sent when the *thread* that forked the child
+//! exits, not the process. Callers that use [`SpawnRequest::parent_death_signal`] must spawn
+//! from a thread that lives as long as the children should (the broker has one launcher
+//! thread for this).
+
+use std::ffi::OsString;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use rustix::process::{Pid, Signal, WaitId, WaitIdOptions};
+
+/// The highest fd number a child may receive an fd at (exclusive).
+pub const MAX_TARGET_FD: u32 = 64;
+
+/// What to start and with which fds.
+#[derive(Debug, Default)]
+pub struct SpawnRequest {
+    /// The executable (an absolute path; no `PATH` search).
+    pub program: PathBuf,
+    /// Arguments after `argv[0]` (`argv[0]` is the program path).
+    pub args: Vec<OsString>,
+    /// The child's whole environment; nothing of the parent's is inherited.
+    pub env: Vec<(OsString, OsString)>,
+    /// Working directory.
+    pub cwd: PathBuf,
+    /// fd 0; `None` gives `/dev/null`.
+    pub stdin: Option<OwnedFd>,
+    /// fd 1; `None` gives `/dev/null`.
+    pub stdout: Option<OwnedFd>,
+    /// fd 2; `None` gives `/dev/null`.
+    pub stderr: Option<OwnedFd>,
+    /// Further fds, each placed at the given number (3 ..`MAX_TARGET_FD`). Every other fd is
+    /// closed at exec.
+    pub fds: Vec<(u32, OwnedFd)>,
+    /// Signal the child receives when the spawning thread dies (`PR_SET_PDEATHSIG`).
+    pub parent_death_signal: Option<Signal>,
+    /// Start the child in a new session (`setsid`), detached from the caller's terminal.
+    pub new_session: bool,
+}
+
+/// A started child.
+#[derive(Debug)]
+pub struct Spawned {
+    /// Its process id.
+    pub pid: u32,
+    /// A pidfd for it; the child stays a zombie until [`try_reap`] collects it.
+    pub pidfd: OwnedFd,
+}
+
+/// How a process ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ExitStatus {
+    /// Exit code, if it exited.
+    pub code: Option<i32>,
+    /// Terminating signal, if it was killed.
+    pub signal: Option<i32>,
+}
+
+impl std::fmt::Display for ExitStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.code, self.signal) {
+            (Some(c), _) => write!(f, "exit code {c}"),
+            (None, Some(s)) => write!(f, "killed by signal {s}"),
+            (None, None) => f.write_str("unknown status"),
+        }
+    }
+}
+
+/// Why a spawn failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SpawnError {
+    /// An fd target outside 3..`MAX_TARGET_FD` or given twice.
+    #[error("fd target {0} is invalid (must be unique, 3 to {MAX_TARGET_FD})")]
+    BadTarget(u32),
+    /// Moving an fd out of the way before the fork failed.
+    #[error("spawn: duplicating fd failed: {0}")]
+    Dup(#[source] io::Error),
+    /// fork or exec failed (for example the program does not exist or is not executable).
+    #[error("spawn: starting {program} failed: {source}")]
+    Exec {
+        /// The program.
+        program: String,
+        /// The error from fork/exec.
+        #[source]
+        source: io::Error,
+    },
+    /// `pidfd_open` on the new child failed.
+    #[error("spawn: pidfd_open failed: {0}")]
+    Pidfd(#[source] io::Error),
+}
+
+/// Starts a child process as described. The child gets exactly fds 0, 1, 2 and the requested
+/// extra fds; everything else is closed at exec.
+pub fn spawn(req: SpawnRequest) -> Result<Spawned, SpawnError> {
+    let mut seen = [false; MAX_TARGET_FD as usize];
+    // Move every extra fd above the target range first, so that placing one at its target
+    // in the child can never overwrite another that has not been placed yet.
+    let mut moved: Vec<(OwnedFd, RawFd)> = Vec::with_capacity(req.fds.len());
+    for (target, fd) in &req.fds {
+        if *target < 3 || *target >= MAX_TARGET_FD || seen[*target as usize] {
+            return Err(SpawnError::BadTarget(*target));
+        }
+        seen[*target as usize] = true;
+        let high = rustix::io::fcntl_dupfd_cloexec(fd, MAX_TARGET_FD as RawFd)
+            .map_err(|e| SpawnError::Dup(e.into()))?;
+        moved.push((high, *target as RawFd));
+    }
+    let plan: Vec<(RawFd, RawFd)> = moved.iter().map(|(fd, t)| (fd.as_raw_fd(), *t)).collect();
+    let first_free = plan.iter().map(|(_, t)| *t + 1).max().unwrap_or(3).max(3) as libc::c_uint;
+    let death_signal = req.parent_death_signal.map(|s| s.as_raw());
+    let parent = rustix::process::getpid().as_raw_nonzero().get();
+    let new_session = req.new_session;
+
+    let mut cmd = Command::new(&req.program);
+    cmd.args(&req.args).env_clear().envs(req.env.iter().map(|(k, v)| (k, v))).current_dir(&req.cwd);
+    cmd.stdin(req.stdin.map(Stdio::from).unwrap_or_else(Stdio::null));
+    cmd.stdout(req.stdout.map(Stdio::from).unwrap_or_else(Stdio::null));
+    cmd.stderr(req.stderr.map(Stdio::from).unwrap_or_else(Stdio::null));
+    let hook = move || -> io::Result<()> {
+        // Runs in the forked child before exec: only async-signal-safe raw syscalls, no
+        // allocation (`plan` was built before the fork and is only read).
+        for &(from, to) in &plan {
+            // SAFETY: `from` is an fd this process owns (a close-on-exec duplicate made above
+            // and still open, since `moved` lives until after the spawn); `to` is a number
+            // below MAX_TARGET_FD. dup2 replaces whatever `to` held, which is intended: the
+            // child's fd table is being laid out. The result has no close-on-exec flag.
+            if unsafe { libc::dup2(from, to) } < 0 {
+                return Err(io::Error::last_os_error());
+            }
+        }
+        // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets flags on fds in the range;
+        // it touches no memory. Every fd above the placed ones is closed at exec.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_close_range,
+                first_free,
+                libc::c_uint::MAX,
+                libc::CLOSE_RANGE_CLOEXEC,
+            )
+        };
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if let Some(sig) = death_signal {
+            // SAFETY: prctl(PR_SET_PDEATHSIG, sig) takes plain integers and touches no memory.
+            if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, sig as libc::c_ulong, 0, 0, 0) } < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            // The parent may have died between fork and prctl: then nobody will signal us.
+            // SAFETY: getppid has no preconditions.
+            if unsafe { libc::getppid() } != parent {
+                return Err(io::Error::other("parent exited during spawn"));
+            }
+        }
+        if new_session {
+            // SAFETY: setsid has no memory arguments; the child is not a group leader.
+            if unsafe { libc::setsid() } < 0 {
+                return Err(io::Error::last_os_error());
+            }
+        }
+        Ok(())
+    };
+    // SAFETY: the hook runs between fork and exec in the child. It calls only
+    // async-signal-safe functions (dup2, close_range, prctl, getppid, setsid), allocates
+    // nothing and takes no locks; see the comments inside.
+    unsafe {
+        cmd.pre_exec(hook);
+    }
+    let child = cmd.spawn().map_err(|source| SpawnError::Exec {
+        program: req.program.display().to_string(),
+        source,
+    })?;
+    drop(moved);
+    let pid = child.id();
+    // The child is ours and not yet reaped, so its pid cannot have been reused.
+    let pidfd = pidfd_open(pid).map_err(SpawnError::Pidfd)?;
+    // `Child` neither kills nor reaps on drop; reaping goes through the pidfd.
+    drop(child);
+    Ok(Spawned { pid, pidfd })
+}
+
+/// `pidfd_open(pid)`.
+pub fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
+    let pid =
+        Pid::from_raw(pid as i32).ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
+    Ok(rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty())?)
+}
+
+/// The pid a pidfd refers to, from `/proc/self/fdinfo` (`-1` there means it has exited and
+/// been reaped).
+pub fn pidfd_pid(pidfd: impl AsFd) -> io::Result<u32> {
+    let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", pidfd.as_fd().as_raw_fd()))?;
+    info.lines()
+        .find_map(|l| l.strip_prefix("Pid:"))
+        .and_then(|v| v.trim().parse::<i64>().ok())
+        .filter(|p| *p > 0)
+        .map(|p| p as u32)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "process has exited"))
+}
+
+/// Sends a signal through a pidfd (no pid-reuse race).
+pub fn send_signal(pidfd: impl AsFd, signal: Signal) -> io::Result<()> {
+    Ok(rustix::process::pidfd_send_signal(pidfd, signal)?)
+}
+
+/// Reaps a child through its pidfd if it has exited; `Ok(None)` while it still runs.
+/// Only works for children of this process.
+pub fn try_reap(pidfd: impl AsFd) -> io::Result<Option<ExitStatus>> {
+    let status = rustix::process::waitid(
+        WaitId::PidFd(pidfd.as_fd()),
+        WaitIdOptions::EXITED | WaitIdOptions::NOHANG,
+    )?;
+    Ok(status.map(|s| ExitStatus { code: s.exit_status(), signal: s.terminating_signal() }))
+}
+
+pub use rustix::process::Signal as ProcessSignal;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sh(script: &str) -> SpawnRequest {
+        SpawnRequest {
+            program: "/bin/sh".into(),
+            args: vec!["-c".into(), script.into()],
+            env: vec![("PATH".into(), "/usr/bin:/bin".into())],
+            cwd: "/".into(),
+            ..Default::default()
+        }
+    }
+
+    fn wait(pidfd: &OwnedFd) -> ExitStatus {
+        loop {
+            if let Some(s) = try_reap(pidfd).unwrap() {
+                return s;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+
+    #[test]
+    fn exit_code_and_fd_placement() {
+        let (a, b) = crate::socket::stream_pair().unwrap();
+        let mut req = sh("printf hello >&5; ls /proc/self/fd | wc -l >&5; exit 7");
+        req.fds.push((5, b));
+        let child = spawn(req).unwrap();
+        assert_eq!(wait(&child.pidfd), ExitStatus { code: Some(7), signal: None });
+        let mut out = String::new();
+        use std::io::Read;
+        std::fs::File::from(a).read_to_string(&mut out).unwrap();
+        // fds 0,1,2,5 plus the one `ls` opens for /proc/self/fd.
+        assert_eq!(out, "hello5\n");
+    }
+
+    #[test]
+    fn signal_through_pidfd() {
+        let child = spawn(sh("sleep 30")).unwrap();
+        send_signal(&child.pidfd, Signal::KILL).unwrap();
+        assert_eq!(wait(&child.pidfd).signal, Some(9));
+    }
+
+    #[test]
+    fn missing_program() {
+        let mut req = sh("");
+        req.program = "/nonexistent/program".into();
+        assert!(matches!(spawn(req), Err(SpawnError::Exec { .. })));
+    }
+
+    #[test]
+    fn bad_target() {
+        let (_a, b) = crate::socket::stream_pair().unwrap();
+        let mut req = sh("");
+        req.fds.push((2, b));
+        assert!(matches!(spawn(req), Err(SpawnError::BadTarget(2))));
+    }
+}

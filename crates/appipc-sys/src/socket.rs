@@ -1,0 +1,212 @@
+//! `SOCK_SEQPACKET` unix sockets: message boundaries kept, fds travel with the message they
+//! belong to (`SCM_RIGHTS`).
+
+use std::io::{self, IoSlice, IoSliceMut};
+use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::Path;
+
+use rustix::net::{
+    self, AddressFamily, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, ReturnFlags,
+    SendAncillaryBuffer, SendAncillaryMessage, SendFlags, SocketFlags, SocketType,
+};
+
+/// The most fds one message may carry, in either direction. A message carrying more is
+/// refused on send and reported as [`Packet::fds_truncated`] on receive.
+pub const MAX_FDS_PER_MESSAGE: usize = 16;
+
+/// Whether a call may block.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Blocking {
+    /// Wait until the call can complete.
+    Yes,
+    /// Return `ErrorKind::WouldBlock` instead of waiting.
+    No,
+}
+
+/// One received message.
+#[derive(Debug)]
+pub struct Packet {
+    /// The bytes received (at most the `max` given to [`recv`]).
+    pub data: Vec<u8>,
+    /// The message was longer than `max`; `data` holds its beginning only and the rest is lost.
+    pub truncated: bool,
+    /// The full length of the message as the kernel reported it.
+    pub full_len: usize,
+    /// The fds that came with the message (close-on-exec).
+    pub fds: Vec<OwnedFd>,
+    /// More fds came than [`MAX_FDS_PER_MESSAGE`]; the kernel closed the rest.
+    pub fds_truncated: bool,
+}
+
+/// A connected pair of `SOCK_SEQPACKET` sockets, close-on-exec, blocking.
+pub fn seqpacket_pair() -> io::Result<(OwnedFd, OwnedFd)> {
+    Ok(net::socketpair(AddressFamily::UNIX, SocketType::SEQPACKET, SocketFlags::CLOEXEC, None)?)
+}
+
+/// A `SOCK_STREAM` socket pair (byte streams), close-on-exec, blocking.
+pub fn stream_pair() -> io::Result<(OwnedFd, OwnedFd)> {
+    Ok(net::socketpair(AddressFamily::UNIX, SocketType::STREAM, SocketFlags::CLOEXEC, None)?)
+}
+
+/// Binds a listening `SOCK_SEQPACKET` socket at `path` (which must not exist), readable and
+/// writable by its owner only, non-blocking, close-on-exec.
+pub fn seqpacket_listen(path: &Path, backlog: i32) -> io::Result<OwnedFd> {
+    let fd = net::socket_with(
+        AddressFamily::UNIX,
+        SocketType::SEQPACKET,
+        SocketFlags::CLOEXEC | SocketFlags::NONBLOCK,
+        None,
+    )?;
+    let addr = net::SocketAddrUnix::new(path)?;
+    // Create the socket file owner-only: the permission check on connect() then refuses
+    // other users before the broker even sees them (the broker checks the uid as well).
+    let old = rustix::process::umask(rustix::fs::Mode::from_bits_truncate(0o177));
+    let bound = net::bind(&fd, &addr);
+    rustix::process::umask(old);
+    bound?;
+    net::listen(&fd, backlog)?;
+    Ok(fd)
+}
+
+/// Connects a blocking, close-on-exec `SOCK_SEQPACKET` socket to `path`.
+pub fn seqpacket_connect(path: &Path) -> io::Result<OwnedFd> {
+    let fd =
+        net::socket_with(AddressFamily::UNIX, SocketType::SEQPACKET, SocketFlags::CLOEXEC, None)?;
+    let addr = net::SocketAddrUnix::new(path)?;
+    net::connect(&fd, &addr)?;
+    Ok(fd)
+}
+
+/// Accepts one connection; the new socket is blocking and close-on-exec.
+pub fn accept(listener: impl AsFd) -> io::Result<OwnedFd> {
+    Ok(net::accept_with(listener, SocketFlags::CLOEXEC)?)
+}
+
+/// Sets or clears `O_NONBLOCK`.
+pub fn set_nonblocking(fd: impl AsFd, nonblocking: bool) -> io::Result<()> {
+    let fd = fd.as_fd();
+    let mut flags = rustix::fs::fcntl_getfl(fd)?;
+    flags.set(rustix::fs::OFlags::NONBLOCK, nonblocking);
+    rustix::fs::fcntl_setfl(fd, flags)?;
+    Ok(())
+}
+
+/// Sends one message with the given fds attached. Never raises `SIGPIPE`: a closed peer gives
+/// `ErrorKind::BrokenPipe`. A message too large for the socket gives `EMSGSIZE`.
+pub fn send(
+    sock: impl AsFd,
+    data: &[u8],
+    fds: &[BorrowedFd<'_>],
+    blocking: Blocking,
+) -> io::Result<()> {
+    if fds.len() > MAX_FDS_PER_MESSAGE {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{} fds in one message, at most {MAX_FDS_PER_MESSAGE}", fds.len()),
+        ));
+    }
+    let mut space =
+        [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS_PER_MESSAGE))];
+    let mut control = SendAncillaryBuffer::new(&mut space);
+    if !fds.is_empty() && !control.push(SendAncillaryMessage::ScmRights(fds)) {
+        return Err(io::Error::other("control buffer too small for the fds"));
+    }
+    let mut flags = SendFlags::NOSIGNAL;
+    if blocking == Blocking::No {
+        flags |= SendFlags::DONTWAIT;
+    }
+    let sent = net::sendmsg(sock, &[IoSlice::new(data)], &mut control, flags)?;
+    if sent != data.len() {
+        // Cannot happen for SOCK_SEQPACKET (all or nothing), but never report a torn message
+        // as success.
+        return Err(io::Error::new(io::ErrorKind::WriteZero, "message sent partially"));
+    }
+    Ok(())
+}
+
+/// Receives one message of at most `max` bytes. `Ok(None)` is the end of the stream (the peer
+/// closed). A longer message is reported with `truncated` set; its tail is gone.
+pub fn recv(sock: impl AsFd, max: usize, blocking: Blocking) -> io::Result<Option<Packet>> {
+    let mut data = vec![0u8; max];
+    let mut space =
+        [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS_PER_MESSAGE))];
+    let mut control = RecvAncillaryBuffer::new(&mut space);
+    let mut flags = RecvFlags::CMSG_CLOEXEC | RecvFlags::TRUNC;
+    if blocking == Blocking::No {
+        flags |= RecvFlags::DONTWAIT;
+    }
+    let msg = net::recvmsg(&sock, &mut [IoSliceMut::new(&mut data)], &mut control, flags)?;
+    let mut fds = Vec::new();
+    for m in control.drain() {
+        if let RecvAncillaryMessage::ScmRights(rights) = m {
+            fds.extend(rights);
+        }
+    }
+    if msg.bytes == 0 && fds.is_empty() {
+        return Ok(None);
+    }
+    let truncated = msg.flags.contains(ReturnFlags::TRUNC) || msg.bytes > max;
+    data.truncate(msg.bytes.min(max));
+    Ok(Some(Packet {
+        data,
+        truncated,
+        full_len: msg.bytes,
+        fds,
+        fds_truncated: msg.flags.contains(ReturnFlags::CTRUNC),
+    }))
+}
+
+/// Shuts down both directions of a socket (the peer sees the end of the stream), even while
+/// other fds of it stay open elsewhere.
+pub fn shutdown(sock: impl AsFd) -> io::Result<()> {
+    Ok(net::shutdown(sock, net::Shutdown::Both)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn boundaries_and_fds() {
+        let (a, b) = seqpacket_pair().unwrap();
+        let (p, _q) = stream_pair().unwrap();
+        send(&a, b"one", &[p.as_fd()], Blocking::Yes).unwrap();
+        send(&a, b"two-two", &[], Blocking::Yes).unwrap();
+        let m1 = recv(&b, 100, Blocking::Yes).unwrap().unwrap();
+        assert_eq!(m1.data, b"one");
+        assert_eq!(m1.fds.len(), 1);
+        let m2 = recv(&b, 3, Blocking::Yes).unwrap().unwrap();
+        assert!(m2.truncated);
+        assert_eq!(m2.full_len, 7);
+        assert_eq!(m2.data, b"two");
+        assert!(matches!(
+            recv(&b, 10, Blocking::No).unwrap_err().kind(),
+            io::ErrorKind::WouldBlock
+        ));
+        drop(a);
+        assert!(recv(&b, 10, Blocking::Yes).unwrap().is_none());
+    }
+
+    #[test]
+    fn send_to_closed_peer_is_broken_pipe() {
+        let (a, b) = seqpacket_pair().unwrap();
+        drop(b);
+        let e = send(&a, b"x", &[], Blocking::Yes).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::BrokenPipe);
+    }
+
+    #[test]
+    fn listen_connect_accept() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sock");
+        let l = seqpacket_listen(&path, 8).unwrap();
+        let mode = std::fs::metadata(&path).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(mode.permissions().mode() & 0o777, 0o600);
+        let c = seqpacket_connect(&path).unwrap();
+        let s = accept(&l).unwrap();
+        send(&c, b"hi", &[], Blocking::Yes).unwrap();
+        assert_eq!(recv(&s, 8, Blocking::Yes).unwrap().unwrap().data, b"hi");
+    }
+}
