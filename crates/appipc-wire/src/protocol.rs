@@ -1,1 +1,494 @@
-//! protocol (placeholder)
+//! The broker protocol: the messages that travel on a broker session socket.
+//!
+//! A session is a `SOCK_SEQPACKET` unix socket; every socket message is exactly one
+//! [`Frame`], CBOR-encoded, at most [`MAX_FRAME_LEN`] bytes, with any fds it carries attached
+//! to that same socket message (`SCM_RIGHTS`). A client sends [`Request`]s, each with an id of
+//! its choosing; the broker answers each with one [`Reply`] carrying the same id, in any
+//! order, and may send [`Event`]s (id 0) at any time. See `docs/wire.md`.
+//!
+//! Every type here is plain data (strings, numbers): validation into the typed identities of
+//! `appipc-model` happens in the broker, at the boundary.
+
+use minicbor::{Decode, Encode};
+
+/// Version of this protocol; the broker reports it in [`Reply::Pong`].
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// The largest frame either side sends or accepts on a broker session. A larger one closes
+/// the connection.
+pub const MAX_FRAME_LEN: usize = 128 * 1024;
+
+/// One socket message. Exactly one of `request`, `reply` or `event` is present.
+///
+/// The body fields are optional so that a request kind this broker does not know decodes as
+/// "no request" and can be answered with [`ErrorCode::Unsupported`] instead of tearing down
+/// the session.
+#[derive(Debug, Clone, PartialEq, Encode, Decode)]
+pub struct Frame {
+    /// Request id, chosen by the client (non-zero); echoed in the reply; 0 for events.
+    #[n(0)]
+    pub id: u64,
+    /// A request (client → broker).
+    #[n(1)]
+    pub request: Option<Request>,
+    /// A reply (broker → client).
+    #[n(2)]
+    pub reply: Option<Reply>,
+    /// An event (broker → client).
+    #[n(3)]
+    pub event: Option<Event>,
+}
+
+/// Why bytes could not be read as a frame.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum FrameError {
+    /// Longer than [`MAX_FRAME_LEN`].
+    #[error("frame of {0} bytes exceeds the limit of {MAX_FRAME_LEN}")]
+    TooLarge(usize),
+    /// Not a CBOR frame of this protocol.
+    #[error("malformed frame: {0}")]
+    Malformed(String),
+    /// Bytes left after the frame.
+    #[error("malformed frame: {0} trailing bytes")]
+    Trailing(usize),
+}
+
+impl Frame {
+    /// A request frame.
+    pub fn request(id: u64, request: Request) -> Frame {
+        Frame { id, request: Some(request), reply: None, event: None }
+    }
+
+    /// A reply frame.
+    pub fn reply(id: u64, reply: Reply) -> Frame {
+        Frame { id, request: None, reply: Some(reply), event: None }
+    }
+
+    /// An event frame.
+    pub fn event(event: Event) -> Frame {
+        Frame { id: 0, request: None, reply: None, event: Some(event) }
+    }
+
+    /// Encodes the frame.
+    pub fn to_cbor(&self) -> Vec<u8> {
+        minicbor::to_vec(self).expect("encoding into a Vec cannot fail")
+    }
+
+    /// Decodes a frame, refusing oversized input and trailing bytes.
+    pub fn from_cbor(bytes: &[u8]) -> Result<Frame, FrameError> {
+        if bytes.len() > MAX_FRAME_LEN {
+            return Err(FrameError::TooLarge(bytes.len()));
+        }
+        let mut d = minicbor::Decoder::new(bytes);
+        let frame: Frame = d.decode().map_err(|e| FrameError::Malformed(e.to_string()))?;
+        let rest = bytes.len() - d.position();
+        if rest != 0 {
+            return Err(FrameError::Trailing(rest));
+        }
+        Ok(frame)
+    }
+}
+
+/// What a client asks the broker.
+#[derive(Debug, Clone, PartialEq, Encode, Decode)]
+pub enum Request {
+    /// Liveness and version check.
+    #[n(0)]
+    Ping,
+    /// Who does the broker think I am? Answered with [`Reply::Identity`].
+    #[n(1)]
+    WhoAmI,
+    /// Install (or upgrade) the package in the folder at `path` (absolute, as seen by the
+    /// broker). Only callers without a package may install. Answered with [`Reply::Installed`].
+    #[n(2)]
+    Install {
+        /// Absolute path of the package folder.
+        #[n(0)]
+        path: String,
+    },
+    /// List installed packages. Answered with [`Reply::Packages`].
+    #[n(3)]
+    ListPackages,
+    /// Remove a package by family name; stops its running processes. Only callers without a
+    /// package may remove. Answered with [`Reply::Removed`].
+    #[n(4)]
+    Remove {
+        /// Package family name.
+        #[n(0)]
+        family_name: String,
+    },
+    /// Launch an application: `target` is `PFN` (the package's first application) or
+    /// `PFN!AppId`. With `stdio`, the request carries three fds (stdin, stdout, stderr) that
+    /// become the app's fds 0, 1, 2. With `notify_exit`, the broker sends
+    /// [`Event::ProcessExited`] on this session when the process ends. Answered with
+    /// [`Reply::Launched`].
+    #[n(5)]
+    Launch {
+        /// `PFN` or `PFN!AppId`.
+        #[n(0)]
+        target: String,
+        /// Arguments appended after the manifest's own.
+        #[n(1)]
+        args: Vec<String>,
+        /// Three fds attached: stdin, stdout, stderr.
+        #[n(2)]
+        stdio: bool,
+        /// Send [`Event::ProcessExited`] here when it exits.
+        #[n(3)]
+        notify_exit: bool,
+    },
+    /// Open one more session with the caller's identity; the reply carries its fd.
+    /// Answered with [`Reply::Session`].
+    #[n(6)]
+    OpenSession,
+    /// The processes the broker started and that still run. Answered with
+    /// [`Reply::Processes`].
+    #[n(7)]
+    ListProcesses,
+    /// Stop the broker (callers without a package only). Answered with [`Reply::Ok`].
+    #[n(8)]
+    Shutdown,
+}
+
+/// The broker's answer to one request.
+#[derive(Debug, Clone, PartialEq, Encode, Decode)]
+pub enum Reply {
+    /// The request failed.
+    #[n(0)]
+    Error(#[n(0)] ErrorReply),
+    /// Done, nothing to report.
+    #[n(1)]
+    Ok,
+    /// Answer to [`Request::Ping`].
+    #[n(2)]
+    Pong {
+        /// [`PROTOCOL_VERSION`] of the broker.
+        #[n(0)]
+        protocol: u32,
+        /// The broker's process id.
+        #[n(1)]
+        broker_pid: u32,
+        /// The broker's version string.
+        #[n(2)]
+        version: String,
+    },
+    /// Answer to [`Request::WhoAmI`].
+    #[n(3)]
+    Identity(#[n(0)] CallerIdentity),
+    /// Answer to [`Request::Install`].
+    #[n(4)]
+    Installed {
+        /// Package full name.
+        #[n(0)]
+        full_name: String,
+        /// Package family name.
+        #[n(1)]
+        family_name: String,
+        /// What the install did.
+        #[n(2)]
+        outcome: InstallOutcome,
+        /// The full name this replaced, for an upgrade.
+        #[n(3)]
+        replaced: Option<String>,
+    },
+    /// Answer to [`Request::ListPackages`].
+    #[n(5)]
+    Packages(#[n(0)] Vec<PackageInfo>),
+    /// Answer to [`Request::Remove`].
+    #[n(6)]
+    Removed {
+        /// The full name that was removed.
+        #[n(0)]
+        full_name: String,
+        /// How many running processes of it were stopped.
+        #[n(1)]
+        stopped_processes: u32,
+    },
+    /// Answer to [`Request::Launch`].
+    #[n(7)]
+    Launched {
+        /// The new process.
+        #[n(0)]
+        pid: u32,
+        /// `PFN!AppId` of what was launched.
+        #[n(1)]
+        app_user_model_id: String,
+    },
+    /// Answer to [`Request::OpenSession`]; the session's fd is attached.
+    #[n(8)]
+    Session,
+    /// Answer to [`Request::ListProcesses`].
+    #[n(9)]
+    Processes(#[n(0)] Vec<ProcessInfo>),
+}
+
+/// What went wrong, for a person and for a program.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct ErrorReply {
+    /// The kind of failure.
+    #[n(0)]
+    pub code: ErrorCode,
+    /// What was asked, what was refused and why.
+    #[n(1)]
+    pub message: String,
+}
+
+/// Kinds of broker errors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Encode, Decode)]
+#[cbor(index_only)]
+#[non_exhaustive]
+pub enum ErrorCode {
+    /// The request was malformed or its arguments invalid.
+    #[n(1)]
+    BadRequest,
+    /// The caller may not do this.
+    #[n(2)]
+    AccessDenied,
+    /// No such package, application or process.
+    #[n(3)]
+    NotFound,
+    /// The package folder or its manifest is invalid.
+    #[n(4)]
+    InvalidPackage,
+    /// A newer version of the package is already installed.
+    #[n(5)]
+    Downgrade,
+    /// The same version is installed with different content.
+    #[n(6)]
+    Conflict,
+    /// The process could not be started.
+    #[n(7)]
+    LaunchFailed,
+    /// Something failed inside the broker (storage, file system).
+    #[n(8)]
+    Internal,
+    /// This broker does not know the request.
+    #[n(9)]
+    Unsupported,
+    /// The package is being installed, upgraded or removed.
+    #[n(10)]
+    Busy,
+}
+
+/// Identity as the broker attests it: from the kernel and from which socket the request came
+/// in on, never from what the caller claims.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct CallerIdentity {
+    /// Process id of the peer that opened the session (for a launched package: the process
+    /// the broker started).
+    #[n(0)]
+    pub pid: u32,
+    /// User id.
+    #[n(1)]
+    pub uid: u32,
+    /// Package full name; `None` for an unpackaged caller.
+    #[n(2)]
+    pub package_full_name: Option<String>,
+    /// Package family name; `None` for an unpackaged caller.
+    #[n(3)]
+    pub package_family_name: Option<String>,
+    /// Application id inside the package.
+    #[n(4)]
+    pub app_id: Option<String>,
+    /// Trust level.
+    #[n(5)]
+    pub trust: TrustLevel,
+    /// Declared capability names.
+    #[n(6)]
+    pub capabilities: Vec<String>,
+    /// AppContainer SID of the package.
+    #[n(7)]
+    pub package_sid: Option<String>,
+    /// Capability SIDs.
+    #[n(8)]
+    pub capability_sids: Vec<String>,
+    /// The session's id in the broker's log.
+    #[n(9)]
+    pub session_id: u64,
+}
+
+/// How much a process is trusted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Encode, Decode)]
+#[cbor(index_only)]
+pub enum TrustLevel {
+    /// No package identity: a process the user started outside the broker.
+    #[n(0)]
+    Unpackaged,
+    /// A packaged process in its app container.
+    #[n(1)]
+    AppContainer,
+    /// A packaged process with full trust (`mediumIL`, `runFullTrust`).
+    #[n(2)]
+    FullTrust,
+}
+
+impl TrustLevel {
+    /// Lower-case name used in listings.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TrustLevel::Unpackaged => "unpackaged",
+            TrustLevel::AppContainer => "appcontainer",
+            TrustLevel::FullTrust => "fulltrust",
+        }
+    }
+}
+
+/// What an install did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, Decode)]
+#[cbor(index_only)]
+pub enum InstallOutcome {
+    /// Newly installed.
+    #[n(0)]
+    Installed,
+    /// Replaced an older version of the same family.
+    #[n(1)]
+    Upgraded,
+    /// This exact package was already installed; nothing changed.
+    #[n(2)]
+    AlreadyInstalled,
+}
+
+/// An installed package.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct PackageInfo {
+    /// `Identity@Name`.
+    #[n(0)]
+    pub name: String,
+    /// Four-part version.
+    #[n(1)]
+    pub version: String,
+    /// Publisher distinguished name.
+    #[n(2)]
+    pub publisher: String,
+    /// 13-character publisher id.
+    #[n(3)]
+    pub publisher_id: String,
+    /// Package family name.
+    #[n(4)]
+    pub family_name: String,
+    /// Package full name.
+    #[n(5)]
+    pub full_name: String,
+    /// Declared capabilities.
+    #[n(6)]
+    pub capabilities: Vec<String>,
+    /// Applications.
+    #[n(7)]
+    pub applications: Vec<AppInfo>,
+    /// Where the package's files are installed.
+    #[n(8)]
+    pub install_location: String,
+    /// Where its app data folders are.
+    #[n(9)]
+    pub data_location: String,
+    /// Display name, if the manifest gives one.
+    #[n(10)]
+    pub display_name: Option<String>,
+    /// AppContainer SID.
+    #[n(11)]
+    pub package_sid: String,
+    /// Install time, seconds since the Unix epoch.
+    #[n(12)]
+    pub installed_at: u64,
+}
+
+/// An application inside a package.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct AppInfo {
+    /// Application id.
+    #[n(0)]
+    pub id: String,
+    /// Package-relative executable.
+    #[n(1)]
+    pub executable: String,
+    /// Trust level it runs at.
+    #[n(2)]
+    pub trust: TrustLevel,
+}
+
+/// A process the broker started.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct ProcessInfo {
+    /// Process id.
+    #[n(0)]
+    pub pid: u32,
+    /// `PFN!AppId`.
+    #[n(1)]
+    pub app_user_model_id: String,
+    /// Package family name.
+    #[n(2)]
+    pub package_family_name: String,
+    /// Trust level.
+    #[n(3)]
+    pub trust: TrustLevel,
+    /// Start time, seconds since the Unix epoch.
+    #[n(4)]
+    pub started_at: u64,
+    /// The confinement applied, in words (for `appipc ps`).
+    #[n(5)]
+    pub confinement: String,
+}
+
+/// Something the broker tells a client without being asked.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub enum Event {
+    /// A process launched with `notify_exit` ended.
+    #[n(0)]
+    ProcessExited {
+        /// Its pid.
+        #[n(0)]
+        pid: u32,
+        /// Exit code, if it exited.
+        #[n(1)]
+        code: Option<i32>,
+        /// Terminating signal, if killed.
+        #[n(2)]
+        signal: Option<i32>,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frame_round_trip() {
+        let f = Frame::request(
+            7,
+            Request::Launch {
+                target: "A_8wekyb3d8bbwe!App".into(),
+                args: vec!["x".into()],
+                stdio: true,
+                notify_exit: false,
+            },
+        );
+        assert_eq!(Frame::from_cbor(&f.to_cbor()).unwrap(), f);
+        let r = Frame::reply(
+            7,
+            Reply::Error(ErrorReply { code: ErrorCode::Downgrade, message: "m".into() }),
+        );
+        assert_eq!(Frame::from_cbor(&r.to_cbor()).unwrap(), r);
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_a_panic() {
+        for bytes in [&b""[..], b"\xff", b"\x9f\x9f\x9f", b"\xbb\xff\xff\xff\xff\xff\xff\xff\xff"] {
+            assert!(Frame::from_cbor(bytes).is_err());
+        }
+        let mut ok = Frame::request(1, Request::Ping).to_cbor();
+        ok.push(0);
+        assert!(matches!(Frame::from_cbor(&ok), Err(FrameError::Trailing(1))));
+    }
+
+    #[test]
+    fn unknown_request_kind_decodes_as_none() {
+        // Frame::request(5, Ping) encodes as [5, [0, []]] (absent trailing fields omitted).
+        assert_eq!(Frame::request(5, Request::Ping).to_cbor(), [0x82, 0x05, 0x82, 0x00, 0x80]);
+        // The same with variant index 99, which this version does not know.
+        let bytes = [0x82, 0x05, 0x82, 0x18, 0x63, 0x80];
+        let f = Frame::from_cbor(&bytes).unwrap();
+        assert_eq!(f.id, 5);
+        assert!(f.request.is_none());
+    }
+}
