@@ -1,1 +1,276 @@
+//! The appipc broker (`appipcd`) as a library.
+//!
+//! One broker runs per user. It listens on a public `SOCK_SEQPACKET` socket for the user's
+//! unpackaged processes, refuses peers of any other uid, installs and removes packages,
+//! launches packaged processes with a pre-authenticated session socket (their identity), keeps
+//! a pidfd for each and notices when they exit. It decides; it does not carry application
+//! data.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), appipc_broker::BrokerError> {
+//! use appipc_broker::{Broker, Paths};
+//! let broker = Broker::bind(Paths::from_env())?;
+//! broker.run(async { let _ = tokio::signal::ctrl_c().await; }).await;
+//! # Ok(()) }
+//! ```
+//!
+//! What it does not do (yet): confine processes (app container), and the IPC mechanisms
+//! themselves, which arrive as modules of their own.
 #![forbid(unsafe_code)]
+
+pub mod config;
+pub mod error;
+pub mod launcher;
+pub mod packages;
+pub mod session;
+pub mod store;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use appipc_sys::aio::AsyncListener;
+use appipc_sys::fs::LockFile;
+use tokio::sync::watch;
+
+pub use config::Paths;
+pub use error::BrokerError;
+
+use crate::error::Result;
+use crate::launcher::{Launcher, Processes};
+use crate::packages::Registry;
+use crate::session::Identity;
+
+/// The fd number at which a launched process finds its session socket
+/// (`APPIPC_SESSION_FD`).
+pub const SESSION_FD: u32 = 3;
+
+/// A one-way "stop now" signal shared by all tasks.
+#[derive(Debug)]
+pub(crate) struct Stopping {
+    tx: watch::Sender<bool>,
+}
+
+impl Stopping {
+    fn new() -> Stopping {
+        Stopping { tx: watch::channel(false).0 }
+    }
+
+    /// Asks everything to stop.
+    pub(crate) fn cancel(&self) {
+        self.tx.send_replace(true);
+    }
+
+    /// Resolves once [`Stopping::cancel`] was called.
+    pub(crate) async fn cancelled(&self) {
+        let mut rx = self.tx.subscribe();
+        let _ = rx.wait_for(|v| *v).await;
+    }
+}
+
+/// State every session shares.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) paths: Paths,
+    pub(crate) registry: Registry,
+    pub(crate) launcher: Launcher,
+    pub(crate) processes: Arc<Processes>,
+    pub(crate) stopping: Stopping,
+    next_session: AtomicU64,
+    uid: u32,
+    /// Sessions the broker created itself (for launched processes, `OpenSession`), handed to
+    /// the accept loop to serve. A channel rather than a direct spawn keeps the session future
+    /// from containing itself.
+    adopt: tokio::sync::mpsc::UnboundedSender<(std::os::fd::OwnedFd, Identity)>,
+}
+
+impl Shared {
+    /// Serves a session the broker created.
+    pub(crate) fn adopt_session(&self, sock: std::os::fd::OwnedFd, identity: Identity) {
+        if self.adopt.send((sock, identity)).is_err() {
+            tracing::warn!("broker stopping; session dropped");
+        }
+    }
+
+    pub(crate) fn next_session_id(&self) -> u64 {
+        self.next_session.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
+/// A broker bound to its socket, ready to [`run`](Broker::run).
+#[derive(Debug)]
+pub struct Broker {
+    shared: Arc<Shared>,
+    adopted: tokio::sync::mpsc::UnboundedReceiver<(std::os::fd::OwnedFd, Identity)>,
+    listener: std::os::fd::OwnedFd,
+    _locks: [LockFile; 2],
+}
+
+fn create_private_dir(dir: &std::path::Path) -> Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| BrokerError::io(format!("creating {}", dir.display()), e))?;
+    let meta = std::fs::metadata(dir)
+        .map_err(|e| BrokerError::io(format!("reading {}", dir.display()), e))?;
+    use std::os::unix::fs::MetadataExt;
+    if meta.uid() != appipc_sys::cred::current_uid() {
+        return Err(BrokerError::AccessDenied(format!(
+            "{} belongs to uid {}, not to this user",
+            dir.display(),
+            meta.uid()
+        )));
+    }
+    if meta.permissions().mode() & 0o077 != 0 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| BrokerError::io(format!("restricting {}", dir.display()), e))?;
+    }
+    Ok(())
+}
+
+impl Broker {
+    /// Creates the folders, takes the single-instance locks, opens the state database and
+    /// binds the public socket. Must be called before any tokio runtime is started in this
+    /// process only if the caller relies on the launcher thread being forked early; it is safe
+    /// to call anywhere.
+    pub fn bind(paths: Paths) -> Result<Broker> {
+        create_private_dir(&paths.runtime_dir)?;
+        create_private_dir(&paths.home)?;
+        let take = |dir: &std::path::Path| -> Result<LockFile> {
+            let lock = dir.join("broker.lock");
+            appipc_sys::fs::try_lock_exclusive(&lock)
+                .map_err(|e| BrokerError::io(format!("locking {}", lock.display()), e))?
+                .ok_or_else(|| BrokerError::AlreadyRunning(dir.display().to_string()))
+        };
+        let locks = [take(&paths.runtime_dir)?, take(&paths.home)?];
+        let registry = Registry::open(&paths)?;
+        let socket = paths.socket();
+        // We hold the lock, so a socket file left here belongs to a broker that died.
+        match std::fs::remove_file(&socket) {
+            Ok(()) => tracing::info!(path = %socket.display(), "removed stale socket"),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(BrokerError::io(format!("removing stale {}", socket.display()), e));
+            }
+        }
+        let listener = appipc_sys::socket::seqpacket_listen(&socket, 128)
+            .map_err(|e| BrokerError::io(format!("listening on {}", socket.display()), e))?;
+        let launcher =
+            Launcher::start().map_err(|e| BrokerError::io("starting the launcher thread", e))?;
+        let (adopt, adopted) = tokio::sync::mpsc::unbounded_channel();
+        Ok(Broker {
+            adopted,
+            shared: Arc::new(Shared {
+                adopt,
+                paths,
+                registry,
+                launcher,
+                processes: Arc::new(Processes::default()),
+                stopping: Stopping::new(),
+                next_session: AtomicU64::new(1),
+                uid: appipc_sys::cred::current_uid(),
+            }),
+            listener,
+            _locks: locks,
+        })
+    }
+
+    /// The locations this broker uses.
+    pub fn paths(&self) -> &Paths {
+        &self.shared.paths
+    }
+
+    /// Serves until `shutdown` resolves or a client asks it to stop. Removes the socket on the
+    /// way out. Must run inside a tokio runtime.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        let Broker { shared, listener, mut adopted, _locks } = self;
+        let listener = match AsyncListener::new(listener) {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot register the listening socket");
+                return;
+            }
+        };
+        tracing::info!(
+            socket = %shared.paths.socket().display(),
+            home = %shared.paths.home.display(),
+            pid = appipc_sys::cred::current_pid(),
+            "broker listening"
+        );
+        tokio::pin!(shutdown);
+        loop {
+            let conn = tokio::select! {
+                c = listener.accept() => c,
+                Some((sock, identity)) = adopted.recv() => {
+                    tokio::spawn(session::serve(shared.clone(), sock, identity));
+                    continue;
+                }
+                () = &mut shutdown => break,
+                () = shared.stopping.cancelled() => break,
+            };
+            let conn = match conn {
+                Ok(c) => c,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::error!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let creds = match appipc_sys::cred::peer_credentials(&conn) {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read peer credentials; closing");
+                    continue;
+                }
+            };
+            if creds.uid != shared.uid {
+                tracing::warn!(
+                    peer_uid = creds.uid,
+                    peer_pid = creds.pid,
+                    "refused a peer of another user"
+                );
+                continue;
+            }
+            let identity = Identity {
+                session_id: shared.next_session_id(),
+                pid: creds.pid,
+                uid: creds.uid,
+                package: None,
+            };
+            tokio::spawn(session::serve(shared.clone(), conn, identity));
+        }
+        shared.stopping.cancel();
+        let _ = std::fs::remove_file(shared.paths.socket());
+        tracing::info!("broker stopped");
+    }
+}
+
+/// Runs a broker for this environment ([`Paths::from_env`]) until SIGTERM or SIGINT or a
+/// client's shutdown request: what `appipcd` and `appipc daemon` do.
+pub fn run_daemon() -> Result<()> {
+    let broker = Broker::bind(Paths::from_env())?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| BrokerError::io("starting the runtime", e))?;
+    rt.block_on(async move {
+        let stop = async {
+            use tokio::signal::unix::{SignalKind, signal};
+            match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+                (Ok(mut term), Ok(mut int)) => {
+                    tokio::select! {
+                        _ = term.recv() => tracing::info!("SIGTERM"),
+                        _ = int.recv() => tracing::info!("SIGINT"),
+                    }
+                }
+                _ => std::future::pending::<()>().await,
+            }
+        };
+        broker.run(stop).await;
+    });
+    Ok(())
+}

@@ -1,1 +1,412 @@
-fn main() {}
+//! `appipc`: install, launch, inspect and diagnose packaged apps on Linux.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use appipc::wire::protocol::{InstallOutcome, PackageInfo, ProcessInfo, TrustLevel};
+use appipc::{ActivateOptions, ApplicationActivationManager, PackageManager, Session};
+use appipc_model::identity::{PackageFamilyName, PackageFullName, PackageName, PublisherId};
+use clap::{Parser, Subcommand};
+
+mod daemon;
+mod demo;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "appipc",
+    version,
+    about = "Install, launch and inspect packaged apps; the Windows packaged-app IPC model on Linux.",
+    long_about = "Install, launch and inspect packaged apps; the Windows packaged-app IPC model on Linux.\n\n\
+        Commands that need the per-user broker (appipcd) start one in the background when none \
+        answers on $APPIPC_RUNTIME_DIR/broker.sock (default $XDG_RUNTIME_DIR/appipc/), and say so.\n\n\
+        Environment: APPIPC_HOME (state; default $XDG_DATA_HOME/appipc), APPIPC_RUNTIME_DIR \
+        (sockets), APPIPC_LOG (log filter, e.g. debug)."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Compute package identities exactly as Windows does (no broker needed).
+    #[command(subcommand)]
+    Identity(IdentityCommand),
+    /// Install a package folder (with appipc.toml), or upgrade to a newer version.
+    Install {
+        /// The package folder.
+        dir: PathBuf,
+    },
+    /// Check a package folder's manifest without installing it.
+    Check {
+        /// The package folder.
+        dir: PathBuf,
+    },
+    /// List installed packages.
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a package (stops its running processes; deletes its app data).
+    Remove {
+        /// Package family name.
+        family_name: String,
+    },
+    /// Launch an application: PFN (its first application) or PFN!AppId.
+    Launch {
+        /// Wait for the app to exit, forward its stdin/stdout/stderr, exit with its status.
+        #[arg(long)]
+        wait: bool,
+        /// PFN or PFN!AppId.
+        target: String,
+        /// Arguments for the app (after `--`).
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+    /// List the processes the broker started.
+    Ps {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show who the broker thinks this process is.
+    Whoami,
+    /// Show whether a broker answers, and where.
+    Status,
+    /// Run the broker in the foreground (what appipcd does).
+    Daemon,
+    /// Ask the running broker to stop.
+    Stop,
+    /// Run the demonstration: a broker on a temporary home, the example packages, and what
+    /// is allowed and what is refused.
+    Demo,
+}
+
+#[derive(Subcommand, Debug)]
+enum IdentityCommand {
+    /// The 13-character publisher id of a publisher distinguished name.
+    PublisherId {
+        /// The publisher, exactly as in the manifest (e.g. "CN=Contoso, O=Contoso, C=US").
+        publisher: String,
+    },
+    /// NAME_<publisher id>.
+    FamilyName {
+        /// Package name.
+        name: String,
+        /// Publisher distinguished name.
+        publisher: String,
+    },
+    /// NAME_VERSION_arch_RESOURCEID_<publisher id>.
+    FullName {
+        /// Package name.
+        name: String,
+        /// Four-part version.
+        version: String,
+        /// Processor architecture (x86, x64, arm, arm64, x86a64, neutral).
+        arch: String,
+        /// Publisher distinguished name.
+        publisher: String,
+        /// Resource id (empty by default, giving a double underscore).
+        #[arg(long, default_value = "")]
+        resource_id: String,
+    },
+    /// The AppContainer SID Windows derives from a name (a package family name).
+    AppcontainerSid {
+        /// The app container name.
+        name: String,
+    },
+    /// The capability SID of a capability name, or with --group its group SID.
+    CapabilitySid {
+        /// Capability name.
+        name: String,
+        /// Print the group SID (S-1-5-32-…) instead.
+        #[arg(long)]
+        group: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let default_level = if matches!(cli.command, Command::Daemon) { "info" } else { "warn" };
+    init_logging(default_level);
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("appipc: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+pub(crate) fn init_logging(default_level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("APPIPC_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    let _ =
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Identity(c) => identity(c).map(|()| ExitCode::SUCCESS),
+        Command::Check { dir } => {
+            let m = appipc_model::manifest::load(&dir)?;
+            println!("{}: valid; full name {}", dir.display(), m.identity.full_name());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Daemon => daemon::run_foreground(),
+        Command::Demo => demo::run(),
+        other => runtime()?.block_on(client(other)),
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting a runtime")
+}
+
+fn identity(c: IdentityCommand) -> Result<()> {
+    use appipc_model::sid;
+    let line = match c {
+        IdentityCommand::PublisherId { publisher } => {
+            PublisherId::from_publisher(&publisher).to_string()
+        }
+        IdentityCommand::FamilyName { name, publisher } => {
+            let name: PackageName = name.parse()?;
+            PackageFamilyName::from_publisher(&name, &publisher).to_string()
+        }
+        IdentityCommand::FullName { name, version, arch, publisher, resource_id } => {
+            PackageFullName {
+                name: name.parse()?,
+                version: version.parse()?,
+                architecture: arch.parse()?,
+                resource_id: if resource_id.is_empty() { None } else { Some(resource_id.parse()?) },
+                publisher_id: PublisherId::from_publisher(&publisher),
+            }
+            .to_string()
+        }
+        IdentityCommand::AppcontainerSid { name } => {
+            if name.is_empty() {
+                bail!("the app container name must not be empty (Windows answers E_INVALIDARG)");
+            }
+            sid::appcontainer_sid(&name).to_string()
+        }
+        IdentityCommand::CapabilitySid { name, group } => {
+            if name.is_empty() {
+                bail!("the capability name must not be empty");
+            }
+            let sids = sid::capability_sids(&name);
+            if group { sids.group } else { sids.capability }.to_string()
+        }
+    };
+    println!("{line}");
+    Ok(())
+}
+
+async fn client(command: Command) -> Result<ExitCode> {
+    if let Command::Stop = command {
+        return match Session::connect().await {
+            Ok(s) => {
+                s.request(appipc::wire::protocol::Request::Shutdown).await?;
+                println!("broker stopped");
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(appipc::Error::Connect { path, .. }) => {
+                println!("no broker answers on {path}");
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(e) => Err(e.into()),
+        };
+    }
+    if let Command::Status = command {
+        return match Session::connect().await {
+            Ok(s) => match s.request(appipc::wire::protocol::Request::Ping).await? {
+                appipc::wire::protocol::Reply::Pong { broker_pid, version, protocol } => {
+                    println!(
+                        "broker pid {broker_pid}, version {version}, protocol {protocol}, socket {}",
+                        appipc::session::public_socket_path().display()
+                    );
+                    Ok(ExitCode::SUCCESS)
+                }
+                r => bail!("unexpected reply {r:?}"),
+            },
+            Err(e) => {
+                println!("{e}");
+                Ok(ExitCode::from(3))
+            }
+        };
+    }
+    let session = daemon::connect_or_start().await?;
+    match command {
+        Command::Install { dir } => {
+            let r = PackageManager::new(&session)
+                .add_package(&dir)
+                .await
+                .with_context(|| format!("installing {}", dir.display()))?;
+            match r.outcome {
+                InstallOutcome::Installed => println!("installed {}", r.full_name),
+                InstallOutcome::Upgraded => println!(
+                    "upgraded {} to {}",
+                    r.replaced.as_deref().unwrap_or("(unknown)"),
+                    r.full_name
+                ),
+                InstallOutcome::AlreadyInstalled => {
+                    println!("{} is already installed", r.full_name)
+                }
+            }
+        }
+        Command::List { json } => {
+            let pkgs = PackageManager::new(&session).find_packages().await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&packages_json(&pkgs))?);
+            } else {
+                print_packages(&pkgs);
+            }
+        }
+        Command::Remove { family_name } => {
+            let (full, stopped) = PackageManager::new(&session)
+                .remove_package(&family_name)
+                .await
+                .with_context(|| format!("removing {family_name}"))?;
+            println!("removed {full} (stopped {stopped} running process(es))");
+        }
+        Command::Launch { wait, target, args } => {
+            let aam = ApplicationActivationManager::new(&session);
+            let mut options = ActivateOptions { notify_exit: wait, ..Default::default() };
+            if wait {
+                options.stdio = Some(daemon::own_stdio()?);
+            }
+            let (pid, aumid) = aam
+                .activate_application(&target, &args, options)
+                .await
+                .with_context(|| format!("launching {target}"))?;
+            if !wait {
+                println!("launched {aumid} (pid {pid})");
+                return Ok(ExitCode::SUCCESS);
+            }
+            let status = session.wait_for_exit(pid).await?;
+            return Ok(match (status.code, status.signal) {
+                (Some(c), _) => ExitCode::from(u8::try_from(c).unwrap_or(1)),
+                (None, Some(s)) => {
+                    eprintln!("appipc: {aumid} was killed by signal {s}");
+                    ExitCode::from(u8::try_from(128 + s).unwrap_or(1))
+                }
+                _ => ExitCode::FAILURE,
+            });
+        }
+        Command::Ps { json } => {
+            let procs = PackageManager::new(&session).running_processes().await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&processes_json(&procs))?);
+            } else {
+                print_processes(&procs);
+            }
+        }
+        Command::Whoami => {
+            let me = appipc::ProcessIdentity::query(&session).await?.0;
+            println!("pid {} uid {} trust {}", me.pid, me.uid, me.trust.as_str());
+            if let Some(f) = &me.package_family_name {
+                println!("package {f} app {}", me.app_id.as_deref().unwrap_or("?"));
+            }
+        }
+        Command::Identity(_)
+        | Command::Check { .. }
+        | Command::Daemon
+        | Command::Demo
+        | Command::Stop
+        | Command::Status => {
+            unreachable!("handled before connecting")
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn trust_str(t: TrustLevel) -> &'static str {
+    t.as_str()
+}
+
+pub(crate) fn print_packages(pkgs: &[PackageInfo]) {
+    if pkgs.is_empty() {
+        println!("no packages installed");
+        return;
+    }
+    for p in pkgs {
+        println!("{}", p.family_name);
+        println!("  name         {} {}", p.name, p.version);
+        println!("  publisher    {} ({})", p.publisher, p.publisher_id);
+        println!("  full name    {}", p.full_name);
+        println!(
+            "  capabilities {}",
+            if p.capabilities.is_empty() { "(none)".to_owned() } else { p.capabilities.join(", ") }
+        );
+        for a in &p.applications {
+            println!(
+                "  app          {}!{}  {}  ({})",
+                p.family_name,
+                a.id,
+                a.executable,
+                trust_str(a.trust)
+            );
+        }
+    }
+}
+
+fn packages_json(pkgs: &[PackageInfo]) -> serde_json::Value {
+    serde_json::Value::Array(
+        pkgs.iter()
+            .map(|p| {
+                serde_json::json!({
+                    "name": p.name,
+                    "version": p.version,
+                    "publisher": p.publisher,
+                    "publisher_id": p.publisher_id,
+                    "family_name": p.family_name,
+                    "full_name": p.full_name,
+                    "display_name": p.display_name,
+                    "capabilities": p.capabilities,
+                    "package_sid": p.package_sid,
+                    "install_location": p.install_location,
+                    "data_location": p.data_location,
+                    "installed_at": p.installed_at,
+                    "applications": p.applications.iter().map(|a| serde_json::json!({
+                        "id": a.id,
+                        "app_user_model_id": format!("{}!{}", p.family_name, a.id),
+                        "executable": a.executable,
+                        "trust": trust_str(a.trust),
+                    })).collect::<Vec<_>>(),
+                })
+            })
+            .collect(),
+    )
+}
+
+fn print_processes(procs: &[ProcessInfo]) {
+    println!("{:>8}  {:<12}  {:<48}  CONFINEMENT", "PID", "TRUST", "APP");
+    for p in procs {
+        println!(
+            "{:>8}  {:<12}  {:<48}  {}",
+            p.pid,
+            trust_str(p.trust),
+            p.app_user_model_id,
+            p.confinement
+        );
+    }
+}
+
+fn processes_json(procs: &[ProcessInfo]) -> serde_json::Value {
+    serde_json::Value::Array(
+        procs
+            .iter()
+            .map(|p| {
+                serde_json::json!({
+                    "pid": p.pid,
+                    "app_user_model_id": p.app_user_model_id,
+                    "package_family_name": p.package_family_name,
+                    "trust": trust_str(p.trust),
+                    "started_at": p.started_at,
+                    "confinement": p.confinement,
+                })
+            })
+            .collect(),
+    )
+}

@@ -1,11 +1,23 @@
 //! Package identity, exact to Windows.
 //!
 //! * publisher id: the first 8 bytes of SHA-256 over the UTF-16LE publisher string (as written,
-//!   no case folding), read as a 64-bit big-endian number, padded with one zero bit to 65 bits
-//!   and written as 13 base32 digits of the alphabet `0123456789abcdefghjkmnpqrstvwxyz`;
+//!   no trimming, no case folding, no normalisation), read as a 64-bit big-endian number, padded
+//!   with one zero bit to 65 bits and written as 13 base32 digits of the alphabet
+//!   `0123456789abcdefghjkmnpqrstvwxyz` (Crockford's, lower case);
 //! * package family name: `<Name>_<PublisherId>`;
-//! * package full name: `<Name>_<Version>_<arch>_<ResourceId>_<PublisherId>`;
+//! * package full name: `<Name>_<Version>_<arch>_<ResourceId>_<PublisherId>` (an empty resource
+//!   id gives `__`; a bundle's resource id is `~`);
 //! * application user model id: `<PackageFamilyName>!<AppId>`.
+//!
+//! The validation rules come from the manifest schema reference (`Identity`, `Application`
+//! elements, `ST_Publisher`, `ST_VersionQuad`, `ST_ApplicationId`) and from "An overview of
+//! Package Identity in Windows apps" (learn.microsoft.com, `package-identity-overview`), which
+//! defines the *package string* rules shared by `Name` and `ResourceId`. The known Windows values
+//! these functions are checked against are in `tests/identity_known_answers.rs`.
+//!
+//! Case: `Publisher` is case-sensitive; `Name`, `ResourceId`, `PublisherId`, family and full
+//! names preserve case but Windows compares them ordinal-ignore-case (see the `eq_ignore_case`
+//! methods).
 //!
 //! Every type here is validated once, when it is parsed or built, and cannot hold an invalid
 //! value afterwards.
@@ -33,8 +45,9 @@ impl IdentityError {
     }
 }
 
-/// Names Windows reserves for package names, resource ids and application ids
-/// (`ST_PackageName` and friends refuse them, case-insensitively).
+/// Device names Windows reserves. A package string (`Name`, `ResourceId`) may not equal one
+/// of them nor begin with one followed by `.`; no dot-separated field of an application id may
+/// be one. Compared case-insensitively.
 const RESERVED_NAMES: &[&str] = &[
     "CON", "PRN", "AUX", "NUL", "COM1", "COM2", "COM3", "COM4", "COM5", "COM6", "COM7", "COM8",
     "COM9", "LPT1", "LPT2", "LPT3", "LPT4", "LPT5", "LPT6", "LPT7", "LPT8", "LPT9",
@@ -44,17 +57,18 @@ fn is_reserved(s: &str) -> bool {
     RESERVED_NAMES.iter().any(|r| r.eq_ignore_ascii_case(s))
 }
 
-/// A string of `[-.A-Za-z0-9]` with a length range, not a reserved name: the shape of
-/// `ST_PackageName` and `ST_ResourceId`.
-fn check_dotted_name(
+/// The *package string* rules of `Identity@Name` and `Identity@ResourceId`
+/// (learn.microsoft.com `package-identity-overview`, "What is a 'Package String'?", and the same
+/// checks in Microsoft's MSIX SDK, `microsoft/msix-packaging` `AppxPackageInfo.cpp`):
+/// `[-.A-Za-z0-9]` only, `min..=max` characters, and, compared case-insensitively, not equal to
+/// `.`, `..` or a reserved device name, not beginning with `<reserved>.` or `xn--`, not ending
+/// with `.`, not containing `.xn--`.
+fn check_package_string(
     what: &'static str,
     s: &str,
     min: usize,
     max: usize,
 ) -> Result<(), IdentityError> {
-    if s.len() < min || s.len() > max {
-        return Err(IdentityError::new(what, s, format!("must be {min} to {max} characters long")));
-    }
     if let Some(c) = s.chars().find(|c| !(c.is_ascii_alphanumeric() || *c == '.' || *c == '-')) {
         return Err(IdentityError::new(
             what,
@@ -62,8 +76,27 @@ fn check_dotted_name(
             format!("character {c:?} is not allowed (only A-Z, a-z, 0-9, '.' and '-')"),
         ));
     }
-    if is_reserved(s) {
+    if s.len() < min || s.len() > max {
+        return Err(IdentityError::new(what, s, format!("must be {min} to {max} characters long")));
+    }
+    let lower = s.to_ascii_lowercase();
+    if is_reserved(&lower) {
         return Err(IdentityError::new(what, s, "is a reserved device name"));
+    }
+    if let Some((first, _)) = lower.split_once('.')
+        && is_reserved(first)
+    {
+        return Err(IdentityError::new(
+            what,
+            s,
+            format!("must not begin with the reserved device name {first:?} and a '.'"),
+        ));
+    }
+    if lower.starts_with("xn--") {
+        return Err(IdentityError::new(what, s, "must not begin with \"xn--\""));
+    }
+    if lower.contains(".xn--") {
+        return Err(IdentityError::new(what, s, "must not contain \".xn--\""));
     }
     if s.ends_with('.') {
         return Err(IdentityError::new(what, s, "must not end with '.'"));
@@ -125,29 +158,223 @@ macro_rules! string_newtype {
 }
 
 string_newtype!(
-    /// `Identity@Name`: 3 to 50 characters of `[-.A-Za-z0-9]`, not a reserved device name.
+    /// `Identity@Name`: a package string of 3 to 50 characters (`[-.A-Za-z0-9]`, not a reserved
+    /// device name nor `<reserved>.…`, not `xn--…`, no `.xn--`, no trailing `.`).
     PackageName
 );
+
+impl PackageName {
+    /// Ordinal case-insensitive comparison, as Windows compares package strings.
+    pub fn eq_ignore_case(&self, other: &PackageName) -> bool {
+        self.0.eq_ignore_ascii_case(&other.0)
+    }
+}
 
 impl FromStr for PackageName {
     type Err = IdentityError;
     fn from_str(s: &str) -> Result<Self, IdentityError> {
-        check_dotted_name("package name", s, 3, 50)?;
+        check_package_string("package name", s, 3, 50)?;
         Ok(PackageName(s.to_owned()))
     }
 }
 
+/// The resource id Windows gives every bundle (`…_neutral_~_8wekyb3d8bbwe`).
+pub const BUNDLE_RESOURCE_ID: &str = "~";
+
 string_newtype!(
-    /// `Identity@ResourceId`: 1 to 30 characters of `[-.A-Za-z0-9]`, not a reserved name.
-    /// The empty resource id is represented by `Option::None` where it is optional.
+    /// `Identity@ResourceId`: a package string of 1 to 30 characters (same rules as
+    /// [`PackageName`]). The empty resource id is represented by `Option::None` where it is
+    /// optional. Parsing refuses `~`, which no manifest may declare; the bundle resource id is
+    /// [`ResourceId::bundle`], and [`PackageFullName`] parses it.
     ResourceId
 );
+
+impl ResourceId {
+    /// `~`, the resource id of every bundle.
+    pub fn bundle() -> ResourceId {
+        ResourceId(BUNDLE_RESOURCE_ID.to_owned())
+    }
+
+    /// True for the bundle resource id `~`.
+    pub fn is_bundle(&self) -> bool {
+        self.0 == BUNDLE_RESOURCE_ID
+    }
+
+    /// Ordinal case-insensitive comparison, as Windows compares package strings.
+    pub fn eq_ignore_case(&self, other: &ResourceId) -> bool {
+        self.0.eq_ignore_ascii_case(&other.0)
+    }
+}
 
 impl FromStr for ResourceId {
     type Err = IdentityError;
     fn from_str(s: &str) -> Result<Self, IdentityError> {
-        check_dotted_name("resource id", s, 1, 30)?;
+        check_package_string("resource id", s, 1, 30)?;
         Ok(ResourceId(s.to_owned()))
+    }
+}
+
+/// The relative-distinguished-name attribute types `ST_Publisher` accepts, besides dotted OIDs
+/// (`OID.2.5.4.15`). This is the `ST_Publisher_2010_v2` list of `AppxManifestTypes.xsd`, as the
+/// Windows 8.1 and later schema reference prints it.
+const DN_ATTRIBUTE_TYPES: &[&str] = &[
+    "CN",
+    "L",
+    "O",
+    "OU",
+    "E",
+    "C",
+    "S",
+    "STREET",
+    "T",
+    "G",
+    "I",
+    "SN",
+    "DC",
+    "SERIALNUMBER",
+    "Description",
+    "PostalCode",
+    "POBox",
+    "Phone",
+    "X21Address",
+    "dnQualifier",
+];
+
+/// The characters an unquoted attribute value may not contain (`[^,+="<>#;]`).
+const DN_UNQUOTED_FORBIDDEN: &[char] = &[',', '+', '=', '"', '<', '>', '#', ';'];
+
+/// The most characters a publisher may have (`ST_Publisher` `maxLength`).
+pub const PUBLISHER_MAX_LENGTH: usize = 8192;
+
+/// The relative distinguished name that marks an unsigned package's publisher; it must be the
+/// last one (learn.microsoft.com `package-identity-overview`, note on unsigned packages).
+pub const UNSIGNED_PUBLISHER_MARKER: &str = "OID.2.25.311729368913984317654407730594956997722=1";
+
+/// `OID\.(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))+`
+fn is_oid_attribute_type(t: &str) -> bool {
+    let Some(rest) = t.strip_prefix("OID.") else {
+        return false;
+    };
+    let arcs: Vec<&str> = rest.split('.').collect();
+    arcs.len() >= 2
+        && arcs.iter().all(|a| {
+            !a.is_empty()
+                && a.bytes().all(|b| b.is_ascii_digit())
+                && (*a == "0" || !a.starts_with('0'))
+        })
+}
+
+/// Whether `s` matches the whole `ST_DistinguishedName` pattern
+/// `RDN(, RDN)*` with `RDN = TYPE=(([^,+="<>#;])+|".*")`. XSD patterns are regular, so a value
+/// in quotes may itself contain `", "`: every way of splitting the text is tried, walking the
+/// possible starts of each relative distinguished name left to right.
+fn matches_distinguished_name(s: &str) -> bool {
+    let chars: Vec<char> = s.chars().collect();
+    let n = chars.len();
+    let mut rdn_starts = vec![false; n + 1];
+    rdn_starts[0] = true;
+    for start in 0..n {
+        if !rdn_starts[start] {
+            continue;
+        }
+        let Some(eq) = chars[start..].iter().position(|c| *c == '=').map(|p| p + start) else {
+            continue;
+        };
+        let attribute_type: String = chars[start..eq].iter().collect();
+        if !DN_ATTRIBUTE_TYPES.contains(&attribute_type.as_str())
+            && !is_oid_attribute_type(&attribute_type)
+        {
+            continue;
+        }
+        let value = eq + 1;
+        let mut ends = Vec::new();
+        // Unquoted: one or more allowed characters. As none of them is ',', only the longest
+        // run can be followed by ", " or the end.
+        let run = chars[value..].iter().take_while(|c| !DN_UNQUOTED_FORBIDDEN.contains(c)).count();
+        if run > 0 {
+            ends.push(value + run);
+        }
+        // Quoted: '"', any characters but line breaks ('.' in XSD), '"'.
+        if chars.get(value) == Some(&'"') {
+            for (k, c) in chars.iter().enumerate().skip(value + 1) {
+                if *c == '\n' || *c == '\r' {
+                    break;
+                }
+                if *c == '"' {
+                    ends.push(k + 1);
+                }
+            }
+        }
+        for end in ends {
+            if end == n {
+                return true;
+            }
+            if chars[end..].starts_with(&[',', ' ']) && end + 2 <= n {
+                rdn_starts[end + 2] = true;
+            }
+        }
+    }
+    false
+}
+
+string_newtype!(
+    /// `Identity@Publisher` (`ST_Publisher`): the subject distinguished name of the signing
+    /// certificate, 1 to 8192 characters, no leading or trailing white space, no line breaks,
+    /// matching the schema's distinguished-name pattern: relative distinguished names
+    /// `TYPE=value` joined by `", "`, where `TYPE` is one of `CN L O OU E C S STREET T G I SN DC
+    /// SERIALNUMBER Description PostalCode POBox Phone X21Address dnQualifier` or `OID.n.n…`, and
+    /// the value is either a non-empty run without `, + = " < > # ;` or a quoted string.
+    ///
+    /// The publisher is case-sensitive and hashed exactly as written
+    /// ([`Publisher::publisher_id`]). Windows also runs a semantic check against `CertNameToStr`'s
+    /// X.500 rules; that check is not reproduced here.
+    Publisher
+);
+
+impl Publisher {
+    /// The 13-character publisher id of this publisher.
+    pub fn publisher_id(&self) -> PublisherId {
+        PublisherId::from_publisher(&self.0)
+    }
+
+    /// True when the publisher carries the unsigned-package marker as its last relative
+    /// distinguished name ([`UNSIGNED_PUBLISHER_MARKER`]).
+    pub fn is_unsigned(&self) -> bool {
+        self.0 == UNSIGNED_PUBLISHER_MARKER
+            || self.0.ends_with(&format!(", {UNSIGNED_PUBLISHER_MARKER}"))
+    }
+}
+
+impl FromStr for Publisher {
+    type Err = IdentityError;
+    fn from_str(s: &str) -> Result<Self, IdentityError> {
+        let what = "publisher";
+        let len = s.chars().count();
+        if len == 0 || len > PUBLISHER_MAX_LENGTH {
+            return Err(IdentityError::new(
+                what,
+                s,
+                format!("must be 1 to {PUBLISHER_MAX_LENGTH} characters long"),
+            ));
+        }
+        // ST_NonEmptyString: `[^\s]|([^\s].*[^\s])`, where `\s` is space, tab, CR, LF and `.`
+        // matches anything but CR and LF.
+        let xsd_space = |c: char| matches!(c, ' ' | '\t' | '\n' | '\r');
+        if s.starts_with(xsd_space) || s.ends_with(xsd_space) {
+            return Err(IdentityError::new(what, s, "must not begin or end with white space"));
+        }
+        if s.contains(['\n', '\r']) {
+            return Err(IdentityError::new(what, s, "must not contain a line break"));
+        }
+        if !matches_distinguished_name(s) {
+            return Err(IdentityError::new(
+                what,
+                s,
+                "must be a distinguished name: TYPE=value pairs joined by \", \", like \
+                 CN=Contoso, O=Contoso Corporation, C=US",
+            ));
+        }
+        Ok(Publisher(s.to_owned()))
     }
 }
 
@@ -157,12 +384,18 @@ const PUBLISHER_ID_ALPHABET: &[u8; 32] = b"0123456789abcdefghjkmnpqrstvwxyz";
 string_newtype!(
     /// The 13-character publisher id (`8wekyb3d8bbwe`), derived from a publisher's
     /// distinguished name by [`PublisherId::from_publisher`].
+    ///
+    /// Parsing accepts the alphabet in either case (Windows compares publisher ids
+    /// ordinal-ignore-case and keeps the case it was given); derived ids are always lower case.
+    /// The last digit carries the four last bits of the hash and one zero pad bit, so it must
+    /// be one of `02468acegjmprtwy`: no publisher can produce any other.
     PublisherId
 );
 
 impl PublisherId {
     /// Derives the publisher id from the publisher string exactly as written in the manifest
-    /// (no trimming, no case folding; non-ASCII characters are hashed as UTF-16LE).
+    /// (no trimming, no case folding, no Unicode normalisation; non-ASCII characters are hashed
+    /// as their UTF-16LE code units, surrogate pairs included).
     pub fn from_publisher(publisher: &str) -> PublisherId {
         let mut hasher = Sha256::new();
         for unit in publisher.encode_utf16() {
@@ -180,6 +413,11 @@ impl PublisherId {
         }
         PublisherId(out)
     }
+
+    /// Ordinal case-insensitive comparison, as Windows compares publisher ids.
+    pub fn eq_ignore_case(&self, other: &PublisherId) -> bool {
+        self.0.eq_ignore_ascii_case(&other.0)
+    }
 }
 
 impl FromStr for PublisherId {
@@ -188,7 +426,8 @@ impl FromStr for PublisherId {
         if s.len() != 13 {
             return Err(IdentityError::new("publisher id", s, "must be exactly 13 characters"));
         }
-        if let Some(c) = s.bytes().find(|b| !PUBLISHER_ID_ALPHABET.contains(b)) {
+        let digit = |b: u8| PUBLISHER_ID_ALPHABET.iter().position(|a| *a == b.to_ascii_lowercase());
+        if let Some(c) = s.bytes().find(|b| digit(*b).is_none()) {
             return Err(IdentityError::new(
                 "publisher id",
                 s,
@@ -199,9 +438,7 @@ impl FromStr for PublisherId {
             ));
         }
         // The last digit carries only 4 bits of hash and a zero pad bit: it must be even.
-        let last = s.as_bytes()[12];
-        let idx = PUBLISHER_ID_ALPHABET.iter().position(|b| *b == last).unwrap_or(0);
-        if idx & 1 != 0 {
+        if digit(s.as_bytes()[12]).unwrap_or(0) & 1 != 0 {
             return Err(IdentityError::new(
                 "publisher id",
                 s,
@@ -213,8 +450,28 @@ impl FromStr for PublisherId {
 }
 
 /// A four-part package version `Major.Minor.Build.Revision`, each 0..=65535.
+///
+/// The text form is `ST_VersionQuad`: four decimal numbers without leading zeros (`0` itself
+/// is fine) joined by dots. `0.x.y.z` is accepted: the schema reference's "Major cannot be 0"
+/// is not enforced by Windows (`MSIXHero_0.7.1.0_neutral__zxq1da1qqbeze` is a real package).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
 pub struct PackageVersion(pub [u16; 4]);
+
+impl PackageVersion {
+    /// The `PACKAGE_VERSION.Version` value: `Major << 48 | Minor << 32 | Build << 16 |
+    /// Revision` (appmodel.h), which is how Windows APIs pass and compare versions.
+    pub fn to_u64(self) -> u64 {
+        let [a, b, c, d] = self.0.map(u64::from);
+        a << 48 | b << 32 | c << 16 | d
+    }
+
+    /// The version of a `PACKAGE_VERSION.Version` value.
+    pub fn from_u64(v: u64) -> PackageVersion {
+        // Each shifted value is masked to 16 bits, so the casts cannot truncate anything else.
+        let part = |shift: u32| ((v >> shift) & 0xffff) as u16;
+        PackageVersion([part(48), part(32), part(16), part(0)])
+    }
+}
 
 impl fmt::Display for PackageVersion {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -226,14 +483,18 @@ impl fmt::Display for PackageVersion {
 impl FromStr for PackageVersion {
     type Err = IdentityError;
     fn from_str(s: &str) -> Result<Self, IdentityError> {
-        let rule = "must be four numbers 0-65535 separated by dots, like 1.0.0.0";
+        let rule =
+            "must be four numbers 0-65535 without leading zeros, separated by dots, like 1.0.0.0";
         let parts: Vec<&str> = s.split('.').collect();
         if parts.len() != 4 {
             return Err(IdentityError::new("version", s, rule));
         }
         let mut v = [0u16; 4];
         for (slot, part) in v.iter_mut().zip(parts) {
-            if part.is_empty() || !part.bytes().all(|b| b.is_ascii_digit()) {
+            if part.is_empty()
+                || !part.bytes().all(|b| b.is_ascii_digit())
+                || (part.len() > 1 && part.starts_with('0'))
+            {
                 return Err(IdentityError::new("version", s, rule));
             }
             *slot = part.parse().map_err(|_| IdentityError::new("version", s, rule))?;
@@ -242,7 +503,9 @@ impl FromStr for PackageVersion {
     }
 }
 
-/// `Identity@ProcessorArchitecture`. Written lower case in full names.
+/// `Identity@ProcessorArchitecture`. Written lower case in full names. The values are the ones
+/// package identity allows (learn.microsoft.com `package-identity-overview`: neutral, x86, x64,
+/// arm, arm64, x86a64); a manifest that omits the attribute means `neutral`.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub enum ProcessorArchitecture {
     /// `x86`
@@ -332,9 +595,15 @@ impl PackageFamilyName {
         }
     }
 
-    /// Builds the family name from a package name and its publisher's distinguished name.
+    /// Builds the family name from a package name and its publisher's distinguished name,
+    /// hashed as written (see [`PublisherId::from_publisher`]).
     pub fn from_publisher(name: &PackageName, publisher: &str) -> PackageFamilyName {
         PackageFamilyName::new(name, &PublisherId::from_publisher(publisher))
+    }
+
+    /// Builds the family name from a package name and a validated publisher.
+    pub fn from_identity(name: &PackageName, publisher: &Publisher) -> PackageFamilyName {
+        PackageFamilyName::new(name, &publisher.publisher_id())
     }
 
     /// The text, `Name_publisherid`.
@@ -397,7 +666,9 @@ impl TryFrom<&str> for PackageFamilyName {
     }
 }
 
-/// A package full name `<Name>_<Version>_<arch>_<ResourceId>_<PublisherId>`.
+/// A package full name `<Name>_<Version>_<arch>_<ResourceId>_<PublisherId>`. The resource id
+/// is empty for most packages (`…_x64__8wekyb3d8bbwe`), `neutral` for many Windows system
+/// packages, a qualifier such as `split.scale-100` for resource packages and `~` for bundles.
 #[derive(Clone, PartialEq, Eq, Hash, Debug)]
 pub struct PackageFullName {
     /// `Identity@Name`.
@@ -416,6 +687,16 @@ impl PackageFullName {
     /// The family name of this package.
     pub fn family_name(&self) -> PackageFamilyName {
         PackageFamilyName::new(&self.name, &self.publisher_id)
+    }
+
+    /// True for a bundle's full name (resource id `~`).
+    pub fn is_bundle(&self) -> bool {
+        self.resource_id.as_ref().is_some_and(ResourceId::is_bundle)
+    }
+
+    /// Case-insensitive comparison (Windows compares full names ordinal-ignore-case).
+    pub fn eq_ignore_case(&self, other: &PackageFullName) -> bool {
+        self.to_string().eq_ignore_ascii_case(&other.to_string())
     }
 }
 
@@ -451,6 +732,8 @@ impl FromStr for PackageFullName {
                 .map_err(|e: IdentityError| err(format!("architecture: {}", e.rule)))?,
             resource_id: if parts[3].is_empty() {
                 None
+            } else if parts[3] == BUNDLE_RESOURCE_ID {
+                Some(ResourceId::bundle())
             } else {
                 Some(
                     parts[3]
@@ -466,10 +749,19 @@ impl FromStr for PackageFullName {
 }
 
 string_newtype!(
-    /// `Application@Id`: 1 to 64 characters; ASCII letters and digits in dot-separated
-    /// segments, each starting with a letter; not a reserved name.
+    /// `Application@Id` (`ST_ApplicationId`): 1 to 64 ASCII characters matching
+    /// `([A-Za-z][A-Za-z0-9]*)(\.[A-Za-z][A-Za-z0-9]*)*`, that is alphanumeric fields separated
+    /// by dots, each beginning with a letter; no field may be a reserved device name
+    /// (`CON`, `PRN`, `AUX`, `NUL`, `COM1`-`COM9`, `LPT1`-`LPT9`, any case).
     AppId
 );
+
+impl AppId {
+    /// Case-insensitive comparison.
+    pub fn eq_ignore_case(&self, other: &AppId) -> bool {
+        self.0.eq_ignore_ascii_case(&other.0)
+    }
+}
 
 impl FromStr for AppId {
     type Err = IdentityError;
@@ -496,9 +788,13 @@ impl FromStr for AppId {
                     format!("character {c:?} is not allowed (only A-Z, a-z, 0-9 and '.')"),
                 ));
             }
-        }
-        if is_reserved(s) {
-            return Err(IdentityError::new("application id", s, "is a reserved device name"));
+            if is_reserved(seg) {
+                return Err(IdentityError::new(
+                    "application id",
+                    s,
+                    format!("the part {seg:?} is a reserved device name"),
+                ));
+            }
         }
         Ok(AppId(s.to_owned()))
     }
@@ -581,6 +877,116 @@ mod tests {
         assert!("App-1".parse::<AppId>().is_err());
         assert!("1.2.3".parse::<PackageVersion>().is_err());
         assert!("1.2.3.65536".parse::<PackageVersion>().is_err());
+    }
+
+    #[test]
+    fn package_string_rules() {
+        // learn.microsoft.com package-identity-overview, "What is a 'Package String'?"
+        for bad in [
+            "con",
+            "Nul",
+            "lpt9",
+            "con.app",
+            "COM1.x",
+            "xn--abc",
+            "XN--abc",
+            "a.xn--b",
+            "abc.",
+            "..",
+            "a b",
+            "a_b",
+            "ab\u{e9}c",
+        ] {
+            assert!(bad.parse::<PackageName>().is_err(), "{bad:?} should be refused");
+        }
+        for good in ["Contoso.App", "a-b", "console", "com10", "conx.y", "axn--b", "1.2-3"] {
+            assert!(good.parse::<PackageName>().is_ok(), "{good:?} should be accepted");
+        }
+        assert!("ab".parse::<PackageName>().is_err());
+        assert!("x".repeat(50).parse::<PackageName>().is_ok());
+        assert!("x".repeat(30).parse::<ResourceId>().is_ok());
+        assert!("x".repeat(31).parse::<ResourceId>().is_err());
+        assert!("".parse::<ResourceId>().is_err());
+        assert!("~".parse::<ResourceId>().is_err());
+        assert!("split.scale-100".parse::<ResourceId>().is_ok());
+    }
+
+    #[test]
+    fn publisher_rules() {
+        for good in [
+            MS,
+            "CN=Contoso",
+            "CN=AppModelSamples, OID.2.25.311729368913984317654407730594956997722=1",
+            "CN=\"Contoso, Inc.\", O=Contoso",
+            "E=marcin@otorowski.com, CN=Marcin Otorowski, O=Marcin Otorowski, S=zachodniopomorskie, C=PL",
+            "CN=Hydraulic Software AG, L=Z\u{fc}rich, SERIALNUMBER=CHE-312.597.948, OID.2.5.4.15=Private Organization",
+            "Description=x, PostalCode=8001, POBox=1, Phone=555, X21Address=1, dnQualifier=q",
+        ] {
+            let p: Publisher = good.parse().unwrap_or_else(|e| panic!("{good:?}: {e}"));
+            assert_eq!(p.publisher_id(), PublisherId::from_publisher(good));
+        }
+        for bad in [
+            "",
+            "Contoso",
+            "cn=Contoso",
+            "CN=",
+            "CN=a,O=b",
+            "CN=a,  O=b",
+            "CN=a, ",
+            " CN=a",
+            "CN=a ",
+            "CN=a\nb",
+            "CN=a+b",
+            "CN=a#b",
+            "CN=a;b",
+            "CN=a<b",
+            "X=a",
+            "OID.1=a",
+            "OID.01.2=a",
+            "CN=\"a",
+        ] {
+            assert!(bad.parse::<Publisher>().is_err(), "{bad:?} should be refused");
+        }
+        assert!(format!("CN={}", "a".repeat(8189)).parse::<Publisher>().is_ok());
+        assert!(format!("CN={}", "a".repeat(8190)).parse::<Publisher>().is_err());
+        let unsigned: Publisher =
+            "CN=AppModelSamples, OID.2.25.311729368913984317654407730594956997722=1"
+                .parse()
+                .unwrap();
+        assert!(unsigned.is_unsigned());
+        assert!(!MS.parse::<Publisher>().unwrap().is_unsigned());
+    }
+
+    #[test]
+    fn publisher_id_case() {
+        let upper: PublisherId = "8WEKYB3D8BBWE".parse().unwrap();
+        let lower = PublisherId::from_publisher(MS);
+        assert_ne!(upper, lower);
+        assert!(upper.eq_ignore_case(&lower));
+        // The last digit must carry a zero pad bit.
+        assert!("8wekyb3d8bbwf".parse::<PublisherId>().is_err());
+        assert!("8wekyb3d8bbwl".parse::<PublisherId>().is_err());
+    }
+
+    #[test]
+    fn versions() {
+        assert_eq!("0.7.1.0".parse::<PackageVersion>().unwrap(), PackageVersion([0, 7, 1, 0]));
+        assert!("01.0.0.0".parse::<PackageVersion>().is_err());
+        assert!("1.0.0.00".parse::<PackageVersion>().is_err());
+        assert!("1.0.0.+1".parse::<PackageVersion>().is_err());
+        let v: PackageVersion = "65535.1.2.3".parse().unwrap();
+        assert_eq!(PackageVersion::from_u64(v.to_u64()), v);
+    }
+
+    #[test]
+    fn app_id_reserved_fields() {
+        assert!("App.CON".parse::<AppId>().is_err());
+        assert!("lpt1".parse::<AppId>().is_err());
+        assert!("App.Console".parse::<AppId>().is_ok());
+        assert!("App.COM10".parse::<AppId>().is_ok());
+        assert!("A.".parse::<AppId>().is_err());
+        assert!("a".repeat(64).parse::<AppId>().is_ok());
+        assert!("a".repeat(65).parse::<AppId>().is_err());
     }
 
     #[test]

@@ -16,4 +16,5 @@
 
 pub mod identity;
 pub mod manifest;
+pub mod policy;
 pub mod sid;

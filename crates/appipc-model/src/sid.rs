@@ -4,10 +4,23 @@
 //! * [`appcontainer_sid`] = `DeriveAppContainerSidFromAppContainerName`: `S-1-15-2-r1..r7`,
 //!   the first 28 bytes of SHA-256 over the UTF-16LE of the lower-cased name, as seven
 //!   little-endian 32-bit sub-authorities.
+//! * [`child_appcontainer_sid`] = `DeriveRestrictedAppContainerSidFromAppContainerSidAndRestrictedName`:
+//!   the parent's eight sub-authorities followed by the last four of the child name's own
+//!   app container SID (12 in all).
 //! * [`capability_sids`] = `DeriveCapabilitySidsFromName`: the capability SID
-//!   `S-1-15-3-1024-h1..h8` (or the fixed `S-1-15-3-N` of a legacy capability) and the group
-//!   SID `S-1-5-32-h1..h8`, where h1..h8 are the eight little-endian 32-bit words of SHA-256
-//!   over the UTF-16LE of the upper-cased name.
+//!   `S-1-15-3-1024-h1..h8` (or the fixed `S-1-15-3-N` of one of the twelve legacy
+//!   capabilities) and the group SID `S-1-5-32-h1..h8`, where h1..h8 are the eight
+//!   little-endian 32-bit words of SHA-256 over the UTF-16LE of the upper-cased name. Windows
+//!   returns exactly one SID of each kind, and the group SID is hash based even for a legacy
+//!   capability.
+//!
+//! Case mapping is done one UTF-16 code unit at a time with a one-to-one mapping, as
+//! `RtlUpcaseUnicodeString`/`RtlDowncaseUnicodeString` do. For ASCII this is exact and checked
+//! against Windows values (`tests/identity_known_answers.rs`). For other characters it uses
+//! Unicode's simple case mapping, which is close to, but not proven identical with, the NLS
+//! case table Windows uses; no Windows value for a non-ASCII app container or capability name
+//! has been found to check it against. App container names are in practice ASCII
+//! ([`is_valid_appcontainer_name`]).
 
 use std::fmt;
 use std::str::FromStr;
@@ -75,6 +88,21 @@ impl Sid {
             && self.sub_authorities[0] == 2
     }
 
+    /// True for a child app container SID: `S-1-15-2-` with 12 sub-authorities.
+    pub fn is_child_appcontainer(&self) -> bool {
+        self.authority == APP_PACKAGE_AUTHORITY
+            && self.sub_authorities.len() == 12
+            && self.sub_authorities[0] == 2
+    }
+
+    /// True for a capability group SID as [`capability_sids`] derives it: `S-1-5-32-` with
+    /// eight hash sub-authorities.
+    pub fn is_capability_group(&self) -> bool {
+        self.authority == NT_AUTHORITY
+            && self.sub_authorities.len() == 9
+            && self.sub_authorities[0] == 32
+    }
+
     /// True for a capability SID: `S-1-15-3-…`.
     pub fn is_capability(&self) -> bool {
         self.authority == APP_PACKAGE_AUTHORITY && self.sub_authorities.first() == Some(&3)
@@ -82,10 +110,11 @@ impl Sid {
 }
 
 impl fmt::Display for Sid {
+    /// The `ConvertSidToStringSid` form: the authority in decimal below 2^32, otherwise as
+    /// `0x` and twelve lower-case hex digits (Windows formats it with `0x%02hx` six times).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // Windows prints authorities >= 2^32 in hex.
         if self.authority >= 1 << 32 {
-            write!(f, "S-1-0x{:012X}", self.authority)?;
+            write!(f, "S-1-0x{:012x}", self.authority)?;
         } else {
             write!(f, "S-1-{}", self.authority)?;
         }
@@ -143,9 +172,10 @@ impl TryFrom<&str> for Sid {
     }
 }
 
-/// Upper- or lower-cases one UTF-16 code unit at a time with simple (one-to-one) case mapping,
-/// as Windows' `RtlUpcaseUnicodeString` / `RtlDowncaseUnicodeString` do: a character whose
-/// full mapping is longer than one character (ß → SS) is left as it is.
+/// Upper- or lower-cases one UTF-16 code unit at a time with a one-to-one mapping, as
+/// Windows' `RtlUpcaseUnicodeString` / `RtlDowncaseUnicodeString` do: a character whose case
+/// mapping is longer than one character (ß → SS, İ → i̇) is left as it is, and so is every
+/// character outside the Basic Multilingual Plane (its two surrogates are not letters).
 fn simple_case(s: &str, upper: bool) -> Vec<u16> {
     let mut out = Vec::with_capacity(s.len());
     for c in s.chars() {
@@ -174,7 +204,8 @@ fn le_words(bytes: &[u8]) -> Vec<u32> {
 }
 
 /// `DeriveAppContainerSidFromAppContainerName`: the app container SID of a name (for packages,
-/// the package family name). Case-insensitive in the name.
+/// the package family name). Case-insensitive in the name. Any string gets a SID; whether
+/// Windows accepts a name outside [`is_valid_appcontainer_name`] is not documented.
 pub fn appcontainer_sid(name: &str) -> Sid {
     let hash = sha256_utf16(&simple_case(name, false));
     let mut subs = vec![2u32];
@@ -182,7 +213,36 @@ pub fn appcontainer_sid(name: &str) -> Sid {
     Sid { authority: APP_PACKAGE_AUTHORITY, sub_authorities: subs }
 }
 
-/// Capabilities that predate named capabilities and keep fixed SIDs `S-1-15-3-N`.
+/// The most characters an app container name may have (`CreateAppContainerProfile`).
+pub const APPCONTAINER_NAME_MAX_LENGTH: usize = 64;
+
+/// Whether `name` is an app container name `CreateAppContainerProfile` accepts: 1 to 64
+/// characters matching `[-_. A-Za-z0-9]+`. Every package family name is one (at most
+/// 50 + 1 + 13 characters).
+pub fn is_valid_appcontainer_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= APPCONTAINER_NAME_MAX_LENGTH
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b' '))
+}
+
+/// `DeriveRestrictedAppContainerSidFromAppContainerSidAndRestrictedName`: the SID of the child
+/// app container `child_name` of `parent` (a parent app container SID with 8 sub-authorities):
+/// the parent's sub-authorities followed by the last four sub-authorities of
+/// [`appcontainer_sid`]`(child_name)`. `None` if `parent` is not a parent app container SID.
+pub fn child_appcontainer_sid(parent: &Sid, child_name: &str) -> Option<Sid> {
+    if !parent.is_appcontainer() {
+        return None;
+    }
+    let child = appcontainer_sid(child_name);
+    let mut subs = parent.sub_authorities.clone();
+    subs.extend_from_slice(&child.sub_authorities[4..]);
+    Some(Sid { authority: APP_PACKAGE_AUTHORITY, sub_authorities: subs })
+}
+
+/// Capabilities that predate named capabilities and keep fixed SIDs `S-1-15-3-N`
+/// (`SECURITY_CAPABILITY_*` in winnt.h). `DeriveCapabilitySidsFromName` maps these twelve
+/// names to their fixed SIDs whatever their case (Chromium's `base/win/sid_unittest.cc` checks
+/// `InternetClient` … `Contacts` against Windows); every other name is hashed.
 pub const LEGACY_CAPABILITIES: &[(&str, u32)] = &[
     ("internetClient", 1),
     ("internetClientServer", 2),
@@ -198,6 +258,14 @@ pub const LEGACY_CAPABILITIES: &[(&str, u32)] = &[
     ("contacts", 12),
 ];
 
+/// `SECURITY_CAPABILITY_INTERNET_EXPLORER`: the well-known capability SID `S-1-15-3-4096`
+/// ("Internet Explorer"). No capability name is known to derive it, so it is not in
+/// [`LEGACY_CAPABILITIES`].
+pub const INTERNET_EXPLORER_CAPABILITY_RID: u32 = 4096;
+
+/// `SECURITY_CAPABILITY_APP_RID`, the second sub-authority of a named capability SID.
+pub const CAPABILITY_APP_RID: u32 = 1024;
+
 /// The two SIDs `DeriveCapabilitySidsFromName` returns for a capability name.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct CapabilitySids {
@@ -207,18 +275,26 @@ pub struct CapabilitySids {
     pub group: Sid,
 }
 
-/// `DeriveCapabilitySidsFromName`.
+/// `DeriveCapabilitySidsFromName`. The name is upper-cased and hashed; if the upper-cased name
+/// is one of the [`LEGACY_CAPABILITIES`] (so `InternetClient` and `INTERNETCLIENT` count), the
+/// capability SID is that fixed SID instead. Any string, the empty one included, gets SIDs.
 pub fn capability_sids(name: &str) -> CapabilitySids {
-    let hash = sha256_utf16(&simple_case(name, true));
-    let words = le_words(&hash);
-    let mut cap_subs = vec![3u32, 1024];
-    cap_subs.extend(&words);
+    let upper = simple_case(name, true);
+    let words = le_words(&sha256_utf16(&upper));
+    let legacy = LEGACY_CAPABILITIES.iter().find(|(n, _)| {
+        n.len() == upper.len()
+            && n.bytes().zip(&upper).all(|(a, b)| u16::from(a.to_ascii_uppercase()) == *b)
+    });
+    let capability = match legacy {
+        Some((_, rid)) => Sid { authority: APP_PACKAGE_AUTHORITY, sub_authorities: vec![3, *rid] },
+        None => {
+            let mut subs = vec![3u32, CAPABILITY_APP_RID];
+            subs.extend(&words);
+            Sid { authority: APP_PACKAGE_AUTHORITY, sub_authorities: subs }
+        }
+    };
     let mut group_subs = vec![32u32];
     group_subs.extend(&words);
-    let capability = match LEGACY_CAPABILITIES.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)) {
-        Some((_, rid)) => Sid { authority: APP_PACKAGE_AUTHORITY, sub_authorities: vec![3, *rid] },
-        None => Sid { authority: APP_PACKAGE_AUTHORITY, sub_authorities: cap_subs },
-    };
     CapabilitySids {
         capability,
         group: Sid { authority: NT_AUTHORITY, sub_authorities: group_subs },
@@ -228,6 +304,11 @@ pub fn capability_sids(name: &str) -> CapabilitySids {
 /// The capability SID alone (see [`capability_sids`]).
 pub fn capability_sid(name: &str) -> Sid {
     capability_sids(name).capability
+}
+
+/// The capability group SID alone (see [`capability_sids`]).
+pub fn capability_group_sid(name: &str) -> Sid {
+    capability_sids(name).group
 }
 
 #[cfg(test)]
@@ -251,15 +332,42 @@ mod tests {
     fn legacy_capability() {
         assert_eq!(capability_sid("internetClient").to_string(), "S-1-15-3-1");
         assert_eq!(capability_sid("privateNetworkClientServer").to_string(), "S-1-15-3-3");
+        assert_eq!(capability_sid("CONTACTS").to_string(), "S-1-15-3-12");
+        // The group SID stays hash based.
+        assert!(capability_group_sid("internetClient").is_capability_group());
+        // Not a legacy name: hashed.
+        assert_eq!(capability_sid("internetClient2").sub_authorities()[1], CAPABILITY_APP_RID);
     }
 
     #[test]
     fn sid_text_round_trip() {
-        for s in ["S-1-15-2-1", "S-1-5-32-544", "S-1-0x123456789ABC-1"] {
+        for s in ["S-1-15-2-1", "S-1-5-32-544", "S-1-0x123456789abc-1", "S-1-5"] {
             assert_eq!(s.parse::<Sid>().unwrap().to_string(), s);
         }
+        assert_eq!(
+            "S-1-0x123456789ABC-1".parse::<Sid>().unwrap().to_string(),
+            "S-1-0x123456789abc-1"
+        );
         assert!("S-2-1".parse::<Sid>().is_err());
         assert!("S-1-5-4294967296".parse::<Sid>().is_err());
         assert!("S-1-5-1-2-3-4-5-6-7-8-9-10-11-12-13-14-15-16".parse::<Sid>().is_err());
+    }
+
+    #[test]
+    fn child_sid_shape() {
+        let parent = appcontainer_sid("my_package");
+        let child = child_appcontainer_sid(&parent, "CHILD").unwrap();
+        assert!(child.is_child_appcontainer());
+        assert_eq!(&child.sub_authorities()[..8], parent.sub_authorities());
+        assert!(child_appcontainer_sid(&child, "x").is_none());
+    }
+
+    #[test]
+    fn appcontainer_names() {
+        assert!(is_valid_appcontainer_name("Microsoft.MicrosoftEdge_8wekyb3d8bbwe"));
+        assert!(is_valid_appcontainer_name("firehazard appcontainer"));
+        assert!(!is_valid_appcontainer_name(""));
+        assert!(!is_valid_appcontainer_name("a/b"));
+        assert!(!is_valid_appcontainer_name(&"a".repeat(65)));
     }
 }

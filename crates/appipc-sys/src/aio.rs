@@ -65,6 +65,31 @@ impl AsFd for AsyncSeqPacket {
     }
 }
 
+/// A listening `SOCK_SEQPACKET` socket registered with the tokio reactor.
+#[derive(Debug)]
+pub struct AsyncListener {
+    inner: AsyncFd<OwnedFd>,
+}
+
+impl AsyncListener {
+    /// Takes ownership of a listening socket (made non-blocking).
+    pub fn new(fd: OwnedFd) -> io::Result<Self> {
+        socket::set_nonblocking(&fd, true)?;
+        Ok(AsyncListener { inner: register(fd, Interest::READABLE)? })
+    }
+
+    /// Accepts one connection (blocking, close-on-exec socket).
+    pub async fn accept(&self) -> io::Result<OwnedFd> {
+        loop {
+            let mut guard = self.inner.readable().await?;
+            match guard.try_io(|fd| socket::accept(fd)) {
+                Ok(r) => return r,
+                Err(_would_block) => continue,
+            }
+        }
+    }
+}
+
 /// Waits until the process behind `pidfd` has exited (the pidfd becomes readable). Does not
 /// reap it: for a child, follow with [`crate::process::try_reap`].
 pub async fn pidfd_exited(pidfd: &OwnedFd) -> io::Result<()> {

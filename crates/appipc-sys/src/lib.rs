@@ -24,6 +24,7 @@
 
 pub mod aio;
 pub mod cred;
+pub mod env;
 pub mod fs;
 pub mod process;
 pub mod socket;

@@ -1,1 +1,36 @@
+//! The appipc client SDK: the Windows packaged-app vocabulary in Rust.
+//!
+//! Every call goes through a [`Session`] with the per-user broker. A process the broker
+//! launched (a packaged app) inherits its identity through the session; any other process of
+//! the user is unpackaged and full trust.
+//!
+//! ```no_run
+//! # async fn demo() -> appipc::Result<()> {
+//! use appipc::{Package, Session};
+//! let session = Session::connect().await?;
+//! match Package::current(&session).await {
+//!     Ok(p) => println!("I am {} ({:?})", p.id().family_name, p.trust()),
+//!     Err(appipc::Error::NoPackageIdentity) => println!("unpackaged"),
+//!     Err(e) => return Err(e),
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! Async (tokio) first; [`blocking`] wraps the same calls for synchronous programs. This crate
+//! holds no policy: the broker decides every access.
 #![forbid(unsafe_code)]
+
+pub mod blocking;
+pub mod error;
+pub mod management;
+pub mod package;
+pub mod session;
+
+pub use appipc_wire as wire;
+pub use appipc_wire::protocol::{ErrorCode, TrustLevel};
+pub use error::{Error, Result};
+pub use management::{
+    ActivateOptions, ApplicationActivationManager, DeploymentResult, PackageManager,
+};
+pub use package::{Package, PackageId, ProcessIdentity};
+pub use session::Session;

@@ -1,0 +1,442 @@
+//! One broker session: a socket whose identity the broker fixed when it was created, and the
+//! requests that arrive on it.
+//!
+//! A session's identity comes from the kernel (`SO_PEERCRED` on the public socket) or from
+//! the fact that the broker created the socket for a process it launched. Nothing a client
+//! writes can change it.
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::Arc;
+
+use appipc_model::identity::{AppId, AppUserModelId, PackageFamilyName};
+use appipc_model::policy::{self, Caller, Operation};
+use appipc_model::sid;
+use appipc_sys::aio::AsyncSeqPacket;
+use appipc_sys::process::SpawnRequest;
+use appipc_wire::protocol::{
+    CallerIdentity, ErrorCode, ErrorReply, Event, Frame, MAX_FRAME_LEN, PROTOCOL_VERSION, Reply,
+    Request, TrustLevel,
+};
+
+use crate::Shared;
+use crate::error::{BrokerError, Result};
+use crate::packages::InstalledPackage;
+
+/// The package side of an identity.
+#[derive(Debug, Clone)]
+pub struct PackageIdentity {
+    /// Package full name.
+    pub full_name: String,
+    /// Package family name.
+    pub family_name: String,
+    /// Application id.
+    pub app_id: String,
+    /// Trust level (never `Unpackaged`).
+    pub trust: TrustLevel,
+    /// Declared capabilities.
+    pub capabilities: Vec<String>,
+}
+
+/// Who is behind a session.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    /// The broker's id for this session (in logs).
+    pub session_id: u64,
+    /// pid of the process the session belongs to.
+    pub pid: u32,
+    /// uid.
+    pub uid: u32,
+    /// `None` for an unpackaged process.
+    pub package: Option<PackageIdentity>,
+}
+
+impl Identity {
+    /// The trust level.
+    pub fn trust(&self) -> TrustLevel {
+        self.package.as_ref().map(|p| p.trust).unwrap_or(TrustLevel::Unpackaged)
+    }
+
+    /// The policy view of this identity.
+    pub fn caller(&self) -> Caller<'_> {
+        match &self.package {
+            None => Caller::UNPACKAGED,
+            Some(p) => Caller {
+                family_name: Some(&p.family_name),
+                trust: p.trust,
+                capabilities: &p.capabilities,
+            },
+        }
+    }
+
+    /// Short description for logs.
+    pub fn describe(&self) -> String {
+        match &self.package {
+            None => format!("unpackaged pid {}", self.pid),
+            Some(p) => {
+                format!("{}!{} pid {} ({})", p.family_name, p.app_id, self.pid, p.trust.as_str())
+            }
+        }
+    }
+
+    fn attest(&self) -> CallerIdentity {
+        let p = self.package.as_ref();
+        CallerIdentity {
+            pid: self.pid,
+            uid: self.uid,
+            package_full_name: p.map(|p| p.full_name.clone()),
+            package_family_name: p.map(|p| p.family_name.clone()),
+            app_id: p.map(|p| p.app_id.clone()),
+            trust: self.trust(),
+            capabilities: p.map(|p| p.capabilities.clone()).unwrap_or_default(),
+            package_sid: p.map(|p| sid::appcontainer_sid(&p.family_name).to_string()),
+            capability_sids: p
+                .map(|p| {
+                    p.capabilities.iter().map(|c| sid::capability_sid(c).to_string()).collect()
+                })
+                .unwrap_or_default(),
+            session_id: self.session_id,
+        }
+    }
+}
+
+/// Checks one operation, logs the decision with its reason, and turns a refusal into an
+/// error.
+pub(crate) fn check(identity: &Identity, op: Operation<'_>) -> Result<()> {
+    let d = policy::decide(&identity.caller(), &op);
+    if d.allowed {
+        tracing::debug!(caller = %identity.describe(), operation = ?op, reason = %d.reason, "allowed");
+        Ok(())
+    } else {
+        tracing::info!(caller = %identity.describe(), operation = ?op, reason = %d.reason, "denied");
+        Err(BrokerError::AccessDenied(d.reason))
+    }
+}
+
+/// Serves one session until the peer closes it or breaks the protocol.
+pub(crate) async fn serve(shared: Arc<Shared>, sock: OwnedFd, identity: Identity) {
+    let sock = match AsyncSeqPacket::new(sock) {
+        Ok(s) => Arc::new(s),
+        Err(e) => {
+            tracing::error!(session = identity.session_id, error = %e, "cannot register session socket");
+            return;
+        }
+    };
+    let identity = Arc::new(identity);
+    tracing::debug!(session = identity.session_id, caller = %identity.describe(), "session opened");
+    let reason = loop {
+        let packet = tokio::select! {
+            r = sock.recv(MAX_FRAME_LEN + 1) => r,
+            () = shared.stopping.cancelled() => break "broker stopping".to_owned(),
+        };
+        let packet = match packet {
+            Ok(Some(p)) => p,
+            Ok(None) => break "peer closed the session".to_owned(),
+            Err(e) => break format!("receive failed: {e}"),
+        };
+        if packet.truncated || packet.data.len() > MAX_FRAME_LEN {
+            break format!(
+                "protocol violation: frame of {} bytes exceeds the limit of {MAX_FRAME_LEN}",
+                packet.full_len
+            );
+        }
+        if packet.fds_truncated {
+            break "protocol violation: too many fds in one message".to_owned();
+        }
+        let frame = match Frame::from_cbor(&packet.data) {
+            Ok(f) => f,
+            Err(e) => break format!("protocol violation: {e}"),
+        };
+        if frame.reply.is_some() || frame.event.is_some() || frame.id == 0 {
+            break "protocol violation: a client sent a reply, an event or request id 0".to_owned();
+        }
+        let id = frame.id;
+        let Some(request) = frame.request else {
+            let reply = Reply::Error(ErrorReply {
+                code: ErrorCode::Unsupported,
+                message: "this broker does not know that request (a newer client?)".into(),
+            });
+            send(&sock, id, reply, Vec::new()).await;
+            continue;
+        };
+        let shared = shared.clone();
+        let sock = sock.clone();
+        let identity = identity.clone();
+        tokio::spawn(async move {
+            let name = request_name(&request);
+            let (reply, fds) = match handle(&shared, &identity, &sock, request, packet.fds).await {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::info!(caller = %identity.describe(), request = name, error = %e, "request failed");
+                    (Reply::Error(e.to_reply()), Vec::new())
+                }
+            };
+            send(&sock, id, reply, fds).await;
+        });
+    };
+    tracing::debug!(session = identity.session_id, caller = %identity.describe(), %reason, "session closed");
+    if reason.starts_with("protocol violation") || reason.starts_with("receive failed") {
+        tracing::warn!(session = identity.session_id, caller = %identity.describe(), %reason, "closing session");
+    }
+}
+
+async fn send(sock: &AsyncSeqPacket, id: u64, reply: Reply, fds: Vec<OwnedFd>) {
+    let bytes = Frame::reply(id, reply).to_cbor();
+    let borrowed: Vec<_> = fds.iter().map(|f| f.as_fd()).collect();
+    if let Err(e) = sock.send(&bytes, &borrowed).await {
+        tracing::debug!(error = %e, "cannot send reply (peer gone?)");
+    }
+}
+
+fn request_name(r: &Request) -> &'static str {
+    match r {
+        Request::Ping => "ping",
+        Request::WhoAmI => "who-am-i",
+        Request::Install { .. } => "install",
+        Request::ListPackages => "list-packages",
+        Request::Remove { .. } => "remove",
+        Request::Launch { .. } => "launch",
+        Request::OpenSession => "open-session",
+        Request::ListProcesses => "list-processes",
+        Request::Shutdown => "shutdown",
+    }
+}
+
+fn no_fds(fds: &[OwnedFd], what: &str) -> Result<()> {
+    if fds.is_empty() {
+        Ok(())
+    } else {
+        Err(BrokerError::BadRequest(format!("{what} takes no fds, {} attached", fds.len())))
+    }
+}
+
+async fn handle(
+    shared: &Arc<Shared>,
+    identity: &Arc<Identity>,
+    sock: &Arc<AsyncSeqPacket>,
+    request: Request,
+    fds: Vec<OwnedFd>,
+) -> Result<(Reply, Vec<OwnedFd>)> {
+    if !matches!(request, Request::Launch { .. }) {
+        no_fds(&fds, request_name(&request))?;
+    }
+    let reply = match request {
+        Request::Ping => Reply::Pong {
+            protocol: PROTOCOL_VERSION,
+            broker_pid: appipc_sys::cred::current_pid(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+        },
+        Request::WhoAmI => Reply::Identity(identity.attest()),
+        Request::Install { path } => {
+            check(identity, Operation::InstallPackage)?;
+            let registry = shared.clone();
+            let (pkg, outcome, replaced) = tokio::task::spawn_blocking(move || {
+                registry.registry.install(std::path::Path::new(&path))
+            })
+            .await
+            .map_err(|e| BrokerError::io("install task", std::io::Error::other(e.to_string())))??;
+            Reply::Installed {
+                full_name: pkg.full_name.to_string(),
+                family_name: pkg.family_name.to_string(),
+                outcome,
+                replaced,
+            }
+        }
+        Request::ListPackages => Reply::Packages(
+            shared
+                .registry
+                .all()
+                .into_iter()
+                .filter(|p| {
+                    policy::decide(
+                        &identity.caller(),
+                        &Operation::QueryPackage { family_name: p.family_name.as_str() },
+                    )
+                    .allowed
+                })
+                .map(|p| p.info())
+                .collect(),
+        ),
+        Request::Remove { family_name } => {
+            let family: PackageFamilyName =
+                family_name.parse().map_err(|e| BrokerError::BadRequest(format!("{e}")))?;
+            check(identity, Operation::RemovePackage { family_name: family.as_str() })?;
+            if shared.registry.get(family.as_str()).is_none() {
+                return Err(BrokerError::NotFound(format!("package {family} is not installed")));
+            }
+            let guard = shared.registry.begin_deployment(family.as_str())?;
+            let stopped = shared.processes.stop_family(family.as_str()).await;
+            let registry = shared.clone();
+            let fam = family.to_string();
+            let pkg = tokio::task::spawn_blocking(move || registry.registry.remove(&fam, guard))
+                .await
+                .map_err(|e| {
+                    BrokerError::io("remove task", std::io::Error::other(e.to_string()))
+                })??;
+            Reply::Removed { full_name: pkg.full_name.to_string(), stopped_processes: stopped }
+        }
+        Request::Launch { target, args, stdio, notify_exit } => {
+            return launch(shared, identity, sock, &target, args, stdio, notify_exit, fds).await;
+        }
+        Request::OpenSession => {
+            let (mine, theirs) = appipc_sys::socket::seqpacket_pair()
+                .map_err(|e| BrokerError::io("creating a session socket pair", e))?;
+            let mut child = (**identity).clone();
+            child.session_id = shared.next_session_id();
+            shared.adopt_session(mine, child);
+            return Ok((Reply::Session, vec![theirs]));
+        }
+        Request::ListProcesses => Reply::Processes(
+            shared
+                .processes
+                .list()
+                .into_iter()
+                .filter(|p| {
+                    policy::decide(
+                        &identity.caller(),
+                        &Operation::QueryPackage { family_name: &p.family_name },
+                    )
+                    .allowed
+                })
+                .map(|p| p.info())
+                .collect(),
+        ),
+        Request::Shutdown => {
+            check(identity, Operation::Shutdown)?;
+            tracing::info!(caller = %identity.describe(), "shutdown requested");
+            shared.stopping.cancel();
+            Reply::Ok
+        }
+    };
+    Ok((reply, Vec::new()))
+}
+
+/// Parses `PFN` or `PFN!AppId`.
+fn parse_target(target: &str) -> Result<(PackageFamilyName, Option<AppId>)> {
+    if target.contains('!') {
+        let aumid: AppUserModelId =
+            target.parse().map_err(|e| BrokerError::BadRequest(format!("launch target: {e}")))?;
+        Ok((aumid.family_name, Some(aumid.app_id)))
+    } else {
+        let pfn: PackageFamilyName =
+            target.parse().map_err(|e| BrokerError::BadRequest(format!("launch target: {e}")))?;
+        Ok((pfn, None))
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn launch(
+    shared: &Arc<Shared>,
+    identity: &Arc<Identity>,
+    sock: &Arc<AsyncSeqPacket>,
+    target: &str,
+    args: Vec<String>,
+    stdio: bool,
+    notify_exit: bool,
+    fds: Vec<OwnedFd>,
+) -> Result<(Reply, Vec<OwnedFd>)> {
+    let (family, app_id) = parse_target(target)?;
+    check(identity, Operation::Launch { family_name: family.as_str() })?;
+    let expected = if stdio { 3 } else { 0 };
+    if fds.len() != expected {
+        return Err(BrokerError::BadRequest(format!(
+            "launch with stdio={stdio} takes {expected} fds, {} attached",
+            fds.len()
+        )));
+    }
+    let Some(pkg) = shared.registry.get(family.as_str()) else {
+        return Err(BrokerError::NotFound(format!("package {family} is not installed")));
+    };
+    if shared.registry.is_busy(family.as_str()) {
+        return Err(BrokerError::Busy(format!("package {family} is being deployed; try again")));
+    }
+    let Some(app) = pkg.application(app_id.as_ref()) else {
+        return Err(BrokerError::NotFound(format!(
+            "package {family} has no application {}",
+            app_id.map(|a| a.to_string()).unwrap_or_default()
+        )));
+    };
+    let trust = InstalledPackage::trust_of(app);
+    let aumid = format!("{}!{}", pkg.family_name, app.id);
+    let (mut stdin, mut stdout, mut stderr) = (None, None, None);
+    if stdio {
+        let mut it = fds.into_iter();
+        stdin = it.next();
+        stdout = it.next();
+        stderr = it.next();
+    } else {
+        let log = shared.paths.logs().join(format!("{}.log", pkg.family_name));
+        if let Ok(f) = std::fs::OpenOptions::new().create(true).append(true).open(&log) {
+            let f: OwnedFd = f.into();
+            stderr = f.try_clone().ok();
+            stdout = Some(f);
+        }
+    }
+
+    let (broker_end, app_end) = appipc_sys::socket::seqpacket_pair()
+        .map_err(|e| BrokerError::io("creating a session socket pair", e))?;
+    let mut argv: Vec<std::ffi::OsString> = app.arguments.iter().map(Into::into).collect();
+    argv.extend(args.into_iter().map(Into::into));
+    let mut env: Vec<(std::ffi::OsString, std::ffi::OsString)> =
+        ["PATH", "LANG", "LC_ALL", "TERM", "TZ", "RUST_LOG", "RUST_BACKTRACE"]
+            .iter()
+            .filter_map(|k| std::env::var_os(k).map(|v| ((*k).into(), v)))
+            .collect();
+    env.push(("APPIPC_SESSION_FD".into(), crate::SESSION_FD.to_string().into()));
+    env.push(("APPIPC_PACKAGE_FAMILY_NAME".into(), pkg.family_name.to_string().into()));
+    env.push(("APPIPC_APP_ID".into(), app.id.to_string().into()));
+    env.push(("HOME".into(), pkg.data_dir.join("LocalState").into()));
+    env.push(("TMPDIR".into(), pkg.data_dir.join("TempState").into()));
+    let request = SpawnRequest {
+        program: pkg.install_dir.join(app.executable.as_str()),
+        args: argv,
+        env,
+        cwd: pkg.install_dir.clone(),
+        stdin,
+        stdout,
+        stderr,
+        fds: vec![(crate::SESSION_FD, app_end)],
+        parent_death_signal: (trust == TrustLevel::AppContainer)
+            .then_some(appipc_sys::process::ProcessSignal::KILL),
+        new_session: true,
+    };
+    let spawned = shared.launcher.spawn(request).await.map_err(|e| {
+        tracing::warn!(app = %aumid, error = %e, "launch failed");
+        BrokerError::LaunchFailed(format!("{aumid}: {e}"))
+    })?;
+    let pid = spawned.pid;
+    let confinement = "none (app container confinement is not implemented yet)".to_owned();
+    let record = shared.processes.track(
+        spawned,
+        aumid.clone(),
+        pkg.family_name.to_string(),
+        trust,
+        confinement,
+    );
+    let app_identity = Identity {
+        session_id: shared.next_session_id(),
+        pid,
+        uid: identity.uid,
+        package: Some(PackageIdentity {
+            full_name: pkg.full_name.to_string(),
+            family_name: pkg.family_name.to_string(),
+            app_id: app.id.to_string(),
+            trust,
+            capabilities: pkg.capabilities(),
+        }),
+    };
+    tracing::info!(app = %aumid, pid, by = %identity.describe(), trust = trust.as_str(), "launched");
+    shared.adopt_session(broker_end, app_identity);
+    if notify_exit {
+        let sock = sock.clone();
+        let mut exited = record.exited.clone();
+        tokio::spawn(async move {
+            let status = exited.wait_for(|s| s.is_some()).await.ok().and_then(|s| *s);
+            if let Some(s) = status {
+                let frame =
+                    Frame::event(Event::ProcessExited { pid, code: s.code, signal: s.signal });
+                let _ = sock.send(&frame.to_cbor(), &[]).await;
+            }
+        });
+    }
+    Ok((Reply::Launched { pid, app_user_model_id: aumid }, Vec::new()))
+}

@@ -1,1 +1,0 @@
-//! The package manifest (`appipc.toml`).

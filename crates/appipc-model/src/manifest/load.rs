@@ -1,0 +1,60 @@
+//! Loading a package folder: the manifest plus the files it names.
+
+use std::fs;
+use std::io;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use super::build::{self, Reference};
+use super::error::{FileProblem, Location, ManifestError};
+use super::{MANIFEST_FILE, Manifest};
+
+pub(super) fn load(package_dir: &Path) -> Result<Manifest, ManifestError> {
+    let path = package_dir.join(MANIFEST_FILE);
+    let text =
+        fs::read_to_string(&path).map_err(|source| ManifestError::Io { path: path.clone(), source })?;
+    let parsed = build::parse(&text)?;
+    let root = fs::canonicalize(package_dir)
+        .map_err(|source| ManifestError::Io { path: package_dir.to_path_buf(), source })?;
+    for r in &parsed.references {
+        if let Err(problem) = check_file(&root, r) {
+            return Err(ManifestError::File {
+                location: Location::of_offset(&text, r.span.start),
+                key: r.key.clone(),
+                file: r.path.as_str().to_owned(),
+                problem,
+            });
+        }
+    }
+    Ok(parsed.manifest)
+}
+
+/// Checks one named file: present, inside `root` once symbolic links are resolved, a regular
+/// file, and executable when it has to be.
+fn check_file(root: &Path, r: &Reference) -> Result<(), FileProblem> {
+    let unreadable = |e: io::Error| FileProblem::Unreadable(e.to_string());
+    let joined = r.path.under(root);
+    match fs::symlink_metadata(&joined) {
+        Ok(_) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(FileProblem::Missing),
+        Err(e) if e.kind() == io::ErrorKind::NotADirectory => return Err(FileProblem::Missing),
+        Err(e) => return Err(unreadable(e)),
+    }
+    let real = match fs::canonicalize(&joined) {
+        Ok(p) => p,
+        // A dangling symbolic link: nothing there.
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(FileProblem::Missing),
+        Err(e) => return Err(unreadable(e)),
+    };
+    if !real.starts_with(root) {
+        return Err(FileProblem::EscapesPackage);
+    }
+    let meta = fs::metadata(&real).map_err(unreadable)?;
+    if !meta.is_file() {
+        return Err(FileProblem::NotRegularFile);
+    }
+    if r.executable && meta.permissions().mode() & 0o111 == 0 {
+        return Err(FileProblem::NotExecutable);
+    }
+    Ok(())
+}

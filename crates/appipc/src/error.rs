@@ -1,0 +1,66 @@
+//! The SDK's error type.
+
+use appipc_wire::protocol::ErrorCode;
+
+/// Everything an SDK call can fail with.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// No broker answers on the public socket.
+    #[error("cannot reach the appipc broker at {path}: {source}")]
+    Connect {
+        /// The socket path tried.
+        path: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// `APPIPC_SESSION_FD` is set but does not name a usable session socket.
+    #[error("APPIPC_SESSION_FD={value}: {reason}")]
+    BadSessionFd {
+        /// The variable's value.
+        value: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The broker refused or failed the request.
+    #[error("{message}")]
+    Broker {
+        /// The kind of failure.
+        code: ErrorCode,
+        /// The broker's explanation.
+        message: String,
+    },
+    /// The broker closed the session (it stopped, or it judged a message of ours malformed).
+    #[error("the broker closed the session")]
+    Disconnected,
+    /// The broker sent something this SDK does not understand.
+    #[error("protocol error: {0}")]
+    Protocol(String),
+    /// Sending or receiving failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: &'static str,
+        /// Why it failed.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The call needs package identity and this process has none (Windows:
+    /// `Package.Current` throws for unpackaged processes).
+    #[error("this process has no package identity")]
+    NoPackageIdentity,
+}
+
+impl Error {
+    /// The broker's error code, if the broker refused the request.
+    pub fn code(&self) -> Option<ErrorCode> {
+        match self {
+            Error::Broker { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+}
+
+/// Result with the SDK's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,234 @@
+//! A session with the broker: the channel every SDK call goes through.
+//!
+//! A packaged process (started by the broker) inherits a pre-authenticated session socket
+//! whose number is in `APPIPC_SESSION_FD`; the SDK uses it to open a private session of the
+//! same identity and leaves the inherited one open, so that the process's children inherit
+//! the identity as Windows children inherit the token. An unpackaged process connects to the
+//! broker's public socket instead.
+
+use std::collections::HashMap;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use appipc_sys::aio::AsyncSeqPacket;
+use appipc_sys::process::ExitStatus;
+use appipc_sys::socket::{self, Blocking};
+use appipc_wire::protocol::{Event, Frame, MAX_FRAME_LEN, Reply, Request};
+use tokio::sync::{oneshot, watch};
+
+use crate::error::{Error, Result};
+
+/// Environment variable naming the inherited session fd.
+pub const SESSION_FD_VAR: &str = "APPIPC_SESSION_FD";
+
+type Pending = oneshot::Sender<Result<(Reply, Vec<OwnedFd>)>>;
+
+#[derive(Debug, Default)]
+struct Exits {
+    done: HashMap<u32, ExitStatus>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    sock: AsyncSeqPacket,
+    next_id: AtomicU64,
+    pending: Mutex<Option<HashMap<u64, Pending>>>,
+    exits: Mutex<Exits>,
+    exit_signal: watch::Sender<u64>,
+}
+
+/// A session with the broker. Cheap to clone; requests may be issued concurrently.
+#[derive(Debug, Clone)]
+pub struct Session {
+    inner: Arc<Inner>,
+    _reader: Arc<ReaderGuard>,
+}
+
+#[derive(Debug)]
+struct ReaderGuard(tokio::task::JoinHandle<()>);
+
+impl Drop for ReaderGuard {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// The broker's public socket for this environment (`APPIPC_RUNTIME_DIR`, else
+/// `$XDG_RUNTIME_DIR/appipc`, else `/tmp/appipc-<uid>`, then `broker.sock`).
+pub fn public_socket_path() -> PathBuf {
+    appipc_sys::env::runtime_dir().join("broker.sock")
+}
+
+impl Session {
+    /// Connects the way this process should: through the inherited session if it has one
+    /// (packaged process), else to the public socket (unpackaged process).
+    pub async fn connect() -> Result<Session> {
+        match std::env::var(SESSION_FD_VAR) {
+            Ok(v) if !v.is_empty() => Session::from_inherited(&v),
+            _ => Session::connect_to(&public_socket_path()),
+        }
+    }
+
+    /// Connects to a broker's public socket (as an unpackaged process).
+    pub fn connect_to(path: &Path) -> Result<Session> {
+        let fd = socket::seqpacket_connect(path)
+            .map_err(|source| Error::Connect { path: path.display().to_string(), source })?;
+        Session::from_fd(fd)
+    }
+
+    fn from_inherited(value: &str) -> Result<Session> {
+        let bad = |reason: String| Error::BadSessionFd { value: value.to_owned(), reason };
+        let number: u32 = value.parse().map_err(|_| bad("not a file descriptor number".into()))?;
+        let root =
+            appipc_sys::env::dup_inherited_session(number).map_err(|e| bad(e.to_string()))?;
+        // Ask for a private session over the shared one, blocking: nothing else reads this
+        // dup, and a sibling process that bootstraps at the same moment can only swap an
+        // identical reply with us.
+        let req = Frame::request(1, Request::OpenSession).to_cbor();
+        socket::send(&root, &req, &[], Blocking::Yes)
+            .map_err(|source| Error::Io { what: "sending on the inherited session", source })?;
+        let packet = socket::recv(&root, MAX_FRAME_LEN, Blocking::Yes)
+            .map_err(|source| Error::Io { what: "receiving on the inherited session", source })?
+            .ok_or(Error::Disconnected)?;
+        let frame = Frame::from_cbor(&packet.data).map_err(|e| Error::Protocol(e.to_string()))?;
+        match frame.reply {
+            Some(Reply::Session) => {}
+            Some(Reply::Error(e)) => {
+                return Err(Error::Broker { code: e.code, message: e.message });
+            }
+            other => return Err(Error::Protocol(format!("expected a session, got {other:?}"))),
+        }
+        let fd = packet
+            .fds
+            .into_iter()
+            .next()
+            .ok_or_else(|| Error::Protocol("session reply without its fd".into()))?;
+        Session::from_fd(fd)
+    }
+
+    /// Uses an already connected session socket. Must be called inside a tokio runtime.
+    pub fn from_fd(fd: OwnedFd) -> Result<Session> {
+        let sock = AsyncSeqPacket::new(fd)
+            .map_err(|source| Error::Io { what: "registering the session socket", source })?;
+        let inner = Arc::new(Inner {
+            sock,
+            next_id: AtomicU64::new(1),
+            pending: Mutex::new(Some(HashMap::new())),
+            exits: Mutex::new(Exits::default()),
+            exit_signal: watch::channel(0).0,
+        });
+        let reader = tokio::spawn(read_loop(inner.clone()));
+        Ok(Session { inner, _reader: Arc::new(ReaderGuard(reader)) })
+    }
+
+    /// Sends one request with fds and waits for its reply. A broker error becomes
+    /// [`Error::Broker`].
+    pub async fn request_with_fds(
+        &self,
+        request: Request,
+        fds: &[std::os::fd::BorrowedFd<'_>],
+    ) -> Result<(Reply, Vec<OwnedFd>)> {
+        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        match self.inner.pending.lock().expect("pending poisoned").as_mut() {
+            Some(p) => {
+                p.insert(id, tx);
+            }
+            None => return Err(Error::Disconnected),
+        }
+        let bytes = Frame::request(id, request).to_cbor();
+        if let Err(source) = self.inner.sock.send(&bytes, fds).await {
+            if let Some(p) = self.inner.pending.lock().expect("pending poisoned").as_mut() {
+                p.remove(&id);
+            }
+            return Err(match source.kind() {
+                std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset => {
+                    Error::Disconnected
+                }
+                _ => Error::Io { what: "sending a request to the broker", source },
+            });
+        }
+        let (reply, fds) = rx.await.map_err(|_| Error::Disconnected)??;
+        match reply {
+            Reply::Error(e) => Err(Error::Broker { code: e.code, message: e.message }),
+            r => Ok((r, fds)),
+        }
+    }
+
+    /// Sends one request without fds and waits for its reply.
+    pub async fn request(&self, request: Request) -> Result<Reply> {
+        Ok(self.request_with_fds(request, &[]).await?.0)
+    }
+
+    /// Waits for a process launched with exit notification on this session to end.
+    pub async fn wait_for_exit(&self, pid: u32) -> Result<ExitStatus> {
+        let mut rx = self.inner.exit_signal.subscribe();
+        loop {
+            if let Some(s) = self.inner.exits.lock().expect("exits poisoned").done.remove(&pid) {
+                return Ok(s);
+            }
+            if rx.changed().await.is_err() {
+                return Err(Error::Disconnected);
+            }
+            if self.inner.pending.lock().expect("pending poisoned").is_none() {
+                // Closed: one last look, then give up.
+                if let Some(s) = self.inner.exits.lock().expect("exits poisoned").done.remove(&pid)
+                {
+                    return Ok(s);
+                }
+                return Err(Error::Disconnected);
+            }
+        }
+    }
+
+    /// The raw socket (for tests that need to misbehave on purpose).
+    pub fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.inner.sock.as_fd()
+    }
+}
+
+async fn read_loop(inner: Arc<Inner>) {
+    let why = loop {
+        let packet = match inner.sock.recv(MAX_FRAME_LEN + 1).await {
+            Ok(Some(p)) => p,
+            Ok(None) => break Error::Disconnected,
+            Err(source) => break Error::Io { what: "receiving from the broker", source },
+        };
+        if packet.truncated {
+            break Error::Protocol(format!("broker sent a frame of {} bytes", packet.full_len));
+        }
+        let frame = match Frame::from_cbor(&packet.data) {
+            Ok(f) => f,
+            Err(e) => break Error::Protocol(e.to_string()),
+        };
+        if let Some(reply) = frame.reply {
+            let waiter = inner
+                .pending
+                .lock()
+                .expect("pending poisoned")
+                .as_mut()
+                .and_then(|p| p.remove(&frame.id));
+            if let Some(w) = waiter {
+                let _ = w.send(Ok((reply, packet.fds)));
+            }
+        } else if let Some(Event::ProcessExited { pid, code, signal }) = frame.event {
+            inner
+                .exits
+                .lock()
+                .expect("exits poisoned")
+                .done
+                .insert(pid, ExitStatus { code, signal });
+            inner.exit_signal.send_modify(|n| *n += 1);
+        }
+    };
+    let pending = inner.pending.lock().expect("pending poisoned").take();
+    inner.exit_signal.send_modify(|n| *n += 1);
+    for (_, w) in pending.into_iter().flatten() {
+        let _ = w.send(Err(match &why {
+            Error::Protocol(m) => Error::Protocol(m.clone()),
+            _ => Error::Disconnected,
+        }));
+    }
+}
