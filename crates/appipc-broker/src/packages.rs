@@ -285,18 +285,18 @@ impl Registry {
             }
         };
 
-        if let Some(old) = &existing {
-            if old.manifest.identity.version == manifest.identity.version {
-                let _ = remove_tree(&staging);
-                if old.full_name == full && old.content_hash == hash {
-                    return Ok((old.clone(), InstallOutcome::AlreadyInstalled, None));
-                }
-                return Err(BrokerError::Conflict(format!(
-                    "cannot install {full}: {} is installed with the same version but different \
-                     content; raise the version to upgrade",
-                    old.full_name
-                )));
+        if let Some(old) = &existing
+            && old.manifest.identity.version == manifest.identity.version
+        {
+            let _ = remove_tree(&staging);
+            if old.full_name == full && old.content_hash == hash {
+                return Ok((old.clone(), InstallOutcome::AlreadyInstalled, None));
             }
+            return Err(BrokerError::Conflict(format!(
+                "cannot install {full}: {} is installed with the same version but different \
+                 content; raise the version to upgrade",
+                old.full_name
+            )));
         }
 
         let target = self.paths.packages().join(full.to_string());

@@ -135,7 +135,9 @@ pub fn decide(caller: &Caller<'_>, op: &Operation<'_>) -> Decision {
             if caller.trust == TrustLevel::Unpackaged {
                 Decision::allow("the user's own unpackaged process may stop the broker")
             } else {
-                Decision::deny(format!("{who} may not stop the broker: packaged processes never may"))
+                Decision::deny(format!(
+                    "{who} may not stop the broker: packaged processes never may"
+                ))
             }
         }
     }
@@ -180,6 +182,8 @@ mod tests {
     fn shutdown_only_unpackaged() {
         let none: Vec<String> = vec![];
         assert!(decide(&Caller::UNPACKAGED, &Operation::Shutdown).allowed);
-        assert!(!decide(&packaged("A_x", TrustLevel::FullTrust, &none), &Operation::Shutdown).allowed);
+        assert!(
+            !decide(&packaged("A_x", TrustLevel::FullTrust, &none), &Operation::Shutdown).allowed
+        );
     }
 }

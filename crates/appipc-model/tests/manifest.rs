@@ -127,7 +127,10 @@ fn complete_manifest_parses_to_expected_values() {
     assert_eq!(m.app_service("COM.contoso.echo").unwrap().0.id.as_str(), "App");
     assert_eq!(m.protocol("Contoso-Echo").unwrap().1.return_results, ReturnResults::Optional);
     let (a, e, k) = m.com_class(clsid).unwrap();
-    assert_eq!((a.id.as_str(), e.executable.as_str(), k.id), ("ComHost", "bin/echo-com-server", clsid));
+    assert_eq!(
+        (a.id.as_str(), e.executable.as_str(), k.id),
+        ("ComHost", "bin/echo-com-server", clsid)
+    );
     assert!(m.com_class(guid("00000000-0000-0000-0000-000000000000")).is_none());
 
     // package-level extensions
@@ -182,18 +185,60 @@ fn documentation_example_is_the_fixture() {
 #[test]
 fn every_key_is_documented() {
     let keys = [
-        "name", "publisher", "version", "architecture", "resource-id", "display-name",
-        "publisher-display-name", "description", "logo", "general", "restricted", "device",
-        "custom", "custom-capability-descriptor", "id", "executable", "arguments", "trust-level",
-        "entry-point", "supports-multiple-instances", "supports-remote-systems",
-        "max-message-size", "server-name", "tie-lifetime-to-caller", "parameter-group",
-        "parameters", "return-results", "scope", "compat-mode", "exe-server",
-        "launch-and-activation-permission", "class", "prog-id", "version-independent-prog-id",
-        "auto-convert-to", "clsid", "current-version", "folders", "direction",
-        "package-family-name", "proxy-stub", "path", "interface", "proxy-stub-clsid",
-        "use-universal-marshaler", "type-lib", "synchronous-interface", "asynchronous-interface",
-        "version-number", "number", "registry-write-virtualization",
-        "file-system-write-virtualization", "excluded-keys", "excluded-directories",
+        "name",
+        "publisher",
+        "version",
+        "architecture",
+        "resource-id",
+        "display-name",
+        "publisher-display-name",
+        "description",
+        "logo",
+        "general",
+        "restricted",
+        "device",
+        "custom",
+        "custom-capability-descriptor",
+        "id",
+        "executable",
+        "arguments",
+        "trust-level",
+        "entry-point",
+        "supports-multiple-instances",
+        "supports-remote-systems",
+        "max-message-size",
+        "server-name",
+        "tie-lifetime-to-caller",
+        "parameter-group",
+        "parameters",
+        "return-results",
+        "scope",
+        "compat-mode",
+        "exe-server",
+        "launch-and-activation-permission",
+        "class",
+        "prog-id",
+        "version-independent-prog-id",
+        "auto-convert-to",
+        "clsid",
+        "current-version",
+        "folders",
+        "direction",
+        "package-family-name",
+        "proxy-stub",
+        "path",
+        "interface",
+        "proxy-stub-clsid",
+        "use-universal-marshaler",
+        "type-lib",
+        "synchronous-interface",
+        "asynchronous-interface",
+        "version-number",
+        "number",
+        "registry-write-virtualization",
+        "file-system-write-virtualization",
+        "excluded-keys",
+        "excluded-directories",
     ];
     for k in keys {
         assert!(DOC.contains(&format!("`{k}`")), "docs/manifest.md does not document `{k}`");
@@ -216,7 +261,10 @@ fn minimal_manifest_gets_defaults() {
     let m = manifest::parse(MINIMAL).unwrap();
     assert_eq!(m.identity.architecture, ProcessorArchitecture::Neutral);
     assert_eq!(m.identity.resource_id, None);
-    assert_eq!(m.identity.full_name().to_string(), format!("Contoso.Min_1.0.0.0_neutral__{}", m.identity.publisher_id()));
+    assert_eq!(
+        m.identity.full_name().to_string(),
+        format!("Contoso.Min_1.0.0.0_neutral__{}", m.identity.publisher_id())
+    );
     assert_eq!(m.properties.display_name, "Contoso.Min");
     assert_eq!(m.properties.publisher_display_name, "Contoso");
     assert_eq!(m.properties.description, None);
@@ -238,7 +286,9 @@ fn minimal_manifest_gets_defaults() {
 
 #[test]
 fn publisher_display_name_defaults_to_the_common_name_or_the_whole_publisher() {
-    let m = manifest::parse(&MINIMAL.replace("CN=Contoso", "O=Contoso Org, CN=\\\"Contoso, Ltd\\\"")).unwrap();
+    let m =
+        manifest::parse(&MINIMAL.replace("CN=Contoso", "O=Contoso Org, CN=\\\"Contoso, Ltd\\\""))
+            .unwrap();
     assert_eq!(m.properties.publisher_display_name, "Contoso, Ltd");
     let m = manifest::parse(&MINIMAL.replace("CN=Contoso", "O=Contoso Org")).unwrap();
     assert_eq!(m.properties.publisher_display_name, "O=Contoso Org");

@@ -22,7 +22,9 @@ fn plain(rest: &str) -> String {
 
 /// The 1-based line of the first line of `text` containing `marker`.
 fn line_of(text: &str, marker: &str) -> usize {
-    text.lines().position(|l| l.contains(marker)).unwrap_or_else(|| panic!("no line with {marker:?}"))
+    text.lines()
+        .position(|l| l.contains(marker))
+        .unwrap_or_else(|| panic!("no line with {marker:?}"))
         + 1
 }
 
@@ -60,7 +62,9 @@ fn unknown_keys_are_refused_with_their_line() {
         "unknown key",
     );
     refused(
-        &full("[[application.full-trust-process]]\nparameter-group = [{ id = \"a\", parameters = \"b\", x = 1 }]\n"),
+        &full(
+            "[[application.full-trust-process]]\nparameter-group = [{ id = \"a\", parameters = \"b\", x = 1 }]\n",
+        ),
         "application[0].full-trust-process[0].parameter-group[0].x",
         "parameter-group",
         "unknown key",
@@ -80,7 +84,8 @@ fn missing_keys_point_at_their_table() {
 
 #[test]
 fn missing_application_and_package_are_refused() {
-    let text = "[package]\nname = \"Contoso.Rules\"\npublisher = \"CN=Contoso\"\nversion = \"1.0.0.0\"\n";
+    let text =
+        "[package]\nname = \"Contoso.Rules\"\npublisher = \"CN=Contoso\"\nversion = \"1.0.0.0\"\n";
     let err = manifest::parse(text).unwrap_err();
     assert_eq!(err.key(), Some("application"));
     assert_eq!(err.line(), Some(1));
@@ -91,16 +96,33 @@ fn missing_application_and_package_are_refused() {
 #[test]
 fn wrong_types_are_refused() {
     let text = plain("arguments = \"--verbose\"\n");
-    let err = refused(&text, "application[0].arguments", "arguments", "must be an array of strings, found string");
+    let err = refused(
+        &text,
+        "application[0].arguments",
+        "arguments",
+        "must be an array of strings, found string",
+    );
     assert!(matches!(err, ManifestError::WrongType { .. }));
-    refused(&plain("arguments = [1]\n"), "application[0].arguments[0]", "arguments", "must be a string");
     refused(
-        &plain("[[application.app-service]]\nname = \"svc\"\nsupports-multiple-instances = \"yes\"\n"),
+        &plain("arguments = [1]\n"),
+        "application[0].arguments[0]",
+        "arguments",
+        "must be a string",
+    );
+    refused(
+        &plain(
+            "[[application.app-service]]\nname = \"svc\"\nsupports-multiple-instances = \"yes\"\n",
+        ),
         "application[0].app-service[0].supports-multiple-instances",
         "supports-multiple-instances",
         "must be a boolean",
     );
-    refused(&plain("app-service = 3\n"), "application[0].app-service", "app-service", "array of tables");
+    refused(
+        &plain("app-service = 3\n"),
+        "application[0].app-service",
+        "app-service",
+        "array of tables",
+    );
 }
 
 // ---- identity and properties ----------------------------------------------------------------
@@ -116,7 +138,7 @@ fn publisher_rule() {
     let text = plain("").replace("CN=Contoso", "Contoso Ltd");
     refused(&text, "package.publisher", "publisher", "must be a distinguished name");
     let text = plain("").replace("CN=Contoso", "CN=a,O=b");
-    refused(&text, "package.publisher", "publisher", "separated by \", \"");
+    refused(&text, "package.publisher", "publisher", "joined by \", \"");
     let long = format!("CN={}", "x".repeat(8190));
     refused(&plain("").replace("CN=Contoso", &long), "package.publisher", "publisher", "1 to 8192");
     accepted(&plain("").replace("CN=Contoso", &format!("CN={}", "x".repeat(8189))));
@@ -140,7 +162,12 @@ fn display_text_rules() {
     refused(&text, "package.publisher-display-name", "publisher-display-name", "whitespace");
     let text = plain("").replace("[package]\n", "[package]\ndescription = \"a\\u0007b\"\n");
     refused(&text, "package.description", "description", "control characters");
-    refused(&plain("display-name = \"\"\n"), "application[0].display-name", "display-name", "1 to 256");
+    refused(
+        &plain("display-name = \"\"\n"),
+        "application[0].display-name",
+        "display-name",
+        "1 to 256",
+    );
 }
 
 // ---- capabilities ---------------------------------------------------------------------------
@@ -150,7 +177,12 @@ fn unknown_capabilities_are_refused() {
     let text = doc("general = [\"internetClient\", \"teleportation\"]", "");
     refused(&text, "capabilities.general[1]", "general", "is not a known general capability");
     let text = doc("restricted = [\"runFulltrust\"]", "");
-    refused(&text, "capabilities.restricted[0]", "restricted", "case-sensitive: write \"runFullTrust\"");
+    refused(
+        &text,
+        "capabilities.restricted[0]",
+        "restricted",
+        "case-sensitive: write \"runFullTrust\"",
+    );
     let text = doc("general = [\"runFullTrust\"]", "");
     refused(&text, "capabilities.general[0]", "general", "is a restricted capability");
     let text = doc("device = [\"internetClient\"]", "");
@@ -173,7 +205,10 @@ fn special_use_capabilities_are_accepted_in_either_list() {
 
 #[test]
 fn duplicate_capabilities_are_refused() {
-    let text = doc("general = [\"internetClient\"]\nrestricted = [\"runFullTrust\", \"RUNFULLTRUST\"]", "");
+    let text = doc(
+        "general = [\"internetClient\"]\nrestricted = [\"runFullTrust\", \"RUNFULLTRUST\"]",
+        "",
+    );
     // the second one is refused first for its case; use the exact name twice across lists
     refused(&text, "capabilities.restricted[1]", "restricted", "case-sensitive");
     let text = doc("general = [\"documentsLibrary\"]\nrestricted = [\"documentsLibrary\"]", "");
@@ -182,11 +217,36 @@ fn duplicate_capabilities_are_refused() {
 
 #[test]
 fn custom_capability_form() {
-    refused(&doc("custom = [\"sensorAccess_8wekyb3d8bbwe\"]", ""), "capabilities.custom[0]", "custom", "<company>.<name>_<publisher id>");
-    refused(&doc("custom = [\"Contoso.sensor\"]", ""), "capabilities.custom[0]", "custom", "<company>.<name>_<publisher id>");
-    refused(&doc("custom = [\"Contoso.sensor_8wekyb3d8bbw\"]", ""), "capabilities.custom[0]", "custom", "publisher id part: must be exactly 13");
-    refused(&doc("custom = [\"Contoso.sensor_8wekyb3d8bbwf\"]", ""), "capabilities.custom[0]", "custom", "zero pad bit");
-    refused(&doc("custom = [\"Contoso..sensor_8wekyb3d8bbwe\"]", ""), "capabilities.custom[0]", "custom", "<company>");
+    refused(
+        &doc("custom = [\"sensorAccess_8wekyb3d8bbwe\"]", ""),
+        "capabilities.custom[0]",
+        "custom",
+        "<company>.<name>_<publisher id>",
+    );
+    refused(
+        &doc("custom = [\"Contoso.sensor\"]", ""),
+        "capabilities.custom[0]",
+        "custom",
+        "<company>.<name>_<publisher id>",
+    );
+    refused(
+        &doc("custom = [\"Contoso.sensor_8wekyb3d8bbw\"]", ""),
+        "capabilities.custom[0]",
+        "custom",
+        "publisher id part: must be exactly 13",
+    );
+    refused(
+        &doc("custom = [\"Contoso.sensor_8wekyb3d8bbwf\"]", ""),
+        "capabilities.custom[0]",
+        "custom",
+        "zero pad bit",
+    );
+    refused(
+        &doc("custom = [\"Contoso..sensor_8wekyb3d8bbwe\"]", ""),
+        "capabilities.custom[0]",
+        "custom",
+        "<company>",
+    );
     let m = accepted(&doc("custom = [\"Microsoft.eSIMManagement_8wekyb3d8bbwe\"]", ""));
     assert_eq!(m.capabilities.custom[0].owner_publisher_id().as_str(), "8wekyb3d8bbwe");
 }
@@ -194,7 +254,12 @@ fn custom_capability_form() {
 #[test]
 fn custom_capability_descriptor_is_a_package_path() {
     let text = doc("custom-capability-descriptor = \"/etc/sccd\"", "");
-    refused(&text, "capabilities.custom-capability-descriptor", "custom-capability-descriptor", "relative");
+    refused(
+        &text,
+        "capabilities.custom-capability-descriptor",
+        "custom-capability-descriptor",
+        "relative",
+    );
 }
 
 // ---- applications ---------------------------------------------------------------------------
@@ -215,7 +280,12 @@ fn application_count_is_1_to_100() {
 
 #[test]
 fn application_ids_are_valid_and_unique_case_insensitively() {
-    refused(&plain("").replace("id = \"App\"", "id = \"1App\""), "application[0].id", "1App", "start with an ASCII letter");
+    refused(
+        &plain("").replace("id = \"App\"", "id = \"1App\""),
+        "application[0].id",
+        "1App",
+        "start with an ASCII letter",
+    );
     let text = plain("[[application]]\nid = \"APP\"\nexecutable = \"bin/app\"\n");
     refused(&text, "application[1].id", "\"APP\"", "already used by application[0].id");
 }
@@ -241,7 +311,12 @@ fn executable_paths_are_package_relative() {
         refused(&text, "application[0].executable", "executable", &rule);
     }
     let long = format!("bin/{}", "x".repeat(253));
-    refused(&plain("").replace("bin/app", &long), "application[0].executable", "executable", "1 to 256");
+    refused(
+        &plain("").replace("bin/app", &long),
+        "application[0].executable",
+        "executable",
+        "1 to 256",
+    );
     accepted(&plain("").replace("bin/app", &format!("bin/{}", "x".repeat(252))));
     // Linux executables need no .exe suffix; unusual but legal names are fine.
     accepted(&plain("").replace("bin/app", "bin/my app-1.0 (x86_64)"));
@@ -249,14 +324,34 @@ fn executable_paths_are_package_relative() {
 
 #[test]
 fn arguments_cannot_hold_nul() {
-    refused(&plain("arguments = [\"a\", \"b\\u0000\"]\n"), "application[0].arguments[1]", "arguments", "NUL");
+    refused(
+        &plain("arguments = [\"a\", \"b\\u0000\"]\n"),
+        "application[0].arguments[1]",
+        "arguments",
+        "NUL",
+    );
 }
 
 #[test]
 fn trust_level_values_and_run_full_trust() {
-    refused(&full("trust-level = \"medium\"\n"), "application[0].trust-level", "trust-level", "must be one of \"appContainer\", \"mediumIL\"");
-    refused(&full("trust-level = \"mediumil\"\n"), "application[0].trust-level", "trust-level", "write \"mediumIL\"");
-    refused(&plain("trust-level = \"mediumIL\"\n"), "application[0].trust-level", "trust-level", "requires the capability runFullTrust");
+    refused(
+        &full("trust-level = \"medium\"\n"),
+        "application[0].trust-level",
+        "trust-level",
+        "must be one of \"appContainer\", \"mediumIL\"",
+    );
+    refused(
+        &full("trust-level = \"mediumil\"\n"),
+        "application[0].trust-level",
+        "trust-level",
+        "write \"mediumIL\"",
+    );
+    refused(
+        &plain("trust-level = \"mediumIL\"\n"),
+        "application[0].trust-level",
+        "trust-level",
+        "requires the capability runFullTrust",
+    );
     accepted(&full("trust-level = \"mediumIL\"\n"));
 }
 
@@ -270,7 +365,12 @@ fn service(name: &str) -> String {
 fn app_service_name_rule() {
     let rule = "must be 2 to 39 characters: letters, digits, '.', '-', not starting with '.'";
     for bad in ["x", ".svc", "com_contoso", "com contoso", &"a".repeat(40), "é-service"] {
-        refused(&service(bad), "application[0].app-service[0].name", &format!("name = \"{bad}\""), rule);
+        refused(
+            &service(bad),
+            "application[0].app-service[0].name",
+            &format!("name = \"{bad}\""),
+            rule,
+        );
     }
     for good in ["ab", "com.contoso.inventory", "-x", &"a".repeat(39), "Svc-2.b"] {
         accepted(&service(good));
@@ -284,7 +384,12 @@ fn app_service_names_are_unique_in_the_package() {
          [[application]]\nid = \"Other\"\nexecutable = \"bin/app\"\n\
          [[application.app-service]]\nname = \"COM.contoso.SVC\"\n",
     );
-    refused(&text, "application[1].app-service[0].name", "COM.contoso.SVC", "already used by application[0].app-service[0].name");
+    refused(
+        &text,
+        "application[1].app-service[0].name",
+        "COM.contoso.SVC",
+        "already used by application[0].app-service[0].name",
+    );
 }
 
 #[test]
@@ -295,7 +400,9 @@ fn app_service_entry_point_is_a_package_path() {
 
 #[test]
 fn max_message_size_bounds() {
-    let svc = |v: &str| plain(&format!("[[application.app-service]]\nname = \"svc\"\nmax-message-size = {v}\n"));
+    let svc = |v: &str| {
+        plain(&format!("[[application.app-service]]\nname = \"svc\"\nmax-message-size = {v}\n"))
+    };
     let key = "application[0].app-service[0].max-message-size";
     refused(&svc("1023"), key, "max-message-size", "from 1 KiB to 1 GiB");
     refused(&svc("-5"), key, "max-message-size", "from 1 KiB to 1 GiB");
@@ -303,7 +410,13 @@ fn max_message_size_bounds() {
     refused(&svc("\"16MB\""), key, "max-message-size", "KiB, MiB or GiB suffix");
     refused(&svc("true"), key, "max-message-size", "found boolean");
     refused(&svc("1.5"), key, "max-message-size", "found float");
-    let sizes = [("1024", 1024), ("0x400", 1024), ("\"1KiB\"", 1024), ("\"1 GiB\"", 1 << 30), ("\"64KiB\"", 65536)];
+    let sizes = [
+        ("1024", 1024),
+        ("0x400", 1024),
+        ("\"1KiB\"", 1024),
+        ("\"1 GiB\"", 1 << 30),
+        ("\"64KiB\"", 65536),
+    ];
     for (v, n) in sizes {
         assert_eq!(accepted(&svc(v)).applications[0].app_services[0].max_message_size, Some(n));
     }
@@ -312,7 +425,12 @@ fn max_message_size_bounds() {
 #[test]
 fn server_name_rule() {
     let text = plain("[[application.app-service]]\nname = \"svc\"\nserver-name = \"1Server\"\n");
-    refused(&text, "application[0].app-service[0].server-name", "server-name", "starting with a letter");
+    refused(
+        &text,
+        "application[0].app-service[0].server-name",
+        "server-name",
+        "starting with a letter",
+    );
 }
 
 // ---- full-trust processes -------------------------------------------------------------------
@@ -320,12 +438,19 @@ fn server_name_rule() {
 #[test]
 fn full_trust_process_requires_run_full_trust() {
     let text = plain("[[application.full-trust-process]]\nexecutable = \"bin/helper\"\n");
-    refused(&text, "application[0].full-trust-process[0]", "[[application.full-trust-process]]", "requires the capability runFullTrust");
+    refused(
+        &text,
+        "application[0].full-trust-process[0]",
+        "[[application.full-trust-process]]",
+        "requires the capability runFullTrust",
+    );
 }
 
 #[test]
 fn at_most_one_full_trust_process_per_application() {
-    let text = full("[[application.full-trust-process]]\n\n[[application.full-trust-process]]\nexecutable = \"bin/two\"\n");
+    let text = full(
+        "[[application.full-trust-process]]\n\n[[application.full-trust-process]]\nexecutable = \"bin/two\"\n",
+    );
     let err = manifest::parse(&text).unwrap_err();
     assert_eq!(err.key(), Some("application[0].full-trust-process[1]"));
     assert_eq!(err.line(), Some(line_of(&text, "executable = \"bin/two\"") - 1));
@@ -349,9 +474,20 @@ fn parameter_group_rules() {
     let text = full(
         "[[application.full-trust-process]]\nparameter-group = [\n  { id = \"Sync\", parameters = \"a\" },\n  { id = \"Sync\", parameters = \"b\" },\n]\n",
     );
-    refused(&text, "application[0].full-trust-process[0].parameter-group[1].id", "parameters = \"b\"", "already used by");
-    let missing = full("[[application.full-trust-process]]\nparameter-group = [{ id = \"Sync\" }]\n");
-    refused(&missing, "application[0].full-trust-process[0].parameter-group[0].parameters", "parameter-group", "missing");
+    refused(
+        &text,
+        "application[0].full-trust-process[0].parameter-group[1].id",
+        "parameters = \"b\"",
+        "already used by",
+    );
+    let missing =
+        full("[[application.full-trust-process]]\nparameter-group = [{ id = \"Sync\" }]\n");
+    refused(
+        &missing,
+        "application[0].full-trust-process[0].parameter-group[0].parameters",
+        "parameter-group",
+        "missing",
+    );
 }
 
 #[test]
@@ -387,13 +523,23 @@ fn protocol_names_are_unique_in_the_package() {
         "[[application.protocol]]\nname = \"echo\"\n\
          [[application]]\nid = \"B\"\nexecutable = \"bin/b\"\n[[application.protocol]]\nname = \"echo\" # again\n",
     );
-    refused(&text, "application[1].protocol[0].name", "# again", "already used by application[0].protocol[0].name");
+    refused(
+        &text,
+        "application[1].protocol[0].name",
+        "# again",
+        "already used by application[0].protocol[0].name",
+    );
 }
 
 #[test]
 fn return_results_values() {
     let text = plain("[[application.protocol]]\nname = \"echo\"\nreturn-results = \"sometimes\"\n");
-    refused(&text, "application[0].protocol[0].return-results", "return-results", "\"none\", \"always\", \"optional\"");
+    refused(
+        &text,
+        "application[0].protocol[0].return-results",
+        "return-results",
+        "\"none\", \"always\", \"optional\"",
+    );
 }
 
 // ---- publisher cache folders ----------------------------------------------------------------
@@ -405,11 +551,19 @@ fn folders(list: &str) -> String {
 #[test]
 fn publisher_cache_folder_names() {
     let rule = "must be 1 to 256 characters forming a single path component";
-    for bad in ["a/b", "a\\\\b", "..", ".", "", "a:b", "a|b", "a?", "a*", "<a>", "\\\"q\\\"", "a\\u0001"] {
+    for bad in
+        ["a/b", "a\\\\b", "..", ".", "", "a:b", "a|b", "a?", "a*", "<a>", "\\\"q\\\"", "a\\u0001"]
+    {
         refused(&folders(&format!("\"{bad}\"")), "publisher-cache.folders[0]", "folders", rule);
     }
-    refused(&folders(&format!("\"{}\"", "x".repeat(257))), "publisher-cache.folders[0]", "folders", rule);
-    let m = accepted(&folders(&format!("\"{}\", \"with space\", \"...\", \"a.b\"", "x".repeat(256))));
+    refused(
+        &folders(&format!("\"{}\"", "x".repeat(257))),
+        "publisher-cache.folders[0]",
+        "folders",
+        rule,
+    );
+    let m =
+        accepted(&folders(&format!("\"{}\", \"with space\", \"...\", \"a.b\"", "x".repeat(256))));
     assert_eq!(m.publisher_cache_folders.len(), 4);
 }
 
@@ -417,20 +571,57 @@ fn publisher_cache_folder_names() {
 fn publisher_cache_folder_count_and_uniqueness() {
     refused(&folders(""), "publisher-cache.folders", "folders", "1 to 100 allowed, found 0");
     let many: Vec<String> = (0..101).map(|i| format!("\"F{i}\"")).collect();
-    refused(&folders(&many.join(", ")), "publisher-cache.folders[100]", "folders", "1 to 100 allowed, found 101");
-    refused(&folders("\"Shared\", \"shared\""), "publisher-cache.folders[1]", "folders", "already used by publisher-cache.folders[0]");
-    refused(&plain("[publisher-cache]\n"), "publisher-cache.folders", "[publisher-cache]", "missing");
+    refused(
+        &folders(&many.join(", ")),
+        "publisher-cache.folders[100]",
+        "folders",
+        "1 to 100 allowed, found 101",
+    );
+    refused(
+        &folders("\"Shared\", \"shared\""),
+        "publisher-cache.folders[1]",
+        "folders",
+        "already used by publisher-cache.folders[0]",
+    );
+    refused(
+        &plain("[publisher-cache]\n"),
+        "publisher-cache.folders",
+        "[publisher-cache]",
+        "missing",
+    );
 }
 
 // ---- loopback rules -------------------------------------------------------------------------
 
 #[test]
 fn loopback_rule_direction_and_family_name() {
-    let rule = |d: &str, pfn: &str| plain(&format!("[[loopback-rule]]\ndirection = \"{d}\"\npackage-family-name = \"{pfn}\"\n"));
-    refused(&rule("both", "Fabrikam.Server_8wekyb3d8bbwe"), "loopback-rule[0].direction", "direction", "must be one of \"in\", \"out\"");
-    refused(&rule("In", "Fabrikam.Server_8wekyb3d8bbwe"), "loopback-rule[0].direction", "direction", "write \"in\"");
-    refused(&rule("in", "Fabrikam.Server"), "loopback-rule[0].package-family-name", "package-family-name", "<Name>_<PublisherId>");
-    refused(&rule("in", " Fabrikam.Server_8wekyb3d8bbwe"), "loopback-rule[0].package-family-name", "package-family-name", "name part");
+    let rule = |d: &str, pfn: &str| {
+        plain(&format!("[[loopback-rule]]\ndirection = \"{d}\"\npackage-family-name = \"{pfn}\"\n"))
+    };
+    refused(
+        &rule("both", "Fabrikam.Server_8wekyb3d8bbwe"),
+        "loopback-rule[0].direction",
+        "direction",
+        "must be one of \"in\", \"out\"",
+    );
+    refused(
+        &rule("In", "Fabrikam.Server_8wekyb3d8bbwe"),
+        "loopback-rule[0].direction",
+        "direction",
+        "write \"in\"",
+    );
+    refused(
+        &rule("in", "Fabrikam.Server"),
+        "loopback-rule[0].package-family-name",
+        "package-family-name",
+        "<Name>_<PublisherId>",
+    );
+    refused(
+        &rule("in", " Fabrikam.Server_8wekyb3d8bbwe"),
+        "loopback-rule[0].package-family-name",
+        "package-family-name",
+        "name part",
+    );
     accepted(&rule("in", "Fabrikam.Server_8wekyb3d8bbwe"));
 }
 
@@ -457,20 +648,43 @@ fn com(server: &str) -> String {
 }
 
 fn exe(classes: &str) -> String {
-    format!("[[application.com-server.exe-server]]\nexecutable = \"bin/server\"\nclass = [{classes}]\n")
+    format!(
+        "[[application.com-server.exe-server]]\nexecutable = \"bin/server\"\nclass = [{classes}]\n"
+    )
 }
 
 #[test]
 fn com_server_requires_run_full_trust() {
-    let text = plain(&format!("[[application.com-server]]\n{}", exe(&format!("{{ id = \"{CLSID}\" }}"))));
-    refused(&text, "application[0].com-server[0]", "[[application.com-server]]", "requires the capability runFullTrust");
+    let text =
+        plain(&format!("[[application.com-server]]\n{}", exe(&format!("{{ id = \"{CLSID}\" }}"))));
+    refused(
+        &text,
+        "application[0].com-server[0]",
+        "[[application.com-server]]",
+        "requires the capability runFullTrust",
+    );
 }
 
 #[test]
 fn com_scope_and_compat_mode_need_their_capabilities() {
-    refused(&com("scope = \"machine\"\n"), "application[0].com-server[0].scope", "scope", "Microsoft.classicAppCompatElevated_8wekyb3d8bbwe");
-    refused(&com("compat-mode = \"classic\"\n"), "application[0].com-server[0].compat-mode", "compat-mode", "Microsoft.classicAppCompat_8wekyb3d8bbwe");
-    refused(&com("scope = \"global\"\n"), "application[0].com-server[0].scope", "scope", "\"user\", \"machine\"");
+    refused(
+        &com("scope = \"machine\"\n"),
+        "application[0].com-server[0].scope",
+        "scope",
+        "Microsoft.classicAppCompatElevated_8wekyb3d8bbwe",
+    );
+    refused(
+        &com("compat-mode = \"classic\"\n"),
+        "application[0].com-server[0].compat-mode",
+        "compat-mode",
+        "Microsoft.classicAppCompat_8wekyb3d8bbwe",
+    );
+    refused(
+        &com("scope = \"global\"\n"),
+        "application[0].com-server[0].scope",
+        "scope",
+        "\"user\", \"machine\"",
+    );
     let text = doc(
         "restricted = [\"runFullTrust\"]\ncustom = [\"Microsoft.classicAppCompatElevated_8wekyb3d8bbwe\", \"Microsoft.classicAppCompat_8wekyb3d8bbwe\"]",
         "[[application.com-server]]\nscope = \"machine\"\ncompat-mode = \"classic\"\n",
@@ -481,10 +695,27 @@ fn com_scope_and_compat_mode_need_their_capabilities() {
 #[test]
 fn exe_server_needs_1_to_10000_classes() {
     let text = com("[[application.com-server.exe-server]]\nexecutable = \"bin/server\"\n");
-    refused(&text, "application[0].com-server[0].exe-server[0].class", "[[application.com-server.exe-server]]", "missing");
-    refused(&com(&exe("")), "application[0].com-server[0].exe-server[0].class", "class = []", "1 to 10000 allowed, found 0");
-    let many: Vec<String> = (0..10001u32).map(|i| format!("{{ id = \"{i:08x}-0000-0000-0000-000000000000\" }}")).collect();
-    refused(&com(&exe(&many.join(",\n"))), "application[0].com-server[0].exe-server[0].class[10000]", "00002710-0000", "1 to 10000 allowed, found 10001");
+    refused(
+        &text,
+        "application[0].com-server[0].exe-server[0].class",
+        "[[application.com-server.exe-server]]",
+        "missing",
+    );
+    refused(
+        &com(&exe("")),
+        "application[0].com-server[0].exe-server[0].class",
+        "class = []",
+        "1 to 10000 allowed, found 0",
+    );
+    let many: Vec<String> = (0..10001u32)
+        .map(|i| format!("{{ id = \"{i:08x}-0000-0000-0000-000000000000\" }}"))
+        .collect();
+    refused(
+        &com(&exe(&many.join(",\n"))),
+        "application[0].com-server[0].exe-server[0].class[10000]",
+        "00002710-0000",
+        "1 to 10000 allowed, found 10001",
+    );
 }
 
 #[test]
@@ -503,26 +734,62 @@ fn at_most_1000_exe_servers() {
 #[test]
 fn guid_format() {
     let key = "application[0].com-server[0].exe-server[0].class[0].id";
-    for bad in [&format!("{{{CLSID}}}"), "51f4d4bd96eb45baa1d67749037df702", "51f4d4bd-96eb-45ba-a1d6-7749037df70", "g1f4d4bd-96eb-45ba-a1d6-7749037df702"] {
-        refused(&com(&exe(&format!("{{ id = \"{bad}\" }}"))), key, "class = ", "must be a GUID written xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx");
+    for bad in [
+        &format!("{{{CLSID}}}"),
+        "51f4d4bd96eb45baa1d67749037df702",
+        "51f4d4bd-96eb-45ba-a1d6-7749037df70",
+        "g1f4d4bd-96eb-45ba-a1d6-7749037df702",
+    ] {
+        refused(
+            &com(&exe(&format!("{{ id = \"{bad}\" }}"))),
+            key,
+            "class = ",
+            "must be a GUID written xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx",
+        );
     }
     accepted(&com(&exe(&format!("{{ id = \"{}\" }}", CLSID.to_uppercase()))));
-    refused(&com(&exe(&format!("{{ id = \"{CLSID}\", auto-convert-to = \"x\" }}"))), &key.replace(".id", ".auto-convert-to"), "class = ", "must be a GUID");
+    refused(
+        &com(&exe(&format!("{{ id = \"{CLSID}\", auto-convert-to = \"x\" }}"))),
+        &key.replace(".id", ".auto-convert-to"),
+        "class = ",
+        "must be a GUID",
+    );
 }
 
 #[test]
 fn clsids_are_unique_in_the_package() {
-    let text = com(&format!("{}{}", exe(&format!("{{ id = \"{CLSID}\" }}")), exe(&format!("{{ id = \"{}\" }}", CLSID.to_uppercase()))));
-    refused(&text, "application[0].com-server[0].exe-server[1].class[0].id", &CLSID.to_uppercase(), "already used by application[0].com-server[0].exe-server[0].class[0].id");
+    let text = com(&format!(
+        "{}{}",
+        exe(&format!("{{ id = \"{CLSID}\" }}")),
+        exe(&format!("{{ id = \"{}\" }}", CLSID.to_uppercase()))
+    ));
+    refused(
+        &text,
+        "application[0].com-server[0].exe-server[1].class[0].id",
+        &CLSID.to_uppercase(),
+        "already used by application[0].com-server[0].exe-server[0].class[0].id",
+    );
 }
 
 #[test]
 fn prog_id_has_exactly_one_of_clsid_and_current_version() {
     let classes = exe(&format!("{{ id = \"{CLSID}\" }}"));
-    let both = com(&format!("{classes}[[application.com-server.prog-id]]\nid = \"A.B\"\nclsid = \"{CLSID}\"\ncurrent-version = \"A.B.1\"\n"));
-    refused(&both, "application[0].com-server[0].prog-id[0]", "[[application.com-server.prog-id]]", "exactly one of clsid and current-version");
+    let both = com(&format!(
+        "{classes}[[application.com-server.prog-id]]\nid = \"A.B\"\nclsid = \"{CLSID}\"\ncurrent-version = \"A.B.1\"\n"
+    ));
+    refused(
+        &both,
+        "application[0].com-server[0].prog-id[0]",
+        "[[application.com-server.prog-id]]",
+        "exactly one of clsid and current-version",
+    );
     let neither = com(&format!("{classes}[[application.com-server.prog-id]]\nid = \"A.B\"\n"));
-    refused(&neither, "application[0].com-server[0].prog-id[0]", "[[application.com-server.prog-id]]", "exactly one of clsid and current-version");
+    refused(
+        &neither,
+        "application[0].com-server[0].prog-id[0]",
+        "[[application.com-server.prog-id]]",
+        "exactly one of clsid and current-version",
+    );
 }
 
 #[test]
@@ -533,30 +800,68 @@ fn prog_id_references_resolve_in_the_same_com_server_block() {
         "{classes}[[application.com-server]]\n{}[[application.com-server.prog-id]]\nid = \"A.B\"\nclsid = \"{CLSID}\"\n",
         exe(&format!("{{ id = \"{CLSID2}\" }}"))
     ));
-    refused(&other_block, "application[0].com-server[1].prog-id[0].clsid", "clsid = ", "same com-server block");
-    let dangling = com(&format!("{classes}[[application.com-server.prog-id]]\nid = \"A.B\"\ncurrent-version = \"A.B.1\"\n"));
-    refused(&dangling, "application[0].com-server[0].prog-id[0].current-version", "current-version", "same com-server block");
+    refused(
+        &other_block,
+        "application[0].com-server[1].prog-id[0].clsid",
+        "clsid = ",
+        "same com-server block",
+    );
+    let dangling = com(&format!(
+        "{classes}[[application.com-server.prog-id]]\nid = \"A.B\"\ncurrent-version = \"A.B.1\"\n"
+    ));
+    refused(
+        &dangling,
+        "application[0].com-server[0].prog-id[0].current-version",
+        "current-version",
+        "same com-server block",
+    );
     let cycle = com(&format!(
         "{classes}[[application.com-server.prog-id]]\nid = \"A.B\"\ncurrent-version = \"A.C\"\n[[application.com-server.prog-id]]\nid = \"A.C\"\ncurrent-version = \"A.B\"\n"
     ));
-    refused(&cycle, "application[0].com-server[0].prog-id[0].current-version", "current-version", "cycle");
+    refused(
+        &cycle,
+        "application[0].com-server[0].prog-id[0].current-version",
+        "current-version",
+        "cycle",
+    );
 }
 
 #[test]
 fn prog_id_format_and_uniqueness() {
     let classes = exe(&format!("{{ id = \"{CLSID}\" }}"));
-    let bad = com(&format!("{classes}[[application.com-server.prog-id]]\nid = \"A_B\"\nclsid = \"{CLSID}\"\n"));
-    refused(&bad, "application[0].com-server[0].prog-id[0].id", "\"A_B\"", "letters and digits in '.'-separated parts");
-    let dup = com(&format!("{classes}[[application.com-server.prog-id]]\nid = \"A.B\"\nclsid = \"{CLSID}\"\n[[application.com-server.prog-id]]\nid = \"a.b\"\nclsid = \"{CLSID}\"\n"));
+    let bad = com(&format!(
+        "{classes}[[application.com-server.prog-id]]\nid = \"A_B\"\nclsid = \"{CLSID}\"\n"
+    ));
+    refused(
+        &bad,
+        "application[0].com-server[0].prog-id[0].id",
+        "\"A_B\"",
+        "letters and digits in '.'-separated parts",
+    );
+    let dup = com(&format!(
+        "{classes}[[application.com-server.prog-id]]\nid = \"A.B\"\nclsid = \"{CLSID}\"\n[[application.com-server.prog-id]]\nid = \"a.b\"\nclsid = \"{CLSID}\"\n"
+    ));
     refused(&dup, "application[0].com-server[0].prog-id[1].id", "\"a.b\"", "already used by");
     let class_prog = com(&exe(&format!("{{ id = \"{CLSID}\", prog-id = \"A..B\" }}")));
-    refused(&class_prog, "application[0].com-server[0].exe-server[0].class[0].prog-id", "class = ", "'.'-separated parts");
+    refused(
+        &class_prog,
+        "application[0].com-server[0].exe-server[0].class[0].prog-id",
+        "class = ",
+        "'.'-separated parts",
+    );
 }
 
 #[test]
 fn launch_permission_is_sddl_text() {
-    let text = com(&format!("[[application.com-server.exe-server]]\nexecutable = \"bin/s\"\nlaunch-and-activation-permission = \"everyone\"\nclass = [{{ id = \"{CLSID}\" }}]\n"));
-    refused(&text, "application[0].com-server[0].exe-server[0].launch-and-activation-permission", "launch-and-activation-permission", "SDDL");
+    let text = com(&format!(
+        "[[application.com-server.exe-server]]\nexecutable = \"bin/s\"\nlaunch-and-activation-permission = \"everyone\"\nclass = [{{ id = \"{CLSID}\" }}]\n"
+    ));
+    refused(
+        &text,
+        "application[0].com-server[0].exe-server[0].launch-and-activation-permission",
+        "launch-and-activation-permission",
+        "SDDL",
+    );
 }
 
 // ---- COM interfaces -------------------------------------------------------------------------
@@ -576,47 +881,104 @@ fn iface(body: &str) -> String {
 #[test]
 fn proxy_stub_clsid_resolves_in_the_same_block() {
     accepted(&iface(&format!("proxy-stub-clsid = \"{PS}\"\n")));
-    refused(&iface(&format!("proxy-stub-clsid = \"{CLSID}\"\n")), "com-interface[0].interface[0].proxy-stub-clsid", "proxy-stub-clsid", "same com-interface block");
+    refused(
+        &iface(&format!("proxy-stub-clsid = \"{CLSID}\"\n")),
+        "com-interface[0].interface[0].proxy-stub-clsid",
+        "proxy-stub-clsid",
+        "same com-interface block",
+    );
 }
 
 #[test]
 fn proxy_stub_clsid_and_universal_marshaler_are_exclusive() {
     let text = iface(&format!("proxy-stub-clsid = \"{PS}\"\nuse-universal-marshaler = false\n"));
-    refused(&text, "com-interface[0].interface[0].use-universal-marshaler", "use-universal-marshaler", "mutually exclusive");
+    refused(
+        &text,
+        "com-interface[0].interface[0].use-universal-marshaler",
+        "use-universal-marshaler",
+        "mutually exclusive",
+    );
 }
 
 #[test]
 fn universal_marshaler_needs_a_type_lib() {
-    refused(&iface("use-universal-marshaler = true\n"), "com-interface[0].interface[0].use-universal-marshaler", "use-universal-marshaler", "requires a type-lib");
+    refused(
+        &iface("use-universal-marshaler = true\n"),
+        "com-interface[0].interface[0].use-universal-marshaler",
+        "use-universal-marshaler",
+        "requires a type-lib",
+    );
     accepted(&iface(&format!("use-universal-marshaler = true\ntype-lib = {{ id = \"{LIB}\" }}\n")));
 }
 
 #[test]
 fn type_lib_references_resolve() {
-    refused(&iface(&format!("type-lib = {{ id = \"{CLSID}\" }}\n")), "com-interface[0].interface[0].type-lib.id", "type-lib = {", "same com-interface block");
-    refused(&iface(&format!("type-lib = {{ id = \"{LIB}\", version-number = \"2.0\" }}\n")), "com-interface[0].interface[0].type-lib.version-number", "type-lib = {", "one of the versions declared");
-    refused(&iface(&format!("type-lib = {{ id = \"{LIB}\", version-number = \"1\" }}\n")), "com-interface[0].interface[0].type-lib.version-number", "type-lib = {", "1 to 3 letters or digits");
-    let no_versions = plain(&format!("[[com-interface]]\n[[com-interface.type-lib]]\nid = \"{LIB}\"\nversion = []\n"));
-    refused(&no_versions, "com-interface[0].type-lib[0].version", "version = []", "1 to 1000 allowed, found 0");
+    refused(
+        &iface(&format!("type-lib = {{ id = \"{CLSID}\" }}\n")),
+        "com-interface[0].interface[0].type-lib.id",
+        "type-lib = {",
+        "same com-interface block",
+    );
+    refused(
+        &iface(&format!("type-lib = {{ id = \"{LIB}\", version-number = \"2.0\" }}\n")),
+        "com-interface[0].interface[0].type-lib.version-number",
+        "type-lib = {",
+        "one of the versions declared",
+    );
+    refused(
+        &iface(&format!("type-lib = {{ id = \"{LIB}\", version-number = \"1\" }}\n")),
+        "com-interface[0].interface[0].type-lib.version-number",
+        "type-lib = {",
+        "1 to 3 letters or digits",
+    );
+    let no_versions = plain(&format!(
+        "[[com-interface]]\n[[com-interface.type-lib]]\nid = \"{LIB}\"\nversion = []\n"
+    ));
+    refused(
+        &no_versions,
+        "com-interface[0].type-lib[0].version",
+        "version = []",
+        "1 to 1000 allowed, found 0",
+    );
 }
 
 #[test]
 fn synchronous_asynchronous_references_resolve() {
-    refused(&iface(&format!("synchronous-interface = \"{CLSID}\"\n")), "com-interface[0].interface[0].synchronous-interface", "synchronous-interface", "interface declared in the same com-interface block");
-    refused(&iface(&format!("asynchronous-interface = \"{CLSID}\"\n")), "com-interface[0].interface[0].asynchronous-interface", "asynchronous-interface", "interface declared in the same com-interface block");
+    refused(
+        &iface(&format!("synchronous-interface = \"{CLSID}\"\n")),
+        "com-interface[0].interface[0].synchronous-interface",
+        "synchronous-interface",
+        "interface declared in the same com-interface block",
+    );
+    refused(
+        &iface(&format!("asynchronous-interface = \"{CLSID}\"\n")),
+        "com-interface[0].interface[0].asynchronous-interface",
+        "asynchronous-interface",
+        "interface declared in the same com-interface block",
+    );
 }
 
 #[test]
 fn interface_ids_are_unique() {
-    let text = iface(&format!("[[com-interface.interface]]\nid = \"{}\" # dup\n", IID.to_uppercase()));
-    refused(&text, "com-interface[0].interface[1].id", "# dup", "already used by com-interface[0].interface[0].id");
+    let text =
+        iface(&format!("[[com-interface.interface]]\nid = \"{}\" # dup\n", IID.to_uppercase()));
+    refused(
+        &text,
+        "com-interface[0].interface[1].id",
+        "# dup",
+        "already used by com-interface[0].interface[0].id",
+    );
 }
 
 #[test]
 fn proxy_stub_path_and_clsid_collisions() {
-    let text = plain(&format!("[[com-interface]]\n[[com-interface.proxy-stub]]\nid = \"{PS}\"\npath = \"/lib/ps.so\"\n"));
+    let text = plain(&format!(
+        "[[com-interface]]\n[[com-interface.proxy-stub]]\nid = \"{PS}\"\npath = \"/lib/ps.so\"\n"
+    ));
     refused(&text, "com-interface[0].proxy-stub[0].path", "path", "relative");
-    let text = plain(&format!("[[com-interface]]\n[[com-interface.proxy-stub]]\nid = \"{PS}\"\npath = \"ps\"\n[[com-interface.proxy-stub]]\nid = \"{PS}\" # again\npath = \"ps2\"\n"));
+    let text = plain(&format!(
+        "[[com-interface]]\n[[com-interface.proxy-stub]]\nid = \"{PS}\"\npath = \"ps\"\n[[com-interface.proxy-stub]]\nid = \"{PS}\" # again\npath = \"ps2\"\n"
+    ));
     refused(&text, "com-interface[0].proxy-stub[1].id", "# again", "already used by");
 }
 
@@ -625,23 +987,66 @@ fn proxy_stub_path_and_clsid_collisions() {
 #[test]
 fn turning_virtualization_off_requires_unvirtualized_resources() {
     let text = plain("[virtualization]\nregistry-write-virtualization = false\n");
-    refused(&text, "virtualization.registry-write-virtualization", "registry-write-virtualization", "requires the capability unvirtualizedResources");
+    refused(
+        &text,
+        "virtualization.registry-write-virtualization",
+        "registry-write-virtualization",
+        "requires the capability unvirtualizedResources",
+    );
     let text = plain("[virtualization]\nfile-system-write-virtualization = false\n");
-    refused(&text, "virtualization.file-system-write-virtualization", "file-system-write-virtualization", "unvirtualizedResources");
+    refused(
+        &text,
+        "virtualization.file-system-write-virtualization",
+        "file-system-write-virtualization",
+        "unvirtualizedResources",
+    );
     let text = plain("[virtualization]\nexcluded-keys = ['HKCU\\Software\\X']\n");
     refused(&text, "virtualization.excluded-keys", "excluded-keys", "unvirtualizedResources");
-    let m = accepted(&doc("restricted = [\"unvirtualizedResources\"]", "[virtualization]\nregistry-write-virtualization = false\n"));
+    let m = accepted(&doc(
+        "restricted = [\"unvirtualizedResources\"]",
+        "[virtualization]\nregistry-write-virtualization = false\n",
+    ));
     assert!(!m.virtualization.registry_write_virtualization);
 }
 
 #[test]
 fn excluded_keys_only_under_hkcu() {
-    let v = |k: &str| doc("restricted = [\"unvirtualizedResources\"]", &format!("[virtualization]\nexcluded-keys = ['{k}']\n"));
-    refused(&v("HKEY_LOCAL_MACHINE\\Software\\X"), "virtualization.excluded-keys[0]", "excluded-keys", "under HKEY_CURRENT_USER");
-    refused(&v("HKCU\\\\X"), "virtualization.excluded-keys[0]", "excluded-keys", "under HKEY_CURRENT_USER");
+    let v = |k: &str| {
+        doc(
+            "restricted = [\"unvirtualizedResources\"]",
+            &format!("[virtualization]\nexcluded-keys = ['{k}']\n"),
+        )
+    };
+    refused(
+        &v("HKEY_LOCAL_MACHINE\\Software\\X"),
+        "virtualization.excluded-keys[0]",
+        "excluded-keys",
+        "under HKEY_CURRENT_USER",
+    );
+    refused(
+        &v("HKCU\\\\X"),
+        "virtualization.excluded-keys[0]",
+        "excluded-keys",
+        "under HKEY_CURRENT_USER",
+    );
     accepted(&v("hkey_current_user\\Software\\X"));
-    let d = |k: &str| doc("restricted = [\"unvirtualizedResources\"]", &format!("[virtualization]\nexcluded-directories = ['{k}']\n"));
-    refused(&d("/home/me/.config"), "virtualization.excluded-directories[0]", "excluded-directories", "$(KnownFolder:");
-    refused(&d("$(KnownFolder:System)\\x"), "virtualization.excluded-directories[0]", "excluded-directories", "$(KnownFolder:");
+    let d = |k: &str| {
+        doc(
+            "restricted = [\"unvirtualizedResources\"]",
+            &format!("[virtualization]\nexcluded-directories = ['{k}']\n"),
+        )
+    };
+    refused(
+        &d("/home/me/.config"),
+        "virtualization.excluded-directories[0]",
+        "excluded-directories",
+        "$(KnownFolder:",
+    );
+    refused(
+        &d("$(KnownFolder:System)\\x"),
+        "virtualization.excluded-directories[0]",
+        "excluded-directories",
+        "$(KnownFolder:",
+    );
     accepted(&d("$(KnownFolder:RoamingAppData)\\Contoso"));
 }

@@ -82,7 +82,7 @@ impl AsyncListener {
     pub async fn accept(&self) -> io::Result<OwnedFd> {
         loop {
             let mut guard = self.inner.readable().await?;
-            match guard.try_io(|fd| socket::accept(fd)) {
+            match guard.try_io(socket::accept) {
                 Ok(r) => return r,
                 Err(_would_block) => continue,
             }

@@ -1,1 +1,258 @@
+//! Test support for appipc: a real broker process on a temporary home, the example packages
+//! assembled from the built binaries, unique names.
+//!
+//! Nothing here is a mock: [`TestBroker::start`] runs the real `appipcd` binary, and packages
+//! are the real examples with their real binaries.
+//!
+//! Binaries are found in the cargo target directory of the running executable (the directory
+//! of `current_exe`, or its parent for test executables under `deps/`). `cargo test
+//! --workspace` builds them all; a missing one is reported with the command that builds it.
 #![forbid(unsafe_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use appipc_model::manifest;
+
+/// An example package: its manifest text (compiled in, so the demo works from anywhere).
+#[derive(Debug, Clone, Copy)]
+pub struct Example {
+    /// Short name (the folder under `examples/`).
+    pub name: &'static str,
+    /// The `appipc.toml` text.
+    pub manifest: &'static str,
+}
+
+/// `Contoso.Hello`: one app-container app printing its identity.
+pub const HELLO: Example =
+    Example { name: "hello", manifest: include_str!("../../../examples/hello/appipc.toml") };
+
+/// `Fabrikam.Tools`: an app-container app and a full-trust tool, from another publisher.
+pub const FABRIKAM_TOOLS: Example = Example {
+    name: "fabrikam-tools",
+    manifest: include_str!("../../../examples/fabrikam-tools/appipc.toml"),
+};
+
+/// Every example package.
+pub const EXAMPLES: [Example; 2] = [HELLO, FABRIKAM_TOOLS];
+
+/// The folder holding the workspace's built binaries.
+pub fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    let dir = exe.parent().expect("executable has a folder").to_path_buf();
+    if dir.file_name().is_some_and(|n| n == "deps") {
+        dir.parent().expect("deps has a parent").to_path_buf()
+    } else {
+        dir
+    }
+}
+
+/// The path of a built binary of the workspace, or a panic that says how to build it.
+pub fn binary(name: &str) -> PathBuf {
+    let p = bin_dir().join(name);
+    assert!(
+        p.is_file(),
+        "{} is missing: build the workspace first (`cargo build --workspace --bins`, which \
+         `cargo test --workspace` does)",
+        p.display()
+    );
+    p
+}
+
+/// Builds the package folder of an example under `dest` (created): its manifest, and each
+/// executable it names copied from [`bin_dir`] by file name. Returns the folder.
+pub fn assemble(example: &Example, dest: &Path) -> std::io::Result<PathBuf> {
+    assemble_manifest(example.manifest, dest, &bin_dir())
+}
+
+/// Like [`assemble`] for any manifest text, with binaries from `bins`.
+pub fn assemble_manifest(
+    manifest_text: &str,
+    dest: &Path,
+    bins: &Path,
+) -> std::io::Result<PathBuf> {
+    let m = manifest::parse(manifest_text)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))?;
+    std::fs::create_dir_all(dest)?;
+    std::fs::write(dest.join(manifest::MANIFEST_FILE), manifest_text)?;
+    for app in &m.applications {
+        let mut paths = vec![app.executable.as_str().to_owned()];
+        paths.extend(
+            app.app_services
+                .iter()
+                .filter_map(|s| s.entry_point.as_ref())
+                .map(|p| p.as_str().to_owned()),
+        );
+        paths.extend(app.full_trust_processes.iter().map(|f| f.executable.as_str().to_owned()));
+        for rel in paths {
+            let target = dest.join(&rel);
+            if target.exists() {
+                continue;
+            }
+            let name = Path::new(&rel).file_name().expect("validated path has a file name");
+            std::fs::create_dir_all(target.parent().expect("inside dest"))?;
+            std::fs::copy(bins.join(name), &target).map_err(|e| {
+                std::io::Error::new(
+                    e.kind(),
+                    format!("copying {} into the package: {e}", bins.join(name).display()),
+                )
+            })?;
+        }
+    }
+    Ok(dest.to_path_buf())
+}
+
+/// A name no other test in this run uses.
+pub fn unique(prefix: &str) -> String {
+    static N: AtomicU64 = AtomicU64::new(0);
+    format!("{prefix}{}x{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+}
+
+/// A real `appipcd` process serving a temporary home.
+#[derive(Debug)]
+pub struct TestBroker {
+    /// Holds the temporary folders; removed on drop.
+    pub root: tempfile::TempDir,
+    /// `APPIPC_HOME`.
+    pub home: PathBuf,
+    /// `APPIPC_RUNTIME_DIR`.
+    pub runtime_dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl TestBroker {
+    /// Starts `appipcd` on a fresh temporary home and waits until it answers.
+    pub fn start() -> TestBroker {
+        let root = tempfile::Builder::new().prefix("appipc-test-").tempdir().expect("tempdir");
+        let home = root.path().join("home");
+        let runtime_dir = root.path().join("run");
+        let mut b = TestBroker { root, home, runtime_dir, child: None };
+        b.restart();
+        b
+    }
+
+    /// Starts the broker again on the same home (after [`TestBroker::stop`] or a kill).
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "broker still running");
+        let log =
+            std::fs::File::create(self.root.path().join(format!("broker-{}.log", unique(""))))
+                .expect("broker log");
+        let mut cmd = Command::new(binary("appipcd"));
+        self.apply_env(&mut cmd);
+        cmd.env("APPIPC_LOG", std::env::var("APPIPC_LOG").unwrap_or_else(|_| "debug".into()))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log);
+        let mut child = cmd.spawn().expect("starting appipcd");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while appipc_sys::socket::seqpacket_connect(&self.socket()).is_err() {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                panic!("appipcd exited at start with {status}; log:\n{}", self.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "appipcd did not answer in 20 s; log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        self.child = Some(child);
+    }
+
+    /// Everything the broker logged so far.
+    pub fn log(&self) -> String {
+        let mut out = String::new();
+        let mut logs: Vec<_> = std::fs::read_dir(self.root.path())
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.path())
+                    .filter(|p| p.extension().is_some_and(|x| x == "log"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        logs.sort();
+        for p in logs {
+            out.push_str(&std::fs::read_to_string(p).unwrap_or_default());
+        }
+        out
+    }
+
+    /// The broker's pid.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("broker running").id()
+    }
+
+    /// The public socket.
+    pub fn socket(&self) -> PathBuf {
+        self.runtime_dir.join("broker.sock")
+    }
+
+    /// Points a command at this broker (`APPIPC_HOME`, `APPIPC_RUNTIME_DIR`) and removes an
+    /// inherited session.
+    pub fn apply_env(&self, cmd: &mut Command) {
+        cmd.env("APPIPC_HOME", &self.home)
+            .env("APPIPC_RUNTIME_DIR", &self.runtime_dir)
+            .env_remove("APPIPC_SESSION_FD");
+    }
+
+    /// A `Command` for the `appipc` CLI against this broker.
+    pub fn cli(&self) -> Command {
+        let mut cmd = Command::new(binary("appipc"));
+        self.apply_env(&mut cmd);
+        cmd.env("APPIPC_LOG", "warn");
+        cmd
+    }
+
+    /// An async SDK session as an unpackaged process. Call inside a tokio runtime.
+    pub fn session(&self) -> appipc::Session {
+        appipc::Session::connect_to(&self.socket()).expect("connecting to the test broker")
+    }
+
+    /// Assembles and installs an example through the SDK; returns its family name.
+    pub async fn install(&self, example: &Example) -> appipc::DeploymentResult {
+        let dir =
+            assemble(example, &self.root.path().join(unique(example.name))).expect("assemble");
+        appipc::PackageManager::new(&self.session()).add_package(&dir).await.expect("install")
+    }
+
+    /// Stops the broker with SIGTERM and waits for it.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // The child is not reaped yet, so its pid still names it.
+            if let Ok(pidfd) = appipc_sys::process::pidfd_open(child.id()) {
+                let _ = appipc_sys::process::send_signal(
+                    &pidfd,
+                    appipc_sys::process::ProcessSignal::TERM,
+                );
+            }
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                if child.try_wait().expect("try_wait").is_some() {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+    }
+
+    /// Kills the broker with SIGKILL (a crash) and reaps it.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for TestBroker {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

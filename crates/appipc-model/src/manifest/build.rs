@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use toml::de::DeTable;
 
-use crate::identity::{AppId, PackageFamilyName, PackageName, ProcessorArchitecture};
+use crate::identity::{AppId, PackageFamilyName, PackageName, ProcessorArchitecture, Publisher};
 
 use super::capabilities::{CLASSIC_APP_COMPAT, CLASSIC_APP_COMPAT_ELEVATED, CapabilityKind};
 use super::com::{
@@ -18,8 +18,8 @@ use super::names::{
 use super::reader::{Item, Problem, Result, Span, Str, Table};
 use super::{
     AppService, Application, Capabilities, Direction, FullTrustProcess, Identity, LoopbackRule,
-    MAX_APPLICATIONS, Manifest, ParameterGroup, Properties, Protocol, ReturnResults,
-    RUN_FULL_TRUST, TrustLevel, UNVIRTUALIZED_RESOURCES, Virtualization,
+    MAX_APPLICATIONS, Manifest, ParameterGroup, Properties, Protocol, RUN_FULL_TRUST,
+    ReturnResults, TrustLevel, UNVIRTUALIZED_RESOURCES, Virtualization,
 };
 
 /// A file the manifest names, to be checked by `load`.
@@ -173,13 +173,8 @@ fn check_count<T>(
     Ok(())
 }
 
-fn parse_with<T>(s: &Str<'_>, check: impl Fn(&str) -> std::result::Result<T, String>) -> Result<T> {
-    check(s.text).map_err(|rule| s.invalid(rule))
-}
-
 fn display_text(s: Option<Str<'_>>, max: usize) -> Result<Option<String>> {
-    s.map(|s| parse_with(&s, |t| names::check_display_text(t, max).map(|()| t.to_owned())))
-        .transpose()
+    s.map(|s| s.checked(|t| names::check_display_text(t, max))).transpose()
 }
 
 fn arguments(table: &Table<'_, '_>, key: &str) -> Result<Vec<String>> {
@@ -259,13 +254,26 @@ impl Builder {
         if root.get("application").is_none() {
             return Err(root.missing("application"));
         }
-        check_count(root, "application", &apps, |t| t.span.clone(), 1, MAX_APPLICATIONS, "applications")?;
+        check_count(
+            root,
+            "application",
+            &apps,
+            |t| t.span.clone(),
+            1,
+            MAX_APPLICATIONS,
+            "applications",
+        )?;
         let mut app_ids = Seen::default();
         let mut applications = Vec::with_capacity(apps.len());
         for t in &apps {
             let app = self.application(t)?;
             let id_key = t.child_key("id");
-            app_ids.check(app.id.as_str(), &t.required("id")?.span, &id_key, "an application id")?;
+            app_ids.check(
+                app.id.as_str(),
+                &t.required("id")?.span,
+                &id_key,
+                "an application id",
+            )?;
             applications.push(app);
         }
 
@@ -306,7 +314,7 @@ impl Builder {
         let name_s = t.req_str("name")?;
         let name: PackageName = name_s.parse()?;
         let publisher_s = t.req_str("publisher")?;
-        names::check_publisher(publisher_s.text).map_err(|e| publisher_s.invalid(e.rule))?;
+        let _: Publisher = publisher_s.parse()?;
         let version = t.req_str("version")?.parse()?;
         let architecture = match t.opt_str("architecture")? {
             Some(s) => s.parse()?,
@@ -354,10 +362,8 @@ impl Builder {
             seen.check(s.text, &s.span, &s.key, "a capability")?;
             caps.custom.push(name);
         }
-        caps.custom_capability_descriptor = t
-            .opt_str("custom-capability-descriptor")?
-            .map(|s| self.path(&s, false))
-            .transpose()?;
+        caps.custom_capability_descriptor =
+            t.opt_str("custom-capability-descriptor")?.map(|s| self.path(&s, false)).transpose()?;
         Ok(caps)
     }
 
@@ -370,7 +376,10 @@ impl Builder {
             Some(s) => {
                 let level = enum_value(
                     &s,
-                    &[("appContainer", TrustLevel::AppContainer), ("mediumIL", TrustLevel::MediumIL)],
+                    &[
+                        ("appContainer", TrustLevel::AppContainer),
+                        ("mediumIL", TrustLevel::MediumIL),
+                    ],
                 )?;
                 if level == TrustLevel::MediumIL {
                     self.require_capability(
@@ -430,10 +439,8 @@ impl Builder {
         self.app_services.check(name_s.text, &name_s.span, &name_s.key, "an app service name")?;
         let entry_point = t.opt_str("entry-point")?.map(|s| self.path(&s, true)).transpose()?;
         let max_message_size = t.get("max-message-size").map(|v| message_size(&v)).transpose()?;
-        let server_name = t
-            .opt_str("server-name")?
-            .map(|s| parse_with(&s, |x| names::check_server_name(x).map(|()| x.to_owned()).map_err(Into::into)))
-            .transpose()?;
+        let server_name =
+            t.opt_str("server-name")?.map(|s| s.checked(names::check_server_name)).transpose()?;
         Ok(AppService {
             name,
             entry_point,
@@ -464,17 +471,26 @@ impl Builder {
             }
         };
         let groups = t.tables("parameter-group")?;
-        check_count(t, "parameter-group", &groups, |g| g.span.clone(), 0, 1000, "parameter groups")?;
+        check_count(
+            t,
+            "parameter-group",
+            &groups,
+            |g| g.span.clone(),
+            0,
+            1000,
+            "parameter groups",
+        )?;
         let mut seen = Seen::default();
         let mut parameter_groups = Vec::with_capacity(groups.len());
         for g in &groups {
             g.allow(PARAMETER_GROUP_KEYS)?;
             let id = g.req_str("id")?;
-            parse_with(&id, |x| names::check_parameter_text(x).map_err(Into::into))?;
+            id.check(names::check_parameter_text)?;
             seen.check(id.text, &id.span, &id.key, "a parameter group id")?;
             let parameters = g.req_str("parameters")?;
-            parse_with(&parameters, |x| names::check_parameter_text(x).map_err(Into::into))?;
-            parameter_groups.push(ParameterGroup { id: id.owned(), parameters: parameters.owned() });
+            parameters.check(names::check_parameter_text)?;
+            parameter_groups
+                .push(ParameterGroup { id: id.owned(), parameters: parameters.owned() });
         }
         Ok(FullTrustProcess {
             executable,
@@ -553,7 +569,7 @@ impl Builder {
         for p in &prog_tables {
             p.allow(PROG_ID_KEYS)?;
             let id = p.req_str("id")?;
-            parse_with(&id, |x| names::check_prog_id(x).map_err(Into::into))?;
+            id.check(names::check_prog_id)?;
             self.prog_ids.check(id.text, &id.span, &id.key, "a ProgID")?;
             let target = match (p.opt_str("clsid")?, p.opt_str("current-version")?) {
                 (Some(c), None) => {
@@ -566,7 +582,7 @@ impl Builder {
                     ProgIdTarget::Clsid(g)
                 }
                 (None, Some(v)) => {
-                    parse_with(&v, |x| names::check_prog_id(x).map_err(Into::into))?;
+                    v.check(names::check_prog_id)?;
                     targets.push(v.clone());
                     ProgIdTarget::CurrentVersion(v.owned())
                 }
@@ -601,7 +617,7 @@ impl Builder {
         let display_name = display_text(t.opt_str("display-name")?, 256)?;
         let launch_and_activation_permission = t
             .opt_str("launch-and-activation-permission")?
-            .map(|s| parse_with(&s, |x| names::check_sddl(x).map(|()| x.to_owned()).map_err(Into::into)))
+            .map(|s| s.checked(names::check_sddl))
             .transpose()?;
         let class_tables = t.tables("class")?;
         if t.get("class").is_none() {
@@ -615,9 +631,7 @@ impl Builder {
             let id = guid(&id_s)?;
             self.clsids.check(&id.to_string(), &id_s.span, &id_s.key, "a CLSID")?;
             let prog = |key: &str| -> Result<Option<String>> {
-                c.opt_str(key)?
-                    .map(|s| parse_with(&s, |x| names::check_prog_id(x).map(|()| x.to_owned()).map_err(Into::into)))
-                    .transpose()
+                c.opt_str(key)?.map(|s| s.checked(names::check_prog_id)).transpose()
             };
             classes.push(ComClass {
                 id,
@@ -686,7 +700,7 @@ impl Builder {
             for v in &version_tables {
                 v.allow(TYPE_LIB_VERSION_KEYS)?;
                 let number = v.req_str("number")?;
-                parse_with(&number, |x| names::check_type_lib_version(x).map_err(Into::into))?;
+                number.check(names::check_type_lib_version)?;
                 let path = self.path(&v.req_str("path")?, false)?;
                 versions.push(TypeLibVersion { number: number.owned(), path });
             }
@@ -737,8 +751,9 @@ impl Builder {
                     };
                     let version_number = match r.opt_str("version-number")? {
                         Some(v) => {
-                            parse_with(&v, |x| names::check_type_lib_version(x).map_err(Into::into))?;
-                            if !lib.versions.iter().any(|lv| lv.number.eq_ignore_ascii_case(v.text)) {
+                            v.check(names::check_type_lib_version)?;
+                            if !lib.versions.iter().any(|lv| lv.number.eq_ignore_ascii_case(v.text))
+                            {
                                 return Err(v.invalid(
                                     "must be one of the versions declared for that type library",
                                 ));
@@ -821,7 +836,7 @@ impl Builder {
             }
             let mut seen = Seen::default();
             for s in &items {
-                parse_with(s, |x| check(x).map_err(Into::into))?;
+                s.check(check)?;
                 seen.check(s.text, &s.span, &s.key, "an excluded location")?;
                 out.push(s.owned());
             }
@@ -839,9 +854,7 @@ fn check_known_capability(s: &Str<'_>, kind: CapabilityKind) -> Result<()> {
         return Ok(());
     }
     if let Some(exact) = kind.known().iter().find(|k| k.eq_ignore_ascii_case(name)) {
-        return Err(s.invalid(format!(
-            "capability names are case-sensitive: write {exact:?}"
-        )));
+        return Err(s.invalid(format!("capability names are case-sensitive: write {exact:?}")));
     }
     for other in CapabilityKind::all() {
         if other != kind && other.known().contains(&name) {
@@ -853,9 +866,9 @@ fn check_known_capability(s: &Str<'_>, kind: CapabilityKind) -> Result<()> {
         }
     }
     if name.contains('_') {
-        return Err(s.invalid(
-            "is not a known capability; custom capabilities go in capabilities.custom",
-        ));
+        return Err(
+            s.invalid("is not a known capability; custom capabilities go in capabilities.custom")
+        );
     }
     Err(s.invalid(format!(
         "is not a known {} capability (Windows refuses unknown names; the list is \
@@ -870,33 +883,25 @@ fn message_size(v: &Item<'_, '_>) -> Result<u64> {
         return u64::from_str_radix(&digits, radix)
             .ok()
             .and_then(|n| names::check_message_size(n).ok())
-            .ok_or_else(|| {
-                Problem {
-                    span: v.span.clone(),
-                    key: v.key.clone(),
-                    kind: super::reader::ProblemKind::Invalid {
-                        value: Some(digits.clone()),
-                        rule: names::MESSAGE_SIZE_RULE.to_owned(),
-                    },
-                }
+            .ok_or_else(|| Problem {
+                span: v.span.clone(),
+                key: v.key.clone(),
+                kind: super::reader::ProblemKind::Invalid {
+                    value: Some(digits.clone()),
+                    rule: names::MESSAGE_SIZE_RULE.to_owned(),
+                },
             });
     }
     match v.as_str() {
         Ok(s) => names::parse_message_size(s.text).map_err(|e| s.invalid(e.rule)),
-        Err(_) => Err(v.invalid(format!(
-            "{}, found {}",
-            names::MESSAGE_SIZE_RULE,
-            v.type_str()
-        ))),
+        Err(_) => Err(v.invalid(format!("{}, found {}", names::MESSAGE_SIZE_RULE, v.type_str()))),
     }
 }
 
 fn loopback_rule(t: &Table<'_, '_>) -> Result<LoopbackRule> {
     t.allow(LOOPBACK_KEYS)?;
-    let direction = enum_value(
-        &t.req_str("direction")?,
-        &[("in", Direction::In), ("out", Direction::Out)],
-    )?;
+    let direction =
+        enum_value(&t.req_str("direction")?, &[("in", Direction::In), ("out", Direction::Out)])?;
     let pfn: PackageFamilyName = t.req_str("package-family-name")?.parse()?;
     Ok(LoopbackRule { direction, package_family_name: pfn })
 }

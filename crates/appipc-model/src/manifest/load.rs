@@ -11,8 +11,8 @@ use super::{MANIFEST_FILE, Manifest};
 
 pub(super) fn load(package_dir: &Path) -> Result<Manifest, ManifestError> {
     let path = package_dir.join(MANIFEST_FILE);
-    let text =
-        fs::read_to_string(&path).map_err(|source| ManifestError::Io { path: path.clone(), source })?;
+    let text = fs::read_to_string(&path)
+        .map_err(|source| ManifestError::Io { path: path.clone(), source })?;
     let parsed = build::parse(&text)?;
     let root = fs::canonicalize(package_dir)
         .map_err(|source| ManifestError::Io { path: package_dir.to_path_buf(), source })?;

@@ -60,10 +60,10 @@ pub use com::{
 };
 pub use error::{FileProblem, Location, ManifestError};
 pub use names::{
-    APP_SERVICE_NAME_RULE, AppServiceName, CustomCapabilityName, FOLDER_NAME_RULE, GUID_RULE,
-    Guid, KNOWN_APPDATA_FOLDERS, MAX_MESSAGE_SIZE, MESSAGE_SIZE_RULE, MIN_MESSAGE_SIZE,
-    NameError, PARAMETER_RULE, PROTOCOL_NAME_RULE, PUBLISHER_RULE, PackagePath, ProtocolName,
-    check_publisher, check_publisher_cache_folder_name, parse_message_size, parse_publisher,
+    APP_SERVICE_NAME_RULE, AppServiceName, CustomCapabilityName, FOLDER_NAME_RULE, GUID_RULE, Guid,
+    KNOWN_APPDATA_FOLDERS, MAX_MESSAGE_SIZE, MESSAGE_SIZE_RULE, MIN_MESSAGE_SIZE, NameError,
+    PARAMETER_RULE, PROTOCOL_NAME_RULE, PackagePath, ProtocolName,
+    check_publisher_cache_folder_name, parse_message_size,
 };
 
 /// The file name of the manifest inside a package folder.
@@ -99,7 +99,7 @@ pub struct Identity {
     /// `Name`.
     pub name: PackageName,
     /// `Publisher`: the distinguished name exactly as written (the publisher id hashes it as
-    /// written). Checked against Windows' `ST_Publisher` pattern by [`check_publisher`].
+    /// written), validated by [`Publisher`](crate::identity::Publisher).
     pub publisher: String,
     /// `Version`.
     pub version: PackageVersion,
@@ -351,7 +351,10 @@ impl Manifest {
     /// The app service with this name and the application declaring it (case-insensitive).
     pub fn app_service(&self, name: &str) -> Option<(&Application, &AppService)> {
         self.applications.iter().find_map(|a| {
-            a.app_services.iter().find(|s| s.name.as_str().eq_ignore_ascii_case(name)).map(|s| (a, s))
+            a.app_services
+                .iter()
+                .find(|s| s.name.as_str().eq_ignore_ascii_case(name))
+                .map(|s| (a, s))
         })
     }
 
@@ -359,7 +362,10 @@ impl Manifest {
     /// URI schemes are).
     pub fn protocol(&self, scheme: &str) -> Option<(&Application, &Protocol)> {
         self.applications.iter().find_map(|a| {
-            a.protocols.iter().find(|p| p.name.as_str().eq_ignore_ascii_case(scheme)).map(|p| (a, p))
+            a.protocols
+                .iter()
+                .find(|p| p.name.as_str().eq_ignore_ascii_case(scheme))
+                .map(|p| (a, p))
         })
     }
 

@@ -101,8 +101,7 @@ pub const PACKAGE_PATH_RELATIVE_RULE: &str =
 /// Rule: package paths use `/`.
 pub const PACKAGE_PATH_SEPARATOR_RULE: &str = "must use '/' as the separator (no '\\')";
 /// Rule: characters refused in package paths.
-pub const PACKAGE_PATH_CHARS_RULE: &str =
-    "must not contain < > : \" | ? * or control characters";
+pub const PACKAGE_PATH_CHARS_RULE: &str = "must not contain < > : \" | ? * or control characters";
 /// Rule: components of package paths.
 pub const PACKAGE_PATH_COMPONENT_RULE: &str =
     "must not have empty, '.' or '..' components ('//', a trailing '/', './', '../')";
@@ -278,9 +277,10 @@ impl FromStr for Guid {
         let groups: Vec<&str> = s.split('-').collect();
         let lens = [8, 4, 4, 4, 12];
         if groups.len() != 5
-            || groups.iter().zip(lens).any(|(g, n)| {
-                g.len() != n || !g.bytes().all(|b| b.is_ascii_hexdigit())
-            })
+            || groups
+                .iter()
+                .zip(lens)
+                .any(|(g, n)| g.len() != n || !g.bytes().all(|b| b.is_ascii_hexdigit()))
         {
             return Err(err());
         }
@@ -324,7 +324,11 @@ pub fn check_publisher_cache_folder_name(s: &str) -> Result<(), NameError> {
         && !s.chars().any(|c| "<>:\"\\/|?*".contains(c) || c.is_control())
         && s != "."
         && s != "..";
-    if ok { Ok(()) } else { Err(NameError::new("publisher cache folder name", s, FOLDER_NAME_RULE)) }
+    if ok {
+        Ok(())
+    } else {
+        Err(NameError::new("publisher cache folder name", s, FOLDER_NAME_RULE))
+    }
 }
 
 /// Rule of full-trust parameter group ids and parameters.
@@ -354,7 +358,8 @@ pub(super) fn check_display_text(s: &str, max: usize) -> Result<(), String> {
 pub const ARGUMENT_RULE: &str = "must not contain the NUL character";
 
 /// Rule of `ServerName`.
-pub const SERVER_NAME_RULE: &str = "must be 1 to 255 ASCII letters or digits, starting with a letter";
+pub const SERVER_NAME_RULE: &str =
+    "must be 1 to 255 ASCII letters or digits, starting with a letter";
 
 pub(super) fn check_server_name(s: &str) -> Result<(), &'static str> {
     let ok = (1..=255).contains(&s.len())
@@ -379,7 +384,9 @@ pub const TYPE_LIB_VERSION_RULE: &str =
 
 pub(super) fn check_type_lib_version(s: &str) -> Result<(), &'static str> {
     let ok = s.split_once('.').is_some_and(|(a, b)| {
-        [a, b].iter().all(|p| (1..=3).contains(&p.len()) && p.bytes().all(|c| c.is_ascii_alphanumeric()))
+        [a, b]
+            .iter()
+            .all(|p| (1..=3).contains(&p.len()) && p.bytes().all(|c| c.is_ascii_alphanumeric()))
     });
     if ok { Ok(()) } else { Err(TYPE_LIB_VERSION_RULE) }
 }
@@ -497,97 +504,29 @@ pub(super) fn check_excluded_directory(s: &str) -> Result<(), &'static str> {
 // ---------------------------------------------------------------------------------------------
 // Publisher distinguished name
 
-/// Rule of the publisher distinguished name (Windows' `ST_Publisher`).
-pub const PUBLISHER_RULE: &str = "must be a distinguished name of 1 to 8192 characters like \
-     \"CN=Contoso Ltd, O=Contoso, C=US\": KEY=value pairs separated by \", \" where KEY is one \
-     of CN, L, O, OU, E, C, S, STREET, T, G, I, SN, DC, SERIALNUMBER, Description, PostalCode, \
-     POBox, Phone, X21Address, dnQualifier or OID.<n>.<n>…, and a value is either quoted \
-     (\"…\") or has none of , + = \" < > # ;";
-
-const DN_KEYS: &[&str] = &[
-    "CN",
-    "L",
-    "O",
-    "OU",
-    "E",
-    "C",
-    "S",
-    "STREET",
-    "T",
-    "G",
-    "I",
-    "SN",
-    "DC",
-    "SERIALNUMBER",
-    "Description",
-    "PostalCode",
-    "POBox",
-    "Phone",
-    "X21Address",
-    "dnQualifier",
-];
-
-fn is_oid_key(k: &str) -> bool {
-    let Some(rest) = k.strip_prefix("OID.") else { return false };
-    let arcs: Vec<&str> = rest.split('.').collect();
-    arcs.len() >= 2
-        && arcs.iter().all(|a| {
-            !a.is_empty()
-                && a.bytes().all(|b| b.is_ascii_digit())
-                && (a.len() == 1 || !a.starts_with('0'))
-        })
-}
-
-/// Splits a publisher distinguished name into `(key, value)` pairs exactly as Windows'
-/// `ST_Publisher` pattern reads it; `None` if it does not match.
-pub fn parse_publisher(dn: &str) -> Option<Vec<(&str, &str)>> {
-    let len = char_len(dn);
-    if len == 0 || len > 8192 {
-        return None;
-    }
-    let mut out = Vec::new();
+/// The value of the first `CN=` of a publisher already validated by
+/// [`Publisher`](crate::identity::Publisher), without quotes; `None` if it has no `CN` (or a
+/// quoted value this simple reading cannot split).
+pub(super) fn common_name(dn: &str) -> Option<String> {
     let mut rest = dn;
     loop {
         let (key, after) = rest.split_once('=')?;
-        if !(DN_KEYS.contains(&key) || is_oid_key(key)) {
-            return None;
-        }
         let (value, after) = if let Some(q) = after.strip_prefix('"') {
             // A quoted value runs to a closing quote that ends the text or precedes ", ".
             let close = q
                 .match_indices('"')
                 .map(|(i, _)| i)
                 .find(|&i| q[i + 1..].is_empty() || q[i + 1..].starts_with(", "))?;
-            (&after[..close + 2], &q[close + 1..])
+            (&q[..close], &q[close + 1..])
         } else {
             let end = after.find(',').unwrap_or(after.len());
-            let value = &after[..end];
-            if value.is_empty() || value.chars().any(|c| "+=\"<>#;".contains(c)) {
-                return None;
-            }
-            (value, &after[end..])
+            (&after[..end], &after[end..])
         };
-        out.push((key, value));
-        if after.is_empty() {
-            return Some(out);
+        if key == "CN" {
+            return Some(value.to_owned());
         }
         rest = after.strip_prefix(", ")?;
     }
-}
-
-/// Checks a publisher distinguished name against Windows' `ST_Publisher` rule.
-pub fn check_publisher(dn: &str) -> Result<(), NameError> {
-    match parse_publisher(dn) {
-        Some(_) => Ok(()),
-        None => Err(NameError::new("publisher", dn, PUBLISHER_RULE)),
-    }
-}
-
-/// The value of the first `CN=` of a valid distinguished name, without quotes.
-pub(super) fn common_name(dn: &str) -> Option<String> {
-    parse_publisher(dn)?.into_iter().find(|(k, _)| *k == "CN").map(|(_, v)| {
-        v.strip_prefix('"').and_then(|v| v.strip_suffix('"')).unwrap_or(v).to_owned()
-    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -633,26 +572,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn publisher_pattern() {
-        assert!(check_publisher("CN=Contoso").is_ok());
-        assert!(check_publisher("CN=Contoso Ltd, O=Contoso, C=US").is_ok());
-        assert!(
-            check_publisher(
-                "CN=Microsoft Corporation, O=Microsoft Corporation, L=Redmond, S=Washington, C=US"
-            )
-            .is_ok()
-        );
-        assert!(check_publisher("CN=\"Contoso, Ltd\", C=US").is_ok());
-        assert!(check_publisher("OID.2.5.4.97=X, CN=Y").is_ok());
-        assert!(check_publisher("").is_err());
-        assert!(check_publisher("Contoso").is_err());
-        assert!(check_publisher("CN=a,O=b").is_err());
-        assert!(check_publisher("cn=a").is_err());
-        assert!(check_publisher("CN=a, ").is_err());
-        assert!(check_publisher("CN=").is_err());
-        assert!(check_publisher("CN=a;b").is_err());
-        assert!(check_publisher("OID.1=x").is_err());
-        assert_eq!(common_name("O=x, CN=\"A, B\"").as_deref(), Some("A, B"));
+    fn common_names() {
+        assert_eq!(common_name("CN=Contoso").as_deref(), Some("Contoso"));
+        assert_eq!(common_name("O=x, CN=\"A, B\", C=US").as_deref(), Some("A, B"));
+        assert_eq!(common_name("O=x, C=US"), None);
     }
 
     #[test]
@@ -662,8 +585,8 @@ mod tests {
         assert_eq!(
             g.to_bytes_le(),
             [
-                0x3d, 0x2c, 0x1b, 0x0a, 0x5f, 0x4e, 0x71, 0x60, 0x82, 0x93, 0xa4, 0xb5, 0xc6,
-                0xd7, 0xe8, 0xf9
+                0x3d, 0x2c, 0x1b, 0x0a, 0x5f, 0x4e, 0x71, 0x60, 0x82, 0x93, 0xa4, 0xb5, 0xc6, 0xd7,
+                0xe8, 0xf9
             ]
         );
         assert!("{0A1B2C3D-4E5F-6071-8293-A4B5C6D7E8F9}".parse::<Guid>().is_err());

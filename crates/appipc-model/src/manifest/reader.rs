@@ -91,6 +91,22 @@ impl<'a> Str<'a> {
     pub fn owned(&self) -> String {
         self.text.to_owned()
     }
+
+    /// Checks the text with a rule function returning the rule text on failure.
+    pub fn check<E: Into<String>>(
+        &self,
+        rule: impl Fn(&str) -> std::result::Result<(), E>,
+    ) -> Result<()> {
+        rule(self.text).map_err(|e| self.invalid(e))
+    }
+
+    /// [`Str::check`], then the owned text.
+    pub fn checked<E: Into<String>>(
+        &self,
+        rule: impl Fn(&str) -> std::result::Result<(), E>,
+    ) -> Result<String> {
+        self.check(rule).map(|()| self.owned())
+    }
 }
 
 /// Errors of the validated types expose their rule.
@@ -150,7 +166,9 @@ impl<'a, 'i> Item<'a, 'i> {
 
     pub fn as_table(&self) -> Result<Table<'a, 'i>> {
         match self.value {
-            DeValue::Table(t) => Ok(Table { key: self.key.clone(), span: self.span.clone(), map: t }),
+            DeValue::Table(t) => {
+                Ok(Table { key: self.key.clone(), span: self.span.clone(), map: t })
+            }
             _ => Err(self.wrong("a table")),
         }
     }
@@ -251,9 +269,7 @@ impl<'a, 'i> Table<'a, 'i> {
             Some(v) => v
                 .as_array("an array of tables ([[…]] or [{…}, …])")?
                 .iter()
-                .map(|item| {
-                    item.as_table().map_err(|_| item.wrong("a table ({ … })"))
-                })
+                .map(|item| item.as_table().map_err(|_| item.wrong("a table ({ … })")))
                 .collect(),
         }
     }

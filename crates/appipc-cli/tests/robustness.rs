@@ -1,0 +1,198 @@
+//! Misbehaving clients lose their own connection; the broker and every other client go on.
+
+use std::time::Duration;
+
+use appipc_sys::socket::{self, Blocking};
+use appipc_testkit::TestBroker;
+use appipc_wire::protocol::{ErrorCode, Frame, MAX_FRAME_LEN, Reply, Request};
+
+/// A raw connection to the broker, bypassing the SDK.
+fn raw(b: &TestBroker) -> std::os::fd::OwnedFd {
+    socket::seqpacket_connect(&b.socket()).expect("connect")
+}
+
+/// Receives one frame, waiting at most 10 s. `None` if the broker closed the connection.
+fn recv_frame(fd: &std::os::fd::OwnedFd) -> Option<Frame> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match socket::recv(fd, MAX_FRAME_LEN, Blocking::No) {
+            Ok(None) => return None,
+            Ok(Some(p)) => return Some(Frame::from_cbor(&p.data).expect("broker frames decode")),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                assert!(std::time::Instant::now() < deadline, "no answer from the broker in 10 s");
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return None,
+            Err(e) => panic!("recv: {e}"),
+        }
+    }
+}
+
+fn ping(fd: &std::os::fd::OwnedFd, id: u64) -> Option<Frame> {
+    socket::send(fd, &Frame::request(id, Request::Ping).to_cbor(), &[], Blocking::Yes).ok()?;
+    recv_frame(fd)
+}
+
+fn assert_alive(b: &TestBroker, bystander: &std::os::fd::OwnedFd) {
+    let f = ping(bystander, 99).expect("the bystander's session still works");
+    assert!(matches!(f.reply, Some(Reply::Pong { .. })), "{f:?}");
+    let fresh = raw(b);
+    assert!(
+        matches!(ping(&fresh, 1).and_then(|f| f.reply), Some(Reply::Pong { .. })),
+        "new clients are served"
+    );
+}
+
+#[test]
+fn garbage_closes_only_that_connection() {
+    let b = TestBroker::start();
+    let bystander = raw(&b);
+    assert!(ping(&bystander, 1).is_some());
+    for garbage in [&b"\xff\xfe\xfd"[..], b"\x9f\x9f\x9f\x9f", b"hello broker", &[0u8; 1]] {
+        let bad = raw(&b);
+        socket::send(&bad, garbage, &[], Blocking::Yes).unwrap();
+        assert!(recv_frame(&bad).is_none(), "garbage {garbage:?} must close the connection");
+        assert_alive(&b, &bystander);
+    }
+    assert!(b.log().contains("protocol violation"), "logged:\n{}", b.log());
+}
+
+#[test]
+fn oversized_frame_closes_the_connection() {
+    let b = TestBroker::start();
+    let bystander = raw(&b);
+    let bad = raw(&b);
+    let big = vec![0x80u8; MAX_FRAME_LEN + 1000];
+    // The kernel may refuse a message this large (EMSGSIZE) or the broker must close.
+    if socket::send(&bad, &big, &[], Blocking::Yes).is_ok() {
+        assert!(recv_frame(&bad).is_none());
+        assert!(b.log().contains("exceeds the limit"), "{}", b.log());
+    }
+    assert_alive(&b, &bystander);
+}
+
+#[test]
+fn truncated_frame_closes_the_connection() {
+    let b = TestBroker::start();
+    let bystander = raw(&b);
+    let bad = raw(&b);
+    let whole = Frame::request(5, Request::Install { path: "/tmp/x".into() }).to_cbor();
+    socket::send(&bad, &whole[..whole.len() - 3], &[], Blocking::Yes).unwrap();
+    assert!(recv_frame(&bad).is_none());
+    assert_alive(&b, &bystander);
+}
+
+#[test]
+fn protocol_violations_close_the_connection() {
+    let b = TestBroker::start();
+    let bystander = raw(&b);
+    // A reply from a client, and request id 0.
+    for f in [Frame::reply(3, Reply::Ok), Frame::request(0, Request::Ping)] {
+        let bad = raw(&b);
+        socket::send(&bad, &f.to_cbor(), &[], Blocking::Yes).unwrap();
+        assert!(recv_frame(&bad).is_none(), "{f:?}");
+    }
+    assert_alive(&b, &bystander);
+}
+
+#[test]
+fn unknown_request_is_answered_not_fatal() {
+    let b = TestBroker::start();
+    let c = raw(&b);
+    // [7, [99, []]]: request variant 99 does not exist.
+    socket::send(&c, &[0x82, 0x07, 0x82, 0x18, 0x63, 0x80], &[], Blocking::Yes).unwrap();
+    let f = recv_frame(&c).expect("answered");
+    assert_eq!(f.id, 7);
+    match f.reply {
+        Some(Reply::Error(e)) => assert_eq!(e.code, ErrorCode::Unsupported),
+        other => panic!("{other:?}"),
+    }
+    // The same session goes on.
+    assert!(matches!(ping(&c, 8).and_then(|f| f.reply), Some(Reply::Pong { .. })));
+}
+
+#[test]
+fn unexpected_fds_are_refused_and_closed() {
+    let b = TestBroker::start();
+    let c = raw(&b);
+    let (x, _y) = socket::stream_pair().unwrap();
+    use std::os::fd::AsFd;
+    socket::send(&c, &Frame::request(4, Request::Ping).to_cbor(), &[x.as_fd()], Blocking::Yes)
+        .unwrap();
+    match recv_frame(&c).and_then(|f| f.reply) {
+        Some(Reply::Error(e)) => {
+            assert_eq!(e.code, ErrorCode::BadRequest);
+            assert!(e.message.contains("takes no fds"), "{}", e.message);
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn peer_dying_mid_request_does_not_hurt() {
+    let b = TestBroker::start();
+    let bystander = raw(&b);
+    for i in 0..50u64 {
+        let c = raw(&b);
+        socket::send(
+            &c,
+            &Frame::request(i + 1, Request::ListPackages).to_cbor(),
+            &[],
+            Blocking::Yes,
+        )
+        .unwrap();
+        socket::send(&c, &Frame::request(i + 2, Request::WhoAmI).to_cbor(), &[], Blocking::Yes)
+            .unwrap();
+        drop(c);
+    }
+    // And real client processes killed while they talk to the broker.
+    for _ in 0..5 {
+        let mut c = b.cli();
+        c.arg("ps").stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+        let mut child = c.spawn().unwrap();
+        std::thread::sleep(Duration::from_millis(2));
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    assert_alive(&b, &bystander);
+}
+
+#[test]
+fn peer_of_another_user_is_refused() {
+    if rustix::process::getuid().as_raw() != 0 {
+        eprintln!(
+            "SKIPPED peer_of_another_user_is_refused: needs root to run a client as another uid"
+        );
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    let b = TestBroker::start();
+    // Let uid 65534 reach the socket file, so the broker's own uid check is what refuses it.
+    for p in [b.root.path(), &b.runtime_dir] {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o711)).unwrap();
+    }
+    std::fs::set_permissions(b.socket(), std::fs::Permissions::from_mode(0o666)).unwrap();
+    // A copy of the CLI that uid 65534 can execute wherever the target directory is.
+    let exe = b.root.path().join("appipc-for-nobody");
+    // Copied by cp, not in this process: a writable fd of ours could leak into a fork made by
+    // another test thread and make the exec fail with ETXTBSY.
+    let cp = std::process::Command::new("cp")
+        .arg(appipc_testkit::binary("appipc"))
+        .arg(&exe)
+        .status()
+        .unwrap();
+    assert!(cp.success());
+    std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = std::process::Command::new(&exe)
+        .arg("status")
+        .uid(65534)
+        .gid(65534)
+        .env("APPIPC_RUNTIME_DIR", &b.runtime_dir)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "status must fail for another uid");
+    assert!(stderr.contains("the broker closed the session"), "{stderr}");
+    assert!(b.log().contains("refused a peer of another user"), "{}", b.log());
+}

@@ -1,0 +1,91 @@
+//! `hello-app`: a packaged app that prints its identity as the broker attests it.
+//!
+//! ```text
+//! hello-app                    print identity
+//! hello-app --packages         list the packages this app may see
+//! hello-app --try-install DIR  try to install a package (app containers are refused)
+//! hello-app --child            start a child process that prints its own identity
+//! hello-app --sleep SECS       stay alive (for ps / remove)
+//! hello-app --exit CODE        exit with CODE after printing
+//! ```
+
+use std::process::ExitCode;
+
+use appipc::{Package, PackageManager, ProcessIdentity, Session};
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    match run().await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("hello-app: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn run() -> appipc::Result<ExitCode> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let session = Session::connect().await?;
+    let me = ProcessIdentity::query(&session).await?.0;
+    let who = match Package::current(&session).await {
+        Ok(p) => format!("{}!{}", p.id().family_name, p.app_id().unwrap_or("?")),
+        Err(appipc::Error::NoPackageIdentity) => "an unpackaged process".to_owned(),
+        Err(e) => return Err(e),
+    };
+    let child = args.first().map(String::as_str) == Some("--as-child");
+    println!(
+        "{}hello from {who}: pid {} trust {} package SID {} capabilities [{}]",
+        if child { "  child: " } else { "" },
+        std::process::id(),
+        me.trust.as_str(),
+        me.package_sid.as_deref().unwrap_or("-"),
+        me.capabilities.join(", ")
+    );
+    if me.pid != std::process::id() && !child {
+        println!("  (the broker attests pid {}, the process it started)", me.pid);
+    }
+    let mut i = 0;
+    let mut code = 0u8;
+    while i < args.len() {
+        match args[i].as_str() {
+            "--packages" => {
+                let pkgs = PackageManager::new(&session).find_packages().await?;
+                let names: Vec<_> = pkgs.iter().map(|p| p.family_name.as_str()).collect();
+                println!("  packages I may see: {}", names.join(", "));
+            }
+            "--try-install" => {
+                i += 1;
+                let dir = args.get(i).cloned().unwrap_or_default();
+                match PackageManager::new(&session).add_package(dir.as_ref()).await {
+                    Ok(r) => println!("  install allowed: {}", r.full_name),
+                    Err(e) => println!("  install refused: {e}"),
+                }
+            }
+            "--child" => {
+                let exe = std::env::current_exe().map_err(|source| appipc::Error::Io {
+                    what: "finding my executable",
+                    source,
+                })?;
+                let status = std::process::Command::new(exe)
+                    .arg("--as-child")
+                    .status()
+                    .map_err(|source| appipc::Error::Io { what: "starting a child", source })?;
+                println!("  child exited with {status}");
+            }
+            "--sleep" => {
+                i += 1;
+                let secs: u64 = args.get(i).and_then(|s| s.parse().ok()).unwrap_or(30);
+                tokio::time::sleep(std::time::Duration::from_secs(secs)).await;
+            }
+            "--exit" => {
+                i += 1;
+                code = args.get(i).and_then(|s| s.parse().ok()).unwrap_or(0);
+            }
+            "--as-child" => {}
+            other => println!("  argument: {other}"),
+        }
+        i += 1;
+    }
+    Ok(ExitCode::from(code))
+}

@@ -1,0 +1,10 @@
+//! The example manifests are valid. (This integration test also makes `cargo test` build the
+//! example binaries, which the end-to-end tests install.)
+
+#[test]
+fn example_manifests_parse() {
+    for text in [include_str!("../appipc.toml"), include_str!("../../fabrikam-tools/appipc.toml")] {
+        let m = appipc_model::manifest::parse(text).unwrap_or_else(|e| panic!("{e}"));
+        assert!(!m.applications.is_empty());
+    }
+}
