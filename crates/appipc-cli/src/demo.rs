@@ -1,3 +1,212 @@
-pub(crate) fn run() -> anyhow::Result<std::process::ExitCode> {
-    todo!()
+//! `appipc demo`: a broker on a temporary home, the example packages, and for each rule what
+//! is allowed and what is refused, with the reason.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use appipc::wire::protocol::InstallOutcome;
+use appipc::{ActivateOptions, ApplicationActivationManager, PackageManager, Session};
+use appipc_testkit::{EXAMPLES, FABRIKAM_TOOLS, HELLO, assemble_manifest};
+
+/// `text` in an ANSI style when stdout is a terminal.
+fn styled(code: &str, text: &str) -> String {
+    use std::io::IsTerminal;
+    if std::io::stdout().is_terminal() {
+        format!("\x1b[{code}m{text}\x1b[0m")
+    } else {
+        text.to_owned()
+    }
+}
+
+fn step(n: u32, title: &str) {
+    println!("\n{}", styled("1", &format!("== {n}. {title}")));
+}
+
+fn allowed(what: &str) {
+    println!("   {}  {what}", styled("32", "ALLOWED"));
+}
+
+fn refused(what: &str, why: &dyn std::fmt::Display) {
+    println!("   {}  {what}\n            reason: {why}", styled("31", "REFUSED"));
+}
+
+struct DemoBroker {
+    child: std::process::Child,
+}
+
+impl Drop for DemoBroker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs the demo.
+pub(crate) fn run() -> Result<ExitCode> {
+    let bins = std::env::current_exe()
+        .context("finding the appipc executable")?
+        .parent()
+        .context("executable has a folder")?
+        .to_path_buf();
+    if !bins.join("hello-app").is_file() {
+        bail!(
+            "the example binaries are not next to {} (hello-app is missing); build the whole \
+             workspace first: cargo build --workspace",
+            bins.display()
+        );
+    }
+    let root =
+        tempfile::Builder::new().prefix("appipc-demo-").tempdir().context("temporary folder")?;
+    let home = root.path().join("home");
+    let run_dir = root.path().join("run");
+    let socket = run_dir.join("broker.sock");
+
+    println!("appipc demo: the Windows packaged-app model on Linux, end to end.");
+    step(1, "start a broker on a temporary home");
+    let log = std::fs::File::create(root.path().join("broker.log"))?;
+    let child = std::process::Command::new(std::env::current_exe()?)
+        .arg("daemon")
+        .env("APPIPC_HOME", &home)
+        .env("APPIPC_RUNTIME_DIR", &run_dir)
+        .env("APPIPC_LOG", "info")
+        .env_remove("APPIPC_SESSION_FD")
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .context("starting the broker")?;
+    let mut broker = DemoBroker { child };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while appipc_sys::socket::seqpacket_connect(&socket).is_err() {
+        if broker.child.try_wait()?.is_some() || Instant::now() > deadline {
+            bail!(
+                "the broker did not start; log:\n{}",
+                std::fs::read_to_string(root.path().join("broker.log"))?
+            );
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    println!(
+        "   appipcd pid {} serving {} (state in {})",
+        broker.child.id(),
+        socket.display(),
+        home.display()
+    );
+
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let result = rt.block_on(scenario(root.path(), &bins, &socket));
+    let _ = rt.block_on(async {
+        let s = Session::connect_to(&socket)?;
+        s.request(appipc::wire::protocol::Request::Shutdown).await
+    });
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while broker.child.try_wait()?.is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    drop(broker);
+    result?;
+    println!("\nEvery decision above was logged by the broker with its reason");
+    println!("(run `APPIPC_LOG=debug appipc daemon` to watch them live).");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn launch_and_wait(session: &Session, target: &str, args: &[&str]) -> Result<i32> {
+    let aam = ApplicationActivationManager::new(session);
+    let args: Vec<String> = args.iter().map(|s| (*s).to_owned()).collect();
+    std::io::stdout().flush()?;
+    let options = ActivateOptions { stdio: Some(crate::daemon::own_stdio()?), notify_exit: true };
+    let (pid, _) = aam.activate_application(target, &args, options).await?;
+    let status = session.wait_for_exit(pid).await?;
+    Ok(status.code.unwrap_or(-1))
+}
+
+async fn scenario(root: &Path, bins: &Path, socket: &Path) -> Result<()> {
+    let session = Session::connect_to(socket)?;
+    let pm = PackageManager::new(&session);
+
+    step(2, "install the example packages (identity derived exactly as Windows does)");
+    let mut families = Vec::new();
+    for ex in EXAMPLES {
+        let dir = assemble_manifest(ex.manifest, &root.join(ex.name), bins)?;
+        let r = pm.add_package(&dir).await?;
+        allowed(&format!("install {} -> {}", ex.name, r.full_name));
+        families.push(r.family_name);
+    }
+    let (hello, tools) = (families[0].clone(), families[1].clone());
+
+    step(3, "list installed packages");
+    crate::print_packages(&pm.find_packages().await?);
+
+    step(4, "launch an app-container app: it prints who the broker says it is");
+    let spare = assemble_manifest(HELLO.manifest, &root.join("spare"), bins)?;
+    println!(
+        "   $ appipc launch --wait {hello} -- --child --packages --try-install {}",
+        spare.display()
+    );
+    launch_and_wait(
+        &session,
+        &hello,
+        &["--child", "--packages", "--try-install", spare.to_str().unwrap_or("")],
+    )
+    .await?;
+    println!("   (the child inherited the session, as Windows children inherit the token; the app");
+    println!("    container saw only its own package and was refused deployment. Its identity is");
+    println!(
+        "    enforced by the broker; kernel confinement of app containers is not applied yet)"
+    );
+
+    step(5, "launch a full-trust tool of another publisher");
+    println!("   $ appipc launch --wait {tools}!Tool -- --packages");
+    launch_and_wait(&session, &format!("{tools}!Tool"), &["--packages"]).await?;
+
+    step(6, "a broken manifest is refused with the key, the line and the rule");
+    let bad = root.join("broken");
+    std::fs::create_dir_all(&bad)?;
+    std::fs::write(
+        bad.join("appipc.toml"),
+        "[package]\nname = \"Contoso.Broken\"\npublisher = \"CN=Contoso\"\nversion = \"1.0.0.0\"\n\n\
+         [[application]]\nid = \"App\"\nexecutable = \"bin/hello-app\"\n\n\
+         [[application.app-service]]\nname = \".echo\"\n",
+    )?;
+    match pm.add_package(&bad).await {
+        Ok(r) => bail!("a broken manifest was installed: {}", r.full_name),
+        Err(e) => refused("install broken/appipc.toml", &e),
+    }
+
+    step(7, "upgrade, reinstall and downgrade");
+    let v2_text = FABRIKAM_TOOLS.manifest.replace("version = \"2.1.0.0\"", "version = \"2.2.0.0\"");
+    let v2 = assemble_manifest(&v2_text, &root.join("tools-v2"), bins)?;
+    let r = pm.add_package(&v2).await?;
+    assert_eq!(r.outcome, InstallOutcome::Upgraded);
+    allowed(&format!(
+        "upgrade {} -> {} (app data kept)",
+        r.replaced.unwrap_or_default(),
+        r.full_name
+    ));
+    let r = pm.add_package(&v2).await?;
+    allowed(&format!("install {} again: {:?} (idempotent)", r.full_name, r.outcome));
+    let v1 = assemble_manifest(FABRIKAM_TOOLS.manifest, &root.join("tools-v1"), bins)?;
+    match pm.add_package(&v1).await {
+        Ok(r) => bail!("a downgrade was installed: {}", r.full_name),
+        Err(e) => refused("install Fabrikam.Tools 2.1.0.0 over 2.2.0.0", &e),
+    }
+
+    step(8, "the broker tracks the processes it started; removing a package stops them");
+    let aam = ApplicationActivationManager::new(&session);
+    let (pid, aumid) = aam
+        .activate_application(&hello, &["--sleep".into(), "60".into()], ActivateOptions::default())
+        .await?;
+    for p in pm.running_processes().await? {
+        println!("   running: pid {} {} ({})", p.pid, p.app_user_model_id, p.trust.as_str());
+    }
+    let (full, stopped) = pm.remove_package(&hello).await?;
+    allowed(&format!("remove {full}: stopped {stopped} process (pid {pid}, {aumid})"));
+    match aam.activate_application(&hello, &[], ActivateOptions::default()).await {
+        Ok(_) => bail!("a removed package launched"),
+        Err(e) => refused(&format!("launch {hello} after removal"), &e),
+    }
+    Ok(())
 }

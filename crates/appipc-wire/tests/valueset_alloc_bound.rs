@@ -2,6 +2,7 @@
 //!
 //! This test binary counts every heap allocation (the `cap` allocator), so it holds a
 //! single `#[test]` to keep other tests' allocations out of the count.
+//! It also pins the memory a decoded set may hold per input byte.
 
 use std::alloc::System;
 
@@ -29,6 +30,11 @@ fn decode_within(bytes: &[u8], budget: usize) -> DecodeErrorKind {
 }
 
 #[test]
+fn allocation_is_bounded_by_the_input() {
+    claimed_lengths_never_drive_allocation();
+    decoded_sets_hold_at_most_50_times_their_input();
+}
+
 fn claimed_lengths_never_drive_allocation() {
     const HUGE: u64 = 1 << 60;
     let exceeds = |remaining| DecodeErrorKind::LengthExceedsInput { claimed: HUGE, remaining };
@@ -77,4 +83,39 @@ fn claimed_lengths_never_drive_allocation() {
     bytes.extend(u32::try_from(remaining).unwrap().to_be_bytes());
     bytes.resize(64 * 1024, 0x18);
     assert_eq!(decode_within(&bytes, 8 * remaining + 1024), DecodeErrorKind::UnexpectedEnd);
+}
+
+/// Heap bytes held by the decoded set, per input byte.
+fn held_per_input_byte(bytes: &[u8]) -> usize {
+    let before = ALLOCATOR.allocated();
+    let set = ValueSet::from_cbor(bytes, &DecodeLimits::new(32, usize::MAX)).expect("valid");
+    let held = ALLOCATOR.allocated() - before;
+    drop(set);
+    held.div_ceil(bytes.len())
+}
+
+/// The bound `DecodeLimits::max_bytes` documents, on the worst inputs known: values that
+/// take one byte on the wire and a `String` (24 bytes) in memory, in an indefinite-length
+/// array that just outgrew a power of two (so its `Vec` doubled to twice its length).
+fn decoded_sets_hold_at_most_50_times_their_input() {
+    let n = 65_537;
+    // {"": [1036, [_ "", "", ...]]}
+    let mut strings = vec![0xa1, 0x60, 0x82, 0x19, 0x04, 0x0c, 0x9f];
+    strings.extend(std::iter::repeat_n(0x60, n));
+    strings.push(0xff);
+    let worst = held_per_input_byte(&strings);
+    assert!(worst <= 50, "{worst} bytes held per input byte");
+    assert!(worst >= 40, "{worst}: not the worst case this test means to pin");
+
+    // {_ "0": [0, null], "1": [0, null], ...}: many small entries.
+    let mut entries = vec![0xbf];
+    for i in 0..n {
+        let key = format!("{i:x}");
+        entries.push(0x60 + u8::try_from(key.len()).expect("short key"));
+        entries.extend(key.as_bytes());
+        entries.extend([0x82, 0x00, 0xf6]);
+    }
+    entries.push(0xff);
+    let held = held_per_input_byte(&entries);
+    assert!(held <= 50, "{held} bytes held per input byte");
 }

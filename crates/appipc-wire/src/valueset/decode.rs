@@ -26,10 +26,11 @@ pub struct DecodeLimits {
     /// How many `ValueSet`s may be nested inside one another, the outermost counting as 1
     /// (so 1 allows no nested set). Decoding recurses once per level, so keep this small.
     pub max_depth: usize,
-    /// The longest input [`ValueSet::from_cbor`] accepts, in bytes. Decoded values take
-    /// at most about 25 times their encoded size in memory (the worst case is a
-    /// `StringArray` of empty strings: 1 byte each on the wire, a 24-byte `String` each in
-    /// memory).
+    /// The longest input [`ValueSet::from_cbor`] accepts, in bytes. A decoded set holds
+    /// at most about 50 bytes of memory per input byte (the worst case is a `StringArray`
+    /// of empty strings in an indefinite-length array: 1 byte each on the wire, a 24-byte
+    /// `String` each in memory, in a `Vec` that grew by doubling); typical data holds
+    /// 1-15 bytes per input byte.
     pub max_bytes: usize,
 }
 
