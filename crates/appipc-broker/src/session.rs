@@ -112,6 +112,9 @@ pub(crate) fn check(identity: &Identity, op: Operation<'_>) -> Result<()> {
     }
 }
 
+/// Requests one session may have in progress at once.
+const MAX_IN_FLIGHT: usize = 64;
+
 /// Serves one session until the peer closes it or breaks the protocol.
 pub(crate) async fn serve(shared: Arc<Shared>, sock: OwnedFd, identity: Identity) {
     let sock = match AsyncSeqPacket::new(sock) {
@@ -122,6 +125,9 @@ pub(crate) async fn serve(shared: Arc<Shared>, sock: OwnedFd, identity: Identity
         }
     };
     let identity = Arc::new(identity);
+    // Requests run concurrently, but a client that floods the broker waits for its own
+    // earlier requests instead of growing the broker without bound.
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT));
     tracing::debug!(session = identity.session_id, caller = %identity.describe(), "session opened");
     let reason = loop {
         let packet = tokio::select! {
@@ -158,10 +164,14 @@ pub(crate) async fn serve(shared: Arc<Shared>, sock: OwnedFd, identity: Identity
             send(&sock, id, reply, Vec::new()).await;
             continue;
         };
+        let Ok(permit) = in_flight.clone().acquire_owned().await else {
+            break "request limiter closed".to_owned();
+        };
         let shared = shared.clone();
         let sock = sock.clone();
         let identity = identity.clone();
         tokio::spawn(async move {
+            let _permit = permit;
             let name = request_name(&request);
             let (reply, fds) = match handle(&shared, &identity, &sock, request, packet.fds).await {
                 Ok(r) => r,

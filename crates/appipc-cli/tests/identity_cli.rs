@@ -35,6 +35,9 @@ fn publisher_ids() {
         line(&["identity", "publisher-id", "CN=4975D53F-AA7E-49A5-8B49-EA4FDC1BB66B"]),
         "qbz5n2kfra8p0"
     );
+    // Non-ASCII: hashed as UTF-16LE exactly as written (precomposed and decomposed differ).
+    assert_eq!(line(&["identity", "publisher-id", "CN=Z\u{fc}rich"]), "k1qkv4f1qdrjy");
+    assert_eq!(line(&["identity", "publisher-id", "CN=Zu\u{308}rich"]), "t77c0m53rpbfr");
 }
 
 #[test]

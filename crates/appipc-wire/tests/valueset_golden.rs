@@ -140,3 +140,22 @@ fn nan_payloads_and_signed_zero_survive() {
     assert_eq!(back["c"].as_double().map(f64::to_bits), Some((-0.0_f64).to_bits()));
     assert_eq!(back["d"], set["d"]);
 }
+
+/// `docs/wire.md` shows the same bytes as these tests, so the spec cannot drift.
+#[test]
+fn docs_show_these_vectors() {
+    let doc = include_str!("../../../docs/wire.md");
+    for (value, expected) in vectors() {
+        let shown = match value {
+            // Shown with a repetition ("+ 16 × `00`"): check the part before it.
+            V::GuidArray(_) => "`82 19 04 10 81 50` + 16 × `00`".to_owned(),
+            V::RectArray(_) => "`82 19 04 13 81 84` + 4 × `fa 00 00 00 00`".to_owned(),
+            _ => format!("| `{expected}` |"),
+        };
+        assert!(doc.contains(&shown), "docs/wire.md lacks {shown} for {value:?}");
+    }
+    let example = "a4 67 43 6f 6d 6d 61 6e 64 82 0c 66 52 65 73 69 7a 65 67 4f 70 74 69 6f 6e 73 \
+        82 19 80 00\na1 64 46 61 73 74 82 0b f5 65 54 68 75 6d 62 82 19 04 01 42 89 50 65 57 69 \
+        64 74 68 82 04\n19 02 80";
+    assert!(doc.contains(example), "docs/wire.md lacks the example bytes");
+}

@@ -747,3 +747,74 @@ pub(crate) fn decode_value_set(bytes: &[u8], limits: &DecodeLimits) -> Result<Va
         count => Err(DecodeError::new(DecodeErrorKind::TrailingBytes { count }, r.position())),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head_of(bytes: &[u8]) -> core::result::Result<Head, DecodeErrorKind> {
+        let mut r = Reader::new(bytes, 0, 32);
+        r.head().map(|(_, h)| h).map_err(|e| e.kind().clone())
+    }
+
+    #[test]
+    fn heads_of_every_width() {
+        assert!(matches!(head_of(&[0x17]), Ok(Head::Unsigned(23))));
+        assert!(matches!(head_of(&[0x18, 0xff]), Ok(Head::Unsigned(255))));
+        assert!(matches!(head_of(&[0x19, 0x01, 0x00]), Ok(Head::Unsigned(256))));
+        assert!(matches!(head_of(&[0x1a, 0, 1, 0, 0]), Ok(Head::Unsigned(65_536))));
+        assert!(matches!(
+            head_of(&[0x1b, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]),
+            Ok(Head::Unsigned(u64::MAX))
+        ));
+        assert!(matches!(
+            head_of(&[0x3b, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]),
+            Ok(Head::Negative(u64::MAX))
+        ));
+        assert!(matches!(head_of(&[0x5f]), Ok(Head::Bytes(Len::Indefinite))));
+        assert!(matches!(head_of(&[0x78, 3]), Ok(Head::Text(Len::Definite(3)))));
+        assert!(matches!(head_of(&[0xc1, 0x00]), Ok(Head::Tag)));
+        assert!(matches!(head_of(&[0xf8, 0x20]), Ok(Head::Simple)));
+        assert!(matches!(head_of(&[0xf9, 0, 0]), Ok(Head::F16)));
+        assert!(matches!(head_of(&[0xff]), Ok(Head::Break)));
+        let f = head_of(&[0xfa, 0x7f, 0xc0, 0x12, 0x34]);
+        assert!(matches!(f, Ok(Head::F32(x)) if x.to_bits() == 0x7fc0_1234));
+    }
+
+    #[test]
+    fn malformed_heads() {
+        assert!(matches!(head_of(&[]), Err(DecodeErrorKind::UnexpectedEnd)));
+        assert!(matches!(head_of(&[0x19, 0x01]), Err(DecodeErrorKind::UnexpectedEnd)));
+        for b in [0x1c, 0x3d, 0x5e, 0x7c, 0x9d, 0xbe, 0xdc, 0xfc] {
+            assert!(matches!(head_of(&[b]), Err(DecodeErrorKind::InvalidCbor { .. })), "{b:#x}");
+        }
+        for b in [0x1f, 0x3f, 0xdf] {
+            assert!(matches!(head_of(&[b]), Err(DecodeErrorKind::InvalidCbor { .. })), "{b:#x}");
+        }
+    }
+
+    #[test]
+    fn fits_never_overflows() {
+        let r = Reader::new(&[0; 10], 0, 32);
+        assert_eq!(r.fits(0, 10, 1), Ok(10));
+        assert_eq!(r.fits(0, 5, 2), Ok(5));
+        assert!(r.fits(0, 6, 2).is_err());
+        assert!(r.fits(0, u64::MAX, 1).is_err());
+        assert!(r.fits(0, 0, 0).is_ok());
+    }
+
+    #[test]
+    fn paths_render_keys_escaped_and_short() {
+        let e = DecodeError::new(DecodeErrorKind::InvalidUtf8, 3)
+            .under(PathSegment::Index(2))
+            .under(PathSegment::Key("a\"\n".into()));
+        assert_eq!(e.path(), [PathSegment::Key("a\"\n".into()), PathSegment::Index(2)]);
+        assert_eq!(
+            e.to_string(),
+            "invalid valueset: text string is not valid utf-8 at byte 3 under [\"a\\\"\\n\"][2]"
+        );
+        let long = "é".repeat(70);
+        let shown = format!("{:?}", Shortened(&long));
+        assert_eq!(shown, format!("{:?}… (140 bytes)", "é".repeat(64)));
+    }
+}

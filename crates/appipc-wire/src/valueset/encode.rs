@@ -324,3 +324,38 @@ impl<'b, C> Decode<'b, C> for TimeSpan {
         d.i64().map(TimeSpan::from_ticks)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn head_lengths_match_minicbor() {
+        for n in [0, 23, 24, 255, 256, 65_535, 65_536, 0xffff_ffff, 0x1_0000_0000, u64::MAX] {
+            assert_eq!(head_len(n), minicbor::to_vec(n).unwrap().len(), "{n}");
+        }
+        for i in [0, -1, -24, -25, -256, -257, i64::MIN, i64::MAX] {
+            assert_eq!(int_len(i), minicbor::to_vec(i).unwrap().len(), "{i}");
+        }
+    }
+
+    #[test]
+    fn standalone_guid_and_times() {
+        let g = Guid::from_u128(0x00112233_4455_6677_8899_aabbccddeeff);
+        let bytes = minicbor::to_vec(g).unwrap();
+        assert_eq!(bytes.len(), minicbor::len(g));
+        assert_eq!(minicbor::decode::<Guid>(&bytes).unwrap(), g);
+        assert!(minicbor::decode::<Guid>(&[0x41, 0x00]).is_err());
+
+        let t = DateTime::UNIX_EPOCH;
+        let bytes = minicbor::to_vec(t).unwrap();
+        assert_eq!(bytes.len(), minicbor::len(t));
+        assert_eq!(minicbor::decode::<DateTime>(&bytes).unwrap(), t);
+
+        let s = TimeSpan::from_ticks(-5);
+        let bytes = minicbor::to_vec(s).unwrap();
+        assert_eq!(bytes, [0x24]);
+        assert_eq!(minicbor::len(s), 1);
+        assert_eq!(minicbor::decode::<TimeSpan>(&bytes).unwrap(), s);
+    }
+}
