@@ -26,5 +26,6 @@ pub mod aio;
 pub mod cred;
 pub mod env;
 pub mod fs;
+pub mod memfd;
 pub mod process;
 pub mod socket;

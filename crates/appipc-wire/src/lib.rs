@@ -4,5 +4,11 @@
 //! No I/O and no OS calls live here: sockets and fds are `appipc-sys`'s job.
 #![forbid(unsafe_code)]
 
+pub mod app_service;
 pub mod protocol;
 pub mod valueset;
+
+pub use valueset::{
+    DateTime, DecodeError, DecodeErrorKind, DecodeLimits, Guid, Point, PropertyType, PropertyValue,
+    Rect, Size, TimeSpan, ValueSet,
+};

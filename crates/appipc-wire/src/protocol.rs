@@ -11,6 +11,8 @@
 
 use minicbor::{Decode, Encode};
 
+use crate::app_service::{AppServiceConnectionStatus, BackgroundTaskCancellationReason};
+
 /// Version of this protocol; the broker reports it in [`Reply::Pong`].
 pub const PROTOCOL_VERSION: u32 = 1;
 
@@ -149,6 +151,46 @@ pub enum Request {
     /// Stop the broker (callers without a package only). Answered with [`Reply::Ok`].
     #[n(8)]
     Shutdown,
+    /// `AppServiceConnection.OpenAsync`. Answered with [`Reply::AppServiceOpened`], which
+    /// carries the client's end of the connection when the status is `Success`.
+    #[n(9)]
+    OpenAppService {
+        /// The provider's package family name.
+        #[n(0)]
+        package_family_name: String,
+        /// The service name.
+        #[n(1)]
+        app_service_name: String,
+    },
+    /// A provider process is ready to serve this app service of its own package; connections
+    /// then arrive as [`Event::AppServiceConnection`] on this session. Answered with
+    /// [`Reply::Ok`].
+    #[n(10)]
+    RegisterAppServiceHost {
+        /// A service the caller's package declares.
+        #[n(0)]
+        app_service_name: String,
+    },
+    /// A provider reports that a connection it served has ended (for idle tracking).
+    /// Answered with [`Reply::Ok`].
+    #[n(11)]
+    AppServiceConnectionClosed {
+        /// The id from [`IncomingAppServiceConnection`].
+        #[n(0)]
+        connection_id: u64,
+    },
+    /// `AppServiceCatalog.FindAppServiceProvidersAsync`. Answered with
+    /// [`Reply::AppServiceProviders`].
+    #[n(12)]
+    FindAppServiceProviders {
+        /// The service name.
+        #[n(0)]
+        app_service_name: String,
+    },
+    /// Declared services and live connections, for `appipc app-service list`. Answered with
+    /// [`Reply::AppServices`].
+    #[n(13)]
+    ListAppServices,
 }
 
 /// The broker's answer to one request.
@@ -221,6 +263,126 @@ pub enum Reply {
     /// Answer to [`Request::ListProcesses`].
     #[n(9)]
     Processes(#[n(0)] Vec<ProcessInfo>),
+    /// Answer to [`Request::OpenAppService`]; with `Success`, the client's end of the
+    /// connection is attached.
+    #[n(10)]
+    AppServiceOpened {
+        /// The Windows status.
+        #[n(0)]
+        status: AppServiceConnectionStatus,
+        /// The broker's id for the connection (0 when it failed).
+        #[n(1)]
+        connection_id: u64,
+        /// The largest message the service accepts, in bytes.
+        #[n(2)]
+        max_message_size: u64,
+        /// Why, when it failed.
+        #[n(3)]
+        message: String,
+    },
+    /// Answer to [`Request::FindAppServiceProviders`].
+    #[n(11)]
+    AppServiceProviders(#[n(0)] Vec<AppServiceProviderInfo>),
+    /// Answer to [`Request::ListAppServices`].
+    #[n(12)]
+    AppServices {
+        /// Every declared service of the packages the caller may see.
+        #[n(0)]
+        declared: Vec<DeclaredAppService>,
+        /// Connections the broker opened whose provider has not reported them closed.
+        #[n(1)]
+        connections: Vec<AppServiceConnectionInfo>,
+    },
+}
+
+/// A package that provides an app service (`AppInfo` in `FindAppServiceProvidersAsync`).
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct AppServiceProviderInfo {
+    /// Package family name.
+    #[n(0)]
+    pub package_family_name: String,
+    /// The application that declares it.
+    #[n(1)]
+    pub app_id: String,
+    /// The package's display name.
+    #[n(2)]
+    pub display_name: String,
+}
+
+/// An app service a package declares.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct DeclaredAppService {
+    /// Package family name.
+    #[n(0)]
+    pub package_family_name: String,
+    /// The application that declares it.
+    #[n(1)]
+    pub app_id: String,
+    /// Service name.
+    #[n(2)]
+    pub name: String,
+    /// Package-relative host executable; `None` for an in-process service.
+    #[n(3)]
+    pub entry_point: Option<String>,
+    /// A new host process per connection.
+    #[n(4)]
+    pub supports_multiple_instances: bool,
+    /// Largest message accepted.
+    #[n(5)]
+    pub max_message_size: u64,
+}
+
+/// A live app-service connection.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct AppServiceConnectionInfo {
+    /// The broker's id.
+    #[n(0)]
+    pub connection_id: u64,
+    /// Provider package.
+    #[n(1)]
+    pub package_family_name: String,
+    /// Service name.
+    #[n(2)]
+    pub app_service_name: String,
+    /// Caller's package family name ("" for unpackaged).
+    #[n(3)]
+    pub caller_package_family_name: String,
+    /// Caller's pid.
+    #[n(4)]
+    pub caller_pid: u32,
+    /// The provider host's pid.
+    #[n(5)]
+    pub host_pid: u32,
+    /// Seconds since the epoch.
+    #[n(6)]
+    pub opened_at: u64,
+}
+
+/// What a provider learns about a new connection (`AppServiceTriggerDetails`), all attested
+/// by the broker.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct IncomingAppServiceConnection {
+    /// The broker's id (report it with [`Request::AppServiceConnectionClosed`]).
+    #[n(0)]
+    pub connection_id: u64,
+    /// The service name.
+    #[n(1)]
+    pub app_service_name: String,
+    /// `CallerPackageFamilyName`: empty for an unpackaged caller.
+    #[n(2)]
+    pub caller_package_family_name: String,
+    /// The caller's declared capabilities (for `CheckCallerForCapabilityAsync`).
+    #[n(3)]
+    pub caller_capabilities: Vec<String>,
+    /// The caller's trust level.
+    #[n(4)]
+    pub caller_trust: TrustLevel,
+    /// The caller's pid.
+    #[n(5)]
+    pub caller_pid: u32,
+    /// The largest message either side may send, in bytes.
+    #[n(6)]
+    pub max_message_size: u64,
 }
 
 /// What went wrong, for a person and for a program.
@@ -445,6 +607,18 @@ pub enum Event {
         /// Terminating signal, if killed.
         #[n(2)]
         signal: Option<i32>,
+    },
+    /// A client connected to an app service this session hosts; the provider's end of the
+    /// connection is attached.
+    #[n(1)]
+    AppServiceConnection(#[n(0)] IncomingAppServiceConnection),
+    /// The broker is stopping this provider host (`BackgroundTaskInstance.Canceled`); it is
+    /// killed after a grace period.
+    #[n(2)]
+    Canceled {
+        /// Why.
+        #[n(0)]
+        reason: BackgroundTaskCancellationReason,
     },
 }
 

@@ -1,0 +1,142 @@
+//! Sealed memfds: immutable byte buffers passed between processes by fd.
+//!
+//! A writer fills a memfd and seals it (`F_SEAL_WRITE | F_SEAL_SHRINK | F_SEAL_GROW |
+//! F_SEAL_SEAL`); a reader checks those seals before mapping it, so the bytes cannot change
+//! under the reader's feet however the writer behaves.
+
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::ptr::NonNull;
+
+use rustix::fs::{MemfdFlags, SealFlags};
+use rustix::mm::{MapFlags, ProtFlags};
+
+const REQUIRED_SEALS: SealFlags =
+    SealFlags::WRITE.union(SealFlags::SHRINK).union(SealFlags::GROW).union(SealFlags::SEAL);
+
+/// Creates a sealed memfd of exactly `len` bytes whose content `fill` writes into a mapping
+/// (no intermediate copy). `fill` gets a zeroed buffer of `len` bytes.
+pub fn create_sealed(name: &str, len: usize, fill: impl FnOnce(&mut [u8])) -> io::Result<OwnedFd> {
+    let fd = rustix::fs::memfd_create(name, MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING)?;
+    rustix::fs::ftruncate(&fd, len as u64)?;
+    if len > 0 {
+        let map = Mapping::new(fd.as_fd(), len, true)?;
+        // SAFETY: `map` is a fresh shared read-write mapping of `len` bytes of a memfd only this
+        // function holds, so no one else can alias it while `fill` runs; the slice does not
+        // outlive `map`.
+        let buf = unsafe { std::slice::from_raw_parts_mut(map.ptr.as_ptr(), len) };
+        fill(buf);
+        drop(map); // F_SEAL_WRITE refuses while a writable shared mapping exists.
+    }
+    rustix::fs::fcntl_add_seals(&fd, REQUIRED_SEALS)?;
+    Ok(fd)
+}
+
+/// A read-only view of a sealed memfd.
+#[derive(Debug)]
+pub struct SealedView {
+    map: Option<Mapping>,
+}
+
+impl SealedView {
+    /// Maps a memfd received from another process after checking that it is sealed against
+    /// writing, shrinking and growing, and that its size is `expected_len` (at most
+    /// `max_len`).
+    pub fn open(fd: impl AsFd, expected_len: u64, max_len: u64) -> io::Result<SealedView> {
+        let fd = fd.as_fd();
+        if expected_len > max_len {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("memfd of {expected_len} bytes exceeds the limit of {max_len}"),
+            ));
+        }
+        let seals = rustix::fs::fcntl_get_seals(fd).map_err(|e| {
+            io::Error::new(io::ErrorKind::InvalidData, format!("not a sealable memfd: {e}"))
+        })?;
+        if !seals.contains(SealFlags::WRITE | SealFlags::SHRINK | SealFlags::GROW) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "memfd is not sealed against change",
+            ));
+        }
+        let size = rustix::fs::fstat(fd)?.st_size as u64;
+        if size != expected_len {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("memfd holds {size} bytes, the frame says {expected_len}"),
+            ));
+        }
+        let len = usize::try_from(size).map_err(|_| io::Error::from(io::ErrorKind::InvalidData))?;
+        let map = if len == 0 { None } else { Some(Mapping::new(fd, len, false)?) };
+        Ok(SealedView { map })
+    }
+
+    /// The bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        match &self.map {
+            None => &[],
+            // SAFETY: the mapping is `len` readable bytes, alive as long as `self`; the memfd is
+            // sealed against writes, shrinking and growing, so the bytes neither change nor
+            // disappear (no SIGBUS) while the slice lives.
+            Some(m) => unsafe { std::slice::from_raw_parts(m.ptr.as_ptr(), m.len) },
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Mapping {
+    ptr: NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: a Mapping is plain memory owned by this value; it has no thread affinity.
+unsafe impl Send for Mapping {}
+// SAFETY: shared access only hands out `&[u8]` (read-only) views.
+unsafe impl Sync for Mapping {}
+
+impl Mapping {
+    fn new(fd: std::os::fd::BorrowedFd<'_>, len: usize, writable: bool) -> io::Result<Mapping> {
+        let prot = if writable { ProtFlags::READ | ProtFlags::WRITE } else { ProtFlags::READ };
+        let flags = if writable { MapFlags::SHARED } else { MapFlags::PRIVATE };
+        // SAFETY: a new mapping at an address the kernel chooses (null hint) cannot overlap
+        // any Rust object; `len` is non-zero and the fd is valid for the call.
+        let ptr = unsafe { rustix::mm::mmap(std::ptr::null_mut(), len, prot, flags, fd, 0)? };
+        let ptr =
+            NonNull::new(ptr.cast::<u8>()).ok_or_else(|| io::Error::other("mmap returned null"))?;
+        Ok(Mapping { ptr, len })
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: `ptr`/`len` are exactly what mmap returned, and every slice derived from this
+        // mapping borrows `self`, so none outlives this unmap.
+        let _ = unsafe { rustix::mm::munmap(self.ptr.as_ptr().cast(), self.len) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_seals() {
+        let fd = create_sealed("t", 5, |b| b.copy_from_slice(b"hello")).unwrap();
+        let v = SealedView::open(&fd, 5, 100).unwrap();
+        assert_eq!(v.as_bytes(), b"hello");
+        // Cannot be written any more.
+        assert!(rustix::io::write(&fd, b"x").is_err());
+        assert!(SealedView::open(&fd, 4, 100).is_err(), "length mismatch refused");
+        assert!(SealedView::open(&fd, 5, 4).is_err(), "over the limit refused");
+    }
+
+    #[test]
+    fn unsealed_memfd_is_refused() {
+        let fd =
+            rustix::fs::memfd_create("u", MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING).unwrap();
+        rustix::fs::ftruncate(&fd, 3).unwrap();
+        assert!(SealedView::open(&fd, 3, 10).is_err());
+        let (a, _b) = crate::socket::stream_pair().unwrap();
+        assert!(SealedView::open(&a, 0, 10).is_err(), "a socket is not a memfd");
+    }
+}
