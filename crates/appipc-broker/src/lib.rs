@@ -18,6 +18,8 @@
 //! themselves, which arrive as modules of their own.
 #![forbid(unsafe_code)]
 
+pub mod activation;
+pub mod app_service;
 pub mod config;
 pub mod error;
 pub mod launcher;
@@ -76,6 +78,7 @@ pub(crate) struct Shared {
     pub(crate) launcher: Launcher,
     pub(crate) processes: Arc<Processes>,
     pub(crate) stopping: Stopping,
+    pub(crate) app_services: app_service::AppServices,
     next_session: AtomicU64,
     uid: u32,
     /// Sessions the broker created itself (for launched processes, `OpenSession`), handed to
@@ -169,6 +172,7 @@ impl Broker {
                 launcher,
                 processes: Arc::new(Processes::default()),
                 stopping: Stopping::new(),
+                app_services: app_service::AppServices::default(),
                 next_session: AtomicU64::new(1),
                 uid: appipc_sys::cred::current_uid(),
             }),

@@ -12,7 +12,7 @@ use appipc_model::identity::{AppId, AppUserModelId, PackageFamilyName};
 use appipc_model::policy::{self, Caller, Operation};
 use appipc_model::sid;
 use appipc_sys::aio::AsyncSeqPacket;
-use appipc_sys::process::SpawnRequest;
+use appipc_wire::app_service::BackgroundTaskCancellationReason;
 use appipc_wire::protocol::{
     CallerIdentity, ErrorCode, ErrorReply, Event, Frame, MAX_FRAME_LEN, PROTOCOL_VERSION, Reply,
     Request, TrustLevel,
@@ -20,7 +20,6 @@ use appipc_wire::protocol::{
 
 use crate::Shared;
 use crate::error::{BrokerError, Result};
-use crate::packages::InstalledPackage;
 
 /// The package side of an identity.
 #[derive(Debug, Clone)]
@@ -183,6 +182,7 @@ pub(crate) async fn serve(shared: Arc<Shared>, sock: OwnedFd, identity: Identity
             send(&sock, id, reply, fds).await;
         });
     };
+    shared.app_services.session_closed(identity.session_id);
     tracing::debug!(session = identity.session_id, caller = %identity.describe(), %reason, "session closed");
     if reason.starts_with("protocol violation") || reason.starts_with("receive failed") {
         tracing::warn!(session = identity.session_id, caller = %identity.describe(), %reason, "closing session");
@@ -208,6 +208,11 @@ fn request_name(r: &Request) -> &'static str {
         Request::OpenSession => "open-session",
         Request::ListProcesses => "list-processes",
         Request::Shutdown => "shutdown",
+        Request::OpenAppService { .. } => "open-app-service",
+        Request::RegisterAppServiceHost { .. } => "register-app-service-host",
+        Request::AppServiceConnectionClosed { .. } => "app-service-connection-closed",
+        Request::FindAppServiceProviders { .. } => "find-app-service-providers",
+        Request::ListAppServices => "list-app-services",
     }
 }
 
@@ -244,6 +249,16 @@ async fn handle(
             })
             .await
             .map_err(|e| BrokerError::io("install task", std::io::Error::other(e.to_string())))??;
+            if outcome == appipc_wire::protocol::InstallOutcome::Upgraded {
+                shared
+                    .app_services
+                    .cancel_family(
+                        shared,
+                        pkg.family_name.as_str(),
+                        BackgroundTaskCancellationReason::ServicingUpdate,
+                    )
+                    .await;
+            }
             Reply::Installed {
                 full_name: pkg.full_name.to_string(),
                 family_name: pkg.family_name.to_string(),
@@ -274,6 +289,10 @@ async fn handle(
                 return Err(BrokerError::NotFound(format!("package {family} is not installed")));
             }
             let guard = shared.registry.begin_deployment(family.as_str())?;
+            shared
+                .app_services
+                .cancel_family(shared, family.as_str(), BackgroundTaskCancellationReason::Uninstall)
+                .await;
             let stopped = shared.processes.stop_family(family.as_str()).await;
             let registry = shared.clone();
             let fam = family.to_string();
@@ -310,6 +329,22 @@ async fn handle(
                 .map(|p| p.info())
                 .collect(),
         ),
+        Request::OpenAppService { package_family_name, app_service_name } => {
+            return shared
+                .app_services
+                .open(shared, identity, &package_family_name, &app_service_name)
+                .await;
+        }
+        Request::RegisterAppServiceHost { app_service_name } => {
+            shared.app_services.register(shared, identity, sock, &app_service_name)?
+        }
+        Request::AppServiceConnectionClosed { connection_id } => {
+            shared.app_services.connection_closed(shared, identity, connection_id)?
+        }
+        Request::FindAppServiceProviders { app_service_name } => {
+            shared.app_services.find_providers(shared, &app_service_name)
+        }
+        Request::ListAppServices => shared.app_services.list(shared, identity),
         Request::Shutdown => {
             check(identity, Operation::Shutdown)?;
             tracing::info!(caller = %identity.describe(), "shutdown requested");
@@ -333,7 +368,7 @@ fn parse_target(target: &str) -> Result<(PackageFamilyName, Option<AppId>)> {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+#[allow(clippy::too_many_arguments)] // the fields of Request::Launch plus the session's context
 async fn launch(
     shared: &Arc<Shared>,
     identity: &Arc<Identity>,
@@ -365,77 +400,28 @@ async fn launch(
             app_id.map(|a| a.to_string()).unwrap_or_default()
         )));
     };
-    let trust = InstalledPackage::trust_of(app);
-    let aumid = format!("{}!{}", pkg.family_name, app.id);
-    let (mut stdin, mut stdout, mut stderr) = (None, None, None);
-    if stdio {
+    let stdio = if stdio {
         let mut it = fds.into_iter();
-        stdin = it.next();
-        stdout = it.next();
-        stderr = it.next();
-    } else {
-        let log = shared.paths.logs().join(format!("{}.log", pkg.family_name));
-        if let Ok(f) = std::fs::OpenOptions::new().create(true).append(true).open(&log) {
-            let f: OwnedFd = f.into();
-            stderr = f.try_clone().ok();
-            stdout = Some(f);
+        match (it.next(), it.next(), it.next()) {
+            (Some(i), Some(o), Some(e)) => Some([i, o, e]),
+            _ => unreachable!("three fds were checked above"),
         }
-    }
-
-    let (broker_end, app_end) = appipc_sys::socket::seqpacket_pair()
-        .map_err(|e| BrokerError::io("creating a session socket pair", e))?;
-    let mut argv: Vec<std::ffi::OsString> = app.arguments.iter().map(Into::into).collect();
-    argv.extend(args.into_iter().map(Into::into));
-    let mut env: Vec<(std::ffi::OsString, std::ffi::OsString)> =
-        ["PATH", "LANG", "LC_ALL", "TERM", "TZ", "RUST_LOG", "RUST_BACKTRACE"]
-            .iter()
-            .filter_map(|k| std::env::var_os(k).map(|v| ((*k).into(), v)))
-            .collect();
-    env.push(("APPIPC_SESSION_FD".into(), crate::SESSION_FD.to_string().into()));
-    env.push(("APPIPC_PACKAGE_FAMILY_NAME".into(), pkg.family_name.to_string().into()));
-    env.push(("APPIPC_APP_ID".into(), app.id.to_string().into()));
-    env.push(("HOME".into(), pkg.data_dir.join("LocalState").into()));
-    env.push(("TMPDIR".into(), pkg.data_dir.join("TempState").into()));
-    let request = SpawnRequest {
-        program: pkg.install_dir.join(app.executable.as_str()),
-        args: argv,
-        env,
-        cwd: pkg.install_dir.clone(),
-        stdin,
-        stdout,
-        stderr,
-        fds: vec![(crate::SESSION_FD, app_end)],
-        parent_death_signal: (trust == TrustLevel::AppContainer)
-            .then_some(appipc_sys::process::ProcessSignal::KILL),
-        new_session: true,
+    } else {
+        None
     };
-    let spawned = shared.launcher.spawn(request).await.map_err(|e| {
-        tracing::warn!(app = %aumid, error = %e, "launch failed");
-        BrokerError::LaunchFailed(format!("{aumid}: {e}"))
-    })?;
-    let pid = spawned.pid;
-    let confinement = "none (app container confinement is not implemented yet)".to_owned();
-    let record = shared.processes.track(
-        spawned,
-        aumid.clone(),
-        pkg.family_name.to_string(),
-        trust,
-        confinement,
-    );
-    let app_identity = Identity {
-        session_id: shared.next_session_id(),
-        pid,
-        uid: identity.uid,
-        package: Some(PackageIdentity {
-            full_name: pkg.full_name.to_string(),
-            family_name: pkg.family_name.to_string(),
-            app_id: app.id.to_string(),
-            trust,
-            capabilities: pkg.capabilities(),
-        }),
-    };
-    tracing::info!(app = %aumid, pid, by = %identity.describe(), trust = trust.as_str(), "launched");
-    shared.adopt_session(broker_end, app_identity);
+    let record = crate::activation::start_app(
+        shared,
+        &pkg,
+        app,
+        &app.executable,
+        args,
+        stdio,
+        crate::activation::Activation::Launch,
+        None,
+    )
+    .await?;
+    let (pid, aumid) = (record.pid, record.aumid.clone());
+    tracing::info!(app = %aumid, pid, by = %identity.describe(), "launched on request");
     if notify_exit {
         let sock = sock.clone();
         let mut exited = record.exited.clone();

@@ -53,6 +53,17 @@ impl AsyncSeqPacket {
         }
     }
 
+    /// Receives one message into a reused buffer; `Ok(None)` at the end of the stream.
+    pub async fn recv_into(&self, buf: &mut [u8]) -> io::Result<Option<socket::Received>> {
+        loop {
+            let mut guard = self.inner.readable().await?;
+            match guard.try_io(|fd| socket::recv_into(fd, buf, Blocking::No)) {
+                Ok(r) => return r,
+                Err(_would_block) => continue,
+            }
+        }
+    }
+
     /// Gives the socket back, deregistered and still non-blocking.
     pub fn into_inner(self) -> OwnedFd {
         self.inner.into_inner()

@@ -125,10 +125,28 @@ pub fn send(
     Ok(())
 }
 
-/// Receives one message of at most `max` bytes. `Ok(None)` is the end of the stream (the peer
-/// closed). A longer message is reported with `truncated` set; its tail is gone.
-pub fn recv(sock: impl AsFd, max: usize, blocking: Blocking) -> io::Result<Option<Packet>> {
-    let mut data = vec![0u8; max];
+/// One message received into a caller's buffer by [`recv_into`].
+#[derive(Debug)]
+pub struct Received {
+    /// Bytes written into the buffer.
+    pub len: usize,
+    /// The message was longer than the buffer; its tail is lost.
+    pub truncated: bool,
+    /// The full length of the message as the kernel reported it.
+    pub full_len: usize,
+    /// The fds that came with the message (close-on-exec).
+    pub fds: Vec<OwnedFd>,
+    /// More fds came than [`MAX_FDS_PER_MESSAGE`]; the kernel closed the rest.
+    pub fds_truncated: bool,
+}
+
+/// Receives one message into `buf` (reused across calls: no allocation on the hot path).
+/// `Ok(None)` is the end of the stream.
+pub fn recv_into(
+    sock: impl AsFd,
+    buf: &mut [u8],
+    blocking: Blocking,
+) -> io::Result<Option<Received>> {
     let mut space =
         [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS_PER_MESSAGE))];
     let mut control = RecvAncillaryBuffer::new(&mut space);
@@ -136,7 +154,8 @@ pub fn recv(sock: impl AsFd, max: usize, blocking: Blocking) -> io::Result<Optio
     if blocking == Blocking::No {
         flags |= RecvFlags::DONTWAIT;
     }
-    let msg = net::recvmsg(&sock, &mut [IoSliceMut::new(&mut data)], &mut control, flags)?;
+    let max = buf.len();
+    let msg = net::recvmsg(&sock, &mut [IoSliceMut::new(buf)], &mut control, flags)?;
     let mut fds = Vec::new();
     for m in control.drain() {
         if let RecvAncillaryMessage::ScmRights(rights) = m {
@@ -146,14 +165,29 @@ pub fn recv(sock: impl AsFd, max: usize, blocking: Blocking) -> io::Result<Optio
     if msg.bytes == 0 && fds.is_empty() {
         return Ok(None);
     }
-    let truncated = msg.flags.contains(ReturnFlags::TRUNC) || msg.bytes > max;
-    data.truncate(msg.bytes.min(max));
-    Ok(Some(Packet {
-        data,
-        truncated,
+    Ok(Some(Received {
+        len: msg.bytes.min(max),
+        truncated: msg.flags.contains(ReturnFlags::TRUNC) || msg.bytes > max,
         full_len: msg.bytes,
         fds,
         fds_truncated: msg.flags.contains(ReturnFlags::CTRUNC),
+    }))
+}
+
+/// Receives one message of at most `max` bytes into a new buffer. `Ok(None)` is the end of
+/// the stream (the peer closed). A longer message is reported with `truncated` set.
+pub fn recv(sock: impl AsFd, max: usize, blocking: Blocking) -> io::Result<Option<Packet>> {
+    let mut data = vec![0u8; max];
+    let Some(r) = recv_into(sock, &mut data, blocking)? else {
+        return Ok(None);
+    };
+    data.truncate(r.len);
+    Ok(Some(Packet {
+        data,
+        truncated: r.truncated,
+        full_len: r.full_len,
+        fds: r.fds,
+        fds_truncated: r.fds_truncated,
     }))
 }
 

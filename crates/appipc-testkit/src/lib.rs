@@ -35,8 +35,20 @@ pub const FABRIKAM_TOOLS: Example = Example {
     manifest: include_str!("../../../examples/fabrikam-tools/appipc.toml"),
 };
 
+/// `Contoso.Services`: app service providers, out of process and in process.
+pub const CONTOSO_SERVICES: Example = Example {
+    name: "contoso-services",
+    manifest: include_str!("../../../examples/contoso-services/appipc.toml"),
+};
+
+/// `Fabrikam.EchoClient`: an app of another publisher that calls Contoso's services.
+pub const FABRIKAM_CLIENT: Example = Example {
+    name: "fabrikam-client",
+    manifest: include_str!("../../../examples/fabrikam-client/appipc.toml"),
+};
+
 /// Every example package.
-pub const EXAMPLES: [Example; 2] = [HELLO, FABRIKAM_TOOLS];
+pub const EXAMPLES: [Example; 4] = [HELLO, FABRIKAM_TOOLS, CONTOSO_SERVICES, FABRIKAM_CLIENT];
 
 /// The folder holding the workspace's built binaries.
 pub fn bin_dir() -> PathBuf {

@@ -666,3 +666,24 @@ mod tests {
         assert!(f.request.is_none());
     }
 }
+
+#[cfg(test)]
+mod event_tests {
+    use super::*;
+
+    #[test]
+    fn app_service_events_round_trip() {
+        let f = Frame::event(Event::AppServiceConnection(IncomingAppServiceConnection {
+            connection_id: 1,
+            app_service_name: "com.x".into(),
+            caller_package_family_name: String::new(),
+            caller_capabilities: vec!["internetClient".into()],
+            caller_trust: TrustLevel::AppContainer,
+            caller_pid: 4,
+            max_message_size: 16,
+        }));
+        assert_eq!(Frame::from_cbor(&f.to_cbor()).unwrap(), f);
+        let c = Frame::event(Event::Canceled { reason: BackgroundTaskCancellationReason::IdleTask });
+        assert_eq!(Frame::from_cbor(&c.to_cbor()).unwrap(), c);
+    }
+}

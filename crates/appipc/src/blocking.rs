@@ -64,3 +64,225 @@ impl Session {
         self.rt.block_on(PackageManager::new(&self.inner).find_packages())
     }
 }
+
+/// A blocking app-service connection: `send_message` writes the request and reads the
+/// response on the calling thread, with no runtime in between (the fastest client path).
+///
+/// Requests the provider sends on this connection are queued and handed out by
+/// [`AppServiceConnection::next_request`].
+#[derive(Debug)]
+pub struct AppServiceConnection {
+    sock: std::os::fd::OwnedFd,
+    max: u64,
+    next_id: u64,
+    buf: Vec<u8>,
+    queued: std::collections::VecDeque<(u64, ValueSet)>,
+    closed: Option<AppServiceClosedStatus>,
+}
+
+use crate::app_service::{
+    AppServiceClosedStatus, AppServiceConnectionStatus, AppServiceResponse,
+    AppServiceResponseStatus, Incoming, encode_frame, frame_message,
+};
+use appipc_sys::socket::{self, Blocking};
+use appipc_wire::ValueSet;
+use appipc_wire::app_service::{ChannelFrame, ChannelKind, INLINE_MESSAGE_MAX};
+
+/// One frame read from a blocking connection.
+enum Read {
+    Frame(ChannelFrame, Vec<std::os::fd::OwnedFd>),
+    Closed,
+}
+
+impl Session {
+    /// `OpenAsync`, blocking. The Windows status on failure.
+    pub fn open_app_service(
+        &self,
+        family: &str,
+        service: &str,
+    ) -> std::result::Result<AppServiceConnection, AppServiceConnectionStatus> {
+        let opened =
+            self.rt.block_on(crate::app_service::open_raw(&self.inner, family, service))?;
+        Ok(AppServiceConnection {
+            sock: opened.fd,
+            max: opened.max_message_size,
+            next_id: 1,
+            buf: vec![0u8; INLINE_MESSAGE_MAX + 64],
+            queued: Default::default(),
+            closed: None,
+        })
+    }
+}
+
+impl AppServiceConnection {
+    /// The largest message either side may send.
+    pub fn max_message_size(&self) -> u64 {
+        self.max
+    }
+
+    fn read(&mut self) -> Read {
+        if self.closed.is_some() {
+            return Read::Closed;
+        }
+        let r = match socket::recv_into(&self.sock, &mut self.buf, Blocking::Yes) {
+            Ok(Some(r)) if !r.truncated => r,
+            _ => return self.mark_closed(AppServiceClosedStatus::Unknown),
+        };
+        match ChannelFrame::from_cbor(&self.buf[..r.len]) {
+            Ok(f) if f.kind == ChannelKind::Close => {
+                let s = AppServiceClosedStatus::from_value(f.status)
+                    .unwrap_or(AppServiceClosedStatus::Canceled);
+                self.mark_closed(s)
+            }
+            Ok(f) => Read::Frame(f, r.fds),
+            Err(_) => self.mark_closed(AppServiceClosedStatus::Unknown),
+        }
+    }
+
+    fn mark_closed(&mut self, s: AppServiceClosedStatus) -> Read {
+        self.closed.get_or_insert(s);
+        let _ = socket::shutdown(&self.sock);
+        Read::Closed
+    }
+
+    /// `SendMessageAsync`, blocking: sends and waits for the response. Requests from the
+    /// provider that arrive meanwhile are queued.
+    pub fn send_message(&mut self, message: &ValueSet) -> AppServiceResponse {
+        let failed = |status| AppServiceResponse { status, message: ValueSet::new() };
+        if self.closed.is_some() {
+            return failed(AppServiceResponseStatus::Failure);
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        let (bytes, fd) = match encode_frame(id, ChannelKind::Request, 0, Some(message), self.max) {
+            Ok(x) => x,
+            Err(status) => return failed(status),
+        };
+        let fds: Vec<_> = fd.iter().map(std::os::fd::AsFd::as_fd).collect();
+        if socket::send(&self.sock, &bytes, &fds, Blocking::Yes).is_err() {
+            self.mark_closed(AppServiceClosedStatus::Unknown);
+            return failed(AppServiceResponseStatus::Failure);
+        }
+        loop {
+            match self.read() {
+                Read::Closed => return failed(AppServiceResponseStatus::Failure),
+                Read::Frame(mut f, mut fds) => match f.kind {
+                    ChannelKind::Response if f.id == id => {
+                        let status = AppServiceResponseStatus::from_value(f.status)
+                            .unwrap_or(AppServiceResponseStatus::Unknown);
+                        return match frame_message(&mut f, &mut fds, self.max) {
+                            Incoming::Message(m) => AppServiceResponse { status, message: m },
+                            Incoming::TooLarge => {
+                                failed(AppServiceResponseStatus::MessageSizeTooLarge)
+                            }
+                            Incoming::Broken(_) => {
+                                self.mark_closed(AppServiceClosedStatus::Unknown);
+                                failed(AppServiceResponseStatus::Failure)
+                            }
+                        };
+                    }
+                    ChannelKind::Request => match frame_message(&mut f, &mut fds, self.max) {
+                        Incoming::Message(m) => self.queued.push_back((f.id, m)),
+                        Incoming::TooLarge => {
+                            let _ = self.respond(
+                                f.id,
+                                AppServiceResponseStatus::MessageSizeTooLarge,
+                                None,
+                            );
+                        }
+                        Incoming::Broken(_) => {
+                            self.mark_closed(AppServiceClosedStatus::Unknown);
+                            return failed(AppServiceResponseStatus::Failure);
+                        }
+                    },
+                    _ => {} // a stale response
+                },
+            }
+        }
+    }
+
+    /// Waits for the next request the provider sends; `None` once the connection is closed.
+    /// Answer it with [`AppServiceConnection::send_response`].
+    pub fn next_request(&mut self) -> Option<(u64, ValueSet)> {
+        loop {
+            if let Some(r) = self.queued.pop_front() {
+                return Some(r);
+            }
+            match self.read() {
+                Read::Closed => return None,
+                Read::Frame(mut f, mut fds) if f.kind == ChannelKind::Request => {
+                    match frame_message(&mut f, &mut fds, self.max) {
+                        Incoming::Message(m) => return Some((f.id, m)),
+                        Incoming::TooLarge => {
+                            let _ = self.respond(
+                                f.id,
+                                AppServiceResponseStatus::MessageSizeTooLarge,
+                                None,
+                            );
+                        }
+                        Incoming::Broken(_) => {
+                            self.mark_closed(AppServiceClosedStatus::Unknown);
+                            return None;
+                        }
+                    }
+                }
+                Read::Frame(..) => {}
+            }
+        }
+    }
+
+    /// Completes a request from [`next_request`](Self::next_request) with a reply.
+    pub fn send_response(&mut self, id: u64, message: &ValueSet) -> AppServiceResponseStatus {
+        self.respond(id, AppServiceResponseStatus::Success, Some(message))
+    }
+
+    fn respond(
+        &mut self,
+        id: u64,
+        status: AppServiceResponseStatus,
+        message: Option<&ValueSet>,
+    ) -> AppServiceResponseStatus {
+        let (bytes, fd) =
+            match encode_frame(id, ChannelKind::Response, status.value(), message, self.max) {
+                Ok(x) => x,
+                Err(s) => return s,
+            };
+        let fds: Vec<_> = fd.iter().map(std::os::fd::AsFd::as_fd).collect();
+        match socket::send(&self.sock, &bytes, &fds, Blocking::Yes) {
+            Ok(()) => AppServiceResponseStatus::Success,
+            Err(_) => AppServiceResponseStatus::Failure,
+        }
+    }
+
+    /// Whether the connection has ended, and how.
+    pub fn closed_status(&self) -> Option<AppServiceClosedStatus> {
+        self.closed
+    }
+
+    /// `Close()`: the provider sees `ServiceClosed(Canceled)`.
+    pub fn close(mut self) {
+        self.close_inner();
+    }
+
+    fn close_inner(&mut self) {
+        if self.closed.is_none() {
+            if let Ok((bytes, _)) = encode_frame(
+                0,
+                ChannelKind::Close,
+                AppServiceClosedStatus::Canceled.value(),
+                None,
+                0,
+            ) {
+                let _ = socket::send(&self.sock, &bytes, &[], Blocking::No);
+            }
+            self.closed = Some(AppServiceClosedStatus::Canceled);
+        }
+        let _ = socket::shutdown(&self.sock);
+    }
+}
+
+impl Drop for AppServiceConnection {
+    fn drop(&mut self) {
+        self.close_inner();
+    }
+}

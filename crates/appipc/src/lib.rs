@@ -20,14 +20,20 @@
 //! holds no policy: the broker decides every access.
 #![forbid(unsafe_code)]
 
+pub mod app_service;
 pub mod blocking;
 pub mod error;
 pub mod management;
 pub mod package;
 pub mod session;
 
+pub use app_service::{
+    AppServiceCatalog, AppServiceClosedStatus, AppServiceConnection, AppServiceConnectionStatus,
+    AppServiceProvider, AppServiceResponse, AppServiceResponseStatus, AppServiceTriggerDetails,
+};
 pub use appipc_wire as wire;
 pub use appipc_wire::protocol::{ErrorCode, TrustLevel};
+pub use appipc_wire::{PropertyValue, ValueSet};
 pub use error::{Error, Result};
 pub use management::{
     ActivateOptions, ApplicationActivationManager, DeploymentResult, PackageManager,

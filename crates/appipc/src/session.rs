@@ -15,7 +15,10 @@ use std::sync::{Arc, Mutex};
 use appipc_sys::aio::AsyncSeqPacket;
 use appipc_sys::process::ExitStatus;
 use appipc_sys::socket::{self, Blocking};
-use appipc_wire::protocol::{Event, Frame, MAX_FRAME_LEN, Reply, Request};
+use appipc_wire::app_service::BackgroundTaskCancellationReason;
+use appipc_wire::protocol::{
+    Event, Frame, IncomingAppServiceConnection, MAX_FRAME_LEN, Reply, Request,
+};
 use tokio::sync::{oneshot, watch};
 
 use crate::error::{Error, Result};
@@ -30,6 +33,10 @@ struct Exits {
     done: HashMap<u32, ExitStatus>,
 }
 
+/// Where app-service connections for one service name go.
+pub(crate) type IncomingSender =
+    tokio::sync::mpsc::UnboundedSender<(IncomingAppServiceConnection, OwnedFd)>;
+
 #[derive(Debug)]
 struct Inner {
     sock: AsyncSeqPacket,
@@ -37,6 +44,8 @@ struct Inner {
     pending: Mutex<Option<HashMap<u64, Pending>>>,
     exits: Mutex<Exits>,
     exit_signal: watch::Sender<u64>,
+    incoming: Mutex<HashMap<String, IncomingSender>>,
+    canceled: watch::Sender<Option<BackgroundTaskCancellationReason>>,
 }
 
 /// A session with the broker. Cheap to clone; requests may be issued concurrently.
@@ -118,6 +127,8 @@ impl Session {
             pending: Mutex::new(Some(HashMap::new())),
             exits: Mutex::new(Exits::default()),
             exit_signal: watch::channel(0).0,
+            incoming: Mutex::new(HashMap::new()),
+            canceled: watch::channel(None).0,
         });
         let reader = tokio::spawn(read_loop(inner.clone()));
         Ok(Session { inner, _reader: Arc::new(ReaderGuard(reader)) })
@@ -183,6 +194,26 @@ impl Session {
         }
     }
 
+    /// Routes app-service connections for `name` (case-insensitive) to `tx`.
+    pub(crate) fn route_app_service(&self, name: &str, tx: IncomingSender) {
+        self.inner
+            .incoming
+            .lock()
+            .expect("incoming poisoned")
+            .insert(name.to_ascii_lowercase(), tx);
+    }
+
+    /// Resolves when the broker cancels this process's background work
+    /// (`IBackgroundTaskInstance.Canceled`), with the reason; or with `Abort` when the session
+    /// ends.
+    pub async fn canceled(&self) -> BackgroundTaskCancellationReason {
+        let mut rx = self.inner.canceled.subscribe();
+        match rx.wait_for(|r| r.is_some()).await {
+            Ok(r) => r.unwrap_or(BackgroundTaskCancellationReason::Abort),
+            Err(_) => BackgroundTaskCancellationReason::Abort,
+        }
+    }
+
     /// The raw socket (for tests that need to misbehave on purpose).
     pub fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
         self.inner.sock.as_fd()
@@ -213,18 +244,41 @@ async fn read_loop(inner: Arc<Inner>) {
             if let Some(w) = waiter {
                 let _ = w.send(Ok((reply, packet.fds)));
             }
-        } else if let Some(Event::ProcessExited { pid, code, signal }) = frame.event {
-            inner
-                .exits
-                .lock()
-                .expect("exits poisoned")
-                .done
-                .insert(pid, ExitStatus { code, signal });
-            inner.exit_signal.send_modify(|n| *n += 1);
+        } else {
+            match frame.event {
+                Some(Event::ProcessExited { pid, code, signal }) => {
+                    let mut exits = inner.exits.lock().expect("exits poisoned");
+                    exits.done.insert(pid, ExitStatus { code, signal });
+                    drop(exits);
+                    inner.exit_signal.send_modify(|n| *n += 1);
+                }
+                Some(Event::AppServiceConnection(incoming)) => {
+                    // An unrouted connection (no provider for that name here) is dropped:
+                    // closing its fd tells the client at once.
+                    let key = incoming.app_service_name.to_ascii_lowercase();
+                    let tx = inner.incoming.lock().expect("incoming poisoned").get(&key).cloned();
+                    if let (Some(tx), Some(fd)) = (tx, packet.fds.into_iter().next()) {
+                        let _ = tx.send((incoming, fd));
+                    }
+                }
+                Some(Event::Canceled { reason }) => {
+                    inner.canceled.send_replace(Some(reason));
+                }
+                None => {}
+            }
         }
     };
     let pending = inner.pending.lock().expect("pending poisoned").take();
     inner.exit_signal.send_modify(|n| *n += 1);
+    inner.incoming.lock().expect("incoming poisoned").clear();
+    inner.canceled.send_if_modified(|r| {
+        if r.is_none() {
+            *r = Some(BackgroundTaskCancellationReason::Abort);
+            true
+        } else {
+            false
+        }
+    });
     for (_, w) in pending.into_iter().flatten() {
         let _ = w.send(Err(match &why {
             Error::Protocol(m) => Error::Protocol(m.clone()),

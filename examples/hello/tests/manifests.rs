@@ -3,7 +3,12 @@
 
 #[test]
 fn example_manifests_parse() {
-    for text in [include_str!("../appipc.toml"), include_str!("../../fabrikam-tools/appipc.toml")] {
+    for text in [
+        include_str!("../appipc.toml"),
+        include_str!("../../fabrikam-tools/appipc.toml"),
+        include_str!("../../contoso-services/appipc.toml"),
+        include_str!("../../fabrikam-client/appipc.toml"),
+    ] {
         let m = appipc_model::manifest::parse(text).unwrap_or_else(|e| panic!("{e}"));
         assert!(!m.applications.is_empty());
     }

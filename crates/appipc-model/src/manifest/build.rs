@@ -88,6 +88,7 @@ const APP_SERVICE_KEYS: &[&str] = &[
     "supports-remote-systems",
     "max-message-size",
     "server-name",
+    "allow-unpackaged-callers",
 ];
 const FULL_TRUST_KEYS: &[&str] = &["executable", "parameter-group", "tie-lifetime-to-caller"];
 const PARAMETER_GROUP_KEYS: &[&str] = &["id", "parameters"];
@@ -448,6 +449,7 @@ impl Builder {
             supports_remote_systems: t.bool_or("supports-remote-systems", false)?,
             max_message_size,
             server_name,
+            allow_unpackaged_callers: t.bool_or("allow-unpackaged-callers", true)?,
         })
     }
 

@@ -212,6 +212,9 @@ pub struct AppService {
     pub max_message_size: Option<u64>,
     /// `ServerName`: 1 to 255 letters or digits starting with a letter.
     pub server_name: Option<String>,
+    /// Whether processes without package identity may connect (appipc extension; default
+    /// `true`). When `false` they get `NotAuthorized`.
+    pub allow_unpackaged_callers: bool,
 }
 
 impl AppService {

@@ -1,0 +1,132 @@
+//! Starting a package's process: the one place that turns an application of an installed
+//! package into a running, tracked process with its own pre-authenticated session.
+
+use std::ffi::OsString;
+use std::os::fd::OwnedFd;
+use std::sync::Arc;
+
+use appipc_model::manifest::{Application, PackagePath};
+use appipc_sys::process::SpawnRequest;
+use appipc_wire::protocol::TrustLevel;
+
+use crate::Shared;
+use crate::error::{BrokerError, Result};
+use crate::launcher::ProcessRecord;
+use crate::packages::InstalledPackage;
+use crate::session::{Identity, PackageIdentity};
+
+/// Why a process is started (`APPIPC_ACTIVATION` tells the process).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activation {
+    /// Launched by the user or another app (`launch`).
+    Launch,
+    /// Started without UI to serve an in-process app service (`background`).
+    Background,
+    /// Started as the out-of-process host of an app service (`appservice`); the service's
+    /// name is in `APPIPC_APP_SERVICE`.
+    AppServiceHost,
+}
+
+impl Activation {
+    fn as_str(self) -> &'static str {
+        match self {
+            Activation::Launch => "launch",
+            Activation::Background => "background",
+            Activation::AppServiceHost => "appservice",
+        }
+    }
+}
+
+/// Environment variables a launched process may inherit from the broker.
+const PASSED_ENV: [&str; 7] =
+    ["PATH", "LANG", "LC_ALL", "TERM", "TZ", "RUST_LOG", "RUST_BACKTRACE"];
+
+/// Starts `program` (an executable of `pkg`) as application `app`: a new session socket at
+/// fd 3, stdio from `stdio` or `/dev/null` + the package's log, a clean environment, tracked
+/// by pidfd.
+#[allow(clippy::too_many_arguments)] // one call site per activation kind; a struct would only rename them
+pub(crate) async fn start_app(
+    shared: &Arc<Shared>,
+    pkg: &Arc<InstalledPackage>,
+    app: &Application,
+    program: &PackagePath,
+    args: Vec<String>,
+    stdio: Option<[OwnedFd; 3]>,
+    activation: Activation,
+    app_service: Option<&str>,
+) -> Result<Arc<ProcessRecord>> {
+    let trust = InstalledPackage::trust_of(app);
+    let aumid = format!("{}!{}", pkg.family_name, app.id);
+    let [stdin, stdout, stderr] = match stdio {
+        Some([i, o, e]) => [Some(i), Some(o), Some(e)],
+        None => {
+            let log = shared.paths.logs().join(format!("{}.log", pkg.family_name));
+            match std::fs::OpenOptions::new().create(true).append(true).open(&log) {
+                Ok(f) => {
+                    let f: OwnedFd = f.into();
+                    [None, f.try_clone().ok(), Some(f)]
+                }
+                Err(e) => {
+                    tracing::warn!(log = %log.display(), error = %e, "cannot open app log");
+                    [None, None, None]
+                }
+            }
+        }
+    };
+    let (broker_end, app_end) = appipc_sys::socket::seqpacket_pair()
+        .map_err(|e| BrokerError::io("creating a session socket pair", e))?;
+    let mut argv: Vec<OsString> = app.arguments.iter().map(Into::into).collect();
+    argv.extend(args.into_iter().map(Into::into));
+    let mut env: Vec<(OsString, OsString)> =
+        PASSED_ENV.iter().filter_map(|k| std::env::var_os(k).map(|v| ((*k).into(), v))).collect();
+    env.push(("APPIPC_SESSION_FD".into(), crate::SESSION_FD.to_string().into()));
+    env.push(("APPIPC_PACKAGE_FAMILY_NAME".into(), pkg.family_name.to_string().into()));
+    env.push(("APPIPC_APP_ID".into(), app.id.to_string().into()));
+    env.push(("APPIPC_ACTIVATION".into(), activation.as_str().into()));
+    if let Some(name) = app_service {
+        env.push(("APPIPC_APP_SERVICE".into(), name.into()));
+    }
+    env.push(("HOME".into(), pkg.data_dir.join("LocalState").into()));
+    env.push(("TMPDIR".into(), pkg.data_dir.join("TempState").into()));
+    let request = SpawnRequest {
+        program: pkg.install_dir.join(program.as_str()),
+        args: argv,
+        env,
+        cwd: pkg.install_dir.clone(),
+        stdin,
+        stdout,
+        stderr,
+        fds: vec![(crate::SESSION_FD, app_end)],
+        parent_death_signal: (trust == TrustLevel::AppContainer)
+            .then_some(appipc_sys::process::ProcessSignal::KILL),
+        new_session: true,
+    };
+    let spawned = shared.launcher.spawn(request).await.map_err(|e| {
+        tracing::warn!(app = %aumid, error = %e, "start failed");
+        BrokerError::LaunchFailed(format!("{aumid}: {e}"))
+    })?;
+    let pid = spawned.pid;
+    let confinement = "none (app container confinement is not implemented yet)".to_owned();
+    let record = shared.processes.track(
+        spawned,
+        aumid.clone(),
+        pkg.family_name.to_string(),
+        trust,
+        confinement,
+    );
+    let identity = Identity {
+        session_id: shared.next_session_id(),
+        pid,
+        uid: appipc_sys::cred::current_uid(),
+        package: Some(PackageIdentity {
+            full_name: pkg.full_name.to_string(),
+            family_name: pkg.family_name.to_string(),
+            app_id: app.id.to_string(),
+            trust,
+            capabilities: pkg.capabilities(),
+        }),
+    };
+    tracing::info!(app = %aumid, pid, trust = trust.as_str(), activation = activation.as_str(), "started");
+    shared.adopt_session(broker_end, identity);
+    Ok(record)
+}

@@ -1,0 +1,601 @@
+//! App services: the broker's control-plane half.
+//!
+//! `OpenAppService` resolves the provider (`AppNotInstalled`, `AppUnavailable`,
+//! `AppServiceUnavailable`, `NotAuthorized`), finds or starts a host process (the service's
+//! entry point out of process, or the declaring application in process, started in the
+//! background), waits until that process registers as host, creates a `SOCK_SEQPACKET` pair,
+//! sends one end to the host with the broker-attested caller details and returns the other to
+//! the client. From then on the two talk directly; the broker only hears from the host when a
+//! connection ends, and stops an idle host it started after the idle timeout, telling it why
+//! (`Canceled(IdleTask)`) and killing it after a grace period.
+
+use std::collections::{HashMap, HashSet};
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use appipc_model::identity::PackageFamilyName;
+use appipc_model::manifest::{AppService, Application};
+use appipc_model::policy::{self, Operation};
+use appipc_sys::aio::AsyncSeqPacket;
+use appipc_wire::app_service::{
+    AppServiceConnectionStatus, BackgroundTaskCancellationReason, DEFAULT_MAX_MESSAGE_SIZE,
+};
+use appipc_wire::protocol::{
+    AppServiceConnectionInfo, AppServiceProviderInfo, DeclaredAppService, Event, Frame,
+    IncomingAppServiceConnection, Reply,
+};
+use tokio::sync::oneshot;
+
+use crate::Shared;
+use crate::activation::{self, Activation};
+use crate::error::{BrokerError, Result};
+use crate::packages::InstalledPackage;
+use crate::session::Identity;
+
+/// Timings, from the environment (milliseconds) with Windows' defaults.
+#[derive(Debug, Clone, Copy)]
+pub struct Timings {
+    /// An idle host the broker started is canceled after this (`APPIPC_APP_SERVICE_IDLE_MS`,
+    /// default 30 s as Windows).
+    pub idle: Duration,
+    /// A canceled host is killed after this (`APPIPC_APP_SERVICE_GRACE_MS`, default 5 s).
+    pub grace: Duration,
+    /// A started host must register within this (`APPIPC_APP_SERVICE_START_MS`, default 10 s).
+    pub start: Duration,
+}
+
+impl Timings {
+    fn from_env() -> Timings {
+        let ms = |k: &str, d: u64| {
+            Duration::from_millis(std::env::var(k).ok().and_then(|v| v.parse().ok()).unwrap_or(d))
+        };
+        Timings {
+            idle: ms("APPIPC_APP_SERVICE_IDLE_MS", 30_000),
+            grace: ms("APPIPC_APP_SERVICE_GRACE_MS", 5_000),
+            start: ms("APPIPC_APP_SERVICE_START_MS", 10_000),
+        }
+    }
+}
+
+/// A process that registered as the host of one app service.
+#[derive(Debug)]
+struct Host {
+    session_id: u64,
+    pid: u32,
+    family: String,
+    service: String,
+    sock: Arc<AsyncSeqPacket>,
+    /// Started by the broker for a service (out of process, or in process in the background):
+    /// stopped when idle.
+    stoppable: bool,
+    active: AtomicUsize,
+    generation: AtomicU64,
+    canceled: AtomicBool,
+}
+
+#[derive(Debug)]
+struct Waiter {
+    family: String,
+    service: String,
+    pid: Option<u32>,
+    tx: oneshot::Sender<Arc<Host>>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    hosts: Vec<Arc<Host>>,
+    waiters: Vec<Waiter>,
+    connections: HashMap<u64, (AppServiceConnectionInfo, Arc<Host>)>,
+    started_for_service: HashSet<u32>,
+}
+
+/// The broker's app-service state.
+#[derive(Debug)]
+pub struct AppServices {
+    state: Mutex<State>,
+    next_connection: AtomicU64,
+    timings: Timings,
+}
+
+impl Default for AppServices {
+    fn default() -> Self {
+        AppServices {
+            state: Mutex::new(State::default()),
+            next_connection: AtomicU64::new(1),
+            timings: Timings::from_env(),
+        }
+    }
+}
+
+fn lc(s: &str) -> String {
+    s.to_ascii_lowercase()
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn failed(status: AppServiceConnectionStatus, message: String) -> (Reply, Vec<OwnedFd>) {
+    tracing::info!(%status, %message, "app service open refused");
+    (Reply::AppServiceOpened { status, connection_id: 0, max_message_size: 0, message }, Vec::new())
+}
+
+/// The service declaration and the application that declares it.
+fn find_service<'a>(
+    pkg: &'a InstalledPackage,
+    name: &str,
+) -> Option<(&'a Application, &'a AppService)> {
+    pkg.manifest.applications.iter().find_map(|app| {
+        app.app_services
+            .iter()
+            .find(|s| s.name.as_str().eq_ignore_ascii_case(name))
+            .map(|s| (app, s))
+    })
+}
+
+impl AppServices {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().expect("app service state poisoned")
+    }
+
+    /// `OpenAppService`.
+    pub(crate) async fn open(
+        &self,
+        shared: &Arc<Shared>,
+        caller: &Identity,
+        family: &str,
+        name: &str,
+    ) -> Result<(Reply, Vec<OwnedFd>)> {
+        use AppServiceConnectionStatus as S;
+        let Ok(pfn) = family.parse::<PackageFamilyName>() else {
+            return Ok(failed(
+                S::AppNotInstalled,
+                format!("{family:?} is not a package family name"),
+            ));
+        };
+        let Some(pkg) = shared.registry.get(pfn.as_str()) else {
+            return Ok(failed(S::AppNotInstalled, format!("package {pfn} is not installed")));
+        };
+        if shared.registry.is_busy(pfn.as_str()) {
+            return Ok(failed(S::AppUnavailable, format!("package {pfn} is being deployed")));
+        }
+        let Some((app, service)) = find_service(&pkg, name) else {
+            return Ok(failed(
+                S::AppServiceUnavailable,
+                format!("package {pfn} does not declare an app service named {name:?}"),
+            ));
+        };
+        if caller.package.is_none() && !service.allow_unpackaged_callers {
+            return Ok(failed(
+                S::NotAuthorized,
+                format!(
+                    "app service {name} of {pfn} does not accept callers without package \
+                     identity (allow-unpackaged-callers = false)"
+                ),
+            ));
+        }
+        let max = service.max_message_size.unwrap_or(DEFAULT_MAX_MESSAGE_SIZE);
+        let service_lc = lc(service.name.as_str());
+        let family_lc = lc(pfn.as_str());
+
+        // Two attempts: a registered host may turn out to be gone when we hand it the
+        // connection; then a fresh one is started.
+        for attempt in 0..2 {
+            let host = if service.supports_multiple_instances || attempt > 0 {
+                None
+            } else {
+                self.lock()
+                    .hosts
+                    .iter()
+                    .find(|h| {
+                        h.family == family_lc
+                            && h.service == service_lc
+                            && !h.canceled.load(Ordering::SeqCst)
+                    })
+                    .cloned()
+            };
+            let host = match host {
+                Some(h) => h,
+                None => {
+                    match self.start_host(shared, &pkg, app, service, &family_lc, &service_lc).await
+                    {
+                        Ok(h) => h,
+                        Err(message) => return Ok(failed(S::AppUnavailable, message)),
+                    }
+                }
+            };
+            let (client_end, provider_end) = appipc_sys::socket::seqpacket_pair()
+                .map_err(|e| BrokerError::io("creating an app service socket pair", e))?;
+            let id = self.next_connection.fetch_add(1, Ordering::Relaxed);
+            let caller_pfn =
+                caller.package.as_ref().map(|p| p.family_name.clone()).unwrap_or_default();
+            let incoming = IncomingAppServiceConnection {
+                connection_id: id,
+                app_service_name: service.name.to_string(),
+                caller_package_family_name: caller_pfn.clone(),
+                caller_capabilities: caller
+                    .package
+                    .as_ref()
+                    .map(|p| p.capabilities.clone())
+                    .unwrap_or_default(),
+                caller_trust: caller.trust(),
+                caller_pid: caller.pid,
+                max_message_size: max,
+            };
+            host.active.fetch_add(1, Ordering::SeqCst);
+            host.generation.fetch_add(1, Ordering::SeqCst);
+            let frame = Frame::event(Event::AppServiceConnection(incoming)).to_cbor();
+            if let Err(e) = host.sock.send(&frame, &[provider_end.as_fd()]).await {
+                tracing::warn!(pid = host.pid, error = %e, "app service host is gone; starting another");
+                self.remove_host(host.session_id);
+                continue;
+            }
+            let info = AppServiceConnectionInfo {
+                connection_id: id,
+                package_family_name: pkg.family_name.to_string(),
+                app_service_name: service.name.to_string(),
+                caller_package_family_name: caller_pfn,
+                caller_pid: caller.pid,
+                host_pid: host.pid,
+                opened_at: now(),
+            };
+            tracing::info!(
+                connection = id,
+                service = %service.name,
+                provider = %pkg.family_name,
+                host_pid = host.pid,
+                caller = %caller.describe(),
+                "app service connection opened"
+            );
+            self.lock().connections.insert(id, (info, host));
+            return Ok((
+                Reply::AppServiceOpened {
+                    status: S::Success,
+                    connection_id: id,
+                    max_message_size: max,
+                    message: String::new(),
+                },
+                vec![client_end],
+            ));
+        }
+        Ok(failed(
+            S::AppUnavailable,
+            format!("no host of {name} in {pfn} could take the connection"),
+        ))
+    }
+
+    /// Starts a host process for a service and waits until it registers.
+    async fn start_host(
+        &self,
+        shared: &Arc<Shared>,
+        pkg: &Arc<InstalledPackage>,
+        app: &Application,
+        service: &AppService,
+        family_lc: &str,
+        service_lc: &str,
+    ) -> std::result::Result<Arc<Host>, String> {
+        let (program, activation) = match &service.entry_point {
+            Some(exe) => (exe, Activation::AppServiceHost),
+            None => (&app.executable, Activation::Background),
+        };
+        let (tx, rx) = oneshot::channel();
+        let record = {
+            let started = activation::start_app(
+                shared,
+                pkg,
+                app,
+                program,
+                Vec::new(),
+                None,
+                activation,
+                Some(service.name.as_str()),
+            )
+            .await;
+            match started {
+                Ok(r) => r,
+                Err(e) => return Err(format!("the service host could not be started: {e}")),
+            }
+        };
+        {
+            // The process may already have registered; under the lock either its host is in
+            // the list or our waiter is in place before it registers.
+            let mut st = self.lock();
+            st.started_for_service.insert(record.pid);
+            let shared2 = shared.clone();
+            let mut gone = record.exited.clone();
+            let pid = record.pid;
+            tokio::spawn(async move {
+                let _ = gone.wait_for(|s| s.is_some()).await;
+                shared2.app_services.process_exited(pid);
+            });
+            if let Some(h) =
+                st.hosts.iter().find(|h| h.pid == record.pid && h.service == service_lc).cloned()
+            {
+                return Ok(h);
+            }
+            st.waiters.push(Waiter {
+                family: family_lc.to_owned(),
+                service: service_lc.to_owned(),
+                pid: Some(record.pid),
+                tx,
+            });
+        }
+        let mut exited = record.exited.clone();
+        let pid = record.pid;
+        let outcome = tokio::select! {
+            r = rx => r.map_err(|_| "the broker dropped the wait".to_owned()),
+            s = exited.wait_for(|s| s.is_some()) => {
+                let status = s.ok().and_then(|s| *s).map(|s| s.to_string()).unwrap_or_default();
+                Err(format!("the service host (pid {pid}) exited before it registered ({status})"))
+            }
+            () = tokio::time::sleep(self.timings.start) => Err(format!(
+                "the service host (pid {pid}) did not register within {:?}", self.timings.start
+            )),
+        };
+        if outcome.is_err() {
+            self.lock().waiters.retain(|w| w.pid != Some(pid));
+            if let Some(p) = shared.processes.list().into_iter().find(|p| p.pid == pid) {
+                let _ = appipc_sys::process::send_signal(
+                    &p.pidfd,
+                    appipc_sys::process::ProcessSignal::KILL,
+                );
+            }
+        }
+        outcome
+    }
+
+    /// `RegisterAppServiceHost`.
+    pub(crate) fn register(
+        &self,
+        shared: &Arc<Shared>,
+        caller: &Identity,
+        sock: &Arc<AsyncSeqPacket>,
+        name: &str,
+    ) -> Result<Reply> {
+        let Some(p) = &caller.package else {
+            return Err(BrokerError::AccessDenied(
+                "only a packaged process can host an app service".into(),
+            ));
+        };
+        let Some(pkg) = shared.registry.get(&p.family_name) else {
+            return Err(BrokerError::NotFound(format!(
+                "package {} is not installed",
+                p.family_name
+            )));
+        };
+        let Some((app, service)) = find_service(&pkg, name) else {
+            return Err(BrokerError::AccessDenied(format!(
+                "package {} does not declare an app service named {name:?}",
+                p.family_name
+            )));
+        };
+        if !app.id.as_str().eq_ignore_ascii_case(&p.app_id) {
+            return Err(BrokerError::AccessDenied(format!(
+                "app service {} is declared by application {}, not by {}",
+                service.name, app.id, p.app_id
+            )));
+        }
+        let family = lc(&p.family_name);
+        let service_lc = lc(service.name.as_str());
+        let mut st = self.lock();
+        let stoppable =
+            service.entry_point.is_some() || st.started_for_service.contains(&caller.pid);
+        let host = Arc::new(Host {
+            session_id: caller.session_id,
+            pid: caller.pid,
+            family: family.clone(),
+            service: service_lc.clone(),
+            sock: sock.clone(),
+            stoppable,
+            active: AtomicUsize::new(0),
+            generation: AtomicU64::new(0),
+            canceled: AtomicBool::new(false),
+        });
+        st.hosts.push(host.clone());
+        // Hand the host to the opener waiting for this very process, else to any opener of
+        // a single-instance service.
+        let pos = st
+            .waiters
+            .iter()
+            .position(|w| {
+                w.family == family && w.service == service_lc && w.pid == Some(caller.pid)
+            })
+            .or_else(|| {
+                (!service.supports_multiple_instances)
+                    .then(|| {
+                        st.waiters.iter().position(|w| {
+                            w.family == family && w.service == service_lc && w.pid.is_none()
+                        })
+                    })
+                    .flatten()
+            });
+        if let Some(i) = pos {
+            let w = st.waiters.remove(i);
+            let _ = w.tx.send(host.clone());
+        }
+        tracing::info!(service = %service.name, package = %p.family_name, pid = caller.pid, stoppable, "app service host registered");
+        drop(st);
+        if stoppable {
+            self.schedule_idle(shared, host);
+        }
+        Ok(Reply::Ok)
+    }
+
+    /// `AppServiceConnectionClosed` from a host.
+    pub(crate) fn connection_closed(
+        &self,
+        shared: &Arc<Shared>,
+        caller: &Identity,
+        id: u64,
+    ) -> Result<Reply> {
+        let host = {
+            let mut st = self.lock();
+            match st.connections.get(&id) {
+                Some((_, h)) if h.pid == caller.pid => {}
+                Some(_) => {
+                    return Err(BrokerError::AccessDenied(format!(
+                        "connection {id} is not hosted by this process"
+                    )));
+                }
+                None => return Ok(Reply::Ok), // already gone (host session ended first)
+            }
+            st.connections.remove(&id).map(|(_, h)| h)
+        };
+        if let Some(host) = host {
+            tracing::debug!(connection = id, pid = host.pid, "app service connection closed");
+            let left = host.active.fetch_sub(1, Ordering::SeqCst).saturating_sub(1);
+            if left == 0 && host.stoppable {
+                self.schedule_idle(shared, host);
+            }
+        }
+        Ok(Reply::Ok)
+    }
+
+    /// Starts the idle clock of a host; if it is still idle when it runs out, it is canceled.
+    fn schedule_idle(&self, shared: &Arc<Shared>, host: Arc<Host>) {
+        let generation = host.generation.fetch_add(1, Ordering::SeqCst) + 1;
+        let shared = shared.clone();
+        let idle = self.timings.idle;
+        tokio::spawn(async move {
+            tokio::time::sleep(idle).await;
+            if host.active.load(Ordering::SeqCst) == 0
+                && host.generation.load(Ordering::SeqCst) == generation
+                && !host.canceled.load(Ordering::SeqCst)
+            {
+                shared
+                    .app_services
+                    .cancel(&shared, &host, BackgroundTaskCancellationReason::IdleTask)
+                    .await;
+            }
+        });
+    }
+
+    /// Tells a host it is being stopped, takes it out of service and kills it after the grace
+    /// period.
+    async fn cancel(
+        &self,
+        shared: &Arc<Shared>,
+        host: &Arc<Host>,
+        reason: BackgroundTaskCancellationReason,
+    ) {
+        if host.canceled.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        tracing::info!(pid = host.pid, service = %host.service, %reason, "canceling app service host");
+        self.remove_host(host.session_id);
+        let _ = host.sock.send(&Frame::event(Event::Canceled { reason }).to_cbor(), &[]).await;
+        if !host.stoppable {
+            return;
+        }
+        let grace = self.timings.grace;
+        let shared = shared.clone();
+        let pid = host.pid;
+        tokio::spawn(async move {
+            let Some(p) = shared.processes.list().into_iter().find(|p| p.pid == pid) else {
+                return;
+            };
+            let mut exited = p.exited.clone();
+            if tokio::time::timeout(grace, exited.wait_for(|s| s.is_some())).await.is_err() {
+                tracing::info!(pid, "app service host ignored its cancellation; killing it");
+                let _ = appipc_sys::process::send_signal(
+                    &p.pidfd,
+                    appipc_sys::process::ProcessSignal::KILL,
+                );
+            }
+        });
+    }
+
+    /// Cancels every host of a package (before it is upgraded or removed).
+    pub(crate) async fn cancel_family(
+        &self,
+        shared: &Arc<Shared>,
+        family: &str,
+        reason: BackgroundTaskCancellationReason,
+    ) {
+        let f = lc(family);
+        let hosts: Vec<_> = self.lock().hosts.iter().filter(|h| h.family == f).cloned().collect();
+        for h in hosts {
+            self.cancel(shared, &h, reason).await;
+        }
+    }
+
+    fn remove_host(&self, session_id: u64) {
+        let mut st = self.lock();
+        st.hosts.retain(|h| h.session_id != session_id);
+    }
+
+    /// A session ended: whatever it hosted is gone.
+    pub(crate) fn session_closed(&self, session_id: u64) {
+        let mut st = self.lock();
+        let gone: Vec<u32> =
+            st.hosts.iter().filter(|h| h.session_id == session_id).map(|h| h.pid).collect();
+        if gone.is_empty() {
+            return;
+        }
+        st.hosts.retain(|h| h.session_id != session_id);
+        st.connections.retain(|_, (_, h)| h.session_id != session_id);
+        for pid in gone {
+            tracing::debug!(pid, "app service host session ended");
+        }
+    }
+
+    /// A process exited: forget it was started for a service.
+    pub(crate) fn process_exited(&self, pid: u32) {
+        self.lock().started_for_service.remove(&pid);
+    }
+
+    /// `FindAppServiceProviders`.
+    pub(crate) fn find_providers(&self, shared: &Arc<Shared>, name: &str) -> Reply {
+        let mut out = Vec::new();
+        for pkg in shared.registry.all() {
+            if let Some((app, _)) = find_service(&pkg, name) {
+                out.push(AppServiceProviderInfo {
+                    package_family_name: pkg.family_name.to_string(),
+                    app_id: app.id.to_string(),
+                    display_name: pkg.manifest.properties.display_name.clone(),
+                });
+            }
+        }
+        Reply::AppServiceProviders(out)
+    }
+
+    /// `ListAppServices`.
+    pub(crate) fn list(&self, shared: &Arc<Shared>, caller: &Identity) -> Reply {
+        let visible = |family: &str| {
+            policy::decide(&caller.caller(), &Operation::QueryPackage { family_name: family })
+                .allowed
+        };
+        let mut declared = Vec::new();
+        for pkg in shared.registry.all() {
+            if !visible(pkg.family_name.as_str()) {
+                continue;
+            }
+            for app in &pkg.manifest.applications {
+                for s in &app.app_services {
+                    declared.push(DeclaredAppService {
+                        package_family_name: pkg.family_name.to_string(),
+                        app_id: app.id.to_string(),
+                        name: s.name.to_string(),
+                        entry_point: s.entry_point.as_ref().map(|p| p.as_str().to_owned()),
+                        supports_multiple_instances: s.supports_multiple_instances,
+                        max_message_size: s.max_message_size.unwrap_or(DEFAULT_MAX_MESSAGE_SIZE),
+                    });
+                }
+            }
+        }
+        let mut connections: Vec<_> = self
+            .lock()
+            .connections
+            .values()
+            .filter(|(i, _)| visible(&i.package_family_name))
+            .map(|(i, _)| i.clone())
+            .collect();
+        connections.sort_by_key(|c| c.connection_id);
+        Reply::AppServices { declared, connections }
+    }
+}

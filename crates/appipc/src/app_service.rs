@@ -1,0 +1,806 @@
+//! `Windows.ApplicationModel.AppService`: app services.
+//!
+//! A client opens an [`AppServiceConnection`] to `(package family name, service name)`; the
+//! broker checks and connects it to a provider process, and from then on the two exchange
+//! [`ValueSet`]s directly over a socket pair, in both directions. A provider registers with
+//! [`AppServiceProvider::register`] and receives [`AppServiceTriggerDetails`] for each
+//! connection, with the caller's identity as the broker attests it.
+//!
+//! Semantics kept from Windows: `send_message` completes when the other side's handler has
+//! completed (the handler returned and every deferral it took completed), with the response
+//! it attached or an empty set; at most one response per request (a second
+//! `send_response` gives `Failure`); delivery is not guaranteed and the status says what
+//! happened; handlers may run concurrently.
+//!
+//! ```no_run
+//! # async fn demo(session: &appipc::Session) {
+//! use appipc::app_service::{AppServiceConnection, AppServiceConnectionStatus};
+//! use appipc::wire::ValueSet;
+//! let mut conn = AppServiceConnection::new("Contoso.Services_cvnpggrrsm18p", "com.contoso.echo");
+//! if conn.open(session).await == AppServiceConnectionStatus::Success {
+//!     let mut msg = ValueSet::new();
+//!     msg.insert("Command", "Hello");
+//!     let r = conn.send_message(msg).await;
+//!     println!("{}: {:?}", r.status, r.message);
+//! }
+//! # }
+//! ```
+
+use std::collections::HashMap;
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use appipc_sys::aio::AsyncSeqPacket;
+use appipc_sys::socket::{self, Blocking, Received};
+pub use appipc_wire::app_service::{
+    AppServiceClosedStatus, AppServiceConnectionStatus, AppServiceResponseStatus,
+    BackgroundTaskCancellationReason, StatelessAppServiceResponseStatus,
+};
+use appipc_wire::app_service::{ChannelFrame, ChannelKind, INLINE_MESSAGE_MAX};
+use appipc_wire::protocol::{
+    AppServiceProviderInfo, IncomingAppServiceConnection, Reply, Request, TrustLevel,
+};
+use appipc_wire::{DecodeLimits, ValueSet};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::error::{Error, Result};
+use crate::session::Session;
+
+/// Bytes a frame needs besides its message (id, kind, status, field markers).
+const FRAME_OVERHEAD: usize = 64;
+
+/// `AppServiceResponse`: the outcome of `send_message`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AppServiceResponse {
+    /// Whether the message was delivered and handled.
+    pub status: AppServiceResponseStatus,
+    /// The reply (empty when the handler attached none, or when the status is not Success).
+    pub message: ValueSet,
+}
+
+impl AppServiceResponse {
+    fn failed(status: AppServiceResponseStatus) -> AppServiceResponse {
+        AppServiceResponse { status, message: ValueSet::new() }
+    }
+}
+
+/// `StatelessAppServiceResponse`: the outcome of [`AppServiceConnection::send_stateless_message`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct StatelessAppServiceResponse {
+    /// What happened.
+    pub status: StatelessAppServiceResponseStatus,
+    /// The reply.
+    pub message: ValueSet,
+}
+
+/// Encodes a message into a frame and its attachments: inline when it fits one socket
+/// message, else in a sealed memfd. `Err` when it exceeds `max` bytes.
+pub(crate) fn encode_frame(
+    id: u64,
+    kind: ChannelKind,
+    status: u32,
+    message: Option<&ValueSet>,
+    max: u64,
+) -> std::result::Result<(Vec<u8>, Option<OwnedFd>), AppServiceResponseStatus> {
+    let Some(message) = message else {
+        let f = ChannelFrame { id, kind, status, message: None, memfd_len: None };
+        return Ok((f.to_cbor(), None));
+    };
+    let len = message.encoded_len();
+    if len as u64 > max {
+        return Err(AppServiceResponseStatus::MessageSizeTooLarge);
+    }
+    if len + FRAME_OVERHEAD <= INLINE_MESSAGE_MAX {
+        let f = ChannelFrame { id, kind, status, message: Some(message.clone()), memfd_len: None };
+        return Ok((f.to_cbor(), None));
+    }
+    let fd = appipc_sys::memfd::create_sealed("appipc-message", len, |buf| {
+        minicbor::encode(message, buf).expect("encoded_len is exact");
+    })
+    .map_err(|_| AppServiceResponseStatus::ResourceLimitsExceeded)?;
+    let f = ChannelFrame { id, kind, status, message: None, memfd_len: Some(len as u64) };
+    Ok((f.to_cbor(), Some(fd)))
+}
+
+/// Why a received message could not be taken.
+pub(crate) enum Incoming {
+    /// The message.
+    Message(ValueSet),
+    /// Larger than the limit: answer `MessageSizeTooLarge`.
+    TooLarge,
+    /// Broken: the connection must close.
+    Broken(String),
+}
+
+/// The message of a received frame (inline or from its memfd).
+pub(crate) fn frame_message(
+    frame: &mut ChannelFrame,
+    fds: &mut Vec<OwnedFd>,
+    max: u64,
+) -> Incoming {
+    if let Some(m) = frame.message.take() {
+        return Incoming::Message(m);
+    }
+    let Some(len) = frame.memfd_len else {
+        return Incoming::Message(ValueSet::new());
+    };
+    if len > max {
+        return Incoming::TooLarge;
+    }
+    let Some(fd) = fds.pop() else {
+        return Incoming::Broken("frame announces a memfd but none is attached".into());
+    };
+    let view = match appipc_sys::memfd::SealedView::open(&fd, len, max) {
+        Ok(v) => v,
+        Err(e) => return Incoming::Broken(format!("message memfd: {e}")),
+    };
+    let limits = DecodeLimits::new(
+        DecodeLimits::DEFAULT_MAX_DEPTH,
+        usize::try_from(max).unwrap_or(usize::MAX),
+    );
+    match ValueSet::from_cbor(view.as_bytes(), &limits) {
+        Ok(m) => Incoming::Message(m),
+        Err(e) => Incoming::Broken(format!("message: {e}")),
+    }
+}
+
+type Handler = Arc<dyn Fn(AppServiceRequestReceivedEventArgs) + Send + Sync>;
+
+/// One open connection's shared state.
+struct Channel {
+    sock: AsyncSeqPacket,
+    max: u64,
+    next_id: AtomicU64,
+    pending: Mutex<Option<HashMap<u64, oneshot::Sender<AppServiceResponse>>>>,
+    handler: Mutex<HandlerSlot>,
+    closed: watch::Sender<Option<AppServiceClosedStatus>>,
+    /// Why the connection broke, when the peer broke the protocol.
+    broken: Mutex<Option<String>>,
+}
+
+#[derive(Default)]
+struct HandlerSlot {
+    handler: Option<Handler>,
+    queued: Vec<AppServiceRequestReceivedEventArgs>,
+}
+
+impl std::fmt::Debug for Channel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Channel").field("max", &self.max).finish_non_exhaustive()
+    }
+}
+
+impl Channel {
+    /// Sends without waiting when the socket has room (the normal case), else from a task.
+    fn send_detached(self: &Arc<Self>, bytes: Vec<u8>, fd: Option<OwnedFd>) {
+        let fds: Vec<_> = fd.iter().map(|f| f.as_fd()).collect();
+        match socket::send(&self.sock, &bytes, &fds, Blocking::No) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                let chan = self.clone();
+                match tokio::runtime::Handle::try_current() {
+                    Ok(h) => {
+                        h.spawn(async move {
+                            let fds: Vec<_> = fd.iter().map(|f| f.as_fd()).collect();
+                            let _ = chan.sock.send(&bytes, &fds).await;
+                        });
+                    }
+                    Err(_) => {
+                        let _ = socket::set_nonblocking(&chan.sock, false);
+                        let _ = socket::send(&chan.sock, &bytes, &fds, Blocking::Yes);
+                        let _ = socket::set_nonblocking(&chan.sock, true);
+                    }
+                }
+            }
+            Err(_) => {} // the peer is gone; the reader reports the close
+        }
+    }
+
+    fn deliver(self: &Arc<Self>, args: AppServiceRequestReceivedEventArgs) {
+        let handler = {
+            let mut slot = self.handler.lock().expect("handler poisoned");
+            match &slot.handler {
+                Some(h) => h.clone(),
+                None => {
+                    slot.queued.push(args);
+                    return;
+                }
+            }
+        };
+        handler(args);
+    }
+
+    fn is_closed(&self) -> bool {
+        self.closed.borrow().is_some()
+    }
+}
+
+async fn read_loop(chan: Arc<Channel>, on_close: Option<Box<dyn FnOnce() + Send>>) {
+    let mut buf = vec![0u8; INLINE_MESSAGE_MAX + FRAME_OVERHEAD];
+    let broken = |chan: &Channel, why: String| {
+        *chan.broken.lock().expect("broken poisoned") = Some(why);
+        AppServiceClosedStatus::Unknown
+    };
+    let status = loop {
+        let received = match chan.sock.recv_into(&mut buf).await {
+            Ok(Some(r)) => r,
+            Ok(None) => break AppServiceClosedStatus::Unknown,
+            Err(e) => break broken(&chan, format!("receive failed: {e}")),
+        };
+        let Received { len, truncated, mut fds, .. } = received;
+        if truncated {
+            break broken(&chan, "the peer sent an oversized frame".into());
+        }
+        let mut frame = match ChannelFrame::from_cbor(&buf[..len]) {
+            Ok(f) => f,
+            Err(e) => break broken(&chan, format!("the peer sent a malformed frame: {e}")),
+        };
+        match frame.kind {
+            ChannelKind::Close => {
+                break AppServiceClosedStatus::from_value(frame.status)
+                    .unwrap_or(AppServiceClosedStatus::Canceled);
+            }
+            ChannelKind::Response => {
+                let status = AppServiceResponseStatus::from_value(frame.status)
+                    .unwrap_or(AppServiceResponseStatus::Unknown);
+                let response = match frame_message(&mut frame, &mut fds, chan.max) {
+                    Incoming::Message(m) => AppServiceResponse { status, message: m },
+                    Incoming::TooLarge => {
+                        AppServiceResponse::failed(AppServiceResponseStatus::MessageSizeTooLarge)
+                    }
+                    Incoming::Broken(why) => break broken(&chan, why),
+                };
+                let waiter = chan
+                    .pending
+                    .lock()
+                    .expect("pending poisoned")
+                    .as_mut()
+                    .and_then(|p| p.remove(&frame.id));
+                if let Some(w) = waiter {
+                    let _ = w.send(response);
+                }
+            }
+            ChannelKind::Request => {
+                if frame.id == 0 {
+                    break broken(&chan, "the peer sent a request with id 0".into());
+                }
+                match frame_message(&mut frame, &mut fds, chan.max) {
+                    Incoming::Message(message) => {
+                        let state = Arc::new(RequestState {
+                            chan: chan.clone(),
+                            id: frame.id,
+                            reply: Mutex::new(None),
+                        });
+                        chan.deliver(AppServiceRequestReceivedEventArgs {
+                            request: AppServiceRequest { message, state },
+                        });
+                    }
+                    Incoming::TooLarge => {
+                        let (bytes, _) = encode_frame(
+                            frame.id,
+                            ChannelKind::Response,
+                            AppServiceResponseStatus::MessageSizeTooLarge.value(),
+                            None,
+                            chan.max,
+                        )
+                        .expect("no message");
+                        chan.send_detached(bytes, None);
+                    }
+                    Incoming::Broken(why) => break broken(&chan, why),
+                }
+            }
+        }
+    };
+    let _ = socket::shutdown(&chan.sock);
+    chan.closed.send_if_modified(|s| {
+        if s.is_none() {
+            *s = Some(status);
+            true
+        } else {
+            false
+        }
+    });
+    let pending = chan.pending.lock().expect("pending poisoned").take();
+    for (_, w) in pending.into_iter().flatten() {
+        let _ = w.send(AppServiceResponse::failed(AppServiceResponseStatus::Failure));
+    }
+    if let Some(f) = on_close {
+        f();
+    }
+}
+
+/// `AppServiceConnection`: one end of an app-service connection.
+pub struct AppServiceConnection {
+    /// `AppServiceName`.
+    pub app_service_name: String,
+    /// `PackageFamilyName` of the provider.
+    pub package_family_name: String,
+    chan: Option<Arc<Channel>>,
+    reader: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for AppServiceConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppServiceConnection")
+            .field("app_service_name", &self.app_service_name)
+            .field("package_family_name", &self.package_family_name)
+            .field("open", &self.chan.is_some())
+            .finish()
+    }
+}
+
+/// What `OpenAppService` gave: the client's socket and the size limit.
+pub(crate) struct Opened {
+    pub(crate) fd: OwnedFd,
+    pub(crate) max_message_size: u64,
+}
+
+/// Asks the broker to open a connection; the Windows status on failure.
+pub(crate) async fn open_raw(
+    session: &Session,
+    family: &str,
+    name: &str,
+) -> std::result::Result<Opened, AppServiceConnectionStatus> {
+    let request = Request::OpenAppService {
+        package_family_name: family.to_owned(),
+        app_service_name: name.to_owned(),
+    };
+    match session.request_with_fds(request, &[]).await {
+        Ok((
+            Reply::AppServiceOpened {
+                status: AppServiceConnectionStatus::Success,
+                max_message_size,
+                ..
+            },
+            fds,
+        )) => match fds.into_iter().next() {
+            Some(fd) => Ok(Opened { fd, max_message_size }),
+            None => Err(AppServiceConnectionStatus::Unknown),
+        },
+        Ok((Reply::AppServiceOpened { status, .. }, _)) => Err(status),
+        Ok(_) | Err(_) => Err(AppServiceConnectionStatus::Unknown),
+    }
+}
+
+impl AppServiceConnection {
+    /// A connection to open to `service` of package `family` (`new AppServiceConnection()`
+    /// with `PackageFamilyName` and `AppServiceName` set).
+    pub fn new(family: impl Into<String>, service: impl Into<String>) -> AppServiceConnection {
+        AppServiceConnection {
+            app_service_name: service.into(),
+            package_family_name: family.into(),
+            chan: None,
+            reader: None,
+        }
+    }
+
+    /// `OpenAsync`. Set a request handler before opening if the provider may send requests
+    /// right away; requests that arrive before one is set wait for it.
+    pub async fn open(&mut self, session: &Session) -> AppServiceConnectionStatus {
+        if self.chan.is_some() {
+            return AppServiceConnectionStatus::Success;
+        }
+        match open_raw(session, &self.package_family_name, &self.app_service_name).await {
+            Ok(o) => match Self::attach(o.fd, o.max_message_size, None) {
+                Ok((chan, reader)) => {
+                    self.chan = Some(chan);
+                    self.reader = Some(reader);
+                    AppServiceConnectionStatus::Success
+                }
+                Err(_) => AppServiceConnectionStatus::Unknown,
+            },
+            Err(status) => status,
+        }
+    }
+
+    fn attach(
+        fd: OwnedFd,
+        max: u64,
+        on_close: Option<Box<dyn FnOnce() + Send>>,
+    ) -> Result<(Arc<Channel>, tokio::task::JoinHandle<()>)> {
+        let sock = AsyncSeqPacket::new(fd)
+            .map_err(|source| Error::Io { what: "registering the connection", source })?;
+        let chan = Arc::new(Channel {
+            sock,
+            max,
+            next_id: AtomicU64::new(1),
+            pending: Mutex::new(Some(HashMap::new())),
+            handler: Mutex::new(HandlerSlot::default()),
+            closed: watch::channel(None).0,
+            broken: Mutex::new(None),
+        });
+        let reader = tokio::spawn(read_loop(chan.clone(), on_close));
+        Ok((chan, reader))
+    }
+
+    /// The largest message either side may send on this connection, once open.
+    pub fn max_message_size(&self) -> Option<u64> {
+        self.chan.as_ref().map(|c| c.max)
+    }
+
+    /// `SendMessageAsync`: sends a request and waits until the other side's handler has
+    /// completed. Never hangs on a dead peer: its loss completes the call with `Failure`.
+    pub async fn send_message(&self, message: ValueSet) -> AppServiceResponse {
+        let Some(chan) = &self.chan else {
+            return AppServiceResponse::failed(AppServiceResponseStatus::Failure);
+        };
+        let id = chan.next_id.fetch_add(1, Ordering::Relaxed);
+        let (bytes, fd) = match encode_frame(id, ChannelKind::Request, 0, Some(&message), chan.max)
+        {
+            Ok(x) => x,
+            Err(status) => return AppServiceResponse::failed(status),
+        };
+        let (tx, rx) = oneshot::channel();
+        match chan.pending.lock().expect("pending poisoned").as_mut() {
+            Some(p) => {
+                p.insert(id, tx);
+            }
+            None => return AppServiceResponse::failed(AppServiceResponseStatus::Failure),
+        }
+        let fds: Vec<_> = fd.iter().map(|f| f.as_fd()).collect();
+        if chan.sock.send(&bytes, &fds).await.is_err() {
+            if let Some(p) = chan.pending.lock().expect("pending poisoned").as_mut() {
+                p.remove(&id);
+            }
+            return AppServiceResponse::failed(AppServiceResponseStatus::Failure);
+        }
+        rx.await.unwrap_or_else(|_| AppServiceResponse::failed(AppServiceResponseStatus::Failure))
+    }
+
+    /// The `RequestReceived` event: `handler` runs for every request the other side sends,
+    /// on the connection's reader task (keep it short; take a deferral for longer work).
+    /// Requests that arrived before the handler was set are delivered now.
+    pub fn on_request_received(
+        &self,
+        handler: impl Fn(AppServiceRequestReceivedEventArgs) + Send + Sync + 'static,
+    ) {
+        let Some(chan) = &self.chan else { return };
+        let handler: Handler = Arc::new(handler);
+        let queued = {
+            let mut slot = chan.handler.lock().expect("handler poisoned");
+            slot.handler = Some(handler.clone());
+            std::mem::take(&mut slot.queued)
+        };
+        for args in queued {
+            handler(args);
+        }
+    }
+
+    /// The requests the other side sends, as a stream (an alternative to
+    /// [`on_request_received`](Self::on_request_received)).
+    pub fn requests(&self) -> mpsc::UnboundedReceiver<AppServiceRequestReceivedEventArgs> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.on_request_received(move |args| {
+            let _ = tx.send(args);
+        });
+        rx
+    }
+
+    /// The `ServiceClosed` event: resolves with the status when the connection ends
+    /// (`Canceled` when the other side closed it, `Unknown` when it vanished).
+    pub async fn service_closed(&self) -> AppServiceClosedStatus {
+        let Some(chan) = &self.chan else { return AppServiceClosedStatus::Unknown };
+        let mut rx = chan.closed.subscribe();
+        match rx.wait_for(|s| s.is_some()).await {
+            Ok(s) => s.unwrap_or(AppServiceClosedStatus::Unknown),
+            Err(_) => AppServiceClosedStatus::Unknown,
+        }
+    }
+
+    /// Why the connection ended, when the other side broke the protocol (a malformed frame,
+    /// an unsealed memfd, …).
+    pub fn close_reason(&self) -> Option<String> {
+        self.chan.as_ref().and_then(|c| c.broken.lock().expect("broken poisoned").clone())
+    }
+
+    /// Whether the connection has ended.
+    pub fn is_closed(&self) -> bool {
+        self.chan.as_ref().is_none_or(|c| c.is_closed())
+    }
+
+    /// `Close()`: tells the other side (it sees `ServiceClosed(Canceled)`) and ends the
+    /// connection. Dropping the connection does the same.
+    pub fn close(&mut self) {
+        if let Some(chan) = self.chan.take() {
+            if !chan.is_closed() {
+                let (bytes, _) = encode_frame(
+                    0,
+                    ChannelKind::Close,
+                    AppServiceClosedStatus::Canceled.value(),
+                    None,
+                    0,
+                )
+                .expect("no message");
+                let _ = socket::send(&chan.sock, &bytes, &[], Blocking::No);
+                chan.closed.send_replace(Some(AppServiceClosedStatus::Canceled));
+            }
+            let _ = socket::shutdown(&chan.sock);
+        }
+    }
+
+    /// `SendStatelessMessageAsync`: open, send one message, wait for the reply, close.
+    pub async fn send_stateless_message(
+        session: &Session,
+        family: &str,
+        service: &str,
+        message: ValueSet,
+    ) -> StatelessAppServiceResponse {
+        let mut conn = AppServiceConnection::new(family, service);
+        let status = conn.open(session).await;
+        if status != AppServiceConnectionStatus::Success {
+            return StatelessAppServiceResponse { status: status.into(), message: ValueSet::new() };
+        }
+        let r = conn.send_message(message).await;
+        conn.close();
+        StatelessAppServiceResponse { status: r.status.into(), message: r.message }
+    }
+}
+
+impl Drop for AppServiceConnection {
+    fn drop(&mut self) {
+        self.close();
+        // The reader ends by itself once the socket is shut down; it also runs the provider's
+        // close report, so it is not aborted.
+        let _ = self.reader.take();
+    }
+}
+
+struct RequestState {
+    chan: Arc<Channel>,
+    id: u64,
+    reply: Mutex<Option<ValueSet>>,
+}
+
+impl Drop for RequestState {
+    /// The handler and every deferral have completed: the response goes out now.
+    fn drop(&mut self) {
+        let reply = self.reply.lock().map(|mut r| r.take()).unwrap_or(None).unwrap_or_default();
+        let frame = encode_frame(
+            self.id,
+            ChannelKind::Response,
+            AppServiceResponseStatus::Success.value(),
+            Some(&reply),
+            self.chan.max,
+        )
+        .or_else(|status| {
+            encode_frame(self.id, ChannelKind::Response, status.value(), None, self.chan.max)
+        });
+        if let Ok((bytes, fd)) = frame {
+            self.chan.send_detached(bytes, fd);
+        }
+    }
+}
+
+/// `AppServiceRequest`: a request the other side sent.
+pub struct AppServiceRequest {
+    message: ValueSet,
+    state: Arc<RequestState>,
+}
+
+impl std::fmt::Debug for AppServiceRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppServiceRequest")
+            .field("id", &self.state.id)
+            .field("message", &self.message)
+            .finish()
+    }
+}
+
+impl AppServiceRequest {
+    /// `Message`.
+    pub fn message(&self) -> &ValueSet {
+        &self.message
+    }
+
+    /// Takes the message out (leaves an empty set).
+    pub fn take_message(&mut self) -> ValueSet {
+        std::mem::take(&mut self.message)
+    }
+
+    /// `SendResponseAsync`: attaches the reply, sent when the handler (and its deferrals)
+    /// complete. A second call gives `Failure`; a reply over the size limit gives
+    /// `MessageSizeTooLarge` (and is not attached).
+    pub fn send_response(&self, message: ValueSet) -> AppServiceResponseStatus {
+        if self.state.chan.is_closed() {
+            return AppServiceResponseStatus::Failure;
+        }
+        if message.encoded_len() as u64 > self.state.chan.max {
+            return AppServiceResponseStatus::MessageSizeTooLarge;
+        }
+        let mut slot = self.state.reply.lock().expect("reply poisoned");
+        if slot.is_some() {
+            return AppServiceResponseStatus::Failure;
+        }
+        *slot = Some(message);
+        AppServiceResponseStatus::Success
+    }
+}
+
+/// `AppServiceRequestReceivedEventArgs`. The request completes when this value and every
+/// deferral taken from it have been dropped (or completed).
+#[derive(Debug)]
+pub struct AppServiceRequestReceivedEventArgs {
+    /// `Request`.
+    pub request: AppServiceRequest,
+}
+
+impl AppServiceRequestReceivedEventArgs {
+    /// `GetDeferral`: the request stays open until the deferral completes.
+    pub fn get_deferral(&self) -> AppServiceDeferral {
+        AppServiceDeferral { _state: self.request.state.clone() }
+    }
+}
+
+/// `AppServiceDeferral`.
+pub struct AppServiceDeferral {
+    _state: Arc<RequestState>,
+}
+
+impl std::fmt::Debug for AppServiceDeferral {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AppServiceDeferral")
+    }
+}
+
+impl AppServiceDeferral {
+    /// `Complete`.
+    pub fn complete(self) {}
+}
+
+/// `AppServiceTriggerDetails`: a new connection to a provider, with the caller as the broker
+/// attests it.
+#[derive(Debug)]
+pub struct AppServiceTriggerDetails {
+    /// `Name` of the service.
+    pub name: String,
+    /// `CallerPackageFamilyName` (empty for an unpackaged caller).
+    pub caller_package_family_name: String,
+    /// The caller's trust level.
+    pub caller_trust: TrustLevel,
+    /// The caller's pid.
+    pub caller_pid: u32,
+    caller_capabilities: Vec<String>,
+    connection: AppServiceConnection,
+}
+
+impl AppServiceTriggerDetails {
+    /// `CheckCallerForCapabilityAsync`: true only if the caller declared the capability
+    /// (case-insensitive), as the broker attests.
+    pub fn check_caller_for_capability(&self, name: &str) -> bool {
+        self.caller_capabilities.iter().any(|c| c.eq_ignore_ascii_case(name))
+    }
+
+    /// `AppServiceConnection`.
+    pub fn app_service_connection(&self) -> &AppServiceConnection {
+        &self.connection
+    }
+
+    /// Takes the connection.
+    pub fn into_connection(self) -> AppServiceConnection {
+        self.connection
+    }
+}
+
+/// A provider of one app service in this process (the Linux form of `OnBackgroundActivated` /
+/// `IBackgroundTask.Run` for app services).
+#[derive(Debug)]
+pub struct AppServiceProvider {
+    session: Session,
+    name: String,
+    rx: mpsc::UnboundedReceiver<(IncomingAppServiceConnection, OwnedFd)>,
+}
+
+impl AppServiceProvider {
+    /// Registers this process as host of `name`, a service its package declares (for an
+    /// in-process service, its own application must be the one that declares it).
+    pub async fn register(session: &Session, name: &str) -> Result<AppServiceProvider> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        session.route_app_service(name, tx);
+        session
+            .request(Request::RegisterAppServiceHost { app_service_name: name.to_owned() })
+            .await?;
+        Ok(AppServiceProvider { session: session.clone(), name: name.to_owned(), rx })
+    }
+
+    /// The service name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Waits for the next connection; `None` when the broker session has ended.
+    pub async fn accept(&mut self) -> Option<AppServiceTriggerDetails> {
+        let (incoming, fd) = self.rx.recv().await?;
+        let session = self.session.clone();
+        let id = incoming.connection_id;
+        let on_close: Box<dyn FnOnce() + Send> = Box::new(move || {
+            tokio::spawn(async move {
+                let _ = session
+                    .request(Request::AppServiceConnectionClosed { connection_id: id })
+                    .await;
+            });
+        });
+        let (chan, reader) =
+            AppServiceConnection::attach(fd, incoming.max_message_size, Some(on_close)).ok()?;
+        let connection = AppServiceConnection {
+            app_service_name: incoming.app_service_name.clone(),
+            package_family_name: std::env::var("APPIPC_PACKAGE_FAMILY_NAME").unwrap_or_default(),
+            chan: Some(chan),
+            reader: Some(reader),
+        };
+        Some(AppServiceTriggerDetails {
+            name: incoming.app_service_name,
+            caller_package_family_name: incoming.caller_package_family_name,
+            caller_trust: incoming.caller_trust,
+            caller_pid: incoming.caller_pid,
+            caller_capabilities: incoming.caller_capabilities,
+            connection,
+        })
+    }
+}
+
+/// `AppServiceCatalog`.
+#[derive(Debug)]
+pub struct AppServiceCatalog;
+
+impl AppServiceCatalog {
+    /// `FindAppServiceProvidersAsync`: the installed packages that declare `name`.
+    pub async fn find_app_service_providers(
+        session: &Session,
+        name: &str,
+    ) -> Result<Vec<AppServiceProviderInfo>> {
+        match session
+            .request(Request::FindAppServiceProviders { app_service_name: name.to_owned() })
+            .await?
+        {
+            Reply::AppServiceProviders(v) => Ok(v),
+            r => Err(Error::Protocol(format!("unexpected reply {r:?}"))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two connected ends, as the broker would hand out.
+    fn pair(max: u64) -> (AppServiceConnection, AppServiceConnection) {
+        let (a, b) = appipc_sys::socket::seqpacket_pair().unwrap();
+        let mk = |fd| {
+            let (chan, reader) = AppServiceConnection::attach(fd, max, None).unwrap();
+            AppServiceConnection {
+                app_service_name: "t".into(),
+                package_family_name: "P_x".into(),
+                chan: Some(chan),
+                reader: Some(reader),
+            }
+        };
+        (mk(a), mk(b))
+    }
+
+    fn vs(k: &str, v: i32) -> ValueSet {
+        let mut s = ValueSet::new();
+        s.insert(k, v);
+        s
+    }
+
+    #[tokio::test]
+    async fn request_response_both_ways() {
+        let (client, provider) = pair(1 << 20);
+        provider.on_request_received(|args| {
+            let n = args.request.message().get("n").and_then(|v| v.as_int32()).unwrap_or(0);
+            assert_eq!(
+                args.request.send_response(vs("n", n + 1)),
+                AppServiceResponseStatus::Success
+            );
+        });
+        client.on_request_received(|args| {
+            args.request.send_response(vs("from_client", 7));
+        });
+        let r = client.send_message(vs("n", 41)).await;
+        assert_eq!(r.status, AppServiceResponseStatus::Success);
+        assert_eq!(r.message.get("n").and_then(|v| v.as_int32()), Some(42));
+        let r = provider.send_message(ValueSet::new()).await;
+        assert_eq!(r.message.get("from_client").and_then(|v| v.as_int32()), Some(7));
+    }
+}

@@ -1,0 +1,66 @@
+//! `echo-client`: Fabrikam's app that finds Contoso's echo service through the catalog and
+//! calls it, out of process and in process, and shows a refused open.
+//!
+//! `echo-client [SERVICE…]` calls the given services (default: echo and inproc).
+
+use appipc::app_service::{AppServiceCatalog, AppServiceConnection, AppServiceConnectionStatus};
+use appipc::{Session, ValueSet};
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> std::process::ExitCode {
+    match run().await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("echo-client: {e}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}
+
+async fn run() -> appipc::Result<()> {
+    let session = Session::connect().await?;
+    let mut services: Vec<String> = std::env::args().skip(1).collect();
+    if services.is_empty() {
+        services = vec!["com.contoso.echo".into(), "com.contoso.inproc".into()];
+    }
+    for name in services {
+        let providers = AppServiceCatalog::find_app_service_providers(&session, &name).await?;
+        let Some(provider) = providers.first() else {
+            println!("  {name}: no installed package provides it");
+            continue;
+        };
+        let mut conn = AppServiceConnection::new(&provider.package_family_name, &name);
+        // The provider may call us back on the same connection.
+        let status = conn.open(&session).await;
+        if status != AppServiceConnectionStatus::Success {
+            println!("  {name} in {}: open refused: {status}", provider.package_family_name);
+            continue;
+        }
+        conn.on_request_received(|args| {
+            let mut reply = ValueSet::new();
+            reply.insert("answer", "Fabrikam's echo client");
+            args.request.send_response(reply);
+        });
+        let mut message = ValueSet::new();
+        message.insert("greeting", "hello from Fabrikam");
+        message.insert("count", 3i16);
+        message.insert("$call_back", true);
+        let r = conn.send_message(message).await;
+        let get = |k: &str| r.message.get(k).map(|v| format!("{v:?}")).unwrap_or_default();
+        println!(
+            "  {name} in {}: {} caller={} activation={} greeting={} count={} callBack={}",
+            provider.package_family_name,
+            r.status,
+            get("caller"),
+            get("activation"),
+            get("greeting"),
+            get("count"),
+            get("callBackReply"),
+        );
+        conn.close();
+    }
+    // A service nobody declares, in a package that exists.
+    let mut conn = AppServiceConnection::new("Contoso.Services_cvnpggrrsm18p", "com.contoso.nope");
+    println!("  com.contoso.nope: open refused: {}", conn.open(&session).await);
+    Ok(())
+}
