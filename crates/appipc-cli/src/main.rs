@@ -11,6 +11,8 @@ use clap::{Parser, Subcommand};
 
 mod daemon;
 mod demo;
+mod json;
+mod logging;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -71,6 +73,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Call app services and list them.
+    #[command(subcommand, name = "app-service")]
+    AppService(AppServiceCommand),
     /// Show who the broker thinks this process is.
     Whoami,
     /// Show whether a broker answers, and where.
@@ -82,6 +87,28 @@ enum Command {
     /// Run the demonstration: a broker on a temporary home, the example packages, and what
     /// is allowed and what is refused.
     Demo,
+}
+
+#[derive(Subcommand, Debug)]
+enum AppServiceCommand {
+    /// Open a connection as an unpackaged client, send one message, print the status and the
+    /// response as JSON (typed: {"Int32": 5}; see docs/wire.md for the mapping). Exits 0 on
+    /// Success, 2 when the open or the send did not succeed.
+    Call {
+        /// The provider's package family name.
+        family_name: String,
+        /// The app service name.
+        service: String,
+        /// The message, a JSON object (plain or typed values).
+        #[arg(long, default_value = "{}")]
+        json: String,
+    },
+    /// List declared app services and live connections.
+    List {
+        /// Print JSON instead of tables.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -130,7 +157,7 @@ enum IdentityCommand {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let default_level = if matches!(cli.command, Command::Daemon) { "info" } else { "warn" };
-    init_logging(default_level);
+    logging::init(default_level);
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -138,13 +165,6 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-pub(crate) fn init_logging(default_level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("APPIPC_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
-    let _ =
-        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {
@@ -302,6 +322,7 @@ async fn client(command: Command) -> Result<ExitCode> {
                 print_processes(&procs);
             }
         }
+        Command::AppService(c) => return app_service(&session, c).await,
         Command::Whoami => {
             let me = appipc::ProcessIdentity::query(&session).await?.0;
             println!("pid {} uid {} trust {}", me.pid, me.uid, me.trust.as_str());
@@ -409,4 +430,107 @@ fn processes_json(procs: &[ProcessInfo]) -> serde_json::Value {
             })
             .collect(),
     )
+}
+
+async fn app_service(session: &Session, command: AppServiceCommand) -> Result<ExitCode> {
+    use appipc::app_service::{
+        AppServiceConnection, AppServiceConnectionStatus, AppServiceResponseStatus,
+    };
+    use appipc::wire::protocol::{Reply, Request};
+    match command {
+        AppServiceCommand::Call { family_name, service, json } => {
+            let value: serde_json::Value = serde_json::from_str(&json)
+                .with_context(|| format!("--json is not valid JSON: {json}"))?;
+            let message = json::value_set_from_json(&value).context("--json")?;
+            let mut conn = AppServiceConnection::new(&family_name, &service);
+            let status = conn.open(session).await;
+            if status != AppServiceConnectionStatus::Success {
+                let out = serde_json::json!({
+                    "stage": "open",
+                    "status": status.name(),
+                    "status_code": status.value(),
+                });
+                println!("{}", serde_json::to_string_pretty(&out)?);
+                return Ok(ExitCode::from(2));
+            }
+            let r = conn.send_message(message).await;
+            conn.close();
+            let out = serde_json::json!({
+                "stage": "send",
+                "status": r.status.name(),
+                "status_code": r.status.value(),
+                "message": json::value_set_to_json(&r.message),
+            });
+            println!("{}", serde_json::to_string_pretty(&out)?);
+            Ok(if r.status == AppServiceResponseStatus::Success {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(2)
+            })
+        }
+        AppServiceCommand::List { json } => {
+            let Reply::AppServices { declared, connections } =
+                session.request(Request::ListAppServices).await?
+            else {
+                bail!("unexpected reply to list-app-services");
+            };
+            if json {
+                let out = serde_json::json!({
+                    "declared": declared.iter().map(|d| serde_json::json!({
+                        "package_family_name": d.package_family_name,
+                        "app_id": d.app_id,
+                        "name": d.name,
+                        "entry_point": d.entry_point,
+                        "in_process": d.entry_point.is_none(),
+                        "supports_multiple_instances": d.supports_multiple_instances,
+                        "max_message_size": d.max_message_size,
+                    })).collect::<Vec<_>>(),
+                    "connections": connections.iter().map(|c| serde_json::json!({
+                        "connection_id": c.connection_id,
+                        "package_family_name": c.package_family_name,
+                        "app_service_name": c.app_service_name,
+                        "caller_package_family_name": c.caller_package_family_name,
+                        "caller_pid": c.caller_pid,
+                        "host_pid": c.host_pid,
+                        "opened_at": c.opened_at,
+                    })).collect::<Vec<_>>(),
+                });
+                println!("{}", serde_json::to_string_pretty(&out)?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            println!("{:<40}  {:<44}  {:<14}  MAX MESSAGE", "SERVICE", "PACKAGE!APP", "HOST");
+            for d in &declared {
+                let host = match &d.entry_point {
+                    None => "in process".to_owned(),
+                    Some(e) if d.supports_multiple_instances => format!("{e} (per connection)"),
+                    Some(e) => e.clone(),
+                };
+                println!(
+                    "{:<40}  {:<44}  {:<14}  {}",
+                    d.name,
+                    format!("{}!{}", d.package_family_name, d.app_id),
+                    host,
+                    d.max_message_size
+                );
+            }
+            println!("\n{} live connection(s)", connections.len());
+            for c in &connections {
+                let caller = if c.caller_package_family_name.is_empty() {
+                    "unpackaged"
+                } else {
+                    &c.caller_package_family_name
+                };
+                println!(
+                    "  #{} {} of {}: caller {} (pid {}), host pid {}",
+                    c.connection_id,
+                    c.app_service_name,
+                    c.package_family_name,
+                    caller,
+                    c.caller_pid,
+                    c.host_pid
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
 }

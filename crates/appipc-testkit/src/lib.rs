@@ -132,17 +132,31 @@ pub struct TestBroker {
     /// `APPIPC_RUNTIME_DIR`.
     pub runtime_dir: PathBuf,
     child: Option<Child>,
+    env: Vec<(String, String)>,
 }
 
 impl TestBroker {
     /// Starts `appipcd` on a fresh temporary home and waits until it answers.
     pub fn start() -> TestBroker {
+        TestBroker::start_with_env(&[])
+    }
+
+    /// Like [`TestBroker::start`], with extra environment for the broker (timeouts, …).
+    pub fn start_with_env(env: &[(&str, &str)]) -> TestBroker {
         let root = tempfile::Builder::new().prefix("appipc-test-").tempdir().expect("tempdir");
         let home = root.path().join("home");
         let runtime_dir = root.path().join("run");
-        let mut b = TestBroker { root, home, runtime_dir, child: None };
+        let env = env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        let mut b = TestBroker { root, home, runtime_dir, child: None, env };
         b.restart();
         b
+    }
+
+    /// What a package's processes wrote to their stdout and stderr (when not launched with
+    /// stdio).
+    pub fn app_log(&self, family_name: &str) -> String {
+        std::fs::read_to_string(self.home.join("logs").join(format!("{family_name}.log")))
+            .unwrap_or_default()
     }
 
     /// Starts the broker again on the same home (after [`TestBroker::stop`] or a kill).
@@ -153,6 +167,7 @@ impl TestBroker {
                 .expect("broker log");
         let mut cmd = Command::new(binary("appipcd"));
         self.apply_env(&mut cmd);
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
         cmd.env("APPIPC_LOG", std::env::var("APPIPC_LOG").unwrap_or_else(|_| "debug".into()))
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))

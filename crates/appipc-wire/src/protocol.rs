@@ -683,7 +683,8 @@ mod event_tests {
             max_message_size: 16,
         }));
         assert_eq!(Frame::from_cbor(&f.to_cbor()).unwrap(), f);
-        let c = Frame::event(Event::Canceled { reason: BackgroundTaskCancellationReason::IdleTask });
+        let c =
+            Frame::event(Event::Canceled { reason: BackgroundTaskCancellationReason::IdleTask });
         assert_eq!(Frame::from_cbor(&c.to_cbor()).unwrap(), c);
     }
 }

@@ -803,4 +803,146 @@ mod tests {
         let r = provider.send_message(ValueSet::new()).await;
         assert_eq!(r.message.get("from_client").and_then(|v| v.as_int32()), Some(7));
     }
+
+    #[tokio::test]
+    async fn completion_waits_for_deferral_and_reply_is_optional() {
+        let (client, provider) = pair(1 << 20);
+        provider.on_request_received(|args| {
+            if args.request.message().has_key("silent") {
+                return; // completes with no reply
+            }
+            let d = args.get_deferral();
+            tokio::spawn(async move {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                assert_eq!(
+                    args.request.send_response(vs("late", 1)),
+                    AppServiceResponseStatus::Success
+                );
+                assert_eq!(
+                    args.request.send_response(vs("again", 2)),
+                    AppServiceResponseStatus::Failure
+                );
+                d.complete();
+            });
+        });
+        let t = std::time::Instant::now();
+        let r = client.send_message(ValueSet::new()).await;
+        assert!(
+            t.elapsed() >= std::time::Duration::from_millis(50),
+            "completed before the deferral"
+        );
+        assert_eq!(r.status, AppServiceResponseStatus::Success);
+        assert_eq!(r.message, vs("late", 1), "the first response wins");
+        let r = client.send_message(vs("silent", 0)).await;
+        assert_eq!((r.status, r.message.len()), (AppServiceResponseStatus::Success, 0));
+    }
+
+    #[tokio::test]
+    async fn size_limits_both_ways_and_memfd_for_large_messages() {
+        let (client, provider) = pair(4 << 20);
+        provider.on_request_received(|mut args| {
+            let m = args.request.take_message();
+            let big = m.has_key("want_big");
+            let reply = if big {
+                let mut r = ValueSet::new();
+                r.insert("blob", vec![7u8; 5 << 20]); // over the 4 MiB limit
+                r
+            } else {
+                m
+            };
+            let status = args.request.send_response(reply);
+            if big {
+                assert_eq!(status, AppServiceResponseStatus::MessageSizeTooLarge);
+            }
+        });
+        // 3 MiB: travels in a sealed memfd and comes back whole.
+        let mut m = ValueSet::new();
+        m.insert("blob", (0..3u32 << 20).map(|i| i as u8).collect::<Vec<u8>>());
+        let r = client.send_message(m.clone()).await;
+        assert_eq!(r.status, AppServiceResponseStatus::Success);
+        assert_eq!(r.message, m);
+        // 5 MiB: refused at once by the sender, nothing sent.
+        let mut big = ValueSet::new();
+        big.insert("blob", vec![0u8; 5 << 20]);
+        assert_eq!(
+            client.send_message(big).await.status,
+            AppServiceResponseStatus::MessageSizeTooLarge
+        );
+        // A reply over the limit is not attached; the request completes with an empty reply.
+        let r = client.send_message(vs("want_big", 1)).await;
+        assert_eq!((r.status, r.message.len()), (AppServiceResponseStatus::Success, 0));
+    }
+
+    #[tokio::test]
+    async fn receiver_refuses_oversized_memfd_without_decoding() {
+        // The provider's limit is smaller than what the client believes.
+        let (a, b) = appipc_sys::socket::seqpacket_pair().unwrap();
+        let (cchan, creader) = AppServiceConnection::attach(a, 8 << 20, None).unwrap();
+        let client = AppServiceConnection {
+            app_service_name: "t".into(),
+            package_family_name: "P".into(),
+            chan: Some(cchan),
+            reader: Some(creader),
+        };
+        let (pchan, preader) = AppServiceConnection::attach(b, 1 << 20, None).unwrap();
+        let provider = AppServiceConnection {
+            app_service_name: "t".into(),
+            package_family_name: "P".into(),
+            chan: Some(pchan),
+            reader: Some(preader),
+        };
+        provider.on_request_received(|_| panic!("an oversized request must not reach the handler"));
+        let mut m = ValueSet::new();
+        m.insert("blob", vec![1u8; 2 << 20]);
+        assert_eq!(
+            client.send_message(m).await.status,
+            AppServiceResponseStatus::MessageSizeTooLarge
+        );
+    }
+
+    #[tokio::test]
+    async fn peer_loss_fails_pending_requests_and_reports_closed() {
+        let (client, provider) = pair(1 << 20);
+        provider.on_request_received(|args| {
+            // Hold the request forever: the connection will be lost first.
+            std::mem::forget(args.get_deferral());
+        });
+        let pending = client.send_message(ValueSet::new());
+        let killer = async {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            // Vanish without a close frame, as a crashed process would.
+            let chan = provider.chan.as_ref().unwrap();
+            appipc_sys::socket::shutdown(&chan.sock).unwrap();
+        };
+        let (r, ()) = tokio::join!(pending, killer);
+        assert_eq!(r.status, AppServiceResponseStatus::Failure);
+        assert_eq!(client.service_closed().await, AppServiceClosedStatus::Unknown);
+    }
+
+    #[tokio::test]
+    async fn close_is_reported_as_canceled() {
+        let (client, mut provider) = pair(1 << 20);
+        provider.close();
+        assert_eq!(client.service_closed().await, AppServiceClosedStatus::Canceled);
+        assert_eq!(
+            client.send_message(ValueSet::new()).await.status,
+            AppServiceResponseStatus::Failure
+        );
+    }
+
+    #[tokio::test]
+    async fn garbage_from_the_peer_closes_with_a_reason() {
+        let (a, b) = appipc_sys::socket::seqpacket_pair().unwrap();
+        let (chan, reader) = AppServiceConnection::attach(a, 1 << 20, None).unwrap();
+        let conn = AppServiceConnection {
+            app_service_name: "t".into(),
+            package_family_name: "P".into(),
+            chan: Some(chan),
+            reader: Some(reader),
+        };
+        appipc_sys::socket::send(&b, b"\xff\x00garbage", &[], appipc_sys::socket::Blocking::Yes)
+            .unwrap();
+        assert_eq!(conn.service_closed().await, AppServiceClosedStatus::Unknown);
+        assert!(conn.close_reason().unwrap().contains("malformed"), "{:?}", conn.close_reason());
+    }
 }

@@ -68,9 +68,9 @@ impl Session {
 /// A blocking app-service connection: `send_message` writes the request and reads the
 /// response on the calling thread, with no runtime in between (the fastest client path).
 ///
-/// Requests the provider sends on this connection are queued and handed out by
-/// [`AppServiceConnection::next_request`].
-#[derive(Debug)]
+/// Requests the provider sends on this connection go to the handler set with
+/// [`AppServiceConnection::on_request_received`], called on the waiting thread; without one
+/// they are queued and handed out by [`AppServiceConnection::next_request`].
 pub struct AppServiceConnection {
     sock: std::os::fd::OwnedFd,
     max: u64,
@@ -78,6 +78,16 @@ pub struct AppServiceConnection {
     buf: Vec<u8>,
     queued: std::collections::VecDeque<(u64, ValueSet)>,
     closed: Option<AppServiceClosedStatus>,
+    handler: Option<RequestHandler>,
+}
+
+impl std::fmt::Debug for AppServiceConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppServiceConnection")
+            .field("max", &self.max)
+            .field("closed", &self.closed)
+            .finish_non_exhaustive()
+    }
 }
 
 use crate::app_service::{
@@ -87,6 +97,9 @@ use crate::app_service::{
 use appipc_sys::socket::{self, Blocking};
 use appipc_wire::ValueSet;
 use appipc_wire::app_service::{ChannelFrame, ChannelKind, INLINE_MESSAGE_MAX};
+
+/// Answers a request from the provider with a reply.
+type RequestHandler = Box<dyn FnMut(&ValueSet) -> ValueSet + Send>;
 
 /// One frame read from a blocking connection.
 enum Read {
@@ -110,11 +123,35 @@ impl Session {
             buf: vec![0u8; INLINE_MESSAGE_MAX + 64],
             queued: Default::default(),
             closed: None,
+            handler: None,
         })
     }
 }
 
 impl AppServiceConnection {
+    /// Answers the provider's requests with `handler` (called on the thread that is waiting
+    /// in `send_message` or `next_request`), instead of queueing them.
+    pub fn on_request_received(
+        &mut self,
+        handler: impl FnMut(&ValueSet) -> ValueSet + Send + 'static,
+    ) {
+        self.handler = Some(Box::new(handler));
+        while let Some((id, m)) = self.queued.pop_front() {
+            self.handle(id, m);
+        }
+    }
+
+    /// Runs the handler on a request, or queues it.
+    fn handle(&mut self, id: u64, message: ValueSet) {
+        match self.handler.as_mut() {
+            Some(h) => {
+                let reply = h(&message);
+                let _ = self.respond(id, AppServiceResponseStatus::Success, Some(&reply));
+            }
+            None => self.queued.push_back((id, message)),
+        }
+    }
+
     /// The largest message either side may send.
     pub fn max_message_size(&self) -> u64 {
         self.max
@@ -182,7 +219,7 @@ impl AppServiceConnection {
                         };
                     }
                     ChannelKind::Request => match frame_message(&mut f, &mut fds, self.max) {
-                        Incoming::Message(m) => self.queued.push_back((f.id, m)),
+                        Incoming::Message(m) => self.handle(f.id, m),
                         Incoming::TooLarge => {
                             let _ = self.respond(
                                 f.id,
