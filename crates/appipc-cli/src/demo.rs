@@ -136,6 +136,7 @@ async fn scenario(root: &Path, bins: &Path, socket: &Path) -> Result<()> {
         families.push(r.family_name);
     }
     let (hello, tools) = (families[0].clone(), families[1].clone());
+    let (services, client) = (families[2].clone(), families[3].clone());
 
     step(3, "list installed packages");
     crate::print_packages(&pm.find_packages().await?);
@@ -162,7 +163,16 @@ async fn scenario(root: &Path, bins: &Path, socket: &Path) -> Result<()> {
     println!("   $ appipc launch --wait {tools}!Tool -- --packages");
     launch_and_wait(&session, &format!("{tools}!Tool"), &["--packages"]).await?;
 
-    step(6, "a broken manifest is refused with the key, the line and the rule");
+    step(6, "app services: a client of another publisher calls Contoso's providers");
+    println!("   $ appipc launch --wait {client}");
+    launch_and_wait(&session, &client, &[]).await?;
+    println!(
+        "   (the broker started each provider on demand -- out of process, and the in-process"
+    );
+    println!("    one in the background -- then stepped aside: the data went peer to peer)");
+    app_services(&session, &services).await?;
+
+    step(7, "a broken manifest is refused with the key, the line and the rule");
     let bad = root.join("broken");
     std::fs::create_dir_all(&bad)?;
     std::fs::write(
@@ -176,7 +186,7 @@ async fn scenario(root: &Path, bins: &Path, socket: &Path) -> Result<()> {
         Err(e) => refused("install broken/appipc.toml", &e),
     }
 
-    step(7, "upgrade, reinstall and downgrade");
+    step(8, "upgrade, reinstall and downgrade");
     let v2_text = FABRIKAM_TOOLS.manifest.replace("version = \"2.1.0.0\"", "version = \"2.2.0.0\"");
     let v2 = assemble_manifest(&v2_text, &root.join("tools-v2"), bins)?;
     let r = pm.add_package(&v2).await?;
@@ -194,7 +204,7 @@ async fn scenario(root: &Path, bins: &Path, socket: &Path) -> Result<()> {
         Err(e) => refused("install Fabrikam.Tools 2.1.0.0 over 2.2.0.0", &e),
     }
 
-    step(8, "the broker tracks the processes it started; removing a package stops them");
+    step(9, "the broker tracks the processes it started; removing a package stops them");
     let aam = ApplicationActivationManager::new(&session);
     let (pid, aumid) = aam
         .activate_application(&hello, &["--sleep".into(), "60".into()], ActivateOptions::default())
@@ -207,6 +217,48 @@ async fn scenario(root: &Path, bins: &Path, socket: &Path) -> Result<()> {
     match aam.activate_application(&hello, &[], ActivateOptions::default()).await {
         Ok(_) => bail!("a removed package launched"),
         Err(e) => refused(&format!("launch {hello} after removal"), &e),
+    }
+    Ok(())
+}
+
+/// Calls from this (unpackaged) process: one allowed, and each refusal with its Windows status.
+async fn app_services(session: &Session, services: &str) -> Result<()> {
+    use appipc::app_service::{
+        AppServiceConnection, AppServiceConnectionStatus, AppServiceResponseStatus,
+    };
+    use appipc::wire::ValueSet;
+    let mut conn = AppServiceConnection::new(services, "com.contoso.echo");
+    let status = conn.open(session).await;
+    if status != AppServiceConnectionStatus::Success {
+        bail!("opening com.contoso.echo: {status}");
+    }
+    let mut m = ValueSet::new();
+    m.insert("greeting", "hello from the demo");
+    m.insert("caller", "Forged.Name_8wekyb3d8bbwe");
+    let r = conn.send_message(m).await;
+    allowed(&format!(
+        "unpackaged call to com.contoso.echo: {}; caller as the broker attests it: {:?} (the forged one was overwritten)",
+        r.status,
+        r.message.get("caller").and_then(|v| v.as_string()).unwrap_or("?")
+    ));
+    let mut big = ValueSet::new();
+    big.insert("blob", vec![0u8; 20 << 20]);
+    let r = conn.send_message(big).await;
+    if r.status != AppServiceResponseStatus::MessageSizeTooLarge {
+        bail!("a 20 MiB message was not refused: {}", r.status);
+    }
+    refused("send a 20 MiB message to a service with a 16 MiB limit", &r.status);
+    conn.close();
+    for (pfn, name, why) in [
+        (services, "com.contoso.echo.private", "a service that takes packaged callers only"),
+        (services, "com.contoso.nope", "a service the package does not declare"),
+        ("Nobody.Here_8wekyb3d8bbwe", "com.contoso.echo", "a package that is not installed"),
+    ] {
+        let status = AppServiceConnection::new(pfn, name).open(session).await;
+        if status == AppServiceConnectionStatus::Success {
+            bail!("{name} in {pfn} opened");
+        }
+        refused(&format!("open {name} ({why})"), &status);
     }
     Ok(())
 }

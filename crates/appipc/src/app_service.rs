@@ -147,6 +147,16 @@ pub(crate) fn frame_message(
 
 type Handler = Arc<dyn Fn(AppServiceRequestReceivedEventArgs) + Send + Sync>;
 
+/// How long a connection polls for the next message before it sleeps
+/// (`APPIPC_SPIN_US`, default 50 µs; 0 turns spinning off).
+pub(crate) fn spin_time() -> std::time::Duration {
+    static SPIN: std::sync::OnceLock<std::time::Duration> = std::sync::OnceLock::new();
+    *SPIN.get_or_init(|| {
+        let us = std::env::var("APPIPC_SPIN_US").ok().and_then(|v| v.parse().ok()).unwrap_or(50);
+        std::time::Duration::from_micros(us)
+    })
+}
+
 /// One open connection's shared state.
 struct Channel {
     sock: AsyncSeqPacket,
@@ -223,7 +233,7 @@ async fn read_loop(chan: Arc<Channel>, on_close: Option<Box<dyn FnOnce() + Send>
         AppServiceClosedStatus::Unknown
     };
     let status = loop {
-        let received = match chan.sock.recv_into(&mut buf).await {
+        let received = match chan.sock.recv_into_spinning(&mut buf, spin_time()).await {
             Ok(Some(r)) => r,
             Ok(None) => break AppServiceClosedStatus::Unknown,
             Err(e) => break broken(&chan, format!("receive failed: {e}")),
@@ -259,6 +269,9 @@ async fn read_loop(chan: Arc<Channel>, on_close: Option<Box<dyn FnOnce() + Send>
                     .and_then(|p| p.remove(&frame.id));
                 if let Some(w) = waiter {
                     let _ = w.send(response);
+                    // Let the waiter run before this task spins for the next message: on a
+                    // current-thread runtime it would otherwise wait out the spin.
+                    tokio::task::yield_now().await;
                 }
             }
             ChannelKind::Request => {

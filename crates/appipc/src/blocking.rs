@@ -98,6 +98,23 @@ use appipc_sys::socket::{self, Blocking};
 use appipc_wire::ValueSet;
 use appipc_wire::app_service::{ChannelFrame, ChannelKind, INLINE_MESSAGE_MAX};
 
+/// Receives one message, polling without sleeping for the spin time first (see
+/// `APPIPC_SPIN_US`): the answer to a request usually comes within it.
+fn recv_spinning(
+    sock: &std::os::fd::OwnedFd,
+    buf: &mut [u8],
+) -> std::io::Result<Option<appipc_sys::socket::Received>> {
+    let spin = crate::app_service::spin_time();
+    let start = std::time::Instant::now();
+    while start.elapsed() < spin {
+        match socket::recv_into(sock, buf, Blocking::No) {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::hint::spin_loop(),
+            other => return other,
+        }
+    }
+    socket::recv_into(sock, buf, Blocking::Yes)
+}
+
 /// Answers a request from the provider with a reply.
 type RequestHandler = Box<dyn FnMut(&ValueSet) -> ValueSet + Send>;
 
@@ -161,7 +178,7 @@ impl AppServiceConnection {
         if self.closed.is_some() {
             return Read::Closed;
         }
-        let r = match socket::recv_into(&self.sock, &mut self.buf, Blocking::Yes) {
+        let r = match recv_spinning(&self.sock, &mut self.buf) {
             Ok(Some(r)) if !r.truncated => r,
             _ => return self.mark_closed(AppServiceClosedStatus::Unknown),
         };

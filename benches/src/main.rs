@@ -1,0 +1,385 @@
+//! `appipc-bench`: measures appipc against raw baselines in the same run and prints numbers
+//! (a table, then one JSON line). It never asserts on time.
+//!
+//! ```text
+//! appipc-bench app-service [--iterations N]
+//! ```
+//!
+//! Needs the workspace's binaries built (`cargo build --release --workspace`) and, for the
+//! D-Bus comparison, `dbus-daemon` (Debian package `dbus`; `scripts/bench.sh` installs it).
+
+use std::collections::HashMap;
+use std::os::fd::{AsFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use appipc::app_service::{
+    AppServiceConnection, AppServiceConnectionStatus, AppServiceResponseStatus,
+};
+use appipc::wire::ValueSet;
+use appipc_sys::socket::{self, Blocking};
+use appipc_testkit::{CONTOSO_SERVICES, TestBroker};
+use zbus::zvariant::{OwnedValue, Value};
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("app-service") => {
+            let n = args
+                .iter()
+                .position(|a| a == "--iterations")
+                .and_then(|i| args.get(i + 1))
+                .map(|s| s.parse())
+                .transpose()?
+                .unwrap_or(20_000usize);
+            app_service(n)
+        }
+        Some("raw-echo") => raw_echo(),
+        Some("raw-echo-tokio") => raw_echo_tokio(),
+        Some("dbus-server") => dbus_server(args.get(1).context("address")?),
+        _ => {
+            eprintln!("usage: appipc-bench app-service [--iterations N]");
+            std::process::exit(2);
+        }
+    }
+}
+
+/// Median, 99th percentile and mean of a set of durations, in microseconds.
+#[derive(Clone, Copy, Debug)]
+struct Stats {
+    median: f64,
+    p99: f64,
+    n: usize,
+}
+
+fn stats(mut v: Vec<Duration>) -> Stats {
+    v.sort();
+    let at = |q: f64| v[((v.len() as f64 - 1.0) * q).round() as usize].as_secs_f64() * 1e6;
+    Stats { median: at(0.5), p99: at(0.99), n: v.len() }
+}
+
+fn payload() -> ValueSet {
+    let mut m = ValueSet::new();
+    m.insert("Command", "Ping");
+    m.insert("Id", 42i32);
+    m.insert("Value", 3.5f64);
+    m
+}
+
+/// Child: echoes every message on fd 3 back, until the end of the stream.
+fn raw_echo_tokio() -> Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    rt.block_on(async {
+        let sock = appipc_sys::aio::AsyncSeqPacket::new(
+            appipc_sys::env::dup_inherited_session(3).context("fd 3")?,
+        )?;
+        let mut buf = vec![0u8; 65536];
+        while let Some(r) = sock.recv_into(&mut buf).await? {
+            sock.send(&buf[..r.len], &[]).await?;
+        }
+        Ok(())
+    })
+}
+
+fn raw_echo() -> Result<()> {
+    let sock = appipc_sys::env::dup_inherited_session(3).context("fd 3")?;
+    let mut buf = vec![0u8; 65536];
+    while let Some(r) = socket::recv_into(&sock, &mut buf, Blocking::Yes)? {
+        socket::send(&sock, &buf[..r.len], &[], Blocking::Yes)?;
+    }
+    Ok(())
+}
+
+/// A child process echoing on a raw `SOCK_SEQPACKET` pair: the baseline.
+struct RawPeer {
+    sock: OwnedFd,
+    child: appipc_sys::process::Spawned,
+    buf: Vec<u8>,
+}
+
+impl RawPeer {
+    fn start(mode: &str) -> Result<RawPeer> {
+        let (mine, theirs) = socket::seqpacket_pair()?;
+        let child = appipc_sys::process::spawn(appipc_sys::process::SpawnRequest {
+            program: std::env::current_exe()?,
+            args: vec![mode.into()],
+            env: vec![],
+            cwd: "/".into(),
+            stderr: Some(std::io::stderr().as_fd().try_clone_to_owned()?),
+            fds: vec![(3, theirs)],
+            ..Default::default()
+        })?;
+        Ok(RawPeer { sock: mine, child, buf: vec![0u8; 65536] })
+    }
+
+    fn round_trip(&mut self, bytes: &[u8]) {
+        socket::send(&self.sock, bytes, &[], Blocking::Yes).expect("send");
+        socket::recv_into(&self.sock, &mut self.buf, Blocking::Yes).expect("recv").expect("open");
+    }
+
+    fn stop(self) {
+        drop(self.sock);
+        wait(&self.child.pidfd);
+    }
+}
+
+fn wait(pidfd: &OwnedFd) {
+    while appipc_sys::process::try_reap(pidfd).ok().flatten().is_none() {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+const BENCH_NAME: &str = "org.appipc.Bench";
+
+struct Echo;
+
+#[zbus::interface(name = "org.appipc.Bench")]
+impl Echo {
+    fn echo(&self, m: HashMap<String, OwnedValue>) -> HashMap<String, OwnedValue> {
+        m
+    }
+}
+
+/// Child: serves `org.appipc.Bench.Echo` on the bus at `address` until killed.
+fn dbus_server(address: &str) -> Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    rt.block_on(async {
+        let _conn = zbus::connection::Builder::address(address)?
+            .name(BENCH_NAME)?
+            .serve_at("/bench", Echo)?
+            .build()
+            .await?;
+        println!("ready");
+        std::future::pending::<()>().await;
+        Ok(())
+    })
+}
+
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A private dbus-daemon with the echo server on it, and a client connection.
+struct DbusPeer {
+    _daemon: Child,
+    _server: Child,
+    conn: zbus::Connection,
+    payload: HashMap<String, OwnedValue>,
+}
+
+impl DbusPeer {
+    async fn start(dir: &std::path::Path) -> Result<Option<DbusPeer>> {
+        if std::process::Command::new("dbus-daemon").arg("--version").output().is_err() {
+            eprintln!(
+                "dbus-daemon is not installed (Debian package dbus): skipping the D-Bus comparison"
+            );
+            return Ok(None);
+        }
+        let socket_path = dir.join("bus");
+        let config = dir.join("bus.conf");
+        std::fs::write(
+            &config,
+            format!(
+                r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig><type>session</type><listen>unix:path={}</listen><auth>EXTERNAL</auth>
+<policy context="default"><allow send_destination="*" eavesdrop="true"/><allow eavesdrop="true"/>
+<allow receive_sender="*"/><allow own="*"/></policy></busconfig>"#,
+                socket_path.display()
+            ),
+        )?;
+        let daemon = Child(
+            std::process::Command::new("dbus-daemon")
+                .arg(format!("--config-file={}", config.display()))
+                .arg("--nofork")
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .context("starting dbus-daemon")?,
+        );
+        let address = format!("unix:path={}", socket_path.display());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !socket_path.exists() {
+            if Instant::now() > deadline {
+                bail!("dbus-daemon did not start");
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let mut server = std::process::Command::new(std::env::current_exe()?)
+            .args(["dbus-server", &address])
+            .stdout(std::process::Stdio::piped())
+            .spawn()?;
+        {
+            use std::io::BufRead;
+            let mut line = String::new();
+            std::io::BufReader::new(server.stdout.take().context("stdout")?)
+                .read_line(&mut line)?;
+            if line.trim() != "ready" {
+                bail!("the D-Bus server did not start");
+            }
+        }
+        let conn = zbus::connection::Builder::address(address.as_str())?.build().await?;
+        let mut payload: HashMap<String, OwnedValue> = HashMap::new();
+        payload.insert("Command".into(), Value::from("Ping").try_into()?);
+        payload.insert("Id".into(), Value::from(42i32).try_into()?);
+        payload.insert("Value".into(), Value::from(3.5f64).try_into()?);
+        Ok(Some(DbusPeer { _daemon: daemon, _server: Child(server), conn, payload }))
+    }
+
+    async fn call(&self) {
+        let reply = self
+            .conn
+            .call_method(
+                Some(BENCH_NAME),
+                "/bench",
+                Some(BENCH_NAME),
+                "Echo",
+                &(self.payload.clone(),),
+            )
+            .await
+            .expect("dbus call");
+        let _: HashMap<String, OwnedValue> = reply.body().deserialize().expect("reply");
+    }
+}
+
+fn app_service(n: usize) -> Result<()> {
+    let broker = TestBroker::start_with_env(&[("APPIPC_APP_SERVICE_IDLE_MS", "600000")]);
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let provider = rt.block_on(broker.install(&CONTOSO_SERVICES)).family_name;
+    let msg = payload();
+
+    // The same bytes an app-service request frame carries.
+    let frame = appipc_wire::app_service::ChannelFrame {
+        id: 1,
+        kind: appipc_wire::app_service::ChannelKind::Request,
+        status: 0,
+        message: Some(msg.clone()),
+        memfd_len: None,
+    }
+    .to_cbor();
+    let mut raw_peer = RawPeer::start("raw-echo")?;
+    let mut tokio_peer = RawPeer::start("raw-echo-tokio")?;
+    let blocking = appipc::blocking::Session::connect_to(&broker.socket())?;
+    let mut conn = blocking
+        .open_app_service(&provider, "com.contoso.echo")
+        .map_err(|s| anyhow::anyhow!("open: {s}"))?;
+    let session = rt.block_on(async { broker.session() });
+    let mut aconn = AppServiceConnection::new(&provider, "com.contoso.echo");
+    if rt.block_on(aconn.open(&session)) != AppServiceConnectionStatus::Success {
+        bail!("async open failed");
+    }
+    let dbus_peer = rt.block_on(DbusPeer::start(broker.root.path()))?;
+
+    // Interleaved rounds, so that drift of the machine (other load, frequency) hits every
+    // variant alike; a warm-up round first, not counted.
+    const ROUNDS: usize = 10;
+    let per = (n / ROUNDS).max(1);
+    let (mut raw_v, mut blk_v, mut async_v, mut dbus_v) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut tokio_v = Vec::new();
+    for round in 0..=ROUNDS {
+        let keep = round > 0;
+        let timed = |v: &mut Vec<Duration>, t: Instant| {
+            if keep {
+                v.push(t.elapsed());
+            }
+        };
+        for _ in 0..per {
+            let t = Instant::now();
+            raw_peer.round_trip(&frame);
+            timed(&mut raw_v, t);
+        }
+        for _ in 0..per {
+            let t = Instant::now();
+            tokio_peer.round_trip(&frame);
+            timed(&mut tokio_v, t);
+        }
+        for _ in 0..per {
+            let t = Instant::now();
+            let r = conn.send_message(&msg);
+            timed(&mut blk_v, t);
+            assert_eq!(r.status, AppServiceResponseStatus::Success);
+        }
+        rt.block_on(async {
+            for _ in 0..per {
+                let m = msg.clone();
+                let t = Instant::now();
+                let r = aconn.send_message(m).await;
+                timed(&mut async_v, t);
+                assert_eq!(r.status, AppServiceResponseStatus::Success);
+            }
+            if let Some(d) = &dbus_peer {
+                for _ in 0..per {
+                    let t = Instant::now();
+                    d.call().await;
+                    timed(&mut dbus_v, t);
+                }
+            }
+        });
+    }
+    raw_peer.stop();
+    tokio_peer.stop();
+    let raw_tokio = stats(tokio_v);
+    let (raw, blocking_rt, async_rt) = (stats(raw_v), stats(blk_v), stats(async_v));
+    let dbus = dbus_peer.as_ref().map(|_| stats(dbus_v));
+
+    let (warm, cold) = rt.block_on(async {
+        // Warm open: the host runs already.
+        let mut v = Vec::new();
+        for _ in 0..200 {
+            let mut c = AppServiceConnection::new(&provider, "com.contoso.echo");
+            let t = Instant::now();
+            assert_eq!(c.open(&session).await, AppServiceConnectionStatus::Success);
+            v.push(t.elapsed());
+        }
+        let warm = stats(v);
+        // Cold open: a new host process per connection.
+        let mut v = Vec::new();
+        for _ in 0..20 {
+            let mut c = AppServiceConnection::new(&provider, "com.contoso.echo.multi");
+            let t = Instant::now();
+            assert_eq!(c.open(&session).await, AppServiceConnectionStatus::Success);
+            v.push(t.elapsed());
+        }
+        (warm, stats(v))
+    });
+
+    println!(
+        "appipc app-service benchmark ({} round trips each, in {ROUNDS} interleaved rounds; microseconds)",
+        raw.n
+    );
+    println!("{:<44} {:>10} {:>10}", "", "median", "p99");
+    let row = |name: &str, s: &Stats| println!("{name:<44} {:>10.1} {:>10.1}", s.median, s.p99);
+    row("raw SOCK_SEQPACKET ping-pong (2 processes)", &raw);
+    row("raw ping-pong, echo peer on a tokio runtime", &raw_tokio);
+    row("app service round trip, blocking client", &blocking_rt);
+    row("app service round trip, async client", &async_rt);
+    if let Some(d) = &dbus {
+        row("D-Bus method call via dbus-daemon (zbus)", d);
+    }
+    row(&format!("open(), provider running ({} opens)", warm.n), &warm);
+    row(&format!("open(), cold: new host process ({} opens)", cold.n), &cold);
+    let ratio = |a: f64, b: f64| (a / b * 1000.0).round() / 1000.0;
+    let json = serde_json::json!({
+        "bench": "app-service",
+        "iterations": n,
+        "raw_seqpacket_us": {"median": raw.median, "p99": raw.p99},
+        "raw_tokio_peer_us": {"median": raw_tokio.median, "p99": raw_tokio.p99},
+        "blocking_us": {"median": blocking_rt.median, "p99": blocking_rt.p99},
+        "async_us": {"median": async_rt.median, "p99": async_rt.p99},
+        "dbus_us": dbus.map(|d| serde_json::json!({"median": d.median, "p99": d.p99})),
+        "open_warm_us": {"median": warm.median, "p99": warm.p99},
+        "open_cold_us": {"median": cold.median, "p99": cold.p99},
+        "ratio_blocking_to_raw": ratio(blocking_rt.median, raw.median),
+        "ratio_async_to_raw": ratio(async_rt.median, raw.median),
+        "ratio_blocking_to_dbus": dbus.map(|d| ratio(blocking_rt.median, d.median)),
+        "targets": {"blocking_to_raw_max": 1.5, "blocking_to_dbus_max": 0.25, "open_warm_median_max_us": 300},
+    });
+    println!("{json}");
+    Ok(())
+}
