@@ -104,8 +104,11 @@ fn check_package_string(
     Ok(())
 }
 
+/// A validated string newtype: the struct, `as_str`, `Display`, `Debug`, `AsRef<str>`,
+/// `TryFrom<&str>` / `TryFrom<String>` through its `FromStr` (written by the caller, with
+/// error type `$err`), and `From<Self> for String`.
 macro_rules! string_newtype {
-    ($(#[$m:meta])* $name:ident) => {
+    ($(#[$m:meta])* $name:ident, $err:ty) => {
         $(#[$m])*
         #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
         pub struct $name(String);
@@ -136,15 +139,15 @@ macro_rules! string_newtype {
         }
 
         impl TryFrom<&str> for $name {
-            type Error = IdentityError;
-            fn try_from(s: &str) -> Result<Self, IdentityError> {
+            type Error = $err;
+            fn try_from(s: &str) -> Result<Self, $err> {
                 s.parse()
             }
         }
 
         impl TryFrom<String> for $name {
-            type Error = IdentityError;
-            fn try_from(s: String) -> Result<Self, IdentityError> {
+            type Error = $err;
+            fn try_from(s: String) -> Result<Self, $err> {
                 s.parse()
             }
         }
@@ -157,10 +160,12 @@ macro_rules! string_newtype {
     };
 }
 
+pub(crate) use string_newtype;
+
 string_newtype!(
     /// `Identity@Name`: a package string of 3 to 50 characters (`[-.A-Za-z0-9]`, not a reserved
     /// device name nor `<reserved>.…`, not `xn--…`, no `.xn--`, no trailing `.`).
-    PackageName
+    PackageName, IdentityError
 );
 
 impl PackageName {
@@ -186,7 +191,7 @@ string_newtype!(
     /// [`PackageName`]). The empty resource id is represented by `Option::None` where it is
     /// optional. Parsing refuses `~`, which no manifest may declare; the bundle resource id is
     /// [`ResourceId::bundle`], and [`PackageFullName`] parses it.
-    ResourceId
+    ResourceId, IdentityError
 );
 
 impl ResourceId {
@@ -328,7 +333,7 @@ string_newtype!(
     /// The publisher is case-sensitive and hashed exactly as written
     /// ([`Publisher::publisher_id`]). Windows also runs a semantic check against `CertNameToStr`'s
     /// X.500 rules; that check is not reproduced here.
-    Publisher
+    Publisher, IdentityError
 );
 
 impl Publisher {
@@ -389,7 +394,7 @@ string_newtype!(
     /// ordinal-ignore-case and keeps the case it was given); derived ids are always lower case.
     /// The last digit carries the four last bits of the hash and one zero pad bit, so it must
     /// be one of `02468acegjmprtwy`: no publisher can produce any other.
-    PublisherId
+    PublisherId, IdentityError
 );
 
 impl PublisherId {
@@ -753,7 +758,7 @@ string_newtype!(
     /// `([A-Za-z][A-Za-z0-9]*)(\.[A-Za-z][A-Za-z0-9]*)*`, that is alphanumeric fields separated
     /// by dots, each beginning with a letter; no field may be a reserved device name
     /// (`CON`, `PRN`, `AUX`, `NUL`, `COM1`-`COM9`, `LPT1`-`LPT9`, any case).
-    AppId
+    AppId, IdentityError
 );
 
 impl AppId {

@@ -235,19 +235,10 @@ impl AppServiceConnection {
                             }
                         };
                     }
-                    ChannelKind::Request => match frame_message(&mut f, &mut fds, self.max) {
-                        Incoming::Message(m) => self.handle(f.id, m),
-                        Incoming::TooLarge => {
-                            let _ = self.respond(
-                                f.id,
-                                AppServiceResponseStatus::MessageSizeTooLarge,
-                                None,
-                            );
-                        }
-                        Incoming::Broken(_) => {
-                            self.mark_closed(AppServiceClosedStatus::Unknown);
-                            return failed(AppServiceResponseStatus::Failure);
-                        }
+                    ChannelKind::Request => match self.take_request(f, fds) {
+                        Some(Ok((id, m))) => self.handle(id, m),
+                        Some(Err(())) => return failed(AppServiceResponseStatus::Failure),
+                        None => {}
                     },
                     _ => {} // a stale response
                 },
@@ -264,23 +255,35 @@ impl AppServiceConnection {
             }
             match self.read() {
                 Read::Closed => return None,
-                Read::Frame(mut f, mut fds) if f.kind == ChannelKind::Request => {
-                    match frame_message(&mut f, &mut fds, self.max) {
-                        Incoming::Message(m) => return Some((f.id, m)),
-                        Incoming::TooLarge => {
-                            let _ = self.respond(
-                                f.id,
-                                AppServiceResponseStatus::MessageSizeTooLarge,
-                                None,
-                            );
-                        }
-                        Incoming::Broken(_) => {
-                            self.mark_closed(AppServiceClosedStatus::Unknown);
-                            return None;
-                        }
+                Read::Frame(f, fds) if f.kind == ChannelKind::Request => {
+                    match self.take_request(f, fds) {
+                        Some(Ok(r)) => return Some(r),
+                        Some(Err(())) => return None,
+                        None => {}
                     }
                 }
                 Read::Frame(..) => {}
+            }
+        }
+    }
+
+    /// The message of a request frame: `Some(Ok)` to handle, `None` when it was answered
+    /// already (too large), `Some(Err)` when the connection broke.
+    #[allow(clippy::type_complexity)]
+    fn take_request(
+        &mut self,
+        mut f: ChannelFrame,
+        mut fds: Vec<std::os::fd::OwnedFd>,
+    ) -> Option<Result<(u64, ValueSet), ()>> {
+        match frame_message(&mut f, &mut fds, self.max) {
+            Incoming::Message(m) => Some(Ok((f.id, m))),
+            Incoming::TooLarge => {
+                let _ = self.respond(f.id, AppServiceResponseStatus::MessageSizeTooLarge, None);
+                None
+            }
+            Incoming::Broken(_) => {
+                self.mark_closed(AppServiceClosedStatus::Unknown);
+                Some(Err(()))
             }
         }
     }

@@ -34,53 +34,13 @@ impl RuleText for NameError {
 
 macro_rules! string_newtype {
     ($(#[$m:meta])* $name:ident, $what:literal, $check:path) => {
-        $(#[$m])*
-        #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-        pub struct $name(String);
-
-        impl $name {
-            /// The validated text.
-            pub fn as_str(&self) -> &str {
-                &self.0
-            }
-        }
+        crate::identity::string_newtype!($(#[$m])* $name, NameError);
 
         impl FromStr for $name {
             type Err = NameError;
             fn from_str(s: &str) -> Result<Self, NameError> {
                 $check(s).map_err(|rule| NameError::new($what, s, rule))?;
                 Ok($name(s.to_owned()))
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&self.0)
-            }
-        }
-
-        impl fmt::Debug for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                write!(f, "{}({:?})", stringify!($name), self.0)
-            }
-        }
-
-        impl AsRef<str> for $name {
-            fn as_ref(&self) -> &str {
-                &self.0
-            }
-        }
-
-        impl TryFrom<&str> for $name {
-            type Error = NameError;
-            fn try_from(s: &str) -> Result<Self, NameError> {
-                s.parse()
-            }
-        }
-
-        impl From<$name> for String {
-            fn from(v: $name) -> String {
-                v.0
             }
         }
     };
