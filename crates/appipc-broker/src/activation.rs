@@ -100,6 +100,7 @@ pub(crate) async fn start_app(
         parent_death_signal: (trust == TrustLevel::AppContainer)
             .then_some(appipc_sys::process::ProcessSignal::KILL),
         new_session: true,
+        confinement: None,
     };
     let spawned = shared.launcher.spawn(request).await.map_err(|e| {
         tracing::warn!(app = %aumid, error = %e, "start failed");

@@ -13,7 +13,7 @@ use appipc_sys::process::{self, ExitStatus, SpawnError, SpawnRequest, Spawned};
 use appipc_wire::protocol::{ProcessInfo, TrustLevel};
 use tokio::sync::{oneshot, watch};
 
-type Job = (SpawnRequest, oneshot::Sender<Result<Spawned, SpawnError>>);
+type Job = Box<dyn FnOnce() + Send>;
 
 /// The launcher thread.
 #[derive(Debug)]
@@ -26,29 +26,34 @@ impl Launcher {
     pub fn start() -> std::io::Result<Launcher> {
         let (tx, rx) = std::sync::mpsc::channel::<Job>();
         std::thread::Builder::new().name("appipc-launcher".into()).spawn(move || {
-            for (req, reply) in rx {
-                let _ = reply.send(process::spawn(req));
+            for job in rx {
+                job();
             }
         })?;
         Ok(Launcher { jobs: Mutex::new(tx) })
     }
 
+    /// Runs `f` on the launcher thread (everything that forks must: the children's
+    /// parent-death signal is tied to that thread).
+    pub async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> std::io::Result<T> {
+        let (tx, rx) = oneshot::channel();
+        let job: Job = Box::new(move || {
+            let _ = tx.send(f());
+        });
+        if self.jobs.lock().expect("launcher poisoned").send(job).is_err() {
+            return Err(std::io::Error::other("the launcher thread has stopped"));
+        }
+        rx.await.map_err(|_| std::io::Error::other("the launcher thread dropped the job"))
+    }
+
     /// Spawns on the launcher thread.
     pub async fn spawn(&self, req: SpawnRequest) -> Result<Spawned, SpawnError> {
-        let (tx, rx) = oneshot::channel();
-        let sent = self.jobs.lock().expect("launcher poisoned").send((req, tx));
-        if sent.is_err() {
-            return Err(SpawnError::Exec {
-                program: "(launcher)".into(),
-                source: std::io::Error::other("the launcher thread has stopped"),
-            });
-        }
-        rx.await.unwrap_or_else(|_| {
-            Err(SpawnError::Exec {
-                program: "(launcher)".into(),
-                source: std::io::Error::other("the launcher thread dropped the request"),
-            })
-        })
+        self.run(move || process::spawn(req))
+            .await
+            .unwrap_or_else(|source| Err(SpawnError::Exec { program: "(launcher)".into(), source }))
     }
 }
 

@@ -17,4 +17,5 @@
 pub mod identity;
 pub mod manifest;
 pub mod policy;
+pub mod sandbox;
 pub mod sid;

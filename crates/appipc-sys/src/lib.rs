@@ -28,4 +28,5 @@ pub mod env;
 pub mod fs;
 pub mod memfd;
 pub mod process;
+pub mod sandbox;
 pub mod socket;

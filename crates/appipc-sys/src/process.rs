@@ -41,6 +41,10 @@ pub struct SpawnRequest {
     pub parent_death_signal: Option<Signal>,
     /// Start the child in a new session (`setsid`), detached from the caller's terminal.
     pub new_session: bool,
+    /// Confine the child in an app container (see [`crate::sandbox`]). The pid reported is
+    /// then that of a waiter outside the container's pid namespace, which ends as the app
+    /// ends; killing it kills the app.
+    pub confinement: Option<std::sync::Arc<crate::sandbox::Confinement>>,
 }
 
 /// A started child.
@@ -116,6 +120,7 @@ pub fn spawn(req: SpawnRequest) -> Result<Spawned, SpawnError> {
     let death_signal = req.parent_death_signal.map(|s| s.as_raw());
     let parent = rustix::process::getpid().as_raw_nonzero().get();
     let new_session = req.new_session;
+    let confinement = req.confinement.clone();
 
     let mut cmd = Command::new(&req.program);
     cmd.args(&req.args).env_clear().envs(req.env.iter().map(|(k, v)| (k, v))).current_dir(&req.cwd);
@@ -163,6 +168,9 @@ pub fn spawn(req: SpawnRequest) -> Result<Spawned, SpawnError> {
             if unsafe { libc::setsid() } < 0 {
                 return Err(io::Error::last_os_error());
             }
+        }
+        if let Some(c) = &confinement {
+            c.enter()?;
         }
         Ok(())
     };

@@ -1,0 +1,297 @@
+//! The app container *plan*: what a confined process of a package may see and touch, computed
+//! from the manifest and a few facts about the host, as data. `appipc-sys` carries it out
+//! (namespaces, binds, Landlock, seccomp); nothing here touches the system.
+//!
+//! The root is a read-only tmpfs holding only:
+//!
+//! | inside | from | access |
+//! |---|---|---|
+//! | `/usr`, and `/bin`, `/sbin`, `/lib*` (as the host has them: links into `/usr` or folders) | host | read, execute |
+//! | a few files and folders of `/etc` (dynamic linker, users, time zone, certificates, alternatives) | host | read |
+//! | the package's install folder, at its real path | store | read, execute |
+//! | the package's app data folder (`LocalState`, …), at its real path | store | read, write |
+//! | `/tmp` | the package's `TempState` | read, write |
+//! | `/dev/shm` | a per-package folder in the runtime directory | read, write |
+//! | `/dev`: `null`, `zero`, `full`, `random`, `urandom`, `tty` | host devices | read, write |
+//! | `/proc` | a new procfs of the package's own pid namespace | read |
+//! | with `broadFileSystemAccess`: the user's home, at its real path, minus appipc's own state and runtime folders | host | read, write |
+//!
+//! Nothing else of the host exists inside: not the home (without the capability), not `/run`,
+//! not the broker's socket, not other packages' folders.
+
+use std::path::{Path, PathBuf};
+
+/// One step of building the sandbox's file system.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mount {
+    /// Bind a host path at `target`; read-only unless `writable`. Missing sources are skipped.
+    Bind {
+        /// Host path.
+        source: PathBuf,
+        /// Path inside.
+        target: PathBuf,
+        /// Read-write.
+        writable: bool,
+    },
+    /// A symbolic link at `link` pointing to `target`.
+    Symlink {
+        /// Link contents.
+        target: PathBuf,
+        /// Where the link is.
+        link: PathBuf,
+    },
+    /// A fresh tmpfs.
+    Tmpfs {
+        /// Where.
+        target: PathBuf,
+    },
+    /// A fresh procfs.
+    Proc {
+        /// Where.
+        target: PathBuf,
+    },
+}
+
+/// How a top-level host path exists (Debian has `/bin` → `usr/bin`; older systems a folder).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostEntry {
+    /// A symbolic link with this target.
+    Link(PathBuf),
+    /// A folder.
+    Dir,
+    /// Absent.
+    Missing,
+}
+
+/// The facts the plan needs.
+#[derive(Debug, Clone)]
+pub struct PlanInput<'a> {
+    /// The package's installed files.
+    pub install_dir: &'a Path,
+    /// The package's app data root (holding `LocalState`, `TempState`, …).
+    pub data_dir: &'a Path,
+    /// The folder to use as `/dev/shm`.
+    pub shm_dir: &'a Path,
+    /// How `/bin`, `/sbin`, `/lib`, `/lib32`, `/lib64`, `/libx32` exist on the host.
+    pub top_level: &'a [(PathBuf, HostEntry)],
+    /// The user's home (granted with `broadFileSystemAccess`).
+    pub user_home: Option<&'a Path>,
+    /// Folders that must never be visible even inside a granted home: appipc's state and
+    /// runtime folders.
+    pub hidden: &'a [PathBuf],
+    /// The package declares `broadFileSystemAccess`.
+    pub broad_file_system_access: bool,
+}
+
+/// The confinement of one process, as data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SandboxPlan {
+    /// Build steps, in order.
+    pub mounts: Vec<Mount>,
+    /// Landlock: host paths whose trees may be read and executed.
+    pub read_exec: Vec<PathBuf>,
+    /// Landlock: host paths whose trees may be read and written (not executed from).
+    pub read_write: Vec<PathBuf>,
+    /// Landlock: host files (devices) that may be read and written.
+    pub read_write_files: Vec<PathBuf>,
+    /// Landlock scopes: no connecting to abstract unix sockets or signalling outside.
+    pub scoped: bool,
+    /// Landlock: TCP bind and connect denied (a later loopback issue opens what rules allow).
+    pub deny_tcp: bool,
+    /// Working directory inside.
+    pub cwd: PathBuf,
+    /// `HOME` inside.
+    pub home: PathBuf,
+    /// `TMPDIR` inside.
+    pub tmpdir: PathBuf,
+    /// Host name inside.
+    pub hostname: String,
+}
+
+/// Files and folders of `/etc` a program needs to run and to resolve names and certificates.
+pub const ETC_ENTRIES: &[&str] = &[
+    "/etc/ld.so.cache",
+    "/etc/ld.so.conf",
+    "/etc/ld.so.conf.d",
+    "/etc/nsswitch.conf",
+    "/etc/passwd",
+    "/etc/group",
+    "/etc/localtime",
+    "/etc/hosts",
+    "/etc/alternatives",
+    "/etc/ssl",
+    "/etc/ca-certificates",
+    "/etc/os-release",
+];
+
+/// Device files bound into `/dev`.
+pub const DEVICES: &[&str] =
+    &["/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom", "/dev/tty"];
+
+/// The top-level host paths whose shape the plan mirrors.
+pub const TOP_LEVEL: &[&str] = &["/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"];
+
+fn bind(source: &Path, writable: bool) -> Mount {
+    Mount::Bind { source: source.to_path_buf(), target: source.to_path_buf(), writable }
+}
+
+/// Computes the plan.
+pub fn plan(input: &PlanInput<'_>) -> SandboxPlan {
+    let mut mounts = vec![bind(Path::new("/usr"), false)];
+    let mut read_exec = vec![PathBuf::from("/usr")];
+    for (path, entry) in input.top_level {
+        match entry {
+            HostEntry::Link(target) => {
+                mounts.push(Mount::Symlink { target: target.clone(), link: path.clone() })
+            }
+            HostEntry::Dir => {
+                mounts.push(bind(path, false));
+                read_exec.push(path.clone());
+            }
+            HostEntry::Missing => {}
+        }
+    }
+    for e in ETC_ENTRIES {
+        mounts.push(bind(Path::new(e), false));
+        read_exec.push(PathBuf::from(e));
+    }
+    let mut read_write = Vec::new();
+    if input.broad_file_system_access
+        && let Some(home) = input.user_home
+    {
+        mounts.push(bind(home, true));
+        read_write.push(home.to_path_buf());
+        for h in input.hidden {
+            if h.starts_with(home) {
+                mounts.push(Mount::Tmpfs { target: h.clone() });
+            }
+        }
+    }
+    mounts.push(bind(input.install_dir, false));
+    read_exec.push(input.install_dir.to_path_buf());
+    mounts.push(bind(input.data_dir, true));
+    read_write.push(input.data_dir.to_path_buf());
+    let temp = input.data_dir.join("TempState");
+    mounts.push(Mount::Bind {
+        source: temp.clone(),
+        target: PathBuf::from("/tmp"),
+        writable: true,
+    });
+    mounts.push(Mount::Tmpfs { target: PathBuf::from("/dev") });
+    let mut read_write_files = Vec::new();
+    for d in DEVICES {
+        mounts.push(bind(Path::new(d), true));
+        read_write_files.push(PathBuf::from(d));
+    }
+    for (link, target) in [
+        ("/dev/fd", "/proc/self/fd"),
+        ("/dev/stdin", "/proc/self/fd/0"),
+        ("/dev/stdout", "/proc/self/fd/1"),
+        ("/dev/stderr", "/proc/self/fd/2"),
+    ] {
+        mounts.push(Mount::Symlink { target: PathBuf::from(target), link: PathBuf::from(link) });
+    }
+    mounts.push(Mount::Bind {
+        source: input.shm_dir.to_path_buf(),
+        target: PathBuf::from("/dev/shm"),
+        writable: true,
+    });
+    read_write.push(input.shm_dir.to_path_buf());
+    mounts.push(Mount::Proc { target: PathBuf::from("/proc") });
+    SandboxPlan {
+        mounts,
+        read_exec,
+        read_write,
+        read_write_files,
+        scoped: true,
+        deny_tcp: true,
+        cwd: input.install_dir.to_path_buf(),
+        home: input.data_dir.join("LocalState"),
+        tmpdir: PathBuf::from("/tmp"),
+        hostname: "appcontainer".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn input<'a>(
+        top: &'a [(PathBuf, HostEntry)],
+        hidden: &'a [PathBuf],
+        broad: bool,
+    ) -> PlanInput<'a> {
+        PlanInput {
+            install_dir: Path::new("/home/u/.local/share/appipc/packages/P_1"),
+            data_dir: Path::new("/home/u/.local/share/appipc/data/P_x"),
+            shm_dir: Path::new("/run/user/1/appipc/shm/P_x"),
+            top_level: top,
+            user_home: Some(Path::new("/home/u")),
+            hidden,
+            broad_file_system_access: broad,
+        }
+    }
+
+    fn targets(p: &SandboxPlan) -> Vec<PathBuf> {
+        p.mounts
+            .iter()
+            .map(|m| match m {
+                Mount::Bind { target, .. } | Mount::Tmpfs { target } | Mount::Proc { target } => {
+                    target.clone()
+                }
+                Mount::Symlink { link, .. } => link.clone(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn minimal_root_without_home() {
+        let top = vec![
+            (PathBuf::from("/bin"), HostEntry::Link("usr/bin".into())),
+            (PathBuf::from("/lib32"), HostEntry::Missing),
+        ];
+        let p = plan(&input(&top, &[], false));
+        let t = targets(&p);
+        assert!(t.contains(&PathBuf::from("/usr")));
+        assert!(t.contains(&PathBuf::from("/bin")));
+        assert!(!t.contains(&PathBuf::from("/lib32")));
+        assert!(!t.iter().any(|x| x == Path::new("/home/u")), "no home without the capability");
+        assert!(
+            !t.iter().any(|x| x.starts_with("/run") && x != Path::new("/dev/shm")),
+            "nothing of /run"
+        );
+        // Read-only install folder, read-write own data.
+        assert!(p.mounts.contains(&Mount::Bind {
+            source: "/home/u/.local/share/appipc/packages/P_1".into(),
+            target: "/home/u/.local/share/appipc/packages/P_1".into(),
+            writable: false
+        }));
+        assert!(p.read_write.contains(&PathBuf::from("/home/u/.local/share/appipc/data/P_x")));
+        assert!(!p.read_write.iter().any(|x| x.starts_with("/usr")));
+        assert_eq!(p.home, Path::new("/home/u/.local/share/appipc/data/P_x/LocalState"));
+        assert!(p.scoped && p.deny_tcp);
+    }
+
+    #[test]
+    fn broad_access_grants_home_but_hides_appipc() {
+        let hidden =
+            vec![PathBuf::from("/home/u/.local/share/appipc"), PathBuf::from("/run/user/1/appipc")];
+        let p = plan(&input(&[], &hidden, true));
+        let t = targets(&p);
+        let home = t.iter().position(|x| x == Path::new("/home/u")).expect("home bound");
+        let hide = t
+            .iter()
+            .position(|x| x == Path::new("/home/u/.local/share/appipc"))
+            .expect("state hidden");
+        let own = t
+            .iter()
+            .position(|x| x == Path::new("/home/u/.local/share/appipc/data/P_x"))
+            .expect("own data");
+        assert!(home < hide && hide < own, "home, then the hiding tmpfs, then own data on top");
+        assert!(
+            !t.contains(&PathBuf::from("/run/user/1/appipc")),
+            "not under home: never bound at all"
+        );
+        assert!(p.read_write.contains(&PathBuf::from("/home/u")));
+    }
+}
