@@ -86,8 +86,30 @@ pub(crate) async fn start_app(
     if let Some(name) = app_service {
         env.push(("APPIPC_APP_SERVICE".into(), name.into()));
     }
-    env.push(("HOME".into(), pkg.data_dir.join("LocalState").into()));
-    env.push(("TMPDIR".into(), pkg.data_dir.join("TempState").into()));
+    let mut confinement = None;
+    let mut description = "none: full trust (mediumIL)".to_owned();
+    let (mut home, mut tmpdir) = (pkg.data_dir.join("LocalState"), pkg.data_dir.join("TempState"));
+    if trust == TrustLevel::AppContainer {
+        match crate::container::prepare(shared, pkg).await {
+            Ok(p) => {
+                confinement = Some(p.confinement);
+                description = p.description;
+                home = p.home;
+                tmpdir = p.tmpdir;
+            }
+            Err(e) if crate::container::unconfined_allowed() => {
+                tracing::error!(
+                    app = %aumid,
+                    error = %e,
+                    "STARTING AN APP CONTAINER UNCONFINED because APPIPC_ALLOW_UNCONFINED=1"
+                );
+                description = format!("NONE (APPIPC_ALLOW_UNCONFINED=1; {e})");
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    env.push(("HOME".into(), home.into()));
+    env.push(("TMPDIR".into(), tmpdir.into()));
     let request = SpawnRequest {
         program: pkg.install_dir.join(program.as_str()),
         args: argv,
@@ -100,21 +122,29 @@ pub(crate) async fn start_app(
         parent_death_signal: (trust == TrustLevel::AppContainer)
             .then_some(appipc_sys::process::ProcessSignal::KILL),
         new_session: true,
-        confinement: None,
+        confinement,
     };
     let spawned = shared.launcher.spawn(request).await.map_err(|e| {
         tracing::warn!(app = %aumid, error = %e, "start failed");
         BrokerError::LaunchFailed(format!("{aumid}: {e}"))
     })?;
     let pid = spawned.pid;
-    let confinement = "none (app container confinement is not implemented yet)".to_owned();
     let record = shared.processes.track(
         spawned,
         aumid.clone(),
         pkg.family_name.to_string(),
         trust,
-        confinement,
+        description,
     );
+    if trust == TrustLevel::AppContainer {
+        let shared2 = shared.clone();
+        let family = pkg.family_name.to_string();
+        let mut exited = record.exited.clone();
+        tokio::spawn(async move {
+            let _ = exited.wait_for(|s| s.is_some()).await;
+            shared2.holders.release_if_unused(&shared2, &family);
+        });
+    }
     let identity = Identity {
         session_id: shared.next_session_id(),
         pid,

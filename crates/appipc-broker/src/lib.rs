@@ -21,9 +21,11 @@
 pub mod activation;
 pub mod app_service;
 pub mod config;
+pub mod container;
 pub mod error;
 pub mod launcher;
 pub mod packages;
+mod restrictions;
 pub mod session;
 pub mod store;
 
@@ -79,6 +81,7 @@ pub(crate) struct Shared {
     pub(crate) processes: Arc<Processes>,
     pub(crate) stopping: Stopping,
     pub(crate) app_services: app_service::AppServices,
+    pub(crate) holders: container::Holders,
     next_session: AtomicU64,
     uid: u32,
     /// Sessions the broker created itself (for launched processes, `OpenSession`), handed to
@@ -173,6 +176,7 @@ impl Broker {
                 processes: Arc::new(Processes::default()),
                 stopping: Stopping::new(),
                 app_services: app_service::AppServices::default(),
+                holders: container::Holders::default(),
                 next_session: AtomicU64::new(1),
                 uid: appipc_sys::cred::current_uid(),
             }),

@@ -190,8 +190,10 @@ fn open_statuses_match_windows() {
     });
 }
 
-async fn pid_of(c: &AppServiceConnection) -> i64 {
-    int(&c.send_message(ValueSet::new()).await.message, "pid").unwrap()
+/// Which host process answered (pids do not tell: each app container is pid 1 of its own
+/// pid namespace).
+async fn instance_of(c: &AppServiceConnection) -> i64 {
+    int(&c.send_message(ValueSet::new()).await.message, "instance").unwrap()
 }
 
 #[test]
@@ -202,12 +204,16 @@ fn single_and_multiple_instances() {
         let session = b.session();
         let a = open(&session, &provider, ECHO).await;
         let b2 = open(&session, &provider, ECHO).await;
-        assert_eq!(pid_of(&a).await, pid_of(&b2).await, "one host serves every connection");
+        assert_eq!(
+            instance_of(&a).await,
+            instance_of(&b2).await,
+            "one host serves every connection"
+        );
         let m1 = open(&session, &provider, "com.contoso.echo.multi").await;
         let m2 = open(&session, &provider, "com.contoso.echo.multi").await;
         assert_ne!(
-            pid_of(&m1).await,
-            pid_of(&m2).await,
+            instance_of(&m1).await,
+            instance_of(&m2).await,
             "SupportsMultipleInstances: a process per connection"
         );
     });
@@ -418,8 +424,11 @@ fn in_process_service_is_served_by_the_running_app() {
         );
         let conn = open(&session, &provider, "com.contoso.inproc").await;
         let r = conn.send_message(ValueSet::new()).await;
-        assert_eq!(int(&r.message, "pid"), Some(i64::from(pid)));
+        // The launched process served it (one started in the background would say so), and no
+        // other process of the package was started.
         assert_eq!(string(&r.message, "activation").as_deref(), Some("launch"));
+        let procs = PackageManager::new(&session).running_processes().await.unwrap();
+        assert_eq!(procs.iter().map(|p| p.pid).collect::<Vec<_>>(), [pid]);
     });
 }
 

@@ -52,6 +52,16 @@ pub enum Mount {
     },
 }
 
+impl Mount {
+    /// Where it appears inside.
+    pub fn target(&self) -> &Path {
+        match self {
+            Mount::Bind { target, .. } | Mount::Tmpfs { target } | Mount::Proc { target } => target,
+            Mount::Symlink { link, .. } => link,
+        }
+    }
+}
+
 /// How a top-level host path exists (Debian has `/bin` → `usr/bin`; older systems a folder).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HostEntry {
@@ -198,6 +208,9 @@ pub fn plan(input: &PlanInput<'_>) -> SandboxPlan {
     });
     read_write.push(input.shm_dir.to_path_buf());
     mounts.push(Mount::Proc { target: PathBuf::from("/proc") });
+    // A mount must come before the mounts beneath it, or it would hide them (appipc's home may
+    // itself live under /tmp or the user's home). Stable: equal depths keep their order.
+    mounts.sort_by_key(|m| m.target().components().count());
     SandboxPlan {
         mounts,
         read_exec,
@@ -233,15 +246,23 @@ mod tests {
     }
 
     fn targets(p: &SandboxPlan) -> Vec<PathBuf> {
-        p.mounts
-            .iter()
-            .map(|m| match m {
-                Mount::Bind { target, .. } | Mount::Tmpfs { target } | Mount::Proc { target } => {
-                    target.clone()
-                }
-                Mount::Symlink { link, .. } => link.clone(),
-            })
-            .collect()
+        p.mounts.iter().map(|m| m.target().to_path_buf()).collect()
+    }
+
+    #[test]
+    fn parents_are_mounted_before_what_lies_beneath() {
+        // appipc's home under /tmp (as in tests): /tmp must not hide the package's folders.
+        let top = vec![];
+        let mut i = input(&top, &[], false);
+        i.install_dir = Path::new("/tmp/t/home/packages/P_1");
+        i.data_dir = Path::new("/tmp/t/home/data/P_x");
+        let t = targets(&plan(&i));
+        let tmp = t.iter().position(|x| x == Path::new("/tmp")).unwrap();
+        let inst = t.iter().position(|x| x == Path::new("/tmp/t/home/packages/P_1")).unwrap();
+        assert!(tmp < inst);
+        let dev = t.iter().position(|x| x == Path::new("/dev")).unwrap();
+        let null = t.iter().position(|x| x == Path::new("/dev/null")).unwrap();
+        assert!(dev < null);
     }
 
     #[test]

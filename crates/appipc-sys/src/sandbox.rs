@@ -136,13 +136,20 @@ impl PreparedMounts {
         for e in entries {
             match e {
                 MountEntry::Bind { source, target, writable } => {
-                    let meta = match std::fs::metadata(source) {
-                        Ok(m) => m,
+                    // Resolve links on the host now: in the child the source is reached under
+                    // /oldroot, where an absolute link (/etc/localtime → /usr/share/…) would
+                    // point into the wrong tree.
+                    let (source, meta) = match std::fs::canonicalize(source).and_then(|s| {
+                        let m = std::fs::metadata(&s)?;
+                        Ok((s, m))
+                    }) {
+                        Ok(x) => x,
                         Err(_) => {
                             skipped.push(source.clone());
                             continue;
                         }
                     };
+                    let source = &source;
                     let dst = inside(NEWROOT, target);
                     if meta.is_dir() {
                         mkdir_p(&mut ops, target)?;
@@ -537,6 +544,10 @@ mod tests {
     use super::*;
     use std::io::Read;
 
+    pub(super) fn run_confined_pub(script: &str, extra: &[MountEntry]) -> (Option<i32>, String) {
+        run_confined(script, extra)
+    }
+
     fn run_confined(script: &str, extra: &[MountEntry]) -> (Option<i32>, String) {
         run_confined_with(script, extra, |_| ())
     }
@@ -567,7 +578,12 @@ mod tests {
             target: "/etc/ld.so.cache".into(),
             writable: false,
         });
-        entries.push(MountEntry::Tmpfs { target: "/tmp".into() });
+        if !extra
+            .iter()
+            .any(|e| matches!(e, MountEntry::Bind { target, .. } if target == Path::new("/tmp")))
+        {
+            entries.push(MountEntry::Tmpfs { target: "/tmp".into() });
+        }
         entries.push(MountEntry::Proc { target: "/proc".into() });
         entries.extend_from_slice(extra);
         let (cwd, hostname) = Confinement::names(Path::new("/"), "appcontainer").unwrap();
@@ -638,5 +654,30 @@ mod tests {
         // Reading stdout ended: every writer, the app included, is gone.
         assert_eq!(code, Some(-9), "{out}");
         assert!(out.contains("started"), "{out}");
+    }
+}
+
+#[cfg(test)]
+mod nested_binds {
+    #[test]
+    fn binds_under_tmp_survive_a_tmp_bind() {
+        let base = tempfile::tempdir().unwrap();
+        let data = base.path().join("data");
+        let inst = base.path().join("inst");
+        std::fs::create_dir_all(data.join("TempState")).unwrap();
+        std::fs::create_dir_all(&inst).unwrap();
+        std::fs::write(inst.join("marker"), "hi").unwrap();
+        let extra = vec![
+            super::MountEntry::Bind {
+                source: data.join("TempState"),
+                target: "/tmp".into(),
+                writable: true,
+            },
+            super::MountEntry::Bind { source: inst.clone(), target: inst.clone(), writable: false },
+        ];
+        let script =
+            format!("cat {}/marker; ls -la /tmp; ls -la {}", inst.display(), base.path().display());
+        let (code, out) = super::tests::run_confined_pub(&script, &extra);
+        assert_eq!(code, Some(0), "{out}");
     }
 }

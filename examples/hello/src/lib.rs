@@ -33,6 +33,14 @@ pub async fn serve(session: &Session, name: &str) -> appipc::Result<()> {
     Ok(())
 }
 
+/// A number unique to this process (in an app container every process is pid 1 of its own
+/// pid namespace, so the pid does not tell instances apart).
+pub fn instance() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    static ID: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *ID.get_or_init(|| std::collections::hash_map::RandomState::new().build_hasher().finish() >> 1)
+}
+
 /// The echo handler. Requests may carry control keys:
 /// `$crash` (exit at once), `$delay_ms` (answer later, through a deferral), `$no_response`
 /// (complete without a reply), `$call_back` (send a request to the client first and include
@@ -54,6 +62,7 @@ fn echo(
     reply.insert("caller", caller.to_owned());
     reply.insert("callerHasInternetClient", has_internet);
     reply.insert("pid", std::process::id());
+    reply.insert("instance", instance());
     reply.insert("activation", std::env::var("APPIPC_ACTIVATION").unwrap_or_default());
     let delay = message.get("$delay_ms").and_then(|v| v.as_uint32());
     let call_back = message.has_key("$call_back");
