@@ -4,6 +4,11 @@
 # needed, never by hand.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The escape tests run the whole app-container matrix a second time with the broker as an
+# ordinary user; as root, make sure that user exists.
+if [ "$(id -u)" = 0 ] && ! id appipc-test >/dev/null 2>&1; then
+  useradd --no-create-home --shell /usr/sbin/nologin appipc-test
+fi
 # Build every binary first: the end-to-end tests install the example packages from them.
 cargo build --workspace --bins
 cargo test --workspace "$@"

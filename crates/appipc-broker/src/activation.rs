@@ -25,6 +25,8 @@ pub enum Activation {
     /// Started as the out-of-process host of an app service (`appservice`); the service's
     /// name is in `APPIPC_APP_SERVICE`.
     AppServiceHost,
+    /// Started by `FullTrustProcessLauncher` (`fulltrust`).
+    FullTrust,
 }
 
 impl Activation {
@@ -33,6 +35,7 @@ impl Activation {
             Activation::Launch => "launch",
             Activation::Background => "background",
             Activation::AppServiceHost => "appservice",
+            Activation::FullTrust => "fulltrust",
         }
     }
 }
@@ -41,21 +44,54 @@ impl Activation {
 const PASSED_ENV: [&str; 7] =
     ["PATH", "LANG", "LC_ALL", "TERM", "TZ", "RUST_LOG", "RUST_BACKTRACE"];
 
-/// Starts `program` (an executable of `pkg`) as application `app`: a new session socket at
-/// fd 3, stdio from `stdio` or `/dev/null` + the package's log, a clean environment, tracked
-/// by pidfd.
-#[allow(clippy::too_many_arguments)] // one call site per activation kind; a struct would only rename them
+/// What to start.
+#[derive(Debug)]
+pub(crate) struct Start<'a> {
+    /// The package.
+    pub(crate) pkg: &'a Arc<InstalledPackage>,
+    /// The application whose identity the process carries.
+    pub(crate) app: &'a Application,
+    /// The executable (an app's, a service host's or a full-trust process').
+    pub(crate) program: &'a PackagePath,
+    /// Arguments after the application's own.
+    pub(crate) args: Vec<String>,
+    /// stdin, stdout, stderr; `None`: `/dev/null` and the package's log.
+    pub(crate) stdio: Option<[OwnedFd; 3]>,
+    /// Why.
+    pub(crate) activation: Activation,
+    /// For a service host: the service (`APPIPC_APP_SERVICE`).
+    pub(crate) app_service: Option<&'a str>,
+    /// App container (confined) or full trust.
+    pub(crate) trust: TrustLevel,
+}
+
+impl<'a> Start<'a> {
+    /// Starting `app` of `pkg` with its own executable and trust level.
+    pub(crate) fn app(
+        pkg: &'a Arc<InstalledPackage>,
+        app: &'a Application,
+        activation: Activation,
+    ) -> Start<'a> {
+        Start {
+            pkg,
+            app,
+            program: &app.executable,
+            args: Vec::new(),
+            stdio: None,
+            activation,
+            app_service: None,
+            trust: InstalledPackage::trust_of(app),
+        }
+    }
+}
+
+/// Starts a process of a package: a new session socket at fd 3, stdio as asked, a clean
+/// environment, confined when its trust level says so, tracked by pidfd.
 pub(crate) async fn start_app(
     shared: &Arc<Shared>,
-    pkg: &Arc<InstalledPackage>,
-    app: &Application,
-    program: &PackagePath,
-    args: Vec<String>,
-    stdio: Option<[OwnedFd; 3]>,
-    activation: Activation,
-    app_service: Option<&str>,
+    start: Start<'_>,
 ) -> Result<Arc<ProcessRecord>> {
-    let trust = InstalledPackage::trust_of(app);
+    let Start { pkg, app, program, args, stdio, activation, app_service, trust } = start;
     let aumid = format!("{}!{}", pkg.family_name, app.id);
     let [stdin, stdout, stderr] = match stdio {
         Some([i, o, e]) => [Some(i), Some(o), Some(e)],
@@ -87,7 +123,7 @@ pub(crate) async fn start_app(
         env.push(("APPIPC_APP_SERVICE".into(), name.into()));
     }
     let mut confinement = None;
-    let mut description = "none: full trust (mediumIL)".to_owned();
+    let mut description = "none: full trust".to_owned();
     let (mut home, mut tmpdir) = (pkg.data_dir.join("LocalState"), pkg.data_dir.join("TempState"));
     if trust == TrustLevel::AppContainer {
         match crate::container::prepare(shared, pkg).await {

@@ -285,17 +285,10 @@ impl AppServices {
         };
         let (tx, rx) = oneshot::channel();
         let record = {
-            let started = activation::start_app(
-                shared,
-                pkg,
-                app,
-                program,
-                Vec::new(),
-                None,
-                activation,
-                Some(service.name.as_str()),
-            )
-            .await;
+            let mut start = activation::Start::app(pkg, app, activation);
+            start.program = program;
+            start.app_service = Some(service.name.as_str());
+            let started = activation::start_app(shared, start).await;
             match started {
                 Ok(r) => r,
                 Err(e) => return Err(format!("the service host could not be started: {e}")),

@@ -23,6 +23,7 @@ pub mod app_service;
 pub mod config;
 pub mod container;
 pub mod error;
+pub mod full_trust;
 pub mod launcher;
 pub mod packages;
 mod restrictions;

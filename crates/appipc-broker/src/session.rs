@@ -213,6 +213,7 @@ fn request_name(r: &Request) -> &'static str {
         Request::AppServiceConnectionClosed { .. } => "app-service-connection-closed",
         Request::FindAppServiceProviders { .. } => "find-app-service-providers",
         Request::ListAppServices => "list-app-services",
+        Request::LaunchFullTrustProcess { .. } => "launch-full-trust-process",
     }
 }
 
@@ -345,6 +346,9 @@ async fn handle(
             shared.app_services.find_providers(shared, &app_service_name)
         }
         Request::ListAppServices => shared.app_services.list(shared, identity),
+        Request::LaunchFullTrustProcess { app_id, parameter_group, arguments } => {
+            crate::full_trust::launch(shared, identity, app_id, parameter_group, arguments).await
+        }
         Request::Shutdown => {
             check(identity, Operation::Shutdown)?;
             tracing::info!(caller = %identity.describe(), "shutdown requested");
@@ -409,17 +413,10 @@ async fn launch(
     } else {
         None
     };
-    let record = crate::activation::start_app(
-        shared,
-        &pkg,
-        app,
-        &app.executable,
-        args,
-        stdio,
-        crate::activation::Activation::Launch,
-        None,
-    )
-    .await?;
+    let mut start = crate::activation::Start::app(&pkg, app, crate::activation::Activation::Launch);
+    start.args = args;
+    start.stdio = stdio;
+    let record = crate::activation::start_app(shared, start).await?;
     let (pid, aumid) = (record.pid, record.aumid.clone());
     tracing::info!(app = %aumid, pid, by = %identity.describe(), "launched on request");
     if notify_exit {

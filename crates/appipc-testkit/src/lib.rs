@@ -47,8 +47,15 @@ pub const FABRIKAM_CLIENT: Example = Example {
     manifest: include_str!("../../../examples/fabrikam-client/appipc.toml"),
 };
 
+/// `Contoso.Bridge`: a confined app and its full-trust helper.
+pub const CONTOSO_BRIDGE: Example = Example {
+    name: "contoso-bridge",
+    manifest: include_str!("../../../examples/contoso-bridge/appipc.toml"),
+};
+
 /// Every example package.
-pub const EXAMPLES: [Example; 4] = [HELLO, FABRIKAM_TOOLS, CONTOSO_SERVICES, FABRIKAM_CLIENT];
+pub const EXAMPLES: [Example; 5] =
+    [HELLO, FABRIKAM_TOOLS, CONTOSO_SERVICES, FABRIKAM_CLIENT, CONTOSO_BRIDGE];
 
 /// The folder holding the workspace's built binaries.
 pub fn bin_dir() -> PathBuf {
@@ -133,6 +140,7 @@ pub struct TestBroker {
     pub runtime_dir: PathBuf,
     child: Option<Child>,
     env: Vec<(String, String)>,
+    user: Option<(u32, u32)>,
 }
 
 impl TestBroker {
@@ -147,9 +155,52 @@ impl TestBroker {
         let home = root.path().join("home");
         let runtime_dir = root.path().join("run");
         let env = env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
-        let mut b = TestBroker { root, home, runtime_dir, child: None, env };
+        let mut b = TestBroker { root, home, runtime_dir, child: None, env, user: None };
         b.restart();
         b
+    }
+
+    /// Like [`TestBroker::start`], with the temporary folder as the user's home (`HOME`), so
+    /// that appipc's own state and runtime folders lie inside the home.
+    pub fn start_with_home_inside() -> TestBroker {
+        let root = tempfile::Builder::new().prefix("appipc-test-").tempdir().expect("tempdir");
+        let home = root.path().join("home");
+        let runtime_dir = root.path().join("run");
+        let env = vec![("HOME".to_owned(), root.path().display().to_string())];
+        let mut b = TestBroker { root, home, runtime_dir, child: None, env, user: None };
+        b.restart();
+        b
+    }
+
+    /// Like [`TestBroker::start_with_env`], with the broker (and [`TestBroker::cli`]) running
+    /// as another user (the caller is root). The temporary folder is given to that user.
+    pub fn start_as(uid: u32, gid: u32, env: &[(&str, &str)]) -> TestBroker {
+        let root = tempfile::Builder::new().prefix("appipc-test-").tempdir().expect("tempdir");
+        std::os::unix::fs::chown(root.path(), Some(uid), Some(gid)).expect("chown the test folder");
+        let home = root.path().join("home");
+        let runtime_dir = root.path().join("run");
+        let env = env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        // The target folder may not be reachable by that user (a checkout under /root):
+        // run copies of the binaries. cp, not std::fs::copy: a writable fd of ours could leak
+        // into another test thread's fork and make the exec fail with ETXTBSY.
+        let bin = root.path().join("bin");
+        std::fs::create_dir_all(&bin).expect("bin folder");
+        for name in ["appipcd", "appipc"] {
+            let ok = Command::new("cp").arg(binary(name)).arg(bin.join(name)).status().expect("cp");
+            assert!(ok.success(), "copying {name}");
+        }
+        let mut b =
+            TestBroker { root, home, runtime_dir, child: None, env, user: Some((uid, gid)) };
+        b.restart();
+        b
+    }
+
+    /// The binary `name` as this broker's user runs it.
+    fn bin(&self, name: &str) -> PathBuf {
+        match self.user {
+            Some(_) => self.root.path().join("bin").join(name),
+            None => binary(name),
+        }
     }
 
     /// What a package's processes wrote to their stdout and stderr (when not launched with
@@ -165,9 +216,8 @@ impl TestBroker {
         let log =
             std::fs::File::create(self.root.path().join(format!("broker-{}.log", unique(""))))
                 .expect("broker log");
-        let mut cmd = Command::new(binary("appipcd"));
+        let mut cmd = Command::new(self.bin("appipcd"));
         self.apply_env(&mut cmd);
-        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
         cmd.env("APPIPC_LOG", std::env::var("APPIPC_LOG").unwrap_or_else(|_| "debug".into()))
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
@@ -222,11 +272,16 @@ impl TestBroker {
         cmd.env("APPIPC_HOME", &self.home)
             .env("APPIPC_RUNTIME_DIR", &self.runtime_dir)
             .env_remove("APPIPC_SESSION_FD");
+        if let Some((uid, gid)) = self.user {
+            use std::os::unix::process::CommandExt;
+            cmd.uid(uid).gid(gid).env("HOME", self.root.path());
+        }
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
     }
 
     /// A `Command` for the `appipc` CLI against this broker.
     pub fn cli(&self) -> Command {
-        let mut cmd = Command::new(binary("appipc"));
+        let mut cmd = Command::new(self.bin("appipc"));
         self.apply_env(&mut cmd);
         cmd.env("APPIPC_LOG", "warn");
         cmd

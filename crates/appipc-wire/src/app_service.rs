@@ -189,6 +189,21 @@ windows_enum!(
     }
 );
 
+windows_enum!(
+    /// `FullTrustLaunchResult`: the result of `FullTrustProcessLauncher`'s `…WithArguments`
+    /// calls (and the outcome of the others).
+    FullTrustLaunchResult {
+        /// The process was started.
+        Success = 0,
+        /// The caller may not launch it (no `runFullTrust`, or another package's executable).
+        AccessDenied = 1,
+        /// No such full-trust executable, application or parameter group.
+        FileNotFound = 2,
+        /// Something else failed.
+        Unknown = 3,
+    }
+);
+
 impl From<AppServiceConnectionStatus> for StatelessAppServiceResponseStatus {
     fn from(s: AppServiceConnectionStatus) -> Self {
         use AppServiceConnectionStatus as C;

@@ -11,7 +11,9 @@
 
 use minicbor::{Decode, Encode};
 
-use crate::app_service::{AppServiceConnectionStatus, BackgroundTaskCancellationReason};
+use crate::app_service::{
+    AppServiceConnectionStatus, BackgroundTaskCancellationReason, FullTrustLaunchResult,
+};
 
 /// Version of this protocol; the broker reports it in [`Reply::Pong`].
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -191,6 +193,20 @@ pub enum Request {
     /// [`Reply::AppServices`].
     #[n(13)]
     ListAppServices,
+    /// `FullTrustProcessLauncher`: start the full-trust process declared by an application of
+    /// the caller's own package. Answered with [`Reply::FullTrustProcessLaunched`].
+    #[n(14)]
+    LaunchFullTrustProcess {
+        /// The application whose `full-trust-process` to start; `None`: the caller's own.
+        #[n(0)]
+        app_id: Option<String>,
+        /// A declared parameter group whose `parameters` become the command line.
+        #[n(1)]
+        parameter_group: Option<String>,
+        /// Arguments as a list (appipc extension; instead of a parameter group).
+        #[n(2)]
+        arguments: Option<Vec<String>>,
+    },
 }
 
 /// The broker's answer to one request.
@@ -283,6 +299,19 @@ pub enum Reply {
     /// Answer to [`Request::FindAppServiceProviders`].
     #[n(11)]
     AppServiceProviders(#[n(0)] Vec<AppServiceProviderInfo>),
+    /// Answer to [`Request::LaunchFullTrustProcess`].
+    #[n(13)]
+    FullTrustProcessLaunched {
+        /// The Windows result.
+        #[n(0)]
+        result: FullTrustLaunchResult,
+        /// The new process, on success.
+        #[n(1)]
+        pid: Option<u32>,
+        /// Why, when it failed (`ExtendedError`).
+        #[n(2)]
+        message: String,
+    },
     /// Answer to [`Request::ListAppServices`].
     #[n(12)]
     AppServices {

@@ -23,6 +23,7 @@
 pub mod app_service;
 pub mod blocking;
 pub mod error;
+pub mod full_trust;
 pub mod management;
 pub mod package;
 pub mod session;
@@ -35,6 +36,9 @@ pub use appipc_wire as wire;
 pub use appipc_wire::protocol::{ErrorCode, TrustLevel};
 pub use appipc_wire::{PropertyValue, ValueSet};
 pub use error::{Error, Result};
+pub use full_trust::{
+    FullTrustLaunchResult, FullTrustProcessLaunchResult, FullTrustProcessLauncher,
+};
 pub use management::{
     ActivateOptions, ApplicationActivationManager, DeploymentResult, PackageManager,
 };

@@ -62,6 +62,14 @@ async fn run() -> appipc::Result<ExitCode> {
                     Err(e) => println!("  install refused: {e}"),
                 }
             }
+            "--full-trust" => {
+                let r = appipc::FullTrustProcessLauncher::launch_for_current_app(&session).await?;
+                println!(
+                    "  full-trust launch: {}{}",
+                    r.launch_result,
+                    r.extended_error.map(|e| format!(": {e}")).unwrap_or_default()
+                );
+            }
             "--child" => {
                 let exe = std::env::current_exe().map_err(|source| appipc::Error::Io {
                     what: "finding my executable",

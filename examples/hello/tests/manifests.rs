@@ -8,6 +8,7 @@ fn example_manifests_parse() {
         include_str!("../../fabrikam-tools/appipc.toml"),
         include_str!("../../contoso-services/appipc.toml"),
         include_str!("../../fabrikam-client/appipc.toml"),
+        include_str!("../../contoso-bridge/appipc.toml"),
     ] {
         let m = appipc_model::manifest::parse(text).unwrap_or_else(|e| panic!("{e}"));
         assert!(!m.applications.is_empty());

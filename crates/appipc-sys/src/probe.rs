@@ -1,0 +1,289 @@
+//! Escape probes: each function attempts one way out of a sandbox with one syscall and reports
+//! the errno the kernel (or a seccomp filter, or Landlock) gave.
+//!
+//! For escape tests only (the in-sandbox checker of `appipc-testkit` and the tests of
+//! [`crate::seccomp`] and [`crate::landlock`]); nothing in the broker or the SDK calls them.
+//! Every function here is async-signal-safe: it allocates nothing and takes no lock, so a test
+//! may call it between `fork` and `exec` (in a `pre_exec` hook) right after confining the
+//! child, and an error is `io::Error::last_os_error()` (an errno, no allocation).
+//!
+//! Where a successful attempt would leave lasting damage, the probe is shaped so that the
+//! permission check is what is tested and nothing persists: [`ptrace_seize`] does not stop the
+//! target, [`clone_new_user_namespace`] and [`clone3`] pass arguments the kernel rejects
+//! *after* the filter has had its say, [`tiocsti`] targets no terminal.
+
+use std::ffi::CStr;
+use std::io;
+
+fn check(rc: libc::c_long) -> io::Result<libc::c_long> {
+    if rc < 0 { Err(io::Error::last_os_error()) } else { Ok(rc) }
+}
+
+fn check_int(rc: libc::c_int) -> io::Result<()> {
+    if rc < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
+}
+
+fn raw_pid(pid: u32) -> io::Result<libc::pid_t> {
+    match libc::pid_t::try_from(pid) {
+        Ok(p) if p > 0 => Ok(p),
+        _ => Err(io::Error::from_raw_os_error(libc::EINVAL)),
+    }
+}
+
+/// For escape tests: `kill(pid, signal)`; `signal` 0 only checks that the process exists and
+/// may be signalled.
+pub fn kill(pid: u32, signal: libc::c_int) -> io::Result<()> {
+    let pid = raw_pid(pid)?;
+    // SAFETY: kill takes two integers and touches no memory of this process.
+    check_int(unsafe { libc::kill(pid, signal) })
+}
+
+/// For escape tests: `ptrace(PTRACE_SEIZE, pid)`. It goes through the same access checks as
+/// `PTRACE_ATTACH` (`PTRACE_MODE_ATTACH_REALCREDS`, the LSM hooks, seccomp) but does not stop
+/// the target; if it succeeds the target is detached when this process exits.
+pub fn ptrace_seize(pid: u32) -> io::Result<()> {
+    let pid = raw_pid(pid)?;
+    // SAFETY: PTRACE_SEIZE reads no memory through its addr/data arguments (both null/zero:
+    // no options); it only changes the tracing relationship.
+    check(unsafe {
+        libc::ptrace(
+            libc::PTRACE_SEIZE,
+            pid,
+            std::ptr::null_mut::<libc::c_void>(),
+            std::ptr::null_mut::<libc::c_void>(),
+        )
+    })
+    .map(drop)
+}
+
+/// For escape tests: `process_vm_readv` of one byte at `remote_addr` in `pid`. `EFAULT` means
+/// the access check passed and only the address was wrong.
+pub fn process_vm_readv(pid: u32, remote_addr: usize) -> io::Result<()> {
+    let pid = raw_pid(pid)?;
+    let mut byte = 0u8;
+    let local = libc::iovec { iov_base: (&raw mut byte).cast(), iov_len: 1 };
+    let remote = libc::iovec { iov_base: remote_addr as *mut libc::c_void, iov_len: 1 };
+    // SAFETY: `local` describes one writable byte on this stack frame that outlives the call;
+    // `remote` describes memory of the other process, which the kernel checks itself. Both
+    // iovec arrays have exactly one element, as the counts say.
+    check(unsafe { libc::process_vm_readv(pid, &local, 1, &remote, 1, 0) } as libc::c_long)
+        .map(drop)
+}
+
+/// For escape tests: mount a fresh tmpfs on `target`. Undo a success with [`umount`].
+pub fn mount_tmpfs(target: &CStr) -> io::Result<()> {
+    // SAFETY: every pointer is a NUL-terminated string that lives for the call (`target` is
+    // borrowed, the others are literals); the data argument is null (no options).
+    check_int(unsafe {
+        libc::mount(c"none".as_ptr(), target.as_ptr(), c"tmpfs".as_ptr(), 0, std::ptr::null())
+    })
+}
+
+/// For escape tests: `umount2(target, MNT_DETACH)`, to clean up after a [`mount_tmpfs`] that
+/// should have failed.
+pub fn umount(target: &CStr) -> io::Result<()> {
+    // SAFETY: `target` is a NUL-terminated string borrowed for the call.
+    check_int(unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH) })
+}
+
+/// For escape tests: `unshare(flags)` (for example `libc::CLONE_NEWUSER`). A success changes
+/// this process's namespaces for good, so call it last.
+pub fn unshare(flags: libc::c_int) -> io::Result<()> {
+    // SAFETY: unshare takes an integer; it touches no memory of this process.
+    check_int(unsafe { libc::unshare(flags) })
+}
+
+/// For escape tests: `clone(CLONE_NEWUSER | CLONE_FS)`. The kernel refuses that combination
+/// with `EINVAL` after any seccomp filter has looked at the flags, so no process is created:
+/// `EPERM` means the filter caught the namespace flag, `EINVAL` that it let it through.
+pub fn clone_new_user_namespace() -> io::Result<()> {
+    let flags = (libc::CLONE_NEWUSER | libc::CLONE_FS) as libc::c_ulong;
+    // SAFETY: the kernel rejects CLONE_NEWUSER together with CLONE_FS before creating any
+    // task (copy_process), so this never returns twice; the pointer arguments are null and
+    // are not used on that path. If it ever did succeed, the child exits at once below.
+    let rc = unsafe { libc::syscall(libc::SYS_clone, flags, 0usize, 0usize, 0usize, 0usize) };
+    if rc == 0 {
+        // SAFETY: we are an unexpected child; _exit ends it without running any code of the
+        // parent's (no destructors, no atexit handlers).
+        unsafe { libc::_exit(127) }
+    }
+    check(rc).map(drop)
+}
+
+/// For escape tests: `clone3` with a zero-sized argument. The kernel answers `EINVAL` when it
+/// gets to look at it; a filter that hides `clone3` answers `ENOSYS`. No process is created.
+pub fn clone3() -> io::Result<()> {
+    // SAFETY: a null pointer with size 0 is rejected by the kernel (EINVAL) before anything is
+    // read or any task created.
+    check(unsafe { libc::syscall(libc::SYS_clone3, std::ptr::null::<u8>(), 0usize) }).map(drop)
+}
+
+/// For escape tests: `personality(persona)` (`0xffffffff` only queries). A success changes
+/// this process's execution domain.
+pub fn personality(persona: libc::c_ulong) -> io::Result<()> {
+    // SAFETY: personality takes an integer and touches no memory of this process.
+    check(unsafe { libc::syscall(libc::SYS_personality, persona) }).map(drop)
+}
+
+/// For escape tests: `ioctl(-1, cmd)` with `cmd` in the full 64-bit register, for example
+/// `TIOCSTI` with high bits set. Without a filter the kernel answers `EBADF`; a filter that
+/// denies the command answers first.
+pub fn ioctl_bad_fd(cmd: u64) -> io::Result<()> {
+    // SAFETY: fd -1 is invalid, so the kernel returns EBADF before interpreting the command
+    // or reading the (null) argument pointer.
+    check(unsafe { libc::syscall(libc::SYS_ioctl, -1 as libc::c_int, cmd, 0usize) }).map(drop)
+}
+
+/// For escape tests: [`ioctl_bad_fd`] with `TIOCSTI` (push a byte into a terminal's input,
+/// the classic way out of a sandbox that shares the terminal).
+pub fn tiocsti() -> io::Result<()> {
+    ioctl_bad_fd(crate::seccomp::TIOCSTI)
+}
+
+/// A `bpf_insn`.
+#[repr(C)]
+struct BpfInsn {
+    code: u8,
+    regs: u8,
+    off: i16,
+    imm: i32,
+}
+
+/// The leading fields of `union bpf_attr` used by `BPF_PROG_LOAD` (the kernel treats the
+/// missing tail as zero).
+#[repr(C)]
+struct BpfProgLoadAttr {
+    prog_type: u32,
+    insn_cnt: u32,
+    insns: u64,
+    license: u64,
+    log_level: u32,
+    log_size: u32,
+    log_buf: u64,
+    kern_version: u32,
+    prog_flags: u32,
+}
+
+/// For escape tests: `bpf(BPF_PROG_LOAD)` of a two-instruction socket filter (`r0 = 0; exit`).
+/// A loaded program is closed at once.
+pub fn bpf_prog_load() -> io::Result<()> {
+    const BPF_PROG_LOAD: libc::c_long = 5;
+    const BPF_PROG_TYPE_SOCKET_FILTER: u32 = 1;
+    // BPF_ALU64 | BPF_MOV | BPF_K, dst r0, imm 0; then BPF_JMP | BPF_EXIT.
+    let insns = [
+        BpfInsn { code: 0xb7, regs: 0, off: 0, imm: 0 },
+        BpfInsn { code: 0x95, regs: 0, off: 0, imm: 0 },
+    ];
+    let license = c"GPL";
+    let attr = BpfProgLoadAttr {
+        prog_type: BPF_PROG_TYPE_SOCKET_FILTER,
+        insn_cnt: insns.len() as u32,
+        insns: insns.as_ptr() as u64,
+        license: license.as_ptr() as u64,
+        log_level: 0,
+        log_size: 0,
+        log_buf: 0,
+        kern_version: 0,
+        prog_flags: 0,
+    };
+    // SAFETY: `attr` is a properly laid out prefix of `union bpf_attr` whose size is passed;
+    // it points at `insns` (two instructions, as `insn_cnt` says) and a NUL-terminated
+    // license, all on this stack frame or static and alive for the call. The kernel only reads
+    // them.
+    let fd = check(unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_PROG_LOAD,
+            &raw const attr,
+            std::mem::size_of::<BpfProgLoadAttr>() as libc::c_uint,
+        )
+    })?;
+    // SAFETY: `fd` was just returned by bpf() and is owned by nobody else; closing it once.
+    unsafe { libc::close(fd as libc::c_int) };
+    Ok(())
+}
+
+/// For escape tests: connect a fresh `SOCK_STREAM` unix socket to the abstract address `name`
+/// (without the leading NUL).
+pub fn connect_abstract(name: &[u8]) -> io::Result<()> {
+    use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
+    let addr = SocketAddrUnix::new_abstract_name(name)?;
+    let fd = rustix::net::socket_with(
+        AddressFamily::UNIX,
+        SocketType::STREAM,
+        SocketFlags::CLOEXEC,
+        None,
+    )?;
+    rustix::net::connect(&fd, &addr)?;
+    Ok(())
+}
+
+/// For escape tests: connect a fresh TCP socket to `127.0.0.1:port` (blocking; a listener
+/// that exists answers at once, a missing one refuses at once).
+pub fn connect_tcp_loopback(port: u16) -> io::Result<()> {
+    use rustix::net::{AddressFamily, SocketAddrV4, SocketFlags, SocketType, ipproto};
+    let fd = rustix::net::socket_with(
+        AddressFamily::INET,
+        SocketType::STREAM,
+        SocketFlags::CLOEXEC,
+        Some(ipproto::TCP),
+    )?;
+    rustix::net::connect(&fd, &SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, port))?;
+    Ok(())
+}
+
+/// For escape tests: `open(path, O_RDONLY)` (closed at once).
+pub fn open_read(path: &CStr) -> io::Result<()> {
+    use rustix::fs::{Mode, OFlags};
+    let fd = rustix::fs::open(path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())?;
+    drop(fd);
+    Ok(())
+}
+
+/// For escape tests: `open(path, O_WRONLY | O_CREAT | O_EXCL, 0600)`; a created file is left
+/// in place (closed).
+pub fn create_file(path: &CStr) -> io::Result<()> {
+    use rustix::fs::{Mode, OFlags};
+    let fd = rustix::fs::open(
+        path,
+        OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o600),
+    )?;
+    drop(fd);
+    Ok(())
+}
+
+/// Test support: runs `program args` with `hook` called in the child between `fork` and
+/// `exec`; the hook's error (an errno) comes back as the error of the spawn. Only for tests
+/// whose hook is async-signal-safe (the functions of this module, `apply`/`restrict_self`).
+#[cfg(test)]
+pub(crate) fn run_with_hook(
+    program: &str,
+    args: &[&str],
+    hook: impl FnMut() -> io::Result<()> + Send + Sync + 'static,
+) -> io::Result<std::process::Output> {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = std::process::Command::new(program);
+    cmd.args(args).stdin(std::process::Stdio::null());
+    // SAFETY: `hook` runs in the forked child before exec; the callers pass hooks that only
+    // make raw syscalls on data prepared before the fork (no allocation, no locks).
+    unsafe {
+        cmd.pre_exec(hook);
+    }
+    cmd.output()
+}
+
+/// Test support: the errno of `hook` run in a forked child (after whatever confinement the
+/// hook applies first), or `None` if it succeeded (the child then runs `/bin/true`).
+#[cfg(test)]
+pub(crate) fn errno_in_child(
+    hook: impl FnMut() -> io::Result<()> + Send + Sync + 'static,
+) -> Option<i32> {
+    match run_with_hook("/bin/true", &[], hook) {
+        Ok(out) => {
+            assert!(out.status.success(), "/bin/true failed: {out:?}");
+            None
+        }
+        Err(e) => Some(e.raw_os_error().unwrap_or_else(|| panic!("not an errno: {e}"))),
+    }
+}
