@@ -182,10 +182,13 @@ fn matrix(user: Option<(u32, u32)>) {
     }
     // It ran as the packaged app, in a pid namespace of its own, with no capabilities.
     assert_eq!(v["identity"]["package_family_name"], escape.as_str(), "{out}");
-    let status = v["status"].to_string();
-    assert!(status.contains("NoNewPrivs") && status.contains("CapEff"), "{status}");
-    let (_, ps, _) = run(&b, &["ps"]);
-    let _ = ps;
+    let status = v["status"]["detail"].as_str().unwrap_or_default().to_owned();
+    for expected in ["NoNewPrivs: 1", "Seccomp: 2", "CapEff: 0000000000000000", "NSpid: "] {
+        assert!(status.contains(expected), "{who}: {expected} in {status}");
+    }
+    let nspid = status.split("; ").find(|f| f.starts_with("NSpid:")).unwrap_or_default();
+    // The /proc inside belongs to the new pid namespace, which sees the app as pid 1.
+    assert_eq!(nspid, "NSpid: 1", "{who}: pid 1 of its own pid namespace");
 }
 
 #[test]
