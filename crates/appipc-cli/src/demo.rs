@@ -136,7 +136,8 @@ async fn scenario(root: &Path, bins: &Path, socket: &Path) -> Result<()> {
         families.push(r.family_name);
     }
     let (hello, tools) = (families[0].clone(), families[1].clone());
-    let (services, client) = (families[2].clone(), families[3].clone());
+    let (services, client, bridge) =
+        (families[2].clone(), families[3].clone(), families[4].clone());
 
     step(3, "list installed packages");
     crate::print_packages(&pm.find_packages().await?);
@@ -154,16 +155,28 @@ async fn scenario(root: &Path, bins: &Path, socket: &Path) -> Result<()> {
     )
     .await?;
     println!("   (the child inherited the session, as Windows children inherit the token; the app");
-    println!("    container saw only its own package and was refused deployment. Its identity is");
-    println!(
-        "    enforced by the broker; kernel confinement of app containers is not applied yet)"
-    );
+    println!("    container saw only its own package and was refused deployment)");
 
-    step(5, "launch a full-trust tool of another publisher");
+    step(
+        5,
+        "the app container: the host's files are not there, the full-trust helper fetches them",
+    );
+    let secret = root.join("secret.txt");
+    std::fs::write(&secret, "a line only the user's own programs may read\n")?;
+    println!("   $ appipc launch --wait {hello} -- --try-read {}", secret.display());
+    launch_and_wait(&session, &hello, &["--try-read", secret.to_str().unwrap_or("")]).await?;
+    println!("   $ appipc launch --wait {bridge} -- {}", secret.display());
+    launch_and_wait(&session, &bridge, &[secret.to_str().unwrap_or("")]).await?;
+    println!(
+        "   (the app runs in namespaces of its own, behind Landlock and seccomp; its full-trust"
+    );
+    println!("    helper, declared in the same package, runs outside with the package's identity)");
+
+    step(6, "launch a full-trust tool of another publisher");
     println!("   $ appipc launch --wait {tools}!Tool -- --packages");
     launch_and_wait(&session, &format!("{tools}!Tool"), &["--packages"]).await?;
 
-    step(6, "app services: a client of another publisher calls Contoso's providers");
+    step(7, "app services: a client of another publisher calls Contoso's providers");
     println!("   $ appipc launch --wait {client}");
     launch_and_wait(&session, &client, &[]).await?;
     println!(
@@ -172,7 +185,7 @@ async fn scenario(root: &Path, bins: &Path, socket: &Path) -> Result<()> {
     println!("    one in the background -- then stepped aside: the data went peer to peer)");
     app_services(&session, &services).await?;
 
-    step(7, "a broken manifest is refused with the key, the line and the rule");
+    step(8, "a broken manifest is refused with the key, the line and the rule");
     let bad = root.join("broken");
     std::fs::create_dir_all(&bad)?;
     std::fs::write(
@@ -186,7 +199,7 @@ async fn scenario(root: &Path, bins: &Path, socket: &Path) -> Result<()> {
         Err(e) => refused("install broken/appipc.toml", &e),
     }
 
-    step(8, "upgrade, reinstall and downgrade");
+    step(9, "upgrade, reinstall and downgrade");
     let v2_text = FABRIKAM_TOOLS.manifest.replace("version = \"2.1.0.0\"", "version = \"2.2.0.0\"");
     let v2 = assemble_manifest(&v2_text, &root.join("tools-v2"), bins)?;
     let r = pm.add_package(&v2).await?;
@@ -204,13 +217,14 @@ async fn scenario(root: &Path, bins: &Path, socket: &Path) -> Result<()> {
         Err(e) => refused("install Fabrikam.Tools 2.1.0.0 over 2.2.0.0", &e),
     }
 
-    step(9, "the broker tracks the processes it started; removing a package stops them");
+    step(10, "the broker tracks the processes it started; removing a package stops them");
     let aam = ApplicationActivationManager::new(&session);
     let (pid, aumid) = aam
         .activate_application(&hello, &["--sleep".into(), "60".into()], ActivateOptions::default())
         .await?;
     for p in pm.running_processes().await? {
         println!("   running: pid {} {} ({})", p.pid, p.app_user_model_id, p.trust.as_str());
+        println!("            confinement: {}", p.confinement);
     }
     let (full, stopped) = pm.remove_package(&hello).await?;
     allowed(&format!("remove {full}: stopped {stopped} process (pid {pid}, {aumid})"));

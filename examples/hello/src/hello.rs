@@ -62,6 +62,14 @@ async fn run() -> appipc::Result<ExitCode> {
                     Err(e) => println!("  install refused: {e}"),
                 }
             }
+            "--try-read" => {
+                i += 1;
+                let path = args.get(i).cloned().unwrap_or_default();
+                match std::fs::read_to_string(&path) {
+                    Ok(_) => println!("  read {path}: allowed"),
+                    Err(e) => println!("  read {path}: refused: {e}"),
+                }
+            }
             "--full-trust" => {
                 let r = appipc::FullTrustProcessLauncher::launch_for_current_app(&session).await?;
                 println!(
