@@ -12,3 +12,4 @@ if ! command -v dbus-daemon >/dev/null; then
 fi
 cargo build --release --workspace --bins
 ./target/release/appipc-bench app-service "$@"
+./target/release/appipc-bench launch

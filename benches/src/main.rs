@@ -34,11 +34,12 @@ fn main() -> Result<()> {
                 .unwrap_or(20_000usize);
             app_service(n)
         }
+        Some("launch") => launch(),
         Some("raw-echo") => raw_echo(),
         Some("raw-echo-tokio") => raw_echo_tokio(),
         Some("dbus-server") => dbus_server(args.get(1).context("address")?),
         _ => {
-            eprintln!("usage: appipc-bench app-service [--iterations N]");
+            eprintln!("usage: appipc-bench app-service [--iterations N] | appipc-bench launch");
             std::process::exit(2);
         }
     }
@@ -379,6 +380,92 @@ fn app_service(n: usize) -> Result<()> {
         "ratio_async_to_raw": ratio(async_rt.median, raw.median),
         "ratio_blocking_to_dbus": dbus.map(|d| ratio(blocking_rt.median, d.median)),
         "targets": {"blocking_to_raw_max": 1.5, "blocking_to_dbus_max": 0.25, "open_warm_median_max_us": 300},
+    });
+    println!("{json}");
+    Ok(())
+}
+
+/// Launch latency: from the launch request to the first line the app prints, which
+/// `hello-app` prints right after its first requests to the broker (opening its private
+/// session, asking who it is). The same binary confined (app container) and unconfined (a
+/// copy of the package at full trust), 20 each, interleaved.
+fn launch() -> Result<()> {
+    use appipc::{ActivateOptions, ApplicationActivationManager};
+    use std::io::Read;
+    let broker = TestBroker::start();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let confined = rt.block_on(broker.install(&appipc_testkit::HELLO)).family_name;
+    let full_trust_manifest = appipc_testkit::HELLO
+        .manifest
+        .replace("name = \"Contoso.Hello\"", "name = \"Contoso.HelloFullTrust\"")
+        .replace(
+            "general = [\"internetClient\"]",
+            "general = [\"internetClient\"]\nrestricted = [\"runFullTrust\"]",
+        )
+        .replace(
+            "executable = \"bin/hello-app\"",
+            "executable = \"bin/hello-app\"\ntrust-level = \"mediumIL\"",
+        );
+    let dir = appipc_testkit::assemble_manifest(
+        &full_trust_manifest,
+        &broker.root.path().join("fulltrust"),
+        &appipc_testkit::bin_dir(),
+    )?;
+    let session = rt.block_on(async { broker.session() });
+    let unconfined =
+        rt.block_on(appipc::PackageManager::new(&session).add_package(&dir))?.family_name;
+    let aam = ApplicationActivationManager::new(&session);
+    let once = |target: &str| -> Result<Duration> {
+        let (r, w) = socket::stream_pair()?;
+        let null = std::fs::File::open("/dev/null")?;
+        let stdio = [OwnedFd::from(null), w.try_clone()?, w];
+        let t = Instant::now();
+        let (pid, _) = rt.block_on(aam.activate_application(
+            target,
+            &[],
+            ActivateOptions { stdio: Some(stdio), notify_exit: true },
+        ))?;
+        let mut r = std::fs::File::from(r);
+        let mut byte = [0u8; 1];
+        loop {
+            if r.read(&mut byte)? == 0 || byte[0] == b'\n' {
+                break;
+            }
+        }
+        let d = t.elapsed();
+        rt.block_on(session.wait_for_exit(pid))?;
+        Ok(d)
+    };
+    once(&confined)?;
+    once(&unconfined)?;
+    let (mut c, mut u) = (Vec::new(), Vec::new());
+    for _ in 0..20 {
+        c.push(once(&confined)?);
+        u.push(once(&unconfined)?);
+    }
+    let (c, u) = (stats(c), stats(u));
+    println!(
+        "appipc launch benchmark (20 launches each, interleaved; milliseconds to the app's first line)"
+    );
+    println!("{:<44} {:>10} {:>10}", "", "median", "p99");
+    println!(
+        "{:<44} {:>10.2} {:>10.2}",
+        "confined (app container)",
+        c.median / 1000.0,
+        c.p99 / 1000.0
+    );
+    println!(
+        "{:<44} {:>10.2} {:>10.2}",
+        "same binary unconfined (full trust)",
+        u.median / 1000.0,
+        u.p99 / 1000.0
+    );
+    let json = serde_json::json!({
+        "bench": "launch",
+        "confined_ms": {"median": c.median / 1000.0, "p99": c.p99 / 1000.0},
+        "unconfined_ms": {"median": u.median / 1000.0, "p99": u.p99 / 1000.0},
+        "confinement_overhead_ms": (c.median - u.median) / 1000.0,
+        "targets": {"confined_median_max_ms": 25},
     });
     println!("{json}");
     Ok(())
