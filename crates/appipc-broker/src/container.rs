@@ -118,6 +118,11 @@ pub(crate) async fn prepare(shared: &Arc<Shared>, pkg: &InstalledPackage) -> Res
         shared.paths.cache_dir.clone(),
     ];
     let broad = pkg.manifest.capabilities.has(BROAD_FILE_SYSTEM_ACCESS);
+    let publisher_cache = crate::storage::declared_folders(shared, pkg);
+    for dir in &publisher_cache {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| BrokerError::io(format!("creating {}", dir.display()), e))?;
+    }
     let plan = sandbox::plan(&PlanInput {
         install_dir: &pkg.install_dir,
         data_dir: &pkg.data_dir,
@@ -126,6 +131,7 @@ pub(crate) async fn prepare(shared: &Arc<Shared>, pkg: &InstalledPackage) -> Res
         user_home: home.as_deref(),
         hidden: &hidden,
         broad_file_system_access: broad,
+        publisher_cache: &publisher_cache,
     });
     let entries: Vec<MountEntry> = plan
         .mounts

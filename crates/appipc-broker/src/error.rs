@@ -31,6 +31,15 @@ pub enum BrokerError {
     /// Package is mid-deployment.
     #[error("{0}")]
     Busy(String),
+    /// A file token that cannot be redeemed.
+    #[error("{0}")]
+    TokenInvalid(String),
+    /// Too many outstanding tokens.
+    #[error("{0}")]
+    QuotaExceeded(String),
+    /// A publisher cache folder the caller did not declare.
+    #[error("{0}")]
+    NotDeclared(String),
     /// Another broker already serves this runtime directory or home.
     #[error("another broker already runs for {0}")]
     AlreadyRunning(String),
@@ -65,6 +74,9 @@ impl BrokerError {
             BrokerError::Conflict(_) => ErrorCode::Conflict,
             BrokerError::LaunchFailed(_) => ErrorCode::LaunchFailed,
             BrokerError::Busy(_) => ErrorCode::Busy,
+            BrokerError::TokenInvalid(_) => ErrorCode::TokenInvalid,
+            BrokerError::QuotaExceeded(_) => ErrorCode::QuotaExceeded,
+            BrokerError::NotDeclared(_) => ErrorCode::NotDeclared,
             BrokerError::AlreadyRunning(_) | BrokerError::Store(_) | BrokerError::Io { .. } => {
                 ErrorCode::Internal
             }

@@ -28,6 +28,7 @@ pub mod launcher;
 pub mod packages;
 mod restrictions;
 pub mod session;
+pub mod storage;
 pub mod store;
 
 use std::future::Future;
@@ -83,6 +84,7 @@ pub(crate) struct Shared {
     pub(crate) stopping: Stopping,
     pub(crate) app_services: app_service::AppServices,
     pub(crate) holders: container::Holders,
+    pub(crate) tokens: storage::Tokens,
     next_session: AtomicU64,
     uid: u32,
     /// Sessions the broker created itself (for launched processes, `OpenSession`), handed to
@@ -178,6 +180,7 @@ impl Broker {
                 stopping: Stopping::new(),
                 app_services: app_service::AppServices::default(),
                 holders: container::Holders::default(),
+                tokens: storage::Tokens::default(),
                 next_session: AtomicU64::new(1),
                 uid: appipc_sys::cred::current_uid(),
             }),

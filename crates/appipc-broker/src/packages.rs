@@ -230,6 +230,11 @@ impl Registry {
         v
     }
 
+    /// Runs `f` with the state database (file tokens live there too).
+    pub fn with_store<T>(&self, f: impl FnOnce(&mut Store) -> T) -> T {
+        f(&mut self.store.lock().expect("store poisoned"))
+    }
+
     /// True while the family is being installed, upgraded or removed.
     pub fn is_busy(&self, family: &str) -> bool {
         self.busy.lock().expect("busy set poisoned").contains(&key(family))

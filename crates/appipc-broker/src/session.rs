@@ -214,6 +214,13 @@ fn request_name(r: &Request) -> &'static str {
         Request::FindAppServiceProviders { .. } => "find-app-service-providers",
         Request::ListAppServices => "list-app-services",
         Request::LaunchFullTrustProcess { .. } => "launch-full-trust-process",
+        Request::GetPublisherCacheFolder { .. } => "get-publisher-cache-folder",
+        Request::ClearPublisherCacheFolder { .. } => "clear-publisher-cache-folder",
+        Request::ListPublisherCaches => "list-publisher-caches",
+        Request::AddFileToken => "add-file-token",
+        Request::RedeemFileToken { .. } => "redeem-file-token",
+        Request::RemoveFileToken { .. } => "remove-file-token",
+        Request::ListFileTokens => "list-file-tokens",
     }
 }
 
@@ -232,7 +239,7 @@ async fn handle(
     request: Request,
     fds: Vec<OwnedFd>,
 ) -> Result<(Reply, Vec<OwnedFd>)> {
-    if !matches!(request, Request::Launch { .. }) {
+    if !matches!(request, Request::Launch { .. } | Request::AddFileToken) {
         no_fds(&fds, request_name(&request))?;
     }
     let reply = match request {
@@ -250,6 +257,7 @@ async fn handle(
             })
             .await
             .map_err(|e| BrokerError::io("install task", std::io::Error::other(e.to_string())))??;
+            crate::storage::provision(shared, &pkg)?;
             if outcome == appipc_wire::protocol::InstallOutcome::Upgraded {
                 shared
                     .app_services
@@ -302,6 +310,7 @@ async fn handle(
                 .map_err(|e| {
                     BrokerError::io("remove task", std::io::Error::other(e.to_string()))
                 })??;
+            crate::storage::release_if_last(shared, &pkg.family_name.publisher_id());
             Reply::Removed { full_name: pkg.full_name.to_string(), stopped_processes: stopped }
         }
         Request::Launch { target, args, stdio, notify_exit } => {
@@ -346,6 +355,28 @@ async fn handle(
             shared.app_services.find_providers(shared, &app_service_name)
         }
         Request::ListAppServices => shared.app_services.list(shared, identity),
+        Request::GetPublisherCacheFolder { name } => {
+            crate::storage::get_folder(shared, identity, &name)?
+        }
+        Request::ClearPublisherCacheFolder { name, publisher_id } => {
+            crate::storage::clear_folder(shared, identity, &name, publisher_id.as_deref())?
+        }
+        Request::ListPublisherCaches => crate::storage::list_folders(shared, identity),
+        Request::AddFileToken => {
+            let mut fds = fds;
+            if fds.len() != 1 {
+                return Err(BrokerError::BadRequest(format!(
+                    "add-file-token takes the file as one fd, {} attached",
+                    fds.len()
+                )));
+            }
+            shared.tokens.add(shared, identity, fds.remove(0))?
+        }
+        Request::RedeemFileToken { token } => {
+            return shared.tokens.redeem(shared, identity, &token);
+        }
+        Request::RemoveFileToken { token } => shared.tokens.remove(shared, identity, &token)?,
+        Request::ListFileTokens => shared.tokens.list(shared, identity)?,
         Request::LaunchFullTrustProcess { app_id, parameter_group, arguments } => {
             crate::full_trust::launch(shared, identity, app_id, parameter_group, arguments).await
         }

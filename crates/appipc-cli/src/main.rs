@@ -76,6 +76,12 @@ enum Command {
     /// Call app services and list them.
     #[command(subcommand, name = "app-service")]
     AppService(AppServiceCommand),
+    /// Hand files to apps with SharedStorageAccessManager tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Publisher cache folders (shared by the packages of one publisher).
+    #[command(subcommand, name = "publisher-cache")]
+    PublisherCache(PublisherCacheCommand),
     /// Show who the broker thinks this process is.
     Whoami,
     /// Show whether a broker answers, and where.
@@ -87,6 +93,47 @@ enum Command {
     /// Run the demonstration: a broker on a temporary home, the example packages, and what
     /// is allowed and what is refused.
     Demo,
+}
+
+#[derive(Subcommand, Debug)]
+enum TokenCommand {
+    /// Share FILE: prints a token an app can redeem once, within 14 days, for the file (read
+    /// only unless --read-write).
+    Add {
+        /// The file.
+        file: PathBuf,
+        /// Let the redeemer write to it too.
+        #[arg(long)]
+        read_write: bool,
+    },
+    /// List outstanding tokens.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a token.
+    Remove {
+        /// The token.
+        token: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum PublisherCacheCommand {
+    /// List publisher cache folders: publisher id, folder, size, declaring packages.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Empty one folder of one publisher.
+    Clear {
+        /// The 13-character publisher id.
+        publisher_id: String,
+        /// The folder name.
+        folder: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -323,6 +370,8 @@ async fn client(command: Command) -> Result<ExitCode> {
             }
         }
         Command::AppService(c) => return app_service(&session, c).await,
+        Command::Token(c) => token(&session, c).await?,
+        Command::PublisherCache(c) => publisher_cache(&session, c).await?,
         Command::Whoami => {
             let me = appipc::ProcessIdentity::query(&session).await?.0;
             println!("pid {} uid {} trust {}", me.pid, me.uid, me.trust.as_str());
@@ -533,4 +582,103 @@ async fn app_service(session: &Session, command: AppServiceCommand) -> Result<Ex
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+async fn token(session: &Session, command: TokenCommand) -> Result<()> {
+    use appipc::SharedStorageAccessManager as S;
+    match command {
+        TokenCommand::Add { file, read_write } => {
+            let f = std::fs::OpenOptions::new()
+                .read(true)
+                .write(read_write)
+                .open(&file)
+                .with_context(|| format!("opening {}", file.display()))?;
+            println!("{}", S::add_file(session, &f).await?);
+        }
+        TokenCommand::List { json } => {
+            let tokens = S::tokens(session).await?;
+            if json {
+                let v: Vec<_> = tokens
+                    .iter()
+                    .map(|t| {
+                        serde_json::json!({
+                            "token": t.token, "source": t.source_package_family_name, "path": t.path,
+                            "writable": t.writable, "created_at": t.created_at, "expires_at": t.expires_at,
+                        })
+                    })
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else if tokens.is_empty() {
+                println!("no outstanding tokens");
+            } else {
+                for t in tokens {
+                    let source = if t.source_package_family_name.is_empty() {
+                        "user"
+                    } else {
+                        &t.source_package_family_name
+                    };
+                    println!(
+                        "{}  {}  {}  from {}",
+                        t.token,
+                        if t.writable { "rw" } else { "ro" },
+                        t.path,
+                        source
+                    );
+                }
+            }
+        }
+        TokenCommand::Remove { token } => {
+            S::remove_file(session, &token).await?;
+            println!("removed {token}");
+        }
+    }
+    Ok(())
+}
+
+async fn publisher_cache(session: &Session, command: PublisherCacheCommand) -> Result<()> {
+    use appipc::wire::protocol::{Reply, Request};
+    match command {
+        PublisherCacheCommand::List { json } => {
+            let Reply::PublisherCaches(list) =
+                session.request(Request::ListPublisherCaches).await?
+            else {
+                bail!("unexpected reply to list-publisher-caches");
+            };
+            if json {
+                let v: Vec<_> = list
+                    .iter()
+                    .map(|c| {
+                        serde_json::json!({
+                            "publisher_id": c.publisher_id, "folder": c.folder, "path": c.path,
+                            "size": c.size, "packages": c.packages,
+                        })
+                    })
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else if list.is_empty() {
+                println!("no publisher cache folders");
+            } else {
+                for c in list {
+                    println!(
+                        "{}  {}  {} bytes  {}  declared by {}",
+                        c.publisher_id,
+                        c.folder,
+                        c.size,
+                        c.path,
+                        c.packages.join(", ")
+                    );
+                }
+            }
+        }
+        PublisherCacheCommand::Clear { publisher_id, folder } => {
+            session
+                .request(Request::ClearPublisherCacheFolder {
+                    name: folder.clone(),
+                    publisher_id: Some(publisher_id.clone()),
+                })
+                .await?;
+            println!("cleared {folder} of publisher {publisher_id}");
+        }
+    }
+    Ok(())
 }

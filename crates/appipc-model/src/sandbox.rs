@@ -91,6 +91,9 @@ pub struct PlanInput<'a> {
     pub hidden: &'a [PathBuf],
     /// The package declares `broadFileSystemAccess`.
     pub broad_file_system_access: bool,
+    /// The host folders of the publisher cache folders the package declares (bound read-write
+    /// at their real paths).
+    pub publisher_cache: &'a [PathBuf],
 }
 
 /// The confinement of one process, as data.
@@ -181,6 +184,10 @@ pub fn plan(input: &PlanInput<'_>) -> SandboxPlan {
     read_exec.push(input.install_dir.to_path_buf());
     mounts.push(bind(input.data_dir, true));
     read_write.push(input.data_dir.to_path_buf());
+    for folder in input.publisher_cache {
+        mounts.push(bind(folder, true));
+        read_write.push(folder.clone());
+    }
     let temp = input.data_dir.join("TempState");
     mounts.push(Mount::Bind {
         source: temp.clone(),
@@ -242,6 +249,7 @@ mod tests {
             user_home: Some(Path::new("/home/u")),
             hidden,
             broad_file_system_access: broad,
+            publisher_cache: &[],
         }
     }
 

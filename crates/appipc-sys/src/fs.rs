@@ -42,3 +42,85 @@ mod tests {
         assert!(super::try_lock_exclusive(&p).unwrap().is_some());
     }
 }
+
+/// What a file fd is, for sharing it: device, inode, whether it is a regular file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileIdentity {
+    /// Device.
+    pub dev: u64,
+    /// Inode.
+    pub ino: u64,
+    /// A regular file.
+    pub regular: bool,
+    /// Birth time in nanoseconds since the epoch, where the file system records one (tells a
+    /// file from a new one that reuses its inode number).
+    pub birth_ns: Option<i64>,
+}
+
+/// `fstat` of an fd.
+pub fn identity(fd: impl std::os::fd::AsFd) -> io::Result<FileIdentity> {
+    use rustix::fs::{AtFlags, StatxFlags};
+    let fd = fd.as_fd();
+    let st = rustix::fs::fstat(fd)?;
+    let regular =
+        rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::RegularFile;
+    let birth_ns = rustix::fs::statx(fd, "", AtFlags::EMPTY_PATH, StatxFlags::BTIME)
+        .ok()
+        .filter(|x| StatxFlags::from_bits_retain(x.stx_mask).contains(StatxFlags::BTIME))
+        .map(|x| x.stx_btime.tv_sec * 1_000_000_000 + i64::from(x.stx_btime.tv_nsec));
+    Ok(FileIdentity { dev: st.st_dev, ino: st.st_ino, regular, birth_ns })
+}
+
+/// How an fd was opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccessMode {
+    /// `O_RDONLY`.
+    Read,
+    /// `O_WRONLY`.
+    Write,
+    /// `O_RDWR`.
+    ReadWrite,
+}
+
+/// The access mode of an fd (`F_GETFL`).
+pub fn access_mode(fd: impl std::os::fd::AsFd) -> io::Result<AccessMode> {
+    use rustix::fs::OFlags;
+    let fl = rustix::fs::fcntl_getfl(fd)?;
+    Ok(match fl & OFlags::RWMODE {
+        m if m == OFlags::RDONLY => AccessMode::Read,
+        m if m == OFlags::WRONLY => AccessMode::Write,
+        _ => AccessMode::ReadWrite,
+    })
+}
+
+/// The path an fd refers to, as this process sees it (`/proc/self/fd/N`); `None` when the file
+/// was deleted.
+pub fn fd_path(fd: impl std::os::fd::AsFd) -> io::Result<Option<std::path::PathBuf>> {
+    use std::os::fd::AsRawFd;
+    let link = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_fd().as_raw_fd()))?;
+    if link.to_string_lossy().ends_with(" (deleted)") {
+        return Ok(None);
+    }
+    Ok(Some(link))
+}
+
+/// Opens the file an fd refers to anew (its own offset), for reading or reading and writing,
+/// close-on-exec.
+pub fn reopen(fd: impl std::os::fd::AsFd, writable: bool) -> io::Result<std::os::fd::OwnedFd> {
+    use rustix::fs::{Mode, OFlags};
+    use std::os::fd::AsRawFd;
+    let mode = if writable { OFlags::RDWR } else { OFlags::RDONLY };
+    Ok(rustix::fs::open(
+        format!("/proc/self/fd/{}", fd.as_fd().as_raw_fd()).as_str(),
+        mode | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?)
+}
+
+/// Opens a path for reading or reading and writing, close-on-exec, without following a final
+/// symbolic link.
+pub fn open_file(path: &std::path::Path, writable: bool) -> io::Result<std::os::fd::OwnedFd> {
+    use rustix::fs::{Mode, OFlags};
+    let mode = if writable { OFlags::RDWR } else { OFlags::RDONLY };
+    Ok(rustix::fs::open(path, mode | OFlags::CLOEXEC | OFlags::NOFOLLOW, Mode::empty())?)
+}

@@ -299,6 +299,12 @@ impl TestBroker {
         appipc::PackageManager::new(&self.session()).add_package(&dir).await.expect("install")
     }
 
+    /// Sets an environment variable for the broker's next (re)start.
+    pub fn set_env(&mut self, key: &str, value: &str) {
+        self.env.retain(|(k, _)| k != key);
+        self.env.push((key.to_owned(), value.to_owned()));
+    }
+
     /// Stops the broker with SIGTERM and waits for it.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {

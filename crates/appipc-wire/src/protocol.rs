@@ -207,6 +207,50 @@ pub enum Request {
         #[n(2)]
         arguments: Option<Vec<String>>,
     },
+    /// `ApplicationData.GetPublisherCacheFolder(name)`: the path of a publisher cache folder
+    /// the caller's package declares. Answered with [`Reply::Path`].
+    #[n(15)]
+    GetPublisherCacheFolder {
+        /// The declared folder name.
+        #[n(0)]
+        name: String,
+    },
+    /// `ClearPublisherCacheFolderAsync(name)` from a package that declares it, or (without a
+    /// package) the user clearing `publisher_id`'s folder. Answered with [`Reply::Ok`].
+    #[n(16)]
+    ClearPublisherCacheFolder {
+        /// The folder.
+        #[n(0)]
+        name: String,
+        /// For an unpackaged caller: whose folder.
+        #[n(1)]
+        publisher_id: Option<String>,
+    },
+    /// The publisher cache folders that exist. Answered with [`Reply::PublisherCaches`].
+    #[n(17)]
+    ListPublisherCaches,
+    /// `SharedStorageAccessManager.AddFile`: the file is the attached fd (opened for reading,
+    /// or reading and writing). Answered with [`Reply::Token`].
+    #[n(18)]
+    AddFileToken,
+    /// `RedeemTokenForFileAsync`. Answered with [`Reply::File`] and the fd.
+    #[n(19)]
+    RedeemFileToken {
+        /// The token.
+        #[n(0)]
+        token: String,
+    },
+    /// `RemoveFile`. Answered with [`Reply::Ok`].
+    #[n(20)]
+    RemoveFileToken {
+        /// The token.
+        #[n(0)]
+        token: String,
+    },
+    /// Outstanding tokens (the caller's own; all of the user's for an unpackaged caller).
+    /// Answered with [`Reply::Tokens`].
+    #[n(21)]
+    ListFileTokens,
 }
 
 /// The broker's answer to one request.
@@ -299,6 +343,28 @@ pub enum Reply {
     /// Answer to [`Request::FindAppServiceProviders`].
     #[n(11)]
     AppServiceProviders(#[n(0)] Vec<AppServiceProviderInfo>),
+    /// A path (answer to [`Request::GetPublisherCacheFolder`]).
+    #[n(14)]
+    Path(#[n(0)] String),
+    /// Answer to [`Request::ListPublisherCaches`].
+    #[n(15)]
+    PublisherCaches(#[n(0)] Vec<PublisherCacheInfo>),
+    /// Answer to [`Request::AddFileToken`].
+    #[n(16)]
+    Token(#[n(0)] String),
+    /// Answer to [`Request::RedeemFileToken`]; the fd is attached.
+    #[n(17)]
+    File {
+        /// The file was shared for reading and writing (else reading only).
+        #[n(0)]
+        writable: bool,
+        /// The file's path as the source saw it (for display).
+        #[n(1)]
+        path: String,
+    },
+    /// Answer to [`Request::ListFileTokens`].
+    #[n(18)]
+    Tokens(#[n(0)] Vec<FileTokenInfo>),
     /// Answer to [`Request::LaunchFullTrustProcess`].
     #[n(13)]
     FullTrustProcessLaunched {
@@ -322,6 +388,49 @@ pub enum Reply {
         #[n(1)]
         connections: Vec<AppServiceConnectionInfo>,
     },
+}
+
+/// A publisher cache folder.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct PublisherCacheInfo {
+    /// Publisher id.
+    #[n(0)]
+    pub publisher_id: String,
+    /// Folder name.
+    #[n(1)]
+    pub folder: String,
+    /// Where it is.
+    #[n(2)]
+    pub path: String,
+    /// Bytes in it.
+    #[n(3)]
+    pub size: u64,
+    /// Installed packages that declare it.
+    #[n(4)]
+    pub packages: Vec<String>,
+}
+
+/// An outstanding file token.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct FileTokenInfo {
+    /// The token.
+    #[n(0)]
+    pub token: String,
+    /// The package that shared the file ("" for the user).
+    #[n(1)]
+    pub source_package_family_name: String,
+    /// The file.
+    #[n(2)]
+    pub path: String,
+    /// Shared for writing too.
+    #[n(3)]
+    pub writable: bool,
+    /// Seconds since the epoch.
+    #[n(4)]
+    pub created_at: u64,
+    /// Seconds since the epoch.
+    #[n(5)]
+    pub expires_at: u64,
 }
 
 /// A package that provides an app service (`AppInfo` in `FindAppServiceProvidersAsync`).
@@ -460,6 +569,15 @@ pub enum ErrorCode {
     /// The package is being installed, upgraded or removed.
     #[n(10)]
     Busy,
+    /// The file token is unknown, expired, already redeemed or removed.
+    #[n(11)]
+    TokenInvalid,
+    /// The source package has 1 000 outstanding tokens.
+    #[n(12)]
+    QuotaExceeded,
+    /// The caller's package does not declare that publisher cache folder.
+    #[n(13)]
+    NotDeclared,
 }
 
 /// Identity as the broker attests it: from the kernel and from which socket the request came

@@ -27,6 +27,7 @@ pub mod full_trust;
 pub mod management;
 pub mod package;
 pub mod session;
+pub mod storage;
 
 pub use app_service::{
     AppServiceCatalog, AppServiceClosedStatus, AppServiceConnection, AppServiceConnectionStatus,
@@ -44,3 +45,4 @@ pub use management::{
 };
 pub use package::{Package, PackageId, ProcessIdentity};
 pub use session::Session;
+pub use storage::{ApplicationData, SharedStorageAccessManager};

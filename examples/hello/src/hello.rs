@@ -70,6 +70,56 @@ async fn run() -> appipc::Result<ExitCode> {
                     Err(e) => println!("  read {path}: refused: {e}"),
                 }
             }
+            "--cache-write" => {
+                let name = args.get(i + 1).cloned().unwrap_or_default();
+                let text = args.get(i + 2).cloned().unwrap_or_default();
+                i += 2;
+                let dir = appipc::ApplicationData::publisher_cache_folder(&session, &name).await?;
+                match std::fs::write(dir.join("note.txt"), &text) {
+                    Ok(()) => println!("  cache {name}: wrote {text:?}"),
+                    Err(e) => println!("  cache {name}: write refused: {e}"),
+                }
+            }
+            "--cache-read" => {
+                i += 1;
+                let name = args.get(i).cloned().unwrap_or_default();
+                match appipc::ApplicationData::publisher_cache_folder(&session, &name).await {
+                    Ok(dir) => match std::fs::read_to_string(dir.join("note.txt")) {
+                        Ok(t) => println!("  cache {name}: read {t:?}"),
+                        Err(e) => println!("  cache {name}: nothing to read: {e}"),
+                    },
+                    Err(e) => println!("  cache {name}: refused: {e}"),
+                }
+            }
+            "--share" => {
+                i += 1;
+                let path = args.get(i).cloned().unwrap_or_default();
+                let file = std::fs::File::open(&path).map_err(|source| appipc::Error::Io {
+                    what: "opening the file to share",
+                    source,
+                })?;
+                let token = appipc::SharedStorageAccessManager::add_file(&session, &file).await?;
+                println!("  token {token}");
+            }
+            "--redeem" => {
+                i += 1;
+                let token = args.get(i).cloned().unwrap_or_default();
+                match appipc::SharedStorageAccessManager::redeem_token_for_file(&session, &token)
+                    .await
+                {
+                    Ok(mut f) => {
+                        use std::io::{Read, Write};
+                        let mut s = String::new();
+                        let _ = f.read_to_string(&mut s);
+                        println!("  redeemed: first line {:?}", s.lines().next().unwrap_or(""));
+                        match f.write_all(b"x") {
+                            Ok(()) => println!("  redeemed: write allowed"),
+                            Err(e) => println!("  redeemed: write refused: {e}"),
+                        }
+                    }
+                    Err(e) => println!("  redeem refused: {e}"),
+                }
+            }
             "--full-trust" => {
                 let r = appipc::FullTrustProcessLauncher::launch_for_current_app(&session).await?;
                 println!(

@@ -1,0 +1,200 @@
+//! Files between apps, end to end from inside app containers: publisher cache folders and
+//! SharedStorageAccessManager tokens.
+
+use appipc::{ErrorCode, SharedStorageAccessManager};
+use appipc_testkit::{HELLO, TestBroker, assemble_manifest, bin_dir, unique};
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+}
+
+fn cli(b: &TestBroker, args: &[&str]) -> (i32, String, String) {
+    let out = b.cli().args(args).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn app(b: &TestBroker, pfn: &str, args: &[&str]) -> String {
+    let mut all = vec!["launch", "--wait", pfn, "--"];
+    all.extend_from_slice(args);
+    let (code, out, err) = cli(b, &all);
+    assert_eq!(code, 0, "{out}\n{err}");
+    out
+}
+
+/// A copy of the hello example under another name and publisher.
+fn variant(b: &TestBroker, name: &str, publisher: &str, folders: &str) -> String {
+    let text = HELLO
+        .manifest
+        .replace("name = \"Contoso.Hello\"", &format!("name = \"{name}\""))
+        .replace(
+            "publisher = \"CN=Contoso Ltd, O=Contoso, L=Zurich, C=CH\"",
+            &format!("publisher = \"{publisher}\""),
+        )
+        .replace("folders = [\"Shared\"]", &format!("folders = [{folders}]"));
+    let dir = assemble_manifest(&text, &b.root.path().join(unique("pkg")), &bin_dir()).unwrap();
+    let (code, out, err) = cli(b, &["install", dir.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let full = out.trim().rsplit(' ').next().unwrap().to_owned();
+    let p: Vec<&str> = full.split('_').collect();
+    format!("{}_{}", p[0], p[4])
+}
+
+const CONTOSO: &str = "CN=Contoso Ltd, O=Contoso, L=Zurich, C=CH";
+
+#[test]
+fn publisher_cache_folders_are_shared_by_one_publisher_only() {
+    let b = TestBroker::start();
+    let hello = variant(&b, "Contoso.Hello", CONTOSO, "\"Shared\"");
+    let notes = variant(&b, "Contoso.Notes", CONTOSO, "\"Shared\", \"Other\"");
+    let fabrikam = variant(&b, "Fabrikam.Notes", "CN=Fabrikam Inc, O=Fabrikam, C=US", "\"Shared\"");
+    let contoso_id = hello.rsplit('_').next().unwrap().to_owned();
+
+    assert!(app(&b, &hello, &["--cache-write", "Shared", "hi from hello"]).contains("wrote"));
+    assert!(app(&b, &notes, &["--cache-read", "Shared"]).contains("read \"hi from hello\""));
+    // Another publisher's folder of the same name is another folder.
+    let out = app(&b, &fabrikam, &["--cache-read", "Shared"]);
+    assert!(out.contains("nothing to read"), "{out}");
+    // …and Contoso's folder does not exist inside Fabrikam's container.
+    let contoso_shared = b.home.join("cache/publisher").join(&contoso_id).join("Shared/note.txt");
+    assert!(contoso_shared.is_file());
+    let out = app(&b, &fabrikam, &["--try-read", contoso_shared.to_str().unwrap()]);
+    assert!(out.contains("refused"), "{out}");
+    // Undeclared names are refused.
+    let out = app(&b, &hello, &["--cache-read", "Other"]);
+    assert!(out.contains("refused") && out.contains("does not declare"), "{out}");
+
+    // The user lists and clears one folder; the other stays.
+    assert!(app(&b, &notes, &["--cache-write", "Other", "keep me"]).contains("wrote"));
+    let (_, list, _) = cli(&b, &["publisher-cache", "list"]);
+    assert!(
+        list.contains(&contoso_id) && list.contains("Shared") && list.contains(&notes),
+        "{list}"
+    );
+    let (code, _, err) = cli(&b, &["publisher-cache", "clear", &contoso_id, "Shared"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(app(&b, &notes, &["--cache-read", "Shared"]).contains("nothing to read"));
+    assert!(app(&b, &notes, &["--cache-read", "Other"]).contains("keep me"));
+
+    // Lifecycle: survives the removal of the writer, goes with the publisher's last package.
+    assert!(app(&b, &hello, &["--cache-write", "Shared", "from the writer"]).contains("wrote"));
+    cli(&b, &["remove", &hello]);
+    assert!(app(&b, &notes, &["--cache-read", "Shared"]).contains("from the writer"));
+    cli(&b, &["remove", &notes]);
+    assert!(
+        !b.home.join("cache/publisher").join(&contoso_id).exists(),
+        "deleted with the last package"
+    );
+    assert!(b.home.join("cache/publisher").join(fabrikam.rsplit('_').next().unwrap()).exists());
+}
+
+#[test]
+fn file_tokens_from_the_user_to_a_confined_app() {
+    let mut b = TestBroker::start();
+    let hello = variant(&b, "Contoso.Hello", CONTOSO, "\"Shared\"");
+    // A file in the host's /tmp: no path to it exists inside the container.
+    let dir = tempfile::Builder::new().prefix("appipc-token-").tempdir().unwrap();
+    let file = dir.path().join("doc.txt");
+    std::fs::write(&file, "first line of the document\nsecond\n").unwrap();
+    let add = |b: &TestBroker, rw: bool| {
+        let mut args = vec!["token", "add", file.to_str().unwrap()];
+        if rw {
+            args.push("--read-write");
+        }
+        let (code, out, err) = cli(b, &args);
+        assert_eq!(code, 0, "{err}");
+        out.trim().to_owned()
+    };
+    assert!(app(&b, &hello, &["--try-read", file.to_str().unwrap()]).contains("refused"));
+    let t = add(&b, false);
+    assert_eq!(t.len(), 32, "128 bits in hex: {t}");
+    let out = app(&b, &hello, &["--redeem", &t]);
+    assert!(out.contains("first line \"first line of the document\""), "{out}");
+    assert!(out.contains("write refused"), "read-only stays read-only: {out}");
+    // Single use.
+    assert!(app(&b, &hello, &["--redeem", &t]).contains("redeem refused"));
+    // Read-write when shared so.
+    let rw = add(&b, true);
+    assert!(app(&b, &hello, &["--redeem", &rw]).contains("write allowed"));
+    // Revoked.
+    let revoked = add(&b, false);
+    let (code, _, _) = cli(&b, &["token", "remove", &revoked]);
+    assert_eq!(code, 0);
+    assert!(app(&b, &hello, &["--redeem", &revoked]).contains("redeem refused"));
+    // Survives a broker restart (the broker no longer holds the file open).
+    let kept = add(&b, false);
+    let replaced = add(&b, false);
+    b.stop();
+    b.restart();
+    assert!(app(&b, &hello, &["--redeem", &kept]).contains("first line"), "survives a restart");
+    // A file replaced at its path is detected.
+    std::fs::remove_file(&file).unwrap();
+    std::fs::write(&file, "another file\n").unwrap();
+    let out = app(&b, &hello, &["--redeem", &replaced]);
+    assert!(out.contains("redeem refused") && out.contains("replaced"), "{out}");
+}
+
+#[test]
+fn tokens_expire_after_fourteen_days() {
+    let dir = tempfile::Builder::new().prefix("appipc-expire-").tempdir().unwrap();
+    let file = dir.path().join("f.txt");
+    std::fs::write(&file, "x\n").unwrap();
+    let mut b = TestBroker::start();
+    let (_, early, _) = cli(&b, &["token", "add", file.to_str().unwrap()]);
+    let (_, late, _) = cli(&b, &["token", "add", file.to_str().unwrap()]);
+    // Thirteen days later the token still works; fourteen days and a second later, not.
+    b.stop();
+    b.set_env("APPIPC_CLOCK_OFFSET_SECS", &(13 * 86_400).to_string());
+    b.restart();
+    rt().block_on(async {
+        let f = SharedStorageAccessManager::redeem_token_for_file(&b.session(), early.trim()).await;
+        assert!(f.is_ok(), "{f:?}");
+    });
+    b.stop();
+    b.set_env("APPIPC_CLOCK_OFFSET_SECS", "1209601");
+    b.restart();
+    rt().block_on(async {
+        let e = SharedStorageAccessManager::redeem_token_for_file(&b.session(), late.trim())
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Some(ErrorCode::TokenInvalid), "{e}");
+        assert!(e.to_string().contains("expired"), "{e}");
+    });
+    let (_, list, _) = cli(&b, &["token", "list"]);
+    assert!(list.contains("no outstanding tokens"), "{list}");
+}
+
+#[test]
+fn token_quota_is_a_thousand_per_source() {
+    let b = TestBroker::start();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("q.txt");
+    std::fs::write(&path, "q").unwrap();
+    rt().block_on(async {
+        let s = b.session();
+        let f = std::fs::File::open(&path).unwrap();
+        let mut tokens = Vec::new();
+        for _ in 0..1000 {
+            tokens.push(SharedStorageAccessManager::add_file(&s, &f).await.unwrap());
+        }
+        let e = SharedStorageAccessManager::add_file(&s, &f).await.unwrap_err();
+        assert_eq!(e.code(), Some(ErrorCode::QuotaExceeded), "{e}");
+        // Redeeming or removing frees quota.
+        SharedStorageAccessManager::remove_file(&s, &tokens[0]).await.unwrap();
+        let _ = SharedStorageAccessManager::redeem_token_for_file(&s, &tokens[1]).await.unwrap();
+        SharedStorageAccessManager::add_file(&s, &f).await.unwrap();
+        SharedStorageAccessManager::add_file(&s, &f).await.unwrap();
+        let e = SharedStorageAccessManager::add_file(&s, &f).await.unwrap_err();
+        assert_eq!(e.code(), Some(ErrorCode::QuotaExceeded));
+        let e = SharedStorageAccessManager::redeem_token_for_file(
+            &s,
+            "00112233445566778899aabbccddeeff",
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(e.code(), Some(ErrorCode::TokenInvalid));
+    });
+}
