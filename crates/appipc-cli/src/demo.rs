@@ -185,7 +185,51 @@ async fn scenario(root: &Path, bins: &Path, socket: &Path) -> Result<()> {
     println!("    one in the background -- then stepped aside: the data went peer to peer)");
     app_services(&session, &services).await?;
 
-    step(8, "a broken manifest is refused with the key, the line and the rule");
+    step(
+        8,
+        "files between apps: a token through an app service, a token from the user, the publisher cache",
+    );
+    let note = root.join("home/data").join(&hello).join("LocalState/note.txt");
+    println!(
+        "   $ appipc launch --wait {hello} -- --write-note ... --send-token {}",
+        note.display()
+    );
+    launch_and_wait(
+        &session,
+        &hello,
+        &["--write-note", "a note for Fabrikam", "--send-token", note.to_str().unwrap_or("")],
+    )
+    .await?;
+    let f = std::fs::File::open(&secret)?;
+    let token = appipc::SharedStorageAccessManager::add_file(&session, &f).await?;
+    allowed(&format!("the user shares {} read-only: token {token}", secret.display()));
+    println!("   $ appipc launch --wait {hello} -- --redeem {token} --redeem {token}");
+    launch_and_wait(&session, &hello, &["--redeem", &token, "--redeem", &token]).await?;
+    println!("   (tokens are single-use; the redeemer gets the file by fd, read-only as shared)");
+    println!(
+        "   $ appipc launch --wait {hello} -- --cache-write Shared ... --cache-read Elsewhere"
+    );
+    launch_and_wait(
+        &session,
+        &hello,
+        &["--cache-write", "Shared", "for every Contoso app", "--cache-read", "Elsewhere"],
+    )
+    .await?;
+    if let appipc::wire::protocol::Reply::PublisherCaches(list) =
+        session.request(appipc::wire::protocol::Request::ListPublisherCaches).await?
+    {
+        for c in list {
+            println!(
+                "   publisher cache {} / {}: {} bytes, declared by {}",
+                c.publisher_id,
+                c.folder,
+                c.size,
+                c.packages.join(", ")
+            );
+        }
+    }
+
+    step(9, "a broken manifest is refused with the key, the line and the rule");
     let bad = root.join("broken");
     std::fs::create_dir_all(&bad)?;
     std::fs::write(
@@ -199,7 +243,7 @@ async fn scenario(root: &Path, bins: &Path, socket: &Path) -> Result<()> {
         Err(e) => refused("install broken/appipc.toml", &e),
     }
 
-    step(9, "upgrade, reinstall and downgrade");
+    step(10, "upgrade, reinstall and downgrade");
     let v2_text = FABRIKAM_TOOLS.manifest.replace("version = \"2.1.0.0\"", "version = \"2.2.0.0\"");
     let v2 = assemble_manifest(&v2_text, &root.join("tools-v2"), bins)?;
     let r = pm.add_package(&v2).await?;
@@ -217,7 +261,7 @@ async fn scenario(root: &Path, bins: &Path, socket: &Path) -> Result<()> {
         Err(e) => refused("install Fabrikam.Tools 2.1.0.0 over 2.2.0.0", &e),
     }
 
-    step(10, "the broker tracks the processes it started; removing a package stops them");
+    step(11, "the broker tracks the processes it started; removing a package stops them");
     let aam = ApplicationActivationManager::new(&session);
     let (pid, aumid) = aam
         .activate_application(&hello, &["--sleep".into(), "60".into()], ActivateOptions::default())

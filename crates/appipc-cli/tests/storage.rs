@@ -198,3 +198,27 @@ fn token_quota_is_a_thousand_per_source() {
         assert_eq!(e.code(), Some(ErrorCode::TokenInvalid));
     });
 }
+
+#[test]
+fn a_token_travels_through_an_app_service_to_another_publishers_app() {
+    let b = TestBroker::start();
+    let hello = variant(&b, "Contoso.Hello", CONTOSO, "\"Shared\"");
+    let viewer = rt().block_on(b.install(&appipc_testkit::FABRIKAM_CLIENT)).family_name;
+    let note = b.home.join("data").join(&hello).join("LocalState").join("note.txt");
+    let out = app(
+        &b,
+        &hello,
+        &["--write-note", "a note for Fabrikam", "--send-token", note.to_str().unwrap()],
+    );
+    assert!(
+        out.contains(&format!(
+            "to {viewer}: Success (0); the viewer read the first line \"a note for Fabrikam\""
+        )),
+        "{out}"
+    );
+    assert!(
+        b.app_log(&viewer).contains(&format!("viewer: {hello} shared a file")),
+        "{}",
+        b.app_log(&viewer)
+    );
+}

@@ -17,9 +17,52 @@ async fn main() -> std::process::ExitCode {
     }
 }
 
+/// Started in the background for `com.fabrikam.viewer`: redeems the token each request
+/// carries and answers with the file's first line.
+async fn view(session: &Session) -> appipc::Result<()> {
+    let mut provider = appipc::AppServiceProvider::register(session, "com.fabrikam.viewer").await?;
+    loop {
+        tokio::select! {
+            details = provider.accept() => {
+                let Some(details) = details else { break };
+                let from = details.caller_package_family_name.clone();
+                let session = session.clone();
+                tokio::spawn(async move {
+                    let conn = details.into_connection();
+                    let mut requests = conn.requests();
+                    while let Some(args) = requests.recv().await {
+                        let token = args.request.message().get("token").and_then(|v| v.as_string()).unwrap_or("").to_owned();
+                        let mut reply = ValueSet::new();
+                        match appipc::SharedStorageAccessManager::redeem_token_for_file(&session, &token).await {
+                            Ok(f) => {
+                                use std::io::BufRead;
+                                let mut line = String::new();
+                                let _ = std::io::BufReader::new(f).read_line(&mut line);
+                                let line = line.trim_end().to_owned();
+                                println!("viewer: {from} shared a file; first line: {line:?}");
+                                reply.insert("firstLine", line);
+                            }
+                            Err(e) => {
+                                reply.insert("error", e.to_string());
+                            }
+                        }
+                        args.request.send_response(reply);
+                    }
+                });
+            }
+            _ = session.canceled() => break,
+        }
+    }
+    Ok(())
+}
+
 async fn run() -> appipc::Result<()> {
     let session = Session::connect().await?;
+    if std::env::var("APPIPC_ACTIVATION").as_deref() == Ok("background") {
+        return view(&session).await;
+    }
     let mut services: Vec<String> = std::env::args().skip(1).collect();
+    services.retain(|s| s != "com.fabrikam.viewer");
     if services.is_empty() {
         services = vec!["com.contoso.echo".into(), "com.contoso.inproc".into()];
     }

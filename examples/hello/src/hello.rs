@@ -91,6 +91,62 @@ async fn run() -> appipc::Result<ExitCode> {
                     Err(e) => println!("  cache {name}: refused: {e}"),
                 }
             }
+            "--write-note" => {
+                i += 1;
+                let text = args.get(i).cloned().unwrap_or_default();
+                let home = std::env::var("HOME").unwrap_or_default();
+                let path = std::path::Path::new(&home).join("note.txt");
+                match std::fs::write(&path, format!("{text}\n")) {
+                    Ok(()) => println!("  wrote {}", path.display()),
+                    Err(e) => println!("  write {}: refused: {e}", path.display()),
+                }
+            }
+            "--send-token" => {
+                i += 1;
+                let path = args.get(i).cloned().unwrap_or_default();
+                let file = std::fs::File::open(&path).map_err(|source| appipc::Error::Io {
+                    what: "opening the file to share",
+                    source,
+                })?;
+                let token = appipc::SharedStorageAccessManager::add_file(&session, &file).await?;
+                let viewers = appipc::AppServiceCatalog::find_app_service_providers(
+                    &session,
+                    "com.fabrikam.viewer",
+                )
+                .await?;
+                let Some(viewer) = viewers.first() else {
+                    println!("  no viewer installed");
+                    i += 1;
+                    continue;
+                };
+                let mut conn = appipc::AppServiceConnection::new(
+                    &viewer.package_family_name,
+                    "com.fabrikam.viewer",
+                );
+                let status = conn.open(&session).await;
+                if status != appipc::AppServiceConnectionStatus::Success {
+                    println!("  opening the viewer: {status}");
+                } else {
+                    let mut m = appipc::ValueSet::new();
+                    m.insert("token", token.clone());
+                    let r = conn.send_message(m).await;
+                    let get = |k: &str| {
+                        r.message.get(k).and_then(|v| v.as_string()).unwrap_or("").to_owned()
+                    };
+                    println!(
+                        "  sent token {}… to {}: {}; the viewer read the first line {:?}{}",
+                        &token[..8],
+                        viewer.package_family_name,
+                        r.status,
+                        get("firstLine"),
+                        if get("error").is_empty() {
+                            String::new()
+                        } else {
+                            format!(" ({})", get("error"))
+                        }
+                    );
+                }
+            }
             "--share" => {
                 i += 1;
                 let path = args.get(i).cloned().unwrap_or_default();
