@@ -103,12 +103,7 @@ async fn run() -> appipc::Result<ExitCode> {
             }
             "--send-token" => {
                 i += 1;
-                let path = args.get(i).cloned().unwrap_or_default();
-                let file = std::fs::File::open(&path).map_err(|source| appipc::Error::Io {
-                    what: "opening the file to share",
-                    source,
-                })?;
-                let token = appipc::SharedStorageAccessManager::add_file(&session, &file).await?;
+                let token = share(&session, args.get(i).map(String::as_str).unwrap_or("")).await?;
                 let viewers = appipc::AppServiceCatalog::find_app_service_providers(
                     &session,
                     "com.fabrikam.viewer",
@@ -149,12 +144,7 @@ async fn run() -> appipc::Result<ExitCode> {
             }
             "--share" => {
                 i += 1;
-                let path = args.get(i).cloned().unwrap_or_default();
-                let file = std::fs::File::open(&path).map_err(|source| appipc::Error::Io {
-                    what: "opening the file to share",
-                    source,
-                })?;
-                let token = appipc::SharedStorageAccessManager::add_file(&session, &file).await?;
+                let token = share(&session, args.get(i).map(String::as_str).unwrap_or("")).await?;
                 println!("  token {token}");
             }
             "--redeem" => {
@@ -210,4 +200,11 @@ async fn run() -> appipc::Result<ExitCode> {
         i += 1;
     }
     Ok(ExitCode::from(code))
+}
+
+/// Opens `path` read-only and shares it: a SharedStorageAccessManager token.
+async fn share(session: &Session, path: &str) -> appipc::Result<String> {
+    let file = std::fs::File::open(path)
+        .map_err(|source| appipc::Error::Io { what: "opening the file to share", source })?;
+    appipc::SharedStorageAccessManager::add_file(session, &file).await
 }
