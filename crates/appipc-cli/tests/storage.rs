@@ -79,6 +79,13 @@ fn publisher_cache_folders_are_shared_by_one_publisher_only() {
     assert!(app(&b, &notes, &["--cache-read", "Shared"]).contains("nothing to read"));
     assert!(app(&b, &notes, &["--cache-read", "Other"]).contains("keep me"));
 
+    // An app clears a folder it declares (and only such a folder).
+    assert!(app(&b, &hello, &["--cache-write", "Shared", "short-lived"]).contains("wrote"));
+    assert!(app(&b, &notes, &["--cache-clear", "Shared"]).contains("cleared"));
+    assert!(app(&b, &hello, &["--cache-read", "Shared"]).contains("nothing to read"));
+    assert!(app(&b, &hello, &["--cache-clear", "Other"]).contains("clear refused"));
+    assert!(app(&b, &notes, &["--cache-read", "Other"]).contains("keep me"));
+
     // Lifecycle: survives the removal of the writer, goes with the publisher's last package.
     assert!(app(&b, &hello, &["--cache-write", "Shared", "from the writer"]).contains("wrote"));
     cli(&b, &["remove", &hello]);

@@ -80,6 +80,14 @@ async fn run() -> appipc::Result<ExitCode> {
                     Err(e) => println!("  cache {name}: write refused: {e}"),
                 }
             }
+            "--cache-clear" => {
+                i += 1;
+                let name = args.get(i).cloned().unwrap_or_default();
+                match appipc::ApplicationData::clear_publisher_cache_folder(&session, &name).await {
+                    Ok(()) => println!("  cache {name}: cleared"),
+                    Err(e) => println!("  cache {name}: clear refused: {e}"),
+                }
+            }
             "--cache-read" => {
                 i += 1;
                 let name = args.get(i).cloned().unwrap_or_default();
