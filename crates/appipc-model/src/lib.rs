@@ -16,6 +16,7 @@
 
 pub mod identity;
 pub mod manifest;
+pub mod named_objects;
 pub mod policy;
 pub mod sandbox;
 pub mod sid;
