@@ -25,6 +25,7 @@ pub mod container;
 pub mod error;
 pub mod full_trust;
 pub mod launcher;
+pub mod named_objects;
 pub mod packages;
 mod restrictions;
 pub mod session;
@@ -85,6 +86,7 @@ pub(crate) struct Shared {
     pub(crate) app_services: app_service::AppServices,
     pub(crate) holders: container::Holders,
     pub(crate) tokens: storage::Tokens,
+    pub(crate) named_objects: named_objects::NamedObjects,
     next_session: AtomicU64,
     uid: u32,
     /// Sessions the broker created itself (for launched processes, `OpenSession`), handed to
@@ -181,6 +183,7 @@ impl Broker {
                 app_services: app_service::AppServices::default(),
                 holders: container::Holders::default(),
                 tokens: storage::Tokens::default(),
+                named_objects: named_objects::NamedObjects::default(),
                 next_session: AtomicU64::new(1),
                 uid: appipc_sys::cred::current_uid(),
             }),

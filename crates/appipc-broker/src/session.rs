@@ -183,6 +183,7 @@ pub(crate) async fn serve(shared: Arc<Shared>, sock: OwnedFd, identity: Identity
         });
     };
     shared.app_services.session_closed(identity.session_id);
+    shared.named_objects.session_closed(identity.session_id);
     tracing::debug!(session = identity.session_id, caller = %identity.describe(), %reason, "session closed");
     if reason.starts_with("protocol violation") || reason.starts_with("receive failed") {
         tracing::warn!(session = identity.session_id, caller = %identity.describe(), %reason, "closing session");
@@ -221,6 +222,11 @@ fn request_name(r: &Request) -> &'static str {
         Request::RedeemFileToken { .. } => "redeem-file-token",
         Request::RemoveFileToken { .. } => "remove-file-token",
         Request::ListFileTokens => "list-file-tokens",
+        Request::CreateNamedObject { .. } => "create-named-object",
+        Request::OpenNamedObject { .. } => "open-named-object",
+        Request::CloseNamedObject { .. } => "close-named-object",
+        Request::ListNamedObjects => "list-named-objects",
+        Request::GetNamedObjectPath { .. } => "get-named-object-path",
     }
 }
 
@@ -377,6 +383,19 @@ async fn handle(
         }
         Request::RemoveFileToken { token } => shared.tokens.remove(shared, identity, &token)?,
         Request::ListFileTokens => shared.tokens.list(shared, identity)?,
+        Request::CreateNamedObject { kind, name, sddl } => {
+            return shared.named_objects.create(identity, kind, &name, sddl.as_deref());
+        }
+        Request::OpenNamedObject { object_type, name, desired_access } => {
+            return shared.named_objects.open(identity, object_type, &name, desired_access);
+        }
+        Request::CloseNamedObject { handle } => shared.named_objects.close(identity, handle)?,
+        Request::ListNamedObjects => shared.named_objects.list(identity),
+        Request::GetNamedObjectPath { package_family_name } => {
+            let pfn: PackageFamilyName =
+                package_family_name.parse().map_err(|e| BrokerError::BadRequest(format!("{e}")))?;
+            Reply::Path(appipc_model::named_objects::named_object_path(pfn.as_str()))
+        }
         Request::LaunchFullTrustProcess { app_id, parameter_group, arguments } => {
             crate::full_trust::launch(shared, identity, app_id, parameter_group, arguments).await
         }

@@ -82,6 +82,12 @@ enum Command {
     /// Publisher cache folders (shared by the packages of one publisher).
     #[command(subcommand, name = "publisher-cache")]
     PublisherCache(PublisherCacheCommand),
+    /// List live named objects: namespace, name, type, creator, security descriptor, handles.
+    Objects {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Show who the broker thinks this process is.
     Whoami,
     /// Show whether a broker answers, and where.
@@ -371,6 +377,7 @@ async fn client(command: Command) -> Result<ExitCode> {
         }
         Command::AppService(c) => return app_service(&session, c).await,
         Command::Token(c) => token(&session, c).await?,
+        Command::Objects { json } => objects(&session, json).await?,
         Command::PublisherCache(c) => publisher_cache(&session, c).await?,
         Command::Whoami => {
             let me = appipc::ProcessIdentity::query(&session).await?.0;
@@ -678,6 +685,40 @@ async fn publisher_cache(session: &Session, command: PublisherCacheCommand) -> R
                 })
                 .await?;
             println!("cleared {folder} of publisher {publisher_id}");
+        }
+    }
+    Ok(())
+}
+
+async fn objects(session: &Session, json: bool) -> Result<()> {
+    use appipc::wire::protocol::{Reply, Request};
+    let Reply::NamedObjects(list) = session.request(Request::ListNamedObjects).await? else {
+        bail!("unexpected reply to list-named-objects");
+    };
+    if json {
+        let v: Vec<_> = list
+            .iter()
+            .map(|o| {
+                serde_json::json!({
+                    "namespace": o.namespace, "name": o.name, "type": o.object_type, "creator": o.creator,
+                    "sddl": o.sddl, "handles": o.handles, "size": o.size,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else if list.is_empty() {
+        println!("no named objects");
+    } else {
+        for o in list {
+            println!(
+                "{}\\{}  {}  {} handle(s)  created by {}",
+                o.namespace, o.name, o.object_type, o.handles, o.creator
+            );
+            println!(
+                "    {}{}",
+                o.sddl,
+                if o.size > 0 { format!("  size {}", o.size) } else { String::new() }
+            );
         }
     }
     Ok(())

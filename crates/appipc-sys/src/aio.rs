@@ -126,6 +126,41 @@ impl AsyncListener {
     }
 }
 
+/// An eventfd registered with the tokio reactor (named events and semaphores).
+#[derive(Debug)]
+pub struct EventFd {
+    inner: AsyncFd<OwnedFd>,
+}
+
+impl EventFd {
+    /// Takes ownership of an eventfd (made non-blocking).
+    pub fn new(fd: OwnedFd) -> io::Result<Self> {
+        socket::set_nonblocking(&fd, true)?;
+        Ok(EventFd { inner: register(fd, Interest::READABLE)? })
+    }
+
+    /// Waits until the counter is non-zero and takes one signal from it.
+    pub async fn wait(&self) -> io::Result<()> {
+        loop {
+            let mut guard = self.inner.readable().await?;
+            let r = guard.try_io(|fd| {
+                let mut buf = [0u8; 8];
+                rustix::io::read(fd, &mut buf).map(|_| ()).map_err(io::Error::from)
+            });
+            match r {
+                Ok(r) => return r,
+                Err(_would_block) => continue,
+            }
+        }
+    }
+}
+
+/// Adds one to an eventfd's counter (`SetEvent`, `ReleaseSemaphore(1)`).
+pub fn eventfd_signal(fd: impl AsFd) -> io::Result<()> {
+    rustix::io::write(fd, &1u64.to_ne_bytes())?;
+    Ok(())
+}
+
 /// Waits until the process behind `pidfd` has exited (the pidfd becomes readable). Does not
 /// reap it: for a child, follow with [`crate::process::try_reap`].
 pub async fn pidfd_exited(pidfd: &OwnedFd) -> io::Result<()> {

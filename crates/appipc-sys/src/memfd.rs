@@ -32,6 +32,78 @@ pub fn create_sealed(name: &str, len: usize, fill: impl FnOnce(&mut [u8])) -> io
     Ok(fd)
 }
 
+/// A memfd of a fixed size (sealed against growing and shrinking, contents writable): the
+/// backing of a named file mapping.
+pub fn create_fixed_size(name: &str, size: u64) -> io::Result<OwnedFd> {
+    let fd = rustix::fs::memfd_create(name, MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING)?;
+    rustix::fs::ftruncate(&fd, size)?;
+    rustix::fs::fcntl_add_seals(&fd, SealFlags::SHRINK | SealFlags::GROW | SealFlags::SEAL)?;
+    Ok(fd)
+}
+
+/// A shared mapping of a whole fd (a file mapping's view).
+#[derive(Debug)]
+pub struct SharedView {
+    map: Option<Mapping>,
+    writable: bool,
+}
+
+impl SharedView {
+    /// Maps `len` bytes of `fd` shared, writable or read-only. A read-only view of an fd opened
+    /// read-only cannot be made writable (the kernel refuses), and writing to it faults.
+    pub fn map(fd: impl AsFd, len: usize, writable: bool) -> io::Result<SharedView> {
+        let map = if len == 0 {
+            None
+        } else {
+            let prot = if writable { ProtFlags::READ | ProtFlags::WRITE } else { ProtFlags::READ };
+            // SAFETY: a fresh shared mapping at a kernel-chosen address cannot overlap a Rust
+            // object; `len` is non-zero; the fd is valid for the call.
+            let ptr = unsafe {
+                rustix::mm::mmap(std::ptr::null_mut(), len, prot, MapFlags::SHARED, fd.as_fd(), 0)?
+            };
+            let ptr = NonNull::new(ptr.cast::<u8>())
+                .ok_or_else(|| io::Error::other("mmap returned null"))?;
+            Some(Mapping { ptr, len })
+        };
+        Ok(SharedView { map, writable })
+    }
+
+    /// The bytes. Other processes may change them at any time: read with care.
+    pub fn as_bytes(&self) -> &[u8] {
+        match &self.map {
+            None => &[],
+            // SAFETY: `len` mapped bytes alive as long as `self`; the memfd cannot shrink (sealed)
+            // so no access faults. Concurrent writers elsewhere can change the bytes; they are
+            // plain bytes with no invariants, which is the contract of shared memory.
+            Some(m) => unsafe { std::slice::from_raw_parts(m.ptr.as_ptr(), m.len) },
+        }
+    }
+
+    /// The bytes, writable; `None` for a read-only view.
+    pub fn as_bytes_mut(&mut self) -> Option<&mut [u8]> {
+        match (&self.map, self.writable) {
+            (Some(m), true) => {
+                // SAFETY: as in `as_bytes`; the mapping is writable and `&mut self` keeps other
+                // views of this value from aliasing it within this process.
+                Some(unsafe { std::slice::from_raw_parts_mut(m.ptr.as_ptr(), m.len) })
+            }
+            _ => None,
+        }
+    }
+
+    /// Writes `bytes` at `offset` through the mapping even if it is read-only: for tests that
+    /// show a read-only view faults (the process is killed with SIGSEGV).
+    pub fn write_through_anyway(&self, offset: usize, bytes: &[u8]) {
+        if let Some(m) = &self.map {
+            let n = bytes.len().min(m.len.saturating_sub(offset));
+            // SAFETY: the destination is inside the mapping (bounds clamped); if the mapping is
+            // read-only the kernel delivers SIGSEGV, which is exactly what this demonstrates;
+            // no Rust reference to the bytes exists during the copy.
+            unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), m.ptr.as_ptr().add(offset), n) };
+        }
+    }
+}
+
 /// A read-only view of a sealed memfd.
 #[derive(Debug)]
 pub struct SealedView {

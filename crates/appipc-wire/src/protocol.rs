@@ -251,6 +251,112 @@ pub enum Request {
     /// Answered with [`Reply::Tokens`].
     #[n(21)]
     ListFileTokens,
+    /// `CreateFileMapping` / `CreateEvent` / `CreateSemaphore` with a name. Answered with
+    /// [`Reply::NamedObject`] (the object's fd attached) or [`Reply::NamedObjectFailed`].
+    #[n(22)]
+    CreateNamedObject {
+        /// What to create.
+        #[n(0)]
+        kind: NamedObjectKind,
+        /// The name as written (`LOCAL\name`, …).
+        #[n(1)]
+        name: String,
+        /// Security descriptor in SDDL (`D:(A;;GA;;;AC)`); `None`: the default.
+        #[n(2)]
+        sddl: Option<String>,
+    },
+    /// `OpenFileMapping` / `OpenEvent` / `OpenSemaphore`. Answered like
+    /// [`Request::CreateNamedObject`].
+    #[n(23)]
+    OpenNamedObject {
+        /// The object type expected: 0 event, 1 semaphore, 2 file mapping.
+        #[n(0)]
+        object_type: u8,
+        /// The name as written.
+        #[n(1)]
+        name: String,
+        /// Desired access (generic or specific rights).
+        #[n(2)]
+        desired_access: u32,
+    },
+    /// `CloseHandle`. Answered with [`Reply::Ok`].
+    #[n(24)]
+    CloseNamedObject {
+        /// The handle from [`Reply::NamedObject`].
+        #[n(0)]
+        handle: u64,
+    },
+    /// Live named objects (for `appipc objects`). Answered with [`Reply::NamedObjects`].
+    #[n(25)]
+    ListNamedObjects,
+    /// `GetAppContainerNamedObjectPath` for a package. Answered with [`Reply::Path`].
+    #[n(26)]
+    GetNamedObjectPath {
+        /// Package family name.
+        #[n(0)]
+        package_family_name: String,
+    },
+}
+
+/// What [`Request::CreateNamedObject`] creates.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub enum NamedObjectKind {
+    /// An event.
+    #[n(0)]
+    Event {
+        /// Manual reset (else auto reset).
+        #[n(0)]
+        manual_reset: bool,
+        /// Signalled at creation.
+        #[n(1)]
+        initial_state: bool,
+    },
+    /// A semaphore.
+    #[n(1)]
+    Semaphore {
+        /// Initial count.
+        #[n(0)]
+        initial: u32,
+        /// Maximum count.
+        #[n(1)]
+        maximum: u32,
+    },
+    /// A file mapping backed by memory (a sealed memfd: its size cannot change).
+    #[n(2)]
+    FileMapping {
+        /// Size in bytes.
+        #[n(0)]
+        size: u64,
+        /// `PAGE_READWRITE` (else `PAGE_READONLY`).
+        #[n(1)]
+        writable: bool,
+    },
+}
+
+/// A live named object.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct NamedObjectInfo {
+    /// Namespace (`Session` or `AppContainerNamedObjects\<SID>`).
+    #[n(0)]
+    pub namespace: String,
+    /// Name.
+    #[n(1)]
+    pub name: String,
+    /// `event`, `semaphore`, `file mapping`.
+    #[n(2)]
+    pub object_type: String,
+    /// Who created it.
+    #[n(3)]
+    pub creator: String,
+    /// Its security descriptor in SDDL.
+    #[n(4)]
+    pub sddl: String,
+    /// Open handles.
+    #[n(5)]
+    pub handles: u32,
+    /// Size (file mappings).
+    #[n(6)]
+    pub size: u64,
 }
 
 /// The broker's answer to one request.
@@ -365,6 +471,39 @@ pub enum Reply {
     /// Answer to [`Request::ListFileTokens`].
     #[n(18)]
     Tokens(#[n(0)] Vec<FileTokenInfo>),
+    /// A named object opened or created; its fd is attached.
+    #[n(19)]
+    NamedObject {
+        /// The handle (close it with [`Request::CloseNamedObject`]).
+        #[n(0)]
+        handle: u64,
+        /// Create found the name taken by an object of the same type and opened it
+        /// (`ERROR_ALREADY_EXISTS`, 183).
+        #[n(1)]
+        already_exists: bool,
+        /// The rights granted.
+        #[n(2)]
+        granted_access: u32,
+        /// Size (file mappings).
+        #[n(3)]
+        size: u64,
+        /// The fd may be written (file mappings).
+        #[n(4)]
+        writable: bool,
+    },
+    /// A named-object call failed with a Windows error code (2, 5, 6, 123, …).
+    #[n(20)]
+    NamedObjectFailed {
+        /// The Win32 error code.
+        #[n(0)]
+        code: u32,
+        /// Why.
+        #[n(1)]
+        message: String,
+    },
+    /// Answer to [`Request::ListNamedObjects`].
+    #[n(21)]
+    NamedObjects(#[n(0)] Vec<NamedObjectInfo>),
     /// Answer to [`Request::LaunchFullTrustProcess`].
     #[n(13)]
     FullTrustProcessLaunched {

@@ -46,6 +46,15 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// A named-object call failed with a Windows error code (2 not found, 5 access denied,
+    /// 6 wrong type, 123 invalid name).
+    #[error("{message} (error {code})")]
+    NamedObject {
+        /// The Win32 error code.
+        code: u32,
+        /// Why.
+        message: String,
+    },
     /// The call needs package identity and this process has none (Windows:
     /// `Package.Current` throws for unpackaged processes).
     #[error("this process has no package identity")]

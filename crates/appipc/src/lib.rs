@@ -25,6 +25,7 @@ pub mod blocking;
 pub mod error;
 pub mod full_trust;
 pub mod management;
+pub mod named_objects;
 pub mod package;
 pub mod session;
 pub mod storage;

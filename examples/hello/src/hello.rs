@@ -47,6 +47,8 @@ async fn run() -> appipc::Result<ExitCode> {
     }
     let mut i = 0;
     let mut code = 0u8;
+    // Objects kept open until the process ends (their handles keep them alive).
+    let mut held: Vec<appipc::named_objects::FileMapping> = Vec::new();
     while i < args.len() {
         match args[i].as_str() {
             "--packages" => {
@@ -78,6 +80,73 @@ async fn run() -> appipc::Result<ExitCode> {
                 match std::fs::write(dir.join("note.txt"), &text) {
                     Ok(()) => println!("  cache {name}: wrote {text:?}"),
                     Err(e) => println!("  cache {name}: write refused: {e}"),
+                }
+            }
+            "--map-create" => {
+                let name = args.get(i + 1).cloned().unwrap_or_default();
+                let size: u64 = args.get(i + 2).and_then(|s| s.parse().ok()).unwrap_or(4096);
+                let text = args.get(i + 3).cloned().unwrap_or_default();
+                i += 3;
+                let sddl = if args.get(i + 1).map(String::as_str) == Some("--sddl") {
+                    i += 2;
+                    args.get(i).cloned()
+                } else {
+                    None
+                };
+                match appipc::named_objects::FileMapping::create(
+                    &session,
+                    &name,
+                    size,
+                    true,
+                    sddl.as_deref(),
+                )
+                .await
+                {
+                    Ok(c) => {
+                        if let Some(b) = c.object.map_view()?.as_bytes_mut() {
+                            let n = text.len().min(b.len());
+                            b[..n].copy_from_slice(&text.as_bytes()[..n]);
+                        }
+                        println!(
+                            "  mapping {name}: created (already exists: {})",
+                            c.already_exists
+                        );
+                        held.push(c.object);
+                    }
+                    Err(e) => println!("  mapping {name}: create refused: {e}"),
+                }
+            }
+            "--map-open" | "--map-write-ro" | "--map-writable-ro" => {
+                let what = args[i].clone();
+                let name = args.get(i + 1).cloned().unwrap_or_default();
+                let access = if args.get(i + 2).map(String::as_str) == Some("rw") {
+                    appipc::named_objects::FILE_MAP_READ | appipc::named_objects::FILE_MAP_WRITE
+                } else {
+                    appipc::named_objects::FILE_MAP_READ
+                };
+                i += if what == "--map-open" { 2 } else { 1 };
+                match appipc::named_objects::FileMapping::open(&session, &name, access).await {
+                    Ok(m) if what == "--map-writable-ro" => match m.map_view_writable() {
+                        Ok(_) => println!("  mapping {name}: writable view allowed"),
+                        Err(e) => println!("  mapping {name}: writable view refused: {e}"),
+                    },
+                    Ok(m) if what == "--map-write-ro" => {
+                        let view = m.map_view()?;
+                        println!("  mapping {name}: writing through a read-only view…");
+                        view.write_through_anyway(0, b"x");
+                        println!("  mapping {name}: the write went through (it must not)");
+                    }
+                    Ok(m) => {
+                        let view = m.map_view()?;
+                        let text: String = view
+                            .as_bytes()
+                            .iter()
+                            .take_while(|b| **b != 0)
+                            .map(|b| *b as char)
+                            .collect();
+                        println!("  mapping {name}: read {text:?} (writable: {})", m.is_writable());
+                    }
+                    Err(e) => println!("  mapping {name}: open refused: {e}"),
                 }
             }
             "--cache-clear" => {

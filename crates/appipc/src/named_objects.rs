@@ -1,0 +1,244 @@
+//! Named objects: file mappings (shared memory) and events, in per-package namespaces, shared
+//! across packages only by the creator's security descriptor. The broker checks names and
+//! access and hands over the object itself (a memfd, an eventfd); reading, writing and
+//! signalling never involve it.
+//!
+//! Names: `LOCAL\name` (or `name`) is the caller's own namespace — its package's in an app
+//! container, the user's session otherwise; another package's objects are reached by
+//! qualifying the name with [`named_object_path`]. Rights are Windows' (`FILE_MAP_READ` 0x4,
+//! `FILE_MAP_WRITE` 0x2, `GENERIC_ALL`, …); errors carry Windows' codes.
+
+use std::os::fd::OwnedFd;
+
+use appipc_sys::memfd::SharedView;
+use appipc_wire::protocol::{NamedObjectKind, Reply, Request};
+
+use crate::error::{Error, Result};
+use crate::session::Session;
+
+/// `FILE_MAP_READ`.
+pub const FILE_MAP_READ: u32 = 0x0004;
+/// `FILE_MAP_WRITE`.
+pub const FILE_MAP_WRITE: u32 = 0x0002;
+/// `FILE_MAP_ALL_ACCESS`.
+pub const FILE_MAP_ALL_ACCESS: u32 = 0x000F_001F;
+/// `SYNCHRONIZE`.
+pub const SYNCHRONIZE: u32 = 0x0010_0000;
+/// `EVENT_MODIFY_STATE`.
+pub const EVENT_MODIFY_STATE: u32 = 0x0002;
+/// `ERROR_ALREADY_EXISTS`, reported by [`Created::already_exists`].
+pub const ERROR_ALREADY_EXISTS: u32 = 183;
+
+/// `GetAppContainerNamedObjectPath`: the prefix that names a package's namespace
+/// (`AppContainerNamedObjects\<package SID>`).
+pub async fn named_object_path(session: &Session, package_family_name: &str) -> Result<String> {
+    match session
+        .request(Request::GetNamedObjectPath {
+            package_family_name: package_family_name.to_owned(),
+        })
+        .await?
+    {
+        Reply::Path(p) => Ok(p),
+        r => Err(Error::Protocol(format!("unexpected reply {r:?}"))),
+    }
+}
+
+/// The broker's handle of an object and the fd it handed over.
+#[derive(Debug)]
+struct Handle {
+    session: Session,
+    id: u64,
+}
+
+impl Drop for Handle {
+    /// `CloseHandle`: the object goes when its last handle anywhere closes.
+    fn drop(&mut self) {
+        let session = self.session.clone();
+        let id = self.id;
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                let _ = session.request(Request::CloseNamedObject { handle: id }).await;
+            });
+        }
+        // Without a runtime the handle is closed when the session ends.
+    }
+}
+
+/// What a create returned: the object, and whether it existed already (183).
+#[derive(Debug)]
+pub struct Created<T> {
+    /// The object.
+    pub object: T,
+    /// `GetLastError() == ERROR_ALREADY_EXISTS`: the name was taken by an object of the same
+    /// type, which was opened instead.
+    pub already_exists: bool,
+}
+
+struct Opened {
+    handle: Handle,
+    fd: OwnedFd,
+    size: u64,
+    writable: bool,
+    already_exists: bool,
+}
+
+async fn call(session: &Session, request: Request) -> Result<Opened> {
+    match session.request_with_fds(request, &[]).await? {
+        (Reply::NamedObject { handle, already_exists, size, writable, .. }, mut fds)
+            if fds.len() == 1 =>
+        {
+            Ok(Opened {
+                handle: Handle { session: session.clone(), id: handle },
+                fd: fds.remove(0),
+                size,
+                writable,
+                already_exists,
+            })
+        }
+        (Reply::NamedObjectFailed { code, message }, _) => {
+            Err(Error::NamedObject { code, message })
+        }
+        (r, _) => Err(Error::Protocol(format!("unexpected reply {r:?}"))),
+    }
+}
+
+/// A named file mapping: shared memory of a fixed size.
+#[derive(Debug)]
+pub struct FileMapping {
+    _handle: Handle,
+    fd: OwnedFd,
+    size: u64,
+    writable: bool,
+}
+
+impl std::fmt::Debug for Opened {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Opened")
+    }
+}
+
+impl FileMapping {
+    /// `CreateFileMapping(INVALID_HANDLE_VALUE, sa, PAGE_READWRITE or PAGE_READONLY, size, name)`.
+    /// `sddl` is the security descriptor (`D:(A;;GR;;;S-1-15-2-…)`); `None` gives the default
+    /// (the creator's package only).
+    pub async fn create(
+        session: &Session,
+        name: &str,
+        size: u64,
+        writable: bool,
+        sddl: Option<&str>,
+    ) -> Result<Created<FileMapping>> {
+        let o = call(
+            session,
+            Request::CreateNamedObject {
+                kind: NamedObjectKind::FileMapping { size, writable },
+                name: name.to_owned(),
+                sddl: sddl.map(str::to_owned),
+            },
+        )
+        .await?;
+        let already_exists = o.already_exists;
+        Ok(Created {
+            object: FileMapping { _handle: o.handle, fd: o.fd, size: o.size, writable: o.writable },
+            already_exists,
+        })
+    }
+
+    /// `OpenFileMapping(desired_access, name)`.
+    pub async fn open(session: &Session, name: &str, desired_access: u32) -> Result<FileMapping> {
+        let o = call(
+            session,
+            Request::OpenNamedObject { object_type: 2, name: name.to_owned(), desired_access },
+        )
+        .await?;
+        Ok(FileMapping { _handle: o.handle, fd: o.fd, size: o.size, writable: o.writable })
+    }
+
+    /// Its size (fixed at creation).
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Whether views may be writable.
+    pub fn is_writable(&self) -> bool {
+        self.writable
+    }
+
+    /// `MapViewOfFile`: the whole mapping, writable if this handle allows writing.
+    pub fn map_view(&self) -> Result<SharedView> {
+        let len = usize::try_from(self.size)
+            .map_err(|_| Error::Protocol("mapping larger than memory".into()))?;
+        SharedView::map(&self.fd, len, self.writable)
+            .map_err(|source| Error::Io { what: "mapping the view", source })
+    }
+
+    /// Tries to map a writable view even if this handle is read-only (the kernel refuses:
+    /// `EACCES`).
+    pub fn map_view_writable(&self) -> Result<SharedView> {
+        let len = usize::try_from(self.size)
+            .map_err(|_| Error::Protocol("mapping larger than memory".into()))?;
+        SharedView::map(&self.fd, len, true)
+            .map_err(|source| Error::Io { what: "mapping a writable view", source })
+    }
+}
+
+/// A named event.
+#[derive(Debug)]
+pub struct Event {
+    _handle: Handle,
+    fd: OwnedFd,
+}
+
+impl Event {
+    /// `CreateEvent(sa, manual_reset, initial_state, name)`.
+    pub async fn create(
+        session: &Session,
+        name: &str,
+        manual_reset: bool,
+        initial_state: bool,
+        sddl: Option<&str>,
+    ) -> Result<Created<Event>> {
+        let o = call(
+            session,
+            Request::CreateNamedObject {
+                kind: NamedObjectKind::Event { manual_reset, initial_state },
+                name: name.to_owned(),
+                sddl: sddl.map(str::to_owned),
+            },
+        )
+        .await?;
+        let already_exists = o.already_exists;
+        Ok(Created { object: Event { _handle: o.handle, fd: o.fd }, already_exists })
+    }
+
+    /// `OpenEvent(desired_access, name)`.
+    pub async fn open(session: &Session, name: &str, desired_access: u32) -> Result<Event> {
+        let o = call(
+            session,
+            Request::OpenNamedObject { object_type: 0, name: name.to_owned(), desired_access },
+        )
+        .await?;
+        Ok(Event { _handle: o.handle, fd: o.fd })
+    }
+
+    /// `SetEvent`.
+    pub fn set(&self) -> Result<()> {
+        rustix_write(&self.fd)
+    }
+
+    /// Waits until the event is signalled and consumes the signal (auto reset).
+    pub async fn wait(&self) -> Result<()> {
+        let dup = self
+            .fd
+            .try_clone()
+            .map_err(|source| Error::Io { what: "duplicating the event", source })?;
+        let afd = appipc_sys::aio::EventFd::new(dup)
+            .map_err(|source| Error::Io { what: "registering the event", source })?;
+        afd.wait().await.map_err(|source| Error::Io { what: "waiting on the event", source })
+    }
+}
+
+fn rustix_write(fd: &OwnedFd) -> Result<()> {
+    appipc_sys::aio::eventfd_signal(fd)
+        .map_err(|source| Error::Io { what: "signalling the event", source })
+}
