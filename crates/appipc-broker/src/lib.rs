@@ -27,6 +27,7 @@ pub mod full_trust;
 pub mod launcher;
 pub mod named_objects;
 pub mod packages;
+pub mod pipes;
 mod restrictions;
 pub mod session;
 pub mod storage;
@@ -87,6 +88,7 @@ pub(crate) struct Shared {
     pub(crate) holders: container::Holders,
     pub(crate) tokens: storage::Tokens,
     pub(crate) named_objects: named_objects::NamedObjects,
+    pub(crate) pipes: pipes::Pipes,
     next_session: AtomicU64,
     uid: u32,
     /// Sessions the broker created itself (for launched processes, `OpenSession`), handed to
@@ -184,6 +186,7 @@ impl Broker {
                 holders: container::Holders::default(),
                 tokens: storage::Tokens::default(),
                 named_objects: named_objects::NamedObjects::default(),
+                pipes: pipes::Pipes::default(),
                 next_session: AtomicU64::new(1),
                 uid: appipc_sys::cred::current_uid(),
             }),

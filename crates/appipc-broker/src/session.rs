@@ -184,6 +184,7 @@ pub(crate) async fn serve(shared: Arc<Shared>, sock: OwnedFd, identity: Identity
     };
     shared.app_services.session_closed(identity.session_id);
     shared.named_objects.session_closed(identity.session_id);
+    shared.pipes.session_closed(identity.session_id);
     tracing::debug!(session = identity.session_id, caller = %identity.describe(), %reason, "session closed");
     if reason.starts_with("protocol violation") || reason.starts_with("receive failed") {
         tracing::warn!(session = identity.session_id, caller = %identity.describe(), %reason, "closing session");
@@ -227,6 +228,10 @@ fn request_name(r: &Request) -> &'static str {
         Request::CloseNamedObject { .. } => "close-named-object",
         Request::ListNamedObjects => "list-named-objects",
         Request::GetNamedObjectPath { .. } => "get-named-object-path",
+        Request::CreatePipeInstance { .. } => "create-pipe-instance",
+        Request::DisconnectPipeInstance { .. } => "disconnect-pipe-instance",
+        Request::OpenPipe { .. } => "open-pipe",
+        Request::WaitNamedPipe { .. } => "wait-named-pipe",
     }
 }
 
@@ -391,6 +396,26 @@ async fn handle(
         }
         Request::CloseNamedObject { handle } => shared.named_objects.close(identity, handle)?,
         Request::ListNamedObjects => shared.named_objects.list(identity),
+        Request::CreatePipeInstance { name, message_mode, direction, max_instances, sddl } => {
+            shared.pipes.create_instance(
+                identity,
+                sock,
+                &name,
+                message_mode,
+                direction,
+                max_instances,
+                sddl.as_deref(),
+            )?
+        }
+        Request::DisconnectPipeInstance { instance } => {
+            shared.pipes.disconnect(identity, instance)?
+        }
+        Request::OpenPipe { name, desired_access } => {
+            return shared.pipes.open(identity, &name, desired_access).await;
+        }
+        Request::WaitNamedPipe { name, timeout_ms } => {
+            shared.pipes.wait(identity, &name, timeout_ms).await?
+        }
         Request::GetNamedObjectPath { package_family_name } => {
             let pfn: PackageFamilyName =
                 package_family_name.parse().map_err(|e| BrokerError::BadRequest(format!("{e}")))?;

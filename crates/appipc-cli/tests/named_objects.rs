@@ -166,3 +166,75 @@ fn events_signal_across_sessions_and_names_are_typed() {
         assert!(matches!(e, appipc::Error::NamedObject { code: 2, .. }), "{e}");
     });
 }
+
+#[test]
+fn named_pipes_byte_and_message_mode_busy_wait_and_identity() {
+    use appipc::named_pipes::{
+        self, GENERIC_READ, GENERIC_WRITE, NamedPipeServer, PipeDirection, PipeOptions,
+    };
+    use std::io::{Read, Write};
+    let b = TestBroker::start();
+    rt().block_on(async {
+        let (server_s, client_s) = (b.session(), b.session());
+        let name = r"\\.\pipe\LOCAL\echo";
+        // Message mode, one instance.
+        let opts = PipeOptions { message_mode: true, max_instances: 1, ..Default::default() };
+        let mut server = NamedPipeServer::create(&server_s, name, &opts).await.unwrap();
+        // A second instance beyond the limit: busy (231).
+        let e = NamedPipeServer::create(&server_s, name, &opts).await.unwrap_err();
+        assert!(matches!(e, appipc::Error::NamedObject { code: 231, .. }), "{e}");
+        let mut client =
+            named_pipes::open(&client_s, name, GENERIC_READ | GENERIC_WRITE).await.unwrap();
+        let mut conn = server.connect().await.unwrap();
+        assert_eq!(conn.client_pid, std::process::id(), "the server learns who the client is");
+        assert_eq!(conn.client_package_family_name, "");
+        // Boundaries kept.
+        client.write_all(b"one").unwrap();
+        client.write_all(b"two-two").unwrap();
+        let mut buf = [0u8; 64];
+        assert_eq!(conn.stream.read(&mut buf).unwrap(), 3);
+        assert_eq!(conn.stream.read(&mut buf).unwrap(), 7);
+        // The only instance is taken: busy; waiting times out (121), then succeeds after a disconnect.
+        let e = named_pipes::open(&client_s, name, GENERIC_READ).await.unwrap_err();
+        assert!(matches!(e, appipc::Error::NamedObject { code: 231, .. }), "{e}");
+        let e = named_pipes::wait_named_pipe(&client_s, name, Duration::from_millis(100))
+            .await
+            .unwrap_err();
+        assert!(matches!(e, appipc::Error::NamedObject { code: 121, .. }), "{e}");
+        drop(conn);
+        server.disconnect().await.unwrap();
+        named_pipes::wait_named_pipe(&client_s, name, Duration::from_secs(5)).await.unwrap();
+        // Byte mode, inbound only: the client writes, the server reads, not the other way.
+        let inbound = PipeOptions { direction: PipeDirection::Inbound, ..Default::default() };
+        let mut srv =
+            NamedPipeServer::create(&server_s, r"\\.\pipe\LOCAL\in", &inbound).await.unwrap();
+        let mut c =
+            named_pipes::open(&client_s, r"\\.\pipe\LOCAL\in", GENERIC_WRITE).await.unwrap();
+        let mut s = srv.connect().await.unwrap();
+        c.write_all(b"abc").unwrap();
+        c.write_all(b"def").unwrap();
+        drop(c);
+        let mut got = String::new();
+        s.stream.read_to_string(&mut got).unwrap();
+        assert_eq!(got, "abcdef", "a byte stream");
+        assert!(s.stream.write_all(b"back").is_err(), "inbound: the server cannot write");
+        // Missing pipe, bad name, prefix conflict.
+        let e = named_pipes::open(&client_s, r"\\.\pipe\LOCAL\nothing", GENERIC_READ)
+            .await
+            .unwrap_err();
+        assert!(matches!(e, appipc::Error::NamedObject { code: 2, .. }), "{e}");
+        let e = named_pipes::open(&client_s, r"LOCAL\notapipe", GENERIC_READ).await.unwrap_err();
+        assert!(matches!(e, appipc::Error::NamedObject { code: 123, .. }), "{e}");
+        let e = NamedPipeServer::create(&server_s, r"\\.\pipe\LOCAL\echo\sub", &opts)
+            .await
+            .unwrap_err();
+        assert!(matches!(e, appipc::Error::NamedObject { code: 123, .. }), "{e}");
+        // Anonymous pipes.
+        let (mut r, mut w) = named_pipes::anonymous_pipe().unwrap();
+        w.write_all(b"anon").unwrap();
+        drop(w);
+        let mut s = String::new();
+        r.read_to_string(&mut s).unwrap();
+        assert_eq!(s, "anon");
+    });
+}

@@ -124,3 +124,8 @@ pub fn open_file(path: &std::path::Path, writable: bool) -> io::Result<std::os::
     let mode = if writable { OFlags::RDWR } else { OFlags::RDONLY };
     Ok(rustix::fs::open(path, mode | OFlags::CLOEXEC | OFlags::NOFOLLOW, Mode::empty())?)
 }
+
+/// An anonymous pipe (read end, write end), close-on-exec.
+pub fn pipe() -> io::Result<(std::os::fd::OwnedFd, std::os::fd::OwnedFd)> {
+    Ok(rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?)
+}

@@ -191,6 +191,12 @@ pub fn recv(sock: impl AsFd, max: usize, blocking: Blocking) -> io::Result<Optio
     }))
 }
 
+/// Shuts down one direction of a socket: no more reading, or no more writing (the peer sees
+/// the end of the stream).
+pub fn shutdown_direction(sock: impl AsFd, read: bool) -> io::Result<()> {
+    Ok(net::shutdown(sock, if read { net::Shutdown::Read } else { net::Shutdown::Write })?)
+}
+
 /// Shuts down both directions of a socket (the peer sees the end of the stream), even while
 /// other fds of it stay open elsewhere.
 pub fn shutdown(sock: impl AsFd) -> io::Result<()> {

@@ -296,6 +296,56 @@ pub enum Request {
         #[n(0)]
         package_family_name: String,
     },
+    /// `CreateNamedPipe`: one more instance of a pipe served by this session. Answered with
+    /// [`Reply::PipeInstance`]; clients then arrive as [`Event::PipeClientConnected`].
+    #[n(27)]
+    CreatePipeInstance {
+        /// `\\.\pipe\LOCAL\name`, …
+        #[n(0)]
+        name: String,
+        /// Message mode (boundaries kept) rather than byte mode.
+        #[n(1)]
+        message_mode: bool,
+        /// 0 duplex, 1 inbound (client to server), 2 outbound (server to client).
+        #[n(2)]
+        direction: u8,
+        /// 1 to 255; 255 is `PIPE_UNLIMITED_INSTANCES`.
+        #[n(3)]
+        max_instances: u8,
+        /// Security descriptor in SDDL (first instance only).
+        #[n(4)]
+        sddl: Option<String>,
+    },
+    /// `DisconnectNamedPipe`: the instance may take the next client. Answered with
+    /// [`Reply::Ok`].
+    #[n(28)]
+    DisconnectPipeInstance {
+        /// The instance.
+        #[n(0)]
+        instance: u64,
+    },
+    /// `CreateFile` on a pipe name. Answered with [`Reply::PipeConnected`] and the client's end,
+    /// or [`Reply::NamedObjectFailed`] (2 no such pipe, 5 denied, 231 busy).
+    #[n(29)]
+    OpenPipe {
+        /// The pipe name.
+        #[n(0)]
+        name: String,
+        /// Desired access (`GENERIC_READ`, `GENERIC_WRITE`, …).
+        #[n(1)]
+        desired_access: u32,
+    },
+    /// `WaitNamedPipe`: waits until an instance is free. Answered with [`Reply::Ok`] or
+    /// [`Reply::NamedObjectFailed`] (2 no such pipe, 121 timeout).
+    #[n(30)]
+    WaitNamedPipe {
+        /// The pipe name.
+        #[n(0)]
+        name: String,
+        /// Milliseconds.
+        #[n(1)]
+        timeout_ms: u32,
+    },
 }
 
 /// What [`Request::CreateNamedObject`] creates.
@@ -504,6 +554,20 @@ pub enum Reply {
     /// Answer to [`Request::ListNamedObjects`].
     #[n(21)]
     NamedObjects(#[n(0)] Vec<NamedObjectInfo>),
+    /// Answer to [`Request::CreatePipeInstance`].
+    #[n(22)]
+    PipeInstance {
+        /// The instance id.
+        #[n(0)]
+        instance: u64,
+    },
+    /// Answer to [`Request::OpenPipe`]; the client's end is attached.
+    #[n(23)]
+    PipeConnected {
+        /// Message mode.
+        #[n(0)]
+        message_mode: bool,
+    },
     /// Answer to [`Request::LaunchFullTrustProcess`].
     #[n(13)]
     FullTrustProcessLaunched {
@@ -898,6 +962,19 @@ pub enum Event {
     /// connection is attached.
     #[n(1)]
     AppServiceConnection(#[n(0)] IncomingAppServiceConnection),
+    /// A client opened a pipe instance of this session; the server's end is attached.
+    #[n(3)]
+    PipeClientConnected {
+        /// The instance.
+        #[n(0)]
+        instance: u64,
+        /// The client's pid (`GetNamedPipeClientProcessId`).
+        #[n(1)]
+        client_pid: u32,
+        /// The client's package family name ("" for unpackaged).
+        #[n(2)]
+        client_package_family_name: String,
+    },
     /// The broker is stopping this provider host (`BackgroundTaskInstance.Canceled`); it is
     /// killed after a grace period.
     #[n(2)]

@@ -26,6 +26,7 @@ pub mod error;
 pub mod full_trust;
 pub mod management;
 pub mod named_objects;
+pub mod named_pipes;
 pub mod package;
 pub mod session;
 pub mod storage;

@@ -33,6 +33,17 @@ struct Exits {
     done: HashMap<u32, ExitStatus>,
 }
 
+/// Where the clients of one pipe instance go: (client pid, client package, server end).
+pub(crate) type PipeSender = tokio::sync::mpsc::UnboundedSender<(u32, String, OwnedFd)>;
+
+/// Pipe instances' routes, and clients that arrived before their instance was routed (the
+/// create reply and the first client can come back to back).
+#[derive(Debug, Default)]
+struct PipeRoutes {
+    routes: HashMap<u64, PipeSender>,
+    early: HashMap<u64, Vec<(u32, String, OwnedFd)>>,
+}
+
 /// Where app-service connections for one service name go.
 pub(crate) type IncomingSender =
     tokio::sync::mpsc::UnboundedSender<(IncomingAppServiceConnection, OwnedFd)>;
@@ -45,6 +56,7 @@ struct Inner {
     exits: Mutex<Exits>,
     exit_signal: watch::Sender<u64>,
     incoming: Mutex<HashMap<String, IncomingSender>>,
+    pipes: Mutex<PipeRoutes>,
     canceled: watch::Sender<Option<BackgroundTaskCancellationReason>>,
 }
 
@@ -128,6 +140,7 @@ impl Session {
             exits: Mutex::new(Exits::default()),
             exit_signal: watch::channel(0).0,
             incoming: Mutex::new(HashMap::new()),
+            pipes: Mutex::new(PipeRoutes::default()),
             canceled: watch::channel(None).0,
         });
         let reader = tokio::spawn(read_loop(inner.clone()));
@@ -203,6 +216,15 @@ impl Session {
             .insert(name.to_ascii_lowercase(), tx);
     }
 
+    /// Routes the clients of a pipe instance to `tx`.
+    pub(crate) fn route_pipe(&self, instance: u64, tx: PipeSender) {
+        let mut p = self.inner.pipes.lock().expect("pipes poisoned");
+        for early in p.early.remove(&instance).unwrap_or_default() {
+            let _ = tx.send(early);
+        }
+        p.routes.insert(instance, tx);
+    }
+
     /// Resolves when the broker cancels this process's background work
     /// (`IBackgroundTaskInstance.Canceled`), with the reason; or with `Abort` when the session
     /// ends.
@@ -259,6 +281,22 @@ async fn read_loop(inner: Arc<Inner>) {
                     let tx = inner.incoming.lock().expect("incoming poisoned").get(&key).cloned();
                     if let (Some(tx), Some(fd)) = (tx, packet.fds.into_iter().next()) {
                         let _ = tx.send((incoming, fd));
+                    }
+                }
+                Some(Event::PipeClientConnected {
+                    instance,
+                    client_pid,
+                    client_package_family_name,
+                }) => {
+                    if let Some(fd) = packet.fds.into_iter().next() {
+                        let mut p = inner.pipes.lock().expect("pipes poisoned");
+                        let client = (client_pid, client_package_family_name, fd);
+                        match p.routes.get(&instance) {
+                            Some(tx) => {
+                                let _ = tx.send(client);
+                            }
+                            None => p.early.entry(instance).or_default().push(client),
+                        }
                     }
                 }
                 Some(Event::Canceled { reason }) => {
