@@ -32,6 +32,8 @@ struct Object {
     size: u64,
     /// A file mapping created `PAGE_READWRITE`.
     writable: bool,
+    /// A manual-reset event.
+    manual_reset: bool,
     handles: u32,
 }
 
@@ -109,11 +111,18 @@ impl NamedObjects {
         let (fd, writable) = Self::handle_fd(obj, granted)
             .map_err(|e| BrokerError::io("opening a handle to a named object", e))?;
         obj.handles += 1;
-        let size = obj.size;
+        let (size, manual_reset) = (obj.size, obj.manual_reset);
         let handle = self.next_handle.fetch_add(1, Ordering::Relaxed) + 1;
         st.handles.insert(handle, (session, key));
         Ok((
-            Reply::NamedObject { handle, already_exists, granted_access: granted, size, writable },
+            Reply::NamedObject {
+                handle,
+                already_exists,
+                granted_access: granted,
+                size,
+                writable,
+                manual_reset,
+            },
             vec![fd],
         ))
     }
@@ -125,8 +134,17 @@ impl NamedObjects {
         kind: NamedObjectKind,
         name: &str,
         sddl: Option<&str>,
+        mut backing: Vec<OwnedFd>,
     ) -> Result<(Reply, Vec<OwnedFd>)> {
         let req = requester(who);
+        if backing.len() > 1
+            || (!backing.is_empty()
+                && !matches!(kind, NamedObjectKind::FileMapping { size: 0, .. }))
+        {
+            return Err(BrokerError::BadRequest(
+                "only a file mapping of size 0 takes a file (one fd)".into(),
+            ));
+        }
         let ty = match &kind {
             NamedObjectKind::Event { .. } => ObjectType::Event,
             NamedObjectKind::Semaphore { .. } => ObjectType::Semaphore,
@@ -159,7 +177,30 @@ impl NamedObjects {
                 .map_err(|e| BrokerError::BadRequest(format!("security descriptor: {e}")))?,
             None => model::default_descriptor(&req),
         };
+        let mut manual = false;
         let (fd, size, writable) = match kind {
+            NamedObjectKind::FileMapping { size: 0, writable } if !backing.is_empty() => {
+                // A mapping of the caller's open file: the broker keeps the fd it was given.
+                let file = backing.remove(0);
+                let id =
+                    appipc_sys::fs::identity(&file).map_err(|e| BrokerError::io("fstat", e))?;
+                if !id.regular {
+                    return Err(BrokerError::BadRequest(
+                        "a file mapping's file must be a regular file".into(),
+                    ));
+                }
+                let mode = appipc_sys::fs::access_mode(&file)
+                    .map_err(|e| BrokerError::io("F_GETFL", e))?;
+                if writable && mode != appipc_sys::fs::AccessMode::ReadWrite {
+                    return Err(BrokerError::BadRequest(
+                        "PAGE_READWRITE needs the file open for reading and writing".into(),
+                    ));
+                }
+                let size = rustix::fs::fstat(&file)
+                    .map_err(|e| BrokerError::io("fstat", e.into()))?
+                    .st_size as u64;
+                (file, size, writable)
+            }
             NamedObjectKind::FileMapping { size, writable } => {
                 if size == 0 {
                     return Err(BrokerError::BadRequest(
@@ -170,7 +211,8 @@ impl NamedObjects {
                     .map_err(|e| BrokerError::io("creating the mapping's memfd", e))?;
                 (fd, size, writable)
             }
-            NamedObjectKind::Event { initial_state, .. } => {
+            NamedObjectKind::Event { initial_state, manual_reset } => {
+                manual = manual_reset;
                 let fd = rustix::event::eventfd(
                     u32::from(initial_state),
                     rustix::event::EventfdFlags::CLOEXEC,
@@ -203,6 +245,7 @@ impl NamedObjects {
                 fd,
                 size,
                 writable,
+                manual_reset: manual,
                 handles: 0,
             },
         );

@@ -250,7 +250,10 @@ async fn handle(
     request: Request,
     fds: Vec<OwnedFd>,
 ) -> Result<(Reply, Vec<OwnedFd>)> {
-    if !matches!(request, Request::Launch { .. } | Request::AddFileToken) {
+    if !matches!(
+        request,
+        Request::Launch { .. } | Request::AddFileToken | Request::CreateNamedObject { .. }
+    ) {
         no_fds(&fds, request_name(&request))?;
     }
     let reply = match request {
@@ -389,7 +392,7 @@ async fn handle(
         Request::RemoveFileToken { token } => shared.tokens.remove(shared, identity, &token)?,
         Request::ListFileTokens => shared.tokens.list(shared, identity)?,
         Request::CreateNamedObject { kind, name, sddl } => {
-            return shared.named_objects.create(identity, kind, &name, sddl.as_deref());
+            return shared.named_objects.create(identity, kind, &name, sddl.as_deref(), fds);
         }
         Request::OpenNamedObject { object_type, name, desired_access } => {
             return shared.named_objects.open(identity, object_type, &name, desired_access);

@@ -238,3 +238,52 @@ fn named_pipes_byte_and_message_mode_busy_wait_and_identity() {
         assert_eq!(s, "anon");
     });
 }
+
+#[test]
+fn manual_reset_events_semaphores_and_file_backed_mappings() {
+    use appipc::named_objects::{Event, FILE_MAP_WRITE, SYNCHRONIZE, Semaphore};
+    let b = TestBroker::start();
+    rt().block_on(async {
+        let (s1, s2) = (b.session(), b.session());
+        // Manual reset: stays signalled for every waiter until reset.
+        let ev = Event::create(&s1, r"LOCAL\gate", true, false, None).await.unwrap().object;
+        let other = Event::open(&s2, r"LOCAL\gate", SYNCHRONIZE).await.unwrap();
+        assert!(!other.is_set().unwrap());
+        ev.set().unwrap();
+        ev.set().unwrap();
+        tokio::time::timeout(Duration::from_secs(5), other.wait()).await.unwrap().unwrap();
+        tokio::time::timeout(Duration::from_secs(5), other.wait()).await.unwrap().unwrap();
+        assert!(other.is_set().unwrap(), "still signalled");
+        ev.reset().unwrap();
+        assert!(!other.is_set().unwrap());
+        // Auto reset: one wait per set.
+        let auto = Event::create(&s1, r"LOCAL\auto", false, true, None).await.unwrap().object;
+        tokio::time::timeout(Duration::from_secs(5), auto.wait()).await.unwrap().unwrap();
+        assert!(!auto.is_set().unwrap(), "the wait reset it");
+        // Semaphore: counts.
+        let sem = Semaphore::create(&s1, r"LOCAL\slots", 2, 5, None).await.unwrap().object;
+        let sem2 = Semaphore::open(&s2, r"LOCAL\slots", SYNCHRONIZE).await.unwrap();
+        sem2.wait().await.unwrap();
+        sem2.wait().await.unwrap();
+        assert!(
+            tokio::time::timeout(Duration::from_millis(100), sem2.wait()).await.is_err(),
+            "count exhausted"
+        );
+        sem.release().unwrap();
+        tokio::time::timeout(Duration::from_secs(5), sem2.wait()).await.unwrap().unwrap();
+        // A mapping of a file: both see the file's bytes, writes reach the file.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("data.bin");
+        std::fs::write(&path, vec![0u8; 8192]).unwrap();
+        let f = std::fs::OpenOptions::new().read(true).write(true).open(&path).unwrap();
+        let created =
+            FileMapping::create_from_file(&s1, r"LOCAL\file", &f, true, None).await.unwrap().object;
+        assert_eq!(created.size(), 8192);
+        let opened =
+            FileMapping::open(&s2, r"LOCAL\file", FILE_MAP_READ | FILE_MAP_WRITE).await.unwrap();
+        opened.map_view().unwrap().as_bytes_mut().unwrap()[..5].copy_from_slice(b"hello");
+        assert!(created.map_view().unwrap().as_bytes().starts_with(b"hello"));
+        drop((created, opened));
+        assert!(std::fs::read(&path).unwrap().starts_with(b"hello"), "written through to the file");
+    });
+}

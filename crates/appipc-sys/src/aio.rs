@@ -155,6 +155,36 @@ impl EventFd {
     }
 }
 
+impl EventFd {
+    /// Waits until the counter is non-zero, without taking from it (manual-reset events).
+    pub async fn wait_signalled(&self) -> io::Result<()> {
+        loop {
+            let mut guard = self.inner.readable().await?;
+            if eventfd_is_set(self.inner.get_ref())? {
+                return Ok(());
+            }
+            guard.clear_ready();
+        }
+    }
+}
+
+/// Whether an eventfd's counter is non-zero (a zero-timeout poll; nothing is taken).
+pub fn eventfd_is_set(fd: impl AsFd) -> io::Result<bool> {
+    let mut fds = [rustix::event::PollFd::new(&fd, rustix::event::PollFlags::IN)];
+    let n = rustix::event::poll(&mut fds, Some(&rustix::event::Timespec { tv_sec: 0, tv_nsec: 0 }))?;
+    Ok(n > 0 && fds[0].revents().contains(rustix::event::PollFlags::IN))
+}
+
+/// Sets an eventfd's counter to zero (`ResetEvent`).
+pub fn eventfd_drain(fd: impl AsFd) -> io::Result<()> {
+    let fd = fd.as_fd();
+    if eventfd_is_set(fd)? {
+        let mut buf = [0u8; 8];
+        rustix::io::read(fd, &mut buf)?;
+    }
+    Ok(())
+}
+
 /// Adds one to an eventfd's counter (`SetEvent`, `ReleaseSemaphore(1)`).
 pub fn eventfd_signal(fd: impl AsFd) -> io::Result<()> {
     rustix::io::write(fd, &1u64.to_ne_bytes())?;

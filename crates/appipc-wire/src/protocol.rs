@@ -371,7 +371,9 @@ pub enum NamedObjectKind {
         #[n(1)]
         maximum: u32,
     },
-    /// A file mapping backed by memory (a sealed memfd: its size cannot change).
+    /// A file mapping backed by memory (a sealed memfd: its size cannot change), or — with an
+    /// fd attached to the request and `size` 0 — by that file (the caller's open file; its size
+    /// at creation).
     #[n(2)]
     FileMapping {
         /// Size in bytes.
@@ -540,6 +542,9 @@ pub enum Reply {
         /// The fd may be written (file mappings).
         #[n(4)]
         writable: bool,
+        /// A manual-reset event (events).
+        #[n(5)]
+        manual_reset: bool,
     },
     /// A named-object call failed with a Windows error code (2, 5, 6, 123, …).
     #[n(20)]

@@ -79,22 +79,31 @@ struct Opened {
     fd: OwnedFd,
     size: u64,
     writable: bool,
+    manual_reset: bool,
     already_exists: bool,
 }
 
 async fn call(session: &Session, request: Request) -> Result<Opened> {
-    match session.request_with_fds(request, &[]).await? {
-        (Reply::NamedObject { handle, already_exists, size, writable, .. }, mut fds)
-            if fds.len() == 1 =>
-        {
-            Ok(Opened {
-                handle: Handle { session: session.clone(), id: handle },
-                fd: fds.remove(0),
-                size,
-                writable,
-                already_exists,
-            })
-        }
+    call_with(session, request, &[]).await
+}
+
+async fn call_with(
+    session: &Session,
+    request: Request,
+    fds: &[std::os::fd::BorrowedFd<'_>],
+) -> Result<Opened> {
+    match session.request_with_fds(request, fds).await? {
+        (
+            Reply::NamedObject { handle, already_exists, size, writable, manual_reset, .. },
+            mut fds,
+        ) if fds.len() == 1 => Ok(Opened {
+            handle: Handle { session: session.clone(), id: handle },
+            fd: fds.remove(0),
+            size,
+            writable,
+            manual_reset,
+            already_exists,
+        }),
         (Reply::NamedObjectFailed { code, message }, _) => {
             Err(Error::NamedObject { code, message })
         }
@@ -144,6 +153,29 @@ impl FileMapping {
         })
     }
 
+    /// `CreateFileMapping(file, …)`: a named mapping of a file this process has open (its
+    /// size now); `writable` needs the file open for reading and writing.
+    pub async fn create_from_file(
+        session: &Session,
+        name: &str,
+        file: &std::fs::File,
+        writable: bool,
+        sddl: Option<&str>,
+    ) -> Result<Created<FileMapping>> {
+        use std::os::fd::AsFd;
+        let request = Request::CreateNamedObject {
+            kind: NamedObjectKind::FileMapping { size: 0, writable },
+            name: name.to_owned(),
+            sddl: sddl.map(str::to_owned),
+        };
+        let o = call_with(session, request, &[file.as_fd()]).await?;
+        let already_exists = o.already_exists;
+        Ok(Created {
+            object: FileMapping { _handle: o.handle, fd: o.fd, size: o.size, writable: o.writable },
+            already_exists,
+        })
+    }
+
     /// `OpenFileMapping(desired_access, name)`.
     pub async fn open(session: &Session, name: &str, desired_access: u32) -> Result<FileMapping> {
         let o = call(
@@ -182,11 +214,12 @@ impl FileMapping {
     }
 }
 
-/// A named event.
+/// A named event (auto or manual reset).
 #[derive(Debug)]
 pub struct Event {
     _handle: Handle,
     fd: OwnedFd,
+    manual_reset: bool,
 }
 
 impl Event {
@@ -208,7 +241,10 @@ impl Event {
         )
         .await?;
         let already_exists = o.already_exists;
-        Ok(Created { object: Event { _handle: o.handle, fd: o.fd }, already_exists })
+        Ok(Created {
+            object: Event { _handle: o.handle, fd: o.fd, manual_reset: o.manual_reset },
+            already_exists,
+        })
     }
 
     /// `OpenEvent(desired_access, name)`.
@@ -218,15 +254,31 @@ impl Event {
             Request::OpenNamedObject { object_type: 0, name: name.to_owned(), desired_access },
         )
         .await?;
-        Ok(Event { _handle: o.handle, fd: o.fd })
+        Ok(Event { _handle: o.handle, fd: o.fd, manual_reset: o.manual_reset })
     }
 
-    /// `SetEvent`.
+    /// `SetEvent`: signalled (a manual-reset event stays so until [`Event::reset`]).
     pub fn set(&self) -> Result<()> {
+        if self.manual_reset && self.is_set()? {
+            return Ok(());
+        }
         rustix_write(&self.fd)
     }
 
-    /// Waits until the event is signalled and consumes the signal (auto reset).
+    /// `ResetEvent`.
+    pub fn reset(&self) -> Result<()> {
+        appipc_sys::aio::eventfd_drain(&self.fd)
+            .map_err(|source| Error::Io { what: "resetting the event", source })
+    }
+
+    /// Whether it is signalled now (without consuming the signal).
+    pub fn is_set(&self) -> Result<bool> {
+        appipc_sys::aio::eventfd_is_set(&self.fd)
+            .map_err(|source| Error::Io { what: "polling the event", source })
+    }
+
+    /// `WaitForSingleObject`: waits until the event is signalled; an auto-reset event is reset
+    /// by the wait (one waiter released per `set`), a manual-reset one stays signalled.
     pub async fn wait(&self) -> Result<()> {
         let dup = self
             .fd
@@ -234,7 +286,64 @@ impl Event {
             .map_err(|source| Error::Io { what: "duplicating the event", source })?;
         let afd = appipc_sys::aio::EventFd::new(dup)
             .map_err(|source| Error::Io { what: "registering the event", source })?;
-        afd.wait().await.map_err(|source| Error::Io { what: "waiting on the event", source })
+        let r = if self.manual_reset { afd.wait_signalled().await } else { afd.wait().await };
+        r.map_err(|source| Error::Io { what: "waiting on the event", source })
+    }
+}
+
+/// A named semaphore.
+#[derive(Debug)]
+pub struct Semaphore {
+    _handle: Handle,
+    fd: OwnedFd,
+}
+
+impl Semaphore {
+    /// `CreateSemaphore(sa, initial, maximum, name)`.
+    pub async fn create(
+        session: &Session,
+        name: &str,
+        initial: u32,
+        maximum: u32,
+        sddl: Option<&str>,
+    ) -> Result<Created<Semaphore>> {
+        let o = call(
+            session,
+            Request::CreateNamedObject {
+                kind: NamedObjectKind::Semaphore { initial, maximum },
+                name: name.to_owned(),
+                sddl: sddl.map(str::to_owned),
+            },
+        )
+        .await?;
+        let already_exists = o.already_exists;
+        Ok(Created { object: Semaphore { _handle: o.handle, fd: o.fd }, already_exists })
+    }
+
+    /// `OpenSemaphore(desired_access, name)`.
+    pub async fn open(session: &Session, name: &str, desired_access: u32) -> Result<Semaphore> {
+        let o = call(
+            session,
+            Request::OpenNamedObject { object_type: 1, name: name.to_owned(), desired_access },
+        )
+        .await?;
+        Ok(Semaphore { _handle: o.handle, fd: o.fd })
+    }
+
+    /// `ReleaseSemaphore(h, 1)`.
+    pub fn release(&self) -> Result<()> {
+        rustix_write(&self.fd)
+    }
+
+    /// Waits for a count and takes one.
+    pub async fn wait(&self) -> Result<()> {
+        let dup = self
+            .fd
+            .try_clone()
+            .map_err(|source| Error::Io { what: "duplicating the semaphore", source })?;
+        let afd = appipc_sys::aio::EventFd::new(dup)
+            .map_err(|source| Error::Io { what: "registering the semaphore", source })?;
+        afd.wait().await.map_err(|source| Error::Io { what: "waiting on the semaphore", source })
     }
 }
 
