@@ -171,7 +171,8 @@ impl EventFd {
 /// Whether an eventfd's counter is non-zero (a zero-timeout poll; nothing is taken).
 pub fn eventfd_is_set(fd: impl AsFd) -> io::Result<bool> {
     let mut fds = [rustix::event::PollFd::new(&fd, rustix::event::PollFlags::IN)];
-    let n = rustix::event::poll(&mut fds, Some(&rustix::event::Timespec { tv_sec: 0, tv_nsec: 0 }))?;
+    let n =
+        rustix::event::poll(&mut fds, Some(&rustix::event::Timespec { tv_sec: 0, tv_nsec: 0 }))?;
     Ok(n > 0 && fds[0].revents().contains(rustix::event::PollFlags::IN))
 }
 
