@@ -229,7 +229,69 @@ async fn scenario(root: &Path, bins: &Path, socket: &Path) -> Result<()> {
         }
     }
 
-    step(9, "a broken manifest is refused with the key, the line and the rule");
+    step(9, "shared memory across packages: refused without an entry, allowed with one");
+    let viewer = format!("{tools}!Viewer");
+    let viewer_sid = appipc_model::sid::appcontainer_sid(&tools).to_string();
+    let prefix = appipc::named_objects::named_object_path(&session, &hello).await?;
+    let aam = ApplicationActivationManager::new(&session);
+    let sddl = format!("D:(A;;GR;;;{viewer_sid})");
+    println!(
+        "   Contoso.Hello creates LOCAL\\frame (default: its package only) and LOCAL\\shared ({sddl})"
+    );
+    let (holder, _) = aam
+        .activate_application(
+            &hello,
+            &[
+                "--map-create".into(),
+                r"LOCAL\frame".into(),
+                "4096".into(),
+                "a private frame".into(),
+                "--map-create".into(),
+                r"LOCAL\shared".into(),
+                "4096".into(),
+                "a frame for Fabrikam".into(),
+                "--sddl".into(),
+                sddl,
+                "--sleep".into(),
+                "20".into(),
+            ],
+            ActivateOptions::default(),
+        )
+        .await?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let listed = match session
+            .request(appipc::wire::protocol::Request::ListNamedObjects)
+            .await?
+        {
+            appipc::wire::protocol::Reply::NamedObjects(l) => l.iter().any(|o| o.name == "shared"),
+            _ => false,
+        };
+        if listed || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    println!(
+        r"   $ appipc launch --wait {viewer} -- --map-open {prefix}\frame r --map-open {prefix}\shared r"
+    );
+    launch_and_wait(
+        &session,
+        &viewer,
+        &[
+            "--map-open",
+            &format!(r"{prefix}\frame"),
+            "r",
+            "--map-open",
+            &format!(r"{prefix}\shared"),
+            "r",
+        ],
+    )
+    .await?;
+    println!("   (error 5 is ERROR_ACCESS_DENIED; the granted mapping is read-only for Fabrikam)");
+    let _ = holder;
+
+    step(10, "a broken manifest is refused with the key, the line and the rule");
     let bad = root.join("broken");
     std::fs::create_dir_all(&bad)?;
     std::fs::write(
@@ -243,7 +305,7 @@ async fn scenario(root: &Path, bins: &Path, socket: &Path) -> Result<()> {
         Err(e) => refused("install broken/appipc.toml", &e),
     }
 
-    step(10, "upgrade, reinstall and downgrade");
+    step(11, "upgrade, reinstall and downgrade");
     let v2_text = FABRIKAM_TOOLS.manifest.replace("version = \"2.1.0.0\"", "version = \"2.2.0.0\"");
     let v2 = assemble_manifest(&v2_text, &root.join("tools-v2"), bins)?;
     let r = pm.add_package(&v2).await?;
@@ -261,7 +323,7 @@ async fn scenario(root: &Path, bins: &Path, socket: &Path) -> Result<()> {
         Err(e) => refused("install Fabrikam.Tools 2.1.0.0 over 2.2.0.0", &e),
     }
 
-    step(11, "the broker tracks the processes it started; removing a package stops them");
+    step(12, "the broker tracks the processes it started; removing a package stops them");
     let aam = ApplicationActivationManager::new(&session);
     let (pid, aumid) = aam
         .activate_application(&hello, &["--sleep".into(), "60".into()], ActivateOptions::default())
