@@ -287,3 +287,36 @@ fn manual_reset_events_semaphores_and_file_backed_mappings() {
         assert!(std::fs::read(&path).unwrap().starts_with(b"hello"), "written through to the file");
     });
 }
+
+#[test]
+fn the_ring_streams_records_in_order_and_sleeps_when_idle() {
+    use appipc::ring::{RingConsumer, RingProducer};
+    let b = TestBroker::start();
+    let rt =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    rt.block_on(async {
+        let (s1, s2) = (b.session(), b.session());
+        let producer = RingProducer::create(&s1, r"LOCAL\stream", 4096, None).await.unwrap();
+        let consumer = RingConsumer::open(&s2, r"LOCAL\stream").await.unwrap();
+        let reader = tokio::spawn(async move {
+            let mut out = Vec::new();
+            for i in 0..20_000u32 {
+                consumer.pop(&mut out).await.unwrap();
+                assert_eq!(out.len(), (i % 300) as usize + 4, "record {i}");
+                assert_eq!(out[..4], i.to_le_bytes());
+            }
+            // Idle: the consumer sleeps on its event and wakes for a late record.
+            consumer.pop(&mut out).await.unwrap();
+            out
+        });
+        for i in 0..20_000u32 {
+            let mut rec = i.to_le_bytes().to_vec();
+            rec.resize((i % 300) as usize + 4, 0xAB);
+            producer.push(&rec).await.unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        producer.push(b"late").await.unwrap();
+        let last = tokio::time::timeout(Duration::from_secs(10), reader).await.unwrap().unwrap();
+        assert_eq!(last, b"late");
+    });
+}

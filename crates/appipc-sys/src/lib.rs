@@ -30,6 +30,7 @@ pub mod landlock;
 pub mod memfd;
 pub mod probe;
 pub mod process;
+pub mod ring;
 pub mod sandbox;
 pub mod seccomp;
 pub mod socket;

@@ -28,6 +28,7 @@ pub mod management;
 pub mod named_objects;
 pub mod named_pipes;
 pub mod package;
+pub mod ring;
 pub mod session;
 pub mod storage;
 
