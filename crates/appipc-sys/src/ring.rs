@@ -37,14 +37,14 @@ impl Ring {
     /// of two, at least 64 bytes.
     pub fn new(view: SharedView) -> io::Result<Ring> {
         let len = view.as_bytes().len();
-        let capacity = len.checked_sub(HEADER).unwrap_or(0);
+        let capacity = len.saturating_sub(HEADER);
         if capacity < 64 || !capacity.is_power_of_two() {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 format!("a ring needs {HEADER} + a power of two ≥ 64 bytes, got {len}"),
             ));
         }
-        if view.as_bytes().as_ptr() as usize % 64 != 0 {
+        if !(view.as_bytes().as_ptr() as usize).is_multiple_of(64) {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "ring mapping is not aligned"));
         }
         Ok(Ring { view, capacity })
@@ -65,7 +65,7 @@ impl Ring {
     }
 
     fn u64_at(&self, off: usize) -> &AtomicU64 {
-        debug_assert!(off + 8 <= HEADER && off % 8 == 0);
+        debug_assert!(off + 8 <= HEADER && off.is_multiple_of(8));
         // SAFETY: `off` is a constant inside the 256-byte header, 8-aligned (the mapping is
         // page-aligned); the mapping lives as long as `self`; AtomicU64 has the layout of u64,
         // and every access to these bytes, here and in the peer, is atomic.
@@ -73,7 +73,7 @@ impl Ring {
     }
 
     fn u32_at(&self, off: usize) -> &AtomicU32 {
-        debug_assert!(off + 4 <= HEADER && off % 4 == 0);
+        debug_assert!(off + 4 <= HEADER && off.is_multiple_of(4));
         // SAFETY: as in `u64_at`, for a 4-aligned u32 of the header.
         unsafe { &*self.base().add(off).cast::<AtomicU32>() }
     }
