@@ -13,3 +13,4 @@ fi
 cargo build --release --workspace --bins
 ./target/release/appipc-bench app-service "$@"
 ./target/release/appipc-bench launch
+./target/release/appipc-bench objects

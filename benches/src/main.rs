@@ -35,11 +35,12 @@ fn main() -> Result<()> {
             app_service(n)
         }
         Some("launch") => launch(),
+        Some("objects") => objects(),
         Some("raw-echo") => raw_echo(),
         Some("raw-echo-tokio") => raw_echo_tokio(),
         Some("dbus-server") => dbus_server(args.get(1).context("address")?),
         _ => {
-            eprintln!("usage: appipc-bench app-service [--iterations N] | appipc-bench launch");
+            eprintln!("usage: appipc-bench app-service [--iterations N] | launch | objects");
             std::process::exit(2);
         }
     }
@@ -466,6 +467,253 @@ fn launch() -> Result<()> {
         "unconfined_ms": {"median": u.median / 1000.0, "p99": u.p99 / 1000.0},
         "confinement_overhead_ms": (c.median - u.median) / 1000.0,
         "targets": {"confined_median_max_ms": 25},
+    });
+    println!("{json}");
+    Ok(())
+}
+
+fn median_of(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Named objects: pipes, events and the ring against their raw kernel equivalents, in one run
+/// (both ends in this process, on two threads; the pipe and event objects come from a real
+/// broker). Medians of 7 repetitions.
+fn objects() -> Result<()> {
+    use appipc::named_objects::{Event, SYNCHRONIZE};
+    use appipc::named_pipes::{self, GENERIC_READ, GENERIC_WRITE, NamedPipeServer, PipeOptions};
+    use appipc::ring::{RingConsumer, RingProducer};
+    use std::io::{Read, Write};
+    let broker = TestBroker::start();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let (s1, s2) = rt.block_on(async { (broker.session(), broker.session()) });
+
+    // 1. Byte-mode throughput, 64 KiB writes, 256 MiB.
+    const CHUNK: usize = 64 * 1024;
+    const TOTAL: usize = 256 << 20;
+    let throughput =
+        |mut w: std::os::unix::net::UnixStream, mut r: std::os::unix::net::UnixStream| -> f64 {
+            let t = Instant::now();
+            let writer = std::thread::spawn(move || {
+                let buf = vec![7u8; CHUNK];
+                for _ in 0..TOTAL / CHUNK {
+                    w.write_all(&buf).unwrap();
+                }
+            });
+            let mut buf = vec![0u8; CHUNK];
+            let mut got = 0;
+            while got < TOTAL {
+                got += r.read(&mut buf).unwrap();
+            }
+            writer.join().unwrap();
+            TOTAL as f64 / t.elapsed().as_secs_f64() / (1 << 30) as f64
+        };
+    let mut raw_tp = Vec::new();
+    let mut pipe_tp = Vec::new();
+    for i in 0..7 {
+        let (a, b) = std::os::unix::net::UnixStream::pair()?;
+        raw_tp.push(throughput(a, b));
+        let name = format!(r"\\.\pipe\LOCAL\bench{i}");
+        let (client, server) = rt.block_on(async {
+            let mut srv = NamedPipeServer::create(&s1, &name, &PipeOptions::default()).await?;
+            let c = named_pipes::open(&s2, &name, GENERIC_READ | GENERIC_WRITE).await?;
+            anyhow::Ok((c, srv.connect().await?.stream))
+        })?;
+        pipe_tp.push(throughput(client, server));
+    }
+    let (raw_tp, pipe_tp) = (median_of(raw_tp), median_of(pipe_tp));
+
+    // 2. Message-mode round trip vs raw seqpacket (echo thread).
+    let rtt = |a: std::os::unix::net::UnixStream, mut b: std::os::unix::net::UnixStream| -> Stats {
+        let echo = std::thread::spawn(move || {
+            let mut buf = [0u8; 64];
+            while let Ok(n) = b.read(&mut buf) {
+                if n == 0 || b.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut a = a;
+        let mut buf = [0u8; 64];
+        let mut v = Vec::with_capacity(20_000);
+        for _ in 0..20_000 {
+            let t = Instant::now();
+            a.write_all(b"ping-message").unwrap();
+            let _ = a.read(&mut buf).unwrap();
+            v.push(t.elapsed());
+        }
+        drop(a);
+        echo.join().unwrap();
+        stats(v)
+    };
+    let (ra, rb) = socket::seqpacket_pair()?;
+    let raw_rtt = rtt(ra.into(), rb.into());
+    let opts = PipeOptions { message_mode: true, ..Default::default() };
+    let (pc, ps) = rt.block_on(async {
+        let mut srv = NamedPipeServer::create(&s1, r"\\.\pipe\LOCAL\msg", &opts).await?;
+        let c = named_pipes::open(&s2, r"\\.\pipe\LOCAL\msg", GENERIC_READ | GENERIC_WRITE).await?;
+        anyhow::Ok((c, srv.connect().await?.stream))
+    })?;
+    let pipe_rtt = rtt(pc, ps);
+
+    // 3. Event ping-pong vs raw eventfd (blocking reads on two threads).
+    let raw_event = {
+        let e1 = rustix::event::eventfd(0, rustix::event::EventfdFlags::CLOEXEC)?;
+        let e2 = rustix::event::eventfd(0, rustix::event::EventfdFlags::CLOEXEC)?;
+        let (f1, f2) = (e1.try_clone()?, e2.try_clone()?);
+        let peer = std::thread::spawn(move || {
+            let mut b = [0u8; 8];
+            for _ in 0..20_000 {
+                rustix::io::read(&f1, &mut b).unwrap();
+                rustix::io::write(&f2, &1u64.to_ne_bytes()).unwrap();
+            }
+        });
+        let mut b = [0u8; 8];
+        let mut v = Vec::with_capacity(20_000);
+        for _ in 0..20_000 {
+            let t = Instant::now();
+            rustix::io::write(&e1, &1u64.to_ne_bytes())?;
+            rustix::io::read(&e2, &mut b)?;
+            v.push(t.elapsed());
+        }
+        peer.join().unwrap();
+        stats(v)
+    };
+    let named_event = rt.block_on(async {
+        let ping = Event::create(&s1, r"LOCAL\ping", false, false, None).await?.object;
+        let pong = Event::create(&s1, r"LOCAL\pong", false, false, None).await?.object;
+        let ping2 = Event::open(&s2, r"LOCAL\ping", SYNCHRONIZE | 2).await?;
+        let pong2 = Event::open(&s2, r"LOCAL\pong", SYNCHRONIZE | 2).await?;
+        let peer = tokio::spawn(async move {
+            for _ in 0..20_000 {
+                ping2.wait().await?;
+                pong2.set()?;
+            }
+            anyhow::Ok(())
+        });
+        let mut v = Vec::with_capacity(20_000);
+        for _ in 0..20_000 {
+            let t = Instant::now();
+            ping.set()?;
+            pong.wait().await?;
+            v.push(t.elapsed());
+        }
+        peer.await??;
+        anyhow::Ok(stats(v))
+    })?;
+
+    // 4. Ring: round trip of small records vs a busy-polled shared-memory ping-pong, and
+    //    throughput of 1 MiB records vs memcpy bandwidth.
+    let shm_rtt = {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        let flags = std::sync::Arc::new((AtomicU64::new(0), AtomicU64::new(0)));
+        let f = flags.clone();
+        let peer = std::thread::spawn(move || {
+            for i in 1..=20_000u64 {
+                while f.0.load(Ordering::Acquire) != i {
+                    std::hint::spin_loop();
+                }
+                f.1.store(i, Ordering::Release);
+            }
+        });
+        let mut v = Vec::with_capacity(20_000);
+        for i in 1..=20_000u64 {
+            let t = Instant::now();
+            flags.0.store(i, Ordering::Release);
+            while flags.1.load(Ordering::Acquire) != i {
+                std::hint::spin_loop();
+            }
+            v.push(t.elapsed());
+        }
+        peer.join().unwrap();
+        stats(v)
+    };
+    let (ring_rtt, ring_tp) = rt.block_on(async {
+        let there = RingProducer::create(&s1, r"LOCAL\there", 4096, None).await?;
+        let back = RingProducer::create(&s2, r"LOCAL\back", 4096, None).await?;
+        let there_c = RingConsumer::open(&s2, r"LOCAL\there").await?;
+        let back_c = RingConsumer::open(&s1, r"LOCAL\back").await?;
+        let peer = tokio::spawn(async move {
+            let mut buf = Vec::new();
+            for _ in 0..20_000 {
+                there_c.pop(&mut buf).await?;
+                back.push(&buf).await?;
+            }
+            anyhow::Ok(())
+        });
+        let mut buf = Vec::new();
+        let mut v = Vec::with_capacity(20_000);
+        for _ in 0..20_000 {
+            let t = Instant::now();
+            there.push(b"ping-record").await?;
+            back_c.pop(&mut buf).await?;
+            v.push(t.elapsed());
+        }
+        peer.await??;
+        let rtt = stats(v);
+        // Throughput: 1 MiB records through a 4 MiB ring, producer and consumer on two threads.
+        let big = RingProducer::create(&s1, r"LOCAL\big", 4 << 20, None).await?;
+        let big_c = std::sync::Arc::new(RingConsumer::open(&s2, r"LOCAL\big").await?);
+        let mut tps = Vec::new();
+        let record = vec![1u8; 1 << 20];
+        for _ in 0..5 {
+            const N: usize = 512;
+            let c = big_c.clone();
+            let t = Instant::now();
+            let consumer = tokio::spawn(async move {
+                let mut out = Vec::with_capacity(1 << 20);
+                for _ in 0..N {
+                    c.pop(&mut out).await?;
+                }
+                anyhow::Ok(())
+            });
+            for _ in 0..N {
+                big.push(&record).await?;
+            }
+            consumer.await??;
+            tps.push((N << 20) as f64 / t.elapsed().as_secs_f64() / (1 << 30) as f64);
+        }
+        anyhow::Ok((rtt, median_of(tps)))
+    })?;
+    let memcpy_bw = {
+        let src = vec![3u8; 1 << 20];
+        let mut dst = vec![0u8; 1 << 20];
+        let mut v = Vec::new();
+        for _ in 0..7 {
+            let t = Instant::now();
+            for _ in 0..512 {
+                dst.copy_from_slice(std::hint::black_box(&src));
+            }
+            std::hint::black_box(&dst);
+            v.push(512.0 / 1024.0 / t.elapsed().as_secs_f64());
+        }
+        median_of(v)
+    };
+
+    println!("appipc named-objects benchmark (medians)");
+    println!("{:<52} {:>12} {:>12} {:>8}", "", "appipc", "raw", "ratio");
+    let line = |name: &str, a: f64, r: f64, unit: &str| {
+        println!("{name:<52} {a:>9.2} {unit} {r:>9.2} {unit} {:>8.2}", a / r)
+    };
+    line("pipe byte-mode throughput, 64 KiB writes (GiB/s)", pipe_tp, raw_tp, "  ");
+    line("pipe message-mode round trip (µs) vs seqpacket", pipe_rtt.median, raw_rtt.median, "  ");
+    line("event ping-pong (µs) vs eventfd, blocking", named_event.median, raw_event.median, "  ");
+    line(
+        "ring round trip (µs) vs busy-polled shm ping-pong",
+        ring_rtt.median,
+        shm_rtt.median,
+        "  ",
+    );
+    line("ring throughput, 1 MiB records (GiB/s) vs memcpy", ring_tp, memcpy_bw, "  ");
+    let json = serde_json::json!({
+        "bench": "objects",
+        "pipe_throughput_gib_s": pipe_tp, "raw_stream_throughput_gib_s": raw_tp, "ratio_pipe_throughput": pipe_tp / raw_tp,
+        "pipe_message_rtt_us": pipe_rtt.median, "raw_seqpacket_rtt_us": raw_rtt.median, "ratio_pipe_rtt": pipe_rtt.median / raw_rtt.median,
+        "event_pingpong_us": named_event.median, "raw_eventfd_pingpong_us": raw_event.median, "ratio_event": named_event.median / raw_event.median,
+        "ring_rtt_us": ring_rtt.median, "shm_busy_poll_rtt_us": shm_rtt.median,
+        "ring_throughput_gib_s": ring_tp, "memcpy_gib_s": memcpy_bw, "ratio_ring_to_memcpy": ring_tp / memcpy_bw,
+        "targets": {"pipe_throughput_min": 0.95, "rtt_max": 1.2, "ring_to_memcpy_min": 0.8},
     });
     println!("{json}");
     Ok(())

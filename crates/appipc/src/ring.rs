@@ -81,7 +81,8 @@ async fn spin_then_sleep(
 fn wake_peer(side: &Side, peer_is_consumer: bool) -> Result<()> {
     std::sync::atomic::fence(Ordering::SeqCst);
     let flag = side.ring.sleeping_flag(peer_is_consumer);
-    if flag.swap(0, Ordering::SeqCst) == 1 {
+    // Read first: a write on every record would bounce the flag's cache line between cores.
+    if flag.load(Ordering::SeqCst) == 1 && flag.swap(0, Ordering::SeqCst) == 1 {
         if peer_is_consumer { side.data.set() } else { side.space.set() }?;
     }
     Ok(())
