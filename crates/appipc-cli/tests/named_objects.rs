@@ -320,3 +320,73 @@ fn the_ring_streams_records_in_order_and_sleeps_when_idle() {
         assert_eq!(last, b"late");
     });
 }
+
+#[test]
+fn events_and_pipes_across_packages_from_inside_containers() {
+    let b = TestBroker::start();
+    let contoso = install_variant(&b, "Contoso.Hello", "CN=Contoso Ltd, O=Contoso, L=Zurich, C=CH");
+    let fabrikam = install_variant(&b, "Fabrikam.Viewer", "CN=Fabrikam Inc, O=Fabrikam, C=US");
+    let rt = rt();
+    let session = rt.block_on(async { b.session() });
+    let prefix = rt.block_on(named_object_path(&session, &contoso)).unwrap();
+    let aam = ApplicationActivationManager::new(&session);
+    let start = |args: &[&str]| {
+        let args: Vec<String> = args.iter().map(|s| (*s).to_owned()).collect();
+        rt.block_on(aam.activate_application(
+            &contoso,
+            &args,
+            ActivateOptions { notify_exit: true, ..Default::default() },
+        ))
+        .unwrap()
+        .0
+    };
+    // An event without an entry for Fabrikam: refused; with one (by family name): set.
+    let waiter = start(&["--event-wait", r"LOCAL\closed"]);
+    wait_listed(&b, "closed");
+    let (_, out) = app(&b, &fabrikam, &["--event-set", &format!(r"{prefix}\closed")]);
+    assert!(out.contains("open refused") && out.contains("(error 5)"), "{out}");
+    let _ = waiter;
+    let sddl = format!("D:(A;;0x100002;;;PFN:{fabrikam})");
+    let waiter = start(&["--event-wait", r"LOCAL\open", "--sddl", &sddl]);
+    wait_listed(&b, "open");
+    let (_, out) = app(&b, &fabrikam, &["--event-set", &format!(r"{prefix}\open")]);
+    assert!(out.contains("set"), "{out}");
+    rt.block_on(session.wait_for_exit(waiter)).unwrap();
+    assert!(
+        b.app_log(&contoso).contains(r"event LOCAL\open: signalled"),
+        "{}",
+        b.app_log(&contoso)
+    );
+    // A message-mode pipe served by Contoso's container, used from Fabrikam's: the server
+    // learns who the client is.
+    let sddl = format!("D:(A;;GRGW;;;PFN:{fabrikam})");
+    let server = start(&["--pipe-serve", r"\\.\pipe\LOCAL\inbox", "--sddl", &sddl]);
+    let pipe = format!(r"\\.\pipe\{prefix}\inbox");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, out) = app(&b, &fabrikam, &["--pipe-send", &pipe, "hello over a pipe"]);
+        if out.contains("answer \"ack\"") {
+            break;
+        }
+        assert!(out.contains("(error 2)") && Instant::now() < deadline, "{out}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    rt.block_on(session.wait_for_exit(server)).unwrap();
+    let log = b.app_log(&contoso);
+    assert!(
+        log.contains(&format!("{fabrikam} (pid")) && log.contains("sent \"hello over a pipe\""),
+        "{log}"
+    );
+    // Without an entry: refused.
+    let _server = start(&["--pipe-serve", r"\\.\pipe\LOCAL\private"]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, out) =
+            app(&b, &fabrikam, &["--pipe-send", &format!(r"\\.\pipe\{prefix}\private"), "x"]);
+        if out.contains("(error 5)") {
+            break;
+        }
+        assert!(out.contains("(error 2)") && Instant::now() < deadline, "{out}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -318,8 +318,18 @@ pub struct SecurityDescriptor {
     pub dacl: Vec<Ace>,
 }
 
-/// SDDL aliases appipc understands.
+/// SDDL aliases appipc understands, and its two extensions: `PFN:<package family name>` for
+/// the package's SID and `CAP:<capability name>` for the capability's SID.
 fn alias(s: &str) -> Option<Sid> {
+    if let Some(pfn) = s.strip_prefix("PFN:") {
+        return pfn
+            .parse::<crate::identity::PackageFamilyName>()
+            .ok()
+            .map(|p| sid::appcontainer_sid(p.as_str()));
+    }
+    if let Some(cap) = s.strip_prefix("CAP:") {
+        return (!cap.is_empty()).then(|| sid::capability_sid(cap));
+    }
     match s {
         "AC" => Some(Sid::all_application_packages()),
         "WD" => Sid::new(1, &[0]),
@@ -564,6 +574,14 @@ mod tests {
         assert!(SecurityDescriptor::from_sddl("D:(A;;GA;;;NOPE)").is_err());
         let round = SecurityDescriptor::from_sddl(&sd.to_sddl()).unwrap();
         assert_eq!(round, sd);
+        // appipc's trustee extensions: a package by family name, a capability by name.
+        let ext = SecurityDescriptor::from_sddl(&format!(
+            "D:(A;;GR;;;PFN:{B})(A;;GR;;;CAP:internetClient)"
+        ))
+        .unwrap();
+        assert_eq!(ext.dacl[0].sid, sid::appcontainer_sid(B));
+        assert_eq!(ext.dacl[1].sid.to_string(), "S-1-15-3-1");
+        assert!(SecurityDescriptor::from_sddl("D:(A;;GR;;;PFN:not a pfn)").is_err());
     }
 
     #[test]

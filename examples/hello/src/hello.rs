@@ -149,6 +149,102 @@ async fn run() -> appipc::Result<ExitCode> {
                     Err(e) => println!("  mapping {name}: open refused: {e}"),
                 }
             }
+            "--event-wait" => {
+                // Creates NAME (with --sddl) and waits until someone sets it.
+                let name = args.get(i + 1).cloned().unwrap_or_default();
+                i += 1;
+                let sddl = if args.get(i + 1).map(String::as_str) == Some("--sddl") {
+                    i += 2;
+                    args.get(i).cloned()
+                } else {
+                    None
+                };
+                let ev = appipc::named_objects::Event::create(
+                    &session,
+                    &name,
+                    false,
+                    false,
+                    sddl.as_deref(),
+                )
+                .await?;
+                println!("  event {name}: waiting");
+                match tokio::time::timeout(std::time::Duration::from_secs(20), ev.object.wait())
+                    .await
+                {
+                    Ok(r) => {
+                        r?;
+                        println!("  event {name}: signalled");
+                    }
+                    Err(_) => println!("  event {name}: not signalled in 20 s"),
+                }
+            }
+            "--event-set" => {
+                i += 1;
+                let name = args.get(i).cloned().unwrap_or_default();
+                match appipc::named_objects::Event::open(
+                    &session,
+                    &name,
+                    appipc::named_objects::EVENT_MODIFY_STATE,
+                )
+                .await
+                {
+                    Ok(ev) => {
+                        ev.set()?;
+                        println!("  event {name}: set");
+                    }
+                    Err(e) => println!("  event {name}: open refused: {e}"),
+                }
+            }
+            "--pipe-serve" => {
+                // Serves one client of NAME (with --sddl): prints what it sends, answers "ack".
+                let name = args.get(i + 1).cloned().unwrap_or_default();
+                i += 1;
+                let sddl = if args.get(i + 1).map(String::as_str) == Some("--sddl") {
+                    i += 2;
+                    args.get(i).cloned()
+                } else {
+                    None
+                };
+                let opts = appipc::named_pipes::PipeOptions {
+                    message_mode: true,
+                    sddl,
+                    ..Default::default()
+                };
+                let mut server =
+                    appipc::named_pipes::NamedPipeServer::create(&session, &name, &opts).await?;
+                println!("  pipe {name}: listening");
+                let mut conn = server.connect().await?;
+                use std::io::{Read, Write};
+                let mut buf = [0u8; 256];
+                let n = conn.stream.read(&mut buf).unwrap_or(0);
+                println!(
+                    "  pipe {name}: {} (pid {}) sent {:?}",
+                    if conn.client_package_family_name.is_empty() {
+                        "an unpackaged client"
+                    } else {
+                        &conn.client_package_family_name
+                    },
+                    conn.client_pid,
+                    String::from_utf8_lossy(&buf[..n])
+                );
+                let _ = conn.stream.write_all(b"ack");
+            }
+            "--pipe-send" => {
+                let name = args.get(i + 1).cloned().unwrap_or_default();
+                let text = args.get(i + 2).cloned().unwrap_or_default();
+                i += 2;
+                let access = appipc::named_pipes::GENERIC_READ | appipc::named_pipes::GENERIC_WRITE;
+                match appipc::named_pipes::open(&session, &name, access).await {
+                    Ok(mut s) => {
+                        use std::io::{Read, Write};
+                        let _ = s.write_all(text.as_bytes());
+                        let mut buf = [0u8; 16];
+                        let n = s.read(&mut buf).unwrap_or(0);
+                        println!("  pipe {name}: answer {:?}", String::from_utf8_lossy(&buf[..n]));
+                    }
+                    Err(e) => println!("  pipe {name}: open refused: {e}"),
+                }
+            }
             "--cache-clear" => {
                 i += 1;
                 let name = args.get(i).cloned().unwrap_or_default();
