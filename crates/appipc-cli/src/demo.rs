@@ -229,15 +229,20 @@ async fn scenario(root: &Path, bins: &Path, socket: &Path) -> Result<()> {
         }
     }
 
-    step(9, "shared memory across packages: refused without an entry, allowed with one");
+    step(
+        9,
+        "shared memory and an event across packages: refused without an entry, allowed with one",
+    );
     let viewer = format!("{tools}!Viewer");
     let viewer_sid = appipc_model::sid::appcontainer_sid(&tools).to_string();
     let prefix = appipc::named_objects::named_object_path(&session, &hello).await?;
     let aam = ApplicationActivationManager::new(&session);
     let sddl = format!("D:(A;;GR;;;{viewer_sid})");
+    let event_sddl = format!("D:(A;;GW;;;{viewer_sid})");
     println!(
         "   Contoso.Hello creates LOCAL\\frame (default: its package only) and LOCAL\\shared ({sddl})"
     );
+    println!("   and waits on the event LOCAL\\ready ({event_sddl}) for Fabrikam's signal");
     let (holder, _) = aam
         .activate_application(
             &hello,
@@ -252,10 +257,12 @@ async fn scenario(root: &Path, bins: &Path, socket: &Path) -> Result<()> {
                 "a frame for Fabrikam".into(),
                 "--sddl".into(),
                 sddl,
-                "--sleep".into(),
-                "20".into(),
+                "--event-wait".into(),
+                r"LOCAL\ready".into(),
+                "--sddl".into(),
+                event_sddl,
             ],
-            ActivateOptions::default(),
+            ActivateOptions { stdio: Some(crate::daemon::own_stdio()?), notify_exit: true },
         )
         .await?;
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -264,7 +271,7 @@ async fn scenario(root: &Path, bins: &Path, socket: &Path) -> Result<()> {
             .request(appipc::wire::protocol::Request::ListNamedObjects)
             .await?
         {
-            appipc::wire::protocol::Reply::NamedObjects(l) => l.iter().any(|o| o.name == "shared"),
+            appipc::wire::protocol::Reply::NamedObjects(l) => l.iter().any(|o| o.name == "ready"),
             _ => false,
         };
         if listed || Instant::now() > deadline {
@@ -273,7 +280,7 @@ async fn scenario(root: &Path, bins: &Path, socket: &Path) -> Result<()> {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     println!(
-        r"   $ appipc launch --wait {viewer} -- --map-open {prefix}\frame r --map-open {prefix}\shared r"
+        r"   $ appipc launch --wait {viewer} -- --map-open {prefix}\frame r --map-open {prefix}\shared r --event-set {prefix}\ready"
     );
     launch_and_wait(
         &session,
@@ -285,11 +292,16 @@ async fn scenario(root: &Path, bins: &Path, socket: &Path) -> Result<()> {
             "--map-open",
             &format!(r"{prefix}\shared"),
             "r",
+            "--event-set",
+            &format!(r"{prefix}\ready"),
         ],
     )
     .await?;
+    // Contoso.Hello prints that it was signalled and exits.
+    if tokio::time::timeout(Duration::from_secs(10), session.wait_for_exit(holder)).await.is_err() {
+        println!("   (Contoso.Hello did not see the signal in 10 s)");
+    }
     println!("   (error 5 is ERROR_ACCESS_DENIED; the granted mapping is read-only for Fabrikam)");
-    let _ = holder;
 
     step(10, "a broken manifest is refused with the key, the line and the rule");
     let bad = root.join("broken");

@@ -1,0 +1,38 @@
+//! `appipc demo` runs to the end and every step shows the outcome the rules call for: what
+//! is allowed happens, what is refused is refused with its reason.
+
+use std::process::Command;
+
+#[test]
+fn the_demo_shows_each_decision() {
+    // The demo finds the example binaries next to itself; fail with the build hint if absent.
+    appipc_testkit::binary("hello-app");
+    let out = Command::new(env!("CARGO_BIN_EXE_appipc")).arg("demo").output().expect("run demo");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "the demo failed:\n{stdout}\n{stderr}");
+    for step in 1..=12 {
+        assert!(stdout.contains(&format!("== {step}. ")), "step {step} missing:\n{stdout}");
+    }
+    let expect = [
+        // 4: an app container may not deploy packages.
+        "install refused: access denied",
+        // 5: the host's files are not in the container.
+        "refused: No such file or directory",
+        // 7: an unknown app service is reported as Windows reports it.
+        "open refused: AppServiceUnavailable (3)",
+        // 8: a file token is single use; an undeclared publisher cache folder is refused.
+        "is unknown, already redeemed or removed",
+        "does not declare the publisher cache folder",
+        // 9: a mapping without an entry is refused, with one it is read-only; the event is set
+        // by the other package and seen by the creator.
+        r"\frame: open refused:",
+        "(error 5)",
+        r#"\shared: read "a frame for Fabrikam" (writable: false)"#,
+        r"\ready: set",
+        r"event LOCAL\ready: signalled",
+    ];
+    for line in expect {
+        assert!(stdout.contains(line), "the demo did not print {line:?}:\n{stdout}");
+    }
+}
