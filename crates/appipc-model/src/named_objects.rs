@@ -8,10 +8,14 @@
 //! | name as written | from an app container | from an unconfined process |
 //! |---|---|---|
 //! | `LOCAL\x` or `x` | its package's namespace | the session namespace |
-//! | `Session\x` | the session namespace (open only, by ACL) | the session namespace |
+//! | `Session\x` or `Global\x` | the session namespace (open only, by ACL) | the session namespace |
 //! | `AppContainerNamedObjects\<SID>\x` | that package's namespace (open only, by ACL; its own: as `LOCAL\x`) | that package's namespace (no grant needed) |
 //!
 //! Pipes are named `\\.\pipe\` followed by such a name (`\\.\pipe\LOCAL\x`).
+//!
+//! Namespaces are per user (there is no machine-wide namespace), so `Global\` names the user's
+//! session namespace: a program written for Windows that shares `Global\x` between its
+//! unconfined processes keeps working, and an app container still cannot create there.
 //!
 //! [`named_object_path`] is `GetAppContainerNamedObjectPath`: the prefix an opener uses to reach
 //! a package's namespace.
@@ -202,7 +206,7 @@ pub fn resolve(
     Ok(ObjectName { namespace, key: name.to_lowercase(), display: raw.to_owned() })
 }
 
-/// Splits `Session\x`, `LOCAL\x`, `AppContainerNamedObjects\<SID>\x` or a plain `x`.
+/// Splits `Session\x` (or `Global\x`), `LOCAL\x`, `AppContainerNamedObjects\<SID>\x` or a plain `x`.
 fn split_namespace(s: &str) -> Result<(Option<Namespace>, &str), String> {
     let (first, after) = match s.split_once('\\') {
         Some(x) => x,
@@ -211,7 +215,7 @@ fn split_namespace(s: &str) -> Result<(Option<Namespace>, &str), String> {
     if first.eq_ignore_ascii_case("LOCAL") {
         return Ok((None, after));
     }
-    if first.eq_ignore_ascii_case("Session") {
+    if first.eq_ignore_ascii_case("Session") || first.eq_ignore_ascii_case("Global") {
         return Ok((Some(Namespace::Session), after));
     }
     if first.eq_ignore_ascii_case("AppContainerNamedObjects") {
@@ -516,6 +520,13 @@ mod tests {
     fn containers_create_only_at_home_and_qualify_to_open_elsewhere() {
         let e = resolve(&a(), r"Session\x", NameKind::Object, Intent::Create).unwrap_err();
         assert_eq!(e.code, Win32Error::AccessDenied);
+        let e = resolve(&a(), r"Global\x", NameKind::Object, Intent::Create).unwrap_err();
+        assert_eq!(e.code, Win32Error::AccessDenied);
+        let g = resolve(&a(), r"Global\x", NameKind::Object, Intent::Open).unwrap();
+        assert_eq!(g.namespace, Namespace::Session);
+        let g = resolve(&Requester::unconfined(), r"global\x", NameKind::Object, Intent::Create)
+            .unwrap();
+        assert_eq!((g.namespace, g.key.as_str()), (Namespace::Session, "x"));
         let other = format!(r"{}\x", named_object_path(B));
         let e = resolve(&a(), &other, NameKind::Object, Intent::Create).unwrap_err();
         assert_eq!(e.code, Win32Error::AccessDenied);

@@ -203,6 +203,19 @@ mod tests {
     }
 
     #[test]
+    fn a_fixed_size_memfd_keeps_its_size_and_takes_writes() {
+        let fd = create_fixed_size("f", 8192).unwrap();
+        assert!(rustix::fs::ftruncate(&fd, 4096).is_err(), "cannot shrink");
+        assert!(rustix::fs::ftruncate(&fd, 16384).is_err(), "cannot grow");
+        assert!(
+            rustix::fs::fcntl_add_seals(&fd, SealFlags::WRITE).is_err(),
+            "the seals are sealed"
+        );
+        assert_eq!(rustix::io::pwrite(&fd, b"data", 100).unwrap(), 4, "contents writable");
+        assert_eq!(rustix::fs::fstat(&fd).unwrap().st_size, 8192);
+    }
+
+    #[test]
     fn unsealed_memfd_is_refused() {
         let fd =
             rustix::fs::memfd_create("u", MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING).unwrap();
