@@ -390,3 +390,50 @@ fn events_and_pipes_across_packages_from_inside_containers() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+#[test]
+fn a_pipe_server_serves_many_clients_one_instance_each() {
+    use appipc::named_pipes::{self, GENERIC_READ, GENERIC_WRITE, NamedPipeServer, PipeOptions};
+    use std::io::{Read, Write};
+    let b = TestBroker::start();
+    rt().block_on(async {
+        let (server_s, client_s) = (b.session(), b.session());
+        let name = r"\\.\pipe\LOCAL\many";
+        let opts = PipeOptions { max_instances: 3, ..Default::default() };
+        let mut servers = Vec::new();
+        for _ in 0..3 {
+            servers.push(NamedPipeServer::create(&server_s, name, &opts).await.unwrap());
+        }
+        let mut clients = Vec::new();
+        for _ in 0..3 {
+            clients.push(
+                named_pipes::open(&client_s, name, GENERIC_READ | GENERIC_WRITE).await.unwrap(),
+            );
+        }
+        // Every instance has its client: a fourth is busy.
+        let e = named_pipes::open(&client_s, name, GENERIC_READ).await.unwrap_err();
+        assert!(matches!(e, appipc::Error::NamedObject { code: 231, .. }), "{e}");
+        let mut conns = Vec::new();
+        for s in &mut servers {
+            conns.push(s.connect().await.unwrap());
+        }
+        // Each client talks to its own instance: what one sends, only its server reads.
+        for (i, c) in clients.iter_mut().enumerate() {
+            c.write_all(format!("client {i}").as_bytes()).unwrap();
+        }
+        let mut heard = Vec::new();
+        for conn in &mut conns {
+            let mut buf = [0u8; 16];
+            let n = conn.stream.read(&mut buf).unwrap();
+            heard.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+            conn.stream.write_all(&buf[..n]).unwrap();
+        }
+        heard.sort();
+        assert_eq!(heard, ["client 0", "client 1", "client 2"]);
+        for (i, c) in clients.iter_mut().enumerate() {
+            let mut buf = [0u8; 16];
+            let n = c.read(&mut buf).unwrap();
+            assert_eq!(&buf[..n], format!("client {i}").as_bytes(), "echo from its own instance");
+        }
+    });
+}
