@@ -75,6 +75,14 @@ fn type_name(t: ObjectType) -> &'static str {
     }
 }
 
+/// `ERROR_INVALID_HANDLE`, as Windows answers an open of a name that holds another type.
+fn wrong_type(name: &str, found: ObjectType, asked: ObjectType) -> Reply {
+    failed(
+        Win32Error::InvalidHandle,
+        format!("{name:?} names a {}, not a {}", type_name(found), type_name(asked)),
+    )
+}
+
 fn type_from_wire(t: u8) -> Option<ObjectType> {
     match t {
         0 => Some(ObjectType::Event),
@@ -158,13 +166,7 @@ impl NamedObjects {
         let mut st = self.lock();
         if let Some(obj) = st.objects.get(&key) {
             if obj.ty != ty {
-                return Ok((
-                    failed(
-                        Win32Error::InvalidHandle,
-                        format!("{name:?} names a {}, not a {}", type_name(obj.ty), type_name(ty)),
-                    ),
-                    Vec::new(),
-                ));
+                return Ok((wrong_type(name, obj.ty, ty), Vec::new()));
             }
             let granted = match model::check_access(&req, &obj.sd, ty, GENERIC_ALL) {
                 Ok(g) => g,
@@ -280,13 +282,7 @@ impl NamedObjects {
             ));
         };
         if obj.ty != ty {
-            return Ok((
-                failed(
-                    Win32Error::InvalidHandle,
-                    format!("{name:?} names a {}, not a {}", type_name(obj.ty), type_name(ty)),
-                ),
-                Vec::new(),
-            ));
+            return Ok((wrong_type(name, obj.ty, ty), Vec::new()));
         }
         let granted = match model::check_access(&req, &obj.sd, ty, desired) {
             Ok(g) => g,

@@ -87,12 +87,7 @@ async fn run() -> appipc::Result<ExitCode> {
                 let size: u64 = args.get(i + 2).and_then(|s| s.parse().ok()).unwrap_or(4096);
                 let text = args.get(i + 3).cloned().unwrap_or_default();
                 i += 3;
-                let sddl = if args.get(i + 1).map(String::as_str) == Some("--sddl") {
-                    i += 2;
-                    args.get(i).cloned()
-                } else {
-                    None
-                };
+                let sddl = optional_sddl(&args, &mut i);
                 match appipc::named_objects::FileMapping::create(
                     &session,
                     &name,
@@ -153,12 +148,7 @@ async fn run() -> appipc::Result<ExitCode> {
                 // Creates NAME (with --sddl) and waits until someone sets it.
                 let name = args.get(i + 1).cloned().unwrap_or_default();
                 i += 1;
-                let sddl = if args.get(i + 1).map(String::as_str) == Some("--sddl") {
-                    i += 2;
-                    args.get(i).cloned()
-                } else {
-                    None
-                };
+                let sddl = optional_sddl(&args, &mut i);
                 let ev = appipc::named_objects::Event::create(
                     &session,
                     &name,
@@ -199,12 +189,7 @@ async fn run() -> appipc::Result<ExitCode> {
                 // Serves one client of NAME (with --sddl): prints what it sends, answers "ack".
                 let name = args.get(i + 1).cloned().unwrap_or_default();
                 i += 1;
-                let sddl = if args.get(i + 1).map(String::as_str) == Some("--sddl") {
-                    i += 2;
-                    args.get(i).cloned()
-                } else {
-                    None
-                };
+                let sddl = optional_sddl(&args, &mut i);
                 let opts = appipc::named_pipes::PipeOptions {
                     message_mode: true,
                     sddl,
@@ -376,6 +361,15 @@ async fn run() -> appipc::Result<ExitCode> {
 }
 
 /// Opens `path` read-only and shares it: a SharedStorageAccessManager token.
+/// An optional `--sddl SD` after the argument at `*i`: taken (and `*i` moved past it) if there.
+fn optional_sddl(args: &[String], i: &mut usize) -> Option<String> {
+    if args.get(*i + 1).map(String::as_str) != Some("--sddl") {
+        return None;
+    }
+    *i += 2;
+    args.get(*i).cloned()
+}
+
 async fn share(session: &Session, path: &str) -> appipc::Result<String> {
     let file = std::fs::File::open(path)
         .map_err(|source| appipc::Error::Io { what: "opening the file to share", source })?;
