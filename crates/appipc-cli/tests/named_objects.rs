@@ -346,7 +346,12 @@ fn events_and_pipes_across_packages_from_inside_containers() {
     let (_, out) = app(&b, &fabrikam, &["--event-set", &format!(r"{prefix}\closed")]);
     assert!(out.contains("open refused") && out.contains("(error 5)"), "{out}");
     let _ = waiter;
-    let sddl = format!("D:(A;;0x100002;;;PFN:{fabrikam})");
+    // The SDK's descriptor builder, by family name: D:(A;;0x100002;;;PFN:…).
+    use appipc::named_objects::{EVENT_MODIFY_STATE, SYNCHRONIZE, SecurityDescriptor};
+    let sddl = SecurityDescriptor::new()
+        .allow_package(&fabrikam, SYNCHRONIZE | EVENT_MODIFY_STATE)
+        .to_sddl();
+    assert_eq!(sddl, format!("D:(A;;0x100002;;;PFN:{fabrikam})"));
     let waiter = start(&["--event-wait", r"LOCAL\open", "--sddl", &sddl]);
     wait_listed(&b, "open");
     let (_, out) = app(&b, &fabrikam, &["--event-set", &format!(r"{prefix}\open")]);

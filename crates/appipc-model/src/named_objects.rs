@@ -324,24 +324,27 @@ pub struct SecurityDescriptor {
 
 /// SDDL aliases appipc understands, and its two extensions: `PFN:<package family name>` for
 /// the package's SID and `CAP:<capability name>` for the capability's SID.
-fn alias(s: &str) -> Option<Sid> {
+fn alias(s: &str) -> Result<Option<Sid>, String> {
     if let Some(pfn) = s.strip_prefix("PFN:") {
         return pfn
             .parse::<crate::identity::PackageFamilyName>()
-            .ok()
-            .map(|p| sid::appcontainer_sid(p.as_str()));
+            .map(|p| Some(sid::appcontainer_sid(p.as_str())))
+            .map_err(|e| format!("trustee {s:?}: {e}"));
     }
     if let Some(cap) = s.strip_prefix("CAP:") {
-        return (!cap.is_empty()).then(|| sid::capability_sid(cap));
+        if cap.is_empty() || !cap.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) {
+            return Err(format!("trustee {s:?}: not a capability name"));
+        }
+        return Ok(Some(sid::capability_sid(cap)));
     }
-    match s {
+    Ok(match s {
         "AC" => Some(Sid::all_application_packages()),
         "WD" => Sid::new(1, &[0]),
         "AU" => Sid::new(5, &[11]),
         "SY" => Sid::new(5, &[18]),
         "BA" => Sid::new(5, &[32, 544]),
         _ => None,
-    }
+    })
 }
 
 fn sddl_rights(s: &str) -> Result<u32, String> {
@@ -413,8 +416,10 @@ impl SecurityDescriptor {
                 other => return Err(format!("{text:?}: ACE type {other:?} (only A and D)")),
             };
             let mask = sddl_rights(f[2])?;
-            let sid =
-                alias(f[5]).map_or_else(|| f[5].parse::<Sid>().map_err(|e| format!("{e}")), Ok)?;
+            let sid = match alias(f[5])? {
+                Some(sid) => sid,
+                None => f[5].parse::<Sid>().map_err(|e| format!("{text:?}: trustee: {e}"))?,
+            };
             dacl.push(Ace { allow, sid, mask });
             body = after;
         }
@@ -592,7 +597,12 @@ mod tests {
         .unwrap();
         assert_eq!(ext.dacl[0].sid, sid::appcontainer_sid(B));
         assert_eq!(ext.dacl[1].sid.to_string(), "S-1-15-3-1");
-        assert!(SecurityDescriptor::from_sddl("D:(A;;GR;;;PFN:not a pfn)").is_err());
+        let e = SecurityDescriptor::from_sddl("D:(A;;GR;;;PFN:not a pfn)").unwrap_err();
+        assert!(e.contains("PFN:not a pfn"), "{e}");
+        let e = SecurityDescriptor::from_sddl("D:(A;;GR;;;CAP:)").unwrap_err();
+        assert!(e.contains("not a capability name"), "{e}");
+        let custom = "D:(A;;GR;;;CAP:Contoso.custom_8wekyb3d8bbwe)";
+        assert!(SecurityDescriptor::from_sddl(custom).is_ok(), "custom capabilities by name");
     }
 
     #[test]
