@@ -25,6 +25,10 @@ const WRAP: u32 = u32::MAX;
 pub struct Ring {
     view: SharedView,
     capacity: usize,
+    /// The producer's last reading of the consumer's position (process-local): the shared one
+    /// is read again only when this says the ring is full, so a push does not pull the
+    /// consumer's cache line over every time.
+    seen_tail: AtomicU64,
 }
 
 fn pad8(n: usize) -> usize {
@@ -47,7 +51,10 @@ impl Ring {
         if !(view.as_bytes().as_ptr() as usize).is_multiple_of(64) {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "ring mapping is not aligned"));
         }
-        Ok(Ring { view, capacity })
+        let seen_tail = AtomicU64::new(0);
+        let ring = Ring { view, capacity, seen_tail };
+        ring.seen_tail.store(ring.tail().load(Ordering::Acquire), Ordering::Relaxed);
+        Ok(ring)
     }
 
     /// The size of the data area.
@@ -116,17 +123,22 @@ impl Ring {
         }
         let need = 8 + pad8(record.len());
         let head = self.head().load(Ordering::Relaxed);
-        let tail = self.tail().load(Ordering::Acquire);
-        let used = head.wrapping_sub(tail) as usize;
-        if used > self.capacity {
-            return Err(Self::corrupt("consumer position ahead of producer"));
-        }
-        let free = self.capacity - used;
         let idx = (head as usize) & (self.capacity - 1);
         let to_end = self.capacity - idx;
         let (start, skip) = if need <= to_end { (idx, 0) } else { (0, to_end) };
-        if free < need + skip {
-            return Ok(false);
+        // The consumer only moves its position forward, so free space by an older reading is a
+        // lower bound: read the shared position only when that bound is not enough.
+        let used = head.wrapping_sub(self.seen_tail.load(Ordering::Relaxed)) as usize;
+        if used > self.capacity || self.capacity - used < need + skip {
+            let tail = self.tail().load(Ordering::Acquire);
+            let used = head.wrapping_sub(tail) as usize;
+            if used > self.capacity {
+                return Err(Self::corrupt("consumer position ahead of producer"));
+            }
+            self.seen_tail.store(tail, Ordering::Relaxed);
+            if self.capacity - used < need + skip {
+                return Ok(false);
+            }
         }
         if skip > 0 {
             // SAFETY: `idx + 4 ≤ capacity` (to_end ≥ 8: positions advance in multiples of 8);
@@ -225,6 +237,10 @@ mod tests {
             n += 1;
         }
         assert!(n >= 4, "{n}");
+        // Room made by the consumer is seen again (the producer's reading of it is refreshed).
+        assert!(c.try_pop(&mut out).unwrap());
+        assert!(p.try_push(&[8u8; 40]).unwrap());
+        assert!(!p.try_push(&[8u8; 40]).unwrap());
         assert!(p.try_push(&[0u8; 200]).is_err(), "too big for this ring");
     }
 
@@ -257,5 +273,17 @@ mod tests {
         unsafe { p.data(0, 4).cast::<u32>().write_unaligned(1_000_000) };
         let mut out = Vec::new();
         assert!(c.try_pop(&mut out).is_err());
+        // A consumer position moved past the producer's is reported once the producer reads it.
+        c.tail().store(10_000, Ordering::Release);
+        let mut pushed = 0;
+        let err = loop {
+            match p.try_push(&[1u8; 16]) {
+                Ok(true) => pushed += 1,
+                Ok(false) => panic!("a full ring instead of an error"),
+                Err(e) => break e,
+            }
+            assert!(pushed < 100, "never reported");
+        };
+        assert!(err.to_string().contains("ahead of producer"), "{err}");
     }
 }

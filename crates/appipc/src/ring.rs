@@ -51,16 +51,22 @@ async fn spin_then_sleep(
     consumer: bool,
     mut try_op: impl FnMut(&Ring) -> Result<bool>,
 ) -> Result<()> {
+    if try_op(&side.ring)? {
+        return Ok(());
+    }
     let spin = crate::app_service::spin_time();
     let start = std::time::Instant::now();
-    loop {
-        if try_op(&side.ring)? {
-            return Ok(());
+    // Reading the clock costs about as much as a poll: look at it every 32 polls.
+    'spin: loop {
+        for _ in 0..32 {
+            std::hint::spin_loop();
+            if try_op(&side.ring)? {
+                return Ok(());
+            }
         }
         if start.elapsed() >= spin {
-            break;
+            break 'spin;
         }
-        std::hint::spin_loop();
     }
     let flag = side.ring.sleeping_flag(consumer);
     let wake = if consumer { &side.data } else { &side.space };
