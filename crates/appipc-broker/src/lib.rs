@@ -269,6 +269,10 @@ impl Broker {
 /// Runs a broker for this environment ([`Paths::from_env`]) until SIGTERM or SIGINT or a
 /// client's shutdown request: what `appipcd` and `appipc daemon` do.
 pub fn run_daemon() -> Result<()> {
+    match appipc_sys::process::raise_open_file_limit() {
+        Ok(n) => tracing::debug!(open_files = n, "open-file limit"),
+        Err(e) => tracing::warn!("could not raise the open-file limit: {e}"),
+    }
     let broker = Broker::bind(Paths::from_env())?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -42,6 +42,38 @@ struct State {
     objects: HashMap<Key, Object>,
     /// handle → (session, object)
     handles: HashMap<u64, (u64, Key)>,
+    /// session → how many handles it holds.
+    per_session: HashMap<u64, usize>,
+}
+
+/// How many named-object handles one session may hold: every object costs the broker an fd,
+/// so a client that leaks handles is stopped here, not by the broker's fd limit.
+pub const MAX_HANDLES_PER_SESSION: usize = 4096;
+
+impl State {
+    /// `ERROR_NOT_ENOUGH_QUOTA` when `session` holds its share of handles.
+    fn over_quota(&self, session: u64) -> Option<Reply> {
+        let held = self.per_session.get(&session).copied().unwrap_or(0);
+        (held >= MAX_HANDLES_PER_SESSION).then(|| {
+            failed(
+                Win32Error::NotEnoughQuota,
+                format!(
+                    "this session holds {held} named-object handles, the most it may; close some"
+                ),
+            )
+        })
+    }
+
+    fn forget_handle(&mut self, handle: u64) -> Option<Key> {
+        let (session, key) = self.handles.remove(&handle)?;
+        if let Some(n) = self.per_session.get_mut(&session) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_session.remove(&session);
+            }
+        }
+        Some(key)
+    }
 }
 
 /// The name table.
@@ -122,6 +154,7 @@ impl NamedObjects {
         let (size, manual_reset) = (obj.size, obj.manual_reset);
         let handle = self.next_handle.fetch_add(1, Ordering::Relaxed) + 1;
         st.handles.insert(handle, (session, key));
+        *st.per_session.entry(session).or_default() += 1;
         Ok((
             Reply::NamedObject {
                 handle,
@@ -164,6 +197,9 @@ impl NamedObjects {
         };
         let key = (n.namespace.clone(), n.key.clone());
         let mut st = self.lock();
+        if let Some(refused) = st.over_quota(who.session_id) {
+            return Ok((refused, Vec::new()));
+        }
         if let Some(obj) = st.objects.get(&key) {
             if obj.ty != ty {
                 return Ok((wrong_type(name, obj.ty, ty), Vec::new()));
@@ -272,6 +308,9 @@ impl NamedObjects {
         };
         let key = (n.namespace.clone(), n.key.clone());
         let mut st = self.lock();
+        if let Some(refused) = st.over_quota(who.session_id) {
+            return Ok((refused, Vec::new()));
+        }
         let Some(obj) = st.objects.get(&key) else {
             return Ok((
                 failed(
@@ -317,7 +356,7 @@ impl NamedObjects {
             }
             None => return Err(BrokerError::NotFound(format!("no handle {handle}"))),
         }
-        let (_, key) = st.handles.remove(&handle).expect("checked");
+        let key = st.forget_handle(handle).expect("checked");
         Self::release(&mut st, &key);
         Ok(Reply::Ok)
     }
@@ -328,7 +367,7 @@ impl NamedObjects {
         let mine: Vec<u64> =
             st.handles.iter().filter(|(_, (s, _))| *s == session).map(|(h, _)| *h).collect();
         for h in mine {
-            if let Some((_, key)) = st.handles.remove(&h) {
+            if let Some(key) = st.forget_handle(h) {
                 Self::release(&mut st, &key);
             }
         }

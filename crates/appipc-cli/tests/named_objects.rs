@@ -442,3 +442,49 @@ fn a_pipe_server_serves_many_clients_one_instance_each() {
         }
     });
 }
+
+#[test]
+fn a_session_that_hoards_handles_is_stopped_and_the_broker_serves_on() {
+    use appipc::named_objects::{Event, SYNCHRONIZE};
+    const QUOTA: usize = 4096;
+    // This process holds an fd per handle too.
+    let limit = appipc_sys::process::raise_open_file_limit().unwrap_or(0);
+    if limit < QUOTA as u64 + 512 {
+        println!("SKIP: this process may open only {limit} files, the test needs {}", QUOTA + 512);
+        return;
+    }
+    let b = TestBroker::start();
+    rt().block_on(async {
+        let s = b.session();
+        let first = Event::create(&s, r"LOCAL\hoard", false, false, None).await.unwrap().object;
+        let mut held = Vec::new();
+        let err = loop {
+            match Event::open(&s, r"LOCAL\hoard", SYNCHRONIZE).await {
+                Ok(e) => held.push(e),
+                Err(e) => break e,
+            }
+            assert!(held.len() <= QUOTA, "no quota");
+        };
+        assert!(matches!(err, appipc::Error::NamedObject { code: 1816, .. }), "{err}");
+        assert_eq!(held.len() + 1, QUOTA, "the creator's handle counts too");
+        let e = Event::create(&s, r"LOCAL\more", false, false, None).await.unwrap_err();
+        assert!(matches!(e, appipc::Error::NamedObject { code: 1816, .. }), "{e}");
+        // Other sessions are not affected, and the broker answers.
+        let other = b.session();
+        let theirs = Event::open(&other, r"LOCAL\hoard", SYNCHRONIZE).await.unwrap();
+        theirs.set().unwrap();
+        first.wait().await.unwrap();
+        // Closing handles makes room again.
+        held.truncate(QUOTA - 100);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match Event::create(&s, r"LOCAL\more", false, false, None).await {
+                Ok(_) => break,
+                Err(e) => {
+                    assert!(Instant::now() < deadline, "no room after closing: {e}");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        }
+    });
+}

@@ -40,6 +40,9 @@ pub enum Win32Error {
     AlreadyExists = 183,
     /// `ERROR_PIPE_BUSY`: every instance is in use.
     PipeBusy = 231,
+    /// `ERROR_NOT_ENOUGH_QUOTA`: the caller holds as many handles (or pipe instances) as a
+    /// session may.
+    NotEnoughQuota = 1816,
 }
 
 impl Win32Error {

@@ -229,6 +229,20 @@ pub fn try_reap(pidfd: impl AsFd) -> io::Result<Option<ExitStatus>> {
 
 pub use rustix::process::Signal as ProcessSignal;
 
+/// Raises this process's soft limit of open files to its hard limit (at most 2^20) and returns
+/// the new soft limit: a broker holds an fd per named object, token and session, and the
+/// default soft limit (often 1024) would let a few busy clients exhaust it.
+pub fn raise_open_file_limit() -> io::Result<u64> {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let now = getrlimit(Resource::Nofile);
+    let want = now.maximum.unwrap_or(1 << 20).min(1 << 20);
+    if now.current.is_some_and(|c| c >= want) {
+        return Ok(now.current.unwrap_or(want));
+    }
+    setrlimit(Resource::Nofile, Rlimit { current: Some(want), maximum: now.maximum })?;
+    Ok(want)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
