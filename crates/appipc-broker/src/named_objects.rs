@@ -129,6 +129,25 @@ impl NamedObjects {
         self.state.lock().expect("named objects poisoned")
     }
 
+    /// Resolves `name` for `who` and takes the table, or the refusal to send back (a bad name,
+    /// a name the caller may not create, or the caller's handle quota reached).
+    fn locate(
+        &self,
+        who: &Identity,
+        req: &Requester,
+        name: &str,
+        intent: Intent,
+    ) -> std::result::Result<(model::ObjectName, std::sync::MutexGuard<'_, State>), Box<Reply>>
+    {
+        let n = model::resolve(req, name, NameKind::Object, intent)
+            .map_err(|e| Box::new(failed(e.code, e.message)))?;
+        let st = self.lock();
+        if let Some(refused) = st.over_quota(who.session_id) {
+            return Err(Box::new(refused));
+        }
+        Ok((n, st))
+    }
+
     /// The fd a handle gets: file mappings read-only unless write access was granted on a
     /// writable mapping (a read-only fd cannot be mapped for writing).
     fn handle_fd(obj: &Object, granted: u32) -> std::io::Result<(OwnedFd, bool)> {
@@ -191,15 +210,11 @@ impl NamedObjects {
             NamedObjectKind::Semaphore { .. } => ObjectType::Semaphore,
             NamedObjectKind::FileMapping { .. } => ObjectType::FileMapping,
         };
-        let n = match model::resolve(&req, name, NameKind::Object, Intent::Create) {
-            Ok(n) => n,
-            Err(e) => return Ok((failed(e.code, e.message), Vec::new())),
+        let (n, mut st) = match self.locate(who, &req, name, Intent::Create) {
+            Ok(found) => found,
+            Err(refused) => return Ok((*refused, Vec::new())),
         };
         let key = (n.namespace.clone(), n.key.clone());
-        let mut st = self.lock();
-        if let Some(refused) = st.over_quota(who.session_id) {
-            return Ok((refused, Vec::new()));
-        }
         if let Some(obj) = st.objects.get(&key) {
             if obj.ty != ty {
                 return Ok((wrong_type(name, obj.ty, ty), Vec::new()));
@@ -302,15 +317,11 @@ impl NamedObjects {
             return Err(BrokerError::BadRequest(format!("object type {object_type}")));
         };
         let req = requester(who);
-        let n = match model::resolve(&req, name, NameKind::Object, Intent::Open) {
-            Ok(n) => n,
-            Err(e) => return Ok((failed(e.code, e.message), Vec::new())),
+        let (n, mut st) = match self.locate(who, &req, name, Intent::Open) {
+            Ok(found) => found,
+            Err(refused) => return Ok((*refused, Vec::new())),
         };
         let key = (n.namespace.clone(), n.key.clone());
-        let mut st = self.lock();
-        if let Some(refused) = st.over_quota(who.session_id) {
-            return Ok((refused, Vec::new()));
-        }
         let Some(obj) = st.objects.get(&key) else {
             return Ok((
                 failed(
