@@ -54,8 +54,8 @@ fn full_trust_launch_rules() {
         // A declared parameter group becomes the command line; an unknown one is FileNotFound.
         let (_, out, _) = launch_wait(&b, &bridge, &["--group", "Hello"]);
         assert!(out.contains("parameter group \"Hello\": Success (0)"), "{out}");
-        // Generous: one loaded CI run saw nothing here within 10 s (not reproduced since); if
-        // it happens again, the broker's log says where the launch stood.
+        // Contoso.Bridge ties its helper's lifetime to the app, so the app waits for the helper
+        // to finish (a loaded CI run once saw the helper ended with the app before it printed).
         let deadline = Instant::now() + Duration::from_secs(30);
         while !b.app_log(&bridge).contains("bridge-helper: from a parameter group") {
             assert!(

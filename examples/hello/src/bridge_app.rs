@@ -26,6 +26,17 @@ async fn run() -> appipc::Result<std::process::ExitCode> {
             FullTrustProcessLauncher::launch_for_current_app_with_parameter_group(&session, &group)
                 .await?;
         println!("  app: parameter group {group:?}: {}", r.launch_result);
+        // The helper's lifetime is tied to ours (tie-lifetime-to-caller): stay until it is
+        // done, or the broker would end it with us before it has had its say.
+        if let Some(pid) = r.pid {
+            let pm = appipc::PackageManager::new(&session);
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+            while pm.running_processes().await?.iter().any(|p| p.pid == pid)
+                && std::time::Instant::now() < deadline
+            {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+        }
         return Ok(std::process::ExitCode::SUCCESS);
     }
     if args.first().map(String::as_str) == Some("--linger-helper") {
