@@ -249,10 +249,7 @@ impl NamedObjects {
                         "PAGE_READWRITE needs the file open for reading and writing".into(),
                     ));
                 }
-                let size = rustix::fs::fstat(&file)
-                    .map_err(|e| BrokerError::io("fstat", e.into()))?
-                    .st_size as u64;
-                (file, size, writable)
+                (file, id.size, writable)
             }
             NamedObjectKind::FileMapping { size, writable } => {
                 if size == 0 {
@@ -266,11 +263,8 @@ impl NamedObjects {
             }
             NamedObjectKind::Event { initial_state, manual_reset } => {
                 manual = manual_reset;
-                let fd = rustix::event::eventfd(
-                    u32::from(initial_state),
-                    rustix::event::EventfdFlags::CLOEXEC,
-                )
-                .map_err(|e| BrokerError::io("eventfd", e.into()))?;
+                let fd = appipc_sys::aio::eventfd_new(u32::from(initial_state), false)
+                    .map_err(|e| BrokerError::io("eventfd", e))?;
                 (fd, 0, true)
             }
             NamedObjectKind::Semaphore { initial, maximum } => {
@@ -279,11 +273,8 @@ impl NamedObjects {
                         "semaphore count {initial} of {maximum}"
                     )));
                 }
-                let fd = rustix::event::eventfd(
-                    initial,
-                    rustix::event::EventfdFlags::CLOEXEC | rustix::event::EventfdFlags::SEMAPHORE,
-                )
-                .map_err(|e| BrokerError::io("eventfd", e.into()))?;
+                let fd = appipc_sys::aio::eventfd_new(initial, true)
+                    .map_err(|e| BrokerError::io("eventfd", e))?;
                 (fd, 0, true)
             }
         };

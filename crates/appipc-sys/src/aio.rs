@@ -168,6 +168,18 @@ impl EventFd {
     }
 }
 
+/// A new eventfd (close-on-exec) counting from `initial`; with `semaphore`, each read takes
+/// one from the counter instead of all of it (a named semaphore rather than an event).
+pub fn eventfd_new(initial: u32, semaphore: bool) -> io::Result<OwnedFd> {
+    use rustix::event::EventfdFlags;
+    let flags = if semaphore {
+        EventfdFlags::CLOEXEC | EventfdFlags::SEMAPHORE
+    } else {
+        EventfdFlags::CLOEXEC
+    };
+    Ok(rustix::event::eventfd(initial, flags)?)
+}
+
 /// Whether an eventfd's counter is non-zero (a zero-timeout poll; nothing is taken).
 pub fn eventfd_is_set(fd: impl AsFd) -> io::Result<bool> {
     let mut fds = [rustix::event::PollFd::new(&fd, rustix::event::PollFlags::IN)];

@@ -52,6 +52,8 @@ pub struct FileIdentity {
     pub ino: u64,
     /// A regular file.
     pub regular: bool,
+    /// Size in bytes.
+    pub size: u64,
     /// Birth time in nanoseconds since the epoch, where the file system records one (tells a
     /// file from a new one that reuses its inode number).
     pub birth_ns: Option<i64>,
@@ -68,7 +70,7 @@ pub fn identity(fd: impl std::os::fd::AsFd) -> io::Result<FileIdentity> {
         .ok()
         .filter(|x| StatxFlags::from_bits_retain(x.stx_mask).contains(StatxFlags::BTIME))
         .map(|x| x.stx_btime.tv_sec * 1_000_000_000 + i64::from(x.stx_btime.tv_nsec));
-    Ok(FileIdentity { dev: st.st_dev, ino: st.st_ino, regular, birth_ns })
+    Ok(FileIdentity { dev: st.st_dev, ino: st.st_ino, regular, size: st.st_size as u64, birth_ns })
 }
 
 /// How an fd was opened.
