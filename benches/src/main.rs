@@ -588,14 +588,14 @@ fn objects() -> Result<()> {
         let peer = tokio::spawn(async move {
             for _ in 0..20_000 {
                 ping2.wait().await?;
-                pong2.set()?;
+                pong2.set().await?;
             }
             anyhow::Ok(())
         });
         let mut v = Vec::with_capacity(20_000);
         for _ in 0..20_000 {
             let t = Instant::now();
-            ping.set()?;
+            ping.set().await?;
             pong.wait().await?;
             v.push(t.elapsed());
         }

@@ -6,14 +6,18 @@ use std::os::fd::OwnedFd;
 use std::sync::Arc;
 
 use appipc_model::manifest::{Application, PackagePath};
+use appipc_model::principal::Principal;
 use appipc_sys::process::SpawnRequest;
-use appipc_wire::protocol::TrustLevel;
+use appipc_wire::caller::TrustLevel;
 
 use crate::Shared;
-use crate::error::{BrokerError, Result};
+use crate::caller::Caller;
+use crate::error::InternalError;
 use crate::launcher::ProcessRecord;
-use crate::packages::InstalledPackage;
-use crate::session::{Identity, PackageIdentity};
+use crate::mech::launch::LaunchError;
+use crate::repository::InstalledPackage;
+
+type Result<T, E = LaunchError> = std::result::Result<T, E>;
 
 /// Why a process is started (`APPIPC_ACTIVATION` tells the process).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,7 +114,7 @@ pub(crate) async fn start_app(
         }
     };
     let (broker_end, app_end) = appipc_sys::socket::seqpacket_pair()
-        .map_err(|e| BrokerError::io("creating a session socket pair", e))?;
+        .map_err(|e| InternalError::io("creating a session socket pair", e))?;
     let mut argv: Vec<OsString> = app.arguments.iter().map(Into::into).collect();
     argv.extend(args.into_iter().map(Into::into));
     let mut env: Vec<(OsString, OsString)> =
@@ -162,7 +166,7 @@ pub(crate) async fn start_app(
     };
     let spawned = shared.launcher.spawn(request).await.map_err(|e| {
         tracing::warn!(app = %aumid, error = %e, "start failed");
-        BrokerError::LaunchFailed(format!("{aumid}: {e}"))
+        LaunchError::Failed(format!("{aumid}: {e}"))
     })?;
     let pid = spawned.pid;
     let record = shared.processes.track(
@@ -172,28 +176,28 @@ pub(crate) async fn start_app(
         trust,
         description,
     );
-    if trust == TrustLevel::AppContainer {
-        let shared2 = shared.clone();
-        let family = pkg.family_name.to_string();
+    {
+        let shared = shared.clone();
+        let record = record.clone();
         let mut exited = record.exited.clone();
         tokio::spawn(async move {
             let _ = exited.wait_for(|s| s.is_some()).await;
-            shared2.holders.release_if_unused(&shared2, &family);
+            crate::hooks::process_exited(&shared, &record);
         });
     }
-    let identity = Identity {
+    let caller = Caller {
         session_id: shared.next_session_id(),
         pid,
         uid: appipc_sys::cred::current_uid(),
-        package: Some(PackageIdentity {
-            full_name: pkg.full_name.to_string(),
-            family_name: pkg.family_name.to_string(),
-            app_id: app.id.to_string(),
+        principal: Principal::packaged(
+            pkg.family_name.clone(),
+            app.id.clone(),
             trust,
-            capabilities: pkg.capabilities(),
-        }),
+            pkg.granted.clone(),
+        ),
+        full_name: Some(pkg.full_name.to_string()),
     };
     tracing::info!(app = %aumid, pid, trust = trust.as_str(), activation = activation.as_str(), "started");
-    shared.adopt_session(broker_end, identity);
+    shared.adopt_session(broker_end, caller);
     Ok(record)
 }

@@ -13,6 +13,9 @@ pub struct Paths {
     /// Cache (publisher cache folders): `$XDG_CACHE_HOME/appipc` unless `APPIPC_HOME` is set,
     /// then `$APPIPC_HOME/cache`.
     pub cache_dir: PathBuf,
+    /// State that is not data (the decision log): `$XDG_STATE_HOME/appipc` unless
+    /// `APPIPC_HOME` is set, then `$APPIPC_HOME/state`.
+    pub state_dir: PathBuf,
 }
 
 /// Name of the public socket inside the runtime directory.
@@ -26,6 +29,7 @@ impl Paths {
     /// | home | `APPIPC_HOME`, else `$XDG_DATA_HOME/appipc`, else `~/.local/share/appipc` |
     /// | runtime dir | `APPIPC_RUNTIME_DIR`, else `$XDG_RUNTIME_DIR/appipc`, else `/tmp/appipc-<uid>` |
     /// | cache | `$APPIPC_HOME/cache` if `APPIPC_HOME` is set, else `$XDG_CACHE_HOME/appipc`, else `~/.cache/appipc` |
+    /// | state | `$APPIPC_HOME/state` if `APPIPC_HOME` is set, else `$XDG_STATE_HOME/appipc`, else `~/.local/state/appipc` |
     pub fn from_env() -> Paths {
         let var = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
         let home_dir = var("HOME").unwrap_or_else(|| PathBuf::from("/"));
@@ -38,21 +42,48 @@ impl Paths {
                 Some(d) => d.join("appipc"),
                 None => PathBuf::from(format!("/tmp/appipc-{}", appipc_sys::cred::current_uid())),
             });
-        let cache_dir = match explicit_home {
-            Some(h) => h.join("cache"),
-            None => var("XDG_CACHE_HOME").unwrap_or_else(|| home_dir.join(".cache")).join("appipc"),
+        let (cache_dir, state_dir) = match explicit_home {
+            Some(h) => (h.join("cache"), h.join("state")),
+            None => (
+                var("XDG_CACHE_HOME").unwrap_or_else(|| home_dir.join(".cache")).join("appipc"),
+                var("XDG_STATE_HOME")
+                    .unwrap_or_else(|| home_dir.join(".local/state"))
+                    .join("appipc"),
+            ),
         };
-        Paths { home, runtime_dir, cache_dir }
+        Paths { home, runtime_dir, cache_dir, state_dir }
     }
 
     /// Locations under one folder (tests): home `ROOT/home`, runtime `ROOT/run`, cache
-    /// `ROOT/home/cache`.
+    /// `ROOT/home/cache`, state `ROOT/home/state`.
     pub fn under(root: &Path) -> Paths {
         Paths {
             home: root.join("home"),
             runtime_dir: root.join("run"),
             cache_dir: root.join("home/cache"),
+            state_dir: root.join("home/state"),
         }
+    }
+
+    /// The broker's configuration file: `APPIPC_CONFIG`, else `$APPIPC_HOME/broker.toml` if
+    /// `APPIPC_HOME` is set, else `$XDG_CONFIG_HOME/appipc/broker.toml`.
+    pub fn config_file() -> PathBuf {
+        let var = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+        if let Some(p) = var("APPIPC_CONFIG") {
+            return p;
+        }
+        if let Some(h) = var("APPIPC_HOME") {
+            return h.join("broker.toml");
+        }
+        let home_dir = var("HOME").unwrap_or_else(|| PathBuf::from("/"));
+        var("XDG_CONFIG_HOME")
+            .unwrap_or_else(|| home_dir.join(".config"))
+            .join("appipc/broker.toml")
+    }
+
+    /// The decision log (refusals, rotated).
+    pub fn decision_log(&self) -> PathBuf {
+        self.state_dir.join("decisions.log")
     }
 
     /// The public socket.
@@ -78,5 +109,90 @@ impl Paths {
     /// Logs of apps launched without a terminal.
     pub fn logs(&self) -> PathBuf {
         self.home.join("logs")
+    }
+}
+
+/// The broker's settings, from its configuration file ([`Paths::config_file`]); every key is
+/// optional and has a documented default.
+///
+/// ```toml
+/// [decisions]
+/// kept = 10000          # decisions kept in memory for `appipc why`
+/// log-max-bytes = 1048576  # a refusal log file is rotated past this size
+/// log-files = 3         # rotated files kept beside the current one
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Config {
+    /// The decision log.
+    #[serde(default)]
+    pub decisions: DecisionsConfig,
+}
+
+/// `[decisions]`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct DecisionsConfig {
+    /// Decisions kept in memory.
+    #[serde(default = "default_kept")]
+    pub kept: usize,
+    /// Size past which the refusal log is rotated.
+    #[serde(default = "default_log_max_bytes")]
+    pub log_max_bytes: u64,
+    /// Rotated files kept.
+    #[serde(default = "default_log_files")]
+    pub log_files: u32,
+}
+
+fn default_kept() -> usize {
+    10_000
+}
+
+fn default_log_max_bytes() -> u64 {
+    1024 * 1024
+}
+
+fn default_log_files() -> u32 {
+    3
+}
+
+impl Default for DecisionsConfig {
+    fn default() -> Self {
+        DecisionsConfig {
+            kept: default_kept(),
+            log_max_bytes: default_log_max_bytes(),
+            log_files: default_log_files(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads the configuration file; a missing file gives the defaults, an unreadable or
+    /// invalid one is an error naming the file and the problem.
+    pub fn load(path: &Path) -> Result<Config, String> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Config::default()),
+            Err(e) => Err(format!("{}: {e}", path.display())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_defaults_and_refusals() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("broker.toml");
+        assert_eq!(Config::load(&p).unwrap(), Config::default());
+        std::fs::write(&p, "[decisions]\nkept = 5\n").unwrap();
+        let c = Config::load(&p).unwrap();
+        assert_eq!(c.decisions.kept, 5);
+        assert_eq!(c.decisions.log_files, 3);
+        std::fs::write(&p, "[decisions]\nkeep = 5\n").unwrap();
+        let e = Config::load(&p).unwrap_err();
+        assert!(e.contains("keep") && e.contains("broker.toml"), "{e}");
     }
 }

@@ -14,8 +14,11 @@ use appipc_model::sandbox::{self, HostEntry, Mount, PlanInput};
 use appipc_sys::sandbox::{Confinement, MountEntry, NamespaceHolder, PreparedMounts};
 
 use crate::Shared;
-use crate::error::{BrokerError, Result};
-use crate::packages::InstalledPackage;
+use crate::error::InternalError;
+use crate::mech::launch::LaunchError;
+use crate::repository::InstalledPackage;
+
+type Result<T, E = LaunchError> = std::result::Result<T, E>;
 
 /// The restricted capability that grants the user's home.
 pub const BROAD_FILE_SYSTEM_ACCESS: &str = "broadFileSystemAccess";
@@ -66,7 +69,7 @@ impl Holders {
         // Started on the launcher thread: its parent-death signal is tied to that thread.
         let holder =
             shared.launcher.run(NamespaceHolder::start).await.and_then(|r| r).map_err(|e| {
-                BrokerError::LaunchFailed(format!(
+                LaunchError::Failed(format!(
                     "app container: cannot create the package's user and network namespaces \
                      (unprivileged user namespaces needed): {e}"
                 ))
@@ -87,7 +90,7 @@ impl Holders {
             .processes
             .of_family(family)
             .iter()
-            .any(|p| p.trust == appipc_wire::protocol::TrustLevel::AppContainer);
+            .any(|p| p.trust == appipc_wire::caller::TrustLevel::AppContainer);
         if !still
             && self
                 .map
@@ -106,10 +109,10 @@ pub(crate) async fn prepare(shared: &Arc<Shared>, pkg: &InstalledPackage) -> Res
     let holder = shared.holders.get(shared, pkg.family_name.as_str()).await?;
     let shm = shared.paths.runtime_dir.join("shm").join(pkg.family_name.as_str());
     std::fs::create_dir_all(&shm)
-        .map_err(|e| BrokerError::io(format!("creating {}", shm.display()), e))?;
+        .map_err(|e| InternalError::io(format!("creating {}", shm.display()), e))?;
     let temp = pkg.data_dir.join("TempState");
     std::fs::create_dir_all(&temp)
-        .map_err(|e| BrokerError::io(format!("creating {}", temp.display()), e))?;
+        .map_err(|e| InternalError::io(format!("creating {}", temp.display()), e))?;
     let top = top_level();
     let home = std::env::var_os("HOME").map(PathBuf::from);
     let hidden = vec![
@@ -117,11 +120,11 @@ pub(crate) async fn prepare(shared: &Arc<Shared>, pkg: &InstalledPackage) -> Res
         shared.paths.runtime_dir.clone(),
         shared.paths.cache_dir.clone(),
     ];
-    let broad = pkg.manifest.capabilities.has(BROAD_FILE_SYSTEM_ACCESS);
-    let publisher_cache = crate::storage::declared_folders(shared, pkg);
+    let broad = pkg.is_granted(BROAD_FILE_SYSTEM_ACCESS);
+    let publisher_cache = crate::mech::storage::declared_folders(shared, pkg);
     for dir in &publisher_cache {
         std::fs::create_dir_all(dir)
-            .map_err(|e| BrokerError::io(format!("creating {}", dir.display()), e))?;
+            .map_err(|e| InternalError::io(format!("creating {}", dir.display()), e))?;
     }
     let plan = sandbox::plan(&PlanInput {
         install_dir: &pkg.install_dir,
@@ -150,10 +153,10 @@ pub(crate) async fn prepare(shared: &Arc<Shared>, pkg: &InstalledPackage) -> Res
         })
         .collect();
     let mounts = PreparedMounts::prepare(&entries).map_err(|e| {
-        BrokerError::LaunchFailed(format!("app container: preparing the file system: {e}"))
+        LaunchError::Failed(format!("app container: preparing the file system: {e}"))
     })?;
     let (cwd, hostname) = Confinement::names(&plan.cwd, &plan.hostname)
-        .map_err(|e| BrokerError::LaunchFailed(format!("app container: {e}")))?;
+        .map_err(|e| LaunchError::Failed(format!("app container: {e}")))?;
     let (restrictions, restriction_words) = crate::restrictions::prepare(&plan)?;
     let description = format!(
         "user+mount+pid+ipc+uts namespaces, package network namespace (lo only), read-only minimal root{}{}",
@@ -164,11 +167,11 @@ pub(crate) async fn prepare(shared: &Arc<Shared>, pkg: &InstalledPackage) -> Res
         userns: holder
             .userns
             .try_clone()
-            .map_err(|e| BrokerError::io("duplicating the user namespace fd", e))?,
+            .map_err(|e| InternalError::io("duplicating the user namespace fd", e))?,
         netns: holder
             .netns
             .try_clone()
-            .map_err(|e| BrokerError::io("duplicating the network namespace fd", e))?,
+            .map_err(|e| InternalError::io("duplicating the network namespace fd", e))?,
         mounts,
         cwd,
         hostname,

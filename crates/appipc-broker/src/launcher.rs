@@ -10,7 +10,8 @@ use std::os::fd::OwnedFd;
 use std::sync::{Arc, Mutex};
 
 use appipc_sys::process::{self, ExitStatus, SpawnError, SpawnRequest, Spawned};
-use appipc_wire::protocol::{ProcessInfo, TrustLevel};
+use appipc_wire::caller::TrustLevel;
+use appipc_wire::protocol::launch::ProcessInfo;
 use tokio::sync::{oneshot, watch};
 
 type Job = Box<dyn FnOnce() + Send>;

@@ -2,9 +2,22 @@
 //!
 //! One broker runs per user. It listens on a public `SOCK_SEQPACKET` socket for the user's
 //! unpackaged processes, refuses peers of any other uid, installs and removes packages,
-//! launches packaged processes with a pre-authenticated session socket (their identity), keeps
-//! a pidfd for each and notices when they exit. It decides; it does not carry application
-//! data.
+//! launches packaged processes confined in app containers with a pre-authenticated session
+//! socket (their identity), keeps a pidfd for each and notices when they exit, and mediates
+//! every IPC mechanism. It decides; it does not carry application data.
+//!
+//! The structure (see `docs/architecture.md`):
+//!
+//! * [`session`] reads a session's frames; [`dispatch`] checks a request's fds and hands it to
+//!   its mechanism in [`mech`], one module per mechanism;
+//! * [`caller`] is who is asking, fixed when the session was created;
+//! * [`decide`] is the one place where anything is allowed or refused (the pure rules are in
+//!   `appipc_model::policy`), and keeps the decision log that `appipc why` reads;
+//! * [`hooks`] carries lifecycle events (session closed, process exited, package installed or
+//!   removed) to the mechanisms;
+//! * [`repository`] and [`state`] hold installed packages and the SQLite store;
+//! * [`launcher`], [`activation`], [`container`] start (confined) processes;
+//! * [`error`] nests one error type per mechanism, each mapped to its Windows code.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), appipc_broker::BrokerError> {
@@ -14,24 +27,22 @@
 //! # Ok(()) }
 //! ```
 //!
-//! What it does not do (yet): confine processes (app container), and the IPC mechanisms
-//! themselves, which arrive as modules of their own.
 #![forbid(unsafe_code)]
 
 pub mod activation;
-pub mod app_service;
+pub mod caller;
 pub mod config;
 pub mod container;
+pub mod decide;
+mod dispatch;
 pub mod error;
-pub mod full_trust;
+mod hooks;
 pub mod launcher;
-pub mod named_objects;
-pub mod packages;
-pub mod pipes;
+pub mod mech;
+pub mod repository;
 mod restrictions;
 pub mod session;
-pub mod storage;
-pub mod store;
+pub mod state;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -41,13 +52,13 @@ use appipc_sys::aio::AsyncListener;
 use appipc_sys::fs::LockFile;
 use tokio::sync::watch;
 
-pub use config::Paths;
+pub use config::{Config, Paths};
 pub use error::BrokerError;
 
+use crate::caller::Caller;
 use crate::error::Result;
 use crate::launcher::{Launcher, Processes};
-use crate::packages::Registry;
-use crate::session::Identity;
+use crate::repository::Repository;
 
 /// The fd number at which a launched process finds its session socket
 /// (`APPIPC_SESSION_FD`).
@@ -80,27 +91,28 @@ impl Stopping {
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub(crate) paths: Paths,
-    pub(crate) registry: Registry,
+    pub(crate) repository: Repository,
+    pub(crate) decisions: decide::Decisions,
     pub(crate) launcher: Launcher,
     pub(crate) processes: Arc<Processes>,
     pub(crate) stopping: Stopping,
-    pub(crate) app_services: app_service::AppServices,
+    pub(crate) app_services: mech::app_service::AppServices,
     pub(crate) holders: container::Holders,
-    pub(crate) tokens: storage::Tokens,
-    pub(crate) named_objects: named_objects::NamedObjects,
-    pub(crate) pipes: pipes::Pipes,
+    pub(crate) tokens: mech::storage::Tokens,
+    pub(crate) named_objects: mech::named_objects::NamedObjects,
+    pub(crate) pipes: mech::pipes::Pipes,
     next_session: AtomicU64,
     uid: u32,
     /// Sessions the broker created itself (for launched processes, `OpenSession`), handed to
     /// the accept loop to serve. A channel rather than a direct spawn keeps the session future
     /// from containing itself.
-    adopt: tokio::sync::mpsc::UnboundedSender<(std::os::fd::OwnedFd, Identity)>,
+    adopt: tokio::sync::mpsc::UnboundedSender<(std::os::fd::OwnedFd, Caller)>,
 }
 
 impl Shared {
     /// Serves a session the broker created.
-    pub(crate) fn adopt_session(&self, sock: std::os::fd::OwnedFd, identity: Identity) {
-        if self.adopt.send((sock, identity)).is_err() {
+    pub(crate) fn adopt_session(&self, sock: std::os::fd::OwnedFd, caller: Caller) {
+        if self.adopt.send((sock, caller)).is_err() {
             tracing::warn!("broker stopping; session dropped");
         }
     }
@@ -114,12 +126,13 @@ impl Shared {
 #[derive(Debug)]
 pub struct Broker {
     shared: Arc<Shared>,
-    adopted: tokio::sync::mpsc::UnboundedReceiver<(std::os::fd::OwnedFd, Identity)>,
+    adopted: tokio::sync::mpsc::UnboundedReceiver<(std::os::fd::OwnedFd, Caller)>,
     listener: std::os::fd::OwnedFd,
     _locks: [LockFile; 2],
 }
 
-fn create_private_dir(dir: &std::path::Path) -> Result<()> {
+/// Creates `dir` (and its parents) private to the user, and checks it is the user's.
+pub(crate) fn create_private_dir(dir: &std::path::Path) -> Result<()> {
     use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     std::fs::DirBuilder::new()
         .recursive(true)
@@ -130,11 +143,13 @@ fn create_private_dir(dir: &std::path::Path) -> Result<()> {
         .map_err(|e| BrokerError::io(format!("reading {}", dir.display()), e))?;
     use std::os::unix::fs::MetadataExt;
     if meta.uid() != appipc_sys::cred::current_uid() {
-        return Err(BrokerError::AccessDenied(format!(
-            "{} belongs to uid {}, not to this user",
-            dir.display(),
-            meta.uid()
-        )));
+        return Err(BrokerError::io(
+            format!("checking {}", dir.display()),
+            std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                format!("it belongs to uid {}, not to this user", meta.uid()),
+            ),
+        ));
     }
     if meta.permissions().mode() & 0o077 != 0 {
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
@@ -149,6 +164,13 @@ impl Broker {
     /// process only if the caller relies on the launcher thread being forked early; it is safe
     /// to call anywhere.
     pub fn bind(paths: Paths) -> Result<Broker> {
+        let config = Config::load(&Paths::config_file())
+            .map_err(|e| BrokerError::io("reading the configuration", std::io::Error::other(e)))?;
+        Broker::bind_with(paths, config)
+    }
+
+    /// [`Broker::bind`] with a given configuration.
+    pub fn bind_with(paths: Paths, config: Config) -> Result<Broker> {
         create_private_dir(&paths.runtime_dir)?;
         create_private_dir(&paths.home)?;
         let take = |dir: &std::path::Path| -> Result<LockFile> {
@@ -158,7 +180,8 @@ impl Broker {
                 .ok_or_else(|| BrokerError::AlreadyRunning(dir.display().to_string()))
         };
         let locks = [take(&paths.runtime_dir)?, take(&paths.home)?];
-        let registry = Registry::open(&paths)?;
+        let repository = Repository::open(&paths)?;
+        let decisions = decide::Decisions::start(&config.decisions, paths.decision_log());
         let socket = paths.socket();
         // We hold the lock, so a socket file left here belongs to a broker that died.
         match std::fs::remove_file(&socket) {
@@ -178,15 +201,16 @@ impl Broker {
             shared: Arc::new(Shared {
                 adopt,
                 paths,
-                registry,
+                repository,
+                decisions,
                 launcher,
                 processes: Arc::new(Processes::default()),
                 stopping: Stopping::new(),
-                app_services: app_service::AppServices::default(),
+                app_services: mech::app_service::AppServices::default(),
                 holders: container::Holders::default(),
-                tokens: storage::Tokens::default(),
-                named_objects: named_objects::NamedObjects::default(),
-                pipes: pipes::Pipes::default(),
+                tokens: mech::storage::Tokens::default(),
+                named_objects: mech::named_objects::NamedObjects::default(),
+                pipes: mech::pipes::Pipes::default(),
                 next_session: AtomicU64::new(1),
                 uid: appipc_sys::cred::current_uid(),
             }),
@@ -221,8 +245,8 @@ impl Broker {
         loop {
             let conn = tokio::select! {
                 c = listener.accept() => c,
-                Some((sock, identity)) = adopted.recv() => {
-                    tokio::spawn(session::serve(shared.clone(), sock, identity));
+                Some((sock, caller)) = adopted.recv() => {
+                    tokio::spawn(session::serve(shared.clone(), sock, caller));
                     continue;
                 }
                 () = &mut shutdown => break,
@@ -252,15 +276,11 @@ impl Broker {
                 );
                 continue;
             }
-            let identity = Identity {
-                session_id: shared.next_session_id(),
-                pid: creds.pid,
-                uid: creds.uid,
-                package: None,
-            };
-            tokio::spawn(session::serve(shared.clone(), conn, identity));
+            let caller = Caller::unpackaged(shared.next_session_id(), creds.pid, creds.uid);
+            tokio::spawn(session::serve(shared.clone(), conn, caller));
         }
         shared.stopping.cancel();
+        shared.decisions.close();
         let _ = std::fs::remove_file(shared.paths.socket());
         tracing::info!("broker stopped");
     }

@@ -7,7 +7,9 @@ use appipc_model::sandbox::SandboxPlan;
 use appipc_sys::landlock::{self, LandlockRules, PathAccess, Strictness};
 use appipc_sys::sandbox::ChildStep;
 
-use crate::error::{BrokerError, Result};
+use crate::mech::launch::LaunchError;
+
+type Result<T, E = LaunchError> = std::result::Result<T, E>;
 
 /// The restrictions to apply, in order (Landlock, then seccomp), and a description of what
 /// the kernel enforces, for `appipc ps`.
@@ -29,18 +31,18 @@ pub(crate) fn prepare(plan: &SandboxPlan) -> Result<(Vec<Box<dyn ChildStep>>, St
         Strictness::Required
     };
     let mut ll = landlock::prepare_with(&rules, strictness)
-        .map_err(|e| BrokerError::LaunchFailed(format!("app container: {e}")))?;
+        .map_err(|e| LaunchError::Failed(format!("app container: {e}")))?;
     // What the child mounts itself exists only there: rules by the paths it sees.
     for (path, access) in [("/proc", PathAccess::ReadExec), ("/dev", PathAccess::ReadExec)] {
         ll.allow_in_child(Path::new(path), access)
-            .map_err(|e| BrokerError::LaunchFailed(format!("app container: {e}")))?;
+            .map_err(|e| LaunchError::Failed(format!("app container: {e}")))?;
     }
     let report = ll.report().to_string();
     if !ll.report().not_enforced.is_empty() {
         tracing::error!(%report, "LANDLOCK ONLY PARTLY ENFORCED (APPIPC_ALLOW_UNCONFINED=1)");
     }
     let seccomp = appipc_sys::seccomp::escape_hatch_filter()
-        .map_err(|e| BrokerError::LaunchFailed(format!("app container: seccomp: {e}")))?;
+        .map_err(|e| LaunchError::Failed(format!("app container: seccomp: {e}")))?;
     let words = format!(
         ", {report}, seccomp ({} escape hatches denied), no_new_privs, no capabilities",
         appipc_sys::seccomp::denied_syscalls().len()

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use appipc::wire::protocol::InstallOutcome;
+use appipc::management::InstallOutcome;
 use appipc::{ActivateOptions, ApplicationActivationManager, PackageManager, Session};
 use appipc_testkit::{EXAMPLES, FABRIKAM_TOOLS, HELLO, assemble_manifest};
 
@@ -100,7 +100,7 @@ pub(crate) fn run() -> Result<ExitCode> {
     let result = rt.block_on(scenario(root.path(), &bins, &socket));
     let _ = rt.block_on(async {
         let s = Session::connect_to(&socket)?;
-        s.request(appipc::wire::protocol::Request::Shutdown).await
+        appipc::broker::shutdown(&s).await
     });
     let deadline = Instant::now() + Duration::from_secs(5);
     while broker.child.try_wait()?.is_none() && Instant::now() < deadline {
@@ -215,18 +215,14 @@ async fn scenario(root: &Path, bins: &Path, socket: &Path) -> Result<()> {
         &["--cache-write", "Shared", "for every Contoso app", "--cache-read", "Elsewhere"],
     )
     .await?;
-    if let appipc::wire::protocol::Reply::PublisherCaches(list) =
-        session.request(appipc::wire::protocol::Request::ListPublisherCaches).await?
-    {
-        for c in list {
-            println!(
-                "   publisher cache {} / {}: {} bytes, declared by {}",
-                c.publisher_id,
-                c.folder,
-                c.size,
-                c.packages.join(", ")
-            );
-        }
+    for c in appipc::ApplicationData::publisher_cache_folders(&session).await? {
+        println!(
+            "   publisher cache {} / {}: {} bytes, declared by {}",
+            c.publisher_id,
+            c.folder,
+            c.size,
+            c.packages.join(", ")
+        );
     }
 
     step(
@@ -269,13 +265,7 @@ async fn scenario(root: &Path, bins: &Path, socket: &Path) -> Result<()> {
         .await?;
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let listed = match session
-            .request(appipc::wire::protocol::Request::ListNamedObjects)
-            .await?
-        {
-            appipc::wire::protocol::Reply::NamedObjects(l) => l.iter().any(|o| o.name == "ready"),
-            _ => false,
-        };
+        let listed = appipc::named_objects::list(&session).await?.iter().any(|o| o.name == "ready");
         if listed || Instant::now() > deadline {
             break;
         }

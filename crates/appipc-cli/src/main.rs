@@ -4,8 +4,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
-use appipc::wire::protocol::{InstallOutcome, PackageInfo, ProcessInfo, TrustLevel};
-use appipc::{ActivateOptions, ApplicationActivationManager, PackageManager, Session};
+use appipc::management::{InstallOutcome, PackageInfo, ProcessInfo};
+use appipc::{ActivateOptions, ApplicationActivationManager, PackageManager, Session, TrustLevel};
 use appipc_model::identity::{PackageFamilyName, PackageFullName, PackageName, PublisherId};
 use clap::{Parser, Subcommand};
 
@@ -87,6 +87,25 @@ enum Command {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// Show the broker's recent refusals (or all decisions), each with the rule that decided
+    /// and what would have allowed it.
+    Why {
+        /// Print JSON (one object per decision).
+        #[arg(long)]
+        json: bool,
+        /// Only decisions whose caller or object is this package (family name).
+        #[arg(long, value_name = "PFN")]
+        package: Option<String>,
+        /// How many of the latest to show.
+        #[arg(long, default_value_t = 20, value_name = "N")]
+        last: u32,
+        /// Allowed decisions too, not only refusals.
+        #[arg(long)]
+        all: bool,
+        /// Keep printing decisions as the broker makes them.
+        #[arg(long)]
+        follow: bool,
     },
     /// Show who the broker thinks this process is.
     Whoami,
@@ -280,7 +299,7 @@ async fn client(command: Command) -> Result<ExitCode> {
     if let Command::Stop = command {
         return match Session::connect().await {
             Ok(s) => {
-                s.request(appipc::wire::protocol::Request::Shutdown).await?;
+                appipc::broker::shutdown(&s).await?;
                 println!("broker stopped");
                 Ok(ExitCode::SUCCESS)
             }
@@ -293,16 +312,17 @@ async fn client(command: Command) -> Result<ExitCode> {
     }
     if let Command::Status = command {
         return match Session::connect().await {
-            Ok(s) => match s.request(appipc::wire::protocol::Request::Ping).await? {
-                appipc::wire::protocol::Reply::Pong { broker_pid, version, protocol } => {
-                    println!(
-                        "broker pid {broker_pid}, version {version}, protocol {protocol}, socket {}",
-                        appipc::session::public_socket_path().display()
-                    );
-                    Ok(ExitCode::SUCCESS)
-                }
-                r => bail!("unexpected reply {r:?}"),
-            },
+            Ok(s) => {
+                let p = appipc::broker::ping(&s).await?;
+                println!(
+                    "broker pid {}, version {}, protocol {}, socket {}",
+                    p.broker_pid,
+                    p.version,
+                    p.protocol,
+                    appipc::session::public_socket_path().display()
+                );
+                Ok(ExitCode::SUCCESS)
+            }
             Err(e) => {
                 println!("{e}");
                 Ok(ExitCode::from(3))
@@ -316,6 +336,9 @@ async fn client(command: Command) -> Result<ExitCode> {
                 .add_package(&dir)
                 .await
                 .with_context(|| format!("installing {}", dir.display()))?;
+            for n in &r.not_granted {
+                eprintln!("appipc: capability {} declared but not granted: {}", n.name, n.reason);
+            }
             match r.outcome {
                 InstallOutcome::Installed => println!("installed {}", r.full_name),
                 InstallOutcome::Upgraded => println!(
@@ -379,6 +402,9 @@ async fn client(command: Command) -> Result<ExitCode> {
         Command::Token(c) => token(&session, c).await?,
         Command::Objects { json } => objects(&session, json).await?,
         Command::PublisherCache(c) => publisher_cache(&session, c).await?,
+        Command::Why { json, package, last, all, follow } => {
+            why(&session, json, package, last, all, follow).await?
+        }
         Command::Whoami => {
             let me = appipc::ProcessIdentity::query(&session).await?.0;
             println!("pid {} uid {} trust {}", me.pid, me.uid, me.trust.as_str());
@@ -412,10 +438,18 @@ pub(crate) fn print_packages(pkgs: &[PackageInfo]) {
         println!("  name         {} {}", p.name, p.version);
         println!("  publisher    {} ({})", p.publisher, p.publisher_id);
         println!("  full name    {}", p.full_name);
-        println!(
-            "  capabilities {}",
-            if p.capabilities.is_empty() { "(none)".to_owned() } else { p.capabilities.join(", ") }
-        );
+        let list = |v: &[String]| if v.is_empty() { "(none)".to_owned() } else { v.join(", ") };
+        println!("  capabilities {}", list(&p.capabilities));
+        let refused: Vec<String> = p
+            .capabilities
+            .iter()
+            .filter(|c| !p.granted_capabilities.iter().any(|g| g.eq_ignore_ascii_case(c)))
+            .cloned()
+            .collect();
+        println!("  granted      {}", list(&p.granted_capabilities));
+        if !refused.is_empty() {
+            println!("  not granted  {}", list(&refused));
+        }
         for a in &p.applications {
             println!(
                 "  app          {}!{}  {}  ({})",
@@ -441,6 +475,7 @@ fn packages_json(pkgs: &[PackageInfo]) -> serde_json::Value {
                     "full_name": p.full_name,
                     "display_name": p.display_name,
                     "capabilities": p.capabilities,
+                    "granted_capabilities": p.granted_capabilities,
                     "package_sid": p.package_sid,
                     "install_location": p.install_location,
                     "data_location": p.data_location,
@@ -492,7 +527,6 @@ async fn app_service(session: &Session, command: AppServiceCommand) -> Result<Ex
     use appipc::app_service::{
         AppServiceConnection, AppServiceConnectionStatus, AppServiceResponseStatus,
     };
-    use appipc::wire::protocol::{Reply, Request};
     match command {
         AppServiceCommand::Call { family_name, service, json } => {
             let value: serde_json::Value = serde_json::from_str(&json)
@@ -525,11 +559,8 @@ async fn app_service(session: &Session, command: AppServiceCommand) -> Result<Ex
             })
         }
         AppServiceCommand::List { json } => {
-            let Reply::AppServices { declared, connections } =
-                session.request(Request::ListAppServices).await?
-            else {
-                bail!("unexpected reply to list-app-services");
-            };
+            let appipc::app_service::AppServiceList { declared, connections } =
+                appipc::AppServiceCatalog::list(session).await?;
             if json {
                 let out = serde_json::json!({
                     "declared": declared.iter().map(|d| serde_json::json!({
@@ -643,14 +674,9 @@ async fn token(session: &Session, command: TokenCommand) -> Result<()> {
 }
 
 async fn publisher_cache(session: &Session, command: PublisherCacheCommand) -> Result<()> {
-    use appipc::wire::protocol::{Reply, Request};
     match command {
         PublisherCacheCommand::List { json } => {
-            let Reply::PublisherCaches(list) =
-                session.request(Request::ListPublisherCaches).await?
-            else {
-                bail!("unexpected reply to list-publisher-caches");
-            };
+            let list = appipc::ApplicationData::publisher_cache_folders(session).await?;
             if json {
                 let v: Vec<_> = list
                     .iter()
@@ -678,29 +704,36 @@ async fn publisher_cache(session: &Session, command: PublisherCacheCommand) -> R
             }
         }
         PublisherCacheCommand::Clear { publisher_id, folder } => {
-            session
-                .request(Request::ClearPublisherCacheFolder {
-                    name: folder.clone(),
-                    publisher_id: Some(publisher_id.clone()),
-                })
-                .await?;
+            appipc::ApplicationData::clear_publisher_cache_folder_of(
+                session,
+                &publisher_id,
+                &folder,
+            )
+            .await?;
             println!("cleared {folder} of publisher {publisher_id}");
         }
     }
     Ok(())
 }
 
+fn object_type(t: appipc::named_objects::ObjectType) -> &'static str {
+    match t {
+        appipc::named_objects::ObjectType::Event => "event",
+        appipc::named_objects::ObjectType::Semaphore => "semaphore",
+        appipc::named_objects::ObjectType::FileMapping => "file mapping",
+    }
+}
+
 async fn objects(session: &Session, json: bool) -> Result<()> {
-    use appipc::wire::protocol::{Reply, Request};
-    let Reply::NamedObjects(list) = session.request(Request::ListNamedObjects).await? else {
-        bail!("unexpected reply to list-named-objects");
-    };
+    let list = appipc::named_objects::list(session).await?;
     if json {
         let v: Vec<_> = list
             .iter()
             .map(|o| {
                 serde_json::json!({
-                    "namespace": o.namespace, "name": o.name, "type": o.object_type, "creator": o.creator,
+                    "namespace": o.namespace, "name": o.name, "type": object_type(o.object_type),
+                    "creator_package_family_name": o.creator_package_family_name,
+                    "creator_pid": o.creator_pid,
                     "sddl": o.sddl, "handles": o.handles, "size": o.size,
                 })
             })
@@ -710,15 +743,113 @@ async fn objects(session: &Session, json: bool) -> Result<()> {
         println!("no named objects");
     } else {
         for o in list {
+            let creator = if o.creator_package_family_name.is_empty() {
+                format!("unpackaged pid {}", o.creator_pid)
+            } else {
+                format!("{} pid {}", o.creator_package_family_name, o.creator_pid)
+            };
             println!(
-                "{}\\{}  {}  {} handle(s)  created by {}",
-                o.namespace, o.name, o.object_type, o.handles, o.creator
+                "{}\\{}  {}  {} handle(s)  created by {creator}",
+                o.namespace,
+                o.name,
+                object_type(o.object_type),
+                o.handles
             );
             println!(
                 "    {}{}",
                 o.sddl,
                 if o.size > 0 { format!("  size {}", o.size) } else { String::new() }
             );
+        }
+    }
+    Ok(())
+}
+
+fn decision_json(d: &appipc::diagnostics::DecisionRecord) -> serde_json::Value {
+    serde_json::json!({
+        "seq": d.seq,
+        "time_ms": d.time_ms,
+        "caller": {
+            "package_family_name": d.caller.package_family_name,
+            "app_id": d.caller.app_id,
+            "pid": d.caller.pid,
+            "trust": d.caller.trust.as_str(),
+        },
+        "mechanism": d.mechanism,
+        "operation": d.operation,
+        "object": d.object,
+        "object_package_family_name": d.object_package_family_name,
+        "asked": d.asked,
+        "granted": d.granted,
+        "allowed": d.allowed,
+        "rule": d.rule,
+        "remedy": d.remedy,
+        "manifest": d.manifest,
+    })
+}
+
+fn print_decision(d: &appipc::diagnostics::DecisionRecord) {
+    let who = if d.caller.package_family_name.is_empty() {
+        format!("unpackaged pid {}", d.caller.pid)
+    } else {
+        format!(
+            "{}!{} pid {} ({})",
+            d.caller.package_family_name,
+            d.caller.app_id,
+            d.caller.pid,
+            d.caller.trust.as_str()
+        )
+    };
+    let verdict = if d.allowed { "ALLOWED" } else { "REFUSED" };
+    let object = if d.object.is_empty() { String::new() } else { format!(" {}", d.object) };
+    let rights = match (d.asked, d.granted) {
+        (Some(a), Some(g)) => format!(" (asked {a:#x}, granted {g:#x})"),
+        _ => String::new(),
+    };
+    println!("#{} {verdict} {}.{}{object}{rights}", d.seq, d.mechanism, d.operation);
+    println!("    caller   {who}");
+    println!("    rule     {}", d.rule);
+    if let Some(r) = &d.remedy {
+        println!("    to allow {r}");
+    }
+    if let Some(m) = &d.manifest {
+        println!("    manifest {m}");
+    }
+}
+
+async fn why(
+    session: &Session,
+    json: bool,
+    package: Option<String>,
+    last: u32,
+    all: bool,
+    follow: bool,
+) -> Result<()> {
+    use appipc::diagnostics::{self, DecisionFilter};
+    let filter = DecisionFilter { package_family_name: package, denials_only: !all };
+    let show = |d: &diagnostics::DecisionRecord| -> Result<()> {
+        if json {
+            println!("{}", serde_json::to_string(&decision_json(d))?);
+        } else {
+            print_decision(d);
+        }
+        Ok(())
+    };
+    let mut stream = if follow { Some(diagnostics::follow(session, &filter).await?) } else { None };
+    let recent = diagnostics::recent(session, &filter, last).await?;
+    if recent.is_empty() && !json && !follow {
+        println!("no {} recorded", if all { "decisions" } else { "refusals" });
+    }
+    let mut seen = 0;
+    for d in &recent {
+        show(d)?;
+        seen = seen.max(d.seq);
+    }
+    if let Some(rx) = stream.as_mut() {
+        while let Some(d) = rx.recv().await {
+            if d.seq > seen {
+                show(&d)?;
+            }
         }
     }
     Ok(())

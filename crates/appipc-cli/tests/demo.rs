@@ -16,7 +16,7 @@ fn the_demo_shows_each_decision() {
     }
     let expect = [
         // 4: an app container may not deploy packages.
-        "install refused: access denied",
+        "install refused: Contoso.Hello_cvnpggrrsm18p (appcontainer) may not deploy packages",
         // 5: the host's files are not in the container.
         "refused: No such file or directory",
         // 7: an unknown app service is reported as Windows reports it.

@@ -157,7 +157,7 @@ fn events_signal_across_sessions_and_names_are_typed() {
         let opened = Event::open(&s2, r"LOCAL\ready", SYNCHRONIZE).await.unwrap();
         let waiter = tokio::spawn(async move { opened.wait().await });
         tokio::time::sleep(Duration::from_millis(50)).await;
-        created.object.set().unwrap();
+        created.object.set().await.unwrap();
         tokio::time::timeout(Duration::from_secs(5), waiter).await.unwrap().unwrap().unwrap();
         // The name is an event: opening it as a file mapping is error 6.
         let e = FileMapping::open(&s2, r"LOCAL\ready", FILE_MAP_READ).await.unwrap_err();
@@ -249,12 +249,12 @@ fn manual_reset_events_semaphores_and_file_backed_mappings() {
         let ev = Event::create(&s1, r"LOCAL\gate", true, false, None).await.unwrap().object;
         let other = Event::open(&s2, r"LOCAL\gate", SYNCHRONIZE).await.unwrap();
         assert!(!other.is_set().unwrap());
-        ev.set().unwrap();
-        ev.set().unwrap();
+        ev.set().await.unwrap();
+        ev.set().await.unwrap();
         tokio::time::timeout(Duration::from_secs(5), other.wait()).await.unwrap().unwrap();
         tokio::time::timeout(Duration::from_secs(5), other.wait()).await.unwrap().unwrap();
         assert!(other.is_set().unwrap(), "still signalled");
-        ev.reset().unwrap();
+        ev.reset().await.unwrap();
         assert!(!other.is_set().unwrap());
         // Auto reset: one wait per set.
         let auto = Event::create(&s1, r"LOCAL\auto", false, true, None).await.unwrap().object;
@@ -269,7 +269,7 @@ fn manual_reset_events_semaphores_and_file_backed_mappings() {
             tokio::time::timeout(Duration::from_millis(100), sem2.wait()).await.is_err(),
             "count exhausted"
         );
-        sem.release().unwrap();
+        sem.release().await.unwrap();
         tokio::time::timeout(Duration::from_secs(5), sem2.wait()).await.unwrap().unwrap();
         // A mapping of a file: both see the file's bytes, writes reach the file.
         let dir = tempfile::tempdir().unwrap();
@@ -479,8 +479,14 @@ fn a_session_that_hoards_handles_is_stopped_and_the_broker_serves_on() {
         assert!(matches!(e, appipc::Error::NamedObject { code: 1816, .. }), "{e}");
         // Other sessions are not affected, and the broker answers.
         let other = b.session();
-        let theirs = Event::open(&other, r"LOCAL\hoard", SYNCHRONIZE).await.unwrap();
-        theirs.set().unwrap();
+        let theirs = Event::open(
+            &other,
+            r"LOCAL\hoard",
+            SYNCHRONIZE | appipc::named_objects::EVENT_MODIFY_STATE,
+        )
+        .await
+        .unwrap();
+        theirs.set().await.unwrap();
         first.wait().await.unwrap();
         // Closing handles makes room again.
         held.truncate(QUOTA - 100);

@@ -2,8 +2,9 @@
 
 use std::process::{Command, Output};
 
-use appipc::wire::protocol::{ErrorCode, InstallOutcome, TrustLevel};
+use appipc::management::InstallOutcome;
 use appipc::{ActivateOptions, ApplicationActivationManager, PackageManager};
+use appipc::{ErrorKind, TrustLevel};
 use appipc_testkit::{
     FABRIKAM_TOOLS, HELLO, TestBroker, assemble, assemble_manifest, bin_dir, unique,
 };
@@ -102,7 +103,9 @@ fn app_container_rules_and_full_trust() {
         );
         assert!(out.contains(&format!("packages I may see: {}\n", hello.family_name)), "{out}");
         assert!(
-            out.contains("install refused: access denied") && out.contains("packageManagement"),
+            out.contains("install refused:")
+                && out.contains("may not deploy packages")
+                && out.contains("packageManagement"),
             "{out}"
         );
 
@@ -157,7 +160,7 @@ fn upgrade_idempotence_downgrade_conflict_and_app_data() {
         );
 
         let e = pm.add_package(&v1).await.unwrap_err();
-        assert_eq!(e.code(), Some(ErrorCode::Downgrade), "{e}");
+        assert_eq!(e.kind(), Some(ErrorKind::Downgrade), "{e}");
         assert!(e.to_string().contains("older"), "{e}");
 
         let v2b = assemble_manifest(
@@ -167,7 +170,7 @@ fn upgrade_idempotence_downgrade_conflict_and_app_data() {
         )
         .unwrap();
         let e = pm.add_package(&v2b).await.unwrap_err();
-        assert_eq!(e.code(), Some(ErrorCode::Conflict), "{e}");
+        assert_eq!(e.kind(), Some(ErrorKind::Conflict), "{e}");
 
         // The installed files are read-only.
         let installed = b.home.join("packages").join(&r2.full_name).join("appipc.toml");
@@ -269,21 +272,21 @@ fn launch_errors_say_what_is_wrong() {
             .activate_application("Nope.App_8wekyb3d8bbwe", &[], Default::default())
             .await
             .unwrap_err();
-        assert_eq!(e.code(), Some(ErrorCode::NotFound));
+        assert_eq!(e.kind(), Some(ErrorKind::NotFound));
         assert!(e.to_string().contains("Nope.App_8wekyb3d8bbwe is not installed"), "{e}");
         let e = aam
             .activate_application(&format!("{}!Other", r.family_name), &[], Default::default())
             .await
             .unwrap_err();
-        assert_eq!(e.code(), Some(ErrorCode::NotFound));
+        assert_eq!(e.kind(), Some(ErrorKind::NotFound));
         assert!(e.to_string().contains("no application Other"), "{e}");
         let e = aam.activate_application("not a name", &[], Default::default()).await.unwrap_err();
-        assert_eq!(e.code(), Some(ErrorCode::BadRequest), "{e}");
+        assert_eq!(e.kind(), Some(ErrorKind::BadRequest), "{e}");
         let e = PackageManager::new(&b.session())
             .remove_package("Nope.App_8wekyb3d8bbwe")
             .await
             .unwrap_err();
-        assert_eq!(e.code(), Some(ErrorCode::NotFound));
+        assert_eq!(e.kind(), Some(ErrorKind::NotFound));
     });
 }
 

@@ -1,7 +1,7 @@
 //! Files between apps, end to end from inside app containers: publisher cache folders and
 //! SharedStorageAccessManager tokens.
 
-use appipc::{ErrorCode, SharedStorageAccessManager};
+use appipc::{ErrorKind, SharedStorageAccessManager};
 use appipc_testkit::{HELLO, TestBroker, assemble_manifest, bin_dir, unique};
 
 fn rt() -> tokio::runtime::Runtime {
@@ -167,7 +167,7 @@ fn tokens_expire_after_fourteen_days() {
         let e = SharedStorageAccessManager::redeem_token_for_file(&b.session(), late.trim())
             .await
             .unwrap_err();
-        assert_eq!(e.code(), Some(ErrorCode::TokenInvalid), "{e}");
+        assert_eq!(e.kind(), Some(ErrorKind::TokenInvalid), "{e}");
         assert!(e.to_string().contains("expired"), "{e}");
     });
     let (_, list, _) = cli(&b, &["token", "list"]);
@@ -188,21 +188,21 @@ fn token_quota_is_a_thousand_per_source() {
             tokens.push(SharedStorageAccessManager::add_file(&s, &f).await.unwrap());
         }
         let e = SharedStorageAccessManager::add_file(&s, &f).await.unwrap_err();
-        assert_eq!(e.code(), Some(ErrorCode::QuotaExceeded), "{e}");
+        assert_eq!(e.kind(), Some(ErrorKind::QuotaExceeded), "{e}");
         // Redeeming or removing frees quota.
         SharedStorageAccessManager::remove_file(&s, &tokens[0]).await.unwrap();
         let _ = SharedStorageAccessManager::redeem_token_for_file(&s, &tokens[1]).await.unwrap();
         SharedStorageAccessManager::add_file(&s, &f).await.unwrap();
         SharedStorageAccessManager::add_file(&s, &f).await.unwrap();
         let e = SharedStorageAccessManager::add_file(&s, &f).await.unwrap_err();
-        assert_eq!(e.code(), Some(ErrorCode::QuotaExceeded));
+        assert_eq!(e.kind(), Some(ErrorKind::QuotaExceeded));
         let e = SharedStorageAccessManager::redeem_token_for_file(
             &s,
             "00112233445566778899aabbccddeeff",
         )
         .await
         .unwrap_err();
-        assert_eq!(e.code(), Some(ErrorCode::TokenInvalid));
+        assert_eq!(e.kind(), Some(ErrorKind::TokenInvalid));
     });
 }
 

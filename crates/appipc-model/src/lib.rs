@@ -18,5 +18,6 @@ pub mod identity;
 pub mod manifest;
 pub mod named_objects;
 pub mod policy;
+pub mod principal;
 pub mod sandbox;
 pub mod sid;

@@ -22,39 +22,14 @@
 
 use std::fmt;
 
+use crate::principal::Principal;
 use crate::sid::{self, Sid};
 
-/// Windows error codes named-object calls report.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[repr(u32)]
-pub enum Win32Error {
-    /// `ERROR_FILE_NOT_FOUND`: no such object (or pipe).
-    FileNotFound = 2,
-    /// `ERROR_ACCESS_DENIED`.
-    AccessDenied = 5,
-    /// `ERROR_INVALID_HANDLE`: the name exists with another type.
-    InvalidHandle = 6,
-    /// `ERROR_INVALID_NAME`.
-    InvalidName = 123,
-    /// `ERROR_ALREADY_EXISTS` (create returned the existing object).
-    AlreadyExists = 183,
-    /// `ERROR_PIPE_BUSY`: every instance is in use.
-    PipeBusy = 231,
-    /// `ERROR_NOT_ENOUGH_QUOTA`: the caller holds as many handles (or pipe instances) as a
-    /// session may.
-    NotEnoughQuota = 1816,
-}
-
-impl Win32Error {
-    /// The numeric value.
-    pub fn code(self) -> u32 {
-        self as u32
-    }
-}
+pub use appipc_wire::status::Win32Error;
 
 /// A failure with its Windows code and an explanation.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{message} (error {})", .code.code())]
+#[error("{message} (error {})", .code.value())]
 pub struct NamedObjectError {
     /// The Windows code.
     pub code: Win32Error,
@@ -89,34 +64,10 @@ pub fn named_object_path(package_family_name: &str) -> String {
     format!("AppContainerNamedObjects\\{}", sid::appcontainer_sid(package_family_name))
 }
 
-/// Who asks, as far as names and access are concerned.
-#[derive(Debug, Clone)]
-pub struct Requester {
-    /// The package SID of a confined caller; `None` for an unconfined one.
-    pub appcontainer: Option<Sid>,
-    /// The caller's capability SIDs (confined callers).
-    pub capabilities: Vec<Sid>,
-}
-
-impl Requester {
-    /// An unconfined process of the user.
-    pub fn unconfined() -> Requester {
-        Requester { appcontainer: None, capabilities: Vec::new() }
-    }
-
-    /// A confined process of a package with these capabilities.
-    pub fn confined(package_family_name: &str, capabilities: &[String]) -> Requester {
-        Requester {
-            appcontainer: Some(sid::appcontainer_sid(package_family_name)),
-            capabilities: capabilities.iter().map(|c| sid::capability_sid(c)).collect(),
-        }
-    }
-
-    fn home(&self) -> Namespace {
-        match &self.appcontainer {
-            Some(s) => Namespace::AppContainer(s.clone()),
-            None => Namespace::Session,
-        }
+fn home(who: &Principal) -> Namespace {
+    match who.appcontainer_sid() {
+        Some(s) => Namespace::AppContainer(s.clone()),
+        None => Namespace::Session,
     }
 }
 
@@ -146,22 +97,9 @@ pub const MAX_NAME: usize = 256;
 /// The prefix of pipe names.
 pub const PIPE_PREFIX: &str = r"\\.\pipe\";
 
-/// Why a name is being resolved.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Intent {
-    /// Creating it (or an instance of it).
-    Create,
-    /// Opening an existing one.
-    Open,
-}
-
-/// Resolves a name as written by `who` (see the module table).
-pub fn resolve(
-    who: &Requester,
-    raw: &str,
-    kind: NameKind,
-    intent: Intent,
-) -> Result<ObjectName, NamedObjectError> {
+/// Resolves a name as written by `who` (see the module table). Whether `who` may create or
+/// open there is the policy's decision (`policy::decide`), not this function's.
+pub fn resolve(who: &Principal, raw: &str, kind: NameKind) -> Result<ObjectName, NamedObjectError> {
     let invalid = |why: &str| err(Win32Error::InvalidName, format!("name {raw:?}: {why}"));
     let rest = match kind {
         NameKind::Pipe => {
@@ -193,19 +131,8 @@ pub fn resolve(
     }
     let namespace = match namespace {
         Some(ns) => ns,
-        None => who.home(),
+        None => home(who),
     };
-    if let Some(own) = &who.appcontainer {
-        let home = Namespace::AppContainer(own.clone());
-        if intent == Intent::Create && namespace != home {
-            return Err(err(
-                Win32Error::AccessDenied,
-                format!(
-                    r"an app container creates names only in its own namespace (LOCAL\…), not {raw:?}"
-                ),
-            ));
-        }
-    }
     Ok(ObjectName { namespace, key: name.to_lowercase(), display: raw.to_owned() })
 }
 
@@ -315,6 +242,18 @@ pub struct Ace {
     pub sid: Sid,
     /// Which rights (generic rights allowed; mapped at check time).
     pub mask: u32,
+}
+
+impl Ace {
+    /// The entry in SDDL: `(A;;0x4;;;S-1-15-2-…)`.
+    pub fn to_sddl(&self) -> String {
+        let who = if self.sid == Sid::all_application_packages() {
+            "AC".to_owned()
+        } else {
+            self.sid.to_string()
+        };
+        format!("({};;{:#x};;;{who})", if self.allow { "A" } else { "D" }, self.mask)
+    }
 }
 
 /// A security descriptor: its DACL (a list of ACEs; deny entries first, as Windows orders
@@ -435,66 +374,139 @@ impl SecurityDescriptor {
     pub fn to_sddl(&self) -> String {
         let mut s = String::from("D:");
         for a in &self.dacl {
-            let who = if a.sid == Sid::all_application_packages() {
-                "AC".to_owned()
-            } else {
-                a.sid.to_string()
-            };
-            s.push_str(&format!("({};;0x{:x};;;{who})", if a.allow { "A" } else { "D" }, a.mask));
+            s.push_str(&a.to_sddl());
         }
         s
     }
 }
 
-/// The access check for opening (or creating an instance of) an object in `namespace`
-/// protected by `sd`, asking for `desired` rights of `ty`.
+/// `MAXIMUM_ALLOWED`: ask for every right the descriptor grants.
+pub const MAXIMUM_ALLOWED: u32 = 0x0200_0000;
+
+/// The outcome of [`check_access`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessCheck {
+    /// The rights asked, generic rights mapped to the type's specific rights (for
+    /// `MAXIMUM_ALLOWED`, what the descriptor grants).
+    pub desired: u32,
+    /// The rights the descriptor grants the caller, as far as the check looked.
+    pub granted: u32,
+    /// Whether every right asked is granted (and at least one was asked).
+    pub allowed: bool,
+    /// The rule that decided, in words: which entry granted or denied, or that none granted.
+    pub rule: String,
+    /// For a refusal of a confined caller: the SDDL entry that would grant the missing rights
+    /// to its package.
+    pub missing_entry: Option<String>,
+}
+
+/// The access check for opening (or creating an instance of) an object protected by `sd`,
+/// asking for `desired` rights of `ty`.
 ///
+/// * Nothing asked (`desired` 0) is refused, as Windows' access check refuses an empty
+///   request: a handle with no rights could do nothing.
 /// * An unconfined process of the user is granted what it asks (its user rights suffice;
 ///   namespaces are per user).
-/// * An app container is granted only rights that ACEs for its package SID, one of its
-///   capability SIDs or `ALL APPLICATION PACKAGES` allow, none denied.
+/// * An app container is granted only rights that entries for its package SID, one of its
+///   capability SIDs or `ALL APPLICATION PACKAGES` allow, in the descriptor's order: a deny
+///   entry for a right still missing refuses the whole request.
+/// * `MAXIMUM_ALLOWED` asks for every right the entries allow (refused if none).
 pub fn check_access(
-    who: &Requester,
+    who: &Principal,
     sd: &SecurityDescriptor,
     ty: ObjectType,
     desired: u32,
-) -> Result<u32, NamedObjectError> {
-    let desired = ty.map_generic(desired);
-    let Some(pkg) = &who.appcontainer else { return Ok(desired) };
-    let matches =
-        |s: &Sid| s == pkg || *s == Sid::all_application_packages() || who.capabilities.contains(s);
-    let mut granted = 0u32;
-    for ace in &sd.dacl {
+) -> AccessCheck {
+    let maximum = desired & MAXIMUM_ALLOWED != 0;
+    let desired = ty.map_generic(desired & !MAXIMUM_ALLOWED);
+    let refuse = |granted: u32, rule: String, missing_entry: Option<String>| AccessCheck {
+        desired,
+        granted,
+        allowed: false,
+        rule,
+        missing_entry,
+    };
+    if desired == 0 && !maximum {
+        return refuse(
+            0,
+            "no rights were asked: an empty request is refused (Windows' access check grants \
+             nothing for it, and a handle without rights could do nothing)"
+                .into(),
+            None,
+        );
+    }
+    let Some(pkg) = who.package.as_ref().filter(|_| who.is_confined()) else {
+        let all = ty.map_generic(GENERIC_ALL);
+        let desired = if maximum { desired | all } else { desired };
+        return AccessCheck {
+            desired,
+            granted: all,
+            allowed: true,
+            rule: "an unconfined process of the user needs no entry (namespaces are per user)"
+                .into(),
+            missing_entry: None,
+        };
+    };
+    let matches = |s: &Sid| {
+        *s == pkg.package_sid
+            || *s == Sid::all_application_packages()
+            || pkg.capability_sids.contains(s)
+    };
+    let (mut granted, mut denied, mut remaining) = (0u32, 0u32, desired);
+    for (i, ace) in sd.dacl.iter().enumerate() {
         if !matches(&ace.sid) {
             continue;
         }
         let mask = ty.map_generic(ace.mask);
+        let entry = format!("entry {} ({}) of the descriptor", i + 1, ace.to_sddl());
         if ace.allow {
-            granted |= mask;
-        } else if mask & desired != 0 {
-            return Err(err(
-                Win32Error::AccessDenied,
-                format!("an entry denies {:#x} to {}", mask & desired, ace.sid),
-            ));
+            granted |= mask & !denied;
+            remaining &= !mask;
+            if !maximum && remaining == 0 {
+                return AccessCheck {
+                    desired,
+                    granted,
+                    allowed: true,
+                    rule: format!("{entry} completes the grant of {desired:#x}"),
+                    missing_entry: None,
+                };
+            }
+        } else if maximum {
+            denied |= mask & !granted;
+        } else if mask & remaining != 0 {
+            return refuse(
+                granted,
+                format!("{entry} denies {:#x} to {}", mask & remaining, ace.sid),
+                None,
+            );
         }
     }
-    if granted & desired == desired {
-        Ok(desired)
-    } else {
-        Err(err(
-            Win32Error::AccessDenied,
-            format!(
-                "the security descriptor {} grants this app container {granted:#x}, {desired:#x} was asked",
-                sd.to_sddl()
-            ),
-        ))
+    if maximum && granted != 0 && granted & desired == desired {
+        return AccessCheck {
+            desired: granted,
+            granted,
+            allowed: true,
+            rule: format!("MAXIMUM_ALLOWED: the descriptor's entries grant {granted:#x}"),
+            missing_entry: None,
+        };
     }
+    let missing = if maximum && desired == 0 { ty.map_generic(GENERIC_ALL) } else { remaining };
+    refuse(
+        granted,
+        format!(
+            "no entry of the descriptor {} grants {missing:#x} to this app container \
+             ({} or ALL APPLICATION PACKAGES or one of its capabilities); it grants {granted:#x}",
+            sd.to_sddl(),
+            pkg.package_sid
+        ),
+        Some(format!("(A;;{missing:#x};;;{})", pkg.package_sid)),
+    )
 }
 
 /// The descriptor an object gets when its creator gives none: full access for the creator's
 /// app container (so its package's processes share it), nothing for other containers.
-pub fn default_descriptor(creator: &Requester) -> SecurityDescriptor {
-    match &creator.appcontainer {
+pub fn default_descriptor(creator: &Principal) -> SecurityDescriptor {
+    match creator.appcontainer_sid() {
         Some(sid) => SecurityDescriptor::default().allow(sid.clone(), GENERIC_ALL),
         None => SecurityDescriptor::default(),
     }
@@ -507,41 +519,42 @@ mod tests {
     const A: &str = "Contoso.A_cvnpggrrsm18p";
     const B: &str = "Fabrikam.B_8tkjkmve8mrwr";
 
-    fn a() -> Requester {
-        Requester::confined(A, &[])
+    pub(crate) fn confined(family: &str, caps: &[&str]) -> Principal {
+        Principal::packaged(
+            family.parse().unwrap(),
+            "App".parse().unwrap(),
+            appipc_wire::caller::TrustLevel::AppContainer,
+            caps.iter().map(|c| (*c).to_owned()).collect(),
+        )
+    }
+
+    fn a() -> Principal {
+        confined(A, &[])
     }
 
     #[test]
     fn local_names_land_in_the_callers_namespace() {
-        let n = resolve(&a(), r"LOCAL\buf", NameKind::Object, Intent::Create).unwrap();
+        let n = resolve(&a(), r"LOCAL\buf", NameKind::Object).unwrap();
         assert_eq!(n.namespace, Namespace::AppContainer(sid::appcontainer_sid(A)));
         assert_eq!(n.key, "buf");
-        let plain = resolve(&a(), "BUF", NameKind::Object, Intent::Open).unwrap();
+        let plain = resolve(&a(), "BUF", NameKind::Object).unwrap();
         assert_eq!(plain.namespace, n.namespace);
         assert_eq!(plain.key, n.key, "case-insensitive");
-        let u = resolve(&Requester::unconfined(), r"LOCAL\buf", NameKind::Object, Intent::Create)
-            .unwrap();
+        let u = resolve(&Principal::unpackaged(), r"LOCAL\buf", NameKind::Object).unwrap();
         assert_eq!(u.namespace, Namespace::Session);
     }
 
     #[test]
-    fn containers_create_only_at_home_and_qualify_to_open_elsewhere() {
-        let e = resolve(&a(), r"Session\x", NameKind::Object, Intent::Create).unwrap_err();
-        assert_eq!(e.code, Win32Error::AccessDenied);
-        let e = resolve(&a(), r"Global\x", NameKind::Object, Intent::Create).unwrap_err();
-        assert_eq!(e.code, Win32Error::AccessDenied);
-        let g = resolve(&a(), r"Global\x", NameKind::Object, Intent::Open).unwrap();
+    fn containers_qualify_names_to_reach_other_namespaces() {
+        let g = resolve(&a(), r"Global\x", NameKind::Object).unwrap();
         assert_eq!(g.namespace, Namespace::Session);
-        let g = resolve(&Requester::unconfined(), r"global\x", NameKind::Object, Intent::Create)
-            .unwrap();
+        let g = resolve(&Principal::unpackaged(), r"global\x", NameKind::Object).unwrap();
         assert_eq!((g.namespace, g.key.as_str()), (Namespace::Session, "x"));
         let other = format!(r"{}\x", named_object_path(B));
-        let e = resolve(&a(), &other, NameKind::Object, Intent::Create).unwrap_err();
-        assert_eq!(e.code, Win32Error::AccessDenied);
-        let n = resolve(&a(), &other, NameKind::Object, Intent::Open).unwrap();
+        let n = resolve(&a(), &other, NameKind::Object).unwrap();
         assert_eq!(n.namespace, Namespace::AppContainer(sid::appcontainer_sid(B)));
         // An unconfined process reaches any namespace by qualified name.
-        let n = resolve(&Requester::unconfined(), &other, NameKind::Object, Intent::Open).unwrap();
+        let n = resolve(&Principal::unpackaged(), &other, NameKind::Object).unwrap();
         assert_eq!(n.namespace, Namespace::AppContainer(sid::appcontainer_sid(B)));
     }
 
@@ -563,17 +576,14 @@ mod tests {
             (r"AppContainerNamedObjects\S-1-5-32-544\x", NameKind::Object),
         ] {
             assert_eq!(
-                resolve(&a(), raw, kind, Intent::Open).unwrap_err().code,
+                resolve(&a(), raw, kind).unwrap_err().code,
                 Win32Error::InvalidName,
                 "{raw}"
             );
         }
         let long = format!(r"\\.\pipe\LOCAL\{}", "x".repeat(260));
-        assert_eq!(
-            resolve(&a(), &long, NameKind::Pipe, Intent::Create).unwrap_err().code,
-            Win32Error::InvalidName
-        );
-        let p = resolve(&a(), r"\\.\PIPE\LOCAL\my\pipe", NameKind::Pipe, Intent::Create).unwrap();
+        assert_eq!(resolve(&a(), &long, NameKind::Pipe).unwrap_err().code, Win32Error::InvalidName);
+        let p = resolve(&a(), r"\\.\PIPE\LOCAL\my\pipe", NameKind::Pipe).unwrap();
         assert_eq!(p.key, r"my\pipe");
     }
 
@@ -611,30 +621,69 @@ mod tests {
     #[test]
     fn access_check_by_package_capability_and_all_packages() {
         let pkg_b = sid::appcontainer_sid(B);
-        let b = Requester::confined(B, &["internetClient".to_owned()]);
+        let b = confined(B, &["internetClient"]);
         let none = default_descriptor(&a());
-        assert_eq!(
-            check_access(&b, &none, ObjectType::Event, SYNCHRONIZE).unwrap_err().code,
-            Win32Error::AccessDenied
-        );
-        assert!(check_access(&a(), &none, ObjectType::Event, GENERIC_ALL).is_ok(), "same package");
+        let c = check_access(&b, &none, ObjectType::Event, SYNCHRONIZE);
+        assert!(!c.allowed);
+        assert_eq!(c.missing_entry.as_deref(), Some(&*format!("(A;;0x100000;;;{pkg_b})")));
+        assert!(check_access(&a(), &none, ObjectType::Event, GENERIC_ALL).allowed, "same package");
         let for_b = none.clone().allow(pkg_b, FILE_MAP_READ);
-        assert!(check_access(&b, &for_b, ObjectType::FileMapping, FILE_MAP_READ).is_ok());
-        assert_eq!(
-            check_access(&b, &for_b, ObjectType::FileMapping, FILE_MAP_WRITE).unwrap_err().code,
-            Win32Error::AccessDenied,
+        let c = check_access(&b, &for_b, ObjectType::FileMapping, FILE_MAP_READ);
+        assert!(c.allowed, "{}", c.rule);
+        assert!(c.rule.contains("entry 2"), "{}", c.rule);
+        assert!(
+            !check_access(&b, &for_b, ObjectType::FileMapping, FILE_MAP_WRITE).allowed,
             "read-only grant"
         );
         let by_cap = SecurityDescriptor::default()
             .allow(sid::capability_sid("internetClient"), GENERIC_READ);
-        assert!(check_access(&b, &by_cap, ObjectType::FileMapping, FILE_MAP_READ).is_ok());
+        assert!(check_access(&b, &by_cap, ObjectType::FileMapping, FILE_MAP_READ).allowed);
         let all = SecurityDescriptor::from_sddl("D:(A;;GA;;;AC)").unwrap();
-        assert!(check_access(&b, &all, ObjectType::Pipe, FILE_READ_DATA | FILE_WRITE_DATA).is_ok());
+        assert!(check_access(&b, &all, ObjectType::Pipe, FILE_READ_DATA | FILE_WRITE_DATA).allowed);
         let denied = SecurityDescriptor::from_sddl("D:(A;;GA;;;AC)(D;;GW;;;AC)").unwrap();
-        assert!(check_access(&b, &denied, ObjectType::FileMapping, FILE_MAP_WRITE).is_err());
+        let c = check_access(&b, &denied, ObjectType::FileMapping, FILE_MAP_WRITE);
+        assert!(!c.allowed);
+        assert!(c.rule.contains("entry 1") && c.rule.contains("denies"), "{}", c.rule);
         // Unconfined processes of the user need no entry.
         assert!(
-            check_access(&Requester::unconfined(), &none, ObjectType::Event, GENERIC_ALL).is_ok()
+            check_access(&Principal::unpackaged(), &none, ObjectType::Event, GENERIC_ALL).allowed
         );
+    }
+
+    #[test]
+    fn an_empty_request_is_refused_for_everyone() {
+        let all = SecurityDescriptor::from_sddl("D:(A;;GA;;;AC)").unwrap();
+        for who in [confined(B, &[]), a(), Principal::unpackaged()] {
+            for ty in [
+                ObjectType::Event,
+                ObjectType::Semaphore,
+                ObjectType::FileMapping,
+                ObjectType::Pipe,
+            ] {
+                let c = check_access(&who, &all, ty, 0);
+                assert!(!c.allowed, "{ty:?} with access 0 for {}", who.describe());
+                assert_eq!(c.desired, 0);
+            }
+        }
+    }
+
+    #[test]
+    fn maximum_allowed_grants_what_the_entries_allow() {
+        let b = confined(B, &[]);
+        let sd = SecurityDescriptor::from_sddl(&format!(
+            "D:(D;;0x2;;;AC)(A;;0x6;;;{})",
+            sid::appcontainer_sid(B)
+        ))
+        .unwrap();
+        let c = check_access(&b, &sd, ObjectType::FileMapping, MAXIMUM_ALLOWED);
+        assert!(c.allowed, "{}", c.rule);
+        assert_eq!(c.desired, FILE_MAP_READ, "the denied write is not granted");
+        let c = check_access(&b, &sd, ObjectType::FileMapping, MAXIMUM_ALLOWED | FILE_MAP_WRITE);
+        assert!(!c.allowed);
+        let nothing = default_descriptor(&a());
+        assert!(!check_access(&b, &nothing, ObjectType::Event, MAXIMUM_ALLOWED).allowed);
+        let u =
+            check_access(&Principal::unpackaged(), &nothing, ObjectType::Event, MAXIMUM_ALLOWED);
+        assert!(u.allowed && u.desired == ObjectType::Event.map_generic(GENERIC_ALL));
     }
 }

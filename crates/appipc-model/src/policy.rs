@@ -1,46 +1,72 @@
-//! Access policy as pure functions: `decide(caller, operation) -> Decision`.
+//! Access policy as pure functions: [`decide`]`(principal, operation) -> Decision`.
 //!
-//! The broker gathers the facts (who is calling, on what) and enforces the decision; every
-//! rule lives here so that it is unit-tested without processes. Each mechanism adds its
-//! operations as it lands.
+//! The broker gathers the facts (who is calling, what the target declares, what a security
+//! descriptor says) and enforces the decision; every rule lives here, so every one is
+//! unit-tested without processes, and every decision carries the rule that made it, what would
+//! have allowed a refusal, and the Windows code the refusal is answered with.
 
-use appipc_wire::protocol::TrustLevel;
+use appipc_wire::status::{
+    AppServiceConnectionStatus, ErrorKind, FullTrustLaunchResult, HResult, Win32Error, WindowsCode,
+};
 
-/// Who is asking, as the broker attests it.
-#[derive(Debug, Clone, Copy)]
-pub struct Caller<'a> {
-    /// Package family name; `None` for an unpackaged process.
-    pub family_name: Option<&'a str>,
-    /// Trust level.
-    pub trust: TrustLevel,
-    /// Declared capability names.
-    pub capabilities: &'a [String],
+use crate::manifest::{Capabilities, RUN_FULL_TRUST};
+use crate::named_objects::{
+    self as objects, Namespace, ObjectName, ObjectType, SecurityDescriptor,
+};
+use crate::principal::Principal;
+
+/// The restricted capability that lets a packaged app deploy packages
+/// (Windows: `packageManagement`).
+pub const PACKAGE_MANAGEMENT: &str = "packageManagement";
+/// The restricted capability that lets a packaged app see other packages
+/// (Windows: `packageQuery`).
+pub const PACKAGE_QUERY: &str = "packageQuery";
+
+/// A declaration in a package's manifest that a decision rests on, by key path
+/// (`application[0].app-service[1]`); the broker turns it into `appipc.toml:LINE:COL`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManifestRef {
+    /// Whose manifest.
+    pub package_family_name: String,
+    /// The key path.
+    pub key: String,
 }
 
-impl Caller<'_> {
-    /// An unpackaged process of the user.
-    pub const UNPACKAGED: Caller<'static> =
-        Caller { family_name: None, trust: TrustLevel::Unpackaged, capabilities: &[] };
+/// What an app-service open found at the target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServiceTarget {
+    /// No package of that family is installed.
+    NotInstalled,
+    /// The package is being installed, upgraded or removed.
+    Deploying,
+    /// The package does not declare a service of that name.
+    NotDeclared,
+    /// Declared, at this key of the provider's manifest.
+    Declared {
+        /// `allow-unpackaged-callers`.
+        allows_unpackaged: bool,
+        /// The service's key path.
+        key: String,
+    },
+}
 
-    /// True if the caller declared this capability (case-insensitive).
-    pub fn has_capability(&self, name: &str) -> bool {
-        self.capabilities.iter().any(|c| c.eq_ignore_ascii_case(name))
-    }
-
-    fn is_package(&self, family: &str) -> bool {
-        self.family_name.is_some_and(|f| f.eq_ignore_ascii_case(family))
-    }
-
-    fn describe(&self) -> String {
-        match self.family_name {
-            None => "an unpackaged process".to_owned(),
-            Some(f) => format!("{f} ({})", self.trust.as_str()),
-        }
-    }
+/// What a full-trust launch found in the caller's package.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FullTrustTarget {
+    /// The package has no application of that id.
+    NoSuchApplication,
+    /// The application declares no full-trust process.
+    NoFullTrustProcess,
+    /// The parameter group is not declared.
+    NoSuchParameterGroup(String),
+    /// The executable is missing from the installed package.
+    MissingExecutable(String),
+    /// Everything is in place.
+    Ready,
 }
 
 /// What is being asked.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub enum Operation<'a> {
     /// Install or upgrade a package.
     InstallPackage,
@@ -54,90 +80,590 @@ pub enum Operation<'a> {
         /// Its family.
         family_name: &'a str,
     },
+    /// Stop the broker.
+    Shutdown,
     /// Start one of a package's applications directly (by AUMID).
     Launch {
         /// The target's family.
         family_name: &'a str,
     },
-    /// Stop the broker.
-    Shutdown,
+    /// `AppServiceConnection.OpenAsync`.
+    OpenAppService {
+        /// The provider's family, as asked.
+        provider: &'a str,
+        /// The service name, as asked.
+        service: &'a str,
+        /// What the broker found.
+        target: ServiceTarget,
+    },
+    /// Register as the host of an app service of the caller's own package.
+    HostAppService {
+        /// The service name.
+        service: &'a str,
+        /// The application of the caller's package that declares it, if any.
+        declared_by: Option<&'a str>,
+    },
+    /// Report a connection closed (a host's bookkeeping).
+    ReportAppServiceClosed {
+        /// The connection.
+        connection_id: u64,
+        /// Whether the caller's process hosts it.
+        hosted_by_caller: bool,
+    },
+    /// `FullTrustProcessLauncher`.
+    LaunchFullTrust {
+        /// The application whose full-trust process is asked for.
+        app: &'a str,
+        /// What the broker found.
+        target: FullTrustTarget,
+    },
+    /// Get or clear a publisher cache folder of the caller's own package.
+    UsePublisherCacheFolder {
+        /// The folder.
+        folder: &'a str,
+        /// Whether the caller's package declares it.
+        declared: bool,
+    },
+    /// Clear another publisher's cache folder (the user's own form).
+    ClearPublisherCacheFolderOf {
+        /// The publisher id.
+        publisher_id: &'a str,
+        /// The folder.
+        folder: &'a str,
+    },
+    /// Revoke a file token.
+    RemoveFileToken {
+        /// The token.
+        token: &'a str,
+        /// The package that added it ("" for the user).
+        source: &'a str,
+    },
+    /// Create a named object (or a pipe) under a name.
+    CreateNamedObject {
+        /// The resolved name.
+        name: &'a ObjectName,
+        /// Its type.
+        ty: ObjectType,
+    },
+    /// Open a named object (or a pipe, or create an instance of one) with rights.
+    OpenNamedObject {
+        /// The resolved name.
+        name: &'a ObjectName,
+        /// Its type.
+        ty: ObjectType,
+        /// Its security descriptor.
+        sd: &'a SecurityDescriptor,
+        /// The rights asked.
+        desired: u32,
+    },
+    /// Use a handle (close it, signal through it).
+    UseHandle {
+        /// The handle.
+        handle: u64,
+        /// Whether it is one of the caller's session.
+        owned: bool,
+    },
+    /// Do something through a handle that needs one of its rights.
+    UseHandleRight {
+        /// The handle.
+        handle: u64,
+        /// What is being done (`SetEvent`, …).
+        action: &'a str,
+        /// The right it needs.
+        needed: u32,
+        /// The rights the handle has.
+        granted: u32,
+    },
 }
 
-/// The answer, with the reason that the broker logs and reports.
+impl Operation<'_> {
+    /// The mechanism (protocol module) the operation belongs to.
+    pub fn mechanism(&self) -> &'static str {
+        match self {
+            Operation::InstallPackage
+            | Operation::RemovePackage { .. }
+            | Operation::QueryPackage { .. } => "packages",
+            Operation::Shutdown => "broker",
+            Operation::Launch { .. } => "launch",
+            Operation::OpenAppService { .. }
+            | Operation::HostAppService { .. }
+            | Operation::ReportAppServiceClosed { .. } => "app_service",
+            Operation::LaunchFullTrust { .. } => "full_trust",
+            Operation::UsePublisherCacheFolder { .. }
+            | Operation::ClearPublisherCacheFolderOf { .. }
+            | Operation::RemoveFileToken { .. } => "storage",
+            Operation::CreateNamedObject { name, ty }
+            | Operation::OpenNamedObject { name, ty, .. } => {
+                let _ = name;
+                if *ty == ObjectType::Pipe { "pipes" } else { "named_objects" }
+            }
+            Operation::UseHandle { .. } | Operation::UseHandleRight { .. } => "named_objects",
+        }
+    }
+
+    /// The operation's name, for the decision log.
+    pub fn name(&self) -> &str {
+        match self {
+            Operation::InstallPackage => "install",
+            Operation::RemovePackage { .. } => "remove",
+            Operation::QueryPackage { .. } => "query",
+            Operation::Shutdown => "shutdown",
+            Operation::Launch { .. } => "launch",
+            Operation::OpenAppService { .. } => "open",
+            Operation::HostAppService { .. } => "register-host",
+            Operation::ReportAppServiceClosed { .. } => "connection-closed",
+            Operation::LaunchFullTrust { .. } => "launch-full-trust-process",
+            Operation::UsePublisherCacheFolder { .. } => "publisher-cache-folder",
+            Operation::ClearPublisherCacheFolderOf { .. } => "clear-publisher-cache-folder",
+            Operation::RemoveFileToken { .. } => "remove-file-token",
+            Operation::CreateNamedObject { .. } => "create",
+            Operation::OpenNamedObject { .. } => "open",
+            Operation::UseHandle { .. } => "use-handle",
+            Operation::UseHandleRight { action, .. } => action,
+        }
+    }
+
+    /// What the operation is about, in words (an object name, a package, a service).
+    pub fn object(&self) -> String {
+        match self {
+            Operation::InstallPackage | Operation::Shutdown => String::new(),
+            Operation::RemovePackage { family_name }
+            | Operation::QueryPackage { family_name }
+            | Operation::Launch { family_name } => (*family_name).to_owned(),
+            Operation::OpenAppService { provider, service, .. } => format!("{provider}/{service}"),
+            Operation::HostAppService { service, .. } => (*service).to_owned(),
+            Operation::ReportAppServiceClosed { connection_id, .. } => {
+                format!("connection {connection_id}")
+            }
+            Operation::LaunchFullTrust { app, .. } => (*app).to_owned(),
+            Operation::UsePublisherCacheFolder { folder, .. } => (*folder).to_owned(),
+            Operation::ClearPublisherCacheFolderOf { publisher_id, folder } => {
+                format!("{publisher_id}/{folder}")
+            }
+            Operation::RemoveFileToken { token, .. } => format!("token {token}"),
+            Operation::CreateNamedObject { name, .. } | Operation::OpenNamedObject { name, .. } => {
+                format!("{}\\{}", name.namespace, name.display)
+            }
+            Operation::UseHandle { handle, .. } | Operation::UseHandleRight { handle, .. } => {
+                format!("handle {handle}")
+            }
+        }
+    }
+
+    /// The package the object belongs to, when there is one ("" otherwise).
+    pub fn object_package(&self) -> String {
+        match self {
+            Operation::RemovePackage { family_name }
+            | Operation::QueryPackage { family_name }
+            | Operation::Launch { family_name } => (*family_name).to_owned(),
+            Operation::OpenAppService { provider, .. } => (*provider).to_owned(),
+            Operation::RemoveFileToken { source, .. } => (*source).to_owned(),
+            _ => String::new(),
+        }
+    }
+
+    /// The rights asked, for operations that have them.
+    pub fn asked(&self) -> Option<u32> {
+        match self {
+            Operation::OpenNamedObject { desired, .. } => Some(*desired),
+            Operation::UseHandleRight { needed, .. } => Some(*needed),
+            _ => None,
+        }
+    }
+}
+
+/// The answer, with the rule that decided and what a refusal is answered with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decision {
     /// Allowed or not.
     pub allowed: bool,
-    /// Why, in words.
-    pub reason: String,
+    /// The rights granted (access-checked operations; 0 otherwise).
+    pub granted: u32,
+    /// The rule that decided, in words.
+    pub rule: String,
+    /// What would have allowed a refusal.
+    pub remedy: Option<String>,
+    /// The manifest declaration the decision rests on.
+    pub manifest: Option<ManifestRef>,
+    /// For a refusal: the kind of error.
+    pub kind: ErrorKind,
+    /// For a refusal: the Windows code the mechanism answers with.
+    pub code: WindowsCode,
 }
 
 impl Decision {
-    fn allow(reason: impl Into<String>) -> Decision {
-        Decision { allowed: true, reason: reason.into() }
+    fn allow(rule: impl Into<String>) -> Decision {
+        Decision {
+            allowed: true,
+            granted: 0,
+            rule: rule.into(),
+            remedy: None,
+            manifest: None,
+            kind: ErrorKind::AccessDenied,
+            code: WindowsCode::None,
+        }
     }
 
-    fn deny(reason: impl Into<String>) -> Decision {
-        Decision { allowed: false, reason: reason.into() }
+    fn deny(kind: ErrorKind, code: impl Into<WindowsCode>, rule: impl Into<String>) -> Decision {
+        Decision {
+            allowed: false,
+            granted: 0,
+            rule: rule.into(),
+            remedy: None,
+            manifest: None,
+            kind,
+            code: code.into(),
+        }
+    }
+
+    fn denied(rule: impl Into<String>) -> Decision {
+        Decision::deny(ErrorKind::AccessDenied, HResult::AccessDenied, rule)
+    }
+
+    fn remedy(mut self, r: impl Into<String>) -> Decision {
+        self.remedy = Some(r.into());
+        self
+    }
+
+    fn at(mut self, package: &str, key: impl Into<String>) -> Decision {
+        self.manifest =
+            Some(ManifestRef { package_family_name: package.to_owned(), key: key.into() });
+        self
+    }
+
+    fn granting(mut self, granted: u32) -> Decision {
+        self.granted = granted;
+        self
     }
 }
 
-/// The restricted capability that lets a packaged app deploy packages
-/// (Windows: `packageManagement`).
-pub const PACKAGE_MANAGEMENT: &str = "packageManagement";
-/// The restricted capability that lets a packaged app see other packages
-/// (Windows: `packageQuery`).
-pub const PACKAGE_QUERY: &str = "packageQuery";
+fn status(s: AppServiceConnectionStatus) -> WindowsCode {
+    WindowsCode::Status(s.value())
+}
+
+fn full_trust(r: FullTrustLaunchResult) -> WindowsCode {
+    WindowsCode::Status(r.value())
+}
+
+fn win32(e: Win32Error) -> WindowsCode {
+    WindowsCode::Win32(e.value())
+}
+
+/// A declared capability that is not granted, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotGranted {
+    /// The capability as declared.
+    pub name: String,
+    /// Why it is not granted.
+    pub reason: String,
+}
+
+/// The capabilities a package is granted at install out of those it declares: general,
+/// restricted and device capabilities as declared; a custom capability never by its
+/// declaration alone (Windows grants one only with a valid signed custom capability
+/// descriptor, which this broker does not verify yet), so it is refused with the reason.
+pub fn grant_capabilities(declared: &Capabilities) -> (Vec<String>, Vec<NotGranted>) {
+    let granted = declared
+        .general
+        .iter()
+        .chain(&declared.restricted)
+        .chain(&declared.device)
+        .cloned()
+        .collect();
+    let refused = declared
+        .custom
+        .iter()
+        .map(|c| NotGranted {
+            name: c.as_str().to_owned(),
+            reason: "a custom capability is granted only with a valid signed custom capability \
+                     descriptor (CustomCapability.SCCD), and this broker verifies none yet; \
+                     declaring it grants nothing"
+                .to_owned(),
+        })
+        .collect();
+    (granted, refused)
+}
 
 /// Decides one operation.
-pub fn decide(caller: &Caller<'_>, op: &Operation<'_>) -> Decision {
-    let who = caller.describe();
-    match *op {
+pub fn decide(who: &Principal, op: &Operation<'_>) -> Decision {
+    let me = who.describe();
+    let own = who.family_name().unwrap_or_default();
+    match op {
         Operation::InstallPackage | Operation::RemovePackage { .. } => {
-            if caller.trust == TrustLevel::Unpackaged {
+            if who.package.is_none() {
                 Decision::allow("the user's own unpackaged process may deploy packages")
-            } else if caller.has_capability(PACKAGE_MANAGEMENT) {
-                Decision::allow(format!("{who} declares {PACKAGE_MANAGEMENT}"))
+            } else if who.has_capability(PACKAGE_MANAGEMENT) {
+                Decision::allow(format!("{me} was granted {PACKAGE_MANAGEMENT}"))
             } else {
-                Decision::deny(format!(
-                    "{who} may not deploy packages: it does not declare the restricted \
-                     capability {PACKAGE_MANAGEMENT}"
+                Decision::denied(format!(
+                    "{me} may not deploy packages: it was not granted the restricted capability \
+                     {PACKAGE_MANAGEMENT}"
                 ))
+                .remedy(format!("declare the restricted capability {PACKAGE_MANAGEMENT}"))
+                .at(own, "capabilities")
             }
         }
         Operation::QueryPackage { family_name } => {
-            if caller.trust != TrustLevel::AppContainer {
-                Decision::allow(format!("{who} is not in an app container"))
-            } else if caller.is_package(family_name) {
+            if !who.is_confined() {
+                Decision::allow(format!("{me} is not in an app container"))
+            } else if who.is_package(family_name) {
                 Decision::allow("a package may see itself")
-            } else if caller.has_capability(PACKAGE_QUERY) {
-                Decision::allow(format!("{who} declares {PACKAGE_QUERY}"))
+            } else if who.has_capability(PACKAGE_QUERY) {
+                Decision::allow(format!("{me} was granted {PACKAGE_QUERY}"))
             } else {
-                Decision::deny(format!(
-                    "{who} may not see package {family_name}: app containers see only their own \
-                     package unless they declare {PACKAGE_QUERY}"
+                Decision::denied(format!(
+                    "{me} may not see package {family_name}: app containers see only their own \
+                     package unless granted {PACKAGE_QUERY}"
+                ))
+                .remedy(format!("declare the restricted capability {PACKAGE_QUERY}"))
+                .at(own, "capabilities")
+            }
+        }
+        Operation::Shutdown => {
+            if who.package.is_none() {
+                Decision::allow("the user's own unpackaged process may stop the broker")
+            } else {
+                Decision::denied(format!(
+                    "{me} may not stop the broker: packaged processes never may"
                 ))
             }
         }
         Operation::Launch { family_name } => {
-            if caller.trust != TrustLevel::AppContainer {
-                Decision::allow(format!("{who} is not in an app container"))
-            } else if caller.is_package(family_name) {
+            if !who.is_confined() {
+                Decision::allow(format!("{me} is not in an app container"))
+            } else if who.is_package(family_name) {
                 Decision::allow("a package may start its own applications")
             } else {
-                Decision::deny(format!(
-                    "{who} may not start applications of {family_name} directly: app containers \
+                Decision::denied(format!(
+                    "{me} may not start applications of {family_name} directly: app containers \
                      reach other packages through app services and protocol activation"
                 ))
             }
         }
-        Operation::Shutdown => {
-            if caller.trust == TrustLevel::Unpackaged {
-                Decision::allow("the user's own unpackaged process may stop the broker")
-            } else {
-                Decision::deny(format!(
-                    "{who} may not stop the broker: packaged processes never may"
+        Operation::OpenAppService { provider, service, target } => match target {
+            ServiceTarget::NotInstalled => Decision::deny(
+                ErrorKind::NotFound,
+                status(AppServiceConnectionStatus::AppNotInstalled),
+                format!("no package {provider} is installed"),
+            ),
+            ServiceTarget::Deploying => Decision::deny(
+                ErrorKind::Busy,
+                status(AppServiceConnectionStatus::AppUnavailable),
+                format!("package {provider} is being deployed"),
+            )
+            .remedy("try again when the deployment is done"),
+            ServiceTarget::NotDeclared => Decision::deny(
+                ErrorKind::NotFound,
+                status(AppServiceConnectionStatus::AppServiceUnavailable),
+                format!("app service {service:?} is not declared by the target {provider}"),
+            )
+            .at(provider, "application"),
+            ServiceTarget::Declared { allows_unpackaged, key } => {
+                if who.package.is_some() {
+                    Decision::allow(format!(
+                        "any packaged caller may open a declared app service; {provider} checks \
+                         its callers itself"
+                    ))
+                    .at(provider, key.clone())
+                } else if *allows_unpackaged {
+                    Decision::allow(format!(
+                        "app service {service} of {provider} accepts callers without package \
+                         identity"
+                    ))
+                    .at(provider, format!("{key}.allow-unpackaged-callers"))
+                } else {
+                    Decision::deny(
+                        ErrorKind::AccessDenied,
+                        status(AppServiceConnectionStatus::NotAuthorized),
+                        format!(
+                            "app service {service} of {provider} does not accept callers \
+                             without package identity (allow-unpackaged-callers = false)"
+                        ),
+                    )
+                    .remedy(format!(
+                        "set allow-unpackaged-callers = true on the service in {provider}'s \
+                         manifest, or call it from a packaged app"
+                    ))
+                    .at(provider, key.clone())
+                }
+            }
+        },
+        Operation::HostAppService { service, declared_by } => match (&who.package, declared_by) {
+            (None, _) => Decision::denied("only a packaged process can host an app service"),
+            (Some(p), None) => Decision::denied(format!(
+                "package {} does not declare an app service named {service:?}",
+                p.family_name
+            ))
+            .at(own, "application"),
+            (Some(p), Some(app)) if !app.eq_ignore_ascii_case(p.app_id.as_str()) => {
+                Decision::denied(format!(
+                    "app service {service} is declared by application {app}, not by {}",
+                    p.app_id
                 ))
+            }
+            (Some(_), Some(app)) => {
+                Decision::allow(format!("application {app} declares app service {service}"))
+            }
+        },
+        Operation::ReportAppServiceClosed { connection_id, hosted_by_caller } => {
+            if *hosted_by_caller {
+                Decision::allow("the host reports its own connection")
+            } else {
+                Decision::denied(format!(
+                    "connection {connection_id} is not hosted by this process"
+                ))
+            }
+        }
+        Operation::LaunchFullTrust { app, target } => {
+            let Some(p) = &who.package else {
+                return Decision::deny(
+                    ErrorKind::AccessDenied,
+                    full_trust(FullTrustLaunchResult::AccessDenied),
+                    "only a packaged app can launch its full-trust process",
+                );
+            };
+            if !who.has_capability(RUN_FULL_TRUST) {
+                return Decision::deny(
+                    ErrorKind::AccessDenied,
+                    full_trust(FullTrustLaunchResult::AccessDenied),
+                    format!(
+                        "{} was not granted the restricted capability {RUN_FULL_TRUST}",
+                        p.family_name
+                    ),
+                )
+                .remedy(format!("declare the restricted capability {RUN_FULL_TRUST}"))
+                .at(own, "capabilities");
+            }
+            let not_found = |rule: String| {
+                Decision::deny(
+                    ErrorKind::NotFound,
+                    full_trust(FullTrustLaunchResult::FileNotFound),
+                    rule,
+                )
+            };
+            match target {
+                FullTrustTarget::NoSuchApplication => {
+                    not_found(format!("package {} has no application {app}", p.family_name))
+                        .at(own, "application")
+                }
+                FullTrustTarget::NoFullTrustProcess => {
+                    not_found(format!("application {app} declares no full-trust process"))
+                        .remedy("declare [[application.full-trust-process]]")
+                        .at(own, "application")
+                }
+                FullTrustTarget::NoSuchParameterGroup(g) => {
+                    not_found(format!("no parameter group {g:?} in application {app}"))
+                        .at(own, "application")
+                }
+                FullTrustTarget::MissingExecutable(exe) => {
+                    not_found(format!("{exe} is missing from the installed package"))
+                }
+                FullTrustTarget::Ready => Decision::allow(format!(
+                    "{} was granted {RUN_FULL_TRUST} and application {app} declares a full-trust \
+                     process",
+                    p.family_name
+                )),
+            }
+        }
+        Operation::UsePublisherCacheFolder { folder, declared } => match &who.package {
+            None => Decision::deny(
+                ErrorKind::NotDeclared,
+                HResult::InvalidArg,
+                "a process without package identity has no publisher cache folders",
+            ),
+            Some(p) if !declared => Decision::deny(
+                ErrorKind::NotDeclared,
+                HResult::InvalidArg,
+                format!(
+                    "package {} does not declare the publisher cache folder {folder:?}",
+                    p.family_name
+                ),
+            )
+            .remedy(format!("add {folder:?} to [publisher-cache] folders"))
+            .at(own, "publisher-cache"),
+            Some(_) => {
+                Decision::allow(format!("the package declares publisher cache folder {folder}"))
+            }
+        },
+        Operation::ClearPublisherCacheFolderOf { publisher_id, folder } => {
+            if who.package.is_none() {
+                Decision::allow(format!(
+                    "the user may clear any publisher's cache folders ({publisher_id}/{folder})"
+                ))
+            } else {
+                Decision::denied("a package clears only its own publisher's folders, by name")
+            }
+        }
+        Operation::RemoveFileToken { token, source } => {
+            if who.package.is_none() {
+                Decision::allow("the user may revoke any token")
+            } else if who.is_package(source) {
+                Decision::allow("the package that added a token may revoke it")
+            } else {
+                let by = if source.is_empty() { "the user" } else { source };
+                Decision::denied(format!("file token {token} was added by {by}, not by {me}"))
+            }
+        }
+        Operation::CreateNamedObject { name, .. } => match who.appcontainer_sid() {
+            Some(sid) if name.namespace != Namespace::AppContainer(sid.clone()) => Decision::deny(
+                ErrorKind::AccessDenied,
+                win32(Win32Error::AccessDenied),
+                format!(
+                    "an app container creates names only in its own namespace (LOCAL\\…), not in \
+                     {}",
+                    name.namespace
+                ),
+            )
+            .remedy(format!(
+                "create it as LOCAL\\{} and share it by its security descriptor",
+                name.key
+            )),
+            Some(_) => Decision::allow("an app container creates names in its own namespace"),
+            None => Decision::allow("an unconfined process creates names in the session namespace"),
+        },
+        Operation::OpenNamedObject { name, ty, sd, desired } => {
+            let c = objects::check_access(who, sd, *ty, *desired);
+            if c.allowed {
+                Decision::allow(c.rule).granting(c.desired)
+            } else {
+                let mut d = Decision::deny(
+                    ErrorKind::AccessDenied,
+                    win32(Win32Error::AccessDenied),
+                    c.rule,
+                )
+                .granting(0);
+                if let Some(entry) = c.missing_entry {
+                    d = d.remedy(format!(
+                        "the creator of {} adds `{entry}` to its security descriptor",
+                        name.display
+                    ));
+                } else if *desired == 0 {
+                    d = d.remedy("ask for the rights the handle needs");
+                }
+                d
+            }
+        }
+        Operation::UseHandle { handle, owned } => {
+            if *owned {
+                Decision::allow("the handle belongs to the caller's session")
+            } else {
+                Decision::deny(
+                    ErrorKind::NotFound,
+                    win32(Win32Error::InvalidHandle),
+                    format!("handle {handle} is not a handle of this session"),
+                )
+            }
+        }
+        Operation::UseHandleRight { handle, action, needed, granted } => {
+            if granted & needed == *needed {
+                Decision::allow(format!("handle {handle} has {needed:#x}")).granting(*granted)
+            } else {
+                Decision::deny(
+                    ErrorKind::AccessDenied,
+                    win32(Win32Error::AccessDenied),
+                    format!("{action} needs {needed:#x}; handle {handle} was granted {granted:#x}"),
+                )
+                .remedy("open the object with that right (if its descriptor grants it)")
             }
         }
     }
@@ -146,44 +672,204 @@ pub fn decide(caller: &Caller<'_>, op: &Operation<'_>) -> Decision {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::named_objects::{NameKind, resolve};
+    use appipc_wire::caller::TrustLevel;
 
-    fn packaged<'a>(family: &'a str, trust: TrustLevel, caps: &'a [String]) -> Caller<'a> {
-        Caller { family_name: Some(family), trust, capabilities: caps }
+    fn packaged(family: &str, trust: TrustLevel, caps: &[&str]) -> Principal {
+        Principal::packaged(
+            family.parse().unwrap(),
+            "App".parse().unwrap(),
+            trust,
+            caps.iter().map(|c| (*c).to_owned()).collect(),
+        )
     }
+
+    const A: &str = "Contoso.A_cvnpggrrsm18p";
+    const B: &str = "Fabrikam.B_8tkjkmve8mrwr";
 
     #[test]
     fn deployment() {
-        assert!(decide(&Caller::UNPACKAGED, &Operation::InstallPackage).allowed);
-        let none: Vec<String> = vec![];
-        let d = decide(&packaged("A_x", TrustLevel::FullTrust, &none), &Operation::InstallPackage);
+        assert!(decide(&Principal::unpackaged(), &Operation::InstallPackage).allowed);
+        let d = decide(&packaged(A, TrustLevel::FullTrust, &[]), &Operation::InstallPackage);
         assert!(!d.allowed);
-        assert!(d.reason.contains("packageManagement"), "{}", d.reason);
-        let caps = vec!["PackageManagement".to_owned()];
-        let op = Operation::RemovePackage { family_name: "B_x" };
-        assert!(decide(&packaged("A_x", TrustLevel::AppContainer, &caps), &op).allowed);
+        assert!(d.rule.contains("packageManagement"), "{}", d.rule);
+        assert_eq!(
+            d.remedy.as_deref(),
+            Some("declare the restricted capability packageManagement")
+        );
+        assert_eq!(d.code, WindowsCode::HResult(0x8007_0005));
+        let op = Operation::RemovePackage { family_name: B };
+        assert!(
+            decide(&packaged(A, TrustLevel::AppContainer, &["PackageManagement"]), &op).allowed
+        );
     }
 
     #[test]
     fn query_and_launch() {
-        let none: Vec<String> = vec![];
-        let ac = packaged("A_x", TrustLevel::AppContainer, &none);
-        assert!(decide(&ac, &Operation::QueryPackage { family_name: "a_X" }).allowed);
-        assert!(!decide(&ac, &Operation::QueryPackage { family_name: "B_x" }).allowed);
-        assert!(decide(&ac, &Operation::Launch { family_name: "A_x" }).allowed);
-        assert!(!decide(&ac, &Operation::Launch { family_name: "B_x" }).allowed);
-        let ft = packaged("A_x", TrustLevel::FullTrust, &none);
-        assert!(decide(&ft, &Operation::Launch { family_name: "B_x" }).allowed);
-        let q = vec!["packageQuery".to_owned()];
-        let acq = packaged("A_x", TrustLevel::AppContainer, &q);
-        assert!(decide(&acq, &Operation::QueryPackage { family_name: "B_x" }).allowed);
+        let ac = packaged(A, TrustLevel::AppContainer, &[]);
+        assert!(
+            decide(&ac, &Operation::QueryPackage { family_name: "contoso.a_CVNPGGRRSM18P" })
+                .allowed
+        );
+        assert!(!decide(&ac, &Operation::QueryPackage { family_name: B }).allowed);
+        assert!(decide(&ac, &Operation::Launch { family_name: A }).allowed);
+        assert!(!decide(&ac, &Operation::Launch { family_name: B }).allowed);
+        let ft = packaged(A, TrustLevel::FullTrust, &[]);
+        assert!(decide(&ft, &Operation::Launch { family_name: B }).allowed);
+        let acq = packaged(A, TrustLevel::AppContainer, &["packageQuery"]);
+        assert!(decide(&acq, &Operation::QueryPackage { family_name: B }).allowed);
     }
 
     #[test]
     fn shutdown_only_unpackaged() {
-        let none: Vec<String> = vec![];
-        assert!(decide(&Caller::UNPACKAGED, &Operation::Shutdown).allowed);
+        assert!(decide(&Principal::unpackaged(), &Operation::Shutdown).allowed);
+        assert!(!decide(&packaged(A, TrustLevel::FullTrust, &[]), &Operation::Shutdown).allowed);
+    }
+
+    #[test]
+    fn app_service_targets_map_to_windows_statuses() {
+        let u = Principal::unpackaged();
+        let open = |target| Operation::OpenAppService { provider: B, service: "com.x", target };
+        let code = |d: Decision| match d.code {
+            WindowsCode::Status(s) => s,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(code(decide(&u, &open(ServiceTarget::NotInstalled))), 1);
+        assert_eq!(code(decide(&u, &open(ServiceTarget::Deploying))), 2);
+        let d = decide(&u, &open(ServiceTarget::NotDeclared));
+        assert!(d.rule.contains("not declared by the target"), "{}", d.rule);
+        assert_eq!(code(d), 3);
+        let declared = |allows_unpackaged| ServiceTarget::Declared {
+            allows_unpackaged,
+            key: "application[0].app-service[1]".into(),
+        };
+        let d = decide(&u, &open(declared(false)));
+        assert_eq!(d.manifest.as_ref().unwrap().key, "application[0].app-service[1]");
+        assert_eq!(code(d), 7);
+        assert!(decide(&u, &open(declared(true))).allowed);
         assert!(
-            !decide(&packaged("A_x", TrustLevel::FullTrust, &none), &Operation::Shutdown).allowed
+            decide(&packaged(A, TrustLevel::AppContainer, &[]), &open(declared(false))).allowed
+        );
+    }
+
+    #[test]
+    fn full_trust_needs_the_granted_capability() {
+        let op = |target| Operation::LaunchFullTrust { app: "App", target };
+        let no = decide(&packaged(A, TrustLevel::AppContainer, &[]), &op(FullTrustTarget::Ready));
+        assert_eq!(no.code, WindowsCode::Status(1));
+        let yes = packaged(A, TrustLevel::AppContainer, &["runFullTrust"]);
+        assert!(decide(&yes, &op(FullTrustTarget::Ready)).allowed);
+        assert_eq!(
+            decide(&yes, &op(FullTrustTarget::NoFullTrustProcess)).code,
+            WindowsCode::Status(2)
+        );
+        assert_eq!(
+            decide(&Principal::unpackaged(), &op(FullTrustTarget::Ready)).code,
+            WindowsCode::Status(1)
+        );
+    }
+
+    #[test]
+    fn containers_create_only_at_home() {
+        let a = packaged(A, TrustLevel::AppContainer, &[]);
+        for raw in [r"Session\x", r"Global\x"] {
+            let n = resolve(&a, raw, NameKind::Object).unwrap();
+            let d = decide(&a, &Operation::CreateNamedObject { name: &n, ty: ObjectType::Event });
+            assert!(!d.allowed, "{raw}");
+            assert_eq!(d.code, WindowsCode::Win32(5));
+        }
+        let other = format!(r"{}\x", objects::named_object_path(B));
+        let n = resolve(&a, &other, NameKind::Object).unwrap();
+        assert!(
+            !decide(&a, &Operation::CreateNamedObject { name: &n, ty: ObjectType::Event }).allowed
+        );
+        let n = resolve(&a, r"LOCAL\x", NameKind::Object).unwrap();
+        assert!(
+            decide(&a, &Operation::CreateNamedObject { name: &n, ty: ObjectType::Event }).allowed
+        );
+        let u = Principal::unpackaged();
+        let n = resolve(&u, r"Global\x", NameKind::Object).unwrap();
+        assert!(
+            decide(&u, &Operation::CreateNamedObject { name: &n, ty: ObjectType::Event }).allowed
+        );
+    }
+
+    #[test]
+    fn open_named_object_names_the_missing_entry() {
+        let a = packaged(A, TrustLevel::AppContainer, &[]);
+        let b = packaged(B, TrustLevel::AppContainer, &[]);
+        let n = resolve(&a, r"LOCAL\x", NameKind::Object).unwrap();
+        let sd = objects::default_descriptor(&a);
+        let op = Operation::OpenNamedObject {
+            name: &n,
+            ty: ObjectType::FileMapping,
+            sd: &sd,
+            desired: 4,
+        };
+        let d = decide(&b, &op);
+        assert!(!d.allowed);
+        assert!(d.remedy.as_deref().unwrap().contains("(A;;0x4;;;S-1-15-2-"), "{:?}", d.remedy);
+        let mine = decide(&a, &op);
+        assert!(mine.allowed);
+        assert_eq!(mine.granted, 4);
+        let zero = Operation::OpenNamedObject {
+            name: &n,
+            ty: ObjectType::FileMapping,
+            sd: &sd,
+            desired: 0,
+        };
+        assert!(!decide(&a, &zero).allowed);
+        assert!(!decide(&Principal::unpackaged(), &zero).allowed);
+    }
+
+    #[test]
+    fn custom_capabilities_are_not_granted_by_declaration() {
+        let m = crate::manifest::parse(
+            r#"
+[package]
+name = "Contoso.A"
+publisher = "CN=Contoso"
+version = "1.0.0.0"
+
+[capabilities]
+general = ["internetClient"]
+restricted = ["runFullTrust"]
+custom = ["Contoso.secret_cvnpggrrsm18p"]
+
+[[application]]
+id = "App"
+executable = "bin/a"
+trust-level = "mediumIL"
+"#,
+        )
+        .unwrap();
+        let (granted, refused) = grant_capabilities(&m.capabilities);
+        assert_eq!(granted, ["internetClient", "runFullTrust"]);
+        assert_eq!(refused.len(), 1);
+        assert_eq!(refused[0].name, "Contoso.secret_cvnpggrrsm18p");
+        assert!(refused[0].reason.contains("signed custom capability descriptor"));
+    }
+
+    #[test]
+    fn handle_rights() {
+        let a = packaged(A, TrustLevel::AppContainer, &[]);
+        let op = Operation::UseHandleRight {
+            handle: 1,
+            action: "SetEvent",
+            needed: 2,
+            granted: 0x10_0000,
+        };
+        assert!(!decide(&a, &op).allowed);
+        let op = Operation::UseHandleRight {
+            handle: 1,
+            action: "SetEvent",
+            needed: 2,
+            granted: 0x10_0002,
+        };
+        assert!(decide(&a, &op).allowed);
+        assert_eq!(
+            decide(&a, &Operation::UseHandle { handle: 3, owned: false }).code,
+            WindowsCode::Win32(6)
         );
     }
 }

@@ -133,7 +133,7 @@ pub struct EventFd {
 }
 
 impl EventFd {
-    /// Takes ownership of an eventfd (made non-blocking).
+    /// Takes ownership of an eventfd or a [`readiness_fd`] (made non-blocking).
     pub fn new(fd: OwnedFd) -> io::Result<Self> {
         socket::set_nonblocking(&fd, true)?;
         Ok(EventFd { inner: register(fd, Interest::READABLE)? })
@@ -156,11 +156,12 @@ impl EventFd {
 }
 
 impl EventFd {
-    /// Waits until the counter is non-zero, without taking from it (manual-reset events).
+    /// Waits until the fd is readable, without reading from it: a manual-reset event's
+    /// eventfd, or a [`readiness_fd`].
     pub async fn wait_signalled(&self) -> io::Result<()> {
         loop {
             let mut guard = self.inner.readable().await?;
-            if eventfd_is_set(self.inner.get_ref())? {
+            if is_readable(self.inner.get_ref())? {
                 return Ok(());
             }
             guard.clear_ready();
@@ -168,16 +169,51 @@ impl EventFd {
     }
 }
 
-/// A new eventfd (close-on-exec) counting from `initial`; with `semaphore`, each read takes
-/// one from the counter instead of all of it (a named semaphore rather than an event).
+/// A new non-blocking eventfd (close-on-exec) counting from `initial`; with `semaphore`, each
+/// read takes one from the counter instead of all of it (a named semaphore rather than an
+/// event). Non-blocking, so that no reader (the broker included) ever blocks on it: the flag
+/// belongs to the open file, which every handle to the object shares.
 pub fn eventfd_new(initial: u32, semaphore: bool) -> io::Result<OwnedFd> {
     use rustix::event::EventfdFlags;
     let flags = if semaphore {
-        EventfdFlags::CLOEXEC | EventfdFlags::SEMAPHORE
+        EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK | EventfdFlags::SEMAPHORE
     } else {
-        EventfdFlags::CLOEXEC
+        EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK
     };
     Ok(rustix::event::eventfd(initial, flags)?)
+}
+
+/// Takes one signal from a non-blocking eventfd: all of an event's counter, or one of a
+/// semaphore's. `false` if the counter was zero.
+pub fn eventfd_try_take(fd: impl AsFd) -> io::Result<bool> {
+    let mut buf = [0u8; 8];
+    match rustix::io::read(fd, &mut buf) {
+        Ok(_) => Ok(true),
+        Err(rustix::io::Errno::AGAIN) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Adds `n` to an eventfd's counter (`ReleaseSemaphore(n)`).
+pub fn eventfd_add(fd: impl AsFd, n: u64) -> io::Result<()> {
+    rustix::io::write(fd, &n.to_ne_bytes())?;
+    Ok(())
+}
+
+/// A new epoll fd (close-on-exec) that is readable exactly while `fd` is: a way to hand out
+/// "wait on this" without handing out `fd` itself (its holder can poll it, but cannot read or
+/// write the object through it).
+pub fn readiness_fd(fd: impl AsFd) -> io::Result<OwnedFd> {
+    use rustix::event::epoll;
+    let ep = epoll::create(epoll::CreateFlags::CLOEXEC)?;
+    epoll::add(&ep, fd, epoll::EventData::new_u64(0), epoll::EventFlags::IN)?;
+    Ok(ep)
+}
+
+/// Whether a pollable fd is readable now (a zero-timeout poll; nothing is read). For an
+/// eventfd: its counter is non-zero; for a [`readiness_fd`]: the fd it watches is readable.
+pub fn is_readable(fd: impl AsFd) -> io::Result<bool> {
+    eventfd_is_set(fd)
 }
 
 /// Whether an eventfd's counter is non-zero (a zero-timeout poll; nothing is taken).
@@ -188,14 +224,9 @@ pub fn eventfd_is_set(fd: impl AsFd) -> io::Result<bool> {
     Ok(n > 0 && fds[0].revents().contains(rustix::event::PollFlags::IN))
 }
 
-/// Sets an eventfd's counter to zero (`ResetEvent`).
+/// Sets a (non-blocking) eventfd's counter to zero (`ResetEvent`).
 pub fn eventfd_drain(fd: impl AsFd) -> io::Result<()> {
-    let fd = fd.as_fd();
-    if eventfd_is_set(fd)? {
-        let mut buf = [0u8; 8];
-        rustix::io::read(fd, &mut buf)?;
-    }
-    Ok(())
+    eventfd_try_take(fd).map(|_| ())
 }
 
 /// Adds one to an eventfd's counter (`SetEvent`, `ReleaseSemaphore(1)`).

@@ -38,9 +38,10 @@ pub use appipc_wire::app_service::{
     BackgroundTaskCancellationReason, StatelessAppServiceResponseStatus,
 };
 use appipc_wire::app_service::{ChannelFrame, ChannelKind, INLINE_MESSAGE_MAX};
-use appipc_wire::protocol::{
-    AppServiceProviderInfo, IncomingAppServiceConnection, Reply, Request, TrustLevel,
-};
+use appipc_wire::caller::TrustLevel;
+use appipc_wire::protocol::app_service::{self as wire, IncomingConnection};
+pub use appipc_wire::protocol::app_service::{AppServiceList, AppServiceProviderInfo};
+use appipc_wire::status::WindowsCode;
 use appipc_wire::{DecodeLimits, ValueSet};
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -355,24 +356,18 @@ pub(crate) async fn open_raw(
     family: &str,
     name: &str,
 ) -> std::result::Result<Opened, AppServiceConnectionStatus> {
-    let request = Request::OpenAppService {
-        package_family_name: family.to_owned(),
-        app_service_name: name.to_owned(),
-    };
-    match session.request_with_fds(request, &[]).await {
-        Ok((
-            Reply::AppServiceOpened {
-                status: AppServiceConnectionStatus::Success,
-                max_message_size,
-                ..
-            },
-            fds,
-        )) => match fds.into_iter().next() {
-            Some(fd) => Ok(Opened { fd, max_message_size }),
+    let request =
+        wire::Open { package_family_name: family.to_owned(), app_service_name: name.to_owned() };
+    match session.call_with_fds(request, &[]).await {
+        Ok((o, fds)) => match fds.into_iter().next() {
+            Some(fd) => Ok(Opened { fd, max_message_size: o.max_message_size }),
             None => Err(AppServiceConnectionStatus::Unknown),
         },
-        Ok((Reply::AppServiceOpened { status, .. }, _)) => Err(status),
-        Ok(_) | Err(_) => Err(AppServiceConnectionStatus::Unknown),
+        Err(Error::Broker { code: WindowsCode::Status(v), .. }) => {
+            Err(AppServiceConnectionStatus::from_value(v)
+                .unwrap_or(AppServiceConnectionStatus::Unknown))
+        }
+        Err(_) => Err(AppServiceConnectionStatus::Unknown),
     }
 }
 
@@ -701,7 +696,7 @@ impl AppServiceTriggerDetails {
 pub struct AppServiceProvider {
     session: Session,
     name: String,
-    rx: mpsc::UnboundedReceiver<(IncomingAppServiceConnection, OwnedFd)>,
+    rx: mpsc::UnboundedReceiver<(IncomingConnection, OwnedFd)>,
 }
 
 impl AppServiceProvider {
@@ -710,9 +705,7 @@ impl AppServiceProvider {
     pub async fn register(session: &Session, name: &str) -> Result<AppServiceProvider> {
         let (tx, rx) = mpsc::unbounded_channel();
         session.route_app_service(name, tx);
-        session
-            .request(Request::RegisterAppServiceHost { app_service_name: name.to_owned() })
-            .await?;
+        session.call(wire::RegisterHost { app_service_name: name.to_owned() }).await?;
         Ok(AppServiceProvider { session: session.clone(), name: name.to_owned(), rx })
     }
 
@@ -728,9 +721,7 @@ impl AppServiceProvider {
         let id = incoming.connection_id;
         let on_close: Box<dyn FnOnce() + Send> = Box::new(move || {
             tokio::spawn(async move {
-                let _ = session
-                    .request(Request::AppServiceConnectionClosed { connection_id: id })
-                    .await;
+                let _ = session.call(wire::ConnectionClosed { connection_id: id }).await;
             });
         });
         let (chan, reader) =
@@ -762,13 +753,13 @@ impl AppServiceCatalog {
         session: &Session,
         name: &str,
     ) -> Result<Vec<AppServiceProviderInfo>> {
-        match session
-            .request(Request::FindAppServiceProviders { app_service_name: name.to_owned() })
-            .await?
-        {
-            Reply::AppServiceProviders(v) => Ok(v),
-            r => Err(Error::Protocol(format!("unexpected reply {r:?}"))),
-        }
+        session.call(wire::FindProviders { app_service_name: name.to_owned() }).await
+    }
+
+    /// Every declared service of the packages this caller may see, and the live connections
+    /// (appipc extension; `appipc app-service list`).
+    pub async fn list(session: &Session) -> Result<AppServiceList> {
+        session.call(wire::List {}).await
     }
 }
 

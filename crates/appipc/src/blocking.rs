@@ -5,7 +5,8 @@
 
 use std::path::Path;
 
-use appipc_wire::protocol::{PackageInfo, Reply, Request};
+use appipc_wire::protocol::Call;
+use appipc_wire::protocol::packages::PackageInfo;
 
 use crate::error::{Error, Result};
 use crate::management::{DeploymentResult, PackageManager};
@@ -39,9 +40,9 @@ impl Session {
         Ok(Session { rt, inner })
     }
 
-    /// Sends a request and waits for the reply.
-    pub fn request(&self, request: Request) -> Result<Reply> {
-        self.rt.block_on(self.inner.request(request))
+    /// Sends a request and waits for its typed output.
+    pub fn call<C: Call>(&self, call: C) -> Result<C::Output> {
+        self.rt.block_on(self.inner.call(call))
     }
 
     /// Who the broker thinks this process is.

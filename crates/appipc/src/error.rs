@@ -1,6 +1,6 @@
 //! The SDK's error type.
 
-use appipc_wire::protocol::ErrorCode;
+use appipc_wire::status::{ErrorKind, ErrorReply, WindowsCode};
 
 /// Everything an SDK call can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -27,7 +27,10 @@ pub enum Error {
     #[error("{message}")]
     Broker {
         /// The kind of failure.
-        code: ErrorCode,
+        kind: ErrorKind,
+        /// The Windows code it maps to (which enumeration a `Status` is depends on the
+        /// request; see `docs/wire.md`).
+        code: WindowsCode,
         /// The broker's explanation.
         message: String,
     },
@@ -62,11 +65,36 @@ pub enum Error {
 }
 
 impl Error {
-    /// The broker's error code, if the broker refused the request.
-    pub fn code(&self) -> Option<ErrorCode> {
+    /// The kind of the broker's error, if the broker refused the request.
+    pub fn kind(&self) -> Option<ErrorKind> {
         match self {
-            Error::Broker { code, .. } => Some(*code),
+            Error::Broker { kind, .. } => Some(*kind),
             _ => None,
+        }
+    }
+
+    /// The Windows code of the broker's error (`WindowsCode::None` if there is none).
+    pub fn windows_code(&self) -> WindowsCode {
+        match self {
+            Error::Broker { code, .. } => *code,
+            Error::NamedObject { code, .. } => WindowsCode::Win32(*code),
+            _ => WindowsCode::None,
+        }
+    }
+
+    /// The error a broker reply carries.
+    pub(crate) fn from_reply(e: ErrorReply) -> Error {
+        Error::Broker { kind: e.kind, code: e.code, message: e.message }
+    }
+
+    /// A broker error with a Win32 code becomes [`Error::NamedObject`] (named objects and
+    /// pipes report their Windows codes that way).
+    pub(crate) fn into_win32(self) -> Error {
+        match self {
+            Error::Broker { code: WindowsCode::Win32(code), message, .. } => {
+                Error::NamedObject { code, message }
+            }
+            other => other,
         }
     }
 }

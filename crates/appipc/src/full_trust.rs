@@ -3,9 +3,10 @@
 //! container, with the package's identity; the usual pattern is that it talks back to the app
 //! through the app's own app service.
 
-use appipc_wire::protocol::{Reply, Request};
+use appipc_wire::protocol::full_trust::LaunchFullTrustProcess;
+use appipc_wire::status::WindowsCode;
 
-pub use appipc_wire::app_service::FullTrustLaunchResult;
+pub use appipc_wire::status::FullTrustLaunchResult;
 
 use crate::error::{Error, Result};
 use crate::session::Session;
@@ -31,20 +32,26 @@ async fn launch(
     parameter_group: Option<&str>,
     arguments: Option<Vec<String>>,
 ) -> Result<FullTrustProcessLaunchResult> {
-    let request = Request::LaunchFullTrustProcess {
+    let request = LaunchFullTrustProcess {
         app_id: app_id.map(str::to_owned),
         parameter_group: parameter_group.map(str::to_owned),
         arguments,
     };
-    match session.request(request).await? {
-        Reply::FullTrustProcessLaunched { result, pid, message } => {
+    match session.call(request).await {
+        Ok(l) => Ok(FullTrustProcessLaunchResult {
+            launch_result: FullTrustLaunchResult::Success,
+            extended_error: None,
+            pid: Some(l.pid),
+        }),
+        Err(Error::Broker { code: WindowsCode::Status(v), message, .. }) => {
             Ok(FullTrustProcessLaunchResult {
-                launch_result: result,
-                extended_error: (!message.is_empty()).then_some(message),
-                pid,
+                launch_result: FullTrustLaunchResult::from_value(v)
+                    .unwrap_or(FullTrustLaunchResult::Unknown),
+                extended_error: Some(message),
+                pid: None,
             })
         }
-        r => Err(Error::Protocol(format!("unexpected reply {r:?}"))),
+        Err(e) => Err(e),
     }
 }
 

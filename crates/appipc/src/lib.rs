@@ -22,6 +22,8 @@
 
 pub mod app_service;
 pub mod blocking;
+pub mod broker;
+pub mod diagnostics;
 pub mod error;
 pub mod full_trust;
 pub mod management;
@@ -37,7 +39,8 @@ pub use app_service::{
     AppServiceProvider, AppServiceResponse, AppServiceResponseStatus, AppServiceTriggerDetails,
 };
 pub use appipc_wire as wire;
-pub use appipc_wire::protocol::{ErrorCode, TrustLevel};
+pub use appipc_wire::caller::TrustLevel;
+pub use appipc_wire::status::{ErrorKind, WindowsCode};
 pub use appipc_wire::{PropertyValue, ValueSet};
 pub use error::{Error, Result};
 pub use full_trust::{
@@ -48,4 +51,4 @@ pub use management::{
 };
 pub use package::{Package, PackageId, ProcessIdentity};
 pub use session::Session;
-pub use storage::{ApplicationData, SharedStorageAccessManager};
+pub use storage::{ApplicationData, SharedStorageAccessManager, StorageFile};

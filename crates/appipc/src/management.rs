@@ -3,7 +3,10 @@
 use std::os::fd::AsFd;
 use std::path::Path;
 
-use appipc_wire::protocol::{InstallOutcome, PackageInfo, ProcessInfo, Reply, Request};
+pub use appipc_wire::protocol::launch::ProcessInfo;
+use appipc_wire::protocol::launch::{Launch, ListProcesses};
+pub use appipc_wire::protocol::packages::{CapabilityRefusal, InstallOutcome, PackageInfo};
+use appipc_wire::protocol::packages::{Install, ListPackages, Remove};
 
 use crate::error::{Error, Result};
 use crate::session::Session;
@@ -19,16 +22,14 @@ pub struct DeploymentResult {
     pub outcome: InstallOutcome,
     /// For an upgrade, the full name replaced.
     pub replaced: Option<String>,
+    /// Declared capabilities that were not granted, and why.
+    pub not_granted: Vec<CapabilityRefusal>,
 }
 
 /// Installs, removes and lists packages.
 #[derive(Debug, Clone)]
 pub struct PackageManager {
     session: Session,
-}
-
-fn unexpected(what: &str, r: Reply) -> Error {
-    Error::Protocol(format!("unexpected reply to {what}: {r:?}"))
 }
 
 impl PackageManager {
@@ -42,37 +43,31 @@ impl PackageManager {
     pub async fn add_package(&self, path: &Path) -> Result<DeploymentResult> {
         let abs = std::path::absolute(path)
             .map_err(|source| Error::Io { what: "resolving the package path", source })?;
-        match self.session.request(Request::Install { path: abs.display().to_string() }).await? {
-            Reply::Installed { full_name, family_name, outcome, replaced } => {
-                Ok(DeploymentResult { full_name, family_name, outcome, replaced })
-            }
-            r => Err(unexpected("install", r)),
-        }
+        let i = self.session.call(Install { path: abs.display().to_string() }).await?;
+        Ok(DeploymentResult {
+            full_name: i.full_name,
+            family_name: i.family_name,
+            outcome: i.outcome,
+            replaced: i.replaced,
+            not_granted: i.not_granted,
+        })
     }
 
     /// `RemovePackageAsync` by family name; running processes of the package are stopped.
     /// Returns the full name removed and how many processes were stopped.
     pub async fn remove_package(&self, family_name: &str) -> Result<(String, u32)> {
-        match self.session.request(Request::Remove { family_name: family_name.to_owned() }).await? {
-            Reply::Removed { full_name, stopped_processes } => Ok((full_name, stopped_processes)),
-            r => Err(unexpected("remove", r)),
-        }
+        let r = self.session.call(Remove { family_name: family_name.to_owned() }).await?;
+        Ok((r.full_name, r.stopped_processes))
     }
 
     /// `FindPackagesForUser`: the packages this caller may see.
     pub async fn find_packages(&self) -> Result<Vec<PackageInfo>> {
-        match self.session.request(Request::ListPackages).await? {
-            Reply::Packages(p) => Ok(p),
-            r => Err(unexpected("list", r)),
-        }
+        self.session.call(ListPackages {}).await
     }
 
     /// The processes the broker started that this caller may see.
     pub async fn running_processes(&self) -> Result<Vec<ProcessInfo>> {
-        match self.session.request(Request::ListProcesses).await? {
-            Reply::Processes(p) => Ok(p),
-            r => Err(unexpected("list-processes", r)),
-        }
+        self.session.call(ListProcesses {}).await
     }
 }
 
@@ -107,15 +102,13 @@ impl ApplicationActivationManager {
     ) -> Result<(u32, String)> {
         let stdio = options.stdio.is_some();
         let fds: Vec<_> = options.stdio.iter().flat_map(|s| s.iter().map(|f| f.as_fd())).collect();
-        let request = Request::Launch {
+        let request = Launch {
             target: target.to_owned(),
             args: args.to_vec(),
             stdio,
             notify_exit: options.notify_exit,
         };
-        match self.session.request_with_fds(request, &fds).await?.0 {
-            Reply::Launched { pid, app_user_model_id } => Ok((pid, app_user_model_id)),
-            r => Err(unexpected("launch", r)),
-        }
+        let l = self.session.call_with_fds(request, &fds).await?.0;
+        Ok((l.pid, l.app_user_model_id))
     }
 }

@@ -1,7 +1,10 @@
-//! Named objects: file mappings (shared memory) and events, in per-package namespaces, shared
-//! across packages only by the creator's security descriptor. The broker checks names and
-//! access and hands over the object itself (a memfd, an eventfd); reading, writing and
-//! signalling never involve it.
+//! Named objects: file mappings (shared memory), events and semaphores, in per-package
+//! namespaces, shared across packages only by the creator's security descriptor. The broker
+//! checks names and access and hands over the object itself (a memfd, an eventfd) as far as the
+//! handle's granted rights allow: reading, writing and signalling then never involve it. A
+//! handle that may wait but not signal gets only a readiness fd (the broker completes its waits
+//! on auto-reset events and semaphores); one that may signal but not wait signals through the
+//! broker; an open with access 0 is refused, as on Windows.
 //!
 //! Names: `LOCAL\name` (or `name`) is the caller's own namespace — its package's in an app
 //! container, the user's session otherwise; another package's objects are reached by
@@ -11,7 +14,10 @@
 use std::os::fd::OwnedFd;
 
 use appipc_sys::memfd::SharedView;
-use appipc_wire::protocol::{NamedObjectKind, Reply, Request};
+use appipc_wire::protocol::named_objects::{
+    self as wire, HandleFd, NamedObjectHandle, NamedObjectKind, SignalOp,
+};
+pub use appipc_wire::protocol::named_objects::{NamedObjectInfo, ObjectType};
 
 use crate::error::{Error, Result};
 use crate::session::Session;
@@ -26,6 +32,10 @@ pub const FILE_MAP_ALL_ACCESS: u32 = 0x000F_001F;
 pub const SYNCHRONIZE: u32 = 0x0010_0000;
 /// `EVENT_MODIFY_STATE`.
 pub const EVENT_MODIFY_STATE: u32 = 0x0002;
+/// `SEMAPHORE_MODIFY_STATE`.
+pub const SEMAPHORE_MODIFY_STATE: u32 = 0x0002;
+/// `MAXIMUM_ALLOWED`: every right the descriptor grants.
+pub const MAXIMUM_ALLOWED: u32 = 0x0200_0000;
 /// `ERROR_ALREADY_EXISTS`, reported by [`Created::already_exists`].
 pub const ERROR_ALREADY_EXISTS: u32 = 183;
 /// `GENERIC_READ` (mapped per object type by the access check).
@@ -145,18 +155,18 @@ fn sddl_rights(rights: u32) -> String {
 /// `GetAppContainerNamedObjectPath`: the prefix that names a package's namespace
 /// (`AppContainerNamedObjects\<package SID>`).
 pub async fn named_object_path(session: &Session, package_family_name: &str) -> Result<String> {
-    match session
-        .request(Request::GetNamedObjectPath {
-            package_family_name: package_family_name.to_owned(),
-        })
-        .await?
-    {
-        Reply::Path(p) => Ok(p),
-        r => Err(Error::Protocol(format!("unexpected reply {r:?}"))),
-    }
+    session
+        .call(wire::GetNamedObjectPath { package_family_name: package_family_name.to_owned() })
+        .await
+        .map_err(Error::into_win32)
 }
 
-/// The broker's handle of an object and the fd it handed over.
+/// The live named objects this caller may see (an app container: its own namespace's).
+pub async fn list(session: &Session) -> Result<Vec<NamedObjectInfo>> {
+    session.call(wire::List {}).await
+}
+
+/// The broker's handle of an object.
 #[derive(Debug)]
 struct Handle {
     session: Session,
@@ -170,7 +180,7 @@ impl Drop for Handle {
         let id = self.id;
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             rt.spawn(async move {
-                let _ = session.request(Request::CloseNamedObject { handle: id }).await;
+                let _ = session.call(wire::Close { handle: id }).await;
             });
         }
         // Without a runtime the handle is closed when the session ends.
@@ -187,50 +197,11 @@ pub struct Created<T> {
     pub already_exists: bool,
 }
 
+/// A handle as the broker opened it, and the fd that came with it.
 struct Opened {
     handle: Handle,
-    fd: OwnedFd,
-    size: u64,
-    writable: bool,
-    manual_reset: bool,
-    already_exists: bool,
-}
-
-async fn call(session: &Session, request: Request) -> Result<Opened> {
-    call_with(session, request, &[]).await
-}
-
-async fn call_with(
-    session: &Session,
-    request: Request,
-    fds: &[std::os::fd::BorrowedFd<'_>],
-) -> Result<Opened> {
-    match session.request_with_fds(request, fds).await? {
-        (
-            Reply::NamedObject { handle, already_exists, size, writable, manual_reset, .. },
-            mut fds,
-        ) if fds.len() == 1 => Ok(Opened {
-            handle: Handle { session: session.clone(), id: handle },
-            fd: fds.remove(0),
-            size,
-            writable,
-            manual_reset,
-            already_exists,
-        }),
-        (Reply::NamedObjectFailed { code, message }, _) => {
-            Err(Error::NamedObject { code, message })
-        }
-        (r, _) => Err(Error::Protocol(format!("unexpected reply {r:?}"))),
-    }
-}
-
-/// A named file mapping: shared memory of a fixed size.
-#[derive(Debug)]
-pub struct FileMapping {
-    _handle: Handle,
-    fd: OwnedFd,
-    size: u64,
-    writable: bool,
+    fd: Option<OwnedFd>,
+    info: NamedObjectHandle,
 }
 
 impl std::fmt::Debug for Opened {
@@ -239,7 +210,55 @@ impl std::fmt::Debug for Opened {
     }
 }
 
+async fn call<C>(
+    session: &Session,
+    request: C,
+    fds: &[std::os::fd::BorrowedFd<'_>],
+) -> Result<Opened>
+where
+    C: appipc_wire::protocol::Call<Output = NamedObjectHandle>,
+{
+    let (info, mut fds) = session.call_with_fds(request, fds).await.map_err(Error::into_win32)?;
+    let fd = fds.pop();
+    if fd.is_some() == (info.fd == HandleFd::None) {
+        return Err(Error::Protocol(format!(
+            "handle {:?} came with {} fd(s)",
+            info.fd,
+            fd.iter().count()
+        )));
+    }
+    Ok(Opened { handle: Handle { session: session.clone(), id: info.handle }, fd, info })
+}
+
+/// `ERROR_ACCESS_DENIED` for something this handle's rights do not allow.
+fn not_granted(what: &str, granted: u32) -> Error {
+    Error::NamedObject {
+        code: 5,
+        message: format!("{what}: this handle was granted {granted:#x}, which does not allow it"),
+    }
+}
+
+/// A named file mapping: shared memory of a fixed size.
+#[derive(Debug)]
+pub struct FileMapping {
+    _handle: Handle,
+    fd: Option<OwnedFd>,
+    size: u64,
+    writable: bool,
+    granted: u32,
+}
+
 impl FileMapping {
+    fn from(o: Opened) -> FileMapping {
+        FileMapping {
+            writable: o.info.fd == HandleFd::Object,
+            size: o.info.size,
+            granted: o.info.granted_access,
+            fd: o.fd,
+            _handle: o.handle,
+        }
+    }
+
     /// `CreateFileMapping(INVALID_HANDLE_VALUE, sa, PAGE_READWRITE or PAGE_READONLY, size, name)`.
     /// `sddl` is the security descriptor (`D:(A;;GR;;;S-1-15-2-…)`); `None` gives the default
     /// (the creator's package only).
@@ -250,20 +269,14 @@ impl FileMapping {
         writable: bool,
         sddl: Option<&str>,
     ) -> Result<Created<FileMapping>> {
-        let o = call(
-            session,
-            Request::CreateNamedObject {
-                kind: NamedObjectKind::FileMapping { size, writable },
-                name: name.to_owned(),
-                sddl: sddl.map(str::to_owned),
-            },
-        )
-        .await?;
-        let already_exists = o.already_exists;
-        Ok(Created {
-            object: FileMapping { _handle: o.handle, fd: o.fd, size: o.size, writable: o.writable },
-            already_exists,
-        })
+        let request = wire::Create {
+            kind: NamedObjectKind::FileMapping { size, writable },
+            name: name.to_owned(),
+            sddl: sddl.map(str::to_owned),
+        };
+        let o = call(session, request, &[]).await?;
+        let already_exists = o.info.already_exists;
+        Ok(Created { object: FileMapping::from(o), already_exists })
     }
 
     /// `CreateFileMapping(file, …)`: a named mapping of a file this process has open (its
@@ -276,27 +289,25 @@ impl FileMapping {
         sddl: Option<&str>,
     ) -> Result<Created<FileMapping>> {
         use std::os::fd::AsFd;
-        let request = Request::CreateNamedObject {
-            kind: NamedObjectKind::FileMapping { size: 0, writable },
+        let request = wire::Create {
+            kind: NamedObjectKind::FileMappingOfFile { writable },
             name: name.to_owned(),
             sddl: sddl.map(str::to_owned),
         };
-        let o = call_with(session, request, &[file.as_fd()]).await?;
-        let already_exists = o.already_exists;
-        Ok(Created {
-            object: FileMapping { _handle: o.handle, fd: o.fd, size: o.size, writable: o.writable },
-            already_exists,
-        })
+        let o = call(session, request, &[file.as_fd()]).await?;
+        let already_exists = o.info.already_exists;
+        Ok(Created { object: FileMapping::from(o), already_exists })
     }
 
-    /// `OpenFileMapping(desired_access, name)`.
+    /// `OpenFileMapping(desired_access, name)`. Access 0 is refused (5); the handle can map
+    /// views only as its granted rights allow.
     pub async fn open(session: &Session, name: &str, desired_access: u32) -> Result<FileMapping> {
-        let o = call(
-            session,
-            Request::OpenNamedObject { object_type: 2, name: name.to_owned(), desired_access },
-        )
-        .await?;
-        Ok(FileMapping { _handle: o.handle, fd: o.fd, size: o.size, writable: o.writable })
+        let request = wire::Open {
+            object_type: wire::ObjectType::FileMapping,
+            name: name.to_owned(),
+            desired_access,
+        };
+        Ok(FileMapping::from(call(session, request, &[]).await?))
     }
 
     /// Its size (fixed at creation).
@@ -309,33 +320,110 @@ impl FileMapping {
         self.writable
     }
 
-    /// `MapViewOfFile`: the whole mapping, writable if this handle allows writing.
-    pub fn map_view(&self) -> Result<SharedView> {
+    /// The rights this handle was granted.
+    pub fn granted_access(&self) -> u32 {
+        self.granted
+    }
+
+    fn view(&self, writable: bool, what: &'static str) -> Result<SharedView> {
+        let Some(fd) = &self.fd else { return Err(not_granted("MapViewOfFile", self.granted)) };
         let len = usize::try_from(self.size)
             .map_err(|_| Error::Protocol("mapping larger than memory".into()))?;
-        SharedView::map(&self.fd, len, self.writable)
-            .map_err(|source| Error::Io { what: "mapping the view", source })
+        SharedView::map(fd, len, writable).map_err(|source| Error::Io { what, source })
+    }
+
+    /// `MapViewOfFile`: the whole mapping, writable if this handle allows writing.
+    pub fn map_view(&self) -> Result<SharedView> {
+        self.view(self.writable, "mapping the view")
     }
 
     /// Tries to map a writable view even if this handle is read-only (the kernel refuses:
     /// `EACCES`).
     pub fn map_view_writable(&self) -> Result<SharedView> {
-        let len = usize::try_from(self.size)
-            .map_err(|_| Error::Protocol("mapping larger than memory".into()))?;
-        SharedView::map(&self.fd, len, true)
-            .map_err(|source| Error::Io { what: "mapping a writable view", source })
+        self.view(true, "mapping a writable view")
+    }
+}
+
+/// A waitable object's fd, by what the handle may do.
+#[derive(Debug)]
+struct Waitable {
+    handle: Handle,
+    fd: Option<OwnedFd>,
+    kind: HandleFd,
+    granted: u32,
+}
+
+impl Waitable {
+    fn from(o: Opened) -> Waitable {
+        Waitable { granted: o.info.granted_access, kind: o.info.fd, fd: o.fd, handle: o.handle }
+    }
+
+    /// The object's own eventfd, if this handle holds it.
+    fn object(&self) -> Option<&OwnedFd> {
+        self.fd.as_ref().filter(|_| self.kind == HandleFd::Object)
+    }
+
+    async fn signal(&self, op: SignalOp) -> Result<u32> {
+        self.handle
+            .session
+            .call(wire::Signal { handle: self.handle.id, op })
+            .await
+            .map_err(Error::into_win32)
+    }
+
+    /// Waits for the object; `take` says whether the wait takes the signal (auto-reset
+    /// events, semaphores).
+    async fn wait(&self, take: bool, what: &'static str) -> Result<()> {
+        let Some(fd) = &self.fd else { return Err(not_granted(what, self.granted)) };
+        let dup = fd
+            .try_clone()
+            .map_err(|source| Error::Io { what: "duplicating the handle", source })?;
+        let afd = appipc_sys::aio::EventFd::new(dup)
+            .map_err(|source| Error::Io { what: "registering the handle", source })?;
+        if self.kind == HandleFd::Object {
+            let r = if take { afd.wait().await } else { afd.wait_signalled().await };
+            return r.map_err(|source| Error::Io { what, source });
+        }
+        // A wait-only handle watches the object's readiness; the broker takes the signal.
+        loop {
+            afd.wait_signalled().await.map_err(|source| Error::Io { what, source })?;
+            if !take {
+                return Ok(());
+            }
+            let took = self
+                .handle
+                .session
+                .call(wire::TakeSignal { handle: self.handle.id })
+                .await
+                .map_err(Error::into_win32)?;
+            if took {
+                return Ok(());
+            }
+        }
+    }
+
+    fn is_set(&self) -> Result<bool> {
+        let Some(fd) = &self.fd else {
+            return Err(not_granted("polling the object", self.granted));
+        };
+        appipc_sys::aio::is_readable(fd)
+            .map_err(|source| Error::Io { what: "polling the object", source })
     }
 }
 
 /// A named event (auto or manual reset).
 #[derive(Debug)]
 pub struct Event {
-    _handle: Handle,
-    fd: OwnedFd,
+    w: Waitable,
     manual_reset: bool,
 }
 
 impl Event {
+    fn from(o: Opened) -> Event {
+        let manual_reset = o.info.manual_reset;
+        Event { w: Waitable::from(o), manual_reset }
+    }
+
     /// `CreateEvent(sa, manual_reset, initial_state, name)`.
     pub async fn create(
         session: &Session,
@@ -344,71 +432,74 @@ impl Event {
         initial_state: bool,
         sddl: Option<&str>,
     ) -> Result<Created<Event>> {
-        let o = call(
-            session,
-            Request::CreateNamedObject {
-                kind: NamedObjectKind::Event { manual_reset, initial_state },
-                name: name.to_owned(),
-                sddl: sddl.map(str::to_owned),
-            },
-        )
-        .await?;
-        let already_exists = o.already_exists;
-        Ok(Created {
-            object: Event { _handle: o.handle, fd: o.fd, manual_reset: o.manual_reset },
-            already_exists,
-        })
+        let request = wire::Create {
+            kind: NamedObjectKind::Event { manual_reset, initial_state },
+            name: name.to_owned(),
+            sddl: sddl.map(str::to_owned),
+        };
+        let o = call(session, request, &[]).await?;
+        let already_exists = o.info.already_exists;
+        Ok(Created { object: Event::from(o), already_exists })
     }
 
-    /// `OpenEvent(desired_access, name)`.
+    /// `OpenEvent(desired_access, name)`: `SYNCHRONIZE` to wait, `EVENT_MODIFY_STATE` to set
+    /// and reset. Access 0 is refused (5).
     pub async fn open(session: &Session, name: &str, desired_access: u32) -> Result<Event> {
-        let o = call(
-            session,
-            Request::OpenNamedObject { object_type: 0, name: name.to_owned(), desired_access },
-        )
-        .await?;
-        Ok(Event { _handle: o.handle, fd: o.fd, manual_reset: o.manual_reset })
+        let request = wire::Open {
+            object_type: wire::ObjectType::Event,
+            name: name.to_owned(),
+            desired_access,
+        };
+        Ok(Event::from(call(session, request, &[]).await?))
     }
 
-    /// `SetEvent`: signalled (a manual-reset event stays so until [`Event::reset`]).
-    pub fn set(&self) -> Result<()> {
-        if self.manual_reset && self.is_set()? {
-            return Ok(());
+    /// The rights this handle was granted.
+    pub fn granted_access(&self) -> u32 {
+        self.w.granted
+    }
+
+    /// `SetEvent`: signalled (a manual-reset event stays so until [`Event::reset`]). Needs
+    /// `EVENT_MODIFY_STATE`; a handle that may also wait signals directly, one that may not
+    /// asks the broker.
+    pub async fn set(&self) -> Result<()> {
+        match self.w.object() {
+            Some(fd) => {
+                if self.manual_reset && self.w.is_set()? {
+                    return Ok(());
+                }
+                appipc_sys::aio::eventfd_signal(fd)
+                    .map_err(|source| Error::Io { what: "signalling the event", source })
+            }
+            None => self.w.signal(SignalOp::Set).await.map(|_| ()),
         }
-        rustix_write(&self.fd)
     }
 
-    /// `ResetEvent`.
-    pub fn reset(&self) -> Result<()> {
-        appipc_sys::aio::eventfd_drain(&self.fd)
-            .map_err(|source| Error::Io { what: "resetting the event", source })
+    /// `ResetEvent`. Needs `EVENT_MODIFY_STATE`.
+    pub async fn reset(&self) -> Result<()> {
+        match self.w.object() {
+            Some(fd) => appipc_sys::aio::eventfd_drain(fd)
+                .map_err(|source| Error::Io { what: "resetting the event", source }),
+            None => self.w.signal(SignalOp::Reset).await.map(|_| ()),
+        }
     }
 
-    /// Whether it is signalled now (without consuming the signal).
+    /// Whether it is signalled now (without consuming the signal). Needs `SYNCHRONIZE`.
     pub fn is_set(&self) -> Result<bool> {
-        appipc_sys::aio::eventfd_is_set(&self.fd)
-            .map_err(|source| Error::Io { what: "polling the event", source })
+        self.w.is_set()
     }
 
     /// `WaitForSingleObject`: waits until the event is signalled; an auto-reset event is reset
-    /// by the wait (one waiter released per `set`), a manual-reset one stays signalled.
+    /// by the wait (one waiter released per `set`), a manual-reset one stays signalled. Needs
+    /// `SYNCHRONIZE`.
     pub async fn wait(&self) -> Result<()> {
-        let dup = self
-            .fd
-            .try_clone()
-            .map_err(|source| Error::Io { what: "duplicating the event", source })?;
-        let afd = appipc_sys::aio::EventFd::new(dup)
-            .map_err(|source| Error::Io { what: "registering the event", source })?;
-        let r = if self.manual_reset { afd.wait_signalled().await } else { afd.wait().await };
-        r.map_err(|source| Error::Io { what: "waiting on the event", source })
+        self.w.wait(!self.manual_reset, "waiting on the event").await
     }
 }
 
 /// A named semaphore.
 #[derive(Debug)]
 pub struct Semaphore {
-    _handle: Handle,
-    fd: OwnedFd,
+    w: Waitable,
 }
 
 impl Semaphore {
@@ -420,49 +511,45 @@ impl Semaphore {
         maximum: u32,
         sddl: Option<&str>,
     ) -> Result<Created<Semaphore>> {
-        let o = call(
-            session,
-            Request::CreateNamedObject {
-                kind: NamedObjectKind::Semaphore { initial, maximum },
-                name: name.to_owned(),
-                sddl: sddl.map(str::to_owned),
-            },
-        )
-        .await?;
-        let already_exists = o.already_exists;
-        Ok(Created { object: Semaphore { _handle: o.handle, fd: o.fd }, already_exists })
+        let request = wire::Create {
+            kind: NamedObjectKind::Semaphore { initial, maximum },
+            name: name.to_owned(),
+            sddl: sddl.map(str::to_owned),
+        };
+        let o = call(session, request, &[]).await?;
+        let already_exists = o.info.already_exists;
+        Ok(Created { object: Semaphore { w: Waitable::from(o) }, already_exists })
     }
 
-    /// `OpenSemaphore(desired_access, name)`.
+    /// `OpenSemaphore(desired_access, name)`: `SYNCHRONIZE` to wait, `SEMAPHORE_MODIFY_STATE`
+    /// to release. Access 0 is refused (5).
     pub async fn open(session: &Session, name: &str, desired_access: u32) -> Result<Semaphore> {
-        let o = call(
-            session,
-            Request::OpenNamedObject { object_type: 1, name: name.to_owned(), desired_access },
-        )
-        .await?;
-        Ok(Semaphore { _handle: o.handle, fd: o.fd })
+        let request = wire::Open {
+            object_type: wire::ObjectType::Semaphore,
+            name: name.to_owned(),
+            desired_access,
+        };
+        Ok(Semaphore { w: Waitable::from(call(session, request, &[]).await?) })
     }
 
-    /// `ReleaseSemaphore(h, 1)`.
-    pub fn release(&self) -> Result<()> {
-        rustix_write(&self.fd)
+    /// The rights this handle was granted.
+    pub fn granted_access(&self) -> u32 {
+        self.w.granted
     }
 
-    /// Waits for a count and takes one.
+    /// `ReleaseSemaphore(h, 1)`. Needs `SEMAPHORE_MODIFY_STATE`.
+    pub async fn release(&self) -> Result<()> {
+        match self.w.object() {
+            Some(fd) => appipc_sys::aio::eventfd_signal(fd)
+                .map_err(|source| Error::Io { what: "releasing the semaphore", source }),
+            None => self.w.signal(SignalOp::Release { count: 1 }).await.map(|_| ()),
+        }
+    }
+
+    /// Waits for a count and takes one. Needs `SYNCHRONIZE`.
     pub async fn wait(&self) -> Result<()> {
-        let dup = self
-            .fd
-            .try_clone()
-            .map_err(|source| Error::Io { what: "duplicating the semaphore", source })?;
-        let afd = appipc_sys::aio::EventFd::new(dup)
-            .map_err(|source| Error::Io { what: "registering the semaphore", source })?;
-        afd.wait().await.map_err(|source| Error::Io { what: "waiting on the semaphore", source })
+        self.w.wait(true, "waiting on the semaphore").await
     }
-}
-
-fn rustix_write(fd: &OwnedFd) -> Result<()> {
-    appipc_sys::aio::eventfd_signal(fd)
-        .map_err(|source| Error::Io { what: "signalling the event", source })
 }
 
 #[cfg(test)]

@@ -10,7 +10,8 @@
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
-use appipc_wire::protocol::{Reply, Request};
+use appipc_wire::protocol::pipes as wire;
+pub use appipc_wire::protocol::pipes::PipeDirection;
 use tokio::sync::mpsc;
 
 use crate::error::{Error, Result};
@@ -22,17 +23,6 @@ pub const GENERIC_READ: u32 = 0x8000_0000;
 pub const GENERIC_WRITE: u32 = 0x4000_0000;
 /// `PIPE_UNLIMITED_INSTANCES`.
 pub const PIPE_UNLIMITED_INSTANCES: u8 = 255;
-
-/// `PIPE_ACCESS_*`: which way data flows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PipeDirection {
-    /// Both ways.
-    Duplex,
-    /// Client to server.
-    Inbound,
-    /// Server to client.
-    Outbound,
-}
 
 /// Options of [`NamedPipeServer::create`].
 #[derive(Debug, Clone)]
@@ -55,13 +45,6 @@ impl Default for PipeOptions {
             max_instances: PIPE_UNLIMITED_INSTANCES,
             sddl: None,
         }
-    }
-}
-
-fn failed(r: Reply) -> Error {
-    match r {
-        Reply::NamedObjectFailed { code, message } => Error::NamedObject { code, message },
-        r => Error::Protocol(format!("unexpected reply {r:?}")),
     }
 }
 
@@ -91,26 +74,18 @@ impl NamedPipeServer {
         name: &str,
         options: &PipeOptions,
     ) -> Result<NamedPipeServer> {
-        let request = Request::CreatePipeInstance {
+        let request = wire::CreateInstance {
             name: name.to_owned(),
             message_mode: options.message_mode,
-            direction: match options.direction {
-                PipeDirection::Duplex => 0,
-                PipeDirection::Inbound => 1,
-                PipeDirection::Outbound => 2,
-            },
+            direction: options.direction,
             max_instances: options.max_instances,
             sddl: options.sddl.clone(),
         };
-        // Route before the reply can be followed by a client.
         let (tx, rx) = mpsc::unbounded_channel();
-        match session.request(request).await? {
-            Reply::PipeInstance { instance } => {
-                session.route_pipe(instance, tx);
-                Ok(NamedPipeServer { session: session.clone(), instance, clients: rx })
-            }
-            r => Err(failed(r)),
-        }
+        let instance = session.call(request).await.map_err(Error::into_win32)?;
+        // Clients that arrived before this route are waiting in the session for it.
+        session.route_pipe(instance, tx);
+        Ok(NamedPipeServer { session: session.clone(), instance, clients: rx })
     }
 
     /// `ConnectNamedPipe`: waits for the next client of this instance.
@@ -126,31 +101,29 @@ impl NamedPipeServer {
 
     /// `DisconnectNamedPipe`: the instance takes the next client.
     pub async fn disconnect(&self) -> Result<()> {
-        self.session.request(Request::DisconnectPipeInstance { instance: self.instance }).await?;
-        Ok(())
+        self.session
+            .call(wire::Disconnect { instance: self.instance })
+            .await
+            .map_err(Error::into_win32)
     }
 }
 
-/// `CreateFile` on a pipe name: the client's end.
+/// `CreateFile` on a pipe name: the client's end. It reads only with read access granted and
+/// writes only with write access granted; the access asked must fit the pipe's direction
+/// (write an inbound pipe, read an outbound one), and 0 is refused (5).
 pub async fn open(session: &Session, name: &str, desired_access: u32) -> Result<UnixStream> {
-    match session
-        .request_with_fds(Request::OpenPipe { name: name.to_owned(), desired_access }, &[])
-        .await?
-    {
-        (Reply::PipeConnected { .. }, mut fds) if fds.len() == 1 => {
-            Ok(UnixStream::from(fds.remove(0)))
-        }
-        (r, _) => Err(failed(r)),
-    }
+    let (_, mut fds) = session
+        .call_with_fds(wire::Open { name: name.to_owned(), desired_access }, &[])
+        .await
+        .map_err(Error::into_win32)?;
+    let fd = fds.pop().ok_or_else(|| Error::Protocol("pipe opened without its fd".into()))?;
+    Ok(UnixStream::from(fd))
 }
 
 /// `WaitNamedPipe`: waits until an instance of `name` is free, at most `timeout`.
 pub async fn wait_named_pipe(session: &Session, name: &str, timeout: Duration) -> Result<()> {
     let timeout_ms = u32::try_from(timeout.as_millis()).unwrap_or(u32::MAX);
-    match session.request(Request::WaitNamedPipe { name: name.to_owned(), timeout_ms }).await? {
-        Reply::Ok => Ok(()),
-        r => Err(failed(r)),
-    }
+    session.call(wire::Wait { name: name.to_owned(), timeout_ms }).await.map_err(Error::into_win32)
 }
 
 /// `CreatePipe`: an anonymous pipe (read end, write end), for a parent and its child.

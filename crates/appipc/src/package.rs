@@ -1,6 +1,7 @@
 //! `Windows.ApplicationModel.Package`: who this process is.
 
-use appipc_wire::protocol::{CallerIdentity, Reply, Request, TrustLevel};
+use appipc_wire::caller::{CallerIdentity, TrustLevel};
+use appipc_wire::protocol::broker::WhoAmI;
 
 use crate::error::{Error, Result};
 use crate::session::Session;
@@ -12,10 +13,7 @@ pub struct ProcessIdentity(pub CallerIdentity);
 impl ProcessIdentity {
     /// Asks the broker who this session belongs to.
     pub async fn query(session: &Session) -> Result<ProcessIdentity> {
-        match session.request(Request::WhoAmI).await? {
-            Reply::Identity(i) => Ok(ProcessIdentity(i)),
-            other => Err(Error::Protocol(format!("unexpected reply to who-am-i: {other:?}"))),
-        }
+        Ok(ProcessIdentity(session.call(WhoAmI {}).await?))
     }
 
     /// The package family name, or `None` for an unpackaged process.
@@ -82,7 +80,7 @@ impl Package {
         self.identity.trust
     }
 
-    /// Declared capabilities.
+    /// Granted capabilities (a declared capability the broker did not grant is not here).
     pub fn capabilities(&self) -> &[String] {
         &self.identity.capabilities
     }

@@ -84,12 +84,12 @@ async fn spin_then_sleep(
     }
 }
 
-fn wake_peer(side: &Side, peer_is_consumer: bool) -> Result<()> {
+async fn wake_peer(side: &Side, peer_is_consumer: bool) -> Result<()> {
     std::sync::atomic::fence(Ordering::SeqCst);
     let flag = side.ring.sleeping_flag(peer_is_consumer);
     // Read first: a write on every record would bounce the flag's cache line between cores.
     if flag.load(Ordering::SeqCst) == 1 && flag.swap(0, Ordering::SeqCst) == 1 {
-        if peer_is_consumer { side.data.set() } else { side.space.set() }?;
+        if peer_is_consumer { side.data.set().await } else { side.space.set().await }?;
     }
     Ok(())
 }
@@ -118,7 +118,7 @@ impl RingProducer {
     pub async fn push(&self, record: &[u8]) -> Result<()> {
         spin_then_sleep(&self.0, false, |r| r.try_push(record).map_err(io("writing to the ring")))
             .await?;
-        wake_peer(&self.0, true)
+        wake_peer(&self.0, true).await
     }
 
     /// The largest record.
@@ -141,6 +141,6 @@ impl RingConsumer {
     pub async fn pop(&self, out: &mut Vec<u8>) -> Result<()> {
         spin_then_sleep(&self.0, true, |r| r.try_pop(out).map_err(io("reading from the ring")))
             .await?;
-        wake_peer(&self.0, false)
+        wake_peer(&self.0, false).await
     }
 }

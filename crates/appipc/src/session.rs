@@ -15,10 +15,11 @@ use std::sync::{Arc, Mutex};
 use appipc_sys::aio::AsyncSeqPacket;
 use appipc_sys::process::ExitStatus;
 use appipc_sys::socket::{self, Blocking};
-use appipc_wire::app_service::BackgroundTaskCancellationReason;
-use appipc_wire::protocol::{
-    Event, Frame, IncomingAppServiceConnection, MAX_FRAME_LEN, Reply, Request,
-};
+use appipc_wire::frame::{Frame, MAX_FRAME_LEN, Raw, Reply};
+use appipc_wire::protocol::app_service::IncomingConnection;
+use appipc_wire::protocol::diagnostics::DecisionRecord;
+use appipc_wire::protocol::{self, Call, Event, Request};
+use appipc_wire::status::BackgroundTaskCancellationReason;
 use tokio::sync::{oneshot, watch};
 
 use crate::error::{Error, Result};
@@ -26,7 +27,7 @@ use crate::error::{Error, Result};
 /// Environment variable naming the inherited session fd.
 pub const SESSION_FD_VAR: &str = "APPIPC_SESSION_FD";
 
-type Pending = oneshot::Sender<Result<(Reply, Vec<OwnedFd>)>>;
+type Pending = oneshot::Sender<Result<(Raw, Vec<OwnedFd>)>>;
 
 #[derive(Debug, Default)]
 struct Exits {
@@ -45,8 +46,10 @@ struct PipeRoutes {
 }
 
 /// Where app-service connections for one service name go.
-pub(crate) type IncomingSender =
-    tokio::sync::mpsc::UnboundedSender<(IncomingAppServiceConnection, OwnedFd)>;
+pub(crate) type IncomingSender = tokio::sync::mpsc::UnboundedSender<(IncomingConnection, OwnedFd)>;
+
+/// Where followed decisions go.
+pub(crate) type DecisionSender = tokio::sync::mpsc::UnboundedSender<DecisionRecord>;
 
 #[derive(Debug)]
 struct Inner {
@@ -58,6 +61,7 @@ struct Inner {
     incoming: Mutex<HashMap<String, IncomingSender>>,
     pipes: Mutex<PipeRoutes>,
     canceled: watch::Sender<Option<BackgroundTaskCancellationReason>>,
+    decisions: Mutex<Option<DecisionSender>>,
 }
 
 /// A session with the broker. Cheap to clone; requests may be issued concurrently.
@@ -107,7 +111,7 @@ impl Session {
         // Ask for a private session over the shared one, blocking: nothing else reads this
         // dup, and a sibling process that bootstraps at the same moment can only swap an
         // identical reply with us.
-        let req = Frame::request(1, Request::OpenSession).to_cbor();
+        let req = Frame::request(1, protocol::broker::OpenSession {}).to_cbor();
         socket::send(&root, &req, &[], Blocking::Yes)
             .map_err(|source| Error::Io { what: "sending on the inherited session", source })?;
         let packet = socket::recv(&root, MAX_FRAME_LEN, Blocking::Yes)
@@ -115,11 +119,9 @@ impl Session {
             .ok_or(Error::Disconnected)?;
         let frame = Frame::from_cbor(&packet.data).map_err(|e| Error::Protocol(e.to_string()))?;
         match frame.reply {
-            Some(Reply::Session) => {}
-            Some(Reply::Error(e)) => {
-                return Err(Error::Broker { code: e.code, message: e.message });
-            }
-            other => return Err(Error::Protocol(format!("expected a session, got {other:?}"))),
+            Some(Reply::Ok(_)) => {}
+            Some(Reply::Err(e)) => return Err(Error::from_reply(e)),
+            None => return Err(Error::Protocol("expected a reply to open-session".into())),
         }
         let fd = packet
             .fds
@@ -142,18 +144,19 @@ impl Session {
             incoming: Mutex::new(HashMap::new()),
             pipes: Mutex::new(PipeRoutes::default()),
             canceled: watch::channel(None).0,
+            decisions: Mutex::new(None),
         });
         let reader = tokio::spawn(read_loop(inner.clone()));
         Ok(Session { inner, _reader: Arc::new(ReaderGuard(reader)) })
     }
 
-    /// Sends one request with fds and waits for its reply. A broker error becomes
-    /// [`Error::Broker`].
-    pub async fn request_with_fds(
+    /// Sends one request of any kind with fds and waits for its reply, undecoded: the
+    /// output's bytes and the fds that came with it. A broker error becomes [`Error::Broker`].
+    pub async fn request_raw(
         &self,
         request: Request,
         fds: &[std::os::fd::BorrowedFd<'_>],
-    ) -> Result<(Reply, Vec<OwnedFd>)> {
+    ) -> Result<(Raw, Vec<OwnedFd>)> {
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         match self.inner.pending.lock().expect("pending poisoned").as_mut() {
@@ -174,16 +177,34 @@ impl Session {
                 _ => Error::Io { what: "sending a request to the broker", source },
             });
         }
-        let (reply, fds) = rx.await.map_err(|_| Error::Disconnected)??;
-        match reply {
-            Reply::Error(e) => Err(Error::Broker { code: e.code, message: e.message }),
-            r => Ok((r, fds)),
-        }
+        rx.await.map_err(|_| Error::Disconnected)?
     }
 
-    /// Sends one request without fds and waits for its reply.
-    pub async fn request(&self, request: Request) -> Result<Reply> {
-        Ok(self.request_with_fds(request, &[]).await?.0)
+    /// Sends a request with the fds it declares, and returns its typed output and the fds
+    /// of the reply.
+    pub async fn call_with_fds<C: Call>(
+        &self,
+        call: C,
+        fds: &[std::os::fd::BorrowedFd<'_>],
+    ) -> Result<(C::Output, Vec<OwnedFd>)> {
+        if fds.len() != call.fds() {
+            return Err(Error::Protocol(format!(
+                "{} takes {} fd(s), {} given",
+                C::NAME,
+                call.fds(),
+                fds.len()
+            )));
+        }
+        let (raw, fds) = self.request_raw(call.into(), fds).await?;
+        let out = raw
+            .decode::<C::Output>()
+            .map_err(|e| Error::Protocol(format!("reply to {}: {e}", C::NAME)))?;
+        Ok((out, fds))
+    }
+
+    /// Sends a request that carries no fds and returns its typed output.
+    pub async fn call<C: Call>(&self, call: C) -> Result<C::Output> {
+        Ok(self.call_with_fds(call, &[]).await?.0)
     }
 
     /// Waits for a process launched with exit notification on this session to end.
@@ -225,6 +246,11 @@ impl Session {
         p.routes.insert(instance, tx);
     }
 
+    /// Routes followed decisions (`diagnostics.FollowDecisions`) to `tx`.
+    pub(crate) fn route_decisions(&self, tx: DecisionSender) {
+        *self.inner.decisions.lock().expect("decisions poisoned") = Some(tx);
+    }
+
     /// Resolves when the broker cancels this process's background work
     /// (`IBackgroundTaskInstance.Canceled`), with the reason; or with `Abort` when the session
     /// ends.
@@ -264,51 +290,19 @@ async fn read_loop(inner: Arc<Inner>) {
                 .as_mut()
                 .and_then(|p| p.remove(&frame.id));
             if let Some(w) = waiter {
-                let _ = w.send(Ok((reply, packet.fds)));
+                let _ = w.send(match reply {
+                    Reply::Ok(raw) => Ok((raw, packet.fds)),
+                    Reply::Err(e) => Err(Error::from_reply(e)),
+                });
             }
-        } else {
-            match frame.event {
-                Some(Event::ProcessExited { pid, code, signal }) => {
-                    let mut exits = inner.exits.lock().expect("exits poisoned");
-                    exits.done.insert(pid, ExitStatus { code, signal });
-                    drop(exits);
-                    inner.exit_signal.send_modify(|n| *n += 1);
-                }
-                Some(Event::AppServiceConnection(incoming)) => {
-                    // An unrouted connection (no provider for that name here) is dropped:
-                    // closing its fd tells the client at once.
-                    let key = incoming.app_service_name.to_ascii_lowercase();
-                    let tx = inner.incoming.lock().expect("incoming poisoned").get(&key).cloned();
-                    if let (Some(tx), Some(fd)) = (tx, packet.fds.into_iter().next()) {
-                        let _ = tx.send((incoming, fd));
-                    }
-                }
-                Some(Event::PipeClientConnected {
-                    instance,
-                    client_pid,
-                    client_package_family_name,
-                }) => {
-                    if let Some(fd) = packet.fds.into_iter().next() {
-                        let mut p = inner.pipes.lock().expect("pipes poisoned");
-                        let client = (client_pid, client_package_family_name, fd);
-                        match p.routes.get(&instance) {
-                            Some(tx) => {
-                                let _ = tx.send(client);
-                            }
-                            None => p.early.entry(instance).or_default().push(client),
-                        }
-                    }
-                }
-                Some(Event::Canceled { reason }) => {
-                    inner.canceled.send_replace(Some(reason));
-                }
-                None => {}
-            }
+        } else if let Some(event) = frame.event {
+            route_event(&inner, event, packet.fds);
         }
     };
     let pending = inner.pending.lock().expect("pending poisoned").take();
     inner.exit_signal.send_modify(|n| *n += 1);
     inner.incoming.lock().expect("incoming poisoned").clear();
+    inner.decisions.lock().expect("decisions poisoned").take();
     inner.canceled.send_if_modified(|r| {
         if r.is_none() {
             *r = Some(BackgroundTaskCancellationReason::Abort);
@@ -322,5 +316,47 @@ async fn read_loop(inner: Arc<Inner>) {
             Error::Protocol(m) => Error::Protocol(m.clone()),
             _ => Error::Disconnected,
         }));
+    }
+}
+
+fn route_event(inner: &Inner, event: Event, fds: Vec<OwnedFd>) {
+    use protocol::{app_service, diagnostics, launch, pipes};
+    match event {
+        Event::Launch(launch::Event::ProcessExited(e)) => {
+            let mut exits = inner.exits.lock().expect("exits poisoned");
+            exits.done.insert(e.pid, ExitStatus { code: e.code, signal: e.signal });
+            drop(exits);
+            inner.exit_signal.send_modify(|n| *n += 1);
+        }
+        Event::AppService(app_service::Event::IncomingConnection(incoming)) => {
+            // An unrouted connection (no provider for that name here) is dropped: closing its
+            // fd tells the client at once.
+            let key = incoming.app_service_name.to_ascii_lowercase();
+            let tx = inner.incoming.lock().expect("incoming poisoned").get(&key).cloned();
+            if let (Some(tx), Some(fd)) = (tx, fds.into_iter().next()) {
+                let _ = tx.send((incoming, fd));
+            }
+        }
+        Event::AppService(app_service::Event::Canceled(c)) => {
+            inner.canceled.send_replace(Some(c.reason));
+        }
+        Event::Pipes(pipes::Event::ClientConnected(c)) => {
+            if let Some(fd) = fds.into_iter().next() {
+                let mut p = inner.pipes.lock().expect("pipes poisoned");
+                let client = (c.client_pid, c.client_package_family_name, fd);
+                match p.routes.get(&c.instance) {
+                    Some(tx) => {
+                        let _ = tx.send(client);
+                    }
+                    None => p.early.entry(c.instance).or_default().push(client),
+                }
+            }
+        }
+        Event::Diagnostics(diagnostics::Event::Decision(d)) => {
+            if let Some(tx) = inner.decisions.lock().expect("decisions poisoned").as_ref() {
+                let _ = tx.send(d.record);
+            }
+        }
+        _ => {}
     }
 }

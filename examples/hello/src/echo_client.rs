@@ -37,7 +37,7 @@ async fn view(session: &Session) -> appipc::Result<()> {
                             Ok(f) => {
                                 use std::io::BufRead;
                                 let mut line = String::new();
-                                let _ = std::io::BufReader::new(f).read_line(&mut line);
+                                let _ = std::io::BufReader::new(f.into_file()).read_line(&mut line);
                                 let line = line.trim_end().to_owned();
                                 println!("viewer: {from} shared a file; first line: {line:?}");
                                 reply.insert("firstLine", line);

@@ -179,7 +179,7 @@ async fn run() -> appipc::Result<ExitCode> {
                 .await
                 {
                     Ok(ev) => {
-                        ev.set()?;
+                        ev.set().await?;
                         println!("  event {name}: set");
                     }
                     Err(e) => println!("  event {name}: open refused: {e}"),
@@ -311,8 +311,14 @@ async fn run() -> appipc::Result<ExitCode> {
                 match appipc::SharedStorageAccessManager::redeem_token_for_file(&session, &token)
                     .await
                 {
-                    Ok(mut f) => {
+                    Ok(file) => {
                         use std::io::{Read, Write};
+                        println!(
+                            "  redeemed: {} ({})",
+                            file.name,
+                            if file.writable { "read-write" } else { "read-only" }
+                        );
+                        let mut f = file.into_file();
                         let mut s = String::new();
                         let _ = f.read_to_string(&mut s);
                         println!("  redeemed: first line {:?}", s.lines().next().unwrap_or(""));

@@ -38,6 +38,7 @@ mod capabilities;
 mod com;
 mod error;
 mod load;
+mod locate;
 mod names;
 mod reader;
 
@@ -59,6 +60,7 @@ pub use com::{
     ProgIdTarget, ProxyStub, TypeLib, TypeLibRef, TypeLibVersion,
 };
 pub use error::{FileProblem, Location, ManifestError};
+pub use locate::locate;
 pub use names::{
     APP_SERVICE_NAME_RULE, AppServiceName, CustomCapabilityName, FOLDER_NAME_RULE, GUID_RULE, Guid,
     KNOWN_APPDATA_FOLDERS, MAX_MESSAGE_SIZE, MESSAGE_SIZE_RULE, MIN_MESSAGE_SIZE, NameError,

@@ -1,4 +1,4 @@
-//! The package registry: install, upgrade, remove, look up.
+//! The package repository: install, upgrade, remove, look up.
 //!
 //! Installed files live in `HOME/packages/<full name>/`, read-only; app data in
 //! `HOME/data/<family name>/{LocalState,LocalCache,TempState,RoamingState}`, kept across
@@ -14,13 +14,22 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use appipc_model::identity::{AppId, PackageFamilyName, PackageFullName};
 use appipc_model::manifest::{self, Application, Manifest};
+use appipc_model::policy::{NotGranted, grant_capabilities};
 use appipc_model::sid::{self, Sid};
-use appipc_wire::protocol::{AppInfo, InstallOutcome, PackageInfo, TrustLevel};
+use appipc_wire::caller::TrustLevel;
+use appipc_wire::protocol::packages::{AppInfo, InstallOutcome, PackageInfo};
 use sha2::{Digest, Sha256};
 
 use crate::config::Paths;
-use crate::error::{BrokerError, Result};
-use crate::store::{PackageRow, Store};
+use crate::error::InternalError;
+use crate::mech::packages::PackagesError;
+use crate::state::{PackageRow, Store};
+
+type Result<T, E = PackagesError> = std::result::Result<T, E>;
+
+fn io(what: impl Into<String>, e: std::io::Error) -> PackagesError {
+    PackagesError::Internal(InternalError::io(what, e))
+}
 
 /// The app data folders every package gets (Windows' `ApplicationData` locations).
 pub const APP_DATA_FOLDERS: [&str; 4] = ["LocalState", "LocalCache", "TempState", "RoamingState"];
@@ -30,6 +39,12 @@ pub const APP_DATA_FOLDERS: [&str; 4] = ["LocalState", "LocalCache", "TempState"
 pub struct InstalledPackage {
     /// Its manifest.
     pub manifest: Manifest,
+    /// The manifest's text as installed (decisions name its lines).
+    pub manifest_text: String,
+    /// The capabilities granted at install.
+    pub granted: Vec<String>,
+    /// Declared capabilities not granted, and why.
+    pub not_granted: Vec<NotGranted>,
     /// Full name.
     pub full_name: PackageFullName,
     /// Family name.
@@ -68,8 +83,13 @@ impl InstalledPackage {
     }
 
     /// Declared capability names.
-    pub fn capabilities(&self) -> Vec<String> {
+    pub fn declared_capabilities(&self) -> Vec<String> {
         self.manifest.capabilities.names().into_iter().map(str::to_owned).collect()
+    }
+
+    /// Whether a capability was granted (case-insensitive).
+    pub fn is_granted(&self, name: &str) -> bool {
+        self.granted.iter().any(|c| c.eq_ignore_ascii_case(name))
     }
 
     /// The listing form.
@@ -82,7 +102,8 @@ impl InstalledPackage {
             publisher_id: self.family_name.publisher_id().to_string(),
             family_name: self.family_name.to_string(),
             full_name: self.full_name.to_string(),
-            capabilities: self.capabilities(),
+            capabilities: self.declared_capabilities(),
+            granted_capabilities: self.granted.clone(),
             applications: self
                 .manifest
                 .applications
@@ -104,7 +125,7 @@ impl InstalledPackage {
 
 /// Installed packages: the database plus an in-memory index.
 #[derive(Debug)]
-pub struct Registry {
+pub struct Repository {
     paths: Paths,
     store: Mutex<Store>,
     by_family: RwLock<HashMap<String, Arc<InstalledPackage>>>,
@@ -137,16 +158,16 @@ impl Drop for Deployment {
     }
 }
 
-impl Registry {
-    /// Opens the registry: database, index, and a sweep of files no row names.
-    pub fn open(paths: &Paths) -> Result<Registry> {
+impl Repository {
+    /// Opens the repository: database, index, and a sweep of files no row names.
+    pub fn open(paths: &Paths) -> Result<Repository> {
         for dir in [paths.home.clone(), paths.packages(), paths.app_data(), paths.logs()] {
             std::fs::create_dir_all(&dir)
-                .map_err(|e| BrokerError::io(format!("creating {}", dir.display()), e))?;
+                .map_err(|e| io(format!("creating {}", dir.display()), e))?;
         }
-        let store = Store::open(&paths.database())?;
+        let store = Store::open(&paths.database()).map_err(PackagesError::Internal)?;
         let mut index = HashMap::new();
-        for row in store.packages()? {
+        for row in store.packages().map_err(PackagesError::Internal)? {
             match Self::load_row(paths, &row) {
                 Ok(p) => {
                     index.insert(key(&row.family_name), Arc::new(p));
@@ -158,7 +179,7 @@ impl Registry {
                 ),
             }
         }
-        let registry = Registry {
+        let registry = Repository {
             paths: paths.clone(),
             store: Mutex::new(store),
             by_family: RwLock::new(index),
@@ -170,7 +191,7 @@ impl Registry {
 
     fn load_row(paths: &Paths, row: &PackageRow) -> Result<InstalledPackage> {
         let manifest = manifest::parse(&row.manifest)
-            .map_err(|e| BrokerError::InvalidPackage(format!("stored manifest: {e}")))?;
+            .map_err(|e| PackagesError::InvalidPackage(format!("stored manifest: {e}")))?;
         Ok(Self::describe(paths, manifest, PathBuf::from(&row.install_dir), row))
     }
 
@@ -181,7 +202,11 @@ impl Registry {
         row: &PackageRow,
     ) -> InstalledPackage {
         let family_name = manifest.identity.family_name();
+        let (derived, not_granted) = grant_capabilities(&manifest.capabilities);
         InstalledPackage {
+            manifest_text: row.manifest.clone(),
+            granted: row.granted_capabilities.clone().unwrap_or(derived),
+            not_granted,
             full_name: manifest.identity.full_name(),
             data_dir: paths.app_data().join(family_name.as_str()),
             package_sid: sid::appcontainer_sid(family_name.as_str()),
@@ -203,8 +228,8 @@ impl Registry {
             .map(|p| p.install_dir.clone())
             .collect();
         let dir = self.paths.packages();
-        let entries = std::fs::read_dir(&dir)
-            .map_err(|e| BrokerError::io(format!("reading {}", dir.display()), e))?;
+        let entries =
+            std::fs::read_dir(&dir).map_err(|e| io(format!("reading {}", dir.display()), e))?;
         for entry in entries.flatten() {
             let path = entry.path();
             if !owned.contains(&path) {
@@ -244,7 +269,7 @@ impl Registry {
     pub fn begin_deployment(&self, family: &str) -> Result<Deployment> {
         let k = key(family);
         if !self.busy.lock().expect("busy set poisoned").insert(k.clone()) {
-            return Err(BrokerError::Busy(format!(
+            return Err(PackagesError::Busy(format!(
                 "package family {family} is being deployed by another request; try again"
             )));
         }
@@ -252,19 +277,54 @@ impl Registry {
     }
 
     /// Installs or upgrades the package in `source`. Blocking (file copies): call from a
-    /// blocking thread.
+    /// blocking thread. The package is copied into a private staging folder first and the
+    /// manifest validated and recorded from that copy, so what is installed is what was
+    /// checked.
     pub fn install(
         &self,
         source: &Path,
     ) -> Result<(Arc<InstalledPackage>, InstallOutcome, Option<String>)> {
         if !source.is_absolute() {
-            return Err(BrokerError::BadRequest(format!(
+            return Err(PackagesError::BadRequest(format!(
                 "package path {} is not absolute",
                 source.display()
             )));
         }
-        let manifest =
-            manifest::load(source).map_err(|e| BrokerError::InvalidPackage(e.to_string()))?;
+        let staging = self.paths.packages().join(format!(".staging-{}", random_suffix()));
+        let staged = copy_tree(source, &staging).and_then(|hash| {
+            let text =
+                std::fs::read_to_string(staging.join(manifest::MANIFEST_FILE)).map_err(|e| {
+                    io(format!("reading {}", source.join(manifest::MANIFEST_FILE).display()), e)
+                })?;
+            let manifest = manifest::load(&staging).map_err(|e| {
+                PackagesError::InvalidPackage(
+                    e.to_string()
+                        .replace(&staging.display().to_string(), &source.display().to_string()),
+                )
+            })?;
+            Ok((hash, text, manifest))
+        });
+        let (hash, text, manifest) = match staged {
+            Ok(x) => x,
+            Err(e) => {
+                let _ = remove_tree(&staging);
+                return Err(e);
+            }
+        };
+        let result = self.install_staged(&staging, hash, text, manifest);
+        if result.is_err() || staging.exists() {
+            let _ = remove_tree(&staging);
+        }
+        result
+    }
+
+    fn install_staged(
+        &self,
+        staging: &Path,
+        hash: String,
+        text: String,
+        manifest: Manifest,
+    ) -> Result<(Arc<InstalledPackage>, InstallOutcome, Option<String>)> {
         let family = manifest.identity.family_name();
         let full = manifest.identity.full_name();
         let _busy = self.begin_deployment(family.as_str())?;
@@ -274,34 +334,21 @@ impl Registry {
             let old_v = old.manifest.identity.version;
             let new_v = manifest.identity.version;
             if old_v > new_v {
-                return Err(BrokerError::Downgrade(format!(
+                return Err(PackagesError::Downgrade(format!(
                     "cannot install {full}: version {old_v} of {family} is already installed and \
                      {new_v} is older (remove it first to go back)"
                 )));
             }
-        }
-
-        let staging = self.paths.packages().join(format!(".staging-{}", random_suffix()));
-        let hash = match copy_tree(source, &staging) {
-            Ok(h) => h,
-            Err(e) => {
-                let _ = remove_tree(&staging);
-                return Err(e);
+            if old_v == new_v {
+                if old.full_name == full && old.content_hash == hash {
+                    return Ok((old.clone(), InstallOutcome::AlreadyInstalled, None));
+                }
+                return Err(PackagesError::Conflict(format!(
+                    "cannot install {full}: {} is installed with the same version but different \
+                     content; raise the version to upgrade",
+                    old.full_name
+                )));
             }
-        };
-
-        if let Some(old) = &existing
-            && old.manifest.identity.version == manifest.identity.version
-        {
-            let _ = remove_tree(&staging);
-            if old.full_name == full && old.content_hash == hash {
-                return Ok((old.clone(), InstallOutcome::AlreadyInstalled, None));
-            }
-            return Err(BrokerError::Conflict(format!(
-                "cannot install {full}: {} is installed with the same version but different \
-                 content; raise the version to upgrade",
-                old.full_name
-            )));
         }
 
         let target = self.paths.packages().join(full.to_string());
@@ -309,40 +356,32 @@ impl Registry {
             // Not owned by any row (else it would be the same version): a leftover.
             remove_tree(&target)?;
         }
-        if let Err(e) = std::fs::rename(&staging, &target) {
-            let _ = remove_tree(&staging);
-            return Err(BrokerError::io(format!("moving package into {}", target.display()), e));
-        }
+        std::fs::rename(staging, &target)
+            .map_err(|e| io(format!("moving package into {}", target.display()), e))?;
         make_read_only(&target)?;
 
         let data_dir = self.paths.app_data().join(family.as_str());
         for f in APP_DATA_FOLDERS {
             let d = data_dir.join(f);
-            std::fs::create_dir_all(&d)
-                .map_err(|e| BrokerError::io(format!("creating {}", d.display()), e))?;
+            std::fs::create_dir_all(&d).map_err(|e| io(format!("creating {}", d.display()), e))?;
         }
 
+        let (granted, _) = grant_capabilities(&manifest.capabilities);
         let row = PackageRow {
             family_name: family.to_string(),
             full_name: full.to_string(),
-            manifest: std::fs::read_to_string(source.join(manifest::MANIFEST_FILE)).map_err(
-                |e| {
-                    BrokerError::io(
-                        format!("reading {}", source.join(manifest::MANIFEST_FILE).display()),
-                        e,
-                    )
-                },
-            )?,
+            manifest: text,
             content_hash: hash,
             install_dir: target.display().to_string(),
             installed_at: now(),
+            granted_capabilities: Some(granted),
         };
         // The commit point.
         let replaced = match self.store.lock().expect("store poisoned").put_package(&row) {
             Ok(r) => r,
             Err(e) => {
                 let _ = remove_tree(&target);
-                return Err(e);
+                return Err(PackagesError::Internal(e));
             }
         };
         let installed = Arc::new(Self::describe(&self.paths, manifest, target, &row));
@@ -369,9 +408,13 @@ impl Registry {
     /// and stopped the package's processes.
     pub fn remove(&self, family: &str, _deployment: Deployment) -> Result<Arc<InstalledPackage>> {
         let Some(pkg) = self.get(family) else {
-            return Err(BrokerError::NotFound(format!("package {family} is not installed")));
+            return Err(PackagesError::NotInstalled(format!("package {family} is not installed")));
         };
-        self.store.lock().expect("store poisoned").delete_package(pkg.family_name.as_str())?;
+        self.store
+            .lock()
+            .expect("store poisoned")
+            .delete_package(pkg.family_name.as_str())
+            .map_err(PackagesError::Internal)?;
         self.by_family.write().expect("index poisoned").remove(&key(family));
         for dir in [&pkg.install_dir, &pkg.data_dir] {
             if let Err(e) = remove_tree(dir) {
@@ -398,12 +441,11 @@ pub fn copy_tree(source: &Path, target: &Path) -> Result<String> {
 }
 
 fn copy_dir(src: &Path, dst: &Path, rel: &Path, hasher: &mut Sha256) -> Result<()> {
-    std::fs::create_dir(dst)
-        .map_err(|e| BrokerError::io(format!("creating {}", dst.display()), e))?;
+    std::fs::create_dir(dst).map_err(|e| io(format!("creating {}", dst.display()), e))?;
     let mut entries: Vec<_> = std::fs::read_dir(src)
-        .map_err(|e| BrokerError::io(format!("reading {}", src.display()), e))?
+        .map_err(|e| io(format!("reading {}", src.display()), e))?
         .collect::<std::io::Result<_>>()
-        .map_err(|e| BrokerError::io(format!("reading {}", src.display()), e))?;
+        .map_err(|e| io(format!("reading {}", src.display()), e))?;
     entries.sort_by_key(|e| e.file_name());
     for entry in entries {
         let name = entry.file_name();
@@ -411,7 +453,7 @@ fn copy_dir(src: &Path, dst: &Path, rel: &Path, hasher: &mut Sha256) -> Result<(
         let to = dst.join(&name);
         let rel = rel.join(&name);
         let meta = std::fs::symlink_metadata(&from)
-            .map_err(|e| BrokerError::io(format!("reading {}", from.display()), e))?;
+            .map_err(|e| io(format!("reading {}", from.display()), e))?;
         let ft = meta.file_type();
         if ft.is_dir() {
             hasher.update(format!("D {}\n", rel.display()));
@@ -422,11 +464,11 @@ fn copy_dir(src: &Path, dst: &Path, rel: &Path, hasher: &mut Sha256) -> Result<(
             copy_file(&from, &to, hasher)?;
             let mode = if exec { 0o755 } else { 0o644 };
             std::fs::set_permissions(&to, std::fs::Permissions::from_mode(mode))
-                .map_err(|e| BrokerError::io(format!("setting mode of {}", to.display()), e))?;
+                .map_err(|e| io(format!("setting mode of {}", to.display()), e))?;
         } else {
             let kind =
                 if ft.is_symlink() { "a symbolic link" } else { "not a regular file or folder" };
-            return Err(BrokerError::InvalidPackage(format!(
+            return Err(PackagesError::InvalidPackage(format!(
                 "{} is {kind}; a package may contain only regular files and folders",
                 from.display()
             )));
@@ -436,47 +478,42 @@ fn copy_dir(src: &Path, dst: &Path, rel: &Path, hasher: &mut Sha256) -> Result<(
 }
 
 fn copy_file(from: &Path, to: &Path, hasher: &mut Sha256) -> Result<()> {
-    let mut input = std::fs::File::open(from)
-        .map_err(|e| BrokerError::io(format!("opening {}", from.display()), e))?;
+    let mut input =
+        std::fs::File::open(from).map_err(|e| io(format!("opening {}", from.display()), e))?;
     let mut output = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .open(to)
-        .map_err(|e| BrokerError::io(format!("creating {}", to.display()), e))?;
+        .map_err(|e| io(format!("creating {}", to.display()), e))?;
     let mut buf = vec![0u8; 64 * 1024];
     loop {
-        let n = input
-            .read(&mut buf)
-            .map_err(|e| BrokerError::io(format!("reading {}", from.display()), e))?;
+        let n = input.read(&mut buf).map_err(|e| io(format!("reading {}", from.display()), e))?;
         if n == 0 {
             break;
         }
         hasher.update(&buf[..n]);
-        output
-            .write_all(&buf[..n])
-            .map_err(|e| BrokerError::io(format!("writing {}", to.display()), e))?;
+        output.write_all(&buf[..n]).map_err(|e| io(format!("writing {}", to.display()), e))?;
     }
-    output.sync_all().map_err(|e| BrokerError::io(format!("syncing {}", to.display()), e))?;
+    output.sync_all().map_err(|e| io(format!("syncing {}", to.display()), e))?;
     Ok(())
 }
 
 /// Strips write permission from a whole installed tree.
 fn make_read_only(root: &Path) -> Result<()> {
     let meta = std::fs::symlink_metadata(root)
-        .map_err(|e| BrokerError::io(format!("reading {}", root.display()), e))?;
+        .map_err(|e| io(format!("reading {}", root.display()), e))?;
     if meta.is_dir() {
-        for entry in std::fs::read_dir(root)
-            .map_err(|e| BrokerError::io(format!("reading {}", root.display()), e))?
+        for entry in
+            std::fs::read_dir(root).map_err(|e| io(format!("reading {}", root.display()), e))?
         {
-            let entry =
-                entry.map_err(|e| BrokerError::io(format!("reading {}", root.display()), e))?;
+            let entry = entry.map_err(|e| io(format!("reading {}", root.display()), e))?;
             make_read_only(&entry.path())?;
         }
     }
     if meta.is_dir() || meta.is_file() {
         let mode = meta.permissions().mode() & !0o222;
         std::fs::set_permissions(root, std::fs::Permissions::from_mode(mode))
-            .map_err(|e| BrokerError::io(format!("setting mode of {}", root.display()), e))?;
+            .map_err(|e| io(format!("setting mode of {}", root.display()), e))?;
     }
     Ok(())
 }
@@ -495,10 +532,9 @@ pub fn remove_tree(root: &Path) -> Result<()> {
     }
     match std::fs::symlink_metadata(root) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(BrokerError::io(format!("reading {}", root.display()), e)),
+        Err(e) => return Err(io(format!("reading {}", root.display()), e)),
         Ok(_) => {}
     }
-    writable(root).map_err(|e| BrokerError::io(format!("unlocking {}", root.display()), e))?;
-    std::fs::remove_dir_all(root)
-        .map_err(|e| BrokerError::io(format!("removing {}", root.display()), e))
+    writable(root).map_err(|e| io(format!("unlocking {}", root.display()), e))?;
+    std::fs::remove_dir_all(root).map_err(|e| io(format!("removing {}", root.display()), e))
 }

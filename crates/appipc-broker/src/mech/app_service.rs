@@ -17,22 +17,89 @@ use std::time::Duration;
 
 use appipc_model::identity::PackageFamilyName;
 use appipc_model::manifest::{AppService, Application};
-use appipc_model::policy::{self, Operation};
+use appipc_model::policy::{Operation, ServiceTarget};
 use appipc_sys::aio::AsyncSeqPacket;
-use appipc_wire::app_service::{
-    AppServiceConnectionStatus, BackgroundTaskCancellationReason, DEFAULT_MAX_MESSAGE_SIZE,
+use appipc_wire::app_service::DEFAULT_MAX_MESSAGE_SIZE;
+use appipc_wire::frame::Frame;
+use appipc_wire::protocol::app_service::{
+    self as wire, AppServiceConnectionInfo, AppServiceList, AppServiceProviderInfo, Canceled,
+    DeclaredAppService, IncomingConnection, Opened,
 };
-use appipc_wire::protocol::{
-    AppServiceConnectionInfo, AppServiceProviderInfo, DeclaredAppService, Event, Frame,
-    IncomingAppServiceConnection, Reply,
+use appipc_wire::status::{
+    AppServiceConnectionStatus, BackgroundTaskCancellationReason, ErrorKind, WindowsCode,
 };
 use tokio::sync::oneshot;
 
 use crate::Shared;
 use crate::activation::{self, Activation};
-use crate::error::{BrokerError, Result};
-use crate::packages::InstalledPackage;
-use crate::session::Identity;
+use crate::dispatch::{Cx, Replied};
+use crate::error::{Coded, Denied, InternalError};
+use crate::repository::InstalledPackage;
+
+/// What app-service requests can fail with; an open's code is an
+/// `AppServiceConnectionStatus`.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AppServiceError {
+    /// The policy refused or the target does not offer the service (`AppNotInstalled`,
+    /// `AppUnavailable`, `AppServiceUnavailable`, `NotAuthorized`; E_ACCESSDENIED for a host
+    /// that may not register).
+    #[error(transparent)]
+    Denied(#[from] Denied),
+    /// The service's host could not be started or did not register (`AppUnavailable`).
+    #[error("{0}")]
+    Unavailable(String),
+    /// Inside the broker (`Unknown`).
+    #[error(transparent)]
+    Internal(#[from] InternalError),
+}
+
+impl Coded for AppServiceError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            AppServiceError::Denied(d) => d.kind(),
+            AppServiceError::Unavailable(_) => ErrorKind::LaunchFailed,
+            AppServiceError::Internal(_) => ErrorKind::Internal,
+        }
+    }
+
+    fn code(&self) -> WindowsCode {
+        match self {
+            AppServiceError::Denied(d) => d.code(),
+            AppServiceError::Unavailable(_) => {
+                WindowsCode::Status(AppServiceConnectionStatus::AppUnavailable.value())
+            }
+            AppServiceError::Internal(_) => {
+                WindowsCode::Status(AppServiceConnectionStatus::Unknown.value())
+            }
+        }
+    }
+}
+
+type Result<T, E = AppServiceError> = std::result::Result<T, E>;
+
+pub(crate) async fn handle(cx: Cx<'_>, r: wire::Request) -> Result<Replied> {
+    use wire::Request as R;
+    let apps = &cx.shared.app_services;
+    Ok(match r {
+        R::Open(o) => {
+            let (opened, fd) = apps.open(&cx, &o.package_family_name, &o.app_service_name).await?;
+            Replied::with_fds::<wire::Open>(opened, vec![fd])
+        }
+        R::RegisterHost(h) => {
+            apps.register(&cx, &h.app_service_name)?;
+            Replied::of::<wire::RegisterHost>(())
+        }
+        R::ConnectionClosed(c) => {
+            apps.connection_closed(&cx, c.connection_id)?;
+            Replied::of::<wire::ConnectionClosed>(())
+        }
+        R::FindProviders(f) => {
+            Replied::of::<wire::FindProviders>(apps.find_providers(cx.shared, &f.app_service_name))
+        }
+        R::List(_) => Replied::of::<wire::List>(apps.list(&cx)),
+    })
+}
 
 /// Timings, from the environment (milliseconds) with Windows' defaults.
 #[derive(Debug, Clone, Copy)]
@@ -120,21 +187,18 @@ fn now() -> u64 {
         .unwrap_or(0)
 }
 
-fn failed(status: AppServiceConnectionStatus, message: String) -> (Reply, Vec<OwnedFd>) {
-    tracing::info!(%status, %message, "app service open refused");
-    (Reply::AppServiceOpened { status, connection_id: 0, max_message_size: 0, message }, Vec::new())
-}
-
-/// The service declaration and the application that declares it.
+/// The service declaration, the application that declares it, and its key path in the
+/// manifest.
 fn find_service<'a>(
     pkg: &'a InstalledPackage,
     name: &str,
-) -> Option<(&'a Application, &'a AppService)> {
-    pkg.manifest.applications.iter().find_map(|app| {
+) -> Option<(&'a Application, &'a AppService, String)> {
+    pkg.manifest.applications.iter().enumerate().find_map(|(i, app)| {
         app.app_services
             .iter()
-            .find(|s| s.name.as_str().eq_ignore_ascii_case(name))
-            .map(|s| (app, s))
+            .enumerate()
+            .find(|(_, s)| s.name.as_str().eq_ignore_ascii_case(name))
+            .map(|(j, s)| (app, s, format!("application[{i}].app-service[{j}]")))
     })
 }
 
@@ -143,42 +207,37 @@ impl AppServices {
         self.state.lock().expect("app service state poisoned")
     }
 
-    /// `OpenAppService`.
+    /// `OpenAppService`: the policy decides on what the broker found; then a host is found or
+    /// started and handed its end.
     pub(crate) async fn open(
         &self,
-        shared: &Arc<Shared>,
-        caller: &Identity,
+        cx: &Cx<'_>,
         family: &str,
         name: &str,
-    ) -> Result<(Reply, Vec<OwnedFd>)> {
-        use AppServiceConnectionStatus as S;
-        let Ok(pfn) = family.parse::<PackageFamilyName>() else {
-            return Ok(failed(
-                S::AppNotInstalled,
-                format!("{family:?} is not a package family name"),
-            ));
+    ) -> Result<(Opened, OwnedFd)> {
+        let shared = cx.shared;
+        let caller = cx.caller;
+        let pkg = family
+            .parse::<PackageFamilyName>()
+            .ok()
+            .and_then(|pfn| shared.repository.get(pfn.as_str()));
+        let found = pkg.as_ref().and_then(|p| find_service(p, name));
+        let target = match (&pkg, &found) {
+            (None, _) => ServiceTarget::NotInstalled,
+            (Some(p), _) if shared.repository.is_busy(p.family_name.as_str()) => {
+                ServiceTarget::Deploying
+            }
+            (Some(_), None) => ServiceTarget::NotDeclared,
+            (Some(_), Some((_, s, key))) => ServiceTarget::Declared {
+                allows_unpackaged: s.allow_unpackaged_callers,
+                key: key.clone(),
+            },
         };
-        let Some(pkg) = shared.registry.get(pfn.as_str()) else {
-            return Ok(failed(S::AppNotInstalled, format!("package {pfn} is not installed")));
+        cx.enforce(Operation::OpenAppService { provider: family, service: name, target })?;
+        let (Some(pkg), Some((app, service, _))) = (&pkg, found) else {
+            unreachable!("the policy allows only a declared service")
         };
-        if shared.registry.is_busy(pfn.as_str()) {
-            return Ok(failed(S::AppUnavailable, format!("package {pfn} is being deployed")));
-        }
-        let Some((app, service)) = find_service(&pkg, name) else {
-            return Ok(failed(
-                S::AppServiceUnavailable,
-                format!("package {pfn} does not declare an app service named {name:?}"),
-            ));
-        };
-        if caller.package.is_none() && !service.allow_unpackaged_callers {
-            return Ok(failed(
-                S::NotAuthorized,
-                format!(
-                    "app service {name} of {pfn} does not accept callers without package \
-                     identity (allow-unpackaged-callers = false)"
-                ),
-            ));
-        }
+        let pfn = &pkg.family_name;
         let max = service.max_message_size.unwrap_or(DEFAULT_MAX_MESSAGE_SIZE);
         let service_lc = lc(service.name.as_str());
         let family_lc = lc(pfn.as_str());
@@ -202,23 +261,23 @@ impl AppServices {
             let host = match host {
                 Some(h) => h,
                 None => {
-                    match self.start_host(shared, &pkg, app, service, &family_lc, &service_lc).await
+                    match self.start_host(shared, pkg, app, service, &family_lc, &service_lc).await
                     {
                         Ok(h) => h,
-                        Err(message) => return Ok(failed(S::AppUnavailable, message)),
+                        Err(message) => return Err(AppServiceError::Unavailable(message)),
                     }
                 }
             };
             let (client_end, provider_end) = appipc_sys::socket::seqpacket_pair()
-                .map_err(|e| BrokerError::io("creating an app service socket pair", e))?;
+                .map_err(|e| InternalError::io("creating an app service socket pair", e))?;
             let id = self.next_connection.fetch_add(1, Ordering::Relaxed);
-            let caller_pfn =
-                caller.package.as_ref().map(|p| p.family_name.clone()).unwrap_or_default();
-            let incoming = IncomingAppServiceConnection {
+            let caller_pfn = caller.family_name_or_empty();
+            let incoming = IncomingConnection {
                 connection_id: id,
                 app_service_name: service.name.to_string(),
                 caller_package_family_name: caller_pfn.clone(),
                 caller_capabilities: caller
+                    .principal
                     .package
                     .as_ref()
                     .map(|p| p.capabilities.clone())
@@ -229,7 +288,7 @@ impl AppServices {
             };
             host.active.fetch_add(1, Ordering::SeqCst);
             host.generation.fetch_add(1, Ordering::SeqCst);
-            let frame = Frame::event(Event::AppServiceConnection(incoming)).to_cbor();
+            let frame = Frame::event(incoming).to_cbor();
             if let Err(e) = host.sock.send(&frame, &[provider_end.as_fd()]).await {
                 tracing::warn!(pid = host.pid, error = %e, "app service host is gone; starting another");
                 self.remove_host(host.session_id);
@@ -253,20 +312,11 @@ impl AppServices {
                 "app service connection opened"
             );
             self.lock().connections.insert(id, (info, host));
-            return Ok((
-                Reply::AppServiceOpened {
-                    status: S::Success,
-                    connection_id: id,
-                    max_message_size: max,
-                    message: String::new(),
-                },
-                vec![client_end],
-            ));
+            return Ok((Opened { connection_id: id, max_message_size: max }, client_end));
         }
-        Ok(failed(
-            S::AppUnavailable,
-            format!("no host of {name} in {pfn} could take the connection"),
-        ))
+        Err(AppServiceError::Unavailable(format!(
+            "no host of {name} in {pfn} could take the connection"
+        )))
     }
 
     /// Starts a host process for a service and waits until it registers.
@@ -299,13 +349,6 @@ impl AppServices {
             // the list or our waiter is in place before it registers.
             let mut st = self.lock();
             st.started_for_service.insert(record.pid);
-            let shared2 = shared.clone();
-            let mut gone = record.exited.clone();
-            let pid = record.pid;
-            tokio::spawn(async move {
-                let _ = gone.wait_for(|s| s.is_some()).await;
-                shared2.app_services.process_exited(pid);
-            });
             if let Some(h) =
                 st.hosts.iter().find(|h| h.pid == record.pid && h.service == service_lc).cloned()
             {
@@ -343,37 +386,18 @@ impl AppServices {
     }
 
     /// `RegisterAppServiceHost`.
-    pub(crate) fn register(
-        &self,
-        shared: &Arc<Shared>,
-        caller: &Identity,
-        sock: &Arc<AsyncSeqPacket>,
-        name: &str,
-    ) -> Result<Reply> {
-        let Some(p) = &caller.package else {
-            return Err(BrokerError::AccessDenied(
-                "only a packaged process can host an app service".into(),
-            ));
+    pub(crate) fn register(&self, cx: &Cx<'_>, name: &str) -> Result<()> {
+        let (shared, caller, sock) = (cx.shared, cx.caller, cx.session);
+        let pkg = caller.family_name().and_then(|f| shared.repository.get(f));
+        let found = pkg.as_ref().and_then(|p| find_service(p, name));
+        cx.enforce(Operation::HostAppService {
+            service: name,
+            declared_by: found.as_ref().map(|(app, _, _)| app.id.as_str()),
+        })?;
+        let (Some(p), Some((_, service, _))) = (caller.principal.package.as_ref(), found) else {
+            unreachable!("the policy allows only a packaged host of a declared service")
         };
-        let Some(pkg) = shared.registry.get(&p.family_name) else {
-            return Err(BrokerError::NotFound(format!(
-                "package {} is not installed",
-                p.family_name
-            )));
-        };
-        let Some((app, service)) = find_service(&pkg, name) else {
-            return Err(BrokerError::AccessDenied(format!(
-                "package {} does not declare an app service named {name:?}",
-                p.family_name
-            )));
-        };
-        if !app.id.as_str().eq_ignore_ascii_case(&p.app_id) {
-            return Err(BrokerError::AccessDenied(format!(
-                "app service {} is declared by application {}, not by {}",
-                service.name, app.id, p.app_id
-            )));
-        }
-        let family = lc(&p.family_name);
+        let family = lc(p.family_name.as_str());
         let service_lc = lc(service.name.as_str());
         let mut st = self.lock();
         let stoppable =
@@ -416,37 +440,28 @@ impl AppServices {
         if stoppable {
             self.schedule_idle(shared, host);
         }
-        Ok(Reply::Ok)
+        Ok(())
     }
 
     /// `AppServiceConnectionClosed` from a host.
-    pub(crate) fn connection_closed(
-        &self,
-        shared: &Arc<Shared>,
-        caller: &Identity,
-        id: u64,
-    ) -> Result<Reply> {
-        let host = {
-            let mut st = self.lock();
-            match st.connections.get(&id) {
-                Some((_, h)) if h.pid == caller.pid => {}
-                Some(_) => {
-                    return Err(BrokerError::AccessDenied(format!(
-                        "connection {id} is not hosted by this process"
-                    )));
-                }
-                None => return Ok(Reply::Ok), // already gone (host session ended first)
-            }
-            st.connections.remove(&id).map(|(_, h)| h)
+    pub(crate) fn connection_closed(&self, cx: &Cx<'_>, id: u64) -> Result<()> {
+        let hosted_by = self.lock().connections.get(&id).map(|(_, h)| h.pid);
+        let Some(pid) = hosted_by else {
+            return Ok(()); // already gone (the host's session ended first)
         };
+        cx.enforce(Operation::ReportAppServiceClosed {
+            connection_id: id,
+            hosted_by_caller: pid == cx.caller.pid,
+        })?;
+        let host = self.lock().connections.remove(&id).map(|(_, h)| h);
         if let Some(host) = host {
             tracing::debug!(connection = id, pid = host.pid, "app service connection closed");
             let left = host.active.fetch_sub(1, Ordering::SeqCst).saturating_sub(1);
             if left == 0 && host.stoppable {
-                self.schedule_idle(shared, host);
+                self.schedule_idle(cx.shared, host);
             }
         }
-        Ok(Reply::Ok)
+        Ok(())
     }
 
     /// Starts the idle clock of a host; if it is still idle when it runs out, it is canceled.
@@ -481,7 +496,7 @@ impl AppServices {
         }
         tracing::info!(pid = host.pid, service = %host.service, %reason, "canceling app service host");
         self.remove_host(host.session_id);
-        let _ = host.sock.send(&Frame::event(Event::Canceled { reason }).to_cbor(), &[]).await;
+        let _ = host.sock.send(&Frame::event(Canceled { reason }).to_cbor(), &[]).await;
         if !host.stoppable {
             return;
         }
@@ -543,10 +558,14 @@ impl AppServices {
     }
 
     /// `FindAppServiceProviders`.
-    pub(crate) fn find_providers(&self, shared: &Arc<Shared>, name: &str) -> Reply {
+    pub(crate) fn find_providers(
+        &self,
+        shared: &Arc<Shared>,
+        name: &str,
+    ) -> Vec<AppServiceProviderInfo> {
         let mut out = Vec::new();
-        for pkg in shared.registry.all() {
-            if let Some((app, _)) = find_service(&pkg, name) {
+        for pkg in shared.repository.all() {
+            if let Some((app, _, _)) = find_service(&pkg, name) {
                 out.push(AppServiceProviderInfo {
                     package_family_name: pkg.family_name.to_string(),
                     app_id: app.id.to_string(),
@@ -554,17 +573,14 @@ impl AppServices {
                 });
             }
         }
-        Reply::AppServiceProviders(out)
+        out
     }
 
     /// `ListAppServices`.
-    pub(crate) fn list(&self, shared: &Arc<Shared>, caller: &Identity) -> Reply {
-        let visible = |family: &str| {
-            policy::decide(&caller.caller(), &Operation::QueryPackage { family_name: family })
-                .allowed
-        };
+    pub(crate) fn list(&self, cx: &Cx<'_>) -> AppServiceList {
+        let visible = |family: &str| cx.permits(Operation::QueryPackage { family_name: family });
         let mut declared = Vec::new();
-        for pkg in shared.registry.all() {
+        for pkg in cx.shared.repository.all() {
             if !visible(pkg.family_name.as_str()) {
                 continue;
             }
@@ -589,6 +605,6 @@ impl AppServices {
             .map(|(i, _)| i.clone())
             .collect();
         connections.sort_by_key(|c| c.connection_id);
-        Reply::AppServices { declared, connections }
+        AppServiceList { declared, connections }
     }
 }

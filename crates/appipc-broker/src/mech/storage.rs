@@ -15,14 +15,108 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use appipc_model::identity::PublisherId;
+use appipc_model::policy::Operation;
 use appipc_sys::fs::AccessMode;
-use appipc_wire::protocol::{FileTokenInfo, PublisherCacheInfo, Reply};
+use appipc_wire::protocol::storage::{
+    self as wire, FileTokenInfo, PublisherCacheInfo, RedeemedFile,
+};
+use appipc_wire::status::{ErrorKind, HResult, WindowsCode};
 
 use crate::Shared;
-use crate::error::{BrokerError, Result};
-use crate::packages::InstalledPackage;
-use crate::session::Identity;
-use crate::store::TokenRow;
+use crate::caller::Caller;
+use crate::dispatch::{Cx, Replied};
+use crate::error::{Coded, Denied, InternalError};
+use crate::repository::InstalledPackage;
+use crate::state::TokenRow;
+
+/// What publisher cache folders and file tokens can fail with.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StorageError {
+    /// The policy refused (an undeclared folder, another package's token).
+    #[error(transparent)]
+    Denied(#[from] Denied),
+    /// A malformed argument.
+    #[error("{0}")]
+    BadRequest(String),
+    /// No such folder.
+    #[error("{0}")]
+    NotFound(String),
+    /// The token is unknown, expired, redeemed, removed, or its file is gone or replaced.
+    #[error("{0}")]
+    TokenInvalid(String),
+    /// The source has 1 000 outstanding tokens.
+    #[error("{0}")]
+    QuotaExceeded(String),
+    /// Inside the broker.
+    #[error(transparent)]
+    Internal(#[from] InternalError),
+}
+
+impl Coded for StorageError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            StorageError::Denied(d) => d.kind(),
+            StorageError::BadRequest(_) => ErrorKind::BadRequest,
+            StorageError::NotFound(_) => ErrorKind::NotFound,
+            StorageError::TokenInvalid(_) => ErrorKind::TokenInvalid,
+            StorageError::QuotaExceeded(_) => ErrorKind::QuotaExceeded,
+            StorageError::Internal(_) => ErrorKind::Internal,
+        }
+    }
+
+    fn code(&self) -> WindowsCode {
+        match self {
+            StorageError::Denied(d) => d.code(),
+            StorageError::BadRequest(_) | StorageError::TokenInvalid(_) => {
+                HResult::InvalidArg.into()
+            }
+            StorageError::NotFound(_) => HResult::FileNotFound.into(),
+            StorageError::QuotaExceeded(_) => {
+                WindowsCode::Win32(appipc_wire::status::Win32Error::NotEnoughQuota.value())
+            }
+            StorageError::Internal(_) => HResult::Fail.into(),
+        }
+    }
+}
+
+type Result<T, E = StorageError> = std::result::Result<T, E>;
+
+fn io(what: impl Into<String>, e: std::io::Error) -> StorageError {
+    StorageError::Internal(InternalError::io(what, e))
+}
+
+pub(crate) async fn handle(mut cx: Cx<'_>, r: wire::Request) -> Result<Replied> {
+    use wire::Request as R;
+    let shared = cx.shared;
+    Ok(match r {
+        R::GetPublisherCacheFolder(g) => {
+            Replied::of::<wire::GetPublisherCacheFolder>(get_folder(&cx, &g.name)?)
+        }
+        R::ClearPublisherCacheFolder(c) => {
+            clear_folder(&cx, &c.name, c.publisher_id.as_deref())?;
+            Replied::of::<wire::ClearPublisherCacheFolder>(())
+        }
+        R::ListPublisherCaches(_) => {
+            Replied::of::<wire::ListPublisherCaches>(list_folders(shared, cx.caller))
+        }
+        R::AddFileToken(_) => {
+            let fd = cx.take_fds().pop().expect("dispatch checked the declared fd");
+            Replied::of::<wire::AddFileToken>(shared.tokens.add(shared, cx.caller, fd)?)
+        }
+        R::RedeemFileToken(t) => {
+            let (file, fd) = shared.tokens.redeem(shared, cx.caller, &t.token)?;
+            Replied::with_fds::<wire::RedeemFileToken>(file, vec![fd])
+        }
+        R::RemoveFileToken(t) => {
+            shared.tokens.remove(&cx, &t.token)?;
+            Replied::of::<wire::RemoveFileToken>(())
+        }
+        R::ListFileTokens(_) => {
+            Replied::of::<wire::ListFileTokens>(shared.tokens.list(shared, cx.caller)?)
+        }
+    })
+}
 
 /// How long a token lives (Windows: 14 days).
 pub const TOKEN_LIFETIME_SECS: u64 = 14 * 24 * 3600;
@@ -59,17 +153,21 @@ pub(crate) fn declared_folders(shared: &Shared, pkg: &InstalledPackage) -> Vec<P
 }
 
 /// Creates the folders a newly installed package declares.
-pub(crate) fn provision(shared: &Shared, pkg: &InstalledPackage) -> Result<()> {
+pub(crate) fn provision(
+    shared: &Shared,
+    pkg: &InstalledPackage,
+) -> std::result::Result<(), InternalError> {
     for dir in declared_folders(shared, pkg) {
         std::fs::create_dir_all(&dir)
-            .map_err(|e| BrokerError::io(format!("creating {}", dir.display()), e))?;
+            .map_err(|e| InternalError::io(format!("creating {}", dir.display()), e))?;
     }
     Ok(())
 }
 
 /// After a removal: deletes the publisher's cache if no installed package of it is left.
 pub(crate) fn release_if_last(shared: &Shared, publisher_id: &PublisherId) {
-    let left = shared.registry.all().iter().any(|p| p.family_name.publisher_id() == *publisher_id);
+    let left =
+        shared.repository.all().iter().any(|p| p.family_name.publisher_id() == *publisher_id);
     if left {
         return;
     }
@@ -86,42 +184,38 @@ pub(crate) fn release_if_last(shared: &Shared, publisher_id: &PublisherId) {
     }
 }
 
-fn folder_of(shared: &Shared, caller: &Identity, name: &str) -> Result<PathBuf> {
+fn check_name(name: &str) -> Result<()> {
     appipc_model::manifest::check_publisher_cache_folder_name(name).map_err(|rule| {
-        BrokerError::BadRequest(format!("publisher cache folder name {name:?}: {rule}"))
-    })?;
-    let Some(p) = &caller.package else {
-        return Err(BrokerError::NotDeclared(
-            "a process without package identity has no publisher cache folders".into(),
-        ));
+        StorageError::BadRequest(format!("publisher cache folder name {name:?}: {rule}"))
+    })
+}
+
+/// The caller's own declared folder `name` (the policy decides).
+fn folder_of(cx: &Cx<'_>, name: &str) -> Result<PathBuf> {
+    check_name(name)?;
+    let pkg = cx.caller.family_name().and_then(|f| cx.shared.repository.get(f));
+    let declared = pkg.as_ref().and_then(|p| {
+        p.manifest.publisher_cache_folders.iter().find(|f| f.eq_ignore_ascii_case(name)).cloned()
+    });
+    cx.enforce(Operation::UsePublisherCacheFolder { folder: name, declared: declared.is_some() })?;
+    let (Some(pkg), Some(folder)) = (pkg, declared) else {
+        unreachable!("the policy refuses a folder that is not declared")
     };
-    let pkg = shared.registry.get(&p.family_name).ok_or_else(|| {
-        BrokerError::NotFound(format!("package {} is not installed", p.family_name))
-    })?;
-    let declared =
-        pkg.manifest.publisher_cache_folders.iter().find(|f| f.eq_ignore_ascii_case(name));
-    let Some(folder) = declared else {
-        return Err(BrokerError::NotDeclared(format!(
-            "package {} does not declare the publisher cache folder {name:?}",
-            p.family_name
-        )));
-    };
-    Ok(publisher_root(shared, pkg.family_name.publisher_id().as_str()).join(folder))
+    Ok(publisher_root(cx.shared, pkg.family_name.publisher_id().as_str()).join(folder))
 }
 
 /// `GetPublisherCacheFolder`.
-pub(crate) fn get_folder(shared: &Shared, caller: &Identity, name: &str) -> Result<Reply> {
-    let dir = folder_of(shared, caller, name)?;
-    std::fs::create_dir_all(&dir)
-        .map_err(|e| BrokerError::io(format!("creating {}", dir.display()), e))?;
-    Ok(Reply::Path(dir.display().to_string()))
+fn get_folder(cx: &Cx<'_>, name: &str) -> Result<String> {
+    let dir = folder_of(cx, name)?;
+    std::fs::create_dir_all(&dir).map_err(|e| io(format!("creating {}", dir.display()), e))?;
+    Ok(dir.display().to_string())
 }
 
 fn empty(dir: &Path) -> Result<()> {
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(BrokerError::io(format!("reading {}", dir.display()), e)),
+        Err(e) => return Err(io(format!("reading {}", dir.display()), e)),
     };
     for entry in entries.flatten() {
         let p = entry.path();
@@ -130,43 +224,40 @@ fn empty(dir: &Path) -> Result<()> {
         } else {
             std::fs::remove_file(&p)
         };
-        r.map_err(|e| BrokerError::io(format!("removing {}", p.display()), e))?;
+        r.map_err(|e| io(format!("removing {}", p.display()), e))?;
     }
     Ok(())
 }
 
 /// `ClearPublisherCacheFolder`.
-pub(crate) fn clear_folder(
-    shared: &Shared,
-    caller: &Identity,
-    name: &str,
-    publisher_id: Option<&str>,
-) -> Result<Reply> {
-    let dir = match (caller.package.is_some(), publisher_id) {
-        (true, _) => folder_of(shared, caller, name)?,
+fn clear_folder(cx: &Cx<'_>, name: &str, publisher_id: Option<&str>) -> Result<()> {
+    let dir = match (cx.caller.family_name().is_some(), publisher_id) {
+        (true, _) => folder_of(cx, name)?,
         (false, Some(id)) => {
             let id: PublisherId =
-                id.parse().map_err(|e| BrokerError::BadRequest(format!("{e}")))?;
-            appipc_model::manifest::check_publisher_cache_folder_name(name).map_err(|rule| {
-                BrokerError::BadRequest(format!("publisher cache folder name {name:?}: {rule}"))
+                id.parse().map_err(|e| StorageError::BadRequest(format!("{e}")))?;
+            check_name(name)?;
+            cx.enforce(Operation::ClearPublisherCacheFolderOf {
+                publisher_id: id.as_str(),
+                folder: name,
             })?;
-            let dir = publisher_root(shared, id.as_str()).join(name);
+            let dir = publisher_root(cx.shared, id.as_str()).join(name);
             if !dir.is_dir() {
-                return Err(BrokerError::NotFound(format!(
+                return Err(StorageError::NotFound(format!(
                     "publisher {id} has no cache folder {name:?}"
                 )));
             }
             dir
         }
         (false, None) => {
-            return Err(BrokerError::BadRequest(
+            return Err(StorageError::BadRequest(
                 "name the publisher id whose folder to clear".into(),
             ));
         }
     };
     empty(&dir)?;
-    tracing::info!(folder = %dir.display(), by = %caller.describe(), "publisher cache folder cleared");
-    Ok(Reply::Ok)
+    tracing::info!(folder = %dir.display(), by = %cx.caller.describe(), "publisher cache folder cleared");
+    Ok(())
 }
 
 fn size_of(dir: &Path) -> u64 {
@@ -182,12 +273,11 @@ fn size_of(dir: &Path) -> u64 {
 }
 
 /// `ListPublisherCaches`.
-pub(crate) fn list_folders(shared: &Shared, caller: &Identity) -> Reply {
+fn list_folders(shared: &Shared, caller: &Caller) -> Vec<PublisherCacheInfo> {
     let mut out = Vec::new();
     let base = shared.paths.cache_dir.join("publisher");
-    let Ok(pubs) = std::fs::read_dir(&base) else { return Reply::PublisherCaches(out) };
-    let mine =
-        caller.package.as_ref().map(|p| p.family_name.rsplit('_').next().unwrap_or("").to_owned());
+    let Ok(pubs) = std::fs::read_dir(&base) else { return out };
+    let mine = caller.family_name().map(|f| f.rsplit('_').next().unwrap_or("").to_owned());
     for p in pubs.flatten() {
         let id = p.file_name().to_string_lossy().into_owned();
         if mine.as_ref().is_some_and(|m| *m != id) {
@@ -197,7 +287,7 @@ pub(crate) fn list_folders(shared: &Shared, caller: &Identity) -> Reply {
         for f in folders.flatten() {
             let folder = f.file_name().to_string_lossy().into_owned();
             let packages = shared
-                .registry
+                .repository
                 .all()
                 .iter()
                 .filter(|pkg| {
@@ -220,7 +310,7 @@ pub(crate) fn list_folders(shared: &Shared, caller: &Identity) -> Reply {
         }
     }
     out.sort_by(|a, b| (&a.publisher_id, &a.folder).cmp(&(&b.publisher_id, &b.folder)));
-    Reply::PublisherCaches(out)
+    out
 }
 
 fn new_token() -> String {
@@ -229,8 +319,8 @@ fn new_token() -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-fn source_of(caller: &Identity) -> String {
-    caller.package.as_ref().map(|p| p.family_name.clone()).unwrap_or_default()
+fn source_of(caller: &Caller) -> String {
+    caller.family_name_or_empty()
 }
 
 impl Tokens {
@@ -243,32 +333,25 @@ impl Tokens {
     }
 
     /// `AddFile`: `fd` is the file the caller shares.
-    pub(crate) fn add(
-        &self,
-        shared: &Arc<Shared>,
-        caller: &Identity,
-        fd: OwnedFd,
-    ) -> Result<Reply> {
-        let id = appipc_sys::fs::identity(&fd)
-            .map_err(|e| BrokerError::io("fstat of the shared file", e))?;
+    pub(crate) fn add(&self, shared: &Arc<Shared>, caller: &Caller, fd: OwnedFd) -> Result<String> {
+        let id = appipc_sys::fs::identity(&fd).map_err(|e| io("fstat of the shared file", e))?;
         if !id.regular {
-            return Err(BrokerError::BadRequest(
+            return Err(StorageError::BadRequest(
                 "only regular files can be shared with a token".into(),
             ));
         }
-        let writable =
-            match appipc_sys::fs::access_mode(&fd).map_err(|e| BrokerError::io("F_GETFL", e))? {
-                AccessMode::Read => false,
-                AccessMode::ReadWrite => true,
-                AccessMode::Write => {
-                    return Err(BrokerError::BadRequest(
-                        "the shared file is open for writing only; open it for reading".into(),
-                    ));
-                }
-            };
+        let writable = match appipc_sys::fs::access_mode(&fd).map_err(|e| io("F_GETFL", e))? {
+            AccessMode::Read => false,
+            AccessMode::ReadWrite => true,
+            AccessMode::Write => {
+                return Err(StorageError::BadRequest(
+                    "the shared file is open for writing only; open it for reading".into(),
+                ));
+            }
+        };
         let path = appipc_sys::fs::fd_path(&fd)
-            .map_err(|e| BrokerError::io("reading the shared file's path", e))?
-            .ok_or_else(|| BrokerError::BadRequest("the shared file has been deleted".into()))?;
+            .map_err(|e| io("reading the shared file's path", e))?
+            .ok_or_else(|| StorageError::BadRequest("the shared file has been deleted".into()))?;
         let source = source_of(caller);
         let token = new_token();
         let row = TokenRow {
@@ -281,37 +364,37 @@ impl Tokens {
             created_at: now(),
             birth_ns: id.birth_ns,
         };
-        shared.registry.with_store(|s| -> Result<()> {
+        shared.repository.with_store(|s| -> Result<()> {
             self.forget(s.expire_tokens(now().saturating_sub(TOKEN_LIFETIME_SECS))?);
             if s.count_tokens(&source)? >= TOKEN_QUOTA {
-                return Err(BrokerError::QuotaExceeded(format!(
+                return Err(StorageError::QuotaExceeded(format!(
                     "{} already has {TOKEN_QUOTA} outstanding file tokens; redeem or remove some",
                     if source.is_empty() { "the user" } else { &source }
                 )));
             }
-            s.put_token(&row)
+            Ok(s.put_token(&row)?)
         })?;
         self.open.lock().expect("tokens poisoned").insert(token.clone(), fd);
         tracing::info!(source = %caller.describe(), path = %path.display(), writable, "file token added");
-        Ok(Reply::Token(token))
+        Ok(token)
     }
 
     /// `RedeemTokenForFileAsync`: the file anew, with at most the access it was shared with.
     pub(crate) fn redeem(
         &self,
         shared: &Arc<Shared>,
-        caller: &Identity,
+        caller: &Caller,
         token: &str,
-    ) -> Result<(Reply, Vec<OwnedFd>)> {
+    ) -> Result<(RedeemedFile, OwnedFd)> {
         let invalid = || {
-            BrokerError::TokenInvalid(format!(
+            StorageError::TokenInvalid(format!(
                 "file token {token} is unknown, already redeemed or removed"
             ))
         };
-        let row = shared.registry.with_store(|s| s.take_token(token))?.ok_or_else(invalid)?;
+        let row = shared.repository.with_store(|s| s.take_token(token))?.ok_or_else(invalid)?;
         let kept = self.open.lock().expect("tokens poisoned").remove(token);
         if now() >= row.created_at + TOKEN_LIFETIME_SECS {
-            return Err(BrokerError::TokenInvalid(format!(
+            return Err(StorageError::TokenInvalid(format!(
                 "file token {token} expired (tokens live 14 days)"
             )));
         }
@@ -320,12 +403,12 @@ impl Tokens {
             None => appipc_sys::fs::open_file(Path::new(&row.path), row.writable),
         }
         .map_err(|e| {
-            BrokerError::TokenInvalid(format!(
+            StorageError::TokenInvalid(format!(
                 "the file of token {token} ({}) cannot be opened: {e}",
                 row.path
             ))
         })?;
-        let id = appipc_sys::fs::identity(&fd).map_err(|e| BrokerError::io("fstat", e))?;
+        let id = appipc_sys::fs::identity(&fd).map_err(|e| io("fstat", e))?;
         // The path must still name the shared file: a file replaced at that path (even while
         // the broker keeps the original open, even one that reuses the inode number) is not the
         // file that was shared.
@@ -337,56 +420,48 @@ impl Tokens {
             .and_then(appipc_sys::fs::identity)
             .ok();
         if !same(&id) || at_path.is_some_and(|p| !same(&p)) {
-            return Err(BrokerError::TokenInvalid(format!(
+            return Err(StorageError::TokenInvalid(format!(
                 "the file of token {token} ({}) was replaced since it was shared",
                 row.path
             )));
         }
         tracing::info!(by = %caller.describe(), source = %row.source, path = %row.path, "file token redeemed");
-        Ok((Reply::File { writable: row.writable, path: row.path }, vec![fd]))
+        let name = Path::new(&row.path)
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        Ok((RedeemedFile { writable: row.writable, path: row.path, name }, fd))
     }
 
-    /// `RemoveFile`: by the source, or by the user.
-    pub(crate) fn remove(
-        &self,
-        shared: &Arc<Shared>,
-        caller: &Identity,
-        token: &str,
-    ) -> Result<Reply> {
-        let row = shared
-            .registry
-            .with_store(|s| s.token(token))?
-            .ok_or_else(|| BrokerError::TokenInvalid(format!("file token {token} is unknown")))?;
-        if caller.package.is_some() && row.source != source_of(caller) {
-            return Err(BrokerError::AccessDenied(format!(
-                "file token {token} was added by {}, not by {}",
-                if row.source.is_empty() { "the user" } else { &row.source },
-                source_of(caller)
-            )));
-        }
-        shared.registry.with_store(|s| s.take_token(token))?;
+    /// `RemoveFile`: by the source, or by the user (the policy decides).
+    pub(crate) fn remove(&self, cx: &Cx<'_>, token: &str) -> Result<()> {
+        let row =
+            cx.shared.repository.with_store(|s| s.token(token))?.ok_or_else(|| {
+                StorageError::TokenInvalid(format!("file token {token} is unknown"))
+            })?;
+        cx.enforce(Operation::RemoveFileToken { token, source: &row.source })?;
+        cx.shared.repository.with_store(|s| s.take_token(token))?;
         self.open.lock().expect("tokens poisoned").remove(token);
-        Ok(Reply::Ok)
+        Ok(())
     }
 
     /// `ListFileTokens`.
-    pub(crate) fn list(&self, shared: &Arc<Shared>, caller: &Identity) -> Result<Reply> {
-        let source = caller.package.as_ref().map(|p| p.family_name.as_str());
-        let rows = shared.registry.with_store(|s| -> Result<Vec<TokenRow>> {
+    pub(crate) fn list(&self, shared: &Arc<Shared>, caller: &Caller) -> Result<Vec<FileTokenInfo>> {
+        let source = caller.family_name();
+        let rows = shared.repository.with_store(|s| -> Result<Vec<TokenRow>> {
             self.forget(s.expire_tokens(now().saturating_sub(TOKEN_LIFETIME_SECS))?);
-            s.tokens(source)
+            Ok(s.tokens(source)?)
         })?;
-        Ok(Reply::Tokens(
-            rows.into_iter()
-                .map(|r| FileTokenInfo {
-                    expires_at: r.created_at + TOKEN_LIFETIME_SECS,
-                    token: r.token,
-                    source_package_family_name: r.source,
-                    path: r.path,
-                    writable: r.writable,
-                    created_at: r.created_at,
-                })
-                .collect(),
-        ))
+        Ok(rows
+            .into_iter()
+            .map(|r| FileTokenInfo {
+                expires_at: r.created_at + TOKEN_LIFETIME_SECS,
+                token: r.token,
+                source_package_family_name: r.source,
+                path: r.path,
+                writable: r.writable,
+                created_at: r.created_at,
+            })
+            .collect())
     }
 }

@@ -1,0 +1,65 @@
+//! Lifecycle: what each mechanism does when a session closes, a process exits, or a package
+//! is installed, upgraded or removed. Every such event reaches the mechanisms here, and only
+//! here; a new mechanism adds its line to the hooks it cares about.
+
+use std::sync::Arc;
+
+use appipc_wire::protocol::packages::InstallOutcome;
+use appipc_wire::status::BackgroundTaskCancellationReason;
+
+use crate::Shared;
+use crate::caller::Caller;
+use crate::launcher::ProcessRecord;
+use crate::mech::packages::PackagesError;
+use crate::repository::InstalledPackage;
+
+/// A session ended: whatever it held goes (app-service hosts, handles, pipe instances).
+pub(crate) fn session_closed(shared: &Shared, caller: &Caller) {
+    shared.app_services.session_closed(caller.session_id);
+    shared.named_objects.session_closed(caller.session_id);
+    shared.pipes.session_closed(caller.session_id);
+}
+
+/// A process the broker started has exited.
+pub(crate) fn process_exited(shared: &Arc<Shared>, record: &ProcessRecord) {
+    shared.app_services.process_exited(record.pid);
+    if record.trust == appipc_wire::caller::TrustLevel::AppContainer {
+        shared.holders.release_if_unused(shared, &record.family_name);
+    }
+}
+
+/// A package was installed or upgraded (the database row is written).
+pub(crate) async fn package_installed(
+    shared: &Arc<Shared>,
+    pkg: &Arc<InstalledPackage>,
+    outcome: InstallOutcome,
+) -> Result<(), PackagesError> {
+    crate::mech::storage::provision(shared, pkg)?;
+    if outcome == InstallOutcome::Upgraded {
+        shared
+            .app_services
+            .cancel_family(
+                shared,
+                pkg.family_name.as_str(),
+                BackgroundTaskCancellationReason::ServicingUpdate,
+            )
+            .await;
+    }
+    Ok(())
+}
+
+/// A package is about to be removed (its family is marked busy): its hosts are canceled and
+/// its processes stopped. Returns how many processes were stopped.
+pub(crate) async fn package_removing(shared: &Arc<Shared>, pkg: &Arc<InstalledPackage>) -> u32 {
+    let family = pkg.family_name.as_str();
+    shared
+        .app_services
+        .cancel_family(shared, family, BackgroundTaskCancellationReason::Uninstall)
+        .await;
+    shared.processes.stop_family(family).await
+}
+
+/// A package was removed (row, files and app data are gone).
+pub(crate) fn package_removed(shared: &Shared, pkg: &InstalledPackage) {
+    crate::mech::storage::release_if_last(shared, &pkg.family_name.publisher_id());
+}

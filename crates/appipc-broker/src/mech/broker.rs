@@ -1,0 +1,33 @@
+//! `broker`: liveness, identity, more sessions, stopping.
+
+use appipc_model::policy::Operation;
+use appipc_wire::frame::PROTOCOL_VERSION;
+use appipc_wire::protocol::broker::{self as wire, Pong};
+
+use crate::dispatch::{Cx, Replied};
+use crate::error::BrokerError;
+
+pub(crate) async fn handle(cx: Cx<'_>, r: wire::Request) -> Result<Replied, BrokerError> {
+    use wire::Request as R;
+    Ok(match r {
+        R::Ping(_) => Replied::of::<wire::Ping>(Pong {
+            protocol: PROTOCOL_VERSION,
+            broker_pid: appipc_sys::cred::current_pid(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+        }),
+        R::WhoAmI(_) => Replied::of::<wire::WhoAmI>(cx.caller.attest()),
+        R::OpenSession(_) => {
+            let (mine, theirs) = appipc_sys::socket::seqpacket_pair()
+                .map_err(|e| BrokerError::io("creating a session socket pair", e))?;
+            let child = cx.caller.with_session(cx.shared.next_session_id());
+            cx.shared.adopt_session(mine, child);
+            Replied::with_fds::<wire::OpenSession>((), vec![theirs])
+        }
+        R::Shutdown(_) => {
+            cx.enforce(Operation::Shutdown)?;
+            tracing::info!(caller = %cx.caller.describe(), "shutdown requested");
+            cx.shared.stopping.cancel();
+            Replied::of::<wire::Shutdown>(())
+        }
+    })
+}

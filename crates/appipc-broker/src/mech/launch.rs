@@ -1,0 +1,133 @@
+//! `launch`: starting applications by AUMID, and the process list.
+
+use appipc_model::identity::{AppId, AppUserModelId, PackageFamilyName};
+use appipc_model::policy::Operation;
+use appipc_wire::frame::Frame;
+use appipc_wire::protocol::launch::{self as wire, Launched, ProcessExited};
+use appipc_wire::status::{ErrorKind, HResult, WindowsCode};
+
+use crate::dispatch::{Cx, Replied};
+use crate::error::{Coded, Denied, InternalError};
+
+/// What starting a process can fail with.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LaunchError {
+    /// The policy refused.
+    #[error(transparent)]
+    Denied(#[from] Denied),
+    /// A malformed argument.
+    #[error("{0}")]
+    BadRequest(String),
+    /// No such package or application.
+    #[error("{0}")]
+    NotFound(String),
+    /// The package is being deployed.
+    #[error("{0}")]
+    Busy(String),
+    /// The process could not be started (a confinement step, exec, …).
+    #[error("launch failed: {0}")]
+    Failed(String),
+    /// Inside the broker.
+    #[error(transparent)]
+    Internal(#[from] InternalError),
+}
+
+impl Coded for LaunchError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            LaunchError::Denied(d) => d.kind(),
+            LaunchError::BadRequest(_) => ErrorKind::BadRequest,
+            LaunchError::NotFound(_) => ErrorKind::NotFound,
+            LaunchError::Busy(_) => ErrorKind::Busy,
+            LaunchError::Failed(_) => ErrorKind::LaunchFailed,
+            LaunchError::Internal(_) => ErrorKind::Internal,
+        }
+    }
+
+    fn code(&self) -> WindowsCode {
+        match self {
+            LaunchError::Denied(d) => d.code(),
+            LaunchError::BadRequest(_) => HResult::InvalidArg.into(),
+            LaunchError::NotFound(_) => HResult::FileNotFound.into(),
+            LaunchError::Busy(_) => HResult::InstallResourcesInUse.into(),
+            LaunchError::Failed(_) | LaunchError::Internal(_) => HResult::Fail.into(),
+        }
+    }
+}
+
+/// Parses `PFN` or `PFN!AppId`.
+pub(crate) fn parse_target(
+    target: &str,
+) -> Result<(PackageFamilyName, Option<AppId>), LaunchError> {
+    let bad = |e: &dyn std::fmt::Display| {
+        LaunchError::BadRequest(format!(
+            "launch target {target:?}: {e} (expected a package family name, Name_publisherid, \
+             or PFN!AppId)"
+        ))
+    };
+    if target.contains('!') {
+        let aumid: AppUserModelId = target.parse().map_err(|e| bad(&e))?;
+        Ok((aumid.family_name, Some(aumid.app_id)))
+    } else {
+        let pfn: PackageFamilyName = target.parse().map_err(|e| bad(&e))?;
+        Ok((pfn, None))
+    }
+}
+
+pub(crate) async fn handle(mut cx: Cx<'_>, r: wire::Request) -> Result<Replied, LaunchError> {
+    use wire::Request as R;
+    match r {
+        R::Launch(l) => launch(&mut cx, l).await,
+        R::ListProcesses(_) => Ok(Replied::of::<wire::ListProcesses>(
+            cx.shared
+                .processes
+                .list()
+                .into_iter()
+                .filter(|p| cx.permits(Operation::QueryPackage { family_name: &p.family_name }))
+                .map(|p| p.info())
+                .collect(),
+        )),
+    }
+}
+
+async fn launch(cx: &mut Cx<'_>, l: wire::Launch) -> Result<Replied, LaunchError> {
+    let shared = cx.shared;
+    let (family, app_id) = parse_target(&l.target)?;
+    cx.enforce(Operation::Launch { family_name: family.as_str() })?;
+    let Some(pkg) = shared.repository.get(family.as_str()) else {
+        return Err(LaunchError::NotFound(format!("package {family} is not installed")));
+    };
+    if shared.repository.is_busy(family.as_str()) {
+        return Err(LaunchError::Busy(format!("package {family} is being deployed; try again")));
+    }
+    let Some(app) = pkg.application(app_id.as_ref()) else {
+        return Err(LaunchError::NotFound(format!(
+            "package {family} has no application {}",
+            app_id.map(|a| a.to_string()).unwrap_or_default()
+        )));
+    };
+    let stdio = match <[_; 3]>::try_from(cx.take_fds()) {
+        Ok(fds) => Some(fds),
+        Err(none) if none.is_empty() => None,
+        Err(_) => unreachable!("dispatch checked the declared fds"),
+    };
+    let mut start = crate::activation::Start::app(&pkg, app, crate::activation::Activation::Launch);
+    start.args = l.args;
+    start.stdio = stdio;
+    let record = crate::activation::start_app(shared, start).await?;
+    let (pid, aumid) = (record.pid, record.aumid.clone());
+    tracing::info!(app = %aumid, pid, by = %cx.caller.describe(), "launched on request");
+    if l.notify_exit {
+        let sock = cx.session.clone();
+        let mut exited = record.exited.clone();
+        tokio::spawn(async move {
+            let status = exited.wait_for(|s| s.is_some()).await.ok().and_then(|s| *s);
+            if let Some(s) = status {
+                let frame = Frame::event(ProcessExited { pid, code: s.code, signal: s.signal });
+                let _ = sock.send(&frame.to_cbor(), &[]).await;
+            }
+        });
+    }
+    Ok(Replied::of::<wire::Launch>(Launched { pid, app_user_model_id: aumid }))
+}

@@ -1,0 +1,96 @@
+//! The state database: one SQLite file, WAL, every change a transaction. A file per table:
+//! [`packages`], [`tokens`].
+
+use std::path::Path;
+
+use rusqlite::Connection;
+
+mod packages;
+mod tokens;
+
+pub use packages::PackageRow;
+pub use tokens::TokenRow;
+
+use crate::error::InternalError;
+
+type Result<T, E = InternalError> = std::result::Result<T, E>;
+
+/// Schema version this broker writes (`PRAGMA user_version`).
+const SCHEMA_VERSION: i64 = 3;
+
+const SCHEMA_V1: &str = "
+CREATE TABLE packages (
+    family_name   TEXT PRIMARY KEY COLLATE NOCASE,
+    full_name     TEXT NOT NULL UNIQUE,
+    manifest      TEXT NOT NULL,
+    content_hash  TEXT NOT NULL,
+    install_dir   TEXT NOT NULL,
+    installed_at  INTEGER NOT NULL
+);
+";
+
+const SCHEMA_V2: &str = "
+CREATE TABLE file_tokens (
+    token         TEXT PRIMARY KEY,
+    source        TEXT NOT NULL,
+    path          TEXT NOT NULL,
+    dev           INTEGER NOT NULL,
+    ino           INTEGER NOT NULL,
+    writable      INTEGER NOT NULL,
+    created_at    INTEGER NOT NULL,
+    birth_ns      INTEGER
+);
+CREATE INDEX file_tokens_source ON file_tokens(source);
+";
+
+/// Version 3: the capabilities granted at install, apart from the declared ones (`NULL` for
+/// rows written before: the broker derives them from the manifest).
+const SCHEMA_V3: &str = "
+ALTER TABLE packages ADD COLUMN granted_capabilities TEXT;
+";
+
+/// The database.
+#[derive(Debug)]
+pub struct Store {
+    conn: Connection,
+}
+
+impl Store {
+    /// Opens (creating and migrating) the database at `path`.
+    pub fn open(path: &Path) -> Result<Store> {
+        let conn = Connection::open(path)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        let mut store = Store { conn };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    fn migrate(&mut self) -> Result<()> {
+        let version: i64 = self.conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if version > SCHEMA_VERSION {
+            return Err(InternalError::io(
+                "opening the state database",
+                std::io::Error::other(format!(
+                    "schema version {version} is newer than this broker's ({SCHEMA_VERSION}); \
+                     run a newer appipcd"
+                )),
+            ));
+        }
+        let tx = self.conn.transaction()?;
+        if version < 1 {
+            tx.execute_batch(SCHEMA_V1)?;
+        }
+        if version < 2 {
+            tx.execute_batch(SCHEMA_V2)?;
+        }
+        if version < 3 {
+            tx.execute_batch(SCHEMA_V3)?;
+        }
+        tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+        tx.commit()?;
+        Ok(())
+    }
+}
