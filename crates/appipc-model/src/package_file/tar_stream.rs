@@ -97,14 +97,18 @@ impl<R: Read> TarStream<R> {
         Ok(n)
     }
 
-    /// Reads all the current entry's data; the caller has bounded its size.
+    /// Reads all the current entry's data; the caller has bounded its size. Memory grows with
+    /// the bytes that actually arrive, not with the size the header claims.
     pub(super) fn read_data_to_vec(&mut self) -> Result<Vec<u8>, PackageFileError> {
-        let len = usize::try_from(self.remaining)
-            .map_err(|_| PackageFileError::BadArchive { offset: self.offset, reason: "too big" })?;
-        let mut v = vec![0u8; len];
-        self.read_exact(&mut v)?;
-        self.remaining = 0;
-        Ok(v)
+        let mut v = Vec::with_capacity(usize::try_from(self.remaining.min(64 * 1024)).unwrap_or(0));
+        let mut buf = [0u8; 8192];
+        loop {
+            let n = self.read_data(&mut buf)?;
+            if n == 0 {
+                return Ok(v);
+            }
+            v.extend_from_slice(&buf[..n]);
+        }
     }
 
     /// Skips what is left of the current entry's data (bounded by its size) and checks that
