@@ -17,6 +17,7 @@
 pub mod identity;
 pub mod manifest;
 pub mod named_objects;
+pub mod package_file;
 pub mod policy;
 pub mod principal;
 pub mod sandbox;

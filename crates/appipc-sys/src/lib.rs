@@ -9,6 +9,8 @@
 //! * [`cred`]: who is on the other end of a socket (`SO_PEERCRED`, `SO_PEERPIDFD`);
 //! * [`process`]: spawning children with an exact fd table, pidfds, reaping;
 //! * [`fs`]: advisory locks for single-instance daemons;
+//! * [`dirfd`]: opening, creating and walking files beneath a directory fd without following
+//!   links (`openat2` `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS`), bounded reads;
 //! * [`aio`]: tokio wrappers for the above.
 //!
 //! ```
@@ -24,6 +26,7 @@
 
 pub mod aio;
 pub mod cred;
+pub mod dirfd;
 pub mod env;
 pub mod fs;
 pub mod landlock;
