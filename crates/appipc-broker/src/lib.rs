@@ -30,6 +30,7 @@
 #![forbid(unsafe_code)]
 
 pub mod activation;
+pub mod blocking;
 pub mod caller;
 pub mod config;
 pub mod container;
@@ -101,6 +102,8 @@ pub(crate) struct Shared {
     pub(crate) tokens: mech::storage::Tokens,
     pub(crate) named_objects: mech::named_objects::NamedObjects,
     pub(crate) pipes: mech::pipes::Pipes,
+    /// Where blocking work runs (bounded).
+    pub(crate) blocking: blocking::BlockingPool,
     next_session: AtomicU64,
     uid: u32,
     /// Sessions the broker created itself (for launched processes, `OpenSession`), handed to
@@ -211,6 +214,7 @@ impl Broker {
                 tokens: mech::storage::Tokens::default(),
                 named_objects: mech::named_objects::NamedObjects::default(),
                 pipes: mech::pipes::Pipes::default(),
+                blocking: blocking::BlockingPool::default(),
                 next_session: AtomicU64::new(1),
                 uid: appipc_sys::cred::current_uid(),
             }),

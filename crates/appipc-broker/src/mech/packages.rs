@@ -67,11 +67,8 @@ impl Coded for PackagesError {
     }
 }
 
-fn task_failed(e: tokio::task::JoinError) -> PackagesError {
-    PackagesError::Internal(InternalError::io(
-        "deployment task",
-        std::io::Error::other(e.to_string()),
-    ))
+fn task_failed(e: crate::blocking::JobFailed) -> PackagesError {
+    PackagesError::Internal(InternalError::io("deployment task", std::io::Error::other(e)))
 }
 
 pub(crate) async fn handle(cx: Cx<'_>, r: wire::Request) -> Result<Replied, PackagesError> {
@@ -81,11 +78,11 @@ pub(crate) async fn handle(cx: Cx<'_>, r: wire::Request) -> Result<Replied, Pack
         R::Install(wire::Install { path }) => {
             cx.enforce(Operation::InstallPackage)?;
             let s = shared.clone();
-            let (pkg, outcome, replaced) = tokio::task::spawn_blocking(move || {
-                s.repository.install(std::path::Path::new(&path))
-            })
-            .await
-            .map_err(task_failed)??;
+            let (pkg, outcome, replaced) = shared
+                .blocking
+                .run(move || s.repository.install(std::path::Path::new(&path)))
+                .await
+                .map_err(task_failed)??;
             crate::hooks::package_installed(shared, &pkg, outcome).await?;
             for refused in &pkg.not_granted {
                 tracing::warn!(package = %pkg.full_name, capability = %refused.name, reason = %refused.reason, "capability not granted");
@@ -127,7 +124,9 @@ pub(crate) async fn handle(cx: Cx<'_>, r: wire::Request) -> Result<Replied, Pack
             let stopped = crate::hooks::package_removing(shared, &pkg).await;
             let s = shared.clone();
             let fam = family.to_string();
-            let pkg = tokio::task::spawn_blocking(move || s.repository.remove(&fam, guard))
+            let pkg = shared
+                .blocking
+                .run(move || s.repository.remove(&fam, guard))
                 .await
                 .map_err(task_failed)??;
             crate::hooks::package_removed(shared, &pkg);
