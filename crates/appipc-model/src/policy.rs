@@ -242,7 +242,7 @@ impl Operation<'_> {
             }
             Operation::RemoveFileToken { token, .. } => format!("token {token}"),
             Operation::CreateNamedObject { name, .. } | Operation::OpenNamedObject { name, .. } => {
-                format!("{}\\{}", name.namespace, name.display)
+                format!("{} (in {})", name.display, name.namespace)
             }
             Operation::UseHandle { handle, .. } | Operation::UseHandleRight { handle, .. } => {
                 format!("handle {handle}")

@@ -1,0 +1,268 @@
+//! Handles carry exactly the rights granted: every object type × rights asked × confined and
+//! unconfined callers × own and other package, probed from the attacker's side (the raw fd the
+//! broker handed over, not the SDK's view of it). An open with access 0 gets nothing.
+
+use std::os::fd::{AsFd, OwnedFd};
+
+use appipc::named_objects::{
+    EVENT_MODIFY_STATE, FILE_MAP_READ, FILE_MAP_WRITE, GENERIC_READ, GENERIC_WRITE,
+    MAXIMUM_ALLOWED, SYNCHRONIZE,
+};
+use appipc::named_pipes::{NamedPipeServer, PipeDirection, PipeOptions};
+use appipc_testkit::{TestBroker, assemble_manifest, bin_dir, unique};
+use appipc_wire::protocol::named_objects::{self as no, HandleFd, NamedObjectKind, ObjectType};
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+}
+
+/// Installs a package whose app is the probe; returns its family name.
+fn install_probe(b: &TestBroker, name: &str, publisher: &str) -> String {
+    let text = format!(
+        "[package]\nname = \"{name}\"\npublisher = \"{publisher}\"\nversion = \"1.0.0.0\"\n\n\
+         [[application]]\nid = \"App\"\nexecutable = \"bin/access-probe\"\n"
+    );
+    let dir = assemble_manifest(&text, &b.root.path().join(unique("probe")), &bin_dir()).unwrap();
+    let out = b.cli().args(["install", dir.to_str().unwrap()]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let full = String::from_utf8_lossy(&out.stdout).trim().rsplit(' ').next().unwrap().to_owned();
+    let p: Vec<&str> = full.split('_').collect();
+    format!("{}_{}", p[0], p[4])
+}
+
+/// Runs the probe confined as `pfn` with `steps`; returns its output lines.
+fn probe(b: &TestBroker, pfn: &str, steps: &[&str]) -> String {
+    let mut args = vec!["launch", "--wait", pfn, "--"];
+    args.extend_from_slice(steps);
+    let out = b.cli().args(&args).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "probe failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// The line of step `step` in a probe's output.
+fn result<'a>(out: &'a str, step: &str) -> &'a str {
+    out.lines()
+        .find_map(|l| l.strip_prefix(step).and_then(|r| r.strip_prefix(" => ")))
+        .unwrap_or_else(|| panic!("no result for {step:?} in:\n{out}"))
+}
+
+fn hex(n: u32) -> String {
+    format!("{n:#x}")
+}
+
+async fn create(
+    s: &appipc::Session,
+    kind: NamedObjectKind,
+    name: &str,
+    sddl: &str,
+) -> no::NamedObjectHandle {
+    let request = no::Create { kind, name: name.to_owned(), sddl: Some(sddl.to_owned()) };
+    let (h, _fds) = s.call_with_fds(request, &[]).await.unwrap();
+    h
+}
+
+/// Opens as this (unconfined) test process, returning what came back.
+async fn open_raw(
+    s: &appipc::Session,
+    ty: ObjectType,
+    name: &str,
+    access: u32,
+) -> Result<(HandleFd, Option<OwnedFd>), appipc::WindowsCode> {
+    let request = no::Open { object_type: ty, name: name.to_owned(), desired_access: access };
+    match s.call_with_fds(request, &[]).await {
+        Ok((h, mut fds)) => Ok((h.fd, fds.pop())),
+        Err(e) => Err(e.windows_code()),
+    }
+}
+
+#[test]
+fn handles_carry_exactly_the_rights_granted() {
+    let b = TestBroker::start();
+    let other = install_probe(&b, "Fabrikam.Probe", "CN=Fabrikam Inc, O=Fabrikam, C=US");
+    let own = install_probe(&b, "Contoso.Probe", "CN=Contoso Ltd, O=Contoso, L=Zurich, C=CH");
+    let other_sid = appipc_model::sid::appcontainer_sid(&other).to_string();
+    let rt = rt();
+    let s = rt.block_on(async { b.session() });
+    let id = unique("x");
+    let (map, ev_sync, ev_mod, sem) = (
+        format!(r"Session\map{id}"),
+        format!(r"Session\evsync{id}"),
+        format!(r"Session\evmod{id}"),
+        format!(r"Session\sem{id}"),
+    );
+    let (pipe_in, pipe_dx) =
+        (format!(r"\\.\pipe\Session\in{id}"), format!(r"\\.\pipe\Session\dx{id}"));
+
+    // The test process (unconfined, the session namespace) creates the objects, each granting
+    // the other package one right.
+    let mut servers = Vec::new();
+    rt.block_on(async {
+        let grant = |mask: u32| format!("D:(A;;{mask:#x};;;{other_sid})");
+        create(
+            &s,
+            NamedObjectKind::FileMapping { size: 4096, writable: true },
+            &map,
+            &grant(FILE_MAP_READ),
+        )
+        .await;
+        let event = NamedObjectKind::Event { manual_reset: true, initial_state: false };
+        create(&s, event.clone(), &ev_sync, &grant(SYNCHRONIZE)).await;
+        create(&s, event, &ev_mod, &grant(EVENT_MODIFY_STATE)).await;
+        create(
+            &s,
+            NamedObjectKind::Semaphore { initial: 1, maximum: 5 },
+            &sem,
+            &grant(SYNCHRONIZE),
+        )
+        .await;
+        for (name, direction, rights) in [
+            (&pipe_in, PipeDirection::Inbound, GENERIC_WRITE),
+            (&pipe_dx, PipeDirection::Duplex, GENERIC_READ),
+        ] {
+            for _ in 0..8 {
+                let options =
+                    PipeOptions { direction, sddl: Some(grant(rights)), ..PipeOptions::default() };
+                servers.push(NamedPipeServer::create(&s, name, &options).await.unwrap());
+            }
+        }
+    });
+
+    // Another package, confined: access 0 gets nothing; every handle does only what was granted.
+    let (r, w) = (hex(FILE_MAP_READ), hex(FILE_MAP_WRITE));
+    let (sync, modify, zero) = (hex(SYNCHRONIZE), hex(EVENT_MODIFY_STATE), hex(0));
+    let both = hex(SYNCHRONIZE | EVENT_MODIFY_STATE);
+    let max = hex(MAXIMUM_ALLOWED);
+    let (gr, gw, grw) = (hex(GENERIC_READ), hex(GENERIC_WRITE), hex(GENERIC_READ | GENERIC_WRITE));
+    let steps: Vec<String> = [
+        ("map", &map, &zero),
+        ("map", &map, &r),
+        ("map", &map, &w),
+        ("map", &map, &max),
+        ("event", &ev_sync, &zero),
+        ("event", &ev_sync, &sync),
+        ("event", &ev_sync, &modify),
+        ("event", &ev_sync, &both),
+        ("event", &ev_mod, &zero),
+        ("event", &ev_mod, &modify),
+        ("event", &ev_mod, &sync),
+        ("set", &ev_sync, &sync),
+        ("set", &ev_mod, &modify),
+        ("sem", &sem, &zero),
+        ("sem", &sem, &sync),
+        ("sem", &sem, &both),
+        ("pipe", &pipe_in, &zero),
+        ("pipe", &pipe_in, &gw),
+        ("pipe", &pipe_in, &gr),
+        ("pipe", &pipe_dx, &zero),
+        ("pipe", &pipe_dx, &gr),
+        ("pipe", &pipe_dx, &grw),
+    ]
+    .iter()
+    .flat_map(|(v, n, a)| [v.to_string(), n.to_string(), a.to_string()])
+    .collect();
+    let steps: Vec<&str> = steps.iter().map(String::as_str).collect();
+    let out = probe(&b, &other, &steps);
+    let expect = |step: String, want: &str| {
+        assert_eq!(result(&out, &step), want, "{step}\n{out}");
+    };
+    expect(format!("map {map} {zero}"), "error 5");
+    expect(format!("map {map} {r}"), "fd read-only read no-write");
+    expect(format!("map {map} {w}"), "error 5");
+    expect(format!("map {map} {max}"), "fd read-only read no-write");
+    expect(format!("event {ev_sync} {zero}"), "error 5");
+    expect(format!("event {ev_sync} {sync}"), "fd readiness no-signal poll");
+    expect(format!("event {ev_sync} {modify}"), "error 5");
+    expect(format!("event {ev_sync} {both}"), "error 5");
+    expect(format!("event {ev_mod} {zero}"), "error 5");
+    expect(format!("event {ev_mod} {modify}"), "fd none no-signal no-poll");
+    expect(format!("event {ev_mod} {sync}"), "error 5");
+    expect(format!("set {ev_sync} {sync}"), "set error 5");
+    expect(format!("set {ev_mod} {modify}"), "set ok");
+    expect(format!("sem {sem} {zero}"), "error 5");
+    expect(format!("sem {sem} {sync}"), "fd readiness no-signal poll");
+    expect(format!("sem {sem} {both}"), "error 5");
+    expect(format!("pipe {pipe_in} {zero}"), "error 5");
+    expect(format!("pipe {pipe_in} {gw}"), "fd object no-read write");
+    expect(format!("pipe {pipe_in} {gr}"), "error 5");
+    expect(format!("pipe {pipe_dx} {zero}"), "error 5");
+    expect(format!("pipe {pipe_dx} {gr}"), "fd object read no-write");
+    expect(format!("pipe {pipe_dx} {grw}"), "error 5");
+
+    rt.block_on(async {
+        // The event the other package could only wait on was not signalled through its fd; the
+        // one it may modify was set (through the broker).
+        let (_, fd) = open_raw(&s, ObjectType::Event, &ev_sync, SYNCHRONIZE).await.unwrap();
+        assert!(
+            !appipc_sys::aio::is_readable(fd.unwrap()).unwrap(),
+            "a wait-only handle signalled"
+        );
+        let (_, fd) = open_raw(&s, ObjectType::Event, &ev_mod, SYNCHRONIZE).await.unwrap();
+        assert!(appipc_sys::aio::is_readable(fd.unwrap()).unwrap(), "SetEvent through the broker");
+
+        // Unconfined callers of the user: access 0 gets nothing, the rest what they ask.
+        assert_eq!(
+            open_raw(&s, ObjectType::FileMapping, &map, 0).await.unwrap_err(),
+            appipc::WindowsCode::Win32(5)
+        );
+        let (kind, fd) = open_raw(&s, ObjectType::FileMapping, &map, FILE_MAP_READ).await.unwrap();
+        assert_eq!(kind, HandleFd::ReadOnly);
+        assert!(
+            appipc_sys::memfd::SharedView::map(fd.as_ref().unwrap().as_fd(), 4096, true).is_err()
+        );
+        let (kind, _) = open_raw(&s, ObjectType::FileMapping, &map, FILE_MAP_WRITE).await.unwrap();
+        assert_eq!(kind, HandleFd::Object);
+        let (kind, _) =
+            open_raw(&s, ObjectType::Event, &ev_sync, EVENT_MODIFY_STATE).await.unwrap();
+        assert_eq!(kind, HandleFd::None);
+        assert_eq!(
+            open_raw(&s, ObjectType::Event, &ev_sync, 0).await.unwrap_err(),
+            appipc::WindowsCode::Win32(5)
+        );
+        let pipe = appipc::named_pipes::open(&s, &pipe_dx, 0).await.unwrap_err();
+        assert_eq!(pipe.windows_code(), appipc::WindowsCode::Win32(5));
+    });
+
+    // The own package, confined: its objects' default descriptor gives it everything, but an
+    // open still gets only the rights asked, and access 0 nothing.
+    let out = probe(
+        &b,
+        &own,
+        &[
+            "create-map",
+            r"LOCAL\own",
+            "4096",
+            "map",
+            r"LOCAL\own",
+            &zero,
+            "map",
+            r"LOCAL\own",
+            &r,
+            "map",
+            r"LOCAL\own",
+            &hex(FILE_MAP_READ | FILE_MAP_WRITE),
+            "create-event",
+            r"LOCAL\ownev",
+            "event",
+            r"LOCAL\ownev",
+            &zero,
+            "event",
+            r"LOCAL\ownev",
+            &sync,
+            "event",
+            r"LOCAL\ownev",
+            &both,
+        ],
+    );
+    assert_eq!(result(&out, r"map LOCAL\own 0x0"), "error 5", "{out}");
+    assert_eq!(result(&out, r"map LOCAL\own 0x4"), "fd read-only read no-write", "{out}");
+    assert_eq!(result(&out, r"map LOCAL\own 0x6"), "fd object read write", "{out}");
+    assert_eq!(result(&out, r"event LOCAL\ownev 0x0"), "error 5", "{out}");
+    assert_eq!(result(&out, r"event LOCAL\ownev 0x100000"), "fd readiness no-signal poll", "{out}");
+    assert_eq!(result(&out, r"event LOCAL\ownev 0x100002"), "fd object signal poll", "{out}");
+    drop(servers);
+}

@@ -1,0 +1,196 @@
+//! `access-probe`: opens named objects and pipes with given rights, straight through the
+//! protocol, and reports what the fd it was handed can really do — the attacker's view, not
+//! the SDK's. Runs as a packaged app (launched by the broker) or unpackaged.
+//!
+//! ```text
+//! access-probe STEP...
+//!   map NAME ACCESS          OpenFileMapping; then mmap read-only and read-write
+//!   event NAME ACCESS        OpenEvent; then write to the fd (signal) and poll it
+//!   sem NAME ACCESS          OpenSemaphore; the same
+//!   set NAME ACCESS          OpenEvent, then SetEvent as the SDK does it (broker if no fd)
+//!   pipe NAME ACCESS         CreateFile on a pipe; then write to and read from the end
+//!   create-map NAME SIZE     CreateFileMapping (default descriptor), kept open
+//!   create-event NAME        CreateEvent (auto reset, default descriptor), kept open
+//! ```
+//!
+//! ACCESS is a number (`0x4`, `0`). Each step prints one line, `STEP => RESULT`, where RESULT is
+//! `error CODE` or `fd KIND` followed by `read`/`no-read`, `write`/`no-write` (mappings, pipes) or
+//! `signal`/`no-signal`, `poll`/`no-poll` (events, semaphores), or `set ok`/`set error CODE`.
+//! Exit status 0 whatever the results (2 on bad arguments).
+#![forbid(unsafe_code)]
+
+use std::os::fd::{AsFd, OwnedFd};
+
+use appipc::Session;
+use appipc_sys::socket::{self, Blocking};
+use appipc_wire::protocol::named_objects::{self as no, HandleFd, NamedObjectKind, ObjectType};
+use appipc_wire::protocol::pipes;
+
+fn parse_access(s: &str) -> u32 {
+    match s.strip_prefix("0x") {
+        Some(hex) => u32::from_str_radix(hex, 16).expect("hex access"),
+        None => s.parse().expect("access"),
+    }
+}
+
+fn code(e: &appipc::Error) -> String {
+    match e.windows_code() {
+        appipc::WindowsCode::Win32(c) => format!("error {c}"),
+        other => format!("error {other}: {e}"),
+    }
+}
+
+async fn open(
+    session: &Session,
+    ty: ObjectType,
+    name: &str,
+    access: u32,
+) -> Result<(no::NamedObjectHandle, Option<OwnedFd>), appipc::Error> {
+    let request = no::Open { object_type: ty, name: name.to_owned(), desired_access: access };
+    let (h, mut fds) = session.call_with_fds(request, &[]).await?;
+    Ok((h, fds.pop()))
+}
+
+fn kind(k: HandleFd) -> &'static str {
+    match k {
+        HandleFd::None => "none",
+        HandleFd::Object => "object",
+        HandleFd::ReadOnly => "read-only",
+        HandleFd::Readiness => "readiness",
+    }
+}
+
+fn yes(ok: bool, what: &str) -> String {
+    if ok { what.to_owned() } else { format!("no-{what}") }
+}
+
+/// What a mapping fd allows: a read-only view, and a writable one.
+fn map_rights(fd: Option<&OwnedFd>, size: u64) -> String {
+    let len = usize::try_from(size).unwrap_or(4096);
+    let read = fd.is_some_and(|f| appipc_sys::memfd::SharedView::map(f, len, false).is_ok());
+    let write = fd.is_some_and(|f| appipc_sys::memfd::SharedView::map(f, len, true).is_ok());
+    format!("{} {}", yes(read, "read"), yes(write, "write"))
+}
+
+/// What an event or semaphore fd allows: writing a signal into it, and polling it.
+fn sync_rights(fd: Option<&OwnedFd>) -> String {
+    let signal = fd.is_some_and(|f| appipc_sys::aio::eventfd_add(f, 1).is_ok());
+    let poll = fd.is_some_and(|f| appipc_sys::aio::is_readable(f).is_ok());
+    format!("{} {}", yes(signal, "signal"), yes(poll, "poll"))
+}
+
+/// What a pipe end allows: sending a byte, and reading (no data yet is "read": the half is
+/// open; an end of stream right away means the half is shut).
+fn pipe_rights(fd: &OwnedFd) -> String {
+    let write = socket::send(fd.as_fd(), b"x", &[], Blocking::No).is_ok();
+    let read = match socket::recv(fd.as_fd(), 16, Blocking::No) {
+        Ok(Some(p)) => !p.data.is_empty(),
+        Ok(None) => false,
+        Err(e) => e.kind() == std::io::ErrorKind::WouldBlock,
+    };
+    format!("{} {}", yes(read, "read"), yes(write, "write"))
+}
+
+async fn step(
+    session: &Session,
+    kept: &mut Vec<Box<dyn std::any::Any>>,
+    args: &[String],
+) -> String {
+    let name = args[1].as_str();
+    match args[0].as_str() {
+        "map" | "event" | "sem" => {
+            let ty = match args[0].as_str() {
+                "map" => ObjectType::FileMapping,
+                "event" => ObjectType::Event,
+                _ => ObjectType::Semaphore,
+            };
+            match open(session, ty, name, parse_access(&args[2])).await {
+                Err(e) => code(&e),
+                Ok((h, fd)) => {
+                    let rights = if ty == ObjectType::FileMapping {
+                        map_rights(fd.as_ref(), h.size)
+                    } else {
+                        sync_rights(fd.as_ref())
+                    };
+                    let out = format!("fd {} {rights}", kind(h.fd));
+                    kept.push(Box::new((h, fd)));
+                    out
+                }
+            }
+        }
+        "set" => {
+            match appipc::named_objects::Event::open(session, name, parse_access(&args[2])).await {
+                Err(e) => code(&e),
+                Ok(ev) => match ev.set().await {
+                    Ok(()) => "set ok".into(),
+                    Err(e) => format!("set {}", code(&e)),
+                },
+            }
+        }
+        "pipe" => {
+            let request =
+                pipes::Open { name: name.to_owned(), desired_access: parse_access(&args[2]) };
+            match session.call_with_fds(request, &[]).await {
+                Err(e) => code(&e),
+                Ok((_, mut fds)) => match fds.pop() {
+                    Some(fd) => {
+                        let r = format!("fd object {}", pipe_rights(&fd));
+                        kept.push(Box::new(fd));
+                        r
+                    }
+                    None => "no fd".into(),
+                },
+            }
+        }
+        "create-map" | "create-event" => {
+            let kind = if args[0] == "create-map" {
+                NamedObjectKind::FileMapping {
+                    size: args[2].parse().expect("size"),
+                    writable: true,
+                }
+            } else {
+                NamedObjectKind::Event { manual_reset: false, initial_state: false }
+            };
+            let request = no::Create { kind, name: name.to_owned(), sddl: None };
+            match session.call_with_fds(request, &[]).await {
+                Err(e) => code(&e),
+                Ok(h) => {
+                    kept.push(Box::new(h));
+                    "created".into()
+                }
+            }
+        }
+        other => {
+            eprintln!("access-probe: unknown step {other:?}");
+            std::process::exit(2);
+        }
+    }
+}
+
+fn arity(verb: &str) -> usize {
+    match verb {
+        "create-event" => 2,
+        _ => 3,
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    rt.block_on(async {
+        let session = Session::connect().await.expect("connecting to the broker");
+        let mut kept = Vec::new();
+        let mut i = 0;
+        while i < args.len() {
+            let n = arity(&args[i]);
+            if i + n > args.len() {
+                eprintln!("access-probe: step {:?} needs {n} words", args[i]);
+                std::process::exit(2);
+            }
+            let words = &args[i..i + n];
+            let result = step(&session, &mut kept, words).await;
+            println!("{} => {result}", words.join(" "));
+            i += n;
+        }
+    });
+}
