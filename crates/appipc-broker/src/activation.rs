@@ -13,8 +13,8 @@ use appipc_wire::caller::TrustLevel;
 use crate::Shared;
 use crate::caller::Caller;
 use crate::error::InternalError;
+use crate::error::LaunchError;
 use crate::launcher::ProcessRecord;
-use crate::mech::launch::LaunchError;
 use crate::repository::InstalledPackage;
 
 type Result<T, E = LaunchError> = std::result::Result<T, E>;
@@ -137,7 +137,7 @@ pub(crate) async fn start_app(
                 home = p.home;
                 tmpdir = p.tmpdir;
             }
-            Err(e) if crate::container::unconfined_allowed() => {
+            Err(e) if crate::config::unconfined_allowed() => {
                 tracing::error!(
                     app = %aumid,
                     error = %e,

@@ -112,6 +112,11 @@ impl Paths {
     }
 }
 
+/// Whether the operator allowed unconfined app containers when confinement is impossible.
+pub fn unconfined_allowed() -> bool {
+    std::env::var("APPIPC_ALLOW_UNCONFINED").is_ok_and(|v| v == "1")
+}
+
 /// The broker's settings, from its configuration file ([`Paths::config_file`]); every key is
 /// optional and has a documented default.
 ///

@@ -15,7 +15,7 @@ use appipc_sys::sandbox::{Confinement, MountEntry, NamespaceHolder, PreparedMoun
 
 use crate::Shared;
 use crate::error::InternalError;
-use crate::mech::launch::LaunchError;
+use crate::error::LaunchError;
 use crate::repository::InstalledPackage;
 
 type Result<T, E = LaunchError> = std::result::Result<T, E>;
@@ -36,11 +36,6 @@ pub(crate) struct Prepared {
     pub(crate) home: PathBuf,
     pub(crate) tmpdir: PathBuf,
     pub(crate) description: String,
-}
-
-/// Whether the operator allowed unconfined app containers when confinement is impossible.
-pub(crate) fn unconfined_allowed() -> bool {
-    std::env::var("APPIPC_ALLOW_UNCONFINED").is_ok_and(|v| v == "1")
 }
 
 fn top_level() -> Vec<(PathBuf, HostEntry)> {

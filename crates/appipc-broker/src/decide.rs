@@ -36,6 +36,7 @@ pub struct Decisions {
     seq: AtomicU64,
     follow: tokio::sync::broadcast::Sender<Arc<DecisionRecord>>,
     log: Mutex<Option<std::sync::mpsc::SyncSender<Arc<DecisionRecord>>>>,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     dropped: Arc<AtomicU64>,
 }
 
@@ -117,10 +118,10 @@ impl Decisions {
     /// `log` (its folder is created private).
     pub fn start(config: &DecisionsConfig, log: PathBuf) -> Decisions {
         let dropped = Arc::new(AtomicU64::new(0));
-        let sender = match log.parent().map(crate::create_private_dir) {
+        let (sender, writer) = match log.parent().map(crate::create_private_dir) {
             Some(Err(e)) => {
                 tracing::warn!(error = %e, "no decision log file");
-                None
+                (None, None)
             }
             _ => {
                 let (tx, rx) = std::sync::mpsc::sync_channel(LOG_QUEUE);
@@ -129,10 +130,10 @@ impl Decisions {
                     .name("appipc-decisions".into())
                     .spawn(move || writer(log, max, files, rx))
                 {
-                    Ok(_) => Some(tx),
+                    Ok(handle) => (Some(tx), Some(handle)),
                     Err(e) => {
                         tracing::warn!(error = %e, "cannot start the decision log writer");
-                        None
+                        (None, None)
                     }
                 }
             }
@@ -143,6 +144,7 @@ impl Decisions {
             seq: AtomicU64::new(1),
             follow: tokio::sync::broadcast::channel(256).0,
             log: Mutex::new(sender),
+            writer: Mutex::new(writer),
             dropped,
         }
     }
@@ -220,9 +222,13 @@ impl Decisions {
         self.dropped.load(Ordering::Relaxed)
     }
 
-    /// Stops the log writer (it finishes what is queued).
+    /// Stops the log writer and waits until it has written what is queued (at most
+    /// [`LOG_QUEUE`] lines).
     pub(crate) fn close(&self) {
         self.log.lock().expect("decision log poisoned").take();
+        if let Some(w) = self.writer.lock().expect("decision log poisoned").take() {
+            let _ = w.join();
+        }
     }
 }
 
@@ -309,22 +315,14 @@ mod tests {
         assert!(recent[0].seq < recent[2].seq, "oldest first");
         assert_eq!(recent[2].seq, 500);
         decisions.close();
-        // The writer drains its queue and stops; wait for it.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        loop {
-            let total: u64 = std::fs::read_dir(log.parent().unwrap())
-                .unwrap()
-                .flatten()
-                .map(|e| e.metadata().unwrap().len())
-                .sum();
-            let files = std::fs::read_dir(log.parent().unwrap()).unwrap().count();
-            assert!(files <= 3, "current file and two rotated ones, found {files}");
-            if log.with_extension("log.2").exists() || std::time::Instant::now() > deadline {
-                assert!(total <= 3 * (2000 + 1000), "{total} bytes on disk");
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
+        let sizes: Vec<u64> = std::fs::read_dir(log.parent().unwrap())
+            .unwrap()
+            .flatten()
+            .map(|e| e.metadata().unwrap().len())
+            .collect();
+        assert!(sizes.len() <= 3, "the current file and two rotated ones: {sizes:?}");
+        assert!(log.with_extension("log.2").exists(), "rotated twice at least");
+        assert!(sizes.iter().all(|s| *s <= 2000 + 1000), "{sizes:?}");
         let line = std::fs::read_to_string(&log).unwrap_or_default();
         if let Some(first) = line.lines().next() {
             let v: serde_json::Value = serde_json::from_str(first).unwrap();

@@ -1,15 +1,14 @@
 //! The broker's errors: [`BrokerError`] nests one error type per mechanism; each maps to its
 //! [`ErrorKind`] and to the Windows code its counterpart reports, which the reply carries.
 
+use appipc_model::named_objects as model;
 use appipc_model::policy::Decision;
-use appipc_wire::status::{ErrorKind, ErrorReply, Win32Error, WindowsCode};
+use appipc_wire::status::{
+    AppServiceConnectionStatus, ErrorKind, ErrorReply, FullTrustLaunchResult, HResult, Win32Error,
+    WindowsCode,
+};
 
-pub use crate::mech::app_service::AppServiceError;
-pub use crate::mech::full_trust::FullTrustError;
-pub use crate::mech::launch::LaunchError;
-pub use crate::mech::named_objects::NamedObjectError;
 pub use crate::mech::packages::PackagesError;
-pub use crate::mech::storage::StorageError;
 
 /// An error that knows its kind and Windows code.
 pub trait Coded {
@@ -66,6 +65,245 @@ impl InternalError {
     /// An I/O error with what was being done.
     pub fn io(what: impl Into<String>, source: std::io::Error) -> InternalError {
         InternalError::Io { what: what.into(), source }
+    }
+}
+
+/// What starting a process can fail with.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LaunchError {
+    /// The policy refused.
+    #[error(transparent)]
+    Denied(#[from] Denied),
+    /// A malformed argument.
+    #[error("{0}")]
+    BadRequest(String),
+    /// No such package or application.
+    #[error("{0}")]
+    NotFound(String),
+    /// The package is being deployed.
+    #[error("{0}")]
+    Busy(String),
+    /// The process could not be started (a confinement step, exec, …).
+    #[error("launch failed: {0}")]
+    Failed(String),
+    /// Inside the broker.
+    #[error(transparent)]
+    Internal(#[from] InternalError),
+}
+
+impl Coded for LaunchError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            LaunchError::Denied(d) => d.kind(),
+            LaunchError::BadRequest(_) => ErrorKind::BadRequest,
+            LaunchError::NotFound(_) => ErrorKind::NotFound,
+            LaunchError::Busy(_) => ErrorKind::Busy,
+            LaunchError::Failed(_) => ErrorKind::LaunchFailed,
+            LaunchError::Internal(_) => ErrorKind::Internal,
+        }
+    }
+
+    fn code(&self) -> WindowsCode {
+        match self {
+            LaunchError::Denied(d) => d.code(),
+            LaunchError::BadRequest(_) => HResult::InvalidArg.into(),
+            LaunchError::NotFound(_) => HResult::FileNotFound.into(),
+            LaunchError::Busy(_) => HResult::InstallResourcesInUse.into(),
+            LaunchError::Failed(_) | LaunchError::Internal(_) => HResult::Fail.into(),
+        }
+    }
+}
+
+/// What app-service requests can fail with; an open's code is an
+/// `AppServiceConnectionStatus`.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AppServiceError {
+    /// The policy refused or the target does not offer the service (`AppNotInstalled`,
+    /// `AppUnavailable`, `AppServiceUnavailable`, `NotAuthorized`; E_ACCESSDENIED for a host
+    /// that may not register).
+    #[error(transparent)]
+    Denied(#[from] Denied),
+    /// The service's host could not be started or did not register (`AppUnavailable`).
+    #[error("{0}")]
+    Unavailable(String),
+    /// Inside the broker (`Unknown`).
+    #[error(transparent)]
+    Internal(#[from] InternalError),
+}
+
+impl Coded for AppServiceError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            AppServiceError::Denied(d) => d.kind(),
+            AppServiceError::Unavailable(_) => ErrorKind::LaunchFailed,
+            AppServiceError::Internal(_) => ErrorKind::Internal,
+        }
+    }
+
+    fn code(&self) -> WindowsCode {
+        match self {
+            AppServiceError::Denied(d) => d.code(),
+            AppServiceError::Unavailable(_) => {
+                WindowsCode::Status(AppServiceConnectionStatus::AppUnavailable.value())
+            }
+            AppServiceError::Internal(_) => {
+                WindowsCode::Status(AppServiceConnectionStatus::Unknown.value())
+            }
+        }
+    }
+}
+
+/// What `FullTrustProcessLauncher` can fail with; the code is a `FullTrustLaunchResult`.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum FullTrustError {
+    /// The policy refused (`AccessDenied`), or what was asked is not declared or not there
+    /// (`FileNotFound`).
+    #[error(transparent)]
+    Denied(#[from] Denied),
+    /// A malformed request (`Unknown`).
+    #[error("{0}")]
+    BadRequest(String),
+    /// Starting it failed (`Unknown`).
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl Coded for FullTrustError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            FullTrustError::Denied(d) => d.kind(),
+            FullTrustError::BadRequest(_) => ErrorKind::BadRequest,
+            FullTrustError::Failed(_) => ErrorKind::LaunchFailed,
+        }
+    }
+
+    fn code(&self) -> WindowsCode {
+        match self {
+            FullTrustError::Denied(d) => d.code(),
+            FullTrustError::BadRequest(_) | FullTrustError::Failed(_) => {
+                WindowsCode::Status(FullTrustLaunchResult::Unknown.value())
+            }
+        }
+    }
+}
+
+/// What publisher cache folders and file tokens can fail with.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StorageError {
+    /// The policy refused (an undeclared folder, another package's token).
+    #[error(transparent)]
+    Denied(#[from] Denied),
+    /// A malformed argument.
+    #[error("{0}")]
+    BadRequest(String),
+    /// No such folder.
+    #[error("{0}")]
+    NotFound(String),
+    /// The token is unknown, expired, redeemed, removed, or its file is gone or replaced.
+    #[error("{0}")]
+    TokenInvalid(String),
+    /// The source has 1 000 outstanding tokens.
+    #[error("{0}")]
+    QuotaExceeded(String),
+    /// Inside the broker.
+    #[error(transparent)]
+    Internal(#[from] InternalError),
+}
+
+impl Coded for StorageError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            StorageError::Denied(d) => d.kind(),
+            StorageError::BadRequest(_) => ErrorKind::BadRequest,
+            StorageError::NotFound(_) => ErrorKind::NotFound,
+            StorageError::TokenInvalid(_) => ErrorKind::TokenInvalid,
+            StorageError::QuotaExceeded(_) => ErrorKind::QuotaExceeded,
+            StorageError::Internal(_) => ErrorKind::Internal,
+        }
+    }
+
+    fn code(&self) -> WindowsCode {
+        match self {
+            StorageError::Denied(d) => d.code(),
+            StorageError::BadRequest(_) | StorageError::TokenInvalid(_) => {
+                HResult::InvalidArg.into()
+            }
+            StorageError::NotFound(_) => HResult::FileNotFound.into(),
+            StorageError::QuotaExceeded(_) => {
+                WindowsCode::Win32(appipc_wire::status::Win32Error::NotEnoughQuota.value())
+            }
+            StorageError::Internal(_) => HResult::Fail.into(),
+        }
+    }
+}
+
+/// What named-object and pipe requests fail with: a Win32 error code, as their Windows
+/// counterparts report.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NamedObjectError {
+    /// The policy refused (5), or the handle is not the caller's (6).
+    #[error(transparent)]
+    Denied(#[from] Denied),
+    /// A Win32 failure: not found (2), wrong type (6), bad parameter (87), bad name (123),
+    /// busy (231), quota (1816), …
+    #[error("{message} (error {})", .code.value())]
+    Win32 {
+        /// The code.
+        code: Win32Error,
+        /// What was asked and why it failed.
+        message: String,
+    },
+    /// Inside the broker.
+    #[error(transparent)]
+    Internal(#[from] InternalError),
+}
+
+impl NamedObjectError {
+    /// A Win32 failure.
+    pub(crate) fn win32(code: Win32Error, message: impl Into<String>) -> NamedObjectError {
+        NamedObjectError::Win32 { code, message: message.into() }
+    }
+
+    /// `ERROR_INVALID_PARAMETER`.
+    pub(crate) fn parameter(message: impl Into<String>) -> NamedObjectError {
+        NamedObjectError::win32(Win32Error::InvalidParameter, message)
+    }
+}
+
+impl From<model::NamedObjectError> for NamedObjectError {
+    fn from(e: model::NamedObjectError) -> Self {
+        NamedObjectError::Win32 { code: e.code, message: e.message }
+    }
+}
+
+impl Coded for NamedObjectError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            NamedObjectError::Denied(d) => d.kind(),
+            NamedObjectError::Win32 { code, .. } => match code {
+                Win32Error::FileNotFound => ErrorKind::NotFound,
+                Win32Error::AccessDenied => ErrorKind::AccessDenied,
+                Win32Error::NotEnoughQuota | Win32Error::NoSystemResources => {
+                    ErrorKind::QuotaExceeded
+                }
+                Win32Error::PipeBusy | Win32Error::SemTimeout => ErrorKind::Busy,
+                _ => ErrorKind::BadRequest,
+            },
+            NamedObjectError::Internal(_) => ErrorKind::Internal,
+        }
+    }
+
+    fn code(&self) -> WindowsCode {
+        match self {
+            NamedObjectError::Denied(d) => d.code(),
+            NamedObjectError::Win32 { code, .. } => (*code).into(),
+            NamedObjectError::Internal(_) => Win32Error::NoSystemResources.into(),
+        }
     }
 }
 

@@ -34,6 +34,7 @@ pub mod blocking;
 pub mod caller;
 pub mod config;
 pub mod container;
+mod cx;
 pub mod decide;
 mod dispatch;
 pub mod error;

@@ -7,7 +7,7 @@ use appipc_model::sandbox::SandboxPlan;
 use appipc_sys::landlock::{self, LandlockRules, PathAccess, Strictness};
 use appipc_sys::sandbox::ChildStep;
 
-use crate::mech::launch::LaunchError;
+use crate::error::LaunchError;
 
 type Result<T, E = LaunchError> = std::result::Result<T, E>;
 
@@ -25,7 +25,7 @@ pub(crate) fn prepare(plan: &SandboxPlan) -> Result<(Vec<Box<dyn ChildStep>>, St
         tcp_bind: Vec::new(),
         tcp_connect: Vec::new(),
     };
-    let strictness = if crate::container::unconfined_allowed() {
+    let strictness = if crate::config::unconfined_allowed() {
         Strictness::BestEffort
     } else {
         Strictness::Required

@@ -14,7 +14,8 @@ use appipc_wire::frame::{Frame, MAX_FRAME_LEN, Reply};
 
 use crate::Shared;
 use crate::caller::Caller;
-use crate::dispatch::{Cx, dispatch};
+use crate::cx::Cx;
+use crate::dispatch::dispatch;
 
 /// Requests one session may have in progress at once.
 pub const MAX_IN_FLIGHT: usize = 64;

@@ -25,56 +25,14 @@ use appipc_wire::protocol::app_service::{
     self as wire, AppServiceConnectionInfo, AppServiceList, AppServiceProviderInfo, Canceled,
     DeclaredAppService, IncomingConnection, Opened,
 };
-use appipc_wire::status::{
-    AppServiceConnectionStatus, BackgroundTaskCancellationReason, ErrorKind, WindowsCode,
-};
+use appipc_wire::status::BackgroundTaskCancellationReason;
 use tokio::sync::oneshot;
 
 use crate::Shared;
 use crate::activation::{self, Activation};
-use crate::dispatch::{Cx, Replied};
-use crate::error::{Coded, Denied, InternalError};
+use crate::cx::{Cx, Replied};
+use crate::error::{AppServiceError, InternalError};
 use crate::repository::InstalledPackage;
-
-/// What app-service requests can fail with; an open's code is an
-/// `AppServiceConnectionStatus`.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum AppServiceError {
-    /// The policy refused or the target does not offer the service (`AppNotInstalled`,
-    /// `AppUnavailable`, `AppServiceUnavailable`, `NotAuthorized`; E_ACCESSDENIED for a host
-    /// that may not register).
-    #[error(transparent)]
-    Denied(#[from] Denied),
-    /// The service's host could not be started or did not register (`AppUnavailable`).
-    #[error("{0}")]
-    Unavailable(String),
-    /// Inside the broker (`Unknown`).
-    #[error(transparent)]
-    Internal(#[from] InternalError),
-}
-
-impl Coded for AppServiceError {
-    fn kind(&self) -> ErrorKind {
-        match self {
-            AppServiceError::Denied(d) => d.kind(),
-            AppServiceError::Unavailable(_) => ErrorKind::LaunchFailed,
-            AppServiceError::Internal(_) => ErrorKind::Internal,
-        }
-    }
-
-    fn code(&self) -> WindowsCode {
-        match self {
-            AppServiceError::Denied(d) => d.code(),
-            AppServiceError::Unavailable(_) => {
-                WindowsCode::Status(AppServiceConnectionStatus::AppUnavailable.value())
-            }
-            AppServiceError::Internal(_) => {
-                WindowsCode::Status(AppServiceConnectionStatus::Unknown.value())
-            }
-        }
-    }
-}
 
 type Result<T, E = AppServiceError> = std::result::Result<T, E>;
 

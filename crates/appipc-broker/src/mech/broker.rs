@@ -4,7 +4,7 @@ use appipc_model::policy::Operation;
 use appipc_wire::frame::PROTOCOL_VERSION;
 use appipc_wire::protocol::broker::{self as wire, Pong};
 
-use crate::dispatch::{Cx, Replied};
+use crate::cx::{Cx, Replied};
 use crate::error::BrokerError;
 
 pub(crate) async fn handle(cx: Cx<'_>, r: wire::Request) -> Result<Replied, BrokerError> {

@@ -4,7 +4,7 @@ use appipc_model::policy::Operation;
 use appipc_wire::frame::Frame;
 use appipc_wire::protocol::diagnostics::{self as wire, Decision, DecisionRecord};
 
-use crate::dispatch::{Cx, Replied};
+use crate::cx::{Cx, Replied};
 use crate::error::BrokerError;
 
 /// Whether the caller may see this decision: both its caller's package and its object's

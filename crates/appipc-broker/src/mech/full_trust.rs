@@ -5,46 +5,10 @@ use appipc_model::manifest::RUN_FULL_TRUST;
 use appipc_model::policy::{FullTrustTarget, Operation};
 use appipc_wire::caller::TrustLevel;
 use appipc_wire::protocol::full_trust::{self as wire, FullTrustProcessLaunched};
-use appipc_wire::status::{ErrorKind, FullTrustLaunchResult, WindowsCode};
 
 use crate::activation::{self, Activation, Start};
-use crate::dispatch::{Cx, Replied};
-use crate::error::{Coded, Denied};
-
-/// What `FullTrustProcessLauncher` can fail with; the code is a `FullTrustLaunchResult`.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum FullTrustError {
-    /// The policy refused (`AccessDenied`), or what was asked is not declared or not there
-    /// (`FileNotFound`).
-    #[error(transparent)]
-    Denied(#[from] Denied),
-    /// A malformed request (`Unknown`).
-    #[error("{0}")]
-    BadRequest(String),
-    /// Starting it failed (`Unknown`).
-    #[error("{0}")]
-    Failed(String),
-}
-
-impl Coded for FullTrustError {
-    fn kind(&self) -> ErrorKind {
-        match self {
-            FullTrustError::Denied(d) => d.kind(),
-            FullTrustError::BadRequest(_) => ErrorKind::BadRequest,
-            FullTrustError::Failed(_) => ErrorKind::LaunchFailed,
-        }
-    }
-
-    fn code(&self) -> WindowsCode {
-        match self {
-            FullTrustError::Denied(d) => d.code(),
-            FullTrustError::BadRequest(_) | FullTrustError::Failed(_) => {
-                WindowsCode::Status(FullTrustLaunchResult::Unknown.value())
-            }
-        }
-    }
-}
+use crate::cx::{Cx, Replied};
+use crate::error::FullTrustError;
 
 /// Splits a parameter group's command line into arguments: whitespace separates, double
 /// quotes group (`"a b"`), a backslash escapes the next character.

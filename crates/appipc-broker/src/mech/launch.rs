@@ -4,57 +4,9 @@ use appipc_model::identity::{AppId, AppUserModelId, PackageFamilyName};
 use appipc_model::policy::Operation;
 use appipc_wire::frame::Frame;
 use appipc_wire::protocol::launch::{self as wire, Launched, ProcessExited};
-use appipc_wire::status::{ErrorKind, HResult, WindowsCode};
 
-use crate::dispatch::{Cx, Replied};
-use crate::error::{Coded, Denied, InternalError};
-
-/// What starting a process can fail with.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum LaunchError {
-    /// The policy refused.
-    #[error(transparent)]
-    Denied(#[from] Denied),
-    /// A malformed argument.
-    #[error("{0}")]
-    BadRequest(String),
-    /// No such package or application.
-    #[error("{0}")]
-    NotFound(String),
-    /// The package is being deployed.
-    #[error("{0}")]
-    Busy(String),
-    /// The process could not be started (a confinement step, exec, …).
-    #[error("launch failed: {0}")]
-    Failed(String),
-    /// Inside the broker.
-    #[error(transparent)]
-    Internal(#[from] InternalError),
-}
-
-impl Coded for LaunchError {
-    fn kind(&self) -> ErrorKind {
-        match self {
-            LaunchError::Denied(d) => d.kind(),
-            LaunchError::BadRequest(_) => ErrorKind::BadRequest,
-            LaunchError::NotFound(_) => ErrorKind::NotFound,
-            LaunchError::Busy(_) => ErrorKind::Busy,
-            LaunchError::Failed(_) => ErrorKind::LaunchFailed,
-            LaunchError::Internal(_) => ErrorKind::Internal,
-        }
-    }
-
-    fn code(&self) -> WindowsCode {
-        match self {
-            LaunchError::Denied(d) => d.code(),
-            LaunchError::BadRequest(_) => HResult::InvalidArg.into(),
-            LaunchError::NotFound(_) => HResult::FileNotFound.into(),
-            LaunchError::Busy(_) => HResult::InstallResourcesInUse.into(),
-            LaunchError::Failed(_) | LaunchError::Internal(_) => HResult::Fail.into(),
-        }
-    }
-}
+use crate::cx::{Cx, Replied};
+pub use crate::error::LaunchError;
 
 /// Parses `PFN` or `PFN!AppId`.
 pub(crate) fn parse_target(

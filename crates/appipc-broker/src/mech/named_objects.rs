@@ -31,77 +31,12 @@ use appipc_model::policy::Operation;
 use appipc_wire::protocol::named_objects::{
     self as wire, HandleFd, NamedObjectHandle, NamedObjectInfo, NamedObjectKind, SignalOp,
 };
-use appipc_wire::status::{ErrorKind, Win32Error, WindowsCode};
+use appipc_wire::status::Win32Error;
 
 use crate::caller::Caller;
-use crate::dispatch::{Cx, Replied};
-use crate::error::{Coded, Denied, InternalError};
-
-/// What named-object and pipe requests fail with: a Win32 error code, as their Windows
-/// counterparts report.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum NamedObjectError {
-    /// The policy refused (5), or the handle is not the caller's (6).
-    #[error(transparent)]
-    Denied(#[from] Denied),
-    /// A Win32 failure: not found (2), wrong type (6), bad parameter (87), bad name (123),
-    /// busy (231), quota (1816), …
-    #[error("{message} (error {})", .code.value())]
-    Win32 {
-        /// The code.
-        code: Win32Error,
-        /// What was asked and why it failed.
-        message: String,
-    },
-    /// Inside the broker.
-    #[error(transparent)]
-    Internal(#[from] InternalError),
-}
-
-impl NamedObjectError {
-    /// A Win32 failure.
-    pub(crate) fn win32(code: Win32Error, message: impl Into<String>) -> NamedObjectError {
-        NamedObjectError::Win32 { code, message: message.into() }
-    }
-
-    /// `ERROR_INVALID_PARAMETER`.
-    pub(crate) fn parameter(message: impl Into<String>) -> NamedObjectError {
-        NamedObjectError::win32(Win32Error::InvalidParameter, message)
-    }
-}
-
-impl From<model::NamedObjectError> for NamedObjectError {
-    fn from(e: model::NamedObjectError) -> Self {
-        NamedObjectError::Win32 { code: e.code, message: e.message }
-    }
-}
-
-impl Coded for NamedObjectError {
-    fn kind(&self) -> ErrorKind {
-        match self {
-            NamedObjectError::Denied(d) => d.kind(),
-            NamedObjectError::Win32 { code, .. } => match code {
-                Win32Error::FileNotFound => ErrorKind::NotFound,
-                Win32Error::AccessDenied => ErrorKind::AccessDenied,
-                Win32Error::NotEnoughQuota | Win32Error::NoSystemResources => {
-                    ErrorKind::QuotaExceeded
-                }
-                Win32Error::PipeBusy | Win32Error::SemTimeout => ErrorKind::Busy,
-                _ => ErrorKind::BadRequest,
-            },
-            NamedObjectError::Internal(_) => ErrorKind::Internal,
-        }
-    }
-
-    fn code(&self) -> WindowsCode {
-        match self {
-            NamedObjectError::Denied(d) => d.code(),
-            NamedObjectError::Win32 { code, .. } => (*code).into(),
-            NamedObjectError::Internal(_) => Win32Error::NoSystemResources.into(),
-        }
-    }
-}
+use crate::cx::{Cx, Replied};
+use crate::error::InternalError;
+pub use crate::error::NamedObjectError;
 
 type Result<T, E = NamedObjectError> = std::result::Result<T, E>;
 

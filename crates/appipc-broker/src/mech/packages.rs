@@ -5,7 +5,7 @@ use appipc_model::policy::Operation;
 use appipc_wire::protocol::packages::{self as wire, CapabilityRefusal, Installed, Removed};
 use appipc_wire::status::{ErrorKind, HResult, WindowsCode};
 
-use crate::dispatch::{Cx, Replied};
+use crate::cx::{Cx, Replied};
 use crate::error::{Coded, Denied, InternalError};
 
 /// What installing, listing or removing a package can fail with; codes are the deployment

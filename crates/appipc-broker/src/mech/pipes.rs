@@ -24,9 +24,8 @@ use appipc_wire::protocol::pipes::{self as wire, ClientConnected, PipeDirection,
 use appipc_wire::status::Win32Error;
 use tokio::sync::Notify;
 
-use super::named_objects::NamedObjectError;
-use crate::dispatch::{Cx, Replied};
-use crate::error::InternalError;
+use crate::cx::{Cx, Replied};
+use crate::error::{InternalError, NamedObjectError};
 
 type Result<T, E = NamedObjectError> = std::result::Result<T, E>;
 

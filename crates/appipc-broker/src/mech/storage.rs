@@ -20,65 +20,13 @@ use appipc_sys::fs::AccessMode;
 use appipc_wire::protocol::storage::{
     self as wire, FileTokenInfo, PublisherCacheInfo, RedeemedFile,
 };
-use appipc_wire::status::{ErrorKind, HResult, WindowsCode};
 
 use crate::Shared;
 use crate::caller::Caller;
-use crate::dispatch::{Cx, Replied};
-use crate::error::{Coded, Denied, InternalError};
+use crate::cx::{Cx, Replied};
+use crate::error::{InternalError, StorageError};
 use crate::repository::InstalledPackage;
 use crate::state::TokenRow;
-
-/// What publisher cache folders and file tokens can fail with.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum StorageError {
-    /// The policy refused (an undeclared folder, another package's token).
-    #[error(transparent)]
-    Denied(#[from] Denied),
-    /// A malformed argument.
-    #[error("{0}")]
-    BadRequest(String),
-    /// No such folder.
-    #[error("{0}")]
-    NotFound(String),
-    /// The token is unknown, expired, redeemed, removed, or its file is gone or replaced.
-    #[error("{0}")]
-    TokenInvalid(String),
-    /// The source has 1 000 outstanding tokens.
-    #[error("{0}")]
-    QuotaExceeded(String),
-    /// Inside the broker.
-    #[error(transparent)]
-    Internal(#[from] InternalError),
-}
-
-impl Coded for StorageError {
-    fn kind(&self) -> ErrorKind {
-        match self {
-            StorageError::Denied(d) => d.kind(),
-            StorageError::BadRequest(_) => ErrorKind::BadRequest,
-            StorageError::NotFound(_) => ErrorKind::NotFound,
-            StorageError::TokenInvalid(_) => ErrorKind::TokenInvalid,
-            StorageError::QuotaExceeded(_) => ErrorKind::QuotaExceeded,
-            StorageError::Internal(_) => ErrorKind::Internal,
-        }
-    }
-
-    fn code(&self) -> WindowsCode {
-        match self {
-            StorageError::Denied(d) => d.code(),
-            StorageError::BadRequest(_) | StorageError::TokenInvalid(_) => {
-                HResult::InvalidArg.into()
-            }
-            StorageError::NotFound(_) => HResult::FileNotFound.into(),
-            StorageError::QuotaExceeded(_) => {
-                WindowsCode::Win32(appipc_wire::status::Win32Error::NotEnoughQuota.value())
-            }
-            StorageError::Internal(_) => HResult::Fail.into(),
-        }
-    }
-}
 
 type Result<T, E = StorageError> = std::result::Result<T, E>;
 

@@ -317,6 +317,8 @@ macro_rules! mechanism {
 
 pub(crate) use mechanism;
 
+pub mod doc;
+
 /// Registers the mechanisms: their numbers, the top-level [`Request`] and [`Event`] enums and
 /// their encoding, and [`MECHANISMS`].
 macro_rules! mechanisms {
@@ -555,6 +557,9 @@ mod tests {
         );
         let f = Frame::request(5, storage::GetPublisherCacheFolder { name: "x".into() });
         assert_eq!(f.to_cbor(), [0x82, 0x05, 0x83, 0x05, 0x00, 0x81, 0x61, b'x']);
+        // The reply of docs/wire.md's example.
+        let r = Frame::reply(5, Reply::Ok(Raw::encode(&"path".to_owned())));
+        assert_eq!(r.to_cbor(), [0x83, 0x05, 0xf6, 0x82, 0x00, 0x64, b'p', b'a', b't', b'h']);
     }
 
     #[test]
