@@ -30,6 +30,7 @@ use tokio::sync::oneshot;
 
 use crate::Shared;
 use crate::activation::{self, Activation};
+use crate::caller::Caller;
 use crate::cx::{Cx, Replied};
 use crate::error::{AppServiceError, InternalError};
 use crate::repository::InstalledPackage;
@@ -226,55 +227,69 @@ impl AppServices {
                     }
                 }
             };
-            let (client_end, provider_end) = appipc_sys::socket::seqpacket_pair()
-                .map_err(|e| InternalError::io("creating an app service socket pair", e))?;
-            let id = self.next_connection.fetch_add(1, Ordering::Relaxed);
-            let caller_pfn = caller.family_name_or_empty();
-            let incoming = IncomingConnection {
-                connection_id: id,
-                app_service_name: service.name.to_string(),
-                caller_package_family_name: caller_pfn.clone(),
-                caller_capabilities: caller
-                    .principal
-                    .package
-                    .as_ref()
-                    .map(|p| p.capabilities.clone())
-                    .unwrap_or_default(),
-                caller_trust: caller.trust(),
-                caller_pid: caller.pid,
-                max_message_size: max,
-            };
-            host.active.fetch_add(1, Ordering::SeqCst);
-            host.generation.fetch_add(1, Ordering::SeqCst);
-            let frame = Frame::event(incoming).to_cbor();
-            if let Err(e) = host.sock.send(&frame, &[provider_end.as_fd()]).await {
-                tracing::warn!(pid = host.pid, error = %e, "app service host is gone; starting another");
-                self.remove_host(host.session_id);
-                continue;
+            if let Some(opened) = self.hand_over(caller, pkg, service, &host, max).await? {
+                return Ok(opened);
             }
-            let info = AppServiceConnectionInfo {
-                connection_id: id,
-                package_family_name: pkg.family_name.to_string(),
-                app_service_name: service.name.to_string(),
-                caller_package_family_name: caller_pfn,
-                caller_pid: caller.pid,
-                host_pid: host.pid,
-                opened_at: now(),
-            };
-            tracing::info!(
-                connection = id,
-                service = %service.name,
-                provider = %pkg.family_name,
-                host_pid = host.pid,
-                caller = %caller.describe(),
-                "app service connection opened"
-            );
-            self.lock().connections.insert(id, (info, host));
-            return Ok((Opened { connection_id: id, max_message_size: max }, client_end));
         }
         Err(AppServiceError::Unavailable(format!(
             "no host of {name} in {pfn} could take the connection"
         )))
+    }
+
+    /// Gives `host` its end of a new connection for `caller`; `None` if the host is gone.
+    async fn hand_over(
+        &self,
+        caller: &Caller,
+        pkg: &InstalledPackage,
+        service: &AppService,
+        host: &Arc<Host>,
+        max: u64,
+    ) -> Result<Option<(Opened, OwnedFd)>> {
+        let (client_end, provider_end) = appipc_sys::socket::seqpacket_pair()
+            .map_err(|e| InternalError::io("creating an app service socket pair", e))?;
+        let id = self.next_connection.fetch_add(1, Ordering::Relaxed);
+        let caller_pfn = caller.family_name_or_empty();
+        let incoming = IncomingConnection {
+            connection_id: id,
+            app_service_name: service.name.to_string(),
+            caller_package_family_name: caller_pfn.clone(),
+            caller_capabilities: caller
+                .principal
+                .package
+                .as_ref()
+                .map(|p| p.capabilities.clone())
+                .unwrap_or_default(),
+            caller_trust: caller.trust(),
+            caller_pid: caller.pid,
+            max_message_size: max,
+        };
+        host.active.fetch_add(1, Ordering::SeqCst);
+        host.generation.fetch_add(1, Ordering::SeqCst);
+        let frame = Frame::event(incoming).to_cbor();
+        if let Err(e) = host.sock.send(&frame, &[provider_end.as_fd()]).await {
+            tracing::warn!(pid = host.pid, error = %e, "app service host is gone; starting another");
+            self.remove_host(host.session_id);
+            return Ok(None);
+        }
+        let info = AppServiceConnectionInfo {
+            connection_id: id,
+            package_family_name: pkg.family_name.to_string(),
+            app_service_name: service.name.to_string(),
+            caller_package_family_name: caller_pfn,
+            caller_pid: caller.pid,
+            host_pid: host.pid,
+            opened_at: now(),
+        };
+        tracing::info!(
+            connection = id,
+            service = %service.name,
+            provider = %pkg.family_name,
+            host_pid = host.pid,
+            caller = %caller.describe(),
+            "app service connection opened"
+        );
+        self.lock().connections.insert(id, (info, host.clone()));
+        Ok(Some((Opened { connection_id: id, max_message_size: max }, client_end)))
     }
 
     /// Starts a host process for a service and waits until it registers.
