@@ -61,6 +61,12 @@ pub enum InternalError {
     },
 }
 
+impl From<crate::blocking::JobFailed> for InternalError {
+    fn from(e: crate::blocking::JobFailed) -> Self {
+        InternalError::io("a blocking job", std::io::Error::other(e))
+    }
+}
+
 impl InternalError {
     /// An I/O error with what was being done.
     pub fn io(what: impl Into<String>, source: std::io::Error) -> InternalError {

@@ -175,8 +175,10 @@ impl Broker {
 
     /// [`Broker::bind`] with a given configuration.
     pub fn bind_with(paths: Paths, config: Config) -> Result<Broker> {
-        create_private_dir(&paths.runtime_dir)?;
-        create_private_dir(&paths.home)?;
+        // Every folder appipc keeps things in is the user's alone (0700), whatever the umask.
+        for dir in [&paths.runtime_dir, &paths.home, &paths.cache_dir, &paths.state_dir] {
+            create_private_dir(dir)?;
+        }
         let take = |dir: &std::path::Path| -> Result<LockFile> {
             let lock = dir.join("broker.lock");
             appipc_sys::fs::try_lock_exclusive(&lock)

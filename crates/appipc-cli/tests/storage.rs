@@ -229,3 +229,99 @@ fn a_token_travels_through_an_app_service_to_another_publishers_app() {
         b.app_log(&viewer)
     );
 }
+
+/// The data folder of an installed package, from `appipc list --json`.
+fn data_dir(b: &TestBroker, pfn: &str) -> std::path::PathBuf {
+    let (_, json, _) = cli(b, &["list", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let p = v.as_array().unwrap().iter().find(|p| p["family_name"] == pfn).unwrap();
+    std::path::PathBuf::from(p["data_location"].as_str().unwrap())
+}
+
+fn token_of(out: &str) -> String {
+    out.lines()
+        .find_map(|l| l.trim().strip_prefix("token "))
+        .unwrap_or_else(|| panic!("{out}"))
+        .to_owned()
+}
+
+#[test]
+fn a_redeem_never_follows_what_the_sharer_planted() {
+    // After a restart the broker has no fd of the shared file any more and goes by the path it
+    // recorded: the sharer controls that path (its own data folder). A link planted on it, or a
+    // FIFO at its end, must not make the broker open a host file with its own rights, tell
+    // whether one exists, or hang.
+    let mut b = TestBroker::start();
+    let hello = variant(&b, "Contoso.Hello", CONTOSO, "\"Shared\"");
+    let local = data_dir(&b, &hello).join("LocalState");
+    let l = local.join("L");
+    std::fs::create_dir_all(&l).unwrap();
+    for name in ["f", "passwd", "nothing-here"] {
+        std::fs::write(l.join(name), "shared\n").unwrap();
+    }
+    std::fs::write(local.join("fifo"), "shared\n").unwrap();
+    let tokens: Vec<String> = ["L/passwd", "L/nothing-here", "fifo", "L/f"]
+        .iter()
+        .map(|rel| token_of(&app(&b, &hello, &["--share", local.join(rel).to_str().unwrap()])))
+        .collect();
+    b.stop();
+    b.restart();
+    // The sharer swaps its folder for a link to the host's /etc, and its file for a FIFO.
+    std::fs::remove_dir_all(&l).unwrap();
+    std::os::unix::fs::symlink("/etc", &l).unwrap();
+    std::fs::remove_file(local.join("fifo")).unwrap();
+    let made = std::process::Command::new("mkfifo").arg(local.join("fifo")).status().unwrap();
+    assert!(made.success());
+    let started = std::time::Instant::now();
+    let existing = app(&b, &hello, &["--redeem", &tokens[0]]);
+    let missing = app(&b, &hello, &["--redeem", &tokens[1]]);
+    let fifo_out = app(&b, &hello, &["--redeem", &tokens[2]]);
+    for out in [&existing, &missing] {
+        assert!(out.contains("redeem refused") && out.contains("deleted or replaced"), "{out}");
+    }
+    assert!(
+        fifo_out.contains("redeem refused") && fifo_out.contains("not a regular file"),
+        "{fifo_out}"
+    );
+    // No existence oracle: /etc/passwd exists and /etc/nothing-here does not, the answers
+    // are the same but for the token and the path.
+    let strip = |s: &str, t: &str, n: &str| {
+        let line = s.lines().find(|l| l.contains("redeem refused")).unwrap_or_default();
+        line.replace(t, "T").replace(n, "N")
+    };
+    assert_eq!(strip(&existing, &tokens[0], "passwd"), strip(&missing, &tokens[1], "nothing-here"));
+    assert!(started.elapsed() < std::time::Duration::from_secs(60), "the FIFO did not hang it");
+    // The broker still answers, and refused redeems did not consume the tokens.
+    let (code, list, _) = cli(&b, &["token", "list"]);
+    assert_eq!(code, 0);
+    for t in &tokens[..3] {
+        assert!(list.contains(t.as_str()), "a failed redeem consumed {t}: {list}");
+    }
+    // Put the real folder back: the token that names a file still there redeems.
+    std::fs::remove_file(&l).unwrap();
+    std::fs::create_dir_all(&l).unwrap();
+    let out = app(&b, &hello, &["--redeem", &tokens[3]]);
+    assert!(out.contains("redeem refused"), "a new file at the path is not the shared one: {out}");
+}
+
+#[test]
+fn a_kept_token_gives_the_shared_file_whatever_its_path_became() {
+    // While the broker runs it redeems from the fd the sharer handed over: renaming or
+    // linking over the path changes nothing; deleting the file (or renaming another over it)
+    // makes the redeem fail.
+    let b = TestBroker::start();
+    let hello = variant(&b, "Contoso.Hello", CONTOSO, "\"Shared\"");
+    let local = data_dir(&b, &hello).join("LocalState");
+    std::fs::write(local.join("doc"), "the shared one\n").unwrap();
+    std::fs::write(local.join("gone"), "doomed\n").unwrap();
+    let doc = token_of(&app(&b, &hello, &["--share", local.join("doc").to_str().unwrap()]));
+    let gone = token_of(&app(&b, &hello, &["--share", local.join("gone").to_str().unwrap()]));
+    std::fs::rename(local.join("doc"), local.join("moved")).unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", local.join("doc")).unwrap();
+    std::fs::write(local.join("other"), "another\n").unwrap();
+    std::fs::rename(local.join("other"), local.join("gone")).unwrap();
+    let out = app(&b, &hello, &["--redeem", &doc]);
+    assert!(out.contains("first line \"the shared one\""), "{out}");
+    let out = app(&b, &hello, &["--redeem", &gone]);
+    assert!(out.contains("redeem refused") && out.contains("deleted or replaced"), "{out}");
+}

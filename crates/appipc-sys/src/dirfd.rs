@@ -364,6 +364,14 @@ impl Dir {
         Ok((File::from(fd), info))
     }
 
+    /// Like [`open_file`](Self::open_file), for reading and writing.
+    pub fn open_file_read_write(&self, path: &Path) -> Result<(File, FileInfo), DirError> {
+        let flags = (READ_FLAGS & !OFlags::RDONLY) | OFlags::RDWR;
+        let fd = self.open_beneath(path, flags, Resolver::Auto)?;
+        let info = regular_info(&fd, path)?;
+        Ok((File::from(fd), info))
+    }
+
     /// Creates the folders of `path` that do not exist (mode 0755), beneath this folder,
     /// never following a link, and opens the last one. Existing folders are used as they are;
     /// an existing link or file on the way is refused.

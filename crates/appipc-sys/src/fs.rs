@@ -57,6 +57,8 @@ pub struct FileIdentity {
     /// Birth time in nanoseconds since the epoch, where the file system records one (tells a
     /// file from a new one that reuses its inode number).
     pub birth_ns: Option<i64>,
+    /// Hard links to it (0: it was deleted, or another file was renamed over its name).
+    pub nlink: u64,
 }
 
 /// `fstat` of an fd.
@@ -70,7 +72,15 @@ pub fn identity(fd: impl std::os::fd::AsFd) -> io::Result<FileIdentity> {
         .ok()
         .filter(|x| StatxFlags::from_bits_retain(x.stx_mask).contains(StatxFlags::BTIME))
         .map(|x| x.stx_btime.tv_sec * 1_000_000_000 + i64::from(x.stx_btime.tv_nsec));
-    Ok(FileIdentity { dev: st.st_dev, ino: st.st_ino, regular, size: st.st_size as u64, birth_ns })
+    Ok(FileIdentity {
+        dev: st.st_dev,
+        ino: st.st_ino,
+        regular,
+        size: st.st_size as u64,
+        birth_ns,
+        #[allow(clippy::useless_conversion)] // nlink_t is u32 on some targets
+        nlink: u64::from(st.st_nlink),
+    })
 }
 
 /// How an fd was opened.

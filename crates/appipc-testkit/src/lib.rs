@@ -195,6 +195,11 @@ impl TestBroker {
         b
     }
 
+    /// The user the broker runs as, when [`TestBroker::start_as`] started it as another.
+    pub fn user(&self) -> Option<(u32, u32)> {
+        self.user
+    }
+
     /// The binary `name` as this broker's user runs it.
     fn bin(&self, name: &str) -> PathBuf {
         match self.user {

@@ -50,18 +50,18 @@ pub(crate) async fn handle(mut cx: Cx<'_>, r: wire::Request) -> Result<Replied> 
         }
         R::AddFileToken(_) => {
             let fd = cx.take_fds().pop().expect("dispatch checked the declared fd");
-            Replied::of::<wire::AddFileToken>(shared.tokens.add(shared, cx.caller, fd)?)
+            Replied::of::<wire::AddFileToken>(shared.tokens.add(shared, cx.caller, fd).await?)
         }
         R::RedeemFileToken(t) => {
-            let (file, fd) = shared.tokens.redeem(shared, cx.caller, &t.token)?;
+            let (file, fd) = shared.tokens.redeem(shared, cx.caller, &t.token).await?;
             Replied::with_fds::<wire::RedeemFileToken>(file, vec![fd])
         }
         R::RemoveFileToken(t) => {
-            shared.tokens.remove(&cx, &t.token)?;
+            shared.tokens.remove(&cx, &t.token).await?;
             Replied::of::<wire::RemoveFileToken>(())
         }
         R::ListFileTokens(_) => {
-            Replied::of::<wire::ListFileTokens>(shared.tokens.list(shared, cx.caller)?)
+            Replied::of::<wire::ListFileTokens>(shared.tokens.list(shared, cx.caller).await?)
         }
     })
 }
@@ -94,6 +94,12 @@ pub(crate) fn publisher_root(shared: &Shared, id: &str) -> PathBuf {
     shared.paths.cache_dir.join("publisher").join(id)
 }
 
+/// Creates a folder and its missing parents, private to the user (0700).
+fn private_dirs(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
+}
+
 /// The host paths of the publisher cache folders a package declares.
 pub(crate) fn declared_folders(shared: &Shared, pkg: &InstalledPackage) -> Vec<PathBuf> {
     let root = publisher_root(shared, pkg.family_name.publisher_id().as_str());
@@ -106,7 +112,7 @@ pub(crate) fn provision(
     pkg: &InstalledPackage,
 ) -> std::result::Result<(), InternalError> {
     for dir in declared_folders(shared, pkg) {
-        std::fs::create_dir_all(&dir)
+        private_dirs(&dir)
             .map_err(|e| InternalError::io(format!("creating {}", dir.display()), e))?;
     }
     Ok(())
@@ -155,7 +161,7 @@ fn folder_of(cx: &Cx<'_>, name: &str) -> Result<PathBuf> {
 /// `GetPublisherCacheFolder`.
 fn get_folder(cx: &Cx<'_>, name: &str) -> Result<String> {
     let dir = folder_of(cx, name)?;
-    std::fs::create_dir_all(&dir).map_err(|e| io(format!("creating {}", dir.display()), e))?;
+    private_dirs(&dir).map_err(|e| io(format!("creating {}", dir.display()), e))?;
     Ok(dir.display().to_string())
 }
 
@@ -261,6 +267,87 @@ fn list_folders(shared: &Shared, caller: &Caller) -> Vec<PublisherCacheInfo> {
     out
 }
 
+/// Runs a store operation on the blocking pool.
+async fn store<T: Send + 'static>(
+    shared: &Arc<Shared>,
+    f: impl FnOnce(&mut crate::state::Store) -> std::result::Result<T, InternalError> + Send + 'static,
+) -> Result<T> {
+    let s = shared.clone();
+    Ok(shared
+        .blocking
+        .run(move || s.repository.with_store(f))
+        .await
+        .map_err(InternalError::from)??)
+}
+
+/// The folders a token's path may be resolved beneath after a restart: a package's own data,
+/// install and declared publisher cache folders; for the user, the whole file system (the
+/// recorded path is the kernel's, so it holds no link).
+fn sharer_roots(shared: &Shared, source: &str) -> Vec<PathBuf> {
+    if source.is_empty() {
+        return vec![PathBuf::from("/")];
+    }
+    let Some(pkg) = shared.repository.get(source) else { return Vec::new() };
+    let mut roots = vec![pkg.data_dir.clone(), pkg.install_dir.clone()];
+    roots.extend(declared_folders(shared, &pkg));
+    roots
+}
+
+/// Opens the file of a token: the kept fd reopened, else the recorded path beneath one of
+/// `roots` with no link followed; then checks it is the file that was shared.
+fn open_shared(
+    token: &str,
+    kept: Option<OwnedFd>,
+    roots: &[PathBuf],
+    row: &TokenRow,
+) -> Result<OwnedFd> {
+    let path = Path::new(&row.path);
+    let replaced = || {
+        StorageError::TokenInvalid(format!(
+            "the file of token {token} ({}) was deleted or replaced since it was shared",
+            row.path
+        ))
+    };
+    let cannot = |why: String| {
+        StorageError::TokenInvalid(format!(
+            "the file of token {token} ({}) cannot be opened: {why}",
+            row.path
+        ))
+    };
+    let fd = match kept {
+        Some(k) => {
+            let id = appipc_sys::fs::identity(&k).map_err(|e| io("fstat", e))?;
+            if id.nlink == 0 {
+                return Err(replaced());
+            }
+            appipc_sys::fs::reopen(&k, row.writable).map_err(|e| cannot(e.to_string()))?
+        }
+        None => {
+            let (root, rel) = roots
+                .iter()
+                .find_map(|r| path.strip_prefix(r).ok().map(|rel| (r, rel)))
+                .ok_or_else(|| {
+                    cannot("it is not inside the folders of the package that shared it".into())
+                })?;
+            let dir = appipc_sys::dirfd::Dir::open(root).map_err(|e| cannot(e.to_string()))?;
+            let opened =
+                if row.writable { dir.open_file_read_write(rel) } else { dir.open_file(rel) };
+            match opened {
+                Ok((f, _)) => OwnedFd::from(f),
+                Err(appipc_sys::dirfd::DirError::Symlink { .. }) => return Err(replaced()),
+                Err(e) => return Err(cannot(e.to_string())),
+            }
+        }
+    };
+    let id = appipc_sys::fs::identity(&fd).map_err(|e| io("fstat", e))?;
+    let same = (id.dev, id.ino) == (row.dev, row.ino)
+        && (row.birth_ns.is_none() || id.birth_ns == row.birth_ns);
+    if !same || !id.regular {
+        return Err(replaced());
+    }
+    Ok(fd)
+}
+
 fn new_token() -> String {
     let mut b = [0u8; 16];
     getrandom::fill(&mut b).expect("the OS random source failed");
@@ -281,7 +368,12 @@ impl Tokens {
     }
 
     /// `AddFile`: `fd` is the file the caller shares.
-    pub(crate) fn add(&self, shared: &Arc<Shared>, caller: &Caller, fd: OwnedFd) -> Result<String> {
+    pub(crate) async fn add(
+        &self,
+        shared: &Arc<Shared>,
+        caller: &Caller,
+        fd: OwnedFd,
+    ) -> Result<String> {
         let id = appipc_sys::fs::identity(&fd).map_err(|e| io("fstat of the shared file", e))?;
         if !id.regular {
             return Err(StorageError::BadRequest(
@@ -312,23 +404,44 @@ impl Tokens {
             created_at: now(),
             birth_ns: id.birth_ns,
         };
-        shared.repository.with_store(|s| -> Result<()> {
-            self.forget(s.expire_tokens(now().saturating_sub(TOKEN_LIFETIME_SECS))?);
-            if s.count_tokens(&source)? >= TOKEN_QUOTA {
-                return Err(StorageError::QuotaExceeded(format!(
-                    "{} already has {TOKEN_QUOTA} outstanding file tokens; redeem or remove some",
-                    if source.is_empty() { "the user" } else { &source }
-                )));
-            }
-            Ok(s.put_token(&row)?)
-        })?;
+        let (expired, stored) = {
+            let s = shared.clone();
+            let source = source.clone();
+            shared
+                .blocking
+                .run(move || {
+                    s.repository.with_store(|s| -> Result<(Vec<String>, bool)> {
+                        let expired = s.expire_tokens(now().saturating_sub(TOKEN_LIFETIME_SECS))?;
+                        if s.count_tokens(&source)? >= TOKEN_QUOTA {
+                            return Ok((expired, false));
+                        }
+                        s.put_token(&row)?;
+                        Ok((expired, true))
+                    })
+                })
+                .await
+                .map_err(InternalError::from)??
+        };
+        self.forget(expired);
+        if !stored {
+            return Err(StorageError::QuotaExceeded(format!(
+                "{} already has {TOKEN_QUOTA} outstanding file tokens; redeem or remove some",
+                if source.is_empty() { "the user" } else { &source }
+            )));
+        }
         self.open.lock().expect("tokens poisoned").insert(token.clone(), fd);
         tracing::info!(source = %caller.describe(), path = %path.display(), writable, "file token added");
         Ok(token)
     }
 
     /// `RedeemTokenForFileAsync`: the file anew, with at most the access it was shared with.
-    pub(crate) fn redeem(
+    ///
+    /// While the broker runs it reopens the very file the sharer had open (the fd it kept);
+    /// after a restart it resolves the recorded path only beneath the sharer's own folders,
+    /// never following a link, non-blocking, regular files only — all off the async threads.
+    /// A file deleted or replaced since it was shared is refused. The token is consumed only
+    /// when the redeem succeeds.
+    pub(crate) async fn redeem(
         &self,
         shared: &Arc<Shared>,
         caller: &Caller,
@@ -339,40 +452,41 @@ impl Tokens {
                 "file token {token} is unknown, already redeemed or removed"
             ))
         };
-        let row = shared.repository.with_store(|s| s.take_token(token))?.ok_or_else(invalid)?;
-        let kept = self.open.lock().expect("tokens poisoned").remove(token);
+        let row = store(shared, {
+            let t = token.to_owned();
+            move |s| s.token(&t)
+        })
+        .await?
+        .ok_or_else(invalid)?;
         if now() >= row.created_at + TOKEN_LIFETIME_SECS {
+            let t = token.to_owned();
+            store(shared, move |s| s.take_token(&t)).await?;
+            self.open.lock().expect("tokens poisoned").remove(token);
             return Err(StorageError::TokenInvalid(format!(
                 "file token {token} expired (tokens live 14 days)"
             )));
         }
-        let fd = match &kept {
-            Some(fd) => appipc_sys::fs::reopen(fd, row.writable),
-            None => appipc_sys::fs::open_file(Path::new(&row.path), row.writable),
-        }
-        .map_err(|e| {
-            StorageError::TokenInvalid(format!(
-                "the file of token {token} ({}) cannot be opened: {e}",
-                row.path
-            ))
-        })?;
-        let id = appipc_sys::fs::identity(&fd).map_err(|e| io("fstat", e))?;
-        // The path must still name the shared file: a file replaced at that path (even while
-        // the broker keeps the original open, even one that reuses the inode number) is not the
-        // file that was shared.
-        let same = |i: &appipc_sys::fs::FileIdentity| {
-            (i.dev, i.ino) == (row.dev, row.ino)
-                && (row.birth_ns.is_none() || i.birth_ns == row.birth_ns)
+        let kept =
+            self.open.lock().expect("tokens poisoned").get(token).and_then(|f| f.try_clone().ok());
+        let roots = sharer_roots(shared, &row.source);
+        let fd = {
+            let row = row.clone();
+            let token = token.to_owned();
+            shared
+                .blocking
+                .run(move || open_shared(&token, kept, &roots, &row))
+                .await
+                .map_err(InternalError::from)??
         };
-        let at_path = appipc_sys::fs::open_file(Path::new(&row.path), false)
-            .and_then(appipc_sys::fs::identity)
-            .ok();
-        if !same(&id) || at_path.is_some_and(|p| !same(&p)) {
-            return Err(StorageError::TokenInvalid(format!(
-                "the file of token {token} ({}) was replaced since it was shared",
-                row.path
-            )));
+        let taken = store(shared, {
+            let t = token.to_owned();
+            move |s| s.take_token(&t)
+        })
+        .await?;
+        if taken.is_none() {
+            return Err(invalid()); // redeemed by someone else meanwhile
         }
+        self.open.lock().expect("tokens poisoned").remove(token);
         tracing::info!(by = %caller.describe(), source = %row.source, path = %row.path, "file token redeemed");
         let name = Path::new(&row.path)
             .file_name()
@@ -382,24 +496,31 @@ impl Tokens {
     }
 
     /// `RemoveFile`: by the source, or by the user (the policy decides).
-    pub(crate) fn remove(&self, cx: &Cx<'_>, token: &str) -> Result<()> {
-        let row =
-            cx.shared.repository.with_store(|s| s.token(token))?.ok_or_else(|| {
-                StorageError::TokenInvalid(format!("file token {token} is unknown"))
-            })?;
+    pub(crate) async fn remove(&self, cx: &Cx<'_>, token: &str) -> Result<()> {
+        let t = token.to_owned();
+        let row = store(cx.shared, move |s| s.token(&t))
+            .await?
+            .ok_or_else(|| StorageError::TokenInvalid(format!("file token {token} is unknown")))?;
         cx.enforce(Operation::RemoveFileToken { token, source: &row.source })?;
-        cx.shared.repository.with_store(|s| s.take_token(token))?;
+        let t = token.to_owned();
+        store(cx.shared, move |s| s.take_token(&t)).await?;
         self.open.lock().expect("tokens poisoned").remove(token);
         Ok(())
     }
 
     /// `ListFileTokens`.
-    pub(crate) fn list(&self, shared: &Arc<Shared>, caller: &Caller) -> Result<Vec<FileTokenInfo>> {
-        let source = caller.family_name();
-        let rows = shared.repository.with_store(|s| -> Result<Vec<TokenRow>> {
-            self.forget(s.expire_tokens(now().saturating_sub(TOKEN_LIFETIME_SECS))?);
-            Ok(s.tokens(source)?)
-        })?;
+    pub(crate) async fn list(
+        &self,
+        shared: &Arc<Shared>,
+        caller: &Caller,
+    ) -> Result<Vec<FileTokenInfo>> {
+        let source = caller.family_name().map(str::to_owned);
+        let (expired, rows) = store(shared, move |s| {
+            let expired = s.expire_tokens(now().saturating_sub(TOKEN_LIFETIME_SECS))?;
+            Ok((expired, s.tokens(source.as_deref())?))
+        })
+        .await?;
+        self.forget(expired);
         Ok(rows
             .into_iter()
             .map(|r| FileTokenInfo {

@@ -58,6 +58,19 @@ pub struct Store {
 impl Store {
     /// Opens (creating and migrating) the database at `path`.
     pub fn open(path: &Path) -> Result<Store> {
+        // The database holds bearer tokens: the user's alone (0600) whatever the umask, and
+        // SQLite gives its -wal and -shm files the database file's mode.
+        {
+            use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+            let f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .mode(0o600)
+                .open(path)
+                .map_err(|e| InternalError::io(format!("creating {}", path.display()), e))?;
+            f.set_permissions(std::fs::Permissions::from_mode(0o600))
+                .map_err(|e| InternalError::io(format!("restricting {}", path.display()), e))?;
+        }
         let conn = Connection::open(path)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
