@@ -97,6 +97,18 @@ pub(crate) async fn start_app(
 ) -> Result<Arc<ProcessRecord>> {
     let Start { pkg, app, program, args, stdio, activation, app_service, trust } = start;
     let aumid = format!("{}!{}", pkg.family_name, app.id);
+    let family = pkg.family_name.as_str();
+    let running = shared.processes.of_family(family).len();
+    if running >= shared.config.limits.processes_per_package {
+        return Err(LaunchError::Quota(format!(
+            "package {family} runs {running} processes, the most it may ([limits] \
+             processes-per-package)"
+        )));
+    }
+    shared
+        .sessions
+        .room_for_package(shared, family)
+        .map_err(|e| LaunchError::Quota(e.to_string()))?;
     let [stdin, stdout, stderr] = match stdio {
         Some([i, o, e]) => [Some(i), Some(o), Some(e)],
         None => {

@@ -125,6 +125,9 @@ pub fn unconfined_allowed() -> bool {
 /// kept = 10000          # decisions kept in memory for `appipc why`
 /// log-max-bytes = 1048576  # a refusal log file is rotated past this size
 /// log-files = 3         # rotated files kept beside the current one
+///
+/// [limits]              # see LimitsConfig; docs/architecture.md lists each with its code
+/// connections = 1024
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
@@ -132,6 +135,72 @@ pub struct Config {
     /// The decision log.
     #[serde(default)]
     pub decisions: DecisionsConfig,
+    /// What one client may hold and ask at once.
+    #[serde(default)]
+    pub limits: LimitsConfig,
+}
+
+/// `[limits]`: what one client (a connection, a session, a package) may hold and ask of the
+/// broker at once. Exceeding one is refused to that client with its mechanism's code; other
+/// clients are not affected.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct LimitsConfig {
+    /// Sessions of unpackaged processes (connections to the public socket) at once; when full,
+    /// the longest-idle connection that holds nothing is closed to make room, else the new one
+    /// is refused.
+    pub connections: usize,
+    /// A public connection that holds nothing and asked nothing for this long is closed.
+    pub idle_timeout_secs: u64,
+    /// Sessions of one package at once (its launched processes' and those they open).
+    pub sessions_per_package: usize,
+    /// Requests one session may have in progress at once; more wait (the broker reads no more
+    /// of that session's requests).
+    pub requests_in_flight: usize,
+    /// Bytes of replies and events queued for a session that does not read them; past this
+    /// the broker reads no more of its requests, and events for it are refused.
+    pub queued_reply_bytes: usize,
+    /// A session whose queue stays full this long is closed.
+    pub non_reader_grace_ms: u64,
+    /// Named-object handles one session may hold (`ERROR_NOT_ENOUGH_QUOTA`).
+    pub handles_per_session: usize,
+    /// Named-object handles all sessions of one package may hold.
+    pub handles_per_package: usize,
+    /// Pipe instances one session may serve (`ERROR_NOT_ENOUGH_QUOTA`).
+    pub pipe_instances_per_session: usize,
+    /// Pipe names in one namespace (`ERROR_NO_SYSTEM_RESOURCES`).
+    pub pipe_names_per_namespace: usize,
+    /// Processes of one package running at once.
+    pub processes_per_package: usize,
+    /// Live app-service connections one session may have opened.
+    pub app_service_connections_per_session: usize,
+    /// File descriptors the broker keeps for its own work (the database, launching, accepting):
+    /// what clients make it hold (sessions, objects, kept files) stops this far below its
+    /// open-file limit.
+    pub fd_reserve: usize,
+    /// Blocking jobs (file copies, opens of client-named files, database writes) at once.
+    pub blocking_threads: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            connections: 1024,
+            idle_timeout_secs: 600,
+            sessions_per_package: 256,
+            requests_in_flight: 64,
+            queued_reply_bytes: 64 * 1024,
+            non_reader_grace_ms: 5000,
+            handles_per_session: 4096,
+            handles_per_package: 16384,
+            pipe_instances_per_session: 256,
+            pipe_names_per_namespace: 4096,
+            processes_per_package: 256,
+            app_service_connections_per_session: 1024,
+            fd_reserve: 256,
+            blocking_threads: 4,
+        }
+    }
 }
 
 /// `[decisions]`.

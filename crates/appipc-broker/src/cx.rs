@@ -4,13 +4,13 @@ use std::os::fd::OwnedFd;
 use std::sync::Arc;
 
 use appipc_model::policy::{Decision, Operation};
-use appipc_sys::aio::AsyncSeqPacket;
 use appipc_wire::frame::Raw;
 use appipc_wire::protocol::Call;
 
 use crate::Shared;
 use crate::caller::Caller;
 use crate::error::Denied;
+use crate::session::SessionEntry;
 
 /// What a handler works with: the broker, who is asking, the session it asked on (for
 /// events sent later), and the fds that came with the request.
@@ -20,8 +20,8 @@ pub(crate) struct Cx<'a> {
     pub(crate) shared: &'a Arc<Shared>,
     /// Who is asking.
     pub(crate) caller: &'a Arc<Caller>,
-    /// The session's socket.
-    pub(crate) session: &'a Arc<AsyncSeqPacket>,
+    /// The session it came on (its outbox, for events sent later).
+    pub(crate) session: &'a Arc<SessionEntry>,
     /// The fds attached to the request (as many as it declares).
     pub(crate) fds: Vec<OwnedFd>,
 }

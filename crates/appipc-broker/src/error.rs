@@ -90,6 +90,9 @@ pub enum LaunchError {
     /// The package is being deployed.
     #[error("{0}")]
     Busy(String),
+    /// The package runs as many processes (or sessions) as it may.
+    #[error("{0}")]
+    Quota(String),
     /// The process could not be started (a confinement step, exec, …).
     #[error("launch failed: {0}")]
     Failed(String),
@@ -105,6 +108,7 @@ impl Coded for LaunchError {
             LaunchError::BadRequest(_) => ErrorKind::BadRequest,
             LaunchError::NotFound(_) => ErrorKind::NotFound,
             LaunchError::Busy(_) => ErrorKind::Busy,
+            LaunchError::Quota(_) => ErrorKind::QuotaExceeded,
             LaunchError::Failed(_) => ErrorKind::LaunchFailed,
             LaunchError::Internal(_) => ErrorKind::Internal,
         }
@@ -116,6 +120,7 @@ impl Coded for LaunchError {
             LaunchError::BadRequest(_) => HResult::InvalidArg.into(),
             LaunchError::NotFound(_) => HResult::FileNotFound.into(),
             LaunchError::Busy(_) => HResult::InstallResourcesInUse.into(),
+            LaunchError::Quota(_) => HResult::NotEnoughQuota.into(),
             LaunchError::Failed(_) | LaunchError::Internal(_) => HResult::Fail.into(),
         }
     }
@@ -134,6 +139,10 @@ pub enum AppServiceError {
     /// The service's host could not be started or did not register (`AppUnavailable`).
     #[error("{0}")]
     Unavailable(String),
+    /// The caller holds as many connections as it may (`Unknown`: Windows has no status for
+    /// it).
+    #[error("{0}")]
+    Quota(String),
     /// Inside the broker (`Unknown`).
     #[error(transparent)]
     Internal(#[from] InternalError),
@@ -144,6 +153,7 @@ impl Coded for AppServiceError {
         match self {
             AppServiceError::Denied(d) => d.kind(),
             AppServiceError::Unavailable(_) => ErrorKind::LaunchFailed,
+            AppServiceError::Quota(_) => ErrorKind::QuotaExceeded,
             AppServiceError::Internal(_) => ErrorKind::Internal,
         }
     }
@@ -154,7 +164,7 @@ impl Coded for AppServiceError {
             AppServiceError::Unavailable(_) => {
                 WindowsCode::Status(AppServiceConnectionStatus::AppUnavailable.value())
             }
-            AppServiceError::Internal(_) => {
+            AppServiceError::Internal(_) | AppServiceError::Quota(_) => {
                 WindowsCode::Status(AppServiceConnectionStatus::Unknown.value())
             }
         }
@@ -323,6 +333,9 @@ pub enum BrokerError {
     /// A request this broker does not know.
     #[error("{0}")]
     Unsupported(String),
+    /// A limit of the caller's is reached (`ERROR_NOT_ENOUGH_QUOTA`).
+    #[error("{0}")]
+    Quota(String),
     /// The policy refused.
     #[error(transparent)]
     Denied(#[from] Denied),
@@ -375,6 +388,7 @@ impl Coded for BrokerError {
         match self {
             BrokerError::BadRequest(_) => ErrorKind::BadRequest,
             BrokerError::Unsupported(_) => ErrorKind::Unsupported,
+            BrokerError::Quota(_) => ErrorKind::QuotaExceeded,
             BrokerError::Denied(d) => d.kind(),
             BrokerError::Packages(e) => e.kind(),
             BrokerError::Launch(e) => e.kind(),
@@ -389,6 +403,7 @@ impl Coded for BrokerError {
     fn code(&self) -> WindowsCode {
         match self {
             BrokerError::BadRequest(_) => WindowsCode::Win32(Win32Error::InvalidParameter.value()),
+            BrokerError::Quota(_) => WindowsCode::Win32(Win32Error::NotEnoughQuota.value()),
             BrokerError::Unsupported(_)
             | BrokerError::Internal(_)
             | BrokerError::AlreadyRunning(_) => WindowsCode::None,

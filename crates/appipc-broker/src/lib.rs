@@ -40,6 +40,7 @@ mod dispatch;
 pub mod error;
 mod hooks;
 pub mod launcher;
+pub mod limits;
 pub mod mech;
 pub mod repository;
 mod restrictions;
@@ -105,6 +106,14 @@ pub(crate) struct Shared {
     pub(crate) pipes: mech::pipes::Pipes,
     /// Where blocking work runs (bounded).
     pub(crate) blocking: blocking::BlockingPool,
+    /// The configuration (limits).
+    pub(crate) config: Config,
+    /// The live sessions.
+    pub(crate) sessions: session::Sessions,
+    /// The fds clients may make the broker hold.
+    pub(crate) fds: Arc<limits::FdBudget>,
+    /// Log lines a flood would repeat.
+    pub(crate) log_limiter: limits::LogLimiter,
     next_session: AtomicU64,
     uid: u32,
     /// Sessions the broker created itself (for launched processes, `OpenSession`), handed to
@@ -217,7 +226,14 @@ impl Broker {
                 tokens: mech::storage::Tokens::default(),
                 named_objects: mech::named_objects::NamedObjects::default(),
                 pipes: mech::pipes::Pipes::default(),
-                blocking: blocking::BlockingPool::default(),
+                blocking: blocking::BlockingPool::new(config.limits.blocking_threads),
+                fds: limits::FdBudget::new(
+                    appipc_sys::env::open_file_limit(),
+                    config.limits.fd_reserve,
+                ),
+                sessions: session::Sessions::default(),
+                log_limiter: limits::LogLimiter::default(),
+                config,
                 next_session: AtomicU64::new(1),
                 uid: appipc_sys::cred::current_uid(),
             }),
@@ -249,11 +265,29 @@ impl Broker {
             "broker listening"
         );
         tokio::pin!(shutdown);
+        // Public sessions idle with nothing open are closed now and then.
+        {
+            let shared = shared.clone();
+            tokio::spawn(async move {
+                let every = std::time::Duration::from_secs(
+                    shared.config.limits.idle_timeout_secs.clamp(1, 10),
+                );
+                loop {
+                    tokio::select! {
+                        () = tokio::time::sleep(every) => shared.sessions.close_idle(&shared),
+                        () = shared.stopping.cancelled() => return,
+                    }
+                }
+            });
+        }
+        // One fd kept aside: when the process is out of fds, it is given up to accept (and
+        // close) the connection that waits, instead of spinning on EMFILE.
+        let mut spare = appipc_sys::fs::open_file(std::path::Path::new("/dev/null"), false).ok();
         loop {
             let conn = tokio::select! {
                 c = listener.accept() => c,
                 Some((sock, caller)) = adopted.recv() => {
-                    tokio::spawn(session::serve(shared.clone(), sock, caller));
+                    tokio::spawn(session::start(shared.clone(), sock, caller, false));
                     continue;
                 }
                 () = &mut shutdown => break,
@@ -262,9 +296,20 @@ impl Broker {
             let conn = match conn {
                 Ok(c) => c,
                 Err(e) => {
-                    // EMFILE and friends: back off instead of spinning.
-                    tracing::error!(error = %e, "accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    // EMFILE (24), ENFILE (23).
+                    let out_of_fds = matches!(e.raw_os_error(), Some(24 | 23));
+                    if let Some(n) = shared.log_limiter.allow("accept failed") {
+                        tracing::error!(error = %e, suppressed = n, "accept failed");
+                    }
+                    if out_of_fds && spare.take().is_some() {
+                        if let Ok(c) = listener.accept().await {
+                            drop(c);
+                        }
+                        spare = appipc_sys::fs::open_file(std::path::Path::new("/dev/null"), false)
+                            .ok();
+                    } else {
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    }
                     continue;
                 }
             };
@@ -276,17 +321,25 @@ impl Broker {
                 }
             };
             if creds.uid != shared.uid {
-                tracing::warn!(
-                    peer_uid = creds.uid,
-                    peer_pid = creds.pid,
-                    "refused a peer of another user"
-                );
+                if let Some(n) = shared.log_limiter.allow("peer of another user") {
+                    tracing::warn!(
+                        peer_uid = creds.uid,
+                        peer_pid = creds.pid,
+                        suppressed = n,
+                        "refused a peer of another user"
+                    );
+                }
                 continue;
             }
             let caller = Caller::unpackaged(shared.next_session_id(), creds.pid, creds.uid);
-            tokio::spawn(session::serve(shared.clone(), conn, caller));
+            tokio::spawn(session::start(shared.clone(), conn, caller, true));
         }
         shared.stopping.cancel();
+        // Sessions finish what they were doing and say goodbye (a little while).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+        while !shared.sessions.is_empty() && std::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
         shared.decisions.close();
         let _ = std::fs::remove_file(shared.paths.socket());
         tracing::info!("broker stopped");

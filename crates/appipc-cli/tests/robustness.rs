@@ -30,6 +30,22 @@ fn recv_frame(fd: &std::os::fd::OwnedFd) -> Option<Frame> {
     }
 }
 
+/// Whether the broker closes the connection, saying why (`broker.Closing`) before its end:
+/// `Some(reason)`, or `None` if it goes on.
+fn closed_with(fd: &std::os::fd::OwnedFd) -> Option<String> {
+    use appipc_wire::protocol::Event;
+    let mut reason = None;
+    loop {
+        match recv_frame(fd) {
+            None => return Some(reason.unwrap_or_default()),
+            Some(Frame { event: Some(Event::Broker(broker::Event::Closing(c))), .. }) => {
+                reason = Some(c.reason)
+            }
+            Some(other) => panic!("expected the connection to close, got {other:?}"),
+        }
+    }
+}
+
 fn ping(fd: &std::os::fd::OwnedFd, id: u64) -> Option<Frame> {
     socket::send(fd, &Frame::request(id, broker::Ping {}).to_cbor(), &[], Blocking::Yes).ok()?;
     recv_frame(fd)
@@ -58,7 +74,8 @@ fn garbage_closes_only_that_connection() {
     for garbage in [&b"\xff\xfe\xfd"[..], b"\x9f\x9f\x9f\x9f", b"hello broker", &[0u8; 1]] {
         let bad = raw(&b);
         socket::send(&bad, garbage, &[], Blocking::Yes).unwrap();
-        assert!(recv_frame(&bad).is_none(), "garbage {garbage:?} must close the connection");
+        let why = closed_with(&bad).expect("closed");
+        assert!(why.contains("protocol violation"), "garbage {garbage:?}: {why}");
         assert_alive(&b, &bystander);
     }
     assert!(b.log().contains("protocol violation"), "logged:\n{}", b.log());
@@ -72,7 +89,7 @@ fn oversized_frame_closes_the_connection() {
     let big = vec![0x80u8; MAX_FRAME_LEN + 1000];
     // The kernel may refuse a message this large (EMSGSIZE) or the broker must close.
     if socket::send(&bad, &big, &[], Blocking::Yes).is_ok() {
-        assert!(recv_frame(&bad).is_none());
+        assert!(closed_with(&bad).expect("closed").contains("protocol violation"));
         assert!(b.log().contains("exceeds the limit"), "{}", b.log());
     }
     assert_alive(&b, &bystander);
@@ -85,7 +102,7 @@ fn truncated_frame_closes_the_connection() {
     let bad = raw(&b);
     let whole = Frame::request(5, packages::Install { path: "/tmp/x".into() }).to_cbor();
     socket::send(&bad, &whole[..whole.len() - 3], &[], Blocking::Yes).unwrap();
-    assert!(recv_frame(&bad).is_none());
+    assert!(closed_with(&bad).expect("closed").contains("protocol violation"));
     assert_alive(&b, &bystander);
 }
 
@@ -97,7 +114,8 @@ fn protocol_violations_close_the_connection() {
     for f in [Frame::reply(3, Reply::Ok(Raw::encode(&()))), Frame::request(0, broker::Ping {})] {
         let bad = raw(&b);
         socket::send(&bad, &f.to_cbor(), &[], Blocking::Yes).unwrap();
-        assert!(recv_frame(&bad).is_none(), "{f:?}");
+        let why = closed_with(&bad).expect("closed");
+        assert!(why.contains("protocol violation"), "{f:?}: {why}");
     }
     assert_alive(&b, &bystander);
 }

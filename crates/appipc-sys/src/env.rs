@@ -40,3 +40,13 @@ pub fn dup_inherited_session(number: u32) -> io::Result<OwnedFd> {
     }
     Ok(fd)
 }
+
+/// This process's soft limit on open files (`RLIMIT_NOFILE`); `u64::MAX` when unlimited.
+pub fn open_file_limit() -> u64 {
+    rustix::process::getrlimit(rustix::process::Resource::Nofile).current.unwrap_or(u64::MAX)
+}
+
+/// How many fds this process has open now (the entries of `/proc/self/fd`).
+pub fn open_fd_count() -> io::Result<usize> {
+    Ok(std::fs::read_dir("/proc/self/fd")?.count())
+}

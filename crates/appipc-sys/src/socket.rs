@@ -191,6 +191,15 @@ pub fn recv(sock: impl AsFd, max: usize, blocking: Blocking) -> io::Result<Optio
     }))
 }
 
+/// Whether the peer of a connected socket has closed its end (or shut down its writing),
+/// even with messages of it still queued here: a zero-timeout poll for `POLLRDHUP`/`POLLHUP`.
+pub fn peer_hung_up(sock: impl AsFd) -> bool {
+    use rustix::event::{PollFd, PollFlags, Timespec, poll};
+    let mut fds = [PollFd::new(&sock, PollFlags::RDHUP)];
+    matches!(poll(&mut fds, Some(&Timespec { tv_sec: 0, tv_nsec: 0 })), Ok(n) if n > 0)
+        && fds[0].revents().intersects(PollFlags::RDHUP | PollFlags::HUP)
+}
+
 /// Shuts down one direction of a socket: no more reading, or no more writing (the peer sees
 /// the end of the stream).
 pub fn shutdown_direction(sock: impl AsFd, read: bool) -> io::Result<()> {
@@ -206,6 +215,17 @@ pub fn shutdown(sock: impl AsFd) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_closed_peer_is_seen_with_its_messages_still_queued() {
+        let (a, b) = seqpacket_pair().unwrap();
+        send(&a, b"queued", &[], Blocking::Yes).unwrap();
+        assert!(!peer_hung_up(&b));
+        drop(a);
+        assert!(peer_hung_up(&b), "the peer is gone");
+        let p = recv(&b, 64, Blocking::Yes).unwrap().unwrap();
+        assert_eq!(p.data, b"queued", "its message is still there");
+    }
 
     #[test]
     fn boundaries_and_fds() {

@@ -291,6 +291,8 @@ windows_enum!(
         Fail = 0x8000_4005,
         /// `HRESULT_FROM_WIN32(ERROR_FILE_NOT_FOUND)`.
         FileNotFound = 0x8007_0002,
+        /// `HRESULT_FROM_WIN32(ERROR_NOT_ENOUGH_QUOTA)`.
+        NotEnoughQuota = 0x8007_0718,
         /// `ERROR_BAD_FORMAT` as an HRESULT: a package whose signature or publisher does not
         /// match.
         BadFormat = 0x8007_000B,

@@ -358,7 +358,7 @@ pub(crate) async fn open_raw(
 ) -> std::result::Result<Opened, AppServiceConnectionStatus> {
     let request =
         wire::Open { package_family_name: family.to_owned(), app_service_name: name.to_owned() };
-    match session.call_with_fds(request, &[]).await {
+    match session.call_within(request, &[], crate::management::START).await {
         Ok((o, fds)) => match fds.into_iter().next() {
             Some(fd) => Ok(Opened { fd, max_message_size: o.max_message_size }),
             None => Err(AppServiceConnectionStatus::Unknown),

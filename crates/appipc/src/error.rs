@@ -37,6 +37,24 @@ pub enum Error {
     /// The broker closed the session (it stopped, or it judged a message of ours malformed).
     #[error("the broker closed the session")]
     Disconnected,
+    /// The broker closed the session and said why (a limit reached, idle, not reading).
+    #[error("the broker closed the session: {reason}")]
+    Closed {
+        /// Why.
+        reason: String,
+    },
+    /// The broker did not answer in time.
+    #[error(
+        "the broker did not answer {request} within {} ms (APPIPC_TIMEOUT_MS sets how long \
+         requests wait)",
+        .after.as_millis()
+    )]
+    Timeout {
+        /// The request.
+        request: &'static str,
+        /// How long it waited.
+        after: std::time::Duration,
+    },
     /// The broker sent something this SDK does not understand.
     #[error("protocol error: {0}")]
     Protocol(String),

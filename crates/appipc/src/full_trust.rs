@@ -37,7 +37,7 @@ async fn launch(
         parameter_group: parameter_group.map(str::to_owned),
         arguments,
     };
-    match session.call(request).await {
+    match session.call_within(request, &[], crate::management::START).await.map(|r| r.0) {
         Ok(l) => Ok(FullTrustProcessLaunchResult {
             launch_result: FullTrustLaunchResult::Success,
             extended_error: None,

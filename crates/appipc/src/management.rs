@@ -11,6 +11,11 @@ use appipc_wire::protocol::packages::{Install, ListPackages, Remove};
 use crate::error::{Error, Result};
 use crate::session::Session;
 
+/// How long installs and removals may take: 10 minutes.
+pub const LONG: std::time::Duration = std::time::Duration::from_secs(600);
+/// How long starting a process may take (confinement, a service host registering): 60 s.
+pub const START: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// What [`PackageManager::add_package`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeploymentResult {
@@ -43,7 +48,12 @@ impl PackageManager {
     pub async fn add_package(&self, path: &Path) -> Result<DeploymentResult> {
         let abs = std::path::absolute(path)
             .map_err(|source| Error::Io { what: "resolving the package path", source })?;
-        let i = self.session.call(Install { path: abs.display().to_string() }).await?;
+        // Copying a large package takes its time.
+        let i = self
+            .session
+            .call_within(Install { path: abs.display().to_string() }, &[], LONG)
+            .await?
+            .0;
         Ok(DeploymentResult {
             full_name: i.full_name,
             family_name: i.family_name,
@@ -56,7 +66,11 @@ impl PackageManager {
     /// `RemovePackageAsync` by family name; running processes of the package are stopped.
     /// Returns the full name removed and how many processes were stopped.
     pub async fn remove_package(&self, family_name: &str) -> Result<(String, u32)> {
-        let r = self.session.call(Remove { family_name: family_name.to_owned() }).await?;
+        let r = self
+            .session
+            .call_within(Remove { family_name: family_name.to_owned() }, &[], LONG)
+            .await?
+            .0;
         Ok((r.full_name, r.stopped_processes))
     }
 
@@ -108,7 +122,7 @@ impl ApplicationActivationManager {
             stdio,
             notify_exit: options.notify_exit,
         };
-        let l = self.session.call_with_fds(request, &fds).await?.0;
+        let l = self.session.call_within(request, &fds, START).await?.0;
         Ok((l.pid, l.app_user_model_id))
     }
 }

@@ -123,7 +123,12 @@ pub async fn open(session: &Session, name: &str, desired_access: u32) -> Result<
 /// `WaitNamedPipe`: waits until an instance of `name` is free, at most `timeout`.
 pub async fn wait_named_pipe(session: &Session, name: &str, timeout: Duration) -> Result<()> {
     let timeout_ms = u32::try_from(timeout.as_millis()).unwrap_or(u32::MAX);
-    session.call(wire::Wait { name: name.to_owned(), timeout_ms }).await.map_err(Error::into_win32)
+    let wait = timeout + crate::session::default_timeout();
+    session
+        .call_within(wire::Wait { name: name.to_owned(), timeout_ms }, &[], wait)
+        .await
+        .map(|_| ())
+        .map_err(Error::into_win32)
 }
 
 /// `CreatePipe`: an anonymous pipe (read end, write end), for a parent and its child.

@@ -62,6 +62,10 @@ struct Inner {
     pipes: Mutex<PipeRoutes>,
     canceled: watch::Sender<Option<BackgroundTaskCancellationReason>>,
     decisions: Mutex<Option<DecisionSender>>,
+    /// Why the broker said it closes the session (`broker.Closing`), if it did.
+    closing: Mutex<Option<String>>,
+    /// How long a request waits for its reply unless it says otherwise.
+    timeout: std::time::Duration,
 }
 
 /// A session with the broker. Cheap to clone; requests may be issued concurrently.
@@ -78,6 +82,14 @@ impl Drop for ReaderGuard {
     fn drop(&mut self) {
         self.0.abort();
     }
+}
+
+/// How long a request waits for the broker's reply by default: 10 s, or `APPIPC_TIMEOUT_MS`.
+/// Requests that take long by nature (installs, launches, opening an app service whose host
+/// must start) wait longer; see each call.
+pub fn default_timeout() -> std::time::Duration {
+    let ms = std::env::var("APPIPC_TIMEOUT_MS").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000);
+    std::time::Duration::from_millis(ms)
 }
 
 /// The broker's public socket for this environment (`APPIPC_RUNTIME_DIR`, else
@@ -145,6 +157,8 @@ impl Session {
             pipes: Mutex::new(PipeRoutes::default()),
             canceled: watch::channel(None).0,
             decisions: Mutex::new(None),
+            closing: Mutex::new(None),
+            timeout: default_timeout(),
         });
         let reader = tokio::spawn(read_loop(inner.clone()));
         Ok(Session { inner, _reader: Arc::new(ReaderGuard(reader)) })
@@ -177,15 +191,34 @@ impl Session {
                 _ => Error::Io { what: "sending a request to the broker", source },
             });
         }
-        rx.await.map_err(|_| Error::Disconnected)?
+        rx.await.map_err(|_| self.disconnected())?
+    }
+
+    /// The error for a session that has ended: why the broker closed it, if it said.
+    fn disconnected(&self) -> Error {
+        match self.inner.closing.lock().expect("closing poisoned").clone() {
+            Some(reason) => Error::Closed { reason },
+            None => Error::Disconnected,
+        }
     }
 
     /// Sends a request with the fds it declares, and returns its typed output and the fds
-    /// of the reply.
+    /// of the reply; fails with [`Error::Timeout`] if no reply comes within
+    /// [`default_timeout`].
     pub async fn call_with_fds<C: Call>(
         &self,
         call: C,
         fds: &[std::os::fd::BorrowedFd<'_>],
+    ) -> Result<(C::Output, Vec<OwnedFd>)> {
+        self.call_within(call, fds, self.inner.timeout).await
+    }
+
+    /// [`Session::call_with_fds`], waiting at most `timeout` for the reply.
+    pub async fn call_within<C: Call>(
+        &self,
+        call: C,
+        fds: &[std::os::fd::BorrowedFd<'_>],
+        timeout: std::time::Duration,
     ) -> Result<(C::Output, Vec<OwnedFd>)> {
         if fds.len() != call.fds() {
             return Err(Error::Protocol(format!(
@@ -195,7 +228,9 @@ impl Session {
                 fds.len()
             )));
         }
-        let (raw, fds) = self.request_raw(call.into(), fds).await?;
+        let (raw, fds) = tokio::time::timeout(timeout, self.request_raw(call.into(), fds))
+            .await
+            .map_err(|_| Error::Timeout { request: C::NAME, after: timeout })??;
         let out = raw
             .decode::<C::Output>()
             .map_err(|e| Error::Protocol(format!("reply to {}: {e}", C::NAME)))?;
@@ -311,9 +346,11 @@ async fn read_loop(inner: Arc<Inner>) {
             false
         }
     });
+    let closing = inner.closing.lock().expect("closing poisoned").clone();
     for (_, w) in pending.into_iter().flatten() {
-        let _ = w.send(Err(match &why {
-            Error::Protocol(m) => Error::Protocol(m.clone()),
+        let _ = w.send(Err(match (&why, &closing) {
+            (Error::Protocol(m), _) => Error::Protocol(m.clone()),
+            (_, Some(reason)) => Error::Closed { reason: reason.clone() },
             _ => Error::Disconnected,
         }));
     }
@@ -351,6 +388,9 @@ fn route_event(inner: &Inner, event: Event, fds: Vec<OwnedFd>) {
                     None => p.early.entry(c.instance).or_default().push(client),
                 }
             }
+        }
+        Event::Broker(protocol::broker::Event::Closing(c)) => {
+            *inner.closing.lock().expect("closing poisoned") = Some(c.reason);
         }
         Event::Diagnostics(diagnostics::Event::Decision(d)) => {
             if let Some(tx) = inner.decisions.lock().expect("decisions poisoned").as_ref() {

@@ -10,7 +10,7 @@
 //! (`Canceled(IdleTask)`) and killing it after a grace period.
 
 use std::collections::{HashMap, HashSet};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -18,9 +18,7 @@ use std::time::Duration;
 use appipc_model::identity::PackageFamilyName;
 use appipc_model::manifest::{AppService, Application};
 use appipc_model::policy::{Operation, ServiceTarget};
-use appipc_sys::aio::AsyncSeqPacket;
 use appipc_wire::app_service::DEFAULT_MAX_MESSAGE_SIZE;
-use appipc_wire::frame::Frame;
 use appipc_wire::protocol::app_service::{
     self as wire, AppServiceConnectionInfo, AppServiceList, AppServiceProviderInfo, Canceled,
     DeclaredAppService, IncomingConnection, Opened,
@@ -34,6 +32,7 @@ use crate::caller::Caller;
 use crate::cx::{Cx, Replied};
 use crate::error::{AppServiceError, InternalError};
 use crate::repository::InstalledPackage;
+use crate::session::{Outbox, Undeliverable};
 
 type Result<T, E = AppServiceError> = std::result::Result<T, E>;
 
@@ -92,7 +91,7 @@ struct Host {
     pid: u32,
     family: String,
     service: String,
-    sock: Arc<AsyncSeqPacket>,
+    sock: Arc<Outbox>,
     /// Started by the broker for a service (out of process, or in process in the background):
     /// stopped when idle.
     stoppable: bool,
@@ -113,7 +112,8 @@ struct Waiter {
 struct State {
     hosts: Vec<Arc<Host>>,
     waiters: Vec<Waiter>,
-    connections: HashMap<u64, (AppServiceConnectionInfo, Arc<Host>)>,
+    /// connection id → (its listing, its host, the session of the caller that opened it).
+    connections: HashMap<u64, (AppServiceConnectionInfo, Arc<Host>, u64)>,
     started_for_service: HashSet<u32>,
 }
 
@@ -197,6 +197,15 @@ impl AppServices {
             unreachable!("the policy allows only a declared service")
         };
         let pfn = &pkg.family_name;
+        let open_here =
+            self.lock().connections.values().filter(|(_, _, s)| *s == caller.session_id).count();
+        let cap = shared.config.limits.app_service_connections_per_session;
+        if open_here >= cap {
+            return Err(AppServiceError::Quota(format!(
+                "this session has {open_here} app-service connections open, the most it may \
+                 ([limits] app-service-connections-per-session); close some"
+            )));
+        }
         let max = service.max_message_size.unwrap_or(DEFAULT_MAX_MESSAGE_SIZE);
         let service_lc = lc(service.name.as_str());
         let family_lc = lc(pfn.as_str());
@@ -263,14 +272,22 @@ impl AppServices {
             caller_pid: caller.pid,
             max_message_size: max,
         };
+        match host.sock.event(incoming, vec![provider_end]) {
+            Ok(()) => {}
+            Err(Undeliverable::Gone) => {
+                tracing::warn!(pid = host.pid, "app service host is gone; starting another");
+                self.remove_host(host.session_id);
+                return Ok(None);
+            }
+            Err(Undeliverable::Full) => {
+                return Err(AppServiceError::Unavailable(format!(
+                    "the host of {} (pid {}) does not read its session with the broker",
+                    service.name, host.pid
+                )));
+            }
+        }
         host.active.fetch_add(1, Ordering::SeqCst);
         host.generation.fetch_add(1, Ordering::SeqCst);
-        let frame = Frame::event(incoming).to_cbor();
-        if let Err(e) = host.sock.send(&frame, &[provider_end.as_fd()]).await {
-            tracing::warn!(pid = host.pid, error = %e, "app service host is gone; starting another");
-            self.remove_host(host.session_id);
-            return Ok(None);
-        }
         let info = AppServiceConnectionInfo {
             connection_id: id,
             package_family_name: pkg.family_name.to_string(),
@@ -288,7 +305,7 @@ impl AppServices {
             caller = %caller.describe(),
             "app service connection opened"
         );
-        self.lock().connections.insert(id, (info, host.clone()));
+        self.lock().connections.insert(id, (info, host.clone(), caller.session_id));
         Ok(Some((Opened { connection_id: id, max_message_size: max }, client_end)))
     }
 
@@ -360,7 +377,7 @@ impl AppServices {
 
     /// `RegisterAppServiceHost`.
     pub(crate) fn register(&self, cx: &Cx<'_>, name: &str) -> Result<()> {
-        let (shared, caller, sock) = (cx.shared, cx.caller, cx.session);
+        let (shared, caller, sock) = (cx.shared, cx.caller, &cx.session.outbox);
         let pkg = caller.family_name().and_then(|f| shared.repository.get(f));
         let found = pkg.as_ref().and_then(|p| find_service(p, name));
         cx.enforce(Operation::HostAppService {
@@ -418,7 +435,7 @@ impl AppServices {
 
     /// `AppServiceConnectionClosed` from a host.
     pub(crate) fn connection_closed(&self, cx: &Cx<'_>, id: u64) -> Result<()> {
-        let hosted_by = self.lock().connections.get(&id).map(|(_, h)| h.pid);
+        let hosted_by = self.lock().connections.get(&id).map(|(_, h, _)| h.pid);
         let Some(pid) = hosted_by else {
             return Ok(()); // already gone (the host's session ended first)
         };
@@ -426,7 +443,7 @@ impl AppServices {
             connection_id: id,
             hosted_by_caller: pid == cx.caller.pid,
         })?;
-        let host = self.lock().connections.remove(&id).map(|(_, h)| h);
+        let host = self.lock().connections.remove(&id).map(|(_, h, _)| h);
         if let Some(host) = host {
             tracing::debug!(connection = id, pid = host.pid, "app service connection closed");
             let left = host.active.fetch_sub(1, Ordering::SeqCst).saturating_sub(1);
@@ -469,7 +486,7 @@ impl AppServices {
         }
         tracing::info!(pid = host.pid, service = %host.service, %reason, "canceling app service host");
         self.remove_host(host.session_id);
-        let _ = host.sock.send(&Frame::event(Canceled { reason }).to_cbor(), &[]).await;
+        let _ = host.sock.event(Canceled { reason }, Vec::new());
         if !host.stoppable {
             return;
         }
@@ -505,6 +522,11 @@ impl AppServices {
         }
     }
 
+    /// Whether a session hosts an app service.
+    pub(crate) fn hosts_in(&self, session_id: u64) -> bool {
+        self.lock().hosts.iter().any(|h| h.session_id == session_id)
+    }
+
     fn remove_host(&self, session_id: u64) {
         let mut st = self.lock();
         st.hosts.retain(|h| h.session_id != session_id);
@@ -519,7 +541,7 @@ impl AppServices {
             return;
         }
         st.hosts.retain(|h| h.session_id != session_id);
-        st.connections.retain(|_, (_, h)| h.session_id != session_id);
+        st.connections.retain(|_, (_, h, _)| h.session_id != session_id);
         for pid in gone {
             tracing::debug!(pid, "app service host session ended");
         }
@@ -574,8 +596,8 @@ impl AppServices {
             .lock()
             .connections
             .values()
-            .filter(|(i, _)| visible(&i.package_family_name))
-            .map(|(i, _)| i.clone())
+            .filter(|(i, _, _)| visible(&i.package_family_name))
+            .map(|(i, _, _)| i.clone())
             .collect();
         connections.sort_by_key(|c| c.connection_id);
         AppServiceList { declared, connections }

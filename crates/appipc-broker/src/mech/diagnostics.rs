@@ -1,11 +1,11 @@
 //! `diagnostics`: the decision log, for `appipc why`.
 
 use appipc_model::policy::Operation;
-use appipc_wire::frame::Frame;
 use appipc_wire::protocol::diagnostics::{self as wire, Decision, DecisionRecord};
 
 use crate::cx::{Cx, Replied};
 use crate::error::BrokerError;
+use crate::session::Undeliverable;
 
 /// Whether the caller may see this decision: both its caller's package and its object's
 /// package must be visible to it.
@@ -34,14 +34,16 @@ pub(crate) async fn handle(cx: Cx<'_>, r: wire::Request) -> Result<Replied, Brok
         }
         R::FollowDecisions(f) => {
             let mut rx = cx.shared.decisions.subscribe();
-            let sock = cx.session.clone();
+            let entry = cx.session.clone();
             let caller = cx.caller.clone();
             let shared = cx.shared.clone();
             tokio::spawn(async move {
-                let session = cx_for_filter(&shared, &caller, &sock);
+                let _interest = entry.interest();
+                let session = cx_for_filter(&shared, &caller, &entry);
                 loop {
                     let record = tokio::select! {
                         r = rx.recv() => r,
+                        _ = entry.outbox.closed() => break,
                         () = shared.stopping.cancelled() => break,
                     };
                     let record = match record {
@@ -57,8 +59,10 @@ pub(crate) async fn handle(cx: Cx<'_>, r: wire::Request) -> Result<Replied, Brok
                     {
                         continue;
                     }
-                    let frame = Frame::event(Decision { record: (*record).clone() });
-                    if sock.send(&frame.to_cbor(), &[]).await.is_err() {
+                    // A follower that does not read loses decisions, not the broker's memory.
+                    if entry.outbox.event(Decision { record: (*record).clone() }, Vec::new())
+                        == Err(Undeliverable::Gone)
+                    {
                         break;
                     }
                 }
@@ -72,7 +76,7 @@ pub(crate) async fn handle(cx: Cx<'_>, r: wire::Request) -> Result<Replied, Brok
 fn cx_for_filter<'a>(
     shared: &'a std::sync::Arc<crate::Shared>,
     caller: &'a std::sync::Arc<crate::caller::Caller>,
-    sock: &'a std::sync::Arc<appipc_sys::aio::AsyncSeqPacket>,
+    entry: &'a std::sync::Arc<crate::session::SessionEntry>,
 ) -> Cx<'a> {
-    Cx { shared, caller, session: sock, fds: Vec::new() }
+    Cx { shared, caller, session: entry, fds: Vec::new() }
 }

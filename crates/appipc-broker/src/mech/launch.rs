@@ -2,7 +2,6 @@
 
 use appipc_model::identity::{AppId, AppUserModelId, PackageFamilyName};
 use appipc_model::policy::Operation;
-use appipc_wire::frame::Frame;
 use appipc_wire::protocol::launch::{self as wire, Launched, ProcessExited};
 
 use crate::cx::{Cx, Replied};
@@ -71,14 +70,21 @@ async fn launch(cx: &mut Cx<'_>, l: wire::Launch) -> Result<Replied, LaunchError
     let (pid, aumid) = (record.pid, record.aumid.clone());
     tracing::info!(app = %aumid, pid, by = %cx.caller.describe(), "launched on request");
     if l.notify_exit {
-        let sock = cx.session.clone();
+        let session = cx.session.clone();
+        // While it waits for the exit, the session is not idle.
+        let interest = session.interest();
         let mut exited = record.exited.clone();
         tokio::spawn(async move {
-            let status = exited.wait_for(|s| s.is_some()).await.ok().and_then(|s| *s);
+            let status = tokio::select! {
+                s = exited.wait_for(|s| s.is_some()) => s.ok().and_then(|s| *s),
+                _ = session.outbox.closed() => None,
+            };
             if let Some(s) = status {
-                let frame = Frame::event(ProcessExited { pid, code: s.code, signal: s.signal });
-                let _ = sock.send(&frame.to_cbor(), &[]).await;
+                let _ = session
+                    .outbox
+                    .event(ProcessExited { pid, code: s.code, signal: s.signal }, Vec::new());
             }
+            drop(interest);
         });
     }
     Ok(Replied::of::<wire::Launch>(Launched { pid, app_user_model_id: aumid }))

@@ -37,6 +37,7 @@ use crate::caller::Caller;
 use crate::cx::{Cx, Replied};
 use crate::error::InternalError;
 pub use crate::error::NamedObjectError;
+use crate::limits::FdCharge;
 
 type Result<T, E = NamedObjectError> = std::result::Result<T, E>;
 
@@ -56,11 +57,16 @@ struct Object {
     /// A manual-reset event.
     manual_reset: bool,
     handles: u32,
+    /// The fd the broker holds for it, charged to the budget.
+    _fd_charge: FdCharge,
 }
 
 #[derive(Debug)]
 struct Handle {
     session: u64,
+    /// The holder's package family (lower case; "" for an unpackaged holder), for its
+    /// package's quota.
+    package: String,
     key: Key,
     granted: u32,
 }
@@ -71,34 +77,54 @@ struct State {
     handles: HashMap<u64, Handle>,
     /// session → how many handles it holds.
     per_session: HashMap<u64, usize>,
+    /// package family (lower case) → how many handles its sessions hold.
+    per_package: HashMap<String, usize>,
 }
 
-/// How many named-object handles one session may hold: every object costs the broker an fd,
-/// so a client that leaks handles is stopped here, not by the broker's fd limit.
-pub const MAX_HANDLES_PER_SESSION: usize = 4096;
+fn down<K: std::hash::Hash + Eq>(map: &mut HashMap<K, usize>, key: &K) {
+    if let Some(n) = map.get_mut(key) {
+        *n -= 1;
+        if *n == 0 {
+            map.remove(key);
+        }
+    }
+}
 
 impl State {
-    /// `ERROR_NOT_ENOUGH_QUOTA` when `session` holds its share of handles.
-    fn check_quota(&self, session: u64) -> Result<()> {
-        let held = self.per_session.get(&session).copied().unwrap_or(0);
-        if held >= MAX_HANDLES_PER_SESSION {
+    /// `ERROR_NOT_ENOUGH_QUOTA` when the caller's session or package holds its share of
+    /// handles: every object costs the broker an fd and every handle memory, so a client
+    /// that hoards them is stopped here, not by the broker's own limits.
+    fn check_quota(&self, who: &Caller, limits: &crate::config::LimitsConfig) -> Result<()> {
+        let held = self.per_session.get(&who.session_id).copied().unwrap_or(0);
+        if held >= limits.handles_per_session {
             return Err(NamedObjectError::win32(
                 Win32Error::NotEnoughQuota,
                 format!(
-                    "this session holds {held} named-object handles, the most it may; close some"
+                    "this session holds {held} named-object handles, the most it may ([limits] \
+                     handles-per-session); close some"
                 ),
             ));
+        }
+        if let Some(f) = who.family_name() {
+            let held = self.per_package.get(&f.to_ascii_lowercase()).copied().unwrap_or(0);
+            if held >= limits.handles_per_package {
+                return Err(NamedObjectError::win32(
+                    Win32Error::NotEnoughQuota,
+                    format!(
+                        "package {f} holds {held} named-object handles, the most it may \
+                         ([limits] handles-per-package); close some"
+                    ),
+                ));
+            }
         }
         Ok(())
     }
 
     fn forget_handle(&mut self, handle: u64) -> Option<Key> {
         let h = self.handles.remove(&handle)?;
-        if let Some(n) = self.per_session.get_mut(&h.session) {
-            *n -= 1;
-            if *n == 0 {
-                self.per_session.remove(&h.session);
-            }
+        down(&mut self.per_session, &h.session);
+        if !h.package.is_empty() {
+            down(&mut self.per_package, &h.package);
         }
         Some(h.key)
     }
@@ -214,12 +240,17 @@ impl NamedObjects {
         self.state.lock().expect("named objects poisoned")
     }
 
-    /// Opens a handle to the object at `key` for `session` with `granted` rights: the fd is
+    /// Handles a session holds.
+    pub(crate) fn handles_of(&self, session: u64) -> usize {
+        self.lock().per_session.get(&session).copied().unwrap_or(0)
+    }
+
+    /// Opens a handle to the object at `key` for `who` with `granted` rights: the fd is
     /// made first, so nothing enters the table unless the whole open succeeds.
     fn open_handle(
         &self,
         st: &mut State,
-        session: u64,
+        who: &Caller,
         key: Key,
         granted: u32,
         already_exists: bool,
@@ -236,8 +267,12 @@ impl NamedObjects {
             manual_reset: obj.manual_reset,
             fd: kind,
         };
-        st.handles.insert(out.handle, Handle { session, key, granted });
-        *st.per_session.entry(session).or_default() += 1;
+        let package = who.family_name().unwrap_or_default().to_ascii_lowercase();
+        if !package.is_empty() {
+            *st.per_package.entry(package.clone()).or_default() += 1;
+        }
+        *st.per_session.entry(who.session_id).or_default() += 1;
+        st.handles.insert(out.handle, Handle { session: who.session_id, package, key, granted });
         Ok((out, fd))
     }
 
@@ -257,7 +292,7 @@ impl NamedObjects {
         let key = (n.namespace.clone(), n.key.clone());
         {
             let mut st = self.lock();
-            st.check_quota(who.session_id)?;
+            st.check_quota(who, &cx.shared.config.limits)?;
             if let Some(obj) = st.objects.get(&key) {
                 if obj.ty != ty {
                     return Err(wrong_type(name, obj.ty, ty));
@@ -268,7 +303,7 @@ impl NamedObjects {
                     sd: &obj.sd,
                     desired: GENERIC_ALL,
                 })?;
-                return self.open_handle(&mut st, who.session_id, key, d.granted, true);
+                return self.open_handle(&mut st, who, key, d.granted, true);
             }
         }
         let sd = match sddl {
@@ -276,6 +311,12 @@ impl NamedObjects {
                 .map_err(|e| NamedObjectError::parameter(format!("security descriptor: {e}")))?,
             None => model::default_descriptor(&who.principal),
         };
+        let charge = cx.shared.fds.try_charge(1).ok_or_else(|| {
+            NamedObjectError::win32(
+                Win32Error::NoSystemResources,
+                "the broker holds as many objects for its clients as it may; close some",
+            )
+        })?;
         let made = make_object(kind, backing)?;
         let mut st = self.lock();
         // Another create may have won the name while the object was being made.
@@ -283,7 +324,7 @@ impl NamedObjects {
             drop(st);
             return self.create(cx, made.kind, name, sddl, made.backing);
         }
-        st.check_quota(who.session_id)?;
+        st.check_quota(who, &cx.shared.config.limits)?;
         tracing::info!(namespace = %n.namespace, name = %n.display, object_type = type_name(ty), by = %who.describe(), sddl = %sd.to_sddl(), "named object created");
         st.objects.insert(
             key.clone(),
@@ -298,10 +339,11 @@ impl NamedObjects {
                 writable: made.writable,
                 manual_reset: made.manual_reset,
                 handles: 0,
+                _fd_charge: charge,
             },
         );
         let granted = ty.map_generic(GENERIC_ALL);
-        match self.open_handle(&mut st, who.session_id, key.clone(), granted, false) {
+        match self.open_handle(&mut st, who, key.clone(), granted, false) {
             Ok(h) => Ok(h),
             Err(e) => {
                 st.objects.remove(&key);
@@ -322,7 +364,7 @@ impl NamedObjects {
         let n = model::resolve(&who.principal, name, NameKind::Object)?;
         let key = (n.namespace.clone(), n.key.clone());
         let mut st = self.lock();
-        st.check_quota(who.session_id)?;
+        st.check_quota(who, &cx.shared.config.limits)?;
         let Some(obj) = st.objects.get(&key) else {
             return Err(NamedObjectError::win32(
                 Win32Error::FileNotFound,
@@ -334,7 +376,7 @@ impl NamedObjects {
         }
         let d = cx.enforce(Operation::OpenNamedObject { name: &n, ty, sd: &obj.sd, desired })?;
         tracing::debug!(name = %n.display, by = %who.describe(), granted = d.granted, "named object opened");
-        self.open_handle(&mut st, who.session_id, key, d.granted, false)
+        self.open_handle(&mut st, who, key, d.granted, false)
     }
 
     /// The caller's handle `handle` (the policy decides whether it is the caller's).

@@ -7,8 +7,7 @@
 //! the socket is shut down), and the rights asked must fit the pipe's direction (reading an
 //! inbound pipe, or writing an outbound one, is refused as on Windows).
 
-use std::collections::HashMap;
-use std::os::fd::AsFd;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -18,14 +17,13 @@ use appipc_model::named_objects::{
     ObjectType, SecurityDescriptor,
 };
 use appipc_model::policy::Operation;
-use appipc_sys::aio::AsyncSeqPacket;
-use appipc_wire::frame::Frame;
 use appipc_wire::protocol::pipes::{self as wire, ClientConnected, PipeDirection, PipeOpened};
 use appipc_wire::status::Win32Error;
 use tokio::sync::Notify;
 
 use crate::cx::{Cx, Replied};
 use crate::error::{InternalError, NamedObjectError};
+use crate::session::{Outbox, Undeliverable};
 
 type Result<T, E = NamedObjectError> = std::result::Result<T, E>;
 
@@ -55,7 +53,7 @@ type Key = (Namespace, String);
 struct Instance {
     id: u64,
     session_id: u64,
-    server: Arc<AsyncSeqPacket>,
+    server: Arc<Outbox>,
     connected: bool,
 }
 
@@ -69,12 +67,40 @@ struct Pipe {
     instances: Vec<Instance>,
 }
 
-/// The pipe table.
+/// The pipe table: names ordered, so that the "a pipe's name is not another's folder" rule
+/// and the per-namespace count take a lookup, not a scan.
 #[derive(Debug, Default)]
 pub struct Pipes {
-    pipes: Mutex<HashMap<Key, Pipe>>,
+    pipes: Mutex<BTreeMap<Key, Pipe>>,
+    /// session → the instances it serves (for its quota, without a scan).
+    per_session: Mutex<std::collections::HashMap<u64, usize>>,
     next: AtomicU64,
     freed: Notify,
+}
+
+/// Whether `key` names a "folder" of an existing pipe of `ns`, or an existing pipe names a
+/// folder of `key`: O(depth · log n).
+fn overlaps(pipes: &BTreeMap<Key, Pipe>, ns: &Namespace, key: &str) -> bool {
+    let mut prefix = String::new();
+    for part in key.split('\\') {
+        if !prefix.is_empty() {
+            if pipes.contains_key(&(ns.clone(), prefix.clone())) {
+                return true;
+            }
+            prefix.push('\\');
+        }
+        prefix.push_str(part);
+    }
+    let below = (ns.clone(), format!("{key}\\"));
+    pipes
+        .range(below.clone()..)
+        .next()
+        .is_some_and(|((n, k), _)| n == ns && k.starts_with(&below.1))
+}
+
+/// Pipe names in namespace `ns`: O(log n) to find the range (its size to count it).
+fn names_in(pipes: &BTreeMap<Key, Pipe>, ns: &Namespace) -> usize {
+    pipes.range((ns.clone(), String::new())..).take_while(|((n, _), _)| n == ns).count()
 }
 
 fn failed(code: Win32Error, message: impl Into<String>) -> NamedObjectError {
@@ -91,23 +117,41 @@ impl Pipes {
         }
         let n = model::resolve(&who.principal, &name, NameKind::Pipe)?;
         let key = (n.namespace.clone(), n.key.clone());
+        let limits = &cx.shared.config.limits;
         let mut pipes = self.pipes.lock().expect("pipes poisoned");
+        let mine = self.instances_of(who.session_id);
+        if mine >= limits.pipe_instances_per_session {
+            return Err(failed(
+                Win32Error::NotEnoughQuota,
+                format!(
+                    "this session serves {mine} pipe instances, the most it may ([limits] \
+                     pipe-instances-per-session)"
+                ),
+            ));
+        }
         // A pipe's name cannot be the "folder" of another's.
-        if pipes.keys().any(|(ns, k)| {
-            *ns == key.0
-                && k != &key.1
-                && (key.1.starts_with(&format!("{k}\\")) || k.starts_with(&format!("{}\\", key.1)))
-        }) {
+        if !pipes.contains_key(&key) && overlaps(&pipes, &key.0, &key.1) {
             return Err(failed(
                 Win32Error::InvalidName,
                 format!("{name:?} overlaps the name of another pipe"),
+            ));
+        }
+        if !pipes.contains_key(&key) && names_in(&pipes, &key.0) >= limits.pipe_names_per_namespace
+        {
+            return Err(failed(
+                Win32Error::NoSystemResources,
+                format!(
+                    "{} already holds {} pipe names, the most it may ([limits] \
+                     pipe-names-per-namespace)",
+                    key.0, limits.pipe_names_per_namespace
+                ),
             ));
         }
         let id = self.next.fetch_add(1, Ordering::Relaxed) + 1;
         let instance = Instance {
             id,
             session_id: who.session_id,
-            server: cx.session.clone(),
+            server: cx.session.outbox.clone(),
             connected: false,
         };
         match pipes.get_mut(&key) {
@@ -134,6 +178,7 @@ impl Pipes {
                     ));
                 }
                 p.instances.push(instance);
+                self.count(who.session_id, true);
             }
             None => {
                 cx.enforce(Operation::CreateNamedObject { name: &n, ty: ObjectType::Pipe })?;
@@ -155,6 +200,7 @@ impl Pipes {
                         instances: vec![instance],
                     },
                 );
+                self.count(who.session_id, true);
             }
         }
         drop(pipes);
@@ -249,21 +295,42 @@ impl Pipes {
                 shut(&client_end, false)?;
                 shut(&server_end, true)?;
             }
-            let event = Frame::event(ClientConnected {
+            let event = ClientConnected {
                 instance: id,
                 client_pid: who.pid,
                 client_package_family_name: who.family_name_or_empty(),
-            });
-            if server.send(&event.to_cbor(), &[server_end.as_fd()]).await.is_err() {
-                // The server is gone: drop the instance and try the next.
-                let mut pipes = self.pipes.lock().expect("pipes poisoned");
-                if let Some(p) = pipes.get_mut(&key) {
-                    p.instances.retain(|i| i.id != id);
-                    if p.instances.is_empty() {
-                        pipes.remove(&key);
+            };
+            match server.event(event, vec![server_end]) {
+                Ok(()) => {}
+                Err(Undeliverable::Gone) => {
+                    // The server is gone: drop the instance and try the next.
+                    let mut pipes = self.pipes.lock().expect("pipes poisoned");
+                    if let Some(p) = pipes.get_mut(&key) {
+                        if let Some(i) = p.instances.iter().find(|i| i.id == id) {
+                            self.count(i.session_id, false);
+                        }
+                        p.instances.retain(|i| i.id != id);
+                        if p.instances.is_empty() {
+                            pipes.remove(&key);
+                        }
                     }
+                    continue;
                 }
-                continue;
+                Err(Undeliverable::Full) => {
+                    // The server does not read its session: this instance cannot take a
+                    // client now.
+                    let mut pipes = self.pipes.lock().expect("pipes poisoned");
+                    if let Some(i) = pipes
+                        .get_mut(&key)
+                        .and_then(|p| p.instances.iter_mut().find(|i| i.id == id))
+                    {
+                        i.connected = false;
+                    }
+                    return Err(failed(
+                        Win32Error::PipeBusy,
+                        format!("the server of {name:?} does not read its session"),
+                    ));
+                }
             }
             tracing::debug!(pipe = %n.display, instance = id, client = %who.describe(), "pipe connected");
             return Ok((PipeOpened { message_mode, can_read, can_write }, client_end));
@@ -296,6 +363,24 @@ impl Pipes {
         }
     }
 
+    /// Pipe instances a session serves.
+    pub(crate) fn instances_of(&self, session: u64) -> usize {
+        self.per_session.lock().expect("pipes poisoned").get(&session).copied().unwrap_or(0)
+    }
+
+    fn count(&self, session: u64, up: bool) {
+        let mut per = self.per_session.lock().expect("pipes poisoned");
+        let n = per.entry(session).or_default();
+        if up {
+            *n += 1;
+        } else {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                per.remove(&session);
+            }
+        }
+    }
+
     /// A session ended: its instances go; a pipe without instances is gone.
     pub(crate) fn session_closed(&self, session: u64) {
         let mut pipes = self.pipes.lock().expect("pipes poisoned");
@@ -307,6 +392,7 @@ impl Pipes {
             !p.instances.is_empty()
         });
         drop(pipes);
+        self.per_session.lock().expect("pipes poisoned").remove(&session);
         self.freed.notify_waiters();
     }
 }

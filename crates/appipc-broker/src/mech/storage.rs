@@ -86,7 +86,7 @@ pub fn now() -> u64 {
 /// Open fds of outstanding tokens (the fast, rename-proof way to reopen them).
 #[derive(Debug, Default)]
 pub struct Tokens {
-    open: Mutex<HashMap<String, OwnedFd>>,
+    open: Mutex<HashMap<String, (OwnedFd, crate::limits::FdCharge)>>,
 }
 
 /// `CACHE/publisher/<id>`.
@@ -374,6 +374,13 @@ impl Tokens {
         caller: &Caller,
         fd: OwnedFd,
     ) -> Result<String> {
+        let charge = shared.fds.try_charge(1).ok_or_else(|| {
+            StorageError::QuotaExceeded(
+                "the broker holds as many files for its clients as it may; redeem or remove \
+                 some tokens"
+                    .into(),
+            )
+        })?;
         let id = appipc_sys::fs::identity(&fd).map_err(|e| io("fstat of the shared file", e))?;
         if !id.regular {
             return Err(StorageError::BadRequest(
@@ -429,7 +436,7 @@ impl Tokens {
                 if source.is_empty() { "the user" } else { &source }
             )));
         }
-        self.open.lock().expect("tokens poisoned").insert(token.clone(), fd);
+        self.open.lock().expect("tokens poisoned").insert(token.clone(), (fd, charge));
         tracing::info!(source = %caller.describe(), path = %path.display(), writable, "file token added");
         Ok(token)
     }
@@ -466,8 +473,12 @@ impl Tokens {
                 "file token {token} expired (tokens live 14 days)"
             )));
         }
-        let kept =
-            self.open.lock().expect("tokens poisoned").get(token).and_then(|f| f.try_clone().ok());
+        let kept = self
+            .open
+            .lock()
+            .expect("tokens poisoned")
+            .get(token)
+            .and_then(|(f, _)| f.try_clone().ok());
         let roots = sharer_roots(shared, &row.source);
         let fd = {
             let row = row.clone();

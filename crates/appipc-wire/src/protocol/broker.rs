@@ -20,7 +20,14 @@ super::mechanism! {
         /// Stop the broker. Callers without a package only (else AccessDenied).
         3 Shutdown {} fds(0) -> (), reply fds "0";
     }
-    events {}
+    events {
+        /// The broker is closing this session, and why (a limit reached, idle, the peer does
+        /// not read its replies, the broker stopping); the socket's end follows.
+        0 Closing {
+            /// Why, in words.
+            0 reason: String,
+        } fds "0";
+    }
 }
 
 /// Answer to [`Ping`].
