@@ -62,6 +62,7 @@ pub struct Outbox {
     queued: AtomicUsize,
     limit: usize,
     drained: Notify,
+    filled: Notify,
     closing: watch::Sender<Option<String>>,
 }
 
@@ -73,6 +74,7 @@ impl Outbox {
             queued: AtomicUsize::new(0),
             limit,
             drained: Notify::new(),
+            filled: Notify::new(),
             closing: watch::channel(None).0,
         });
         (outbox, rx)
@@ -82,8 +84,10 @@ impl Outbox {
         if self.is_closed() {
             return Err(Undeliverable::Gone);
         }
-        self.queued.fetch_add(bytes.len(), Ordering::SeqCst);
         let len = bytes.len();
+        if self.queued.fetch_add(len, Ordering::SeqCst) + len >= self.limit {
+            self.filled.notify_waiters();
+        }
         self.tx.send(Outgoing { bytes, fds }).map_err(|_| {
             self.queued.fetch_sub(len, Ordering::SeqCst);
             Undeliverable::Gone
@@ -140,6 +144,29 @@ impl Outbox {
         }
     }
 
+    /// Resolves once the queue has stayed full for `grace` without a break.
+    async fn stays_full(&self, grace: Duration) {
+        loop {
+            loop {
+                let filled = self.filled.notified();
+                if self.queued() >= self.limit {
+                    break;
+                }
+                filled.await;
+            }
+            let deadline = tokio::time::Instant::now() + grace;
+            loop {
+                let drained = self.drained.notified();
+                if self.queued() < self.limit {
+                    break;
+                }
+                if tokio::time::timeout_at(deadline, drained).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+
     /// Resolves when fewer than the limit's bytes are waiting.
     async fn room(&self) {
         loop {
@@ -179,7 +206,14 @@ async fn write_loop(
         };
         let Some(m) = next else { return };
         let borrowed: Vec<_> = m.fds.iter().map(|f| f.as_fd()).collect();
-        let sent = sock.send(&m.bytes, &borrowed).await;
+        // A peer that never reads must not keep this task (and its session) forever.
+        let sent = tokio::select! {
+            r = sock.send(&m.bytes, &borrowed) => r,
+            _ = outbox.closed() => {
+                let _ = appipc_sys::socket::shutdown(sock.as_fd());
+                return;
+            }
+        };
         outbox.queued.fetch_sub(m.bytes.len(), Ordering::SeqCst);
         outbox.drained.notify_waiters();
         if let Err(e) = sent {
@@ -251,12 +285,19 @@ pub(crate) enum Refused {
 #[derive(Debug)]
 pub struct Sessions {
     map: Mutex<HashMap<u64, Arc<SessionEntry>>>,
+    /// Held across an admission's count, eviction and insertion, so two sessions accepted at
+    /// once cannot both see room for one.
+    admitting: Mutex<()>,
     start: Instant,
 }
 
 impl Default for Sessions {
     fn default() -> Self {
-        Sessions { map: Mutex::new(HashMap::new()), start: Instant::now() }
+        Sessions {
+            map: Mutex::new(HashMap::new()),
+            admitting: Mutex::new(()),
+            start: Instant::now(),
+        }
     }
 }
 
@@ -305,8 +346,9 @@ impl Sessions {
         public: bool,
     ) -> Result<(Arc<SessionEntry>, mpsc::UnboundedReceiver<Outgoing>), Refused> {
         let limits = &shared.config.limits;
+        let _admitting = self.admitting.lock().expect("admission poisoned");
         if public {
-            let n = self.lock().values().filter(|e| e.public).count();
+            let n = self.lock().values().filter(|e| e.public && !e.outbox.is_closed()).count();
             if n >= limits.connections && !self.close_longest_idle(shared) {
                 return Err(Refused::Connections(n));
             }
@@ -439,6 +481,12 @@ async fn serve(
             r = sock.recv(MAX_FRAME_LEN + 1) => r,
             reason = outbox.closed() => break reason,
             () = shared.stopping.cancelled() => break "broker stopping".to_owned(),
+            // A peer that stopped sending, and reading, is not waited for forever either.
+            () = outbox.stays_full(grace) => break format!(
+                "the peer does not read its replies ({} bytes waited {} ms)",
+                outbox.queued(),
+                limits.non_reader_grace_ms
+            ),
         };
         let packet = match packet {
             Ok(Some(p)) => p,

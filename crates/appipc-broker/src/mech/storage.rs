@@ -42,11 +42,18 @@ pub(crate) async fn handle(mut cx: Cx<'_>, r: wire::Request) -> Result<Replied> 
             Replied::of::<wire::GetPublisherCacheFolder>(get_folder(&cx, &g.name)?)
         }
         R::ClearPublisherCacheFolder(c) => {
-            clear_folder(&cx, &c.name, c.publisher_id.as_deref())?;
+            clear_folder(&cx, &c.name, c.publisher_id.as_deref()).await?;
             Replied::of::<wire::ClearPublisherCacheFolder>(())
         }
         R::ListPublisherCaches(_) => {
-            Replied::of::<wire::ListPublisherCaches>(list_folders(shared, cx.caller))
+            // Walking folders whose contents the packages control: off the async threads.
+            let (s, caller) = (shared.clone(), cx.caller.clone());
+            let list = shared
+                .blocking
+                .run(move || list_folders(&s, &caller))
+                .await
+                .map_err(InternalError::from)?;
+            Replied::of::<wire::ListPublisherCaches>(list)
         }
         R::AddFileToken(_) => {
             let fd = cx.take_fds().pop().expect("dispatch checked the declared fd");
@@ -165,6 +172,8 @@ fn get_folder(cx: &Cx<'_>, name: &str) -> Result<String> {
     Ok(dir.display().to_string())
 }
 
+/// Empties a folder whose contents a package controls; links inside are removed, never
+/// followed (`remove_dir_all` does not follow them). Blocking.
 fn empty(dir: &Path) -> Result<()> {
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
@@ -184,7 +193,7 @@ fn empty(dir: &Path) -> Result<()> {
 }
 
 /// `ClearPublisherCacheFolder`.
-fn clear_folder(cx: &Cx<'_>, name: &str, publisher_id: Option<&str>) -> Result<()> {
+async fn clear_folder(cx: &Cx<'_>, name: &str, publisher_id: Option<&str>) -> Result<()> {
     let dir = match (cx.caller.family_name().is_some(), publisher_id) {
         (true, _) => folder_of(cx, name)?,
         (false, Some(id)) => {
@@ -209,21 +218,33 @@ fn clear_folder(cx: &Cx<'_>, name: &str, publisher_id: Option<&str>) -> Result<(
             ));
         }
     };
-    empty(&dir)?;
+    let d = dir.clone();
+    cx.shared.blocking.run(move || empty(&d)).await.map_err(InternalError::from)??;
     tracing::info!(folder = %dir.display(), by = %cx.caller.describe(), "publisher cache folder cleared");
     Ok(())
 }
 
+/// Bytes in a folder whose contents a package controls: links are not followed, and the walk
+/// stops after 100 000 entries (the size is then a lower bound). Blocking.
 fn size_of(dir: &Path) -> u64 {
-    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
-    entries
-        .flatten()
-        .map(|e| match e.metadata() {
-            Ok(m) if m.is_dir() => size_of(&e.path()),
-            Ok(m) => m.len(),
-            Err(_) => 0,
-        })
-        .sum()
+    let mut total = 0;
+    let mut budget = 100_000usize;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        for e in entries.flatten() {
+            if budget == 0 {
+                return total;
+            }
+            budget -= 1;
+            match e.file_type() {
+                Ok(t) if t.is_dir() => stack.push(e.path()),
+                Ok(t) if t.is_file() => total += e.metadata().map(|m| m.len()).unwrap_or(0),
+                _ => {}
+            }
+        }
+    }
+    total
 }
 
 /// `ListPublisherCaches`.

@@ -11,6 +11,9 @@
 //!   pipe NAME ACCESS         CreateFile on a pipe; then write to and read from the end
 //!   create-map NAME SIZE     CreateFileMapping (default descriptor), kept open
 //!   create-event NAME        CreateEvent (auto reset, default descriptor), kept open
+//!   hoard-sessions N         OpenSession up to N times, keeping them; prints how many it got
+//!   hoard-pipes N            CreatePipe instances of new names up to N times, kept
+//!   hoard-events N           CreateEvent of new names up to N times, handles kept
 //! ```
 //!
 //! ACCESS is a number (`0x4`, `0`). Each step prints one line, `STEP => RESULT`, where RESULT is
@@ -160,6 +163,40 @@ async fn step(
                 }
             }
         }
+        "hoard-sessions" | "hoard-pipes" | "hoard-events" => {
+            let n: usize = name.parse().expect("a count");
+            let mut got = 0;
+            let mut last = String::from("none");
+            for i in 0..n {
+                let r = if args[0] == "hoard-sessions" {
+                    session
+                        .call_with_fds(appipc_wire::protocol::broker::OpenSession {}, &[])
+                        .await
+                        .map(|(_, fds)| kept.push(Box::new(fds)))
+                } else if args[0] == "hoard-events" {
+                    let kind = NamedObjectKind::Event { manual_reset: false, initial_state: false };
+                    let request = no::Create { kind, name: format!(r"Local\hoard{i}"), sddl: None };
+                    session.call_with_fds(request, &[]).await.map(|h| kept.push(Box::new(h)))
+                } else {
+                    let options = appipc::named_pipes::PipeOptions::default();
+                    appipc::named_pipes::NamedPipeServer::create(
+                        session,
+                        &format!(r"\\.\pipe\LOCAL\hoard{i}"),
+                        &options,
+                    )
+                    .await
+                    .map(|p| kept.push(Box::new(p)))
+                };
+                match r {
+                    Ok(()) => got += 1,
+                    Err(e) => {
+                        last = code(&e);
+                        break;
+                    }
+                }
+            }
+            format!("got {got} then {last}")
+        }
         other => {
             eprintln!("access-probe: unknown step {other:?}");
             std::process::exit(2);
@@ -169,7 +206,7 @@ async fn step(
 
 fn arity(verb: &str) -> usize {
     match verb {
-        "create-event" => 2,
+        "create-event" | "hoard-sessions" | "hoard-pipes" | "hoard-events" => 2,
         _ => 3,
     }
 }

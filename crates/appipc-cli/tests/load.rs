@@ -1,0 +1,307 @@
+//! Misbehaving clients in numbers: the broker keeps answering a well-behaved client, and its
+//! memory and fd counts stay bounded. Each scenario asserts outcomes, never times.
+
+use std::os::fd::OwnedFd;
+use std::time::{Duration, Instant};
+
+use appipc_sys::socket::{self, Blocking};
+use appipc_testkit::{TestBroker, assemble_manifest, bin_dir, unique};
+use appipc_wire::frame::Frame;
+use appipc_wire::protocol::packages;
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+}
+
+/// A broker with these `[limits]`.
+fn broker_with(limits: &str) -> (TestBroker, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("broker.toml");
+    std::fs::write(&config, format!("[limits]\n{limits}\n")).unwrap();
+    let b = TestBroker::start_with_env(&[("APPIPC_CONFIG", config.to_str().unwrap())]);
+    (b, dir)
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+fn fds_of(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count()
+}
+
+/// A well-behaved client is answered (within the SDK's own timeout).
+fn answered(b: &TestBroker) {
+    rt().block_on(async {
+        let s = appipc::Session::connect_to(&b.socket()).expect("a new client gets in");
+        let pong = appipc::broker::ping(&s).await.expect("and is answered");
+        assert!(pong.protocol >= 2);
+    });
+}
+
+fn raw(b: &TestBroker) -> OwnedFd {
+    socket::seqpacket_connect(&b.socket()).unwrap()
+}
+
+/// Waits until `f` holds (at most 30 s).
+fn eventually(what: &str, f: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !f() {
+        assert!(Instant::now() < deadline, "{what} did not happen");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn clients_that_never_read_are_cut_off_not_buffered() {
+    let (b, _c) = broker_with("queued-reply-bytes = 16384\nnon-reader-grace-ms = 500");
+    let pid = b.pid();
+    // Enough packages that the replies to what the clients ask overflow their sockets.
+    for i in 0..12 {
+        let text = format!(
+            "[package]\nname = \"Contoso.Filler{i}\"\npublisher = \"CN=Contoso Ltd, O=Contoso, L=Zurich, C=CH\"\n\
+             version = \"1.0.0.0\"\n\n[[application]]\nid = \"App\"\nexecutable = \"bin/access-probe\"\n"
+        );
+        let dir =
+            assemble_manifest(&text, &b.root.path().join(unique("filler")), &bin_dir()).unwrap();
+        let out = b.cli().args(["install", dir.to_str().unwrap()]).output().unwrap();
+        assert!(out.status.success());
+    }
+    answered(&b);
+    let (rss0, fds0) = (rss_kib(pid), fds_of(pid));
+    // Each client pushes requests until its socket is full, and never reads a reply.
+    let mut hogs = Vec::new();
+    for _ in 0..100 {
+        let c = raw(&b);
+        let mut id = 1u64;
+        loop {
+            let f = Frame::request(id, packages::ListPackages {}).to_cbor();
+            match socket::send(&c, &f, &[], Blocking::No) {
+                Ok(()) => id += 1,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        hogs.push(c);
+    }
+    answered(&b);
+    let rss1 = rss_kib(pid);
+    assert!(rss1 < rss0 + 64 * 1024, "RSS {rss0} kB -> {rss1} kB under 100 non-readers");
+    // Past the grace period the broker closes them (their sockets end) and does no more work.
+    for c in &hogs {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !socket::peer_hung_up(c) {
+            assert!(
+                Instant::now() < deadline,
+                "a non-reader was not closed; log:\n{}",
+                b.log().lines().rev().take(40).collect::<Vec<_>>().join("\n")
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    drop(hogs);
+    eventually("fds back to the baseline", || fds_of(pid) <= fds0 + 2);
+    answered(&b);
+    let log = b.log();
+    assert!(log.contains("does not read its replies"), "the reason is logged");
+}
+
+#[test]
+fn a_connection_flood_does_not_lock_out_the_user() {
+    let (b, _c) = broker_with("connections = 64");
+    let pid = b.pid();
+    answered(&b);
+    let fds0 = fds_of(pid);
+    // A session that holds something is not closed to make room.
+    let rt = rt();
+    let (holder, event) = rt.block_on(async {
+        let s = b.session();
+        let e = appipc::named_objects::Event::create(&s, r"Session\held", false, false, None).await;
+        (s, e.unwrap().object)
+    });
+    // 300 idle connections: the table holds 64; each new one makes room by closing the
+    // longest idle one that holds nothing.
+    let idle: Vec<OwnedFd> = (0..300).map(|_| raw(&b)).collect();
+    answered(&b);
+    eventually("all but 64 idle connections closed", || {
+        idle.iter().filter(|c| socket::peer_hung_up(c)).count() >= 300 - 64
+    });
+    eventually("the broker's fds bounded by the cap", || fds_of(pid) <= fds0 + 64 + 16);
+    rt.block_on(async {
+        appipc::broker::ping(&holder).await.expect("the holder's session is still open");
+        event.set().await.expect("and its handle works");
+    });
+    drop(idle);
+}
+
+fn install_probe(b: &TestBroker) -> String {
+    let text = "[package]\nname = \"Contoso.Hoarder\"\npublisher = \"CN=Contoso Ltd, O=Contoso, L=Zurich, C=CH\"\n\
+                version = \"1.0.0.0\"\n\n[[application]]\nid = \"App\"\nexecutable = \"bin/access-probe\"\n";
+    let dir = assemble_manifest(text, &b.root.path().join(unique("probe")), &bin_dir()).unwrap();
+    let out = b.cli().args(["install", dir.to_str().unwrap()]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    "Contoso.Hoarder_cvnpggrrsm18p".to_owned()
+}
+
+#[test]
+fn hoarders_inside_a_container_hit_their_package_quotas() {
+    let (b, _c) = broker_with(
+        "sessions-per-package = 32\npipe-instances-per-session = 20\nhandles-per-session = 40",
+    );
+    let pid = b.pid();
+    let pfn = install_probe(&b);
+    answered(&b);
+    let fds0 = fds_of(pid);
+    let out = b
+        .cli()
+        .args([
+            "launch",
+            "--wait",
+            &pfn,
+            "--",
+            "hoard-sessions",
+            "1000",
+            "hoard-pipes",
+            "1000",
+            "hoard-events",
+            "1000",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    let out = String::from_utf8_lossy(&out.stdout).into_owned() + &err;
+    // The app's two sessions count (the one it inherits, and the private one the SDK opens
+    // over it): it gets 30 more, then ERROR_NOT_ENOUGH_QUOTA.
+    assert!(out.contains("hoard-sessions 1000 => got 30 then error 1816"), "{out}");
+    assert!(out.contains("hoard-pipes 1000 => got 20 then error 1816"), "{out}");
+    assert!(out.contains("hoard-events 1000 => got 40 then error 1816"), "{out}");
+    answered(&b);
+    // The app exited: everything it held is given back.
+    eventually("fds back to the baseline", || fds_of(pid) <= fds0 + 2);
+}
+
+#[test]
+fn the_pipe_names_of_a_namespace_are_bounded_and_checked_without_a_scan() {
+    let (b, _c) =
+        broker_with("pipe-names-per-namespace = 3000\npipe-instances-per-session = 10000");
+    rt().block_on(async {
+        let s = b.session();
+        let options = appipc::named_pipes::PipeOptions::default();
+        let mut servers = Vec::new();
+        let err = loop {
+            let name = format!(r"\\.\pipe\LOCAL\flood\{}", servers.len());
+            match appipc::named_pipes::NamedPipeServer::create(&s, &name, &options).await {
+                Ok(p) => servers.push(p),
+                Err(e) => break e,
+            }
+            assert!(servers.len() <= 3000);
+        };
+        assert_eq!(servers.len(), 3000);
+        assert!(matches!(err, appipc::Error::NamedObject { code: 1450, .. }), "{err}");
+        // A name under an existing pipe's name is still refused as a folder (123).
+        let e =
+            appipc::named_pipes::NamedPipeServer::create(&s, r"\\.\pipe\LOCAL\flood\7\x", &options)
+                .await
+                .unwrap_err();
+        assert!(matches!(e, appipc::Error::NamedObject { code: 123, .. }), "{e}");
+        // Another client is still answered.
+        let other = b.session();
+        appipc::broker::ping(&other).await.unwrap();
+    });
+}
+
+#[test]
+fn requests_of_a_peer_that_left_are_not_run() {
+    let b = TestBroker::start();
+    answered(&b);
+    // While the broker is stopped, a client queues many requests and leaves; the broker must
+    // not work through them when it runs again.
+    let signal = |sig: &str| {
+        let ok =
+            std::process::Command::new("kill").args([sig, &b.pid().to_string()]).status().unwrap();
+        assert!(ok.success());
+    };
+    signal("-STOP");
+    let c = raw(&b);
+    let mut queued = 0u64;
+    loop {
+        let request = appipc_wire::protocol::named_objects::Create {
+            kind: appipc_wire::protocol::named_objects::NamedObjectKind::Event {
+                manual_reset: false,
+                initial_state: false,
+            },
+            name: format!(r"Session\left{queued}"),
+            sddl: None,
+        };
+        match socket::send(&c, &Frame::request(queued + 1, request).to_cbor(), &[], Blocking::No) {
+            Ok(()) => queued += 1,
+            Err(_) => break,
+        }
+    }
+    drop(c);
+    signal("-CONT");
+    answered(&b);
+    let out = b.cli().args(["why", "--all", "--json", "--last", "100000"]).output().unwrap();
+    let ran = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains("\"mechanism\":\"named_objects\"") && l.contains("left"))
+        .count();
+    assert!(queued > 50, "only {queued} requests fit the socket");
+    assert!(ran <= 1, "{queued} requests were queued by a peer that left; {ran} of them ran");
+}
+
+#[test]
+fn redeems_of_tokens_whose_files_became_fifos_do_not_stall_anyone() {
+    // After a restart the broker opens a token's file by its recorded path; a sharer that put
+    // FIFOs there and redeems them all at once must not tie up the broker or its fds.
+    let mut b = TestBroker::start();
+    let dir = b.root.path().join(unique("shared"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let n = 40;
+    let tokens: Vec<String> = rt().block_on(async {
+        let s = b.session();
+        let mut tokens = Vec::new();
+        for i in 0..n {
+            let path = dir.join(format!("f{i}"));
+            std::fs::write(&path, "shared\n").unwrap();
+            let f = std::fs::File::open(&path).unwrap();
+            tokens.push(appipc::SharedStorageAccessManager::add_file(&s, &f).await.unwrap());
+        }
+        tokens
+    });
+    b.stop();
+    b.restart();
+    for i in 0..n {
+        let path = dir.join(format!("f{i}"));
+        std::fs::remove_file(&path).unwrap();
+        let made = std::process::Command::new("mkfifo").arg(&path).status().unwrap();
+        assert!(made.success());
+    }
+    let pid = b.pid();
+    answered(&b);
+    let fds0 = fds_of(pid);
+    let errors = rt().block_on(async {
+        let s = b.session();
+        let mut redeems = tokio::task::JoinSet::new();
+        for t in tokens.clone() {
+            let s = s.clone();
+            redeems.spawn(async move {
+                appipc::SharedStorageAccessManager::redeem_token_for_file(&s, &t).await.map(|_| ())
+            });
+        }
+        // Meanwhile another client is answered.
+        let other = b.session();
+        appipc::broker::ping(&other).await.expect("a bystander is answered while the redeems run");
+        redeems.join_all().await.into_iter().map(|r| r.unwrap_err().to_string()).collect::<Vec<_>>()
+    });
+    for e in &errors {
+        assert!(e.contains("not a regular file"), "{e}");
+    }
+    answered(&b);
+    eventually("fds back to the baseline", || fds_of(pid) <= fds0 + 2);
+}
