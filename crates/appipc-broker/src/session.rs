@@ -64,6 +64,9 @@ pub struct Outbox {
     drained: Notify,
     filled: Notify,
     closing: watch::Sender<Option<String>>,
+    /// The session's socket, once it is served: an event for a peer that has gone is refused
+    /// at once, not queued for a writer that will find out later.
+    sock: std::sync::OnceLock<Arc<AsyncSeqPacket>>,
 }
 
 impl Outbox {
@@ -76,6 +79,7 @@ impl Outbox {
             drained: Notify::new(),
             filled: Notify::new(),
             closing: watch::channel(None).0,
+            sock: std::sync::OnceLock::new(),
         });
         (outbox, rx)
     }
@@ -105,6 +109,10 @@ impl Outbox {
         event: impl Into<Event>,
         fds: Vec<OwnedFd>,
     ) -> Result<(), Undeliverable> {
+        if self.sock.get().is_some_and(|s| appipc_sys::socket::peer_hung_up(s.as_fd())) {
+            self.close("peer closed the session");
+            return Err(Undeliverable::Gone);
+        }
         let bytes = Frame::event(event).to_cbor();
         if self.queued.load(Ordering::SeqCst) + bytes.len() > self.limit && self.queued() > 0 {
             return Err(Undeliverable::Full);
@@ -251,7 +259,29 @@ impl Drop for Interest {
     }
 }
 
+/// A request whose session closed while it ran: what it would have entered in a table is not
+/// (the session's entries are released once, when it closes).
+#[derive(Debug, thiserror::Error)]
+#[error("the session closed while its request ran")]
+pub(crate) struct SessionGone;
+
+impl From<SessionGone> for crate::error::InternalError {
+    fn from(e: SessionGone) -> Self {
+        crate::error::InternalError::io(
+            "entering a handle",
+            std::io::Error::new(std::io::ErrorKind::BrokenPipe, e),
+        )
+    }
+}
+
 impl SessionEntry {
+    /// `Err` once the session is closing: call it under the lock of the table a request is
+    /// about to enter something in, so that the session's close (which takes that lock after
+    /// marking the session closed) sees the entry or the request sees the close.
+    pub(crate) fn ensure_open(&self) -> Result<(), crate::error::InternalError> {
+        if self.outbox.is_closed() { Err(SessionGone.into()) } else { Ok(()) }
+    }
+
     fn touch(&self, now: u64) {
         self.last_active.store(now, Ordering::Relaxed);
     }
@@ -459,6 +489,7 @@ async fn serve(
 ) {
     let caller = entry.caller.clone();
     let outbox = entry.outbox.clone();
+    let _ = outbox.sock.set(sock.clone());
     let writer = tokio::spawn(write_loop(sock.clone(), outbox.clone(), rx));
     let limits = &shared.config.limits;
     let grace = Duration::from_millis(limits.non_reader_grace_ms);

@@ -233,7 +233,7 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("appipc: {e:#}");
+            eprintln!("appipc: {}", show(&format!("{e:#}")));
             ExitCode::FAILURE
         }
     }
@@ -751,7 +751,7 @@ async fn objects(session: &Session, json: bool) -> Result<()> {
             println!(
                 "{}\\{}  {}  {} handle(s)  created by {creator}",
                 o.namespace,
-                o.name,
+                show(&o.name),
                 object_type(o.object_type),
                 o.handles
             );
@@ -788,6 +788,11 @@ fn decision_json(d: &appipc::diagnostics::DecisionRecord) -> serde_json::Value {
     })
 }
 
+/// Text a client chose, escaped for the terminal (`appipc::wire::text::printable`).
+fn show(s: &str) -> std::borrow::Cow<'_, str> {
+    appipc::wire::text::printable(s)
+}
+
 fn print_decision(d: &appipc::diagnostics::DecisionRecord) {
     let who = if d.caller.package_family_name.is_empty() {
         format!("unpackaged pid {}", d.caller.pid)
@@ -801,19 +806,19 @@ fn print_decision(d: &appipc::diagnostics::DecisionRecord) {
         )
     };
     let verdict = if d.allowed { "ALLOWED" } else { "REFUSED" };
-    let object = if d.object.is_empty() { String::new() } else { format!(" {}", d.object) };
+    let object = if d.object.is_empty() { String::new() } else { format!(" {}", show(&d.object)) };
     let rights = match (d.asked, d.granted) {
         (Some(a), Some(g)) => format!(" (asked {a:#x}, granted {g:#x})"),
         _ => String::new(),
     };
-    println!("#{} {verdict} {}.{}{object}{rights}", d.seq, d.mechanism, d.operation);
-    println!("    caller   {who}");
-    println!("    rule     {}", d.rule);
+    println!("#{} {verdict} {}.{}{object}{rights}", d.seq, d.mechanism, show(&d.operation));
+    println!("    caller   {}", show(&who));
+    println!("    rule     {}", show(&d.rule));
     if let Some(r) = &d.remedy {
-        println!("    to allow {r}");
+        println!("    to allow {}", show(r));
     }
     if let Some(m) = &d.manifest {
-        println!("    manifest {m}");
+        println!("    manifest {}", show(m));
     }
 }
 

@@ -6,7 +6,8 @@
 //! * [`status`]: Windows status enumerations and error codes with their exact numbers;
 //! * [`caller`]: trust levels and the attested identity;
 //! * [`app_service`]: the frames two peers exchange on an app-service connection;
-//! * [`valueset`]: `ValueSet` and its encoding.
+//! * [`valueset`]: `ValueSet` and its encoding;
+//! * [`text`]: client text made safe to show.
 //!
 //! No I/O and no OS calls live here: sockets and fds are `appipc-sys`'s job.
 #![forbid(unsafe_code)]
@@ -16,6 +17,7 @@ pub mod caller;
 pub mod frame;
 pub mod protocol;
 pub mod status;
+pub mod text;
 pub mod valueset;
 
 pub use valueset::{

@@ -119,6 +119,7 @@ impl Pipes {
         let key = (n.namespace.clone(), n.key.clone());
         let limits = &cx.shared.config.limits;
         let mut pipes = self.pipes.lock().expect("pipes poisoned");
+        cx.session.ensure_open()?;
         let mine = self.instances_of(who.session_id);
         if mine >= limits.pipe_instances_per_session {
             return Err(failed(
