@@ -287,7 +287,7 @@ impl Broker {
             let conn = tokio::select! {
                 c = listener.accept() => c,
                 Some((sock, caller)) = adopted.recv() => {
-                    tokio::spawn(session::start(shared.clone(), sock, caller, false));
+                    tokio::spawn(session::start(shared.clone(), sock, caller));
                     continue;
                 }
                 () = &mut shutdown => break,
@@ -332,7 +332,7 @@ impl Broker {
                 continue;
             }
             let caller = Caller::unpackaged(shared.next_session_id(), creds.pid, creds.uid);
-            tokio::spawn(session::start(shared.clone(), conn, caller, true));
+            tokio::spawn(session::start(shared.clone(), conn, caller));
         }
         shared.stopping.cancel();
         // Sessions finish what they were doing and say goodbye (a little while).

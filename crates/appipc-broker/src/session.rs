@@ -14,9 +14,10 @@
 //!   the broker reads no more of its requests and refuses events for it, and closes it if the
 //!   queue stays full for `non-reader-grace-ms`;
 //! * requests still queued in the socket of a peer that has gone are not run;
-//! * at most `connections` public sessions and `sessions-per-package` sessions of one package;
-//!   a public session that holds nothing and asked nothing for `idle-timeout-secs` is closed,
-//!   and when the public sessions are full the longest idle one is closed to make room.
+//! * at most `connections` sessions of unpackaged processes (public connections and the
+//!   sessions opened over them) and `sessions-per-package` sessions of one package; an
+//!   unpackaged session that holds nothing and asked nothing for `idle-timeout-secs` is closed,
+//!   and when the unpackaged sessions are full the longest idle one is closed to make room.
 //!
 //! The broker says why it closes a session (`broker.Closing`) before it does.
 
@@ -239,8 +240,6 @@ pub struct SessionEntry {
     pub caller: Arc<Caller>,
     /// Where its frames go.
     pub outbox: Arc<Outbox>,
-    /// Connected to the public socket (an unpackaged process), not created by the broker.
-    pub public: bool,
     last_active: AtomicU64,
     /// Things the session waits for that keep it from being idle (followed decisions, a
     /// launched process's exit).
@@ -296,7 +295,7 @@ impl SessionEntry {
 /// Why a session was not admitted.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum Refused {
-    /// Too many public sessions.
+    /// Too many sessions of unpackaged processes.
     #[error(
         "{0} sessions of unpackaged processes are open, the most allowed ([limits] connections); close some"
     )]
@@ -358,6 +357,24 @@ impl Sessions {
         self.len() == 0
     }
 
+    /// Live sessions of unpackaged processes (public connections and the sessions opened over
+    /// them), those already closing aside.
+    fn unpackaged(&self) -> usize {
+        self.lock()
+            .values()
+            .filter(|e| e.caller.family_name().is_none() && !e.outbox.is_closed())
+            .count()
+    }
+
+    /// Whether an unpackaged process may open one more session (over the one it has).
+    pub(crate) fn room_for_unpackaged(&self, shared: &Shared) -> Result<(), Refused> {
+        let n = self.unpackaged();
+        if n >= shared.config.limits.connections {
+            return Err(Refused::Connections(n));
+        }
+        Ok(())
+    }
+
     /// Whether a package may open one more session.
     pub(crate) fn room_for_package(&self, shared: &Shared, family: &str) -> Result<(), Refused> {
         let n = self.of_package(family);
@@ -367,30 +384,30 @@ impl Sessions {
         Ok(())
     }
 
-    /// Admits a session: the limits are checked (a full public table first closes its longest
-    /// idle session), the fd it costs is charged.
+    /// Admits a session: the limits are checked (a full table of unpackaged sessions first
+    /// closes its longest idle session), the fd it costs is charged.
     fn admit(
         &self,
         shared: &Shared,
         caller: Caller,
-        public: bool,
     ) -> Result<(Arc<SessionEntry>, mpsc::UnboundedReceiver<Outgoing>), Refused> {
         let limits = &shared.config.limits;
         let _admitting = self.admitting.lock().expect("admission poisoned");
-        if public {
-            let n = self.lock().values().filter(|e| e.public && !e.outbox.is_closed()).count();
-            if n >= limits.connections && !self.close_longest_idle(shared) {
-                return Err(Refused::Connections(n));
+        match caller.family_name() {
+            // Unpackaged sessions, on the public socket or opened over one, share the cap.
+            None => {
+                let n = self.unpackaged();
+                if n >= limits.connections && !self.close_longest_idle(shared) {
+                    return Err(Refused::Connections(n));
+                }
             }
-        } else if let Some(f) = caller.family_name() {
-            self.room_for_package(shared, f)?;
+            Some(f) => self.room_for_package(shared, f)?,
         }
         let charge = shared.fds.try_charge(1).ok_or(Refused::Fds(shared.fds.max()))?;
         let (outbox, rx) = Outbox::new(limits.queued_reply_bytes);
         let entry = Arc::new(SessionEntry {
             caller: Arc::new(caller),
             outbox,
-            public,
             last_active: AtomicU64::new(self.now()),
             interest: AtomicUsize::new(0),
             in_flight: AtomicUsize::new(0),
@@ -400,11 +417,12 @@ impl Sessions {
         Ok((entry, rx))
     }
 
-    /// Whether a public session holds nothing and waits for nothing (so closing it loses
-    /// nothing of its peer's).
+    /// Whether an unpackaged session holds nothing and waits for nothing (so closing it loses
+    /// nothing of its peer's). Packaged sessions are bounded per package and never closed to
+    /// make room.
     fn holds_nothing(shared: &Shared, e: &SessionEntry) -> bool {
         let id = e.caller.session_id;
-        e.public
+        e.caller.family_name().is_none()
             && e.in_flight.load(Ordering::SeqCst) == 0
             && e.interest.load(Ordering::SeqCst) == 0
             && e.outbox.queued() == 0
@@ -413,7 +431,7 @@ impl Sessions {
             && !shared.app_services.hosts_in(id)
     }
 
-    /// Closes the public session idle the longest that holds nothing; whether there was one.
+    /// Closes the unpackaged session idle the longest that holds nothing; whether there was one.
     fn close_longest_idle(&self, shared: &Shared) -> bool {
         let victim = self
             .lock()
@@ -431,7 +449,7 @@ impl Sessions {
         }
     }
 
-    /// Closes public sessions that held nothing and asked nothing for the idle timeout.
+    /// Closes unpackaged sessions that held nothing and asked nothing for the idle timeout.
     pub(crate) fn close_idle(&self, shared: &Shared) {
         let timeout = shared.config.limits.idle_timeout_secs.saturating_mul(1000);
         let now = self.now();
@@ -458,9 +476,9 @@ impl Sessions {
 }
 
 /// Admits and serves a session; a refused one is told why and closed.
-pub(crate) async fn start(shared: Arc<Shared>, sock: OwnedFd, caller: Caller, public: bool) {
+pub(crate) async fn start(shared: Arc<Shared>, sock: OwnedFd, caller: Caller) {
     let describe = caller.describe();
-    let admitted = shared.sessions.admit(&shared, caller, public);
+    let admitted = shared.sessions.admit(&shared, caller);
     let sock = match AsyncSeqPacket::new(sock) {
         Ok(s) => Arc::new(s),
         Err(e) => {
