@@ -18,6 +18,9 @@ version = "1.0.0.0"
 [capabilities]
 general = ["internetClient"]
 
+[publisher-cache]
+folders = ["Shared"]
+
 [[application]]
 id = "App"
 executable = "bin/escape-check"
@@ -108,6 +111,8 @@ fn matrix(user: Option<(u32, u32)>) {
     let port = tcp.local_addr().unwrap().port().to_string();
     let host_pid = std::process::id().to_string();
     let own_data = b.home.join("data").join(&escape).join("LocalState");
+    let publisher_id = escape.rsplit('_').next().unwrap().to_owned();
+    let shared = b.home.join("cache/publisher").join(&publisher_id).join("Shared");
     let install_dir = walk(&b.home.join("packages"))
         .into_iter()
         .find(|p| {
@@ -140,6 +145,10 @@ fn matrix(user: Option<(u32, u32)>) {
             own_data.to_str().unwrap(),
             "--install-dir",
             install_dir.to_str().unwrap(),
+            "--writable",
+            own_data.to_str().unwrap(),
+            "--writable",
+            shared.to_str().unwrap(),
         ],
     );
     let who = if user.is_some() { "unprivileged broker" } else { "root broker" };
@@ -151,8 +160,38 @@ fn matrix(user: Option<(u32, u32)>) {
             .and_then(Value::as_bool)
             .unwrap_or_else(|| panic!("{who}: no check {k}: {out}"))
     };
-    for allowed in ["own_data_write_read", "install_dir_read", "usr_bin_env_read"] {
-        assert!(ok(allowed), "{who}: {allowed} must work: {}", v[allowed]);
+    let writable_dirs: Vec<String> = v
+        .as_object()
+        .unwrap()
+        .keys()
+        .filter_map(|k| k.strip_prefix("writable:").map(str::to_owned))
+        .collect();
+    for dir in ["/tmp", "/dev/shm", own_data.to_str().unwrap(), shared.to_str().unwrap()] {
+        assert!(writable_dirs.iter().any(|d| d == dir), "{who}: {dir} not checked: {out}");
+    }
+    assert!(writable_dirs.iter().any(|d| d == "$TMPDIR"), "{who}: $TMPDIR checked: {out}");
+    let mut allowed: Vec<String> = [
+        "own_data_write_read",
+        "install_dir_read",
+        "usr_bin_env_read",
+        "sockets_allowed",
+        "device_write_null",
+        "device_write_full",
+        "device_read:/dev/zero",
+        "device_read:/dev/urandom",
+        "mmap_exec_anonymous",
+        "marker",
+        "id_maps",
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    allowed.extend(writable_dirs.iter().map(|d| format!("writable:{d}")));
+    // Every check is judged before the test fails, so that one run shows all that got through.
+    let mut problems = Vec::new();
+    for allowed in &allowed {
+        if !ok(allowed) {
+            problems.push(format!("{allowed} must work: {}", v[allowed]));
+        }
     }
     for escape in [
         "home_file_read",
@@ -172,14 +211,31 @@ fn matrix(user: Option<(u32, u32)>) {
         "mount_tmpfs",
         "unshare_user",
         "bpf_prog_load",
-    ] {
-        assert!(!ok(escape), "{who}: {escape} must fail: {}", v[escape]);
-        assert!(
-            v[escape]["errno"].as_i64().is_some(),
-            "{who}: {escape} failed with an errno: {}",
-            v[escape]
-        );
+        "device_chmod",
+        "device_touch",
+        "device_chown",
+        "mknod_char",
+        "setuid_chmod",
+        "setgid_chmod",
+        "setuid_create",
+        "setuid_mknod",
+        "fanotify_init",
+        "inotify_usr",
+        "signal_init",
+    ]
+    .into_iter()
+    .map(str::to_owned)
+    .chain(writable_dirs.iter().flat_map(|d| [format!("exec:{d}"), format!("mmap_exec:{d}")]))
+    {
+        let escape = escape.as_str();
+        if ok(escape) {
+            problems.push(format!("{escape} must fail: {}", v[escape]));
+        } else if v[escape]["errno"].as_i64().is_none() {
+            problems.push(format!("{escape} must fail with an errno: {}", v[escape]));
+        }
     }
+    sockets_are_refused(who, &v, &mut problems);
+    assert!(problems.is_empty(), "{who}: {} problems:\n{}", problems.len(), problems.join("\n"));
     // It ran as the packaged app, in a pid namespace of its own, with no capabilities.
     assert_eq!(v["identity"]["package_family_name"], escape.as_str(), "{out}");
     let status = v["status"]["detail"].as_str().unwrap_or_default().to_owned();
@@ -187,8 +243,131 @@ fn matrix(user: Option<(u32, u32)>) {
         assert!(status.contains(expected), "{who}: {expected} in {status}");
     }
     let nspid = status.split("; ").find(|f| f.starts_with("NSpid:")).unwrap_or_default();
-    // The /proc inside belongs to the new pid namespace, which sees the app as pid 1.
-    assert_eq!(nspid, "NSpid: 1", "{who}: pid 1 of its own pid namespace");
+    // The /proc inside belongs to the new pid namespace: pid 1 is appipc's init, the app 2.
+    assert_eq!(nspid, "NSpid: 2", "{who}: pid 2 of its own pid namespace");
+    uid_model(who, user, &v, &b, &escape, &own_data, &shared);
+}
+
+/// Socket families other than unix/inet/inet6/netlink, netlink protocols other than route and
+/// MPTCP are refused inside. Only what the host kernel has can tell (an absent family gives
+/// the same error): those are checked, the others skipped with a note.
+fn sockets_are_refused(who: &str, v: &Value, problems: &mut Vec<String>) {
+    let errnos = |k: &str| -> Vec<i64> {
+        v[k]["errnos"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{who}: no check {k}: {v}"))
+            .iter()
+            .map(|e| e.as_i64().unwrap())
+            .collect()
+    };
+    let types = [libc::SOCK_STREAM, libc::SOCK_DGRAM, libc::SOCK_SEQPACKET, libc::SOCK_RAW];
+    let mut checked = Vec::new();
+    let mut absent = Vec::new();
+    for family in 0..50 {
+        if appipc_sys::seccomp::ALLOWED_SOCKET_FAMILIES.contains(&family) {
+            continue;
+        }
+        let on_host = types.iter().any(|ty| {
+            appipc_sys::probe::socket(family, *ty, 0).err().and_then(|e| e.raw_os_error())
+                != Some(libc::EAFNOSUPPORT)
+        });
+        let key = format!("socket_family_{family}");
+        if !on_host {
+            absent.push(family);
+            continue;
+        }
+        checked.push(family);
+        if !errnos(&key).iter().all(|e| *e == i64::from(libc::EAFNOSUPPORT)) {
+            problems.push(format!(
+                "address family {family} must be refused (EAFNOSUPPORT): {}",
+                v[&key]
+            ));
+        }
+    }
+    assert!(checked.contains(&libc::AF_VSOCK) || absent.contains(&libc::AF_VSOCK));
+    eprintln!(
+        "{who}: families refused inside: {checked:?}; absent from this kernel (skipped): {absent:?}"
+    );
+    let mut absent = Vec::new();
+    for protocol in 1..32 {
+        let key = format!("netlink_{protocol}");
+        let on_host = appipc_sys::probe::socket(libc::AF_NETLINK, libc::SOCK_RAW, protocol)
+            .err()
+            .and_then(|e| e.raw_os_error())
+            != Some(libc::EPROTONOSUPPORT);
+        if !on_host {
+            absent.push(protocol);
+            continue;
+        }
+        if !errnos(&key).iter().all(|e| *e == i64::from(libc::EPROTONOSUPPORT)) {
+            problems.push(format!(
+                "netlink protocol {protocol} must be refused (EPROTONOSUPPORT): {}",
+                v[&key]
+            ));
+        }
+    }
+    eprintln!("{who}: netlink protocols absent from this kernel (skipped): {absent:?}");
+    let mptcp = appipc_sys::seccomp::IPPROTO_MPTCP;
+    for (family, key) in [(libc::AF_INET, "mptcp_inet"), (libc::AF_INET6, "mptcp_inet6")] {
+        if appipc_sys::probe::socket(family, libc::SOCK_STREAM, mptcp).is_err() {
+            eprintln!("{who}: SKIPPED {key}: MPTCP does not work on this host");
+            continue;
+        }
+        if v[key]["errno"].as_i64() != Some(i64::from(libc::EPROTONOSUPPORT)) {
+            problems.push(format!("{key}: MPTCP must be refused (EPROTONOSUPPORT): {}", v[key]));
+        }
+    }
+}
+
+/// The app runs as uid 1000 inside, which is the package's own host uid under a root broker
+/// and the broker's under an unprivileged one; its files belong to that uid; the broker can
+/// still clear and remove them.
+fn uid_model(
+    who: &str,
+    user: Option<(u32, u32)>,
+    v: &Value,
+    b: &TestBroker,
+    pfn: &str,
+    own_data: &Path,
+    shared: &Path,
+) {
+    use std::os::unix::fs::MetadataExt;
+    let status = v["status"]["detail"].as_str().unwrap_or_default();
+    assert!(status.contains("Uid: 1000 1000 1000 1000"), "{who}: {status}");
+    assert!(status.contains("Gid: 1000 1000 1000 1000"), "{who}: {status}");
+    let maps = v["id_maps"]["detail"].as_str().unwrap_or_default();
+    let host_uid: u32 = maps
+        .strip_prefix("uid_map: 1000 ")
+        .and_then(|r| r.split(' ').next())
+        .and_then(|u| u.parse().ok())
+        .unwrap_or_else(|| panic!("{who}: one mapped uid, 1000 inside: {maps}"));
+    assert_ne!(host_uid, 0, "{who}: the app must not be host root: {maps}");
+    match user {
+        Some((uid, _)) => assert_eq!(host_uid, uid, "{who}: the broker's uid: {maps}"),
+        None => assert!(
+            appipc_model::sandbox::PACKAGE_IDS.contains(&host_uid),
+            "{who}: a package uid from the documented range: {maps}"
+        ),
+    }
+    // What the app left in its folders is its own, on the host too.
+    let marker = std::fs::metadata(own_data.join("escape-check.marker")).unwrap();
+    assert_eq!(marker.uid(), host_uid, "{who}: the app's file belongs to its uid");
+    let data_dir = own_data.parent().unwrap();
+    assert_eq!(
+        std::fs::metadata(data_dir).unwrap().uid(),
+        host_uid,
+        "{who}: {}",
+        data_dir.display()
+    );
+    // The broker still manages them.
+    std::fs::write(shared.join("left-by-test"), "x").unwrap();
+    let publisher_id = pfn.rsplit('_').next().unwrap();
+    let (code, _, err) = run(b, &["publisher-cache", "clear", publisher_id, "Shared"]);
+    assert_eq!(code, 0, "{who}: clearing the publisher cache: {err}");
+    assert_eq!(std::fs::read_dir(shared).unwrap().count(), 0, "{who}: cleared");
+    let (code, _, err) = run(b, &["remove", pfn]);
+    assert_eq!(code, 0, "{who}: removing the package: {err}");
+    assert!(!data_dir.exists(), "{who}: app data removed: {}", data_dir.display());
 }
 
 #[test]
