@@ -464,3 +464,263 @@ fn broad_file_system_access_grants_the_home_but_not_appipc_or_other_apps() {
     let v: Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(v["home_file_read"]["ok"], false, "{out}");
 }
+
+/// Output read from a pty master in the background.
+struct Screen {
+    seen: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+}
+
+impl Screen {
+    fn new(master: std::os::fd::OwnedFd) -> Screen {
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let s = seen.clone();
+        std::thread::spawn(move || {
+            let mut f = std::fs::File::from(master);
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = std::io::Read::read(&mut f, &mut buf) {
+                if n == 0 {
+                    break;
+                }
+                s.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        });
+        Screen { seen }
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.seen.lock().unwrap()).into_owned()
+    }
+
+    /// Waits until `what` was printed; false if it was not within a minute (a liveness bound:
+    /// the step is stuck, not slow).
+    fn wait_for(&self, what: &str) -> bool {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while std::time::Instant::now() < deadline {
+            if self.text().contains(what) {
+                return true;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        false
+    }
+}
+
+/// `launch --wait` run in a terminal: the app gets a pty of the CLI's, never the terminal; its
+/// terminal-mode changes do not outlive it; window-size changes and signals reach it.
+fn terminal(user: Option<(u32, u32)>) {
+    use appipc_sys::pty::{self, TerminalMode, WindowSize};
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::MetadataExt;
+    let who = if user.is_some() { "unprivileged broker" } else { "root broker" };
+    let b = match user {
+        Some((uid, gid)) => TestBroker::start_as(uid, gid, &[]),
+        None => TestBroker::start(),
+    };
+    let dir = assemble_manifest(ESCAPE, &b.root.path().join(unique("escape")), &bin_dir()).unwrap();
+    readable_by_all(&dir);
+    let pfn = install(&b, &dir);
+
+    // The user's terminal.
+    let term = pty::open().unwrap();
+    pty::set_window_size(&term.master, WindowSize { rows: 33, cols: 77, x_pixels: 0, y_pixels: 0 })
+        .unwrap();
+    let tty_path = std::fs::read_link(format!("/proc/self/fd/{}", term.slave.as_raw_fd())).unwrap();
+    if let Some((uid, gid)) = user {
+        std::os::unix::fs::chown(&tty_path, Some(uid), Some(gid)).unwrap();
+    }
+    let mode_before = std::fs::metadata(&tty_path).unwrap().mode();
+    let termios_before = TerminalMode::get(&term.slave).unwrap();
+    let rdev = pty::device_of(&term.slave).unwrap().to_string();
+
+    let mut cmd = b.cli();
+    cmd.args(["launch", "--wait", &pfn, "--", "--tty-check", &rdev]);
+    cmd.stdin(term.slave.try_clone().unwrap())
+        .stdout(term.slave.try_clone().unwrap())
+        .stderr(term.slave.try_clone().unwrap());
+    pty::spawn_in_terminal(&mut cmd);
+    let mut cli = cmd.spawn().unwrap();
+    let screen = Screen::new(term.master.try_clone().unwrap());
+
+    let mut problems = Vec::new();
+    let ready = screen.wait_for("ready");
+    let json = screen.text().lines().find(|l| l.starts_with('{')).map(str::to_owned);
+    let v: Value = json.as_deref().and_then(|j| serde_json::from_str(j).ok()).unwrap_or_default();
+    if !ready || v.is_null() {
+        problems.push(format!("the app did not start in the terminal: {:?}", screen.text()));
+    }
+    if v["host_tty_fd"]["ok"] != false {
+        problems.push(format!("the app got the terminal itself: {}", v["host_tty_fd"]));
+    }
+    for (i, fd) in v["tty_fds"].as_array().cloned().unwrap_or_default().iter().enumerate() {
+        if fd["terminal"] != true {
+            problems.push(format!("fd {i} is not a terminal for the app: {fd}"));
+        }
+    }
+    if v["tty_winsize"]["detail"] != "33x77" {
+        problems.push(format!("the window size was not passed on: {}", v["tty_winsize"]));
+    }
+    if v["ctty"]["ok"] != true {
+        problems.push(format!("the app has no controlling terminal: {}", v["ctty"]));
+    }
+    if ready {
+        // A new size: the kernel tells the CLI (SIGWINCH), the CLI must tell the app.
+        let size = WindowSize { rows: 40, cols: 100, x_pixels: 0, y_pixels: 0 };
+        pty::set_window_size(&term.master, size).unwrap();
+        if !screen.wait_for("winsize 40x100") {
+            problems
+                .push(format!("the new window size did not reach the app: {:?}", screen.text()));
+        }
+        rustix::io::write(&term.master, b"hello\r").unwrap();
+        if !screen.wait_for("got:hello") {
+            problems.push(format!("typed input did not reach the app: {:?}", screen.text()));
+        }
+    }
+    // SIGTERM to the CLI ends the app (forwarded), and the CLI ends as the app did.
+    let pidfd = appipc_sys::process::pidfd_open(cli.id()).unwrap();
+    appipc_sys::process::send_signal(&pidfd, appipc_sys::process::ProcessSignal::TERM).unwrap();
+    let status = cli.wait().unwrap();
+    if status.code() != Some(128 + 15) {
+        problems.push(format!("the CLI must end as the app did (SIGTERM, 143): {status}"));
+    }
+    if TerminalMode::get(&term.slave).unwrap() != termios_before {
+        problems.push("the terminal's modes were not restored (the app's no-echo stuck)".into());
+    }
+    let mode_after = std::fs::metadata(&tty_path).unwrap().mode();
+    if mode_after != mode_before {
+        problems.push(format!(
+            "the terminal's mode changed from {mode_before:o} to {mode_after:o} ({})",
+            v["tty_chmod"]
+        ));
+    }
+    assert!(
+        problems.is_empty(),
+        "{who}: {} problems:\n{}\nscreen: {:?}\n{}",
+        problems.len(),
+        problems.join("\n"),
+        screen.text(),
+        b.log()
+    );
+}
+
+#[test]
+fn the_terminal_is_relayed_with_a_root_broker() {
+    if rustix::process::getuid().as_raw() != 0 {
+        eprintln!("SKIPPED the_terminal_is_relayed_with_a_root_broker: not root");
+        return;
+    }
+    terminal(None);
+}
+
+#[test]
+fn the_terminal_is_relayed_with_an_unprivileged_broker() {
+    if rustix::process::getuid().as_raw() != 0 {
+        terminal(None);
+        return;
+    }
+    let Some(user) = lookup_user(UNPRIVILEGED_USER) else {
+        assert!(std::env::var_os("CI").is_none(), "CI must create the user {UNPRIVILEGED_USER}");
+        eprintln!(
+            "SKIPPED the_terminal_is_relayed_with_an_unprivileged_broker: no user {UNPRIVILEGED_USER}"
+        );
+        return;
+    };
+    terminal(Some(user));
+}
+
+/// `launch --wait` with its output redirected to a file and its input from a pipe: the app
+/// gets pipes of the CLI's, not the file (whose mode it could change) nor the pipe; input
+/// reaches it and SIGTERM to the CLI ends it.
+fn redirected(user: Option<(u32, u32)>) {
+    use std::os::unix::fs::MetadataExt;
+    let who = if user.is_some() { "unprivileged broker" } else { "root broker" };
+    let b = match user {
+        Some((uid, gid)) => TestBroker::start_as(uid, gid, &[]),
+        None => TestBroker::start(),
+    };
+    let dir = assemble_manifest(ESCAPE, &b.root.path().join(unique("escape")), &bin_dir()).unwrap();
+    readable_by_all(&dir);
+    let pfn = install(&b, &dir);
+    let out_path = b.root.path().join(unique("out-"));
+    let out = std::fs::File::create(&out_path).unwrap();
+    std::fs::set_permissions(&out_path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    if let Some((uid, gid)) = user {
+        std::os::unix::fs::chown(&out_path, Some(uid), Some(gid)).unwrap();
+    }
+    let m = std::fs::metadata(&out_path).unwrap();
+    let id = format!("{}:{}", m.dev(), m.ino());
+    let mut cli = b
+        .cli()
+        .args(["launch", "--wait", &pfn, "--", "--fd-check", &id])
+        .stdin(std::process::Stdio::piped())
+        .stdout(out)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let written = |what: &str| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while std::time::Instant::now() < deadline {
+            if std::fs::read_to_string(&out_path).unwrap_or_default().contains(what) {
+                return true;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        false
+    };
+    let mut problems = Vec::new();
+    // Kept open until the CLI has ended (wait() would close it: an end of input, not a signal).
+    let mut input = cli.stdin.take().unwrap();
+    if written("ready") {
+        input.write_all(b"hello\n").unwrap();
+        if !written("got:hello") {
+            problems.push("input from the pipe did not reach the app".to_owned());
+        }
+    } else {
+        problems.push("the app did not start".to_owned());
+    }
+    let text = std::fs::read_to_string(&out_path).unwrap_or_default();
+    let v: Value = text
+        .lines()
+        .find(|l| l.starts_with('{'))
+        .and_then(|l| serde_json::from_str(l).ok())
+        .unwrap_or_default();
+    if v["host_fd"]["ok"] != false {
+        problems.push(format!("the app got the CLI's own file: {}", v["host_fd"]));
+    }
+    let pidfd = appipc_sys::process::pidfd_open(cli.id()).unwrap();
+    appipc_sys::process::send_signal(&pidfd, appipc_sys::process::ProcessSignal::TERM).unwrap();
+    let status = cli.wait().unwrap();
+    drop(input);
+    if status.code() != Some(128 + 15) {
+        problems.push(format!("SIGTERM must reach the app and the CLI end with 143: {status}"));
+    }
+    let mode = std::fs::metadata(&out_path).unwrap().mode() & 0o7777;
+    if mode != 0o600 {
+        problems.push(format!("the file's mode changed to {mode:o} ({})", v["fd_chmod"]));
+    }
+    assert!(problems.is_empty(), "{who}: {}\noutput: {text}\n{}", problems.join("\n"), b.log());
+}
+
+#[test]
+fn redirected_stdio_is_relayed_with_a_root_broker() {
+    if rustix::process::getuid().as_raw() != 0 {
+        eprintln!("SKIPPED redirected_stdio_is_relayed_with_a_root_broker: not root");
+        return;
+    }
+    redirected(None);
+}
+
+#[test]
+fn redirected_stdio_is_relayed_with_an_unprivileged_broker() {
+    if rustix::process::getuid().as_raw() != 0 {
+        redirected(None);
+        return;
+    }
+    let Some(user) = lookup_user(UNPRIVILEGED_USER) else {
+        assert!(std::env::var_os("CI").is_none(), "CI must create the user {UNPRIVILEGED_USER}");
+        eprintln!(
+            "SKIPPED redirected_stdio_is_relayed_with_an_unprivileged_broker: no user {UNPRIVILEGED_USER}"
+        );
+        return;
+    };
+    redirected(Some(user));
+}

@@ -377,6 +377,37 @@ pub fn mmap_exec_anonymous() -> io::Result<()> {
     Ok(())
 }
 
+/// For escape tests: blocks `signal` in the calling thread, so that [`wait_signal`] can take
+/// it without a handler (and none arriving meanwhile is lost).
+pub fn block_signal(signal: i32) -> io::Result<()> {
+    // SAFETY: sigemptyset/sigaddset write the set on this stack frame; pthread_sigmask only
+    // changes this thread's mask.
+    let rc = unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, signal);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut())
+    };
+    if rc != 0 { Err(io::Error::from_raw_os_error(rc)) } else { Ok(()) }
+}
+
+/// For escape tests: waits until `signal` (blocked with [`block_signal`]) arrives.
+pub fn wait_signal(signal: i32) -> io::Result<()> {
+    // SAFETY: as in block_signal; sigwaitinfo writes nothing (null info).
+    let rc = unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, signal);
+        loop {
+            let r = libc::sigwaitinfo(&set, std::ptr::null_mut());
+            if r >= 0 || *libc::__errno_location() != libc::EINTR {
+                break r;
+            }
+        }
+    };
+    check_int(rc)
+}
+
 /// Test support: runs `program args` with `hook` called in the child between `fork` and
 /// `exec`; the hook's error (an errno) comes back as the error of the spawn. Only for tests
 /// whose hook is async-signal-safe (the functions of this module, `apply`/`restrict_self`).

@@ -27,6 +27,14 @@
 //!
 //! The checks that change this process for good (`mount`, `unshare`) run last. Exit status 0
 //! whatever the results (2 on bad arguments): the caller judges.
+//!
+//! `escape-check --tty-check RDEV` checks the terminal instead, for a caller that runs
+//! `appipc launch --wait` in a terminal whose device number is `RDEV`: it prints one JSON
+//! object (`tty_fds`: whether fds 0–2 are terminals; `host_tty_fd`: whether one of them *is*
+//! that terminal; `tty_chmod`: `fchmod(0, 0666)`; `tty_winsize`; `ctty`: whether `/dev/tty`
+//! opens; `tty_mess`: turning echo and line editing off and leaving them so), then `ready`,
+//! then waits for `SIGWINCH` and prints `winsize <rows>x<cols>`, then reads a line and prints
+//! `got:<line>`, then reads again until the end of input or a signal ends it.
 #![forbid(unsafe_code)]
 
 use std::ffi::CString;
@@ -569,7 +577,121 @@ fn identity() -> Value {
     }
 }
 
+/// The terminal checks (see the module documentation).
+fn tty_check(host_rdev: u64) -> ! {
+    use appipc_sys::pty;
+    use std::io::{BufRead, Write};
+    use std::os::fd::AsFd;
+    // Blocked before saying ready, so that a SIGWINCH sent right after is not lost.
+    let blocked = probe::block_signal(libc::SIGWINCH);
+    let (stdin, stdout, stderr) = (io::stdin(), io::stdout(), io::stderr());
+    let fds = [stdin.as_fd(), stdout.as_fd(), stderr.as_fd()];
+    let mut out = Map::new();
+    let infos: Vec<Value> = fds
+        .iter()
+        .map(|fd| json!({ "terminal": pty::is_terminal(fd), "rdev": pty::device_of(fd).ok() }))
+        .collect();
+    let host = fds.iter().position(|fd| pty::device_of(fd).ok() == Some(host_rdev));
+    out.insert("tty_fds".into(), Value::Array(infos));
+    out.insert(
+        "host_tty_fd".into(),
+        match host {
+            Some(i) => outcome(true, None, format!("fd {i} is the terminal of the caller")),
+            None => outcome(false, Some(libc::ENOENT), "no fd is the caller's terminal"),
+        },
+    );
+    let r = probe::fchmod(fds[0], 0o666).map(|()| "fchmod 0666 of fd 0".into());
+    out.insert("tty_chmod".into(), attempt(r));
+    let size = pty::window_size(fds[0]).map(|w| format!("{}x{}", w.rows, w.cols));
+    out.insert("tty_winsize".into(), attempt(size));
+    let ctty = std::fs::File::open("/dev/tty").map(|_| "/dev/tty opens".into());
+    out.insert("ctty".into(), attempt(ctty));
+    let mess = pty::TerminalMode::get(fds[0])
+        .and_then(|m| m.without_echo().set(fds[0]))
+        .map(|()| "echo and line editing off".into());
+    out.insert("tty_mess".into(), attempt(mess));
+    out.insert("signal_block".into(), attempt(blocked.map(|()| "SIGWINCH blocked".into())));
+    let mut o = io::stdout().lock();
+    let _ = writeln!(o, "{}", Value::Object(out));
+    let _ = writeln!(o, "ready");
+    let _ = o.flush();
+    drop(o);
+    if probe::wait_signal(libc::SIGWINCH).is_ok() {
+        let size = pty::window_size(fds[0]).map(|w| format!("{}x{}", w.rows, w.cols));
+        println!("winsize {}", size.unwrap_or_else(|e| e.to_string()));
+    }
+    let mut line = String::new();
+    let mut input = stdin.lock();
+    let _ = input.read_line(&mut line);
+    println!("got:{}", line.trim_end());
+    // Until a signal (or the end of input) ends it.
+    line.clear();
+    let _ = input.read_line(&mut line);
+    std::process::exit(0)
+}
+
+/// The redirected-file checks (see the module documentation).
+fn fd_check(dev: u64, ino: u64) -> ! {
+    use std::io::{BufRead, Write};
+    use std::os::fd::AsFd;
+    use std::os::unix::fs::MetadataExt;
+    let (stdin, stdout, stderr) = (io::stdin(), io::stdout(), io::stderr());
+    let fds = [stdin.as_fd(), stdout.as_fd(), stderr.as_fd()];
+    let same = fds.iter().position(|fd| {
+        fd.try_clone_to_owned()
+            .map(std::fs::File::from)
+            .and_then(|f| f.metadata())
+            .is_ok_and(|m| (m.dev(), m.ino()) == (dev, ino))
+    });
+    let mut out = Map::new();
+    out.insert(
+        "host_fd".into(),
+        match same {
+            Some(i) => outcome(true, None, format!("fd {i} is the caller's file")),
+            None => outcome(false, Some(libc::ENOENT), "no fd is the caller's file"),
+        },
+    );
+    let r = probe::fchmod(fds[1], 0o666).map(|()| "fchmod 0666 of fd 1".into());
+    out.insert("fd_chmod".into(), attempt(r));
+    let mut o = io::stdout().lock();
+    let _ = writeln!(o, "{}", Value::Object(out));
+    let _ = writeln!(o, "ready");
+    let _ = o.flush();
+    drop(o);
+    let mut line = String::new();
+    let mut input = stdin.lock();
+    let _ = input.read_line(&mut line);
+    println!("got:{}", line.trim_end());
+    line.clear();
+    let _ = input.read_line(&mut line);
+    std::process::exit(0)
+}
+
 fn main() {
+    let mut raw = std::env::args().skip(1);
+    match raw.next().as_deref() {
+        Some("--tty-check") => match raw.next().and_then(|r| r.parse().ok()) {
+            Some(rdev) => tty_check(rdev),
+            None => {
+                eprintln!("escape-check: --tty-check needs a device number");
+                std::process::exit(2);
+            }
+        },
+        Some("--fd-check") => {
+            let pair = raw.next().and_then(|r| {
+                let (d, i) = r.split_once(':')?;
+                Some((d.parse().ok()?, i.parse().ok()?))
+            });
+            match pair {
+                Some((dev, ino)) => fd_check(dev, ino),
+                None => {
+                    eprintln!("escape-check: --fd-check needs DEV:INO");
+                    std::process::exit(2);
+                }
+            }
+        }
+        _ => {}
+    }
     let args = match parse_args() {
         Ok(a) => a,
         Err(e) => {
