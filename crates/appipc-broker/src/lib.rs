@@ -14,8 +14,9 @@
 //! # Ok(()) }
 //! ```
 //!
-//! What it does not do (yet): confine processes (app container), and the IPC mechanisms
-//! themselves, which arrive as modules of their own.
+//! App-container processes are confined (`container`, `restrictions`: namespaces, the uid
+//! model, the mount plan, Landlock, seccomp; docs/architecture.md, "App containers"). The IPC
+//! mechanisms not yet here arrive as modules of their own.
 #![forbid(unsafe_code)]
 
 pub mod activation;

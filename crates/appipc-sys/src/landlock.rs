@@ -769,6 +769,15 @@ mod tests {
         assert!(!out.status.success(), "{out:?}");
         let out = fx.sh(&format!("echo x > {0}/y && cat {0}/y", fx.path("rw").display()));
         assert!(out.status.success(), "{out:?}");
+
+        // Read-write is not execute: a program copied there does not run (it does from /usr).
+        let prog = fx.path("rw/true");
+        std::fs::copy("/bin/true", &prog).unwrap();
+        let out = fx.sh(&format!("{} && echo ran", prog.display()));
+        assert!(!String::from_utf8_lossy(&out.stdout).contains("ran"), "{out:?}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("Permission denied"), "{out:?}");
+        let out = fx.sh("/bin/true && echo ran");
+        assert!(String::from_utf8_lossy(&out.stdout).contains("ran"), "{out:?}");
     }
 
     #[test]

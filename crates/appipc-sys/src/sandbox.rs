@@ -904,8 +904,8 @@ impl Confinement {
     pub(crate) fn enter(&self, report: Report) -> io::Result<()> {
         let r = report;
         let root = matches!(self.privilege, Privilege::Root { .. });
-        // A change of credentials (setns into a user namespace, setresuid) clears the
-        // parent-death signal: each process re-arms it after its last change.
+        // A change of credentials the kernel does not see as a lesser one (setresuid) clears
+        // the parent-death signal: each process re-arms it after its last change.
         let parent = rustix::process::getppid();
         let death_signal = rustix::process::parent_process_death_signal().ok().flatten();
         if !root {
@@ -1061,64 +1061,88 @@ unsafe fn mirror(status: libc::c_int) -> ! {
     }
 }
 
+/// The next of the blocked `waited` signals (0 when interrupted). Async-signal-safe.
+fn next_signal(waited: &libc::sigset_t) -> libc::c_int {
+    // SAFETY: sigwaitinfo reads the set, borrowed for the call, and writes nothing (null info).
+    unsafe { libc::sigwaitinfo(waited, std::ptr::null_mut()) }.max(0)
+}
+
+/// Sends `sig` to `to` (best effort: it may have just exited). Async-signal-safe.
+fn forward(to: rustix::process::Pid, sig: libc::c_int) {
+    if let Some(sig) = rustix::process::Signal::from_named_raw(sig) {
+        let _ = rustix::process::kill_process(to, sig);
+    }
+}
+
+/// Ends this forked child at once, running none of the parent's code.
+fn exit_now(code: libc::c_int) -> ! {
+    // SAFETY: _exit takes an integer and never returns; no destructor or atexit handler runs.
+    unsafe { libc::_exit(code) }
+}
+
 /// The waiter outside the new pid namespace: forwards signals to init, waits for it, and ends
 /// as the app ended (the status init passes through `status_read`), or as init did.
 ///
 /// # Safety
-/// Called in a forked child with `waited` blocked; never returns.
+/// Called in a forked child with `waited` blocked, `status_read` an open fd of this process;
+/// never returns.
 unsafe fn wait_and_mirror(init: libc::pid_t, status_read: RawFd, waited: &libc::sigset_t) -> ! {
-    // SAFETY: sigwaitinfo and waitpid write only locals; kill, read and _exit take integers
-    // and a buffer on this stack frame.
-    unsafe {
-        let mut status: libc::c_int = 0;
-        loop {
-            let sig = libc::sigwaitinfo(waited, std::ptr::null_mut());
-            if sig == libc::SIGCHLD {
-                let r = libc::waitpid(init, &mut status, libc::WNOHANG);
-                if r == init {
+    use rustix::process::{Pid, WaitOptions, waitpid};
+    let Some(init) = Pid::from_raw(init) else { exit_now(127) };
+    let mut status;
+    loop {
+        match next_signal(waited) {
+            libc::SIGCHLD => match waitpid(Some(init), WaitOptions::NOHANG) {
+                Ok(Some((_, s))) => {
+                    status = s.as_raw();
                     break;
                 }
-                if r < 0 && *libc::__errno_location() != libc::EINTR {
-                    libc::_exit(127);
-                }
-            } else if sig > 0 {
-                libc::kill(init, sig);
-            }
+                Ok(None) | Err(rustix::io::Errno::INTR) => {}
+                Err(_) => exit_now(127),
+            },
+            0 => {}
+            sig => forward(init, sig),
         }
-        let mut buf = [0u8; 4];
-        if libc::read(status_read, buf.as_mut_ptr().cast(), 4) == 4 {
-            status = libc::c_int::from_ne_bytes(buf);
-        }
-        mirror(status)
     }
+    // SAFETY: `status_read` is open in this process (the caller's contract) and stays open
+    // for the borrow.
+    let read_end = unsafe { std::os::fd::BorrowedFd::borrow_raw(status_read) };
+    let mut buf = [0u8; 4];
+    if rustix::io::read(read_end, &mut buf) == Ok(4) {
+        status = libc::c_int::from_ne_bytes(buf);
+    }
+    // SAFETY: a forked child, never returning (the caller's contract).
+    unsafe { mirror(status) }
 }
 
 /// Init (pid 1): forwards signals to the app, reaps every child, and when the app has ended
 /// hands its status to the waiter and exits (which ends the namespace).
 ///
 /// # Safety
-/// Called in a forked child with `waited` blocked; never returns.
+/// Called in a forked child with `waited` blocked, `status_write` an open fd of this process;
+/// never returns.
 unsafe fn init_loop(app: libc::pid_t, status_write: RawFd, waited: &libc::sigset_t) -> ! {
-    // SAFETY: as in wait_and_mirror.
-    unsafe {
-        loop {
-            let sig = libc::sigwaitinfo(waited, std::ptr::null_mut());
-            if sig == libc::SIGCHLD {
-                loop {
-                    let mut status: libc::c_int = 0;
-                    let r = libc::waitpid(-1, &mut status, libc::WNOHANG);
-                    if r <= 0 {
-                        break;
+    use rustix::process::{Pid, WaitOptions, wait};
+    let Some(app) = Pid::from_raw(app) else { exit_now(127) };
+    // SAFETY: `status_write` is open in this process (the caller's contract).
+    let write_end = unsafe { std::os::fd::BorrowedFd::borrow_raw(status_write) };
+    loop {
+        match next_signal(waited) {
+            // Any child (`wait`, pid -1: the app has a session and process group of its own).
+            libc::SIGCHLD => loop {
+                match wait(WaitOptions::NOHANG) {
+                    Ok(Some((pid, status))) if pid == app => {
+                        let _ = rustix::io::write(write_end, &status.as_raw().to_ne_bytes());
+                        exit_now(0);
                     }
-                    if r == app {
-                        let buf = status.to_ne_bytes();
-                        libc::write(status_write, buf.as_ptr().cast(), 4);
-                        libc::_exit(0);
-                    }
+                    Ok(Some(_)) | Err(rustix::io::Errno::INTR) => {}
+                    Ok(None) => break,
+                    // No child at all: the app is gone unseen; end with no status to pass on.
+                    Err(_) => exit_now(127),
                 }
-            } else if sig > 0 {
-                libc::kill(app, sig);
-            }
+            },
+            0 => {}
+            sig => forward(app, sig),
         }
     }
 }
@@ -1307,7 +1331,7 @@ mod tests {
         let entries = base_entries(tmp.path());
         let ready = tmp.path().join("ready");
         let mut app_pidfd = None;
-        let script = "touch /tmp/ready; echo started; exec sleep 3600";
+        let script = "echo started; touch /tmp/ready; exec sleep 3600";
         let (code, out) = run_confined_with(script, entries, |child| {
             while !ready.exists() {
                 std::thread::sleep(std::time::Duration::from_millis(5));
