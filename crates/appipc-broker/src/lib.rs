@@ -27,6 +27,9 @@
 //! # Ok(()) }
 //! ```
 //!
+//! App-container processes are confined (`container`, `restrictions`: namespaces, the uid
+//! model, the mount plan, Landlock, seccomp; docs/architecture.md, "App containers"). The IPC
+//! mechanisms not yet here arrive as modules of their own.
 #![forbid(unsafe_code)]
 
 pub mod activation;

@@ -117,9 +117,11 @@ async fn launch_and_wait(session: &Session, target: &str, args: &[&str]) -> Resu
     let aam = ApplicationActivationManager::new(session);
     let args: Vec<String> = args.iter().map(|s| (*s).to_owned()).collect();
     std::io::stdout().flush()?;
-    let options = ActivateOptions { stdio: Some(crate::daemon::own_stdio()?), notify_exit: true };
+    let (relay, stdio) = crate::relay::Relay::start(false)?;
+    let options = ActivateOptions { stdio: Some(stdio), notify_exit: true };
     let (pid, _) = aam.activate_application(target, &args, options).await?;
     let status = session.wait_for_exit(pid).await?;
+    relay.finish();
     Ok(status.code.unwrap_or(-1))
 }
 
@@ -241,6 +243,7 @@ async fn scenario(root: &Path, bins: &Path, socket: &Path) -> Result<()> {
         "   Contoso.Hello creates LOCAL\\frame (default: its package only) and LOCAL\\shared ({sddl})"
     );
     println!("   and waits on the event LOCAL\\ready ({event_sddl}) for Fabrikam's signal");
+    let (holder_relay, holder_stdio) = crate::relay::Relay::start(false)?;
     let (holder, _) = aam
         .activate_application(
             &hello,
@@ -260,7 +263,7 @@ async fn scenario(root: &Path, bins: &Path, socket: &Path) -> Result<()> {
                 "--sddl".into(),
                 event_sddl,
             ],
-            ActivateOptions { stdio: Some(crate::daemon::own_stdio()?), notify_exit: true },
+            ActivateOptions { stdio: Some(holder_stdio), notify_exit: true },
         )
         .await?;
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -293,6 +296,7 @@ async fn scenario(root: &Path, bins: &Path, socket: &Path) -> Result<()> {
     if tokio::time::timeout(Duration::from_secs(10), session.wait_for_exit(holder)).await.is_err() {
         println!("   (Contoso.Hello did not see the signal in 10 s)");
     }
+    holder_relay.finish();
     println!("   (error 5 is ERROR_ACCESS_DENIED; the granted mapping is read-only for Fabrikam)");
 
     step(10, "a broken manifest is refused with the key, the line and the rule");

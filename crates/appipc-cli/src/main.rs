@@ -13,6 +13,7 @@ mod daemon;
 mod demo;
 mod json;
 mod logging;
+mod relay;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -58,7 +59,9 @@ enum Command {
     },
     /// Launch an application: PFN (its first application) or PFN!AppId.
     Launch {
-        /// Wait for the app to exit, forward its stdin/stdout/stderr, exit with its status.
+        /// Wait for the app to exit and exit with its status, relaying stdin/stdout/stderr
+        /// (through a new pty where they are a terminal, else pipes: never the terminal itself),
+        /// window-size changes and SIGHUP/SIGINT/SIGQUIT/SIGTERM.
         #[arg(long)]
         wait: bool,
         /// PFN or PFN!AppId.
@@ -366,29 +369,17 @@ async fn client(command: Command) -> Result<ExitCode> {
                 .with_context(|| format!("removing {family_name}"))?;
             println!("removed {full} (stopped {stopped} running process(es))");
         }
-        Command::Launch { wait, target, args } => {
+        Command::Launch { wait: true, target, args } => {
+            return relay::launch_and_wait(&session, &target, &args).await;
+        }
+        Command::Launch { wait: false, target, args } => {
             let aam = ApplicationActivationManager::new(&session);
-            let mut options = ActivateOptions { notify_exit: wait, ..Default::default() };
-            if wait {
-                options.stdio = Some(daemon::own_stdio()?);
-            }
             let (pid, aumid) = aam
-                .activate_application(&target, &args, options)
+                .activate_application(&target, &args, ActivateOptions::default())
                 .await
                 .with_context(|| format!("launching {target}"))?;
-            if !wait {
-                println!("launched {aumid} (pid {pid})");
-                return Ok(ExitCode::SUCCESS);
-            }
-            let status = session.wait_for_exit(pid).await?;
-            return Ok(match (status.code, status.signal) {
-                (Some(c), _) => ExitCode::from(u8::try_from(c).unwrap_or(1)),
-                (None, Some(s)) => {
-                    eprintln!("appipc: {aumid} was killed by signal {s}");
-                    ExitCode::from(u8::try_from(128 + s).unwrap_or(1))
-                }
-                _ => ExitCode::FAILURE,
-            });
+            println!("launched {aumid} (pid {pid})");
+            return Ok(ExitCode::SUCCESS);
         }
         Command::Ps { json } => {
             let procs = PackageManager::new(&session).running_processes().await?;
