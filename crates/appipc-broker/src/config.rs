@@ -120,6 +120,10 @@ impl Paths {
 /// kept = 10000          # decisions kept in memory for `appipc why`
 /// log-max-bytes = 1048576  # a refusal log file is rotated past this size
 /// log-files = 3         # rotated files kept beside the current one
+///
+/// [packages]             # bounds on what one install may bring (see repository::PackageLimits)
+/// max-files = 100000
+/// max-total-size = 8589934592
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
@@ -127,6 +131,9 @@ pub struct Config {
     /// The decision log.
     #[serde(default)]
     pub decisions: DecisionsConfig,
+    /// Bounds on packages.
+    #[serde(default)]
+    pub packages: crate::repository::PackageLimits,
 }
 
 /// `[decisions]`.
