@@ -265,6 +265,13 @@ pub(crate) fn pack_dir(dir: &Path, key: &SecretKey, out: &Path) -> Result<(usize
     writer
         .write(key, std::io::BufWriter::new(tmp.as_file_mut()))
         .with_context(|| format!("packing {}", dir.display()))?;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        // A package file is for others to install: readable by all, as tar would leave it.
+        tmp.as_file()
+            .set_permissions(std::fs::Permissions::from_mode(0o644))
+            .with_context(|| format!("writing {}", out.display()))?;
+    }
     tmp.as_file().sync_all().with_context(|| format!("writing {}", out.display()))?;
     tmp.persist(out).with_context(|| format!("writing {}", out.display()))?;
     Ok((count, bytes))

@@ -150,40 +150,34 @@ fn a_file_swapped_for_a_symlink_is_never_followed_into_the_package() {
     let secret = root.join("secret.txt");
     std::fs::write(&secret, "SECRET of the user").unwrap();
     let dir = package(&root, &manifest("Race.Links"));
-    let names: Vec<String> = (0..16).map(|i| format!("data/d{i:02}")).collect();
-    std::fs::create_dir_all(dir.join("data")).unwrap();
-    for n in &names {
-        std::fs::write(dir.join(n), "good").unwrap();
-    }
-    let (d, s, r) = (dir.clone(), secret.clone(), root.clone());
-    let swap_names = names.clone();
+    let target = dir.join("data.txt");
+    std::fs::write(&target, "good").unwrap();
+    // data.txt is a regular file half of the time and a link to the secret the other half,
+    // each state replacing the other atomically (rename), as fast as it can.
+    let (t, s, r) = (target.clone(), secret.clone(), root.clone());
     let swapper = Swapper::start(move || {
-        for n in &swap_names {
-            let link = r.join("swap-link");
-            let _ = std::fs::remove_file(&link);
-            std::os::unix::fs::symlink(&s, &link).unwrap();
-            std::fs::rename(&link, d.join(n)).unwrap();
-            replace_with_file(&r.join("swap-file"), &d.join(n), b"good");
-        }
+        let link = r.join("swap-link");
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(&s, &link).unwrap();
+        std::fs::rename(&link, &t).unwrap();
+        replace_with_file(&r.join("swap-file"), &t, b"good");
     });
     let (mut installed, mut refused) = (0, 0);
     rt().block_on(async {
         let pm = PackageManager::new(&b.session());
-        for _ in 0..60 {
+        for _ in 0..200 {
             match pm.add_package(&dir).await {
                 Ok(r) => {
                     installed += 1;
                     let p = pm.find_packages().await.unwrap().remove(0);
-                    for n in &names {
-                        let f = Path::new(&p.install_location).join(n);
-                        let meta = std::fs::symlink_metadata(&f).unwrap();
-                        assert!(meta.is_file(), "{n} is installed as {:?}", meta.file_type());
-                        assert_eq!(
-                            std::fs::read_to_string(&f).unwrap(),
-                            "good",
-                            "{n}: a file outside the package was copied in through a link"
-                        );
-                    }
+                    let f = Path::new(&p.install_location).join("data.txt");
+                    let meta = std::fs::symlink_metadata(&f).unwrap();
+                    assert!(meta.is_file(), "data.txt is installed as {:?}", meta.file_type());
+                    assert_eq!(
+                        std::fs::read_to_string(&f).unwrap(),
+                        "good",
+                        "a file outside the package was copied into it through a link"
+                    );
                     pm.remove_package(&r.family_name).await.unwrap();
                 }
                 Err(e) => {
@@ -194,7 +188,7 @@ fn a_file_swapped_for_a_symlink_is_never_followed_into_the_package() {
         }
     });
     let swaps = swapper.finish();
-    eprintln!("{installed} installed, {refused} refused as links, {swaps} swap rounds");
+    eprintln!("{installed} installed, {refused} refused as links, {swaps} swaps");
 }
 
 #[test]
@@ -202,27 +196,23 @@ fn a_file_swapped_for_a_fifo_cannot_hang_an_install() {
     let b = TestBroker::start();
     let root = b.root.path().to_path_buf();
     let dir = package(&root, &manifest("Race.Fifos"));
-    let names: Vec<String> = (0..16).map(|i| format!("data/d{i:02}")).collect();
-    std::fs::create_dir_all(dir.join("data")).unwrap();
-    for n in &names {
-        std::fs::write(dir.join(n), "good").unwrap();
-    }
-    let (d, r) = (dir.clone(), root.clone());
+    let target = dir.join("data.txt");
+    std::fs::write(&target, "good").unwrap();
+    // data.txt is a regular file half of the time and a FIFO nobody writes to the other half.
+    let (t, r) = (target.clone(), root.clone());
     let swapper = Swapper::start(move || {
-        for n in &names {
-            let fifo = r.join("swap-fifo");
-            let _ = std::fs::remove_file(&fifo);
-            rustix::fs::mknodat(
-                rustix::fs::CWD,
-                &fifo,
-                rustix::fs::FileType::Fifo,
-                rustix::fs::Mode::from_raw_mode(0o644),
-                0,
-            )
-            .unwrap();
-            std::fs::rename(&fifo, d.join(n)).unwrap();
-            replace_with_file(&r.join("swap-file"), &d.join(n), b"good");
-        }
+        let fifo = r.join("swap-fifo");
+        let _ = std::fs::remove_file(&fifo);
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &fifo,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o644),
+            0,
+        )
+        .unwrap();
+        std::fs::rename(&fifo, &t).unwrap();
+        replace_with_file(&r.join("swap-file"), &t, b"good");
     });
     // The installs run on another thread; this one only watches that each returns. A FIFO
     // opened without O_NONBLOCK and with no writer blocks forever: that is the failure.
@@ -231,7 +221,7 @@ fn a_file_swapped_for_a_fifo_cannot_hang_an_install() {
     let installer = std::thread::spawn(move || {
         rt().block_on(async {
             let pm = PackageManager::new(&appipc::Session::connect_to(&socket).unwrap());
-            for _ in 0..40 {
+            for _ in 0..300 {
                 let outcome = match pm.add_package(&dir).await {
                     Ok(r) => {
                         pm.remove_package(&r.family_name).await.unwrap();
@@ -246,7 +236,7 @@ fn a_file_swapped_for_a_fifo_cannot_hang_an_install() {
         })
     });
     let (mut installed, mut refused) = (0, 0);
-    for i in 0..40 {
+    for i in 0..300 {
         match rx.recv_timeout(Duration::from_secs(120)) {
             Ok(Ok(())) => installed += 1,
             Ok(Err(e)) => {
@@ -262,7 +252,7 @@ fn a_file_swapped_for_a_fifo_cannot_hang_an_install() {
     }
     installer.join().unwrap();
     let swaps = swapper.finish();
-    eprintln!("{installed} installed, {refused} refused, {swaps} swap rounds");
+    eprintln!("{installed} installed, {refused} refused, {swaps} swaps");
     // The broker still installs other packages.
     let other = package(&root, &manifest("Race.Afterwards"));
     rt().block_on(async {
@@ -325,26 +315,33 @@ fn hostile_manifests_are_refused_while_a_normal_install_succeeds() {
     }
     let normal = package(&root, &manifest("Race.Normal"));
     let socket = b.socket();
-    rt().block_on(async {
+    let outcomes = rt().block_on(async {
         let mut tasks = Vec::new();
         for (dir, want) in hostile {
             let socket = socket.clone();
             tasks.push(tokio::spawn(async move {
                 let pm = PackageManager::new(&appipc::Session::connect_to(&socket).unwrap());
-                let e = pm.add_package(&dir).await.expect_err("a hostile manifest installed");
-                assert!(e.to_string().contains(want), "{want:?} not in: {e}");
+                (want, pm.add_package(&dir).await.map(|r| r.full_name).map_err(|e| e.to_string()))
             }));
         }
         let pm = PackageManager::new(&b.session());
         let r = pm.add_package(&normal).await.expect("the normal install");
         assert!(r.full_name.starts_with("Race.Normal_"), "{}", r.full_name);
+        let mut outcomes = Vec::new();
         for t in tasks {
-            t.await.unwrap();
+            outcomes.push(t.await.unwrap());
         }
+        outcomes
     });
     let peak = peak_rss_kib(b.pid());
     eprintln!("broker peak RSS {peak} kB");
     assert!(peak < 256 * 1024, "the broker's memory peaked at {peak} kB reading hostile manifests");
+    for (want, outcome) in outcomes {
+        match outcome {
+            Ok(full) => panic!("a hostile manifest ({want}) installed as {full}"),
+            Err(e) => assert!(e.contains(want), "{want:?} not in: {e}"),
+        }
+    }
     let left: Vec<_> = std::fs::read_dir(b.home.join("packages"))
         .unwrap()
         .flatten()

@@ -624,3 +624,75 @@ fn pack_refuses_what_the_broker_would_refuse() {
         assert_eq!(r.outcome, InstallOutcome::AlreadyInstalled);
     });
 }
+
+#[test]
+fn a_package_file_rewritten_while_it_installs_installs_what_was_verified() {
+    use std::io::{Seek, Write};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let b = TestBroker::start_strict();
+    let contoso = b.new_key(CONTOSO);
+    b.trust(&contoso);
+    let key = secret(&contoso);
+    // Two packages of the same layout and sizes, each with 256 KiB of its own letter.
+    let make = |name: &str, letter: u8| {
+        let mut w = PackageWriter::new(script_manifest(name, CONTOSO, "1.0.0.0"));
+        w.add_bytes("bin/run".parse().unwrap(), FileMode::Executable, SCRIPT);
+        w.add_bytes("data.bin".parse().unwrap(), FileMode::Regular, vec![letter; 256 << 10]);
+        let mut out = Vec::new();
+        w.write(&key, &mut out).unwrap();
+        out
+    };
+    let (a, c) = (make("Contoso.FileA", b'a'), make("Contoso.FileB", b'b'));
+    let path = write(&b, &a);
+    let stop = Arc::new(AtomicBool::new(false));
+    let rewriter = {
+        let (stop, path) = (stop.clone(), path.clone());
+        std::thread::spawn(move || {
+            let mut f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+            let mut rounds = 0u32;
+            while !stop.load(Ordering::Relaxed) {
+                for bytes in [&c, &a] {
+                    f.rewind().unwrap();
+                    f.write_all(bytes).unwrap();
+                    // Between rewrites the file is whole for a moment, so that some installs
+                    // read one package from start to end and succeed.
+                    std::thread::sleep(std::time::Duration::from_millis(300));
+                }
+                rounds += 1;
+            }
+            rounds
+        })
+    };
+    let (mut installed, mut refused) = (0, 0);
+    rt().block_on(async {
+        let pm = PackageManager::new(&b.session());
+        for _ in 0..20 {
+            let file = std::fs::File::open(&path).unwrap();
+            match pm.add_package_file(&file, &AddPackageOptions::default()).await {
+                Ok(r) => {
+                    installed += 1;
+                    let letter =
+                        if r.family_name.starts_with("Contoso.FileA") { b'a' } else { b'b' };
+                    let p = pm.find_packages().await.unwrap().remove(0);
+                    let data =
+                        std::fs::read(Path::new(&p.install_location).join("data.bin")).unwrap();
+                    assert!(
+                        data.len() == 256 << 10 && data.iter().all(|x| *x == letter),
+                        "{} was installed with content that is not its own",
+                        r.full_name
+                    );
+                    pm.remove_package(&r.family_name).await.unwrap();
+                }
+                Err(e) => {
+                    refused += 1;
+                    assert_eq!(e.kind(), Some(ErrorKind::InvalidPackage), "{e}");
+                }
+            }
+        }
+    });
+    stop.store(true, Ordering::Relaxed);
+    let rounds = rewriter.join().unwrap();
+    eprintln!("{installed} installed, {refused} refused, {rounds} rewrites");
+    no_staging_left(&b);
+}

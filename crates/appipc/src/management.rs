@@ -59,8 +59,11 @@ fn open_package_file(path: &Path) -> Result<std::fs::File> {
         .map_err(|source| Error::Io { what: "opening the package file", source })
 }
 
+/// The folder's path as the broker must see it: absolute, and with this process's own links
+/// resolved (the broker follows none beneath it, and refuses a link as the folder itself).
 fn absolute(path: &Path) -> Result<String> {
-    let abs = std::path::absolute(path)
+    let abs = std::fs::canonicalize(path)
+        .or_else(|_| std::path::absolute(path))
         .map_err(|source| Error::Io { what: "resolving the package path", source })?;
     Ok(abs.display().to_string())
 }
