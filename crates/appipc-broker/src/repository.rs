@@ -649,3 +649,23 @@ pub fn remove_tree(root: &Path) -> Result<()> {
     writable(root).map_err(|e| io(format!("unlocking {}", root.display()), e))?;
     std::fs::remove_dir_all(root).map_err(|e| io(format!("removing {}", root.display()), e))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn package_limits_come_from_the_configuration() {
+        let c: crate::Config = toml::from_str("[packages]\nmax-files = 3\n").unwrap();
+        assert_eq!(c.packages.max_files, 3);
+        assert_eq!(c.packages.max_total_size, 8 * 1024 * 1024 * 1024);
+        let limits = c.packages.file_limits();
+        assert_eq!(
+            (limits.max_files, limits.max_block_map_size),
+            (3, Limits::default().max_block_map_size)
+        );
+        assert_eq!(crate::Config::default().packages, PackageLimits::default());
+        let e = toml::from_str::<crate::Config>("[packages]\nmax-file = 3\n").unwrap_err();
+        assert!(e.to_string().contains("max-file"), "{e}");
+    }
+}
