@@ -388,11 +388,11 @@ async fn client(command: Command) -> Result<ExitCode> {
         Command::Ps { json } => {
             let pm = PackageManager::new(&session);
             let procs = pm.running_processes().await?;
-            let unsigned = packaging::unsigned_families(&pm.find_packages().await?);
+            let signed = packaging::signed_families(&pm.find_packages().await?);
             if json {
-                println!("{}", serde_json::to_string_pretty(&processes_json(&procs, &unsigned))?);
+                println!("{}", serde_json::to_string_pretty(&processes_json(&procs, &signed))?);
             } else {
-                print_processes(&procs, &unsigned);
+                print_processes(&procs, &signed);
             }
         }
         Command::AppService(c) => return app_service(&session, c).await,
@@ -496,10 +496,10 @@ fn packages_json(pkgs: &[PackageInfo]) -> serde_json::Value {
     )
 }
 
-fn print_processes(procs: &[ProcessInfo], unsigned: &std::collections::HashSet<String>) {
+fn print_processes(procs: &[ProcessInfo], signed: &std::collections::HashMap<String, bool>) {
     println!("{:>8}  {:<12}  {:<48}  CONFINEMENT", "PID", "TRUST", "APP");
     for p in procs {
-        let mark = if unsigned.contains(&p.package_family_name.to_ascii_lowercase()) {
+        let mark = if signed.get(&p.package_family_name.to_ascii_lowercase()) == Some(&false) {
             "  [unsigned (developer mode)]"
         } else {
             ""
@@ -516,7 +516,7 @@ fn print_processes(procs: &[ProcessInfo], unsigned: &std::collections::HashSet<S
 
 fn processes_json(
     procs: &[ProcessInfo],
-    unsigned: &std::collections::HashSet<String>,
+    signed: &std::collections::HashMap<String, bool>,
 ) -> serde_json::Value {
     serde_json::Value::Array(
         procs
@@ -529,7 +529,7 @@ fn processes_json(
                     "trust": trust_str(p.trust),
                     "started_at": p.started_at,
                     "confinement": p.confinement,
-                    "signed": !unsigned.contains(&p.package_family_name.to_ascii_lowercase()),
+                    "signed": signed.get(&p.package_family_name.to_ascii_lowercase()),
                 })
             })
             .collect(),

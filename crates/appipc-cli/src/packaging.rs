@@ -474,9 +474,9 @@ pub(crate) fn signature(p: &PackageInfo) -> String {
     }
 }
 
-/// The families of `pkgs` that are unsigned (for `ps`).
-pub(crate) fn unsigned_families(pkgs: &[PackageInfo]) -> HashSet<String> {
-    pkgs.iter().filter(|p| p.signer.is_none()).map(|p| p.family_name.to_ascii_lowercase()).collect()
+/// Whether each family of `pkgs` is signed, by lower-case family name (for `ps`).
+pub(crate) fn signed_families(pkgs: &[PackageInfo]) -> std::collections::HashMap<String, bool> {
+    pkgs.iter().map(|p| (p.family_name.to_ascii_lowercase(), p.signer.is_some())).collect()
 }
 
 #[cfg(test)]
