@@ -128,6 +128,9 @@ pub fn unconfined_allowed() -> bool {
 ///
 /// [limits]              # see LimitsConfig; docs/architecture.md lists each with its code
 /// connections = 1024
+/// [packages]             # bounds on what one install may bring (see repository::PackageLimits)
+/// max-files = 100000
+/// max-total-size = 8589934592
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
@@ -135,6 +138,9 @@ pub struct Config {
     /// The decision log.
     #[serde(default)]
     pub decisions: DecisionsConfig,
+    /// Bounds on packages.
+    #[serde(default)]
+    pub packages: crate::repository::PackageLimits,
     /// What one client may hold and ask at once.
     #[serde(default)]
     pub limits: LimitsConfig,

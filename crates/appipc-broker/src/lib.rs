@@ -198,7 +198,7 @@ impl Broker {
                 .ok_or_else(|| BrokerError::AlreadyRunning(dir.display().to_string()))
         };
         let locks = [take(&paths.runtime_dir)?, take(&paths.home)?];
-        let repository = Repository::open(&paths)?;
+        let repository = Repository::open(&paths, &config.packages)?;
         let decisions = decide::Decisions::start(&config.decisions, paths.decision_log());
         let socket = paths.socket();
         // We hold the lock, so a socket file left here belongs to a broker that died.

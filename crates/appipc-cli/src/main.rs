@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
-use appipc::management::{InstallOutcome, PackageInfo, ProcessInfo};
+use appipc::management::{PackageInfo, ProcessInfo};
 use appipc::{ActivateOptions, ApplicationActivationManager, PackageManager, Session, TrustLevel};
 use appipc_model::identity::{PackageFamilyName, PackageFullName, PackageName, PublisherId};
 use clap::{Parser, Subcommand};
@@ -13,6 +13,7 @@ mod daemon;
 mod demo;
 mod json;
 mod logging;
+mod packaging;
 mod relay;
 
 #[derive(Parser, Debug)]
@@ -36,11 +37,20 @@ enum Command {
     /// Compute package identities exactly as Windows does (no broker needed).
     #[command(subcommand)]
     Identity(IdentityCommand),
-    /// Install a package folder (with appipc.toml), or upgrade to a newer version.
-    Install {
-        /// The package folder.
-        dir: PathBuf,
-    },
+    /// Install a package file signed by a trusted key (or, in developer mode, a package
+    /// folder), or upgrade to a newer version; asks before granting restricted capabilities.
+    Install(packaging::InstallArgs),
+    /// Pack a package folder into one signed package file (.appipc).
+    Pack(packaging::PackArgs),
+    /// Signing keys.
+    #[command(subcommand)]
+    Key(packaging::KeyCommand),
+    /// The keys trusted to sign packages, each for its publisher.
+    #[command(subcommand)]
+    Trust(packaging::TrustCommand),
+    /// Developer mode: whether package folders may install unsigned (off by default).
+    #[command(subcommand, name = "dev-mode")]
+    DevMode(packaging::DevModeCommand),
     /// Check a package folder's manifest without installing it.
     Check {
         /// The package folder.
@@ -251,6 +261,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Daemon => daemon::run_foreground(),
+        Command::Pack(args) => packaging::pack(args).map(|()| ExitCode::SUCCESS),
+        Command::Key(c) => packaging::key(c).map(|()| ExitCode::SUCCESS),
         Command::Demo => demo::run(),
         other => runtime()?.block_on(client(other)),
     }
@@ -334,26 +346,9 @@ async fn client(command: Command) -> Result<ExitCode> {
     }
     let session = daemon::connect_or_start().await?;
     match command {
-        Command::Install { dir } => {
-            let r = PackageManager::new(&session)
-                .add_package(&dir)
-                .await
-                .with_context(|| format!("installing {}", dir.display()))?;
-            for n in &r.not_granted {
-                eprintln!("appipc: capability {} declared but not granted: {}", n.name, n.reason);
-            }
-            match r.outcome {
-                InstallOutcome::Installed => println!("installed {}", r.full_name),
-                InstallOutcome::Upgraded => println!(
-                    "upgraded {} to {}",
-                    r.replaced.as_deref().unwrap_or("(unknown)"),
-                    r.full_name
-                ),
-                InstallOutcome::AlreadyInstalled => {
-                    println!("{} is already installed", r.full_name)
-                }
-            }
-        }
+        Command::Install(args) => packaging::install(&session, args).await?,
+        Command::Trust(c) => packaging::trust(&session, c).await?,
+        Command::DevMode(c) => packaging::dev_mode(&session, c).await?,
         Command::List { json } => {
             let pkgs = PackageManager::new(&session).find_packages().await?;
             if json {
@@ -382,11 +377,13 @@ async fn client(command: Command) -> Result<ExitCode> {
             return Ok(ExitCode::SUCCESS);
         }
         Command::Ps { json } => {
-            let procs = PackageManager::new(&session).running_processes().await?;
+            let pm = PackageManager::new(&session);
+            let procs = pm.running_processes().await?;
+            let signed = packaging::signed_families(&pm.find_packages().await?);
             if json {
-                println!("{}", serde_json::to_string_pretty(&processes_json(&procs))?);
+                println!("{}", serde_json::to_string_pretty(&processes_json(&procs, &signed))?);
             } else {
-                print_processes(&procs);
+                print_processes(&procs, &signed);
             }
         }
         Command::AppService(c) => return app_service(&session, c).await,
@@ -406,6 +403,8 @@ async fn client(command: Command) -> Result<ExitCode> {
         Command::Identity(_)
         | Command::Check { .. }
         | Command::Daemon
+        | Command::Pack(_)
+        | Command::Key(_)
         | Command::Demo
         | Command::Stop
         | Command::Status => {
@@ -429,6 +428,7 @@ pub(crate) fn print_packages(pkgs: &[PackageInfo]) {
         println!("  name         {} {}", p.name, p.version);
         println!("  publisher    {} ({})", p.publisher, p.publisher_id);
         println!("  full name    {}", p.full_name);
+        println!("  signature    {}", packaging::signature(p));
         let list = |v: &[String]| if v.is_empty() { "(none)".to_owned() } else { v.join(", ") };
         println!("  capabilities {}", list(&p.capabilities));
         let refused: Vec<String> = p
@@ -471,6 +471,10 @@ fn packages_json(pkgs: &[PackageInfo]) -> serde_json::Value {
                     "install_location": p.install_location,
                     "data_location": p.data_location,
                     "installed_at": p.installed_at,
+                    "signer": p.signer.as_ref().map(|s| serde_json::json!({
+                        "key_id": s.key_id,
+                        "publisher": s.publisher,
+                    })),
                     "applications": p.applications.iter().map(|a| serde_json::json!({
                         "id": a.id,
                         "app_user_model_id": format!("{}!{}", p.family_name, a.id),
@@ -483,11 +487,16 @@ fn packages_json(pkgs: &[PackageInfo]) -> serde_json::Value {
     )
 }
 
-fn print_processes(procs: &[ProcessInfo]) {
+fn print_processes(procs: &[ProcessInfo], signed: &std::collections::HashMap<String, bool>) {
     println!("{:>8}  {:<12}  {:<48}  CONFINEMENT", "PID", "TRUST", "APP");
     for p in procs {
+        let mark = if signed.get(&p.package_family_name.to_ascii_lowercase()) == Some(&false) {
+            "  [unsigned (developer mode)]"
+        } else {
+            ""
+        };
         println!(
-            "{:>8}  {:<12}  {:<48}  {}",
+            "{:>8}  {:<12}  {:<48}  {}{mark}",
             p.pid,
             trust_str(p.trust),
             p.app_user_model_id,
@@ -496,7 +505,10 @@ fn print_processes(procs: &[ProcessInfo]) {
     }
 }
 
-fn processes_json(procs: &[ProcessInfo]) -> serde_json::Value {
+fn processes_json(
+    procs: &[ProcessInfo],
+    signed: &std::collections::HashMap<String, bool>,
+) -> serde_json::Value {
     serde_json::Value::Array(
         procs
             .iter()
@@ -508,6 +520,7 @@ fn processes_json(procs: &[ProcessInfo]) -> serde_json::Value {
                     "trust": trust_str(p.trust),
                     "started_at": p.started_at,
                     "confinement": p.confinement,
+                    "signed": signed.get(&p.package_family_name.to_ascii_lowercase()),
                 })
             })
             .collect(),

@@ -38,7 +38,7 @@ fn run(b: &TestBroker, args: &[&str]) -> (i32, String, String) {
 }
 
 fn install(b: &TestBroker, dir: &Path) -> String {
-    let (code, out, err) = run(b, &["install", dir.to_str().unwrap()]);
+    let (code, out, err) = run(b, &["install", "--yes", dir.to_str().unwrap()]);
     assert_eq!(code, 0, "{err}");
     let full = out.trim().rsplit(' ').next().unwrap().to_owned();
     let parts: Vec<&str> = full.split('_').collect();
