@@ -251,6 +251,71 @@ fn bind_access(a: Access) -> BindAccess {
     }
 }
 
+/// The package's host ids under a root broker: allocated (or found again) and its folders
+/// given to them, on the blocking pool.
+async fn root_ids(
+    shared: &Arc<Shared>,
+    pkg: &InstalledPackage,
+    shm: &std::path::Path,
+    publisher_cache: &[PathBuf],
+) -> Result<HostIds> {
+    let family = pkg.family_name.to_string();
+    let data_dir = pkg.data_dir.clone();
+    let shm = shm.to_path_buf();
+    let publisher_id = pkg.family_name.publisher_id().to_string();
+    let publisher_root = crate::mech::storage::publisher_root(shared, &publisher_id);
+    let folders = publisher_cache.to_vec();
+    shared
+        .blocking
+        .run(move || {
+            let publisher = (!folders.is_empty()).then_some((
+                publisher_id.as_str(),
+                publisher_root.as_path(),
+                folders.as_slice(),
+            ));
+            root_host_ids(&family, &data_dir, &shm, publisher)
+        })
+        .await
+        .map_err(|e| LaunchError::Failed(format!("app container: allocating host ids: {e}")))?
+}
+
+/// The sandbox plan's mounts as the launcher's entries.
+fn mount_entries(mounts: &[Mount]) -> Vec<MountEntry> {
+    mounts
+        .iter()
+        .map(|m| match m {
+            Mount::Bind { source, target, access } => MountEntry::Bind {
+                source: source.clone(),
+                target: target.clone(),
+                access: bind_access(*access),
+            },
+            Mount::Symlink { target, link } => {
+                MountEntry::Symlink { target: target.clone(), link: link.clone() }
+            }
+            Mount::Tmpfs { target } => MountEntry::Tmpfs { target: target.clone() },
+            Mount::Proc { target } => MountEntry::Proc { target: target.clone() },
+        })
+        .collect()
+}
+
+/// The confinement in words, for `appipc ps` and the log.
+fn describe(root: bool, ids: &HostIds, broad: bool, restriction_words: &str) -> String {
+    let who = match ids.second_gid {
+        _ if !root => format!("host uid {} (the broker's)", ids.uid),
+        Some(g) => {
+            format!("host uid {} (the package's own, root broker), publisher group {g}", ids.uid)
+        }
+        None => format!("host uid {} (the package's own, root broker)", ids.uid),
+    };
+    format!(
+        "uid 1000 inside = {who}; user+mount+pid+ipc+uts namespaces, package network namespace \
+         (lo only); read-only minimal root, own folders rw,nosuid,nodev,noexec, devices \
+         ro,nosuid,noexec{}; sockets unix, inet, inet6 (no MPTCP), netlink route only{}",
+        if broad { ", home (broadFileSystemAccess)" } else { "" },
+        restriction_words
+    )
+}
+
 /// Computes and prepares the confinement of a process of `pkg`.
 pub(crate) async fn prepare(shared: &Arc<Shared>, pkg: &InstalledPackage) -> Result<Prepared> {
     let shm = shared.paths.runtime_dir.join("shm").join(pkg.family_name.as_str());
@@ -265,30 +330,8 @@ pub(crate) async fn prepare(shared: &Arc<Shared>, pkg: &InstalledPackage) -> Res
             .map_err(|e| InternalError::io(format!("creating {}", dir.display()), e))?;
     }
     let root = rustix::process::geteuid().is_root();
-    let ids = if root {
-        let family = pkg.family_name.to_string();
-        let data_dir = pkg.data_dir.clone();
-        let shm = shm.clone();
-        let publisher_id = pkg.family_name.publisher_id().to_string();
-        let publisher_root = crate::mech::storage::publisher_root(shared, &publisher_id);
-        let folders = publisher_cache.clone();
-        shared
-            .blocking
-            .run(move || {
-                let publisher = (!folders.is_empty()).then_some((
-                    publisher_id.as_str(),
-                    publisher_root.as_path(),
-                    folders.as_slice(),
-                ));
-                root_host_ids(&family, &data_dir, &shm, publisher)
-            })
-            .await
-            .map_err(|e| {
-                LaunchError::Failed(format!("app container: allocating host ids: {e}"))
-            })??
-    } else {
-        HostIds::own()
-    };
+    let ids =
+        if root { root_ids(shared, pkg, &shm, &publisher_cache).await? } else { HostIds::own() };
     let holder = shared.holders.get(shared, pkg.family_name.as_str(), ids).await?;
     let privilege = if root {
         let groups = holder.ids.second_gid.map(|_| INSIDE_SECOND_GID).into_iter();
@@ -314,43 +357,14 @@ pub(crate) async fn prepare(shared: &Arc<Shared>, pkg: &InstalledPackage) -> Res
         broad_file_system_access: broad,
         publisher_cache: &publisher_cache,
     });
-    let entries: Vec<MountEntry> = plan
-        .mounts
-        .iter()
-        .map(|m| match m {
-            Mount::Bind { source, target, access } => MountEntry::Bind {
-                source: source.clone(),
-                target: target.clone(),
-                access: bind_access(*access),
-            },
-            Mount::Symlink { target, link } => {
-                MountEntry::Symlink { target: target.clone(), link: link.clone() }
-            }
-            Mount::Tmpfs { target } => MountEntry::Tmpfs { target: target.clone() },
-            Mount::Proc { target } => MountEntry::Proc { target: target.clone() },
-        })
-        .collect();
+    let entries = mount_entries(&plan.mounts);
     let mounts = PreparedMounts::prepare(&entries).map_err(|e| {
         LaunchError::Failed(format!("app container: preparing the file system: {e}"))
     })?;
     let (cwd, hostname) = Confinement::names(&plan.cwd, &plan.hostname)
         .map_err(|e| LaunchError::Failed(format!("app container: {e}")))?;
     let (restrictions, restriction_words) = crate::restrictions::prepare(&plan)?;
-    let who = match holder.ids.second_gid {
-        _ if !root => format!("host uid {} (the broker's)", holder.ids.uid),
-        Some(g) => format!(
-            "host uid {} (the package's own, root broker), publisher group {g}",
-            holder.ids.uid
-        ),
-        None => format!("host uid {} (the package's own, root broker)", holder.ids.uid),
-    };
-    let description = format!(
-        "uid 1000 inside = {who}; user+mount+pid+ipc+uts namespaces, package network namespace \
-         (lo only); read-only minimal root, own folders rw,nosuid,nodev,noexec, devices \
-         ro,nosuid,noexec{}; sockets unix, inet, inet6 (no MPTCP), netlink route only{}",
-        if broad { ", home (broadFileSystemAccess)" } else { "" },
-        restriction_words
-    );
+    let description = describe(root, &holder.ids, broad, &restriction_words);
     let confinement = Confinement {
         userns: holder
             .userns

@@ -8,7 +8,8 @@
 //!
 //! The structure (see `docs/architecture.md`):
 //!
-//! * [`session`] reads a session's frames; [`dispatch`] checks a request's fds and hands it to
+//! * [`session`] reads a session's frames, [`outbox`] sends what goes back, [`sessions`] keeps the
+//!   table of live sessions and its limits; [`dispatch`] checks a request's fds and hands it to
 //!   its mechanism in [`mech`], one module per mechanism;
 //! * [`caller`] is who is asking, fixed when the session was created;
 //! * [`decide`] is the one place where anything is allowed or refused (the pure rules are in
@@ -45,9 +46,11 @@ mod hooks;
 pub mod launcher;
 pub mod limits;
 pub mod mech;
+pub mod outbox;
 pub mod repository;
 mod restrictions;
 pub mod session;
+pub mod sessions;
 pub mod state;
 
 use std::future::Future;
@@ -112,7 +115,7 @@ pub(crate) struct Shared {
     /// The configuration (limits).
     pub(crate) config: Config,
     /// The live sessions.
-    pub(crate) sessions: session::Sessions,
+    pub(crate) sessions: sessions::Sessions,
     /// The fds clients may make the broker hold.
     pub(crate) fds: Arc<limits::FdBudget>,
     /// Log lines a flood would repeat.
@@ -234,7 +237,7 @@ impl Broker {
                     appipc_sys::env::open_file_limit(),
                     config.limits.fd_reserve,
                 ),
-                sessions: session::Sessions::default(),
+                sessions: sessions::Sessions::default(),
                 log_limiter: limits::LogLimiter::default(),
                 config,
                 next_session: AtomicU64::new(1),

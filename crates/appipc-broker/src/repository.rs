@@ -17,15 +17,15 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use appipc_model::identity::{AppId, PackageFamilyName, PackageFullName};
 use appipc_model::manifest::{self, Application, Manifest};
-use appipc_model::package_file::{Limits, PublicKey};
+use appipc_model::package_file::PublicKey;
 use appipc_model::policy::{NotGranted, grant_capabilities};
 use appipc_model::sid::{self, Sid};
 use appipc_wire::caller::TrustLevel;
 use appipc_wire::protocol::packages::{AppInfo, InstallOutcome, PackageInfo, Signer};
 
-use crate::config::Paths;
+use crate::config::{PackageLimits, Paths};
 use crate::error::InternalError;
-use crate::mech::packages::PackagesError;
+use crate::error::PackagesError;
 use crate::state::{DEVELOPER_MODE, PackageRow, SignerRow, Store, TrustedKeyRow};
 
 pub(crate) mod staging;
@@ -40,44 +40,6 @@ pub(crate) fn io(what: impl Into<String>, e: std::io::Error) -> PackagesError {
 
 /// The app data folders every package gets (Windows' `ApplicationData` locations).
 pub const APP_DATA_FOLDERS: [&str; 4] = ["LocalState", "LocalCache", "TempState", "RoamingState"];
-
-/// Bounds on what one install may bring: `[packages]` in the broker's configuration file.
-/// Reading refuses anything beyond them before reading it, with an error that names the limit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct PackageLimits {
-    /// Most files in a package, the manifest included (default 100 000).
-    #[serde(default = "default_max_files")]
-    pub max_files: u64,
-    /// Most bytes a package's files may add up to (default 8 GiB).
-    #[serde(default = "default_max_total_size")]
-    pub max_total_size: u64,
-}
-
-fn default_max_files() -> u64 {
-    Limits::default().max_files
-}
-
-fn default_max_total_size() -> u64 {
-    Limits::default().max_total_size
-}
-
-impl Default for PackageLimits {
-    fn default() -> Self {
-        PackageLimits { max_files: default_max_files(), max_total_size: default_max_total_size() }
-    }
-}
-
-impl PackageLimits {
-    /// As the package file reader's limits (the block map's bound follows from the files').
-    pub fn file_limits(&self) -> Limits {
-        Limits {
-            max_files: self.max_files,
-            max_total_size: self.max_total_size,
-            ..Limits::default()
-        }
-    }
-}
 
 /// An installed package, parsed once.
 #[derive(Debug)]
@@ -657,6 +619,7 @@ pub fn remove_tree(root: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use appipc_model::package_file::Limits;
 
     #[test]
     fn package_limits_come_from_the_configuration() {

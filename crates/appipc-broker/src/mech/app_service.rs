@@ -30,8 +30,8 @@ use crate::Shared;
 use crate::activation::{self, Activation};
 use crate::cx::{Cx, Replied};
 use crate::error::{AppServiceError, InternalError};
+use crate::outbox::{Outbox, Undeliverable};
 use crate::repository::InstalledPackage;
-use crate::session::{Outbox, Undeliverable};
 
 type Result<T, E = AppServiceError> = std::result::Result<T, E>;
 

@@ -11,87 +11,17 @@ use std::sync::Arc;
 
 use appipc_model::identity::PackageFamilyName;
 use appipc_model::manifest::{Manifest, restricted_capability_allows};
-use appipc_model::package_file::{PackageFileError, PublicKey};
+use appipc_model::package_file::PublicKey;
 use appipc_model::policy::{self, Operation, SignedBy};
 use appipc_wire::protocol::packages::{
     self as wire, CapabilityConsent, DeveloperMode, InstallOutcome, Installed, PackagePreview,
     Removed, Signer, TrustedKey,
 };
-use appipc_wire::status::{ErrorKind, HResult, WindowsCode};
 
 use crate::Shared;
 use crate::cx::{Cx, Replied};
-use crate::error::{Coded, Denied, InternalError};
+use crate::error::{InternalError, PackagesError};
 use crate::repository::{self, InstalledPackage};
-
-/// What installing, listing or removing a package, or changing the deployment policy, can
-/// fail with; codes are the deployment `HRESULT`s `PackageManager` reports on Windows.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum PackagesError {
-    /// The policy refused.
-    #[error(transparent)]
-    Denied(#[from] Denied),
-    /// A malformed argument.
-    #[error("{0}")]
-    BadRequest(String),
-    /// No such package is installed.
-    #[error("{0}")]
-    NotInstalled(String),
-    /// The package folder or its manifest is invalid.
-    #[error("invalid package: {0}")]
-    InvalidPackage(String),
-    /// The package file was refused (unsigned, bad signature, tampered, malformed, too large).
-    #[error("{0}")]
-    PackageFile(PackageFileError),
-    /// No trusted key matches.
-    #[error("{0}")]
-    UnknownKey(String),
-    /// A newer version is installed.
-    #[error("{0}")]
-    Downgrade(String),
-    /// The same version is installed with different content.
-    #[error("{0}")]
-    Conflict(String),
-    /// The family is being deployed by another request.
-    #[error("{0}")]
-    Busy(String),
-    /// Inside the broker.
-    #[error(transparent)]
-    Internal(#[from] InternalError),
-}
-
-impl Coded for PackagesError {
-    fn kind(&self) -> ErrorKind {
-        match self {
-            PackagesError::Denied(d) => d.kind(),
-            PackagesError::BadRequest(_) => ErrorKind::BadRequest,
-            PackagesError::NotInstalled(_) | PackagesError::UnknownKey(_) => ErrorKind::NotFound,
-            PackagesError::InvalidPackage(_) | PackagesError::PackageFile(_) => {
-                ErrorKind::InvalidPackage
-            }
-            PackagesError::Downgrade(_) => ErrorKind::Downgrade,
-            PackagesError::Conflict(_) => ErrorKind::Conflict,
-            PackagesError::Busy(_) => ErrorKind::Busy,
-            PackagesError::Internal(_) => ErrorKind::Internal,
-        }
-    }
-
-    fn code(&self) -> WindowsCode {
-        match self {
-            PackagesError::Denied(d) => d.code(),
-            PackagesError::BadRequest(_) => HResult::InvalidArg.into(),
-            PackagesError::NotInstalled(_) => HResult::InstallPackageNotFound.into(),
-            PackagesError::InvalidPackage(_) => HResult::InstallOpenPackageFailed.into(),
-            PackagesError::PackageFile(e) => policy::package_file_code(e).into(),
-            PackagesError::UnknownKey(_) => HResult::CryptNotFound.into(),
-            PackagesError::Downgrade(_) => HResult::InstallPackageDowngrade.into(),
-            PackagesError::Conflict(_) => HResult::PackageAlreadyExists.into(),
-            PackagesError::Busy(_) => HResult::InstallResourcesInUse.into(),
-            PackagesError::Internal(_) => HResult::Fail.into(),
-        }
-    }
-}
 
 fn task_failed(e: crate::blocking::JobFailed) -> PackagesError {
     PackagesError::Internal(InternalError::io("deployment task", std::io::Error::other(e)))
@@ -119,19 +49,7 @@ pub(crate) async fn handle(mut cx: Cx<'_>, r: wire::Request) -> Result<Replied, 
         }
         R::InspectFile(_) => {
             let file = attached_file(&mut cx);
-            cx.enforce(Operation::InstallPackage)?;
-            let opened = blocking(shared, move |s| s.repository.open_package_file(file)).await?;
-            let checked = check(
-                &cx,
-                &opened.manifest,
-                Some(opened.signed.signer()),
-                Some(&opened.content_hash()),
-            )?;
-            Replied::of::<wire::InspectFile>(preview(
-                &opened.manifest,
-                Some(opened.signed.signer()),
-                &checked,
-            ))
+            Replied::of::<wire::InspectFile>(inspect_file(&cx, file).await?)
         }
         R::InspectFolder(wire::InspectFolder { path }) => {
             cx.enforce(Operation::InstallPackage)?;
@@ -157,24 +75,7 @@ pub(crate) async fn handle(mut cx: Cx<'_>, r: wire::Request) -> Result<Replied, 
                 .collect(),
         ),
         R::Remove(wire::Remove { family_name }) => {
-            let family: PackageFamilyName = family_name
-                .parse()
-                .map_err(|e| PackagesError::BadRequest(format!("remove {family_name:?}: {e}")))?;
-            cx.enforce(Operation::RemovePackage { family_name: family.as_str() })?;
-            let Some(pkg) = shared.repository.get(family.as_str()) else {
-                return Err(PackagesError::NotInstalled(format!(
-                    "package {family} is not installed"
-                )));
-            };
-            let guard = shared.repository.begin_deployment(family.as_str())?;
-            let stopped = crate::hooks::package_removing(shared, &pkg).await;
-            let fam = family.to_string();
-            let pkg = blocking(shared, move |s| s.repository.remove(&fam, guard)).await?;
-            crate::hooks::package_removed(shared, &pkg);
-            Replied::of::<wire::Remove>(Removed {
-                full_name: pkg.full_name.to_string(),
-                stopped_processes: stopped,
-            })
+            Replied::of::<wire::Remove>(remove(&cx, &family_name).await?)
         }
         R::TrustKey(wire::TrustKey { public_key }) => {
             let key = PublicKey::from_file_text(&public_key)
@@ -207,6 +108,33 @@ pub(crate) async fn handle(mut cx: Cx<'_>, r: wire::Request) -> Result<Replied, 
             })
         }
     })
+}
+
+/// `RemovePackageAsync`: the package's processes are stopped, its files and data removed.
+async fn remove(cx: &Cx<'_>, family_name: &str) -> Result<Removed, PackagesError> {
+    let shared = cx.shared;
+    let family: PackageFamilyName = family_name
+        .parse()
+        .map_err(|e| PackagesError::BadRequest(format!("remove {family_name:?}: {e}")))?;
+    cx.enforce(Operation::RemovePackage { family_name: family.as_str() })?;
+    let Some(pkg) = shared.repository.get(family.as_str()) else {
+        return Err(PackagesError::NotInstalled(format!("package {family} is not installed")));
+    };
+    let guard = shared.repository.begin_deployment(family.as_str())?;
+    let stopped = crate::hooks::package_removing(shared, &pkg).await;
+    let fam = family.to_string();
+    let pkg = blocking(shared, move |s| s.repository.remove(&fam, guard)).await?;
+    crate::hooks::package_removed(shared, &pkg);
+    Ok(Removed { full_name: pkg.full_name.to_string(), stopped_processes: stopped })
+}
+
+/// What installing the package file would do, decided as the install would be.
+async fn inspect_file(cx: &Cx<'_>, file: std::fs::File) -> Result<PackagePreview, PackagesError> {
+    cx.enforce(Operation::InstallPackage)?;
+    let opened = blocking(cx.shared, move |s| s.repository.open_package_file(file)).await?;
+    let signer = Some(opened.signed.signer());
+    let checked = check(cx, &opened.manifest, signer, Some(&opened.content_hash()))?;
+    Ok(preview(&opened.manifest, Some(opened.signed.signer()), &checked))
 }
 
 fn attached_file(cx: &mut Cx<'_>) -> std::fs::File {

@@ -21,7 +21,7 @@ use appipc_sys::dirfd::{BoundedReader, Dir, DirError, FileKind, WalkLimits};
 use sha2::{Digest, Sha256};
 
 use super::{io, remove_tree};
-use crate::mech::packages::PackagesError;
+use crate::error::PackagesError;
 
 type Result<T, E = PackagesError> = std::result::Result<T, E>;
 
@@ -267,6 +267,88 @@ pub(crate) fn read_folder_manifest(source: &Path) -> Result<(Manifest, String)> 
     Ok((m, text))
 }
 
+/// Whether the walk's next file may be copied: its name, the reserved names, the file count,
+/// the manifest's size and the total size.
+fn check_entry(
+    source: &Path,
+    name: &str,
+    size: u64,
+    files: u64,
+    total: u64,
+    limits: &Limits,
+) -> Result<PackagePath> {
+    let path: PackagePath = name.parse().map_err(|e| invalid(source, format!("{name:?}: {e}")))?;
+    if name == BLOCK_MAP_FILE || name == SIGNATURE_FILE {
+        return Err(invalid(
+            source,
+            format!("{name} is a reserved name (a package file's own entry)"),
+        ));
+    }
+    if files >= limits.max_files {
+        return Err(invalid(
+            source,
+            format!("the package has more than {} files", limits.max_files),
+        ));
+    }
+    if name == MANIFEST_FILE && size > MAX_MANIFEST_SIZE {
+        return Err(invalid(
+            source,
+            format!("{MANIFEST_FILE} is {size} bytes; at most {MAX_MANIFEST_SIZE} are allowed"),
+        ));
+    }
+    if size > limits.max_total_size.saturating_sub(total) {
+        return Err(invalid(
+            source,
+            format!("the package's files add up to more than {} bytes", limits.max_total_size),
+        ));
+    }
+    Ok(path)
+}
+
+/// Copies at most `size` bytes of `file` (the size fstat gave) to `out`, hashing them; a file
+/// that grows while it is copied fails with `FileTooLarge`.
+fn copy_hashed(
+    file: std::fs::File,
+    size: u64,
+    out: &mut std::fs::File,
+) -> io::Result<(u64, [u8; 32])> {
+    let mut reader = BoundedReader::new(file, size);
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut copied = 0u64;
+    loop {
+        let n = match reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        hasher.update(&buf[..n]);
+        out.write_all(&buf[..n])?;
+        copied += n as u64;
+    }
+    Ok((copied, hasher.finalize().into()))
+}
+
+/// The manifest as copied, checked against the files copied: what was validated is what is
+/// installed.
+fn read_staged_manifest(
+    dst: &Dir,
+    source: &Path,
+    block_map: &BlockMap,
+) -> Result<(Manifest, String)> {
+    let (f, _) = dst
+        .open_file(Path::new(MANIFEST_FILE))
+        .map_err(|e| dir_io("reading the copied manifest", e))?;
+    let bytes = appipc_sys::dirfd::read_to_end_bounded(f, MAX_MANIFEST_SIZE)
+        .map_err(|e| io("reading the copied manifest", e))?;
+    let text = String::from_utf8(bytes)
+        .map_err(|e| invalid(source, format!("{MANIFEST_FILE} is not UTF-8 ({e})")))?;
+    let manifest = manifest::parse_with_files(&text, &|p| block_map.lookup(p))
+        .map_err(|e| PackagesError::InvalidPackage(e.to_string()))?;
+    Ok((manifest, text))
+}
+
 /// Copies the package folder at `source` into a new staging folder under `parent`: every
 /// open beneath a directory fd, no link followed, nothing that is not a regular file or a
 /// folder, within `limits`; then reads the manifest from the copy and checks it against the
@@ -289,76 +371,20 @@ pub(crate) fn stage_folder(source: &Path, parent: &Path, limits: &Limits) -> Res
             io::Error::other("refused")
         };
         let name = rel.to_str().expect("walk gives UTF-8 names");
-        let path: PackagePath = match name.parse() {
-            Ok(p) => p,
-            Err(e) => {
-                return Err(fail(invalid(source, format!("{name:?}: {e}")), &mut failure));
-            }
-        };
-        if name == BLOCK_MAP_FILE || name == SIGNATURE_FILE {
-            return Err(fail(
-                invalid(source, format!("{name} is a reserved name (a package file's own entry)")),
-                &mut failure,
-            ));
-        }
-        if entries.len() as u64 >= limits.max_files {
-            return Err(fail(
-                invalid(source, format!("the package has more than {} files", limits.max_files)),
-                &mut failure,
-            ));
-        }
-        if name == MANIFEST_FILE && info.size > MAX_MANIFEST_SIZE {
-            return Err(fail(
-                invalid(
-                    source,
-                    format!(
-                        "{MANIFEST_FILE} is {} bytes; at most {MAX_MANIFEST_SIZE} are allowed",
-                        info.size
-                    ),
-                ),
-                &mut failure,
-            ));
-        }
-        let room = limits.max_total_size.saturating_sub(total);
-        if info.size > room {
-            return Err(fail(
-                invalid(
-                    source,
-                    format!(
-                        "the package's files add up to more than {} bytes",
-                        limits.max_total_size
-                    ),
-                ),
-                &mut failure,
-            ));
-        }
+        let path = check_entry(source, name, info.size, entries.len() as u64, total, limits)
+            .map_err(|e| fail(e, &mut failure))?;
         let mode = FileMode::from_unix(info.mode);
         let mut out = dst.create_file(rel, mode.bits()).map_err(io::Error::other)?;
-        // At most the size fstat gave: a file that grows while it is copied is refused.
-        let mut reader = BoundedReader::new(file, info.size);
-        let mut hasher = Sha256::new();
-        let mut buf = vec![0u8; 64 * 1024];
-        let mut size = 0u64;
-        loop {
-            let n = match reader.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) if e.kind() == io::ErrorKind::FileTooLarge => {
-                    return Err(fail(
-                        invalid(source, format!("{name} grew while it was being copied")),
-                        &mut failure,
-                    ));
-                }
-                Err(e) => return Err(e),
-            };
-            hasher.update(&buf[..n]);
-            out.write_all(&buf[..n])?;
-            size += n as u64;
-        }
+        let (size, sha256) = match copy_hashed(file, info.size, &mut out) {
+            Err(e) if e.kind() == io::ErrorKind::FileTooLarge => {
+                let e = invalid(source, format!("{name} grew while it was being copied"));
+                return Err(fail(e, &mut failure));
+            }
+            r => r?,
+        };
         out.sync_all()?;
         total += size;
-        entries.push(BlockMapEntry { path, mode, size, sha256: hasher.finalize().into() });
+        entries.push(BlockMapEntry { path, mode, size, sha256 });
         Ok(())
     });
     if let Some(f) = failure {
@@ -373,15 +399,6 @@ pub(crate) fn stage_folder(source: &Path, parent: &Path, limits: &Limits) -> Res
         }
         e => invalid(source, e),
     })?;
-    // The manifest as copied: what was validated is what is installed.
-    let (f, _) = dst
-        .open_file(Path::new(MANIFEST_FILE))
-        .map_err(|e| dir_io("reading the copied manifest", e))?;
-    let bytes = appipc_sys::dirfd::read_to_end_bounded(f, MAX_MANIFEST_SIZE)
-        .map_err(|e| io("reading the copied manifest", e))?;
-    let text = String::from_utf8(bytes)
-        .map_err(|e| invalid(source, format!("{MANIFEST_FILE} is not UTF-8 ({e})")))?;
-    let manifest = manifest::parse_with_files(&text, &|p| block_map.lookup(p))
-        .map_err(|e| PackagesError::InvalidPackage(e.to_string()))?;
+    let (manifest, text) = read_staged_manifest(&dst, source, &block_map)?;
     Ok(Staged { dir: staging, manifest, manifest_text: text, block_map, signer: None })
 }
