@@ -251,10 +251,10 @@ fn no_broker_function_is_longer_than_a_screenful() {
                 continue;
             }
             let close = format!("{}}}", " ".repeat(indent));
-            if let Some(len) = lines[at..].iter().position(|l| *l == close) {
-                if len + 1 > MAX_FUNCTION_LINES {
-                    long.push(format!("{}:{} ({} lines)", path.display(), at + 1, len + 1));
-                }
+            if let Some(len) = lines[at..].iter().position(|l| *l == close)
+                && len + 1 > MAX_FUNCTION_LINES
+            {
+                long.push(format!("{}:{} ({} lines)", path.display(), at + 1, len + 1));
             }
         }
     }
