@@ -62,9 +62,8 @@ pub(crate) fn prepare(plan: &SandboxPlan, root: bool) -> Result<Restrictions> {
     let mut steps: Vec<Box<dyn ChildStep>> = vec![Box::new(ll), Box::new(seccomp)];
     let mut supervisor = None;
     if !root {
-        let (filter, s) = appipc_sys::seccomp_notify::supervised().map_err(|e| {
-            LaunchError::Failed(format!("app container: seccomp supervisor: {e}"))
-        })?;
+        let (filter, s) = appipc_sys::seccomp_notify::supervised()
+            .map_err(|e| LaunchError::Failed(format!("app container: seccomp supervisor: {e}")))?;
         steps.push(Box::new(filter));
         supervisor = Some(s);
         words.push_str(", chmod and extended attributes through a supervisor (own mounts only)");

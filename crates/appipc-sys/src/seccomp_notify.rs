@@ -50,8 +50,9 @@
 //!    is in the app's `/proc/<tid>/mountinfo`): a memfd, pipe, socket, the log file or
 //!    terminal it was handed are not; and refuses set-id modes with `EPERM` as the escape-hatch
 //!    filter does;
-//! 4. performs the call on that very fd (`fchmod`, `fchmodat2(AT_EMPTY_PATH)`, `fsetxattr`,
-//!    `setxattrat(AT_EMPTY_PATH)`) and answers with its result.
+//! 4. performs the call on that very file (`fchmod` or `fsetxattr` of the duplicate,
+//!    `fchmodat2(AT_EMPTY_PATH)` or `setxattr` of `/proc/self/fd/N` of the resolved `O_PATH`
+//!    fd) and answers with its result.
 //!
 //! It never answers `SECCOMP_USER_NOTIF_FLAG_CONTINUE`: the kernel would read the path again,
 //! after the app had every chance to change it or the links along it. What is checked is what
@@ -946,7 +947,7 @@ impl Context {
             at => {
                 let (file, follow) = self.resolve_at(c, at)?;
                 self.check_own(c, file.as_fd())?;
-                setxattrat_empty(file.as_fd(), follow, name, value, flags.bits() as u32)
+                setxattr_of(file.as_fd(), follow, name, value, flags.bits() as u32)
             }
         }
     }
@@ -1038,52 +1039,33 @@ fn fchmodat2_empty(fd: BorrowedFd<'_>, mode: u32, follow: bool) -> Result<()> {
     rustix::fs::chmod(p.as_cstr(), Mode::from_raw_mode(mode))
 }
 
-/// `setxattrat(fd, "", AT_EMPTY_PATH [| AT_SYMLINK_NOFOLLOW], name, {value, flags})`; without
-/// `setxattrat` (before Linux 6.13), `setxattr`/`lsetxattr` of `/proc/self/fd/N`.
-fn setxattrat_empty(
+/// `setxattr` of the file `fd` (an `O_PATH` fd) names, through `/proc/self/fd/N` (neither
+/// `fsetxattr` nor `setxattrat(AT_EMPTY_PATH)` take an `O_PATH` fd, and opening the file could
+/// need a right that setting an attribute does not). A link itself (`follow` false) takes no
+/// attribute an app may set: `EOPNOTSUPP` for `system.` names (ACLs), `EPERM` for the others,
+/// as the kernel answers for a link.
+fn setxattr_of(
     fd: BorrowedFd<'_>,
     follow: bool,
     name: &CStr,
     value: &[u8],
     flags: u32,
 ) -> Result<()> {
-    let mut at = libc::AT_EMPTY_PATH;
-    if !follow {
-        at |= libc::AT_SYMLINK_NOFOLLOW;
-    }
-    let mut args = [0u8; XATTR_ARGS_SIZE];
-    args[..8].copy_from_slice(&(value.as_ptr() as u64).to_ne_bytes());
-    args[8..12].copy_from_slice(&(value.len() as u32).to_ne_bytes());
-    args[12..16].copy_from_slice(&flags.to_ne_bytes());
-    // SAFETY: the path and name are NUL-terminated and live for the call; `args` is a
-    // `struct xattr_args` of XATTR_ARGS_SIZE bytes on this stack frame whose value pointer
-    // points at `value`, `value.len()` bytes, borrowed for the call.
-    let rc = unsafe {
-        libc::syscall(
-            SYS_SETXATTRAT,
-            fd.as_raw_fd(),
-            c"".as_ptr(),
-            at,
-            name.as_ptr(),
-            args.as_ptr(),
-            XATTR_ARGS_SIZE,
-        )
-    };
-    if rc == 0 {
-        return Ok(());
-    }
-    let e = io::Error::last_os_error().raw_os_error().unwrap_or(0);
-    if e != libc::ENOSYS {
-        return Err(Errno::from_raw_os_error(e));
+    if !follow && file_type(fd)? == libc::S_IFLNK {
+        return Err(if name.to_bytes().starts_with(b"system.") {
+            Errno::OPNOTSUPP
+        } else {
+            Errno::PERM
+        });
     }
     let mut p = PathBuf::<64>::new();
     p.push(b"/proc/self/fd/")?.push_u32(fd.as_raw_fd() as u32)?;
-    let flags = rustix::fs::XattrFlags::from_bits_retain(flags as _);
-    if follow || file_type(fd)? != libc::S_IFLNK {
-        rustix::fs::setxattr(p.as_cstr(), name, value, flags)
-    } else {
-        Err(Errno::OPNOTSUPP)
-    }
+    rustix::fs::setxattr(
+        p.as_cstr(),
+        name,
+        value,
+        rustix::fs::XattrFlags::from_bits_retain(flags as _),
+    )
 }
 
 // ---------------------------------------------------------------------------------------------

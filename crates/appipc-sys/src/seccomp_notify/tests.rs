@@ -266,7 +266,7 @@ fn app_calls(
     file_path: &CStr,
     link_path: &CStr,
     long: &CStr,
-) -> [i32; 14] {
+) -> [i32; 16] {
     let acl: [u8; 28] = {
         let mut v = [0u8; 28];
         v[..4].copy_from_slice(&2u32.to_le_bytes());
@@ -350,6 +350,22 @@ fn app_calls(
                 0o666,
                 libc::AT_EMPTY_PATH,
             )),
+            errno(libc::syscall(
+                libc::SYS_setxattr,
+                file_path.as_ptr(),
+                c"user.appipc".as_ptr(),
+                c"1".as_ptr(),
+                1usize,
+                0,
+            )),
+            errno(libc::syscall(
+                libc::SYS_lsetxattr,
+                link_path.as_ptr(),
+                c"user.appipc".as_ptr(),
+                c"1".as_ptr(),
+                1usize,
+                0,
+            )),
         ]
     }
 }
@@ -379,6 +395,31 @@ fn the_supervisor_changes_the_apps_own_files_and_refuses_the_rest() {
     };
     let kernel_nofollow =
         if kernel_nofollow < 0 { io::Error::last_os_error().raw_os_error().unwrap() } else { 0 };
+    // And for extended attributes, on a file and a link of the same folder.
+    let control = dir.path().join("control");
+    std::fs::write(&control, "c").unwrap();
+    std::os::unix::fs::symlink("control", dir.path().join("control-link")).unwrap();
+    let kernel_xattr = |path: &Path, follow: bool| {
+        let p = path_cstr(path);
+        let r = if follow {
+            rustix::fs::setxattr(
+                p.as_c_str(),
+                c"user.appipc",
+                b"1",
+                rustix::fs::XattrFlags::empty(),
+            )
+        } else {
+            rustix::fs::lsetxattr(
+                p.as_c_str(),
+                c"user.appipc",
+                b"1",
+                rustix::fs::XattrFlags::empty(),
+            )
+        };
+        r.err().map_or(0, |e| e.raw_os_error())
+    };
+    let kernel_file_xattr = kernel_xattr(&control, true);
+    let kernel_link_xattr = kernel_xattr(&dir.path().join("control-link"), false);
     let (results_read, results_write) =
         rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).unwrap();
 
@@ -390,9 +431,9 @@ fn the_supervisor_changes_the_apps_own_files_and_refuses_the_rest() {
     if app == 0 {
         let r = match filter.apply() {
             Ok(()) => app_calls(memfd.as_raw_fd(), file.as_raw_fd(), &cfile, &clink, &long),
-            Err(e) => [e.raw_os_error().unwrap_or(-1); 14],
+            Err(e) => [e.raw_os_error().unwrap_or(-1); 16],
         };
-        let mut bytes = [0u8; 56];
+        let mut bytes = [0u8; 64];
         for (i, v) in r.iter().enumerate() {
             bytes[i * 4..i * 4 + 4].copy_from_slice(&v.to_ne_bytes());
         }
@@ -401,7 +442,7 @@ fn the_supervisor_changes_the_apps_own_files_and_refuses_the_rest() {
     }
     drop(filter);
     drop(results_write);
-    let mut bytes = [0u8; 56];
+    let mut bytes = [0u8; 64];
     let mut got = 0;
     while got < bytes.len() {
         let n = rustix::io::read(&results_read, &mut bytes[got..]).unwrap();
@@ -435,6 +476,8 @@ fn the_supervisor_changes_the_apps_own_files_and_refuses_the_rest() {
         ("chmod of a path over PATH_MAX", libc::ENAMETOOLONG),
         ("fchmod of an fd the app does not have", libc::EBADF),
         ("fchmodat2 AT_EMPTY_PATH of the memfd", libc::EPERM),
+        ("an attribute on the app's own file (as the kernel answers)", kernel_file_xattr),
+        ("an attribute on a link itself (as the kernel answers)", kernel_link_xattr),
     ];
     let wrong: Vec<String> = expected
         .iter()
