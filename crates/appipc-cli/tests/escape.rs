@@ -618,6 +618,9 @@ fn terminal(user: Option<(u32, u32)>) {
     if TerminalMode::get(&term.slave).unwrap() != termios_before {
         problems.push("the terminal's modes were not restored (the app's no-echo stuck)".into());
     }
+    if v["tty_chmod"]["ok"] != false {
+        problems.push(format!("the app changed the mode of its terminal: {}", v["tty_chmod"]));
+    }
     let mode_after = std::fs::metadata(&tty_path).unwrap().mode();
     if mode_after != mode_before {
         problems.push(format!(

@@ -72,7 +72,7 @@ fn mount_id(fd: impl AsFd) -> io::Result<(u64, bool)> {
 /// it through), and its mode is its owner's to change.
 pub fn is_anonymous_memory(fd: impl AsFd) -> io::Result<bool> {
     let fd = fd.as_fd();
-    if rustix::fs::fstatfs(fd)?.f_type as i64 == HUGETLBFS_MAGIC {
+    if rustix::fs::fstatfs(fd)?.f_type as u32 == HUGETLBFS_MAGIC {
         return Ok(true);
     }
     let probe = rustix::fs::memfd_create("appipc-probe", MemfdFlags::CLOEXEC)?;
@@ -80,7 +80,7 @@ pub fn is_anonymous_memory(fd: impl AsFd) -> io::Result<bool> {
 }
 
 /// `HUGETLBFS_MAGIC` (linux/magic.h).
-const HUGETLBFS_MAGIC: i64 = 0x9584_58f6;
+const HUGETLBFS_MAGIC: u32 = 0x9584_58f6;
 
 /// A shared mapping of a whole fd (a file mapping's view).
 #[derive(Debug)]

@@ -769,14 +769,15 @@ impl Context {
     /// A duplicate of the caller's fd `fd` (`EBADF` if it has none).
     fn their_fd(&self, c: &Caller<'_>, fd: i32) -> Result<OwnedFd> {
         self.caps.reaching(|| {
-            let pidfd = match rustix::process::Pid::from_raw(c.tid as i32) {
-                Some(pid) => match rustix::process::pidfd_open(pid, pidfd_thread()) {
-                    Err(Errno::INVAL) => {
-                        rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty())?
-                    }
-                    other => other?,
-                },
-                None => return Err(Errno::SRCH),
+            let pid = |p: u32| rustix::process::Pid::from_raw(p as i32).ok_or(Errno::SRCH);
+            let pidfd = match rustix::process::pidfd_open(pid(c.tid)?, pidfd_thread()) {
+                // No thread pidfds (before Linux 6.9): the thread group's, whose fd table a
+                // thread shares.
+                Err(Errno::INVAL) => {
+                    let (tgid, _, _) = self.their_ids(c)?;
+                    rustix::process::pidfd_open(pid(tgid)?, rustix::process::PidfdFlags::empty())?
+                }
+                other => other?,
             };
             // The pidfd names the caller only if the call still waits: check before using it.
             c.still_waiting()?;
@@ -819,9 +820,10 @@ impl Context {
         if n == buf.len() { Ok(()) } else { Err(Errno::FAULT) }
     }
 
-    /// The tgid and tid of the caller in its own pid namespace (what its procfs's `self`
-    /// and `thread-self` name), from its `status`.
-    fn their_ids(&self, c: &Caller<'_>) -> Result<(u32, u32)> {
+    /// From the caller's `status`: its tgid as the supervisor's pid namespace numbers it, and
+    /// its tgid and tid in its own pid namespace (what its procfs's `self` and `thread-self`
+    /// name).
+    fn their_ids(&self, c: &Caller<'_>) -> Result<(u32, u32, u32)> {
         let status = self.caps.reaching(|| self.proc_of(c.tid, c"status", OFlags::RDONLY))?;
         let mut buf = [0u8; 4096];
         let mut len = 0;
@@ -833,15 +835,16 @@ impl Context {
             len += n;
         }
         c.still_waiting()?;
-        let last = |key: &[u8]| -> Option<u32> {
+        let field = |key: &[u8], last: bool| -> Option<u32> {
             let text = &buf[..len];
             let start = text.windows(key.len()).position(|w| w == key)? + key.len();
             let line = text[start..].split(|&b| b == b'\n').next()?;
-            let word = line.split(|b| b.is_ascii_whitespace()).filter(|w| !w.is_empty()).last()?;
+            let mut words = line.split(|b| b.is_ascii_whitespace()).filter(|w| !w.is_empty());
+            let word = if last { words.next_back()? } else { words.next()? };
             std::str::from_utf8(word).ok()?.parse().ok()
         };
-        match (last(b"\nNStgid:"), last(b"\nNSpid:")) {
-            (Some(tgid), Some(tid)) => Ok((tgid, tid)),
+        match (field(b"\nTgid:", false), field(b"\nNStgid:", true), field(b"\nNSpid:", true)) {
+            (Some(tgid), Some(ns_tgid), Some(ns_tid)) => Ok((tgid, ns_tgid, ns_tid)),
             _ => Err(Errno::NOENT),
         }
     }
@@ -947,7 +950,7 @@ impl Context {
             at => {
                 let (file, follow) = self.resolve_at(c, at)?;
                 self.check_own(c, file.as_fd())?;
-                setxattr_of(file.as_fd(), follow, name, value, flags.bits() as u32)
+                setxattr_of(file.as_fd(), follow, name, value, flags.bits())
             }
         }
     }
@@ -981,7 +984,8 @@ impl Context {
         let root = self.root(c)?.try_clone_to_owned().map_err(|_| Errno::MFILE)?;
         let mut their_ids = || -> Result<(u32, u32)> {
             if ids.is_none() {
-                ids = Some(self.their_ids(c)?);
+                let (_, tgid, tid) = self.their_ids(c)?;
+                ids = Some((tgid, tid));
             }
             Ok(ids.expect("set above"))
         };
@@ -1143,7 +1147,7 @@ enum Follows {
 }
 
 fn is_procfs(fd: BorrowedFd<'_>) -> bool {
-    rustix::fs::fstatfs(fd).is_ok_and(|s| s.f_type as i64 == rustix::fs::PROC_SUPER_MAGIC as i64)
+    rustix::fs::fstatfs(fd).is_ok_and(|s| s.f_type == rustix::fs::PROC_SUPER_MAGIC)
 }
 
 /// Resolves `path` (relative to `base`, or to `root` when absolute) to an `O_PATH` fd of

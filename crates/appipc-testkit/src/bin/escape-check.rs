@@ -599,7 +599,7 @@ fn modes(dir: &Path, put: &mut impl FnMut(&str, Value)) {
     let c = cpath(&file).unwrap_or_default();
     for i in 0..500u32 {
         let t = std::time::Instant::now();
-        let r = probe::chmod(&c, if i % 2 == 0 { 0o600 } else { 0o640 });
+        let r = probe::chmod(&c, if i.is_multiple_of(2) { 0o600 } else { 0o640 });
         took.push(t.elapsed().as_nanos());
         if let Err(e) = r {
             took.clear();

@@ -191,7 +191,7 @@ async fn symlink_race(s: &Session, name: &str, iters: usize) -> String {
             let tmp = format!("{link}.tmp");
             let mut n = 0u64;
             while !stop.load(Ordering::Relaxed) {
-                let to = if n % 2 == 0 { "race-target" } else { memfd.as_str() };
+                let to = if n.is_multiple_of(2) { "race-target" } else { memfd.as_str() };
                 let _ = std::fs::remove_file(&tmp);
                 if std::os::unix::fs::symlink(to, &tmp).is_ok() {
                     let _ = std::fs::rename(&tmp, &link);
