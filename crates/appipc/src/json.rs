@@ -359,6 +359,21 @@ mod tests {
     }
 
     #[test]
+    fn printed_doubles_read_back_exactly() {
+        // The json_valueset fuzz target's find: without serde_json's float_roundtrip,
+        // "5e+35" (as the typed output prints 5e35) read back as 4.9999999999999995e35.
+        for x in
+            [5e35, 0.1, 1.0 / 3.0, f64::MAX, f64::MIN_POSITIVE, 5e-324, -2.2250738585072014e-308]
+        {
+            let mut s = ValueSet::new();
+            s.insert("x", PropertyValue::Double(x));
+            let text = value_set_to_json(&s).to_string();
+            let back = value_set_from_json(&serde_json::from_str(&text).unwrap()).unwrap();
+            assert_eq!(back.get("x"), Some(&PropertyValue::Double(x)), "{text}");
+        }
+    }
+
+    #[test]
     fn errors_name_the_key() {
         let v: Value = serde_json::from_str(r#"{"x":{"UInt8":300}}"#).unwrap();
         let e = value_set_from_json(&v).unwrap_err().to_string();
