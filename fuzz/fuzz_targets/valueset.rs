@@ -1,9 +1,13 @@
-//! Feeds arbitrary bytes to the `ValueSet` decoder.
+//! The `ValueSet` decoder (`ValueSet::from_cbor`, and `minicbor::Decode` for `ValueSet` and
+//! `PropertyValue` as frames embed them): app-service messages, sent by any app.
 //!
 //! Checks, beyond "never panics, never aborts on allocation":
 //! * the top-level decoder and the embedded (`minicbor::Decode`) one agree;
 //! * whatever decodes re-encodes to exactly `encoded_len()` bytes, which decode again to
-//!   the same set (compared through its deterministic encoding, so NaNs compare bitwise).
+//!   the same set (compared through its deterministic encoding, so NaNs compare bitwise);
+//! * the limits hold: with a depth limit of 1 to 4 (picked by the last input byte) a set
+//!   decodes only if it is that shallow and then equals the set the default limits give, and
+//!   an input longer than `max_bytes` is refused.
 #![no_main]
 
 use appipc_wire::valueset::{DecodeErrorKind, DecodeLimits, PropertyValue, ValueSet};
@@ -34,12 +38,30 @@ fuzz_target!(|data: &[u8]| {
         }
     }
 
-    if let Ok(set) = top {
+    if let Ok(set) = &top {
         let bytes = set.to_cbor();
         assert_eq!(bytes.len(), set.encoded_len());
         let again = ValueSet::from_cbor(&bytes, &limits).expect("own encoding decodes");
         assert_eq!(again.to_cbor(), bytes);
         assert!(set.depth() <= limits.max_depth);
+    }
+
+    if let Some(&last) = data.last() {
+        let max_depth = usize::from(last % 4) + 1;
+        let small = DecodeLimits::new(max_depth, data.len().max(1) - usize::from(last & 0x80 != 0));
+        match ValueSet::from_cbor(data, &small) {
+            Ok(set) => {
+                assert!(set.depth() <= max_depth);
+                assert!(data.len() <= small.max_bytes);
+                let full = top.as_ref().expect("what small limits accept, the default ones do");
+                assert_eq!(set.to_cbor(), full.to_cbor());
+            }
+            Err(e) => {
+                if data.len() > small.max_bytes {
+                    assert!(matches!(e.kind(), DecodeErrorKind::InputTooLarge { .. }), "{e}");
+                }
+            }
+        }
     }
 
     // A lone value, as other messages embed it.
