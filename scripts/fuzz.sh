@@ -114,8 +114,11 @@ shift || true
 case "$cmd" in
   list) targets ;;
   check)
+    # Stable clippy, in the workspace's target folder: the dependencies' check builds are
+    # shared with the workspace's own (same versions, fuzz/Cargo.lock began as a copy).
     cargo fmt --manifest-path "$FUZZ/Cargo.toml" -- --check
-    cargo clippy --manifest-path "$FUZZ/Cargo.toml" --all-targets --features gen-seeds -- -D warnings
+    cargo clippy --manifest-path "$FUZZ/Cargo.toml" --target-dir target --all-targets \
+      --features gen-seeds -- -D warnings
     ;;
   seeds)
     # Built like the targets (so it reuses their build), run as a plain program.

@@ -37,10 +37,8 @@ fuzz_target!(|data: &[u8]| {
             check_location(text, at);
             assert!(rendered.starts_with(&format!("{}:{at}: ", manifest::MANIFEST_FILE)));
             assert!(!e.rule().is_empty());
-            if let Some(key) = e.key() {
-                if let Some(found) = manifest::locate(text, key) {
-                    check_location(text, found);
-                }
+            if let Some(found) = e.key().and_then(|key| manifest::locate(text, key)) {
+                check_location(text, found);
             }
             assert!(!matches!(e, ManifestError::Io { .. } | ManifestError::File { .. }));
         }
