@@ -626,6 +626,7 @@ fn main() {
         "ms-settings+x",
         "Contoso.sensorAccess_8wekyb3d8bbwe",
         "64 KiB",
+        "/Sync  --name \"a b\" x\\ y",
         "LOCAL\\ev",
         "Global\\sem",
         "\\\\.\\pipe\\LOCAL\\a\\b",

@@ -2,13 +2,15 @@
 //! input string: package names, resource ids, publishers (distinguished names), publisher ids,
 //! versions, architectures, package family and full names, application ids, AUMIDs (the
 //! `launch` target), SIDs, GUIDs (manifest and `ValueSet`), package paths, app service and
-//! protocol names, custom capability names, publisher cache folder names, message sizes, and
-//! named-object and pipe names resolved for an unpackaged caller and an app container.
+//! protocol names, custom capability names, publisher cache folder names, message sizes,
+//! full-trust parameter groups (command lines), and named-object and pipe names resolved for
+//! an unpackaged caller and an app container.
 //!
 //! Properties: a parsed value prints as the input (or, where parsing normalises — case of an
 //! architecture or a GUID, a SID's authority — prints to text that parses to the same value
 //! and prints the same); derived parts (a family name's name and publisher id, a full name's
-//! family) agree; name resolution ignores ASCII case.
+//! family) agree; name resolution ignores ASCII case; a command line's arguments, quoted and
+//! joined, split back into the same arguments.
 #![no_main]
 
 use std::fmt::Display;
@@ -21,7 +23,7 @@ use appipc_model::identity::{
 };
 use appipc_model::manifest::{
     AppServiceName, CustomCapabilityName, Guid, MAX_MESSAGE_SIZE, MIN_MESSAGE_SIZE, PackagePath,
-    ProtocolName, check_publisher_cache_folder_name, parse_message_size,
+    ProtocolName, check_publisher_cache_folder_name, parse_message_size, split_parameters,
 };
 use appipc_model::named_objects::{NameKind, resolve};
 use appipc_model::principal::Principal;
@@ -115,6 +117,15 @@ fuzz_target!(|data: &[u8]| {
         assert!((MIN_MESSAGE_SIZE..=MAX_MESSAGE_SIZE).contains(&n));
     }
     let _ = sid::is_valid_appcontainer_name(s);
+
+    // A full-trust parameter group's command line: its arguments, each quoted and escaped,
+    // split back into the same arguments.
+    let args = split_parameters(s);
+    let quoted: Vec<String> = args
+        .iter()
+        .map(|a| format!("\"{}\"", a.replace('\\', "\\\\").replace('"', "\\\"")))
+        .collect();
+    assert_eq!(split_parameters(&quoted.join(" ")), args, "{quoted:?}");
 
     let upper = s.to_ascii_uppercase();
     for who in CALLERS.iter() {
