@@ -651,6 +651,18 @@ fn main() {
     seeds.put("package_file", "block-map", &map.to_bytes());
     seeds.put("package_file", "public-key", key.public_key().to_file_text().as_bytes());
 
+    // package_signed: the same package, and one with a GNU long name, an empty file and a
+    // file that fills its last block exactly.
+    seeds.put("package_signed", "signed-package", &file);
+    let mut w = PackageWriter::new(manifest);
+    w.add_bytes("bin/app".parse().expect("a path"), FileMode::Executable, b"#!/bin/sh\necho hi\n");
+    let long = format!("data/{}/file.txt", "long-folder-name".repeat(8));
+    w.add_bytes(long.parse().expect("a path"), FileMode::Regular, b"x".repeat(512));
+    w.add_bytes("data/empty".parse().expect("a path"), FileMode::Regular, b"");
+    let mut file = Vec::new();
+    w.write(&key, &mut file).expect("write a package");
+    seeds.put("package_signed", "long-name", &file);
+
     // json_valueset: the documented example, plain input, and the sample set printed typed.
     let typed = appipc::json::value_set_to_json(&sample_set()).to_string();
     let json = [

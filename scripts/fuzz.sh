@@ -27,7 +27,7 @@ LIMITS=(-rss_limit_mb=1024 -timeout=5)
 # enough to stay fast.
 max_len() {
   case "$1" in
-    package_file) echo 16384 ;;
+    package_file | package_signed) echo 16384 ;;
     sddl) echo 2048 ;;
     names) echo 512 ;;
     *) echo 4096 ;;
