@@ -664,7 +664,7 @@ fn main() {
     seeds.put("package_signed", "long-name", &file);
 
     // json_valueset: the documented example, plain input, and the sample set printed typed.
-    let typed = appipc::json::value_set_to_json(&sample_set()).to_string();
+    let typed = appipc_wire::json::value_set_to_json(&sample_set()).to_string();
     let json = [
         r#"{"count": {"Int16": 3}, "id": {"Guid": "6b29fc40-ca47-1067-b31d-00dd010662da"},
  "pos": {"Point": [1.0, 2.0]}, "when": {"DateTime": 132000000000000000},

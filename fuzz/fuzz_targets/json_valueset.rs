@@ -1,12 +1,12 @@
 //! The typed JSON input of the CLI (`appipc app-service call --json`):
-//! `serde_json` text read as a `ValueSet` by `appipc::json::value_set_from_json`.
+//! `serde_json` text read as a `ValueSet` by `appipc_wire::json::value_set_from_json`.
 //!
 //! Property: what reads prints (`value_set_to_json`, as the CLI prints a response) to JSON
 //! text that reads back to a set printing the same, whose CBOR encoding is the original's
 //! (unless a NaN lost its payload: JSON has one "NaN").
 #![no_main]
 
-use appipc::json::{value_set_from_json, value_set_to_json};
+use appipc_wire::json::{value_set_from_json, value_set_to_json};
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 

@@ -6,7 +6,8 @@
 //! * [`status`]: Windows status enumerations and error codes with their exact numbers;
 //! * [`caller`]: trust levels and the attested identity;
 //! * [`app_service`]: the frames two peers exchange on an app-service connection;
-//! * [`valueset`]: `ValueSet` and its encoding.
+//! * [`valueset`]: `ValueSet` and its encoding;
+//! * `json` (feature `json`): the JSON mapping of `ValueSet` (`appipc::json` in the SDK).
 //!
 //! No I/O and no OS calls live here: sockets and fds are `appipc-sys`'s job.
 #![forbid(unsafe_code)]
@@ -14,6 +15,8 @@
 pub mod app_service;
 pub mod caller;
 pub mod frame;
+#[cfg(feature = "json")]
+pub mod json;
 pub mod protocol;
 pub mod status;
 pub mod valueset;

@@ -8,8 +8,8 @@
 //! object → nested ValueSet, array of one plain kind → that kind's array.
 //!
 //! ```
-//! use appipc::json::{value_set_from_json, value_set_to_json};
-//! use appipc::PropertyValue;
+//! use appipc_wire::json::{value_set_from_json, value_set_to_json};
+//! use appipc_wire::PropertyValue;
 //! let v: serde_json::Value = serde_json::from_str(r#"{"n": 5, "w": {"Int16": 3}}"#).unwrap();
 //! let set = value_set_from_json(&v).unwrap();
 //! assert_eq!(set.get("w"), Some(&PropertyValue::Int16(3)));
@@ -19,9 +19,9 @@
 //! Reading typed output back gives the same set, except that a NaN loses its payload bits
 //! (JSON has one `"NaN"`). This module does not limit nesting: `serde_json` stops at 128
 //! levels, and a receiver refuses a set nested deeper than its
-//! [`DecodeLimits`](appipc_wire::DecodeLimits).
+//! [`DecodeLimits`](crate::DecodeLimits).
 
-use appipc_wire::{DateTime, Guid, Point, PropertyValue, Rect, Size, TimeSpan, ValueSet};
+use crate::{DateTime, Guid, Point, PropertyValue, Rect, Size, TimeSpan, ValueSet};
 use serde_json::{Map, Number, Value, json};
 
 /// JSON that is not a ValueSet: what was wrong, under which key.
