@@ -2,22 +2,25 @@
 # The fuzz targets of fuzz/ (docs/reliability.md): build, smoke runs for CI, long runs, corpus
 # minimisation, and the fuzz crate's own format and lint checks.
 #
-#   scripts/fuzz.sh smoke [SECONDS]           every target SECONDS (30) on its corpus; fails on
-#                                             any crash, timeout or out-of-memory
+#   scripts/fuzz.sh smoke [SECONDS]           every target SECONDS (30) on its checked-in
+#                                             corpus (AddressSanitizer); fails on any crash,
+#                                             timeout or out-of-memory
 #   scripts/fuzz.sh long [TARGET...] [-runs N] [-time S]
 #                                             N executions (10 000 000) per target, or S
-#                                             seconds if that comes first, one target after
-#                                             the other, under nice; a summary line each
+#                                             seconds if that comes first (0: no cap), one
+#                                             target after the other, under nice -n 19, no
+#                                             sanitizer; a summary line each
 #   scripts/fuzz.sh run TARGET [ARGS...]      one target, libFuzzer ARGS passed on
-#   scripts/fuzz.sh cmin [TARGET]             merge fuzz/work/TARGET into fuzz/corpus/TARGET and
-#                                             minimise it
+#   scripts/fuzz.sh cmin [TARGET...]          merge fuzz/work/TARGET into fuzz/corpus/TARGET
+#                                             and minimise it
 #   scripts/fuzz.sh seeds                     regenerate the seed-* inputs (fuzz/gen_seeds.rs)
 #   scripts/fuzz.sh check                     cargo fmt --check and clippy of the fuzz crate
 #   scripts/fuzz.sh list                      the targets
 #
 # Every run uses -rss_limit_mb=1024 (bounded memory: an input that makes a target use more
 # is a failure) and -timeout=5 (one input may take at most 5 s). New inputs a run finds go to
-# fuzz/work/TARGET (not checked in); `cmin` keeps the ones that add coverage.
+# fuzz/work/TARGET (not checked in); `cmin` keeps the ones that add coverage. FUZZ_SANITIZER
+# (address or none) overrides the build a command uses, FUZZ_NICE (19) the long runs' nice.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 FUZZ=fuzz
@@ -84,12 +87,16 @@ dict() {
   [ -f "$FUZZ/dict/$1.dict" ] && echo "-dict=$FUZZ/dict/$1.dict" || true
 }
 
-# Runs one target: fuzz_one TARGET LOG [libFuzzer args...]; returns libFuzzer's status.
+# Runs one target: fuzz_one TARGET NEW LOG [libFuzzer args...], with NEW as the folder new
+# inputs go to (and which is read first), under "${RUNNER[@]}" (long runs: nice); returns
+# libFuzzer's status.
+RUNNER=()
 fuzz_one() {
-  local t=$1 log=$2
-  shift 2
-  mkdir -p "$FUZZ/work/$t" "$FUZZ/artifacts/$t"
-  "$(bin "$t")" "$FUZZ/work/$t" "$FUZZ/corpus/$t" \
+  local t=$1 new=$2 log=$3 b
+  shift 3
+  b=$(bin "$t")
+  mkdir -p "$new" "$FUZZ/artifacts/$t"
+  "${RUNNER[@]}" "$b" "$new" "$FUZZ/corpus/$t" \
     -artifact_prefix="$FUZZ/artifacts/$t/" -max_len="$(max_len "$t")" "${LIMITS[@]}" \
     $(dict "$t") -print_final_stats=1 "$@" >"$log" 2>&1
 }
@@ -97,7 +104,8 @@ fuzz_one() {
 # One summary line from a run's log and status.
 summary() {
   local t=$1 log=$2 rc=$3 secs=$4
-  local runs rate rss crash=0 timeout=0 oom=0
+  local runs rate rss corpus crash=0 timeout=0 oom=0
+  corpus=$(grep -oE 'corp: [0-9]+/[0-9]+[bKMG]b' "$log" | tail -1 | sed 's/corp: //')
   runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
   rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -1)
   rss=$(sed -n 's/^stat::peak_rss_mb: *//p' "$log" | tail -1)
@@ -105,8 +113,8 @@ summary() {
   elif grep -qE 'ERROR: libFuzzer: (out-of-memory|malloc)' "$log"; then oom=1
   elif [ "$rc" -ne 0 ]; then crash=1
   fi
-  printf '%-14s executions=%s exec/s=%s crashes=%d timeouts=%d ooms=%d peak_rss=%sMB time=%ss\n' \
-    "$t" "${runs:-?}" "${rate:-?}" "$crash" "$timeout" "$oom" "${rss:-?}" "$secs"
+  printf '%-14s executions=%s exec/s=%s crashes=%d timeouts=%d ooms=%d peak_rss=%sMB corpus=%s time=%ss\n' \
+    "$t" "${runs:-?}" "${rate:-?}" "$crash" "$timeout" "$oom" "${rss:-?}" "${corpus:-?}" "$secs"
   if [ "$rc" -ne 0 ]; then
     grep -m1 -E 'panicked at|ERROR: libFuzzer|SUMMARY' "$log" | sed 's/^/    /' || true
     grep -m1 -E 'Test unit written to' "$log" | sed 's/^/    /' || true
@@ -133,16 +141,21 @@ case "$cmd" in
     secs=${1:-30}
     start=$SECONDS
     build
-    echo "fuzz.sh: built in $((SECONDS - start)) s; $secs s per target"
+    echo "fuzz.sh: built in $((SECONDS - start)) s; $secs s per target, sanitizer $SANITIZER"
     failed=0
     for t in $(targets); do
+      # Only the checked-in corpus is read (not what earlier local runs left in fuzz/work);
+      # what this run finds is kept in fuzz/work/TARGET afterwards.
       log=$(mktemp)
+      new=$(mktemp -d)
       t0=$SECONDS
       rc=0
-      fuzz_one "$t" "$log" -max_total_time="$secs" || rc=$?
+      fuzz_one "$t" "$new" "$log" -max_total_time="$secs" || rc=$?
       summary "$t" "$log" "$rc" $((SECONDS - t0))
       if [ "$rc" -ne 0 ]; then failed=1; tail -40 "$log"; fi
-      rm -f "$log"
+      mkdir -p "$FUZZ/work/$t"
+      find "$new" -type f -exec mv -t "$FUZZ/work/$t" {} +
+      rm -rf "$log" "$new"
     done
     echo "fuzz.sh: smoke took $((SECONDS - start)) s"
     exit $failed
@@ -165,15 +178,14 @@ case "$cmd" in
     set_target_dir
     build
     mkdir -p "$FUZZ/logs"
-    echo "fuzz.sh: long run, $runs executions per target, sanitizer $SANITIZER, commit $(git rev-parse --short HEAD), $(date -u +%FT%TZ)"
+    RUNNER=(nice -n "${FUZZ_NICE:-19}")
+    echo "fuzz.sh: long run, $runs executions per target (time cap ${time} s; 0: none), sanitizer $SANITIZER, nice ${FUZZ_NICE:-19}, commit $(git rev-parse --short HEAD), $(date -u +%FT%TZ)"
     failed=0
     for t in "${only[@]}"; do
       log="$FUZZ/logs/$t.log"
       t0=$SECONDS
       rc=0
-      nice -n 10 "$(bin "$t")" "$FUZZ/work/$t" "$FUZZ/corpus/$t" \
-        -artifact_prefix="$FUZZ/artifacts/$t/" -max_len="$(max_len "$t")" "${LIMITS[@]}" \
-        $(dict "$t") -print_final_stats=1 -runs="$runs" -max_total_time="$time" >"$log" 2>&1 || rc=$?
+      fuzz_one "$t" "$FUZZ/work/$t" "$log" -runs="$runs" -max_total_time="$time" || rc=$?
       summary "$t" "$log" "$rc" $((SECONDS - t0))
       [ "$rc" -eq 0 ] || failed=1
     done
