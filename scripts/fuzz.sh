@@ -62,7 +62,7 @@ ensure_cargo_fuzz() {
 
 # Smoke runs, `run` and `cmin` use AddressSanitizer builds (fuzz/target): memory errors in the
 # unsafe code of dependencies are caught too. Long runs use builds without a sanitizer
-# (fuzz/target/plain), about twice as fast. FUZZ_SANITIZER=address or none chooses for any
+# (fuzz/target/plain), several times faster. FUZZ_SANITIZER=address or none chooses for any
 # command.
 SANITIZER=${FUZZ_SANITIZER:-address}
 set_target_dir() {
