@@ -413,8 +413,10 @@ fn launch() -> Result<()> {
         &appipc_testkit::bin_dir(),
     )?;
     let session = rt.block_on(async { broker.session() });
-    let unconfined =
-        rt.block_on(appipc::PackageManager::new(&session).add_package(&dir))?.family_name;
+    let consent = appipc::AddPackageOptions::consenting_to(["runFullTrust"]);
+    let unconfined = rt
+        .block_on(appipc::PackageManager::new(&session).add_package_with(&dir, &consent))?
+        .family_name;
     let aam = ApplicationActivationManager::new(&session);
     let once = |target: &str| -> Result<Duration> {
         let (r, w) = socket::stream_pair()?;

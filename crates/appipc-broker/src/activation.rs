@@ -89,15 +89,8 @@ impl<'a> Start<'a> {
     }
 }
 
-/// Starts a process of a package: a new session socket at fd 3, stdio as asked, a clean
-/// environment, confined when its trust level says so, tracked by pidfd.
-pub(crate) async fn start_app(
-    shared: &Arc<Shared>,
-    start: Start<'_>,
-) -> Result<Arc<ProcessRecord>> {
-    let Start { pkg, app, program, args, stdio, activation, app_service, trust } = start;
-    let aumid = format!("{}!{}", pkg.family_name, app.id);
-    let family = pkg.family_name.as_str();
+/// `[limits] processes-per-package` and `sessions-per-package`: room for one more process.
+fn room_for_process(shared: &Shared, family: &str) -> Result<()> {
     let running = shared.processes.of_family(family).len();
     if running >= shared.config.limits.processes_per_package {
         return Err(LaunchError::Quota(format!(
@@ -109,7 +102,17 @@ pub(crate) async fn start_app(
         .sessions
         .room_for_package(shared, family)
         .map_err(|e| LaunchError::Quota(e.to_string()))?;
-    let [stdin, stdout, stderr] = match stdio {
+    Ok(())
+}
+
+/// The app's stdio: as given, else nothing to read and its output appended to the package's
+/// log.
+fn app_stdio(
+    shared: &Shared,
+    pkg: &InstalledPackage,
+    stdio: Option<[OwnedFd; 3]>,
+) -> [Option<OwnedFd>; 3] {
+    match stdio {
         Some([i, o, e]) => [Some(i), Some(o), Some(e)],
         None => {
             let log = shared.paths.logs().join(format!("{}.log", pkg.family_name));
@@ -124,11 +127,16 @@ pub(crate) async fn start_app(
                 }
             }
         }
-    };
-    let (broker_end, app_end) = appipc_sys::socket::seqpacket_pair()
-        .map_err(|e| InternalError::io("creating a session socket pair", e))?;
-    let mut argv: Vec<OsString> = app.arguments.iter().map(Into::into).collect();
-    argv.extend(args.into_iter().map(Into::into));
+    }
+}
+
+/// The app's environment: the few host variables passed on and what appipc tells it.
+fn app_env(
+    pkg: &InstalledPackage,
+    app: &Application,
+    activation: Activation,
+    app_service: Option<&str>,
+) -> Vec<(OsString, OsString)> {
     let mut env: Vec<(OsString, OsString)> =
         PASSED_ENV.iter().filter_map(|k| std::env::var_os(k).map(|v| ((*k).into(), v))).collect();
     env.push(("APPIPC_SESSION_FD".into(), crate::SESSION_FD.to_string().into()));
@@ -138,6 +146,24 @@ pub(crate) async fn start_app(
     if let Some(name) = app_service {
         env.push(("APPIPC_APP_SERVICE".into(), name.into()));
     }
+    env
+}
+
+/// How a process is confined, in words, and its home and temporary folders.
+struct Confined {
+    confinement: Option<Arc<appipc_sys::sandbox::Confinement>>,
+    description: String,
+    home: std::path::PathBuf,
+    tmpdir: std::path::PathBuf,
+}
+
+/// Prepares an app container's confinement (full trust: none).
+async fn confine(
+    shared: &Arc<Shared>,
+    pkg: &InstalledPackage,
+    trust: TrustLevel,
+    aumid: &str,
+) -> Result<Confined> {
     let mut confinement = None;
     let mut description = "none: full trust".to_owned();
     let (mut home, mut tmpdir) = (pkg.data_dir.join("LocalState"), pkg.data_dir.join("TempState"));
@@ -160,6 +186,27 @@ pub(crate) async fn start_app(
             Err(e) => return Err(e),
         }
     }
+    Ok(Confined { confinement, description, home, tmpdir })
+}
+
+/// Starts a process of a package: a new session socket at fd 3, stdio as asked, a clean
+/// environment, confined when its trust level says so, tracked by pidfd.
+pub(crate) async fn start_app(
+    shared: &Arc<Shared>,
+    start: Start<'_>,
+) -> Result<Arc<ProcessRecord>> {
+    let Start { pkg, app, program, args, stdio, activation, app_service, trust } = start;
+    let aumid = format!("{}!{}", pkg.family_name, app.id);
+    let family = pkg.family_name.as_str();
+    room_for_process(shared, family)?;
+    let [stdin, stdout, stderr] = app_stdio(shared, pkg, stdio);
+    let (broker_end, app_end) = appipc_sys::socket::seqpacket_pair()
+        .map_err(|e| InternalError::io("creating a session socket pair", e))?;
+    let mut argv: Vec<OsString> = app.arguments.iter().map(Into::into).collect();
+    argv.extend(args.into_iter().map(Into::into));
+    let mut env = app_env(pkg, app, activation, app_service);
+    let Confined { confinement, description, home, tmpdir } =
+        confine(shared, pkg, trust, &aumid).await?;
     env.push(("HOME".into(), home.into()));
     env.push(("TMPDIR".into(), tmpdir.into()));
     let request = SpawnRequest {

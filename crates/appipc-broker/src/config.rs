@@ -1,5 +1,7 @@
-//! Where the broker keeps things.
+//! Where the broker keeps things, and its configuration (`broker.toml`: `[limits]`,
+//! `[packages]`).
 
+use appipc_model::package_file::Limits;
 use std::path::{Path, PathBuf};
 
 /// The broker's locations. [`Paths::from_env`] follows XDG, overridden by `APPIPC_HOME` and
@@ -128,6 +130,9 @@ pub fn unconfined_allowed() -> bool {
 ///
 /// [limits]              # see LimitsConfig; docs/architecture.md lists each with its code
 /// connections = 1024
+/// [packages]             # bounds on what one install may bring (see PackageLimits)
+/// max-files = 100000
+/// max-total-size = 8589934592
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
@@ -135,6 +140,9 @@ pub struct Config {
     /// The decision log.
     #[serde(default)]
     pub decisions: DecisionsConfig,
+    /// Bounds on packages.
+    #[serde(default)]
+    pub packages: PackageLimits,
     /// What one client may hold and ask at once.
     #[serde(default)]
     pub limits: LimitsConfig,
@@ -143,7 +151,7 @@ pub struct Config {
 /// `[limits]`: what one client (a connection, a session, a package) may hold and ask of the
 /// broker at once. Exceeding one is refused to that client with its mechanism's code; other
 /// clients are not affected.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
 pub struct LimitsConfig {
     /// Sessions of unpackaged processes (connections to the public socket) at once; when full,
@@ -199,6 +207,44 @@ impl Default for LimitsConfig {
             app_service_connections_per_session: 1024,
             fd_reserve: 256,
             blocking_threads: 4,
+        }
+    }
+}
+
+/// Bounds on what one install may bring: `[packages]` in the broker's configuration file.
+/// Reading refuses anything beyond them before reading it, with an error that names the limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct PackageLimits {
+    /// Most files in a package, the manifest included (default 100 000).
+    #[serde(default = "default_max_files")]
+    pub max_files: u64,
+    /// Most bytes a package's files may add up to (default 8 GiB).
+    #[serde(default = "default_max_total_size")]
+    pub max_total_size: u64,
+}
+
+fn default_max_files() -> u64 {
+    Limits::default().max_files
+}
+
+fn default_max_total_size() -> u64 {
+    Limits::default().max_total_size
+}
+
+impl Default for PackageLimits {
+    fn default() -> Self {
+        PackageLimits { max_files: default_max_files(), max_total_size: default_max_total_size() }
+    }
+}
+
+impl PackageLimits {
+    /// As the package file reader's limits (the block map's bound follows from the files').
+    pub fn file_limits(&self) -> Limits {
+        Limits {
+            max_files: self.max_files,
+            max_total_size: self.max_total_size,
+            ..Limits::default()
         }
     }
 }

@@ -2,16 +2,31 @@
 //! [`Confinement`] for the launcher, and keeps one namespace holder per package (its user and
 //! network namespaces) while any of its confined processes runs.
 //!
+//! The uid model (docs/architecture.md, "App containers"): a confined process is uid and gid
+//! 1000 inside. Under an unprivileged broker that is the broker's own uid and gid. Under a root
+//! broker it is the package's own host uid (and a gid of the same number) from
+//! [`sandbox::PACKAGE_IDS`], recorded as the owner of the package's data folder, and its
+//! processes are also members of their publisher's group from [`sandbox::PUBLISHER_GIDS`]
+//! (recorded as the group of `CACHE/publisher/<id>`), which owns the publisher cache folders
+//! (`root:<group>`, mode 2770). Before every launch the broker (root, so it can still manage
+//! everything) gives the app its data folders, their first-level folders and its `/dev/shm`
+//! folder (`<uid>:<uid>`, mode 0700).
+//!
 //! Fail closed: if the kernel cannot provide what the plan needs, the launch is refused with
 //! the missing feature named. `APPIPC_ALLOW_UNCONFINED=1` lets the broker start such apps
 //! without confinement instead; it logs that loudly at every launch and `appipc ps` shows it.
 
-use std::collections::HashMap;
-use std::path::PathBuf;
+use std::collections::{HashMap, HashSet};
+use std::ops::RangeInclusive;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use appipc_model::sandbox::{self, HostEntry, Mount, PlanInput};
-use appipc_sys::sandbox::{Confinement, MountEntry, NamespaceHolder, PreparedMounts};
+use appipc_model::sandbox::{self, Access, HostEntry, Mount, PlanInput};
+use appipc_sys::sandbox::{
+    BindAccess, Confinement, HostIds, INSIDE_SECOND_GID, MountEntry, NamespaceHolder,
+    PreparedMounts, Privilege,
+};
 
 use crate::Shared;
 use crate::error::InternalError;
@@ -56,14 +71,25 @@ fn top_level() -> Vec<(PathBuf, HostEntry)> {
 }
 
 impl Holders {
-    async fn get(&self, shared: &Arc<Shared>, family: &str) -> Result<Arc<NamespaceHolder>> {
+    /// The package's holder; a new one maps uid 1000 to `ids`. (A running holder keeps the ids
+    /// it was made with; its processes' groups follow from them.)
+    async fn get(
+        &self,
+        shared: &Arc<Shared>,
+        family: &str,
+        ids: HostIds,
+    ) -> Result<Arc<NamespaceHolder>> {
         let key = family.to_ascii_lowercase();
         if let Some(h) = self.map.lock().expect("holders poisoned").get(&key) {
             return Ok(h.clone());
         }
         // Started on the launcher thread: its parent-death signal is tied to that thread.
-        let holder =
-            shared.launcher.run(NamespaceHolder::start).await.and_then(|r| r).map_err(|e| {
+        let holder = shared
+            .launcher
+            .run(move || NamespaceHolder::start(&ids))
+            .await
+            .and_then(|r| r)
+            .map_err(|e| {
                 LaunchError::Failed(format!(
                     "app container: cannot create the package's user and network namespaces \
                      (unprivileged user namespaces needed): {e}"
@@ -73,7 +99,8 @@ impl Holders {
         tracing::info!(
             package = family,
             holder_pid = holder.pid,
-            "network namespace created (lo only)"
+            host_uid = holder.ids.uid,
+            "user namespace (uid 1000 = host uid) and network namespace (lo only) created"
         );
         let mut map = self.map.lock().expect("holders poisoned");
         Ok(map.entry(key).or_insert(holder).clone())
@@ -99,15 +126,219 @@ impl Holders {
     }
 }
 
+/// One allocation at a time: two packages must not pick the same free id.
+static ALLOCATION: Mutex<()> = Mutex::new(());
+
+/// The ids already recorded by the entries of `dir` (their owners, or groups), within `range`.
+fn recorded_in(
+    dir: &Path,
+    range: &RangeInclusive<u32>,
+    group: bool,
+    except: &Path,
+) -> HashSet<u32> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return HashSet::new() };
+    entries
+        .flatten()
+        .filter(|e| e.path() != except)
+        .filter_map(|e| e.path().symlink_metadata().ok())
+        .map(|m| if group { m.gid() } else { m.uid() })
+        .filter(|id| range.contains(id))
+        .collect()
+}
+
+/// The id recorded for `name` by `record`'s owner (or group), or the first free candidate.
+fn id_for(
+    name: &str,
+    record: &Path,
+    range: RangeInclusive<u32>,
+    group: bool,
+) -> Result<(u32, bool)> {
+    let meta = std::fs::symlink_metadata(record)
+        .map_err(|e| InternalError::io(format!("reading {}", record.display()), e))?;
+    let now = if group { meta.gid() } else { meta.uid() };
+    if range.contains(&now) {
+        return Ok((now, false));
+    }
+    let parent = record.parent().unwrap_or(Path::new("/"));
+    let taken = recorded_in(parent, &range, group, record);
+    for id in sandbox::id_candidates(name, range.clone()) {
+        if taken.contains(&id) {
+            continue;
+        }
+        let known = appipc_sys::ids::user_exists(id)
+            .and_then(|u| Ok(u || appipc_sys::ids::group_exists(id)?))
+            .map_err(|e| {
+                InternalError::io(format!("looking up id {id} in the user database"), e)
+            })?;
+        if !known {
+            return Ok((id, true));
+        }
+    }
+    Err(LaunchError::Failed(format!(
+        "app container: no free host id left in {}..={} for {name}",
+        range.start(),
+        range.end()
+    )))
+}
+
+fn own(dir: &Path, uid: Option<u32>, gid: Option<u32>, mode: u32) -> Result<()> {
+    appipc_sys::ids::set_owner_and_mode(dir, uid, gid, mode)
+        .map_err(|e| InternalError::io(format!("giving {} to the app's ids", dir.display()), e))
+        .map_err(LaunchError::from)
+}
+
+fn give(dir: &Path, uid: Option<u32>, gid: Option<u32>) -> Result<()> {
+    let r = appipc_sys::ids::give_tree(dir, uid, gid)
+        .map_err(|e| InternalError::io(format!("giving {} to the app's ids", dir.display()), e))?;
+    tracing::info!(folder = %dir.display(), ?uid, ?gid, changed = r.changed, skipped = r.skipped,
+        "folder given to the package's host ids");
+    Ok(())
+}
+
+/// Under a root broker: the package's host uid (allocated on first use) and its publisher's
+/// group (when it has publisher cache folders), with its folders given to them. Blocking (NSS
+/// lookups, a walk of the data folder the first time).
+fn root_host_ids(
+    family: &str,
+    data_dir: &Path,
+    shm: &Path,
+    publisher: Option<(&str, &Path, &[PathBuf])>,
+) -> Result<HostIds> {
+    let _one = ALLOCATION.lock().expect("allocation poisoned");
+    let (uid, new) = id_for(family, data_dir, sandbox::PACKAGE_IDS, false)?;
+    if new {
+        // First launch under this model: what is there (empty folders for a new package)
+        // becomes the app's.
+        give(data_dir, Some(uid), Some(uid))?;
+        tracing::info!(package = family, host_uid = uid, "package host uid allocated");
+    }
+    own(data_dir, Some(uid), Some(uid), 0o700)?;
+    for f in crate::repository::APP_DATA_FOLDERS {
+        let d = data_dir.join(f);
+        std::fs::create_dir_all(&d)
+            .map_err(|e| InternalError::io(format!("creating {}", d.display()), e))?;
+        own(&d, Some(uid), Some(uid), 0o700)?;
+    }
+    own(shm, Some(uid), Some(uid), 0o700)?;
+    let mut second_gid = None;
+    if let Some((id, root, folders)) = publisher {
+        std::fs::create_dir_all(root)
+            .map_err(|e| InternalError::io(format!("creating {}", root.display()), e))?;
+        let (gid, new) = id_for(id, root, sandbox::PUBLISHER_GIDS, true)?;
+        if new {
+            tracing::info!(publisher = id, host_gid = gid, "publisher host group allocated");
+        }
+        own(root, Some(0), Some(gid), 0o700)?;
+        for folder in folders {
+            let group = std::fs::symlink_metadata(folder).map(|m| m.gid()).ok();
+            if group != Some(gid) {
+                give(folder, None, Some(gid))?;
+            }
+            // Files made inside get the group (set-gid folder); the apps' umask 007 keeps them
+            // writable by the publisher's other packages.
+            own(folder, Some(0), Some(gid), 0o2770)?;
+        }
+        second_gid = Some(gid);
+    }
+    Ok(HostIds { uid, gid: uid, second_gid })
+}
+
+fn bind_access(a: Access) -> BindAccess {
+    match a {
+        Access::ReadOnly => BindAccess::ReadOnly,
+        Access::ReadWrite => BindAccess::ReadWrite,
+        Access::Device => BindAccess::Device,
+    }
+}
+
+/// The package's host ids under a root broker: allocated (or found again) and its folders
+/// given to them, on the blocking pool.
+async fn root_ids(
+    shared: &Arc<Shared>,
+    pkg: &InstalledPackage,
+    shm: &std::path::Path,
+    publisher_cache: &[PathBuf],
+) -> Result<HostIds> {
+    let family = pkg.family_name.to_string();
+    let data_dir = pkg.data_dir.clone();
+    let shm = shm.to_path_buf();
+    let publisher_id = pkg.family_name.publisher_id().to_string();
+    let publisher_root = crate::mech::storage::publisher_root(shared, &publisher_id);
+    let folders = publisher_cache.to_vec();
+    shared
+        .blocking
+        .run(move || {
+            let publisher = (!folders.is_empty()).then_some((
+                publisher_id.as_str(),
+                publisher_root.as_path(),
+                folders.as_slice(),
+            ));
+            root_host_ids(&family, &data_dir, &shm, publisher)
+        })
+        .await
+        .map_err(|e| LaunchError::Failed(format!("app container: allocating host ids: {e}")))?
+}
+
+/// The sandbox plan's mounts as the launcher's entries.
+fn mount_entries(mounts: &[Mount]) -> Vec<MountEntry> {
+    mounts
+        .iter()
+        .map(|m| match m {
+            Mount::Bind { source, target, access } => MountEntry::Bind {
+                source: source.clone(),
+                target: target.clone(),
+                access: bind_access(*access),
+            },
+            Mount::Symlink { target, link } => {
+                MountEntry::Symlink { target: target.clone(), link: link.clone() }
+            }
+            Mount::Tmpfs { target } => MountEntry::Tmpfs { target: target.clone() },
+            Mount::Proc { target } => MountEntry::Proc { target: target.clone() },
+        })
+        .collect()
+}
+
+/// The confinement in words, for `appipc ps` and the log.
+fn describe(root: bool, ids: &HostIds, broad: bool, restriction_words: &str) -> String {
+    let who = match ids.second_gid {
+        _ if !root => format!("host uid {} (the broker's)", ids.uid),
+        Some(g) => {
+            format!("host uid {} (the package's own, root broker), publisher group {g}", ids.uid)
+        }
+        None => format!("host uid {} (the package's own, root broker)", ids.uid),
+    };
+    format!(
+        "uid 1000 inside = {who}; user+mount+pid+ipc+uts namespaces, package network namespace \
+         (lo only); read-only minimal root, own folders rw,nosuid,nodev,noexec, devices \
+         ro,nosuid,noexec{}; sockets unix, inet, inet6 (no MPTCP), netlink route only{}",
+        if broad { ", home (broadFileSystemAccess)" } else { "" },
+        restriction_words
+    )
+}
+
 /// Computes and prepares the confinement of a process of `pkg`.
 pub(crate) async fn prepare(shared: &Arc<Shared>, pkg: &InstalledPackage) -> Result<Prepared> {
-    let holder = shared.holders.get(shared, pkg.family_name.as_str()).await?;
     let shm = shared.paths.runtime_dir.join("shm").join(pkg.family_name.as_str());
     std::fs::create_dir_all(&shm)
         .map_err(|e| InternalError::io(format!("creating {}", shm.display()), e))?;
     let temp = pkg.data_dir.join("TempState");
     std::fs::create_dir_all(&temp)
         .map_err(|e| InternalError::io(format!("creating {}", temp.display()), e))?;
+    let publisher_cache = crate::mech::storage::declared_folders(shared, pkg);
+    for dir in &publisher_cache {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| InternalError::io(format!("creating {}", dir.display()), e))?;
+    }
+    let root = rustix::process::geteuid().is_root();
+    let ids =
+        if root { root_ids(shared, pkg, &shm, &publisher_cache).await? } else { HostIds::own() };
+    let holder = shared.holders.get(shared, pkg.family_name.as_str(), ids).await?;
+    let privilege = if root {
+        let groups = holder.ids.second_gid.map(|_| INSIDE_SECOND_GID).into_iter();
+        Privilege::Root { groups: groups.map(rustix::process::Gid::from_raw).collect() }
+    } else {
+        Privilege::Unprivileged
+    };
     let top = top_level();
     let home = std::env::var_os("HOME").map(PathBuf::from);
     let hidden = vec![
@@ -116,11 +347,6 @@ pub(crate) async fn prepare(shared: &Arc<Shared>, pkg: &InstalledPackage) -> Res
         shared.paths.cache_dir.clone(),
     ];
     let broad = pkg.is_granted(BROAD_FILE_SYSTEM_ACCESS);
-    let publisher_cache = crate::mech::storage::declared_folders(shared, pkg);
-    for dir in &publisher_cache {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| InternalError::io(format!("creating {}", dir.display()), e))?;
-    }
     let plan = sandbox::plan(&PlanInput {
         install_dir: &pkg.install_dir,
         data_dir: &pkg.data_dir,
@@ -131,33 +357,14 @@ pub(crate) async fn prepare(shared: &Arc<Shared>, pkg: &InstalledPackage) -> Res
         broad_file_system_access: broad,
         publisher_cache: &publisher_cache,
     });
-    let entries: Vec<MountEntry> = plan
-        .mounts
-        .iter()
-        .map(|m| match m {
-            Mount::Bind { source, target, writable } => MountEntry::Bind {
-                source: source.clone(),
-                target: target.clone(),
-                writable: *writable,
-            },
-            Mount::Symlink { target, link } => {
-                MountEntry::Symlink { target: target.clone(), link: link.clone() }
-            }
-            Mount::Tmpfs { target } => MountEntry::Tmpfs { target: target.clone() },
-            Mount::Proc { target } => MountEntry::Proc { target: target.clone() },
-        })
-        .collect();
+    let entries = mount_entries(&plan.mounts);
     let mounts = PreparedMounts::prepare(&entries).map_err(|e| {
         LaunchError::Failed(format!("app container: preparing the file system: {e}"))
     })?;
     let (cwd, hostname) = Confinement::names(&plan.cwd, &plan.hostname)
         .map_err(|e| LaunchError::Failed(format!("app container: {e}")))?;
     let (restrictions, restriction_words) = crate::restrictions::prepare(&plan)?;
-    let description = format!(
-        "user+mount+pid+ipc+uts namespaces, package network namespace (lo only), read-only minimal root{}{}",
-        if broad { ", home (broadFileSystemAccess)" } else { "" },
-        restriction_words
-    );
+    let description = describe(root, &holder.ids, broad, &restriction_words);
     let confinement = Confinement {
         userns: holder
             .userns
@@ -167,9 +374,13 @@ pub(crate) async fn prepare(shared: &Arc<Shared>, pkg: &InstalledPackage) -> Res
             .netns
             .try_clone()
             .map_err(|e| InternalError::io("duplicating the network namespace fd", e))?,
+        privilege,
         mounts,
         cwd,
         hostname,
+        // Private to the app; under a root broker also to its publisher's group (the publisher
+        // cache folders are shared that way).
+        umask: if root { 0o007 } else { 0o077 },
         restrictions,
     };
     Ok(Prepared {

@@ -10,7 +10,7 @@ use appipc_wire::protocol::Call;
 use crate::Shared;
 use crate::caller::Caller;
 use crate::error::Denied;
-use crate::session::SessionEntry;
+use crate::sessions::SessionEntry;
 
 /// What a handler works with: the broker, who is asking, the session it asked on (for
 /// events sent later), and the fds that came with the request.

@@ -17,8 +17,10 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use appipc_model::named_objects::Namespace;
 use appipc_model::policy::{self, Decision, Operation};
 use appipc_wire::protocol::diagnostics::DecisionRecord;
+use appipc_wire::text::printable;
 
 use crate::Shared;
 use crate::caller::Caller;
@@ -156,21 +158,25 @@ impl Decisions {
         op: &Operation<'_>,
         d: &Decision,
         manifest: Option<String>,
+        object_package: String,
     ) -> Arc<DecisionRecord> {
+        // What a client chose (names, services, app ids) is kept escaped: a record cannot
+        // forge another line or carry a terminal escape.
+        let clean = |s: &str| printable(s).into_owned();
         let record = Arc::new(DecisionRecord {
             seq: self.seq.fetch_add(1, Ordering::Relaxed),
             time_ms: now_ms(),
             caller: caller.for_record(),
             mechanism: op.mechanism().to_owned(),
             operation: op.name().to_owned(),
-            object: op.object(),
-            object_package_family_name: op.object_package(),
+            object: clean(&op.object()),
+            object_package_family_name: clean(&object_package),
             asked: op.asked(),
             granted: op.asked().map(|_| d.granted),
             allowed: d.allowed,
-            rule: d.rule.clone(),
-            remedy: d.remedy.clone(),
-            manifest,
+            rule: clean(&d.rule),
+            remedy: d.remedy.as_deref().map(clean),
+            manifest: manifest.as_deref().map(clean),
         });
         {
             let mut recent = self.recent.lock().expect("decisions poisoned");
@@ -245,6 +251,31 @@ fn manifest_line(shared: &Shared, d: &Decision) -> Option<String> {
     })
 }
 
+/// The package an operation's object belongs to: the one the operation names, or for a named
+/// object or pipe the package whose app container namespace it is in (its SID when no
+/// installed package has that namespace). A decision is shown only to who may see that
+/// package.
+fn object_package(shared: &Shared, op: &Operation<'_>) -> String {
+    let named = op.object_package();
+    if !named.is_empty() {
+        return named;
+    }
+    match op {
+        Operation::CreateNamedObject { name, .. } | Operation::OpenNamedObject { name, .. } => {
+            match &name.namespace {
+                Namespace::Session => String::new(),
+                Namespace::AppContainer(sid) => shared
+                    .repository
+                    .all()
+                    .into_iter()
+                    .find(|p| p.package_sid == *sid)
+                    .map_or_else(|| sid.to_string(), |p| p.family_name.to_string()),
+            }
+        }
+        _ => String::new(),
+    }
+}
+
 /// Decides `op` for `caller`, records the decision and logs it; a refusal becomes [`Denied`].
 pub(crate) fn enforce(
     shared: &Shared,
@@ -257,7 +288,7 @@ pub(crate) fn enforce(
     } else {
         manifest_line(shared, &d)
     };
-    let record = shared.decisions.record(caller, &op, &d, manifest);
+    let record = shared.decisions.record(caller, &op, &d, manifest, object_package(shared, &op));
     if d.allowed {
         tracing::debug!(caller = %caller.describe(), mechanism = %record.mechanism, operation = %record.operation, object = %record.object, rule = %d.rule, "allowed");
         Ok(d)
@@ -307,7 +338,7 @@ mod tests {
         let decisions = Decisions::start(&cfg, log.clone());
         let d = deny();
         for _ in 0..500 {
-            decisions.record(&caller(), &Operation::Shutdown, &d, None);
+            decisions.record(&caller(), &Operation::Shutdown, &d, None, String::new());
         }
         assert_eq!(decisions.len(), 10);
         let recent = decisions.recent(3, |_| true);

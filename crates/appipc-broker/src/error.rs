@@ -2,13 +2,12 @@
 //! [`ErrorKind`] and to the Windows code its counterpart reports, which the reply carries.
 
 use appipc_model::named_objects as model;
-use appipc_model::policy::Decision;
+use appipc_model::package_file::PackageFileError;
+use appipc_model::policy::{self, Decision};
 use appipc_wire::status::{
     AppServiceConnectionStatus, ErrorKind, ErrorReply, FullTrustLaunchResult, HResult, Win32Error,
     WindowsCode,
 };
-
-pub use crate::mech::packages::PackagesError;
 
 /// An error that knows its kind and Windows code.
 pub trait Coded {
@@ -71,6 +70,75 @@ impl InternalError {
     /// An I/O error with what was being done.
     pub fn io(what: impl Into<String>, source: std::io::Error) -> InternalError {
         InternalError::Io { what: what.into(), source }
+    }
+}
+
+/// What installing, listing or removing a package, or changing the deployment policy, can
+/// fail with; codes are the deployment `HRESULT`s `PackageManager` reports on Windows.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PackagesError {
+    /// The policy refused.
+    #[error(transparent)]
+    Denied(#[from] Denied),
+    /// A malformed argument.
+    #[error("{0}")]
+    BadRequest(String),
+    /// No such package is installed.
+    #[error("{0}")]
+    NotInstalled(String),
+    /// The package folder or its manifest is invalid.
+    #[error("invalid package: {0}")]
+    InvalidPackage(String),
+    /// The package file was refused (unsigned, bad signature, tampered, malformed, too large).
+    #[error("{0}")]
+    PackageFile(PackageFileError),
+    /// No trusted key matches.
+    #[error("{0}")]
+    UnknownKey(String),
+    /// A newer version is installed.
+    #[error("{0}")]
+    Downgrade(String),
+    /// The same version is installed with different content.
+    #[error("{0}")]
+    Conflict(String),
+    /// The family is being deployed by another request.
+    #[error("{0}")]
+    Busy(String),
+    /// Inside the broker.
+    #[error(transparent)]
+    Internal(#[from] InternalError),
+}
+
+impl Coded for PackagesError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            PackagesError::Denied(d) => d.kind(),
+            PackagesError::BadRequest(_) => ErrorKind::BadRequest,
+            PackagesError::NotInstalled(_) | PackagesError::UnknownKey(_) => ErrorKind::NotFound,
+            PackagesError::InvalidPackage(_) | PackagesError::PackageFile(_) => {
+                ErrorKind::InvalidPackage
+            }
+            PackagesError::Downgrade(_) => ErrorKind::Downgrade,
+            PackagesError::Conflict(_) => ErrorKind::Conflict,
+            PackagesError::Busy(_) => ErrorKind::Busy,
+            PackagesError::Internal(_) => ErrorKind::Internal,
+        }
+    }
+
+    fn code(&self) -> WindowsCode {
+        match self {
+            PackagesError::Denied(d) => d.code(),
+            PackagesError::BadRequest(_) => HResult::InvalidArg.into(),
+            PackagesError::NotInstalled(_) => HResult::InstallPackageNotFound.into(),
+            PackagesError::InvalidPackage(_) => HResult::InstallOpenPackageFailed.into(),
+            PackagesError::PackageFile(e) => policy::package_file_code(e).into(),
+            PackagesError::UnknownKey(_) => HResult::CryptNotFound.into(),
+            PackagesError::Downgrade(_) => HResult::InstallPackageDowngrade.into(),
+            PackagesError::Conflict(_) => HResult::PackageAlreadyExists.into(),
+            PackagesError::Busy(_) => HResult::InstallResourcesInUse.into(),
+            PackagesError::Internal(_) => HResult::Fail.into(),
+        }
     }
 }
 

@@ -9,8 +9,8 @@ use appipc_wire::status::BackgroundTaskCancellationReason;
 
 use crate::Shared;
 use crate::caller::Caller;
+use crate::error::PackagesError;
 use crate::launcher::ProcessRecord;
-use crate::mech::packages::PackagesError;
 use crate::repository::InstalledPackage;
 
 /// A session ended: whatever it held goes (app-service hosts, handles, pipe instances).

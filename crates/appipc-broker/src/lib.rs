@@ -8,7 +8,8 @@
 //!
 //! The structure (see `docs/architecture.md`):
 //!
-//! * [`session`] reads a session's frames; [`dispatch`] checks a request's fds and hands it to
+//! * [`session`] reads a session's frames, [`outbox`] sends what goes back, [`sessions`] keeps the
+//!   table of live sessions and its limits; [`dispatch`] checks a request's fds and hands it to
 //!   its mechanism in [`mech`], one module per mechanism;
 //! * [`caller`] is who is asking, fixed when the session was created;
 //! * [`decide`] is the one place where anything is allowed or refused (the pure rules are in
@@ -27,6 +28,9 @@
 //! # Ok(()) }
 //! ```
 //!
+//! App-container processes are confined (`container`, `restrictions`: namespaces, the uid
+//! model, the mount plan, Landlock, seccomp; docs/architecture.md, "App containers"). The IPC
+//! mechanisms not yet here arrive as modules of their own.
 #![forbid(unsafe_code)]
 
 pub mod activation;
@@ -42,9 +46,11 @@ mod hooks;
 pub mod launcher;
 pub mod limits;
 pub mod mech;
+pub mod outbox;
 pub mod repository;
 mod restrictions;
 pub mod session;
+pub mod sessions;
 pub mod state;
 
 use std::future::Future;
@@ -109,7 +115,7 @@ pub(crate) struct Shared {
     /// The configuration (limits).
     pub(crate) config: Config,
     /// The live sessions.
-    pub(crate) sessions: session::Sessions,
+    pub(crate) sessions: sessions::Sessions,
     /// The fds clients may make the broker hold.
     pub(crate) fds: Arc<limits::FdBudget>,
     /// Log lines a flood would repeat.
@@ -195,7 +201,7 @@ impl Broker {
                 .ok_or_else(|| BrokerError::AlreadyRunning(dir.display().to_string()))
         };
         let locks = [take(&paths.runtime_dir)?, take(&paths.home)?];
-        let repository = Repository::open(&paths)?;
+        let repository = Repository::open(&paths, &config.packages)?;
         let decisions = decide::Decisions::start(&config.decisions, paths.decision_log());
         let socket = paths.socket();
         // We hold the lock, so a socket file left here belongs to a broker that died.
@@ -231,7 +237,7 @@ impl Broker {
                     appipc_sys::env::open_file_limit(),
                     config.limits.fd_reserve,
                 ),
-                sessions: session::Sessions::default(),
+                sessions: sessions::Sessions::default(),
                 log_limiter: limits::LogLimiter::default(),
                 config,
                 next_session: AtomicU64::new(1),
@@ -287,7 +293,7 @@ impl Broker {
             let conn = tokio::select! {
                 c = listener.accept() => c,
                 Some((sock, caller)) = adopted.recv() => {
-                    tokio::spawn(session::start(shared.clone(), sock, caller, false));
+                    tokio::spawn(session::start(shared.clone(), sock, caller));
                     continue;
                 }
                 () = &mut shutdown => break,
@@ -332,7 +338,7 @@ impl Broker {
                 continue;
             }
             let caller = Caller::unpackaged(shared.next_session_id(), creds.pid, creds.uid);
-            tokio::spawn(session::start(shared.clone(), conn, caller, true));
+            tokio::spawn(session::start(shared.clone(), conn, caller));
         }
         shared.stopping.cancel();
         // Sessions finish what they were doing and say goodbye (a little while).

@@ -1,33 +1,40 @@
-//! The package repository: install, upgrade, remove, look up.
+//! The package repository: install, upgrade, remove, look up; and the deployment policy's
+//! state (the trust store, developer mode).
 //!
 //! Installed files live in `HOME/packages/<full name>/`, read-only; app data in
 //! `HOME/data/<family name>/{LocalState,LocalCache,TempState,RoamingState}`, kept across
-//! upgrades and removed with the package. The database row is the commit point: files are
+//! upgrades and removed with the package. A package is first copied into a private staging
+//! folder ([`staging`]), from a package file the client passed as an fd or from a folder, and
+//! everything is checked on that copy; the database row is the commit point: files are
 //! staged and renamed into place before it is written, and anything on disk that no row
 //! names is swept at start-up, so a crash at any step loses nothing that was acknowledged.
 
 use std::collections::{HashMap, HashSet};
-use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use appipc_model::identity::{AppId, PackageFamilyName, PackageFullName};
 use appipc_model::manifest::{self, Application, Manifest};
+use appipc_model::package_file::PublicKey;
 use appipc_model::policy::{NotGranted, grant_capabilities};
 use appipc_model::sid::{self, Sid};
 use appipc_wire::caller::TrustLevel;
-use appipc_wire::protocol::packages::{AppInfo, InstallOutcome, PackageInfo};
-use sha2::{Digest, Sha256};
+use appipc_wire::protocol::packages::{AppInfo, InstallOutcome, PackageInfo, Signer};
 
-use crate::config::Paths;
+use crate::config::{PackageLimits, Paths};
 use crate::error::InternalError;
-use crate::mech::packages::PackagesError;
-use crate::state::{PackageRow, Store};
+use crate::error::PackagesError;
+use crate::state::{DEVELOPER_MODE, PackageRow, SignerRow, Store, TrustedKeyRow};
+
+pub(crate) mod staging;
+
+pub(crate) use staging::{OpenedFile, Staged};
 
 type Result<T, E = PackagesError> = std::result::Result<T, E>;
 
-fn io(what: impl Into<String>, e: std::io::Error) -> PackagesError {
+pub(crate) fn io(what: impl Into<String>, e: std::io::Error) -> PackagesError {
     PackagesError::Internal(InternalError::io(what, e))
 }
 
@@ -59,6 +66,8 @@ pub struct InstalledPackage {
     pub installed_at: u64,
     /// AppContainer SID.
     pub package_sid: Sid,
+    /// Who signed it (`None`: installed from a folder in developer mode).
+    pub signer: Option<SignerRow>,
 }
 
 impl InstalledPackage {
@@ -119,18 +128,35 @@ impl InstalledPackage {
             display_name: Some(self.manifest.properties.display_name.clone()),
             package_sid: self.package_sid.to_string(),
             installed_at: self.installed_at,
+            signer: self
+                .signer
+                .as_ref()
+                .map(|s| Signer { key_id: s.key_id.clone(), publisher: s.publisher.clone() }),
         }
     }
 }
 
-/// Installed packages: the database plus an in-memory index.
+/// A key of the trust store, parsed.
+#[derive(Debug, Clone)]
+pub struct TrustedKey {
+    /// As stored.
+    pub row: TrustedKeyRow,
+    /// Parsed (its binding verified).
+    pub key: PublicKey,
+}
+
+/// Installed packages and the deployment policy: the database plus an in-memory index of
+/// both, so that deciding needs no I/O.
 #[derive(Debug)]
 pub struct Repository {
     paths: Paths,
+    limits: PackageLimits,
     store: Mutex<Store>,
     by_family: RwLock<HashMap<String, Arc<InstalledPackage>>>,
     /// Families being installed, upgraded or removed right now (lower case).
     busy: Arc<Mutex<HashSet<String>>>,
+    trusted: RwLock<Vec<TrustedKey>>,
+    developer_mode: AtomicBool,
 }
 
 fn key(family: &str) -> String {
@@ -159,8 +185,9 @@ impl Drop for Deployment {
 }
 
 impl Repository {
-    /// Opens the repository: database, index, and a sweep of files no row names.
-    pub fn open(paths: &Paths) -> Result<Repository> {
+    /// Opens the repository: database, index, trust store, developer mode, and a sweep of
+    /// files no row names.
+    pub fn open(paths: &Paths, limits: &PackageLimits) -> Result<Repository> {
         for dir in [paths.home.clone(), paths.packages(), paths.app_data(), paths.logs()] {
             std::fs::create_dir_all(&dir)
                 .map_err(|e| io(format!("creating {}", dir.display()), e))?;
@@ -179,11 +206,35 @@ impl Repository {
                 ),
             }
         }
+        let mut trusted = Vec::new();
+        for row in store.trusted_keys().map_err(PackagesError::Internal)? {
+            match PublicKey::from_file_text(&row.public_key) {
+                Ok(key)
+                    if key.id().to_string() == row.key_id
+                        && key.publisher().as_str() == row.publisher =>
+                {
+                    trusted.push(TrustedKey { row, key })
+                }
+                Ok(_) => {
+                    tracing::error!(key = %row.key_id, "a trusted key's record does not match its key; ignored")
+                }
+                Err(e) => {
+                    tracing::error!(key = %row.key_id, error = %e, "a trusted key cannot be read; ignored")
+                }
+            }
+        }
+        let developer_mode = store
+            .setting(DEVELOPER_MODE)
+            .map_err(PackagesError::Internal)?
+            .is_some_and(|v| v == "1");
         let registry = Repository {
             paths: paths.clone(),
+            limits: *limits,
             store: Mutex::new(store),
             by_family: RwLock::new(index),
             busy: Arc::new(Mutex::new(HashSet::new())),
+            trusted: RwLock::new(trusted),
+            developer_mode: AtomicBool::new(developer_mode),
         };
         registry.sweep()?;
         Ok(registry)
@@ -202,10 +253,15 @@ impl Repository {
         row: &PackageRow,
     ) -> InstalledPackage {
         let family_name = manifest.identity.family_name();
-        let (derived, not_granted) = grant_capabilities(&manifest.capabilities);
+        // A row written before grants were recorded was installed before consent existed: its
+        // restricted capabilities keep the grant they had then.
+        let granted = row.granted_capabilities.clone().unwrap_or_else(|| {
+            grant_capabilities(&manifest.capabilities, &manifest.capabilities.restricted).0
+        });
+        let (_, not_granted) = grant_capabilities(&manifest.capabilities, &granted);
         InstalledPackage {
             manifest_text: row.manifest.clone(),
-            granted: row.granted_capabilities.clone().unwrap_or(derived),
+            granted,
             not_granted,
             full_name: manifest.identity.full_name(),
             data_dir: paths.app_data().join(family_name.as_str()),
@@ -215,6 +271,7 @@ impl Repository {
             install_dir,
             content_hash: row.content_hash.clone(),
             installed_at: row.installed_at,
+            signer: row.signer.clone(),
         }
     }
 
@@ -276,89 +333,63 @@ impl Repository {
         Ok(Deployment { busy: self.busy.clone(), key: k })
     }
 
-    /// Installs or upgrades the package in `source`. Blocking (file copies): call from a
-    /// blocking thread. The package is copied into a private staging folder first and the
-    /// manifest validated and recorded from that copy, so what is installed is what was
-    /// checked.
-    pub fn install(
-        &self,
-        source: &Path,
-    ) -> Result<(Arc<InstalledPackage>, InstallOutcome, Option<String>)> {
-        if !source.is_absolute() {
-            return Err(PackagesError::BadRequest(format!(
-                "package path {} is not absolute",
-                source.display()
-            )));
-        }
-        let staging = self.paths.packages().join(format!(".staging-{}", random_suffix()));
-        let staged = copy_tree(source, &staging).and_then(|hash| {
-            let text =
-                std::fs::read_to_string(staging.join(manifest::MANIFEST_FILE)).map_err(|e| {
-                    io(format!("reading {}", source.join(manifest::MANIFEST_FILE).display()), e)
-                })?;
-            let manifest = manifest::load(&staging).map_err(|e| {
-                PackagesError::InvalidPackage(
-                    e.to_string()
-                        .replace(&staging.display().to_string(), &source.display().to_string()),
-                )
-            })?;
-            Ok((hash, text, manifest))
-        });
-        let (hash, text, manifest) = match staged {
-            Ok(x) => x,
-            Err(e) => {
-                let _ = remove_tree(&staging);
-                return Err(e);
-            }
-        };
-        let result = self.install_staged(&staging, hash, text, manifest);
-        if result.is_err() || staging.exists() {
-            let _ = remove_tree(&staging);
-        }
-        result
+    /// The bounds on one package.
+    pub fn limits(&self) -> &PackageLimits {
+        &self.limits
     }
 
-    fn install_staged(
+    /// Opens a package file the client passed (blocking: call from a blocking thread): the
+    /// block map, the signature and the manifest, checked; nothing else read yet.
+    pub(crate) fn open_package_file(&self, file: std::fs::File) -> Result<OpenedFile> {
+        staging::open_file(file, &self.limits.file_limits())
+    }
+
+    /// Extracts an opened package file into a staging folder (blocking).
+    pub(crate) fn extract(&self, opened: OpenedFile) -> Result<Staged> {
+        staging::extract(opened, &self.paths.packages())
+    }
+
+    /// Copies a package folder into a staging folder (blocking), for a developer-mode install.
+    pub(crate) fn stage_folder(&self, source: &Path) -> Result<Staged> {
+        staging::stage_folder(source, &self.paths.packages(), &self.limits.file_limits())
+    }
+
+    /// Installs what was staged, as the deployment `_deployment` of its family (blocking).
+    /// `consented` is every restricted capability the user consented to for this family
+    /// (now and before). The caller decided everything else: the signer, the version, the
+    /// replacement.
+    pub(crate) fn commit(
         &self,
-        staging: &Path,
-        hash: String,
-        text: String,
-        manifest: Manifest,
+        staged: Staged,
+        _deployment: &Deployment,
+        consented: &[String],
     ) -> Result<(Arc<InstalledPackage>, InstallOutcome, Option<String>)> {
+        let content_hash = staged.content_hash();
+        let Staged { dir, manifest, manifest_text, signer, .. } = staged;
         let family = manifest.identity.family_name();
         let full = manifest.identity.full_name();
-        let _busy = self.begin_deployment(family.as_str())?;
-
-        let existing = self.get(family.as_str());
-        if let Some(old) = &existing {
-            let old_v = old.manifest.identity.version;
-            let new_v = manifest.identity.version;
-            if old_v > new_v {
-                return Err(PackagesError::Downgrade(format!(
-                    "cannot install {full}: version {old_v} of {family} is already installed and \
-                     {new_v} is older (remove it first to go back)"
-                )));
-            }
-            if old_v == new_v {
-                if old.full_name == full && old.content_hash == hash {
-                    return Ok((old.clone(), InstallOutcome::AlreadyInstalled, None));
-                }
-                return Err(PackagesError::Conflict(format!(
-                    "cannot install {full}: {} is installed with the same version but different \
-                     content; raise the version to upgrade",
-                    old.full_name
-                )));
-            }
-        }
 
         let target = self.paths.packages().join(full.to_string());
+        let owned_by_row = self.get(family.as_str()).is_some_and(|old| old.install_dir == target);
+        if owned_by_row {
+            // The same version is installed: the caller answers that without a commit.
+            return Err(PackagesError::Conflict(format!(
+                "{full} is installed already; its files are not replaced"
+            )));
+        }
         if target.exists() {
-            // Not owned by any row (else it would be the same version): a leftover.
+            // Not owned by any row: a leftover.
             remove_tree(&target)?;
         }
-        std::fs::rename(staging, &target)
-            .map_err(|e| io(format!("moving package into {}", target.display()), e))?;
-        make_read_only(&target)?;
+        let staged_path = dir.keep();
+        if let Err(e) = std::fs::rename(&staged_path, &target) {
+            let _ = remove_tree(&staged_path);
+            return Err(io(format!("moving package into {}", target.display()), e));
+        }
+        if let Err(e) = make_read_only(&target) {
+            let _ = remove_tree(&target);
+            return Err(e);
+        }
 
         let data_dir = self.paths.app_data().join(family.as_str());
         for f in APP_DATA_FOLDERS {
@@ -366,15 +397,19 @@ impl Repository {
             std::fs::create_dir_all(&d).map_err(|e| io(format!("creating {}", d.display()), e))?;
         }
 
-        let (granted, _) = grant_capabilities(&manifest.capabilities);
+        let (granted, _) = grant_capabilities(&manifest.capabilities, consented);
         let row = PackageRow {
             family_name: family.to_string(),
             full_name: full.to_string(),
-            manifest: text,
-            content_hash: hash,
+            manifest: manifest_text,
+            content_hash,
             install_dir: target.display().to_string(),
             installed_at: now(),
             granted_capabilities: Some(granted),
+            signer: signer.map(|k| SignerRow {
+                key_id: k.id().to_string(),
+                publisher: k.publisher().as_str().to_owned(),
+            }),
         };
         // The commit point.
         let replaced = match self.store.lock().expect("store poisoned").put_package(&row) {
@@ -400,8 +435,112 @@ impl Repository {
             }
             None => InstallOutcome::Installed,
         };
-        tracing::info!(package = %full, ?outcome, "installed");
+        tracing::info!(package = %full, ?outcome, signer = ?row.signer, "installed");
         Ok((installed, outcome, replaced.map(|r| r.full_name)))
+    }
+
+    /// Records a new signer for the installed package of a family whose content is unchanged
+    /// (the same package again, signed by another trusted key, or signed where it was
+    /// unsigned). Blocking (a database write).
+    pub(crate) fn resign(
+        &self,
+        family: &str,
+        signer: &PublicKey,
+        _deployment: &Deployment,
+    ) -> Result<Arc<InstalledPackage>> {
+        let Some(old) = self.get(family) else {
+            return Err(PackagesError::NotInstalled(format!("package {family} is not installed")));
+        };
+        let row = SignerRow {
+            key_id: signer.id().to_string(),
+            publisher: signer.publisher().as_str().to_owned(),
+        };
+        self.store
+            .lock()
+            .expect("store poisoned")
+            .set_package_signer(old.family_name.as_str(), &row)
+            .map_err(PackagesError::Internal)?;
+        let updated = Arc::new(InstalledPackage {
+            manifest: old.manifest.clone(),
+            manifest_text: old.manifest_text.clone(),
+            granted: old.granted.clone(),
+            not_granted: old.not_granted.clone(),
+            full_name: old.full_name.clone(),
+            family_name: old.family_name.clone(),
+            install_dir: old.install_dir.clone(),
+            data_dir: old.data_dir.clone(),
+            content_hash: old.content_hash.clone(),
+            installed_at: old.installed_at,
+            package_sid: old.package_sid.clone(),
+            signer: Some(row),
+        });
+        self.by_family.write().expect("index poisoned").insert(key(family), updated.clone());
+        tracing::info!(package = %old.full_name, key = %signer.id(), "same content, now recorded as signed by this key");
+        Ok(updated)
+    }
+
+    /// Whether developer mode is on.
+    pub fn developer_mode(&self) -> bool {
+        self.developer_mode.load(Ordering::SeqCst)
+    }
+
+    /// Turns developer mode on or off (blocking: a database write).
+    pub fn set_developer_mode(&self, enabled: bool) -> Result<()> {
+        self.store
+            .lock()
+            .expect("store poisoned")
+            .set_setting(DEVELOPER_MODE, if enabled { "1" } else { "0" })
+            .map_err(PackagesError::Internal)?;
+        self.developer_mode.store(enabled, Ordering::SeqCst);
+        tracing::info!(enabled, "developer mode set");
+        Ok(())
+    }
+
+    /// The trust store.
+    pub fn trusted_keys(&self) -> Vec<TrustedKey> {
+        self.trusted.read().expect("trust store poisoned").clone()
+    }
+
+    /// Trusts `key` for its publisher (blocking: a database write). Returns the entry and
+    /// whether it is new.
+    pub fn trust_key(&self, key: PublicKey) -> Result<(TrustedKey, bool)> {
+        let row = TrustedKeyRow {
+            key_id: key.id().to_string(),
+            publisher: key.publisher().as_str().to_owned(),
+            public_key: key.to_file_text(),
+            added_at: now(),
+        };
+        let mut trusted = self.trusted.write().expect("trust store poisoned");
+        if let Some(t) = trusted.iter().find(|t| t.key == key) {
+            return Ok((t.clone(), false));
+        }
+        self.store
+            .lock()
+            .expect("store poisoned")
+            .add_trusted_key(&row)
+            .map_err(PackagesError::Internal)?;
+        let entry = TrustedKey { row, key };
+        trusted.push(entry.clone());
+        trusted.sort_by(|a, b| {
+            (&a.row.key_id, &a.row.publisher).cmp(&(&b.row.key_id, &b.row.publisher))
+        });
+        tracing::info!(key = %entry.row.key_id, publisher = %entry.row.publisher, "key trusted");
+        Ok((entry, true))
+    }
+
+    /// Stops trusting a key id, for every publisher (blocking: a database write). Returns the
+    /// entries removed.
+    pub fn untrust_key(&self, key_id: &str) -> Result<Vec<TrustedKeyRow>> {
+        let mut trusted = self.trusted.write().expect("trust store poisoned");
+        let removed = self
+            .store
+            .lock()
+            .expect("store poisoned")
+            .remove_trusted_key(key_id)
+            .map_err(PackagesError::Internal)?;
+        trusted.retain(|t| t.row.key_id != key_id);
+        tracing::info!(key = %key_id, entries = removed.len(), "key no longer trusted");
+        Ok(removed)
     }
 
     /// Removes a package: record, files and app data. The caller has begun the deployment
@@ -426,79 +565,13 @@ impl Repository {
     }
 }
 
-fn random_suffix() -> String {
+pub(crate) fn random_suffix() -> String {
     let mut b = [0u8; 8];
     getrandom::fill(&mut b).expect("the OS random source failed");
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-/// Copies a package folder, refusing anything but regular files and folders, and returns the
-/// SHA-256 over its content (paths, executable bits and bytes, in sorted order).
-pub fn copy_tree(source: &Path, target: &Path) -> Result<String> {
-    let mut hasher = Sha256::new();
-    copy_dir(source, target, Path::new(""), &mut hasher)?;
-    Ok(hasher.finalize().iter().map(|b| format!("{b:02x}")).collect())
-}
-
-fn copy_dir(src: &Path, dst: &Path, rel: &Path, hasher: &mut Sha256) -> Result<()> {
-    std::fs::create_dir(dst).map_err(|e| io(format!("creating {}", dst.display()), e))?;
-    let mut entries: Vec<_> = std::fs::read_dir(src)
-        .map_err(|e| io(format!("reading {}", src.display()), e))?
-        .collect::<std::io::Result<_>>()
-        .map_err(|e| io(format!("reading {}", src.display()), e))?;
-    entries.sort_by_key(|e| e.file_name());
-    for entry in entries {
-        let name = entry.file_name();
-        let from = entry.path();
-        let to = dst.join(&name);
-        let rel = rel.join(&name);
-        let meta = std::fs::symlink_metadata(&from)
-            .map_err(|e| io(format!("reading {}", from.display()), e))?;
-        let ft = meta.file_type();
-        if ft.is_dir() {
-            hasher.update(format!("D {}\n", rel.display()));
-            copy_dir(&from, &to, &rel, hasher)?;
-        } else if ft.is_file() {
-            let exec = meta.permissions().mode() & 0o111 != 0;
-            hasher.update(format!("F {} {} {}\n", rel.display(), u8::from(exec), meta.len()));
-            copy_file(&from, &to, hasher)?;
-            let mode = if exec { 0o755 } else { 0o644 };
-            std::fs::set_permissions(&to, std::fs::Permissions::from_mode(mode))
-                .map_err(|e| io(format!("setting mode of {}", to.display()), e))?;
-        } else {
-            let kind =
-                if ft.is_symlink() { "a symbolic link" } else { "not a regular file or folder" };
-            return Err(PackagesError::InvalidPackage(format!(
-                "{} is {kind}; a package may contain only regular files and folders",
-                from.display()
-            )));
-        }
-    }
-    Ok(())
-}
-
-fn copy_file(from: &Path, to: &Path, hasher: &mut Sha256) -> Result<()> {
-    let mut input =
-        std::fs::File::open(from).map_err(|e| io(format!("opening {}", from.display()), e))?;
-    let mut output = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(to)
-        .map_err(|e| io(format!("creating {}", to.display()), e))?;
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        let n = input.read(&mut buf).map_err(|e| io(format!("reading {}", from.display()), e))?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-        output.write_all(&buf[..n]).map_err(|e| io(format!("writing {}", to.display()), e))?;
-    }
-    output.sync_all().map_err(|e| io(format!("syncing {}", to.display()), e))?;
-    Ok(())
-}
-
-/// Strips write permission from a whole installed tree.
+/// Makes a whole installed tree read-only for everyone (0555 folders and programs, 0444 files).
 fn make_read_only(root: &Path) -> Result<()> {
     let meta = std::fs::symlink_metadata(root)
         .map_err(|e| io(format!("reading {}", root.display()), e))?;
@@ -511,7 +584,11 @@ fn make_read_only(root: &Path) -> Result<()> {
         }
     }
     if meta.is_dir() || meta.is_file() {
-        let mode = meta.permissions().mode() & !0o222;
+        // Readable (and, where executable, runnable) by the app's own uid, which under a root
+        // broker is not the broker's; writable by no one, no set-id bit. The packages folder
+        // above is the broker's alone (0700), so no other user reaches them.
+        let exec = meta.is_dir() || meta.permissions().mode() & 0o111 != 0;
+        let mode = if exec { 0o555 } else { 0o444 };
         std::fs::set_permissions(root, std::fs::Permissions::from_mode(mode))
             .map_err(|e| io(format!("setting mode of {}", root.display()), e))?;
     }
@@ -537,4 +614,25 @@ pub fn remove_tree(root: &Path) -> Result<()> {
     }
     writable(root).map_err(|e| io(format!("unlocking {}", root.display()), e))?;
     std::fs::remove_dir_all(root).map_err(|e| io(format!("removing {}", root.display()), e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use appipc_model::package_file::Limits;
+
+    #[test]
+    fn package_limits_come_from_the_configuration() {
+        let c: crate::Config = toml::from_str("[packages]\nmax-files = 3\n").unwrap();
+        assert_eq!(c.packages.max_files, 3);
+        assert_eq!(c.packages.max_total_size, 8 * 1024 * 1024 * 1024);
+        let limits = c.packages.file_limits();
+        assert_eq!(
+            (limits.max_files, limits.max_block_map_size),
+            (3, Limits::default().max_block_map_size)
+        );
+        assert_eq!(crate::Config::default().packages, PackageLimits::default());
+        let e = toml::from_str::<crate::Config>("[packages]\nmax-file = 3\n").unwrap_err();
+        assert!(e.to_string().contains("max-file"), "{e}");
+    }
 }

@@ -1,6 +1,5 @@
 //! Running the broker, and finding (or starting) one for a client command.
 
-use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -12,15 +11,6 @@ use appipc::Session;
 pub(crate) fn run_foreground() -> Result<ExitCode> {
     appipc_broker::run_daemon()?;
     Ok(ExitCode::SUCCESS)
-}
-
-/// Duplicates this process's stdin, stdout and stderr to hand them to a launched app.
-pub(crate) fn own_stdio() -> Result<[OwnedFd; 3]> {
-    Ok([
-        std::io::stdin().as_fd().try_clone_to_owned().context("duplicating stdin")?,
-        std::io::stdout().as_fd().try_clone_to_owned().context("duplicating stdout")?,
-        std::io::stderr().as_fd().try_clone_to_owned().context("duplicating stderr")?,
-    ])
 }
 
 fn nobody_listens(e: &appipc::Error) -> bool {

@@ -8,7 +8,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use appipc::management::InstallOutcome;
-use appipc::{ActivateOptions, ApplicationActivationManager, PackageManager, Session};
+use appipc::trust::{DeveloperMode, TrustStore};
+use appipc::{
+    ActivateOptions, AddPackageOptions, ApplicationActivationManager, PackageManager, Session,
+};
+use appipc_model::package_file::SecretKey;
 use appipc_testkit::{EXAMPLES, FABRIKAM_TOOLS, HELLO, assemble_manifest};
 
 /// `text` in an ANSI style when stdout is a terminal.
@@ -117,9 +121,11 @@ async fn launch_and_wait(session: &Session, target: &str, args: &[&str]) -> Resu
     let aam = ApplicationActivationManager::new(session);
     let args: Vec<String> = args.iter().map(|s| (*s).to_owned()).collect();
     std::io::stdout().flush()?;
-    let options = ActivateOptions { stdio: Some(crate::daemon::own_stdio()?), notify_exit: true };
+    let (relay, stdio) = crate::relay::Relay::start(false)?;
+    let options = ActivateOptions { stdio: Some(stdio), notify_exit: true };
     let (pid, _) = aam.activate_application(target, &args, options).await?;
     let status = session.wait_for_exit(pid).await?;
+    relay.finish();
     Ok(status.code.unwrap_or(-1))
 }
 
@@ -127,22 +133,70 @@ async fn scenario(root: &Path, bins: &Path, socket: &Path) -> Result<()> {
     let session = Session::connect_to(socket)?;
     let pm = PackageManager::new(&session);
 
-    step(2, "install the example packages (identity derived exactly as Windows does)");
+    step(
+        2,
+        "sign the example packages with their publishers' keys, trust the keys, install the files",
+    );
+    let keys = Keys::make(root)?;
+    for k in [&keys.contoso, &keys.fabrikam] {
+        let t = TrustStore::add(&session, &k.public_key().to_file_text()).await?;
+        println!(
+            "   $ appipc trust add {}   (key {}…)",
+            keys.public_file(k).display(),
+            &t.key_id[..16]
+        );
+    }
     let mut families = Vec::new();
     for ex in EXAMPLES {
         let dir = assemble_manifest(ex.manifest, &root.join(ex.name), bins)?;
-        let r = pm.add_package(&dir).await?;
-        allowed(&format!("install {} -> {}", ex.name, r.full_name));
+        let file = keys.pack(&dir, root, ex.name)?;
+        let r = install_file(&pm, &file).await?;
+        allowed(&format!("install {}.appipc -> {}", ex.name, r.full_name));
         families.push(r.family_name);
     }
     let (hello, tools) = (families[0].clone(), families[1].clone());
     let (services, client, bridge) =
         (families[2].clone(), families[3].clone(), families[4].clone());
 
-    step(3, "list installed packages");
+    step(
+        3,
+        "what does not install: an unsigned folder, another publisher's claim, a tampered file",
+    );
+    let loose = assemble_manifest(HELLO.manifest, &root.join("loose"), bins)?;
+    match pm.add_package(&loose).await {
+        Ok(r) => bail!("a folder installed without developer mode: {}", r.full_name),
+        Err(e) => {
+            refused("install the folder of Contoso.Hello (developer mode is off)", &coded(&e))
+        }
+    }
+    // Anyone can make a key that names Contoso; only the user's trust makes it Contoso's.
+    let mallory = SecretKey::generate(CONTOSO).context("making a key")?;
+    let claim_text = HELLO.manifest.replace("version = \"1.0.0.0\"", "version = \"9.0.0.0\"");
+    let claim = assemble_manifest(&claim_text, &root.join("claim"), bins)?;
+    let claim_file = root.join("claim.appipc");
+    crate::packaging::pack_dir(&claim, &mallory, &claim_file)?;
+    match pm.add_package(&claim_file).await {
+        Ok(r) => bail!("a package signed by an untrusted key installed: {}", r.full_name),
+        Err(e) => refused(
+            "install Contoso.Hello 9.0.0.0 signed by someone else's key for Contoso",
+            &coded(&e),
+        ),
+    }
+    let tampered = root.join("hello-tampered.appipc");
+    let mut bytes = std::fs::read(root.join("hello.appipc"))?;
+    flip_a_byte_of(&mut bytes, "bin/hello-app")?;
+    std::fs::write(&tampered, bytes)?;
+    match pm.add_package(&tampered).await {
+        Ok(r) => bail!("a tampered package file installed: {}", r.full_name),
+        Err(e) => {
+            refused("install hello.appipc with one byte of bin/hello-app changed", &coded(&e))
+        }
+    }
+
+    step(4, "list installed packages");
     crate::print_packages(&pm.find_packages().await?);
 
-    step(4, "launch an app-container app: it prints who the broker says it is");
+    step(5, "launch an app-container app: it prints who the broker says it is");
     let spare = assemble_manifest(HELLO.manifest, &root.join("spare"), bins)?;
     println!(
         "   $ appipc launch --wait {hello} -- --child --packages --try-install {}",
@@ -158,7 +212,7 @@ async fn scenario(root: &Path, bins: &Path, socket: &Path) -> Result<()> {
     println!("    container saw only its own package and was refused deployment)");
 
     step(
-        5,
+        6,
         "the app container: the host's files are not there, the full-trust helper fetches them",
     );
     let secret = root.join("secret.txt");
@@ -172,11 +226,11 @@ async fn scenario(root: &Path, bins: &Path, socket: &Path) -> Result<()> {
     );
     println!("    helper, declared in the same package, runs outside with the package's identity)");
 
-    step(6, "launch a full-trust tool of another publisher");
+    step(7, "launch a full-trust tool of another publisher");
     println!("   $ appipc launch --wait {tools}!Tool -- --packages");
     launch_and_wait(&session, &format!("{tools}!Tool"), &["--packages"]).await?;
 
-    step(7, "app services: a client of another publisher calls Contoso's providers");
+    step(8, "app services: a client of another publisher calls Contoso's providers");
     println!("   $ appipc launch --wait {client}");
     launch_and_wait(&session, &client, &[]).await?;
     println!(
@@ -186,7 +240,7 @@ async fn scenario(root: &Path, bins: &Path, socket: &Path) -> Result<()> {
     app_services(&session, &services).await?;
 
     step(
-        8,
+        9,
         "files between apps: a token through an app service, a token from the user, the publisher cache",
     );
     let note = root.join("home/data").join(&hello).join("LocalState/note.txt");
@@ -226,7 +280,7 @@ async fn scenario(root: &Path, bins: &Path, socket: &Path) -> Result<()> {
     }
 
     step(
-        9,
+        10,
         "shared memory and an event across packages: refused without an entry, allowed with one",
     );
     let viewer = format!("{tools}!Viewer");
@@ -241,6 +295,7 @@ async fn scenario(root: &Path, bins: &Path, socket: &Path) -> Result<()> {
         "   Contoso.Hello creates LOCAL\\frame (default: its package only) and LOCAL\\shared ({sddl})"
     );
     println!("   and waits on the event LOCAL\\ready ({event_sddl}) for Fabrikam's signal");
+    let (holder_relay, holder_stdio) = crate::relay::Relay::start(false)?;
     let (holder, _) = aam
         .activate_application(
             &hello,
@@ -260,7 +315,7 @@ async fn scenario(root: &Path, bins: &Path, socket: &Path) -> Result<()> {
                 "--sddl".into(),
                 event_sddl,
             ],
-            ActivateOptions { stdio: Some(crate::daemon::own_stdio()?), notify_exit: true },
+            ActivateOptions { stdio: Some(holder_stdio), notify_exit: true },
         )
         .await?;
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -293,9 +348,12 @@ async fn scenario(root: &Path, bins: &Path, socket: &Path) -> Result<()> {
     if tokio::time::timeout(Duration::from_secs(10), session.wait_for_exit(holder)).await.is_err() {
         println!("   (Contoso.Hello did not see the signal in 10 s)");
     }
+    holder_relay.finish();
     println!("   (error 5 is ERROR_ACCESS_DENIED; the granted mapping is read-only for Fabrikam)");
 
-    step(10, "a broken manifest is refused with the key, the line and the rule");
+    step(11, "developer mode: folders install unsigned, checked as strictly, marked as such");
+    DeveloperMode::set(&session, true).await?;
+    println!("   $ appipc dev-mode on");
     let bad = root.join("broken");
     std::fs::create_dir_all(&bad)?;
     std::fs::write(
@@ -308,26 +366,42 @@ async fn scenario(root: &Path, bins: &Path, socket: &Path) -> Result<()> {
         Ok(r) => bail!("a broken manifest was installed: {}", r.full_name),
         Err(e) => refused("install broken/appipc.toml", &e),
     }
+    let newer_text = HELLO.manifest.replace("version = \"1.0.0.0\"", "version = \"1.1.0.0\"");
+    let newer = assemble_manifest(&newer_text, &root.join("loose-1.1"), bins)?;
+    match pm.add_package(&newer).await {
+        Ok(r) => bail!("an unsigned folder replaced a signed package: {}", r.full_name),
+        Err(e) => {
+            refused("install a folder of Contoso.Hello 1.1.0.0 over the signed 1.0.0.0", &coded(&e))
+        }
+    }
+    let unsigned_text =
+        HELLO.manifest.replace("name = \"Contoso.Hello\"", "name = \"Contoso.Sketch\"");
+    let unsigned = assemble_manifest(&unsigned_text, &root.join("sketch"), bins)?;
+    let r = pm.add_package(&unsigned).await?;
+    allowed(&format!("install the folder of {}: listed as unsigned (developer mode)", r.full_name));
+    DeveloperMode::set(&session, false).await?;
+    println!("   $ appipc dev-mode off");
 
-    step(11, "upgrade, reinstall and downgrade");
+    step(12, "upgrade, reinstall and downgrade");
     let v2_text = FABRIKAM_TOOLS.manifest.replace("version = \"2.1.0.0\"", "version = \"2.2.0.0\"");
-    let v2 = assemble_manifest(&v2_text, &root.join("tools-v2"), bins)?;
-    let r = pm.add_package(&v2).await?;
+    let v2 =
+        keys.pack(&assemble_manifest(&v2_text, &root.join("tools-v2"), bins)?, root, "tools-v2")?;
+    let r = install_file(&pm, &v2).await?;
     assert_eq!(r.outcome, InstallOutcome::Upgraded);
     allowed(&format!(
         "upgrade {} -> {} (app data kept)",
         r.replaced.unwrap_or_default(),
         r.full_name
     ));
-    let r = pm.add_package(&v2).await?;
+    let r = install_file(&pm, &v2).await?;
     allowed(&format!("install {} again: {:?} (idempotent)", r.full_name, r.outcome));
-    let v1 = assemble_manifest(FABRIKAM_TOOLS.manifest, &root.join("tools-v1"), bins)?;
+    let v1 = root.join("fabrikam-tools.appipc");
     match pm.add_package(&v1).await {
         Ok(r) => bail!("a downgrade was installed: {}", r.full_name),
         Err(e) => refused("install Fabrikam.Tools 2.1.0.0 over 2.2.0.0", &e),
     }
 
-    step(12, "the broker tracks the processes it started; removing a package stops them");
+    step(13, "the broker tracks the processes it started; removing a package stops them");
     let aam = ApplicationActivationManager::new(&session);
     let (pid, aumid) = aam
         .activate_application(&hello, &["--sleep".into(), "60".into()], ActivateOptions::default())
@@ -343,6 +417,91 @@ async fn scenario(root: &Path, bins: &Path, socket: &Path) -> Result<()> {
         Err(e) => refused(&format!("launch {hello} after removal"), &e),
     }
     Ok(())
+}
+
+/// The demo's signing keys, one per publisher of the examples.
+struct Keys {
+    contoso: SecretKey,
+    fabrikam: SecretKey,
+    dir: std::path::PathBuf,
+}
+
+const CONTOSO: &str = "CN=Contoso Ltd, O=Contoso, L=Zurich, C=CH";
+const FABRIKAM: &str = "CN=Fabrikam Inc, O=Fabrikam, C=US";
+
+impl Keys {
+    /// New keys, written as `appipc key new` writes them (the demo shows their files).
+    fn make(root: &Path) -> Result<Keys> {
+        let dir = root.join("keys");
+        std::fs::create_dir_all(&dir)?;
+        let keys = Keys {
+            contoso: SecretKey::generate(CONTOSO).context("making a key")?,
+            fabrikam: SecretKey::generate(FABRIKAM).context("making a key")?,
+            dir,
+        };
+        for k in [&keys.contoso, &keys.fabrikam] {
+            println!("   $ appipc key new --publisher {:?}", k.publisher().as_str());
+            std::fs::write(keys.public_file(k), k.public_key().to_file_text())?;
+        }
+        Ok(keys)
+    }
+
+    fn public_file(&self, k: &SecretKey) -> std::path::PathBuf {
+        let name = if k.publisher().as_str() == CONTOSO { "contoso" } else { "fabrikam" };
+        self.dir.join(format!("{name}.public.toml"))
+    }
+
+    /// Packs `dir` into `root/NAME.appipc`, signed with its publisher's key.
+    fn pack(&self, dir: &Path, root: &Path, name: &str) -> Result<std::path::PathBuf> {
+        let m = appipc_model::manifest::load(dir)?;
+        let key = if m.identity.publisher == CONTOSO { &self.contoso } else { &self.fabrikam };
+        let file = root.join(format!("{name}.appipc"));
+        crate::packaging::pack_dir(dir, key, &file)?;
+        Ok(file)
+    }
+}
+
+/// Installs a package file, consenting to its restricted capabilities as `install --yes` does.
+async fn install_file(pm: &PackageManager, file: &Path) -> Result<appipc::DeploymentResult> {
+    let preview = pm.inspect_package(file).await?;
+    for c in &preview.consent_needed {
+        println!(
+            "   consent  {} asks for {}: lets it {} (the demo grants it, as --yes does)",
+            preview.family_name, c.name, c.allows
+        );
+    }
+    let consent = preview.consent_needed.iter().map(|c| c.name.clone()).collect();
+    Ok(pm.add_package_with(file, &AddPackageOptions { consent }).await?)
+}
+
+/// An install refusal with its HRESULT.
+fn coded(e: &appipc::Error) -> String {
+    match e.windows_code() {
+        appipc::WindowsCode::HResult(c) => format!("{e} (HRESULT {c:#010X})"),
+        _ => e.to_string(),
+    }
+}
+
+/// Changes one byte of the named entry's content in a package file (tar: 512-byte headers,
+/// name at 0, octal size at 124, data padded to 512).
+fn flip_a_byte_of(archive: &mut [u8], name: &str) -> Result<()> {
+    let mut at = 0usize;
+    while at + 512 <= archive.len() {
+        let header = &archive[at..at + 512];
+        if header.iter().all(|b| *b == 0) {
+            break;
+        }
+        let entry = String::from_utf8_lossy(&header[..100]).trim_end_matches('\0').to_owned();
+        let size_text = String::from_utf8_lossy(&header[124..136]);
+        let size =
+            usize::from_str_radix(size_text.trim_matches(|c: char| c == '\0' || c == ' '), 8)?;
+        if entry == name && size > 0 {
+            archive[at + 512 + size / 2] ^= 0x01;
+            return Ok(());
+        }
+        at += 512 + size.div_ceil(512) * 512;
+    }
+    bail!("{name} is not in the package file")
 }
 
 /// Calls from this (unpackaged) process: one allowed, and each refusal with its Windows status.

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use appipc::json;
-use appipc::management::{InstallOutcome, PackageInfo, ProcessInfo};
+use appipc::management::{PackageInfo, ProcessInfo};
 use appipc::{ActivateOptions, ApplicationActivationManager, PackageManager, Session, TrustLevel};
 use appipc_model::identity::{PackageFamilyName, PackageFullName, PackageName, PublisherId};
 use clap::{Parser, Subcommand};
@@ -13,6 +13,8 @@ use clap::{Parser, Subcommand};
 mod daemon;
 mod demo;
 mod logging;
+mod packaging;
+mod relay;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -35,11 +37,20 @@ enum Command {
     /// Compute package identities exactly as Windows does (no broker needed).
     #[command(subcommand)]
     Identity(IdentityCommand),
-    /// Install a package folder (with appipc.toml), or upgrade to a newer version.
-    Install {
-        /// The package folder.
-        dir: PathBuf,
-    },
+    /// Install a package file signed by a trusted key (or, in developer mode, a package
+    /// folder), or upgrade to a newer version; asks before granting restricted capabilities.
+    Install(packaging::InstallArgs),
+    /// Pack a package folder into one signed package file (.appipc).
+    Pack(packaging::PackArgs),
+    /// Signing keys.
+    #[command(subcommand)]
+    Key(packaging::KeyCommand),
+    /// The keys trusted to sign packages, each for its publisher.
+    #[command(subcommand)]
+    Trust(packaging::TrustCommand),
+    /// Developer mode: whether package folders may install unsigned (off by default).
+    #[command(subcommand, name = "dev-mode")]
+    DevMode(packaging::DevModeCommand),
     /// Check a package folder's manifest without installing it.
     Check {
         /// The package folder.
@@ -58,7 +69,9 @@ enum Command {
     },
     /// Launch an application: PFN (its first application) or PFN!AppId.
     Launch {
-        /// Wait for the app to exit, forward its stdin/stdout/stderr, exit with its status.
+        /// Wait for the app to exit and exit with its status, relaying stdin/stdout/stderr
+        /// (through a new pty where they are a terminal, else pipes: never the terminal itself),
+        /// window-size changes and SIGHUP/SIGINT/SIGQUIT/SIGTERM.
         #[arg(long)]
         wait: bool,
         /// PFN or PFN!AppId.
@@ -233,7 +246,7 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("appipc: {e:#}");
+            eprintln!("appipc: {}", show(&format!("{e:#}")));
             ExitCode::FAILURE
         }
     }
@@ -248,6 +261,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Daemon => daemon::run_foreground(),
+        Command::Pack(args) => packaging::pack(args).map(|()| ExitCode::SUCCESS),
+        Command::Key(c) => packaging::key(c).map(|()| ExitCode::SUCCESS),
         Command::Demo => demo::run(),
         other => runtime()?.block_on(client(other)),
     }
@@ -331,26 +346,9 @@ async fn client(command: Command) -> Result<ExitCode> {
     }
     let session = daemon::connect_or_start().await?;
     match command {
-        Command::Install { dir } => {
-            let r = PackageManager::new(&session)
-                .add_package(&dir)
-                .await
-                .with_context(|| format!("installing {}", dir.display()))?;
-            for n in &r.not_granted {
-                eprintln!("appipc: capability {} declared but not granted: {}", n.name, n.reason);
-            }
-            match r.outcome {
-                InstallOutcome::Installed => println!("installed {}", r.full_name),
-                InstallOutcome::Upgraded => println!(
-                    "upgraded {} to {}",
-                    r.replaced.as_deref().unwrap_or("(unknown)"),
-                    r.full_name
-                ),
-                InstallOutcome::AlreadyInstalled => {
-                    println!("{} is already installed", r.full_name)
-                }
-            }
-        }
+        Command::Install(args) => packaging::install(&session, args).await?,
+        Command::Trust(c) => packaging::trust(&session, c).await?,
+        Command::DevMode(c) => packaging::dev_mode(&session, c).await?,
         Command::List { json } => {
             let pkgs = PackageManager::new(&session).find_packages().await?;
             if json {
@@ -366,36 +364,26 @@ async fn client(command: Command) -> Result<ExitCode> {
                 .with_context(|| format!("removing {family_name}"))?;
             println!("removed {full} (stopped {stopped} running process(es))");
         }
-        Command::Launch { wait, target, args } => {
+        Command::Launch { wait: true, target, args } => {
+            return relay::launch_and_wait(&session, &target, &args).await;
+        }
+        Command::Launch { wait: false, target, args } => {
             let aam = ApplicationActivationManager::new(&session);
-            let mut options = ActivateOptions { notify_exit: wait, ..Default::default() };
-            if wait {
-                options.stdio = Some(daemon::own_stdio()?);
-            }
             let (pid, aumid) = aam
-                .activate_application(&target, &args, options)
+                .activate_application(&target, &args, ActivateOptions::default())
                 .await
                 .with_context(|| format!("launching {target}"))?;
-            if !wait {
-                println!("launched {aumid} (pid {pid})");
-                return Ok(ExitCode::SUCCESS);
-            }
-            let status = session.wait_for_exit(pid).await?;
-            return Ok(match (status.code, status.signal) {
-                (Some(c), _) => ExitCode::from(u8::try_from(c).unwrap_or(1)),
-                (None, Some(s)) => {
-                    eprintln!("appipc: {aumid} was killed by signal {s}");
-                    ExitCode::from(u8::try_from(128 + s).unwrap_or(1))
-                }
-                _ => ExitCode::FAILURE,
-            });
+            println!("launched {aumid} (pid {pid})");
+            return Ok(ExitCode::SUCCESS);
         }
         Command::Ps { json } => {
-            let procs = PackageManager::new(&session).running_processes().await?;
+            let pm = PackageManager::new(&session);
+            let procs = pm.running_processes().await?;
+            let signed = packaging::signed_families(&pm.find_packages().await?);
             if json {
-                println!("{}", serde_json::to_string_pretty(&processes_json(&procs))?);
+                println!("{}", serde_json::to_string_pretty(&processes_json(&procs, &signed))?);
             } else {
-                print_processes(&procs);
+                print_processes(&procs, &signed);
             }
         }
         Command::AppService(c) => return app_service(&session, c).await,
@@ -415,6 +403,8 @@ async fn client(command: Command) -> Result<ExitCode> {
         Command::Identity(_)
         | Command::Check { .. }
         | Command::Daemon
+        | Command::Pack(_)
+        | Command::Key(_)
         | Command::Demo
         | Command::Stop
         | Command::Status => {
@@ -438,6 +428,7 @@ pub(crate) fn print_packages(pkgs: &[PackageInfo]) {
         println!("  name         {} {}", p.name, p.version);
         println!("  publisher    {} ({})", p.publisher, p.publisher_id);
         println!("  full name    {}", p.full_name);
+        println!("  signature    {}", packaging::signature(p));
         let list = |v: &[String]| if v.is_empty() { "(none)".to_owned() } else { v.join(", ") };
         println!("  capabilities {}", list(&p.capabilities));
         let refused: Vec<String> = p
@@ -480,6 +471,10 @@ fn packages_json(pkgs: &[PackageInfo]) -> serde_json::Value {
                     "install_location": p.install_location,
                     "data_location": p.data_location,
                     "installed_at": p.installed_at,
+                    "signer": p.signer.as_ref().map(|s| serde_json::json!({
+                        "key_id": s.key_id,
+                        "publisher": s.publisher,
+                    })),
                     "applications": p.applications.iter().map(|a| serde_json::json!({
                         "id": a.id,
                         "app_user_model_id": format!("{}!{}", p.family_name, a.id),
@@ -492,11 +487,16 @@ fn packages_json(pkgs: &[PackageInfo]) -> serde_json::Value {
     )
 }
 
-fn print_processes(procs: &[ProcessInfo]) {
+fn print_processes(procs: &[ProcessInfo], signed: &std::collections::HashMap<String, bool>) {
     println!("{:>8}  {:<12}  {:<48}  CONFINEMENT", "PID", "TRUST", "APP");
     for p in procs {
+        let mark = if signed.get(&p.package_family_name.to_ascii_lowercase()) == Some(&false) {
+            "  [unsigned (developer mode)]"
+        } else {
+            ""
+        };
         println!(
-            "{:>8}  {:<12}  {:<48}  {}",
+            "{:>8}  {:<12}  {:<48}  {}{mark}",
             p.pid,
             trust_str(p.trust),
             p.app_user_model_id,
@@ -505,7 +505,10 @@ fn print_processes(procs: &[ProcessInfo]) {
     }
 }
 
-fn processes_json(procs: &[ProcessInfo]) -> serde_json::Value {
+fn processes_json(
+    procs: &[ProcessInfo],
+    signed: &std::collections::HashMap<String, bool>,
+) -> serde_json::Value {
     serde_json::Value::Array(
         procs
             .iter()
@@ -517,6 +520,7 @@ fn processes_json(procs: &[ProcessInfo]) -> serde_json::Value {
                     "trust": trust_str(p.trust),
                     "started_at": p.started_at,
                     "confinement": p.confinement,
+                    "signed": signed.get(&p.package_family_name.to_ascii_lowercase()),
                 })
             })
             .collect(),
@@ -751,7 +755,7 @@ async fn objects(session: &Session, json: bool) -> Result<()> {
             println!(
                 "{}\\{}  {}  {} handle(s)  created by {creator}",
                 o.namespace,
-                o.name,
+                show(&o.name),
                 object_type(o.object_type),
                 o.handles
             );
@@ -788,6 +792,11 @@ fn decision_json(d: &appipc::diagnostics::DecisionRecord) -> serde_json::Value {
     })
 }
 
+/// Text a client chose, escaped for the terminal (`appipc::wire::text::printable`).
+fn show(s: &str) -> std::borrow::Cow<'_, str> {
+    appipc::wire::text::printable(s)
+}
+
 fn print_decision(d: &appipc::diagnostics::DecisionRecord) {
     let who = if d.caller.package_family_name.is_empty() {
         format!("unpackaged pid {}", d.caller.pid)
@@ -801,19 +810,19 @@ fn print_decision(d: &appipc::diagnostics::DecisionRecord) {
         )
     };
     let verdict = if d.allowed { "ALLOWED" } else { "REFUSED" };
-    let object = if d.object.is_empty() { String::new() } else { format!(" {}", d.object) };
+    let object = if d.object.is_empty() { String::new() } else { format!(" {}", show(&d.object)) };
     let rights = match (d.asked, d.granted) {
         (Some(a), Some(g)) => format!(" (asked {a:#x}, granted {g:#x})"),
         _ => String::new(),
     };
-    println!("#{} {verdict} {}.{}{object}{rights}", d.seq, d.mechanism, d.operation);
-    println!("    caller   {who}");
-    println!("    rule     {}", d.rule);
+    println!("#{} {verdict} {}.{}{object}{rights}", d.seq, d.mechanism, show(&d.operation));
+    println!("    caller   {}", show(&who));
+    println!("    rule     {}", show(&d.rule));
     if let Some(r) = &d.remedy {
-        println!("    to allow {r}");
+        println!("    to allow {}", show(r));
     }
     if let Some(m) = &d.manifest {
-        println!("    manifest {m}");
+        println!("    manifest {}", show(m));
     }
 }
 

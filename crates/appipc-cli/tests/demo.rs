@@ -11,20 +11,32 @@ fn the_demo_shows_each_decision() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "the demo failed:\n{stdout}\n{stderr}");
-    for step in 1..=12 {
+    for step in 1..=13 {
         assert!(stdout.contains(&format!("== {step}. ")), "step {step} missing:\n{stdout}");
     }
     let expect = [
-        // 4: an app container may not deploy packages.
+        // 2: the examples install as signed files, with consent for runFullTrust.
+        "ALLOWED  install hello.appipc -> Contoso.Hello_1.0.0.0",
+        "asks for runFullTrust",
+        // 3: an unsigned folder, another publisher's claim, a tampered file.
+        "needs developer mode, which is off",
+        "untrusted key: the package is signed by key",
+        "bin/hello-app: hash mismatch",
+        // 4: who signed what.
+        "signature    signed by key",
+        // 11: developer mode, and a folder never replaces a signed package.
+        "an unsigned folder may not replace it",
+        "listed as unsigned (developer mode)",
+        // 5: an app container may not deploy packages.
         "install refused: Contoso.Hello_cvnpggrrsm18p (appcontainer) may not deploy packages",
-        // 5: the host's files are not in the container.
+        // 6: the host's files are not in the container.
         "refused: No such file or directory",
-        // 7: an unknown app service is reported as Windows reports it.
+        // 8: an unknown app service is reported as Windows reports it.
         "open refused: AppServiceUnavailable (3)",
-        // 8: a file token is single use; an undeclared publisher cache folder is refused.
+        // 9: a file token is single use; an undeclared publisher cache folder is refused.
         "is unknown, already redeemed or removed",
         "does not declare the publisher cache folder",
-        // 9: a mapping without an entry is refused, with one it is read-only; the event is set
+        // 10: a mapping without an entry is refused, with one it is read-only; the event is set
         // by the other package and seen by the creator.
         r"\frame: open refused:",
         "(error 5)",

@@ -18,6 +18,9 @@ version = "1.0.0.0"
 [capabilities]
 general = ["internetClient"]
 
+[publisher-cache]
+folders = ["Shared"]
+
 [[application]]
 id = "App"
 executable = "bin/escape-check"
@@ -35,7 +38,7 @@ fn run(b: &TestBroker, args: &[&str]) -> (i32, String, String) {
 }
 
 fn install(b: &TestBroker, dir: &Path) -> String {
-    let (code, out, err) = run(b, &["install", dir.to_str().unwrap()]);
+    let (code, out, err) = run(b, &["install", "--yes", dir.to_str().unwrap()]);
     assert_eq!(code, 0, "{err}");
     let full = out.trim().rsplit(' ').next().unwrap().to_owned();
     let parts: Vec<&str> = full.split('_').collect();
@@ -108,6 +111,8 @@ fn matrix(user: Option<(u32, u32)>) {
     let port = tcp.local_addr().unwrap().port().to_string();
     let host_pid = std::process::id().to_string();
     let own_data = b.home.join("data").join(&escape).join("LocalState");
+    let publisher_id = escape.rsplit('_').next().unwrap().to_owned();
+    let shared = b.home.join("cache/publisher").join(&publisher_id).join("Shared");
     let install_dir = walk(&b.home.join("packages"))
         .into_iter()
         .find(|p| {
@@ -140,6 +145,10 @@ fn matrix(user: Option<(u32, u32)>) {
             own_data.to_str().unwrap(),
             "--install-dir",
             install_dir.to_str().unwrap(),
+            "--writable",
+            own_data.to_str().unwrap(),
+            "--writable",
+            shared.to_str().unwrap(),
         ],
     );
     let who = if user.is_some() { "unprivileged broker" } else { "root broker" };
@@ -151,8 +160,38 @@ fn matrix(user: Option<(u32, u32)>) {
             .and_then(Value::as_bool)
             .unwrap_or_else(|| panic!("{who}: no check {k}: {out}"))
     };
-    for allowed in ["own_data_write_read", "install_dir_read", "usr_bin_env_read"] {
-        assert!(ok(allowed), "{who}: {allowed} must work: {}", v[allowed]);
+    let writable_dirs: Vec<String> = v
+        .as_object()
+        .unwrap()
+        .keys()
+        .filter_map(|k| k.strip_prefix("writable:").map(str::to_owned))
+        .collect();
+    for dir in ["/tmp", "/dev/shm", own_data.to_str().unwrap(), shared.to_str().unwrap()] {
+        assert!(writable_dirs.iter().any(|d| d == dir), "{who}: {dir} not checked: {out}");
+    }
+    assert!(writable_dirs.iter().any(|d| d == "$TMPDIR"), "{who}: $TMPDIR checked: {out}");
+    let mut allowed: Vec<String> = [
+        "own_data_write_read",
+        "install_dir_read",
+        "usr_bin_env_read",
+        "sockets_allowed",
+        "device_write_null",
+        "device_write_full",
+        "device_read:/dev/zero",
+        "device_read:/dev/urandom",
+        "mmap_exec_anonymous",
+        "marker",
+        "id_maps",
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    allowed.extend(writable_dirs.iter().map(|d| format!("writable:{d}")));
+    // Every check is judged before the test fails, so that one run shows all that got through.
+    let mut problems = Vec::new();
+    for allowed in &allowed {
+        if !ok(allowed) {
+            problems.push(format!("{allowed} must work: {}", v[allowed]));
+        }
     }
     for escape in [
         "home_file_read",
@@ -172,14 +211,31 @@ fn matrix(user: Option<(u32, u32)>) {
         "mount_tmpfs",
         "unshare_user",
         "bpf_prog_load",
-    ] {
-        assert!(!ok(escape), "{who}: {escape} must fail: {}", v[escape]);
-        assert!(
-            v[escape]["errno"].as_i64().is_some(),
-            "{who}: {escape} failed with an errno: {}",
-            v[escape]
-        );
+        "device_chmod",
+        "device_touch",
+        "device_chown",
+        "mknod_char",
+        "setuid_chmod",
+        "setgid_chmod",
+        "setuid_create",
+        "setuid_mknod",
+        "fanotify_init",
+        "inotify_usr",
+        "signal_init",
+    ]
+    .into_iter()
+    .map(str::to_owned)
+    .chain(writable_dirs.iter().flat_map(|d| [format!("exec:{d}"), format!("mmap_exec:{d}")]))
+    {
+        let escape = escape.as_str();
+        if ok(escape) {
+            problems.push(format!("{escape} must fail: {}", v[escape]));
+        } else if v[escape]["errno"].as_i64().is_none() {
+            problems.push(format!("{escape} must fail with an errno: {}", v[escape]));
+        }
     }
+    sockets_are_refused(who, &v, &mut problems);
+    assert!(problems.is_empty(), "{who}: {} problems:\n{}", problems.len(), problems.join("\n"));
     // It ran as the packaged app, in a pid namespace of its own, with no capabilities.
     assert_eq!(v["identity"]["package_family_name"], escape.as_str(), "{out}");
     let status = v["status"]["detail"].as_str().unwrap_or_default().to_owned();
@@ -187,8 +243,131 @@ fn matrix(user: Option<(u32, u32)>) {
         assert!(status.contains(expected), "{who}: {expected} in {status}");
     }
     let nspid = status.split("; ").find(|f| f.starts_with("NSpid:")).unwrap_or_default();
-    // The /proc inside belongs to the new pid namespace, which sees the app as pid 1.
-    assert_eq!(nspid, "NSpid: 1", "{who}: pid 1 of its own pid namespace");
+    // The /proc inside belongs to the new pid namespace: pid 1 is appipc's init, the app 2.
+    assert_eq!(nspid, "NSpid: 2", "{who}: pid 2 of its own pid namespace");
+    uid_model(who, user, &v, &b, &escape, &own_data, &shared);
+}
+
+/// Socket families other than unix/inet/inet6/netlink, netlink protocols other than route and
+/// MPTCP are refused inside. Only what the host kernel has can tell (an absent family gives
+/// the same error): those are checked, the others skipped with a note.
+fn sockets_are_refused(who: &str, v: &Value, problems: &mut Vec<String>) {
+    let errnos = |k: &str| -> Vec<i64> {
+        v[k]["errnos"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{who}: no check {k}: {v}"))
+            .iter()
+            .map(|e| e.as_i64().unwrap())
+            .collect()
+    };
+    let types = [libc::SOCK_STREAM, libc::SOCK_DGRAM, libc::SOCK_SEQPACKET, libc::SOCK_RAW];
+    let mut checked = Vec::new();
+    let mut absent = Vec::new();
+    for family in 0..50 {
+        if appipc_sys::seccomp::ALLOWED_SOCKET_FAMILIES.contains(&family) {
+            continue;
+        }
+        let on_host = types.iter().any(|ty| {
+            appipc_sys::probe::socket(family, *ty, 0).err().and_then(|e| e.raw_os_error())
+                != Some(libc::EAFNOSUPPORT)
+        });
+        let key = format!("socket_family_{family}");
+        if !on_host {
+            absent.push(family);
+            continue;
+        }
+        checked.push(family);
+        if !errnos(&key).iter().all(|e| *e == i64::from(libc::EAFNOSUPPORT)) {
+            problems.push(format!(
+                "address family {family} must be refused (EAFNOSUPPORT): {}",
+                v[&key]
+            ));
+        }
+    }
+    assert!(checked.contains(&libc::AF_VSOCK) || absent.contains(&libc::AF_VSOCK));
+    eprintln!(
+        "{who}: families refused inside: {checked:?}; absent from this kernel (skipped): {absent:?}"
+    );
+    let mut absent = Vec::new();
+    for protocol in 1..32 {
+        let key = format!("netlink_{protocol}");
+        let on_host = appipc_sys::probe::socket(libc::AF_NETLINK, libc::SOCK_RAW, protocol)
+            .err()
+            .and_then(|e| e.raw_os_error())
+            != Some(libc::EPROTONOSUPPORT);
+        if !on_host {
+            absent.push(protocol);
+            continue;
+        }
+        if !errnos(&key).iter().all(|e| *e == i64::from(libc::EPROTONOSUPPORT)) {
+            problems.push(format!(
+                "netlink protocol {protocol} must be refused (EPROTONOSUPPORT): {}",
+                v[&key]
+            ));
+        }
+    }
+    eprintln!("{who}: netlink protocols absent from this kernel (skipped): {absent:?}");
+    let mptcp = appipc_sys::seccomp::IPPROTO_MPTCP;
+    for (family, key) in [(libc::AF_INET, "mptcp_inet"), (libc::AF_INET6, "mptcp_inet6")] {
+        if appipc_sys::probe::socket(family, libc::SOCK_STREAM, mptcp).is_err() {
+            eprintln!("{who}: SKIPPED {key}: MPTCP does not work on this host");
+            continue;
+        }
+        if v[key]["errno"].as_i64() != Some(i64::from(libc::EPROTONOSUPPORT)) {
+            problems.push(format!("{key}: MPTCP must be refused (EPROTONOSUPPORT): {}", v[key]));
+        }
+    }
+}
+
+/// The app runs as uid 1000 inside, which is the package's own host uid under a root broker
+/// and the broker's under an unprivileged one; its files belong to that uid; the broker can
+/// still clear and remove them.
+fn uid_model(
+    who: &str,
+    user: Option<(u32, u32)>,
+    v: &Value,
+    b: &TestBroker,
+    pfn: &str,
+    own_data: &Path,
+    shared: &Path,
+) {
+    use std::os::unix::fs::MetadataExt;
+    let status = v["status"]["detail"].as_str().unwrap_or_default();
+    assert!(status.contains("Uid: 1000 1000 1000 1000"), "{who}: {status}");
+    assert!(status.contains("Gid: 1000 1000 1000 1000"), "{who}: {status}");
+    let maps = v["id_maps"]["detail"].as_str().unwrap_or_default();
+    let host_uid: u32 = maps
+        .strip_prefix("uid_map: 1000 ")
+        .and_then(|r| r.split(' ').next())
+        .and_then(|u| u.parse().ok())
+        .unwrap_or_else(|| panic!("{who}: one mapped uid, 1000 inside: {maps}"));
+    assert_ne!(host_uid, 0, "{who}: the app must not be host root: {maps}");
+    match user {
+        Some((uid, _)) => assert_eq!(host_uid, uid, "{who}: the broker's uid: {maps}"),
+        None => assert!(
+            appipc_model::sandbox::PACKAGE_IDS.contains(&host_uid),
+            "{who}: a package uid from the documented range: {maps}"
+        ),
+    }
+    // What the app left in its folders is its own, on the host too.
+    let marker = std::fs::metadata(own_data.join("escape-check.marker")).unwrap();
+    assert_eq!(marker.uid(), host_uid, "{who}: the app's file belongs to its uid");
+    let data_dir = own_data.parent().unwrap();
+    assert_eq!(
+        std::fs::metadata(data_dir).unwrap().uid(),
+        host_uid,
+        "{who}: {}",
+        data_dir.display()
+    );
+    // The broker still manages them.
+    std::fs::write(shared.join("left-by-test"), "x").unwrap();
+    let publisher_id = pfn.rsplit('_').next().unwrap();
+    let (code, _, err) = run(b, &["publisher-cache", "clear", publisher_id, "Shared"]);
+    assert_eq!(code, 0, "{who}: clearing the publisher cache: {err}");
+    assert_eq!(std::fs::read_dir(shared).unwrap().count(), 0, "{who}: cleared");
+    let (code, _, err) = run(b, &["remove", pfn]);
+    assert_eq!(code, 0, "{who}: removing the package: {err}");
+    assert!(!data_dir.exists(), "{who}: app data removed: {}", data_dir.display());
 }
 
 #[test]
@@ -284,4 +463,264 @@ fn broad_file_system_access_grants_the_home_but_not_appipc_or_other_apps() {
         run(&b, &["launch", "--wait", &plain, "--", "--home-file", secret.to_str().unwrap()]);
     let v: Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(v["home_file_read"]["ok"], false, "{out}");
+}
+
+/// Output read from a pty master in the background.
+struct Screen {
+    seen: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+}
+
+impl Screen {
+    fn new(master: std::os::fd::OwnedFd) -> Screen {
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let s = seen.clone();
+        std::thread::spawn(move || {
+            let mut f = std::fs::File::from(master);
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = std::io::Read::read(&mut f, &mut buf) {
+                if n == 0 {
+                    break;
+                }
+                s.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        });
+        Screen { seen }
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.seen.lock().unwrap()).into_owned()
+    }
+
+    /// Waits until `what` was printed; false if it was not within a minute (a liveness bound:
+    /// the step is stuck, not slow).
+    fn wait_for(&self, what: &str) -> bool {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while std::time::Instant::now() < deadline {
+            if self.text().contains(what) {
+                return true;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        false
+    }
+}
+
+/// `launch --wait` run in a terminal: the app gets a pty of the CLI's, never the terminal; its
+/// terminal-mode changes do not outlive it; window-size changes and signals reach it.
+fn terminal(user: Option<(u32, u32)>) {
+    use appipc_sys::pty::{self, TerminalMode, WindowSize};
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::MetadataExt;
+    let who = if user.is_some() { "unprivileged broker" } else { "root broker" };
+    let b = match user {
+        Some((uid, gid)) => TestBroker::start_as(uid, gid, &[]),
+        None => TestBroker::start(),
+    };
+    let dir = assemble_manifest(ESCAPE, &b.root.path().join(unique("escape")), &bin_dir()).unwrap();
+    readable_by_all(&dir);
+    let pfn = install(&b, &dir);
+
+    // The user's terminal.
+    let term = pty::open().unwrap();
+    pty::set_window_size(&term.master, WindowSize { rows: 33, cols: 77, x_pixels: 0, y_pixels: 0 })
+        .unwrap();
+    let tty_path = std::fs::read_link(format!("/proc/self/fd/{}", term.slave.as_raw_fd())).unwrap();
+    if let Some((uid, gid)) = user {
+        std::os::unix::fs::chown(&tty_path, Some(uid), Some(gid)).unwrap();
+    }
+    let mode_before = std::fs::metadata(&tty_path).unwrap().mode();
+    let termios_before = TerminalMode::get(&term.slave).unwrap();
+    let rdev = pty::device_of(&term.slave).unwrap().to_string();
+
+    let mut cmd = b.cli();
+    cmd.args(["launch", "--wait", &pfn, "--", "--tty-check", &rdev]);
+    cmd.stdin(term.slave.try_clone().unwrap())
+        .stdout(term.slave.try_clone().unwrap())
+        .stderr(term.slave.try_clone().unwrap());
+    pty::spawn_in_terminal(&mut cmd);
+    let mut cli = cmd.spawn().unwrap();
+    let screen = Screen::new(term.master.try_clone().unwrap());
+
+    let mut problems = Vec::new();
+    let ready = screen.wait_for("ready");
+    let json = screen.text().lines().find(|l| l.starts_with('{')).map(str::to_owned);
+    let v: Value = json.as_deref().and_then(|j| serde_json::from_str(j).ok()).unwrap_or_default();
+    if !ready || v.is_null() {
+        problems.push(format!("the app did not start in the terminal: {:?}", screen.text()));
+    }
+    if v["host_tty_fd"]["ok"] != false {
+        problems.push(format!("the app got the terminal itself: {}", v["host_tty_fd"]));
+    }
+    for (i, fd) in v["tty_fds"].as_array().cloned().unwrap_or_default().iter().enumerate() {
+        if fd["terminal"] != true {
+            problems.push(format!("fd {i} is not a terminal for the app: {fd}"));
+        }
+    }
+    if v["tty_winsize"]["detail"] != "33x77" {
+        problems.push(format!("the window size was not passed on: {}", v["tty_winsize"]));
+    }
+    if v["ctty"]["ok"] != true {
+        problems.push(format!("the app has no controlling terminal: {}", v["ctty"]));
+    }
+    if ready {
+        // A new size: the kernel tells the CLI (SIGWINCH), the CLI must tell the app.
+        let size = WindowSize { rows: 40, cols: 100, x_pixels: 0, y_pixels: 0 };
+        pty::set_window_size(&term.master, size).unwrap();
+        if !screen.wait_for("winsize 40x100") {
+            problems
+                .push(format!("the new window size did not reach the app: {:?}", screen.text()));
+        }
+        rustix::io::write(&term.master, b"hello\r").unwrap();
+        if !screen.wait_for("got:hello") {
+            problems.push(format!("typed input did not reach the app: {:?}", screen.text()));
+        }
+    }
+    // SIGTERM to the CLI ends the app (forwarded), and the CLI ends as the app did.
+    let pidfd = appipc_sys::process::pidfd_open(cli.id()).unwrap();
+    appipc_sys::process::send_signal(&pidfd, appipc_sys::process::ProcessSignal::TERM).unwrap();
+    let status = cli.wait().unwrap();
+    if status.code() != Some(128 + 15) {
+        problems.push(format!("the CLI must end as the app did (SIGTERM, 143): {status}"));
+    }
+    if TerminalMode::get(&term.slave).unwrap() != termios_before {
+        problems.push("the terminal's modes were not restored (the app's no-echo stuck)".into());
+    }
+    let mode_after = std::fs::metadata(&tty_path).unwrap().mode();
+    if mode_after != mode_before {
+        problems.push(format!(
+            "the terminal's mode changed from {mode_before:o} to {mode_after:o} ({})",
+            v["tty_chmod"]
+        ));
+    }
+    assert!(
+        problems.is_empty(),
+        "{who}: {} problems:\n{}\nscreen: {:?}\n{}",
+        problems.len(),
+        problems.join("\n"),
+        screen.text(),
+        b.log()
+    );
+}
+
+#[test]
+fn the_terminal_is_relayed_with_a_root_broker() {
+    if rustix::process::getuid().as_raw() != 0 {
+        eprintln!("SKIPPED the_terminal_is_relayed_with_a_root_broker: not root");
+        return;
+    }
+    terminal(None);
+}
+
+#[test]
+fn the_terminal_is_relayed_with_an_unprivileged_broker() {
+    if rustix::process::getuid().as_raw() != 0 {
+        terminal(None);
+        return;
+    }
+    let Some(user) = lookup_user(UNPRIVILEGED_USER) else {
+        assert!(std::env::var_os("CI").is_none(), "CI must create the user {UNPRIVILEGED_USER}");
+        eprintln!(
+            "SKIPPED the_terminal_is_relayed_with_an_unprivileged_broker: no user {UNPRIVILEGED_USER}"
+        );
+        return;
+    };
+    terminal(Some(user));
+}
+
+/// `launch --wait` with its output redirected to a file and its input from a pipe: the app
+/// gets pipes of the CLI's, not the file (whose mode it could change) nor the pipe; input
+/// reaches it and SIGTERM to the CLI ends it.
+fn redirected(user: Option<(u32, u32)>) {
+    use std::os::unix::fs::MetadataExt;
+    let who = if user.is_some() { "unprivileged broker" } else { "root broker" };
+    let b = match user {
+        Some((uid, gid)) => TestBroker::start_as(uid, gid, &[]),
+        None => TestBroker::start(),
+    };
+    let dir = assemble_manifest(ESCAPE, &b.root.path().join(unique("escape")), &bin_dir()).unwrap();
+    readable_by_all(&dir);
+    let pfn = install(&b, &dir);
+    let out_path = b.root.path().join(unique("out-"));
+    let out = std::fs::File::create(&out_path).unwrap();
+    std::fs::set_permissions(&out_path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    if let Some((uid, gid)) = user {
+        std::os::unix::fs::chown(&out_path, Some(uid), Some(gid)).unwrap();
+    }
+    let m = std::fs::metadata(&out_path).unwrap();
+    let id = format!("{}:{}", m.dev(), m.ino());
+    let mut cli = b
+        .cli()
+        .args(["launch", "--wait", &pfn, "--", "--fd-check", &id])
+        .stdin(std::process::Stdio::piped())
+        .stdout(out)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let written = |what: &str| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while std::time::Instant::now() < deadline {
+            if std::fs::read_to_string(&out_path).unwrap_or_default().contains(what) {
+                return true;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        false
+    };
+    let mut problems = Vec::new();
+    // Kept open until the CLI has ended (wait() would close it: an end of input, not a signal).
+    let mut input = cli.stdin.take().unwrap();
+    if written("ready") {
+        input.write_all(b"hello\n").unwrap();
+        if !written("got:hello") {
+            problems.push("input from the pipe did not reach the app".to_owned());
+        }
+    } else {
+        problems.push("the app did not start".to_owned());
+    }
+    let text = std::fs::read_to_string(&out_path).unwrap_or_default();
+    let v: Value = text
+        .lines()
+        .find(|l| l.starts_with('{'))
+        .and_then(|l| serde_json::from_str(l).ok())
+        .unwrap_or_default();
+    if v["host_fd"]["ok"] != false {
+        problems.push(format!("the app got the CLI's own file: {}", v["host_fd"]));
+    }
+    let pidfd = appipc_sys::process::pidfd_open(cli.id()).unwrap();
+    appipc_sys::process::send_signal(&pidfd, appipc_sys::process::ProcessSignal::TERM).unwrap();
+    let status = cli.wait().unwrap();
+    drop(input);
+    if status.code() != Some(128 + 15) {
+        problems.push(format!("SIGTERM must reach the app and the CLI end with 143: {status}"));
+    }
+    let mode = std::fs::metadata(&out_path).unwrap().mode() & 0o7777;
+    if mode != 0o600 {
+        problems.push(format!("the file's mode changed to {mode:o} ({})", v["fd_chmod"]));
+    }
+    assert!(problems.is_empty(), "{who}: {}\noutput: {text}\n{}", problems.join("\n"), b.log());
+}
+
+#[test]
+fn redirected_stdio_is_relayed_with_a_root_broker() {
+    if rustix::process::getuid().as_raw() != 0 {
+        eprintln!("SKIPPED redirected_stdio_is_relayed_with_a_root_broker: not root");
+        return;
+    }
+    redirected(None);
+}
+
+#[test]
+fn redirected_stdio_is_relayed_with_an_unprivileged_broker() {
+    if rustix::process::getuid().as_raw() != 0 {
+        redirected(None);
+        return;
+    }
+    let Some(user) = lookup_user(UNPRIVILEGED_USER) else {
+        assert!(std::env::var_os("CI").is_none(), "CI must create the user {UNPRIVILEGED_USER}");
+        eprintln!(
+            "SKIPPED redirected_stdio_is_relayed_with_an_unprivileged_broker: no user {UNPRIVILEGED_USER}"
+        );
+        return;
+    };
+    redirected(Some(user));
 }

@@ -139,6 +139,31 @@ fn a_connection_flood_does_not_lock_out_the_user() {
     drop(idle);
 }
 
+#[test]
+fn an_unpackaged_session_hoarder_shares_the_users_cap() {
+    let (b, _c) = broker_with("connections = 64");
+    let pid = b.pid();
+    answered(&b);
+    let fds0 = fds_of(pid);
+    // One connection opens sessions over itself until refused, and keeps them, idle.
+    let (kept, err) = rt().block_on(async {
+        let s = b.session();
+        let mut kept = Vec::new();
+        loop {
+            match s.call_with_fds(appipc_wire::protocol::broker::OpenSession {}, &[]).await {
+                Ok((_, fds)) => kept.push(fds),
+                Err(e) => break (kept, e),
+            }
+            assert!(kept.len() < 1000, "OpenSession is not bounded");
+        }
+    });
+    assert!(kept.len() < 64, "{} sessions opened over one", kept.len());
+    assert_eq!(err.windows_code(), appipc::WindowsCode::Win32(1816), "{err}");
+    // The idle ones make room for a new client of the user.
+    answered(&b);
+    eventually("the broker's fds bounded by the cap", || fds_of(pid) <= fds0 + 64 + 16);
+}
+
 fn install_probe(b: &TestBroker) -> String {
     let text = "[package]\nname = \"Contoso.Hoarder\"\npublisher = \"CN=Contoso Ltd, O=Contoso, L=Zurich, C=CH\"\n\
                 version = \"1.0.0.0\"\n\n[[application]]\nid = \"App\"\nexecutable = \"bin/access-probe\"\n";

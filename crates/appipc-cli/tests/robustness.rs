@@ -100,7 +100,8 @@ fn truncated_frame_closes_the_connection() {
     let b = TestBroker::start();
     let bystander = raw(&b);
     let bad = raw(&b);
-    let whole = Frame::request(5, packages::Install { path: "/tmp/x".into() }).to_cbor();
+    let whole =
+        Frame::request(5, packages::Install { path: "/tmp/x".into(), consent: None }).to_cbor();
     socket::send(&bad, &whole[..whole.len() - 3], &[], Blocking::Yes).unwrap();
     assert!(closed_with(&bad).expect("closed").contains("protocol violation"));
     assert_alive(&b, &bystander);

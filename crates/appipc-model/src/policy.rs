@@ -13,6 +13,7 @@ use crate::manifest::{Capabilities, RUN_FULL_TRUST};
 use crate::named_objects::{
     self as objects, Namespace, ObjectName, ObjectType, SecurityDescriptor,
 };
+use crate::package_file::{self, PackageFileError, PublicKey};
 use crate::principal::Principal;
 
 /// The restricted capability that lets a packaged app deploy packages
@@ -65,11 +66,66 @@ pub enum FullTrustTarget {
     Ready,
 }
 
+/// Who signed a package: the key's id (64 hex digits) and the publisher it speaks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SignedBy<'a> {
+    /// The key id.
+    pub key_id: &'a str,
+    /// The publisher the key speaks for.
+    pub publisher: &'a str,
+}
+
 /// What is being asked.
 #[derive(Debug, Clone)]
 pub enum Operation<'a> {
     /// Install or upgrade a package.
     InstallPackage,
+    /// Install from a folder of loose files (Windows' `Add-AppxPackage -Register`), which only
+    /// developer mode allows.
+    InstallFromFolder {
+        /// Whether developer mode is on.
+        developer_mode: bool,
+    },
+    /// Accept the signer of a package file whose signature verified.
+    AcceptSigner {
+        /// The key the signature verifies with.
+        signer: &'a PublicKey,
+        /// The manifest's `Identity@Publisher`.
+        publisher: &'a str,
+        /// The user's trust store.
+        trusted: &'a [PublicKey],
+    },
+    /// Replace the installed version of a family (an upgrade, or the same version again).
+    ReplacePackage {
+        /// The family.
+        family_name: &'a str,
+        /// Who signed the installed version (`None`: unsigned, from a folder).
+        installed: Option<SignedBy<'a>>,
+        /// Who signed the incoming one (`None`: unsigned, from a folder).
+        incoming: Option<SignedBy<'a>>,
+    },
+    /// Grant the restricted capabilities a package declares that its installed version was
+    /// not granted (all of them for a new package).
+    GrantRestrictedCapabilities {
+        /// The package's family.
+        family_name: &'a str,
+        /// The restricted capabilities that need consent.
+        needed: &'a [String],
+        /// Those the user consented to.
+        consented: &'a [String],
+    },
+    /// Add a key to the trust store, or remove one.
+    ChangeTrustStore {
+        /// The key id.
+        key_id: &'a str,
+    },
+    /// Turn developer mode on or off.
+    SetDeveloperMode {
+        /// On or off.
+        enabled: bool,
+    },
+    /// Read the trust store and whether developer mode is on.
+    ReadDeploymentPolicy,
     /// Remove a package.
     RemovePackage {
         /// Its family.
@@ -181,6 +237,13 @@ impl Operation<'_> {
     pub fn mechanism(&self) -> &'static str {
         match self {
             Operation::InstallPackage
+            | Operation::InstallFromFolder { .. }
+            | Operation::AcceptSigner { .. }
+            | Operation::ReplacePackage { .. }
+            | Operation::GrantRestrictedCapabilities { .. }
+            | Operation::ChangeTrustStore { .. }
+            | Operation::SetDeveloperMode { .. }
+            | Operation::ReadDeploymentPolicy
             | Operation::RemovePackage { .. }
             | Operation::QueryPackage { .. } => "packages",
             Operation::Shutdown => "broker",
@@ -205,6 +268,13 @@ impl Operation<'_> {
     pub fn name(&self) -> &str {
         match self {
             Operation::InstallPackage => "install",
+            Operation::InstallFromFolder { .. } => "install-folder",
+            Operation::AcceptSigner { .. } => "accept-signer",
+            Operation::ReplacePackage { .. } => "replace",
+            Operation::GrantRestrictedCapabilities { .. } => "grant-restricted-capabilities",
+            Operation::ChangeTrustStore { .. } => "change-trust-store",
+            Operation::SetDeveloperMode { .. } => "set-developer-mode",
+            Operation::ReadDeploymentPolicy => "read-deployment-policy",
             Operation::RemovePackage { .. } => "remove",
             Operation::QueryPackage { .. } => "query",
             Operation::Shutdown => "shutdown",
@@ -226,7 +296,19 @@ impl Operation<'_> {
     /// What the operation is about, in words (an object name, a package, a service).
     pub fn object(&self) -> String {
         match self {
-            Operation::InstallPackage | Operation::Shutdown => String::new(),
+            Operation::InstallPackage
+            | Operation::InstallFromFolder { .. }
+            | Operation::ReadDeploymentPolicy
+            | Operation::Shutdown => String::new(),
+            Operation::AcceptSigner { signer, .. } => format!("key {}", signer.id()),
+            Operation::ChangeTrustStore { key_id } => format!("key {key_id}"),
+            Operation::SetDeveloperMode { enabled } => {
+                format!("developer mode {}", if *enabled { "on" } else { "off" })
+            }
+            Operation::ReplacePackage { family_name, .. }
+            | Operation::GrantRestrictedCapabilities { family_name, .. } => {
+                (*family_name).to_owned()
+            }
             Operation::RemovePackage { family_name }
             | Operation::QueryPackage { family_name }
             | Operation::Launch { family_name } => (*family_name).to_owned(),
@@ -255,6 +337,8 @@ impl Operation<'_> {
         match self {
             Operation::RemovePackage { family_name }
             | Operation::QueryPackage { family_name }
+            | Operation::ReplacePackage { family_name, .. }
+            | Operation::GrantRestrictedCapabilities { family_name, .. }
             | Operation::Launch { family_name } => (*family_name).to_owned(),
             Operation::OpenAppService { provider, .. } => (*provider).to_owned(),
             Operation::RemoveFileToken { source, .. } => (*source).to_owned(),
@@ -358,30 +442,97 @@ pub struct NotGranted {
     pub reason: String,
 }
 
-/// The capabilities a package is granted at install out of those it declares: general,
-/// restricted and device capabilities as declared; a custom capability never by its
-/// declaration alone (Windows grants one only with a valid signed custom capability
-/// descriptor, which this broker does not verify yet), so it is refused with the reason.
-pub fn grant_capabilities(declared: &Capabilities) -> (Vec<String>, Vec<NotGranted>) {
-    let granted = declared
-        .general
-        .iter()
-        .chain(&declared.restricted)
-        .chain(&declared.device)
-        .cloned()
-        .collect();
-    let refused = declared
-        .custom
-        .iter()
-        .map(|c| NotGranted {
+/// The capabilities a package is granted at install out of those it declares: general and
+/// device capabilities as declared; a restricted capability only when the user consented to it
+/// (`consented`, case-insensitive: what `appipc install` asked for on a terminal or `--yes`
+/// accepted); a custom capability never by its declaration alone (Windows grants one only with
+/// a valid signed custom capability descriptor, which this broker does not verify yet). Each
+/// declared capability that is not granted comes back with the reason.
+pub fn grant_capabilities(
+    declared: &Capabilities,
+    consented: &[String],
+) -> (Vec<String>, Vec<NotGranted>) {
+    let consented_to = |c: &str| consented.iter().any(|x| x.eq_ignore_ascii_case(c));
+    let mut granted: Vec<String> = declared.general.clone();
+    let mut refused = Vec::new();
+    for c in &declared.restricted {
+        if consented_to(c) {
+            granted.push(c.clone());
+        } else {
+            refused.push(NotGranted {
+                name: c.clone(),
+                reason: "a restricted capability is granted only with the user's consent at \
+                         install, and none was given for it"
+                    .to_owned(),
+            });
+        }
+    }
+    granted.extend(declared.device.iter().cloned());
+    refused.extend(declared.custom.iter().map(|c| {
+        NotGranted {
             name: c.as_str().to_owned(),
             reason: "a custom capability is granted only with a valid signed custom capability \
-                     descriptor (CustomCapability.SCCD), and this broker verifies none yet; \
-                     declaring it grants nothing"
+                 descriptor (CustomCapability.SCCD), and this broker verifies none yet; \
+                 declaring it grants nothing"
                 .to_owned(),
-        })
-        .collect();
+        }
+    }));
     (granted, refused)
+}
+
+/// The restricted capabilities `declared` that were not granted before (`granted_before`: the
+/// installed version's grants, empty for a new package), case-insensitive, in declaration
+/// order: what an install must ask the user about. An upgrade that adds one asks again; one
+/// that keeps the same set asks nothing.
+pub fn restricted_needing_consent(
+    declared: &Capabilities,
+    granted_before: &[String],
+) -> Vec<String> {
+    declared
+        .restricted
+        .iter()
+        .filter(|c| !granted_before.iter().any(|g| g.eq_ignore_ascii_case(c)))
+        .cloned()
+        .collect()
+}
+
+/// The Windows code a package file refusal is answered with (deployment `HRESULT`s, as
+/// `Add-AppxPackage` reports them; see `docs/packaging.md`).
+pub fn package_file_code(e: &PackageFileError) -> HResult {
+    use PackageFileError as E;
+    match e {
+        E::Unsigned { .. } => HResult::TrustNoSignature,
+        E::BadSignature { .. } | E::BadSignatureFile(_) => HResult::TrustSubjectNotTrusted,
+        E::PublisherMismatch { .. } => HResult::BadFormat,
+        E::UntrustedKey { .. } => HResult::CertUntrustedRoot,
+        E::HashMismatch { .. } | E::SizeMismatch { .. } | E::ModeMismatch { .. } => {
+            HResult::AppxBlockHashInvalid
+        }
+        E::NotInBlockMap { .. }
+        | E::MissingFromArchive { .. }
+        | E::DuplicateEntry { .. }
+        | E::BadBlockMap { .. }
+        | E::ManifestMissing => HResult::AppxInvalidBlockMap,
+        E::MissingBlockMap { .. } | E::ManifestNotThird { .. } => HResult::AppxMissingRequiredFile,
+        E::InvalidManifest(_) | E::ManifestNotUtf8 { .. } | E::ManifestTooLarge { .. } => {
+            HResult::AppxInvalidManifest
+        }
+        E::Truncated { .. } | E::BadHeader { .. } | E::BadArchive { .. } => {
+            HResult::AppxCorruptContent
+        }
+        _ => HResult::InstallOpenPackageFailed,
+    }
+}
+
+fn only_the_user(who: &Principal, what: &str) -> Decision {
+    if who.package.is_none() {
+        Decision::allow(format!("the user's own unpackaged process may {what}"))
+    } else {
+        Decision::denied(format!(
+            "{} may not {what}: only the user's own unpackaged processes may",
+            who.describe()
+        ))
+    }
 }
 
 /// Decides one operation.
@@ -400,6 +551,124 @@ pub fn decide(who: &Principal, op: &Operation<'_>) -> Decision {
                      {PACKAGE_MANAGEMENT}"
                 ))
                 .remedy(format!("declare the restricted capability {PACKAGE_MANAGEMENT}"))
+                .at(own, "capabilities")
+            }
+        }
+        Operation::InstallFromFolder { developer_mode } => {
+            if *developer_mode {
+                Decision::allow("developer mode is on: packages install from folders")
+            } else {
+                Decision::deny(
+                    ErrorKind::AccessDenied,
+                    HResult::InstallPolicyFailure,
+                    "installing from a folder (loose files) needs developer mode, which is off",
+                )
+                .remedy(
+                    "pack and sign the folder (appipc pack DIR --key KEY) and install the file, \
+                     or turn developer mode on (appipc dev-mode on)",
+                )
+            }
+        }
+        Operation::AcceptSigner { signer, publisher, trusted } => {
+            match package_file::authorize_signer(signer, publisher, trusted.iter()) {
+                Ok(()) => Decision::allow(format!(
+                    "the signature verifies with key {}, which the user trusts for {publisher:?}",
+                    signer.id()
+                )),
+                Err(e @ PackageFileError::PublisherMismatch { .. }) => {
+                    Decision::deny(ErrorKind::InvalidPackage, package_file_code(&e), e.to_string())
+                        .remedy(format!(
+                            "sign it with a key made for {publisher:?} (appipc key new --publisher \
+                             ...), or name the key's publisher in the manifest"
+                        ))
+                }
+                Err(e) => {
+                    Decision::deny(ErrorKind::AccessDenied, package_file_code(&e), e.to_string())
+                        .remedy(format!(
+                            "if you trust its publisher, add their public key: appipc trust add \
+                         PUBLIC_KEY_FILE (key {})",
+                            signer.id()
+                        ))
+                }
+            }
+        }
+        Operation::ReplacePackage { family_name, installed, incoming } => match (
+            installed, incoming,
+        ) {
+            (None, _) => Decision::allow(format!(
+                "the installed version of {family_name} is unsigned (developer mode); a checked \
+                 install may replace it"
+            )),
+            (Some(old), None) => Decision::deny(
+                ErrorKind::AccessDenied,
+                HResult::InstallPolicyFailure,
+                format!(
+                    "{family_name} is installed from a package signed by key {} for {:?}; an \
+                     unsigned folder may not replace it (it would take over its app data)",
+                    old.key_id, old.publisher
+                ),
+            )
+            .remedy(format!(
+                "install a package file signed by a key trusted for {:?}, or remove {family_name} \
+                 first (its app data goes with it)",
+                old.publisher
+            )),
+            (Some(old), Some(new)) if new.publisher == old.publisher => Decision::allow(format!(
+                "signed by key {}, trusted for {:?}, the publisher of the installed version",
+                new.key_id, old.publisher
+            )),
+            (Some(old), Some(new)) => Decision::deny(
+                ErrorKind::InvalidPackage,
+                HResult::BadFormat,
+                format!(
+                    "the installed version of {family_name} was signed for {:?}; this one is \
+                     signed by key {} for {:?} (an upgrade must be signed for the same publisher)",
+                    old.publisher, new.key_id, new.publisher
+                ),
+            ),
+        },
+        Operation::GrantRestrictedCapabilities { family_name, needed, consented } => {
+            let missing: Vec<&str> = needed
+                .iter()
+                .filter(|n| !consented.iter().any(|c| c.eq_ignore_ascii_case(n)))
+                .map(String::as_str)
+                .collect();
+            if needed.is_empty() {
+                Decision::allow(format!("{family_name} asks for no new restricted capability"))
+            } else if missing.is_empty() {
+                Decision::allow(format!(
+                    "the user consented to the restricted capabilities {}",
+                    needed.join(", ")
+                ))
+            } else {
+                Decision::deny(
+                    ErrorKind::AccessDenied,
+                    HResult::AccessDenied,
+                    format!(
+                        "{family_name} declares the restricted capabilities {}, which need the \
+                         user's consent, and none was given for {}",
+                        needed.join(", "),
+                        missing.join(", ")
+                    ),
+                )
+                .remedy(
+                    "answer yes when appipc install asks on a terminal, or pass --yes (SDK: \
+                     AddPackageOptions::consent)",
+                )
+            }
+        }
+        Operation::ChangeTrustStore { .. } => only_the_user(who, "change the trust store"),
+        Operation::SetDeveloperMode { .. } => only_the_user(who, "turn developer mode on or off"),
+        Operation::ReadDeploymentPolicy => {
+            if who.package.is_none() {
+                Decision::allow("the user's own unpackaged process may read the deployment policy")
+            } else if who.has_capability(PACKAGE_MANAGEMENT) {
+                Decision::allow(format!("{me} was granted {PACKAGE_MANAGEMENT}"))
+            } else {
+                Decision::denied(format!(
+                    "{me} may not read the trust store or developer mode: it was not granted \
+                     {PACKAGE_MANAGEMENT}"
+                ))
                 .at(own, "capabilities")
             }
         }
@@ -843,11 +1112,16 @@ trust-level = "mediumIL"
 "#,
         )
         .unwrap();
-        let (granted, refused) = grant_capabilities(&m.capabilities);
+        let (granted, refused) = grant_capabilities(&m.capabilities, &["RUNFULLTRUST".into()]);
         assert_eq!(granted, ["internetClient", "runFullTrust"]);
         assert_eq!(refused.len(), 1);
         assert_eq!(refused[0].name, "Contoso.secret_cvnpggrrsm18p");
         assert!(refused[0].reason.contains("signed custom capability descriptor"));
+        // Without consent the restricted one is not granted either.
+        let (granted, refused) = grant_capabilities(&m.capabilities, &[]);
+        assert_eq!(granted, ["internetClient"]);
+        assert_eq!(refused[0].name, "runFullTrust");
+        assert!(refused[0].reason.contains("consent"), "{}", refused[0].reason);
     }
 
     #[test]
@@ -871,5 +1145,115 @@ trust-level = "mediumIL"
             decide(&a, &Operation::UseHandle { handle: 3, owned: false }).code,
             WindowsCode::Win32(6)
         );
+    }
+
+    const CONTOSO: &str = "CN=Contoso Ltd, O=Contoso, L=Zurich, C=CH";
+
+    #[test]
+    fn folder_installs_need_developer_mode() {
+        let u = Principal::unpackaged();
+        let d = decide(&u, &Operation::InstallFromFolder { developer_mode: false });
+        assert!(!d.allowed);
+        assert_eq!(d.code, WindowsCode::HResult(0x8007_3CFF), "ERROR_INSTALL_POLICY_FAILURE");
+        assert!(d.rule.contains("developer mode"), "{}", d.rule);
+        assert!(d.remedy.as_deref().unwrap().contains("appipc pack"), "{:?}", d.remedy);
+        assert!(decide(&u, &Operation::InstallFromFolder { developer_mode: true }).allowed);
+    }
+
+    #[test]
+    fn the_signer_must_be_trusted_for_the_manifests_publisher() {
+        use crate::package_file::SecretKey;
+        let u = Principal::unpackaged();
+        let contoso = SecretKey::from_seed(CONTOSO, [1; 32]).unwrap().public_key();
+        let mallory = SecretKey::from_seed(CONTOSO, [2; 32]).unwrap().public_key();
+        let trusted = [contoso.clone()];
+        let op =
+            |signer, publisher| Operation::AcceptSigner { signer, publisher, trusted: &trusted };
+        assert!(decide(&u, &op(&contoso, CONTOSO)).allowed);
+        let d = decide(&u, &op(&mallory, CONTOSO));
+        assert!(!d.allowed);
+        assert_eq!(d.code, WindowsCode::HResult(0x800B_0109), "CERT_E_UNTRUSTEDROOT");
+        assert!(d.rule.contains(&mallory.id().to_string()), "{}", d.rule);
+        assert!(d.remedy.as_deref().unwrap().contains("appipc trust add"), "{:?}", d.remedy);
+        let d = decide(&u, &op(&contoso, "CN=Contoso"));
+        assert_eq!(d.code, WindowsCode::HResult(0x8007_000B), "ERROR_BAD_FORMAT");
+        assert!(d.rule.contains(&format!("{CONTOSO:?}")) && d.rule.contains("\"CN=Contoso\""));
+    }
+
+    #[test]
+    fn a_signed_package_is_replaced_only_by_one_signed_for_its_publisher() {
+        let u = Principal::unpackaged();
+        let k1 = SignedBy { key_id: "k1", publisher: CONTOSO };
+        let k2 = SignedBy { key_id: "k2", publisher: CONTOSO };
+        let other = SignedBy { key_id: "k3", publisher: "CN=Contoso" };
+        let op =
+            |installed, incoming| Operation::ReplacePackage { family_name: A, installed, incoming };
+        assert!(decide(&u, &op(None, None)).allowed);
+        assert!(decide(&u, &op(None, Some(k1))).allowed);
+        assert!(decide(&u, &op(Some(k1), Some(k2))).allowed, "another key trusted for Contoso");
+        let d = decide(&u, &op(Some(k1), None));
+        assert!(!d.allowed);
+        assert_eq!(d.code, WindowsCode::HResult(0x8007_3CFF));
+        assert!(d.rule.contains("unsigned folder may not replace it"), "{}", d.rule);
+        let d = decide(&u, &op(Some(k1), Some(other)));
+        assert!(!d.allowed);
+        assert!(d.rule.contains("\"CN=Contoso\"") && d.rule.contains(&format!("{CONTOSO:?}")));
+    }
+
+    #[test]
+    fn restricted_capabilities_need_consent_and_upgrades_ask_for_new_ones() {
+        let m = crate::manifest::parse(
+            "[package]\nname = \"Contoso.A\"\npublisher = \"CN=Contoso\"\nversion = \"1.0.0.0\"\n\n\
+             [capabilities]\nrestricted = [\"runFullTrust\", \"broadFileSystemAccess\"]\n\n\
+             [[application]]\nid = \"App\"\nexecutable = \"a\"\n",
+        )
+        .unwrap();
+        let caps = &m.capabilities;
+        assert_eq!(
+            restricted_needing_consent(caps, &[]),
+            ["runFullTrust", "broadFileSystemAccess"]
+        );
+        assert_eq!(
+            restricted_needing_consent(caps, &["internetClient".into(), "RUNFULLTRUST".into()]),
+            ["broadFileSystemAccess"]
+        );
+        assert!(restricted_needing_consent(caps, &caps.restricted).is_empty());
+
+        let u = Principal::unpackaged();
+        let needed = restricted_needing_consent(caps, &[]);
+        let op = |consented| Operation::GrantRestrictedCapabilities {
+            family_name: A,
+            needed: &needed,
+            consented,
+        };
+        let some = ["runfulltrust".to_owned()];
+        let d = decide(&u, &op(&some));
+        assert!(!d.allowed);
+        assert!(d.rule.ends_with("none was given for broadFileSystemAccess"), "{}", d.rule);
+        assert!(d.remedy.as_deref().unwrap().contains("--yes"));
+        let all = ["runfulltrust".to_owned(), "broadFileSystemAccess".to_owned()];
+        assert!(decide(&u, &op(&all)).allowed);
+        let none =
+            Operation::GrantRestrictedCapabilities { family_name: A, needed: &[], consented: &[] };
+        assert!(decide(&u, &none).allowed);
+    }
+
+    #[test]
+    fn only_the_user_changes_the_deployment_policy() {
+        let u = Principal::unpackaged();
+        let manager = packaged(A, TrustLevel::FullTrust, &["packageManagement"]);
+        let plain = packaged(A, TrustLevel::AppContainer, &[]);
+        for op in [
+            Operation::ChangeTrustStore { key_id: "k" },
+            Operation::SetDeveloperMode { enabled: true },
+        ] {
+            assert!(decide(&u, &op).allowed);
+            let d = decide(&manager, &op);
+            assert!(!d.allowed, "{}", op.name());
+            assert!(d.rule.contains("only the user's own unpackaged processes"), "{}", d.rule);
+        }
+        assert!(decide(&u, &Operation::ReadDeploymentPolicy).allowed);
+        assert!(decide(&manager, &Operation::ReadDeploymentPolicy).allowed);
+        assert!(!decide(&plain, &Operation::ReadDeploymentPolicy).allowed);
     }
 }

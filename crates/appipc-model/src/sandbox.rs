@@ -2,36 +2,94 @@
 //! from the manifest and a few facts about the host, as data. `appipc-sys` carries it out
 //! (namespaces, binds, Landlock, seccomp); nothing here touches the system.
 //!
-//! The root is a read-only tmpfs holding only:
+//! The root is a read-only tmpfs (`ro,nosuid,nodev`) holding only:
 //!
-//! | inside | from | access |
-//! |---|---|---|
-//! | `/usr`, and `/bin`, `/sbin`, `/lib*` (as the host has them: links into `/usr` or folders) | host | read, execute |
-//! | a few files and folders of `/etc` (dynamic linker, users, time zone, certificates, alternatives) | host | read |
-//! | the package's install folder, at its real path | store | read, execute |
-//! | the package's app data folder (`LocalState`, …), at its real path | store | read, write |
-//! | `/tmp` | the package's `TempState` | read, write |
-//! | `/dev/shm` | a per-package folder in the runtime directory | read, write |
-//! | `/dev`: `null`, `zero`, `full`, `random`, `urandom`, `tty` | host devices | read, write |
-//! | `/proc` | a new procfs of the package's own pid namespace | read |
-//! | with `broadFileSystemAccess`: the user's home, at its real path, minus appipc's own state and runtime folders | host | read, write |
+//! | inside | from | mount options | Landlock |
+//! |---|---|---|---|
+//! | `/usr`, and `/bin`, `/sbin`, `/lib*` (as the host has them: links into `/usr` or folders) | host | `ro,nosuid,nodev` | read, execute |
+//! | a few files and folders of `/etc` (dynamic linker, users, time zone, certificates, alternatives) | host | `ro,nosuid,nodev` | read |
+//! | the package's install folder, at its real path | store | `ro,nosuid,nodev` | read, execute |
+//! | the package's app data folder (`LocalState`, …), at its real path | store | `rw,nosuid,nodev,noexec` | read, write |
+//! | `/tmp` (also `$TMPDIR`) | the package's `TempState` | `rw,nosuid,nodev,noexec` | read, write |
+//! | `/dev/shm` | a per-package folder in the runtime directory | `rw,nosuid,nodev,noexec` | read, write |
+//! | the publisher cache folders it declares, at their real paths | cache | `rw,nosuid,nodev,noexec` | read, write |
+//! | `/dev` | a tmpfs (mode 0755) | `rw,nosuid,nodev,noexec` | read |
+//! | `/dev/null`, `zero`, `full`, `random`, `urandom`, `tty` | host devices | `ro,nosuid,noexec` | read, write |
+//! | `/proc` | a new procfs of the package's own pid namespace | `rw,nosuid,nodev,noexec` | read |
+//! | with `broadFileSystemAccess`: the user's home, at its real path, minus appipc's own state and runtime folders | host | `rw,nosuid,nodev,noexec` | read, write |
 //!
 //! Nothing else of the host exists inside: not the home (without the capability), not `/run`,
 //! not the broker's socket, not other packages' folders.
+//!
+//! Every writable mount is `noexec` and its Landlock rule grants no execute right: code runs
+//! only from the system folders and the package's own install folder, as in a Windows app
+//! container, whose app data is not a place to run programs from. A JIT or an interpreter
+//! still works (anonymous `PROT_EXEC` memory is allowed); plugins ship in the package. Device
+//! binds are read-only mounts: the device can be read and written, but its owner, mode and
+//! times (host objects) cannot change.
 
+use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
+
+/// The uid (and gid) a confined process has inside its user namespace. It maps to the
+/// broker's uid under an unprivileged broker, to the package's own uid under a root broker.
+pub const INSIDE_ID: u32 = 1000;
+
+/// The gid, inside, of the package's publisher group (root broker only; see
+/// [`PUBLISHER_GIDS`]).
+pub const INSIDE_PUBLISHER_GID: u32 = 1001;
+
+/// Under a root broker, each package runs as its own host uid (and gid of the same number) from
+/// this range: 65536 ids from `0x7A000000` (2046820352), in the range systemd's
+/// `UIDS-GIDS.md` lists as unused (above the container range 524288–1879048191 that
+/// `systemd-nspawn` allocates from, below the signed-32-bit limit and systemd's foreign range).
+/// Not the `DynamicUser` range 61184–65519: systemd allocates there itself, checking only
+/// NSS and its own lock files, so it would not see appipc's ids. Every id appipc takes is
+/// checked against NSS first, as systemd recommends container managers do.
+pub const PACKAGE_IDS: RangeInclusive<u32> = 0x7A00_0000..=0x7A00_FFFF;
+
+/// Under a root broker, each publisher with a publisher cache folder has a host group from this
+/// range (the 65536 ids after [`PACKAGE_IDS`]); its packages' processes are members, its cache
+/// folders belong to it.
+pub const PUBLISHER_GIDS: RangeInclusive<u32> = 0x7A01_0000..=0x7A01_FFFF;
+
+/// How a host path is bound (the mount options in the table above).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// `ro,nosuid,nodev`.
+    ReadOnly,
+    /// `rw,nosuid,nodev,noexec`.
+    ReadWrite,
+    /// A device node: `ro,nosuid,noexec` (usable, its metadata unchangeable).
+    Device,
+}
+
+/// The host ids to try, in order, for a package family name or a publisher id `name` in
+/// `range`: the first comes from a hash of the name (FNV-1a of its lower-case form, so one name
+/// gets the same id again on any machine that has it free), then every other id of the range
+/// once. The caller takes the first that nothing else uses.
+pub fn id_candidates(name: &str, range: RangeInclusive<u32>) -> impl Iterator<Item = u32> {
+    let mut hash: u32 = 0x811c_9dc5;
+    for b in name.to_ascii_lowercase().bytes() {
+        hash ^= u32::from(b);
+        hash = hash.wrapping_mul(0x0100_0193);
+    }
+    let (start, size) = (*range.start(), u64::from(*range.end() - *range.start()) + 1);
+    let first = u64::from(hash) % size;
+    (0..size).map(move |i| start + u32::try_from((first + i) % size).expect("within the range"))
+}
 
 /// One step of building the sandbox's file system.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Mount {
-    /// Bind a host path at `target`; read-only unless `writable`. Missing sources are skipped.
+    /// Bind a host path at `target`, with `access`. Missing sources are skipped.
     Bind {
         /// Host path.
         source: PathBuf,
         /// Path inside.
         target: PathBuf,
-        /// Read-write.
-        writable: bool,
+        /// How.
+        access: Access,
     },
     /// A symbolic link at `link` pointing to `target`.
     Symlink {
@@ -103,7 +161,8 @@ pub struct SandboxPlan {
     pub mounts: Vec<Mount>,
     /// Landlock: host paths whose trees may be read and executed.
     pub read_exec: Vec<PathBuf>,
-    /// Landlock: host paths whose trees may be read and written (not executed from).
+    /// Landlock: host paths whose trees may be read and written, not executed from (nor may
+    /// devices be made there).
     pub read_write: Vec<PathBuf>,
     /// Landlock: host files (devices) that may be read and written.
     pub read_write_files: Vec<PathBuf>,
@@ -144,13 +203,13 @@ pub const DEVICES: &[&str] =
 /// The top-level host paths whose shape the plan mirrors.
 pub const TOP_LEVEL: &[&str] = &["/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"];
 
-fn bind(source: &Path, writable: bool) -> Mount {
-    Mount::Bind { source: source.to_path_buf(), target: source.to_path_buf(), writable }
+fn bind(source: &Path, access: Access) -> Mount {
+    Mount::Bind { source: source.to_path_buf(), target: source.to_path_buf(), access }
 }
 
 /// Computes the plan.
 pub fn plan(input: &PlanInput<'_>) -> SandboxPlan {
-    let mut mounts = vec![bind(Path::new("/usr"), false)];
+    let mut mounts = vec![bind(Path::new("/usr"), Access::ReadOnly)];
     let mut read_exec = vec![PathBuf::from("/usr")];
     for (path, entry) in input.top_level {
         match entry {
@@ -158,21 +217,21 @@ pub fn plan(input: &PlanInput<'_>) -> SandboxPlan {
                 mounts.push(Mount::Symlink { target: target.clone(), link: path.clone() })
             }
             HostEntry::Dir => {
-                mounts.push(bind(path, false));
+                mounts.push(bind(path, Access::ReadOnly));
                 read_exec.push(path.clone());
             }
             HostEntry::Missing => {}
         }
     }
     for e in ETC_ENTRIES {
-        mounts.push(bind(Path::new(e), false));
+        mounts.push(bind(Path::new(e), Access::ReadOnly));
         read_exec.push(PathBuf::from(e));
     }
     let mut read_write = Vec::new();
     if input.broad_file_system_access
         && let Some(home) = input.user_home
     {
-        mounts.push(bind(home, true));
+        mounts.push(bind(home, Access::ReadWrite));
         read_write.push(home.to_path_buf());
         for h in input.hidden {
             if h.starts_with(home) {
@@ -180,24 +239,28 @@ pub fn plan(input: &PlanInput<'_>) -> SandboxPlan {
             }
         }
     }
-    mounts.push(bind(input.install_dir, false));
+    mounts.push(bind(input.install_dir, Access::ReadOnly));
     read_exec.push(input.install_dir.to_path_buf());
-    mounts.push(bind(input.data_dir, true));
+    mounts.push(bind(input.data_dir, Access::ReadWrite));
     read_write.push(input.data_dir.to_path_buf());
     for folder in input.publisher_cache {
-        mounts.push(bind(folder, true));
+        mounts.push(bind(folder, Access::ReadWrite));
         read_write.push(folder.clone());
     }
     let temp = input.data_dir.join("TempState");
     mounts.push(Mount::Bind {
         source: temp.clone(),
         target: PathBuf::from("/tmp"),
-        writable: true,
+        access: Access::ReadWrite,
     });
+    // Landlock walks up from a file through the mounts as the process sees them: from /tmp it
+    // reaches the TempState folder (the root of that mount) and then the root tmpfs, never the
+    // data folder above TempState on the host. So TempState needs a rule of its own.
+    read_write.push(temp);
     mounts.push(Mount::Tmpfs { target: PathBuf::from("/dev") });
     let mut read_write_files = Vec::new();
     for d in DEVICES {
-        mounts.push(bind(Path::new(d), true));
+        mounts.push(bind(Path::new(d), Access::Device));
         read_write_files.push(PathBuf::from(d));
     }
     for (link, target) in [
@@ -211,7 +274,7 @@ pub fn plan(input: &PlanInput<'_>) -> SandboxPlan {
     mounts.push(Mount::Bind {
         source: input.shm_dir.to_path_buf(),
         target: PathBuf::from("/dev/shm"),
-        writable: true,
+        access: Access::ReadWrite,
     });
     read_write.push(input.shm_dir.to_path_buf());
     mounts.push(Mount::Proc { target: PathBuf::from("/proc") });
@@ -293,12 +356,51 @@ mod tests {
         assert!(p.mounts.contains(&Mount::Bind {
             source: "/home/u/.local/share/appipc/packages/P_1".into(),
             target: "/home/u/.local/share/appipc/packages/P_1".into(),
-            writable: false
+            access: Access::ReadOnly
         }));
+        // /tmp is TempState, and Landlock needs a rule on that mount's root itself.
+        assert!(p.mounts.contains(&Mount::Bind {
+            source: "/home/u/.local/share/appipc/data/P_x/TempState".into(),
+            target: "/tmp".into(),
+            access: Access::ReadWrite
+        }));
+        assert!(
+            p.read_write.contains(&PathBuf::from("/home/u/.local/share/appipc/data/P_x/TempState"))
+        );
+        // Every writable bind is of the app's own (or granted) folders; devices are devices.
+        for m in &p.mounts {
+            if let Mount::Bind { source, access, .. } = m {
+                match access {
+                    Access::ReadWrite => assert!(
+                        p.read_write.contains(source)
+                            || source.starts_with("/home/u/.local/share/appipc/data/P_x"),
+                        "{m:?}"
+                    ),
+                    Access::Device => assert!(source.starts_with("/dev/"), "{m:?}"),
+                    Access::ReadOnly => assert!(!p.read_write.contains(source), "{m:?}"),
+                }
+            }
+        }
         assert!(p.read_write.contains(&PathBuf::from("/home/u/.local/share/appipc/data/P_x")));
         assert!(!p.read_write.iter().any(|x| x.starts_with("/usr")));
         assert_eq!(p.home, Path::new("/home/u/.local/share/appipc/data/P_x/LocalState"));
         assert!(p.scoped && p.deny_tcp);
+    }
+
+    #[test]
+    fn id_candidates_cover_the_range_once_from_a_stable_start() {
+        let a: Vec<u32> = id_candidates("Contoso.Hello_x1", 10..=19).collect();
+        assert_eq!(a.len(), 10);
+        let mut sorted = a.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, (10..=19).collect::<Vec<_>>());
+        assert_eq!(id_candidates("contoso.hello_X1", 10..=19).next(), Some(a[0]), "case-blind");
+        let first = id_candidates("Contoso.Hello_x1", PACKAGE_IDS).next().unwrap();
+        assert!(PACKAGE_IDS.contains(&first));
+        assert_eq!(first, id_candidates("Contoso.Hello_x1", PACKAGE_IDS).next().unwrap());
+        assert_ne!(first, id_candidates("Fabrikam.Tools_x2", PACKAGE_IDS).next().unwrap());
+        assert!(!PACKAGE_IDS.contains(PUBLISHER_GIDS.start()), "the ranges are apart");
+        assert!(*PUBLISHER_GIDS.end() < 0x8000_0000, "below the signed 32-bit limit");
     }
 
     #[test]

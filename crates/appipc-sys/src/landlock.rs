@@ -44,8 +44,9 @@ pub struct LandlockRules {
     /// Read and execute below these paths (directories or single files): system folders,
     /// the package's install folder, the bits of `/etc` it needs.
     pub read_exec: Vec<PathBuf>,
-    /// Everything below these paths (directories or single files such as `/dev/null`): the
-    /// app's own data folders. On a file this is read, write, truncate and device ioctls.
+    /// Everything below these paths but execute and making character or block devices
+    /// (directories or single files such as `/dev/null`): the app's own data folders. On a
+    /// file this is read, write, truncate and device ioctls.
     pub read_write: Vec<PathBuf>,
     /// Forbid connecting to abstract unix sockets created outside the sandbox (ABI 6).
     pub scope_abstract_unix: bool,
@@ -287,6 +288,8 @@ const FS_EXECUTE: u64 = 1 << 0;
 const FS_WRITE_FILE: u64 = 1 << 1;
 const FS_READ_FILE: u64 = 1 << 2;
 const FS_READ_DIR: u64 = 1 << 3;
+const FS_MAKE_CHAR: u64 = 1 << 6;
+const FS_MAKE_BLOCK: u64 = 1 << 11;
 const FS_REFER: u64 = 1 << 13;
 const FS_TRUNCATE: u64 = 1 << 14;
 const FS_IOCTL_DEV: u64 = 1 << 15;
@@ -383,10 +386,12 @@ fn negotiate(
 }
 
 /// The rights a rule grants on a directory (`is_dir`) or a file, within what is handled.
+/// Read-write grants every right but execute and making character or block devices: an app
+/// container does not run code from its own writable folders, nor make devices there.
 fn rights_for(access: PathAccess, is_dir: bool, handled: u64) -> u64 {
     let wanted = match access {
         PathAccess::ReadExec => FS_EXECUTE | FS_READ_FILE | FS_READ_DIR,
-        PathAccess::ReadWrite => u64::MAX,
+        PathAccess::ReadWrite => !(FS_EXECUTE | FS_MAKE_CHAR | FS_MAKE_BLOCK),
     };
     let applicable = if is_dir { u64::MAX } else { FS_FILE };
     wanted & applicable & handled
@@ -576,6 +581,10 @@ impl ChildStep for PreparedLandlock {
     fn apply(&self) -> io::Result<()> {
         self.restrict_self()
     }
+
+    fn name(&self) -> &'static str {
+        "landlock: restrict_self"
+    }
 }
 
 #[cfg(test)]
@@ -644,11 +653,13 @@ mod tests {
         let all = (1 << 16) - 1;
         assert_eq!(
             rights_for(PathAccess::ReadWrite, false, all),
-            FS_READ_FILE | FS_WRITE_FILE | FS_EXECUTE | FS_TRUNCATE | FS_IOCTL_DEV
+            FS_READ_FILE | FS_WRITE_FILE | FS_TRUNCATE | FS_IOCTL_DEV
         );
         assert_eq!(rights_for(PathAccess::ReadExec, false, all), FS_READ_FILE | FS_EXECUTE);
-        assert_eq!(rights_for(PathAccess::ReadWrite, true, all), all);
-        assert_eq!(rights_for(PathAccess::ReadWrite, true, FS_ABI1), FS_ABI1);
+        let no_exec_no_dev = !(FS_EXECUTE | FS_MAKE_CHAR | FS_MAKE_BLOCK);
+        assert_eq!(rights_for(PathAccess::ReadWrite, true, all), all & no_exec_no_dev);
+        assert_eq!(rights_for(PathAccess::ReadWrite, true, FS_ABI1), FS_ABI1 & no_exec_no_dev);
+        assert_eq!(FsRights(FS_MAKE_CHAR | FS_MAKE_BLOCK).to_string(), "make_char|make_block");
     }
 
     fn landlock_or_skip() -> bool {
@@ -758,6 +769,15 @@ mod tests {
         assert!(!out.status.success(), "{out:?}");
         let out = fx.sh(&format!("echo x > {0}/y && cat {0}/y", fx.path("rw").display()));
         assert!(out.status.success(), "{out:?}");
+
+        // Read-write is not execute: a program copied there does not run (it does from /usr).
+        let prog = fx.path("rw/true");
+        std::fs::copy("/bin/true", &prog).unwrap();
+        let out = fx.sh(&format!("{} && echo ran", prog.display()));
+        assert!(!String::from_utf8_lossy(&out.stdout).contains("ran"), "{out:?}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("Permission denied"), "{out:?}");
+        let out = fx.sh("/bin/true && echo ran");
+        assert!(String::from_utf8_lossy(&out.stdout).contains("ran"), "{out:?}");
     }
 
     #[test]

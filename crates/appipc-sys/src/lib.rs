@@ -2,15 +2,26 @@
 //!
 //! The other crates of the workspace forbid `unsafe` code; whatever they need from the kernel
 //! comes from here, built on [`rustix`] and the I/O-safe fd types (`OwnedFd`, `BorrowedFd`).
-//! Raw `libc` is used only for what rustix lacks (`SO_PEERPIDFD`, `close_range` flags,
-//! `PR_SET_PDEATHSIG` in a forked child), each call with a `SAFETY:` comment.
+//! Raw `libc` is used only for what rustix lacks (`SO_PEERPIDFD`, `close_range`,
+//! `mount_setattr`, signal masks and `sigwaitinfo`, a `fork` without atfork handlers in a
+//! forked child, seccomp and Landlock syscalls, NSS lookups), each call with a `SAFETY:`
+//! comment.
 //!
 //! * [`socket`]: `SOCK_SEQPACKET` unix sockets that carry fds with each message;
 //! * [`cred`]: who is on the other end of a socket (`SO_PEERCRED`, `SO_PEERPIDFD`);
 //! * [`process`]: spawning children with an exact fd table, pidfds, reaping;
-//! * [`fs`]: advisory locks for single-instance daemons;
+//! * [`sandbox`]: the app container: namespace holders, the mount plan, the waiter / init /
+//!   app processes of a confined launch and the error that names a failed set-up step;
+//! * [`landlock`], [`seccomp`]: the restrictions a confined child applies last;
+//! * [`ids`]: host ids for app containers under a root broker (NSS checks, giving a folder
+//!   tree to an id without following links);
+//! * [`pty`]: pseudo-terminals and terminal modes, for the CLI's terminal relay;
+//! * [`probe`]: single-syscall escape attempts, for the escape tests only;
+//! * [`memfd`], [`ring`]: sealed memfds and the shared-memory ring of file mappings;
+//! * [`fs`]: file-system helpers std lacks (advisory locks, reopening files);
 //! * [`dirfd`]: opening, creating and walking files beneath a directory fd without following
 //!   links (`openat2` `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS`), bounded reads;
+//! * [`env`]: what a process inherits (the session fd, the runtime directory);
 //! * [`aio`]: tokio wrappers for the above.
 //!
 //! ```
@@ -29,10 +40,12 @@ pub mod cred;
 pub mod dirfd;
 pub mod env;
 pub mod fs;
+pub mod ids;
 pub mod landlock;
 pub mod memfd;
 pub mod probe;
 pub mod process;
+pub mod pty;
 pub mod ring;
 pub mod sandbox;
 pub mod seccomp;

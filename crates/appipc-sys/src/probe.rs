@@ -253,6 +253,161 @@ pub fn create_file(path: &CStr) -> io::Result<()> {
     Ok(())
 }
 
+/// For escape tests: `socket(domain, ty, protocol)` (closed at once).
+pub fn socket(domain: i32, ty: i32, protocol: i32) -> io::Result<()> {
+    // SAFETY: socket takes three integers and touches no memory of this process; a returned fd
+    // is new and owned by nobody else, and is closed right here.
+    let fd = unsafe { libc::socket(domain, ty | libc::SOCK_CLOEXEC, protocol) };
+    check_int(fd)?;
+    // SAFETY: `fd` was just returned by socket() and is closed once.
+    unsafe { libc::close(fd) };
+    Ok(())
+}
+
+/// For escape tests: an unprivileged `fanotify_init` (`FAN_CLASS_NOTIF | FAN_REPORT_FID`, the
+/// form Linux 5.13+ allows without `CAP_SYS_ADMIN`), closed at once.
+pub fn fanotify_init() -> io::Result<()> {
+    const FAN_CLASS_NOTIF: libc::c_uint = 0;
+    const FAN_REPORT_FID: libc::c_uint = 0x200;
+    // SAFETY: fanotify_init takes two integers; a returned fd is new and closed right here.
+    let fd = unsafe {
+        libc::fanotify_init(FAN_CLASS_NOTIF | FAN_REPORT_FID, libc::O_RDONLY as libc::c_uint)
+    };
+    check_int(fd)?;
+    // SAFETY: `fd` was just returned and is closed once.
+    unsafe { libc::close(fd) };
+    Ok(())
+}
+
+/// For escape tests: `inotify_init1`, then a watch for opens on `path` (closed at once).
+pub fn inotify_watch(path: &CStr) -> io::Result<()> {
+    use rustix::fs::inotify;
+    let fd = inotify::init(inotify::CreateFlags::CLOEXEC)?;
+    inotify::add_watch(&fd, path, inotify::WatchFlags::OPEN)?;
+    Ok(())
+}
+
+/// For escape tests: `chmod(path, mode)`.
+pub fn chmod(path: &CStr, mode: u32) -> io::Result<()> {
+    Ok(rustix::fs::chmod(path, rustix::fs::Mode::from_raw_mode(mode))?)
+}
+
+/// For escape tests: `chmod` of `path` to the mode it already has (the permission check is
+/// what is tested; a success changes only the inode's change time).
+pub fn chmod_same(path: &CStr) -> io::Result<()> {
+    let st = rustix::fs::stat(path)?;
+    chmod(path, st.st_mode & 0o7777)
+}
+
+/// For escape tests: `fchmod(fd, mode)`.
+pub fn fchmod(fd: std::os::fd::BorrowedFd<'_>, mode: u32) -> io::Result<()> {
+    Ok(rustix::fs::fchmod(fd, rustix::fs::Mode::from_raw_mode(mode))?)
+}
+
+/// For escape tests: `utimensat(path, UTIME_NOW)`, which anyone who may write a file may do.
+pub fn touch(path: &CStr) -> io::Result<()> {
+    use rustix::fs::{AtFlags, CWD, Timespec, Timestamps, UTIME_NOW};
+    let now = Timespec { tv_sec: 0, tv_nsec: UTIME_NOW };
+    let times = Timestamps { last_access: now, last_modification: now };
+    Ok(rustix::fs::utimensat(CWD, path, &times, AtFlags::empty())?)
+}
+
+/// For escape tests: `chown(path, -1, -1)`: changes no owner, but goes through the same
+/// checks (and a success changes the inode's change time).
+pub fn chown_nothing(path: &CStr) -> io::Result<()> {
+    Ok(rustix::fs::chown(path, None, None)?)
+}
+
+/// For escape tests: creates `path` with `open(O_CREAT | O_EXCL, mode)` and returns the mode
+/// the file got (what the kernel kept of `mode`).
+pub fn create_with_mode(path: &CStr, mode: u32) -> io::Result<u32> {
+    use rustix::fs::{Mode, OFlags};
+    let fd = rustix::fs::open(
+        path,
+        OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::CLOEXEC,
+        Mode::from_raw_mode(mode),
+    )?;
+    Ok(rustix::fs::fstat(&fd)?.st_mode & 0o7777)
+}
+
+/// For escape tests: `mknod(path, kind | mode, dev)` (`kind` is `S_IFREG`, `S_IFCHR`, …).
+pub fn mknod(path: &CStr, kind: u32, mode: u32, dev: u64) -> io::Result<()> {
+    use rustix::fs::{CWD, FileType, Mode};
+    let ty = FileType::from_raw_mode(kind);
+    Ok(rustix::fs::mknodat(CWD, path, ty, Mode::from_raw_mode(mode), dev)?)
+}
+
+/// For escape tests: maps the file at `path` with `PROT_READ | PROT_EXEC` (what the dynamic
+/// linker does to load a library), unmapped at once.
+pub fn mmap_exec_file(path: &CStr) -> io::Result<()> {
+    use rustix::fs::{Mode, OFlags};
+    use rustix::mm::{MapFlags, ProtFlags};
+    let fd = rustix::fs::open(path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())?;
+    // SAFETY: a fresh private mapping of one page chosen by the kernel (null address), of a file
+    // we opened; nothing else refers to it and it is unmapped before return.
+    unsafe {
+        let p = rustix::mm::mmap(
+            std::ptr::null_mut(),
+            4096,
+            ProtFlags::READ | ProtFlags::EXEC,
+            MapFlags::PRIVATE,
+            &fd,
+            0,
+        )?;
+        rustix::mm::munmap(p, 4096)?;
+    }
+    Ok(())
+}
+
+/// For escape tests: an anonymous `PROT_READ | PROT_WRITE | PROT_EXEC` mapping (what a JIT
+/// does), unmapped at once.
+pub fn mmap_exec_anonymous() -> io::Result<()> {
+    use rustix::mm::{MapFlags, ProtFlags};
+    // SAFETY: a fresh anonymous private mapping of one page chosen by the kernel; nothing else
+    // refers to it and it is unmapped before return.
+    unsafe {
+        let p = rustix::mm::mmap_anonymous(
+            std::ptr::null_mut(),
+            4096,
+            ProtFlags::READ | ProtFlags::WRITE | ProtFlags::EXEC,
+            MapFlags::PRIVATE,
+        )?;
+        rustix::mm::munmap(p, 4096)?;
+    }
+    Ok(())
+}
+
+/// For escape tests: blocks `signal` in the calling thread, so that [`wait_signal`] can take
+/// it without a handler (and none arriving meanwhile is lost).
+pub fn block_signal(signal: i32) -> io::Result<()> {
+    // SAFETY: sigemptyset/sigaddset write the set on this stack frame; pthread_sigmask only
+    // changes this thread's mask.
+    let rc = unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, signal);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut())
+    };
+    if rc != 0 { Err(io::Error::from_raw_os_error(rc)) } else { Ok(()) }
+}
+
+/// For escape tests: waits until `signal` (blocked with [`block_signal`]) arrives.
+pub fn wait_signal(signal: i32) -> io::Result<()> {
+    // SAFETY: as in block_signal; sigwaitinfo writes nothing (null info).
+    let rc = unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, signal);
+        loop {
+            let r = libc::sigwaitinfo(&set, std::ptr::null_mut());
+            if r >= 0 || *libc::__errno_location() != libc::EINTR {
+                break r;
+            }
+        }
+    };
+    check_int(rc)
+}
+
 /// Test support: runs `program args` with `hook` called in the child between `fork` and
 /// `exec`; the hook's error (an errno) comes back as the error of the spawn. Only for tests
 /// whose hook is async-signal-safe (the functions of this module, `apply`/`restrict_self`).

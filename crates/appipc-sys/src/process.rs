@@ -43,7 +43,8 @@ pub struct SpawnRequest {
     pub new_session: bool,
     /// Confine the child in an app container (see [`crate::sandbox`]). The pid reported is
     /// then that of a waiter outside the container's pid namespace, which ends as the app
-    /// ends; killing it kills the app.
+    /// ends, and forwards `SIGHUP`, `SIGINT`, `SIGQUIT`, `SIGTERM`, `SIGUSR1` and `SIGUSR2` to
+    /// it; killing it (`SIGKILL`) kills the app.
     pub confinement: Option<std::sync::Arc<crate::sandbox::Confinement>>,
 }
 
@@ -97,6 +98,9 @@ pub enum SpawnError {
     /// `pidfd_open` on the new child failed.
     #[error("spawn: pidfd_open failed: {0}")]
     Pidfd(#[source] io::Error),
+    /// A step of the app container's set-up failed in the child (which step, and its errno).
+    #[error(transparent)]
+    Confinement(#[from] crate::sandbox::ConfinementError),
 }
 
 /// Starts a child process as described. The child gets exactly fds 0, 1, 2 and the requested
@@ -116,6 +120,19 @@ pub fn spawn(req: SpawnRequest) -> Result<Spawned, SpawnError> {
         moved.push((high, *target as RawFd));
     }
     let plan: Vec<(RawFd, RawFd)> = moved.iter().map(|(fd, t)| (fd.as_raw_fd(), *t)).collect();
+    // A confined child reports the step that failed through this pipe (its write end placed
+    // above every target, close-on-exec, so the app never sees it).
+    let report_pipe = match &req.confinement {
+        Some(_) => {
+            let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+                .map_err(|e| SpawnError::Dup(e.into()))?;
+            let w = rustix::io::fcntl_dupfd_cloexec(&w, MAX_TARGET_FD as RawFd)
+                .map_err(|e| SpawnError::Dup(e.into()))?;
+            Some((r, w))
+        }
+        None => None,
+    };
+    let report = report_pipe.as_ref().map(|(_, w)| crate::sandbox::Report(w.as_raw_fd()));
     let first_free = plan.iter().map(|(_, t)| *t + 1).max().unwrap_or(3).max(3) as libc::c_uint;
     let death_signal = req.parent_death_signal.map(|s| s.as_raw());
     let parent = rustix::process::getpid().as_raw_nonzero().get();
@@ -169,8 +186,8 @@ pub fn spawn(req: SpawnRequest) -> Result<Spawned, SpawnError> {
                 return Err(io::Error::last_os_error());
             }
         }
-        if let Some(c) = &confinement {
-            c.enter()?;
+        if let (Some(c), Some(report)) = (&confinement, report) {
+            c.enter(report)?;
         }
         Ok(())
     };
@@ -180,11 +197,23 @@ pub fn spawn(req: SpawnRequest) -> Result<Spawned, SpawnError> {
     unsafe {
         cmd.pre_exec(hook);
     }
-    let child = cmd.spawn().map_err(|source| SpawnError::Exec {
-        program: req.program.display().to_string(),
-        source,
-    })?;
+    let spawned = cmd.spawn();
     drop(moved);
+    let child = match (spawned, report_pipe) {
+        (Ok(child), _) => child,
+        (Err(source), Some((read_end, write_end))) => {
+            drop(write_end);
+            // The failed children have exited (std reaped the first): what they wrote is there.
+            let conf = req.confinement.as_deref().expect("a report pipe means a confinement");
+            return Err(match crate::sandbox::Report::read(&read_end, conf) {
+                Some(e) => SpawnError::Confinement(e),
+                None => SpawnError::Exec { program: req.program.display().to_string(), source },
+            });
+        }
+        (Err(source), None) => {
+            return Err(SpawnError::Exec { program: req.program.display().to_string(), source });
+        }
+    };
     let pid = child.id();
     // The child is ours and not yet reaped, so its pid cannot have been reused.
     let pidfd = pidfd_open(pid).map_err(SpawnError::Pidfd)?;

@@ -12,11 +12,29 @@
 //! child with [`SeccompFilter::apply`], which is two raw syscalls over the prepared program:
 //! async-signal-safe, no allocation, no lock.
 //!
-//! Beyond the per-syscall rules, the program starts with two checks of its own:
+//! Beyond the per-syscall rules, the program starts with checks of its own (hand-written BPF,
+//! because their answers are not `EPERM`):
 //! * a syscall made with another architecture's convention (for example `int 0x80` on x86_64)
 //!   kills the process (`seccompiler`'s architecture check): its numbers mean other syscalls;
 //! * on x86_64, syscall numbers with the x32 bit (`0x40000000`) fail with `ENOSYS`, so an x32
-//!   alias of a denied syscall cannot slip past the numbered rules on kernels built with x32.
+//!   alias of a denied syscall cannot slip past the numbered rules on kernels built with x32;
+//! * `openat2` fails with `ENOSYS` (as `clone3`): its mode lives in memory, out of a filter's
+//!   reach, and libc's `open` never uses it, so callers fall back to `openat`, whose mode the
+//!   set-id rule below can see;
+//! * `socket` refuses every address family but `AF_UNIX`, `AF_INET`, `AF_INET6` and
+//!   `AF_NETLINK` with `EAFNOSUPPORT` (what a kernel without the family answers), `AF_NETLINK`
+//!   with any protocol but `NETLINK_ROUTE`, and `IPPROTO_MPTCP` over inet, with
+//!   `EPROTONOSUPPORT`; `socketpair` works for `AF_UNIX` only. The refused families are not
+//!   confined by the package's network namespace (`AF_VSOCK` reaches the hypervisor and the
+//!   host), or are kernel interfaces an app has no use for (packet, XDP, netlink audit,
+//!   uevents, generic netlink, …); MPTCP is a second transport that Landlock's TCP rules do not
+//!   see. See [`ALLOWED_SOCKET_FAMILIES`].
+//!
+//! Set-id bits: `chmod`, `fchmod`, `fchmodat`, `fchmodat2`, `mknod(at)`, `creat` and
+//! `open(at)` with `O_CREAT`/`O_TMPFILE` fail with `EPERM` when the mode carries `S_ISUID` or
+//! `S_ISGID`, so an app cannot leave a set-id program in its folders for a host user to run
+//! (inside, every mount is `nosuid` and `no_new_privs` is set, so such a bit would mean nothing
+//! there either).
 //!
 //! Order in the child: the mount namespace must be complete first (this filter denies
 //! `mount`, `pivot_root`, `unshare`, …), then Landlock, then this filter, then `exec`.
@@ -46,6 +64,20 @@ pub enum DenyWhen {
     /// When the request (argument 1, low 32 bits as the kernel reads it) is `TIOCSTI` or
     /// `TIOCLINUX`.
     TerminalInjection,
+    /// When the mode (argument `mode`, 32 bits) has `S_ISUID` or `S_ISGID`.
+    SetIdMode {
+        /// Which argument is the mode.
+        mode: u8,
+    },
+    /// When the flags (argument `flags`) create a file (`O_CREAT` or `O_TMPFILE`) and the mode
+    /// (argument `mode`) has `S_ISUID` or `S_ISGID` (without `O_CREAT` the mode register holds
+    /// whatever the caller left there, so it is not looked at).
+    CreateSetIdMode {
+        /// Which argument is the flags.
+        flags: u8,
+        /// Which argument is the mode.
+        mode: u8,
+    },
 }
 
 /// One entry of the deny list.
@@ -73,6 +105,9 @@ macro_rules! deny {
             when: DenyWhen::$when,
             why: $why,
         }
+    };
+    ($name:ident, $when:expr, $why:literal) => {
+        DeniedSyscall { name: stringify!($name), nr: paste_nr!($name), when: $when, why: $why }
     };
 }
 
@@ -145,11 +180,23 @@ mod syscall_nr {
         syslog => SYS_syslog,
         personality => SYS_personality,
         ioctl => SYS_ioctl,
+        fanotify_init => SYS_fanotify_init,
+        inotify_init1 => SYS_inotify_init1,
+        fchmod => SYS_fchmod,
+        fchmodat => SYS_fchmodat,
+        fchmodat2 => SYS_fchmodat2,
+        mknodat => SYS_mknodat,
+        openat => SYS_openat,
     }
     #[cfg(target_arch = "x86_64")]
     nrs! {
         iopl => SYS_iopl,
         ioperm => SYS_ioperm,
+        inotify_init => SYS_inotify_init,
+        chmod => SYS_chmod,
+        mknod => SYS_mknod,
+        creat => SYS_creat,
+        open => SYS_open,
     }
 }
 
@@ -211,7 +258,40 @@ const DENIED: &[DeniedSyscall] = &[
     deny!(syslog, Always, "reads the kernel log (addresses, other users' events)"),
     deny!(personality, NonDefaultPersona, "turns off address randomization and other hardening"),
     deny!(ioctl, TerminalInjection, "TIOCSTI/TIOCLINUX push input into a shared terminal"),
+    deny!(
+        fanotify_init,
+        Always,
+        "watches file accesses of the whole host on the shared read-only system folders"
+    ),
+    deny!(
+        inotify_init1,
+        Always,
+        "inotify on the shared read-only /usr and /etc reports what the host runs and reads"
+    ),
+    #[cfg(target_arch = "x86_64")]
+    deny!(inotify_init, Always, "inotify, as inotify_init1"),
+    deny!(fchmod, DenyWhen::SetIdMode { mode: 1 }, "would leave a set-id program behind"),
+    deny!(fchmodat, DenyWhen::SetIdMode { mode: 2 }, "would leave a set-id program behind"),
+    deny!(fchmodat2, DenyWhen::SetIdMode { mode: 2 }, "would leave a set-id program behind"),
+    deny!(mknodat, DenyWhen::SetIdMode { mode: 2 }, "would create a set-id file"),
+    deny!(openat, DenyWhen::CreateSetIdMode { flags: 2, mode: 3 }, "would create a set-id file"),
+    #[cfg(target_arch = "x86_64")]
+    deny!(chmod, DenyWhen::SetIdMode { mode: 1 }, "would leave a set-id program behind"),
+    #[cfg(target_arch = "x86_64")]
+    deny!(mknod, DenyWhen::SetIdMode { mode: 1 }, "would create a set-id file"),
+    #[cfg(target_arch = "x86_64")]
+    deny!(creat, DenyWhen::SetIdMode { mode: 1 }, "would create a set-id file"),
+    #[cfg(target_arch = "x86_64")]
+    deny!(open, DenyWhen::CreateSetIdMode { flags: 1, mode: 2 }, "would create a set-id file"),
 ];
+
+/// The address families `socket` accepts inside an app container (see the module
+/// documentation): `AF_UNIX`, `AF_INET`, `AF_INET6`, `AF_NETLINK` (`NETLINK_ROUTE` only).
+pub const ALLOWED_SOCKET_FAMILIES: [i32; 4] =
+    [libc::AF_UNIX, libc::AF_INET, libc::AF_INET6, libc::AF_NETLINK];
+
+/// `IPPROTO_MPTCP` (linux/in.h), refused over `AF_INET` and `AF_INET6`.
+pub const IPPROTO_MPTCP: i32 = 262;
 
 /// The syscalls the filter denies with `EPERM`, each with its reason. (`clone3` is not listed:
 /// it fails with `ENOSYS`, see the module documentation.)
@@ -255,9 +335,16 @@ const BPF_JMP_JEQ_K: u16 = 0x15;
 #[cfg(target_arch = "x86_64")]
 const BPF_JMP_JGE_K: u16 = 0x35;
 const BPF_RET_K: u16 = 0x06;
+const BPF_JMP_JA: u16 = 0x05;
 /// Offsets in `struct seccomp_data`.
 const DATA_NR: u32 = 0;
 const DATA_ARCH: u32 = 4;
+const DATA_ARGS: u32 = 16;
+/// `S_ISUID | S_ISGID`.
+const SET_ID_BITS: [u64; 2] = [libc::S_ISUID as u64, libc::S_ISGID as u64];
+/// `O_CREAT` and the bit of `O_TMPFILE` that is not `O_DIRECTORY`.
+const CREATE_FLAGS: [u64; 2] =
+    [libc::O_CREAT as u64, (libc::O_TMPFILE & !libc::O_DIRECTORY) as u64];
 
 #[cfg(target_arch = "x86_64")]
 const NATIVE: (TargetArch, u32) = (TargetArch::x86_64, 0xc000_003e); // AUDIT_ARCH_X86_64
@@ -276,26 +363,127 @@ fn errno(e: i32) -> u32 {
     SECCOMP_RET_ERRNO | (e as u32 & 0xffff)
 }
 
-/// Our own first instructions: `clone3` → `ENOSYS`, x32 numbers → `ENOSYS`. A syscall of
-/// another architecture jumps straight to seccompiler's program, whose architecture check
-/// kills the process.
+/// A jump target in [`Asm`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Label {
+    /// The first instruction after our own (seccompiler's program).
+    End,
+    Inet,
+    Netlink,
+    Socketpair,
+    Socket,
+}
+
+/// A tiny BPF assembler with forward jumps to labels, for [`prologue`].
+#[derive(Default)]
+struct Asm {
+    insns: Vec<libc::sock_filter>,
+    /// (instruction index, label for jt, label for jf); `None`: fall through.
+    jumps: Vec<(usize, Option<Label>, Option<Label>)>,
+    labels: Vec<(Label, usize)>,
+}
+
+impl Asm {
+    fn stmt(&mut self, code: u16, k: u32) {
+        self.insns.push(stmt(code, k));
+    }
+
+    fn jeq(&mut self, k: u32, jt: Option<Label>, jf: Option<Label>) {
+        self.jumps.push((self.insns.len(), jt, jf));
+        self.insns.push(jump(BPF_JMP_JEQ_K, k, 0, 0));
+    }
+
+    fn goto(&mut self, to: Label) {
+        self.jumps.push((self.insns.len(), Some(to), None));
+        self.insns.push(stmt(BPF_JMP_JA, 0));
+    }
+
+    fn label(&mut self, l: Label) {
+        self.labels.push((l, self.insns.len()));
+    }
+
+    fn ret_errno(&mut self, e: i32) {
+        self.stmt(BPF_RET_K, errno(e));
+    }
+
+    fn load_arg_low(&mut self, arg: u32) {
+        self.stmt(BPF_LD_W_ABS, data_arg_low(arg));
+    }
+
+    fn finish(mut self) -> Vec<libc::sock_filter> {
+        self.label(Label::End);
+        let at = |l: Label| self.labels.iter().find(|(x, _)| *x == l).expect("label placed").1;
+        for &(i, jt, jf) in &self.jumps {
+            let rel = |l: Option<Label>| -> u32 {
+                l.map_or(0, |l| {
+                    let to = at(l);
+                    assert!(to > i, "forward jumps only");
+                    u32::try_from(to - i - 1).expect("short program")
+                })
+            };
+            if self.insns[i].code == BPF_JMP_JA {
+                self.insns[i].k = rel(jt);
+            } else {
+                self.insns[i].jt = u8::try_from(rel(jt)).expect("jump within 255");
+                self.insns[i].jf = u8::try_from(rel(jf)).expect("jump within 255");
+            }
+        }
+        self.insns
+    }
+}
+
+/// Offset of the low 32 bits of argument `arg` in `struct seccomp_data`.
+const fn data_arg_low(arg: u32) -> u32 {
+    let base = DATA_ARGS + 8 * arg;
+    if cfg!(target_endian = "little") { base } else { base + 4 }
+}
+
+/// Our own first instructions: `clone3` and `openat2` → `ENOSYS`, x32 numbers → `ENOSYS`, the
+/// socket family and protocol rules. A syscall of another architecture jumps straight to
+/// seccompiler's program, whose architecture check kills the process.
 fn prologue() -> Vec<libc::sock_filter> {
-    let mut body = vec![stmt(BPF_LD_W_ABS, DATA_NR)];
+    use Label::*;
+    let mut a = Asm::default();
+    a.stmt(BPF_LD_W_ABS, DATA_ARCH);
+    // Not the native architecture: skip our checks (the numbers mean other syscalls).
+    a.jeq(NATIVE.1, None, Some(End));
+    a.stmt(BPF_LD_W_ABS, DATA_NR);
     #[cfg(target_arch = "x86_64")]
     {
-        body.push(jump(BPF_JMP_JGE_K, 0x4000_0000, 0, 1));
-        body.push(stmt(BPF_RET_K, errno(libc::ENOSYS)));
+        a.insns.push(jump(BPF_JMP_JGE_K, 0x4000_0000, 0, 1));
+        a.ret_errno(libc::ENOSYS);
     }
-    body.push(jump(BPF_JMP_JEQ_K, libc::SYS_clone3 as u32, 0, 1));
-    body.push(stmt(BPF_RET_K, errno(libc::ENOSYS)));
-    let skip = u8::try_from(body.len()).expect("short prologue");
-    let mut program = vec![
-        stmt(BPF_LD_W_ABS, DATA_ARCH),
-        // Not the native architecture: skip our checks (the numbers mean other syscalls).
-        jump(BPF_JMP_JEQ_K, NATIVE.1, 0, skip),
-    ];
-    program.extend(body);
-    program
+    for nr in [libc::SYS_clone3, libc::SYS_openat2] {
+        a.insns.push(jump(BPF_JMP_JEQ_K, nr as u32, 0, 1));
+        a.ret_errno(libc::ENOSYS);
+    }
+    a.jeq(libc::SYS_socket as u32, Some(Socket), None);
+    a.jeq(libc::SYS_socketpair as u32, Some(Socketpair), None);
+    a.goto(End);
+
+    // socket(domain, type, protocol)
+    a.label(Socket);
+    a.load_arg_low(0);
+    a.jeq(libc::AF_UNIX as u32, Some(End), None);
+    a.jeq(libc::AF_INET as u32, Some(Inet), None);
+    a.jeq(libc::AF_INET6 as u32, Some(Inet), None);
+    a.jeq(libc::AF_NETLINK as u32, Some(Netlink), None);
+    a.ret_errno(libc::EAFNOSUPPORT);
+    a.label(Inet);
+    a.load_arg_low(2);
+    a.jeq(IPPROTO_MPTCP as u32, None, Some(End));
+    a.ret_errno(libc::EPROTONOSUPPORT);
+    a.label(Netlink);
+    a.load_arg_low(2);
+    a.jeq(libc::NETLINK_ROUTE as u32, Some(End), None);
+    a.ret_errno(libc::EPROTONOSUPPORT);
+
+    // socketpair(domain, …): only unix sockets come in pairs here.
+    a.label(Socketpair);
+    a.load_arg_low(0);
+    a.jeq(libc::AF_UNIX as u32, Some(End), None);
+    a.ret_errno(libc::EAFNOSUPPORT);
+    a.finish()
 }
 
 fn cond(arg: u8, len: SeccompCmpArgLen, op: SeccompCmpOp, value: u64) -> SeccompCondition {
@@ -335,6 +523,23 @@ fn rules_for(when: DenyWhen) -> Result<Vec<SeccompRule>, seccompiler::BackendErr
             .into_iter()
             .map(|cmd| SeccompRule::new(vec![cond(1, Dword, SeccompCmpOp::Eq, cmd)]))
             .collect(),
+        // mode_t is 32 bits; the kernel reads it as umode_t.
+        DenyWhen::SetIdMode { mode } => SET_ID_BITS
+            .into_iter()
+            .map(|bit| SeccompRule::new(vec![cond(mode, Dword, SeccompCmpOp::MaskedEq(bit), bit)]))
+            .collect(),
+        DenyWhen::CreateSetIdMode { flags, mode } => {
+            let mut rules = Vec::new();
+            for create in CREATE_FLAGS {
+                for bit in SET_ID_BITS {
+                    rules.push(SeccompRule::new(vec![
+                        cond(flags, Dword, SeccompCmpOp::MaskedEq(create), create),
+                        cond(mode, Dword, SeccompCmpOp::MaskedEq(bit), bit),
+                    ])?);
+                }
+            }
+            Ok(rules)
+        }
     }
 }
 
@@ -425,6 +630,10 @@ impl crate::sandbox::ChildStep for SeccompFilter {
     fn apply(&self) -> io::Result<()> {
         SeccompFilter::apply(self)
     }
+
+    fn name(&self) -> &'static str {
+        "seccomp: installing the filter"
+    }
 }
 
 #[cfg(test)]
@@ -484,12 +693,18 @@ mod tests {
         assert!(f.len() < 4096 && !f.is_empty(), "{f:?}");
         for d in denied_syscalls() {
             assert!(!d.why.is_empty());
-            let args = match d.when {
-                DenyWhen::Always => [0; 6],
-                DenyWhen::NewNamespace => [libc::CLONE_NEWUSER as u64, 0, 0, 0, 0, 0],
-                DenyWhen::NonDefaultPersona => [libc::ADDR_NO_RANDOMIZE as u64, 0, 0, 0, 0, 0],
-                DenyWhen::TerminalInjection => [0, TIOCSTI, 0, 0, 0, 0],
-            };
+            let mut args = [0u64; 6];
+            match d.when {
+                DenyWhen::Always => {}
+                DenyWhen::NewNamespace => args[0] = libc::CLONE_NEWUSER as u64,
+                DenyWhen::NonDefaultPersona => args[0] = libc::ADDR_NO_RANDOMIZE as u64,
+                DenyWhen::TerminalInjection => args[1] = TIOCSTI,
+                DenyWhen::SetIdMode { mode } => args[usize::from(mode)] = 0o4755,
+                DenyWhen::CreateSetIdMode { flags, mode } => {
+                    args[usize::from(flags)] = libc::O_CREAT as u64;
+                    args[usize::from(mode)] = 0o2755;
+                }
+            }
             assert_eq!(run(&f.program, d.nr, NATIVE.1, args), EPERM, "{}", d.name);
         }
         let mut nrs: Vec<i64> = denied_syscalls().iter().map(|d| d.nr).collect();
@@ -539,6 +754,72 @@ mod tests {
         // High bits in the register do not hide the command (the kernel drops them).
         let sneaky = (1u64 << 32) | TIOCSTI;
         assert_eq!(decide(ioctl, [0, sneaky, 0, 0, 0, 0]), EPERM);
+    }
+
+    const EAFNOSUPPORT: u32 = SECCOMP_RET_ERRNO | libc::EAFNOSUPPORT as u32;
+    const EPROTONOSUPPORT: u32 = SECCOMP_RET_ERRNO | libc::EPROTONOSUPPORT as u32;
+
+    #[test]
+    fn socket_families_and_protocols() {
+        let socket = libc::SYS_socket;
+        let stream = libc::SOCK_STREAM as u64;
+        for family in ALLOWED_SOCKET_FAMILIES {
+            let f = family as u64;
+            assert_eq!(decide(socket, [f, stream, 0, 0, 0, 0]), SECCOMP_RET_ALLOW, "{family}");
+        }
+        for family in 0..64u64 {
+            if ALLOWED_SOCKET_FAMILIES.contains(&(family as i32)) {
+                continue;
+            }
+            assert_eq!(decide(socket, [family, stream, 0, 0, 0, 0]), EAFNOSUPPORT, "{family}");
+            // High bits do not hide a family (the kernel reads an int).
+            let sneaky = (1u64 << 32) | family;
+            assert_eq!(decide(socket, [sneaky, stream, 0, 0, 0, 0]), EAFNOSUPPORT, "{family}");
+        }
+        assert_eq!(decide(socket, [libc::AF_VSOCK as u64, stream, 0, 0, 0, 0]), EAFNOSUPPORT);
+        for inet in [libc::AF_INET as u64, libc::AF_INET6 as u64] {
+            let tcp = libc::IPPROTO_TCP as u64;
+            assert_eq!(decide(socket, [inet, stream, tcp, 0, 0, 0]), SECCOMP_RET_ALLOW);
+            let mptcp = IPPROTO_MPTCP as u64;
+            assert_eq!(decide(socket, [inet, stream, mptcp, 0, 0, 0]), EPROTONOSUPPORT);
+        }
+        let netlink = libc::AF_NETLINK as u64;
+        let raw = libc::SOCK_RAW as u64;
+        assert_eq!(decide(socket, [netlink, raw, 0, 0, 0, 0]), SECCOMP_RET_ALLOW, "route");
+        for proto in 1..32u64 {
+            assert_eq!(decide(socket, [netlink, raw, proto, 0, 0, 0]), EPROTONOSUPPORT, "{proto}");
+        }
+        let pair = libc::SYS_socketpair;
+        assert_eq!(decide(pair, [libc::AF_UNIX as u64, stream, 0, 0, 0, 0]), SECCOMP_RET_ALLOW);
+        assert_eq!(decide(pair, [libc::AF_INET as u64, stream, 0, 0, 0, 0]), EAFNOSUPPORT);
+        // Other syscalls that take a family as first argument are not affected.
+        assert_eq!(
+            decide(libc::SYS_read, [libc::AF_VSOCK as u64, 0, 0, 0, 0, 0]),
+            SECCOMP_RET_ALLOW
+        );
+    }
+
+    #[test]
+    fn set_id_modes_and_openat2() {
+        assert_eq!(decide(libc::SYS_openat2, [0; 6]), ENOSYS);
+        let fchmodat = libc::SYS_fchmodat;
+        assert_eq!(decide(fchmodat, [0, 0, 0o755, 0, 0, 0]), SECCOMP_RET_ALLOW);
+        assert_eq!(decide(fchmodat, [0, 0, 0o1777, 0, 0, 0]), SECCOMP_RET_ALLOW, "sticky is fine");
+        assert_eq!(decide(fchmodat, [0, 0, 0o4755, 0, 0, 0]), EPERM);
+        assert_eq!(decide(fchmodat, [0, 0, 0o2755, 0, 0, 0]), EPERM);
+        assert_eq!(decide(libc::SYS_fchmod, [0, 0o6000, 0, 0, 0, 0]), EPERM);
+        let openat = libc::SYS_openat;
+        let creat = libc::O_CREAT as u64 | libc::O_WRONLY as u64;
+        assert_eq!(decide(openat, [0, 0, creat, 0o644, 0, 0]), SECCOMP_RET_ALLOW);
+        assert_eq!(decide(openat, [0, 0, creat, 0o4755, 0, 0]), EPERM);
+        let tmpfile = libc::O_TMPFILE as u64 | libc::O_RDWR as u64;
+        assert_eq!(decide(openat, [0, 0, tmpfile, 0o2755, 0, 0]), EPERM);
+        // Without O_CREAT the mode register is garbage and not looked at.
+        assert_eq!(decide(openat, [0, 0, libc::O_RDONLY as u64, 0o7777, 0, 0]), SECCOMP_RET_ALLOW);
+        let mknodat = libc::SYS_mknodat;
+        let fifo = libc::S_IFIFO as u64 | 0o644;
+        assert_eq!(decide(mknodat, [0, 0, fifo, 0, 0, 0]), SECCOMP_RET_ALLOW);
+        assert_eq!(decide(mknodat, [0, 0, libc::S_IFREG as u64 | 0o4755, 0, 0, 0]), EPERM);
     }
 
     #[test]

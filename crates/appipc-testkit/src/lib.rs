@@ -4,6 +4,12 @@
 //! Nothing here is a mock: [`TestBroker::start`] runs the real `appipcd` binary, and packages
 //! are the real examples with their real binaries.
 //!
+//! A test broker starts with developer mode on, so that tests install assembled package
+//! folders directly ([`TestBroker::install`]); [`TestBroker::start_strict`] leaves it off, as a
+//! user's broker is. Signed installs go through the real CLI: [`TestBroker::new_key`] (`appipc
+//! key new`), [`TestBroker::trust`] (`appipc trust add`), [`TestBroker::pack`] (`appipc pack`),
+//! [`TestBroker::install_signed`].
+//!
 //! Binaries are found in the cargo target directory of the running executable (the directory
 //! of `current_exe`, or its parent for test executables under `deps/`). `cargo test
 //! --workspace` builds them all; a missing one is reported with the command that builds it.
@@ -123,6 +129,23 @@ pub fn assemble_manifest(
     Ok(dest.to_path_buf())
 }
 
+/// A signing key made with `appipc key new`.
+#[derive(Debug, Clone)]
+pub struct SigningKey {
+    /// The secret key file.
+    pub secret: PathBuf,
+    /// The public key file.
+    pub public: PathBuf,
+    /// Its publisher.
+    pub publisher: String,
+}
+
+/// The restricted capabilities a manifest declares: what a test consents to when it installs
+/// an example (as `appipc install --yes` would).
+pub fn restricted_capabilities(manifest_text: &str) -> Vec<String> {
+    manifest::parse(manifest_text).map(|m| m.capabilities.restricted).unwrap_or_default()
+}
+
 /// A name no other test in this run uses.
 pub fn unique(prefix: &str) -> String {
     static N: AtomicU64 = AtomicU64::new(0);
@@ -144,9 +167,22 @@ pub struct TestBroker {
 }
 
 impl TestBroker {
-    /// Starts `appipcd` on a fresh temporary home and waits until it answers.
+    /// Starts `appipcd` on a fresh temporary home, waits until it answers, and turns
+    /// developer mode on (package folders install unsigned).
     pub fn start() -> TestBroker {
         TestBroker::start_with_env(&[])
+    }
+
+    /// Like [`TestBroker::start`], with developer mode left off, as on a user's broker: only
+    /// signed package files install.
+    pub fn start_strict() -> TestBroker {
+        let root = tempfile::Builder::new().prefix("appipc-test-").tempdir().expect("tempdir");
+        let home = root.path().join("home");
+        let runtime_dir = root.path().join("run");
+        let mut b =
+            TestBroker { root, home, runtime_dir, child: None, env: Vec::new(), user: None };
+        b.restart();
+        b
     }
 
     /// Like [`TestBroker::start`], with extra environment for the broker (timeouts, …).
@@ -157,6 +193,7 @@ impl TestBroker {
         let env = env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
         let mut b = TestBroker { root, home, runtime_dir, child: None, env, user: None };
         b.restart();
+        b.set_developer_mode(true);
         b
     }
 
@@ -169,6 +206,7 @@ impl TestBroker {
         let env = vec![("HOME".to_owned(), root.path().display().to_string())];
         let mut b = TestBroker { root, home, runtime_dir, child: None, env, user: None };
         b.restart();
+        b.set_developer_mode(true);
         b
     }
 
@@ -192,12 +230,74 @@ impl TestBroker {
         let mut b =
             TestBroker { root, home, runtime_dir, child: None, env, user: Some((uid, gid)) };
         b.restart();
+        b.set_developer_mode(true);
         b
     }
 
     /// The user the broker runs as, when [`TestBroker::start_as`] started it as another.
     pub fn user(&self) -> Option<(u32, u32)> {
         self.user
+    }
+
+    /// Runs the CLI with `args` against this broker; panics with its output unless it
+    /// succeeds. Returns its stdout.
+    pub fn cli_ok(&self, args: &[&std::ffi::OsStr]) -> String {
+        let out = self.cli().args(args).output().expect("running appipc");
+        assert!(
+            out.status.success(),
+            "appipc {:?} failed: {}{}",
+            args,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Turns developer mode on or off (`appipc dev-mode on|off`).
+    pub fn set_developer_mode(&self, on: bool) {
+        self.cli_ok(&["dev-mode".as_ref(), if on { "on" } else { "off" }.as_ref()]);
+    }
+
+    /// Makes a signing key for `publisher` under the temporary folder (`appipc key new`).
+    pub fn new_key(&self, publisher: &str) -> SigningKey {
+        let prefix = self.root.path().join(unique("key"));
+        self.cli_ok(&[
+            "key".as_ref(),
+            "new".as_ref(),
+            "--publisher".as_ref(),
+            publisher.as_ref(),
+            "-o".as_ref(),
+            prefix.as_os_str(),
+        ]);
+        let with = |suffix: &str| {
+            let mut p = prefix.as_os_str().to_owned();
+            p.push(suffix);
+            PathBuf::from(p)
+        };
+        SigningKey {
+            secret: with(".secret.toml"),
+            public: with(".public.toml"),
+            publisher: publisher.to_owned(),
+        }
+    }
+
+    /// Trusts a key in this broker (`appipc trust add`).
+    pub fn trust(&self, key: &SigningKey) {
+        self.cli_ok(&["trust".as_ref(), "add".as_ref(), key.public.as_os_str()]);
+    }
+
+    /// Packs and signs a package folder (`appipc pack`); returns the package file.
+    pub fn pack(&self, dir: &Path, key: &SigningKey) -> PathBuf {
+        let out = self.root.path().join(format!("{}.appipc", unique("pkg")));
+        self.cli_ok(&[
+            "pack".as_ref(),
+            dir.as_os_str(),
+            "--key".as_ref(),
+            key.secret.as_os_str(),
+            "-o".as_ref(),
+            out.as_os_str(),
+        ]);
+        out
     }
 
     /// The binary `name` as this broker's user runs it.
@@ -297,11 +397,36 @@ impl TestBroker {
         appipc::Session::connect_to(&self.socket()).expect("connecting to the test broker")
     }
 
-    /// Assembles and installs an example through the SDK; returns its family name.
+    /// Assembles an example and installs the folder through the SDK (developer mode),
+    /// consenting to the restricted capabilities it declares.
     pub async fn install(&self, example: &Example) -> appipc::DeploymentResult {
         let dir =
             assemble(example, &self.root.path().join(unique(example.name))).expect("assemble");
-        appipc::PackageManager::new(&self.session()).add_package(&dir).await.expect("install")
+        let consent =
+            appipc::AddPackageOptions::consenting_to(restricted_capabilities(example.manifest));
+        appipc::PackageManager::new(&self.session())
+            .add_package_with(&dir, &consent)
+            .await
+            .expect("install")
+    }
+
+    /// Assembles an example, packs and signs it with `key` (which this broker must trust),
+    /// and installs the package file through the SDK, consenting to its restricted
+    /// capabilities.
+    pub async fn install_signed(
+        &self,
+        example: &Example,
+        key: &SigningKey,
+    ) -> appipc::DeploymentResult {
+        let dir =
+            assemble(example, &self.root.path().join(unique(example.name))).expect("assemble");
+        let file = self.pack(&dir, key);
+        let consent =
+            appipc::AddPackageOptions::consenting_to(restricted_capabilities(example.manifest));
+        appipc::PackageManager::new(&self.session())
+            .add_package_with(&file, &consent)
+            .await
+            .expect("signed install")
     }
 
     /// Sets an environment variable for the broker's next (re)start.

@@ -7,6 +7,7 @@
 //! * [`caller`]: trust levels and the attested identity;
 //! * [`app_service`]: the frames two peers exchange on an app-service connection;
 //! * [`valueset`]: `ValueSet` and its encoding;
+//! * [`text`]: client text made safe to show;
 //! * `json` (feature `json`): the JSON mapping of `ValueSet` (`appipc::json` in the SDK).
 //!
 //! No I/O and no OS calls live here: sockets and fds are `appipc-sys`'s job.
@@ -19,6 +20,7 @@ pub mod frame;
 pub mod json;
 pub mod protocol;
 pub mod status;
+pub mod text;
 pub mod valueset;
 
 pub use valueset::{

@@ -306,6 +306,31 @@ windows_enum!(
         InstallResourcesInUse = 0x8007_3D02,
         /// `ERROR_INSTALL_PACKAGE_DOWNGRADE`: a newer version is installed.
         InstallPackageDowngrade = 0x8007_3D06,
+        /// `ERROR_INSTALL_POLICY_FAILURE`: the deployment policy refuses the package (a folder
+        /// install without developer mode, an unsigned package replacing a signed one).
+        InstallPolicyFailure = 0x8007_3CFF,
+        /// `APPX_E_MISSING_REQUIRED_FILE`: no block map, or the manifest is not where it must
+        /// be (not a package file).
+        AppxMissingRequiredFile = 0x8008_0203,
+        /// `APPX_E_INVALID_MANIFEST`: the package's manifest is invalid.
+        AppxInvalidManifest = 0x8008_0204,
+        /// `APPX_E_INVALID_BLOCKMAP`: the block map is invalid, or the archive does not hold
+        /// exactly its files (tampered with).
+        AppxInvalidBlockMap = 0x8008_0205,
+        /// `APPX_E_CORRUPT_CONTENT`: the archive cannot be read (truncated, bad headers).
+        AppxCorruptContent = 0x8008_0206,
+        /// `APPX_E_BLOCK_HASH_INVALID`: a file's content, size or mode differs from its block
+        /// map entry.
+        AppxBlockHashInvalid = 0x8008_0207,
+        /// `TRUST_E_SUBJECT_NOT_TRUSTED`: the signature does not verify (the package was
+        /// changed after signing).
+        TrustSubjectNotTrusted = 0x800B_0004,
+        /// `TRUST_E_NOSIGNATURE`: the package is unsigned.
+        TrustNoSignature = 0x800B_0100,
+        /// `CERT_E_UNTRUSTEDROOT`: the signing key is not trusted.
+        CertUntrustedRoot = 0x800B_0109,
+        /// `CRYPT_E_NOT_FOUND`: no such key in the trust store.
+        CryptNotFound = 0x8009_2004,
     }
 );
 

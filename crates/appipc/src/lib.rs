@@ -34,6 +34,7 @@ pub mod package;
 pub mod ring;
 pub mod session;
 pub mod storage;
+pub mod trust;
 
 pub use app_service::{
     AppServiceCatalog, AppServiceClosedStatus, AppServiceConnection, AppServiceConnectionStatus,
@@ -48,7 +49,8 @@ pub use full_trust::{
     FullTrustLaunchResult, FullTrustProcessLaunchResult, FullTrustProcessLauncher,
 };
 pub use management::{
-    ActivateOptions, ApplicationActivationManager, DeploymentResult, PackageManager,
+    ActivateOptions, AddPackageOptions, ApplicationActivationManager, DeploymentResult,
+    PackageManager,
 };
 pub use package::{Package, PackageId, ProcessIdentity};
 pub use session::Session;

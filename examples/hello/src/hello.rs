@@ -4,6 +4,8 @@
 //! hello-app                    print identity
 //! hello-app --packages         list the packages this app may see
 //! hello-app --try-install DIR  try to install a package (app containers are refused)
+//! hello-app --try-developer-mode  try to turn developer mode on (packages are refused)
+//! hello-app --try-trust TEXT   try to trust a public key (packages are refused)
 //! hello-app --child            start a child process that prints its own identity
 //! hello-app --sleep SECS       stay alive (for ps / remove)
 //! hello-app --exit CODE        exit with CODE after printing
@@ -62,6 +64,20 @@ async fn run() -> appipc::Result<ExitCode> {
                 match PackageManager::new(&session).add_package(dir.as_ref()).await {
                     Ok(r) => println!("  install allowed: {}", r.full_name),
                     Err(e) => println!("  install refused: {e}"),
+                }
+            }
+            "--try-developer-mode" => {
+                match appipc::trust::DeveloperMode::set(&session, true).await {
+                    Ok(()) => println!("  developer mode: turned on"),
+                    Err(e) => println!("  developer mode refused: {e}"),
+                }
+            }
+            "--try-trust" => {
+                i += 1;
+                let text = args.get(i).cloned().unwrap_or_default();
+                match appipc::trust::TrustStore::add(&session, &text).await {
+                    Ok(k) => println!("  trust allowed: {}", k.key_id),
+                    Err(e) => println!("  trust refused: {e}"),
                 }
             }
             "--try-read" => {

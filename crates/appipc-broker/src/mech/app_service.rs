@@ -28,11 +28,10 @@ use tokio::sync::oneshot;
 
 use crate::Shared;
 use crate::activation::{self, Activation};
-use crate::caller::Caller;
 use crate::cx::{Cx, Replied};
 use crate::error::{AppServiceError, InternalError};
+use crate::outbox::{Outbox, Undeliverable};
 use crate::repository::InstalledPackage;
-use crate::session::{Outbox, Undeliverable};
 
 type Result<T, E = AppServiceError> = std::result::Result<T, E>;
 
@@ -236,7 +235,7 @@ impl AppServices {
                     }
                 }
             };
-            if let Some(opened) = self.hand_over(caller, pkg, service, &host, max).await? {
+            if let Some(opened) = self.hand_over(cx, pkg, service, &host, max).await? {
                 return Ok(opened);
             }
         }
@@ -248,12 +247,13 @@ impl AppServices {
     /// Gives `host` its end of a new connection for `caller`; `None` if the host is gone.
     async fn hand_over(
         &self,
-        caller: &Caller,
+        cx: &Cx<'_>,
         pkg: &InstalledPackage,
         service: &AppService,
         host: &Arc<Host>,
         max: u64,
     ) -> Result<Option<(Opened, OwnedFd)>> {
+        let caller = cx.caller;
         let (client_end, provider_end) = appipc_sys::socket::seqpacket_pair()
             .map_err(|e| InternalError::io("creating an app service socket pair", e))?;
         let id = self.next_connection.fetch_add(1, Ordering::Relaxed);
@@ -305,7 +305,11 @@ impl AppServices {
             caller = %caller.describe(),
             "app service connection opened"
         );
-        self.lock().connections.insert(id, (info, host.clone(), caller.session_id));
+        {
+            let mut st = self.lock();
+            cx.session.ensure_open()?;
+            st.connections.insert(id, (info, host.clone(), caller.session_id));
+        }
         Ok(Some((Opened { connection_id: id, max_message_size: max }, client_end)))
     }
 
@@ -390,6 +394,7 @@ impl AppServices {
         let family = lc(p.family_name.as_str());
         let service_lc = lc(service.name.as_str());
         let mut st = self.lock();
+        cx.session.ensure_open()?;
         let stoppable =
             service.entry_point.is_some() || st.started_for_service.contains(&caller.pid);
         let host = Arc::new(Host {

@@ -17,12 +17,12 @@ pub(crate) async fn handle(cx: Cx<'_>, r: wire::Request) -> Result<Replied, Brok
         }),
         R::WhoAmI(_) => Replied::of::<wire::WhoAmI>(cx.caller.attest()),
         R::OpenSession(_) => {
-            if let Some(f) = cx.caller.family_name() {
-                cx.shared
-                    .sessions
-                    .room_for_package(cx.shared, f)
-                    .map_err(|e| BrokerError::Quota(e.to_string()))?;
+            let sessions = &cx.shared.sessions;
+            match cx.caller.family_name() {
+                Some(f) => sessions.room_for_package(cx.shared, f),
+                None => sessions.room_for_unpackaged(cx.shared),
             }
+            .map_err(|e| BrokerError::Quota(e.to_string()))?;
             let (mine, theirs) = appipc_sys::socket::seqpacket_pair()
                 .map_err(|e| BrokerError::io("creating a session socket pair", e))?;
             let child = cx.caller.with_session(cx.shared.next_session_id());

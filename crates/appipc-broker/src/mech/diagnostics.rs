@@ -5,7 +5,7 @@ use appipc_wire::protocol::diagnostics::{self as wire, Decision, DecisionRecord}
 
 use crate::cx::{Cx, Replied};
 use crate::error::BrokerError;
-use crate::session::Undeliverable;
+use crate::outbox::Undeliverable;
 
 /// Whether the caller may see this decision: both its caller's package and its object's
 /// package must be visible to it.
@@ -76,7 +76,7 @@ pub(crate) async fn handle(cx: Cx<'_>, r: wire::Request) -> Result<Replied, Brok
 fn cx_for_filter<'a>(
     shared: &'a std::sync::Arc<crate::Shared>,
     caller: &'a std::sync::Arc<crate::caller::Caller>,
-    entry: &'a std::sync::Arc<crate::session::SessionEntry>,
+    entry: &'a std::sync::Arc<crate::sessions::SessionEntry>,
 ) -> Cx<'a> {
     Cx { shared, caller, session: entry, fds: Vec::new() }
 }

@@ -245,16 +245,20 @@ impl NamedObjects {
         self.lock().per_session.get(&session).copied().unwrap_or(0)
     }
 
-    /// Opens a handle to the object at `key` for `who` with `granted` rights: the fd is
-    /// made first, so nothing enters the table unless the whole open succeeds.
+    /// Opens a handle to the object at `key` for the caller with `granted` rights: the fd is
+    /// made first, so nothing enters the table unless the whole open succeeds. A session that
+    /// closed while the request ran gets none (its handles are released once, when it closes;
+    /// one entered after that would never be).
     fn open_handle(
         &self,
         st: &mut State,
-        who: &Caller,
+        cx: &Cx<'_>,
         key: Key,
         granted: u32,
         already_exists: bool,
     ) -> Result<(NamedObjectHandle, Option<OwnedFd>)> {
+        let who = cx.caller;
+        cx.session.ensure_open()?;
         let obj = st.objects.get_mut(&key).expect("caller checked");
         let (fd, kind) = handle_fd(obj, granted)
             .map_err(|e| InternalError::io("opening a handle to a named object", e))?;
@@ -303,7 +307,7 @@ impl NamedObjects {
                     sd: &obj.sd,
                     desired: GENERIC_ALL,
                 })?;
-                return self.open_handle(&mut st, who, key, d.granted, true);
+                return self.open_handle(&mut st, cx, key, d.granted, true);
             }
         }
         let sd = match sddl {
@@ -343,7 +347,7 @@ impl NamedObjects {
             },
         );
         let granted = ty.map_generic(GENERIC_ALL);
-        match self.open_handle(&mut st, who, key.clone(), granted, false) {
+        match self.open_handle(&mut st, cx, key.clone(), granted, false) {
             Ok(h) => Ok(h),
             Err(e) => {
                 st.objects.remove(&key);
@@ -376,7 +380,7 @@ impl NamedObjects {
         }
         let d = cx.enforce(Operation::OpenNamedObject { name: &n, ty, sd: &obj.sd, desired })?;
         tracing::debug!(name = %n.display, by = %who.describe(), granted = d.granted, "named object opened");
-        self.open_handle(&mut st, who, key, d.granted, false)
+        self.open_handle(&mut st, cx, key, d.granted, false)
     }
 
     /// The caller's handle `handle` (the policy decides whether it is the caller's).

@@ -23,7 +23,7 @@ use tokio::sync::Notify;
 
 use crate::cx::{Cx, Replied};
 use crate::error::{InternalError, NamedObjectError};
-use crate::session::{Outbox, Undeliverable};
+use crate::outbox::{Outbox, Undeliverable};
 
 type Result<T, E = NamedObjectError> = std::result::Result<T, E>;
 
@@ -119,6 +119,7 @@ impl Pipes {
         let key = (n.namespace.clone(), n.key.clone());
         let limits = &cx.shared.config.limits;
         let mut pipes = self.pipes.lock().expect("pipes poisoned");
+        cx.session.ensure_open()?;
         let mine = self.instances_of(who.session_id);
         if mine >= limits.pipe_instances_per_session {
             return Err(failed(
@@ -232,108 +233,114 @@ impl Pipes {
         let n = model::resolve(&who.principal, name, NameKind::Pipe)?;
         let key = (n.namespace.clone(), n.key.clone());
         loop {
-            let (server, id, message_mode, can_read, can_write) = {
-                let mut pipes = self.pipes.lock().expect("pipes poisoned");
-                let Some(p) = pipes.get_mut(&key) else {
-                    return Err(failed(Win32Error::FileNotFound, format!("no pipe {name:?}")));
-                };
-                let d = cx.enforce(Operation::OpenNamedObject {
-                    name: &n,
-                    ty: ObjectType::Pipe,
-                    sd: &p.sd,
-                    desired,
-                })?;
-                let (read, write) =
-                    (d.granted & FILE_READ_DATA != 0, d.granted & FILE_WRITE_DATA != 0);
-                let fits = match p.direction {
-                    PipeDirection::Duplex => read || write,
-                    PipeDirection::Inbound => write && !read,
-                    PipeDirection::Outbound => read && !write,
-                };
-                if !fits {
-                    return Err(failed(
-                        Win32Error::AccessDenied,
-                        format!(
-                            "{name:?} is {} and the access asked ({:#x}) does not fit it: a \
-                             client writes an inbound pipe, reads an outbound one",
-                            match p.direction {
-                                PipeDirection::Duplex => "duplex",
-                                PipeDirection::Inbound => "inbound",
-                                PipeDirection::Outbound => "outbound",
-                            },
-                            d.granted
-                        ),
-                    ));
-                }
-                let Some(inst) = p.instances.iter_mut().find(|i| !i.connected) else {
-                    return Err(failed(
-                        Win32Error::PipeBusy,
-                        format!("every instance of {name:?} is busy"),
-                    ));
-                };
-                inst.connected = true;
-                (inst.server.clone(), inst.id, p.message_mode, read, write)
-            };
-            let pair = if message_mode {
-                appipc_sys::socket::seqpacket_pair()
-            } else {
-                appipc_sys::socket::stream_pair()
-            };
-            let (server_end, client_end) =
-                pair.map_err(|e| InternalError::io("creating a pipe's socket pair", e))?;
-            // The client's end reads only if it may read, writes only if it may write; the
-            // server's end the other way round.
-            let shut = |fd: &std::os::fd::OwnedFd, reading: bool| {
-                appipc_sys::socket::shutdown_direction(fd, reading)
-                    .map_err(|e| InternalError::io("setting the pipe's direction", e))
-            };
-            if !can_read {
-                shut(&client_end, true)?;
-                shut(&server_end, false)?;
-            }
-            if !can_write {
-                shut(&client_end, false)?;
-                shut(&server_end, true)?;
-            }
+            let c = self.claim_instance(cx, &n, &key, name, desired)?;
+            let (server_end, client_end) = directed_pair(&c)?;
             let event = ClientConnected {
-                instance: id,
+                instance: c.id,
                 client_pid: who.pid,
                 client_package_family_name: who.family_name_or_empty(),
             };
-            match server.event(event, vec![server_end]) {
+            match c.server.event(event, vec![server_end]) {
                 Ok(()) => {}
                 Err(Undeliverable::Gone) => {
                     // The server is gone: drop the instance and try the next.
-                    let mut pipes = self.pipes.lock().expect("pipes poisoned");
-                    if let Some(p) = pipes.get_mut(&key) {
-                        if let Some(i) = p.instances.iter().find(|i| i.id == id) {
-                            self.count(i.session_id, false);
-                        }
-                        p.instances.retain(|i| i.id != id);
-                        if p.instances.is_empty() {
-                            pipes.remove(&key);
-                        }
-                    }
+                    self.drop_instance(&key, c.id);
                     continue;
                 }
                 Err(Undeliverable::Full) => {
                     // The server does not read its session: this instance cannot take a
                     // client now.
-                    let mut pipes = self.pipes.lock().expect("pipes poisoned");
-                    if let Some(i) = pipes
-                        .get_mut(&key)
-                        .and_then(|p| p.instances.iter_mut().find(|i| i.id == id))
-                    {
-                        i.connected = false;
-                    }
+                    self.free_instance(&key, c.id);
                     return Err(failed(
                         Win32Error::PipeBusy,
                         format!("the server of {name:?} does not read its session"),
                     ));
                 }
             }
-            tracing::debug!(pipe = %n.display, instance = id, client = %who.describe(), "pipe connected");
-            return Ok((PipeOpened { message_mode, can_read, can_write }, client_end));
+            tracing::debug!(pipe = %n.display, instance = c.id, client = %who.describe(), "pipe connected");
+            let opened =
+                PipeOpened { message_mode: c.message_mode, can_read: c.read, can_write: c.write };
+            return Ok((opened, client_end));
+        }
+    }
+
+    /// Decides the open and marks a free instance connected (under the pipes' lock).
+    fn claim_instance(
+        &self,
+        cx: &Cx<'_>,
+        n: &model::ObjectName,
+        key: &Key,
+        name: &str,
+        desired: u32,
+    ) -> Result<Claimed> {
+        let mut pipes = self.pipes.lock().expect("pipes poisoned");
+        let Some(p) = pipes.get_mut(key) else {
+            return Err(failed(Win32Error::FileNotFound, format!("no pipe {name:?}")));
+        };
+        let d = cx.enforce(Operation::OpenNamedObject {
+            name: n,
+            ty: ObjectType::Pipe,
+            sd: &p.sd,
+            desired,
+        })?;
+        let (read, write) = (d.granted & FILE_READ_DATA != 0, d.granted & FILE_WRITE_DATA != 0);
+        let fits = match p.direction {
+            PipeDirection::Duplex => read || write,
+            PipeDirection::Inbound => write && !read,
+            PipeDirection::Outbound => read && !write,
+        };
+        if !fits {
+            return Err(failed(
+                Win32Error::AccessDenied,
+                format!(
+                    "{name:?} is {} and the access asked ({:#x}) does not fit it: a client \
+                     writes an inbound pipe, reads an outbound one",
+                    match p.direction {
+                        PipeDirection::Duplex => "duplex",
+                        PipeDirection::Inbound => "inbound",
+                        PipeDirection::Outbound => "outbound",
+                    },
+                    d.granted
+                ),
+            ));
+        }
+        let Some(inst) = p.instances.iter_mut().find(|i| !i.connected) else {
+            return Err(failed(
+                Win32Error::PipeBusy,
+                format!("every instance of {name:?} is busy"),
+            ));
+        };
+        inst.connected = true;
+        Ok(Claimed {
+            server: inst.server.clone(),
+            id: inst.id,
+            message_mode: p.message_mode,
+            read,
+            write,
+        })
+    }
+
+    /// Removes an instance whose server has gone (and the pipe with its last instance).
+    fn drop_instance(&self, key: &Key, id: u64) {
+        let mut pipes = self.pipes.lock().expect("pipes poisoned");
+        if let Some(p) = pipes.get_mut(key) {
+            if let Some(i) = p.instances.iter().find(|i| i.id == id) {
+                self.count(i.session_id, false);
+            }
+            p.instances.retain(|i| i.id != id);
+            if p.instances.is_empty() {
+                pipes.remove(key);
+            }
+        }
+    }
+
+    /// Marks an instance free again.
+    fn free_instance(&self, key: &Key, id: u64) {
+        let mut pipes = self.pipes.lock().expect("pipes poisoned");
+        if let Some(i) =
+            pipes.get_mut(key).and_then(|p| p.instances.iter_mut().find(|i| i.id == id))
+        {
+            i.connected = false;
         }
     }
 
@@ -395,4 +402,38 @@ impl Pipes {
         self.per_session.lock().expect("pipes poisoned").remove(&session);
         self.freed.notify_waiters();
     }
+}
+
+/// An instance claimed for a client, with the rights it was granted.
+struct Claimed {
+    server: Arc<Outbox>,
+    id: u64,
+    message_mode: bool,
+    read: bool,
+    write: bool,
+}
+
+/// The socket pair of a connection: the client's end reads only if it may read and writes
+/// only if it may write; the server's end the other way round.
+fn directed_pair(c: &Claimed) -> Result<(std::os::fd::OwnedFd, std::os::fd::OwnedFd)> {
+    let pair = if c.message_mode {
+        appipc_sys::socket::seqpacket_pair()
+    } else {
+        appipc_sys::socket::stream_pair()
+    };
+    let (server_end, client_end) =
+        pair.map_err(|e| InternalError::io("creating a pipe's socket pair", e))?;
+    let shut = |fd: &std::os::fd::OwnedFd, reading: bool| {
+        appipc_sys::socket::shutdown_direction(fd, reading)
+            .map_err(|e| InternalError::io("setting the pipe's direction", e))
+    };
+    if !c.read {
+        shut(&client_end, true)?;
+        shut(&server_end, false)?;
+    }
+    if !c.write {
+        shut(&client_end, false)?;
+        shut(&server_end, true)?;
+    }
+    Ok((server_end, client_end))
 }

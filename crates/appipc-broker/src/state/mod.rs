@@ -1,5 +1,5 @@
 //! The state database: one SQLite file, WAL, every change a transaction. A file per table:
-//! [`packages`], [`tokens`].
+//! [`packages`], [`tokens`], [`trust`] (trusted keys and settings).
 
 use std::path::Path;
 
@@ -7,16 +7,18 @@ use rusqlite::Connection;
 
 mod packages;
 mod tokens;
+mod trust;
 
-pub use packages::PackageRow;
+pub use packages::{PackageRow, SignerRow};
 pub use tokens::TokenRow;
+pub use trust::{DEVELOPER_MODE, TrustedKeyRow};
 
 use crate::error::InternalError;
 
 type Result<T, E = InternalError> = std::result::Result<T, E>;
 
 /// Schema version this broker writes (`PRAGMA user_version`).
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
 
 const SCHEMA_V1: &str = "
 CREATE TABLE packages (
@@ -47,6 +49,24 @@ CREATE INDEX file_tokens_source ON file_tokens(source);
 /// rows written before: the broker derives them from the manifest).
 const SCHEMA_V3: &str = "
 ALTER TABLE packages ADD COLUMN granted_capabilities TEXT;
+";
+
+/// Version 4: the trust store, settings (developer mode), and who signed each installed
+/// package (`NULL`: installed from a folder, unsigned; every row written before was).
+const SCHEMA_V4: &str = "
+CREATE TABLE trusted_keys (
+    key_id        TEXT NOT NULL,
+    publisher     TEXT NOT NULL,
+    public_key    TEXT NOT NULL,
+    added_at      INTEGER NOT NULL,
+    PRIMARY KEY (key_id, publisher)
+);
+CREATE TABLE settings (
+    name          TEXT PRIMARY KEY,
+    value         TEXT NOT NULL
+);
+ALTER TABLE packages ADD COLUMN signer_key_id TEXT;
+ALTER TABLE packages ADD COLUMN signer_publisher TEXT;
 ";
 
 /// The database.
@@ -101,6 +121,9 @@ impl Store {
         }
         if version < 3 {
             tx.execute_batch(SCHEMA_V3)?;
+        }
+        if version < 4 {
+            tx.execute_batch(SCHEMA_V4)?;
         }
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
         tx.commit()?;

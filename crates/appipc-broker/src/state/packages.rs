@@ -16,7 +16,8 @@ pub struct PackageRow {
     pub full_name: String,
     /// The manifest text as installed.
     pub manifest: String,
-    /// SHA-256 over the package's files (see `packages::copy_tree`).
+    /// SHA-256 of the package's block map (`repository::staging::content_hash`); rows written
+    /// before version 4 hold an older hash over the files.
     pub content_hash: String,
     /// Where its files are.
     pub install_dir: String,
@@ -25,6 +26,19 @@ pub struct PackageRow {
     /// The capabilities granted at install; `None` for a row written before grants were
     /// recorded (derive them from the manifest).
     pub granted_capabilities: Option<Vec<String>>,
+    /// Who signed the installed package; `None`: installed from a folder (developer mode),
+    /// or before signatures existed.
+    pub signer: Option<SignerRow>,
+}
+
+/// The key that signed an installed package (later issues use the key id as the package's
+/// certificate hash).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SignerRow {
+    /// The key id, 64 lower-case hex digits.
+    pub key_id: String,
+    /// The publisher the key speaks for (equal to the manifest's).
+    pub publisher: String,
 }
 
 impl Store {
@@ -32,7 +46,7 @@ impl Store {
     pub fn packages(&self) -> Result<Vec<PackageRow>> {
         let mut stmt = self.conn.prepare(
             "SELECT family_name, full_name, manifest, content_hash, install_dir, installed_at,
-                    granted_capabilities
+                    granted_capabilities, signer_key_id, signer_publisher
              FROM packages ORDER BY family_name",
         )?;
         let rows = stmt.query_map([], row_to_package)?;
@@ -45,7 +59,7 @@ impl Store {
             .conn
             .query_row(
                 "SELECT family_name, full_name, manifest, content_hash, install_dir, installed_at,
-                    granted_capabilities
+                    granted_capabilities, signer_key_id, signer_publisher
                  FROM packages WHERE family_name = ?1",
                 [family_name],
                 row_to_package,
@@ -60,7 +74,7 @@ impl Store {
         let old = tx
             .query_row(
                 "SELECT family_name, full_name, manifest, content_hash, install_dir, installed_at,
-                    granted_capabilities
+                    granted_capabilities, signer_key_id, signer_publisher
                  FROM packages WHERE family_name = ?1",
                 [&row.family_name],
                 row_to_package,
@@ -69,7 +83,8 @@ impl Store {
         tx.execute("DELETE FROM packages WHERE family_name = ?1", [&row.family_name])?;
         tx.execute(
             "INSERT INTO packages (family_name, full_name, manifest, content_hash, install_dir,
-             installed_at, granted_capabilities) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+             installed_at, granted_capabilities, signer_key_id, signer_publisher)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             params![
                 row.family_name,
                 row.full_name,
@@ -77,11 +92,24 @@ impl Store {
                 row.content_hash,
                 row.install_dir,
                 row.installed_at as i64,
-                row.granted_capabilities.as_ref().map(|g| g.join("\n"))
+                row.granted_capabilities.as_ref().map(|g| g.join("\n")),
+                row.signer.as_ref().map(|s| s.key_id.as_str()),
+                row.signer.as_ref().map(|s| s.publisher.as_str()),
             ],
         )?;
         tx.commit()?;
         Ok(old)
+    }
+
+    /// Records who signed the installed package of a family (a re-install of the same content
+    /// signed by another trusted key, or signed where it was unsigned). Returns whether a row
+    /// was changed.
+    pub fn set_package_signer(&mut self, family_name: &str, signer: &SignerRow) -> Result<bool> {
+        let n = self.conn.execute(
+            "UPDATE packages SET signer_key_id = ?2, signer_publisher = ?3 WHERE family_name = ?1",
+            params![family_name, signer.key_id, signer.publisher],
+        )?;
+        Ok(n == 1)
     }
 
     /// Deletes a package's record; returns it if there was one.
@@ -90,7 +118,7 @@ impl Store {
         let old = tx
             .query_row(
                 "SELECT family_name, full_name, manifest, content_hash, install_dir, installed_at,
-                    granted_capabilities
+                    granted_capabilities, signer_key_id, signer_publisher
                  FROM packages WHERE family_name = ?1",
                 [family_name],
                 row_to_package,
@@ -113,6 +141,10 @@ fn row_to_package(r: &rusqlite::Row<'_>) -> rusqlite::Result<PackageRow> {
         granted_capabilities: r
             .get::<_, Option<String>>(6)?
             .map(|g| g.split('\n').filter(|c| !c.is_empty()).map(str::to_owned).collect()),
+        signer: match (r.get::<_, Option<String>>(7)?, r.get::<_, Option<String>>(8)?) {
+            (Some(key_id), Some(publisher)) => Some(SignerRow { key_id, publisher }),
+            _ => None,
+        },
     })
 }
 
@@ -129,6 +161,7 @@ mod tests {
             install_dir: "/x".into(),
             installed_at: 1,
             granted_capabilities: Some(vec!["internetClient".into()]),
+            signer: None,
         }
     }
 
@@ -151,6 +184,9 @@ mod tests {
             Some(&["internetClient".to_owned()][..])
         );
         assert!(s.package("A_X").unwrap().is_some());
+        let signer = SignerRow { key_id: "ab".into(), publisher: "CN=A".into() };
+        assert!(s.set_package_signer("a_x", &signer).unwrap());
+        assert_eq!(s.package("A_x").unwrap().unwrap().signer, Some(signer));
         assert!(s.delete_package("A_x").unwrap().is_some());
         assert!(s.packages().unwrap().is_empty());
     }

@@ -164,6 +164,37 @@ pub const RESTRICTED_CAPABILITIES: &[&str] = &[
     "uiAccess",
 ];
 
+/// One line on what a restricted capability lets a package do here, for the consent an
+/// install asks for. The capabilities appipc gives meaning to say what they open; the others
+/// are accepted for manifest compatibility and say so.
+pub fn restricted_capability_allows(name: &str) -> &'static str {
+    const MEANINGFUL: &[(&str, &str)] = &[
+        (
+            "runFullTrust",
+            "run its full-trust applications and helpers outside the app container, with all of \
+             your user's rights",
+        ),
+        (
+            "broadFileSystemAccess",
+            "read and write every file your user can, from inside its app container",
+        ),
+        (
+            "packageManagement",
+            "install, upgrade and remove other packages (from the trust you gave; it cannot \
+             change the trust store or developer mode)",
+        ),
+        ("packageQuery", "see every installed package and its details"),
+        (
+            "unvirtualizedResources",
+            "opt out of registry and app data virtualization where its manifest says so",
+        ),
+    ];
+    MEANINGFUL.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, what)| *what).unwrap_or(
+        "restricted on Windows (the Store reviews it); appipc grants it no extra power yet, \
+             but a later version may",
+    )
+}
+
 /// Device capability names (`DeviceCapability`); a device interface class GUID is accepted as
 /// well.
 pub const DEVICE_CAPABILITIES: &[&str] = &[

@@ -58,3 +58,41 @@ fn check_file(root: &Path, r: &Reference) -> Result<(), FileProblem> {
     }
     Ok(())
 }
+
+/// What a package holds at a path, for [`parse_with_files`](super::parse_with_files).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PackageEntry {
+    /// A regular file; `executable` when it has an execute bit.
+    File {
+        /// Whether it is executable.
+        executable: bool,
+    },
+    /// A folder (of other files).
+    Folder,
+}
+
+pub(super) fn parse_with_files(
+    text: &str,
+    lookup: &dyn Fn(&str) -> Option<PackageEntry>,
+) -> Result<Manifest, ManifestError> {
+    let parsed = build::parse(text)?;
+    for r in &parsed.references {
+        let problem = match lookup(r.path.as_str()) {
+            None => Some(FileProblem::Missing),
+            Some(PackageEntry::Folder) => Some(FileProblem::NotRegularFile),
+            Some(PackageEntry::File { executable: false }) if r.executable => {
+                Some(FileProblem::NotExecutable)
+            }
+            Some(PackageEntry::File { .. }) => None,
+        };
+        if let Some(problem) = problem {
+            return Err(ManifestError::File {
+                location: Location::of_offset(text, r.span.start),
+                key: r.key.clone(),
+                file: r.path.as_str().to_owned(),
+                problem,
+            });
+        }
+    }
+    Ok(parsed.manifest)
+}

@@ -53,13 +53,14 @@ use crate::identity::{
 pub use capabilities::{
     BROAD_FILE_SYSTEM_ACCESS, CLASSIC_APP_COMPAT, CLASSIC_APP_COMPAT_ELEVATED, Capabilities,
     DEVICE_CAPABILITIES, GENERAL_CAPABILITIES, PRIVATE_NETWORK_CLIENT_SERVER,
-    RESTRICTED_CAPABILITIES, RUN_FULL_TRUST, UNVIRTUALIZED_RESOURCES,
+    RESTRICTED_CAPABILITIES, RUN_FULL_TRUST, UNVIRTUALIZED_RESOURCES, restricted_capability_allows,
 };
 pub use com::{
     ComClass, ComCompatMode, ComInterface, ComScope, ComServer, ExeServer, Interface, ProgId,
     ProgIdTarget, ProxyStub, TypeLib, TypeLibRef, TypeLibVersion,
 };
 pub use error::{FileProblem, Location, ManifestError};
+pub use load::PackageEntry;
 pub use locate::locate;
 pub use names::{
     APP_SERVICE_NAME_RULE, AppServiceName, CustomCapabilityName, FOLDER_NAME_RULE, GUID_RULE, Guid,
@@ -450,6 +451,17 @@ pub fn parse(text: &str) -> Result<Manifest, ManifestError> {
 /// files. A path that leads outside the package through a symbolic link is refused.
 pub fn load(package_dir: &Path) -> Result<Manifest, ManifestError> {
     load::load(package_dir)
+}
+
+/// Parses and validates `text` as [`parse`] does, and checks every file it names against the
+/// package's file list instead of a folder: `lookup` says what the package holds at a path
+/// (a block map, or the broker's own copy of a folder), with the same rules as [`load`]:
+/// executables must be executable regular files, other named files regular files.
+pub fn parse_with_files(
+    text: &str,
+    lookup: &dyn Fn(&str) -> Option<PackageEntry>,
+) -> Result<Manifest, ManifestError> {
+    load::parse_with_files(text, lookup)
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@ use std::collections::HashSet;
 use data_encoding::HEXLOWER;
 use sha2::{Digest, Sha256};
 
-use crate::manifest::{MANIFEST_FILE, PackagePath};
+use crate::manifest::{MANIFEST_FILE, PackageEntry, PackagePath};
 
 use super::error::PackageFileError;
 use super::{BLOCK_MAP_FILE, Limits, MAX_MANIFEST_SIZE, SIGNATURE_FILE};
@@ -268,6 +268,21 @@ impl BlockMap {
     pub fn manifest(&self) -> &BlockMapEntry {
         self.get(MANIFEST_FILE).expect("checked when the block map was made")
     }
+
+    /// What the package holds at `path`: a file (executable or not), a folder of other files,
+    /// or nothing; for checking the files a manifest names
+    /// ([`manifest::parse_with_files`](crate::manifest::parse_with_files)).
+    pub fn lookup(&self, path: &str) -> Option<PackageEntry> {
+        if let Some(e) = self.get(path) {
+            return Some(PackageEntry::File { executable: e.mode.is_executable() });
+        }
+        let folder = format!("{path}/");
+        let at = self.entries.partition_point(|e| e.path.as_str().as_bytes() < folder.as_bytes());
+        self.entries
+            .get(at)
+            .filter(|e| e.path.as_str().starts_with(&folder))
+            .map(|_| PackageEntry::Folder)
+    }
 }
 
 fn parse_line(line: &str) -> Result<BlockMapEntry, String> {
@@ -397,5 +412,22 @@ mod tests {
             BlockMap::new(vec![a, b, entry(MANIFEST_FILE, b"")], &limits),
             Err(PackageFileError::TooLarge { .. })
         ));
+    }
+
+    #[test]
+    fn lookup_tells_files_folders_and_nothing_apart() {
+        let mut exe = entry("bin/app", b"#!");
+        exe.mode = FileMode::Executable;
+        let map = BlockMap::new(
+            vec![exe, entry("bin-data", b"x"), entry(MANIFEST_FILE, b"")],
+            &Limits::default(),
+        )
+        .unwrap();
+        assert_eq!(map.lookup("bin/app"), Some(PackageEntry::File { executable: true }));
+        assert_eq!(map.lookup("bin-data"), Some(PackageEntry::File { executable: false }));
+        assert_eq!(map.lookup("bin"), Some(PackageEntry::Folder));
+        assert_eq!(map.lookup("bi"), None);
+        assert_eq!(map.lookup("bin/app/x"), None);
+        assert_eq!(map.lookup("bin/ap"), None);
     }
 }

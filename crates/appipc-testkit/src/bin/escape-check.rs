@@ -12,11 +12,29 @@
 //! ```text
 //! escape-check [--home-file PATH] [--host-tmp-file PATH] [--other-app-data PATH]
 //!              [--broker-socket PATH] [--abstract NAME] [--host-pid PID] [--tcp PORT]
-//!              [--own-data DIR] [--install-dir DIR]
+//!              [--own-data DIR] [--install-dir DIR] [--writable DIR]...
 //! ```
+//!
+//! Always checked: the socket families and protocols (`socket_family_<n>`, `netlink_<n>`,
+//! `mptcp_inet`, `mptcp_inet6`: each with the errno of every socket type tried in `detail`;
+//! `sockets_allowed`), fanotify and inotify, metadata changes of the bound devices and their
+//! ordinary use, device creation, signalling pid 1, the uid maps (`id_maps`), and for `/tmp`,
+//! `$TMPDIR`, `/dev/shm` and every `--writable` folder: create, write, read and delete a file
+//! (`writable:<dir>`), run a program copied there (`exec:<dir>`) and map a file there
+//! executable (`mmap_exec:<dir>`). In the first writable folder: set-id bits by `chmod`,
+//! `open` and `mknod` (`setuid_chmod`, `setgid_chmod`, `setuid_create`, `setuid_mknod`), and a
+//! file `escape-check.marker` is left behind for the caller to inspect.
 //!
 //! The checks that change this process for good (`mount`, `unshare`) run last. Exit status 0
 //! whatever the results (2 on bad arguments): the caller judges.
+//!
+//! `escape-check --tty-check RDEV` checks the terminal instead, for a caller that runs
+//! `appipc launch --wait` in a terminal whose device number is `RDEV`: it prints one JSON
+//! object (`tty_fds`: whether fds 0–2 are terminals; `host_tty_fd`: whether one of them *is*
+//! that terminal; `tty_chmod`: `fchmod(0, 0666)`; `tty_winsize`; `ctty`: whether `/dev/tty`
+//! opens; `tty_mess`: turning echo and line editing off and leaving them so), then `ready`,
+//! then waits for `SIGWINCH` and prints `winsize <rows>x<cols>`, then reads a line and prints
+//! `got:<line>`, then reads again until the end of input or a signal ends it.
 #![forbid(unsafe_code)]
 
 use std::ffi::CString;
@@ -40,6 +58,7 @@ struct Args {
     tcp: Option<u16>,
     own_data: Option<PathBuf>,
     install_dir: Option<PathBuf>,
+    writable: Vec<PathBuf>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -61,6 +80,7 @@ fn parse_args() -> Result<Args, String> {
             "--tcp" => args.tcp = Some(text().parse().map_err(|e| format!("--tcp: {e}"))?),
             "--own-data" => args.own_data = Some(value.into()),
             "--install-dir" => args.install_dir = Some(value.into()),
+            "--writable" => args.writable.push(value.into()),
             other => return Err(format!("unknown argument {other}")),
         }
     }
@@ -95,6 +115,24 @@ fn list_dir(p: &Path) -> io::Result<String> {
 
 fn list_parent(p: &Path) -> io::Result<String> {
     list_dir(p.parent().unwrap_or(Path::new("/")))
+}
+
+/// Whether the folder of `p` can be listed and shows `p` (the host's folder).
+fn host_dir_shows(p: &Path) -> Value {
+    let parent = p.parent().unwrap_or(Path::new("/"));
+    let name = p.file_name().unwrap_or_default();
+    match std::fs::read_dir(parent) {
+        Ok(rd) => {
+            if rd.flatten().any(|e| e.file_name() == name) {
+                outcome(true, None, format!("{} is listed in {}", p.display(), parent.display()))
+            } else {
+                let note =
+                    format!("{} is listed but does not show {}", parent.display(), p.display());
+                outcome(false, Some(libc::ENOENT), note)
+            }
+        }
+        Err(e) => outcome(false, e.raw_os_error(), format!("{}: {e}", parent.display())),
+    }
 }
 
 /// Reads `p` if it is a file, else the first regular file found below it.
@@ -132,7 +170,9 @@ fn checks(args: &Args) -> Map<String, Value> {
     }
     if let Some(p) = &args.host_tmp_file {
         put("host_tmp_file_read", attempt(read_file(p)));
-        put("host_tmp_dir_list", attempt(list_parent(p)));
+        // Inside, /tmp is the app's own TempState: listing it is fine, seeing the host's
+        // file in it is not.
+        put("host_tmp_dir_list", host_dir_shows(p));
     }
     if let Some(p) = &args.other_app_data {
         put("other_app_data_read", attempt(read_file_or_first_in(p)));
@@ -182,6 +222,53 @@ fn checks(args: &Args) -> Map<String, Value> {
         put("install_dir_create", install_dir_create(dir));
     }
 
+    sockets(&mut put);
+    put("fanotify_init", attempt(probe::fanotify_init().map(|()| "fanotify group".into())));
+    put(
+        "inotify_usr",
+        attempt(
+            probe::inotify_watch(c"/usr/bin").map(|()| "watching opens in /usr/bin".to_string()),
+        ),
+    );
+    devices(&mut put);
+    put("signal_init", attempt(probe::kill(1, 0).map(|()| "pid 1 may be signalled".into())));
+    put("id_maps", id_maps());
+    let mut dirs: Vec<(String, PathBuf)> =
+        ["/tmp", "/dev/shm"].iter().map(|d| ((*d).to_owned(), PathBuf::from(d))).collect();
+    if let Some(t) = std::env::var_os("TMPDIR") {
+        dirs.push(("$TMPDIR".to_owned(), PathBuf::from(t)));
+    }
+    dirs.extend(args.writable.iter().map(|d| (d.display().to_string(), d.clone())));
+    for (d, dir) in &dirs {
+        put(&format!("writable:{d}"), writable(dir));
+        put(&format!("exec:{d}"), exec_from(dir));
+        put(
+            &format!("mmap_exec:{d}"),
+            attempt(copy_true(dir, "mmap").and_then(|p| cpath(&p).map(|c| (p, c))).and_then(
+                |(p, c)| {
+                    let r = probe::mmap_exec_file(&c);
+                    let _ = std::fs::remove_file(&p);
+                    r.map(|()| format!("mapped {} executable", p.display()))
+                },
+            )),
+        );
+    }
+    put(
+        "mmap_exec_anonymous",
+        attempt(probe::mmap_exec_anonymous().map(|()| "anonymous PROT_EXEC page".into())),
+    );
+    if let Some(dir) = args.writable.first() {
+        set_id(dir, &mut put);
+        let marker = dir.join("escape-check.marker");
+        put(
+            "marker",
+            attempt(
+                std::fs::write(&marker, "left by escape-check")
+                    .map(|()| format!("left {}", marker.display())),
+            ),
+        );
+    }
+
     // Last: these change this process for good if they succeed.
     put("mount_tmpfs", mount_tmpfs(args.own_data.as_deref()));
     put(
@@ -191,11 +278,197 @@ fn checks(args: &Args) -> Map<String, Value> {
     out
 }
 
+/// The socket families other than the four allowed, netlink protocols other than route, MPTCP,
+/// and the ordinary sockets that must work.
+fn sockets(put: &mut impl FnMut(&str, Value)) {
+    let types = [libc::SOCK_STREAM, libc::SOCK_DGRAM, libc::SOCK_SEQPACKET, libc::SOCK_RAW];
+    let try_all = |domain: i32, protocol: i32| -> Value {
+        let results: Vec<Option<i32>> = types
+            .iter()
+            .map(|ty| {
+                probe::socket(domain, *ty, protocol).err().map(|e| e.raw_os_error().unwrap_or(-1))
+            })
+            .collect();
+        let ok = results.iter().any(Option::is_none);
+        let errno = results.iter().flatten().next().copied();
+        let errnos: Vec<i32> = results.iter().map(|r| r.unwrap_or(0)).collect();
+        let mut v =
+            outcome(ok, errno, format!("errnos by type stream,dgram,seqpacket,raw: {errnos:?}"));
+        v["errnos"] = json!(errnos);
+        v
+    };
+    // AF_MAX is 46 on Linux 6.18 (AF_MCTP is 45); a few more for newer kernels.
+    for family in 0..50 {
+        if appipc_sys::seccomp::ALLOWED_SOCKET_FAMILIES.contains(&family) {
+            continue;
+        }
+        put(&format!("socket_family_{family}"), try_all(family, 0));
+    }
+    for protocol in 1..32 {
+        put(&format!("netlink_{protocol}"), try_all(libc::AF_NETLINK, protocol));
+    }
+    let mptcp = appipc_sys::seccomp::IPPROTO_MPTCP;
+    put(
+        "mptcp_inet",
+        attempt(
+            probe::socket(libc::AF_INET, libc::SOCK_STREAM, mptcp).map(|()| "mptcp socket".into()),
+        ),
+    );
+    put(
+        "mptcp_inet6",
+        attempt(
+            probe::socket(libc::AF_INET6, libc::SOCK_STREAM, mptcp).map(|()| "mptcp socket".into()),
+        ),
+    );
+    let allowed = [
+        (libc::AF_UNIX, libc::SOCK_STREAM, 0),
+        (libc::AF_UNIX, libc::SOCK_DGRAM, 0),
+        (libc::AF_UNIX, libc::SOCK_SEQPACKET, 0),
+        (libc::AF_INET, libc::SOCK_STREAM, libc::IPPROTO_TCP),
+        (libc::AF_INET, libc::SOCK_DGRAM, libc::IPPROTO_UDP),
+        (libc::AF_INET6, libc::SOCK_STREAM, 0),
+        (libc::AF_INET6, libc::SOCK_DGRAM, 0),
+        (libc::AF_NETLINK, libc::SOCK_RAW, libc::NETLINK_ROUTE),
+    ];
+    let r = allowed.iter().try_for_each(|&(d, t, p)| {
+        probe::socket(d, t, p).map_err(|e| io::Error::new(e.kind(), format!("{d}/{t}/{p}: {e}")))
+    });
+    put("sockets_allowed", attempt(r.map(|()| "unix, inet, inet6, netlink route".into())));
+}
+
+/// Metadata changes of the bound host devices (must fail) and their ordinary use (must work).
+fn devices(put: &mut impl FnMut(&str, Value)) {
+    put(
+        "device_chmod",
+        attempt(probe::chmod_same(c"/dev/full").map(|()| "chmod /dev/full".into())),
+    );
+    put("device_touch", attempt(probe::touch(c"/dev/null").map(|()| "touched /dev/null".into())));
+    put(
+        "device_chown",
+        attempt(probe::chown_nothing(c"/dev/null").map(|()| "chown /dev/null".into())),
+    );
+    put(
+        "device_write_null",
+        attempt(std::fs::write("/dev/null", b"x").map(|()| "wrote /dev/null".into())),
+    );
+    put(
+        "device_write_full",
+        match std::fs::write("/dev/full", b"x") {
+            Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => {
+                outcome(true, Some(libc::ENOSPC), "/dev/full is full, as it should be")
+            }
+            r => attempt(r.map(|()| "wrote /dev/full".into())),
+        },
+    );
+    for dev in ["/dev/zero", "/dev/urandom"] {
+        let r = std::fs::File::open(dev).and_then(|mut f| {
+            let mut b = [0u8; 16];
+            io::Read::read_exact(&mut f, &mut b).map(|()| format!("read {dev}"))
+        });
+        put(&format!("device_read:{dev}"), attempt(r));
+    }
+    // /tmp is the app's own: a device created there would be one it made.
+    put(
+        "mknod_char",
+        attempt(
+            probe::mknod(c"/tmp/escape-check-null", libc::S_IFCHR, 0o666, libc::makedev(1, 3)).map(
+                |()| {
+                    let _ = std::fs::remove_file("/tmp/escape-check-null");
+                    "made a character device".into()
+                },
+            ),
+        ),
+    );
+}
+
+/// `/proc/self/uid_map` and `gid_map`: the host ids behind this process's.
+fn id_maps() -> Value {
+    let read = |p: &str| {
+        std::fs::read_to_string(p).map(|s| s.split_whitespace().collect::<Vec<_>>().join(" "))
+    };
+    match (read("/proc/self/uid_map"), read("/proc/self/gid_map")) {
+        (Ok(u), Ok(g)) => outcome(true, None, format!("uid_map: {u}; gid_map: {g}")),
+        (Err(e), _) | (_, Err(e)) => outcome(false, e.raw_os_error(), e.to_string()),
+    }
+}
+
+/// Create, write, read back and delete a file in `dir`.
+fn writable(dir: &Path) -> Value {
+    let p = dir.join(format!("escape-check-{}.txt", std::process::id()));
+    let r = std::fs::write(&p, "x").and_then(|()| std::fs::read_to_string(&p)).and_then(|back| {
+        std::fs::remove_file(&p)?;
+        Ok(format!("created, wrote, read back {back:?} and deleted {}", p.display()))
+    });
+    attempt(r)
+}
+
+/// Copies `/usr/bin/true` into `dir` under `name`, executable.
+fn copy_true(dir: &Path, name: &str) -> io::Result<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let p = dir.join(format!("escape-check-{name}-{}", std::process::id()));
+    std::fs::copy("/usr/bin/true", &p)?;
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755))?;
+    Ok(p)
+}
+
+/// Runs a program copied into `dir`.
+fn exec_from(dir: &Path) -> Value {
+    let r = copy_true(dir, "exec").and_then(|p| {
+        let status = std::process::Command::new(&p).status();
+        let _ = std::fs::remove_file(&p);
+        let status = status?;
+        Ok(format!("ran {} ({status})", p.display()))
+    });
+    attempt(r)
+}
+
+/// Set-id bits on a file of our own in `dir`.
+fn set_id(dir: &Path, put: &mut impl FnMut(&str, Value)) {
+    let base = dir.join(format!("escape-check-setid-{}", std::process::id()));
+    for (name, mode) in [("setuid_chmod", 0o4755), ("setgid_chmod", 0o2755)] {
+        let r = copy_true(dir, name).and_then(|p| {
+            let r = cpath(&p).and_then(|c| probe::chmod(&c, mode));
+            let kept = std::fs::metadata(&p).map(|m| {
+                use std::os::unix::fs::PermissionsExt;
+                m.permissions().mode() & 0o7777
+            });
+            let _ = std::fs::remove_file(&p);
+            r?;
+            Ok(format!("{} has mode {:o}", p.display(), kept?))
+        });
+        put(name, attempt(r));
+    }
+    let r = cpath(&base).and_then(|c| {
+        let mode = probe::create_with_mode(&c, 0o4755);
+        let _ = std::fs::remove_file(&base);
+        match mode? {
+            m if m & 0o6000 != 0 => Ok(format!("created with mode {m:o}")),
+            m => Err(io::Error::other(format!("created, but the kernel kept mode {m:o}"))),
+        }
+    });
+    put("setuid_create", attempt(r));
+    let r = cpath(&base).and_then(|c| {
+        let made = probe::mknod(&c, libc::S_IFREG, 0o4755, 0);
+        let _ = std::fs::remove_file(&base);
+        made.map(|()| "made a set-uid file with mknod".to_string())
+    });
+    put("setuid_mknod", attempt(r));
+}
+
 /// `NoNewPrivs`, `Seccomp`, `Seccomp_filters` and `CapEff` from `/proc/self/status`.
 fn self_status() -> Value {
     match std::fs::read_to_string("/proc/self/status") {
         Ok(s) => {
-            let keep = ["NoNewPrivs", "Seccomp", "Seccomp_filters", "CapEff", "NSpid"];
+            let keep = [
+                "NoNewPrivs",
+                "Seccomp",
+                "Seccomp_filters",
+                "CapEff",
+                "NSpid",
+                "Uid",
+                "Gid",
+                "Groups",
+            ];
             let fields: Vec<String> = s
                 .lines()
                 .filter(|l| keep.iter().any(|k| l.split(':').next() == Some(k)))
@@ -304,7 +577,121 @@ fn identity() -> Value {
     }
 }
 
+/// The terminal checks (see the module documentation).
+fn tty_check(host_rdev: u64) -> ! {
+    use appipc_sys::pty;
+    use std::io::{BufRead, Write};
+    use std::os::fd::AsFd;
+    // Blocked before saying ready, so that a SIGWINCH sent right after is not lost.
+    let blocked = probe::block_signal(libc::SIGWINCH);
+    let (stdin, stdout, stderr) = (io::stdin(), io::stdout(), io::stderr());
+    let fds = [stdin.as_fd(), stdout.as_fd(), stderr.as_fd()];
+    let mut out = Map::new();
+    let infos: Vec<Value> = fds
+        .iter()
+        .map(|fd| json!({ "terminal": pty::is_terminal(fd), "rdev": pty::device_of(fd).ok() }))
+        .collect();
+    let host = fds.iter().position(|fd| pty::device_of(fd).ok() == Some(host_rdev));
+    out.insert("tty_fds".into(), Value::Array(infos));
+    out.insert(
+        "host_tty_fd".into(),
+        match host {
+            Some(i) => outcome(true, None, format!("fd {i} is the terminal of the caller")),
+            None => outcome(false, Some(libc::ENOENT), "no fd is the caller's terminal"),
+        },
+    );
+    let r = probe::fchmod(fds[0], 0o666).map(|()| "fchmod 0666 of fd 0".into());
+    out.insert("tty_chmod".into(), attempt(r));
+    let size = pty::window_size(fds[0]).map(|w| format!("{}x{}", w.rows, w.cols));
+    out.insert("tty_winsize".into(), attempt(size));
+    let ctty = std::fs::File::open("/dev/tty").map(|_| "/dev/tty opens".into());
+    out.insert("ctty".into(), attempt(ctty));
+    let mess = pty::TerminalMode::get(fds[0])
+        .and_then(|m| m.without_echo().set(fds[0]))
+        .map(|()| "echo and line editing off".into());
+    out.insert("tty_mess".into(), attempt(mess));
+    out.insert("signal_block".into(), attempt(blocked.map(|()| "SIGWINCH blocked".into())));
+    let mut o = io::stdout().lock();
+    let _ = writeln!(o, "{}", Value::Object(out));
+    let _ = writeln!(o, "ready");
+    let _ = o.flush();
+    drop(o);
+    if probe::wait_signal(libc::SIGWINCH).is_ok() {
+        let size = pty::window_size(fds[0]).map(|w| format!("{}x{}", w.rows, w.cols));
+        println!("winsize {}", size.unwrap_or_else(|e| e.to_string()));
+    }
+    let mut line = String::new();
+    let mut input = stdin.lock();
+    let _ = input.read_line(&mut line);
+    println!("got:{}", line.trim_end());
+    // Until a signal (or the end of input) ends it.
+    line.clear();
+    let _ = input.read_line(&mut line);
+    std::process::exit(0)
+}
+
+/// The redirected-file checks (see the module documentation).
+fn fd_check(dev: u64, ino: u64) -> ! {
+    use std::io::{BufRead, Write};
+    use std::os::fd::AsFd;
+    use std::os::unix::fs::MetadataExt;
+    let (stdin, stdout, stderr) = (io::stdin(), io::stdout(), io::stderr());
+    let fds = [stdin.as_fd(), stdout.as_fd(), stderr.as_fd()];
+    let same = fds.iter().position(|fd| {
+        fd.try_clone_to_owned()
+            .map(std::fs::File::from)
+            .and_then(|f| f.metadata())
+            .is_ok_and(|m| (m.dev(), m.ino()) == (dev, ino))
+    });
+    let mut out = Map::new();
+    out.insert(
+        "host_fd".into(),
+        match same {
+            Some(i) => outcome(true, None, format!("fd {i} is the caller's file")),
+            None => outcome(false, Some(libc::ENOENT), "no fd is the caller's file"),
+        },
+    );
+    let r = probe::fchmod(fds[1], 0o666).map(|()| "fchmod 0666 of fd 1".into());
+    out.insert("fd_chmod".into(), attempt(r));
+    let mut o = io::stdout().lock();
+    let _ = writeln!(o, "{}", Value::Object(out));
+    let _ = writeln!(o, "ready");
+    let _ = o.flush();
+    drop(o);
+    let mut line = String::new();
+    let mut input = stdin.lock();
+    let _ = input.read_line(&mut line);
+    println!("got:{}", line.trim_end());
+    line.clear();
+    let _ = input.read_line(&mut line);
+    std::process::exit(0)
+}
+
 fn main() {
+    let mut raw = std::env::args().skip(1);
+    match raw.next().as_deref() {
+        Some("--tty-check") => match raw.next().and_then(|r| r.parse().ok()) {
+            Some(rdev) => tty_check(rdev),
+            None => {
+                eprintln!("escape-check: --tty-check needs a device number");
+                std::process::exit(2);
+            }
+        },
+        Some("--fd-check") => {
+            let pair = raw.next().and_then(|r| {
+                let (d, i) = r.split_once(':')?;
+                Some((d.parse().ok()?, i.parse().ok()?))
+            });
+            match pair {
+                Some((dev, ino)) => fd_check(dev, ino),
+                None => {
+                    eprintln!("escape-check: --fd-check needs DEV:INO");
+                    std::process::exit(2);
+                }
+            }
+        }
+        _ => {}
+    }
     let args = match parse_args() {
         Ok(a) => a,
         Err(e) => {

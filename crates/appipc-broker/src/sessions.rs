@@ -1,0 +1,256 @@
+//! The live sessions: who each is, what it holds and waits for, and the limits on how many
+//! there are (`connections`, `sessions-per-package`, the idle timeout; see [`crate::session`]).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use tokio::sync::mpsc;
+
+use crate::Shared;
+use crate::caller::Caller;
+use crate::limits::FdCharge;
+use crate::outbox::{Outbox, Outgoing};
+
+/// A live session, as the registry keeps it.
+#[derive(Debug)]
+pub struct SessionEntry {
+    /// Who.
+    pub caller: Arc<Caller>,
+    /// Where its frames go.
+    pub outbox: Arc<Outbox>,
+    last_active: AtomicU64,
+    /// Things the session waits for that keep it from being idle (followed decisions, a
+    /// launched process's exit).
+    interest: AtomicUsize,
+    pub(crate) in_flight: AtomicUsize,
+    _fds: FdCharge,
+}
+
+/// Something a session waits for; while it lives the session is not idle.
+#[derive(Debug)]
+pub(crate) struct Interest(Arc<SessionEntry>);
+
+impl Drop for Interest {
+    fn drop(&mut self) {
+        self.0.interest.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// A request whose session closed while it ran: what it would have entered in a table is not
+/// (the session's entries are released once, when it closes).
+#[derive(Debug, thiserror::Error)]
+#[error("the session closed while its request ran")]
+pub(crate) struct SessionGone;
+
+impl From<SessionGone> for crate::error::InternalError {
+    fn from(e: SessionGone) -> Self {
+        crate::error::InternalError::io(
+            "entering a handle",
+            std::io::Error::new(std::io::ErrorKind::BrokenPipe, e),
+        )
+    }
+}
+
+impl SessionEntry {
+    /// `Err` once the session is closing: call it under the lock of the table a request is
+    /// about to enter something in, so that the session's close (which takes that lock after
+    /// marking the session closed) sees the entry or the request sees the close.
+    pub(crate) fn ensure_open(&self) -> Result<(), crate::error::InternalError> {
+        if self.outbox.is_closed() { Err(SessionGone.into()) } else { Ok(()) }
+    }
+
+    pub(crate) fn touch(&self, now: u64) {
+        self.last_active.store(now, Ordering::Relaxed);
+    }
+
+    /// Marks the session as waiting for something until the returned guard drops.
+    pub(crate) fn interest(self: &Arc<Self>) -> Interest {
+        self.interest.fetch_add(1, Ordering::SeqCst);
+        Interest(self.clone())
+    }
+}
+
+/// Why a session was not admitted.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum Refused {
+    /// Too many sessions of unpackaged processes.
+    #[error(
+        "{0} sessions of unpackaged processes are open, the most allowed ([limits] connections); close some"
+    )]
+    Connections(usize),
+    /// Too many sessions of one package.
+    #[error("package {0} has {1} sessions open, the most allowed ([limits] sessions-per-package)")]
+    Package(String, usize),
+    /// The fd budget is spent.
+    #[error(
+        "the broker holds as many files for its clients as it may ({0}); close some sessions or objects"
+    )]
+    Fds(usize),
+}
+
+/// The live sessions.
+#[derive(Debug)]
+pub struct Sessions {
+    map: Mutex<HashMap<u64, Arc<SessionEntry>>>,
+    /// Held across an admission's count, eviction and insertion, so two sessions accepted at
+    /// once cannot both see room for one.
+    admitting: Mutex<()>,
+    start: Instant,
+}
+
+impl Default for Sessions {
+    fn default() -> Self {
+        Sessions {
+            map: Mutex::new(HashMap::new()),
+            admitting: Mutex::new(()),
+            start: Instant::now(),
+        }
+    }
+}
+
+impl Sessions {
+    pub(crate) fn now(&self) -> u64 {
+        u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Arc<SessionEntry>>> {
+        self.map.lock().expect("sessions poisoned")
+    }
+
+    /// The live sessions of a package family.
+    pub(crate) fn of_package(&self, family: &str) -> usize {
+        self.lock()
+            .values()
+            .filter(|e| e.caller.family_name().is_some_and(|f| f.eq_ignore_ascii_case(family)))
+            .count()
+    }
+
+    /// How many sessions are live.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Whether none is.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Live sessions of unpackaged processes (public connections and the sessions opened over
+    /// them), those already closing aside.
+    fn unpackaged(&self) -> usize {
+        self.lock()
+            .values()
+            .filter(|e| e.caller.family_name().is_none() && !e.outbox.is_closed())
+            .count()
+    }
+
+    /// Whether an unpackaged process may open one more session (over the one it has).
+    pub(crate) fn room_for_unpackaged(&self, shared: &Shared) -> Result<(), Refused> {
+        let n = self.unpackaged();
+        if n >= shared.config.limits.connections {
+            return Err(Refused::Connections(n));
+        }
+        Ok(())
+    }
+
+    /// Whether a package may open one more session.
+    pub(crate) fn room_for_package(&self, shared: &Shared, family: &str) -> Result<(), Refused> {
+        let n = self.of_package(family);
+        if n >= shared.config.limits.sessions_per_package {
+            return Err(Refused::Package(family.to_owned(), n));
+        }
+        Ok(())
+    }
+
+    /// Admits a session: the limits are checked (a full table of unpackaged sessions first
+    /// closes its longest idle session), the fd it costs is charged.
+    pub(crate) fn admit(
+        &self,
+        shared: &Shared,
+        caller: Caller,
+    ) -> Result<(Arc<SessionEntry>, mpsc::UnboundedReceiver<Outgoing>), Refused> {
+        let limits = &shared.config.limits;
+        let _admitting = self.admitting.lock().expect("admission poisoned");
+        match caller.family_name() {
+            // Unpackaged sessions, on the public socket or opened over one, share the cap.
+            None => {
+                let n = self.unpackaged();
+                if n >= limits.connections && !self.close_longest_idle(shared) {
+                    return Err(Refused::Connections(n));
+                }
+            }
+            Some(f) => self.room_for_package(shared, f)?,
+        }
+        let charge = shared.fds.try_charge(1).ok_or(Refused::Fds(shared.fds.max()))?;
+        let (outbox, rx) = Outbox::new(limits.queued_reply_bytes);
+        let entry = Arc::new(SessionEntry {
+            caller: Arc::new(caller),
+            outbox,
+            last_active: AtomicU64::new(self.now()),
+            interest: AtomicUsize::new(0),
+            in_flight: AtomicUsize::new(0),
+            _fds: charge,
+        });
+        self.lock().insert(entry.caller.session_id, entry.clone());
+        Ok((entry, rx))
+    }
+
+    /// Whether an unpackaged session holds nothing and waits for nothing (so closing it loses
+    /// nothing of its peer's). Packaged sessions are bounded per package and never closed to
+    /// make room.
+    fn holds_nothing(shared: &Shared, e: &SessionEntry) -> bool {
+        let id = e.caller.session_id;
+        e.caller.family_name().is_none()
+            && e.in_flight.load(Ordering::SeqCst) == 0
+            && e.interest.load(Ordering::SeqCst) == 0
+            && e.outbox.queued() == 0
+            && shared.named_objects.handles_of(id) == 0
+            && shared.pipes.instances_of(id) == 0
+            && !shared.app_services.hosts_in(id)
+    }
+
+    /// Closes the unpackaged session idle the longest that holds nothing; whether there was one.
+    fn close_longest_idle(&self, shared: &Shared) -> bool {
+        let victim = self
+            .lock()
+            .values()
+            .filter(|e| !e.outbox.is_closed() && Self::holds_nothing(shared, e))
+            .min_by_key(|e| e.last_active.load(Ordering::Relaxed))
+            .cloned();
+        match victim {
+            Some(v) => {
+                v.outbox
+                    .close("the broker's table of sessions is full and this one was idle longest");
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Closes unpackaged sessions that held nothing and asked nothing for the idle timeout.
+    pub(crate) fn close_idle(&self, shared: &Shared) {
+        let timeout = shared.config.limits.idle_timeout_secs.saturating_mul(1000);
+        let now = self.now();
+        let idle: Vec<_> = self
+            .lock()
+            .values()
+            .filter(|e| {
+                now.saturating_sub(e.last_active.load(Ordering::Relaxed)) >= timeout
+                    && Self::holds_nothing(shared, e)
+            })
+            .cloned()
+            .collect();
+        for e in idle {
+            e.outbox.close(format!(
+                "idle for {} s with nothing open ([limits] idle-timeout-secs)",
+                shared.config.limits.idle_timeout_secs
+            ));
+        }
+    }
+
+    pub(crate) fn remove(&self, id: u64) {
+        self.lock().remove(&id);
+    }
+}

@@ -1,0 +1,385 @@
+//! Attacks on the broker's trust core (issue 9's red team). Each test is a hole that was
+//! found: it failed on the code it was written against and passes since the hole was closed. The attacker is a
+//! confined app (the `redteam-probe` binary installed as a package and launched by the broker)
+//! or a malicious local client (raw frames on the public socket).
+
+use std::io::BufRead;
+use std::os::fd::{AsFd, OwnedFd};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use appipc_sys::socket::{self, Blocking};
+use appipc_testkit::{TestBroker, assemble_manifest, bin_dir, unique};
+use appipc_wire::frame::{Frame, MAX_FRAME_LEN};
+use appipc_wire::protocol::named_objects::{self as no, NamedObjectKind};
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+}
+
+/// Installs a package whose app is the red-team probe; returns its family name.
+fn install_probe(b: &TestBroker, name: &str, publisher: &str) -> String {
+    let text = format!(
+        "[package]\nname = \"{name}\"\npublisher = \"{publisher}\"\nversion = \"1.0.0.0\"\n\n\
+         [[application]]\nid = \"App\"\nexecutable = \"bin/redteam-probe\"\n"
+    );
+    let dir = assemble_manifest(&text, &b.root.path().join(unique("rt9")), &bin_dir()).unwrap();
+    let out = b.cli().args(["install", dir.to_str().unwrap()]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let full = String::from_utf8_lossy(&out.stdout).trim().rsplit(' ').next().unwrap().to_owned();
+    let p: Vec<&str> = full.split('_').collect();
+    format!("{}_{}", p[0], p[4])
+}
+
+/// Runs the probe confined as `pfn` and waits; returns its stdout.
+fn probe(b: &TestBroker, pfn: &str, steps: &[&str]) -> String {
+    let mut args = vec!["launch", "--wait", pfn, "--"];
+    args.extend_from_slice(steps);
+    let out = b.cli().args(&args).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "probe failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// Starts the probe confined as `pfn` without waiting; its stdout lines arrive on the channel.
+fn probe_spawn(
+    b: &TestBroker,
+    pfn: &str,
+    steps: &[&str],
+) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
+    let mut args = vec!["launch", "--wait", pfn, "--"];
+    args.extend_from_slice(steps);
+    let mut child = b.cli().args(&args).stdout(Stdio::piped()).spawn().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    (child, rx)
+}
+
+fn wait_line(rx: &std::sync::mpsc::Receiver<String>, needle: &str, secs: u64) -> String {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let mut seen = String::new();
+    while Instant::now() < deadline {
+        if let Ok(l) = rx.recv_timeout(Duration::from_millis(200)) {
+            seen.push_str(&l);
+            seen.push('\n');
+            if l.contains(needle) {
+                return seen;
+            }
+        }
+    }
+    panic!("no line with {needle:?} in {secs} s; got:\n{seen}");
+}
+
+fn result<'a>(out: &'a str, step: &str) -> &'a str {
+    out.lines()
+        .find_map(|l| l.strip_prefix(step).and_then(|r| r.strip_prefix(" => ")))
+        .unwrap_or_else(|| panic!("no result for {step:?} in:\n{out}"))
+}
+
+/// How many fds the broker process has open.
+fn broker_fds(b: &TestBroker) -> usize {
+    std::fs::read_dir(format!("/proc/{}/fd", b.pid())).unwrap().count()
+}
+
+/// How many of the broker's threads sleep in a kernel function whose name contains `what`.
+fn broker_threads_in(b: &TestBroker, what: &str) -> usize {
+    std::fs::read_dir(format!("/proc/{}/task", b.pid()))
+        .unwrap()
+        .flatten()
+        .filter(|t| {
+            let stack = std::fs::read_to_string(t.path().join("stack")).unwrap_or_default();
+            let wchan = std::fs::read_to_string(t.path().join("wchan")).unwrap_or_default();
+            stack.contains(what) || wchan.contains(what)
+        })
+        .count()
+}
+
+/// Whether a brand-new client gets a `Pong` within `secs`.
+fn fresh_client_is_served(b: &TestBroker, secs: u64) -> bool {
+    let Ok(fd) = socket::seqpacket_connect(&b.socket()) else { return false };
+    ping_within(&fd, secs)
+}
+
+/// Whether a `Ping` on `fd` is answered within `secs`.
+fn ping_within(fd: &OwnedFd, secs: u64) -> bool {
+    let req = Frame::request(1, appipc_wire::protocol::broker::Ping {}).to_cbor();
+    if socket::send(fd, &req, &[], Blocking::Yes).is_err() {
+        return false;
+    }
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < deadline {
+        match socket::recv(fd, MAX_FRAME_LEN, Blocking::No) {
+            Ok(Some(p)) => return Frame::from_cbor(&p.data).is_ok_and(|f| f.reply.is_some()),
+            Ok(None) => return false,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                std::thread::sleep(Duration::from_millis(20))
+            }
+            Err(_) => return false,
+        }
+    }
+    false
+}
+
+const CONTOSO: &str = "CN=Contoso Ltd, O=Contoso, L=Zurich, C=CH";
+const FABRIKAM: &str = "CN=Fabrikam Inc, O=Fabrikam, C=US";
+
+/// F2 (high, DoS): redeeming a file token opens the token's recorded *path* in the broker
+/// (`storage.rs`, `redeem`: `at_path = open_file(&row.path, false)`) without `O_NONBLOCK`, on
+/// the async runtime. A confined app shares a file of its own folder, renames it away, makes a
+/// FIFO at its path and redeems: the broker's worker blocks in `open()` on the FIFO. Two such
+/// redeems take both runtime workers: the broker answers no one.
+#[test]
+fn f2_fifo_at_a_shared_files_path_freezes_the_broker() {
+    let b = TestBroker::start();
+    let app = install_probe(&b, "Contoso.Rt9Fifo", CONTOSO);
+    let (mut child, rx) = probe_spawn(&b, &app, &["fifo-redeem", "2"]);
+    let seen = wait_line(&rx, "redeeming", 60);
+    std::thread::sleep(Duration::from_millis(1500));
+    let served = fresh_client_is_served(&b, 5);
+    let stuck = broker_threads_in(&b, "fifo");
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        served,
+        "the broker stopped answering after a confined app's redeem ({stuck} broker threads \
+         blocked opening a FIFO):\n{seen}"
+    );
+}
+
+/// F3 (medium, DoS): `diagnostics.FollowDecisions` spawns a task that holds the session's
+/// socket and ends only when a send fails or the broker stops (`mech/diagnostics.rs`); with a
+/// filter no decision matches it never sends, so it outlives its session forever. A confined
+/// app loops OpenSession + FollowDecisions + close: one broker fd (and task) leaked per round,
+/// with no quota, until the broker hits its fd limit.
+#[test]
+fn f3_follow_decisions_outlives_its_session_and_leaks_an_fd() {
+    let b = TestBroker::start();
+    let app = install_probe(&b, "Contoso.Rt9Follow", CONTOSO);
+    // Let the broker settle, then measure.
+    std::thread::sleep(Duration::from_millis(500));
+    let before = broker_fds(&b);
+    let out = probe(&b, &app, &["follow-leak", "300", "Nobody.Nothing_0000000000000"]);
+    assert!(out.contains("300 followers left behind"), "{out}");
+    std::thread::sleep(Duration::from_millis(1500));
+    let after = broker_fds(&b);
+    assert!(
+        after < before + 50,
+        "closed sessions keep their sockets open in the broker: {before} fds before, {after} after"
+    );
+}
+
+/// F4 (medium, DoS): the named-object quota is per *session* (`MAX_HANDLES_PER_SESSION`,
+/// `mech/named_objects.rs`) and `broker.OpenSession` is unlimited, so one confined app holds
+/// 5 × 4096 objects — one broker fd each — and exhausts the broker's fd limit (20 000 here):
+/// the broker then accepts no client at all.
+#[test]
+fn f4_per_session_quota_times_unlimited_sessions_exhausts_the_broker() {
+    let hard = rustix::process::getrlimit(rustix::process::Resource::Nofile).maximum;
+    let b = TestBroker::start();
+    let app = install_probe(&b, "Contoso.Rt9Flood", CONTOSO);
+    // Enough sessions that their quotas together pass the broker's own fd limit.
+    let sessions = hard.map_or(8, |h| (h / 4096 + 1).min(64)).to_string();
+    let (mut child, rx) = probe_spawn(&b, &app, &["hold", &sessions, "4096", "120"]);
+    let seen = wait_line(&rx, "holding", 300);
+    let fds = broker_fds(&b);
+    // A few other clients of the user, at once (each costs the broker one fd).
+    let mut kept = Vec::new();
+    let mut served = true;
+    for _ in 0..3 {
+        match socket::seqpacket_connect(&b.socket()) {
+            Ok(fd) => {
+                served &= ping_within(&fd, 5);
+                kept.push(fd);
+            }
+            Err(_) => served = false,
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        served,
+        "one confined app made the broker unable to serve other clients (fd limit {hard:?}, \
+         broker holds {fds} fds):\n{seen}"
+    );
+}
+
+/// Sends raw request frames on a fresh public-socket connection and closes it at once.
+fn fire_and_close(b: &TestBroker, frames: &[Vec<u8>]) {
+    let fd: OwnedFd = socket::seqpacket_connect(&b.socket()).unwrap();
+    for f in frames {
+        socket::send(fd.as_fd(), f, &[], Blocking::Yes).unwrap();
+    }
+    drop(fd);
+}
+
+/// F5 (medium, leak): a session's requests run as tasks of their own, and `hooks::session_closed`
+/// runs as soon as the session's reader sees the end of the socket (`session.rs`, `serve`), not
+/// after its requests finished. A `Create` that runs after that inserts a handle for a session
+/// that will never be closed again: the object, its name and its broker fd stay forever,
+/// outside any quota.
+#[test]
+fn f5_creates_in_flight_when_the_session_closes_leak_forever() {
+    let b = TestBroker::start();
+    // Control: the same creates on a session that waits for its replies before closing leave
+    // nothing behind (its runtime is dropped with it, so its socket closes).
+    let control = unique("rt9control");
+    rt().block_on(async {
+        let s = b.session();
+        for i in 0..20 {
+            let request = no::Create {
+                kind: NamedObjectKind::Event { manual_reset: false, initial_state: false },
+                name: format!(r"Session\{control}-{i}"),
+                sddl: None,
+            };
+            s.call_with_fds(request, &[]).await.unwrap();
+        }
+    });
+    let tag = unique("rt9leak");
+    for round in 0..20 {
+        let frames: Vec<Vec<u8>> = (0..60u64)
+            .map(|i| {
+                Frame::request(
+                    i + 1,
+                    no::Create {
+                        kind: NamedObjectKind::Event { manual_reset: false, initial_state: false },
+                        name: format!(r"Session\{tag}-{round}-{i}"),
+                        sddl: None,
+                    },
+                )
+                .to_cbor()
+            })
+            .collect();
+        fire_and_close(&b, &frames);
+    }
+    // The broker releases a closed session's handles soon; a leak stays for good.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (leaked, control_left) = loop {
+        let (leaked, left) = live(&b, &tag, &control);
+        if (leaked.is_empty() && left == 0) || Instant::now() > deadline {
+            break (leaked, left);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(control_left, 0, "a session that closed normally left objects behind");
+    assert!(
+        leaked.is_empty(),
+        "{} objects of closed sessions are still alive, e.g. {:?}",
+        leaked.len(),
+        &leaked[..leaked.len().min(5)]
+    );
+}
+
+/// The live objects whose names contain `tag`, and how many contain `control`.
+fn live(b: &TestBroker, tag: &str, control: &str) -> (Vec<String>, usize) {
+    rt().block_on(async {
+        let s = b.session();
+        let all = s.call(no::List {}).await.unwrap();
+        let left = all.iter().filter(|o| o.name.contains(control)).count();
+        let leaked = all
+            .into_iter()
+            .filter(|o| o.name.contains(tag))
+            .map(|o| format!("{} ({} handles)", o.name, o.handles))
+            .collect();
+        (leaked, left)
+    })
+}
+
+/// F6 (low, information leak): a decision's "object package" is set only for package
+/// operations; a named-object or pipe decision records "" even when the object lives in
+/// another package's namespace. `diagnostics::visible` then shows every decision of the user's
+/// unpackaged processes to every confined app: the names (and namespaces) of other packages'
+/// objects the user opens or creates.
+#[test]
+fn f6_why_shows_a_confined_app_the_users_decisions_about_other_packages() {
+    let b = TestBroker::start();
+    let victim = install_probe(&b, "Fabrikam.Rt9Victim", FABRIKAM);
+    let snoop = install_probe(&b, "Contoso.Rt9Snoop", CONTOSO);
+    let secret = unique("victimsecret");
+    let rt = rt();
+    rt.block_on(async {
+        let s = b.session();
+        let ns =
+            s.call(no::GetNamedObjectPath { package_family_name: victim.clone() }).await.unwrap();
+        let request = no::Create {
+            kind: NamedObjectKind::FileMapping { size: 4096, writable: true },
+            name: format!(r"{ns}\{secret}"),
+            sddl: None,
+        };
+        s.call_with_fds(request, &[]).await.unwrap();
+    });
+    let out = probe(&b, &snoop, &["why", &secret]);
+    let r = result(&out, &format!("why {secret}"));
+    // The user sees it, and so does the package whose namespace it is in.
+    let user = b.cli().args(["why", "--all", "--json"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&user.stdout).contains(&secret), "the user sees the decision");
+    let own = probe(&b, &victim, &["why", &secret]);
+    assert!(result(&own, &format!("why {secret}")).contains(" 1 mention it"), "{own}");
+    assert!(
+        r.contains(" 0 mention it"),
+        "another package's object, seen in the decision log from a confined app: {r}"
+    );
+}
+
+/// F8 (low-medium, audit forgery): decision records keep client strings as written — the
+/// provider and service names of `app_service.Open` (`policy.rs`: `Operation::object`,
+/// the `NotInstalled` rule), a full-trust `app_id`, an app-service host's service name — and
+/// `appipc why` prints them raw (`appipc-cli/src/main.rs`, `print_decision`). A confined app
+/// puts newlines and terminal escapes in a refused request: `appipc why` then shows a forged
+/// refusal attributed to another package, and the escapes reach the user's terminal.
+#[test]
+fn f8_a_confined_app_forges_lines_and_escapes_in_appipc_why() {
+    let b = TestBroker::start();
+    let app = install_probe(&b, "Contoso.Rt9Forger", CONTOSO);
+    let out = probe(&b, &app, &["forge-why"]);
+    assert!(out.contains("refused as expected"), "{out}");
+    let why = b.cli().args(["why"]).output().unwrap();
+    let text = String::from_utf8_lossy(&why.stdout).into_owned();
+    let forged = text.lines().any(|l| l.starts_with("#1 REFUSED packages.remove"));
+    let escapes = text.contains('\x1b');
+    assert!(
+        !forged && !escapes,
+        "appipc why shows a forged record ({forged}) and raw terminal escapes ({escapes}):\n{}",
+        text.escape_debug()
+    );
+}
+
+/// F11 (medium, DoS): pipes have no quota at all (`mech/pipes.rs`, `create_instance`; named
+/// objects stop a session at 4096), and every create scans every pipe name, building two
+/// strings per key, under the one pipes mutex on a runtime worker. One client (a confined app
+/// as well) creates pipes without bound; measured here: 40 000 pipes, the last 5 000 creates at
+/// ~44 ms each, every other client's pipe operation waiting behind that mutex.
+#[test]
+fn f11_pipes_have_no_quota() {
+    let b = TestBroker::start();
+    let rt = rt();
+    let tag = unique("rt9pipe");
+    let stopped_at = rt.block_on(async {
+        let s = b.session();
+        for i in 0..5000u32 {
+            let request = appipc_wire::protocol::pipes::CreateInstance {
+                name: format!(r"\\.\pipe\{tag}-{i}"),
+                message_mode: false,
+                direction: appipc_wire::protocol::pipes::PipeDirection::Duplex,
+                max_instances: 1,
+                sddl: None,
+            };
+            if let Err(e) = s.call(request).await {
+                return Some((i, e.windows_code()));
+            }
+        }
+        None
+    });
+    assert!(
+        matches!(stopped_at, Some((n, appipc::WindowsCode::Win32(1816))) if n <= 4096),
+        "one session created 5000 pipes with no quota: {stopped_at:?}"
+    );
+}
