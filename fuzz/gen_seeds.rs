@@ -7,6 +7,7 @@
 //! cargo run --manifest-path fuzz/Cargo.toml --features gen-seeds --bin gen-seeds
 //! ```
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use appipc_model::package_file::{FileMode, PackageWriter, SecretKey};
@@ -14,8 +15,8 @@ use appipc_wire::app_service::{ChannelFrame, ChannelKind};
 use appipc_wire::caller::{CallerIdentity, TrustLevel};
 use appipc_wire::frame::{Frame, Raw, Reply};
 use appipc_wire::protocol::{
-    Call, app_service, broker, diagnostics, full_trust, launch, named_objects, packages, pipes,
-    storage,
+    Call, MECHANISMS, app_service, broker, diagnostics, full_trust, launch, named_objects,
+    packages, pipes, storage,
 };
 use appipc_wire::status::{BackgroundTaskCancellationReason, ErrorKind, ErrorReply, WindowsCode};
 use appipc_wire::{Guid, Point, PropertyValue, Rect, Size, ValueSet};
@@ -48,9 +49,21 @@ fn requests() -> Vec<(&'static str, appipc_wire::protocol::Request)> {
         ("whoami", broker::WhoAmI {}.into()),
         ("open-session", broker::OpenSession {}.into()),
         ("shutdown", broker::Shutdown {}.into()),
-        ("install", packages::Install { path: s("/tmp/pkg") }.into()),
+        (
+            "install",
+            packages::Install { path: s("/tmp/pkg"), consent: Some(vec![s("runFullTrust")]) }
+                .into(),
+        ),
         ("list-packages", packages::ListPackages {}.into()),
         ("remove", packages::Remove { family_name: s(PFN) }.into()),
+        ("install-file", packages::InstallFile { consent: None }.into()),
+        ("inspect-file", packages::InspectFile {}.into()),
+        ("inspect-folder", packages::InspectFolder { path: s("/tmp/pkg") }.into()),
+        ("trust-key", packages::TrustKey { public_key: public_key_text() }.into()),
+        ("list-trusted-keys", packages::ListTrustedKeys {}.into()),
+        ("untrust-key", packages::UntrustKey { key_id: s("0123abcd") }.into()),
+        ("set-developer-mode", packages::SetDeveloperMode { enabled: true }.into()),
+        ("get-developer-mode", packages::GetDeveloperMode {}.into()),
         (
             "launch",
             launch::Launch {
@@ -259,8 +272,45 @@ fn output<C: Call>(value: &C::Output) -> Vec<u8> {
     bytes
 }
 
+/// The public key file of the package seeds' signing key.
+fn public_key_text() -> String {
+    signing_key().public_key().to_file_text()
+}
+
+fn signing_key() -> SecretKey {
+    SecretKey::from_seed("CN=Contoso Ltd, O=Contoso, L=Zurich, C=CH", [3; 32])
+        .expect("a valid publisher")
+}
+
+fn signer() -> packages::Signer {
+    let key = signing_key();
+    packages::Signer {
+        key_id: key.id().to_string(),
+        publisher: key.publisher().as_str().to_owned(),
+    }
+}
+
 fn outputs() -> Vec<(&'static str, Vec<u8>)> {
     let s = |x: &str| x.to_owned();
+    let preview = packages::PackagePreview {
+        full_name: s("Contoso.A_1.0.0.0_x64__cvnpggrrsm18p"),
+        family_name: s(PFN),
+        publisher: s("CN=Contoso Ltd, O=Contoso, L=Zurich, C=CH"),
+        display_name: s("A"),
+        signer: Some(signer()),
+        installed: Some(s("Contoso.A_0.9.0.0_x64__cvnpggrrsm18p")),
+        restricted: vec![s("runFullTrust")],
+        consent_needed: vec![packages::CapabilityConsent {
+            name: s("runFullTrust"),
+            allows: s("runs outside the app container"),
+        }],
+    };
+    let trusted = packages::TrustedKey {
+        key_id: signer().key_id,
+        publisher: signer().publisher,
+        added_at: 1,
+        public_key: public_key_text(),
+    };
     let package = packages::PackageInfo {
         name: s("Contoso.A"),
         version: s("1.0.0.0"),
@@ -280,6 +330,7 @@ fn outputs() -> Vec<(&'static str, Vec<u8>)> {
         package_sid: pfn_sid(),
         installed_at: 1,
         granted_capabilities: vec![],
+        signer: Some(signer()),
     };
     let handle = named_objects::NamedObjectHandle {
         handle: 1,
@@ -324,6 +375,36 @@ fn outputs() -> Vec<(&'static str, Vec<u8>)> {
             }),
         ),
         ("packages", output::<packages::ListPackages>(&vec![package])),
+        (
+            "installed-file",
+            output::<packages::InstallFile>(&packages::Installed {
+                full_name: s("Contoso.A_1.0.0.0_x64__cvnpggrrsm18p"),
+                family_name: s(PFN),
+                outcome: packages::InstallOutcome::Installed,
+                replaced: None,
+                not_granted: vec![],
+            }),
+        ),
+        ("preview-file", output::<packages::InspectFile>(&preview.clone())),
+        (
+            "preview-folder",
+            output::<packages::InspectFolder>(&packages::PackagePreview {
+                signer: None,
+                installed: None,
+                ..preview
+            }),
+        ),
+        ("trusted-key", output::<packages::TrustKey>(&trusted.clone())),
+        ("trusted-keys", output::<packages::ListTrustedKeys>(&vec![trusted.clone()])),
+        ("untrusted-keys", output::<packages::UntrustKey>(&vec![trusted])),
+        (
+            "developer-mode-set",
+            output::<packages::SetDeveloperMode>(&packages::DeveloperMode { enabled: true }),
+        ),
+        (
+            "developer-mode",
+            output::<packages::GetDeveloperMode>(&packages::DeveloperMode { enabled: false }),
+        ),
         (
             "removed",
             output::<packages::Remove>(&packages::Removed {
@@ -422,7 +503,19 @@ fn outputs() -> Vec<(&'static str, Vec<u8>)> {
                 expires_at: 2,
             }]),
         ),
-        ("handle", output::<named_objects::Create>(&handle)),
+        ("handle", output::<named_objects::Create>(&handle.clone())),
+        ("handle-opened", output::<named_objects::Open>(&handle)),
+        ("no-closed", output::<named_objects::Close>(&())),
+        ("no-path", output::<named_objects::GetNamedObjectPath>(&s("/dev/shm/appipc-1-x"))),
+        ("open-session", output::<broker::OpenSession>(&())),
+        ("as-registered", output::<app_service::RegisterHost>(&())),
+        ("as-closed", output::<app_service::ConnectionClosed>(&())),
+        ("pcf-cleared", output::<storage::ClearPublisherCacheFolder>(&())),
+        ("token-added", output::<storage::AddFileToken>(&s("0123456789abcdef"))),
+        ("token-removed", output::<storage::RemoveFileToken>(&())),
+        ("pipe-disconnected", output::<pipes::Disconnect>(&())),
+        ("pipe-waited", output::<pipes::Wait>(&())),
+        ("following", output::<diagnostics::FollowDecisions>(&())),
         (
             "objects",
             output::<named_objects::List>(&vec![named_objects::NamedObjectInfo {
@@ -518,7 +611,37 @@ fn copy_file(seeds: &mut Seeds, target: &str, name: &str, path: &Path) {
     seeds.put(target, name, &bytes);
 }
 
+/// Every request, output and event of the protocol (`MECHANISMS`) has a seed: a new one
+/// without a seed fails here, naming it.
+fn check_complete() {
+    let requests: HashSet<String> = requests().iter().map(|(_, r)| r.name()).collect();
+    let outputs: HashSet<(u8, u8)> = outputs().iter().map(|(_, b)| (b[0], b[1])).collect();
+    let events: HashSet<String> = events().iter().map(|(_, e)| e.name()).collect();
+    let mut missing = Vec::new();
+    for (index, m) in MECHANISMS {
+        let module = m.module.rsplit("::").next().expect("a module path");
+        for r in m.requests {
+            let name = format!("{module}.{}", r.name);
+            if !requests.contains(&name) {
+                missing.push(format!("frame: the request {name}"));
+            }
+            let key = (u8::try_from(*index).expect("few"), u8::try_from(r.index).expect("few"));
+            if !outputs.contains(&key) {
+                missing.push(format!("reply_output: the output of {name}"));
+            }
+        }
+        for e in m.events {
+            let name = format!("{module}.{}", e.name);
+            if !events.contains(&name) {
+                missing.push(format!("frame: the event {name}"));
+            }
+        }
+    }
+    assert!(missing.is_empty(), "no seed for:\n{}", missing.join("\n"));
+}
+
 fn main() {
+    check_complete();
     let fuzz = Path::new(env!("CARGO_MANIFEST_DIR"));
     let repo = fuzz.parent().expect("fuzz/ is in the repository");
     let mut seeds = Seeds { root: fuzz.join("corpus"), written: 0 };
@@ -637,8 +760,7 @@ fn main() {
     }
 
     // package_file: a signed package, its block map and its public key file.
-    let key = SecretKey::from_seed("CN=Contoso Ltd, O=Contoso, L=Zurich, C=CH", [3; 32])
-        .expect("a valid publisher");
+    let key = signing_key();
     let manifest = "[package]\nname = \"Contoso.Hello\"\npublisher = \"CN=Contoso Ltd, O=Contoso, \
                     L=Zurich, C=CH\"\nversion = \"1.0.0.0\"\n\n[[application]]\nid = \"App\"\n\
                     executable = \"bin/app\"\n";

@@ -4,13 +4,15 @@
 //! `launch` target), SIDs, GUIDs (manifest and `ValueSet`), package paths, app service and
 //! protocol names, custom capability names, publisher cache folder names, message sizes,
 //! full-trust parameter groups (command lines), and named-object and pipe names resolved for
-//! an unpackaged caller and an app container.
+//! an unpackaged caller and an app container; and the escaping of client text for the
+//! decision log and the CLI (`appipc_wire::text::printable`).
 //!
 //! Properties: a parsed value prints as the input (or, where parsing normalises — case of an
 //! architecture or a GUID, a SID's authority — prints to text that parses to the same value
 //! and prints the same); derived parts (a family name's name and publisher id, a full name's
 //! family) agree; name resolution ignores ASCII case; a command line's arguments, quoted and
-//! joined, split back into the same arguments.
+//! joined, split back into the same arguments; escaped text has no unsafe character left and
+//! is the input itself when the input had none.
 #![no_main]
 
 use std::fmt::Display;
@@ -126,6 +128,15 @@ fuzz_target!(|data: &[u8]| {
         .map(|a| format!("\"{}\"", a.replace('\\', "\\\\").replace('"', "\\\"")))
         .collect();
     assert_eq!(split_parameters(&quoted.join(" ")), args, "{quoted:?}");
+
+    // Client text as the decision log and the CLI show it: nothing unsafe survives, and text
+    // with nothing unsafe is shown as it is.
+    let shown = appipc_wire::text::printable(s);
+    assert!(!shown.chars().any(appipc_wire::text::is_unsafe), "{shown:?}");
+    assert_eq!(
+        matches!(shown, std::borrow::Cow::Borrowed(_)),
+        !s.chars().any(appipc_wire::text::is_unsafe)
+    );
 
     let upper = s.to_ascii_uppercase();
     for who in CALLERS.iter() {

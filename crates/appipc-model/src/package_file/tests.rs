@@ -6,6 +6,7 @@ use std::io;
 
 use proptest::prelude::*;
 
+use super::fuzzing::resign;
 use super::signature::PackageSignature;
 use super::*;
 use crate::manifest::MANIFEST_FILE;
