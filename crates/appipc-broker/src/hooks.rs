@@ -63,3 +63,18 @@ pub(crate) async fn package_removing(shared: &Arc<Shared>, pkg: &Arc<InstalledPa
 pub(crate) fn package_removed(shared: &Shared, pkg: &InstalledPackage) {
     crate::mech::storage::release_if_last(shared, &pkg.family_name.publisher_id());
 }
+
+/// `appipc stop --apps`: every host is canceled (`Terminating`), every process the broker
+/// started ended, every namespace holder too, and the keeper lets every session go.
+pub(crate) async fn stopping_everything(shared: &Arc<Shared>) {
+    for pkg in shared.repository.all() {
+        shared
+            .app_services
+            .cancel_family(shared, pkg.family_name.as_str(), BackgroundTaskCancellationReason::Terminating)
+            .await;
+    }
+    let n = shared.processes.stop_all().await;
+    shared.holders.end_all(shared);
+    shared.keeper.end().await;
+    tracing::info!(processes = n, "every process the broker started ended");
+}

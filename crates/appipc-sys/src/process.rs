@@ -410,6 +410,15 @@ pub fn exit_info(pidfd: impl AsFd) -> io::Result<Option<ExitStatus>> {
     }))
 }
 
+/// Closes every fd above 2 this process inherited (for a helper that must hold nothing of
+/// its parent's, whatever flags the parent's fds had).
+pub fn close_inherited_fds() -> io::Result<()> {
+    // SAFETY: close_range takes integers; the fds closed belong to this process and, by the
+    // caller's contract (a process that has just started), nothing in it owns or uses them.
+    let rc = unsafe { libc::syscall(libc::SYS_close_range, 3 as libc::c_uint, libc::c_uint::MAX, 0) };
+    if rc < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
+}
+
 /// Makes this process a subreaper (`PR_SET_CHILD_SUBREAPER`): orphaned descendants become its
 /// children instead of init's, as under a service manager.
 pub fn become_child_subreaper() -> io::Result<()> {

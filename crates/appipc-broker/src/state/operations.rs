@@ -109,9 +109,10 @@ impl Store {
         Ok(old)
     }
 
-    /// Deletes a package's row and marks its journaled removal committed, in one transaction.
-    /// Returns the row.
-    pub fn commit_remove(&mut self, family_name: &str, op: u64) -> Result<Option<PackageRow>> {
+    /// Deletes a package's row and journals its removal as committed, in one transaction (the
+    /// commit point of a removal). Returns the journal entry's id and the row.
+    pub fn commit_remove(&mut self, op: &OperationRow) -> Result<(u64, Option<PackageRow>)> {
+        let family_name = op.family_name.as_str();
         let tx = self.conn.transaction()?;
         let old = {
             use rusqlite::OptionalExtension;
@@ -123,9 +124,21 @@ impl Store {
             .optional()?
         };
         tx.execute("DELETE FROM packages WHERE family_name = ?1", [family_name])?;
-        mark_committed(&tx, op)?;
+        tx.execute(
+            "INSERT INTO operations (kind, family_name, new_dir, old_dir, data_dir, committed,
+             started_at) VALUES (?1, ?2, ?3, ?4, ?5, 1, ?6)",
+            params![
+                op.kind.as_str(),
+                op.family_name,
+                op.new_dir,
+                op.old_dir,
+                op.data_dir,
+                i64_of(op.started_at)
+            ],
+        )?;
+        let id = u64::try_from(tx.last_insert_rowid()).unwrap_or(0);
         tx.commit()?;
-        Ok(old)
+        Ok((id, old))
     }
 
     /// A deployment is over: its files are in their final state.
@@ -203,10 +216,10 @@ mod tests {
         // A commit whose journal entry is gone changes nothing.
         assert!(s.commit_install(&pkg("A_x", "A_2"), 999).is_err());
         assert_eq!(s.package("A_x").unwrap().unwrap().full_name, "A_1");
-        let rm = OperationRow { kind: OperationKind::Remove, ..op };
-        let id = s.begin_operation(&rm).unwrap();
-        assert!(s.commit_remove("a_X", id).unwrap().is_some());
+        let rm = OperationRow { kind: OperationKind::Remove, family_name: "a_X".into(), ..op };
+        let (id, old) = s.commit_remove(&rm).unwrap();
+        assert!(old.is_some());
         assert!(s.package("A_x").unwrap().is_none());
-        assert!(s.operations().unwrap()[0].committed);
+        assert_eq!(s.operations().unwrap(), [OperationRow { id, committed: true, ..rm }]);
     }
 }
