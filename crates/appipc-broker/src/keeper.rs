@@ -72,7 +72,7 @@ pub enum Record {
         full_name: String,
         /// Its application.
         app_id: String,
-        /// `appContainer` or `fullTrust`.
+        /// `appcontainer` or `fulltrust` (`TrustLevel::as_str`).
         trust: String,
         /// The session it inherited at fd 3 (shared with its children).
         bootstrap: bool,

@@ -29,7 +29,7 @@ pub struct ProcessRow {
     pub family_name: String,
     /// The full name of the version it runs.
     pub full_name: String,
-    /// `appContainer` or `fullTrust` (`TrustLevel::as_str`).
+    /// `appcontainer` or `fulltrust` (`TrustLevel::as_str`).
     pub trust: String,
     /// Why it was started (`launch`, `background`, `appservice`, `fulltrust`).
     pub activation: String,

@@ -1,0 +1,281 @@
+//! Crash survival (issue 13): a broker killed with SIGKILL costs running apps nothing. Apps
+//! (confined and full trust), their established channels (an app-service conversation, a
+//! pipe, a file mapping) and their sessions outlive it; the restarted broker adopts the
+//! processes by identity, lists them, tells `launch --wait` how they ended, and stops them
+//! before it removes their package. With the broker as root and as an ordinary user.
+//!
+//! The apps are `crash-probe` (appipc-testkit), driven line by line through `appipc launch
+//! --wait`, whose own session outlives the broker too.
+
+use std::io::{BufRead, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Child, ChildStdin, Stdio};
+use std::sync::mpsc::Receiver;
+use std::time::{Duration, Instant};
+
+use appipc_testkit::{CONTOSO_SERVICES, TestBroker, assemble, assemble_manifest, bin_dir, unique};
+
+const PROBE: &str = r#"
+[package]
+name = "AppIpc.CrashProbe"
+publisher = "CN=appipc tests"
+version = "1.0.0.0"
+
+[capabilities]
+restricted = ["runFullTrust"]
+
+[[application]]
+id = "App"
+executable = "bin/crash-probe"
+
+[[application]]
+id = "Full"
+executable = "bin/crash-probe"
+trust-level = "mediumIL"
+"#;
+
+const ECHO: &str = "com.contoso.echo";
+
+/// The unprivileged user of the second half (`scripts/test.sh` creates it).
+pub fn test_user() -> Option<(u32, u32)> {
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        (f.first() == Some(&"appipc-test"))
+            .then(|| Some((f.get(2)?.parse().ok()?, f.get(3)?.parse().ok()?)))
+            .flatten()
+    })
+}
+
+fn readable_by_all(p: &Path) {
+    let meta = std::fs::metadata(p).unwrap();
+    let mode = if meta.is_dir() { 0o755 } else { 0o644 | (meta.permissions().mode() & 0o111) };
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+    if meta.is_dir() {
+        for e in std::fs::read_dir(p).unwrap() {
+            readable_by_all(&e.unwrap().path());
+        }
+    }
+}
+
+/// Installs a package folder through the CLI, consenting; returns its family name.
+fn install_dir(b: &TestBroker, dir: &Path) -> String {
+    readable_by_all(dir);
+    let out = b.cli().args(["install", "--yes", dir.to_str().unwrap()]).output().unwrap();
+    assert!(out.status.success(), "install: {}", String::from_utf8_lossy(&out.stderr));
+    let full = String::from_utf8_lossy(&out.stdout).trim().rsplit(' ').next().unwrap().to_owned();
+    let p: Vec<&str> = full.split('_').collect();
+    format!("{}_{}", p[0], p[4])
+}
+
+fn install_probe(b: &TestBroker) -> String {
+    let dir = assemble_manifest(PROBE, &b.root.path().join(unique("probe")), &bin_dir()).unwrap();
+    install_dir(b, &dir)
+}
+
+fn install_services(b: &TestBroker) -> String {
+    let dir = assemble(&CONTOSO_SERVICES, &b.root.path().join(unique("services"))).unwrap();
+    install_dir(b, &dir)
+}
+
+/// A `crash-probe` launched with `appipc launch --wait`, its stdin and stdout piped.
+struct Probe {
+    child: Child,
+    stdin: ChildStdin,
+    lines: Receiver<String>,
+    seen: Vec<String>,
+    what: String,
+}
+
+impl Probe {
+    fn launch(b: &TestBroker, target: &str) -> Probe {
+        let mut child = b
+            .cli()
+            .args(["launch", "--wait", target])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let stdin = child.stdin.take().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for l in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(l);
+            }
+        });
+        let mut p = Probe { child, stdin, lines, seen: Vec::new(), what: target.to_owned() };
+        p.expect("ready");
+        p
+    }
+
+    /// The next line that starts with `prefix` (other lines are kept for later).
+    fn expect(&mut self, prefix: &str) -> String {
+        if let Some(i) = self.seen.iter().position(|l| l.starts_with(prefix)) {
+            return self.seen.remove(i);
+        }
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if let Ok(l) = self.lines.recv_timeout(Duration::from_millis(100)) {
+                if l.starts_with(prefix) {
+                    return l;
+                }
+                self.seen.push(l);
+            }
+        }
+        panic!("{}: no line starting with {prefix:?}; got {:?}", self.what, self.seen);
+    }
+
+    /// Sends a command and returns its answer.
+    fn ask(&mut self, command: &str) -> String {
+        writeln!(self.stdin, "{command}").unwrap();
+        self.stdin.flush().unwrap();
+        let word = command.split_whitespace().next().unwrap().to_owned();
+        self.expect(&word)
+    }
+
+    /// `whoami`, checked: (family, app, trust, pid).
+    fn whoami(&mut self) -> (String, String, String, u32) {
+        let l = self.ask("whoami");
+        let f: Vec<&str> = l.split_whitespace().collect();
+        assert_eq!(f.get(1), Some(&"ok"), "{}: {l}", self.what);
+        (f[2].to_owned(), f[3].to_owned(), f[4].to_owned(), f[5].parse().unwrap())
+    }
+
+    /// Waits for `appipc launch --wait` to exit.
+    fn exit_code(&mut self, within: Duration) -> Option<i32> {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return s.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for Probe {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The pids `appipc ps` lists.
+fn ps(b: &TestBroker) -> Vec<(u32, String)> {
+    let out = b.cli().args(["ps", "--json"]).output().unwrap();
+    assert!(out.status.success(), "ps: {}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (p["pid"].as_u64().unwrap() as u32, p["app_user_model_id"].as_str().unwrap().to_owned())
+        })
+        .collect()
+}
+
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .is_ok_and(|s| s.rsplit(')').next().is_some_and(|r| !r.trim_start().starts_with('Z')))
+}
+
+/// The whole scenario of the issue's "done when" (a), (b), (c).
+fn apps_and_channels_survive(user: Option<(u32, u32)>) {
+    let mut b = match user {
+        Some((uid, gid)) => TestBroker::start_as(uid, gid, &[]),
+        None => TestBroker::start(),
+    };
+    let probe = install_probe(&b);
+    let services = install_services(&b);
+    let mut a = Probe::launch(&b, &format!("{probe}!App"));
+    let mut c = Probe::launch(&b, &format!("{probe}!App"));
+    let mut f = Probe::launch(&b, &format!("{probe}!Full"));
+    let (fam, app, trust, a_pid) = a.whoami();
+    assert_eq!((fam.as_str(), app.as_str(), trust.as_str()), (probe.as_str(), "App", "appcontainer"));
+    let c_pid = c.whoami().3;
+    let (_, f_app, f_trust, f_pid) = f.whoami();
+    assert_eq!((f_app.as_str(), f_trust.as_str()), ("Full", "fulltrust"));
+    // (b) an app-service conversation, (c) a pipe and a mapping between two confined apps.
+    assert_eq!(a.ask(&format!("open {services} {ECHO}")), "open Success");
+    assert_eq!(a.ask("send 1"), "send 1 ok");
+    assert_eq!(a.ask(r"pipe-serve \\.\pipe\LOCAL\crash"), "pipe-serve ok");
+    assert_eq!(c.ask(r"pipe-open \\.\pipe\LOCAL\crash"), "pipe-open ok");
+    a.expect("pipe-serve connected");
+    assert_eq!(c.ask("pipe-send before"), "pipe-send ok");
+    assert_eq!(a.ask("pipe-recv"), "pipe-recv before");
+    assert_eq!(a.ask(r"map-create LOCAL\crashmap"), "map-create ok");
+    assert_eq!(a.ask("map-write one"), "map-write ok");
+    assert_eq!(c.ask(r"map-open LOCAL\crashmap"), "map-open ok");
+    assert_eq!(c.ask("map-read"), "map-read one");
+    let before = ps(&b);
+    let host = before.iter().find(|(_, a)| a.starts_with(&services)).expect("the echo host").0;
+
+    b.kill();
+    // Nothing the apps talk over went through the broker.
+    for (pid, what) in &before {
+        assert!(alive(*pid), "{what} (pid {pid}) died with the broker");
+    }
+    assert_eq!(a.ask("send 2"), "send 2 ok");
+    assert_eq!(c.ask("pipe-send during"), "pipe-send ok");
+    assert_eq!(a.ask("pipe-recv"), "pipe-recv during");
+    assert_eq!(a.ask("map-write two"), "map-write ok");
+    assert_eq!(c.ask("map-read"), "map-read two");
+
+    b.restart();
+    // The apps' next SDK calls work, with their identities.
+    assert_eq!(a.whoami(), (probe.clone(), "App".into(), "appcontainer".into(), a_pid));
+    assert_eq!(c.whoami().3, c_pid);
+    assert_eq!(f.whoami(), (probe.clone(), "Full".into(), "fulltrust".into(), f_pid));
+    assert_eq!(a.ask("send 3"), "send 3 ok", "the conversation goes on");
+    assert_eq!(c.ask("pipe-send after"), "pipe-send ok");
+    assert_eq!(a.ask("pipe-recv"), "pipe-recv after");
+    // The restarted broker knows every process the first one started.
+    let mut after: Vec<u32> = ps(&b).into_iter().map(|(p, _)| p).collect();
+    after.sort_unstable();
+    let mut want: Vec<u32> = before.iter().map(|(p, _)| *p).collect();
+    want.sort_unstable();
+    assert_eq!(after, want, "ps after the restart");
+    assert!(want.contains(&host) && want.contains(&a_pid) && want.contains(&f_pid));
+    // A new process of the package works as well.
+    let mut d = Probe::launch(&b, &format!("{probe}!App"));
+    assert_eq!(d.whoami().0, probe);
+    // remove stops them first: the `launch --wait`s hear of it from the new broker.
+    let out = b.cli().args(["remove", &probe]).output().unwrap();
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "remove: {said}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(said.contains("stopped 4 running process"), "{said}");
+    for p in [&mut a, &mut c, &mut f, &mut d] {
+        assert_eq!(p.exit_code(Duration::from_secs(30)), Some(128 + 9), "{} exits as killed", p.what);
+    }
+    for pid in [a_pid, c_pid, f_pid] {
+        assert!(!alive(pid), "pid {pid} still runs after remove");
+    }
+    assert_eq!(ps(&b).iter().map(|(p, _)| *p).collect::<Vec<_>>(), [host]);
+}
+
+#[test]
+fn apps_and_their_channels_survive_a_killed_root_broker() {
+    if rustix::process::getuid().as_raw() != 0 {
+        eprintln!("SKIPPED apps_and_their_channels_survive_a_killed_root_broker: not root");
+        return;
+    }
+    apps_and_channels_survive(None);
+}
+
+#[test]
+fn apps_and_their_channels_survive_a_killed_unprivileged_broker() {
+    if rustix::process::getuid().as_raw() != 0 {
+        apps_and_channels_survive(None);
+        return;
+    }
+    let Some(user) = test_user() else {
+        assert!(std::env::var_os("CI").is_none(), "CI needs the user appipc-test (scripts/test.sh creates it)");
+        eprintln!("SKIPPED apps_and_their_channels_survive_a_killed_unprivileged_broker: no user appipc-test");
+        return;
+    };
+    apps_and_channels_survive(Some(user));
+}
