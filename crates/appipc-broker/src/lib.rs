@@ -328,21 +328,7 @@ impl Broker {
         );
         recovery::resume(&shared, found);
         tokio::pin!(shutdown);
-        // Public sessions idle with nothing open are closed now and then.
-        {
-            let shared = shared.clone();
-            tokio::spawn(async move {
-                let every = std::time::Duration::from_secs(
-                    shared.config.limits.idle_timeout_secs.clamp(1, 10),
-                );
-                loop {
-                    tokio::select! {
-                        () = tokio::time::sleep(every) => shared.sessions.close_idle(&shared),
-                        () = shared.stopping.cancelled() => return,
-                    }
-                }
-            });
-        }
+        spawn_idle_closer(&shared);
         // One fd kept aside: when the process is out of fds, it is given up to accept (and
         // close) the connection that waits, instead of spinning on EMFILE.
         let mut spare = appipc_sys::fs::open_file(std::path::Path::new("/dev/null"), false).ok();
@@ -413,6 +399,21 @@ impl Broker {
         let _ = std::fs::remove_file(shared.paths.socket());
         tracing::info!("broker stopped");
     }
+}
+
+/// Public sessions idle with nothing open are closed now and then.
+fn spawn_idle_closer(shared: &Arc<Shared>) {
+    let shared = shared.clone();
+    tokio::spawn(async move {
+        let every =
+            std::time::Duration::from_secs(shared.config.limits.idle_timeout_secs.clamp(1, 10));
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(every) => shared.sessions.close_idle(&shared),
+                () = shared.stopping.cancelled() => return,
+            }
+        }
+    });
 }
 
 /// Runs a broker for this environment ([`Paths::from_env`]) until SIGTERM or SIGINT or a

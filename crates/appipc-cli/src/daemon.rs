@@ -71,6 +71,23 @@ pub(crate) async fn connect_or_start() -> Result<Session> {
             Err(e) => return Err(e.into()),
         };
         let held = appipc_sys::fs::lock_holder(&lock).ok().flatten().is_some();
+        if !held && started.is_none() && nobody_listens(&why) {
+            // One command at a time decides to start a broker (the others, waiting here, then
+            // find it), so that no second one is ever started for this runtime folder.
+            std::fs::create_dir_all(&runtime_dir)
+                .with_context(|| format!("creating {}", runtime_dir.display()))?;
+            let _deciding = appipc_sys::fs::lock_exclusive(&runtime_dir.join("start.lock"))
+                .context("waiting for another command starting a broker")?;
+            if appipc_sys::fs::lock_holder(&lock).ok().flatten().is_none()
+                && connect_answered().await.is_err()
+            {
+                let mut child = start_broker(&runtime_dir, &log_path)?;
+                wait_until_it_holds(&mut child, &lock).await;
+                started = Some(child);
+                deadline = Instant::now() + STARTING;
+            }
+            continue;
+        }
         if let Some(child) = &mut started
             && let Some(status) = child.try_wait()?
             && !held
@@ -82,10 +99,6 @@ pub(crate) async fn connect_or_start() -> Result<Session> {
                 log_path.display(),
                 tail.into_iter().rev().collect::<Vec<_>>().join("\n")
             );
-        }
-        if !held && started.is_none() && nobody_listens(&why) {
-            started = Some(start_broker(&runtime_dir, &log_path)?);
-            deadline = Instant::now() + STARTING;
         }
         if Instant::now() > deadline {
             return Err(match started {
@@ -99,6 +112,20 @@ pub(crate) async fn connect_or_start() -> Result<Session> {
             });
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits (a few seconds at most) until the broker just started holds the runtime folder's lock,
+/// or has exited.
+async fn wait_until_it_holds(child: &mut std::process::Child, lock: &std::path::Path) {
+    let deadline = Instant::now() + STARTING;
+    while Instant::now() < deadline {
+        if appipc_sys::fs::lock_holder(lock).ok().flatten() == Some(child.id())
+            || child.try_wait().ok().flatten().is_some()
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
 

@@ -279,3 +279,262 @@ fn apps_and_their_channels_survive_a_killed_unprivileged_broker() {
     };
     apps_and_channels_survive(Some(user));
 }
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+}
+
+/// A request the dying broker had read and not answered fails with a clear, retryable error;
+/// one sent while no broker ran is answered by the next; the session is the same.
+#[test]
+fn a_request_the_dead_broker_took_along_fails_retryably_and_queued_ones_are_answered() {
+    use appipc::named_pipes::{NamedPipeServer, PipeOptions};
+    let mut b = TestBroker::start();
+    rt().block_on(async {
+        let s = b.session();
+        let me = appipc::ProcessIdentity::query(&s).await.unwrap().0;
+        // A pipe whose only instance is busy: WaitNamedPipe waits in the broker.
+        let opts = PipeOptions { max_instances: 1, ..Default::default() };
+        let _server = NamedPipeServer::create(&s, r"\\.\pipe\busy", &opts).await.unwrap();
+        let _client = appipc::named_pipes::open(&s, r"\\.\pipe\busy", appipc::named_pipes::GENERIC_READ)
+            .await
+            .unwrap();
+        let waiting = {
+            let s = s.clone();
+            tokio::spawn(async move {
+                appipc::named_pipes::wait_named_pipe(&s, r"\\.\pipe\busy", Duration::from_secs(60)).await
+            })
+        };
+        // Requests are read in order: once a later one is answered, the wait has been read.
+        tokio::task::yield_now().await;
+        appipc::broker::ping(&s).await.unwrap();
+        b.kill();
+        let queued = {
+            let s = s.clone();
+            tokio::spawn(async move { appipc::ProcessIdentity::query(&s).await })
+        };
+        tokio::task::yield_now().await;
+        b.restart();
+        let lost = waiting.await.unwrap().unwrap_err();
+        assert!(
+            matches!(lost, appipc::Error::BrokerRestarted { request: "Wait" }) && lost.is_retryable(),
+            "{lost:?}"
+        );
+        let answered = queued.await.unwrap().expect("the request sent while no broker ran");
+        assert_eq!(answered.0.session_id, me.session_id, "the same session");
+        assert_eq!(answered.0.pid, me.pid);
+    });
+}
+
+/// Right after a broker is killed, CLI commands neither fail nor start a second broker: they
+/// wait for the dying broker to be gone, one of them starts a broker, the others use it.
+#[test]
+fn commands_right_after_a_crash_wait_and_start_exactly_one_broker() {
+    let mut b = TestBroker::start();
+    let pid = b.pid();
+    let broker = appipc_sys::process::pidfd_open(pid).unwrap();
+    appipc_sys::process::send_signal(&broker, appipc_sys::process::ProcessSignal::KILL).unwrap();
+    let commands: Vec<_> =
+        (0..12).map(|_| b.cli().arg("list").stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()).collect();
+    let outs: Vec<_> = commands.into_iter().map(|c| c.wait_with_output().unwrap()).collect();
+    b.kill();
+    let mut started = 0;
+    for o in &outs {
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(o.status.success(), "a command right after the crash failed: {err}");
+        started += usize::from(err.contains("started one"));
+    }
+    assert_eq!(started, 1, "exactly one command starts a broker");
+    let holder = appipc_sys::fs::lock_holder(&b.runtime_dir.join("broker.lock")).unwrap();
+    assert!(holder.is_some_and(|h| h != pid), "a new broker holds the runtime folder");
+    // That broker is not the test's: stop it, and all it holds.
+    let out = b.cli().args(["stop", "--apps"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// The keeper's pid, as the broker recorded it.
+fn keeper_pid(b: &TestBroker) -> u32 {
+    let text = std::fs::read_to_string(b.runtime_dir.join("keeper.id")).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    v["pid"].as_u64().unwrap() as u32
+}
+
+fn wait_for_log(b: &TestBroker, needle: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !b.log().contains(needle) {
+        assert!(Instant::now() < deadline, "the broker never logged {needle:?}:\n{}", b.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A confined app cannot signal the keeper; a keeper killed anyway (a full-trust app can) is
+/// replaced at once, and the sessions still outlive the broker.
+#[test]
+fn a_killed_keeper_is_replaced_and_sessions_still_survive_the_broker() {
+    let mut b = TestBroker::start();
+    let probe = install_probe(&b);
+    let mut a = Probe::launch(&b, &format!("{probe}!App"));
+    let me = a.whoami();
+    let keeper = keeper_pid(&b);
+    let tried = a.ask(&format!("signal {keeper}"));
+    assert!(tried.starts_with("signal err"), "a confined app signalled the keeper: {tried}");
+    assert!(alive(keeper));
+    let pidfd = appipc_sys::process::pidfd_open(keeper).unwrap();
+    appipc_sys::process::send_signal(&pidfd, appipc_sys::process::ProcessSignal::KILL).unwrap();
+    wait_for_log(&b, "sessions deposited again with a new keeper");
+    assert_ne!(keeper_pid(&b), keeper);
+    b.kill();
+    b.restart();
+    assert_eq!(a.whoami(), me, "the session outlived the keeper and the broker");
+}
+
+/// A full-trust app (the user's own uid, or root under a root broker) can reach the keeper's
+/// socket, but the keeper takes sessions only from the broker: a session deposited with a
+/// forged record is not served after a restart, and nothing is handed over to it. Under an
+/// unprivileged broker it cannot take the keeper's fds either (the keeper is not dumpable).
+fn the_keeper_trusts_only_the_broker(user: Option<(u32, u32)>) {
+    let mut b = match user {
+        Some((uid, gid)) => TestBroker::start_as(uid, gid, &[]),
+        None => TestBroker::start(),
+    };
+    let probe = install_probe(&b);
+    let full_name = {
+        let out = b.cli().args(["list", "--json"]).output().unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v[0]["full_name"].as_str().unwrap().to_owned()
+    };
+    let mut f = Probe::launch(&b, &format!("{probe}!Full"));
+    let mut a = Probe::launch(&b, &format!("{probe}!App"));
+    let socket = b.runtime_dir.join("keeper.sock");
+    let forge = format!("forge-keeper {} {full_name}", socket.display());
+    let forged = f.ask(&forge);
+    assert!(forged.starts_with("forge-keeper refused"), "while the broker runs: {forged}");
+    if user.is_some() || rustix::process::getuid().as_raw() != 0 {
+        let stolen = f.ask(&format!("steal-fds {}", keeper_pid(&b)));
+        assert!(stolen.starts_with("steal-fds err"), "a full-trust app took the keeper's fds: {stolen}");
+    }
+    // While no broker runs, the keeper waits for the next one: not for anyone.
+    b.kill();
+    let forged = f.ask(&forge);
+    assert!(forged.starts_with("forge-keeper refused"), "while no broker runs: {forged}");
+    b.restart();
+    let forged = f.ask("forged-whoami");
+    assert!(forged.starts_with("forged-whoami err"), "a forged session was served: {forged}");
+    assert_eq!(f.whoami().1, "Full");
+    assert_eq!(a.whoami().1, "App");
+}
+
+#[test]
+fn the_keeper_trusts_only_the_broker_root() {
+    if rustix::process::getuid().as_raw() != 0 {
+        eprintln!("SKIPPED the_keeper_trusts_only_the_broker_root: not root");
+        return;
+    }
+    the_keeper_trusts_only_the_broker(None);
+}
+
+#[test]
+fn the_keeper_trusts_only_the_broker_unprivileged() {
+    if rustix::process::getuid().as_raw() != 0 {
+        the_keeper_trusts_only_the_broker(None);
+        return;
+    }
+    let Some(user) = test_user() else {
+        eprintln!("SKIPPED the_keeper_trusts_only_the_broker_unprivileged: no user appipc-test");
+        return;
+    };
+    the_keeper_trusts_only_the_broker(Some(user));
+}
+
+/// A process record whose pid now belongs to another process (the app ended while no broker
+/// ran, the kernel gave its pid away) is not adopted: that process is neither listed nor
+/// stopped.
+#[test]
+fn a_reused_pid_is_not_taken_for_the_app() {
+    let mut b = TestBroker::start();
+    let probe = install_probe(&b);
+    let mut a = Probe::launch(&b, &format!("{probe}!App"));
+    let app_pid = a.whoami().3;
+    let mut bystander = std::process::Command::new("sleep").arg("300").spawn().unwrap();
+    b.kill();
+    drop(a);
+    // The app's record now names the bystander's pid, as a reused pid would.
+    let db = rusqlite::Connection::open(b.home.join("state.sqlite")).unwrap();
+    let n = db
+        .execute(
+            "UPDATE processes SET pid = ?1 WHERE pid = ?2",
+            [i64::from(bystander.id()), i64::from(app_pid)],
+        )
+        .unwrap();
+    assert_eq!(n, 1, "the app's record");
+    drop(db);
+    b.restart();
+    assert!(!ps(&b).iter().any(|(p, _)| *p == bystander.id()), "the bystander is listed");
+    let out = b.cli().args(["remove", &probe]).output().unwrap();
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(said.contains("stopped 0"), "{said}");
+    assert!(bystander.try_wait().unwrap().is_none(), "remove killed a process that is not the app");
+    let _ = bystander.kill();
+    let _ = bystander.wait();
+}
+
+/// The socket inodes behind a process's fds.
+fn socket_inodes(pid: u32) -> Vec<u64> {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fd")) else { return Vec::new() };
+    dir.flatten()
+        .filter_map(|e| std::fs::read_link(e.path()).ok())
+        .filter_map(|l| {
+            let l = l.to_string_lossy().into_owned();
+            l.strip_prefix("socket:[")?.strip_suffix(']')?.parse().ok()
+        })
+        .collect()
+}
+
+/// `pid` and all its descendants.
+fn tree(pid: u32) -> Vec<u32> {
+    let mut out = vec![pid];
+    let mut i = 0;
+    while i < out.len() {
+        let p = out[i];
+        if let Ok(tasks) = std::fs::read_dir(format!("/proc/{p}/task")) {
+            for t in tasks.flatten() {
+                let kids = std::fs::read_to_string(t.path().join("children")).unwrap_or_default();
+                out.extend(kids.split_whitespace().filter_map(|k| k.parse::<u32>().ok()));
+            }
+        }
+        i += 1;
+    }
+    out
+}
+
+/// No app ever holds the broker's end of a session, before a restart or after: the keeper's
+/// fds (a duplicate of every broker end) and the apps' fds are different sockets.
+#[test]
+fn no_app_holds_the_brokers_end_of_a_session() {
+    if rustix::process::getuid().as_raw() != 0 {
+        eprintln!("SKIPPED no_app_holds_the_brokers_end_of_a_session: reading other processes' fds needs root");
+        return;
+    }
+    let mut b = TestBroker::start();
+    let probe = install_probe(&b);
+    let mut a = Probe::launch(&b, &format!("{probe}!App"));
+    let mut f = Probe::launch(&b, &format!("{probe}!Full"));
+    let pids = [a.whoami().3, f.whoami().3];
+    let check = |b: &TestBroker, when: &str| {
+        let broker_ends = socket_inodes(keeper_pid(b));
+        assert!(broker_ends.len() >= 4, "the keeper holds the sessions: {broker_ends:?}");
+        for pid in pids {
+            for p in tree(pid) {
+                let leaked: Vec<_> =
+                    socket_inodes(p).into_iter().filter(|i| broker_ends.contains(i)).collect();
+                assert!(leaked.is_empty(), "{when}: process {p} holds broker ends {leaked:?}");
+            }
+        }
+    };
+    check(&b, "before the restart");
+    b.kill();
+    b.restart();
+    a.whoami();
+    f.whoami();
+    check(&b, "after the restart");
+}

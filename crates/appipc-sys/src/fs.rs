@@ -28,6 +28,25 @@ pub fn try_lock_exclusive(path: &Path) -> io::Result<Option<LockFile>> {
     }
 }
 
+/// Takes an exclusive `flock` on `path` (created if missing, mode 0600), waiting for it.
+pub fn lock_exclusive(path: &Path) -> io::Result<LockFile> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)?;
+    loop {
+        match rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive) {
+            Ok(()) => return Ok(LockFile { _file: file }),
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
 /// The pid of the process holding a `flock` on `path`, from `/proc/locks` (`None` when no one
 /// holds one). The pid is the one that took the lock, in this process's pid namespace.
 pub fn lock_holder(path: &Path) -> io::Result<Option<u32>> {
