@@ -295,9 +295,13 @@ async fn journal(
 ) {
     let row = record.row(notify_session, tied_to);
     let s = shared.clone();
-    let written = shared.blocking.run(move || s.repository.with_store(|st| st.put_process(&row))).await;
+    let written =
+        shared.blocking.run(move || s.repository.with_store(|st| st.put_process(&row))).await;
     if !matches!(written, Ok(Ok(()))) {
-        tracing::error!(pid = record.pid, "cannot record a started process; a restarted broker will not know it");
+        tracing::error!(
+            pid = record.pid,
+            "cannot record a started process; a restarted broker will not know it"
+        );
     }
 }
 
@@ -311,6 +315,7 @@ pub(crate) fn watch(shared: &Arc<Shared>, record: &Arc<ProcessRecord>) {
         crate::hooks::process_exited(&shared, &record);
         let id = record.id;
         let s = shared.clone();
-        let _ = shared.blocking.run(move || s.repository.with_store(|st| st.delete_process(id))).await;
+        let _ =
+            shared.blocking.run(move || s.repository.with_store(|st| st.delete_process(id))).await;
     });
 }

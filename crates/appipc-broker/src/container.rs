@@ -160,7 +160,8 @@ async fn record_holder(shared: &Arc<Shared>, family: &str, holder: &NamespaceHol
         second_gid: holder.ids.second_gid,
     };
     let s = shared.clone();
-    let written = shared.blocking.run(move || s.repository.with_store(|st| st.put_holder(&row))).await;
+    let written =
+        shared.blocking.run(move || s.repository.with_store(|st| st.put_holder(&row))).await;
     if !matches!(written, Ok(Ok(()))) {
         tracing::error!(package = family, "cannot record a namespace holder");
     }

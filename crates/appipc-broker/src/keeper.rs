@@ -445,7 +445,10 @@ fn start(place: &Place) -> io::Result<(OwnedFd, ProcessIdentity, OwnedFd)> {
                 return Ok((conn, id, pidfd));
             }
             Err(e) if Instant::now() > deadline || appipc_sys::process::has_exited(&pidfd) => {
-                let _ = appipc_sys::process::send_signal(&pidfd, appipc_sys::process::ProcessSignal::KILL);
+                let _ = appipc_sys::process::send_signal(
+                    &pidfd,
+                    appipc_sys::process::ProcessSignal::KILL,
+                );
                 let _ = appipc_sys::process::try_reap(&pidfd);
                 return Err(e);
             }
@@ -497,10 +500,11 @@ impl Keeper {
             pid: Arc::new(std::sync::atomic::AtomicU32::new(id.pid)),
         };
         for k in &kept {
-            keeper.entries.lock().expect("keeper poisoned").insert(
-                k.key,
-                Entry { record: k.record.clone(), sock: None },
-            );
+            keeper
+                .entries
+                .lock()
+                .expect("keeper poisoned")
+                .insert(k.key, Entry { record: k.record.clone(), sock: None });
         }
         let (tx, rx) = std::sync::mpsc::channel();
         let entries = keeper.entries.clone();
@@ -621,10 +625,14 @@ fn client_loop(
         if sent.is_ok() {
             continue;
         }
-        tracing::warn!(keeper = pid.load(std::sync::atomic::Ordering::Relaxed), "the session keeper is gone; starting another");
+        tracing::warn!(
+            keeper = pid.load(std::sync::atomic::Ordering::Relaxed),
+            "the session keeper is gone; starting another"
+        );
         if let Some(old) = child.take() {
             // Ours: reap it (it has ended, or ends now).
-            let _ = appipc_sys::process::send_signal(&old, appipc_sys::process::ProcessSignal::KILL);
+            let _ =
+                appipc_sys::process::send_signal(&old, appipc_sys::process::ProcessSignal::KILL);
             while matches!(appipc_sys::process::try_reap(&old), Ok(None)) {
                 std::thread::sleep(Duration::from_millis(5));
             }
@@ -645,13 +653,21 @@ fn client_loop(
                         .collect();
                     let mut n = 0;
                     for (key, record, sock) in &live {
-                        if send(&conn, &Message::Put { key: *key, record: record.clone() }, &[sock.as_fd()])
-                            .is_ok()
+                        if send(
+                            &conn,
+                            &Message::Put { key: *key, record: record.clone() },
+                            &[sock.as_fd()],
+                        )
+                        .is_ok()
                         {
                             n += 1;
                         }
                     }
-                    tracing::info!(keeper = id.pid, sessions = n, "sessions deposited again with a new keeper");
+                    tracing::info!(
+                        keeper = id.pid,
+                        sessions = n,
+                        "sessions deposited again with a new keeper"
+                    );
                     break;
                 }
                 Err(e) => {

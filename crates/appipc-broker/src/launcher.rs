@@ -262,7 +262,11 @@ impl Processes {
 
 impl ProcessRecord {
     /// Its record for the state database.
-    pub fn row(&self, notify_session: Option<u64>, tied_to: Option<u64>) -> crate::state::ProcessRow {
+    pub fn row(
+        &self,
+        notify_session: Option<u64>,
+        tied_to: Option<u64>,
+    ) -> crate::state::ProcessRow {
         crate::state::ProcessRow {
             id: self.id,
             pid: self.pid,

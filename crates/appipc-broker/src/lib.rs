@@ -242,9 +242,9 @@ impl Broker {
         };
         let locks = [take(&paths.runtime_dir)?, take(&paths.home)?];
         let repository = Repository::open(&paths, &config.packages)?;
-        let generation = repository
-            .with_store(|s| s.next_generation())
-            .map_err(|e| BrokerError::io("counting broker generations", std::io::Error::other(e)))?;
+        let generation = repository.with_store(|s| s.next_generation()).map_err(|e| {
+            BrokerError::io("counting broker generations", std::io::Error::other(e))
+        })?;
         let mut found = recovery::prepare(&paths, &repository)?;
         let decisions = decide::Decisions::start(&config.decisions, paths.decision_log());
         let socket = paths.socket();

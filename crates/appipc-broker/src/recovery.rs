@@ -61,7 +61,8 @@ fn still_valid(repository: &Repository, row: &ProcessRow, pending: &[String]) ->
 
 /// Adopts the recorded processes that still run; forgets the others.
 fn adopt_processes(repository: &Repository) -> Result<Vec<(ProcessRow, OwnedFd)>> {
-    let rows = repository.with_store(|s| s.processes()).map_err(|e| internal("reading processes", e))?;
+    let rows =
+        repository.with_store(|s| s.processes()).map_err(|e| internal("reading processes", e))?;
     let pending: Vec<String> =
         repository.pending_operations().into_iter().map(|o| o.family_name).collect();
     let mut adopted = Vec::new();
@@ -95,12 +96,14 @@ fn adopt_holders(
     repository: &Repository,
     processes: &[(ProcessRow, OwnedFd)],
 ) -> Result<Vec<(String, NamespaceHolder)>> {
-    let rows = repository.with_store(|s| s.holders()).map_err(|e| internal("reading holders", e))?;
+    let rows =
+        repository.with_store(|s| s.holders()).map_err(|e| internal("reading holders", e))?;
     let mut adopted = Vec::new();
     for row in rows {
         let HolderRow { family_name, pid, start_time, boot_id, pidfs_inode, uid, gid, second_gid } =
             row.clone();
-        let identity = appipc_sys::process::ProcessIdentity { pid, start_time, boot_id, pidfs_inode };
+        let identity =
+            appipc_sys::process::ProcessIdentity { pid, start_time, boot_id, pidfs_inode };
         let found = appipc_sys::process::adopt(&identity).ok().flatten();
         let needed = processes.iter().any(|(p, _)| {
             p.family_name.eq_ignore_ascii_case(&family_name)
@@ -114,7 +117,9 @@ fn adopt_holders(
                         adopted.push((family_name, h));
                         continue;
                     }
-                    Err(e) => tracing::warn!(package = %family_name, error = %e, "cannot adopt a namespace holder"),
+                    Err(e) => {
+                        tracing::warn!(package = %family_name, error = %e, "cannot adopt a namespace holder")
+                    }
                 }
             }
             Some(pidfd) => {
@@ -168,15 +173,23 @@ fn caller_of(shared: &Shared, kept: &Kept) -> Option<(Caller, bool)> {
             (*uid == shared.uid).then(|| (Caller::unpackaged(key, *pid, *uid), false))
         }
         Record::Packaged { pid, uid, full_name, app_id, trust, bootstrap } => {
-            let pkg = shared.repository.all().into_iter().find(|p| p.full_name.to_string() == *full_name)?;
+            let pkg = shared
+                .repository
+                .all()
+                .into_iter()
+                .find(|p| p.full_name.to_string() == *full_name)?;
             let app = pkg.application(Some(&app_id.parse().ok()?))?;
             let trust = if trust == TrustLevel::FullTrust.as_str() {
                 TrustLevel::FullTrust
             } else {
                 TrustLevel::AppContainer
             };
-            let principal =
-                Principal::packaged(pkg.family_name.clone(), app.id.clone(), trust, pkg.granted.clone());
+            let principal = Principal::packaged(
+                pkg.family_name.clone(),
+                app.id.clone(),
+                trust,
+                pkg.granted.clone(),
+            );
             let caller = Caller {
                 session_id: key,
                 pid: *pid,
@@ -210,7 +223,10 @@ pub(crate) fn resume(shared: &Arc<Shared>, found: Found) {
             match records.iter().find(|(r, _)| r.id == parent) {
                 Some((_, p)) => crate::mech::full_trust::tie(p, record),
                 None => {
-                    tracing::info!(pid = record.pid, "the app that launched this full-trust process is gone; ending it");
+                    tracing::info!(
+                        pid = record.pid,
+                        "the app that launched this full-trust process is gone; ending it"
+                    );
                     let _ = appipc_sys::process::send_signal(
                         &record.pidfd,
                         appipc_sys::process::ProcessSignal::KILL,
@@ -246,6 +262,10 @@ pub(crate) fn resume(shared: &Arc<Shared>, found: Found) {
         tokio::spawn(crate::session::resume(shared.clone(), kept.fd, entry, rx));
     }
     if served > 0 || !records.is_empty() {
-        tracing::info!(sessions = served, processes = records.len(), "taken over from the previous broker");
+        tracing::info!(
+            sessions = served,
+            processes = records.len(),
+            "taken over from the previous broker"
+        );
     }
 }

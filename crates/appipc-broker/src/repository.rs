@@ -263,7 +263,8 @@ impl Repository {
     pub fn recover(&self) -> Result<()> {
         for op in self.pending_operations() {
             let installed = self.get(&op.family_name);
-            let owned = |dir: &str| installed.as_ref().is_some_and(|p| p.install_dir == Path::new(dir));
+            let owned =
+                |dir: &str| installed.as_ref().is_some_and(|p| p.install_dir == Path::new(dir));
             let mut gone: Vec<PathBuf> = Vec::new();
             if op.committed {
                 // Completed: the replaced or removed version's folder, a removal's data.
@@ -334,10 +335,8 @@ impl Repository {
     /// installed package owns: left by a crash, or by a journal entry lost with a disk.
     fn sweep(&self) -> Result<()> {
         let index = self.by_family.read().expect("index poisoned");
-        let owned: HashSet<PathBuf> = index
-            .values()
-            .flat_map(|p| [p.install_dir.clone(), p.data_dir.clone()])
-            .collect();
+        let owned: HashSet<PathBuf> =
+            index.values().flat_map(|p| [p.install_dir.clone(), p.data_dir.clone()]).collect();
         drop(index);
         for dir in [self.paths.packages(), self.paths.app_data()] {
             let entries =
@@ -446,11 +445,13 @@ impl Repository {
         };
         // Journaled before anything on disk changes.
         let op_id = self.with_store(|s| s.begin_operation(&op)).map_err(PackagesError::Internal)?;
+        crash_point("install:journaled");
         let placed = self.place(dir, &target, &data_dir, existing.is_none());
         if let Err(e) = placed {
             self.roll_back(&op, op_id);
             return Err(e);
         }
+        crash_point("install:placed");
 
         let (granted, _) = grant_capabilities(&manifest.capabilities, consented);
         let row = PackageRow {
@@ -474,6 +475,7 @@ impl Repository {
                 return Err(PackagesError::Internal(e));
             }
         };
+        crash_point("install:committed");
         let installed = Arc::new(Self::describe(&self.paths, manifest, target, &row));
         self.by_family
             .write()
@@ -680,6 +682,7 @@ impl Repository {
         let (op_id, _) =
             self.with_store(|s| s.commit_remove(&op)).map_err(PackagesError::Internal)?;
         self.by_family.write().expect("index poisoned").remove(&key(family));
+        crash_point("remove:committed");
         let mut finished = true;
         for dir in [&pkg.install_dir, &pkg.data_dir] {
             if let Err(e) = remove_durably(dir) {
@@ -692,6 +695,19 @@ impl Repository {
         }
         tracing::info!(package = %pkg.full_name, "removed");
         Ok(pkg)
+    }
+}
+
+/// A point of a deployment where `APPIPC_CRASH_AT` (tests only) makes the broker die as a
+/// crash would (SIGKILL to itself): `install:journaled` (before anything on disk changed),
+/// `install:placed` (files in place, row not written), `install:committed` (row written, the
+/// old version's folder still there), `remove:committed` (row gone, files still there).
+pub(crate) fn crash_point(point: &str) {
+    static AT: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    if AT.get_or_init(|| std::env::var("APPIPC_CRASH_AT").ok()).as_deref() == Some(point) {
+        tracing::warn!(point, "APPIPC_CRASH_AT: dying here");
+        let _ =
+            rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::KILL);
     }
 }
 

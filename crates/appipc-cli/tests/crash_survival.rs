@@ -195,7 +195,10 @@ fn apps_and_channels_survive(user: Option<(u32, u32)>) {
     let mut c = Probe::launch(&b, &format!("{probe}!App"));
     let mut f = Probe::launch(&b, &format!("{probe}!Full"));
     let (fam, app, trust, a_pid) = a.whoami();
-    assert_eq!((fam.as_str(), app.as_str(), trust.as_str()), (probe.as_str(), "App", "appcontainer"));
+    assert_eq!(
+        (fam.as_str(), app.as_str(), trust.as_str()),
+        (probe.as_str(), "App", "appcontainer")
+    );
     let c_pid = c.whoami().3;
     let (_, f_app, f_trust, f_pid) = f.whoami();
     assert_eq!((f_app.as_str(), f_trust.as_str()), ("Full", "fulltrust"));
@@ -249,7 +252,12 @@ fn apps_and_channels_survive(user: Option<(u32, u32)>) {
     assert!(out.status.success(), "remove: {said}{}", String::from_utf8_lossy(&out.stderr));
     assert!(said.contains("stopped 4 running process"), "{said}");
     for p in [&mut a, &mut c, &mut f, &mut d] {
-        assert_eq!(p.exit_code(Duration::from_secs(30)), Some(128 + 9), "{} exits as killed", p.what);
+        assert_eq!(
+            p.exit_code(Duration::from_secs(30)),
+            Some(128 + 9),
+            "{} exits as killed",
+            p.what
+        );
     }
     for pid in [a_pid, c_pid, f_pid] {
         assert!(!alive(pid), "pid {pid} still runs after remove");
@@ -273,8 +281,13 @@ fn apps_and_their_channels_survive_a_killed_unprivileged_broker() {
         return;
     }
     let Some(user) = test_user() else {
-        assert!(std::env::var_os("CI").is_none(), "CI needs the user appipc-test (scripts/test.sh creates it)");
-        eprintln!("SKIPPED apps_and_their_channels_survive_a_killed_unprivileged_broker: no user appipc-test");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI needs the user appipc-test (scripts/test.sh creates it)"
+        );
+        eprintln!(
+            "SKIPPED apps_and_their_channels_survive_a_killed_unprivileged_broker: no user appipc-test"
+        );
         return;
     };
     apps_and_channels_survive(Some(user));
@@ -296,13 +309,15 @@ fn a_request_the_dead_broker_took_along_fails_retryably_and_queued_ones_are_answ
         // A pipe whose only instance is busy: WaitNamedPipe waits in the broker.
         let opts = PipeOptions { max_instances: 1, ..Default::default() };
         let _server = NamedPipeServer::create(&s, r"\\.\pipe\busy", &opts).await.unwrap();
-        let _client = appipc::named_pipes::open(&s, r"\\.\pipe\busy", appipc::named_pipes::GENERIC_READ)
-            .await
-            .unwrap();
+        let _client =
+            appipc::named_pipes::open(&s, r"\\.\pipe\busy", appipc::named_pipes::GENERIC_READ)
+                .await
+                .unwrap();
         let waiting = {
             let s = s.clone();
             tokio::spawn(async move {
-                appipc::named_pipes::wait_named_pipe(&s, r"\\.\pipe\busy", Duration::from_secs(60)).await
+                appipc::named_pipes::wait_named_pipe(&s, r"\\.\pipe\busy", Duration::from_secs(60))
+                    .await
             })
         };
         // Requests are read in order: once a later one is answered, the wait has been read.
@@ -317,7 +332,8 @@ fn a_request_the_dead_broker_took_along_fails_retryably_and_queued_ones_are_answ
         b.restart();
         let lost = waiting.await.unwrap().unwrap_err();
         assert!(
-            matches!(lost, appipc::Error::BrokerRestarted { request: "Wait" }) && lost.is_retryable(),
+            matches!(lost, appipc::Error::BrokerRestarted { request: "Wait" })
+                && lost.is_retryable(),
             "{lost:?}"
         );
         let answered = queued.await.unwrap().expect("the request sent while no broker ran");
@@ -334,8 +350,9 @@ fn commands_right_after_a_crash_wait_and_start_exactly_one_broker() {
     let pid = b.pid();
     let broker = appipc_sys::process::pidfd_open(pid).unwrap();
     appipc_sys::process::send_signal(&broker, appipc_sys::process::ProcessSignal::KILL).unwrap();
-    let commands: Vec<_> =
-        (0..12).map(|_| b.cli().arg("list").stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()).collect();
+    let commands: Vec<_> = (0..12)
+        .map(|_| b.cli().arg("list").stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap())
+        .collect();
     let outs: Vec<_> = commands.into_iter().map(|c| c.wait_with_output().unwrap()).collect();
     b.kill();
     let mut started = 0;
@@ -411,7 +428,10 @@ fn the_keeper_trusts_only_the_broker(user: Option<(u32, u32)>) {
     assert!(forged.starts_with("forge-keeper refused"), "while the broker runs: {forged}");
     if user.is_some() || rustix::process::getuid().as_raw() != 0 {
         let stolen = f.ask(&format!("steal-fds {}", keeper_pid(&b)));
-        assert!(stolen.starts_with("steal-fds err"), "a full-trust app took the keeper's fds: {stolen}");
+        assert!(
+            stolen.starts_with("steal-fds err"),
+            "a full-trust app took the keeper's fds: {stolen}"
+        );
     }
     // While no broker runs, the keeper waits for the next one: not for anyone.
     b.kill();
@@ -512,7 +532,9 @@ fn tree(pid: u32) -> Vec<u32> {
 #[test]
 fn no_app_holds_the_brokers_end_of_a_session() {
     if rustix::process::getuid().as_raw() != 0 {
-        eprintln!("SKIPPED no_app_holds_the_brokers_end_of_a_session: reading other processes' fds needs root");
+        eprintln!(
+            "SKIPPED no_app_holds_the_brokers_end_of_a_session: reading other processes' fds needs root"
+        );
         return;
     }
     let mut b = TestBroker::start();
@@ -537,4 +559,53 @@ fn no_app_holds_the_brokers_end_of_a_session() {
     a.whoami();
     f.whoami();
     check(&b, "after the restart");
+}
+
+fn servicing_manifest(version: &str) -> String {
+    format!(
+        "[package]\nname = \"AppIpc.Servicing\"\npublisher = \"CN=appipc tests\"\nversion = \"{version}\"\n\n\
+         [[application]]\nid = \"App\"\nexecutable = \"bin/crash-probe\"\n\n\
+         [[application]]\nid = \"Svc\"\nexecutable = \"bin/services-app\"\n\n\
+         [[application.app-service]]\nname = \"com.contoso.inproc\"\n"
+    )
+}
+
+/// An upgrade ends the old version's running processes before it replaces its files, as
+/// Windows shuts an app down for servicing — after its app-service hosts were told
+/// (`ServicingUpdate`). (Before, a process of the old version ran on, with the old version's
+/// grants, over files that were gone: red team of issue 9, F9.)
+#[test]
+fn an_upgrade_ends_the_old_versions_processes_after_servicing_update() {
+    let b = TestBroker::start();
+    let v1 = assemble_manifest(
+        &servicing_manifest("1.0.0.0"),
+        &b.root.path().join(unique("v1")),
+        &bin_dir(),
+    )
+    .unwrap();
+    let pfn = install_dir(&b, &v1);
+    let mut app = Probe::launch(&b, &format!("{pfn}!App"));
+    app.whoami();
+    let out = b.cli().args(["launch", &format!("{pfn}!Svc")]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    wait_for_log(&b, "app service host registered");
+    assert_eq!(ps(&b).len(), 2);
+    let v2 = assemble_manifest(
+        &servicing_manifest("1.1.0.0"),
+        &b.root.path().join(unique("v2")),
+        &bin_dir(),
+    )
+    .unwrap();
+    let out = b.cli().args(["install", v2.to_str().unwrap()]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // By the time the upgrade answered, the old version's processes were gone.
+    assert!(ps(&b).is_empty(), "old version still running: {:?}", ps(&b));
+    assert_eq!(app.exit_code(Duration::from_secs(30)), Some(128 + 9), "the app was ended");
+    assert!(
+        b.app_log(&pfn).contains("canceled: ServicingUpdate (3)"),
+        "the host was told why first:\n{}",
+        b.app_log(&pfn)
+    );
+    let list = b.cli().args(["list"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&list.stdout).contains("1.1.0.0"));
 }

@@ -256,7 +256,6 @@ pub fn try_reap(pidfd: impl AsFd) -> io::Result<Option<ExitStatus>> {
     Ok(status.map(|s| ExitStatus { code: s.exit_status(), signal: s.terminating_signal() }))
 }
 
-
 /// Who a process is beyond its pid, which the kernel reuses: what a broker records of each
 /// process it starts, to find that very process again after a restart (see [`adopt`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -376,20 +375,14 @@ struct PidfdInfo {
 pub fn exit_info(pidfd: impl AsFd) -> io::Result<Option<ExitStatus>> {
     const PIDFD_INFO_EXIT: u64 = 1 << 3;
     // _IOWR(PIDFS_IOCTL_MAGIC 0xFF, 11, struct pidfd_info)
-    const PIDFD_GET_INFO: libc::c_ulong = (3 << 30)
-        | ((std::mem::size_of::<PidfdInfo>() as libc::c_ulong) << 16)
-        | (0xFF << 8)
-        | 11;
+    const PIDFD_GET_INFO: libc::c_ulong =
+        (3 << 30) | ((std::mem::size_of::<PidfdInfo>() as libc::c_ulong) << 16) | (0xFF << 8) | 11;
     let mut info = PidfdInfo { mask: PIDFD_INFO_EXIT, ..Default::default() };
     // SAFETY: the fd is borrowed for the call; `info` is a live, initialized, repr(C) value
     // whose size is the one encoded in the request number, so the kernel reads and writes at
     // most that many bytes of it.
     let rc = unsafe {
-        libc::ioctl(
-            pidfd.as_fd().as_raw_fd(),
-            PIDFD_GET_INFO as _,
-            &mut info as *mut PidfdInfo,
-        )
+        libc::ioctl(pidfd.as_fd().as_raw_fd(), PIDFD_GET_INFO as _, &mut info as *mut PidfdInfo)
     };
     if rc < 0 {
         let e = io::Error::last_os_error();
@@ -415,7 +408,8 @@ pub fn exit_info(pidfd: impl AsFd) -> io::Result<Option<ExitStatus>> {
 pub fn close_inherited_fds() -> io::Result<()> {
     // SAFETY: close_range takes integers; the fds closed belong to this process and, by the
     // caller's contract (a process that has just started), nothing in it owns or uses them.
-    let rc = unsafe { libc::syscall(libc::SYS_close_range, 3 as libc::c_uint, libc::c_uint::MAX, 0) };
+    let rc =
+        unsafe { libc::syscall(libc::SYS_close_range, 3 as libc::c_uint, libc::c_uint::MAX, 0) };
     if rc < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
 }
 

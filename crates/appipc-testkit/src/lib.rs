@@ -208,8 +208,7 @@ impl TestBroker {
         let root = tempfile::Builder::new().prefix("appipc-test-").tempdir().expect("tempdir");
         let home = root.path().join("home");
         let runtime_dir = root.path().join("run");
-        let mut b =
-            TestBroker {
+        let mut b = TestBroker {
             root,
             home,
             runtime_dir,
@@ -371,7 +370,8 @@ impl TestBroker {
         let reaper = self.reaper.as_mut().expect("reaper");
         let stdin = reaper.stdin.as_mut().expect("reaper's stdin");
         use std::io::Write;
-        writeln!(stdin, "start {}", log.display()).expect("asking the reaper to start a broker");
+        let start = serde_json::json!({ "log": log, "env": self.env });
+        writeln!(stdin, "{start}").expect("asking the reaper to start a broker");
         stdin.flush().expect("asking the reaper to start a broker");
         let started = reaper.line(Duration::from_secs(20)).unwrap_or_default();
         let pid: u32 = started

@@ -705,7 +705,9 @@ impl AppServiceProvider {
     pub async fn register(session: &Session, name: &str) -> Result<AppServiceProvider> {
         let (tx, rx) = mpsc::unbounded_channel();
         session.route_app_service(name, tx);
-        session.call(wire::RegisterHost { app_service_name: name.to_owned(), serving: None }).await?;
+        session
+            .call(wire::RegisterHost { app_service_name: name.to_owned(), serving: None })
+            .await?;
         Ok(AppServiceProvider { session: session.clone(), name: name.to_owned(), rx })
     }
 

@@ -379,13 +379,15 @@ async fn after_restart(inner: Arc<Inner>) {
         Some(p) => p.iter().filter(|(_, w)| w.sent).map(|(id, _)| *id).collect(),
         None => return,
     };
-    let asked = tokio::time::timeout(inner.timeout, inner.request(Resync { sent }.into(), &[])).await;
+    let asked =
+        tokio::time::timeout(inner.timeout, inner.request(Resync { sent }.into(), &[])).await;
     let lost: Vec<u64> = match asked {
         Ok(Ok((raw, _))) => raw.decode().unwrap_or_default(),
         _ => Vec::new(),
     };
     for id in lost {
-        let waiting = inner.pending.lock().expect("pending poisoned").as_mut().and_then(|p| p.remove(&id));
+        let waiting =
+            inner.pending.lock().expect("pending poisoned").as_mut().and_then(|p| p.remove(&id));
         if let Some(w) = waiting {
             let _ = w.tx.send(Err(Error::BrokerRestarted { request: w.name }));
         }

@@ -459,10 +459,15 @@ impl AppServices {
         let Some(pid) = hosted_by else {
             // One this host served before the broker restarted, or already gone (the host's
             // session ended first).
-            let before = self.lock().hosts.iter().find(|h| {
-                h.session_id == cx.caller.session_id
-                    && h.served_before.lock().expect("host poisoned").remove(&id)
-            }).cloned();
+            let before = self
+                .lock()
+                .hosts
+                .iter()
+                .find(|h| {
+                    h.session_id == cx.caller.session_id
+                        && h.served_before.lock().expect("host poisoned").remove(&id)
+                })
+                .cloned();
             if let Some(host) = before {
                 let left = host.active.fetch_sub(1, Ordering::SeqCst).saturating_sub(1);
                 if left == 0 && host.stoppable {
@@ -552,6 +557,17 @@ impl AppServices {
         for h in hosts {
             self.cancel(shared, &h, reason).await;
         }
+    }
+
+    /// The pids of a package's registered hosts.
+    pub(crate) fn host_pids(&self, family: &str) -> Vec<u32> {
+        let f = lc(family);
+        self.lock().hosts.iter().filter(|h| h.family == f).map(|h| h.pid).collect()
+    }
+
+    /// How long a canceled host has to end before it is killed.
+    pub(crate) fn grace(&self) -> Duration {
+        self.timings.grace
     }
 
     /// Whether a session hosts an app service.

@@ -9,9 +9,9 @@ use appipc_wire::protocol::full_trust::{self as wire, FullTrustProcessLaunched};
 use std::sync::Arc;
 
 use crate::activation::{self, Activation, Start};
-use crate::launcher::ProcessRecord;
 use crate::cx::{Cx, Replied};
 use crate::error::FullTrustError;
+use crate::launcher::ProcessRecord;
 
 /// Splits a parameter group's command line into arguments: whitespace separates, double
 /// quotes group (`"a b"`), a backslash escapes the next character.

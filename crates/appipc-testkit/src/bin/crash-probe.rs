@@ -138,11 +138,7 @@ fn steal_fds(pid: u32) -> String {
     let mut got = 0;
     let mut last = 0;
     for fd in 3..64 {
-        match rustix::process::pidfd_getfd(
-            &pidfd,
-            fd,
-            rustix::process::PidfdGetfdFlags::empty(),
-        ) {
+        match rustix::process::pidfd_getfd(&pidfd, fd, rustix::process::PidfdGetfdFlags::empty()) {
             Ok(_) => got += 1,
             Err(e) => last = e.raw_os_error(),
         }
@@ -232,7 +228,8 @@ async fn main() {
                 Err(e) => format!("map-create err {e}"),
             },
             "map-open" => {
-                let rw = appipc::named_objects::FILE_MAP_READ | appipc::named_objects::FILE_MAP_WRITE;
+                let rw =
+                    appipc::named_objects::FILE_MAP_READ | appipc::named_objects::FILE_MAP_WRITE;
                 match FileMapping::open(&session, arg(1), rw).await {
                     Ok(m) => {
                         held.map = Some(m);
@@ -266,8 +263,7 @@ async fn main() {
             },
             "signal" => {
                 let pid = rustix::process::Pid::from_raw(arg(1).parse().unwrap_or(0));
-                match pid.map(|p| rustix::process::kill_process(p, rustix::process::Signal::KILL))
-                {
+                match pid.map(|p| rustix::process::kill_process(p, rustix::process::Signal::KILL)) {
                     Some(Ok(())) => "signal ok".into(),
                     Some(Err(e)) => format!("signal err {}", e.raw_os_error()),
                     None => "signal err bad pid".into(),

@@ -6,7 +6,8 @@
 //!
 //! ```text
 //! test-reaper PROGRAM [ARGS...]
-//!   stdin:  "start LOG"   start PROGRAM (its stdout and stderr appended to LOG)
+//!   stdin:  {"log": LOG, "env": [[K, V], ...]}   start PROGRAM with these variables set (over
+//!           the reaper's own), its stdout and stderr appended to LOG
 //!   stdout: "started PID", and "exited PID CODE SIGNAL" when such a started program ends
 //!   end of stdin: kill every child (and every orphan that becomes one), reap, exit
 //! ```
@@ -60,8 +61,7 @@ fn main() {
                         }
                     }
                     Ok(None) | Err(_) => {
-                        if done.load(std::sync::atomic::Ordering::SeqCst) && children().is_empty()
-                        {
+                        if done.load(std::sync::atomic::Ordering::SeqCst) && children().is_empty() {
                             std::process::exit(0);
                         }
                         std::thread::sleep(std::time::Duration::from_millis(10));
@@ -71,10 +71,20 @@ fn main() {
         });
     }
     for line in std::io::stdin().lock().lines().map_while(Result::ok) {
-        let Some(log) = line.strip_prefix("start ") else { continue };
+        let Ok(start) = serde_json::from_str::<serde_json::Value>(&line) else { continue };
+        let Some(log) = start["log"].as_str() else { continue };
+        let env: Vec<(String, String)> = start["env"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|kv| Some((kv[0].as_str()?.to_owned(), kv[1].as_str()?.to_owned())))
+                    .collect()
+            })
+            .unwrap_or_default();
         let log = std::fs::OpenOptions::new().create(true).append(true).open(log).expect("log");
         let child = std::process::Command::new(program)
             .args(rest)
+            .envs(env)
             .stdin(std::process::Stdio::null())
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
