@@ -237,7 +237,7 @@ pub(crate) fn resume(shared: &Arc<Shared>, found: Found) {
     }
     let mut served = 0;
     for kept in sessions {
-        let Some((caller, _bootstrap)) = caller_of(shared, &kept) else {
+        let Some((caller, bootstrap)) = caller_of(shared, &kept) else {
             tracing::info!(session = kept.key, record = ?kept.record, "a kept session's identity no longer stands; closing it");
             let _ = appipc_sys::socket::shutdown(&kept.fd);
             shared.keeper.forget(kept.key);
@@ -259,7 +259,7 @@ pub(crate) fn resume(shared: &Arc<Shared>, found: Found) {
             }
         }
         served += 1;
-        tokio::spawn(crate::session::resume(shared.clone(), kept.fd, entry, rx));
+        tokio::spawn(crate::session::resume(shared.clone(), kept.fd, entry, rx, bootstrap));
     }
     if served > 0 || !records.is_empty() {
         tracing::info!(

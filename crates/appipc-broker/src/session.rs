@@ -160,12 +160,15 @@ async fn serve(
 
 /// Serves a session a broker before this one served (the keeper held it meanwhile), already
 /// admitted: its client first hears that the broker restarted (`broker.Restarted`), so that
-/// it learns which of its requests were lost.
+/// it learns which of its requests were lost. Not so an inherited session (`bootstrap`, fd 3
+/// of a packaged process and its children): nobody reads it between two children's
+/// bootstraps, and a child that waits for an answer to `OpenSession` asks again by itself.
 pub(crate) async fn resume(
     shared: Arc<Shared>,
     sock: OwnedFd,
     entry: Arc<SessionEntry>,
     rx: mpsc::UnboundedReceiver<Outgoing>,
+    bootstrap: bool,
 ) {
     let key = entry.caller.session_id;
     let sock = match AsyncSeqPacket::new(sock) {
@@ -178,8 +181,10 @@ pub(crate) async fn resume(
         }
     };
     shared.keeper.attach(key, &sock);
-    entry.mark_restarted();
-    let _ = entry.outbox.event(appipc_wire::protocol::broker::Restarted {}, Vec::new());
+    if !bootstrap {
+        entry.mark_restarted();
+        let _ = entry.outbox.event(appipc_wire::protocol::broker::Restarted {}, Vec::new());
+    }
     serve(shared, entry, sock, rx).await;
 }
 

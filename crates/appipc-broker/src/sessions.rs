@@ -82,14 +82,20 @@ impl SessionEntry {
         self.restarted.load(Ordering::SeqCst)
     }
 
-    /// Notes a request read (only between a restart and the client's resynchronization; at
-    /// most a socket's worth of ids).
+    /// Notes a request read (only between a restart and the client's resynchronization,
+    /// which comes at once: at most a few thousand ids; past that, the client is taken not to
+    /// resynchronize and nothing is noted any more).
     pub(crate) fn read_request(&self, id: u64) {
-        if self.restarted.load(Ordering::Relaxed)
-            && let Some(seen) = self.read_since_restart.lock().expect("resync poisoned").as_mut()
-            && seen.len() < 65_536
-        {
-            seen.insert(id);
+        if !self.restarted.load(Ordering::Relaxed) {
+            return;
+        }
+        let mut seen = self.read_since_restart.lock().expect("resync poisoned");
+        match seen.as_mut() {
+            Some(s) if s.len() < 4096 => {
+                s.insert(id);
+            }
+            Some(_) => *seen = None,
+            None => {}
         }
     }
 

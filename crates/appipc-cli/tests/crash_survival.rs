@@ -234,6 +234,9 @@ fn apps_and_channels_survive(user: Option<(u32, u32)>) {
     assert_eq!(c.whoami().3, c_pid);
     assert_eq!(f.whoami(), (probe.clone(), "Full".into(), "fulltrust".into(), f_pid));
     assert_eq!(a.ask("send 3"), "send 3 ok", "the conversation goes on");
+    // The host registered again by itself: a new connection goes to it, not to a new host.
+    assert_eq!(c.ask(&format!("open {services} {ECHO}")), "open Success");
+    assert_eq!(c.ask("send 4"), "send 4 ok");
     assert_eq!(c.ask("pipe-send after"), "pipe-send ok");
     assert_eq!(a.ask("pipe-recv"), "pipe-recv after");
     // The restarted broker knows every process the first one started.

@@ -142,7 +142,21 @@ impl Session {
                 .map_err(|source| Error::Io { what: "sending on the inherited session", source })
         };
         ask()?;
+        let mut asked = 1;
         let packet = loop {
+            // A broker that died after it read our request never answers it; the next one
+            // answers a request sent again (a reply too many stays for the next process of
+            // this identity to bootstrap).
+            let ready = socket::wait_readable(&root, default_timeout())
+                .map_err(|source| Error::Io { what: "waiting on the inherited session", source })?;
+            if !ready {
+                if asked == 3 {
+                    return Err(Error::Timeout { request: "OpenSession", after: default_timeout() * 3 });
+                }
+                asked += 1;
+                ask()?;
+                continue;
+            }
             let packet = socket::recv(&root, MAX_FRAME_LEN, Blocking::Yes)
                 .map_err(|source| Error::Io { what: "receiving on the inherited session", source })?
                 .ok_or(Error::Disconnected)?;
@@ -151,9 +165,6 @@ impl Session {
             match (frame.reply, frame.event) {
                 (Some(Reply::Ok(_)), _) => break packet,
                 (Some(Reply::Err(e)), _) => return Err(Error::from_reply(e)),
-                // A broker that restarted may have read our request and died: ask again (a
-                // reply too many stays for the next process of this identity to bootstrap).
-                (None, Some(Event::Broker(protocol::broker::Event::Restarted(_)))) => ask()?,
                 (None, Some(_)) => {}
                 (None, None) => {
                     return Err(Error::Protocol("expected a reply to open-session".into()));
