@@ -39,6 +39,8 @@ enum Command {
     Identity(IdentityCommand),
     /// Install a package file signed by a trusted key (or, in developer mode, a package
     /// folder), or upgrade to a newer version; asks before granting restricted capabilities.
+    /// An upgrade first ends the running processes of the old version (app-service hosts are
+    /// told ServicingUpdate and get a grace period); app data is kept.
     Install(packaging::InstallArgs),
     /// Pack a package folder into one signed package file (.appipc).
     Pack(packaging::PackArgs),
@@ -62,7 +64,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Remove a package (stops its running processes; deletes its app data).
+    /// Remove a package: ends its running processes, then deletes its files and app data
+    /// (a removal the broker could not finish is finished at its next start).
     Remove {
         /// Package family name.
         family_name: String,
@@ -80,7 +83,8 @@ enum Command {
         #[arg(last = true)]
         args: Vec<String>,
     },
-    /// List the processes the broker started.
+    /// List the processes the broker started (a restarted broker's included: it adopts the
+    /// running processes of the broker before it).
     Ps {
         /// Print JSON instead of a table.
         #[arg(long)]

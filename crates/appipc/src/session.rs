@@ -151,7 +151,10 @@ impl Session {
                 .map_err(|source| Error::Io { what: "waiting on the inherited session", source })?;
             if !ready {
                 if asked == 3 {
-                    return Err(Error::Timeout { request: "OpenSession", after: default_timeout() * 3 });
+                    return Err(Error::Timeout {
+                        request: "OpenSession",
+                        after: default_timeout() * 3,
+                    });
                 }
                 asked += 1;
                 ask()?;
