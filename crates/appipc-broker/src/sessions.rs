@@ -26,6 +26,10 @@ pub struct SessionEntry {
     interest: AtomicUsize,
     pub(crate) in_flight: AtomicUsize,
     _fds: FdCharge,
+    /// Served again after a broker restart (see [`crate::keeper`]).
+    restarted: std::sync::atomic::AtomicBool,
+    /// Since then, until the client's `broker.Resync`: the ids of the requests read.
+    read_since_restart: Mutex<Option<std::collections::HashSet<u64>>>,
 }
 
 /// Something a session waits for; while it lives the session is not idle.
@@ -63,6 +67,45 @@ impl SessionEntry {
 
     pub(crate) fn touch(&self, now: u64) {
         self.last_active.store(now, Ordering::Relaxed);
+    }
+
+    /// Marks the session as one a broker before this one served: from now on the ids of the
+    /// requests read are noted, until the client asks which of its requests were lost.
+    pub(crate) fn mark_restarted(&self) {
+        *self.read_since_restart.lock().expect("resync poisoned") =
+            Some(std::collections::HashSet::new());
+        self.restarted.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether a broker before this one served the session.
+    pub(crate) fn was_restarted(&self) -> bool {
+        self.restarted.load(Ordering::SeqCst)
+    }
+
+    /// Notes a request read (only between a restart and the client's resynchronization,
+    /// which comes at once: at most a few thousand ids; past that, the client is taken not to
+    /// resynchronize and nothing is noted any more).
+    pub(crate) fn read_request(&self, id: u64) {
+        if !self.restarted.load(Ordering::Relaxed) {
+            return;
+        }
+        let mut seen = self.read_since_restart.lock().expect("resync poisoned");
+        match seen.as_mut() {
+            Some(s) if s.len() < 4096 => {
+                s.insert(id);
+            }
+            Some(_) => *seen = None,
+            None => {}
+        }
+    }
+
+    /// `broker.Resync`: of the requests the client sent before it heard of the restart, those
+    /// this broker never read (the one before it read them and died): they are lost.
+    pub(crate) fn resync(&self, sent: &[u64]) -> Vec<u64> {
+        match self.read_since_restart.lock().expect("resync poisoned").take() {
+            Some(seen) => sent.iter().copied().filter(|id| !seen.contains(id)).collect(),
+            None => Vec::new(),
+        }
     }
 
     /// Marks the session as waiting for something until the returned guard drops.
@@ -192,6 +235,8 @@ impl Sessions {
             interest: AtomicUsize::new(0),
             in_flight: AtomicUsize::new(0),
             _fds: charge,
+            restarted: std::sync::atomic::AtomicBool::new(false),
+            read_since_restart: Mutex::new(None),
         });
         self.lock().insert(entry.caller.session_id, entry.clone());
         Ok((entry, rx))

@@ -390,6 +390,14 @@ macro_rules! mechanisms {
                 }
             }
 
+            /// Its name inside its mechanism (`Ping`, …), without allocating.
+            pub fn call_name(&self) -> &'static str {
+                match self {
+                    $( Request::$mech(r) => r.name(), )*
+                    Request::Unknown { .. } => "unknown",
+                }
+            }
+
             /// The mechanism it belongs to (`None` for an unknown one).
             pub fn mechanism(&self) -> Option<Mechanism> {
                 match self {
