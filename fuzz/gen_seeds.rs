@@ -48,7 +48,7 @@ fn requests() -> Vec<(&'static str, appipc_wire::protocol::Request)> {
         ("ping", broker::Ping {}.into()),
         ("whoami", broker::WhoAmI {}.into()),
         ("open-session", broker::OpenSession {}.into()),
-        ("shutdown", broker::Shutdown {}.into()),
+        ("shutdown", broker::Shutdown { stop_apps: None }.into()),
         (
             "install",
             packages::Install { path: s("/tmp/pkg"), consent: Some(vec![s("runFullTrust")]) }
@@ -85,7 +85,8 @@ fn requests() -> Vec<(&'static str, appipc_wire::protocol::Request)> {
         ),
         (
             "as-register",
-            app_service::RegisterHost { app_service_name: s("com.contoso.echo") }.into(),
+            app_service::RegisterHost { app_service_name: s("com.contoso.echo"), serving: None }
+                .into(),
         ),
         ("as-closed", app_service::ConnectionClosed { connection_id: 7 }.into()),
         ("as-find", app_service::FindProviders { app_service_name: s("com.contoso.echo") }.into()),
