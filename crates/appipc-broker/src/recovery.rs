@@ -214,7 +214,7 @@ pub(crate) fn resume(shared: &Arc<Shared>, found: Found) {
             shared.processes.adopt(row.id, pidfd, identity_of_row(&row), ProcessMeta::of_row(&row));
         crate::activation::watch(shared, &record);
         if matches!(row.activation.as_str(), "appservice" | "background") {
-            shared.app_services.started_for_service(record.pid);
+            shared.app_services.adopted_host(&record, &row.family_name, row.app_service.as_deref());
         }
         records.push((row, record));
     }

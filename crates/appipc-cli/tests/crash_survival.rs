@@ -178,6 +178,31 @@ fn ps(b: &TestBroker) -> Vec<(u32, String)> {
         .collect()
 }
 
+mod libc_sig {
+    pub const STOP: i32 = 19;
+    pub const CONT: i32 = 18;
+}
+
+/// Sends `sig` to `pid` and all its descendants (an app container's pid is its init's).
+fn send(pid: u32, sig: i32) {
+    let mut all = vec![pid];
+    let mut i = 0;
+    while i < all.len() {
+        let tasks = std::fs::read_dir(format!("/proc/{}/task", all[i])).into_iter().flatten();
+        for t in tasks.flatten() {
+            let children = std::fs::read_to_string(t.path().join("children")).unwrap_or_default();
+            all.extend(children.split_whitespace().filter_map(|c| c.parse::<u32>().ok()));
+        }
+        i += 1;
+    }
+    let ok = std::process::Command::new("kill")
+        .arg(format!("-{sig}"))
+        .args(all.iter().map(u32::to_string))
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "kill -{sig} {all:?}");
+}
+
 fn alive(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .is_ok_and(|s| s.rsplit(')').next().is_some_and(|r| !r.trim_start().starts_with('Z')))
@@ -228,14 +253,22 @@ fn apps_and_channels_survive(user: Option<(u32, u32)>) {
     assert_eq!(a.ask("map-write two"), "map-write ok");
     assert_eq!(c.ask("map-read"), "map-read two");
 
+    // The host is held stopped across the restart, so it registers again only after the
+    // next opener asks: that opener waits for it rather than starting a second host.
+    send(host, libc_sig::STOP);
     b.restart();
     // The apps' next SDK calls work, with their identities.
     assert_eq!(a.whoami(), (probe.clone(), "App".into(), "appcontainer".into(), a_pid));
     assert_eq!(c.whoami().3, c_pid);
     assert_eq!(f.whoami(), (probe.clone(), "Full".into(), "fulltrust".into(), f_pid));
+    // The host registers again by itself: a new connection goes to it, not to a new host,
+    // even when asked for before the host is back.
+    writeln!(c.stdin, "open {services} {ECHO}").unwrap();
+    c.stdin.flush().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    send(host, libc_sig::CONT);
+    assert_eq!(c.expect("open"), "open Success");
     assert_eq!(a.ask("send 3"), "send 3 ok", "the conversation goes on");
-    // The host registered again by itself: a new connection goes to it, not to a new host.
-    assert_eq!(c.ask(&format!("open {services} {ECHO}")), "open Success");
     assert_eq!(c.ask("send 4"), "send 4 ok");
     assert_eq!(c.ask("pipe-send after"), "pipe-send ok");
     assert_eq!(a.ask("pipe-recv"), "pipe-recv after");

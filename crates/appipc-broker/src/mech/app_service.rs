@@ -117,6 +117,18 @@ struct State {
     /// connection id → (its listing, its host, the session of the caller that opened it).
     connections: HashMap<u64, (AppServiceConnectionInfo, Arc<Host>, u64)>,
     started_for_service: HashSet<u32>,
+    /// Hosts a broker before this one started and this one adopted, until they register again
+    /// (or exit): an opener waits for them rather than starting a second host.
+    returning: Vec<Returning>,
+}
+
+/// An adopted process started for `service` of `family` that has not registered again yet.
+#[derive(Debug)]
+struct Returning {
+    family: String,
+    service: String,
+    pid: u32,
+    exited: tokio::sync::watch::Receiver<Option<appipc_sys::process::ExitStatus>>,
 }
 
 /// The broker's app-service state.
@@ -229,6 +241,13 @@ impl AppServices {
                             && !h.canceled.load(Ordering::SeqCst)
                     })
                     .cloned()
+            };
+            let host = match host {
+                Some(h) => Some(h),
+                None if !service.supports_multiple_instances && attempt == 0 => {
+                    self.await_returning(&family_lc, &service_lc).await
+                }
+                None => None,
             };
             let host = match host {
                 Some(h) => h,
@@ -423,6 +442,7 @@ impl AppServices {
             served_before: Mutex::new(served_before),
         });
         st.hosts.push(host.clone());
+        st.returning.retain(|r| r.pid != caller.pid || r.service != service_lc);
         // Hand the host to the opener waiting for this very process, else to any opener of
         // a single-instance service.
         let pos = st
@@ -596,13 +616,65 @@ impl AppServices {
     }
 
     /// A process a broker before this one started for a service (adopted after a restart).
-    pub(crate) fn started_for_service(&self, pid: u32) {
-        self.lock().started_for_service.insert(pid);
+    /// Until it registers again, openers of that service wait for it (at most the start time).
+    pub(crate) fn adopted_host(
+        &self,
+        record: &crate::launcher::ProcessRecord,
+        family: &str,
+        service: Option<&str>,
+    ) {
+        let mut st = self.lock();
+        st.started_for_service.insert(record.pid);
+        if let Some(service) = service {
+            st.returning.push(Returning {
+                family: lc(family),
+                service: lc(service),
+                pid: record.pid,
+                exited: record.exited.clone(),
+            });
+        }
+    }
+
+    /// Waits for an adopted host of the service to register again; `None` if there is none, it
+    /// exits, or it does not register within the start time (then a fresh host is started).
+    async fn await_returning(&self, family_lc: &str, service_lc: &str) -> Option<Arc<Host>> {
+        let (tx, rx) = oneshot::channel();
+        let (pid, mut exited) = {
+            let mut st = self.lock();
+            st.returning.retain(|r| r.exited.borrow().is_none());
+            let r =
+                st.returning.iter().find(|r| r.family == family_lc && r.service == service_lc)?;
+            let (pid, exited) = (r.pid, r.exited.clone());
+            if let Some(h) = st.hosts.iter().find(|h| h.pid == pid && h.service == service_lc) {
+                return Some(h.clone());
+            }
+            st.waiters.push(Waiter {
+                family: family_lc.to_owned(),
+                service: service_lc.to_owned(),
+                pid: Some(pid),
+                tx,
+            });
+            (pid, exited)
+        };
+        tracing::debug!(pid, service = service_lc, "waiting for an adopted host to register again");
+        let host = tokio::select! {
+            r = rx => r.ok(),
+            _ = exited.wait_for(|s| s.is_some()) => None,
+            () = tokio::time::sleep(self.timings.start) => None,
+        };
+        let mut st = self.lock();
+        st.waiters.retain(|w| !w.tx.is_closed());
+        if host.is_none() {
+            st.returning.retain(|r| r.pid != pid);
+        }
+        host
     }
 
     /// A process exited: forget it was started for a service.
     pub(crate) fn process_exited(&self, pid: u32) {
-        self.lock().started_for_service.remove(&pid);
+        let mut st = self.lock();
+        st.started_for_service.remove(&pid);
+        st.returning.retain(|r| r.pid != pid);
     }
 
     /// `FindAppServiceProviders`.
