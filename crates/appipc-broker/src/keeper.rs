@@ -177,7 +177,7 @@ impl KeeperState {
     }
 
     /// Handles what the broker sent; `Ok(false)` when the keeper is to exit.
-    fn from_broker(&mut self) -> io::Result<bool> {
+    fn serve_broker(&mut self) -> io::Result<bool> {
         loop {
             let Some(broker) = &self.broker else { return Ok(true) };
             let mut packet = match socket::recv(broker, MAX_MESSAGE, Blocking::No) {
@@ -274,7 +274,7 @@ fn keep(runtime_dir: &Path, path: &Path) -> io::Result<()> {
                     }
                 }
                 BROKER => {
-                    if !st.from_broker()? {
+                    if !st.serve_broker()? {
                         return Ok(());
                     }
                 }

@@ -535,7 +535,7 @@ impl Repository {
         let installed = self.get(&op.family_name);
         let mut gone: Vec<&str> = Vec::new();
         if let Some(d) = &op.new_dir
-            && !installed.as_ref().is_some_and(|p| p.install_dir == Path::new(d))
+            && installed.as_ref().is_none_or(|p| p.install_dir != Path::new(d))
         {
             gone.push(d);
         }

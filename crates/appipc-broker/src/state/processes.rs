@@ -256,8 +256,8 @@ mod tests {
         }
         let mut s = Store::open(&db).unwrap();
         assert_eq!(s.next_generation().unwrap(), 2);
-        assert_eq!(s.processes().unwrap(), [p.clone()]);
-        assert_eq!(s.holders().unwrap(), [h.clone()]);
+        assert_eq!(s.processes().unwrap(), std::slice::from_ref(&p));
+        assert_eq!(s.holders().unwrap(), std::slice::from_ref(&h));
         s.delete_holder("a_X", 1).unwrap();
         assert_eq!(s.holders().unwrap().len(), 1, "another pid's holder stays");
         s.delete_holder("a_X", 43).unwrap();

@@ -82,6 +82,8 @@ fn main() {
             })
             .unwrap_or_default();
         let log = std::fs::OpenOptions::new().create(true).append(true).open(log).expect("log");
+        // Reaped by the thread above, as every other child of this subreaper.
+        #[allow(clippy::zombie_processes)]
         let child = std::process::Command::new(program)
             .args(rest)
             .envs(env)
