@@ -151,7 +151,7 @@ pub struct Config {
 /// `[limits]`: what one client (a connection, a session, a package) may hold and ask of the
 /// broker at once. Exceeding one is refused to that client with its mechanism's code; other
 /// clients are not affected.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
 pub struct LimitsConfig {
     /// Sessions of unpackaged processes (connections to the public socket) at once; when full,
@@ -213,7 +213,7 @@ impl Default for LimitsConfig {
 
 /// Bounds on what one install may bring: `[packages]` in the broker's configuration file.
 /// Reading refuses anything beyond them before reading it, with an error that names the limit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct PackageLimits {
     /// Most files in a package, the manifest included (default 100 000).

@@ -179,7 +179,7 @@ impl KeeperState {
     }
 
     /// Handles what the broker sent; `Ok(false)` when the keeper is to exit.
-    fn serve_broker(&mut self) -> io::Result<bool> {
+    fn handle_broker_messages(&mut self) -> io::Result<bool> {
         loop {
             let Some(broker) = &self.broker else { return Ok(true) };
             let mut packet = match socket::recv(broker, MAX_MESSAGE, Blocking::No) {
@@ -283,7 +283,7 @@ fn keep(runtime_dir: &Path, path: &Path) -> io::Result<()> {
                     }
                 }
                 BROKER => {
-                    if !st.serve_broker()? {
+                    if !st.handle_broker_messages()? {
                         return Ok(());
                     }
                 }

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
+use appipc::json;
 use appipc::management::{PackageInfo, ProcessInfo};
 use appipc::{ActivateOptions, ApplicationActivationManager, PackageManager, Session, TrustLevel};
 use appipc_model::identity::{PackageFamilyName, PackageFullName, PackageName, PublisherId};
@@ -11,7 +12,6 @@ use clap::{Parser, Subcommand};
 
 mod daemon;
 mod demo;
-mod json;
 mod logging;
 mod packaging;
 mod relay;

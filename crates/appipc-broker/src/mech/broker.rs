@@ -17,15 +17,13 @@ pub(crate) async fn handle(cx: Cx<'_>, r: wire::Request) -> Result<Replied, Brok
         }),
         R::WhoAmI(_) => Replied::of::<wire::WhoAmI>(cx.caller.attest()),
         R::OpenSession(_) => {
-            let sessions = &cx.shared.sessions;
-            match cx.caller.family_name() {
-                Some(f) => sessions.room_for_package(cx.shared, f),
-                None => sessions.room_for_unpackaged(cx.shared),
-            }
-            .map_err(|e| BrokerError::Quota(e.to_string()))?;
             let (mine, theirs) = appipc_sys::socket::seqpacket_pair()
                 .map_err(|e| BrokerError::io("creating a session socket pair", e))?;
             let child = cx.caller.with_session(cx.shared.next_key());
+            cx.shared
+                .sessions
+                .reserve(cx.shared, &child)
+                .map_err(|e| BrokerError::Quota(e.to_string()))?;
             cx.shared.keep_and_adopt_session(mine, child, false).await;
             Replied::with_fds::<wire::OpenSession>((), vec![theirs])
         }

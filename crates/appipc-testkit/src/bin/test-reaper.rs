@@ -82,7 +82,7 @@ fn main() {
             })
             .unwrap_or_default();
         let log = std::fs::OpenOptions::new().create(true).append(true).open(log).expect("log");
-        // Reaped by the thread above, as every other child of this subreaper.
+        // Reaped by this subreaper's wait loop (it reaps every child and orphan), not here.
         #[allow(clippy::zombie_processes)]
         let child = std::process::Command::new(program)
             .args(rest)
