@@ -160,9 +160,11 @@ const LISTENER: u64 = 0;
 const BROKER: u64 = 1;
 
 impl KeeperState {
+    /// Watches `fd`: for what it has to say (`readable`), or only for its end (`EPOLLHUP`,
+    /// which epoll always reports: a session's peer closed it, or the broker shut it down).
     fn watch(&self, fd: impl AsFd, key: u64, readable: bool) {
         use rustix::event::epoll::{self, EventData, EventFlags};
-        let flags = if readable { EventFlags::IN | EventFlags::RDHUP } else { EventFlags::RDHUP };
+        let flags = if readable { EventFlags::IN | EventFlags::RDHUP } else { EventFlags::empty() };
         let _ = epoll::add(&self.epoll, fd, EventData::new_u64(key), flags);
     }
 
@@ -195,11 +197,18 @@ impl KeeperState {
             let mut fds = std::mem::take(&mut packet.fds);
             match parse(&packet) {
                 Ok(Message::Hello) => {
-                    for (key, (record, fd)) in &self.entries {
+                    let handed = self.entries.iter().try_for_each(|(key, (record, fd))| {
                         let m = Message::Entry { key: *key, record: record.clone() };
-                        send(broker, &m, &[fd.as_fd()])?;
+                        send(broker, &m, &[fd.as_fd()])
+                    });
+                    let ended = handed.and_then(|()| {
+                        send(broker, &Message::End { count: self.entries.len() }, &[])
+                    });
+                    if ended.is_err() {
+                        // That broker is gone already: wait for the next one, keeping all.
+                        self.disconnect();
+                        return Ok(true);
                     }
-                    send(broker, &Message::End { count: self.entries.len() }, &[])?;
                 }
                 Ok(Message::Put { key, record }) if fds.len() == 1 && key > BROKER => {
                     self.drop_entry(key);

@@ -33,6 +33,8 @@ use crate::state::{HolderRow, ProcessRow};
 pub(crate) struct Found {
     /// Recorded processes that still run, with a pidfd checked to be each.
     pub(crate) processes: Vec<(ProcessRow, OwnedFd)>,
+    /// Recorded processes that ended while no broker ran (their waiters are told).
+    pub(crate) exited: Vec<ProcessRow>,
     /// Namespace holders of packages with confined processes still running.
     pub(crate) holders: Vec<(String, NamespaceHolder)>,
     /// Sessions the keeper held.
@@ -59,13 +61,16 @@ fn still_valid(repository: &Repository, row: &ProcessRow, pending: &[String]) ->
         && !pending.iter().any(|f| f.eq_ignore_ascii_case(&row.family_name))
 }
 
-/// Adopts the recorded processes that still run; forgets the others.
-fn adopt_processes(repository: &Repository) -> Result<Vec<(ProcessRow, OwnedFd)>> {
+/// Adopts the recorded processes that still run; forgets the others (returned: they ended
+/// while no broker ran).
+fn adopt_processes(
+    repository: &Repository,
+) -> Result<(Vec<(ProcessRow, OwnedFd)>, Vec<ProcessRow>)> {
     let rows =
         repository.with_store(|s| s.processes()).map_err(|e| internal("reading processes", e))?;
     let pending: Vec<String> =
         repository.pending_operations().into_iter().map(|o| o.family_name).collect();
-    let mut adopted = Vec::new();
+    let (mut adopted, mut exited) = (Vec::new(), Vec::new());
     for row in rows {
         let found = appipc_sys::process::adopt(&identity_of_row(&row)).unwrap_or_else(|e| {
             tracing::warn!(pid = row.pid, error = %e, "cannot look for a recorded process");
@@ -85,10 +90,11 @@ fn adopt_processes(repository: &Repository) -> Result<Vec<(ProcessRow, OwnedFd)>
             None => {
                 tracing::info!(pid = row.pid, app = %row.aumid, "process exited while no broker ran (or its pid is another process's now)");
                 let _ = repository.with_store(|s| s.delete_process(row.id));
+                exited.push(row);
             }
         }
     }
-    Ok(adopted)
+    Ok((adopted, exited))
 }
 
 /// Adopts the holders of packages whose confined processes still run; ends the others.
@@ -153,11 +159,11 @@ fn sweep_publisher_caches(paths: &Paths, repository: &Repository) {
 
 /// Bind time: adopts what still runs, ends what must not, finishes interrupted deployments.
 pub(crate) fn prepare(paths: &Paths, repository: &Repository) -> Result<Found> {
-    let processes = adopt_processes(repository)?;
+    let (processes, exited) = adopt_processes(repository)?;
     let holders = adopt_holders(repository, &processes)?;
     repository.recover()?;
     sweep_publisher_caches(paths, repository);
-    Ok(Found { processes, holders, sessions: Vec::new() })
+    Ok(Found { processes, exited, holders, sessions: Vec::new() })
 }
 
 /// The identity a kept session had, if it still stands: a public connection's from the
@@ -204,7 +210,7 @@ fn caller_of(shared: &Shared, kept: &Kept) -> Option<(Caller, bool)> {
 
 /// Run time: watches the adopted processes again and serves the kept sessions.
 pub(crate) fn resume(shared: &Arc<Shared>, found: Found) {
-    let Found { processes, holders, sessions } = found;
+    let Found { processes, exited, holders, sessions } = found;
     for (family, holder) in holders {
         shared.holders.insert_adopted(&family, holder);
     }
@@ -257,6 +263,15 @@ pub(crate) fn resume(shared: &Arc<Shared>, found: Found) {
             if row.notify_session == Some(kept.key) {
                 crate::mech::launch::notify_exit(&entry, record);
             }
+        }
+        for row in exited.iter().filter(|r| r.notify_session == Some(kept.key)) {
+            // It ended while no broker ran; how, nobody can say any more.
+            let ended = appipc_wire::protocol::launch::ProcessExited {
+                pid: row.pid,
+                code: None,
+                signal: None,
+            };
+            let _ = entry.outbox.event(ended, Vec::new());
         }
         served += 1;
         tokio::spawn(crate::session::resume(shared.clone(), kept.fd, entry, rx, bootstrap));

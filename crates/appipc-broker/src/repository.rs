@@ -261,10 +261,13 @@ impl Repository {
     /// rolled back (not committed) or completed (committed), then files no row names are
     /// swept. The processes of those packages must have been ended first.
     pub fn recover(&self) -> Result<()> {
+        // What the rows say, whether or not this broker can load them.
+        let rows = self.with_store(|s| s.packages()).map_err(PackagesError::Internal)?;
         for op in self.pending_operations() {
-            let installed = self.get(&op.family_name);
+            let installed =
+                rows.iter().find(|r| r.family_name.eq_ignore_ascii_case(&op.family_name));
             let owned =
-                |dir: &str| installed.as_ref().is_some_and(|p| p.install_dir == Path::new(dir));
+                |dir: &str| installed.is_some_and(|r| Path::new(&r.install_dir) == Path::new(dir));
             let mut gone: Vec<PathBuf> = Vec::new();
             if op.committed {
                 // Completed: the replaced or removed version's folder, a removal's data.
@@ -293,7 +296,7 @@ impl Repository {
                 self.with_store(|s| s.finish_operation(op.id)).map_err(PackagesError::Internal)?;
             }
         }
-        self.sweep()
+        self.sweep(&rows)
     }
 
     fn load_row(paths: &Paths, row: &PackageRow) -> Result<InstalledPackage> {
@@ -331,13 +334,16 @@ impl Repository {
         }
     }
 
-    /// Removes package folders (staging folders included) and app data folders that no
-    /// installed package owns: left by a crash, or by a journal entry lost with a disk.
-    fn sweep(&self) -> Result<()> {
-        let index = self.by_family.read().expect("index poisoned");
-        let owned: HashSet<PathBuf> =
-            index.values().flat_map(|p| [p.install_dir.clone(), p.data_dir.clone()]).collect();
-        drop(index);
+    /// Removes package folders (staging folders included) and app data folders that no row
+    /// names (a row this broker cannot load still owns its folders): left by a crash, or by a
+    /// journal entry lost with a disk.
+    fn sweep(&self, rows: &[PackageRow]) -> Result<()> {
+        let owned: HashSet<PathBuf> = rows
+            .iter()
+            .flat_map(|r| {
+                [PathBuf::from(&r.install_dir), self.paths.app_data().join(&r.family_name)]
+            })
+            .collect();
         for dir in [self.paths.packages(), self.paths.app_data()] {
             let entries =
                 std::fs::read_dir(&dir).map_err(|e| io(format!("reading {}", dir.display()), e))?;

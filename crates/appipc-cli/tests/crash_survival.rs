@@ -645,3 +645,48 @@ fn an_upgrade_ends_the_old_versions_processes_after_servicing_update() {
     let list = b.cli().args(["list"]).output().unwrap();
     assert!(String::from_utf8_lossy(&list.stdout).contains("1.1.0.0"));
 }
+
+/// A process that ends while no broker runs is forgotten by the next one (not listed, its
+/// record gone), and the `launch --wait` that waited for it is told (its status is lost).
+#[test]
+fn a_process_that_ends_while_no_broker_runs_is_forgotten_and_its_waiter_told() {
+    let mut b = TestBroker::start();
+    let probe = install_probe(&b);
+    let mut a = Probe::launch(&b, &format!("{probe}!App"));
+    let pid = a.whoami().3;
+    b.kill();
+    writeln!(a.stdin, "exit 3").unwrap();
+    a.stdin.flush().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while alive(pid) {
+        assert!(Instant::now() < deadline, "the app did not exit");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(a.exit_code(Duration::from_millis(200)), None, "launch --wait waits for the broker");
+    b.restart();
+    assert_eq!(a.exit_code(Duration::from_secs(30)), Some(1), "launch --wait is told");
+    assert!(ps(&b).is_empty(), "{:?}", ps(&b));
+}
+
+/// `appipc stop --apps` ends what a broker before it started too, and the keeper.
+#[test]
+fn stop_apps_ends_adopted_processes_and_the_keeper() {
+    let mut b = TestBroker::start();
+    let probe = install_probe(&b);
+    let mut a = Probe::launch(&b, &format!("{probe}!App"));
+    let mut f = Probe::launch(&b, &format!("{probe}!Full"));
+    let pids = [a.whoami().3, f.whoami().3];
+    b.kill();
+    b.restart();
+    let keeper = keeper_pid(&b);
+    let out = b.cli().args(["stop", "--apps"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for p in [&mut a, &mut f] {
+        assert_eq!(p.exit_code(Duration::from_secs(30)), Some(128 + 9), "{} ended", p.what);
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while pids.iter().any(|p| alive(*p)) || alive(keeper) {
+        assert!(Instant::now() < deadline, "processes or the keeper outlived stop --apps");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
