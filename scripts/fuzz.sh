@@ -89,32 +89,38 @@ dict() {
 
 # Runs one target: fuzz_one TARGET NEW LOG [libFuzzer args...], with NEW as the folder new
 # inputs go to (and which is read first), under "${RUNNER[@]}" (long runs: nice); returns
-# libFuzzer's status.
+# libFuzzer's status. The run's CPU time (user and system seconds) goes to LOG.cpu.
 RUNNER=()
 fuzz_one() {
-  local t=$1 new=$2 log=$3 b
+  local t=$1 new=$2 log=$3 b TIMEFORMAT='%U %S'
   shift 3
   b=$(bin "$t")
   mkdir -p "$new" "$FUZZ/artifacts/$t"
-  "${RUNNER[@]}" "$b" "$new" "$FUZZ/corpus/$t" \
+  { time "${RUNNER[@]}" "$b" "$new" "$FUZZ/corpus/$t" \
     -artifact_prefix="$FUZZ/artifacts/$t/" -max_len="$(max_len "$t")" "${LIMITS[@]}" \
-    $(dict "$t") -print_final_stats=1 "$@" >"$log" 2>&1
+    $(dict "$t") -print_final_stats=1 "$@" >"$log" 2>&1; } 2>"$log.cpu"
 }
 
-# One summary line from a run's log and status.
+# One summary line from a run's log, its CPU time and status: executions, executions per
+# second of wall time and per second of CPU time (the two differ when the machine is shared),
+# failures, peak RSS, the corpus at the end (inputs/bytes), wall and CPU time.
 summary() {
   local t=$1 log=$2 rc=$3 secs=$4
-  local runs rate rss corpus crash=0 timeout=0 oom=0
-  corpus=$(grep -oE 'corp: [0-9]+/[0-9]+[bKMG]b' "$log" | tail -1 | sed 's/corp: //')
+  local runs rate rss corpus cpu per_cpu crash=0 timeout=0 oom=0
+  corpus=$(grep -oE 'corp: [0-9]+/[0-9]+(b|Kb|Mb|Gb)' "$log" | tail -1 | sed 's/corp: //' || true)
   runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
   rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -1)
   rss=$(sed -n 's/^stat::peak_rss_mb: *//p' "$log" | tail -1)
+  cpu=$(awk '{ printf "%.1f", $1 + $2 }' "$log.cpu" 2>/dev/null || true)
+  per_cpu=$(awk -v r="${runs:-0}" '{ c = $1 + $2; if (c > 0 && r > 0) printf "%d", r / c }' \
+    "$log.cpu" 2>/dev/null || true)
   if grep -q 'ERROR: libFuzzer: timeout' "$log"; then timeout=1
   elif grep -qE 'ERROR: libFuzzer: (out-of-memory|malloc)' "$log"; then oom=1
   elif [ "$rc" -ne 0 ]; then crash=1
   fi
-  printf '%-14s executions=%s exec/s=%s crashes=%d timeouts=%d ooms=%d peak_rss=%sMB corpus=%s time=%ss\n' \
-    "$t" "${runs:-?}" "${rate:-?}" "$crash" "$timeout" "$oom" "${rss:-?}" "${corpus:-?}" "$secs"
+  printf '%-14s executions=%s exec/s=%s exec/cpu-s=%s crashes=%d timeouts=%d ooms=%d peak_rss=%sMB corpus=%s time=%ss cpu=%ss\n' \
+    "$t" "${runs:-?}" "${rate:-?}" "${per_cpu:-?}" "$crash" "$timeout" "$oom" "${rss:-?}" \
+    "${corpus:-?}" "$secs" "${cpu:-?}"
   if [ "$rc" -ne 0 ]; then
     grep -m1 -E 'panicked at|ERROR: libFuzzer|SUMMARY' "$log" | sed 's/^/    /' || true
     grep -m1 -E 'Test unit written to' "$log" | sed 's/^/    /' || true
@@ -155,7 +161,7 @@ case "$cmd" in
       if [ "$rc" -ne 0 ]; then failed=1; tail -40 "$log"; fi
       mkdir -p "$FUZZ/work/$t"
       find "$new" -type f -exec mv -t "$FUZZ/work/$t" {} +
-      rm -rf "$log" "$new"
+      rm -rf "$log" "$log.cpu" "$new"
     done
     echo "fuzz.sh: smoke took $((SECONDS - start)) s"
     exit $failed
