@@ -7,10 +7,15 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use appipc::Session;
 
-/// `appipc daemon`.
+/// `appipc daemon`: exits as `appipcd` does.
 pub(crate) fn run_foreground() -> Result<ExitCode> {
-    appipc_broker::run_daemon()?;
-    Ok(ExitCode::SUCCESS)
+    match appipc_broker::run_daemon() {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(e) => {
+            eprintln!("appipc: {e}");
+            Ok(ExitCode::from(crate::daemon_args::exit_code(&e)))
+        }
+    }
 }
 
 fn nobody_listens(e: &appipc::Error) -> bool {

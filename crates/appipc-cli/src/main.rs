@@ -10,6 +10,7 @@ use appipc_model::identity::{PackageFamilyName, PackageFullName, PackageName, Pu
 use clap::{Parser, Subcommand};
 
 mod daemon;
+mod daemon_args;
 mod demo;
 mod json;
 mod logging;
@@ -19,7 +20,7 @@ mod relay;
 #[derive(Parser, Debug)]
 #[command(
     name = "appipc",
-    version,
+    version = daemon_args::VERSION,
     about = "Install, launch and inspect packaged apps; the Windows packaged-app IPC model on Linux.",
     long_about = "Install, launch and inspect packaged apps; the Windows packaged-app IPC model on Linux.\n\n\
         Commands that need the per-user broker (appipcd) start one in the background when none \
@@ -124,8 +125,8 @@ enum Command {
     Whoami,
     /// Show whether a broker answers, and where.
     Status,
-    /// Run the broker in the foreground (what appipcd does).
-    Daemon,
+    /// Run the broker in the foreground (what appipcd does, with the same options).
+    Daemon(daemon_args::DaemonArgs),
     /// Ask the running broker to stop.
     Stop,
     /// Run the demonstration: a broker on a temporary home, the example packages, and what
@@ -240,9 +241,11 @@ enum IdentityCommand {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let default_level = if matches!(cli.command, Command::Daemon) { "info" } else { "warn" };
-    logging::init(default_level);
+    let cli: Cli = daemon_args::parse_or_exit();
+    match &cli.command {
+        Command::Daemon(args) => logging::init(args.log.as_deref(), "info"),
+        _ => logging::init(None, "warn"),
+    }
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -260,7 +263,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             println!("{}: valid; full name {}", dir.display(), m.identity.full_name());
             Ok(ExitCode::SUCCESS)
         }
-        Command::Daemon => daemon::run_foreground(),
+        Command::Daemon(_) => daemon::run_foreground(),
         Command::Pack(args) => packaging::pack(args).map(|()| ExitCode::SUCCESS),
         Command::Key(c) => packaging::key(c).map(|()| ExitCode::SUCCESS),
         Command::Demo => demo::run(),
@@ -402,7 +405,7 @@ async fn client(command: Command) -> Result<ExitCode> {
         }
         Command::Identity(_)
         | Command::Check { .. }
-        | Command::Daemon
+        | Command::Daemon(_)
         | Command::Pack(_)
         | Command::Key(_)
         | Command::Demo

@@ -1,15 +1,19 @@
-//! `appipcd`: the per-user appipc broker. Everything is in the `appipc-broker` library.
+//! `appipcd`: the per-user appipc broker. Everything is in the `appipc-broker` library; this
+//! parses the command line and runs it.
 
+#[path = "../daemon_args.rs"]
+mod daemon_args;
 #[path = "../logging.rs"]
 mod logging;
 
 fn main() -> std::process::ExitCode {
-    logging::init("info");
+    let cli: daemon_args::Appipcd = daemon_args::parse_or_exit();
+    logging::init(cli.args.log.as_deref(), "info");
     match appipc_broker::run_daemon() {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("appipcd: {e}");
-            std::process::ExitCode::FAILURE
+            std::process::ExitCode::from(daemon_args::exit_code(&e))
         }
     }
 }
