@@ -249,7 +249,10 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("appipc: {}", show(&format!("{e:#}")));
+            // One line at a time: a message may list several problems, one per line.
+            let text = format!("{e:#}");
+            let lines: Vec<_> = text.split('\n').map(show).collect();
+            eprintln!("appipc: {}", lines.join("\n"));
             ExitCode::FAILURE
         }
     }

@@ -428,13 +428,25 @@ fn ask_consent(preview: &PackagePreview, yes: bool) -> Result<Vec<String>> {
     }
 }
 
-/// A deployment error with its `HRESULT` (as `Add-AppxPackage` reports it).
+/// A deployment error with its `HRESULT` (as `Add-AppxPackage` reports it), and what to do
+/// about a file the manifest names that the folder lacks.
 fn deployment_error(e: appipc::Error) -> anyhow::Error {
+    let hint = if e.to_string().contains(&manifest::FileProblem::Missing.to_string()) {
+        MISSING_FILE_HINT
+    } else {
+        ""
+    };
     match e.windows_code() {
-        appipc::WindowsCode::HResult(c) => anyhow::anyhow!("{e} (HRESULT {c:#010X})"),
+        appipc::WindowsCode::HResult(c) => anyhow::anyhow!("{e} (HRESULT {c:#010X}){hint}"),
+        _ if !hint.is_empty() => anyhow::anyhow!("{e}{hint}"),
         _ => e.into(),
     }
 }
+
+/// Said when a package folder lacks a file its manifest names.
+pub(crate) const MISSING_FILE_HINT: &str = "\n  a package folder holds every file its manifest \
+    names, at that path: copy the built binaries into it (the examples of the appipc repository \
+    are laid out by `bash scripts/examples.sh`)";
 
 /// `appipc install FILE|DIR [--yes]`.
 pub(crate) async fn install(session: &Session, args: InstallArgs) -> Result<()> {
