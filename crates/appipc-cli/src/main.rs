@@ -12,10 +12,12 @@ use clap::{Parser, Subcommand};
 mod daemon;
 mod daemon_args;
 mod demo;
+mod exit;
 mod json;
 mod logging;
 mod packaging;
 mod relay;
+mod target;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -65,17 +67,19 @@ enum Command {
     },
     /// Remove a package (stops its running processes; deletes its app data).
     Remove {
-        /// Package family name.
-        family_name: String,
+        /// The package: its family name (Name_PublisherId) or its full name
+        /// (Name_Version_Architecture_ResourceId_PublisherId, which must be the installed one).
+        package: String,
     },
-    /// Launch an application: PFN (its first application) or PFN!AppId.
+    /// Launch an application: PACKAGE (its first application) or PACKAGE!AppId, the package
+    /// by its family name or its full name.
     Launch {
         /// Wait for the app to exit and exit with its status, relaying stdin/stdout/stderr
         /// (through a new pty where they are a terminal, else pipes: never the terminal itself),
         /// window-size changes and SIGHUP/SIGINT/SIGQUIT/SIGTERM.
         #[arg(long)]
         wait: bool,
-        /// PFN or PFN!AppId.
+        /// PFN, PFN!AppId, or the package's full name instead of PFN.
         target: String,
         /// Arguments for the app (after `--`).
         #[arg(last = true)]
@@ -108,8 +112,9 @@ enum Command {
         /// Print JSON (one object per decision).
         #[arg(long)]
         json: bool,
-        /// Only decisions whose caller or object is this package (family name).
-        #[arg(long, value_name = "PFN")]
+        /// Only decisions whose caller or object is this package (family name, full name or
+        /// PFN!AppId: the family counts).
+        #[arg(long, value_name = "PACKAGE")]
         package: Option<String>,
         /// How many of the latest to show.
         #[arg(long, default_value_t = 20, value_name = "N")]
@@ -181,8 +186,8 @@ enum AppServiceCommand {
     /// response as JSON (typed: {"Int32": 5}; see docs/wire.md for the mapping). Exits 0 on
     /// Success, 2 when the open or the send did not succeed.
     Call {
-        /// The provider's package family name.
-        family_name: String,
+        /// The provider's package: its family name or its full name.
+        package: String,
         /// The app service name.
         service: String,
         /// The message, a JSON object (plain or typed values).
@@ -250,10 +255,10 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             // One line at a time: a message may list several problems, one per line.
-            let text = format!("{e:#}");
+            let text = exit::message(&e);
             let lines: Vec<_> = text.split('\n').map(show).collect();
             eprintln!("appipc: {}", lines.join("\n"));
-            ExitCode::FAILURE
+            exit::Class::of(&e).exit()
         }
     }
 }
@@ -363,17 +368,21 @@ async fn client(command: Command) -> Result<ExitCode> {
                 print_packages(&pkgs);
             }
         }
-        Command::Remove { family_name } => {
+        Command::Remove { package } => {
+            let r = target::parse(&package, "remove", target::Takes::Package)?;
+            let family = target::for_broker(&session, &r).await?;
             let (full, stopped) = PackageManager::new(&session)
-                .remove_package(&family_name)
+                .remove_package(&family)
                 .await
-                .with_context(|| format!("removing {family_name}"))?;
+                .with_context(|| format!("removing {package}"))?;
             println!("removed {full} (stopped {stopped} running process(es))");
         }
-        Command::Launch { wait: true, target, args } => {
-            return relay::launch_and_wait(&session, &target, &args).await;
-        }
-        Command::Launch { wait: false, target, args } => {
+        Command::Launch { wait, target: text, args } => {
+            let r = target::parse(&text, "launch", target::Takes::Application)?;
+            let target = target::for_broker(&session, &r).await?;
+            if wait {
+                return relay::launch_and_wait(&session, &target, &args).await;
+            }
             let aam = ApplicationActivationManager::new(&session);
             let (pid, aumid) = aam
                 .activate_application(&target, &args, ActivateOptions::default())
@@ -397,6 +406,10 @@ async fn client(command: Command) -> Result<ExitCode> {
         Command::Objects { json } => objects(&session, json).await?,
         Command::PublisherCache(c) => publisher_cache(&session, c).await?,
         Command::Why { json, package, last, all, follow } => {
+            let package = package
+                .map(|p| target::parse(&p, "why --package", target::Takes::Application))
+                .transpose()?
+                .map(|r| r.family_name().to_string());
             why(&session, json, package, last, all, follow).await?
         }
         Command::Whoami => {
@@ -538,7 +551,9 @@ async fn app_service(session: &Session, command: AppServiceCommand) -> Result<Ex
         AppServiceConnection, AppServiceConnectionStatus, AppServiceResponseStatus,
     };
     match command {
-        AppServiceCommand::Call { family_name, service, json } => {
+        AppServiceCommand::Call { package, service, json } => {
+            let r = target::parse(&package, "app-service call", target::Takes::Package)?;
+            let family_name = target::for_broker(session, &r).await?;
             let value: serde_json::Value = serde_json::from_str(&json)
                 .with_context(|| format!("--json is not valid JSON: {json}"))?;
             let message = json::value_set_from_json(&value).context("--json")?;
