@@ -115,8 +115,8 @@ fn app_stdio(
     match stdio {
         Some([i, o, e]) => [Some(i), Some(o), Some(e)],
         None => {
-            let log = shared.paths.logs().join(format!("{}.log", pkg.family_name));
-            match std::fs::OpenOptions::new().create(true).append(true).open(&log) {
+            let log = shared.paths.app_log(pkg.family_name.as_str());
+            match crate::applog::open(&log) {
                 Ok(f) => {
                     let f: OwnedFd = f.into();
                     [None, f.try_clone().ok(), Some(f)]

@@ -34,6 +34,7 @@
 #![forbid(unsafe_code)]
 
 pub mod activation;
+pub mod applog;
 pub mod blocking;
 pub mod caller;
 pub mod config;
@@ -271,21 +272,7 @@ impl Broker {
             "broker listening"
         );
         tokio::pin!(shutdown);
-        // Public sessions idle with nothing open are closed now and then.
-        {
-            let shared = shared.clone();
-            tokio::spawn(async move {
-                let every = std::time::Duration::from_secs(
-                    shared.config.limits.idle_timeout_secs.clamp(1, 10),
-                );
-                loop {
-                    tokio::select! {
-                        () = tokio::time::sleep(every) => shared.sessions.close_idle(&shared),
-                        () = shared.stopping.cancelled() => return,
-                    }
-                }
-            });
-        }
+        spawn_housekeeping(shared.clone());
         // One fd kept aside: when the process is out of fds, it is given up to accept (and
         // close) the connection that waits, instead of spinning on EMFILE.
         let mut spare = appipc_sys::fs::open_file(std::path::Path::new("/dev/null"), false).ok();
@@ -350,6 +337,27 @@ impl Broker {
         let _ = std::fs::remove_file(shared.paths.socket());
         tracing::info!("broker stopped");
     }
+}
+
+/// Now and then: public sessions idle with nothing open are closed, and app logs grown past
+/// their size are rotated (off the runtime's threads).
+fn spawn_housekeeping(shared: Arc<Shared>) {
+    tokio::spawn(async move {
+        let every =
+            std::time::Duration::from_secs(shared.config.limits.idle_timeout_secs.clamp(1, 10));
+        let mut logs_checked = std::time::Instant::now();
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(every) => shared.sessions.close_idle(&shared),
+                () = shared.stopping.cancelled() => return,
+            }
+            if logs_checked.elapsed() >= applog::SWEEP_EVERY {
+                logs_checked = std::time::Instant::now();
+                let dir = shared.paths.logs();
+                tokio::task::spawn_blocking(move || applog::sweep(&dir));
+            }
+        }
+    });
 }
 
 /// Runs a broker for this environment ([`Paths::from_env`]) until SIGTERM or SIGINT or a

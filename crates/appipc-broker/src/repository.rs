@@ -132,6 +132,7 @@ impl InstalledPackage {
                 .signer
                 .as_ref()
                 .map(|s| Signer { key_id: s.key_id.clone(), publisher: s.publisher.clone() }),
+            log_location: None,
         }
     }
 }

@@ -15,6 +15,7 @@ mod demo;
 mod exit;
 mod json;
 mod logging;
+mod logs;
 mod packaging;
 mod relay;
 mod target;
@@ -84,6 +85,15 @@ enum Command {
         /// Arguments for the app (after `--`).
         #[arg(last = true)]
         args: Vec<String>,
+    },
+    /// Show what a package's processes launched without a terminal wrote to their stdout and
+    /// stderr ($XDG_STATE_HOME/appipc/logs/PFN.log, rotated past 1 MiB into .1 … .3).
+    Logs {
+        /// The package: its family name or its full name.
+        package: String,
+        /// Keep printing what is appended, until interrupted.
+        #[arg(short, long)]
+        follow: bool,
     },
     /// List the processes the broker started.
     Ps {
@@ -384,12 +394,24 @@ async fn client(command: Command) -> Result<ExitCode> {
                 return relay::launch_and_wait(&session, &target, &args).await;
             }
             let aam = ApplicationActivationManager::new(&session);
-            let (pid, aumid) = aam
-                .activate_application(&target, &args, ActivateOptions::default())
+            let l = aam
+                .launch(&target, &args, ActivateOptions::default())
                 .await
                 .with_context(|| format!("launching {target}"))?;
-            println!("launched {aumid} (pid {pid})");
+            println!("launched {} (pid {})", l.app_user_model_id, l.pid);
+            if let Some(log) = &l.log {
+                let family = l.app_user_model_id.split('!').next().unwrap_or_default();
+                println!(
+                    "its output goes to {log} (appipc logs {family} [--follow]; launch --wait \
+                     runs it on this terminal)"
+                );
+            }
             return Ok(ExitCode::SUCCESS);
+        }
+        Command::Logs { package, follow } => {
+            let path = logs::locate(&session, &package).await?;
+            drop(session);
+            logs::show(&path, follow).await?;
         }
         Command::Ps { json } => {
             let pm = PackageManager::new(&session);

@@ -81,6 +81,9 @@ fn the_readme_walkthrough_runs_as_written() {
         // It runs, confined, and its output reaches the terminal.
         "hello from Contoso.Hello_cvnpggrrsm18p!App: pid ",
         "trust appcontainer",
+        // Launched in the background, it says where its output goes.
+        "launched Contoso.Hello_cvnpggrrsm18p!App (pid ",
+        "its output goes to ",
         // The shell-script package: checked, installed, launched with arguments, removed.
         "valid; full name My.Hello_1.0.0.0_neutral__hxmhn7vrhn3vp",
         "installed My.Hello_1.0.0.0_neutral__hxmhn7vrhn3vp",
@@ -100,6 +103,14 @@ fn the_readme_walkthrough_runs_as_written() {
         stderr.contains("no broker was running; started one"),
         "the first command says it started a broker:\n{stderr}"
     );
+    // What the app launched in the background wrote is in its log (the walkthrough's `appipc
+    // logs` may have run before the app printed anything).
+    let log = tmp.path().join("state/state/logs/Contoso.Hello_cvnpggrrsm18p.log");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !std::fs::read_to_string(&log).unwrap_or_default().contains("hello from") {
+        assert!(std::time::Instant::now() < deadline, "nothing in {}", log.display());
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
     // The family names the README writes are the ones the identity rules give.
     for (name, publisher, family) in [
         ("My.Hello", "CN=Me", "My.Hello_hxmhn7vrhn3vp"),

@@ -65,6 +65,7 @@ async fn launch(cx: &mut Cx<'_>, l: wire::Launch) -> Result<Replied, LaunchError
     };
     let mut start = crate::activation::Start::app(&pkg, app, crate::activation::Activation::Launch);
     start.args = l.args;
+    let log = stdio.is_none().then(|| shared.paths.app_log(family.as_str()).display().to_string());
     start.stdio = stdio;
     let record = crate::activation::start_app(shared, start).await?;
     let (pid, aumid) = (record.pid, record.aumid.clone());
@@ -87,5 +88,5 @@ async fn launch(cx: &mut Cx<'_>, l: wire::Launch) -> Result<Replied, LaunchError
             drop(interest);
         });
     }
-    Ok(Replied::of::<wire::Launch>(Launched { pid, app_user_model_id: aumid }))
+    Ok(Replied::of::<wire::Launch>(Launched { pid, app_user_model_id: aumid, log }))
 }

@@ -71,7 +71,13 @@ pub(crate) async fn handle(mut cx: Cx<'_>, r: wire::Request) -> Result<Replied, 
                 .filter(|p| {
                     cx.permits(Operation::QueryPackage { family_name: p.family_name.as_str() })
                 })
-                .map(|p| p.info())
+                .map(|p| {
+                    let log = shared.paths.app_log(p.family_name.as_str());
+                    appipc_wire::protocol::packages::PackageInfo {
+                        log_location: Some(log.display().to_string()),
+                        ..p.info()
+                    }
+                })
                 .collect(),
         ),
         R::Remove(wire::Remove { family_name }) => {

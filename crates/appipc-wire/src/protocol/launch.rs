@@ -47,6 +47,10 @@ pub struct Launched {
     /// `PFN!AppId` started.
     #[n(1)]
     pub app_user_model_id: String,
+    /// The file its stdout and stderr append to, when it was launched without stdio of its
+    /// own.
+    #[n(2)]
+    pub log: Option<String>,
 }
 
 /// A process the broker started.

@@ -182,6 +182,10 @@ pub struct PackageInfo {
     /// (shown as `unsigned (developer mode)`).
     #[n(14)]
     pub signer: Option<Signer>,
+    /// The log its processes launched without stdio of their own write to
+    /// (`appipc logs`); it may not exist yet.
+    #[n(15)]
+    pub log_location: Option<String>,
 }
 
 /// A key the user trusts: packages it signs install as its publisher.
