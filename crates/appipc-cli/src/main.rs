@@ -276,16 +276,40 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Identity(c) => identity(c).map(|()| ExitCode::SUCCESS),
-        Command::Check { dir } => {
-            let m = appipc_model::manifest::load(&dir)?;
-            println!("{}: valid; full name {}", dir.display(), m.identity.full_name());
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Check { dir } => check(&dir),
         Command::Daemon(_) => daemon::run_foreground(),
         Command::Pack(args) => packaging::pack(args).map(|()| ExitCode::SUCCESS),
         Command::Key(c) => packaging::key(c).map(|()| ExitCode::SUCCESS),
         Command::Demo => demo::run(),
         other => runtime()?.block_on(client(other)),
+    }
+}
+
+/// `appipc check DIR`: every problem of the manifest and of the files it names, one per line
+/// as `DIR/appipc.toml:LINE:COLUMN: KEY: RULE`.
+fn check(dir: &std::path::Path) -> Result<ExitCode> {
+    use appipc_model::manifest::{self, MANIFEST_FILE, ManifestError};
+    match manifest::load(dir) {
+        Ok(m) => {
+            println!("{}: valid; full name {}", dir.display(), m.identity.full_name());
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e @ ManifestError::Io { .. }) => Err(e.into()),
+        Err(e) => {
+            let problems = e.problems();
+            let more = match &e {
+                ManifestError::Several { more, .. } => *more,
+                _ => 0,
+            };
+            for line in packaging::problem_lines(dir, &e.to_string()) {
+                eprintln!("{}", show(&line));
+            }
+            let total = problems.len() + more;
+            Err(exit::fail(
+                exit::Class::Data,
+                format!("{}: {total} problem(s)", dir.join(MANIFEST_FILE).display()),
+            ))
+        }
     }
 }
 

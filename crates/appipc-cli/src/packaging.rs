@@ -436,11 +436,31 @@ fn deployment_error(e: appipc::Error) -> anyhow::Error {
     } else {
         ""
     };
+    let class = crate::exit::Class::of_sdk(&e);
     match e.windows_code() {
-        appipc::WindowsCode::HResult(c) => anyhow::anyhow!("{e} (HRESULT {c:#010X}){hint}"),
-        _ if !hint.is_empty() => anyhow::anyhow!("{e}{hint}"),
+        appipc::WindowsCode::HResult(c) => {
+            // The code on the first line: a message may go on with one problem per line.
+            let text = e.to_string();
+            let (first, rest) = text.split_once('\n').map_or((&*text, ""), |(f, r)| (f, r));
+            let rest = if rest.is_empty() { String::new() } else { format!("\n{rest}") };
+            crate::exit::fail(class, format!("{first} (HRESULT {c:#010X}){rest}{hint}"))
+        }
+        _ if !hint.is_empty() => crate::exit::fail(class, format!("{e}{hint}")),
         _ => e.into(),
     }
+}
+
+/// The lines of a manifest error with `appipc.toml:` made `DIR/appipc.toml:`, so that each
+/// problem names its file (`file:line:column: key: rule`, as compilers write).
+pub(crate) fn problem_lines(dir: &Path, message: &str) -> Vec<String> {
+    let file = dir.join(MANIFEST_FILE);
+    message
+        .lines()
+        .map(|l| match l.find(&format!("{MANIFEST_FILE}:")) {
+            Some(i) => format!("{}{}{}", &l[..i], file.display(), &l[i + MANIFEST_FILE.len()..]),
+            None => l.to_owned(),
+        })
+        .collect()
 }
 
 /// Said when a package folder lacks a file its manifest names.
@@ -452,15 +472,29 @@ pub(crate) const MISSING_FILE_HINT: &str = "\n  a package folder holds every fil
 pub(crate) async fn install(session: &Session, args: InstallArgs) -> Result<()> {
     let InstallArgs { path, yes } = args;
     let context = || format!("installing {}", path.display());
+    // Each problem of a folder's manifest on a line of its own, naming the file.
+    let name_file = |e: anyhow::Error| {
+        if !path.is_dir() {
+            return e;
+        }
+        let class = crate::exit::Class::of(&e);
+        let text = crate::exit::message(&e);
+        crate::exit::fail(class, problem_lines(&path, &text).join("\n"))
+    };
     let pm = PackageManager::new(session);
-    let preview =
-        pm.inspect_package(&path).await.map_err(deployment_error).with_context(context)?;
+    let preview = pm
+        .inspect_package(&path)
+        .await
+        .map_err(deployment_error)
+        .with_context(context)
+        .map_err(name_file)?;
     let consent = ask_consent(&preview, yes)?;
     let r = pm
         .add_package_with(&path, &AddPackageOptions { consent })
         .await
         .map_err(deployment_error)
-        .with_context(context)?;
+        .with_context(context)
+        .map_err(name_file)?;
     match &preview.signer {
         Some(s) => eprintln!("appipc: signed by key {} for {:?}", s.key_id, s.publisher),
         None => eprintln!("appipc: unsigned (developer mode)"),

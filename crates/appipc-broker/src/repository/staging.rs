@@ -253,7 +253,8 @@ fn precheck_manifest(src: &Dir, source: &Path) -> Result<()> {
 }
 
 /// Reads the manifest of a package folder (for a preview): bounded, without following links,
-/// never blocking on a FIFO. Parsed but not checked against the folder's files.
+/// never blocking on a FIFO. Parsed and checked against the files the folder holds now, so that
+/// one preview reports every problem (the install checks its own copy again).
 pub(crate) fn read_folder_manifest(source: &Path) -> Result<(Manifest, String)> {
     let src = open_source(source)?;
     precheck_manifest(&src, source)?;
@@ -263,7 +264,13 @@ pub(crate) fn read_folder_manifest(source: &Path) -> Result<(Manifest, String)> 
     })?;
     let text = String::from_utf8(bytes)
         .map_err(|e| invalid(source, format!("{MANIFEST_FILE} is not UTF-8 ({e})")))?;
-    let m = manifest::parse(&text).map_err(|e| PackagesError::InvalidPackage(e.to_string()))?;
+    let lookup = |p: &str| match src.open_file(Path::new(p)) {
+        Ok((_, info)) => Some(manifest::PackageEntry::File { executable: info.mode & 0o111 != 0 }),
+        Err(_) if src.open_dir(Path::new(p)).is_ok() => Some(manifest::PackageEntry::Folder),
+        Err(_) => None,
+    };
+    let m = manifest::parse_with_files(&text, &lookup)
+        .map_err(|e| PackagesError::InvalidPackage(e.to_string()))?;
     Ok((m, text))
 }
 
