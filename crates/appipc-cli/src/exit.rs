@@ -12,13 +12,16 @@
 //! | 70 | internal | a failure inside the broker or the CLI; a request the broker does not know |
 //! | 71 | system | the operating system refused to start a process |
 //! | 74 | I/O | reading or writing a file or the broker's socket failed |
-//! | 75 | try again | busy, a quota exhausted, a time-out; another broker already runs (appipcd) |
+//! | 75 | try again | busy, a quota exhausted, a time-out; another broker already runs (`appipcd`) |
 //! | 76 | protocol | the broker closed the session or sent something unexpected |
 //! | 77 | permission | access denied, an untrusted signature, consent not given |
-//! | 78 | configuration | a bad configuration file or environment variable |
+//! | 78 | configuration | a bad configuration file or environment variable (`APPIPC_SESSION_FD`) |
 //!
 //! `appipc launch --wait` exits with the app's own status once the app has started (128 + N
-//! when signal N ended it). `docs/cli.md` carries this table; a test checks the two agree.
+//! when signal N ended it). `app-service call` maps the Windows statuses: `AppNotInstalled`
+//! 66, `AppUnavailable` and `AppServiceUnavailable` 69, `NotAuthorized` 77,
+//! `MessageSizeTooLarge` 65, `ResourceLimitsExceeded` 75, any other 1. `docs/cli.md` carries
+//! this table; a test checks the two agree.
 
 use std::fmt;
 use std::process::ExitCode;
@@ -123,6 +126,27 @@ impl Class {
         }
     }
 
+    /// The class of an app-service open that did not succeed.
+    pub(crate) fn of_open(status: appipc::app_service::AppServiceConnectionStatus) -> Class {
+        use appipc::app_service::AppServiceConnectionStatus as S;
+        match status {
+            S::AppNotInstalled => Class::NotFound,
+            S::AppUnavailable | S::AppServiceUnavailable => Class::Unavailable,
+            S::NotAuthorized => Class::Permission,
+            _ => Class::Failed,
+        }
+    }
+
+    /// The class of an app-service response other than `Success`.
+    pub(crate) fn of_response(status: appipc::app_service::AppServiceResponseStatus) -> Class {
+        use appipc::app_service::AppServiceResponseStatus as S;
+        match status {
+            S::MessageSizeTooLarge => Class::Data,
+            S::ResourceLimitsExceeded => Class::TryAgain,
+            _ => Class::Failed,
+        }
+    }
+
     /// The class of an SDK error.
     pub(crate) fn of_sdk(e: &appipc::Error) -> Class {
         use appipc::Error as E;
@@ -221,6 +245,29 @@ mod tests {
         for c in ALL {
             assert!(seen.insert(c.code()), "{} twice", c.code());
             assert!(c.code() == 1 || (64..=78).contains(&c.code()), "{}", c.code());
+        }
+    }
+
+    #[test]
+    fn docs_cli_md_lists_every_class_with_its_status() {
+        let doc = include_str!("../../../docs/cli.md");
+        let start = doc.find("<!-- BEGIN exit statuses").expect("begin marker");
+        let end = doc.find("<!-- END exit statuses").expect("end marker");
+        let rows: Vec<(u8, String)> = doc[start..end]
+            .lines()
+            .filter_map(|l| {
+                let cells: Vec<&str> = l.split('|').map(str::trim).collect();
+                Some((cells.get(1)?.parse().ok()?, (*cells.get(2)?).to_owned()))
+            })
+            .filter(|(code, _)| *code != 0)
+            .collect();
+        let classes: Vec<(u8, String)> =
+            ALL.iter().map(|c| (c.code(), c.name().to_owned())).collect();
+        assert_eq!(rows, classes, "docs/cli.md's table and exit::Class differ");
+        // And the table in this module's documentation says the same.
+        let here = include_str!("exit.rs");
+        for (code, name) in &classes {
+            assert!(here.contains(&format!("//! | {code} | {name} |")), "{code} {name}");
         }
     }
 

@@ -194,7 +194,9 @@ enum PublisherCacheCommand {
 enum AppServiceCommand {
     /// Open a connection as an unpackaged client, send one message, print the status and the
     /// response as JSON (typed: {"Int32": 5}; see docs/wire.md for the mapping). Exits 0 on
-    /// Success, 2 when the open or the send did not succeed.
+    /// Success; else by class (docs/cli.md): 66 AppNotInstalled, 69 AppUnavailable or
+    /// AppServiceUnavailable, 77 NotAuthorized, 65 MessageSizeTooLarge, 75
+    /// ResourceLimitsExceeded, 1 any other status.
     Call {
         /// The provider's package: its family name or its full name.
         package: String,
@@ -383,10 +385,8 @@ async fn client(command: Command) -> Result<ExitCode> {
                 );
                 Ok(ExitCode::SUCCESS)
             }
-            Err(e) => {
-                println!("{e}");
-                Ok(ExitCode::from(3))
-            }
+            // No broker: 69; one that is not ours to reach: 77 (exit::Class::of_sdk).
+            Err(e) => Err(e.into()),
         };
     }
     let session = daemon::connect_or_start().await?;
@@ -612,7 +612,7 @@ async fn app_service(session: &Session, command: AppServiceCommand) -> Result<Ex
                     "status_code": status.value(),
                 });
                 println!("{}", serde_json::to_string_pretty(&out)?);
-                return Ok(ExitCode::from(2));
+                return Ok(exit::Class::of_open(status).exit());
             }
             let r = conn.send_message(message).await;
             conn.close();
@@ -623,10 +623,9 @@ async fn app_service(session: &Session, command: AppServiceCommand) -> Result<Ex
                 "message": json::value_set_to_json(&r.message),
             });
             println!("{}", serde_json::to_string_pretty(&out)?);
-            Ok(if r.status == AppServiceResponseStatus::Success {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(2)
+            Ok(match r.status {
+                AppServiceResponseStatus::Success => ExitCode::SUCCESS,
+                other => exit::Class::of_response(other).exit(),
             })
         }
         AppServiceCommand::List { json } => {
