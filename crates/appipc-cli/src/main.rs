@@ -18,6 +18,7 @@ mod logging;
 mod logs;
 mod packaging;
 mod relay;
+mod style;
 mod target;
 
 #[derive(Parser, Debug)]
@@ -32,6 +33,9 @@ mod target;
         (sockets), APPIPC_LOG (log filter, e.g. debug)."
 )]
 struct Cli {
+    /// When to colour the output: auto (a terminal, unless NO_COLOR is set), always, never.
+    #[arg(long, global = true, value_enum, default_value_t, value_name = "WHEN")]
+    color: style::ColorChoice,
     #[command(subcommand)]
     command: Command,
 }
@@ -259,6 +263,7 @@ enum IdentityCommand {
 
 fn main() -> ExitCode {
     let cli: Cli = daemon_args::parse_or_exit();
+    style::set_color(cli.color);
     match &cli.command {
         Command::Daemon(args) => logging::init(args.log.as_deref(), "info"),
         _ => logging::init(None, "warn"),
@@ -269,7 +274,8 @@ fn main() -> ExitCode {
             // One line at a time: a message may list several problems, one per line.
             let text = exit::message(&e);
             let lines: Vec<_> = text.split('\n').map(show).collect();
-            eprintln!("appipc: {}", lines.join("\n"));
+            let prefix = style::paint("appipc:", style::Paint::Red, style::stderr_color());
+            eprintln!("{prefix} {}", lines.join("\n"));
             exit::Class::of(&e).exit()
         }
     }
@@ -553,21 +559,26 @@ fn packages_json(pkgs: &[PackageInfo]) -> serde_json::Value {
 }
 
 fn print_processes(procs: &[ProcessInfo], signed: &std::collections::HashMap<String, bool>) {
-    println!("{:>8}  {:<12}  {:<48}  CONFINEMENT", "PID", "TRUST", "APP");
+    if procs.is_empty() {
+        println!("no processes started by the broker are running");
+        return;
+    }
+    let mut t = style::Table::new(&["PID", "TRUST", "APP", "STARTED", "CONFINEMENT"]).right(0);
     for p in procs {
         let mark = if signed.get(&p.package_family_name.to_ascii_lowercase()) == Some(&false) {
             "  [unsigned (developer mode)]"
         } else {
             ""
         };
-        println!(
-            "{:>8}  {:<12}  {:<48}  {}{mark}",
-            p.pid,
-            trust_str(p.trust),
-            p.app_user_model_id,
-            p.confinement
-        );
+        t.row(vec![
+            p.pid.to_string(),
+            trust_str(p.trust).to_owned(),
+            p.app_user_model_id.clone(),
+            style::utc(p.started_at),
+            format!("{}{mark}", p.confinement),
+        ]);
     }
+    t.print();
 }
 
 fn processes_json(
@@ -655,37 +666,57 @@ async fn app_service(session: &Session, command: AppServiceCommand) -> Result<Ex
                 println!("{}", serde_json::to_string_pretty(&out)?);
                 return Ok(ExitCode::SUCCESS);
             }
-            println!("{:<40}  {:<44}  {:<14}  MAX MESSAGE", "SERVICE", "PACKAGE!APP", "HOST");
-            for d in &declared {
-                let host = match &d.entry_point {
-                    None => "in process".to_owned(),
-                    Some(e) if d.supports_multiple_instances => format!("{e} (per connection)"),
-                    Some(e) => e.clone(),
-                };
-                println!(
-                    "{:<40}  {:<44}  {:<14}  {}",
-                    d.name,
-                    format!("{}!{}", d.package_family_name, d.app_id),
-                    host,
-                    d.max_message_size
-                );
+            if declared.is_empty() {
+                println!("no app services declared");
+            } else {
+                let mut t =
+                    style::Table::new(&["SERVICE", "PACKAGE!APP", "HOST", "MAX MESSAGE"]).right(3);
+                for d in &declared {
+                    let host = match &d.entry_point {
+                        None => "in process".to_owned(),
+                        Some(e) if d.supports_multiple_instances => format!("{e} (per connection)"),
+                        Some(e) => e.clone(),
+                    };
+                    t.row(vec![
+                        d.name.clone(),
+                        format!("{}!{}", d.package_family_name, d.app_id),
+                        host,
+                        style::bytes(d.max_message_size),
+                    ]);
+                }
+                t.print();
             }
             println!("\n{} live connection(s)", connections.len());
-            for c in &connections {
-                let caller = if c.caller_package_family_name.is_empty() {
-                    "unpackaged"
-                } else {
-                    &c.caller_package_family_name
-                };
-                println!(
-                    "  #{} {} of {}: caller {} (pid {}), host pid {}",
-                    c.connection_id,
-                    c.app_service_name,
-                    c.package_family_name,
-                    caller,
-                    c.caller_pid,
-                    c.host_pid
-                );
+            if !connections.is_empty() {
+                let mut t = style::Table::new(&[
+                    "ID",
+                    "SERVICE",
+                    "PROVIDER",
+                    "CALLER",
+                    "CALLER PID",
+                    "HOST PID",
+                    "OPENED",
+                ])
+                .right(0)
+                .right(4)
+                .right(5);
+                for c in &connections {
+                    let caller = if c.caller_package_family_name.is_empty() {
+                        "unpackaged".to_owned()
+                    } else {
+                        c.caller_package_family_name.clone()
+                    };
+                    t.row(vec![
+                        c.connection_id.to_string(),
+                        c.app_service_name.clone(),
+                        c.package_family_name.clone(),
+                        caller,
+                        c.caller_pid.to_string(),
+                        c.host_pid.to_string(),
+                        style::utc(c.opened_at),
+                    ]);
+                }
+                t.print();
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -719,20 +750,24 @@ async fn token(session: &Session, command: TokenCommand) -> Result<()> {
             } else if tokens.is_empty() {
                 println!("no outstanding tokens");
             } else {
+                let mut table =
+                    style::Table::new(&["TOKEN", "ACCESS", "FROM", "CREATED", "EXPIRES", "PATH"]);
                 for t in tokens {
                     let source = if t.source_package_family_name.is_empty() {
-                        "user"
+                        "user".to_owned()
                     } else {
-                        &t.source_package_family_name
+                        t.source_package_family_name.clone()
                     };
-                    println!(
-                        "{}  {}  {}  from {}",
-                        t.token,
-                        if t.writable { "rw" } else { "ro" },
-                        t.path,
-                        source
-                    );
+                    table.row(vec![
+                        t.token.clone(),
+                        if t.writable { "read-write" } else { "read" }.to_owned(),
+                        source,
+                        style::utc(t.created_at),
+                        style::utc(t.expires_at),
+                        t.path.clone(),
+                    ]);
                 }
+                table.print();
             }
         }
         TokenCommand::Remove { token } => {
@@ -761,16 +796,19 @@ async fn publisher_cache(session: &Session, command: PublisherCacheCommand) -> R
             } else if list.is_empty() {
                 println!("no publisher cache folders");
             } else {
+                let mut t =
+                    style::Table::new(&["PUBLISHER ID", "FOLDER", "SIZE", "DECLARED BY", "PATH"])
+                        .right(2);
                 for c in list {
-                    println!(
-                        "{}  {}  {} bytes  {}  declared by {}",
-                        c.publisher_id,
-                        c.folder,
-                        c.size,
-                        c.path,
-                        c.packages.join(", ")
-                    );
+                    t.row(vec![
+                        c.publisher_id.clone(),
+                        c.folder.clone(),
+                        style::bytes(c.size),
+                        c.packages.join(", "),
+                        c.path.clone(),
+                    ]);
                 }
+                t.print();
             }
         }
         PublisherCacheCommand::Clear { publisher_id, folder } => {
@@ -812,25 +850,35 @@ async fn objects(session: &Session, json: bool) -> Result<()> {
     } else if list.is_empty() {
         println!("no named objects");
     } else {
+        let mut t = style::Table::new(&[
+            "NAME",
+            "TYPE",
+            "HANDLES",
+            "SIZE",
+            "CREATOR",
+            "CREATOR PID",
+            "SECURITY DESCRIPTOR",
+        ])
+        .right(2)
+        .right(3)
+        .right(5);
         for o in list {
             let creator = if o.creator_package_family_name.is_empty() {
-                format!("unpackaged pid {}", o.creator_pid)
+                "unpackaged".to_owned()
             } else {
-                format!("{} pid {}", o.creator_package_family_name, o.creator_pid)
+                o.creator_package_family_name.clone()
             };
-            println!(
-                "{}\\{}  {}  {} handle(s)  created by {creator}",
-                o.namespace,
-                show(&o.name),
-                object_type(o.object_type),
-                o.handles
-            );
-            println!(
-                "    {}{}",
-                o.sddl,
-                if o.size > 0 { format!("  size {}", o.size) } else { String::new() }
-            );
+            t.row(vec![
+                format!("{}\\{}", o.namespace, o.name),
+                object_type(o.object_type).to_owned(),
+                o.handles.to_string(),
+                if o.size > 0 { style::bytes(o.size) } else { "-".to_owned() },
+                creator,
+                o.creator_pid.to_string(),
+                o.sddl.clone(),
+            ]);
         }
+        t.print();
     }
     Ok(())
 }
@@ -875,7 +923,11 @@ fn print_decision(d: &appipc::diagnostics::DecisionRecord) {
             d.caller.trust.as_str()
         )
     };
-    let verdict = if d.allowed { "ALLOWED" } else { "REFUSED" };
+    let verdict = if d.allowed {
+        style::paint("ALLOWED", style::Paint::Green, style::stdout_color())
+    } else {
+        style::paint("REFUSED", style::Paint::Red, style::stdout_color())
+    };
     let object = if d.object.is_empty() { String::new() } else { format!(" {}", show(&d.object)) };
     let rights = match (d.asked, d.granted) {
         (Some(a), Some(g)) => format!(" (asked {a:#x}, granted {g:#x})"),

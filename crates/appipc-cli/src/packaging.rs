@@ -343,10 +343,15 @@ pub(crate) async fn trust(session: &Session, command: TrustCommand) -> Result<()
             } else if keys.is_empty() {
                 println!("no trusted keys (add one: appipc trust add PUBLIC_KEY_FILE)");
             } else {
-                println!("{:<64}  PUBLISHER", "KEY ID");
+                let mut t = crate::style::Table::new(&["KEY ID", "PUBLISHER", "ADDED"]);
                 for k in keys {
-                    println!("{:<64}  {}", k.key_id, k.publisher);
+                    t.row(vec![
+                        k.key_id.clone(),
+                        k.publisher.clone(),
+                        crate::style::utc(k.added_at),
+                    ]);
                 }
+                t.print();
             }
         }
         TrustCommand::Remove { key_id } => {

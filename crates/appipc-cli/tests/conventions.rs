@@ -60,3 +60,63 @@ fn appipc_prints_its_version() {
     let v = String::from_utf8_lossy(&o.stdout);
     assert!(v.starts_with(&format!("appipc {} (protocol ", env!("CARGO_PKG_VERSION"))), "{v:?}");
 }
+
+/// Runs `appipc ARGS` with stdout on a new pty (a terminal) and returns what it printed.
+fn on_terminal(b: &appipc_testkit::TestBroker, args: &[&str], env: &[(&str, &str)]) -> String {
+    use std::io::Read;
+    let pty = appipc_sys::pty::open().expect("a pty");
+    let slave = std::fs::File::from(pty.slave);
+    let mut cmd = b.cli();
+    cmd.args(args).env_remove("NO_COLOR").env("TERM", "xterm").envs(env.iter().copied());
+    let status = cmd.stdout(slave).status().expect("appipc");
+    assert!(status.success());
+    drop(cmd);
+    let mut master = std::fs::File::from(pty.master);
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    // The pty's output is all there once the process has exited; read until EIO (no writer).
+    while let Ok(n) = master.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[test]
+fn tables_have_headers_and_aligned_columns_and_colour_follows_no_color() {
+    let b = appipc_testkit::TestBroker::start();
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["a", "a-much-longer-file-name"] {
+        let f = dir.path().join(name);
+        std::fs::write(&f, "x").unwrap();
+        let out = b.cli().args(["token".as_ref(), "add".as_ref(), f.as_os_str()]).output().unwrap();
+        assert!(out.status.success());
+    }
+    let out = b.cli().args(["token", "list"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3, "a header and two rows: {text}");
+    for col in ["TOKEN", "ACCESS", "FROM", "CREATED", "EXPIRES", "PATH"] {
+        assert!(lines[0].contains(col), "header {col}: {text}");
+    }
+    // Every row's columns start where the header's do.
+    let at = lines[0].find("EXPIRES").unwrap();
+    let path_at = lines[0].find("PATH").unwrap();
+    for row in &lines[1..] {
+        assert!(row[at..].chars().next().is_some_and(|c| c.is_ascii_digit()), "{text}");
+        assert!(row[path_at..].starts_with('/'), "{text}");
+    }
+    assert!(!text.contains('\x1b'), "no colour into a pipe: {text:?}");
+
+    // On a terminal: coloured, unless NO_COLOR; --color decides over both.
+    let tty = on_terminal(&b, &["token", "list"], &[]);
+    assert!(tty.contains("\x1b["), "a terminal is coloured: {tty:?}");
+    let tty = on_terminal(&b, &["token", "list"], &[("NO_COLOR", "1")]);
+    assert!(!tty.contains("\x1b["), "NO_COLOR: {tty:?}");
+    let tty = on_terminal(&b, &["--color", "never", "token", "list"], &[]);
+    assert!(!tty.contains("\x1b["), "--color never: {tty:?}");
+    let out = b.cli().args(["--color", "always", "token", "list"]).env("NO_COLOR", "1").output();
+    assert!(String::from_utf8_lossy(&out.unwrap().stdout).contains("\x1b["), "--color always");
+}
