@@ -151,6 +151,18 @@ enum Command {
     /// Run the demonstration: a broker on a temporary home, the example packages, and what
     /// is allowed and what is refused.
     Demo,
+    /// Print the completion script of a shell (bash, zsh, fish, elvish, powershell); see
+    /// scripts/install.sh for where each shell looks for it.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Write the manual pages (appipc.1, appipc-COMMAND.1 for every command, appipcd.1) into
+    /// DIR, e.g. ~/.local/share/man/man1.
+    Man {
+        /// The folder (created if missing).
+        dir: PathBuf,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -289,6 +301,18 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Pack(args) => packaging::pack(args).map(|()| ExitCode::SUCCESS),
         Command::Key(c) => packaging::key(c).map(|()| ExitCode::SUCCESS),
         Command::Demo => demo::run(),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "appipc", &mut script);
+            match std::io::Write::write_all(&mut std::io::stdout(), &script) {
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                    Err(anyhow::Error::from(e).context("writing the completion script"))
+                }
+                _ => Ok(ExitCode::SUCCESS),
+            }
+        }
+        Command::Man { dir } => man(&dir).map(|()| ExitCode::SUCCESS),
         other => runtime()?.block_on(client(other)),
     }
 }
@@ -319,6 +343,22 @@ fn check(dir: &std::path::Path) -> Result<ExitCode> {
             ))
         }
     }
+}
+
+/// `appipc man DIR`.
+fn man(dir: &std::path::Path) -> Result<()> {
+    use clap::CommandFactory;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    clap_mangen::generate_to(Cli::command(), dir)
+        .with_context(|| format!("writing the manual pages into {}", dir.display()))?;
+    clap_mangen::Man::new(daemon_args::Appipcd::command())
+        .generate_to(dir)
+        .with_context(|| format!("writing appipcd.1 into {}", dir.display()))?;
+    let pages = std::fs::read_dir(dir)?.filter_map(Result::ok).filter(|e| {
+        e.file_name().to_str().is_some_and(|n| n.starts_with("appipc") && n.ends_with(".1"))
+    });
+    println!("wrote {} manual pages into {} (man appipc)", pages.count(), dir.display());
+    Ok(())
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
@@ -477,6 +517,8 @@ async fn client(command: Command) -> Result<ExitCode> {
         | Command::Pack(_)
         | Command::Key(_)
         | Command::Demo
+        | Command::Completions { .. }
+        | Command::Man { .. }
         | Command::Stop
         | Command::Status => {
             unreachable!("handled before connecting")

@@ -7,6 +7,7 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 fn run(bin: &str, args: &[&str]) -> Output {
+    use std::io::Read;
     let mut child = Command::new(bin)
         .args(args)
         // A broker started by mistake would find nothing here.
@@ -17,16 +18,36 @@ fn run(bin: &str, args: &[&str]) -> Output {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("spawn");
+    // Read while it runs (its output may be larger than a pipe holds).
+    let mut pipes = [
+        child.stdout.take().map(|p| Box::new(p) as Box<dyn Read + Send>),
+        child.stderr.take().map(|p| Box::new(p) as Box<dyn Read + Send>),
+    ];
+    let readers: Vec<_> = pipes
+        .iter_mut()
+        .map(|p| {
+            let mut p = p.take().expect("piped");
+            std::thread::spawn(move || {
+                let mut v = Vec::new();
+                let _ = p.read_to_end(&mut v);
+                v
+            })
+        })
+        .collect();
     // `--help` must answer, not block serving: a broker would run until killed.
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while child.try_wait().expect("try_wait").is_none() {
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("try_wait") {
+            break s;
+        }
         if std::time::Instant::now() > deadline {
             let _ = child.kill();
             panic!("{bin} {args:?} did not exit: it must parse its arguments, not serve");
         }
         std::thread::sleep(Duration::from_millis(20));
-    }
-    child.wait_with_output().expect("output")
+    };
+    let mut out = readers.into_iter().map(|r| r.join().expect("reader"));
+    Output { status, stdout: out.next().unwrap(), stderr: out.next().unwrap() }
 }
 
 fn text(o: &Output) -> String {
@@ -119,4 +140,57 @@ fn tables_have_headers_and_aligned_columns_and_colour_follows_no_color() {
     assert!(!tty.contains("\x1b["), "--color never: {tty:?}");
     let out = b.cli().args(["--color", "always", "token", "list"]).env("NO_COLOR", "1").output();
     assert!(String::from_utf8_lossy(&out.unwrap().stdout).contains("\x1b["), "--color always");
+}
+
+#[test]
+fn completions_for_bash_zsh_and_fish_and_manual_pages() {
+    let bin = env!("CARGO_BIN_EXE_appipc");
+    for (shell, marker) in
+        [("bash", "complete -F"), ("zsh", "#compdef appipc"), ("fish", "complete -c appipc")]
+    {
+        let o = run(bin, &["completions", shell]);
+        assert!(o.status.success(), "{shell}: {}", text(&o));
+        let script = String::from_utf8_lossy(&o.stdout);
+        assert!(script.contains(marker), "{shell} script lacks {marker:?}");
+        for word in ["install", "app-service", "completions", "color"] {
+            assert!(script.contains(word), "the {shell} script does not complete {word}");
+        }
+    }
+    let bad = run(bin, &["completions", "tcsh"]);
+    assert_eq!(bad.status.code(), Some(64), "{}", text(&bad));
+
+    let dir = tempfile::tempdir().unwrap();
+    let o = run(bin, &["man", dir.path().to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+    for page in ["appipc.1", "appipc-install.1", "appipc-app-service-call.1", "appipcd.1"] {
+        let roff = std::fs::read_to_string(dir.path().join(page)).unwrap_or_default();
+        assert!(roff.contains(".TH"), "{page} is not a manual page");
+    }
+    let appipcd = std::fs::read_to_string(dir.path().join("appipcd.1")).unwrap();
+    assert!(appipcd.contains("foreground") && appipcd.contains("log"), "{appipcd}");
+}
+
+#[test]
+fn the_install_script_puts_everything_where_it_belongs() {
+    let prefix = tempfile::tempdir().unwrap();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/install.sh");
+    let out = Command::new("bash")
+        .arg(script)
+        .env("PREFIX", prefix.path())
+        .env("APPIPC_BIN_DIR", appipc_testkit::bin_dir())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    for f in [
+        "bin/appipc",
+        "bin/appipcd",
+        "share/bash-completion/completions/appipc",
+        "share/zsh/site-functions/_appipc",
+        "share/fish/vendor_completions.d/appipc.fish",
+        "share/man/man1/appipc.1",
+        "share/man/man1/appipcd.1",
+    ] {
+        let p = prefix.path().join(f);
+        assert!(p.metadata().is_ok_and(|m| m.len() > 0), "{f} not installed");
+    }
 }
