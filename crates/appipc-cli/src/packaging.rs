@@ -494,8 +494,7 @@ pub(crate) async fn install(session: &Session, args: InstallArgs) -> Result<()> 
         .with_context(context)
         .map_err(name_file)?;
     let consent = ask_consent(&preview, yes)?;
-    let r = pm
-        .add_package_with(&path, &AddPackageOptions { consent })
+    let r = with_progress(session, pm.add_package_with(&path, &AddPackageOptions { consent }))
         .await
         .map_err(deployment_error)
         .with_context(context)
@@ -515,6 +514,56 @@ pub(crate) async fn install(session: &Session, args: InstallArgs) -> Result<()> 
         InstallOutcome::AlreadyInstalled => println!("{} is already installed", r.full_name),
     }
     Ok(())
+}
+
+/// How long an install runs before its progress is shown: 1 s, or `APPIPC_PROGRESS_AFTER_MS`.
+fn progress_after() -> std::time::Duration {
+    let ms = std::env::var("APPIPC_PROGRESS_AFTER_MS").ok().and_then(|v| v.parse().ok());
+    std::time::Duration::from_millis(ms.unwrap_or(1000))
+}
+
+/// One line of progress: files and bytes copied, of the totals when the broker knows them.
+fn progress_line(p: &appipc::session::InstallProgress) -> String {
+    use crate::style::bytes;
+    match (p.total_files, p.total_bytes) {
+        (Some(f), Some(b)) => {
+            format!("copying {}/{f} files, {}/{}", p.files, bytes(p.bytes), bytes(b))
+        }
+        _ => format!("copying {} files, {}", p.files, bytes(p.bytes)),
+    }
+}
+
+/// Runs an install, showing on stderr how far the broker got copying the package
+/// (`packages.InstallProgress`) once it has taken longer than [`progress_after`], only when
+/// stderr is a terminal; the line is rewritten in place and ends with the final count.
+async fn with_progress<T>(session: &Session, install: impl std::future::Future<Output = T>) -> T {
+    if !std::io::stderr().is_terminal() {
+        return install.await;
+    }
+    let after = progress_after();
+    let progress = session.install_progress();
+    let start = std::time::Instant::now();
+    tokio::pin!(install);
+    let mut shown = false;
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(100));
+    loop {
+        tokio::select! {
+            out = &mut install => {
+                let last = progress.borrow().clone();
+                if let Some(p) = last.filter(|_| shown || start.elapsed() >= after) {
+                    eprintln!("\r\x1b[K{}: done", progress_line(&p));
+                }
+                return out;
+            }
+            _ = tick.tick() => {
+                if start.elapsed() >= after && let Some(p) = progress.borrow().clone() {
+                    eprint!("\r\x1b[K{}", progress_line(&p));
+                    let _ = std::io::stderr().flush();
+                    shown = true;
+                }
+            }
+        }
+    }
 }
 
 /// How `list` and `ps` show who signed a package.

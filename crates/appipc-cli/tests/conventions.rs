@@ -194,3 +194,34 @@ fn the_install_script_puts_everything_where_it_belongs() {
         assert!(p.metadata().is_ok_and(|m| m.len() > 0), "{f} not installed");
     }
 }
+
+#[test]
+fn install_progress_is_shown_on_a_terminal_only() {
+    use std::io::Read;
+    let b = appipc_testkit::TestBroker::start();
+    let dir =
+        appipc_testkit::assemble(&appipc_testkit::HELLO, &b.root.path().join("hello")).unwrap();
+    // Into a pipe: no progress, however long it takes.
+    let out = b
+        .cli()
+        .args(["install".as_ref(), dir.as_os_str()])
+        .env("APPIPC_PROGRESS_AFTER_MS", "0")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("copying"), "no progress into a pipe");
+    b.cli_ok(&["remove".as_ref(), "Contoso.Hello_cvnpggrrsm18p".as_ref()]);
+    // On a terminal, once the install has taken longer than the threshold (here at once):
+    // files and bytes copied, ending with the final count.
+    let pty = appipc_sys::pty::open().expect("a pty");
+    let mut cmd = b.cli();
+    cmd.args(["install".as_ref(), dir.as_os_str()])
+        .env("APPIPC_PROGRESS_AFTER_MS", "0")
+        .stderr(std::fs::File::from(pty.slave));
+    assert!(cmd.status().unwrap().success());
+    drop(cmd);
+    let mut shown = Vec::new();
+    let _ = std::fs::File::from(pty.master).read_to_end(&mut shown);
+    let shown = String::from_utf8_lossy(&shown);
+    assert!(shown.contains("copying 2 files, ") && shown.contains(": done"), "{shown:?}");
+}

@@ -73,7 +73,22 @@ super::mechanism! {
         /// Whether developer mode is on. Same callers as `ListTrustedKeys`.
         10 GetDeveloperMode {} fds(0) -> DeveloperMode, reply fds "0";
     }
-    events {}
+    events {
+        /// How far an `Install` or `InstallFile` of this session got copying (a folder) or
+        /// extracting (a package file) into the broker's staging folder: sent at most every
+        /// 250 ms, and once when the copy is done, before the reply.
+        0 InstallProgress {
+            /// Files copied so far.
+            0 files: u64,
+            /// Bytes copied so far.
+            1 bytes: u64,
+            /// How many files there are (a package file's block map); `None` for a folder,
+            /// which is walked as it is copied.
+            2 total_files: Option<u64>,
+            /// How many bytes there are; `None` for a folder.
+            3 total_bytes: Option<u64>,
+        } fds "0";
+    }
 }
 
 /// What an install did.
