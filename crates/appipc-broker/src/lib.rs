@@ -148,6 +148,8 @@ pub struct Broker {
     shared: Arc<Shared>,
     adopted: tokio::sync::mpsc::UnboundedReceiver<(std::os::fd::OwnedFd, Caller)>,
     listener: std::os::fd::OwnedFd,
+    /// The listening socket came from socket activation: its file is systemd's, not removed.
+    inherited: bool,
     _locks: [LockFile; 2],
 }
 
@@ -191,6 +193,24 @@ impl Broker {
 
     /// [`Broker::bind`] with a given configuration.
     pub fn bind_with(paths: Paths, config: Config) -> Result<Broker> {
+        Broker::bind_on(paths, config, None)
+    }
+
+    /// [`Broker::bind`] on a listening socket the broker inherited (socket activation): it is
+    /// served as it is, and its file is left in place when the broker stops.
+    pub fn bind_inherited(
+        paths: Paths,
+        config: Config,
+        listener: std::os::fd::OwnedFd,
+    ) -> Result<Broker> {
+        Broker::bind_on(paths, config, Some(listener))
+    }
+
+    fn bind_on(
+        paths: Paths,
+        config: Config,
+        inherited: Option<std::os::fd::OwnedFd>,
+    ) -> Result<Broker> {
         // Every folder appipc keeps things in is the user's alone (0700), whatever the umask.
         for dir in [&paths.runtime_dir, &paths.home, &paths.cache_dir, &paths.state_dir] {
             create_private_dir(dir)?;
@@ -205,16 +225,35 @@ impl Broker {
         let repository = Repository::open(&paths, &config.packages)?;
         let decisions = decide::Decisions::start(&config.decisions, paths.decision_log());
         let socket = paths.socket();
-        // We hold the lock, so a socket file left here belongs to a broker that died.
-        match std::fs::remove_file(&socket) {
-            Ok(()) => tracing::info!(path = %socket.display(), "removed stale socket"),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => {
-                return Err(BrokerError::io(format!("removing stale {}", socket.display()), e));
+        let is_inherited = inherited.is_some();
+        let listener = match inherited {
+            Some(l) => {
+                let bound = appipc_sys::systemd::bound_path(&l);
+                if bound.as_deref() != Some(socket.as_path()) {
+                    tracing::warn!(
+                        inherited = ?bound,
+                        expected = %socket.display(),
+                        "the inherited socket is not where clients look for the broker"
+                    );
+                }
+                l
             }
-        }
-        let listener = appipc_sys::socket::seqpacket_listen(&socket, 128)
-            .map_err(|e| BrokerError::io(format!("listening on {}", socket.display()), e))?;
+            None => {
+                // We hold the lock, so a socket file left here belongs to a broker that died.
+                match std::fs::remove_file(&socket) {
+                    Ok(()) => tracing::info!(path = %socket.display(), "removed stale socket"),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => {
+                        return Err(BrokerError::io(
+                            format!("removing stale {}", socket.display()),
+                            e,
+                        ));
+                    }
+                }
+                appipc_sys::socket::seqpacket_listen(&socket, 128)
+                    .map_err(|e| BrokerError::io(format!("listening on {}", socket.display()), e))?
+            }
+        };
         let launcher =
             Launcher::start().map_err(|e| BrokerError::io("starting the launcher thread", e))?;
         let (adopt, adopted) = tokio::sync::mpsc::unbounded_channel();
@@ -245,6 +284,7 @@ impl Broker {
                 uid: appipc_sys::cred::current_uid(),
             }),
             listener,
+            inherited: is_inherited,
             _locks: locks,
         })
     }
@@ -257,7 +297,7 @@ impl Broker {
     /// Serves until `shutdown` resolves or a client asks it to stop. Removes the socket on the
     /// way out. Must run inside a tokio runtime.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
-        let Broker { shared, listener, mut adopted, _locks } = self;
+        let Broker { shared, listener, mut adopted, inherited, _locks } = self;
         let listener = match AsyncListener::new(listener) {
             Ok(l) => l,
             Err(e) => {
@@ -334,7 +374,9 @@ impl Broker {
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
         shared.decisions.close();
-        let _ = std::fs::remove_file(shared.paths.socket());
+        if !inherited {
+            let _ = std::fs::remove_file(shared.paths.socket());
+        }
         tracing::info!("broker stopped");
     }
 }
@@ -367,7 +409,20 @@ pub fn run_daemon() -> Result<()> {
         Ok(n) => tracing::debug!(open_files = n, "open-file limit"),
         Err(e) => tracing::warn!("could not raise the open-file limit: {e}"),
     }
-    let broker = Broker::bind(Paths::from_env())?;
+    let paths = Paths::from_env();
+    let activated = appipc_sys::systemd::take_listen_fd()
+        .map_err(|e| BrokerError::io("taking the socket-activation socket (LISTEN_FDS)", e))?;
+    let broker = match activated {
+        Some(listener) => {
+            tracing::info!("socket activation: serving the inherited socket");
+            let config = Config::load(&Paths::config_file()).map_err(|e| {
+                BrokerError::io("reading the configuration", std::io::Error::other(e))
+            })?;
+            Broker::bind_inherited(paths, config, listener)?
+        }
+        None => Broker::bind(paths)?,
+    };
+    let socket = broker.paths().socket();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -386,7 +441,13 @@ pub fn run_daemon() -> Result<()> {
                 _ => std::future::pending::<()>().await,
             }
         };
+        // Listening: systemd (Type=notify) may start what depends on the broker.
+        let status = format!("READY=1\nSTATUS=serving {}", socket.display());
+        if let Err(e) = appipc_sys::systemd::notify(&status) {
+            tracing::warn!(error = %e, "cannot notify the service manager (NOTIFY_SOCKET)");
+        }
         broker.run(stop).await;
+        let _ = appipc_sys::systemd::notify("STOPPING=1");
     });
     Ok(())
 }

@@ -33,6 +33,10 @@ pub(crate) async fn connect_or_start() -> Result<Session> {
                 && std::env::var_os(appipc::session::SESSION_FD_VAR).is_none() => {}
         Err(e) => return Err(e.into()),
     }
+    // The user's systemd-managed broker, when there is one, rather than a second of our own.
+    if let Some(unit) = crate::systemd::managed_unit() {
+        return start_managed(unit).await;
+    }
     let runtime_dir = appipc_sys::env::runtime_dir();
     std::fs::create_dir_all(&runtime_dir)
         .with_context(|| format!("creating {}", runtime_dir.display()))?;
@@ -77,6 +81,30 @@ pub(crate) async fn connect_or_start() -> Result<Session> {
         }
         if Instant::now() > deadline {
             bail!("the broker did not answer within 10 s; see {}", log_path.display());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Starts the systemd unit that runs this user's broker and connects to it.
+async fn start_managed(unit: &str) -> Result<Session> {
+    crate::systemd::start(unit)?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match Session::connect().await {
+            Ok(s) => {
+                eprintln!(
+                    "appipc: no broker was running; started the systemd-managed one ({unit})"
+                );
+                return Ok(s);
+            }
+            Err(e) if nobody_listens(&e) && Instant::now() < deadline => {}
+            Err(e) => {
+                return Err(anyhow::Error::from(e).context(format!(
+                    "{unit} was started but no broker answers (journalctl --user -u {})",
+                    crate::systemd::SERVICE_UNIT
+                )));
+            }
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

@@ -13,8 +13,8 @@ pub(crate) const VERSION_PROTOCOL: u32 = 2;
 #[derive(clap::Args, Debug, Clone, Default)]
 pub(crate) struct DaemonArgs {
     /// Run in the foreground, logging to stderr. This is the default and the only mode:
-    /// appipcd never forks into the background, so systemd, a terminal or `appipc` (which
-    /// starts one when none answers) supervises it.
+    /// appipcd never forks into the background, so systemd (Type=notify), a terminal or
+    /// `appipc` (which starts one when none answers) supervises it.
     #[arg(long)]
     pub(crate) foreground: bool,
     /// What to log, as a tracing filter: error, warn, info (the default), debug, trace, or
@@ -32,9 +32,12 @@ pub(crate) struct DaemonArgs {
     long_about = "The per-user appipc broker: installs and launches packaged apps confined in \
         app containers, knows who every process is, and decides every IPC access by the Windows \
         rules.\n\n\
-        It listens on $APPIPC_RUNTIME_DIR/broker.sock (default $XDG_RUNTIME_DIR/appipc/) and \
-        keeps its state in $APPIPC_HOME (default $XDG_DATA_HOME/appipc). One broker runs per \
-        user: a second one exits at once (status 75).\n\n\
+        It listens on $APPIPC_RUNTIME_DIR/broker.sock (default $XDG_RUNTIME_DIR/appipc/), or on \
+        the socket systemd passes it (socket activation: LISTEN_PID, LISTEN_FDS=1, fd 3), keeps \
+        its state in $APPIPC_HOME (default $XDG_DATA_HOME/appipc) and tells systemd when it is \
+        ready (NOTIFY_SOCKET: READY=1, Type=notify). One broker runs per user: a second one \
+        exits at once (status 75, which the unit does not restart on). The units: appipc \
+        systemd-units DIR.\n\n\
         Environment: APPIPC_HOME, APPIPC_RUNTIME_DIR, APPIPC_LOG (log filter), APPIPC_CONFIG \
         (broker.toml), APPIPC_ALLOW_UNCONFINED."
 )]

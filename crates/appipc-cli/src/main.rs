@@ -19,6 +19,7 @@ mod logs;
 mod packaging;
 mod relay;
 mod style;
+mod systemd;
 mod target;
 
 #[derive(Parser, Debug)]
@@ -160,6 +161,14 @@ enum Command {
     /// Write the manual pages (appipc.1, appipc-COMMAND.1 for every command, appipcd.1) into
     /// DIR, e.g. ~/.local/share/man/man1.
     Man {
+        /// The folder (created if missing).
+        dir: PathBuf,
+    },
+    /// Write the systemd user units (appipcd.service, Type=notify, and appipcd.socket, for
+    /// socket activation) into DIR, e.g. ~/.config/systemd/user, with ExecStart naming the
+    /// appipcd beside this appipc.
+    #[command(name = "systemd-units")]
+    SystemdUnits {
         /// The folder (created if missing).
         dir: PathBuf,
     },
@@ -313,6 +322,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
         }
         Command::Man { dir } => man(&dir).map(|()| ExitCode::SUCCESS),
+        Command::SystemdUnits { dir } => systemd::write_units(&dir).map(|()| ExitCode::SUCCESS),
         other => runtime()?.block_on(client(other)),
     }
 }
@@ -519,6 +529,7 @@ async fn client(command: Command) -> Result<ExitCode> {
         | Command::Demo
         | Command::Completions { .. }
         | Command::Man { .. }
+        | Command::SystemdUnits { .. }
         | Command::Stop
         | Command::Status => {
             unreachable!("handled before connecting")

@@ -189,10 +189,17 @@ fn the_install_script_puts_everything_where_it_belongs() {
         "share/fish/vendor_completions.d/appipc.fish",
         "share/man/man1/appipc.1",
         "share/man/man1/appipcd.1",
+        "share/systemd/user/appipcd.service",
+        "share/systemd/user/appipcd.socket",
     ] {
         let p = prefix.path().join(f);
         assert!(p.metadata().is_ok_and(|m| m.len() > 0), "{f} not installed");
     }
+    // The unit starts the appipcd installed there, wherever that is.
+    let unit =
+        std::fs::read_to_string(prefix.path().join("share/systemd/user/appipcd.service")).unwrap();
+    let appipcd = prefix.path().join("bin/appipcd").canonicalize().unwrap();
+    assert!(unit.contains(&format!("\nExecStart={}\n", appipcd.display())), "{unit}");
 }
 
 #[test]

@@ -50,3 +50,4 @@ pub mod ring;
 pub mod sandbox;
 pub mod seccomp;
 pub mod socket;
+pub mod systemd;
