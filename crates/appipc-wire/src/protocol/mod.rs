@@ -318,6 +318,7 @@ macro_rules! mechanism {
 pub(crate) use mechanism;
 
 pub mod doc;
+pub mod schema;
 
 /// Registers the mechanisms: their numbers, the top-level [`Request`] and [`Event`] enums and
 /// their encoding, and [`MECHANISMS`].
