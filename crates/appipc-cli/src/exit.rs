@@ -179,6 +179,7 @@ impl Class {
             }
             if cause.is::<appipc_model::identity::IdentityError>()
                 || cause.is::<serde_json::Error>()
+                || cause.is::<appipc::json::JsonError>()
             {
                 return Class::Data;
             }

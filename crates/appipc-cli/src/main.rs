@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
+use appipc::json;
 use appipc::management::{PackageInfo, ProcessInfo};
 use appipc::{ActivateOptions, ApplicationActivationManager, PackageManager, Session, TrustLevel};
 use appipc_model::identity::{PackageFamilyName, PackageFullName, PackageName, PublisherId};
@@ -13,7 +14,6 @@ mod daemon;
 mod daemon_args;
 mod demo;
 mod exit;
-mod json;
 mod logging;
 mod logs;
 mod packaging;

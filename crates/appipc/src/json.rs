@@ -1,29 +1,65 @@
-//! The JSON mapping of `ValueSet` used by `appipc app-service call` (documented in
-//! `docs/wire.md`).
+//! The JSON mapping of [`ValueSet`] that `appipc app-service call` reads and prints
+//! (`docs/wire.md`, "JSON mapping of ValueSet").
 //!
 //! Output is always *typed*: every value is `{"<PropertyType>": payload}`, so the exact
 //! type survives (`{"Int16": 3}`, `{"Guid": "…"}`, `{"ValueSet": {…}}`). Input accepts the
 //! typed form and plain JSON, which maps as: string → String, true/false → Boolean, null →
 //! Empty, integer → Int32 (Int64 or UInt64 when it does not fit), other number → Double,
 //! object → nested ValueSet, array of one plain kind → that kind's array.
+//!
+//! ```
+//! use appipc::json::{value_set_from_json, value_set_to_json};
+//! use appipc::PropertyValue;
+//! let v: serde_json::Value = serde_json::from_str(r#"{"n": 5, "w": {"Int16": 3}}"#).unwrap();
+//! let set = value_set_from_json(&v).unwrap();
+//! assert_eq!(set.get("w"), Some(&PropertyValue::Int16(3)));
+//! assert_eq!(value_set_to_json(&set), serde_json::json!({"n": {"Int32": 5}, "w": {"Int16": 3}}));
+//! ```
+//!
+//! Reading typed output back gives the same set, except that a NaN loses its payload bits
+//! (JSON has one `"NaN"`). This module does not limit nesting: `serde_json` stops at 128
+//! levels, and a receiver refuses a set nested deeper than its
+//! [`DecodeLimits`](appipc_wire::DecodeLimits).
 
-use anyhow::{Result, anyhow, bail};
-use appipc::wire::{DateTime, Guid, Point, PropertyValue, Rect, Size, TimeSpan, ValueSet};
+use appipc_wire::{DateTime, Guid, Point, PropertyValue, Rect, Size, TimeSpan, ValueSet};
 use serde_json::{Map, Number, Value, json};
 
-/// Parses a JSON object into a ValueSet.
-pub(crate) fn value_set_from_json(v: &Value) -> Result<ValueSet> {
+/// JSON that is not a ValueSet: what was wrong, under which key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct JsonError {
+    message: String,
+}
+
+type Result<T> = std::result::Result<T, JsonError>;
+
+/// `anyhow!`-like: a [`JsonError`] from a format string.
+macro_rules! error {
+    ($($t:tt)*) => {
+        JsonError { message: format!($($t)*) }
+    };
+}
+
+/// `bail!`-like: returns a [`JsonError`] from a format string.
+macro_rules! bail {
+    ($($t:tt)*) => {
+        return Err(error!($($t)*))
+    };
+}
+
+/// Reads a JSON object (typed or plain values) as a ValueSet.
+pub fn value_set_from_json(v: &Value) -> Result<ValueSet> {
     let Value::Object(map) = v else { bail!("a ValueSet is a JSON object, not {v}") };
     let mut set = ValueSet::new();
     for (k, v) in map {
-        set.insert(k.clone(), value_from_json(v).map_err(|e| anyhow!("key {k:?}: {e}"))?);
+        set.insert(k.clone(), value_from_json(v).map_err(|e| error!("key {k:?}: {e}"))?);
     }
     Ok(set)
 }
 
 fn float(v: &Value) -> Result<f64> {
     match v {
-        Value::Number(n) => n.as_f64().ok_or_else(|| anyhow!("{n} is not a number")),
+        Value::Number(n) => n.as_f64().ok_or_else(|| error!("{n} is not a number")),
         Value::String(s) if s == "NaN" => Ok(f64::NAN),
         Value::String(s) if s == "Infinity" => Ok(f64::INFINITY),
         Value::String(s) if s == "-Infinity" => Ok(f64::NEG_INFINITY),
@@ -37,10 +73,10 @@ fn int<T: TryFrom<i128>>(v: &Value) -> Result<T> {
             .as_i64()
             .map(i128::from)
             .or_else(|| n.as_u64().map(i128::from))
-            .ok_or_else(|| anyhow!("{n} is not an integer"))?,
+            .ok_or_else(|| error!("{n} is not an integer"))?,
         _ => bail!("{v} is not an integer"),
     };
-    T::try_from(n).map_err(|_| anyhow!("{n} is out of range for {}", std::any::type_name::<T>()))
+    T::try_from(n).map_err(|_| error!("{n} is out of range for {}", std::any::type_name::<T>()))
 }
 
 fn floats<const N: usize>(v: &Value) -> Result<[f32; N]> {
@@ -62,9 +98,9 @@ fn array<T>(v: &Value, f: impl Fn(&Value) -> Result<T>) -> Result<Vec<T>> {
 
 fn guid(v: &Value) -> Result<Guid> {
     v.as_str()
-        .ok_or_else(|| anyhow!("a Guid is a string"))?
+        .ok_or_else(|| error!("a Guid is a string"))?
         .parse()
-        .map_err(|_| anyhow!("{v} is not a GUID"))
+        .map_err(|_| error!("{v} is not a GUID"))
 }
 
 fn point(v: &Value) -> Result<Point> {
@@ -96,8 +132,8 @@ fn typed(kind: &str, p: &Value) -> Result<Option<PropertyValue>> {
         "Single" => P::Single(float(p)? as f32),
         "Double" => P::Double(float(p)?),
         "Char16" => P::Char16(int(p)?),
-        "Boolean" => P::Boolean(p.as_bool().ok_or_else(|| anyhow!("{p} is not a boolean"))?),
-        "String" => P::String(p.as_str().ok_or_else(|| anyhow!("{p} is not a string"))?.to_owned()),
+        "Boolean" => P::Boolean(p.as_bool().ok_or_else(|| error!("{p} is not a boolean"))?),
+        "String" => P::String(p.as_str().ok_or_else(|| error!("{p} is not a string"))?.to_owned()),
         "DateTime" => P::DateTime(DateTime::from_universal_time(int(p)?)),
         "TimeSpan" => P::TimeSpan(TimeSpan::from_ticks(int(p)?)),
         "Guid" => P::Guid(guid(p)?),
@@ -115,10 +151,10 @@ fn typed(kind: &str, p: &Value) -> Result<Option<PropertyValue>> {
         "DoubleArray" => P::DoubleArray(array(p, float)?),
         "Char16Array" => P::Char16Array(array(p, int)?),
         "BooleanArray" => P::BooleanArray(array(p, |x| {
-            x.as_bool().ok_or_else(|| anyhow!("{x} is not a boolean"))
+            x.as_bool().ok_or_else(|| error!("{x} is not a boolean"))
         })?),
         "StringArray" => P::StringArray(array(p, |x| {
-            x.as_str().map(str::to_owned).ok_or_else(|| anyhow!("{x} is not a string"))
+            x.as_str().map(str::to_owned).ok_or_else(|| error!("{x} is not a string"))
         })?),
         "DateTimeArray" => {
             P::DateTimeArray(array(p, |x| int(x).map(DateTime::from_universal_time))?)
@@ -202,8 +238,8 @@ fn g(x: &Guid) -> Value {
     json!(x.to_string())
 }
 
-/// The typed JSON form of a ValueSet.
-pub(crate) fn value_set_to_json(set: &ValueSet) -> Value {
+/// The typed JSON form of a ValueSet: `{"key": {"<PropertyType>": payload}, …}`.
+pub fn value_set_to_json(set: &ValueSet) -> Value {
     let mut m = Map::new();
     for (k, v) in set.iter() {
         m.insert(k.to_owned(), value_to_json(v));
@@ -320,6 +356,21 @@ mod tests {
         assert_eq!(inner.get("String"), Some(&PropertyValue::Int32(1)));
         // Typed output reads back to the same set.
         assert_eq!(value_set_from_json(&value_set_to_json(&s)).unwrap(), s);
+    }
+
+    #[test]
+    fn printed_doubles_read_back_exactly() {
+        // The json_valueset fuzz target's find: without serde_json's float_roundtrip,
+        // "5e+35" (as the typed output prints 5e35) read back as 4.9999999999999995e35.
+        for x in
+            [5e35, 0.1, 1.0 / 3.0, f64::MAX, f64::MIN_POSITIVE, 5e-324, -2.2250738585072014e-308]
+        {
+            let mut s = ValueSet::new();
+            s.insert("x", PropertyValue::Double(x));
+            let text = value_set_to_json(&s).to_string();
+            let back = value_set_from_json(&serde_json::from_str(&text).unwrap()).unwrap();
+            assert_eq!(back.get("x"), Some(&PropertyValue::Double(x)), "{text}");
+        }
     }
 
     #[test]
