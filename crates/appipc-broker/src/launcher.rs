@@ -161,6 +161,7 @@ impl ProcessRecord {
             trust: self.trust,
             started_at: self.started_at,
             confinement: self.confinement.clone(),
+            confined: Some(crate::activation::is_confined(&self.confinement)),
         }
     }
 }

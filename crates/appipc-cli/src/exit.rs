@@ -35,7 +35,6 @@ pub(crate) enum Class {
     /// The operation ran and did not succeed.
     Failed = 1,
     /// The command line is wrong (clap's errors: `daemon_args::parse_or_exit` exits 64).
-    #[allow(dead_code)]
     Usage = 64,
     /// Input data is invalid.
     Data = 65,
@@ -83,7 +82,6 @@ impl Class {
     }
 
     /// Its name in the documentation (and in `--json` errors).
-    #[allow(dead_code)]
     pub(crate) fn name(self) -> &'static str {
         match self {
             Class::Failed => "failed",

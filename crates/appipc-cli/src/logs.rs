@@ -40,10 +40,45 @@ pub(crate) async fn locate(session: &Session, text: &str) -> Result<PathBuf> {
     ))
 }
 
+/// Writes what was read: as it is, or with `json` one `{"line": …}` object per line (a
+/// line not ended yet waits for its end, or for `flush`).
+struct Sink {
+    json: bool,
+    partial: Vec<u8>,
+}
+
+impl Sink {
+    fn write(&mut self, out: &mut impl Write, bytes: &[u8]) -> std::io::Result<()> {
+        if !self.json {
+            return out.write_all(bytes);
+        }
+        self.partial.extend_from_slice(bytes);
+        while let Some(i) = self.partial.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = self.partial.drain(..=i).collect();
+            self.line(out, &line[..i])?;
+        }
+        Ok(())
+    }
+
+    fn line(&self, out: &mut impl Write, line: &[u8]) -> std::io::Result<()> {
+        let v = serde_json::json!({ "line": String::from_utf8_lossy(line) });
+        writeln!(out, "{v}")
+    }
+
+    fn flush(&mut self, out: &mut impl Write) -> std::io::Result<()> {
+        if self.json && !self.partial.is_empty() {
+            let line = std::mem::take(&mut self.partial);
+            self.line(out, &line)?;
+        }
+        out.flush()
+    }
+}
+
 /// Prints the log, then with `follow` what is appended to it, across rotations, until
-/// interrupted.
-pub(crate) async fn show(path: &Path, follow: bool) -> Result<()> {
+/// interrupted; with `json`, one JSON object per line of it.
+pub(crate) async fn show(path: &Path, follow: bool, json: bool) -> Result<()> {
     let mut out = std::io::stdout().lock();
+    let mut sink = Sink { json, partial: Vec::new() };
     let mut file = match std::fs::File::open(path) {
         Ok(f) => Some(f),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && follow => None,
@@ -64,9 +99,13 @@ pub(crate) async fn show(path: &Path, follow: bool) -> Result<()> {
                 if n == 0 {
                     break;
                 }
-                out.write_all(&buf[..n])?;
+                sink.write(&mut out, &buf[..n])?;
             }
-            out.flush()?;
+            if !follow {
+                sink.flush(&mut out)?;
+            } else {
+                out.flush()?;
+            }
         }
         if !follow {
             return Ok(());

@@ -72,11 +72,7 @@ pub(crate) enum TrustCommand {
         public_key: PathBuf,
     },
     /// List the trusted keys.
-    List {
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
-    },
+    List,
     /// Stop trusting a key (installed packages it signed stay installed).
     Remove {
         /// The key id, or at least its first 8 hex digits.
@@ -145,6 +141,14 @@ pub(crate) fn key(command: KeyCommand) -> Result<()> {
     }
     write_new(&secret, &key.to_file_text(), 0o600)?;
     write_new(&public, &key.public_key().to_file_text(), 0o644)?;
+    if crate::style::json() {
+        return crate::style::print_json(&serde_json::json!({
+            "key_id": key.id().to_string(),
+            "publisher": publisher,
+            "secret_key": secret.display().to_string(),
+            "public_key": public.display().to_string(),
+        }));
+    }
     println!("key {} for {:?}", key.id(), publisher);
     println!(
         "  secret key  {}  (keep it private: it signs packages as this publisher)",
@@ -299,6 +303,15 @@ pub(crate) fn pack(args: PackArgs) -> Result<()> {
         }
     };
     let (files, bytes) = pack_dir(&args.dir, &key, &out)?;
+    if crate::style::json() {
+        return crate::style::print_json(&serde_json::json!({
+            "file": out.display().to_string(),
+            "files": files,
+            "bytes": bytes,
+            "key_id": key.id().to_string(),
+            "publisher": key.publisher().as_str(),
+        }));
+    }
     println!(
         "packed {} into {}: {files} files, {bytes} bytes, signed by key {} for {:?}",
         args.dir.display(),
@@ -323,23 +336,18 @@ pub(crate) async fn trust(session: &Session, command: TrustCommand) -> Result<()
             let k = TrustStore::add(session, &text)
                 .await
                 .with_context(|| format!("trusting {}", public_key.display()))?;
+            if crate::style::json() {
+                return crate::style::print_json(&k);
+            }
             println!(
                 "trusted key {} for {:?}: packages it signs install as that publisher",
                 k.key_id, k.publisher
             );
         }
-        TrustCommand::List { json } => {
+        TrustCommand::List => {
             let keys = TrustStore::list(session).await?;
-            if json {
-                let v: Vec<_> = keys
-                    .iter()
-                    .map(|k| {
-                        serde_json::json!({
-                            "key_id": k.key_id, "publisher": k.publisher, "added_at": k.added_at,
-                        })
-                    })
-                    .collect();
-                println!("{}", serde_json::to_string_pretty(&v)?);
+            if crate::style::json() {
+                crate::style::print_json(&keys)?;
             } else if keys.is_empty() {
                 println!("no trusted keys (add one: appipc trust add PUBLIC_KEY_FILE)");
             } else {
@@ -355,10 +363,13 @@ pub(crate) async fn trust(session: &Session, command: TrustCommand) -> Result<()
             }
         }
         TrustCommand::Remove { key_id } => {
-            for k in TrustStore::remove(session, &key_id)
+            let removed = TrustStore::remove(session, &key_id)
                 .await
-                .with_context(|| format!("removing key {key_id}"))?
-            {
+                .with_context(|| format!("removing key {key_id}"))?;
+            if crate::style::json() {
+                return crate::style::print_json(&removed);
+            }
+            for k in removed {
                 println!("removed key {} for {:?}", k.key_id, k.publisher);
             }
         }
@@ -379,6 +390,9 @@ pub(crate) async fn dev_mode(session: &Session, command: DevModeCommand) -> Resu
         }
         DevModeCommand::Status => DeveloperMode::is_enabled(session).await?,
     };
+    if crate::style::json() {
+        return crate::style::print_json(&serde_json::json!({ "enabled": on }));
+    }
     if on {
         println!(
             "developer mode is on: package folders install unsigned (appipc install DIR) and are \
@@ -499,6 +513,16 @@ pub(crate) async fn install(session: &Session, args: InstallArgs) -> Result<()> 
         .map_err(deployment_error)
         .with_context(context)
         .map_err(name_file)?;
+    if crate::style::json() {
+        return crate::style::print_json(&serde_json::json!({
+            "full_name": r.full_name,
+            "family_name": r.family_name,
+            "outcome": r.outcome,
+            "replaced": r.replaced,
+            "not_granted": r.not_granted,
+            "signer": preview.signer,
+        }));
+    }
     match &preview.signer {
         Some(s) => eprintln!("appipc: signed by key {} for {:?}", s.key_id, s.publisher),
         None => eprintln!("appipc: unsigned (developer mode)"),

@@ -51,6 +51,37 @@ pub(crate) fn stderr_color() -> bool {
     wanted(std::io::stderr().is_terminal())
 }
 
+static JSON: OnceLock<bool> = OnceLock::new();
+
+/// Records `--json` (once, at start).
+pub(crate) fn set_json(on: bool) {
+    let _ = JSON.set(on);
+}
+
+/// Whether `--json` was given: every command then prints JSON (`docs/cli.md`).
+pub(crate) fn json() -> bool {
+    JSON.get().copied().unwrap_or(false)
+}
+
+/// Prints `value` as pretty JSON on stdout.
+pub(crate) fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+/// Prints `data` as JSON with `--json`, else the line `text` gives.
+pub(crate) fn say(
+    data: &impl serde::Serialize,
+    text: impl FnOnce() -> String,
+) -> anyhow::Result<()> {
+    if json() {
+        print_json(data)
+    } else {
+        println!("{}", text());
+        Ok(())
+    }
+}
+
 /// A colour (SGR code) for [`paint`].
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Paint {

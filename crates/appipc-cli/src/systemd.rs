@@ -39,10 +39,19 @@ pub(crate) fn write_units(dir: &Path) -> Result<()> {
         eprintln!("appipc: warning: {} does not exist (yet)", appipcd.display());
     }
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut files = Vec::new();
     for (name, text) in units(&appipcd) {
         let path = dir.join(name);
         std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
-        println!("wrote {}", path.display());
+        files.push(path.display().to_string());
+    }
+    if crate::style::json() {
+        return crate::style::print_json(&serde_json::json!({
+            "files": files, "exec_start": appipcd.display().to_string(),
+        }));
+    }
+    for f in &files {
+        println!("wrote {f}");
     }
     println!(
         "ExecStart={}; now: systemctl --user daemon-reload && systemctl --user enable --now \

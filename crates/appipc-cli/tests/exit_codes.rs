@@ -29,7 +29,7 @@ fn each_class_of_failure_has_its_status() {
         .block_on(b.install(&CONTOSO_SERVICES))
         .family_name;
     let call = |service: &str, message: &str| {
-        cli(&b, &["app-service", "call", &services, service, "--json", message])
+        cli(&b, &["app-service", "call", &services, service, "--message", message])
     };
     let cases: Vec<(&str, (i32, String), i32)> = vec![
         ("success", cli(&b, &["status"]), 0),

@@ -37,7 +37,7 @@ fn every_package_form_on_every_command() {
     // app-service call: family and full; an application is refused with the reason.
     for package in [services.family_name.clone(), services.full_name.clone()] {
         let (code, out, err) =
-            cli(&b, &["app-service", "call", &package, "com.contoso.echo", "--json", "{}"]);
+            cli(&b, &["app-service", "call", &package, "com.contoso.echo", "--message", "{}"]);
         assert_eq!(code, 0, "app-service call {package}: {out}{err}");
         assert!(out.contains("Success"), "{out}");
     }

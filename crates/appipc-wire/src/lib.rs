@@ -7,7 +7,9 @@
 //! * [`caller`]: trust levels and the attested identity;
 //! * [`app_service`]: the frames two peers exchange on an app-service connection;
 //! * [`valueset`]: `ValueSet` and its encoding;
-//! * [`text`]: client text made safe to show.
+//! * [`text`]: client text made safe to show;
+//! * [`json64`]: how the JSON form (`serde::Serialize` of the protocol types) writes the
+//!   integers that may exceed 2^53.
 //!
 //! No I/O and no OS calls live here: sockets and fds are `appipc-sys`'s job.
 #![forbid(unsafe_code)]
@@ -15,6 +17,7 @@
 pub mod app_service;
 pub mod caller;
 pub mod frame;
+pub mod json64;
 pub mod protocol;
 pub mod status;
 pub mod text;

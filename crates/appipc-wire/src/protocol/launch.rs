@@ -39,7 +39,7 @@ super::mechanism! {
 }
 
 /// Answer to [`Launch`].
-#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, serde::Serialize)]
 pub struct Launched {
     /// The new process.
     #[n(0)]
@@ -54,7 +54,7 @@ pub struct Launched {
 }
 
 /// A process the broker started.
-#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, serde::Serialize)]
 pub struct ProcessInfo {
     /// Process id.
     #[n(0)]
@@ -74,4 +74,8 @@ pub struct ProcessInfo {
     /// The confinement applied, in words (for `appipc ps`).
     #[n(5)]
     pub confinement: String,
+    /// Whether it runs confined in its app container (`false`: full trust, or an app container
+    /// started unconfined because `APPIPC_ALLOW_UNCONFINED=1`).
+    #[n(6)]
+    pub confined: Option<bool>,
 }

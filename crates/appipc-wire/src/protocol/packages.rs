@@ -92,8 +92,9 @@ super::mechanism! {
 }
 
 /// What an install did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, Decode)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, Decode, serde::Serialize)]
 #[cbor(index_only)]
+#[serde(rename_all = "snake_case")]
 pub enum InstallOutcome {
     /// Newly installed.
     #[n(0)]
@@ -107,7 +108,7 @@ pub enum InstallOutcome {
 }
 
 /// A declared capability the broker did not grant, and why.
-#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, serde::Serialize)]
 pub struct CapabilityRefusal {
     /// The capability as declared.
     #[n(0)]
@@ -118,7 +119,7 @@ pub struct CapabilityRefusal {
 }
 
 /// Answer to [`Install`].
-#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, serde::Serialize)]
 pub struct Installed {
     /// Package full name.
     #[n(0)]
@@ -138,7 +139,7 @@ pub struct Installed {
 }
 
 /// Answer to [`Remove`].
-#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, serde::Serialize)]
 pub struct Removed {
     /// The full name removed.
     #[n(0)]
@@ -149,7 +150,7 @@ pub struct Removed {
 }
 
 /// An installed package.
-#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, serde::Serialize)]
 pub struct PackageInfo {
     /// `Identity@Name`.
     #[n(0)]
@@ -204,7 +205,7 @@ pub struct PackageInfo {
 }
 
 /// A key the user trusts: packages it signs install as its publisher.
-#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, serde::Serialize)]
 pub struct TrustedKey {
     /// The key id: SHA-256 of the public key, 64 lower-case hex digits.
     #[n(0)]
@@ -221,7 +222,7 @@ pub struct TrustedKey {
 }
 
 /// Whether developer mode is on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, Decode)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, Decode, serde::Serialize)]
 pub struct DeveloperMode {
     /// On or off.
     #[n(0)]
@@ -229,7 +230,7 @@ pub struct DeveloperMode {
 }
 
 /// Who signed a package.
-#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, serde::Serialize)]
 pub struct Signer {
     /// The key id (64 hex digits).
     #[n(0)]
@@ -240,7 +241,7 @@ pub struct Signer {
 }
 
 /// A restricted capability that needs the user's consent, and what it allows.
-#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, serde::Serialize)]
 pub struct CapabilityConsent {
     /// The capability.
     #[n(0)]
@@ -251,7 +252,7 @@ pub struct CapabilityConsent {
 }
 
 /// Answer to [`InspectFile`] and [`InspectFolder`].
-#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, serde::Serialize)]
 pub struct PackagePreview {
     /// Package full name.
     #[n(0)]
@@ -281,7 +282,7 @@ pub struct PackagePreview {
 }
 
 /// An application inside a package.
-#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, serde::Serialize)]
 pub struct AppInfo {
     /// Application id.
     #[n(0)]
