@@ -295,7 +295,7 @@ FIELDS = {
     "AppInfo": ["id", "executable", "trust"],
     "Signer": ["key_id", "publisher"],
     "ProcessInfo": ["pid", "app_user_model_id", "package_family_name", "trust", "started_at",
-                    "confinement"],
+                    "confinement", "confined"],
     "Opened": ["connection_id", "max_message_size"],
     "RedeemedFile": ["path", "name", "writable"],
     "FileTokenInfo": ["token", "source_package_family_name", "path", "writable", "created_at",
@@ -308,10 +308,12 @@ FIELDS = {
 
 def _struct(name, items):
     fields = FIELDS[name]
+    # Trailing absent Option fields are left out by the encoder; fields a newer broker added
+    # after the ones this client knows are kept under "_more".
+    out = dict(zip(fields, list(items) + [None] * (len(fields) - len(items))))
     if len(items) > len(fields):
-        raise ValueError(f"{name}: {len(items)} fields, this client knows {len(fields)}")
-    # Trailing absent Option fields are left out by the encoder.
-    return dict(zip(fields, list(items) + [None] * (len(fields) - len(items))))
+        out["_more"] = list(items[len(fields):])
+    return out
 
 
 class BrokerError(Exception):

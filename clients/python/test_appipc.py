@@ -84,6 +84,12 @@ class Broker(unittest.TestCase):
         self.assertEqual(me["trust"], appipc.TrustLevel.UNPACKAGED)
         self.assertIsNone(me["package_family_name"])
 
+    def test_processes(self):
+        for p in self.s.list_processes():
+            self.assertIn(p["trust"], (0, 1, 2))
+            self.assertIn(p["confined"], (True, False))
+            self.assertNotIn("_more", p)
+
     def test_list(self):
         pkgs = {p["family_name"]: p for p in self.s.list_packages()}
         self.assertIn(self.services, pkgs)
