@@ -157,16 +157,6 @@ struct Confined {
     tmpdir: std::path::PathBuf,
 }
 
-/// How a full-trust process's confinement is described.
-const UNCONFINED_FULL_TRUST: &str = "none: full trust";
-/// How the description of an app container started unconfined begins.
-const UNCONFINED_FALLBACK: &str = "NONE";
-
-/// Whether a process with this confinement description runs confined (`ProcessInfo.confined`).
-pub(crate) fn is_confined(description: &str) -> bool {
-    !(description == UNCONFINED_FULL_TRUST || description.starts_with(UNCONFINED_FALLBACK))
-}
-
 /// Prepares an app container's confinement (full trust: none).
 async fn confine(
     shared: &Arc<Shared>,
@@ -175,7 +165,7 @@ async fn confine(
     aumid: &str,
 ) -> Result<Confined> {
     let mut confinement = None;
-    let mut description = UNCONFINED_FULL_TRUST.to_owned();
+    let mut description = crate::launcher::UNCONFINED_FULL_TRUST.to_owned();
     let (mut home, mut tmpdir) = (pkg.data_dir.join("LocalState"), pkg.data_dir.join("TempState"));
     if trust == TrustLevel::AppContainer {
         match crate::container::prepare(shared, pkg).await {
@@ -191,7 +181,10 @@ async fn confine(
                     error = %e,
                     "STARTING AN APP CONTAINER UNCONFINED because APPIPC_ALLOW_UNCONFINED=1"
                 );
-                description = format!("{UNCONFINED_FALLBACK} (APPIPC_ALLOW_UNCONFINED=1; {e})");
+                description = format!(
+                    "{} (APPIPC_ALLOW_UNCONFINED=1; {e})",
+                    crate::launcher::UNCONFINED_FALLBACK
+                );
             }
             Err(e) => return Err(e),
         }

@@ -58,6 +58,16 @@ impl Launcher {
     }
 }
 
+/// How a full-trust process's confinement is described.
+pub(crate) const UNCONFINED_FULL_TRUST: &str = "none: full trust";
+/// How the description of an app container started unconfined begins.
+pub(crate) const UNCONFINED_FALLBACK: &str = "NONE";
+
+/// Whether a process with this confinement description runs confined (`ProcessInfo.confined`).
+fn is_confined(description: &str) -> bool {
+    !(description == UNCONFINED_FULL_TRUST || description.starts_with(UNCONFINED_FALLBACK))
+}
+
 /// A process the broker started.
 #[derive(Debug)]
 pub struct ProcessRecord {
@@ -161,7 +171,7 @@ impl ProcessRecord {
             trust: self.trust,
             started_at: self.started_at,
             confinement: self.confinement.clone(),
-            confined: Some(crate::activation::is_confined(&self.confinement)),
+            confined: Some(is_confined(&self.confinement)),
         }
     }
 }
