@@ -44,10 +44,12 @@ pub mod decide;
 mod dispatch;
 pub mod error;
 mod hooks;
+pub mod keeper;
 pub mod launcher;
 pub mod limits;
 pub mod mech;
 pub mod outbox;
+mod recovery;
 pub mod repository;
 mod restrictions;
 pub mod session;
@@ -121,7 +123,12 @@ pub(crate) struct Shared {
     pub(crate) fds: Arc<limits::FdBudget>,
     /// Log lines a flood would repeat.
     pub(crate) log_limiter: limits::LogLimiter,
-    next_session: AtomicU64,
+    /// Holds a duplicate of every session, so that none ends with the broker.
+    pub(crate) keeper: keeper::Keeper,
+    /// This broker's generation (one more than the broker before it): the high half of every
+    /// key it hands out, so that keys never repeat across restarts.
+    generation: u64,
+    next_key: AtomicU64,
     uid: u32,
     /// Sessions the broker created itself (for launched processes, `OpenSession`), handed to
     /// the accept loop to serve. A channel rather than a direct spawn keeps the session future
@@ -137,8 +144,27 @@ impl Shared {
         }
     }
 
-    pub(crate) fn next_session_id(&self) -> u64 {
-        self.next_session.fetch_add(1, Ordering::Relaxed)
+    /// Gives the keeper the session, then serves it (for a session handed to a process: a
+    /// broker that dies once the process has it does not take it along).
+    pub(crate) async fn keep_and_adopt_session(
+        &self,
+        sock: std::os::fd::OwnedFd,
+        caller: Caller,
+        bootstrap: bool,
+    ) {
+        use std::os::fd::AsFd;
+        let kept = self.keeper.put(
+            caller.session_id,
+            keeper::Record::of(&caller, bootstrap),
+            sock.as_fd(),
+        );
+        let _ = kept.await;
+        self.adopt_session(sock, caller);
+    }
+
+    /// A key no other session, process record or broker before this one used.
+    pub(crate) fn next_key(&self) -> u64 {
+        (self.generation << 32) | (self.next_key.fetch_add(1, Ordering::Relaxed) & 0xFFFF_FFFF)
     }
 }
 
@@ -148,6 +174,7 @@ pub struct Broker {
     shared: Arc<Shared>,
     adopted: tokio::sync::mpsc::UnboundedReceiver<(std::os::fd::OwnedFd, Caller)>,
     listener: std::os::fd::OwnedFd,
+    found: recovery::Found,
     /// The listening socket came from socket activation: its file is systemd's, not removed.
     inherited: bool,
     _locks: [LockFile; 2],
@@ -191,24 +218,39 @@ impl Broker {
         Broker::bind_with(paths, config)
     }
 
-    /// [`Broker::bind`] with a given configuration.
+    /// [`Broker::bind`] with a given configuration. Sessions end with this broker (no keeper:
+    /// see [`Broker::bind_keeping`]).
     pub fn bind_with(paths: Paths, config: Config) -> Result<Broker> {
-        Broker::bind_on(paths, config, None)
+        Broker::bind_keeping(paths, config, None)
     }
 
-    /// [`Broker::bind`] on a listening socket the broker inherited (socket activation): it is
-    /// served as it is, and its file is left in place when the broker stops.
+    /// [`Broker::bind_with`], with `keeper` the executable that runs the session keeper (one
+    /// that calls [`keeper::main_if_keeper`] first, as `appipcd` and `appipc` do): the keeper
+    /// of a broker before this one is found again and its sessions taken over, or one is
+    /// started, so that sessions outlive this broker too.
+    pub fn bind_keeping(
+        paths: Paths,
+        config: Config,
+        keeper: Option<std::path::PathBuf>,
+    ) -> Result<Broker> {
+        Broker::bind_on(paths, config, keeper, None)
+    }
+
+    /// [`Broker::bind_keeping`] on a listening socket the broker inherited (socket activation):
+    /// it is served as it is, and its file is left in place when the broker stops.
     pub fn bind_inherited(
         paths: Paths,
         config: Config,
+        keeper: Option<std::path::PathBuf>,
         listener: std::os::fd::OwnedFd,
     ) -> Result<Broker> {
-        Broker::bind_on(paths, config, Some(listener))
+        Broker::bind_on(paths, config, keeper, Some(listener))
     }
 
     fn bind_on(
         paths: Paths,
         config: Config,
+        keeper: Option<std::path::PathBuf>,
         inherited: Option<std::os::fd::OwnedFd>,
     ) -> Result<Broker> {
         // Every folder appipc keeps things in is the user's alone (0700), whatever the umask.
@@ -223,6 +265,10 @@ impl Broker {
         };
         let locks = [take(&paths.runtime_dir)?, take(&paths.home)?];
         let repository = Repository::open(&paths, &config.packages)?;
+        let generation = repository.with_store(|s| s.next_generation()).map_err(|e| {
+            BrokerError::io("counting broker generations", std::io::Error::other(e))
+        })?;
+        let mut found = recovery::prepare(&paths, &repository)?;
         let decisions = decide::Decisions::start(&config.decisions, paths.decision_log());
         let socket = paths.socket();
         let is_inherited = inherited.is_some();
@@ -256,9 +302,15 @@ impl Broker {
         };
         let launcher =
             Launcher::start().map_err(|e| BrokerError::io("starting the launcher thread", e))?;
+        let (keeper, kept) = match keeper {
+            Some(exe) => keeper::Keeper::open(exe, &paths.runtime_dir),
+            None => (keeper::Keeper::none(), Vec::new()),
+        };
+        found.sessions = kept;
         let (adopt, adopted) = tokio::sync::mpsc::unbounded_channel();
         Ok(Broker {
             adopted,
+            found,
             shared: Arc::new(Shared {
                 adopt,
                 paths,
@@ -267,7 +319,9 @@ impl Broker {
                 launcher,
                 processes: Arc::new(Processes::default()),
                 stopping: Stopping::new(),
-                app_services: mech::app_service::AppServices::default(),
+                app_services: mech::app_service::AppServices::first_connection(
+                    (generation << 32) | 1,
+                ),
                 holders: container::Holders::default(),
                 tokens: mech::storage::Tokens::default(),
                 named_objects: mech::named_objects::NamedObjects::default(),
@@ -280,7 +334,9 @@ impl Broker {
                 sessions: sessions::Sessions::default(),
                 log_limiter: limits::LogLimiter::default(),
                 config,
-                next_session: AtomicU64::new(1),
+                keeper,
+                generation,
+                next_key: AtomicU64::new(1),
                 uid: appipc_sys::cred::current_uid(),
             }),
             listener,
@@ -297,7 +353,7 @@ impl Broker {
     /// Serves until `shutdown` resolves or a client asks it to stop. Removes the socket on the
     /// way out. Must run inside a tokio runtime.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
-        let Broker { shared, listener, mut adopted, inherited, _locks } = self;
+        let Broker { shared, listener, mut adopted, found, inherited, _locks } = self;
         let listener = match AsyncListener::new(listener) {
             Ok(l) => l,
             Err(e) => {
@@ -309,10 +365,13 @@ impl Broker {
             socket = %shared.paths.socket().display(),
             home = %shared.paths.home.display(),
             pid = appipc_sys::cred::current_pid(),
+            keeper = shared.keeper.pid(),
+            generation = shared.generation,
             "broker listening"
         );
+        recovery::resume(&shared, found);
         tokio::pin!(shutdown);
-        spawn_housekeeping(shared.clone());
+        spawn_housekeeping(&shared);
         // One fd kept aside: when the process is out of fds, it is given up to accept (and
         // close) the connection that waits, instead of spinning on EMFILE.
         let mut spare = appipc_sys::fs::open_file(std::path::Path::new("/dev/null"), false).ok();
@@ -364,7 +423,13 @@ impl Broker {
                 }
                 continue;
             }
-            let caller = Caller::unpackaged(shared.next_session_id(), creds.pid, creds.uid);
+            let caller = Caller::unpackaged(shared.next_key(), creds.pid, creds.uid);
+            {
+                use std::os::fd::AsFd;
+                // Not waited for: a broker that dies before the keeper has it only loses a
+                // connection that has not been answered yet.
+                drop(shared.keeper.put(caller.session_id, keeper::Record::Public, conn.as_fd()));
+            }
             tokio::spawn(session::start(shared.clone(), conn, caller));
         }
         shared.stopping.cancel();
@@ -383,7 +448,8 @@ impl Broker {
 
 /// Now and then: public sessions idle with nothing open are closed, and app logs grown past
 /// their size are rotated (off the runtime's threads).
-fn spawn_housekeeping(shared: Arc<Shared>) {
+fn spawn_housekeeping(shared: &Arc<Shared>) {
+    let shared = shared.clone();
     tokio::spawn(async move {
         let every =
             std::time::Duration::from_secs(shared.config.limits.idle_timeout_secs.clamp(1, 10));
@@ -409,18 +475,18 @@ pub fn run_daemon() -> Result<()> {
         Ok(n) => tracing::debug!(open_files = n, "open-file limit"),
         Err(e) => tracing::warn!("could not raise the open-file limit: {e}"),
     }
+    let config = Config::load(&Paths::config_file())
+        .map_err(|e| BrokerError::io("reading the configuration", std::io::Error::other(e)))?;
+    let exe = std::env::current_exe().ok();
     let paths = Paths::from_env();
     let activated = appipc_sys::systemd::take_listen_fd()
         .map_err(|e| BrokerError::io("taking the socket-activation socket (LISTEN_FDS)", e))?;
     let broker = match activated {
         Some(listener) => {
             tracing::info!("socket activation: serving the inherited socket");
-            let config = Config::load(&Paths::config_file()).map_err(|e| {
-                BrokerError::io("reading the configuration", std::io::Error::other(e))
-            })?;
-            Broker::bind_inherited(paths, config, listener)?
+            Broker::bind_inherited(paths, config, exe, listener)?
         }
-        None => Broker::bind(paths)?,
+        None => Broker::bind_keeping(paths, config, exe)?,
     };
     let socket = broker.paths().socket();
     let rt = tokio::runtime::Builder::new_multi_thread()

@@ -156,7 +156,7 @@ impl Class {
             E::BadSessionFd { .. } => Class::Config,
             E::Broker { kind, .. } => Class::of_kind(*kind),
             E::Disconnected | E::Closed { .. } | E::Protocol(_) => Class::Protocol,
-            E::Timeout { .. } => Class::TryAgain,
+            E::Timeout { .. } | E::BrokerRestarted { .. } => Class::TryAgain,
             E::Io { source, .. } => Class::of_io(source.kind()),
             E::NamedObject { code: 2, .. } => Class::NotFound,
             E::NamedObject { code: 5, .. } => Class::Permission,

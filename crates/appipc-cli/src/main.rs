@@ -52,6 +52,8 @@ enum Command {
     Identity(IdentityCommand),
     /// Install a package file signed by a trusted key (or, in developer mode, a package
     /// folder), or upgrade to a newer version; asks before granting restricted capabilities.
+    /// An upgrade first ends the running processes of the old version (app-service hosts are
+    /// told ServicingUpdate and get a grace period); app data is kept.
     Install(packaging::InstallArgs),
     /// Pack a package folder into one signed package file (.appipc).
     Pack(packaging::PackArgs),
@@ -71,7 +73,8 @@ enum Command {
     },
     /// List installed packages.
     List,
-    /// Remove a package (stops its running processes; deletes its app data).
+    /// Remove a package: ends its running processes, then deletes its files and app data
+    /// (a removal the broker could not finish is finished at its next start).
     Remove {
         /// The package: its family name (Name_PublisherId) or its full name
         /// (Name_Version_Architecture_ResourceId_PublisherId, which must be the installed one).
@@ -100,7 +103,8 @@ enum Command {
         #[arg(short, long)]
         follow: bool,
     },
-    /// List the processes the broker started.
+    /// List the processes the broker started (a restarted broker's included: it adopts the
+    /// running processes of the broker before it).
     Ps,
     /// Call app services and list them.
     #[command(subcommand, name = "app-service")]
@@ -136,8 +140,13 @@ enum Command {
     Status,
     /// Run the broker in the foreground (what appipcd does, with the same options).
     Daemon(daemon_args::DaemonArgs),
-    /// Ask the running broker to stop.
-    Stop,
+    /// Ask the running broker to stop. The processes it started keep running, with their
+    /// sessions (held by the broker's keeper process), and the next broker takes them over.
+    Stop {
+        /// End every process the broker started, and every session, before it stops.
+        #[arg(long)]
+        apps: bool,
+    },
     /// Run the demonstration: a broker on a temporary home, the example packages, and what
     /// is allowed and what is refused.
     Demo,
@@ -262,6 +271,11 @@ enum IdentityCommand {
 }
 
 fn main() -> ExitCode {
+    // The broker (`appipc daemon`) starts its session keeper from this same program (its
+    // environment says so, before any argument is parsed).
+    if let Some(code) = appipc_broker::keeper::main_if_keeper() {
+        return code;
+    }
     let cli: Cli = daemon_args::parse_or_exit();
     style::set_color(cli.color);
     style::set_json(cli.json);
@@ -458,11 +472,22 @@ fn identity(c: IdentityCommand) -> Result<()> {
 }
 
 async fn client(command: Command) -> Result<ExitCode> {
-    if let Command::Stop = command {
+    if let Command::Stop { apps } = command {
         return match Session::connect().await {
             Ok(s) => {
-                appipc::broker::shutdown(&s).await?;
-                style::say(&serde_json::json!({ "stopped": true }), || "broker stopped".into())?;
+                if apps {
+                    appipc::broker::shutdown_everything(&s).await?;
+                    style::say(
+                        &serde_json::json!({ "stopped": true, "apps_ended": true }),
+                        || "every process the broker started ended; broker stopped".into(),
+                    )?;
+                } else {
+                    appipc::broker::shutdown(&s).await?;
+                    style::say(
+                        &serde_json::json!({ "stopped": true, "apps_ended": false }),
+                        || "broker stopped".into(),
+                    )?;
+                }
                 Ok(ExitCode::SUCCESS)
             }
             Err(appipc::Error::Connect { path, .. }) => {
@@ -591,7 +616,7 @@ async fn client(command: Command) -> Result<ExitCode> {
         | Command::Completions { .. }
         | Command::Man { .. }
         | Command::SystemdUnits { .. }
-        | Command::Stop
+        | Command::Stop { .. }
         | Command::Status => {
             unreachable!("handled before connecting")
         }

@@ -452,13 +452,14 @@ pub fn check_access(
             || *s == Sid::all_application_packages()
             || pkg.capability_sids.contains(s)
     };
+    let entry =
+        |i: usize, ace: &Ace| format!("entry {} ({}) of the descriptor", i + 1, ace.to_sddl());
     let (mut granted, mut denied, mut remaining) = (0u32, 0u32, desired);
     for (i, ace) in sd.dacl.iter().enumerate() {
         if !matches(&ace.sid) {
             continue;
         }
         let mask = ty.map_generic(ace.mask);
-        let entry = format!("entry {} ({}) of the descriptor", i + 1, ace.to_sddl());
         if ace.allow {
             granted |= mask & !denied;
             remaining &= !mask;
@@ -467,7 +468,7 @@ pub fn check_access(
                     desired,
                     granted,
                     allowed: true,
-                    rule: format!("{entry} completes the grant of {desired:#x}"),
+                    rule: format!("{} completes the grant of {desired:#x}", entry(i, ace)),
                     missing_entry: None,
                 };
             }
@@ -476,7 +477,7 @@ pub fn check_access(
         } else if mask & remaining != 0 {
             return refuse(
                 granted,
-                format!("{entry} denies {:#x} to {}", mask & remaining, ace.sid),
+                format!("{} denies {:#x} to {}", entry(i, ace), mask & remaining, ace.sid),
                 None,
             );
         }
@@ -496,11 +497,30 @@ pub fn check_access(
         format!(
             "no entry of the descriptor {} grants {missing:#x} to this app container \
              ({} or ALL APPLICATION PACKAGES or one of its capabilities); it grants {granted:#x}",
-            sd.to_sddl(),
+            quoted_sddl(sd),
             pkg.package_sid
         ),
         Some(format!("(A;;{missing:#x};;;{})", pkg.package_sid)),
     )
+}
+
+/// The most of a descriptor's SDDL a refusal quotes. The creator chooses the descriptor (as
+/// long as a frame allows, 128 KiB), and every refusal's rule is kept in the broker's decision
+/// log: quoting all of it would let one object turn each refused open into that much memory.
+pub const QUOTED_SDDL_MAX: usize = 256;
+
+/// The descriptor's SDDL for a message: whole, or its first [`QUOTED_SDDL_MAX`] bytes and how
+/// many entries it has.
+fn quoted_sddl(sd: &SecurityDescriptor) -> String {
+    let text = sd.to_sddl();
+    if text.len() <= QUOTED_SDDL_MAX {
+        return text;
+    }
+    let mut end = QUOTED_SDDL_MAX;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… ({} entries)", &text[..end], sd.dacl.len())
 }
 
 /// The descriptor an object gets when its creator gives none: full access for the creator's
@@ -648,6 +668,22 @@ mod tests {
         assert!(
             check_access(&Principal::unpackaged(), &none, ObjectType::Event, GENERIC_ALL).allowed
         );
+    }
+
+    #[test]
+    fn a_refusal_quotes_a_large_descriptor_in_part() {
+        // The creator chooses the descriptor; every refused open's rule is kept in the
+        // decision log, so it must not carry 128 KiB of SDDL each time.
+        let text = format!("D:{}", "(A;;GR;;;WD)".repeat(5000));
+        let sd = SecurityDescriptor::from_sddl(&text).unwrap();
+        let c = check_access(&confined(B, &[]), &sd, ObjectType::Event, SYNCHRONIZE);
+        assert!(!c.allowed);
+        assert!(c.rule.len() < 2 * QUOTED_SDDL_MAX, "{} bytes", c.rule.len());
+        assert!(c.rule.contains("(5000 entries)"), "{}", c.rule);
+        // A small one is quoted whole.
+        let small = SecurityDescriptor::from_sddl("D:(A;;GR;;;WD)").unwrap();
+        let c = check_access(&confined(B, &[]), &small, ObjectType::Event, SYNCHRONIZE);
+        assert!(c.rule.contains("D:(A;;0x80000000;;;S-1-1-0)"), "{}", c.rule);
     }
 
     #[test]

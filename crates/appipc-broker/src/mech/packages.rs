@@ -347,6 +347,9 @@ async fn install_file(
         return Ok(already_installed(&pkg));
     }
     let consented = consent(cx, &opened.manifest, &checked, given.as_deref().unwrap_or(&[]))?;
+    if let Some(old) = &checked.existing {
+        crate::hooks::package_upgrading(shared, old).await;
+    }
     let map = opened.signed.block_map();
     let totals = (map.len() as u64, map.entries().iter().map(|e| e.size).sum::<u64>());
     let mut progress = progress_reporter(cx, Some(totals));
@@ -381,10 +384,13 @@ async fn install_folder(
             return Ok(Err(checked.existing.expect("already installed")));
         }
         let consented = consent(cx, &staged.manifest, &checked, given.as_deref().unwrap_or(&[]))?;
-        Ok(Ok((guard, consented)))
+        Ok(Ok((guard, consented, checked.existing)))
     })();
     match decided {
-        Ok(Ok((guard, consented))) => {
+        Ok(Ok((guard, consented, existing))) => {
+            if let Some(old) = &existing {
+                crate::hooks::package_upgrading(shared, old).await;
+            }
             let (pkg, outcome, replaced) =
                 blocking(shared, move |s| s.repository.commit(staged, &guard, &consented)).await?;
             installed(shared, pkg, outcome, replaced).await

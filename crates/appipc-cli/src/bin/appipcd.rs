@@ -7,6 +7,11 @@ mod daemon_args;
 mod logging;
 
 fn main() -> std::process::ExitCode {
+    // The broker starts its session keeper from this same program (its environment says so,
+    // before any argument is parsed).
+    if let Some(code) = appipc_broker::keeper::main_if_keeper() {
+        return code;
+    }
     let cli: daemon_args::Appipcd = daemon_args::parse_or_exit();
     logging::init(cli.args.log.as_deref(), "info");
     match appipc_broker::run_daemon() {
