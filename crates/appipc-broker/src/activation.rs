@@ -123,8 +123,8 @@ fn app_stdio(
     match stdio {
         Some([i, o, e]) => [Some(i), Some(o), Some(e)],
         None => {
-            let log = shared.paths.logs().join(format!("{}.log", pkg.family_name));
-            match std::fs::OpenOptions::new().create(true).append(true).open(&log) {
+            let log = shared.paths.app_log(pkg.family_name.as_str());
+            match crate::applog::open(&log) {
                 Ok(f) => {
                     let f: OwnedFd = f.into();
                     [None, f.try_clone().ok(), Some(f)]
@@ -173,7 +173,7 @@ async fn confine(
     aumid: &str,
 ) -> Result<Confined> {
     let mut confinement = None;
-    let mut description = "none: full trust".to_owned();
+    let mut description = crate::launcher::UNCONFINED_FULL_TRUST.to_owned();
     let (mut home, mut tmpdir) = (pkg.data_dir.join("LocalState"), pkg.data_dir.join("TempState"));
     if trust == TrustLevel::AppContainer {
         match crate::container::prepare(shared, pkg).await {
@@ -189,7 +189,10 @@ async fn confine(
                     error = %e,
                     "STARTING AN APP CONTAINER UNCONFINED because APPIPC_ALLOW_UNCONFINED=1"
                 );
-                description = format!("NONE (APPIPC_ALLOW_UNCONFINED=1; {e})");
+                description = format!(
+                    "{} (APPIPC_ALLOW_UNCONFINED=1; {e})",
+                    crate::launcher::UNCONFINED_FALLBACK
+                );
             }
             Err(e) => return Err(e),
         }

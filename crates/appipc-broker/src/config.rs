@@ -108,9 +108,15 @@ impl Paths {
         self.home.join("data")
     }
 
-    /// Logs of apps launched without a terminal.
+    /// Logs of apps launched without their own stdio (`$XDG_STATE_HOME/appipc/logs`, or
+    /// `$APPIPC_HOME/state/logs`), one per package, rotated (`crate::applog`).
     pub fn logs(&self) -> PathBuf {
-        self.home.join("logs")
+        self.state_dir.join("logs")
+    }
+
+    /// The log of one package's processes: `logs/<family name>.log`.
+    pub fn app_log(&self, family_name: &str) -> PathBuf {
+        self.logs().join(format!("{family_name}.log"))
     }
 }
 

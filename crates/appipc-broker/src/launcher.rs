@@ -67,6 +67,16 @@ impl Launcher {
     }
 }
 
+/// How a full-trust process's confinement is described.
+pub(crate) const UNCONFINED_FULL_TRUST: &str = "none: full trust";
+/// How the description of an app container started unconfined begins.
+pub(crate) const UNCONFINED_FALLBACK: &str = "NONE";
+
+/// Whether a process with this confinement description runs confined (`ProcessInfo.confined`).
+fn is_confined(description: &str) -> bool {
+    !(description == UNCONFINED_FULL_TRUST || description.starts_with(UNCONFINED_FALLBACK))
+}
+
 /// What a process is, besides its pid: how it is listed and recorded.
 #[derive(Debug, Clone)]
 pub struct ProcessMeta {
@@ -295,6 +305,7 @@ impl ProcessRecord {
             trust: self.trust,
             started_at: self.started_at,
             confinement: self.confinement.clone(),
+            confined: Some(is_confined(&self.confinement)),
         }
     }
 }

@@ -34,6 +34,7 @@
 #![forbid(unsafe_code)]
 
 pub mod activation;
+pub mod applog;
 pub mod blocking;
 pub mod caller;
 pub mod config;
@@ -174,6 +175,8 @@ pub struct Broker {
     adopted: tokio::sync::mpsc::UnboundedReceiver<(std::os::fd::OwnedFd, Caller)>,
     listener: std::os::fd::OwnedFd,
     found: recovery::Found,
+    /// The listening socket came from socket activation: its file is systemd's, not removed.
+    inherited: bool,
     _locks: [LockFile; 2],
 }
 
@@ -230,6 +233,26 @@ impl Broker {
         config: Config,
         keeper: Option<std::path::PathBuf>,
     ) -> Result<Broker> {
+        Broker::bind_on(paths, config, keeper, None)
+    }
+
+    /// [`Broker::bind_keeping`] on a listening socket the broker inherited (socket activation):
+    /// it is served as it is, and its file is left in place when the broker stops.
+    pub fn bind_inherited(
+        paths: Paths,
+        config: Config,
+        keeper: Option<std::path::PathBuf>,
+        listener: std::os::fd::OwnedFd,
+    ) -> Result<Broker> {
+        Broker::bind_on(paths, config, keeper, Some(listener))
+    }
+
+    fn bind_on(
+        paths: Paths,
+        config: Config,
+        keeper: Option<std::path::PathBuf>,
+        inherited: Option<std::os::fd::OwnedFd>,
+    ) -> Result<Broker> {
         // Every folder appipc keeps things in is the user's alone (0700), whatever the umask.
         for dir in [&paths.runtime_dir, &paths.home, &paths.cache_dir, &paths.state_dir] {
             create_private_dir(dir)?;
@@ -248,16 +271,35 @@ impl Broker {
         let mut found = recovery::prepare(&paths, &repository)?;
         let decisions = decide::Decisions::start(&config.decisions, paths.decision_log());
         let socket = paths.socket();
-        // We hold the lock, so a socket file left here belongs to a broker that died.
-        match std::fs::remove_file(&socket) {
-            Ok(()) => tracing::info!(path = %socket.display(), "removed stale socket"),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => {
-                return Err(BrokerError::io(format!("removing stale {}", socket.display()), e));
+        let is_inherited = inherited.is_some();
+        let listener = match inherited {
+            Some(l) => {
+                let bound = appipc_sys::systemd::bound_path(&l);
+                if bound.as_deref() != Some(socket.as_path()) {
+                    tracing::warn!(
+                        inherited = ?bound,
+                        expected = %socket.display(),
+                        "the inherited socket is not where clients look for the broker"
+                    );
+                }
+                l
             }
-        }
-        let listener = appipc_sys::socket::seqpacket_listen(&socket, 128)
-            .map_err(|e| BrokerError::io(format!("listening on {}", socket.display()), e))?;
+            None => {
+                // We hold the lock, so a socket file left here belongs to a broker that died.
+                match std::fs::remove_file(&socket) {
+                    Ok(()) => tracing::info!(path = %socket.display(), "removed stale socket"),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => {
+                        return Err(BrokerError::io(
+                            format!("removing stale {}", socket.display()),
+                            e,
+                        ));
+                    }
+                }
+                appipc_sys::socket::seqpacket_listen(&socket, 128)
+                    .map_err(|e| BrokerError::io(format!("listening on {}", socket.display()), e))?
+            }
+        };
         let launcher =
             Launcher::start().map_err(|e| BrokerError::io("starting the launcher thread", e))?;
         let (keeper, kept) = match keeper {
@@ -298,6 +340,7 @@ impl Broker {
                 uid: appipc_sys::cred::current_uid(),
             }),
             listener,
+            inherited: is_inherited,
             _locks: locks,
         })
     }
@@ -310,7 +353,7 @@ impl Broker {
     /// Serves until `shutdown` resolves or a client asks it to stop. Removes the socket on the
     /// way out. Must run inside a tokio runtime.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
-        let Broker { shared, listener, mut adopted, found, _locks } = self;
+        let Broker { shared, listener, mut adopted, found, inherited, _locks } = self;
         let listener = match AsyncListener::new(listener) {
             Ok(l) => l,
             Err(e) => {
@@ -328,7 +371,7 @@ impl Broker {
         );
         recovery::resume(&shared, found);
         tokio::pin!(shutdown);
-        spawn_idle_closer(&shared);
+        spawn_housekeeping(&shared);
         // One fd kept aside: when the process is out of fds, it is given up to accept (and
         // close) the connection that waits, instead of spinning on EMFILE.
         let mut spare = appipc_sys::fs::open_file(std::path::Path::new("/dev/null"), false).ok();
@@ -396,21 +439,30 @@ impl Broker {
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
         shared.decisions.close();
-        let _ = std::fs::remove_file(shared.paths.socket());
+        if !inherited {
+            let _ = std::fs::remove_file(shared.paths.socket());
+        }
         tracing::info!("broker stopped");
     }
 }
 
-/// Public sessions idle with nothing open are closed now and then.
-fn spawn_idle_closer(shared: &Arc<Shared>) {
+/// Now and then: public sessions idle with nothing open are closed, and app logs grown past
+/// their size are rotated (off the runtime's threads).
+fn spawn_housekeeping(shared: &Arc<Shared>) {
     let shared = shared.clone();
     tokio::spawn(async move {
         let every =
             std::time::Duration::from_secs(shared.config.limits.idle_timeout_secs.clamp(1, 10));
+        let mut logs_checked = std::time::Instant::now();
         loop {
             tokio::select! {
                 () = tokio::time::sleep(every) => shared.sessions.close_idle(&shared),
                 () = shared.stopping.cancelled() => return,
+            }
+            if logs_checked.elapsed() >= applog::SWEEP_EVERY {
+                logs_checked = std::time::Instant::now();
+                let dir = shared.paths.logs();
+                tokio::task::spawn_blocking(move || applog::sweep(&dir));
             }
         }
     });
@@ -426,7 +478,17 @@ pub fn run_daemon() -> Result<()> {
     let config = Config::load(&Paths::config_file())
         .map_err(|e| BrokerError::io("reading the configuration", std::io::Error::other(e)))?;
     let exe = std::env::current_exe().ok();
-    let broker = Broker::bind_keeping(Paths::from_env(), config, exe)?;
+    let paths = Paths::from_env();
+    let activated = appipc_sys::systemd::take_listen_fd()
+        .map_err(|e| BrokerError::io("taking the socket-activation socket (LISTEN_FDS)", e))?;
+    let broker = match activated {
+        Some(listener) => {
+            tracing::info!("socket activation: serving the inherited socket");
+            Broker::bind_inherited(paths, config, exe, listener)?
+        }
+        None => Broker::bind_keeping(paths, config, exe)?,
+    };
+    let socket = broker.paths().socket();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -445,7 +507,13 @@ pub fn run_daemon() -> Result<()> {
                 _ => std::future::pending::<()>().await,
             }
         };
+        // Listening: systemd (Type=notify) may start what depends on the broker.
+        let status = format!("READY=1\nSTATUS=serving {}", socket.display());
+        if let Err(e) = appipc_sys::systemd::notify(&status) {
+            tracing::warn!(error = %e, "cannot notify the service manager (NOTIFY_SOCKET)");
+        }
         broker.run(stop).await;
+        let _ = appipc_sys::systemd::notify("STOPPING=1");
     });
     Ok(())
 }

@@ -142,6 +142,7 @@ impl InstalledPackage {
                 .signer
                 .as_ref()
                 .map(|s| Signer { key_id: s.key_id.clone(), publisher: s.publisher.clone() }),
+            log_location: None,
         }
     }
 }
@@ -406,13 +407,21 @@ impl Repository {
     }
 
     /// Extracts an opened package file into a staging folder (blocking).
-    pub(crate) fn extract(&self, opened: OpenedFile) -> Result<Staged> {
-        staging::extract(opened, &self.paths.packages())
+    pub(crate) fn extract(
+        &self,
+        opened: OpenedFile,
+        progress: staging::Progress<'_>,
+    ) -> Result<Staged> {
+        staging::extract(opened, &self.paths.packages(), progress)
     }
 
     /// Copies a package folder into a staging folder (blocking), for a developer-mode install.
-    pub(crate) fn stage_folder(&self, source: &Path) -> Result<Staged> {
-        staging::stage_folder(source, &self.paths.packages(), &self.limits.file_limits())
+    pub(crate) fn stage_folder(
+        &self,
+        source: &Path,
+        progress: staging::Progress<'_>,
+    ) -> Result<Staged> {
+        staging::stage_folder(source, &self.paths.packages(), &self.limits.file_limits(), progress)
     }
 
     /// Installs what was staged, as the deployment `_deployment` of its family (blocking).

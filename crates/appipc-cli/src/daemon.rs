@@ -7,10 +7,15 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use appipc::Session;
 
-/// `appipc daemon`.
+/// `appipc daemon`: exits as `appipcd` does.
 pub(crate) fn run_foreground() -> Result<ExitCode> {
-    appipc_broker::run_daemon()?;
-    Ok(ExitCode::SUCCESS)
+    match appipc_broker::run_daemon() {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(e) => {
+            eprintln!("appipc: {e}");
+            Ok(ExitCode::from(crate::daemon_args::exit_code(&e)))
+        }
+    }
 }
 
 fn nobody_listens(e: &appipc::Error) -> bool {
@@ -81,6 +86,10 @@ pub(crate) async fn connect_or_start() -> Result<Session> {
             if appipc_sys::fs::lock_holder(&lock).ok().flatten().is_none()
                 && connect_answered().await.is_err()
             {
+                // The user's systemd-managed broker, when there is one, rather than one of ours.
+                if let Some(unit) = crate::systemd::managed_unit() {
+                    return start_managed(unit).await;
+                }
                 let mut child = start_broker(&runtime_dir, &log_path)?;
                 wait_until_it_holds(&mut child, &lock).await;
                 started = Some(child);
@@ -150,4 +159,28 @@ fn start_broker(
         .process_group(0)
         .spawn()
         .context("starting a broker")
+}
+
+/// Starts the systemd unit that runs this user's broker and connects to it.
+async fn start_managed(unit: &str) -> Result<Session> {
+    crate::systemd::start(unit)?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match Session::connect().await {
+            Ok(s) => {
+                eprintln!(
+                    "appipc: no broker was running; started the systemd-managed one ({unit})"
+                );
+                return Ok(s);
+            }
+            Err(e) if nobody_listens(&e) && Instant::now() < deadline => {}
+            Err(e) => {
+                return Err(anyhow::Error::from(e).context(format!(
+                    "{unit} was started but no broker answers (journalctl --user -u {})",
+                    crate::systemd::SERVICE_UNIT
+                )));
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

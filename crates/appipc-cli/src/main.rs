@@ -11,15 +11,21 @@ use appipc_model::identity::{PackageFamilyName, PackageFullName, PackageName, Pu
 use clap::{Parser, Subcommand};
 
 mod daemon;
+mod daemon_args;
 mod demo;
+mod exit;
 mod logging;
+mod logs;
 mod packaging;
 mod relay;
+mod style;
+mod systemd;
+mod target;
 
 #[derive(Parser, Debug)]
 #[command(
     name = "appipc",
-    version,
+    version = daemon_args::VERSION,
     about = "Install, launch and inspect packaged apps; the Windows packaged-app IPC model on Linux.",
     long_about = "Install, launch and inspect packaged apps; the Windows packaged-app IPC model on Linux.\n\n\
         Commands that need the per-user broker (appipcd) start one in the background when none \
@@ -28,6 +34,13 @@ mod relay;
         (sockets), APPIPC_LOG (log filter, e.g. debug)."
 )]
 struct Cli {
+    /// Print the result as JSON instead of text, on every command (the same schema as the
+    /// protocol's types: docs/cli.md); errors too, as {"error": …} on stderr.
+    #[arg(long, global = true)]
+    json: bool,
+    /// When to colour the output: auto (a terminal, unless NO_COLOR is set), always, never.
+    #[arg(long, global = true, value_enum, default_value_t, value_name = "WHEN")]
+    color: style::ColorChoice,
     #[command(subcommand)]
     command: Command,
 }
@@ -59,37 +72,40 @@ enum Command {
         dir: PathBuf,
     },
     /// List installed packages.
-    List {
-        /// Print JSON instead of a table.
-        #[arg(long)]
-        json: bool,
-    },
+    List,
     /// Remove a package: ends its running processes, then deletes its files and app data
     /// (a removal the broker could not finish is finished at its next start).
     Remove {
-        /// Package family name.
-        family_name: String,
+        /// The package: its family name (Name_PublisherId) or its full name
+        /// (Name_Version_Architecture_ResourceId_PublisherId, which must be the installed one).
+        package: String,
     },
-    /// Launch an application: PFN (its first application) or PFN!AppId.
+    /// Launch an application: PACKAGE (its first application) or PACKAGE!AppId, the package
+    /// by its family name or its full name.
     Launch {
         /// Wait for the app to exit and exit with its status, relaying stdin/stdout/stderr
         /// (through a new pty where they are a terminal, else pipes: never the terminal itself),
         /// window-size changes and SIGHUP/SIGINT/SIGQUIT/SIGTERM.
         #[arg(long)]
         wait: bool,
-        /// PFN or PFN!AppId.
+        /// PFN, PFN!AppId, or the package's full name instead of PFN.
         target: String,
         /// Arguments for the app (after `--`).
         #[arg(last = true)]
         args: Vec<String>,
     },
+    /// Show what a package's processes launched without a terminal wrote to their stdout and
+    /// stderr ($XDG_STATE_HOME/appipc/logs/PFN.log, rotated past 1 MiB into .1 … .3).
+    Logs {
+        /// The package: its family name or its full name.
+        package: String,
+        /// Keep printing what is appended, until interrupted.
+        #[arg(short, long)]
+        follow: bool,
+    },
     /// List the processes the broker started (a restarted broker's included: it adopts the
     /// running processes of the broker before it).
-    Ps {
-        /// Print JSON instead of a table.
-        #[arg(long)]
-        json: bool,
-    },
+    Ps,
     /// Call app services and list them.
     #[command(subcommand, name = "app-service")]
     AppService(AppServiceCommand),
@@ -100,19 +116,13 @@ enum Command {
     #[command(subcommand, name = "publisher-cache")]
     PublisherCache(PublisherCacheCommand),
     /// List live named objects: namespace, name, type, creator, security descriptor, handles.
-    Objects {
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
-    },
+    Objects,
     /// Show the broker's recent refusals (or all decisions), each with the rule that decided
     /// and what would have allowed it.
     Why {
-        /// Print JSON (one object per decision).
-        #[arg(long)]
-        json: bool,
-        /// Only decisions whose caller or object is this package (family name).
-        #[arg(long, value_name = "PFN")]
+        /// Only decisions whose caller or object is this package (family name, full name or
+        /// PFN!AppId: the family counts).
+        #[arg(long, value_name = "PACKAGE")]
         package: Option<String>,
         /// How many of the latest to show.
         #[arg(long, default_value_t = 20, value_name = "N")]
@@ -128,8 +138,8 @@ enum Command {
     Whoami,
     /// Show whether a broker answers, and where.
     Status,
-    /// Run the broker in the foreground (what appipcd does).
-    Daemon,
+    /// Run the broker in the foreground (what appipcd does, with the same options).
+    Daemon(daemon_args::DaemonArgs),
     /// Ask the running broker to stop. The processes it started keep running, with their
     /// sessions (held by the broker's keeper process), and the next broker takes them over.
     Stop {
@@ -140,6 +150,26 @@ enum Command {
     /// Run the demonstration: a broker on a temporary home, the example packages, and what
     /// is allowed and what is refused.
     Demo,
+    /// Print the completion script of a shell (bash, zsh, fish, elvish, powershell); see
+    /// scripts/install.sh for where each shell looks for it.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Write the manual pages (appipc.1, appipc-COMMAND.1 for every command, appipcd.1) into
+    /// DIR, e.g. ~/.local/share/man/man1.
+    Man {
+        /// The folder (created if missing).
+        dir: PathBuf,
+    },
+    /// Write the systemd user units (appipcd.service, Type=notify, and appipcd.socket, for
+    /// socket activation) into DIR, e.g. ~/.config/systemd/user, with ExecStart naming the
+    /// appipcd beside this appipc.
+    #[command(name = "systemd-units")]
+    SystemdUnits {
+        /// The folder (created if missing).
+        dir: PathBuf,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -154,11 +184,7 @@ enum TokenCommand {
         read_write: bool,
     },
     /// List outstanding tokens.
-    List {
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
-    },
+    List,
     /// Revoke a token.
     Remove {
         /// The token.
@@ -169,11 +195,7 @@ enum TokenCommand {
 #[derive(Subcommand, Debug)]
 enum PublisherCacheCommand {
     /// List publisher cache folders: publisher id, folder, size, declaring packages.
-    List {
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
-    },
+    List,
     /// Empty one folder of one publisher.
     Clear {
         /// The 13-character publisher id.
@@ -185,24 +207,24 @@ enum PublisherCacheCommand {
 
 #[derive(Subcommand, Debug)]
 enum AppServiceCommand {
-    /// Open a connection as an unpackaged client, send one message, print the status and the
-    /// response as JSON (typed: {"Int32": 5}; see docs/wire.md for the mapping). Exits 0 on
-    /// Success, 2 when the open or the send did not succeed.
+    /// Open a connection as an unpackaged client, send one message (--message), print the
+    /// status and the response (typed JSON values, {"Int32": 5}; with --json all of it as one
+    /// JSON object; docs/wire.md has the mapping). Exits 0 on
+    /// Success; else by class (docs/cli.md): 66 AppNotInstalled, 69 AppUnavailable or
+    /// AppServiceUnavailable, 77 NotAuthorized, 65 MessageSizeTooLarge, 75
+    /// ResourceLimitsExceeded, 1 any other status.
     Call {
-        /// The provider's package family name.
-        family_name: String,
+        /// The provider's package: its family name or its full name.
+        package: String,
         /// The app service name.
         service: String,
-        /// The message, a JSON object (plain or typed values).
-        #[arg(long, default_value = "{}")]
-        json: String,
+        /// The message, a JSON object of plain or typed values ({"n": 5, "w": {"Int16": 3}};
+        /// docs/wire.md); `-` reads it from stdin. Default: {}.
+        #[arg(short, long, value_name = "JSON")]
+        message: Option<String>,
     },
     /// List declared app services and live connections.
-    List {
-        /// Print JSON instead of tables.
-        #[arg(long)]
-        json: bool,
-    },
+    List,
 }
 
 #[derive(Subcommand, Debug)]
@@ -249,36 +271,158 @@ enum IdentityCommand {
 }
 
 fn main() -> ExitCode {
-    // The broker (`appipc daemon`) starts its session keeper from this same program.
+    // The broker (`appipc daemon`) starts its session keeper from this same program (its
+    // environment says so, before any argument is parsed).
     if let Some(code) = appipc_broker::keeper::main_if_keeper() {
         return code;
     }
-    let cli = Cli::parse();
-    let default_level = if matches!(cli.command, Command::Daemon) { "info" } else { "warn" };
-    logging::init(default_level);
+    let cli: Cli = daemon_args::parse_or_exit();
+    style::set_color(cli.color);
+    style::set_json(cli.json);
+    match &cli.command {
+        Command::Daemon(args) => logging::init(args.log.as_deref(), "info"),
+        _ => logging::init(None, "warn"),
+    }
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("appipc: {}", show(&format!("{e:#}")));
-            ExitCode::FAILURE
+            // One line at a time: a message may list several problems, one per line.
+            let text = exit::message(&e);
+            let class = exit::Class::of(&e);
+            if style::json() {
+                let error = serde_json::json!({
+                    "error": text, "class": class.name(), "exit_status": class.code(),
+                });
+                eprintln!("{error}");
+            } else {
+                let lines: Vec<_> = text.split('\n').map(show).collect();
+                let prefix = style::paint("appipc:", style::Paint::Red, style::stderr_color());
+                eprintln!("{prefix} {}", lines.join("\n"));
+            }
+            class.exit()
         }
     }
+}
+
+/// A usage error for `--json` on a command whose output is not data.
+fn no_json(what: &str) -> anyhow::Error {
+    exit::fail(exit::Class::Usage, format!("--json does not apply to {what}"))
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Identity(c) => identity(c).map(|()| ExitCode::SUCCESS),
-        Command::Check { dir } => {
-            let m = appipc_model::manifest::load(&dir)?;
+        Command::Check { dir } => check(&dir),
+        Command::Daemon(_) if style::json() => {
+            Err(no_json("daemon: the broker logs to stderr (APPIPC_LOG)"))
+        }
+        Command::Daemon(_) => daemon::run_foreground(),
+        Command::Pack(args) => packaging::pack(args).map(|()| ExitCode::SUCCESS),
+        Command::Key(c) => packaging::key(c).map(|()| ExitCode::SUCCESS),
+        Command::Demo if style::json() => Err(no_json("demo: it tells a story")),
+        Command::Demo => demo::run(),
+        Command::Completions { .. } if style::json() => {
+            Err(no_json("completions: the output is a shell script"))
+        }
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "appipc", &mut script);
+            match std::io::Write::write_all(&mut std::io::stdout(), &script) {
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                    Err(anyhow::Error::from(e).context("writing the completion script"))
+                }
+                _ => Ok(ExitCode::SUCCESS),
+            }
+        }
+        Command::Man { dir } => man(&dir).map(|()| ExitCode::SUCCESS),
+        Command::SystemdUnits { dir } => systemd::write_units(&dir).map(|()| ExitCode::SUCCESS),
+        other => runtime()?.block_on(client(other)),
+    }
+}
+
+/// `appipc check DIR`: every problem of the manifest and of the files it names, one per line
+/// as `DIR/appipc.toml:LINE:COLUMN: KEY: RULE`.
+fn check(dir: &std::path::Path) -> Result<ExitCode> {
+    use appipc_model::manifest::{self, MANIFEST_FILE, ManifestError};
+    match manifest::load(dir) {
+        Ok(m) if style::json() => {
+            style::print_json(&serde_json::json!({
+                "valid": true,
+                "full_name": m.identity.full_name().to_string(),
+                "family_name": m.identity.family_name().to_string(),
+                "problems": [],
+            }))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Ok(m) => {
             println!("{}: valid; full name {}", dir.display(), m.identity.full_name());
             Ok(ExitCode::SUCCESS)
         }
-        Command::Daemon => daemon::run_foreground(),
-        Command::Pack(args) => packaging::pack(args).map(|()| ExitCode::SUCCESS),
-        Command::Key(c) => packaging::key(c).map(|()| ExitCode::SUCCESS),
-        Command::Demo => demo::run(),
-        other => runtime()?.block_on(client(other)),
+        Err(e @ ManifestError::Io { .. }) => Err(e.into()),
+        Err(e) if style::json() => {
+            let file = dir.join(MANIFEST_FILE).display().to_string();
+            let problems: Vec<serde_json::Value> = e
+                .problems()
+                .iter()
+                .map(|p| {
+                    let at = p.location();
+                    serde_json::json!({
+                        "file": file,
+                        "line": at.map(|l| l.line),
+                        "column": at.map(|l| l.column),
+                        "key": p.key(),
+                        "rule": p.rule(),
+                        "message": p.to_string(),
+                    })
+                })
+                .collect();
+            let more = match &e {
+                ManifestError::Several { more, .. } => *more,
+                _ => 0,
+            };
+            style::print_json(&serde_json::json!({
+                "valid": false, "problems": problems, "more_problems": more,
+            }))?;
+            Ok(exit::Class::Data.exit())
+        }
+        Err(e) => {
+            let problems = e.problems();
+            let more = match &e {
+                ManifestError::Several { more, .. } => *more,
+                _ => 0,
+            };
+            for line in packaging::problem_lines(dir, &e.to_string()) {
+                eprintln!("{}", show(&line));
+            }
+            let total = problems.len() + more;
+            Err(exit::fail(
+                exit::Class::Data,
+                format!("{}: {total} problem(s)", dir.join(MANIFEST_FILE).display()),
+            ))
+        }
     }
+}
+
+/// `appipc man DIR`.
+fn man(dir: &std::path::Path) -> Result<()> {
+    use clap::CommandFactory;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    clap_mangen::generate_to(Cli::command(), dir)
+        .with_context(|| format!("writing the manual pages into {}", dir.display()))?;
+    clap_mangen::Man::new(daemon_args::Appipcd::command())
+        .generate_to(dir)
+        .with_context(|| format!("writing appipcd.1 into {}", dir.display()))?;
+    let mut pages: Vec<String> = std::fs::read_dir(dir)?
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str().map(str::to_owned))
+        .filter(|n| n.starts_with("appipc") && n.ends_with(".1"))
+        .map(|n| dir.join(n).display().to_string())
+        .collect();
+    pages.sort();
+    style::say(&serde_json::json!({ "files": &pages }), || {
+        format!("wrote {} manual pages into {} (man appipc)", pages.len(), dir.display())
+    })
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
@@ -319,7 +463,11 @@ fn identity(c: IdentityCommand) -> Result<()> {
             if group { sids.group } else { sids.capability }.to_string()
         }
     };
-    println!("{line}");
+    if style::json() {
+        style::print_json(&serde_json::json!({ "value": line }))?;
+    } else {
+        println!("{line}");
+    }
     Ok(())
 }
 
@@ -329,15 +477,23 @@ async fn client(command: Command) -> Result<ExitCode> {
             Ok(s) => {
                 if apps {
                     appipc::broker::shutdown_everything(&s).await?;
-                    println!("every process the broker started ended; broker stopped");
+                    style::say(
+                        &serde_json::json!({ "stopped": true, "apps_ended": true }),
+                        || "every process the broker started ended; broker stopped".into(),
+                    )?;
                 } else {
                     appipc::broker::shutdown(&s).await?;
-                    println!("broker stopped");
+                    style::say(
+                        &serde_json::json!({ "stopped": true, "apps_ended": false }),
+                        || "broker stopped".into(),
+                    )?;
                 }
                 Ok(ExitCode::SUCCESS)
             }
             Err(appipc::Error::Connect { path, .. }) => {
-                println!("no broker answers on {path}");
+                style::say(&serde_json::json!({ "stopped": false, "socket": path }), || {
+                    format!("no broker answers on {path}")
+                })?;
                 Ok(ExitCode::SUCCESS)
             }
             Err(e) => Err(e.into()),
@@ -347,19 +503,18 @@ async fn client(command: Command) -> Result<ExitCode> {
         return match Session::connect().await {
             Ok(s) => {
                 let p = appipc::broker::ping(&s).await?;
-                println!(
-                    "broker pid {}, version {}, protocol {}, socket {}",
-                    p.broker_pid,
-                    p.version,
-                    p.protocol,
-                    appipc::session::public_socket_path().display()
-                );
+                let socket = appipc::session::public_socket_path().display().to_string();
+                let data = serde_json::json!({ "broker": &p, "socket": &socket });
+                style::say(&data, || {
+                    format!(
+                        "broker pid {}, version {}, protocol {}, socket {socket}",
+                        p.broker_pid, p.version, p.protocol
+                    )
+                })?;
                 Ok(ExitCode::SUCCESS)
             }
-            Err(e) => {
-                println!("{e}");
-                Ok(ExitCode::from(3))
-            }
+            // No broker: 69; one that is not ours to reach: 77 (exit::Class::of_sdk).
+            Err(e) => Err(e.into()),
         };
     }
     let session = daemon::connect_or_start().await?;
@@ -367,52 +522,86 @@ async fn client(command: Command) -> Result<ExitCode> {
         Command::Install(args) => packaging::install(&session, args).await?,
         Command::Trust(c) => packaging::trust(&session, c).await?,
         Command::DevMode(c) => packaging::dev_mode(&session, c).await?,
-        Command::List { json } => {
+        Command::List => {
             let pkgs = PackageManager::new(&session).find_packages().await?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&packages_json(&pkgs))?);
+            if style::json() {
+                style::print_json(&pkgs)?;
             } else {
                 print_packages(&pkgs);
             }
         }
-        Command::Remove { family_name } => {
+        Command::Remove { package } => {
+            let r = target::parse(&package, "remove", target::Takes::Package)?;
+            let family = target::for_broker(&session, &r).await?;
             let (full, stopped) = PackageManager::new(&session)
-                .remove_package(&family_name)
+                .remove_package(&family)
                 .await
-                .with_context(|| format!("removing {family_name}"))?;
-            println!("removed {full} (stopped {stopped} running process(es))");
+                .with_context(|| format!("removing {package}"))?;
+            let data = serde_json::json!({ "full_name": &full, "stopped_processes": stopped });
+            style::say(&data, || {
+                format!("removed {full} (stopped {stopped} running process(es))")
+            })?;
         }
-        Command::Launch { wait: true, target, args } => {
-            return relay::launch_and_wait(&session, &target, &args).await;
-        }
-        Command::Launch { wait: false, target, args } => {
+        Command::Launch { wait, target: text, args } => {
+            let r = target::parse(&text, "launch", target::Takes::Application)?;
+            let target = target::for_broker(&session, &r).await?;
+            if wait && style::json() {
+                return Err(no_json("launch --wait: the app's own output is relayed as it is"));
+            }
+            if wait {
+                return relay::launch_and_wait(&session, &target, &args).await;
+            }
             let aam = ApplicationActivationManager::new(&session);
-            let (pid, aumid) = aam
-                .activate_application(&target, &args, ActivateOptions::default())
+            let l = aam
+                .launch(&target, &args, ActivateOptions::default())
                 .await
                 .with_context(|| format!("launching {target}"))?;
-            println!("launched {aumid} (pid {pid})");
+            if style::json() {
+                style::print_json(&l)?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            println!("launched {} (pid {})", l.app_user_model_id, l.pid);
+            if let Some(log) = &l.log {
+                let family = l.app_user_model_id.split('!').next().unwrap_or_default();
+                println!(
+                    "its output goes to {log} (appipc logs {family} [--follow]; launch --wait \
+                     runs it on this terminal)"
+                );
+            }
             return Ok(ExitCode::SUCCESS);
         }
-        Command::Ps { json } => {
+        Command::Logs { package, follow } => {
+            let path = logs::locate(&session, &package).await?;
+            drop(session);
+            logs::show(&path, follow, style::json()).await?;
+        }
+        Command::Ps => {
             let pm = PackageManager::new(&session);
             let procs = pm.running_processes().await?;
             let signed = packaging::signed_families(&pm.find_packages().await?);
-            if json {
-                println!("{}", serde_json::to_string_pretty(&processes_json(&procs, &signed))?);
+            if style::json() {
+                style::print_json(&processes_json(&procs, &signed))?;
             } else {
                 print_processes(&procs, &signed);
             }
         }
         Command::AppService(c) => return app_service(&session, c).await,
         Command::Token(c) => token(&session, c).await?,
-        Command::Objects { json } => objects(&session, json).await?,
+        Command::Objects => objects(&session).await?,
         Command::PublisherCache(c) => publisher_cache(&session, c).await?,
-        Command::Why { json, package, last, all, follow } => {
-            why(&session, json, package, last, all, follow).await?
+        Command::Why { package, last, all, follow } => {
+            let package = package
+                .map(|p| target::parse(&p, "why --package", target::Takes::Application))
+                .transpose()?
+                .map(|r| r.family_name().to_string());
+            why(&session, style::json(), package, last, all, follow).await?
         }
         Command::Whoami => {
             let me = appipc::ProcessIdentity::query(&session).await?.0;
+            if style::json() {
+                style::print_json(&me)?;
+                return Ok(ExitCode::SUCCESS);
+            }
             println!("pid {} uid {} trust {}", me.pid, me.uid, me.trust.as_str());
             if let Some(f) = &me.package_family_name {
                 println!("package {f} app {}", me.app_id.as_deref().unwrap_or("?"));
@@ -420,10 +609,13 @@ async fn client(command: Command) -> Result<ExitCode> {
         }
         Command::Identity(_)
         | Command::Check { .. }
-        | Command::Daemon
+        | Command::Daemon(_)
         | Command::Pack(_)
         | Command::Key(_)
         | Command::Demo
+        | Command::Completions { .. }
+        | Command::Man { .. }
+        | Command::SystemdUnits { .. }
         | Command::Stop { .. }
         | Command::Status => {
             unreachable!("handled before connecting")
@@ -471,78 +663,43 @@ pub(crate) fn print_packages(pkgs: &[PackageInfo]) {
     }
 }
 
-fn packages_json(pkgs: &[PackageInfo]) -> serde_json::Value {
-    serde_json::Value::Array(
-        pkgs.iter()
-            .map(|p| {
-                serde_json::json!({
-                    "name": p.name,
-                    "version": p.version,
-                    "publisher": p.publisher,
-                    "publisher_id": p.publisher_id,
-                    "family_name": p.family_name,
-                    "full_name": p.full_name,
-                    "display_name": p.display_name,
-                    "capabilities": p.capabilities,
-                    "granted_capabilities": p.granted_capabilities,
-                    "package_sid": p.package_sid,
-                    "install_location": p.install_location,
-                    "data_location": p.data_location,
-                    "installed_at": p.installed_at,
-                    "signer": p.signer.as_ref().map(|s| serde_json::json!({
-                        "key_id": s.key_id,
-                        "publisher": s.publisher,
-                    })),
-                    "applications": p.applications.iter().map(|a| serde_json::json!({
-                        "id": a.id,
-                        "app_user_model_id": format!("{}!{}", p.family_name, a.id),
-                        "executable": a.executable,
-                        "trust": trust_str(a.trust),
-                    })).collect::<Vec<_>>(),
-                })
-            })
-            .collect(),
-    )
-}
-
 fn print_processes(procs: &[ProcessInfo], signed: &std::collections::HashMap<String, bool>) {
-    println!("{:>8}  {:<12}  {:<48}  CONFINEMENT", "PID", "TRUST", "APP");
+    if procs.is_empty() {
+        println!("no processes started by the broker are running");
+        return;
+    }
+    let mut t = style::Table::new(&["PID", "TRUST", "APP", "STARTED", "CONFINEMENT"]).right(0);
     for p in procs {
         let mark = if signed.get(&p.package_family_name.to_ascii_lowercase()) == Some(&false) {
             "  [unsigned (developer mode)]"
         } else {
             ""
         };
-        println!(
-            "{:>8}  {:<12}  {:<48}  {}{mark}",
-            p.pid,
-            trust_str(p.trust),
-            p.app_user_model_id,
-            p.confinement
-        );
+        t.row(vec![
+            p.pid.to_string(),
+            trust_str(p.trust).to_owned(),
+            p.app_user_model_id.clone(),
+            style::utc(p.started_at),
+            format!("{}{mark}", p.confinement),
+        ]);
     }
+    t.print();
 }
 
+/// `ps --json`: each `ProcessInfo` and whether its package is signed.
 fn processes_json(
     procs: &[ProcessInfo],
     signed: &std::collections::HashMap<String, bool>,
-) -> serde_json::Value {
-    serde_json::Value::Array(
-        procs
-            .iter()
-            .map(|p| {
-                serde_json::json!({
-                    "pid": p.pid,
-                    "app_user_model_id": p.app_user_model_id,
-                    "package_family_name": p.package_family_name,
-                    "trust": trust_str(p.trust),
-                    "started_at": p.started_at,
-                    "confinement": p.confinement,
-                    "signed": signed.get(&p.package_family_name.to_ascii_lowercase()),
-                })
-            })
-            .collect(),
-    )
+) -> Vec<serde_json::Value> {
+    procs
+        .iter()
+        .map(|p| {
+            let mut v = serde_json::to_value(p).unwrap_or_default();
+            v["signed"] =
+                serde_json::json!(signed.get(&p.package_family_name.to_ascii_lowercase()));
+            v
+        })
+        .collect()
 }
 
 async fn app_service(session: &Session, command: AppServiceCommand) -> Result<ExitCode> {
@@ -550,10 +707,22 @@ async fn app_service(session: &Session, command: AppServiceCommand) -> Result<Ex
         AppServiceConnection, AppServiceConnectionStatus, AppServiceResponseStatus,
     };
     match command {
-        AppServiceCommand::Call { family_name, service, json } => {
-            let value: serde_json::Value = serde_json::from_str(&json)
-                .with_context(|| format!("--json is not valid JSON: {json}"))?;
-            let message = json::value_set_from_json(&value).context("--json")?;
+        AppServiceCommand::Call { package, service, message } => {
+            let r = target::parse(&package, "app-service call", target::Takes::Package)?;
+            let family_name = target::for_broker(session, &r).await?;
+            let text = match message.as_deref() {
+                None => "{}".to_owned(),
+                Some("-") => {
+                    let mut t = String::new();
+                    std::io::Read::read_to_string(&mut std::io::stdin(), &mut t)
+                        .context("reading the message from stdin")?;
+                    t
+                }
+                Some(t) => t.to_owned(),
+            };
+            let value: serde_json::Value = serde_json::from_str(&text)
+                .with_context(|| format!("--message is not valid JSON: {}", text.trim()))?;
+            let message = json::value_set_from_json(&value).context("--message")?;
             let mut conn = AppServiceConnection::new(&family_name, &service);
             let status = conn.open(session).await;
             if status != AppServiceConnectionStatus::Success {
@@ -562,82 +731,85 @@ async fn app_service(session: &Session, command: AppServiceCommand) -> Result<Ex
                     "status": status.name(),
                     "status_code": status.value(),
                 });
-                println!("{}", serde_json::to_string_pretty(&out)?);
-                return Ok(ExitCode::from(2));
+                style::say(&out, || format!("open: {} ({})", status.name(), status.value()))?;
+                return Ok(exit::Class::of_open(status).exit());
             }
             let r = conn.send_message(message).await;
             conn.close();
+            let reply = json::value_set_to_json(&r.message);
             let out = serde_json::json!({
                 "stage": "send",
                 "status": r.status.name(),
                 "status_code": r.status.value(),
-                "message": json::value_set_to_json(&r.message),
+                "message": &reply,
             });
-            println!("{}", serde_json::to_string_pretty(&out)?);
-            Ok(if r.status == AppServiceResponseStatus::Success {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(2)
+            style::say(&out, || {
+                let body = serde_json::to_string_pretty(&reply).unwrap_or_default();
+                format!("{} ({})\n{body}", r.status.name(), r.status.value())
+            })?;
+            Ok(match r.status {
+                AppServiceResponseStatus::Success => ExitCode::SUCCESS,
+                other => exit::Class::of_response(other).exit(),
             })
         }
-        AppServiceCommand::List { json } => {
-            let appipc::app_service::AppServiceList { declared, connections } =
-                appipc::AppServiceCatalog::list(session).await?;
-            if json {
-                let out = serde_json::json!({
-                    "declared": declared.iter().map(|d| serde_json::json!({
-                        "package_family_name": d.package_family_name,
-                        "app_id": d.app_id,
-                        "name": d.name,
-                        "entry_point": d.entry_point,
-                        "in_process": d.entry_point.is_none(),
-                        "supports_multiple_instances": d.supports_multiple_instances,
-                        "max_message_size": d.max_message_size,
-                    })).collect::<Vec<_>>(),
-                    "connections": connections.iter().map(|c| serde_json::json!({
-                        "connection_id": c.connection_id,
-                        "package_family_name": c.package_family_name,
-                        "app_service_name": c.app_service_name,
-                        "caller_package_family_name": c.caller_package_family_name,
-                        "caller_pid": c.caller_pid,
-                        "host_pid": c.host_pid,
-                        "opened_at": c.opened_at,
-                    })).collect::<Vec<_>>(),
-                });
-                println!("{}", serde_json::to_string_pretty(&out)?);
+        AppServiceCommand::List => {
+            let list = appipc::AppServiceCatalog::list(session).await?;
+            if style::json() {
+                style::print_json(&list)?;
                 return Ok(ExitCode::SUCCESS);
             }
-            println!("{:<40}  {:<44}  {:<14}  MAX MESSAGE", "SERVICE", "PACKAGE!APP", "HOST");
-            for d in &declared {
-                let host = match &d.entry_point {
-                    None => "in process".to_owned(),
-                    Some(e) if d.supports_multiple_instances => format!("{e} (per connection)"),
-                    Some(e) => e.clone(),
-                };
-                println!(
-                    "{:<40}  {:<44}  {:<14}  {}",
-                    d.name,
-                    format!("{}!{}", d.package_family_name, d.app_id),
-                    host,
-                    d.max_message_size
-                );
+            let appipc::app_service::AppServiceList { declared, connections } = list;
+            if declared.is_empty() {
+                println!("no app services declared");
+            } else {
+                let mut t =
+                    style::Table::new(&["SERVICE", "PACKAGE!APP", "HOST", "MAX MESSAGE"]).right(3);
+                for d in &declared {
+                    let host = match &d.entry_point {
+                        None => "in process".to_owned(),
+                        Some(e) if d.supports_multiple_instances => format!("{e} (per connection)"),
+                        Some(e) => e.clone(),
+                    };
+                    t.row(vec![
+                        d.name.clone(),
+                        format!("{}!{}", d.package_family_name, d.app_id),
+                        host,
+                        style::bytes(d.max_message_size),
+                    ]);
+                }
+                t.print();
             }
             println!("\n{} live connection(s)", connections.len());
-            for c in &connections {
-                let caller = if c.caller_package_family_name.is_empty() {
-                    "unpackaged"
-                } else {
-                    &c.caller_package_family_name
-                };
-                println!(
-                    "  #{} {} of {}: caller {} (pid {}), host pid {}",
-                    c.connection_id,
-                    c.app_service_name,
-                    c.package_family_name,
-                    caller,
-                    c.caller_pid,
-                    c.host_pid
-                );
+            if !connections.is_empty() {
+                let mut t = style::Table::new(&[
+                    "ID",
+                    "SERVICE",
+                    "PROVIDER",
+                    "CALLER",
+                    "CALLER PID",
+                    "HOST PID",
+                    "OPENED",
+                ])
+                .right(0)
+                .right(4)
+                .right(5);
+                for c in &connections {
+                    let caller = if c.caller_package_family_name.is_empty() {
+                        "unpackaged".to_owned()
+                    } else {
+                        c.caller_package_family_name.clone()
+                    };
+                    t.row(vec![
+                        c.connection_id.to_string(),
+                        c.app_service_name.clone(),
+                        c.package_family_name.clone(),
+                        caller,
+                        c.caller_pid.to_string(),
+                        c.host_pid.to_string(),
+                        style::utc(c.opened_at),
+                    ]);
+                }
+                t.print();
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -653,43 +825,39 @@ async fn token(session: &Session, command: TokenCommand) -> Result<()> {
                 .write(read_write)
                 .open(&file)
                 .with_context(|| format!("opening {}", file.display()))?;
-            println!("{}", S::add_file(session, &f).await?);
+            let token = S::add_file(session, &f).await?;
+            style::say(&serde_json::json!({ "token": &token }), || token.clone())?;
         }
-        TokenCommand::List { json } => {
+        TokenCommand::List => {
             let tokens = S::tokens(session).await?;
-            if json {
-                let v: Vec<_> = tokens
-                    .iter()
-                    .map(|t| {
-                        serde_json::json!({
-                            "token": t.token, "source": t.source_package_family_name, "path": t.path,
-                            "writable": t.writable, "created_at": t.created_at, "expires_at": t.expires_at,
-                        })
-                    })
-                    .collect();
-                println!("{}", serde_json::to_string_pretty(&v)?);
+            if style::json() {
+                style::print_json(&tokens)?;
             } else if tokens.is_empty() {
                 println!("no outstanding tokens");
             } else {
+                let mut table =
+                    style::Table::new(&["TOKEN", "ACCESS", "FROM", "CREATED", "EXPIRES", "PATH"]);
                 for t in tokens {
                     let source = if t.source_package_family_name.is_empty() {
-                        "user"
+                        "user".to_owned()
                     } else {
-                        &t.source_package_family_name
+                        t.source_package_family_name.clone()
                     };
-                    println!(
-                        "{}  {}  {}  from {}",
-                        t.token,
-                        if t.writable { "rw" } else { "ro" },
-                        t.path,
-                        source
-                    );
+                    table.row(vec![
+                        t.token.clone(),
+                        if t.writable { "read-write" } else { "read" }.to_owned(),
+                        source,
+                        style::utc(t.created_at),
+                        style::utc(t.expires_at),
+                        t.path.clone(),
+                    ]);
                 }
+                table.print();
             }
         }
         TokenCommand::Remove { token } => {
             S::remove_file(session, &token).await?;
-            println!("removed {token}");
+            style::say(&serde_json::json!({ "removed": &token }), || format!("removed {token}"))?;
         }
     }
     Ok(())
@@ -697,32 +865,26 @@ async fn token(session: &Session, command: TokenCommand) -> Result<()> {
 
 async fn publisher_cache(session: &Session, command: PublisherCacheCommand) -> Result<()> {
     match command {
-        PublisherCacheCommand::List { json } => {
+        PublisherCacheCommand::List => {
             let list = appipc::ApplicationData::publisher_cache_folders(session).await?;
-            if json {
-                let v: Vec<_> = list
-                    .iter()
-                    .map(|c| {
-                        serde_json::json!({
-                            "publisher_id": c.publisher_id, "folder": c.folder, "path": c.path,
-                            "size": c.size, "packages": c.packages,
-                        })
-                    })
-                    .collect();
-                println!("{}", serde_json::to_string_pretty(&v)?);
+            if style::json() {
+                style::print_json(&list)?;
             } else if list.is_empty() {
                 println!("no publisher cache folders");
             } else {
+                let mut t =
+                    style::Table::new(&["PUBLISHER ID", "FOLDER", "SIZE", "DECLARED BY", "PATH"])
+                        .right(2);
                 for c in list {
-                    println!(
-                        "{}  {}  {} bytes  {}  declared by {}",
-                        c.publisher_id,
-                        c.folder,
-                        c.size,
-                        c.path,
-                        c.packages.join(", ")
-                    );
+                    t.row(vec![
+                        c.publisher_id.clone(),
+                        c.folder.clone(),
+                        style::bytes(c.size),
+                        c.packages.join(", "),
+                        c.path.clone(),
+                    ]);
                 }
+                t.print();
             }
         }
         PublisherCacheCommand::Clear { publisher_id, folder } => {
@@ -732,7 +894,8 @@ async fn publisher_cache(session: &Session, command: PublisherCacheCommand) -> R
                 &folder,
             )
             .await?;
-            println!("cleared {folder} of publisher {publisher_id}");
+            let data = serde_json::json!({ "cleared": { "publisher_id": &publisher_id, "folder": &folder } });
+            style::say(&data, || format!("cleared {folder} of publisher {publisher_id}"))?;
         }
     }
     Ok(())
@@ -746,68 +909,44 @@ fn object_type(t: appipc::named_objects::ObjectType) -> &'static str {
     }
 }
 
-async fn objects(session: &Session, json: bool) -> Result<()> {
+async fn objects(session: &Session) -> Result<()> {
     let list = appipc::named_objects::list(session).await?;
-    if json {
-        let v: Vec<_> = list
-            .iter()
-            .map(|o| {
-                serde_json::json!({
-                    "namespace": o.namespace, "name": o.name, "type": object_type(o.object_type),
-                    "creator_package_family_name": o.creator_package_family_name,
-                    "creator_pid": o.creator_pid,
-                    "sddl": o.sddl, "handles": o.handles, "size": o.size,
-                })
-            })
-            .collect();
-        println!("{}", serde_json::to_string_pretty(&v)?);
+    if style::json() {
+        style::print_json(&list)?;
     } else if list.is_empty() {
         println!("no named objects");
     } else {
+        let mut t = style::Table::new(&[
+            "NAME",
+            "TYPE",
+            "HANDLES",
+            "SIZE",
+            "CREATOR",
+            "CREATOR PID",
+            "SECURITY DESCRIPTOR",
+        ])
+        .right(2)
+        .right(3)
+        .right(5);
         for o in list {
             let creator = if o.creator_package_family_name.is_empty() {
-                format!("unpackaged pid {}", o.creator_pid)
+                "unpackaged".to_owned()
             } else {
-                format!("{} pid {}", o.creator_package_family_name, o.creator_pid)
+                o.creator_package_family_name.clone()
             };
-            println!(
-                "{}\\{}  {}  {} handle(s)  created by {creator}",
-                o.namespace,
-                show(&o.name),
-                object_type(o.object_type),
-                o.handles
-            );
-            println!(
-                "    {}{}",
-                o.sddl,
-                if o.size > 0 { format!("  size {}", o.size) } else { String::new() }
-            );
+            t.row(vec![
+                format!("{}\\{}", o.namespace, o.name),
+                object_type(o.object_type).to_owned(),
+                o.handles.to_string(),
+                if o.size > 0 { style::bytes(o.size) } else { "-".to_owned() },
+                creator,
+                o.creator_pid.to_string(),
+                o.sddl.clone(),
+            ]);
         }
+        t.print();
     }
     Ok(())
-}
-
-fn decision_json(d: &appipc::diagnostics::DecisionRecord) -> serde_json::Value {
-    serde_json::json!({
-        "seq": d.seq,
-        "time_ms": d.time_ms,
-        "caller": {
-            "package_family_name": d.caller.package_family_name,
-            "app_id": d.caller.app_id,
-            "pid": d.caller.pid,
-            "trust": d.caller.trust.as_str(),
-        },
-        "mechanism": d.mechanism,
-        "operation": d.operation,
-        "object": d.object,
-        "object_package_family_name": d.object_package_family_name,
-        "asked": d.asked,
-        "granted": d.granted,
-        "allowed": d.allowed,
-        "rule": d.rule,
-        "remedy": d.remedy,
-        "manifest": d.manifest,
-    })
 }
 
 /// Text a client chose, escaped for the terminal (`appipc::wire::text::printable`).
@@ -827,7 +966,11 @@ fn print_decision(d: &appipc::diagnostics::DecisionRecord) {
             d.caller.trust.as_str()
         )
     };
-    let verdict = if d.allowed { "ALLOWED" } else { "REFUSED" };
+    let verdict = if d.allowed {
+        style::paint("ALLOWED", style::Paint::Green, style::stdout_color())
+    } else {
+        style::paint("REFUSED", style::Paint::Red, style::stdout_color())
+    };
     let object = if d.object.is_empty() { String::new() } else { format!(" {}", show(&d.object)) };
     let rights = match (d.asked, d.granted) {
         (Some(a), Some(g)) => format!(" (asked {a:#x}, granted {g:#x})"),
@@ -856,7 +999,7 @@ async fn why(
     let filter = DecisionFilter { package_family_name: package, denials_only: !all };
     let show = |d: &diagnostics::DecisionRecord| -> Result<()> {
         if json {
-            println!("{}", serde_json::to_string(&decision_json(d))?);
+            println!("{}", serde_json::to_string(d)?);
         } else {
             print_decision(d);
         }

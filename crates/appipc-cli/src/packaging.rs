@@ -72,11 +72,7 @@ pub(crate) enum TrustCommand {
         public_key: PathBuf,
     },
     /// List the trusted keys.
-    List {
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
-    },
+    List,
     /// Stop trusting a key (installed packages it signed stay installed).
     Remove {
         /// The key id, or at least its first 8 hex digits.
@@ -145,6 +141,14 @@ pub(crate) fn key(command: KeyCommand) -> Result<()> {
     }
     write_new(&secret, &key.to_file_text(), 0o600)?;
     write_new(&public, &key.public_key().to_file_text(), 0o644)?;
+    if crate::style::json() {
+        return crate::style::print_json(&serde_json::json!({
+            "key_id": key.id().to_string(),
+            "publisher": publisher,
+            "secret_key": secret.display().to_string(),
+            "public_key": public.display().to_string(),
+        }));
+    }
     println!("key {} for {:?}", key.id(), publisher);
     println!(
         "  secret key  {}  (keep it private: it signs packages as this publisher)",
@@ -299,6 +303,15 @@ pub(crate) fn pack(args: PackArgs) -> Result<()> {
         }
     };
     let (files, bytes) = pack_dir(&args.dir, &key, &out)?;
+    if crate::style::json() {
+        return crate::style::print_json(&serde_json::json!({
+            "file": out.display().to_string(),
+            "files": files,
+            "bytes": bytes,
+            "key_id": key.id().to_string(),
+            "publisher": key.publisher().as_str(),
+        }));
+    }
     println!(
         "packed {} into {}: {files} files, {bytes} bytes, signed by key {} for {:?}",
         args.dir.display(),
@@ -323,37 +336,40 @@ pub(crate) async fn trust(session: &Session, command: TrustCommand) -> Result<()
             let k = TrustStore::add(session, &text)
                 .await
                 .with_context(|| format!("trusting {}", public_key.display()))?;
+            if crate::style::json() {
+                return crate::style::print_json(&k);
+            }
             println!(
                 "trusted key {} for {:?}: packages it signs install as that publisher",
                 k.key_id, k.publisher
             );
         }
-        TrustCommand::List { json } => {
+        TrustCommand::List => {
             let keys = TrustStore::list(session).await?;
-            if json {
-                let v: Vec<_> = keys
-                    .iter()
-                    .map(|k| {
-                        serde_json::json!({
-                            "key_id": k.key_id, "publisher": k.publisher, "added_at": k.added_at,
-                        })
-                    })
-                    .collect();
-                println!("{}", serde_json::to_string_pretty(&v)?);
+            if crate::style::json() {
+                crate::style::print_json(&keys)?;
             } else if keys.is_empty() {
                 println!("no trusted keys (add one: appipc trust add PUBLIC_KEY_FILE)");
             } else {
-                println!("{:<64}  PUBLISHER", "KEY ID");
+                let mut t = crate::style::Table::new(&["KEY ID", "PUBLISHER", "ADDED"]);
                 for k in keys {
-                    println!("{:<64}  {}", k.key_id, k.publisher);
+                    t.row(vec![
+                        k.key_id.clone(),
+                        k.publisher.clone(),
+                        crate::style::utc(k.added_at),
+                    ]);
                 }
+                t.print();
             }
         }
         TrustCommand::Remove { key_id } => {
-            for k in TrustStore::remove(session, &key_id)
+            let removed = TrustStore::remove(session, &key_id)
                 .await
-                .with_context(|| format!("removing key {key_id}"))?
-            {
+                .with_context(|| format!("removing key {key_id}"))?;
+            if crate::style::json() {
+                return crate::style::print_json(&removed);
+            }
+            for k in removed {
                 println!("removed key {} for {:?}", k.key_id, k.publisher);
             }
         }
@@ -374,6 +390,9 @@ pub(crate) async fn dev_mode(session: &Session, command: DevModeCommand) -> Resu
         }
         DevModeCommand::Status => DeveloperMode::is_enabled(session).await?,
     };
+    if crate::style::json() {
+        return crate::style::print_json(&serde_json::json!({ "enabled": on }));
+    }
     if on {
         println!(
             "developer mode is on: package folders install unsigned (appipc install DIR) and are \
@@ -428,27 +447,82 @@ fn ask_consent(preview: &PackagePreview, yes: bool) -> Result<Vec<String>> {
     }
 }
 
-/// A deployment error with its `HRESULT` (as `Add-AppxPackage` reports it).
+/// A deployment error with its `HRESULT` (as `Add-AppxPackage` reports it), and what to do
+/// about a file the manifest names that the folder lacks.
 fn deployment_error(e: appipc::Error) -> anyhow::Error {
+    let hint = if e.to_string().contains(&manifest::FileProblem::Missing.to_string()) {
+        MISSING_FILE_HINT
+    } else {
+        ""
+    };
+    let class = crate::exit::Class::of_sdk(&e);
     match e.windows_code() {
-        appipc::WindowsCode::HResult(c) => anyhow::anyhow!("{e} (HRESULT {c:#010X})"),
+        appipc::WindowsCode::HResult(c) => {
+            // The code on the first line: a message may go on with one problem per line.
+            let text = e.to_string();
+            let (first, rest) = text.split_once('\n').map_or((&*text, ""), |(f, r)| (f, r));
+            let rest = if rest.is_empty() { String::new() } else { format!("\n{rest}") };
+            crate::exit::fail(class, format!("{first} (HRESULT {c:#010X}){rest}{hint}"))
+        }
+        _ if !hint.is_empty() => crate::exit::fail(class, format!("{e}{hint}")),
         _ => e.into(),
     }
 }
+
+/// The lines of a manifest error with `appipc.toml:` made `DIR/appipc.toml:`, so that each
+/// problem names its file (`file:line:column: key: rule`, as compilers write).
+pub(crate) fn problem_lines(dir: &Path, message: &str) -> Vec<String> {
+    let file = dir.join(MANIFEST_FILE);
+    message
+        .lines()
+        .map(|l| match l.find(&format!("{MANIFEST_FILE}:")) {
+            Some(i) => format!("{}{}{}", &l[..i], file.display(), &l[i + MANIFEST_FILE.len()..]),
+            None => l.to_owned(),
+        })
+        .collect()
+}
+
+/// Said when a package folder lacks a file its manifest names.
+pub(crate) const MISSING_FILE_HINT: &str = "\n  a package folder holds every file its manifest \
+    names, at that path: copy the built binaries into it (the examples of the appipc repository \
+    are laid out by `bash scripts/examples.sh`)";
 
 /// `appipc install FILE|DIR [--yes]`.
 pub(crate) async fn install(session: &Session, args: InstallArgs) -> Result<()> {
     let InstallArgs { path, yes } = args;
     let context = || format!("installing {}", path.display());
+    // Each problem of a folder's manifest on a line of its own, naming the file.
+    let name_file = |e: anyhow::Error| {
+        if !path.is_dir() {
+            return e;
+        }
+        let class = crate::exit::Class::of(&e);
+        let text = crate::exit::message(&e);
+        crate::exit::fail(class, problem_lines(&path, &text).join("\n"))
+    };
     let pm = PackageManager::new(session);
-    let preview =
-        pm.inspect_package(&path).await.map_err(deployment_error).with_context(context)?;
-    let consent = ask_consent(&preview, yes)?;
-    let r = pm
-        .add_package_with(&path, &AddPackageOptions { consent })
+    let preview = pm
+        .inspect_package(&path)
         .await
         .map_err(deployment_error)
-        .with_context(context)?;
+        .with_context(context)
+        .map_err(name_file)?;
+    let consent = ask_consent(&preview, yes)?;
+    let r = with_progress(session, pm.add_package_with(&path, &AddPackageOptions { consent }))
+        .await
+        .map_err(deployment_error)
+        .with_context(context)
+        .map_err(name_file)?;
+    if crate::style::json() {
+        return crate::style::print_json(&serde_json::json!({
+            "full_name": r.full_name,
+            "family_name": r.family_name,
+            "outcome": r.outcome,
+            "replaced": r.replaced,
+            "not_granted": r.not_granted,
+            "signer": preview.signer,
+        }));
+    }
     match &preview.signer {
         Some(s) => eprintln!("appipc: signed by key {} for {:?}", s.key_id, s.publisher),
         None => eprintln!("appipc: unsigned (developer mode)"),
@@ -464,6 +538,56 @@ pub(crate) async fn install(session: &Session, args: InstallArgs) -> Result<()> 
         InstallOutcome::AlreadyInstalled => println!("{} is already installed", r.full_name),
     }
     Ok(())
+}
+
+/// How long an install runs before its progress is shown: 1 s, or `APPIPC_PROGRESS_AFTER_MS`.
+fn progress_after() -> std::time::Duration {
+    let ms = std::env::var("APPIPC_PROGRESS_AFTER_MS").ok().and_then(|v| v.parse().ok());
+    std::time::Duration::from_millis(ms.unwrap_or(1000))
+}
+
+/// One line of progress: files and bytes copied, of the totals when the broker knows them.
+fn progress_line(p: &appipc::session::InstallProgress) -> String {
+    use crate::style::bytes;
+    match (p.total_files, p.total_bytes) {
+        (Some(f), Some(b)) => {
+            format!("copying {}/{f} files, {}/{}", p.files, bytes(p.bytes), bytes(b))
+        }
+        _ => format!("copying {} files, {}", p.files, bytes(p.bytes)),
+    }
+}
+
+/// Runs an install, showing on stderr how far the broker got copying the package
+/// (`packages.InstallProgress`) once it has taken longer than [`progress_after`], only when
+/// stderr is a terminal; the line is rewritten in place and ends with the final count.
+async fn with_progress<T>(session: &Session, install: impl std::future::Future<Output = T>) -> T {
+    if !std::io::stderr().is_terminal() {
+        return install.await;
+    }
+    let after = progress_after();
+    let progress = session.install_progress();
+    let start = std::time::Instant::now();
+    tokio::pin!(install);
+    let mut shown = false;
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(100));
+    loop {
+        tokio::select! {
+            out = &mut install => {
+                let last = progress.borrow().clone();
+                if let Some(p) = last.filter(|_| shown || start.elapsed() >= after) {
+                    eprintln!("\r\x1b[K{}: done", progress_line(&p));
+                }
+                return out;
+            }
+            _ = tick.tick() => {
+                if start.elapsed() >= after && let Some(p) = progress.borrow().clone() {
+                    eprint!("\r\x1b[K{}", progress_line(&p));
+                    let _ = std::io::stderr().flush();
+                    shown = true;
+                }
+            }
+        }
+    }
 }
 
 /// How `list` and `ps` show who signed a package.

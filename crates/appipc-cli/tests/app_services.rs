@@ -268,7 +268,7 @@ fn client_close_and_client_exit_reach_the_provider() {
             "call",
             &provider,
             ECHO,
-            "--json",
+            "--message",
             r#"{"$delay_ms": {"UInt32": 5000}}"#,
         ]);
         let mut child = cmd.stdout(std::process::Stdio::null()).spawn().unwrap();

@@ -834,6 +834,99 @@ impl FromStr for AppUserModelId {
     }
 }
 
+/// The forms a user may name a package in, for [`PackageReference`]'s errors.
+pub const PACKAGE_REFERENCE_FORMS: &str = "a package family name Name_PublisherId \
+    (Contoso.Hello_cvnpggrrsm18p), a package full name \
+    Name_Version_Architecture_ResourceId_PublisherId \
+    (Contoso.Hello_1.0.0.0_neutral__cvnpggrrsm18p), or either followed by !AppId for one \
+    application (Contoso.Hello_cvnpggrrsm18p!App)";
+
+/// A package as a user names it on a command line: its family name or its full name.
+#[derive(Clone, PartialEq, Eq, Hash, Debug)]
+pub enum PackageForm {
+    /// `Name_PublisherId`: whatever version is installed.
+    Family(PackageFamilyName),
+    /// `Name_Version_Architecture_ResourceId_PublisherId`: exactly that package.
+    Full(PackageFullName),
+}
+
+/// A package, or one application of it, as a user names it: [`PACKAGE_REFERENCE_FORMS`].
+#[derive(Clone, PartialEq, Eq, Hash, Debug)]
+pub struct PackageReference {
+    /// The package.
+    pub package: PackageForm,
+    /// The application after `!`, when one was named.
+    pub app_id: Option<AppId>,
+}
+
+impl PackageReference {
+    /// The family name, whichever form was given.
+    pub fn family_name(&self) -> PackageFamilyName {
+        match &self.package {
+            PackageForm::Family(f) => f.clone(),
+            PackageForm::Full(f) => f.family_name(),
+        }
+    }
+
+    /// The full name, when that form was given.
+    pub fn full_name(&self) -> Option<&PackageFullName> {
+        match &self.package {
+            PackageForm::Full(f) => Some(f),
+            PackageForm::Family(_) => None,
+        }
+    }
+}
+
+impl fmt::Display for PackageReference {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.package {
+            PackageForm::Family(n) => write!(f, "{n}")?,
+            PackageForm::Full(n) => write!(f, "{n}")?,
+        }
+        match &self.app_id {
+            Some(a) => write!(f, "!{a}"),
+            None => Ok(()),
+        }
+    }
+}
+
+impl FromStr for PackageReference {
+    type Err = IdentityError;
+    /// Which form is meant follows from the underscores: one for a family name, four for a
+    /// full name (names, versions, architectures and publisher ids have none). The error says
+    /// which form the text was read as, what is wrong with it, and which forms are accepted.
+    fn from_str(s: &str) -> Result<Self, IdentityError> {
+        let err = |rule: String| {
+            IdentityError::new("package", s, format!("{rule}; expected {PACKAGE_REFERENCE_FORMS}"))
+        };
+        let (package, app) = match s.split_once('!') {
+            Some((p, a)) => (p, Some(a)),
+            None => (s, None),
+        };
+        let app_id = app
+            .map(|a| a.parse::<AppId>())
+            .transpose()
+            .map_err(|e| err(format!("the application id after '!': {}", e.rule)))?;
+        let package = match package.matches('_').count() {
+            1 => PackageForm::Family(
+                package
+                    .parse()
+                    .map_err(|e: IdentityError| err(format!("as a family name: {}", e.rule)))?,
+            ),
+            4 => PackageForm::Full(
+                package
+                    .parse()
+                    .map_err(|e: IdentityError| err(format!("as a full name: {}", e.rule)))?,
+            ),
+            0 => return Err(err("no '_': a package name alone does not name a package".into())),
+            n => {
+                return Err(err(format!("{n} underscores: a family name has 1, a full name 4")));
+            }
+        };
+        Ok(PackageReference { package, app_id })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -998,5 +1091,43 @@ mod tests {
     fn aumid_round_trip() {
         let a: AppUserModelId = "Contoso.App_8wekyb3d8bbwe!App".parse().unwrap();
         assert_eq!(a.to_string(), "Contoso.App_8wekyb3d8bbwe!App");
+    }
+}
+
+#[cfg(test)]
+mod reference_tests {
+    use super::*;
+
+    #[test]
+    fn every_form_of_a_package_reference() {
+        let family: PackageReference = "Contoso.Hello_cvnpggrrsm18p".parse().unwrap();
+        assert!(matches!(family.package, PackageForm::Family(_)));
+        assert_eq!(family.app_id, None);
+        let full: PackageReference =
+            "Contoso.Hello_1.0.0.0_neutral__cvnpggrrsm18p".parse().unwrap();
+        assert_eq!(full.family_name(), family.family_name());
+        assert_eq!(full.full_name().unwrap().version, PackageVersion([1, 0, 0, 0]));
+        for app in
+            ["Contoso.Hello_cvnpggrrsm18p!App", "Contoso.Hello_1.0.0.0_neutral__cvnpggrrsm18p!App"]
+        {
+            let r: PackageReference = app.parse().unwrap();
+            assert_eq!(r.app_id.as_ref().map(AppId::as_str), Some("App"));
+            assert_eq!(r.to_string(), app);
+        }
+    }
+
+    #[test]
+    fn a_refused_reference_says_what_was_expected() {
+        for (text, says) in [
+            ("Contoso.Hello", "no '_'"),
+            ("Contoso.Hello_1.0_neutral__cvnpggrrsm18p", "as a full name: version"),
+            ("Contoso Hello_cvnpggrrsm18p", "as a family name: name part"),
+            ("a_b_c", "2 underscores"),
+            ("Contoso.Hello_cvnpggrrsm18p!", "the application id after '!'"),
+        ] {
+            let e = text.parse::<PackageReference>().unwrap_err().to_string();
+            assert!(e.contains(says), "{text}: {e}");
+            assert!(e.contains("expected a package family name Name_PublisherId"), "{e}");
+        }
     }
 }

@@ -69,10 +69,12 @@ fn simple_package(tag: &str) -> TempDir {
 }
 
 #[track_caller]
+/// The first problem, which must be about a file (others may follow).
 fn file_error(dir: &TempDir) -> (String, usize, String, FileProblem) {
-    match manifest::load(dir.path()) {
-        Err(ManifestError::File { location, key, file, problem }) => {
-            (key, location.line, file, problem)
+    let err = manifest::load(dir.path()).expect_err("a file problem");
+    match err.problems()[0] {
+        ManifestError::File { location, key, file, problem } => {
+            (key.clone(), location.line, file.clone(), problem.clone())
         }
         other => panic!("expected a file error, got {other:?}"),
     }
@@ -245,10 +247,18 @@ fn missing_manifest_is_an_io_error() {
 }
 
 #[test]
-fn invalid_manifest_is_refused_before_files_are_checked() {
+fn an_invalid_manifest_and_missing_files_are_reported_together() {
     let dir = TempDir::new("invalid");
     fs::write(dir.path().join(MANIFEST_FILE), SIMPLE.replace("bin/app", "/bin/true")).unwrap();
     let err = manifest::load(dir.path()).unwrap_err();
-    assert!(matches!(err, ManifestError::Invalid { .. }), "{err:?}");
+    // The invalid path is not looked up; the valid path of a file that is not there is.
+    let problems = err.problems();
+    assert_eq!(problems.len(), 2, "{err}");
+    assert!(matches!(problems[0], ManifestError::Invalid { .. }), "{err:?}");
     assert_eq!(err.key(), Some("application[0].executable"));
+    assert!(
+        matches!(problems[1], ManifestError::File { problem: FileProblem::Missing, .. }),
+        "{err:?}"
+    );
+    assert_eq!(err.to_string().lines().count(), 2, "one line per problem: {err}");
 }

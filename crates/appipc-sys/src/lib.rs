@@ -53,3 +53,4 @@ pub mod sandbox;
 pub mod seccomp;
 pub mod seccomp_notify;
 pub mod socket;
+pub mod systemd;

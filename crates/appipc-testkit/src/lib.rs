@@ -356,7 +356,7 @@ impl TestBroker {
     /// What a package's processes wrote to their stdout and stderr (when not launched with
     /// stdio).
     pub fn app_log(&self, family_name: &str) -> String {
-        std::fs::read_to_string(self.home.join("logs").join(format!("{family_name}.log")))
+        std::fs::read_to_string(self.home.join("state/logs").join(format!("{family_name}.log")))
             .unwrap_or_default()
     }
 

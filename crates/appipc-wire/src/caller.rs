@@ -3,8 +3,9 @@
 use minicbor::{Decode, Encode};
 
 /// How much a process is trusted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Encode, Decode)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Encode, Decode, serde::Serialize)]
 #[cbor(index_only)]
+#[serde(rename_all = "lowercase")]
 pub enum TrustLevel {
     /// No package identity: a process the user started outside the broker.
     #[n(0)]
@@ -30,7 +31,7 @@ impl TrustLevel {
 
 /// Identity as the broker attests it: from the kernel and from which socket the request came
 /// in on, never from what the caller claims.
-#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, serde::Serialize)]
 pub struct CallerIdentity {
     /// Process id of the peer that opened the session (for a launched package: the process
     /// the broker started).

@@ -2,10 +2,16 @@
 //! (`docs/wire.md`, "JSON mapping of ValueSet").
 //!
 //! Output is always *typed*: every value is `{"<PropertyType>": payload}`, so the exact
-//! type survives (`{"Int16": 3}`, `{"Guid": "…"}`, `{"ValueSet": {…}}`). Input accepts the
-//! typed form and plain JSON, which maps as: string → String, true/false → Boolean, null →
-//! Empty, integer → Int32 (Int64 or UInt64 when it does not fit), other number → Double,
-//! object → nested ValueSet, array of one plain kind → that kind's array.
+//! type survives (`{"Int16": 3}`, `{"Guid": "…"}`, `{"ValueSet": {…}}`). The 64-bit types
+//! (`Int64`, `UInt64`, `DateTime`, `TimeSpan` and their arrays) are written as decimal
+//! strings, `{"UInt64": "18446744073709551615"}`, since a JSON number above 2^53 loses
+//! precision in JavaScript and many other readers. Input accepts the typed form (an integer as a
+//! number or a decimal string) and plain JSON, which maps as: string → String, true/false →
+//! Boolean, null → Empty, integer → Int32 (Int64 or UInt64 when it does not fit), other
+//! number → Double, object → nested ValueSet, array of one plain kind → that kind's array. An
+//! object whose only key is *almost* a type name (`{"int16": 3}`, `{"Unit32": 1}`) is refused
+//! with the name it resembles, rather than read as a nested set; write
+//! `{"ValueSet": {"int16": 3}}` for a set with such a key.
 //!
 //! ```
 //! use appipc_wire::json::{value_set_from_json, value_set_to_json};
@@ -74,6 +80,10 @@ fn int<T: TryFrom<i128>>(v: &Value) -> Result<T> {
             .map(i128::from)
             .or_else(|| n.as_u64().map(i128::from))
             .ok_or_else(|| error!("{n} is not an integer"))?,
+        // The 64-bit types are printed as decimal strings; any integer may be given so.
+        Value::String(s) => s
+            .parse::<i128>()
+            .map_err(|_| error!("{s:?} is not an integer (decimal digits, optionally signed)"))?,
         _ => bail!("{v} is not an integer"),
     };
     T::try_from(n).map_err(|_| error!("{n} is out of range for {}", std::any::type_name::<T>()))
@@ -172,6 +182,85 @@ fn typed(kind: &str, p: &Value) -> Result<Option<PropertyValue>> {
     }))
 }
 
+/// Every type name of the typed form.
+const TYPE_NAMES: &[&str] = &[
+    "Empty",
+    "UInt8",
+    "Int16",
+    "UInt16",
+    "Int32",
+    "UInt32",
+    "Int64",
+    "UInt64",
+    "Single",
+    "Double",
+    "Char16",
+    "Boolean",
+    "String",
+    "DateTime",
+    "TimeSpan",
+    "Guid",
+    "Point",
+    "Size",
+    "Rect",
+    "UInt8Array",
+    "Int16Array",
+    "UInt16Array",
+    "Int32Array",
+    "UInt32Array",
+    "Int64Array",
+    "UInt64Array",
+    "SingleArray",
+    "DoubleArray",
+    "Char16Array",
+    "BooleanArray",
+    "StringArray",
+    "DateTimeArray",
+    "TimeSpanArray",
+    "GuidArray",
+    "PointArray",
+    "SizeArray",
+    "RectArray",
+    "ValueSet",
+    "Inspectable",
+    "InspectableArray",
+    "OtherType",
+    "OtherTypeArray",
+];
+
+/// Edits (insert, delete, substitute, swap two neighbours) from `a` to `b`, ignoring case.
+fn distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().flat_map(char::to_lowercase).collect();
+    let b: Vec<char> = b.chars().flat_map(char::to_lowercase).collect();
+    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    for (j, cell) in d[0].iter_mut().enumerate() {
+        *cell = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            d[i][j] = (d[i - 1][j] + 1).min(d[i][j - 1] + 1).min(d[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                d[i][j] = d[i][j].min(d[i - 2][j - 2] + 1);
+            }
+        }
+    }
+    d[a.len()][b.len()]
+}
+
+/// The type name `key` was probably meant to be: the same but for case, or one edit away
+/// (two for long names).
+fn near_miss(key: &str) -> Option<&'static str> {
+    let len = key.chars().count();
+    TYPE_NAMES.iter().copied().find(|t| {
+        let d = distance(key, t);
+        d == 0 || (d == 1 && len >= 4) || (d == 2 && len >= 8)
+    })
+}
+
 fn value_from_json(v: &Value) -> Result<PropertyValue> {
     Ok(match v {
         Value::Null => PropertyValue::Empty,
@@ -183,6 +272,13 @@ fn value_from_json(v: &Value) -> Result<PropertyValue> {
                 let (k, p) = m.iter().next().expect("one entry");
                 if let Some(t) = typed(k, p)? {
                     return Ok(t);
+                }
+                if let Some(meant) = near_miss(k) {
+                    bail!(
+                        "{k:?} is not a type name: did you mean {meant:?} (type names are \
+                         case-sensitive)? For a nested set whose only key is {k:?}, write \
+                         {{\"ValueSet\": {{{k:?}: …}}}}"
+                    );
                 }
             }
             PropertyValue::ValueSet(value_set_from_json(v)?)
@@ -234,6 +330,11 @@ fn f(x: f64) -> Value {
     }
 }
 
+/// Integers as decimal strings (the 64-bit types: exact in every JSON reader).
+fn strings<T: ToString>(items: impl Iterator<Item = T>) -> Value {
+    Value::Array(items.map(|x| Value::String(x.to_string())).collect())
+}
+
 fn g(x: &Guid) -> Value {
     json!(x.to_string())
 }
@@ -256,15 +357,15 @@ fn value_to_json(v: &PropertyValue) -> Value {
         P::UInt16(x) => ("UInt16", json!(x)),
         P::Int32(x) => ("Int32", json!(x)),
         P::UInt32(x) => ("UInt32", json!(x)),
-        P::Int64(x) => ("Int64", json!(x)),
-        P::UInt64(x) => ("UInt64", json!(x)),
+        P::Int64(x) => ("Int64", json!(x.to_string())),
+        P::UInt64(x) => ("UInt64", json!(x.to_string())),
         P::Single(x) => ("Single", f(f64::from(*x))),
         P::Double(x) => ("Double", f(*x)),
         P::Char16(x) => ("Char16", json!(x)),
         P::Boolean(x) => ("Boolean", json!(x)),
         P::String(x) => ("String", json!(x)),
-        P::DateTime(x) => ("DateTime", json!(x.universal_time)),
-        P::TimeSpan(x) => ("TimeSpan", json!(x.duration)),
+        P::DateTime(x) => ("DateTime", json!(x.universal_time.to_string())),
+        P::TimeSpan(x) => ("TimeSpan", json!(x.duration.to_string())),
         P::Guid(x) => ("Guid", g(x)),
         P::Point(p) => ("Point", json!([f(f64::from(p.x)), f(f64::from(p.y))])),
         P::Size(s) => ("Size", json!([f(f64::from(s.width)), f(f64::from(s.height))])),
@@ -282,8 +383,8 @@ fn value_to_json(v: &PropertyValue) -> Value {
         P::UInt16Array(a) => ("UInt16Array", json!(a)),
         P::Int32Array(a) => ("Int32Array", json!(a)),
         P::UInt32Array(a) => ("UInt32Array", json!(a)),
-        P::Int64Array(a) => ("Int64Array", json!(a)),
-        P::UInt64Array(a) => ("UInt64Array", json!(a)),
+        P::Int64Array(a) => ("Int64Array", strings(a.iter())),
+        P::UInt64Array(a) => ("UInt64Array", strings(a.iter())),
         P::SingleArray(a) => {
             ("SingleArray", Value::Array(a.iter().map(|x| f(f64::from(*x))).collect()))
         }
@@ -291,12 +392,8 @@ fn value_to_json(v: &PropertyValue) -> Value {
         P::Char16Array(a) => ("Char16Array", json!(a)),
         P::BooleanArray(a) => ("BooleanArray", json!(a)),
         P::StringArray(a) => ("StringArray", json!(a)),
-        P::DateTimeArray(a) => {
-            ("DateTimeArray", json!(a.iter().map(|d| d.universal_time).collect::<Vec<_>>()))
-        }
-        P::TimeSpanArray(a) => {
-            ("TimeSpanArray", json!(a.iter().map(|d| d.duration).collect::<Vec<_>>()))
-        }
+        P::DateTimeArray(a) => ("DateTimeArray", strings(a.iter().map(|d| d.universal_time))),
+        P::TimeSpanArray(a) => ("TimeSpanArray", strings(a.iter().map(|d| d.duration))),
         P::GuidArray(a) => ("GuidArray", Value::Array(a.iter().map(g).collect())),
         P::PointArray(a) => (
             "PointArray",
@@ -371,6 +468,58 @@ mod tests {
             let back = value_set_from_json(&serde_json::from_str(&text).unwrap()).unwrap();
             assert_eq!(back.get("x"), Some(&PropertyValue::Double(x)), "{text}");
         }
+    }
+
+    #[test]
+    fn sixty_four_bit_integers_are_strings() {
+        let mut s = ValueSet::new();
+        s.insert("u", PropertyValue::UInt64(u64::MAX));
+        s.insert("i", PropertyValue::Int64(i64::MIN));
+        s.insert("a", PropertyValue::UInt64Array(vec![1 << 60]));
+        s.insert(
+            "t",
+            PropertyValue::DateTime(DateTime::from_universal_time(132_000_000_000_000_001)),
+        );
+        let j = value_set_to_json(&s);
+        assert_eq!(j["u"], json!({"UInt64": "18446744073709551615"}));
+        assert_eq!(j["i"], json!({"Int64": "-9223372036854775808"}));
+        assert_eq!(j["a"], json!({"UInt64Array": ["1152921504606846976"]}));
+        assert_eq!(j["t"], json!({"DateTime": "132000000000000001"}));
+        // Both spellings read back; the small types keep numbers.
+        assert_eq!(value_set_from_json(&j).unwrap(), s);
+        let v = json!({"n": {"UInt64": 5}, "m": {"Int16": "-3"}});
+        let back = value_set_from_json(&v).unwrap();
+        assert_eq!(back.get("n"), Some(&PropertyValue::UInt64(5)));
+        assert_eq!(back.get("m"), Some(&PropertyValue::Int16(-3)));
+    }
+
+    #[test]
+    fn near_miss_type_names_are_refused_with_a_suggestion() {
+        for (key, meant) in [
+            ("int16", "Int16"),
+            ("Unit32", "UInt32"),
+            ("Strnig", "String"),
+            ("valueset", "ValueSet"),
+            ("DateTimeArary", "DateTimeArray"),
+        ] {
+            let v = json!({"x": {key: 3}});
+            let e = value_set_from_json(&v).unwrap_err().to_string();
+            assert!(e.contains(&format!("did you mean {meant:?}")), "{key}: {e}");
+            assert!(e.contains("\"x\""), "the key that holds it: {e}");
+        }
+        // Keys that are not near a type name are nested sets, and ValueSet forces one.
+        for key in ["a", "name", "Data", "count"] {
+            let v = json!({"x": {key: 1}});
+            assert!(
+                matches!(
+                    value_set_from_json(&v).unwrap().get("x"),
+                    Some(PropertyValue::ValueSet(_))
+                ),
+                "{key}"
+            );
+        }
+        let v = json!({"x": {"ValueSet": {"int16": 3}}});
+        assert!(value_set_from_json(&v).is_ok());
     }
 
     #[test]

@@ -8,6 +8,8 @@
 //! * [`app_service`]: the frames two peers exchange on an app-service connection;
 //! * [`valueset`]: `ValueSet` and its encoding;
 //! * [`text`]: client text made safe to show;
+//! * [`json64`]: how the JSON form (`serde::Serialize` of the protocol types) writes the
+//!   integers that may exceed 2^53;
 //! * `json` (feature `json`): the JSON mapping of `ValueSet` (`appipc::json` in the SDK).
 //!
 //! No I/O and no OS calls live here: sockets and fds are `appipc-sys`'s job.
@@ -18,6 +20,7 @@ pub mod caller;
 pub mod frame;
 #[cfg(feature = "json")]
 pub mod json;
+pub mod json64;
 pub mod protocol;
 pub mod status;
 pub mod text;

@@ -3,8 +3,8 @@
 use std::os::fd::AsFd;
 use std::path::Path;
 
-pub use appipc_wire::protocol::launch::ProcessInfo;
 use appipc_wire::protocol::launch::{Launch, ListProcesses};
+pub use appipc_wire::protocol::launch::{Launched, ProcessInfo};
 pub use appipc_wire::protocol::packages::{
     CapabilityConsent, CapabilityRefusal, InstallOutcome, PackageInfo, PackagePreview, Signer,
 };
@@ -206,6 +206,19 @@ impl ApplicationActivationManager {
         args: &[String],
         options: ActivateOptions,
     ) -> Result<(u32, String)> {
+        let l = self.launch(target, args, options).await?;
+        Ok((l.pid, l.app_user_model_id))
+    }
+
+    /// [`activate_application`](Self::activate_application), with everything the broker
+    /// answers: the pid, the AUMID, and the log its output goes to when `options` gives it no
+    /// stdio.
+    pub async fn launch(
+        &self,
+        target: &str,
+        args: &[String],
+        options: ActivateOptions,
+    ) -> Result<Launched> {
         let stdio = options.stdio.is_some();
         let fds: Vec<_> = options.stdio.iter().flat_map(|s| s.iter().map(|f| f.as_fd())).collect();
         let request = Launch {
@@ -214,7 +227,6 @@ impl ApplicationActivationManager {
             stdio,
             notify_exit: options.notify_exit,
         };
-        let l = self.session.call_within(request, &fds, START).await?.0;
-        Ok((l.pid, l.app_user_model_id))
+        Ok(self.session.call_within(request, &fds, START).await?.0)
     }
 }

@@ -18,6 +18,7 @@ use appipc_sys::socket::{self, Blocking};
 use appipc_wire::frame::{Frame, MAX_FRAME_LEN, Raw, Reply};
 use appipc_wire::protocol::app_service::IncomingConnection;
 use appipc_wire::protocol::diagnostics::DecisionRecord;
+pub use appipc_wire::protocol::packages::InstallProgress;
 use appipc_wire::protocol::{self, Call, Event, Request};
 use appipc_wire::status::BackgroundTaskCancellationReason;
 use tokio::sync::{oneshot, watch};
@@ -75,6 +76,8 @@ struct Inner {
     pipes: Mutex<PipeRoutes>,
     canceled: watch::Sender<Option<BackgroundTaskCancellationReason>>,
     decisions: Mutex<Option<DecisionSender>>,
+    /// The latest `packages.InstallProgress` of an install on this session.
+    install_progress: watch::Sender<Option<InstallProgress>>,
     /// Why the broker said it closes the session (`broker.Closing`), if it did.
     closing: Mutex<Option<String>>,
     /// How long a request waits for its reply unless it says otherwise.
@@ -197,6 +200,7 @@ impl Session {
             pipes: Mutex::new(PipeRoutes::default()),
             canceled: watch::channel(None).0,
             decisions: Mutex::new(None),
+            install_progress: watch::channel(None).0,
             closing: Mutex::new(None),
             timeout: default_timeout(),
         });
@@ -252,6 +256,12 @@ impl Session {
     /// Sends a request that carries no fds and returns its typed output.
     pub async fn call<C: Call>(&self, call: C) -> Result<C::Output> {
         Ok(self.call_with_fds(call, &[]).await?.0)
+    }
+
+    /// How far the installs of this session got: the latest `packages.InstallProgress` the
+    /// broker sent (`None` before the first), to watch while an install runs.
+    pub fn install_progress(&self) -> watch::Receiver<Option<InstallProgress>> {
+        self.inner.install_progress.subscribe()
     }
 
     /// Waits for a process launched with exit notification on this session to end.
@@ -511,6 +521,9 @@ fn route_event(inner: &Inner, event: Event, fds: Vec<OwnedFd>) {
         }
         Event::Broker(protocol::broker::Event::Closing(c)) => {
             *inner.closing.lock().expect("closing poisoned") = Some(c.reason);
+        }
+        Event::Packages(protocol::packages::Event::InstallProgress(p)) => {
+            inner.install_progress.send_replace(Some(p));
         }
         Event::Diagnostics(diagnostics::Event::Decision(d)) => {
             if let Some(tx) = inner.decisions.lock().expect("decisions poisoned").as_ref() {

@@ -69,6 +69,7 @@ async fn launch(cx: &mut Cx<'_>, l: wire::Launch) -> Result<Replied, LaunchError
     };
     let mut start = crate::activation::Start::app(&pkg, app, crate::activation::Activation::Launch);
     start.args = l.args;
+    let log = stdio.is_none().then(|| shared.paths.app_log(family.as_str()).display().to_string());
     start.stdio = stdio;
     start.notify_session = l.notify_exit.then_some(cx.caller.session_id);
     let record = crate::activation::start_app(shared, start).await?;
@@ -77,7 +78,7 @@ async fn launch(cx: &mut Cx<'_>, l: wire::Launch) -> Result<Replied, LaunchError
     if l.notify_exit {
         notify_exit(cx.session, &record);
     }
-    Ok(Replied::of::<wire::Launch>(Launched { pid, app_user_model_id: aumid }))
+    Ok(Replied::of::<wire::Launch>(Launched { pid, app_user_model_id: aumid, log }))
 }
 
 /// Sends `ProcessExited` on `session` when `record`'s process exits.

@@ -71,7 +71,13 @@ pub(crate) async fn handle(mut cx: Cx<'_>, r: wire::Request) -> Result<Replied, 
                 .filter(|p| {
                     cx.permits(Operation::QueryPackage { family_name: p.family_name.as_str() })
                 })
-                .map(|p| p.info())
+                .map(|p| {
+                    let log = shared.paths.app_log(p.family_name.as_str());
+                    appipc_wire::protocol::packages::PackageInfo {
+                        log_location: Some(log.display().to_string()),
+                        ..p.info()
+                    }
+                })
                 .collect(),
         ),
         R::Remove(wire::Remove { family_name }) => {
@@ -344,8 +350,11 @@ async fn install_file(
     if let Some(old) = &checked.existing {
         crate::hooks::package_upgrading(shared, old).await;
     }
+    let map = opened.signed.block_map();
+    let totals = (map.len() as u64, map.entries().iter().map(|e| e.size).sum::<u64>());
+    let mut progress = progress_reporter(cx, Some(totals));
     let (pkg, outcome, replaced) = blocking(shared, move |s| {
-        let staged = s.repository.extract(opened)?;
+        let staged = s.repository.extract(opened, &mut progress)?;
         s.repository.commit(staged, &guard, &consented)
     })
     .await?;
@@ -362,8 +371,11 @@ async fn install_folder(
     cx.enforce(Operation::InstallFromFolder {
         developer_mode: shared.repository.developer_mode(),
     })?;
-    let staged =
-        blocking(shared, move |s| s.repository.stage_folder(std::path::Path::new(&path))).await?;
+    let mut progress = progress_reporter(cx, None);
+    let staged = blocking(shared, move |s| {
+        s.repository.stage_folder(std::path::Path::new(&path), &mut progress)
+    })
+    .await?;
     let decided = (|| {
         let family = staged.manifest.identity.family_name();
         let guard = shared.repository.begin_deployment(family.as_str())?;
@@ -391,6 +403,32 @@ async fn install_folder(
             discard(shared, staged).await;
             Err(e)
         }
+    }
+}
+
+/// Sends `packages.InstallProgress` to the installing session: at most every 250 ms, and at
+/// the end of the copy (an event that does not fit the session's outbox is skipped).
+fn progress_reporter(
+    cx: &Cx<'_>,
+    totals: Option<(u64, u64)>,
+) -> impl FnMut(u64, u64, bool) + Send + 'static {
+    let outbox = cx.session.outbox.clone();
+    let mut last: Option<std::time::Instant> = None;
+    move |files, bytes, done| {
+        let due = last.is_none_or(|t| t.elapsed() >= std::time::Duration::from_millis(250));
+        if !(due || done) {
+            return;
+        }
+        last = Some(std::time::Instant::now());
+        let _ = outbox.event(
+            wire::InstallProgress {
+                files,
+                bytes,
+                total_files: totals.map(|t| t.0),
+                total_bytes: totals.map(|t| t.1),
+            },
+            Vec::new(),
+        );
     }
 }
 

@@ -127,6 +127,9 @@ fn refused(e: PackageFileError) -> PackagesError {
 /// Opens the package file the client passed: it must be a regular file; the block map, the
 /// signature (which must verify with the key it carries) and the manifest are read; the
 /// manifest must be valid and every file it names must be in the block map.
+/// Told how far a copy got: files and bytes so far, and whether the copy is done.
+pub(crate) type Progress<'a> = &'a mut dyn FnMut(u64, u64, bool);
+
 pub(crate) fn open_file(file: File, limits: &Limits) -> Result<OpenedFile> {
     let meta = file.metadata().map_err(|e| io("fstat of the package file", e))?;
     if !meta.file_type().is_file() {
@@ -161,18 +164,22 @@ pub(crate) fn open_file(file: File, limits: &Limits) -> Result<OpenedFile> {
 /// Streams every file of an opened package file into a new staging folder under `parent`,
 /// without following links (the folder is the broker's own, created just now); everything is
 /// discarded unless every file matched its block map entry.
-pub(crate) fn extract(opened: OpenedFile, parent: &Path) -> Result<Staged> {
+pub(crate) fn extract(opened: OpenedFile, parent: &Path, progress: Progress<'_>) -> Result<Staged> {
     let OpenedFile { signed, manifest, manifest_text } = opened;
+    let (mut files, mut bytes) = (0u64, 0u64);
     let staging = StagingDir::create(parent)?;
     let dir = Dir::open(staging.path()).map_err(|e| dir_io("opening the staging folder", e))?;
     let verified = signed
         .extract(|entry, data| {
             let path = Path::new(entry.path.as_str());
             let mut out = dir.create_file(path, entry.mode.bits()).map_err(io::Error::other)?;
-            io::copy(data, &mut out)?;
+            bytes += io::copy(data, &mut out)?;
+            files += 1;
+            progress(files, bytes, false);
             out.sync_all()
         })
         .map_err(refused)?;
+    progress(files, bytes, true);
     dir.sync().map_err(|e| dir_io("syncing the staging folder", e))?;
     Ok(Staged {
         dir: staging,
@@ -253,7 +260,8 @@ fn precheck_manifest(src: &Dir, source: &Path) -> Result<()> {
 }
 
 /// Reads the manifest of a package folder (for a preview): bounded, without following links,
-/// never blocking on a FIFO. Parsed but not checked against the folder's files.
+/// never blocking on a FIFO. Parsed and checked against the files the folder holds now, so that
+/// one preview reports every problem (the install checks its own copy again).
 pub(crate) fn read_folder_manifest(source: &Path) -> Result<(Manifest, String)> {
     let src = open_source(source)?;
     precheck_manifest(&src, source)?;
@@ -263,7 +271,13 @@ pub(crate) fn read_folder_manifest(source: &Path) -> Result<(Manifest, String)> 
     })?;
     let text = String::from_utf8(bytes)
         .map_err(|e| invalid(source, format!("{MANIFEST_FILE} is not UTF-8 ({e})")))?;
-    let m = manifest::parse(&text).map_err(|e| PackagesError::InvalidPackage(e.to_string()))?;
+    let lookup = |p: &str| match src.open_file(Path::new(p)) {
+        Ok((_, info)) => Some(manifest::PackageEntry::File { executable: info.mode & 0o111 != 0 }),
+        Err(_) if src.open_dir(Path::new(p)).is_ok() => Some(manifest::PackageEntry::Folder),
+        Err(_) => None,
+    };
+    let m = manifest::parse_with_files(&text, &lookup)
+        .map_err(|e| PackagesError::InvalidPackage(e.to_string()))?;
     Ok((m, text))
 }
 
@@ -353,7 +367,12 @@ fn read_staged_manifest(
 /// open beneath a directory fd, no link followed, nothing that is not a regular file or a
 /// folder, within `limits`; then reads the manifest from the copy and checks it against the
 /// files copied.
-pub(crate) fn stage_folder(source: &Path, parent: &Path, limits: &Limits) -> Result<Staged> {
+pub(crate) fn stage_folder(
+    source: &Path,
+    parent: &Path,
+    limits: &Limits,
+    progress: Progress<'_>,
+) -> Result<Staged> {
     let src = open_source(source)?;
     precheck_manifest(&src, source)?;
     let staging = StagingDir::create(parent)?;
@@ -385,8 +404,10 @@ pub(crate) fn stage_folder(source: &Path, parent: &Path, limits: &Limits) -> Res
         out.sync_all()?;
         total += size;
         entries.push(BlockMapEntry { path, mode, size, sha256 });
+        progress(entries.len() as u64, total, false);
         Ok(())
     });
+    progress(entries.len() as u64, total, true);
     if let Some(f) = failure {
         return Err(f);
     }

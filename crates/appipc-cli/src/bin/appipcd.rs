@@ -1,19 +1,24 @@
-//! `appipcd`: the per-user appipc broker. Everything is in the `appipc-broker` library.
+//! `appipcd`: the per-user appipc broker. Everything is in the `appipc-broker` library; this
+//! parses the command line and runs it.
 
+#[path = "../daemon_args.rs"]
+mod daemon_args;
 #[path = "../logging.rs"]
 mod logging;
 
 fn main() -> std::process::ExitCode {
-    // The broker starts its session keeper from this same program.
+    // The broker starts its session keeper from this same program (its environment says so,
+    // before any argument is parsed).
     if let Some(code) = appipc_broker::keeper::main_if_keeper() {
         return code;
     }
-    logging::init("info");
+    let cli: daemon_args::Appipcd = daemon_args::parse_or_exit();
+    logging::init(cli.args.log.as_deref(), "info");
     match appipc_broker::run_daemon() {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("appipcd: {e}");
-            std::process::ExitCode::FAILURE
+            std::process::ExitCode::from(daemon_args::exit_code(&e))
         }
     }
 }

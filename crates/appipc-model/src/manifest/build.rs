@@ -31,20 +31,47 @@ pub(super) struct Reference {
     pub executable: bool,
 }
 
-/// The manifest with the file references found on the way.
+/// The manifest with the file references found on the way, or every problem found.
 pub(super) struct Parsed {
-    pub manifest: Manifest,
+    /// `None` when there are problems.
+    pub manifest: Option<Manifest>,
     pub references: Vec<Reference>,
+    /// Every problem, in document order.
+    pub problems: Vec<ManifestError>,
 }
 
-pub(super) fn parse(text: &str) -> std::result::Result<Parsed, ManifestError> {
-    let doc = DeTable::parse(text).map_err(|e| ManifestError::Syntax {
-        location: Location::of_offset(text, e.span().map_or(0, |s| s.start)),
-        message: e.message().trim().to_owned(),
-    })?;
+pub(super) fn parse(text: &str) -> Parsed {
+    let doc = match DeTable::parse(text) {
+        Ok(doc) => doc,
+        Err(e) => {
+            let problem = ManifestError::Syntax {
+                location: Location::of_offset(text, e.span().map_or(0, |s| s.start)),
+                message: e.message().trim().to_owned(),
+            };
+            return Parsed { manifest: None, references: Vec::new(), problems: vec![problem] };
+        }
+    };
     let mut b = Builder::default();
-    let manifest = b.manifest(&Table::root(&doc)).map_err(|p| p.into_error(text))?;
-    Ok(Parsed { manifest, references: b.references })
+    let manifest = b.manifest(&Table::root(&doc));
+    if let Err(p) = manifest.as_ref() {
+        b.record(Problem { span: p.span.clone(), key: p.key.clone(), kind: clone_kind(&p.kind) });
+    }
+    let mut problems: Vec<ManifestError> =
+        b.problems.into_iter().map(|p| p.into_error(text)).collect();
+    problems.sort_by_key(|e| e.location());
+    let manifest = if problems.is_empty() { manifest.ok() } else { None };
+    Parsed { manifest, references: b.references, problems }
+}
+
+fn clone_kind(k: &super::reader::ProblemKind) -> super::reader::ProblemKind {
+    use super::reader::ProblemKind as K;
+    match k {
+        K::Unknown { expected } => K::Unknown { expected },
+        K::Missing => K::Missing,
+        K::WrongType { expected, found } => K::WrongType { expected, found },
+        K::Invalid { value, rule } => K::Invalid { value: value.clone(), rule: rule.clone() },
+        K::Reported => K::Reported,
+    }
 }
 
 const ROOT_KEYS: &[&str] = &[
@@ -206,8 +233,19 @@ fn enum_value<T: Copy>(s: &Str<'_>, options: &[(&str, T)]) -> Result<T> {
     Err(s.invalid(rule))
 }
 
+/// `b.keep(value)`, with the value computed before `b` is borrowed (it may borrow `b` itself).
+macro_rules! keep {
+    ($b:expr, $value:expr $(,)?) => {{
+        let value = $value;
+        $b.keep(value)
+    }};
+}
+
 #[derive(Default)]
 struct Builder {
+    /// Every problem found so far: checking goes on after one, so that one run reports them
+    /// all.
+    problems: Vec<Problem>,
     references: Vec<Reference>,
     capabilities: Capabilities,
     app_services: Seen,
@@ -219,6 +257,52 @@ struct Builder {
 }
 
 impl Builder {
+    /// Records a problem (unless it stands for recorded ones).
+    fn record(&mut self, p: Problem) {
+        if !p.is_reported() {
+            self.problems.push(p);
+        }
+    }
+
+    /// The value, or `None` with its problem recorded.
+    fn keep<T>(&mut self, r: Result<T>) -> Option<T> {
+        match r {
+            Ok(v) => Some(v),
+            Err(p) => {
+                self.record(p);
+                None
+            }
+        }
+    }
+
+    /// Records every key of `t` not in `allowed` (unknown keys do not stop the checking).
+    fn allow(&mut self, t: &Table<'_, '_>, allowed: &'static [&'static str]) {
+        for p in t.unknown_keys(allowed) {
+            self.record(p);
+        }
+    }
+
+    /// Each element checked on its own: the values of those without problems, or `Err` when
+    /// any had one (all recorded).
+    fn each<I, T>(
+        &mut self,
+        items: &[I],
+        mut f: impl FnMut(&mut Self, &I) -> Result<T>,
+    ) -> Result<Vec<T>> {
+        let mut out = Vec::with_capacity(items.len());
+        let mut failed = false;
+        for i in items {
+            match f(self, i) {
+                Ok(v) => out.push(v),
+                Err(p) => {
+                    self.record(p);
+                    failed = true;
+                }
+            }
+        }
+        if failed { Err(Problem::reported()) } else { Ok(out) }
+    }
+
     fn reference(&mut self, key: String, span: Span, path: PackagePath, executable: bool) {
         self.references.push(Reference { key, span, path, executable });
     }
@@ -243,14 +327,84 @@ impl Builder {
     }
 
     fn manifest(&mut self, root: &Table<'_, '_>) -> Result<Manifest> {
-        root.allow(ROOT_KEYS)?;
-        let package = root.required("package")?.as_table()?;
-        let (identity, properties) = self.package(&package)?;
+        self.allow(root, ROOT_KEYS);
+        let package = root.required("package").and_then(|p| p.as_table());
+        let package = keep!(self, package).and_then(|p| keep!(self, self.package(&p)));
 
-        if let Some(caps) = root.opt_table("capabilities")? {
-            self.capabilities = self.capabilities(&caps)?;
+        if let Some(caps) = keep!(self, root.opt_table("capabilities")).flatten() {
+            // What is valid in the section counts, so that later checks do not report a
+            // capability as missing because a neighbour of it was misspelt.
+            let caps = self.capabilities(&caps);
+            self.capabilities = caps;
         }
 
+        let applications = keep!(self, self.applications(root));
+
+        let publisher_cache_folders = match keep!(self, root.opt_table("publisher-cache")) {
+            Some(Some(t)) => keep!(self, self.publisher_cache(&t)),
+            Some(None) => Some(Vec::new()),
+            None => None,
+        };
+
+        let loopback_rules = keep!(
+            self,
+            root.tables("loopback-rule").and_then(|rules| {
+                check_count(
+                    root,
+                    "loopback-rule",
+                    &rules,
+                    |t| t.span.clone(),
+                    0,
+                    1000,
+                    "loopback rules",
+                )?;
+                self.each(&rules, |b, t| loopback_rule(b, t))
+            })
+        );
+
+        let com_interfaces = keep!(
+            self,
+            root.tables("com-interface").and_then(|t| self.each(&t, |b, t| b.com_interface(t))),
+        );
+
+        let virtualization = match keep!(self, root.opt_table("virtualization")) {
+            Some(Some(t)) => keep!(self, self.virtualization(&t)),
+            Some(None) => Some(Virtualization::default()),
+            None => None,
+        };
+
+        let (
+            Some((identity, properties)),
+            Some(applications),
+            Some(publisher_cache_folders),
+            Some(loopback_rules),
+            Some(com_interfaces),
+            Some(virtualization),
+        ) = (
+            package,
+            applications,
+            publisher_cache_folders,
+            loopback_rules,
+            com_interfaces,
+            virtualization,
+        )
+        else {
+            return Err(Problem::reported());
+        };
+        Ok(Manifest {
+            identity,
+            properties,
+            capabilities: std::mem::take(&mut self.capabilities),
+            applications,
+            publisher_cache_folders,
+            loopback_rules,
+            com_interfaces,
+            virtualization,
+        })
+    }
+
+    /// `[[application]]`: 1 to 100, each checked, their ids unique.
+    fn applications(&mut self, root: &Table<'_, '_>) -> Result<Vec<Application>> {
         let apps = root.tables("application")?;
         if root.get("application").is_none() {
             return Err(root.missing("application"));
@@ -265,9 +419,8 @@ impl Builder {
             "applications",
         )?;
         let mut app_ids = Seen::default();
-        let mut applications = Vec::with_capacity(apps.len());
-        for t in &apps {
-            let app = self.application(t)?;
+        self.each(&apps, |b, t| {
+            let app = b.application(t)?;
             let id_key = t.child_key("id");
             app_ids.check(
                 app.id.as_str(),
@@ -275,82 +428,85 @@ impl Builder {
                 &id_key,
                 "an application id",
             )?;
-            applications.push(app);
-        }
-
-        let publisher_cache_folders = match root.opt_table("publisher-cache")? {
-            Some(t) => self.publisher_cache(&t)?,
-            None => Vec::new(),
-        };
-
-        let rules = root.tables("loopback-rule")?;
-        check_count(root, "loopback-rule", &rules, |t| t.span.clone(), 0, 1000, "loopback rules")?;
-        let loopback_rules = rules.iter().map(loopback_rule).collect::<Result<Vec<_>>>()?;
-
-        let com_interfaces = root
-            .tables("com-interface")?
-            .iter()
-            .map(|t| self.com_interface(t))
-            .collect::<Result<Vec<_>>>()?;
-
-        let virtualization = match root.opt_table("virtualization")? {
-            Some(t) => self.virtualization(&t)?,
-            None => Virtualization::default(),
-        };
-
-        Ok(Manifest {
-            identity,
-            properties,
-            capabilities: std::mem::take(&mut self.capabilities),
-            applications,
-            publisher_cache_folders,
-            loopback_rules,
-            com_interfaces,
-            virtualization,
+            Ok(app)
         })
     }
 
     fn package(&mut self, t: &Table<'_, '_>) -> Result<(Identity, Properties)> {
-        t.allow(PACKAGE_KEYS)?;
-        let name_s = t.req_str("name")?;
-        let name: PackageName = name_s.parse()?;
-        let publisher_s = t.req_str("publisher")?;
-        let _: Publisher = publisher_s.parse()?;
-        let version = t.req_str("version")?.parse()?;
-        let architecture = match t.opt_str("architecture")? {
-            Some(s) => s.parse()?,
-            None => ProcessorArchitecture::Neutral,
+        self.allow(t, PACKAGE_KEYS);
+        let name_s = keep!(self, t.req_str("name"));
+        let name: Option<PackageName> = name_s.as_ref().and_then(|s| keep!(self, s.parse()));
+        let publisher_s = keep!(self, t.req_str("publisher"));
+        if let Some(p) = &publisher_s {
+            keep!(self, p.parse::<Publisher, _>());
+        }
+        let version = keep!(self, t.req_str("version").and_then(|s| s.parse()));
+        let architecture = keep!(
+            self,
+            match t.opt_str("architecture") {
+                Ok(Some(s)) => s.parse(),
+                Ok(None) => Ok(ProcessorArchitecture::Neutral),
+                Err(e) => Err(e),
+            }
+        );
+        let resource_id =
+            keep!(self, t.opt_str("resource-id").and_then(|s| s.map(|s| s.parse()).transpose()));
+        let display_name =
+            keep!(self, t.opt_str("display-name").and_then(|s| display_text(s, 256)));
+        let publisher_display_name =
+            keep!(self, t.opt_str("publisher-display-name").and_then(|s| display_text(s, 256)));
+        let description = keep!(self, t.opt_str("description").and_then(|s| display_text(s, 2048)));
+        let logo = match keep!(self, t.opt_str("logo")) {
+            Some(Some(s)) => keep!(self, self.path(&s, false)).map(Some),
+            Some(None) => Some(None),
+            None => None,
         };
-        let resource_id = t.opt_str("resource-id")?.map(|s| s.parse()).transpose()?;
-        let identity = Identity {
-            name: name.clone(),
-            publisher: publisher_s.owned(),
+        let (
+            Some(name),
+            Some(publisher_s),
+            Some(version),
+            Some(architecture),
+            Some(resource_id),
+            Some(display_name),
+            Some(publisher_display_name),
+            Some(description),
+            Some(logo),
+        ) = (
+            name,
+            publisher_s,
             version,
             architecture,
             resource_id,
+            display_name,
+            publisher_display_name,
+            description,
+            logo,
+        )
+        else {
+            return Err(Problem::reported());
         };
-
-        let display_name =
-            display_text(t.opt_str("display-name")?, 256)?.unwrap_or_else(|| name.to_string());
-        let publisher_display_name = display_text(t.opt_str("publisher-display-name")?, 256)?
-            .unwrap_or_else(|| {
-                names::common_name(publisher_s.text).unwrap_or_else(|| publisher_s.owned())
-            });
-        let description = display_text(t.opt_str("description")?, 2048)?;
-        let logo = t.opt_str("logo")?.map(|s| self.path(&s, false)).transpose()?;
+        let display_name = display_name.unwrap_or_else(|| name.to_string());
+        let publisher_display_name = publisher_display_name.unwrap_or_else(|| {
+            names::common_name(publisher_s.text).unwrap_or_else(|| publisher_s.owned())
+        });
+        let identity =
+            Identity { name, publisher: publisher_s.owned(), version, architecture, resource_id };
         Ok((identity, Properties { display_name, publisher_display_name, description, logo }))
     }
 
-    fn capabilities(&mut self, t: &Table<'_, '_>) -> Result<Capabilities> {
-        t.allow(CAPABILITY_KEYS)?;
+    /// The valid capabilities of the section; the problems of the others are recorded.
+    fn capabilities(&mut self, t: &Table<'_, '_>) -> Capabilities {
+        self.allow(t, CAPABILITY_KEYS);
         let mut seen = Seen::default();
         let mut caps = Capabilities::default();
         for kind in CapabilityKind::all() {
             let mut list = Vec::new();
-            for s in t.strings(kind.key())? {
-                check_known_capability(&s, kind)?;
-                seen.check(s.text, &s.span, &s.key, "a capability")?;
-                list.push(s.owned());
+            for s in keep!(self, t.strings(kind.key())).unwrap_or_default() {
+                let ok = check_known_capability(&s, kind)
+                    .and_then(|()| seen.check(s.text, &s.span, &s.key, "a capability"));
+                if keep!(self, ok).is_some() {
+                    list.push(s.owned());
+                }
             }
             match kind {
                 CapabilityKind::General => caps.general = list,
@@ -358,67 +514,92 @@ impl Builder {
                 CapabilityKind::Device => caps.device = list,
             }
         }
-        for s in t.strings("custom")? {
-            let name: CustomCapabilityName = s.parse()?;
-            seen.check(s.text, &s.span, &s.key, "a capability")?;
-            caps.custom.push(name);
+        for s in keep!(self, t.strings("custom")).unwrap_or_default() {
+            let name = s.parse::<CustomCapabilityName, _>().and_then(|n| {
+                seen.check(s.text, &s.span, &s.key, "a capability")?;
+                Ok(n)
+            });
+            if let Some(n) = keep!(self, name) {
+                caps.custom.push(n);
+            }
         }
         caps.custom_capability_descriptor =
-            t.opt_str("custom-capability-descriptor")?.map(|s| self.path(&s, false)).transpose()?;
-        Ok(caps)
+            match keep!(self, t.opt_str("custom-capability-descriptor")) {
+                Some(Some(s)) => keep!(self, self.path(&s, false)),
+                _ => None,
+            };
+        caps
     }
 
     fn application(&mut self, t: &Table<'_, '_>) -> Result<Application> {
-        t.allow(APPLICATION_KEYS)?;
-        let id: AppId = t.req_str("id")?.parse()?;
-        let executable = self.path(&t.req_str("executable")?, true)?;
-        let arguments = arguments(t, "arguments")?;
-        let trust_level = match t.opt_str("trust-level")? {
-            Some(s) => {
-                let level = enum_value(
-                    &s,
-                    &[
-                        ("appContainer", TrustLevel::AppContainer),
-                        ("mediumIL", TrustLevel::MediumIL),
-                    ],
-                )?;
-                if level == TrustLevel::MediumIL {
-                    self.require_capability(
-                        RUN_FULL_TRUST,
-                        s.span.clone(),
-                        s.key.clone(),
-                        "trust-level \"mediumIL\"",
-                    )?;
-                }
-                level
-            }
-            None => TrustLevel::AppContainer,
+        self.allow(t, APPLICATION_KEYS);
+        let id: Option<AppId> = keep!(self, t.req_str("id").and_then(|s| s.parse()));
+        let executable = match keep!(self, t.req_str("executable")) {
+            Some(s) => keep!(self, self.path(&s, true)),
+            None => None,
         };
-        let display_name = display_text(t.opt_str("display-name")?, 256)?;
-        let description = display_text(t.opt_str("description")?, 2048)?;
+        let arguments = keep!(self, arguments(t, "arguments"));
+        let trust_level = match keep!(self, t.opt_str("trust-level")) {
+            Some(Some(s)) => keep!(self, self.trust_level(&s)),
+            Some(None) => Some(TrustLevel::AppContainer),
+            None => None,
+        };
+        let display_name =
+            keep!(self, t.opt_str("display-name").and_then(|s| display_text(s, 256)));
+        let description = keep!(self, t.opt_str("description").and_then(|s| display_text(s, 2048)));
 
-        let app_services =
-            t.tables("app-service")?.iter().map(|s| self.app_service(s)).collect::<Result<_>>()?;
+        let app_services = keep!(
+            self,
+            t.tables("app-service").and_then(|s| self.each(&s, |b, s| b.app_service(s))),
+        );
 
-        let ftp_tables = t.tables("full-trust-process")?;
-        if ftp_tables.len() > 1 {
-            return Err(Problem::rule(
-                ftp_tables[1].span.clone(),
-                ftp_tables[1].key.clone(),
-                "an application declares at most one full-trust process (the launcher starts \
-                 the one of the application it names)",
-            ));
-        }
-        let full_trust_processes = ftp_tables
-            .iter()
-            .map(|f| self.full_trust_process(f, &executable))
-            .collect::<Result<_>>()?;
+        let full_trust_processes = keep!(
+            self,
+            t.tables("full-trust-process").and_then(|ftp| {
+                if ftp.len() > 1 {
+                    return Err(Problem::rule(
+                        ftp[1].span.clone(),
+                        ftp[1].key.clone(),
+                        "an application declares at most one full-trust process (the launcher \
+                     starts the one of the application it names)",
+                    ));
+                }
+                let exe = executable.clone();
+                self.each(&ftp, |b, f| b.full_trust_process(f, exe.as_ref()))
+            })
+        );
 
         let protocols =
-            t.tables("protocol")?.iter().map(|p| self.protocol(p)).collect::<Result<_>>()?;
+            keep!(self, t.tables("protocol").and_then(|p| self.each(&p, |b, p| b.protocol(p))));
         let com_servers =
-            t.tables("com-server")?.iter().map(|c| self.com_server(c)).collect::<Result<_>>()?;
+            keep!(self, t.tables("com-server").and_then(|c| self.each(&c, |b, c| b.com_server(c))));
 
+        let (
+            Some(id),
+            Some(executable),
+            Some(arguments),
+            Some(trust_level),
+            Some(display_name),
+            Some(description),
+            Some(app_services),
+            Some(full_trust_processes),
+            Some(protocols),
+            Some(com_servers),
+        ) = (
+            id,
+            executable,
+            arguments,
+            trust_level,
+            display_name,
+            description,
+            app_services,
+            full_trust_processes,
+            protocols,
+            com_servers,
+        )
+        else {
+            return Err(Problem::reported());
+        };
         Ok(Application {
             id,
             executable,
@@ -433,8 +614,24 @@ impl Builder {
         })
     }
 
+    fn trust_level(&mut self, s: &Str<'_>) -> Result<TrustLevel> {
+        let level = enum_value(
+            s,
+            &[("appContainer", TrustLevel::AppContainer), ("mediumIL", TrustLevel::MediumIL)],
+        )?;
+        if level == TrustLevel::MediumIL {
+            self.require_capability(
+                RUN_FULL_TRUST,
+                s.span.clone(),
+                s.key.clone(),
+                "trust-level \"mediumIL\"",
+            )?;
+        }
+        Ok(level)
+    }
+
     fn app_service(&mut self, t: &Table<'_, '_>) -> Result<AppService> {
-        t.allow(APP_SERVICE_KEYS)?;
+        self.allow(t, APP_SERVICE_KEYS);
         let name_s = t.req_str("name")?;
         let name: AppServiceName = name_s.parse()?;
         self.app_services.check(name_s.text, &name_s.span, &name_s.key, "an app service name")?;
@@ -456,9 +653,9 @@ impl Builder {
     fn full_trust_process(
         &mut self,
         t: &Table<'_, '_>,
-        app_executable: &PackagePath,
+        app_executable: Option<&PackagePath>,
     ) -> Result<FullTrustProcess> {
-        t.allow(FULL_TRUST_KEYS)?;
+        self.allow(t, FULL_TRUST_KEYS);
         self.require_capability(
             RUN_FULL_TRUST,
             t.span.clone(),
@@ -468,8 +665,10 @@ impl Builder {
         let executable = match t.opt_str("executable")? {
             Some(s) => self.path(&s, true)?,
             None => {
-                self.reference(t.key.clone(), t.span.clone(), app_executable.clone(), true);
-                app_executable.clone()
+                // The application's executable, which was reported if it is invalid.
+                let exe = app_executable.ok_or_else(Problem::reported)?.clone();
+                self.reference(t.key.clone(), t.span.clone(), exe.clone(), true);
+                exe
             }
         };
         let groups = t.tables("parameter-group")?;
@@ -485,7 +684,7 @@ impl Builder {
         let mut seen = Seen::default();
         let mut parameter_groups = Vec::with_capacity(groups.len());
         for g in &groups {
-            g.allow(PARAMETER_GROUP_KEYS)?;
+            self.allow(g, PARAMETER_GROUP_KEYS);
             let id = g.req_str("id")?;
             id.check(names::check_parameter_text)?;
             seen.check(id.text, &id.span, &id.key, "a parameter group id")?;
@@ -502,7 +701,7 @@ impl Builder {
     }
 
     fn protocol(&mut self, t: &Table<'_, '_>) -> Result<Protocol> {
-        t.allow(PROTOCOL_KEYS)?;
+        self.allow(t, PROTOCOL_KEYS);
         let name_s = t.req_str("name")?;
         let name: ProtocolName = name_s.parse()?;
         self.protocols.check(name_s.text, &name_s.span, &name_s.key, "a protocol name")?;
@@ -522,7 +721,7 @@ impl Builder {
     }
 
     fn com_server(&mut self, t: &Table<'_, '_>) -> Result<ComServer> {
-        t.allow(COM_SERVER_KEYS)?;
+        self.allow(t, COM_SERVER_KEYS);
         self.require_capability(RUN_FULL_TRUST, t.span.clone(), t.key.clone(), "a COM server")?;
         let scope = match t.opt_str("scope")? {
             Some(s) => {
@@ -561,15 +760,14 @@ impl Builder {
 
         let exe_tables = t.tables("exe-server")?;
         check_count(t, "exe-server", &exe_tables, |e| e.span.clone(), 0, 1000, "exe servers")?;
-        let exe_servers =
-            exe_tables.iter().map(|e| self.exe_server(e)).collect::<Result<Vec<_>>>()?;
+        let exe_servers = self.each(&exe_tables, |b, e| b.exe_server(e))?;
 
         let prog_tables = t.tables("prog-id")?;
         check_count(t, "prog-id", &prog_tables, |p| p.span.clone(), 0, 10000, "ProgIDs")?;
         let mut prog_ids = Vec::with_capacity(prog_tables.len());
         let mut targets = Vec::with_capacity(prog_tables.len());
         for p in &prog_tables {
-            p.allow(PROG_ID_KEYS)?;
+            self.allow(p, PROG_ID_KEYS);
             let id = p.req_str("id")?;
             id.check(names::check_prog_id)?;
             self.prog_ids.check(id.text, &id.span, &id.key, "a ProgID")?;
@@ -613,7 +811,7 @@ impl Builder {
     }
 
     fn exe_server(&mut self, t: &Table<'_, '_>) -> Result<ExeServer> {
-        t.allow(EXE_SERVER_KEYS)?;
+        self.allow(t, EXE_SERVER_KEYS);
         let executable = self.path(&t.req_str("executable")?, true)?;
         let arguments = arguments(t, "arguments")?;
         let display_name = display_text(t.opt_str("display-name")?, 256)?;
@@ -628,7 +826,7 @@ impl Builder {
         check_count(t, "class", &class_tables, |c| c.span.clone(), 1, 10000, "classes")?;
         let mut classes = Vec::with_capacity(class_tables.len());
         for c in &class_tables {
-            c.allow(CLASS_KEYS)?;
+            self.allow(c, CLASS_KEYS);
             let id_s = c.req_str("id")?;
             let id = guid(&id_s)?;
             self.clsids.check(&id.to_string(), &id_s.span, &id_s.key, "a CLSID")?;
@@ -653,7 +851,7 @@ impl Builder {
     }
 
     fn publisher_cache(&mut self, t: &Table<'_, '_>) -> Result<Vec<String>> {
-        t.allow(PUBLISHER_CACHE_KEYS)?;
+        self.allow(t, PUBLISHER_CACHE_KEYS);
         if t.get("folders").is_none() {
             return Err(t.missing("folders"));
         }
@@ -670,13 +868,13 @@ impl Builder {
     }
 
     fn com_interface(&mut self, t: &Table<'_, '_>) -> Result<ComInterface> {
-        t.allow(COM_INTERFACE_KEYS)?;
+        self.allow(t, COM_INTERFACE_KEYS);
 
         let stub_tables = t.tables("proxy-stub")?;
         check_count(t, "proxy-stub", &stub_tables, |s| s.span.clone(), 0, 1000, "proxy stubs")?;
         let mut proxy_stubs = Vec::with_capacity(stub_tables.len());
         for s in &stub_tables {
-            s.allow(PROXY_STUB_KEYS)?;
+            self.allow(s, PROXY_STUB_KEYS);
             let id_s = s.req_str("id")?;
             let id = guid(&id_s)?;
             self.clsids.check(&id.to_string(), &id_s.span, &id_s.key, "a CLSID")?;
@@ -689,7 +887,7 @@ impl Builder {
         check_count(t, "type-lib", &lib_tables, |s| s.span.clone(), 0, 1000, "type libraries")?;
         let mut type_libs = Vec::with_capacity(lib_tables.len());
         for l in &lib_tables {
-            l.allow(TYPE_LIB_KEYS)?;
+            self.allow(l, TYPE_LIB_KEYS);
             let id_s = l.req_str("id")?;
             let id = guid(&id_s)?;
             self.type_libs.check(&id.to_string(), &id_s.span, &id_s.key, "a type library id")?;
@@ -700,7 +898,7 @@ impl Builder {
             check_count(l, "version", &version_tables, |v| v.span.clone(), 1, 1000, "versions")?;
             let mut versions = Vec::with_capacity(version_tables.len());
             for v in &version_tables {
-                v.allow(TYPE_LIB_VERSION_KEYS)?;
+                self.allow(v, TYPE_LIB_VERSION_KEYS);
                 let number = v.req_str("number")?;
                 number.check(names::check_type_lib_version)?;
                 let path = self.path(&v.req_str("path")?, false)?;
@@ -714,7 +912,7 @@ impl Builder {
         let mut interfaces = Vec::with_capacity(iface_tables.len());
         let mut sync_refs: Vec<Str<'_>> = Vec::new();
         for i in &iface_tables {
-            i.allow(INTERFACE_KEYS)?;
+            self.allow(i, INTERFACE_KEYS);
             let id_s = i.req_str("id")?;
             let id = guid(&id_s)?;
             self.iids.check(&id.to_string(), &id_s.span, &id_s.key, "an interface id")?;
@@ -742,7 +940,7 @@ impl Builder {
             }
             let type_lib = match i.opt_table("type-lib")? {
                 Some(r) => {
-                    r.allow(TYPE_LIB_REF_KEYS)?;
+                    self.allow(&r, TYPE_LIB_REF_KEYS);
                     let id_s = r.req_str("id")?;
                     let lib_id = guid(&id_s)?;
                     let Some(lib) = type_libs.iter().find(|l| l.id == lib_id) else {
@@ -802,7 +1000,7 @@ impl Builder {
     }
 
     fn virtualization(&mut self, t: &Table<'_, '_>) -> Result<Virtualization> {
-        t.allow(VIRTUALIZATION_KEYS)?;
+        self.allow(t, VIRTUALIZATION_KEYS);
         let mut v = Virtualization::default();
         for (key, slot) in [
             ("registry-write-virtualization", &mut v.registry_write_virtualization),
@@ -900,8 +1098,8 @@ fn message_size(v: &Item<'_, '_>) -> Result<u64> {
     }
 }
 
-fn loopback_rule(t: &Table<'_, '_>) -> Result<LoopbackRule> {
-    t.allow(LOOPBACK_KEYS)?;
+fn loopback_rule(b: &mut Builder, t: &Table<'_, '_>) -> Result<LoopbackRule> {
+    b.allow(t, LOOPBACK_KEYS);
     let direction =
         enum_value(&t.req_str("direction")?, &[("in", Direction::In), ("out", Direction::Out)])?;
     let pfn: PackageFamilyName = t.req_str("package-family-name")?.parse()?;

@@ -67,6 +67,14 @@ impl fmt::Display for FileProblem {
     }
 }
 
+fn several(errors: &[ManifestError], more: usize) -> String {
+    let mut lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    if more > 0 {
+        lines.push(format!("… and {more} more problem(s) (the first {} are shown)", errors.len()));
+    }
+    lines.join("\n")
+}
+
 fn quoted(value: &Option<String>) -> String {
     match value {
         Some(v) => format!("{v:?}: "),
@@ -146,6 +154,17 @@ pub enum ManifestError {
         /// What is wrong with it.
         problem: FileProblem,
     },
+    /// Several problems, in document order (`check` and `install` report every problem they
+    /// find in one run, at most [`MAX_REPORTED`](super::MAX_REPORTED)); shown one per line.
+    /// [`location`](Self::location), [`key`](Self::key) and [`rule`](Self::rule) are the
+    /// first one's.
+    #[error("{}", several(errors, *more))]
+    Several {
+        /// The problems (two or more).
+        errors: Vec<ManifestError>,
+        /// How many more were found than are listed.
+        more: usize,
+    },
     /// The manifest file could not be read.
     #[error("cannot read {}: {source}", path.display())]
     Io {
@@ -167,8 +186,28 @@ impl ManifestError {
             | ManifestError::WrongType { location, .. }
             | ManifestError::Invalid { location, .. }
             | ManifestError::File { location, .. } => Some(*location),
+            ManifestError::Several { errors, .. } => errors.first().and_then(Self::location),
             ManifestError::Io { .. } => None,
         }
+    }
+
+    /// Every problem: the list of [`ManifestError::Several`], or this one.
+    pub fn problems(&self) -> Vec<&ManifestError> {
+        match self {
+            ManifestError::Several { errors, .. } => errors.iter().collect(),
+            other => vec![other],
+        }
+    }
+
+    /// One error for a list of problems (at least one), keeping the first
+    /// [`MAX_REPORTED`](super::MAX_REPORTED).
+    pub fn from_problems(mut errors: Vec<ManifestError>) -> ManifestError {
+        if errors.len() == 1 {
+            return errors.remove(0);
+        }
+        let more = errors.len().saturating_sub(super::MAX_REPORTED);
+        errors.truncate(super::MAX_REPORTED);
+        ManifestError::Several { errors, more }
     }
 
     /// The line of [`ManifestError::location`].
@@ -185,6 +224,7 @@ impl ManifestError {
             | ManifestError::WrongType { key, .. }
             | ManifestError::Invalid { key, .. }
             | ManifestError::File { key, .. } => Some(key),
+            ManifestError::Several { errors, .. } => errors.first().and_then(Self::key),
             ManifestError::Syntax { .. } | ManifestError::Io { .. } => None,
         }
     }
@@ -202,6 +242,9 @@ impl ManifestError {
             }
             ManifestError::Invalid { rule, .. } => rule.clone(),
             ManifestError::File { problem, .. } => problem.to_string(),
+            ManifestError::Several { errors, .. } => {
+                errors.first().map(Self::rule).unwrap_or_default()
+            }
             ManifestError::Io { source, .. } => source.to_string(),
         }
     }

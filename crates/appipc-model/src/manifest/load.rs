@@ -13,20 +13,39 @@ pub(super) fn load(package_dir: &Path) -> Result<Manifest, ManifestError> {
     let path = package_dir.join(MANIFEST_FILE);
     let text = fs::read_to_string(&path)
         .map_err(|source| ManifestError::Io { path: path.clone(), source })?;
-    let parsed = build::parse(&text)?;
+    let parsed = build::parse(&text);
     let root = fs::canonicalize(package_dir)
         .map_err(|source| ManifestError::Io { path: package_dir.to_path_buf(), source })?;
+    finish(&text, parsed, |r| check_file(&root, r).err())
+}
+
+/// The manifest, or every problem of the text and of the files it names, in document order.
+fn finish(
+    text: &str,
+    parsed: build::Parsed,
+    file_problem: impl Fn(&Reference) -> Option<FileProblem>,
+) -> Result<Manifest, ManifestError> {
+    let mut problems = parsed.problems;
     for r in &parsed.references {
-        if let Err(problem) = check_file(&root, r) {
-            return Err(ManifestError::File {
-                location: Location::of_offset(&text, r.span.start),
+        if let Some(problem) = file_problem(r) {
+            problems.push(ManifestError::File {
+                location: Location::of_offset(text, r.span.start),
                 key: r.key.clone(),
                 file: r.path.as_str().to_owned(),
                 problem,
             });
         }
     }
-    Ok(parsed.manifest)
+    problems.sort_by_key(ManifestError::location);
+    match parsed.manifest {
+        Some(m) if problems.is_empty() => Ok(m),
+        _ => Err(ManifestError::from_problems(problems)),
+    }
+}
+
+/// [`parse`](super::parse): the text alone.
+pub(super) fn parse(text: &str) -> Result<Manifest, ManifestError> {
+    finish(text, build::parse(text), |_| None)
 }
 
 /// Checks one named file: present, inside `root` once symbolic links are resolved, a regular
@@ -75,24 +94,12 @@ pub(super) fn parse_with_files(
     text: &str,
     lookup: &dyn Fn(&str) -> Option<PackageEntry>,
 ) -> Result<Manifest, ManifestError> {
-    let parsed = build::parse(text)?;
-    for r in &parsed.references {
-        let problem = match lookup(r.path.as_str()) {
-            None => Some(FileProblem::Missing),
-            Some(PackageEntry::Folder) => Some(FileProblem::NotRegularFile),
-            Some(PackageEntry::File { executable: false }) if r.executable => {
-                Some(FileProblem::NotExecutable)
-            }
-            Some(PackageEntry::File { .. }) => None,
-        };
-        if let Some(problem) = problem {
-            return Err(ManifestError::File {
-                location: Location::of_offset(text, r.span.start),
-                key: r.key.clone(),
-                file: r.path.as_str().to_owned(),
-                problem,
-            });
+    finish(text, build::parse(text), |r| match lookup(r.path.as_str()) {
+        None => Some(FileProblem::Missing),
+        Some(PackageEntry::Folder) => Some(FileProblem::NotRegularFile),
+        Some(PackageEntry::File { executable: false }) if r.executable => {
+            Some(FileProblem::NotExecutable)
         }
-    }
-    Ok(parsed.manifest)
+        Some(PackageEntry::File { .. }) => None,
+    })
 }

@@ -75,6 +75,9 @@ pub const MANIFEST_FILE: &str = "appipc.toml";
 /// Most applications a package may declare (Windows' limit).
 pub const MAX_APPLICATIONS: usize = 100;
 
+/// Most problems one error lists ([`ManifestError::Several`]); it counts the others.
+pub const MAX_REPORTED: usize = 50;
+
 /// A parsed and validated package manifest.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Manifest {
@@ -441,7 +444,7 @@ impl FromStr for Manifest {
 
 /// Parses and validates the text of an `appipc.toml`. Does not look at the file system.
 pub fn parse(text: &str) -> Result<Manifest, ManifestError> {
-    build::parse(text).map(|parsed| parsed.manifest)
+    load::parse(text)
 }
 
 /// Reads `package_dir/appipc.toml`, parses it, and checks that every file it names exists

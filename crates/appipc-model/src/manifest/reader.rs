@@ -21,10 +21,20 @@ pub(super) struct Problem {
 
 #[derive(Debug)]
 pub(super) enum ProblemKind {
-    Unknown { expected: &'static [&'static str] },
+    Unknown {
+        expected: &'static [&'static str],
+    },
     Missing,
-    WrongType { expected: &'static str, found: &'static str },
-    Invalid { value: Option<String>, rule: String },
+    WrongType {
+        expected: &'static str,
+        found: &'static str,
+    },
+    Invalid {
+        value: Option<String>,
+        rule: String,
+    },
+    /// Recorded already (the builder collects every problem); nothing more to say.
+    Reported,
 }
 
 impl Problem {
@@ -35,6 +45,15 @@ impl Problem {
             key: key.into(),
             kind: ProblemKind::Invalid { value: None, rule: rule.into() },
         }
+    }
+
+    /// Stands for problems the builder recorded already: the element they are in has no value.
+    pub fn reported() -> Problem {
+        Problem { span: 0..0, key: String::new(), kind: ProblemKind::Reported }
+    }
+
+    pub fn is_reported(&self) -> bool {
+        matches!(self.kind, ProblemKind::Reported)
     }
 
     pub fn into_error(self, text: &str) -> ManifestError {
@@ -51,6 +70,12 @@ impl Problem {
             ProblemKind::Invalid { value, rule } => {
                 ManifestError::Invalid { location, key, value, rule }
             }
+            ProblemKind::Reported => ManifestError::Invalid {
+                location,
+                key,
+                value: None,
+                rule: "(reported above)".to_owned(),
+            },
         }
     }
 }
@@ -213,21 +238,20 @@ impl<'a, 'i> Table<'a, 'i> {
         join(&self.key, key)
     }
 
-    /// Refuses any key not in `allowed`, naming the first one in document order.
-    pub fn allow(&self, allowed: &'static [&'static str]) -> Result<()> {
-        let unknown = self
+    /// Every key not in `allowed`, in document order.
+    pub fn unknown_keys(&self, allowed: &'static [&'static str]) -> Vec<Problem> {
+        let mut unknown: Vec<Problem> = self
             .map
             .iter()
             .filter(|(k, _)| !allowed.contains(&k.get_ref().as_ref()))
-            .min_by_key(|(k, _)| k.span().start);
-        match unknown {
-            None => Ok(()),
-            Some((k, _)) => Err(Problem {
+            .map(|(k, _)| Problem {
                 span: k.span(),
                 key: self.child_key(k.get_ref()),
                 kind: ProblemKind::Unknown { expected: allowed },
-            }),
-        }
+            })
+            .collect();
+        unknown.sort_by_key(|p| p.span.start);
+        unknown
     }
 
     pub fn get(&self, key: &str) -> Option<Item<'a, 'i>> {

@@ -75,7 +75,7 @@ super::mechanism! {
 }
 
 /// Answer to [`Open`].
-#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, serde::Serialize)]
 pub struct Opened {
     /// The broker's id of the connection.
     #[n(0)]
@@ -86,7 +86,7 @@ pub struct Opened {
 }
 
 /// A package that provides an app service (`AppInfo` in `FindAppServiceProvidersAsync`).
-#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, serde::Serialize)]
 pub struct AppServiceProviderInfo {
     /// Package family name.
     #[n(0)]
@@ -100,7 +100,7 @@ pub struct AppServiceProviderInfo {
 }
 
 /// Answer to [`List`].
-#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, serde::Serialize)]
 pub struct AppServiceList {
     /// Every declared service of the packages the caller may see.
     #[n(0)]
@@ -111,7 +111,7 @@ pub struct AppServiceList {
 }
 
 /// An app service a package declares.
-#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, serde::Serialize)]
 pub struct DeclaredAppService {
     /// Package family name.
     #[n(0)]
@@ -134,7 +134,7 @@ pub struct DeclaredAppService {
 }
 
 /// A live app-service connection.
-#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, serde::Serialize)]
 pub struct AppServiceConnectionInfo {
     /// The broker's id.
     #[n(0)]

@@ -51,7 +51,7 @@ super::mechanism! {
 }
 
 /// Answer to [`Ping`].
-#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, serde::Serialize)]
 pub struct Pong {
     /// [`PROTOCOL_VERSION`](crate::frame::PROTOCOL_VERSION) of the broker.
     #[n(0)]

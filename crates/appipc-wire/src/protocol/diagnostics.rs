@@ -37,7 +37,7 @@ super::mechanism! {
 }
 
 /// Who asked, in a [`DecisionRecord`].
-#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, serde::Serialize)]
 pub struct DecisionCaller {
     /// Package family name ("" for an unpackaged caller).
     #[n(0)]
@@ -54,7 +54,7 @@ pub struct DecisionCaller {
 }
 
 /// One decision the broker made.
-#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, serde::Serialize)]
 pub struct DecisionRecord {
     /// Sequence number (increasing).
     #[n(0)]

@@ -22,7 +22,7 @@ super::mechanism! {
 }
 
 /// Answer to [`LaunchFullTrustProcess`].
-#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, serde::Serialize)]
 pub struct FullTrustProcessLaunched {
     /// The new process.
     #[n(0)]

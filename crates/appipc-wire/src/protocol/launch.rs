@@ -39,7 +39,7 @@ super::mechanism! {
 }
 
 /// Answer to [`Launch`].
-#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, serde::Serialize)]
 pub struct Launched {
     /// The new process.
     #[n(0)]
@@ -47,10 +47,14 @@ pub struct Launched {
     /// `PFN!AppId` started.
     #[n(1)]
     pub app_user_model_id: String,
+    /// The file its stdout and stderr append to, when it was launched without stdio of its
+    /// own.
+    #[n(2)]
+    pub log: Option<String>,
 }
 
 /// A process the broker started.
-#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, serde::Serialize)]
 pub struct ProcessInfo {
     /// Process id.
     #[n(0)]
@@ -70,4 +74,8 @@ pub struct ProcessInfo {
     /// The confinement applied, in words (for `appipc ps`).
     #[n(5)]
     pub confinement: String,
+    /// Whether it runs confined in its app container (`false`: full trust, or an app container
+    /// started unconfined because `APPIPC_ALLOW_UNCONFINED=1`).
+    #[n(6)]
+    pub confined: Option<bool>,
 }

@@ -332,6 +332,7 @@ pub(crate) fn reencode<T: Encode<()> + for<'b> Decode<'b, ()>>(bytes: &[u8]) -> 
 }
 
 pub mod doc;
+pub mod schema;
 
 /// Registers the mechanisms: their numbers, the top-level [`Request`] and [`Event`] enums and
 /// their encoding, and [`MECHANISMS`].

@@ -66,8 +66,9 @@ super::mechanism! {
 }
 
 /// The object types.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Encode, Decode)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Encode, Decode, serde::Serialize)]
 #[cbor(index_only)]
+#[serde(rename_all = "snake_case")]
 pub enum ObjectType {
     /// An event.
     #[n(0)]
@@ -81,7 +82,7 @@ pub enum ObjectType {
 }
 
 /// What [`Create`] creates.
-#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, serde::Serialize)]
 pub enum NamedObjectKind {
     /// An event.
     #[n(0)]
@@ -145,8 +146,9 @@ impl NamedObjectKind {
 }
 
 /// What the fd attached to a [`NamedObjectHandle`] is, which follows from the rights granted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Encode, Decode)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Encode, Decode, serde::Serialize)]
 #[cbor(index_only)]
+#[serde(rename_all = "snake_case")]
 pub enum HandleFd {
     /// No fd: the handle's rights allow nothing done directly (signal through `Signal`).
     #[n(0)]
@@ -165,7 +167,7 @@ pub enum HandleFd {
 }
 
 /// A handle the broker opened: answer to [`Create`] and [`Open`].
-#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, serde::Serialize)]
 pub struct NamedObjectHandle {
     /// The handle (for `Close`, `Signal`, `TakeSignal`).
     #[n(0)]
@@ -177,8 +179,10 @@ pub struct NamedObjectHandle {
     /// The rights granted (specific rights, generic ones mapped).
     #[n(2)]
     pub granted_access: u32,
-    /// Size (file mappings).
+    /// Size (file mappings). In JSON a decimal string: a mapping of a (sparse) file may be
+    /// larger than 2^53.
     #[n(3)]
+    #[serde(serialize_with = "crate::json64::string")]
     pub size: u64,
     /// A manual-reset event (events).
     #[n(4)]
@@ -189,7 +193,7 @@ pub struct NamedObjectHandle {
 }
 
 /// What [`Signal`] does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, Decode)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, Decode, serde::Serialize)]
 pub enum SignalOp {
     /// `SetEvent`.
     #[n(0)]
@@ -207,7 +211,7 @@ pub enum SignalOp {
 }
 
 /// A live named object.
-#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, serde::Serialize)]
 pub struct NamedObjectInfo {
     /// Namespace (`Session` or `AppContainerNamedObjects\<SID>`).
     #[n(0)]
@@ -230,7 +234,8 @@ pub struct NamedObjectInfo {
     /// Open handles.
     #[n(6)]
     pub handles: u32,
-    /// Size (file mappings).
+    /// Size (file mappings). In JSON a decimal string, as `NamedObjectHandle.size`.
     #[n(7)]
+    #[serde(serialize_with = "crate::json64::string")]
     pub size: u64,
 }

@@ -73,12 +73,28 @@ super::mechanism! {
         /// Whether developer mode is on. Same callers as `ListTrustedKeys`.
         10 GetDeveloperMode {} fds(0) -> DeveloperMode, reply fds "0";
     }
-    events {}
+    events {
+        /// How far an `Install` or `InstallFile` of this session got copying (a folder) or
+        /// extracting (a package file) into the broker's staging folder: sent at most every
+        /// 250 ms, and once when the copy is done, before the reply.
+        0 InstallProgress {
+            /// Files copied so far.
+            0 files: u64,
+            /// Bytes copied so far.
+            1 bytes: u64,
+            /// How many files there are (a package file's block map); `None` for a folder,
+            /// which is walked as it is copied.
+            2 total_files: Option<u64>,
+            /// How many bytes there are; `None` for a folder.
+            3 total_bytes: Option<u64>,
+        } fds "0";
+    }
 }
 
 /// What an install did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, Decode)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, Decode, serde::Serialize)]
 #[cbor(index_only)]
+#[serde(rename_all = "snake_case")]
 pub enum InstallOutcome {
     /// Newly installed.
     #[n(0)]
@@ -92,7 +108,7 @@ pub enum InstallOutcome {
 }
 
 /// A declared capability the broker did not grant, and why.
-#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, serde::Serialize)]
 pub struct CapabilityRefusal {
     /// The capability as declared.
     #[n(0)]
@@ -103,7 +119,7 @@ pub struct CapabilityRefusal {
 }
 
 /// Answer to [`Install`].
-#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, serde::Serialize)]
 pub struct Installed {
     /// Package full name.
     #[n(0)]
@@ -123,7 +139,7 @@ pub struct Installed {
 }
 
 /// Answer to [`Remove`].
-#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, serde::Serialize)]
 pub struct Removed {
     /// The full name removed.
     #[n(0)]
@@ -134,7 +150,7 @@ pub struct Removed {
 }
 
 /// An installed package.
-#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, serde::Serialize)]
 pub struct PackageInfo {
     /// `Identity@Name`.
     #[n(0)]
@@ -182,10 +198,14 @@ pub struct PackageInfo {
     /// (shown as `unsigned (developer mode)`).
     #[n(14)]
     pub signer: Option<Signer>,
+    /// The log its processes launched without stdio of their own write to
+    /// (`appipc logs`); it may not exist yet.
+    #[n(15)]
+    pub log_location: Option<String>,
 }
 
 /// A key the user trusts: packages it signs install as its publisher.
-#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, serde::Serialize)]
 pub struct TrustedKey {
     /// The key id: SHA-256 of the public key, 64 lower-case hex digits.
     #[n(0)]
@@ -202,7 +222,7 @@ pub struct TrustedKey {
 }
 
 /// Whether developer mode is on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, Decode)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, Decode, serde::Serialize)]
 pub struct DeveloperMode {
     /// On or off.
     #[n(0)]
@@ -210,7 +230,7 @@ pub struct DeveloperMode {
 }
 
 /// Who signed a package.
-#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, serde::Serialize)]
 pub struct Signer {
     /// The key id (64 hex digits).
     #[n(0)]
@@ -221,7 +241,7 @@ pub struct Signer {
 }
 
 /// A restricted capability that needs the user's consent, and what it allows.
-#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, serde::Serialize)]
 pub struct CapabilityConsent {
     /// The capability.
     #[n(0)]
@@ -232,7 +252,7 @@ pub struct CapabilityConsent {
 }
 
 /// Answer to [`InspectFile`] and [`InspectFolder`].
-#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, serde::Serialize)]
 pub struct PackagePreview {
     /// Package full name.
     #[n(0)]
@@ -262,7 +282,7 @@ pub struct PackagePreview {
 }
 
 /// An application inside a package.
-#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, serde::Serialize)]
 pub struct AppInfo {
     /// Application id.
     #[n(0)]

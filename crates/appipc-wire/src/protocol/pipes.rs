@@ -59,8 +59,9 @@ super::mechanism! {
 }
 
 /// Which way a pipe's data flows (`PIPE_ACCESS_DUPLEX`, `…_INBOUND`, `…_OUTBOUND`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Encode, Decode)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Encode, Decode, serde::Serialize)]
 #[cbor(index_only)]
+#[serde(rename_all = "snake_case")]
 pub enum PipeDirection {
     /// Both ways.
     #[n(0)]
@@ -74,7 +75,7 @@ pub enum PipeDirection {
 }
 
 /// Answer to [`Open`].
-#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, serde::Serialize)]
 pub struct PipeOpened {
     /// Message mode.
     #[n(0)]

@@ -45,7 +45,7 @@ super::mechanism! {
 }
 
 /// Answer to [`RedeemFileToken`] (`StorageFile`).
-#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, serde::Serialize)]
 pub struct RedeemedFile {
     /// Where the file was when it was shared (meaningless inside another container).
     #[n(0)]
@@ -59,7 +59,7 @@ pub struct RedeemedFile {
 }
 
 /// A publisher cache folder.
-#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, serde::Serialize)]
 pub struct PublisherCacheInfo {
     /// Publisher id.
     #[n(0)]
@@ -79,7 +79,7 @@ pub struct PublisherCacheInfo {
 }
 
 /// An outstanding file token.
-#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, serde::Serialize)]
 pub struct FileTokenInfo {
     /// The token.
     #[n(0)]
