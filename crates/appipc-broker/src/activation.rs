@@ -244,11 +244,13 @@ pub(crate) async fn start_app(
             crate::hooks::process_exited(&shared, &record);
         });
     }
+    let uid = appipc_sys::cred::current_uid();
     let caller = Caller {
         session_id: shared.next_session_id(),
         pid,
-        uid: appipc_sys::cred::current_uid(),
+        uid,
         principal: Principal::packaged(
+            uid,
             pkg.family_name.clone(),
             app.id.clone(),
             trust,

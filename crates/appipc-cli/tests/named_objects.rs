@@ -60,8 +60,9 @@ fn file_mappings_across_packages_by_acl() {
     assert!(prefix.starts_with(r"AppContainerNamedObjects\S-1-15-2-"), "{prefix}");
 
     // Contoso creates two mappings and keeps them open: one with the default descriptor, one
-    // that grants Fabrikam's package read access.
-    let sddl = format!("D:(A;;GR;;;{fabrikam_sid})");
+    // that grants Fabrikam's package read access. As on Windows, an app container needs an
+    // entry on the user's side too (OW: the owner, the user) and gets what both sides grant.
+    let sddl = format!("D:(A;;GA;;;OW)(A;;GR;;;{fabrikam_sid})");
     let (holder, _) = rt
         .block_on(aam.activate_application(
             &contoso,
@@ -111,7 +112,8 @@ fn file_mappings_across_packages_by_acl() {
     let (_, out) = app(&b, &fabrikam, &["--map-open", r"LOCAL\a\b", "r"]);
     assert!(out.contains("(error 123)"), "{out}");
 
-    // An unconfined process of the user opens by qualified name, no entry needed.
+    // An unconfined process of the user opens by qualified name: the default DACL has an
+    // entry for the user.
     rt.block_on(async {
         let m = FileMapping::open(&session, &format!(r"{prefix}\private"), FILE_MAP_READ)
             .await
@@ -346,12 +348,13 @@ fn events_and_pipes_across_packages_from_inside_containers() {
     let (_, out) = app(&b, &fabrikam, &["--event-set", &format!(r"{prefix}\closed")]);
     assert!(out.contains("open refused") && out.contains("(error 5)"), "{out}");
     let _ = waiter;
-    // The SDK's descriptor builder, by family name: D:(A;;0x100002;;;PFN:…).
-    use appipc::named_objects::{EVENT_MODIFY_STATE, SYNCHRONIZE, SecurityDescriptor};
+    // The SDK's descriptor builder, by family name: D:(A;;GA;;;WD)(A;;0x100002;;;PFN:…).
+    use appipc::named_objects::{EVENT_MODIFY_STATE, GENERIC_ALL, SYNCHRONIZE, SecurityDescriptor};
     let sddl = SecurityDescriptor::new()
+        .allow_everyone(GENERIC_ALL)
         .allow_package(&fabrikam, SYNCHRONIZE | EVENT_MODIFY_STATE)
         .to_sddl();
-    assert_eq!(sddl, format!("D:(A;;0x100002;;;PFN:{fabrikam})"));
+    assert_eq!(sddl, format!("D:(A;;GA;;;WD)(A;;0x100002;;;PFN:{fabrikam})"));
     let waiter = start(&["--event-wait", r"LOCAL\open", "--sddl", &sddl]);
     wait_listed(&b, "open");
     let (_, out) = app(&b, &fabrikam, &["--event-set", &format!(r"{prefix}\open")]);
@@ -364,7 +367,7 @@ fn events_and_pipes_across_packages_from_inside_containers() {
     );
     // A message-mode pipe served by Contoso's container, used from Fabrikam's: the server
     // learns who the client is.
-    let sddl = format!("D:(A;;GRGW;;;PFN:{fabrikam})");
+    let sddl = format!("D:(A;;GA;;;OW)(A;;GRGW;;;PFN:{fabrikam})");
     let server = start(&["--pipe-serve", r"\\.\pipe\LOCAL\inbox", "--sddl", &sddl]);
     let pipe = format!(r"\\.\pipe\{prefix}\inbox");
     let deadline = Instant::now() + Duration::from_secs(10);
