@@ -300,26 +300,26 @@ async fn scenario(root: &Path, bins: &Path, socket: &Path) -> Result<()> {
         .allow_package(&viewer_sid, GENERIC_WRITE)
         .to_sddl();
     println!(
-        "   Contoso.Hello creates LOCAL\\frame (default: its package only) and LOCAL\\shared ({sddl})"
+        "   Contoso.Hello creates Local\\frame (default: its package only) and Local\\shared ({sddl})"
     );
-    println!("   and waits on the event LOCAL\\ready ({event_sddl}) for Fabrikam's signal");
+    println!("   and waits on the event Local\\ready ({event_sddl}) for Fabrikam's signal");
     let (holder_relay, holder_stdio) = crate::relay::Relay::start(false)?;
     let (holder, _) = aam
         .activate_application(
             &hello,
             &[
                 "--map-create".into(),
-                r"LOCAL\frame".into(),
+                r"Local\frame".into(),
                 "4096".into(),
                 "a private frame".into(),
                 "--map-create".into(),
-                r"LOCAL\shared".into(),
+                r"Local\shared".into(),
                 "4096".into(),
                 "a frame for Fabrikam".into(),
                 "--sddl".into(),
                 sddl,
                 "--event-wait".into(),
-                r"LOCAL\ready".into(),
+                r"Local\ready".into(),
                 "--sddl".into(),
                 event_sddl,
             ],

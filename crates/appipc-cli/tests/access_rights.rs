@@ -237,36 +237,36 @@ fn handles_carry_exactly_the_rights_granted() {
         &own,
         &[
             "create-map",
-            r"LOCAL\own",
+            r"Local\own",
             "4096",
             "map",
-            r"LOCAL\own",
+            r"Local\own",
             &zero,
             "map",
-            r"LOCAL\own",
+            r"Local\own",
             &r,
             "map",
-            r"LOCAL\own",
+            r"Local\own",
             &hex(FILE_MAP_READ | FILE_MAP_WRITE),
             "create-event",
-            r"LOCAL\ownev",
+            r"Local\ownev",
             "event",
-            r"LOCAL\ownev",
+            r"Local\ownev",
             &zero,
             "event",
-            r"LOCAL\ownev",
+            r"Local\ownev",
             &sync,
             "event",
-            r"LOCAL\ownev",
+            r"Local\ownev",
             &both,
         ],
     );
-    assert_eq!(result(&out, r"map LOCAL\own 0x0"), "error 5", "{out}");
-    assert_eq!(result(&out, r"map LOCAL\own 0x4"), "fd read-only read no-write", "{out}");
-    assert_eq!(result(&out, r"map LOCAL\own 0x6"), "fd object read write", "{out}");
-    assert_eq!(result(&out, r"event LOCAL\ownev 0x0"), "error 5", "{out}");
-    assert_eq!(result(&out, r"event LOCAL\ownev 0x100000"), "fd readiness no-signal poll", "{out}");
-    assert_eq!(result(&out, r"event LOCAL\ownev 0x100002"), "fd object signal poll", "{out}");
+    assert_eq!(result(&out, r"map Local\own 0x0"), "error 5", "{out}");
+    assert_eq!(result(&out, r"map Local\own 0x4"), "fd read-only read no-write", "{out}");
+    assert_eq!(result(&out, r"map Local\own 0x6"), "fd object read write", "{out}");
+    assert_eq!(result(&out, r"event Local\ownev 0x0"), "error 5", "{out}");
+    assert_eq!(result(&out, r"event Local\ownev 0x100000"), "fd readiness no-signal poll", "{out}");
+    assert_eq!(result(&out, r"event Local\ownev 0x100002"), "fd object signal poll", "{out}");
     drop(servers);
 }
 
@@ -330,5 +330,52 @@ fn security_descriptors_are_read_as_windows_reads_them() {
             assert_eq!(e.windows_code(), appipc::WindowsCode::Win32(code), "{sddl}: {e}");
             assert!(e.to_string().contains(needle), "{sddl}: {e}");
         }
+    });
+}
+
+/// Object names are case-sensitive inside an app container as outside, keywords included
+/// (`Local\`, not `local\`); pipe names are not.
+#[test]
+fn object_names_are_case_sensitive_pipe_names_are_not() {
+    let b = TestBroker::start();
+    let app = install_probe(&b, "Contoso.CaseProbe", "CN=Contoso Ltd, O=Contoso, L=Zurich, C=CH");
+    let out = probe(
+        &b,
+        &app,
+        &[
+            "create-map",
+            r"Local\Case",
+            "4096",
+            "create-map",
+            r"Local\case",
+            "4096",
+            "map",
+            r"Local\Case",
+            "0x4",
+            "map",
+            r"Local\CASE",
+            "0x4",
+            "map",
+            r"local\Case",
+            "0x4",
+            "map",
+            r"LOCAL\Case",
+            "0x4",
+        ],
+    );
+    assert_eq!(result(&out, r"create-map Local\Case 4096"), "created", "{out}");
+    assert_eq!(result(&out, r"create-map Local\case 4096"), "created", "a second object\n{out}");
+    assert_eq!(result(&out, r"map Local\Case 0x4"), "fd read-only read no-write", "{out}");
+    assert_eq!(result(&out, r"map Local\CASE 0x4"), "error 2", "{out}");
+    assert_eq!(result(&out, r"map local\Case 0x4"), "error 123", "{out}");
+    assert_eq!(result(&out, r"map LOCAL\Case 0x4"), "error 123", "{out}");
+    // Pipes: one pipe, whatever the case.
+    let rt = rt();
+    rt.block_on(async {
+        let s = b.session();
+        let name = format!(r"\\.\pipe\Local\CasePipe{}", unique(""));
+        let _server = NamedPipeServer::create(&s, &name, &PipeOptions::default()).await.unwrap();
+        let other = name.replace(r"\\.\pipe\Local\CasePipe", r"\\.\PIPE\local\casepipe");
+        appipc::named_pipes::open(&s, &other, GENERIC_READ | GENERIC_WRITE).await.unwrap();
     });
 }

@@ -7,11 +7,16 @@
 //!
 //! | name as written | from an app container | from an unconfined process |
 //! |---|---|---|
-//! | `LOCAL\x` or `x` | its package's namespace | the session namespace |
+//! | `Local\x` or `x` | its package's namespace | the session namespace |
 //! | `Session\x` or `Global\x` | the session namespace (open only, by ACL) | the session namespace |
-//! | `AppContainerNamedObjects\<SID>\x` | that package's namespace (open only, by ACL; its own: as `LOCAL\x`) | that package's namespace (no grant needed) |
+//! | `AppContainerNamedObjects\<SID>\x` | that package's namespace (open only, by ACL; its own: as `Local\x`) | that package's namespace (by its default DACL's entry for the user) |
 //!
-//! Pipes are named `\\.\pipe\` followed by such a name (`\\.\pipe\LOCAL\x`).
+//! Object names are case-sensitive, and so are the keywords `Global\`, `Local\` and
+//! `Session\` (Windows: `CreateEventEx` "Name comparison is case sensitive", "Kernel object
+//! namespaces" "These keywords are case sensitive"): `local\x` is not in the local namespace but
+//! a name with a backslash, refused (123); `Event` and `event` are two objects. Pipes are named
+//! `\\.\pipe\` followed by such a name (`\\.\pipe\LOCAL\x`); pipe names, keywords
+//! included, are case-insensitive, as Windows' are (`CreateNamedPipe`).
 //!
 //! Namespaces are per user (there is no machine-wide namespace), so `Global\` names the user's
 //! session namespace: a program written for Windows that shares `Global\x` between its
@@ -82,12 +87,13 @@ pub enum NameKind {
     Pipe,
 }
 
-/// A resolved name: its namespace and its key (case-insensitive).
+/// A resolved name: its namespace and its key.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ObjectName {
     /// The namespace.
     pub namespace: Namespace,
-    /// The name inside it, lower-cased (names compare case-insensitively).
+    /// The name inside it: as written for objects (their names are case-sensitive), lower-cased
+    /// for pipes (theirs are not).
     pub key: String,
     /// The name as written (for display).
     pub display: String,
@@ -124,30 +130,49 @@ pub fn resolve(who: &Principal, raw: &str, kind: NameKind) -> Result<ObjectName,
     if rest.is_empty() || rest.chars().any(|c| c.is_control()) {
         return Err(invalid("empty, or control characters"));
     }
-    let (namespace, name) = split_namespace(rest).map_err(|why| invalid(&why))?;
+    let (namespace, name) = split_namespace(rest, kind).map_err(|why| invalid(&why))?;
     if name.is_empty() {
         return Err(invalid("no name after the namespace"));
     }
     if kind == NameKind::Object && name.contains('\\') {
+        let first = name.split('\\').next().unwrap_or_default();
+        if let Some(k) = KEYWORDS.iter().find(|k| k.eq_ignore_ascii_case(first)) {
+            return Err(invalid(&format!(
+                "the keyword is spelled {k}\\ (Windows compares Global\\, Local\\ and Session\\ \
+                 case-sensitively), and an object name has no '\\' after its namespace"
+            )));
+        }
         return Err(invalid(r"an object name has no '\' after its namespace"));
     }
     let namespace = match namespace {
         Some(ns) => ns,
         None => home(who),
     };
-    Ok(ObjectName { namespace, key: name.to_lowercase(), display: raw.to_owned() })
+    let key = match kind {
+        NameKind::Object => name.to_owned(),
+        NameKind::Pipe => name.to_lowercase(),
+    };
+    Ok(ObjectName { namespace, key, display: raw.to_owned() })
 }
 
-/// Splits `Session\x` (or `Global\x`), `LOCAL\x`, `AppContainerNamedObjects\<SID>\x` or a plain `x`.
-fn split_namespace(s: &str) -> Result<(Option<Namespace>, &str), String> {
+/// The namespace keywords, as Windows spells them.
+const KEYWORDS: [&str; 3] = ["Local", "Global", "Session"];
+
+/// Splits `Session\x` (or `Global\x`), `Local\x`, `AppContainerNamedObjects\<SID>\x` or a
+/// plain `x`. For objects the keywords are matched case-sensitively, for pipes not.
+fn split_namespace(s: &str, kind: NameKind) -> Result<(Option<Namespace>, &str), String> {
     let (first, after) = match s.split_once('\\') {
         Some(x) => x,
         None => return Ok((None, s)),
     };
-    if first.eq_ignore_ascii_case("LOCAL") {
+    let is = |keyword: &str| match kind {
+        NameKind::Object => first == keyword,
+        NameKind::Pipe => first.eq_ignore_ascii_case(keyword),
+    };
+    if is("Local") {
         return Ok((None, after));
     }
-    if first.eq_ignore_ascii_case("Session") || first.eq_ignore_ascii_case("Global") {
+    if is("Session") || is("Global") {
         return Ok((Some(Namespace::Session), after));
     }
     if first.eq_ignore_ascii_case("AppContainerNamedObjects") {
@@ -655,21 +680,50 @@ mod tests {
 
     #[test]
     fn local_names_land_in_the_callers_namespace() {
-        let n = resolve(&a(), r"LOCAL\buf", NameKind::Object).unwrap();
+        let n = resolve(&a(), r"Local\buf", NameKind::Object).unwrap();
         assert_eq!(n.namespace, Namespace::AppContainer(sid::appcontainer_sid(A)));
         assert_eq!(n.key, "buf");
-        let plain = resolve(&a(), "BUF", NameKind::Object).unwrap();
-        assert_eq!(plain.namespace, n.namespace);
-        assert_eq!(plain.key, n.key, "case-insensitive");
-        let u = resolve(&user(), r"LOCAL\buf", NameKind::Object).unwrap();
+        let plain = resolve(&a(), "buf", NameKind::Object).unwrap();
+        assert_eq!((plain.namespace, plain.key), (n.namespace, n.key));
+        let u = resolve(&user(), r"Local\buf", NameKind::Object).unwrap();
         assert_eq!(u.namespace, Namespace::Session);
+    }
+
+    #[test]
+    fn object_names_and_their_keywords_are_case_sensitive_pipe_names_are_not() {
+        // Two spellings, two objects.
+        let upper = resolve(&a(), "BUF", NameKind::Object).unwrap();
+        let lower = resolve(&a(), "buf", NameKind::Object).unwrap();
+        assert_eq!(upper.namespace, lower.namespace);
+        assert_ne!(upper.key, lower.key, "Windows: name comparison is case sensitive");
+        // The keywords are Local\, Global\ and Session\, exactly.
+        for raw in [r"LOCAL\x", r"local\x", r"global\x", r"GLOBAL\x", r"session\x"] {
+            let e = resolve(&user(), raw, NameKind::Object).unwrap_err();
+            assert_eq!(e.code, Win32Error::InvalidName, "{raw}");
+            assert!(e.message.contains("case-sensitively"), "{raw}: {}", e.message);
+        }
+        assert_eq!(
+            resolve(&a(), r"Global\x", NameKind::Object).unwrap().namespace,
+            Namespace::Session
+        );
+        assert_eq!(
+            resolve(&a(), r"Session\x", NameKind::Object).unwrap().namespace,
+            Namespace::Session
+        );
+        // Pipes: any case, one pipe.
+        let p1 = resolve(&a(), r"\\.\pipe\LOCAL\Inbox", NameKind::Pipe).unwrap();
+        let p2 = resolve(&a(), r"\\.\PIPE\local\inbox", NameKind::Pipe).unwrap();
+        assert_eq!((&p1.namespace, &p1.key), (&p2.namespace, &p2.key));
+        assert_eq!(p1.namespace, Namespace::AppContainer(sid::appcontainer_sid(A)));
+        let g = resolve(&a(), r"\\.\pipe\GLOBAL\x", NameKind::Pipe).unwrap();
+        assert_eq!(g.namespace, Namespace::Session);
     }
 
     #[test]
     fn containers_qualify_names_to_reach_other_namespaces() {
         let g = resolve(&a(), r"Global\x", NameKind::Object).unwrap();
         assert_eq!(g.namespace, Namespace::Session);
-        let g = resolve(&user(), r"global\x", NameKind::Object).unwrap();
+        let g = resolve(&user(), r"Global\x", NameKind::Object).unwrap();
         assert_eq!((g.namespace, g.key.as_str()), (Namespace::Session, "x"));
         let other = format!(r"{}\x", named_object_path(B));
         let n = resolve(&a(), &other, NameKind::Object).unwrap();
@@ -691,7 +745,7 @@ mod tests {
     fn invalid_names() {
         for (raw, kind) in [
             ("", NameKind::Object),
-            (r"LOCAL\", NameKind::Object),
+            (r"Local\", NameKind::Object),
             (r"a\b", NameKind::Object),
             ("x", NameKind::Pipe),
             (r"AppContainerNamedObjects\S-1-5-32-544\x", NameKind::Object),

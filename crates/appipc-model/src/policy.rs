@@ -878,13 +878,13 @@ pub fn decide(who: &Principal, op: &Operation<'_>) -> Decision {
                 ErrorKind::AccessDenied,
                 win32(Win32Error::AccessDenied),
                 format!(
-                    "an app container creates names only in its own namespace (LOCAL\\…), not in \
+                    "an app container creates names only in its own namespace (Local\\…), not in \
                      {}",
                     name.namespace
                 ),
             )
             .remedy(format!(
-                "create it as LOCAL\\{} and share it by its security descriptor",
+                "create it as Local\\{} and share it by its security descriptor",
                 name.key
             )),
             Some(_) => Decision::allow("an app container creates names in its own namespace"),
@@ -1053,7 +1053,7 @@ mod tests {
         assert!(
             !decide(&a, &Operation::CreateNamedObject { name: &n, ty: ObjectType::Event }).allowed
         );
-        let n = resolve(&a, r"LOCAL\x", NameKind::Object).unwrap();
+        let n = resolve(&a, r"Local\x", NameKind::Object).unwrap();
         assert!(
             decide(&a, &Operation::CreateNamedObject { name: &n, ty: ObjectType::Event }).allowed
         );
@@ -1068,7 +1068,7 @@ mod tests {
     fn open_named_object_names_the_missing_entry() {
         let a = packaged(A, TrustLevel::AppContainer, &[]);
         let b = packaged(B, TrustLevel::AppContainer, &[]);
-        let n = resolve(&a, r"LOCAL\x", NameKind::Object).unwrap();
+        let n = resolve(&a, r"Local\x", NameKind::Object).unwrap();
         let sd = objects::default_descriptor(&a);
         let op = Operation::OpenNamedObject {
             name: &n,

@@ -6,9 +6,11 @@
 //! on auto-reset events and semaphores); one that may signal but not wait signals through the
 //! broker; an open with access 0 is refused, as on Windows.
 //!
-//! Names: `LOCAL\name` (or `name`) is the caller's own namespace — its package's in an app
+//! Names: `Local\name` (or `name`) is the caller's own namespace — its package's in an app
 //! container, the user's session otherwise; another package's objects are reached by
-//! qualifying the name with [`named_object_path`]. Rights are Windows' (`FILE_MAP_READ` 0x4,
+//! qualifying the name with [`named_object_path`]. As on Windows, names are case-sensitive and
+//! so are the keywords `Local\`, `Global\` and `Session\` (`local\x` is refused, 123); pipe
+//! names ([`crate::named_pipes`]) are not. Rights are Windows' (`FILE_MAP_READ` 0x4,
 //! `FILE_MAP_WRITE` 0x2, `GENERIC_ALL`, …); errors carry Windows' codes.
 
 use std::os::fd::OwnedFd;

@@ -95,7 +95,7 @@ async fn wake_peer(side: &Side, peer_is_consumer: bool) -> Result<()> {
 }
 
 impl RingProducer {
-    /// Creates the ring `name` (`LOCAL\…`) with `capacity` bytes of records (a power of two)
+    /// Creates the ring `name` (`Local\…`) with `capacity` bytes of records (a power of two)
     /// and the security descriptor `sddl` for the consumer's package.
     pub async fn create(
         session: &Session,
