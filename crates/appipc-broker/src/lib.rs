@@ -120,6 +120,9 @@ pub(crate) struct Shared {
     pub(crate) fds: Arc<limits::FdBudget>,
     /// Log lines a flood would repeat.
     pub(crate) log_limiter: limits::LogLimiter,
+    /// Held while a publisher cache folder is looked up and created, so two spellings of one
+    /// name never become two folders (`mech::storage::ensure_folder`).
+    pub(crate) publisher_cache_lock: std::sync::Mutex<()>,
     next_session: AtomicU64,
     uid: u32,
     /// Sessions the broker created itself (for launched processes, `OpenSession`), handed to
@@ -239,6 +242,7 @@ impl Broker {
                 ),
                 sessions: sessions::Sessions::default(),
                 log_limiter: limits::LogLimiter::default(),
+                publisher_cache_lock: std::sync::Mutex::new(()),
                 config,
                 next_session: AtomicU64::new(1),
                 uid: appipc_sys::cred::current_uid(),

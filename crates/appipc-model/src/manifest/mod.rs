@@ -66,7 +66,7 @@ pub use names::{
     APP_SERVICE_NAME_RULE, AppServiceName, CustomCapabilityName, FOLDER_NAME_RULE, GUID_RULE, Guid,
     KNOWN_APPDATA_FOLDERS, MAX_MESSAGE_SIZE, MESSAGE_SIZE_RULE, MIN_MESSAGE_SIZE, NameError,
     PARAMETER_RULE, PROTOCOL_NAME_RULE, PackagePath, ProtocolName,
-    check_publisher_cache_folder_name, parse_message_size,
+    check_publisher_cache_folder_name, parse_message_size, publisher_cache_folder_key,
 };
 
 /// The file name of the manifest inside a package folder.
@@ -382,9 +382,20 @@ impl Manifest {
         })
     }
 
-    /// Whether a publisher cache folder of this name is declared (case-insensitive).
+    /// Whether a publisher cache folder of this name is declared (compared by
+    /// [`publisher_cache_folder_key`], as Windows compares folder names).
     pub fn declares_publisher_cache_folder(&self, name: &str) -> bool {
-        self.publisher_cache_folders.iter().any(|f| f.eq_ignore_ascii_case(name))
+        self.declared_publisher_cache_folder(name).is_some()
+    }
+
+    /// The declared spelling of the publisher cache folder `name` (compared by
+    /// [`publisher_cache_folder_key`]).
+    pub fn declared_publisher_cache_folder(&self, name: &str) -> Option<&str> {
+        let key = publisher_cache_folder_key(name);
+        self.publisher_cache_folders
+            .iter()
+            .find(|f| publisher_cache_folder_key(f) == key)
+            .map(String::as_str)
     }
 }
 
