@@ -505,3 +505,40 @@ fn a_session_that_hoards_handles_is_stopped_and_the_broker_serves_on() {
         }
     });
 }
+
+/// Bad parameters are `ERROR_INVALID_PARAMETER` (87), a 2^63-byte mapping included; object names
+/// reach `MAX_PATH` (260 characters), pipe names 256.
+#[test]
+fn bad_parameters_are_87_and_names_reach_max_path() {
+    use appipc::WindowsCode;
+    use appipc::named_objects::{Event, Semaphore};
+    use appipc::named_pipes::{NamedPipeServer, PipeOptions};
+    let b = TestBroker::start();
+    rt().block_on(async {
+        let s = b.session();
+        let code = |r: Result<(), appipc::Error>| r.unwrap_err().windows_code();
+        let mapping = |size: u64| FileMapping::create(&s, "m", size, true, None);
+        assert_eq!(code(mapping(0).await.map(|_| ())), WindowsCode::Win32(87), "size 0");
+        assert_eq!(code(mapping(1 << 63).await.map(|_| ())), WindowsCode::Win32(87), "2^63 bytes");
+        assert_eq!(code(mapping(u64::MAX).await.map(|_| ())), WindowsCode::Win32(87));
+        let sem = |initial, maximum| Semaphore::create(&s, "s", initial, maximum, None);
+        assert_eq!(code(sem(2, 1).await.map(|_| ())), WindowsCode::Win32(87), "initial > maximum");
+        assert_eq!(code(sem(0, 0).await.map(|_| ())), WindowsCode::Win32(87), "maximum 0");
+        let pipe = PipeOptions { max_instances: 0, ..PipeOptions::default() };
+        let e = NamedPipeServer::create(&s, r"\\.\pipe\zero", &pipe).await.unwrap_err();
+        assert_eq!(e.windows_code(), WindowsCode::Win32(87), "{e}");
+        // Names: 260 characters, prefix included; one more is 123.
+        let name = |n: usize| format!(r"Local\{}", "n".repeat(n - 6));
+        Event::create(&s, &name(260), false, false, None).await.unwrap();
+        let e = Event::create(&s, &name(261), false, false, None).await.unwrap_err();
+        assert_eq!(e.windows_code(), WindowsCode::Win32(123), "{e}");
+        assert!(e.to_string().contains("MAX_PATH"), "{e}");
+        let pipe_name = |n: usize| format!(r"\\.\pipe\{}", "p".repeat(n - 9));
+        let _p =
+            NamedPipeServer::create(&s, &pipe_name(256), &PipeOptions::default()).await.unwrap();
+        let e = NamedPipeServer::create(&s, &pipe_name(257), &PipeOptions::default())
+            .await
+            .unwrap_err();
+        assert_eq!(e.windows_code(), WindowsCode::Win32(123), "{e}");
+    });
+}

@@ -99,8 +99,13 @@ pub struct ObjectName {
     pub display: String,
 }
 
-/// Longest name (Windows: `MAX_PATH` for objects; 256 characters for a full pipe name).
-pub const MAX_NAME: usize = 256;
+/// The longest object name, in characters (UTF-16 code units, as Windows counts them), prefix
+/// included: `MAX_PATH` (`CreateEventEx`: "The name is limited to MAX_PATH characters").
+pub const MAX_OBJECT_NAME: usize = 260;
+
+/// The longest pipe name, in characters, `\\.\pipe\` included (`CreateNamedPipe`: "The entire
+/// pipe name string can be up to 256 characters long").
+pub const MAX_PIPE_NAME: usize = 256;
 
 /// The prefix of pipe names.
 pub const PIPE_PREFIX: &str = r"\\.\pipe\";
@@ -111,7 +116,7 @@ pub fn resolve(who: &Principal, raw: &str, kind: NameKind) -> Result<ObjectName,
     let invalid = |why: &str| err(Win32Error::InvalidName, format!("name {raw:?}: {why}"));
     let rest = match kind {
         NameKind::Pipe => {
-            if raw.len() > MAX_NAME {
+            if raw.encode_utf16().count() > MAX_PIPE_NAME {
                 return Err(invalid("a pipe name is at most 256 characters"));
             }
             let lower = raw.to_ascii_lowercase();
@@ -121,8 +126,8 @@ pub fn resolve(who: &Principal, raw: &str, kind: NameKind) -> Result<ObjectName,
             &raw[PIPE_PREFIX.len()..]
         }
         NameKind::Object => {
-            if raw.len() > MAX_NAME {
-                return Err(invalid("a name is at most 256 characters"));
+            if raw.encode_utf16().count() > MAX_OBJECT_NAME {
+                return Err(invalid("a name is at most MAX_PATH (260) characters"));
             }
             raw
         }
@@ -758,6 +763,23 @@ mod tests {
         }
         let long = format!(r"\\.\pipe\LOCAL\{}", "x".repeat(260));
         assert_eq!(resolve(&a(), &long, NameKind::Pipe).unwrap_err().code, Win32Error::InvalidName);
+        // Pipes: 256 characters in all; objects: MAX_PATH (260), counted as UTF-16 units.
+        let pipe = |n: usize| format!(r"\\.\pipe\{}", "x".repeat(n - 9));
+        assert!(resolve(&a(), &pipe(256), NameKind::Pipe).is_ok());
+        assert!(resolve(&a(), &pipe(257), NameKind::Pipe).is_err());
+        let object = |n: usize| format!(r"Local\{}", "x".repeat(n - 6));
+        assert!(resolve(&a(), &object(260), NameKind::Object).is_ok());
+        let e = resolve(&a(), &object(261), NameKind::Object).unwrap_err();
+        assert!(
+            e.code == Win32Error::InvalidName && e.message.contains("MAX_PATH"),
+            "{}",
+            e.message
+        );
+        assert!(resolve(&a(), &"é".repeat(260), NameKind::Object).is_ok(), "characters, not bytes");
+        assert!(
+            resolve(&a(), &"😀".repeat(131), NameKind::Object).is_err(),
+            "two UTF-16 units each"
+        );
         let p = resolve(&a(), r"\\.\PIPE\LOCAL\my\pipe", NameKind::Pipe).unwrap();
         assert_eq!(p.key, r"my\pipe");
     }
