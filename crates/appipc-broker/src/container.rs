@@ -359,8 +359,8 @@ pub(crate) async fn prepare(shared: &Arc<Shared>, pkg: &InstalledPackage) -> Res
     })?;
     let (cwd, hostname) = Confinement::names(&plan.cwd, &plan.hostname)
         .map_err(|e| LaunchError::Failed(format!("app container: {e}")))?;
-    let (restrictions, restriction_words) = crate::restrictions::prepare(&plan)?;
-    let description = describe(root, &holder.ids, broad, &restriction_words);
+    let restrictions = crate::restrictions::prepare(&plan, root)?;
+    let description = describe(root, &holder.ids, broad, &restrictions.words);
     let confinement = Confinement {
         userns: holder
             .userns
@@ -377,7 +377,8 @@ pub(crate) async fn prepare(shared: &Arc<Shared>, pkg: &InstalledPackage) -> Res
         // Private to the app; under a root broker also to its publisher's group (the publisher
         // cache folders are shared that way).
         umask: if root { 0o007 } else { 0o077 },
-        restrictions,
+        restrictions: restrictions.steps,
+        supervisor: restrictions.supervisor,
     };
     Ok(Prepared {
         confinement: Arc::new(confinement),

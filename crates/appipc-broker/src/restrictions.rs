@@ -11,9 +11,21 @@ use crate::error::LaunchError;
 
 type Result<T, E = LaunchError> = std::result::Result<T, E>;
 
-/// The restrictions to apply, in order (Landlock, then seccomp), and a description of what
-/// the kernel enforces, for `appipc ps`.
-pub(crate) fn prepare(plan: &SandboxPlan) -> Result<(Vec<Box<dyn ChildStep>>, String)> {
+/// What the child applies: the restrictions in order (Landlock, seccomp's escape-hatch
+/// filter, then — under an unprivileged broker — the filter that hands `chmod` and `setxattr`
+/// to the supervisor), the supervisor itself, and a description of what the kernel enforces,
+/// for `appipc ps`.
+pub(crate) struct Restrictions {
+    pub(crate) steps: Vec<Box<dyn ChildStep>>,
+    pub(crate) supervisor: Option<appipc_sys::seccomp_notify::Supervisor>,
+    pub(crate) words: String,
+}
+
+/// Prepares the [`Restrictions`] of a plan. Under an unprivileged broker the app's uid owns
+/// whatever the broker's uid owns (the named file mappings' memfds among them), so its mode
+/// and attribute changes go through the supervisor (`appipc_sys::seccomp_notify`), which
+/// allows them on the app's own mounts only; under a root broker the app owns none of that.
+pub(crate) fn prepare(plan: &SandboxPlan, root: bool) -> Result<Restrictions> {
     let mut read_write = plan.read_write.clone();
     read_write.extend(plan.read_write_files.iter().cloned());
     let rules = LandlockRules {
@@ -43,9 +55,18 @@ pub(crate) fn prepare(plan: &SandboxPlan) -> Result<(Vec<Box<dyn ChildStep>>, St
     }
     let seccomp = appipc_sys::seccomp::escape_hatch_filter()
         .map_err(|e| LaunchError::Failed(format!("app container: seccomp: {e}")))?;
-    let words = format!(
+    let mut words = format!(
         ", {report}, seccomp ({} escape hatches denied), no_new_privs, no capabilities",
         appipc_sys::seccomp::denied_syscalls().len()
     );
-    Ok((vec![Box::new(ll), Box::new(seccomp)], words))
+    let mut steps: Vec<Box<dyn ChildStep>> = vec![Box::new(ll), Box::new(seccomp)];
+    let mut supervisor = None;
+    if !root {
+        let (filter, s) = appipc_sys::seccomp_notify::supervised()
+            .map_err(|e| LaunchError::Failed(format!("app container: seccomp supervisor: {e}")))?;
+        steps.push(Box::new(filter));
+        supervisor = Some(s);
+        words.push_str(", chmod and extended attributes through a supervisor (own mounts only)");
+    }
+    Ok(Restrictions { steps, supervisor, words })
 }

@@ -182,6 +182,17 @@ fn matrix(user: Option<(u32, u32)>) {
         "mmap_exec_anonymous",
         "marker",
         "id_maps",
+        // Mode changes of its own files, as programs make them (supervised under an
+        // unprivileged broker, seccomp_notify).
+        "chmod_path",
+        "chmod_fd",
+        "chmod_nofollow",
+        "chmod_proc_self_fd",
+        "chmod_through_link",
+        "cp_p",
+        "python_copy2",
+        "tar_p",
+        "chmod_cost",
     ]
     .map(str::to_owned)
     .to_vec();
@@ -222,6 +233,8 @@ fn matrix(user: Option<(u32, u32)>) {
         "fanotify_init",
         "inotify_usr",
         "signal_init",
+        // Its stderr is not a file of its own mounts.
+        "stderr_chmod",
     ]
     .into_iter()
     .map(str::to_owned)
@@ -234,6 +247,26 @@ fn matrix(user: Option<(u32, u32)>) {
             problems.push(format!("{escape} must fail with an errno: {}", v[escape]));
         }
     }
+    // Extended attributes where the file system has them.
+    if !ok("user_xattr") && v["user_xattr"]["errno"].as_i64() != Some(i64::from(libc::EOPNOTSUPP)) {
+        problems.push(format!(
+            "user_xattr must work where the file system has them: {}",
+            v["user_xattr"]
+        ));
+    }
+    // A memfd of its own: its own to change under a root broker (uid of its own); under an
+    // unprivileged one every memfd of the broker's uid is the app's too, so none may change.
+    let memfd_ok = user.is_none() && rustix::process::getuid().is_root();
+    if ok("own_memfd_chmod") != memfd_ok
+        || (!memfd_ok && v["own_memfd_chmod"]["errno"].as_i64() != Some(i64::from(libc::EPERM)))
+    {
+        problems.push(format!(
+            "own_memfd_chmod must {}: {}",
+            if memfd_ok { "work" } else { "fail with EPERM" },
+            v["own_memfd_chmod"]
+        ));
+    }
+    eprintln!("{who}: a chmod inside costs {}", v["chmod_cost"]["detail"]);
     sockets_are_refused(who, &v, &mut problems);
     assert!(problems.is_empty(), "{who}: {} problems:\n{}", problems.len(), problems.join("\n"));
     // It ran as the packaged app, in a pid namespace of its own, with no capabilities.
@@ -584,6 +617,9 @@ fn terminal(user: Option<(u32, u32)>) {
     }
     if TerminalMode::get(&term.slave).unwrap() != termios_before {
         problems.push("the terminal's modes were not restored (the app's no-echo stuck)".into());
+    }
+    if v["tty_chmod"]["ok"] != false {
+        problems.push(format!("the app changed the mode of its terminal: {}", v["tty_chmod"]));
     }
     let mode_after = std::fs::metadata(&tty_path).unwrap().mode();
     if mode_after != mode_before {

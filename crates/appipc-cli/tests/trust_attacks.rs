@@ -3,7 +3,7 @@
 //! confined app (the `redteam-probe` binary installed as a package and launched by the broker)
 //! or a malicious local client (raw frames on the public socket).
 
-use std::io::BufRead;
+use std::io::{BufRead, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -131,6 +131,166 @@ fn ping_within(fd: &OwnedFd, secs: u64) -> bool {
 
 const CONTOSO: &str = "CN=Contoso Ltd, O=Contoso, L=Zurich, C=CH";
 const FABRIKAM: &str = "CN=Fabrikam Inc, O=Fabrikam, C=US";
+
+/// The user the unprivileged-broker variants run as (CI creates it; `scripts/test.sh` too).
+const UNPRIVILEGED_USER: &str = "appipc-test";
+
+fn lookup_user(name: &str) -> Option<(u32, u32)> {
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        (f.first() == Some(&name))
+            .then(|| Some((f.get(2)?.parse().ok()?, f.get(3)?.parse().ok()?)))
+            .flatten()
+    })
+}
+
+/// A broker as root (`None`), or as the unprivileged test user; `None` (with the reason
+/// printed) when this machine cannot run that variant.
+fn broker_as(unprivileged: bool, test: &str) -> Option<TestBroker> {
+    let root = rustix::process::getuid().is_root();
+    match (unprivileged, root) {
+        (false, true) => Some(TestBroker::start()),
+        (false, false) => {
+            eprintln!("SKIPPED {test}: not root (the unprivileged variant runs as this user)");
+            None
+        }
+        (true, false) => Some(TestBroker::start()),
+        (true, true) => match lookup_user(UNPRIVILEGED_USER) {
+            Some((uid, gid)) => Some(TestBroker::start_as(uid, gid, &[])),
+            None => {
+                assert!(
+                    std::env::var_os("CI").is_none(),
+                    "CI must create the user {UNPRIVILEGED_USER} (.ci/run does)"
+                );
+                eprintln!(
+                    "SKIPPED {test}: no user {UNPRIVILEGED_USER} (useradd {UNPRIVILEGED_USER})"
+                );
+                None
+            }
+        },
+    }
+}
+
+/// F1 (high): a `FILE_MAP_READ` handle was the broker's memfd reopened read-only, but a memfd
+/// can be reopened read-write through `/proc/self/fd/N` (or `/dev/fd/N`) — inside the app
+/// container too (Landlock does not govern memfds: they live on the kernel's internal shm
+/// mount) — and it was mode 0777. Under an unprivileged broker the app's uid *is* the memfd's
+/// owner, so a mode the broker sets it can set back (`fchmod`, `chmod` of `/proc/self/fd/N`,
+/// a symbolic link swapped to it, a POSIX ACL). A mapping backed by the creator's own memfd
+/// had the same hole. The package granted `FILE_MAP_READ` only must not change a byte; a
+/// `FILE_MAP_WRITE` holder still writes and the readers see it.
+fn f1_matrix(unprivileged: bool, test: &str) {
+    let Some(b) = broker_as(unprivileged, test) else { return };
+    let who = if unprivileged { "unprivileged broker" } else { "root broker" };
+    let creator = install_probe(&b, "Contoso.Rt9Creator", CONTOSO);
+    let reader = install_probe(&b, "Fabrikam.Rt9Reader", FABRIKAM);
+    let writer = install_probe(&b, "Fabrikam.Rt9Writer", FABRIKAM);
+    let sid = |pfn: &str| appipc_model::sid::appcontainer_sid(pfn).to_string();
+    // FILE_MAP_READ for the reader, FILE_MAP_READ | FILE_MAP_WRITE for the writer.
+    let sddl = format!("D:(A;;0x4;;;{})(A;;0x6;;;{})", sid(&reader), sid(&writer));
+    let (map, file_map) = (unique("rt9map"), unique("rt9filemap"));
+    let local = |n: &str| format!(r"LOCAL\{n}");
+    // What the others open: the creator's namespace, by its qualified name.
+    let there = |n: &str| format!(r"AppContainerNamedObjects\{}\{n}", sid(&creator));
+    let mut args = vec!["launch", "--wait", creator.as_str(), "--"];
+    let (lm, lf) = (local(&map), local(&file_map));
+    args.extend(["create-map", &lm, &sddl, "create-file-map", &lf, &sddl, "wait-stdin"]);
+    args.extend(["show-map", &lm, "show-map", &lf]);
+    let mut child =
+        b.cli().args(&args).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+    let mut input = child.stdin.take().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let created = wait_line(&rx, "create-file-map", 60);
+    let mut problems = Vec::new();
+    if !created.contains(&format!("create-map {lm} {sddl} => created")) {
+        problems.push(format!("the creator could not create its mapping:\n{created}"));
+    }
+    // A mapping over the creator's own memfd is refused (87): its readers could write it.
+    let file_map_refused = created.contains("=> error 87");
+    if !file_map_refused {
+        problems.push(format!("a mapping of the creator's own memfd was created:\n{created}"));
+    }
+
+    let m = there(&map);
+    let mut steps: Vec<String> = Vec::new();
+    for attack in [
+        "rw-reopen",
+        "devfd-reopen",
+        "fchmod-reopen",
+        "chmod-reopen",
+        "acl-reopen",
+        "acl-path-reopen",
+    ] {
+        steps.extend([attack.to_owned(), m.clone()]);
+    }
+    steps.extend(["symlink-race".to_owned(), m.clone(), "2000".to_owned()]);
+    if !file_map_refused {
+        steps.extend(["rw-reopen".to_owned(), there(&file_map)]);
+    }
+    let steps: Vec<&str> = steps.iter().map(String::as_str).collect();
+    let out = probe(&b, &reader, &steps);
+    for line in out.lines().filter(|l| l.contains(" => ")) {
+        let r = line.split(" => ").nth(1).unwrap_or("");
+        let refused = r.contains("granted 0x4 fd read-only")
+            && (r.ends_with("reopen-rw refused every time") || r.contains("reopen-rw refused:"));
+        if !refused {
+            problems.push(format!("the FILE_MAP_READ holder got a writable fd: {line}"));
+        }
+        eprintln!("{who}: {line}");
+    }
+    if let Some(race) = out.lines().find(|l| l.starts_with("symlink-race")) {
+        // The race did run: some chmods reached the app's own file.
+        if race.contains(" 0 chmods done") {
+            problems.push(format!("the symlink race never chmodded the app's own file: {race}"));
+        }
+    }
+
+    let wrote = probe(&b, &writer, &["write-map", &m, "8", "written!"]);
+    if !wrote.contains("granted 0x6; wrote 8 bytes through a writable view") {
+        problems.push(format!("the FILE_MAP_WRITE holder could not write: {wrote}"));
+    }
+    let seen = probe(&b, &reader, &["read-map", &m, "8", "8"]);
+    if !seen.contains(r#"read "written!""#) {
+        problems.push(format!("the reader does not see the writer's bytes: {seen}"));
+    }
+
+    input.write_all(b"go\n").unwrap();
+    let shown = wait_line(&rx, &format!("show-map {lm} =>"), 60);
+    let _ = child.wait();
+    let line = shown.lines().find(|l| l.starts_with(&format!("show-map {lm}"))).unwrap_or("");
+    if !line.contains(r#""originalwritten!"#) {
+        problems.push(format!(
+            "the creator's mapping holds other bytes than its own and the writer's: {line}"
+        ));
+    }
+    assert!(
+        problems.is_empty(),
+        "{who}: {} problems:\n{}\n{}",
+        problems.len(),
+        problems.join("\n"),
+        b.log()
+    );
+}
+
+#[test]
+fn f1_read_only_mapping_is_writable_through_proc_self_fd_with_a_root_broker() {
+    f1_matrix(false, "f1_read_only_mapping_is_writable_through_proc_self_fd_with_a_root_broker");
+}
+
+#[test]
+fn f1_read_only_mapping_is_writable_through_proc_self_fd_with_an_unprivileged_broker() {
+    f1_matrix(
+        true,
+        "f1_read_only_mapping_is_writable_through_proc_self_fd_with_an_unprivileged_broker",
+    );
+}
 
 /// F2 (high, DoS): redeeming a file token opens the token's recorded *path* in the broker
 /// (`storage.rs`, `redeem`: `at_path = open_file(&row.path, false)`) without `O_NONBLOCK`, on

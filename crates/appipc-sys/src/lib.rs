@@ -13,6 +13,8 @@
 //! * [`sandbox`]: the app container: namespace holders, the mount plan, the waiter / init /
 //!   app processes of a confined launch and the error that names a failed set-up step;
 //! * [`landlock`], [`seccomp`]: the restrictions a confined child applies last;
+//! * [`seccomp_notify`]: the supervisor that carries out an app's `chmod` and `setxattr`
+//!   calls, on files of its own mounts only (under an unprivileged broker);
 //! * [`ids`]: host ids for app containers under a root broker (NSS checks, giving a folder
 //!   tree to an id without following links);
 //! * [`pty`]: pseudo-terminals and terminal modes, for the CLI's terminal relay;
@@ -49,4 +51,5 @@ pub mod pty;
 pub mod ring;
 pub mod sandbox;
 pub mod seccomp;
+pub mod seccomp_notify;
 pub mod socket;

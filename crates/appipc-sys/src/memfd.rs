@@ -32,14 +32,55 @@ pub fn create_sealed(name: &str, len: usize, fill: impl FnOnce(&mut [u8])) -> io
     Ok(fd)
 }
 
-/// A memfd of a fixed size (sealed against growing and shrinking, contents writable): the
-/// backing of a named file mapping.
+/// A memfd of a fixed size (sealed against growing and shrinking, contents writable through
+/// the returned fd): the backing of a named file mapping.
+///
+/// Its mode is 0400 (a memfd starts as 0777): reopening it read-write through
+/// `/proc/self/fd/N` — which Landlock does not govern for memfds, since they live on the
+/// kernel's internal shm mount — is refused to everyone without `CAP_DAC_OVERRIDE` over it,
+/// including its owner. Whoever may change that mode back (the owner, `CAP_FOWNER`) can still
+/// make it writable; an unprivileged broker's apps own it, which is what the seccomp
+/// supervisor ([`crate::seccomp_notify`]) is for. Hand out writable handles as duplicates of
+/// the returned fd.
 pub fn create_fixed_size(name: &str, size: u64) -> io::Result<OwnedFd> {
     let fd = rustix::fs::memfd_create(name, MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING)?;
     rustix::fs::ftruncate(&fd, size)?;
     rustix::fs::fcntl_add_seals(&fd, SealFlags::SHRINK | SealFlags::GROW | SealFlags::SEAL)?;
+    rustix::fs::fchmod(&fd, rustix::fs::Mode::from_raw_mode(0o400))?;
     Ok(fd)
 }
+
+/// `STATX_MNT_ID_UNIQUE` (Linux 6.8), not yet in rustix.
+const STATX_MNT_ID_UNIQUE: u32 = 0x4000;
+
+/// The mount id of the file behind `fd` (the unique 64-bit id where the kernel has one, else
+/// the old one), and whether it is the unique kind.
+fn mount_id(fd: impl AsFd) -> io::Result<(u64, bool)> {
+    use rustix::fs::{AtFlags, StatxFlags};
+    let mask = StatxFlags::from_bits_retain(STATX_MNT_ID_UNIQUE) | StatxFlags::MNT_ID;
+    let st = rustix::fs::statx(fd, c"", AtFlags::EMPTY_PATH, mask)?;
+    let unique = st.stx_mask & STATX_MNT_ID_UNIQUE != 0;
+    if !unique && st.stx_mask & StatxFlags::MNT_ID.bits() == 0 {
+        return Err(io::Error::new(io::ErrorKind::Unsupported, "statx reports no mount id"));
+    }
+    Ok((st.stx_mnt_id, unique))
+}
+
+/// Whether `fd` is a file of the kernel's internal memory mounts — a memfd (the shm mount
+/// every memfd lives on) or a file of hugetlbfs — rather than a file some path names.
+/// Reopening such a file through `/proc/self/fd` is governed by its mode alone (Landlock lets
+/// it through), and its mode is its owner's to change.
+pub fn is_anonymous_memory(fd: impl AsFd) -> io::Result<bool> {
+    let fd = fd.as_fd();
+    if rustix::fs::fstatfs(fd)?.f_type as u32 == HUGETLBFS_MAGIC {
+        return Ok(true);
+    }
+    let probe = rustix::fs::memfd_create("appipc-probe", MemfdFlags::CLOEXEC)?;
+    Ok(mount_id(fd)? == mount_id(&probe)?)
+}
+
+/// `HUGETLBFS_MAGIC` (linux/magic.h).
+const HUGETLBFS_MAGIC: u32 = 0x9584_58f6;
 
 /// A shared mapping of a whole fd (a file mapping's view).
 #[derive(Debug)]
@@ -213,6 +254,46 @@ mod tests {
         );
         assert_eq!(rustix::io::pwrite(&fd, b"data", 100).unwrap(), 4, "contents writable");
         assert_eq!(rustix::fs::fstat(&fd).unwrap().st_size, 8192);
+    }
+
+    #[test]
+    fn a_fixed_size_memfd_cannot_be_reopened_for_writing_without_capabilities() {
+        use std::os::fd::AsRawFd;
+        let fd = create_fixed_size("m", 4096).unwrap();
+        let st = rustix::fs::fstat(&fd).unwrap();
+        assert_eq!(st.st_mode & 0o7777, 0o400, "owner read only");
+        // Without CAP_DAC_OVERRIDE (dropped in a thread of its own: capabilities are per
+        // thread), the owner itself may reopen it for reading only.
+        let raw = fd.as_raw_fd();
+        let (ro, rw) = std::thread::spawn(move || {
+            let none = rustix::thread::CapabilitySet::empty();
+            let sets = rustix::thread::CapabilitySets {
+                effective: none,
+                permitted: none,
+                inheritable: none,
+            };
+            rustix::thread::set_capabilities(None, sets).unwrap();
+            let path = format!("/proc/self/fd/{raw}");
+            let open = |flags| rustix::fs::open(path.as_str(), flags, rustix::fs::Mode::empty());
+            (open(rustix::fs::OFlags::RDONLY).map(drop), open(rustix::fs::OFlags::RDWR).map(drop))
+        })
+        .join()
+        .unwrap();
+        assert_eq!(ro, Ok(()), "read-only reopen");
+        assert_eq!(rw, Err(rustix::io::Errno::ACCESS), "read-write reopen refused");
+        // The fd it returned still writes.
+        assert_eq!(rustix::io::pwrite(&fd, b"w", 0).unwrap(), 1);
+    }
+
+    #[test]
+    fn memfds_are_told_apart_from_files() {
+        let memfd = rustix::fs::memfd_create("t", MemfdFlags::CLOEXEC).unwrap();
+        assert!(is_anonymous_memory(&memfd).unwrap());
+        assert!(is_anonymous_memory(create_fixed_size("f", 4096).unwrap()).unwrap());
+        let file = tempfile::tempfile().unwrap();
+        assert!(!is_anonymous_memory(&file).unwrap(), "a file of a mounted file system");
+        let dev_shm = tempfile::tempfile_in("/dev/shm").unwrap();
+        assert!(!is_anonymous_memory(&dev_shm).unwrap(), "a tmpfs file some path names");
     }
 
     #[test]

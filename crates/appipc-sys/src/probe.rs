@@ -304,6 +304,26 @@ pub fn fchmod(fd: std::os::fd::BorrowedFd<'_>, mode: u32) -> io::Result<()> {
     Ok(rustix::fs::fchmod(fd, rustix::fs::Mode::from_raw_mode(mode))?)
 }
 
+/// For escape tests: glibc's `fchmodat(AT_FDCWD, path, mode, AT_SYMLINK_NOFOLLOW)` (what
+/// `lchmod` and Python's `chmod(follow_symlinks=False)` call; glibc may carry it out as a
+/// `chmod` of `/proc/self/fd/N` of an `O_PATH` fd).
+pub fn lchmod(path: &CStr, mode: u32) -> io::Result<()> {
+    // SAFETY: `path` is NUL-terminated and borrowed for the call; the others are integers.
+    check_int(unsafe {
+        libc::fchmodat(
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            mode as libc::mode_t,
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    })
+}
+
+/// For escape tests: `setxattr(path, name, value, 0)`.
+pub fn setxattr(path: &CStr, name: &CStr, value: &[u8]) -> io::Result<()> {
+    Ok(rustix::fs::setxattr(path, name, value, rustix::fs::XattrFlags::empty())?)
+}
+
 /// For escape tests: `utimensat(path, UTIME_NOW)`, which anyone who may write a file may do.
 pub fn touch(path: &CStr) -> io::Result<()> {
     use rustix::fs::{AtFlags, CWD, Timespec, Timestamps, UTIME_NOW};

@@ -412,6 +412,8 @@ pub enum Step {
     WorkingDirectory,
     /// One restriction (its index in [`Confinement::restrictions`]).
     Restriction(usize),
+    /// Forking the seccomp supervisor ([`Confinement::supervisor`]).
+    StartSupervisor,
 }
 
 impl Step {
@@ -446,6 +448,7 @@ impl Step {
             Step::AppSignals => (26, 0),
             Step::WorkingDirectory => (27, 0),
             Step::Restriction(i) => (28, index(i)),
+            Step::StartSupervisor => (29, 0),
         }
     }
 
@@ -480,6 +483,7 @@ impl Step {
             26 => Step::AppSignals,
             27 => Step::WorkingDirectory,
             28 => Step::Restriction(i),
+            29 => Step::StartSupervisor,
             _ => return None,
         })
     }
@@ -516,6 +520,7 @@ impl Step {
             Step::NewSession => "starting the app's session".into(),
             Step::AppSignals => "resetting the app's signals".into(),
             Step::WorkingDirectory => format!("changing to {:?}", conf.cwd),
+            Step::StartSupervisor => "starting the seccomp supervisor".into(),
             Step::Restriction(i) => conf
                 .restrictions
                 .get(i)
@@ -811,6 +816,9 @@ pub struct Confinement {
     /// Restrictions applied in order after the file system is built, right before exec
     /// (Landlock, then seccomp).
     pub restrictions: Vec<Box<dyn ChildStep>>,
+    /// The supervisor of the app's mode and attribute changes, started by the waiter before
+    /// it creates the app's namespaces (the app's half is among the restrictions).
+    pub supervisor: Option<crate::seccomp_notify::Supervisor>,
 }
 
 /// A restriction prepared in the parent and applied by the child with async-signal-safe calls
@@ -847,7 +855,7 @@ fn waited_signals() -> libc::sigset_t {
 /// # Safety
 /// The caller is a single-threaded child between `fork` and `exec` and calls only
 /// async-signal-safe functions in both processes afterwards.
-unsafe fn raw_fork() -> io::Result<libc::pid_t> {
+pub(crate) unsafe fn raw_fork() -> io::Result<libc::pid_t> {
     // SAFETY: clone with only SIGCHLD and no new stack behaves as fork: the child gets a copy of
     // the address space; the pointer arguments are null and unused.
     let rc = unsafe {
@@ -912,6 +920,10 @@ impl Confinement {
             r.at(Step::JoinUserNamespace, join(&self.userns, LinkNameSpaceType::User))?;
         }
         r.at(Step::JoinNetworkNamespace, join(&self.netns, LinkNameSpaceType::Network))?;
+        if let Some(supervisor) = &self.supervisor {
+            // Outside the app's pid and mount namespaces, a child of the waiter.
+            r.at(Step::StartSupervisor, supervisor.start())?;
+        }
         let flags = UnshareFlags::NEWNS
             | UnshareFlags::NEWPID
             | UnshareFlags::NEWIPC
@@ -1239,6 +1251,7 @@ mod tests {
             hostname,
             umask: 0o077,
             restrictions: Vec::new(),
+            supervisor: None,
         }
     }
 

@@ -5,12 +5,25 @@
 //!
 //! | object | rights granted | fd handed out |
 //! |---|---|---|
-//! | file mapping | `FILE_MAP_WRITE` on a `PAGE_READWRITE` mapping | the memfd, read-write |
-//! | file mapping | `FILE_MAP_READ` (or write on a read-only mapping) | the memfd reopened read-only |
+//! | file mapping of memory | `FILE_MAP_WRITE` on a `PAGE_READWRITE` mapping | a duplicate of the broker's read-write fd of the memfd (the writers share its offset and status flags; a view is unaffected) |
+//! | file mapping of memory | `FILE_MAP_READ` (or write on a read-only mapping) | the memfd reopened read-only |
+//! | file mapping of a file | `FILE_MAP_WRITE` on a `PAGE_READWRITE` mapping | the creator's file reopened read-write |
+//! | file mapping of a file | `FILE_MAP_READ` (or write on a read-only mapping) | the creator's file reopened read-only |
 //! | event, semaphore | `SYNCHRONIZE` and the modify right | the eventfd |
 //! | event, semaphore | `SYNCHRONIZE` only | an epoll fd that is readable while the object is signalled (auto-reset events and semaphores are then taken with `TakeSignal`) |
 //! | event, semaphore | the modify right only | none (`Signal` through the broker) |
 //! | any | nothing usable | none |
+//!
+//! A read-only fd stays read-only. A memfd can be reopened read-write through
+//! `/proc/self/fd/N` by whoever its mode allows, and Landlock does not govern that (memfds live
+//! on the kernel's internal shm mount), so the broker's memfd is mode 0400
+//! (`appipc_sys::memfd::create_fixed_size`) and whoever could set the mode back must not be a
+//! holder: under a root broker it belongs to root and apps run as uids of their own (neither
+//! reopen nor `chmod`/ACL passes); under an unprivileged broker the app's uid owns it, and the
+//! app container's seccomp supervisor (`appipc_sys::seccomp_notify`) refuses `chmod`,
+//! `fchmod`, ACLs and other extended attributes on anything not on the app's own mounts. A
+//! mapping of a file refuses a memfd (or hugetlbfs file) as its file (87): its mode is its
+//! creator's to change. Other files are reopened through a path, which Landlock confines.
 //!
 //! An open with access 0 is refused (5), as Windows' access check refuses an empty request.
 //! Data never goes through the broker. Handles are counted per session: `Close`, or the end of
@@ -54,6 +67,9 @@ struct Object {
     size: u64,
     /// A file mapping created `PAGE_READWRITE`.
     writable: bool,
+    /// A file mapping backed by the broker's own memfd (mode 0400, so nobody without
+    /// capabilities over it reopens it read-write), not by the creator's file.
+    broker_memory: bool,
     /// A manual-reset event.
     manual_reset: bool,
     handles: u32,
@@ -188,7 +204,15 @@ fn handle_fd(obj: &Object, granted: u32) -> std::io::Result<(Option<OwnedFd>, Ha
     match obj.ty {
         ObjectType::FileMapping => {
             if obj.writable && granted & FILE_MAP_WRITE != 0 {
-                Ok((Some(appipc_sys::fs::reopen(&obj.fd, true)?), HandleFd::Object))
+                // The broker's memfd cannot be reopened read-write (its mode is 0400): the
+                // writers share the broker's own read-write description (a view is all a
+                // mapping handle is for; offset and status flags are common to them).
+                let fd = if obj.broker_memory {
+                    obj.fd.try_clone()?
+                } else {
+                    appipc_sys::fs::reopen(&obj.fd, true)?
+                };
+                Ok((Some(fd), HandleFd::Object))
             } else if granted & (FILE_MAP_READ | FILE_MAP_WRITE) != 0 {
                 Ok((Some(appipc_sys::fs::reopen(&obj.fd, false)?), HandleFd::ReadOnly))
             } else {
@@ -341,6 +365,7 @@ impl NamedObjects {
                 fd: made.fd,
                 size: made.size,
                 writable: made.writable,
+                broker_memory: made.broker_memory,
                 manual_reset: made.manual_reset,
                 handles: 0,
                 _fd_charge: charge,
@@ -509,6 +534,7 @@ struct Made {
     fd: OwnedFd,
     size: u64,
     writable: bool,
+    broker_memory: bool,
     manual_reset: bool,
     /// What it was made from (to retry a create that lost the name race).
     kind: NamedObjectKind,
@@ -516,10 +542,12 @@ struct Made {
 }
 
 fn make_object(kind: NamedObjectKind, backing: Option<OwnedFd>) -> Result<Made> {
+    let broker_memory = matches!(kind, NamedObjectKind::FileMapping { .. });
     let made = |fd, size, writable, manual_reset, backing| Made {
         fd,
         size,
         writable,
+        broker_memory,
         manual_reset,
         kind: kind.clone(),
         backing,
@@ -532,6 +560,16 @@ fn make_object(kind: NamedObjectKind, backing: Option<OwnedFd>) -> Result<Made> 
             if !id.regular {
                 return Err(NamedObjectError::parameter(
                     "a file mapping's file must be a regular file",
+                ));
+            }
+            let memory = appipc_sys::memfd::is_anonymous_memory(&file)
+                .map_err(|e| InternalError::io("telling a memfd from a file", e))?;
+            if memory {
+                return Err(NamedObjectError::parameter(
+                    "a file mapping's file must be a file on a file system, not a memfd: a \
+                     memfd's mode is its owner's to change and its reopening through \
+                     /proc/self/fd is not confined, so the mapping's readers could write it; \
+                     create a mapping backed by memory (a size, no file) instead",
                 ));
             }
             let mode =

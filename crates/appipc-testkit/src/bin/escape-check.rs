@@ -22,8 +22,13 @@
 //! `$TMPDIR`, `/dev/shm` and every `--writable` folder: create, write, read and delete a file
 //! (`writable:<dir>`), run a program copied there (`exec:<dir>`) and map a file there
 //! executable (`mmap_exec:<dir>`). In the first writable folder: set-id bits by `chmod`,
-//! `open` and `mknod` (`setuid_chmod`, `setgid_chmod`, `setuid_create`, `setuid_mknod`), and a
-//! file `escape-check.marker` is left behind for the caller to inspect.
+//! `open` and `mknod` (`setuid_chmod`, `setgid_chmod`, `setuid_create`, `setuid_mknod`); mode
+//! and attribute changes of a file of its own, as programs make them (`chmod_path`,
+//! `chmod_fd`, `chmod_nofollow` (glibc's `fchmodat(AT_SYMLINK_NOFOLLOW)`),
+//! `chmod_proc_self_fd`, `chmod_through_link`, `cp_p`, `python_copy2`, `tar_p`, `user_xattr`),
+//! of files it holds that are not on its mounts (`own_memfd_chmod`, `stderr_chmod`), and what
+//! a `chmod` costs (`chmod_cost`: the median of 500, in `median_ns`); and a file
+//! `escape-check.marker` is left behind for the caller to inspect.
 //!
 //! The checks that change this process for good (`mount`, `unshare`) run last. Exit status 0
 //! whatever the results (2 on bad arguments): the caller judges.
@@ -259,6 +264,7 @@ fn checks(args: &Args) -> Map<String, Value> {
     );
     if let Some(dir) = args.writable.first() {
         set_id(dir, &mut put);
+        modes(dir, &mut put);
         let marker = dir.join("escape-check.marker");
         put(
             "marker",
@@ -453,6 +459,163 @@ fn set_id(dir: &Path, put: &mut impl FnMut(&str, Value)) {
         made.map(|()| "made a set-uid file with mknod".to_string())
     });
     put("setuid_mknod", attempt(r));
+}
+
+fn mode_of(p: &Path) -> io::Result<u32> {
+    use std::os::unix::fs::PermissionsExt;
+    Ok(std::fs::symlink_metadata(p)?.permissions().mode() & 0o7777)
+}
+
+/// Ok when `p` has mode `want` now.
+fn has_mode(p: &Path, want: u32, how: &str) -> io::Result<String> {
+    match mode_of(p)? {
+        m if m == want => Ok(format!("{how}: {} is {m:o}", p.display())),
+        m => Err(io::Error::other(format!("{how}: {} is {m:o}, not {want:o}", p.display()))),
+    }
+}
+
+/// Runs `program` with `args`; Ok with its output when it succeeds.
+fn run(program: &str, args: &[&str]) -> io::Result<String> {
+    let out = std::process::Command::new(program).args(args).output()?;
+    let text = format!(
+        "{program} {}: {}{}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stdout).trim(),
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    if out.status.success() { Ok(text) } else { Err(io::Error::other(text)) }
+}
+
+/// Mode and attribute changes of the app's own files, as programs make them (`chmod_*`,
+/// `cp_p`, `python_copy2`, `tar_p`, `user_xattr`), and of files it holds that are not its
+/// own (`own_memfd_chmod`, `stderr_chmod`); `chmod_cost` measures a `chmod`.
+fn modes(dir: &Path, put: &mut impl FnMut(&str, Value)) {
+    use std::os::fd::{AsFd, AsRawFd};
+    use std::os::unix::fs::PermissionsExt;
+    let base = dir.join(format!("escape-check-modes-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&base);
+    if let Err(e) = std::fs::create_dir_all(&base) {
+        put("chmod_path", attempt(Err(e)));
+        return;
+    }
+    let file = base.join("file");
+    let _ = std::fs::write(&file, "mode");
+    let set = |p: &Path, m: u32| std::fs::set_permissions(p, std::fs::Permissions::from_mode(m));
+    put("chmod_path", attempt(set(&file, 0o640).and_then(|()| has_mode(&file, 0o640, "chmod"))));
+    put(
+        "chmod_fd",
+        attempt(std::fs::File::open(&file).and_then(|f| {
+            f.set_permissions(std::fs::Permissions::from_mode(0o604))?;
+            has_mode(&file, 0o604, "fchmod")
+        })),
+    );
+    put(
+        "chmod_nofollow",
+        attempt(
+            cpath(&file)
+                .and_then(|c| probe::lchmod(&c, 0o600))
+                .and_then(|()| has_mode(&file, 0o600, "fchmodat AT_SYMLINK_NOFOLLOW")),
+        ),
+    );
+    put(
+        "chmod_proc_self_fd",
+        attempt(std::fs::File::open(&file).and_then(|f| {
+            let via = PathBuf::from(format!("/proc/self/fd/{}", f.as_raw_fd()));
+            set(&via, 0o644)?;
+            has_mode(&file, 0o644, "chmod /proc/self/fd/N")
+        })),
+    );
+    let link = base.join("link");
+    put(
+        "chmod_through_link",
+        attempt(std::os::unix::fs::symlink("file", &link).and_then(|()| {
+            set(&link, 0o640)?;
+            has_mode(&file, 0o640, "chmod of a link to it")
+        })),
+    );
+    let copy = |name: &str| base.join(name);
+    let f = file.display().to_string();
+    let cp = copy("cp-p").display().to_string();
+    put(
+        "cp_p",
+        attempt(run("cp", &["-p", &f, &cp]).and_then(|_| has_mode(&copy("cp-p"), 0o640, "cp -p"))),
+    );
+    let py = copy("copy2").display().to_string();
+    put(
+        "python_copy2",
+        attempt(
+            run(
+                "python3",
+                &["-c", "import shutil, sys; shutil.copy2(sys.argv[1], sys.argv[2])", &f, &py],
+            )
+            .and_then(|_| has_mode(&copy("copy2"), 0o640, "shutil.copy2")),
+        ),
+    );
+    let tree = base.join("tree");
+    let tar_p = || -> io::Result<String> {
+        std::fs::create_dir_all(tree.join("d"))?;
+        std::fs::write(tree.join("d/x"), "x")?;
+        set(&tree.join("d/x"), 0o604)?;
+        set(&tree.join("d"), 0o750)?;
+        let archive = base.join("t.tar").display().to_string();
+        run("tar", &["-C", &tree.display().to_string(), "-cf", &archive, "d"])?;
+        let out = base.join("out");
+        std::fs::create_dir_all(&out)?;
+        run("tar", &["-C", &out.display().to_string(), "-xpf", &archive])?;
+        has_mode(&out.join("d/x"), 0o604, "tar -xp")?;
+        has_mode(&out.join("d"), 0o750, "tar -xp")
+    };
+    put("tar_p", attempt(tar_p()));
+    put(
+        "user_xattr",
+        attempt(
+            cpath(&file)
+                .and_then(|c| probe::setxattr(&c, c"user.appipc", b"1"))
+                .map(|()| "setxattr user.appipc".to_string()),
+        ),
+    );
+    // Files the app holds that are not on its mounts.
+    put(
+        "own_memfd_chmod",
+        attempt(
+            rustix::fs::memfd_create("escape-check", rustix::fs::MemfdFlags::CLOEXEC)
+                .map_err(io::Error::from)
+                .and_then(|m| probe::fchmod(m.as_fd(), 0o600))
+                .map(|()| "fchmod of a memfd of its own".to_string()),
+        ),
+    );
+    let mode_before = std::fs::metadata("/proc/self/fd/2").map(|m| m.permissions().mode()).ok();
+    put(
+        "stderr_chmod",
+        attempt(probe::fchmod(std::io::stderr().as_fd(), 0o666).map(|()| {
+            format!("fchmod of fd 2, which was {:o}", mode_before.unwrap_or(0) & 0o7777)
+        })),
+    );
+    if let Some(m) = mode_before {
+        let _ = probe::fchmod(std::io::stderr().as_fd(), m & 0o7777);
+    }
+    // What a chmod costs (the median of 500), supervised or not.
+    let mut took: Vec<u128> = Vec::with_capacity(500);
+    let c = cpath(&file).unwrap_or_default();
+    for i in 0..500u32 {
+        let t = std::time::Instant::now();
+        let r = probe::chmod(&c, if i.is_multiple_of(2) { 0o600 } else { 0o640 });
+        took.push(t.elapsed().as_nanos());
+        if let Err(e) = r {
+            took.clear();
+            put("chmod_cost", attempt(Err(e)));
+            break;
+        }
+    }
+    if !took.is_empty() {
+        took.sort_unstable();
+        let median = took[took.len() / 2];
+        let mut v =
+            outcome(true, None, format!("median {:.1} µs over 500 chmods", median as f64 / 1000.0));
+        v["median_ns"] = json!(median);
+        put("chmod_cost", v);
+    }
+    let _ = std::fs::remove_dir_all(&base);
 }
 
 /// `NoNewPrivs`, `Seccomp`, `Seccomp_filters` and `CapEff` from `/proc/self/status`.

