@@ -187,10 +187,11 @@ fn f1_matrix(unprivileged: bool, test: &str) {
     let reader = install_probe(&b, "Fabrikam.Rt9Reader", FABRIKAM);
     let writer = install_probe(&b, "Fabrikam.Rt9Writer", FABRIKAM);
     let sid = |pfn: &str| appipc_model::sid::appcontainer_sid(pfn).to_string();
-    // FILE_MAP_READ for the reader, FILE_MAP_READ | FILE_MAP_WRITE for the writer.
-    let sddl = format!("D:(A;;0x4;;;{})(A;;0x6;;;{})", sid(&reader), sid(&writer));
+    // FILE_MAP_READ for the reader, FILE_MAP_READ | FILE_MAP_WRITE for the writer (and the
+    // user's side, OW: an app container gets what both sides grant).
+    let sddl = format!("D:(A;;GA;;;OW)(A;;0x4;;;{})(A;;0x6;;;{})", sid(&reader), sid(&writer));
     let (map, file_map) = (unique("rt9map"), unique("rt9filemap"));
-    let local = |n: &str| format!(r"LOCAL\{n}");
+    let local = |n: &str| format!(r"Local\{n}");
     // What the others open: the creator's namespace, by its qualified name.
     let there = |n: &str| format!(r"AppContainerNamedObjects\{}\{n}", sid(&creator));
     let mut args = vec!["launch", "--wait", creator.as_str(), "--"];
