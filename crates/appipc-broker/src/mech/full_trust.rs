@@ -10,42 +10,8 @@ use crate::activation::{self, Activation, Start};
 use crate::cx::{Cx, Replied};
 use crate::error::FullTrustError;
 
-/// Splits a parameter group's command line into arguments: whitespace separates, double
-/// quotes group (`"a b"`), a backslash escapes the next character.
-pub fn split_parameters(s: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut cur = String::new();
-    let (mut quoted, mut any) = (false, false);
-    let mut chars = s.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '\\' => {
-                if let Some(n) = chars.next() {
-                    cur.push(n);
-                    any = true;
-                }
-            }
-            '"' => {
-                quoted = !quoted;
-                any = true;
-            }
-            c if c.is_whitespace() && !quoted => {
-                if any {
-                    out.push(std::mem::take(&mut cur));
-                    any = false;
-                }
-            }
-            c => {
-                cur.push(c);
-                any = true;
-            }
-        }
-    }
-    if any {
-        out.push(cur);
-    }
-    out
-}
+/// Splits a parameter group's command line (in the model, where it is fuzzed).
+pub use appipc_model::manifest::split_parameters;
 
 pub(crate) async fn handle(cx: Cx<'_>, r: wire::Request) -> Result<Replied, FullTrustError> {
     use wire::Request as R;

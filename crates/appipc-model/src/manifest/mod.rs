@@ -254,6 +254,50 @@ pub struct ParameterGroup {
     pub parameters: String,
 }
 
+impl ParameterGroup {
+    /// The command line as arguments ([`split_parameters`]).
+    pub fn arguments(&self) -> Vec<String> {
+        split_parameters(&self.parameters)
+    }
+}
+
+/// Splits a parameter group's command line into arguments: whitespace separates, double
+/// quotes group (`"a b"`), a backslash escapes the next character (a trailing one is dropped).
+pub fn split_parameters(s: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let (mut quoted, mut any) = (false, false);
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => {
+                if let Some(n) = chars.next() {
+                    cur.push(n);
+                    any = true;
+                }
+            }
+            '"' => {
+                quoted = !quoted;
+                any = true;
+            }
+            c if c.is_whitespace() && !quoted => {
+                if any {
+                    out.push(std::mem::take(&mut cur));
+                    any = false;
+                }
+            }
+            c => {
+                cur.push(c);
+                any = true;
+            }
+        }
+    }
+    if any {
+        out.push(cur);
+    }
+    out
+}
+
 /// Whether a protocol handler can be launched for results (`ReturnResults`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum ReturnResults {
@@ -429,4 +473,21 @@ pub fn parse_with_files(
     lookup: &dyn Fn(&str) -> Option<PackageEntry>,
 ) -> Result<Manifest, ManifestError> {
     load::parse_with_files(text, lookup)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_parameters;
+
+    #[test]
+    fn parameters_split_like_a_command_line() {
+        assert_eq!(
+            split_parameters("/Sync  --name \"a b\" x\\ y"),
+            ["/Sync", "--name", "a b", "x y"]
+        );
+        assert_eq!(split_parameters("\"\""), [""]);
+        assert!(split_parameters("   ").is_empty());
+        assert_eq!(split_parameters("a\\"), ["a"], "a trailing backslash is dropped");
+        assert_eq!(split_parameters("\"a \\\" b\"c"), ["a \" bc"]);
+    }
 }
