@@ -414,6 +414,59 @@ fn level_name(level: u32) -> String {
     }
 }
 
+/// A refusal by one side of the DACL walk.
+struct Refusal {
+    granted: u32,
+    rule: String,
+    missing_entry: Option<String>,
+}
+
+/// The discretionary part of [`check_access`]: the user side, and for a confined caller the
+/// app-container side; the rights both grant and the rule, or why a side refused.
+fn both_sides(
+    who: &Principal,
+    sd: &SecurityDescriptor,
+    ty: ObjectType,
+    desired: u32,
+    maximum: bool,
+    quoted: &str,
+) -> Result<(u32, String), Refusal> {
+    let short = |side: &str, granted: u32, missing: u32, trustee: String| Refusal {
+        granted,
+        rule: format!(
+            "{side}: no entry of the descriptor {quoted} grants {missing:#x}; it grants \
+             {granted:#x}"
+        ),
+        missing_entry: Some(format!("(A;;{missing:#x};;;{trustee})")),
+    };
+    let denied = |rule: String| Refusal { granted: 0, rule, missing_entry: None };
+    let user = who.user_sid();
+    let user_sids = who.user_side_sids();
+    let user_side = format!("the user side ({user}, Everyone, Authenticated Users, …)");
+    let (user_mask, user_rule) = match walk(sd, ty, &|s| user_sids.contains(s), desired, maximum) {
+        Pass::Granted { mask, rule } => (mask, rule),
+        Pass::Denied { rule } => return Err(denied(format!("{user_side}: {rule}"))),
+        Pass::Short { granted, missing } => {
+            return Err(short(&user_side, granted, missing, user.to_string()));
+        }
+    };
+    let Some(pkg) = who.appcontainer_sid() else {
+        return Ok((user_mask, format!("{user_side}: {user_rule}")));
+    };
+    let container_sids = who.container_side_sids();
+    let side =
+        format!("the app-container side ({pkg}, its capabilities, ALL APPLICATION PACKAGES)");
+    match walk(sd, ty, &|s| container_sids.contains(s), desired, maximum) {
+        Pass::Granted { mask, rule } => {
+            Ok((user_mask & mask, format!("{user_side}: {user_rule}; {side}: {rule}")))
+        }
+        Pass::Denied { rule } => Err(denied(format!("{side}: {rule}"))),
+        Pass::Short { granted, missing } => {
+            Err(short(&side, granted & user_mask, missing, pkg.to_string()))
+        }
+    }
+}
+
 /// The access check for opening (or creating an instance of) an object protected by `sd`,
 /// asking for `desired` rights of `ty`, as Windows does it for the caller's token:
 ///
@@ -478,48 +531,10 @@ pub fn check_access(
             Some(format!("S:{}", MandatoryLabel::LOW.to_sddl())),
         );
     }
-    let user_sids = who.user_side_sids();
-    let user_pass = walk(sd, ty, &|s| user_sids.contains(s), desired, maximum);
-    let container_sids = who.container_side_sids();
-    let container_pass =
-        who.is_confined().then(|| walk(sd, ty, &|s| container_sids.contains(s), desired, maximum));
-    let user = who.user_sid();
     let quoted = sddl::quoted_sddl(sd);
-    let short = |side: &str, granted: u32, missing: u32, trustee: String| {
-        refuse(
-            granted,
-            format!(
-                "{side}: no entry of the descriptor {quoted} grants {missing:#x}; it grants \
-                 {granted:#x}"
-            ),
-            Some(format!("(A;;{missing:#x};;;{trustee})")),
-        )
-    };
-    let user_side = format!("the user side ({user}, Everyone, Authenticated Users, …)");
-    let (user_mask, user_rule) = match user_pass {
-        Pass::Granted { mask, rule } => (mask, rule),
-        Pass::Denied { rule } => return refuse(0, format!("{user_side}: {rule}"), None),
-        Pass::Short { granted, missing } => {
-            return short(&user_side, granted, missing, user.to_string());
-        }
-    };
-    let (mask, rule) = match container_pass {
-        None => (user_mask, format!("{user_side}: {user_rule}")),
-        Some(pass) => {
-            let pkg = &who.package.as_ref().expect("a confined caller is packaged").package_sid;
-            let side = format!(
-                "the app-container side ({pkg}, its capabilities, ALL APPLICATION PACKAGES)"
-            );
-            match pass {
-                Pass::Granted { mask, rule } => {
-                    (user_mask & mask, format!("{user_side}: {user_rule}; {side}: {rule}"))
-                }
-                Pass::Denied { rule } => return refuse(0, format!("{side}: {rule}"), None),
-                Pass::Short { granted, missing } => {
-                    return short(&side, granted & user_mask, missing, pkg.to_string());
-                }
-            }
-        }
+    let (mask, rule) = match both_sides(who, sd, ty, desired, maximum, &quoted) {
+        Ok(granted) => granted,
+        Err(r) => return refuse(r.granted, r.rule, r.missing_entry),
     };
     if !maximum {
         return AccessCheck { desired, granted: desired, allowed: true, rule, missing_entry: None };

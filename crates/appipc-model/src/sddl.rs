@@ -948,6 +948,18 @@ impl<'a> Parser<'a> {
             }
             self.pos += 1;
         }
+        let (flags, mask, object_guid, inherit_guid, sid) = self.entry_values(ty, code, &fields)?;
+        let text = &self.text[start..self.pos];
+        Ok(Some(RawAce { ty, code, flags, mask, object_guid, inherit_guid, sid, text }))
+    }
+
+    /// The values of an entry's fields 2 to 6, checked against its type.
+    fn entry_values(
+        &self,
+        ty: AceType,
+        code: &str,
+        fields: &[(usize, &'a str)],
+    ) -> Result<(u8, u32, &'a str, &'a str, Sid), SddlError> {
         let (flags_at, flags_text) = fields[1];
         let flags = self.entry_flags(flags_at, flags_text)?;
         let (rights_at, rights_field) = fields[2];
@@ -998,8 +1010,7 @@ impl<'a> Parser<'a> {
                 );
             }
         }
-        let text = &self.text[start..self.pos];
-        Ok(Some(RawAce { ty, code, flags, mask, object_guid, inherit_guid, sid, text }))
+        Ok((flags, mask, object_guid, inherit_guid, sid))
     }
 
     fn entry_flags(&self, at: usize, s: &str) -> Result<u8, SddlError> {
