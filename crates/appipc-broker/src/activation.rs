@@ -14,7 +14,7 @@ use crate::Shared;
 use crate::caller::Caller;
 use crate::error::InternalError;
 use crate::error::LaunchError;
-use crate::launcher::ProcessRecord;
+use crate::launcher::{ProcessMeta, ProcessRecord};
 use crate::repository::InstalledPackage;
 
 type Result<T, E = LaunchError> = std::result::Result<T, E>;
@@ -34,7 +34,8 @@ pub enum Activation {
 }
 
 impl Activation {
-    fn as_str(self) -> &'static str {
+    /// Its name, as `APPIPC_ACTIVATION` and the process records have it.
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Activation::Launch => "launch",
             Activation::Background => "background",
@@ -67,6 +68,11 @@ pub(crate) struct Start<'a> {
     pub(crate) app_service: Option<&'a str>,
     /// App container (confined) or full trust.
     pub(crate) trust: TrustLevel,
+    /// The session to tell when it exits (`notify_exit`), recorded so that a restarted broker
+    /// still tells it.
+    pub(crate) notify_session: Option<u64>,
+    /// The process whose exit ends this one (`tie-lifetime-to-caller`), likewise.
+    pub(crate) tied_to: Option<u64>,
 }
 
 impl<'a> Start<'a> {
@@ -85,6 +91,8 @@ impl<'a> Start<'a> {
             activation,
             app_service: None,
             trust: InstalledPackage::trust_of(app),
+            notify_session: None,
+            tied_to: None,
         }
     }
 }
@@ -195,7 +203,18 @@ pub(crate) async fn start_app(
     shared: &Arc<Shared>,
     start: Start<'_>,
 ) -> Result<Arc<ProcessRecord>> {
-    let Start { pkg, app, program, args, stdio, activation, app_service, trust } = start;
+    let Start {
+        pkg,
+        app,
+        program,
+        args,
+        stdio,
+        activation,
+        app_service,
+        trust,
+        notify_session,
+        tied_to,
+    } = start;
     let aumid = format!("{}!{}", pkg.family_name, app.id);
     let family = pkg.family_name.as_str();
     room_for_process(shared, family)?;
@@ -218,8 +237,8 @@ pub(crate) async fn start_app(
         stdout,
         stderr,
         fds: vec![(crate::SESSION_FD, app_end)],
-        parent_death_signal: (trust == TrustLevel::AppContainer)
-            .then_some(appipc_sys::process::ProcessSignal::KILL),
+        // No parent-death signal: the process outlives the broker, which a restart re-adopts.
+        parent_death_signal: None,
         new_session: true,
         confinement,
     };
@@ -228,25 +247,30 @@ pub(crate) async fn start_app(
         LaunchError::Failed(format!("{aumid}: {e}"))
     })?;
     let pid = spawned.pid;
-    let record = shared.processes.track(
-        spawned,
+    let identity = appipc_sys::process::identify(&spawned.pidfd, pid).unwrap_or_else(|e| {
+        tracing::debug!(pid, error = %e, "a process ended as it started");
+        appipc_sys::process::ProcessIdentity {
+            pid,
+            start_time: 0,
+            boot_id: String::new(),
+            pidfs_inode: None,
+        }
+    });
+    let meta = ProcessMeta::now(
         aumid.clone(),
         pkg.family_name.to_string(),
+        pkg.full_name.to_string(),
         trust,
         description,
+        activation.as_str(),
+        app_service.map(str::to_owned),
     );
-    {
-        let shared = shared.clone();
-        let record = record.clone();
-        let mut exited = record.exited.clone();
-        tokio::spawn(async move {
-            let _ = exited.wait_for(|s| s.is_some()).await;
-            crate::hooks::process_exited(&shared, &record);
-        });
-    }
+    let record = shared.processes.track(shared.next_key(), spawned, identity, meta);
+    journal(shared, &record, notify_session, tied_to).await;
+    watch(shared, &record);
     let uid = appipc_sys::cred::current_uid();
     let caller = Caller {
-        session_id: shared.next_session_id(),
+        session_id: shared.next_key(),
         pid,
         uid,
         principal: Principal::packaged(
@@ -259,6 +283,41 @@ pub(crate) async fn start_app(
         full_name: Some(pkg.full_name.to_string()),
     };
     tracing::info!(app = %aumid, pid, trust = trust.as_str(), activation = activation.as_str(), "started");
-    shared.adopt_session(broker_end, caller);
+    shared.keep_and_adopt_session(broker_end, caller, true).await;
     Ok(record)
+}
+
+/// Records a started process in the state database (before anyone hears of it: a broker that
+/// dies from now on finds it again at its next start).
+async fn journal(
+    shared: &Arc<Shared>,
+    record: &ProcessRecord,
+    notify_session: Option<u64>,
+    tied_to: Option<u64>,
+) {
+    let row = record.row(notify_session, tied_to);
+    let s = shared.clone();
+    let written =
+        shared.blocking.run(move || s.repository.with_store(|st| st.put_process(&row))).await;
+    if !matches!(written, Ok(Ok(()))) {
+        tracing::error!(
+            pid = record.pid,
+            "cannot record a started process; a restarted broker will not know it"
+        );
+    }
+}
+
+/// Watches a process until it exits: then the mechanisms hear of it and its record goes.
+pub(crate) fn watch(shared: &Arc<Shared>, record: &Arc<ProcessRecord>) {
+    let shared = shared.clone();
+    let record = record.clone();
+    let mut exited = record.exited.clone();
+    tokio::spawn(async move {
+        let _ = exited.wait_for(|s| s.is_some()).await;
+        crate::hooks::process_exited(&shared, &record);
+        let id = record.id;
+        let s = shared.clone();
+        let _ =
+            shared.blocking.run(move || s.repository.with_store(|st| st.delete_process(id))).await;
+    });
 }

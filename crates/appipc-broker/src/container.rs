@@ -95,15 +95,25 @@ impl Holders {
                      (unprivileged user namespaces needed): {e}"
                 ))
             })?;
-        let holder = Arc::new(holder);
+        // It outlives this broker (the package's processes do); the next one adopts it.
+        let holder = Arc::new(holder.keep_on_drop());
         tracing::info!(
             package = family,
             holder_pid = holder.pid,
             host_uid = holder.ids.uid,
             "user namespace (uid 1000 = host uid) and network namespace (lo only) created"
         );
+        record_holder(shared, family, &holder).await;
         let mut map = self.map.lock().expect("holders poisoned");
         Ok(map.entry(key).or_insert(holder).clone())
+    }
+
+    /// A holder a broker before this one started, found again.
+    pub(crate) fn insert_adopted(&self, family: &str, holder: NamespaceHolder) {
+        self.map
+            .lock()
+            .expect("holders poisoned")
+            .insert(family.to_ascii_lowercase(), Arc::new(holder));
     }
 
     /// Drops the holder of a package that has no confined process left.
@@ -113,16 +123,47 @@ impl Holders {
             .of_family(family)
             .iter()
             .any(|p| p.trust == appipc_wire::caller::TrustLevel::AppContainer);
-        if !still
-            && self
-                .map
-                .lock()
-                .expect("holders poisoned")
-                .remove(&family.to_ascii_lowercase())
-                .is_some()
-        {
-            tracing::info!(package = family, "network namespace released");
+        if still {
+            return;
         }
+        let gone = self.map.lock().expect("holders poisoned").remove(&family.to_ascii_lowercase());
+        if let Some(holder) = gone {
+            holder.end();
+            let (family, pid) = (family.to_owned(), holder.pid);
+            let _ = shared.repository.with_store(|s| s.delete_holder(&family, pid));
+            tracing::info!(package = %family, "network namespace released");
+        }
+    }
+
+    /// Ends every holder (`appipc stop --apps`, once the processes are gone).
+    pub(crate) fn end_all(&self, shared: &Shared) {
+        let all: Vec<(String, Arc<NamespaceHolder>)> =
+            self.map.lock().expect("holders poisoned").drain().collect();
+        for (family, holder) in all {
+            holder.end();
+            let _ = shared.repository.with_store(|s| s.delete_holder(&family, holder.pid));
+        }
+    }
+}
+
+/// Records a new holder in the state database, so that a restarted broker finds it.
+async fn record_holder(shared: &Arc<Shared>, family: &str, holder: &NamespaceHolder) {
+    let Ok(id) = appipc_sys::process::identify(&holder.pidfd, holder.pid) else { return };
+    let row = crate::state::HolderRow {
+        family_name: family.to_owned(),
+        pid: holder.pid,
+        start_time: id.start_time,
+        boot_id: id.boot_id,
+        pidfs_inode: id.pidfs_inode,
+        uid: holder.ids.uid,
+        gid: holder.ids.gid,
+        second_gid: holder.ids.second_gid,
+    };
+    let s = shared.clone();
+    let written =
+        shared.blocking.run(move || s.repository.with_store(|st| st.put_holder(&row))).await;
+    if !matches!(written, Ok(Ok(()))) {
+        tracing::error!(package = family, "cannot record a namespace holder");
     }
 }
 

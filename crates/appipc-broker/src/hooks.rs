@@ -28,23 +28,38 @@ pub(crate) fn process_exited(shared: &Arc<Shared>, record: &ProcessRecord) {
     }
 }
 
+/// A package is about to be upgraded (its family is marked busy, so nothing of it starts
+/// meanwhile): as Windows shuts an app down for servicing, its app-service hosts are canceled
+/// with `ServicingUpdate` and get the grace period to end on their own, then every process of
+/// the old version still running is ended, before any file changes. Returns how many were.
+pub(crate) async fn package_upgrading(shared: &Arc<Shared>, old: &Arc<InstalledPackage>) -> u32 {
+    let family = old.family_name.as_str();
+    let hosts = shared.app_services.host_pids(family);
+    shared
+        .app_services
+        .cancel_family(shared, family, BackgroundTaskCancellationReason::ServicingUpdate)
+        .await;
+    let told: Vec<_> =
+        shared.processes.of_family(family).into_iter().filter(|p| hosts.contains(&p.pid)).collect();
+    let grace = shared.app_services.grace();
+    for p in told {
+        let mut exited = p.exited.clone();
+        let _ = tokio::time::timeout(grace, exited.wait_for(|s| s.is_some())).await;
+    }
+    let stopped = shared.processes.stop_family(family).await;
+    if stopped > 0 {
+        tracing::info!(package = %old.full_name, stopped, "processes of the old version ended for the upgrade");
+    }
+    stopped
+}
+
 /// A package was installed or upgraded (the database row is written).
 pub(crate) async fn package_installed(
     shared: &Arc<Shared>,
     pkg: &Arc<InstalledPackage>,
-    outcome: InstallOutcome,
+    _outcome: InstallOutcome,
 ) -> Result<(), PackagesError> {
     crate::mech::storage::provision(shared, pkg)?;
-    if outcome == InstallOutcome::Upgraded {
-        shared
-            .app_services
-            .cancel_family(
-                shared,
-                pkg.family_name.as_str(),
-                BackgroundTaskCancellationReason::ServicingUpdate,
-            )
-            .await;
-    }
     Ok(())
 }
 
@@ -62,4 +77,23 @@ pub(crate) async fn package_removing(shared: &Arc<Shared>, pkg: &Arc<InstalledPa
 /// A package was removed (row, files and app data are gone).
 pub(crate) fn package_removed(shared: &Shared, pkg: &InstalledPackage) {
     crate::mech::storage::release_if_last(shared, &pkg.family_name.publisher_id());
+}
+
+/// `appipc stop --apps`: every host is canceled (`Terminating`), every process the broker
+/// started ended, every namespace holder too, and the keeper lets every session go.
+pub(crate) async fn stopping_everything(shared: &Arc<Shared>) {
+    for pkg in shared.repository.all() {
+        shared
+            .app_services
+            .cancel_family(
+                shared,
+                pkg.family_name.as_str(),
+                BackgroundTaskCancellationReason::Terminating,
+            )
+            .await;
+    }
+    let n = shared.processes.stop_all().await;
+    shared.holders.end_all(shared);
+    shared.keeper.end().await;
+    tracing::info!(processes = n, "every process the broker started ended");
 }

@@ -43,10 +43,12 @@ pub mod decide;
 mod dispatch;
 pub mod error;
 mod hooks;
+pub mod keeper;
 pub mod launcher;
 pub mod limits;
 pub mod mech;
 pub mod outbox;
+mod recovery;
 pub mod repository;
 mod restrictions;
 pub mod session;
@@ -123,7 +125,12 @@ pub(crate) struct Shared {
     /// Held while a publisher cache folder is looked up and created, so two spellings of one
     /// name never become two folders (`mech::storage::ensure_folder`).
     pub(crate) publisher_cache_lock: std::sync::Mutex<()>,
-    next_session: AtomicU64,
+    /// Holds a duplicate of every session, so that none ends with the broker.
+    pub(crate) keeper: keeper::Keeper,
+    /// This broker's generation (one more than the broker before it): the high half of every
+    /// key it hands out, so that keys never repeat across restarts.
+    generation: u64,
+    next_key: AtomicU64,
     uid: u32,
     /// Sessions the broker created itself (for launched processes, `OpenSession`), handed to
     /// the accept loop to serve. A channel rather than a direct spawn keeps the session future
@@ -139,8 +146,27 @@ impl Shared {
         }
     }
 
-    pub(crate) fn next_session_id(&self) -> u64 {
-        self.next_session.fetch_add(1, Ordering::Relaxed)
+    /// Gives the keeper the session, then serves it (for a session handed to a process: a
+    /// broker that dies once the process has it does not take it along).
+    pub(crate) async fn keep_and_adopt_session(
+        &self,
+        sock: std::os::fd::OwnedFd,
+        caller: Caller,
+        bootstrap: bool,
+    ) {
+        use std::os::fd::AsFd;
+        let kept = self.keeper.put(
+            caller.session_id,
+            keeper::Record::of(&caller, bootstrap),
+            sock.as_fd(),
+        );
+        let _ = kept.await;
+        self.adopt_session(sock, caller);
+    }
+
+    /// A key no other session, process record or broker before this one used.
+    pub(crate) fn next_key(&self) -> u64 {
+        (self.generation << 32) | (self.next_key.fetch_add(1, Ordering::Relaxed) & 0xFFFF_FFFF)
     }
 }
 
@@ -150,6 +176,7 @@ pub struct Broker {
     shared: Arc<Shared>,
     adopted: tokio::sync::mpsc::UnboundedReceiver<(std::os::fd::OwnedFd, Caller)>,
     listener: std::os::fd::OwnedFd,
+    found: recovery::Found,
     _locks: [LockFile; 2],
 }
 
@@ -191,8 +218,21 @@ impl Broker {
         Broker::bind_with(paths, config)
     }
 
-    /// [`Broker::bind`] with a given configuration.
+    /// [`Broker::bind`] with a given configuration. Sessions end with this broker (no keeper:
+    /// see [`Broker::bind_keeping`]).
     pub fn bind_with(paths: Paths, config: Config) -> Result<Broker> {
+        Broker::bind_keeping(paths, config, None)
+    }
+
+    /// [`Broker::bind_with`], with `keeper` the executable that runs the session keeper (one
+    /// that calls [`keeper::main_if_keeper`] first, as `appipcd` and `appipc` do): the keeper
+    /// of a broker before this one is found again and its sessions taken over, or one is
+    /// started, so that sessions outlive this broker too.
+    pub fn bind_keeping(
+        paths: Paths,
+        config: Config,
+        keeper: Option<std::path::PathBuf>,
+    ) -> Result<Broker> {
         // Every folder appipc keeps things in is the user's alone (0700), whatever the umask.
         for dir in [&paths.runtime_dir, &paths.home, &paths.cache_dir, &paths.state_dir] {
             create_private_dir(dir)?;
@@ -205,6 +245,10 @@ impl Broker {
         };
         let locks = [take(&paths.runtime_dir)?, take(&paths.home)?];
         let repository = Repository::open(&paths, &config.packages)?;
+        let generation = repository.with_store(|s| s.next_generation()).map_err(|e| {
+            BrokerError::io("counting broker generations", std::io::Error::other(e))
+        })?;
+        let mut found = recovery::prepare(&paths, &repository)?;
         let decisions = decide::Decisions::start(&config.decisions, paths.decision_log());
         let socket = paths.socket();
         // We hold the lock, so a socket file left here belongs to a broker that died.
@@ -219,9 +263,15 @@ impl Broker {
             .map_err(|e| BrokerError::io(format!("listening on {}", socket.display()), e))?;
         let launcher =
             Launcher::start().map_err(|e| BrokerError::io("starting the launcher thread", e))?;
+        let (keeper, kept) = match keeper {
+            Some(exe) => keeper::Keeper::open(exe, &paths.runtime_dir),
+            None => (keeper::Keeper::none(), Vec::new()),
+        };
+        found.sessions = kept;
         let (adopt, adopted) = tokio::sync::mpsc::unbounded_channel();
         Ok(Broker {
             adopted,
+            found,
             shared: Arc::new(Shared {
                 adopt,
                 paths,
@@ -230,7 +280,9 @@ impl Broker {
                 launcher,
                 processes: Arc::new(Processes::default()),
                 stopping: Stopping::new(),
-                app_services: mech::app_service::AppServices::default(),
+                app_services: mech::app_service::AppServices::first_connection(
+                    (generation << 32) | 1,
+                ),
                 holders: container::Holders::default(),
                 tokens: mech::storage::Tokens::default(),
                 named_objects: mech::named_objects::NamedObjects::default(),
@@ -244,7 +296,9 @@ impl Broker {
                 log_limiter: limits::LogLimiter::default(),
                 publisher_cache_lock: std::sync::Mutex::new(()),
                 config,
-                next_session: AtomicU64::new(1),
+                keeper,
+                generation,
+                next_key: AtomicU64::new(1),
                 uid: appipc_sys::cred::current_uid(),
             }),
             listener,
@@ -260,7 +314,7 @@ impl Broker {
     /// Serves until `shutdown` resolves or a client asks it to stop. Removes the socket on the
     /// way out. Must run inside a tokio runtime.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
-        let Broker { shared, listener, mut adopted, _locks } = self;
+        let Broker { shared, listener, mut adopted, found, _locks } = self;
         let listener = match AsyncListener::new(listener) {
             Ok(l) => l,
             Err(e) => {
@@ -272,24 +326,13 @@ impl Broker {
             socket = %shared.paths.socket().display(),
             home = %shared.paths.home.display(),
             pid = appipc_sys::cred::current_pid(),
+            keeper = shared.keeper.pid(),
+            generation = shared.generation,
             "broker listening"
         );
+        recovery::resume(&shared, found);
         tokio::pin!(shutdown);
-        // Public sessions idle with nothing open are closed now and then.
-        {
-            let shared = shared.clone();
-            tokio::spawn(async move {
-                let every = std::time::Duration::from_secs(
-                    shared.config.limits.idle_timeout_secs.clamp(1, 10),
-                );
-                loop {
-                    tokio::select! {
-                        () = tokio::time::sleep(every) => shared.sessions.close_idle(&shared),
-                        () = shared.stopping.cancelled() => return,
-                    }
-                }
-            });
-        }
+        spawn_idle_closer(&shared);
         // One fd kept aside: when the process is out of fds, it is given up to accept (and
         // close) the connection that waits, instead of spinning on EMFILE.
         let mut spare = appipc_sys::fs::open_file(std::path::Path::new("/dev/null"), false).ok();
@@ -341,7 +384,13 @@ impl Broker {
                 }
                 continue;
             }
-            let caller = Caller::unpackaged(shared.next_session_id(), creds.pid, creds.uid);
+            let caller = Caller::unpackaged(shared.next_key(), creds.pid, creds.uid);
+            {
+                use std::os::fd::AsFd;
+                // Not waited for: a broker that dies before the keeper has it only loses a
+                // connection that has not been answered yet.
+                drop(shared.keeper.put(caller.session_id, keeper::Record::Public, conn.as_fd()));
+            }
             tokio::spawn(session::start(shared.clone(), conn, caller));
         }
         shared.stopping.cancel();
@@ -356,6 +405,21 @@ impl Broker {
     }
 }
 
+/// Public sessions idle with nothing open are closed now and then.
+fn spawn_idle_closer(shared: &Arc<Shared>) {
+    let shared = shared.clone();
+    tokio::spawn(async move {
+        let every =
+            std::time::Duration::from_secs(shared.config.limits.idle_timeout_secs.clamp(1, 10));
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(every) => shared.sessions.close_idle(&shared),
+                () = shared.stopping.cancelled() => return,
+            }
+        }
+    });
+}
+
 /// Runs a broker for this environment ([`Paths::from_env`]) until SIGTERM or SIGINT or a
 /// client's shutdown request: what `appipcd` and `appipc daemon` do.
 pub fn run_daemon() -> Result<()> {
@@ -363,7 +427,10 @@ pub fn run_daemon() -> Result<()> {
         Ok(n) => tracing::debug!(open_files = n, "open-file limit"),
         Err(e) => tracing::warn!("could not raise the open-file limit: {e}"),
     }
-    let broker = Broker::bind(Paths::from_env())?;
+    let config = Config::load(&Paths::config_file())
+        .map_err(|e| BrokerError::io("reading the configuration", std::io::Error::other(e)))?;
+    let exe = std::env::current_exe().ok();
+    let broker = Broker::bind_keeping(Paths::from_env(), config, exe)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

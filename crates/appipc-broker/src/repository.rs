@@ -6,8 +6,16 @@
 //! upgrades and removed with the package. A package is first copied into a private staging
 //! folder ([`staging`]), from a package file the client passed as an fd or from a folder, and
 //! everything is checked on that copy; the database row is the commit point: files are
-//! staged and renamed into place before it is written, and anything on disk that no row
-//! names is swept at start-up, so a crash at any step loses nothing that was acknowledged.
+//! staged and renamed into place (and fsynced, with their parent folders) before it is
+//! written.
+//!
+//! Every install, upgrade and removal is journaled (`state::operations`): written before it
+//! touches the file system, marked committed in the transaction that changes its row, deleted
+//! when its files are final. At start-up [`Repository::recover`] rolls back what was not
+//! committed (the new version's folder goes; an install's app data too) and completes what was
+//! (the old version's folder goes; a removal's app data too), then sweeps what no row names
+//! (package folders, app data, staging folders), so a crash at any step loses nothing that was
+//! acknowledged and leaves nothing a later install could inherit.
 
 use std::collections::{HashMap, HashSet};
 use std::os::unix::fs::PermissionsExt;
@@ -26,7 +34,9 @@ use appipc_wire::protocol::packages::{AppInfo, InstallOutcome, PackageInfo, Sign
 use crate::config::{PackageLimits, Paths};
 use crate::error::InternalError;
 use crate::error::PackagesError;
-use crate::state::{DEVELOPER_MODE, PackageRow, SignerRow, Store, TrustedKeyRow};
+use crate::state::{
+    DEVELOPER_MODE, OperationKind, OperationRow, PackageRow, SignerRow, Store, TrustedKeyRow,
+};
 
 pub(crate) mod staging;
 
@@ -185,8 +195,8 @@ impl Drop for Deployment {
 }
 
 impl Repository {
-    /// Opens the repository: database, index, trust store, developer mode, and a sweep of
-    /// files no row names.
+    /// Opens the repository: database, index, trust store, developer mode. Call
+    /// [`Repository::recover`] once the processes of interrupted deployments are ended.
     pub fn open(paths: &Paths, limits: &PackageLimits) -> Result<Repository> {
         for dir in [paths.home.clone(), paths.packages(), paths.app_data(), paths.logs()] {
             std::fs::create_dir_all(&dir)
@@ -236,8 +246,54 @@ impl Repository {
             trusted: RwLock::new(trusted),
             developer_mode: AtomicBool::new(developer_mode),
         };
-        registry.sweep()?;
         Ok(registry)
+    }
+
+    /// The journaled deployments a broker before this one did not finish.
+    pub fn pending_operations(&self) -> Vec<OperationRow> {
+        self.with_store(|s| s.operations()).unwrap_or_else(|e| {
+            tracing::error!(error = %e, "cannot read the deployment journal");
+            Vec::new()
+        })
+    }
+
+    /// Finishes what a broker before this one left half done: every journaled deployment is
+    /// rolled back (not committed) or completed (committed), then files no row names are
+    /// swept. The processes of those packages must have been ended first.
+    pub fn recover(&self) -> Result<()> {
+        for op in self.pending_operations() {
+            let installed = self.get(&op.family_name);
+            let owned =
+                |dir: &str| installed.as_ref().is_some_and(|p| p.install_dir == Path::new(dir));
+            let mut gone: Vec<PathBuf> = Vec::new();
+            if op.committed {
+                // Completed: the replaced or removed version's folder, a removal's data.
+                gone.extend(op.old_dir.iter().filter(|d| !owned(d)).map(PathBuf::from));
+                if op.kind == OperationKind::Remove && installed.is_none() {
+                    gone.extend(op.data_dir.iter().map(PathBuf::from));
+                }
+            } else {
+                // Rolled back: the new version's folder, and a new install's data.
+                gone.extend(op.new_dir.iter().filter(|d| !owned(d)).map(PathBuf::from));
+                if op.kind == OperationKind::Install && installed.is_none() {
+                    gone.extend(op.data_dir.iter().map(PathBuf::from));
+                }
+            }
+            let what = if op.committed { "completing" } else { "rolling back" };
+            tracing::warn!(kind = ?op.kind, package = %op.family_name, folders = ?gone,
+                "{what} a deployment a previous broker did not finish");
+            let mut ok = true;
+            for dir in &gone {
+                if let Err(e) = remove_durably(dir) {
+                    tracing::error!(path = %dir.display(), error = %e, "cannot remove; the next start tries again");
+                    ok = false;
+                }
+            }
+            if ok {
+                self.with_store(|s| s.finish_operation(op.id)).map_err(PackagesError::Internal)?;
+            }
+        }
+        self.sweep()
     }
 
     fn load_row(paths: &Paths, row: &PackageRow) -> Result<InstalledPackage> {
@@ -275,24 +331,23 @@ impl Repository {
         }
     }
 
-    /// Removes package folders that no installed package owns (left by a crash mid-install).
+    /// Removes package folders (staging folders included) and app data folders that no
+    /// installed package owns: left by a crash, or by a journal entry lost with a disk.
     fn sweep(&self) -> Result<()> {
-        let owned: HashSet<PathBuf> = self
-            .by_family
-            .read()
-            .expect("index poisoned")
-            .values()
-            .map(|p| p.install_dir.clone())
-            .collect();
-        let dir = self.paths.packages();
-        let entries =
-            std::fs::read_dir(&dir).map_err(|e| io(format!("reading {}", dir.display()), e))?;
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if !owned.contains(&path) {
-                tracing::warn!(path = %path.display(), "removing package files no installed package owns");
-                if let Err(e) = remove_tree(&path) {
-                    tracing::error!(path = %path.display(), error = %e, "cannot remove stale package files");
+        let index = self.by_family.read().expect("index poisoned");
+        let owned: HashSet<PathBuf> =
+            index.values().flat_map(|p| [p.install_dir.clone(), p.data_dir.clone()]).collect();
+        drop(index);
+        for dir in [self.paths.packages(), self.paths.app_data()] {
+            let entries =
+                std::fs::read_dir(&dir).map_err(|e| io(format!("reading {}", dir.display()), e))?;
+            for entry in entries.flatten() {
+                let path = entry.path();
+                if !owned.contains(&path) {
+                    tracing::warn!(path = %path.display(), "removing files no installed package owns");
+                    if let Err(e) = remove_durably(&path) {
+                        tracing::error!(path = %path.display(), error = %e, "cannot remove stale files");
+                    }
                 }
             }
         }
@@ -370,32 +425,33 @@ impl Repository {
         let full = manifest.identity.full_name();
 
         let target = self.paths.packages().join(full.to_string());
-        let owned_by_row = self.get(family.as_str()).is_some_and(|old| old.install_dir == target);
-        if owned_by_row {
+        let existing = self.get(family.as_str());
+        if existing.as_ref().is_some_and(|old| old.install_dir == target) {
             // The same version is installed: the caller answers that without a commit.
             return Err(PackagesError::Conflict(format!(
                 "{full} is installed already; its files are not replaced"
             )));
         }
-        if target.exists() {
-            // Not owned by any row: a leftover.
-            remove_tree(&target)?;
-        }
-        let staged_path = dir.keep();
-        if let Err(e) = std::fs::rename(&staged_path, &target) {
-            let _ = remove_tree(&staged_path);
-            return Err(io(format!("moving package into {}", target.display()), e));
-        }
-        if let Err(e) = make_read_only(&target) {
-            let _ = remove_tree(&target);
+        let data_dir = self.paths.app_data().join(family.as_str());
+        let op = OperationRow {
+            id: 0,
+            kind: if existing.is_some() { OperationKind::Upgrade } else { OperationKind::Install },
+            family_name: family.to_string(),
+            new_dir: Some(target.display().to_string()),
+            old_dir: existing.as_ref().map(|o| o.install_dir.display().to_string()),
+            data_dir: Some(data_dir.display().to_string()),
+            committed: false,
+            started_at: now(),
+        };
+        // Journaled before anything on disk changes.
+        let op_id = self.with_store(|s| s.begin_operation(&op)).map_err(PackagesError::Internal)?;
+        crash_point("install:journaled");
+        let placed = self.place(dir, &target, &data_dir, existing.is_none());
+        if let Err(e) = placed {
+            self.roll_back(&op, op_id);
             return Err(e);
         }
-
-        let data_dir = self.paths.app_data().join(family.as_str());
-        for f in APP_DATA_FOLDERS {
-            let d = data_dir.join(f);
-            std::fs::create_dir_all(&d).map_err(|e| io(format!("creating {}", d.display()), e))?;
-        }
+        crash_point("install:placed");
 
         let (granted, _) = grant_capabilities(&manifest.capabilities, consented);
         let row = PackageRow {
@@ -411,32 +467,94 @@ impl Repository {
                 publisher: k.publisher().as_str().to_owned(),
             }),
         };
-        // The commit point.
-        let replaced = match self.store.lock().expect("store poisoned").put_package(&row) {
+        // The commit point: the row and the journal entry change together.
+        let replaced = match self.with_store(|s| s.commit_install(&row, op_id)) {
             Ok(r) => r,
             Err(e) => {
-                let _ = remove_tree(&target);
+                self.roll_back(&op, op_id);
                 return Err(PackagesError::Internal(e));
             }
         };
+        crash_point("install:committed");
         let installed = Arc::new(Self::describe(&self.paths, manifest, target, &row));
         self.by_family
             .write()
             .expect("index poisoned")
             .insert(key(family.as_str()), installed.clone());
+        let mut finished = true;
         let outcome = match &replaced {
             Some(old) => {
                 if old.install_dir != row.install_dir
-                    && let Err(e) = remove_tree(Path::new(&old.install_dir))
+                    && let Err(e) = remove_durably(Path::new(&old.install_dir))
                 {
-                    tracing::warn!(path = %old.install_dir, error = %e, "cannot remove old version's files");
+                    tracing::warn!(path = %old.install_dir, error = %e, "cannot remove old version's files; the next start tries again");
+                    finished = false;
                 }
                 InstallOutcome::Upgraded
             }
             None => InstallOutcome::Installed,
         };
+        if finished && let Err(e) = self.with_store(|s| s.finish_operation(op_id)) {
+            tracing::warn!(error = %e, "cannot close the deployment's journal entry");
+        }
         tracing::info!(package = %full, ?outcome, signer = ?row.signer, "installed");
         Ok((installed, outcome, replaced.map(|r| r.full_name)))
+    }
+
+    /// Moves the staged folder into place and makes the app data folders, all fsynced with
+    /// their parents. A new install's family starts with fresh app data: whatever a previous
+    /// install left there is removed first.
+    fn place(
+        &self,
+        staged: staging::StagingDir,
+        target: &Path,
+        data_dir: &Path,
+        new_family: bool,
+    ) -> Result<()> {
+        if target.exists() {
+            // Not owned by any row: a leftover.
+            remove_durably(target)?;
+        }
+        let staged_path = staged.keep();
+        if let Err(e) = std::fs::rename(&staged_path, target) {
+            let _ = remove_tree(&staged_path);
+            return Err(io(format!("moving package into {}", target.display()), e));
+        }
+        make_read_only(target)?;
+        sync_parent(target)?;
+        if new_family && data_dir.exists() {
+            tracing::warn!(path = %data_dir.display(), "removing app data no installed package owns before installing");
+            remove_durably(data_dir)?;
+        }
+        create_dirs_durably(&self.paths.app_data(), data_dir, &APP_DATA_FOLDERS)
+    }
+
+    /// Undoes what an uncommitted deployment put on disk, and closes its journal entry (if the
+    /// removal fails, the entry stays and the next start tries again).
+    fn roll_back(&self, op: &OperationRow, id: u64) {
+        let installed = self.get(&op.family_name);
+        let mut gone: Vec<&str> = Vec::new();
+        if let Some(d) = &op.new_dir
+            && installed.as_ref().is_none_or(|p| p.install_dir != Path::new(d))
+        {
+            gone.push(d);
+        }
+        if op.kind == OperationKind::Install
+            && installed.is_none()
+            && let Some(d) = &op.data_dir
+        {
+            gone.push(d);
+        }
+        let ok = gone.iter().all(|d| match remove_durably(Path::new(d)) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(path = %d, error = %e, "cannot roll a deployment back; the next start tries again");
+                false
+            }
+        });
+        if ok && let Err(e) = self.with_store(|s| s.finish_operation(id)) {
+            tracing::warn!(error = %e, "cannot close the deployment's journal entry");
+        }
     }
 
     /// Records a new signer for the installed package of a family whose content is unchanged
@@ -549,19 +667,47 @@ impl Repository {
         let Some(pkg) = self.get(family) else {
             return Err(PackagesError::NotInstalled(format!("package {family} is not installed")));
         };
-        self.store
-            .lock()
-            .expect("store poisoned")
-            .delete_package(pkg.family_name.as_str())
-            .map_err(PackagesError::Internal)?;
+        let op = OperationRow {
+            id: 0,
+            kind: OperationKind::Remove,
+            family_name: pkg.family_name.to_string(),
+            new_dir: None,
+            old_dir: Some(pkg.install_dir.display().to_string()),
+            data_dir: Some(pkg.data_dir.display().to_string()),
+            committed: true,
+            started_at: now(),
+        };
+        // The commit point: the row goes and the removal is journaled, together; a broker that
+        // dies after it deletes the files and the app data at its next start.
+        let (op_id, _) =
+            self.with_store(|s| s.commit_remove(&op)).map_err(PackagesError::Internal)?;
         self.by_family.write().expect("index poisoned").remove(&key(family));
+        crash_point("remove:committed");
+        let mut finished = true;
         for dir in [&pkg.install_dir, &pkg.data_dir] {
-            if let Err(e) = remove_tree(dir) {
-                tracing::warn!(path = %dir.display(), error = %e, "cannot remove package folder");
+            if let Err(e) = remove_durably(dir) {
+                tracing::warn!(path = %dir.display(), error = %e, "cannot remove package folder; the next start tries again");
+                finished = false;
             }
+        }
+        if finished && let Err(e) = self.with_store(|s| s.finish_operation(op_id)) {
+            tracing::warn!(error = %e, "cannot close the removal's journal entry");
         }
         tracing::info!(package = %pkg.full_name, "removed");
         Ok(pkg)
+    }
+}
+
+/// A point of a deployment where `APPIPC_CRASH_AT` (tests only) makes the broker die as a
+/// crash would (SIGKILL to itself): `install:journaled` (before anything on disk changed),
+/// `install:placed` (files in place, row not written), `install:committed` (row written, the
+/// old version's folder still there), `remove:committed` (row gone, files still there).
+pub(crate) fn crash_point(point: &str) {
+    static AT: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    if AT.get_or_init(|| std::env::var("APPIPC_CRASH_AT").ok()).as_deref() == Some(point) {
+        tracing::warn!(point, "APPIPC_CRASH_AT: dying here");
+        let _ =
+            rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::KILL);
     }
 }
 
@@ -592,7 +738,44 @@ fn make_read_only(root: &Path) -> Result<()> {
         std::fs::set_permissions(root, std::fs::Permissions::from_mode(mode))
             .map_err(|e| io(format!("setting mode of {}", root.display()), e))?;
     }
+    if meta.is_dir() {
+        // Every folder of the tree, so that its entries are durable before the row that
+        // names the tree is written (the files themselves were fsynced when staged).
+        appipc_sys::fs::sync_dir(root).map_err(|e| io(format!("syncing {}", root.display()), e))?;
+    }
     Ok(())
+}
+
+/// `fsync` of the folder holding `path` (after a rename into it, or a removal from it).
+fn sync_parent(path: &Path) -> Result<()> {
+    let parent = path.parent().unwrap_or(Path::new("/"));
+    appipc_sys::fs::sync_dir(parent).map_err(|e| io(format!("syncing {}", parent.display()), e))
+}
+
+/// Creates `dir` (beneath `base`, which exists) and `dir/<each of subfolders>`, fsyncing every
+/// folder made and the folder it was made in.
+fn create_dirs_durably(base: &Path, dir: &Path, subfolders: &[&str]) -> Result<()> {
+    let mut made = Vec::new();
+    for d in std::iter::once(dir.to_path_buf()).chain(subfolders.iter().map(|f| dir.join(f))) {
+        match std::fs::create_dir(&d) {
+            Ok(()) => made.push(d),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(io(format!("creating {}", d.display()), e)),
+        }
+    }
+    for d in &made {
+        appipc_sys::fs::sync_path(d).map_err(|e| io(format!("syncing {}", d.display()), e))?;
+    }
+    if !made.is_empty() {
+        appipc_sys::fs::sync_dir(base).map_err(|e| io(format!("syncing {}", base.display()), e))?;
+    }
+    Ok(())
+}
+
+/// [`remove_tree`], then `fsync` of the folder that held it.
+fn remove_durably(root: &Path) -> Result<()> {
+    remove_tree(root)?;
+    sync_parent(root)
 }
 
 /// Removes a tree, first giving its folders back the write permission `make_read_only` took.

@@ -42,20 +42,27 @@ use crate::dispatch::dispatch;
 use crate::outbox::{Outgoing, write_loop};
 use crate::sessions::SessionEntry;
 
+/// Why a session stops being served when the broker stops (it lives on in the keeper).
+const STOPPING: &str = "broker stopping";
+
 /// Admits and serves a session; a refused one is told why and closed.
 pub(crate) async fn start(shared: Arc<Shared>, sock: OwnedFd, caller: Caller) {
     let describe = caller.describe();
+    let key = caller.session_id;
     let admitted = shared.sessions.admit(&shared, caller);
     let sock = match AsyncSeqPacket::new(sock) {
         Ok(s) => Arc::new(s),
         Err(e) => {
             tracing::error!(error = %e, "cannot register session socket");
+            shared.keeper.forget(key);
             return;
         }
     };
+    shared.keeper.attach(key, &sock);
     match admitted {
         Ok((entry, rx)) => serve(shared, entry, sock, rx).await,
         Err(refused) => {
+            shared.keeper.forget(key);
             if let Some(n) = shared.log_limiter.allow("session refused") {
                 tracing::warn!(caller = %describe, reason = %refused, suppressed = n, "session refused");
             }
@@ -96,7 +103,7 @@ async fn serve(
         let packet = tokio::select! {
             r = sock.recv(MAX_FRAME_LEN + 1) => r,
             reason = outbox.closed() => break reason,
-            () = shared.stopping.cancelled() => break "broker stopping".to_owned(),
+            () = shared.stopping.cancelled() => break STOPPING.to_owned(),
             // A peer that stopped sending, and reading, is not waited for forever either.
             () = outbox.stays_full(grace) => break format!(
                 "the peer does not read its replies ({} bytes waited {} ms)",
@@ -113,6 +120,7 @@ async fn serve(
             Ok(r) => r,
             Err(violation) => break violation,
         };
+        entry.read_request(id);
         // Requests a gone peer left in the socket are not run.
         if appipc_sys::socket::peer_hung_up(sock.as_fd()) {
             break "peer closed the session".to_owned();
@@ -126,9 +134,20 @@ async fn serve(
     // Requests still running finish (a little while) so that their replies go out first.
     let all = u32::try_from(limits.requests_in_flight.max(1)).unwrap_or(u32::MAX);
     let _ = tokio::time::timeout(Duration::from_secs(1), in_flight.acquire_many(all)).await;
+    if reason == STOPPING && shared.keeper.keeps() {
+        // The broker stops, the session does not: its replies go out, and the keeper holds
+        // it for the next broker. Nothing is closed.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+        while outbox.queued() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        shared.sessions.remove(caller.session_id);
+        return;
+    }
     outbox.close(reason.clone());
     let _ = writer.await;
     shared.sessions.remove(caller.session_id);
+    shared.keeper.forget(caller.session_id);
     crate::hooks::session_closed(&shared, &caller);
     tracing::debug!(session = caller.session_id, caller = %caller.describe(), %reason, "session closed");
     let worth_a_warning = reason.starts_with("protocol violation")
@@ -137,6 +156,36 @@ async fn serve(
     if worth_a_warning && let Some(n) = shared.log_limiter.allow("closing session") {
         tracing::warn!(session = caller.session_id, caller = %caller.describe(), %reason, suppressed = n, "closing session");
     }
+}
+
+/// Serves a session a broker before this one served (the keeper held it meanwhile), already
+/// admitted: its client first hears that the broker restarted (`broker.Restarted`), so that
+/// it learns which of its requests were lost. Not so an inherited session (`bootstrap`, fd 3
+/// of a packaged process and its children): nobody reads it between two children's
+/// bootstraps, and a child that waits for an answer to `OpenSession` asks again by itself.
+pub(crate) async fn resume(
+    shared: Arc<Shared>,
+    sock: OwnedFd,
+    entry: Arc<SessionEntry>,
+    rx: mpsc::UnboundedReceiver<Outgoing>,
+    bootstrap: bool,
+) {
+    let key = entry.caller.session_id;
+    let sock = match AsyncSeqPacket::new(sock) {
+        Ok(s) => Arc::new(s),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot register a kept session's socket");
+            shared.sessions.remove(key);
+            shared.keeper.forget(key);
+            return;
+        }
+    };
+    shared.keeper.attach(key, &sock);
+    if !bootstrap {
+        entry.mark_restarted();
+        let _ = entry.outbox.event(appipc_wire::protocol::broker::Restarted {}, Vec::new());
+    }
+    serve(shared, entry, sock, rx).await;
 }
 
 /// The request in a packet, or why the packet breaks the protocol.

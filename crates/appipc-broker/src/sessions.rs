@@ -26,6 +26,10 @@ pub struct SessionEntry {
     interest: AtomicUsize,
     pub(crate) in_flight: AtomicUsize,
     _fds: FdCharge,
+    /// Served again after a broker restart (see [`crate::keeper`]).
+    restarted: std::sync::atomic::AtomicBool,
+    /// Since then, until the client's `broker.Resync`: the ids of the requests read.
+    read_since_restart: Mutex<Option<std::collections::HashSet<u64>>>,
 }
 
 /// Something a session waits for; while it lives the session is not idle.
@@ -65,6 +69,45 @@ impl SessionEntry {
         self.last_active.store(now, Ordering::Relaxed);
     }
 
+    /// Marks the session as one a broker before this one served: from now on the ids of the
+    /// requests read are noted, until the client asks which of its requests were lost.
+    pub(crate) fn mark_restarted(&self) {
+        *self.read_since_restart.lock().expect("resync poisoned") =
+            Some(std::collections::HashSet::new());
+        self.restarted.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether a broker before this one served the session.
+    pub(crate) fn was_restarted(&self) -> bool {
+        self.restarted.load(Ordering::SeqCst)
+    }
+
+    /// Notes a request read (only between a restart and the client's resynchronization,
+    /// which comes at once: at most a few thousand ids; past that, the client is taken not to
+    /// resynchronize and nothing is noted any more).
+    pub(crate) fn read_request(&self, id: u64) {
+        if !self.restarted.load(Ordering::Relaxed) {
+            return;
+        }
+        let mut seen = self.read_since_restart.lock().expect("resync poisoned");
+        match seen.as_mut() {
+            Some(s) if s.len() < 4096 => {
+                s.insert(id);
+            }
+            Some(_) => *seen = None,
+            None => {}
+        }
+    }
+
+    /// `broker.Resync`: of the requests the client sent before it heard of the restart, those
+    /// this broker never read (the one before it read them and died): they are lost.
+    pub(crate) fn resync(&self, sent: &[u64]) -> Vec<u64> {
+        match self.read_since_restart.lock().expect("resync poisoned").take() {
+            Some(seen) => sent.iter().copied().filter(|id| !seen.contains(id)).collect(),
+            None => Vec::new(),
+        }
+    }
+
     /// Marks the session as waiting for something until the returned guard drops.
     pub(crate) fn interest(self: &Arc<Self>) -> Interest {
         self.interest.fetch_add(1, Ordering::SeqCst);
@@ -95,8 +138,11 @@ pub(crate) enum Refused {
 pub struct Sessions {
     map: Mutex<HashMap<u64, Arc<SessionEntry>>>,
     /// Held across an admission's count, eviction and insertion, so two sessions accepted at
-    /// once cannot both see room for one.
-    admitting: Mutex<()>,
+    /// once cannot both see room for one. It holds the sessions `OpenSession` promised and that
+    /// are not admitted yet (session id → package family, lowercase): they count as live, so a
+    /// client opening sessions faster than they are admitted is refused when the cap is reached,
+    /// not answered and then closed.
+    admitting: Mutex<HashMap<u64, Option<String>>>,
     start: Instant,
 }
 
@@ -104,7 +150,7 @@ impl Default for Sessions {
     fn default() -> Self {
         Sessions {
             map: Mutex::new(HashMap::new()),
-            admitting: Mutex::new(()),
+            admitting: Mutex::new(HashMap::new()),
             start: Instant::now(),
         }
     }
@@ -146,22 +192,44 @@ impl Sessions {
             .count()
     }
 
-    /// Whether an unpackaged process may open one more session (over the one it has).
-    pub(crate) fn room_for_unpackaged(&self, shared: &Shared) -> Result<(), Refused> {
-        let n = self.unpackaged();
-        if n >= shared.config.limits.connections {
-            return Err(Refused::Connections(n));
+    /// Sessions of `family` (`None`: of unpackaged processes) live or promised.
+    fn counted(&self, promised: &HashMap<u64, Option<String>>, family: Option<&str>) -> usize {
+        let lc = family.map(str::to_ascii_lowercase);
+        let promised = promised.values().filter(|f| **f == lc).count();
+        promised
+            + match family {
+                None => self.unpackaged(),
+                Some(f) => self.of_package(f),
+            }
+    }
+
+    fn refusal(&self, shared: &Shared, family: Option<&str>, n: usize) -> Option<Refused> {
+        let limits = &shared.config.limits;
+        match family {
+            None if n >= limits.connections => Some(Refused::Connections(n)),
+            Some(f) if n >= limits.sessions_per_package => Some(Refused::Package(f.to_owned(), n)),
+            _ => None,
         }
+    }
+
+    /// Promises `child` (a session `OpenSession` hands out) a place: refused when its package,
+    /// or the user's unpackaged processes, have as many sessions live or promised as they may.
+    pub(crate) fn reserve(&self, shared: &Shared, child: &Caller) -> Result<(), Refused> {
+        let mut promised = self.admitting.lock().expect("admission poisoned");
+        let family = child.family_name();
+        let n = self.counted(&promised, family);
+        if let Some(refused) = self.refusal(shared, family, n) {
+            return Err(refused);
+        }
+        promised.insert(child.session_id, family.map(str::to_ascii_lowercase));
         Ok(())
     }
 
     /// Whether a package may open one more session.
     pub(crate) fn room_for_package(&self, shared: &Shared, family: &str) -> Result<(), Refused> {
-        let n = self.of_package(family);
-        if n >= shared.config.limits.sessions_per_package {
-            return Err(Refused::Package(family.to_owned(), n));
-        }
-        Ok(())
+        let promised = self.admitting.lock().expect("admission poisoned");
+        let n = self.counted(&promised, Some(family));
+        self.refusal(shared, Some(family), n).map_or(Ok(()), Err)
     }
 
     /// Admits a session: the limits are checked (a full table of unpackaged sessions first
@@ -172,16 +240,16 @@ impl Sessions {
         caller: Caller,
     ) -> Result<(Arc<SessionEntry>, mpsc::UnboundedReceiver<Outgoing>), Refused> {
         let limits = &shared.config.limits;
-        let _admitting = self.admitting.lock().expect("admission poisoned");
-        match caller.family_name() {
-            // Unpackaged sessions, on the public socket or opened over one, share the cap.
-            None => {
-                let n = self.unpackaged();
-                if n >= limits.connections && !self.close_longest_idle(shared) {
-                    return Err(Refused::Connections(n));
-                }
+        let mut promised = self.admitting.lock().expect("admission poisoned");
+        promised.remove(&caller.session_id);
+        let family = caller.family_name();
+        let n = self.counted(&promised, family);
+        if let Some(refused) = self.refusal(shared, family, n) {
+            // Unpackaged sessions, on the public socket or opened over one, share the cap;
+            // an idle one that holds nothing makes room.
+            if family.is_some() || !self.close_longest_idle(shared) {
+                return Err(refused);
             }
-            Some(f) => self.room_for_package(shared, f)?,
         }
         let charge = shared.fds.try_charge(1).ok_or(Refused::Fds(shared.fds.max()))?;
         let (outbox, rx) = Outbox::new(limits.queued_reply_bytes);
@@ -192,6 +260,8 @@ impl Sessions {
             interest: AtomicUsize::new(0),
             in_flight: AtomicUsize::new(0),
             _fds: charge,
+            restarted: std::sync::atomic::AtomicBool::new(false),
+            read_since_restart: Mutex::new(None),
         });
         self.lock().insert(entry.caller.session_id, entry.clone());
         Ok((entry, rx))

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
+use appipc::json;
 use appipc::management::{PackageInfo, ProcessInfo};
 use appipc::{ActivateOptions, ApplicationActivationManager, PackageManager, Session, TrustLevel};
 use appipc_model::identity::{PackageFamilyName, PackageFullName, PackageName, PublisherId};
@@ -11,7 +12,6 @@ use clap::{Parser, Subcommand};
 
 mod daemon;
 mod demo;
-mod json;
 mod logging;
 mod packaging;
 mod relay;
@@ -39,6 +39,8 @@ enum Command {
     Identity(IdentityCommand),
     /// Install a package file signed by a trusted key (or, in developer mode, a package
     /// folder), or upgrade to a newer version; asks before granting restricted capabilities.
+    /// An upgrade first ends the running processes of the old version (app-service hosts are
+    /// told ServicingUpdate and get a grace period); app data is kept.
     Install(packaging::InstallArgs),
     /// Pack a package folder into one signed package file (.appipc).
     Pack(packaging::PackArgs),
@@ -62,7 +64,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Remove a package (stops its running processes; deletes its app data).
+    /// Remove a package: ends its running processes, then deletes its files and app data
+    /// (a removal the broker could not finish is finished at its next start).
     Remove {
         /// Package family name.
         family_name: String,
@@ -80,7 +83,8 @@ enum Command {
         #[arg(last = true)]
         args: Vec<String>,
     },
-    /// List the processes the broker started.
+    /// List the processes the broker started (a restarted broker's included: it adopts the
+    /// running processes of the broker before it).
     Ps {
         /// Print JSON instead of a table.
         #[arg(long)]
@@ -126,8 +130,13 @@ enum Command {
     Status,
     /// Run the broker in the foreground (what appipcd does).
     Daemon,
-    /// Ask the running broker to stop.
-    Stop,
+    /// Ask the running broker to stop. The processes it started keep running, with their
+    /// sessions (held by the broker's keeper process), and the next broker takes them over.
+    Stop {
+        /// End every process the broker started, and every session, before it stops.
+        #[arg(long)]
+        apps: bool,
+    },
     /// Run the demonstration: a broker on a temporary home, the example packages, and what
     /// is allowed and what is refused.
     Demo,
@@ -240,6 +249,10 @@ enum IdentityCommand {
 }
 
 fn main() -> ExitCode {
+    // The broker (`appipc daemon`) starts its session keeper from this same program.
+    if let Some(code) = appipc_broker::keeper::main_if_keeper() {
+        return code;
+    }
     let cli = Cli::parse();
     let default_level = if matches!(cli.command, Command::Daemon) { "info" } else { "warn" };
     logging::init(default_level);
@@ -311,11 +324,16 @@ fn identity(c: IdentityCommand) -> Result<()> {
 }
 
 async fn client(command: Command) -> Result<ExitCode> {
-    if let Command::Stop = command {
+    if let Command::Stop { apps } = command {
         return match Session::connect().await {
             Ok(s) => {
-                appipc::broker::shutdown(&s).await?;
-                println!("broker stopped");
+                if apps {
+                    appipc::broker::shutdown_everything(&s).await?;
+                    println!("every process the broker started ended; broker stopped");
+                } else {
+                    appipc::broker::shutdown(&s).await?;
+                    println!("broker stopped");
+                }
                 Ok(ExitCode::SUCCESS)
             }
             Err(appipc::Error::Connect { path, .. }) => {
@@ -406,7 +424,7 @@ async fn client(command: Command) -> Result<ExitCode> {
         | Command::Pack(_)
         | Command::Key(_)
         | Command::Demo
-        | Command::Stop
+        | Command::Stop { .. }
         | Command::Status => {
             unreachable!("handled before connecting")
         }

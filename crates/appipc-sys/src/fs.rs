@@ -28,6 +28,82 @@ pub fn try_lock_exclusive(path: &Path) -> io::Result<Option<LockFile>> {
     }
 }
 
+/// Takes an exclusive `flock` on `path` (created if missing, mode 0600), waiting for it.
+pub fn lock_exclusive(path: &Path) -> io::Result<LockFile> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)?;
+    loop {
+        match rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive) {
+            Ok(()) => return Ok(LockFile { _file: file }),
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// The pid of the process holding a `flock` on `path`, from `/proc/locks` (`None` when no one
+/// holds one). The pid is the one that took the lock, in this process's pid namespace.
+pub fn lock_holder(path: &Path) -> io::Result<Option<u32>> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = match std::fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let (major, minor) = (rustix::fs::major(meta.dev()), rustix::fs::minor(meta.dev()));
+    let locks = std::fs::read_to_string("/proc/locks")?;
+    // "1: FLOCK  ADVISORY  WRITE 1234 fd:01:567 0 EOF"; a blocked waiter's line has "->".
+    for line in locks.lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.len() < 6 || f[1] != "FLOCK" || f.contains(&"->") {
+            continue;
+        }
+        let mut dev = f[5].split(':');
+        let (Some(ma), Some(mi), Some(ino)) = (dev.next(), dev.next(), dev.next()) else {
+            continue;
+        };
+        let same = u32::from_str_radix(ma, 16).ok() == Some(major)
+            && u32::from_str_radix(mi, 16).ok() == Some(minor)
+            && ino.parse::<u64>().ok() == Some(meta.ino());
+        if same {
+            return Ok(f[4].parse().ok());
+        }
+    }
+    Ok(None)
+}
+
+/// `fsync` of a folder: makes the names created, renamed or removed in it durable (a file's
+/// own `fsync` does not cover its directory entry).
+pub fn sync_dir(path: &Path) -> io::Result<()> {
+    let dir = rustix::fs::open(
+        path,
+        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )?;
+    Ok(rustix::fs::fsync(&dir)?)
+}
+
+/// Makes `path` and its entry durable: `fsync` of the file or folder itself and of the folder
+/// that holds it (after a rename into place, or a new folder).
+pub fn sync_path(path: &Path) -> io::Result<()> {
+    let fd = rustix::fs::open(
+        path,
+        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC | rustix::fs::OFlags::NOFOLLOW,
+        rustix::fs::Mode::empty(),
+    )?;
+    rustix::fs::fsync(&fd)?;
+    match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => sync_dir(parent),
+        _ => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -40,6 +116,18 @@ mod tests {
         assert!(super::try_lock_exclusive(&p).unwrap().is_none());
         drop(a);
         assert!(super::try_lock_exclusive(&p).unwrap().is_some());
+    }
+
+    #[test]
+    fn lock_holder_names_the_process() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("l");
+        assert_eq!(super::lock_holder(&p).unwrap(), None);
+        let held = super::try_lock_exclusive(&p).unwrap().unwrap();
+        assert_eq!(super::lock_holder(&p).unwrap(), Some(std::process::id()));
+        drop(held);
+        assert_eq!(super::lock_holder(&p).unwrap(), None);
+        super::sync_path(&p).unwrap();
     }
 }
 

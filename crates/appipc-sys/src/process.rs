@@ -256,6 +256,182 @@ pub fn try_reap(pidfd: impl AsFd) -> io::Result<Option<ExitStatus>> {
     Ok(status.map(|s| ExitStatus { code: s.exit_status(), signal: s.terminating_signal() }))
 }
 
+/// Who a process is beyond its pid, which the kernel reuses: what a broker records of each
+/// process it starts, to find that very process again after a restart (see [`adopt`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProcessIdentity {
+    /// Its process id.
+    pub pid: u32,
+    /// When it started, in clock ticks after boot (`/proc/<pid>/stat`, field 22).
+    pub start_time: u64,
+    /// The boot it started in (`/proc/sys/kernel/random/boot_id`): start times count from it.
+    pub boot_id: String,
+    /// The inode number of its pidfds on pidfs (Linux 6.9+), unique among the processes of
+    /// one boot; `None` where pidfds are anonymous inodes.
+    pub pidfs_inode: Option<u64>,
+}
+
+/// This boot's id (`/proc/sys/kernel/random/boot_id`).
+pub fn boot_id() -> io::Result<String> {
+    Ok(std::fs::read_to_string("/proc/sys/kernel/random/boot_id")?.trim().to_owned())
+}
+
+/// Field 22 of `/proc/<pid>/stat`: when the process started, in clock ticks after boot.
+pub fn start_time(pid: u32) -> io::Result<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    stat_start_time(&stat).ok_or_else(|| {
+        io::Error::new(io::ErrorKind::InvalidData, format!("/proc/{pid}/stat: no start time"))
+    })
+}
+
+/// Field 22 of a `/proc/<pid>/stat` line.
+fn stat_start_time(stat: &str) -> Option<u64> {
+    // The command name (field 2) is in parentheses and may hold anything, spaces and ')'
+    // included: count fields after its last ')'. Fields 3.. follow; 22 is the 20th of them.
+    let after = &stat[stat.rfind(')')? + 1..];
+    after.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// The pidfs inode number of a pidfd, where pidfds live on pidfs (Linux 6.9+).
+pub fn pidfs_inode(pidfd: impl AsFd) -> Option<u64> {
+    const PID_FS_MAGIC: u64 = 0x5049_4446;
+    let fs = rustix::fs::fstatfs(&pidfd).ok()?;
+    #[allow(clippy::unnecessary_cast)]
+    if fs.f_type as u64 != PID_FS_MAGIC {
+        return None;
+    }
+    rustix::fs::fstat(&pidfd).ok().map(|st| st.st_ino)
+}
+
+/// Whether the process behind a pidfd has exited (its pidfd is readable), without waiting.
+pub fn has_exited(pidfd: impl AsFd) -> bool {
+    use rustix::event::{PollFd, PollFlags, Timespec, poll};
+    let mut fds = [PollFd::new(&pidfd, PollFlags::IN)];
+    matches!(poll(&mut fds, Some(&Timespec { tv_sec: 0, tv_nsec: 0 })), Ok(n) if n > 0)
+}
+
+/// The identity of the live process behind `pidfd`, whose pid is `pid` (for a child just
+/// spawned, or a pidfd just opened). Fails if it has exited meanwhile: the start time read
+/// from `/proc/<pid>/stat` then might be another process's.
+pub fn identify(pidfd: impl AsFd, pid: u32) -> io::Result<ProcessIdentity> {
+    let start_time = start_time(pid)?;
+    // The pidfd still names a live process after the read, so /proc/<pid> was that process
+    // while we read it (a pid is reused only after its process was reaped).
+    if has_exited(&pidfd) {
+        return Err(io::Error::new(io::ErrorKind::NotFound, format!("process {pid} has exited")));
+    }
+    Ok(ProcessIdentity { pid, start_time, boot_id: boot_id()?, pidfs_inode: pidfs_inode(&pidfd) })
+}
+
+/// A pidfd for the process `recorded` describes, if that very process still runs: the
+/// process now holding its pid must have started at the same time in the same boot (and have
+/// the same pidfs inode, where both are known). A pid reused by another process, or a process
+/// that has exited (a zombie too), gives `None`.
+pub fn adopt(recorded: &ProcessIdentity) -> io::Result<Option<OwnedFd>> {
+    if boot_id()? != recorded.boot_id {
+        return Ok(None);
+    }
+    let pidfd = match pidfd_open(recorded.pid) {
+        Ok(fd) => fd,
+        Err(e) if e.raw_os_error() == Some(libc::ESRCH) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let now = match identify(&pidfd, recorded.pid) {
+        Ok(now) => now,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let same_inode = match (now.pidfs_inode, recorded.pidfs_inode) {
+        (Some(a), Some(b)) => a == b,
+        _ => true,
+    };
+    Ok((now.start_time == recorded.start_time && same_inode).then_some(pidfd))
+}
+
+/// `struct pidfd_info` as of Linux 6.15 (`PIDFD_INFO_SIZE_VER0`, 64 bytes).
+#[repr(C)]
+#[derive(Default)]
+struct PidfdInfo {
+    mask: u64,
+    cgroupid: u64,
+    pid: u32,
+    tgid: u32,
+    ppid: u32,
+    ruid: u32,
+    rgid: u32,
+    euid: u32,
+    egid: u32,
+    suid: u32,
+    sgid: u32,
+    fsuid: u32,
+    fsgid: u32,
+    exit_code: i32,
+}
+
+/// How a process that is not our child ended, from its pidfd (`PIDFD_GET_INFO` with
+/// `PIDFD_INFO_EXIT`, Linux 6.15+). The kernel records it when the process is reaped by its
+/// parent (for an orphan, the nearest subreaper or init): `Ok(None)` while it is not reaped,
+/// or when the kernel does not know the ioctl.
+pub fn exit_info(pidfd: impl AsFd) -> io::Result<Option<ExitStatus>> {
+    const PIDFD_INFO_EXIT: u64 = 1 << 3;
+    // _IOWR(PIDFS_IOCTL_MAGIC 0xFF, 11, struct pidfd_info)
+    const PIDFD_GET_INFO: libc::c_ulong =
+        (3 << 30) | ((std::mem::size_of::<PidfdInfo>() as libc::c_ulong) << 16) | (0xFF << 8) | 11;
+    let mut info = PidfdInfo { mask: PIDFD_INFO_EXIT, ..Default::default() };
+    // SAFETY: the fd is borrowed for the call; `info` is a live, initialized, repr(C) value
+    // whose size is the one encoded in the request number, so the kernel reads and writes at
+    // most that many bytes of it.
+    let rc = unsafe {
+        libc::ioctl(pidfd.as_fd().as_raw_fd(), PIDFD_GET_INFO as _, &mut info as *mut PidfdInfo)
+    };
+    if rc < 0 {
+        let e = io::Error::last_os_error();
+        return match e.raw_os_error() {
+            // Not a kernel with PIDFD_GET_INFO, or the process is gone without exit info.
+            Some(libc::ENOTTY | libc::EINVAL | libc::ESRCH) => Ok(None),
+            _ => Err(e),
+        };
+    }
+    if info.mask & PIDFD_INFO_EXIT == 0 {
+        return Ok(None);
+    }
+    let w = info.exit_code;
+    Ok(Some(if libc::WIFSIGNALED(w) {
+        ExitStatus { code: None, signal: Some(libc::WTERMSIG(w)) }
+    } else {
+        ExitStatus { code: Some(libc::WEXITSTATUS(w)), signal: None }
+    }))
+}
+
+/// Closes every fd above 2 this process inherited (for a helper that must hold nothing of
+/// its parent's, whatever flags the parent's fds had).
+pub fn close_inherited_fds() -> io::Result<()> {
+    // SAFETY: close_range takes integers; the fds closed belong to this process and, by the
+    // caller's contract (a process that has just started), nothing in it owns or uses them.
+    let rc =
+        unsafe { libc::syscall(libc::SYS_close_range, 3 as libc::c_uint, libc::c_uint::MAX, 0) };
+    if rc < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
+}
+
+/// Makes this process a subreaper (`PR_SET_CHILD_SUBREAPER`): orphaned descendants become its
+/// children instead of init's, as under a service manager.
+pub fn become_child_subreaper() -> io::Result<()> {
+    Ok(rustix::process::set_child_subreaper(Some(rustix::process::getpid()))?)
+}
+
+/// Reaps any one child that has exited, without waiting: its pid and status, or `None`.
+pub fn reap_any() -> io::Result<Option<(u32, ExitStatus)>> {
+    use rustix::process::WaitOptions;
+    match rustix::process::wait(WaitOptions::NOHANG) {
+        Ok(Some((pid, s))) => Ok(Some((
+            pid.as_raw_nonzero().get() as u32,
+            ExitStatus { code: s.exit_status(), signal: s.terminating_signal() },
+        ))),
+        Ok(None) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
 pub use rustix::process::Signal as ProcessSignal;
 
 /// Raises this process's soft limit of open files to its hard limit (at most 2^20) and returns
@@ -314,6 +490,42 @@ mod tests {
         let child = spawn(sh("sleep 30")).unwrap();
         send_signal(&child.pidfd, Signal::KILL).unwrap();
         assert_eq!(wait(&child.pidfd).signal, Some(9));
+    }
+
+    #[test]
+    fn a_process_is_found_again_by_its_identity_not_its_pid() {
+        let child = spawn(sh("sleep 30")).unwrap();
+        let id = identify(&child.pidfd, child.pid).unwrap();
+        assert!(id.start_time > 0 && !id.boot_id.is_empty());
+        assert!(adopt(&id).unwrap().is_some(), "the same process");
+        // The same pid with another start time is another process (a reused pid).
+        let reused = ProcessIdentity { start_time: id.start_time + 1, ..id.clone() };
+        assert!(adopt(&reused).unwrap().is_none());
+        let other_boot = ProcessIdentity { boot_id: "another boot".into(), ..id.clone() };
+        assert!(adopt(&other_boot).unwrap().is_none());
+        send_signal(&child.pidfd, Signal::KILL).unwrap();
+        // A zombie has exited: not adopted either.
+        while !has_exited(&child.pidfd) {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert!(adopt(&id).unwrap().is_none());
+        let status = wait(&child.pidfd);
+        assert_eq!(status.signal, Some(9));
+        assert!(adopt(&id).unwrap().is_none());
+        // Reaped: where the kernel records it, the status can be read from the pidfd.
+        match exit_info(&child.pidfd).unwrap() {
+            Some(s) => assert_eq!(s, status),
+            None => eprintln!("this kernel does not report exit status through pidfds"),
+        }
+    }
+
+    #[test]
+    fn start_time_survives_odd_command_names() {
+        let line = "77 (a) b (c) d) S 1 77 77 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 123456 \
+                    1000 10 18446744073709551615";
+        assert_eq!(stat_start_time(line), Some(123456));
+        assert_eq!(stat_start_time("77 (x"), None);
+        assert!(start_time(std::process::id()).unwrap() > 0);
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //!
 //! ```text
 //! broker ─fork─▶ waiter (outside the new pid namespace; the pid the broker tracks)
+//!                  ├─fork─▶ supervisor (if any: the app's chmod and setxattr, seccomp_notify)
 //!                  └─fork─▶ init (pid 1 inside: builds the root, reaps, forwards signals)
 //!                             └─fork─▶ app (pid 2: uid 1000, Landlock, seccomp, exec)
 //! ```
@@ -655,6 +656,11 @@ impl HostIds {
 
 /// A process that owns a package's user and network namespaces (only `lo`, up) for as long as
 /// the broker keeps it; confined processes of the package join them.
+///
+/// A holder outlives the broker that started it (it has no parent-death signal), so that a
+/// restarted broker finds the namespaces of the package's running processes again
+/// ([`NamespaceHolder::adopt`]). Dropping the value kills the holder unless
+/// [`NamespaceHolder::keep_on_drop`] was called; [`NamespaceHolder::end`] always does.
 #[derive(Debug)]
 pub struct NamespaceHolder {
     /// The holder's pid.
@@ -667,6 +673,10 @@ pub struct NamespaceHolder {
     pub netns: OwnedFd,
     /// Who uid 1000 is on the host.
     pub ids: HostIds,
+    /// Started by this process (so it can reap it), not adopted.
+    child: bool,
+    /// Kill it when this value is dropped.
+    end_on_drop: bool,
 }
 
 fn sleeper() -> io::Result<PathBuf> {
@@ -707,8 +717,7 @@ impl NamespaceHolder {
     /// host (and gid [`INSIDE_SECOND_GID`] is `ids.second_gid`), and a new network namespace
     /// with `lo` up. The maps are written by the caller, which is what lets a root broker map
     /// ids other than its own (and an unprivileged one map exactly its own, with `setgroups`
-    /// denied). It is killed if the thread that spawned it exits (spawn it from a long-lived
-    /// thread).
+    /// denied). It has no parent-death signal: it lives until it is killed.
     pub fn start(ids: &HostIds) -> io::Result<NamespaceHolder> {
         let mut cmd = std::process::Command::new(sleeper()?);
         cmd.arg("infinity")
@@ -718,7 +727,8 @@ impl NamespaceHolder {
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null());
         let hook = move || -> io::Result<()> {
-            rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))?;
+            // A session of its own: no terminal signal of the broker's reaches it.
+            rustix::process::setsid()?;
             // SAFETY: no CLONE_FILES: this single-threaded child keeps its one fd table.
             unsafe {
                 rustix::thread::unshare_unsafe(UnshareFlags::NEWUSER | UnshareFlags::NEWNET)
@@ -755,9 +765,15 @@ impl NamespaceHolder {
             Ok((open_ns("user")?, open_ns("net")?))
         };
         match set_up() {
-            Ok((userns, netns)) => {
-                Ok(NamespaceHolder { pid, pidfd, userns, netns, ids: ids.clone() })
-            }
+            Ok((userns, netns)) => Ok(NamespaceHolder {
+                pid,
+                pidfd,
+                userns,
+                netns,
+                ids: ids.clone(),
+                child: true,
+                end_on_drop: true,
+            }),
             Err(e) => {
                 let _ = crate::process::send_signal(&pidfd, rustix::process::Signal::KILL);
                 let _ = rustix::process::waitid(
@@ -770,13 +786,46 @@ impl NamespaceHolder {
     }
 }
 
+impl NamespaceHolder {
+    /// A holder a previous broker started, found again: `pidfd` must already have been checked
+    /// to be that very process ([`crate::process::adopt`]). Opens its namespaces again.
+    pub fn adopt(pidfd: OwnedFd, pid: u32, ids: HostIds) -> io::Result<NamespaceHolder> {
+        let open_ns = |kind: &str| -> io::Result<OwnedFd> {
+            Ok(std::fs::File::open(format!("/proc/{pid}/ns/{kind}"))?.into())
+        };
+        let (userns, netns) = (open_ns("user")?, open_ns("net")?);
+        // Opened through /proc/<pid>: still the same process afterwards?
+        if crate::process::has_exited(&pidfd) {
+            return Err(io::Error::new(io::ErrorKind::NotFound, "the holder has exited"));
+        }
+        Ok(NamespaceHolder { pid, pidfd, userns, netns, ids, child: false, end_on_drop: false })
+    }
+
+    /// Lets the holder live on when this value is dropped (when the broker stops: the
+    /// package's processes keep their namespaces, and the next broker adopts the holder).
+    pub fn keep_on_drop(mut self) -> NamespaceHolder {
+        self.end_on_drop = false;
+        self
+    }
+
+    /// Kills the holder (and reaps it, if it is our child): the namespaces go with the last
+    /// process in them.
+    pub fn end(&self) {
+        let _ = crate::process::send_signal(&self.pidfd, rustix::process::Signal::KILL);
+        if self.child {
+            let _ = rustix::process::waitid(
+                rustix::process::WaitId::PidFd(self.pidfd.as_fd()),
+                rustix::process::WaitIdOptions::EXITED,
+            );
+        }
+    }
+}
+
 impl Drop for NamespaceHolder {
     fn drop(&mut self) {
-        let _ = crate::process::send_signal(&self.pidfd, rustix::process::Signal::KILL);
-        let _ = rustix::process::waitid(
-            rustix::process::WaitId::PidFd(self.pidfd.as_fd()),
-            rustix::process::WaitIdOptions::EXITED,
-        );
+        if self.end_on_drop {
+            self.end();
+        }
     }
 }
 

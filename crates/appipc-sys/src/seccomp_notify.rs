@@ -252,14 +252,14 @@ impl crate::sandbox::ChildStep for NotifyFilter {
 // The supervisor process.
 
 impl Supervisor {
-    /// Forks the supervisor. Call in the container's first process (a forked,
-    /// single-threaded child) after it joined the package's user namespace and before it
-    /// creates the app's namespaces. The supervisor never returns; this process goes on with
-    /// the supervisor's pid.
+    /// Forks the supervisor, which never returns; this process goes on with its pid. The
+    /// container's first process calls it after it joined the package's user namespace and
+    /// before it creates the app's namespaces (so the supervisor is in neither the app's pid
+    /// nor its mount namespace); a test may call it from any process.
     pub fn start(&self) -> io::Result<u32> {
         let parent = rustix::process::getpid();
-        // SAFETY: the caller is a single-threaded forked child that goes on with
-        // async-signal-safe calls only; so does the supervisor (`run` never returns).
+        // SAFETY: the child makes only async-signal-safe calls (`run` never returns), which
+        // is all a child of a multithreaded process may do; the parent goes on as it was.
         let pid = unsafe { crate::sandbox::raw_fork() }?;
         if pid > 0 {
             return Ok(pid as u32);

@@ -200,6 +200,23 @@ pub fn peer_hung_up(sock: impl AsFd) -> bool {
         && fds[0].revents().intersects(PollFlags::RDHUP | PollFlags::HUP)
 }
 
+/// Waits until `sock` is readable (a message, or its end), at most `timeout`; whether it is.
+pub fn wait_readable(sock: impl AsFd, timeout: std::time::Duration) -> io::Result<bool> {
+    use rustix::event::{PollFd, PollFlags, Timespec, poll};
+    let mut fds = [PollFd::new(&sock, PollFlags::IN)];
+    let t = Timespec {
+        tv_sec: i64::try_from(timeout.as_secs()).unwrap_or(i64::MAX),
+        tv_nsec: i64::from(timeout.subsec_nanos()),
+    };
+    loop {
+        match poll(&mut fds, Some(&t)) {
+            Ok(n) => return Ok(n > 0),
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
 /// Shuts down one direction of a socket: no more reading, or no more writing (the peer sees
 /// the end of the stream).
 pub fn shutdown_direction(sock: impl AsFd, read: bool) -> io::Result<()> {

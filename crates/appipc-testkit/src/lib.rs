@@ -152,7 +152,35 @@ pub fn unique(prefix: &str) -> String {
     format!("{prefix}{}x{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
 }
 
+/// The `test-reaper` between a test and its brokers (see that binary): brokers are its
+/// children, and so is everything they leave when they die.
+#[derive(Debug)]
+struct Reaper {
+    child: Child,
+    stdin: Option<std::process::ChildStdin>,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl Reaper {
+    /// The next line it says, waiting at most `within`.
+    fn line(&self, within: Duration) -> Option<String> {
+        self.lines.recv_timeout(within).ok()
+    }
+}
+
+/// A running broker: its pid and a pidfd opened while it was known to run (it is the
+/// reaper's child, not reaped before the reaper says it exited).
+#[derive(Debug)]
+struct Running {
+    pid: u32,
+    pidfd: std::os::fd::OwnedFd,
+}
+
 /// A real `appipcd` process serving a temporary home.
+///
+/// Brokers run under a subreaper of the test's (`test-reaper`), as under a user's service
+/// manager: what a killed broker leaves (apps, namespace holders, its session keeper) is
+/// reaped by it, and ended when the `TestBroker` is dropped.
 #[derive(Debug)]
 pub struct TestBroker {
     /// Holds the temporary folders; removed on drop.
@@ -161,7 +189,8 @@ pub struct TestBroker {
     pub home: PathBuf,
     /// `APPIPC_RUNTIME_DIR`.
     pub runtime_dir: PathBuf,
-    child: Option<Child>,
+    child: Option<Running>,
+    reaper: Option<Reaper>,
     env: Vec<(String, String)>,
     user: Option<(u32, u32)>,
 }
@@ -179,8 +208,15 @@ impl TestBroker {
         let root = tempfile::Builder::new().prefix("appipc-test-").tempdir().expect("tempdir");
         let home = root.path().join("home");
         let runtime_dir = root.path().join("run");
-        let mut b =
-            TestBroker { root, home, runtime_dir, child: None, env: Vec::new(), user: None };
+        let mut b = TestBroker {
+            root,
+            home,
+            runtime_dir,
+            child: None,
+            reaper: None,
+            env: Vec::new(),
+            user: None,
+        };
         b.restart();
         b
     }
@@ -191,7 +227,8 @@ impl TestBroker {
         let home = root.path().join("home");
         let runtime_dir = root.path().join("run");
         let env = env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
-        let mut b = TestBroker { root, home, runtime_dir, child: None, env, user: None };
+        let mut b =
+            TestBroker { root, home, runtime_dir, child: None, reaper: None, env, user: None };
         b.restart();
         b.set_developer_mode(true);
         b
@@ -204,7 +241,8 @@ impl TestBroker {
         let home = root.path().join("home");
         let runtime_dir = root.path().join("run");
         let env = vec![("HOME".to_owned(), root.path().display().to_string())];
-        let mut b = TestBroker { root, home, runtime_dir, child: None, env, user: None };
+        let mut b =
+            TestBroker { root, home, runtime_dir, child: None, reaper: None, env, user: None };
         b.restart();
         b.set_developer_mode(true);
         b
@@ -223,12 +261,19 @@ impl TestBroker {
         // into another test thread's fork and make the exec fail with ETXTBSY.
         let bin = root.path().join("bin");
         std::fs::create_dir_all(&bin).expect("bin folder");
-        for name in ["appipcd", "appipc"] {
+        for name in ["appipcd", "appipc", "test-reaper"] {
             let ok = Command::new("cp").arg(binary(name)).arg(bin.join(name)).status().expect("cp");
             assert!(ok.success(), "copying {name}");
         }
-        let mut b =
-            TestBroker { root, home, runtime_dir, child: None, env, user: Some((uid, gid)) };
+        let mut b = TestBroker {
+            root,
+            home,
+            runtime_dir,
+            child: None,
+            reaper: None,
+            env,
+            user: Some((uid, gid)),
+        };
         b.restart();
         b.set_developer_mode(true);
         b
@@ -318,29 +363,77 @@ impl TestBroker {
     /// Starts the broker again on the same home (after [`TestBroker::stop`] or a kill).
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "broker still running");
-        let log =
-            std::fs::File::create(self.root.path().join(format!("broker-{}.log", unique(""))))
-                .expect("broker log");
-        let mut cmd = Command::new(self.bin("appipcd"));
-        self.apply_env(&mut cmd);
-        cmd.env("APPIPC_LOG", std::env::var("APPIPC_LOG").unwrap_or_else(|_| "debug".into()))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log);
-        let mut child = cmd.spawn().expect("starting appipcd");
+        let log = self.root.path().join(format!("broker-{}.log", unique("")));
+        if self.reaper.is_none() {
+            self.reaper = Some(self.start_reaper());
+        }
+        let reaper = self.reaper.as_mut().expect("reaper");
+        let stdin = reaper.stdin.as_mut().expect("reaper's stdin");
+        use std::io::Write;
+        let start = serde_json::json!({ "log": log, "env": self.env });
+        writeln!(stdin, "{start}").expect("asking the reaper to start a broker");
+        stdin.flush().expect("asking the reaper to start a broker");
+        let started = reaper.line(Duration::from_secs(20)).unwrap_or_default();
+        let pid: u32 = started
+            .strip_prefix("started ")
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("the reaper did not start appipcd: {started:?}"));
+        let pidfd = appipc_sys::process::pidfd_open(pid).expect("pidfd of the new broker");
         let deadline = Instant::now() + Duration::from_secs(20);
-        while appipc_sys::socket::seqpacket_connect(&self.socket()).is_err() {
-            if let Some(status) = child.try_wait().expect("try_wait") {
-                panic!("appipcd exited at start with {status}; log:\n{}", self.log());
+        let socket = self.socket();
+        let reaper = self.reaper.as_ref().expect("reaper");
+        while appipc_sys::socket::seqpacket_connect(&socket).is_err() {
+            if let Some(line) = reaper.line(Duration::from_millis(10)) {
+                panic!("appipcd exited at start ({line}); log:\n{}", self.log());
             }
             assert!(
                 Instant::now() < deadline,
                 "appipcd did not answer in 20 s; log:\n{}",
                 self.log()
             );
-            std::thread::sleep(Duration::from_millis(10));
         }
-        self.child = Some(child);
+        self.child = Some(Running { pid, pidfd });
+    }
+
+    fn start_reaper(&self) -> Reaper {
+        let mut cmd = Command::new(self.bin("test-reaper"));
+        cmd.arg(self.bin("appipcd"));
+        self.apply_env(&mut cmd);
+        cmd.env("APPIPC_LOG", std::env::var("APPIPC_LOG").unwrap_or_else(|_| "debug".into()))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        let mut child = cmd.spawn().expect("starting test-reaper");
+        let stdin = child.stdin.take();
+        let stdout = child.stdout.take().expect("reaper's stdout");
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        Reaper { child, stdin, lines }
+    }
+
+    /// Waits until the running broker has exited (the reaper says so), at most `within`;
+    /// whether it has.
+    fn wait_exited(&mut self, within: Duration) -> bool {
+        let Some(run) = &self.child else { return true };
+        let Some(reaper) = &self.reaper else { return true };
+        let want = format!("exited {} ", run.pid);
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Some(line) = reaper.line(Duration::from_millis(50))
+                && line.starts_with(&want)
+            {
+                self.child = None;
+                return true;
+            }
+        }
+        false
     }
 
     /// Everything the broker logged so far.
@@ -363,7 +456,7 @@ impl TestBroker {
 
     /// The broker's pid.
     pub fn pid(&self) -> u32 {
-        self.child.as_ref().expect("broker running").id()
+        self.child.as_ref().expect("broker running").pid
     }
 
     /// The public socket.
@@ -435,36 +528,28 @@ impl TestBroker {
         self.env.push((key.to_owned(), value.to_owned()));
     }
 
-    /// Stops the broker with SIGTERM and waits for it.
+    /// Stops the broker with SIGTERM and waits for it. What it started keeps running (and the
+    /// next broker on this home takes it over).
     pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            // The child is not reaped yet, so its pid still names it.
-            if let Ok(pidfd) = appipc_sys::process::pidfd_open(child.id()) {
-                let _ = appipc_sys::process::send_signal(
-                    &pidfd,
-                    appipc_sys::process::ProcessSignal::TERM,
-                );
-            }
-            let deadline = Instant::now() + Duration::from_secs(10);
-            loop {
-                if child.try_wait().expect("try_wait").is_some() {
-                    break;
-                }
-                if Instant::now() > deadline {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(10));
+        if let Some(run) = &self.child {
+            let _ = appipc_sys::process::send_signal(
+                &run.pidfd,
+                appipc_sys::process::ProcessSignal::TERM,
+            );
+            if !self.wait_exited(Duration::from_secs(10)) {
+                self.kill();
             }
         }
     }
 
-    /// Kills the broker with SIGKILL (a crash) and reaps it.
+    /// Kills the broker with SIGKILL (a crash) and waits until it is gone.
     pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
+        if let Some(run) = &self.child {
+            let _ = appipc_sys::process::send_signal(
+                &run.pidfd,
+                appipc_sys::process::ProcessSignal::KILL,
+            );
+            assert!(self.wait_exited(Duration::from_secs(20)), "the killed broker did not end");
         }
     }
 }
@@ -472,5 +557,10 @@ impl TestBroker {
 impl Drop for TestBroker {
     fn drop(&mut self) {
         self.stop();
+        // Everything the brokers started goes with the reaper.
+        if let Some(mut reaper) = self.reaper.take() {
+            drop(reaper.stdin.take());
+            let _ = reaper.child.wait();
+        }
     }
 }

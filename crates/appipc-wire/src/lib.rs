@@ -7,7 +7,8 @@
 //! * [`caller`]: trust levels and the attested identity;
 //! * [`app_service`]: the frames two peers exchange on an app-service connection;
 //! * [`valueset`]: `ValueSet` and its encoding;
-//! * [`text`]: client text made safe to show.
+//! * [`text`]: client text made safe to show;
+//! * `json` (feature `json`): the JSON mapping of `ValueSet` (`appipc::json` in the SDK).
 //!
 //! No I/O and no OS calls live here: sockets and fds are `appipc-sys`'s job.
 #![forbid(unsafe_code)]
@@ -15,6 +16,8 @@
 pub mod app_service;
 pub mod caller;
 pub mod frame;
+#[cfg(feature = "json")]
+pub mod json;
 pub mod protocol;
 pub mod status;
 pub mod text;

@@ -705,7 +705,9 @@ impl AppServiceProvider {
     pub async fn register(session: &Session, name: &str) -> Result<AppServiceProvider> {
         let (tx, rx) = mpsc::unbounded_channel();
         session.route_app_service(name, tx);
-        session.call(wire::RegisterHost { app_service_name: name.to_owned() }).await?;
+        session
+            .call(wire::RegisterHost { app_service_name: name.to_owned(), serving: None })
+            .await?;
         Ok(AppServiceProvider { session: session.clone(), name: name.to_owned(), rx })
     }
 
@@ -719,7 +721,10 @@ impl AppServiceProvider {
         let (incoming, fd) = self.rx.recv().await?;
         let session = self.session.clone();
         let id = incoming.connection_id;
+        let name = self.name.clone();
+        session.hosting(&name, id, true);
         let on_close: Box<dyn FnOnce() + Send> = Box::new(move || {
+            session.hosting(&name, id, false);
             tokio::spawn(async move {
                 let _ = session.call(wire::ConnectionClosed { connection_id: id }).await;
             });

@@ -43,6 +43,17 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// The broker that read the request died before it answered; another broker serves the
+    /// session now. The request may or may not have been carried out: retry it (an install of
+    /// the same package, for instance, answers `AlreadyInstalled` if it was).
+    #[error(
+        "the broker restarted while it handled {request}; it may or may not have been carried \
+         out: retry"
+    )]
+    BrokerRestarted {
+        /// The request.
+        request: &'static str,
+    },
     /// The broker did not answer in time.
     #[error(
         "the broker did not answer {request} within {} ms (APPIPC_TIMEOUT_MS sets how long \
@@ -98,6 +109,14 @@ impl Error {
             Error::NamedObject { code, .. } => WindowsCode::Win32(*code),
             _ => WindowsCode::None,
         }
+    }
+
+    /// Whether trying again may succeed: the broker restarted under the request, or is
+    /// starting or stopping.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Error::BrokerRestarted { .. })
+            || matches!(self, Error::Connect { source, .. }
+                if matches!(source.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused))
     }
 
     /// The error a broker reply carries.

@@ -26,6 +26,7 @@ pub mod broker;
 pub mod diagnostics;
 pub mod error;
 pub mod full_trust;
+pub use appipc_wire::json;
 pub mod management;
 pub mod named_objects;
 pub mod named_pipes;

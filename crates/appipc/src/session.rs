@@ -29,6 +29,16 @@ pub const SESSION_FD_VAR: &str = "APPIPC_SESSION_FD";
 
 type Pending = oneshot::Sender<Result<(Raw, Vec<OwnedFd>)>>;
 
+/// A request waiting for its reply.
+#[derive(Debug)]
+struct Waiting {
+    tx: Pending,
+    /// Its message is in the socket (a broker that restarts may have read it).
+    sent: bool,
+    /// Its name, for the error if it is lost.
+    name: &'static str,
+}
+
 #[derive(Debug, Default)]
 struct Exits {
     done: HashMap<u32, ExitStatus>,
@@ -55,7 +65,10 @@ pub(crate) type DecisionSender = tokio::sync::mpsc::UnboundedSender<DecisionReco
 struct Inner {
     sock: AsyncSeqPacket,
     next_id: AtomicU64,
-    pending: Mutex<Option<HashMap<u64, Pending>>>,
+    pending: Mutex<Option<HashMap<u64, Waiting>>>,
+    /// The app services this session hosts (as registered) and the connections each serves:
+    /// registered again, with those, when the broker restarts.
+    hosting: Mutex<HashMap<String, std::collections::HashSet<u64>>>,
     exits: Mutex<Exits>,
     exit_signal: watch::Sender<u64>,
     incoming: Mutex<HashMap<String, IncomingSender>>,
@@ -124,17 +137,43 @@ impl Session {
         // dup, and a sibling process that bootstraps at the same moment can only swap an
         // identical reply with us.
         let req = Frame::request(1, protocol::broker::OpenSession {}).to_cbor();
-        socket::send(&root, &req, &[], Blocking::Yes)
-            .map_err(|source| Error::Io { what: "sending on the inherited session", source })?;
-        let packet = socket::recv(&root, MAX_FRAME_LEN, Blocking::Yes)
-            .map_err(|source| Error::Io { what: "receiving on the inherited session", source })?
-            .ok_or(Error::Disconnected)?;
-        let frame = Frame::from_cbor(&packet.data).map_err(|e| Error::Protocol(e.to_string()))?;
-        match frame.reply {
-            Some(Reply::Ok(_)) => {}
-            Some(Reply::Err(e)) => return Err(Error::from_reply(e)),
-            None => return Err(Error::Protocol("expected a reply to open-session".into())),
-        }
+        let ask = || {
+            socket::send(&root, &req, &[], Blocking::Yes)
+                .map_err(|source| Error::Io { what: "sending on the inherited session", source })
+        };
+        ask()?;
+        let mut asked = 1;
+        let packet = loop {
+            // A broker that died after it read our request never answers it; the next one
+            // answers a request sent again (a reply too many stays for the next process of
+            // this identity to bootstrap).
+            let ready = socket::wait_readable(&root, default_timeout())
+                .map_err(|source| Error::Io { what: "waiting on the inherited session", source })?;
+            if !ready {
+                if asked == 3 {
+                    return Err(Error::Timeout {
+                        request: "OpenSession",
+                        after: default_timeout() * 3,
+                    });
+                }
+                asked += 1;
+                ask()?;
+                continue;
+            }
+            let packet = socket::recv(&root, MAX_FRAME_LEN, Blocking::Yes)
+                .map_err(|source| Error::Io { what: "receiving on the inherited session", source })?
+                .ok_or(Error::Disconnected)?;
+            let frame =
+                Frame::from_cbor(&packet.data).map_err(|e| Error::Protocol(e.to_string()))?;
+            match (frame.reply, frame.event) {
+                (Some(Reply::Ok(_)), _) => break packet,
+                (Some(Reply::Err(e)), _) => return Err(Error::from_reply(e)),
+                (None, Some(_)) => {}
+                (None, None) => {
+                    return Err(Error::Protocol("expected a reply to open-session".into()));
+                }
+            }
+        };
         let fd = packet
             .fds
             .into_iter()
@@ -151,6 +190,7 @@ impl Session {
             sock,
             next_id: AtomicU64::new(1),
             pending: Mutex::new(Some(HashMap::new())),
+            hosting: Mutex::new(HashMap::new()),
             exits: Mutex::new(Exits::default()),
             exit_signal: watch::channel(0).0,
             incoming: Mutex::new(HashMap::new()),
@@ -171,35 +211,7 @@ impl Session {
         request: Request,
         fds: &[std::os::fd::BorrowedFd<'_>],
     ) -> Result<(Raw, Vec<OwnedFd>)> {
-        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = oneshot::channel();
-        match self.inner.pending.lock().expect("pending poisoned").as_mut() {
-            Some(p) => {
-                p.insert(id, tx);
-            }
-            None => return Err(Error::Disconnected),
-        }
-        let bytes = Frame::request(id, request).to_cbor();
-        if let Err(source) = self.inner.sock.send(&bytes, fds).await {
-            if let Some(p) = self.inner.pending.lock().expect("pending poisoned").as_mut() {
-                p.remove(&id);
-            }
-            return Err(match source.kind() {
-                std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset => {
-                    Error::Disconnected
-                }
-                _ => Error::Io { what: "sending a request to the broker", source },
-            });
-        }
-        rx.await.map_err(|_| self.disconnected())?
-    }
-
-    /// The error for a session that has ended: why the broker closed it, if it said.
-    fn disconnected(&self) -> Error {
-        match self.inner.closing.lock().expect("closing poisoned").clone() {
-            Some(reason) => Error::Closed { reason },
-            None => Error::Disconnected,
-        }
+        self.inner.request(request, fds).await
     }
 
     /// Sends a request with the fds it declares, and returns its typed output and the fds
@@ -263,13 +275,27 @@ impl Session {
         }
     }
 
-    /// Routes app-service connections for `name` (case-insensitive) to `tx`.
+    /// Routes app-service connections for `name` (case-insensitive) to `tx`, and notes that
+    /// this session hosts it (registered again after a broker restart).
     pub(crate) fn route_app_service(&self, name: &str, tx: IncomingSender) {
         self.inner
             .incoming
             .lock()
             .expect("incoming poisoned")
             .insert(name.to_ascii_lowercase(), tx);
+        self.inner.hosting.lock().expect("hosting poisoned").entry(name.to_owned()).or_default();
+    }
+
+    /// A hosted connection of `name` opened (`open`) or ended.
+    pub(crate) fn hosting(&self, name: &str, connection: u64, open: bool) {
+        let mut h = self.inner.hosting.lock().expect("hosting poisoned");
+        if let Some(live) = h.get_mut(name) {
+            if open {
+                live.insert(connection);
+            } else {
+                live.remove(&connection);
+            }
+        }
     }
 
     /// Routes the clients of a pipe instance to `tx`.
@@ -303,6 +329,96 @@ impl Session {
     }
 }
 
+impl Inner {
+    async fn request(
+        &self,
+        request: Request,
+        fds: &[std::os::fd::BorrowedFd<'_>],
+    ) -> Result<(Raw, Vec<OwnedFd>)> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        let name = request.call_name();
+        match self.pending.lock().expect("pending poisoned").as_mut() {
+            Some(p) => {
+                p.insert(id, Waiting { tx, sent: false, name });
+            }
+            None => return Err(Error::Disconnected),
+        }
+        let bytes = Frame::request(id, request).to_cbor();
+        let sent = self.sock.send(&bytes, fds).await;
+        self.mark_sent(id, sent)?;
+        rx.await.map_err(|_| self.disconnected())?
+    }
+
+    /// After a request's message was sent (or not): marks it sent, or forgets it.
+    fn mark_sent(&self, id: u64, sent: std::io::Result<()>) -> Result<()> {
+        let mut pending = self.pending.lock().expect("pending poisoned");
+        match sent {
+            Ok(()) => {
+                if let Some(w) = pending.as_mut().and_then(|p| p.get_mut(&id)) {
+                    w.sent = true;
+                }
+                Ok(())
+            }
+            Err(source) => {
+                if let Some(p) = pending.as_mut() {
+                    p.remove(&id);
+                }
+                Err(match source.kind() {
+                    std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset => {
+                        Error::Disconnected
+                    }
+                    _ => Error::Io { what: "sending a request to the broker", source },
+                })
+            }
+        }
+    }
+
+    /// The error for a session that has ended: why the broker closed it, if it said.
+    fn disconnected(&self) -> Error {
+        match self.closing.lock().expect("closing poisoned").clone() {
+            Some(reason) => Error::Closed { reason },
+            None => Error::Disconnected,
+        }
+    }
+}
+
+/// After `broker.Restarted`: asks which of the requests in flight the old broker took along
+/// and fails those (retryable), then registers this session's app-service hosts again with the
+/// connections they still serve.
+async fn after_restart(inner: Arc<Inner>) {
+    use protocol::app_service::RegisterHost;
+    use protocol::broker::Resync;
+    let sent: Vec<u64> = match inner.pending.lock().expect("pending poisoned").as_ref() {
+        Some(p) => p.iter().filter(|(_, w)| w.sent).map(|(id, _)| *id).collect(),
+        None => return,
+    };
+    let asked =
+        tokio::time::timeout(inner.timeout, inner.request(Resync { sent }.into(), &[])).await;
+    let lost: Vec<u64> = match asked {
+        Ok(Ok((raw, _))) => raw.decode().unwrap_or_default(),
+        _ => Vec::new(),
+    };
+    for id in lost {
+        let waiting =
+            inner.pending.lock().expect("pending poisoned").as_mut().and_then(|p| p.remove(&id));
+        if let Some(w) = waiting {
+            let _ = w.tx.send(Err(Error::BrokerRestarted { request: w.name }));
+        }
+    }
+    let hosted: Vec<(String, Vec<u64>)> = inner
+        .hosting
+        .lock()
+        .expect("hosting poisoned")
+        .iter()
+        .map(|(name, live)| (name.clone(), live.iter().copied().collect()))
+        .collect();
+    for (name, serving) in hosted {
+        let again = RegisterHost { app_service_name: name, serving: Some(serving) };
+        let _ = tokio::time::timeout(inner.timeout, inner.request(again.into(), &[])).await;
+    }
+}
+
 async fn read_loop(inner: Arc<Inner>) {
     let why = loop {
         let packet = match inner.sock.recv(MAX_FRAME_LEN + 1).await {
@@ -325,12 +441,16 @@ async fn read_loop(inner: Arc<Inner>) {
                 .as_mut()
                 .and_then(|p| p.remove(&frame.id));
             if let Some(w) = waiter {
-                let _ = w.send(match reply {
+                let _ = w.tx.send(match reply {
                     Reply::Ok(raw) => Ok((raw, packet.fds)),
                     Reply::Err(e) => Err(Error::from_reply(e)),
                 });
             }
         } else if let Some(event) = frame.event {
+            if let Event::Broker(protocol::broker::Event::Restarted(_)) = event {
+                tokio::spawn(after_restart(inner.clone()));
+                continue;
+            }
             route_event(&inner, event, packet.fds);
         }
     };
@@ -348,7 +468,7 @@ async fn read_loop(inner: Arc<Inner>) {
     });
     let closing = inner.closing.lock().expect("closing poisoned").clone();
     for (_, w) in pending.into_iter().flatten() {
-        let _ = w.send(Err(match (&why, &closing) {
+        let _ = w.tx.send(Err(match (&why, &closing) {
             (Error::Protocol(m), _) => Error::Protocol(m.clone()),
             (_, Some(reason)) => Error::Closed { reason: reason.clone() },
             _ => Error::Disconnected,

@@ -44,7 +44,7 @@ pub(crate) async fn handle(cx: Cx<'_>, r: wire::Request) -> Result<Replied> {
             Replied::with_fds::<wire::Open>(opened, vec![fd])
         }
         R::RegisterHost(h) => {
-            apps.register(&cx, &h.app_service_name)?;
+            apps.register(&cx, &h.app_service_name, h.serving.as_deref().unwrap_or_default())?;
             Replied::of::<wire::RegisterHost>(())
         }
         R::ConnectionClosed(c) => {
@@ -97,6 +97,9 @@ struct Host {
     active: AtomicUsize,
     generation: AtomicU64,
     canceled: AtomicBool,
+    /// Connections it served before the broker restarted (it said so when it registered
+    /// again): counted in `active` until it reports them closed.
+    served_before: Mutex<HashSet<u64>>,
 }
 
 #[derive(Debug)]
@@ -124,11 +127,13 @@ pub struct AppServices {
     timings: Timings,
 }
 
-impl Default for AppServices {
-    fn default() -> Self {
+impl AppServices {
+    /// The state of a broker whose first connection id is `first` (ids never repeat across
+    /// restarts: a host that registers again names the connections it still serves).
+    pub(crate) fn first_connection(first: u64) -> Self {
         AppServices {
             state: Mutex::new(State::default()),
-            next_connection: AtomicU64::new(1),
+            next_connection: AtomicU64::new(first),
             timings: Timings::from_env(),
         }
     }
@@ -379,8 +384,10 @@ impl AppServices {
         outcome
     }
 
-    /// `RegisterAppServiceHost`.
-    pub(crate) fn register(&self, cx: &Cx<'_>, name: &str) -> Result<()> {
+    /// `RegisterAppServiceHost`; `serving` are the connections a host registering again after
+    /// a broker restart still serves (honored on a session that outlived a broker only, at most
+    /// a session's quota of them).
+    pub(crate) fn register(&self, cx: &Cx<'_>, name: &str, serving: &[u64]) -> Result<()> {
         let (shared, caller, sock) = (cx.shared, cx.caller, &cx.session.outbox);
         let pkg = caller.family_name().and_then(|f| shared.repository.get(f));
         let found = pkg.as_ref().and_then(|p| find_service(p, name));
@@ -397,6 +404,12 @@ impl AppServices {
         cx.session.ensure_open()?;
         let stoppable =
             service.entry_point.is_some() || st.started_for_service.contains(&caller.pid);
+        let served_before: HashSet<u64> = if cx.session.was_restarted() {
+            let cap = shared.config.limits.app_service_connections_per_session;
+            serving.iter().copied().take(cap).collect()
+        } else {
+            HashSet::new()
+        };
         let host = Arc::new(Host {
             session_id: caller.session_id,
             pid: caller.pid,
@@ -404,9 +417,10 @@ impl AppServices {
             service: service_lc.clone(),
             sock: sock.clone(),
             stoppable,
-            active: AtomicUsize::new(0),
+            active: AtomicUsize::new(served_before.len()),
             generation: AtomicU64::new(0),
             canceled: AtomicBool::new(false),
+            served_before: Mutex::new(served_before),
         });
         st.hosts.push(host.clone());
         // Hand the host to the opener waiting for this very process, else to any opener of
@@ -430,9 +444,10 @@ impl AppServices {
             let w = st.waiters.remove(i);
             let _ = w.tx.send(host.clone());
         }
-        tracing::info!(service = %service.name, package = %p.family_name, pid = caller.pid, stoppable, "app service host registered");
+        tracing::info!(service = %service.name, package = %p.family_name, pid = caller.pid, stoppable,
+            serving = host.active.load(Ordering::SeqCst), "app service host registered");
         drop(st);
-        if stoppable {
+        if stoppable && host.active.load(Ordering::SeqCst) == 0 {
             self.schedule_idle(shared, host);
         }
         Ok(())
@@ -442,7 +457,24 @@ impl AppServices {
     pub(crate) fn connection_closed(&self, cx: &Cx<'_>, id: u64) -> Result<()> {
         let hosted_by = self.lock().connections.get(&id).map(|(_, h, _)| h.pid);
         let Some(pid) = hosted_by else {
-            return Ok(()); // already gone (the host's session ended first)
+            // One this host served before the broker restarted, or already gone (the host's
+            // session ended first).
+            let before = self
+                .lock()
+                .hosts
+                .iter()
+                .find(|h| {
+                    h.session_id == cx.caller.session_id
+                        && h.served_before.lock().expect("host poisoned").remove(&id)
+                })
+                .cloned();
+            if let Some(host) = before {
+                let left = host.active.fetch_sub(1, Ordering::SeqCst).saturating_sub(1);
+                if left == 0 && host.stoppable {
+                    self.schedule_idle(cx.shared, host);
+                }
+            }
+            return Ok(());
         };
         cx.enforce(Operation::ReportAppServiceClosed {
             connection_id: id,
@@ -527,6 +559,17 @@ impl AppServices {
         }
     }
 
+    /// The pids of a package's registered hosts.
+    pub(crate) fn host_pids(&self, family: &str) -> Vec<u32> {
+        let f = lc(family);
+        self.lock().hosts.iter().filter(|h| h.family == f).map(|h| h.pid).collect()
+    }
+
+    /// How long a canceled host has to end before it is killed.
+    pub(crate) fn grace(&self) -> Duration {
+        self.timings.grace
+    }
+
     /// Whether a session hosts an app service.
     pub(crate) fn hosts_in(&self, session_id: u64) -> bool {
         self.lock().hosts.iter().any(|h| h.session_id == session_id)
@@ -550,6 +593,11 @@ impl AppServices {
         for pid in gone {
             tracing::debug!(pid, "app service host session ended");
         }
+    }
+
+    /// A process a broker before this one started for a service (adopted after a restart).
+    pub(crate) fn started_for_service(&self, pid: u32) {
+        self.lock().started_for_service.insert(pid);
     }
 
     /// A process exited: forget it was started for a service.

@@ -17,23 +17,32 @@ pub(crate) async fn handle(cx: Cx<'_>, r: wire::Request) -> Result<Replied, Brok
         }),
         R::WhoAmI(_) => Replied::of::<wire::WhoAmI>(cx.caller.attest()),
         R::OpenSession(_) => {
-            let sessions = &cx.shared.sessions;
-            match cx.caller.family_name() {
-                Some(f) => sessions.room_for_package(cx.shared, f),
-                None => sessions.room_for_unpackaged(cx.shared),
-            }
-            .map_err(|e| BrokerError::Quota(e.to_string()))?;
             let (mine, theirs) = appipc_sys::socket::seqpacket_pair()
                 .map_err(|e| BrokerError::io("creating a session socket pair", e))?;
-            let child = cx.caller.with_session(cx.shared.next_session_id());
-            cx.shared.adopt_session(mine, child);
+            let child = cx.caller.with_session(cx.shared.next_key());
+            cx.shared
+                .sessions
+                .reserve(cx.shared, &child)
+                .map_err(|e| BrokerError::Quota(e.to_string()))?;
+            cx.shared.keep_and_adopt_session(mine, child, false).await;
             Replied::with_fds::<wire::OpenSession>((), vec![theirs])
         }
-        R::Shutdown(_) => {
+        R::Shutdown(wire::Shutdown { stop_apps }) => {
             cx.enforce(Operation::Shutdown)?;
-            tracing::info!(caller = %cx.caller.describe(), "shutdown requested");
+            let stop_apps = stop_apps.unwrap_or(false);
+            tracing::info!(caller = %cx.caller.describe(), stop_apps, "shutdown requested");
+            if stop_apps {
+                crate::hooks::stopping_everything(cx.shared).await;
+            }
             cx.shared.stopping.cancel();
             Replied::of::<wire::Shutdown>(())
+        }
+        R::Resync(wire::Resync { sent }) => {
+            let lost = cx.session.resync(&sent);
+            if !lost.is_empty() {
+                tracing::info!(caller = %cx.caller.describe(), ?lost, "requests lost with the previous broker");
+            }
+            Replied::of::<wire::Resync>(lost)
         }
     })
 }

@@ -6,9 +6,12 @@ use appipc_model::policy::{FullTrustTarget, Operation};
 use appipc_wire::caller::TrustLevel;
 use appipc_wire::protocol::full_trust::{self as wire, FullTrustProcessLaunched};
 
+use std::sync::Arc;
+
 use crate::activation::{self, Activation, Start};
 use crate::cx::{Cx, Replied};
 use crate::error::FullTrustError;
+use crate::launcher::ProcessRecord;
 
 /// Splits a parameter group's command line (in the model, where it is fuzzed).
 pub use appipc_model::manifest::split_parameters;
@@ -70,33 +73,41 @@ async fn launch(cx: &Cx<'_>, l: wire::LaunchFullTrustProcess) -> Result<u32, Ful
     start.program = &ftp.executable;
     start.args = args;
     start.trust = TrustLevel::FullTrust;
+    // The caller is packaged, so the broker started it and tracks its process.
+    let parent = ftp
+        .tie_lifetime_to_caller
+        .then(|| shared.processes.list().into_iter().find(|p| p.pid == caller.pid))
+        .flatten();
+    start.tied_to = parent.as_ref().map(|p| p.id);
     let record = activation::start_app(shared, start)
         .await
         .map_err(|e| FullTrustError::Failed(e.to_string()))?;
+    if let Some(parent) = &parent {
+        tie(parent, &record);
+    }
     tracing::info!(
         pid = record.pid,
         executable = ftp.executable.as_str(),
         by = %caller.describe(),
         "full-trust process launched"
     );
-    if ftp.tie_lifetime_to_caller {
-        // The caller is packaged, so the broker started it and tracks its process.
-        if let Some(parent) = shared.processes.list().into_iter().find(|p| p.pid == caller.pid) {
-            let child = record.clone();
-            let mut parent_exit = parent.exited.clone();
-            let mut child_exit = child.exited.clone();
-            tokio::spawn(async move {
-                tokio::select! {
-                    _ = parent_exit.wait_for(|s| s.is_some()) => {
-                        tracing::info!(pid = child.pid, "the app that launched this full-trust process exited; ending it");
-                        let _ = appipc_sys::process::send_signal(&child.pidfd, appipc_sys::process::ProcessSignal::KILL);
-                    }
-                    _ = child_exit.wait_for(|s| s.is_some()) => {}
-                }
-            });
-        }
-    }
     Ok(record.pid)
+}
+
+/// Ends `child` when `parent` exits (`tie-lifetime-to-caller`).
+pub(crate) fn tie(parent: &Arc<ProcessRecord>, child: &Arc<ProcessRecord>) {
+    let child = child.clone();
+    let mut parent_exit = parent.exited.clone();
+    let mut child_exit = child.exited.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = parent_exit.wait_for(|s| s.is_some()) => {
+                tracing::info!(pid = child.pid, "the app that launched this full-trust process exited; ending it");
+                let _ = appipc_sys::process::send_signal(&child.pidfd, appipc_sys::process::ProcessSignal::KILL);
+            }
+            _ = child_exit.wait_for(|s| s.is_some()) => {}
+        }
+    });
 }
 
 #[cfg(test)]

@@ -4,8 +4,12 @@ use appipc_model::identity::{AppId, AppUserModelId, PackageFamilyName};
 use appipc_model::policy::Operation;
 use appipc_wire::protocol::launch::{self as wire, Launched, ProcessExited};
 
+use std::sync::Arc;
+
 use crate::cx::{Cx, Replied};
 pub use crate::error::LaunchError;
+use crate::launcher::ProcessRecord;
+use crate::sessions::SessionEntry;
 
 /// Parses `PFN` or `PFN!AppId`.
 pub(crate) fn parse_target(
@@ -66,26 +70,33 @@ async fn launch(cx: &mut Cx<'_>, l: wire::Launch) -> Result<Replied, LaunchError
     let mut start = crate::activation::Start::app(&pkg, app, crate::activation::Activation::Launch);
     start.args = l.args;
     start.stdio = stdio;
+    start.notify_session = l.notify_exit.then_some(cx.caller.session_id);
     let record = crate::activation::start_app(shared, start).await?;
     let (pid, aumid) = (record.pid, record.aumid.clone());
     tracing::info!(app = %aumid, pid, by = %cx.caller.describe(), "launched on request");
     if l.notify_exit {
-        let session = cx.session.clone();
-        // While it waits for the exit, the session is not idle.
-        let interest = session.interest();
-        let mut exited = record.exited.clone();
-        tokio::spawn(async move {
-            let status = tokio::select! {
-                s = exited.wait_for(|s| s.is_some()) => s.ok().and_then(|s| *s),
-                _ = session.outbox.closed() => None,
-            };
-            if let Some(s) = status {
-                let _ = session
-                    .outbox
-                    .event(ProcessExited { pid, code: s.code, signal: s.signal }, Vec::new());
-            }
-            drop(interest);
-        });
+        notify_exit(cx.session, &record);
     }
     Ok(Replied::of::<wire::Launch>(Launched { pid, app_user_model_id: aumid }))
+}
+
+/// Sends `ProcessExited` on `session` when `record`'s process exits.
+pub(crate) fn notify_exit(session: &Arc<SessionEntry>, record: &Arc<ProcessRecord>) {
+    let session = session.clone();
+    let pid = record.pid;
+    // While it waits for the exit, the session is not idle.
+    let interest = session.interest();
+    let mut exited = record.exited.clone();
+    tokio::spawn(async move {
+        let status = tokio::select! {
+            s = exited.wait_for(|s| s.is_some()) => s.ok().and_then(|s| *s),
+            _ = session.outbox.closed() => None,
+        };
+        if let Some(s) = status {
+            let _ = session
+                .outbox
+                .event(ProcessExited { pid, code: s.code, signal: s.signal }, Vec::new());
+        }
+        drop(interest);
+    });
 }

@@ -341,6 +341,9 @@ async fn install_file(
         return Ok(already_installed(&pkg));
     }
     let consented = consent(cx, &opened.manifest, &checked, given.as_deref().unwrap_or(&[]))?;
+    if let Some(old) = &checked.existing {
+        crate::hooks::package_upgrading(shared, old).await;
+    }
     let (pkg, outcome, replaced) = blocking(shared, move |s| {
         let staged = s.repository.extract(opened)?;
         s.repository.commit(staged, &guard, &consented)
@@ -369,10 +372,13 @@ async fn install_folder(
             return Ok(Err(checked.existing.expect("already installed")));
         }
         let consented = consent(cx, &staged.manifest, &checked, given.as_deref().unwrap_or(&[]))?;
-        Ok(Ok((guard, consented)))
+        Ok(Ok((guard, consented, checked.existing)))
     })();
     match decided {
-        Ok(Ok((guard, consented))) => {
+        Ok(Ok((guard, consented, existing))) => {
+            if let Some(old) = &existing {
+                crate::hooks::package_upgrading(shared, old).await;
+            }
             let (pkg, outcome, replaced) =
                 blocking(shared, move |s| s.repository.commit(staged, &guard, &consented)).await?;
             installed(shared, pkg, outcome, replaced).await

@@ -1,15 +1,20 @@
 //! The state database: one SQLite file, WAL, every change a transaction. A file per table:
-//! [`packages`], [`tokens`], [`trust`] (trusted keys and settings).
+//! [`packages`], [`tokens`], [`trust`] (trusted keys and settings), [`operations`] (the
+//! deployment journal), [`processes`] (started processes and namespace holders).
 
 use std::path::Path;
 
 use rusqlite::Connection;
 
+mod operations;
 mod packages;
+mod processes;
 mod tokens;
 mod trust;
 
+pub use operations::{OperationKind, OperationRow};
 pub use packages::{PackageRow, SignerRow};
+pub use processes::{HolderRow, ProcessRow};
 pub use tokens::TokenRow;
 pub use trust::{DEVELOPER_MODE, TrustedKeyRow};
 
@@ -18,7 +23,7 @@ use crate::error::InternalError;
 type Result<T, E = InternalError> = std::result::Result<T, E>;
 
 /// Schema version this broker writes (`PRAGMA user_version`).
-const SCHEMA_VERSION: i64 = 4;
+const SCHEMA_VERSION: i64 = 5;
 
 const SCHEMA_V1: &str = "
 CREATE TABLE packages (
@@ -67,6 +72,48 @@ CREATE TABLE settings (
 );
 ALTER TABLE packages ADD COLUMN signer_key_id TEXT;
 ALTER TABLE packages ADD COLUMN signer_publisher TEXT;
+";
+
+/// Version 5: crash survival. The deployment journal, and every process and namespace holder
+/// the broker started, identified by more than its pid (see [`processes`]).
+const SCHEMA_V5: &str = "
+CREATE TABLE operations (
+    id            INTEGER PRIMARY KEY,
+    kind          TEXT NOT NULL,
+    family_name   TEXT NOT NULL COLLATE NOCASE,
+    new_dir       TEXT,
+    old_dir       TEXT,
+    data_dir      TEXT,
+    committed     INTEGER NOT NULL,
+    started_at    INTEGER NOT NULL
+);
+CREATE TABLE processes (
+    id             INTEGER PRIMARY KEY,
+    pid            INTEGER NOT NULL,
+    start_time     INTEGER NOT NULL,
+    boot_id        TEXT NOT NULL,
+    pidfs_inode    INTEGER,
+    aumid          TEXT NOT NULL,
+    family_name    TEXT NOT NULL COLLATE NOCASE,
+    full_name      TEXT NOT NULL,
+    trust          TEXT NOT NULL,
+    activation     TEXT NOT NULL,
+    app_service    TEXT,
+    confinement    TEXT NOT NULL,
+    started_at     INTEGER NOT NULL,
+    notify_session INTEGER,
+    tied_to        INTEGER
+);
+CREATE TABLE holders (
+    family_name   TEXT PRIMARY KEY COLLATE NOCASE,
+    pid           INTEGER NOT NULL,
+    start_time    INTEGER NOT NULL,
+    boot_id       TEXT NOT NULL,
+    pidfs_inode   INTEGER,
+    uid           INTEGER NOT NULL,
+    gid           INTEGER NOT NULL,
+    second_gid    INTEGER
+);
 ";
 
 /// The database.
@@ -124,6 +171,9 @@ impl Store {
         }
         if version < 4 {
             tx.execute_batch(SCHEMA_V4)?;
+        }
+        if version < 5 {
+            tx.execute_batch(SCHEMA_V5)?;
         }
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
         tx.commit()?;

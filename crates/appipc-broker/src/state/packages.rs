@@ -71,32 +71,7 @@ impl Store {
     /// row it replaced.
     pub fn put_package(&mut self, row: &PackageRow) -> Result<Option<PackageRow>> {
         let tx = self.conn.transaction()?;
-        let old = tx
-            .query_row(
-                "SELECT family_name, full_name, manifest, content_hash, install_dir, installed_at,
-                    granted_capabilities, signer_key_id, signer_publisher
-                 FROM packages WHERE family_name = ?1",
-                [&row.family_name],
-                row_to_package,
-            )
-            .optional()?;
-        tx.execute("DELETE FROM packages WHERE family_name = ?1", [&row.family_name])?;
-        tx.execute(
-            "INSERT INTO packages (family_name, full_name, manifest, content_hash, install_dir,
-             installed_at, granted_capabilities, signer_key_id, signer_publisher)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-            params![
-                row.family_name,
-                row.full_name,
-                row.manifest,
-                row.content_hash,
-                row.install_dir,
-                row.installed_at as i64,
-                row.granted_capabilities.as_ref().map(|g| g.join("\n")),
-                row.signer.as_ref().map(|s| s.key_id.as_str()),
-                row.signer.as_ref().map(|s| s.publisher.as_str()),
-            ],
-        )?;
+        let old = replace_package(&tx, row)?;
         tx.commit()?;
         Ok(old)
     }
@@ -130,7 +105,44 @@ impl Store {
     }
 }
 
-fn row_to_package(r: &rusqlite::Row<'_>) -> rusqlite::Result<PackageRow> {
+/// The columns of a package row, in [`row_to_package`]'s order.
+pub(super) const SELECT_PACKAGE: &str =
+    "SELECT family_name, full_name, manifest, content_hash, install_dir, installed_at,
+            granted_capabilities, signer_key_id, signer_publisher FROM packages";
+
+/// Replaces the family's row within `tx`; returns the row replaced.
+pub(super) fn replace_package(
+    tx: &rusqlite::Transaction<'_>,
+    row: &PackageRow,
+) -> Result<Option<PackageRow>> {
+    let old = tx
+        .query_row(
+            &format!("{SELECT_PACKAGE} WHERE family_name = ?1"),
+            [&row.family_name],
+            row_to_package,
+        )
+        .optional()?;
+    tx.execute("DELETE FROM packages WHERE family_name = ?1", [&row.family_name])?;
+    tx.execute(
+        "INSERT INTO packages (family_name, full_name, manifest, content_hash, install_dir,
+         installed_at, granted_capabilities, signer_key_id, signer_publisher)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        params![
+            row.family_name,
+            row.full_name,
+            row.manifest,
+            row.content_hash,
+            row.install_dir,
+            row.installed_at as i64,
+            row.granted_capabilities.as_ref().map(|g| g.join("\n")),
+            row.signer.as_ref().map(|s| s.key_id.as_str()),
+            row.signer.as_ref().map(|s| s.publisher.as_str()),
+        ],
+    )?;
+    Ok(old)
+}
+
+pub(super) fn row_to_package(r: &rusqlite::Row<'_>) -> rusqlite::Result<PackageRow> {
     Ok(PackageRow {
         family_name: r.get(0)?,
         full_name: r.get(1)?,

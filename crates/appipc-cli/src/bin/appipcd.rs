@@ -4,6 +4,10 @@
 mod logging;
 
 fn main() -> std::process::ExitCode {
+    // The broker starts its session keeper from this same program.
+    if let Some(code) = appipc_broker::keeper::main_if_keeper() {
+        return code;
+    }
     logging::init("info");
     match appipc_broker::run_daemon() {
         Ok(()) => std::process::ExitCode::SUCCESS,

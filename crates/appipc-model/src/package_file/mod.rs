@@ -39,6 +39,7 @@
 
 mod block_map;
 mod error;
+mod fuzzing;
 mod keys;
 mod reader;
 mod signature;
@@ -49,10 +50,9 @@ mod writer;
 #[cfg(test)]
 mod tests;
 
-use std::io::Read;
-
 pub use block_map::{BLOCK_MAP_HEADER, BlockMap, BlockMapEntry, FileMode};
 pub use error::{EntryKind, KeyError, PackageFileError};
+pub use fuzzing::{FUZZ_SIGNER, fuzz_read, fuzz_read_resigned};
 pub use keys::{
     KeyId, MAX_KEY_FILE_SIZE, PUBLIC_KEY_FORMAT, PublicKey, SECRET_KEY_FORMAT, SecretKey,
 };
@@ -89,32 +89,5 @@ impl Default for Limits {
             max_total_size: 8 * 1024 * 1024 * 1024,
             max_block_map_size: 32 * 1024 * 1024,
         }
-    }
-}
-
-/// A fuzz target: reads `bytes` as a package file with small limits and a sink that discards
-/// what it gets. It must never panic, whatever the bytes; a successful read must have checked
-/// every file. Also feeds the bytes to the block map and key file parsers.
-pub fn fuzz_read(bytes: &[u8]) {
-    let limits =
-        Limits { max_files: 1000, max_total_size: 16 * 1024 * 1024, max_block_map_size: 1 << 20 };
-    let mut sunk = 0usize;
-    let result = read_package(bytes, &limits, |entry, data| {
-        sunk += 1;
-        let n = std::io::copy(&mut data.take(entry.size + 1), &mut std::io::sink())?;
-        assert_eq!(n, entry.size, "an entry reader gives exactly the entry's bytes");
-        Ok(())
-    });
-    if let Ok(verified) = result {
-        assert_eq!(sunk, verified.block_map.len(), "every listed file went to the sink");
-    }
-    if let Ok(map) = BlockMap::parse(bytes, &limits) {
-        assert_eq!(map.to_bytes(), bytes, "the block map has one spelling");
-    }
-    if let Ok(text) = std::str::from_utf8(bytes) {
-        if let Ok(k) = PublicKey::from_file_text(text) {
-            assert_eq!(PublicKey::from_file_text(&k.to_file_text()).ok(), Some(k));
-        }
-        let _ = SecretKey::from_file_text(text);
     }
 }

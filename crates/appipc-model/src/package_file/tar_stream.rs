@@ -48,13 +48,18 @@ pub(super) struct TarStream<R> {
     ended: bool,
 }
 
-fn padding_of(size: u64) -> u64 {
+pub(super) fn padding_of(size: u64) -> u64 {
     (BLOCK - size % BLOCK) % BLOCK
 }
 
 impl<R: Read> TarStream<R> {
     pub(super) fn new(inner: R) -> Self {
         TarStream { inner, offset: 0, remaining: 0, padding: 0, ended: false }
+    }
+
+    /// How many bytes have been read from the input.
+    pub(super) fn offset(&self) -> u64 {
+        self.offset
     }
 
     /// Reads up to `buf.len()` bytes, retrying on `Interrupted`.

@@ -6,6 +6,7 @@ use std::io;
 
 use proptest::prelude::*;
 
+use super::fuzzing::resign;
 use super::signature::PackageSignature;
 use super::*;
 use crate::manifest::MANIFEST_FILE;
@@ -755,6 +756,7 @@ proptest! {
             bytes.truncate(cut.index(bytes.len()));
         }
         fuzz_read(&bytes);
+        fuzz_read_resigned(&bytes);
     }
 }
 
@@ -765,6 +767,61 @@ fn fuzz_read_accepts_a_good_package() {
     fuzz_read(&good_package());
     fuzz_read(&block_map(&[]).to_bytes());
     fuzz_read(key().public_key().to_file_text().as_bytes());
+}
+
+#[test]
+fn resigning_replaces_only_the_signature_entry() {
+    // A package the writer signed with the fuzz key is its own re-signing, byte for byte: the
+    // offsets are right and the new entry is the writer's.
+    let fuzz_key = SecretKey::from_seed(FUZZ_SIGNER, [0x5a; 32]).unwrap();
+    let manifest = manifest_text().replace(CONTOSO, FUZZ_SIGNER);
+    let mut w = PackageWriter::new(manifest);
+    w.add_bytes("bin/app".parse().unwrap(), FileMode::Executable, APP);
+    let long = format!("data/{}", "x".repeat(150));
+    w.add_bytes(long.parse().unwrap(), FileMode::Regular, b"");
+    let mut bytes = Vec::new();
+    w.write(&fuzz_key, &mut bytes).unwrap();
+    assert_eq!(resign(&bytes).as_deref(), Some(&bytes[..]));
+    assert_eq!(fuzz_read_resigned(&bytes), Some(true));
+
+    // Another signer's package reads re-signed, with the same files.
+    let good = good_package();
+    let resigned = resign(&good).unwrap();
+    assert_ne!(resigned, good);
+    assert_eq!(read_all(&resigned).unwrap(), read_all(&good).unwrap());
+    assert_eq!(fuzz_read_resigned(&good), Some(true));
+
+    // Nothing to re-sign: no block map, no signature entry, a truncated signature.
+    assert_eq!(fuzz_read_resigned(b""), None);
+    assert_eq!(fuzz_read_resigned(&block_map(&[]).to_bytes()), None);
+    let mut unsigned = Vec::new();
+    file(&mut unsigned, BLOCK_MAP_FILE, 0o644, &block_map(&[]).to_bytes());
+    file(&mut unsigned, MANIFEST_FILE, 0o644, manifest_text().as_bytes());
+    end(&mut unsigned);
+    assert_eq!(fuzz_read_resigned(&unsigned), None);
+    assert_eq!(fuzz_read_resigned(&good[..512 * 3 + 10]), None);
+}
+
+#[test]
+fn resigning_reaches_the_checks_behind_the_signature() {
+    // The block map lists other content for bin/app than the package holds, and the
+    // signature is over another block map: as it is, the signature fails; re-signed, the
+    // reader gets to the file and finds that its hash differs.
+    let good_map = block_map(&[("bin/app", FileMode::Executable, APP)]).to_bytes();
+    let tampered_map =
+        block_map(&[("bin/app", FileMode::Executable, b"#!/bin/sh\necho HELLO\n")]).to_bytes();
+    let sig = PackageSignature::sign(&key(), &good_map).to_bytes();
+    let mut forged = Vec::new();
+    file(&mut forged, BLOCK_MAP_FILE, 0o644, &tampered_map);
+    file(&mut forged, SIGNATURE_FILE, 0o644, &sig);
+    file(&mut forged, MANIFEST_FILE, 0o644, manifest_text().as_bytes());
+    file(&mut forged, "bin/app", 0o755, APP);
+    end(&mut forged);
+    let err = read_all(&forged).unwrap_err();
+    assert!(matches!(err, PackageFileError::BadSignature { .. }), "{err}");
+    let err = read_all(&resign(&forged).unwrap()).unwrap_err();
+    assert!(matches!(&err, PackageFileError::HashMismatch { path } if path == "bin/app"), "{err}");
+    assert_eq!(fuzz_read_resigned(&forged), Some(false));
 }
 
 /// The examples in `docs/packaging.md` are real: the key files parse and agree, the signature

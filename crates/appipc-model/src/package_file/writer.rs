@@ -218,6 +218,19 @@ fn append<W: Write>(
     tar.append_data(&mut header(data.len() as u64, mode), path, data)
 }
 
+/// One entry as `append` writes it (header, data, zero padding to 512 bytes), for a `path`
+/// that fits the header's name field.
+pub(super) fn entry_bytes(path: &str, mode: u32, data: &[u8]) -> io::Result<Vec<u8>> {
+    let mut h = header(data.len() as u64, mode);
+    h.set_path(path)?;
+    h.set_cksum();
+    let mut out = Vec::with_capacity(512 + data.len().div_ceil(512) * 512);
+    out.extend_from_slice(h.as_bytes());
+    out.extend_from_slice(data);
+    out.resize(out.len().div_ceil(512) * 512, 0);
+    Ok(out)
+}
+
 fn read_retrying(r: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
     loop {
         match r.read(buf) {

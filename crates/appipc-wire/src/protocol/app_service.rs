@@ -26,6 +26,10 @@ super::mechanism! {
         1 RegisterHost {
             /// A service the caller's application declares.
             0 app_service_name: String,
+            /// When registering again after `broker.Restarted`: the connections this host still
+            /// serves (their ids), so that it is not taken for idle. Honored only on a session
+            /// that outlived a broker.
+            1 serving: Option<Vec<u64>>,
         } fds(0) -> (), reply fds "0";
         /// A provider reports that a connection it served has ended (for idle tracking).
         2 ConnectionClosed {

@@ -213,6 +213,14 @@ macro_rules! mechanism {
                 Ok(())
             }
 
+            /// See [`reencode_output`](crate::protocol::reencode_output).
+            pub(crate) fn reencode_output(call: u32, bytes: &[u8]) -> Option<Option<Vec<u8>>> {
+                match call {
+                    $( $rindex => Some($crate::protocol::reencode::<$out>(bytes)), )*
+                    _ => None,
+                }
+            }
+
             pub(crate) fn decode_args(
                 call: u32,
                 d: &mut ::minicbor::Decoder<'_>,
@@ -317,6 +325,12 @@ macro_rules! mechanism {
 
 pub(crate) use mechanism;
 
+/// Decodes one `T` exactly as a reply's output is decoded, and encodes it again.
+pub(crate) fn reencode<T: Encode<()> + for<'b> Decode<'b, ()>>(bytes: &[u8]) -> Option<Vec<u8>> {
+    let value = crate::frame::decode_exact::<T>(bytes).ok()?;
+    Some(minicbor::to_vec(&value).expect("encoding into a Vec cannot fail"))
+}
+
 pub mod doc;
 
 /// Registers the mechanisms: their numbers, the top-level [`Request`] and [`Event`] enums and
@@ -373,6 +387,14 @@ macro_rules! mechanisms {
                 match self {
                     $( Request::$mech(r) => format!("{}.{}", stringify!($module), r.name()), )*
                     Request::Unknown { mechanism, call } => format!("unknown.{mechanism}.{call}"),
+                }
+            }
+
+            /// Its name inside its mechanism (`Ping`, …), without allocating.
+            pub fn call_name(&self) -> &'static str {
+                match self {
+                    $( Request::$mech(r) => r.name(), )*
+                    Request::Unknown { .. } => "unknown",
                 }
             }
 
@@ -485,6 +507,21 @@ macro_rules! mechanisms {
             }
         }
 
+        /// Decodes `bytes` as the success output of request `call` of mechanism `mechanism`,
+        /// as a client reads a reply ([`Raw::decode`](crate::frame::Raw::decode) of the
+        /// request's [`Call::Output`]), and encodes what decoded again. `None`: there is no such
+        /// request; `Some(None)`: the bytes are not such an output.
+        ///
+        /// For the fuzz targets (`fuzz/`), which check that a re-encoding decodes to itself;
+        /// not part of the API.
+        #[doc(hidden)]
+        pub fn reencode_output(mechanism: u32, call: u32, bytes: &[u8]) -> Option<Option<Vec<u8>>> {
+            match mechanism {
+                $( $index => $module::Request::reencode_output(call, bytes), )*
+                _ => None,
+            }
+        }
+
         /// Every mechanism, with its number, requests and events.
         pub const MECHANISMS: &[(u32, MechanismSchema)] = &[$( ($index, $module::SCHEMA), )*];
     };
@@ -584,6 +621,20 @@ mod tests {
             let f = Frame::from_cbor(&bytes).unwrap();
             assert!(matches!(f.request, Some(Request::Unknown { .. })), "{f:?}");
         }
+    }
+
+    #[test]
+    fn every_request_has_an_output_decoder() {
+        for (index, m) in MECHANISMS {
+            for r in m.requests {
+                // Garbage is no output of any request, but the request is known.
+                assert_eq!(reencode_output(*index, r.index, &[0xff]), Some(None), "{}", r.name);
+            }
+            assert_eq!(reencode_output(*index, 999, &[0x80]), None);
+        }
+        assert_eq!(reencode_output(999, 0, &[0x80]), None);
+        let pong = Raw::encode(&broker::Pong { protocol: 2, broker_pid: 7, version: "v".into() });
+        assert_eq!(reencode_output(0, 0, pong.as_bytes()), Some(Some(pong.as_bytes().to_vec())));
     }
 
     #[test]
