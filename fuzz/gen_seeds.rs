@@ -127,7 +127,7 @@ fn requests() -> Vec<(&'static str, appipc_wire::protocol::Request)> {
             "no-create-event",
             named_objects::Create {
                 kind: NamedObjectKind::Event { manual_reset: true, initial_state: false },
-                name: s("LOCAL\\ev"),
+                name: s("Local\\ev"),
                 sddl: Some(s("D:(A;;GA;;;AC)")),
             }
             .into(),
@@ -219,7 +219,7 @@ fn decision() -> diagnostics::DecisionRecord {
         },
         mechanism: "named_objects".into(),
         operation: "open".into(),
-        object: "LOCAL\\x".into(),
+        object: "Local\\x".into(),
         object_package_family_name: PFN.into(),
         asked: Some(4),
         granted: None,
@@ -751,7 +751,7 @@ fn main() {
         "Contoso.sensorAccess_8wekyb3d8bbwe",
         "64 KiB",
         "/Sync  --name \"a b\" x\\ y",
-        "LOCAL\\ev",
+        "Local\\ev",
         "Global\\sem",
         "\\\\.\\pipe\\LOCAL\\a\\b",
         &in_container,

@@ -583,10 +583,10 @@ fn objects() -> Result<()> {
         stats(v)
     };
     let named_event = rt.block_on(async {
-        let ping = Event::create(&s1, r"LOCAL\ping", false, false, None).await?.object;
-        let pong = Event::create(&s1, r"LOCAL\pong", false, false, None).await?.object;
-        let ping2 = Event::open(&s2, r"LOCAL\ping", SYNCHRONIZE | 2).await?;
-        let pong2 = Event::open(&s2, r"LOCAL\pong", SYNCHRONIZE | 2).await?;
+        let ping = Event::create(&s1, r"Local\ping", false, false, None).await?.object;
+        let pong = Event::create(&s1, r"Local\pong", false, false, None).await?.object;
+        let ping2 = Event::open(&s2, r"Local\ping", SYNCHRONIZE | 2).await?;
+        let pong2 = Event::open(&s2, r"Local\pong", SYNCHRONIZE | 2).await?;
         let peer = tokio::spawn(async move {
             for _ in 0..20_000 {
                 ping2.wait().await?;
@@ -632,10 +632,10 @@ fn objects() -> Result<()> {
         stats(v)
     };
     let (ring_rtt, ring_tp) = rt.block_on(async {
-        let there = RingProducer::create(&s1, r"LOCAL\there", 4096, None).await?;
-        let back = RingProducer::create(&s2, r"LOCAL\back", 4096, None).await?;
-        let there_c = RingConsumer::open(&s2, r"LOCAL\there").await?;
-        let back_c = RingConsumer::open(&s1, r"LOCAL\back").await?;
+        let there = RingProducer::create(&s1, r"Local\there", 4096, None).await?;
+        let back = RingProducer::create(&s2, r"Local\back", 4096, None).await?;
+        let there_c = RingConsumer::open(&s2, r"Local\there").await?;
+        let back_c = RingConsumer::open(&s1, r"Local\back").await?;
         let peer = tokio::spawn(async move {
             let mut buf = Vec::new();
             for _ in 0..20_000 {
@@ -655,8 +655,8 @@ fn objects() -> Result<()> {
         peer.await??;
         let rtt = stats(v);
         // Throughput: 1 MiB records through a 4 MiB ring, producer and consumer on two threads.
-        let big = RingProducer::create(&s1, r"LOCAL\big", 4 << 20, None).await?;
-        let big_c = std::sync::Arc::new(RingConsumer::open(&s2, r"LOCAL\big").await?);
+        let big = RingProducer::create(&s1, r"Local\big", 4 << 20, None).await?;
+        let big_c = std::sync::Arc::new(RingConsumer::open(&s2, r"Local\big").await?);
         let mut tps = Vec::new();
         let record = vec![1u8; 1 << 20];
         for _ in 0..5 {

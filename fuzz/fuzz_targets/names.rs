@@ -10,9 +10,10 @@
 //! Properties: a parsed value prints as the input (or, where parsing normalises — case of an
 //! architecture or a GUID, a SID's authority — prints to text that parses to the same value
 //! and prints the same); derived parts (a family name's name and publisher id, a full name's
-//! family) agree; name resolution ignores ASCII case; a command line's arguments, quoted and
-//! joined, split back into the same arguments; escaped text has no unsafe character left and
-//! is the input itself when the input had none.
+//! family) agree; pipe names ignore ASCII case, object names keep their case (the key is the
+//! name as written); a command line's arguments, quoted for `CommandLineToArgvW` and joined,
+//! split back into the same arguments; escaped text has no unsafe character left and is the
+//! input itself when the input had none.
 #![no_main]
 
 use std::fmt::Display;
@@ -36,13 +37,39 @@ use libfuzzer_sys::fuzz_target;
 /// An unpackaged caller and an app container, built once (their SIDs are hashes).
 static CALLERS: LazyLock<[Principal; 2]> = LazyLock::new(|| {
     let container = Principal::packaged(
+        1000,
         "Contoso.A_cvnpggrrsm18p".parse().expect("valid family name"),
         "App".parse().expect("valid app id"),
         TrustLevel::AppContainer,
         vec!["internetClient".into()],
     );
-    [Principal::unpackaged(), container]
+    [Principal::unpackaged(1000), container]
 });
+
+/// An argument quoted as `CommandLineToArgvW` reads it back: in double quotes, a quote after
+/// n backslashes written as 2n+1 backslashes and the quote, n backslashes at the end as 2n.
+fn quote_argument(a: &str) -> String {
+    let mut out = String::from("\"");
+    let mut backslashes = 0;
+    for c in a.chars() {
+        match c {
+            '\\' => backslashes += 1,
+            '"' => {
+                out.extend(std::iter::repeat_n('\\', 2 * backslashes + 1));
+                out.push('"');
+                backslashes = 0;
+            }
+            c => {
+                out.extend(std::iter::repeat_n('\\', backslashes));
+                out.push(c);
+                backslashes = 0;
+            }
+        }
+    }
+    out.extend(std::iter::repeat_n('\\', 2 * backslashes));
+    out.push('"');
+    out
+}
 
 /// Parses `s`; if it parses, its printed form must parse to the same value and print the same.
 /// Returns the printed form.
@@ -120,13 +147,10 @@ fuzz_target!(|data: &[u8]| {
     }
     let _ = sid::is_valid_appcontainer_name(s);
 
-    // A full-trust parameter group's command line: its arguments, each quoted and escaped,
-    // split back into the same arguments.
+    // A full-trust parameter group's command line: its arguments, each quoted for
+    // CommandLineToArgvW, split back into the same arguments.
     let args = split_parameters(s);
-    let quoted: Vec<String> = args
-        .iter()
-        .map(|a| format!("\"{}\"", a.replace('\\', "\\\\").replace('"', "\\\"")))
-        .collect();
+    let quoted: Vec<String> = args.iter().map(|a| quote_argument(a)).collect();
     assert_eq!(split_parameters(&quoted.join(" ")), args, "{quoted:?}");
 
     // Client text as the decision log and the CLI show it: nothing unsafe survives, and text
@@ -140,15 +164,19 @@ fuzz_target!(|data: &[u8]| {
 
     let upper = s.to_ascii_uppercase();
     for who in CALLERS.iter() {
-        for kind in [NameKind::Object, NameKind::Pipe] {
-            let Ok(n) = resolve(who, s, kind) else {
-                assert!(resolve(who, &upper, kind).is_err(), "{upper:?} resolves, {s:?} not");
-                continue;
-            };
+        // Objects: case-sensitive, keywords included; the key is the name as written.
+        if let Ok(n) = resolve(who, s, NameKind::Object) {
             assert_eq!(n.display, s);
-            assert_eq!(n.key, n.key.to_lowercase());
-            let u = resolve(who, &upper, kind).expect("names ignore ASCII case");
-            assert_eq!((&u.namespace, &u.key), (&n.namespace, &n.key));
+            assert!(s.ends_with(n.key.as_str()), "{:?} is not the end of {s:?}", n.key);
         }
+        // Pipes: ASCII case is ignored.
+        let Ok(n) = resolve(who, s, NameKind::Pipe) else {
+            assert!(resolve(who, &upper, NameKind::Pipe).is_err(), "{upper:?} resolves, {s:?} not");
+            continue;
+        };
+        assert_eq!(n.display, s);
+        assert_eq!(n.key, n.key.to_lowercase());
+        let u = resolve(who, &upper, NameKind::Pipe).expect("pipe names ignore ASCII case");
+        assert_eq!((&u.namespace, &u.key), (&n.namespace, &n.key));
     }
 });

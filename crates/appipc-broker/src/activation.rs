@@ -271,11 +271,13 @@ pub(crate) async fn start_app(
     let record = shared.processes.track(shared.next_key(), spawned, identity, meta);
     journal(shared, &record, notify_session, tied_to).await;
     watch(shared, &record);
+    let uid = appipc_sys::cred::current_uid();
     let caller = Caller {
         session_id: shared.next_key(),
         pid,
-        uid: appipc_sys::cred::current_uid(),
+        uid,
         principal: Principal::packaged(
+            uid,
             pkg.family_name.clone(),
             app.id.clone(),
             trust,

@@ -24,7 +24,7 @@ pub struct Caller {
 impl Caller {
     /// An unpackaged process of the user, as the kernel reported it.
     pub fn unpackaged(session_id: u64, pid: u32, uid: u32) -> Caller {
-        Caller { session_id, pid, uid, principal: Principal::unpackaged(), full_name: None }
+        Caller { session_id, pid, uid, principal: Principal::unpackaged(uid), full_name: None }
     }
 
     /// The same identity on another session (`OpenSession`).

@@ -365,11 +365,7 @@ pub(crate) async fn prepare(shared: &Arc<Shared>, pkg: &InstalledPackage) -> Res
     let temp = pkg.data_dir.join("TempState");
     std::fs::create_dir_all(&temp)
         .map_err(|e| InternalError::io(format!("creating {}", temp.display()), e))?;
-    let publisher_cache = crate::mech::storage::declared_folders(shared, pkg);
-    for dir in &publisher_cache {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| InternalError::io(format!("creating {}", dir.display()), e))?;
-    }
+    let publisher_cache = crate::mech::storage::ensure_declared_folders(shared, pkg)?;
     let root = rustix::process::geteuid().is_root();
     let ids =
         if root { root_ids(shared, pkg, &shm, &publisher_cache).await? } else { HostIds::own() };

@@ -313,7 +313,7 @@ mod tests {
             session_id: 1,
             pid: 2,
             uid: 3,
-            principal: Principal::unpackaged(),
+            principal: Principal::unpackaged(3),
             full_name: None,
         }
     }
@@ -321,6 +321,7 @@ mod tests {
     fn deny() -> Decision {
         policy::decide(
             &Principal::packaged(
+                3,
                 "Contoso.A_cvnpggrrsm18p".parse().unwrap(),
                 "App".parse().unwrap(),
                 appipc_wire::caller::TrustLevel::AppContainer,

@@ -123,6 +123,9 @@ pub(crate) struct Shared {
     pub(crate) fds: Arc<limits::FdBudget>,
     /// Log lines a flood would repeat.
     pub(crate) log_limiter: limits::LogLimiter,
+    /// Held while a publisher cache folder is looked up and created, so two spellings of one
+    /// name never become two folders (`mech::storage::ensure_folder`).
+    pub(crate) publisher_cache_lock: std::sync::Mutex<()>,
     /// Holds a duplicate of every session, so that none ends with the broker.
     pub(crate) keeper: keeper::Keeper,
     /// This broker's generation (one more than the broker before it): the high half of every
@@ -333,6 +336,7 @@ impl Broker {
                 ),
                 sessions: sessions::Sessions::default(),
                 log_limiter: limits::LogLimiter::default(),
+                publisher_cache_lock: std::sync::Mutex::new(()),
                 config,
                 keeper,
                 generation,

@@ -191,6 +191,7 @@ fn caller_of(shared: &Shared, kept: &Kept) -> Option<(Caller, bool)> {
                 TrustLevel::AppContainer
             };
             let principal = Principal::packaged(
+                *uid,
                 pkg.family_name.clone(),
                 app.id.clone(),
                 trust,

@@ -287,31 +287,39 @@ async fn scenario(root: &Path, bins: &Path, socket: &Path) -> Result<()> {
     let viewer_sid = appipc_model::sid::appcontainer_sid(&tools).to_string();
     let prefix = appipc::named_objects::named_object_path(&session, &hello).await?;
     let aam = ApplicationActivationManager::new(&session);
-    // Built entry by entry; the SDDL text is what a Windows developer would write.
-    use appipc::named_objects::{GENERIC_READ, GENERIC_WRITE, SecurityDescriptor};
-    let sddl = SecurityDescriptor::new().allow_package(&viewer_sid, GENERIC_READ).to_sddl();
-    let event_sddl = SecurityDescriptor::new().allow_package(&viewer_sid, GENERIC_WRITE).to_sddl();
+    // Built entry by entry; the SDDL text is what a Windows developer would write. As on
+    // Windows, an app container needs both a user-side entry (here OW: the owner, the user)
+    // and an entry for its package; it gets what both grant.
+    use appipc::named_objects::{GENERIC_ALL, GENERIC_READ, GENERIC_WRITE, SecurityDescriptor};
+    let sddl = SecurityDescriptor::new()
+        .allow_owner(GENERIC_ALL)
+        .allow_package(&viewer_sid, GENERIC_READ)
+        .to_sddl();
+    let event_sddl = SecurityDescriptor::new()
+        .allow_owner(GENERIC_ALL)
+        .allow_package(&viewer_sid, GENERIC_WRITE)
+        .to_sddl();
     println!(
-        "   Contoso.Hello creates LOCAL\\frame (default: its package only) and LOCAL\\shared ({sddl})"
+        "   Contoso.Hello creates Local\\frame (default: its package only) and Local\\shared ({sddl})"
     );
-    println!("   and waits on the event LOCAL\\ready ({event_sddl}) for Fabrikam's signal");
+    println!("   and waits on the event Local\\ready ({event_sddl}) for Fabrikam's signal");
     let (holder_relay, holder_stdio) = crate::relay::Relay::start(false)?;
     let (holder, _) = aam
         .activate_application(
             &hello,
             &[
                 "--map-create".into(),
-                r"LOCAL\frame".into(),
+                r"Local\frame".into(),
                 "4096".into(),
                 "a private frame".into(),
                 "--map-create".into(),
-                r"LOCAL\shared".into(),
+                r"Local\shared".into(),
                 "4096".into(),
                 "a frame for Fabrikam".into(),
                 "--sddl".into(),
                 sddl,
                 "--event-wait".into(),
-                r"LOCAL\ready".into(),
+                r"Local\ready".into(),
                 "--sddl".into(),
                 event_sddl,
             ],

@@ -99,10 +99,13 @@ fn handles_carry_exactly_the_rights_granted() {
         (format!(r"\\.\pipe\Session\in{id}"), format!(r"\\.\pipe\Session\dx{id}"));
 
     // The test process (unconfined, the session namespace) creates the objects, each granting
-    // the other package one right.
+    // the other package one right. As on Windows: the user's side (WD) grants everything, the
+    // package's side one right, and the app container gets what both grant; the Low label
+    // lets an app container (Low integrity) write what a Medium process created.
     let mut servers = Vec::new();
     rt.block_on(async {
-        let grant = |mask: u32| format!("D:(A;;{mask:#x};;;{other_sid})");
+        let grant =
+            |mask: u32| format!("D:(A;;GA;;;WD)(A;;{mask:#x};;;{other_sid})S:(ML;;NW;;;LW)");
         create(
             &s,
             NamedObjectKind::FileMapping { size: 4096, writable: true },
@@ -234,35 +237,145 @@ fn handles_carry_exactly_the_rights_granted() {
         &own,
         &[
             "create-map",
-            r"LOCAL\own",
+            r"Local\own",
             "4096",
             "map",
-            r"LOCAL\own",
+            r"Local\own",
             &zero,
             "map",
-            r"LOCAL\own",
+            r"Local\own",
             &r,
             "map",
-            r"LOCAL\own",
+            r"Local\own",
             &hex(FILE_MAP_READ | FILE_MAP_WRITE),
             "create-event",
-            r"LOCAL\ownev",
+            r"Local\ownev",
             "event",
-            r"LOCAL\ownev",
+            r"Local\ownev",
             &zero,
             "event",
-            r"LOCAL\ownev",
+            r"Local\ownev",
             &sync,
             "event",
-            r"LOCAL\ownev",
+            r"Local\ownev",
             &both,
         ],
     );
-    assert_eq!(result(&out, r"map LOCAL\own 0x0"), "error 5", "{out}");
-    assert_eq!(result(&out, r"map LOCAL\own 0x4"), "fd read-only read no-write", "{out}");
-    assert_eq!(result(&out, r"map LOCAL\own 0x6"), "fd object read write", "{out}");
-    assert_eq!(result(&out, r"event LOCAL\ownev 0x0"), "error 5", "{out}");
-    assert_eq!(result(&out, r"event LOCAL\ownev 0x100000"), "fd readiness no-signal poll", "{out}");
-    assert_eq!(result(&out, r"event LOCAL\ownev 0x100002"), "fd object signal poll", "{out}");
+    assert_eq!(result(&out, r"map Local\own 0x0"), "error 5", "{out}");
+    assert_eq!(result(&out, r"map Local\own 0x4"), "fd read-only read no-write", "{out}");
+    assert_eq!(result(&out, r"map Local\own 0x6"), "fd object read write", "{out}");
+    assert_eq!(result(&out, r"event Local\ownev 0x0"), "error 5", "{out}");
+    assert_eq!(result(&out, r"event Local\ownev 0x100000"), "fd readiness no-signal poll", "{out}");
+    assert_eq!(result(&out, r"event Local\ownev 0x100002"), "fd object signal poll", "{out}");
     drop(servers);
+}
+
+/// SDDL as Windows reads it, from inside a real app container: the mandatory label (an app
+/// container runs at Low and may not write what a Medium process created unless it is
+/// labelled Low), NULL and empty DACLs, and malformed text refused with the position (87), an
+/// owner the creator may not assign (1307), a label above the creator (1299).
+#[test]
+fn security_descriptors_are_read_as_windows_reads_them() {
+    let b = TestBroker::start();
+    let app = install_probe(&b, "Fabrikam.SddlProbe", "CN=Fabrikam Inc, O=Fabrikam, C=US");
+    let rt = rt();
+    let s = rt.block_on(async { b.session() });
+    let id = unique("sd");
+    let names: Vec<(String, &str)> = [
+        ("medium", "D:(A;;GA;;;WD)(A;;GA;;;AC)"),
+        ("low", "D:(A;;GA;;;WD)(A;;GA;;;AC)S:(ML;;NW;;;LW)"),
+        ("null", "D:NO_ACCESS_CONTROL S:(ML;;NW;;;LW)"),
+        ("empty", "D:S:(ML;;NW;;;LW)"),
+        ("audited", "D:(A;;GA;;;WD)(A;;GA;;;AC)S:(AU;SAFA;GA;;;WD)(ML;;NW;;;LW)"),
+    ]
+    .iter()
+    .map(|(n, sddl)| (format!(r"Session\{n}{id}"), *sddl))
+    .collect();
+    rt.block_on(async {
+        for (name, sddl) in &names {
+            create(&s, NamedObjectKind::FileMapping { size: 4096, writable: true }, name, sddl)
+                .await;
+        }
+    });
+    let (r, rw) = (hex(FILE_MAP_READ), hex(FILE_MAP_READ | FILE_MAP_WRITE));
+    let mut steps = Vec::new();
+    for (name, _) in &names {
+        steps.extend(["map".to_owned(), name.clone(), r.clone()]);
+        steps.extend(["map".to_owned(), name.clone(), rw.clone()]);
+    }
+    let steps: Vec<&str> = steps.iter().map(String::as_str).collect();
+    let out = probe(&b, &app, &steps);
+    let got = |i: usize, access: &str| result(&out, &format!("map {} {access}", names[i].0));
+    assert_eq!(got(0, &r), "fd read-only read no-write", "reading up is allowed\n{out}");
+    assert_eq!(got(0, &rw), "error 5", "no-write-up: Low may not write a Medium object\n{out}");
+    assert_eq!(got(1, &rw), "fd object read write", "labelled Low\n{out}");
+    assert_eq!(got(2, &rw), "fd object read write", "a NULL DACL grants everyone\n{out}");
+    assert_eq!(got(3, &r), "error 5", "an empty DACL grants nobody\n{out}");
+    assert_eq!(got(4, &rw), "fd object read write", "the audit entry is set aside\n{out}");
+    assert!(b.log().contains("does not audit"), "the set-aside entry is logged");
+    // Refusals with Windows' codes, naming the problem.
+    rt.block_on(async {
+        for (sddl, code, needle) in [
+            ("D:(A;;GA;;;WD", 87, "at character 3: an entry is not closed"),
+            ("D:(A;;GA;;;DA)", 87, "relative to a Windows domain"),
+            ("O:BAD:(A;;GA;;;WD)", 1307, "S-1-5-32-544"),
+            ("D:(A;;GA;;;WD)S:(ML;;NW;;;HI)", 1299, "above the creator"),
+        ] {
+            let request = no::Create {
+                kind: NamedObjectKind::Event { manual_reset: false, initial_state: false },
+                name: format!(r"Session\bad{}", unique("")),
+                sddl: Some(sddl.to_owned()),
+            };
+            let e = s.call_with_fds(request, &[]).await.unwrap_err();
+            assert_eq!(e.windows_code(), appipc::WindowsCode::Win32(code), "{sddl}: {e}");
+            assert!(e.to_string().contains(needle), "{sddl}: {e}");
+        }
+    });
+}
+
+/// Object names are case-sensitive inside an app container as outside, keywords included
+/// (`Local\`, not `local\`); pipe names are not.
+#[test]
+fn object_names_are_case_sensitive_pipe_names_are_not() {
+    let b = TestBroker::start();
+    let app = install_probe(&b, "Contoso.CaseProbe", "CN=Contoso Ltd, O=Contoso, L=Zurich, C=CH");
+    let out = probe(
+        &b,
+        &app,
+        &[
+            "create-map",
+            r"Local\Case",
+            "4096",
+            "create-map",
+            r"Local\case",
+            "4096",
+            "map",
+            r"Local\Case",
+            "0x4",
+            "map",
+            r"Local\CASE",
+            "0x4",
+            "map",
+            r"local\Case",
+            "0x4",
+            "map",
+            r"LOCAL\Case",
+            "0x4",
+        ],
+    );
+    assert_eq!(result(&out, r"create-map Local\Case 4096"), "created", "{out}");
+    assert_eq!(result(&out, r"create-map Local\case 4096"), "created", "a second object\n{out}");
+    assert_eq!(result(&out, r"map Local\Case 0x4"), "fd read-only read no-write", "{out}");
+    assert_eq!(result(&out, r"map Local\CASE 0x4"), "error 2", "{out}");
+    assert_eq!(result(&out, r"map local\Case 0x4"), "error 123", "{out}");
+    assert_eq!(result(&out, r"map LOCAL\Case 0x4"), "error 123", "{out}");
+    // Pipes: one pipe, whatever the case.
+    let rt = rt();
+    rt.block_on(async {
+        let s = b.session();
+        let name = format!(r"\\.\pipe\Local\CasePipe{}", unique(""));
+        let _server = NamedPipeServer::create(&s, &name, &PipeOptions::default()).await.unwrap();
+        let other = name.replace(r"\\.\pipe\Local\CasePipe", r"\\.\PIPE\local\casepipe");
+        appipc::named_pipes::open(&s, &other, GENERIC_READ | GENERIC_WRITE).await.unwrap();
+    });
 }

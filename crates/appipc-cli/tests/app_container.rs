@@ -102,3 +102,49 @@ fn ps_shows_the_confinement() {
     let c = v[0]["confinement"].as_str().unwrap();
     assert!(c.contains("namespaces") && c.contains("network namespace"), "{c}");
 }
+
+/// A parameter group's command line reaches the full-trust process split as
+/// `CommandLineToArgvW` splits it: backslashes are literal unless they precede a quote (the
+/// old splitter turned `C:\x\y` into `C:xy`).
+#[test]
+fn full_trust_parameters_keep_their_backslashes() {
+    let b = TestBroker::start();
+    let text = CONTOSO_BRIDGE.manifest.replace(
+        r#"parameter-group = [{ id = "Hello", parameters = "--hello \"from a parameter group\"" }]"#,
+        r#"parameter-group = [
+    { id = "Hello", parameters = "--hello \"from a parameter group\"" },
+    { id = "Path", parameters = '--hello C:\x\y' },
+    { id = "Quoted", parameters = '--hello "C:\dir with space\\" ignored' },
+    { id = "Escaped", parameters = '--hello a\"b\\\"c' },
+]"#,
+    );
+    assert_ne!(text, CONTOSO_BRIDGE.manifest, "the example's parameter group moved");
+    let dir = appipc_testkit::assemble_manifest(
+        &text,
+        &b.root.path().join(appipc_testkit::unique("bridge")),
+        &appipc_testkit::bin_dir(),
+    )
+    .unwrap();
+    let out = b.cli().args(["install", "--yes", dir.to_str().unwrap()]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let full = String::from_utf8_lossy(&out.stdout).trim().rsplit(' ').next().unwrap().to_owned();
+    let p: Vec<&str> = full.split('_').collect();
+    let bridge = format!("{}_{}", p[0], p[4]);
+    for (group, want) in [
+        ("Path", r"bridge-helper: C:\x\y"),
+        ("Quoted", r"bridge-helper: C:\dir with space\"),
+        ("Escaped", r#"bridge-helper: a"b\"c"#),
+    ] {
+        let (_, out, _) = launch_wait(&b, &bridge, &["--group", group]);
+        assert!(out.contains(&format!("parameter group \"{group}\": Success (0)")), "{out}");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !b.app_log(&bridge).lines().any(|l| l.trim_end() == want) {
+            assert!(
+                Instant::now() < deadline,
+                "{group}: no line {want:?} in the app log:\n{}",
+                b.app_log(&bridge)
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}

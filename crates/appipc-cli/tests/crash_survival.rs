@@ -235,9 +235,9 @@ fn apps_and_channels_survive(user: Option<(u32, u32)>) {
     a.expect("pipe-serve connected");
     assert_eq!(c.ask("pipe-send before"), "pipe-send ok");
     assert_eq!(a.ask("pipe-recv"), "pipe-recv before");
-    assert_eq!(a.ask(r"map-create LOCAL\crashmap"), "map-create ok");
+    assert_eq!(a.ask(r"map-create Local\crashmap"), "map-create ok");
     assert_eq!(a.ask("map-write one"), "map-write ok");
-    assert_eq!(c.ask(r"map-open LOCAL\crashmap"), "map-open ok");
+    assert_eq!(c.ask(r"map-open Local\crashmap"), "map-open ok");
     assert_eq!(c.ask("map-read"), "map-read one");
     let before = ps(&b);
     let host = before.iter().find(|(_, a)| a.starts_with(&services)).expect("the echo host").0;

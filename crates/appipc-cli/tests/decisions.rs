@@ -84,7 +84,9 @@ fn a_declared_custom_capability_is_not_granted_and_matches_no_trustee() {
             let request = no::Create {
                 kind: NamedObjectKind::FileMapping { size: 4096, writable: false },
                 name: name.clone(),
-                sddl: Some(format!("D:(A;;GR;;;{trustee})")),
+                // The user's side (WD) and the app-container side (the capability): an app
+                // container needs both.
+                sddl: Some(format!("D:(A;;GR;;;WD)(A;;GR;;;{trustee})")),
             };
             s.call_with_fds(request, &[]).await.unwrap();
         }

@@ -42,7 +42,7 @@ fn the_demo_shows_each_decision() {
         "(error 5)",
         r#"\shared: read "a frame for Fabrikam" (writable: false)"#,
         r"\ready: set",
-        r"event LOCAL\ready: signalled",
+        r"event Local\ready: signalled",
     ];
     for line in expect {
         assert!(stdout.contains(line), "the demo did not print {line:?}:\n{stdout}");

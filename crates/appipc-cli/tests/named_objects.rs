@@ -60,18 +60,19 @@ fn file_mappings_across_packages_by_acl() {
     assert!(prefix.starts_with(r"AppContainerNamedObjects\S-1-15-2-"), "{prefix}");
 
     // Contoso creates two mappings and keeps them open: one with the default descriptor, one
-    // that grants Fabrikam's package read access.
-    let sddl = format!("D:(A;;GR;;;{fabrikam_sid})");
+    // that grants Fabrikam's package read access. As on Windows, an app container needs an
+    // entry on the user's side too (OW: the owner, the user) and gets what both sides grant.
+    let sddl = format!("D:(A;;GA;;;OW)(A;;GR;;;{fabrikam_sid})");
     let (holder, _) = rt
         .block_on(aam.activate_application(
             &contoso,
             &[
                 "--map-create".into(),
-                r"LOCAL\private".into(),
+                r"Local\private".into(),
                 "4096".into(),
                 "only contoso".into(),
                 "--map-create".into(),
-                r"LOCAL\granted".into(),
+                r"Local\granted".into(),
                 "4096".into(),
                 "for fabrikam".into(),
                 "--sddl".into(),
@@ -84,18 +85,18 @@ fn file_mappings_across_packages_by_acl() {
         .unwrap();
     wait_listed(&b, "granted");
 
-    // Same package: LOCAL\ reaches it.
-    let (_, out) = app(&b, &contoso, &["--map-open", r"LOCAL\private", "r"]);
+    // Same package: Local\ reaches it.
+    let (_, out) = app(&b, &contoso, &["--map-open", r"Local\private", "r"]);
     assert!(out.contains("read \"only contoso\""), "{out}");
     // Creating it again gives the same object and "already exists".
-    let (_, out) = app(&b, &contoso, &["--map-create", r"LOCAL\private", "4096", ""]);
+    let (_, out) = app(&b, &contoso, &["--map-create", r"Local\private", "4096", ""]);
     assert!(out.contains("created (already exists: true)"), "{out}");
-    // Another package: refused without an entry (5), allowed with one; LOCAL\ is its own namespace (2).
+    // Another package: refused without an entry (5), allowed with one; Local\ is its own namespace (2).
     let (_, out) = app(&b, &fabrikam, &["--map-open", &format!(r"{prefix}\private"), "r"]);
     assert!(out.contains("open refused") && out.contains("(error 5)"), "{out}");
     let (_, out) = app(&b, &fabrikam, &["--map-open", &format!(r"{prefix}\granted"), "r"]);
     assert!(out.contains("read \"for fabrikam\" (writable: false)"), "{out}");
-    let (_, out) = app(&b, &fabrikam, &["--map-open", r"LOCAL\granted", "r"]);
+    let (_, out) = app(&b, &fabrikam, &["--map-open", r"Local\granted", "r"]);
     assert!(out.contains("(error 2)"), "{out}");
     // Read-only stays read-only: no write access, no writable view, and writing faults.
     let (_, out) = app(&b, &fabrikam, &["--map-open", &format!(r"{prefix}\granted"), "rw"]);
@@ -108,10 +109,11 @@ fn file_mappings_across_packages_by_acl() {
     // Containers create only in their own namespace; bad names are 123.
     let (_, out) = app(&b, &fabrikam, &["--map-create", r"Session\x", "4096", "x"]);
     assert!(out.contains("(error 5)"), "{out}");
-    let (_, out) = app(&b, &fabrikam, &["--map-open", r"LOCAL\a\b", "r"]);
+    let (_, out) = app(&b, &fabrikam, &["--map-open", r"Local\a\b", "r"]);
     assert!(out.contains("(error 123)"), "{out}");
 
-    // An unconfined process of the user opens by qualified name, no entry needed.
+    // An unconfined process of the user opens by qualified name: the default DACL has an
+    // entry for the user.
     rt.block_on(async {
         let m = FileMapping::open(&session, &format!(r"{prefix}\private"), FILE_MAP_READ)
             .await
@@ -152,17 +154,17 @@ fn events_signal_across_sessions_and_names_are_typed() {
     rt().block_on(async {
         use appipc::named_objects::{Event, SYNCHRONIZE};
         let (s1, s2) = (b.session(), b.session());
-        let created = Event::create(&s1, r"LOCAL\ready", false, false, None).await.unwrap();
+        let created = Event::create(&s1, r"Local\ready", false, false, None).await.unwrap();
         assert!(!created.already_exists);
-        let opened = Event::open(&s2, r"LOCAL\ready", SYNCHRONIZE).await.unwrap();
+        let opened = Event::open(&s2, r"Local\ready", SYNCHRONIZE).await.unwrap();
         let waiter = tokio::spawn(async move { opened.wait().await });
         tokio::time::sleep(Duration::from_millis(50)).await;
         created.object.set().await.unwrap();
         tokio::time::timeout(Duration::from_secs(5), waiter).await.unwrap().unwrap().unwrap();
         // The name is an event: opening it as a file mapping is error 6.
-        let e = FileMapping::open(&s2, r"LOCAL\ready", FILE_MAP_READ).await.unwrap_err();
+        let e = FileMapping::open(&s2, r"Local\ready", FILE_MAP_READ).await.unwrap_err();
         assert!(matches!(e, appipc::Error::NamedObject { code: 6, .. }), "{e}");
-        let e = FileMapping::open(&s2, r"LOCAL\nothing", FILE_MAP_READ).await.unwrap_err();
+        let e = FileMapping::open(&s2, r"Local\nothing", FILE_MAP_READ).await.unwrap_err();
         assert!(matches!(e, appipc::Error::NamedObject { code: 2, .. }), "{e}");
     });
 }
@@ -223,7 +225,7 @@ fn named_pipes_byte_and_message_mode_busy_wait_and_identity() {
             .await
             .unwrap_err();
         assert!(matches!(e, appipc::Error::NamedObject { code: 2, .. }), "{e}");
-        let e = named_pipes::open(&client_s, r"LOCAL\notapipe", GENERIC_READ).await.unwrap_err();
+        let e = named_pipes::open(&client_s, r"Local\notapipe", GENERIC_READ).await.unwrap_err();
         assert!(matches!(e, appipc::Error::NamedObject { code: 123, .. }), "{e}");
         let e = NamedPipeServer::create(&server_s, r"\\.\pipe\LOCAL\echo\sub", &opts)
             .await
@@ -246,8 +248,8 @@ fn manual_reset_events_semaphores_and_file_backed_mappings() {
     rt().block_on(async {
         let (s1, s2) = (b.session(), b.session());
         // Manual reset: stays signalled for every waiter until reset.
-        let ev = Event::create(&s1, r"LOCAL\gate", true, false, None).await.unwrap().object;
-        let other = Event::open(&s2, r"LOCAL\gate", SYNCHRONIZE).await.unwrap();
+        let ev = Event::create(&s1, r"Local\gate", true, false, None).await.unwrap().object;
+        let other = Event::open(&s2, r"Local\gate", SYNCHRONIZE).await.unwrap();
         assert!(!other.is_set().unwrap());
         ev.set().await.unwrap();
         ev.set().await.unwrap();
@@ -257,12 +259,12 @@ fn manual_reset_events_semaphores_and_file_backed_mappings() {
         ev.reset().await.unwrap();
         assert!(!other.is_set().unwrap());
         // Auto reset: one wait per set.
-        let auto = Event::create(&s1, r"LOCAL\auto", false, true, None).await.unwrap().object;
+        let auto = Event::create(&s1, r"Local\auto", false, true, None).await.unwrap().object;
         tokio::time::timeout(Duration::from_secs(5), auto.wait()).await.unwrap().unwrap();
         assert!(!auto.is_set().unwrap(), "the wait reset it");
         // Semaphore: counts.
-        let sem = Semaphore::create(&s1, r"LOCAL\slots", 2, 5, None).await.unwrap().object;
-        let sem2 = Semaphore::open(&s2, r"LOCAL\slots", SYNCHRONIZE).await.unwrap();
+        let sem = Semaphore::create(&s1, r"Local\slots", 2, 5, None).await.unwrap().object;
+        let sem2 = Semaphore::open(&s2, r"Local\slots", SYNCHRONIZE).await.unwrap();
         sem2.wait().await.unwrap();
         sem2.wait().await.unwrap();
         assert!(
@@ -277,10 +279,10 @@ fn manual_reset_events_semaphores_and_file_backed_mappings() {
         std::fs::write(&path, vec![0u8; 8192]).unwrap();
         let f = std::fs::OpenOptions::new().read(true).write(true).open(&path).unwrap();
         let created =
-            FileMapping::create_from_file(&s1, r"LOCAL\file", &f, true, None).await.unwrap().object;
+            FileMapping::create_from_file(&s1, r"Local\file", &f, true, None).await.unwrap().object;
         assert_eq!(created.size(), 8192);
         let opened =
-            FileMapping::open(&s2, r"LOCAL\file", FILE_MAP_READ | FILE_MAP_WRITE).await.unwrap();
+            FileMapping::open(&s2, r"Local\file", FILE_MAP_READ | FILE_MAP_WRITE).await.unwrap();
         opened.map_view().unwrap().as_bytes_mut().unwrap()[..5].copy_from_slice(b"hello");
         assert!(created.map_view().unwrap().as_bytes().starts_with(b"hello"));
         drop((created, opened));
@@ -296,8 +298,8 @@ fn the_ring_streams_records_in_order_and_sleeps_when_idle() {
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     rt.block_on(async {
         let (s1, s2) = (b.session(), b.session());
-        let producer = RingProducer::create(&s1, r"LOCAL\stream", 4096, None).await.unwrap();
-        let consumer = RingConsumer::open(&s2, r"LOCAL\stream").await.unwrap();
+        let producer = RingProducer::create(&s1, r"Local\stream", 4096, None).await.unwrap();
+        let consumer = RingConsumer::open(&s2, r"Local\stream").await.unwrap();
         let reader = tokio::spawn(async move {
             let mut out = Vec::new();
             for i in 0..20_000u32 {
@@ -341,30 +343,31 @@ fn events_and_pipes_across_packages_from_inside_containers() {
         .0
     };
     // An event without an entry for Fabrikam: refused; with one (by family name): set.
-    let waiter = start(&["--event-wait", r"LOCAL\closed"]);
+    let waiter = start(&["--event-wait", r"Local\closed"]);
     wait_listed(&b, "closed");
     let (_, out) = app(&b, &fabrikam, &["--event-set", &format!(r"{prefix}\closed")]);
     assert!(out.contains("open refused") && out.contains("(error 5)"), "{out}");
     let _ = waiter;
-    // The SDK's descriptor builder, by family name: D:(A;;0x100002;;;PFN:…).
-    use appipc::named_objects::{EVENT_MODIFY_STATE, SYNCHRONIZE, SecurityDescriptor};
+    // The SDK's descriptor builder, by family name: D:(A;;GA;;;WD)(A;;0x100002;;;PFN:…).
+    use appipc::named_objects::{EVENT_MODIFY_STATE, GENERIC_ALL, SYNCHRONIZE, SecurityDescriptor};
     let sddl = SecurityDescriptor::new()
+        .allow_everyone(GENERIC_ALL)
         .allow_package(&fabrikam, SYNCHRONIZE | EVENT_MODIFY_STATE)
         .to_sddl();
-    assert_eq!(sddl, format!("D:(A;;0x100002;;;PFN:{fabrikam})"));
-    let waiter = start(&["--event-wait", r"LOCAL\open", "--sddl", &sddl]);
+    assert_eq!(sddl, format!("D:(A;;GA;;;WD)(A;;0x100002;;;PFN:{fabrikam})"));
+    let waiter = start(&["--event-wait", r"Local\open", "--sddl", &sddl]);
     wait_listed(&b, "open");
     let (_, out) = app(&b, &fabrikam, &["--event-set", &format!(r"{prefix}\open")]);
     assert!(out.contains("set"), "{out}");
     rt.block_on(session.wait_for_exit(waiter)).unwrap();
     assert!(
-        b.app_log(&contoso).contains(r"event LOCAL\open: signalled"),
+        b.app_log(&contoso).contains(r"event Local\open: signalled"),
         "{}",
         b.app_log(&contoso)
     );
     // A message-mode pipe served by Contoso's container, used from Fabrikam's: the server
     // learns who the client is.
-    let sddl = format!("D:(A;;GRGW;;;PFN:{fabrikam})");
+    let sddl = format!("D:(A;;GA;;;OW)(A;;GRGW;;;PFN:{fabrikam})");
     let server = start(&["--pipe-serve", r"\\.\pipe\LOCAL\inbox", "--sddl", &sddl]);
     let pipe = format!(r"\\.\pipe\{prefix}\inbox");
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -464,10 +467,10 @@ fn a_session_that_hoards_handles_is_stopped_and_the_broker_serves_on() {
     let b = TestBroker::start();
     rt().block_on(async {
         let s = b.session();
-        let first = Event::create(&s, r"LOCAL\hoard", false, false, None).await.unwrap().object;
+        let first = Event::create(&s, r"Local\hoard", false, false, None).await.unwrap().object;
         let mut held = Vec::new();
         let err = loop {
-            match Event::open(&s, r"LOCAL\hoard", SYNCHRONIZE).await {
+            match Event::open(&s, r"Local\hoard", SYNCHRONIZE).await {
                 Ok(e) => held.push(e),
                 Err(e) => break e,
             }
@@ -475,13 +478,13 @@ fn a_session_that_hoards_handles_is_stopped_and_the_broker_serves_on() {
         };
         assert!(matches!(err, appipc::Error::NamedObject { code: 1816, .. }), "{err}");
         assert_eq!(held.len() + 1, QUOTA, "the creator's handle counts too");
-        let e = Event::create(&s, r"LOCAL\more", false, false, None).await.unwrap_err();
+        let e = Event::create(&s, r"Local\more", false, false, None).await.unwrap_err();
         assert!(matches!(e, appipc::Error::NamedObject { code: 1816, .. }), "{e}");
         // Other sessions are not affected, and the broker answers.
         let other = b.session();
         let theirs = Event::open(
             &other,
-            r"LOCAL\hoard",
+            r"Local\hoard",
             SYNCHRONIZE | appipc::named_objects::EVENT_MODIFY_STATE,
         )
         .await
@@ -492,7 +495,7 @@ fn a_session_that_hoards_handles_is_stopped_and_the_broker_serves_on() {
         held.truncate(QUOTA - 100);
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            match Event::create(&s, r"LOCAL\more", false, false, None).await {
+            match Event::create(&s, r"Local\more", false, false, None).await {
                 Ok(_) => break,
                 Err(e) => {
                     assert!(Instant::now() < deadline, "no room after closing: {e}");
@@ -500,5 +503,42 @@ fn a_session_that_hoards_handles_is_stopped_and_the_broker_serves_on() {
                 }
             }
         }
+    });
+}
+
+/// Bad parameters are `ERROR_INVALID_PARAMETER` (87), a 2^63-byte mapping included; object names
+/// reach `MAX_PATH` (260 characters), pipe names 256.
+#[test]
+fn bad_parameters_are_87_and_names_reach_max_path() {
+    use appipc::WindowsCode;
+    use appipc::named_objects::{Event, Semaphore};
+    use appipc::named_pipes::{NamedPipeServer, PipeOptions};
+    let b = TestBroker::start();
+    rt().block_on(async {
+        let s = b.session();
+        let code = |r: Result<(), appipc::Error>| r.unwrap_err().windows_code();
+        let mapping = |size: u64| FileMapping::create(&s, "m", size, true, None);
+        assert_eq!(code(mapping(0).await.map(|_| ())), WindowsCode::Win32(87), "size 0");
+        assert_eq!(code(mapping(1 << 63).await.map(|_| ())), WindowsCode::Win32(87), "2^63 bytes");
+        assert_eq!(code(mapping(u64::MAX).await.map(|_| ())), WindowsCode::Win32(87));
+        let sem = |initial, maximum| Semaphore::create(&s, "s", initial, maximum, None);
+        assert_eq!(code(sem(2, 1).await.map(|_| ())), WindowsCode::Win32(87), "initial > maximum");
+        assert_eq!(code(sem(0, 0).await.map(|_| ())), WindowsCode::Win32(87), "maximum 0");
+        let pipe = PipeOptions { max_instances: 0, ..PipeOptions::default() };
+        let e = NamedPipeServer::create(&s, r"\\.\pipe\zero", &pipe).await.unwrap_err();
+        assert_eq!(e.windows_code(), WindowsCode::Win32(87), "{e}");
+        // Names: 260 characters, prefix included; one more is 123.
+        let name = |n: usize| format!(r"Local\{}", "n".repeat(n - 6));
+        Event::create(&s, &name(260), false, false, None).await.unwrap();
+        let e = Event::create(&s, &name(261), false, false, None).await.unwrap_err();
+        assert_eq!(e.windows_code(), WindowsCode::Win32(123), "{e}");
+        assert!(e.to_string().contains("MAX_PATH"), "{e}");
+        let pipe_name = |n: usize| format!(r"\\.\pipe\{}", "p".repeat(n - 9));
+        let _p =
+            NamedPipeServer::create(&s, &pipe_name(256), &PipeOptions::default()).await.unwrap();
+        let e = NamedPipeServer::create(&s, &pipe_name(257), &PipeOptions::default())
+            .await
+            .unwrap_err();
+        assert_eq!(e.windows_code(), WindowsCode::Win32(123), "{e}");
     });
 }

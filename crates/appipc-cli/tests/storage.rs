@@ -158,7 +158,10 @@ fn tokens_expire_after_fourteen_days() {
     b.restart();
     rt().block_on(async {
         let f = SharedStorageAccessManager::redeem_token_for_file(&b.session(), early.trim()).await;
-        assert!(f.is_ok(), "{f:?}");
+        // A StorageFile, with the name and path the file had when it was shared.
+        let f = f.unwrap();
+        assert_eq!((f.name.as_str(), f.path.as_str()), ("f.txt", file.to_str().unwrap()));
+        assert!(!f.writable);
     });
     b.stop();
     b.set_env("APPIPC_CLOCK_OFFSET_SECS", "1209601");
@@ -324,4 +327,31 @@ fn a_kept_token_gives_the_shared_file_whatever_its_path_became() {
     assert!(out.contains("first line \"the shared one\""), "{out}");
     let out = app(&b, &hello, &["--redeem", &gone]);
     assert!(out.contains("redeem refused") && out.contains("deleted or replaced"), "{out}");
+}
+
+/// Two packages of one publisher naming a folder `Shared` and `shared` share one folder, as on
+/// Windows, and it has one spelling on disk: the first one created.
+#[test]
+fn publisher_cache_folder_names_differing_in_case_are_one_folder() {
+    let b = TestBroker::start();
+    let upper = variant(&b, "Contoso.Hello", CONTOSO, "\"Shared\"");
+    let lower = variant(&b, "Contoso.Notes", CONTOSO, "\"shared\"");
+    let id = upper.rsplit('_').next().unwrap().to_owned();
+    assert!(app(&b, &upper, &["--cache-write", "Shared", "one folder"]).contains("wrote"));
+    let out = app(&b, &lower, &["--cache-read", "shared"]);
+    assert!(out.contains("read \"one folder\""), "{out}");
+    // Asking by another spelling of a declared name finds it too.
+    let out = app(&b, &lower, &["--cache-read", "SHARED"]);
+    assert!(out.contains("read \"one folder\""), "{out}");
+    let on_disk: Vec<String> = std::fs::read_dir(b.home.join("cache/publisher").join(&id))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(on_disk, vec!["Shared".to_owned()], "one spelling on disk");
+    let (_, list, _) = cli(&b, &["publisher-cache", "list"]);
+    assert!(list.contains(&upper) && list.contains(&lower), "both packages use it: {list}");
+    // The user clears it by either spelling.
+    let (code, _, err) = cli(&b, &["publisher-cache", "clear", &id, "SHARED"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(app(&b, &upper, &["--cache-read", "Shared"]).contains("nothing to read"));
 }

@@ -187,10 +187,11 @@ fn f1_matrix(unprivileged: bool, test: &str) {
     let reader = install_probe(&b, "Fabrikam.Rt9Reader", FABRIKAM);
     let writer = install_probe(&b, "Fabrikam.Rt9Writer", FABRIKAM);
     let sid = |pfn: &str| appipc_model::sid::appcontainer_sid(pfn).to_string();
-    // FILE_MAP_READ for the reader, FILE_MAP_READ | FILE_MAP_WRITE for the writer.
-    let sddl = format!("D:(A;;0x4;;;{})(A;;0x6;;;{})", sid(&reader), sid(&writer));
+    // FILE_MAP_READ for the reader, FILE_MAP_READ | FILE_MAP_WRITE for the writer (and the
+    // user's side, OW: an app container gets what both sides grant).
+    let sddl = format!("D:(A;;GA;;;OW)(A;;0x4;;;{})(A;;0x6;;;{})", sid(&reader), sid(&writer));
     let (map, file_map) = (unique("rt9map"), unique("rt9filemap"));
-    let local = |n: &str| format!(r"LOCAL\{n}");
+    let local = |n: &str| format!(r"Local\{n}");
     // What the others open: the creator's namespace, by its qualified name.
     let there = |n: &str| format!(r"AppContainerNamedObjects\{}\{n}", sid(&creator));
     let mut args = vec!["launch", "--wait", creator.as_str(), "--"];
@@ -542,4 +543,68 @@ fn f11_pipes_have_no_quota() {
         matches!(stopped_at, Some((n, appipc::WindowsCode::Win32(1816))) if n <= 4096),
         "one session created 5000 pipes with no quota: {stopped_at:?}"
     );
+}
+
+/// F10 (high, confinement): a deny entry for a SID the app's token holds on the user's side was
+/// skipped — an app container was checked against its package's entries only. Windows checks an
+/// app container twice — user and groups, then package and capabilities — and grants the
+/// intersection, so `D:(D;;0x2;;;WD)(A;;GA;;;AC)` ("apps may read, nobody may write") refuses
+/// `FILE_MAP_WRITE` there. Here every app got a writable handle. Read access is refused too now:
+/// nothing on the user's side grants it (add `(A;;GR;;;WD)` for that, as on Windows).
+#[test]
+fn f10_deny_entries_for_everyone_bind_app_containers() {
+    let b = TestBroker::start();
+    let text = "[package]\nname = \"Fabrikam.Rt9Deny\"\npublisher = \"CN=Fabrikam Inc, O=Fabrikam, C=US\"\n\
+         version = \"1.0.0.0\"\n\n[[application]]\nid = \"App\"\nexecutable = \"bin/access-probe\"\n";
+    let dir = assemble_manifest(text, &b.root.path().join(unique("rt9deny")), &bin_dir()).unwrap();
+    let out = b.cli().args(["install", dir.to_str().unwrap()]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let full = String::from_utf8_lossy(&out.stdout).trim().rsplit(' ').next().unwrap().to_owned();
+    let p: Vec<&str> = full.split('_').collect();
+    let app = format!("{}_{}", p[0], p[4]);
+    let rt = rt();
+    let (deny, readable) =
+        (format!(r"Session\rt9deny{}", unique("")), format!(r"Session\rt9read{}", unique("")));
+    let s = rt.block_on(async { b.session() });
+    let _h = rt.block_on(async {
+        let mut held = Vec::new();
+        for (name, sddl) in [
+            (&deny, "D:(D;;0x2;;;WD)(A;;GA;;;AC)"),
+            (&readable, "D:(D;;0x2;;;WD)(A;;GR;;;WD)(A;;GA;;;AC)S:(ML;;NW;;;LW)"),
+        ] {
+            let request = no::Create {
+                kind: NamedObjectKind::FileMapping { size: 4096, writable: true },
+                name: name.clone(),
+                sddl: Some(sddl.to_owned()),
+            };
+            held.push(s.call_with_fds(request, &[]).await.unwrap());
+        }
+        held
+    });
+    let out = probe(
+        &b,
+        &app,
+        &[
+            "map", &deny, "0x2", "map", &deny, "0x4", "map", &readable, "0x2", "map", &readable,
+            "0x4",
+        ],
+    );
+    assert_eq!(
+        result(&out, &format!("map {deny} 0x2")),
+        "error 5",
+        "a deny entry for Everyone did not stop an app container from writing"
+    );
+    assert_eq!(result(&out, &format!("map {deny} 0x4")), "error 5", "nothing grants the user side");
+    assert_eq!(result(&out, &format!("map {readable} 0x2")), "error 5");
+    assert_eq!(result(&out, &format!("map {readable} 0x4")), "fd read-only read no-write", "{out}");
+    // The deny binds the user's unconfined processes as well.
+    let write = rt.block_on(async {
+        let request = no::Open {
+            object_type: no::ObjectType::FileMapping,
+            name: deny.clone(),
+            desired_access: 0x2,
+        };
+        s.call_with_fds(request, &[]).await.map(|_| ()).map_err(|e| e.windows_code())
+    });
+    assert_eq!(write, Err(appipc::WindowsCode::Win32(5)));
 }

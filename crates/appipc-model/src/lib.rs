@@ -21,4 +21,5 @@ pub mod package_file;
 pub mod policy;
 pub mod principal;
 pub mod sandbox;
+pub mod sddl;
 pub mod sid;

@@ -7,11 +7,16 @@
 //!
 //! | name as written | from an app container | from an unconfined process |
 //! |---|---|---|
-//! | `LOCAL\x` or `x` | its package's namespace | the session namespace |
+//! | `Local\x` or `x` | its package's namespace | the session namespace |
 //! | `Session\x` or `Global\x` | the session namespace (open only, by ACL) | the session namespace |
-//! | `AppContainerNamedObjects\<SID>\x` | that package's namespace (open only, by ACL; its own: as `LOCAL\x`) | that package's namespace (no grant needed) |
+//! | `AppContainerNamedObjects\<SID>\x` | that package's namespace (open only, by ACL; its own: as `Local\x`) | that package's namespace (by its default DACL's entry for the user) |
 //!
-//! Pipes are named `\\.\pipe\` followed by such a name (`\\.\pipe\LOCAL\x`).
+//! Object names are case-sensitive, and so are the keywords `Global\`, `Local\` and
+//! `Session\` (Windows: `CreateEventEx` "Name comparison is case sensitive", "Kernel object
+//! namespaces" "These keywords are case sensitive"): `local\x` is not in the local namespace but
+//! a name with a backslash, refused (123); `Event` and `event` are two objects. Pipes are named
+//! `\\.\pipe\` followed by such a name (`\\.\pipe\LOCAL\x`); pipe names, keywords
+//! included, are case-insensitive, as Windows' are (`CreateNamedPipe`).
 //!
 //! Namespaces are per user (there is no machine-wide namespace), so `Global\` names the user's
 //! session namespace: a program written for Windows that shares `Global\x` between its
@@ -23,6 +28,8 @@
 use std::fmt;
 
 use crate::principal::Principal;
+use crate::sddl::{self, READ_CONTROL, WRITE_DAC};
+pub use crate::sddl::{Ace, Dacl, MandatoryLabel, QUOTED_SDDL_MAX, SecurityDescriptor};
 use crate::sid::{self, Sid};
 
 pub use appipc_wire::status::Win32Error;
@@ -80,19 +87,25 @@ pub enum NameKind {
     Pipe,
 }
 
-/// A resolved name: its namespace and its key (case-insensitive).
+/// A resolved name: its namespace and its key.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ObjectName {
     /// The namespace.
     pub namespace: Namespace,
-    /// The name inside it, lower-cased (names compare case-insensitively).
+    /// The name inside it: as written for objects (their names are case-sensitive), lower-cased
+    /// for pipes (theirs are not).
     pub key: String,
     /// The name as written (for display).
     pub display: String,
 }
 
-/// Longest name (Windows: `MAX_PATH` for objects; 256 characters for a full pipe name).
-pub const MAX_NAME: usize = 256;
+/// The longest object name, in characters (UTF-16 code units, as Windows counts them), prefix
+/// included: `MAX_PATH` (`CreateEventEx`: "The name is limited to MAX_PATH characters").
+pub const MAX_OBJECT_NAME: usize = 260;
+
+/// The longest pipe name, in characters, `\\.\pipe\` included (`CreateNamedPipe`: "The entire
+/// pipe name string can be up to 256 characters long").
+pub const MAX_PIPE_NAME: usize = 256;
 
 /// The prefix of pipe names.
 pub const PIPE_PREFIX: &str = r"\\.\pipe\";
@@ -103,7 +116,7 @@ pub fn resolve(who: &Principal, raw: &str, kind: NameKind) -> Result<ObjectName,
     let invalid = |why: &str| err(Win32Error::InvalidName, format!("name {raw:?}: {why}"));
     let rest = match kind {
         NameKind::Pipe => {
-            if raw.len() > MAX_NAME {
+            if raw.encode_utf16().count() > MAX_PIPE_NAME {
                 return Err(invalid("a pipe name is at most 256 characters"));
             }
             let lower = raw.to_ascii_lowercase();
@@ -113,8 +126,8 @@ pub fn resolve(who: &Principal, raw: &str, kind: NameKind) -> Result<ObjectName,
             &raw[PIPE_PREFIX.len()..]
         }
         NameKind::Object => {
-            if raw.len() > MAX_NAME {
-                return Err(invalid("a name is at most 256 characters"));
+            if raw.encode_utf16().count() > MAX_OBJECT_NAME {
+                return Err(invalid("a name is at most MAX_PATH (260) characters"));
             }
             raw
         }
@@ -122,30 +135,49 @@ pub fn resolve(who: &Principal, raw: &str, kind: NameKind) -> Result<ObjectName,
     if rest.is_empty() || rest.chars().any(|c| c.is_control()) {
         return Err(invalid("empty, or control characters"));
     }
-    let (namespace, name) = split_namespace(rest).map_err(|why| invalid(&why))?;
+    let (namespace, name) = split_namespace(rest, kind).map_err(|why| invalid(&why))?;
     if name.is_empty() {
         return Err(invalid("no name after the namespace"));
     }
     if kind == NameKind::Object && name.contains('\\') {
+        let first = name.split('\\').next().unwrap_or_default();
+        if let Some(k) = KEYWORDS.iter().find(|k| k.eq_ignore_ascii_case(first)) {
+            return Err(invalid(&format!(
+                "the keyword is spelled {k}\\ (Windows compares Global\\, Local\\ and Session\\ \
+                 case-sensitively), and an object name has no '\\' after its namespace"
+            )));
+        }
         return Err(invalid(r"an object name has no '\' after its namespace"));
     }
     let namespace = match namespace {
         Some(ns) => ns,
         None => home(who),
     };
-    Ok(ObjectName { namespace, key: name.to_lowercase(), display: raw.to_owned() })
+    let key = match kind {
+        NameKind::Object => name.to_owned(),
+        NameKind::Pipe => name.to_lowercase(),
+    };
+    Ok(ObjectName { namespace, key, display: raw.to_owned() })
 }
 
-/// Splits `Session\x` (or `Global\x`), `LOCAL\x`, `AppContainerNamedObjects\<SID>\x` or a plain `x`.
-fn split_namespace(s: &str) -> Result<(Option<Namespace>, &str), String> {
+/// The namespace keywords, as Windows spells them.
+const KEYWORDS: [&str; 3] = ["Local", "Global", "Session"];
+
+/// Splits `Session\x` (or `Global\x`), `Local\x`, `AppContainerNamedObjects\<SID>\x` or a
+/// plain `x`. For objects the keywords are matched case-sensitively, for pipes not.
+fn split_namespace(s: &str, kind: NameKind) -> Result<(Option<Namespace>, &str), String> {
     let (first, after) = match s.split_once('\\') {
         Some(x) => x,
         None => return Ok((None, s)),
     };
-    if first.eq_ignore_ascii_case("LOCAL") {
+    let is = |keyword: &str| match kind {
+        NameKind::Object => first == keyword,
+        NameKind::Pipe => first.eq_ignore_ascii_case(keyword),
+    };
+    if is("Local") {
         return Ok((None, after));
     }
-    if first.eq_ignore_ascii_case("Session") || first.eq_ignore_ascii_case("Global") {
+    if is("Session") || is("Global") {
         return Ok((Some(Namespace::Session), after));
     }
     if first.eq_ignore_ascii_case("AppContainerNamedObjects") {
@@ -202,6 +234,12 @@ pub enum ObjectType {
 }
 
 impl ObjectType {
+    /// Every right of this type (`GENERIC_ALL` mapped): `EVENT_ALL_ACCESS`,
+    /// `SEMAPHORE_ALL_ACCESS`, `FILE_MAP_ALL_ACCESS`, `FILE_ALL_ACCESS`.
+    pub fn valid_rights(self) -> u32 {
+        self.map_generic(GENERIC_ALL)
+    }
+
     /// Maps generic rights to this type's specific rights.
     pub fn map_generic(self, mask: u32) -> u32 {
         let (read, write, execute, all) = match self {
@@ -233,153 +271,6 @@ impl ObjectType {
     }
 }
 
-/// One access control entry.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Ace {
-    /// Allow or deny.
-    pub allow: bool,
-    /// Whom.
-    pub sid: Sid,
-    /// Which rights (generic rights allowed; mapped at check time).
-    pub mask: u32,
-}
-
-impl Ace {
-    /// The entry in SDDL: `(A;;0x4;;;S-1-15-2-…)`.
-    pub fn to_sddl(&self) -> String {
-        let who = if self.sid == Sid::all_application_packages() {
-            "AC".to_owned()
-        } else {
-            self.sid.to_string()
-        };
-        format!("({};;{:#x};;;{who})", if self.allow { "A" } else { "D" }, self.mask)
-    }
-}
-
-/// A security descriptor: its DACL (a list of ACEs; deny entries first, as Windows orders
-/// them canonically). `None` as a whole means the creator's default.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct SecurityDescriptor {
-    /// The entries, in order.
-    pub dacl: Vec<Ace>,
-}
-
-/// SDDL aliases appipc understands, and its two extensions: `PFN:<package family name>` for
-/// the package's SID and `CAP:<capability name>` for the capability's SID.
-fn alias(s: &str) -> Result<Option<Sid>, String> {
-    if let Some(pfn) = s.strip_prefix("PFN:") {
-        return pfn
-            .parse::<crate::identity::PackageFamilyName>()
-            .map(|p| Some(sid::appcontainer_sid(p.as_str())))
-            .map_err(|e| format!("trustee {s:?}: {e}"));
-    }
-    if let Some(cap) = s.strip_prefix("CAP:") {
-        if cap.is_empty() || !cap.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) {
-            return Err(format!("trustee {s:?}: not a capability name"));
-        }
-        return Ok(Some(sid::capability_sid(cap)));
-    }
-    Ok(match s {
-        "AC" => Some(Sid::all_application_packages()),
-        "WD" => Sid::new(1, &[0]),
-        "AU" => Sid::new(5, &[11]),
-        "SY" => Sid::new(5, &[18]),
-        "BA" => Sid::new(5, &[32, 544]),
-        _ => None,
-    })
-}
-
-fn sddl_rights(s: &str) -> Result<u32, String> {
-    if let Some(hex) = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
-        return u32::from_str_radix(hex, 16).map_err(|_| format!("bad rights {s:?}"));
-    }
-    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
-        return s.parse().map_err(|_| format!("bad rights {s:?}"));
-    }
-    let mut mask = 0;
-    let bytes = s.as_bytes();
-    if !bytes.len().is_multiple_of(2) {
-        return Err(format!("bad rights {s:?}: two-letter codes or a hex number"));
-    }
-    for code in bytes.chunks(2) {
-        mask |= match code {
-            b"GA" => GENERIC_ALL,
-            b"GR" => GENERIC_READ,
-            b"GW" => GENERIC_WRITE,
-            b"GX" => GENERIC_EXECUTE,
-            b"SD" => 0x0001_0000,
-            b"RC" => 0x0002_0000,
-            b"WD" => 0x0004_0000,
-            b"WO" => 0x0008_0000,
-            b"FA" => 0x001F_01FF,
-            b"FR" => 0x0012_0089,
-            b"FW" => 0x0012_0116,
-            b"FX" => 0x0012_00A0,
-            b"CC" => 0x0001,
-            b"DC" => 0x0002,
-            b"LC" => 0x0004,
-            _ => return Err(format!("unknown right {:?} in {s:?}", String::from_utf8_lossy(code))),
-        };
-    }
-    Ok(mask)
-}
-
-impl SecurityDescriptor {
-    /// Allows `mask` to `sid`.
-    pub fn allow(mut self, sid: Sid, mask: u32) -> SecurityDescriptor {
-        self.dacl.push(Ace { allow: true, sid, mask });
-        self
-    }
-
-    /// Parses the DACL part of SDDL: `D:(A;;GA;;;AC)(A;;0x1f0003;;;S-1-15-2-…)`, with allow
-    /// (`A`) and deny (`D`) entries, rights as two-letter codes or a number, trustees as SID
-    /// strings or the aliases `AC`, `WD`, `AU`, `SY`, `BA`. Owner, group, flags and SACL are
-    /// not supported (and refused).
-    pub fn from_sddl(text: &str) -> Result<SecurityDescriptor, String> {
-        let t = text.trim();
-        let body = t
-            .strip_prefix("D:")
-            .ok_or_else(|| format!("{text:?}: only a DACL (\"D:…\") is supported"))?;
-        let mut body = body.trim_start_matches(|c: char| c.is_ascii_alphabetic() && c != '(');
-        let mut dacl = Vec::new();
-        while !body.is_empty() {
-            let inner = body
-                .strip_prefix('(')
-                .ok_or_else(|| format!("{text:?}: expected '(' at {body:?}"))?;
-            let (ace, after) =
-                inner.split_once(')').ok_or_else(|| format!("{text:?}: unclosed '('"))?;
-            let f: Vec<&str> = ace.split(';').collect();
-            if f.len() < 6 {
-                return Err(format!("{text:?}: an ACE has six fields: ({ace})"));
-            }
-            let allow = match f[0] {
-                "A" => true,
-                "D" => false,
-                other => return Err(format!("{text:?}: ACE type {other:?} (only A and D)")),
-            };
-            let mask = sddl_rights(f[2])?;
-            let sid = match alias(f[5])? {
-                Some(sid) => sid,
-                None => f[5].parse::<Sid>().map_err(|e| format!("{text:?}: trustee: {e}"))?,
-            };
-            dacl.push(Ace { allow, sid, mask });
-            body = after;
-        }
-        // Canonical order: deny entries before allow entries.
-        dacl.sort_by_key(|a| a.allow);
-        Ok(SecurityDescriptor { dacl })
-    }
-
-    /// The SDDL text of this descriptor.
-    pub fn to_sddl(&self) -> String {
-        let mut s = String::from("D:");
-        for a in &self.dacl {
-            s.push_str(&a.to_sddl());
-        }
-        s
-    }
-}
-
 /// `MAXIMUM_ALLOWED`: ask for every right the descriptor grants.
 pub const MAXIMUM_ALLOWED: u32 = 0x0200_0000;
 
@@ -395,22 +286,207 @@ pub struct AccessCheck {
     pub allowed: bool,
     /// The rule that decided, in words: which entry granted or denied, or that none granted.
     pub rule: String,
-    /// For a refusal of a confined caller: the SDDL entry that would grant the missing rights
-    /// to its package.
+    /// For a refusal: the SDDL entry that would grant the missing rights (to the caller's
+    /// package, or on the user's side to the user).
     pub missing_entry: Option<String>,
 }
 
+/// One pass of the DACL walk, for one set of SIDs.
+#[derive(Debug)]
+enum Pass {
+    /// Every right asked is granted (`MAXIMUM_ALLOWED`: these are).
+    Granted { mask: u32, rule: String },
+    /// A deny entry refuses a right still asked.
+    Denied { rule: String },
+    /// The entries grant only `granted`; `missing` is not granted.
+    Short { granted: u32, missing: u32 },
+}
+
+/// Walks the DACL for a caller whose token holds the SIDs `member` says it holds, as
+/// MS-DTYP's access check does: the owner gets `READ_CONTROL` and `WRITE_DAC` unless the DACL
+/// has an OWNER RIGHTS (`OW`) entry, in which case `OW` entries apply to the owner instead;
+/// entries are taken in order; an allow entry grants its rights, a deny entry refuses the
+/// request if it names a right still asked for (`MAXIMUM_ALLOWED`: denies rights not granted
+/// yet). A NULL DACL grants everything.
+fn walk(
+    sd: &SecurityDescriptor,
+    ty: ObjectType,
+    member: &dyn Fn(&Sid) -> bool,
+    desired: u32,
+    maximum: bool,
+) -> Pass {
+    let all = ty.valid_rights();
+    let entries = match &sd.dacl {
+        Dacl::Null | Dacl::NotPresent => {
+            return Pass::Granted {
+                mask: if maximum { all } else { desired },
+                rule: "a NULL DACL grants every right".into(),
+            };
+        }
+        Dacl::Entries(v) => v,
+    };
+    let owner_rights = Sid::owner_rights();
+    let is_owner = sd.owner.as_ref().is_some_and(member);
+    let has_ow = entries.iter().any(|a| a.sid == owner_rights);
+    let applies = |s: &Sid| member(s) || (is_owner && *s == owner_rights);
+    let implicit = if is_owner && !has_ow { READ_CONTROL | WRITE_DAC } else { 0 };
+    let (mut granted, mut denied, mut remaining) = (implicit, 0u32, desired & !implicit);
+    let entry = |i: usize, a: &Ace| format!("entry {} {}", i + 1, a.to_sddl());
+    if !maximum && remaining == 0 {
+        return Pass::Granted {
+            mask: desired,
+            rule: "the owner's implicit READ_CONTROL and WRITE_DAC".into(),
+        };
+    }
+    for (i, ace) in entries.iter().enumerate() {
+        if !applies(&ace.sid) {
+            continue;
+        }
+        let mask = ty.map_generic(ace.mask);
+        if ace.allow {
+            granted |= mask & !denied;
+            remaining &= !mask;
+            if !maximum && remaining == 0 {
+                return Pass::Granted {
+                    mask: desired,
+                    rule: format!("{} completes it", entry(i, ace)),
+                };
+            }
+        } else if maximum {
+            denied |= mask & !granted;
+        } else if mask & remaining != 0 {
+            return Pass::Denied {
+                rule: format!("{} denies {:#x}", entry(i, ace), mask & remaining),
+            };
+        }
+    }
+    if maximum {
+        let granted = granted & all;
+        if granted != 0 && granted & desired == desired {
+            return Pass::Granted {
+                mask: granted,
+                rule: format!("the entries grant {granted:#x}"),
+            };
+        }
+        let missing = if desired == 0 { all } else { desired & !granted };
+        return Pass::Short { granted, missing };
+    }
+    Pass::Short { granted: granted & desired, missing: remaining }
+}
+
+/// The rights a caller of integrity level `caller` may not get on an object labelled `label`
+/// (no label: Medium, no-write-up). Windows' mandatory integrity check (MS-DTYP 2.5.3.3): a
+/// caller whose level does not dominate the object's loses the rights of the type's
+/// `GENERIC_WRITE` for no-write-up, `GENERIC_READ` for no-read-up, `GENERIC_EXECUTE` for
+/// no-execute-up. `READ_CONTROL` and `SYNCHRONIZE` stay: several types' write mappings hold
+/// them, and a low-integrity process still reads medium objects (`FILE_GENERIC_READ`, which
+/// holds both, opens a medium file at Low).
+fn label_denies(label: Option<&MandatoryLabel>, caller: u32, ty: ObjectType) -> u32 {
+    let MandatoryLabel { level, policy } = label.copied().unwrap_or(MandatoryLabel {
+        level: crate::principal::MEDIUM_INTEGRITY,
+        policy: sddl::NO_WRITE_UP,
+    });
+    if caller >= level {
+        return 0;
+    }
+    let mut denied = 0;
+    for (bit, generic) in [
+        (sddl::NO_WRITE_UP, GENERIC_WRITE),
+        (sddl::NO_READ_UP, GENERIC_READ),
+        (sddl::NO_EXECUTE_UP, GENERIC_EXECUTE),
+    ] {
+        if policy & bit != 0 {
+            denied |= ty.map_generic(generic);
+        }
+    }
+    denied & !(READ_CONTROL | SYNCHRONIZE)
+}
+
+fn level_name(level: u32) -> String {
+    match level {
+        0 => "Untrusted".into(),
+        0x1000 => "Low".into(),
+        0x2000 => "Medium".into(),
+        0x2100 => "Medium Plus".into(),
+        0x3000 => "High".into(),
+        0x4000 => "System".into(),
+        n => format!("{n:#x}"),
+    }
+}
+
+/// A refusal by one side of the DACL walk.
+struct Refusal {
+    granted: u32,
+    rule: String,
+    missing_entry: Option<String>,
+}
+
+/// The discretionary part of [`check_access`]: the user side, and for a confined caller the
+/// app-container side; the rights both grant and the rule, or why a side refused.
+fn both_sides(
+    who: &Principal,
+    sd: &SecurityDescriptor,
+    ty: ObjectType,
+    desired: u32,
+    maximum: bool,
+    quoted: &str,
+) -> Result<(u32, String), Refusal> {
+    let short = |side: &str, granted: u32, missing: u32, trustee: String| Refusal {
+        granted,
+        rule: format!(
+            "{side}: no entry of the descriptor {quoted} grants {missing:#x}; it grants \
+             {granted:#x}"
+        ),
+        missing_entry: Some(format!("(A;;{missing:#x};;;{trustee})")),
+    };
+    let denied = |rule: String| Refusal { granted: 0, rule, missing_entry: None };
+    let user = who.user_sid();
+    let user_sids = who.user_side_sids();
+    let user_side = format!("the user side ({user}, Everyone, Authenticated Users, …)");
+    let (user_mask, user_rule) = match walk(sd, ty, &|s| user_sids.contains(s), desired, maximum) {
+        Pass::Granted { mask, rule } => (mask, rule),
+        Pass::Denied { rule } => return Err(denied(format!("{user_side}: {rule}"))),
+        Pass::Short { granted, missing } => {
+            return Err(short(&user_side, granted, missing, user.to_string()));
+        }
+    };
+    let Some(pkg) = who.appcontainer_sid() else {
+        return Ok((user_mask, format!("{user_side}: {user_rule}")));
+    };
+    let container_sids = who.container_side_sids();
+    let side =
+        format!("the app-container side ({pkg}, its capabilities, ALL APPLICATION PACKAGES)");
+    match walk(sd, ty, &|s| container_sids.contains(s), desired, maximum) {
+        Pass::Granted { mask, rule } => {
+            Ok((user_mask & mask, format!("{user_side}: {user_rule}; {side}: {rule}")))
+        }
+        Pass::Denied { rule } => Err(denied(format!("{side}: {rule}"))),
+        Pass::Short { granted, missing } => {
+            Err(short(&side, granted & user_mask, missing, pkg.to_string()))
+        }
+    }
+}
+
 /// The access check for opening (or creating an instance of) an object protected by `sd`,
-/// asking for `desired` rights of `ty`.
+/// asking for `desired` rights of `ty`, as Windows does it for the caller's token:
 ///
-/// * Nothing asked (`desired` 0) is refused, as Windows' access check refuses an empty
-///   request: a handle with no rights could do nothing.
-/// * An unconfined process of the user is granted what it asks (its user rights suffice;
-///   namespaces are per user).
-/// * An app container is granted only rights that entries for its package SID, one of its
-///   capability SIDs or `ALL APPLICATION PACKAGES` allow, in the descriptor's order: a deny
-///   entry for a right still missing refuses the whole request.
-/// * `MAXIMUM_ALLOWED` asks for every right the entries allow (refused if none).
+/// * Nothing asked (`desired` 0) is refused, as Windows' access check refuses an empty request.
+/// * **Mandatory integrity** first: an app container runs at Low, an unconfined process at
+///   Medium; an object without a label counts as Medium, no-write-up. A caller below the
+///   object's level loses the rights its policy names ([`label_denies`]): an app container
+///   cannot write what an unconfined process created unless that object is labelled Low
+///   (`S:(ML;;NW;;;LW)`).
+/// * **The user side**: the DACL is walked for the user's SIDs ([`Principal::user_side_sids`]:
+///   the user, Everyone `WD`, Authenticated Users `AU`, …); the owner (the creating user) has
+///   `READ_CONTROL` and `WRITE_DAC` unless an `OW` entry says otherwise. For an unconfined
+///   caller that is the whole check.
+/// * **The app-container side**, for a confined caller: the DACL is walked again for its
+///   package SID, its capabilities' SIDs, `AC` and `S-1-15-2-2`, and the caller gets only the
+///   rights both walks grant ("Launch an AppContainer": the permitted access is the
+///   intersection). A deny entry binds in the walk its SID belongs to, so
+///   `D:(D;;0x2;;;WD)(A;;GA;;;AC)` refuses `FILE_MAP_WRITE` to every app container, and
+///   `D:(A;;GA;;;AC)` alone grants an app container nothing (no user-side entry).
+/// * `MAXIMUM_ALLOWED` asks for every right all three allow (refused if none).
 pub fn check_access(
     who: &Principal,
     sd: &SecurityDescriptor,
@@ -435,101 +511,146 @@ pub fn check_access(
             None,
         );
     }
-    let Some(pkg) = who.package.as_ref().filter(|_| who.is_confined()) else {
-        let all = ty.map_generic(GENERIC_ALL);
-        let desired = if maximum { desired | all } else { desired };
-        return AccessCheck {
-            desired,
-            granted: all,
-            allowed: true,
-            rule: "an unconfined process of the user needs no entry (namespaces are per user)"
-                .into(),
-            missing_entry: None,
-        };
+    let caller_level = who.integrity_level();
+    let label_denied = label_denies(sd.label.as_ref(), caller_level, ty);
+    let label_text = match &sd.label {
+        Some(l) => format!("its label {}", l.to_sddl()),
+        None => "no label (Medium, no-write-up)".into(),
     };
-    let matches = |s: &Sid| {
-        *s == pkg.package_sid
-            || *s == Sid::all_application_packages()
-            || pkg.capability_sids.contains(s)
-    };
-    let entry =
-        |i: usize, ace: &Ace| format!("entry {} ({}) of the descriptor", i + 1, ace.to_sddl());
-    let (mut granted, mut denied, mut remaining) = (0u32, 0u32, desired);
-    for (i, ace) in sd.dacl.iter().enumerate() {
-        if !matches(&ace.sid) {
-            continue;
-        }
-        let mask = ty.map_generic(ace.mask);
-        if ace.allow {
-            granted |= mask & !denied;
-            remaining &= !mask;
-            if !maximum && remaining == 0 {
-                return AccessCheck {
-                    desired,
-                    granted,
-                    allowed: true,
-                    rule: format!("{} completes the grant of {desired:#x}", entry(i, ace)),
-                    missing_entry: None,
-                };
-            }
-        } else if maximum {
-            denied |= mask & !granted;
-        } else if mask & remaining != 0 {
-            return refuse(
-                granted,
-                format!("{} denies {:#x} to {}", entry(i, ace), mask & remaining, ace.sid),
-                None,
-            );
-        }
+    if !maximum && desired & label_denied != 0 {
+        let object_level = sd.label.map_or(crate::principal::MEDIUM_INTEGRITY, |l| l.level);
+        return refuse(
+            0,
+            format!(
+                "mandatory integrity: the object has {label_text}, so a {} caller may not have \
+                 {:#x} of the {desired:#x} it asks (the object is {})",
+                level_name(caller_level),
+                desired & label_denied,
+                level_name(object_level)
+            ),
+            Some(format!("S:{}", MandatoryLabel::LOW.to_sddl())),
+        );
     }
-    if maximum && granted != 0 && granted & desired == desired {
-        return AccessCheck {
-            desired: granted,
+    let quoted = sddl::quoted_sddl(sd);
+    let (mask, rule) = match both_sides(who, sd, ty, desired, maximum, &quoted) {
+        Ok(granted) => granted,
+        Err(r) => return refuse(r.granted, r.rule, r.missing_entry),
+    };
+    if !maximum {
+        return AccessCheck { desired, granted: desired, allowed: true, rule, missing_entry: None };
+    }
+    let granted = mask & !label_denied;
+    if granted == 0 || granted & desired != desired {
+        return refuse(
             granted,
-            allowed: true,
-            rule: format!("MAXIMUM_ALLOWED: the descriptor's entries grant {granted:#x}"),
-            missing_entry: None,
-        };
+            format!(
+                "MAXIMUM_ALLOWED: the descriptor {quoted} grants {mask:#x} on both sides, and \
+                 {label_text} leaves {granted:#x}"
+            ),
+            None,
+        );
     }
-    let missing = if maximum && desired == 0 { ty.map_generic(GENERIC_ALL) } else { remaining };
-    refuse(
+    AccessCheck {
+        desired: granted,
         granted,
-        format!(
-            "no entry of the descriptor {} grants {missing:#x} to this app container \
-             ({} or ALL APPLICATION PACKAGES or one of its capabilities); it grants {granted:#x}",
-            quoted_sddl(sd),
-            pkg.package_sid
-        ),
-        Some(format!("(A;;{missing:#x};;;{})", pkg.package_sid)),
-    )
+        allowed: true,
+        rule: format!("MAXIMUM_ALLOWED: {granted:#x} ({rule}; {label_text})"),
+        missing_entry: None,
+    }
 }
 
-/// The most of a descriptor's SDDL a refusal quotes. The creator chooses the descriptor (as
-/// long as a frame allows, 128 KiB), and every refusal's rule is kept in the broker's decision
-/// log: quoting all of it would let one object turn each refused open into that much memory.
-pub const QUOTED_SDDL_MAX: usize = 256;
-
-/// The descriptor's SDDL for a message: whole, or its first [`QUOTED_SDDL_MAX`] bytes and how
-/// many entries it has.
-fn quoted_sddl(sd: &SecurityDescriptor) -> String {
-    let text = sd.to_sddl();
-    if text.len() <= QUOTED_SDDL_MAX {
-        return text;
-    }
-    let mut end = QUOTED_SDDL_MAX;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}… ({} entries)", &text[..end], sd.dacl.len())
-}
-
-/// The descriptor an object gets when its creator gives none: full access for the creator's
-/// app container (so its package's processes share it), nothing for other containers.
+/// The descriptor an object gets when its creator gives none: the creator's token's default
+/// DACL, as Windows builds it — the user and SYSTEM with `GENERIC_ALL`, and for an app
+/// container its package SID with `GENERIC_ALL` too — owned by the user; what an app container
+/// creates is labelled Low, no-write-up (Windows labels an object with its creator's level).
+/// So the creator's package shares it, the user's unconfined processes open it, and other
+/// packages are refused until an entry names them.
 pub fn default_descriptor(creator: &Principal) -> SecurityDescriptor {
-    match creator.appcontainer_sid() {
-        Some(sid) => SecurityDescriptor::default().allow(sid.clone(), GENERIC_ALL),
-        None => SecurityDescriptor::default(),
+    SecurityDescriptor {
+        owner: Some(creator.user_sid()),
+        dacl: Dacl::Entries(default_dacl(creator)),
+        label: creator.is_confined().then_some(MandatoryLabel::LOW),
+        ..SecurityDescriptor::default()
     }
+}
+
+fn default_dacl(creator: &Principal) -> Vec<Ace> {
+    let mut v = vec![
+        Ace::new(true, creator.user_sid(), GENERIC_ALL),
+        Ace::new(true, Sid::local_system(), GENERIC_ALL),
+    ];
+    if let Some(pkg) = creator.appcontainer_sid() {
+        v.push(Ace::new(true, pkg.clone(), GENERIC_ALL));
+    }
+    v
+}
+
+/// The descriptor of a new object and what of the creator's text was set aside.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewDescriptor {
+    /// The descriptor the object gets.
+    pub descriptor: SecurityDescriptor,
+    /// What of the text was ignored or has no effect, one line each (for the log).
+    pub notes: Vec<String>,
+}
+
+/// The descriptor an object created by `creator` gets from the SDDL it gave (`None`: the
+/// default, [`default_descriptor`]), as Windows builds a new object's descriptor:
+///
+/// * no `O:`: the creator's user owns it; an `O:` other than the user is refused
+///   (`ERROR_INVALID_OWNER`, 1307: a token may only assign itself as owner);
+/// * no `D:`: the creator's default DACL;
+/// * no label: an app container's object is labelled Low, no-write-up; an unconfined
+///   process's has none (Medium). A label above the creator's own level is refused
+///   (`ERROR_INVALID_LABEL`, 1299).
+///
+/// Malformed text is `ERROR_INVALID_PARAMETER` (87), naming the position and the problem.
+pub fn descriptor_for_new_object(
+    creator: &Principal,
+    sddl_text: Option<&str>,
+) -> Result<NewDescriptor, NamedObjectError> {
+    let Some(text) = sddl_text else {
+        return Ok(NewDescriptor { descriptor: default_descriptor(creator), notes: Vec::new() });
+    };
+    let parsed = SecurityDescriptor::parse(text)
+        .map_err(|e| err(Win32Error::InvalidParameter, e.to_string()))?;
+    let mut sd = parsed.descriptor;
+    let user = creator.user_sid();
+    match &sd.owner {
+        None => sd.owner = Some(user),
+        Some(o) if *o == user => {}
+        Some(o) => {
+            return Err(err(
+                Win32Error::InvalidOwner,
+                format!(
+                    "security descriptor: owner {o} may not be assigned: {} may only make its \
+                     user ({user}) the owner",
+                    creator.describe()
+                ),
+            ));
+        }
+    }
+    if sd.dacl == Dacl::NotPresent {
+        sd.dacl = Dacl::Entries(default_dacl(creator));
+    }
+    match sd.label {
+        Some(l) if l.level > creator.integrity_level() => {
+            return Err(err(
+                Win32Error::InvalidLabel,
+                format!(
+                    "security descriptor: the label {} is above the creator's integrity level \
+                     ({}): {} cannot raise an object over itself",
+                    l.to_sddl(),
+                    level_name(creator.integrity_level()),
+                    creator.describe()
+                ),
+            ));
+        }
+        Some(_) => {}
+        None if creator.is_confined() => sd.label = Some(MandatoryLabel::LOW),
+        None => {}
+    }
+    Ok(NewDescriptor { descriptor: sd, notes: parsed.notes })
 }
 
 #[cfg(test)]
@@ -538,9 +659,11 @@ mod tests {
 
     const A: &str = "Contoso.A_cvnpggrrsm18p";
     const B: &str = "Fabrikam.B_8tkjkmve8mrwr";
+    const UID: u32 = 1000;
 
     pub(crate) fn confined(family: &str, caps: &[&str]) -> Principal {
         Principal::packaged(
+            UID,
             family.parse().unwrap(),
             "App".parse().unwrap(),
             appipc_wire::caller::TrustLevel::AppContainer,
@@ -548,33 +671,85 @@ mod tests {
         )
     }
 
+    fn full_trust(family: &str) -> Principal {
+        Principal::packaged(
+            UID,
+            family.parse().unwrap(),
+            "App".parse().unwrap(),
+            appipc_wire::caller::TrustLevel::FullTrust,
+            vec!["runFullTrust".into()],
+        )
+    }
+
     fn a() -> Principal {
         confined(A, &[])
     }
 
+    fn user() -> Principal {
+        Principal::unpackaged(UID)
+    }
+
+    fn sddl(text: &str) -> SecurityDescriptor {
+        SecurityDescriptor::from_sddl(text).unwrap()
+    }
+
+    /// The descriptor `creator` gets from `text`.
+    fn made_by(creator: &Principal, text: &str) -> SecurityDescriptor {
+        descriptor_for_new_object(creator, Some(text)).unwrap().descriptor
+    }
+
     #[test]
     fn local_names_land_in_the_callers_namespace() {
-        let n = resolve(&a(), r"LOCAL\buf", NameKind::Object).unwrap();
+        let n = resolve(&a(), r"Local\buf", NameKind::Object).unwrap();
         assert_eq!(n.namespace, Namespace::AppContainer(sid::appcontainer_sid(A)));
         assert_eq!(n.key, "buf");
-        let plain = resolve(&a(), "BUF", NameKind::Object).unwrap();
-        assert_eq!(plain.namespace, n.namespace);
-        assert_eq!(plain.key, n.key, "case-insensitive");
-        let u = resolve(&Principal::unpackaged(), r"LOCAL\buf", NameKind::Object).unwrap();
+        let plain = resolve(&a(), "buf", NameKind::Object).unwrap();
+        assert_eq!((plain.namespace, plain.key), (n.namespace, n.key));
+        let u = resolve(&user(), r"Local\buf", NameKind::Object).unwrap();
         assert_eq!(u.namespace, Namespace::Session);
+    }
+
+    #[test]
+    fn object_names_and_their_keywords_are_case_sensitive_pipe_names_are_not() {
+        // Two spellings, two objects.
+        let upper = resolve(&a(), "BUF", NameKind::Object).unwrap();
+        let lower = resolve(&a(), "buf", NameKind::Object).unwrap();
+        assert_eq!(upper.namespace, lower.namespace);
+        assert_ne!(upper.key, lower.key, "Windows: name comparison is case sensitive");
+        // The keywords are Local\, Global\ and Session\, exactly.
+        for raw in [r"LOCAL\x", r"local\x", r"global\x", r"GLOBAL\x", r"session\x"] {
+            let e = resolve(&user(), raw, NameKind::Object).unwrap_err();
+            assert_eq!(e.code, Win32Error::InvalidName, "{raw}");
+            assert!(e.message.contains("case-sensitively"), "{raw}: {}", e.message);
+        }
+        assert_eq!(
+            resolve(&a(), r"Global\x", NameKind::Object).unwrap().namespace,
+            Namespace::Session
+        );
+        assert_eq!(
+            resolve(&a(), r"Session\x", NameKind::Object).unwrap().namespace,
+            Namespace::Session
+        );
+        // Pipes: any case, one pipe.
+        let p1 = resolve(&a(), r"\\.\pipe\LOCAL\Inbox", NameKind::Pipe).unwrap();
+        let p2 = resolve(&a(), r"\\.\PIPE\local\inbox", NameKind::Pipe).unwrap();
+        assert_eq!((&p1.namespace, &p1.key), (&p2.namespace, &p2.key));
+        assert_eq!(p1.namespace, Namespace::AppContainer(sid::appcontainer_sid(A)));
+        let g = resolve(&a(), r"\\.\pipe\GLOBAL\x", NameKind::Pipe).unwrap();
+        assert_eq!(g.namespace, Namespace::Session);
     }
 
     #[test]
     fn containers_qualify_names_to_reach_other_namespaces() {
         let g = resolve(&a(), r"Global\x", NameKind::Object).unwrap();
         assert_eq!(g.namespace, Namespace::Session);
-        let g = resolve(&Principal::unpackaged(), r"global\x", NameKind::Object).unwrap();
+        let g = resolve(&user(), r"Global\x", NameKind::Object).unwrap();
         assert_eq!((g.namespace, g.key.as_str()), (Namespace::Session, "x"));
         let other = format!(r"{}\x", named_object_path(B));
         let n = resolve(&a(), &other, NameKind::Object).unwrap();
         assert_eq!(n.namespace, Namespace::AppContainer(sid::appcontainer_sid(B)));
         // An unconfined process reaches any namespace by qualified name.
-        let n = resolve(&Principal::unpackaged(), &other, NameKind::Object).unwrap();
+        let n = resolve(&user(), &other, NameKind::Object).unwrap();
         assert_eq!(n.namespace, Namespace::AppContainer(sid::appcontainer_sid(B)));
     }
 
@@ -590,7 +765,7 @@ mod tests {
     fn invalid_names() {
         for (raw, kind) in [
             ("", NameKind::Object),
-            (r"LOCAL\", NameKind::Object),
+            (r"Local\", NameKind::Object),
             (r"a\b", NameKind::Object),
             ("x", NameKind::Pipe),
             (r"AppContainerNamedObjects\S-1-5-32-544\x", NameKind::Object),
@@ -603,71 +778,274 @@ mod tests {
         }
         let long = format!(r"\\.\pipe\LOCAL\{}", "x".repeat(260));
         assert_eq!(resolve(&a(), &long, NameKind::Pipe).unwrap_err().code, Win32Error::InvalidName);
+        // Pipes: 256 characters in all; objects: MAX_PATH (260), counted as UTF-16 units.
+        let pipe = |n: usize| format!(r"\\.\pipe\{}", "x".repeat(n - 9));
+        assert!(resolve(&a(), &pipe(256), NameKind::Pipe).is_ok());
+        assert!(resolve(&a(), &pipe(257), NameKind::Pipe).is_err());
+        let object = |n: usize| format!(r"Local\{}", "x".repeat(n - 6));
+        assert!(resolve(&a(), &object(260), NameKind::Object).is_ok());
+        let e = resolve(&a(), &object(261), NameKind::Object).unwrap_err();
+        assert!(
+            e.code == Win32Error::InvalidName && e.message.contains("MAX_PATH"),
+            "{}",
+            e.message
+        );
+        assert!(resolve(&a(), &"é".repeat(260), NameKind::Object).is_ok(), "characters, not bytes");
+        assert!(
+            resolve(&a(), &"😀".repeat(131), NameKind::Object).is_err(),
+            "two UTF-16 units each"
+        );
         let p = resolve(&a(), r"\\.\PIPE\LOCAL\my\pipe", NameKind::Pipe).unwrap();
         assert_eq!(p.key, r"my\pipe");
     }
 
     #[test]
-    fn sddl_subset() {
-        let sd = SecurityDescriptor::from_sddl(
-            "D:(A;;GA;;;AC)(D;;GW;;;S-1-15-3-1)(A;;0x1f0003;;;S-1-15-2-1)",
-        )
-        .unwrap();
-        assert_eq!(sd.dacl.len(), 3);
-        assert!(!sd.dacl[0].allow, "deny entries first");
-        assert_eq!(sd.dacl[1].sid, Sid::all_application_packages());
-        assert_eq!(sd.dacl[1].mask, GENERIC_ALL);
-        assert!(SecurityDescriptor::from_sddl("O:BAD:(A;;GA;;;AC)").is_err());
-        assert!(SecurityDescriptor::from_sddl("D:(X;;GA;;;AC)").is_err());
-        assert!(SecurityDescriptor::from_sddl("D:(A;;ZZ;;;AC)").is_err());
-        assert!(SecurityDescriptor::from_sddl("D:(A;;GA;;;NOPE)").is_err());
-        let round = SecurityDescriptor::from_sddl(&sd.to_sddl()).unwrap();
-        assert_eq!(round, sd);
-        // appipc's trustee extensions: a package by family name, a capability by name.
-        let ext = SecurityDescriptor::from_sddl(&format!(
-            "D:(A;;GR;;;PFN:{B})(A;;GR;;;CAP:internetClient)"
-        ))
-        .unwrap();
-        assert_eq!(ext.dacl[0].sid, sid::appcontainer_sid(B));
-        assert_eq!(ext.dacl[1].sid.to_string(), "S-1-15-3-1");
-        let e = SecurityDescriptor::from_sddl("D:(A;;GR;;;PFN:not a pfn)").unwrap_err();
-        assert!(e.contains("PFN:not a pfn"), "{e}");
-        let e = SecurityDescriptor::from_sddl("D:(A;;GR;;;CAP:)").unwrap_err();
-        assert!(e.contains("not a capability name"), "{e}");
-        let custom = "D:(A;;GR;;;CAP:Contoso.custom_8wekyb3d8bbwe)";
-        assert!(SecurityDescriptor::from_sddl(custom).is_ok(), "custom capabilities by name");
+    fn default_descriptors_are_the_creators_token_default_dacl() {
+        let user_sid = Sid::unix_user(UID);
+        let d = default_descriptor(&a());
+        assert_eq!(d.owner, Some(user_sid.clone()));
+        assert_eq!(
+            d.to_sddl(),
+            format!(
+                "O:{user_sid}D:(A;;GA;;;{user_sid})(A;;GA;;;SY)(A;;GA;;;{})S:(ML;;NW;;;LW)",
+                sid::appcontainer_sid(A)
+            )
+        );
+        assert_eq!(
+            default_descriptor(&user()).to_sddl(),
+            format!("O:{user_sid}D:(A;;GA;;;{user_sid})(A;;GA;;;SY)"),
+            "an unconfined creator's object has no label (Medium)"
+        );
+        // Today's sharing stays: the creator's package shares, the user's unconfined
+        // processes open it, other packages are refused without an entry.
+        let all = |who: &Principal, sd: &SecurityDescriptor| {
+            check_access(who, sd, ObjectType::Event, GENERIC_ALL).allowed
+        };
+        assert!(all(&a(), &d), "same package");
+        assert!(all(&user(), &d), "the user, unconfined");
+        assert!(all(&full_trust(B), &d), "a full-trust process of the user");
+        let c = check_access(&confined(B, &[]), &d, ObjectType::Event, SYNCHRONIZE);
+        assert!(!c.allowed);
+        assert_eq!(
+            c.missing_entry.as_deref(),
+            Some(&*format!("(A;;0x100000;;;{})", sid::appcontainer_sid(B)))
+        );
+        let u = default_descriptor(&user());
+        assert!(all(&user(), &u));
+        assert!(!check_access(&a(), &u, ObjectType::Event, SYNCHRONIZE).allowed, "no entry for A");
     }
 
     #[test]
-    fn access_check_by_package_capability_and_all_packages() {
-        let pkg_b = sid::appcontainer_sid(B);
+    fn an_app_container_needs_both_sides_of_the_dacl() {
         let b = confined(B, &["internetClient"]);
-        let none = default_descriptor(&a());
-        let c = check_access(&b, &none, ObjectType::Event, SYNCHRONIZE);
-        assert!(!c.allowed);
-        assert_eq!(c.missing_entry.as_deref(), Some(&*format!("(A;;0x100000;;;{pkg_b})")));
-        assert!(check_access(&a(), &none, ObjectType::Event, GENERIC_ALL).allowed, "same package");
-        let for_b = none.clone().allow(pkg_b, FILE_MAP_READ);
-        let c = check_access(&b, &for_b, ObjectType::FileMapping, FILE_MAP_READ);
+        let pkg_b = sid::appcontainer_sid(B);
+        // The app-container side alone grants nothing (as on Windows).
+        let c = check_access(&b, &sddl("D:(A;;GA;;;AC)"), ObjectType::Event, SYNCHRONIZE);
+        assert!(!c.allowed, "{}", c.rule);
+        assert!(c.rule.contains("user side"), "{}", c.rule);
+        assert_eq!(c.missing_entry.as_deref(), Some("(A;;0x100000;;;S-1-22-1-1000)"));
+        // The user side alone grants nothing to a confined caller either.
+        let c = check_access(&b, &sddl("D:(A;;GA;;;WD)"), ObjectType::Event, SYNCHRONIZE);
+        assert!(!c.allowed, "{}", c.rule);
+        assert_eq!(c.missing_entry, Some(format!("(A;;0x100000;;;{pkg_b})")));
+        // Both: granted; each side by any of its SIDs.
+        for (user_side, container_side) in [
+            ("WD", "AC".to_owned()),
+            ("AU", pkg_b.to_string()),
+            ("S-1-22-1-1000", "S-1-15-2-2".to_owned()),
+            ("IU", "CAP:internetClient".to_owned()),
+            ("BU", format!("PFN:{B}")),
+        ] {
+            let sd = made_by(&a(), &format!("D:(A;;GA;;;{user_side})(A;;GA;;;{container_side})"));
+            let c = check_access(&b, &sd, ObjectType::Event, SYNCHRONIZE | MODIFY_STATE);
+            assert!(c.allowed, "{user_side} + {container_side}: {}", c.rule);
+        }
+        // The intersection: the user may write, the package only read.
+        let sd = made_by(&a(), &format!("D:(A;;GA;;;WD)(A;;GR;;;{pkg_b})"));
+        let c = check_access(&b, &sd, ObjectType::FileMapping, MAXIMUM_ALLOWED);
+        assert!(c.allowed);
+        assert_eq!(c.granted, FILE_MAP_READ | READ_CONTROL, "{}", c.rule);
+        assert!(!check_access(&b, &sd, ObjectType::FileMapping, FILE_MAP_WRITE).allowed);
+        // Another package's SID or an ungranted capability is not on either side.
+        let sd = sddl(&format!("D:(A;;GA;;;WD)(A;;GA;;;PFN:{A})(A;;GA;;;CAP:webcam)"));
+        assert!(!check_access(&b, &sd, ObjectType::Event, SYNCHRONIZE).allowed);
+    }
+
+    #[test]
+    fn f10_a_deny_for_everyone_binds_app_containers() {
+        let sd = made_by(&user(), "D:(D;;0x2;;;WD)(A;;GA;;;AC)");
+        let b = confined(B, &[]);
+        let w = check_access(&b, &sd, ObjectType::FileMapping, FILE_MAP_WRITE);
+        assert!(!w.allowed, "{}", w.rule);
+        // And the deny binds the user's unconfined processes too (no more "needs no entry").
+        let w = check_access(&user(), &sd, ObjectType::FileMapping, FILE_MAP_WRITE);
+        assert!(!w.allowed && w.rule.contains("denies 0x2"), "{}", w.rule);
+        // Reading: the deny does not name it, but the user side has no allow entry either.
+        assert!(!check_access(&b, &sd, ObjectType::FileMapping, FILE_MAP_READ).allowed);
+        let readable = made_by(&user(), "D:(D;;0x2;;;WD)(A;;GA;;;WD)(A;;GA;;;AC)");
+        let r = check_access(&b, &readable, ObjectType::FileMapping, FILE_MAP_READ);
+        assert!(r.allowed, "{}", r.rule);
+        assert!(!check_access(&b, &readable, ObjectType::FileMapping, FILE_MAP_WRITE).allowed);
+    }
+
+    #[test]
+    fn entries_are_walked_in_the_order_written() {
+        let b = confined(B, &[]);
+        let deny_first = made_by(&a(), "D:(D;;GW;;;AC)(A;;GA;;;WD)(A;;GA;;;AC)");
+        let c = check_access(&b, &deny_first, ObjectType::FileMapping, FILE_MAP_WRITE);
+        assert!(
+            !c.allowed && c.rule.contains("entry 1") && c.rule.contains("denies"),
+            "{}",
+            c.rule
+        );
+        // An allow before the deny has granted the right already (a non-canonical DACL, as
+        // Windows walks it).
+        let allow_first = made_by(&a(), "D:(A;;GA;;;WD)(A;;GA;;;AC)(D;;GW;;;AC)");
+        let c = check_access(&b, &allow_first, ObjectType::FileMapping, FILE_MAP_WRITE);
         assert!(c.allowed, "{}", c.rule);
-        assert!(c.rule.contains("entry 2"), "{}", c.rule);
-        assert!(
-            !check_access(&b, &for_b, ObjectType::FileMapping, FILE_MAP_WRITE).allowed,
-            "read-only grant"
-        );
-        let by_cap = SecurityDescriptor::default()
-            .allow(sid::capability_sid("internetClient"), GENERIC_READ);
-        assert!(check_access(&b, &by_cap, ObjectType::FileMapping, FILE_MAP_READ).allowed);
-        let all = SecurityDescriptor::from_sddl("D:(A;;GA;;;AC)").unwrap();
-        assert!(check_access(&b, &all, ObjectType::Pipe, FILE_READ_DATA | FILE_WRITE_DATA).allowed);
-        let denied = SecurityDescriptor::from_sddl("D:(A;;GA;;;AC)(D;;GW;;;AC)").unwrap();
-        let c = check_access(&b, &denied, ObjectType::FileMapping, FILE_MAP_WRITE);
+        let c = check_access(&b, &allow_first, ObjectType::FileMapping, MAXIMUM_ALLOWED);
+        assert_eq!(c.granted, FILE_MAP_ALL_ACCESS, "{}", c.rule);
+        let c = check_access(&b, &deny_first, ObjectType::FileMapping, MAXIMUM_ALLOWED);
+        assert_eq!(c.granted & FILE_MAP_WRITE, 0, "{}", c.rule);
+    }
+
+    #[test]
+    fn unconfined_callers_get_the_user_side_only() {
+        let u = user();
+        // No entry for the user: refused (an unconfined process used to need none).
+        let sd = made_by(&a(), &format!("D:(A;;GA;;;PFN:{B})"));
+        let c = check_access(&u, &sd, ObjectType::Event, SYNCHRONIZE);
+        assert!(!c.allowed, "{}", c.rule);
+        assert_eq!(c.missing_entry.as_deref(), Some("(A;;0x100000;;;S-1-22-1-1000)"));
+        // App-container entries do not count for it.
+        let c = check_access(&u, &sddl("D:(A;;GA;;;AC)"), ObjectType::Event, SYNCHRONIZE);
         assert!(!c.allowed);
-        assert!(c.rule.contains("entry 1") && c.rule.contains("denies"), "{}", c.rule);
-        // Unconfined processes of the user need no entry.
+        assert!(check_access(&u, &sddl("D:(A;;GA;;;AU)"), ObjectType::Event, GENERIC_ALL).allowed);
+        // Full trust is unconfined: the user side only, at Medium.
+        let ft = full_trust(A);
+        assert!(check_access(&ft, &sddl("D:(A;;GA;;;WD)"), ObjectType::Pipe, GENERIC_ALL).allowed);
         assert!(
-            check_access(&Principal::unpackaged(), &none, ObjectType::Event, GENERIC_ALL).allowed
+            !check_access(&ft, &sddl("D:(A;;GA;;;AC)"), ObjectType::Pipe, GENERIC_READ).allowed
         );
+        // Another uid's SID is not the caller's.
+        let other = sddl("D:(A;;GA;;;S-1-22-1-1001)");
+        assert!(!check_access(&u, &other, ObjectType::Event, SYNCHRONIZE).allowed);
+    }
+
+    #[test]
+    fn the_owner_has_read_control_and_write_dac_unless_owner_rights_say_otherwise() {
+        let u = user();
+        let empty = made_by(&u, "D:");
+        assert!(check_access(&u, &empty, ObjectType::Event, READ_CONTROL | WRITE_DAC).allowed);
+        assert!(!check_access(&u, &empty, ObjectType::Event, SYNCHRONIZE).allowed, "empty DACL");
+        let c = check_access(&u, &empty, ObjectType::Event, MAXIMUM_ALLOWED);
+        assert_eq!(c.granted, READ_CONTROL | WRITE_DAC, "{}", c.rule);
+        // An OW entry replaces the implicit rights.
+        let ow = made_by(&u, "D:(A;;0x100000;;;OW)");
+        assert!(!check_access(&u, &ow, ObjectType::Event, READ_CONTROL).allowed);
+        assert!(check_access(&u, &ow, ObjectType::Event, SYNCHRONIZE).allowed, "OW is the owner");
+        // OW is not a SID of an app container's side.
+        let b = confined(B, &[]);
+        let sd = made_by(&u, "D:(A;;GA;;;OW)(A;;GA;;;WD)");
+        assert!(!check_access(&b, &sd, ObjectType::Event, SYNCHRONIZE).allowed);
+    }
+
+    #[test]
+    fn a_null_dacl_grants_everyone_everything_an_empty_one_nothing() {
+        let b = confined(B, &[]);
+        let null = made_by(&a(), "D:NO_ACCESS_CONTROL");
+        assert_eq!(null.dacl, Dacl::Null);
+        for who in [&b, &a(), &user()] {
+            let c = check_access(who, &null, ObjectType::FileMapping, FILE_MAP_ALL_ACCESS);
+            assert!(c.allowed, "{}: {}", who.describe(), c.rule);
+        }
+        let c = check_access(&b, &null, ObjectType::Event, MAXIMUM_ALLOWED);
+        assert_eq!(c.granted, ObjectType::Event.valid_rights());
+        let empty = made_by(&a(), "D:");
+        for who in [&b, &a()] {
+            assert!(!check_access(who, &empty, ObjectType::Event, SYNCHRONIZE).allowed);
+            assert!(!check_access(who, &empty, ObjectType::Event, MAXIMUM_ALLOWED).allowed);
+        }
+        // A NULL DACL still has the mandatory label: an app container cannot write what an
+        // unconfined process created without a Low label.
+        let null_medium = made_by(&user(), "D:NO_ACCESS_CONTROL");
+        let c = check_access(&b, &null_medium, ObjectType::FileMapping, FILE_MAP_WRITE);
+        assert!(!c.allowed && c.rule.contains("mandatory integrity"), "{}", c.rule);
+    }
+
+    #[test]
+    fn mandatory_labels_keep_lower_callers_from_what_the_policy_names() {
+        let b = confined(B, &[]);
+        let open = "(A;;GA;;;WD)(A;;GA;;;AC)";
+        // An unconfined creator's object without a label: Medium, no-write-up.
+        let medium = made_by(&user(), &format!("D:{open}"));
+        assert_eq!(medium.label, None);
+        let w = check_access(&b, &medium, ObjectType::Event, SYNCHRONIZE | MODIFY_STATE);
+        assert!(!w.allowed, "{}", w.rule);
+        assert!(w.rule.contains("Low caller") && w.rule.contains("0x2"), "{}", w.rule);
+        assert_eq!(w.missing_entry.as_deref(), Some("S:(ML;;NW;;;LW)"));
+        assert!(check_access(&b, &medium, ObjectType::Event, SYNCHRONIZE).allowed, "reading up");
+        assert!(
+            check_access(&b, &medium, ObjectType::Pipe, GENERIC_READ).allowed,
+            "FILE_GENERIC_READ keeps READ_CONTROL and SYNCHRONIZE"
+        );
+        let c = check_access(&b, &medium, ObjectType::FileMapping, MAXIMUM_ALLOWED);
+        assert!(c.allowed);
+        assert_eq!(c.granted & FILE_MAP_WRITE, 0, "MAXIMUM_ALLOWED without the write");
+        assert_ne!(c.granted & FILE_MAP_READ, 0);
+        // Labelled Low: an app container may write it.
+        let low = made_by(&user(), &format!("D:{open}S:(ML;;NW;;;LW)"));
+        assert!(check_access(&b, &low, ObjectType::Event, SYNCHRONIZE | MODIFY_STATE).allowed);
+        // No-read-up and no-execute-up.
+        let nr = made_by(&user(), &format!("D:{open}S:(ML;;NWNR;;;ME)"));
+        assert!(!check_access(&b, &nr, ObjectType::FileMapping, FILE_MAP_READ).allowed);
+        let nx = made_by(&user(), &format!("D:{open}S:(ML;;NX;;;ME)"));
+        assert!(check_access(&b, &nx, ObjectType::FileMapping, FILE_MAP_WRITE).allowed, "NX only");
+        assert!(!check_access(&b, &nx, ObjectType::FileMapping, 0x20).allowed, "FILE_MAP_EXECUTE");
+        // The user's processes are Medium: a Medium label does not stop them.
+        for sd in [&medium, &nr, &nx] {
+            assert!(
+                check_access(&user(), sd, ObjectType::FileMapping, FILE_MAP_ALL_ACCESS).allowed
+            );
+        }
+        // What an app container creates is labelled Low.
+        let by_container = made_by(&a(), &format!("D:{open}"));
+        assert_eq!(by_container.label, Some(MandatoryLabel::LOW));
+        assert!(check_access(&b, &by_container, ObjectType::Event, GENERIC_ALL).allowed);
+    }
+
+    #[test]
+    fn new_object_descriptors_follow_windows_rules() {
+        // The creator's user owns it; another owner is refused (1307).
+        let d = made_by(&a(), "D:(A;;GA;;;WD)");
+        assert_eq!(d.owner, Some(Sid::unix_user(UID)));
+        assert!(descriptor_for_new_object(&a(), Some("O:S-1-22-1-1000D:")).is_ok());
+        let e = descriptor_for_new_object(&a(), Some("O:BAD:(A;;GA;;;WD)")).unwrap_err();
+        assert_eq!(e.code, Win32Error::InvalidOwner, "{}", e.message);
+        assert!(e.message.contains("S-1-5-32-544"), "{}", e.message);
+        // No D: gives the default DACL, with the text's label kept.
+        let d = made_by(&user(), "S:(ML;;NW;;;LW)");
+        assert_eq!(d.entries(), default_descriptor(&user()).entries());
+        assert_eq!(d.label, Some(MandatoryLabel::LOW));
+        // A label above the creator is refused (1299).
+        let e = descriptor_for_new_object(&a(), Some("D:S:(ML;;NW;;;ME)")).unwrap_err();
+        assert_eq!(e.code, Win32Error::InvalidLabel, "{}", e.message);
+        assert!(descriptor_for_new_object(&user(), Some("S:(ML;;NW;;;ME)")).is_ok());
+        assert_eq!(
+            descriptor_for_new_object(&user(), Some("S:(ML;;NW;;;HI)")).unwrap_err().code,
+            Win32Error::InvalidLabel
+        );
+        // Malformed: 87, naming position and problem.
+        let e = descriptor_for_new_object(&a(), Some("D:(A;;GA;;;WD")).unwrap_err();
+        assert_eq!(e.code, Win32Error::InvalidParameter);
+        assert!(
+            e.message.contains("at character 3") && e.message.contains("not closed"),
+            "{}",
+            e.message
+        );
+        // What is ignored comes back as notes.
+        let n = descriptor_for_new_object(&a(), Some("D:(AU;SA;GA;;;WD)")).unwrap();
+        assert_eq!(n.notes.len(), 1, "{:?}", n.notes);
     }
 
     #[test]
@@ -680,16 +1058,12 @@ mod tests {
         assert!(!c.allowed);
         assert!(c.rule.len() < 2 * QUOTED_SDDL_MAX, "{} bytes", c.rule.len());
         assert!(c.rule.contains("(5000 entries)"), "{}", c.rule);
-        // A small one is quoted whole.
-        let small = SecurityDescriptor::from_sddl("D:(A;;GR;;;WD)").unwrap();
-        let c = check_access(&confined(B, &[]), &small, ObjectType::Event, SYNCHRONIZE);
-        assert!(c.rule.contains("D:(A;;0x80000000;;;S-1-1-0)"), "{}", c.rule);
     }
 
     #[test]
     fn an_empty_request_is_refused_for_everyone() {
-        let all = SecurityDescriptor::from_sddl("D:(A;;GA;;;AC)").unwrap();
-        for who in [confined(B, &[]), a(), Principal::unpackaged()] {
+        let all = SecurityDescriptor::from_sddl("D:NO_ACCESS_CONTROL").unwrap();
+        for who in [confined(B, &[]), a(), user()] {
             for ty in [
                 ObjectType::Event,
                 ObjectType::Semaphore,
@@ -706,11 +1080,10 @@ mod tests {
     #[test]
     fn maximum_allowed_grants_what_the_entries_allow() {
         let b = confined(B, &[]);
-        let sd = SecurityDescriptor::from_sddl(&format!(
-            "D:(D;;0x2;;;AC)(A;;0x6;;;{})",
-            sid::appcontainer_sid(B)
-        ))
-        .unwrap();
+        let sd = made_by(
+            &a(),
+            &format!("D:(A;;GA;;;WD)(D;;0x2;;;AC)(A;;0x6;;;{})", sid::appcontainer_sid(B)),
+        );
         let c = check_access(&b, &sd, ObjectType::FileMapping, MAXIMUM_ALLOWED);
         assert!(c.allowed, "{}", c.rule);
         assert_eq!(c.desired, FILE_MAP_READ, "the denied write is not granted");
@@ -718,8 +1091,7 @@ mod tests {
         assert!(!c.allowed);
         let nothing = default_descriptor(&a());
         assert!(!check_access(&b, &nothing, ObjectType::Event, MAXIMUM_ALLOWED).allowed);
-        let u =
-            check_access(&Principal::unpackaged(), &nothing, ObjectType::Event, MAXIMUM_ALLOWED);
-        assert!(u.allowed && u.desired == ObjectType::Event.map_generic(GENERIC_ALL));
+        let u = check_access(&user(), &nothing, ObjectType::Event, MAXIMUM_ALLOWED);
+        assert!(u.allowed && u.desired == ObjectType::Event.valid_rights(), "{}", u.rule);
     }
 }

@@ -878,13 +878,13 @@ pub fn decide(who: &Principal, op: &Operation<'_>) -> Decision {
                 ErrorKind::AccessDenied,
                 win32(Win32Error::AccessDenied),
                 format!(
-                    "an app container creates names only in its own namespace (LOCAL\\…), not in \
+                    "an app container creates names only in its own namespace (Local\\…), not in \
                      {}",
                     name.namespace
                 ),
             )
             .remedy(format!(
-                "create it as LOCAL\\{} and share it by its security descriptor",
+                "create it as Local\\{} and share it by its security descriptor",
                 name.key
             )),
             Some(_) => Decision::allow("an app container creates names in its own namespace"),
@@ -946,6 +946,7 @@ mod tests {
 
     fn packaged(family: &str, trust: TrustLevel, caps: &[&str]) -> Principal {
         Principal::packaged(
+            1000,
             family.parse().unwrap(),
             "App".parse().unwrap(),
             trust,
@@ -958,7 +959,7 @@ mod tests {
 
     #[test]
     fn deployment() {
-        assert!(decide(&Principal::unpackaged(), &Operation::InstallPackage).allowed);
+        assert!(decide(&Principal::unpackaged(1000), &Operation::InstallPackage).allowed);
         let d = decide(&packaged(A, TrustLevel::FullTrust, &[]), &Operation::InstallPackage);
         assert!(!d.allowed);
         assert!(d.rule.contains("packageManagement"), "{}", d.rule);
@@ -991,13 +992,13 @@ mod tests {
 
     #[test]
     fn shutdown_only_unpackaged() {
-        assert!(decide(&Principal::unpackaged(), &Operation::Shutdown).allowed);
+        assert!(decide(&Principal::unpackaged(1000), &Operation::Shutdown).allowed);
         assert!(!decide(&packaged(A, TrustLevel::FullTrust, &[]), &Operation::Shutdown).allowed);
     }
 
     #[test]
     fn app_service_targets_map_to_windows_statuses() {
-        let u = Principal::unpackaged();
+        let u = Principal::unpackaged(1000);
         let open = |target| Operation::OpenAppService { provider: B, service: "com.x", target };
         let code = |d: Decision| match d.code {
             WindowsCode::Status(s) => s,
@@ -1033,7 +1034,7 @@ mod tests {
             WindowsCode::Status(2)
         );
         assert_eq!(
-            decide(&Principal::unpackaged(), &op(FullTrustTarget::Ready)).code,
+            decide(&Principal::unpackaged(1000), &op(FullTrustTarget::Ready)).code,
             WindowsCode::Status(1)
         );
     }
@@ -1052,11 +1053,11 @@ mod tests {
         assert!(
             !decide(&a, &Operation::CreateNamedObject { name: &n, ty: ObjectType::Event }).allowed
         );
-        let n = resolve(&a, r"LOCAL\x", NameKind::Object).unwrap();
+        let n = resolve(&a, r"Local\x", NameKind::Object).unwrap();
         assert!(
             decide(&a, &Operation::CreateNamedObject { name: &n, ty: ObjectType::Event }).allowed
         );
-        let u = Principal::unpackaged();
+        let u = Principal::unpackaged(1000);
         let n = resolve(&u, r"Global\x", NameKind::Object).unwrap();
         assert!(
             decide(&u, &Operation::CreateNamedObject { name: &n, ty: ObjectType::Event }).allowed
@@ -1067,7 +1068,7 @@ mod tests {
     fn open_named_object_names_the_missing_entry() {
         let a = packaged(A, TrustLevel::AppContainer, &[]);
         let b = packaged(B, TrustLevel::AppContainer, &[]);
-        let n = resolve(&a, r"LOCAL\x", NameKind::Object).unwrap();
+        let n = resolve(&a, r"Local\x", NameKind::Object).unwrap();
         let sd = objects::default_descriptor(&a);
         let op = Operation::OpenNamedObject {
             name: &n,
@@ -1088,7 +1089,7 @@ mod tests {
             desired: 0,
         };
         assert!(!decide(&a, &zero).allowed);
-        assert!(!decide(&Principal::unpackaged(), &zero).allowed);
+        assert!(!decide(&Principal::unpackaged(1000), &zero).allowed);
     }
 
     #[test]
@@ -1151,7 +1152,7 @@ trust-level = "mediumIL"
 
     #[test]
     fn folder_installs_need_developer_mode() {
-        let u = Principal::unpackaged();
+        let u = Principal::unpackaged(1000);
         let d = decide(&u, &Operation::InstallFromFolder { developer_mode: false });
         assert!(!d.allowed);
         assert_eq!(d.code, WindowsCode::HResult(0x8007_3CFF), "ERROR_INSTALL_POLICY_FAILURE");
@@ -1163,7 +1164,7 @@ trust-level = "mediumIL"
     #[test]
     fn the_signer_must_be_trusted_for_the_manifests_publisher() {
         use crate::package_file::SecretKey;
-        let u = Principal::unpackaged();
+        let u = Principal::unpackaged(1000);
         let contoso = SecretKey::from_seed(CONTOSO, [1; 32]).unwrap().public_key();
         let mallory = SecretKey::from_seed(CONTOSO, [2; 32]).unwrap().public_key();
         let trusted = [contoso.clone()];
@@ -1182,7 +1183,7 @@ trust-level = "mediumIL"
 
     #[test]
     fn a_signed_package_is_replaced_only_by_one_signed_for_its_publisher() {
-        let u = Principal::unpackaged();
+        let u = Principal::unpackaged(1000);
         let k1 = SignedBy { key_id: "k1", publisher: CONTOSO };
         let k2 = SignedBy { key_id: "k2", publisher: CONTOSO };
         let other = SignedBy { key_id: "k3", publisher: "CN=Contoso" };
@@ -1219,7 +1220,7 @@ trust-level = "mediumIL"
         );
         assert!(restricted_needing_consent(caps, &caps.restricted).is_empty());
 
-        let u = Principal::unpackaged();
+        let u = Principal::unpackaged(1000);
         let needed = restricted_needing_consent(caps, &[]);
         let op = |consented| Operation::GrantRestrictedCapabilities {
             family_name: A,
@@ -1240,7 +1241,7 @@ trust-level = "mediumIL"
 
     #[test]
     fn only_the_user_changes_the_deployment_policy() {
-        let u = Principal::unpackaged();
+        let u = Principal::unpackaged(1000);
         let manager = packaged(A, TrustLevel::FullTrust, &["packageManagement"]);
         let plain = packaged(A, TrustLevel::AppContainer, &[]);
         for op in [

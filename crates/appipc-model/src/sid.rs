@@ -48,6 +48,14 @@ pub struct Sid {
 pub const NT_AUTHORITY: u64 = 5;
 /// `SECURITY_APP_PACKAGE_AUTHORITY`.
 pub const APP_PACKAGE_AUTHORITY: u64 = 15;
+/// `SECURITY_MANDATORY_LABEL_AUTHORITY`: integrity levels, `S-1-16-<rid>`.
+pub const MANDATORY_LABEL_AUTHORITY: u64 = 16;
+/// The authority of Samba's "Unix user" (`S-1-22-1-<uid>`) and "Unix group"
+/// (`S-1-22-2-<gid>`) SIDs, which appipc uses for the Linux user: deterministic (the uid
+/// alone, no machine id to read or keep), recognisable (Windows' NFS services and Samba name
+/// them `Unix User\<uid>`), and claiming no Windows domain (an `S-1-5-21-…` SID would pretend
+/// to be a Windows account of a domain that does not exist).
+pub const UNIX_USER_AUTHORITY: u64 = 22;
 /// The most sub-authorities a SID may have (`SID_MAX_SUB_AUTHORITIES`).
 pub const MAX_SUB_AUTHORITIES: usize = 15;
 
@@ -79,6 +87,44 @@ impl Sid {
     /// `S-1-15-2-2`, ALL RESTRICTED APPLICATION PACKAGES.
     pub fn all_restricted_application_packages() -> Sid {
         Sid { authority: APP_PACKAGE_AUTHORITY, sub_authorities: vec![2, 2] }
+    }
+
+    /// `S-1-1-0`, Everyone (`WD` in SDDL).
+    pub fn everyone() -> Sid {
+        Sid { authority: 1, sub_authorities: vec![0] }
+    }
+
+    /// `S-1-3-4`, OWNER RIGHTS (`OW` in SDDL): entries for it apply to the object's owner, in
+    /// place of the owner's implicit `READ_CONTROL` and `WRITE_DAC`.
+    pub fn owner_rights() -> Sid {
+        Sid { authority: 3, sub_authorities: vec![4] }
+    }
+
+    /// `S-1-5-18`, LocalSystem (`SY` in SDDL).
+    pub fn local_system() -> Sid {
+        Sid { authority: NT_AUTHORITY, sub_authorities: vec![18] }
+    }
+
+    /// The SID appipc gives the Linux user `uid`: `S-1-22-1-<uid>`, the "Unix user" SID Samba
+    /// and Windows' NFS services use for a uid that maps to no Windows account. See
+    /// [`UNIX_USER_AUTHORITY`].
+    pub fn unix_user(uid: u32) -> Sid {
+        Sid { authority: UNIX_USER_AUTHORITY, sub_authorities: vec![1, uid] }
+    }
+
+    /// The integrity-level SID `S-1-16-<rid>` (`SECURITY_MANDATORY_LABEL_AUTHORITY`): 0x1000
+    /// Low (`LW`), 0x2000 Medium (`ME`), 0x2100 Medium Plus (`MP`), 0x3000 High (`HI`),
+    /// 0x4000 System (`SI`).
+    pub fn integrity_level(rid: u32) -> Sid {
+        Sid { authority: MANDATORY_LABEL_AUTHORITY, sub_authorities: vec![rid] }
+    }
+
+    /// The level of an integrity-level SID (`S-1-16-<rid>`), `None` for any other SID.
+    pub fn integrity_rid(&self) -> Option<u32> {
+        match self.sub_authorities.as_slice() {
+            [rid] if self.authority == MANDATORY_LABEL_AUTHORITY => Some(*rid),
+            _ => None,
+        }
     }
 
     /// True for an app container (package) SID: `S-1-15-2-` with 8 sub-authorities.
@@ -351,6 +397,16 @@ mod tests {
         assert!("S-2-1".parse::<Sid>().is_err());
         assert!("S-1-5-4294967296".parse::<Sid>().is_err());
         assert!("S-1-5-1-2-3-4-5-6-7-8-9-10-11-12-13-14-15-16".parse::<Sid>().is_err());
+    }
+
+    #[test]
+    fn well_known_shapes() {
+        assert_eq!(Sid::unix_user(1000).to_string(), "S-1-22-1-1000");
+        assert_eq!(Sid::everyone().to_string(), "S-1-1-0");
+        assert_eq!(Sid::owner_rights().to_string(), "S-1-3-4");
+        assert_eq!(Sid::integrity_level(0x1000).to_string(), "S-1-16-4096");
+        assert_eq!(Sid::integrity_level(0x2000).integrity_rid(), Some(0x2000));
+        assert_eq!(Sid::everyone().integrity_rid(), None);
     }
 
     #[test]

@@ -273,6 +273,12 @@ windows_enum!(
         NoMoreItems = 259,
         /// `ERROR_TOO_MANY_POSTS`: a semaphore released past its maximum.
         TooManyPosts = 298,
+        /// `ERROR_INVALID_LABEL`: a security descriptor labels an object above its creator's
+        /// integrity level.
+        InvalidLabel = 1299,
+        /// `ERROR_INVALID_OWNER`: a security descriptor names an owner its creator may not
+        /// assign.
+        InvalidOwner = 1307,
         /// `ERROR_NO_SYSTEM_RESOURCES`.
         NoSystemResources = 1450,
         /// `ERROR_NOT_ENOUGH_QUOTA`: the caller holds as many handles (or instances) as it may.

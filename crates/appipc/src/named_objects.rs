@@ -6,9 +6,11 @@
 //! on auto-reset events and semaphores); one that may signal but not wait signals through the
 //! broker; an open with access 0 is refused, as on Windows.
 //!
-//! Names: `LOCAL\name` (or `name`) is the caller's own namespace — its package's in an app
+//! Names: `Local\name` (or `name`) is the caller's own namespace — its package's in an app
 //! container, the user's session otherwise; another package's objects are reached by
-//! qualifying the name with [`named_object_path`]. Rights are Windows' (`FILE_MAP_READ` 0x4,
+//! qualifying the name with [`named_object_path`]. As on Windows, names are case-sensitive and
+//! so are the keywords `Local\`, `Global\` and `Session\` (`local\x` is refused, 123); pipe
+//! names ([`crate::named_pipes`]) are not. Rights are Windows' (`FILE_MAP_READ` 0x4,
 //! `FILE_MAP_WRITE` 0x2, `GENERIC_ALL`, …); errors carry Windows' codes.
 
 use std::os::fd::OwnedFd;
@@ -51,24 +53,37 @@ pub const GENERIC_ALL: u32 = 0x1000_0000;
 /// rather not write SDDL. [`SecurityDescriptor::to_sddl`] gives the text the create calls take
 /// (the broker parses and checks it; a bad family name or SID is refused there, naming it).
 ///
+/// The access check is Windows': an app container is granted only what **both** a user-side
+/// entry (the user, [`allow_everyone`](Self::allow_everyone), [`allow_owner`](Self::allow_owner))
+/// **and** an app-container-side entry (its package, one of its capabilities, ALL APPLICATION
+/// PACKAGES) grant; an unconfined process needs a user-side entry. And an app container runs at
+/// Low integrity: it may not write an object an unconfined process created unless that object is
+/// labelled Low ([`low_integrity`](Self::low_integrity), `S:(ML;;NW;;;LW)`); what an app
+/// container creates is labelled Low already.
+///
 /// ```
-/// use appipc::named_objects::{GENERIC_READ, SecurityDescriptor, SYNCHRONIZE};
+/// use appipc::named_objects::{GENERIC_ALL, GENERIC_READ, SecurityDescriptor, SYNCHRONIZE};
 /// let sd = SecurityDescriptor::new()
+///     .allow_owner(GENERIC_ALL)
 ///     .allow_package("Fabrikam.Tools_8tkjkmve8mrwr", GENERIC_READ)
 ///     .allow_capability("internetClient", SYNCHRONIZE)
-///     .deny_all_application_packages(GENERIC_READ);
+///     .deny_all_application_packages(GENERIC_READ)
+///     .low_integrity();
 /// assert_eq!(
 ///     sd.to_sddl(),
-///     "D:(A;;GR;;;PFN:Fabrikam.Tools_8tkjkmve8mrwr)(A;;0x100000;;;CAP:internetClient)(D;;GR;;;AC)"
+///     "D:(A;;GA;;;OW)(A;;GR;;;PFN:Fabrikam.Tools_8tkjkmve8mrwr)(A;;0x100000;;;CAP:internetClient)\
+///      (D;;GR;;;AC)S:(ML;;NW;;;LW)"
 /// );
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SecurityDescriptor {
     entries: Vec<(bool, String, u32)>,
+    low_integrity: bool,
 }
 
 impl SecurityDescriptor {
-    /// An empty DACL: only unconfined processes of the user (who need no entry) get in.
+    /// An empty DACL: nobody is granted a right (the owner, the creating user, keeps
+    /// `READ_CONTROL` and `WRITE_DAC`, as on Windows).
     pub fn new() -> SecurityDescriptor {
         SecurityDescriptor::default()
     }
@@ -78,7 +93,8 @@ impl SecurityDescriptor {
         self
     }
 
-    /// Allows `rights` to a package, by family name or by its AppContainer SID (`S-1-15-2-…`).
+    /// Allows `rights` to a package, by family name or by its AppContainer SID (`S-1-15-2-…`):
+    /// the app-container side of the check.
     pub fn allow_package(self, family_name_or_sid: &str, rights: u32) -> SecurityDescriptor {
         let t = package_trustee(family_name_or_sid);
         self.entry(true, t, rights)
@@ -96,7 +112,26 @@ impl SecurityDescriptor {
         self.entry(true, "AC".into(), rights)
     }
 
-    /// Denies `rights` to a package (deny entries are checked first, as Windows orders them).
+    /// Allows `rights` to Everyone (SDDL `WD`): the user side of the check, for every process
+    /// of the user, confined or not.
+    pub fn allow_everyone(self, rights: u32) -> SecurityDescriptor {
+        self.entry(true, "WD".into(), rights)
+    }
+
+    /// Allows `rights` to the object's owner, the user who created it (SDDL `OW`, OWNER
+    /// RIGHTS): the user side of the check. With an `OW` entry the owner no longer has
+    /// `READ_CONTROL` and `WRITE_DAC` implicitly.
+    pub fn allow_owner(self, rights: u32) -> SecurityDescriptor {
+        self.entry(true, "OW".into(), rights)
+    }
+
+    /// Allows `rights` to a SID or an SDDL alias (`S-1-22-1-1000`, `AU`, `SY`, …).
+    pub fn allow_sid(self, sid_or_alias: &str, rights: u32) -> SecurityDescriptor {
+        self.entry(true, sid_or_alias.to_owned(), rights)
+    }
+
+    /// Denies `rights` to a package. Entries are checked in the order added, as Windows walks a
+    /// DACL: put deny entries first.
     pub fn deny_package(self, family_name_or_sid: &str, rights: u32) -> SecurityDescriptor {
         let t = package_trustee(family_name_or_sid);
         self.entry(false, t, rights)
@@ -113,6 +148,24 @@ impl SecurityDescriptor {
         self.entry(false, "AC".into(), rights)
     }
 
+    /// Denies `rights` to Everyone: every process of the user, confined or not.
+    pub fn deny_everyone(self, rights: u32) -> SecurityDescriptor {
+        self.entry(false, "WD".into(), rights)
+    }
+
+    /// Denies `rights` to a SID or an SDDL alias.
+    pub fn deny_sid(self, sid_or_alias: &str, rights: u32) -> SecurityDescriptor {
+        self.entry(false, sid_or_alias.to_owned(), rights)
+    }
+
+    /// Labels the object Low, no-write-up (`S:(ML;;NW;;;LW)`), so app containers (which run at
+    /// Low) may write it if its DACL lets them. Only matters for what an unconfined process
+    /// creates: an app container's objects are Low already.
+    pub fn low_integrity(mut self) -> SecurityDescriptor {
+        self.low_integrity = true;
+        self
+    }
+
     /// The SDDL text (`D:(A;;GR;;;PFN:…)…`): generic rights as their codes, others as a number;
     /// packages and capabilities named by name use appipc's `PFN:`/`CAP:` trustees.
     pub fn to_sddl(&self) -> String {
@@ -120,6 +173,9 @@ impl SecurityDescriptor {
         for (allow, trustee, rights) in &self.entries {
             let kind = if *allow { "A" } else { "D" };
             s.push_str(&format!("({kind};;{};;;{trustee})", sddl_rights(*rights)));
+        }
+        if self.low_integrity {
+            s.push_str("S:(ML;;NW;;;LW)");
         }
         s
     }
@@ -260,8 +316,9 @@ impl FileMapping {
     }
 
     /// `CreateFileMapping(INVALID_HANDLE_VALUE, sa, PAGE_READWRITE or PAGE_READONLY, size, name)`.
-    /// `sddl` is the security descriptor (`D:(A;;GR;;;S-1-15-2-…)`); `None` gives the default
-    /// (the creator's package only).
+    /// `sddl` is the security descriptor (`D:(A;;GA;;;WD)(A;;GR;;;S-1-15-2-…)`, see
+    /// [`SecurityDescriptor`]); `None` gives the creator's default (the user, SYSTEM and, for an
+    /// app container, its package).
     pub async fn create(
         session: &Session,
         name: &str,
@@ -569,12 +626,20 @@ mod tests {
             .allow_capability("S-1-15-3-1", GENERIC_READ)
             .allow_all_application_packages(SYNCHRONIZE)
             .deny_package("Contoso.Hello_cvnpggrrsm18p", GENERIC_WRITE)
-            .deny_capability("internetClient", GENERIC_EXECUTE);
+            .deny_capability("internetClient", GENERIC_EXECUTE)
+            .allow_everyone(GENERIC_READ)
+            .allow_owner(GENERIC_ALL)
+            .allow_sid("S-1-22-1-1000", SYNCHRONIZE)
+            .deny_everyone(GENERIC_WRITE)
+            .deny_sid("AU", GENERIC_EXECUTE)
+            .low_integrity();
         assert_eq!(
             sd.to_sddl(),
             format!(
                 "D:(A;;GA;;;{sid})(A;;GR;;;S-1-15-3-1)(A;;0x100000;;;AC)\
-                 (D;;GW;;;PFN:Contoso.Hello_cvnpggrrsm18p)(D;;GX;;;CAP:internetClient)"
+                 (D;;GW;;;PFN:Contoso.Hello_cvnpggrrsm18p)(D;;GX;;;CAP:internetClient)\
+                 (A;;GR;;;WD)(A;;GA;;;OW)(A;;0x100000;;;S-1-22-1-1000)(D;;GW;;;WD)(D;;GX;;;AU)\
+                 S:(ML;;NW;;;LW)"
             )
         );
         assert_eq!(SecurityDescriptor::new().to_sddl(), "D:");

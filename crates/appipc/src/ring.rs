@@ -95,8 +95,11 @@ async fn wake_peer(side: &Side, peer_is_consumer: bool) -> Result<()> {
 }
 
 impl RingProducer {
-    /// Creates the ring `name` (`LOCAL\…`) with `capacity` bytes of records (a power of two)
-    /// and the security descriptor `sddl` for the consumer's package.
+    /// Creates the ring `name` (`Local\…`) with `capacity` bytes of records (a power of two)
+    /// and the security descriptor `sddl` of its mapping and events (`None`: the creator's
+    /// default, which shares with its own package). For a consumer in another package the
+    /// descriptor needs both sides, as on Windows: `D:(A;;GA;;;OW)(A;;GA;;;PFN:<consumer>)`,
+    /// and, when an unconfined process creates it for an app container, `S:(ML;;NW;;;LW)`.
     pub async fn create(
         session: &Session,
         name: &str,

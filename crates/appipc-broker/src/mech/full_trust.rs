@@ -115,8 +115,8 @@ mod tests {
     #[test]
     fn parameters_split_like_a_command_line() {
         assert_eq!(
-            super::split_parameters("/Sync  --name \"a b\" x\\ y"),
-            ["/Sync", "--name", "a b", "x y"]
+            super::split_parameters("/Sync  --name \"a b\" C:\\x\\y"),
+            ["/Sync", "--name", "a b", "C:\\x\\y"]
         );
         assert_eq!(super::split_parameters("\"\""), [""]);
         assert!(super::split_parameters("   ").is_empty());

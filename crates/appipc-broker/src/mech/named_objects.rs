@@ -334,11 +334,11 @@ impl NamedObjects {
                 return self.open_handle(&mut st, cx, key, d.granted, true);
             }
         }
-        let sd = match sddl {
-            Some(text) => SecurityDescriptor::from_sddl(text)
-                .map_err(|e| NamedObjectError::parameter(format!("security descriptor: {e}")))?,
-            None => model::default_descriptor(&who.principal),
-        };
+        let made = model::descriptor_for_new_object(&who.principal, sddl)?;
+        for note in &made.notes {
+            tracing::info!(name = %n.display, by = %who.describe(), "security descriptor: {note}");
+        }
+        let sd = made.descriptor;
         let charge = cx.shared.fds.try_charge(1).ok_or_else(|| {
             NamedObjectError::win32(
                 Win32Error::NoSystemResources,

@@ -183,13 +183,12 @@ impl Pipes {
             }
             None => {
                 cx.enforce(Operation::CreateNamedObject { name: &n, ty: ObjectType::Pipe })?;
-                let sd = match sddl {
-                    Some(t) => SecurityDescriptor::from_sddl(&t).map_err(|e| {
-                        NamedObjectError::parameter(format!("security descriptor: {e}"))
-                    })?,
-                    None => model::default_descriptor(&who.principal),
-                };
-                tracing::info!(pipe = %n.display, namespace = %n.namespace, by = %who.describe(), "named pipe created");
+                let made = model::descriptor_for_new_object(&who.principal, sddl.as_deref())?;
+                for note in &made.notes {
+                    tracing::info!(pipe = %n.display, by = %who.describe(), "security descriptor: {note}");
+                }
+                let sd = made.descriptor;
+                tracing::info!(pipe = %n.display, namespace = %n.namespace, by = %who.describe(), sddl = %sd, "named pipe created");
                 pipes.insert(
                     key,
                     Pipe {

@@ -107,10 +107,44 @@ fn private_dirs(dir: &Path) -> std::io::Result<()> {
     std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
 }
 
-/// The host paths of the publisher cache folders a package declares.
-pub(crate) fn declared_folders(shared: &Shared, pkg: &InstalledPackage) -> Vec<PathBuf> {
+/// The folder `name` of a publisher's cache on disk. Names are compared as Windows compares
+/// them (`publisher_cache_folder_key`: `Shared` and `shared` are one folder), and a folder has
+/// one spelling on disk — the one it was first created with: an existing folder of the same
+/// key is that folder, else it is `root/name`. Blocking (reads `root`).
+pub(crate) fn folder_on_disk(root: &Path, name: &str) -> PathBuf {
+    let key = appipc_model::manifest::publisher_cache_folder_key(name);
+    let existing = std::fs::read_dir(root).ok().and_then(|entries| {
+        entries.flatten().map(|e| e.file_name()).find(|f| {
+            f.to_str().is_some_and(|f| appipc_model::manifest::publisher_cache_folder_key(f) == key)
+        })
+    });
+    root.join(existing.as_deref().unwrap_or(name.as_ref()))
+}
+
+/// The folder `name` of the publisher at `root`, created if missing (0700), under the
+/// broker's publisher cache lock so two spellings of one name never become two folders.
+/// Blocking.
+pub(crate) fn ensure_folder(shared: &Shared, root: &Path, name: &str) -> std::io::Result<PathBuf> {
+    let _one_at_a_time = shared.publisher_cache_lock.lock().expect("publisher cache lock");
+    let dir = folder_on_disk(root, name);
+    private_dirs(&dir)?;
+    Ok(dir)
+}
+
+/// The folders a package declares, each created if missing ([`ensure_folder`]). Blocking.
+pub(crate) fn ensure_declared_folders(
+    shared: &Shared,
+    pkg: &InstalledPackage,
+) -> std::result::Result<Vec<PathBuf>, InternalError> {
     let root = publisher_root(shared, pkg.family_name.publisher_id().as_str());
-    pkg.manifest.publisher_cache_folders.iter().map(|f| root.join(f)).collect()
+    pkg.manifest
+        .publisher_cache_folders
+        .iter()
+        .map(|f| {
+            ensure_folder(shared, &root, f)
+                .map_err(|e| InternalError::io(format!("creating {}", root.join(f).display()), e))
+        })
+        .collect()
 }
 
 /// Creates the folders a newly installed package declares.
@@ -118,11 +152,7 @@ pub(crate) fn provision(
     shared: &Shared,
     pkg: &InstalledPackage,
 ) -> std::result::Result<(), InternalError> {
-    for dir in declared_folders(shared, pkg) {
-        private_dirs(&dir)
-            .map_err(|e| InternalError::io(format!("creating {}", dir.display()), e))?;
-    }
-    Ok(())
+    ensure_declared_folders(shared, pkg).map(|_| ())
 }
 
 /// After a removal: deletes the publisher's cache if no installed package of it is left.
@@ -155,21 +185,28 @@ fn check_name(name: &str) -> Result<()> {
 fn folder_of(cx: &Cx<'_>, name: &str) -> Result<PathBuf> {
     check_name(name)?;
     let pkg = cx.caller.family_name().and_then(|f| cx.shared.repository.get(f));
-    let declared = pkg.as_ref().and_then(|p| {
-        p.manifest.publisher_cache_folders.iter().find(|f| f.eq_ignore_ascii_case(name)).cloned()
-    });
+    let declared = pkg
+        .as_ref()
+        .and_then(|p| p.manifest.declared_publisher_cache_folder(name).map(str::to_owned));
     cx.enforce(Operation::UsePublisherCacheFolder { folder: name, declared: declared.is_some() })?;
     let (Some(pkg), Some(folder)) = (pkg, declared) else {
         unreachable!("the policy refuses a folder that is not declared")
     };
-    Ok(publisher_root(cx.shared, pkg.family_name.publisher_id().as_str()).join(folder))
+    let root = publisher_root(cx.shared, pkg.family_name.publisher_id().as_str());
+    Ok(folder_on_disk(&root, &folder))
+}
+
+/// [`folder_of`], created if missing.
+fn ensure_folder_of(cx: &Cx<'_>, name: &str) -> Result<PathBuf> {
+    let dir = folder_of(cx, name)?;
+    let (root, name) = (dir.parent().expect("a folder of a publisher root"), dir.file_name());
+    let name = name.and_then(|n| n.to_str()).expect("a folder name");
+    ensure_folder(cx.shared, root, name).map_err(|e| io(format!("creating {}", dir.display()), e))
 }
 
 /// `GetPublisherCacheFolder`.
 fn get_folder(cx: &Cx<'_>, name: &str) -> Result<String> {
-    let dir = folder_of(cx, name)?;
-    private_dirs(&dir).map_err(|e| io(format!("creating {}", dir.display()), e))?;
-    Ok(dir.display().to_string())
+    Ok(ensure_folder_of(cx, name)?.display().to_string())
 }
 
 /// Empties a folder whose contents a package controls; links inside are removed, never
@@ -204,7 +241,7 @@ async fn clear_folder(cx: &Cx<'_>, name: &str, publisher_id: Option<&str>) -> Re
                 publisher_id: id.as_str(),
                 folder: name,
             })?;
-            let dir = publisher_root(cx.shared, id.as_str()).join(name);
+            let dir = folder_on_disk(&publisher_root(cx.shared, id.as_str()), name);
             if !dir.is_dir() {
                 return Err(StorageError::NotFound(format!(
                     "publisher {id} has no cache folder {name:?}"
@@ -267,11 +304,7 @@ fn list_folders(shared: &Shared, caller: &Caller) -> Vec<PublisherCacheInfo> {
                 .iter()
                 .filter(|pkg| {
                     pkg.family_name.publisher_id().as_str() == id
-                        && pkg
-                            .manifest
-                            .publisher_cache_folders
-                            .iter()
-                            .any(|d| d.eq_ignore_ascii_case(&folder))
+                        && pkg.manifest.declares_publisher_cache_folder(&folder)
                 })
                 .map(|pkg| pkg.family_name.to_string())
                 .collect();
@@ -310,7 +343,8 @@ fn sharer_roots(shared: &Shared, source: &str) -> Vec<PathBuf> {
     }
     let Some(pkg) = shared.repository.get(source) else { return Vec::new() };
     let mut roots = vec![pkg.data_dir.clone(), pkg.install_dir.clone()];
-    roots.extend(declared_folders(shared, &pkg));
+    let root = publisher_root(shared, pkg.family_name.publisher_id().as_str());
+    roots.extend(pkg.manifest.publisher_cache_folders.iter().map(|f| folder_on_disk(&root, f)));
     roots
 }
 

@@ -66,7 +66,7 @@ pub use names::{
     APP_SERVICE_NAME_RULE, AppServiceName, CustomCapabilityName, FOLDER_NAME_RULE, GUID_RULE, Guid,
     KNOWN_APPDATA_FOLDERS, MAX_MESSAGE_SIZE, MESSAGE_SIZE_RULE, MIN_MESSAGE_SIZE, NameError,
     PARAMETER_RULE, PROTOCOL_NAME_RULE, PackagePath, ProtocolName,
-    check_publisher_cache_folder_name, parse_message_size,
+    check_publisher_cache_folder_name, parse_message_size, publisher_cache_folder_key,
 };
 
 /// The file name of the manifest inside a package folder.
@@ -264,26 +264,51 @@ impl ParameterGroup {
     }
 }
 
-/// Splits a parameter group's command line into arguments: whitespace separates, double
-/// quotes group (`"a b"`), a backslash escapes the next character (a trailing one is dropped).
+/// Splits a parameter group's command line into arguments as `CommandLineToArgvW` splits
+/// what follows the program name, so a Windows package's `Parameters` reach the process as
+/// they would on Windows:
+///
+/// * spaces and tabs outside quotes separate arguments (other whitespace is part of them);
+/// * a double quote toggles "in quotes" mode, in which spaces and tabs are part of the
+///   argument; a quoted string may be part of a longer argument (`a"b c"d` is `ab cd`), and
+///   `""` is an empty argument;
+/// * 2n backslashes before a quote give n backslashes and the quote toggles the mode;
+///   2n+1 backslashes before a quote give n backslashes and a literal quote;
+/// * backslashes not before a quote are literal: `C:\x\y` stays `C:\x\y`, `a\` is `a\`.
+///
+/// Consecutive quotes inside quotes (`"a""b"`) are not documented for `CommandLineToArgvW`; here
+/// each one toggles the mode (`ab`).
 pub fn split_parameters(s: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut cur = String::new();
     let (mut quoted, mut any) = (false, false);
-    let mut chars = s.chars();
+    let mut chars = s.chars().peekable();
     while let Some(c) = chars.next() {
         match c {
             '\\' => {
-                if let Some(n) = chars.next() {
-                    cur.push(n);
-                    any = true;
+                let mut n = 1;
+                while chars.peek() == Some(&'\\') {
+                    chars.next();
+                    n += 1;
+                }
+                any = true;
+                if chars.peek() == Some(&'"') {
+                    chars.next();
+                    cur.extend(std::iter::repeat_n('\\', n / 2));
+                    if n % 2 == 1 {
+                        cur.push('"');
+                    } else {
+                        quoted = !quoted;
+                    }
+                } else {
+                    cur.extend(std::iter::repeat_n('\\', n));
                 }
             }
             '"' => {
                 quoted = !quoted;
                 any = true;
             }
-            c if c.is_whitespace() && !quoted => {
+            ' ' | '\t' if !quoted => {
                 if any {
                     out.push(std::mem::take(&mut cur));
                     any = false;
@@ -429,9 +454,20 @@ impl Manifest {
         })
     }
 
-    /// Whether a publisher cache folder of this name is declared (case-insensitive).
+    /// Whether a publisher cache folder of this name is declared (compared by
+    /// [`publisher_cache_folder_key`], as Windows compares folder names).
     pub fn declares_publisher_cache_folder(&self, name: &str) -> bool {
-        self.publisher_cache_folders.iter().any(|f| f.eq_ignore_ascii_case(name))
+        self.declared_publisher_cache_folder(name).is_some()
+    }
+
+    /// The declared spelling of the publisher cache folder `name` (compared by
+    /// [`publisher_cache_folder_key`]).
+    pub fn declared_publisher_cache_folder(&self, name: &str) -> Option<&str> {
+        let key = publisher_cache_folder_key(name);
+        self.publisher_cache_folders
+            .iter()
+            .find(|f| publisher_cache_folder_key(f) == key)
+            .map(String::as_str)
     }
 }
 
@@ -474,12 +510,33 @@ mod tests {
     #[test]
     fn parameters_split_like_a_command_line() {
         assert_eq!(
-            split_parameters("/Sync  --name \"a b\" x\\ y"),
-            ["/Sync", "--name", "a b", "x y"]
+            split_parameters("/Sync  --name \"a b\" x y"),
+            ["/Sync", "--name", "a b", "x", "y"]
         );
         assert_eq!(split_parameters("\"\""), [""]);
-        assert!(split_parameters("   ").is_empty());
-        assert_eq!(split_parameters("a\\"), ["a"], "a trailing backslash is dropped");
-        assert_eq!(split_parameters("\"a \\\" b\"c"), ["a \" bc"]);
+        assert!(split_parameters("  \t ").is_empty());
+        assert_eq!(split_parameters("a\"b c\"d"), ["ab cd"], "a quoted part of an argument");
+        assert_eq!(
+            split_parameters("a\u{a0}b\nc"),
+            ["a\u{a0}b\nc"],
+            "only spaces and tabs separate"
+        );
+    }
+
+    #[test]
+    fn backslashes_follow_command_line_to_argv_w() {
+        // Literal unless before a quote (Windows paths survive).
+        assert_eq!(split_parameters(r"C:\x\y \\server\share"), [r"C:\x\y", r"\\server\share"]);
+        assert_eq!(split_parameters("a\\"), ["a\\"], "a trailing backslash is kept");
+        assert_eq!(split_parameters(r"x\ y"), [r"x\", "y"], "a backslash escapes nothing else");
+        // 2n+1 backslashes and a quote: n backslashes and a literal quote.
+        assert_eq!(split_parameters(r#"a\"b"#), [r#"a"b"#]);
+        assert_eq!(split_parameters(r#"a\\\"b"#), [r#"a\"b"#]);
+        // 2n backslashes and a quote: n backslashes, and the quote toggles the mode.
+        assert_eq!(split_parameters(r#"a\\"b c"#), [r"a\b c"]);
+        assert_eq!(split_parameters(r#""C:\dir\\" next"#), [r"C:\dir\", "next"]);
+        assert_eq!(split_parameters(r#""a \" b"c"#), [r#"a " bc"#]);
+        // The old splitter (every backslash an escape) made C:\x\y into C:xy.
+        assert_ne!(split_parameters(r"C:\x\y"), ["C:xy"]);
     }
 }

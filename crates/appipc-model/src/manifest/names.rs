@@ -291,6 +291,22 @@ pub fn check_publisher_cache_folder_name(s: &str) -> Result<(), NameError> {
     }
 }
 
+/// What two publisher cache folder names are compared by: each character upper-cased one to one
+/// (a character whose upper case is longer, such as `ß`, stays), as NTFS compares names with
+/// its upcase table. `Shared` and `shared` have one key, so one folder: on Windows they are one
+/// folder of the publisher's cache, whichever package names it.
+pub fn publisher_cache_folder_key(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            let mut up = c.to_uppercase();
+            match (up.next(), up.next()) {
+                (Some(u), None) => u,
+                _ => c,
+            }
+        })
+        .collect()
+}
+
 /// Rule of full-trust parameter group ids and parameters.
 pub const PARAMETER_RULE: &str =
     "must be 1 to 32767 characters without leading or trailing whitespace";
@@ -530,6 +546,16 @@ pub(super) fn check_message_size(bytes: u64) -> Result<u64, &'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn publisher_cache_folder_names_differing_in_case_are_one_folder() {
+        let k = publisher_cache_folder_key;
+        assert_eq!(k("Shared"), k("shared"));
+        assert_eq!(k("SHARED"), k("sHaReD"));
+        assert_eq!(k("Ärger"), k("ärger"), "beyond ASCII, one to one");
+        assert_ne!(k("Shared"), k("Shared2"));
+        assert_eq!(k("straße"), "STRAßE", "ß has no one-character upper case: kept");
+    }
 
     #[test]
     fn common_names() {

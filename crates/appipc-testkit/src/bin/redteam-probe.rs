@@ -366,7 +366,7 @@ async fn hold(s: &Session, sessions: usize, per: usize, secs: u64) -> String {
         for i in 0..per {
             let request = no::Create {
                 kind: NamedObjectKind::Event { manual_reset: false, initial_state: false },
-                name: format!(r"LOCAL\flood-{si}-{i}"),
+                name: format!(r"Local\flood-{si}-{i}"),
                 sddl: None,
             };
             match child.call_with_fds(request, &[]).await {

@@ -86,7 +86,7 @@ pub struct DecisionRecord {
     /// Allowed or refused.
     #[n(9)]
     pub allowed: bool,
-    /// The rule that decided, in words ("DACL entry 2 of the descriptor of `LOCAL\x`").
+    /// The rule that decided, in words ("DACL entry 2 of the descriptor of `Local\x`").
     #[n(10)]
     pub rule: String,
     /// What would have allowed it (for refusals).

@@ -15,7 +15,7 @@ super::mechanism! {
         0 Create {
             /// What to create.
             0 kind: NamedObjectKind,
-            /// The name as written (`LOCAL\name`, …).
+            /// The name as written (`Local\name`, …).
             1 name: String,
             /// Security descriptor in SDDL (`D:(A;;GA;;;AC)`); `None`: the default (the
             /// creator's package only).
