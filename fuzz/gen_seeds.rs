@@ -332,6 +332,7 @@ fn outputs() -> Vec<(&'static str, Vec<u8>)> {
         installed_at: 1,
         granted_capabilities: vec![],
         signer: Some(signer()),
+        log_location: Some(s("/l/Contoso.A.log")),
     };
     let handle = named_objects::NamedObjectHandle {
         handle: 1,
@@ -418,6 +419,7 @@ fn outputs() -> Vec<(&'static str, Vec<u8>)> {
             output::<launch::Launch>(&launch::Launched {
                 pid: 9,
                 app_user_model_id: format!("{PFN}!App"),
+                log: Some(s("/l/Contoso.A.log")),
             }),
         ),
         (
@@ -429,6 +431,7 @@ fn outputs() -> Vec<(&'static str, Vec<u8>)> {
                 trust: TrustLevel::FullTrust,
                 started_at: 3,
                 confinement: s("landlock"),
+                confined: Some(true),
             }]),
         ),
         (

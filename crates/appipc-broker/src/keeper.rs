@@ -687,3 +687,15 @@ fn client_loop(
         }
     }
 }
+
+/// How long a new session waits for the keeper to hold it before it is served anyway (a keeper
+/// that is stopped or starved must not stall the broker; such a session would end with a
+/// broker that dies before the keeper took it).
+const KEEP_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Waits until the keeper holds the session `key` (see [`Keeper::put`]), at most [`KEEP_WAIT`].
+pub(crate) async fn wait_kept(kept: tokio::sync::oneshot::Receiver<()>, key: u64) {
+    if tokio::time::timeout(KEEP_WAIT, kept).await.is_err() {
+        tracing::warn!(session = key, "the keeper did not take a session within 2 s; serving it");
+    }
+}

@@ -161,7 +161,7 @@ impl Shared {
             keeper::Record::of(&caller, bootstrap),
             sock.as_fd(),
         );
-        let _ = kept.await;
+        keeper::wait_kept(kept, caller.session_id).await;
         self.adopt_session(sock, caller);
     }
 
@@ -428,13 +428,17 @@ impl Broker {
                 continue;
             }
             let caller = Caller::unpackaged(shared.next_key(), creds.pid, creds.uid);
-            {
+            // Served once the keeper has it (within a bound): a broker that dies after it
+            // answered the connection's first request does not take the connection along.
+            let kept = {
                 use std::os::fd::AsFd;
-                // Not waited for: a broker that dies before the keeper has it only loses a
-                // connection that has not been answered yet.
-                drop(shared.keeper.put(caller.session_id, keeper::Record::Public, conn.as_fd()));
-            }
-            tokio::spawn(session::start(shared.clone(), conn, caller));
+                shared.keeper.put(caller.session_id, keeper::Record::Public, conn.as_fd())
+            };
+            let shared = shared.clone();
+            tokio::spawn(async move {
+                keeper::wait_kept(kept, caller.session_id).await;
+                session::start(shared, conn, caller).await
+            });
         }
         shared.stopping.cancel();
         // Sessions finish what they were doing and say goodbye (a little while).

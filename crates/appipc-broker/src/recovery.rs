@@ -61,11 +61,12 @@ fn still_valid(repository: &Repository, row: &ProcessRow, pending: &[String]) ->
         && !pending.iter().any(|f| f.eq_ignore_ascii_case(&row.family_name))
 }
 
+/// Recorded processes that still run, each with a pidfd of it.
+type Adopted = Vec<(ProcessRow, OwnedFd)>;
+
 /// Adopts the recorded processes that still run; forgets the others (returned: they ended
 /// while no broker ran).
-fn adopt_processes(
-    repository: &Repository,
-) -> Result<(Vec<(ProcessRow, OwnedFd)>, Vec<ProcessRow>)> {
+fn adopt_processes(repository: &Repository) -> Result<(Adopted, Vec<ProcessRow>)> {
     let rows =
         repository.with_store(|s| s.processes()).map_err(|e| internal("reading processes", e))?;
     let pending: Vec<String> =

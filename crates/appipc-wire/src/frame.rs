@@ -80,8 +80,59 @@ impl Frame {
         if bytes.len() > MAX_FRAME_LEN {
             return Err(FrameError::TooLarge(bytes.len()));
         }
+        definite_lengths_only(bytes)?;
         decode_exact(bytes)
     }
+}
+
+/// Refuses indefinite-length strings, arrays and maps anywhere in a frame (RFC 8949 §4.2.1,
+/// preferred serialization: what the SDK and every documented client send). Accepting them
+/// would let a frame's re-encoding be longer than the frame (a `0x9f … 0xff` array of 256 or more
+/// items re-encodes with a 3-byte head), so a size checked on the bytes received would not bound
+/// what the broker passes on. One pass over the heads; every item is at least a byte, so
+/// the walk ends within `bytes.len()` steps.
+fn definite_lengths_only(bytes: &[u8]) -> Result<(), FrameError> {
+    let malformed = |at: usize, what: &str| FrameError::Malformed(format!("{what} at byte {at}"));
+    let (mut pos, mut pending) = (0usize, 1u64);
+    while pending > 0 {
+        let at = pos;
+        let ib = *bytes.get(pos).ok_or_else(|| malformed(at, "unexpected end"))?;
+        pos += 1;
+        let (major, info) = (ib >> 5, ib & 0x1f);
+        if info == 31 {
+            return Err(malformed(at, "indefinite-length item (frames use definite lengths only)"));
+        }
+        let arg = match info {
+            0..=23 => u64::from(info),
+            24..=27 => {
+                let n = 1usize << (info - 24);
+                let b = bytes.get(pos..pos + n).ok_or_else(|| malformed(at, "unexpected end"))?;
+                pos += n;
+                b.iter().fold(0u64, |a, x| (a << 8) | u64::from(*x))
+            }
+            _ => return Err(malformed(at, "reserved additional information")),
+        };
+        pending -= 1;
+        let more = match major {
+            2 | 3 => {
+                let len = usize::try_from(arg).map_err(|_| malformed(at, "string too long"))?;
+                pos = pos
+                    .checked_add(len)
+                    .filter(|p| *p <= bytes.len())
+                    .ok_or_else(|| malformed(at, "unexpected end"))?;
+                0
+            }
+            4 => arg,
+            5 => arg.checked_mul(2).ok_or_else(|| malformed(at, "map too long"))?,
+            6 => 1,
+            _ => 0,
+        };
+        pending = pending.checked_add(more).ok_or_else(|| malformed(at, "too many items"))?;
+        if pending > (bytes.len() - pos) as u64 {
+            return Err(malformed(at, "more items than bytes left"));
+        }
+    }
+    Ok(())
 }
 
 /// Decodes exactly one item of `T` from `bytes`.
@@ -181,6 +232,40 @@ impl<'b, C> Decode<'b, C> for Reply {
             0 => Ok(Reply::Ok(d.decode_with(ctx)?)),
             1 => Ok(Reply::Err(d.decode()?)),
             k => Err(minicbor::decode::Error::message(format!("reply kind {k}"))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::broker::Resync;
+
+    /// Found by the `frame` fuzz target: an indefinite-length array of 256 or more items
+    /// decoded, and its re-encoding was a byte longer than the frame.
+    #[test]
+    fn indefinite_lengths_are_refused_where_the_definite_form_decodes() {
+        let definite = Frame::request(7, Resync { sent: vec![0; 300] }).to_cbor();
+        let head = definite.windows(3).position(|w| w == [0x99, 0x01, 0x2c]).expect("array head");
+        let mut indefinite = definite[..head].to_vec();
+        indefinite.push(0x9f);
+        indefinite.extend_from_slice(&definite[head + 3..head + 3 + 300]);
+        indefinite.push(0xff);
+        indefinite.extend_from_slice(&definite[head + 3 + 300..]);
+        assert!(Frame::from_cbor(&definite).is_ok());
+        let e = Frame::from_cbor(&indefinite).unwrap_err().to_string();
+        assert!(e.contains("indefinite-length item") && e.contains(&format!("byte {head}")), "{e}");
+    }
+
+    #[test]
+    fn the_walk_refuses_truncated_and_overlong_heads() {
+        for bad in [
+            &[0x82, 0x01][..],
+            &[0x9b, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff],
+            &[0x5a, 0, 0, 0, 9, 1],
+            &[0x1c],
+        ] {
+            assert!(matches!(Frame::from_cbor(bad), Err(FrameError::Malformed(_))), "{bad:02x?}");
         }
     }
 }
