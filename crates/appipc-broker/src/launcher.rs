@@ -334,10 +334,13 @@ async fn wait_for_exit(pidfd: &OwnedFd, adopted: bool) -> ExitStatus {
 }
 
 /// How an adopted process ended. Its parent (the nearest subreaper, or init) reaps it, and the
-/// kernel records the status then; it is looked for a little while (a parent that never reaps,
-/// or a kernel without `PIDFD_INFO_EXIT`, leaves it unknown).
+/// kernel records the status then; it is looked for up to 5 s, less and less often (a parent
+/// on a loaded machine may take seconds; one that never reaps, or a kernel without
+/// `PIDFD_INFO_EXIT`, leaves it unknown).
 async fn adopted_status(pidfd: &OwnedFd) -> ExitStatus {
-    for _ in 0..40 {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    let mut pause = std::time::Duration::from_millis(10);
+    while tokio::time::Instant::now() < deadline {
         match process::exit_info(pidfd) {
             Ok(Some(s)) => return s,
             Ok(None) => {}
@@ -346,7 +349,8 @@ async fn adopted_status(pidfd: &OwnedFd) -> ExitStatus {
                 break;
             }
         }
-        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(std::time::Duration::from_millis(250));
     }
     ExitStatus { code: None, signal: None }
 }
