@@ -694,8 +694,19 @@ fn client_loop(
 const KEEP_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Waits until the keeper holds the session `key` (see [`Keeper::put`]), at most [`KEEP_WAIT`].
-pub(crate) async fn wait_kept(kept: tokio::sync::oneshot::Receiver<()>, key: u64) {
-    if tokio::time::timeout(KEEP_WAIT, kept).await.is_err() {
-        tracing::warn!(session = key, "the keeper did not take a session within 2 s; serving it");
+/// A keeper that does not take sessions is logged at most once a second (`limiter`).
+pub(crate) async fn wait_kept(
+    kept: tokio::sync::oneshot::Receiver<()>,
+    key: u64,
+    limiter: &crate::limits::LogLimiter,
+) {
+    if tokio::time::timeout(KEEP_WAIT, kept).await.is_err()
+        && let Some(n) = limiter.allow("keeper slow")
+    {
+        tracing::warn!(
+            session = key,
+            suppressed = n,
+            "the keeper did not take a session within 2 s; serving it"
+        );
     }
 }

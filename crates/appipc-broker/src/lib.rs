@@ -161,7 +161,7 @@ impl Shared {
             keeper::Record::of(&caller, bootstrap),
             sock.as_fd(),
         );
-        keeper::wait_kept(kept, caller.session_id).await;
+        keeper::wait_kept(kept, caller.session_id, &self.log_limiter).await;
         self.adopt_session(sock, caller);
     }
 
@@ -436,7 +436,7 @@ impl Broker {
             };
             let shared = shared.clone();
             tokio::spawn(async move {
-                keeper::wait_kept(kept, caller.session_id).await;
+                keeper::wait_kept(kept, caller.session_id, &shared.log_limiter).await;
                 session::start(shared, conn, caller).await
             });
         }

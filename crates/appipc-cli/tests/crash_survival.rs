@@ -690,3 +690,33 @@ fn stop_apps_ends_adopted_processes_and_the_keeper() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// A new session is served once the keeper holds it (the hand-over is in the keeper's socket);
+/// a keeper that does not read (stopped: a full-trust app of the user can stop it) delays new
+/// sessions by at most a bound once its socket is full, and stalls nothing.
+#[test]
+fn a_stopped_keeper_does_not_stall_new_sessions() {
+    let b = TestBroker::start();
+    let keeper = keeper_pid(&b);
+    send(keeper, libc_sig::STOP);
+    let mut lists = Vec::new();
+    for _ in 0..3 {
+        lists.push(b.cli().args(["list"]).spawn().unwrap());
+    }
+    for mut l in lists {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let status = loop {
+            if let Some(s) = l.try_wait().unwrap() {
+                break Some(s);
+            }
+            if Instant::now() > deadline {
+                let _ = l.kill();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        assert!(status.is_some_and(|s| s.success()), "list under a stopped keeper: {status:?}");
+    }
+    send(keeper, libc_sig::CONT);
+    assert!(b.cli().args(["list"]).status().unwrap().success());
+}
