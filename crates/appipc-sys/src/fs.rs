@@ -106,6 +106,34 @@ pub fn sync_path(path: &Path) -> io::Result<()> {
 
 #[cfg(test)]
 mod tests {
+    /// A file's owner can take a write lease on it; reopening it then must not wait out the
+    /// lease-break time (45 s, holding whatever the caller holds): it fails at once, and works
+    /// once the lease is given up.
+    #[test]
+    fn reopen_of_a_leased_file_does_not_wait() {
+        use std::os::fd::AsRawFd;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("leased");
+        std::fs::write(&p, b"x").unwrap();
+        let f = std::fs::File::open(&p).unwrap();
+        // SAFETY: plain fcntl/signal calls on an fd this test owns; the lease break signals
+        // this very process (SIGIO), whose default action would end the test binary.
+        unsafe {
+            libc::signal(libc::SIGIO, libc::SIG_IGN);
+            assert_eq!(libc::fcntl(f.as_raw_fd(), libc::F_SETLEASE, libc::F_WRLCK), 0);
+        }
+        let e = super::reopen(&f, false).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::WouldBlock, "{e}");
+        assert!(e.to_string().contains("lease"), "{e}");
+        // SAFETY: as above.
+        unsafe {
+            assert_eq!(libc::fcntl(f.as_raw_fd(), libc::F_SETLEASE, libc::F_UNLCK), 0);
+        }
+        let again = super::reopen(&f, false).unwrap();
+        let fl = rustix::fs::fcntl_getfl(&again).unwrap();
+        assert!(!fl.contains(rustix::fs::OFlags::NONBLOCK), "made blocking again");
+    }
+
     #[test]
     fn second_lock_fails() {
         let dir = tempfile::tempdir().unwrap();
@@ -226,15 +254,35 @@ pub fn fd_path(fd: impl std::os::fd::AsFd) -> io::Result<Option<std::path::PathB
 
 /// Opens the file an fd refers to anew (its own offset), for reading or reading and writing,
 /// close-on-exec.
+///
+/// Never waits: the open is non-blocking (and the new description is made blocking again), so a
+/// file whose owner holds a lease on it (`F_SETLEASE`, which any owner of a file may take) fails
+/// at once with [`io::ErrorKind::WouldBlock`] instead of waiting out the lease-break time
+/// (`/proc/sys/fs/lease-break-time`, 45 s by default) in the caller — in the broker, a thread
+/// and whatever lock it holds. The lease holder is told to give the lease up (`SIGIO`); a later
+/// open succeeds.
 pub fn reopen(fd: impl std::os::fd::AsFd, writable: bool) -> io::Result<std::os::fd::OwnedFd> {
     use rustix::fs::{Mode, OFlags};
     use std::os::fd::AsRawFd;
     let mode = if writable { OFlags::RDWR } else { OFlags::RDONLY };
-    Ok(rustix::fs::open(
+    let new = rustix::fs::open(
         format!("/proc/self/fd/{}", fd.as_fd().as_raw_fd()).as_str(),
-        mode | OFlags::CLOEXEC,
+        mode | OFlags::CLOEXEC | OFlags::NONBLOCK,
         Mode::empty(),
-    )?)
+    )
+    .map_err(|e| {
+        if e == rustix::io::Errno::WOULDBLOCK {
+            io::Error::new(
+                io::ErrorKind::WouldBlock,
+                "another process holds a lease on the file (F_SETLEASE); try again",
+            )
+        } else {
+            e.into()
+        }
+    })?;
+    let flags = rustix::fs::fcntl_getfl(&new)?;
+    rustix::fs::fcntl_setfl(&new, flags - OFlags::NONBLOCK)?;
+    Ok(new)
 }
 
 /// Opens a path for reading or reading and writing, close-on-exec, without following a final

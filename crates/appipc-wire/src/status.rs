@@ -257,6 +257,9 @@ windows_enum!(
         /// `ERROR_INVALID_HANDLE`: not a handle of this session, or the name holds another
         /// object type.
         InvalidHandle = 6,
+        /// `ERROR_SHARING_VIOLATION`: the file behind a mapping is in use in a way that
+        /// keeps it from being opened now (its owner holds a lease on it); try again.
+        SharingViolation = 32,
         /// `ERROR_INVALID_PARAMETER`.
         InvalidParameter = 87,
         /// `ERROR_SEM_TIMEOUT`: `WaitNamedPipe` timed out.

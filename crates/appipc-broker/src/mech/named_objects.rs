@@ -284,8 +284,16 @@ impl NamedObjects {
         let who = cx.caller;
         cx.session.ensure_open()?;
         let obj = st.objects.get_mut(&key).expect("caller checked");
-        let (fd, kind) = handle_fd(obj, granted)
-            .map_err(|e| InternalError::io("opening a handle to a named object", e))?;
+        let (fd, kind) = handle_fd(obj, granted).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::WouldBlock {
+                NamedObjectError::win32(
+                    Win32Error::SharingViolation,
+                    format!("the file behind this mapping cannot be opened now: {e}"),
+                )
+            } else {
+                InternalError::io("opening a handle to a named object", e).into()
+            }
+        })?;
         obj.handles += 1;
         let out = NamedObjectHandle {
             handle: self.next_handle.fetch_add(1, Ordering::Relaxed) + 1,
