@@ -229,6 +229,28 @@ pub fn shutdown(sock: impl AsFd) -> io::Result<()> {
     Ok(net::shutdown(sock, net::Shutdown::Both)?)
 }
 
+/// Reads what a stream socket holds now into `buf`, without waiting: `Ok(None)` if nothing is
+/// there yet, `Ok(Some(0))` at the end of the stream. With `peek`, the bytes stay queued.
+pub fn recv_now(sock: impl AsFd, buf: &mut [u8], peek: bool) -> io::Result<Option<usize>> {
+    let mut flags = RecvFlags::DONTWAIT;
+    if peek {
+        flags |= RecvFlags::PEEK;
+    }
+    loop {
+        match net::recv(&sock, &mut *buf, flags) {
+            Ok((_, n)) => return Ok(Some(n.min(buf.len()))),
+            Err(rustix::io::Errno::AGAIN) => return Ok(None),
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Bytes queued for reading on a socket (`FIONREAD`).
+pub fn queued_bytes(sock: impl AsFd) -> io::Result<u64> {
+    Ok(rustix::io::ioctl_fionread(sock)?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
