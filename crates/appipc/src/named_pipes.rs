@@ -194,11 +194,14 @@ impl Reader {
             (self.start, self.end) = (0, 0);
         }
         if self.buf.len() - self.end < READ_AHEAD / 4 {
-            self.buf.copy_within(self.start..self.end, 0);
-            self.end -= self.start;
-            self.start = 0;
-            let want = (self.end + READ_AHEAD).max(self.buf.len());
-            self.buf.resize(want, 0);
+            if self.start > 0 {
+                self.buf.copy_within(self.start..self.end, 0);
+                self.end -= self.start;
+                self.start = 0;
+            }
+            if self.buf.len() - self.end < READ_AHEAD / 4 {
+                self.buf.resize(self.end + READ_AHEAD, 0);
+            }
         }
         let dst = &mut self.buf[self.end..];
         let n = if wait {
@@ -706,7 +709,9 @@ pub struct NamedPipeServer {
     current: Mutex<Option<OwnedFd>>,
 }
 
-/// A connected client, as the server sees it.
+/// A connected client, as the server sees it. As on Windows, where the server's handle is the
+/// connection, the connection lasts until [`NamedPipeServer::disconnect`] or the
+/// [`NamedPipeServer`] is dropped (or the client closes), not until this is dropped.
 #[derive(Debug)]
 pub struct ServerConnection {
     /// The data (read and write as the direction allows).

@@ -48,7 +48,7 @@ fn read_message(s: &PipeStream, buf: usize) -> appipc::Result<(Vec<u8>, usize, u
     }
 }
 
-fn arg<'a>(args: &'a [String], i: usize) -> &'a str {
+fn arg(args: &[String], i: usize) -> &str {
     args.get(i).map(String::as_str).unwrap_or_else(|| {
         eprintln!("pipe-probe: missing argument {i}");
         std::process::exit(2)
