@@ -256,6 +256,22 @@ mod tests {
     use super::*;
 
     #[test]
+    fn recv_now_peeks_takes_and_never_waits() {
+        let (a, b) = stream_pair().unwrap();
+        let mut buf = [0u8; 8];
+        assert_eq!(recv_now(&b, &mut buf, false).unwrap(), None, "nothing there: no wait");
+        rustix::io::write(&a, b"abc").unwrap();
+        assert_eq!(queued_bytes(&b).unwrap(), 3);
+        assert_eq!(recv_now(&b, &mut buf, true).unwrap(), Some(3));
+        assert_eq!(queued_bytes(&b).unwrap(), 3, "a peek takes nothing");
+        assert_eq!(recv_now(&b, &mut buf[..2], false).unwrap(), Some(2));
+        assert_eq!(queued_bytes(&b).unwrap(), 1);
+        drop(a);
+        assert_eq!(recv_now(&b, &mut buf, false).unwrap(), Some(1));
+        assert_eq!(recv_now(&b, &mut buf, false).unwrap(), Some(0), "the end of the stream");
+    }
+
+    #[test]
     fn a_closed_peer_is_seen_with_its_messages_still_queued() {
         let (a, b) = seqpacket_pair().unwrap();
         send(&a, b"queued", &[], Blocking::Yes).unwrap();

@@ -908,3 +908,88 @@ pub fn anonymous_pipe() -> Result<(std::fs::File, std::fs::File)> {
         appipc_sys::fs::pipe().map_err(|source| Error::Io { what: "creating a pipe", source })?;
     Ok((std::fs::File::from(r), std::fs::File::from(w)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two ends of a message-type pipe, without a broker; `raw` writes the wire bytes itself.
+    fn pair(read_mode: PipeReadMode) -> (PipeStream, UnixStream) {
+        let (a, b) = UnixStream::pair().unwrap();
+        (PipeStream::new(a.into(), true, read_mode, (true, true), (1, 2)), b)
+    }
+
+    fn frame(msg: &[u8]) -> Vec<u8> {
+        let mut f = (msg.len() as u32).to_le_bytes().to_vec();
+        f.extend_from_slice(msg);
+        f
+    }
+
+    #[test]
+    fn a_message_split_anywhere_on_the_stream_reads_whole_and_in_parts() {
+        let (p, mut raw) = pair(PipeReadMode::Message);
+        let wire = [frame(b"hello"), frame(b""), frame(b"world!")].concat();
+        // The length itself arrives in two pieces, then the rest byte by byte.
+        raw.write_all(&wire[..2]).unwrap();
+        let writer = std::thread::spawn(move || {
+            for b in &wire[2..] {
+                raw.write_all(std::slice::from_ref(b)).unwrap();
+            }
+            raw
+        });
+        let mut buf = [0u8; 3];
+        assert_eq!(p.read_file(&mut buf).unwrap(), PipeRead { bytes_read: 3, more_data: true });
+        assert_eq!(&buf, b"hel");
+        assert_eq!(p.read_file(&mut buf).unwrap(), PipeRead { bytes_read: 2, more_data: false });
+        assert_eq!(&buf[..2], b"lo");
+        assert_eq!(p.read_file(&mut buf).unwrap(), PipeRead { bytes_read: 0, more_data: false });
+        let mut big = [0u8; 16];
+        assert_eq!(p.read_file(&mut big).unwrap(), PipeRead { bytes_read: 6, more_data: false });
+        drop(writer.join().unwrap());
+        let e = p.read_file(&mut big).unwrap_err();
+        assert!(matches!(e, Error::NamedObject { code: ERROR_BROKEN_PIPE, .. }), "{e}");
+    }
+
+    #[test]
+    fn byte_read_mode_crosses_boundaries_and_a_torn_message_is_a_broken_pipe() {
+        let (p, mut raw) = pair(PipeReadMode::Byte);
+        raw.write_all(&[frame(b"ab"), frame(b""), frame(b"cd")].concat()).unwrap();
+        let mut buf = [0u8; 16];
+        let r = p.read_file(&mut buf).unwrap();
+        assert_eq!(&buf[..r.bytes_read], b"abcd");
+        // The writer dies inside a message: what came is read, then the pipe is broken.
+        raw.write_all(&frame(b"torn message")[..8]).unwrap();
+        drop(raw);
+        let r = p.read_file(&mut buf).unwrap();
+        assert_eq!(&buf[..r.bytes_read], b"torn");
+        let e = p.read_file(&mut buf).unwrap_err();
+        assert!(matches!(e, Error::NamedObject { code: ERROR_BROKEN_PIPE, .. }), "{e}");
+    }
+
+    #[test]
+    fn writes_are_framed_and_peek_takes_nothing() {
+        let (p, mut raw) = pair(PipeReadMode::Message);
+        p.write_file(b"xyz").unwrap();
+        p.write_file(b"").unwrap();
+        let mut got = [0u8; 11];
+        raw.read_exact(&mut got).unwrap();
+        assert_eq!(&got[..], &[frame(b"xyz"), frame(b"")].concat()[..]);
+        raw.write_all(&[frame(b"12345"), frame(b"678")].concat()).unwrap();
+        let mut two = [0u8; 2];
+        let seen = p.peek(&mut two).unwrap();
+        assert_eq!(
+            seen,
+            PipePeek { bytes_read: 2, total_bytes_avail: 8, bytes_left_this_message: 3 }
+        );
+        let mut buf = [0u8; 16];
+        assert_eq!(p.read_file(&mut buf).unwrap().bytes_read, 5);
+        // Part of a message read: peek sees what is left of it.
+        assert_eq!(p.read_file(&mut two).unwrap(), PipeRead { bytes_read: 2, more_data: true });
+        let seen = p.peek(&mut buf).unwrap();
+        assert_eq!(
+            seen,
+            PipePeek { bytes_read: 1, total_bytes_avail: 1, bytes_left_this_message: 0 }
+        );
+        assert_eq!(&buf[..1], b"8");
+    }
+}
