@@ -130,25 +130,67 @@ fn failed(code: Win32Error, message: impl Into<String>) -> NamedObjectError {
     NamedObjectError::win32(code, message)
 }
 
+/// Whether one more instance of the existing pipe `p` may be created as `c` asks (with the
+/// default time-out `default_timeout_ms`, 0 already replaced).
+fn may_join(
+    cx: &Cx<'_>,
+    n: &model::ObjectName,
+    p: &Pipe,
+    c: &wire::CreateInstance,
+    default_timeout_ms: u32,
+) -> Result<()> {
+    let name = &c.name;
+    if c.first_instance {
+        // `FILE_FLAG_FIRST_PIPE_INSTANCE`: "creation of the next instance fails with
+        // ERROR_ACCESS_DENIED" (`CreateNamedPipe`).
+        return Err(failed(
+            Win32Error::AccessDenied,
+            format!("{name:?} exists and FILE_FLAG_FIRST_PIPE_INSTANCE was given"),
+        ));
+    }
+    cx.enforce(Operation::OpenNamedObject {
+        name: n,
+        ty: ObjectType::Pipe,
+        sd: &p.sd,
+        desired: FILE_CREATE_PIPE_INSTANCE,
+    })?;
+    // "All instances of a named pipe must specify the same pipe type (byte-type or
+    // message-type), pipe access (duplex, inbound, or outbound), instance count, and time-out
+    // value. If different values are used, this function fails and GetLastError returns
+    // ERROR_ACCESS_DENIED" (`CreateNamedPipe`).
+    if p.message_mode != c.message_mode
+        || p.max_instances != c.max_instances
+        || p.direction != c.direction
+        || p.default_timeout_ms != default_timeout_ms
+    {
+        return Err(failed(
+            Win32Error::AccessDenied,
+            format!(
+                "{name:?} exists with another type, direction, instance limit or default \
+                 time-out"
+            ),
+        ));
+    }
+    if p.max_instances != 255 && p.instances.len() >= usize::from(p.max_instances) {
+        return Err(failed(
+            Win32Error::PipeBusy,
+            format!("{name:?} already has its {} instance(s)", p.max_instances),
+        ));
+    }
+    Ok(())
+}
+
 impl Pipes {
     /// `CreateNamedPipe` (one instance).
     fn create_instance(&self, cx: &Cx<'_>, c: wire::CreateInstance) -> Result<u64> {
         let who = cx.caller;
-        let wire::CreateInstance {
-            name,
-            message_mode,
-            direction,
-            max_instances,
-            sddl,
-            default_timeout_ms,
-            first_instance,
-        } = c;
         let default_timeout_ms =
-            if default_timeout_ms == 0 { DEFAULT_WAIT_MS } else { default_timeout_ms };
-        if max_instances == 0 {
+            if c.default_timeout_ms == 0 { DEFAULT_WAIT_MS } else { c.default_timeout_ms };
+        let name = &c.name;
+        if c.max_instances == 0 {
             return Err(NamedObjectError::parameter("a pipe needs at least one instance"));
         }
-        let n = model::resolve(&who.principal, &name, NameKind::Pipe)?;
+        let n = model::resolve(&who.principal, name, NameKind::Pipe)?;
         let key = (n.namespace.clone(), n.key.clone());
         let limits = &cx.shared.config.limits;
         let mut pipes = self.pipes.lock().expect("pipes poisoned");
@@ -192,45 +234,13 @@ impl Pipes {
         };
         match pipes.get_mut(&key) {
             Some(p) => {
-                if first_instance {
-                    // `FILE_FLAG_FIRST_PIPE_INSTANCE`: "creation of the next instance fails
-                    // with ERROR_ACCESS_DENIED" (`CreateNamedPipe`).
-                    return Err(failed(
-                        Win32Error::AccessDenied,
-                        format!("{name:?} exists and FILE_FLAG_FIRST_PIPE_INSTANCE was given"),
-                    ));
-                }
-                cx.enforce(Operation::OpenNamedObject {
-                    name: &n,
-                    ty: ObjectType::Pipe,
-                    sd: &p.sd,
-                    desired: FILE_CREATE_PIPE_INSTANCE,
-                })?;
-                if p.message_mode != message_mode
-                    || p.max_instances != max_instances
-                    || p.direction != direction
-                    || p.default_timeout_ms != default_timeout_ms
-                {
-                    return Err(failed(
-                        Win32Error::AccessDenied,
-                        format!(
-                            "{name:?} exists with another type, direction, instance limit or \
-                             default time-out"
-                        ),
-                    ));
-                }
-                if p.max_instances != 255 && p.instances.len() >= usize::from(p.max_instances) {
-                    return Err(failed(
-                        Win32Error::PipeBusy,
-                        format!("{name:?} already has its {} instance(s)", p.max_instances),
-                    ));
-                }
+                may_join(cx, &n, p, &c, default_timeout_ms)?;
                 p.instances.push(instance);
                 self.count(who.session_id, true);
             }
             None => {
                 cx.enforce(Operation::CreateNamedObject { name: &n, ty: ObjectType::Pipe })?;
-                let made = model::descriptor_for_new_object(&who.principal, sddl.as_deref())?;
+                let made = model::descriptor_for_new_object(&who.principal, c.sddl.as_deref())?;
                 for note in &made.notes {
                     tracing::info!(pipe = %n.display, by = %who.describe(), "security descriptor: {note}");
                 }
@@ -241,9 +251,9 @@ impl Pipes {
                     Pipe {
                         display: n.display,
                         sd,
-                        message_mode,
-                        direction,
-                        max_instances,
+                        message_mode: c.message_mode,
+                        direction: c.direction,
+                        max_instances: c.max_instances,
                         default_timeout_ms,
                         instances: vec![instance],
                     },

@@ -31,7 +31,8 @@ super::mechanism! {
             /// `FILE_FLAG_FIRST_PIPE_INSTANCE`: fail (5) if the pipe exists.
             6 first_instance: bool,
         } fds(0) -> u64, reply fds "0";
-        /// `DisconnectNamedPipe`: the instance may take the next client.
+        /// `DisconnectNamedPipe`: the instance may take the next client (the server's SDK
+        /// has shut the connection down, cutting the client off).
         1 Disconnect {
             /// The instance.
             0 instance: u64,
