@@ -15,6 +15,7 @@
 //!     Some(ActivatedEventArgs::Launch(_)) => println!("launched: show the window"),
 //!     Some(ActivatedEventArgs::Background(b)) => println!("started for {:?}", b.app_service),
 //!     Some(ActivatedEventArgs::BackgroundTask(t)) => println!("task host of {}", t.app_service),
+//!     Some(other) => println!("{other:?}"),
 //!     None => println!("not started by the broker (unpackaged)"),
 //! }
 //! ```

@@ -12,6 +12,15 @@
 //! `send_response` gives `Failure`); delivery is not guaranteed and the status says what
 //! happened; handlers may run concurrently.
 //!
+//! Lifetimes kept from Windows: each connection a provider accepts is a background task
+//! ([`BackgroundTaskInstance`], from [`AppServiceTriggerDetails::task_instance`]) that stays
+//! while a [`BackgroundTaskDeferral`] is outstanding and ends, closing its connection, when the
+//! last one completes; the client then sees `ServiceClosed(Completed)`. A client that closes its
+//! connection cancels that task (`Abort`); the broker cancels it with the host (`IdleTask`,
+//! `ServicingUpdate`, `Uninstall`, `Terminating`), and the client then sees `Canceled`; a
+//! provider that crashes gives `Unknown`. The caller's [`User`] is attested by the broker.
+//! `docs/windows-differences.md` lists where this differs from Windows.
+//!
 //! ```no_run
 //! # async fn demo(session: &appipc::Session) {
 //! use appipc::app_service::{AppServiceConnection, AppServiceConnectionStatus};
@@ -900,7 +909,30 @@ impl AppServiceTriggerDetails {
 }
 
 /// A provider of one app service in this process (the Linux form of `OnBackgroundActivated` /
-/// `IBackgroundTask.Run` for app services).
+/// `IBackgroundTask.Run` for app services): every [`accept`](Self::accept)ed connection is one
+/// background task, as every activation is on Windows.
+///
+/// ```no_run
+/// # async fn demo(session: &appipc::Session) -> appipc::Result<()> {
+/// use appipc::app_service::AppServiceProvider;
+/// let mut provider = AppServiceProvider::register(session, "com.contoso.echo").await?;
+/// while let Some(details) = provider.accept().await {
+///     tokio::spawn(async move {
+///         // As Windows' sample: a deferral keeps the task; complete it when canceled.
+///         let task = details.task_instance();
+///         let deferral = task.get_deferral();
+///         let conn = details.into_connection();
+///         conn.on_request_received(|args| {
+///             let reply = args.request.message().clone();
+///             args.request.send_response(reply);
+///         });
+///         let reason = task.canceled().await;
+///         eprintln!("canceled: {reason}");
+///         deferral.complete();
+///     });
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Debug)]
 pub struct AppServiceProvider {
     session: Session,
