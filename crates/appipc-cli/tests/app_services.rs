@@ -441,7 +441,12 @@ fn the_callers_user_is_attested_and_another_user_is_refused() {
         let mut other = AppServiceConnection::new(&provider, ECHO);
         other.user = Some(User { uid: me.uid.wrapping_add(1), name: None });
         assert_eq!(other.open(&session).await, AppServiceConnectionStatus::NotAuthorized);
-        assert!(b.log().contains("an app service connection for another user"), "{}", b.log());
+        // Decided by the policy, so it is in the decision log `appipc why` reads.
+        let asked = format!("as user {}", me.uid.wrapping_add(1));
+        let out = b.cli().args(["why"]).output().unwrap();
+        let why = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{why}");
+        assert!(why.contains("REFUSED app_service.open") && why.contains(&asked), "{why}");
     });
 }
 

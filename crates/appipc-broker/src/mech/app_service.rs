@@ -219,22 +219,10 @@ impl AppServices {
                 key: key.clone(),
             },
         };
-        cx.enforce(Operation::OpenAppService { provider: family, service: name, target })?;
+        cx.enforce(Operation::OpenAppService { provider: family, service: name, target, user })?;
         let (Some(pkg), Some((app, service, _))) = (&pkg, found) else {
             unreachable!("the policy allows only a declared service")
         };
-        if let Some(uid) = user
-            && uid != caller.uid
-        {
-            tracing::warn!(caller = %caller.describe(), asked = uid, uid = caller.uid,
-                "refused: an app service connection for another user");
-            return Err(AppServiceError::NotAuthorized(format!(
-                "{} may not connect to {name} as user {uid}: it runs as user {} (this broker \
-                 serves only its own user)",
-                caller.describe(),
-                caller.uid
-            )));
-        }
         let pfn = &pkg.family_name;
         let open_here =
             self.lock().connections.values().filter(|(_, _, s)| *s == caller.session_id).count();
