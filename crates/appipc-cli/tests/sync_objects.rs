@@ -19,9 +19,9 @@
 use std::process::{Child, Command, Stdio};
 
 use appipc::named_objects::{
-    EVENT_MODIFY_STATE, Event, GENERIC_ALL, INFINITE, MAXIMUM_WAIT_OBJECTS, Mutex,
-    SEMAPHORE_MODIFY_STATE, SYNCHRONIZE, Semaphore, TIMER_MODIFY_STATE, WAIT_TIMEOUT, WaitHandle,
-    WaitResult, WaitableTimer, wait_for_multiple_objects,
+    EVENT_MODIFY_STATE, Event, GENERIC_ALL, INFINITE, MAXIMUM_WAIT_OBJECTS, MUTEX_MODIFY_STATE,
+    Mutex, SEMAPHORE_MODIFY_STATE, SYNCHRONIZE, Semaphore, TIMER_MODIFY_STATE, WAIT_TIMEOUT,
+    WaitHandle, WaitResult, WaitableTimer, wait_for_multiple_objects,
 };
 use appipc_testkit::{TestBroker, assemble_manifest, bin_dir, unique};
 
@@ -255,18 +255,24 @@ fn a_second_create_mutex_is_183_so_a_second_instance_knows_it_is_one() {
     let mutex = r"Local\SingleInstance";
     let done = r"Local\done";
     // The first instance creates the mutex owning it, and waits until told to go.
-    let first = spawn_probe(
+    let mut first = spawn_probe(
         &b,
         &app,
         &["mutex-create", mutex, "1", "event-create", done, "event-wait", done, "INFINITE"],
     );
     let path = format!(r"{}\done", appipc_model::named_objects::named_object_path(&app));
     rt.block_on(async {
-        // Until the first instance's event is there (it is created after the mutex).
+        // Until the first instance's event is there (it is created after the mutex); if the
+        // first instance ends before, say what it printed.
         loop {
             let listed = appipc::named_objects::list(&s).await.unwrap();
             if listed.iter().any(|o| o.name == "done") {
                 break;
+            }
+            if first.try_wait().unwrap().is_some() {
+                let mut out = String::new();
+                std::io::Read::read_to_string(first.stdout.as_mut().unwrap(), &mut out).unwrap();
+                panic!("the first instance ended before creating its event:\n{out}");
             }
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
@@ -432,5 +438,7 @@ fn waits_time_out_with_258_and_wait_for_multiple_objects_waits_for_any_or_all() 
         // A handle without SYNCHRONIZE: 5.
         let set_only = Event::open(&s, &format!("a{id}"), EVENT_MODIFY_STATE).await.unwrap();
         assert_eq!(code(set_only.wait_timeout(0).await), 5);
+        let no_wait = Mutex::open(&s, &format!("m{id}"), MUTEX_MODIFY_STATE).await.unwrap();
+        assert_eq!(code(no_wait.wait(0).await), 5);
     });
 }
