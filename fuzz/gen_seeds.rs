@@ -80,6 +80,7 @@ fn requests() -> Vec<(&'static str, appipc_wire::protocol::Request)> {
             app_service::Open {
                 package_family_name: s(PFN),
                 app_service_name: s("com.contoso.echo"),
+                user: Some(1000),
             }
             .into(),
         ),
@@ -275,6 +276,8 @@ fn events() -> Vec<(&'static str, appipc_wire::protocol::Event)> {
                 caller_trust: TrustLevel::AppContainer,
                 caller_pid: 5,
                 max_message_size: 1 << 24,
+                caller_uid: Some(1000),
+                caller_user_name: Some("alice".into()),
             }
             .into(),
         ),

@@ -211,6 +211,10 @@ pub enum AppServiceError {
     /// it).
     #[error("{0}")]
     Quota(String),
+    /// The caller asked to connect as a user other than its own (`AppServiceConnection.User`;
+    /// `NotAuthorized`).
+    #[error("{0}")]
+    NotAuthorized(String),
     /// Inside the broker (`Unknown`).
     #[error(transparent)]
     Internal(#[from] InternalError),
@@ -222,6 +226,7 @@ impl Coded for AppServiceError {
             AppServiceError::Denied(d) => d.kind(),
             AppServiceError::Unavailable(_) => ErrorKind::LaunchFailed,
             AppServiceError::Quota(_) => ErrorKind::QuotaExceeded,
+            AppServiceError::NotAuthorized(_) => ErrorKind::AccessDenied,
             AppServiceError::Internal(_) => ErrorKind::Internal,
         }
     }
@@ -231,6 +236,9 @@ impl Coded for AppServiceError {
             AppServiceError::Denied(d) => d.code(),
             AppServiceError::Unavailable(_) => {
                 WindowsCode::Status(AppServiceConnectionStatus::AppUnavailable.value())
+            }
+            AppServiceError::NotAuthorized(_) => {
+                WindowsCode::Status(AppServiceConnectionStatus::NotAuthorized.value())
             }
             AppServiceError::Internal(_) | AppServiceError::Quota(_) => {
                 WindowsCode::Status(AppServiceConnectionStatus::Unknown.value())
