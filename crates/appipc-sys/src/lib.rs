@@ -54,3 +54,4 @@ pub mod seccomp;
 pub mod seccomp_notify;
 pub mod socket;
 pub mod systemd;
+pub mod timer;
