@@ -198,7 +198,10 @@ fn requests() -> Vec<(&'static str, appipc_wire::protocol::Request)> {
             }
             .into(),
         ),
-        ("no-release-mutex", named_objects::Signal { handle: 3, op: SignalOp::ReleaseMutex }.into()),
+        (
+            "no-release-mutex",
+            named_objects::Signal { handle: 3, op: SignalOp::ReleaseMutex }.into(),
+        ),
         (
             "no-set-timer",
             named_objects::Signal {
