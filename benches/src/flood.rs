@@ -176,18 +176,19 @@ fn probe(socket_path: std::path::PathBuf, phase: Arc<AtomicU8>) -> ProbeResult {
         };
         id += 1;
         let t = Instant::now();
-        let ok = socket::send(s, &Frame::request(id, broker::Ping {}).to_cbor(), &[], Blocking::Yes)
-            .is_ok()
-            && loop {
-                match socket::recv_into(s, &mut buf, Blocking::Yes) {
-                    Ok(Some(r)) => match Frame::from_cbor(&buf[..r.len]) {
-                        Ok(f) if f.id == id && f.reply.is_some() => break true,
-                        Ok(_) => continue,
-                        Err(_) => break false,
-                    },
-                    _ => break false,
-                }
-            };
+        let ok =
+            socket::send(s, &Frame::request(id, broker::Ping {}).to_cbor(), &[], Blocking::Yes)
+                .is_ok()
+                && loop {
+                    match socket::recv_into(s, &mut buf, Blocking::Yes) {
+                        Ok(Some(r)) => match Frame::from_cbor(&buf[..r.len]) {
+                            Ok(f) if f.id == id && f.reply.is_some() => break true,
+                            Ok(_) => continue,
+                            Err(_) => break false,
+                        },
+                        _ => break false,
+                    }
+                };
         let d = t.elapsed();
         if ok {
             out.by_phase[usize::from(p)].push(d);
@@ -382,7 +383,8 @@ fn scenario(o: &Options, kind: Kind, n: usize, run: usize) -> Result<Outcome> {
             std::thread::sleep(Duration::from_millis(10));
         }
     }
-    let connected = active.as_ref().map_or(held.len(), |a| a.connected.load(Ordering::SeqCst) as usize);
+    let connected =
+        active.as_ref().map_or(held.len(), |a| a.connected.load(Ordering::SeqCst) as usize);
     let cpu0 = cpu_seconds(pid);
     let replies0 = active.as_ref().map(|a| a.replies.load(Ordering::SeqCst));
     let t0 = Instant::now();
@@ -484,7 +486,9 @@ pub(crate) fn flood(args: &[String]) -> Result<()> {
     let nofile = appipc_sys::process::raise_open_file_limit()?;
     let need = o.clients.iter().copied().max().unwrap_or(0) + 256;
     if (nofile as usize) < need {
-        eprintln!("RLIMIT_NOFILE is {nofile}, below the {need} this run needs: raise the hard limit");
+        eprintln!(
+            "RLIMIT_NOFILE is {nofile}, below the {need} this run needs: raise the hard limit"
+        );
     }
     let cap = o.connections.map_or("1024 (default)".to_owned(), |c| c.to_string());
     eprintln!(

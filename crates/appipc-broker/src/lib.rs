@@ -334,7 +334,7 @@ impl Broker {
                     appipc_sys::env::open_file_limit(),
                     config.limits.fd_reserve,
                 ),
-                sessions: sessions::Sessions::default(),
+                sessions: sessions::Sessions::new(config.limits.queued_reply_bytes_total),
                 log_limiter: limits::LogLimiter::default(),
                 publisher_cache_lock: std::sync::Mutex::new(()),
                 config,
@@ -376,6 +376,7 @@ impl Broker {
         recovery::resume(&shared, found);
         tokio::pin!(shutdown);
         spawn_housekeeping(&shared);
+        spawn_trimmer(&shared);
         // One fd kept aside: when the process is out of fds, it is given up to accept (and
         // close) the connection that waits, instead of spinning on EMFILE.
         let mut spare = appipc_sys::fs::open_file(std::path::Path::new("/dev/null"), false).ok();
@@ -452,6 +453,41 @@ impl Broker {
         }
         tracing::info!("broker stopped");
     }
+}
+
+/// Once a flood has subsided (many sessions gone, or many queued bytes sent or dropped),
+/// the allocator's free memory is given back to the kernel (`malloc_trim`, off the runtime's
+/// threads), so that the broker's RSS returns near where it was before.
+fn spawn_trimmer(shared: &Arc<Shared>) {
+    const SESSIONS_GONE: usize = 64;
+    const BYTES_GONE: usize = 4 << 20;
+    let shared = shared.clone();
+    tokio::spawn(async move {
+        let (mut high_sessions, mut high_bytes) = (0usize, 0usize);
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+                () = shared.stopping.cancelled() => return,
+            }
+            let (sessions, bytes) = (shared.sessions.len(), shared.sessions.queued_bytes());
+            high_sessions = high_sessions.max(sessions);
+            high_bytes = high_bytes.max(bytes);
+            let subsided = (high_sessions - sessions >= SESSIONS_GONE
+                && sessions <= high_sessions / 2)
+                || (high_bytes - bytes >= BYTES_GONE && bytes <= high_bytes / 4);
+            if subsided {
+                (high_sessions, high_bytes) = (sessions, bytes);
+                let released =
+                    tokio::task::spawn_blocking(appipc_sys::malloc::trim).await.unwrap_or(false);
+                tracing::debug!(
+                    sessions,
+                    queued_bytes = bytes,
+                    released,
+                    "flood subsided: malloc_trim"
+                );
+            }
+        }
+    });
 }
 
 /// Now and then: public sessions idle with nothing open are closed, and app logs grown past

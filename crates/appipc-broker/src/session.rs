@@ -12,9 +12,10 @@
 //!   reads no more of its requests until one finishes;
 //! * everything sent to a session (replies and events) goes through its
 //!   [`Outbox`](crate::outbox::Outbox), written by
-//!   a task of its own; once `queued-reply-bytes` are waiting for a peer that does not read,
-//!   the broker reads no more of its requests and refuses events for it, and closes it if the
-//!   queue stays full for `non-reader-grace-ms`;
+//!   a task of its own; once `queued-reply-bytes` are waiting for a peer that does not read
+//!   (or it has anything waiting while all sessions together have `queued-reply-bytes-total`),
+//!   the broker reads no more of its requests and refuses events for it, and closes it if it
+//!   stays held back for `non-reader-grace-ms`;
 //! * requests still queued in the socket of a peer that has gone are not run;
 //! * at most `connections` sessions of unpackaged processes (public connections and the
 //!   sessions opened over them) and `sessions-per-package` sessions of one package; an
@@ -23,6 +24,7 @@
 //!
 //! The broker says why it closes a session (`broker.Closing`) before it does.
 
+use std::future::Future;
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -44,6 +46,11 @@ use crate::sessions::SessionEntry;
 
 /// Why a session stops being served when the broker stops (it lives on in the keeper).
 const STOPPING: &str = "broker stopping";
+
+/// Requests a session's reader starts in a row before it lets the other sessions' tasks run:
+/// a client that pipelines many requests shares the worker threads in turns instead of
+/// holding one until its socket is empty.
+const TURN: usize = 16;
 
 /// Admits and serves a session; a refused one is told why and closed.
 pub(crate) async fn start(shared: Arc<Shared>, sock: OwnedFd, caller: Caller) {
@@ -89,11 +96,10 @@ async fn serve(
     // earlier requests instead of growing the broker without bound.
     let in_flight = Arc::new(tokio::sync::Semaphore::new(limits.requests_in_flight.max(1)));
     tracing::debug!(session = caller.session_id, caller = %caller.describe(), "session opened");
+    let mut turn = 0;
     let reason = loop {
         // A peer that does not read its replies is not read from either.
-        if outbox.queued() >= limits.queued_reply_bytes
-            && tokio::time::timeout(grace, outbox.room()).await.is_err()
-        {
+        if outbox.held_back() && tokio::time::timeout(grace, outbox.room()).await.is_err() {
             break format!(
                 "the peer does not read its replies ({} bytes waited {} ms)",
                 outbox.queued(),
@@ -129,7 +135,12 @@ async fn serve(
         let Ok(permit) = in_flight.clone().acquire_owned().await else {
             break "request limiter closed".to_owned();
         };
-        run(&shared, &entry, permit, id, request, fds);
+        run(&shared, &entry, permit, id, request, fds).await;
+        turn += 1;
+        if turn == TURN {
+            turn = 0;
+            tokio::task::yield_now().await;
+        }
     };
     // Requests still running finish (a little while) so that their replies go out first.
     let all = u32::try_from(limits.requests_in_flight.max(1)).unwrap_or(u32::MAX);
@@ -211,8 +222,11 @@ fn request_of(packet: Packet) -> Result<(u64, Request, Vec<OwnedFd>), String> {
     Ok((id, request, packet.fds))
 }
 
-/// Runs one request as a task of its own; its reply goes to the session's outbox.
-fn run(
+/// Runs one request; its reply goes to the session's outbox. The request starts at once, on
+/// the reader's turn: most requests finish without waiting (their reply is queued before the
+/// next request is read, so that the queue's limits hold exactly, and no task is spawned);
+/// one that has to wait goes on as a task of its own.
+async fn run(
     shared: &Arc<Shared>,
     entry: &Arc<SessionEntry>,
     permit: tokio::sync::OwnedSemaphorePermit,
@@ -223,7 +237,7 @@ fn run(
     let shared = shared.clone();
     let entry = entry.clone();
     entry.in_flight.fetch_add(1, Ordering::SeqCst);
-    tokio::spawn(async move {
+    let mut task = Box::pin(async move {
         let _permit = permit;
         let name = request.name();
         let cx = Cx { shared: &shared, caller: &entry.caller, session: &entry, fds };
@@ -238,4 +252,21 @@ fn run(
         entry.in_flight.fetch_sub(1, Ordering::SeqCst);
         entry.touch(shared.sessions.now());
     });
+    // The first poll, with the reader's waker: a future that waits registers it, and registers
+    // its own task's waker when that task polls it again (a spurious wake of the reader at
+    // most). A panic ends the request unanswered, as it would end its task, not the session.
+    let first = std::future::poll_fn(|cx| {
+        let polled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            task.as_mut().poll(cx).is_ready()
+        }));
+        std::task::Poll::Ready(polled)
+    })
+    .await;
+    match first {
+        Ok(true) => {}
+        Ok(false) => {
+            tokio::spawn(task);
+        }
+        Err(_) => tracing::error!(request = id, "a request's handler panicked"),
+    }
 }
