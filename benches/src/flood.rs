@@ -366,7 +366,7 @@ fn scenario(o: &Options, kind: Kind, n: usize, run: usize) -> Result<Outcome> {
                     }
                 }
                 held.push(c);
-                if held.len() % 50 == 0 {
+                if held.len().is_multiple_of(50) {
                     sample(&mut peak, &mut fds_peak);
                 }
             }

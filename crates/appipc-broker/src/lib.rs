@@ -76,6 +76,9 @@ use crate::repository::Repository;
 /// (`APPIPC_SESSION_FD`).
 pub const SESSION_FD: u32 = 3;
 
+/// The async runtime's worker threads in `appipcd` (and as many turns for pipelining sessions).
+const WORKER_THREADS: usize = 2;
+
 /// A one-way "stop now" signal shared by all tasks.
 #[derive(Debug)]
 pub(crate) struct Stopping {
@@ -90,6 +93,11 @@ impl Stopping {
     /// Asks everything to stop.
     pub(crate) fn cancel(&self) {
         self.tx.send_replace(true);
+    }
+
+    /// Whether [`Stopping::cancel`] was called.
+    pub(crate) fn is_cancelled(&self) -> bool {
+        *self.tx.borrow()
     }
 
     /// Resolves once [`Stopping::cancel`] was called.
@@ -334,7 +342,10 @@ impl Broker {
                     appipc_sys::env::open_file_limit(),
                     config.limits.fd_reserve,
                 ),
-                sessions: sessions::Sessions::new(config.limits.queued_reply_bytes_total),
+                sessions: sessions::Sessions::new(
+                    config.limits.queued_reply_bytes_total,
+                    WORKER_THREADS,
+                ),
                 log_limiter: limits::LogLimiter::default(),
                 publisher_cache_lock: std::sync::Mutex::new(()),
                 config,
@@ -534,7 +545,7 @@ pub fn run_daemon() -> Result<()> {
     };
     let socket = broker.paths().socket();
     let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(WORKER_THREADS)
         .enable_all()
         .build()
         .map_err(|e| BrokerError::io("starting the runtime", e))?;

@@ -47,9 +47,11 @@ use crate::sessions::SessionEntry;
 /// Why a session stops being served when the broker stops (it lives on in the keeper).
 const STOPPING: &str = "broker stopping";
 
-/// Requests a session's reader starts in a row before it lets the other sessions' tasks run:
-/// a client that pipelines many requests shares the worker threads in turns instead of
-/// holding one until its socket is empty.
+/// Requests a session's reader starts in a row before it lets the other sessions' tasks run.
+/// A session that still has requests waiting after that pipelines: its next requests wait for
+/// one of the few turns all pipelining sessions share ([`crate::sessions::Sessions::turn`]),
+/// so that however many clients flood the broker, a client that sends one request at a time
+/// waits for at most a few turns, not for a turn of every flooder.
 const TURN: usize = 16;
 
 /// Admits and serves a session; a refused one is told why and closed.
@@ -97,25 +99,55 @@ async fn serve(
     let in_flight = Arc::new(tokio::sync::Semaphore::new(limits.requests_in_flight.max(1)));
     tracing::debug!(session = caller.session_id, caller = %caller.describe(), "session opened");
     let mut turn = 0;
+    // One of the shared turns, while the session pipelines.
+    let mut shared_turn = None;
     let reason = loop {
         // A peer that does not read its replies is not read from either.
-        if outbox.held_back() && tokio::time::timeout(grace, outbox.room()).await.is_err() {
-            break format!(
-                "the peer does not read its replies ({} bytes waited {} ms)",
-                outbox.queued(),
-                limits.non_reader_grace_ms
-            );
+        if outbox.held_back() {
+            shared_turn = None;
+            if tokio::time::timeout(grace, outbox.room()).await.is_err() {
+                break format!(
+                    "the peer does not read its replies ({} bytes waited {} ms)",
+                    outbox.queued(),
+                    limits.non_reader_grace_ms
+                );
+            }
         }
-        let packet = tokio::select! {
-            r = sock.recv(MAX_FRAME_LEN + 1) => r,
-            reason = outbox.closed() => break reason,
-            () = shared.stopping.cancelled() => break STOPPING.to_owned(),
-            // A peer that stopped sending, and reading, is not waited for forever either.
-            () = outbox.stays_full(grace) => break format!(
-                "the peer does not read its replies ({} bytes waited {} ms)",
-                outbox.queued(),
-                limits.non_reader_grace_ms
-            ),
+        if outbox.is_closed() {
+            break outbox.closed().await;
+        }
+        if shared.stopping.is_cancelled() {
+            break STOPPING.to_owned();
+        }
+        // A request already waiting is read at once; when none is, the session does not
+        // pipeline (any more) and gives its shared turn back.
+        let recv = sock.recv(MAX_FRAME_LEN + 1);
+        tokio::pin!(recv);
+        let ready = std::future::poll_fn(|cx| {
+            std::task::Poll::Ready(match recv.as_mut().poll(cx) {
+                std::task::Poll::Ready(r) => Some(r),
+                std::task::Poll::Pending => None,
+            })
+        })
+        .await;
+        if ready.is_none() {
+            shared_turn = None;
+            turn = 0;
+        }
+        let packet = if let Some(r) = ready {
+            r
+        } else {
+            tokio::select! {
+                r = &mut recv => r,
+                reason = outbox.closed() => break reason,
+                () = shared.stopping.cancelled() => break STOPPING.to_owned(),
+                // A peer that stopped sending, and reading, is not waited for forever either.
+                () = outbox.stays_full(grace) => break format!(
+                    "the peer does not read its replies ({} bytes waited {} ms)",
+                    outbox.queued(),
+                    limits.non_reader_grace_ms
+                ),
+            }
         };
         let packet = match packet {
             Ok(Some(p)) => p,
@@ -132,16 +164,27 @@ async fn serve(
             break "peer closed the session".to_owned();
         }
         entry.touch(shared.sessions.now());
-        let Ok(permit) = in_flight.clone().acquire_owned().await else {
-            break "request limiter closed".to_owned();
+        let permit = match in_flight.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) => {
+                // Waiting for its own requests, the session holds no shared turn.
+                shared_turn = None;
+                let Ok(p) = in_flight.clone().acquire_owned().await else {
+                    break "request limiter closed".to_owned();
+                };
+                p
+            }
         };
         run(&shared, &entry, permit, id, request, fds).await;
         turn += 1;
         if turn == TURN {
             turn = 0;
+            drop(shared_turn.take());
             tokio::task::yield_now().await;
+            shared_turn = shared.sessions.turn().await;
         }
     };
+    drop(shared_turn);
     // Requests still running finish (a little while) so that their replies go out first.
     let all = u32::try_from(limits.requests_in_flight.max(1)).unwrap_or(u32::MAX);
     let _ = tokio::time::timeout(Duration::from_secs(1), in_flight.acquire_many(all)).await;

@@ -146,18 +146,28 @@ pub struct Sessions {
     start: Instant,
     /// The bytes queued for all sessions (`queued-reply-bytes-total`).
     queued_total: Arc<QueuedTotal>,
+    /// The turns pipelining sessions share (see [`Sessions::turn`]).
+    turns: Arc<tokio::sync::Semaphore>,
 }
 
 impl Sessions {
     /// No sessions yet; all of them together may have `queued_total` bytes of replies and
-    /// events queued.
-    pub fn new(queued_total: usize) -> Sessions {
+    /// events queued, and `turns` of them pipeline requests at once (one per worker thread).
+    pub fn new(queued_total: usize, turns: usize) -> Sessions {
         Sessions {
             map: Mutex::new(HashMap::new()),
             admitting: Mutex::new(HashMap::new()),
             start: Instant::now(),
             queued_total: QueuedTotal::new(queued_total),
+            turns: Arc::new(tokio::sync::Semaphore::new(turns.max(1))),
         }
+    }
+
+    /// Waits for one of the turns that sessions pipelining requests share (in the order they
+    /// asked): a flood of pipelining clients is worked through a few sessions at a time, while
+    /// sessions that send one request at a time never wait for a turn.
+    pub(crate) async fn turn(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        self.turns.clone().acquire_owned().await.ok()
     }
 
     /// Bytes queued for all sessions together.
