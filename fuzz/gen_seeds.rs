@@ -80,6 +80,7 @@ fn requests() -> Vec<(&'static str, appipc_wire::protocol::Request)> {
             app_service::Open {
                 package_family_name: s(PFN),
                 app_service_name: s("com.contoso.echo"),
+                user: Some(1000),
             }
             .into(),
         ),
@@ -177,6 +178,36 @@ fn requests() -> Vec<(&'static str, appipc_wire::protocol::Request)> {
         ),
         ("no-signal-set", named_objects::Signal { handle: 3, op: SignalOp::Set }.into()),
         ("no-take", named_objects::TakeSignal { handle: 3 }.into()),
+        ("no-acquire", named_objects::Acquire { handle: 3 }.into()),
+        ("no-acquire-all", named_objects::AcquireAll { handles: vec![3, 4, 5] }.into()),
+        (
+            "no-create-mutex",
+            named_objects::Create {
+                kind: NamedObjectKind::Mutex { initial_owner: true },
+                name: s("Local\\single"),
+                sddl: None,
+            }
+            .into(),
+        ),
+        (
+            "no-create-timer",
+            named_objects::Create {
+                kind: NamedObjectKind::WaitableTimer { manual_reset: false },
+                name: s("Local\\tick"),
+                sddl: None,
+            }
+            .into(),
+        ),
+        ("no-release-mutex", named_objects::Signal { handle: 3, op: SignalOp::ReleaseMutex }.into()),
+        (
+            "no-set-timer",
+            named_objects::Signal {
+                handle: 3,
+                op: SignalOp::SetTimer { due_time: -10_000_000, period_ms: 100 },
+            }
+            .into(),
+        ),
+        ("no-cancel-timer", named_objects::Signal { handle: 3, op: SignalOp::CancelTimer }.into()),
         (
             "pipe-create",
             pipes::CreateInstance {
@@ -245,6 +276,8 @@ fn events() -> Vec<(&'static str, appipc_wire::protocol::Event)> {
                 caller_trust: TrustLevel::AppContainer,
                 caller_pid: 5,
                 max_message_size: 1 << 24,
+                caller_uid: Some(1000),
+                caller_user_name: Some("alice".into()),
             }
             .into(),
         ),
@@ -535,6 +568,14 @@ fn outputs() -> Vec<(&'static str, Vec<u8>)> {
         ),
         ("u32", output::<named_objects::Signal>(&3)),
         ("bool", output::<named_objects::TakeSignal>(&true)),
+        ("wait-outcome", output::<named_objects::Acquire>(&named_objects::WaitOutcome::Abandoned)),
+        (
+            "all-acquired",
+            output::<named_objects::AcquireAll>(&named_objects::AllAcquired {
+                outcome: named_objects::WaitOutcome::NotSignalled,
+                waiting_for: 2,
+            }),
+        ),
         ("u64", output::<pipes::CreateInstance>(&77)),
         (
             "pipe-opened",

@@ -19,7 +19,8 @@ use crate::repository::InstalledPackage;
 
 type Result<T, E = LaunchError> = std::result::Result<T, E>;
 
-/// Why a process is started (`APPIPC_ACTIVATION` tells the process).
+/// Why a process is started (`APPIPC_ACTIVATION` tells the process; the SDK reads it as
+/// `appipc::AppInstance::get_activated_event_args`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Activation {
     /// Launched by the user or another app (`launch`).

@@ -906,6 +906,8 @@ fn object_type(t: appipc::named_objects::ObjectType) -> &'static str {
         appipc::named_objects::ObjectType::Event => "event",
         appipc::named_objects::ObjectType::Semaphore => "semaphore",
         appipc::named_objects::ObjectType::FileMapping => "file mapping",
+        appipc::named_objects::ObjectType::Mutex => "mutex",
+        appipc::named_objects::ObjectType::WaitableTimer => "waitable timer",
     }
 }
 

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use appipc::app_service::{
     AppServiceCatalog, AppServiceClosedStatus, AppServiceConnection, AppServiceConnectionStatus,
-    AppServiceResponseStatus, StatelessAppServiceResponseStatus,
+    AppServiceResponseStatus, StatelessAppServiceResponseStatus, User,
 };
 use appipc::wire::{DateTime, Guid, Point, PropertyValue, Rect, Size, TimeSpan, ValueSet};
 use appipc::{ActivateOptions, ApplicationActivationManager, PackageManager, Session};
@@ -293,6 +293,8 @@ fn wait_for(mut cond: impl FnMut() -> bool, what: &str) {
     }
 }
 
+/// An application the broker started in the background for its in-process service idles
+/// after its last connection, then is canceled (`IdleTask`) and stopped.
 #[test]
 fn idle_host_is_canceled_with_a_reason_then_stopped() {
     let b = TestBroker::start_with_env(&[
@@ -303,7 +305,7 @@ fn idle_host_is_canceled_with_a_reason_then_stopped() {
         let provider = b.install(&CONTOSO_SERVICES).await.family_name;
         let session = b.session();
         let pm = PackageManager::new(&session);
-        let mut conn = open(&session, &provider, ECHO).await;
+        let mut conn = open(&session, &provider, "com.contoso.inproc").await;
         // While a connection exists the host stays, however long.
         tokio::time::sleep(Duration::from_millis(800)).await;
         assert_eq!(
@@ -321,6 +323,130 @@ fn idle_host_is_canceled_with_a_reason_then_stopped() {
             assert!(Instant::now() < deadline, "the idle host is gone");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    });
+}
+
+/// Windows cancels the background task that served a connection when its client disposes
+/// it ("The task is canceled when the client app disposes the AppServiceConnection",
+/// how-to-create-and-consume-an-app-service), and an out-of-process host whose tasks all ended
+/// goes away. The idle timeout is made far longer than the test: only the last close may stop
+/// the host.
+#[test]
+fn client_close_cancels_the_task_and_ends_an_out_of_process_host() {
+    let b = TestBroker::start_with_env(&[("APPIPC_APP_SERVICE_IDLE_MS", "3600000")]);
+    rt().block_on(async {
+        let provider = b.install(&CONTOSO_SERVICES).await.family_name;
+        let session = b.session();
+        let pm = PackageManager::new(&session);
+        // The user launched the app: it serves its in-process service and must stay.
+        let (app_pid, _) = ApplicationActivationManager::new(&session)
+            .activate_application(&provider, &[], ActivateOptions::default())
+            .await
+            .unwrap();
+        wait_for(
+            || {
+                b.log().contains(&format!(
+                    "service=com.contoso.inproc package={provider} pid={app_pid}"
+                ))
+            },
+            "app registered",
+        );
+        let mut inproc = open(&session, &provider, "com.contoso.inproc").await;
+        let mut a = open(&session, &provider, ECHO).await;
+        let mut a2 = open(&session, &provider, ECHO).await;
+        for c in [&inproc, &a, &a2] {
+            assert_eq!(
+                c.send_message(ValueSet::new()).await.status,
+                AppServiceResponseStatus::Success
+            );
+        }
+        assert_eq!(pm.running_processes().await.unwrap().len(), 2, "the app and one echo host");
+        inproc.close();
+        a.close();
+        wait_for(
+            || b.app_log(&provider).matches("task canceled: Abort (0)").count() == 2,
+            "each closed connection's task was canceled (Abort)",
+        );
+        // The host still serves a2.
+        assert_eq!(
+            a2.send_message(ValueSet::new()).await.status,
+            AppServiceResponseStatus::Success
+        );
+        a2.close();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while pm.running_processes().await.unwrap().len() != 1 {
+            assert!(Instant::now() < deadline, "the echo host ended with its last connection");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let left: Vec<u32> =
+            pm.running_processes().await.unwrap().into_iter().map(|p| p.pid).collect();
+        assert_eq!(left, [app_pid], "the launched app stays");
+        // A new connection starts a new host.
+        let again = open(&session, &provider, ECHO).await;
+        assert_eq!(
+            again.send_message(ValueSet::new()).await.status,
+            AppServiceResponseStatus::Success
+        );
+    });
+}
+
+/// A provider whose task ends by itself (its last `BackgroundTaskDeferral` completed) closed
+/// gracefully: the client sees `ServiceClosed(Completed)` (0, "The endpoint for the app service
+/// closed gracefully", AppServiceClosedStatus).
+#[test]
+fn a_completed_task_closes_the_connection_completed() {
+    let b = TestBroker::start();
+    rt().block_on(async {
+        let provider = b.install(&CONTOSO_SERVICES).await.family_name;
+        let session = b.session();
+        let conn = open(&session, &provider, ECHO).await;
+        let mut m = ValueSet::new();
+        m.insert("$complete", true);
+        m.insert("q", 5i32);
+        let r = conn.send_message(m).await;
+        assert_eq!(r.status, AppServiceResponseStatus::Success);
+        assert_eq!(r.message.get("q"), Some(&PropertyValue::Int32(5)), "answered first");
+        let closed = tokio::time::timeout(Duration::from_secs(30), conn.service_closed()).await;
+        assert_eq!(closed.ok(), Some(AppServiceClosedStatus::Completed));
+        assert_eq!(
+            conn.send_message(ValueSet::new()).await.status,
+            AppServiceResponseStatus::Failure
+        );
+        wait_for(
+            || b.app_log(&provider).contains("connection closed (Completed (0))"),
+            "the provider saw its own graceful close",
+        );
+    });
+}
+
+/// `AppServiceConnection.User` / `IBackgroundTaskInstance4.User`: the provider learns the
+/// caller's user as the broker attests it; a caller may not connect as another user.
+#[test]
+fn the_callers_user_is_attested_and_another_user_is_refused() {
+    let b = TestBroker::start();
+    rt().block_on(async {
+        let provider = b.install(&CONTOSO_SERVICES).await.family_name;
+        let session = b.session();
+        let me = User::current();
+        let mut conn = AppServiceConnection::new(&provider, ECHO);
+        conn.user = Some(me.clone());
+        assert_eq!(conn.open(&session).await, AppServiceConnectionStatus::Success);
+        let r = conn.send_message(ValueSet::new()).await;
+        assert_eq!(r.message.get("callerUid"), Some(&PropertyValue::UInt32(me.uid)));
+        assert_eq!(string(&r.message, "callerUserName"), Some(me.name.clone().unwrap_or_default()));
+        // Without a User set, the provider still learns the attested one.
+        let plain = open(&session, &provider, ECHO).await;
+        let r = plain.send_message(ValueSet::new()).await;
+        assert_eq!(r.message.get("callerUid"), Some(&PropertyValue::UInt32(me.uid)));
+        let mut other = AppServiceConnection::new(&provider, ECHO);
+        other.user = Some(User { uid: me.uid.wrapping_add(1), name: None });
+        assert_eq!(other.open(&session).await, AppServiceConnectionStatus::NotAuthorized);
+        // Decided by the policy, so it is in the decision log `appipc why` reads.
+        let asked = format!("as user {}", me.uid.wrapping_add(1));
+        let out = b.cli().args(["why"]).output().unwrap();
+        let why = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{why}");
+        assert!(why.contains("REFUSED app_service.open") && why.contains(&asked), "{why}");
     });
 }
 

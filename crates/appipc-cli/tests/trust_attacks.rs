@@ -608,3 +608,61 @@ fn f10_deny_entries_for_everyone_bind_app_containers() {
     });
     assert_eq!(write, Err(appipc::WindowsCode::Win32(5)));
 }
+
+/// F12: a creator that holds a write lease (`F_SETLEASE`, which the owner of a file may take)
+/// on the file it makes a mapping of made the broker's reopen of that file (for the creator's
+/// own handle, or any later open) wait out the lease-break time (45 s) in a broker thread
+/// holding the named-objects lock, so no one could create or open a named object meanwhile.
+/// Now that reopen fails at once with `ERROR_SHARING_VIOLATION` (32), the broker answers others,
+/// and the mapping can be made once the lease is given up.
+#[test]
+fn f12_a_lease_on_a_mappings_file_does_not_hold_the_broker() {
+    use appipc::named_objects::{Event, FILE_MAP_READ, FileMapping};
+    use std::os::fd::AsRawFd;
+    let b = TestBroker::start();
+    let rt = rt();
+    let _in_rt = rt.enter();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("leased.bin");
+    std::fs::write(&path, vec![7u8; 4096]).unwrap();
+    let f = std::fs::File::open(&path).unwrap();
+    let name = format!(r"Local\{}", unique("leased"));
+    // SAFETY: fcntl/signal on an fd this test owns; a lease break signals this process (SIGIO),
+    // whose default action would end the test binary.
+    unsafe {
+        libc::signal(libc::SIGIO, libc::SIG_IGN);
+        assert_eq!(libc::fcntl(f.as_raw_fd(), libc::F_SETLEASE, libc::F_WRLCK), 0, "lease taken");
+    }
+    let creator = std::thread::spawn({
+        let socket = b.socket();
+        let name = name.clone();
+        let f = f.try_clone().unwrap();
+        move || {
+            crate::rt().block_on(async {
+                let s = appipc::Session::connect_to(&socket).expect("connect");
+                let r = FileMapping::create_from_file(&s, &name, &f, false, None).await;
+                r.map(|_| ()).map_err(|e| (e.windows_code(), e.to_string()))
+            })
+        }
+    });
+    // Meanwhile another client creates a named object: the named-objects lock is free.
+    let other = rt.block_on(async {
+        let s3 = b.session();
+        let ev = format!(r"Local\{}", unique("free"));
+        tokio::time::timeout(Duration::from_secs(20), Event::create(&s3, &ev, false, false, None))
+            .await
+    });
+    assert!(matches!(other, Ok(Ok(_))), "another client was held up: {other:?}");
+    let (code, msg) = creator.join().unwrap().expect_err("a mapping made through a lease");
+    assert_eq!(code, appipc::WindowsCode::Win32(32), "{msg}");
+    assert!(msg.contains("lease"), "{msg}");
+    // SAFETY: as above.
+    unsafe {
+        assert_eq!(libc::fcntl(f.as_raw_fd(), libc::F_SETLEASE, libc::F_UNLCK), 0);
+    }
+    let s1 = b.session();
+    let created = rt.block_on(FileMapping::create_from_file(&s1, &name, &f, false, None));
+    let _created = created.expect("made once the lease is gone").object;
+    let opened = rt.block_on(FileMapping::open(&b.session(), &name, FILE_MAP_READ)).unwrap();
+    assert_eq!(opened.map_view().unwrap().as_bytes()[0], 7);
+}

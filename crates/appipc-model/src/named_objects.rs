@@ -1,5 +1,7 @@
-//! Named objects (events, semaphores, file mappings, pipes): their names, namespaces, security
-//! descriptors and the access check, as pure functions with Windows' rules and error codes.
+//! Named objects (events, semaphores, mutexes, waitable timers, file mappings, pipes): their
+//! names, namespaces, security descriptors and the access check, and the state rules of
+//! semaphores, mutexes and timers ([`semaphore_release`], [`MutexState`], [`timer_due`]), as
+//! pure functions with Windows' rules and error codes.
 //!
 //! Namespaces are per user. An app container process lives in its package's namespace
 //! `AppContainerNamedObjects\<package SID>`; an unconfined process (unpackaged or full trust) in
@@ -203,8 +205,20 @@ pub const GENERIC_EXECUTE: u32 = 0x2000_0000;
 pub const GENERIC_ALL: u32 = 0x1000_0000;
 /// `SYNCHRONIZE` (wait on an event or semaphore).
 pub const SYNCHRONIZE: u32 = 0x0010_0000;
-/// `EVENT_MODIFY_STATE` / `SEMAPHORE_MODIFY_STATE`.
+/// `EVENT_MODIFY_STATE` / `SEMAPHORE_MODIFY_STATE` / `TIMER_MODIFY_STATE` (needed by
+/// `SetEvent`/`ResetEvent`, `ReleaseSemaphore`, `SetWaitableTimer`/`CancelWaitableTimer`).
 pub const MODIFY_STATE: u32 = 0x0002;
+/// `MUTEX_MODIFY_STATE` ("reserved for future use": `ReleaseMutex` needs ownership, not a
+/// right).
+pub const MUTEX_MODIFY_STATE: u32 = 0x0001;
+/// `MUTEX_ALL_ACCESS`.
+pub const MUTEX_ALL_ACCESS: u32 = 0x001F_0001;
+/// `TIMER_QUERY_STATE` (reserved).
+pub const TIMER_QUERY_STATE: u32 = 0x0001;
+/// `TIMER_ALL_ACCESS`.
+pub const TIMER_ALL_ACCESS: u32 = 0x001F_0003;
+/// `MAXIMUM_WAIT_OBJECTS`: the most handles one `WaitForMultipleObjects` takes.
+pub const MAXIMUM_WAIT_OBJECTS: usize = 64;
 /// `FILE_MAP_WRITE`.
 pub const FILE_MAP_WRITE: u32 = 0x0002;
 /// `FILE_MAP_READ`.
@@ -227,6 +241,10 @@ pub enum ObjectType {
     Event,
     /// Semaphore.
     Semaphore,
+    /// Mutex.
+    Mutex,
+    /// Waitable timer.
+    WaitableTimer,
     /// File mapping (shared memory).
     FileMapping,
     /// Named pipe.
@@ -235,7 +253,8 @@ pub enum ObjectType {
 
 impl ObjectType {
     /// Every right of this type (`GENERIC_ALL` mapped): `EVENT_ALL_ACCESS`,
-    /// `SEMAPHORE_ALL_ACCESS`, `FILE_MAP_ALL_ACCESS`, `FILE_ALL_ACCESS`.
+    /// `SEMAPHORE_ALL_ACCESS`, `MUTEX_ALL_ACCESS`, `TIMER_ALL_ACCESS`, `FILE_MAP_ALL_ACCESS`,
+    /// `FILE_ALL_ACCESS`.
     pub fn valid_rights(self) -> u32 {
         self.map_generic(GENERIC_ALL)
     }
@@ -243,9 +262,12 @@ impl ObjectType {
     /// Maps generic rights to this type's specific rights.
     pub fn map_generic(self, mask: u32) -> u32 {
         let (read, write, execute, all) = match self {
-            ObjectType::Event | ObjectType::Semaphore => {
+            ObjectType::Event | ObjectType::Semaphore | ObjectType::WaitableTimer => {
                 (0x0002_0001, 0x0002_0002, 0x0010_0000, 0x001F_0003)
             }
+            // `MUTANT_QUERY_STATE` with `STANDARD_RIGHTS_READ`; write is `STANDARD_RIGHTS_WRITE`
+            // alone (`MUTEX_MODIFY_STATE` is reserved).
+            ObjectType::Mutex => (0x0002_0001, 0x0002_0000, 0x0010_0000, MUTEX_ALL_ACCESS),
             ObjectType::FileMapping => (
                 FILE_MAP_READ | 0x0002_0000,
                 FILE_MAP_WRITE | 0x0002_0000,
@@ -651,6 +673,152 @@ pub fn descriptor_for_new_object(
         None => {}
     }
     Ok(NewDescriptor { descriptor: sd, notes: parsed.notes })
+}
+
+/// `ReleaseSemaphore(n)` on a semaphore at `count` of `maximum`: the new count, or the error
+/// Windows gives — `ERROR_INVALID_PARAMETER` (87) for `n` 0 ("The value must be greater than
+/// zero"), `ERROR_TOO_MANY_POSTS` (298) past the maximum, which leaves the count as it was
+/// (`ReleaseSemaphore`: "the count is not changed and the function returns FALSE"). The
+/// previous count, which `ReleaseSemaphore` returns, is `count`.
+pub fn semaphore_release(count: u32, maximum: u32, n: u32) -> Result<u32, NamedObjectError> {
+    if n == 0 {
+        return Err(err(Win32Error::InvalidParameter, "ReleaseSemaphore with a count of 0"));
+    }
+    match count.checked_add(n) {
+        Some(new) if new <= maximum => Ok(new),
+        _ => Err(err(
+            Win32Error::TooManyPosts,
+            format!(
+                "ReleaseSemaphore({n}) on a semaphore at {count} of its maximum {maximum}: the \
+                 count would pass the maximum; it is left at {count}"
+            ),
+        )),
+    }
+}
+
+/// The state of a mutex. Its owner is a broker session: the process (its broker connection)
+/// whose wait or `CreateMutex(bInitialOwner)` took it. Windows makes a thread the owner; a
+/// session is what the broker can tell apart and watch end (every thread and task of the
+/// process counts as the owner). Ownership is recursive: the owner's waits succeed at once
+/// and count, and it must release as many times.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MutexState {
+    /// The owning session, if any.
+    pub owner: Option<u64>,
+    /// How many times the owner holds it (0 when unowned).
+    pub recursion: u32,
+    /// The last owner ended holding it and nobody took it since: the next wait gets
+    /// `WAIT_ABANDONED` (and ownership).
+    pub abandoned: bool,
+}
+
+/// How a wait on a mutex (or any object) went, in the model: as the wire's `WaitOutcome`.
+pub use appipc_wire::protocol::named_objects::WaitOutcome;
+
+impl MutexState {
+    /// Whether it is signalled: nobody owns it.
+    pub fn is_free(&self) -> bool {
+        self.owner.is_none()
+    }
+
+    /// Whether `session` may take it now (it is free, or `session` owns it already).
+    pub fn can_take(&self, session: u64) -> bool {
+        self.owner.is_none_or(|o| o == session)
+    }
+
+    /// A wait by `session` completes if it can ([`can_take`](Self::can_take)): `session` owns it
+    /// once more; `Abandoned` if the previous owner ended holding it (the state is then
+    /// cleared: "the mutex object is signaled ... ownership is granted to the waiting thread",
+    /// `WaitForSingleObject`).
+    pub fn acquire(&mut self, session: u64) -> Result<WaitOutcome, NamedObjectError> {
+        if !self.can_take(session) {
+            return Ok(WaitOutcome::NotSignalled);
+        }
+        self.recursion = self.recursion.checked_add(1).ok_or_else(|| {
+            err(Win32Error::InvalidParameter, "the mutex is held recursively as often as it may be")
+        })?;
+        self.owner = Some(session);
+        Ok(if std::mem::take(&mut self.abandoned) {
+            WaitOutcome::Abandoned
+        } else {
+            WaitOutcome::Signalled
+        })
+    }
+
+    /// `ReleaseMutex` by `session`: `ERROR_NOT_OWNER` (288) unless it owns the mutex ("The
+    /// ReleaseMutex function fails if the calling thread does not own the mutex object");
+    /// otherwise one level of ownership less. Returns whether the mutex is free now.
+    pub fn release(&mut self, session: u64) -> Result<bool, NamedObjectError> {
+        if self.owner != Some(session) {
+            return Err(err(
+                Win32Error::NotOwner,
+                match self.owner {
+                    None => "ReleaseMutex: nobody owns this mutex".to_owned(),
+                    Some(_) => "ReleaseMutex: the mutex is owned by another process".to_owned(),
+                },
+            ));
+        }
+        self.recursion -= 1;
+        if self.recursion == 0 {
+            self.owner = None;
+        }
+        Ok(self.owner.is_none())
+    }
+
+    /// `session` ended: if it owned the mutex, the mutex is free and abandoned. Returns whether
+    /// it was.
+    pub fn owner_ended(&mut self, session: u64) -> bool {
+        if self.owner != Some(session) {
+            return false;
+        }
+        *self = MutexState { owner: None, recursion: 0, abandoned: true };
+        true
+    }
+}
+
+/// When a waitable timer is due, from `SetWaitableTimer`'s `lpDueTime`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimerDue {
+    /// This long from now (`lpDueTime` negative: "Negative values indicate relative time";
+    /// 0 or an absolute time already past: at once, which is 1 ns: a zero time disarms a
+    /// timerfd).
+    Relative(std::time::Duration),
+    /// At this UTC time, as a duration since the Unix epoch (`lpDueTime` positive: "Positive
+    /// values indicate absolute time", a `FILETIME`).
+    Absolute(std::time::Duration),
+}
+
+/// 100-nanosecond intervals between 1601-01-01 (the `FILETIME` epoch) and 1970-01-01.
+pub const FILETIME_UNIX_EPOCH: i64 = 116_444_736_000_000_000;
+
+/// `SetWaitableTimer(lpDueTime, lPeriod)`'s times: when it is due, and its period (`None`:
+/// signalled once, `lPeriod` 0). `lPeriod` below zero is `ERROR_INVALID_PARAMETER` (87) ("If
+/// lPeriod is less than zero, the function fails").
+pub fn timer_due(
+    due_time: i64,
+    period_ms: i32,
+) -> Result<(TimerDue, Option<std::time::Duration>), NamedObjectError> {
+    use std::time::Duration;
+    let period = match period_ms {
+        p if p < 0 => {
+            return Err(err(
+                Win32Error::InvalidParameter,
+                format!("SetWaitableTimer with a period of {p} ms: the period may not be negative"),
+            ));
+        }
+        0 => None,
+        p => Some(Duration::from_millis(p.unsigned_abs().into())),
+    };
+    let hundreds = |n: u64| Duration::from_nanos(n.saturating_mul(100));
+    let at_once = TimerDue::Relative(Duration::from_nanos(1));
+    let due = if due_time < 0 {
+        TimerDue::Relative(hundreds(due_time.unsigned_abs()))
+    } else if due_time <= FILETIME_UNIX_EPOCH {
+        at_once
+    } else {
+        TimerDue::Absolute(hundreds((due_time - FILETIME_UNIX_EPOCH).unsigned_abs()))
+    };
+    Ok((due, period))
 }
 
 #[cfg(test)]
@@ -1093,5 +1261,85 @@ mod tests {
         assert!(!check_access(&b, &nothing, ObjectType::Event, MAXIMUM_ALLOWED).allowed);
         let u = check_access(&user(), &nothing, ObjectType::Event, MAXIMUM_ALLOWED);
         assert!(u.allowed && u.desired == ObjectType::Event.valid_rights(), "{}", u.rule);
+    }
+
+    #[test]
+    fn release_semaphore_keeps_the_maximum_and_reports_the_previous_count() {
+        assert_eq!(semaphore_release(0, 2, 1).unwrap(), 1);
+        assert_eq!(semaphore_release(1, 2, 1).unwrap(), 2);
+        let e = semaphore_release(2, 2, 1).unwrap_err();
+        assert_eq!(e.code, Win32Error::TooManyPosts);
+        assert_eq!(e.code.value(), 298);
+        assert_eq!(semaphore_release(1, 3, 3).unwrap_err().code, Win32Error::TooManyPosts);
+        assert_eq!(
+            semaphore_release(u32::MAX - 1, u32::MAX, 5).unwrap_err().code,
+            Win32Error::TooManyPosts
+        );
+        assert_eq!(semaphore_release(0, 2, 0).unwrap_err().code, Win32Error::InvalidParameter);
+    }
+
+    #[test]
+    fn mutexes_are_owned_recursively_released_by_their_owner_and_abandoned_when_it_ends() {
+        let mut m = MutexState::default();
+        assert!(m.is_free());
+        assert_eq!(m.acquire(1).unwrap(), WaitOutcome::Signalled);
+        assert_eq!(m.acquire(1).unwrap(), WaitOutcome::Signalled, "the owner again: recursion");
+        assert_eq!(m.recursion, 2);
+        assert_eq!(m.acquire(2).unwrap(), WaitOutcome::NotSignalled, "another session waits");
+        let e = m.release(2).unwrap_err();
+        assert_eq!((e.code, e.code.value()), (Win32Error::NotOwner, 288));
+        assert!(!m.release(1).unwrap(), "released once of twice: still owned");
+        assert!(m.release(1).unwrap(), "free");
+        assert_eq!(m.release(1).unwrap_err().code, Win32Error::NotOwner, "nobody owns it");
+        // The owner ends holding it: the next wait gets it, abandoned, once.
+        m.acquire(1).unwrap();
+        assert!(!m.owner_ended(2));
+        assert!(m.owner_ended(1));
+        assert!(m.is_free() && m.abandoned);
+        assert_eq!(m.acquire(2).unwrap(), WaitOutcome::Abandoned);
+        assert_eq!(m.owner, Some(2));
+        assert!(m.release(2).unwrap());
+        assert_eq!(m.acquire(3).unwrap(), WaitOutcome::Signalled, "abandoned only once");
+    }
+
+    #[test]
+    fn mutex_and_timer_rights_map_as_windows_maps_them() {
+        assert_eq!(ObjectType::Mutex.valid_rights(), 0x001F_0001);
+        assert_eq!(ObjectType::WaitableTimer.valid_rights(), 0x001F_0003);
+        assert_eq!(ObjectType::Mutex.map_generic(GENERIC_EXECUTE), SYNCHRONIZE);
+        assert_eq!(
+            ObjectType::WaitableTimer.map_generic(GENERIC_WRITE) & MODIFY_STATE,
+            MODIFY_STATE
+        );
+        assert_eq!(ObjectType::Mutex.map_generic(GENERIC_WRITE) & MUTEX_MODIFY_STATE, 0);
+    }
+
+    #[test]
+    fn timer_due_times_are_filetimes_or_relative_100ns_units() {
+        use std::time::Duration;
+        // -10_000_000 is one second from now.
+        assert_eq!(
+            timer_due(-10_000_000, 0).unwrap(),
+            (TimerDue::Relative(Duration::from_secs(1)), None)
+        );
+        // 2000-01-01T00:00:00Z as a FILETIME.
+        let y2k = FILETIME_UNIX_EPOCH + 946_684_800 * 10_000_000;
+        assert_eq!(
+            timer_due(y2k, 250).unwrap(),
+            (
+                TimerDue::Absolute(Duration::from_secs(946_684_800)),
+                Some(Duration::from_millis(250))
+            )
+        );
+        // 0 and times before 1970: at once (never "disarmed").
+        for t in [0, 1, FILETIME_UNIX_EPOCH] {
+            assert_eq!(timer_due(t, 0).unwrap().0, TimerDue::Relative(Duration::from_nanos(1)));
+        }
+        assert_eq!(timer_due(-1, 0).unwrap().0, TimerDue::Relative(Duration::from_nanos(100)));
+        assert_eq!(
+            timer_due(i64::MIN, 0).unwrap().0,
+            TimerDue::Relative(Duration::from_nanos(u64::MAX))
+        );
+        assert_eq!(timer_due(-1, -1).unwrap_err().code, Win32Error::InvalidParameter);
     }
 }

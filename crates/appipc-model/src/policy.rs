@@ -151,6 +151,8 @@ pub enum Operation<'a> {
         service: &'a str,
         /// What the broker found.
         target: ServiceTarget,
+        /// The user the caller connects as (`AppServiceConnection.User`), when it set one.
+        user: Option<u32>,
     },
     /// Register as the host of an app service of the caller's own package.
     HostAppService {
@@ -709,7 +711,7 @@ pub fn decide(who: &Principal, op: &Operation<'_>) -> Decision {
                 ))
             }
         }
-        Operation::OpenAppService { provider, service, target } => match target {
+        Operation::OpenAppService { provider, service, target, user } => match target {
             ServiceTarget::NotInstalled => Decision::deny(
                 ErrorKind::NotFound,
                 status(AppServiceConnectionStatus::AppNotInstalled),
@@ -728,7 +730,20 @@ pub fn decide(who: &Principal, op: &Operation<'_>) -> Decision {
             )
             .at(provider, "application"),
             ServiceTarget::Declared { allows_unpackaged, key } => {
-                if who.package.is_some() {
+                if let Some(uid) = user
+                    && *uid != who.uid
+                {
+                    Decision::deny(
+                        ErrorKind::AccessDenied,
+                        status(AppServiceConnectionStatus::NotAuthorized),
+                        format!(
+                            "{me} may not connect to {service} as user {uid}: it runs as user {} \
+                             (a broker serves only its own user)",
+                            who.uid
+                        ),
+                    )
+                    .remedy("leave AppServiceConnection.User unset, or set it to your own user")
+                } else if who.package.is_some() {
                     Decision::allow(format!(
                         "any packaged caller may open a declared app service; {provider} checks \
                          its callers itself"
@@ -999,7 +1014,12 @@ mod tests {
     #[test]
     fn app_service_targets_map_to_windows_statuses() {
         let u = Principal::unpackaged(1000);
-        let open = |target| Operation::OpenAppService { provider: B, service: "com.x", target };
+        let open = |target| Operation::OpenAppService {
+            provider: B,
+            service: "com.x",
+            target,
+            user: None,
+        };
         let code = |d: Decision| match d.code {
             WindowsCode::Status(s) => s,
             other => panic!("{other:?}"),
@@ -1020,6 +1040,18 @@ mod tests {
         assert!(
             decide(&packaged(A, TrustLevel::AppContainer, &[]), &open(declared(false))).allowed
         );
+        // AppServiceConnection.User: the caller's own user, or none; another user is refused.
+        let as_user = |user| Operation::OpenAppService {
+            provider: B,
+            service: "com.x",
+            target: declared(true),
+            user: Some(user),
+        };
+        assert!(decide(&u, &as_user(1000)).allowed);
+        let d = decide(&u, &as_user(0));
+        assert_eq!(d.kind, ErrorKind::AccessDenied);
+        assert!(d.rule.contains("as user 0"), "{}", d.rule);
+        assert_eq!(code(d), 7);
     }
 
     #[test]

@@ -35,6 +35,33 @@ pub fn user_exists(uid: u32) -> io::Result<bool> {
     })
 }
 
+/// The account name NSS gives this uid (`getpwuid_r`'s `pw_name`), `None` if it knows none.
+pub fn user_name(uid: u32) -> io::Result<Option<String>> {
+    let mut name = None;
+    lookup(|buf, out| {
+        let mut pw: libc::passwd = unsafe_zeroed();
+        // SAFETY: as in `user_exists`.
+        let rc = unsafe {
+            libc::getpwuid_r(
+                uid,
+                &mut pw,
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                out.cast::<*mut libc::passwd>(),
+            )
+        };
+        // SAFETY: `out` points at the result pointer, a live local of `lookup`.
+        let found = !unsafe { *out }.is_null();
+        if rc == 0 && found && !pw.pw_name.is_null() {
+            // SAFETY: on success `pw_name` points at a NUL-terminated string inside `buf`,
+            // which is alive for this closure's whole run.
+            name = Some(unsafe { CStr::from_ptr(pw.pw_name) }.to_string_lossy().into_owned());
+        }
+        (rc, found)
+    })?;
+    Ok(name)
+}
+
 /// Whether NSS knows a group with this gid (`getgrgid_r`).
 pub fn group_exists(gid: u32) -> io::Result<bool> {
     lookup(|buf, out| {
@@ -216,6 +243,8 @@ mod tests {
         assert!(group_exists(0).unwrap());
         assert!(!user_exists(0x7A00_1234).unwrap());
         assert!(!group_exists(0x7A01_1234).unwrap());
+        assert_eq!(user_name(0).unwrap().as_deref(), Some("root"));
+        assert_eq!(user_name(0x7A00_1234).unwrap(), None);
     }
 
     #[test]

@@ -56,3 +56,4 @@ pub mod seccomp;
 pub mod seccomp_notify;
 pub mod socket;
 pub mod systemd;
+pub mod timer;

@@ -274,6 +274,8 @@ windows_enum!(
         MoreData = 234,
         /// `ERROR_NO_MORE_ITEMS`.
         NoMoreItems = 259,
+        /// `ERROR_NOT_OWNER`: `ReleaseMutex` by a caller that does not own the mutex.
+        NotOwner = 288,
         /// `ERROR_TOO_MANY_POSTS`: a semaphore released past its maximum.
         TooManyPosts = 298,
         /// `ERROR_INVALID_LABEL`: a security descriptor labels an object above its creator's

@@ -12,6 +12,15 @@
 //! `send_response` gives `Failure`); delivery is not guaranteed and the status says what
 //! happened; handlers may run concurrently.
 //!
+//! Lifetimes kept from Windows: each connection a provider accepts is a background task
+//! ([`BackgroundTaskInstance`], from [`AppServiceTriggerDetails::task_instance`]) that stays
+//! while a [`BackgroundTaskDeferral`] is outstanding and ends, closing its connection, when the
+//! last one completes; the client then sees `ServiceClosed(Completed)`. A client that closes its
+//! connection cancels that task (`Abort`); the broker cancels it with the host (`IdleTask`,
+//! `ServicingUpdate`, `Uninstall`, `Terminating`), and the client then sees `Canceled`; a
+//! provider that crashes gives `Unknown`. The caller's [`User`] is attested by the broker.
+//! `docs/windows-differences.md` lists where this differs from Windows.
+//!
 //! ```no_run
 //! # async fn demo(session: &appipc::Session) {
 //! use appipc::app_service::{AppServiceConnection, AppServiceConnectionStatus};
@@ -168,6 +177,9 @@ struct Channel {
     closed: watch::Sender<Option<AppServiceClosedStatus>>,
     /// Why the connection broke, when the peer broke the protocol.
     broken: Mutex<Option<String>>,
+    /// On a provider's end: the background task this connection is (its deferrals, its
+    /// cancellation).
+    task: Option<Arc<TaskState>>,
 }
 
 #[derive(Default)]
@@ -224,6 +236,41 @@ impl Channel {
 
     fn is_closed(&self) -> bool {
         self.closed.borrow().is_some()
+    }
+
+    /// The `AppServiceClosedStatus` the other side reports when this side closes now. A client
+    /// that closes cancels the provider's task (`Canceled`). A provider's task that ends by
+    /// itself (its last deferral completed, or the provider closed or dropped the connection)
+    /// closed gracefully (`Completed`); one that ends after it was canceled was closed by the
+    /// system (`Canceled`; `ResourceLimitsExceeded` when canceled for resources).
+    fn closing_status(&self) -> AppServiceClosedStatus {
+        let Some(task) = &self.task else { return AppServiceClosedStatus::Canceled };
+        match task.reason() {
+            None => AppServiceClosedStatus::Completed,
+            Some(
+                BackgroundTaskCancellationReason::ResourceRevocation
+                | BackgroundTaskCancellationReason::ExecutionTimeExceeded,
+            ) => AppServiceClosedStatus::ResourceLimitsExceeded,
+            Some(_) => AppServiceClosedStatus::Canceled,
+        }
+    }
+
+    /// Tells the other side the connection ends with `status` and ends it.
+    fn close_with(&self, status: AppServiceClosedStatus) {
+        if !self.is_closed() {
+            let (bytes, _) =
+                encode_frame(0, ChannelKind::Close, status.value(), None, 0).expect("no message");
+            let _ = socket::send(&self.sock, &bytes, &[], Blocking::No);
+            self.closed.send_if_modified(|s| {
+                if s.is_none() {
+                    *s = Some(status);
+                    true
+                } else {
+                    false
+                }
+            });
+        }
+        let _ = socket::shutdown(&self.sock);
     }
 }
 
@@ -307,7 +354,7 @@ async fn read_loop(chan: Arc<Channel>, on_close: Option<Box<dyn FnOnce() + Send>
         }
     };
     let _ = socket::shutdown(&chan.sock);
-    chan.closed.send_if_modified(|s| {
+    let by_peer = chan.closed.send_if_modified(|s| {
         if s.is_none() {
             *s = Some(status);
             true
@@ -318,6 +365,11 @@ async fn read_loop(chan: Arc<Channel>, on_close: Option<Box<dyn FnOnce() + Send>
     let pending = chan.pending.lock().expect("pending poisoned").take();
     for (_, w) in pending.into_iter().flatten() {
         let _ = w.send(AppServiceResponse::failed(AppServiceResponseStatus::Failure));
+    }
+    // The client closed (or lost) the connection: as on Windows, that cancels the provider's
+    // background task that served it.
+    if by_peer && let Some(task) = &chan.task {
+        task.cancel(BackgroundTaskCancellationReason::Abort);
     }
     if let Some(f) = on_close {
         f();
@@ -330,6 +382,11 @@ pub struct AppServiceConnection {
     pub app_service_name: String,
     /// `PackageFamilyName` of the provider.
     pub package_family_name: String,
+    /// `User`: on a client, the user it connects as, set before `open` (`None`, the default,
+    /// connects as the process's own user; another user than its own is refused with
+    /// `NotAuthorized`, as this broker serves one user). On a provider, the caller's user as
+    /// the broker attests it (Windows gives `null` there when the caller set none).
+    pub user: Option<User>,
     chan: Option<Arc<Channel>>,
     reader: Option<tokio::task::JoinHandle<()>>,
 }
@@ -339,6 +396,7 @@ impl std::fmt::Debug for AppServiceConnection {
         f.debug_struct("AppServiceConnection")
             .field("app_service_name", &self.app_service_name)
             .field("package_family_name", &self.package_family_name)
+            .field("user", &self.user)
             .field("open", &self.chan.is_some())
             .finish()
     }
@@ -355,9 +413,13 @@ pub(crate) async fn open_raw(
     session: &Session,
     family: &str,
     name: &str,
+    user: Option<u32>,
 ) -> std::result::Result<Opened, AppServiceConnectionStatus> {
-    let request =
-        wire::Open { package_family_name: family.to_owned(), app_service_name: name.to_owned() };
+    let request = wire::Open {
+        package_family_name: family.to_owned(),
+        app_service_name: name.to_owned(),
+        user,
+    };
     match session.call_within(request, &[], crate::management::START).await {
         Ok((o, fds)) => match fds.into_iter().next() {
             Some(fd) => Ok(Opened { fd, max_message_size: o.max_message_size }),
@@ -378,6 +440,7 @@ impl AppServiceConnection {
         AppServiceConnection {
             app_service_name: service.into(),
             package_family_name: family.into(),
+            user: None,
             chan: None,
             reader: None,
         }
@@ -389,8 +452,9 @@ impl AppServiceConnection {
         if self.chan.is_some() {
             return AppServiceConnectionStatus::Success;
         }
-        match open_raw(session, &self.package_family_name, &self.app_service_name).await {
-            Ok(o) => match Self::attach(o.fd, o.max_message_size, None) {
+        let user = self.user.as_ref().map(|u| u.uid);
+        match open_raw(session, &self.package_family_name, &self.app_service_name, user).await {
+            Ok(o) => match Self::attach(o.fd, o.max_message_size, None, None) {
                 Ok((chan, reader)) => {
                     self.chan = Some(chan);
                     self.reader = Some(reader);
@@ -405,6 +469,7 @@ impl AppServiceConnection {
     fn attach(
         fd: OwnedFd,
         max: u64,
+        task: Option<Arc<TaskState>>,
         on_close: Option<Box<dyn FnOnce() + Send>>,
     ) -> Result<(Arc<Channel>, tokio::task::JoinHandle<()>)> {
         let sock = AsyncSeqPacket::new(fd)
@@ -417,7 +482,11 @@ impl AppServiceConnection {
             handler: Mutex::new(HandlerSlot::default()),
             closed: watch::channel(None).0,
             broken: Mutex::new(None),
+            task: task.clone(),
         });
+        if let Some(task) = task {
+            let _ = task.chan.set(Arc::downgrade(&chan));
+        }
         let reader = tokio::spawn(read_loop(chan.clone(), on_close));
         Ok((chan, reader))
     }
@@ -485,8 +554,14 @@ impl AppServiceConnection {
         rx
     }
 
-    /// The `ServiceClosed` event: resolves with the status when the connection ends
-    /// (`Canceled` when the other side closed it, `Unknown` when it vanished).
+    /// The `ServiceClosed` event: resolves with the status when the connection ends. A client
+    /// sees `Completed` when the provider's task ended by itself (its last
+    /// [`BackgroundTaskDeferral`] completed, or the provider closed or dropped the connection),
+    /// `Canceled` when the system canceled the provider's task (idle, package update or
+    /// removal, broker stopping), `ResourceLimitsExceeded` when it was canceled for resources,
+    /// `Unknown` when the provider vanished (crashed or was killed). A provider sees `Canceled`
+    /// when the client closed the connection, `Unknown` when the client vanished. On this
+    /// side's own close it resolves with the status it sent.
     pub async fn service_closed(&self) -> AppServiceClosedStatus {
         let Some(chan) = &self.chan else { return AppServiceClosedStatus::Unknown };
         let mut rx = chan.closed.subscribe();
@@ -507,23 +582,14 @@ impl AppServiceConnection {
         self.chan.as_ref().is_none_or(|c| c.is_closed())
     }
 
-    /// `Close()`: tells the other side (it sees `ServiceClosed(Canceled)`) and ends the
-    /// connection. Dropping the connection does the same.
+    /// `Close()`: tells the other side and ends the connection. Dropping the connection does
+    /// the same. A client's close cancels the provider's background task (the provider sees
+    /// `ServiceClosed(Canceled)` and its task's [`canceled`](BackgroundTaskInstance::canceled)
+    /// resolves with `Abort`); a provider's close ends its task (the client sees `Completed`,
+    /// or `Canceled` if the task had been canceled).
     pub fn close(&mut self) {
         if let Some(chan) = self.chan.take() {
-            if !chan.is_closed() {
-                let (bytes, _) = encode_frame(
-                    0,
-                    ChannelKind::Close,
-                    AppServiceClosedStatus::Canceled.value(),
-                    None,
-                    0,
-                )
-                .expect("no message");
-                let _ = socket::send(&chan.sock, &bytes, &[], Blocking::No);
-                chan.closed.send_replace(Some(AppServiceClosedStatus::Canceled));
-            }
-            let _ = socket::shutdown(&chan.sock);
+            chan.close_with(chan.closing_status());
         }
     }
 
@@ -656,6 +722,151 @@ impl AppServiceDeferral {
     pub fn complete(self) {}
 }
 
+/// `Windows.System.User` as appipc has it: a Linux user, as the broker attests it. The broker
+/// serves one user (its own; peers of other uids are refused), so every connection's user is
+/// that user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    /// The uid (`NonRoamingId` on Windows is a string; here the number).
+    pub uid: u32,
+    /// The account name NSS gives it (`KnownUserProperties.AccountName`), when it has one.
+    pub name: Option<String>,
+}
+
+impl User {
+    /// The user this process runs as (its uid as it sees it; in an app container that is the
+    /// uid the sandbox maps it to).
+    pub fn current() -> User {
+        let uid = appipc_sys::cred::current_uid();
+        User { uid, name: appipc_sys::ids::user_name(uid).ok().flatten() }
+    }
+}
+
+/// What a provider's background task knows of its deferrals and cancellation.
+#[derive(Debug)]
+pub(crate) struct TaskState {
+    id: u64,
+    /// The host's session (its `Canceled` cancels every task); `None` in unit tests.
+    session: Option<Session>,
+    user: Option<User>,
+    deferrals: Mutex<Deferrals>,
+    canceled: watch::Sender<Option<BackgroundTaskCancellationReason>>,
+    chan: std::sync::OnceLock<std::sync::Weak<Channel>>,
+}
+
+#[derive(Debug, Default)]
+struct Deferrals {
+    outstanding: usize,
+    ended: bool,
+}
+
+impl TaskState {
+    /// Why the task was canceled: by its client (`Abort`), or by the broker for the whole host.
+    fn reason(&self) -> Option<BackgroundTaskCancellationReason> {
+        (*self.canceled.borrow()).or_else(|| self.session.as_ref()?.canceled_reason())
+    }
+
+    fn cancel(&self, reason: BackgroundTaskCancellationReason) {
+        self.canceled.send_if_modified(|r| {
+            if r.is_none() {
+                *r = Some(reason);
+                true
+            } else {
+                false
+            }
+        });
+    }
+
+    /// A deferral completed; the last one ends the task, and with it the connection.
+    fn deferral_completed(&self) {
+        let end = {
+            let mut d = self.deferrals.lock().expect("deferrals poisoned");
+            d.outstanding = d.outstanding.saturating_sub(1);
+            d.outstanding == 0 && !std::mem::replace(&mut d.ended, true)
+        };
+        if end && let Some(chan) = self.chan.get().and_then(std::sync::Weak::upgrade) {
+            chan.close_with(chan.closing_status());
+        }
+    }
+}
+
+/// `IBackgroundTaskInstance` of an app-service provider: the task that serves one connection
+/// (on Windows `IBackgroundTask.Run` or `OnBackgroundActivated` gets it, and its
+/// `TriggerDetails` are the [`AppServiceTriggerDetails`]; here the trigger details own the
+/// connection and [`AppServiceTriggerDetails::task_instance`] gives this handle).
+///
+/// Lifetime, as on Windows: while a [`BackgroundTaskDeferral`] is outstanding the task stays;
+/// when the last one completes the task ends and its connection closes (the client sees
+/// `ServiceClosed(Completed)`, or `Canceled` when the task had been canceled). Without a
+/// deferral the task lasts as long as the provider keeps the connection (Windows would end
+/// such a task about 30 s after its last request; appipc leaves that to the provider).
+/// [`canceled`](Self::canceled) resolves when the client closes or loses the connection
+/// (`Abort`) or when the broker cancels the host (`IdleTask`, `ServicingUpdate`, `Uninstall`,
+/// `Terminating`); complete the deferral then.
+#[derive(Debug, Clone)]
+pub struct BackgroundTaskInstance {
+    task: Arc<TaskState>,
+}
+
+impl BackgroundTaskInstance {
+    /// `InstanceId`: the broker's id of the connection this task serves.
+    pub fn instance_id(&self) -> u64 {
+        self.task.id
+    }
+
+    /// `IBackgroundTaskInstance4.User`: the caller's user, as the broker attests it.
+    pub fn user(&self) -> Option<&User> {
+        self.task.user.as_ref()
+    }
+
+    /// `GetDeferral`: the task stays until every deferral taken has completed.
+    pub fn get_deferral(&self) -> BackgroundTaskDeferral {
+        self.task.deferrals.lock().expect("deferrals poisoned").outstanding += 1;
+        BackgroundTaskDeferral { task: Some(self.task.clone()) }
+    }
+
+    /// The `Canceled` event: resolves with the reason when the task is canceled.
+    pub async fn canceled(&self) -> BackgroundTaskCancellationReason {
+        let mut rx = self.task.canceled.subscribe();
+        let own = async {
+            let r = rx.wait_for(|r| r.is_some()).await;
+            r.ok().and_then(|r| *r).unwrap_or(BackgroundTaskCancellationReason::Abort)
+        };
+        match &self.task.session {
+            Some(session) => tokio::select! {
+                r = own => r,
+                r = session.canceled() => r,
+            },
+            None => own.await,
+        }
+    }
+
+    /// Why the task was canceled, if it was.
+    pub fn cancellation_reason(&self) -> Option<BackgroundTaskCancellationReason> {
+        self.task.reason()
+    }
+}
+
+/// `BackgroundTaskDeferral`, from [`BackgroundTaskInstance::get_deferral`]. Completing (or
+/// dropping) the last one ends the task.
+#[derive(Debug)]
+pub struct BackgroundTaskDeferral {
+    task: Option<Arc<TaskState>>,
+}
+
+impl BackgroundTaskDeferral {
+    /// `Complete`.
+    pub fn complete(self) {}
+}
+
+impl Drop for BackgroundTaskDeferral {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.deferral_completed();
+        }
+    }
+}
+
 /// `AppServiceTriggerDetails`: a new connection to a provider, with the caller as the broker
 /// attests it.
 #[derive(Debug)]
@@ -670,6 +881,7 @@ pub struct AppServiceTriggerDetails {
     pub caller_pid: u32,
     caller_capabilities: Vec<String>,
     connection: AppServiceConnection,
+    task: BackgroundTaskInstance,
 }
 
 impl AppServiceTriggerDetails {
@@ -688,10 +900,39 @@ impl AppServiceTriggerDetails {
     pub fn into_connection(self) -> AppServiceConnection {
         self.connection
     }
+
+    /// The background task serving this connection (`IBackgroundTaskInstance`: its deferral,
+    /// its `Canceled` event, its `User`).
+    pub fn task_instance(&self) -> BackgroundTaskInstance {
+        self.task.clone()
+    }
 }
 
 /// A provider of one app service in this process (the Linux form of `OnBackgroundActivated` /
-/// `IBackgroundTask.Run` for app services).
+/// `IBackgroundTask.Run` for app services): every [`accept`](Self::accept)ed connection is one
+/// background task, as every activation is on Windows.
+///
+/// ```no_run
+/// # async fn demo(session: &appipc::Session) -> appipc::Result<()> {
+/// use appipc::app_service::AppServiceProvider;
+/// let mut provider = AppServiceProvider::register(session, "com.contoso.echo").await?;
+/// while let Some(details) = provider.accept().await {
+///     tokio::spawn(async move {
+///         // As Windows' sample: a deferral keeps the task; complete it when canceled.
+///         let task = details.task_instance();
+///         let deferral = task.get_deferral();
+///         let conn = details.into_connection();
+///         conn.on_request_received(|args| {
+///             let reply = args.request.message().clone();
+///             args.request.send_response(reply);
+///         });
+///         let reason = task.canceled().await;
+///         eprintln!("canceled: {reason}");
+///         deferral.complete();
+///     });
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Debug)]
 pub struct AppServiceProvider {
     session: Session,
@@ -729,11 +970,26 @@ impl AppServiceProvider {
                 let _ = session.call(wire::ConnectionClosed { connection_id: id }).await;
             });
         });
-        let (chan, reader) =
-            AppServiceConnection::attach(fd, incoming.max_message_size, Some(on_close)).ok()?;
+        let user = incoming.caller_uid.map(|uid| User { uid, name: incoming.caller_user_name });
+        let task = Arc::new(TaskState {
+            id,
+            session: Some(self.session.clone()),
+            user: user.clone(),
+            deferrals: Mutex::new(Deferrals::default()),
+            canceled: watch::channel(None).0,
+            chan: std::sync::OnceLock::new(),
+        });
+        let (chan, reader) = AppServiceConnection::attach(
+            fd,
+            incoming.max_message_size,
+            Some(task.clone()),
+            Some(on_close),
+        )
+        .ok()?;
         let connection = AppServiceConnection {
             app_service_name: incoming.app_service_name.clone(),
             package_family_name: std::env::var("APPIPC_PACKAGE_FAMILY_NAME").unwrap_or_default(),
+            user,
             chan: Some(chan),
             reader: Some(reader),
         };
@@ -744,6 +1000,7 @@ impl AppServiceProvider {
             caller_pid: incoming.caller_pid,
             caller_capabilities: incoming.caller_capabilities,
             connection,
+            task: BackgroundTaskInstance { task },
         })
     }
 }
@@ -776,10 +1033,11 @@ mod tests {
     fn pair(max: u64) -> (AppServiceConnection, AppServiceConnection) {
         let (a, b) = appipc_sys::socket::seqpacket_pair().unwrap();
         let mk = |fd| {
-            let (chan, reader) = AppServiceConnection::attach(fd, max, None).unwrap();
+            let (chan, reader) = AppServiceConnection::attach(fd, max, None, None).unwrap();
             AppServiceConnection {
                 app_service_name: "t".into(),
                 package_family_name: "P_x".into(),
+                user: None,
                 chan: Some(chan),
                 reader: Some(reader),
             }
@@ -886,17 +1144,19 @@ mod tests {
     async fn receiver_refuses_oversized_memfd_without_decoding() {
         // The provider's limit is smaller than what the client believes.
         let (a, b) = appipc_sys::socket::seqpacket_pair().unwrap();
-        let (cchan, creader) = AppServiceConnection::attach(a, 8 << 20, None).unwrap();
+        let (cchan, creader) = AppServiceConnection::attach(a, 8 << 20, None, None).unwrap();
         let client = AppServiceConnection {
             app_service_name: "t".into(),
             package_family_name: "P".into(),
+            user: None,
             chan: Some(cchan),
             reader: Some(creader),
         };
-        let (pchan, preader) = AppServiceConnection::attach(b, 1 << 20, None).unwrap();
+        let (pchan, preader) = AppServiceConnection::attach(b, 1 << 20, None, None).unwrap();
         let provider = AppServiceConnection {
             app_service_name: "t".into(),
             package_family_name: "P".into(),
+            user: None,
             chan: Some(pchan),
             reader: Some(preader),
         };
@@ -939,13 +1199,92 @@ mod tests {
         );
     }
 
+    /// A client end and a provider end whose connection is a background task.
+    fn task_pair() -> (AppServiceConnection, AppServiceConnection, BackgroundTaskInstance) {
+        let (a, b) = appipc_sys::socket::seqpacket_pair().unwrap();
+        let (cchan, creader) = AppServiceConnection::attach(a, 1 << 20, None, None).unwrap();
+        let task = Arc::new(TaskState {
+            id: 9,
+            session: None,
+            user: Some(User { uid: 1000, name: Some("alice".into()) }),
+            deferrals: Mutex::new(Deferrals::default()),
+            canceled: watch::channel(None).0,
+            chan: std::sync::OnceLock::new(),
+        });
+        let (pchan, preader) =
+            AppServiceConnection::attach(b, 1 << 20, Some(task.clone()), None).unwrap();
+        let mk = |chan, reader| AppServiceConnection {
+            app_service_name: "t".into(),
+            package_family_name: "P".into(),
+            user: None,
+            chan: Some(chan),
+            reader: Some(reader),
+        };
+        (mk(cchan, creader), mk(pchan, preader), BackgroundTaskInstance { task })
+    }
+
+    #[tokio::test]
+    async fn the_last_task_deferral_ends_the_task_completed() {
+        let (client, provider, task) = task_pair();
+        provider.on_request_received(|args| {
+            args.request.send_response(vs("ok", 1));
+        });
+        let (d1, d2) = (task.get_deferral(), task.get_deferral());
+        d1.complete();
+        // One deferral still outstanding: the task and its connection stay.
+        let r = client.send_message(ValueSet::new()).await;
+        assert_eq!(r.status, AppServiceResponseStatus::Success);
+        assert!(!client.is_closed());
+        d2.complete();
+        assert_eq!(client.service_closed().await, AppServiceClosedStatus::Completed);
+        assert_eq!(provider.service_closed().await, AppServiceClosedStatus::Completed);
+        assert_eq!(task.cancellation_reason(), None, "ending is not a cancellation");
+        assert_eq!(task.user().map(|u| u.uid), Some(1000));
+    }
+
+    #[tokio::test]
+    async fn a_provider_close_is_completed_and_a_canceled_task_closes_canceled() {
+        let (client, mut provider, _task) = task_pair();
+        provider.close();
+        assert_eq!(client.service_closed().await, AppServiceClosedStatus::Completed);
+
+        let (client, provider, task) = task_pair();
+        let d = task.get_deferral();
+        task.task.cancel(BackgroundTaskCancellationReason::ServicingUpdate);
+        assert_eq!(task.canceled().await, BackgroundTaskCancellationReason::ServicingUpdate);
+        drop(d);
+        assert_eq!(client.service_closed().await, AppServiceClosedStatus::Canceled);
+        drop(provider);
+
+        let (client, _provider, task) = task_pair();
+        let _d = task.get_deferral();
+        task.task.cancel(BackgroundTaskCancellationReason::ResourceRevocation);
+        drop(_d);
+        assert_eq!(client.service_closed().await, AppServiceClosedStatus::ResourceLimitsExceeded);
+    }
+
+    #[tokio::test]
+    async fn a_client_close_cancels_the_providers_task() {
+        let (mut client, provider, task) = task_pair();
+        let _d = task.get_deferral();
+        client.close();
+        assert_eq!(task.canceled().await, BackgroundTaskCancellationReason::Abort);
+        assert_eq!(provider.service_closed().await, AppServiceClosedStatus::Canceled);
+        // A client that vanishes cancels it too.
+        let (client, provider, task) = task_pair();
+        appipc_sys::socket::shutdown(&client.chan.as_ref().unwrap().sock).unwrap();
+        assert_eq!(task.canceled().await, BackgroundTaskCancellationReason::Abort);
+        assert_eq!(provider.service_closed().await, AppServiceClosedStatus::Unknown);
+    }
+
     #[tokio::test]
     async fn garbage_from_the_peer_closes_with_a_reason() {
         let (a, b) = appipc_sys::socket::seqpacket_pair().unwrap();
-        let (chan, reader) = AppServiceConnection::attach(a, 1 << 20, None).unwrap();
+        let (chan, reader) = AppServiceConnection::attach(a, 1 << 20, None, None).unwrap();
         let conn = AppServiceConnection {
             app_service_name: "t".into(),
             package_family_name: "P".into(),
+            user: None,
             chan: Some(chan),
             reader: Some(reader),
         };

@@ -133,7 +133,7 @@ impl Session {
         service: &str,
     ) -> std::result::Result<AppServiceConnection, AppServiceConnectionStatus> {
         let opened =
-            self.rt.block_on(crate::app_service::open_raw(&self.inner, family, service))?;
+            self.rt.block_on(crate::app_service::open_raw(&self.inner, family, service, None))?;
         Ok(AppServiceConnection {
             sock: opened.fd,
             max: opened.max_message_size,

@@ -20,6 +20,7 @@
 //! holds no policy: the broker decides every access.
 #![forbid(unsafe_code)]
 
+pub mod activation;
 pub mod app_service;
 pub mod blocking;
 pub mod broker;
@@ -36,9 +37,11 @@ pub mod session;
 pub mod storage;
 pub mod trust;
 
+pub use activation::{ActivatedEventArgs, ActivationKind, AppInstance};
 pub use app_service::{
     AppServiceCatalog, AppServiceClosedStatus, AppServiceConnection, AppServiceConnectionStatus,
     AppServiceProvider, AppServiceResponse, AppServiceResponseStatus, AppServiceTriggerDetails,
+    BackgroundTaskDeferral, BackgroundTaskInstance, User,
 };
 pub use appipc_wire as wire;
 pub use appipc_wire::caller::TrustLevel;

@@ -1,10 +1,18 @@
-//! Named objects: file mappings (shared memory), events and semaphores, in per-package
-//! namespaces, shared across packages only by the creator's security descriptor. The broker
-//! checks names and access and hands over the object itself (a memfd, an eventfd) as far as the
-//! handle's granted rights allow: reading, writing and signalling then never involve it. A
-//! handle that may wait but not signal gets only a readiness fd (the broker completes its waits
-//! on auto-reset events and semaphores); one that may signal but not wait signals through the
-//! broker; an open with access 0 is refused, as on Windows.
+//! Named objects: file mappings (shared memory), events, semaphores, mutexes and waitable
+//! timers, in per-package namespaces, shared across packages only by the creator's security
+//! descriptor. The broker checks names and access and hands over the object itself (a memfd,
+//! an eventfd) as far as the handle's granted rights allow: reading, writing and signalling an
+//! event then never involve it. A handle that may wait but not signal gets only a readiness fd
+//! it can wait on but not signal through (the broker completes its waits); one that may signal
+//! but not wait signals through the broker; an open with access 0 is refused, as on Windows.
+//! Semaphores, mutexes and timers keep their state in the broker (a count and its maximum, an
+//! owner, a schedule), so no fd a holder has can break their rules; their waits complete with
+//! a request to the broker.
+//!
+//! Waits: [`wait_for_single_object`] and [`wait_for_multiple_objects`] (any or all, up to
+//! [`MAXIMUM_WAIT_OBJECTS`]) with a time-out in milliseconds or [`INFINITE`], returning a
+//! [`WaitResult`] whose [`code`](WaitResult::code) is Windows' (`WAIT_OBJECT_0` 0,
+//! `WAIT_ABANDONED` 0x80, `WAIT_TIMEOUT` 258).
 //!
 //! Names: `Local\name` (or `name`) is the caller's own namespace — its package's in an app
 //! container, the user's session otherwise; another package's objects are reached by
@@ -17,7 +25,7 @@ use std::os::fd::OwnedFd;
 
 use appipc_sys::memfd::SharedView;
 use appipc_wire::protocol::named_objects::{
-    self as wire, HandleFd, NamedObjectHandle, NamedObjectKind, SignalOp,
+    self as wire, HandleFd, NamedObjectHandle, NamedObjectKind, SignalOp, WaitOutcome,
 };
 pub use appipc_wire::protocol::named_objects::{NamedObjectInfo, ObjectType};
 
@@ -401,21 +409,82 @@ impl FileMapping {
     }
 }
 
-/// A waitable object's fd, by what the handle may do.
+/// `WAIT_OBJECT_0`: [`WaitResult::Object`]`(0)`'s code.
+pub const WAIT_OBJECT_0: u32 = 0;
+/// `WAIT_ABANDONED` (`WAIT_ABANDONED_0`): [`WaitResult::Abandoned`]`(0)`'s code.
+pub const WAIT_ABANDONED: u32 = 0x80;
+/// `WAIT_TIMEOUT`.
+pub const WAIT_TIMEOUT: u32 = 258;
+/// `INFINITE`: a wait without a time-out.
+pub const INFINITE: u32 = 0xFFFF_FFFF;
+/// `MAXIMUM_WAIT_OBJECTS`: the most objects [`wait_for_multiple_objects`] takes.
+pub const MAXIMUM_WAIT_OBJECTS: usize = 64;
+/// `MUTEX_ALL_ACCESS`.
+pub const MUTEX_ALL_ACCESS: u32 = 0x001F_0001;
+/// `MUTEX_MODIFY_STATE` (reserved on Windows; `ReleaseMutex` needs ownership, not a right).
+pub const MUTEX_MODIFY_STATE: u32 = 0x0001;
+/// `TIMER_MODIFY_STATE`: needed by [`WaitableTimer::set`] and [`WaitableTimer::cancel`].
+pub const TIMER_MODIFY_STATE: u32 = 0x0002;
+/// `TIMER_ALL_ACCESS`.
+pub const TIMER_ALL_ACCESS: u32 = 0x001F_0003;
+/// `ERROR_NOT_OWNER`: [`Mutex::release`] by a process that does not own the mutex.
+pub const ERROR_NOT_OWNER: u32 = 288;
+/// `ERROR_TOO_MANY_POSTS`: [`Semaphore::release_count`] past the maximum.
+pub const ERROR_TOO_MANY_POSTS: u32 = 298;
+
+/// How a wait ended (`WaitForSingleObject`'s and `WaitForMultipleObjects`' return value).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WaitResult {
+    /// `WAIT_OBJECT_0 + i`: object `i` was signalled and the wait took what it takes (0 for a
+    /// single object and for a wait on all).
+    Object(usize),
+    /// `WAIT_ABANDONED_0 + i`: object `i` is a mutex whose owner ended without releasing it;
+    /// the caller owns it now, and should check what it protects.
+    Abandoned(usize),
+    /// `WAIT_TIMEOUT`.
+    Timeout,
+}
+
+impl WaitResult {
+    /// The value Windows' wait functions return for it.
+    pub fn code(self) -> u32 {
+        let index = |i: usize| u32::try_from(i).unwrap_or(u32::MAX);
+        match self {
+            WaitResult::Object(i) => WAIT_OBJECT_0 + index(i),
+            WaitResult::Abandoned(i) => WAIT_ABANDONED + index(i),
+            WaitResult::Timeout => WAIT_TIMEOUT,
+        }
+    }
+}
+
+fn parameter(message: String) -> Error {
+    Error::NamedObject { code: 87, message }
+}
+
+/// A waitable object's handle and fd, by what the handle may do. Not used directly: see
+/// [`WaitHandle`].
+#[doc(hidden)]
 #[derive(Debug)]
-struct Waitable {
+pub struct WaitCore {
     handle: Handle,
     fd: Option<OwnedFd>,
     kind: HandleFd,
     granted: u32,
+    manual_reset: bool,
 }
 
-impl Waitable {
-    fn from(o: Opened) -> Waitable {
-        Waitable { granted: o.info.granted_access, kind: o.info.fd, fd: o.fd, handle: o.handle }
+impl WaitCore {
+    fn from(o: Opened) -> WaitCore {
+        WaitCore {
+            granted: o.info.granted_access,
+            kind: o.info.fd,
+            manual_reset: o.info.manual_reset,
+            fd: o.fd,
+            handle: o.handle,
+        }
     }
 
-    /// The object's own eventfd, if this handle holds it.
+    /// The object's own eventfd, if this handle holds it (events with both rights).
     fn object(&self) -> Option<&OwnedFd> {
         self.fd.as_ref().filter(|_| self.kind == HandleFd::Object)
     }
@@ -428,35 +497,33 @@ impl Waitable {
             .map_err(Error::into_win32)
     }
 
-    /// Waits for the object; `take` says whether the wait takes the signal (auto-reset
-    /// events, semaphores).
-    async fn wait(&self, take: bool, what: &'static str) -> Result<()> {
+    /// The handle's fd registered with the reactor, to wait on (it needs `SYNCHRONIZE`).
+    fn watch(&self, what: &'static str) -> Result<appipc_sys::aio::EventFd> {
         let Some(fd) = &self.fd else { return Err(not_granted(what, self.granted)) };
         let dup = fd
             .try_clone()
             .map_err(|source| Error::Io { what: "duplicating the handle", source })?;
-        let afd = appipc_sys::aio::EventFd::new(dup)
-            .map_err(|source| Error::Io { what: "registering the handle", source })?;
+        appipc_sys::aio::EventFd::new(dup)
+            .map_err(|source| Error::Io { what: "registering the handle", source })
+    }
+
+    /// Takes what a completed wait takes, without blocking: directly from the event's own fd,
+    /// by looking at a manual-reset object, or through the broker.
+    async fn try_take(&self, what: &'static str) -> Result<WaitOutcome> {
+        let Some(fd) = &self.fd else { return Err(not_granted(what, self.granted)) };
+        let got = |b| if b { WaitOutcome::Signalled } else { WaitOutcome::NotSignalled };
+        let io = |source| Error::Io { what, source };
+        if self.manual_reset {
+            return Ok(got(appipc_sys::aio::is_readable(fd).map_err(io)?));
+        }
         if self.kind == HandleFd::Object {
-            let r = if take { afd.wait().await } else { afd.wait_signalled().await };
-            return r.map_err(|source| Error::Io { what, source });
+            return Ok(got(appipc_sys::aio::eventfd_try_take(fd).map_err(io)?));
         }
-        // A wait-only handle watches the object's readiness; the broker takes the signal.
-        loop {
-            afd.wait_signalled().await.map_err(|source| Error::Io { what, source })?;
-            if !take {
-                return Ok(());
-            }
-            let took = self
-                .handle
-                .session
-                .call(wire::TakeSignal { handle: self.handle.id })
-                .await
-                .map_err(Error::into_win32)?;
-            if took {
-                return Ok(());
-            }
-        }
+        self.handle
+            .session
+            .call(wire::Acquire { handle: self.handle.id })
+            .await
+            .map_err(Error::into_win32)
     }
 
     fn is_set(&self) -> Result<bool> {
@@ -468,17 +535,151 @@ impl Waitable {
     }
 }
 
+/// The deadline of a wait of `ms` milliseconds (`None`: `INFINITE`).
+fn deadline(ms: u32) -> Option<tokio::time::Instant> {
+    (ms != INFINITE)
+        .then(|| tokio::time::Instant::now() + std::time::Duration::from_millis(ms.into()))
+}
+
+/// Waits until `ready` completes or the deadline passes: `false` if it passed.
+async fn until<F: std::future::Future<Output = std::io::Result<()>>>(
+    ready: F,
+    deadline: Option<tokio::time::Instant>,
+    what: &'static str,
+) -> Result<bool> {
+    let r = match deadline {
+        None => ready.await,
+        Some(d) => match tokio::time::timeout_at(d, ready).await {
+            Ok(r) => r,
+            Err(_) => return Ok(false),
+        },
+    };
+    r.map(|()| true).map_err(|source| Error::Io { what, source })
+}
+
+/// An object a wait function takes: [`Event`], [`Semaphore`], [`Mutex`], [`WaitableTimer`].
+pub trait WaitHandle: Sync {
+    /// The handle's wait state (appipc's own; not for use outside the SDK).
+    #[doc(hidden)]
+    fn wait_core(&self) -> &WaitCore;
+}
+
+/// `WaitForSingleObject(h, ms)`: waits until the object is signalled or `ms` milliseconds
+/// pass ([`INFINITE`]: no time-out; 0: only looks). A completed wait takes what Windows' does:
+/// an auto-reset event's or synchronization timer's signal, one count of a semaphore,
+/// ownership of a mutex (`Abandoned` if its owner ended holding it); a manual-reset event or
+/// timer stays signalled. Needs `SYNCHRONIZE` (else 5).
+///
+/// Where the state is the broker's (semaphores, mutexes, timers, and events waited on by a
+/// handle without `EVENT_MODIFY_STATE`), the wait watches the handle's fd and completes with
+/// a request to the broker, which takes the signal if it is still there; an event with both
+/// rights is taken from its own eventfd, without the broker. A wait dropped while that request
+/// is under way may have taken the signal.
+pub async fn wait_for_single_object(h: &dyn WaitHandle, ms: u32) -> Result<WaitResult> {
+    const WHAT: &str = "WaitForSingleObject";
+    let core = h.wait_core();
+    let watch = core.watch(WHAT)?;
+    let deadline = deadline(ms);
+    loop {
+        match core.try_take(WHAT).await? {
+            WaitOutcome::Signalled => return Ok(WaitResult::Object(0)),
+            WaitOutcome::Abandoned => return Ok(WaitResult::Abandoned(0)),
+            WaitOutcome::NotSignalled => {}
+        }
+        if !until(watch.wait_signalled(), deadline, WHAT).await? {
+            return Ok(WaitResult::Timeout);
+        }
+    }
+}
+
+/// `WaitForMultipleObjects(n, handles, wait_all, ms)`: 1 to [`MAXIMUM_WAIT_OBJECTS`] (64)
+/// objects, no object twice (else 87), each with `SYNCHRONIZE` (else 5), all of one
+/// [`Session`].
+///
+/// * Wait for any (`wait_all` false): returns when one is signalled, as
+///   [`WaitResult::Object`]`(i)` (or `Abandoned(i)`) for the lowest index `i` signalled when
+///   the wait completed; only that object is taken.
+/// * Wait for all: returns when all are signalled at once, and takes them all together — the
+///   broker takes every one or none (so a wait never holds some while it waits for others),
+///   as Windows does. `Abandoned(0)` if one of them was an abandoned mutex (Windows gives an
+///   index in the `WAIT_ABANDONED_0` range too; its meaning is then only "one was").
+pub async fn wait_for_multiple_objects(
+    handles: &[&dyn WaitHandle],
+    wait_all: bool,
+    ms: u32,
+) -> Result<WaitResult> {
+    const WHAT: &str = "WaitForMultipleObjects";
+    if handles.is_empty() || handles.len() > MAXIMUM_WAIT_OBJECTS {
+        return Err(parameter(format!(
+            "{WHAT} with {} objects: 1 to {MAXIMUM_WAIT_OBJECTS} (MAXIMUM_WAIT_OBJECTS)",
+            handles.len()
+        )));
+    }
+    let cores: Vec<&WaitCore> = handles.iter().map(|h| h.wait_core()).collect();
+    for (i, c) in cores.iter().enumerate() {
+        if cores[..i].iter().any(|o| o.handle.id == c.handle.id) {
+            return Err(parameter(format!("{WHAT}: object {i} is in the array twice")));
+        }
+    }
+    let watches = cores.iter().map(|c| c.watch(WHAT)).collect::<Result<Vec<_>>>()?;
+    let deadline = deadline(ms);
+    if wait_all {
+        let ids: Vec<u64> = cores.iter().map(|c| c.handle.id).collect();
+        let session = &cores[0].handle.session;
+        loop {
+            let r = session
+                .call(wire::AcquireAll { handles: ids.clone() })
+                .await
+                .map_err(Error::into_win32)?;
+            match r.outcome {
+                WaitOutcome::Signalled => return Ok(WaitResult::Object(0)),
+                WaitOutcome::Abandoned => return Ok(WaitResult::Abandoned(0)),
+                WaitOutcome::NotSignalled => {}
+            }
+            let i = usize::try_from(r.waiting_for).unwrap_or(0).min(watches.len() - 1);
+            if !until(watches[i].wait_signalled(), deadline, WHAT).await? {
+                return Ok(WaitResult::Timeout);
+            }
+        }
+    }
+    loop {
+        for (i, c) in cores.iter().enumerate() {
+            match c.try_take(WHAT).await? {
+                WaitOutcome::Signalled => return Ok(WaitResult::Object(i)),
+                WaitOutcome::Abandoned => return Ok(WaitResult::Abandoned(i)),
+                WaitOutcome::NotSignalled => {}
+            }
+        }
+        let mut waits: Vec<_> = watches.iter().map(|w| Box::pin(w.wait_signalled())).collect();
+        let any = std::future::poll_fn(|cx| {
+            for w in waits.iter_mut() {
+                if let std::task::Poll::Ready(r) = w.as_mut().poll(cx) {
+                    return std::task::Poll::Ready(r);
+                }
+            }
+            std::task::Poll::Pending
+        });
+        if !until(any, deadline, WHAT).await? {
+            return Ok(WaitResult::Timeout);
+        }
+    }
+}
+
 /// A named event (auto or manual reset).
 #[derive(Debug)]
 pub struct Event {
-    w: Waitable,
-    manual_reset: bool,
+    w: WaitCore,
+}
+
+impl WaitHandle for Event {
+    fn wait_core(&self) -> &WaitCore {
+        &self.w
+    }
 }
 
 impl Event {
     fn from(o: Opened) -> Event {
-        let manual_reset = o.info.manual_reset;
-        Event { w: Waitable::from(o), manual_reset }
+        Event { w: WaitCore::from(o) }
     }
 
     /// `CreateEvent(sa, manual_reset, initial_state, name)`.
@@ -500,7 +701,9 @@ impl Event {
     }
 
     /// `OpenEvent(desired_access, name)`: `SYNCHRONIZE` to wait, `EVENT_MODIFY_STATE` to set
-    /// and reset. Access 0 is refused (5).
+    /// and reset. Access 0 is refused (5). A handle with `SYNCHRONIZE` alone holds only an fd
+    /// that can be waited on: the process cannot signal the event through it (Windows: "The
+    /// handle must have the EVENT_MODIFY_STATE access right" for `SetEvent`).
     pub async fn open(session: &Session, name: &str, desired_access: u32) -> Result<Event> {
         let request = wire::Open {
             object_type: wire::ObjectType::Event,
@@ -521,7 +724,7 @@ impl Event {
     pub async fn set(&self) -> Result<()> {
         match self.w.object() {
             Some(fd) => {
-                if self.manual_reset && self.w.is_set()? {
+                if self.w.manual_reset && self.w.is_set()? {
                     return Ok(());
                 }
                 appipc_sys::aio::eventfd_signal(fd)
@@ -545,22 +748,38 @@ impl Event {
         self.w.is_set()
     }
 
-    /// `WaitForSingleObject`: waits until the event is signalled; an auto-reset event is reset
-    /// by the wait (one waiter released per `set`), a manual-reset one stays signalled. Needs
-    /// `SYNCHRONIZE`.
+    /// `WaitForSingleObject(h, INFINITE)`: waits until the event is signalled; an auto-reset
+    /// event is reset by the wait (one waiter released per `set`), a manual-reset one stays
+    /// signalled. Needs `SYNCHRONIZE`.
     pub async fn wait(&self) -> Result<()> {
-        self.w.wait(!self.manual_reset, "waiting on the event").await
+        self.wait_timeout(INFINITE).await.map(|_| ())
+    }
+
+    /// `WaitForSingleObject(h, ms)`: [`WaitResult::Object`]`(0)` or [`WaitResult::Timeout`].
+    pub async fn wait_timeout(&self, ms: u32) -> Result<WaitResult> {
+        wait_for_single_object(self, ms).await
     }
 }
 
-/// A named semaphore.
+/// A named semaphore. Its count is kept by the broker, which hands no holder an fd that could
+/// change it: `ReleaseSemaphore` past the maximum fails with `ERROR_TOO_MANY_POSTS` (298) and
+/// leaves the count as it was, as on Windows, whatever the holder does with its fd. Every wait
+/// and release is a request to the broker (a round trip each; for a hot path between two
+/// processes use an [`Event`] pair or [`crate::ring`]).
 #[derive(Debug)]
 pub struct Semaphore {
-    w: Waitable,
+    w: WaitCore,
+}
+
+impl WaitHandle for Semaphore {
+    fn wait_core(&self) -> &WaitCore {
+        &self.w
+    }
 }
 
 impl Semaphore {
-    /// `CreateSemaphore(sa, initial, maximum, name)`.
+    /// `CreateSemaphore(sa, initial, maximum, name)`: `initial` ≤ `maximum`, `maximum` > 0
+    /// (else 87).
     pub async fn create(
         session: &Session,
         name: &str,
@@ -575,7 +794,7 @@ impl Semaphore {
         };
         let o = call(session, request, &[]).await?;
         let already_exists = o.info.already_exists;
-        Ok(Created { object: Semaphore { w: Waitable::from(o) }, already_exists })
+        Ok(Created { object: Semaphore { w: WaitCore::from(o) }, already_exists })
     }
 
     /// `OpenSemaphore(desired_access, name)`: `SYNCHRONIZE` to wait, `SEMAPHORE_MODIFY_STATE`
@@ -586,7 +805,7 @@ impl Semaphore {
             name: name.to_owned(),
             desired_access,
         };
-        Ok(Semaphore { w: Waitable::from(call(session, request, &[]).await?) })
+        Ok(Semaphore { w: WaitCore::from(call(session, request, &[]).await?) })
     }
 
     /// The rights this handle was granted.
@@ -594,18 +813,187 @@ impl Semaphore {
         self.w.granted
     }
 
-    /// `ReleaseSemaphore(h, 1)`. Needs `SEMAPHORE_MODIFY_STATE`.
+    /// `ReleaseSemaphore(h, 1, NULL)`. Needs `SEMAPHORE_MODIFY_STATE`.
     pub async fn release(&self) -> Result<()> {
-        match self.w.object() {
-            Some(fd) => appipc_sys::aio::eventfd_signal(fd)
-                .map_err(|source| Error::Io { what: "releasing the semaphore", source }),
-            None => self.w.signal(SignalOp::Release { count: 1 }).await.map(|_| ()),
-        }
+        self.release_count(1).await.map(|_| ())
     }
 
-    /// Waits for a count and takes one. Needs `SYNCHRONIZE`.
+    /// `ReleaseSemaphore(h, count, &previous)`: adds `count` (> 0, else 87) and returns the
+    /// count before. Past the maximum: `ERROR_TOO_MANY_POSTS` (298), the count unchanged.
+    /// Needs `SEMAPHORE_MODIFY_STATE`.
+    pub async fn release_count(&self, count: u32) -> Result<u32> {
+        self.w.signal(SignalOp::Release { count }).await
+    }
+
+    /// `WaitForSingleObject(h, INFINITE)`: waits for a count and takes one. Needs
+    /// `SYNCHRONIZE`.
     pub async fn wait(&self) -> Result<()> {
-        self.w.wait(true, "waiting on the semaphore").await
+        self.wait_timeout(INFINITE).await.map(|_| ())
+    }
+
+    /// `WaitForSingleObject(h, ms)`.
+    pub async fn wait_timeout(&self, ms: u32) -> Result<WaitResult> {
+        wait_for_single_object(self, ms).await
+    }
+}
+
+/// A named mutex (`CreateMutex`, `OpenMutex`, `ReleaseMutex`).
+///
+/// **Owner.** Windows makes a *thread* the owner. Here the owner is the broker session the
+/// wait went through — the process (every thread and task of it; a child that inherited the
+/// session counts as the same process), because a session is what the broker can tell apart
+/// and watch end. So two processes exclude each other as on Windows, but two threads of one
+/// process do not: the second one's wait succeeds at once, recursively (use a
+/// `std::sync::Mutex` inside a process). Ownership is recursive, as on Windows: the owner's
+/// waits succeed at once and each must be matched by a [`release`](Self::release).
+///
+/// **Abandoned.** When the owning process ends (its session closes) holding the mutex, the
+/// next wait gets [`WaitResult::Abandoned`] and ownership, as Windows' `WAIT_ABANDONED`.
+///
+/// **Single instance.** [`create`](Self::create) of a name that exists opens it and reports
+/// [`Created::already_exists`] (`ERROR_ALREADY_EXISTS`, 183), without taking ownership even
+/// with `initial_owner` — the usual "is another instance running?" test:
+///
+/// ```no_run
+/// # async fn f(session: &appipc::Session) -> appipc::Result<()> {
+/// use appipc::named_objects::Mutex;
+/// let m = Mutex::create(session, r"Local\MyApp.SingleInstance", true, None).await?;
+/// if m.already_exists {
+///     println!("another instance is running");
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct Mutex {
+    w: WaitCore,
+}
+
+impl WaitHandle for Mutex {
+    fn wait_core(&self) -> &WaitCore {
+        &self.w
+    }
+}
+
+impl Mutex {
+    /// `CreateMutex(sa, initial_owner, name)`: with `initial_owner` the calling process owns
+    /// the new mutex at once; if the name exists, the existing mutex is opened
+    /// (`already_exists`) and `initial_owner` is ignored ("it has already been set by the
+    /// creating process", `CreateMutex`).
+    pub async fn create(
+        session: &Session,
+        name: &str,
+        initial_owner: bool,
+        sddl: Option<&str>,
+    ) -> Result<Created<Mutex>> {
+        let request = wire::Create {
+            kind: NamedObjectKind::Mutex { initial_owner },
+            name: name.to_owned(),
+            sddl: sddl.map(str::to_owned),
+        };
+        let o = call(session, request, &[]).await?;
+        let already_exists = o.info.already_exists;
+        Ok(Created { object: Mutex { w: WaitCore::from(o) }, already_exists })
+    }
+
+    /// `OpenMutex(desired_access, name)`: `SYNCHRONIZE` to wait (and so to own). Access 0 is
+    /// refused (5).
+    pub async fn open(session: &Session, name: &str, desired_access: u32) -> Result<Mutex> {
+        let request = wire::Open {
+            object_type: wire::ObjectType::Mutex,
+            name: name.to_owned(),
+            desired_access,
+        };
+        Ok(Mutex { w: WaitCore::from(call(session, request, &[]).await?) })
+    }
+
+    /// The rights this handle was granted.
+    pub fn granted_access(&self) -> u32 {
+        self.w.granted
+    }
+
+    /// `ReleaseMutex`: one level of ownership less (free at 0). A process that does not own it
+    /// gets `ERROR_NOT_OWNER` (288).
+    pub async fn release(&self) -> Result<()> {
+        self.w.signal(SignalOp::ReleaseMutex).await.map(|_| ())
+    }
+
+    /// `WaitForSingleObject(h, ms)`: takes ownership ([`WaitResult::Object`]`(0)`, or
+    /// [`WaitResult::Abandoned`]`(0)`), or [`WaitResult::Timeout`].
+    pub async fn wait(&self, ms: u32) -> Result<WaitResult> {
+        wait_for_single_object(self, ms).await
+    }
+}
+
+/// A named waitable timer (`CreateWaitableTimer`, `SetWaitableTimer`, `CancelWaitableTimer`).
+/// A manual-reset (notification) timer stays signalled once due until it is set again; a
+/// synchronization timer releases one wait per expiry. Periodic timers expire again every
+/// period; expiries nobody waited for do not pile up (one wait takes them all, as on
+/// Windows a signalled timer is just signalled). The timer runs in the kernel (`timerfd`), so
+/// it fires while nobody waits and without the broker being involved until a wait completes.
+/// No completion routine (APC) and no `fResume`: Linux has no APCs to queue to a thread, and
+/// waking a suspended system is not the app's to ask.
+#[derive(Debug)]
+pub struct WaitableTimer {
+    w: WaitCore,
+}
+
+impl WaitHandle for WaitableTimer {
+    fn wait_core(&self) -> &WaitCore {
+        &self.w
+    }
+}
+
+impl WaitableTimer {
+    /// `CreateWaitableTimer(sa, manual_reset, name)`: inactive until [`set`](Self::set).
+    pub async fn create(
+        session: &Session,
+        name: &str,
+        manual_reset: bool,
+        sddl: Option<&str>,
+    ) -> Result<Created<WaitableTimer>> {
+        let request = wire::Create {
+            kind: NamedObjectKind::WaitableTimer { manual_reset },
+            name: name.to_owned(),
+            sddl: sddl.map(str::to_owned),
+        };
+        let o = call(session, request, &[]).await?;
+        let already_exists = o.info.already_exists;
+        Ok(Created { object: WaitableTimer { w: WaitCore::from(o) }, already_exists })
+    }
+
+    /// `OpenWaitableTimer(desired_access, name)`: `SYNCHRONIZE` to wait, `TIMER_MODIFY_STATE`
+    /// to set and cancel. Access 0 is refused (5).
+    pub async fn open(session: &Session, name: &str, desired_access: u32) -> Result<WaitableTimer> {
+        let request = wire::Open {
+            object_type: wire::ObjectType::WaitableTimer,
+            name: name.to_owned(),
+            desired_access,
+        };
+        Ok(WaitableTimer { w: WaitCore::from(call(session, request, &[]).await?) })
+    }
+
+    /// The rights this handle was granted.
+    pub fn granted_access(&self) -> u32 {
+        self.w.granted
+    }
+
+    /// `SetWaitableTimer(h, &due_time, period_ms, NULL, NULL, FALSE)`: `due_time` in
+    /// 100-nanosecond units, negative relative to now (`-10_000_000` is one second), positive
+    /// an absolute UTC `FILETIME`; `period_ms` 0 for once, negative is 87. The timer is
+    /// non-signalled until it is due. Needs `TIMER_MODIFY_STATE`.
+    pub async fn set(&self, due_time: i64, period_ms: i32) -> Result<()> {
+        self.w.signal(SignalOp::SetTimer { due_time, period_ms }).await.map(|_| ())
+    }
+
+    /// `CancelWaitableTimer`: stops it without changing whether it is signalled. Needs
+    /// `TIMER_MODIFY_STATE`.
+    pub async fn cancel(&self) -> Result<()> {
+        self.w.signal(SignalOp::CancelTimer).await.map(|_| ())
+    }
+
+    /// `WaitForSingleObject(h, ms)`.
+    pub async fn wait(&self, ms: u32) -> Result<WaitResult> {
+        wait_for_single_object(self, ms).await
     }
 }
 

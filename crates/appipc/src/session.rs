@@ -333,6 +333,12 @@ impl Session {
         }
     }
 
+    /// Why the broker canceled this process's background work, if it did (the broker's
+    /// `Canceled`; unlike [`canceled`](Self::canceled), not `Abort` when the session ended).
+    pub(crate) fn canceled_reason(&self) -> Option<BackgroundTaskCancellationReason> {
+        *self.inner.canceled.borrow()
+    }
+
     /// The raw socket (for tests that need to misbehave on purpose).
     pub fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
         self.inner.sock.as_fd()

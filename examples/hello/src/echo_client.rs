@@ -58,7 +58,10 @@ async fn view(session: &Session) -> appipc::Result<()> {
 
 async fn run() -> appipc::Result<()> {
     let session = Session::connect().await?;
-    if std::env::var("APPIPC_ACTIVATION").as_deref() == Ok("background") {
+    if matches!(
+        appipc::AppInstance::get_activated_event_args(),
+        Some(appipc::ActivatedEventArgs::Background(_))
+    ) {
         return view(&session).await;
     }
     let mut services: Vec<String> = std::env::args().skip(1).collect();

@@ -3,26 +3,21 @@
 
 use std::sync::{Arc, Weak};
 
-use appipc::app_service::{AppServiceProvider, AppServiceRequestReceivedEventArgs};
-use appipc::{AppServiceConnection, Session, ValueSet};
+use appipc::app_service::{
+    AppServiceProvider, AppServiceRequestReceivedEventArgs, AppServiceTriggerDetails,
+};
+use appipc::{ActivatedEventArgs, AppInstance, AppServiceConnection, Session, User, ValueSet};
+use tokio::sync::Notify;
 
-/// Serves `name` until the broker cancels this host or the session ends; each connection on
-/// its own task. Prints the cancellation reason.
+/// Serves `name` until the broker cancels this host or the session ends; each connection is a
+/// background task of its own. Prints the cancellation reason.
 pub async fn serve(session: &Session, name: &str) -> appipc::Result<()> {
     let mut provider = AppServiceProvider::register(session, name).await?;
     loop {
         tokio::select! {
             details = provider.accept() => {
                 let Some(details) = details else { break };
-                tokio::spawn(async move {
-                    let caller = details.caller_package_family_name.clone();
-                    let has_internet = details.check_caller_for_capability("internetClient");
-                    let conn = Arc::new(details.into_connection());
-                    let weak = Arc::downgrade(&conn);
-                    conn.on_request_received(move |args| echo(args, &caller, has_internet, &weak));
-                    let status = conn.service_closed().await;
-                    eprintln!("echo-service: connection closed ({status})");
-                });
+                tokio::spawn(run_task(details));
             }
             reason = session.canceled() => {
                 eprintln!("echo-service: canceled: {reason}");
@@ -31,6 +26,48 @@ pub async fn serve(session: &Session, name: &str) -> appipc::Result<()> {
         }
     }
     Ok(())
+}
+
+/// One connection's background task, in the shape of Windows' app service sample: take a
+/// deferral so that the task stays, complete it when the task is canceled, when the connection
+/// closes, or when a request says `$complete` (then the client sees `ServiceClosed(Completed)`).
+async fn run_task(details: AppServiceTriggerDetails) {
+    let task = details.task_instance();
+    let deferral = task.get_deferral();
+    let watcher = task.clone();
+    tokio::spawn(async move {
+        let reason = watcher.canceled().await;
+        eprintln!("echo-service: task canceled: {reason}");
+    });
+    let caller = details.caller_package_family_name.clone();
+    let has_internet = details.check_caller_for_capability("internetClient");
+    let user = task.user().cloned();
+    let conn = Arc::new(details.into_connection());
+    let weak = Arc::downgrade(&conn);
+    let done = Arc::new(Notify::new());
+    let complete = done.clone();
+    conn.on_request_received(move |args| {
+        echo(args, &caller, has_internet, user.as_ref(), &weak, &complete);
+    });
+    tokio::select! {
+        _ = conn.service_closed() => {}
+        _ = task.canceled() => {}
+        () = done.notified() => {}
+    }
+    // The last deferral: the task ends and its connection closes.
+    deferral.complete();
+    eprintln!("echo-service: connection closed ({})", conn.service_closed().await);
+}
+
+/// How this process was activated, as the broker says (`AppInstance`).
+fn activation() -> &'static str {
+    match AppInstance::get_activated_event_args() {
+        Some(ActivatedEventArgs::Launch(l)) if l.full_trust_process => "fulltrust",
+        Some(ActivatedEventArgs::Launch(_)) => "launch",
+        Some(ActivatedEventArgs::Background(_)) => "background",
+        Some(ActivatedEventArgs::BackgroundTask(_)) => "appservice",
+        _ => "",
+    }
 }
 
 /// A number unique to this process (in an app container every process is pid 1 of its own
@@ -44,12 +81,16 @@ pub fn instance() -> u64 {
 /// The echo handler. Requests may carry control keys:
 /// `$crash` (exit at once), `$delay_ms` (answer later, through a deferral), `$no_response`
 /// (complete without a reply), `$call_back` (send a request to the client first and include
-/// its reply), `$pid` (add this process's pid).
+/// its reply), `$complete` (answer, then complete the task: the connection ends `Completed`).
+/// Every reply names the caller's user as the broker attests it (`callerUid`,
+/// `callerUserName`).
 fn echo(
     args: AppServiceRequestReceivedEventArgs,
     caller: &str,
     has_internet: bool,
+    user: Option<&User>,
     conn: &Weak<AppServiceConnection>,
+    complete: &Arc<Notify>,
 ) {
     let message = args.request.message();
     if message.has_key("$crash") {
@@ -63,7 +104,18 @@ fn echo(
     reply.insert("callerHasInternetClient", has_internet);
     reply.insert("pid", std::process::id());
     reply.insert("instance", instance());
-    reply.insert("activation", std::env::var("APPIPC_ACTIVATION").unwrap_or_default());
+    reply.insert("activation", activation());
+    if let Some(u) = user {
+        reply.insert("callerUid", u.uid);
+        reply.insert("callerUserName", u.name.clone().unwrap_or_default());
+    }
+    if message.has_key("$complete") {
+        args.request.send_response(reply);
+        // The response goes out as the request completes, before the task ends.
+        drop(args);
+        complete.notify_one();
+        return;
+    }
     let delay = message.get("$delay_ms").and_then(|v| v.as_uint32());
     let call_back = message.has_key("$call_back");
     if delay.is_none() && !call_back {

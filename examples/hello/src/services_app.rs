@@ -1,11 +1,11 @@
 //! `services-app`: Contoso.Services' application. It serves its in-process app service
 //! `com.contoso.inproc` whether it was launched by the user or started in the background by
-//! the broker for a connection (`APPIPC_ACTIVATION=background`).
+//! the broker for a connection (`AppInstance::get_activated_event_args` is `Background`).
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> std::process::ExitCode {
-    let activation = std::env::var("APPIPC_ACTIVATION").unwrap_or_default();
-    eprintln!("services-app: started ({activation})");
+    let activation = appipc::AppInstance::get_activated_event_args();
+    eprintln!("services-app: started ({activation:?})");
     let result = async {
         let session = appipc::Session::connect().await?;
         appipc_examples::serve(&session, "com.contoso.inproc").await

@@ -6,8 +6,11 @@
 //! background), waits until that process registers as host, creates a `SOCK_SEQPACKET` pair,
 //! sends one end to the host with the broker-attested caller details and returns the other to
 //! the client. From then on the two talk directly; the broker only hears from the host when a
-//! connection ends, and stops an idle host it started after the idle timeout, telling it why
-//! (`Canceled(IdleTask)`) and killing it after a grace period.
+//! connection ends. It stops an out-of-process host it started as soon as that serves no
+//! connection (`Canceled(Abort)`: on Windows a client's dispose cancels the background task that
+//! served it, and a task host with no task left ends), and an application it started in the
+//! background for an in-process service after the idle timeout (`Canceled(IdleTask)`); either
+//! is killed after a grace period if it does not exit.
 
 use std::collections::{HashMap, HashSet};
 use std::os::fd::OwnedFd;
@@ -40,7 +43,8 @@ pub(crate) async fn handle(cx: Cx<'_>, r: wire::Request) -> Result<Replied> {
     let apps = &cx.shared.app_services;
     Ok(match r {
         R::Open(o) => {
-            let (opened, fd) = apps.open(&cx, &o.package_family_name, &o.app_service_name).await?;
+            let (opened, fd) =
+                apps.open(&cx, &o.package_family_name, &o.app_service_name, o.user).await?;
             Replied::with_fds::<wire::Open>(opened, vec![fd])
         }
         R::RegisterHost(h) => {
@@ -94,6 +98,9 @@ struct Host {
     /// Started by the broker for a service (out of process, or in process in the background):
     /// stopped when idle.
     stoppable: bool,
+    /// The service's own host process (an entry point), not an application: stopped as soon
+    /// as it serves no connection, as Windows ends a background task host whose tasks ended.
+    out_of_process: bool,
     active: AtomicUsize,
     generation: AtomicU64,
     canceled: AtomicBool,
@@ -137,6 +144,8 @@ pub struct AppServices {
     state: Mutex<State>,
     next_connection: AtomicU64,
     timings: Timings,
+    /// Account names by uid (NSS), looked up once.
+    user_names: Mutex<HashMap<u32, Option<String>>>,
 }
 
 impl AppServices {
@@ -147,6 +156,7 @@ impl AppServices {
             state: Mutex::new(State::default()),
             next_connection: AtomicU64::new(first),
             timings: Timings::from_env(),
+            user_names: Mutex::new(HashMap::new()),
         }
     }
 }
@@ -183,12 +193,13 @@ impl AppServices {
     }
 
     /// `OpenAppService`: the policy decides on what the broker found; then a host is found or
-    /// started and handed its end.
+    /// started and handed its end. `user` is `AppServiceConnection.User` as the caller set it.
     pub(crate) async fn open(
         &self,
         cx: &Cx<'_>,
         family: &str,
         name: &str,
+        user: Option<u32>,
     ) -> Result<(Opened, OwnedFd)> {
         let shared = cx.shared;
         let caller = cx.caller;
@@ -208,7 +219,7 @@ impl AppServices {
                 key: key.clone(),
             },
         };
-        cx.enforce(Operation::OpenAppService { provider: family, service: name, target })?;
+        cx.enforce(Operation::OpenAppService { provider: family, service: name, target, user })?;
         let (Some(pkg), Some((app, service, _))) = (&pkg, found) else {
             unreachable!("the policy allows only a declared service")
         };
@@ -295,23 +306,35 @@ impl AppServices {
             caller_trust: caller.trust(),
             caller_pid: caller.pid,
             max_message_size: max,
+            caller_uid: Some(caller.uid),
+            caller_user_name: self.user_name(caller.uid),
         };
+        {
+            // Counted before it is sent, under the lock a stopping host is marked under: a
+            // host is either stopped or handed this connection, never both.
+            let _st = self.lock();
+            if host.canceled.load(Ordering::SeqCst) {
+                return Ok(None);
+            }
+            host.active.fetch_add(1, Ordering::SeqCst);
+            host.generation.fetch_add(1, Ordering::SeqCst);
+        }
         match host.sock.event(incoming, vec![provider_end]) {
             Ok(()) => {}
             Err(Undeliverable::Gone) => {
                 tracing::warn!(pid = host.pid, "app service host is gone; starting another");
+                host.active.fetch_sub(1, Ordering::SeqCst);
                 self.remove_host(host.session_id);
                 return Ok(None);
             }
             Err(Undeliverable::Full) => {
+                host.active.fetch_sub(1, Ordering::SeqCst);
                 return Err(AppServiceError::Unavailable(format!(
                     "the host of {} (pid {}) does not read its session with the broker",
                     service.name, host.pid
                 )));
             }
         }
-        host.active.fetch_add(1, Ordering::SeqCst);
-        host.generation.fetch_add(1, Ordering::SeqCst);
         let info = AppServiceConnectionInfo {
             connection_id: id,
             package_family_name: pkg.family_name.to_string(),
@@ -436,6 +459,7 @@ impl AppServices {
             service: service_lc.clone(),
             sock: sock.clone(),
             stoppable,
+            out_of_process: service.entry_point.is_some(),
             active: AtomicUsize::new(served_before.len()),
             generation: AtomicU64::new(0),
             canceled: AtomicBool::new(false),
@@ -490,8 +514,8 @@ impl AppServices {
                 .cloned();
             if let Some(host) = before {
                 let left = host.active.fetch_sub(1, Ordering::SeqCst).saturating_sub(1);
-                if left == 0 && host.stoppable {
-                    self.schedule_idle(cx.shared, host);
+                if left == 0 {
+                    self.last_closed(cx.shared, host);
                 }
             }
             return Ok(());
@@ -504,11 +528,45 @@ impl AppServices {
         if let Some(host) = host {
             tracing::debug!(connection = id, pid = host.pid, "app service connection closed");
             let left = host.active.fetch_sub(1, Ordering::SeqCst).saturating_sub(1);
-            if left == 0 && host.stoppable {
-                self.schedule_idle(cx.shared, host);
+            if left == 0 {
+                self.last_closed(cx.shared, host);
             }
         }
         Ok(())
+    }
+
+    /// A host's last connection ended. An out-of-process host the broker started is stopped
+    /// now (on Windows a background task host ends with its last task: a client that disposes
+    /// its connection cancels the task that served it, and nothing else keeps the host); an
+    /// application hosting an in-process service that the broker started in the background
+    /// idles until the idle timeout; an application the user launched stays.
+    fn last_closed(&self, shared: &Arc<Shared>, host: Arc<Host>) {
+        if !host.stoppable {
+            return;
+        }
+        if !host.out_of_process {
+            self.schedule_idle(shared, host);
+            return;
+        }
+        {
+            let _st = self.lock();
+            if host.active.load(Ordering::SeqCst) != 0 || host.canceled.swap(true, Ordering::SeqCst)
+            {
+                return;
+            }
+        }
+        tracing::info!(pid = host.pid, service = %host.service,
+            "app service host serves no connection any more; stopping it");
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            shared.app_services.stop(&shared, &host, BackgroundTaskCancellationReason::Abort).await;
+        });
+    }
+
+    /// The account name of `uid` (NSS), looked up once.
+    fn user_name(&self, uid: u32) -> Option<String> {
+        let mut names = self.user_names.lock().expect("user names poisoned");
+        names.entry(uid).or_insert_with(|| appipc_sys::ids::user_name(uid).ok().flatten()).clone()
     }
 
     /// Starts the idle clock of a host; if it is still idle when it runs out, it is canceled.
@@ -542,6 +600,17 @@ impl AppServices {
             return;
         }
         tracing::info!(pid = host.pid, service = %host.service, %reason, "canceling app service host");
+        self.stop(shared, host, reason).await;
+    }
+
+    /// Stops a host already marked canceled: out of service, told why, killed after the grace
+    /// period.
+    async fn stop(
+        &self,
+        shared: &Arc<Shared>,
+        host: &Arc<Host>,
+        reason: BackgroundTaskCancellationReason,
+    ) {
         self.remove_host(host.session_id);
         let _ = host.sock.event(Canceled { reason }, Vec::new());
         if !host.stoppable {

@@ -9,10 +9,20 @@
 //! | file mapping of memory | `FILE_MAP_READ` (or write on a read-only mapping) | the memfd reopened read-only |
 //! | file mapping of a file | `FILE_MAP_WRITE` on a `PAGE_READWRITE` mapping | the creator's file reopened read-write |
 //! | file mapping of a file | `FILE_MAP_READ` (or write on a read-only mapping) | the creator's file reopened read-only |
-//! | event, semaphore | `SYNCHRONIZE` and the modify right | the eventfd |
-//! | event, semaphore | `SYNCHRONIZE` only | an epoll fd that is readable while the object is signalled (auto-reset events and semaphores are then taken with `TakeSignal`) |
-//! | event, semaphore | the modify right only | none (`Signal` through the broker) |
+//! | event | `SYNCHRONIZE` and `EVENT_MODIFY_STATE` | the eventfd |
+//! | event | `SYNCHRONIZE` only | an epoll fd that is readable while the event is signalled (an auto-reset event is then taken with `Acquire`) |
+//! | semaphore, mutex, waitable timer | `SYNCHRONIZE` (with or without the modify right) | an epoll fd that is readable while the object is signalled; `Acquire` takes it |
+//! | event, semaphore, timer | the modify right only | none (`Signal` through the broker) |
 //! | any | nothing usable | none |
+//!
+//! A semaphore's count, a mutex's owner and a timer's schedule are the broker's: no holder gets
+//! an fd that could change them, so a semaphore keeps its maximum (`ReleaseSemaphore` past it
+//! is 298), only the owner releases a mutex (288), and every wait on them completes through
+//! `Acquire`. The fd behind a semaphore's or mutex's readiness is an eventfd the broker keeps
+//! readable exactly while the object is signalled (a count above 0; no owner); a timer's is
+//! its `timerfd` (`CLOCK_REALTIME`). A mutex is owned by a session (a process's broker
+//! connection): when the session ends holding it, the mutex is abandoned, and the next wait
+//! gets `WAIT_ABANDONED` and ownership.
 //!
 //! A read-only fd stays read-only. A memfd can be reopened read-write through
 //! `/proc/self/fd/N` by whoever its mode allows, and Landlock does not govern that (memfds live
@@ -37,12 +47,13 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use appipc_model::named_objects::{
-    self as model, FILE_MAP_READ, FILE_MAP_WRITE, GENERIC_ALL, MODIFY_STATE, NameKind, Namespace,
-    ObjectType, SYNCHRONIZE, SecurityDescriptor,
+    self as model, FILE_MAP_READ, FILE_MAP_WRITE, GENERIC_ALL, MAXIMUM_WAIT_OBJECTS, MODIFY_STATE,
+    MutexState, NameKind, Namespace, ObjectType, SYNCHRONIZE, SecurityDescriptor, TimerDue,
 };
 use appipc_model::policy::Operation;
 use appipc_wire::protocol::named_objects::{
     self as wire, HandleFd, NamedObjectHandle, NamedObjectInfo, NamedObjectKind, SignalOp,
+    WaitOutcome,
 };
 use appipc_wire::status::Win32Error;
 
@@ -70,11 +81,35 @@ struct Object {
     /// A file mapping backed by the broker's own memfd (mode 0400, so nobody without
     /// capabilities over it reopens it read-write), not by the creator's file.
     broker_memory: bool,
-    /// A manual-reset event.
+    /// A manual-reset event or timer.
     manual_reset: bool,
+    /// The state the broker keeps (semaphores, mutexes).
+    sync: SyncState,
     handles: u32,
     /// The fd the broker holds for it, charged to the budget.
     _fd_charge: FdCharge,
+}
+
+/// What the broker keeps of an object's state; `fd` is then a readiness flag (an eventfd that
+/// is readable exactly while the object is signalled), or a timer's timerfd.
+#[derive(Debug, Clone)]
+enum SyncState {
+    /// The fd is the state (events: their eventfd; timers: their timerfd; mappings).
+    InFd,
+    /// A semaphore.
+    Semaphore { count: u32, maximum: u32 },
+    /// A mutex.
+    Mutex(MutexState),
+}
+
+/// Makes a flag eventfd readable (`on`) or not.
+fn set_flag(fd: &OwnedFd, on: bool) -> std::io::Result<()> {
+    let now = appipc_sys::aio::is_readable(fd)?;
+    match (now, on) {
+        (false, true) => appipc_sys::aio::eventfd_signal(fd),
+        (true, false) => appipc_sys::aio::eventfd_drain(fd),
+        _ => Ok(()),
+    }
 }
 
 #[derive(Debug)]
@@ -171,6 +206,8 @@ fn type_name(t: ObjectType) -> &'static str {
         ObjectType::Event => "event",
         ObjectType::Semaphore => "semaphore",
         ObjectType::FileMapping => "file mapping",
+        ObjectType::Mutex => "mutex",
+        ObjectType::WaitableTimer => "waitable timer",
         ObjectType::Pipe => "pipe",
     }
 }
@@ -180,6 +217,8 @@ fn from_wire(t: wire::ObjectType) -> ObjectType {
         wire::ObjectType::Event => ObjectType::Event,
         wire::ObjectType::Semaphore => ObjectType::Semaphore,
         wire::ObjectType::FileMapping => ObjectType::FileMapping,
+        wire::ObjectType::Mutex => ObjectType::Mutex,
+        wire::ObjectType::WaitableTimer => ObjectType::WaitableTimer,
     }
 }
 
@@ -187,6 +226,8 @@ fn to_wire(t: ObjectType) -> wire::ObjectType {
     match t {
         ObjectType::Event => wire::ObjectType::Event,
         ObjectType::Semaphore => wire::ObjectType::Semaphore,
+        ObjectType::Mutex => wire::ObjectType::Mutex,
+        ObjectType::WaitableTimer => wire::ObjectType::WaitableTimer,
         ObjectType::FileMapping | ObjectType::Pipe => wire::ObjectType::FileMapping,
     }
 }
@@ -215,6 +256,13 @@ fn handle_fd(obj: &Object, granted: u32) -> std::io::Result<(Option<OwnedFd>, Ha
                 Ok((Some(fd), HandleFd::Object))
             } else if granted & (FILE_MAP_READ | FILE_MAP_WRITE) != 0 {
                 Ok((Some(appipc_sys::fs::reopen(&obj.fd, false)?), HandleFd::ReadOnly))
+            } else {
+                Ok((None, HandleFd::None))
+            }
+        }
+        ObjectType::Semaphore | ObjectType::Mutex | ObjectType::WaitableTimer => {
+            if granted & SYNCHRONIZE != 0 {
+                Ok((Some(appipc_sys::aio::readiness_fd(&obj.fd)?), HandleFd::Readiness))
             } else {
                 Ok((None, HandleFd::None))
             }
@@ -255,7 +303,11 @@ pub(crate) async fn handle(mut cx: Cx<'_>, r: wire::Request) -> Result<Replied> 
             Replied::of::<wire::GetNamedObjectPath>(model::named_object_path(pfn.as_str()))
         }
         R::Signal(s) => Replied::of::<wire::Signal>(objects.signal(&cx, s.handle, s.op)?),
-        R::TakeSignal(t) => Replied::of::<wire::TakeSignal>(objects.take_signal(&cx, t.handle)?),
+        R::TakeSignal(t) => Replied::of::<wire::TakeSignal>(
+            objects.acquire(&cx, t.handle)? != WaitOutcome::NotSignalled,
+        ),
+        R::Acquire(a) => Replied::of::<wire::Acquire>(objects.acquire(&cx, a.handle)?),
+        R::AcquireAll(a) => Replied::of::<wire::AcquireAll>(objects.acquire_all(&cx, &a.handles)?),
     })
 }
 
@@ -353,6 +405,7 @@ impl NamedObjects {
                 "the broker holds as many objects for its clients as it may; close some",
             )
         })?;
+        let initial_owner = matches!(kind, NamedObjectKind::Mutex { initial_owner: true });
         let made = make_object(kind, backing)?;
         let mut st = self.lock();
         // Another create may have won the name while the object was being made.
@@ -375,13 +428,21 @@ impl NamedObjects {
                 writable: made.writable,
                 broker_memory: made.broker_memory,
                 manual_reset: made.manual_reset,
+                sync: made.sync,
                 handles: 0,
                 _fd_charge: charge,
             },
         );
         let granted = ty.map_generic(GENERIC_ALL);
         match self.open_handle(&mut st, cx, key.clone(), granted, false) {
-            Ok(h) => Ok(h),
+            Ok(h) => {
+                // `CreateMutex(bInitialOwner)`: the creator owns it (only when it created it).
+                if initial_owner {
+                    let obj = st.objects.get_mut(&key).expect("just entered");
+                    take(obj, who.session_id, name)?;
+                }
+                Ok(h)
+            }
             Err(e) => {
                 st.objects.remove(&key);
                 Err(e)
@@ -433,15 +494,21 @@ impl NamedObjects {
         Ok(())
     }
 
-    /// `SetEvent` / `ResetEvent` / `ReleaseSemaphore` for a handle without the object's fd.
+    /// `SetEvent` / `ResetEvent` (for a handle without the event's fd), `ReleaseSemaphore`,
+    /// `ReleaseMutex`, `SetWaitableTimer`, `CancelWaitableTimer`. Returns a semaphore's
+    /// previous count (0 otherwise).
     fn signal(&self, cx: &Cx<'_>, handle: u64, op: SignalOp) -> Result<u32> {
-        let st = self.lock();
+        let mut st = self.lock();
         let h = self.owned(cx, &st, handle)?;
-        let obj = st.objects.get(&h.key).expect("a handle's object lives");
+        let (key, granted) = (h.key.clone(), h.granted);
+        let obj = st.objects.get_mut(&key).expect("a handle's object lives");
         let action = match (obj.ty, op) {
             (ObjectType::Event, SignalOp::Set) => "SetEvent",
             (ObjectType::Event, SignalOp::Reset) => "ResetEvent",
             (ObjectType::Semaphore, SignalOp::Release { .. }) => "ReleaseSemaphore",
+            (ObjectType::Mutex, SignalOp::ReleaseMutex) => "ReleaseMutex",
+            (ObjectType::WaitableTimer, SignalOp::SetTimer { .. }) => "SetWaitableTimer",
+            (ObjectType::WaitableTimer, SignalOp::CancelTimer) => "CancelWaitableTimer",
             (ty, _) => {
                 return Err(NamedObjectError::win32(
                     Win32Error::InvalidHandle,
@@ -449,39 +516,69 @@ impl NamedObjects {
                 ));
             }
         };
-        cx.enforce(Operation::UseHandleRight {
-            handle,
-            action,
-            needed: MODIFY_STATE,
-            granted: h.granted,
-        })?;
-        let r = match op {
-            SignalOp::Set => {
-                if obj.manual_reset && appipc_sys::aio::is_readable(&obj.fd).unwrap_or(false) {
-                    Ok(())
-                } else {
-                    appipc_sys::aio::eventfd_signal(&obj.fd)
+        // `ReleaseMutex` needs ownership, not a right (`MUTEX_MODIFY_STATE` is reserved).
+        if op != SignalOp::ReleaseMutex {
+            cx.enforce(Operation::UseHandleRight {
+                handle,
+                action,
+                needed: MODIFY_STATE,
+                granted,
+            })?;
+        }
+        let io = |e| InternalError::io(format!("{action} on {}", obj.display), e);
+        let fd = &obj.fd;
+        match (op, &mut obj.sync) {
+            (SignalOp::Set, _) => {
+                if !(obj.manual_reset && appipc_sys::aio::is_readable(fd).unwrap_or(false)) {
+                    appipc_sys::aio::eventfd_signal(fd).map_err(io)?;
                 }
+                Ok(0)
             }
-            SignalOp::Reset => appipc_sys::aio::eventfd_drain(&obj.fd),
-            SignalOp::Release { count } => {
-                if count == 0 {
-                    return Err(NamedObjectError::parameter("ReleaseSemaphore with a count of 0"));
+            (SignalOp::Reset, _) => {
+                appipc_sys::aio::eventfd_drain(fd).map_err(io)?;
+                Ok(0)
+            }
+            (SignalOp::Release { count: n }, SyncState::Semaphore { count, maximum }) => {
+                let previous = *count;
+                *count = model::semaphore_release(previous, *maximum, n)?;
+                set_flag(fd, true).map_err(io)?;
+                Ok(previous)
+            }
+            (SignalOp::ReleaseMutex, SyncState::Mutex(m)) => {
+                let free = m.release(cx.caller.session_id)?;
+                if free {
+                    set_flag(fd, true).map_err(io)?;
                 }
-                appipc_sys::aio::eventfd_add(&obj.fd, u64::from(count))
+                Ok(0)
             }
-        };
-        r.map_err(|e| InternalError::io(format!("{action} on {}", obj.display), e))?;
-        Ok(0)
+            (SignalOp::SetTimer { due_time, period_ms }, _) => {
+                let (due, period) = model::timer_due(due_time, period_ms)?;
+                let (value, absolute) = match due {
+                    TimerDue::Relative(d) => (d, false),
+                    TimerDue::Absolute(d) => (d, true),
+                };
+                appipc_sys::timer::timerfd_arm(fd, value, absolute, period.unwrap_or_default())
+                    .map_err(io)?;
+                Ok(0)
+            }
+            (SignalOp::CancelTimer, _) => {
+                appipc_sys::timer::timerfd_cancel(fd).map_err(io)?;
+                Ok(0)
+            }
+            _ => Err(InternalError::io(
+                format!("{action} on {}", obj.display),
+                std::io::Error::other("object state does not match its type"),
+            )
+            .into()),
+        }
     }
 
-    /// Completes a wait of a wait-only handle: takes the signal of an auto-reset event or one
-    /// count of a semaphore if still there; a manual-reset event is only looked at.
-    fn take_signal(&self, cx: &Cx<'_>, handle: u64) -> Result<bool> {
-        let st = self.lock();
-        let h = self.owned(cx, &st, handle)?;
+    /// The caller's handle `handle`, which must have `SYNCHRONIZE` and name a waitable object:
+    /// its object's key.
+    fn waitable(&self, cx: &Cx<'_>, st: &State, handle: u64) -> Result<Key> {
+        let h = self.owned(cx, st, handle)?;
         let obj = st.objects.get(&h.key).expect("a handle's object lives");
-        if !matches!(obj.ty, ObjectType::Event | ObjectType::Semaphore) {
+        if obj.ty == ObjectType::FileMapping {
             return Err(NamedObjectError::win32(
                 Win32Error::InvalidHandle,
                 format!("a {} is not waited on", type_name(obj.ty)),
@@ -493,17 +590,95 @@ impl NamedObjects {
             needed: SYNCHRONIZE,
             granted: h.granted,
         })?;
-        let r = if obj.manual_reset {
-            appipc_sys::aio::is_readable(&obj.fd)
-        } else {
-            appipc_sys::aio::eventfd_try_take(&obj.fd)
+        Ok(h.key.clone())
+    }
+
+    /// Completes a wait on one object, without blocking.
+    fn acquire(&self, cx: &Cx<'_>, handle: u64) -> Result<WaitOutcome> {
+        let mut st = self.lock();
+        let key = self.waitable(cx, &st, handle)?;
+        let obj = st.objects.get_mut(&key).expect("a handle's object lives");
+        if !ready(obj, cx.caller.session_id)? {
+            return Ok(WaitOutcome::NotSignalled);
+        }
+        let display = obj.display.clone();
+        take(obj, cx.caller.session_id, &display)
+    }
+
+    /// `WaitForMultipleObjects(bWaitAll = TRUE)`: takes every object or none.
+    fn acquire_all(&self, cx: &Cx<'_>, handles: &[u64]) -> Result<wire::AllAcquired> {
+        let none = |i: usize| wire::AllAcquired {
+            outcome: WaitOutcome::NotSignalled,
+            waiting_for: u32::try_from(i).unwrap_or(0),
         };
-        Ok(r.map_err(|e| InternalError::io(format!("waiting on {}", obj.display), e))?)
+        if handles.is_empty() || handles.len() > MAXIMUM_WAIT_OBJECTS {
+            return Err(NamedObjectError::parameter(format!(
+                "WaitForMultipleObjects with {} handles: 1 to {MAXIMUM_WAIT_OBJECTS} \
+                 (MAXIMUM_WAIT_OBJECTS)",
+                handles.len()
+            )));
+        }
+        let mut st = self.lock();
+        let mut keys = Vec::with_capacity(handles.len());
+        for (i, &h) in handles.iter().enumerate() {
+            if handles[..i].contains(&h) {
+                return Err(NamedObjectError::parameter(format!(
+                    "WaitForMultipleObjects: handle {h} is in the array twice"
+                )));
+            }
+            keys.push(self.waitable(cx, &st, h)?);
+        }
+        let session = cx.caller.session_id;
+        for (i, k) in keys.iter().enumerate() {
+            if !ready(st.objects.get(k).expect("a handle's object lives"), session)? {
+                return Ok(none(i));
+            }
+        }
+        // Auto-reset events first: a holder of an event's own fd may take its signal in the
+        // meantime, and only an event's take can be given back (by setting it again).
+        keys.sort_by_key(|k| st.objects[k].ty != ObjectType::Event);
+        let mut taken: Vec<&Key> = Vec::new();
+        let mut outcome = WaitOutcome::Signalled;
+        for k in keys.iter() {
+            let obj = st.objects.get_mut(k).expect("a handle's object lives");
+            let display = obj.display.clone();
+            match take(obj, session, &display)? {
+                WaitOutcome::NotSignalled => {
+                    for t in taken {
+                        let obj = st.objects.get_mut(t).expect("a handle's object lives");
+                        if !obj.manual_reset {
+                            appipc_sys::aio::eventfd_signal(&obj.fd).map_err(|e| {
+                                InternalError::io(format!("giving back {}", obj.display), e)
+                            })?;
+                        }
+                    }
+                    let i = handles.iter().position(|h| st.handles[h].key == *k).unwrap_or(0);
+                    return Ok(none(i));
+                }
+                WaitOutcome::Abandoned => outcome = WaitOutcome::Abandoned,
+                WaitOutcome::Signalled => {}
+            }
+            if st.objects[k].ty == ObjectType::Event {
+                taken.push(k);
+            }
+        }
+        Ok(wire::AllAcquired { outcome, waiting_for: 0 })
     }
 
     /// A session ended: its handles are closed.
     pub(crate) fn session_closed(&self, session: u64) {
         let mut st = self.lock();
+        // Mutexes it owns are abandoned (Windows: when the owning thread ends).
+        for obj in st.objects.values_mut() {
+            if let SyncState::Mutex(m) = &mut obj.sync
+                && m.owner_ended(session)
+            {
+                tracing::info!(name = %obj.display, "mutex abandoned: its owner ended holding it");
+                if let Err(e) = set_flag(&obj.fd, true) {
+                    tracing::warn!(name = %obj.display, "abandoned mutex: {e}");
+                }
+            }
+        }
         let mine: Vec<u64> =
             st.handles.iter().filter(|(_, h)| h.session == session).map(|(id, _)| *id).collect();
         for h in mine {
@@ -544,6 +719,7 @@ struct Made {
     writable: bool,
     broker_memory: bool,
     manual_reset: bool,
+    sync: SyncState,
     /// What it was made from (to retry a create that lost the name race).
     kind: NamedObjectKind,
     backing: Option<OwnedFd>,
@@ -557,6 +733,7 @@ fn make_object(kind: NamedObjectKind, backing: Option<OwnedFd>) -> Result<Made> 
         writable,
         broker_memory,
         manual_reset,
+        sync: SyncState::InFd,
         kind: kind.clone(),
         backing,
     };
@@ -616,9 +793,68 @@ fn make_object(kind: NamedObjectKind, backing: Option<OwnedFd>) -> Result<Made> 
                     "semaphore count {initial} of {maximum}"
                 )));
             }
-            let fd = appipc_sys::aio::eventfd_new(initial, true)
+            // The count is the broker's; the eventfd is readable while it is above 0.
+            let fd = appipc_sys::aio::eventfd_new(u32::from(initial > 0), false)
                 .map_err(|e| InternalError::io("eventfd", e))?;
-            Ok(made(fd, 0, true, false, None))
+            let mut m = made(fd, 0, true, false, None);
+            m.sync = SyncState::Semaphore { count: initial, maximum };
+            Ok(m)
+        }
+        NamedObjectKind::Mutex { .. } => {
+            // Readable while nobody owns it.
+            let fd = appipc_sys::aio::eventfd_new(1, false)
+                .map_err(|e| InternalError::io("eventfd", e))?;
+            let mut m = made(fd, 0, true, false, None);
+            m.sync = SyncState::Mutex(MutexState::default());
+            Ok(m)
+        }
+        NamedObjectKind::WaitableTimer { manual_reset } => {
+            let fd = appipc_sys::timer::timerfd_new()
+                .map_err(|e| InternalError::io("timerfd_create", e))?;
+            Ok(made(fd, 0, true, manual_reset, None))
         }
     }
+}
+
+/// Whether a wait by `session` on `obj` would complete now (nothing is taken).
+fn ready(obj: &Object, session: u64) -> Result<bool> {
+    Ok(match &obj.sync {
+        SyncState::Semaphore { count, .. } => *count > 0,
+        SyncState::Mutex(m) => m.can_take(session),
+        SyncState::InFd => appipc_sys::aio::is_readable(&obj.fd)
+            .map_err(|e| InternalError::io(format!("polling {}", obj.display), e))?,
+    })
+}
+
+/// Takes what a completed wait takes: an auto-reset event's or timer's signal, one count of a
+/// semaphore, ownership of a mutex; a manual-reset event or timer is only looked at.
+fn take(obj: &mut Object, session: u64, display: &str) -> Result<WaitOutcome> {
+    let io = |e| InternalError::io(format!("waiting on {display}"), e);
+    let got = |b: bool| if b { WaitOutcome::Signalled } else { WaitOutcome::NotSignalled };
+    Ok(match (&mut obj.sync, obj.ty) {
+        (SyncState::Semaphore { count, .. }, _) => {
+            if *count == 0 {
+                return Ok(WaitOutcome::NotSignalled);
+            }
+            *count -= 1;
+            if *count == 0 {
+                set_flag(&obj.fd, false).map_err(io)?;
+            }
+            WaitOutcome::Signalled
+        }
+        (SyncState::Mutex(m), _) => {
+            let r = m.acquire(session)?;
+            if r != WaitOutcome::NotSignalled {
+                set_flag(&obj.fd, false).map_err(io)?;
+            }
+            r
+        }
+        (SyncState::InFd, _) if obj.manual_reset => {
+            got(appipc_sys::aio::is_readable(&obj.fd).map_err(io)?)
+        }
+        (SyncState::InFd, ObjectType::WaitableTimer) => {
+            got(appipc_sys::timer::timerfd_try_take(&obj.fd).map_err(io)?)
+        }
+        (SyncState::InFd, _) => got(appipc_sys::aio::eventfd_try_take(&obj.fd).map_err(io)?),
+    })
 }

@@ -455,6 +455,7 @@ async fn forge_why(s: &Session) -> String {
     let request = appipc_wire::protocol::app_service::Open {
         package_family_name: provider.to_owned(),
         app_service_name: "x".to_owned(),
+        user: None,
     };
     match s.call_with_fds(request, &[]).await {
         Ok(_) => "opened?".into(),

@@ -20,6 +20,9 @@ super::mechanism! {
             0 package_family_name: String,
             /// The service name.
             1 app_service_name: String,
+            /// `AppServiceConnection.User` as the caller set it: the uid it connects as. It must
+            /// be the caller's own (the broker serves one user), else `NotAuthorized` 7.
+            2 user: Option<u32>,
         } fds(0) -> Opened, reply fds "1: the client's end of the connection";
         /// A provider process is ready to serve this app service of its own application;
         /// connections then arrive as `app_service.IncomingConnection` on this session.
@@ -64,9 +67,15 @@ super::mechanism! {
             5 caller_pid: u32,
             /// The largest message either side may send, in bytes.
             6 max_message_size: u64,
+            /// The caller's user as the broker attests it (`IBackgroundTaskInstance4.User`,
+            /// `AppServiceConnection.User`): its uid.
+            7 caller_uid: Option<u32>,
+            /// That user's account name (NSS), when it has one.
+            8 caller_user_name: Option<String>,
         } fds "1: the provider's end";
-        /// The broker is stopping this provider host (`BackgroundTaskInstance.Canceled`); it is
-        /// killed after a grace period.
+        /// The broker is stopping this provider host (`IBackgroundTaskInstance.Canceled` for
+        /// every task it still runs); it is killed after a grace period. An out-of-process host
+        /// whose last connection ended gets it with `Abort` (0): it has nothing left to do.
         1 Canceled {
             /// Why.
             0 reason: BackgroundTaskCancellationReason,

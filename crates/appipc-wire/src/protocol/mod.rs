@@ -541,7 +541,7 @@ mechanisms! {
     FullTrust = 4 => full_trust,
     /// Publisher cache folders and file tokens.
     Storage = 5 => storage,
-    /// Named objects: events, semaphores, file mappings.
+    /// Named objects: events, semaphores, mutexes, waitable timers, file mappings.
     NamedObjects = 6 => named_objects,
     /// Named pipes.
     Pipes = 7 => pipes,

@@ -1,13 +1,15 @@
-//! Named objects: events, semaphores and file mappings in per-package namespaces.
+//! Named objects: events, semaphores, mutexes, waitable timers and file mappings in per-package
+//! namespaces.
 
 use minicbor::{Decode, Encode};
 
 super::mechanism! {
-    /// Named objects (`CreateEvent`, `CreateSemaphore`, `CreateFileMapping` and their `Open…`):
-    /// the broker checks names and access and hands over the object as an fd that can do
-    /// exactly what the handle's granted rights allow. Errors carry `Win32` codes: 2 not
-    /// found, 5 access denied, 6 wrong type or handle, 87 bad parameter, 123 bad name, 1816
-    /// handle quota.
+    /// Named objects (`CreateEvent`, `CreateSemaphore`, `CreateMutex`, `CreateWaitableTimer`,
+    /// `CreateFileMapping` and their `Open…`): the broker checks names and access and hands
+    /// over the object as an fd that can do exactly what the handle's granted rights allow.
+    /// Errors carry `Win32` codes: 2 not found, 5 access denied, 6 wrong type or handle, 87 bad
+    /// parameter, 123 bad name, 288 not the mutex's owner, 298 a semaphore past its maximum,
+    /// 1816 handle quota.
     mechanism NamedObjects;
     requests {
         /// `Create…` with a name. A name taken by an object of the same type opens it instead
@@ -45,9 +47,11 @@ super::mechanism! {
             /// Package family name.
             0 package_family_name: String,
         } fds(0) -> String, reply fds "0";
-        /// `SetEvent`, `ResetEvent`, `ReleaseSemaphore` through the broker, for a handle whose
-        /// rights include the modify right but not waiting (it holds no fd of the object).
-        /// Returns the semaphore's previous count (0 for events).
+        /// `SetEvent`, `ResetEvent`, `ReleaseSemaphore`, `ReleaseMutex`, `SetWaitableTimer`,
+        /// `CancelWaitableTimer` through the broker: events for a handle that holds no fd of the
+        /// object, the others always (the broker keeps their state). Returns the semaphore's
+        /// previous count (0 for the others). `ReleaseSemaphore` past the maximum is 298 and
+        /// changes nothing; `ReleaseMutex` by a session that does not own it is 288.
         5 Signal {
             /// The handle.
             0 handle: u64,
@@ -56,11 +60,29 @@ super::mechanism! {
         } fds(0) -> u32, reply fds "0";
         /// Completes a wait of a wait-only handle (`SYNCHRONIZE` without the modify right) on
         /// an auto-reset event or a semaphore: takes the signal if it is still there. Returns
-        /// whether it was.
+        /// whether it was. Kept for older clients: `Acquire` does the same for every type.
         6 TakeSignal {
             /// The handle.
             0 handle: u64,
         } fds(0) -> bool, reply fds "0";
+        /// Completes a wait on one object (needs `SYNCHRONIZE`), without blocking: takes the
+        /// signal of an auto-reset event or timer, one count of a semaphore, ownership of a
+        /// mutex (again, recursively, if the caller's session owns it); a manual-reset event or
+        /// timer is only looked at. `NotSignalled` if there was nothing to take: wait on the
+        /// handle's fd and ask again.
+        7 Acquire {
+            /// The handle.
+            0 handle: u64,
+        } fds(0) -> WaitOutcome, reply fds "0";
+        /// `WaitForMultipleObjects(bWaitAll = TRUE)`'s completion: takes every object at once
+        /// or none (each as `Acquire` would). 1 to 64 (`MAXIMUM_WAIT_OBJECTS`) distinct handles
+        /// of the caller's, each with `SYNCHRONIZE`; else 87, or 5. `Abandoned` if one of them
+        /// was an abandoned mutex; `NotSignalled` names one object that is not, to wait on
+        /// before asking again.
+        8 AcquireAll {
+            /// The handles.
+            0 handles: Vec<u64>,
+        } fds(0) -> AllAcquired, reply fds "0";
     }
     events {}
 }
@@ -79,6 +101,12 @@ pub enum ObjectType {
     /// A file mapping.
     #[n(2)]
     FileMapping,
+    /// A mutex.
+    #[n(3)]
+    Mutex,
+    /// A waitable timer.
+    #[n(4)]
+    WaitableTimer,
 }
 
 /// What [`Create`] creates.
@@ -122,6 +150,21 @@ pub enum NamedObjectKind {
         #[n(0)]
         writable: bool,
     },
+    /// A mutex.
+    #[n(4)]
+    Mutex {
+        /// `bInitialOwner`: the creating session owns it at once (only if it created it: a
+        /// create that opens an existing mutex does not take it, as on Windows).
+        #[n(0)]
+        initial_owner: bool,
+    },
+    /// A waitable timer, inactive until `SetWaitableTimer`.
+    #[n(5)]
+    WaitableTimer {
+        /// Manual reset (a notification timer) or synchronization (auto reset).
+        #[n(0)]
+        manual_reset: bool,
+    },
 }
 
 impl NamedObjectKind {
@@ -141,6 +184,8 @@ impl NamedObjectKind {
             NamedObjectKind::FileMapping { .. } | NamedObjectKind::FileMappingOfFile { .. } => {
                 ObjectType::FileMapping
             }
+            NamedObjectKind::Mutex { .. } => ObjectType::Mutex,
+            NamedObjectKind::WaitableTimer { .. } => ObjectType::WaitableTimer,
         }
     }
 }
@@ -153,15 +198,17 @@ pub enum HandleFd {
     /// No fd: the handle's rights allow nothing done directly (signal through `Signal`).
     #[n(0)]
     None,
-    /// The object itself: the eventfd (wait and signal), or a mapping's memfd for reading and
-    /// writing.
+    /// The object itself: an event's eventfd (wait and signal), or a mapping's memfd for
+    /// reading and writing.
     #[n(1)]
     Object,
     /// A mapping's memfd opened read-only (views cannot be writable).
     #[n(2)]
     ReadOnly,
-    /// An epoll fd that becomes readable when the event or semaphore is signalled: wait only
-    /// (an auto-reset event or a semaphore is then taken with `TakeSignal`).
+    /// An epoll fd that is readable while the object is signalled (an event, a semaphore with a
+    /// count, a mutex nobody owns, a timer that expired): wait only; the wait is completed
+    /// with `Acquire`. Every semaphore, mutex and timer handle with `SYNCHRONIZE` gets this:
+    /// their state is the broker's, so no holder can change it but through the broker.
     #[n(3)]
     Readiness,
 }
@@ -184,7 +231,7 @@ pub struct NamedObjectHandle {
     #[n(3)]
     #[serde(serialize_with = "crate::json64::string")]
     pub size: u64,
-    /// A manual-reset event (events).
+    /// A manual-reset event or timer.
     #[n(4)]
     pub manual_reset: bool,
     /// What the attached fd is.
@@ -208,6 +255,52 @@ pub enum SignalOp {
         #[n(0)]
         count: u32,
     },
+    /// `ReleaseMutex`.
+    #[n(3)]
+    ReleaseMutex,
+    /// `SetWaitableTimer(due_time, period)`: makes the timer non-signalled and arms it.
+    #[n(4)]
+    SetTimer {
+        /// In 100-nanosecond units: positive an absolute UTC time (`FILETIME`, since
+        /// 1601-01-01), negative a time relative to now, 0 at once.
+        #[n(0)]
+        due_time: i64,
+        /// Milliseconds between expirations after the first (0: once). Negative: 87.
+        #[n(1)]
+        period_ms: i32,
+    },
+    /// `CancelWaitableTimer`: disarms it, leaving its signalled state as it is.
+    #[n(5)]
+    CancelTimer,
+}
+
+/// How [`AcquireAll`] went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, Decode, serde::Serialize)]
+pub struct AllAcquired {
+    /// `Signalled` (all taken), `Abandoned` (all taken, one or more an abandoned mutex), or
+    /// `NotSignalled` (none taken).
+    #[n(0)]
+    pub outcome: WaitOutcome,
+    /// With `NotSignalled`: the index in the request of an object that is not signalled.
+    #[n(1)]
+    pub waiting_for: u32,
+}
+
+/// How [`Acquire`] and [`AcquireAll`] went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, Decode, serde::Serialize)]
+#[cbor(index_only)]
+#[serde(rename_all = "snake_case")]
+pub enum WaitOutcome {
+    /// Nothing to take now (`WAIT_TIMEOUT` if the wait's time is up).
+    #[n(0)]
+    NotSignalled,
+    /// Taken (`WAIT_OBJECT_0`).
+    #[n(1)]
+    Signalled,
+    /// A mutex whose owner ended without releasing it: the caller owns it now
+    /// (`WAIT_ABANDONED`).
+    #[n(2)]
+    Abandoned,
 }
 
 /// A live named object.
