@@ -9,7 +9,10 @@
 //! Limits (`[limits]` of the configuration, see `docs/architecture.md`):
 //!
 //! * at most `requests-in-flight` requests of one session run at once; past that the broker
-//!   reads no more of its requests until one finishes;
+//!   reads no more of its requests until one finishes; a request starts on the reader's turn
+//!   and, if it finishes without waiting, has its reply queued before the next is read;
+//! * a reader starts at most 16 requests in a row; a session that still has more waiting then
+//!   shares a few turns with the other pipelining sessions ([`crate::sessions::Sessions::turn`]);
 //! * everything sent to a session (replies and events) goes through its
 //!   [`Outbox`](crate::outbox::Outbox), written by
 //!   a task of its own; once `queued-reply-bytes` are waiting for a peer that does not read
