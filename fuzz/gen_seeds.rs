@@ -216,12 +216,14 @@ fn requests() -> Vec<(&'static str, appipc_wire::protocol::Request)> {
                 direction: pipes::PipeDirection::Inbound,
                 max_instances: 4,
                 sddl: Some(s("D:(A;;GRGW;;;AC)")),
+                default_timeout_ms: 250,
+                first_instance: true,
             }
             .into(),
         ),
         ("pipe-disconnect", pipes::Disconnect { instance: 9 }.into()),
         ("pipe-open", pipes::Open { name: s("\\\\.\\pipe\\Session\\p"), desired_access: 3 }.into()),
-        ("pipe-wait", pipes::Wait { name: s("\\\\.\\pipe\\p"), timeout_ms: 500 }.into()),
+        ("pipe-wait", pipes::Wait { name: s("\\\\.\\pipe\\p"), timeout_ms: 0xFFFF_FFFF }.into()),
         (
             "why",
             diagnostics::ListDecisions {
@@ -583,6 +585,7 @@ fn outputs() -> Vec<(&'static str, Vec<u8>)> {
                 message_mode: true,
                 can_read: true,
                 can_write: false,
+                server_pid: 4242,
             }),
         ),
         ("decisions", output::<diagnostics::ListDecisions>(&vec![decision()])),

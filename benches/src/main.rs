@@ -529,7 +529,7 @@ fn objects() -> Result<()> {
             let c = named_pipes::open(&s2, &name, GENERIC_READ | GENERIC_WRITE).await?;
             anyhow::Ok((c, srv.connect().await?.stream))
         })?;
-        pipe_tp.push(throughput(client, server));
+        pipe_tp.push(throughput(client.into(), server.into()));
     }
     let (raw_tp, pipe_tp) = (median_of(raw_tp), median_of(pipe_tp));
 
@@ -564,7 +564,7 @@ fn objects() -> Result<()> {
         let c = named_pipes::open(&s2, r"\\.\pipe\LOCAL\msg", GENERIC_READ | GENERIC_WRITE).await?;
         anyhow::Ok((c, srv.connect().await?.stream))
     })?;
-    let pipe_rtt = rtt(pc, ps);
+    let pipe_rtt = rtt(pc.into(), ps.into());
 
     // 3. Event ping-pong vs raw eventfd (blocking reads on two threads).
     let raw_event = {

@@ -532,6 +532,8 @@ fn f11_pipes_have_no_quota() {
                 direction: appipc_wire::protocol::pipes::PipeDirection::Duplex,
                 max_instances: 1,
                 sddl: None,
+                default_timeout_ms: 0,
+                first_instance: false,
             };
             if let Err(e) = s.call(request).await {
                 return Some((i, e.windows_code()));

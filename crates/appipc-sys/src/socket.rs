@@ -259,9 +259,47 @@ pub fn shutdown(sock: impl AsFd) -> io::Result<()> {
     Ok(net::shutdown(sock, net::Shutdown::Both)?)
 }
 
+/// Reads what a stream socket holds now into `buf`, without waiting: `Ok(None)` if nothing is
+/// there yet, `Ok(Some(0))` at the end of the stream. With `peek`, the bytes stay queued.
+pub fn recv_now(sock: impl AsFd, buf: &mut [u8], peek: bool) -> io::Result<Option<usize>> {
+    let mut flags = RecvFlags::DONTWAIT;
+    if peek {
+        flags |= RecvFlags::PEEK;
+    }
+    loop {
+        match net::recv(&sock, &mut *buf, flags) {
+            Ok((_, n)) => return Ok(Some(n.min(buf.len()))),
+            Err(rustix::io::Errno::AGAIN) => return Ok(None),
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Bytes queued for reading on a socket (`FIONREAD`).
+pub fn queued_bytes(sock: impl AsFd) -> io::Result<u64> {
+    Ok(rustix::io::ioctl_fionread(sock)?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn recv_now_peeks_takes_and_never_waits() {
+        let (a, b) = stream_pair().unwrap();
+        let mut buf = [0u8; 8];
+        assert_eq!(recv_now(&b, &mut buf, false).unwrap(), None, "nothing there: no wait");
+        rustix::io::write(&a, b"abc").unwrap();
+        assert_eq!(queued_bytes(&b).unwrap(), 3);
+        assert_eq!(recv_now(&b, &mut buf, true).unwrap(), Some(3));
+        assert_eq!(queued_bytes(&b).unwrap(), 3, "a peek takes nothing");
+        assert_eq!(recv_now(&b, &mut buf[..2], false).unwrap(), Some(2));
+        assert_eq!(queued_bytes(&b).unwrap(), 1);
+        drop(a);
+        assert_eq!(recv_now(&b, &mut buf, false).unwrap(), Some(1));
+        assert_eq!(recv_now(&b, &mut buf, false).unwrap(), Some(0), "the end of the stream");
+    }
 
     #[test]
     fn a_closed_peer_is_seen_with_its_messages_still_queued() {

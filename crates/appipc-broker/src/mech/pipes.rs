@@ -1,6 +1,8 @@
 //! `pipes`: the broker holds the pipe names and their instances, decides access by the
-//! named-object rules, and connects a client to a free instance with a socket pair (a stream
-//! for byte mode, `SOCK_SEQPACKET` for message mode); the data then flows between the two.
+//! named-object rules, and connects a client to a free instance with a stream socket pair; the
+//! data then flows between the two. Byte-type pipes are the plain stream; on message-type
+//! pipes the SDK frames each message with its length, so a message of any size keeps its
+//! boundary and a short read can leave the rest for the next (`ERROR_MORE_DATA`).
 //!
 //! The client's end can do exactly what its granted rights allow: it reads only with
 //! `FILE_READ_DATA` granted and writes only with `FILE_WRITE_DATA` granted (the other half of
@@ -54,6 +56,11 @@ struct Instance {
     id: u64,
     session_id: u64,
     server: Arc<Outbox>,
+    /// The server's pid, as the broker numbers it (for an app container, the process the
+    /// broker launched, outside the container's pid namespace: what `appipc launch` reports).
+    server_pid: u32,
+    /// The server runs in an app container (its own pid namespace).
+    server_confined: bool,
     connected: bool,
 }
 
@@ -64,8 +71,17 @@ struct Pipe {
     message_mode: bool,
     direction: PipeDirection,
     max_instances: u8,
+    /// `nDefaultTimeOut` (0 given: 50 ms).
+    default_timeout_ms: u32,
     instances: Vec<Instance>,
 }
+
+/// `nDefaultTimeOut` of 0: "a default time-out of 50 milliseconds" (`CreateNamedPipe`).
+const DEFAULT_WAIT_MS: u32 = 50;
+/// `NMPWAIT_USE_DEFAULT_WAIT`.
+const NMPWAIT_USE_DEFAULT_WAIT: u32 = 0;
+/// `NMPWAIT_WAIT_FOREVER`.
+const NMPWAIT_WAIT_FOREVER: u32 = 0xFFFF_FFFF;
 
 /// The pipe table: names ordered, so that the "a pipe's name is not another's folder" rule
 /// and the per-namespace count take a lookup, not a scan.
@@ -103,19 +119,78 @@ fn names_in(pipes: &BTreeMap<Key, Pipe>, ns: &Namespace) -> usize {
     pipes.range((ns.clone(), String::new())..).take_while(|((n, _), _)| n == ns).count()
 }
 
+/// Whether `who` runs in an app container, in a pid namespace of its own: a pid of the
+/// broker's would name another process there, or none, so it is told 0
+/// (`GetNamedPipeServerProcessId` / `GetNamedPipeClientProcessId`).
+fn confined(who: &crate::caller::Caller) -> bool {
+    who.trust() == appipc_wire::caller::TrustLevel::AppContainer
+}
+
 fn failed(code: Win32Error, message: impl Into<String>) -> NamedObjectError {
     NamedObjectError::win32(code, message)
+}
+
+/// Whether one more instance of the existing pipe `p` may be created as `c` asks (with the
+/// default time-out `default_timeout_ms`, 0 already replaced).
+fn may_join(
+    cx: &Cx<'_>,
+    n: &model::ObjectName,
+    p: &Pipe,
+    c: &wire::CreateInstance,
+    default_timeout_ms: u32,
+) -> Result<()> {
+    let name = &c.name;
+    if c.first_instance {
+        // `FILE_FLAG_FIRST_PIPE_INSTANCE`: "creation of the next instance fails with
+        // ERROR_ACCESS_DENIED" (`CreateNamedPipe`).
+        return Err(failed(
+            Win32Error::AccessDenied,
+            format!("{name:?} exists and FILE_FLAG_FIRST_PIPE_INSTANCE was given"),
+        ));
+    }
+    cx.enforce(Operation::OpenNamedObject {
+        name: n,
+        ty: ObjectType::Pipe,
+        sd: &p.sd,
+        desired: FILE_CREATE_PIPE_INSTANCE,
+    })?;
+    // "All instances of a named pipe must specify the same pipe type (byte-type or
+    // message-type), pipe access (duplex, inbound, or outbound), instance count, and time-out
+    // value. If different values are used, this function fails and GetLastError returns
+    // ERROR_ACCESS_DENIED" (`CreateNamedPipe`).
+    if p.message_mode != c.message_mode
+        || p.max_instances != c.max_instances
+        || p.direction != c.direction
+        || p.default_timeout_ms != default_timeout_ms
+    {
+        return Err(failed(
+            Win32Error::AccessDenied,
+            format!(
+                "{name:?} exists with another type, direction, instance limit or default \
+                 time-out"
+            ),
+        ));
+    }
+    if p.max_instances != 255 && p.instances.len() >= usize::from(p.max_instances) {
+        return Err(failed(
+            Win32Error::PipeBusy,
+            format!("{name:?} already has its {} instance(s)", p.max_instances),
+        ));
+    }
+    Ok(())
 }
 
 impl Pipes {
     /// `CreateNamedPipe` (one instance).
     fn create_instance(&self, cx: &Cx<'_>, c: wire::CreateInstance) -> Result<u64> {
         let who = cx.caller;
-        let wire::CreateInstance { name, message_mode, direction, max_instances, sddl } = c;
-        if max_instances == 0 {
+        let default_timeout_ms =
+            if c.default_timeout_ms == 0 { DEFAULT_WAIT_MS } else { c.default_timeout_ms };
+        let name = &c.name;
+        if c.max_instances == 0 {
             return Err(NamedObjectError::parameter("a pipe needs at least one instance"));
         }
-        let n = model::resolve(&who.principal, &name, NameKind::Pipe)?;
+        let n = model::resolve(&who.principal, name, NameKind::Pipe)?;
         let key = (n.namespace.clone(), n.key.clone());
         let limits = &cx.shared.config.limits;
         let mut pipes = self.pipes.lock().expect("pipes poisoned");
@@ -153,37 +228,19 @@ impl Pipes {
             id,
             session_id: who.session_id,
             server: cx.session.outbox.clone(),
+            server_pid: who.pid,
+            server_confined: confined(who),
             connected: false,
         };
         match pipes.get_mut(&key) {
             Some(p) => {
-                cx.enforce(Operation::OpenNamedObject {
-                    name: &n,
-                    ty: ObjectType::Pipe,
-                    sd: &p.sd,
-                    desired: FILE_CREATE_PIPE_INSTANCE,
-                })?;
-                if p.message_mode != message_mode
-                    || p.max_instances != max_instances
-                    || p.direction != direction
-                {
-                    return Err(failed(
-                        Win32Error::AccessDenied,
-                        format!("{name:?} exists with another mode, direction or instance limit"),
-                    ));
-                }
-                if p.max_instances != 255 && p.instances.len() >= usize::from(p.max_instances) {
-                    return Err(failed(
-                        Win32Error::PipeBusy,
-                        format!("{name:?} already has its {} instance(s)", p.max_instances),
-                    ));
-                }
+                may_join(cx, &n, p, &c, default_timeout_ms)?;
                 p.instances.push(instance);
                 self.count(who.session_id, true);
             }
             None => {
                 cx.enforce(Operation::CreateNamedObject { name: &n, ty: ObjectType::Pipe })?;
-                let made = model::descriptor_for_new_object(&who.principal, sddl.as_deref())?;
+                let made = model::descriptor_for_new_object(&who.principal, c.sddl.as_deref())?;
                 for note in &made.notes {
                     tracing::info!(pipe = %n.display, by = %who.describe(), "security descriptor: {note}");
                 }
@@ -194,9 +251,10 @@ impl Pipes {
                     Pipe {
                         display: n.display,
                         sd,
-                        message_mode,
-                        direction,
-                        max_instances,
+                        message_mode: c.message_mode,
+                        direction: c.direction,
+                        max_instances: c.max_instances,
+                        default_timeout_ms,
                         instances: vec![instance],
                     },
                 );
@@ -236,7 +294,7 @@ impl Pipes {
             let (server_end, client_end) = directed_pair(&c)?;
             let event = ClientConnected {
                 instance: c.id,
-                client_pid: who.pid,
+                client_pid: if c.server_confined { 0 } else { who.pid },
                 client_package_family_name: who.family_name_or_empty(),
             };
             match c.server.event(event, vec![server_end]) {
@@ -257,8 +315,12 @@ impl Pipes {
                 }
             }
             tracing::debug!(pipe = %n.display, instance = c.id, client = %who.describe(), "pipe connected");
-            let opened =
-                PipeOpened { message_mode: c.message_mode, can_read: c.read, can_write: c.write };
+            let opened = PipeOpened {
+                message_mode: c.message_mode,
+                can_read: c.read,
+                can_write: c.write,
+                server_pid: if confined(who) { 0 } else { c.server_pid },
+            };
             return Ok((opened, client_end));
         }
     }
@@ -312,6 +374,8 @@ impl Pipes {
         inst.connected = true;
         Ok(Claimed {
             server: inst.server.clone(),
+            server_pid: inst.server_pid,
+            server_confined: inst.server_confined,
             id: inst.id,
             message_mode: p.message_mode,
             read,
@@ -343,11 +407,15 @@ impl Pipes {
         }
     }
 
-    /// `WaitNamedPipe`.
+    /// `WaitNamedPipe`: `NMPWAIT_USE_DEFAULT_WAIT` (0) waits the pipe's `nDefaultTimeOut`,
+    /// `NMPWAIT_WAIT_FOREVER` without end; a missing pipe fails at once (`WaitNamedPipe`: "If
+    /// no instances of the specified named pipe exist, the WaitNamedPipe function returns
+    /// immediately, regardless of the time-out value").
     async fn wait(&self, cx: &Cx<'_>, name: &str, timeout_ms: u32) -> Result<()> {
         let n = model::resolve(&cx.caller.principal, name, NameKind::Pipe)?;
         let key = (n.namespace, n.key);
-        let deadline = tokio::time::Instant::now() + Duration::from_millis(u64::from(timeout_ms));
+        let mut deadline: Option<Option<tokio::time::Instant>> = None;
+        let mut waited_ms = timeout_ms;
         loop {
             let freed = self.freed.notified();
             {
@@ -357,13 +425,33 @@ impl Pipes {
                         return Err(failed(Win32Error::FileNotFound, format!("no pipe {name:?}")));
                     }
                     Some(p) if p.instances.iter().any(|i| !i.connected) => return Ok(()),
-                    Some(_) => {}
+                    Some(p) => {
+                        if deadline.is_none() {
+                            waited_ms = match timeout_ms {
+                                NMPWAIT_USE_DEFAULT_WAIT => p.default_timeout_ms,
+                                ms => ms,
+                            };
+                            // Fixed at the first look, so that a freed-then-taken instance
+                            // does not restart the wait.
+                            deadline = Some((waited_ms != NMPWAIT_WAIT_FOREVER).then(|| {
+                                tokio::time::Instant::now()
+                                    + Duration::from_millis(u64::from(waited_ms))
+                            }));
+                        }
+                    }
                 }
             }
-            if tokio::time::timeout_at(deadline, freed).await.is_err() {
+            let expired = match deadline.flatten() {
+                None => {
+                    freed.await;
+                    false
+                }
+                Some(at) => tokio::time::timeout_at(at, freed).await.is_err(),
+            };
+            if expired {
                 return Err(failed(
                     Win32Error::SemTimeout,
-                    format!("no instance of {name:?} became free in {timeout_ms} ms"),
+                    format!("no instance of {name:?} became free in {waited_ms} ms"),
                 ));
             }
         }
@@ -406,22 +494,22 @@ impl Pipes {
 /// An instance claimed for a client, with the rights it was granted.
 struct Claimed {
     server: Arc<Outbox>,
+    server_pid: u32,
+    server_confined: bool,
     id: u64,
     message_mode: bool,
     read: bool,
     write: bool,
 }
 
-/// The socket pair of a connection: the client's end reads only if it may read and writes
+/// The stream socket pair of a connection: the client's end reads only if it may read and writes
 /// only if it may write; the server's end the other way round.
 fn directed_pair(c: &Claimed) -> Result<(std::os::fd::OwnedFd, std::os::fd::OwnedFd)> {
-    let pair = if c.message_mode {
-        appipc_sys::socket::seqpacket_pair()
-    } else {
-        appipc_sys::socket::stream_pair()
-    };
-    let (server_end, client_end) =
-        pair.map_err(|e| InternalError::io("creating a pipe's socket pair", e))?;
+    // A stream either way: a message-type pipe's SDK frames its messages, so that one of any
+    // size fits and a short read can leave the rest (a `SOCK_SEQPACKET` read takes a whole
+    // datagram, and a datagram is bounded by the socket buffer).
+    let (server_end, client_end) = appipc_sys::socket::stream_pair()
+        .map_err(|e| InternalError::io("creating a pipe's socket pair", e))?;
     let shut = |fd: &std::os::fd::OwnedFd, reading: bool| {
         appipc_sys::socket::shutdown_direction(fd, reading)
             .map_err(|e| InternalError::io("setting the pipe's direction", e))

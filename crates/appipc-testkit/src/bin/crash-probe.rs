@@ -30,7 +30,6 @@
 
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
-use std::os::unix::net::UnixStream;
 
 use appipc::named_objects::FileMapping;
 use appipc::named_pipes::{NamedPipeServer, PipeOptions};
@@ -46,7 +45,7 @@ fn say(line: impl AsRef<str>) {
 #[derive(Default)]
 struct Held {
     conn: Option<AppServiceConnection>,
-    pipe: Option<UnixStream>,
+    pipe: Option<appipc::named_pipes::PipeStream>,
     map: Option<FileMapping>,
     forged: Option<OwnedFd>,
 }
@@ -157,7 +156,8 @@ async fn main() {
     };
     say("ready");
     let mut held = Held::default();
-    let (pipe_tx, mut pipe_rx) = tokio::sync::mpsc::unbounded_channel::<UnixStream>();
+    let (pipe_tx, mut pipe_rx) =
+        tokio::sync::mpsc::unbounded_channel::<appipc::named_pipes::PipeStream>();
     let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
     loop {
         let line = tokio::select! {

@@ -5,8 +5,11 @@ use minicbor::{Decode, Encode};
 super::mechanism! {
     /// Named pipes (`CreateNamedPipe`, `CreateFile` on a pipe, `WaitNamedPipe`): the broker
     /// keeps the names and instances, checks access by the named-object rules, and connects a
-    /// client to a free instance with a socket pair. Errors carry `Win32` codes: 2 no such
-    /// pipe, 5 denied, 121 wait timed out, 123 bad name, 231 busy.
+    /// client to a free instance with a stream socket pair (message-type pipes frame each
+    /// message with its length, in the SDK). Errors carry `Win32` codes: 2 no such pipe, 5
+    /// denied (also: `FILE_FLAG_FIRST_PIPE_INSTANCE` on an existing name, or an instance
+    /// whose type, direction, instance limit or default time-out differ from the pipe's),
+    /// 87 bad parameter, 121 wait timed out, 123 bad name, 231 busy.
     mechanism Pipes;
     requests {
         /// `CreateNamedPipe`: one more instance of a pipe served by this session. Returns the
@@ -14,7 +17,7 @@ super::mechanism! {
         0 CreateInstance {
             /// `\\.\pipe\LOCAL\name`, …
             0 name: String,
-            /// Message mode (boundaries kept) rather than byte mode.
+            /// `PIPE_TYPE_MESSAGE` (boundaries kept) rather than `PIPE_TYPE_BYTE`.
             1 message_mode: bool,
             /// Which way data flows.
             2 direction: PipeDirection,
@@ -22,8 +25,14 @@ super::mechanism! {
             3 max_instances: u8,
             /// Security descriptor in SDDL (first instance only).
             4 sddl: Option<String>,
+            /// `nDefaultTimeOut` in milliseconds, what `WaitNamedPipe(NMPWAIT_USE_DEFAULT_WAIT)`
+            /// waits; 0 is 50 ms. Every instance gives the same.
+            5 default_timeout_ms: u32,
+            /// `FILE_FLAG_FIRST_PIPE_INSTANCE`: fail (5) if the pipe exists.
+            6 first_instance: bool,
         } fds(0) -> u64, reply fds "0";
-        /// `DisconnectNamedPipe`: the instance may take the next client.
+        /// `DisconnectNamedPipe`: the instance may take the next client (the server's SDK
+        /// has shut the connection down, cutting the client off).
         1 Disconnect {
             /// The instance.
             0 instance: u64,
@@ -37,11 +46,13 @@ super::mechanism! {
             /// Desired access (`GENERIC_READ`, `GENERIC_WRITE`, …).
             1 desired_access: u32,
         } fds(0) -> PipeOpened, reply fds "1: the client's end";
-        /// `WaitNamedPipe`: waits until an instance is free.
+        /// `WaitNamedPipe`: waits until an instance is free; at once 2 if the pipe does not
+        /// exist.
         3 Wait {
             /// The pipe name.
             0 name: String,
-            /// Milliseconds.
+            /// Milliseconds, or `NMPWAIT_USE_DEFAULT_WAIT` (0: the pipe's default time-out)
+            /// or `NMPWAIT_WAIT_FOREVER` (`0xFFFFFFFF`: no time-out).
             1 timeout_ms: u32,
         } fds(0) -> (), reply fds "0";
     }
@@ -50,7 +61,9 @@ super::mechanism! {
         0 ClientConnected {
             /// The instance.
             0 instance: u64,
-            /// The client's pid (`GetNamedPipeClientProcessId`).
+            /// The client's pid (`GetNamedPipeClientProcessId`) as the broker numbers it (an
+            /// app container's: the process the broker launched); 0 for a server in an app
+            /// container, whose pid namespace is its own.
             1 client_pid: u32,
             /// The client's package family name ("" for unpackaged).
             2 client_package_family_name: String,
@@ -86,4 +99,9 @@ pub struct PipeOpened {
     /// The client's end can write.
     #[n(2)]
     pub can_write: bool,
+    /// The server's pid (`GetNamedPipeServerProcessId`) as the broker numbers it (an app
+    /// container's: the process the broker launched); 0 for a client in an app container,
+    /// whose pid namespace is its own.
+    #[n(3)]
+    pub server_pid: u32,
 }
