@@ -14,3 +14,6 @@ cargo build --release --workspace --bins
 ./target/release/appipc-bench app-service "$@"
 ./target/release/appipc-bench launch
 ./target/release/appipc-bench objects
+# The broker under floods of non-reading, idle and active clients (issue 12): 3 runs, medians
+# (it raises its RLIMIT_NOFILE to the hard limit; ~1 100 fds are needed).
+./target/release/appipc-bench flood --runs 3

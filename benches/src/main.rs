@@ -3,6 +3,8 @@
 //!
 //! ```text
 //! appipc-bench app-service [--iterations N]
+//! appipc-bench launch | objects
+//! appipc-bench flood [--runs N] [--clients 100,500,1000] [--kinds non-reading,idle,active]
 //! ```
 //!
 //! Needs the workspace's binaries built (`cargo build --release --workspace`) and, for the
@@ -21,6 +23,8 @@ use appipc_sys::socket::{self, Blocking};
 use appipc_testkit::{CONTOSO_SERVICES, TestBroker};
 use zbus::zvariant::{OwnedValue, Value};
 
+mod flood;
+
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
@@ -36,11 +40,14 @@ fn main() -> Result<()> {
         }
         Some("launch") => launch(),
         Some("objects") => objects(),
+        Some("flood") => flood::flood(&args[1..]),
         Some("raw-echo") => raw_echo(),
         Some("raw-echo-tokio") => raw_echo_tokio(),
         Some("dbus-server") => dbus_server(args.get(1).context("address")?),
         _ => {
-            eprintln!("usage: appipc-bench app-service [--iterations N] | launch | objects");
+            eprintln!(
+                "usage: appipc-bench app-service [--iterations N] | launch | objects | flood [--help]"
+            );
             std::process::exit(2);
         }
     }

@@ -136,6 +136,8 @@ pub fn unconfined_allowed() -> bool {
 ///
 /// [limits]              # see LimitsConfig; docs/architecture.md lists each with its code
 /// connections = 1024
+/// queued-reply-bytes = 65536
+/// queued-reply-bytes-total = 33554432
 /// [packages]             # bounds on what one install may bring (see PackageLimits)
 /// max-files = 100000
 /// max-total-size = 8589934592
@@ -174,6 +176,12 @@ pub struct LimitsConfig {
     /// Bytes of replies and events queued for a session that does not read them; past this
     /// the broker reads no more of its requests, and events for it are refused.
     pub queued_reply_bytes: usize,
+    /// Bytes of replies and events queued for all sessions together: past this, a session
+    /// that has anything queued is read from no more until its own queue empties (a session
+    /// with nothing queued is still read from, so a client that reads its replies is always
+    /// served), and events for it are refused. Bounds the broker's memory under a flood of
+    /// non-readers that each stay below `queued-reply-bytes`.
+    pub queued_reply_bytes_total: usize,
     /// A session whose queue stays full this long is closed.
     pub non_reader_grace_ms: u64,
     /// Named-object handles one session may hold (`ERROR_NOT_ENOUGH_QUOTA`).
@@ -204,6 +212,7 @@ impl Default for LimitsConfig {
             sessions_per_package: 256,
             requests_in_flight: 64,
             queued_reply_bytes: 64 * 1024,
+            queued_reply_bytes_total: 32 * 1024 * 1024,
             non_reader_grace_ms: 5000,
             handles_per_session: 4096,
             handles_per_package: 16384,

@@ -76,6 +76,9 @@ use crate::repository::Repository;
 /// (`APPIPC_SESSION_FD`).
 pub const SESSION_FD: u32 = 3;
 
+/// The async runtime's worker threads in `appipcd` (and as many turns for pipelining sessions).
+const WORKER_THREADS: usize = 2;
+
 /// A one-way "stop now" signal shared by all tasks.
 #[derive(Debug)]
 pub(crate) struct Stopping {
@@ -90,6 +93,11 @@ impl Stopping {
     /// Asks everything to stop.
     pub(crate) fn cancel(&self) {
         self.tx.send_replace(true);
+    }
+
+    /// Whether [`Stopping::cancel`] was called.
+    pub(crate) fn is_cancelled(&self) -> bool {
+        *self.tx.borrow()
     }
 
     /// Resolves once [`Stopping::cancel`] was called.
@@ -334,7 +342,10 @@ impl Broker {
                     appipc_sys::env::open_file_limit(),
                     config.limits.fd_reserve,
                 ),
-                sessions: sessions::Sessions::default(),
+                sessions: sessions::Sessions::new(
+                    config.limits.queued_reply_bytes_total,
+                    WORKER_THREADS,
+                ),
                 log_limiter: limits::LogLimiter::default(),
                 publisher_cache_lock: std::sync::Mutex::new(()),
                 config,
@@ -376,6 +387,7 @@ impl Broker {
         recovery::resume(&shared, found);
         tokio::pin!(shutdown);
         spawn_housekeeping(&shared);
+        spawn_trimmer(&shared);
         // One fd kept aside: when the process is out of fds, it is given up to accept (and
         // close) the connection that waits, instead of spinning on EMFILE.
         let mut spare = appipc_sys::fs::open_file(std::path::Path::new("/dev/null"), false).ok();
@@ -454,6 +466,41 @@ impl Broker {
     }
 }
 
+/// Once a flood has subsided (many sessions gone, or many queued bytes sent or dropped),
+/// the allocator's free memory is given back to the kernel (`malloc_trim`, off the runtime's
+/// threads), so that the broker's RSS returns near where it was before.
+fn spawn_trimmer(shared: &Arc<Shared>) {
+    const SESSIONS_GONE: usize = 64;
+    const BYTES_GONE: usize = 4 << 20;
+    let shared = shared.clone();
+    tokio::spawn(async move {
+        let (mut high_sessions, mut high_bytes) = (0usize, 0usize);
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+                () = shared.stopping.cancelled() => return,
+            }
+            let (sessions, bytes) = (shared.sessions.len(), shared.sessions.queued_bytes());
+            high_sessions = high_sessions.max(sessions);
+            high_bytes = high_bytes.max(bytes);
+            let subsided = (high_sessions - sessions >= SESSIONS_GONE
+                && sessions <= high_sessions / 2)
+                || (high_bytes - bytes >= BYTES_GONE && bytes <= high_bytes / 4);
+            if subsided {
+                (high_sessions, high_bytes) = (sessions, bytes);
+                let released =
+                    tokio::task::spawn_blocking(appipc_sys::malloc::trim).await.unwrap_or(false);
+                tracing::debug!(
+                    sessions,
+                    queued_bytes = bytes,
+                    released,
+                    "flood subsided: malloc_trim"
+                );
+            }
+        }
+    });
+}
+
 /// Now and then: public sessions idle with nothing open are closed, and app logs grown past
 /// their size are rotated (off the runtime's threads).
 fn spawn_housekeeping(shared: &Arc<Shared>) {
@@ -498,7 +545,7 @@ pub fn run_daemon() -> Result<()> {
     };
     let socket = broker.paths().socket();
     let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(WORKER_THREADS)
         .enable_all()
         .build()
         .map_err(|e| BrokerError::io("starting the runtime", e))?;

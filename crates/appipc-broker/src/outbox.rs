@@ -1,7 +1,9 @@
 //! What the broker sends a session: replies and events queue in its [`Outbox`] (the bytes
-//! waiting counted) and a writer task of the session's own sends them in order; past
-//! `queued-reply-bytes` waiting for a peer that does not read, events for it are refused and
-//! the session's reader stops reading (see [`crate::session`]).
+//! waiting counted, for the session and for all sessions together in [`QueuedTotal`]) and a
+//! writer task of the session's own sends them in order; past `queued-reply-bytes` waiting
+//! for a peer that does not read, or past `queued-reply-bytes-total` for all sessions while
+//! this one has anything waiting, events for it are refused and the session's reader stops
+//! reading (see [`crate::session`]).
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
@@ -30,6 +32,38 @@ pub(crate) enum Undeliverable {
     Full,
 }
 
+/// The bytes queued for all sessions together, and their bound (`queued-reply-bytes-total`).
+#[derive(Debug)]
+pub struct QueuedTotal {
+    bytes: AtomicUsize,
+    limit: usize,
+    /// Notified when the total falls below its bound.
+    drained: Notify,
+}
+
+impl QueuedTotal {
+    /// A total bounded by `limit` bytes.
+    pub fn new(limit: usize) -> Arc<QueuedTotal> {
+        Arc::new(QueuedTotal { bytes: AtomicUsize::new(0), limit, drained: Notify::new() })
+    }
+
+    /// Bytes queued for all sessions.
+    pub fn bytes(&self) -> usize {
+        self.bytes.load(Ordering::SeqCst)
+    }
+
+    fn full(&self) -> bool {
+        self.bytes() >= self.limit
+    }
+
+    fn sub(&self, len: usize) {
+        let before = self.bytes.fetch_sub(len, Ordering::SeqCst);
+        if before >= self.limit && before - len < self.limit {
+            self.drained.notify_waiters();
+        }
+    }
+}
+
 /// Everything sent to one session, in order, by a writer task of its own, with the bytes
 /// waiting counted.
 #[derive(Debug)]
@@ -37,6 +71,7 @@ pub struct Outbox {
     tx: mpsc::UnboundedSender<Outgoing>,
     queued: AtomicUsize,
     limit: usize,
+    total: Arc<QueuedTotal>,
     drained: Notify,
     filled: Notify,
     closing: watch::Sender<Option<String>>,
@@ -46,12 +81,16 @@ pub struct Outbox {
 }
 
 impl Outbox {
-    pub(crate) fn new(limit: usize) -> (Arc<Outbox>, mpsc::UnboundedReceiver<Outgoing>) {
+    pub(crate) fn new(
+        limit: usize,
+        total: Arc<QueuedTotal>,
+    ) -> (Arc<Outbox>, mpsc::UnboundedReceiver<Outgoing>) {
         let (tx, rx) = mpsc::unbounded_channel();
         let outbox = Arc::new(Outbox {
             tx,
             queued: AtomicUsize::new(0),
             limit,
+            total,
             drained: Notify::new(),
             filled: Notify::new(),
             closing: watch::channel(None).0,
@@ -65,13 +104,28 @@ impl Outbox {
             return Err(Undeliverable::Gone);
         }
         let len = bytes.len();
+        self.total.bytes.fetch_add(len, Ordering::SeqCst);
         if self.queued.fetch_add(len, Ordering::SeqCst) + len >= self.limit {
             self.filled.notify_waiters();
         }
         self.tx.send(Outgoing { bytes, fds }).map_err(|_| {
-            self.queued.fetch_sub(len, Ordering::SeqCst);
+            self.sent(len);
             Undeliverable::Gone
         })
+    }
+
+    /// `len` bytes left the queue (sent, or dropped with the session).
+    fn sent(&self, len: usize) {
+        self.queued.fetch_sub(len, Ordering::SeqCst);
+        self.total.sub(len);
+        self.drained.notify_waiters();
+    }
+
+    /// Whether the session's reader must wait: its own queue is full, or it has something
+    /// queued while all sessions together are at their bound.
+    pub(crate) fn held_back(&self) -> bool {
+        let q = self.queued();
+        q >= self.limit || (q > 0 && self.total.full())
     }
 
     /// Queues a reply (the request's work is done; it is sent whatever the queue holds).
@@ -90,7 +144,8 @@ impl Outbox {
             return Err(Undeliverable::Gone);
         }
         let bytes = Frame::event(event).to_cbor();
-        if self.queued.load(Ordering::SeqCst) + bytes.len() > self.limit && self.queued() > 0 {
+        let q = self.queued();
+        if q > 0 && (q + bytes.len() > self.limit || self.total.full()) {
             return Err(Undeliverable::Full);
         }
         self.push(bytes, fds)
@@ -156,23 +211,40 @@ impl Outbox {
         }
     }
 
-    /// Resolves when fewer than the limit's bytes are waiting.
+    /// Resolves when the session's reader may read again (see [`Outbox::held_back`]).
     pub(crate) async fn room(&self) {
         loop {
             let drained = self.drained.notified();
-            if self.queued() < self.limit {
+            let total = self.total.drained.notified();
+            if !self.held_back() {
                 return;
             }
-            drained.await;
+            tokio::select! {
+                () = drained => {}
+                () = total => {}
+            }
         }
     }
 }
 
-/// Writes a session's frames to its socket; stops when the session ends.
+/// Writes a session's frames to its socket; stops when the session ends. What is still queued
+/// then is dropped, and no longer counted.
 pub(crate) async fn write_loop(
     sock: Arc<AsyncSeqPacket>,
     outbox: Arc<Outbox>,
     mut rx: mpsc::UnboundedReceiver<Outgoing>,
+) {
+    write_all(&sock, &outbox, &mut rx).await;
+    rx.close();
+    while let Ok(m) = rx.try_recv() {
+        outbox.sent(m.bytes.len());
+    }
+}
+
+async fn write_all(
+    sock: &AsyncSeqPacket,
+    outbox: &Outbox,
+    rx: &mut mpsc::UnboundedReceiver<Outgoing>,
 ) {
     loop {
         let next = tokio::select! {
@@ -183,7 +255,9 @@ pub(crate) async fn write_loop(
                 let deadline = tokio::time::Instant::now() + Duration::from_millis(200);
                 while let Ok(m) = rx.try_recv() {
                     let borrowed: Vec<_> = m.fds.iter().map(|f| f.as_fd()).collect();
-                    if tokio::time::timeout_at(deadline, sock.send(&m.bytes, &borrowed)).await.is_err() {
+                    let sent = tokio::time::timeout_at(deadline, sock.send(&m.bytes, &borrowed)).await;
+                    outbox.sent(m.bytes.len());
+                    if sent.is_err() {
                         break;
                     }
                 }
@@ -203,8 +277,7 @@ pub(crate) async fn write_loop(
                 return;
             }
         };
-        outbox.queued.fetch_sub(m.bytes.len(), Ordering::SeqCst);
-        outbox.drained.notify_waiters();
+        outbox.sent(m.bytes.len());
         if let Err(e) = sent {
             tracing::debug!(error = %e, "cannot send to the session (peer gone?)");
             outbox.close("the peer is gone");

@@ -9,12 +9,16 @@
 //! Limits (`[limits]` of the configuration, see `docs/architecture.md`):
 //!
 //! * at most `requests-in-flight` requests of one session run at once; past that the broker
-//!   reads no more of its requests until one finishes;
+//!   reads no more of its requests until one finishes; a request starts on the reader's turn
+//!   and, if it finishes without waiting, has its reply queued before the next is read;
+//! * a reader starts at most 16 requests in a row; a session that still has more waiting then
+//!   shares a few turns with the other pipelining sessions ([`crate::sessions::Sessions::turn`]);
 //! * everything sent to a session (replies and events) goes through its
 //!   [`Outbox`](crate::outbox::Outbox), written by
-//!   a task of its own; once `queued-reply-bytes` are waiting for a peer that does not read,
-//!   the broker reads no more of its requests and refuses events for it, and closes it if the
-//!   queue stays full for `non-reader-grace-ms`;
+//!   a task of its own; once `queued-reply-bytes` are waiting for a peer that does not read
+//!   (or it has anything waiting while all sessions together have `queued-reply-bytes-total`),
+//!   the broker reads no more of its requests and refuses events for it, and closes it if it
+//!   stays held back for `non-reader-grace-ms`;
 //! * requests still queued in the socket of a peer that has gone are not run;
 //! * at most `connections` sessions of unpackaged processes (public connections and the
 //!   sessions opened over them) and `sessions-per-package` sessions of one package; an
@@ -23,6 +27,7 @@
 //!
 //! The broker says why it closes a session (`broker.Closing`) before it does.
 
+use std::future::Future;
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -44,6 +49,13 @@ use crate::sessions::SessionEntry;
 
 /// Why a session stops being served when the broker stops (it lives on in the keeper).
 const STOPPING: &str = "broker stopping";
+
+/// Requests a session's reader starts in a row before it lets the other sessions' tasks run.
+/// A session that still has requests waiting after that pipelines: its next requests wait for
+/// one of the few turns all pipelining sessions share ([`crate::sessions::Sessions::turn`]),
+/// so that however many clients flood the broker, a client that sends one request at a time
+/// waits for at most a few turns, not for a turn of every flooder.
+const TURN: usize = 16;
 
 /// Admits and serves a session; a refused one is told why and closed.
 pub(crate) async fn start(shared: Arc<Shared>, sock: OwnedFd, caller: Caller) {
@@ -89,27 +101,56 @@ async fn serve(
     // earlier requests instead of growing the broker without bound.
     let in_flight = Arc::new(tokio::sync::Semaphore::new(limits.requests_in_flight.max(1)));
     tracing::debug!(session = caller.session_id, caller = %caller.describe(), "session opened");
+    let mut turn = 0;
+    // One of the shared turns, while the session pipelines.
+    let mut shared_turn = None;
     let reason = loop {
         // A peer that does not read its replies is not read from either.
-        if outbox.queued() >= limits.queued_reply_bytes
-            && tokio::time::timeout(grace, outbox.room()).await.is_err()
-        {
-            break format!(
-                "the peer does not read its replies ({} bytes waited {} ms)",
-                outbox.queued(),
-                limits.non_reader_grace_ms
-            );
+        if outbox.held_back() {
+            shared_turn = None;
+            if tokio::time::timeout(grace, outbox.room()).await.is_err() {
+                break format!(
+                    "the peer does not read its replies ({} bytes waited {} ms)",
+                    outbox.queued(),
+                    limits.non_reader_grace_ms
+                );
+            }
         }
-        let packet = tokio::select! {
-            r = sock.recv(MAX_FRAME_LEN + 1) => r,
-            reason = outbox.closed() => break reason,
-            () = shared.stopping.cancelled() => break STOPPING.to_owned(),
-            // A peer that stopped sending, and reading, is not waited for forever either.
-            () = outbox.stays_full(grace) => break format!(
-                "the peer does not read its replies ({} bytes waited {} ms)",
-                outbox.queued(),
-                limits.non_reader_grace_ms
-            ),
+        if outbox.is_closed() {
+            break outbox.closed().await;
+        }
+        if shared.stopping.is_cancelled() {
+            break STOPPING.to_owned();
+        }
+        // A request already waiting is read at once; when none is, the session does not
+        // pipeline (any more) and gives its shared turn back.
+        let recv = sock.recv(MAX_FRAME_LEN + 1);
+        tokio::pin!(recv);
+        let ready = std::future::poll_fn(|cx| {
+            std::task::Poll::Ready(match recv.as_mut().poll(cx) {
+                std::task::Poll::Ready(r) => Some(r),
+                std::task::Poll::Pending => None,
+            })
+        })
+        .await;
+        if ready.is_none() {
+            shared_turn = None;
+            turn = 0;
+        }
+        let packet = if let Some(r) = ready {
+            r
+        } else {
+            tokio::select! {
+                r = &mut recv => r,
+                reason = outbox.closed() => break reason,
+                () = shared.stopping.cancelled() => break STOPPING.to_owned(),
+                // A peer that stopped sending, and reading, is not waited for forever either.
+                () = outbox.stays_full(grace) => break format!(
+                    "the peer does not read its replies ({} bytes waited {} ms)",
+                    outbox.queued(),
+                    limits.non_reader_grace_ms
+                ),
+            }
         };
         let packet = match packet {
             Ok(Some(p)) => p,
@@ -126,11 +167,27 @@ async fn serve(
             break "peer closed the session".to_owned();
         }
         entry.touch(shared.sessions.now());
-        let Ok(permit) = in_flight.clone().acquire_owned().await else {
-            break "request limiter closed".to_owned();
+        let permit = match in_flight.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) => {
+                // Waiting for its own requests, the session holds no shared turn.
+                shared_turn = None;
+                let Ok(p) = in_flight.clone().acquire_owned().await else {
+                    break "request limiter closed".to_owned();
+                };
+                p
+            }
         };
-        run(&shared, &entry, permit, id, request, fds);
+        run(&shared, &entry, permit, id, request, fds).await;
+        turn += 1;
+        if turn == TURN {
+            turn = 0;
+            drop(shared_turn.take());
+            tokio::task::yield_now().await;
+            shared_turn = shared.sessions.turn().await;
+        }
     };
+    drop(shared_turn);
     // Requests still running finish (a little while) so that their replies go out first.
     let all = u32::try_from(limits.requests_in_flight.max(1)).unwrap_or(u32::MAX);
     let _ = tokio::time::timeout(Duration::from_secs(1), in_flight.acquire_many(all)).await;
@@ -211,8 +268,11 @@ fn request_of(packet: Packet) -> Result<(u64, Request, Vec<OwnedFd>), String> {
     Ok((id, request, packet.fds))
 }
 
-/// Runs one request as a task of its own; its reply goes to the session's outbox.
-fn run(
+/// Runs one request; its reply goes to the session's outbox. The request starts at once, on
+/// the reader's turn: most requests finish without waiting (their reply is queued before the
+/// next request is read, so that the queue's limits hold exactly, and no task is spawned);
+/// one that has to wait goes on as a task of its own.
+async fn run(
     shared: &Arc<Shared>,
     entry: &Arc<SessionEntry>,
     permit: tokio::sync::OwnedSemaphorePermit,
@@ -223,7 +283,7 @@ fn run(
     let shared = shared.clone();
     let entry = entry.clone();
     entry.in_flight.fetch_add(1, Ordering::SeqCst);
-    tokio::spawn(async move {
+    let mut task = Box::pin(async move {
         let _permit = permit;
         let name = request.name();
         let cx = Cx { shared: &shared, caller: &entry.caller, session: &entry, fds };
@@ -238,4 +298,21 @@ fn run(
         entry.in_flight.fetch_sub(1, Ordering::SeqCst);
         entry.touch(shared.sessions.now());
     });
+    // The first poll, with the reader's waker: a future that waits registers it, and registers
+    // its own task's waker when that task polls it again (a spurious wake of the reader at
+    // most). A panic ends the request unanswered, as it would end its task, not the session.
+    let first = std::future::poll_fn(|cx| {
+        let polled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            task.as_mut().poll(cx).is_ready()
+        }));
+        std::task::Poll::Ready(polled)
+    })
+    .await;
+    match first {
+        Ok(true) => {}
+        Ok(false) => {
+            tokio::spawn(task);
+        }
+        Err(_) => tracing::error!(request = id, "a request's handler panicked"),
+    }
 }

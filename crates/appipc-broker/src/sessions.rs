@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use crate::Shared;
 use crate::caller::Caller;
 use crate::limits::FdCharge;
-use crate::outbox::{Outbox, Outgoing};
+use crate::outbox::{Outbox, Outgoing, QueuedTotal};
 
 /// A live session, as the registry keeps it.
 #[derive(Debug)]
@@ -144,19 +144,37 @@ pub struct Sessions {
     /// not answered and then closed.
     admitting: Mutex<HashMap<u64, Option<String>>>,
     start: Instant,
+    /// The bytes queued for all sessions (`queued-reply-bytes-total`).
+    queued_total: Arc<QueuedTotal>,
+    /// The turns pipelining sessions share (see [`Sessions::turn`]).
+    turns: Arc<tokio::sync::Semaphore>,
 }
 
-impl Default for Sessions {
-    fn default() -> Self {
+impl Sessions {
+    /// No sessions yet; all of them together may have `queued_total` bytes of replies and
+    /// events queued, and `turns` of them pipeline requests at once (one per worker thread).
+    pub fn new(queued_total: usize, turns: usize) -> Sessions {
         Sessions {
             map: Mutex::new(HashMap::new()),
             admitting: Mutex::new(HashMap::new()),
             start: Instant::now(),
+            queued_total: QueuedTotal::new(queued_total),
+            turns: Arc::new(tokio::sync::Semaphore::new(turns.max(1))),
         }
     }
-}
 
-impl Sessions {
+    /// Waits for one of the turns that sessions pipelining requests share (in the order they
+    /// asked): a flood of pipelining clients is worked through a few sessions at a time, while
+    /// sessions that send one request at a time never wait for a turn.
+    pub(crate) async fn turn(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        self.turns.clone().acquire_owned().await.ok()
+    }
+
+    /// Bytes queued for all sessions together.
+    pub fn queued_bytes(&self) -> usize {
+        self.queued_total.bytes()
+    }
+
     pub(crate) fn now(&self) -> u64 {
         u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
@@ -252,7 +270,7 @@ impl Sessions {
             }
         }
         let charge = shared.fds.try_charge(1).ok_or(Refused::Fds(shared.fds.max()))?;
-        let (outbox, rx) = Outbox::new(limits.queued_reply_bytes);
+        let (outbox, rx) = Outbox::new(limits.queued_reply_bytes, self.queued_total.clone());
         let entry = Arc::new(SessionEntry {
             caller: Arc::new(caller),
             outbox,

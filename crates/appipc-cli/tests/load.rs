@@ -111,6 +111,106 @@ fn clients_that_never_read_are_cut_off_not_buffered() {
     assert!(log.contains("does not read its replies"), "the reason is logged");
 }
 
+/// Installs a dozen small packages, so that a `ListPackages` reply is a few kilobytes.
+fn install_fillers(b: &TestBroker) {
+    for i in 0..12 {
+        let text = format!(
+            "[package]\nname = \"Contoso.Filler{i}\"\npublisher = \"CN=Contoso Ltd, O=Contoso, L=Zurich, C=CH\"\n\
+             version = \"1.0.0.0\"\n\n[[application]]\nid = \"App\"\nexecutable = \"bin/access-probe\"\n"
+        );
+        let dir =
+            assemble_manifest(&text, &b.root.path().join(unique("filler")), &bin_dir()).unwrap();
+        let out = b.cli().args(["install", dir.to_str().unwrap()]).output().unwrap();
+        assert!(out.status.success());
+    }
+}
+
+/// Non-readers that each push requests until their socket is full; never read.
+fn non_readers(b: &TestBroker, n: usize) -> Vec<OwnedFd> {
+    let mut hogs = Vec::new();
+    for _ in 0..n {
+        let c = raw(b);
+        let mut id = 1u64;
+        loop {
+            let f = Frame::request(id, packages::ListPackages {}).to_cbor();
+            match socket::send(&c, &f, &[], Blocking::No) {
+                Ok(()) => id += 1,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        hogs.push(c);
+    }
+    hogs
+}
+
+#[test]
+fn non_readers_below_their_own_cap_are_bounded_by_the_total() {
+    // Each session may queue 1 MiB, which 100 non-readers' requests would fill (~100 MiB);
+    // all of them together may queue 4 MiB. The grace period is long: only the total bounds
+    // them here.
+    let (b, _c) = broker_with(
+        "queued-reply-bytes = 1048576\nqueued-reply-bytes-total = 4194304\nnon-reader-grace-ms = 600000",
+    );
+    let pid = b.pid();
+    install_fillers(&b);
+    answered(&b);
+    let (rss0, fds0) = (rss_kib(pid), fds_of(pid));
+    let hogs = non_readers(&b, 100);
+    // The total is reached: a client that reads its replies is still read from and answered.
+    answered(&b);
+    // Give the broker the chance to work through everything it was sent.
+    std::thread::sleep(Duration::from_secs(2));
+    answered(&b);
+    let rss1 = rss_kib(pid);
+    assert!(
+        rss1 < rss0 + 32 * 1024,
+        "RSS {rss0} kB -> {rss1} kB under 100 non-readers with a 4 MiB total"
+    );
+    // A non-reader that reads again gets its replies: it was held back, not cut.
+    let c = &hogs[0];
+    let mut buf = vec![0u8; 256 * 1024];
+    let got = socket::recv_into(c, &mut buf, Blocking::Yes).unwrap().expect("a reply");
+    let f = Frame::from_cbor(&buf[..got.len]).unwrap();
+    assert!(f.reply.is_some(), "{f:?}");
+    drop(hogs);
+    eventually("fds back to the baseline", || fds_of(pid) <= fds0 + 2);
+    // The memory is given back once they are gone (one malloc arena, malloc_trim).
+    eventually("RSS back near the baseline", || rss_kib(pid) < rss0 + 8 * 1024);
+    // The bytes the closed sessions left queued are no longer counted: a second wave is
+    // bounded the same way, and the broker still answers.
+    let hogs = non_readers(&b, 100);
+    answered(&b);
+    std::thread::sleep(Duration::from_secs(2));
+    let rss2 = rss_kib(pid);
+    assert!(rss2 < rss0 + 32 * 1024, "RSS {rss0} kB -> {rss2} kB under a second wave");
+    drop(hogs);
+    answered(&b);
+}
+
+#[test]
+fn requests_in_flight_do_not_overshoot_a_sessions_queue() {
+    // 64 requests may be in flight per session; were each read before the replies of the
+    // earlier ones were queued, 200 non-readers would hold 200 × 64 replies of a few kB
+    // (~60 MiB) whatever the 16 KiB queue limit says. Requests that finish at once are
+    // answered before the next is read, so the limit holds to within one reply.
+    let (b, _c) = broker_with(
+        "queued-reply-bytes = 16384\nrequests-in-flight = 64\nnon-reader-grace-ms = 600000",
+    );
+    let pid = b.pid();
+    install_fillers(&b);
+    answered(&b);
+    let rss0 = rss_kib(pid);
+    let hogs = non_readers(&b, 200);
+    answered(&b);
+    std::thread::sleep(Duration::from_secs(2));
+    answered(&b);
+    let rss1 = rss_kib(pid);
+    assert!(rss1 < rss0 + 24 * 1024, "RSS {rss0} kB -> {rss1} kB under 200 non-readers");
+    drop(hogs);
+    answered(&b);
+}
+
 #[test]
 fn a_connection_flood_does_not_lock_out_the_user() {
     let (b, _c) = broker_with("connections = 64");

@@ -24,6 +24,7 @@
 //! * [`dirfd`]: opening, creating and walking files beneath a directory fd without following
 //!   links (`openat2` `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS`), bounded reads;
 //! * [`env`]: what a process inherits (the session fd, the runtime directory);
+//! * [`malloc`]: glibc's arena limit and `malloc_trim`, so that a daemon gives memory back;
 //! * [`aio`]: tokio wrappers for the above.
 //!
 //! ```
@@ -44,6 +45,7 @@ pub mod env;
 pub mod fs;
 pub mod ids;
 pub mod landlock;
+pub mod malloc;
 pub mod memfd;
 pub mod probe;
 pub mod process;

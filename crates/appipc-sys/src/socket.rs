@@ -174,9 +174,39 @@ pub fn recv_into(
     }))
 }
 
+/// The largest `max` for which [`recv`] receives through its thread's scratch buffer.
+pub const SCRATCH_MAX: usize = 256 * 1024;
+
 /// Receives one message of at most `max` bytes into a new buffer. `Ok(None)` is the end of
 /// the stream (the peer closed). A longer message is reported with `truncated` set.
+///
+/// Up to [`SCRATCH_MAX`] bytes, the message is received into a buffer the calling thread
+/// keeps for this and copied out: a small message costs a small allocation, not `max` bytes
+/// zeroed (which a server receiving many small frames would pay on every one).
 pub fn recv(sock: impl AsFd, max: usize, blocking: Blocking) -> io::Result<Option<Packet>> {
+    thread_local! {
+        static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    if max <= SCRATCH_MAX
+        && let Some(r) = SCRATCH.with(|scratch| {
+            // Not reentrant: a nested call (none today) takes the allocating path below.
+            let mut buf = scratch.try_borrow_mut().ok()?;
+            if buf.len() < max {
+                buf.resize(max, 0);
+            }
+            Some(recv_into(&sock, &mut buf[..max], blocking).map(|r| {
+                r.map(|r| Packet {
+                    data: buf[..r.len].to_vec(),
+                    truncated: r.truncated,
+                    full_len: r.full_len,
+                    fds: r.fds,
+                    fds_truncated: r.fds_truncated,
+                })
+            }))
+        })
+    {
+        return r;
+    }
     let mut data = vec![0u8; max];
     let Some(r) = recv_into(sock, &mut data, blocking)? else {
         return Ok(None);

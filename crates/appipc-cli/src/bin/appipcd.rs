@@ -7,6 +7,10 @@ mod daemon_args;
 mod logging;
 
 fn main() -> std::process::ExitCode {
+    // One malloc arena, not one per thread: memory a flood took and gave back is then free for
+    // every thread and can be returned to the kernel (`malloc_trim`), instead of staying with
+    // the arena of whichever thread took it. Before any other thread starts.
+    appipc_sys::malloc::limit_arenas(1);
     // The broker starts its session keeper from this same program (its environment says so,
     // before any argument is parsed).
     if let Some(code) = appipc_broker::keeper::main_if_keeper() {
