@@ -283,34 +283,7 @@ impl Broker {
         let decisions = decide::Decisions::start(&config.decisions, paths.decision_log());
         let socket = paths.socket();
         let is_inherited = inherited.is_some();
-        let listener = match inherited {
-            Some(l) => {
-                let bound = appipc_sys::systemd::bound_path(&l);
-                if bound.as_deref() != Some(socket.as_path()) {
-                    tracing::warn!(
-                        inherited = ?bound,
-                        expected = %socket.display(),
-                        "the inherited socket is not where clients look for the broker"
-                    );
-                }
-                l
-            }
-            None => {
-                // We hold the lock, so a socket file left here belongs to a broker that died.
-                match std::fs::remove_file(&socket) {
-                    Ok(()) => tracing::info!(path = %socket.display(), "removed stale socket"),
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => {
-                        return Err(BrokerError::io(
-                            format!("removing stale {}", socket.display()),
-                            e,
-                        ));
-                    }
-                }
-                appipc_sys::socket::seqpacket_listen(&socket, 128)
-                    .map_err(|e| BrokerError::io(format!("listening on {}", socket.display()), e))?
-            }
-        };
+        let listener = listen(&socket, inherited)?;
         let launcher =
             Launcher::start().map_err(|e| BrokerError::io("starting the launcher thread", e))?;
         let (keeper, kept) = match keeper {
@@ -571,4 +544,37 @@ pub fn run_daemon() -> Result<()> {
         let _ = appipc_sys::systemd::notify("STOPPING=1");
     });
     Ok(())
+}
+
+/// The listening socket: the one systemd passed (warning when it is not where clients look),
+/// or a new one at `socket`, replacing a dead broker's (the caller holds the broker lock).
+fn listen(
+    socket: &std::path::Path,
+    inherited: Option<std::os::fd::OwnedFd>,
+) -> Result<std::os::fd::OwnedFd> {
+    Ok(match inherited {
+        Some(l) => {
+            let bound = appipc_sys::systemd::bound_path(&l);
+            if bound.as_deref() != Some(socket) {
+                tracing::warn!(
+                    inherited = ?bound,
+                    expected = %socket.display(),
+                    "the inherited socket is not where clients look for the broker"
+                );
+            }
+            l
+        }
+        None => {
+            // We hold the lock, so a socket file left here belongs to a broker that died.
+            match std::fs::remove_file(socket) {
+                Ok(()) => tracing::info!(path = %socket.display(), "removed stale socket"),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    return Err(BrokerError::io(format!("removing stale {}", socket.display()), e));
+                }
+            }
+            appipc_sys::socket::seqpacket_listen(socket, 128)
+                .map_err(|e| BrokerError::io(format!("listening on {}", socket.display()), e))?
+        }
+    })
 }

@@ -188,7 +188,21 @@ async fn serve(
         }
     };
     drop(shared_turn);
-    // Requests still running finish (a little while) so that their replies go out first.
+    end(&shared, &entry, &in_flight, writer, reason).await;
+}
+
+/// Ends a served session: lets its running requests finish (a little while) so that their
+/// replies go out, then hands it to the keeper (the broker stops) or closes it.
+async fn end(
+    shared: &Arc<Shared>,
+    entry: &Arc<SessionEntry>,
+    in_flight: &tokio::sync::Semaphore,
+    writer: tokio::task::JoinHandle<()>,
+    reason: String,
+) {
+    let caller = &entry.caller;
+    let outbox = &entry.outbox;
+    let limits = &shared.config.limits;
     let all = u32::try_from(limits.requests_in_flight.max(1)).unwrap_or(u32::MAX);
     let _ = tokio::time::timeout(Duration::from_secs(1), in_flight.acquire_many(all)).await;
     if reason == STOPPING && shared.keeper.keeps() {
@@ -205,7 +219,7 @@ async fn serve(
     let _ = writer.await;
     shared.sessions.remove(caller.session_id);
     shared.keeper.forget(caller.session_id);
-    crate::hooks::session_closed(&shared, &caller);
+    crate::hooks::session_closed(shared, caller);
     tracing::debug!(session = caller.session_id, caller = %caller.describe(), %reason, "session closed");
     let worth_a_warning = reason.starts_with("protocol violation")
         || reason.starts_with("receive failed")
