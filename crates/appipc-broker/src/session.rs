@@ -44,7 +44,7 @@ use crate::Shared;
 use crate::caller::Caller;
 use crate::cx::Cx;
 use crate::dispatch::dispatch;
-use crate::outbox::{Outgoing, write_loop};
+use crate::outbox::{Outbox, Outgoing, write_loop};
 use crate::sessions::SessionEntry;
 
 /// Why a session stops being served when the broker stops (it lives on in the keeper).
@@ -109,11 +109,7 @@ async fn serve(
         if outbox.held_back() {
             shared_turn = None;
             if tokio::time::timeout(grace, outbox.room()).await.is_err() {
-                break format!(
-                    "the peer does not read its replies ({} bytes waited {} ms)",
-                    outbox.queued(),
-                    limits.non_reader_grace_ms
-                );
+                break not_reading(&outbox, limits.non_reader_grace_ms);
             }
         }
         if outbox.is_closed() {
@@ -145,11 +141,7 @@ async fn serve(
                 reason = outbox.closed() => break reason,
                 () = shared.stopping.cancelled() => break STOPPING.to_owned(),
                 // A peer that stopped sending, and reading, is not waited for forever either.
-                () = outbox.stays_full(grace) => break format!(
-                    "the peer does not read its replies ({} bytes waited {} ms)",
-                    outbox.queued(),
-                    limits.non_reader_grace_ms
-                ),
+                () = outbox.stays_full(grace) => break not_reading(&outbox, limits.non_reader_grace_ms),
             }
         };
         let packet = match packet {
@@ -189,6 +181,11 @@ async fn serve(
     };
     drop(shared_turn);
     end(&shared, &entry, &in_flight, writer, reason).await;
+}
+
+/// Why a session that does not read its replies is closed.
+fn not_reading(outbox: &Outbox, grace_ms: u64) -> String {
+    format!("the peer does not read its replies ({} bytes waited {grace_ms} ms)", outbox.queued())
 }
 
 /// Ends a served session: lets its running requests finish (a little while) so that their
