@@ -6,9 +6,10 @@
 //! machine it holds a CPU the peer may need (and it spends the spinner's scheduling credit, so
 //! the scheduler later makes it wait behind the other load). So the default is **adaptive**:
 //!
-//! * each waiting site (a connection's reader, a blocking connection, one side of a ring)
-//!   keeps the recent time its answers took when they came within the spin, and spins only
-//!   for a small multiple of it ([`CAP`] at most);
+//! * each waiting site (a connection's reader, a blocking connection, one side of a ring, a
+//!   named event handle) keeps the recent time its answers took when they came within the
+//!   spin, and spins only for a small multiple of it ([`CAP`] at most; the first spin after a
+//!   back-off tries the whole cap);
 //! * a spin that ends without an answer (a miss), or that was preempted (a gap between two
 //!   polls: another process got this CPU), turns spinning off for the next 1, 2, 4 … 64 waits,
 //!   which then sleep at once; each hit halves that back-off. At a message rate too low for
@@ -94,8 +95,13 @@ impl Spin {
                     return Duration::ZERO;
                 }
                 let hit = self.hit_ns.load(Ordering::Relaxed);
-                if hit == 0 {
-                    return self.cap; // nothing known yet: try
+                // Nothing known yet, or the first spin after a back-off: try the whole cap.
+                // While this side slept, the peer's answers came later (its wait included this
+                // side's wake-up, so it may be asleep too); a spin bounded by the answers of
+                // a conversation in which both sides spun would then never catch one, and
+                // both would stay asleep.
+                if hit == 0 || self.backoff.load(Ordering::Relaxed) > 0 {
+                    return self.cap;
                 }
                 Duration::from_nanos(hit.saturating_mul(4).saturating_add(2_000)).min(self.cap)
             }
