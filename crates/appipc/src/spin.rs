@@ -192,10 +192,19 @@ mod tests {
             let _ = s.poll(1, || None::<()>);
         }
         assert_eq!(s.backoff.load(Ordering::Relaxed), MAX_BACKOFF);
-        // Answers that are there at once: every hit halves the back-off.
+        // An answer already there when the wait starts says nothing of the peer.
         s.skip.store(0, Ordering::Relaxed);
+        assert_eq!(s.poll(1, || Some(7)), Some(7));
+        assert_eq!(s.backoff.load(Ordering::Relaxed), MAX_BACKOFF);
+        // Answers that come while it spins: every hit halves the back-off.
         for _ in 0..10 {
-            assert_eq!(s.poll(1, || Some(7)), Some(7));
+            s.skip.store(0, Ordering::Relaxed);
+            let mut polls = 0;
+            let got = s.poll(1, || {
+                polls += 1;
+                (polls > 1).then_some(7)
+            });
+            assert_eq!(got, Some(7));
         }
         assert_eq!(s.backoff.load(Ordering::Relaxed), 0);
         assert!(!s.budget().is_zero());
