@@ -21,6 +21,15 @@
 //! provider that crashes gives `Unknown`. The caller's [`User`] is attested by the broker.
 //! `docs/windows-differences.md` lists where this differs from Windows.
 //!
+//! Waiting for a message: each end polls its socket for a few microseconds before it sleeps
+//! while that pays — while answers come within the poll — and stops polling when they do not
+//! or when the process is losing its CPU to other work, so it is cheap on a busy machine and
+//! an idle connection costs nothing. `APPIPC_SPIN_US` overrides that for the process (it
+//! applies to rings and event waits as well): a number of microseconds busy-polls that long
+//! after every message, always (the lowest latency on a machine known to be idle, paid in
+//! CPU); `0` never polls; unset or `auto` is the adaptive default. `docs/performance.md` has
+//! the numbers.
+//!
 //! ```no_run
 //! # async fn demo(session: &appipc::Session) {
 //! use appipc::app_service::{AppServiceConnection, AppServiceConnectionStatus};

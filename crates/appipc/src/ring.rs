@@ -12,9 +12,9 @@ use std::sync::atomic::Ordering;
 use appipc_sys::ring::{HEADER, Ring};
 
 use crate::error::{Error, Result};
-use crate::spin::{RING_CAP, Spin};
 use crate::named_objects::{Event, FILE_MAP_READ, FILE_MAP_WRITE, FileMapping, SYNCHRONIZE};
 use crate::session::Session;
+use crate::spin::{RING_CAP, Spin};
 
 const EVENT_ALL: u32 = 0x001F_0003;
 
@@ -111,7 +111,13 @@ impl RingProducer {
         let space =
             Event::create(session, &format!("{name}.space"), false, false, sddl).await?.object;
         let ring = Ring::new(mapping.map_view()?).map_err(io("setting up the ring"))?;
-        Ok(RingProducer(Side { _mapping: mapping, ring, data, space, spin: Spin::with_cap(RING_CAP) }))
+        Ok(RingProducer(Side {
+            _mapping: mapping,
+            ring,
+            data,
+            space,
+            spin: Spin::with_cap(RING_CAP),
+        }))
     }
 
     /// Appends a record, waiting for room if the ring is full.
@@ -134,7 +140,13 @@ impl RingConsumer {
         let data = Event::open(session, &format!("{name}.data"), SYNCHRONIZE | EVENT_ALL).await?;
         let space = Event::open(session, &format!("{name}.space"), SYNCHRONIZE | EVENT_ALL).await?;
         let ring = Ring::new(mapping.map_view()?).map_err(io("setting up the ring"))?;
-        Ok(RingConsumer(Side { _mapping: mapping, ring, data, space, spin: Spin::with_cap(RING_CAP) }))
+        Ok(RingConsumer(Side {
+            _mapping: mapping,
+            ring,
+            data,
+            space,
+            spin: Spin::with_cap(RING_CAP),
+        }))
     }
 
     /// Takes the next record into `out`, waiting for one if the ring is empty.

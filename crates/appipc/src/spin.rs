@@ -76,12 +76,7 @@ impl Spin {
     }
 
     pub(crate) fn with_cap(cap: Duration) -> Spin {
-        Spin {
-            cap,
-            hit_ns: AtomicU64::new(0),
-            skip: AtomicU32::new(0),
-            backoff: AtomicU32::new(0),
-        }
+        Spin { cap, hit_ns: AtomicU64::new(0), skip: AtomicU32::new(0), backoff: AtomicU32::new(0) }
     }
 
     /// How long the next wait should poll before it sleeps (zero: sleep at once).
