@@ -17,18 +17,8 @@ fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
 }
 
-/// Installs a package whose app is the red-team probe; returns its family name.
 fn install_probe(b: &TestBroker, name: &str, publisher: &str) -> String {
-    let text = format!(
-        "[package]\nname = \"{name}\"\npublisher = \"{publisher}\"\nversion = \"1.0.0.0\"\n\n\
-         [[application]]\nid = \"App\"\nexecutable = \"bin/redteam-probe\"\n"
-    );
-    let dir = assemble_manifest(&text, &b.root.path().join(unique("rt9")), &bin_dir()).unwrap();
-    let out = b.cli().args(["install", dir.to_str().unwrap()]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let full = String::from_utf8_lossy(&out.stdout).trim().rsplit(' ').next().unwrap().to_owned();
-    let p: Vec<&str> = full.split('_').collect();
-    format!("{}_{}", p[0], p[4])
+    b.install_app(name, publisher, "redteam-probe")
 }
 
 /// Runs the probe confined as `pfn` and waits; returns its stdout.

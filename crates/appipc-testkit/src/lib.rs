@@ -485,6 +485,26 @@ impl TestBroker {
         cmd
     }
 
+    /// Installs (through the CLI) a one-app package `name` of `publisher` whose app `App` runs
+    /// `executable`, one of the workspace's binaries (`access-probe`, `pipe-probe`, …), and
+    /// returns its package family name. Panics, with the CLI's error, if the install fails.
+    pub fn install_app(&self, name: &str, publisher: &str, executable: &str) -> String {
+        let text = format!(
+            "[package]\nname = \"{name}\"\npublisher = \"{publisher}\"\nversion = \"1.0.0.0\"\n\n\
+             [[application]]\nid = \"App\"\nexecutable = \"bin/{executable}\"\n"
+        );
+        let dir = assemble_manifest(&text, &self.root.path().join(unique("app")), &bin_dir())
+            .expect("assembling the package");
+        let out = self.cli().args(["install", dir.to_str().expect("utf-8 path")]).output();
+        let out = out.expect("running appipc install");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let full =
+            String::from_utf8_lossy(&out.stdout).trim().rsplit(' ').next().unwrap_or("").to_owned();
+        let p: Vec<&str> = full.split('_').collect();
+        assert_eq!(p.len(), 5, "a package full name at the end of {full:?}");
+        format!("{}_{}", p[0], p[4])
+    }
+
     /// An async SDK session as an unpackaged process. Call inside a tokio runtime.
     pub fn session(&self) -> appipc::Session {
         appipc::Session::connect_to(&self.socket()).expect("connecting to the test broker")
