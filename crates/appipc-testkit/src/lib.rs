@@ -505,6 +505,21 @@ impl TestBroker {
         format!("{}_{}", p[0], p[4])
     }
 
+    /// Runs the app of package family `pfn` confined (`appipc launch --wait PFN -- ARGS`) until
+    /// it exits and returns its stdout; panics, with both outputs, if it fails.
+    pub fn run_app(&self, pfn: &str, args: &[&str]) -> String {
+        let mut cli_args = vec!["launch", "--wait", pfn, "--"];
+        cli_args.extend_from_slice(args);
+        let out = self.cli().args(&cli_args).output().expect("running appipc launch");
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{pfn} failed: {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout
+    }
+
     /// An async SDK session as an unpackaged process. Call inside a tokio runtime.
     pub fn session(&self) -> appipc::Session {
         appipc::Session::connect_to(&self.socket()).expect("connecting to the test broker")
