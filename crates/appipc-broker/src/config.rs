@@ -196,6 +196,8 @@ pub struct LimitsConfig {
     pub processes_per_package: usize,
     /// Live app-service connections one session may have opened.
     pub app_service_connections_per_session: usize,
+    /// Launches for results one session may wait for at once (`ERROR_NOT_ENOUGH_QUOTA`).
+    pub launches_for_results_per_session: usize,
     /// File descriptors the broker keeps for its own work (the database, launching, accepting):
     /// what clients make it hold (sessions, objects, kept files) stops this far below its
     /// open-file limit.
@@ -220,6 +222,7 @@ impl Default for LimitsConfig {
             pipe_names_per_namespace: 4096,
             processes_per_package: 256,
             app_service_connections_per_session: 1024,
+            launches_for_results_per_session: 16,
             fd_reserve: 256,
             blocking_threads: 4,
         }

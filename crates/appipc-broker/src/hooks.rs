@@ -18,11 +18,13 @@ pub(crate) fn session_closed(shared: &Shared, caller: &Caller) {
     shared.app_services.session_closed(caller.session_id);
     shared.named_objects.session_closed(caller.session_id);
     shared.pipes.session_closed(caller.session_id);
+    shared.protocols.session_closed(caller.session_id);
 }
 
 /// A process the broker started has exited.
 pub(crate) fn process_exited(shared: &Arc<Shared>, record: &ProcessRecord) {
     shared.app_services.process_exited(record.pid);
+    shared.protocols.process_exited(record.pid);
     if record.trust == appipc_wire::caller::TrustLevel::AppContainer {
         shared.holders.release_if_unused(shared, &record.family_name);
     }

@@ -6,8 +6,8 @@
 //! have allowed a refusal, and the Windows code the refusal is answered with.
 
 use appipc_wire::status::{
-    AppServiceConnectionStatus, ErrorKind, FullTrustLaunchResult, HResult, LaunchQuerySupportStatus,
-    LaunchUriStatus, Win32Error, WindowsCode,
+    AppServiceConnectionStatus, ErrorKind, FullTrustLaunchResult, HResult,
+    LaunchQuerySupportStatus, LaunchUriStatus, Win32Error, WindowsCode,
 };
 
 use crate::manifest::{Capabilities, RUN_FULL_TRUST, ReturnResults};
@@ -406,7 +406,9 @@ impl Operation<'_> {
             | Operation::GrantRestrictedCapabilities { family_name, .. }
             | Operation::Launch { family_name } => (*family_name).to_owned(),
             Operation::OpenAppService { provider, .. } => (*provider).to_owned(),
-            Operation::LaunchUri { target_family, .. } => target_family.unwrap_or_default().to_owned(),
+            Operation::LaunchUri { target_family, .. } => {
+                target_family.unwrap_or_default().to_owned()
+            }
             Operation::RemoveFileToken { source, .. } => (*source).to_owned(),
             _ => String::new(),
         }
@@ -691,7 +693,11 @@ pub fn uri_support(target: &UriTarget, for_results: bool) -> LaunchQuerySupportS
             } else {
                 return_results.plain_launch()
             };
-            if ok { LaunchQuerySupportStatus::Available } else { LaunchQuerySupportStatus::NotSupported }
+            if ok {
+                LaunchQuerySupportStatus::Available
+            } else {
+                LaunchQuerySupportStatus::NotSupported
+            }
         }
     }
 }

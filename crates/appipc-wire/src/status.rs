@@ -340,6 +340,9 @@ windows_enum!(
         InvalidArg = 0x8007_0057,
         /// `E_FAIL`.
         Fail = 0x8000_4005,
+        /// `E_ILLEGAL_METHOD_CALL`: a call in the wrong state (a second
+        /// `ReportCompleted`, or one after the operation ended).
+        IllegalMethodCall = 0x8000_000E,
         /// `HRESULT_FROM_WIN32(ERROR_FILE_NOT_FOUND)`.
         FileNotFound = 0x8007_0002,
         /// `HRESULT_FROM_WIN32(ERROR_NOT_ENOUGH_QUOTA)`.

@@ -66,8 +66,8 @@ pub use names::{
     APP_SERVICE_NAME_RULE, AppServiceName, CustomCapabilityName, FOLDER_NAME_RULE, GUID_RULE, Guid,
     KNOWN_APPDATA_FOLDERS, MAX_MESSAGE_SIZE, MESSAGE_SIZE_RULE, MIN_MESSAGE_SIZE, NameError,
     PARAMETER_RULE, PROTOCOL_NAME_RULE, PackagePath, ProtocolName, RESERVED_SCHEME_RULE,
-    RESERVED_SCHEMES, is_reserved_scheme,
-    check_publisher_cache_folder_name, parse_message_size, publisher_cache_folder_key,
+    RESERVED_SCHEMES, check_publisher_cache_folder_name, is_reserved_scheme, parse_message_size,
+    publisher_cache_folder_key,
 };
 
 /// The file name of the manifest inside a package folder.

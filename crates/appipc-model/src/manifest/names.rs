@@ -145,8 +145,21 @@ pub const PROTOCOL_NAME_RULE: &str =
 /// and URI scheme names"; appipc refuses the manifest so that the author hears of it): the
 /// desktop's own (`http`, `https`, `file`, `mailto`, …) and every `ms-` scheme.
 pub const RESERVED_SCHEMES: &[&str] = &[
-    "http", "https", "file", "ftp", "mailto", "tel", "sms", "callto", "javascript", "data",
-    "about", "res", "shell", "appipc", "ms",
+    "http",
+    "https",
+    "file",
+    "ftp",
+    "mailto",
+    "tel",
+    "sms",
+    "callto",
+    "javascript",
+    "data",
+    "about",
+    "res",
+    "shell",
+    "appipc",
+    "ms",
 ];
 
 /// Rule of reserved schemes, for the error.

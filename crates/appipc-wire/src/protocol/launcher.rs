@@ -60,7 +60,10 @@ super::mechanism! {
         /// The activation the broker started the calling process for (`Protocol` or
         /// `ProtocolForResults`), with its data and the broker-attested caller; `None` if it was
         /// not started by a protocol activation. Each process gets it once.
-        3 TakeActivation {} fds(0) -> Option<ProtocolActivation>, reply fds "0";
+        3 TakeActivation {
+            /// `APPIPC_ACTIVATION_ID`, as the broker set it for this process.
+            0 activation_id: u64,
+        } fds(0) -> Option<ProtocolActivation>, reply fds "0";
         /// The calling process receives its application's later protocol activations as
         /// `launcher.Activated` events instead of the broker starting another process (single
         /// instance; see `docs/protocol.md`). Only a packaged process of an application that
