@@ -47,8 +47,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use appipc_wire::protocol::launcher::{
-    ACTIVATION_KIND_PROTOCOL, ACTIVATION_KIND_PROTOCOL_FOR_RESULTS, ProtocolActivation,
-    RegisterForActivation, ReportCompleted, TakeActivation,
+    ACTIVATION_KIND_PROTOCOL, ACTIVATION_KIND_PROTOCOL_FOR_RESULTS, MAX_PROTOCOL_DATA,
+    ProtocolActivation, RegisterForActivation, ReportCompleted, TakeActivation,
 };
 use appipc_wire::status::{ErrorKind, HResult};
 
@@ -170,6 +170,18 @@ impl ProtocolForResultsOperation {
     /// as file tokens inside it). Once: a second call fails (`E_ILLEGAL_METHOD_CALL`), here and
     /// at the broker; so does a report after the caller went away ([`Self::canceled`]).
     pub async fn report_completed(&self, data: ValueSet) -> Result<()> {
+        let n = data.encoded_len();
+        if n > MAX_PROTOCOL_DATA {
+            return Err(Error::Broker {
+                kind: ErrorKind::BadRequest,
+                code: HResult::InvalidArg.into(),
+                message: format!(
+                    "the result ValueSet is {n} bytes encoded, more than the {MAX_PROTOCOL_DATA} \
+                     a protocol activation carries; pass larger content as file tokens \
+                     (SharedStorageAccessManager) inside the ValueSet"
+                ),
+            });
+        }
         if self.reported.swap(true, Ordering::SeqCst) {
             return Err(Error::Broker {
                 kind: ErrorKind::NotFound,

@@ -110,13 +110,24 @@ async fn target(session: &Session, args: ActivatedEventArgs) {
         "exit" => std::process::exit(0),
         "hang" => std::future::pending::<()>().await,
         "big" => {
+            // Just over the limit, sent raw: the broker refuses it.
             let mut big = ValueSet::new();
-            big.insert("blob", PropertyValue::UInt8Array(vec![7; 200 * 1024]));
-            let refused = match op.report_completed(big).await {
+            big.insert("blob", PropertyValue::UInt8Array(vec![7; 101 * 1024]));
+            let raw =
+                session.call(ReportCompleted { operation_id: op.id(), data: Some(big) }).await;
+            let refused = match raw {
                 Ok(()) => "accepted".to_owned(),
                 Err(e) => format!("{}: {e}", e.windows_code()),
             };
             eprintln!("probe: big report: {refused}");
+            // Far over (larger than a broker message): the SDK refuses it without sending.
+            let mut huge = ValueSet::new();
+            huge.insert("blob", PropertyValue::UInt8Array(vec![7; 200 * 1024]));
+            let r = op.report_completed(huge).await;
+            eprintln!(
+                "probe: huge report: {}",
+                r.map_or_else(|e| format!("{}: {e}", e.windows_code()), |()| "accepted".into())
+            );
             // The guard in the SDK is spent; the broker still waits: report raw.
             let mut small = ValueSet::new();
             small.insert("big_refused", refused);
@@ -166,7 +177,9 @@ async fn target(session: &Session, args: ActivatedEventArgs) {
                         v.insert("instance", instance());
                         v.insert("uri", a.uri.as_str());
                         v.insert("caller", a.caller_package_family_name.as_str());
-                        if action(&a.uri) != "register-hold" {
+                        if action(&a.uri) == "register-hold" {
+                            eprintln!("probe: holding {}", a.operation.id());
+                        } else {
                             report(&a.operation, v).await;
                         }
                     }
