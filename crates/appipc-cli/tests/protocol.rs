@@ -492,7 +492,8 @@ fn as_the_unprivileged_user_through_the_cli() {
     ]);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["status"], "Success", "{out}");
-    assert_eq!(v["result"]["caller"], "", "{out}");
+    assert_eq!(v["result"]["caller"]["String"], "", "{out}");
+    assert_eq!(v["result"]["data"]["ValueSet"]["n"]["Int32"], 5, "{out}");
     let out = b.cli().args(["launch-uri", "probe-results:x"]).output().unwrap();
     assert_eq!(out.status.code(), Some(69), "ProtocolUnavailable: always needs for-results");
     let out = b.cli().args(["launch-uri", "probe-results:x", "--for-results"]).output().unwrap();
