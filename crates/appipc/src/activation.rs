@@ -291,8 +291,8 @@ impl AppInstance {
 
     /// Receives this application's later protocol activations in this process instead of the
     /// broker starting another process for each (single instance: the activations of an
-    /// application go to its most recently registered running instance). Only a packaged
-    /// process whose application declares a protocol.
+    /// application go to its earliest registered instance that still runs; see
+    /// `docs/protocol.md`). Only a packaged process whose application declares a protocol.
     pub async fn register_for_activation(session: &Session) -> Result<ActivationReceiver> {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         session.route_activations(tx);
