@@ -62,6 +62,7 @@ pub(crate) async fn package_installed(
     _outcome: InstallOutcome,
 ) -> Result<(), PackagesError> {
     crate::mech::storage::provision(shared, pkg)?;
+    crate::mech::launcher::desktop::install(shared, pkg);
     Ok(())
 }
 
@@ -79,6 +80,7 @@ pub(crate) async fn package_removing(shared: &Arc<Shared>, pkg: &Arc<InstalledPa
 /// A package was removed (row, files and app data are gone).
 pub(crate) fn package_removed(shared: &Shared, pkg: &InstalledPackage) {
     crate::mech::storage::release_if_last(shared, &pkg.family_name.publisher_id());
+    crate::mech::launcher::desktop::remove(shared, pkg.family_name.as_str());
 }
 
 /// `appipc stop --apps`: every host is canceled (`Terminating`), every process the broker

@@ -516,3 +516,64 @@ fn test_user() -> Option<(u32, u32)> {
 fn rustix_is_root() -> bool {
     std::fs::metadata("/proc/self").is_ok_and(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
 }
+
+/// Splits a desktop entry's `Exec` line as the Desktop Entry Specification quotes it, and puts
+/// the URI in place of `%u` (what `xdg-open` does once the desktop picked the entry).
+fn exec_line(exec: &str, uri: &str) -> Vec<String> {
+    let (mut args, mut cur, mut quoted, mut escaped, mut any) =
+        (Vec::new(), String::new(), false, false, false);
+    for c in exec.chars() {
+        match c {
+            _ if escaped => {
+                cur.push(c);
+                escaped = false;
+            }
+            '\\' if quoted => escaped = true,
+            '"' => {
+                quoted = !quoted;
+                any = true;
+            }
+            ' ' if !quoted => {
+                if any || !cur.is_empty() {
+                    args.push(std::mem::take(&mut cur));
+                }
+                any = false;
+            }
+            c => cur.push(c),
+        }
+    }
+    if any || !cur.is_empty() {
+        args.push(cur);
+    }
+    args.into_iter()
+        .map(|a| if a == "%u" { uri.to_owned() } else { a.replace("%%", "%") })
+        .collect()
+}
+
+#[test]
+fn scheme_handlers_appear_with_the_package_and_go_with_it() {
+    let b = TestBroker::start();
+    let target = install(&b, TARGET);
+    let dir = b.home.join("applications");
+    let entry =
+        |scheme: &str| dir.join(format!("appipc-{}-{scheme}.desktop", target.to_ascii_lowercase()));
+    // Plain launches only: a desktop cannot launch for results.
+    assert!(entry("probe-plain").is_file() && entry("probe-both").is_file(), "{dir:?}");
+    assert!(!entry("probe-results").exists(), "return-results = always gets no entry");
+    let text = std::fs::read_to_string(entry("probe-plain")).unwrap();
+    assert!(text.contains("MimeType=x-scheme-handler/probe-plain;"), "{text}");
+    // What xdg-open runs for probe-plain:… once the desktop picked this entry.
+    let exec = text.lines().find_map(|l| l.strip_prefix("Exec=")).expect("an Exec line");
+    let argv = exec_line(exec, "probe-plain:from-the-desktop");
+    let mut cmd = std::process::Command::new(&argv[0]);
+    cmd.args(&argv[1..]);
+    b.apply_env(&mut cmd);
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{argv:?}: {}", String::from_utf8_lossy(&out.stderr));
+    wait_for(
+        || b.app_log(&target).contains("plain probe-plain:from-the-desktop caller= data="),
+        "the desktop's activation reached the package",
+    );
+    b.cli_ok(&["remove".as_ref(), target.as_ref()]);
+    assert!(!entry("probe-plain").exists() && !entry("probe-both").exists(), "removed with it");
+}

@@ -39,6 +39,8 @@ pub use crate::error::ProtocolError;
 use crate::outbox::Outbox;
 use crate::repository::InstalledPackage;
 
+pub(crate) mod desktop;
+
 type Result<T, E = ProtocolError> = std::result::Result<T, E>;
 
 /// How long a started process may take to be known to the broker before its `TakeActivation`
