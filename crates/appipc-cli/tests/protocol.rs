@@ -577,3 +577,56 @@ fn scheme_handlers_appear_with_the_package_and_go_with_it() {
     b.cli_ok(&["remove".as_ref(), target.as_ref()]);
     assert!(!entry("probe-plain").exists() && !entry("probe-both").exists(), "removed with it");
 }
+
+#[test]
+fn a_target_that_cannot_start_is_unknown() {
+    // One process per package: while the first target waits, a second cannot start.
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("broker.toml");
+    std::fs::write(&config, "[limits]\nprocesses-per-package = 1\n").unwrap();
+    let b = TestBroker::start_with_env(&[("APPIPC_CONFIG", config.to_str().unwrap())]);
+    let target = install(&b, TARGET);
+    rt().block_on(async {
+        let session = b.session();
+        let (s, t) = (session.clone(), target.clone());
+        let held = tokio::spawn(async move {
+            Launcher::launch_uri_for_results(&s, "probe-results:hang", &to(&t), None).await
+        });
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while processes_of(&session, &target).await.is_empty() {
+            assert!(Instant::now() < deadline, "the first target started");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let r = Launcher::launch_uri_detailed(&session, "probe-plain:x", &to(&target), None)
+            .await
+            .unwrap();
+        assert_eq!(r.status, LaunchUriStatus::Unknown, "{r:?}");
+        assert!(r.extended_error.unwrap_or_default().contains("processes-per-package"));
+        held.abort();
+    });
+}
+
+#[test]
+fn a_broker_restart_ends_the_operation_with_a_retryable_error() {
+    let mut b = TestBroker::start();
+    let target = install(&b, TARGET);
+    let rt = rt();
+    let _in = rt.enter();
+    let session = b.session();
+    let (s, t) = (session.clone(), target.clone());
+    let call = rt.spawn(async move {
+        Launcher::launch_uri_for_results(&s, "probe-results:hang", &to(&t), None).await
+    });
+    rt.block_on(async {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while processes_of(&session, &target).await.is_empty() {
+            assert!(Instant::now() < deadline, "the target started");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+    b.kill();
+    b.restart();
+    let r = rt.block_on(async { tokio::time::timeout(Duration::from_secs(30), call).await });
+    let e = r.expect("answered, not a hang").unwrap().expect_err("the operation ended");
+    assert!(e.is_retryable(), "{e}");
+}
