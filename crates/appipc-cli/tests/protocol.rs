@@ -630,3 +630,30 @@ fn a_broker_restart_ends_the_operation_with_a_retryable_error() {
     let e = r.expect("answered, not a hang").unwrap().expect_err("the operation ended");
     assert!(e.is_retryable(), "{e}");
 }
+
+#[test]
+fn a_web_link_from_an_app_container_goes_to_the_desktops_handler_and_a_file_link_does_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let opened = dir.path().join("opened");
+    let opener = dir.path().join("xdg-open");
+    std::fs::write(&opener, format!("#!/bin/sh\necho \"$1\" >> {}\n", opened.display())).unwrap();
+    std::fs::set_permissions(&opener, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let b = TestBroker::start_with_env(&[("APPIPC_URI_OPENER", opener.to_str().unwrap())]);
+    let caller = install(&b, CALLER);
+    let open = |uri: &str| {
+        b.cli_ok(&[
+            "launch".as_ref(),
+            "--wait".as_ref(),
+            caller.as_ref(),
+            "--".as_ref(),
+            "open".as_ref(),
+            uri.as_ref(),
+        ])
+    };
+    assert!(open("https://example.com/a?b=c").contains("-> Success"));
+    assert!(open("file:///etc/passwd").contains("-> ProtocolUnavailable"));
+    assert!(open("ssh://host").contains("-> ProtocolUnavailable"));
+    let got = std::fs::read_to_string(&opened).unwrap();
+    assert_eq!(got, "https://example.com/a?b=c\n", "only the web link was handed over");
+    assert!(b.log().contains("handed to the desktop's handler"), "logged");
+}

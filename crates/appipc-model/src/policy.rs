@@ -84,7 +84,18 @@ pub enum UriTarget {
         /// The protocol's key path.
         key: String,
     },
+    /// No package handles the scheme and none was named: the desktop's own handler
+    /// (`xdg-open`, outside the sandbox) would get it.
+    Desktop {
+        /// Whether the scheme is one the desktop may get ([`DESKTOP_SCHEMES`]).
+        scheme_allowed: bool,
+    },
 }
+
+/// The schemes a plain launch hands to the desktop's handler when no package handles them
+/// (Windows opens these in the default browser or mail app; no capability is needed). Others
+/// (`file:` above all, which would open the host's files from an app container) are refused.
+pub const DESKTOP_SCHEMES: &[&str] = &["http", "https", "mailto"];
 
 /// Who signed a package: the key's id (64 hex digits) and the publisher it speaks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -621,6 +632,22 @@ fn decide_launch_uri(
     let unavailable = LaunchUriStatus::AppUnavailable;
     let no_protocol = LaunchUriStatus::ProtocolUnavailable;
     match target {
+        UriTarget::Desktop { scheme_allowed: true } if !for_results && !with_data => {
+            Decision::allow(format!(
+                "no package handles {scheme}:; a plain launch of it goes to the desktop's \
+                 handler (xdg-open, outside the sandbox)"
+            ))
+        }
+        UriTarget::Desktop { .. } => Decision::deny(
+            ErrorKind::NotFound,
+            launch_uri_status(no_protocol),
+            format!(
+                "no installed package handles the scheme {scheme}:, and only {} go to the \
+                 desktop's handler",
+                DESKTOP_SCHEMES.join(", ")
+            ),
+        )
+        .remedy("install a package that declares [[application.protocol]] name = the scheme"),
         UriTarget::NotInstalled if target_named => Decision::deny(
             ErrorKind::NotFound,
             launch_uri_status(unavailable),
@@ -685,6 +712,10 @@ fn decide_launch_uri(
 pub fn uri_support(target: &UriTarget, for_results: bool) -> LaunchQuerySupportStatus {
     match target {
         UriTarget::NotInstalled => LaunchQuerySupportStatus::AppNotInstalled,
+        UriTarget::Desktop { scheme_allowed: true } if !for_results => {
+            LaunchQuerySupportStatus::Available
+        }
+        UriTarget::Desktop { .. } => LaunchQuerySupportStatus::AppNotInstalled,
         UriTarget::Deploying => LaunchQuerySupportStatus::AppUnavailable,
         UriTarget::NoProtocol => LaunchQuerySupportStatus::NotSupported,
         UriTarget::Declared { return_results, .. } => {
@@ -1574,6 +1605,17 @@ mod launch_uri_tests {
         assert_eq!(status(&launch(true, true, false, UriTarget::NoProtocol)), Some(2));
         // No target named and nobody handles the scheme: ProtocolUnavailable.
         assert_eq!(status(&launch(false, false, false, UriTarget::NotInstalled)), Some(2));
+    }
+
+    #[test]
+    fn only_web_and_mail_links_go_to_the_desktop() {
+        let desktop = |ok| UriTarget::Desktop { scheme_allowed: ok };
+        assert!(launch(false, false, false, desktop(true)).allowed);
+        assert_eq!(status(&launch(false, false, false, desktop(false))), Some(2));
+        assert_eq!(status(&launch(true, true, false, desktop(true))), Some(2), "not for results");
+        assert_eq!(uri_support(&desktop(true), false), LaunchQuerySupportStatus::Available);
+        assert_eq!(uri_support(&desktop(true), true), LaunchQuerySupportStatus::AppNotInstalled);
+        assert_eq!(uri_support(&desktop(false), false), LaunchQuerySupportStatus::AppNotInstalled);
     }
 
     #[test]

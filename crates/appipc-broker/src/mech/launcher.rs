@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use appipc_model::identity::PackageFamilyName;
 use appipc_model::manifest::{Application, Protocol};
-use appipc_model::policy::{Operation, UriTarget, uri_support};
+use appipc_model::policy::{DESKTOP_SCHEMES, Operation, UriTarget, uri_support};
 use appipc_sys::process::ExitStatus;
 use appipc_wire::protocol::launcher::{
     self as wire, ACTIVATION_KIND_PROTOCOL, ACTIVATION_KIND_PROTOCOL_FOR_RESULTS, Activated,
@@ -134,6 +134,10 @@ fn resolve(
     };
     let family = pkg.as_ref().map(|p| p.family_name.to_string()).or(named.map(str::to_owned));
     let Some(pkg) = pkg else {
+        if named.is_none() && !for_results {
+            let scheme_allowed = DESKTOP_SCHEMES.contains(&scheme);
+            return Ok((None, UriTarget::Desktop { scheme_allowed }, None));
+        }
         return Ok((family, UriTarget::NotInstalled, None));
     };
     if shared.repository.is_busy(pkg.family_name.as_str()) {
@@ -270,7 +274,10 @@ impl Protocols {
             with_data: l.data.is_some(),
             target,
         })?;
-        let Some(found) = found else { unreachable!("the policy allows only a declared protocol") };
+        let Some(found) = found else {
+            // The policy allows nothing else without a target package.
+            return desktop::open(shared, &uri, cx.caller).await;
+        };
         check_size(l.data.as_ref(), "input")?;
         let caller = cx.caller;
         let id = self.next.fetch_add(1, Ordering::Relaxed);

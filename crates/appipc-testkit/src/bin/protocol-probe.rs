@@ -18,6 +18,9 @@
 //! plain     (a plain launch) log `plain URI caller=PFN data=KEYS`
 //! ```
 //!
+//! `protocol-probe open URI` launches the URI plainly with no target and prints
+//! `open URI -> STATUS`.
+//!
 //! As a caller (launched with arguments): `protocol-probe call URI TARGET_PFN [KEY=VALUE…]`
 //! launches the URI for results with those string values and prints one line
 //! `result STATUS reported=BOOL caller=… content=…` (the result's `caller` and `content`
@@ -213,6 +216,17 @@ async fn main() {
     };
     if args.get(1).map(String::as_str) == Some("call") {
         call(&session, &args).await;
+        return;
+    }
+    if args.get(1).map(String::as_str) == Some("open") {
+        // `protocol-probe open URI`: a plain launch with no target (`launch_uri`).
+        let uri = args.get(2).cloned().unwrap_or_default();
+        let r =
+            Launcher::launch_uri_detailed(&session, &uri, &LauncherOptions::default(), None).await;
+        match r {
+            Ok(r) => println!("open {uri} -> {}", r.status.name()),
+            Err(e) => println!("open {uri} -> error {}", e.windows_code()),
+        }
         return;
     }
     match AppInstance::activated(&session).await {

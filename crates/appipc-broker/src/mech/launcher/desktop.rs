@@ -8,7 +8,13 @@
 
 use std::path::{Path, PathBuf};
 
+use appipc_wire::protocol::launcher::LaunchUriOutcome;
+use appipc_wire::status::LaunchUriStatus;
+use appipc_wire::uri::Uri;
+
+use super::ProtocolError;
 use crate::Shared;
+use crate::caller::Caller;
 use crate::repository::InstalledPackage;
 
 /// The file-name prefix of every entry the broker writes.
@@ -104,6 +110,43 @@ pub(crate) fn remove(shared: &Shared, family: &str) {
         if name.starts_with(&prefix) && name.ends_with(".desktop") {
             let _ = std::fs::remove_file(e.path());
         }
+    }
+}
+
+/// Hands a URI no package handles to the desktop's handler: `xdg-open URI` (or
+/// `APPIPC_URI_OPENER`), run as the user outside any sandbox, its output discarded, waited for
+/// in the blocking pool (xdg-open returns once the handler is started). The policy allowed it
+/// (a plain launch of `http`, `https` or `mailto`); it is logged with the caller.
+pub(crate) async fn open(
+    shared: &std::sync::Arc<Shared>,
+    uri: &Uri,
+    caller: &Caller,
+) -> Result<LaunchUriOutcome, ProtocolError> {
+    let opener = std::env::var_os("APPIPC_URI_OPENER").unwrap_or_else(|| "xdg-open".into());
+    let text = uri.to_string();
+    tracing::info!(uri = %uri.scheme(), by = %caller.describe(), opener = %opener.to_string_lossy(),
+        "no package handles the scheme; handed to the desktop's handler");
+    let ran = shared
+        .blocking
+        .run(move || {
+            std::process::Command::new(&opener)
+                .arg(&text)
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status()
+        })
+        .await
+        .map_err(|e| ProtocolError::Failed(format!("the desktop's handler: {e}")))?;
+    match ran {
+        Ok(s) if s.success() => Ok(LaunchUriOutcome {
+            status: LaunchUriStatus::Success,
+            result: None,
+            reported: false,
+            target_pid: 0,
+        }),
+        Ok(s) => Err(ProtocolError::Failed(format!("the desktop's handler failed ({s})"))),
+        Err(e) => Err(ProtocolError::Failed(format!("the desktop's handler could not run: {e}"))),
     }
 }
 
