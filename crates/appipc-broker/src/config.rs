@@ -185,9 +185,9 @@ pub struct LimitsConfig {
     /// the broker reads no more of its requests, and events for it are refused.
     pub queued_reply_bytes: usize,
     /// Bytes of replies and events queued for all sessions together: past this, a session
-    /// that has anything queued is read from no more until its own queue empties (a session
-    /// with nothing queued is still read from, so a client that reads its replies is always
-    /// served), and events for it are refused. Bounds the broker's memory under a flood of
+    /// that has anything queued is read from no more until its own queue empties or the total
+    /// falls below three quarters of this (a session with nothing queued is still read from,
+    /// so a client that reads its replies is always served), and events for it are refused. Bounds the broker's memory under a flood of
     /// non-readers that each stay below `queued-reply-bytes`.
     pub queued_reply_bytes_total: usize,
     /// A session whose queue stays full this long is closed.

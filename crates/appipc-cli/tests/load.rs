@@ -430,3 +430,46 @@ fn redeems_of_tokens_whose_files_became_fifos_do_not_stall_anyone() {
     answered(&b);
     eventually("fds back to the baseline", || fds_of(pid) <= fds0 + 2);
 }
+
+/// The `GLIBC_TUNABLES` the broker's process started with. glibc, parsing it at start, ends
+/// each value in the original string with a NUL (the process itself sees a copy), so
+/// `/proc/PID/environ` shows `GLIBC_TUNABLES=a=1` followed by `b=2`, ... as separate entries:
+/// they are joined again here.
+fn tunables_of(b: &TestBroker) -> Option<String> {
+    let raw = std::fs::read(format!("/proc/{}/environ", b.pid())).unwrap();
+    let entries: Vec<String> =
+        raw.split(|b| *b == 0).map(|v| String::from_utf8_lossy(v).into_owned()).collect();
+    let at = entries.iter().position(|e| e.starts_with("GLIBC_TUNABLES="))?;
+    let mut value = entries[at]["GLIBC_TUNABLES=".len()..].to_owned();
+    for more in entries[at + 1..].iter().take_while(|e| e.starts_with("glibc.")) {
+        value.push(':');
+        value.push_str(more);
+    }
+    Some(value)
+}
+
+#[test]
+fn the_broker_runs_with_small_malloc_caches_and_keeps_the_callers_tunables() {
+    if !cfg!(target_env = "gnu") {
+        eprintln!("skipped: the tcache tunable is glibc's");
+        return;
+    }
+    // Started without any: it started itself again with the cache cut to one chunk a size.
+    let b = TestBroker::start_with_env(&[("GLIBC_TUNABLES", "")]);
+    assert_eq!(tunables_of(&b).as_deref(), Some("glibc.malloc.tcache_count=1"));
+    answered(&b);
+    drop(b);
+    // Someone else's tunables are kept, and the broker's added after them.
+    let b = TestBroker::start_with_env(&[("GLIBC_TUNABLES", "glibc.malloc.perturb=0")]);
+    assert_eq!(
+        tunables_of(&b).as_deref(),
+        Some("glibc.malloc.perturb=0:glibc.malloc.tcache_count=1")
+    );
+    // Started once more, it did not start itself again (it is listening).
+    answered(&b);
+    drop(b);
+    // A tcache count chosen by whoever started it wins.
+    let b = TestBroker::start_with_env(&[("GLIBC_TUNABLES", "glibc.malloc.tcache_count=7")]);
+    assert_eq!(tunables_of(&b).as_deref(), Some("glibc.malloc.tcache_count=7"));
+    answered(&b);
+}
