@@ -59,9 +59,29 @@ pub const CONTOSO_BRIDGE: Example = Example {
     manifest: include_str!("../../../examples/contoso-bridge/appipc.toml"),
 };
 
+/// `Contoso.Picker`: an app launched for results by URI (`contoso-pick:`), answering with a
+/// file token.
+pub const CONTOSO_PICKER: Example = Example {
+    name: "contoso-picker",
+    manifest: include_str!("../../../examples/contoso-picker/appipc.toml"),
+};
+
+/// `Fabrikam.Photos`: an app of another publisher that launches the picker for results.
+pub const FABRIKAM_PHOTOS: Example = Example {
+    name: "fabrikam-photos",
+    manifest: include_str!("../../../examples/fabrikam-photos/appipc.toml"),
+};
+
 /// Every example package.
-pub const EXAMPLES: [Example; 5] =
-    [HELLO, FABRIKAM_TOOLS, CONTOSO_SERVICES, FABRIKAM_CLIENT, CONTOSO_BRIDGE];
+pub const EXAMPLES: [Example; 7] = [
+    HELLO,
+    FABRIKAM_TOOLS,
+    CONTOSO_SERVICES,
+    FABRIKAM_CLIENT,
+    CONTOSO_BRIDGE,
+    CONTOSO_PICKER,
+    FABRIKAM_PHOTOS,
+];
 
 /// The folder holding the workspace's built binaries.
 pub fn bin_dir() -> PathBuf {
