@@ -17,6 +17,10 @@
 //! `/proc/PID/clear_refs` before the flood, so the peak is the flood's). Each scenario prints
 //! a JSON line; the end prints a table (medians over `--runs`, with their spread).
 //!
+//! `--flooder-nice N` runs the flooding threads at nice N (the probe and the broker keep
+//! theirs), to tell the broker's own queueing from the flooders' competing for the CPUs;
+//! `APPIPC_BENCH_SLOW_US=N` prints each probe round trip slower than N µs with when it was.
+//!
 //! The broker runs with its default `[limits]` (1 024 connections of unpackaged processes, so
 //! 1 000 flooders and the probe fit; `--connections N` writes a configuration file that sets
 //! another cap). The bench raises its own `RLIMIT_NOFILE` to the hard limit.
@@ -71,6 +75,7 @@ struct Options {
     after_seconds: f64,
     depth: usize,
     connections: Option<usize>,
+    flooder_nice: i32,
 }
 
 fn parse_options(args: &[String]) -> Result<Options> {
@@ -82,6 +87,7 @@ fn parse_options(args: &[String]) -> Result<Options> {
         after_seconds: 3.0,
         depth: 4,
         connections: None,
+        flooder_nice: 0,
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -96,10 +102,11 @@ fn parse_options(args: &[String]) -> Result<Options> {
             "--after-seconds" => o.after_seconds = value()?.parse()?,
             "--depth" => o.depth = value()?.parse()?,
             "--connections" => o.connections = Some(value()?.parse()?),
+            "--flooder-nice" => o.flooder_nice = value()?.parse()?,
             _ => bail!(
                 "usage: appipc-bench flood [--runs N] [--clients 100,500,1000] \
                  [--kinds non-reading,idle,active] [--seconds S] [--after-seconds S] \
-                 [--depth D] [--connections CAP]"
+                 [--depth D] [--connections CAP] [--flooder-nice N]"
             ),
         }
     }
@@ -162,6 +169,8 @@ fn probe(socket_path: std::path::PathBuf, phase: Arc<AtomicU8>) -> ProbeResult {
     let mut buf = vec![0u8; 65536];
     let mut id = 0u64;
     let mut next = Instant::now();
+    let slow: Option<u128> =
+        std::env::var("APPIPC_BENCH_SLOW_US").ok().and_then(|v| v.parse().ok());
     loop {
         let p = phase.load(Ordering::SeqCst);
         if p == STOP {
@@ -190,6 +199,9 @@ fn probe(socket_path: std::path::PathBuf, phase: Arc<AtomicU8>) -> ProbeResult {
                     }
                 };
         let d = t.elapsed();
+        if slow.is_some_and(|us| d.as_micros() > us) {
+            eprintln!("slow probe: phase {p} at {:.3} s: {} us", wall(), d.as_micros());
+        }
         if ok {
             out.by_phase[usize::from(p)].push(d);
         } else {
@@ -203,6 +215,20 @@ fn probe(socket_path: std::path::PathBuf, phase: Arc<AtomicU8>) -> ProbeResult {
             next = now;
         }
     }
+}
+
+/// Whether `APPIPC_BENCH_SLOW_US` is set: probe round trips slower than that many µs are
+/// printed (stderr) with the wall clock (seconds mod 1000), and so are the phases' starts and
+/// the non-reading flooders' progress, to see when in a scenario the tail happens.
+fn tracing_slow() -> bool {
+    std::env::var_os("APPIPC_BENCH_SLOW_US").is_some()
+}
+
+/// The wall clock in seconds, modulo 1000 (for [`tracing_slow`]'s lines).
+fn wall() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64() % 1000.0)
 }
 
 /// Percentiles of a set of durations, in microseconds.
@@ -232,12 +258,13 @@ struct Active {
 }
 
 impl Active {
-    fn start(socket_path: std::path::PathBuf, n: usize, depth: usize) -> Active {
+    fn start(socket_path: std::path::PathBuf, n: usize, depth: usize, nice: i32) -> Active {
         let stop = Arc::new(AtomicBool::new(false));
         let replies = Arc::new(AtomicU64::new(0));
         let connected = Arc::new(AtomicU64::new(0));
         let (s, r, c) = (stop.clone(), replies.clone(), connected.clone());
         let thread = std::thread::spawn(move || {
+            set_nice(nice);
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
             rt.block_on(async move {
                 let mut tasks = tokio::task::JoinSet::new();
@@ -274,6 +301,49 @@ impl Active {
     }
 }
 
+/// Gives the calling (flooding) thread the nice value `--flooder-nice` asks for.
+fn set_nice(nice: i32) {
+    if nice != 0
+        && let Err(e) = appipc_sys::process::set_thread_nice(nice)
+    {
+        eprintln!("flood: cannot set the flooders' nice value to {nice}: {e}");
+    }
+}
+
+/// The non-reading flooders: `n` connections, each pushing `ListPackages` until its socket
+/// says `EAGAIN`; with the broker's peak RSS and fd count sampled on the way.
+fn non_reading(
+    path: &std::path::Path,
+    n: usize,
+    nice: i32,
+    pid: u32,
+) -> Result<(Vec<OwnedFd>, u64, usize)> {
+    set_nice(nice);
+    let list = |id: u64| Frame::request(id, packages::ListPackages {}).to_cbor();
+    let (mut held, mut peak, mut fds_peak) = (Vec::new(), 0, 0);
+    for _ in 0..n {
+        let c = socket::seqpacket_connect(path)?;
+        let mut id = 1u64;
+        loop {
+            match socket::send(&c, &list(id), &[], Blocking::No) {
+                Ok(()) => id += 1,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                // Cut off already (a limit): it counts as connected, and done.
+                Err(_) => break,
+            }
+        }
+        held.push(c);
+        if held.len().is_multiple_of(100) && tracing_slow() {
+            eprintln!("{} connected at {:.3} (pushed {id})", held.len(), wall());
+        }
+        if held.len().is_multiple_of(50) {
+            peak = peak.max(vm(pid, "VmRSS:"));
+            fds_peak = fds_peak.max(fds_of(pid));
+        }
+    }
+    Ok((held, peak, fds_peak))
+}
+
 /// A dozen small packages, so that a `ListPackages` reply is a few kilobytes.
 fn install_fillers(b: &TestBroker) -> Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
@@ -305,11 +375,15 @@ struct Outcome {
     rss_before_kib: u64,
     rss_peak_kib: u64,
     rss_after_kib: u64,
+    /// `RssAnon` and `RssFile` (the binary's pages and other file pages) before and after.
+    anon_file_before_kib: (u64, u64),
+    anon_file_after_kib: (u64, u64),
     fds_peak: usize,
     requests_per_s: Option<f64>,
     broker_cpu_cores: f64,
     settle_s: f64,
     load_1m: f64,
+    flooder_nice: i32,
 }
 
 fn scenario(o: &Options, kind: Kind, n: usize, run: usize) -> Result<Outcome> {
@@ -333,6 +407,7 @@ fn scenario(o: &Options, kind: Kind, n: usize, run: usize) -> Result<Outcome> {
     let secs = Duration::from_secs_f64(o.seconds);
     std::thread::sleep(secs);
     let rss_before_kib = vm(pid, "VmRSS:");
+    let anon_file_before_kib = (vm(pid, "RssAnon:"), vm(pid, "RssFile:"));
     let fds0 = fds_of(pid);
     // The peak is the flood's.
     let _ = std::fs::write(format!("/proc/{pid}/clear_refs"), "5");
@@ -343,6 +418,9 @@ fn scenario(o: &Options, kind: Kind, n: usize, run: usize) -> Result<Outcome> {
         *fds_peak = (*fds_peak).max(fds_of(pid));
     };
     phase.store(FLOOD, Ordering::SeqCst);
+    if tracing_slow() {
+        eprintln!("phase FLOOD at {:.3}", wall());
+    }
     let mut held: Vec<OwnedFd> = Vec::new();
     let mut active = None;
     match kind {
@@ -353,25 +431,15 @@ fn scenario(o: &Options, kind: Kind, n: usize, run: usize) -> Result<Outcome> {
             }
         }
         Kind::NonReading => {
-            let list = |id: u64| Frame::request(id, packages::ListPackages {}).to_cbor();
-            for _ in 0..n {
-                let c = socket::seqpacket_connect(&b.socket())?;
-                let mut id = 1u64;
-                loop {
-                    match socket::send(&c, &list(id), &[], Blocking::No) {
-                        Ok(()) => id += 1,
-                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-                        // Cut off already (a limit): it counts as connected, and done.
-                        Err(_) => break,
-                    }
-                }
-                held.push(c);
-                if held.len().is_multiple_of(50) {
-                    sample(&mut peak, &mut fds_peak);
-                }
-            }
+            // On a thread of its own, which takes the flooders' nice value.
+            let (path, nice) = (b.socket(), o.flooder_nice);
+            let pushing = std::thread::spawn(move || non_reading(&path, n, nice, pid));
+            let (c, p, f) = pushing.join().map_err(|_| anyhow::anyhow!("a flooder panicked"))??;
+            held = c;
+            peak = peak.max(p);
+            fds_peak = fds_peak.max(f);
         }
-        Kind::Active => active = Some(Active::start(b.socket(), n, o.depth)),
+        Kind::Active => active = Some(Active::start(b.socket(), n, o.depth, o.flooder_nice)),
     }
     // The flood runs for `seconds` once every client is connected.
     let connect_deadline = Instant::now() + Duration::from_secs(30);
@@ -382,6 +450,9 @@ fn scenario(o: &Options, kind: Kind, n: usize, run: usize) -> Result<Outcome> {
         {
             std::thread::sleep(Duration::from_millis(10));
         }
+    }
+    if tracing_slow() {
+        eprintln!("connected at {:.3}", wall());
     }
     let connected =
         active.as_ref().map_or(held.len(), |a| a.connected.load(Ordering::SeqCst) as usize);
@@ -402,6 +473,9 @@ fn scenario(o: &Options, kind: Kind, n: usize, run: usize) -> Result<Outcome> {
     // The flooders go; the broker settles (its fds back to where they were), then after a few
     // seconds its memory is read again.
     phase.store(SETTLING, Ordering::SeqCst);
+    if tracing_slow() {
+        eprintln!("phase SETTLING at {:.3}", wall());
+    }
     drop(held);
     if let Some(a) = active {
         a.stop.store(true, Ordering::SeqCst);
@@ -413,8 +487,12 @@ fn scenario(o: &Options, kind: Kind, n: usize, run: usize) -> Result<Outcome> {
     }
     let settle_s = t_settle.elapsed().as_secs_f64();
     phase.store(AFTER, Ordering::SeqCst);
+    if tracing_slow() {
+        eprintln!("phase AFTER at {:.3}", wall());
+    }
     std::thread::sleep(Duration::from_secs_f64(o.after_seconds));
     let rss_after_kib = vm(pid, "VmRSS:");
+    let anon_file_after_kib = (vm(pid, "RssAnon:"), vm(pid, "RssFile:"));
     phase.store(STOP, Ordering::SeqCst);
     let pr = probe.join().map_err(|_| anyhow::anyhow!("the probe panicked"))?;
     let [idle, flood, _, after] = pr.by_phase;
@@ -429,11 +507,14 @@ fn scenario(o: &Options, kind: Kind, n: usize, run: usize) -> Result<Outcome> {
         rss_before_kib,
         rss_peak_kib,
         rss_after_kib,
+        anon_file_before_kib,
+        anon_file_after_kib,
         fds_peak,
         requests_per_s,
         broker_cpu_cores,
         settle_s,
         load_1m,
+        flooder_nice: o.flooder_nice,
     };
     println!("{}", json_of(&out, run));
     drop(b);
@@ -452,7 +533,10 @@ fn json_of(o: &Outcome, run: usize) -> serde_json::Value {
         "probe_flood_us": l(&o.flood),
         "probe_after_us": l(&o.after),
         "probe_failures": o.probe_failures,
+        "flooder_nice": o.flooder_nice,
         "rss_kib": {"before": o.rss_before_kib, "peak": o.rss_peak_kib, "after": o.rss_after_kib},
+        "rss_anon_kib": {"before": o.anon_file_before_kib.0, "after": o.anon_file_after_kib.0},
+        "rss_file_kib": {"before": o.anon_file_before_kib.1, "after": o.anon_file_after_kib.1},
         "broker_fds_peak": o.fds_peak,
         "requests_per_s": o.requests_per_s.map(round),
         "broker_cpu_cores": round(o.broker_cpu_cores * 100.0) / 100.0,

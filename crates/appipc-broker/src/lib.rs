@@ -121,6 +121,7 @@ pub(crate) struct Shared {
     pub(crate) tokens: mech::storage::Tokens,
     pub(crate) named_objects: mech::named_objects::NamedObjects,
     pub(crate) pipes: mech::pipes::Pipes,
+    pub(crate) protocols: mech::launcher::Protocols,
     /// Where blocking work runs (bounded).
     pub(crate) blocking: blocking::BlockingPool,
     /// The configuration (limits).
@@ -310,6 +311,7 @@ impl Broker {
                 tokens: mech::storage::Tokens::default(),
                 named_objects: mech::named_objects::NamedObjects::default(),
                 pipes: mech::pipes::Pipes::default(),
+                protocols: mech::launcher::Protocols::first_id((generation << 32) | 1),
                 blocking: blocking::BlockingPool::new(config.limits.blocking_threads),
                 fds: limits::FdBudget::new(
                     appipc_sys::env::open_file_limit(),
@@ -439,15 +441,19 @@ impl Broker {
     }
 }
 
-/// Once a flood has subsided (many sessions gone, or many queued bytes sent or dropped),
+/// Once a flood has subsided (many sessions gone, or many queued bytes sent or dropped), and
+/// again once it has ended (nothing changed for a second after some sessions or bytes went),
 /// the allocator's free memory is given back to the kernel (`malloc_trim`, off the runtime's
-/// threads), so that the broker's RSS returns near where it was before.
+/// threads), so that the broker's RSS returns near where it was before: glibc returns only
+/// the top of its heap by itself, and the pages a flood freed in the middle stay otherwise.
 fn spawn_trimmer(shared: &Arc<Shared>) {
     const SESSIONS_GONE: usize = 64;
     const BYTES_GONE: usize = 4 << 20;
     let shared = shared.clone();
     tokio::spawn(async move {
+        // The highest counts since the last trim, and the counts a second ago.
         let (mut high_sessions, mut high_bytes) = (0usize, 0usize);
+        let mut before = (0usize, 0usize);
         loop {
             tokio::select! {
                 () = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
@@ -456,10 +462,13 @@ fn spawn_trimmer(shared: &Arc<Shared>) {
             let (sessions, bytes) = (shared.sessions.len(), shared.sessions.queued_bytes());
             high_sessions = high_sessions.max(sessions);
             high_bytes = high_bytes.max(bytes);
-            let subsided = (high_sessions - sessions >= SESSIONS_GONE
-                && sessions <= high_sessions / 2)
-                || (high_bytes - bytes >= BYTES_GONE && bytes <= high_bytes / 4);
-            if subsided {
+            let (gone, drained) = (high_sessions - sessions, high_bytes - bytes);
+            let subsided = (gone >= SESSIONS_GONE && sessions <= high_sessions / 2)
+                || (drained >= BYTES_GONE && bytes <= high_bytes / 4);
+            let ended = (sessions, bytes) == before
+                && (gone >= SESSIONS_GONE / 4 || drained >= BYTES_GONE / 4);
+            before = (sessions, bytes);
+            if subsided || ended {
                 (high_sessions, high_bytes) = (sessions, bytes);
                 let released =
                     tokio::task::spawn_blocking(appipc_sys::malloc::trim).await.unwrap_or(false);

@@ -33,18 +33,28 @@ pub(crate) enum Undeliverable {
 }
 
 /// The bytes queued for all sessions together, and their bound (`queued-reply-bytes-total`).
+/// Once the total reaches the bound it counts as full until it has fallen below three
+/// quarters of it: the sessions it held back then resume together once per quarter of the
+/// bound drained, not each time one session's queue goes.
 #[derive(Debug)]
 pub struct QueuedTotal {
     bytes: AtomicUsize,
     limit: usize,
-    /// Notified when the total falls below its bound.
+    /// Set when `bytes` reached `limit`, cleared when it fell below three quarters of it.
+    over: std::sync::atomic::AtomicBool,
+    /// Notified when `over` is cleared.
     drained: Notify,
 }
 
 impl QueuedTotal {
     /// A total bounded by `limit` bytes.
     pub fn new(limit: usize) -> Arc<QueuedTotal> {
-        Arc::new(QueuedTotal { bytes: AtomicUsize::new(0), limit, drained: Notify::new() })
+        Arc::new(QueuedTotal {
+            bytes: AtomicUsize::new(0),
+            limit,
+            over: std::sync::atomic::AtomicBool::new(false),
+            drained: Notify::new(),
+        })
     }
 
     /// Bytes queued for all sessions.
@@ -53,12 +63,18 @@ impl QueuedTotal {
     }
 
     fn full(&self) -> bool {
-        self.bytes() >= self.limit
+        self.over.load(Ordering::SeqCst)
+    }
+
+    fn add(&self, len: usize) {
+        if self.bytes.fetch_add(len, Ordering::SeqCst) + len >= self.limit {
+            self.over.store(true, Ordering::SeqCst);
+        }
     }
 
     fn sub(&self, len: usize) {
-        let before = self.bytes.fetch_sub(len, Ordering::SeqCst);
-        if before >= self.limit && before - len < self.limit {
+        let after = self.bytes.fetch_sub(len, Ordering::SeqCst) - len;
+        if after < self.limit - self.limit / 4 && self.over.swap(false, Ordering::SeqCst) {
             self.drained.notify_waiters();
         }
     }
@@ -104,7 +120,7 @@ impl Outbox {
             return Err(Undeliverable::Gone);
         }
         let len = bytes.len();
-        self.total.bytes.fetch_add(len, Ordering::SeqCst);
+        self.total.add(len);
         if self.queued.fetch_add(len, Ordering::SeqCst) + len >= self.limit {
             self.filled.notify_waiters();
         }

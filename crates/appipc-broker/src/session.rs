@@ -11,8 +11,9 @@
 //! * at most `requests-in-flight` requests of one session run at once; past that the broker
 //!   reads no more of its requests until one finishes; a request starts on the reader's turn
 //!   and, if it finishes without waiting, has its reply queued before the next is read;
-//! * a reader starts at most 16 requests in a row; a session that still has more waiting then
-//!   shares a few turns with the other pipelining sessions ([`crate::sessions::Sessions::turn`]);
+//! * a session that has a second request waiting as soon as it has read one pipelines: it
+//!   reads its requests only on one of a few turns all pipelining sessions share, 16 at most a
+//!   turn ([`Pace`]), so that clients sending one request at a time are not queued behind it;
 //! * everything sent to a session (replies and events) goes through its
 //!   [`Outbox`](crate::outbox::Outbox), written by
 //!   a task of its own; once `queued-reply-bytes` are waiting for a peer that does not read
@@ -50,12 +51,66 @@ use crate::sessions::SessionEntry;
 /// Why a session stops being served when the broker stops (it lives on in the keeper).
 const STOPPING: &str = "broker stopping";
 
-/// Requests a session's reader starts in a row before it lets the other sessions' tasks run.
-/// A session that still has requests waiting after that pipelines: its next requests wait for
-/// one of the few turns all pipelining sessions share ([`crate::sessions::Sessions::turn`]),
-/// so that however many clients flood the broker, a client that sends one request at a time
-/// waits for at most a few turns, not for a turn of every flooder.
+/// Requests a pipelining session reads on one shared turn before it gives the turn to the
+/// next pipelining session (see [`Pace`]).
 const TURN: usize = 16;
+
+/// How a session's reader shares the broker with the other sessions. A session that has a
+/// second request waiting as soon as it has read one *pipelines*: from then on it reads its
+/// requests only on one of the few turns all pipelining sessions share
+/// ([`crate::sessions::Sessions::turn`], first come first served), at most [`TURN`] a turn,
+/// until it finds its socket empty after at most one request. So however many clients flood
+/// the broker, a client that sends one request at a time waits for the few sessions on their
+/// turns, not for a turn of every flooder, and the flooders' own wake-ups cost the broker
+/// almost nothing while they wait for a turn.
+#[derive(Debug, Default)]
+struct Pace {
+    /// Requests read since the session last found its socket empty.
+    streak: usize,
+    /// Requests read on the turn it holds.
+    on_turn: usize,
+    pipelining: bool,
+    turn: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+impl Pace {
+    /// Whether the next request may only be read on a shared turn, which the session lacks.
+    fn needs_turn(&self) -> bool {
+        self.pipelining && self.turn.is_none()
+    }
+
+    /// Gives the shared turn back (the session waits for something else, or its turn is over).
+    fn release(&mut self) {
+        self.turn = None;
+        self.on_turn = 0;
+    }
+
+    /// The session's socket was found empty: it has read all it had sent.
+    fn caught_up(&mut self) {
+        if self.streak <= 1 {
+            self.pipelining = false;
+        }
+        self.streak = 0;
+        self.release();
+    }
+
+    /// A request was read and started; whether the reader's turn is over (it should then let
+    /// the other tasks run before it asks for the next).
+    fn ran(&mut self) -> bool {
+        self.streak += 1;
+        if self.streak >= 2 {
+            self.pipelining = true;
+        }
+        if self.turn.is_some() {
+            self.on_turn += 1;
+            if self.on_turn >= TURN {
+                self.release();
+                return true;
+            }
+        }
+        false
+    }
+}
 
 /// Admits and serves a session; a refused one is told why and closed.
 pub(crate) async fn start(shared: Arc<Shared>, sock: OwnedFd, caller: Caller) {
@@ -101,13 +156,11 @@ async fn serve(
     // earlier requests instead of growing the broker without bound.
     let in_flight = Arc::new(tokio::sync::Semaphore::new(limits.requests_in_flight.max(1)));
     tracing::debug!(session = caller.session_id, caller = %caller.describe(), "session opened");
-    let mut turn = 0;
-    // One of the shared turns, while the session pipelines.
-    let mut shared_turn = None;
+    let mut pace = Pace::default();
     let reason = loop {
         // A peer that does not read its replies is not read from either.
         if outbox.held_back() {
-            shared_turn = None;
+            pace.release();
             if tokio::time::timeout(grace, outbox.room()).await.is_err() {
                 break not_reading(&outbox, limits.non_reader_grace_ms);
             }
@@ -118,8 +171,14 @@ async fn serve(
         if shared.stopping.is_cancelled() {
             break STOPPING.to_owned();
         }
-        // A request already waiting is read at once; when none is, the session does not
-        // pipeline (any more) and gives its shared turn back.
+        // A pipelining session reads its next request only on one of the shared turns.
+        if pace.needs_turn()
+            && let Err(reason) = take_turn(&shared, &sock, &outbox, &mut pace).await
+        {
+            break reason;
+        }
+        // A request already waiting is read at once; when none is, the session has read all
+        // it had sent.
         let recv = sock.recv(MAX_FRAME_LEN + 1);
         tokio::pin!(recv);
         let ready = std::future::poll_fn(|cx| {
@@ -129,13 +188,14 @@ async fn serve(
             })
         })
         .await;
-        if ready.is_none() {
-            shared_turn = None;
-            turn = 0;
-        }
         let packet = if let Some(r) = ready {
             r
         } else {
+            pace.caught_up();
+            if pace.pipelining {
+                // Still pipelining: its next request waits for a turn (above).
+                continue;
+            }
             tokio::select! {
                 r = &mut recv => r,
                 reason = outbox.closed() => break reason,
@@ -163,7 +223,7 @@ async fn serve(
             Ok(p) => p,
             Err(_) => {
                 // Waiting for its own requests, the session holds no shared turn.
-                shared_turn = None;
+                pace.release();
                 let Ok(p) = in_flight.clone().acquire_owned().await else {
                     break "request limiter closed".to_owned();
                 };
@@ -171,16 +231,34 @@ async fn serve(
             }
         };
         run(&shared, &entry, permit, id, request, fds).await;
-        turn += 1;
-        if turn == TURN {
-            turn = 0;
-            drop(shared_turn.take());
+        if pace.ran() {
             tokio::task::yield_now().await;
-            shared_turn = shared.sessions.turn().await;
         }
     };
-    drop(shared_turn);
-    end(&shared, &entry, &in_flight, writer, reason).await;
+    pace.release();
+    end(&shared, &entry, &in_flight, writer, reason, pace.pipelining).await;
+}
+
+/// Waits for one of the shared turns for a pipelining session: first, if it has read all it
+/// had sent, for its next request (so that a quiet session holds no turn); `Err` with why the
+/// session ends if it ends meanwhile.
+async fn take_turn(
+    shared: &Shared,
+    sock: &AsyncSeqPacket,
+    outbox: &Outbox,
+    pace: &mut Pace,
+) -> Result<(), String> {
+    let grace_ms = shared.config.limits.non_reader_grace_ms;
+    if pace.streak == 0 {
+        tokio::select! {
+            r = sock.readable() => r.map_err(|e| format!("receive failed: {e}"))?,
+            reason = outbox.closed() => return Err(reason),
+            () = shared.stopping.cancelled() => return Err(STOPPING.to_owned()),
+            () = outbox.stays_full(Duration::from_millis(grace_ms)) => return Err(not_reading(outbox, grace_ms)),
+        }
+    }
+    pace.turn = shared.sessions.turn().await;
+    Ok(())
 }
 
 /// Why a session that does not read its replies is closed.
@@ -189,13 +267,16 @@ fn not_reading(outbox: &Outbox, grace_ms: u64) -> String {
 }
 
 /// Ends a served session: lets its running requests finish (a little while) so that their
-/// replies go out, then hands it to the keeper (the broker stops) or closes it.
+/// replies go out, then hands it to the keeper (the broker stops) or closes it. A flood's
+/// sessions often end together (their peers gone at once, or cut off after the same grace):
+/// one that `pipelined` is closed on one of the shared turns, a few at a time.
 async fn end(
     shared: &Arc<Shared>,
     entry: &Arc<SessionEntry>,
     in_flight: &tokio::sync::Semaphore,
     writer: tokio::task::JoinHandle<()>,
     reason: String,
+    pipelined: bool,
 ) {
     let caller = &entry.caller;
     let outbox = &entry.outbox;
@@ -214,6 +295,7 @@ async fn end(
     }
     outbox.close(reason.clone());
     let _ = writer.await;
+    let _turn = if pipelined { shared.sessions.turn().await } else { None };
     shared.sessions.remove(caller.session_id);
     shared.keeper.forget(caller.session_id);
     crate::hooks::session_closed(shared, caller);
@@ -325,5 +407,66 @@ async fn run(
             tokio::spawn(task);
         }
         Err(_) => tracing::error!(request = id, "a request's handler panicked"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Pace, TURN};
+
+    fn permit(s: &std::sync::Arc<tokio::sync::Semaphore>) -> tokio::sync::OwnedSemaphorePermit {
+        s.clone().try_acquire_owned().expect("a free turn")
+    }
+
+    #[test]
+    fn a_session_sending_one_request_at_a_time_never_needs_a_turn() {
+        let mut pace = Pace::default();
+        for _ in 0..1000 {
+            assert!(!pace.needs_turn());
+            assert!(!pace.ran());
+            pace.caught_up();
+        }
+    }
+
+    #[test]
+    fn a_second_request_waiting_makes_a_session_pipeline_until_it_catches_up_after_one() {
+        let turns = std::sync::Arc::new(tokio::sync::Semaphore::new(1));
+        let mut pace = Pace::default();
+        pace.ran();
+        assert!(!pace.needs_turn(), "one request read is not pipelining");
+        pace.ran();
+        assert!(pace.needs_turn(), "a second one waiting at once is");
+        pace.turn = Some(permit(&turns));
+        pace.ran();
+        // Caught up after a streak of three: it still pipelines (and gave its turn back).
+        pace.caught_up();
+        assert!(pace.needs_turn());
+        assert_eq!(turns.available_permits(), 1);
+        pace.turn = Some(permit(&turns));
+        pace.ran();
+        pace.caught_up();
+        assert!(!pace.needs_turn(), "one request, then an empty socket: light again");
+    }
+
+    #[test]
+    fn a_turn_lasts_at_most_turn_requests() {
+        let turns = std::sync::Arc::new(tokio::sync::Semaphore::new(1));
+        let mut pace = Pace { pipelining: true, streak: 5, ..Pace::default() };
+        pace.turn = Some(permit(&turns));
+        for i in 1..TURN {
+            assert!(!pace.ran(), "request {i} of the turn");
+        }
+        assert!(pace.ran(), "the turn is over after {TURN}");
+        assert_eq!(turns.available_permits(), 1, "and given back");
+        assert!(pace.needs_turn());
+    }
+
+    #[test]
+    fn waiting_for_something_else_gives_the_turn_back() {
+        let turns = std::sync::Arc::new(tokio::sync::Semaphore::new(1));
+        let mut pace = Pace { pipelining: true, ..Pace::default() };
+        pace.turn = Some(permit(&turns));
+        pace.release();
+        assert_eq!(turns.available_permits(), 1);
     }
 }

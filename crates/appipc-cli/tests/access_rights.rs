@@ -9,39 +9,20 @@ use appipc::named_objects::{
     MAXIMUM_ALLOWED, SYNCHRONIZE,
 };
 use appipc::named_pipes::{NamedPipeServer, PipeDirection, PipeOptions};
-use appipc_testkit::{TestBroker, assemble_manifest, bin_dir, unique};
+use appipc_testkit::{TestBroker, unique};
 use appipc_wire::protocol::named_objects::{self as no, HandleFd, NamedObjectKind, ObjectType};
 
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
 }
 
-/// Installs a package whose app is the probe; returns its family name.
 fn install_probe(b: &TestBroker, name: &str, publisher: &str) -> String {
-    let text = format!(
-        "[package]\nname = \"{name}\"\npublisher = \"{publisher}\"\nversion = \"1.0.0.0\"\n\n\
-         [[application]]\nid = \"App\"\nexecutable = \"bin/access-probe\"\n"
-    );
-    let dir = assemble_manifest(&text, &b.root.path().join(unique("probe")), &bin_dir()).unwrap();
-    let out = b.cli().args(["install", dir.to_str().unwrap()]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let full = String::from_utf8_lossy(&out.stdout).trim().rsplit(' ').next().unwrap().to_owned();
-    let p: Vec<&str> = full.split('_').collect();
-    format!("{}_{}", p[0], p[4])
+    b.install_app(name, publisher, "access-probe")
 }
 
 /// Runs the probe confined as `pfn` with `steps`; returns its output lines.
 fn probe(b: &TestBroker, pfn: &str, steps: &[&str]) -> String {
-    let mut args = vec!["launch", "--wait", pfn, "--"];
-    args.extend_from_slice(steps);
-    let out = b.cli().args(&args).output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "probe failed: {stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
+    b.run_app(pfn, steps)
 }
 
 /// The line of step `step` in a probe's output.

@@ -144,25 +144,43 @@ fn non_readers(b: &TestBroker, n: usize) -> Vec<OwnedFd> {
     hogs
 }
 
+/// A broker with these `[limits]`, the filler packages, and `n` non-readers that have pushed
+/// requests until their sockets were full; a well-behaved client answered before, during and
+/// after the broker had two seconds to work through what it was sent.
+struct Flooded {
+    b: TestBroker,
+    _config: tempfile::TempDir,
+    pid: u32,
+    rss0: u64,
+    fds0: usize,
+    hogs: Vec<OwnedFd>,
+    rss1: u64,
+}
+
+fn flooded(limits: &str, n: usize) -> Flooded {
+    let (b, _config) = broker_with(limits);
+    let pid = b.pid();
+    install_fillers(&b);
+    answered(&b);
+    let (rss0, fds0) = (rss_kib(pid), fds_of(pid));
+    let hogs = non_readers(&b, n);
+    answered(&b);
+    std::thread::sleep(Duration::from_secs(2));
+    answered(&b);
+    let rss1 = rss_kib(pid);
+    Flooded { b, _config, pid, rss0, fds0, hogs, rss1 }
+}
+
 #[test]
 fn non_readers_below_their_own_cap_are_bounded_by_the_total() {
     // Each session may queue 1 MiB, which 100 non-readers' requests would fill (~100 MiB);
     // all of them together may queue 4 MiB. The grace period is long: only the total bounds
     // them here.
-    let (b, _c) = broker_with(
-        "queued-reply-bytes = 1048576\nqueued-reply-bytes-total = 4194304\nnon-reader-grace-ms = 600000",
-    );
-    let pid = b.pid();
-    install_fillers(&b);
-    answered(&b);
-    let (rss0, fds0) = (rss_kib(pid), fds_of(pid));
-    let hogs = non_readers(&b, 100);
     // The total is reached: a client that reads its replies is still read from and answered.
-    answered(&b);
-    // Give the broker the chance to work through everything it was sent.
-    std::thread::sleep(Duration::from_secs(2));
-    answered(&b);
-    let rss1 = rss_kib(pid);
+    let Flooded { b, _config, pid, rss0, fds0, hogs, rss1 } = flooded(
+        "queued-reply-bytes = 1048576\nqueued-reply-bytes-total = 4194304\nnon-reader-grace-ms = 600000",
+        100,
+    );
     assert!(
         rss1 < rss0 + 32 * 1024,
         "RSS {rss0} kB -> {rss1} kB under 100 non-readers with a 4 MiB total"
@@ -194,18 +212,10 @@ fn requests_in_flight_do_not_overshoot_a_sessions_queue() {
     // earlier ones were queued, 200 non-readers would hold 200 × 64 replies of a few kB
     // (~60 MiB) whatever the 16 KiB queue limit says. Requests that finish at once are
     // answered before the next is read, so the limit holds to within one reply.
-    let (b, _c) = broker_with(
+    let Flooded { b, rss0, hogs, rss1, .. } = flooded(
         "queued-reply-bytes = 16384\nrequests-in-flight = 64\nnon-reader-grace-ms = 600000",
+        200,
     );
-    let pid = b.pid();
-    install_fillers(&b);
-    answered(&b);
-    let rss0 = rss_kib(pid);
-    let hogs = non_readers(&b, 200);
-    answered(&b);
-    std::thread::sleep(Duration::from_secs(2));
-    answered(&b);
-    let rss1 = rss_kib(pid);
     assert!(rss1 < rss0 + 24 * 1024, "RSS {rss0} kB -> {rss1} kB under 200 non-readers");
     drop(hogs);
     answered(&b);
@@ -429,4 +439,47 @@ fn redeems_of_tokens_whose_files_became_fifos_do_not_stall_anyone() {
     }
     answered(&b);
     eventually("fds back to the baseline", || fds_of(pid) <= fds0 + 2);
+}
+
+/// The `GLIBC_TUNABLES` the broker's process started with. glibc, parsing it at start, ends
+/// each value in the original string with a NUL (the process itself sees a copy), so
+/// `/proc/PID/environ` shows `GLIBC_TUNABLES=a=1` followed by `b=2`, ... as separate entries:
+/// they are joined again here.
+fn tunables_of(b: &TestBroker) -> Option<String> {
+    let raw = std::fs::read(format!("/proc/{}/environ", b.pid())).unwrap();
+    let entries: Vec<String> =
+        raw.split(|b| *b == 0).map(|v| String::from_utf8_lossy(v).into_owned()).collect();
+    let at = entries.iter().position(|e| e.starts_with("GLIBC_TUNABLES="))?;
+    let mut value = entries[at]["GLIBC_TUNABLES=".len()..].to_owned();
+    for more in entries[at + 1..].iter().take_while(|e| e.starts_with("glibc.")) {
+        value.push(':');
+        value.push_str(more);
+    }
+    Some(value)
+}
+
+#[test]
+fn the_broker_runs_with_small_malloc_caches_and_keeps_the_callers_tunables() {
+    if !cfg!(target_env = "gnu") {
+        eprintln!("skipped: the tcache tunable is glibc's");
+        return;
+    }
+    // Started without any: it started itself again with the cache cut to one chunk a size.
+    let b = TestBroker::start_with_env(&[("GLIBC_TUNABLES", "")]);
+    assert_eq!(tunables_of(&b).as_deref(), Some("glibc.malloc.tcache_count=1"));
+    answered(&b);
+    drop(b);
+    // Someone else's tunables are kept, and the broker's added after them.
+    let b = TestBroker::start_with_env(&[("GLIBC_TUNABLES", "glibc.malloc.perturb=0")]);
+    assert_eq!(
+        tunables_of(&b).as_deref(),
+        Some("glibc.malloc.perturb=0:glibc.malloc.tcache_count=1")
+    );
+    // Started once more, it did not start itself again (it is listening).
+    answered(&b);
+    drop(b);
+    // A tcache count chosen by whoever started it wins.
+    let b = TestBroker::start_with_env(&[("GLIBC_TUNABLES", "glibc.malloc.tcache_count=7")]);
+    assert_eq!(tunables_of(&b).as_deref(), Some("glibc.malloc.tcache_count=7"));
+    answered(&b);
 }

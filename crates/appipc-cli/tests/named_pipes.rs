@@ -13,7 +13,7 @@ use appipc::named_pipes::{
     NMPWAIT_WAIT_FOREVER, NamedPipeServer, PipeDirection, PipeOptions, PipeRead, PipeReadMode,
     PipeStream,
 };
-use appipc_testkit::{TestBroker, assemble_manifest, bin_dir, unique};
+use appipc_testkit::{TestBroker, unique};
 
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
@@ -338,18 +338,8 @@ fn disconnect_cuts_the_client_off_and_call_named_pipe_transacts() {
     });
 }
 
-/// Installs a package whose app is the pipe probe; returns its family name.
 fn install_probe(b: &TestBroker, name: &str, publisher: &str) -> String {
-    let text = format!(
-        "[package]\nname = \"{name}\"\npublisher = \"{publisher}\"\nversion = \"1.0.0.0\"\n\n\
-         [[application]]\nid = \"App\"\nexecutable = \"bin/pipe-probe\"\n"
-    );
-    let dir = assemble_manifest(&text, &b.root.path().join(unique("probe")), &bin_dir()).unwrap();
-    let out = b.cli().args(["install", dir.to_str().unwrap()]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let full = String::from_utf8_lossy(&out.stdout).trim().rsplit(' ').next().unwrap().to_owned();
-    let p: Vec<&str> = full.split('_').collect();
-    format!("{}_{}", p[0], p[4])
+    b.install_app(name, publisher, "pipe-probe")
 }
 
 /// Whether `pid` is an ancestor of a running process named `comm`.

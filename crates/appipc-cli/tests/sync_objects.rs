@@ -23,24 +23,14 @@ use appipc::named_objects::{
     Mutex, SEMAPHORE_MODIFY_STATE, SYNCHRONIZE, Semaphore, TIMER_MODIFY_STATE, WAIT_TIMEOUT,
     WaitHandle, WaitResult, WaitableTimer, wait_for_multiple_objects,
 };
-use appipc_testkit::{TestBroker, assemble_manifest, bin_dir, unique};
+use appipc_testkit::{TestBroker, unique};
 
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
 }
 
-/// Installs a package whose app is the sync probe; returns its family name.
 fn install_probe(b: &TestBroker, name: &str, publisher: &str) -> String {
-    let text = format!(
-        "[package]\nname = \"{name}\"\npublisher = \"{publisher}\"\nversion = \"1.0.0.0\"\n\n\
-         [[application]]\nid = \"App\"\nexecutable = \"bin/sync-probe\"\n"
-    );
-    let dir = assemble_manifest(&text, &b.root.path().join(unique("probe")), &bin_dir()).unwrap();
-    let out = b.cli().args(["install", dir.to_str().unwrap()]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let full = String::from_utf8_lossy(&out.stdout).trim().rsplit(' ').next().unwrap().to_owned();
-    let p: Vec<&str> = full.split('_').collect();
-    format!("{}_{}", p[0], p[4])
+    b.install_app(name, publisher, "sync-probe")
 }
 
 fn fabrikam(b: &TestBroker) -> String {

@@ -53,6 +53,13 @@ impl AsyncSeqPacket {
         }
     }
 
+    /// Waits until a message (or the end of the stream) can be received, without receiving
+    /// it. The readiness may be stale (the reactor's, not the kernel's): a `recv` after it can
+    /// still find nothing and wait.
+    pub async fn readable(&self) -> io::Result<()> {
+        self.inner.readable().await.map(|_guard| ())
+    }
+
     /// Receives one message into a reused buffer; `Ok(None)` at the end of the stream.
     pub async fn recv_into(&self, buf: &mut [u8]) -> io::Result<Option<socket::Received>> {
         loop {

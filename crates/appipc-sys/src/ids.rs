@@ -17,6 +17,25 @@ const MAX_DEPTH: usize = 128;
 
 /// Whether NSS knows a user with this uid (`getpwuid_r`), so that it must not be handed out.
 pub fn user_exists(uid: u32) -> io::Result<bool> {
+    passwd_of(uid, |_| ())
+}
+
+/// The account name NSS gives this uid (`getpwuid_r`'s `pw_name`), `None` if it knows none.
+pub fn user_name(uid: u32) -> io::Result<Option<String>> {
+    let mut name = None;
+    passwd_of(uid, |pw| {
+        if !pw.pw_name.is_null() {
+            // SAFETY: on success `pw_name` points at a NUL-terminated string inside the
+            // lookup's buffer, which is alive while `passwd_of` runs this closure.
+            name = Some(unsafe { CStr::from_ptr(pw.pw_name) }.to_string_lossy().into_owned());
+        }
+    })?;
+    Ok(name)
+}
+
+/// Looks `uid` up (`getpwuid_r`) and, if NSS knows it, shows `found` the entry (whose
+/// strings live in the lookup's buffer only while `found` runs); whether it was known.
+fn passwd_of(uid: u32, mut found: impl FnMut(&libc::passwd)) -> io::Result<bool> {
     lookup(|buf, out| {
         let mut pw: libc::passwd = unsafe_zeroed();
         // SAFETY: `pw`, `buf` and `out` are valid for the call and outlive it; `buf.len()` is
@@ -31,42 +50,19 @@ pub fn user_exists(uid: u32) -> io::Result<bool> {
             )
         };
         // SAFETY: `out` points at the result pointer, a live local of `lookup`.
-        (rc, !unsafe { *out }.is_null())
-    })
-}
-
-/// The account name NSS gives this uid (`getpwuid_r`'s `pw_name`), `None` if it knows none.
-pub fn user_name(uid: u32) -> io::Result<Option<String>> {
-    let mut name = None;
-    lookup(|buf, out| {
-        let mut pw: libc::passwd = unsafe_zeroed();
-        // SAFETY: as in `user_exists`.
-        let rc = unsafe {
-            libc::getpwuid_r(
-                uid,
-                &mut pw,
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-                out.cast::<*mut libc::passwd>(),
-            )
-        };
-        // SAFETY: `out` points at the result pointer, a live local of `lookup`.
-        let found = !unsafe { *out }.is_null();
-        if rc == 0 && found && !pw.pw_name.is_null() {
-            // SAFETY: on success `pw_name` points at a NUL-terminated string inside `buf`,
-            // which is alive for this closure's whole run.
-            name = Some(unsafe { CStr::from_ptr(pw.pw_name) }.to_string_lossy().into_owned());
+        let known = !unsafe { *out }.is_null();
+        if rc == 0 && known {
+            found(&pw);
         }
-        (rc, found)
-    })?;
-    Ok(name)
+        (rc, known)
+    })
 }
 
 /// Whether NSS knows a group with this gid (`getgrgid_r`).
 pub fn group_exists(gid: u32) -> io::Result<bool> {
     lookup(|buf, out| {
         let mut gr: libc::group = unsafe_zeroed();
-        // SAFETY: as in `user_exists`, with getgrgid_r.
+        // SAFETY: as in `passwd_of`, with getgrgid_r.
         let rc = unsafe {
             libc::getgrgid_r(
                 gid,

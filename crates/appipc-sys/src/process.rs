@@ -448,6 +448,12 @@ pub fn raise_open_file_limit() -> io::Result<u64> {
     Ok(want)
 }
 
+/// Sets the calling thread's nice value (Linux gives each thread its own: the process's other
+/// threads keep theirs). Raising it needs no privilege; lowering it needs `CAP_SYS_NICE`.
+pub fn set_thread_nice(nice: i32) -> io::Result<()> {
+    rustix::process::setpriority_process(None, nice).map_err(io::Error::from)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -27,6 +27,7 @@ pub mod broker;
 pub mod diagnostics;
 pub mod error;
 pub mod full_trust;
+pub mod launcher;
 pub use appipc_wire::json;
 pub mod management;
 pub mod named_objects;
@@ -38,7 +39,10 @@ mod spin;
 pub mod storage;
 pub mod trust;
 
-pub use activation::{ActivatedEventArgs, ActivationKind, AppInstance};
+pub use activation::{
+    ActivatedEventArgs, ActivationKind, AppInstance, ProtocolActivatedEventArgs,
+    ProtocolForResultsActivatedEventArgs, ProtocolForResultsOperation,
+};
 pub use app_service::{
     AppServiceCatalog, AppServiceClosedStatus, AppServiceConnection, AppServiceConnectionStatus,
     AppServiceProvider, AppServiceResponse, AppServiceResponseStatus, AppServiceTriggerDetails,
@@ -51,6 +55,10 @@ pub use appipc_wire::{PropertyValue, ValueSet};
 pub use error::{Error, Result};
 pub use full_trust::{
     FullTrustLaunchResult, FullTrustProcessLaunchResult, FullTrustProcessLauncher,
+};
+pub use launcher::{
+    LaunchQuerySupportStatus, LaunchQuerySupportType, LaunchUriResult, LaunchUriStatus, Launcher,
+    LauncherOptions,
 };
 pub use management::{
     ActivateOptions, AddPackageOptions, ApplicationActivationManager, DeploymentResult,

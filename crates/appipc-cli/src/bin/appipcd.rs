@@ -7,6 +7,10 @@ mod daemon_args;
 mod logging;
 
 fn main() -> std::process::ExitCode {
+    // glibc's per-thread caches of freed memory cut to one chunk a size, so that a flood's
+    // memory goes back to the kernel after it: glibc reads this setting only at start, so the
+    // broker starts itself again with it (`GLIBC_TUNABLES`) if it does not have it yet.
+    appipc_sys::malloc::reexec_with_small_tcache();
     // One malloc arena, not one per thread: memory a flood took and gave back is then free for
     // every thread and can be returned to the kernel (`malloc_trim`), instead of staying with
     // the arena of whichever thread took it. Before any other thread starts.
