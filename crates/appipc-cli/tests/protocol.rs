@@ -276,6 +276,64 @@ fn a_flood_of_pending_launches_is_bounded_per_session() {
     });
 }
 
+/// Many sessions of one caller (here: the user's unpackaged processes) cannot add up to more
+/// pending launches than `[limits] launches-for-results-per-package` (64): the per-session cap
+/// alone let 1024 sessions × 16 wait at once. Another package's caller is not affected.
+#[test]
+fn a_flood_of_pending_launches_from_many_sessions_is_bounded_per_package() {
+    let b = TestBroker::start();
+    let target = install(&b, TARGET);
+    let caller = install(&b, CALLER);
+    rt().block_on(async {
+        let session = b.session();
+        let first = Launcher::launch_uri_for_results(
+            &session,
+            "probe-results:register",
+            &to(&target),
+            None,
+        )
+        .await
+        .unwrap();
+        assert!(first.result.is_some());
+        let mut held = Vec::new();
+        let mut sessions = Vec::new();
+        for _ in 0..4 {
+            let flood = b.session();
+            for _ in 0..16 {
+                let (s, t) = (flood.clone(), target.clone());
+                held.push(tokio::spawn(async move {
+                    Launcher::launch_uri_for_results(
+                        &s,
+                        "probe-results:register-hold",
+                        &to(&t),
+                        None,
+                    )
+                    .await
+                }));
+            }
+            sessions.push(flood);
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while b.app_log(&target).matches("probe: holding").count() < 64 {
+            assert!(Instant::now() < deadline, "the instance holds 64:\n{}", b.app_log(&target));
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // A fresh session of the same (unpackaged) caller: refused, though it waits for none.
+        let fresh = b.session();
+        let e = Launcher::launch_uri_for_results(&fresh, "probe-results:x", &to(&target), None)
+            .await
+            .unwrap_err();
+        assert_eq!(e.windows_code(), WindowsCode::Win32(1816), "{e}");
+        assert!(held.iter().all(|h| !h.is_finished()), "all 64 still wait");
+        // A caller of another package is served.
+        let out = b.run_app(&caller, &["call", "probe-results:other", &target]);
+        assert!(out.contains("result Success reported=true"), "{out}");
+        for h in held {
+            h.abort();
+        }
+    });
+}
+
 #[test]
 fn oversized_data_is_refused_both_ways() {
     let b = TestBroker::start();
@@ -656,4 +714,63 @@ fn a_web_link_from_an_app_container_goes_to_the_desktops_handler_and_a_file_link
     let got = std::fs::read_to_string(&opened).unwrap();
     assert_eq!(got, "https://example.com/a?b=c\n", "only the web link was handed over");
     assert!(b.log().contains("handed to the desktop's handler"), "logged");
+}
+
+/// A desktop handler that does not return (an `xdg-open` that waits for the browser it
+/// started, a hung one) must not hold the broker's blocking threads: a caller that floods web
+/// links gets `ERROR_NOT_ENOUGH_QUOTA` (1816) once it has `4` handlers running, the broker goes
+/// on serving (a launch for results journals its target in the blocking pool), and another
+/// package's link still opens.
+#[test]
+fn a_flood_of_web_links_to_a_hung_desktop_handler_holds_no_broker_threads() {
+    let dir = tempfile::tempdir().unwrap();
+    let opened = dir.path().join("opened");
+    let opener = dir.path().join("xdg-open");
+    std::fs::write(
+        &opener,
+        format!("#!/bin/sh\necho \"$1\" >> {}\nexec sleep 120\n", opened.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&opener, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let b = TestBroker::start_with_env(&[("APPIPC_URI_OPENER", opener.to_str().unwrap())]);
+    let target = install(&b, TARGET);
+    let caller = install(&b, CALLER);
+    rt().block_on(async {
+        let session = b.session();
+        let mut flood = Vec::new();
+        for i in 0..8 {
+            let s = session.clone();
+            flood.push(tokio::spawn(async move {
+                let uri = format!("https://example.com/{i}");
+                Launcher::launch_uri_detailed(&s, &uri, &LauncherOptions::default(), None).await
+            }));
+        }
+        let mut refused = 0;
+        for h in flood {
+            let r = tokio::time::timeout(Duration::from_secs(30), h)
+                .await
+                .expect("a web link is answered even when its handler hangs")
+                .unwrap();
+            match r {
+                Ok(r) => assert_eq!(r.status, LaunchUriStatus::Success, "{r:?}"),
+                Err(e) => {
+                    assert_eq!(e.windows_code(), WindowsCode::Win32(1816), "{e}");
+                    refused += 1;
+                }
+            }
+        }
+        assert_eq!(refused, 4, "4 handlers run for one caller, the other 4 are refused");
+        let r = tokio::time::timeout(
+            Duration::from_secs(30),
+            Launcher::launch_uri_for_results(&session, "probe-results:echo", &to(&target), None),
+        )
+        .await
+        .expect("the broker still starts targets")
+        .unwrap();
+        assert!(r.result.is_some(), "{r:?}");
+    });
+    let out = b.run_app(&caller, &["open", "https://example.com/other"]);
+    assert!(out.contains("-> Success"), "{out}");
+    let got = std::fs::read_to_string(&opened).unwrap();
+    assert_eq!(got.lines().count(), 5, "{got}");
 }

@@ -7,6 +7,7 @@
 //! deletes its entries; an upgrade writes them again.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use appipc_wire::protocol::launcher::LaunchUriOutcome;
 use appipc_wire::status::LaunchUriStatus;
@@ -113,40 +114,56 @@ pub(crate) fn remove(shared: &Shared, family: &str) {
     }
 }
 
+/// How long the broker waits for the desktop's handler to return before it answers that the
+/// link was handed over: `xdg-open` returns once the handler started, but some (the generic
+/// fallback, which runs the browser itself) wait for it to exit.
+const OPENER_WAIT: Duration = Duration::from_secs(2);
+
 /// Hands a URI no package handles to the desktop's handler: `xdg-open URI` (or
-/// `APPIPC_URI_OPENER`), run as the user outside any sandbox, its output discarded, waited for
-/// in the blocking pool (xdg-open returns once the handler is started). The policy allowed it
-/// (a plain launch of `http`, `https` or `mailto`); it is logged with the caller.
+/// `APPIPC_URI_OPENER`), run as the user outside any sandbox, its output discarded. The policy
+/// allowed it (a plain launch of `http`, `https` or `mailto`); it is logged with the caller.
+/// The handler is waited for on a thread of its own, not in the blocking pool, so one that does
+/// not return holds only that thread; a caller package may have `[limits]
+/// desktop-handlers-per-package` running at once (`ERROR_NOT_ENOUGH_QUOTA` beyond), and one
+/// still running after [`OPENER_WAIT`] counts as handed over (`Success`).
 pub(crate) async fn open(
     shared: &std::sync::Arc<Shared>,
     uri: &Uri,
     caller: &Caller,
 ) -> Result<LaunchUriOutcome, ProtocolError> {
+    let slot = super::Protocols::opener_slot(shared, caller)?;
     let opener = std::env::var_os("APPIPC_URI_OPENER").unwrap_or_else(|| "xdg-open".into());
     let text = uri.to_string();
     tracing::info!(uri = %uri.scheme(), by = %caller.describe(), opener = %opener.to_string_lossy(),
         "no package handles the scheme; handed to the desktop's handler");
-    let ran = shared
-        .blocking
-        .run(move || {
-            std::process::Command::new(&opener)
-                .arg(&text)
-                .stdin(std::process::Stdio::null())
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .status()
-        })
-        .await
-        .map_err(|e| ProtocolError::Failed(format!("the desktop's handler: {e}")))?;
-    match ran {
-        Ok(s) if s.success() => Ok(LaunchUriOutcome {
-            status: LaunchUriStatus::Success,
-            result: None,
-            reported: false,
-            target_pid: 0,
-        }),
-        Ok(s) => Err(ProtocolError::Failed(format!("the desktop's handler failed ({s})"))),
-        Err(e) => Err(ProtocolError::Failed(format!("the desktop's handler could not run: {e}"))),
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    tokio::task::spawn_blocking(move || {
+        let _slot = slot;
+        let ran = std::process::Command::new(&opener)
+            .arg(&text)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status();
+        let _ = tx.send(ran);
+    });
+    let handed = LaunchUriOutcome {
+        status: LaunchUriStatus::Success,
+        result: None,
+        reported: false,
+        target_pid: 0,
+    };
+    match tokio::time::timeout(OPENER_WAIT, rx).await {
+        Err(_) => {
+            tracing::info!(by = %caller.describe(), "the desktop's handler is still running; handed over");
+            Ok(handed)
+        }
+        Ok(Err(e)) => Err(ProtocolError::Failed(format!("the desktop's handler: {e}"))),
+        Ok(Ok(Ok(s))) if s.success() => Ok(handed),
+        Ok(Ok(Ok(s))) => Err(ProtocolError::Failed(format!("the desktop's handler failed ({s})"))),
+        Ok(Ok(Err(e))) => {
+            Err(ProtocolError::Failed(format!("the desktop's handler could not run: {e}")))
+        }
     }
 }
 
