@@ -774,3 +774,38 @@ fn a_flood_of_web_links_to_a_hung_desktop_handler_holds_no_broker_threads() {
     let got = std::fs::read_to_string(&opened).unwrap();
     assert_eq!(got.lines().count(), 5, "{got}");
 }
+
+/// A `mailto:` link handed to the desktop may not ask the mail client to attach files
+/// (`attach=`, `attachment=`, however spelled or percent-encoded): mail clients that honour it
+/// (the "mailto: me your secrets" attacks) would attach the host's files, outside any sandbox,
+/// for an app container. Refused with `E_INVALIDARG`, nothing run; a plain mailto: still opens.
+#[test]
+fn a_mailto_link_that_attaches_host_files_is_not_handed_to_the_desktop() {
+    let dir = tempfile::tempdir().unwrap();
+    let opened = dir.path().join("opened");
+    let opener = dir.path().join("xdg-open");
+    std::fs::write(&opener, format!("#!/bin/sh\necho \"$1\" >> {}\n", opened.display())).unwrap();
+    std::fs::set_permissions(&opener, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let b = TestBroker::start_with_env(&[("APPIPC_URI_OPENER", opener.to_str().unwrap())]);
+    rt().block_on(async {
+        let session = b.session();
+        for uri in [
+            "mailto:x@example.com?subject=hi&attach=/home/me/.ssh/id_rsa",
+            "mailto:x@example.com?ATTACHMENT=file:///etc/shadow",
+            "mailto:x@example.com?body=a;%61ttach=%2Fetc%2Fpasswd",
+            "MAILTO:x@example.com?Attach%3d=/etc/passwd",
+        ] {
+            let e = Launcher::launch_uri_detailed(&session, uri, &LauncherOptions::default(), None)
+                .await
+                .expect_err(uri);
+            assert_eq!(e.windows_code(), E_INVALIDARG, "{uri}: {e}");
+        }
+        let ok = "mailto:x@example.com?subject=attached%20files&body=see%20attach";
+        let r = Launcher::launch_uri_detailed(&session, ok, &LauncherOptions::default(), None)
+            .await
+            .unwrap();
+        assert_eq!(r.status, LaunchUriStatus::Success);
+    });
+    let got = std::fs::read_to_string(&opened).unwrap();
+    assert_eq!(got, "mailto:x@example.com?subject=attached%20files&body=see%20attach\n");
+}

@@ -114,6 +114,38 @@ pub(crate) fn remove(shared: &Shared, family: &str) {
     }
 }
 
+/// Whether a `mailto:` URI's header fields (RFC 6068: `?name=value&…`; some clients also split
+/// on `;`) include one that mail clients read as a file to attach: any whose name, percent-decoded
+/// and case-folded, starts with `attach` (`attach`, `attachment`, …).
+fn asks_to_attach(uri: &str) -> bool {
+    let Some((_, query)) = uri.split_once('?') else { return false };
+    query.split(['&', ';']).any(|field| {
+        let name = field.split('=').next().unwrap_or_default();
+        percent_decoded(name).trim_start().to_ascii_lowercase().starts_with("attach")
+    })
+}
+
+/// `s` with its `%XX` escapes decoded (invalid ones kept as they are), bytes outside UTF-8 lossy.
+fn percent_decoded(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = b.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
+        match hex.filter(|_| b[i] == b'%').and_then(|h| u8::from_str_radix(h, 16).ok()) {
+            Some(v) => {
+                out.push(v);
+                i += 3;
+            }
+            None => {
+                out.push(b[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// How long the broker waits for the desktop's handler to return before it answers that the
 /// link was handed over: `xdg-open` returns once the handler started, but some (the generic
 /// fallback, which runs the browser itself) wait for it to exit.
@@ -131,6 +163,15 @@ pub(crate) async fn open(
     uri: &Uri,
     caller: &Caller,
 ) -> Result<LaunchUriOutcome, ProtocolError> {
+    if uri.scheme() == "mailto" && asks_to_attach(&uri.to_string()) {
+        tracing::warn!(by = %caller.describe(), "a mailto: link asking to attach files was refused");
+        return Err(ProtocolError::BadRequest(
+            "a mailto: link handed to the desktop may not carry attach= or attachment= (the mail \
+             client would attach the host's files); share files with the recipient app another \
+             way"
+            .to_owned(),
+        ));
+    }
     let slot = super::Protocols::opener_slot(shared, caller)?;
     let opener = std::env::var_os("APPIPC_URI_OPENER").unwrap_or_else(|| "xdg-open".into());
     let text = uri.to_string();
