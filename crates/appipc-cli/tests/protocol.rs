@@ -809,3 +809,50 @@ fn a_mailto_link_that_attaches_host_files_is_not_handed_to_the_desktop() {
     let got = std::fs::read_to_string(&opened).unwrap();
     assert_eq!(got, "mailto:x@example.com?subject=attached%20files&body=see%20attach\n");
 }
+
+/// Operation ids are sequential, so guessable: a process that is not the activated target
+/// (here an unpackaged one, full trust) reporting a guessed id is refused, and the caller's
+/// call is not completed by it.
+#[test]
+fn a_report_for_a_guessed_operation_id_from_another_process_is_refused() {
+    let b = TestBroker::start();
+    let target = install(&b, TARGET);
+    rt().block_on(async {
+        let session = b.session();
+        let r =
+            Launcher::launch_uri_for_results(&session, "probe-results:echo", &to(&target), None)
+                .await
+                .unwrap();
+        let instance = string(r.result.as_ref().unwrap(), "instance");
+        let last: u64 = instance.rsplit('-').next().unwrap().parse().unwrap();
+        let (s2, t2) = (session.clone(), target.clone());
+        let call = tokio::spawn(async move {
+            Launcher::launch_uri_for_results(&s2, "probe-results:hang", &to(&t2), None).await
+        });
+        let mut pids = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while pids.is_empty() {
+            assert!(Instant::now() < deadline, "the hanging target started");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            pids = processes_of(&session, &target).await;
+        }
+        let forger = b.session();
+        for id in last..last + 4 {
+            let mut forged = ValueSet::new();
+            forged.insert("forged", "yes");
+            let e = forger
+                .call(appipc::wire::protocol::launcher::ReportCompleted {
+                    operation_id: id,
+                    data: Some(forged),
+                })
+                .await
+                .expect_err("a forged report");
+            assert_eq!(e.windows_code(), WindowsCode::HResult(0x8007_0005), "{id}: {e}");
+        }
+        assert!(!call.is_finished(), "the forged reports did not complete the call");
+        assert_eq!(kill(pids[0]), 0);
+        let r =
+            tokio::time::timeout(Duration::from_secs(20), call).await.unwrap().unwrap().unwrap();
+        assert_eq!((r.status, r.result), (LaunchUriStatus::Success, None), "no forged result");
+    });
+}
