@@ -856,3 +856,50 @@ fn a_report_for_a_guessed_operation_id_from_another_process_is_refused() {
         assert_eq!((r.status, r.result), (LaunchUriStatus::Success, None), "no forged result");
     });
 }
+
+/// A package cannot inject lines into its desktop entries (a display name with newlines is
+/// refused by the manifest reader; one with `%u`, `\n` and `Exec=` stays in its `Name=`), and a scheme no URI can have (RFC 3986: a scheme starts with a letter; `--target`
+/// or `9lives` are valid Windows protocol names) gets no entry, whose `%u` would be an option to
+/// `appipc launch-uri`.
+#[test]
+fn a_manifest_cannot_inject_into_or_misuse_its_desktop_entries() {
+    let b = TestBroker::start();
+    let target = install(
+        &b,
+        r#"
+[package]
+name = "Test.ProtocolInjector"
+publisher = "CN=Injector"
+version = "1.0.0.0"
+display-name = "Evil %u Exec=/bin/sh \\n[Desktop Action x]"
+
+[[application]]
+id = "App"
+executable = "bin/protocol-probe"
+
+[[application.protocol]]
+name = "inject-me"
+
+[[application.protocol]]
+name = "--target"
+
+[[application.protocol]]
+name = "9lives"
+"#,
+    );
+    let dir = b.home.join("applications");
+    let family = target.to_ascii_lowercase();
+    let text = std::fs::read_to_string(dir.join(format!("appipc-{family}-inject-me.desktop")))
+        .expect("the entry of inject-me");
+    assert_eq!(text.lines().filter(|l| l.starts_with("Exec=")).count(), 1, "{text}");
+    assert_eq!(text.lines().filter(|l| l.starts_with('[')).count(), 1, "{text}");
+    assert!(
+        text.contains("Name=Evil %u Exec=/bin/sh \\\\n[Desktop Action x] (inject-me:)\n"),
+        "{text}"
+    );
+    let names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, vec![format!("appipc-{family}-inject-me.desktop")], "{names:?}");
+}

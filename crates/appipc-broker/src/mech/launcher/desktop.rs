@@ -32,9 +32,23 @@ pub(crate) fn entry_name(family: &str, scheme: &str) -> String {
     format!("{PREFIX}{}-{scheme}.desktop", family.to_ascii_lowercase())
 }
 
-/// A value as a desktop entry may hold it: one line, no control characters.
+/// A value as a desktop entry may hold it: one line, no control characters, a backslash
+/// escaped (the specification's string values read `\n` as a newline).
 fn one_line(s: &str) -> String {
-    s.chars().map(|c| if c.is_control() { ' ' } else { c }).collect()
+    s.chars()
+        .flat_map(|c| match c {
+            '\\' => vec!['\\', '\\'],
+            c if c.is_control() => vec![' '],
+            c => vec![c],
+        })
+        .collect()
+}
+
+/// Whether a URI can have this scheme (RFC 3986: it starts with a letter). Windows' protocol
+/// names may also start with a digit, `+` or `-`, but no URI reaches those, and a `%u` starting
+/// with `-` would be an option to `appipc launch-uri`: they get no desktop entry.
+fn reachable(scheme: &str) -> bool {
+    scheme.starts_with(|c: char| c.is_ascii_alphabetic())
 }
 
 /// An `Exec` argument, quoted as the Desktop Entry Specification says (double quotes; `"`,
@@ -84,6 +98,11 @@ pub(crate) fn install(shared: &Shared, pkg: &InstalledPackage) {
     let appipc = appipc_command();
     for app in &pkg.manifest.applications {
         for p in app.protocols.iter().filter(|p| p.return_results.plain_launch()) {
+            if !reachable(p.name.as_str()) {
+                tracing::warn!(package = %family, scheme = %p.name,
+                    "no desktop entry for a scheme that does not start with a letter (no URI has it)");
+                continue;
+            }
             let name = p.display_name.clone().unwrap_or_else(|| {
                 format!("{} ({}:)", pkg.manifest.properties.display_name, p.name)
             });
@@ -222,6 +241,8 @@ mod tests {
         );
         assert!(t.contains("MimeType=x-scheme-handler/contoso-view;\n"));
         assert!(t.contains("Name=Show a $photo\n"), "one line: {t}");
+        assert_eq!(one_line("a\\nb"), "a\\\\nb", "a backslash escaped");
+        assert!(reachable("a9") && !reachable("--target") && !reachable("9lives"));
         assert_eq!(exec_arg("a\"b$c`d\\e%f"), "\"a\\\"b\\$c\\`d\\\\e%%f\"");
         assert_eq!(
             entry_name("Contoso.Picker_cvnpggrrsm18p", "x"),
