@@ -35,6 +35,7 @@ pub mod named_pipes;
 pub mod package;
 pub mod ring;
 pub mod session;
+mod spin;
 pub mod storage;
 pub mod trust;
 
