@@ -206,6 +206,12 @@ pub struct LimitsConfig {
     pub app_service_connections_per_session: usize,
     /// Launches for results one session may wait for at once (`ERROR_NOT_ENOUGH_QUOTA`).
     pub launches_for_results_per_session: usize,
+    /// Launches for results all sessions of one caller package may wait for at once (the
+    /// user's unpackaged processes count as one caller) (`ERROR_NOT_ENOUGH_QUOTA`).
+    pub launches_for_results_per_package: usize,
+    /// Desktop handlers (`xdg-open` of a web or mail link) one caller package may have running
+    /// at once (the user's unpackaged processes count as one) (`ERROR_NOT_ENOUGH_QUOTA`).
+    pub desktop_handlers_per_package: usize,
     /// File descriptors the broker keeps for its own work (the database, launching, accepting):
     /// what clients make it hold (sessions, objects, kept files) stops this far below its
     /// open-file limit.
@@ -231,6 +237,8 @@ impl Default for LimitsConfig {
             processes_per_package: 256,
             app_service_connections_per_session: 1024,
             launches_for_results_per_session: 16,
+            launches_for_results_per_package: 64,
+            desktop_handlers_per_package: 4,
             fd_reserve: 256,
             blocking_threads: 4,
         }

@@ -276,6 +276,64 @@ fn a_flood_of_pending_launches_is_bounded_per_session() {
     });
 }
 
+/// Many sessions of one caller (here: the user's unpackaged processes) cannot add up to more
+/// pending launches than `[limits] launches-for-results-per-package` (64): the per-session cap
+/// alone let 1024 sessions × 16 wait at once. Another package's caller is not affected.
+#[test]
+fn a_flood_of_pending_launches_from_many_sessions_is_bounded_per_package() {
+    let b = TestBroker::start();
+    let target = install(&b, TARGET);
+    let caller = install(&b, CALLER);
+    rt().block_on(async {
+        let session = b.session();
+        let first = Launcher::launch_uri_for_results(
+            &session,
+            "probe-results:register",
+            &to(&target),
+            None,
+        )
+        .await
+        .unwrap();
+        assert!(first.result.is_some());
+        let mut held = Vec::new();
+        let mut sessions = Vec::new();
+        for _ in 0..4 {
+            let flood = b.session();
+            for _ in 0..16 {
+                let (s, t) = (flood.clone(), target.clone());
+                held.push(tokio::spawn(async move {
+                    Launcher::launch_uri_for_results(
+                        &s,
+                        "probe-results:register-hold",
+                        &to(&t),
+                        None,
+                    )
+                    .await
+                }));
+            }
+            sessions.push(flood);
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while b.app_log(&target).matches("probe: holding").count() < 64 {
+            assert!(Instant::now() < deadline, "the instance holds 64:\n{}", b.app_log(&target));
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // A fresh session of the same (unpackaged) caller: refused, though it waits for none.
+        let fresh = b.session();
+        let e = Launcher::launch_uri_for_results(&fresh, "probe-results:x", &to(&target), None)
+            .await
+            .unwrap_err();
+        assert_eq!(e.windows_code(), WindowsCode::Win32(1816), "{e}");
+        assert!(held.iter().all(|h| !h.is_finished()), "all 64 still wait");
+        // A caller of another package is served.
+        let out = b.run_app(&caller, &["call", "probe-results:other", &target]);
+        assert!(out.contains("result Success reported=true"), "{out}");
+        for h in held {
+            h.abort();
+        }
+    });
+}
+
 #[test]
 fn oversized_data_is_refused_both_ways() {
     let b = TestBroker::start();
@@ -656,4 +714,192 @@ fn a_web_link_from_an_app_container_goes_to_the_desktops_handler_and_a_file_link
     let got = std::fs::read_to_string(&opened).unwrap();
     assert_eq!(got, "https://example.com/a?b=c\n", "only the web link was handed over");
     assert!(b.log().contains("handed to the desktop's handler"), "logged");
+}
+
+/// A desktop handler that does not return (an `xdg-open` that waits for the browser it
+/// started, a hung one) must not hold the broker's blocking threads: a caller that floods web
+/// links gets `ERROR_NOT_ENOUGH_QUOTA` (1816) once it has `4` handlers running, the broker goes
+/// on serving (a launch for results journals its target in the blocking pool), and another
+/// package's link still opens.
+#[test]
+fn a_flood_of_web_links_to_a_hung_desktop_handler_holds_no_broker_threads() {
+    let dir = tempfile::tempdir().unwrap();
+    let opened = dir.path().join("opened");
+    let opener = dir.path().join("xdg-open");
+    std::fs::write(
+        &opener,
+        format!("#!/bin/sh\necho \"$1\" >> {}\nexec sleep 120\n", opened.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&opener, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let b = TestBroker::start_with_env(&[("APPIPC_URI_OPENER", opener.to_str().unwrap())]);
+    let target = install(&b, TARGET);
+    let caller = install(&b, CALLER);
+    rt().block_on(async {
+        let session = b.session();
+        let mut flood = Vec::new();
+        for i in 0..8 {
+            let s = session.clone();
+            flood.push(tokio::spawn(async move {
+                let uri = format!("https://example.com/{i}");
+                Launcher::launch_uri_detailed(&s, &uri, &LauncherOptions::default(), None).await
+            }));
+        }
+        let mut refused = 0;
+        for h in flood {
+            let r = tokio::time::timeout(Duration::from_secs(30), h)
+                .await
+                .expect("a web link is answered even when its handler hangs")
+                .unwrap();
+            match r {
+                Ok(r) => assert_eq!(r.status, LaunchUriStatus::Success, "{r:?}"),
+                Err(e) => {
+                    assert_eq!(e.windows_code(), WindowsCode::Win32(1816), "{e}");
+                    refused += 1;
+                }
+            }
+        }
+        assert_eq!(refused, 4, "4 handlers run for one caller, the other 4 are refused");
+        let r = tokio::time::timeout(
+            Duration::from_secs(30),
+            Launcher::launch_uri_for_results(&session, "probe-results:echo", &to(&target), None),
+        )
+        .await
+        .expect("the broker still starts targets")
+        .unwrap();
+        assert!(r.result.is_some(), "{r:?}");
+    });
+    let out = b.run_app(&caller, &["open", "https://example.com/other"]);
+    assert!(out.contains("-> Success"), "{out}");
+    let got = std::fs::read_to_string(&opened).unwrap();
+    assert_eq!(got.lines().count(), 5, "{got}");
+}
+
+/// A `mailto:` link handed to the desktop may not ask the mail client to attach files
+/// (`attach=`, `attachment=`, however spelled or percent-encoded): mail clients that honour it
+/// (the "mailto: me your secrets" attacks) would attach the host's files, outside any sandbox,
+/// for an app container. Refused with `E_INVALIDARG`, nothing run; a plain mailto: still opens.
+#[test]
+fn a_mailto_link_that_attaches_host_files_is_not_handed_to_the_desktop() {
+    let dir = tempfile::tempdir().unwrap();
+    let opened = dir.path().join("opened");
+    let opener = dir.path().join("xdg-open");
+    std::fs::write(&opener, format!("#!/bin/sh\necho \"$1\" >> {}\n", opened.display())).unwrap();
+    std::fs::set_permissions(&opener, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let b = TestBroker::start_with_env(&[("APPIPC_URI_OPENER", opener.to_str().unwrap())]);
+    rt().block_on(async {
+        let session = b.session();
+        for uri in [
+            "mailto:x@example.com?subject=hi&attach=/home/me/.ssh/id_rsa",
+            "mailto:x@example.com?ATTACHMENT=file:///etc/shadow",
+            "mailto:x@example.com?body=a;%61ttach=%2Fetc%2Fpasswd",
+            "MAILTO:x@example.com?Attach%3d=/etc/passwd",
+        ] {
+            let e = Launcher::launch_uri_detailed(&session, uri, &LauncherOptions::default(), None)
+                .await
+                .expect_err(uri);
+            assert_eq!(e.windows_code(), E_INVALIDARG, "{uri}: {e}");
+        }
+        let ok = "mailto:x@example.com?subject=attached%20files&body=see%20attach";
+        let r = Launcher::launch_uri_detailed(&session, ok, &LauncherOptions::default(), None)
+            .await
+            .unwrap();
+        assert_eq!(r.status, LaunchUriStatus::Success);
+    });
+    let got = std::fs::read_to_string(&opened).unwrap();
+    assert_eq!(got, "mailto:x@example.com?subject=attached%20files&body=see%20attach\n");
+}
+
+/// Operation ids are sequential, so guessable: a process that is not the activated target
+/// (here an unpackaged one, full trust) reporting a guessed id is refused, and the caller's
+/// call is not completed by it.
+#[test]
+fn a_report_for_a_guessed_operation_id_from_another_process_is_refused() {
+    let b = TestBroker::start();
+    let target = install(&b, TARGET);
+    rt().block_on(async {
+        let session = b.session();
+        let r =
+            Launcher::launch_uri_for_results(&session, "probe-results:echo", &to(&target), None)
+                .await
+                .unwrap();
+        let instance = string(r.result.as_ref().unwrap(), "instance");
+        let last: u64 = instance.rsplit('-').next().unwrap().parse().unwrap();
+        let (s2, t2) = (session.clone(), target.clone());
+        let call = tokio::spawn(async move {
+            Launcher::launch_uri_for_results(&s2, "probe-results:hang", &to(&t2), None).await
+        });
+        let mut pids = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while pids.is_empty() {
+            assert!(Instant::now() < deadline, "the hanging target started");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            pids = processes_of(&session, &target).await;
+        }
+        let forger = b.session();
+        for id in last..last + 4 {
+            let mut forged = ValueSet::new();
+            forged.insert("forged", "yes");
+            let e = forger
+                .call(appipc::wire::protocol::launcher::ReportCompleted {
+                    operation_id: id,
+                    data: Some(forged),
+                })
+                .await
+                .expect_err("a forged report");
+            assert_eq!(e.windows_code(), WindowsCode::HResult(0x8007_0005), "{id}: {e}");
+        }
+        assert!(!call.is_finished(), "the forged reports did not complete the call");
+        assert_eq!(kill(pids[0]), 0);
+        let r =
+            tokio::time::timeout(Duration::from_secs(20), call).await.unwrap().unwrap().unwrap();
+        assert_eq!((r.status, r.result), (LaunchUriStatus::Success, None), "no forged result");
+    });
+}
+
+/// A package cannot inject lines into its desktop entries (a display name with newlines is
+/// refused by the manifest reader; one with `%u`, `\n` and `Exec=` stays in its `Name=`), and a scheme no URI can have (RFC 3986: a scheme starts with a letter; `--target`
+/// or `9lives` are valid Windows protocol names) gets no entry, whose `%u` would be an option to
+/// `appipc launch-uri`.
+#[test]
+fn a_manifest_cannot_inject_into_or_misuse_its_desktop_entries() {
+    let b = TestBroker::start();
+    let target = install(
+        &b,
+        r#"
+[package]
+name = "Test.ProtocolInjector"
+publisher = "CN=Injector"
+version = "1.0.0.0"
+display-name = "Evil %u Exec=/bin/sh \\n[Desktop Action x]"
+
+[[application]]
+id = "App"
+executable = "bin/protocol-probe"
+
+[[application.protocol]]
+name = "inject-me"
+
+[[application.protocol]]
+name = "--target"
+
+[[application.protocol]]
+name = "9lives"
+"#,
+    );
+    let dir = b.home.join("applications");
+    let family = target.to_ascii_lowercase();
+    let text = std::fs::read_to_string(dir.join(format!("appipc-{family}-inject-me.desktop")))
+        .expect("the entry of inject-me");
+    assert_eq!(text.lines().filter(|l| l.starts_with("Exec=")).count(), 1, "{text}");
+    assert_eq!(text.lines().filter(|l| l.starts_with('[')).count(), 1, "{text}");
+    assert!(
+        text.contains("Name=Evil %u Exec=/bin/sh \\\\n[Desktop Action x] (inject-me:)\n"),
+        "{text}"
+    );
+    let names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, vec![format!("appipc-{family}-inject-me.desktop")], "{names:?}");
 }

@@ -205,6 +205,29 @@ fn handlers(shared: &Shared, scheme: &str, kind: LaunchQuerySupportType) -> Vec<
     out
 }
 
+/// `[limits] launches-for-results-per-session` and `-per-package`: room for one more pending
+/// launch for results of `caller`.
+fn room_for_pending(st: &State, shared: &Shared, caller: &crate::caller::Caller) -> Result<()> {
+    let limits = &shared.config.limits;
+    let family = caller.family_name_or_empty().to_ascii_lowercase();
+    let here = st.pending.values().filter(|p| p.caller_session == caller.session_id).count();
+    if here >= limits.launches_for_results_per_session {
+        return Err(ProtocolError::Quota(format!(
+            "this session waits for {here} launches for results, the most it may \
+             ([limits] launches-for-results-per-session)"
+        )));
+    }
+    let of_package = st.pending.values().filter(|p| p.caller_family == family).count();
+    if of_package >= limits.launches_for_results_per_package {
+        let who = if family.is_empty() { "the user's unpackaged processes" } else { &family };
+        return Err(ProtocolError::Quota(format!(
+            "{who} wait for {of_package} launches for results, the most one caller package may \
+             ([limits] launches-for-results-per-package)"
+        )));
+    }
+    Ok(())
+}
+
 /// A started process's activation, until it takes it.
 #[derive(Debug)]
 struct Unclaimed {
@@ -218,6 +241,8 @@ struct Unclaimed {
 struct Pending {
     /// The caller's session.
     caller_session: u64,
+    /// The caller's package family name, lower-cased ("" for the user's unpackaged processes).
+    caller_family: String,
     /// The activated process (0 until it is known).
     target_pid: u32,
     /// The activated process's session, told when the operation is canceled.
@@ -241,6 +266,27 @@ struct State {
     unclaimed: HashMap<u64, Unclaimed>,
     pending: HashMap<u64, Pending>,
     registered: Vec<Registered>,
+    /// Desktop handlers running, per caller package ("" for the user's unpackaged processes).
+    openers: HashMap<String, usize>,
+}
+
+/// A running desktop handler of one caller package, counted until it exits (dropped).
+#[derive(Debug)]
+pub(crate) struct OpenerSlot {
+    shared: Arc<Shared>,
+    family: String,
+}
+
+impl Drop for OpenerSlot {
+    fn drop(&mut self) {
+        let mut st = self.shared.protocols.lock();
+        if let Some(n) = st.openers.get_mut(&self.family) {
+            *n -= 1;
+            if *n == 0 {
+                st.openers.remove(&self.family);
+            }
+        }
+    }
 }
 
 /// The broker's protocol-activation state.
@@ -284,18 +330,11 @@ impl Protocols {
         let (tx, rx) = oneshot::channel();
         if l.for_results {
             let mut st = self.lock();
-            let here =
-                st.pending.values().filter(|p| p.caller_session == caller.session_id).count();
-            let cap = shared.config.limits.launches_for_results_per_session;
-            if here >= cap {
-                return Err(ProtocolError::Quota(format!(
-                    "this session waits for {here} launches for results, the most it may \
-                     ([limits] launches-for-results-per-session)"
-                )));
-            }
+            room_for_pending(&st, shared, caller)?;
             cx.session.ensure_open()?;
             let p = Pending {
                 caller_session: caller.session_id,
+                caller_family: caller.family_name_or_empty().to_ascii_lowercase(),
                 target_pid: 0,
                 target: None,
                 done: Some(tx),
@@ -524,6 +563,27 @@ impl Protocols {
                 "operation {id} ended before the report (its caller went away)"
             ))),
         }
+    }
+
+    /// `[limits] desktop-handlers-per-package`: room for one more running desktop handler of
+    /// `caller`'s package.
+    pub(crate) fn opener_slot(
+        shared: &Arc<Shared>,
+        caller: &crate::caller::Caller,
+    ) -> Result<OpenerSlot> {
+        let family = caller.family_name_or_empty().to_ascii_lowercase();
+        let mut st = shared.protocols.lock();
+        let n = st.openers.entry(family.clone()).or_default();
+        let cap = shared.config.limits.desktop_handlers_per_package;
+        if *n >= cap {
+            let who = if family.is_empty() { "the user's unpackaged processes" } else { &family };
+            return Err(ProtocolError::Quota(format!(
+                "{who} have {n} desktop handlers (xdg-open) still running, the most one caller \
+                 package may ([limits] desktop-handlers-per-package)"
+            )));
+        }
+        *n += 1;
+        Ok(OpenerSlot { shared: shared.clone(), family })
     }
 
     /// A session ended: it receives no more activations.

@@ -7,6 +7,7 @@
 //! deletes its entries; an upgrade writes them again.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use appipc_wire::protocol::launcher::LaunchUriOutcome;
 use appipc_wire::status::LaunchUriStatus;
@@ -31,9 +32,23 @@ pub(crate) fn entry_name(family: &str, scheme: &str) -> String {
     format!("{PREFIX}{}-{scheme}.desktop", family.to_ascii_lowercase())
 }
 
-/// A value as a desktop entry may hold it: one line, no control characters.
+/// A value as a desktop entry may hold it: one line, no control characters, a backslash
+/// escaped (the specification's string values read `\n` as a newline).
 fn one_line(s: &str) -> String {
-    s.chars().map(|c| if c.is_control() { ' ' } else { c }).collect()
+    s.chars()
+        .flat_map(|c| match c {
+            '\\' => vec!['\\', '\\'],
+            c if c.is_control() => vec![' '],
+            c => vec![c],
+        })
+        .collect()
+}
+
+/// Whether a URI can have this scheme (RFC 3986: it starts with a letter). Windows' protocol
+/// names may also start with a digit, `+` or `-`, but no URI reaches those, and a `%u` starting
+/// with `-` would be an option to `appipc launch-uri`: they get no desktop entry.
+fn reachable(scheme: &str) -> bool {
+    scheme.starts_with(|c: char| c.is_ascii_alphabetic())
 }
 
 /// An `Exec` argument, quoted as the Desktop Entry Specification says (double quotes; `"`,
@@ -83,6 +98,11 @@ pub(crate) fn install(shared: &Shared, pkg: &InstalledPackage) {
     let appipc = appipc_command();
     for app in &pkg.manifest.applications {
         for p in app.protocols.iter().filter(|p| p.return_results.plain_launch()) {
+            if !reachable(p.name.as_str()) {
+                tracing::warn!(package = %family, scheme = %p.name,
+                    "no desktop entry for a scheme that does not start with a letter (no URI has it)");
+                continue;
+            }
             let name = p.display_name.clone().unwrap_or_else(|| {
                 format!("{} ({}:)", pkg.manifest.properties.display_name, p.name)
             });
@@ -113,40 +133,97 @@ pub(crate) fn remove(shared: &Shared, family: &str) {
     }
 }
 
+/// Whether a `mailto:` URI's header fields (RFC 6068: `?name=value&…`; some clients also split
+/// on `;`) include one that mail clients read as a file to attach: any whose name, percent-decoded
+/// and case-folded, starts with `attach` (`attach`, `attachment`, …).
+fn asks_to_attach(uri: &str) -> bool {
+    let Some((_, query)) = uri.split_once('?') else { return false };
+    query.split(['&', ';']).any(|field| {
+        let name = field.split('=').next().unwrap_or_default();
+        percent_decoded(name).trim_start().to_ascii_lowercase().starts_with("attach")
+    })
+}
+
+/// `s` with its `%XX` escapes decoded (invalid ones kept as they are), bytes outside UTF-8 lossy.
+fn percent_decoded(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = b.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
+        match hex.filter(|_| b[i] == b'%').and_then(|h| u8::from_str_radix(h, 16).ok()) {
+            Some(v) => {
+                out.push(v);
+                i += 3;
+            }
+            None => {
+                out.push(b[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// How long the broker waits for the desktop's handler to return before it answers that the
+/// link was handed over: `xdg-open` returns once the handler started, but some (the generic
+/// fallback, which runs the browser itself) wait for it to exit.
+const OPENER_WAIT: Duration = Duration::from_secs(2);
+
 /// Hands a URI no package handles to the desktop's handler: `xdg-open URI` (or
-/// `APPIPC_URI_OPENER`), run as the user outside any sandbox, its output discarded, waited for
-/// in the blocking pool (xdg-open returns once the handler is started). The policy allowed it
-/// (a plain launch of `http`, `https` or `mailto`); it is logged with the caller.
+/// `APPIPC_URI_OPENER`), run as the user outside any sandbox, its output discarded. The policy
+/// allowed it (a plain launch of `http`, `https` or `mailto`); it is logged with the caller.
+/// The handler is waited for on a thread of its own, not in the blocking pool, so one that does
+/// not return holds only that thread; a caller package may have `[limits]
+/// desktop-handlers-per-package` running at once (`ERROR_NOT_ENOUGH_QUOTA` beyond), and one
+/// still running after [`OPENER_WAIT`] counts as handed over (`Success`).
 pub(crate) async fn open(
     shared: &std::sync::Arc<Shared>,
     uri: &Uri,
     caller: &Caller,
 ) -> Result<LaunchUriOutcome, ProtocolError> {
+    if uri.scheme() == "mailto" && asks_to_attach(&uri.to_string()) {
+        tracing::warn!(by = %caller.describe(), "a mailto: link asking to attach files was refused");
+        return Err(ProtocolError::BadRequest(
+            "a mailto: link handed to the desktop may not carry attach= or attachment= (the mail \
+             client would attach the host's files); share files with the recipient app another \
+             way"
+            .to_owned(),
+        ));
+    }
+    let slot = super::Protocols::opener_slot(shared, caller)?;
     let opener = std::env::var_os("APPIPC_URI_OPENER").unwrap_or_else(|| "xdg-open".into());
     let text = uri.to_string();
     tracing::info!(uri = %uri.scheme(), by = %caller.describe(), opener = %opener.to_string_lossy(),
         "no package handles the scheme; handed to the desktop's handler");
-    let ran = shared
-        .blocking
-        .run(move || {
-            std::process::Command::new(&opener)
-                .arg(&text)
-                .stdin(std::process::Stdio::null())
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .status()
-        })
-        .await
-        .map_err(|e| ProtocolError::Failed(format!("the desktop's handler: {e}")))?;
-    match ran {
-        Ok(s) if s.success() => Ok(LaunchUriOutcome {
-            status: LaunchUriStatus::Success,
-            result: None,
-            reported: false,
-            target_pid: 0,
-        }),
-        Ok(s) => Err(ProtocolError::Failed(format!("the desktop's handler failed ({s})"))),
-        Err(e) => Err(ProtocolError::Failed(format!("the desktop's handler could not run: {e}"))),
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    tokio::task::spawn_blocking(move || {
+        let _slot = slot;
+        let ran = std::process::Command::new(&opener)
+            .arg(&text)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status();
+        let _ = tx.send(ran);
+    });
+    let handed = LaunchUriOutcome {
+        status: LaunchUriStatus::Success,
+        result: None,
+        reported: false,
+        target_pid: 0,
+    };
+    match tokio::time::timeout(OPENER_WAIT, rx).await {
+        Err(_) => {
+            tracing::info!(by = %caller.describe(), "the desktop's handler is still running; handed over");
+            Ok(handed)
+        }
+        Ok(Err(e)) => Err(ProtocolError::Failed(format!("the desktop's handler: {e}"))),
+        Ok(Ok(Ok(s))) if s.success() => Ok(handed),
+        Ok(Ok(Ok(s))) => Err(ProtocolError::Failed(format!("the desktop's handler failed ({s})"))),
+        Ok(Ok(Err(e))) => {
+            Err(ProtocolError::Failed(format!("the desktop's handler could not run: {e}")))
+        }
     }
 }
 
@@ -164,6 +241,8 @@ mod tests {
         );
         assert!(t.contains("MimeType=x-scheme-handler/contoso-view;\n"));
         assert!(t.contains("Name=Show a $photo\n"), "one line: {t}");
+        assert_eq!(one_line("a\\nb"), "a\\\\nb", "a backslash escaped");
+        assert!(reachable("a9") && !reachable("--target") && !reachable("9lives"));
         assert_eq!(exec_arg("a\"b$c`d\\e%f"), "\"a\\\"b\\$c\\`d\\\\e%%f\"");
         assert_eq!(
             entry_name("Contoso.Picker_cvnpggrrsm18p", "x"),
