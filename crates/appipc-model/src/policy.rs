@@ -232,6 +232,8 @@ pub enum Operation<'a> {
         /// The rights the handle has.
         granted: u32,
     },
+    /// A TCP connect (or UDP send) over loopback to a listener of another process.
+    LoopbackConnect(crate::loopback::Connect<'a>),
 }
 
 impl Operation<'_> {
@@ -263,6 +265,7 @@ impl Operation<'_> {
                 if *ty == ObjectType::Pipe { "pipes" } else { "named_objects" }
             }
             Operation::UseHandle { .. } | Operation::UseHandleRight { .. } => "named_objects",
+            Operation::LoopbackConnect(_) => "loopback",
         }
     }
 
@@ -292,6 +295,7 @@ impl Operation<'_> {
             Operation::OpenNamedObject { .. } => "open",
             Operation::UseHandle { .. } => "use-handle",
             Operation::UseHandleRight { action, .. } => action,
+            Operation::LoopbackConnect(_) => "connect",
         }
     }
 
@@ -331,6 +335,7 @@ impl Operation<'_> {
             Operation::UseHandle { handle, .. } | Operation::UseHandleRight { handle, .. } => {
                 format!("handle {handle}")
             }
+            Operation::LoopbackConnect(c) => c.object(),
         }
     }
 
@@ -344,6 +349,7 @@ impl Operation<'_> {
             | Operation::Launch { family_name } => (*family_name).to_owned(),
             Operation::OpenAppService { provider, .. } => (*provider).to_owned(),
             Operation::RemoveFileToken { source, .. } => (*source).to_owned(),
+            Operation::LoopbackConnect(c) => c.object_package(),
             _ => String::new(),
         }
     }
@@ -950,6 +956,7 @@ pub fn decide(who: &Principal, op: &Operation<'_>) -> Decision {
                 .remedy("open the object with that right (if its descriptor grants it)")
             }
         }
+        Operation::LoopbackConnect(c) => crate::loopback::decide(c),
     }
 }
 
