@@ -16,6 +16,7 @@ mod demo;
 mod exit;
 mod logging;
 mod logs;
+mod loopback;
 mod packaging;
 mod relay;
 mod style;
@@ -134,6 +135,10 @@ enum Command {
         #[arg(long)]
         follow: bool,
     },
+    /// Loopback between packages: why a connect is allowed or refused, and exemptions
+    /// (Windows' CheckNetIsolation LoopbackExempt).
+    #[command(subcommand)]
+    Loopback(loopback::LoopbackCommand),
     /// Show who the broker thinks this process is.
     Whoami,
     /// Show whether a broker answers, and where.
@@ -586,6 +591,7 @@ async fn client(command: Command) -> Result<ExitCode> {
             }
         }
         Command::AppService(c) => return app_service(&session, c).await,
+        Command::Loopback(c) => return loopback::run(&session, c).await,
         Command::Token(c) => token(&session, c).await?,
         Command::Objects => objects(&session).await?,
         Command::PublisherCache(c) => publisher_cache(&session, c).await?,

@@ -234,6 +234,11 @@ pub enum Operation<'a> {
     },
     /// A TCP connect (or UDP send) over loopback to a listener of another process.
     LoopbackConnect(crate::loopback::Connect<'a>),
+    /// Add, remove or clear loopback exemptions (`CheckNetIsolation LoopbackExempt`).
+    ChangeLoopbackExemptions {
+        /// The family, or "" for all of them.
+        family_name: &'a str,
+    },
 }
 
 impl Operation<'_> {
@@ -265,7 +270,9 @@ impl Operation<'_> {
                 if *ty == ObjectType::Pipe { "pipes" } else { "named_objects" }
             }
             Operation::UseHandle { .. } | Operation::UseHandleRight { .. } => "named_objects",
-            Operation::LoopbackConnect(_) => "loopback",
+            Operation::LoopbackConnect(_) | Operation::ChangeLoopbackExemptions { .. } => {
+                "loopback"
+            }
         }
     }
 
@@ -296,6 +303,7 @@ impl Operation<'_> {
             Operation::UseHandle { .. } => "use-handle",
             Operation::UseHandleRight { action, .. } => action,
             Operation::LoopbackConnect(_) => "connect",
+            Operation::ChangeLoopbackExemptions { .. } => "change-exemptions",
         }
     }
 
@@ -336,6 +344,9 @@ impl Operation<'_> {
                 format!("handle {handle}")
             }
             Operation::LoopbackConnect(c) => c.object(),
+            Operation::ChangeLoopbackExemptions { family_name } => {
+                format!("loopback exemption of {family_name}")
+            }
         }
     }
 
@@ -957,6 +968,9 @@ pub fn decide(who: &Principal, op: &Operation<'_>) -> Decision {
             }
         }
         Operation::LoopbackConnect(c) => crate::loopback::decide(c),
+        Operation::ChangeLoopbackExemptions { .. } => {
+            only_the_user(who, "change loopback exemptions")
+        }
     }
 }
 

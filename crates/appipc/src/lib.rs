@@ -27,6 +27,7 @@ pub mod broker;
 pub mod diagnostics;
 pub mod error;
 pub mod full_trust;
+pub mod loopback;
 pub use appipc_wire::json;
 pub mod management;
 pub mod named_objects;

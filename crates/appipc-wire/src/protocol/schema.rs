@@ -24,6 +24,7 @@ const SOURCES: &[(&str, &str)] = &[
     ("protocol::named_objects", include_str!("named_objects.rs")),
     ("protocol::pipes", include_str!("pipes.rs")),
     ("protocol::diagnostics", include_str!("diagnostics.rs")),
+    ("protocol::loopback", include_str!("loopback.rs")),
     ("status", include_str!("../status.rs")),
     ("app_service", include_str!("../app_service.rs")),
 ];
