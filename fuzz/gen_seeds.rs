@@ -15,10 +15,13 @@ use appipc_wire::app_service::{ChannelFrame, ChannelKind};
 use appipc_wire::caller::{CallerIdentity, TrustLevel};
 use appipc_wire::frame::{Frame, Raw, Reply};
 use appipc_wire::protocol::{
-    Call, MECHANISMS, app_service, broker, diagnostics, full_trust, launch, named_objects,
-    packages, pipes, storage,
+    Call, MECHANISMS, app_service, broker, diagnostics, full_trust, launch, launcher,
+    named_objects, packages, pipes, storage,
 };
-use appipc_wire::status::{BackgroundTaskCancellationReason, ErrorKind, ErrorReply, WindowsCode};
+use appipc_wire::status::{
+    BackgroundTaskCancellationReason, ErrorKind, ErrorReply, LaunchQuerySupportStatus,
+    LaunchQuerySupportType, LaunchUriStatus, WindowsCode,
+};
 use appipc_wire::{Guid, Point, PropertyValue, Rect, Size, ValueSet};
 
 const PFN: &str = "Contoso.A_cvnpggrrsm18p";
@@ -240,7 +243,62 @@ fn requests() -> Vec<(&'static str, appipc_wire::protocol::Request)> {
             "why-follow",
             diagnostics::FollowDecisions { package_family_name: None, denials_only: false }.into(),
         ),
+        (
+            "launch-uri-for-results",
+            launcher::LaunchUri {
+                uri: s("contoso-pick:photo?size=large"),
+                target_package_family_name: Some(s(PFN)),
+                data: Some(sample_set()),
+                for_results: true,
+            }
+            .into(),
+        ),
+        (
+            "launch-uri",
+            launcher::LaunchUri {
+                uri: s("contoso-view:x"),
+                target_package_family_name: None,
+                data: None,
+                for_results: false,
+            }
+            .into(),
+        ),
+        (
+            "query-uri-support",
+            launcher::QueryUriSupport {
+                uri: s("contoso-pick:"),
+                kind: LaunchQuerySupportType::UriForResults,
+                package_family_name: Some(s(PFN)),
+            }
+            .into(),
+        ),
+        (
+            "find-uri-scheme-handlers",
+            launcher::FindUriSchemeHandlers {
+                scheme: s("contoso-pick"),
+                kind: LaunchQuerySupportType::Uri,
+            }
+            .into(),
+        ),
+        ("take-activation", launcher::TakeActivation { activation_id: 4_294_967_297 }.into()),
+        ("resync", broker::Resync { sent: vec![3, 4, 9] }.into()),
+        ("register-for-activation", launcher::RegisterForActivation {}.into()),
+        (
+            "report-completed",
+            launcher::ReportCompleted { operation_id: 7, data: Some(sample_set()) }.into(),
+        ),
     ]
+}
+
+fn protocol_activation() -> launcher::ProtocolActivation {
+    launcher::ProtocolActivation {
+        kind: launcher::ACTIVATION_KIND_PROTOCOL_FOR_RESULTS,
+        uri: "contoso-pick:photo".to_owned(),
+        data: Some(sample_set()),
+        caller_package_family_name: PFN.to_owned(),
+        caller_pid: 42,
+        operation_id: Some(7),
+    }
 }
 
 fn decision() -> diagnostics::DecisionRecord {
@@ -300,6 +358,19 @@ fn events() -> Vec<(&'static str, appipc_wire::protocol::Event)> {
             .into(),
         ),
         ("decision", diagnostics::Decision { record: decision() }.into()),
+        ("activated", launcher::Activated { activation: protocol_activation() }.into()),
+        ("operation-canceled", launcher::OperationCanceled { operation_id: 7 }.into()),
+        ("restarted", broker::Restarted {}.into()),
+        (
+            "install-progress",
+            packages::InstallProgress {
+                files: 3,
+                bytes: 4096,
+                total_files: Some(10),
+                total_bytes: None,
+            }
+            .into(),
+        ),
     ]
 }
 
@@ -592,6 +663,32 @@ fn outputs() -> Vec<(&'static str, Vec<u8>)> {
             }),
         ),
         ("decisions", output::<diagnostics::ListDecisions>(&vec![decision()])),
+        (
+            "launch-uri-outcome",
+            output::<launcher::LaunchUri>(&launcher::LaunchUriOutcome {
+                status: LaunchUriStatus::Success,
+                result: Some(sample_set()),
+                reported: true,
+                target_pid: 4242,
+            }),
+        ),
+        (
+            "query-uri-support",
+            output::<launcher::QueryUriSupport>(&LaunchQuerySupportStatus::NotSupported),
+        ),
+        (
+            "uri-scheme-handlers",
+            output::<launcher::FindUriSchemeHandlers>(&vec![launcher::UriSchemeHandler {
+                package_family_name: s(PFN),
+                app_id: s("App"),
+                display_name: s("A"),
+                return_results: s("always"),
+            }]),
+        ),
+        ("activation", output::<launcher::TakeActivation>(&Some(protocol_activation()))),
+        ("registered", output::<launcher::RegisterForActivation>(&())),
+        ("reported", output::<launcher::ReportCompleted>(&())),
+        ("resynced", output::<broker::Resync>(&vec![4])),
     ]
 }
 
@@ -777,6 +874,22 @@ fn main() {
         bytes.push(*who);
         bytes.extend_from_slice(text.as_bytes());
         seeds.put("sddl", &format!("{i:02}"), &bytes);
+    }
+
+    // uri: protocol activation URIs, accepted and refused.
+    let uris = [
+        "contoso-pick:photo?size=large#top",
+        "Contoso-Pick:",
+        "a+b.c-d:ünï",
+        "no-colon",
+        ":empty-scheme",
+        "1bad:x",
+        "ok:\u{1b}[2J",
+        "ok:a\0b",
+        "ok:a b",
+    ];
+    for (i, u) in uris.iter().enumerate() {
+        seeds.put("uri", &format!("{i:02}"), u.as_bytes());
     }
 
     // names: one string per seed, of every kind the target parses.

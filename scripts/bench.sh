@@ -1,19 +1,33 @@
 #!/usr/bin/env bash
-# Builds appipc in release mode and runs the benchmarks. They print numbers (a table and a
-# JSON line with ratios against raw baselines measured in the same run); nothing asserts.
+# Builds appipc in release mode and runs the benchmarks. They print numbers (a table and one
+# JSON line per scenario, with ratios against raw baselines measured in the same run); nothing
+# asserts. Each latency benchmark runs under three loads it starts and stops itself (issue 15):
+# idle, busy (one spinning process per core) and bursty (1 ms busy / 1 ms asleep per core).
+# Extra arguments go to `appipc-bench app-service` (e.g. --iterations 5000).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if ! command -v dbus-daemon >/dev/null; then
+# Debian packages the comparisons need: dbus (dbus-daemon) and bubblewrap (bwrap).
+missing=()
+command -v dbus-daemon >/dev/null || missing+=(dbus)
+command -v bwrap >/dev/null || missing+=(bubblewrap)
+if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dbus >/dev/null
+    { apt-get install -y -qq "${missing[@]}" || { apt-get update -qq && apt-get install -y -qq "${missing[@]}"; }; } >/dev/null 2>&1 \
+      || echo "could not install ${missing[*]}: those comparisons will be skipped" >&2
   else
-    echo "dbus-daemon is missing (Debian package dbus): the D-Bus comparison will be skipped" >&2
+    echo "missing Debian packages ${missing[*]} (not root or no apt-get): those comparisons will be skipped" >&2
   fi
 fi
 cargo build --release --workspace --bins
-./target/release/appipc-bench app-service "$@"
-./target/release/appipc-bench launch
-./target/release/appipc-bench objects
+bench=./target/release/appipc-bench
+for load in idle busy bursty; do
+  "$bench" app-service --load "$load" "$@"
+  "$bench" objects --load "$load"
+done
+"$bench" launch --load idle
+# Broker memory per idle and per open app-service connection at 1 000 and 10 000 (it raises
+# its RLIMIT_NOFILE to the hard limit; 10 000 connections need ~10 300 fds).
+"$bench" scale --connections 1000,10000
 # The broker under floods of non-reading, idle and active clients (issue 12): 3 runs, medians
 # (it raises its RLIMIT_NOFILE to the hard limit; ~1 100 fds are needed).
-./target/release/appipc-bench flood --runs 3
+"$bench" flood --runs 3

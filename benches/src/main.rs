@@ -2,8 +2,9 @@
 //! (a table, then one JSON line). It never asserts on time.
 //!
 //! ```text
-//! appipc-bench app-service [--iterations N]
-//! appipc-bench launch | objects
+//! appipc-bench app-service [--load idle|busy|bursty] [--iterations N] [--cold-iterations N]
+//! appipc-bench launch [--load L] | objects [--load L]
+//! appipc-bench scale [--connections 1000,10000]
 //! appipc-bench flood [--runs N] [--clients 100,500,1000] [--kinds non-reading,idle,active]
 //! ```
 //!
@@ -15,38 +16,33 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use appipc::app_service::{
-    AppServiceConnection, AppServiceConnectionStatus, AppServiceResponseStatus,
-};
 use appipc::wire::ValueSet;
 use appipc_sys::socket::{self, Blocking};
-use appipc_testkit::{CONTOSO_SERVICES, TestBroker};
+use appipc_testkit::TestBroker;
 use zbus::zvariant::{OwnedValue, Value};
 
+mod app_service;
 mod flood;
+mod load;
+mod scale;
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
-        Some("app-service") => {
-            let n = args
-                .iter()
-                .position(|a| a == "--iterations")
-                .and_then(|i| args.get(i + 1))
-                .map(|s| s.parse())
-                .transpose()?
-                .unwrap_or(20_000usize);
-            app_service(n)
-        }
-        Some("launch") => launch(),
-        Some("objects") => objects(),
+        Some("app-service") => app_service::app_service(&args[1..]),
+        Some("launch") => launch(&args[1..]),
+        Some("objects") => objects(&args[1..]),
+        Some("scale") => scale::scale(&args[1..]),
+        Some("load-worker") => load::worker(&args[1..]),
         Some("flood") => flood::flood(&args[1..]),
         Some("raw-echo") => raw_echo(),
         Some("raw-echo-tokio") => raw_echo_tokio(),
         Some("dbus-server") => dbus_server(args.get(1).context("address")?),
         _ => {
             eprintln!(
-                "usage: appipc-bench app-service [--iterations N] | launch | objects | flood [--help]"
+                "usage: appipc-bench app-service [--load idle|busy|bursty] [--iterations N] \
+                 [--cold-iterations N] | launch [--load L] | objects [--load L] \
+                 | scale [--connections 1000,10000] | flood [--help]"
             );
             std::process::exit(2);
         }
@@ -125,11 +121,6 @@ impl RawPeer {
         socket::send(&self.sock, bytes, &[], Blocking::Yes).expect("send");
         socket::recv_into(&self.sock, &mut self.buf, Blocking::Yes).expect("recv").expect("open");
     }
-
-    fn stop(self) {
-        drop(self.sock);
-        wait(&self.child.pidfd);
-    }
 }
 
 fn wait(pidfd: &OwnedFd) {
@@ -175,8 +166,8 @@ impl Drop for Child {
 
 /// A private dbus-daemon with the echo server on it, and a client connection.
 struct DbusPeer {
-    _daemon: Child,
-    _server: Child,
+    daemon: Child,
+    server: Child,
     conn: zbus::Connection,
     payload: HashMap<String, OwnedValue>,
 }
@@ -237,7 +228,12 @@ impl DbusPeer {
         payload.insert("Command".into(), Value::from("Ping").try_into()?);
         payload.insert("Id".into(), Value::from(42i32).try_into()?);
         payload.insert("Value".into(), Value::from(3.5f64).try_into()?);
-        Ok(Some(DbusPeer { _daemon: daemon, _server: Child(server), conn, payload }))
+        Ok(Some(DbusPeer { daemon, server: Child(server), conn, payload }))
+    }
+
+    /// The bus daemon's and the server's pids (the peer's CPU time is theirs).
+    fn pids(&self) -> Vec<u32> {
+        vec![self.daemon.0.id(), self.server.0.id()]
     }
 
     async fn call(&self) {
@@ -256,148 +252,11 @@ impl DbusPeer {
     }
 }
 
-fn app_service(n: usize) -> Result<()> {
-    let broker = TestBroker::start_with_env(&[("APPIPC_APP_SERVICE_IDLE_MS", "600000")]);
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let provider = rt.block_on(broker.install(&CONTOSO_SERVICES)).family_name;
-    let msg = payload();
-
-    // The same bytes an app-service request frame carries.
-    let frame = appipc_wire::app_service::ChannelFrame {
-        id: 1,
-        kind: appipc_wire::app_service::ChannelKind::Request,
-        status: 0,
-        message: Some(msg.clone()),
-        memfd_len: None,
-    }
-    .to_cbor();
-    let mut raw_peer = RawPeer::start("raw-echo")?;
-    let mut tokio_peer = RawPeer::start("raw-echo-tokio")?;
-    let blocking = appipc::blocking::Session::connect_to(&broker.socket())?;
-    let mut conn = blocking
-        .open_app_service(&provider, "com.contoso.echo")
-        .map_err(|s| anyhow::anyhow!("open: {s}"))?;
-    let session = rt.block_on(async { broker.session() });
-    let mut aconn = AppServiceConnection::new(&provider, "com.contoso.echo");
-    if rt.block_on(aconn.open(&session)) != AppServiceConnectionStatus::Success {
-        bail!("async open failed");
-    }
-    let dbus_peer = rt.block_on(DbusPeer::start(broker.root.path()))?;
-
-    // Interleaved rounds, so that drift of the machine (other load, frequency) hits every
-    // variant alike; a warm-up round first, not counted.
-    const ROUNDS: usize = 10;
-    let per = (n / ROUNDS).max(1);
-    let (mut raw_v, mut blk_v, mut async_v, mut dbus_v) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let mut tokio_v = Vec::new();
-    for round in 0..=ROUNDS {
-        let keep = round > 0;
-        let timed = |v: &mut Vec<Duration>, t: Instant| {
-            if keep {
-                v.push(t.elapsed());
-            }
-        };
-        for _ in 0..per {
-            let t = Instant::now();
-            raw_peer.round_trip(&frame);
-            timed(&mut raw_v, t);
-        }
-        for _ in 0..per {
-            let t = Instant::now();
-            tokio_peer.round_trip(&frame);
-            timed(&mut tokio_v, t);
-        }
-        for _ in 0..per {
-            let t = Instant::now();
-            let r = conn.send_message(&msg);
-            timed(&mut blk_v, t);
-            assert_eq!(r.status, AppServiceResponseStatus::Success);
-        }
-        rt.block_on(async {
-            for _ in 0..per {
-                let m = msg.clone();
-                let t = Instant::now();
-                let r = aconn.send_message(m).await;
-                timed(&mut async_v, t);
-                assert_eq!(r.status, AppServiceResponseStatus::Success);
-            }
-            if let Some(d) = &dbus_peer {
-                for _ in 0..per {
-                    let t = Instant::now();
-                    d.call().await;
-                    timed(&mut dbus_v, t);
-                }
-            }
-        });
-    }
-    raw_peer.stop();
-    tokio_peer.stop();
-    let raw_tokio = stats(tokio_v);
-    let (raw, blocking_rt, async_rt) = (stats(raw_v), stats(blk_v), stats(async_v));
-    let dbus = dbus_peer.as_ref().map(|_| stats(dbus_v));
-
-    let (warm, cold) = rt.block_on(async {
-        // Warm open: the host runs already.
-        let mut v = Vec::new();
-        for _ in 0..200 {
-            let mut c = AppServiceConnection::new(&provider, "com.contoso.echo");
-            let t = Instant::now();
-            assert_eq!(c.open(&session).await, AppServiceConnectionStatus::Success);
-            v.push(t.elapsed());
-        }
-        let warm = stats(v);
-        // Cold open: a new host process per connection.
-        let mut v = Vec::new();
-        for _ in 0..20 {
-            let mut c = AppServiceConnection::new(&provider, "com.contoso.echo.multi");
-            let t = Instant::now();
-            assert_eq!(c.open(&session).await, AppServiceConnectionStatus::Success);
-            v.push(t.elapsed());
-        }
-        (warm, stats(v))
-    });
-
-    println!(
-        "appipc app-service benchmark ({} round trips each, in {ROUNDS} interleaved rounds; microseconds)",
-        raw.n
-    );
-    println!("{:<44} {:>10} {:>10}", "", "median", "p99");
-    let row = |name: &str, s: &Stats| println!("{name:<44} {:>10.1} {:>10.1}", s.median, s.p99);
-    row("raw SOCK_SEQPACKET ping-pong (2 processes)", &raw);
-    row("raw ping-pong, echo peer on a tokio runtime", &raw_tokio);
-    row("app service round trip, blocking client", &blocking_rt);
-    row("app service round trip, async client", &async_rt);
-    if let Some(d) = &dbus {
-        row("D-Bus method call via dbus-daemon (zbus)", d);
-    }
-    row(&format!("open(), provider running ({} opens)", warm.n), &warm);
-    row(&format!("open(), cold: new host process ({} opens)", cold.n), &cold);
-    let ratio = |a: f64, b: f64| (a / b * 1000.0).round() / 1000.0;
-    let json = serde_json::json!({
-        "bench": "app-service",
-        "iterations": n,
-        "raw_seqpacket_us": {"median": raw.median, "p99": raw.p99},
-        "raw_tokio_peer_us": {"median": raw_tokio.median, "p99": raw_tokio.p99},
-        "blocking_us": {"median": blocking_rt.median, "p99": blocking_rt.p99},
-        "async_us": {"median": async_rt.median, "p99": async_rt.p99},
-        "dbus_us": dbus.map(|d| serde_json::json!({"median": d.median, "p99": d.p99})),
-        "open_warm_us": {"median": warm.median, "p99": warm.p99},
-        "open_cold_us": {"median": cold.median, "p99": cold.p99},
-        "ratio_blocking_to_raw": ratio(blocking_rt.median, raw.median),
-        "ratio_async_to_raw": ratio(async_rt.median, raw.median),
-        "ratio_blocking_to_dbus": dbus.map(|d| ratio(blocking_rt.median, d.median)),
-        "targets": {"blocking_to_raw_max": 1.5, "blocking_to_dbus_max": 0.25, "open_warm_median_max_us": 300},
-    });
-    println!("{json}");
-    Ok(())
-}
-
 /// Launch latency: from the launch request to the first line the app prints, which
 /// `hello-app` prints right after its first requests to the broker (opening its private
 /// session, asking who it is). The same binary confined (app container) and unconfined (a
 /// copy of the package at full trust), 20 each, interleaved.
-fn launch() -> Result<()> {
+fn launch(args: &[String]) -> Result<()> {
     use appipc::{ActivateOptions, ApplicationActivationManager};
     use std::io::Read;
     let broker = TestBroker::start();
@@ -446,14 +305,22 @@ fn launch() -> Result<()> {
         rt.block_on(session.wait_for_exit(pid))?;
         Ok(d)
     };
+    let bwrap = bwrap_available();
     once(&confined)?;
     once(&unconfined)?;
-    let (mut c, mut u) = (Vec::new(), Vec::new());
+    let kind = load::LoadKind::from_args(args)?;
+    let load = load::Load::start(kind)?;
+    let (mut c, mut u, mut b) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..20 {
         c.push(once(&confined)?);
         u.push(once(&unconfined)?);
+        if bwrap {
+            b.push(bwrap_once()?);
+        }
     }
+    drop(load);
     let (c, u) = (stats(c), stats(u));
+    let b = (!b.is_empty()).then(|| stats(b));
     println!(
         "appipc launch benchmark (20 launches each, interleaved; milliseconds to the app's first line)"
     );
@@ -470,15 +337,85 @@ fn launch() -> Result<()> {
         u.median / 1000.0,
         u.p99 / 1000.0
     );
+    if let Some(b) = &b {
+        println!(
+            "{:<44} {:>10.2} {:>10.2}",
+            "bwrap --unshare-all ... true (spawn to exit)",
+            b.median / 1000.0,
+            b.p99 / 1000.0
+        );
+    }
     let json = serde_json::json!({
         "bench": "launch",
+        "load": kind.name(),
         "confined_ms": {"median": c.median / 1000.0, "p99": c.p99 / 1000.0},
         "unconfined_ms": {"median": u.median / 1000.0, "p99": u.p99 / 1000.0},
+        "bwrap_ms": b.map(|b| serde_json::json!({"median": b.median / 1000.0, "p99": b.p99 / 1000.0})),
+        "bwrap_command": BWRAP_ARGS.join(" "),
+        "ratio_confined_to_bwrap": b.map(|b| c.median / b.median),
         "confinement_overhead_ms": (c.median - u.median) / 1000.0,
-        "targets": {"confined_median_max_ms": 25},
+        "goals": {"confined_median_max_ms": 25, "confined_to_bwrap_max": 1.0},
+        "goals_met": c.median <= 25_000.0 && b.is_none_or(|b| c.median <= b.median),
     });
     println!("{json}");
     Ok(())
+}
+
+/// Runs `f` and gives its result with the CPU time this process used meanwhile, in µs per
+/// round trip of the 20 000 every such measurement takes (both ends are threads of this
+/// process).
+fn with_cpu<T>(f: impl FnOnce() -> T) -> (T, f64) {
+    let cpu = load::CpuMeter::start(&[std::process::id()]);
+    let r = f();
+    (r, cpu.stop()[0] as f64 / 20_000.0 / 1e3)
+}
+
+/// What `bwrap` runs for the comparison: every namespace new, the host's root read-only, a
+/// fresh `/proc` and `/dev`, then `true`.
+const BWRAP_ARGS: [&str; 10] = [
+    "--unshare-all",
+    "--die-with-parent",
+    "--ro-bind",
+    "/",
+    "/",
+    "--proc",
+    "/proc",
+    "--dev",
+    "/dev",
+    "true",
+];
+
+fn bwrap_available() -> bool {
+    match std::process::Command::new("bwrap").args(BWRAP_ARGS).output() {
+        Ok(o) if o.status.success() => true,
+        Ok(o) => {
+            eprintln!(
+                "bwrap cannot create its namespaces here ({}): skipping the bwrap comparison",
+                String::from_utf8_lossy(&o.stderr).trim()
+            );
+            false
+        }
+        Err(e) => {
+            eprintln!(
+                "bwrap is not installed (Debian package bubblewrap: {e}): skipping the bwrap comparison"
+            );
+            false
+        }
+    }
+}
+
+/// One `bwrap ... true`, from the spawn to its exit.
+fn bwrap_once() -> Result<Duration> {
+    let t = Instant::now();
+    let status = std::process::Command::new("bwrap")
+        .args(BWRAP_ARGS)
+        .stdin(std::process::Stdio::null())
+        .status()?;
+    let d = t.elapsed();
+    if !status.success() {
+        bail!("bwrap failed: {status}");
+    }
+    Ok(d)
 }
 
 fn median_of(mut v: Vec<f64>) -> f64 {
@@ -489,7 +426,7 @@ fn median_of(mut v: Vec<f64>) -> f64 {
 /// Named objects: pipes, events and the ring against their raw kernel equivalents, in one run
 /// (both ends in this process, on two threads; the pipe and event objects come from a real
 /// broker). Medians of 7 repetitions.
-fn objects() -> Result<()> {
+fn objects(args: &[String]) -> Result<()> {
     use appipc::named_objects::{Event, SYNCHRONIZE};
     use appipc::named_pipes::{self, GENERIC_READ, GENERIC_WRITE, NamedPipeServer, PipeOptions};
     use appipc::ring::{RingConsumer, RingProducer};
@@ -497,6 +434,8 @@ fn objects() -> Result<()> {
     let broker = TestBroker::start();
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let (s1, s2) = rt.block_on(async { (broker.session(), broker.session()) });
+    let load = load::Load::start(load::LoadKind::from_args(args)?)?;
+    let loadavg = load::loadavg();
 
     // 1. Byte-mode throughput, 64 KiB writes, 256 MiB.
     const CHUNK: usize = 64 * 1024;
@@ -557,17 +496,17 @@ fn objects() -> Result<()> {
         stats(v)
     };
     let (ra, rb) = socket::seqpacket_pair()?;
-    let raw_rtt = rtt(ra.into(), rb.into());
+    let (raw_rtt, raw_rtt_cpu) = with_cpu(|| rtt(ra.into(), rb.into()));
     let opts = PipeOptions { message_mode: true, ..Default::default() };
     let (pc, ps) = rt.block_on(async {
         let mut srv = NamedPipeServer::create(&s1, r"\\.\pipe\LOCAL\msg", &opts).await?;
         let c = named_pipes::open(&s2, r"\\.\pipe\LOCAL\msg", GENERIC_READ | GENERIC_WRITE).await?;
         anyhow::Ok((c, srv.connect().await?.stream))
     })?;
-    let pipe_rtt = rtt(pc.into(), ps.into());
+    let (pipe_rtt, pipe_rtt_cpu) = with_cpu(|| rtt(pc.into(), ps.into()));
 
     // 3. Event ping-pong vs raw eventfd (blocking reads on two threads).
-    let raw_event = {
+    let (raw_event, raw_event_cpu) = with_cpu(|| -> Result<Stats> {
         let e1 = rustix::event::eventfd(0, rustix::event::EventfdFlags::CLOEXEC)?;
         let e2 = rustix::event::eventfd(0, rustix::event::EventfdFlags::CLOEXEC)?;
         let (f1, f2) = (e1.try_clone()?, e2.try_clone()?);
@@ -587,34 +526,38 @@ fn objects() -> Result<()> {
             v.push(t.elapsed());
         }
         peer.join().unwrap();
-        stats(v)
-    };
-    let named_event = rt.block_on(async {
-        let ping = Event::create(&s1, r"Local\ping", false, false, None).await?.object;
-        let pong = Event::create(&s1, r"Local\pong", false, false, None).await?.object;
-        let ping2 = Event::open(&s2, r"Local\ping", SYNCHRONIZE | 2).await?;
-        let pong2 = Event::open(&s2, r"Local\pong", SYNCHRONIZE | 2).await?;
-        let peer = tokio::spawn(async move {
+        Ok(stats(v))
+    });
+    let raw_event = raw_event?;
+    let (named_event, named_event_cpu) = with_cpu(|| {
+        rt.block_on(async {
+            let ping = Event::create(&s1, r"Local\ping", false, false, None).await?.object;
+            let pong = Event::create(&s1, r"Local\pong", false, false, None).await?.object;
+            let ping2 = Event::open(&s2, r"Local\ping", SYNCHRONIZE | 2).await?;
+            let pong2 = Event::open(&s2, r"Local\pong", SYNCHRONIZE | 2).await?;
+            let peer = tokio::spawn(async move {
+                for _ in 0..20_000 {
+                    ping2.wait().await?;
+                    pong2.set().await?;
+                }
+                anyhow::Ok(())
+            });
+            let mut v = Vec::with_capacity(20_000);
             for _ in 0..20_000 {
-                ping2.wait().await?;
-                pong2.set().await?;
+                let t = Instant::now();
+                ping.set().await?;
+                pong.wait().await?;
+                v.push(t.elapsed());
             }
-            anyhow::Ok(())
-        });
-        let mut v = Vec::with_capacity(20_000);
-        for _ in 0..20_000 {
-            let t = Instant::now();
-            ping.set().await?;
-            pong.wait().await?;
-            v.push(t.elapsed());
-        }
-        peer.await??;
-        anyhow::Ok(stats(v))
-    })?;
+            peer.await??;
+            anyhow::Ok(stats(v))
+        })
+    });
+    let named_event = named_event?;
 
     // 4. Ring: round trip of small records vs a busy-polled shared-memory ping-pong, and
     //    throughput of 1 MiB records vs memcpy bandwidth.
-    let shm_rtt = {
+    let (shm_rtt, shm_cpu) = with_cpu(|| {
         use std::sync::atomic::{AtomicU64, Ordering};
         let flags = std::sync::Arc::new((AtomicU64::new(0), AtomicU64::new(0)));
         let f = flags.clone();
@@ -637,8 +580,8 @@ fn objects() -> Result<()> {
         }
         peer.join().unwrap();
         stats(v)
-    };
-    let (ring_rtt, ring_tp) = rt.block_on(async {
+    });
+    let ((ring_rtt, ring_cpu), ring_tp) = rt.block_on(async {
         let there = RingProducer::create(&s1, r"Local\there", 4096, None).await?;
         let back = RingProducer::create(&s2, r"Local\back", 4096, None).await?;
         let there_c = RingConsumer::open(&s2, r"Local\there").await?;
@@ -653,6 +596,7 @@ fn objects() -> Result<()> {
         });
         let mut buf = Vec::new();
         let mut v = Vec::with_capacity(20_000);
+        let cpu = load::CpuMeter::start(&[std::process::id()]);
         for _ in 0..20_000 {
             let t = Instant::now();
             there.push(b"ping-record").await?;
@@ -660,7 +604,7 @@ fn objects() -> Result<()> {
             v.push(t.elapsed());
         }
         peer.await??;
-        let rtt = stats(v);
+        let rtt = (stats(v), cpu.stop()[0] as f64 / 20_000.0 / 1e3);
         // Throughput: 1 MiB records through a 4 MiB ring, producer and consumer on two threads.
         let big = RingProducer::create(&s1, r"Local\big", 4 << 20, None).await?;
         let big_c = std::sync::Arc::new(RingConsumer::open(&s2, r"Local\big").await?);
@@ -700,7 +644,12 @@ fn objects() -> Result<()> {
         median_of(v)
     };
 
-    println!("appipc named-objects benchmark (medians)");
+    drop(load);
+    let kind = load::LoadKind::from_args(args)?;
+    println!(
+        "appipc named-objects benchmark (medians; p99 and CPU µs per round trip), load {}",
+        kind.name()
+    );
     println!("{:<52} {:>12} {:>12} {:>8}", "", "appipc", "raw", "ratio");
     let line = |name: &str, a: f64, r: f64, unit: &str| {
         println!("{name:<52} {a:>9.2} {unit} {r:>9.2} {unit} {:>8.2}", a / r)
@@ -708,21 +657,42 @@ fn objects() -> Result<()> {
     line("pipe byte-mode throughput, 64 KiB writes (GiB/s)", pipe_tp, raw_tp, "  ");
     line("pipe message-mode round trip (µs) vs seqpacket", pipe_rtt.median, raw_rtt.median, "  ");
     line("event ping-pong (µs) vs eventfd, blocking", named_event.median, raw_event.median, "  ");
+    line("  p99", named_event.p99, raw_event.p99, "  ");
+    line("  CPU µs per round trip", named_event_cpu, raw_event_cpu, "  ");
     line(
         "ring round trip (µs) vs busy-polled shm ping-pong",
         ring_rtt.median,
         shm_rtt.median,
         "  ",
     );
+    line("ring round trip (µs) vs eventfd, blocking", ring_rtt.median, raw_event.median, "  ");
+    line("  p99 vs eventfd", ring_rtt.p99, raw_event.p99, "  ");
+    line("  CPU µs per round trip vs eventfd", ring_cpu, raw_event_cpu, "  ");
     line("ring throughput, 1 MiB records (GiB/s) vs memcpy", ring_tp, memcpy_bw, "  ");
+    let idle = kind == load::LoadKind::Idle;
+    let q = |s: &Stats, cpu: f64| serde_json::json!({"median_us": s.median, "p99_us": s.p99, "cpu_us_per_rt": cpu});
     let json = serde_json::json!({
         "bench": "objects",
+        "load": kind.name(),
+        "loadavg_1m": loadavg,
         "pipe_throughput_gib_s": pipe_tp, "raw_stream_throughput_gib_s": raw_tp, "ratio_pipe_throughput": pipe_tp / raw_tp,
-        "pipe_message_rtt_us": pipe_rtt.median, "raw_seqpacket_rtt_us": raw_rtt.median, "ratio_pipe_rtt": pipe_rtt.median / raw_rtt.median,
-        "event_pingpong_us": named_event.median, "raw_eventfd_pingpong_us": raw_event.median, "ratio_event": named_event.median / raw_event.median,
-        "ring_rtt_us": ring_rtt.median, "shm_busy_poll_rtt_us": shm_rtt.median,
+        "pipe_message_rtt": q(&pipe_rtt, pipe_rtt_cpu), "raw_seqpacket_rtt": q(&raw_rtt, raw_rtt_cpu),
+        "ratio_pipe_rtt": pipe_rtt.median / raw_rtt.median,
+        "event_pingpong": q(&named_event, named_event_cpu), "raw_eventfd_pingpong": q(&raw_event, raw_event_cpu),
+        "ratio_event": named_event.median / raw_event.median,
+        "ring_rtt": q(&ring_rtt, ring_cpu), "shm_busy_poll_rtt": q(&shm_rtt, shm_cpu),
+        "ratio_ring_rtt_to_busy_poll": ring_rtt.median / shm_rtt.median,
+        "ratio_ring_rtt_to_eventfd": ring_rtt.median / raw_event.median,
+        "ratio_ring_cpu_to_eventfd": ring_cpu / raw_event_cpu,
         "ring_throughput_gib_s": ring_tp, "memcpy_gib_s": memcpy_bw, "ratio_ring_to_memcpy": ring_tp / memcpy_bw,
-        "targets": {"pipe_throughput_min": 0.95, "rtt_max": 1.2, "ring_to_memcpy_min": 0.8},
+        "goals": {"pipe_throughput_min": 0.95, "pipe_rtt_max": 1.2, "event_max": 1.2,
+                  "ring_rtt_to_busy_poll_max_idle": 2.0, "ring_rtt_to_eventfd_max_loaded": 1.2,
+                  "ring_to_memcpy_min_idle": 0.8},
+        "goals_met": {
+            "event": named_event.median / raw_event.median <= 1.2,
+            "ring_rtt": if idle { ring_rtt.median / shm_rtt.median <= 2.0 } else { ring_rtt.median / raw_event.median <= 1.2 },
+            "ring_throughput": if idle { Some(ring_tp / memcpy_bw >= 0.8) } else { None },
+        },
     });
     println!("{json}");
     Ok(())

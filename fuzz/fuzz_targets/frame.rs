@@ -3,8 +3,8 @@
 //! event kind of every mechanism (the `mechanism!` tables).
 //!
 //! Property: whatever decodes re-encodes (`to_cbor`) to bytes no longer than the input, which
-//! decode to an equal frame and re-encode to the same bytes; a decoded request's name, mechanism
-//! and fd count are defined.
+//! decode to an equal frame (NaNs aside) and re-encode to the same bytes; a decoded request's
+//! name, mechanism and fd count are defined.
 #![no_main]
 
 use appipc_wire::frame::{Frame, MAX_FRAME_LEN};
@@ -23,6 +23,8 @@ fuzz_target!(|data: &[u8]| {
     assert!(bytes.len() <= data.len(), "re-encoding grew: {} > {} bytes", bytes.len(), data.len());
     assert!(bytes.len() <= MAX_FRAME_LEN);
     let again = Frame::from_cbor(&bytes).expect("a frame's own encoding decodes");
-    assert_eq!(again, frame);
+    // Equal, except that a NaN in a ValueSet (launcher requests carry ValueSets) is never equal
+    // to itself: then the encodings, compared below, say it.
+    assert!(again == frame || format!("{frame:?}").contains("NaN"), "{again:?} != {frame:?}");
     assert_eq!(again.to_cbor(), bytes, "encoding is stable");
 });

@@ -32,6 +32,12 @@ pub enum Activation {
     AppServiceHost,
     /// Started by `FullTrustProcessLauncher` (`fulltrust`).
     FullTrust,
+    /// Activated for a URI (`protocol`, `ActivationKind.Protocol`); the activation's id is in
+    /// `APPIPC_ACTIVATION_ID`.
+    Protocol,
+    /// Activated for a URI, for results (`protocolforresults`,
+    /// `ActivationKind.ProtocolForResults`); likewise.
+    ProtocolForResults,
 }
 
 impl Activation {
@@ -42,6 +48,8 @@ impl Activation {
             Activation::Background => "background",
             Activation::AppServiceHost => "appservice",
             Activation::FullTrust => "fulltrust",
+            Activation::Protocol => "protocol",
+            Activation::ProtocolForResults => "protocolforresults",
         }
     }
 }
@@ -74,6 +82,8 @@ pub(crate) struct Start<'a> {
     pub(crate) notify_session: Option<u64>,
     /// The process whose exit ends this one (`tie-lifetime-to-caller`), likewise.
     pub(crate) tied_to: Option<u64>,
+    /// For a protocol activation: its id (`APPIPC_ACTIVATION_ID`).
+    pub(crate) activation_id: Option<u64>,
 }
 
 impl<'a> Start<'a> {
@@ -94,6 +104,7 @@ impl<'a> Start<'a> {
             trust: InstalledPackage::trust_of(app),
             notify_session: None,
             tied_to: None,
+            activation_id: None,
         }
     }
 }
@@ -145,6 +156,7 @@ fn app_env(
     app: &Application,
     activation: Activation,
     app_service: Option<&str>,
+    activation_id: Option<u64>,
 ) -> Vec<(OsString, OsString)> {
     let mut env: Vec<(OsString, OsString)> =
         PASSED_ENV.iter().filter_map(|k| std::env::var_os(k).map(|v| ((*k).into(), v))).collect();
@@ -154,6 +166,9 @@ fn app_env(
     env.push(("APPIPC_ACTIVATION".into(), activation.as_str().into()));
     if let Some(name) = app_service {
         env.push(("APPIPC_APP_SERVICE".into(), name.into()));
+    }
+    if let Some(id) = activation_id {
+        env.push(("APPIPC_ACTIVATION_ID".into(), id.to_string().into()));
     }
     env
 }
@@ -218,6 +233,7 @@ pub(crate) async fn start_app(
         trust,
         notify_session,
         tied_to,
+        activation_id,
     } = start;
     let aumid = format!("{}!{}", pkg.family_name, app.id);
     let family = pkg.family_name.as_str();
@@ -227,7 +243,7 @@ pub(crate) async fn start_app(
         .map_err(|e| InternalError::io("creating a session socket pair", e))?;
     let mut argv: Vec<OsString> = app.arguments.iter().map(Into::into).collect();
     argv.extend(args.into_iter().map(Into::into));
-    let mut env = app_env(pkg, app, activation, app_service);
+    let mut env = app_env(pkg, app, activation, app_service, activation_id);
     let Confined { confinement, description, home, tmpdir } =
         confine(shared, pkg, trust, &aumid).await?;
     env.push(("HOME".into(), home.into()));

@@ -18,6 +18,9 @@ pub struct Paths {
     /// State that is not data (the decision log): `$XDG_STATE_HOME/appipc` unless
     /// `APPIPC_HOME` is set, then `$APPIPC_HOME/state`.
     pub state_dir: PathBuf,
+    /// Desktop entries (`x-scheme-handler/<scheme>` for installed protocols):
+    /// `$APPIPC_HOME/applications` if `APPIPC_HOME` is set, else `$XDG_DATA_HOME/applications`.
+    pub applications_dir: PathBuf,
 }
 
 /// Name of the public socket inside the runtime directory.
@@ -32,6 +35,7 @@ impl Paths {
     /// | runtime dir | `APPIPC_RUNTIME_DIR`, else `$XDG_RUNTIME_DIR/appipc`, else `/tmp/appipc-<uid>` |
     /// | cache | `$APPIPC_HOME/cache` if `APPIPC_HOME` is set, else `$XDG_CACHE_HOME/appipc`, else `~/.cache/appipc` |
     /// | state | `$APPIPC_HOME/state` if `APPIPC_HOME` is set, else `$XDG_STATE_HOME/appipc`, else `~/.local/state/appipc` |
+    /// | desktop entries | `$APPIPC_HOME/applications` if `APPIPC_HOME` is set, else `$XDG_DATA_HOME/applications`, else `~/.local/share/applications` |
     pub fn from_env() -> Paths {
         let var = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
         let home_dir = var("HOME").unwrap_or_else(|| PathBuf::from("/"));
@@ -44,26 +48,30 @@ impl Paths {
                 Some(d) => d.join("appipc"),
                 None => PathBuf::from(format!("/tmp/appipc-{}", appipc_sys::cred::current_uid())),
             });
-        let (cache_dir, state_dir) = match explicit_home {
-            Some(h) => (h.join("cache"), h.join("state")),
+        let (cache_dir, state_dir, applications_dir) = match explicit_home {
+            Some(h) => (h.join("cache"), h.join("state"), h.join("applications")),
             None => (
                 var("XDG_CACHE_HOME").unwrap_or_else(|| home_dir.join(".cache")).join("appipc"),
                 var("XDG_STATE_HOME")
                     .unwrap_or_else(|| home_dir.join(".local/state"))
                     .join("appipc"),
+                var("XDG_DATA_HOME")
+                    .unwrap_or_else(|| home_dir.join(".local/share"))
+                    .join("applications"),
             ),
         };
-        Paths { home, runtime_dir, cache_dir, state_dir }
+        Paths { home, runtime_dir, cache_dir, state_dir, applications_dir }
     }
 
     /// Locations under one folder (tests): home `ROOT/home`, runtime `ROOT/run`, cache
-    /// `ROOT/home/cache`, state `ROOT/home/state`.
+    /// `ROOT/home/cache`, state `ROOT/home/state`, desktop entries `ROOT/home/applications`.
     pub fn under(root: &Path) -> Paths {
         Paths {
             home: root.join("home"),
             runtime_dir: root.join("run"),
             cache_dir: root.join("home/cache"),
             state_dir: root.join("home/state"),
+            applications_dir: root.join("home/applications"),
         }
     }
 
@@ -196,6 +204,8 @@ pub struct LimitsConfig {
     pub processes_per_package: usize,
     /// Live app-service connections one session may have opened.
     pub app_service_connections_per_session: usize,
+    /// Launches for results one session may wait for at once (`ERROR_NOT_ENOUGH_QUOTA`).
+    pub launches_for_results_per_session: usize,
     /// File descriptors the broker keeps for its own work (the database, launching, accepting):
     /// what clients make it hold (sessions, objects, kept files) stops this far below its
     /// open-file limit.
@@ -220,6 +230,7 @@ impl Default for LimitsConfig {
             pipe_names_per_namespace: 4096,
             processes_per_package: 256,
             app_service_connections_per_session: 1024,
+            launches_for_results_per_session: 16,
             fd_reserve: 256,
             blocking_threads: 4,
         }

@@ -27,6 +27,7 @@ pub(crate) async fn dispatch(cx: Cx<'_>, request: Request) -> Result<Replied, Br
         Request::NamedObjects(r) => mech::named_objects::handle(cx, r).await?,
         Request::Pipes(r) => mech::pipes::handle(cx, r).await?,
         Request::Diagnostics(r) => mech::diagnostics::handle(cx, r).await?,
+        Request::Launcher(r) => mech::launcher::handle(cx, r).await?,
         Request::Loopback(r) => mech::loopback::handle(cx, r).await?,
         Request::Unknown { mechanism, call } => {
             return Err(BrokerError::Unsupported(format!(

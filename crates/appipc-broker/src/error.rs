@@ -5,8 +5,8 @@ use appipc_model::named_objects as model;
 use appipc_model::package_file::PackageFileError;
 use appipc_model::policy::{self, Decision};
 use appipc_wire::status::{
-    AppServiceConnectionStatus, ErrorKind, ErrorReply, FullTrustLaunchResult, HResult, Win32Error,
-    WindowsCode,
+    AppServiceConnectionStatus, ErrorKind, ErrorReply, FullTrustLaunchResult, HResult,
+    LaunchUriStatus, Win32Error, WindowsCode,
 };
 
 /// An error that knows its kind and Windows code.
@@ -274,6 +274,57 @@ impl Coded for FullTrustError {
     }
 }
 
+/// What protocol activation can fail with; a launch's refusals carry a `LaunchUriStatus`.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProtocolError {
+    /// The policy refused (the code is a `LaunchUriStatus`, or `E_INVALIDARG`).
+    #[error(transparent)]
+    Denied(#[from] Denied),
+    /// A malformed URI or family name (`E_INVALIDARG`).
+    #[error("{0}")]
+    BadRequest(String),
+    /// A `ValueSet` over 100 KiB (`E_INVALIDARG`).
+    #[error("{0}")]
+    TooLarge(String),
+    /// Too many launches for results waiting (`ERROR_NOT_ENOUGH_QUOTA`).
+    #[error("{0}")]
+    Quota(String),
+    /// The operation reported is over.
+    #[error("{0}")]
+    NotPending(String),
+    /// The target could not be started (`LaunchUriStatus::Unknown`).
+    #[error("{0}")]
+    Failed(String),
+    /// Inside the broker.
+    #[error(transparent)]
+    Internal(#[from] InternalError),
+}
+
+impl Coded for ProtocolError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            ProtocolError::Denied(d) => d.kind(),
+            ProtocolError::BadRequest(_) | ProtocolError::TooLarge(_) => ErrorKind::BadRequest,
+            ProtocolError::Quota(_) => ErrorKind::QuotaExceeded,
+            ProtocolError::NotPending(_) => ErrorKind::NotFound,
+            ProtocolError::Failed(_) => ErrorKind::LaunchFailed,
+            ProtocolError::Internal(_) => ErrorKind::Internal,
+        }
+    }
+
+    fn code(&self) -> WindowsCode {
+        match self {
+            ProtocolError::Denied(d) => d.code(),
+            ProtocolError::BadRequest(_) | ProtocolError::TooLarge(_) => HResult::InvalidArg.into(),
+            ProtocolError::Quota(_) => WindowsCode::Win32(Win32Error::NotEnoughQuota.value()),
+            ProtocolError::NotPending(_) => HResult::IllegalMethodCall.into(),
+            ProtocolError::Failed(_) => WindowsCode::Status(LaunchUriStatus::Unknown.value()),
+            ProtocolError::Internal(_) => HResult::Fail.into(),
+        }
+    }
+}
+
 /// What publisher cache folders and file tokens can fail with.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -419,6 +470,9 @@ pub enum BrokerError {
     /// Full-trust processes.
     #[error(transparent)]
     FullTrust(#[from] FullTrustError),
+    /// Protocol activation.
+    #[error(transparent)]
+    Protocol(#[from] ProtocolError),
     /// Publisher cache folders and file tokens.
     #[error(transparent)]
     Storage(#[from] StorageError),
@@ -462,6 +516,7 @@ impl Coded for BrokerError {
             BrokerError::Launch(e) => e.kind(),
             BrokerError::AppService(e) => e.kind(),
             BrokerError::FullTrust(e) => e.kind(),
+            BrokerError::Protocol(e) => e.kind(),
             BrokerError::Storage(e) => e.kind(),
             BrokerError::NamedObjects(e) => e.kind(),
             BrokerError::Internal(_) | BrokerError::AlreadyRunning(_) => ErrorKind::Internal,
@@ -480,6 +535,7 @@ impl Coded for BrokerError {
             BrokerError::Launch(e) => e.code(),
             BrokerError::AppService(e) => e.code(),
             BrokerError::FullTrust(e) => e.code(),
+            BrokerError::Protocol(e) => e.code(),
             BrokerError::Storage(e) => e.code(),
             BrokerError::NamedObjects(e) => e.code(),
         }

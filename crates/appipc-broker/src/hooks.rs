@@ -18,11 +18,13 @@ pub(crate) fn session_closed(shared: &Shared, caller: &Caller) {
     shared.app_services.session_closed(caller.session_id);
     shared.named_objects.session_closed(caller.session_id);
     shared.pipes.session_closed(caller.session_id);
+    shared.protocols.session_closed(caller.session_id);
 }
 
 /// A process the broker started has exited.
 pub(crate) fn process_exited(shared: &Arc<Shared>, record: &ProcessRecord) {
     shared.app_services.process_exited(record.pid);
+    shared.protocols.process_exited(record.pid);
     if record.trust == appipc_wire::caller::TrustLevel::AppContainer {
         shared.holders.release_if_unused(shared, &record.family_name);
     }
@@ -60,6 +62,7 @@ pub(crate) async fn package_installed(
     _outcome: InstallOutcome,
 ) -> Result<(), PackagesError> {
     crate::mech::storage::provision(shared, pkg)?;
+    crate::mech::launcher::desktop::install(shared, pkg);
     Ok(())
 }
 
@@ -77,6 +80,7 @@ pub(crate) async fn package_removing(shared: &Arc<Shared>, pkg: &Arc<InstalledPa
 /// A package was removed (row, files and app data are gone).
 pub(crate) fn package_removed(shared: &Shared, pkg: &InstalledPackage) {
     crate::mech::storage::release_if_last(shared, &pkg.family_name.publisher_id());
+    crate::mech::launcher::desktop::remove(shared, pkg.family_name.as_str());
 }
 
 /// `appipc stop --apps`: every host is canceled (`Terminating`), every process the broker

@@ -129,6 +129,10 @@ pub struct ProcessRecord {
     pub adopted: bool,
     /// Becomes `Some` when the process has exited.
     pub exited: watch::Receiver<Option<ExitStatus>>,
+    /// Sessions still to be told that it exited (`launch.ProcessExited`): counted from when a
+    /// session asks until its event is queued or the session has gone, so that whoever waits
+    /// for the exit can also wait for its telling ([`Processes::stop_family`]).
+    pub notifying: std::sync::atomic::AtomicUsize,
 }
 
 /// The table of running processes.
@@ -217,6 +221,7 @@ impl Processes {
             app_service: meta.app_service,
             adopted,
             exited: rx,
+            notifying: std::sync::atomic::AtomicUsize::new(0),
         });
         self.table.lock().expect("process table poisoned").insert(record.pid, record.clone());
         let this = self.clone();
@@ -265,6 +270,14 @@ impl Processes {
         for p in &victims {
             let mut rx = p.exited.clone();
             let _ = rx.wait_for(|s| s.is_some()).await;
+        }
+        // The sessions waiting for these exits are told before this returns (and, at `stop
+        // --apps`, before the broker closes them): a little while at most.
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(1);
+        while victims.iter().any(|p| p.notifying.load(std::sync::atomic::Ordering::SeqCst) > 0)
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
         }
         victims.len() as u32
     }

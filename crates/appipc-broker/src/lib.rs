@@ -121,6 +121,7 @@ pub(crate) struct Shared {
     pub(crate) tokens: mech::storage::Tokens,
     pub(crate) named_objects: mech::named_objects::NamedObjects,
     pub(crate) pipes: mech::pipes::Pipes,
+    pub(crate) protocols: mech::launcher::Protocols,
     /// Where blocking work runs (bounded).
     pub(crate) blocking: blocking::BlockingPool,
     /// The configuration (limits).
@@ -310,6 +311,7 @@ impl Broker {
                 tokens: mech::storage::Tokens::default(),
                 named_objects: mech::named_objects::NamedObjects::default(),
                 pipes: mech::pipes::Pipes::default(),
+                protocols: mech::launcher::Protocols::first_id((generation << 32) | 1),
                 blocking: blocking::BlockingPool::new(config.limits.blocking_threads),
                 fds: limits::FdBudget::new(
                     appipc_sys::env::open_file_limit(),

@@ -424,6 +424,27 @@ async fn scenario(root: &Path, bins: &Path, socket: &Path) -> Result<()> {
         Ok(_) => bail!("a removed package launched"),
         Err(e) => refused(&format!("launch {hello} after removal"), &e),
     }
+    launch_for_results(&session, &families[5], &families[6]).await
+}
+
+/// Step 14: protocol activation for results between two publishers.
+async fn launch_for_results(session: &Session, picker: &str, photos: &str) -> Result<()> {
+    step(14, "launch for results: Fabrikam's app asks Contoso's picker for a photo, by URI");
+    println!("   $ appipc launch --wait {photos} -- {picker}");
+    launch_and_wait(session, photos, &[picker]).await?;
+    println!("   (the broker started the picker confined for contoso-pick:, told it who asked,");
+    println!("    and held the call open until it reported; the photo came as a file token)");
+    let r = appipc::Launcher::launch_uri_detailed(
+        session,
+        "contoso-pick:photo",
+        &appipc::LauncherOptions::for_package(picker),
+        None,
+    )
+    .await?;
+    match r.extended_error {
+        Some(why) => refused("launch contoso-pick:photo without results", &why),
+        None => bail!("a return-results = \"always\" protocol was launched plainly"),
+    }
     Ok(())
 }
 

@@ -95,6 +95,30 @@ enum Command {
         #[arg(last = true)]
         args: Vec<String>,
     },
+    /// Launch a URI as an unpackaged caller (`Launcher.LaunchUriAsync`): the package that
+    /// declares its scheme (`[[application.protocol]]`) is activated. With --for-results
+    /// (`LaunchUriForResultsAsync`, --target required) waits for the target to report and
+    /// prints its result (typed JSON values, docs/wire.md). Exits 0 on Success; 69
+    /// AppUnavailable or ProtocolUnavailable (with the broker's reason; `appipc why` explains
+    /// it); 64 E_INVALIDARG (no --target for results or data, a bad URI, data over 100 KiB).
+    LaunchUri {
+        /// The URI, scheme:rest (at most 2048 bytes; no control characters or spaces).
+        uri: String,
+        /// LauncherOptions.TargetApplicationPackageFamilyName: the package that must handle it.
+        #[arg(long, value_name = "PFN")]
+        target: Option<String>,
+        /// Launch for results and wait for the target's report (or its exit).
+        #[arg(long)]
+        for_results: bool,
+        /// The input ValueSet, a JSON object of plain or typed values ({"n": 5}); `-` reads
+        /// it from stdin.
+        #[arg(long, value_name = "JSON")]
+        json_data: Option<String>,
+        /// Only ask whether a handler is there (QueryUriSupportAsync) and print the
+        /// LaunchQuerySupportStatus; and list the handlers of the scheme.
+        #[arg(long)]
+        query: bool,
+    },
     /// Show what a package's processes launched without a terminal wrote to their stdout and
     /// stderr ($XDG_STATE_HOME/appipc/logs/PFN.log, rotated past 1 MiB into .1 … .3).
     Logs {
@@ -591,6 +615,9 @@ async fn client(command: Command) -> Result<ExitCode> {
             }
         }
         Command::AppService(c) => return app_service(&session, c).await,
+        Command::LaunchUri { uri, target, for_results, json_data, query } => {
+            return launch_uri(&session, &uri, target, for_results, json_data, query).await;
+        }
         Command::Loopback(c) => return loopback::run(&session, c).await,
         Command::Token(c) => token(&session, c).await?,
         Command::Objects => objects(&session).await?,
@@ -1031,4 +1058,103 @@ async fn why(
         }
     }
     Ok(())
+}
+
+/// `appipc launch-uri`.
+async fn launch_uri(
+    session: &appipc::Session,
+    uri: &str,
+    target: Option<String>,
+    for_results: bool,
+    json_data: Option<String>,
+    query: bool,
+) -> anyhow::Result<ExitCode> {
+    use appipc::launcher::{LaunchQuerySupportType, LaunchUriStatus, Launcher, LauncherOptions};
+    if query {
+        let kind = if for_results {
+            LaunchQuerySupportType::UriForResults
+        } else {
+            LaunchQuerySupportType::Uri
+        };
+        let status = Launcher::query_uri_support(session, uri, kind, target.as_deref()).await?;
+        let scheme = uri.split(':').next().unwrap_or_default();
+        let handlers = Launcher::find_uri_scheme_handlers(session, scheme, kind).await?;
+        let out = serde_json::json!({
+            "status": status.name(),
+            "status_code": status.value(),
+            "handlers": &handlers,
+        });
+        style::say(&out, || {
+            let mut s = format!("{} ({})", status.name(), status.value());
+            for h in &handlers {
+                s.push_str(&format!(
+                    "\n  {}!{} ({}, return-results = {})",
+                    h.package_family_name, h.app_id, h.display_name, h.return_results
+                ));
+            }
+            s
+        })?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let data = match json_data.as_deref() {
+        None => None,
+        Some(text) => {
+            let text = if text == "-" {
+                let mut t = String::new();
+                std::io::Read::read_to_string(&mut std::io::stdin(), &mut t)
+                    .context("reading --json-data from stdin")?;
+                t
+            } else {
+                text.to_owned()
+            };
+            let value: serde_json::Value = serde_json::from_str(&text)
+                .with_context(|| format!("--json-data is not valid JSON: {}", text.trim()))?;
+            Some(json::value_set_from_json(&value).context("--json-data")?)
+        }
+    };
+    let mut options = LauncherOptions::default();
+    options.target_application_package_family_name = target;
+    let r = if for_results {
+        Launcher::launch_uri_for_results(session, uri, &options, data).await
+    } else {
+        Launcher::launch_uri_detailed(session, uri, &options, data).await
+    };
+    let r = match r {
+        Ok(r) => r,
+        Err(e) if e.windows_code() == appipc::WindowsCode::HResult(0x8007_0057) => {
+            return Err(exit::fail(exit::Class::Usage, format!("launch-uri: {e}")));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let result = r.result.as_ref().map(json::value_set_to_json);
+    let out = serde_json::json!({
+        "status": r.status.name(),
+        "status_code": r.status.value(),
+        "result": &result,
+        "reason": &r.extended_error,
+        "target_pid": r.target_pid,
+    });
+    style::say(&out, || {
+        let mut s = format!("{} ({})", r.status.name(), r.status.value());
+        if let Some(why) = &r.extended_error {
+            s.push_str(&format!(": {why}"));
+        }
+        match &result {
+            Some(v) => {
+                s.push_str(&format!("\n{}", serde_json::to_string_pretty(v).unwrap_or_default()))
+            }
+            None if for_results && r.status == LaunchUriStatus::Success => {
+                s.push_str("\n(the target exited without reporting a result)");
+            }
+            None => {}
+        }
+        s
+    })?;
+    Ok(match r.status {
+        LaunchUriStatus::Success => ExitCode::SUCCESS,
+        LaunchUriStatus::AppUnavailable | LaunchUriStatus::ProtocolUnavailable => {
+            exit::Class::Unavailable.exit()
+        }
+        LaunchUriStatus::Unknown => exit::Class::Failed.exit(),
+    })
 }

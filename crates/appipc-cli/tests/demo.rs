@@ -11,7 +11,7 @@ fn the_demo_shows_each_decision() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "the demo failed:\n{stdout}\n{stderr}");
-    for step in 1..=13 {
+    for step in 1..=14 {
         assert!(stdout.contains(&format!("== {step}. ")), "step {step} missing:\n{stdout}");
     }
     let expect = [
@@ -43,6 +43,14 @@ fn the_demo_shows_each_decision() {
         r#"\shared: read "a frame for Fabrikam" (writable: false)"#,
         r"\ready: set",
         r"event Local\ready: signalled",
+        // 14: a launch for results across publishers, the answer a file token read by the
+        // caller; what the broker refuses.
+        "photos-app: LaunchUriForResults contoso-pick:photo -> Success (0)",
+        "photos-app: picked photo-1.txt for Fabrikam.Photos_",
+        "photos-app: read through the token: \"a photo of the lake at dawn",
+        "photos-app: without a target: refused, HRESULT 0x80070057",
+        "photos-app: contoso-view: for results -> ProtocolUnavailable (2)",
+        "is only for results (return-results = \"always\")",
     ];
     for line in expect {
         assert!(stdout.contains(line), "the demo did not print {line:?}:\n{stdout}");

@@ -144,25 +144,43 @@ fn non_readers(b: &TestBroker, n: usize) -> Vec<OwnedFd> {
     hogs
 }
 
+/// A broker with these `[limits]`, the filler packages, and `n` non-readers that have pushed
+/// requests until their sockets were full; a well-behaved client answered before, during and
+/// after the broker had two seconds to work through what it was sent.
+struct Flooded {
+    b: TestBroker,
+    _config: tempfile::TempDir,
+    pid: u32,
+    rss0: u64,
+    fds0: usize,
+    hogs: Vec<OwnedFd>,
+    rss1: u64,
+}
+
+fn flooded(limits: &str, n: usize) -> Flooded {
+    let (b, _config) = broker_with(limits);
+    let pid = b.pid();
+    install_fillers(&b);
+    answered(&b);
+    let (rss0, fds0) = (rss_kib(pid), fds_of(pid));
+    let hogs = non_readers(&b, n);
+    answered(&b);
+    std::thread::sleep(Duration::from_secs(2));
+    answered(&b);
+    let rss1 = rss_kib(pid);
+    Flooded { b, _config, pid, rss0, fds0, hogs, rss1 }
+}
+
 #[test]
 fn non_readers_below_their_own_cap_are_bounded_by_the_total() {
     // Each session may queue 1 MiB, which 100 non-readers' requests would fill (~100 MiB);
     // all of them together may queue 4 MiB. The grace period is long: only the total bounds
     // them here.
-    let (b, _c) = broker_with(
-        "queued-reply-bytes = 1048576\nqueued-reply-bytes-total = 4194304\nnon-reader-grace-ms = 600000",
-    );
-    let pid = b.pid();
-    install_fillers(&b);
-    answered(&b);
-    let (rss0, fds0) = (rss_kib(pid), fds_of(pid));
-    let hogs = non_readers(&b, 100);
     // The total is reached: a client that reads its replies is still read from and answered.
-    answered(&b);
-    // Give the broker the chance to work through everything it was sent.
-    std::thread::sleep(Duration::from_secs(2));
-    answered(&b);
-    let rss1 = rss_kib(pid);
+    let Flooded { b, _config, pid, rss0, fds0, hogs, rss1 } = flooded(
+        "queued-reply-bytes = 1048576\nqueued-reply-bytes-total = 4194304\nnon-reader-grace-ms = 600000",
+        100,
+    );
     assert!(
         rss1 < rss0 + 32 * 1024,
         "RSS {rss0} kB -> {rss1} kB under 100 non-readers with a 4 MiB total"
@@ -194,18 +212,10 @@ fn requests_in_flight_do_not_overshoot_a_sessions_queue() {
     // earlier ones were queued, 200 non-readers would hold 200 × 64 replies of a few kB
     // (~60 MiB) whatever the 16 KiB queue limit says. Requests that finish at once are
     // answered before the next is read, so the limit holds to within one reply.
-    let (b, _c) = broker_with(
+    let Flooded { b, rss0, hogs, rss1, .. } = flooded(
         "queued-reply-bytes = 16384\nrequests-in-flight = 64\nnon-reader-grace-ms = 600000",
+        200,
     );
-    let pid = b.pid();
-    install_fillers(&b);
-    answered(&b);
-    let rss0 = rss_kib(pid);
-    let hogs = non_readers(&b, 200);
-    answered(&b);
-    std::thread::sleep(Duration::from_secs(2));
-    answered(&b);
-    let rss1 = rss_kib(pid);
     assert!(rss1 < rss0 + 24 * 1024, "RSS {rss0} kB -> {rss1} kB under 200 non-readers");
     drop(hogs);
     answered(&b);

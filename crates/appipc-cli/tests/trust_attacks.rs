@@ -23,16 +23,7 @@ fn install_probe(b: &TestBroker, name: &str, publisher: &str) -> String {
 
 /// Runs the probe confined as `pfn` and waits; returns its stdout.
 fn probe(b: &TestBroker, pfn: &str, steps: &[&str]) -> String {
-    let mut args = vec!["launch", "--wait", pfn, "--"];
-    args.extend_from_slice(steps);
-    let out = b.cli().args(&args).output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "probe failed: {stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
+    b.run_app(pfn, steps)
 }
 
 /// Starts the probe confined as `pfn` without waiting; its stdout lines arrive on the channel.

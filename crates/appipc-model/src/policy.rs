@@ -6,10 +6,11 @@
 //! have allowed a refusal, and the Windows code the refusal is answered with.
 
 use appipc_wire::status::{
-    AppServiceConnectionStatus, ErrorKind, FullTrustLaunchResult, HResult, Win32Error, WindowsCode,
+    AppServiceConnectionStatus, ErrorKind, FullTrustLaunchResult, HResult,
+    LaunchQuerySupportStatus, LaunchUriStatus, Win32Error, WindowsCode,
 };
 
-use crate::manifest::{Capabilities, RUN_FULL_TRUST};
+use crate::manifest::{Capabilities, RUN_FULL_TRUST, ReturnResults};
 use crate::named_objects::{
     self as objects, Namespace, ObjectName, ObjectType, SecurityDescriptor,
 };
@@ -65,6 +66,36 @@ pub enum FullTrustTarget {
     /// Everything is in place.
     Ready,
 }
+
+/// What a protocol launch found at its target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UriTarget {
+    /// The named package is not installed (or, with none named, no package handles the
+    /// scheme).
+    NotInstalled,
+    /// The package is being installed, upgraded or removed.
+    Deploying,
+    /// The package declares no protocol of that scheme.
+    NoProtocol,
+    /// Declared, at this key of the target's manifest.
+    Declared {
+        /// Its `return-results`.
+        return_results: ReturnResults,
+        /// The protocol's key path.
+        key: String,
+    },
+    /// No package handles the scheme and none was named: the desktop's own handler
+    /// (`xdg-open`, outside the sandbox) would get it.
+    Desktop {
+        /// Whether the scheme is one the desktop may get ([`DESKTOP_SCHEMES`]).
+        scheme_allowed: bool,
+    },
+}
+
+/// The schemes a plain launch hands to the desktop's handler when no package handles them
+/// (Windows opens these in the default browser or mail app; no capability is needed). Others
+/// (`file:` above all, which would open the host's files from an app container) are refused.
+pub const DESKTOP_SCHEMES: &[&str] = &["http", "https", "mailto"];
 
 /// Who signed a package: the key's id (64 hex digits) and the publisher it speaks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -175,6 +206,34 @@ pub enum Operation<'a> {
         /// What the broker found.
         target: FullTrustTarget,
     },
+    /// `Launcher.LaunchUriAsync` / `LaunchUriForResultsAsync`.
+    LaunchUri {
+        /// The URI's scheme.
+        scheme: &'a str,
+        /// `LauncherOptions.TargetApplicationPackageFamilyName`, or the package the broker
+        /// chose for the scheme when none was named.
+        target_family: Option<&'a str>,
+        /// Whether the caller named the target.
+        target_named: bool,
+        /// For results.
+        for_results: bool,
+        /// With an input `ValueSet`.
+        with_data: bool,
+        /// What the broker found.
+        target: UriTarget,
+    },
+    /// `ProtocolForResultsOperation.ReportCompleted`.
+    ReportProtocolResult {
+        /// The operation.
+        operation_id: u64,
+        /// Whether the caller's process is the one the operation activated.
+        activated_caller: bool,
+    },
+    /// Receive the caller's application's later protocol activations (single instance).
+    RegisterForProtocolActivation {
+        /// Whether the caller's application declares a protocol.
+        declares_protocol: bool,
+    },
     /// Get or clear a publisher cache folder of the caller's own package.
     UsePublisherCacheFolder {
         /// The folder.
@@ -261,6 +320,9 @@ impl Operation<'_> {
             | Operation::HostAppService { .. }
             | Operation::ReportAppServiceClosed { .. } => "app_service",
             Operation::LaunchFullTrust { .. } => "full_trust",
+            Operation::LaunchUri { .. }
+            | Operation::ReportProtocolResult { .. }
+            | Operation::RegisterForProtocolActivation { .. } => "launcher",
             Operation::UsePublisherCacheFolder { .. }
             | Operation::ClearPublisherCacheFolderOf { .. }
             | Operation::RemoveFileToken { .. } => "storage",
@@ -295,6 +357,10 @@ impl Operation<'_> {
             Operation::HostAppService { .. } => "register-host",
             Operation::ReportAppServiceClosed { .. } => "connection-closed",
             Operation::LaunchFullTrust { .. } => "launch-full-trust-process",
+            Operation::LaunchUri { for_results: true, .. } => "launch-uri-for-results",
+            Operation::LaunchUri { .. } => "launch-uri",
+            Operation::ReportProtocolResult { .. } => "report-completed",
+            Operation::RegisterForProtocolActivation { .. } => "register-for-activation",
             Operation::UsePublisherCacheFolder { .. } => "publisher-cache-folder",
             Operation::ClearPublisherCacheFolderOf { .. } => "clear-publisher-cache-folder",
             Operation::RemoveFileToken { .. } => "remove-file-token",
@@ -332,6 +398,14 @@ impl Operation<'_> {
                 format!("connection {connection_id}")
             }
             Operation::LaunchFullTrust { app, .. } => (*app).to_owned(),
+            Operation::LaunchUri { scheme, target_family, .. } => match target_family {
+                Some(f) => format!("{scheme}: in {f}"),
+                None => format!("{scheme}:"),
+            },
+            Operation::ReportProtocolResult { operation_id, .. } => {
+                format!("operation {operation_id}")
+            }
+            Operation::RegisterForProtocolActivation { .. } => String::new(),
             Operation::UsePublisherCacheFolder { folder, .. } => (*folder).to_owned(),
             Operation::ClearPublisherCacheFolderOf { publisher_id, folder } => {
                 format!("{publisher_id}/{folder}")
@@ -359,6 +433,9 @@ impl Operation<'_> {
             | Operation::GrantRestrictedCapabilities { family_name, .. }
             | Operation::Launch { family_name } => (*family_name).to_owned(),
             Operation::OpenAppService { provider, .. } => (*provider).to_owned(),
+            Operation::LaunchUri { target_family, .. } => {
+                target_family.unwrap_or_default().to_owned()
+            }
             Operation::RemoveFileToken { source, .. } => (*source).to_owned(),
             Operation::LoopbackConnect(c) => c.object_package(),
             _ => String::new(),
@@ -540,6 +617,136 @@ pub fn package_file_code(e: &PackageFileError) -> HResult {
             HResult::AppxCorruptContent
         }
         _ => HResult::InstallOpenPackageFailed,
+    }
+}
+
+fn launch_uri_status(s: LaunchUriStatus) -> WindowsCode {
+    WindowsCode::Status(s.value())
+}
+
+/// `LaunchUriAsync` / `LaunchUriForResultsAsync` on what the broker found.
+fn decide_launch_uri(
+    me: &str,
+    scheme: &str,
+    family: &str,
+    target_named: bool,
+    for_results: bool,
+    with_data: bool,
+    target: &UriTarget,
+) -> Decision {
+    let call = if for_results { "LaunchUriForResultsAsync" } else { "LaunchUriAsync with data" };
+    if (for_results || with_data) && !target_named {
+        return Decision::deny(
+            ErrorKind::BadRequest,
+            HResult::InvalidArg,
+            format!(
+                "{call} needs LauncherOptions.TargetApplicationPackageFamilyName: the caller \
+                 must name the package it hands data to"
+            ),
+        )
+        .remedy("set target_application_package_family_name (--target PFN on the CLI)");
+    }
+    let unavailable = LaunchUriStatus::AppUnavailable;
+    let no_protocol = LaunchUriStatus::ProtocolUnavailable;
+    match target {
+        UriTarget::Desktop { scheme_allowed: true } if !for_results && !with_data => {
+            Decision::allow(format!(
+                "no package handles {scheme}:; a plain launch of it goes to the desktop's \
+                 handler (xdg-open, outside the sandbox)"
+            ))
+        }
+        UriTarget::Desktop { .. } => Decision::deny(
+            ErrorKind::NotFound,
+            launch_uri_status(no_protocol),
+            format!(
+                "no installed package handles the scheme {scheme}:, and only {} go to the \
+                 desktop's handler",
+                DESKTOP_SCHEMES.join(", ")
+            ),
+        )
+        .remedy("install a package that declares [[application.protocol]] name = the scheme"),
+        UriTarget::NotInstalled if target_named => Decision::deny(
+            ErrorKind::NotFound,
+            launch_uri_status(unavailable),
+            format!("no package {family} is installed"),
+        ),
+        UriTarget::NotInstalled => Decision::deny(
+            ErrorKind::NotFound,
+            launch_uri_status(no_protocol),
+            format!("no installed package handles the scheme {scheme}:"),
+        )
+        .remedy("install a package that declares [[application.protocol]] name = the scheme"),
+        UriTarget::Deploying => Decision::deny(
+            ErrorKind::Busy,
+            launch_uri_status(unavailable),
+            format!("package {family} is being deployed"),
+        )
+        .remedy("try again when the deployment is done"),
+        UriTarget::NoProtocol => Decision::deny(
+            ErrorKind::NotFound,
+            launch_uri_status(no_protocol),
+            format!("package {family} declares no protocol {scheme}"),
+        )
+        .at(family, "application"),
+        UriTarget::Declared { return_results, key } if for_results
+            && !return_results.for_results() =>
+        {
+            Decision::deny(
+                ErrorKind::NotFound,
+                launch_uri_status(no_protocol),
+                format!(
+                    "protocol {scheme} of {family} does not return results (return-results = \
+                     {:?})",
+                    return_results.as_str()
+                ),
+            )
+            .remedy(format!("launch it without results, or set return-results = \"always\" or \"optional\" in {family}'s manifest"))
+            .at(family, format!("{key}.return-results"))
+        }
+        UriTarget::Declared { return_results, key } if !for_results
+            && !return_results.plain_launch() =>
+        {
+            Decision::deny(
+                ErrorKind::NotFound,
+                launch_uri_status(no_protocol),
+                format!(
+                    "protocol {scheme} of {family} is only for results (return-results = \
+                     \"always\")"
+                ),
+            )
+            .remedy("launch it for results (LaunchUriForResultsAsync, --for-results)")
+            .at(family, format!("{key}.return-results"))
+        }
+        UriTarget::Declared { key, .. } => Decision::allow(format!(
+            "any caller may launch a declared protocol; {family} sees the caller as the broker \
+             attests it ({me})"
+        ))
+        .at(family, key.clone()),
+    }
+}
+
+/// `Launcher.QueryUriSupportAsync` on what the broker found (the same facts as a launch).
+pub fn uri_support(target: &UriTarget, for_results: bool) -> LaunchQuerySupportStatus {
+    match target {
+        UriTarget::NotInstalled => LaunchQuerySupportStatus::AppNotInstalled,
+        UriTarget::Desktop { scheme_allowed: true } if !for_results => {
+            LaunchQuerySupportStatus::Available
+        }
+        UriTarget::Desktop { .. } => LaunchQuerySupportStatus::AppNotInstalled,
+        UriTarget::Deploying => LaunchQuerySupportStatus::AppUnavailable,
+        UriTarget::NoProtocol => LaunchQuerySupportStatus::NotSupported,
+        UriTarget::Declared { return_results, .. } => {
+            let ok = if for_results {
+                return_results.for_results()
+            } else {
+                return_results.plain_launch()
+            };
+            if ok {
+                LaunchQuerySupportStatus::Available
+            } else {
+                LaunchQuerySupportStatus::NotSupported
+            }
+        }
     }
 }
 
@@ -815,6 +1022,51 @@ pub fn decide(who: &Principal, op: &Operation<'_>) -> Decision {
                 ))
             }
         }
+        Operation::LaunchUri {
+            scheme,
+            target_family,
+            target_named,
+            for_results,
+            with_data,
+            target,
+        } => decide_launch_uri(
+            &me,
+            scheme,
+            target_family.unwrap_or_default(),
+            *target_named,
+            *for_results,
+            *with_data,
+            target,
+        ),
+        Operation::ReportProtocolResult { operation_id, activated_caller } => {
+            if *activated_caller {
+                Decision::allow("the process an operation activated reports its result")
+            } else {
+                Decision::deny(
+                    ErrorKind::AccessDenied,
+                    HResult::AccessDenied,
+                    format!(
+                        "{me} may not report operation {operation_id}: only the process it \
+                         activated may (or it already ended)"
+                    ),
+                )
+            }
+        }
+        Operation::RegisterForProtocolActivation { declares_protocol } => match &who.package {
+            None => Decision::denied("only a packaged process receives protocol activations"),
+            Some(p) if !*declares_protocol => Decision::deny(
+                ErrorKind::NotDeclared,
+                HResult::InvalidArg,
+                format!("application {} declares no protocol", p.app_id),
+            )
+            .remedy("declare an [[application.protocol]] in the manifest")
+            .at(own, "application"),
+            Some(p) => Decision::allow(format!(
+                "application {} declares a protocol; its running instance receives the \
+                 activations",
+                p.app_id
+            )),
+        },
         Operation::LaunchFullTrust { app, target } => {
             let Some(p) = &who.package else {
                 return Decision::deny(
@@ -1309,5 +1561,112 @@ trust-level = "mediumIL"
         assert!(decide(&u, &Operation::ReadDeploymentPolicy).allowed);
         assert!(decide(&manager, &Operation::ReadDeploymentPolicy).allowed);
         assert!(!decide(&plain, &Operation::ReadDeploymentPolicy).allowed);
+    }
+}
+
+#[cfg(test)]
+mod launch_uri_tests {
+    use super::*;
+
+    fn launch(named: bool, for_results: bool, with_data: bool, target: UriTarget) -> Decision {
+        decide(
+            &Principal::unpackaged(1000),
+            &Operation::LaunchUri {
+                scheme: "contoso-pick",
+                target_family: Some("Contoso.Picker_8wekyb3d8bbwe"),
+                target_named: named,
+                for_results,
+                with_data,
+                target,
+            },
+        )
+    }
+
+    fn declared(rr: ReturnResults) -> UriTarget {
+        UriTarget::Declared { return_results: rr, key: "application[0].protocol[0]".into() }
+    }
+
+    fn status(d: &Decision) -> Option<u32> {
+        match d.code {
+            WindowsCode::Status(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn for_results_and_with_data_need_a_named_target() {
+        for (fr, data) in [(true, false), (false, true), (true, true)] {
+            let d = launch(false, fr, data, declared(ReturnResults::Optional));
+            assert!(!d.allowed);
+            assert_eq!(d.code, WindowsCode::HResult(0x8007_0057), "E_INVALIDARG");
+        }
+        assert!(launch(false, false, false, declared(ReturnResults::None)).allowed);
+    }
+
+    #[test]
+    fn return_results_decides_which_launches_a_protocol_takes() {
+        use ReturnResults::*;
+        for (rr, plain, results) in
+            [(None, true, false), (Always, false, true), (Optional, true, true)]
+        {
+            assert_eq!(launch(true, false, false, declared(rr)).allowed, plain, "{rr:?} plain");
+            let d = launch(true, true, false, declared(rr));
+            assert_eq!(d.allowed, results, "{rr:?} for results");
+            if !d.allowed {
+                assert_eq!(status(&d), Some(2), "ProtocolUnavailable");
+                assert!(d.manifest.is_some(), "names the manifest key");
+            }
+        }
+    }
+
+    #[test]
+    fn missing_targets_map_to_windows_statuses() {
+        assert_eq!(status(&launch(true, true, false, UriTarget::NotInstalled)), Some(1));
+        assert_eq!(status(&launch(true, true, false, UriTarget::Deploying)), Some(1));
+        assert_eq!(status(&launch(true, true, false, UriTarget::NoProtocol)), Some(2));
+        // No target named and nobody handles the scheme: ProtocolUnavailable.
+        assert_eq!(status(&launch(false, false, false, UriTarget::NotInstalled)), Some(2));
+    }
+
+    #[test]
+    fn only_web_and_mail_links_go_to_the_desktop() {
+        let desktop = |ok| UriTarget::Desktop { scheme_allowed: ok };
+        assert!(launch(false, false, false, desktop(true)).allowed);
+        assert_eq!(status(&launch(false, false, false, desktop(false))), Some(2));
+        assert_eq!(status(&launch(true, true, false, desktop(true))), Some(2), "not for results");
+        assert_eq!(uri_support(&desktop(true), false), LaunchQuerySupportStatus::Available);
+        assert_eq!(uri_support(&desktop(true), true), LaunchQuerySupportStatus::AppNotInstalled);
+        assert_eq!(uri_support(&desktop(false), false), LaunchQuerySupportStatus::AppNotInstalled);
+    }
+
+    #[test]
+    fn query_support_uses_the_same_facts() {
+        use LaunchQuerySupportStatus as S;
+        assert_eq!(uri_support(&UriTarget::NotInstalled, false), S::AppNotInstalled);
+        assert_eq!(uri_support(&UriTarget::Deploying, true), S::AppUnavailable);
+        assert_eq!(uri_support(&UriTarget::NoProtocol, true), S::NotSupported);
+        assert_eq!(uri_support(&declared(ReturnResults::None), true), S::NotSupported);
+        assert_eq!(uri_support(&declared(ReturnResults::None), false), S::Available);
+        assert_eq!(uri_support(&declared(ReturnResults::Always), false), S::NotSupported);
+        assert_eq!(uri_support(&declared(ReturnResults::Optional), true), S::Available);
+    }
+
+    #[test]
+    fn only_the_activated_process_reports() {
+        let who = Principal::unpackaged(1000);
+        let op = |a| Operation::ReportProtocolResult { operation_id: 7, activated_caller: a };
+        assert!(decide(&who, &op(true)).allowed);
+        assert!(!decide(&who, &op(false)).allowed);
+    }
+
+    #[test]
+    fn reserved_schemes_are_reserved() {
+        use crate::manifest::is_reserved_scheme;
+        for s in ["http", "HTTPS", "file", "mailto", "ms-settings", "ms-"] {
+            assert!(is_reserved_scheme(s), "{s}");
+        }
+        for s in ["contoso-pick", "msx", "mshttp", "https2"] {
+            assert!(!is_reserved_scheme(s), "{s}");
+        }
     }
 }

@@ -512,8 +512,21 @@ fn protocol_name_rule() {
     for bad in ["Contoso", ".x", "a", "a_b", "a:b", &"a".repeat(40)] {
         refused(&proto(bad), "application[0].protocol[0].name", &format!("name = \"{bad}\""), rule);
     }
-    for good in ["ms-x", "a+b.c-d", "9p", &"z".repeat(39)] {
+    for good in ["msx", "a+b.c-d", "9p", &"z".repeat(39)] {
         accepted(&proto(good));
+    }
+}
+
+#[test]
+fn reserved_schemes_are_refused_at_install() {
+    let proto = |n: &str| plain(&format!("[[application.protocol]]\nname = \"{n}\"\n"));
+    for reserved in ["http", "https", "file", "mailto", "ms-settings", "ms-x"] {
+        refused(
+            &proto(reserved),
+            "application[0].protocol[0].name",
+            &format!("name = \"{reserved}\""),
+            "is a reserved URI scheme",
+        );
     }
 }
 

@@ -71,31 +71,6 @@ impl AsyncSeqPacket {
         }
     }
 
-    /// Like [`recv_into`](Self::recv_into), but first polls the socket without sleeping for
-    /// up to `spin`: when messages come back to back (a request/response ping-pong), this
-    /// skips the cost of parking in epoll and waking up again, which dominates a round trip
-    /// on small machines. Spinning holds the runtime thread, so keep `spin` in microseconds.
-    pub async fn recv_into_spinning(
-        &self,
-        buf: &mut [u8],
-        spin: std::time::Duration,
-    ) -> io::Result<Option<socket::Received>> {
-        if !spin.is_zero() {
-            let start = std::time::Instant::now();
-            loop {
-                match socket::recv_into(self.inner.get_ref(), buf, Blocking::No) {
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                    other => return other,
-                }
-                if start.elapsed() >= spin {
-                    break;
-                }
-                std::hint::spin_loop();
-            }
-        }
-        self.recv_into(buf).await
-    }
-
     /// Gives the socket back, deregistered and still non-blocking.
     pub fn into_inner(self) -> OwnedFd {
         self.inner.into_inner()

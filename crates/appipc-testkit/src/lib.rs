@@ -59,9 +59,29 @@ pub const CONTOSO_BRIDGE: Example = Example {
     manifest: include_str!("../../../examples/contoso-bridge/appipc.toml"),
 };
 
+/// `Contoso.Picker`: an app launched for results by URI (`contoso-pick:`), answering with a
+/// file token.
+pub const CONTOSO_PICKER: Example = Example {
+    name: "contoso-picker",
+    manifest: include_str!("../../../examples/contoso-picker/appipc.toml"),
+};
+
+/// `Fabrikam.Photos`: an app of another publisher that launches the picker for results.
+pub const FABRIKAM_PHOTOS: Example = Example {
+    name: "fabrikam-photos",
+    manifest: include_str!("../../../examples/fabrikam-photos/appipc.toml"),
+};
+
 /// Every example package.
-pub const EXAMPLES: [Example; 5] =
-    [HELLO, FABRIKAM_TOOLS, CONTOSO_SERVICES, FABRIKAM_CLIENT, CONTOSO_BRIDGE];
+pub const EXAMPLES: [Example; 7] = [
+    HELLO,
+    FABRIKAM_TOOLS,
+    CONTOSO_SERVICES,
+    FABRIKAM_CLIENT,
+    CONTOSO_BRIDGE,
+    CONTOSO_PICKER,
+    FABRIKAM_PHOTOS,
+];
 
 /// The folder holding the workspace's built binaries.
 pub fn bin_dir() -> PathBuf {
@@ -503,6 +523,21 @@ impl TestBroker {
         let p: Vec<&str> = full.split('_').collect();
         assert_eq!(p.len(), 5, "a package full name at the end of {full:?}");
         format!("{}_{}", p[0], p[4])
+    }
+
+    /// Runs the app of package family `pfn` confined (`appipc launch --wait PFN -- ARGS`) until
+    /// it exits and returns its stdout; panics, with both outputs, if it fails.
+    pub fn run_app(&self, pfn: &str, args: &[&str]) -> String {
+        let mut cli_args = vec!["launch", "--wait", pfn, "--"];
+        cli_args.extend_from_slice(args);
+        let out = self.cli().args(&cli_args).output().expect("running appipc launch");
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{pfn} failed: {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout
     }
 
     /// An async SDK session as an unpackaged process. Call inside a tokio runtime.

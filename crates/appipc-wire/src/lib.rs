@@ -8,6 +8,7 @@
 //! * [`app_service`]: the frames two peers exchange on an app-service connection;
 //! * [`valueset`]: `ValueSet` and its encoding;
 //! * [`text`]: client text made safe to show;
+//! * [`uri`]: the URIs of protocol activation, checked once at the boundary;
 //! * [`json64`]: how the JSON form (`serde::Serialize` of the protocol types) writes the
 //!   integers that may exceed 2^53;
 //! * `json` (feature `json`): the JSON mapping of `ValueSet` (`appipc::json` in the SDK).
@@ -24,6 +25,7 @@ pub mod json64;
 pub mod protocol;
 pub mod status;
 pub mod text;
+pub mod uri;
 pub mod valueset;
 
 pub use valueset::{

@@ -205,6 +205,46 @@ windows_enum!(
     }
 );
 
+windows_enum!(
+    /// `LaunchUriStatus` (`Windows.System`): the result of `LaunchUriForResultsAsync`.
+    LaunchUriStatus {
+        /// The application was activated (and, for results, completed or exited).
+        Success = 0,
+        /// The application cannot be activated: not installed, or being deployed.
+        AppUnavailable = 1,
+        /// The application does not handle this URI (for results: not with `return-results`).
+        ProtocolUnavailable = 2,
+        /// Some other failure.
+        Unknown = 3,
+    }
+);
+
+windows_enum!(
+    /// `LaunchQuerySupportStatus` (`Windows.System`): the answer of `QueryUriSupportAsync`.
+    LaunchQuerySupportStatus {
+        /// An app that handles the activation is available.
+        Available = 0,
+        /// No app is installed that handles the activation.
+        AppNotInstalled = 1,
+        /// An app that handles it is installed but unavailable now (being deployed).
+        AppUnavailable = 2,
+        /// The app does not handle the activation.
+        NotSupported = 3,
+        /// Some other failure.
+        Unknown = 4,
+    }
+);
+
+windows_enum!(
+    /// `LaunchQuerySupportType` (`Windows.System`): which activation a query is about.
+    LaunchQuerySupportType {
+        /// Activation by URI, no result (the default).
+        Uri = 0,
+        /// Activation by URI for results (`LaunchUriForResultsAsync`).
+        UriForResults = 1,
+    }
+);
+
 impl From<AppServiceConnectionStatus> for StatelessAppServiceResponseStatus {
     fn from(s: AppServiceConnectionStatus) -> Self {
         use AppServiceConnectionStatus as C;
@@ -300,6 +340,9 @@ windows_enum!(
         InvalidArg = 0x8007_0057,
         /// `E_FAIL`.
         Fail = 0x8000_4005,
+        /// `E_ILLEGAL_METHOD_CALL`: a call in the wrong state (a second
+        /// `ReportCompleted`, or one after the operation ended).
+        IllegalMethodCall = 0x8000_000E,
         /// `HRESULT_FROM_WIN32(ERROR_FILE_NOT_FOUND)`.
         FileNotFound = 0x8007_0002,
         /// `HRESULT_FROM_WIN32(ERROR_NOT_ENOUGH_QUOTA)`.
@@ -569,6 +612,13 @@ mod tests {
         assert_eq!(StatelessAppServiceResponseStatus::Failure.value(), 9);
         assert_eq!(BackgroundTaskCancellationReason::IdleTask.value(), 4);
         assert_eq!(BackgroundTaskCancellationReason::EnergySaver.value(), 11);
+        // Windows.System: LaunchUriStatus, LaunchQuerySupportStatus, LaunchQuerySupportType.
+        let launch: Vec<u32> = LaunchUriStatus::ALL.iter().map(|s| s.value()).collect();
+        assert_eq!(launch, [0, 1, 2, 3]);
+        assert_eq!(LaunchUriStatus::ProtocolUnavailable.value(), 2);
+        assert_eq!(LaunchQuerySupportStatus::NotSupported.value(), 3);
+        assert_eq!(LaunchQuerySupportStatus::Unknown.value(), 4);
+        assert_eq!(LaunchQuerySupportType::UriForResults.value(), 1);
         // On the wire the value is the Windows number itself.
         let bytes = minicbor::to_vec(AppServiceConnectionStatus::WebServiceUnavailable).unwrap();
         assert_eq!(bytes, [0x0b]);

@@ -23,13 +23,48 @@
 //! The broker starts processes for these reasons only: launch (`appipc launch`,
 //! `ApplicationActivationManager`), a full-trust process (`FullTrustProcessLauncher`), an
 //! in-process app service's application started in the background, an out-of-process app
-//! service's host. File, protocol, share-target and the other Windows kinds do not exist here.
+//! service's host, and protocol activation (`Launcher.LaunchUriAsync`,
+//! `LaunchUriForResultsAsync`). File, share-target and the other Windows kinds do not exist here.
+//!
+//! A protocol activation carries a URI, data and the caller's attested identity, which do not
+//! fit the environment: [`AppInstance::activated`] fetches them from the broker (once per
+//! process), and [`AppInstance::get_activated_event_args`], which reads only the environment,
+//! returns `None` for them.
+//!
+//! ```no_run
+//! # async fn target(session: &appipc::Session) -> appipc::Result<()> {
+//! use appipc::{ActivatedEventArgs, AppInstance, ValueSet};
+//! if let Some(ActivatedEventArgs::ProtocolForResults(args)) = AppInstance::activated(session).await? {
+//!     println!("{} asked {} of me", args.caller_package_family_name, args.uri);
+//!     let mut answer = ValueSet::new();
+//!     answer.insert("picked", "photo-1");
+//!     args.operation.report_completed(answer).await?; // once; a second report fails
+//! }
+//! # Ok(()) }
+//! ```
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use appipc_wire::protocol::launcher::{
+    ACTIVATION_KIND_PROTOCOL, ACTIVATION_KIND_PROTOCOL_FOR_RESULTS, MAX_PROTOCOL_DATA,
+    ProtocolActivation, RegisterForActivation, ReportCompleted, TakeActivation,
+};
+use appipc_wire::status::{ErrorKind, HResult};
+
+use crate::ValueSet;
+use crate::error::{Error, Result};
+use crate::session::Session;
 
 /// The environment variable the broker sets to say why it started a process.
 pub const ACTIVATION_VAR: &str = "APPIPC_ACTIVATION";
 
 /// The environment variable naming the app service a process was started for.
 pub const APP_SERVICE_VAR: &str = "APPIPC_APP_SERVICE";
+
+/// The environment variable holding the id of the protocol activation a process was started
+/// for (given to the broker, which checks that the asker is that process).
+pub const ACTIVATION_ID_VAR: &str = "APPIPC_ACTIVATION_ID";
 
 /// `ActivationKind` (Windows values), for the kinds appipc produces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -38,6 +73,10 @@ pub const APP_SERVICE_VAR: &str = "APPIPC_APP_SERVICE";
 pub enum ActivationKind {
     /// `Launch` (0): the user or another app launched the app.
     Launch = 0,
+    /// `Protocol` (4): an app launched a URI whose scheme this app handles.
+    Protocol = 4,
+    /// `ProtocolForResults` (1009): launched for a URI, expected to report a result.
+    ProtocolForResults = 1009,
 }
 
 impl ActivationKind {
@@ -75,8 +114,98 @@ pub struct BackgroundTaskActivation {
     pub app_service: String,
 }
 
+/// `ProtocolActivatedEventArgs`: activated for a URI
+/// (`IProtocolActivatedEventArgsWithCallerPackageFamilyNameAndData`).
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct ProtocolActivatedEventArgs {
+    /// `Uri`.
+    pub uri: String,
+    /// `Data`: the caller's `ValueSet`, if it sent one.
+    pub data: Option<ValueSet>,
+    /// `CallerPackageFamilyName`: as the broker attests it; "" for an unpackaged caller.
+    pub caller_package_family_name: String,
+    /// The caller's pid (appipc extension).
+    pub caller_pid: u32,
+}
+
+/// `ProtocolForResultsActivatedEventArgs`: activated for a URI by `LaunchUriForResultsAsync`;
+/// report the result with [`ProtocolForResultsOperation::report_completed`].
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct ProtocolForResultsActivatedEventArgs {
+    /// `Uri`.
+    pub uri: String,
+    /// `Data`: the caller's `ValueSet`, if it sent one.
+    pub data: Option<ValueSet>,
+    /// `CallerPackageFamilyName`: as the broker attests it; "" for an unpackaged caller.
+    pub caller_package_family_name: String,
+    /// The caller's pid (appipc extension).
+    pub caller_pid: u32,
+    /// `ProtocolForResultsOperation`.
+    pub operation: ProtocolForResultsOperation,
+}
+
+/// `ProtocolForResultsOperation`: the caller's pending `LaunchUriForResultsAsync`.
+#[derive(Debug, Clone)]
+pub struct ProtocolForResultsOperation {
+    session: Session,
+    id: u64,
+    reported: Arc<AtomicBool>,
+}
+
+impl PartialEq for ProtocolForResultsOperation {
+    fn eq(&self, other: &Self) -> bool {
+        self.id == other.id
+    }
+}
+
+impl ProtocolForResultsOperation {
+    /// The broker's id of the operation.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// `ReportCompleted(ValueSet)`: answers the caller (at most 100 KiB encoded; larger content
+    /// as file tokens inside it). Once: a second call fails (`E_ILLEGAL_METHOD_CALL`), here and
+    /// at the broker; so does a report after the caller went away ([`Self::canceled`]).
+    pub async fn report_completed(&self, data: ValueSet) -> Result<()> {
+        let n = data.encoded_len();
+        if n > MAX_PROTOCOL_DATA {
+            return Err(Error::Broker {
+                kind: ErrorKind::BadRequest,
+                code: HResult::InvalidArg.into(),
+                message: format!(
+                    "the result ValueSet is {n} bytes encoded, more than the {MAX_PROTOCOL_DATA} \
+                     a protocol activation carries; pass larger content as file tokens \
+                     (SharedStorageAccessManager) inside the ValueSet"
+                ),
+            });
+        }
+        if self.reported.swap(true, Ordering::SeqCst) {
+            return Err(Error::Broker {
+                kind: ErrorKind::NotFound,
+                code: HResult::IllegalMethodCall.into(),
+                message: format!("operation {} was already reported", self.id),
+            });
+        }
+        self.session.call(ReportCompleted { operation_id: self.id, data: Some(data) }).await
+    }
+
+    /// Resolves when the caller of the operation went away before the report (its session
+    /// ended): reporting is pointless then, and fails.
+    pub async fn canceled(&self) {
+        self.session.operation_canceled(self.id).await;
+    }
+
+    /// Whether the caller went away.
+    pub fn is_canceled(&self) -> bool {
+        self.session.is_operation_canceled(self.id)
+    }
+}
+
 /// `IActivatedEventArgs`: how this process was activated.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub enum ActivatedEventArgs {
     /// [`ActivationKind::Launch`].
@@ -86,6 +215,10 @@ pub enum ActivatedEventArgs {
     Background(BackgroundActivatedEventArgs),
     /// Started as an out-of-process app service host (`IBackgroundTask.Run`).
     BackgroundTask(BackgroundTaskActivation),
+    /// [`ActivationKind::Protocol`].
+    Protocol(ProtocolActivatedEventArgs),
+    /// [`ActivationKind::ProtocolForResults`].
+    ProtocolForResults(ProtocolForResultsActivatedEventArgs),
 }
 
 impl ActivatedEventArgs {
@@ -93,12 +226,15 @@ impl ActivatedEventArgs {
     pub fn kind(&self) -> Option<ActivationKind> {
         match self {
             ActivatedEventArgs::Launch(_) => Some(ActivationKind::Launch),
+            ActivatedEventArgs::Protocol(_) => Some(ActivationKind::Protocol),
+            ActivatedEventArgs::ProtocolForResults(_) => Some(ActivationKind::ProtocolForResults),
             ActivatedEventArgs::Background(_) | ActivatedEventArgs::BackgroundTask(_) => None,
         }
     }
 
     /// From the broker's variables: `APPIPC_ACTIVATION` and `APPIPC_APP_SERVICE`. `None` when
-    /// there is no activation or one this SDK does not know.
+    /// there is no activation, one this SDK does not know, or a protocol activation (whose
+    /// details only the broker has: [`AppInstance::activated`]).
     pub fn from_vars(activation: Option<&str>, app_service: Option<&str>) -> Option<Self> {
         let service = app_service.filter(|s| !s.is_empty()).map(str::to_owned);
         Some(match activation? {
@@ -125,11 +261,92 @@ pub struct AppInstance;
 
 impl AppInstance {
     /// `AppInstance.GetActivatedEventArgs()`: how the broker activated this process; `None`
-    /// for a process it did not start (unpackaged) and for an activation this SDK does not know.
+    /// for a process it did not start (unpackaged), for an activation this SDK does not know,
+    /// and for a protocol activation (use [`AppInstance::activated`]).
     pub fn get_activated_event_args() -> Option<ActivatedEventArgs> {
         let activation = std::env::var(ACTIVATION_VAR).ok();
         let service = std::env::var(APP_SERVICE_VAR).ok();
         ActivatedEventArgs::from_vars(activation.as_deref(), service.as_deref())
+    }
+
+    /// How the broker activated this process, protocol activations included: their URI, data
+    /// and attested caller come from the broker, which hands them to this process once (a
+    /// second call in the same process gets the same answer from a cache).
+    pub async fn activated(session: &Session) -> Result<Option<ActivatedEventArgs>> {
+        let kind = std::env::var(ACTIVATION_VAR).ok();
+        if !matches!(kind.as_deref(), Some("protocol" | "protocolforresults")) {
+            return Ok(Self::get_activated_event_args());
+        }
+        let taken = TAKEN
+            .get_or_try_init(|| async {
+                let Some(id) = std::env::var(ACTIVATION_ID_VAR).ok().and_then(|v| v.parse().ok())
+                else {
+                    return Ok(None);
+                };
+                session.call(TakeActivation { activation_id: id }).await
+            })
+            .await?;
+        Ok(taken.clone().and_then(|a| from_activation(session, a)))
+    }
+
+    /// Receives this application's later protocol activations in this process instead of the
+    /// broker starting another process for each (single instance: the activations of an
+    /// application go to its earliest registered instance that still runs; see
+    /// `docs/protocol.md`). Only a packaged process whose application declares a protocol.
+    pub async fn register_for_activation(session: &Session) -> Result<ActivationReceiver> {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        session.route_activations(tx);
+        session.call(RegisterForActivation {}).await?;
+        Ok(ActivationReceiver { session: session.clone(), rx })
+    }
+}
+
+/// The activation this process was started for, once taken from the broker.
+static TAKEN: tokio::sync::OnceCell<Option<ProtocolActivation>> =
+    tokio::sync::OnceCell::const_new();
+
+/// The Windows shape of a protocol activation.
+fn from_activation(session: &Session, a: ProtocolActivation) -> Option<ActivatedEventArgs> {
+    Some(match (a.kind, a.operation_id) {
+        (ACTIVATION_KIND_PROTOCOL_FOR_RESULTS, Some(id)) => {
+            ActivatedEventArgs::ProtocolForResults(ProtocolForResultsActivatedEventArgs {
+                uri: a.uri,
+                data: a.data,
+                caller_package_family_name: a.caller_package_family_name,
+                caller_pid: a.caller_pid,
+                operation: ProtocolForResultsOperation {
+                    session: session.clone(),
+                    id,
+                    reported: Arc::new(AtomicBool::new(false)),
+                },
+            })
+        }
+        (ACTIVATION_KIND_PROTOCOL, _) => ActivatedEventArgs::Protocol(ProtocolActivatedEventArgs {
+            uri: a.uri,
+            data: a.data,
+            caller_package_family_name: a.caller_package_family_name,
+            caller_pid: a.caller_pid,
+        }),
+        _ => return None,
+    })
+}
+
+/// The protocol activations a running instance receives ([`AppInstance::register_for_activation`]).
+#[derive(Debug)]
+pub struct ActivationReceiver {
+    session: Session,
+    rx: tokio::sync::mpsc::UnboundedReceiver<ProtocolActivation>,
+}
+
+impl ActivationReceiver {
+    /// The next activation; `None` when the session ended.
+    pub async fn next(&mut self) -> Option<ActivatedEventArgs> {
+        loop {
+            let a = self.rx.recv().await?;
+            if let Some(args) = from_activation(&self.session, a) {
+                return Some(args);
+            }
+        }
     }
 }
 

@@ -21,6 +21,15 @@
 //! provider that crashes gives `Unknown`. The caller's [`User`] is attested by the broker.
 //! `docs/windows-differences.md` lists where this differs from Windows.
 //!
+//! Waiting for a message: each end polls its socket for a few microseconds before it sleeps
+//! while that pays — while answers come within the poll — and stops polling when they do not
+//! or when the process is losing its CPU to other work, so it is cheap on a busy machine and
+//! an idle connection costs nothing. `APPIPC_SPIN_US` overrides that for the process (it
+//! applies to rings and event waits as well): a number of microseconds busy-polls that long
+//! after every message, always (the lowest latency on a machine known to be idle, paid in
+//! CPU); `0` never polls; unset or `auto` is the adaptive default. `docs/performance.md` has
+//! the numbers.
+//!
 //! ```no_run
 //! # async fn demo(session: &appipc::Session) {
 //! use appipc::app_service::{AppServiceConnection, AppServiceConnectionStatus};
@@ -157,14 +166,21 @@ pub(crate) fn frame_message(
 
 type Handler = Arc<dyn Fn(AppServiceRequestReceivedEventArgs) + Send + Sync>;
 
-/// How long a connection polls for the next message before it sleeps
-/// (`APPIPC_SPIN_US`, default 50 µs; 0 turns spinning off).
-pub(crate) fn spin_time() -> std::time::Duration {
-    static SPIN: std::sync::OnceLock<std::time::Duration> = std::sync::OnceLock::new();
-    *SPIN.get_or_init(|| {
-        let us = std::env::var("APPIPC_SPIN_US").ok().and_then(|v| v.parse().ok()).unwrap_or(50);
-        std::time::Duration::from_micros(us)
-    })
+/// Receives the next message: polls for it while that pays (see [`crate::spin`]), then
+/// waits in the reactor.
+async fn recv_next(
+    sock: &AsyncSeqPacket,
+    buf: &mut [u8],
+    spin: &crate::spin::Spin,
+) -> std::io::Result<Option<Received>> {
+    let polled = spin.poll(1, || match socket::recv_into(sock, buf, Blocking::No) {
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => None,
+        other => Some(other),
+    });
+    match polled {
+        Some(r) => r,
+        None => sock.recv_into(buf).await,
+    }
 }
 
 /// One open connection's shared state.
@@ -280,8 +296,9 @@ async fn read_loop(chan: Arc<Channel>, on_close: Option<Box<dyn FnOnce() + Send>
         *chan.broken.lock().expect("broken poisoned") = Some(why);
         AppServiceClosedStatus::Unknown
     };
+    let spin = crate::spin::Spin::new();
     let status = loop {
-        let received = match chan.sock.recv_into_spinning(&mut buf, spin_time()).await {
+        let received = match recv_next(&chan.sock, &mut buf, &spin).await {
             Ok(Some(r)) => r,
             Ok(None) => break AppServiceClosedStatus::Unknown,
             Err(e) => break broken(&chan, format!("receive failed: {e}")),

@@ -80,6 +80,7 @@ pub struct AppServiceConnection {
     queued: std::collections::VecDeque<(u64, ValueSet)>,
     closed: Option<AppServiceClosedStatus>,
     handler: Option<RequestHandler>,
+    spin: crate::spin::Spin,
 }
 
 impl std::fmt::Debug for AppServiceConnection {
@@ -99,21 +100,21 @@ use appipc_sys::socket::{self, Blocking};
 use appipc_wire::ValueSet;
 use appipc_wire::app_service::{ChannelFrame, ChannelKind, INLINE_MESSAGE_MAX};
 
-/// Receives one message, polling without sleeping for the spin time first (see
-/// `APPIPC_SPIN_US`): the answer to a request usually comes within it.
+/// Receives one message: polls for it first while that pays (see [`crate::spin`]; the
+/// answer to a request often comes within microseconds), then blocks.
 fn recv_spinning(
     sock: &std::os::fd::OwnedFd,
     buf: &mut [u8],
+    spin: &crate::spin::Spin,
 ) -> std::io::Result<Option<appipc_sys::socket::Received>> {
-    let spin = crate::app_service::spin_time();
-    let start = std::time::Instant::now();
-    while start.elapsed() < spin {
-        match socket::recv_into(sock, buf, Blocking::No) {
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::hint::spin_loop(),
-            other => return other,
-        }
+    let polled = spin.poll(1, || match socket::recv_into(sock, buf, Blocking::No) {
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => None,
+        other => Some(other),
+    });
+    match polled {
+        Some(r) => r,
+        None => socket::recv_into(sock, buf, Blocking::Yes),
     }
-    socket::recv_into(sock, buf, Blocking::Yes)
 }
 
 /// Answers a request from the provider with a reply.
@@ -142,6 +143,7 @@ impl Session {
             queued: Default::default(),
             closed: None,
             handler: None,
+            spin: crate::spin::Spin::new(),
         })
     }
 }
@@ -179,7 +181,7 @@ impl AppServiceConnection {
         if self.closed.is_some() {
             return Read::Closed;
         }
-        let r = match recv_spinning(&self.sock, &mut self.buf) {
+        let r = match recv_spinning(&self.sock, &mut self.buf, &self.spin) {
             Ok(Some(r)) if !r.truncated => r,
             _ => return self.mark_closed(AppServiceClosedStatus::Unknown),
         };

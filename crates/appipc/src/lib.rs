@@ -27,6 +27,7 @@ pub mod broker;
 pub mod diagnostics;
 pub mod error;
 pub mod full_trust;
+pub mod launcher;
 pub mod loopback;
 pub use appipc_wire::json;
 pub mod management;
@@ -35,10 +36,14 @@ pub mod named_pipes;
 pub mod package;
 pub mod ring;
 pub mod session;
+mod spin;
 pub mod storage;
 pub mod trust;
 
-pub use activation::{ActivatedEventArgs, ActivationKind, AppInstance};
+pub use activation::{
+    ActivatedEventArgs, ActivationKind, AppInstance, ProtocolActivatedEventArgs,
+    ProtocolForResultsActivatedEventArgs, ProtocolForResultsOperation,
+};
 pub use app_service::{
     AppServiceCatalog, AppServiceClosedStatus, AppServiceConnection, AppServiceConnectionStatus,
     AppServiceProvider, AppServiceResponse, AppServiceResponseStatus, AppServiceTriggerDetails,
@@ -51,6 +56,10 @@ pub use appipc_wire::{PropertyValue, ValueSet};
 pub use error::{Error, Result};
 pub use full_trust::{
     FullTrustLaunchResult, FullTrustProcessLaunchResult, FullTrustProcessLauncher,
+};
+pub use launcher::{
+    LaunchQuerySupportStatus, LaunchQuerySupportType, LaunchUriResult, LaunchUriStatus, Launcher,
+    LauncherOptions,
 };
 pub use management::{
     ActivateOptions, AddPackageOptions, ApplicationActivationManager, DeploymentResult,

@@ -471,11 +471,14 @@ pub struct WaitCore {
     kind: HandleFd,
     granted: u32,
     manual_reset: bool,
+    /// When a wait polls the object's fd before it sleeps.
+    spin: crate::spin::Spin,
 }
 
 impl WaitCore {
     fn from(o: Opened) -> WaitCore {
         WaitCore {
+            spin: crate::spin::Spin::new(),
             granted: o.info.granted_access,
             kind: o.info.fd,
             manual_reset: o.info.manual_reset,
@@ -524,6 +527,29 @@ impl WaitCore {
             .call(wire::Acquire { handle: self.handle.id })
             .await
             .map_err(Error::into_win32)
+    }
+
+    /// Polls the object for the spin time, when this handle can take it without the broker
+    /// (an event's own fd, a manual-reset object's readiness): `Some` when it was taken (or
+    /// failed), `None` when the wait should sleep.
+    fn spin_take(&self, what: &'static str) -> Option<Result<WaitOutcome>> {
+        let fd = self.fd.as_ref()?;
+        if !self.manual_reset && self.kind != HandleFd::Object {
+            return None;
+        }
+        let io = |source| Error::Io { what, source };
+        self.spin.poll(1, || {
+            let r = if self.manual_reset {
+                appipc_sys::aio::is_readable(fd)
+            } else {
+                appipc_sys::aio::eventfd_try_take(fd)
+            };
+            match r {
+                Ok(false) => None,
+                Ok(true) => Some(Ok(WaitOutcome::Signalled)),
+                Err(e) => Some(Err(io(e))),
+            }
+        })
     }
 
     fn is_set(&self) -> Result<bool> {
@@ -578,6 +604,17 @@ pub trait WaitHandle: Sync {
 pub async fn wait_for_single_object(h: &dyn WaitHandle, ms: u32) -> Result<WaitResult> {
     const WHAT: &str = "WaitForSingleObject";
     let core = h.wait_core();
+    // Signalled already, or soon (a ping-pong): no registration with the reactor needed.
+    let first = match core.try_take(WHAT).await? {
+        WaitOutcome::NotSignalled if ms != 0 => core.spin_take(WHAT).transpose()?,
+        o => Some(o),
+    };
+    match first {
+        Some(WaitOutcome::Signalled) => return Ok(WaitResult::Object(0)),
+        Some(WaitOutcome::Abandoned) => return Ok(WaitResult::Abandoned(0)),
+        Some(WaitOutcome::NotSignalled) if ms == 0 => return Ok(WaitResult::Timeout),
+        _ => {}
+    }
     let watch = core.watch(WHAT)?;
     let deadline = deadline(ms);
     loop {

@@ -1,7 +1,7 @@
 //! A ready single-producer, single-consumer ring over a named file mapping plus two named
 //! events, for streaming records between two apps at memory speed. Each side polls briefly
-//! before it sleeps (`APPIPC_SPIN_US`), so a busy stream never touches the kernel, and an idle
-//! one costs nothing.
+//! before it sleeps while polling pays (adaptive, see `APPIPC_SPIN_US` in the SDK's docs), so
+//! a busy stream never touches the kernel, and an idle one costs nothing.
 //!
 //! The producer creates `NAME` (mapping), `NAME.data` and `NAME.space` (events) with one
 //! security descriptor; the consumer opens them (qualified with [`crate::named_objects::named_object_path`]
@@ -14,6 +14,7 @@ use appipc_sys::ring::{HEADER, Ring};
 use crate::error::{Error, Result};
 use crate::named_objects::{Event, FILE_MAP_READ, FILE_MAP_WRITE, FileMapping, SYNCHRONIZE};
 use crate::session::Session;
+use crate::spin::{RING_CAP, Spin};
 
 const EVENT_ALL: u32 = 0x001F_0003;
 
@@ -28,6 +29,8 @@ struct Side {
     data: Event,
     /// Signalled when room appears (the producer sleeps on it).
     space: Event,
+    /// When this side polls instead of sleeping.
+    spin: Spin,
 }
 
 impl std::fmt::Debug for Side {
@@ -54,19 +57,13 @@ async fn spin_then_sleep(
     if try_op(&side.ring)? {
         return Ok(());
     }
-    let spin = crate::app_service::spin_time();
-    let start = std::time::Instant::now();
     // Reading the clock costs about as much as a poll: look at it every 32 polls.
-    'spin: loop {
-        for _ in 0..32 {
-            std::hint::spin_loop();
-            if try_op(&side.ring)? {
-                return Ok(());
-            }
-        }
-        if start.elapsed() >= spin {
-            break 'spin;
-        }
+    let polled = side.spin.poll(32, || match try_op(&side.ring) {
+        Ok(false) => None,
+        other => Some(other),
+    });
+    if let Some(r) = polled {
+        return r.map(|_| ());
     }
     let flag = side.ring.sleeping_flag(consumer);
     let wake = if consumer { &side.data } else { &side.space };
@@ -114,7 +111,13 @@ impl RingProducer {
         let space =
             Event::create(session, &format!("{name}.space"), false, false, sddl).await?.object;
         let ring = Ring::new(mapping.map_view()?).map_err(io("setting up the ring"))?;
-        Ok(RingProducer(Side { _mapping: mapping, ring, data, space }))
+        Ok(RingProducer(Side {
+            _mapping: mapping,
+            ring,
+            data,
+            space,
+            spin: Spin::with_cap(RING_CAP),
+        }))
     }
 
     /// Appends a record, waiting for room if the ring is full.
@@ -137,7 +140,13 @@ impl RingConsumer {
         let data = Event::open(session, &format!("{name}.data"), SYNCHRONIZE | EVENT_ALL).await?;
         let space = Event::open(session, &format!("{name}.space"), SYNCHRONIZE | EVENT_ALL).await?;
         let ring = Ring::new(mapping.map_view()?).map_err(io("setting up the ring"))?;
-        Ok(RingConsumer(Side { _mapping: mapping, ring, data, space }))
+        Ok(RingConsumer(Side {
+            _mapping: mapping,
+            ring,
+            data,
+            space,
+            spin: Spin::with_cap(RING_CAP),
+        }))
     }
 
     /// Takes the next record into `out`, waiting for one if the ring is empty.

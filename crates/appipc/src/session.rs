@@ -18,6 +18,7 @@ use appipc_sys::socket::{self, Blocking};
 use appipc_wire::frame::{Frame, MAX_FRAME_LEN, Raw, Reply};
 use appipc_wire::protocol::app_service::IncomingConnection;
 use appipc_wire::protocol::diagnostics::DecisionRecord;
+use appipc_wire::protocol::launcher::ProtocolActivation;
 pub use appipc_wire::protocol::packages::InstallProgress;
 use appipc_wire::protocol::{self, Call, Event, Request};
 use appipc_wire::status::BackgroundTaskCancellationReason;
@@ -62,6 +63,9 @@ pub(crate) type IncomingSender = tokio::sync::mpsc::UnboundedSender<(IncomingCon
 /// Where followed decisions go.
 pub(crate) type DecisionSender = tokio::sync::mpsc::UnboundedSender<DecisionRecord>;
 
+/// Where protocol activations for a registered instance go.
+pub(crate) type ActivationSender = tokio::sync::mpsc::UnboundedSender<ProtocolActivation>;
+
 #[derive(Debug)]
 struct Inner {
     sock: AsyncSeqPacket,
@@ -82,6 +86,12 @@ struct Inner {
     closing: Mutex<Option<String>>,
     /// How long a request waits for its reply unless it says otherwise.
     timeout: std::time::Duration,
+    /// Where `launcher.Activated` events go (`AppInstance::register_for_activation`).
+    activations: Mutex<Option<ActivationSender>>,
+    /// Launches for results whose caller went away (`launcher.OperationCanceled`); the counter
+    /// moves with each.
+    canceled_operations: Mutex<std::collections::HashSet<u64>>,
+    operations_signal: watch::Sender<u64>,
 }
 
 /// A session with the broker. Cheap to clone; requests may be issued concurrently.
@@ -203,6 +213,9 @@ impl Session {
             install_progress: watch::channel(None).0,
             closing: Mutex::new(None),
             timeout: default_timeout(),
+            activations: Mutex::new(None),
+            canceled_operations: Mutex::new(std::collections::HashSet::new()),
+            operations_signal: watch::channel(0).0,
         });
         let reader = tokio::spawn(read_loop(inner.clone()));
         Ok(Session { inner, _reader: Arc::new(ReaderGuard(reader)) })
@@ -315,6 +328,30 @@ impl Session {
             let _ = tx.send(early);
         }
         p.routes.insert(instance, tx);
+    }
+
+    /// Routes protocol activations (`launcher.Activated`) to `tx`.
+    pub(crate) fn route_activations(&self, tx: ActivationSender) {
+        *self.inner.activations.lock().expect("activations poisoned") = Some(tx);
+    }
+
+    /// Resolves when the broker says the caller of operation `id` went away (or the session
+    /// ends).
+    pub(crate) async fn operation_canceled(&self, id: u64) {
+        let mut rx = self.inner.operations_signal.subscribe();
+        loop {
+            if self.inner.canceled_operations.lock().expect("operations poisoned").contains(&id) {
+                return;
+            }
+            if rx.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Whether the broker said the caller of operation `id` went away.
+    pub(crate) fn is_operation_canceled(&self, id: u64) -> bool {
+        self.inner.canceled_operations.lock().expect("operations poisoned").contains(&id)
     }
 
     /// Routes followed decisions (`diagnostics.FollowDecisions`) to `tx`.
@@ -474,6 +511,8 @@ async fn read_loop(inner: Arc<Inner>) {
     inner.exit_signal.send_modify(|n| *n += 1);
     inner.incoming.lock().expect("incoming poisoned").clear();
     inner.decisions.lock().expect("decisions poisoned").take();
+    inner.activations.lock().expect("activations poisoned").take();
+    inner.operations_signal.send_modify(|n| *n += 1);
     inner.canceled.send_if_modified(|r| {
         if r.is_none() {
             *r = Some(BackgroundTaskCancellationReason::Abort);
@@ -493,7 +532,7 @@ async fn read_loop(inner: Arc<Inner>) {
 }
 
 fn route_event(inner: &Inner, event: Event, fds: Vec<OwnedFd>) {
-    use protocol::{app_service, diagnostics, launch, pipes};
+    use protocol::{app_service, diagnostics, launch, launcher, pipes};
     match event {
         Event::Launch(launch::Event::ProcessExited(e)) => {
             let mut exits = inner.exits.lock().expect("exits poisoned");
@@ -524,6 +563,15 @@ fn route_event(inner: &Inner, event: Event, fds: Vec<OwnedFd>) {
                     None => p.early.entry(c.instance).or_default().push(client),
                 }
             }
+        }
+        Event::Launcher(launcher::Event::Activated(a)) => {
+            if let Some(tx) = inner.activations.lock().expect("activations poisoned").as_ref() {
+                let _ = tx.send(a.activation);
+            }
+        }
+        Event::Launcher(launcher::Event::OperationCanceled(c)) => {
+            inner.canceled_operations.lock().expect("operations poisoned").insert(c.operation_id);
+            inner.operations_signal.send_modify(|n| *n += 1);
         }
         Event::Broker(protocol::broker::Event::Closing(c)) => {
             *inner.closing.lock().expect("closing poisoned") = Some(c.reason);

@@ -88,6 +88,8 @@ pub(crate) fn notify_exit(session: &Arc<SessionEntry>, record: &Arc<ProcessRecor
     // While it waits for the exit, the session is not idle.
     let interest = session.interest();
     let mut exited = record.exited.clone();
+    let record = record.clone();
+    record.notifying.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     tokio::spawn(async move {
         let status = tokio::select! {
             s = exited.wait_for(|s| s.is_some()) => s.ok().and_then(|s| *s),
@@ -98,6 +100,7 @@ pub(crate) fn notify_exit(session: &Arc<SessionEntry>, record: &Arc<ProcessRecor
                 .outbox
                 .event(ProcessExited { pid, code: s.code, signal: s.signal }, Vec::new());
         }
+        record.notifying.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
         drop(interest);
     });
 }

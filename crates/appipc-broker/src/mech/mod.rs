@@ -8,6 +8,7 @@ pub mod broker;
 pub mod diagnostics;
 pub mod full_trust;
 pub mod launch;
+pub mod launcher;
 pub mod loopback;
 pub mod named_objects;
 pub mod packages;

@@ -65,8 +65,9 @@ pub use locate::locate;
 pub use names::{
     APP_SERVICE_NAME_RULE, AppServiceName, CustomCapabilityName, FOLDER_NAME_RULE, GUID_RULE, Guid,
     KNOWN_APPDATA_FOLDERS, MAX_MESSAGE_SIZE, MESSAGE_SIZE_RULE, MIN_MESSAGE_SIZE, NameError,
-    PARAMETER_RULE, PROTOCOL_NAME_RULE, PackagePath, ProtocolName,
-    check_publisher_cache_folder_name, parse_message_size, publisher_cache_folder_key,
+    PARAMETER_RULE, PROTOCOL_NAME_RULE, PackagePath, ProtocolName, RESERVED_SCHEME_RULE,
+    RESERVED_SCHEMES, check_publisher_cache_folder_name, is_reserved_scheme, parse_message_size,
+    publisher_cache_folder_key,
 };
 
 /// The file name of the manifest inside a package folder.
@@ -347,6 +348,15 @@ impl ReturnResults {
     /// Whether plain `LaunchUriAsync` may target this protocol.
     pub fn plain_launch(self) -> bool {
         matches!(self, ReturnResults::None | ReturnResults::Optional)
+    }
+
+    /// The manifest spelling (`none`, `always`, `optional`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReturnResults::None => "none",
+            ReturnResults::Always => "always",
+            ReturnResults::Optional => "optional",
+        }
     }
 }
 

@@ -141,13 +141,51 @@ string_newtype!(
 pub const PROTOCOL_NAME_RULE: &str =
     "must be 2 to 39 characters: lower-case letters, digits, '.', '+', '-', not starting with '.'";
 
+/// URI schemes no package may register (Windows ignores such a registration, "Reserved file
+/// and URI scheme names"; appipc refuses the manifest so that the author hears of it): the
+/// desktop's own (`http`, `https`, `file`, `mailto`, …) and every `ms-` scheme.
+pub const RESERVED_SCHEMES: &[&str] = &[
+    "http",
+    "https",
+    "file",
+    "ftp",
+    "mailto",
+    "tel",
+    "sms",
+    "callto",
+    "javascript",
+    "data",
+    "about",
+    "res",
+    "shell",
+    "appipc",
+    "ms",
+];
+
+/// Rule of reserved schemes, for the error.
+pub const RESERVED_SCHEME_RULE: &str = "is a reserved URI scheme (http, https, file, ftp, \
+     mailto, tel, sms, callto, javascript, data, about, res, shell, appipc and every ms-*): \
+     Windows ignores such a registration and appipc refuses it; choose a scheme of your own";
+
+/// Whether a scheme is reserved ([`RESERVED_SCHEMES`], or starts with `ms-`).
+pub fn is_reserved_scheme(scheme: &str) -> bool {
+    let s = scheme.to_ascii_lowercase();
+    s.starts_with("ms-") || RESERVED_SCHEMES.contains(&s.as_str())
+}
+
 fn check_protocol_name(s: &str) -> Result<(), &'static str> {
     let ok = (2..=39).contains(&s.len())
         && s.bytes().all(|b| {
             b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'+' || b == b'-'
         })
         && !s.starts_with('.');
-    if ok { Ok(()) } else { Err(PROTOCOL_NAME_RULE) }
+    if !ok {
+        return Err(PROTOCOL_NAME_RULE);
+    }
+    if is_reserved_scheme(s) {
+        return Err(RESERVED_SCHEME_RULE);
+    }
+    Ok(())
 }
 
 string_newtype!(

@@ -547,6 +547,8 @@ mechanisms! {
     Pipes = 7 => pipes,
     /// The broker's decisions (`appipc why`).
     Diagnostics = 8 => diagnostics,
+    /// Protocol activation and `LaunchUriForResultsAsync` (`Windows.System.Launcher`).
+    Launcher = 9 => launcher,
     /// Loopback rules and exemptions (`CheckNetIsolation LoopbackExempt`).
     Loopback = 10 => loopback,
 }

@@ -24,6 +24,7 @@ const SOURCES: &[(&str, &str)] = &[
     ("protocol::named_objects", include_str!("named_objects.rs")),
     ("protocol::pipes", include_str!("pipes.rs")),
     ("protocol::diagnostics", include_str!("diagnostics.rs")),
+    ("protocol::launcher", include_str!("launcher.rs")),
     ("protocol::loopback", include_str!("loopback.rs")),
     ("status", include_str!("../status.rs")),
     ("app_service", include_str!("../app_service.rs")),
@@ -49,6 +50,9 @@ const STATUS_ENUMS: &[&str] = &[
     "StatelessAppServiceResponseStatus",
     "BackgroundTaskCancellationReason",
     "FullTrustLaunchResult",
+    "LaunchUriStatus",
+    "LaunchQuerySupportStatus",
+    "LaunchQuerySupportType",
 ];
 
 /// One field or variant: its number, name, Rust type (fields) and documentation.
