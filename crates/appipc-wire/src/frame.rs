@@ -91,7 +91,7 @@ impl Frame {
 /// items re-encodes with a 3-byte head), so a size checked on the bytes received would not bound
 /// what the broker passes on. One pass over the heads; every item is at least a byte, so
 /// the walk ends within `bytes.len()` steps.
-fn definite_lengths_only(bytes: &[u8]) -> Result<(), FrameError> {
+pub(crate) fn definite_lengths_only(bytes: &[u8]) -> Result<(), FrameError> {
     let malformed = |at: usize, what: &str| FrameError::Malformed(format!("{what} at byte {at}"));
     let (mut pos, mut pending) = (0usize, 1u64);
     while pending > 0 {

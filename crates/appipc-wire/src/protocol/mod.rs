@@ -325,8 +325,11 @@ macro_rules! mechanism {
 
 pub(crate) use mechanism;
 
-/// Decodes one `T` exactly as a reply's output is decoded, and encodes it again.
+/// Decodes one `T` exactly as a reply's output is decoded, and encodes it again. An output
+/// arrives inside a frame, whose bytes were checked for definite lengths only
+/// ([`Frame::from_cbor`](crate::frame::Frame::from_cbor)); so are these.
 pub(crate) fn reencode<T: Encode<()> + for<'b> Decode<'b, ()>>(bytes: &[u8]) -> Option<Vec<u8>> {
+    crate::frame::definite_lengths_only(bytes).ok()?;
     let value = crate::frame::decode_exact::<T>(bytes).ok()?;
     Some(minicbor::to_vec(&value).expect("encoding into a Vec cannot fail"))
 }
@@ -558,6 +561,20 @@ mod tests {
     use super::*;
     use crate::frame::{Frame, FrameError, Raw, Reply};
     use crate::status::{ErrorKind, ErrorReply, WindowsCode};
+
+    /// Found by the `reply_output` fuzz target (long run at 5cbba9d): `broker.Resync`'s output
+    /// (a list of ids) as an indefinite-length array of 270 items re-encoded 1 byte longer
+    /// than it was. Outputs come inside frames, which refuse indefinite lengths; so does this.
+    #[test]
+    fn an_indefinite_length_output_is_refused_as_in_a_frame() {
+        let mut indefinite = vec![0x9f];
+        indefinite.extend(std::iter::repeat_n(0u8, 270));
+        indefinite.push(0xff);
+        assert_eq!(reencode_output(0, 4, &indefinite), Some(None));
+        let mut definite = vec![0x99, 0x01, 0x0e];
+        definite.extend(std::iter::repeat_n(0u8, 270));
+        assert_eq!(reencode_output(0, 4, &definite), Some(Some(definite.clone())));
+    }
 
     #[test]
     fn frame_round_trip() {
