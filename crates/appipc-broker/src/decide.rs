@@ -239,7 +239,7 @@ impl Decisions {
 }
 
 /// `appipc.toml:LINE:COL (key)` for a refusal's manifest reference, or the key alone.
-fn manifest_line(shared: &Shared, d: &Decision) -> Option<String> {
+pub(crate) fn manifest_line(shared: &Shared, d: &Decision) -> Option<String> {
     let m = d.manifest.as_ref()?;
     let pkg = shared.repository.get(&m.package_family_name);
     let at = pkg.as_ref().and_then(|p| appipc_model::manifest::locate(&p.manifest_text, &m.key));

@@ -16,6 +16,7 @@ mod demo;
 mod exit;
 mod logging;
 mod logs;
+mod loopback;
 mod packaging;
 mod relay;
 mod style;
@@ -158,6 +159,10 @@ enum Command {
         #[arg(long)]
         follow: bool,
     },
+    /// Loopback between packages: why a connect is allowed or refused, and exemptions
+    /// (Windows' CheckNetIsolation LoopbackExempt).
+    #[command(subcommand)]
+    Loopback(loopback::LoopbackCommand),
     /// Show who the broker thinks this process is.
     Whoami,
     /// Show whether a broker answers, and where.
@@ -613,6 +618,7 @@ async fn client(command: Command) -> Result<ExitCode> {
         Command::LaunchUri { uri, target, for_results, json_data, query } => {
             return launch_uri(&session, &uri, target, for_results, json_data, query).await;
         }
+        Command::Loopback(c) => return loopback::run(&session, c).await,
         Command::Token(c) => token(&session, c).await?,
         Command::Objects => objects(&session).await?,
         Command::PublisherCache(c) => publisher_cache(&session, c).await?,

@@ -15,6 +15,7 @@
 #![forbid(unsafe_code)]
 
 pub mod identity;
+pub mod loopback;
 pub mod manifest;
 pub mod named_objects;
 pub mod package_file;

@@ -291,6 +291,13 @@ pub enum Operation<'a> {
         /// The rights the handle has.
         granted: u32,
     },
+    /// A TCP connect (or UDP send) over loopback to a listener of another process.
+    LoopbackConnect(crate::loopback::Connect<'a>),
+    /// Add, remove or clear loopback exemptions (`CheckNetIsolation LoopbackExempt`).
+    ChangeLoopbackExemptions {
+        /// The family, or "" for all of them.
+        family_name: &'a str,
+    },
 }
 
 impl Operation<'_> {
@@ -325,6 +332,9 @@ impl Operation<'_> {
                 if *ty == ObjectType::Pipe { "pipes" } else { "named_objects" }
             }
             Operation::UseHandle { .. } | Operation::UseHandleRight { .. } => "named_objects",
+            Operation::LoopbackConnect(_) | Operation::ChangeLoopbackExemptions { .. } => {
+                "loopback"
+            }
         }
     }
 
@@ -358,6 +368,8 @@ impl Operation<'_> {
             Operation::OpenNamedObject { .. } => "open",
             Operation::UseHandle { .. } => "use-handle",
             Operation::UseHandleRight { action, .. } => action,
+            Operation::LoopbackConnect(_) => "connect",
+            Operation::ChangeLoopbackExemptions { .. } => "change-exemptions",
         }
     }
 
@@ -405,6 +417,10 @@ impl Operation<'_> {
             Operation::UseHandle { handle, .. } | Operation::UseHandleRight { handle, .. } => {
                 format!("handle {handle}")
             }
+            Operation::LoopbackConnect(c) => c.object(),
+            Operation::ChangeLoopbackExemptions { family_name } => {
+                format!("loopback exemption of {family_name}")
+            }
         }
     }
 
@@ -421,6 +437,7 @@ impl Operation<'_> {
                 target_family.unwrap_or_default().to_owned()
             }
             Operation::RemoveFileToken { source, .. } => (*source).to_owned(),
+            Operation::LoopbackConnect(c) => c.object_package(),
             _ => String::new(),
         }
     }
@@ -1201,6 +1218,10 @@ pub fn decide(who: &Principal, op: &Operation<'_>) -> Decision {
                 )
                 .remedy("open the object with that right (if its descriptor grants it)")
             }
+        }
+        Operation::LoopbackConnect(c) => crate::loopback::decide(c),
+        Operation::ChangeLoopbackExemptions { .. } => {
+            only_the_user(who, "change loopback exemptions")
         }
     }
 }

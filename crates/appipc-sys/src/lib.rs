@@ -13,6 +13,8 @@
 //! * [`sandbox`]: the app container: namespace holders, the mount plan, the waiter / init /
 //!   app processes of a confined launch and the error that names a failed set-up step;
 //! * [`landlock`], [`seccomp`]: the restrictions a confined child applies last;
+//! * [`loopback`]: what a `connect`/`bind` address names (loopback in every spelling), checked
+//!   as the kernel checks it;
 //! * [`seccomp_notify`]: the supervisor that carries out an app's `chmod` and `setxattr`
 //!   calls, on files of its own mounts only (under an unprivileged broker);
 //! * [`ids`]: host ids for app containers under a root broker (NSS checks, giving a folder
@@ -45,6 +47,7 @@ pub mod env;
 pub mod fs;
 pub mod ids;
 pub mod landlock;
+pub mod loopback;
 pub mod malloc;
 pub mod memfd;
 pub mod probe;

@@ -28,6 +28,7 @@ pub mod diagnostics;
 pub mod error;
 pub mod full_trust;
 pub mod launcher;
+pub mod loopback;
 pub use appipc_wire::json;
 pub mod management;
 pub mod named_objects;

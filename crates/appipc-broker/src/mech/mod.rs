@@ -9,6 +9,7 @@ pub mod diagnostics;
 pub mod full_trust;
 pub mod launch;
 pub mod launcher;
+pub mod loopback;
 pub mod named_objects;
 pub mod packages;
 pub mod pipes;

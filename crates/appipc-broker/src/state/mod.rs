@@ -6,6 +6,7 @@ use std::path::Path;
 
 use rusqlite::Connection;
 
+mod loopback;
 mod operations;
 mod packages;
 mod processes;
@@ -23,7 +24,7 @@ use crate::error::InternalError;
 type Result<T, E = InternalError> = std::result::Result<T, E>;
 
 /// Schema version this broker writes (`PRAGMA user_version`).
-const SCHEMA_VERSION: i64 = 5;
+const SCHEMA_VERSION: i64 = 6;
 
 const SCHEMA_V1: &str = "
 CREATE TABLE packages (
@@ -116,6 +117,13 @@ CREATE TABLE holders (
 );
 ";
 
+const SCHEMA_V6: &str = "
+CREATE TABLE loopback_exemptions (
+    family_name   TEXT PRIMARY KEY COLLATE NOCASE,
+    added_at      INTEGER NOT NULL
+);
+";
+
 /// The database.
 #[derive(Debug)]
 pub struct Store {
@@ -174,6 +182,9 @@ impl Store {
         }
         if version < 5 {
             tx.execute_batch(SCHEMA_V5)?;
+        }
+        if version < 6 {
+            tx.execute_batch(SCHEMA_V6)?;
         }
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
         tx.commit()?;

@@ -552,6 +552,8 @@ mechanisms! {
     Diagnostics = 8 => diagnostics,
     /// Protocol activation and `LaunchUriForResultsAsync` (`Windows.System.Launcher`).
     Launcher = 9 => launcher,
+    /// Loopback rules and exemptions (`CheckNetIsolation LoopbackExempt`).
+    Loopback = 10 => loopback,
 }
 
 #[cfg(test)]

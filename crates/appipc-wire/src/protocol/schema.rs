@@ -25,6 +25,7 @@ const SOURCES: &[(&str, &str)] = &[
     ("protocol::pipes", include_str!("pipes.rs")),
     ("protocol::diagnostics", include_str!("diagnostics.rs")),
     ("protocol::launcher", include_str!("launcher.rs")),
+    ("protocol::loopback", include_str!("loopback.rs")),
     ("status", include_str!("../status.rs")),
     ("app_service", include_str!("../app_service.rs")),
 ];
