@@ -8,13 +8,14 @@
 //! --wait`, whose own session outlives the broker too.
 
 use std::io::{BufRead, Write};
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Child, ChildStdin, Stdio};
 use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
-use appipc_testkit::{CONTOSO_SERVICES, TestBroker, assemble, assemble_manifest, bin_dir, unique};
+use appipc_testkit::{
+    CONTOSO_SERVICES, TestBroker, assemble, assemble_manifest, bin_dir, readable_by_all, unique,
+};
 
 const PROBE: &str = r#"
 [package]
@@ -46,17 +47,6 @@ pub fn test_user() -> Option<(u32, u32)> {
             .then(|| Some((f.get(2)?.parse().ok()?, f.get(3)?.parse().ok()?)))
             .flatten()
     })
-}
-
-fn readable_by_all(p: &Path) {
-    let meta = std::fs::metadata(p).unwrap();
-    let mode = if meta.is_dir() { 0o755 } else { 0o644 | (meta.permissions().mode() & 0o111) };
-    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
-    if meta.is_dir() {
-        for e in std::fs::read_dir(p).unwrap() {
-            readable_by_all(&e.unwrap().path());
-        }
-    }
 }
 
 /// Installs a package folder through the CLI, consenting; returns its family name.

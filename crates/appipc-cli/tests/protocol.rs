@@ -3,14 +3,13 @@
 //! packaged (the probe launched as another package's app). The attacker's cases first.
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use appipc::launcher::{
     LaunchQuerySupportStatus, LaunchQuerySupportType, LaunchUriStatus, Launcher, LauncherOptions,
 };
 use appipc::{PropertyValue, Session, SharedStorageAccessManager, ValueSet, WindowsCode};
-use appipc_testkit::{TestBroker, assemble_manifest, bin_dir, unique};
+use appipc_testkit::{TestBroker, assemble_manifest, bin_dir, readable_by_all, unique};
 
 const TARGET: &str = r#"
 [package]
@@ -50,17 +49,6 @@ const E_INVALIDARG: WindowsCode = WindowsCode::HResult(0x8007_0057);
 
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
-}
-
-fn readable_by_all(p: &Path) {
-    let meta = std::fs::metadata(p).unwrap();
-    let mode = if meta.is_dir() { 0o755 } else { 0o644 | (meta.permissions().mode() & 0o111) };
-    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
-    if meta.is_dir() {
-        for e in std::fs::read_dir(p).unwrap() {
-            readable_by_all(&e.unwrap().path());
-        }
-    }
 }
 
 /// Installs a manifest through the CLI (as the broker's user); returns the family name.

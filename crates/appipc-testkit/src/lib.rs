@@ -94,6 +94,21 @@ pub fn bin_dir() -> PathBuf {
     }
 }
 
+/// Makes a folder tree readable by every user (folders 0755, files 0644 keeping their execute
+/// bits), so that a broker running as another user (the unprivileged test user) can install
+/// it. Panics if a permission cannot be set.
+pub fn readable_by_all(p: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(p).expect("metadata");
+    let mode = if meta.is_dir() { 0o755 } else { 0o644 | (meta.permissions().mode() & 0o111) };
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).expect("set_permissions");
+    if meta.is_dir() {
+        for e in std::fs::read_dir(p).expect("read_dir") {
+            readable_by_all(&e.expect("a folder entry").path());
+        }
+    }
+}
+
 /// The path of a built binary of the workspace, or a panic that says how to build it.
 pub fn binary(name: &str) -> PathBuf {
     let p = bin_dir().join(name);
