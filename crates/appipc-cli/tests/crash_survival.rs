@@ -14,7 +14,8 @@ use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
 use appipc_testkit::{
-    CONTOSO_SERVICES, TestBroker, assemble, assemble_manifest, bin_dir, readable_by_all, unique,
+    CONTOSO_SERVICES, TestBroker, assemble, assemble_manifest, bin_dir, readable_by_all, test_user,
+    unique,
 };
 
 const PROBE: &str = r#"
@@ -37,17 +38,6 @@ trust-level = "mediumIL"
 "#;
 
 const ECHO: &str = "com.contoso.echo";
-
-/// The unprivileged user of the second half (`scripts/test.sh` creates it).
-pub fn test_user() -> Option<(u32, u32)> {
-    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
-    passwd.lines().find_map(|l| {
-        let f: Vec<&str> = l.split(':').collect();
-        (f.first() == Some(&"appipc-test"))
-            .then(|| Some((f.get(2)?.parse().ok()?, f.get(3)?.parse().ok()?)))
-            .flatten()
-    })
-}
 
 /// Installs a package folder through the CLI, consenting; returns its family name.
 fn install_dir(b: &TestBroker, dir: &Path) -> String {

@@ -16,13 +16,7 @@ fn is_root() -> bool {
     appipc_sys::cred::current_uid() == 0
 }
 
-fn test_user() -> Option<(u32, u32)> {
-    let out = Command::new("id").args(["-u", "appipc-test"]).output().ok()?;
-    let uid: u32 = String::from_utf8_lossy(&out.stdout).trim().parse().ok()?;
-    let out = Command::new("id").args(["-g", "appipc-test"]).output().ok()?;
-    let gid: u32 = String::from_utf8_lossy(&out.stdout).trim().parse().ok()?;
-    Some((uid, gid))
-}
+use appipc_testkit::test_user;
 
 /// Every path under `root`.
 fn walk(root: &Path, out: &mut Vec<PathBuf>) {

@@ -546,17 +546,12 @@ fn as_the_unprivileged_user_through_the_cli() {
     assert_eq!(out.status.code(), Some(64), "E_INVALIDARG without --target");
 }
 
+/// The unprivileged test user, when this test can start a broker as it (as root).
 fn test_user() -> Option<(u32, u32)> {
     if !rustix_is_root() {
         return None;
     }
-    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
-    passwd.lines().find_map(|l| {
-        let f: Vec<&str> = l.split(':').collect();
-        (f.first() == Some(&"appipc-test"))
-            .then(|| Some((f.get(2)?.parse().ok()?, f.get(3)?.parse().ok()?)))
-            .flatten()
-    })
+    appipc_testkit::test_user()
 }
 
 fn rustix_is_root() -> bool {

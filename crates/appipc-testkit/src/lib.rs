@@ -94,6 +94,18 @@ pub fn bin_dir() -> PathBuf {
     }
 }
 
+/// The unprivileged test user `appipc-test` (`scripts/test.sh` creates it), as uid and gid,
+/// if `/etc/passwd` has it.
+pub fn test_user() -> Option<(u32, u32)> {
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        (f.first() == Some(&"appipc-test"))
+            .then(|| Some((f.get(2)?.parse().ok()?, f.get(3)?.parse().ok()?)))
+            .flatten()
+    })
+}
+
 /// Makes a folder tree readable by every user (folders 0755, files 0644 keeping their execute
 /// bits), so that a broker running as another user (the unprivileged test user) can install
 /// it. Panics if a permission cannot be set.

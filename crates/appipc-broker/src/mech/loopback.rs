@@ -12,23 +12,10 @@ use appipc_model::manifest::PRIVATE_NETWORK_CLIENT_SERVER;
 use appipc_model::policy::{Decision, Operation};
 use appipc_wire::protocol::loopback::{self as wire, LoopbackVerdict};
 
-use crate::Shared;
 use crate::cx::{Cx, Replied};
-use crate::error::{BrokerError, InternalError, PackagesError};
+use crate::error::{BrokerError, PackagesError};
+use crate::mech::storage::store;
 use crate::repository::InstalledPackage;
-
-/// Runs a store operation on the blocking pool.
-async fn store<T: Send + 'static>(
-    shared: &Arc<Shared>,
-    f: impl FnOnce(&mut crate::state::Store) -> Result<T, InternalError> + Send + 'static,
-) -> Result<T, BrokerError> {
-    let s = shared.clone();
-    Ok(shared
-        .blocking
-        .run(move || s.repository.with_store(f))
-        .await
-        .map_err(InternalError::from)??)
-}
 
 /// The facts about one installed package, as one end of a loopback connect.
 pub(crate) struct EndFacts {

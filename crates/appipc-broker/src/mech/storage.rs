@@ -322,7 +322,7 @@ fn list_folders(shared: &Shared, caller: &Caller) -> Vec<PublisherCacheInfo> {
 }
 
 /// Runs a store operation on the blocking pool.
-async fn store<T: Send + 'static>(
+pub(crate) async fn store<T: Send + 'static>(
     shared: &Arc<Shared>,
     f: impl FnOnce(&mut crate::state::Store) -> std::result::Result<T, InternalError> + Send + 'static,
 ) -> Result<T> {
