@@ -761,6 +761,45 @@ fn copy_file(seeds: &mut Seeds, target: &str, name: &str, path: &Path) {
 
 /// Every request, output and event of the protocol (`MECHANISMS`) has a seed: a new one
 /// without a seed fails here, naming it.
+/// `.reg` files: the writer's output for every type (UTF-16LE with a BOM and UTF-8), a
+/// `REGEDIT4` file, deletions, continuations, and malformed ones.
+fn regfile_seeds() -> Vec<Vec<u8>> {
+    use appipc_model::registry::{KeyPath, RegTree, RegValue, regfile};
+    let mut t = RegTree::new();
+    let k = KeyPath::parse("HKEY_CURRENT_USER\\Software\\Contoso\\Shared").expect("valid");
+    for (i, v) in [
+        RegValue::none(),
+        RegValue::sz("a \"quoted\" C:\\path"),
+        RegValue::expand_sz("%LOCALAPPDATA%\\x"),
+        RegValue::binary(&[0xde; 90]),
+        RegValue::dword(42),
+        RegValue::dword_big_endian(42),
+        RegValue::link("\\Registry\\Machine"),
+        RegValue::multi_sz(&["one", "two"]),
+        RegValue::qword(u64::MAX),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        t.set(&k, &format!("v{i}"), v);
+    }
+    t.set(&KeyPath::parse("HKLM\\Software\\Fabrikam").expect("valid"), "", RegValue::sz("d"));
+    let v5 = regfile::write(&t.to_entries());
+    vec![
+        regfile::to_utf16le(&v5),
+        v5.clone().into_bytes(),
+        b"REGEDIT4\r\n\r\n[HKEY_LOCAL_MACHINE\\Software\\A]\r\n\"P\"=hex(2):25,41,25,00\r\n\
+          \"S\"=\"caf\xe9\"\r\n@=dword:1\r\n"
+            .to_vec(),
+        b"Windows Registry Editor Version 5.00\n\n[-HKEY_CURRENT_USER\\Old]\n\n\
+          [HKEY_CURRENT_USER\\New]\n\"gone\"=-\n@=-\n; comment\n\"b\"=hex:01,\\\n  02,03\n"
+            .to_vec(),
+        b"Windows Registry Editor Version 5.00\n[HKCU\\a\\\\b]\n".to_vec(),
+        b"REGEDIT4\n\"v\"=\"before any key\"\n".to_vec(),
+        b"\xff\xfe[\x00".to_vec(),
+    ]
+}
+
 fn check_complete() {
     let requests: HashSet<String> = requests().iter().map(|(_, r)| r.name()).collect();
     let outputs: HashSet<(u8, u8)> = outputs().iter().map(|(_, b)| (b[0], b[1])).collect();
@@ -874,6 +913,11 @@ fn main() {
         bytes.push(*who);
         bytes.extend_from_slice(text.as_bytes());
         seeds.put("sddl", &format!("{i:02}"), &bytes);
+    }
+
+    // regfile: .reg files of each header and encoding, every value type, and refusals.
+    for (i, bytes) in regfile_seeds().iter().enumerate() {
+        seeds.put("regfile", &format!("{i:02}"), bytes);
     }
 
     // uri: protocol activation URIs, accepted and refused.

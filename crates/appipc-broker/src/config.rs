@@ -198,6 +198,9 @@ pub struct LimitsConfig {
     pub handles_per_package: usize,
     /// Pipe instances one session may serve (`ERROR_NOT_ENOUGH_QUOTA`).
     pub pipe_instances_per_session: usize,
+    /// Registry key handles and change watches one session may hold
+    /// (`ERROR_NOT_ENOUGH_QUOTA`).
+    pub registry_handles_per_session: usize,
     /// Pipe names in one namespace (`ERROR_NO_SYSTEM_RESOURCES`).
     pub pipe_names_per_namespace: usize,
     /// Processes of one package running at once.
@@ -233,6 +236,7 @@ impl Default for LimitsConfig {
             handles_per_session: 4096,
             handles_per_package: 16384,
             pipe_instances_per_session: 256,
+            registry_handles_per_session: 1024,
             pipe_names_per_namespace: 4096,
             processes_per_package: 256,
             app_service_connections_per_session: 1024,
