@@ -7,7 +7,8 @@
 //! private hive a key row may be a tombstone: `Deleted` hides the global key (and what is
 //! below it), `Opaque` is a key created again after that, whose global namesake's values and
 //! subkeys stay hidden; a value row may be a tombstone that hides the global value. Roots are
-//! not stored: they always exist.
+//! not stored: they always exist; `Software` below each global root exists from the start, as
+//! on Windows.
 //!
 //! A view is an upper layer over the global hive of the key's root: nothing (unpackaged
 //! callers), the package's private hive (HKCU of a packaged caller), or the package's shipped
@@ -56,6 +57,8 @@ CREATE TABLE registry_keys (
     PRIMARY KEY (hive, path)
 ) WITHOUT ROWID;
 CREATE INDEX registry_keys_parent ON registry_keys(hive, parent);
+INSERT INTO registry_keys (hive, path, parent, name, state, written_at)
+    VALUES ('HKCU', 'SOFTWARE', '', 'Software', 0, 0), ('HKLM', 'SOFTWARE', '', 'Software', 0, 0);
 CREATE TABLE registry_values (
     hive          TEXT NOT NULL,
     path          TEXT NOT NULL,
