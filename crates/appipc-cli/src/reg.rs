@@ -120,7 +120,7 @@ async fn root(session: &Session, path: &KeyPath, family: Option<&str>) -> Result
 
 async fn open(session: &Session, path: &KeyPath, family: Option<&str>) -> Result<RegKey> {
     let r = root(session, path, family).await?;
-    Ok(r.open(&path.sub_path()).await.with_context(|| format!("{path}"))?)
+    r.open(&path.sub_path()).await.with_context(|| format!("{path}"))
 }
 
 fn to_model(v: &RegValue) -> Result<model::RegValue> {
@@ -130,7 +130,7 @@ fn to_model(v: &RegValue) -> Result<model::RegValue> {
 
 fn hex_bytes(s: &str) -> Result<Vec<u8>> {
     let s: String = s.chars().filter(|c| !c.is_whitespace() && *c != ',').collect();
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return Err(fail(Class::Data, format!("{s:?}: an even number of hex digits expected")));
     }
     (0..s.len())

@@ -460,7 +460,7 @@ fn utf16le(s: &str, nul: bool) -> Vec<u8> {
 
 /// UTF-16LE bytes as text (`None` for an odd length or an unpaired surrogate).
 pub fn from_utf16le(bytes: &[u8]) -> Option<String> {
-    if bytes.len() % 2 != 0 {
+    if !bytes.len().is_multiple_of(2) {
         return None;
     }
     let units: Vec<u16> = bytes.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect();

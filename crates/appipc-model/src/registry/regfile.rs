@@ -85,7 +85,7 @@ fn err(line: usize, problem: impl Into<String>) -> RegFileError {
 /// (a BOM skipped), else Latin-1.
 fn decode(bytes: &[u8]) -> Result<String, RegFileError> {
     let utf16 = |rest: &[u8], le: bool| -> Result<String, RegFileError> {
-        if rest.len() % 2 != 0 {
+        if !rest.len().is_multiple_of(2) {
             return Err(err(1, "UTF-16 text of an odd number of bytes"));
         }
         let units = rest.chunks_exact(2).map(|c| {

@@ -281,3 +281,42 @@ fn the_tree_lists_children_in_case_insensitive_order() {
     t.delete_tree(&hkcu("S\\a"));
     assert!(t.get(&hkcu("S\\A\\deep")).is_none());
 }
+
+/// What the `regfile` fuzz target checks, on texts built from `.reg` tokens: a refusal names a
+/// line; what parses writes to a file that reads back to the same tree, and writes the same.
+fn fuzz_properties(bytes: &[u8]) {
+    let f = match regfile::parse(bytes) {
+        Ok(f) => f,
+        Err(e) => {
+            assert!(e.line >= 1 && e.line <= bytes.len() + 1, "{e}");
+            return;
+        }
+    };
+    let tree = RegTree::from_entries(&f.entries);
+    let text = regfile::write(&tree.to_entries());
+    for b in [regfile::to_utf16le(&text), text.as_bytes().to_vec()] {
+        let again = regfile::parse(&b).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let back = RegTree::from_entries(&again.entries);
+        assert_eq!(back, tree, "{text}");
+        assert_eq!(regfile::write(&back.to_entries()), text);
+    }
+}
+
+proptest! {
+    #[test]
+    fn token_soup_keeps_the_fuzz_properties(
+        v4 in any::<bool>(),
+        tokens in proptest::collection::vec(prop_oneof![
+            Just("["), Just("]"), Just("[-"), Just("HKCU\\"), Just("HKEY_LOCAL_MACHINE\\Software\\"),
+            Just("\""), Just("="), Just("@"), Just("-"), Just("dword:"), Just("hex:"),
+            Just("hex(2):"), Just("hex(7):"), Just("hex(b):"), Just("hex(0):"), Just(","),
+            Just(",\\\r\n  "), Just("\r\n"), Just("\n"), Just("00"), Just("ff"), Just("1"),
+            Just("a"), Just("\\\\"), Just("\\\""), Just(";"), Just(" "), Just("é"), Just("..")
+        ], 0..60),
+    ) {
+        let mut text = if v4 { "REGEDIT4\n".to_owned() } else { "Windows Registry Editor Version 5.00\r\n".to_owned() };
+        text.push_str(&tokens.concat());
+        fuzz_properties(text.as_bytes());
+        fuzz_properties(&regfile::to_utf16le(&text));
+    }
+}
