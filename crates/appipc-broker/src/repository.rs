@@ -436,6 +436,8 @@ impl Repository {
     ) -> Result<(Arc<InstalledPackage>, InstallOutcome, Option<String>)> {
         let content_hash = staged.content_hash();
         let Staged { dir, manifest, manifest_text, signer, .. } = staged;
+        // The package's shipped registry keys, checked on the broker's own copy.
+        crate::mech::registry::read_shipped(dir.path()).map_err(PackagesError::InvalidPackage)?;
         let family = manifest.identity.family_name();
         let full = manifest.identity.full_name();
 

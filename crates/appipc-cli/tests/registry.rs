@@ -164,11 +164,21 @@ fn shipped_keys_merge_over_hklm_and_are_read_only() {
     // The global view has no shipped keys.
     let (code, _, _) = cli(&b, &["reg", "query", r"HKLM\Software\Contoso\Shipped"]);
     assert_ne!(code, 0);
-    // A package shipping keys outside HKLM\Software ships none (the file is refused).
-    let bad = "REGEDIT4\r\n\r\n[HKEY_CURRENT_USER\\Software\\Sneaky]\r\n\"x\"=\"y\"\r\n";
-    let c = install(&b, "Contoso.RegBadShip", CONTOSO, 0, "", Some(bad));
-    let out = probe(&b, &c, &["get", r"HKCU\Software\Sneaky", "x"]);
-    assert_eq!(result(&out, "get", 0), "error 2");
+    // A package shipping keys outside HKLM\Software, or a malformed file, is refused at install.
+    for bad in [
+        "REGEDIT4\r\n\r\n[HKEY_CURRENT_USER\\Software\\Sneaky]\r\n\"x\"=\"y\"\r\n",
+        "REGEDIT4\r\n\r\n[HKEY_LOCAL_MACHINE\\Software\\A]\r\n\"x\"=dword:zz\r\n",
+    ] {
+        let text = format!(
+            "[package]\nname = \"Contoso.RegBadShip\"\npublisher = \"{CONTOSO}\"\nversion = \"1.0.0.0\"\n\n\
+             [[application]]\nid = \"App\"\nexecutable = \"bin/reg-probe\"\n"
+        );
+        let dir = assemble_manifest(&text, &b.root.path().join(unique("bad")), &bin_dir()).unwrap();
+        std::fs::write(dir.join("Registry.reg"), bad).unwrap();
+        let (code, _, err) = cli(&b, &["install", "--yes", dir.to_str().unwrap()]);
+        assert_ne!(code, 0);
+        assert!(err.contains("Registry.reg"), "{err}");
+    }
 }
 
 #[test]
