@@ -446,8 +446,8 @@ impl Coded for NamedObjectError {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum RegistryError {
-    /// 2, 5, 6, 87, 234, 259, 1018, 1816.
-    #[error(transparent)]
+    /// 2, 5, 6, 87, 234, 259, 1018, 1816 (the message without the code: the reply carries it).
+    #[error("{}", .0.message)]
     Win32(#[from] appipc_model::registry::RegError),
     /// Inside the broker.
     #[error(transparent)]
