@@ -269,8 +269,22 @@ fn an_upgrade_keeps_the_private_hive_and_removal_drops_it() {
     assert_eq!(result(&probe(&b, &a, &["set", k, "v", "kept"]), "set", 0), "ok");
     install(&b, "Contoso.RegLife", CONTOSO, 1, "", None);
     assert_eq!(result(&probe(&b, &a, &["get", k, "v"]), "get", 0), "kept [package private hive]");
+    // The user holds a handle in the package's view across its removal: a write through it
+    // after the removal is refused, it does not bring the dropped hive back.
+    let rt = rt();
+    let (s, held) = rt.block_on(async {
+        let s = b.session();
+        let view = RegKey::package_view(&s, appipc::registry::HKEY_CURRENT_USER, &a).await.unwrap();
+        let k = view.open(r"Software\Life").await.unwrap();
+        (s, k)
+    });
     let (code, _, err) = cli(&b, &["remove", &a]);
     assert_eq!(code, 0, "{err}");
+    rt.block_on(async {
+        let e = held.set_value("late", &RegValue::dword(1)).await.unwrap_err();
+        assert_eq!(win32(e), 2);
+        drop(s);
+    });
     install(&b, "Contoso.RegLife", CONTOSO, 2, "", None);
     assert_eq!(result(&probe(&b, &a, &["get", k, "v"]), "get", 0), "error 2");
 }

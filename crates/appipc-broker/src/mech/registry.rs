@@ -91,7 +91,8 @@ struct State {
 pub struct Registry {
     state: Mutex<State>,
     next: AtomicU64,
-    shipped: Mutex<HashMap<String, Arc<RegTree>>>,
+    /// Shipped trees by full name, with their family (lower case).
+    shipped: Mutex<HashMap<String, (String, Arc<RegTree>)>>,
 }
 
 impl Registry {
@@ -111,11 +112,8 @@ impl Registry {
 
     /// A package was upgraded or removed: its shipped keys are read again when next needed.
     pub(crate) fn package_changed(&self, family: &str) {
-        let prefix = family.to_ascii_lowercase();
-        self.shipped
-            .lock()
-            .expect("registry poisoned")
-            .retain(|full, _| !full.to_ascii_lowercase().starts_with(&prefix));
+        let family = family.to_ascii_lowercase();
+        self.shipped.lock().expect("registry poisoned").retain(|_, (f, _)| *f != family);
     }
 
     fn id(&self) -> u64 {
@@ -126,7 +124,7 @@ impl Registry {
     /// once per version. A file that cannot be read gives no keys (logged).
     fn shipped_tree(&self, pkg: &InstalledPackage) -> Arc<RegTree> {
         let full = pkg.full_name.to_string();
-        if let Some(t) = self.shipped.lock().expect("registry poisoned").get(&full) {
+        if let Some((_, t)) = self.shipped.lock().expect("registry poisoned").get(&full) {
             return t.clone();
         }
         let tree = match read_shipped(&pkg.install_dir) {
@@ -137,7 +135,8 @@ impl Registry {
             }
         };
         let tree = Arc::new(tree);
-        self.shipped.lock().expect("registry poisoned").insert(full, tree.clone());
+        let family = pkg.family_name.as_str().to_ascii_lowercase();
+        self.shipped.lock().expect("registry poisoned").insert(full, (family, tree.clone()));
         tree
     }
 }
@@ -259,6 +258,13 @@ async fn run<T: Send + 'static>(
         .run(move || {
             s.repository.with_store(|store| {
                 let root = path.root_key();
+                // Checked under the store's lock: a removal (which drops the private hive in its
+                // own transaction) is before this call or after it, never in between.
+                if let Some(f) = &view.family
+                    && store.package(f)?.is_none()
+                {
+                    return Ok(Err(RegError::not_found(format!("package {f} is not installed"))));
+                }
                 let hive = view.family.as_deref().map(private_hive);
                 let upper = match (root, &hive, &view.shipped) {
                     (Root::CurrentUser, Some(h), _) => Upper::Private(h),
