@@ -161,6 +161,14 @@ fn shipped_keys_merge_over_hklm_and_are_read_only() {
     assert_eq!(result(&out, "subkeys", 0), "Contoso,Native");
     assert_eq!(result(&out, "get", 1), "g [global]");
     assert_eq!(result(&out, "set", 1), "error 5", "an app container may not write HKLM");
+    // The refusals are decisions: `appipc why` names the rule.
+    let (code, out, err) = cli(&b, &["why", "--package", &a]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("is part of the package's registry (Registry.reg), which is read-only"),
+        "{out}"
+    );
+    assert!(out.contains("an app container may not write HKEY_LOCAL_MACHINE"), "{out}");
     // The global view has no shipped keys.
     let (code, _, _) = cli(&b, &["reg", "query", r"HKLM\Software\Contoso\Shipped"]);
     assert_ne!(code, 0);
@@ -499,8 +507,9 @@ fn a_flood_of_changes_to_a_session_that_never_reads_stays_bounded() {
         }
         assert_eq!(k.query_value("v").await.unwrap().as_u64(), Some(2999));
     });
-    // The broker kept at most its bound for it (the socket's buffer and `queued-reply-bytes`):
-    // fewer changes than were made reach the non-reader.
+    // The broker kept at most its bound for it (the socket's buffer and `queued-reply-bytes`),
+    // or closed it once its queue stayed full (`non-reader-grace-ms`, when the writes took
+    // that long): fewer changes than were made reach the non-reader.
     let mut events = 0usize;
     while let Ok(Some(p)) = socket::recv(&raw, 4096, Blocking::No) {
         if let Ok(Frame { event: Some(appipc_wire::protocol::Event::Registry(_)), .. }) =
@@ -509,5 +518,5 @@ fn a_flood_of_changes_to_a_session_that_never_reads_stays_bounded() {
             events += 1;
         }
     }
-    assert!(events > 0 && events < 3000, "{events} change events were kept for the non-reader");
+    assert!(events < 3000, "{events} change events were kept for the non-reader");
 }

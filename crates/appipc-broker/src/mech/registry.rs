@@ -23,6 +23,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use appipc_model::manifest::UNVIRTUALIZED_RESOURCES;
+use appipc_model::policy::Operation;
 use appipc_model::registry::{
     self as model, KeyPath, Layer, RegError, RegTree, RegValue, Root, ValueType, Virtualized,
     regfile,
@@ -31,7 +32,7 @@ use appipc_wire::caller::TrustLevel;
 use appipc_wire::protocol::registry::{
     self as wire, CreatedKey, KeyChanged, RegKeyInfo, RegValueInfo,
 };
-use appipc_wire::status::Win32Error;
+use appipc_wire::status::{Win32Error, WindowsCode};
 
 use crate::Shared;
 use crate::cx::{Cx, Replied};
@@ -199,16 +200,12 @@ fn package_view(reg: &Registry, pkg: &InstalledPackage, confined: bool) -> ViewO
 fn view_for(cx: &Cx<'_>, package: Option<&str>) -> Result<Arc<ViewOf>> {
     let reg = &cx.shared.registry;
     let own = cx.caller.family_name();
-    let wanted = match (package, own) {
-        (Some(p), Some(o)) if !p.eq_ignore_ascii_case(o) => {
-            return Err(win32(
-                Win32Error::AccessDenied,
-                format!("a packaged process sees its own registry view only, not {p}'s"),
-            ));
-        }
-        (Some(p), _) => Some(p),
-        (None, o) => o,
-    };
+    if let Some(p) = package
+        && let Err(d) = cx.enforce(Operation::OpenRegistryView { family_name: p })
+    {
+        return Err(win32(Win32Error::AccessDenied, d.to_string()));
+    }
+    let wanted = package.or(own);
     let Some(family) = wanted else {
         return Ok(Arc::new(ViewOf { family: None, rules: None, shipped: None }));
     };
@@ -239,10 +236,34 @@ fn resolve(cx: &Cx<'_>, handle: u64, package: Option<&str>) -> Result<OpenKey> {
     })
 }
 
-/// Where a write to `key` goes in `view`.
+/// Where a write to `key` goes in `view` (undecided: for `QueryKeyInfo` and creates).
 fn target(view: &ViewOf, key: &KeyPath) -> std::result::Result<Layer, RegError> {
     let shipped = view.shipped.as_ref().is_some_and(|t| t.get(key).is_some());
     model::write_target(view.rules.as_ref(), key, shipped)
+}
+
+/// Where a write to `key` goes in `view`, decided by the policy: a refusal is recorded in the
+/// decision log (`appipc why`) and answered with its code (5). Allowed writes are not
+/// recorded (they would crowd the log out).
+fn write_layer(cx: &Cx<'_>, view: &ViewOf, key: &KeyPath) -> Result<Layer> {
+    let layer = target(view, key);
+    if layer.is_err() {
+        let shipped = view.shipped.as_ref().is_some_and(|t| t.get(key).is_some());
+        let op = Operation::WriteRegistry {
+            key,
+            rules: view.rules.as_ref(),
+            shipped,
+            view: view.family.as_deref().unwrap_or(""),
+        };
+        if let Err(d) = cx.enforce(op) {
+            let code = match d.0.code {
+                WindowsCode::Win32(c) => Win32Error::from_value(c),
+                _ => None,
+            };
+            return Err(win32(code.unwrap_or(Win32Error::AccessDenied), d.to_string()));
+        }
+    }
+    Ok(layer?)
 }
 
 /// Runs `f` on the view of `key`'s root, in one transaction on a blocking thread.
@@ -315,9 +336,10 @@ async fn open(cx: &Cx<'_>, o: wire::OpenKey, create: bool) -> Result<CreatedKey>
     let base = resolve(cx, o.parent, o.package.as_deref())?;
     let path = base.path.join(&o.subkey)?;
     let layer = target(&base.view, &path);
+    let refused = layer.is_err();
     let key = OpenKey { view: base.view.clone(), path };
     let base_path = base.path.clone();
-    let (stored, created, changes) = run(cx.shared, &key, move |v, path| {
+    let out = run(cx.shared, &key, move |v, path| {
         still_there(v, &base_path)?;
         if v.exists(path)? {
             return Ok((v.stored(path)?, false, Vec::new()));
@@ -328,7 +350,15 @@ async fn open(cx: &Cx<'_>, o: wire::OpenKey, create: bool) -> Result<CreatedKey>
         let (created, changes) = v.create(path, layer?)?;
         Ok((v.stored(path)?, created, changes))
     })
-    .await?;
+    .await;
+    let (stored, created, changes) = match out {
+        // The key had to be created where this caller may not write: decided and recorded.
+        Err(RegistryError::Win32(e)) if refused && e.code == Win32Error::AccessDenied => {
+            write_layer(cx, &key.view, &key.path)?;
+            return Err(RegistryError::Win32(e));
+        }
+        other => other?,
+    };
     notify(cx.shared, &changes);
     let handle = enter(cx, OpenKey { view: key.view, path: stored })?;
     Ok(CreatedKey { handle, disposition: if created { 1 } else { 2 } })
@@ -338,7 +368,7 @@ async fn set_value(cx: &Cx<'_>, s: wire::SetValue) -> Result<()> {
     let key = resolve(cx, s.handle, None)?;
     model::check_value_name(&s.name)?;
     let value = RegValue::new(ValueType::from_value(s.value_type)?, s.data.into())?;
-    let layer = target(&key.view, &key.path)?;
+    let layer = write_layer(cx, &key.view, &key.path)?;
     let changes = run(cx.shared, &key, move |v, path| {
         still_there(v, path)?;
         v.set(path, &s.name, &value, layer)
@@ -390,7 +420,7 @@ async fn query_value(cx: &Cx<'_>, q: wire::QueryValue) -> Result<RegValueInfo> {
 async fn delete_value(cx: &Cx<'_>, d: wire::DeleteValue) -> Result<()> {
     let key = resolve(cx, d.handle, None)?;
     model::check_value_name(&d.name)?;
-    let layer = target(&key.view, &key.path)?;
+    let layer = write_layer(cx, &key.view, &key.path)?;
     let changes = run(cx.shared, &key, move |v, path| {
         still_there(v, path)?;
         v.delete_value(path, &d.name, layer)
@@ -403,7 +433,7 @@ async fn delete_value(cx: &Cx<'_>, d: wire::DeleteValue) -> Result<()> {
 async fn delete_key(cx: &Cx<'_>, handle: u64, subkey: &str, tree: bool) -> Result<()> {
     let base = resolve(cx, handle, None)?;
     let path = base.path.join(subkey)?;
-    let layer = target(&base.view, &path)?;
+    let layer = write_layer(cx, &base.view, &path)?;
     let keep_self = tree && subkey.is_empty();
     let key = OpenKey { view: base.view, path: path.clone() };
     let base_path = base.path;
