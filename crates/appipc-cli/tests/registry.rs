@@ -470,6 +470,22 @@ fn handles_are_the_sessions_own_and_counted() {
 }
 
 #[test]
+fn a_package_fills_its_private_hive_up_to_its_quota_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("broker.toml");
+    std::fs::write(&config, "[limits]\nregistry-bytes-per-hive = 1048576\n").unwrap();
+    let b = TestBroker::start_with_env(&[("APPIPC_CONFIG", config.to_str().unwrap())]);
+    let a = install(&b, "Contoso.RegFill", CONTOSO, 0, "", None);
+    let out = probe(&b, &a, &["fill", "100"]);
+    assert_eq!(result(&out, "fill", 0), "filled 17, then error 1816");
+    // Its quota is its own: the user's hive and another package's are not affected.
+    let other = install(&b, "Fabrikam.RegFill", FABRIKAM, 0, "", None);
+    assert_eq!(result(&probe(&b, &other, &["fill", "3"]), "fill", 0), "filled 3");
+    let (code, _, err) = cli(&b, &["reg", "add", r"HKCU\Software\Mine", "-v", "x", "-d", "y"]);
+    assert_eq!(code, 0, "{err}");
+}
+
+#[test]
 fn a_flood_of_changes_to_a_session_that_never_reads_stays_bounded() {
     use appipc_sys::socket::{self, Blocking};
     use appipc_wire::frame::Frame;

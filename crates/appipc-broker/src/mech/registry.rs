@@ -273,6 +273,7 @@ async fn run<T: Send + 'static>(
     f: impl FnOnce(&View<'_>, &KeyPath) -> std::result::Result<T, RegFail> + Send + 'static,
 ) -> Result<T> {
     let (view, path) = (key.view.clone(), key.path.clone());
+    let max = shared.config.limits.registry_bytes_per_hive;
     let s = shared.clone();
     let out = shared
         .blocking
@@ -292,7 +293,7 @@ async fn run<T: Send + 'static>(
                     (Root::LocalMachine, _, Some(t)) => Upper::Shipped(t),
                     _ => Upper::None,
                 };
-                store.registry(root, upper, |v| f(v, &path))
+                store.registry(root, upper, max, |v| f(v, &path))
             })
         })
         .await

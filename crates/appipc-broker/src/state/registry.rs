@@ -59,6 +59,10 @@ CREATE TABLE registry_keys (
 CREATE INDEX registry_keys_parent ON registry_keys(hive, parent);
 INSERT INTO registry_keys (hive, path, parent, name, state, written_at)
     VALUES ('HKCU', 'SOFTWARE', '', 'Software', 0, 0), ('HKLM', 'SOFTWARE', '', 'Software', 0, 0);
+CREATE TABLE registry_usage (
+    hive          TEXT PRIMARY KEY,
+    bytes         INTEGER NOT NULL
+) WITHOUT ROWID;
 CREATE TABLE registry_values (
     hive          TEXT NOT NULL,
     path          TEXT NOT NULL,
@@ -114,13 +118,70 @@ fn below(p: &str) -> (String, String) {
     }
 }
 
+/// What a row costs a hive's quota besides its names and data.
+const ROW_BYTES: i64 = 64;
+
+fn len64(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
 /// One hive, inside a transaction.
 struct Hive<'a> {
     tx: &'a Transaction<'a>,
     name: &'a str,
+    /// `[limits] registry-bytes-per-hive`.
+    max: u64,
 }
 
 impl Hive<'_> {
+    /// Adds `delta` bytes to the hive's use; 1816 when that goes past its quota (the
+    /// transaction is then rolled back).
+    fn charge(&self, delta: i64) -> R<()> {
+        if delta == 0 {
+            return Ok(());
+        }
+        self.tx.execute(
+            "INSERT INTO registry_usage (hive, bytes) VALUES (?1, max(0, ?2))
+             ON CONFLICT (hive) DO UPDATE SET bytes = max(0, bytes + ?2)",
+            params![self.name, delta],
+        )?;
+        if delta > 0 {
+            let used: i64 = self.tx.query_row(
+                "SELECT bytes FROM registry_usage WHERE hive = ?1",
+                [self.name],
+                |r| r.get(0),
+            )?;
+            if u64::try_from(used).unwrap_or(0) > self.max {
+                return Err(RegError::new(
+                    appipc_wire::status::Win32Error::NotEnoughQuota,
+                    format!(
+                        "the {} hive would hold {used} bytes, more than it may ([limits] \
+                         registry-bytes-per-hive, {})",
+                        self.name, self.max
+                    ),
+                )
+                .into());
+            }
+        }
+        Ok(())
+    }
+
+    /// The bytes the rows of `table` matching `cond` (on `?1` the hive, `?2`, `?3`) cost.
+    fn size_of(&self, table: &str, cond: &str, a: &str, b: &str) -> R<i64> {
+        let expr = if table == "registry_keys" {
+            "length(CAST(name AS BLOB))"
+        } else {
+            "length(CAST(name AS BLOB)) + length(data)"
+        };
+        Ok(self.tx.query_row(
+            &format!(
+                "SELECT COALESCE(SUM({expr} + {ROW_BYTES}), 0) FROM {table} WHERE hive = ?1 AND {cond}"
+            ),
+            params![self.name, a, b],
+            |r| r.get(0),
+        )?)
+    }
+
     fn state(&self, path: &KeyPath) -> R<Option<KeyState>> {
         if path.depth() == 0 {
             return Ok(Some(KeyState::Live));
@@ -141,6 +202,9 @@ impl Hive<'_> {
     }
 
     fn put_key(&self, path: &KeyPath, state: KeyState) -> R<()> {
+        if self.state(path)?.is_none() {
+            self.charge(ROW_BYTES + len64(path.name().len()))?;
+        }
         let parent = path.parent().map(|p| p.folded_path()).unwrap_or_default();
         self.tx.execute(
             "INSERT INTO registry_keys (hive, path, parent, name, state, written_at)
@@ -210,6 +274,13 @@ impl Hive<'_> {
     }
 
     fn put_value(&self, path: &KeyPath, name: &str, v: &RegValue, tombstone: bool) -> R<()> {
+        let old = self.size_of(
+            "registry_values",
+            "path = ?2 AND folded = ?3",
+            &path.folded_path(),
+            &fold(name),
+        )?;
+        self.charge(ROW_BYTES + len64(name.len() + v.data.len()) - old)?;
         self.tx.execute(
             "INSERT INTO registry_values (hive, path, folded, name, type, data, deleted)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
@@ -229,6 +300,13 @@ impl Hive<'_> {
     }
 
     fn remove_value(&self, path: &KeyPath, name: &str) -> R<bool> {
+        let freed = self.size_of(
+            "registry_values",
+            "path = ?2 AND folded = ?3",
+            &path.folded_path(),
+            &fold(name),
+        )?;
+        self.charge(-freed)?;
         let n = self.tx.execute(
             "DELETE FROM registry_values WHERE hive = ?1 AND path = ?2 AND folded = ?3",
             params![self.name, path.folded_path(), fold(name)],
@@ -240,6 +318,14 @@ impl Hive<'_> {
     fn remove_subtree(&self, path: &KeyPath, keep_self: bool) -> R<()> {
         let p = path.folded_path();
         let (lo, hi) = below(&p);
+        let mut freed = self.size_of("registry_values", "path = ?2 AND ?3 = ?3", &p, "")?;
+        if !keep_self && path.depth() > 0 {
+            freed += self.size_of("registry_keys", "path = ?2 AND ?3 = ?3", &p, "")?;
+        }
+        for table in ["registry_keys", "registry_values"] {
+            freed += self.size_of(table, "path >= ?2 AND path < ?3", &lo, &hi)?;
+        }
+        self.charge(-freed)?;
         for table in ["registry_keys", "registry_values"] {
             self.tx.execute(
                 &format!("DELETE FROM {table} WHERE hive = ?1 AND path >= ?2 AND path < ?3"),
@@ -315,6 +401,7 @@ pub struct View<'a> {
     tx: &'a Transaction<'a>,
     root: Root,
     upper: Upper<'a>,
+    max: u64,
 }
 
 /// Where a key of a view is.
@@ -326,12 +413,12 @@ struct Found {
 
 impl<'a> View<'a> {
     fn global(&self) -> Hive<'a> {
-        Hive { tx: self.tx, name: global_hive(self.root) }
+        Hive { tx: self.tx, name: global_hive(self.root), max: self.max }
     }
 
     fn private(&self) -> Option<Hive<'a>> {
         match self.upper {
-            Upper::Private(h) => Some(Hive { tx: self.tx, name: h }),
+            Upper::Private(h) => Some(Hive { tx: self.tx, name: h, max: self.max }),
             _ => None,
         }
     }
@@ -576,16 +663,17 @@ impl<'a> View<'a> {
 
 impl Store {
     /// Runs `f` on a view of `root` in one transaction: committed when it returns `Ok`, rolled
-    /// back otherwise.
+    /// back otherwise. A hive may hold at most `max_bytes` (names, data and 64 bytes a row).
     pub fn registry<T>(
         &mut self,
         root: Root,
         upper: Upper<'_>,
+        max_bytes: u64,
         f: impl FnOnce(&View<'_>) -> R<T>,
     ) -> Result<Result<T, RegError>, InternalError> {
         let tx = self.conn.transaction()?;
         let out = {
-            let view = View { tx: &tx, root, upper };
+            let view = View { tx: &tx, root, upper, max: max_bytes };
             f(&view)
         };
         match out {
@@ -612,6 +700,7 @@ pub(super) fn drop_private_hive(
     let hive = private_hive(family);
     conn.execute("DELETE FROM registry_keys WHERE hive = ?1", [&hive])?;
     conn.execute("DELETE FROM registry_values WHERE hive = ?1", [&hive])?;
+    conn.execute("DELETE FROM registry_usage WHERE hive = ?1", [&hive])?;
     Ok(())
 }
 
@@ -634,7 +723,7 @@ mod tests {
         let hkcu = Root::CurrentUser;
         let key = k("HKCU\\Software\\Contoso");
         // The global view writes the global hive.
-        ok(s.registry(hkcu, Upper::None, |v| {
+        ok(s.registry(hkcu, Upper::None, u64::MAX, |v| {
             v.create(&key, Layer::Global)?;
             v.set(&key, "Shared", &RegValue::sz("global"), Layer::Global)?;
             v.set(&key, "Other", &RegValue::dword(1), Layer::Global)?;
@@ -644,14 +733,14 @@ mod tests {
         let pkg = private_hive("Contoso.App_x");
         let up = Upper::Private(&pkg);
         // The package sees the global data, writes its own, and deletes with tombstones.
-        ok(s.registry(hkcu, up, |v| {
+        ok(s.registry(hkcu, up, u64::MAX, |v| {
             assert!(v.exists(&key)?);
             v.set(&key, "Shared", &RegValue::sz("mine"), Layer::Private)?;
             v.delete_value(&key, "other", Layer::Private)?;
             v.delete(&key.join("child").unwrap(), Layer::Private, false)?;
             Ok(())
         }));
-        ok(s.registry(hkcu, up, |v| {
+        ok(s.registry(hkcu, up, u64::MAX, |v| {
             let vals = v.values(&key)?;
             assert_eq!(vals.len(), 1);
             assert_eq!(vals[0].1, RegValue::sz("mine"));
@@ -664,7 +753,7 @@ mod tests {
             Ok(())
         }));
         // The global view is unchanged.
-        ok(s.registry(hkcu, Upper::None, |v| {
+        ok(s.registry(hkcu, Upper::None, u64::MAX, |v| {
             assert_eq!(v.values(&key)?.len(), 2);
             assert_eq!(v.value(&key, "shared")?.unwrap().1, RegValue::sz("global"));
             assert_eq!(v.subkeys(&key)?, ["Child"]);
@@ -672,23 +761,62 @@ mod tests {
         }));
         // An error rolls the whole call back.
         let e = s
-            .registry(hkcu, Upper::None, |v| {
+            .registry(hkcu, Upper::None, u64::MAX, |v| {
                 v.set(&key, "half", &RegValue::dword(2), Layer::Global)?;
                 v.delete_value(&key, "nope", Layer::Global)
             })
             .unwrap()
             .unwrap_err();
         assert_eq!(e.code, appipc_wire::status::Win32Error::FileNotFound);
-        ok(s.registry(hkcu, Upper::None, |v| {
+        ok(s.registry(hkcu, Upper::None, u64::MAX, |v| {
             assert!(v.value(&key, "half")?.is_none());
             Ok(())
         }));
         s.drop_private_hive("CONTOSO.APP_X").unwrap();
-        ok(s.registry(hkcu, up, |v| {
+        ok(s.registry(hkcu, up, u64::MAX, |v| {
             assert_eq!(v.value(&key, "Shared")?.unwrap().2, Layer::Global);
             assert_eq!(v.subkeys(&key)?, ["Child"]);
             Ok(())
         }));
+    }
+
+    #[test]
+    fn a_hive_holds_at_most_its_quota_and_deletes_give_it_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("state.db")).unwrap();
+        let key = k("HKCU\\Software\\Q");
+        let pkg = private_hive("Contoso.Q_x");
+        let up = Upper::Private(&pkg);
+        let big = RegValue::binary(&[0; 400]);
+        let set = |s: &mut Store, name: &str| {
+            s.registry(Root::CurrentUser, up, 1200, |v| {
+                v.create(&key, Layer::Private)?;
+                v.set(&key, name, &big, Layer::Private)
+            })
+            .unwrap()
+        };
+        assert!(set(&mut s, "a").is_ok());
+        assert!(set(&mut s, "b").is_ok());
+        let e = set(&mut s, "c").unwrap_err();
+        assert_eq!(e.code, appipc_wire::status::Win32Error::NotEnoughQuota);
+        // Overwriting costs only the difference; deleting gives the bytes back.
+        assert!(set(&mut s, "b").is_ok());
+        ok(s.registry(Root::CurrentUser, up, 1200, |v| v.delete_value(&key, "a", Layer::Private)));
+        assert!(set(&mut s, "c").is_ok());
+        ok(s.registry(Root::CurrentUser, up, 1200, |v| v.delete(&key, Layer::Private, false)));
+        ok(s.registry(Root::CurrentUser, up, 1200, |v| {
+            assert!(!v.exists(&key)?);
+            Ok(())
+        }));
+        assert!(set(&mut s, "a").is_ok() && set(&mut s, "b").is_ok());
+        // The global hive has its own quota.
+        let e = s
+            .registry(Root::CurrentUser, Upper::None, 100, |v| {
+                v.set(&key, "g", &big, Layer::Global)
+            })
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(e.code, appipc_wire::status::Win32Error::NotEnoughQuota);
     }
 
     #[test]
@@ -698,11 +826,11 @@ mod tests {
         let mut t = RegTree::new();
         let sw = k("HKLM\\Software\\Fabrikam");
         t.set(&sw, "Version", RegValue::sz("1.0"));
-        ok(s.registry(Root::LocalMachine, Upper::None, |v| {
+        ok(s.registry(Root::LocalMachine, Upper::None, u64::MAX, |v| {
             v.create(&k("HKLM\\Software\\Native"), Layer::Global)?;
             Ok(())
         }));
-        ok(s.registry(Root::LocalMachine, Upper::Shipped(&t), |v| {
+        ok(s.registry(Root::LocalMachine, Upper::Shipped(&t), u64::MAX, |v| {
             assert_eq!(v.subkeys(&k("HKLM\\software"))?, ["Fabrikam", "Native"]);
             assert_eq!(v.value(&sw, "version")?.unwrap().2, Layer::Shipped);
             assert!(v.delete(&k("HKLM\\Software"), Layer::Global, false).is_err());

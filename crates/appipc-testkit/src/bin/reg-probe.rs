@@ -15,6 +15,8 @@
 //!   hoard N                  opens HKCU\Software N times without closing: "opened K, then error C"
 //!   guess HANDLE             RegQueryValueEx through a handle number this session never got
 //!   big N                    sets HKCU\Software\Big "v" to N bytes of REG_BINARY
+//!   fill N                   sets HKCU\Software\Fill "f0", "f1", … to 60 000 bytes each, N at
+//!                            most: "filled K, then error C"
 //! ```
 //!
 //! KEY is a full path (`HKCU\Software\Contoso`). Each step prints `STEP => RESULT`; RESULT is
@@ -50,7 +52,7 @@ fn arity(step: &str) -> usize {
     match step {
         "set" | "watch-get" => 4,
         "get" | "del-value" => 3,
-        "del-tree" | "create" | "subkeys" | "hoard" | "guess" | "big" => 2,
+        "del-tree" | "create" | "subkeys" | "hoard" | "guess" | "big" | "fill" => 2,
         _ => {
             eprintln!("reg-probe: unknown step {step:?}");
             std::process::exit(2);
@@ -130,6 +132,22 @@ async fn step(s: &Session, w: &[String], kept: &mut Vec<RegKey>) -> String {
             match hkcu.create("Software\\Big").await {
                 Ok((k, _)) => {
                     k.set_value("v", &RegValue::binary(&vec![7u8; n])).await.map(|()| "ok".into())
+                }
+                Err(e) => Err(e),
+            }
+        }
+        "fill" => {
+            let n: usize = w[1].parse().expect("a count");
+            let hkcu = RegKey::current_user(s);
+            match hkcu.create("Software\\Fill").await {
+                Ok((k, _)) => {
+                    for i in 0..n {
+                        let v = RegValue::binary(&vec![1u8; 60_000]);
+                        if let Err(e) = k.set_value(&format!("f{i}"), &v).await {
+                            return format!("filled {i}, then {}", code(&e));
+                        }
+                    }
+                    Ok(format!("filled {n}"))
                 }
                 Err(e) => Err(e),
             }
