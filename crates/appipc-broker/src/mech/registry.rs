@@ -18,7 +18,6 @@
 //! that does not read loses events, the broker's queue for it stays bounded (its outbox).
 
 use std::collections::HashMap;
-use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -26,7 +25,6 @@ use appipc_model::manifest::UNVIRTUALIZED_RESOURCES;
 use appipc_model::policy::Operation;
 use appipc_model::registry::{
     self as model, KeyPath, Layer, RegError, RegTree, RegValue, Root, ValueType, Virtualized,
-    regfile,
 };
 use appipc_wire::caller::TrustLevel;
 use appipc_wire::protocol::registry::{
@@ -43,10 +41,6 @@ use crate::state::registry::{Change, RegFail, Upper, View, global_hive, private_
 
 type Result<T, E = RegistryError> = std::result::Result<T, E>;
 
-/// The file a package ships its `HKLM\Software` keys in (Windows: `Registry.dat`).
-pub const SHIPPED_FILE: &str = "Registry.reg";
-/// The largest `Registry.reg` read.
-const MAX_SHIPPED_BYTES: u64 = 1024 * 1024;
 /// `REG_NOTIFY_CHANGE_NAME | ATTRIBUTES | LAST_SET | SECURITY`.
 const NOTIFY_FILTERS: u32 = 0xF;
 
@@ -128,7 +122,7 @@ impl Registry {
         if let Some((_, t)) = self.shipped.lock().expect("registry poisoned").get(&full) {
             return t.clone();
         }
-        let tree = match read_shipped(&pkg.install_dir) {
+        let tree = match crate::repository::read_shipped(&pkg.install_dir) {
             Ok(t) => t,
             Err(e) => {
                 tracing::error!(package = %full, error = %e, "the package's Registry.reg is not used");
@@ -140,34 +134,6 @@ impl Registry {
         self.shipped.lock().expect("registry poisoned").insert(full, (family, tree.clone()));
         tree
     }
-}
-
-/// Reads and checks a package's `Registry.reg`: an absent file is no keys; keys outside
-/// `HKEY_LOCAL_MACHINE\Software` are refused.
-pub fn read_shipped(install_dir: &Path) -> std::result::Result<RegTree, String> {
-    let path = install_dir.join(SHIPPED_FILE);
-    let meta = match std::fs::symlink_metadata(&path) {
-        Ok(m) => m,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(RegTree::new()),
-        Err(e) => return Err(format!("{SHIPPED_FILE}: {e}")),
-    };
-    if !meta.is_file() || meta.len() > MAX_SHIPPED_BYTES {
-        return Err(format!(
-            "{SHIPPED_FILE}: not a regular file of at most {MAX_SHIPPED_BYTES} bytes"
-        ));
-    }
-    let bytes = std::fs::read(&path).map_err(|e| format!("{SHIPPED_FILE}: {e}"))?;
-    let file = regfile::parse(&bytes).map_err(|e| format!("{SHIPPED_FILE}: {e}"))?;
-    let software = KeyPath::parse("HKEY_LOCAL_MACHINE\\Software").expect("a valid path");
-    let tree = RegTree::from_entries(&file.entries);
-    if let Some(k) = tree.keys().find(|k| !k.path.is_at_or_under(&software)) {
-        return Err(format!(
-            "{SHIPPED_FILE}: {} is outside HKEY_LOCAL_MACHINE\\Software (a package ships only \
-             those keys)",
-            k.path
-        ));
-    }
-    Ok(tree)
 }
 
 fn win32(code: Win32Error, message: impl Into<String>) -> RegistryError {
