@@ -35,6 +35,7 @@ fn main() -> Result<()> {
         Some("scale") => scale::scale(&args[1..]),
         Some("load-worker") => load::worker(&args[1..]),
         Some("flood") => flood::flood(&args[1..]),
+        Some("flood-worker") => flood::worker(&args[1..]),
         Some("raw-echo") => raw_echo(),
         Some("raw-echo-tokio") => raw_echo_tokio(),
         Some("dbus-server") => dbus_server(args.get(1).context("address")?),
