@@ -81,13 +81,16 @@ struct State {
     watches: HashMap<u64, Watch>,
 }
 
+type ShippedCell = tokio::sync::OnceCell<Arc<RegTree>>;
+
 /// The registry's handles, watches and shipped trees.
 #[derive(Debug)]
 pub struct Registry {
     state: Mutex<State>,
     next: AtomicU64,
-    /// Shipped trees by full name, with their family (lower case).
-    shipped: Mutex<HashMap<String, (String, Arc<RegTree>)>>,
+    /// Shipped trees by full name, with their family (lower case): read and parsed once, on
+    /// the blocking pool, by the first request that needs one (the others wait for it).
+    shipped: Mutex<HashMap<String, (String, Arc<ShippedCell>)>>,
 }
 
 impl Registry {
@@ -116,23 +119,29 @@ impl Registry {
     }
 
     /// The package's shipped keys (`Registry.reg`, keys at or under `HKLM\Software`), read
-    /// once per version. A file that cannot be read gives no keys (logged).
-    fn shipped_tree(&self, pkg: &InstalledPackage) -> Arc<RegTree> {
+    /// once per version, on the blocking pool (a large file never holds an async thread), by
+    /// one request at a time. A file that cannot be read gives no keys (logged).
+    async fn shipped_tree(&self, shared: &Shared, pkg: &InstalledPackage) -> Arc<RegTree> {
         let full = pkg.full_name.to_string();
-        if let Some((_, t)) = self.shipped.lock().expect("registry poisoned").get(&full) {
-            return t.clone();
-        }
-        let tree = match crate::repository::read_shipped(&pkg.install_dir) {
-            Ok(t) => t,
-            Err(e) => {
-                tracing::error!(package = %full, error = %e, "the package's Registry.reg is not used");
-                RegTree::new()
-            }
+        let cell = {
+            let mut m = self.shipped.lock().expect("registry poisoned");
+            let family = pkg.family_name.as_str().to_ascii_lowercase();
+            m.entry(full.clone()).or_insert_with(|| (family, Arc::default())).1.clone()
         };
-        let tree = Arc::new(tree);
-        let family = pkg.family_name.as_str().to_ascii_lowercase();
-        self.shipped.lock().expect("registry poisoned").insert(full, (family, tree.clone()));
-        tree
+        let dir = pkg.install_dir.clone();
+        let tree = cell
+            .get_or_init(|| async move {
+                let read = shared.blocking.run(move || crate::repository::read_shipped(&dir));
+                match read.await.map_err(|e| e.to_string()).and_then(|r| r) {
+                    Ok(t) => Arc::new(t),
+                    Err(e) => {
+                        tracing::error!(package = %full, error = %e, "the package's Registry.reg is not used");
+                        Arc::new(RegTree::new())
+                    }
+                }
+            })
+            .await;
+        tree.clone()
     }
 }
 
@@ -141,7 +150,7 @@ fn win32(code: Win32Error, message: impl Into<String>) -> RegistryError {
 }
 
 /// The view of a package, as its process (`confined`) or the user looking at it sees it.
-fn package_view(reg: &Registry, pkg: &InstalledPackage, confined: bool) -> ViewOf {
+async fn package_view(shared: &Shared, pkg: &InstalledPackage, confined: bool) -> ViewOf {
     let granted = pkg.granted.iter().any(|c| c.eq_ignore_ascii_case(UNVIRTUALIZED_RESOURCES));
     let v = &pkg.manifest.virtualization;
     let excluded = if granted {
@@ -157,14 +166,13 @@ fn package_view(reg: &Registry, pkg: &InstalledPackage, confined: bool) -> ViewO
     ViewOf {
         family: Some(pkg.family_name.to_string()),
         rules: Some(rules),
-        shipped: Some(reg.shipped_tree(pkg)),
+        shipped: Some(shared.registry.shipped_tree(shared, pkg).await),
     }
 }
 
 /// The view a request on a predefined key opens: the caller's own, or (unpackaged callers)
 /// the package it names.
-fn view_for(cx: &Cx<'_>, package: Option<&str>) -> Result<Arc<ViewOf>> {
-    let reg = &cx.shared.registry;
+async fn view_for(cx: &Cx<'_>, package: Option<&str>) -> Result<Arc<ViewOf>> {
     let own = cx.caller.family_name();
     if let Some(p) = package
         && let Err(d) = cx.enforce(Operation::OpenRegistryView { family_name: p })
@@ -179,13 +187,13 @@ fn view_for(cx: &Cx<'_>, package: Option<&str>) -> Result<Arc<ViewOf>> {
         win32(Win32Error::FileNotFound, format!("no package {family} is installed"))
     })?;
     let confined = own.is_some() && cx.caller.trust() == TrustLevel::AppContainer;
-    Ok(Arc::new(package_view(reg, &pkg, confined)))
+    Ok(Arc::new(package_view(cx.shared, &pkg, confined).await))
 }
 
 /// The key a handle names: a predefined key in the caller's view, or one of its session's.
-fn resolve(cx: &Cx<'_>, handle: u64, package: Option<&str>) -> Result<OpenKey> {
+async fn resolve(cx: &Cx<'_>, handle: u64, package: Option<&str>) -> Result<OpenKey> {
     if let Some(root) = Root::from_handle(handle) {
-        return Ok(OpenKey { view: view_for(cx, package)?, path: KeyPath::root(root) });
+        return Ok(OpenKey { view: view_for(cx, package).await?, path: KeyPath::root(root) });
     }
     if package.is_some() {
         return Err(win32(
@@ -300,7 +308,7 @@ fn enter(cx: &Cx<'_>, key: OpenKey) -> Result<u64> {
 }
 
 async fn open(cx: &Cx<'_>, o: wire::OpenKey, create: bool) -> Result<CreatedKey> {
-    let base = resolve(cx, o.parent, o.package.as_deref())?;
+    let base = resolve(cx, o.parent, o.package.as_deref()).await?;
     let path = base.path.join(&o.subkey)?;
     let layer = target(&base.view, &path);
     let refused = layer.is_err();
@@ -332,7 +340,7 @@ async fn open(cx: &Cx<'_>, o: wire::OpenKey, create: bool) -> Result<CreatedKey>
 }
 
 async fn set_value(cx: &Cx<'_>, s: wire::SetValue) -> Result<()> {
-    let key = resolve(cx, s.handle, None)?;
+    let key = resolve(cx, s.handle, None).await?;
     model::check_value_name(&s.name)?;
     let value = RegValue::new(ValueType::from_value(s.value_type)?, s.data.into())?;
     let layer = write_layer(cx, &key.view, &key.path)?;
@@ -367,7 +375,7 @@ fn fits(len: usize, max: Option<u32>, what: &str) -> std::result::Result<(), Reg
 }
 
 async fn query_value(cx: &Cx<'_>, q: wire::QueryValue) -> Result<RegValueInfo> {
-    let key = resolve(cx, q.handle, None)?;
+    let key = resolve(cx, q.handle, None).await?;
     model::check_value_name(&q.name)?;
     run(cx.shared, &key, move |v, path| {
         still_there(v, path)?;
@@ -385,7 +393,7 @@ async fn query_value(cx: &Cx<'_>, q: wire::QueryValue) -> Result<RegValueInfo> {
 }
 
 async fn delete_value(cx: &Cx<'_>, d: wire::DeleteValue) -> Result<()> {
-    let key = resolve(cx, d.handle, None)?;
+    let key = resolve(cx, d.handle, None).await?;
     model::check_value_name(&d.name)?;
     let layer = write_layer(cx, &key.view, &key.path)?;
     let changes = run(cx.shared, &key, move |v, path| {
@@ -398,7 +406,7 @@ async fn delete_value(cx: &Cx<'_>, d: wire::DeleteValue) -> Result<()> {
 }
 
 async fn delete_key(cx: &Cx<'_>, handle: u64, subkey: &str, tree: bool) -> Result<()> {
-    let base = resolve(cx, handle, None)?;
+    let base = resolve(cx, handle, None).await?;
     let path = base.path.join(subkey)?;
     let layer = write_layer(cx, &base.view, &path)?;
     let keep_self = tree && subkey.is_empty();
@@ -424,7 +432,7 @@ async fn delete_key(cx: &Cx<'_>, handle: u64, subkey: &str, tree: bool) -> Resul
 }
 
 async fn enum_key(cx: &Cx<'_>, e: wire::EnumKey) -> Result<String> {
-    let key = resolve(cx, e.handle, None)?;
+    let key = resolve(cx, e.handle, None).await?;
     run(cx.shared, &key, move |v, path| {
         still_there(v, path)?;
         let names = v.subkeys(path)?;
@@ -442,7 +450,7 @@ async fn enum_key(cx: &Cx<'_>, e: wire::EnumKey) -> Result<String> {
 }
 
 async fn enum_value(cx: &Cx<'_>, e: wire::EnumValue) -> Result<RegValueInfo> {
-    let key = resolve(cx, e.handle, None)?;
+    let key = resolve(cx, e.handle, None).await?;
     run(cx.shared, &key, move |v, path| {
         still_there(v, path)?;
         let Some((name, value, layer)) = v.values(path)?.into_iter().nth(e.index as usize) else {
@@ -460,7 +468,7 @@ async fn enum_value(cx: &Cx<'_>, e: wire::EnumValue) -> Result<RegValueInfo> {
 }
 
 async fn key_info(cx: &Cx<'_>, handle: u64) -> Result<RegKeyInfo> {
-    let key = resolve(cx, handle, None)?;
+    let key = resolve(cx, handle, None).await?;
     let writes_to = match target(&key.view, &key.path) {
         Ok(l) => l.describe().to_owned(),
         Err(e) => format!("refused: {}", e.message),
@@ -475,7 +483,7 @@ async fn key_info(cx: &Cx<'_>, handle: u64) -> Result<RegKeyInfo> {
     .await
 }
 
-fn watch(cx: &Cx<'_>, n: wire::NotifyChangeKeyValue) -> Result<u64> {
+async fn watch(cx: &Cx<'_>, n: wire::NotifyChangeKeyValue) -> Result<u64> {
     if n.filter == 0 || n.filter & !NOTIFY_FILTERS != 0 {
         return Err(win32(
             Win32Error::InvalidParameter,
@@ -485,7 +493,7 @@ fn watch(cx: &Cx<'_>, n: wire::NotifyChangeKeyValue) -> Result<u64> {
             ),
         ));
     }
-    let key = resolve(cx, n.handle, None)?;
+    let key = resolve(cx, n.handle, None).await?;
     let reg = &cx.shared.registry;
     let mut s = reg.state.lock().expect("registry poisoned");
     cx.session.ensure_open()?;
@@ -626,7 +634,7 @@ pub(crate) async fn handle(cx: Cx<'_>, r: wire::Request) -> Result<Replied> {
         }
         R::EnumKey(e) => Replied::of::<wire::EnumKey>(enum_key(&cx, e).await?),
         R::EnumValue(e) => Replied::of::<wire::EnumValue>(enum_value(&cx, e).await?),
-        R::NotifyChangeKeyValue(n) => Replied::of::<wire::NotifyChangeKeyValue>(watch(&cx, n)?),
+        R::NotifyChangeKeyValue(n) => Replied::of::<wire::NotifyChangeKeyValue>(watch(&cx, n).await?),
         R::CancelNotify(c) => Replied::of::<wire::CancelNotify>(close(&cx, c.watch, true)?),
         R::QueryKeyInfo(q) => Replied::of::<wire::QueryKeyInfo>(key_info(&cx, q.handle).await?),
     })

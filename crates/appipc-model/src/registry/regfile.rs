@@ -108,27 +108,46 @@ fn decode(bytes: &[u8]) -> Result<String, RegFileError> {
     })
 }
 
-/// Lines joined where one ends in `\`, each with the number of its first line.
+/// Lines joined where one ends in `\`, each with the number of its first line. Linear: each
+/// physical line is trimmed once as it arrives, and a joined line's first character (a key or
+/// comment line never continues) is remembered, not searched for again.
 fn logical_lines(text: &str) -> Vec<(usize, String)> {
+    struct Open {
+        start: usize,
+        acc: String,
+        /// The joined line's first non-blank character and where it is, once there is one.
+        head: Option<(char, usize)>,
+    }
     let mut out: Vec<(usize, String)> = Vec::new();
-    let mut open: Option<(usize, String)> = None;
+    let mut open: Option<Open> = None;
     for (i, raw) in text.split('\n').enumerate() {
         let line = raw.strip_suffix('\r').unwrap_or(raw);
-        let (start, mut acc) = match open.take() {
-            Some((n, acc)) => (n, acc + line.trim_start()),
-            None => (i + 1, line.to_owned()),
+        let (mut o, seg) = match open.take() {
+            Some(o) => (o, line.trim_start()),
+            None => (Open { start: i + 1, acc: String::new(), head: None }, line),
         };
-        let head = acc.trim_start();
-        if acc.trim_end().ends_with('\\') && !head.starts_with('[') && !head.starts_with(';') {
-            let keep = acc.trim_end().len() - 1;
-            acc.truncate(keep);
-            open = Some((start, acc));
+        if o.head.is_none() {
+            let t = seg.trim_start();
+            o.head = t.chars().next().map(|c| (c, o.acc.len() + seg.len() - t.len()));
+        }
+        o.acc.push_str(seg);
+        let keyish = matches!(o.head, Some(('[' | ';', _)));
+        // Amortized linear: trailing blanks scanned here are removed with the `\` or end
+        // the line.
+        let kept = o.acc.trim_end();
+        if kept.ends_with('\\') && !keyish {
+            let keep = kept.len() - 1;
+            o.acc.truncate(keep);
+            if o.head.is_some_and(|(_, at)| at >= keep) {
+                o.head = None;
+            }
+            open = Some(o);
         } else {
-            out.push((start, acc));
+            out.push((o.start, o.acc));
         }
     }
     if let Some(o) = open {
-        out.push(o);
+        out.push((o.start, o.acc));
     }
     out
 }
