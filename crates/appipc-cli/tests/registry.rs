@@ -404,7 +404,13 @@ fn hostile_names_limits_and_sizes_are_refused_with_win32_codes() {
         }
         let deep = vec!["d"; 513].join("\\");
         assert_eq!(win32(hkcu.create(&deep).await.unwrap_err()), 87);
-        assert!(hkcu.create(&vec!["d"; 512].join("\\")).await.is_ok());
+        // 512 levels, created at most 32 at a time (Windows' bound per call).
+        let mut at = hkcu.create("d").await.unwrap().0;
+        for _ in 0..15 {
+            at = at.create(&vec!["d"; 32].join("\\")).await.unwrap().0;
+        }
+        let (last, _) = at.create(&vec!["d"; 31].join("\\")).await.unwrap();
+        assert_eq!(win32(last.create("d").await.unwrap_err()), 87);
         // `..` is a name, not a way up.
         let (k, _) = hkcu.create(r"Software\Dots\..\..").await.unwrap();
         assert_eq!(k.info().await.unwrap().path, r"HKEY_CURRENT_USER\Software\Dots\..\..");
@@ -443,6 +449,60 @@ fn hostile_names_limits_and_sizes_are_refused_with_win32_codes() {
         assert_eq!(win32(child.query_value("x").await.unwrap_err()), 1018);
         assert_eq!(win32(k.delete_value("missing").await.unwrap_err()), 2);
         assert_eq!(win32(k.notify_change(NotifyFilter(0x10), false).await.unwrap_err()), 87);
+    });
+}
+
+/// Red team findings 5 and 3: key paths so long that events, replies and messages outgrew a
+/// frame (and the session with them). A key's absolute path is at most 32 767 UTF-16 units
+/// (87 past it), one create makes at most 32 levels (87), and messages shorten paths.
+#[test]
+fn long_key_paths_are_bounded_and_shortened_in_messages() {
+    let b = TestBroker::start();
+    let rt = rt();
+    rt.block_on(async {
+        let s = b.session();
+        let watcher = b.session();
+        let hkcu = RegKey::current_user(&s);
+        // 33 new levels in one call: 87, nothing created; 32: created.
+        let e = hkcu.create(&vec!["L"; 33].join("\\")).await.unwrap_err();
+        assert_eq!(win32(e), 87);
+        assert_eq!(win32(hkcu.open("L").await.unwrap_err()), 2);
+        // Components of 255 characters, one at a time, until the path is too long.
+        let name = "p".repeat(255);
+        let mut at = hkcu.create(&name).await.unwrap().0;
+        let mut units = "HKEY_CURRENT_USER".len() + 256;
+        let refused = loop {
+            match at.create(&name).await {
+                Ok((k, _)) => {
+                    at = k;
+                    units += 256;
+                    assert!(units <= 32_767, "a path of {units} units was created");
+                }
+                Err(e) => break e,
+            }
+        };
+        assert!(units + 256 > 32_767, "refused at {units} units");
+        let text = refused.to_string();
+        assert_eq!(win32(refused), 87);
+        assert!(text.len() < 1024, "message of {} bytes", text.len());
+        // Messages about a long key stay short.
+        let e = at.open("missing").await.unwrap_err();
+        assert!(e.to_string().len() < 1024, "message of {} bytes", e.to_string().len());
+        assert_eq!(win32(e), 2);
+        // The longest key still fits its replies and its change events: both sessions live.
+        let info = at.info().await.unwrap();
+        assert_eq!(info.path.encode_utf16().count(), units);
+        let mut changes =
+            RegKey::current_user(&watcher).notify_change(NotifyFilter(0xF), true).await.unwrap();
+        at.set_value("v", &RegValue::dword(1)).await.unwrap();
+        // Every change reaches the watcher, the last one at the longest key.
+        loop {
+            let c = changes.next().await.expect("the watcher's session lives");
+            if c.subkey.encode_utf16().count() + "HKEY_CURRENT_USER\\".len() == units {
+                break;
+            }
+        }
+        assert!(RegKey::current_user(&watcher).open("Software").await.is_ok());
     });
 }
 

@@ -1270,7 +1270,9 @@ fn registry_write(
     shipped: bool,
 ) -> Decision {
     match crate::registry::write_target(rules, key, shipped) {
-        Ok(layer) => Decision::allow(format!("a write to {key} goes to the {}", layer.describe())),
+        Ok(layer) => {
+            Decision::allow(format!("a write to {} goes to the {}", key.short(), layer.describe()))
+        }
         Err(e) => {
             let remedy = if shipped {
                 "write to HKEY_CURRENT_USER (the package's private hive) instead"

@@ -280,8 +280,29 @@ fn still_there(v: &View<'_>, path: &KeyPath) -> std::result::Result<(), RegFail>
     if v.exists(path)? {
         Ok(())
     } else {
-        Err(RegError::new(Win32Error::KeyDeleted, format!("{path} has been deleted")).into())
+        Err(RegError::new(Win32Error::KeyDeleted, format!("{} has been deleted", path.short()))
+            .into())
     }
+}
+
+/// 87 when creating `path` would make more than 32 levels in this one call (Windows' bound).
+fn levels_to_create(v: &View<'_>, path: &KeyPath) -> std::result::Result<(), RegFail> {
+    let mut at = path.clone();
+    let mut missing = 0;
+    while !v.exists(&at)? {
+        missing += 1;
+        if missing > model::MAX_CREATE_LEVELS {
+            return Err(RegError::parameter(format!(
+                "{}: one create makes at most {} levels (create the ancestors first)",
+                path.short(),
+                model::MAX_CREATE_LEVELS
+            ))
+            .into());
+        }
+        let Some(p) = at.parent() else { break };
+        at = p;
+    }
+    Ok(())
 }
 
 /// Enters a handle for the session, within its quota.
@@ -320,8 +341,9 @@ async fn open(cx: &Cx<'_>, o: wire::OpenKey, create: bool) -> Result<CreatedKey>
             return Ok((v.stored(path)?, false, Vec::new()));
         }
         if !create {
-            return Err(RegError::not_found(format!("{path} does not exist")).into());
+            return Err(RegError::not_found(format!("{} does not exist", path.short())).into());
         }
+        levels_to_create(v, path)?;
         let (created, changes) = v.create(path, layer?)?;
         Ok((v.stored(path)?, created, changes))
     })
@@ -381,7 +403,8 @@ async fn query_value(cx: &Cx<'_>, q: wire::QueryValue) -> Result<RegValueInfo> {
         still_there(v, path)?;
         let Some((name, value, layer)) = v.value(path, &q.name)? else {
             return Err(RegError::not_found(format!(
-                "{path} has no value {:?}",
+                "{} has no value {:?}",
+                path.short(),
                 model::shorten(&q.name)
             ))
             .into());
@@ -415,12 +438,13 @@ async fn delete_key(cx: &Cx<'_>, handle: u64, subkey: &str, tree: bool) -> Resul
     let changes = run(cx.shared, &key, move |v, path| {
         still_there(v, &base_path)?;
         if !v.exists(path)? {
-            return Err(RegError::not_found(format!("{path} does not exist")).into());
+            return Err(RegError::not_found(format!("{} does not exist", path.short())).into());
         }
         if !tree && !v.subkeys(path)?.is_empty() {
             return Err(RegError::denied(format!(
-                "{path} has subkeys: RegDeleteKey deletes only a key without subkeys (use \
-                 RegDeleteTree)"
+                "{} has subkeys: RegDeleteKey deletes only a key without subkeys (use \
+                 RegDeleteTree)",
+                path.short()
             ))
             .into());
         }
@@ -439,7 +463,7 @@ async fn enum_key(cx: &Cx<'_>, e: wire::EnumKey) -> Result<String> {
         let Some(name) = names.into_iter().nth(e.index as usize) else {
             return Err(RegError::new(
                 Win32Error::NoMoreItems,
-                format!("{path} has no subkey {}", e.index),
+                format!("{} has no subkey {}", path.short(), e.index),
             )
             .into());
         };
@@ -456,7 +480,7 @@ async fn enum_value(cx: &Cx<'_>, e: wire::EnumValue) -> Result<RegValueInfo> {
         let Some((name, value, layer)) = v.values(path)?.into_iter().nth(e.index as usize) else {
             return Err(RegError::new(
                 Win32Error::NoMoreItems,
-                format!("{path} has no value {}", e.index),
+                format!("{} has no value {}", path.short(), e.index),
             )
             .into());
         };
@@ -634,7 +658,9 @@ pub(crate) async fn handle(cx: Cx<'_>, r: wire::Request) -> Result<Replied> {
         }
         R::EnumKey(e) => Replied::of::<wire::EnumKey>(enum_key(&cx, e).await?),
         R::EnumValue(e) => Replied::of::<wire::EnumValue>(enum_value(&cx, e).await?),
-        R::NotifyChangeKeyValue(n) => Replied::of::<wire::NotifyChangeKeyValue>(watch(&cx, n).await?),
+        R::NotifyChangeKeyValue(n) => {
+            Replied::of::<wire::NotifyChangeKeyValue>(watch(&cx, n).await?)
+        }
         R::CancelNotify(c) => Replied::of::<wire::CancelNotify>(close(&cx, c.watch, true)?),
         R::QueryKeyInfo(q) => Replied::of::<wire::QueryKeyInfo>(key_info(&cx, q.handle).await?),
     })

@@ -166,12 +166,14 @@ impl Hive<'_> {
         Ok(())
     }
 
-    /// The bytes the rows of `table` matching `cond` (on `?1` the hive, `?2`, `?3`) cost.
+    /// The bytes the rows of `table` matching `cond` (on `?1` the hive, `?2`, `?3`) cost:
+    /// every text the row stores (paths included, red team finding 3) and its data.
     fn size_of(&self, table: &str, cond: &str, a: &str, b: &str) -> R<i64> {
         let expr = if table == "registry_keys" {
-            "length(CAST(name AS BLOB))"
+            "length(CAST(path AS BLOB)) + length(CAST(parent AS BLOB)) + length(CAST(name AS BLOB))"
         } else {
-            "length(CAST(name AS BLOB)) + length(data)"
+            "length(CAST(path AS BLOB)) + length(CAST(folded AS BLOB)) + length(CAST(name AS BLOB)) \
+             + length(data)"
         };
         Ok(self.tx.query_row(
             &format!(
@@ -202,15 +204,17 @@ impl Hive<'_> {
     }
 
     fn put_key(&self, path: &KeyPath, state: KeyState) -> R<()> {
-        if self.state(path)?.is_none() {
-            self.charge(ROW_BYTES + len64(path.name().len()))?;
-        }
         let parent = path.parent().map(|p| p.folded_path()).unwrap_or_default();
+        let folded = path.folded_path();
+        if self.state(path)?.is_none() {
+            // What the row stores: its path, its parent's and its name (see `size_of`).
+            self.charge(ROW_BYTES + len64(folded.len() + parent.len() + path.name().len()))?;
+        }
         self.tx.execute(
             "INSERT INTO registry_keys (hive, path, parent, name, state, written_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)
              ON CONFLICT (hive, path) DO UPDATE SET name = ?4, state = ?5, written_at = ?6",
-            params![self.name, path.folded_path(), parent, path.name(), state as i64, now()],
+            params![self.name, folded, parent, path.name(), state as i64, now()],
         )?;
         Ok(())
     }
@@ -280,7 +284,9 @@ impl Hive<'_> {
             &path.folded_path(),
             &fold(name),
         )?;
-        self.charge(ROW_BYTES + len64(name.len() + v.data.len()) - old)?;
+        // What the row stores: its key's path, folded and given name, and data (`size_of`).
+        let stored = path.folded_path().len() + fold(name).len() + name.len() + v.data.len();
+        self.charge(ROW_BYTES + len64(stored) - old)?;
         self.tx.execute(
             "INSERT INTO registry_values (hive, path, folded, name, type, data, deleted)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
@@ -584,11 +590,18 @@ impl<'a> View<'a> {
     /// `RegDeleteValue` in `layer`: 2 when the view has no such value.
     pub fn delete_value(&self, path: &KeyPath, name: &str, layer: Layer) -> R<Vec<Change>> {
         let Some((_, _, from)) = self.value(path, name)? else {
-            return Err(RegError::not_found(format!("{path} has no value {name:?}")).into());
+            return Err(RegError::not_found(format!(
+                "{} has no value {:?}",
+                path.short(),
+                appipc_model::registry::shorten(name)
+            ))
+            .into());
         };
         if from == Layer::Shipped {
             return Err(RegError::denied(format!(
-                "value {name:?} of {path} is part of the package's Registry.reg (read-only)"
+                "value {:?} of {} is part of the package's Registry.reg (read-only)",
+                appipc_model::registry::shorten(name),
+                path.short()
             ))
             .into());
         }
@@ -625,7 +638,8 @@ impl<'a> View<'a> {
             && t.keys().any(|k| k.path.is_at_or_under(path))
         {
             return Err(RegError::denied(format!(
-                "{path} holds keys of the package's Registry.reg (read-only)"
+                "{} holds keys of the package's Registry.reg (read-only)",
+                path.short()
             ))
             .into());
         }
@@ -817,6 +831,38 @@ mod tests {
             .unwrap()
             .unwrap_err();
         assert_eq!(e.code, appipc_wire::status::Win32Error::NotEnoughQuota);
+    }
+
+    /// Red team finding 3: every row stores its full path, so a deep key of long names cost
+    /// the hive far more than its names; the quota counts what is stored.
+    #[test]
+    fn the_quota_counts_the_paths_each_row_stores() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("state.db")).unwrap();
+        let pkg = private_hive("Contoso.Q_x");
+        let up = Upper::Private(&pkg);
+        let name = "n".repeat(250);
+        let deep = k("HKCU\\Software").join(&vec![name.as_str(); 100].join("\\")).unwrap();
+        // 100 names of 250 bytes, but rows holding 2.5 MB of paths: more than 1 MiB.
+        let e = s
+            .registry(Root::CurrentUser, up, 1 << 20, |v| v.create(&deep, Layer::Private))
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(e.code, appipc_wire::status::Win32Error::NotEnoughQuota);
+        // A value pays for its key's path too.
+        let key = k("HKCU\\Software").join(&vec![name.as_str(); 8].join("\\")).unwrap();
+        let set = |s: &mut Store, n: &str| {
+            s.registry(Root::CurrentUser, up, 64 * 1024, |v| {
+                v.create(&key, Layer::Private)?;
+                v.set(&key, n, &RegValue::dword(1), Layer::Private)
+            })
+            .unwrap()
+        };
+        let mut stored = 0;
+        while set(&mut s, &format!("v{stored}")).is_ok() {
+            stored += 1;
+            assert!(stored < 100, "{stored} values of a 2 KB path fit in 64 KiB");
+        }
     }
 
     #[test]

@@ -6,7 +6,9 @@
 //!
 //! Limits are Windows' (*Registry Element Size Limits*), counted as Windows counts them, in
 //! UTF-16 code units: a key name component at most [`MAX_KEY_COMPONENT`] (255), a value name at
-//! most [`MAX_VALUE_NAME`] (16 383), a tree at most [`MAX_DEPTH`] (512) levels deep. Windows
+//! most [`MAX_VALUE_NAME`] (16 383), a tree at most [`MAX_DEPTH`] (512) levels deep, a key's
+//! absolute path at most [`MAX_KEY_PATH`] (32 767), one create at most [`MAX_CREATE_LEVELS`]
+//! (32) new levels. Messages name a key by [`KeyPath::short`] (at most 200 characters). Windows
 //! allows value data up to available memory; appipc caps it at [`MAX_VALUE_DATA`] (64 KiB, so
 //! that a value always fits in one broker message) and refuses more with 87. Names may not
 //! hold control characters (NUL included: the Win32 API cannot pass one either), so that
@@ -30,6 +32,16 @@ pub const MAX_KEY_COMPONENT: usize = 255;
 pub const MAX_VALUE_NAME: usize = 16_383;
 /// Most levels below a root key.
 pub const MAX_DEPTH: usize = 512;
+/// Most UTF-16 code units in a key's absolute path (`HKEY_CURRENT_USER\…`, root and
+/// backslashes included): Windows' bound, a `UNICODE_STRING` (its length a 16-bit count of
+/// bytes) holds at most 32 767 units. Windows' own code past it is not documented; appipc
+/// answers 87. Bounded so, a path (at most 3 bytes of UTF-8 a unit) fits in any reply or event.
+pub const MAX_KEY_PATH: usize = 32_767;
+/// Most levels one create makes ("You can create up to 32 levels at a time through a single
+/// registry API call", *Registry Element Size Limits*); appipc answers 87 past it.
+pub const MAX_CREATE_LEVELS: usize = 32;
+/// Most characters of a key path in a message ([`KeyPath::short`]).
+pub const SHORT_PATH: usize = 200;
 /// Most bytes of one value's data (appipc's bound; Windows': available memory).
 pub const MAX_VALUE_DATA: usize = 64 * 1024;
 
@@ -256,6 +268,7 @@ impl KeyPath {
             )));
         }
         let subkey = subkey.strip_suffix('\\').unwrap_or(subkey);
+        let mut units = out.path_units();
         for part in subkey.split('\\') {
             check_key_component(part)?;
             if out.parts.len() >= MAX_DEPTH {
@@ -263,9 +276,34 @@ impl KeyPath {
                     "a key may be at most {MAX_DEPTH} levels deep"
                 )));
             }
+            units += 1 + utf16_len(part);
+            if units > MAX_KEY_PATH {
+                return Err(RegError::parameter(format!(
+                    "{}\\{}: a key's absolute path may be at most {MAX_KEY_PATH} characters",
+                    out.short(),
+                    shorten(part)
+                )));
+            }
             out.parts.push(part.to_owned());
         }
         Ok(out)
+    }
+
+    /// UTF-16 code units of the absolute path (`HKEY_CURRENT_USER\…`).
+    pub fn path_units(&self) -> usize {
+        utf16_len(self.root.name()) + self.parts.iter().map(|p| 1 + utf16_len(p)).sum::<usize>()
+    }
+
+    /// The path for a message: whole when at most [`SHORT_PATH`] characters, else its root,
+    /// its first and last names (each shortened) and `…` between.
+    pub fn short(&self) -> String {
+        let whole = self.to_string();
+        if whole.chars().count() <= SHORT_PATH {
+            return whole;
+        }
+        let first = self.parts.first().map_or(String::new(), |p| shorten(p));
+        let last = shorten(self.name());
+        format!("{}\\{first}\\…({} levels)…\\{last}", self.root.name(), self.parts.len())
     }
 
     /// The root key.
@@ -650,10 +688,12 @@ pub fn write_target(rules: Option<&Virtualized>, key: &KeyPath, shipped: bool) -
             }
         }
         Root::LocalMachine if shipped => Err(RegError::denied(format!(
-            "{key} is part of the package's registry (Registry.reg), which is read-only"
+            "{} is part of the package's registry (Registry.reg), which is read-only",
+            key.short()
         ))),
         Root::LocalMachine if r.confined => Err(RegError::denied(format!(
-            "{key}: an app container may not write HKEY_LOCAL_MACHINE"
+            "{}: an app container may not write HKEY_LOCAL_MACHINE",
+            key.short()
         ))),
         Root::LocalMachine => Ok(Layer::Global),
     }

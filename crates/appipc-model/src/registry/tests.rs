@@ -339,3 +339,26 @@ fn continuation_lines_are_read_in_linear_work() {
     let f = regfile::parse(b"REGEDIT4\n[HKEY_CURRENT_USER\\A]\n\"v\"=hex:01,\\\n   02\n").unwrap();
     assert_eq!(f.entries.len(), 1);
 }
+
+/// Red team finding 5: a key's absolute path is at most 32 767 UTF-16 units, and messages
+/// name keys shortened.
+#[test]
+fn absolute_paths_are_bounded_and_messages_shorten_them() {
+    let name = "p".repeat(255);
+    let mut at = KeyPath::root(Root::CurrentUser);
+    let e = loop {
+        match at.child(&name) {
+            Ok(k) => at = k,
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(e.code, Win32Error::InvalidParameter);
+    assert!(e.message.len() < 1024, "{}", e.message.len());
+    assert!(at.path_units() <= MAX_KEY_PATH && at.path_units() + 256 > MAX_KEY_PATH);
+    assert_eq!(at.path_units(), at.to_string().encode_utf16().count());
+    assert!(at.short().chars().count() < 300, "{}", at.short());
+    assert_eq!(hkcu("A\\B").short(), "HKEY_CURRENT_USER\\A\\B");
+    // Astral characters count two units each.
+    let wide = "😀".repeat(127);
+    assert_eq!(hkcu(&wide).path_units(), "HKEY_CURRENT_USER".len() + 1 + 254);
+}
