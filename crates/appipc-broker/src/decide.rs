@@ -27,6 +27,21 @@ use crate::caller::Caller;
 use crate::config::DecisionsConfig;
 use crate::error::Denied;
 
+/// Most bytes of one text field of a record (longer ones end in `…`).
+const MAX_FIELD: usize = 1024;
+
+/// `s`, cut to at most [`MAX_FIELD`] bytes (at a character boundary) and `…`.
+fn capped(s: &str) -> String {
+    if s.len() <= MAX_FIELD {
+        return s.to_owned();
+    }
+    let mut end = MAX_FIELD;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
 /// Lines waiting for the log writer; more are dropped (and counted).
 const LOG_QUEUE: usize = 1024;
 
@@ -162,7 +177,8 @@ impl Decisions {
     ) -> Arc<DecisionRecord> {
         // What a client chose (names, services, app ids) is kept escaped: a record cannot
         // forge another line or carry a terminal escape.
-        let clean = |s: &str| printable(s).into_owned();
+        // Each field at most `MAX_FIELD` bytes: a record stays small whatever a client named.
+        let clean = |s: &str| capped(&printable(s));
         let record = Arc::new(DecisionRecord {
             seq: self.seq.fetch_add(1, Ordering::Relaxed),
             time_ms: now_ms(),
@@ -329,6 +345,37 @@ mod tests {
             ),
             &Operation::Shutdown,
         )
+    }
+
+    /// Red team finding 2: a record held the whole object (a 30 KB key path) and rule, 10 000
+    /// of them in memory, and `appipc why --follow` frames outgrew a frame.
+    #[test]
+    fn every_record_is_bounded_whatever_the_object_and_rule() {
+        let decisions =
+            Decisions::start(&DecisionsConfig { kept: 10, log_max_bytes: 0, log_files: 0 }, {
+                tempfile::tempdir().unwrap().path().join("d.log")
+            });
+        let key = appipc_model::registry::KeyPath::parse("HKLM\\Software")
+            .unwrap()
+            .join(&vec!["k".repeat(250); 120].join("\\"))
+            .unwrap();
+        let op = Operation::WriteRegistry { key: &key, rules: None, shipped: true, view: "" };
+        let mut d = deny();
+        d.rule = "r".repeat(100_000);
+        d.remedy = Some("m".repeat(100_000));
+        let r = decisions.record(&caller(), &op, &d, Some("x".repeat(100_000)), "p".repeat(100_000));
+        for (what, field) in [
+            ("object", &r.object),
+            ("rule", &r.rule),
+            ("object package", &r.object_package_family_name),
+            ("remedy", r.remedy.as_ref().unwrap()),
+            ("manifest", r.manifest.as_ref().unwrap()),
+        ] {
+            assert!(field.len() <= MAX_FIELD + 8, "{what}: {} bytes", field.len());
+        }
+        assert!(r.rule.ends_with('…'));
+        assert!(json_line(&r).len() < 8 * 1024);
+        decisions.close();
     }
 
     #[test]
