@@ -4,6 +4,8 @@
 //! facts (what each package declares and was granted, which exemptions hold) and keeps the
 //! persistent outbound exemptions in the store.
 
+pub(crate) mod data_path;
+
 use std::sync::Arc;
 
 use appipc_model::identity::PackageFamilyName;
