@@ -166,7 +166,13 @@ fn free_port() -> u16 {
 }
 
 /// A loop-probe package; its family name.
-fn probe_package(b: &TestBroker, name: &str, publisher: &str, cap: bool, rules: &[(&str, &str)]) -> String {
+fn probe_package(
+    b: &TestBroker,
+    name: &str,
+    publisher: &str,
+    cap: bool,
+    rules: &[(&str, &str)],
+) -> String {
     install_with(b, name, publisher, 1, cap, rules, "loop-probe");
     family(name, publisher)
 }

@@ -316,11 +316,7 @@ impl Supervisor {
 
 /// Closes every fd but `a` and `b` (`-1`: none). Async-signal-safe.
 fn close_all_but(a: RawFd, b: RawFd) {
-    let (lo, hi) = if b < 0 || a == b {
-        (a, a)
-    } else {
-        (a.min(b), a.max(b))
-    };
+    let (lo, hi) = if b < 0 || a == b { (a, a) } else { (a.min(b), a.max(b)) };
     let close = |from: libc::c_uint, to: libc::c_uint| {
         if from <= to {
             // SAFETY: close_range takes integers; the fds closed belong to this forked process

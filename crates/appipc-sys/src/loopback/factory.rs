@@ -80,9 +80,10 @@ impl SocketFactory {
         let Some(mut p) = crate::socket::recv(&*channel, 4, Blocking::Yes)? else {
             return Err(io::Error::new(io::ErrorKind::BrokenPipe, "the socket factory is gone"));
         };
-        let errno = p.data.get(..4).map_or(libc::EIO, |b| {
-            i32::from_ne_bytes(b.try_into().expect("4 bytes"))
-        });
+        let errno = p
+            .data
+            .get(..4)
+            .map_or(libc::EIO, |b| i32::from_ne_bytes(b.try_into().expect("4 bytes")));
         match (errno, p.fds.pop()) {
             (0, Some(fd)) if p.fds.is_empty() => Ok(fd),
             (0, _) => Err(io::Error::other("the socket factory sent no socket")),
@@ -144,7 +145,8 @@ fn serve(
     let channel = unsafe { OwnedFd::from_raw_fd(channel) };
     let _ = rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable);
     let none = rustix::thread::CapabilitySet::empty();
-    let caps = rustix::thread::CapabilitySets { effective: none, permitted: none, inheritable: none };
+    let caps =
+        rustix::thread::CapabilitySets { effective: none, permitted: none, inheritable: none };
     if rustix::thread::set_capabilities(None, caps).is_err() {
         exit_now(3);
     }

@@ -26,7 +26,8 @@ fn get_int(fd: BorrowedFd<'_>, level: i32, name: i32) -> io::Result<i32> {
     let mut len = size_of::<libc::c_int>() as libc::socklen_t;
     // SAFETY: getsockopt writes at most `len` bytes into `v`, on this stack frame, and the new
     // length into `len`; the fd is borrowed for the call.
-    let rc = unsafe { libc::getsockopt(fd.as_raw_fd(), level, name, (&raw mut v).cast(), &mut len) };
+    let rc =
+        unsafe { libc::getsockopt(fd.as_raw_fd(), level, name, (&raw mut v).cast(), &mut len) };
     if rc < 0 { Err(io::Error::last_os_error()) } else { Ok(v) }
 }
 
@@ -123,11 +124,7 @@ pub fn connect_within(fd: BorrowedFd<'_>, addr: &[u8], timeout: Duration) -> io:
         unsafe { std::mem::zeroed() };
     // SAFETY: `storage` is 128 bytes, `addr` at most 128; distinct objects.
     unsafe {
-        std::ptr::copy_nonoverlapping(
-            addr.as_ptr(),
-            (&raw mut storage).cast::<u8>(),
-            addr.len(),
-        );
+        std::ptr::copy_nonoverlapping(addr.as_ptr(), (&raw mut storage).cast::<u8>(), addr.len());
     }
     // SAFETY: connect reads `addr.len()` bytes of `storage`; the fd is borrowed for the call.
     let rc = unsafe {
@@ -157,7 +154,8 @@ fn wait_writable(fd: BorrowedFd<'_>, timeout: Duration) -> io::Result<bool> {
     let deadline = std::time::Instant::now() + timeout;
     loop {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
-        let ts = Timespec { tv_sec: left.as_secs() as i64, tv_nsec: i64::from(left.subsec_nanos()) };
+        let ts =
+            Timespec { tv_sec: left.as_secs() as i64, tv_nsec: i64::from(left.subsec_nanos()) };
         let mut fds = [PollFd::new(&fd, PollFlags::OUT)];
         match poll(&mut fds, Some(&ts)) {
             Ok(0) => return Ok(false),

@@ -79,8 +79,7 @@ impl BrokerLink {
                 Err(_) => return Err(()),
             }
         }
-        let mut space =
-            [std::mem::MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(1))];
+        let mut space = [std::mem::MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(1))];
         let mut control = RecvAncillaryBuffer::new(&mut space);
         let mut buf = [0u8; ANSWER_LEN + 1];
         let r = rustix::net::recvmsg(
@@ -155,8 +154,8 @@ pub(super) fn socket_call(
     }
     let Ok(socket) = ctx.their_fd(c, fd) else { return Ok(Reply::Continue) };
     let stream = get_int(&socket, libc::SO_TYPE).is_ok_and(|t| t == libc::SOCK_STREAM);
-    let ip = get_int(&socket, libc::SO_DOMAIN)
-        .is_ok_and(|d| d == libc::AF_INET || d == libc::AF_INET6);
+    let ip =
+        get_int(&socket, libc::SO_DOMAIN).is_ok_and(|d| d == libc::AF_INET || d == libc::AF_INET6);
     if !stream || !ip {
         return Ok(Reply::Continue);
     }
@@ -210,9 +209,9 @@ impl Context {
         if !built || fd < 0 {
             return false;
         }
-        let Ok(info) = self.caps.reaching(|| {
-            self.proc_of(c.tid, p.as_cstr(), rustix::fs::OFlags::RDONLY)
-        }) else {
+        let Ok(info) =
+            self.caps.reaching(|| self.proc_of(c.tid, p.as_cstr(), rustix::fs::OFlags::RDONLY))
+        else {
             return false;
         };
         let mut buf = [0u8; 512];

@@ -33,10 +33,10 @@ fn answer(mut c: TcpStream) {
     let n = c.read(&mut buf).unwrap_or(0);
     let got = &buf[..n];
     if got.starts_with(b"GET ") {
-        let _ = c.write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello");
+        let _ =
+            c.write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello");
     } else {
-        let _ = c.write_all(b"echo:");
-        let _ = c.write_all(got);
+        let _ = c.write_all(&[b"echo:", got].concat());
     }
 }
 
@@ -87,7 +87,7 @@ fn storm(port: u16, n: u32) -> ExitCode {
     // SAFETY: installs a handler that does nothing, without SA_RESTART, for SIGUSR1.
     unsafe {
         let mut sa: libc::sigaction = std::mem::zeroed();
-        sa.sa_sigaction = on_signal as usize;
+        sa.sa_sigaction = on_signal as *const () as usize;
         libc::sigaction(libc::SIGUSR1, &sa, std::ptr::null_mut());
     }
     // SAFETY: pthread_self takes nothing.
@@ -139,7 +139,13 @@ const PYTHON_BLOCKING: &str = r#"
 import socket, sys
 s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
 s.sendall(b"ping")
-print("connected: " + s.recv(100).decode())
+reply = b""
+while True:
+    chunk = s.recv(100)
+    if not chunk:
+        break
+    reply += chunk
+print("connected: " + reply.decode())
 "#;
 
 const PYTHON_ASYNCIO: &str = r#"
@@ -148,7 +154,7 @@ async def main():
     r, w = await asyncio.open_connection("127.0.0.1", int(sys.argv[1]))
     w.write(b"ping")
     await w.drain()
-    print("connected: " + (await r.read(100)).decode())
+    print("connected: " + (await r.read()).decode())
     w.close()
 asyncio.run(main())
 "#;
@@ -267,7 +273,9 @@ fn main() -> ExitCode {
         Some("tokio") => tokio_connect(port()),
         Some("fds") => sockets_held(),
         _ => {
-            eprintln!("usage: loop-probe serve|connect|bind|udp-recv|udp-send|storm|python|curl|tokio|fds PORT");
+            eprintln!(
+                "usage: loop-probe serve|connect|bind|udp-recv|udp-send|storm|python|curl|tokio|fds PORT"
+            );
             ExitCode::from(2)
         }
     }

@@ -158,9 +158,8 @@ impl Container {
     async fn bind(&self, port: u16) -> Answer {
         let owner = self.owner(port).await;
         let mut ports = self.shared.loopback_ports.map.lock().expect("ports poisoned");
-        let reserved_by_other = ports
-            .get(&port)
-            .is_some_and(|(f, at)| *f != self.family && at.elapsed() < RESERVED);
+        let reserved_by_other =
+            ports.get(&port).is_some_and(|(f, at)| *f != self.family && at.elapsed() < RESERVED);
         let taken = matches!(owner, Owner::Package(_) | Owner::Host) || reserved_by_other;
         if taken {
             tracing::info!(caller = %self.caller.describe(), port, ?owner, "loopback bind: port in use by another package or the host (EADDRINUSE)");
@@ -175,8 +174,8 @@ impl Container {
     async fn facts(&self, family: &str, client: bool) -> Option<EndFacts> {
         let package = self.shared.repository.get(family)?;
         let f = package.family_name.to_string();
-        let exempt = client
-            && store(&self.shared, move |s| s.is_loopback_exempt(&f)).await.unwrap_or(false);
+        let exempt =
+            client && store(&self.shared, move |s| s.is_loopback_exempt(&f)).await.unwrap_or(false);
         Some(EndFacts { package, exempt })
     }
 
@@ -241,9 +240,13 @@ impl Container {
         info: SocketInfo,
     ) -> std::io::Result<OwnedFd> {
         let factory = match family {
-            Some(f) => Some(self.shared.holders.factory(&self.shared, f).await?.ok_or_else(
-                || std::io::Error::from_raw_os_error(ECONNREFUSED),
-            )?),
+            Some(f) => Some(
+                self.shared
+                    .holders
+                    .factory(&self.shared, f)
+                    .await?
+                    .ok_or_else(|| std::io::Error::from_raw_os_error(ECONNREFUSED))?,
+            ),
             None => None,
         };
         let app = app.try_clone()?;
