@@ -137,10 +137,10 @@ impl Holders {
         family: &str,
     ) -> std::io::Result<Option<Arc<SocketFactory>>> {
         let key = family.to_ascii_lowercase();
-        if let Some(f) = self.factories.lock().expect("holders poisoned").get(&key) {
-            if f.is_alive() {
-                return Ok(Some(f.clone()));
-            }
+        if let Some(f) = self.factories.lock().expect("holders poisoned").get(&key)
+            && f.is_alive()
+        {
+            return Ok(Some(f.clone()));
         }
         let Some(holder) = self.map.lock().expect("holders poisoned").get(&key).cloned() else {
             return Ok(None);
