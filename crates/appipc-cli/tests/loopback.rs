@@ -323,6 +323,10 @@ fn allowed_pair(unprivileged: bool) {
     // A signal storm during connect never yields EISCONN.
     let (_, text) = probe(&b, &client, &["storm", &s4, "300"]);
     assert!(text.contains("storm ok=300 ") && text.contains("eisconn=0 other=0"), "{text}");
+    // A second connect on a socket already installed succeeds (as a connect restarted after
+    // a signal must), and a second explicit one is not EISCONN either.
+    let (_, text) = probe(&b, &client, &["again", &s4]);
+    assert!(text.contains("again: first=0 second=0"), "{text}");
     // The app holds no socket but its session: nothing to speak to the broker's loopback
     // channel with, or to pose as another container on it.
     let (_, text) = probe(&b, &client, &["fds"]);
@@ -377,4 +381,65 @@ fn an_exempt_package_reaches_host_listeners_across_a_restart() {
     let (_, _, _) = cli(&b, &["loopback", "exempt", "remove", &app]);
     let (_, text) = probe(&b, &app, &["connect", &port]);
     assert!(text.contains(&format!("failed: errno {}", libc::ECONNREFUSED)), "{text}");
+}
+
+fn wait_log(b: &TestBroker, pfn: &str, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !b.app_log(pfn).contains(what) {
+        assert!(Instant::now() < deadline, "no {what:?} in {}", b.app_log(pfn));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn allowed(b: &TestBroker, tag: &str) -> (String, String) {
+    let (cn, sn) = (format!("Contoso.{tag}C"), format!("Fabrikam.{tag}S"));
+    let (client, server) = (family(&cn, CONTOSO), family(&sn, FABRIKAM));
+    probe_package(b, &cn, CONTOSO, true, &[("out", &server)]);
+    probe_package(b, &sn, FABRIKAM, true, &[("in", &client)]);
+    (client, server)
+}
+
+/// The broker stopped with SIGSTOP: an established flow goes on (the broker is not on its
+/// path).
+#[test]
+fn a_stopped_broker_does_not_stall_an_established_flow() {
+    let b = TestBroker::start();
+    let (client, server) = allowed(&b, "Stop");
+    let port = free_port();
+    serve(&b, &server, port, &["60"]);
+    let p = port.to_string();
+    let (code, out, err) = cli(&b, &["launch", &client, "--", "session", &p, "20", "100"]);
+    assert_eq!(code, 0, "{out}{err}");
+    wait_log(&b, &client, "session connected");
+    let broker = rustix::process::Pid::from_raw(b.pid() as i32).unwrap();
+    rustix::process::kill_process(broker, rustix::process::Signal::STOP).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !b.app_log(&client).contains("round 19 ") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    rustix::process::kill_process(broker, rustix::process::Signal::CONT).unwrap();
+    let log = b.app_log(&client);
+    assert!(log.contains("round 19 ok"), "{log}");
+    assert!(!log.contains("failed"), "{log}");
+}
+
+/// A broker that is gone leaves each running container its own namespace's isolation, never
+/// more: a connect that would have been allowed fails; a restarted broker serves new launches.
+#[test]
+fn a_dead_broker_leaves_isolation_not_an_escape() {
+    let mut b = TestBroker::start();
+    let (client, server) = allowed(&b, "Dead");
+    let port = free_port();
+    serve(&b, &server, port, &["60"]);
+    let p = port.to_string();
+    let (code, out, err) = cli(&b, &["launch", &client, "--", "later", &p, "2"]);
+    assert_eq!(code, 0, "{out}{err}");
+    b.kill();
+    wait_log(&b, &client, "failed: errno");
+    let log = b.app_log(&client);
+    assert!(log.contains(&format!("failed: errno {}", libc::ECONNREFUSED)), "{log}");
+    b.restart();
+    let (code, text) = probe(&b, &client, &["connect", &p]);
+    assert_eq!(code, 0, "{text}\n{}", b.log());
+    assert!(text.contains("connected: echo:ping"), "{text}");
 }

@@ -3,7 +3,9 @@
 //!
 //! * `serve PORT [v6] [SECONDS]`: listens on 127.0.0.1 (or ::1), prints `listening PORT`,
 //!   answers each connection (`echo:` + what came, or a small HTTP reply to a `GET`).
-//! * `connect PORT [v6]`: `connected: REPLY` or `failed: errno N`.
+//! * `connect PORT [v6]`: `connected: REPLY` or `failed: errno N`; `later PORT SECONDS`: the
+//!   same after a while; `again PORT`: two connects on one socket.
+//! * `session PORT ROUNDS DELAY_MS`: one connection, a message each round (`round N ok`).
 //! * `bind PORT`: `bound` or `bind: errno N`.
 //! * `udp-recv PORT SECONDS` / `udp-send PORT`: UDP.
 //! * `storm PORT N`: N connects while another thread signals this one without `SA_RESTART`,
@@ -28,15 +30,25 @@ fn errno(e: &std::io::Error) -> i32 {
     e.raw_os_error().unwrap_or(-1)
 }
 
+/// Answers each message with `echo:` + it, until the end of the stream (one HTTP reply to a
+/// `GET`).
 fn answer(mut c: TcpStream) {
     let mut buf = [0u8; 1024];
-    let n = c.read(&mut buf).unwrap_or(0);
-    let got = &buf[..n];
-    if got.starts_with(b"GET ") {
-        let _ =
-            c.write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello");
-    } else {
-        let _ = c.write_all(&[b"echo:", got].concat());
+    loop {
+        let n = c.read(&mut buf).unwrap_or(0);
+        let got = &buf[..n];
+        if n == 0 {
+            return;
+        }
+        if got.starts_with(b"GET ") {
+            let _ = c.write_all(
+                b"HTTP/1.0 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello",
+            );
+            return;
+        }
+        if c.write_all(&[b"echo:", got].concat()).is_err() {
+            return;
+        }
     }
 }
 
@@ -68,6 +80,7 @@ fn connect(port: u16, v6: bool) -> ExitCode {
     match TcpStream::connect(addr(port, v6)) {
         Ok(mut s) => {
             let _ = s.write_all(b"ping");
+            let _ = s.shutdown(std::net::Shutdown::Write);
             let mut reply = String::new();
             let _ = s.read_to_string(&mut reply);
             println!("connected: {reply}");
@@ -78,6 +91,54 @@ fn connect(port: u16, v6: bool) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// One connection, `rounds` messages `delay_ms` apart, each answer checked.
+fn session(port: u16, rounds: u32, delay_ms: u64) -> ExitCode {
+    let mut s = match TcpStream::connect(addr(port, false)) {
+        Ok(s) => s,
+        Err(e) => {
+            println!("failed: errno {}", errno(&e));
+            return ExitCode::FAILURE;
+        }
+    };
+    println!("session connected");
+    let _ = std::io::stdout().flush();
+    let mut failed = false;
+    for i in 0..rounds {
+        let msg = format!("r{i}");
+        let mut buf = [0u8; 64];
+        let ok = s.write_all(msg.as_bytes()).is_ok()
+            && s.read(&mut buf).is_ok_and(|n| buf[..n] == *format!("echo:{msg}").as_bytes());
+        println!("round {i} {}", if ok { "ok" } else { "failed" });
+        let _ = std::io::stdout().flush();
+        failed |= !ok;
+        std::thread::sleep(Duration::from_millis(delay_ms));
+    }
+    if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS }
+}
+
+/// `connect` twice on one socket: `again: first=E second=E`.
+fn again(port: u16) -> ExitCode {
+    let sa = libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: port.to_be(),
+        sin_addr: libc::in_addr { s_addr: u32::from(Ipv4Addr::LOCALHOST).to_be() },
+        sin_zero: [0; 8],
+    };
+    // SAFETY: a new socket connected twice with `sa` (on this frame), then closed.
+    let (first, second) = unsafe {
+        let s = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
+        let mut r = [0; 2];
+        for v in &mut r {
+            let rc = libc::connect(s, (&raw const sa).cast(), size_of_val(&sa) as u32);
+            *v = if rc == 0 { 0 } else { *libc::__errno_location() };
+        }
+        libc::close(s);
+        (r[0], r[1])
+    };
+    println!("again: first={first} second={second}");
+    ExitCode::SUCCESS
 }
 
 extern "C" fn on_signal(_: libc::c_int) {}
@@ -139,6 +200,7 @@ const PYTHON_BLOCKING: &str = r#"
 import socket, sys
 s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
 s.sendall(b"ping")
+s.shutdown(socket.SHUT_WR)
 reply = b""
 while True:
     chunk = s.recv(100)
@@ -154,6 +216,7 @@ async def main():
     r, w = await asyncio.open_connection("127.0.0.1", int(sys.argv[1]))
     w.write(b"ping")
     await w.drain()
+    w.write_eof()
     print("connected: " + (await r.read()).decode())
     w.close()
 asyncio.run(main())
@@ -188,6 +251,7 @@ fn tokio_connect(port: u16) -> ExitCode {
         match tokio::net::TcpStream::connect(addr(port, false)).await {
             Ok(mut s) => {
                 let _ = s.write_all(b"ping").await;
+                let _ = s.shutdown().await;
                 let mut reply = Vec::new();
                 let _ = s.read_to_end(&mut reply).await;
                 println!("connected: {}", String::from_utf8_lossy(&reply));
@@ -224,6 +288,16 @@ fn main() -> ExitCode {
             serve(port(), v6, secs)
         }
         Some("connect") => connect(port(), v6),
+        Some("later") => {
+            let secs = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(3);
+            std::thread::sleep(Duration::from_secs(secs));
+            connect(port(), false)
+        }
+        Some("session") => {
+            let rounds = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(10);
+            session(port(), rounds, args.get(3).and_then(|a| a.parse().ok()).unwrap_or(100))
+        }
+        Some("again") => again(port()),
         Some("bind") => match TcpListener::bind(addr(port(), false)) {
             Ok(_) => {
                 println!("bound");
