@@ -443,3 +443,62 @@ fn a_dead_broker_leaves_isolation_not_an_escape() {
     assert_eq!(code, 0, "{text}\n{}", b.log());
     assert!(text.contains("connected: echo:ping"), "{text}");
 }
+
+/// A host (unpackaged) client's exchange with `port`: `Some(reply)` when something listens.
+fn host_exchange(port: u16) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let _ = s.write_all(b"ping");
+    let _ = s.shutdown(std::net::Shutdown::Write);
+    let mut reply = String::new();
+    let _ = s.read_to_string(&mut reply);
+    Some(reply)
+}
+
+/// `serve-inbound` until `host_exchange` gets an answer (something listens on the host).
+fn serve_inbound(b: &TestBroker, pfn: &str, port: u16) -> (std::process::Child, String) {
+    let child = b
+        .cli()
+        .args(["loopback", "serve-inbound", pfn])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(reply) = host_exchange(port) {
+            return (child, reply);
+        }
+        assert!(Instant::now() < deadline, "serve-inbound never listened\n{}", b.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `appipc loopback serve-inbound` (`-is`): unpackaged clients reach the package's listeners
+/// while it runs, and only then; a package without privateNetworkClientServer is not reached.
+#[test]
+fn serve_inbound_lets_unpackaged_clients_in_only_while_it_runs() {
+    let b = TestBroker::start();
+    let server = probe_package(&b, "Fabrikam.Inbound", FABRIKAM, true, &[]);
+    let port = free_port();
+    serve(&b, &server, port, &["60"]);
+    assert_eq!(host_exchange(port), None, "nothing on the host's port before");
+    let (mut child, reply) = serve_inbound(&b, &server, port);
+    assert_eq!(reply, "echo:ping");
+    // kill -9: the host listener goes with the process.
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(host_exchange(port), None, "refused once serve-inbound ended");
+    // Without the capability the relay is refused: the connection closes unanswered, and the
+    // refusal is in the decision log.
+    let bare = probe_package(&b, "Fabrikam.NoCap", FABRIKAM, false, &[]);
+    let port = free_port();
+    serve(&b, &bare, port, &["60"]);
+    let (mut child, reply) = serve_inbound(&b, &bare, port);
+    assert_eq!(reply, "");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let (_, log, _) = cli(&b, &["why", "--package", &bare, "--last", "1"]);
+    assert!(log.contains("privateNetworkClientServer"), "{log}");
+}

@@ -256,6 +256,53 @@ pub fn table_listens(table: &str, port: u16) -> bool {
     })
 }
 
+/// The ports of `table` (a `/proc/<pid>/net/tcp` or `tcp6`) with a listener bound to a
+/// loopback or wildcard address, sorted (pure).
+pub fn table_ports(table: &str) -> Vec<u16> {
+    let mut ports: Vec<u16> = table
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().nth(1)?.split_once(':'))
+        .filter_map(|(_, p)| u16::from_str_radix(p, 16).ok())
+        .filter(|p| *p != 0 && table_listens(table, *p))
+        .collect();
+    ports.sort_unstable();
+    ports.dedup();
+    ports
+}
+
+/// The loopback TCP ports the network namespace of `pid` (`None`: this process's) listens on.
+pub fn listening_ports(pid: Option<u32>) -> std::io::Result<Vec<u16>> {
+    let dir = match pid {
+        Some(p) => format!("/proc/{p}/net"),
+        None => "/proc/self/net".to_owned(),
+    };
+    let mut all = Vec::new();
+    for file in ["tcp", "tcp6"] {
+        match std::fs::read_to_string(format!("{dir}/{file}")) {
+            Ok(text) => all.extend(table_ports(&text)),
+            Err(e) if file == "tcp6" && e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    all.sort_unstable();
+    all.dedup();
+    Ok(all)
+}
+
+/// `127.0.0.1:port` and `[::1]:port` as `sockaddr` bytes, with their families.
+pub fn loopback_addresses(port: u16) -> [(i32, Vec<u8>); 2] {
+    let mut v4 = vec![0u8; 16];
+    v4[..2].copy_from_slice(&(libc::AF_INET as u16).to_ne_bytes());
+    v4[2..4].copy_from_slice(&port.to_be_bytes());
+    v4[4..8].copy_from_slice(&[127, 0, 0, 1]);
+    let mut v6 = vec![0u8; 28];
+    v6[..2].copy_from_slice(&(libc::AF_INET6 as u16).to_ne_bytes());
+    v6[2..4].copy_from_slice(&port.to_be_bytes());
+    v6[23] = 1;
+    [(libc::AF_INET, v4), (libc::AF_INET6, v6)]
+}
+
 /// Whether the network namespace of process `pid` (`None`: this process's) has a TCP listener
 /// on loopback port `port` (IPv4 or IPv6). Reads `/proc/<pid>/net/tcp` and `tcp6`.
 pub fn listening(pid: Option<u32>, port: u16) -> std::io::Result<bool> {
@@ -385,5 +432,10 @@ mod tests {
         assert!(table_listens(tcp6, 8081), "::ffff:127.0.0.1");
         assert!(!table_listens(tcp6, 8082), "fe80::");
         assert!(!table_listens("garbage\nmore garbage here x", 1));
+        assert_eq!(table_ports(tcp), [82, 4567]);
+        assert_eq!(table_ports(tcp6), [8080, 8081]);
+        for (_, a) in loopback_addresses(9) {
+            assert_eq!(classify(&a), Ok(Target::Loopback { port: 9, v6: a.len() == 28 }));
+        }
     }
 }

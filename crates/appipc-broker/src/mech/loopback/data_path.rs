@@ -77,6 +77,39 @@ enum Owner {
     Nobody,
 }
 
+/// The loopback TCP ports `family`'s namespace listens on, sorted (none without a holder).
+pub(crate) async fn inbound_ports(shared: &Arc<Shared>, family: &str) -> Vec<u16> {
+    let key = family.to_ascii_lowercase();
+    let Some((_, pid)) = shared.holders.pids().into_iter().find(|(f, _)| *f == key) else {
+        return Vec::new();
+    };
+    let ports = shared.blocking.run(move || appipc_sys::loopback::listening_ports(Some(pid)));
+    ports.await.ok().and_then(Result::ok).unwrap_or_default()
+}
+
+/// A socket of `family`'s namespace connected to its listener on `port` (127.0.0.1, else ::1).
+pub(crate) async fn connect_into(
+    shared: &Arc<Shared>,
+    family: &str,
+    port: u16,
+) -> std::io::Result<OwnedFd> {
+    let factory = shared.holders.factory(shared, family).await?.ok_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::NotFound, "no process of the package runs")
+    })?;
+    let made = shared.blocking.run(move || {
+        let mut last = std::io::Error::from_raw_os_error(ECONNREFUSED);
+        for (domain, addr) in appipc_sys::loopback::loopback_addresses(port) {
+            let s = factory.socket(domain, SOCK_STREAM, 0)?;
+            match appipc_sys::loopback::connect_within(s.as_fd(), &addr, CONNECT_WAIT) {
+                Ok(()) => return Ok(s),
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    });
+    made.await.map_err(|e| std::io::Error::other(e.to_string()))?
+}
+
 /// Serves the loopback channel of a confined process just started (none for full trust).
 pub(crate) fn serve(shared: &Arc<Shared>, caller: &Caller, channel: Option<OwnedFd>) {
     let (Some(channel), Some(family)) = (channel, caller.family_name()) else { return };
