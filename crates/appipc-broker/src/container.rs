@@ -29,7 +29,7 @@ use appipc_sys::sandbox::{
     PreparedMounts, Privilege,
 };
 
-use appipc_sys::loopback::SocketFactory;
+use appipc_sys::loopback::{Listeners, SocketFactory};
 
 use crate::Shared;
 use crate::error::InternalError;
@@ -47,6 +47,10 @@ pub struct Holders {
     map: Mutex<HashMap<String, Arc<NamespaceHolder>>>,
     /// Socket factories in the packages' network namespaces (loopback), made on demand.
     factories: Mutex<HashMap<String, Arc<SocketFactory>>>,
+    /// The packages' namespaces' listeners (loopback), made on demand with their factories.
+    listeners: Mutex<HashMap<String, Arc<Listeners>>>,
+    /// The host's (the broker's own namespace's) listeners.
+    host: std::sync::OnceLock<Option<Arc<Listeners>>>,
 }
 
 /// What the launcher gets for a confined start.
@@ -158,6 +162,27 @@ impl Holders {
         Ok(Some(factory))
     }
 
+    /// The listeners of `family`'s network namespace; `None` when it has no holder.
+    pub(crate) async fn listeners(
+        &self,
+        shared: &Arc<Shared>,
+        family: &str,
+    ) -> std::io::Result<Option<Arc<Listeners>>> {
+        let key = family.to_ascii_lowercase();
+        if let Some(l) = self.listeners.lock().expect("holders poisoned").get(&key) {
+            return Ok(Some(l.clone()));
+        }
+        let Some(factory) = self.factory(shared, family).await? else { return Ok(None) };
+        let l = Arc::new(factory.listeners()?);
+        self.listeners.lock().expect("holders poisoned").insert(key, l.clone());
+        Ok(Some(l))
+    }
+
+    /// The listeners of the host's network namespace (the broker's own).
+    pub(crate) fn host_listeners(&self) -> Option<Arc<Listeners>> {
+        self.host.get_or_init(|| Listeners::here().ok().map(Arc::new)).clone()
+    }
+
     /// Drops the holder of a package that has no confined process left.
     pub(crate) fn release_if_unused(&self, shared: &Shared, family: &str) {
         let still = shared
@@ -169,6 +194,7 @@ impl Holders {
             return;
         }
         self.factories.lock().expect("holders poisoned").remove(&family.to_ascii_lowercase());
+        self.listeners.lock().expect("holders poisoned").remove(&family.to_ascii_lowercase());
         let gone = self.map.lock().expect("holders poisoned").remove(&family.to_ascii_lowercase());
         if let Some(holder) = gone {
             holder.end();
@@ -181,6 +207,7 @@ impl Holders {
     /// Ends every holder (`appipc stop --apps`, once the processes are gone).
     pub(crate) fn end_all(&self, shared: &Shared) {
         self.factories.lock().expect("holders poisoned").clear();
+        self.listeners.lock().expect("holders poisoned").clear();
         let all: Vec<(String, Arc<NamespaceHolder>)> =
             self.map.lock().expect("holders poisoned").drain().collect();
         for (family, holder) in all {

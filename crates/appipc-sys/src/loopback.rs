@@ -8,16 +8,17 @@
 //! * [`Ask`] and [`Answer`]: the fixed-size messages between an app container's supervisor
 //!   and the broker (a socket pair the broker made for that container; who asks is the
 //!   channel, never a byte of the message).
-//! * [`listening`]: whether a network namespace has a TCP listener on a loopback port (its
-//!   `/proc/<pid>/net/tcp{,6}`).
+//! * [`Listeners`]: which loopback TCP ports a network namespace listens on (`sock_diag`).
 //! * [`SocketFactory`]: a small process in a package's network namespace that makes sockets
 //!   there for the broker; [`copy_options`] and [`connect_within`] finish such a socket.
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
+mod diag;
 mod factory;
 mod sockets;
 
+pub use diag::Listeners;
 pub use factory::SocketFactory;
 pub use sockets::{SocketInfo, connect_within, copy_options, host_socket, socket_info};
 
@@ -219,77 +220,6 @@ impl Answer {
     }
 }
 
-/// TCP state `LISTEN` in `/proc/net/tcp`.
-const TCP_LISTEN: &str = "0A";
-
-/// Whether `table` (the text of a `/proc/<pid>/net/tcp` or `tcp6`) has a listener on `port`
-/// bound to a loopback or wildcard address (pure).
-pub fn table_listens(table: &str, port: u16) -> bool {
-    table.lines().skip(1).any(|line| {
-        let mut f = line.split_whitespace();
-        let (Some(_), Some(local), Some(_), Some(state)) = (f.next(), f.next(), f.next(), f.next())
-        else {
-            return false;
-        };
-        let Some((ip, p)) = local.split_once(':') else { return false };
-        if state != TCP_LISTEN || u16::from_str_radix(p, 16) != Ok(port) {
-            return false;
-        }
-        // The kernel prints each 32-bit word of the address in host order, as hex.
-        let words: Vec<u32> = (0..ip.len() / 8)
-            .filter_map(|i| ip.get(i * 8..i * 8 + 8))
-            .filter_map(|w| u32::from_str_radix(w, 16).ok())
-            .collect();
-        let octets: Vec<u8> = words.iter().flat_map(|w| w.to_ne_bytes()).collect();
-        match octets.len() {
-            4 => octets == [0, 0, 0, 0] || octets[0] == 127,
-            16 => {
-                let mut a = [0u8; 16];
-                a.copy_from_slice(&octets);
-                let a = Ipv6Addr::from(a);
-                a.is_unspecified()
-                    || a.is_loopback()
-                    || a.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback() || v4.is_unspecified())
-            }
-            _ => false,
-        }
-    })
-}
-
-/// The ports of `table` (a `/proc/<pid>/net/tcp` or `tcp6`) with a listener bound to a
-/// loopback or wildcard address, sorted (pure).
-pub fn table_ports(table: &str) -> Vec<u16> {
-    let mut ports: Vec<u16> = table
-        .lines()
-        .skip(1)
-        .filter_map(|l| l.split_whitespace().nth(1)?.split_once(':'))
-        .filter_map(|(_, p)| u16::from_str_radix(p, 16).ok())
-        .filter(|p| *p != 0 && table_listens(table, *p))
-        .collect();
-    ports.sort_unstable();
-    ports.dedup();
-    ports
-}
-
-/// The loopback TCP ports the network namespace of `pid` (`None`: this process's) listens on.
-pub fn listening_ports(pid: Option<u32>) -> std::io::Result<Vec<u16>> {
-    let dir = match pid {
-        Some(p) => format!("/proc/{p}/net"),
-        None => "/proc/self/net".to_owned(),
-    };
-    let mut all = Vec::new();
-    for file in ["tcp", "tcp6"] {
-        match std::fs::read_to_string(format!("{dir}/{file}")) {
-            Ok(text) => all.extend(table_ports(&text)),
-            Err(e) if file == "tcp6" && e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
-        }
-    }
-    all.sort_unstable();
-    all.dedup();
-    Ok(all)
-}
-
 /// `127.0.0.1:port` and `[::1]:port` as `sockaddr` bytes, with their families.
 pub fn loopback_addresses(port: u16) -> [(i32, Vec<u8>); 2] {
     let mut v4 = vec![0u8; 16];
@@ -301,25 +231,6 @@ pub fn loopback_addresses(port: u16) -> [(i32, Vec<u8>); 2] {
     v6[2..4].copy_from_slice(&port.to_be_bytes());
     v6[23] = 1;
     [(libc::AF_INET, v4), (libc::AF_INET6, v6)]
-}
-
-/// Whether the network namespace of process `pid` (`None`: this process's) has a TCP listener
-/// on loopback port `port` (IPv4 or IPv6). Reads `/proc/<pid>/net/tcp` and `tcp6`.
-pub fn listening(pid: Option<u32>, port: u16) -> std::io::Result<bool> {
-    let dir = match pid {
-        Some(p) => format!("/proc/{p}/net"),
-        None => "/proc/self/net".to_owned(),
-    };
-    for file in ["tcp", "tcp6"] {
-        match std::fs::read_to_string(format!("{dir}/{file}")) {
-            Ok(text) if table_listens(&text, port) => return Ok(true),
-            Ok(_) => {}
-            // No IPv6 in this kernel.
-            Err(e) if file == "tcp6" && e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(false)
 }
 
 #[cfg(test)]
@@ -421,19 +332,7 @@ mod tests {
     }
 
     #[test]
-    fn listeners_are_found_in_proc_net_tables() {
-        let tcp = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n   0: 0100007F:11D7 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 16591 1 0 100 0 0 10 0\n   1: 0100007F:0050 0100007F:9C40 01 00000000:00000000 00:00000000 00000000     0        0 16592 1 0 100 0 0 10 0\n   2: 0A00000A:0051 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 16593 1 0 100 0 0 10 0\n   3: 00000000:0052 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 16593 1 0 100 0 0 10 0\n";
-        assert!(table_listens(tcp, 4567));
-        assert!(!table_listens(tcp, 80), "established, not listening");
-        assert!(!table_listens(tcp, 81), "10.0.0.10 is not loopback");
-        assert!(table_listens(tcp, 82), "wildcard");
-        let tcp6 = "  sl  local_address                         remote_address                        st\n   0: 00000000000000000000000001000000:1F90 00000000000000000000000000000000:0000 0A 0\n   1: 0000000000000000FFFF00000100007F:1F91 00000000000000000000000000000000:0000 0A 0\n   2: 000080FE00000000FF00000000000000:1F92 00000000000000000000000000000000:0000 0A 0\n";
-        assert!(table_listens(tcp6, 8080), "::1");
-        assert!(table_listens(tcp6, 8081), "::ffff:127.0.0.1");
-        assert!(!table_listens(tcp6, 8082), "fe80::");
-        assert!(!table_listens("garbage\nmore garbage here x", 1));
-        assert_eq!(table_ports(tcp), [82, 4567]);
-        assert_eq!(table_ports(tcp6), [8080, 8081]);
+    fn loopback_addresses_are_loopback() {
         for (_, a) in loopback_addresses(9) {
             assert_eq!(classify(&a), Ok(Target::Loopback { port: 9, v6: a.len() == 28 }));
         }

@@ -91,6 +91,12 @@ impl SocketFactory {
         }
     }
 
+    /// A [`super::Listeners`] of the factory's namespace.
+    pub fn listeners(&self) -> io::Result<super::Listeners> {
+        let s = self.socket(libc::AF_NETLINK, libc::SOCK_RAW, libc::NETLINK_SOCK_DIAG)?;
+        Ok(super::Listeners::from_socket(s))
+    }
+
     /// Whether the factory is still running.
     pub fn is_alive(&self) -> bool {
         !crate::process::has_exited(&self.pidfd)

@@ -5,6 +5,7 @@
 //!   answers each connection (`echo:` + what came, or a small HTTP reply to a `GET`).
 //! * `connect PORT [v6]`: `connected: REPLY` or `failed: errno N`; `later PORT SECONDS`: the
 //!   same after a while; `again PORT`: two connects on one socket.
+//! * `pingpong PORT N`, `connects PORT N`: timings for `appipc-bench loopback`.
 //! * `session PORT ROUNDS DELAY_MS`: one connection, a message each round (`round N ok`).
 //! * `bind PORT`: `bound` or `bind: errno N`.
 //! * `udp-recv PORT SECONDS` / `udp-send PORT`: UDP.
@@ -116,6 +117,53 @@ fn session(port: u16, rounds: u32, delay_ms: u64) -> ExitCode {
         std::thread::sleep(Duration::from_millis(delay_ms));
     }
     if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS }
+}
+
+/// Microseconds at the 50th and 99th percentile.
+fn percentiles(mut v: Vec<Duration>) -> (f64, f64) {
+    v.sort();
+    let at = |q: f64| v[((v.len() as f64 - 1.0) * q).round() as usize].as_secs_f64() * 1e6;
+    (at(0.5), at(0.99))
+}
+
+/// `n` round trips of 8 bytes on one connection (`TCP_NODELAY`): `pingpong median_us=..`.
+fn pingpong(port: u16, n: usize) -> ExitCode {
+    let Ok(mut s) = TcpStream::connect(addr(port, false)) else {
+        println!("failed: connect");
+        return ExitCode::FAILURE;
+    };
+    s.set_nodelay(true).unwrap();
+    let mut times = Vec::with_capacity(n);
+    let mut buf = [0u8; 64];
+    for _ in 0..n {
+        let t = Instant::now();
+        s.write_all(b"pingpong").unwrap();
+        let mut got = 0;
+        while got < 13 {
+            let k = s.read(&mut buf[got..]).unwrap();
+            assert!(k > 0, "closed");
+            got += k;
+        }
+        times.push(t.elapsed());
+    }
+    let (median, p99) = percentiles(times);
+    println!("pingpong median_us={median:.2} p99_us={p99:.2} n={n}");
+    ExitCode::SUCCESS
+}
+
+/// `n` connects (each closed at once): `connects median_us=.. failed=..`.
+fn connects(port: u16, n: usize) -> ExitCode {
+    let mut times = Vec::with_capacity(n);
+    let mut failed = 0;
+    for _ in 0..n {
+        let t = Instant::now();
+        let r = TcpStream::connect(addr(port, false));
+        times.push(t.elapsed());
+        failed += usize::from(r.is_err());
+    }
+    let (median, p99) = percentiles(times);
+    println!("connects median_us={median:.2} p99_us={p99:.2} failed={failed} n={n}");
+    ExitCode::SUCCESS
 }
 
 /// `connect` twice on one socket: `again: first=E second=E`.
@@ -298,6 +346,12 @@ fn main() -> ExitCode {
             session(port(), rounds, args.get(3).and_then(|a| a.parse().ok()).unwrap_or(100))
         }
         Some("again") => again(port()),
+        Some("pingpong") => {
+            pingpong(port(), args.get(2).and_then(|a| a.parse().ok()).unwrap_or(20000))
+        }
+        Some("connects") => {
+            connects(port(), args.get(2).and_then(|a| a.parse().ok()).unwrap_or(1000))
+        }
         Some("bind") => match TcpListener::bind(addr(port(), false)) {
             Ok(_) => {
                 println!("bound");

@@ -18,8 +18,8 @@
 //!   address the supervisor read, and installed over the app's fd. No listener anywhere: the
 //!   kernel refuses it in the caller's namespace.
 //!
-//! Listeners are found in `/proc/<holder pid>/net/tcp{,6}`; a host listener is treated as an
-//! unpackaged one (a packaged full-trust listener included).
+//! Listeners are found with `sock_diag` in each namespace (`appipc_sys::loopback::Listeners`);
+//! a host listener is treated as an unpackaged one (a packaged full-trust listener included).
 //!
 //! [`SocketFactory`]: appipc_sys::loopback::SocketFactory
 
@@ -79,12 +79,10 @@ enum Owner {
 
 /// The loopback TCP ports `family`'s namespace listens on, sorted (none without a holder).
 pub(crate) async fn inbound_ports(shared: &Arc<Shared>, family: &str) -> Vec<u16> {
-    let key = family.to_ascii_lowercase();
-    let Some((_, pid)) = shared.holders.pids().into_iter().find(|(f, _)| *f == key) else {
-        return Vec::new();
-    };
-    let ports = shared.blocking.run(move || appipc_sys::loopback::listening_ports(Some(pid)));
-    ports.await.ok().and_then(Result::ok).unwrap_or_default()
+    match shared.holders.listeners(shared, family).await {
+        Ok(Some(l)) => l.ports().unwrap_or_default(),
+        _ => Vec::new(),
+    }
 }
 
 /// A socket of `family`'s namespace connected to its listener on `port` (127.0.0.1, else ::1).
@@ -170,22 +168,24 @@ impl Container {
         }
     }
 
-    /// Where port `port`'s listener is (blocking pool: reads procfs).
+    /// Where port `port`'s listener is: the caller's own namespace first, then the other
+    /// packages', then the host.
     async fn owner(&self, port: u16) -> Owner {
-        let holders = self.shared.holders.pids();
-        let own = self.family.clone();
-        let found = self.shared.blocking.run(move || {
-            let listens = |pid| appipc_sys::loopback::listening(pid, port).unwrap_or(false);
-            let own_pid = holders.iter().find(|(f, _)| *f == own).map(|(_, p)| *p);
-            if own_pid.is_some_and(|p| listens(Some(p))) {
-                return Owner::Own;
+        let mut families: Vec<String> =
+            self.shared.holders.pids().into_iter().map(|(f, _)| f).collect();
+        families.sort_by_key(|f| *f != self.family);
+        for f in families {
+            let Ok(Some(l)) = self.shared.holders.listeners(&self.shared, &f).await else {
+                continue;
+            };
+            if l.listens(port).unwrap_or(false) {
+                return if f == self.family { Owner::Own } else { Owner::Package(f) };
             }
-            if let Some((f, _)) = holders.iter().find(|(f, p)| *f != own && listens(Some(*p))) {
-                return Owner::Package(f.clone());
-            }
-            if listens(None) { Owner::Host } else { Owner::Nobody }
-        });
-        found.await.unwrap_or(Owner::Nobody)
+        }
+        match self.shared.holders.host_listeners() {
+            Some(h) if h.listens(port).unwrap_or(false) => Owner::Host,
+            _ => Owner::Nobody,
+        }
     }
 
     async fn bind(&self, port: u16) -> Answer {
