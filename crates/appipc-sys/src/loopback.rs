@@ -331,6 +331,37 @@ mod tests {
         assert_eq!(Answer::decode(&m[..11]), None);
     }
 
+    /// Property: no input makes the decoders panic, and whatever decodes encodes back to the
+    /// very bytes (so nothing is read that the encoder would not write).
+    #[test]
+    fn any_bytes_decode_safely_and_round_trip() {
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for i in 0..20_000 {
+            let len = if i % 2 == 0 { ASK_LEN } else { (next() % 200) as usize };
+            let mut b: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+            if len == ASK_LEN && i % 4 == 0 {
+                // Near-valid ones too: a known op, flags and length.
+                b[0] = 1 + (next() % 2) as u8;
+                b[1] = (next() % 2) as u8;
+                b[2] = 2 + (next() % 127) as u8;
+                b[3] = 0;
+            }
+            if let Some(a) = Ask::decode(&b) {
+                assert_eq!(a.encode().as_slice(), b.as_slice());
+            }
+            let ans = &b[..b.len().min(ANSWER_LEN)];
+            if let Some((seq, a)) = Answer::decode(ans) {
+                assert_eq!(a.encode(seq).as_slice(), ans);
+            }
+        }
+    }
+
     #[test]
     fn loopback_addresses_are_loopback() {
         for (_, a) in loopback_addresses(9) {
