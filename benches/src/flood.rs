@@ -17,7 +17,11 @@
 //! `/proc/PID/clear_refs` before the flood, so the peak is the flood's). Each scenario prints
 //! a JSON line; the end prints a table (medians over `--runs`, with their spread).
 //!
-//! `--flooder-nice N` runs the flooding threads at nice N (the probe and the broker keep
+//! The flooders run in a process of their own (`appipc-bench flood-worker`, started by the
+//! bench), as an attacker's clients would: the probe and the flooders are different processes
+//! to the kernel's scheduler and different principals to the broker.
+//!
+//! `--flooder-nice N` runs the flooders' process at nice N (the probe and the broker keep
 //! theirs), to tell the broker's own queueing from the flooders' competing for the CPUs;
 //! `APPIPC_BENCH_SLOW_US=N` prints each probe round trip slower than N µs with when it was.
 //!
@@ -159,6 +163,8 @@ const STOP: u8 = 4;
 #[derive(Default)]
 struct ProbeResult {
     by_phase: [Vec<Duration>; 4],
+    /// The probe thread's time runnable but waiting for a CPU, by phase (µs).
+    waited_us: [f64; 4],
     failures: usize,
 }
 
@@ -184,6 +190,7 @@ fn probe(socket_path: std::path::PathBuf, phase: Arc<AtomicU8>) -> ProbeResult {
             continue;
         };
         id += 1;
+        let w0 = run_queue_wait_us("/proc/thread-self/schedstat");
         let t = Instant::now();
         let ok =
             socket::send(s, &Frame::request(id, broker::Ping {}).to_cbor(), &[], Blocking::Yes)
@@ -199,7 +206,12 @@ fn probe(socket_path: std::path::PathBuf, phase: Arc<AtomicU8>) -> ProbeResult {
                     }
                 };
         let d = t.elapsed();
+        out.waited_us[usize::from(p)] += run_queue_wait_us("/proc/thread-self/schedstat") - w0;
         if slow.is_some_and(|us| d.as_micros() > us) {
+            let ns =
+                |t: rustix::time::Timespec| t.tv_sec as i128 * 1_000_000_000 + t.tv_nsec as i128;
+            let now = ns(rustix::time::clock_gettime(rustix::time::ClockId::Monotonic));
+            eprintln!("SLOWPROBE sent {} recv {}", now - d.as_nanos() as i128, now);
             eprintln!("slow probe: phase {p} at {:.3} s: {} us", wall(), d.as_micros());
         }
         if ok {
@@ -215,6 +227,23 @@ fn probe(socket_path: std::path::PathBuf, phase: Arc<AtomicU8>) -> ProbeResult {
             next = now;
         }
     }
+}
+
+/// The time a thread (`/proc/.../schedstat`, its second field) spent runnable but waiting for
+/// a CPU, in µs: what the kernel's scheduler, not the broker, added to a round trip.
+fn run_queue_wait_us(schedstat: &str) -> f64 {
+    std::fs::read_to_string(schedstat)
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1).and_then(|v| v.parse::<f64>().ok()))
+        .map_or(0.0, |ns| ns / 1000.0)
+}
+
+/// The run-queue wait of all threads of process `pid`, in µs.
+fn process_wait_us(pid: u32) -> f64 {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return 0.0 };
+    dir.filter_map(Result::ok)
+        .map(|t| run_queue_wait_us(&format!("{}/schedstat", t.path().display())))
+        .sum()
 }
 
 /// Whether `APPIPC_BENCH_SLOW_US` is set: probe round trips slower than that many µs are
@@ -249,56 +278,169 @@ fn lat(mut v: Vec<Duration>) -> Lat {
     Lat { p50: at(0.5), p99: at(0.99), max: at(1.0), n: v.len() }
 }
 
-/// The active flooders: `n` connections on one thread, each keeping `depth` pings in flight.
-struct Active {
-    stop: Arc<AtomicBool>,
-    replies: Arc<AtomicU64>,
+/// The flooding clients: a process of their own (`appipc-bench flood-worker`), so that to the
+/// kernel and to the broker they are one principal apart from the probe, as an attacker's
+/// clients would be. It reports on its stdout (`connected N`, `replies N`) and exits, closing
+/// every connection at once, when its stdin closes.
+struct Flooders {
+    child: std::process::Child,
     connected: Arc<AtomicU64>,
-    thread: std::thread::JoinHandle<()>,
+    replies: Arc<AtomicU64>,
+    /// Every client connected (or the worker gave up).
+    done: Arc<AtomicBool>,
 }
 
-impl Active {
-    fn start(socket_path: std::path::PathBuf, n: usize, depth: usize, nice: i32) -> Active {
-        let stop = Arc::new(AtomicBool::new(false));
-        let replies = Arc::new(AtomicU64::new(0));
+impl Flooders {
+    fn start(kind: Kind, path: &std::path::Path, n: usize, o: &Options) -> Result<Flooders> {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(std::env::current_exe()?)
+            .arg("flood-worker")
+            .args([kind.name(), &n.to_string(), &o.depth.to_string(), &o.flooder_nice.to_string()])
+            .arg(path)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .context("starting the flooders' process")?;
+        let stdout = child.stdout.take().context("the flooders' stdout")?;
         let connected = Arc::new(AtomicU64::new(0));
-        let (s, r, c) = (stop.clone(), replies.clone(), connected.clone());
-        let thread = std::thread::spawn(move || {
-            set_nice(nice);
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-            rt.block_on(async move {
-                let mut tasks = tokio::task::JoinSet::new();
-                for _ in 0..n {
-                    let Ok(fd) = socket::seqpacket_connect(&socket_path) else { continue };
-                    let (s, r, c) = (s.clone(), r.clone(), c.clone());
-                    tasks.spawn(async move {
-                        let Ok(sock) = appipc_sys::aio::AsyncSeqPacket::new(fd) else { return };
-                        c.fetch_add(1, Ordering::SeqCst);
-                        let ping = Frame::request(1, broker::Ping {}).to_cbor();
-                        let mut buf = vec![0u8; 4096];
-                        for _ in 0..depth {
-                            if sock.send(&ping, &[]).await.is_err() {
-                                return;
-                            }
-                        }
-                        while !s.load(Ordering::Relaxed) {
-                            match sock.recv_into(&mut buf).await {
-                                Ok(Some(_)) => {
-                                    r.fetch_add(1, Ordering::Relaxed);
-                                }
-                                _ => return,
-                            }
-                            if sock.send(&ping, &[]).await.is_err() {
-                                return;
-                            }
-                        }
-                    });
+        let replies = Arc::new(AtomicU64::new(0));
+        let done = Arc::new(AtomicBool::new(false));
+        let (c, r, d) = (connected.clone(), replies.clone(), done.clone());
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                let mut words = line.split_whitespace();
+                let (Some(what), Some(v)) = (words.next(), words.next()) else { continue };
+                let v: u64 = v.parse().unwrap_or(0);
+                match what {
+                    "progress" => c.store(v, Ordering::SeqCst),
+                    "connected" => {
+                        c.store(v, Ordering::SeqCst);
+                        d.store(true, Ordering::SeqCst);
+                    }
+                    "replies" => r.store(v, Ordering::SeqCst),
+                    _ => {}
                 }
-                while tasks.join_next().await.is_some() {}
-            });
+                if tracing_slow() && what != "replies" {
+                    eprintln!("flooders: {line} at {:.3}", wall());
+                }
+            }
+            d.store(true, Ordering::SeqCst);
         });
-        Active { stop, replies, connected, thread }
+        Ok(Flooders { child, connected, replies, done })
     }
+
+    /// Ends the flooders' process: all its connections close together.
+    fn stop(mut self) {
+        drop(self.child.stdin.take());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `appipc-bench flood-worker KIND N DEPTH NICE SOCKET`: the flooders' process (see
+/// [`Flooders`]).
+pub(crate) fn worker(args: &[String]) -> Result<()> {
+    let [kind, n, depth, nice, path] = args else {
+        bail!("usage: appipc-bench flood-worker KIND N DEPTH NICE SOCKET (started by `flood`)")
+    };
+    let (kind, n, depth) = (Kind::parse(kind)?, n.parse()?, depth.parse()?);
+    // A session of its own, as an app launched apart from the probe would have: with
+    // autogroup scheduling (`/proc/sys/kernel/sched_autogroup_enabled`) the kernel shares the
+    // CPUs between sessions, so the flooders compete with the probe as one more program, not
+    // as threads of the probe's own program.
+    if let Err(e) = rustix::process::setsid() {
+        eprintln!("flood-worker: setsid: {e} (the flooders share the bench's session)");
+    }
+    // Threads made after this inherit it.
+    set_nice(nice.parse()?);
+    let path = std::path::PathBuf::from(path);
+    // The flood ends when the bench closes our stdin.
+    std::thread::spawn(|| {
+        let _ = std::io::copy(&mut std::io::stdin(), &mut std::io::sink());
+        std::process::exit(0);
+    });
+    let say = |what: &str, v: u64| {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{what} {v}");
+        let _ = out.flush();
+    };
+    match kind {
+        Kind::None => say("connected", 0),
+        Kind::Idle => {
+            let mut held = Vec::new();
+            for _ in 0..n {
+                match socket::seqpacket_connect(&path) {
+                    Ok(c) => held.push(c),
+                    Err(_) => break,
+                }
+            }
+            say("connected", held.len() as u64);
+            std::mem::forget(held);
+        }
+        Kind::NonReading => {
+            let held = non_reading(&path, n, &say);
+            say("connected", held.len() as u64);
+            std::mem::forget(held);
+        }
+        Kind::Active => active(&path, n, depth, &say),
+    }
+    loop {
+        std::thread::park();
+    }
+}
+
+/// The active flooders: `n` connections on one thread, each keeping `depth` pings in flight;
+/// the replies counted are reported every 50 ms.
+fn active(path: &std::path::Path, n: usize, depth: usize, say: &dyn Fn(&str, u64)) {
+    let replies = Arc::new(AtomicU64::new(0));
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let mut tasks = tokio::task::JoinSet::new();
+        let mut connected = 0u64;
+        for _ in 0..n {
+            let Ok(fd) = socket::seqpacket_connect(path) else { continue };
+            let r = replies.clone();
+            connected += 1;
+            tasks.spawn(async move {
+                let Ok(sock) = appipc_sys::aio::AsyncSeqPacket::new(fd) else { return };
+                let ping = Frame::request(1, broker::Ping {}).to_cbor();
+                let mut buf = vec![0u8; 4096];
+                for _ in 0..depth {
+                    if sock.send(&ping, &[]).await.is_err() {
+                        return;
+                    }
+                }
+                loop {
+                    match sock.recv_into(&mut buf).await {
+                        Ok(Some(_)) => {
+                            r.fetch_add(1, Ordering::Relaxed);
+                        }
+                        _ => return,
+                    }
+                    if sock.send(&ping, &[]).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        say("connected", connected);
+        let mut tick = tokio::time::interval(Duration::from_millis(50));
+        loop {
+            tokio::select! {
+                _ = tick.tick() => say("replies", replies.load(Ordering::Relaxed)),
+                r = tasks.join_next() => if r.is_none() { break },
+            }
+        }
+    });
 }
 
 /// Gives the calling (flooding) thread the nice value `--flooder-nice` asks for.
@@ -311,18 +453,12 @@ fn set_nice(nice: i32) {
 }
 
 /// The non-reading flooders: `n` connections, each pushing `ListPackages` until its socket
-/// says `EAGAIN`; with the broker's peak RSS and fd count sampled on the way.
-fn non_reading(
-    path: &std::path::Path,
-    n: usize,
-    nice: i32,
-    pid: u32,
-) -> Result<(Vec<OwnedFd>, u64, usize)> {
-    set_nice(nice);
+/// says `EAGAIN`.
+fn non_reading(path: &std::path::Path, n: usize, say: &dyn Fn(&str, u64)) -> Vec<OwnedFd> {
     let list = |id: u64| Frame::request(id, packages::ListPackages {}).to_cbor();
-    let (mut held, mut peak, mut fds_peak) = (Vec::new(), 0, 0);
+    let mut held = Vec::new();
     for _ in 0..n {
-        let c = socket::seqpacket_connect(path)?;
+        let Ok(c) = socket::seqpacket_connect(path) else { break };
         let mut id = 1u64;
         loop {
             match socket::send(&c, &list(id), &[], Blocking::No) {
@@ -333,15 +469,11 @@ fn non_reading(
             }
         }
         held.push(c);
-        if held.len().is_multiple_of(100) && tracing_slow() {
-            eprintln!("{} connected at {:.3} (pushed {id})", held.len(), wall());
-        }
         if held.len().is_multiple_of(50) {
-            peak = peak.max(vm(pid, "VmRSS:"));
-            fds_peak = fds_peak.max(fds_of(pid));
+            say("progress", held.len() as u64);
         }
     }
-    Ok((held, peak, fds_peak))
+    held
 }
 
 /// A dozen small packages, so that a `ListPackages` reply is a few kilobytes.
@@ -381,6 +513,11 @@ struct Outcome {
     fds_peak: usize,
     requests_per_s: Option<f64>,
     broker_cpu_cores: f64,
+    /// How many of the broker's threads, on average, were runnable but waiting for a CPU
+    /// during the flood.
+    broker_wait_threads: f64,
+    /// The probe thread's run-queue wait per round trip (µs), idle and during the flood.
+    probe_wait_us: [f64; 2],
     settle_s: f64,
     load_1m: f64,
     flooder_nice: i32,
@@ -421,43 +558,25 @@ fn scenario(o: &Options, kind: Kind, n: usize, run: usize) -> Result<Outcome> {
     if tracing_slow() {
         eprintln!("phase FLOOD at {:.3}", wall());
     }
-    let mut held: Vec<OwnedFd> = Vec::new();
-    let mut active = None;
-    match kind {
-        Kind::None => {}
-        Kind::Idle => {
-            for _ in 0..n {
-                held.push(socket::seqpacket_connect(&b.socket())?);
-            }
-        }
-        Kind::NonReading => {
-            // On a thread of its own, which takes the flooders' nice value.
-            let (path, nice) = (b.socket(), o.flooder_nice);
-            let pushing = std::thread::spawn(move || non_reading(&path, n, nice, pid));
-            let (c, p, f) = pushing.join().map_err(|_| anyhow::anyhow!("a flooder panicked"))??;
-            held = c;
-            peak = peak.max(p);
-            fds_peak = fds_peak.max(f);
-        }
-        Kind::Active => active = Some(Active::start(b.socket(), n, o.depth, o.flooder_nice)),
-    }
+    let flooders = match kind {
+        Kind::None => None,
+        _ => Some(Flooders::start(kind, &b.socket(), n, o)?),
+    };
     // The flood runs for `seconds` once every client is connected.
-    let connect_deadline = Instant::now() + Duration::from_secs(30);
-    if let Some(a) = &active {
-        while (a.connected.load(Ordering::SeqCst) as usize) < n
-            && Instant::now() < connect_deadline
-            && !a.thread.is_finished()
-        {
+    let connect_deadline = Instant::now() + Duration::from_secs(60);
+    if let Some(f) = &flooders {
+        while !f.done.load(Ordering::SeqCst) && Instant::now() < connect_deadline {
             std::thread::sleep(Duration::from_millis(10));
+            sample(&mut peak, &mut fds_peak);
         }
     }
     if tracing_slow() {
         eprintln!("connected at {:.3}", wall());
     }
-    let connected =
-        active.as_ref().map_or(held.len(), |a| a.connected.load(Ordering::SeqCst) as usize);
+    let connected = flooders.as_ref().map_or(0, |f| f.connected.load(Ordering::SeqCst) as usize);
     let cpu0 = cpu_seconds(pid);
-    let replies0 = active.as_ref().map(|a| a.replies.load(Ordering::SeqCst));
+    let wait0 = process_wait_us(pid);
+    let replies0 = flooders.as_ref().map(|f| f.replies.load(Ordering::SeqCst));
     let t0 = Instant::now();
     while t0.elapsed() < secs {
         std::thread::sleep(Duration::from_millis(50));
@@ -465,8 +584,11 @@ fn scenario(o: &Options, kind: Kind, n: usize, run: usize) -> Result<Outcome> {
     }
     let window = t0.elapsed().as_secs_f64();
     let broker_cpu_cores = (cpu_seconds(pid) - cpu0) / window;
-    let requests_per_s = match (&active, replies0) {
-        (Some(a), Some(r0)) => Some((a.replies.load(Ordering::SeqCst) - r0) as f64 / window),
+    let broker_wait_threads = (process_wait_us(pid) - wait0) / 1e6 / window;
+    let requests_per_s = match (&flooders, replies0) {
+        (Some(f), Some(r0)) if kind == Kind::Active => {
+            Some((f.replies.load(Ordering::SeqCst) - r0) as f64 / window)
+        }
         _ => None,
     };
     let rss_peak_kib = peak.max(vm(pid, "VmHWM:"));
@@ -476,10 +598,8 @@ fn scenario(o: &Options, kind: Kind, n: usize, run: usize) -> Result<Outcome> {
     if tracing_slow() {
         eprintln!("phase SETTLING at {:.3}", wall());
     }
-    drop(held);
-    if let Some(a) = active {
-        a.stop.store(true, Ordering::SeqCst);
-        let _ = a.thread.join();
+    if let Some(f) = flooders {
+        f.stop();
     }
     let t_settle = Instant::now();
     while fds_of(pid) > fds0 + 2 && t_settle.elapsed() < Duration::from_secs(30) {
@@ -496,6 +616,11 @@ fn scenario(o: &Options, kind: Kind, n: usize, run: usize) -> Result<Outcome> {
     phase.store(STOP, Ordering::SeqCst);
     let pr = probe.join().map_err(|_| anyhow::anyhow!("the probe panicked"))?;
     let [idle, flood, _, after] = pr.by_phase;
+    let per_trip = |w: f64, n: usize| if n == 0 { 0.0 } else { w / n as f64 };
+    let probe_wait_us = [
+        per_trip(pr.waited_us[usize::from(IDLE)], idle.len()),
+        per_trip(pr.waited_us[usize::from(FLOOD)], flood.len()),
+    ];
     let out = Outcome {
         kind,
         clients: n,
@@ -512,6 +637,8 @@ fn scenario(o: &Options, kind: Kind, n: usize, run: usize) -> Result<Outcome> {
         fds_peak,
         requests_per_s,
         broker_cpu_cores,
+        broker_wait_threads,
+        probe_wait_us,
         settle_s,
         load_1m,
         flooder_nice: o.flooder_nice,
@@ -540,6 +667,8 @@ fn json_of(o: &Outcome, run: usize) -> serde_json::Value {
         "broker_fds_peak": o.fds_peak,
         "requests_per_s": o.requests_per_s.map(round),
         "broker_cpu_cores": round(o.broker_cpu_cores * 100.0) / 100.0,
+        "broker_run_queue_wait_threads": round(o.broker_wait_threads * 100.0) / 100.0,
+        "probe_run_queue_wait_us_per_trip": {"idle": round(o.probe_wait_us[0]), "flood": round(o.probe_wait_us[1])},
         "settle_s": round(o.settle_s * 100.0) / 100.0,
         "loadavg_1m": o.load_1m,
     })

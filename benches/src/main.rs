@@ -37,6 +37,7 @@ fn main() -> Result<()> {
         Some("scale") => scale::scale(&args[1..]),
         Some("load-worker") => load::worker(&args[1..]),
         Some("flood") => flood::flood(&args[1..]),
+        Some("flood-worker") => flood::worker(&args[1..]),
         Some("loopback") => loopback::loopback(&args[1..]),
         Some("raw-echo") => raw_echo(),
         Some("raw-echo-tokio") => raw_echo_tokio(),

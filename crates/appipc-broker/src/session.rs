@@ -13,7 +13,9 @@
 //!   and, if it finishes without waiting, has its reply queued before the next is read;
 //! * a session that has a second request waiting as soon as it has read one pipelines: it
 //!   reads its requests only on one of a few turns all pipelining sessions share, 16 at most a
-//!   turn ([`Pace`]), so that clients sending one request at a time are not queued behind it;
+//!   turn ([`Pace`]), handed round-robin by package or unpackaged process
+//!   ([`crate::turns`]), so that clients sending one request at a time are not queued behind
+//!   it and a principal's thousand sessions get one turn a round, as one session would;
 //! * everything sent to a session (replies and events) goes through its
 //!   [`Outbox`](crate::outbox::Outbox), written by
 //!   a task of its own; once `queued-reply-bytes` are waiting for a peer that does not read
@@ -58,7 +60,7 @@ const TURN: usize = 16;
 /// How a session's reader shares the broker with the other sessions. A session that has a
 /// second request waiting as soon as it has read one *pipelines*: from then on it reads its
 /// requests only on one of the few turns all pipelining sessions share
-/// ([`crate::sessions::Sessions::turn`], first come first served), at most [`TURN`] a turn,
+/// ([`crate::sessions::Sessions::turn`], round-robin by principal), at most [`TURN`] a turn,
 /// until it finds its socket empty after at most one request. So however many clients flood
 /// the broker, a client that sends one request at a time waits for the few sessions on their
 /// turns, not for a turn of every flooder, and the flooders' own wake-ups cost the broker
@@ -70,7 +72,7 @@ struct Pace {
     /// Requests read on the turn it holds.
     on_turn: usize,
     pipelining: bool,
-    turn: Option<tokio::sync::OwnedSemaphorePermit>,
+    turn: Option<crate::turns::Turn>,
 }
 
 impl Pace {
@@ -173,7 +175,7 @@ async fn serve(
         }
         // A pipelining session reads its next request only on one of the shared turns.
         if pace.needs_turn()
-            && let Err(reason) = take_turn(&shared, &sock, &outbox, &mut pace).await
+            && let Err(reason) = take_turn(&shared, &caller, &sock, &outbox, &mut pace).await
         {
             break reason;
         }
@@ -244,6 +246,7 @@ async fn serve(
 /// session ends if it ends meanwhile.
 async fn take_turn(
     shared: &Shared,
+    caller: &Caller,
     sock: &AsyncSeqPacket,
     outbox: &Outbox,
     pace: &mut Pace,
@@ -257,7 +260,7 @@ async fn take_turn(
             () = outbox.stays_full(Duration::from_millis(grace_ms)) => return Err(not_reading(outbox, grace_ms)),
         }
     }
-    pace.turn = shared.sessions.turn().await;
+    pace.turn = shared.sessions.turn(caller).await;
     Ok(())
 }
 
@@ -295,7 +298,7 @@ async fn end(
     }
     outbox.close(reason.clone());
     let _ = writer.await;
-    let _turn = if pipelined { shared.sessions.turn().await } else { None };
+    let _turn = if pipelined { shared.sessions.turn(caller).await } else { None };
     shared.sessions.remove(caller.session_id);
     shared.keeper.forget(caller.session_id);
     crate::hooks::session_closed(shared, caller);
@@ -414,8 +417,8 @@ async fn run(
 mod tests {
     use super::{Pace, TURN};
 
-    fn permit(s: &std::sync::Arc<tokio::sync::Semaphore>) -> tokio::sync::OwnedSemaphorePermit {
-        s.clone().try_acquire_owned().expect("a free turn")
+    fn permit(t: &std::sync::Arc<crate::turns::Turns>) -> crate::turns::Turn {
+        t.try_take().expect("a free turn")
     }
 
     #[test]
@@ -430,7 +433,7 @@ mod tests {
 
     #[test]
     fn a_second_request_waiting_makes_a_session_pipeline_until_it_catches_up_after_one() {
-        let turns = std::sync::Arc::new(tokio::sync::Semaphore::new(1));
+        let turns = crate::turns::Turns::new(1);
         let mut pace = Pace::default();
         pace.ran();
         assert!(!pace.needs_turn(), "one request read is not pipelining");
@@ -441,7 +444,7 @@ mod tests {
         // Caught up after a streak of three: it still pipelines (and gave its turn back).
         pace.caught_up();
         assert!(pace.needs_turn());
-        assert_eq!(turns.available_permits(), 1);
+        assert_eq!(turns.counts().0, 1);
         pace.turn = Some(permit(&turns));
         pace.ran();
         pace.caught_up();
@@ -450,23 +453,23 @@ mod tests {
 
     #[test]
     fn a_turn_lasts_at_most_turn_requests() {
-        let turns = std::sync::Arc::new(tokio::sync::Semaphore::new(1));
+        let turns = crate::turns::Turns::new(1);
         let mut pace = Pace { pipelining: true, streak: 5, ..Pace::default() };
         pace.turn = Some(permit(&turns));
         for i in 1..TURN {
             assert!(!pace.ran(), "request {i} of the turn");
         }
         assert!(pace.ran(), "the turn is over after {TURN}");
-        assert_eq!(turns.available_permits(), 1, "and given back");
+        assert_eq!(turns.counts().0, 1, "and given back");
         assert!(pace.needs_turn());
     }
 
     #[test]
     fn waiting_for_something_else_gives_the_turn_back() {
-        let turns = std::sync::Arc::new(tokio::sync::Semaphore::new(1));
+        let turns = crate::turns::Turns::new(1);
         let mut pace = Pace { pipelining: true, ..Pace::default() };
         pace.turn = Some(permit(&turns));
         pace.release();
-        assert_eq!(turns.available_permits(), 1);
+        assert_eq!(turns.counts().0, 1);
     }
 }

@@ -147,27 +147,29 @@ pub struct Sessions {
     /// The bytes queued for all sessions (`queued-reply-bytes-total`).
     queued_total: Arc<QueuedTotal>,
     /// The turns pipelining sessions share (see [`Sessions::turn`]).
-    turns: Arc<tokio::sync::Semaphore>,
+    turns: Arc<crate::turns::Turns>,
 }
 
 impl Sessions {
     /// No sessions yet; all of them together may have `queued_total` bytes of replies and
-    /// events queued, and `turns` of them pipeline requests at once (one per worker thread).
+    /// events queued, and `turns` of them pipeline requests at once.
     pub fn new(queued_total: usize, turns: usize) -> Sessions {
         Sessions {
             map: Mutex::new(HashMap::new()),
             admitting: Mutex::new(HashMap::new()),
             start: Instant::now(),
             queued_total: QueuedTotal::new(queued_total),
-            turns: Arc::new(tokio::sync::Semaphore::new(turns.max(1))),
+            turns: crate::turns::Turns::new(turns),
         }
     }
 
-    /// Waits for one of the turns that sessions pipelining requests share (in the order they
-    /// asked): a flood of pipelining clients is worked through a few sessions at a time, while
-    /// sessions that send one request at a time never wait for a turn.
-    pub(crate) async fn turn(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
-        self.turns.clone().acquire_owned().await.ok()
+    /// Waits for one of the turns that sessions pipelining requests share, for a session of
+    /// `caller` ([`crate::turns`]: round-robin by package or unpackaged process, in the order
+    /// they asked within one): a flood of pipelining clients is worked through one session at
+    /// a time per turn, a pipelining client of another principal waits for at most one turn
+    /// of the flooder's, and sessions that send one request at a time never wait for a turn.
+    pub(crate) async fn turn(&self, caller: &crate::caller::Caller) -> Option<crate::turns::Turn> {
+        self.turns.take(crate::turns::Principal::of(caller)).await
     }
 
     /// Bytes queued for all sessions together.

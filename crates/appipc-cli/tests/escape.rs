@@ -6,7 +6,9 @@ use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use appipc_testkit::{HELLO, TestBroker, assemble, assemble_manifest, bin_dir, unique};
+use appipc_testkit::{
+    HELLO, TestBroker, assemble, assemble_manifest, bin_dir, readable_by_all, unique,
+};
 use serde_json::Value;
 
 const ESCAPE: &str = r#"
@@ -45,17 +47,7 @@ fn install(b: &TestBroker, dir: &Path) -> String {
     format!("{}_{}", parts[0], parts[4])
 }
 
-fn readable_by_all(p: &Path) {
-    for entry in walk(p) {
-        let mode = if entry.is_dir() {
-            0o755
-        } else {
-            0o644 | (std::fs::metadata(&entry).unwrap().permissions().mode() & 0o111)
-        };
-        std::fs::set_permissions(&entry, std::fs::Permissions::from_mode(mode)).unwrap();
-    }
-}
-
+/// Every path under `p`, `p` first.
 fn walk(p: &Path) -> Vec<std::path::PathBuf> {
     let mut out = vec![p.to_path_buf()];
     if p.is_dir() {
