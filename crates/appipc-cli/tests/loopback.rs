@@ -456,9 +456,11 @@ fn host_exchange(port: u16) -> Option<String> {
     Some(reply)
 }
 
-/// `serve-inbound` until `host_exchange` gets an answer (something listens on the host).
+/// `serve-inbound` until `host_exchange` gets an answer (something listens on the host); the
+/// caller kills and waits for the child.
+#[allow(clippy::zombie_processes)]
 fn serve_inbound(b: &TestBroker, pfn: &str, port: u16) -> (std::process::Child, String) {
-    let child = b
+    let mut child = b
         .cli()
         .args(["loopback", "serve-inbound", pfn])
         .stdout(std::process::Stdio::null())
@@ -470,7 +472,11 @@ fn serve_inbound(b: &TestBroker, pfn: &str, port: u16) -> (std::process::Child, 
         if let Some(reply) = host_exchange(port) {
             return (child, reply);
         }
-        assert!(Instant::now() < deadline, "serve-inbound never listened\n{}", b.log());
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("serve-inbound never listened\n{}", b.log());
+        }
         std::thread::sleep(Duration::from_millis(50));
     }
 }
