@@ -14,7 +14,7 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-mod diag;
+pub(crate) mod diag;
 mod factory;
 mod sockets;
 

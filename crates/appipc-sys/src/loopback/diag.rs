@@ -12,6 +12,8 @@ const NLMSG_ERROR: u16 = 2;
 const NLMSG_DONE: u16 = 3;
 const TCP_LISTEN: u32 = 10;
 const NLMSG_HDR: usize = 16;
+/// Room for one `recv` of a dump (the kernel fills at most this much per message batch).
+pub(crate) const DUMP_BUFFER: usize = 8192;
 
 /// A `NETLINK_SOCK_DIAG` socket of one network namespace.
 #[derive(Debug)]
@@ -22,19 +24,7 @@ pub struct Listeners {
 impl Listeners {
     /// The listeners of this process's own network namespace.
     pub fn here() -> io::Result<Listeners> {
-        // SAFETY: socket takes integers; the fd returned is new and owned by nothing else.
-        let fd = unsafe {
-            libc::socket(
-                libc::AF_NETLINK,
-                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-                libc::NETLINK_SOCK_DIAG,
-            )
-        };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: see above.
-        Ok(Listeners::from_socket(unsafe { OwnedFd::from_raw_fd(fd) }))
+        Ok(Listeners::from_socket(diag_socket()?))
     }
 
     /// The listeners of the namespace `sock` (a `NETLINK_SOCK_DIAG` socket, e.g. from a
@@ -47,8 +37,9 @@ impl Listeners {
     pub fn ports(&self) -> io::Result<Vec<u16>> {
         let sock = self.sock.lock().map_err(|_| io::Error::other("diag socket poisoned"))?;
         let mut all = Vec::new();
+        let mut buf = vec![0u8; DUMP_BUFFER];
         for family in [libc::AF_INET, libc::AF_INET6] {
-            dump(sock.as_fd(), family as u8, &mut |port| all.push(port))?;
+            dump(sock.as_fd(), family as u8, &mut buf, &mut |port| all.push(port))?;
         }
         all.sort_unstable();
         all.dedup();
@@ -73,8 +64,37 @@ fn local_is_loopback_or_any(family: u8, src: &[u8]) -> bool {
         || a.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback() || v4.is_unspecified())
 }
 
+/// A `NETLINK_SOCK_DIAG` socket of this process's namespace (close-on-exec); async-signal-safe.
+pub(crate) fn diag_socket() -> io::Result<OwnedFd> {
+    // SAFETY: socket takes integers; the fd returned is new and owned by nothing else.
+    let fd = unsafe {
+        libc::socket(libc::AF_NETLINK, libc::SOCK_RAW | libc::SOCK_CLOEXEC, libc::NETLINK_SOCK_DIAG)
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: see above.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Whether the namespace of `sock` listens on `port`, with `buf` as the receive buffer (no
+/// allocation: the supervisor, a forked child, calls it).
+pub(crate) fn listens_with(sock: BorrowedFd<'_>, port: u16, buf: &mut [u8]) -> io::Result<bool> {
+    let mut hit = false;
+    for family in [libc::AF_INET, libc::AF_INET6] {
+        dump(sock, family as u8, buf, &mut |p| hit |= p == port)?;
+    }
+    Ok(hit)
+}
+
 /// One `SOCK_DIAG_BY_FAMILY` dump of TCP listeners of `family`; `found` gets each port.
-fn dump(sock: BorrowedFd<'_>, family: u8, found: &mut dyn FnMut(u16)) -> io::Result<()> {
+/// Allocates nothing.
+fn dump(
+    sock: BorrowedFd<'_>,
+    family: u8,
+    buf: &mut [u8],
+    found: &mut dyn FnMut(u16),
+) -> io::Result<()> {
     let mut req = [0u8; NLMSG_HDR + 56];
     let total = req.len() as u32;
     req[..4].copy_from_slice(&total.to_ne_bytes());
@@ -90,7 +110,6 @@ fn dump(sock: BorrowedFd<'_>, family: u8, found: &mut dyn FnMut(u16)) -> io::Res
     if n < 0 {
         return Err(io::Error::last_os_error());
     }
-    let mut buf = vec![0u8; 32 * 1024];
     loop {
         // SAFETY: recv writes at most `buf.len()` bytes into `buf`.
         let n = unsafe { libc::recv(sock.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };

@@ -26,11 +26,25 @@ pub(crate) struct BrokerLink {
     seq: u32,
     /// The broker stopped answering (closed, or a malformed answer): let everything through.
     gone: bool,
+    /// A `sock_diag` socket of the supervisor's (the app's) network namespace, made on first
+    /// use: a connect to a port the app's own namespace listens on needs no broker.
+    diag: Option<OwnedFd>,
 }
 
 impl BrokerLink {
     pub(crate) fn new(fd: OwnedFd) -> BrokerLink {
-        BrokerLink { fd, seq: 0, gone: false }
+        BrokerLink { fd, seq: 0, gone: false, diag: None }
+    }
+
+    /// Whether the app's own namespace listens on `port` (false when that cannot be told: the
+    /// broker then decides, and it looks there first too).
+    fn own_namespace_listens(&mut self, port: u16) -> bool {
+        if self.diag.is_none() {
+            self.diag = crate::loopback::diag::diag_socket().ok();
+        }
+        let Some(sock) = &self.diag else { return false };
+        let mut buf = [0u8; crate::loopback::diag::DUMP_BUFFER];
+        crate::loopback::diag::listens_with(sock.as_fd(), port, &mut buf).unwrap_or(false)
     }
 
     /// Asks the broker, with the app's socket attached; `Continue` when it does not answer.
@@ -147,7 +161,13 @@ pub(super) fn socket_call(
     let relevant = if bind {
         crate::loopback::bind_port(&bytes[..len]).is_some()
     } else {
-        matches!(classify(&bytes[..len]), Ok(Target::Loopback { port, .. }) if port != 0)
+        match classify(&bytes[..len]) {
+            // The same package always reaches itself: its own listener needs no broker.
+            Ok(Target::Loopback { port, .. }) if port != 0 => {
+                !ctx.broker.as_mut().is_some_and(|b| b.own_namespace_listens(port))
+            }
+            _ => false,
+        }
     };
     if !relevant {
         return Ok(Reply::Continue);

@@ -290,9 +290,9 @@ fn an_address_changed_after_the_read_never_reaches_further() {
     assert_eq!(accept_and_read(&b_listener), b"hi");
     crate::socket::set_nonblocking(&a_listener, true).unwrap();
     assert!(crate::socket::accept(&a_listener).is_err(), "nothing reached A's listener");
-    // 2. Asked about A's own port (let through), the app swaps in B's port: the kernel reads
-    //    it again, but in A's namespace, where nothing listens on it.
-    set_target(&page, &v4(pa));
+    // 2. Asked about a port (let through), the app swaps in B's port: the kernel reads it
+    //    again, but in A's namespace, where nothing listens on it.
+    set_target(&page, &v4(port()));
     let p3 = page.clone();
     let script: Script = Box::new(move |_, _| {
         p3.write(0, &v4(pb));
@@ -391,6 +391,21 @@ fn without_a_broker_everything_is_let_through_into_the_apps_own_namespace() {
     crate::socket::set_nonblocking(&b_listener, true).unwrap();
     assert!(crate::socket::accept(&b_listener).is_err());
     assert_eq!(accept_and_read(&a_listener), b"");
+}
+
+/// A connect to a port the app's own namespace listens on is let through without asking.
+#[test]
+fn the_apps_own_listener_is_reached_without_asking() {
+    let Some(w) = world() else { return };
+    let pa = port();
+    let a_listener = bound_in(&w.a, &v4(pa), false);
+    let page = Page::new();
+    set_target(&page, &v4(pa));
+    let script: Script = Box::new(|_, _| (Answer::Fail(libc::EACCES), None));
+    let (r, asks) = run(&w, &page, app_connect, Some(script));
+    assert_eq!(r[..3], [0, 0, 2]);
+    assert!(asks.is_empty(), "{asks:?}");
+    assert_eq!(accept_and_read(&a_listener), b"hi");
 }
 
 #[test]
