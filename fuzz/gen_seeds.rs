@@ -16,7 +16,7 @@ use appipc_wire::caller::{CallerIdentity, TrustLevel};
 use appipc_wire::frame::{Frame, Raw, Reply};
 use appipc_wire::protocol::{
     Call, MECHANISMS, app_service, broker, diagnostics, full_trust, launch, launcher,
-    named_objects, packages, pipes, storage,
+    named_objects, packages, pipes, registry, storage,
 };
 use appipc_wire::status::{
     BackgroundTaskCancellationReason, ErrorKind, ErrorReply, LaunchQuerySupportStatus,
@@ -47,7 +47,7 @@ impl Seeds {
 fn requests() -> Vec<(&'static str, appipc_wire::protocol::Request)> {
     use named_objects::{NamedObjectKind, ObjectType, SignalOp};
     let s = |x: &str| x.to_owned();
-    vec![
+    let mut all = vec![
         ("ping", broker::Ping {}.into()),
         ("whoami", broker::WhoAmI {}.into()),
         ("open-session", broker::OpenSession {}.into()),
@@ -287,7 +287,9 @@ fn requests() -> Vec<(&'static str, appipc_wire::protocol::Request)> {
             "report-completed",
             launcher::ReportCompleted { operation_id: 7, data: Some(sample_set()) }.into(),
         ),
-    ]
+    ];
+    all.extend(registry_requests());
+    all
 }
 
 fn protocol_activation() -> launcher::ProtocolActivation {
@@ -325,7 +327,7 @@ fn decision() -> diagnostics::DecisionRecord {
 }
 
 fn events() -> Vec<(&'static str, appipc_wire::protocol::Event)> {
-    vec![
+    let mut all = vec![
         ("closing", broker::Closing { reason: "idle".into() }.into()),
         ("exited", launch::ProcessExited { pid: 4, code: Some(0), signal: None }.into()),
         ("killed", launch::ProcessExited { pid: 4, code: None, signal: Some(9) }.into()),
@@ -371,7 +373,9 @@ fn events() -> Vec<(&'static str, appipc_wire::protocol::Event)> {
             }
             .into(),
         ),
-    ]
+    ];
+    all.extend(registry_events());
+    all
 }
 
 /// `[mechanism, call]` and the output of `C`, as the `reply_output` target reads it.
@@ -451,7 +455,7 @@ fn outputs() -> Vec<(&'static str, Vec<u8>)> {
         manual_reset: true,
         fd: named_objects::HandleFd::Object,
     };
-    vec![
+    let mut all = vec![
         (
             "pong",
             output::<broker::Ping>(&broker::Pong { protocol: 2, broker_pid: 1, version: s("0.1") }),
@@ -689,7 +693,9 @@ fn outputs() -> Vec<(&'static str, Vec<u8>)> {
         ("registered", output::<launcher::RegisterForActivation>(&())),
         ("reported", output::<launcher::ReportCompleted>(&())),
         ("resynced", output::<broker::Resync>(&vec![4])),
-    ]
+    ];
+    all.extend(registry_outputs());
+    all
 }
 
 fn sample_set() -> ValueSet {
@@ -757,6 +763,127 @@ fn channel_frames() -> Vec<(&'static str, ChannelFrame)> {
 fn copy_file(seeds: &mut Seeds, target: &str, name: &str, path: &Path) {
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     seeds.put(target, name, &bytes);
+}
+
+/// `.reg` files: the writer's output for every type (UTF-16LE with a BOM and UTF-8), a
+/// `REGEDIT4` file, deletions, continuations, and malformed ones.
+/// The registry's requests.
+fn registry_requests() -> Vec<(&'static str, appipc_wire::protocol::Request)> {
+    use registry as r;
+    let hkcu = 0x8000_0001;
+    let sub = || "Software\\Contoso".to_owned();
+    vec![
+        ("reg-open", r::OpenKey { parent: hkcu, subkey: sub(), package: None }.into()),
+        (
+            "reg-open-view",
+            r::OpenKey { parent: hkcu, subkey: String::new(), package: Some(PFN.into()) }.into(),
+        ),
+        ("reg-create", r::CreateKey { parent: hkcu, subkey: sub(), package: None }.into()),
+        ("reg-close", r::CloseKey { handle: 7 }.into()),
+        (
+            "reg-set",
+            r::SetValue {
+                handle: 7,
+                name: "v".into(),
+                value_type: 1,
+                data: vec![0x41, 0, 0, 0].into(),
+            }
+            .into(),
+        ),
+        ("reg-query", r::QueryValue { handle: 7, name: String::new(), max_data: Some(4) }.into()),
+        ("reg-delete-value", r::DeleteValue { handle: 7, name: "v".into() }.into()),
+        ("reg-delete-key", r::DeleteKey { handle: 7, subkey: "a".into() }.into()),
+        ("reg-delete-tree", r::DeleteTree { handle: 7, subkey: String::new() }.into()),
+        ("reg-enum-key", r::EnumKey { handle: 7, index: 0, max_name: Some(255) }.into()),
+        (
+            "reg-enum-value",
+            r::EnumValue { handle: 7, index: 1, max_name: None, max_data: None }.into(),
+        ),
+        (
+            "reg-notify",
+            r::NotifyChangeKeyValue { handle: 7, watch_subtree: true, filter: 0x5 }.into(),
+        ),
+        ("reg-cancel", r::CancelNotify { watch: 9 }.into()),
+        ("reg-info", r::QueryKeyInfo { handle: 7 }.into()),
+    ]
+}
+
+/// The registry's events.
+fn registry_events() -> Vec<(&'static str, appipc_wire::protocol::Event)> {
+    vec![(
+        "reg-changed",
+        registry::KeyChanged { watch: 9, change: 4, subkey: "a\\b".into() }.into(),
+    )]
+}
+
+/// The registry's outputs.
+fn registry_outputs() -> Vec<(&'static str, Vec<u8>)> {
+    use registry as r;
+    let value = r::RegValueInfo {
+        name: "v".into(),
+        value_type: 4,
+        data: vec![1, 0, 0, 0].into(),
+        layer: "package private hive".into(),
+    };
+    let info = r::RegKeyInfo {
+        path: "HKEY_CURRENT_USER\\Software".into(),
+        package: PFN.into(),
+        writes_to: "package private hive".into(),
+        subkeys: 1,
+        values: 2,
+    };
+    vec![
+        ("reg-open", output::<r::OpenKey>(&7)),
+        ("reg-create", output::<r::CreateKey>(&r::CreatedKey { handle: 7, disposition: 1 })),
+        ("reg-close", output::<r::CloseKey>(&())),
+        ("reg-set", output::<r::SetValue>(&())),
+        ("reg-query", output::<r::QueryValue>(&value)),
+        ("reg-delete-value", output::<r::DeleteValue>(&())),
+        ("reg-delete-key", output::<r::DeleteKey>(&())),
+        ("reg-delete-tree", output::<r::DeleteTree>(&())),
+        ("reg-enum-key", output::<r::EnumKey>(&"Contoso".to_owned())),
+        ("reg-enum-value", output::<r::EnumValue>(&value)),
+        ("reg-notify", output::<r::NotifyChangeKeyValue>(&9)),
+        ("reg-cancel", output::<r::CancelNotify>(&())),
+        ("reg-info", output::<r::QueryKeyInfo>(&info)),
+    ]
+}
+
+fn regfile_seeds() -> Vec<Vec<u8>> {
+    use appipc_model::registry::{KeyPath, RegTree, RegValue, regfile};
+    let mut t = RegTree::new();
+    let k = KeyPath::parse("HKEY_CURRENT_USER\\Software\\Contoso\\Shared").expect("valid");
+    for (i, v) in [
+        RegValue::none(),
+        RegValue::sz("a \"quoted\" C:\\path"),
+        RegValue::expand_sz("%LOCALAPPDATA%\\x"),
+        RegValue::binary(&[0xde; 90]),
+        RegValue::dword(42),
+        RegValue::dword_big_endian(42),
+        RegValue::link("\\Registry\\Machine"),
+        RegValue::multi_sz(&["one", "two"]),
+        RegValue::qword(u64::MAX),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        t.set(&k, &format!("v{i}"), v);
+    }
+    t.set(&KeyPath::parse("HKLM\\Software\\Fabrikam").expect("valid"), "", RegValue::sz("d"));
+    let v5 = regfile::write(&t.to_entries());
+    vec![
+        regfile::to_utf16le(&v5),
+        v5.clone().into_bytes(),
+        b"REGEDIT4\r\n\r\n[HKEY_LOCAL_MACHINE\\Software\\A]\r\n\"P\"=hex(2):25,41,25,00\r\n\
+          \"S\"=\"caf\xe9\"\r\n@=dword:1\r\n"
+            .to_vec(),
+        b"Windows Registry Editor Version 5.00\n\n[-HKEY_CURRENT_USER\\Old]\n\n\
+          [HKEY_CURRENT_USER\\New]\n\"gone\"=-\n@=-\n; comment\n\"b\"=hex:01,\\\n  02,03\n"
+            .to_vec(),
+        b"Windows Registry Editor Version 5.00\n[HKCU\\a\\\\b]\n".to_vec(),
+        b"REGEDIT4\n\"v\"=\"before any key\"\n".to_vec(),
+        b"\xff\xfe[\x00".to_vec(),
+    ]
 }
 
 /// Every request, output and event of the protocol (`MECHANISMS`) has a seed: a new one
@@ -874,6 +1001,11 @@ fn main() {
         bytes.push(*who);
         bytes.extend_from_slice(text.as_bytes());
         seeds.put("sddl", &format!("{i:02}"), &bytes);
+    }
+
+    // regfile: .reg files of each header and encoding, every value type, and refusals.
+    for (i, bytes) in regfile_seeds().iter().enumerate() {
+        seeds.put("regfile", &format!("{i:02}"), bytes);
     }
 
     // uri: protocol activation URIs, accepted and refused.

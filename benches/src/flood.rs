@@ -332,6 +332,9 @@ impl Flooders {
 
     /// Ends the flooders' process: all its connections close together.
     fn stop(mut self) {
+        if let Ok(Some(status)) = self.child.try_wait() {
+            eprintln!("flood: the flooders' process ended before the flood did ({status})");
+        }
         drop(self.child.stdin.take());
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {

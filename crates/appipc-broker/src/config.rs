@@ -198,6 +198,12 @@ pub struct LimitsConfig {
     pub handles_per_package: usize,
     /// Pipe instances one session may serve (`ERROR_NOT_ENOUGH_QUOTA`).
     pub pipe_instances_per_session: usize,
+    /// Registry key handles and change watches one session may hold
+    /// (`ERROR_NOT_ENOUGH_QUOTA`).
+    pub registry_handles_per_session: usize,
+    /// Bytes one registry hive may hold (a package's private hive, or the user's HKCU or
+    /// HKLM): names, data and 64 bytes a key or value (`ERROR_NOT_ENOUGH_QUOTA`).
+    pub registry_bytes_per_hive: u64,
     /// Pipe names in one namespace (`ERROR_NO_SYSTEM_RESOURCES`).
     pub pipe_names_per_namespace: usize,
     /// Processes of one package running at once.
@@ -233,6 +239,8 @@ impl Default for LimitsConfig {
             handles_per_session: 4096,
             handles_per_package: 16384,
             pipe_instances_per_session: 256,
+            registry_handles_per_session: 1024,
+            registry_bytes_per_hive: 64 * 1024 * 1024,
             pipe_names_per_namespace: 4096,
             processes_per_package: 256,
             app_service_connections_per_session: 1024,

@@ -442,6 +442,41 @@ impl Coded for NamedObjectError {
     }
 }
 
+/// What registry requests fail with: a Win32 error code, as the Win32 registry API reports.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RegistryError {
+    /// 2, 5, 6, 87, 234, 259, 1018, 1816 (the message without the code: the reply carries it).
+    #[error("{}", .0.message)]
+    Win32(#[from] appipc_model::registry::RegError),
+    /// Inside the broker.
+    #[error(transparent)]
+    Internal(#[from] InternalError),
+}
+
+impl Coded for RegistryError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            RegistryError::Win32(e) => match e.code {
+                Win32Error::FileNotFound | Win32Error::NoMoreItems | Win32Error::KeyDeleted => {
+                    ErrorKind::NotFound
+                }
+                Win32Error::AccessDenied => ErrorKind::AccessDenied,
+                Win32Error::NotEnoughQuota => ErrorKind::QuotaExceeded,
+                _ => ErrorKind::BadRequest,
+            },
+            RegistryError::Internal(_) => ErrorKind::Internal,
+        }
+    }
+
+    fn code(&self) -> WindowsCode {
+        match self {
+            RegistryError::Win32(e) => e.code.into(),
+            RegistryError::Internal(_) => Win32Error::NoSystemResources.into(),
+        }
+    }
+}
+
 /// Everything a request can fail with.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -479,6 +514,9 @@ pub enum BrokerError {
     /// Named objects and pipes.
     #[error(transparent)]
     NamedObjects(#[from] NamedObjectError),
+    /// The registry.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
     /// Inside the broker.
     #[error(transparent)]
     Internal(#[from] InternalError),
@@ -519,6 +557,7 @@ impl Coded for BrokerError {
             BrokerError::Protocol(e) => e.kind(),
             BrokerError::Storage(e) => e.kind(),
             BrokerError::NamedObjects(e) => e.kind(),
+            BrokerError::Registry(e) => e.kind(),
             BrokerError::Internal(_) | BrokerError::AlreadyRunning(_) => ErrorKind::Internal,
         }
     }
@@ -538,6 +577,7 @@ impl Coded for BrokerError {
             BrokerError::Protocol(e) => e.code(),
             BrokerError::Storage(e) => e.code(),
             BrokerError::NamedObjects(e) => e.code(),
+            BrokerError::Registry(e) => e.code(),
         }
     }
 }

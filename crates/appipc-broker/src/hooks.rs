@@ -19,6 +19,7 @@ pub(crate) fn session_closed(shared: &Shared, caller: &Caller) {
     shared.named_objects.session_closed(caller.session_id);
     shared.pipes.session_closed(caller.session_id);
     shared.protocols.session_closed(caller.session_id);
+    shared.registry.session_closed(caller.session_id);
 }
 
 /// A process the broker started has exited.
@@ -63,6 +64,7 @@ pub(crate) async fn package_installed(
 ) -> Result<(), PackagesError> {
     crate::mech::storage::provision(shared, pkg)?;
     crate::mech::launcher::desktop::install(shared, pkg);
+    shared.registry.package_changed(pkg.family_name.as_str());
     Ok(())
 }
 
@@ -81,6 +83,7 @@ pub(crate) async fn package_removing(shared: &Arc<Shared>, pkg: &Arc<InstalledPa
 pub(crate) fn package_removed(shared: &Shared, pkg: &InstalledPackage) {
     crate::mech::storage::release_if_last(shared, &pkg.family_name.publisher_id());
     crate::mech::launcher::desktop::remove(shared, pkg.family_name.as_str());
+    shared.registry.package_changed(pkg.family_name.as_str());
 }
 
 /// `appipc stop --apps`: every host is canceled (`Terminating`), every process the broker

@@ -130,6 +130,7 @@ pub(crate) struct Shared {
     pub(crate) tokens: mech::storage::Tokens,
     pub(crate) named_objects: mech::named_objects::NamedObjects,
     pub(crate) pipes: mech::pipes::Pipes,
+    pub(crate) registry: mech::registry::Registry,
     pub(crate) protocols: mech::launcher::Protocols,
     /// Where blocking work runs (bounded).
     pub(crate) blocking: blocking::BlockingPool,
@@ -321,6 +322,7 @@ impl Broker {
                 tokens: mech::storage::Tokens::default(),
                 named_objects: mech::named_objects::NamedObjects::default(),
                 pipes: mech::pipes::Pipes::default(),
+                registry: mech::registry::Registry::first_handle((generation << 32) | 0x1000),
                 protocols: mech::launcher::Protocols::first_id((generation << 32) | 1),
                 blocking: blocking::BlockingPool::new(config.limits.blocking_threads),
                 fds: limits::FdBudget::new(

@@ -27,6 +27,7 @@ use appipc_model::identity::{AppId, PackageFamilyName, PackageFullName};
 use appipc_model::manifest::{self, Application, Manifest};
 use appipc_model::package_file::PublicKey;
 use appipc_model::policy::{NotGranted, grant_capabilities};
+use appipc_model::registry::{KeyPath, RegTree, regfile};
 use appipc_model::sid::{self, Sid};
 use appipc_wire::caller::TrustLevel;
 use appipc_wire::protocol::packages::{AppInfo, InstallOutcome, PackageInfo, Signer};
@@ -436,6 +437,8 @@ impl Repository {
     ) -> Result<(Arc<InstalledPackage>, InstallOutcome, Option<String>)> {
         let content_hash = staged.content_hash();
         let Staged { dir, manifest, manifest_text, signer, .. } = staged;
+        // The package's shipped registry keys, checked on the broker's own copy.
+        read_shipped(dir.path()).map_err(PackagesError::InvalidPackage)?;
         let family = manifest.identity.family_name();
         let full = manifest.identity.full_name();
 
@@ -812,6 +815,39 @@ pub fn remove_tree(root: &Path) -> Result<()> {
     }
     writable(root).map_err(|e| io(format!("unlocking {}", root.display()), e))?;
     std::fs::remove_dir_all(root).map_err(|e| io(format!("removing {}", root.display()), e))
+}
+
+/// The file a package ships its `HKLM\Software` keys in (Windows: `Registry.dat`).
+pub const SHIPPED_FILE: &str = "Registry.reg";
+/// The largest `Registry.reg` read.
+const MAX_SHIPPED_BYTES: u64 = 1024 * 1024;
+
+/// Reads and checks a package's `Registry.reg`: an absent file is no keys; keys outside
+/// `HKEY_LOCAL_MACHINE\Software` are refused.
+pub fn read_shipped(install_dir: &Path) -> std::result::Result<RegTree, String> {
+    let path = install_dir.join(SHIPPED_FILE);
+    let meta = match std::fs::symlink_metadata(&path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(RegTree::new()),
+        Err(e) => return Err(format!("{SHIPPED_FILE}: {e}")),
+    };
+    if !meta.is_file() || meta.len() > MAX_SHIPPED_BYTES {
+        return Err(format!(
+            "{SHIPPED_FILE}: not a regular file of at most {MAX_SHIPPED_BYTES} bytes"
+        ));
+    }
+    let bytes = std::fs::read(&path).map_err(|e| format!("{SHIPPED_FILE}: {e}"))?;
+    let file = regfile::parse(&bytes).map_err(|e| format!("{SHIPPED_FILE}: {e}"))?;
+    let software = KeyPath::parse("HKEY_LOCAL_MACHINE\\Software").expect("a valid path");
+    let tree = RegTree::from_entries(&file.entries);
+    if let Some(k) = tree.keys().find(|k| !k.path.is_at_or_under(&software)) {
+        return Err(format!(
+            "{SHIPPED_FILE}: {} is outside HKEY_LOCAL_MACHINE\\Software (a package ships only \
+             those keys)",
+            k.path
+        ));
+    }
+    Ok(tree)
 }
 
 #[cfg(test)]

@@ -425,10 +425,48 @@ async fn scenario(root: &Path, bins: &Path, socket: &Path) -> Result<()> {
         Err(e) => refused(&format!("launch {hello} after removal"), &e),
     }
     launch_for_results(&session, &families[5], &families[6]).await?;
+    registry(&session, &pm, &keys, root, bins).await?;
     loopback(root, bins, &session, &keys, &families[7], &families[8]).await
 }
 
-/// Step 15: loopback between packages of two publishers: refused with its reason, then allowed.
+/// Step 15: two processes of one package talk through its private registry hive.
+async fn registry(
+    session: &Session,
+    pm: &PackageManager,
+    keys: &Keys,
+    root: &Path,
+    bins: &Path,
+) -> Result<()> {
+    use appipc::registry::{HKEY_CURRENT_USER, RegKey, RegValue};
+    const KEY: &str = r"Software\Contoso\Settings";
+    step(15, "the registry: two processes of Contoso.Settings talk through its private hive");
+    let manifest = include_str!("../../../examples/contoso-settings/appipc.toml");
+    let dir = assemble_manifest(manifest, &root.join("contoso-settings"), bins)?;
+    let shipped = include_bytes!("../../../examples/contoso-settings/Registry.reg");
+    std::fs::write(dir.join("Registry.reg"), shipped)?;
+    let file = keys.pack(&dir, root, "contoso-settings")?;
+    let r = install_file(pm, &file).await?;
+    allowed(&format!("install contoso-settings.appipc (with its Registry.reg) -> {}", r.full_name));
+    let family = r.family_name;
+    println!("   $ appipc launch --wait {family}");
+    launch_and_wait(session, &family, &[]).await?;
+    match RegKey::current_user(session).open(KEY).await {
+        Ok(_) => bail!("the package's HKCU write reached the user's own HKCU"),
+        Err(e) => refused(&format!("open HKCU\\{KEY} in the user's own view"), &e),
+    }
+    println!("   $ appipc reg query HKCU\\{KEY} --package {family} --explain");
+    let view = RegKey::package_view(session, HKEY_CURRENT_USER, &family).await?;
+    for v in view.open(KEY).await?.enum_values().await? {
+        let layer = v.layer.clone();
+        let (name, text) = (v.name.clone(), RegValue::from(v).as_str().unwrap_or_default());
+        println!("       {name}    REG_SZ    {text}    [{layer}]");
+    }
+    println!("   (its private hive: kept across upgrades, deleted with the package)");
+    Ok(())
+}
+
+
+/// Step 16: loopback between packages of two publishers: refused with its reason, then allowed.
 async fn loopback(
     root: &Path,
     bins: &Path,
@@ -437,7 +475,7 @@ async fn loopback(
     server: &str,
     client: &str,
 ) -> Result<()> {
-    step(15, "loopback: Fabrikam's app connects to Contoso's TCP server on 127.0.0.1");
+    step(16, "loopback: Fabrikam's app connects to Contoso's TCP server on 127.0.0.1");
     let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let aam = ApplicationActivationManager::new(session);
     let args = [port.to_string(), "30".to_owned()];

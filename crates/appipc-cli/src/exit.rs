@@ -158,9 +158,10 @@ impl Class {
             E::Disconnected | E::Closed { .. } | E::Protocol(_) => Class::Protocol,
             E::Timeout { .. } | E::BrokerRestarted { .. } => Class::TryAgain,
             E::Io { source, .. } => Class::of_io(source.kind()),
-            E::NamedObject { code: 2, .. } => Class::NotFound,
-            E::NamedObject { code: 5, .. } => Class::Permission,
-            E::NamedObject { .. } => Class::Data,
+            E::NamedObject { code: 2, .. } | E::Registry { code: 2 | 1018, .. } => Class::NotFound,
+            E::NamedObject { code: 5, .. } | E::Registry { code: 5, .. } => Class::Permission,
+            E::Registry { code: 1816, .. } => Class::TryAgain,
+            E::NamedObject { .. } | E::Registry { .. } => Class::Data,
             E::NoPackageIdentity => Class::Permission,
             _ => Class::Internal,
         }

@@ -18,6 +18,7 @@ mod logging;
 mod logs;
 mod loopback;
 mod packaging;
+mod reg;
 mod relay;
 mod style;
 mod systemd;
@@ -163,6 +164,11 @@ enum Command {
     /// (Windows' CheckNetIsolation LoopbackExempt).
     #[command(subcommand)]
     Loopback(loopback::LoopbackCommand),
+    /// The registry (Windows' reg.exe): query, add, delete, export and import keys and values,
+    /// in your global view or a package's merged one (--package; --explain shows which layer
+    /// each value came from).
+    #[command(subcommand)]
+    Reg(reg::RegCommand),
     /// Show who the broker thinks this process is.
     Whoami,
     /// Show whether a broker answers, and where.
@@ -619,6 +625,7 @@ async fn client(command: Command) -> Result<ExitCode> {
             return launch_uri(&session, &uri, target, for_results, json_data, query).await;
         }
         Command::Loopback(c) => return loopback::run(&session, c).await,
+        Command::Reg(c) => return reg::run(&session, c).await,
         Command::Token(c) => token(&session, c).await?,
         Command::Objects => objects(&session).await?,
         Command::PublisherCache(c) => publisher_cache(&session, c).await?,

@@ -11,7 +11,7 @@ fn the_demo_shows_each_decision() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "the demo failed:\n{stdout}\n{stderr}");
-    for step in 1..=15 {
+    for step in 1..=16 {
         assert!(stdout.contains(&format!("== {step}. ")), "step {step} missing:\n{stdout}");
     }
     let expect = [
@@ -51,7 +51,15 @@ fn the_demo_shows_each_decision() {
         "photos-app: without a target: refused, HRESULT 0x80070057",
         "photos-app: contoso-view: for results -> ProtocolUnavailable (2)",
         "is only for results (return-results = \"always\")",
-        // 15: loopback between packages: refused with what is missing, then allowed.
+        // 15: two processes of one package talk through its private registry hive; the shipped
+        // HKLM key is read-only; the user's own HKCU does not have the value.
+        r#"settings-app: HKLM\Software\Contoso\Settings Edition = "Community" [package Registry.reg (read-only)]"#,
+        r#"settings-app: notified: Theme = "dark" [package private hive]"#,
+        r"Edition refused: ",
+        "(error 5)",
+        r"in the user's own view",
+        "Theme    REG_SZ    dark    [package private hive]",
+        // 16: loopback between packages: refused with what is missing, then allowed.
         "loop-client: connect to 127.0.0.1:",
         "failed: Connection refused",
         "REFUSED  connect from Fabrikam.LoopStranger_",

@@ -21,6 +21,7 @@ pub mod named_objects;
 pub mod package_file;
 pub mod policy;
 pub mod principal;
+pub mod registry;
 pub mod sandbox;
 pub mod sddl;
 pub mod sid;

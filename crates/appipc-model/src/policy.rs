@@ -298,6 +298,22 @@ pub enum Operation<'a> {
         /// The family, or "" for all of them.
         family_name: &'a str,
     },
+    /// Write a registry key or value (create, set, delete) in a view.
+    WriteRegistry {
+        /// The key.
+        key: &'a crate::registry::KeyPath,
+        /// The view's write rules (`None`: the global view).
+        rules: Option<&'a crate::registry::Virtualized>,
+        /// Whether the package ships the key (its `Registry.reg`).
+        shipped: bool,
+        /// The package whose view it is ("" the global view).
+        view: &'a str,
+    },
+    /// Open a package's registry view.
+    OpenRegistryView {
+        /// The package.
+        family_name: &'a str,
+    },
 }
 
 impl Operation<'_> {
@@ -335,6 +351,7 @@ impl Operation<'_> {
             Operation::LoopbackConnect(_) | Operation::ChangeLoopbackExemptions { .. } => {
                 "loopback"
             }
+            Operation::WriteRegistry { .. } | Operation::OpenRegistryView { .. } => "registry",
         }
     }
 
@@ -370,6 +387,8 @@ impl Operation<'_> {
             Operation::UseHandleRight { action, .. } => action,
             Operation::LoopbackConnect(_) => "connect",
             Operation::ChangeLoopbackExemptions { .. } => "change-exemptions",
+            Operation::WriteRegistry { .. } => "write",
+            Operation::OpenRegistryView { .. } => "open-view",
         }
     }
 
@@ -421,6 +440,10 @@ impl Operation<'_> {
             Operation::ChangeLoopbackExemptions { family_name } => {
                 format!("loopback exemption of {family_name}")
             }
+            Operation::WriteRegistry { key, .. } => key.to_string(),
+            Operation::OpenRegistryView { family_name } => {
+                format!("the registry view of {family_name}")
+            }
         }
     }
 
@@ -438,6 +461,8 @@ impl Operation<'_> {
             }
             Operation::RemoveFileToken { source, .. } => (*source).to_owned(),
             Operation::LoopbackConnect(c) => c.object_package(),
+            Operation::WriteRegistry { view, .. } => (*view).to_owned(),
+            Operation::OpenRegistryView { family_name } => (*family_name).to_owned(),
             _ => String::new(),
         }
     }
@@ -1223,6 +1248,37 @@ pub fn decide(who: &Principal, op: &Operation<'_>) -> Decision {
         Operation::ChangeLoopbackExemptions { .. } => {
             only_the_user(who, "change loopback exemptions")
         }
+        Operation::WriteRegistry { key, rules, shipped, .. } => {
+            registry_write(key, *rules, *shipped)
+        }
+        Operation::OpenRegistryView { family_name } => match who.family_name() {
+            Some(own) if !own.eq_ignore_ascii_case(family_name) => Decision::deny(
+                ErrorKind::AccessDenied,
+                win32(Win32Error::AccessDenied),
+                format!("{} sees its own registry view only, not {family_name}'s", who.describe()),
+            ),
+            Some(_) => Decision::allow("a package's process sees its own registry view"),
+            None => Decision::allow("the user may look at any package's registry view"),
+        },
+    }
+}
+
+/// MSIX registry virtualization ([`crate::registry::write_target`]) as a decision.
+fn registry_write(
+    key: &crate::registry::KeyPath,
+    rules: Option<&crate::registry::Virtualized>,
+    shipped: bool,
+) -> Decision {
+    match crate::registry::write_target(rules, key, shipped) {
+        Ok(layer) => Decision::allow(format!("a write to {key} goes to the {}", layer.describe())),
+        Err(e) => {
+            let remedy = if shipped {
+                "write to HKEY_CURRENT_USER (the package's private hive) instead"
+            } else {
+                "write to HKEY_CURRENT_USER, or run the process with full trust"
+            };
+            Decision::deny(ErrorKind::AccessDenied, win32(e.code), e.message).remedy(remedy)
+        }
     }
 }
 
@@ -1244,6 +1300,28 @@ mod tests {
 
     const A: &str = "Contoso.A_cvnpggrrsm18p";
     const B: &str = "Fabrikam.B_8tkjkmve8mrwr";
+
+    #[test]
+    fn registry_writes_and_views() {
+        use crate::registry::{KeyPath, Virtualized};
+        let lm = KeyPath::parse("HKLM\\Software\\Contoso").unwrap();
+        let rules = Virtualized { hkcu_writes_private: true, excluded: Vec::new(), confined: true };
+        let app = packaged(A, TrustLevel::AppContainer, &[]);
+        let op = Operation::WriteRegistry { key: &lm, rules: Some(&rules), shipped: true, view: A };
+        let d = decide(&app, &op);
+        assert!(!d.allowed);
+        assert_eq!(d.code, WindowsCode::Win32(5));
+        assert!(d.rule.contains("read-only"), "{}", d.rule);
+        assert_eq!(op.mechanism(), "registry");
+        let hkcu = KeyPath::parse("HKCU\\Software").unwrap();
+        let op =
+            Operation::WriteRegistry { key: &hkcu, rules: Some(&rules), shipped: false, view: A };
+        assert!(decide(&app, &op).rule.contains("private hive"));
+        let view = Operation::OpenRegistryView { family_name: B };
+        assert!(!decide(&app, &view).allowed);
+        assert!(decide(&app, &Operation::OpenRegistryView { family_name: A }).allowed);
+        assert!(decide(&Principal::unpackaged(1000), &view).allowed);
+    }
 
     #[test]
     fn deployment() {

@@ -318,6 +318,8 @@ windows_enum!(
         NotOwner = 288,
         /// `ERROR_TOO_MANY_POSTS`: a semaphore released past its maximum.
         TooManyPosts = 298,
+        /// `ERROR_KEY_DELETED`: the registry key a handle refers to has been deleted.
+        KeyDeleted = 1018,
         /// `ERROR_INVALID_LABEL`: a security descriptor labels an object above its creator's
         /// integrity level.
         InvalidLabel = 1299,

@@ -87,6 +87,16 @@ pub enum Error {
         /// Why.
         message: String,
     },
+    /// A registry call failed with a Win32 error code (2 not found, 5 access denied, 6 not a
+    /// handle of this session, 87 invalid parameter, 234 more data, 259 no more items, 1018
+    /// key deleted, 1816 quota).
+    #[error("{message} (error {code})")]
+    Registry {
+        /// The Win32 error code.
+        code: u32,
+        /// Why.
+        message: String,
+    },
     /// The call needs package identity and this process has none (Windows:
     /// `Package.Current` throws for unpackaged processes).
     #[error("this process has no package identity")]
@@ -106,7 +116,9 @@ impl Error {
     pub fn windows_code(&self) -> WindowsCode {
         match self {
             Error::Broker { code, .. } => *code,
-            Error::NamedObject { code, .. } => WindowsCode::Win32(*code),
+            Error::NamedObject { code, .. } | Error::Registry { code, .. } => {
+                WindowsCode::Win32(*code)
+            }
             _ => WindowsCode::None,
         }
     }
@@ -122,6 +134,24 @@ impl Error {
     /// The error a broker reply carries.
     pub(crate) fn from_reply(e: ErrorReply) -> Error {
         Error::Broker { kind: e.kind, code: e.code, message: e.message }
+    }
+
+    /// A broker error with a Win32 code becomes [`Error::Registry`].
+    pub(crate) fn into_registry(self) -> Error {
+        match self {
+            Error::Broker { code: WindowsCode::Win32(code), message, .. } => {
+                Error::Registry { code, message }
+            }
+            other => other,
+        }
+    }
+
+    /// The Win32 code of a registry (or named-object) failure.
+    pub fn win32_code(&self) -> Option<u32> {
+        match self.windows_code() {
+            WindowsCode::Win32(c) => Some(c),
+            _ => None,
+        }
     }
 
     /// A broker error with a Win32 code becomes [`Error::NamedObject`] (named objects and

@@ -34,6 +34,7 @@ pub mod management;
 pub mod named_objects;
 pub mod named_pipes;
 pub mod package;
+pub mod registry;
 pub mod ring;
 pub mod session;
 mod spin;

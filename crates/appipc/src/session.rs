@@ -63,6 +63,21 @@ pub(crate) type IncomingSender = tokio::sync::mpsc::UnboundedSender<(IncomingCon
 /// Where followed decisions go.
 pub(crate) type DecisionSender = tokio::sync::mpsc::UnboundedSender<DecisionRecord>;
 
+/// Where one registry watch's changes go (bounded: a full channel drops, as the broker does).
+pub(crate) type RegistrySender =
+    tokio::sync::mpsc::Sender<appipc_wire::protocol::registry::KeyChanged>;
+
+/// Registry watches' routes, and changes that arrived before their watch was routed (the
+/// watch's reply and its first change can come back to back).
+#[derive(Debug, Default)]
+struct RegistryRoutes {
+    routes: HashMap<u64, RegistrySender>,
+    early: HashMap<u64, Vec<appipc_wire::protocol::registry::KeyChanged>>,
+}
+
+/// Changes kept for a watch not yet routed, and watches kept so.
+const EARLY_CHANGES: usize = 64;
+
 /// Where protocol activations for a registered instance go.
 pub(crate) type ActivationSender = tokio::sync::mpsc::UnboundedSender<ProtocolActivation>;
 
@@ -78,6 +93,7 @@ struct Inner {
     exit_signal: watch::Sender<u64>,
     incoming: Mutex<HashMap<String, IncomingSender>>,
     pipes: Mutex<PipeRoutes>,
+    registry: Mutex<RegistryRoutes>,
     canceled: watch::Sender<Option<BackgroundTaskCancellationReason>>,
     decisions: Mutex<Option<DecisionSender>>,
     /// The latest `packages.InstallProgress` of an install on this session.
@@ -208,6 +224,7 @@ impl Session {
             exit_signal: watch::channel(0).0,
             incoming: Mutex::new(HashMap::new()),
             pipes: Mutex::new(PipeRoutes::default()),
+            registry: Mutex::new(RegistryRoutes::default()),
             canceled: watch::channel(None).0,
             decisions: Mutex::new(None),
             install_progress: watch::channel(None).0,
@@ -328,6 +345,22 @@ impl Session {
             let _ = tx.send(early);
         }
         p.routes.insert(instance, tx);
+    }
+
+    /// Routes registry watch `watch`'s changes to `tx` (with any that came early).
+    pub(crate) fn route_registry(&self, watch: u64, tx: RegistrySender) {
+        let mut r = self.inner.registry.lock().expect("registry routes poisoned");
+        for early in r.early.remove(&watch).unwrap_or_default() {
+            let _ = tx.try_send(early);
+        }
+        r.routes.insert(watch, tx);
+    }
+
+    /// Stops routing a watch's changes.
+    pub(crate) fn unroute_registry(&self, watch: u64) {
+        let mut r = self.inner.registry.lock().expect("registry routes poisoned");
+        r.routes.remove(&watch);
+        r.early.remove(&watch);
     }
 
     /// Routes protocol activations (`launcher.Activated`) to `tx`.
@@ -511,6 +544,7 @@ async fn read_loop(inner: Arc<Inner>) {
     inner.exit_signal.send_modify(|n| *n += 1);
     inner.incoming.lock().expect("incoming poisoned").clear();
     inner.decisions.lock().expect("decisions poisoned").take();
+    *inner.registry.lock().expect("registry routes poisoned") = RegistryRoutes::default();
     inner.activations.lock().expect("activations poisoned").take();
     inner.operations_signal.send_modify(|n| *n += 1);
     inner.canceled.send_if_modified(|r| {
@@ -578,6 +612,22 @@ fn route_event(inner: &Inner, event: Event, fds: Vec<OwnedFd>) {
         }
         Event::Packages(protocol::packages::Event::InstallProgress(p)) => {
             inner.install_progress.send_replace(Some(p));
+        }
+        Event::Registry(protocol::registry::Event::KeyChanged(c)) => {
+            let mut r = inner.registry.lock().expect("registry routes poisoned");
+            match r.routes.get(&c.watch) {
+                // A reader that does not keep up loses changes, not memory.
+                Some(tx) => {
+                    let _ = tx.try_send(c);
+                }
+                None if r.early.len() < EARLY_CHANGES => {
+                    let early = r.early.entry(c.watch).or_default();
+                    if early.len() < EARLY_CHANGES {
+                        early.push(c);
+                    }
+                }
+                None => {}
+            }
         }
         Event::Diagnostics(diagnostics::Event::Decision(d)) => {
             if let Some(tx) = inner.decisions.lock().expect("decisions poisoned").as_ref() {

@@ -13,4 +13,5 @@ pub mod loopback;
 pub mod named_objects;
 pub mod packages;
 pub mod pipes;
+pub mod registry;
 pub mod storage;

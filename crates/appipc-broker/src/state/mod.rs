@@ -1,6 +1,7 @@
 //! The state database: one SQLite file, WAL, every change a transaction. A file per table:
 //! [`packages`], [`tokens`], [`trust`] (trusted keys and settings), [`operations`] (the
-//! deployment journal), [`processes`] (started processes and namespace holders).
+//! deployment journal), [`processes`] (started processes and namespace holders), [`registry`]
+//! (registry hives, version 7).
 
 use std::path::Path;
 
@@ -10,6 +11,7 @@ mod loopback;
 mod operations;
 mod packages;
 mod processes;
+pub mod registry;
 mod tokens;
 mod trust;
 
@@ -24,7 +26,7 @@ use crate::error::InternalError;
 type Result<T, E = InternalError> = std::result::Result<T, E>;
 
 /// Schema version this broker writes (`PRAGMA user_version`).
-const SCHEMA_VERSION: i64 = 6;
+const SCHEMA_VERSION: i64 = 7;
 
 const SCHEMA_V1: &str = "
 CREATE TABLE packages (
@@ -185,6 +187,9 @@ impl Store {
         }
         if version < 6 {
             tx.execute_batch(SCHEMA_V6)?;
+        }
+        if version < 7 {
+            tx.execute_batch(registry::SCHEMA_V7)?;
         }
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
         tx.commit()?;

@@ -124,6 +124,8 @@ impl Store {
             .optional()?
         };
         tx.execute("DELETE FROM packages WHERE family_name = ?1", [family_name])?;
+        // The package's private registry hive goes with it (kept across upgrades).
+        super::registry::drop_private_hive(&tx, family_name)?;
         tx.execute(
             "INSERT INTO operations (kind, family_name, new_dir, old_dir, data_dir, committed,
              started_at) VALUES (?1, ?2, ?3, ?4, ?5, 1, ?6)",

@@ -554,6 +554,8 @@ mechanisms! {
     Launcher = 9 => launcher,
     /// Loopback rules and exemptions (`CheckNetIsolation LoopbackExempt`).
     Loopback = 10 => loopback,
+    /// The registry, virtualized per package (`RegCreateKeyEx`, `RegNotifyChangeKeyValue`, …).
+    Registry = 11 => registry,
 }
 
 #[cfg(test)]

@@ -26,6 +26,7 @@ const SOURCES: &[(&str, &str)] = &[
     ("protocol::diagnostics", include_str!("diagnostics.rs")),
     ("protocol::launcher", include_str!("launcher.rs")),
     ("protocol::loopback", include_str!("loopback.rs")),
+    ("protocol::registry", include_str!("registry.rs")),
     ("status", include_str!("../status.rs")),
     ("app_service", include_str!("../app_service.rs")),
 ];
@@ -39,6 +40,7 @@ const MANUAL: &[(&str, &str, &str)] = &[
          request's enumeration",
     ),
     ("ValueSet", "valueset", "a ValueSet map (*ValueSet encoding*)"),
+    ("ByteVec", "bstr", "a byte string"),
 ];
 
 /// The Windows status enumerations (encoded as their Windows number, listed under *Error kinds
