@@ -465,7 +465,6 @@ async fn registry(
     Ok(())
 }
 
-
 /// Step 16: loopback between packages of two publishers: refused with its reason, then allowed.
 async fn loopback(
     root: &Path,
