@@ -5,6 +5,8 @@
 //! real confined processes (`loop-probe`) of two packages connecting over loopback, as root and
 //! as the unprivileged test user.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use appipc_model::identity::PackageFamilyName;
@@ -507,4 +509,81 @@ fn serve_inbound_lets_unpackaged_clients_in_only_while_it_runs() {
     child.wait().unwrap();
     let (_, log, _) = cli(&b, &["why", "--package", &bare, "--last", "1"]);
     assert!(log.contains("privateNetworkClientServer"), "{log}");
+}
+
+/// An echo listener on the host's loopback that counts the connections it accepts.
+fn counting_host_listener() -> (u16, Arc<AtomicUsize>) {
+    let port = free_port();
+    let l = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    let n = Arc::new(AtomicUsize::new(0));
+    let seen = n.clone();
+    std::thread::spawn(move || {
+        for c in l.incoming() {
+            if c.is_ok() {
+                seen.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+    });
+    (port, n)
+}
+
+/// A socket installed for an allowed connect lives in another namespace (the host's, for an
+/// `-a` exemption). The attack: disconnect it (`connect(AF_UNSPEC)`), then connect it, or
+/// `sendto(MSG_FASTOPEN)` with it, to anything that namespace reaches — another host port, the
+/// LAN. None of it may work: a restarted connect succeeds, everything else is `EISCONN`, a bind
+/// `EINVAL`, and the other listener never sees a connection.
+fn installed_sockets_cannot_be_reused(unprivileged: bool) {
+    let Some(b) = broker(unprivileged) else { return };
+    let app = probe_package(&b, "Contoso.LoopReuse", CONTOSO, true, &[]);
+    let (code, out, err) = cli(&b, &["loopback", "exempt", "add", &app]);
+    assert_eq!(code, 0, "{out}{err}");
+    let port = host_listener().to_string();
+    let (other, other_seen) = counting_host_listener();
+    let (_, text) = probe(&b, &app, &["reuse", &port, &other.to_string()]);
+    let e = |n: i32| format!("errno {n}");
+    for (step, want) in [
+        ("connect", "ok".to_owned()),
+        ("restart", "ok".to_owned()),
+        ("unspec", e(libc::EISCONN)),
+        ("reconnect", e(libc::EISCONN)),
+        ("elsewhere", e(libc::EISCONN)),
+        ("bind", e(libc::EINVAL)),
+    ] {
+        assert!(
+            text.contains(&format!("{step}: {want}")),
+            "{step}: want {want}\n{text}\n{}",
+            b.log()
+        );
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(other_seen.load(Ordering::SeqCst), 0, "the other host port was reached:\n{text}");
+}
+
+#[test]
+fn installed_sockets_cannot_be_reused_root_broker() {
+    installed_sockets_cannot_be_reused(false);
+}
+
+#[test]
+fn installed_sockets_cannot_be_reused_unprivileged_broker() {
+    installed_sockets_cannot_be_reused(true);
+}
+
+/// The kernel takes `bind` of an `AF_UNSPEC` address with `INADDR_ANY` on an `AF_INET` socket
+/// as the wildcard address: it must meet the shared port space like any other bind
+/// (`EADDRINUSE` for another package's port), and `AF_UNSPEC` with another address is the
+/// kernel's `EAFNOSUPPORT`.
+#[test]
+fn an_unspec_bind_meets_the_shared_port_space() {
+    let b = TestBroker::start();
+    let owner = probe_package(&b, "Contoso.LoopOwner", CONTOSO, true, &[]);
+    let squatter = probe_package(&b, "Fabrikam.LoopSquat", FABRIKAM, true, &[]);
+    let port = free_port();
+    serve(&b, &owner, port, &["30"]);
+    let (_, text) = probe(&b, &squatter, &["unspec-bind", &port.to_string()]);
+    assert!(text.contains(&format!("unspec-any: errno {}", libc::EADDRINUSE)), "{text}");
+    assert!(text.contains(&format!("unspec-loopback: errno {}", libc::EAFNOSUPPORT)), "{text}");
+    // A free port binds.
+    let (_, text) = probe(&b, &squatter, &["unspec-bind", &free_port().to_string()]);
+    assert!(text.contains("unspec-any: ok"), "{text}");
 }

@@ -68,13 +68,15 @@
 //! `bind` to the supervisor (under root and unprivileged brokers alike), which is the data path
 //! of loopback between packages (`docs/loopback.md`; the `loopback` submodule). Each package
 //! has its own network namespace, so a call let through (`SECCOMP_USER_NOTIF_FLAG_CONTINUE`)
-//! can never reach further than the app could anyway: the supervisor lets through everything
-//! that is not a TCP call on a loopback address and port (and everything, should the broker be
-//! gone), asks the broker about the rest over the container's channel, and installs the socket
-//! the broker made in the listener's namespace over the app's fd
-//! (`SECCOMP_IOCTL_NOTIF_ADDFD` with `SECCOMP_ADDFD_FLAG_SETFD`), answering 0. Letting a call
-//! through is safe here exactly because the namespace is the boundary: whatever the kernel reads
-//! again, it connects within the app's own namespace.
+//! on a socket *of that namespace* can never reach further than the app could anyway: the
+//! supervisor lets through every connect on the app's own sockets that is not a TCP connect to
+//! a loopback address and port (and everything, should the broker be gone), asks the broker
+//! about the rest over the container's channel, and installs the socket the broker made in the
+//! listener's namespace over the app's fd (`SECCOMP_IOCTL_NOTIF_ADDFD` with
+//! `SECCOMP_ADDFD_FLAG_SETFD`), answering 0. A socket of another namespace (an installed one)
+//! is never let through: a connect on it is `EISCONN` (but a restarted one, answered 0), a bind
+//! `EINVAL`, so it cannot be disconnected and connected anywhere that namespace reaches. A TCP
+//! bind is carried out by the supervisor itself on its copy of the address, never let through.
 //!
 //! If the supervisor is gone, a supervised call fails with `ENOSYS` (the kernel's answer when
 //! a listener is closed): refused, never let through.

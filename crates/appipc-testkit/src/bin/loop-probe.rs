@@ -13,6 +13,11 @@
 //!   each interrupted connect retried on its socket: `storm ok=.. eintr=.. eisconn=.. other=..`.
 //! * `python PORT blocking|asyncio`, `curl PORT`, `tokio PORT`: other clients.
 //! * `fds`: the sockets this process holds besides its session (fd 3).
+//! * `reuse PORT OTHER`: connects one socket to PORT, then tries to reuse it elsewhere (an
+//!   `AF_UNSPEC` disconnect, a connect to OTHER and to a non-loopback address, `sendto` with
+//!   `MSG_FASTOPEN` to OTHER, a bind): one `STEP: ok` or `STEP: errno N` line each.
+//! * `unspec-bind PORT`: binds `AF_UNSPEC` addresses (the kernel's wildcard spelling, and one
+//!   with 127.0.0.1): `unspec-any: ...`, `unspec-loopback: ...`.
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
@@ -326,6 +331,79 @@ fn sockets_held() -> ExitCode {
     ExitCode::SUCCESS
 }
 
+fn sockaddr(ip: Ipv4Addr, port: u16, family: i32) -> libc::sockaddr_in {
+    libc::sockaddr_in {
+        sin_family: family as libc::sa_family_t,
+        sin_port: port.to_be(),
+        sin_addr: libc::in_addr { s_addr: u32::from(ip).to_be() },
+        sin_zero: [0; 8],
+    }
+}
+
+/// One raw socket call's outcome, printed as `STEP: ok` / `STEP: errno N`.
+fn say(step: &str, rc: isize) {
+    if rc >= 0 {
+        println!("{step}: ok");
+    } else {
+        println!("{step}: errno {}", errno(&std::io::Error::last_os_error()));
+    }
+}
+
+fn reuse(port: u16, other: u16) -> ExitCode {
+    let size = size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    let first = sockaddr(Ipv4Addr::LOCALHOST, port, libc::AF_INET);
+    let again = sockaddr(Ipv4Addr::LOCALHOST, other, libc::AF_INET);
+    let far = sockaddr(Ipv4Addr::new(192, 0, 2, 1), other, libc::AF_INET);
+    let unspec = sockaddr(Ipv4Addr::UNSPECIFIED, 0, libc::AF_UNSPEC);
+    let bind_to = sockaddr(Ipv4Addr::UNSPECIFIED, other, libc::AF_INET);
+    let timeout = libc::timeval { tv_sec: 3, tv_usec: 0 };
+    // SAFETY: a new socket of this process, used with addresses on this frame and closed here.
+    unsafe {
+        let s = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
+        // A connect that would go out for real gives up after 3 s instead of minutes.
+        libc::setsockopt(
+            s,
+            libc::SOL_SOCKET,
+            libc::SO_SNDTIMEO,
+            (&raw const timeout).cast(),
+            size_of::<libc::timeval>() as libc::socklen_t,
+        );
+        say("connect", libc::connect(s, (&raw const first).cast(), size) as isize);
+        say("restart", libc::connect(s, (&raw const first).cast(), size) as isize);
+        say("unspec", libc::connect(s, (&raw const unspec).cast(), size) as isize);
+        say("reconnect", libc::connect(s, (&raw const again).cast(), size) as isize);
+        say("elsewhere", libc::connect(s, (&raw const far).cast(), size) as isize);
+        let rc = libc::sendto(
+            s,
+            b"x".as_ptr().cast(),
+            1,
+            libc::MSG_FASTOPEN,
+            (&raw const again).cast(),
+            size,
+        );
+        say("fastopen", rc);
+        say("bind", libc::bind(s, (&raw const bind_to).cast(), size) as isize);
+        libc::close(s);
+    }
+    ExitCode::SUCCESS
+}
+
+fn unspec_bind(port: u16) -> ExitCode {
+    let size = size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    for (step, ip) in
+        [("unspec-any", Ipv4Addr::UNSPECIFIED), ("unspec-loopback", Ipv4Addr::LOCALHOST)]
+    {
+        let a = sockaddr(ip, port, libc::AF_UNSPEC);
+        // SAFETY: a new socket, bound with `a` (on this frame) and closed here.
+        unsafe {
+            let s = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
+            say(step, libc::bind(s, (&raw const a).cast(), size) as isize);
+            libc::close(s);
+        }
+    }
+    ExitCode::SUCCESS
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let port = || args.get(1).and_then(|p| p.parse::<u16>().ok()).expect("a port");
@@ -400,9 +478,14 @@ fn main() -> ExitCode {
         }
         Some("tokio") => tokio_connect(port()),
         Some("fds") => sockets_held(),
+        Some("reuse") => {
+            let other = args.get(2).and_then(|a| a.parse().ok()).expect("a second port");
+            reuse(port(), other)
+        }
+        Some("unspec-bind") => unspec_bind(port()),
         _ => {
             eprintln!(
-                "usage: loop-probe serve|connect|bind|udp-recv|udp-send|storm|python|curl|tokio|fds PORT"
+                "usage: loop-probe serve|connect|bind|udp-recv|udp-send|storm|python|curl|tokio|fds|reuse|unspec-bind PORT"
             );
             ExitCode::from(2)
         }

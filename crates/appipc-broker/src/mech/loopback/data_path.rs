@@ -45,6 +45,10 @@ const CONNECT_WAIT: Duration = Duration::from_secs(5);
 const INSTALLED_KEPT: usize = 1024;
 
 const SOCK_STREAM: i32 = rustix::net::SocketType::STREAM.as_raw() as i32;
+const AF_INET: i32 = rustix::net::AddressFamily::INET.as_raw() as i32;
+const AF_INET6: i32 = rustix::net::AddressFamily::INET6.as_raw() as i32;
+/// `IPPROTO_TCP`.
+const TCP: i32 = 6;
 const EADDRINUSE: i32 = rustix::io::Errno::ADDRINUSE.raw_os_error();
 const ECONNREFUSED: i32 = rustix::io::Errno::CONNREFUSED.raw_os_error();
 
@@ -147,7 +151,7 @@ pub(crate) fn serve(shared: &Arc<Shared>, caller: &Caller, channel: Option<Owned
 impl Container {
     async fn answer(&mut self, ask: &Ask, socket: &OwnedFd) -> (Answer, Option<OwnedFd>) {
         let info = match appipc_sys::loopback::socket_info(socket.as_fd()) {
-            Ok(i) if i.ty == SOCK_STREAM => i,
+            Ok(i) if i.ty == SOCK_STREAM && matches!(i.domain, AF_INET | AF_INET6) => i,
             _ => return (Answer::Continue, None),
         };
         match ask.op {
@@ -286,8 +290,10 @@ impl Container {
         let addr = ask.address().to_vec();
         let made = self.shared.blocking.run(move || {
             let s = match factory {
-                Some(f) => f.socket(info.domain, SOCK_STREAM, info.protocol)?,
-                None => appipc_sys::loopback::host_socket(info.domain, info.protocol)?,
+                // Plain TCP whatever the app's socket was (MPTCP, SCTP, … are not made in
+                // another namespace on its behalf).
+                Some(f) => f.socket(info.domain, SOCK_STREAM, TCP)?,
+                None => appipc_sys::loopback::host_socket(info.domain, TCP)?,
             };
             appipc_sys::loopback::copy_options(app.as_fd(), s.as_fd());
             appipc_sys::loopback::connect_within(s.as_fd(), &addr, CONNECT_WAIT)?;
