@@ -31,3 +31,6 @@ done
 # The broker under floods of non-reading, idle and active clients (issue 12): 3 runs, medians
 # (it raises its RLIMIT_NOFILE to the hard limit; ~1 100 fds are needed).
 "$bench" flood --runs 3
+# Loopback between packages (issue 18): round trip on an installed socket against the same
+# within one package, and the cost of a connect.
+"$bench" loopback

@@ -6,6 +6,7 @@
 //! appipc-bench launch [--load L] | objects [--load L]
 //! appipc-bench scale [--connections 1000,10000]
 //! appipc-bench flood [--runs N] [--clients 100,500,1000] [--kinds non-reading,idle,active]
+//! appipc-bench loopback [--iterations N] [--connects N] [--runs N]
 //! ```
 //!
 //! Needs the workspace's binaries built (`cargo build --release --workspace`) and, for the
@@ -24,6 +25,7 @@ use zbus::zvariant::{OwnedValue, Value};
 mod app_service;
 mod flood;
 mod load;
+mod loopback;
 mod scale;
 
 fn main() -> Result<()> {
@@ -36,6 +38,7 @@ fn main() -> Result<()> {
         Some("load-worker") => load::worker(&args[1..]),
         Some("flood") => flood::flood(&args[1..]),
         Some("flood-worker") => flood::worker(&args[1..]),
+        Some("loopback") => loopback::loopback(&args[1..]),
         Some("raw-echo") => raw_echo(),
         Some("raw-echo-tokio") => raw_echo_tokio(),
         Some("dbus-server") => dbus_server(args.get(1).context("address")?),
@@ -43,7 +46,8 @@ fn main() -> Result<()> {
             eprintln!(
                 "usage: appipc-bench app-service [--load idle|busy|bursty] [--iterations N] \
                  [--cold-iterations N] | launch [--load L] | objects [--load L] \
-                 | scale [--connections 1000,10000] | flood [--help]"
+                 | scale [--connections 1000,10000] | flood [--help] \
+                 | loopback [--iterations N] [--connects N] [--runs N]"
             );
             std::process::exit(2);
         }

@@ -179,6 +179,8 @@ struct Confined {
     description: String,
     home: std::path::PathBuf,
     tmpdir: std::path::PathBuf,
+    /// The broker's end of the container supervisor's loopback channel.
+    loopback: Option<std::os::fd::OwnedFd>,
 }
 
 /// Prepares an app container's confinement (full trust: none).
@@ -188,13 +190,14 @@ async fn confine(
     trust: TrustLevel,
     aumid: &str,
 ) -> Result<Confined> {
-    let mut confinement = None;
+    let (mut confinement, mut loopback) = (None, None);
     let mut description = crate::launcher::UNCONFINED_FULL_TRUST.to_owned();
     let (mut home, mut tmpdir) = (pkg.data_dir.join("LocalState"), pkg.data_dir.join("TempState"));
     if trust == TrustLevel::AppContainer {
         match crate::container::prepare(shared, pkg).await {
             Ok(p) => {
                 confinement = Some(p.confinement);
+                loopback = Some(p.loopback);
                 description = p.description;
                 home = p.home;
                 tmpdir = p.tmpdir;
@@ -213,7 +216,7 @@ async fn confine(
             Err(e) => return Err(e),
         }
     }
-    Ok(Confined { confinement, description, home, tmpdir })
+    Ok(Confined { confinement, description, home, tmpdir, loopback })
 }
 
 /// Starts a process of a package: a new session socket at fd 3, stdio as asked, a clean
@@ -244,7 +247,7 @@ pub(crate) async fn start_app(
     let mut argv: Vec<OsString> = app.arguments.iter().map(Into::into).collect();
     argv.extend(args.into_iter().map(Into::into));
     let mut env = app_env(pkg, app, activation, app_service, activation_id);
-    let Confined { confinement, description, home, tmpdir } =
+    let Confined { confinement, description, home, tmpdir, loopback } =
         confine(shared, pkg, trust, &aumid).await?;
     env.push(("HOME".into(), home.into()));
     env.push(("TMPDIR".into(), tmpdir.into()));
@@ -303,6 +306,7 @@ pub(crate) async fn start_app(
         full_name: Some(pkg.full_name.to_string()),
     };
     tracing::info!(app = %aumid, pid, trust = trust.as_str(), activation = activation.as_str(), "started");
+    crate::mech::loopback::data_path::serve(shared, &caller, loopback);
     shared.keep_and_adopt_session(broker_end, caller, true).await;
     Ok(record)
 }

@@ -18,6 +18,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::ops::RangeInclusive;
+use std::os::fd::AsFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -27,6 +28,8 @@ use appipc_sys::sandbox::{
     BindAccess, Confinement, HostIds, INSIDE_SECOND_GID, MountEntry, NamespaceHolder,
     PreparedMounts, Privilege,
 };
+
+use appipc_sys::loopback::{Listeners, SocketFactory};
 
 use crate::Shared;
 use crate::error::InternalError;
@@ -42,6 +45,12 @@ pub const BROAD_FILE_SYSTEM_ACCESS: &str = "broadFileSystemAccess";
 #[derive(Debug, Default)]
 pub struct Holders {
     map: Mutex<HashMap<String, Arc<NamespaceHolder>>>,
+    /// Socket factories in the packages' network namespaces (loopback), made on demand.
+    factories: Mutex<HashMap<String, Arc<SocketFactory>>>,
+    /// The packages' namespaces' listeners (loopback), made on demand with their factories.
+    listeners: Mutex<HashMap<String, Arc<Listeners>>>,
+    /// The host's (the broker's own namespace's) listeners.
+    host: std::sync::OnceLock<Option<Arc<Listeners>>>,
 }
 
 /// What the launcher gets for a confined start.
@@ -51,6 +60,8 @@ pub(crate) struct Prepared {
     pub(crate) home: PathBuf,
     pub(crate) tmpdir: PathBuf,
     pub(crate) description: String,
+    /// The broker's end of the supervisor's loopback channel.
+    pub(crate) loopback: std::os::fd::OwnedFd,
 }
 
 fn top_level() -> Vec<(PathBuf, HostEntry)> {
@@ -116,6 +127,62 @@ impl Holders {
             .insert(family.to_ascii_lowercase(), Arc::new(holder));
     }
 
+    /// The running holders: (family name, lower case; holder pid).
+    pub(crate) fn pids(&self) -> Vec<(String, u32)> {
+        let map = self.map.lock().expect("holders poisoned");
+        map.iter().map(|(f, h)| (f.clone(), h.pid)).collect()
+    }
+
+    /// A socket factory in `family`'s network namespace (started on the launcher thread the
+    /// first time, and again if it died); `None` when the package has no holder.
+    pub(crate) async fn factory(
+        &self,
+        shared: &Arc<Shared>,
+        family: &str,
+    ) -> std::io::Result<Option<Arc<SocketFactory>>> {
+        let key = family.to_ascii_lowercase();
+        if let Some(f) = self.factories.lock().expect("holders poisoned").get(&key)
+            && f.is_alive()
+        {
+            return Ok(Some(f.clone()));
+        }
+        let Some(holder) = self.map.lock().expect("holders poisoned").get(&key).cloned() else {
+            return Ok(None);
+        };
+        let join_userns = !rustix::process::geteuid().is_root();
+        let factory = shared
+            .launcher
+            .run(move || {
+                SocketFactory::start(holder.userns.as_fd(), holder.netns.as_fd(), join_userns)
+            })
+            .await??;
+        let factory = Arc::new(factory);
+        let mut map = self.factories.lock().expect("holders poisoned");
+        map.insert(key, factory.clone());
+        Ok(Some(factory))
+    }
+
+    /// The listeners of `family`'s network namespace; `None` when it has no holder.
+    pub(crate) async fn listeners(
+        &self,
+        shared: &Arc<Shared>,
+        family: &str,
+    ) -> std::io::Result<Option<Arc<Listeners>>> {
+        let key = family.to_ascii_lowercase();
+        if let Some(l) = self.listeners.lock().expect("holders poisoned").get(&key) {
+            return Ok(Some(l.clone()));
+        }
+        let Some(factory) = self.factory(shared, family).await? else { return Ok(None) };
+        let l = Arc::new(factory.listeners()?);
+        self.listeners.lock().expect("holders poisoned").insert(key, l.clone());
+        Ok(Some(l))
+    }
+
+    /// The listeners of the host's network namespace (the broker's own).
+    pub(crate) fn host_listeners(&self) -> Option<Arc<Listeners>> {
+        self.host.get_or_init(|| Listeners::here().ok().map(Arc::new)).clone()
+    }
+
     /// Drops the holder of a package that has no confined process left.
     pub(crate) fn release_if_unused(&self, shared: &Shared, family: &str) {
         let still = shared
@@ -126,6 +193,8 @@ impl Holders {
         if still {
             return;
         }
+        self.factories.lock().expect("holders poisoned").remove(&family.to_ascii_lowercase());
+        self.listeners.lock().expect("holders poisoned").remove(&family.to_ascii_lowercase());
         let gone = self.map.lock().expect("holders poisoned").remove(&family.to_ascii_lowercase());
         if let Some(holder) = gone {
             holder.end();
@@ -137,6 +206,8 @@ impl Holders {
 
     /// Ends every holder (`appipc stop --apps`, once the processes are gone).
     pub(crate) fn end_all(&self, shared: &Shared) {
+        self.factories.lock().expect("holders poisoned").clear();
+        self.listeners.lock().expect("holders poisoned").clear();
         let all: Vec<(String, Arc<NamespaceHolder>)> =
             self.map.lock().expect("holders poisoned").drain().collect();
         for (family, holder) in all {
@@ -401,6 +472,7 @@ pub(crate) async fn prepare(shared: &Arc<Shared>, pkg: &InstalledPackage) -> Res
     let (cwd, hostname) = Confinement::names(&plan.cwd, &plan.hostname)
         .map_err(|e| LaunchError::Failed(format!("app container: {e}")))?;
     let restrictions = crate::restrictions::prepare(&plan, root)?;
+    let loopback = restrictions.loopback;
     let description = describe(root, &holder.ids, broad, &restrictions.words);
     let confinement = Confinement {
         userns: holder
@@ -426,5 +498,6 @@ pub(crate) async fn prepare(shared: &Arc<Shared>, pkg: &InstalledPackage) -> Res
         home: plan.home,
         tmpdir: plan.tmpdir,
         description,
+        loopback,
     })
 }

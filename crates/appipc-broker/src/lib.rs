@@ -125,6 +125,8 @@ pub(crate) struct Shared {
     pub(crate) stopping: Stopping,
     pub(crate) app_services: mech::app_service::AppServices,
     pub(crate) holders: container::Holders,
+    /// Loopback ports recently bound by packages (`mech::loopback::data_path`).
+    pub(crate) loopback_ports: mech::loopback::data_path::Ports,
     pub(crate) tokens: mech::storage::Tokens,
     pub(crate) named_objects: mech::named_objects::NamedObjects,
     pub(crate) pipes: mech::pipes::Pipes,
@@ -316,6 +318,7 @@ impl Broker {
                     (generation << 32) | 1,
                 ),
                 holders: container::Holders::default(),
+                loopback_ports: Default::default(),
                 tokens: mech::storage::Tokens::default(),
                 named_objects: mech::named_objects::NamedObjects::default(),
                 pipes: mech::pipes::Pipes::default(),

@@ -12,12 +12,14 @@ use crate::error::LaunchError;
 type Result<T, E = LaunchError> = std::result::Result<T, E>;
 
 /// What the child applies: the restrictions in order (Landlock, seccomp's escape-hatch
-/// filter, then — under an unprivileged broker — the filter that hands `chmod` and `setxattr`
-/// to the supervisor), the supervisor itself, and a description of what the kernel enforces,
-/// for `appipc ps`.
+/// filter, then the filter that hands `connect` and `bind` — and, under an unprivileged
+/// broker, `chmod` and `setxattr` — to the supervisor), the supervisor itself, the broker's
+/// end of the supervisor's loopback channel (`crate::mech::loopback::data_path`), and a
+/// description of what the kernel enforces, for `appipc ps`.
 pub(crate) struct Restrictions {
     pub(crate) steps: Vec<Box<dyn ChildStep>>,
     pub(crate) supervisor: Option<appipc_sys::seccomp_notify::Supervisor>,
+    pub(crate) loopback: std::os::fd::OwnedFd,
     pub(crate) words: String,
 }
 
@@ -25,6 +27,7 @@ pub(crate) struct Restrictions {
 /// whatever the broker's uid owns (the named file mappings' memfds among them), so its mode
 /// and attribute changes go through the supervisor (`appipc_sys::seccomp_notify`), which
 /// allows them on the app's own mounts only; under a root broker the app owns none of that.
+/// Under both, `connect` and `bind` go to the supervisor for loopback between packages.
 pub(crate) fn prepare(plan: &SandboxPlan, root: bool) -> Result<Restrictions> {
     let mut read_write = plan.read_write.clone();
     read_write.extend(plan.read_write_files.iter().cloned());
@@ -60,13 +63,14 @@ pub(crate) fn prepare(plan: &SandboxPlan, root: bool) -> Result<Restrictions> {
         appipc_sys::seccomp::denied_syscalls().len()
     );
     let mut steps: Vec<Box<dyn ChildStep>> = vec![Box::new(ll), Box::new(seccomp)];
-    let mut supervisor = None;
+    let (loopback, theirs) = appipc_sys::socket::seqpacket_pair()
+        .map_err(|e| LaunchError::Failed(format!("app container: loopback channel: {e}")))?;
+    let (filter, supervisor) = appipc_sys::seccomp_notify::supervised_with(!root, Some(theirs))
+        .map_err(|e| LaunchError::Failed(format!("app container: seccomp supervisor: {e}")))?;
+    steps.push(Box::new(filter));
     if !root {
-        let (filter, s) = appipc_sys::seccomp_notify::supervised()
-            .map_err(|e| LaunchError::Failed(format!("app container: seccomp supervisor: {e}")))?;
-        steps.push(Box::new(filter));
-        supervisor = Some(s);
         words.push_str(", chmod and extended attributes through a supervisor (own mounts only)");
     }
-    Ok(Restrictions { steps, supervisor, words })
+    words.push_str(", loopback connect and bind through the supervisor");
+    Ok(Restrictions { steps, supervisor: Some(supervisor), loopback, words })
 }

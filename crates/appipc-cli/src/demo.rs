@@ -13,7 +13,7 @@ use appipc::{
     ActivateOptions, AddPackageOptions, ApplicationActivationManager, PackageManager, Session,
 };
 use appipc_model::package_file::SecretKey;
-use appipc_testkit::{EXAMPLES, FABRIKAM_TOOLS, HELLO, assemble_manifest};
+use appipc_testkit::{EXAMPLES, FABRIKAM_LOOP_CLIENT, FABRIKAM_TOOLS, HELLO, assemble_manifest};
 
 /// `text` in an ANSI style when stdout is a terminal.
 fn styled(code: &str, text: &str) -> String {
@@ -425,7 +425,8 @@ async fn scenario(root: &Path, bins: &Path, socket: &Path) -> Result<()> {
         Err(e) => refused(&format!("launch {hello} after removal"), &e),
     }
     launch_for_results(&session, &families[5], &families[6]).await?;
-    registry(&session, &pm, &keys, root, bins).await
+    registry(&session, &pm, &keys, root, bins).await?;
+    loopback(root, bins, &session, &keys, &families[7], &families[8]).await
 }
 
 /// Step 15: two processes of one package talk through its private registry hive.
@@ -461,6 +462,49 @@ async fn registry(
         println!("       {name}    REG_SZ    {text}    [{layer}]");
     }
     println!("   (its private hive: kept across upgrades, deleted with the package)");
+    Ok(())
+}
+
+/// Step 16: loopback between packages of two publishers: refused with its reason, then allowed.
+async fn loopback(
+    root: &Path,
+    bins: &Path,
+    session: &Session,
+    keys: &Keys,
+    server: &str,
+    client: &str,
+) -> Result<()> {
+    step(16, "loopback: Fabrikam's app connects to Contoso's TCP server on 127.0.0.1");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let aam = ApplicationActivationManager::new(session);
+    let args = [port.to_string(), "30".to_owned()];
+    aam.activate_application(server, &args, ActivateOptions::default()).await?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !appipc::loopback::inbound_ports(session, server).await?.contains(&port) {
+        if Instant::now() > deadline {
+            bail!("{server} did not listen on port {port}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    println!("   {server} listens on 127.0.0.1:{port} in its own network namespace");
+    // The same client app in a package that declares no rule for the server.
+    let text = FABRIKAM_LOOP_CLIENT
+        .manifest
+        .replace("Fabrikam.LoopClient", "Fabrikam.LoopStranger")
+        .replace("direction = \"out\"", "direction = \"in\"");
+    let dir = assemble_manifest(&text, &root.join("loop-stranger"), bins)?;
+    let file = keys.pack(&dir, root, "loop-stranger")?;
+    let stranger = install_file(&PackageManager::new(session), &file).await?.family_name;
+    let p = port.to_string();
+    launch_and_wait(session, &stranger, &[&p]).await?;
+    let v = appipc::loopback::why(session, Some(&stranger), Some(server), Some(port)).await?;
+    refused(&format!("connect from {stranger}"), &v.rule);
+    if let Some(r) = &v.remedy {
+        println!("            to allow: {r}");
+    }
+    launch_and_wait(session, client, &[&p]).await?;
+    let v = appipc::loopback::why(session, Some(client), Some(server), Some(port)).await?;
+    allowed(&format!("connect from {client}: {}", v.rule));
     Ok(())
 }
 

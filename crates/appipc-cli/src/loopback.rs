@@ -27,6 +27,15 @@ pub(crate) enum LoopbackCommand {
     /// connect out to loopback listeners that are not in an app container.
     #[command(subcommand)]
     Exempt(ExemptCommand),
+    /// Let unpackaged clients connect in to PACKAGE's loopback listeners (127.0.0.1) while
+    /// this command runs (`LoopbackExempt -is`): it listens on the host on each port the
+    /// package's app containers listen on and relays every connection into the package's
+    /// network namespace. Once it ends (Ctrl+C, or killed), new connections are refused;
+    /// established ones go on while this process lives.
+    ServeInbound {
+        /// The package (family or full name).
+        package: String,
+    },
 }
 
 /// `appipc loopback exempt …`.
@@ -78,8 +87,63 @@ pub(crate) async fn run(session: &Session, command: LoopbackCommand) -> Result<E
             return Ok(if v.allowed { ExitCode::SUCCESS } else { ExitCode::from(1) });
         }
         LoopbackCommand::Exempt(c) => exempt(session, c).await?,
+        LoopbackCommand::ServeInbound { package } => {
+            let f = family(&package, "loopback serve-inbound")?.unwrap_or_default();
+            serve_inbound(session, f).await?;
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `serve-inbound`: host listeners on the package's ports (looked up every half second), each
+/// connection relayed to a socket the broker connected in the package's namespace.
+async fn serve_inbound(session: &Session, family: String) -> Result<()> {
+    let mut served = std::collections::HashSet::new();
+    let mut said = false;
+    loop {
+        let ports = appipc::loopback::inbound_ports(session, &family).await?;
+        if !said {
+            eprintln!(
+                "serving inbound loopback connections to {family} while this runs (Ctrl+C ends)"
+            );
+            said = true;
+        }
+        for port in ports {
+            if !served.insert(port) {
+                continue;
+            }
+            match tokio::net::TcpListener::bind(("127.0.0.1", port)).await {
+                Ok(l) => {
+                    eprintln!("listening on 127.0.0.1:{port}");
+                    tokio::spawn(relay(session.clone(), family.clone(), port, l));
+                }
+                Err(e) => eprintln!("port {port}: cannot listen on the host: {e}"),
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(std::time::Duration::from_millis(500)) => {}
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+        }
+    }
+}
+
+async fn relay(session: Session, family: String, port: u16, listener: tokio::net::TcpListener) {
+    while let Ok((mut client, _)) = listener.accept().await {
+        let (session, family) = (session.clone(), family.clone());
+        tokio::spawn(async move {
+            let inside = match appipc::loopback::inbound_connect(&session, &family, port).await {
+                Ok(fd) => std::net::TcpStream::from(fd),
+                Err(e) => {
+                    eprintln!("a connection to port {port} refused: {e}");
+                    return;
+                }
+            };
+            let inside = inside.set_nonblocking(true).map(|()| inside);
+            if let Ok(mut inside) = inside.and_then(tokio::net::TcpStream::from_std) {
+                let _ = tokio::io::copy_bidirectional(&mut client, &mut inside).await;
+            }
+        });
+    }
 }
 
 async fn exempt(session: &Session, command: ExemptCommand) -> Result<()> {

@@ -11,7 +11,7 @@ fn the_demo_shows_each_decision() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "the demo failed:\n{stdout}\n{stderr}");
-    for step in 1..=15 {
+    for step in 1..=16 {
         assert!(stdout.contains(&format!("== {step}. ")), "step {step} missing:\n{stdout}");
     }
     let expect = [
@@ -59,6 +59,14 @@ fn the_demo_shows_each_decision() {
         "(error 5)",
         r"in the user's own view",
         "Theme    REG_SZ    dark    [package private hive]",
+        // 16: loopback between packages: refused with what is missing, then allowed.
+        "loop-client: connect to 127.0.0.1:",
+        "failed: Connection refused",
+        "REFUSED  connect from Fabrikam.LoopStranger_",
+        "has no \"out\" loopback rule naming Contoso.LoopServer_cvnpggrrsm18p",
+        "loop-client: connected to 127.0.0.1:",
+        "Contoso says hello to Fabrikam.LoopClient_8tkjkmve8mrwr",
+        "ALLOWED  connect from Fabrikam.LoopClient_8tkjkmve8mrwr",
     ];
     for line in expect {
         assert!(stdout.contains(line), "the demo did not print {line:?}:\n{stdout}");

@@ -1,10 +1,16 @@
 //! Loopback isolation end to end through a real broker: `appipc loopback why` for the rule ×
 //! capability matrix between two installed packages of two publishers (the missing rule or
-//! capability named on its side, with the manifest line), and the persistent outbound
-//! exemptions (`appipc loopback exempt`), which survive a broker restart.
+//! capability named on its side, with the manifest line), the persistent outbound
+//! exemptions (`appipc loopback exempt`), which survive a broker restart, and the data path:
+//! real confined processes (`loop-probe`) of two packages connecting over loopback, as root and
+//! as the unprivileged test user.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use appipc_model::identity::PackageFamilyName;
-use appipc_testkit::{TestBroker, assemble_manifest, bin_dir, unique};
+use appipc_testkit::{TestBroker, assemble_manifest, bin_dir, readable_by_all, test_user, unique};
 
 const CONTOSO: &str = "CN=Contoso Ltd, O=Contoso, L=Zurich, C=CH";
 const FABRIKAM: &str = "CN=Fabrikam, O=Fabrikam, C=US";
@@ -32,19 +38,34 @@ fn install(
     capability: bool,
     rules: &[(&str, &str)],
 ) {
+    install_with(b, name, publisher, version, capability, rules, "access-probe");
+}
+
+fn install_with(
+    b: &TestBroker,
+    name: &str,
+    publisher: &str,
+    version: u32,
+    capability: bool,
+    rules: &[(&str, &str)],
+    probe: &str,
+) {
     let mut text = format!(
         "[package]\nname = \"{name}\"\npublisher = \"{publisher}\"\nversion = \"1.0.0.{version}\"\n\n"
     );
     if capability {
         text.push_str("[capabilities]\ngeneral = [\"privateNetworkClientServer\"]\n\n");
     }
-    text.push_str("[[application]]\nid = \"App\"\nexecutable = \"bin/access-probe\"\n\n");
+    text.push_str(&format!("[[application]]\nid = \"App\"\nexecutable = \"bin/{probe}\"\n\n"));
     for (d, f) in rules {
         text.push_str(&format!(
             "[[loopback-rule]]\ndirection = \"{d}\"\npackage-family-name = \"{f}\"\n\n"
         ));
     }
     let dir = assemble_manifest(&text, &b.root.path().join(unique("loop")), &bin_dir()).unwrap();
+    if b.user().is_some() {
+        readable_by_all(&dir);
+    }
     let (code, out, err) = cli(b, &["install", dir.to_str().unwrap()]);
     assert_eq!(code, 0, "{out}{err}");
 }
@@ -129,4 +150,440 @@ fn outbound_exemptions_persist_across_a_broker_restart() {
     // Not a family name: refused before the store.
     let (code, _, err) = cli(&b, &["loopback", "exempt", "add", "not a name"]);
     assert_ne!(code, 0, "{err}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// The data path: real confined processes.
+
+/// A loopback port no host process listens on now (so the host does not own it).
+fn free_port() -> u16 {
+    static NEXT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
+    loop {
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let p = 30000 + (std::process::id() % 5000) as u16 * 4 + n;
+        if std::net::TcpListener::bind(("127.0.0.1", p)).is_ok() {
+            return p;
+        }
+    }
+}
+
+/// A loop-probe package; its family name.
+fn probe_package(
+    b: &TestBroker,
+    name: &str,
+    publisher: &str,
+    cap: bool,
+    rules: &[(&str, &str)],
+) -> String {
+    install_with(b, name, publisher, 1, cap, rules, "loop-probe");
+    family(name, publisher)
+}
+
+/// `loop-probe ARGS` confined, until it exits: (exit code, stdout).
+fn probe(b: &TestBroker, pfn: &str, args: &[&str]) -> (i32, String) {
+    let mut all = vec!["launch", "--wait", pfn, "--"];
+    all.extend_from_slice(args);
+    let (code, out, err) = cli(b, &all);
+    (code, format!("{out}{err}"))
+}
+
+/// Starts `loop-probe serve PORT …` confined and waits until it listens.
+fn serve(b: &TestBroker, pfn: &str, port: u16, extra: &[&str]) {
+    let p = port.to_string();
+    let mut all = vec!["launch", pfn, "--", "serve", p.as_str()];
+    all.extend_from_slice(extra);
+    let (code, out, err) = cli(b, &all);
+    assert_eq!(code, 0, "{out}{err}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let want = format!("listening {port}");
+    while !b.app_log(pfn).contains(&want) {
+        assert!(Instant::now() < deadline, "no listener: {}\n{}", b.app_log(pfn), b.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A broker as root, or as the unprivileged test user (`None` with a printed reason if there
+/// is none).
+fn broker(unprivileged: bool) -> Option<TestBroker> {
+    if !unprivileged {
+        return Some(TestBroker::start());
+    }
+    if !rustix::process::geteuid().is_root() {
+        return Some(TestBroker::start());
+    }
+    match test_user() {
+        Some((uid, gid)) => Some(TestBroker::start_as(uid, gid, &[])),
+        None => {
+            println!("SKIPPED: no appipc-test user (scripts/test.sh creates it)");
+            None
+        }
+    }
+}
+
+/// Rules {none, client out only, server in only, both} × privateNetworkClientServer {both,
+/// client only, server only, none}: only both rules and both capabilities connect; a refusal
+/// is ECONNREFUSED and is in the decision log with what is missing.
+fn matrix(unprivileged: bool) {
+    let Some(b) = broker(unprivileged) else { return };
+    let mut i = 0;
+    for (out_rule, in_rule) in [(false, false), (true, false), (false, true), (true, true)] {
+        for (cap_c, cap_s) in [(true, true), (true, false), (false, true), (false, false)] {
+            i += 1;
+            let (cn, sn) = (format!("Contoso.LoopC{i}"), format!("Fabrikam.LoopS{i}"));
+            let (client, server) = (family(&cn, CONTOSO), family(&sn, FABRIKAM));
+            let out: Vec<(&str, &str)> = if out_rule { vec![("out", &server)] } else { vec![] };
+            let inn: Vec<(&str, &str)> = if in_rule { vec![("in", &client)] } else { vec![] };
+            probe_package(&b, &cn, CONTOSO, cap_c, &out);
+            probe_package(&b, &sn, FABRIKAM, cap_s, &inn);
+            let port = free_port();
+            serve(&b, &server, port, &["30"]);
+            let (code, text) = probe(&b, &client, &["connect", &port.to_string()]);
+            let want = out_rule && in_rule && cap_c && cap_s;
+            let case = format!("rules {out_rule}/{in_rule} caps {cap_c}/{cap_s}: {text}");
+            if want {
+                assert_eq!(code, 0, "{case}\n{}", b.log());
+                assert!(text.contains("connected: echo:ping"), "{case}");
+            } else {
+                assert!(text.contains(&format!("failed: errno {}", libc::ECONNREFUSED)), "{case}");
+                let (_, log, _) = cli(&b, &["why", "--package", &client, "--last", "1"]);
+                assert!(log.contains(&format!("{server}:{port}")), "{case}\n{log}");
+            }
+        }
+    }
+}
+
+#[test]
+fn only_both_rules_and_both_capabilities_connect_root_broker() {
+    matrix(false);
+}
+
+#[test]
+fn only_both_rules_and_both_capabilities_connect_unprivileged_broker() {
+    matrix(true);
+}
+
+/// Two packages whose rules allow the client: IPv4 and IPv6, every kind of client, the same
+/// package always, UDP never, one port space (EADDRINUSE), a signal storm, no channel fd.
+fn allowed_pair(unprivileged: bool) {
+    let Some(b) = broker(unprivileged) else { return };
+    let (client, server) = (family("Contoso.PairC", CONTOSO), family("Fabrikam.PairS", FABRIKAM));
+    probe_package(&b, "Contoso.PairC", CONTOSO, true, &[("out", &server)]);
+    probe_package(&b, "Fabrikam.PairS", FABRIKAM, true, &[("in", &client)]);
+    let other = probe_package(&b, "Northwind.Other", "CN=Northwind", false, &[]);
+    let (p4, p6) = (free_port(), free_port());
+    serve(&b, &server, p4, &["60"]);
+    serve(&b, &server, p6, &["v6", "60"]);
+    let (s4, s6) = (p4.to_string(), p6.to_string());
+    let ok = |args: &[&str], want: &str| {
+        let (code, text) = probe(&b, &client, args);
+        if text.starts_with("absent: ") {
+            println!("SKIPPED {args:?}: {text}");
+            return;
+        }
+        assert_eq!(code, 0, "{args:?}: {text}\n{}", b.log());
+        assert!(text.contains(want), "{args:?}: {text}");
+    };
+    ok(&["connect", &s4], "connected: echo:ping");
+    ok(&["connect", &s6, "v6"], "connected: echo:ping");
+    ok(&["tokio", &s4], "connected: echo:ping");
+    ok(&["python", &s4, "blocking"], "connected: echo:ping");
+    ok(&["python", &s4, "asyncio"], "connected: echo:ping");
+    ok(&["curl", &s4], "hello");
+    // Only that client: another package is refused.
+    let (_, text) = probe(&b, &other, &["connect", &s4]);
+    assert!(text.contains(&format!("failed: errno {}", libc::ECONNREFUSED)), "{text}");
+    // The same package always reaches itself (no rule names it).
+    let ps = free_port();
+    serve(&b, &other, ps, &["30"]);
+    let (code, text) = probe(&b, &other, &["connect", &ps.to_string()]);
+    assert_eq!(code, 0, "{text}");
+    // One port space: another package's bind of a port in use is EADDRINUSE, a free one binds.
+    let (_, text) = probe(&b, &other, &["bind", &s4]);
+    assert!(text.contains(&format!("bind: errno {}", libc::EADDRINUSE)), "{text}");
+    let (_, text) = probe(&b, &client, &["bind", &ps.to_string()]);
+    assert!(text.contains(&format!("bind: errno {}", libc::EADDRINUSE)), "{text}");
+    let (code, text) = probe(&b, &client, &["bind", &free_port().to_string()]);
+    assert_eq!(code, 0, "{text}");
+    // UDP is never delivered to another package, rules or not.
+    let pu = free_port();
+    let pu_s = pu.to_string();
+    let (code, out, err) = cli(&b, &["launch", &server, "--", "udp-recv", &pu_s, "3"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !b.app_log(&server).contains("udp listening") {
+        assert!(Instant::now() < deadline, "{}", b.app_log(&server));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (_, text) = probe(&b, &client, &["udp-send", &pu_s]);
+    assert!(text.contains("udp sent"), "{text}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !b.app_log(&server).contains("udp got") {
+        assert!(Instant::now() < deadline, "{}", b.app_log(&server));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(b.app_log(&server).contains("udp got nothing"), "{}", b.app_log(&server));
+    // A signal storm during connect never yields EISCONN.
+    let (_, text) = probe(&b, &client, &["storm", &s4, "300"]);
+    assert!(text.contains("storm ok=300 ") && text.contains("eisconn=0 other=0"), "{text}");
+    // A second connect on a socket already installed succeeds (as a connect restarted after
+    // a signal must), and a second explicit one is not EISCONN either.
+    let (_, text) = probe(&b, &client, &["again", &s4]);
+    assert!(text.contains("again: first=0 second=0"), "{text}");
+    // The app holds no socket but its session: nothing to speak to the broker's loopback
+    // channel with, or to pose as another container on it.
+    let (_, text) = probe(&b, &client, &["fds"]);
+    assert!(text.contains("other sockets: 0"), "{text}");
+}
+
+#[test]
+fn an_allowed_pair_connects_with_every_client_root_broker() {
+    allowed_pair(false);
+}
+
+#[test]
+fn an_allowed_pair_connects_with_every_client_unprivileged_broker() {
+    allowed_pair(true);
+}
+
+/// An echo listener of this (unpackaged) test process on the host's loopback.
+fn host_listener() -> u16 {
+    use std::io::{Read, Write};
+    let port = free_port();
+    let l = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    std::thread::spawn(move || {
+        for c in l.incoming() {
+            let Ok(mut c) = c else { continue };
+            let mut buf = [0u8; 64];
+            let n = c.read(&mut buf).unwrap_or(0);
+            let _ = c.write_all(b"echo:");
+            let _ = c.write_all(&buf[..n]);
+        }
+    });
+    port
+}
+
+/// `appipc loopback exempt add` (`-a`): the package reaches unpackaged listeners of the host,
+/// also after a broker restart; without it, ECONNREFUSED.
+#[test]
+fn an_exempt_package_reaches_host_listeners_across_a_restart() {
+    let mut b = TestBroker::start();
+    let app = probe_package(&b, "Contoso.LoopOut", CONTOSO, true, &[]);
+    let port = host_listener().to_string();
+    let (_, text) = probe(&b, &app, &["connect", &port]);
+    assert!(text.contains(&format!("failed: errno {}", libc::ECONNREFUSED)), "{text}");
+    let (code, out, err) = cli(&b, &["loopback", "exempt", "add", &app]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, text) = probe(&b, &app, &["connect", &port]);
+    assert_eq!(code, 0, "{text}\n{}", b.log());
+    assert!(text.contains("connected: echo:ping"), "{text}");
+    b.stop();
+    b.restart();
+    let (code, text) = probe(&b, &app, &["connect", &port]);
+    assert_eq!(code, 0, "{text}\n{}", b.log());
+    let (_, _, _) = cli(&b, &["loopback", "exempt", "remove", &app]);
+    let (_, text) = probe(&b, &app, &["connect", &port]);
+    assert!(text.contains(&format!("failed: errno {}", libc::ECONNREFUSED)), "{text}");
+}
+
+fn wait_log(b: &TestBroker, pfn: &str, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !b.app_log(pfn).contains(what) {
+        assert!(Instant::now() < deadline, "no {what:?} in {}", b.app_log(pfn));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn allowed(b: &TestBroker, tag: &str) -> (String, String) {
+    let (cn, sn) = (format!("Contoso.{tag}C"), format!("Fabrikam.{tag}S"));
+    let (client, server) = (family(&cn, CONTOSO), family(&sn, FABRIKAM));
+    probe_package(b, &cn, CONTOSO, true, &[("out", &server)]);
+    probe_package(b, &sn, FABRIKAM, true, &[("in", &client)]);
+    (client, server)
+}
+
+/// The broker stopped with SIGSTOP: an established flow goes on (the broker is not on its
+/// path).
+#[test]
+fn a_stopped_broker_does_not_stall_an_established_flow() {
+    let b = TestBroker::start();
+    let (client, server) = allowed(&b, "Stop");
+    let port = free_port();
+    serve(&b, &server, port, &["60"]);
+    let p = port.to_string();
+    let (code, out, err) = cli(&b, &["launch", &client, "--", "session", &p, "20", "100"]);
+    assert_eq!(code, 0, "{out}{err}");
+    wait_log(&b, &client, "session connected");
+    let broker = rustix::process::Pid::from_raw(b.pid() as i32).unwrap();
+    rustix::process::kill_process(broker, rustix::process::Signal::STOP).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !b.app_log(&client).contains("round 19 ") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    rustix::process::kill_process(broker, rustix::process::Signal::CONT).unwrap();
+    let log = b.app_log(&client);
+    assert!(log.contains("round 19 ok"), "{log}");
+    assert!(!log.contains("failed"), "{log}");
+}
+
+/// A broker that is gone leaves each running container its own namespace's isolation, never
+/// more: a connect that would have been allowed fails; a restarted broker serves new launches.
+#[test]
+fn a_dead_broker_leaves_isolation_not_an_escape() {
+    let mut b = TestBroker::start();
+    let (client, server) = allowed(&b, "Dead");
+    let port = free_port();
+    serve(&b, &server, port, &["60"]);
+    let p = port.to_string();
+    let (code, out, err) = cli(&b, &["launch", &client, "--", "later", &p, "2"]);
+    assert_eq!(code, 0, "{out}{err}");
+    b.kill();
+    wait_log(&b, &client, "failed: errno");
+    let log = b.app_log(&client);
+    assert!(log.contains(&format!("failed: errno {}", libc::ECONNREFUSED)), "{log}");
+    b.restart();
+    let (code, text) = probe(&b, &client, &["connect", &p]);
+    assert_eq!(code, 0, "{text}\n{}", b.log());
+    assert!(text.contains("connected: echo:ping"), "{text}");
+}
+
+/// A host (unpackaged) client's exchange with `port`: `Some(reply)` when something listens.
+fn host_exchange(port: u16) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let _ = s.write_all(b"ping");
+    let _ = s.shutdown(std::net::Shutdown::Write);
+    let mut reply = String::new();
+    let _ = s.read_to_string(&mut reply);
+    Some(reply)
+}
+
+/// `serve-inbound` until `host_exchange` gets an answer (something listens on the host); the
+/// caller kills and waits for the child.
+#[allow(clippy::zombie_processes)]
+fn serve_inbound(b: &TestBroker, pfn: &str, port: u16) -> (std::process::Child, String) {
+    let mut child = b
+        .cli()
+        .args(["loopback", "serve-inbound", pfn])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(reply) = host_exchange(port) {
+            return (child, reply);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("serve-inbound never listened\n{}", b.log());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `appipc loopback serve-inbound` (`-is`): unpackaged clients reach the package's listeners
+/// while it runs, and only then; a package without privateNetworkClientServer is not reached.
+#[test]
+fn serve_inbound_lets_unpackaged_clients_in_only_while_it_runs() {
+    let b = TestBroker::start();
+    let server = probe_package(&b, "Fabrikam.Inbound", FABRIKAM, true, &[]);
+    let port = free_port();
+    serve(&b, &server, port, &["60"]);
+    assert_eq!(host_exchange(port), None, "nothing on the host's port before");
+    let (mut child, reply) = serve_inbound(&b, &server, port);
+    assert_eq!(reply, "echo:ping");
+    // kill -9: the host listener goes with the process.
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(host_exchange(port), None, "refused once serve-inbound ended");
+    // Without the capability the relay is refused: the connection closes unanswered, and the
+    // refusal is in the decision log.
+    let bare = probe_package(&b, "Fabrikam.NoCap", FABRIKAM, false, &[]);
+    let port = free_port();
+    serve(&b, &bare, port, &["60"]);
+    let (mut child, reply) = serve_inbound(&b, &bare, port);
+    assert_eq!(reply, "");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let (_, log, _) = cli(&b, &["why", "--package", &bare, "--last", "1"]);
+    assert!(log.contains("privateNetworkClientServer"), "{log}");
+}
+
+/// An echo listener on the host's loopback that counts the connections it accepts.
+fn counting_host_listener() -> (u16, Arc<AtomicUsize>) {
+    let port = free_port();
+    let l = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    let n = Arc::new(AtomicUsize::new(0));
+    let seen = n.clone();
+    std::thread::spawn(move || {
+        for c in l.incoming() {
+            if c.is_ok() {
+                seen.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+    });
+    (port, n)
+}
+
+/// A socket installed for an allowed connect lives in another namespace (the host's, for an
+/// `-a` exemption). The attack: disconnect it (`connect(AF_UNSPEC)`), then connect it, or
+/// `sendto(MSG_FASTOPEN)` with it, to anything that namespace reaches — another host port, the
+/// LAN. None of it may work: a restarted connect succeeds, everything else is `EISCONN`, a bind
+/// `EINVAL`, and the other listener never sees a connection.
+fn installed_sockets_cannot_be_reused(unprivileged: bool) {
+    let Some(b) = broker(unprivileged) else { return };
+    let app = probe_package(&b, "Contoso.LoopReuse", CONTOSO, true, &[]);
+    let (code, out, err) = cli(&b, &["loopback", "exempt", "add", &app]);
+    assert_eq!(code, 0, "{out}{err}");
+    let port = host_listener().to_string();
+    let (other, other_seen) = counting_host_listener();
+    let (_, text) = probe(&b, &app, &["reuse", &port, &other.to_string()]);
+    let e = |n: i32| format!("errno {n}");
+    for (step, want) in [
+        ("connect", "ok".to_owned()),
+        ("restart", "ok".to_owned()),
+        ("unspec", e(libc::EISCONN)),
+        ("reconnect", e(libc::EISCONN)),
+        ("elsewhere", e(libc::EISCONN)),
+        ("bind", e(libc::EINVAL)),
+    ] {
+        assert!(
+            text.contains(&format!("{step}: {want}")),
+            "{step}: want {want}\n{text}\n{}",
+            b.log()
+        );
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(other_seen.load(Ordering::SeqCst), 0, "the other host port was reached:\n{text}");
+}
+
+#[test]
+fn installed_sockets_cannot_be_reused_root_broker() {
+    installed_sockets_cannot_be_reused(false);
+}
+
+#[test]
+fn installed_sockets_cannot_be_reused_unprivileged_broker() {
+    installed_sockets_cannot_be_reused(true);
+}
+
+/// The kernel takes `bind` of an `AF_UNSPEC` address with `INADDR_ANY` on an `AF_INET` socket
+/// as the wildcard address: it must meet the shared port space like any other bind
+/// (`EADDRINUSE` for another package's port), and `AF_UNSPEC` with another address is the
+/// kernel's `EAFNOSUPPORT`.
+#[test]
+fn an_unspec_bind_meets_the_shared_port_space() {
+    let b = TestBroker::start();
+    let owner = probe_package(&b, "Contoso.LoopOwner", CONTOSO, true, &[]);
+    let squatter = probe_package(&b, "Fabrikam.LoopSquat", FABRIKAM, true, &[]);
+    let port = free_port();
+    serve(&b, &owner, port, &["30"]);
+    let (_, text) = probe(&b, &squatter, &["unspec-bind", &port.to_string()]);
+    assert!(text.contains(&format!("unspec-any: errno {}", libc::EADDRINUSE)), "{text}");
+    assert!(text.contains(&format!("unspec-loopback: errno {}", libc::EAFNOSUPPORT)), "{text}");
+    // A free port binds.
+    let (_, text) = probe(&b, &squatter, &["unspec-bind", &free_port().to_string()]);
+    assert!(text.contains("unspec-any: ok"), "{text}");
 }

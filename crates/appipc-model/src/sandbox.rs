@@ -168,7 +168,10 @@ pub struct SandboxPlan {
     pub read_write_files: Vec<PathBuf>,
     /// Landlock scopes: no connecting to abstract unix sockets or signalling outside.
     pub scoped: bool,
-    /// Landlock: TCP bind and connect denied (a later loopback issue opens what rules allow).
+    /// Landlock: TCP bind and connect denied. False for app containers: the package's own
+    /// network namespace (only `lo`) and the loopback data path (`docs/loopback.md`) are the
+    /// boundary, and a package's processes must reach each other; Landlock's TCP rules match
+    /// ports only, so they cannot say "this package's loopback".
     pub deny_tcp: bool,
     /// Working directory inside.
     pub cwd: PathBuf,
@@ -287,7 +290,7 @@ pub fn plan(input: &PlanInput<'_>) -> SandboxPlan {
         read_write,
         read_write_files,
         scoped: true,
-        deny_tcp: true,
+        deny_tcp: false,
         cwd: input.install_dir.to_path_buf(),
         home: input.data_dir.join("LocalState"),
         tmpdir: PathBuf::from("/tmp"),
@@ -384,7 +387,7 @@ mod tests {
         assert!(p.read_write.contains(&PathBuf::from("/home/u/.local/share/appipc/data/P_x")));
         assert!(!p.read_write.iter().any(|x| x.starts_with("/usr")));
         assert_eq!(p.home, Path::new("/home/u/.local/share/appipc/data/P_x/LocalState"));
-        assert!(p.scoped && p.deny_tcp);
+        assert!(p.scoped && !p.deny_tcp);
     }
 
     #[test]

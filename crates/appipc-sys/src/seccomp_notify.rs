@@ -62,6 +62,22 @@
 //! access away. A root broker needs no supervisor: its memfds belong to root and its apps run
 //! as uids of their own, which may change neither mode nor ACL of a file they do not own.
 //!
+//! # Loopback between packages
+//!
+//! Made with a broker channel ([`supervised_with`]), the filter also hands `connect` and
+//! `bind` to the supervisor (under root and unprivileged brokers alike), which is the data path
+//! of loopback between packages (`docs/loopback.md`; the `loopback` submodule). Each package
+//! has its own network namespace, so a call let through (`SECCOMP_USER_NOTIF_FLAG_CONTINUE`)
+//! on a socket *of that namespace* can never reach further than the app could anyway: the
+//! supervisor lets through every connect on the app's own sockets that is not a TCP connect to
+//! a loopback address and port (and everything, should the broker be gone), asks the broker
+//! about the rest over the container's channel, and installs the socket the broker made in the
+//! listener's namespace over the app's fd (`SECCOMP_IOCTL_NOTIF_ADDFD` with
+//! `SECCOMP_ADDFD_FLAG_SETFD`), answering 0. A socket of another namespace (an installed one)
+//! is never let through: a connect on it is `EISCONN` (but a restarted one, answered 0), a bind
+//! `EINVAL`, so it cannot be disconnected and connected anywhere that namespace reaches. A TCP
+//! bind is carried out by the supervisor itself on its copy of the address, never let through.
+//!
 //! If the supervisor is gone, a supervised call fails with `ENOSYS` (the kernel's answer when
 //! a listener is closed): refused, never let through.
 //!
@@ -77,6 +93,8 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 use rustix::fs::{AtFlags, Mode, OFlags, ResolveFlags, StatxFlags};
 use rustix::io::Errno;
+
+mod loopback;
 
 type Result<T, E = Errno> = std::result::Result<T, E>;
 
@@ -121,6 +139,12 @@ const PROC_ROOT_INO: u64 = 1;
 const SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV: libc::c_ulong = 1 << 5;
 const SECCOMP_RET_ALLOW: u32 = 0x7fff_0000;
 
+/// The syscalls of the loopback data path.
+pub const SUPERVISED_LOOPBACK: &[SupervisedSyscall] = &[
+    SupervisedSyscall { name: "connect", nr: libc::SYS_connect },
+    SupervisedSyscall { name: "bind", nr: libc::SYS_bind },
+];
+
 // ---------------------------------------------------------------------------------------------
 // The filter, the app's half.
 
@@ -143,12 +167,35 @@ impl fmt::Debug for NotifyFilter {
 pub struct Supervisor {
     /// The supervisor's end of the channel from the app.
     channel: OwnedFd,
+    /// The supervisor's end of the channel to the broker (loopback), if any.
+    broker: Option<OwnedFd>,
 }
 
-/// Makes a filter and its supervisor, joined by a new socket pair (both ends close-on-exec).
+/// Makes a filter and its supervisor, joined by a new socket pair (both ends close-on-exec):
+/// mode and attribute changes only.
 pub fn supervised() -> io::Result<(NotifyFilter, Supervisor)> {
+    supervised_with(true, None)
+}
+
+/// Makes a filter and its supervisor: mode and attribute changes if `modes`, and loopback's
+/// `connect` and `bind` if `broker` (the supervisor's end of the container's channel to the
+/// broker) is given.
+pub fn supervised_with(
+    modes: bool,
+    broker: Option<OwnedFd>,
+) -> io::Result<(NotifyFilter, Supervisor)> {
     let (app, supervisor) = crate::socket::seqpacket_pair()?;
-    Ok((NotifyFilter { program: program(), channel: app }, Supervisor { channel: supervisor }))
+    let mut nrs: Vec<i64> = Vec::new();
+    if modes {
+        nrs.extend(SUPERVISED.iter().map(|s| s.nr));
+    }
+    if broker.is_some() {
+        nrs.extend(SUPERVISED_LOOPBACK.iter().map(|s| s.nr));
+    }
+    Ok((
+        NotifyFilter { program: program(&nrs), channel: app },
+        Supervisor { channel: supervisor, broker },
+    ))
 }
 
 fn stmt(code: u16, k: u32) -> libc::sock_filter {
@@ -158,21 +205,21 @@ fn stmt(code: u16, k: u32) -> libc::sock_filter {
 /// The filter program (pure): a syscall of another architecture, or with the x32 bit, is let
 /// through (the escape-hatch filter refuses those), a supervised one goes to the listener,
 /// everything else is let through.
-fn program() -> Box<[libc::sock_filter]> {
+fn program(nrs: &[i64]) -> Box<[libc::sock_filter]> {
     const LD_W_ABS: u16 = 0x20;
     const JEQ_K: u16 = 0x15;
     const RET_K: u16 = 0x06;
-    let n = SUPERVISED.len();
+    let n = nrs.len();
     let mut p = vec![
         stmt(LD_W_ABS, 4), // arch
         libc::sock_filter { code: JEQ_K, jt: 1, jf: 0, k: AUDIT_ARCH },
         stmt(RET_K, SECCOMP_RET_ALLOW),
         stmt(LD_W_ABS, 0), // nr
     ];
-    for (i, s) in SUPERVISED.iter().enumerate() {
+    for (i, nr) in nrs.iter().enumerate() {
         // Jump to the notify instruction, which follows the allow after the last compare.
         let to_notify = u8::try_from(n - i).expect("a short list");
-        p.push(libc::sock_filter { code: JEQ_K, jt: to_notify, jf: 0, k: s.nr as u32 });
+        p.push(libc::sock_filter { code: JEQ_K, jt: to_notify, jf: 0, k: *nr as u32 });
     }
     p.push(stmt(RET_K, SECCOMP_RET_ALLOW));
     p.push(stmt(RET_K, libc::SECCOMP_RET_USER_NOTIF));
@@ -264,20 +311,30 @@ impl Supervisor {
         if pid > 0 {
             return Ok(pid as u32);
         }
-        run(self.channel.as_raw_fd(), parent)
+        let broker = self.broker.as_ref().map_or(-1, |b| b.as_raw_fd());
+        run(self.channel.as_raw_fd(), broker, parent)
     }
 }
 
-/// Closes every fd but `keep`. Async-signal-safe.
-fn close_all_but(keep: RawFd) {
-    let keep = keep as libc::c_uint;
-    // SAFETY: close_range takes integers; the fds closed belong to this forked process and
-    // nothing in it uses them afterwards.
-    unsafe {
-        if keep > 0 {
-            libc::syscall(libc::SYS_close_range, 0 as libc::c_uint, keep - 1, 0 as libc::c_uint);
+/// Closes every fd but `a` and `b` (`-1`: none). Async-signal-safe.
+fn close_all_but(a: RawFd, b: RawFd) {
+    let (lo, hi) = if b < 0 || a == b { (a, a) } else { (a.min(b), a.max(b)) };
+    let close = |from: libc::c_uint, to: libc::c_uint| {
+        if from <= to {
+            // SAFETY: close_range takes integers; the fds closed belong to this forked process
+            // and nothing in it uses them afterwards.
+            unsafe { libc::syscall(libc::SYS_close_range, from, to, 0 as libc::c_uint) };
         }
-        libc::syscall(libc::SYS_close_range, keep + 1, libc::c_uint::MAX, 0 as libc::c_uint);
+    };
+    let (lo, hi) = (lo as libc::c_uint, hi as libc::c_uint);
+    if lo > 0 {
+        close(0, lo - 1);
+    }
+    if hi > lo + 1 {
+        close(lo + 1, hi - 1);
+    }
+    if hi < libc::c_uint::MAX {
+        close(hi + 1, libc::c_uint::MAX);
     }
 }
 
@@ -288,7 +345,7 @@ fn exit_now(code: libc::c_int) -> ! {
 
 /// The supervisor's whole life: set itself up, take the listener, serve until no app
 /// process is left.
-fn run(channel: RawFd, parent: rustix::process::Pid) -> ! {
+fn run(channel: RawFd, broker: RawFd, parent: rustix::process::Pid) -> ! {
     let _ = rustix::thread::set_name(c"appipc-supervise");
     if rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))
         .is_err()
@@ -309,10 +366,12 @@ fn run(channel: RawFd, parent: rustix::process::Pid) -> ! {
         libc::sigemptyset(&mut set);
         libc::pthread_sigmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
     }
-    close_all_but(channel);
+    close_all_but(channel, broker);
     // SAFETY: `channel` is open in this process and is not closed until `recv_listener`
     // returns (which consumes it).
     let channel = unsafe { OwnedFd::from_raw_fd(channel) };
+    // SAFETY: `broker`, when given, is open in this process and owned by nothing else here.
+    let broker = (broker >= 0).then(|| unsafe { OwnedFd::from_raw_fd(broker) });
     let Ok(Some(listener)) = recv_listener(&channel) else { exit_now(0) };
     drop(channel);
     let Ok(proc) = rustix::fs::open(
@@ -326,6 +385,7 @@ fn run(channel: RawFd, parent: rustix::process::Pid) -> ! {
         exit_now(1);
     }
     let mut ctx = Context::new(proc, Caps::Toggle);
+    ctx.broker = broker.map(loopback::BrokerLink::new);
     serve(&listener, &mut ctx)
 }
 
@@ -416,15 +476,14 @@ pub(crate) fn serve_one(listener: BorrowedFd<'_>, ctx: &mut Context) -> Result<(
     } else {
         Err(Errno::NOSYS)
     };
-    let resp = libc::seccomp_notif_resp {
-        id: n.id,
-        val: 0,
-        error: match answer {
-            Ok(()) => 0,
-            Err(e) => -e.raw_os_error(),
-        },
-        flags: 0,
+    let (error, flags) = match answer {
+        Ok(Reply::Done) => (0, 0),
+        Ok(Reply::Continue) => (0, libc::SECCOMP_USER_NOTIF_FLAG_CONTINUE as u32),
+        Err(e) => (-e.raw_os_error(), 0),
     };
+    // Never the fd number as the value: with `SETFD` the call's result is 0 (CPython raises
+    // `OSError [Errno 0]` for a connect that returns anything else).
+    let resp = libc::seccomp_notif_resp { id: n.id, val: 0, error, flags };
     // SAFETY: SECCOMP_IOCTL_NOTIF_SEND reads one seccomp_notif_resp from `resp`, on this
     // stack frame.
     let rc = unsafe {
@@ -458,9 +517,20 @@ pub(crate) enum At {
     },
 }
 
+/// How a call is answered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Reply {
+    /// Carried out: the call returns 0.
+    Done,
+    /// Let the kernel carry it out itself (`SECCOMP_USER_NOTIF_FLAG_CONTINUE`).
+    Continue,
+}
+
 /// A supervised call, its arguments as the kernel reads them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Call {
+    /// `connect(fd, addr, len)` (`bind` if `bind`).
+    Socket { bind: bool, fd: i32, addr: u64, len: u64 },
     /// `chmod` and its relatives.
     Chmod { at: At, mode: u32 },
     /// `setxattr` and its relatives; `value`/`size` are in the caller's memory (`args`:
@@ -526,6 +596,9 @@ pub(crate) fn decode(nr: i64, a: [u64; 6]) -> Result<Call> {
                 args: a[4],
                 args_size: a[5],
             }
+        }
+        libc::SYS_connect | libc::SYS_bind => {
+            Call::Socket { bind: nr == libc::SYS_bind, fd: int(a[0]), addr: a[1], len: a[2] }
         }
         _ => return Err(Errno::NOSYS),
     })
@@ -702,6 +775,8 @@ pub(crate) struct Context {
     /// The app's root (its first caller's `/proc/<tid>/root`; an app cannot change it).
     root: Option<OwnedFd>,
     mounts: Option<Mounts>,
+    /// The channel to the broker (loopback), if the supervisor has one.
+    broker: Option<loopback::BrokerLink>,
 }
 
 /// Identity of a directory for `..` at the root: (mount id, device, inode).
@@ -729,7 +804,7 @@ fn is_opath(fd: BorrowedFd<'_>) -> bool {
 
 impl Context {
     pub(crate) fn new(proc: OwnedFd, caps: Caps) -> Context {
-        Context { proc, caps, root: None, mounts: None }
+        Context { proc, caps, root: None, mounts: None, broker: None }
     }
 
     /// `/proc/<tid>/<what>` as the supervisor's procfs has it, opened with `flags`.
@@ -850,8 +925,17 @@ impl Context {
     }
 
     /// Carries out one call for `c`.
-    pub(crate) fn carry_out(&mut self, c: &Caller<'_>, call: Call) -> Result<()> {
+    pub(crate) fn carry_out(&mut self, c: &Caller<'_>, call: Call) -> Result<Reply> {
+        if let Call::Socket { bind, fd, addr, len } = call {
+            return loopback::socket_call(self, c, bind, fd, addr, len);
+        }
+        self.carry_out_file(c, call).map(|()| Reply::Done)
+    }
+
+    /// Carries out a mode or attribute change for `c`.
+    fn carry_out_file(&mut self, c: &Caller<'_>, call: Call) -> Result<()> {
         match call {
+            Call::Socket { .. } => Err(Errno::NOSYS),
             Call::Chmod { at: At::Fd(fd), mode } => {
                 let file = self.their_fd(c, fd)?;
                 if is_opath(file.as_fd()) {

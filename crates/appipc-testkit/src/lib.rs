@@ -72,8 +72,20 @@ pub const FABRIKAM_PHOTOS: Example = Example {
     manifest: include_str!("../../../examples/fabrikam-photos/appipc.toml"),
 };
 
+/// `Contoso.LoopServer`: a TCP server on loopback that `Fabrikam.LoopClient` may reach.
+pub const CONTOSO_LOOP_SERVER: Example = Example {
+    name: "contoso-loopserver",
+    manifest: include_str!("../../../examples/contoso-loopserver/appipc.toml"),
+};
+
+/// `Fabrikam.LoopClient`: connects to `Contoso.LoopServer` over loopback.
+pub const FABRIKAM_LOOP_CLIENT: Example = Example {
+    name: "fabrikam-loopclient",
+    manifest: include_str!("../../../examples/fabrikam-loopclient/appipc.toml"),
+};
+
 /// Every example package.
-pub const EXAMPLES: [Example; 7] = [
+pub const EXAMPLES: [Example; 9] = [
     HELLO,
     FABRIKAM_TOOLS,
     CONTOSO_SERVICES,
@@ -81,6 +93,8 @@ pub const EXAMPLES: [Example; 7] = [
     CONTOSO_BRIDGE,
     CONTOSO_PICKER,
     FABRIKAM_PHOTOS,
+    CONTOSO_LOOP_SERVER,
+    FABRIKAM_LOOP_CLIENT,
 ];
 
 /// The folder holding the workspace's built binaries.

@@ -9,7 +9,8 @@
 
 pub use appipc_wire::protocol::loopback::LoopbackVerdict;
 use appipc_wire::protocol::loopback::{
-    AddExemption, ClearExemptions, ListExemptions, RemoveExemption, Why,
+    AddExemption, ClearExemptions, InboundConnect, InboundPorts, ListExemptions, RemoveExemption,
+    Why,
 };
 
 use crate::error::Result;
@@ -46,6 +47,25 @@ pub async fn remove_exemption(session: &Session, family_name: &str) -> Result<bo
 /// `LoopbackExempt -s`: the exempt families, sorted.
 pub async fn exemptions(session: &Session) -> Result<Vec<String>> {
     session.call(ListExemptions {}).await
+}
+
+/// `LoopbackExempt -is`: the loopback TCP ports the package's app containers listen on now.
+pub async fn inbound_ports(session: &Session, family_name: &str) -> Result<Vec<u16>> {
+    session.call(InboundPorts { package_family_name: family_name.to_owned() }).await
+}
+
+/// `LoopbackExempt -is`: a TCP socket in the package's network namespace, connected to its
+/// listener on `port`, for an unpackaged client (the caller relays it).
+pub async fn inbound_connect(
+    session: &Session,
+    family_name: &str,
+    port: u16,
+) -> Result<std::os::fd::OwnedFd> {
+    let call = InboundConnect { package_family_name: family_name.to_owned(), port };
+    let ((), mut fds) = session.call_with_fds(call, &[]).await?;
+    fds.pop().ok_or_else(|| {
+        crate::error::Error::Protocol("InboundConnect: the reply carried no socket".into())
+    })
 }
 
 /// `LoopbackExempt -c`; how many exemptions there were.

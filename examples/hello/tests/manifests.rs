@@ -12,6 +12,8 @@ fn example_manifests_parse() {
         include_str!("../../contoso-picker/appipc.toml"),
         include_str!("../../fabrikam-photos/appipc.toml"),
         include_str!("../../contoso-settings/appipc.toml"),
+        include_str!("../../contoso-loopserver/appipc.toml"),
+        include_str!("../../fabrikam-loopclient/appipc.toml"),
     ] {
         let m = appipc_model::manifest::parse(text).unwrap_or_else(|e| panic!("{e}"));
         assert!(!m.applications.is_empty());

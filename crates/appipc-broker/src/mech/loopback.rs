@@ -4,6 +4,8 @@
 //! facts (what each package declares and was granted, which exemptions hold) and keeps the
 //! persistent outbound exemptions in the store.
 
+pub(crate) mod data_path;
+
 use std::sync::Arc;
 
 use appipc_model::identity::PackageFamilyName;
@@ -80,6 +82,27 @@ async fn why(cx: &Cx<'_>, w: wire::Why) -> Result<LoopbackVerdict, BrokerError> 
     Ok(LoopbackVerdict { allowed: d.allowed, rule: d.rule, remedy: d.remedy, manifest })
 }
 
+/// `serve-inbound`: an unpackaged client's connect to `family`'s listener on `port`, decided
+/// with the inbound exemption in force (the asking process is the exemption), then a socket in
+/// the package's namespace connected to it.
+async fn inbound_connect(
+    cx: &Cx<'_>,
+    family: &str,
+    port: u16,
+) -> Result<std::os::fd::OwnedFd, BrokerError> {
+    let server = EndFacts { package: package(cx, family)?, exempt: true };
+    let connect = Connect {
+        client: LoopbackEnd::Unpackaged,
+        server: server.end(),
+        port: Some(port),
+        transport: Transport::Tcp,
+    };
+    cx.enforce(Operation::LoopbackConnect(connect))?;
+    data_path::connect_into(cx.shared, family, port).await.map_err(|e| {
+        BrokerError::BadRequest(format!("connecting to {family}'s loopback port {port}: {e}"))
+    })
+}
+
 /// A family name given to an exemption request, checked.
 fn family(name: &str) -> Result<PackageFamilyName, BrokerError> {
     name.parse::<PackageFamilyName>()
@@ -113,6 +136,17 @@ pub(crate) async fn handle(cx: Cx<'_>, r: wire::Request) -> Result<Replied, Brok
                 .filter(|f| cx.permits(Operation::QueryPackage { family_name: f }))
                 .collect();
             Replied::of::<wire::ListExemptions>(visible)
+        }
+        R::InboundPorts(wire::InboundPorts { package_family_name: name }) => {
+            let f = family(&name)?.to_string();
+            cx.enforce(Operation::ChangeLoopbackExemptions { family_name: &f })?;
+            Replied::of::<wire::InboundPorts>(data_path::inbound_ports(cx.shared, &f).await)
+        }
+        R::InboundConnect(wire::InboundConnect { package_family_name: name, port }) => {
+            let f = family(&name)?.to_string();
+            cx.enforce(Operation::ChangeLoopbackExemptions { family_name: &f })?;
+            let fd = inbound_connect(&cx, &f, port).await?;
+            Replied::with_fds::<wire::InboundConnect>((), vec![fd])
         }
         R::ClearExemptions(_) => {
             cx.enforce(Operation::ChangeLoopbackExemptions { family_name: "" })?;

@@ -36,6 +36,21 @@ super::mechanism! {
         3 ListExemptions {} fds(0) -> Vec<String>, reply fds "0";
         /// `LoopbackExempt -c`; how many there were.
         4 ClearExemptions {} fds(0) -> u32, reply fds "0";
+        /// `LoopbackExempt -is -n=PFN` (`appipc loopback serve-inbound`): the TCP ports the
+        /// package's app containers listen on over loopback now, sorted.
+        5 InboundPorts {
+            /// The package family name.
+            0 package_family_name: String,
+        } fds(0) -> Vec<u16>, reply fds "0";
+        /// `LoopbackExempt -is -n=PFN`: a connection for an unpackaged client to the package's
+        /// listener on `port`, decided as an inbound loopback connect while the asking process
+        /// serves inbound (it is the exemption: it lasts as long as that process asks).
+        6 InboundConnect {
+            /// The package family name.
+            0 package_family_name: String,
+            /// The listener's port.
+            1 port: u16,
+        } fds(0) -> (), reply fds "1: a TCP socket of the package's network namespace, connected to the listener";
     }
     events {}
 }

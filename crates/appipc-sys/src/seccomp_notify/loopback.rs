@@ -1,0 +1,412 @@
+//! The supervisor's half of the loopback data path: `connect` and `bind` of an app container.
+//!
+//! First, whose socket it is (`SO_NETNS_COOKIE` against the supervisor's own namespace, which
+//! is the app's): a socket of *another* namespace — one the broker installed, or one a process
+//! handed over — is never let through (a disconnect and a new connect there would reach
+//! whatever that namespace reaches); see [`foreign_call`]. A kernel that cannot tell (before
+//! Linux 5.14) gets no installs at all: every call is let through, in the app's own namespace.
+//!
+//! Then, for the app's own sockets, the address is read once from the caller's memory. A
+//! `bind` of a TCP socket is carried out by the supervisor on that copy, after the broker has
+//! checked the port ([`own_bind`]), never let through. A `connect` that is not on a loopback
+//! address with a port is let through (the kernel then reads the address again and connects in
+//! the app's own network namespace, which is the isolation: no escape whatever it reads), as
+//! is everything when anything goes wrong on the way (an unreadable address, an fd that is no
+//! socket: the kernel then gives its own error), and everything when the broker does not answer
+//! (gone, restarting, stopped for longer than [`ANSWER_WAIT`]): then the app has exactly the
+//! isolation it would have without this path. For the rest the broker decides, on the
+//! supervisor's copy of the address, and its answer is carried out: an errno, success, or a
+//! socket it made (in the listener's namespace, connected) installed over the app's fd.
+
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+
+use rustix::io::Errno;
+
+use super::{Caller, Context, Reply, Result};
+use crate::loopback::{ANSWER_LEN, Answer, Ask, AskOp, MAX_ADDR_LEN, Target, classify};
+
+/// How long the supervisor waits for the broker before it lets a call through.
+const ANSWER_WAIT: i64 = 20;
+
+/// The supervisor's channel to the broker.
+pub(crate) struct BrokerLink {
+    fd: OwnedFd,
+    seq: u32,
+    /// The broker stopped answering (closed, or a malformed answer): let everything through.
+    gone: bool,
+    /// A `sock_diag` socket of the supervisor's (the app's) network namespace, made on first
+    /// use: a connect to a port the app's own namespace listens on needs no broker.
+    diag: Option<OwnedFd>,
+    /// The cookie of the supervisor's (the app's) network namespace (`SO_NETNS_COOKIE`), to
+    /// tell the app's own sockets from the ones installed from other namespaces; `None` where
+    /// the kernel cannot say (before Linux 5.14): then nothing is installed.
+    own_netns: Option<u64>,
+}
+
+impl BrokerLink {
+    pub(crate) fn new(fd: OwnedFd) -> BrokerLink {
+        BrokerLink { fd, seq: 0, gone: false, diag: None, own_netns: own_netns_cookie() }
+    }
+
+    /// Whether the app's own namespace listens on `port` (false when that cannot be told: the
+    /// broker then decides, and it looks there first too).
+    fn own_namespace_listens(&mut self, port: u16) -> bool {
+        if self.diag.is_none() {
+            self.diag = crate::loopback::diag::diag_socket().ok();
+        }
+        let Some(sock) = &self.diag else { return false };
+        let mut buf = [0u8; crate::loopback::diag::DUMP_BUFFER];
+        crate::loopback::diag::listens_with(sock.as_fd(), port, &mut buf).unwrap_or(false)
+    }
+
+    /// Asks the broker, with the app's socket attached; `Continue` when it does not answer.
+    fn ask(&mut self, mut ask: Ask, socket: &OwnedFd) -> (Answer, Option<OwnedFd>) {
+        if self.gone {
+            return (Answer::Continue, None);
+        }
+        self.seq = self.seq.wrapping_add(1);
+        ask.seq = self.seq;
+        let sent = crate::socket::send(
+            &self.fd,
+            &ask.encode(),
+            &[socket.as_fd()],
+            crate::socket::Blocking::Yes,
+        );
+        if sent.is_err() {
+            self.gone = true;
+            return (Answer::Continue, None);
+        }
+        loop {
+            match self.wait_answer() {
+                Ok(Some((seq, answer, fd))) if seq == self.seq => return (answer, fd),
+                // A late answer to an earlier question (already let through): skip it.
+                Ok(Some(_)) => continue,
+                Ok(None) => return (Answer::Continue, None),
+                Err(()) => {
+                    self.gone = true;
+                    return (Answer::Continue, None);
+                }
+            }
+        }
+    }
+
+    /// The next answer; `Ok(None)` when none came in time, `Err` when the channel is broken.
+    #[allow(clippy::type_complexity)]
+    fn wait_answer(&self) -> std::result::Result<Option<(u32, Answer, Option<OwnedFd>)>, ()> {
+        use rustix::event::{PollFd, PollFlags, Timespec, poll};
+        use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
+        let timeout = Timespec { tv_sec: ANSWER_WAIT, tv_nsec: 0 };
+        loop {
+            let mut fds = [PollFd::new(&self.fd, PollFlags::IN)];
+            match poll(&mut fds, Some(&timeout)) {
+                Ok(0) => return Ok(None),
+                Ok(_) => break,
+                Err(Errno::INTR) => continue,
+                Err(_) => return Err(()),
+            }
+        }
+        let mut space = [std::mem::MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(1))];
+        let mut control = RecvAncillaryBuffer::new(&mut space);
+        let mut buf = [0u8; ANSWER_LEN + 1];
+        let r = rustix::net::recvmsg(
+            &self.fd,
+            &mut [std::io::IoSliceMut::new(&mut buf)],
+            &mut control,
+            RecvFlags::CMSG_CLOEXEC | RecvFlags::DONTWAIT,
+        );
+        let n = match r {
+            Ok(r) => r.bytes,
+            Err(Errno::AGAIN | Errno::INTR) => return Ok(None),
+            Err(_) => return Err(()),
+        };
+        let mut fd = None;
+        for m in control.drain() {
+            if let RecvAncillaryMessage::ScmRights(fds) = m {
+                for f in fds {
+                    fd = fd.or(Some(f));
+                }
+            }
+        }
+        if n == 0 {
+            return Err(());
+        }
+        let (seq, answer) = Answer::decode(&buf[..n]).ok_or(())?;
+        if (answer == Answer::Install) != fd.is_some() {
+            return Err(());
+        }
+        Ok(Some((seq, answer, fd)))
+    }
+}
+
+/// The network namespace a socket belongs to (`SO_NETNS_COOKIE`, Linux 5.14); `None` for an fd
+/// that is not a socket, or a kernel that cannot say.
+fn netns_cookie(fd: &OwnedFd) -> Option<u64> {
+    let mut v: u64 = 0;
+    let mut len = size_of::<u64>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` (8) bytes into `v`, on this stack frame.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_NETNS_COOKIE,
+            (&raw mut v).cast(),
+            &mut len,
+        )
+    };
+    (rc == 0 && len as usize == size_of::<u64>()).then_some(v)
+}
+
+/// The cookie of the calling process's network namespace (that of a socket it makes).
+fn own_netns_cookie() -> Option<u64> {
+    use rustix::net::{AddressFamily, SocketFlags, SocketType};
+    let s = rustix::net::socket_with(
+        AddressFamily::INET,
+        SocketType::DGRAM,
+        SocketFlags::CLOEXEC,
+        None,
+    )
+    .ok()?;
+    netns_cookie(&s)
+}
+
+/// `connect` or `bind` on a socket of *another* network namespace (one the broker installed,
+/// or one another process handed over): never let through, or the kernel would carry it out
+/// there — a disconnect (`AF_UNSPEC`) and then a connect to anything that namespace reaches.
+/// A connect restarted after its socket was installed (the same loopback port it is connected
+/// to) succeeds; any other connect is `EISCONN` (an `AF_UNSPEC` disconnect included, so the
+/// socket stays connected to what the broker connected it to, and `sendto(MSG_FASTOPEN)` on it
+/// cannot connect it anew), any bind `EINVAL` (what the kernel says of a bound socket).
+fn foreign_call(
+    ctx: &Context,
+    c: &Caller<'_>,
+    bind: bool,
+    socket: &OwnedFd,
+    addr: u64,
+    len: u64,
+) -> Result<Reply> {
+    if bind {
+        return Err(Errno::INVAL);
+    }
+    let len = len as u32 as i32;
+    if !(2..=MAX_ADDR_LEN as i32).contains(&len) {
+        return Err(Errno::INVAL);
+    }
+    let mut bytes = [0u8; MAX_ADDR_LEN];
+    let len = len as usize;
+    ctx.their_bytes(c, addr, &mut bytes[..len]).map_err(|_| Errno::FAULT)?;
+    let asked = match classify(&bytes[..len]) {
+        Ok(Target::Loopback { port, .. }) => port,
+        _ => return Err(Errno::ISCONN),
+    };
+    let mut peer = [0u8; MAX_ADDR_LEN];
+    let mut peer_len = MAX_ADDR_LEN as libc::socklen_t;
+    // SAFETY: getpeername writes at most `peer_len` bytes into `peer`, on this stack frame.
+    let rc = unsafe {
+        libc::getpeername(socket.as_raw_fd(), peer.as_mut_ptr().cast(), &raw mut peer_len)
+    };
+    let connected_to =
+        (rc == 0).then(|| classify(&peer[..(peer_len as usize).min(MAX_ADDR_LEN)]).ok()).flatten();
+    match connected_to {
+        Some(Target::Loopback { port, .. }) if port == asked => Ok(Reply::Done),
+        _ => Err(Errno::ISCONN),
+    }
+}
+
+fn get_int(fd: &OwnedFd, name: i32) -> Result<i32> {
+    let mut v: libc::c_int = 0;
+    let mut len = size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `v`, on this stack frame.
+    let rc = unsafe {
+        libc::getsockopt(fd.as_raw_fd(), libc::SOL_SOCKET, name, (&raw mut v).cast(), &mut len)
+    };
+    if rc < 0 { Err(Errno::NOTSOCK) } else { Ok(v) }
+}
+
+/// `connect` or `bind` of the caller: see the module documentation.
+pub(super) fn socket_call(
+    ctx: &mut Context,
+    c: &Caller<'_>,
+    bind: bool,
+    fd: i32,
+    addr: u64,
+    len: u64,
+) -> Result<Reply> {
+    // First: whose socket is it? One of another namespace is never let through, whatever the
+    // address and whether the broker answers or not.
+    let Some(own) = ctx.broker.as_ref().and_then(|b| b.own_netns) else {
+        // No broker link, or a kernel that cannot tell namespaces apart: nothing was ever
+        // installed here, every socket is the app's own.
+        return Ok(Reply::Continue);
+    };
+    let socket = match ctx.their_fd(c, fd) {
+        Ok(s) => s,
+        // Not an fd of the caller's (or gone with it): the kernel says what it says.
+        Err(_) => return Ok(Reply::Continue),
+    };
+    if let Some(cookie) = netns_cookie(&socket)
+        && cookie != own
+    {
+        return foreign_call(ctx, c, bind, &socket, addr, len);
+    }
+    if bind {
+        return own_bind(ctx, c, socket, fd, addr, len);
+    }
+    if ctx.broker.as_ref().is_none_or(|b| b.gone) {
+        return Ok(Reply::Continue);
+    }
+    // The kernel takes the length as an int; anything it would refuse it refuses itself.
+    let len = len as u32 as i32;
+    if !(2..=MAX_ADDR_LEN as i32).contains(&len) {
+        return Ok(Reply::Continue);
+    }
+    let mut bytes = [0u8; MAX_ADDR_LEN];
+    let len = len as usize;
+    if ctx.their_bytes(c, addr, &mut bytes[..len]).is_err() {
+        return Ok(Reply::Continue);
+    }
+    let relevant = match classify(&bytes[..len]) {
+        // The same package always reaches itself: its own listener needs no broker.
+        Ok(Target::Loopback { port, .. }) if port != 0 => {
+            !ctx.broker.as_mut().is_some_and(|b| b.own_namespace_listens(port))
+        }
+        _ => false,
+    };
+    if !relevant {
+        return Ok(Reply::Continue);
+    }
+    let stream = get_int(&socket, libc::SO_TYPE).is_ok_and(|t| t == libc::SOCK_STREAM);
+    let ip =
+        get_int(&socket, libc::SO_DOMAIN).is_ok_and(|d| d == libc::AF_INET || d == libc::AF_INET6);
+    if !stream || !ip {
+        return Ok(Reply::Continue);
+    }
+    let cloexec = ctx.fd_cloexec(c, fd);
+    c.still_waiting()?;
+    let ask = Ask { op: AskOp::Connect, seq: 0, cloexec, addr: bytes, addr_len: len as u8 };
+    let Some(link) = ctx.broker.as_mut() else { return Ok(Reply::Continue) };
+    let (answer, installed) = link.ask(ask, &socket);
+    drop(socket);
+    match (answer, installed) {
+        (Answer::Continue, _) => Ok(Reply::Continue),
+        (Answer::Fail(e), _) => Err(Errno::from_raw_os_error(e)),
+        (Answer::Done, _) => Ok(Reply::Done),
+        (Answer::Install, Some(new)) => {
+            install(c, &new, fd, cloexec)?;
+            Ok(Reply::Done)
+        }
+        (Answer::Install, None) => Ok(Reply::Continue),
+    }
+}
+
+/// `bind` of a TCP socket of the app's own namespace: the address is read once and the bind is
+/// carried out by the supervisor on the app's very socket (its duplicate), with that copy —
+/// never let through, since the kernel would read the address again after the broker checked
+/// the port (a thread of the app could change it meanwhile). The supervisor acts with the
+/// app's uid and no capability, so the kernel's checks (privileged ports) are the app's.
+/// `AF_UNSPEC` is what the kernel makes of it on an `AF_INET` socket: the wildcard address if
+/// the address is `INADDR_ANY`, `EAFNOSUPPORT` otherwise. Other sockets are let through: UDP
+/// and local sockets are not in the shared port space.
+fn own_bind(
+    ctx: &mut Context,
+    c: &Caller<'_>,
+    socket: OwnedFd,
+    fd: i32,
+    addr: u64,
+    len: u64,
+) -> Result<Reply> {
+    let stream = get_int(&socket, libc::SO_TYPE).is_ok_and(|t| t == libc::SOCK_STREAM);
+    let domain = get_int(&socket, libc::SO_DOMAIN).unwrap_or(-1);
+    if !stream || (domain != libc::AF_INET && domain != libc::AF_INET6) {
+        return Ok(Reply::Continue);
+    }
+    let len = len as u32 as i32;
+    if !(2..=MAX_ADDR_LEN as i32).contains(&len) {
+        return Err(Errno::INVAL);
+    }
+    let len = len as usize;
+    let mut bytes = [0u8; MAX_ADDR_LEN];
+    ctx.their_bytes(c, addr, &mut bytes[..len]).map_err(|_| Errno::FAULT)?;
+    if i32::from(u16::from_ne_bytes([bytes[0], bytes[1]])) == libc::AF_UNSPEC && len >= 16 {
+        if domain != libc::AF_INET || bytes[4..8] != [0; 4] {
+            return Err(Errno::AFNOSUPPORT);
+        }
+        bytes[..2].copy_from_slice(&(libc::AF_INET as u16).to_ne_bytes());
+    }
+    if crate::loopback::bind_port(&bytes[..len]).is_some()
+        && ctx.broker.as_ref().is_some_and(|b| !b.gone)
+    {
+        let cloexec = ctx.fd_cloexec(c, fd);
+        c.still_waiting()?;
+        let ask = Ask { op: AskOp::Bind, seq: 0, cloexec, addr: bytes, addr_len: len as u8 };
+        if let Some(link) = ctx.broker.as_mut()
+            && let (Answer::Fail(e), _) = link.ask(ask, &socket)
+        {
+            return Err(Errno::from_raw_os_error(e));
+        }
+    }
+    c.still_waiting()?;
+    // SAFETY: bind reads `len` (≤ MAX_ADDR_LEN) bytes of `bytes`, on this stack frame; the
+    // socket is the app's, duplicated into this process.
+    let rc =
+        unsafe { libc::bind(socket.as_raw_fd(), bytes.as_ptr().cast(), len as libc::socklen_t) };
+    if rc < 0 {
+        let e = std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EINVAL);
+        return Err(Errno::from_raw_os_error(e));
+    }
+    Ok(Reply::Done)
+}
+
+/// Installs `new` over the caller's fd `fd` (`SECCOMP_ADDFD_FLAG_SETFD`).
+fn install(c: &Caller<'_>, new: &OwnedFd, fd: i32, cloexec: bool) -> Result<()> {
+    let addfd = libc::seccomp_notif_addfd {
+        id: c.id,
+        flags: libc::SECCOMP_ADDFD_FLAG_SETFD as u32,
+        srcfd: new.as_raw_fd() as u32,
+        newfd: fd as u32,
+        newfd_flags: if cloexec { libc::O_CLOEXEC as u32 } else { 0 },
+    };
+    // SAFETY: SECCOMP_IOCTL_NOTIF_ADDFD reads one seccomp_notif_addfd from `addfd`, on this
+    // stack frame; the kernel duplicates `srcfd` into the caller at `newfd`, atomically
+    // replacing what was there, only while the notification is pending.
+    let rc = unsafe {
+        libc::ioctl(c.listener.as_raw_fd(), libc::SECCOMP_IOCTL_NOTIF_ADDFD, &raw const addfd)
+    };
+    if rc < 0 {
+        let e = std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::ENOENT);
+        return Err(Errno::from_raw_os_error(e));
+    }
+    Ok(())
+}
+
+impl Context {
+    /// Whether the caller's fd `fd` has `FD_CLOEXEC` (its `/proc/<tid>/fdinfo/<fd>` flags);
+    /// false when that cannot be read.
+    fn fd_cloexec(&self, c: &Caller<'_>, fd: i32) -> bool {
+        let mut p = super::PathBuf::<64>::new();
+        let built = p.push(b"fdinfo/").and_then(|p| p.push_u32(fd as u32)).is_ok();
+        if !built || fd < 0 {
+            return false;
+        }
+        let Ok(info) =
+            self.caps.reaching(|| self.proc_of(c.tid, p.as_cstr(), rustix::fs::OFlags::RDONLY))
+        else {
+            return false;
+        };
+        let mut buf = [0u8; 512];
+        let n = rustix::io::read(&info, &mut buf).unwrap_or(0);
+        let text = &buf[..n];
+        let Some(at) = text.windows(6).position(|w| w == b"flags:") else { return false };
+        let mut flags = 0u32;
+        for &b in text[at + 6..].iter().skip_while(|b| b.is_ascii_whitespace()) {
+            if !(b'0'..=b'7').contains(&b) {
+                break;
+            }
+            flags = flags.wrapping_mul(8).wrapping_add(u32::from(b - b'0'));
+        }
+        flags & libc::O_CLOEXEC as u32 != 0
+    }
+}
+
+#[cfg(test)]
+#[path = "loopback_tests.rs"]
+mod tests;

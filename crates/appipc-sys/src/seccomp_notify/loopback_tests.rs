@@ -1,0 +1,439 @@
+//! The supervisor's loopback half against a scripted broker: two network namespaces ("A", the
+//! app's; "B", another package's), a forked app under the filter, and a broker thread that
+//! answers the supervisor's questions as each test says. The attacker's cases first: an address
+//! changed after the supervisor read it, hostile lengths and pointers, UDP, a broker that is gone.
+
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::sync::{Arc, Mutex};
+
+use crate::loopback::{ANSWER_LEN, Answer, Ask, AskOp, SocketFactory};
+use crate::sandbox::{HostIds, NamespaceHolder};
+use crate::socket::Blocking;
+
+/// The two namespaces and a socket factory in each.
+struct World {
+    _a: NamespaceHolder,
+    _b: NamespaceHolder,
+    a: SocketFactory,
+    b: SocketFactory,
+    a_ns: (OwnedFd, OwnedFd),
+}
+
+fn world() -> Option<World> {
+    let start = || NamespaceHolder::start(&HostIds::own());
+    let (a, b) = match (start(), start()) {
+        (Ok(a), Ok(b)) => (a, b),
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!("skipped: no user and network namespaces here: {e}");
+            return None;
+        }
+    };
+    let join = !rustix::process::geteuid().is_root();
+    let fa = SocketFactory::start(a.userns.as_fd(), a.netns.as_fd(), join).unwrap();
+    let fb = SocketFactory::start(b.userns.as_fd(), b.netns.as_fd(), join).unwrap();
+    let a_ns = (a.userns.try_clone().unwrap(), a.netns.try_clone().unwrap());
+    Some(World { _a: a, _b: b, a: fa, b: fb, a_ns })
+}
+
+fn port() -> u16 {
+    static NEXT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    20000 + (std::process::id() % 20000) as u16 + n * 7
+}
+
+fn v4(port: u16) -> [u8; 16] {
+    let mut a = [0u8; 16];
+    a[..2].copy_from_slice(&(libc::AF_INET as u16).to_ne_bytes());
+    a[2..4].copy_from_slice(&port.to_be_bytes());
+    a[4..8].copy_from_slice(&[127, 0, 0, 1]);
+    a
+}
+
+fn v6(port: u16) -> [u8; 28] {
+    let mut a = [0u8; 28];
+    a[..2].copy_from_slice(&(libc::AF_INET6 as u16).to_ne_bytes());
+    a[2..4].copy_from_slice(&port.to_be_bytes());
+    a[23] = 1;
+    a
+}
+
+/// A TCP (or UDP) socket of the factory's namespace bound to `addr`, listening if TCP.
+fn bound_in(f: &SocketFactory, addr: &[u8], udp: bool) -> OwnedFd {
+    let domain = i32::from(u16::from_ne_bytes([addr[0], addr[1]]));
+    let ty = if udp { libc::SOCK_DGRAM } else { libc::SOCK_STREAM };
+    let s = f.socket(domain, ty, 0).unwrap();
+    // SAFETY: bind reads `addr.len()` bytes of `addr`; listen takes integers.
+    unsafe {
+        assert_eq!(libc::bind(s.as_raw_fd(), addr.as_ptr().cast(), addr.len() as u32), 0);
+        if !udp {
+            assert_eq!(libc::listen(s.as_raw_fd(), 8), 0);
+        }
+    }
+    s
+}
+
+/// A shared anonymous page: the app's address lives there, so the test can change it while
+/// the app waits in `connect`.
+struct Page(*mut u8);
+// SAFETY: the page is plain bytes shared with a forked child; access is by raw copies.
+unsafe impl Send for Page {}
+// SAFETY: as above.
+unsafe impl Sync for Page {}
+
+impl Page {
+    fn new() -> Page {
+        // SAFETY: a fresh anonymous shared mapping of one page, never unmapped in the test.
+        let p = unsafe {
+            rustix::mm::mmap_anonymous(
+                std::ptr::null_mut(),
+                4096,
+                rustix::mm::ProtFlags::READ | rustix::mm::ProtFlags::WRITE,
+                rustix::mm::MapFlags::SHARED,
+            )
+        }
+        .unwrap();
+        Page(p.cast())
+    }
+
+    fn write(&self, at: usize, bytes: &[u8]) {
+        assert!(at + bytes.len() <= 4096);
+        // SAFETY: within the page; the other side only reads it through the kernel.
+        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.0.add(at), bytes.len()) };
+    }
+
+    fn addr(&self, at: usize) -> *const libc::sockaddr {
+        // SAFETY: within the page.
+        unsafe { self.0.add(at).cast() }
+    }
+}
+
+fn errno_of(rc: libc::c_int) -> i32 {
+    if rc == 0 { 0 } else { std::io::Error::last_os_error().raw_os_error().unwrap_or(-1) }
+}
+
+/// What the scripted broker saw.
+#[derive(Default)]
+struct Seen {
+    asks: Vec<Ask>,
+}
+
+type App = fn(&Page) -> [i32; 8];
+type Script = Box<dyn FnMut(&Ask, OwnedFd) -> (Answer, Option<OwnedFd>) + Send>;
+
+/// Runs `app` in a forked child in namespace A under the filter, with a supervisor whose
+/// broker is `script` (`None`: the broker's end is closed before the app starts).
+fn run(w: &World, page: &Page, app: App, script: Option<Script>) -> ([i32; 8], Vec<Ask>) {
+    let (broker, theirs) = crate::socket::seqpacket_pair().unwrap();
+    let (filter, supervisor) = super::super::supervised_with(false, Some(theirs)).unwrap();
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let broker_thread = match script {
+        Some(mut script) => {
+            let seen = seen.clone();
+            Some(std::thread::spawn(move || {
+                while let Ok(Some(mut p)) = crate::socket::recv(&broker, 4096, Blocking::Yes) {
+                    if p.data.is_empty() {
+                        break;
+                    }
+                    let ask = Ask::decode(&p.data).expect("a well-formed question");
+                    seen.lock().unwrap().asks.push(ask);
+                    let (answer, fd) = script(&ask, p.fds.pop().expect("the app's socket"));
+                    let fds: Vec<_> = fd.iter().map(|f| f.as_fd()).collect();
+                    let msg: [u8; ANSWER_LEN] = answer.encode(ask.seq);
+                    if crate::socket::send(&broker, &msg, &fds, Blocking::Yes).is_err() {
+                        break;
+                    }
+                }
+            }))
+        }
+        None => {
+            drop(broker);
+            None
+        }
+    };
+    let (results_read, results_write) =
+        rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).unwrap();
+    let (userns, netns) = (w.a_ns.0.as_raw_fd(), w.a_ns.1.as_raw_fd());
+    let join_user = !rustix::process::geteuid().is_root();
+    // SAFETY: the child only makes async-signal-safe calls and ends with _exit.
+    let child = unsafe { crate::sandbox::raw_fork() }.unwrap();
+    if child == 0 {
+        // SAFETY: setns takes fds open in this process.
+        let joined = unsafe {
+            (!join_user || libc::setns(userns, libc::CLONE_NEWUSER) == 0)
+                && libc::setns(netns, libc::CLONE_NEWNET) == 0
+        };
+        let r = if !joined {
+            [-100; 8]
+        } else if supervisor.start().is_err() {
+            [-101; 8]
+        } else if filter.apply().is_err() {
+            [-102; 8]
+        } else {
+            app(page)
+        };
+        let mut bytes = [0u8; 32];
+        for (i, v) in r.iter().enumerate() {
+            bytes[i * 4..i * 4 + 4].copy_from_slice(&v.to_ne_bytes());
+        }
+        let _ = rustix::io::write(&results_write, &bytes);
+        // SAFETY: ends the forked child without running the parent's code.
+        unsafe { libc::_exit(0) };
+    }
+    drop((filter, supervisor, results_write));
+    let mut bytes = [0u8; 32];
+    let mut got = 0;
+    while got < bytes.len() {
+        let n = rustix::io::read(&results_read, &mut bytes[got..]).unwrap();
+        assert!(n > 0, "the app child ended early");
+        got += n;
+    }
+    let _ = rustix::process::waitpid(
+        rustix::process::Pid::from_raw(child),
+        rustix::process::WaitOptions::empty(),
+    );
+    if let Some(t) = broker_thread {
+        t.join().unwrap();
+    }
+    let r: Vec<i32> = bytes.chunks(4).map(|c| i32::from_ne_bytes(c.try_into().unwrap())).collect();
+    let asks = std::mem::take(&mut seen.lock().unwrap().asks);
+    (r.try_into().unwrap(), asks)
+}
+
+fn tcp_socket(domain: i32) -> i32 {
+    // SAFETY: socket takes integers.
+    unsafe { libc::socket(domain, libc::SOCK_STREAM, 0) }
+}
+
+/// A socket in B connected to `addr` (what the broker makes for an allowed connect).
+fn connected_in(f: &SocketFactory, addr: &[u8]) -> OwnedFd {
+    let domain = i32::from(u16::from_ne_bytes([addr[0], addr[1]]));
+    let s = f.socket(domain, libc::SOCK_STREAM, 0).unwrap();
+    crate::loopback::connect_within(s.as_fd(), addr, std::time::Duration::from_secs(5)).unwrap();
+    s
+}
+
+fn accept_and_read(listener: &OwnedFd) -> Vec<u8> {
+    crate::socket::set_nonblocking(listener, false).unwrap();
+    let c = crate::socket::accept(listener).unwrap();
+    let mut buf = [0u8; 64];
+    let n = rustix::io::read(&c, &mut buf).unwrap();
+    buf[..n].to_vec()
+}
+
+/// The app: connect the address at page offset 0 (`len` at offset 512), write "hi" on success.
+fn app_connect(page: &Page) -> [i32; 8] {
+    // SAFETY: reads a u32 written by the parent before the fork.
+    let len = unsafe { std::ptr::read(page.0.add(512).cast::<u32>()) };
+    // SAFETY: the domain is written at offset 516 before the fork.
+    let domain = unsafe { std::ptr::read(page.0.add(516).cast::<i32>()) };
+    let s = tcp_socket(domain);
+    // SAFETY: connect reads `len` bytes at the page (or faults, which is the kernel's answer).
+    let rc = unsafe { libc::connect(s, page.addr(0), len) };
+    let e = errno_of(rc);
+    let mut wrote = -1;
+    if rc == 0 {
+        // SAFETY: writes 2 bytes of a literal.
+        wrote = unsafe { libc::write(s, b"hi".as_ptr().cast(), 2) } as i32;
+    }
+    [rc, e, wrote, 0, 0, 0, 0, 0]
+}
+
+fn set_target(page: &Page, addr: &[u8]) {
+    page.write(0, addr);
+    page.write(512, &(addr.len() as u32).to_ne_bytes());
+    let domain = i32::from(u16::from_ne_bytes([addr[0], addr[1]]));
+    page.write(516, &domain.to_ne_bytes());
+}
+
+#[test]
+fn an_installed_socket_reaches_the_other_namespace_and_connect_returns_0() {
+    let Some(w) = world() else { return };
+    for addr in [&v4(port())[..], &v6(port())[..]] {
+        let listener = bound_in(&w.b, addr, false);
+        let page = Page::new();
+        set_target(&page, addr);
+        let factory_b = &w.b as *const SocketFactory as usize;
+        let script: Script = Box::new(move |ask, _app| {
+            // SAFETY: the factory outlives `run`, which joins this thread.
+            let f = unsafe { &*(factory_b as *const SocketFactory) };
+            (Answer::Install, Some(connected_in(f, ask.address())))
+        });
+        let (r, asks) = run(&w, &page, app_connect, Some(script));
+        assert_eq!(r[..3], [0, 0, 2], "connect returned 0 (not the fd), then wrote");
+        assert_eq!(asks.len(), 1);
+        assert_eq!(asks[0].op, AskOp::Connect);
+        assert_eq!(asks[0].address(), addr);
+        assert_eq!(accept_and_read(&listener), b"hi");
+    }
+}
+
+#[test]
+fn an_address_changed_after_the_read_never_reaches_further() {
+    let Some(w) = world() else { return };
+    let (pb, pa) = (port(), port());
+    let b_listener = bound_in(&w.b, &v4(pb), false);
+    let a_listener = bound_in(&w.a, &v4(pa), false);
+    let page = Arc::new(Page::new());
+    // 1. Asked about B's port, the app swaps in A's port before the answer: the installed
+    //    socket is the one for the address read (B, which the broker allowed), not A.
+    set_target(&page, &v4(pb));
+    let factory_b = &w.b as *const SocketFactory as usize;
+    let p2 = page.clone();
+    let script: Script = Box::new(move |ask, _| {
+        p2.write(0, &v4(pa));
+        // SAFETY: the factory outlives `run`, which joins this thread.
+        let f = unsafe { &*(factory_b as *const SocketFactory) };
+        (Answer::Install, Some(connected_in(f, ask.address())))
+    });
+    let (r, _) = run(&w, &page, app_connect, Some(script));
+    assert_eq!(r[..3], [0, 0, 2]);
+    assert_eq!(accept_and_read(&b_listener), b"hi");
+    crate::socket::set_nonblocking(&a_listener, true).unwrap();
+    assert!(crate::socket::accept(&a_listener).is_err(), "nothing reached A's listener");
+    // 2. Asked about a port (let through), the app swaps in B's port: the kernel reads it
+    //    again, but in A's namespace, where nothing listens on it.
+    set_target(&page, &v4(port()));
+    let p3 = page.clone();
+    let script: Script = Box::new(move |_, _| {
+        p3.write(0, &v4(pb));
+        (Answer::Continue, None)
+    });
+    let (r, _) = run(&w, &page, app_connect, Some(script));
+    assert_eq!(r[..2], [-1, libc::ECONNREFUSED], "let through, it stays in A");
+    crate::socket::set_nonblocking(&b_listener, true).unwrap();
+    assert!(crate::socket::accept(&b_listener).is_err(), "nothing reached B's listener");
+}
+
+/// Hostile lengths and pointers: the kernel's own errors, and the broker is never asked.
+#[test]
+fn hostile_lengths_and_pointers_get_the_kernels_answer_without_asking() {
+    let Some(w) = world() else { return };
+    fn app(page: &Page) -> [i32; 8] {
+        let s = tcp_socket(libc::AF_INET);
+        let mut r = [0i32; 8];
+        // SAFETY: connect and bind with hostile pointers and lengths: the kernel checks them.
+        unsafe {
+            r[0] = errno_of(libc::connect(s, std::ptr::null(), 16));
+            r[1] = errno_of(libc::connect(s, page.addr(0), 200));
+            r[2] = errno_of(libc::connect(s, page.addr(0), u32::MAX));
+            r[3] = errno_of(libc::connect(s, page.addr(0), 15));
+            r[4] = errno_of(libc::bind(s, std::ptr::null(), 16));
+            r[5] = errno_of(libc::connect(-1, page.addr(0), 16));
+            r[6] = errno_of(libc::connect(0x7fff, page.addr(0), 16));
+            // An address nothing is mapped at.
+            r[7] = errno_of(libc::connect(s, 8 as *const libc::sockaddr, 16));
+        }
+        r
+    }
+    let page = Page::new();
+    set_target(&page, &v4(port()));
+    let script: Script = Box::new(|_, _| (Answer::Fail(libc::EACCES), None));
+    let (r, asks) = run(&w, &page, app, Some(script));
+    let want = [
+        libc::EFAULT,
+        libc::EINVAL,
+        libc::EINVAL,
+        libc::EINVAL,
+        libc::EFAULT,
+        libc::EBADF,
+        libc::EBADF,
+        libc::EFAULT,
+    ];
+    assert_eq!(r, want);
+    assert!(asks.is_empty(), "{asks:?}");
+}
+
+#[test]
+fn udp_is_never_asked_about_and_never_delivered_to_another_namespace() {
+    let Some(w) = world() else { return };
+    let p = port();
+    let receiver = bound_in(&w.b, &v4(p), true);
+    fn app(page: &Page) -> [i32; 8] {
+        // SAFETY: socket, connect and send with the address on the page.
+        unsafe {
+            let s = libc::socket(libc::AF_INET, libc::SOCK_DGRAM, 0);
+            let c = errno_of(libc::connect(s, page.addr(0), 16));
+            let sent = libc::send(s, b"udp".as_ptr().cast(), 3, 0) as i32;
+            [c, sent, 0, 0, 0, 0, 0, 0]
+        }
+    }
+    let page = Page::new();
+    set_target(&page, &v4(p));
+    let script: Script = Box::new(|_, _| panic!("asked about UDP"));
+    let (r, asks) = run(&w, &page, app, Some(script));
+    assert_eq!(r[0], 0, "UDP connect is the kernel's, in A");
+    assert!(asks.is_empty());
+    let mut buf = [0u8; 8];
+    let got = rustix::net::recv(&receiver, &mut buf, rustix::net::RecvFlags::DONTWAIT);
+    assert_eq!(got.err(), Some(rustix::io::Errno::AGAIN), "nothing arrived in B");
+}
+
+#[test]
+fn without_a_broker_everything_is_let_through_into_the_apps_own_namespace() {
+    let Some(w) = world() else { return };
+    let (pb, pa) = (port(), port());
+    let b_listener = bound_in(&w.b, &v4(pb), false);
+    let a_listener = bound_in(&w.a, &v4(pa), false);
+    fn app(page: &Page) -> [i32; 8] {
+        let mut r = app_connect(page);
+        // Then the app's own listener (offset 1024), which its namespace has.
+        let s = tcp_socket(libc::AF_INET);
+        // SAFETY: connect reads 16 bytes of the page.
+        r[3] = errno_of(unsafe { libc::connect(s, page.addr(1024), 16) });
+        r
+    }
+    let page = Page::new();
+    set_target(&page, &v4(pb));
+    page.write(1024, &v4(pa));
+    let (r, _) = run(&w, &page, app, None);
+    assert_eq!(r[..2], [-1, libc::ECONNREFUSED], "isolation, not an escape");
+    assert_eq!(r[3], 0, "the app's own namespace still works");
+    crate::socket::set_nonblocking(&b_listener, true).unwrap();
+    assert!(crate::socket::accept(&b_listener).is_err());
+    assert_eq!(accept_and_read(&a_listener), b"");
+}
+
+/// A connect to a port the app's own namespace listens on is let through without asking.
+#[test]
+fn the_apps_own_listener_is_reached_without_asking() {
+    let Some(w) = world() else { return };
+    let pa = port();
+    let a_listener = bound_in(&w.a, &v4(pa), false);
+    let page = Page::new();
+    set_target(&page, &v4(pa));
+    let script: Script = Box::new(|_, _| (Answer::Fail(libc::EACCES), None));
+    let (r, asks) = run(&w, &page, app_connect, Some(script));
+    assert_eq!(r[..3], [0, 0, 2]);
+    assert!(asks.is_empty(), "{asks:?}");
+    assert_eq!(accept_and_read(&a_listener), b"hi");
+}
+
+#[test]
+fn refusals_and_bind_answers_reach_the_app() {
+    let Some(w) = world() else { return };
+    fn app(page: &Page) -> [i32; 8] {
+        let mut r = [0i32; 8];
+        let s = tcp_socket(libc::AF_INET);
+        // SAFETY: connect and bind read 16 bytes of the page.
+        unsafe {
+            r[0] = errno_of(libc::connect(s, page.addr(0), 16));
+            let t = tcp_socket(libc::AF_INET);
+            r[1] = errno_of(libc::bind(t, page.addr(0), 16));
+            // Port 0 (an ephemeral one) and a non-loopback address are not asked about.
+            let u = tcp_socket(libc::AF_INET);
+            r[2] = errno_of(libc::bind(u, page.addr(1024), 16));
+        }
+        r
+    }
+    let page = Page::new();
+    set_target(&page, &v4(port()));
+    page.write(1024, &v4(0));
+    let script: Script = Box::new(|ask, _| match ask.op {
+        AskOp::Connect => (Answer::Fail(libc::ECONNREFUSED), None),
+        AskOp::Bind => (Answer::Fail(libc::EADDRINUSE), None),
+    });
+    let (r, asks) = run(&w, &page, app, Some(script));
+    assert_eq!(r[..3], [libc::ECONNREFUSED, libc::EADDRINUSE, 0]);
+    assert_eq!(asks.iter().map(|a| a.op).collect::<Vec<_>>(), [AskOp::Connect, AskOp::Bind]);
+    assert!(!asks[0].cloexec, "socket() without SOCK_CLOEXEC");
+}
