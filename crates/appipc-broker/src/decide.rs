@@ -363,7 +363,8 @@ mod tests {
         let mut d = deny();
         d.rule = "r".repeat(100_000);
         d.remedy = Some("m".repeat(100_000));
-        let r = decisions.record(&caller(), &op, &d, Some("x".repeat(100_000)), "p".repeat(100_000));
+        let r =
+            decisions.record(&caller(), &op, &d, Some("x".repeat(100_000)), "p".repeat(100_000));
         for (what, field) in [
             ("object", &r.object),
             ("rule", &r.rule),
