@@ -15,7 +15,9 @@
 //!   reads its requests only on one of a few turns all pipelining sessions share, 16 at most a
 //!   turn ([`Pace`]), handed round-robin by package or unpackaged process
 //!   ([`crate::turns`]), so that clients sending one request at a time are not queued behind
-//!   it and a principal's thousand sessions get one turn a round, as one session would;
+//!   it and a principal's thousand sessions get one turn a round, as one session would (a
+//!   new session of a principal whose sessions wait for a turn pipelines from its first
+//!   request);
 //! * everything sent to a session (replies and events) goes through its
 //!   [`Outbox`](crate::outbox::Outbox), written by
 //!   a task of its own; once `queued-reply-bytes` are waiting for a peer that does not read
@@ -158,7 +160,10 @@ async fn serve(
     // earlier requests instead of growing the broker without bound.
     let in_flight = Arc::new(tokio::sync::Semaphore::new(limits.requests_in_flight.max(1)));
     tracing::debug!(session = caller.session_id, caller = %caller.describe(), "session opened");
-    let mut pace = Pace::default();
+    // A session of a principal whose sessions wait for a turn (a flooder opening one more)
+    // reads even its first request on a turn.
+    let mut pace =
+        Pace { pipelining: shared.sessions.principal_waits_for_turns(&caller), ..Pace::default() };
     let reason = loop {
         // A peer that does not read its replies is not read from either.
         if outbox.held_back() {

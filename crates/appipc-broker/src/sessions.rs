@@ -172,6 +172,13 @@ impl Sessions {
         self.turns.take(crate::turns::Principal::of(caller)).await
     }
 
+    /// Whether sessions of `caller`'s principal are waiting for a shared turn: a new session of
+    /// a principal that pipelines starts pipelining at once, so that opening more sessions
+    /// does not get a flooder more than its one turn a round.
+    pub(crate) fn principal_waits_for_turns(&self, caller: &crate::caller::Caller) -> bool {
+        self.turns.is_waiting(&crate::turns::Principal::of(caller))
+    }
+
     /// Bytes queued for all sessions together.
     pub fn queued_bytes(&self) -> usize {
         self.queued_total.bytes()

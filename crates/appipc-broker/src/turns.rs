@@ -91,6 +91,12 @@ impl Turns {
         rx.await.ok()
     }
 
+    /// Whether sessions of `principal` are waiting for a turn (it pipelines now, e.g. a flooder
+    /// with many sessions); a new session of it then starts pipelining too.
+    pub(crate) fn is_waiting(&self, principal: &Principal) -> bool {
+        self.state.lock().expect("turns poisoned").waiting.contains_key(principal)
+    }
+
     /// Gives a turn that was given back to the next principal's first waiting session, or
     /// keeps it free.
     fn pass_on(self: &Arc<Self>) {
@@ -156,6 +162,28 @@ mod tests {
 
     fn pkg(n: &str) -> Principal {
         Principal::Package(n.to_owned())
+    }
+
+    /// A principal counts as waiting while one of its sessions waits for a turn (then a new
+    /// session of it starts pipelining), and no longer once it has been served.
+    #[tokio::test]
+    async fn a_principal_waits_while_one_of_its_sessions_does() {
+        let t = Turns::new(1);
+        let held = t.take(pkg("other")).await.unwrap();
+        assert!(!t.is_waiting(&pkg("flooder")), "holding a turn is not waiting");
+        let waiter = {
+            let t = t.clone();
+            tokio::spawn(async move { t.take(pkg("flooder")).await })
+        };
+        while t.counts().1 == 0 {
+            tokio::task::yield_now().await;
+        }
+        assert!(t.is_waiting(&pkg("flooder")));
+        assert!(!t.is_waiting(&pkg("other")));
+        drop(held);
+        let turn = waiter.await.unwrap().unwrap();
+        assert!(!t.is_waiting(&pkg("flooder")));
+        drop(turn);
     }
 
     #[tokio::test]
