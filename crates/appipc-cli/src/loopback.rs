@@ -28,14 +28,16 @@ pub(crate) enum LoopbackCommand {
     #[command(subcommand)]
     Exempt(ExemptCommand),
     /// Let unpackaged clients connect in to PACKAGE's loopback listeners (127.0.0.1) while
-    /// this command runs (`LoopbackExempt -is`): it listens on the host on each port the
-    /// package's app containers listen on, and hands every connection it accepts, with a
-    /// socket the broker connected to the listener in the package's network namespace, to a
-    /// relay process of its own (`appipc loopback relay-inbound PFN PORT` in `ps`), which
-    /// copies both ways until both sides have closed. Once this command ends (Ctrl+C, or
-    /// killed, even with SIGKILL), new connections are refused at once; established ones go on
-    /// until their ends close them (each relay runs in its own session, holds nothing but its
-    /// two sockets, and runs as nobody when started by root).
+    /// this command runs (`LoopbackExempt -is`); the connections it relayed outlive it.
+    ///
+    /// It listens on the host on each port the package's app containers listen on, and hands
+    /// every connection it accepts, with a socket the broker connected to the listener in the
+    /// package's network namespace, to a relay process of its own (`appipc loopback
+    /// relay-inbound PFN PORT` in `ps`), which copies both ways until both sides have closed.
+    /// Once this command ends (Ctrl+C, or killed, even with SIGKILL), new connections are
+    /// refused at once; established ones go on until their ends close them. Each relay runs
+    /// in its own session (a terminal's Ctrl+C does not reach it), holds nothing but its two
+    /// sockets, and runs as nobody when started by root.
     ServeInbound {
         /// The package (family or full name).
         package: String,

@@ -62,8 +62,7 @@ pub fn take_inherited_stream(number: u32) -> io::Result<OwnedFd> {
     // SAFETY: F_GETFD takes an integer and touches no memory; it tells whether the fd is open
     // (EBADF otherwise) before anything takes ownership of it.
     if unsafe { libc::fcntl(raw, libc::F_GETFD) } < 0 {
-        let e = io::Error::last_os_error();
-        return Err(io::Error::new(e.kind(), format!("inherited fd {number}: {e}")));
+        return Err(io::Error::last_os_error());
     }
     // SAFETY: the fd is open (just checked). By this function's contract the parent placed it
     // for this process, and nothing in this process made it: an fd this process opens gets the
@@ -71,14 +70,10 @@ pub fn take_inherited_stream(number: u32) -> io::Result<OwnedFd> {
     // from it here.
     let fd = unsafe { OwnedFd::from_raw_fd(raw) };
     rustix::io::fcntl_setfd(&fd, rustix::io::FdFlags::CLOEXEC)?;
-    let kind = rustix::net::sockopt::socket_type(&fd).map_err(|e| {
-        io::Error::new(io::ErrorKind::InvalidInput, format!("fd {number} is not a socket: {e}"))
-    })?;
+    let kind = rustix::net::sockopt::socket_type(&fd)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("not a socket: {e}")))?;
     if kind != rustix::net::SocketType::STREAM {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("fd {number} is not a SOCK_STREAM socket"),
-        ));
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a SOCK_STREAM socket"));
     }
     Ok(fd)
 }
