@@ -106,6 +106,8 @@ fn listen(b: &TestBroker, pfn: &str, mode: &str, port: u16) {
 struct ServeInbound {
     child: std::process::Child,
     pid: u32,
+    /// What it has said on stderr so far.
+    said: std::sync::Arc<std::sync::Mutex<String>>,
 }
 
 impl ServeInbound {
@@ -124,8 +126,11 @@ impl ServeInbound {
         let pid = child.id();
         let (tx, rx) = std::sync::mpsc::channel();
         let stderr = child.stderr.take().unwrap();
+        let all = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let keep = all.clone();
         std::thread::spawn(move || {
             for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+                keep.lock().unwrap().push_str(&format!("{line}\n"));
                 let _ = tx.send(line);
             }
         });
@@ -146,7 +151,11 @@ impl ServeInbound {
                 }
             }
         }
-        ServeInbound { child, pid }
+        ServeInbound { child, pid, said: all }
+    }
+
+    fn said(&self) -> String {
+        self.said.lock().unwrap().clone()
     }
 
     /// `kill -9`.
@@ -226,8 +235,9 @@ fn children(pid: u32) -> Vec<u32> {
 
 /// `pid`'s open fds and what each is.
 fn fds(pid: u32) -> Vec<(u32, String)> {
-    let mut all: Vec<(u32, String)> = std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .unwrap()
+    // Empty once it has exited.
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fd")) else { return Vec::new() };
+    let mut all: Vec<(u32, String)> = dir
         .filter_map(Result::ok)
         .filter_map(|e| {
             let n = e.file_name().to_str()?.parse().ok()?;
@@ -430,4 +440,60 @@ fn relays_pass_half_closes_and_back_pressure_root_broker() {
 #[test]
 fn relays_pass_half_closes_and_back_pressure_unprivileged_broker() {
     relay_edges(true);
+}
+
+/// The attack: run serve-inbound out of fds with connections held open (each costs it a
+/// pidfd while its relay lives, and every accept an fd). Connections beyond what it can take
+/// wait or are closed; but once the held ones have closed it serves new connections again:
+/// its listener stays while it runs.
+#[test]
+fn serve_inbound_serves_again_after_running_out_of_fds() {
+    use rustix::process::{Resource, Rlimit};
+    let b = TestBroker::start();
+    let pfn = probe_package(&b, "Fabrikam.InFds");
+    let port = free_port();
+    listen(&b, &pfn, "serve", port);
+    let si = ServeInbound::start(&b, &pfn, &[port]);
+    let mut c = connect(port);
+    assert_eq!(exchange(&mut c, "warm"), "echo:warm");
+    drop(c);
+    wait_no_relays(&pfn);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !children(si.pid).is_empty() {
+        assert!(Instant::now() < deadline, "a relay not reaped: {:?}", children(si.pid));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Room for a few more fds (at least 72: spawning places fds above 64 first).
+    let open = fds(si.pid).len() as u64;
+    let limit = (open + 3).max(72);
+    let hard = rustix::process::getrlimit(Resource::Nofile).maximum;
+    let pid = rustix::process::Pid::from_raw(si.pid as i32).unwrap();
+    rustix::process::prlimit(
+        Some(pid),
+        Resource::Nofile,
+        Rlimit { current: Some(limit), maximum: hard },
+    )
+    .unwrap();
+    let held: Vec<TcpStream> = (0..limit - open + 8)
+        .filter_map(|_| TcpStream::connect(("127.0.0.1", port)).ok())
+        .inspect(|mut s| {
+            let _ = s.write_all(b"held");
+        })
+        .collect();
+    assert!(!held.is_empty());
+    drop(held);
+    wait_no_relays(&pfn);
+    let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap_or_else(|e| {
+        panic!("serve-inbound stopped listening after running out of fds: {e}")
+    });
+    c.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut got = vec![0u8; 10];
+    let answer = c.write_all(b"again").and_then(|()| c.read_exact(&mut got));
+    assert!(
+        answer.is_ok(),
+        "{answer:?} (fds {open}, limit {limit}): serve-inbound said:\n{}\n{}",
+        si.said(),
+        std::fs::read_to_string(format!("/proc/{}/limits", si.pid)).unwrap_or_default()
+    );
+    assert_eq!(got, b"echo:again");
 }
