@@ -157,7 +157,23 @@ const RELAY_INSIDE_FD: u32 = 4;
 /// Accepts on one host listener; each connection is relayed by a process of its own, so that
 /// it outlives this one (the listener does not: it is only ever in this process).
 async fn accept(session: Session, family: String, port: u16, listener: tokio::net::TcpListener) {
-    while let Ok((client, _)) = listener.accept().await {
+    let mut failing = false;
+    loop {
+        let client = match listener.accept().await {
+            Ok((client, _)) => client,
+            Err(e) => {
+                // Out of fds (EMFILE: every live relay costs this process its pidfd), or a
+                // connection reset before it was taken: the listener stays, the connection
+                // waits in the backlog meanwhile.
+                if !failing {
+                    eprintln!("port {port}: accepting failed ({e}); trying again");
+                }
+                failing = true;
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        failing = false;
         let (session, family) = (session.clone(), family.clone());
         tokio::spawn(async move {
             let inside = match appipc::loopback::inbound_connect(&session, &family, port).await {
