@@ -372,6 +372,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Man { dir } => man(&dir).map(|()| ExitCode::SUCCESS),
         Command::SystemdUnits { dir } => systemd::write_units(&dir).map(|()| ExitCode::SUCCESS),
+        // One relayed connection of `loopback serve-inbound`: no session, no runtime.
+        Command::Loopback(loopback::LoopbackCommand::RelayInbound { .. }) => {
+            loopback::relay_inbound().map(|()| ExitCode::SUCCESS)
+        }
         other => runtime()?.block_on(client(other)),
     }
 }

@@ -1,4 +1,5 @@
-//! Who is on the other end of a unix socket, as the kernel says.
+//! Who is on the other end of a unix socket, as the kernel says; and giving up root for a
+//! helper that needs no privilege.
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
@@ -64,6 +65,52 @@ pub fn current_uid() -> u32 {
 /// The process id of this process.
 pub fn current_pid() -> u32 {
     rustix::process::getpid().as_raw_nonzero().get() as u32
+}
+
+/// The overflow user and group id (`nobody`, `nogroup`): what a root process that needs no
+/// identity at all becomes ([`give_up_root`]).
+pub const NOBODY: u32 = 65534;
+
+/// For a helper that needs no privilege (it only uses fds it was given): sets `no_new_privs`
+/// and, if any of this process's user ids is 0, makes it [`NOBODY`]: no supplementary groups,
+/// real, effective and saved gid and uid 65534 (which clears every capability), and not
+/// dumpable, so that other processes of `nobody` can neither trace it nor read its `/proc`
+/// entries. Checks that root cannot be taken back. Returns whether it was root.
+///
+/// The id changes apply to every thread of the process (glibc's wrappers), but call it before
+/// starting threads anyway: `no_new_privs` is per thread and inherited only by threads and
+/// processes started after it.
+pub fn give_up_root() -> io::Result<bool> {
+    crate::seccomp::set_no_new_privs()?;
+    let (mut r, mut e, mut s): (libc::uid_t, libc::uid_t, libc::uid_t) = (0, 0, 0);
+    // SAFETY: getresuid writes one id through each of the three pointers, which point at live
+    // locals of the right type.
+    if unsafe { libc::getresuid(&mut r, &mut e, &mut s) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if r != 0 && e != 0 && s != 0 {
+        return Ok(false);
+    }
+    // SAFETY: setgroups with size 0 reads nothing through its (null) list pointer; the
+    // set*id calls take integers only. glibc applies each to every thread of the process.
+    unsafe {
+        if libc::setgroups(0, std::ptr::null()) != 0
+            || libc::setresgid(NOBODY, NOBODY, NOBODY) != 0
+            || libc::setresuid(NOBODY, NOBODY, NOBODY) != 0
+        {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    // SAFETY: setuid takes an integer; it must fail now (EPERM): no id left is 0.
+    if unsafe { libc::setuid(0) } == 0 {
+        return Err(io::Error::other("root could be taken back after giving it up"));
+    }
+    // SAFETY: prctl(PR_SET_DUMPABLE, 0) takes integers only. (The kernel resets dumpable on a
+    // change of effective ids already, unless fs.suid_dumpable says otherwise.)
+    if unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0 as libc::c_ulong, 0, 0, 0) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(true)
 }
 
 #[cfg(test)]

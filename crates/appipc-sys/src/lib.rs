@@ -8,7 +8,8 @@
 //! comment.
 //!
 //! * [`socket`]: `SOCK_SEQPACKET` unix sockets that carry fds with each message;
-//! * [`cred`]: who is on the other end of a socket (`SO_PEERCRED`, `SO_PEERPIDFD`);
+//! * [`cred`]: who is on the other end of a socket (`SO_PEERCRED`, `SO_PEERPIDFD`); giving
+//!   up root for a helper that needs no privilege;
 //! * [`process`]: spawning children with an exact fd table, pidfds, reaping;
 //! * [`sandbox`]: the app container: namespace holders, the mount plan, the waiter / init /
 //!   app processes of a confined launch and the error that names a failed set-up step;
@@ -25,7 +26,8 @@
 //! * [`fs`]: file-system helpers std lacks (advisory locks, reopening files);
 //! * [`dirfd`]: opening, creating and walking files beneath a directory fd without following
 //!   links (`openat2` `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS`), bounded reads;
-//! * [`env`]: what a process inherits (the session fd, the runtime directory);
+//! * [`env`]: what a process inherits (the session fd, fds its parent placed for it, the
+//!   runtime directory);
 //! * [`malloc`]: glibc's arena limit and `malloc_trim`, so that a daemon gives memory back;
 //! * [`aio`]: tokio wrappers for the above.
 //!

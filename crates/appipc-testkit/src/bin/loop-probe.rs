@@ -18,6 +18,13 @@
 //!   `MSG_FASTOPEN` to OTHER, a bind): one `STEP: ok` or `STEP: errno N` line each.
 //! * `unspec-bind PORT`: binds `AF_UNSPEC` addresses (the kernel's wildcard spelling, and one
 //!   with 127.0.0.1): `unspec-any: ...`, `unspec-loopback: ...`.
+//! * `drain PORT [SECONDS]`, `greet PORT [SECONDS]`, `flood PORT [SECONDS]`: listeners for
+//!   the half-close and back-pressure tests of `serve-inbound` (`tests/loopback_inbound.rs`),
+//!   each printing `listening PORT` first. `drain` reads each connection to its end, then
+//!   answers `drained N` (the bytes it got) and closes; `greet` sends `hello`, shuts down its
+//!   sending side, reads to the end and prints `greet got: TEXT`; `flood` writes until a write
+//!   makes no progress for 2 s (`flood stalled after N`, then closes) or 1 GiB went
+//!   (`flood unbounded after N`).
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
@@ -404,6 +411,71 @@ fn unspec_bind(port: u16) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// Listens on 127.0.0.1:`port` for `seconds`, each connection handled by `each` on a thread.
+fn listen_each(port: u16, seconds: u64, each: fn(TcpStream)) -> ExitCode {
+    let l = match TcpListener::bind(addr(port, false)) {
+        Ok(l) => l,
+        Err(e) => {
+            println!("listen failed: errno {}", errno(&e));
+            return ExitCode::FAILURE;
+        }
+    };
+    println!("listening {port}");
+    let _ = std::io::stdout().flush();
+    l.set_nonblocking(true).unwrap();
+    let end = Instant::now() + Duration::from_secs(seconds);
+    while Instant::now() < end {
+        match l.accept() {
+            Ok((c, _)) => {
+                c.set_nonblocking(false).unwrap();
+                std::thread::spawn(move || each(c));
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(5)),
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+/// Reads to the end of the stream, then answers how much came.
+fn drain(mut c: TcpStream) {
+    let mut got = Vec::new();
+    let _ = c.read_to_end(&mut got);
+    let _ = c.write_all(format!("drained {}", got.len()).as_bytes());
+}
+
+/// Speaks first and half-closes, then listens to the end.
+fn greet(mut c: TcpStream) {
+    let _ = c.write_all(b"hello");
+    let _ = c.shutdown(std::net::Shutdown::Write);
+    let mut got = String::new();
+    let _ = c.read_to_string(&mut got);
+    println!("greet got: {got}");
+    let _ = std::io::stdout().flush();
+}
+
+/// Writes until the other end stops taking data (or 1 GiB went), then closes.
+fn flood(mut c: TcpStream) {
+    c.set_write_timeout(Some(Duration::from_secs(2))).unwrap();
+    let chunk = vec![b'x'; 64 * 1024];
+    let mut sent: u64 = 0;
+    let how = loop {
+        if sent >= 1 << 30 {
+            break "unbounded";
+        }
+        match c.write(&chunk) {
+            Ok(n) => sent += n as u64,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break "stalled",
+            Err(e) => {
+                println!("flood failed after {sent}: errno {}", errno(&e));
+                return;
+            }
+        }
+    };
+    println!("flood {how} after {sent}");
+    let _ = std::io::stdout().flush();
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let port = || args.get(1).and_then(|p| p.parse::<u16>().ok()).expect("a port");
@@ -483,9 +555,18 @@ fn main() -> ExitCode {
             reuse(port(), other)
         }
         Some("unspec-bind") => unspec_bind(port()),
+        Some(mode @ ("drain" | "greet" | "flood")) => {
+            let secs = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(60);
+            let each: fn(TcpStream) = match mode {
+                "drain" => drain,
+                "greet" => greet,
+                _ => flood,
+            };
+            listen_each(port(), secs, each)
+        }
         _ => {
             eprintln!(
-                "usage: loop-probe serve|connect|bind|udp-recv|udp-send|storm|python|curl|tokio|fds|reuse|unspec-bind PORT"
+                "usage: loop-probe serve|connect|bind|udp-recv|udp-send|storm|python|curl|tokio|fds|reuse|unspec-bind|drain|greet|flood PORT"
             );
             ExitCode::from(2)
         }
