@@ -850,7 +850,7 @@ mod tests {
             .unwrap_err();
         assert_eq!(e.code, appipc_wire::status::Win32Error::NotEnoughQuota);
         // A value pays for its key's path too.
-        let key = k("HKCU\\Software").join(&vec![name.as_str(); 8].join("\\")).unwrap();
+        let key = k("HKCU\\Software").join(&[name.as_str(); 8].join("\\")).unwrap();
         let set = |s: &mut Store, n: &str| {
             s.registry(Root::CurrentUser, up, 64 * 1024, |v| {
                 v.create(&key, Layer::Private)?;
