@@ -379,9 +379,8 @@ impl RegKey {
             })
             .await
             .map_err(Error::into_registry)?;
-        let (tx, rx) = tokio::sync::mpsc::channel(64);
-        self.session.route_registry(watch, tx);
-        Ok(RegChanges { session: self.session.clone(), watch, rx })
+        let queue = self.session.route_registry(watch);
+        Ok(RegChanges { session: self.session.clone(), watch, queue })
     }
 
     /// `RegCloseKey`.
@@ -407,18 +406,86 @@ impl Drop for RegKey {
     }
 }
 
-/// The changes of a watched key ([`RegKey::notify_change`]), in order.
+/// Changes kept for a reader that does not keep up; past them, changes are coalesced into
+/// one.
+pub(crate) const KEPT_CHANGES: usize = 64;
+
+/// One watch's changes on their way to its reader: at most [`KEPT_CHANGES`], then the ones
+/// that do not fit coalesce into one last change marked [`KeyChanged::coalesced`] (every bit
+/// they had, `subkey` ""): a change is never lost without the reader hearing of it.
+#[derive(Debug, Default)]
+pub(crate) struct ChangeQueue {
+    state: std::sync::Mutex<Queued>,
+    ready: tokio::sync::Notify,
+}
+
+#[derive(Debug, Default)]
+struct Queued {
+    changes: std::collections::VecDeque<KeyChanged>,
+    /// The coalesced change, after `changes`.
+    coalesced: Option<KeyChanged>,
+    closed: bool,
+}
+
+impl ChangeQueue {
+    /// Queues a change (coalesced once [`KEPT_CHANGES`] wait, or one already was).
+    pub(crate) fn push(&self, c: KeyChanged) {
+        let mut q = self.state.lock().expect("change queue poisoned");
+        if q.closed {
+            return;
+        }
+        if q.coalesced.is_none() && q.changes.len() < KEPT_CHANGES && !c.coalesced {
+            q.changes.push_back(c);
+        } else {
+            let change = c.change;
+            let all = q.coalesced.get_or_insert_with(|| KeyChanged {
+                watch: c.watch,
+                change: 0,
+                subkey: String::new(),
+                coalesced: true,
+            });
+            all.change |= change;
+        }
+        drop(q);
+        self.ready.notify_one();
+    }
+
+    /// No more changes (the session ended); what is queued is still read.
+    pub(crate) fn close(&self) {
+        self.state.lock().expect("change queue poisoned").closed = true;
+        self.ready.notify_one();
+    }
+
+    async fn next(&self) -> Option<KeyChanged> {
+        loop {
+            {
+                let mut q = self.state.lock().expect("change queue poisoned");
+                if let Some(c) = q.changes.pop_front().or_else(|| q.coalesced.take()) {
+                    return Some(c);
+                }
+                if q.closed {
+                    return None;
+                }
+            }
+            self.ready.notified().await;
+        }
+    }
+}
+
+/// The changes of a watched key ([`RegKey::notify_change`]), in order. A reader that falls
+/// behind (by 64 changes here, or by its session's queue in the broker) gets one change marked
+/// [`KeyChanged::coalesced`] for all those it missed: look at the key again.
 #[derive(Debug)]
 pub struct RegChanges {
     session: Session,
     watch: u64,
-    rx: tokio::sync::mpsc::Receiver<KeyChanged>,
+    queue: std::sync::Arc<ChangeQueue>,
 }
 
 impl RegChanges {
     /// The next change; `None` once the session has ended.
     pub async fn next(&mut self) -> Option<KeyChanged> {
-        self.rx.recv().await
+        self.queue.next().await
     }
 
     /// The watch's id.

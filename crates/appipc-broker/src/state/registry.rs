@@ -12,11 +12,16 @@
 //!
 //! A view is an upper layer over the global hive of the key's root: nothing (unpackaged
 //! callers), the package's private hive (HKCU of a packaged caller), or the package's shipped
-//! tree (HKLM, read-only, from its `Registry.reg`).
+//! tree (HKLM, read-only, from its `Registry.reg`). An app container's HKCU view shows of the
+//! global hive only what `registry::global_at` says it sees (red team finding 4): the keys
+//! its package shares, and the names on the way to them.
 
 use std::collections::BTreeMap;
 
-use appipc_model::registry::{KeyPath, Layer, RegError, RegTree, RegValue, Root, ValueType, fold};
+use appipc_model::registry::{
+    KeyPath, Layer, RegError, RegTree, RegValue, Root, Sees, ValueType, Virtualized, fold,
+    global_at,
+};
 use rusqlite::{OptionalExtension, Transaction, params};
 
 use super::Store;
@@ -351,24 +356,16 @@ impl Hive<'_> {
         Ok(())
     }
 
-    /// Creates the missing keys of `path` (live), turns deleted ones into opaque ones;
-    /// returns the first key it created, if any.
-    fn ensure(&self, path: &KeyPath) -> R<Option<KeyPath>> {
-        let mut first = None;
+    /// Creates the missing keys of `path` (live), turns deleted ones into opaque ones.
+    fn ensure(&self, path: &KeyPath) -> R<()> {
         for p in path.ancestors_and_self().into_iter().skip(1) {
             match self.state(&p)? {
                 Some(KeyState::Live | KeyState::Opaque) => {}
-                Some(KeyState::Deleted) => {
-                    self.put_key(&p, KeyState::Opaque)?;
-                    first.get_or_insert(p);
-                }
-                None => {
-                    self.put_key(&p, KeyState::Live)?;
-                    first.get_or_insert(p);
-                }
+                Some(KeyState::Deleted) => self.put_key(&p, KeyState::Opaque)?,
+                None => self.put_key(&p, KeyState::Live)?,
             }
         }
-        Ok(first)
+        Ok(())
     }
 }
 
@@ -379,6 +376,8 @@ pub enum Upper<'a> {
     None,
     /// A private hive (`pkg:<family>`).
     Private(&'a str),
+    /// A private hive over the part of the global hive an app container sees (its rules).
+    Confined(&'a str, &'a Virtualized),
     /// A package's shipped keys (read-only).
     Shipped(&'a RegTree),
 }
@@ -413,8 +412,10 @@ pub struct View<'a> {
 /// Where a key of a view is.
 struct Found {
     exists: bool,
-    /// The global hive's content shows through at this key.
+    /// The global hive's values (and all its subkeys) show through at this key.
     lower_visible: bool,
+    /// The global hive's subkeys show through at this key (those the view sees).
+    lower_names: bool,
 }
 
 impl<'a> View<'a> {
@@ -424,9 +425,24 @@ impl<'a> View<'a> {
 
     fn private(&self) -> Option<Hive<'a>> {
         match self.upper {
-            Upper::Private(h) => Some(Hive { tx: self.tx, name: h, max: self.max }),
+            Upper::Private(h) | Upper::Confined(h, _) => {
+                Some(Hive { tx: self.tx, name: h, max: self.max })
+            }
             _ => None,
         }
+    }
+
+    /// How much of the global hive this view shows at `path`.
+    fn sees(&self, path: &KeyPath) -> Sees {
+        match self.upper {
+            Upper::Confined(_, rules) => global_at(Some(rules), path),
+            _ => Sees::All,
+        }
+    }
+
+    /// Whether the global key `path` exists in this view (an app container does not see all).
+    pub fn hidden(&self, path: &KeyPath) -> R<bool> {
+        Ok(self.sees(path) == Sees::Nothing && self.global().live(path)?)
     }
 
     fn shipped(&self) -> Option<&'a RegTree> {
@@ -442,21 +458,33 @@ impl<'a> View<'a> {
             for p in path.ancestors_and_self().into_iter().skip(1) {
                 match u.state(&p)? {
                     Some(KeyState::Deleted) => {
-                        return Ok(Found { exists: false, lower_visible: false });
+                        return Ok(Found {
+                            exists: false,
+                            lower_visible: false,
+                            lower_names: false,
+                        });
                     }
                     Some(KeyState::Opaque) => lower_visible = false,
                     _ => {}
                 }
             }
-            if u.live(path)? {
-                return Ok(Found { exists: true, lower_visible });
-            }
+        }
+        let sees = self.sees(path);
+        let lower_names = lower_visible && sees != Sees::Nothing;
+        let found = |exists| Found {
+            exists,
+            lower_visible: lower_visible && sees == Sees::All,
+            lower_names,
+        };
+        if let Some(u) = self.private()
+            && u.live(path)?
+        {
+            return Ok(found(true));
         }
         if self.shipped().is_some_and(|t| path.depth() == 0 || t.get(path).is_some()) {
-            return Ok(Found { exists: true, lower_visible });
+            return Ok(found(true));
         }
-        let exists = path.depth() == 0 || (lower_visible && self.global().live(path)?);
-        Ok(Found { exists, lower_visible })
+        Ok(found(path.depth() == 0 || (lower_names && self.global().live(path)?)))
     }
 
     /// Whether the key exists in this view.
@@ -466,7 +494,10 @@ impl<'a> View<'a> {
 
     /// The key with the names as stored (the upper layer's case first).
     pub fn stored(&self, path: &KeyPath) -> R<KeyPath> {
-        let mut p = path.with_case_of(&self.global().stored_case(path)?);
+        let mut p = path.clone();
+        if self.sees(path) != Sees::Nothing {
+            p = p.with_case_of(&self.global().stored_case(path)?);
+        }
         if let Some(t) = self.shipped() {
             let names: Vec<String> = path
                 .ancestors_and_self()
@@ -496,9 +527,11 @@ impl<'a> View<'a> {
                 out.entry(fold(k.path.name())).or_insert_with(|| Some(k.path.name().to_owned()));
             }
         }
-        if f.lower_visible {
+        if f.lower_names {
             for (folded, (name, state)) in self.global().children(path)? {
-                if state != KeyState::Deleted {
+                let seen = f.lower_visible
+                    || path.child(&name).is_ok_and(|c| self.sees(&c) != Sees::Nothing);
+                if state != KeyState::Deleted && seen {
                     out.entry(folded).or_insert(Some(name));
                 }
             }
@@ -551,7 +584,16 @@ impl<'a> View<'a> {
             return Ok((false, Vec::new()));
         }
         let h = self.hive_of(layer)?;
-        let first = h.ensure(path)?;
+        // The first key new in the view (its parent's subkeys changed), not the first row new
+        // in the hive: a copy-on-write of keys the view has is no change of names.
+        let mut first = None;
+        for p in path.ancestors_and_self().into_iter().skip(1) {
+            if !self.exists(&p)? {
+                first = Some(p);
+                break;
+            }
+        }
+        h.ensure(path)?;
         let changes = first
             .and_then(|k| k.parent())
             .map(|parent| Change {
@@ -568,23 +610,15 @@ impl<'a> View<'a> {
     /// `RegSetValueEx` into `layer` (the key exists in the view).
     pub fn set(&self, path: &KeyPath, name: &str, v: &RegValue, layer: Layer) -> R<Vec<Change>> {
         let h = self.hive_of(layer)?;
-        let mut changes = Vec::new();
-        if let Some(k) = h.ensure(path)?.and_then(|k| k.parent()) {
-            changes.push(Change {
-                hive: h.name.to_owned(),
-                key: k,
-                bit: CHANGE_NAME,
-                deleted: false,
-            });
-        }
+        // The key is in the view: making its rows in `layer` (copy-on-write) changes no names.
+        h.ensure(path)?;
         h.put_value(path, name, v, false)?;
-        changes.push(Change {
+        Ok(vec![Change {
             hive: h.name.to_owned(),
             key: path.clone(),
             bit: CHANGE_LAST_SET,
             deleted: false,
-        });
-        Ok(changes)
+        }])
     }
 
     /// `RegDeleteValue` in `layer`: 2 when the view has no such value.
@@ -850,7 +884,7 @@ mod tests {
             .unwrap_err();
         assert_eq!(e.code, appipc_wire::status::Win32Error::NotEnoughQuota);
         // A value pays for its key's path too.
-        let key = k("HKCU\\Software").join(&vec![name.as_str(); 8].join("\\")).unwrap();
+        let key = k("HKCU\\Software").join(&[name.as_str(); 8].join("\\")).unwrap();
         let set = |s: &mut Store, n: &str| {
             s.registry(Root::CurrentUser, up, 64 * 1024, |v| {
                 v.create(&key, Layer::Private)?;

@@ -12,6 +12,9 @@
 //!   watch-get KEY NAME MS    RegNotifyChangeKeyValue(LAST_SET) on KEY (created), prints
 //!                            "watch-get => watching" at once, then waits up to MS for a change
 //!                            and prints the value NAME then has
+//!   watch-tree KEY MS        RegNotifyChangeKeyValue(NAME | LAST_SET, subtree) on KEY (opened),
+//!                            prints "watch-tree => watching" at once, then waits up to MS for
+//!                            a change: "changed: SUBKEY" (the changed key below KEY)
 //!   hoard N                  opens HKCU\Software N times without closing: "opened K, then error C"
 //!   guess HANDLE             RegQueryValueEx through a handle number this session never got
 //!   big N                    sets HKCU\Software\Big "v" to N bytes of REG_BINARY
@@ -51,6 +54,7 @@ fn root(s: &Session, key: &str) -> (RegKey, String) {
 fn arity(step: &str) -> usize {
     match step {
         "set" | "watch-get" => 4,
+        "watch-tree" => 3,
         "get" | "del-value" => 3,
         "del-tree" | "create" | "subkeys" | "hoard" | "guess" | "big" | "fill" => 2,
         _ => {
@@ -106,6 +110,7 @@ async fn step(s: &Session, w: &[String], kept: &mut Vec<RegKey>) -> String {
             }
         }
         "watch-get" => return watch_get(s, w).await,
+        "watch-tree" => return watch_tree(s, w).await,
         "hoard" => {
             let n: usize = w[1].parse().expect("a count");
             let hkcu = RegKey::current_user(s);
@@ -175,6 +180,27 @@ async fn watch_get(s: &Session, w: &[String]) -> String {
             Ok(v) => format!("changed: {}", v.as_str().unwrap_or_default()),
             Err(e) => code(&e),
         },
+        Ok(None) => "session ended".into(),
+        Err(_) => "timeout".into(),
+    }
+}
+
+async fn watch_tree(s: &Session, w: &[String]) -> String {
+    let (r, sub) = root(s, &w[1]);
+    let ms: u64 = w[2].parse().expect("milliseconds");
+    let k = match r.open(&sub).await {
+        Ok(k) => k,
+        Err(e) => return code(&e),
+    };
+    let mut changes = match k.notify_change(NotifyFilter::NAME | NotifyFilter::LAST_SET, true).await
+    {
+        Ok(c) => c,
+        Err(e) => return code(&e),
+    };
+    println!("watch-tree => watching");
+    let _ = std::io::stdout().flush();
+    match tokio::time::timeout(Duration::from_millis(ms), changes.next()).await {
+        Ok(Some(c)) => format!("changed: {}", c.subkey),
         Ok(None) => "session ended".into(),
         Err(_) => "timeout".into(),
     }
