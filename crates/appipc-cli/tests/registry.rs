@@ -635,6 +635,47 @@ fn a_create_refused_by_the_handle_quota_creates_nothing() {
     });
 }
 
+/// Re-red-team (watchers × sessions): every committed change is matched against every watch
+/// of every session, on an async thread under the registry's lock; a package's 256 sessions
+/// of 1024 watches each made every write of anyone cost a quarter of a million matches. A
+/// package's processes together hold at most `[limits] registry-watches-per-package`.
+#[test]
+fn a_package_holds_a_bounded_number_of_watches_across_its_sessions() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("broker.toml");
+    std::fs::write(&config, "[limits]\nregistry-watches-per-package = 6\n").unwrap();
+    let b = TestBroker::start_with_env(&[("APPIPC_CONFIG", config.to_str().unwrap())]);
+    let a = install(&b, "Contoso.RegWatchers", CONTOSO, 0, "", None);
+    // One process holds 4 watches while another asks for more: 2 more, then 1816.
+    let mut holder: Child =
+        launch(&b, &a, &["watch-hoard", "4", "watch-get", r"HKCU\Software\W", "v", "20000"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+    let mut lines = BufReader::new(holder.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next().unwrap().unwrap(), "watch-hoard => watched 4");
+    assert_eq!(lines.next().unwrap().unwrap(), "watch-get => watching");
+    let out = probe(&b, &a, &["watch-hoard", "100"]);
+    assert_eq!(
+        result(&out, "watch-hoard", 0),
+        "watched 1, then error 1816",
+        "the holder's watch-get is the 5th"
+    );
+    // The holder's watches still fire; once it has gone, the package may watch again.
+    assert_eq!(result(&probe(&b, &a, &["set", r"HKCU\Software\W", "v", "x"]), "set", 0), "ok");
+    assert_eq!(lines.next().unwrap().unwrap(), "watch-get => changed: x");
+    assert!(holder.wait().unwrap().success());
+    let out = probe(&b, &a, &["watch-hoard", "100"]);
+    assert_eq!(result(&out, "watch-hoard", 0), "watched 6, then error 1816");
+    // The user's own watches are not the package's.
+    rt().block_on(async {
+        let s = b.session();
+        let k = RegKey::current_user(&s).open("Software").await.unwrap();
+        let _w = k.notify_change(NotifyFilter::LAST_SET, true).await.unwrap();
+    });
+}
+
 #[test]
 fn a_package_fills_its_private_hive_up_to_its_quota_only() {
     let dir = tempfile::tempdir().unwrap();

@@ -75,6 +75,9 @@ struct Watch {
     /// Behind: the bits of the changes that did not fit its session's queue, waiting to be
     /// sent as one coalesced change.
     behind: Option<u32>,
+    /// The package whose process holds it (lower case; `None`: unpackaged), for
+    /// `[limits] registry-watches-per-package`.
+    owner: Option<String>,
     path: KeyPath,
     subtree: bool,
     filter: u32,
@@ -88,6 +91,32 @@ struct State {
     watches: HashMap<u64, Watch>,
     /// Sessions whose coalesced changes a task is delivering (`deliver_coalesced`).
     delivering: HashSet<u64>,
+    /// package (lower case) → watches its sessions hold.
+    watches_of: HashMap<String, usize>,
+}
+
+impl State {
+    /// Removes a watch, and counts it off its package's.
+    fn remove_watch(&mut self, id: u64) {
+        if let Some(owner) = self.watches.remove(&id).and_then(|w| w.owner)
+            && let Some(n) = self.watches_of.get_mut(&owner)
+        {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.watches_of.remove(&owner);
+            }
+        }
+    }
+
+    /// Removes the watches `gone` selects; how many.
+    fn remove_watches(&mut self, gone: impl Fn(&Watch) -> bool) -> usize {
+        let ids: Vec<u64> =
+            self.watches.iter().filter(|(_, w)| gone(w)).map(|(id, _)| *id).collect();
+        for id in &ids {
+            self.remove_watch(*id);
+        }
+        ids.len()
+    }
 }
 
 /// Room a coalesced change needs in a session's queue (its frame is smaller).
@@ -116,7 +145,7 @@ impl Registry {
     pub(crate) fn session_closed(&self, session: u64) {
         let mut s = self.state.lock().expect("registry poisoned");
         s.handles.retain(|(sess, _), _| *sess != session);
-        s.watches.retain(|_, w| w.session != session);
+        s.remove_watches(|w| w.session == session);
         s.held.remove(&session);
         s.delivering.remove(&session);
     }
@@ -363,10 +392,24 @@ impl<'a> Slot<'a> {
         Ok(id)
     }
 
-    /// Makes the place a watch's.
+    /// Makes the place a watch's; 1816 past `[limits] registry-watches-per-package`.
     fn fill_watch(mut self, cx: &Cx<'_>, watch: Watch) -> Result<u64> {
         let mut s = self.registry.state.lock().expect("registry poisoned");
         cx.session.ensure_open()?;
+        if let Some(owner) = &watch.owner {
+            let max = cx.shared.config.limits.registry_watches_per_package;
+            let n = s.watches_of.entry(owner.clone()).or_default();
+            if *n >= max {
+                return Err(win32(
+                    Win32Error::NotEnoughQuota,
+                    format!(
+                        "the processes of {owner} hold {n} registry change watches, the most \
+                         a package may ([limits] registry-watches-per-package); cancel some"
+                    ),
+                ));
+            }
+            *n += 1;
+        }
         let id = self.registry.id();
         s.watches.insert(id, watch);
         self.taken = false;
@@ -567,7 +610,7 @@ async fn enum_value(cx: &Cx<'_>, e: wire::EnumValue) -> Result<RegValueInfo> {
     let key = resolve(cx, e.handle, None).await?;
     run(cx.shared, &key, move |v, path| {
         still_there(v, path)?;
-        let Some((name, value, layer)) = v.values(path)?.into_iter().nth(e.index as usize) else {
+        let Some((name, value, layer)) = v.value_at(path, e.index as usize)? else {
             return Err(RegError::new(
                 Win32Error::NoMoreItems,
                 format!("{} has no value {}", path.short(), e.index),
@@ -591,7 +634,7 @@ async fn key_info(cx: &Cx<'_>, handle: u64) -> Result<RegKeyInfo> {
     run(cx.shared, &key, move |v, path| {
         still_there(v, path)?;
         let subkeys = u32::try_from(v.subkeys(path)?.len()).unwrap_or(u32::MAX);
-        let values = u32::try_from(v.values(path)?.len()).unwrap_or(u32::MAX);
+        let values = u32::try_from(v.value_names(path)?.len()).unwrap_or(u32::MAX);
         Ok(RegKeyInfo { path: v.stored(path)?.to_string(), package, writes_to, subkeys, values })
     })
     .await
@@ -616,6 +659,7 @@ async fn watch(cx: &Cx<'_>, n: wire::NotifyChangeKeyValue) -> Result<u64> {
         private: key.view.family.as_deref().map(private_hive),
         rules: key.view.rules.clone(),
         behind: None,
+        owner: cx.caller.family_name().map(str::to_ascii_lowercase),
         path: key.path,
         subtree: n.watch_subtree,
         filter: n.filter,
@@ -627,18 +671,17 @@ fn close(cx: &Cx<'_>, handle: u64, watch: bool) -> Result<()> {
     let session = cx.caller.session_id;
     let mut s = cx.shared.registry.state.lock().expect("registry poisoned");
     let gone = if watch {
-        match s.watches.get(&handle) {
-            Some(w) if w.session == session => s.watches.remove(&handle).map(|_| 1),
-            _ => None,
-        }
+        let mine = s.watches.get(&handle).is_some_and(|w| w.session == session);
+        mine.then(|| {
+            s.remove_watch(handle);
+            1
+        })
     } else if Root::from_handle(handle).is_some() {
         return Ok(());
     } else {
-        s.handles.remove(&(session, handle)).map(|_| {
-            let before = s.watches.len();
-            s.watches.retain(|_, w| !(w.session == session && w.handle == handle));
-            1 + before - s.watches.len()
-        })
+        s.handles
+            .remove(&(session, handle))
+            .map(|_| 1 + s.remove_watches(|w| w.session == session && w.handle == handle))
     };
     let Some(n) = gone else {
         return Err(win32(

@@ -257,27 +257,40 @@ impl Hive<'_> {
         Ok(out)
     }
 
-    /// Values: folded name → (name, value, tombstone).
-    fn values(&self, path: &KeyPath) -> R<BTreeMap<String, (String, RegValue, bool)>> {
+    /// One value by folded name: (name, value, tombstone).
+    fn value(&self, path: &KeyPath, folded: &str) -> R<Option<(String, RegValue, bool)>> {
         let mut stmt = self.tx.prepare_cached(
-            "SELECT folded, name, type, data, deleted FROM registry_values
-             WHERE hive = ?1 AND path = ?2",
+            "SELECT name, type, data, deleted FROM registry_values
+             WHERE hive = ?1 AND path = ?2 AND folded = ?3",
+        )?;
+        let row = stmt
+            .query_row(params![self.name, path.folded_path(), folded], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, Vec<u8>>(2)?,
+                    r.get::<_, i64>(3)? != 0,
+                ))
+            })
+            .optional()?;
+        Ok(row.map(|(name, ty, data, deleted)| {
+            let ty = u32::try_from(ty).ok().and_then(|t| ValueType::from_value(t).ok());
+            (name, RegValue { ty: ty.unwrap_or(ValueType::Binary), data }, deleted)
+        }))
+    }
+
+    /// Value names without their data: folded name → (name, tombstone).
+    fn value_names(&self, path: &KeyPath) -> R<BTreeMap<String, (String, bool)>> {
+        let mut stmt = self.tx.prepare_cached(
+            "SELECT folded, name, deleted FROM registry_values WHERE hive = ?1 AND path = ?2",
         )?;
         let rows = stmt.query_map(params![self.name, path.folded_path()], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, i64>(2)?,
-                r.get::<_, Vec<u8>>(3)?,
-                r.get::<_, i64>(4)? != 0,
-            ))
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)? != 0))
         })?;
         let mut out = BTreeMap::new();
         for row in rows {
-            let (folded, name, ty, data, deleted) = row?;
-            let ty = u32::try_from(ty).ok().and_then(|t| ValueType::from_value(t).ok());
-            let v = RegValue { ty: ty.unwrap_or(ValueType::Binary), data };
-            out.insert(folded, (name, v, deleted));
+            let (folded, name, deleted) = row?;
+            out.insert(folded, (name, deleted));
         }
         Ok(out)
     }
@@ -539,35 +552,57 @@ impl<'a> View<'a> {
         Ok(out.into_values().flatten().collect())
     }
 
-    /// Values in case-insensitive order of names, with the layer each comes from.
-    pub fn values(&self, path: &KeyPath) -> R<Vec<(String, RegValue, Layer)>> {
+    /// Value names in case-insensitive order, with the layer each comes from (no data: a
+    /// key's values may hold its hive's whole quota, and a request needs one of them).
+    pub fn value_names(&self, path: &KeyPath) -> R<Vec<(String, Layer)>> {
         let f = self.find(path)?;
-        let mut out: BTreeMap<String, Option<(String, RegValue, Layer)>> = BTreeMap::new();
+        let mut out: BTreeMap<String, Option<(String, Layer)>> = BTreeMap::new();
         if let Some(u) = self.private() {
-            for (folded, (name, v, tomb)) in u.values(path)? {
-                out.insert(folded, (!tomb).then_some((name, v, Layer::Private)));
+            for (folded, (name, tomb)) in u.value_names(path)? {
+                out.insert(folded, (!tomb).then_some((name, Layer::Private)));
             }
         }
         if let Some(k) = self.shipped().and_then(|t| t.get(path)) {
-            for (folded, (name, v)) in &k.values {
-                out.entry(folded.clone())
-                    .or_insert_with(|| Some((name.clone(), v.clone(), Layer::Shipped)));
+            for (folded, (name, _)) in &k.values {
+                out.entry(folded.clone()).or_insert_with(|| Some((name.clone(), Layer::Shipped)));
             }
         }
         if f.lower_visible {
-            for (folded, (name, v, tomb)) in self.global().values(path)? {
+            for (folded, (name, tomb)) in self.global().value_names(path)? {
                 if !tomb {
-                    out.entry(folded).or_insert(Some((name, v, Layer::Global)));
+                    out.entry(folded).or_insert(Some((name, Layer::Global)));
                 }
             }
         }
         Ok(out.into_values().flatten().collect())
     }
 
-    /// One value.
+    /// One value, from the layer that shows it (the upper one first).
     pub fn value(&self, path: &KeyPath, name: &str) -> R<Option<(String, RegValue, Layer)>> {
         let folded = fold(name);
-        Ok(self.values(path)?.into_iter().find(|(n, _, _)| fold(n) == folded))
+        if let Some(u) = self.private()
+            && let Some((name, v, tomb)) = u.value(path, &folded)?
+        {
+            return Ok((!tomb).then_some((name, v, Layer::Private)));
+        }
+        if let Some((name, v)) = self.shipped().and_then(|t| t.get(path)?.values.get(&folded)) {
+            return Ok(Some((name.clone(), v.clone(), Layer::Shipped)));
+        }
+        if self.find(path)?.lower_visible
+            && let Some((name, v, tomb)) = self.global().value(path, &folded)?
+            && !tomb
+        {
+            return Ok(Some((name, v, Layer::Global)));
+        }
+        Ok(None)
+    }
+
+    /// The `index`th value (in the order of [`View::value_names`]).
+    pub fn value_at(&self, path: &KeyPath, index: usize) -> R<Option<(String, RegValue, Layer)>> {
+        match self.value_names(path)?.into_iter().nth(index) {
+            Some((name, _)) => self.value(path, &name),
+            None => Ok(None),
+        }
     }
 
     fn hive_of(&self, layer: Layer) -> R<Hive<'a>> {
@@ -641,7 +676,7 @@ impl<'a> View<'a> {
         }
         let h = self.hive_of(layer)?;
         // A tombstone wherever the global hive has the value (hidden or not: harmless).
-        let lower_has = self.global().values(path)?.get(&fold(name)).is_some_and(|(_, _, t)| !t);
+        let lower_has = self.global().value(path, &fold(name))?.is_some_and(|(_, _, t)| !t);
         if layer == Layer::Private {
             h.remove_value(path, name)?;
             if lower_has {
@@ -789,10 +824,9 @@ mod tests {
             Ok(())
         }));
         ok(s.registry(hkcu, up, u64::MAX, |v| {
-            let vals = v.values(&key)?;
-            assert_eq!(vals.len(), 1);
-            assert_eq!(vals[0].1, RegValue::sz("mine"));
-            assert_eq!(vals[0].2, Layer::Private);
+            let vals = v.value_names(&key)?;
+            assert_eq!(vals, [("Shared".to_owned(), Layer::Private)]);
+            assert_eq!(v.value(&key, "shared")?.unwrap().1, RegValue::sz("mine"));
             assert!(v.subkeys(&key)?.is_empty());
             assert!(!v.exists(&key.join("Child").unwrap())?);
             // Created again: empty (the global one's content stays hidden).
@@ -802,7 +836,7 @@ mod tests {
         }));
         // The global view is unchanged.
         ok(s.registry(hkcu, Upper::None, u64::MAX, |v| {
-            assert_eq!(v.values(&key)?.len(), 2);
+            assert_eq!(v.value_names(&key)?.len(), 2);
             assert_eq!(v.value(&key, "shared")?.unwrap().1, RegValue::sz("global"));
             assert_eq!(v.subkeys(&key)?, ["Child"]);
             Ok(())
