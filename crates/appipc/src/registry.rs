@@ -505,3 +505,34 @@ impl Drop for RegChanges {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn change(i: usize, bit: u32) -> KeyChanged {
+        KeyChanged { watch: 1, change: bit, subkey: format!("k{i}"), coalesced: false }
+    }
+
+    /// Red team finding 10 (the SDK's side): past 64 waiting changes the rest were dropped.
+    #[test]
+    fn a_full_queue_coalesces_the_rest_and_a_closed_one_ends_after_what_it_holds() {
+        let q = ChangeQueue::default();
+        for i in 0..70 {
+            q.push(change(i, if i < 69 { 0x4 } else { 0x1 }));
+        }
+        q.close();
+        q.push(change(99, 0x4));
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        rt.block_on(async {
+            for i in 0..KEPT_CHANGES {
+                let c = q.next().await.unwrap();
+                assert_eq!((c.subkey.as_str(), c.coalesced), (format!("k{i}").as_str(), false));
+            }
+            let c = q.next().await.unwrap();
+            assert!(c.coalesced);
+            assert_eq!((c.change, c.subkey.as_str()), (0x5, ""), "every bit of the six");
+            assert!(q.next().await.is_none(), "closed: nothing after what it held");
+        });
+    }
+}
