@@ -850,3 +850,27 @@ fn a_reader_that_falls_behind_gets_one_coalesced_change_for_the_rest() {
         assert!(!next.coalesced);
     });
 }
+
+/// Re-red-team (a huge `.reg` import through the CLI): thousands of keys are imported through
+/// one session without running into its handle quota (each key's handle is closed), and the
+/// file is read in linear work.
+#[test]
+fn a_large_reg_import_stays_within_the_session_handle_quota() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("broker.toml");
+    std::fs::write(&config, "[limits]\nregistry-handles-per-session = 16\n").unwrap();
+    let b = TestBroker::start_with_env(&[("APPIPC_CONFIG", config.to_str().unwrap())]);
+    let mut text = String::from("Windows Registry Editor Version 5.00\r\n");
+    for i in 0..2000 {
+        text.push_str(&format!(
+            "\r\n[HKEY_CURRENT_USER\\Software\\Big\\K{i}]\r\n\"v\"=dword:{i:08x}\r\n"
+        ));
+    }
+    let file = b.root.path().join("big.reg");
+    std::fs::write(&file, &text).unwrap();
+    let (code, _, err) = cli(&b, &["reg", "import", file.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = cli(&b, &["reg", "query", r"HKCU\Software\Big\K1999", "-v", "v"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("0x7cf"), "{out}");
+}
