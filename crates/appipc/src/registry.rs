@@ -3,9 +3,10 @@
 //! packaged desktop apps.
 //!
 //! A packaged process's HKCU writes go to its package's private hive, which only that
-//! package's processes see, merged over the user's HKCU on read: two processes of one
-//! package can use a value and a change notification to talk. HKLM shows the package's shipped
-//! `Registry.reg` over the user's HKLM, read-only. An unpackaged process sees and writes the
+//! package's processes see, merged over the user's HKCU on read for a full-trust process (an
+//! app container sees its private hive only, and the keys its package shares through
+//! `excluded-keys`): two processes of one package can use a value and a change notification
+//! to talk. HKLM shows the package's shipped `Registry.reg` over the user's HKLM, read-only. An unpackaged process sees and writes the
 //! global hives. Failures are [`Error::Registry`] with the Win32 code: 2 no such key or value,
 //! 5 access denied, 6 not a handle of this session, 87 invalid parameter, 234 more data, 259
 //! no more items, 1018 key deleted, 1816 too many handles.
