@@ -15,7 +15,7 @@ use appipc_wire::app_service::{ChannelFrame, ChannelKind};
 use appipc_wire::caller::{CallerIdentity, TrustLevel};
 use appipc_wire::frame::{Frame, Raw, Reply};
 use appipc_wire::protocol::{
-    Call, MECHANISMS, app_service, broker, diagnostics, full_trust, launch, launcher,
+    Call, MECHANISMS, app_service, broker, diagnostics, full_trust, launch, launcher, loopback,
     named_objects, packages, pipes, registry, storage,
 };
 use appipc_wire::status::{
@@ -289,6 +289,7 @@ fn requests() -> Vec<(&'static str, appipc_wire::protocol::Request)> {
         ),
     ];
     all.extend(registry_requests());
+    all.extend(loopback_requests());
     all
 }
 
@@ -695,6 +696,7 @@ fn outputs() -> Vec<(&'static str, Vec<u8>)> {
         ("resynced", output::<broker::Resync>(&vec![4])),
     ];
     all.extend(registry_outputs());
+    all.extend(loopback_outputs());
     all
 }
 
@@ -812,7 +814,8 @@ fn registry_requests() -> Vec<(&'static str, appipc_wire::protocol::Request)> {
 fn registry_events() -> Vec<(&'static str, appipc_wire::protocol::Event)> {
     vec![(
         "reg-changed",
-        registry::KeyChanged { watch: 9, change: 4, subkey: "a\\b".into() }.into(),
+        registry::KeyChanged { watch: 9, change: 4, subkey: "a\\b".into(), coalesced: false }
+            .into(),
     )]
 }
 
@@ -846,6 +849,52 @@ fn registry_outputs() -> Vec<(&'static str, Vec<u8>)> {
         ("reg-notify", output::<r::NotifyChangeKeyValue>(&9)),
         ("reg-cancel", output::<r::CancelNotify>(&())),
         ("reg-info", output::<r::QueryKeyInfo>(&info)),
+    ]
+}
+
+/// Loopback isolation's requests (it has no events).
+fn loopback_requests() -> Vec<(&'static str, appipc_wire::protocol::Request)> {
+    use loopback as l;
+    let pfn = || PFN.to_owned();
+    vec![
+        (
+            "loopback-why",
+            l::Why { client: pfn(), server: "Fabrikam.B_8tkjkmve8mrwr".into(), port: Some(8080) }
+                .into(),
+        ),
+        (
+            "loopback-why-unpackaged",
+            l::Why { client: String::new(), server: pfn(), port: None }.into(),
+        ),
+        ("loopback-add", l::AddExemption { package_family_name: pfn() }.into()),
+        ("loopback-remove", l::RemoveExemption { package_family_name: pfn() }.into()),
+        ("loopback-list", l::ListExemptions {}.into()),
+        ("loopback-clear", l::ClearExemptions {}.into()),
+        ("loopback-inbound-ports", l::InboundPorts { package_family_name: pfn() }.into()),
+        (
+            "loopback-inbound-connect",
+            l::InboundConnect { package_family_name: pfn(), port: 8080 }.into(),
+        ),
+    ]
+}
+
+/// Loopback isolation's outputs.
+fn loopback_outputs() -> Vec<(&'static str, Vec<u8>)> {
+    use loopback as l;
+    let verdict = l::LoopbackVerdict {
+        allowed: false,
+        rule: "the server does not allow loopback from the client".into(),
+        remedy: Some("declare the client in LoopbackAccessRules".into()),
+        manifest: Some(format!("{PFN}: appipc.toml:3:1 (loopback)")),
+    };
+    vec![
+        ("loopback-why", output::<l::Why>(&verdict)),
+        ("loopback-add", output::<l::AddExemption>(&())),
+        ("loopback-remove", output::<l::RemoveExemption>(&true)),
+        ("loopback-list", output::<l::ListExemptions>(&vec![PFN.to_owned()])),
+        ("loopback-clear", output::<l::ClearExemptions>(&2)),
+        ("loopback-inbound-ports", output::<l::InboundPorts>(&vec![80, 8080])),
+        ("loopback-inbound-connect", output::<l::InboundConnect>(&())),
     ]
 }
 

@@ -201,6 +201,9 @@ pub struct LimitsConfig {
     /// Registry key handles and change watches one session may hold
     /// (`ERROR_NOT_ENOUGH_QUOTA`).
     pub registry_handles_per_session: usize,
+    /// Registry change watches all sessions of one package may hold
+    /// (`ERROR_NOT_ENOUGH_QUOTA`): every committed change is matched against every watch.
+    pub registry_watches_per_package: usize,
     /// Bytes one registry hive may hold (a package's private hive, or the user's HKCU or
     /// HKLM): names, data and 64 bytes a key or value (`ERROR_NOT_ENOUGH_QUOTA`).
     pub registry_bytes_per_hive: u64,
@@ -240,6 +243,7 @@ impl Default for LimitsConfig {
             handles_per_package: 16384,
             pipe_instances_per_session: 256,
             registry_handles_per_session: 1024,
+            registry_watches_per_package: 4096,
             registry_bytes_per_hive: 64 * 1024 * 1024,
             pipe_names_per_namespace: 4096,
             processes_per_package: 256,

@@ -227,6 +227,25 @@ impl Outbox {
         }
     }
 
+    /// Resolves when an event of `len` bytes would be queued (see [`Outbox::event`]), or the
+    /// session has ended.
+    pub(crate) async fn room_for_event(&self, len: usize) {
+        let mut closing = self.closing.subscribe();
+        loop {
+            let drained = self.drained.notified();
+            let total = self.total.drained.notified();
+            let q = self.queued();
+            if self.is_closed() || q == 0 || (q + len <= self.limit && !self.total.full()) {
+                return;
+            }
+            tokio::select! {
+                () = drained => {}
+                () = total => {}
+                _ = closing.changed() => {}
+            }
+        }
+    }
+
     /// Resolves when the session's reader may read again (see [`Outbox::held_back`]).
     pub(crate) async fn room(&self) {
         loop {

@@ -17,9 +17,9 @@ use crate::{style, target};
 /// Which view: the global one, or a package's.
 #[derive(Debug, Args)]
 pub(crate) struct ViewArg {
-    /// Look at (and change) the package's merged view, as its processes see it: its private
-    /// hive over HKEY_CURRENT_USER, its Registry.reg over HKEY_LOCAL_MACHINE (family or full
-    /// name).
+    /// Look at (and change) the package's merged view, as its full-trust processes see it:
+    /// its private hive over HKEY_CURRENT_USER (an app container of it sees the private hive
+    /// only), its Registry.reg over HKEY_LOCAL_MACHINE (family or full name).
     #[arg(long, value_name = "PACKAGE")]
     package: Option<String>,
 }

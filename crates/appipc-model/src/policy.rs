@@ -314,6 +314,16 @@ pub enum Operation<'a> {
         /// The package.
         family_name: &'a str,
     },
+    /// Read a key of the global hive through a view (asked when the view does not show a key
+    /// the global hive has: an app container's HKCU).
+    ReadRegistry {
+        /// The key.
+        key: &'a crate::registry::KeyPath,
+        /// The view's rules (`None`: the global view).
+        rules: Option<&'a crate::registry::Virtualized>,
+        /// The package whose view it is ("" the global view).
+        view: &'a str,
+    },
 }
 
 impl Operation<'_> {
@@ -351,7 +361,9 @@ impl Operation<'_> {
             Operation::LoopbackConnect(_) | Operation::ChangeLoopbackExemptions { .. } => {
                 "loopback"
             }
-            Operation::WriteRegistry { .. } | Operation::OpenRegistryView { .. } => "registry",
+            Operation::WriteRegistry { .. }
+            | Operation::OpenRegistryView { .. }
+            | Operation::ReadRegistry { .. } => "registry",
         }
     }
 
@@ -389,6 +401,7 @@ impl Operation<'_> {
             Operation::ChangeLoopbackExemptions { .. } => "change-exemptions",
             Operation::WriteRegistry { .. } => "write",
             Operation::OpenRegistryView { .. } => "open-view",
+            Operation::ReadRegistry { .. } => "read",
         }
     }
 
@@ -440,7 +453,9 @@ impl Operation<'_> {
             Operation::ChangeLoopbackExemptions { family_name } => {
                 format!("loopback exemption of {family_name}")
             }
-            Operation::WriteRegistry { key, .. } => key.to_string(),
+            Operation::WriteRegistry { key, .. } | Operation::ReadRegistry { key, .. } => {
+                key.to_string()
+            }
             Operation::OpenRegistryView { family_name } => {
                 format!("the registry view of {family_name}")
             }
@@ -461,7 +476,9 @@ impl Operation<'_> {
             }
             Operation::RemoveFileToken { source, .. } => (*source).to_owned(),
             Operation::LoopbackConnect(c) => c.object_package(),
-            Operation::WriteRegistry { view, .. } => (*view).to_owned(),
+            Operation::WriteRegistry { view, .. } | Operation::ReadRegistry { view, .. } => {
+                (*view).to_owned()
+            }
             Operation::OpenRegistryView { family_name } => (*family_name).to_owned(),
             _ => String::new(),
         }
@@ -1260,6 +1277,35 @@ pub fn decide(who: &Principal, op: &Operation<'_>) -> Decision {
             Some(_) => Decision::allow("a package's process sees its own registry view"),
             None => Decision::allow("the user may look at any package's registry view"),
         },
+        Operation::ReadRegistry { key, rules, .. } => registry_read(key, *rules),
+    }
+}
+
+/// What of the global hive a view shows ([`crate::registry::global_at`]) as a decision: an app
+/// container sees HKCU in its package's private hive only (red team finding 4).
+fn registry_read(
+    key: &crate::registry::KeyPath,
+    rules: Option<&crate::registry::Virtualized>,
+) -> Decision {
+    use crate::registry::Sees;
+    match crate::registry::global_at(rules, key) {
+        Sees::All | Sees::Names => {
+            Decision::allow(format!("{} of the global hive is in the view", key.short()))
+        }
+        Sees::Nothing => Decision::deny(
+            ErrorKind::NotFound,
+            win32(Win32Error::FileNotFound),
+            format!(
+                "an app container sees HKEY_CURRENT_USER only in its package's private hive, \
+                 not the user's keys ({} is one; it is answered as not found)",
+                key.short()
+            ),
+        )
+        .remedy(
+            "run the application with full trust (trust-level \"mediumIL\": the private hive \
+             merged over the user's HKCU), or share the key: [virtualization] excluded-keys \
+             with the restricted capability unvirtualizedResources",
+        ),
     }
 }
 
@@ -1323,6 +1369,17 @@ mod tests {
         assert!(!decide(&app, &view).allowed);
         assert!(decide(&app, &Operation::OpenRegistryView { family_name: A }).allowed);
         assert!(decide(&Principal::unpackaged(1000), &view).allowed);
+        // Red team finding 4: an app container does not read the user's HKCU keys.
+        let secret = KeyPath::parse("HKCU\\Software\\Secret").unwrap();
+        let read = Operation::ReadRegistry { key: &secret, rules: Some(&rules), view: A };
+        let d = decide(&app, &read);
+        assert!(!d.allowed);
+        assert_eq!(d.code, WindowsCode::Win32(2));
+        assert!(d.rule.contains("only in its package's private hive"), "{}", d.rule);
+        assert_eq!(read.mechanism(), "registry");
+        let full = Virtualized { confined: false, ..rules.clone() };
+        let read = Operation::ReadRegistry { key: &secret, rules: Some(&full), view: A };
+        assert!(decide(&packaged(A, TrustLevel::FullTrust, &[]), &read).allowed);
     }
 
     #[test]

@@ -3,9 +3,10 @@
 //! packaged desktop apps.
 //!
 //! A packaged process's HKCU writes go to its package's private hive, which only that
-//! package's processes see, merged over the user's HKCU on read: two processes of one
-//! package can use a value and a change notification to talk. HKLM shows the package's shipped
-//! `Registry.reg` over the user's HKLM, read-only. An unpackaged process sees and writes the
+//! package's processes see, merged over the user's HKCU on read for a full-trust process (an
+//! app container sees its private hive only, and the keys its package shares through
+//! `excluded-keys`): two processes of one package can use a value and a change notification
+//! to talk. HKLM shows the package's shipped `Registry.reg` over the user's HKLM, read-only. An unpackaged process sees and writes the
 //! global hives. Failures are [`Error::Registry`] with the Win32 code: 2 no such key or value,
 //! 5 access denied, 6 not a handle of this session, 87 invalid parameter, 234 more data, 259
 //! no more items, 1018 key deleted, 1816 too many handles.
@@ -379,9 +380,8 @@ impl RegKey {
             })
             .await
             .map_err(Error::into_registry)?;
-        let (tx, rx) = tokio::sync::mpsc::channel(64);
-        self.session.route_registry(watch, tx);
-        Ok(RegChanges { session: self.session.clone(), watch, rx })
+        let queue = self.session.route_registry(watch);
+        Ok(RegChanges { session: self.session.clone(), watch, queue })
     }
 
     /// `RegCloseKey`.
@@ -407,18 +407,86 @@ impl Drop for RegKey {
     }
 }
 
-/// The changes of a watched key ([`RegKey::notify_change`]), in order.
+/// Changes kept for a reader that does not keep up; past them, changes are coalesced into
+/// one.
+pub(crate) const KEPT_CHANGES: usize = 64;
+
+/// One watch's changes on their way to its reader: at most [`KEPT_CHANGES`], then the ones
+/// that do not fit coalesce into one last change marked [`KeyChanged::coalesced`] (every bit
+/// they had, `subkey` ""): a change is never lost without the reader hearing of it.
+#[derive(Debug, Default)]
+pub(crate) struct ChangeQueue {
+    state: std::sync::Mutex<Queued>,
+    ready: tokio::sync::Notify,
+}
+
+#[derive(Debug, Default)]
+struct Queued {
+    changes: std::collections::VecDeque<KeyChanged>,
+    /// The coalesced change, after `changes`.
+    coalesced: Option<KeyChanged>,
+    closed: bool,
+}
+
+impl ChangeQueue {
+    /// Queues a change (coalesced once [`KEPT_CHANGES`] wait, or one already was).
+    pub(crate) fn push(&self, c: KeyChanged) {
+        let mut q = self.state.lock().expect("change queue poisoned");
+        if q.closed {
+            return;
+        }
+        if q.coalesced.is_none() && q.changes.len() < KEPT_CHANGES && !c.coalesced {
+            q.changes.push_back(c);
+        } else {
+            let change = c.change;
+            let all = q.coalesced.get_or_insert_with(|| KeyChanged {
+                watch: c.watch,
+                change: 0,
+                subkey: String::new(),
+                coalesced: true,
+            });
+            all.change |= change;
+        }
+        drop(q);
+        self.ready.notify_one();
+    }
+
+    /// No more changes (the session ended); what is queued is still read.
+    pub(crate) fn close(&self) {
+        self.state.lock().expect("change queue poisoned").closed = true;
+        self.ready.notify_one();
+    }
+
+    async fn next(&self) -> Option<KeyChanged> {
+        loop {
+            {
+                let mut q = self.state.lock().expect("change queue poisoned");
+                if let Some(c) = q.changes.pop_front().or_else(|| q.coalesced.take()) {
+                    return Some(c);
+                }
+                if q.closed {
+                    return None;
+                }
+            }
+            self.ready.notified().await;
+        }
+    }
+}
+
+/// The changes of a watched key ([`RegKey::notify_change`]), in order. A reader that falls
+/// behind (by 64 changes here, or by its session's queue in the broker) gets one change marked
+/// [`KeyChanged::coalesced`] for all those it missed: look at the key again.
 #[derive(Debug)]
 pub struct RegChanges {
     session: Session,
     watch: u64,
-    rx: tokio::sync::mpsc::Receiver<KeyChanged>,
+    queue: std::sync::Arc<ChangeQueue>,
 }
 
 impl RegChanges {
     /// The next change; `None` once the session has ended.
     pub async fn next(&mut self) -> Option<KeyChanged> {
-        self.rx.recv().await
+        self.queue.next().await
     }
 
     /// The watch's id.
@@ -436,5 +504,36 @@ impl Drop for RegChanges {
                 let _ = session.call(CancelNotify { watch }).await;
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn change(i: usize, bit: u32) -> KeyChanged {
+        KeyChanged { watch: 1, change: bit, subkey: format!("k{i}"), coalesced: false }
+    }
+
+    /// Red team finding 10 (the SDK's side): past 64 waiting changes the rest were dropped.
+    #[test]
+    fn a_full_queue_coalesces_the_rest_and_a_closed_one_ends_after_what_it_holds() {
+        let q = ChangeQueue::default();
+        for i in 0..70 {
+            q.push(change(i, if i < 69 { 0x4 } else { 0x1 }));
+        }
+        q.close();
+        q.push(change(99, 0x4));
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        rt.block_on(async {
+            for i in 0..KEPT_CHANGES {
+                let c = q.next().await.unwrap();
+                assert_eq!((c.subkey.as_str(), c.coalesced), (format!("k{i}").as_str(), false));
+            }
+            let c = q.next().await.unwrap();
+            assert!(c.coalesced);
+            assert_eq!((c.change, c.subkey.as_str()), (0x5, ""), "every bit of the six");
+            assert!(q.next().await.is_none(), "closed: nothing after what it held");
+        });
     }
 }

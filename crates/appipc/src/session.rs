@@ -63,20 +63,29 @@ pub(crate) type IncomingSender = tokio::sync::mpsc::UnboundedSender<(IncomingCon
 /// Where followed decisions go.
 pub(crate) type DecisionSender = tokio::sync::mpsc::UnboundedSender<DecisionRecord>;
 
-/// Where one registry watch's changes go (bounded: a full channel drops, as the broker does).
-pub(crate) type RegistrySender =
-    tokio::sync::mpsc::Sender<appipc_wire::protocol::registry::KeyChanged>;
+/// Where one registry watch's changes go (bounded: past its bound they coalesce into one).
+pub(crate) type RegistryQueue = Arc<crate::registry::ChangeQueue>;
 
-/// Registry watches' routes, and changes that arrived before their watch was routed (the
-/// watch's reply and its first change can come back to back).
+/// Registry watches' routes, and the changes of watches not routed yet (the watch's reply and
+/// its first change can come back to back).
 #[derive(Debug, Default)]
 struct RegistryRoutes {
-    routes: HashMap<u64, RegistrySender>,
-    early: HashMap<u64, Vec<appipc_wire::protocol::registry::KeyChanged>>,
+    routes: HashMap<u64, RegistryQueue>,
+    early: HashMap<u64, RegistryQueue>,
 }
 
-/// Changes kept for a watch not yet routed, and watches kept so.
-const EARLY_CHANGES: usize = 64;
+impl RegistryRoutes {
+    /// The session ended: every reader hears so once it has read what is queued.
+    fn close(&mut self) {
+        for q in self.routes.values().chain(self.early.values()) {
+            q.close();
+        }
+        *self = RegistryRoutes::default();
+    }
+}
+
+/// Watches not yet routed whose changes are kept (each bounded as a routed one).
+const EARLY_WATCHES: usize = 64;
 
 /// Where protocol activations for a registered instance go.
 pub(crate) type ActivationSender = tokio::sync::mpsc::UnboundedSender<ProtocolActivation>;
@@ -347,13 +356,15 @@ impl Session {
         p.routes.insert(instance, tx);
     }
 
-    /// Routes registry watch `watch`'s changes to `tx` (with any that came early).
-    pub(crate) fn route_registry(&self, watch: u64, tx: RegistrySender) {
+    /// Routes registry watch `watch`'s changes to a queue (with any that came early).
+    pub(crate) fn route_registry(&self, watch: u64) -> RegistryQueue {
         let mut r = self.inner.registry.lock().expect("registry routes poisoned");
-        for early in r.early.remove(&watch).unwrap_or_default() {
-            let _ = tx.try_send(early);
+        let q = r.early.remove(&watch).unwrap_or_default();
+        if self.inner.pending.lock().expect("pending poisoned").is_none() {
+            q.close();
         }
-        r.routes.insert(watch, tx);
+        r.routes.insert(watch, q.clone());
+        q
     }
 
     /// Stops routing a watch's changes.
@@ -544,7 +555,7 @@ async fn read_loop(inner: Arc<Inner>) {
     inner.exit_signal.send_modify(|n| *n += 1);
     inner.incoming.lock().expect("incoming poisoned").clear();
     inner.decisions.lock().expect("decisions poisoned").take();
-    *inner.registry.lock().expect("registry routes poisoned") = RegistryRoutes::default();
+    inner.registry.lock().expect("registry routes poisoned").close();
     inner.activations.lock().expect("activations poisoned").take();
     inner.operations_signal.send_modify(|n| *n += 1);
     inner.canceled.send_if_modified(|r| {
@@ -615,18 +626,11 @@ fn route_event(inner: &Inner, event: Event, fds: Vec<OwnedFd>) {
         }
         Event::Registry(protocol::registry::Event::KeyChanged(c)) => {
             let mut r = inner.registry.lock().expect("registry routes poisoned");
-            match r.routes.get(&c.watch) {
-                // A reader that does not keep up loses changes, not memory.
-                Some(tx) => {
-                    let _ = tx.try_send(c);
-                }
-                None if r.early.len() < EARLY_CHANGES => {
-                    let early = r.early.entry(c.watch).or_default();
-                    if early.len() < EARLY_CHANGES {
-                        early.push(c);
-                    }
-                }
-                None => {}
+            // A reader that does not keep up gets its changes coalesced, not more memory.
+            if let Some(q) = r.routes.get(&c.watch) {
+                q.push(c);
+            } else if r.early.len() < EARLY_WATCHES || r.early.contains_key(&c.watch) {
+                r.early.entry(c.watch).or_default().push(c);
             }
         }
         Event::Diagnostics(diagnostics::Event::Decision(d)) => {

@@ -5,7 +5,7 @@
 //! | caller | HKCU | HKLM |
 //! |---|---|---|
 //! | unpackaged | the global hive | the global hive |
-//! | packaged | its package's private hive over the global hive (writes go to the private hive, unless `registry-write-virtualization = false` or the key is under an `excluded-keys` entry, with `unvirtualizedResources` granted) | the package's `Registry.reg` (read-only) over the global hive; writes to other keys go to the global hive from a full-trust process, and are refused (5) to an app container |
+//! | packaged | its package's private hive over the global hive (writes go to the private hive, unless `registry-write-virtualization = false` or the key is under an `excluded-keys` entry, with `unvirtualizedResources` granted); an app container sees of the global hive only the keys its package shares (`registry::global_at`, red team finding 4) | the package's `Registry.reg` (read-only) over the global hive; writes to other keys go to the global hive from a full-trust process, and are refused (5) to an app container |
 //!
 //! Deleting in the private hive leaves tombstones that hide the global keys and values. The
 //! private hive survives upgrades and is deleted with the package (in the removal's own
@@ -14,10 +14,12 @@
 //! Handles belong to the session that opened them (another session's number is 6) and are
 //! counted against `[limits] registry-handles-per-session` (1816 past it); watches
 //! (`RegNotifyChangeKeyValue`) too. After each committed change the broker sends a
-//! `KeyChanged` event to every matching watch whose view sees the hive written; a session
-//! that does not read loses events, the broker's queue for it stays bounded (its outbox).
+//! `KeyChanged` event to every matching watch whose view sees the key written; the broker's
+//! queue for a session stays bounded (its outbox): a watch whose event does not fit is
+//! behind, its changes coalesce into one sent once the session has read enough (red team
+//! finding 10). A handle's place in the quota is taken before the request's work (finding 12).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -35,7 +37,7 @@ use appipc_wire::status::{Win32Error, WindowsCode};
 use crate::Shared;
 use crate::cx::{Cx, Replied};
 use crate::error::{InternalError, RegistryError};
-use crate::outbox::Outbox;
+use crate::outbox::{Outbox, Undeliverable};
 use crate::repository::InstalledPackage;
 use crate::state::registry::{Change, RegFail, Upper, View, global_hive, private_hive};
 
@@ -68,6 +70,14 @@ struct Watch {
     outbox: Arc<Outbox>,
     /// The private hive its view sees, if any.
     private: Option<String>,
+    /// Its view's rules: what of the global hive it sees (`registry::global_at`).
+    rules: Option<Virtualized>,
+    /// Behind: the bits of the changes that did not fit its session's queue, waiting to be
+    /// sent as one coalesced change.
+    behind: Option<u32>,
+    /// The package whose process holds it (lower case; `None`: unpackaged), for
+    /// `[limits] registry-watches-per-package`.
+    owner: Option<String>,
     path: KeyPath,
     subtree: bool,
     filter: u32,
@@ -79,7 +89,38 @@ struct State {
     /// session → handles and watches it holds.
     held: HashMap<u64, usize>,
     watches: HashMap<u64, Watch>,
+    /// Sessions whose coalesced changes a task is delivering (`deliver_coalesced`).
+    delivering: HashSet<u64>,
+    /// package (lower case) → watches its sessions hold.
+    watches_of: HashMap<String, usize>,
 }
+
+impl State {
+    /// Removes a watch, and counts it off its package's.
+    fn remove_watch(&mut self, id: u64) {
+        if let Some(owner) = self.watches.remove(&id).and_then(|w| w.owner)
+            && let Some(n) = self.watches_of.get_mut(&owner)
+        {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.watches_of.remove(&owner);
+            }
+        }
+    }
+
+    /// Removes the watches `gone` selects; how many.
+    fn remove_watches(&mut self, gone: impl Fn(&Watch) -> bool) -> usize {
+        let ids: Vec<u64> =
+            self.watches.iter().filter(|(_, w)| gone(w)).map(|(id, _)| *id).collect();
+        for id in &ids {
+            self.remove_watch(*id);
+        }
+        ids.len()
+    }
+}
+
+/// Room a coalesced change needs in a session's queue (its frame is smaller).
+const COALESCED_BYTES: usize = 256;
 
 type ShippedCell = tokio::sync::OnceCell<Arc<RegTree>>;
 
@@ -104,8 +145,9 @@ impl Registry {
     pub(crate) fn session_closed(&self, session: u64) {
         let mut s = self.state.lock().expect("registry poisoned");
         s.handles.retain(|(sess, _), _| *sess != session);
-        s.watches.retain(|_, w| w.session != session);
+        s.remove_watches(|w| w.session == session);
         s.held.remove(&session);
+        s.delivering.remove(&session);
     }
 
     /// A package was upgraded or removed: its shipped keys are read again when next needed.
@@ -262,8 +304,13 @@ async fn run<T: Send + 'static>(
                     return Ok(Err(RegError::not_found(format!("package {f} is not installed"))));
                 }
                 let hive = view.family.as_deref().map(private_hive);
+                let confined = view.rules.as_ref().filter(|r| r.confined);
                 let upper = match (root, &hive, &view.shipped) {
-                    (Root::CurrentUser, Some(h), _) => Upper::Private(h),
+                    // An app container sees only part of the global HKCU (red team finding 4).
+                    (Root::CurrentUser, Some(h), _) => match confined {
+                        Some(r) => Upper::Confined(h, r),
+                        None => Upper::Private(h),
+                    },
                     (Root::LocalMachine, _, Some(t)) => Upper::Shipped(t),
                     _ => Upper::None,
                 };
@@ -305,27 +352,88 @@ fn levels_to_create(v: &View<'_>, path: &KeyPath) -> std::result::Result<(), Reg
     Ok(())
 }
 
-/// Enters a handle for the session, within its quota.
-fn enter(cx: &Cx<'_>, key: OpenKey) -> Result<u64> {
-    let reg = &cx.shared.registry;
-    let mut s = reg.state.lock().expect("registry poisoned");
-    cx.session.ensure_open()?;
-    let session = cx.caller.session_id;
-    let held = s.held.get(&session).copied().unwrap_or(0);
-    let max = cx.shared.config.limits.registry_handles_per_session;
-    if held >= max {
-        return Err(win32(
-            Win32Error::NotEnoughQuota,
-            format!(
-                "this session holds {held} registry handles and watches, the most it may \
-                 ([limits] registry-handles-per-session); close some"
-            ),
-        ));
+/// A place in a session's quota of handles and watches (`[limits]
+/// registry-handles-per-session`), taken before the request's work: given back when dropped
+/// unfilled.
+struct Slot<'a> {
+    registry: &'a Registry,
+    session: u64,
+    taken: bool,
+}
+
+impl<'a> Slot<'a> {
+    /// 1816 when the session holds as many as it may (those being opened counted).
+    fn take(cx: &Cx<'a>) -> Result<Slot<'a>> {
+        let registry = &cx.shared.registry;
+        let mut s = registry.state.lock().expect("registry poisoned");
+        cx.session.ensure_open()?;
+        let session = cx.caller.session_id;
+        let held = s.held.get(&session).copied().unwrap_or(0);
+        if held >= cx.shared.config.limits.registry_handles_per_session {
+            return Err(win32(
+                Win32Error::NotEnoughQuota,
+                format!(
+                    "this session holds {held} registry handles and watches, the most it may \
+                     ([limits] registry-handles-per-session); close some"
+                ),
+            ));
+        }
+        *s.held.entry(session).or_default() += 1;
+        Ok(Slot { registry, session, taken: true })
     }
-    let id = reg.id();
-    s.handles.insert((session, id), key);
-    *s.held.entry(session).or_default() += 1;
-    Ok(id)
+
+    /// Enters the handle in its place (6 if the session ended meanwhile).
+    fn fill(mut self, cx: &Cx<'_>, key: OpenKey) -> Result<u64> {
+        let mut s = self.registry.state.lock().expect("registry poisoned");
+        cx.session.ensure_open()?;
+        let id = self.registry.id();
+        s.handles.insert((self.session, id), key);
+        self.taken = false;
+        Ok(id)
+    }
+
+    /// Makes the place a watch's; 1816 past `[limits] registry-watches-per-package`.
+    fn fill_watch(mut self, cx: &Cx<'_>, watch: Watch) -> Result<u64> {
+        let mut s = self.registry.state.lock().expect("registry poisoned");
+        cx.session.ensure_open()?;
+        if let Some(owner) = &watch.owner {
+            let max = cx.shared.config.limits.registry_watches_per_package;
+            let n = s.watches_of.entry(owner.clone()).or_default();
+            if *n >= max {
+                return Err(win32(
+                    Win32Error::NotEnoughQuota,
+                    format!(
+                        "the processes of {owner} hold {n} registry change watches, the most \
+                         a package may ([limits] registry-watches-per-package); cancel some"
+                    ),
+                ));
+            }
+            *n += 1;
+        }
+        let id = self.registry.id();
+        s.watches.insert(id, watch);
+        self.taken = false;
+        Ok(id)
+    }
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        if self.taken {
+            let mut s = self.registry.state.lock().expect("registry poisoned");
+            if let Some(h) = s.held.get_mut(&self.session) {
+                *h = h.saturating_sub(1);
+            }
+        }
+    }
+}
+
+/// What an open found.
+enum Opened {
+    /// The key (as stored), whether this call created it, and the changes it made.
+    Key(KeyPath, bool, Vec<Change>),
+    /// No such key in the view; `hidden`: the global hive has one the view does not show.
+    Missing { hidden: bool },
 }
 
 async fn open(cx: &Cx<'_>, o: wire::OpenKey, create: bool) -> Result<CreatedKey> {
@@ -335,17 +443,20 @@ async fn open(cx: &Cx<'_>, o: wire::OpenKey, create: bool) -> Result<CreatedKey>
     let refused = layer.is_err();
     let key = OpenKey { view: base.view.clone(), path };
     let base_path = base.path.clone();
+    // The handle's place in the session's quota, taken before anything is committed (red team
+    // finding 12: a create refused its handle, but the key stayed).
+    let slot = Slot::take(cx)?;
     let out = run(cx.shared, &key, move |v, path| {
         still_there(v, &base_path)?;
         if v.exists(path)? {
-            return Ok((v.stored(path)?, false, Vec::new()));
+            return Ok(Opened::Key(v.stored(path)?, false, Vec::new()));
         }
         if !create {
-            return Err(RegError::not_found(format!("{} does not exist", path.short())).into());
+            return Ok(Opened::Missing { hidden: v.hidden(path)? });
         }
         levels_to_create(v, path)?;
         let (created, changes) = v.create(path, layer?)?;
-        Ok((v.stored(path)?, created, changes))
+        Ok(Opened::Key(v.stored(path)?, created, changes))
     })
     .await;
     let (stored, created, changes) = match out {
@@ -354,11 +465,33 @@ async fn open(cx: &Cx<'_>, o: wire::OpenKey, create: bool) -> Result<CreatedKey>
             write_layer(cx, &key.view, &key.path)?;
             return Err(RegistryError::Win32(e));
         }
-        other => other?,
+        Ok(Opened::Missing { hidden }) => {
+            if hidden {
+                read_refused(cx, &key);
+            }
+            return Err(win32(
+                Win32Error::FileNotFound,
+                format!("{} does not exist", key.path.short()),
+            ));
+        }
+        Ok(Opened::Key(stored, created, changes)) => (stored, created, changes),
+        Err(e) => return Err(e),
     };
     notify(cx.shared, &changes);
-    let handle = enter(cx, OpenKey { view: key.view, path: stored })?;
+    let handle = slot.fill(cx, OpenKey { view: key.view, path: stored })?;
     Ok(CreatedKey { handle, disposition: if created { 1 } else { 2 } })
+}
+
+/// A key of the global hive the view does not show (an app container's HKCU): the refusal
+/// is decided and recorded (`appipc why`); the caller hears only "not found", as for a key
+/// nobody has.
+fn read_refused(cx: &Cx<'_>, key: &OpenKey) {
+    let op = Operation::ReadRegistry {
+        key: &key.path,
+        rules: key.view.rules.as_ref(),
+        view: key.view.family.as_deref().unwrap_or(""),
+    };
+    let _ = cx.enforce(op);
 }
 
 async fn set_value(cx: &Cx<'_>, s: wire::SetValue) -> Result<()> {
@@ -477,7 +610,7 @@ async fn enum_value(cx: &Cx<'_>, e: wire::EnumValue) -> Result<RegValueInfo> {
     let key = resolve(cx, e.handle, None).await?;
     run(cx.shared, &key, move |v, path| {
         still_there(v, path)?;
-        let Some((name, value, layer)) = v.values(path)?.into_iter().nth(e.index as usize) else {
+        let Some((name, value, layer)) = v.value_at(path, e.index as usize)? else {
             return Err(RegError::new(
                 Win32Error::NoMoreItems,
                 format!("{} has no value {}", path.short(), e.index),
@@ -501,7 +634,7 @@ async fn key_info(cx: &Cx<'_>, handle: u64) -> Result<RegKeyInfo> {
     run(cx.shared, &key, move |v, path| {
         still_there(v, path)?;
         let subkeys = u32::try_from(v.subkeys(path)?.len()).unwrap_or(u32::MAX);
-        let values = u32::try_from(v.values(path)?.len()).unwrap_or(u32::MAX);
+        let values = u32::try_from(v.value_names(path)?.len()).unwrap_or(u32::MAX);
         Ok(RegKeyInfo { path: v.stored(path)?.to_string(), package, writes_to, subkeys, values })
     })
     .await
@@ -518,53 +651,37 @@ async fn watch(cx: &Cx<'_>, n: wire::NotifyChangeKeyValue) -> Result<u64> {
         ));
     }
     let key = resolve(cx, n.handle, None).await?;
-    let reg = &cx.shared.registry;
-    let mut s = reg.state.lock().expect("registry poisoned");
-    cx.session.ensure_open()?;
-    let session = cx.caller.session_id;
-    let held = s.held.get(&session).copied().unwrap_or(0);
-    if held >= cx.shared.config.limits.registry_handles_per_session {
-        return Err(win32(
-            Win32Error::NotEnoughQuota,
-            format!(
-                "this session holds {held} registry handles and watches, the most it may ([limits] registry-handles-per-session)"
-            ),
-        ));
-    }
-    let id = reg.id();
-    let private = key.view.family.as_deref().map(private_hive);
-    s.watches.insert(
-        id,
-        Watch {
-            session,
-            handle: n.handle,
-            outbox: cx.session.outbox.clone(),
-            private,
-            path: key.path,
-            subtree: n.watch_subtree,
-            filter: n.filter,
-        },
-    );
-    *s.held.entry(session).or_default() += 1;
-    Ok(id)
+    let slot = Slot::take(cx)?;
+    let watch = Watch {
+        session: cx.caller.session_id,
+        handle: n.handle,
+        outbox: cx.session.outbox.clone(),
+        private: key.view.family.as_deref().map(private_hive),
+        rules: key.view.rules.clone(),
+        behind: None,
+        owner: cx.caller.family_name().map(str::to_ascii_lowercase),
+        path: key.path,
+        subtree: n.watch_subtree,
+        filter: n.filter,
+    };
+    slot.fill_watch(cx, watch)
 }
 
 fn close(cx: &Cx<'_>, handle: u64, watch: bool) -> Result<()> {
     let session = cx.caller.session_id;
     let mut s = cx.shared.registry.state.lock().expect("registry poisoned");
     let gone = if watch {
-        match s.watches.get(&handle) {
-            Some(w) if w.session == session => s.watches.remove(&handle).map(|_| 1),
-            _ => None,
-        }
+        let mine = s.watches.get(&handle).is_some_and(|w| w.session == session);
+        mine.then(|| {
+            s.remove_watch(handle);
+            1
+        })
     } else if Root::from_handle(handle).is_some() {
         return Ok(());
     } else {
-        s.handles.remove(&(session, handle)).map(|_| {
-            let before = s.watches.len();
-            s.watches.retain(|_, w| !(w.session == session && w.handle == handle));
-            1 + before - s.watches.len()
-        })
+        s.handles
+            .remove(&(session, handle))
+            .map(|_| 1 + s.remove_watches(|w| w.session == session && w.handle == handle))
     };
     let Some(n) = gone else {
         return Err(win32(
@@ -587,7 +704,13 @@ fn matches(w: &Watch, c: &Change) -> Option<String> {
     if c.key.root_key() != root {
         return None;
     }
-    if c.hive != global_hive(root) && w.private.as_deref() != Some(c.hive.as_str()) {
+    if c.hive == global_hive(root) {
+        // A change of the global hive where the watch's view does not show it all (an app
+        // container's HKCU) is not the watch's business (red team finding 4).
+        if model::global_at(w.rules.as_ref(), &c.key) != model::Sees::All {
+            return None;
+        }
+    } else if w.private.as_deref() != Some(c.hive.as_str()) {
         return None;
     }
     if c.deleted && w.path.is_at_or_under(&c.key) {
@@ -603,35 +726,120 @@ fn matches(w: &Watch, c: &Change) -> Option<String> {
     Some(c.key.parts()[w.path.depth()..].join("\\"))
 }
 
-/// Sends `KeyChanged` to every watch a committed change concerns (a full queue drops it).
-fn notify(shared: &Shared, changes: &[Change]) {
+/// Sends `KeyChanged` to every watch a committed change concerns. A watch whose event does
+/// not fit its session's queue (red team finding 10: it was dropped unheard of) is marked
+/// behind: its changes from then on coalesce, and [`deliver_coalesced`] sends them as one
+/// once the session has read enough.
+fn notify(shared: &Arc<Shared>, changes: &[Change]) {
     if changes.is_empty() {
         return;
     }
     let mut out = Vec::new();
     {
-        let s = shared.registry.state.lock().expect("registry poisoned");
-        for (id, w) in &s.watches {
-            for c in changes {
-                if let Some(subkey) = matches(w, c) {
-                    out.push((
-                        w.outbox.clone(),
-                        KeyChanged { watch: *id, change: c.bit & w.filter.max(1), subkey },
-                    ));
-                    break;
+        let mut s = shared.registry.state.lock().expect("registry poisoned");
+        for (id, w) in &mut s.watches {
+            let Some((c, subkey)) = changes.iter().find_map(|c| Some((c, matches(w, c)?))) else {
+                continue;
+            };
+            let change = c.bit & w.filter.max(1);
+            if let Some(bits) = &mut w.behind {
+                *bits |= change;
+                continue;
+            }
+            let ev = KeyChanged { watch: *id, change, subkey, coalesced: false };
+            out.push((w.session, w.outbox.clone(), ev));
+        }
+    }
+    let mut full = Vec::new();
+    for (session, outbox, ev) in out {
+        let (watch, change) = (ev.watch, ev.change);
+        if let Err(Undeliverable::Full) = outbox.event(ev, Vec::new()) {
+            full.push((session, outbox, watch, change));
+        }
+    }
+    if full.is_empty() {
+        return;
+    }
+    let mut start = Vec::new();
+    {
+        let mut guard = shared.registry.state.lock().expect("registry poisoned");
+        let s = &mut *guard;
+        for (session, outbox, watch, change) in full {
+            if let Some(w) = s.watches.get_mut(&watch) {
+                *w.behind.get_or_insert(0) |= change;
+                if s.delivering.insert(session) {
+                    start.push((session, outbox));
                 }
             }
         }
     }
-    for (outbox, ev) in out {
-        if outbox.event(ev, Vec::new()).is_err()
-            && let Some(n) = shared.log_limiter.allow("registry-event-dropped")
-        {
-            tracing::debug!(
-                suppressed = n,
-                "a registry change event was dropped (its session does not read)"
-            );
+    for (session, outbox) in start {
+        tokio::spawn(deliver_coalesced(shared.clone(), session, outbox));
+    }
+}
+
+/// The coalesced changes of `session`'s watches that are behind, taken (none: the session
+/// is no longer delivering, under the same lock).
+fn take_coalesced(shared: &Shared, session: u64) -> Vec<KeyChanged> {
+    let mut s = shared.registry.state.lock().expect("registry poisoned");
+    let out: Vec<KeyChanged> = s
+        .watches
+        .iter_mut()
+        .filter(|(_, w)| w.session == session)
+        .filter_map(|(id, w)| {
+            let change = w.behind.take()?;
+            Some(KeyChanged { watch: *id, change, subkey: String::new(), coalesced: true })
+        })
+        .collect();
+    if out.is_empty() {
+        s.delivering.remove(&session);
+    }
+    out
+}
+
+/// Sends a session's coalesced changes (one a watch that is behind), each once its queue has
+/// room; one task a session at most, ending when none is left or the session ends.
+async fn deliver_coalesced(shared: Arc<Shared>, session: u64, outbox: Arc<Outbox>) {
+    loop {
+        let mut blocked = false;
+        for ev in take_coalesced(&shared, session) {
+            let (watch, change) = (ev.watch, ev.change);
+            match outbox.event(ev, Vec::new()) {
+                Ok(()) => {}
+                Err(Undeliverable::Full) => {
+                    blocked = true;
+                    let mut s = shared.registry.state.lock().expect("registry poisoned");
+                    if let Some(w) = s.watches.get_mut(&watch) {
+                        *w.behind.get_or_insert(0) |= change;
+                    }
+                }
+                Err(Undeliverable::Gone) => {
+                    shared
+                        .registry
+                        .state
+                        .lock()
+                        .expect("registry poisoned")
+                        .delivering
+                        .remove(&session);
+                    return;
+                }
+            }
         }
+        if !blocked {
+            // Taken again: none left ends the task under the lock that marks watches behind.
+            if shared
+                .registry
+                .state
+                .lock()
+                .expect("registry poisoned")
+                .delivering
+                .contains(&session)
+            {
+                continue;
+            }
+            return;
+        }
+        outbox.room_for_event(COALESCED_BYTES).await;
     }
 }
 

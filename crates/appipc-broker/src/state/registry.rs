@@ -12,11 +12,16 @@
 //!
 //! A view is an upper layer over the global hive of the key's root: nothing (unpackaged
 //! callers), the package's private hive (HKCU of a packaged caller), or the package's shipped
-//! tree (HKLM, read-only, from its `Registry.reg`).
+//! tree (HKLM, read-only, from its `Registry.reg`). An app container's HKCU view shows of the
+//! global hive only what `registry::global_at` says it sees (red team finding 4): the keys
+//! its package shares, and the names on the way to them.
 
 use std::collections::BTreeMap;
 
-use appipc_model::registry::{KeyPath, Layer, RegError, RegTree, RegValue, Root, ValueType, fold};
+use appipc_model::registry::{
+    KeyPath, Layer, RegError, RegTree, RegValue, Root, Sees, ValueType, Virtualized, fold,
+    global_at,
+};
 use rusqlite::{OptionalExtension, Transaction, params};
 
 use super::Store;
@@ -252,27 +257,40 @@ impl Hive<'_> {
         Ok(out)
     }
 
-    /// Values: folded name → (name, value, tombstone).
-    fn values(&self, path: &KeyPath) -> R<BTreeMap<String, (String, RegValue, bool)>> {
+    /// One value by folded name: (name, value, tombstone).
+    fn value(&self, path: &KeyPath, folded: &str) -> R<Option<(String, RegValue, bool)>> {
         let mut stmt = self.tx.prepare_cached(
-            "SELECT folded, name, type, data, deleted FROM registry_values
-             WHERE hive = ?1 AND path = ?2",
+            "SELECT name, type, data, deleted FROM registry_values
+             WHERE hive = ?1 AND path = ?2 AND folded = ?3",
+        )?;
+        let row = stmt
+            .query_row(params![self.name, path.folded_path(), folded], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, Vec<u8>>(2)?,
+                    r.get::<_, i64>(3)? != 0,
+                ))
+            })
+            .optional()?;
+        Ok(row.map(|(name, ty, data, deleted)| {
+            let ty = u32::try_from(ty).ok().and_then(|t| ValueType::from_value(t).ok());
+            (name, RegValue { ty: ty.unwrap_or(ValueType::Binary), data }, deleted)
+        }))
+    }
+
+    /// Value names without their data: folded name → (name, tombstone).
+    fn value_names(&self, path: &KeyPath) -> R<BTreeMap<String, (String, bool)>> {
+        let mut stmt = self.tx.prepare_cached(
+            "SELECT folded, name, deleted FROM registry_values WHERE hive = ?1 AND path = ?2",
         )?;
         let rows = stmt.query_map(params![self.name, path.folded_path()], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, i64>(2)?,
-                r.get::<_, Vec<u8>>(3)?,
-                r.get::<_, i64>(4)? != 0,
-            ))
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)? != 0))
         })?;
         let mut out = BTreeMap::new();
         for row in rows {
-            let (folded, name, ty, data, deleted) = row?;
-            let ty = u32::try_from(ty).ok().and_then(|t| ValueType::from_value(t).ok());
-            let v = RegValue { ty: ty.unwrap_or(ValueType::Binary), data };
-            out.insert(folded, (name, v, deleted));
+            let (folded, name, deleted) = row?;
+            out.insert(folded, (name, deleted));
         }
         Ok(out)
     }
@@ -351,24 +369,16 @@ impl Hive<'_> {
         Ok(())
     }
 
-    /// Creates the missing keys of `path` (live), turns deleted ones into opaque ones;
-    /// returns the first key it created, if any.
-    fn ensure(&self, path: &KeyPath) -> R<Option<KeyPath>> {
-        let mut first = None;
+    /// Creates the missing keys of `path` (live), turns deleted ones into opaque ones.
+    fn ensure(&self, path: &KeyPath) -> R<()> {
         for p in path.ancestors_and_self().into_iter().skip(1) {
             match self.state(&p)? {
                 Some(KeyState::Live | KeyState::Opaque) => {}
-                Some(KeyState::Deleted) => {
-                    self.put_key(&p, KeyState::Opaque)?;
-                    first.get_or_insert(p);
-                }
-                None => {
-                    self.put_key(&p, KeyState::Live)?;
-                    first.get_or_insert(p);
-                }
+                Some(KeyState::Deleted) => self.put_key(&p, KeyState::Opaque)?,
+                None => self.put_key(&p, KeyState::Live)?,
             }
         }
-        Ok(first)
+        Ok(())
     }
 }
 
@@ -379,6 +389,8 @@ pub enum Upper<'a> {
     None,
     /// A private hive (`pkg:<family>`).
     Private(&'a str),
+    /// A private hive over the part of the global hive an app container sees (its rules).
+    Confined(&'a str, &'a Virtualized),
     /// A package's shipped keys (read-only).
     Shipped(&'a RegTree),
 }
@@ -413,8 +425,10 @@ pub struct View<'a> {
 /// Where a key of a view is.
 struct Found {
     exists: bool,
-    /// The global hive's content shows through at this key.
+    /// The global hive's values (and all its subkeys) show through at this key.
     lower_visible: bool,
+    /// The global hive's subkeys show through at this key (those the view sees).
+    lower_names: bool,
 }
 
 impl<'a> View<'a> {
@@ -424,9 +438,24 @@ impl<'a> View<'a> {
 
     fn private(&self) -> Option<Hive<'a>> {
         match self.upper {
-            Upper::Private(h) => Some(Hive { tx: self.tx, name: h, max: self.max }),
+            Upper::Private(h) | Upper::Confined(h, _) => {
+                Some(Hive { tx: self.tx, name: h, max: self.max })
+            }
             _ => None,
         }
+    }
+
+    /// How much of the global hive this view shows at `path`.
+    fn sees(&self, path: &KeyPath) -> Sees {
+        match self.upper {
+            Upper::Confined(_, rules) => global_at(Some(rules), path),
+            _ => Sees::All,
+        }
+    }
+
+    /// Whether the global key `path` exists in this view (an app container does not see all).
+    pub fn hidden(&self, path: &KeyPath) -> R<bool> {
+        Ok(self.sees(path) == Sees::Nothing && self.global().live(path)?)
     }
 
     fn shipped(&self) -> Option<&'a RegTree> {
@@ -442,21 +471,33 @@ impl<'a> View<'a> {
             for p in path.ancestors_and_self().into_iter().skip(1) {
                 match u.state(&p)? {
                     Some(KeyState::Deleted) => {
-                        return Ok(Found { exists: false, lower_visible: false });
+                        return Ok(Found {
+                            exists: false,
+                            lower_visible: false,
+                            lower_names: false,
+                        });
                     }
                     Some(KeyState::Opaque) => lower_visible = false,
                     _ => {}
                 }
             }
-            if u.live(path)? {
-                return Ok(Found { exists: true, lower_visible });
-            }
+        }
+        let sees = self.sees(path);
+        let lower_names = lower_visible && sees != Sees::Nothing;
+        let found = |exists| Found {
+            exists,
+            lower_visible: lower_visible && sees == Sees::All,
+            lower_names,
+        };
+        if let Some(u) = self.private()
+            && u.live(path)?
+        {
+            return Ok(found(true));
         }
         if self.shipped().is_some_and(|t| path.depth() == 0 || t.get(path).is_some()) {
-            return Ok(Found { exists: true, lower_visible });
+            return Ok(found(true));
         }
-        let exists = path.depth() == 0 || (lower_visible && self.global().live(path)?);
-        Ok(Found { exists, lower_visible })
+        Ok(found(path.depth() == 0 || (lower_names && self.global().live(path)?)))
     }
 
     /// Whether the key exists in this view.
@@ -466,7 +507,10 @@ impl<'a> View<'a> {
 
     /// The key with the names as stored (the upper layer's case first).
     pub fn stored(&self, path: &KeyPath) -> R<KeyPath> {
-        let mut p = path.with_case_of(&self.global().stored_case(path)?);
+        let mut p = path.clone();
+        if self.sees(path) != Sees::Nothing {
+            p = p.with_case_of(&self.global().stored_case(path)?);
+        }
         if let Some(t) = self.shipped() {
             let names: Vec<String> = path
                 .ancestors_and_self()
@@ -496,9 +540,11 @@ impl<'a> View<'a> {
                 out.entry(fold(k.path.name())).or_insert_with(|| Some(k.path.name().to_owned()));
             }
         }
-        if f.lower_visible {
+        if f.lower_names {
             for (folded, (name, state)) in self.global().children(path)? {
-                if state != KeyState::Deleted {
+                let seen = f.lower_visible
+                    || path.child(&name).is_ok_and(|c| self.sees(&c) != Sees::Nothing);
+                if state != KeyState::Deleted && seen {
                     out.entry(folded).or_insert(Some(name));
                 }
             }
@@ -506,35 +552,57 @@ impl<'a> View<'a> {
         Ok(out.into_values().flatten().collect())
     }
 
-    /// Values in case-insensitive order of names, with the layer each comes from.
-    pub fn values(&self, path: &KeyPath) -> R<Vec<(String, RegValue, Layer)>> {
+    /// Value names in case-insensitive order, with the layer each comes from (no data: a
+    /// key's values may hold its hive's whole quota, and a request needs one of them).
+    pub fn value_names(&self, path: &KeyPath) -> R<Vec<(String, Layer)>> {
         let f = self.find(path)?;
-        let mut out: BTreeMap<String, Option<(String, RegValue, Layer)>> = BTreeMap::new();
+        let mut out: BTreeMap<String, Option<(String, Layer)>> = BTreeMap::new();
         if let Some(u) = self.private() {
-            for (folded, (name, v, tomb)) in u.values(path)? {
-                out.insert(folded, (!tomb).then_some((name, v, Layer::Private)));
+            for (folded, (name, tomb)) in u.value_names(path)? {
+                out.insert(folded, (!tomb).then_some((name, Layer::Private)));
             }
         }
         if let Some(k) = self.shipped().and_then(|t| t.get(path)) {
-            for (folded, (name, v)) in &k.values {
-                out.entry(folded.clone())
-                    .or_insert_with(|| Some((name.clone(), v.clone(), Layer::Shipped)));
+            for (folded, (name, _)) in &k.values {
+                out.entry(folded.clone()).or_insert_with(|| Some((name.clone(), Layer::Shipped)));
             }
         }
         if f.lower_visible {
-            for (folded, (name, v, tomb)) in self.global().values(path)? {
+            for (folded, (name, tomb)) in self.global().value_names(path)? {
                 if !tomb {
-                    out.entry(folded).or_insert(Some((name, v, Layer::Global)));
+                    out.entry(folded).or_insert(Some((name, Layer::Global)));
                 }
             }
         }
         Ok(out.into_values().flatten().collect())
     }
 
-    /// One value.
+    /// One value, from the layer that shows it (the upper one first).
     pub fn value(&self, path: &KeyPath, name: &str) -> R<Option<(String, RegValue, Layer)>> {
         let folded = fold(name);
-        Ok(self.values(path)?.into_iter().find(|(n, _, _)| fold(n) == folded))
+        if let Some(u) = self.private()
+            && let Some((name, v, tomb)) = u.value(path, &folded)?
+        {
+            return Ok((!tomb).then_some((name, v, Layer::Private)));
+        }
+        if let Some((name, v)) = self.shipped().and_then(|t| t.get(path)?.values.get(&folded)) {
+            return Ok(Some((name.clone(), v.clone(), Layer::Shipped)));
+        }
+        if self.find(path)?.lower_visible
+            && let Some((name, v, tomb)) = self.global().value(path, &folded)?
+            && !tomb
+        {
+            return Ok(Some((name, v, Layer::Global)));
+        }
+        Ok(None)
+    }
+
+    /// The `index`th value (in the order of [`View::value_names`]).
+    pub fn value_at(&self, path: &KeyPath, index: usize) -> R<Option<(String, RegValue, Layer)>> {
+        match self.value_names(path)?.into_iter().nth(index) {
+            Some((name, _)) => self.value(path, &name),
+            None => Ok(None),
+        }
     }
 
     fn hive_of(&self, layer: Layer) -> R<Hive<'a>> {
@@ -551,7 +619,16 @@ impl<'a> View<'a> {
             return Ok((false, Vec::new()));
         }
         let h = self.hive_of(layer)?;
-        let first = h.ensure(path)?;
+        // The first key new in the view (its parent's subkeys changed), not the first row new
+        // in the hive: a copy-on-write of keys the view has is no change of names.
+        let mut first = None;
+        for p in path.ancestors_and_self().into_iter().skip(1) {
+            if !self.exists(&p)? {
+                first = Some(p);
+                break;
+            }
+        }
+        h.ensure(path)?;
         let changes = first
             .and_then(|k| k.parent())
             .map(|parent| Change {
@@ -568,23 +645,15 @@ impl<'a> View<'a> {
     /// `RegSetValueEx` into `layer` (the key exists in the view).
     pub fn set(&self, path: &KeyPath, name: &str, v: &RegValue, layer: Layer) -> R<Vec<Change>> {
         let h = self.hive_of(layer)?;
-        let mut changes = Vec::new();
-        if let Some(k) = h.ensure(path)?.and_then(|k| k.parent()) {
-            changes.push(Change {
-                hive: h.name.to_owned(),
-                key: k,
-                bit: CHANGE_NAME,
-                deleted: false,
-            });
-        }
+        // The key is in the view: making its rows in `layer` (copy-on-write) changes no names.
+        h.ensure(path)?;
         h.put_value(path, name, v, false)?;
-        changes.push(Change {
+        Ok(vec![Change {
             hive: h.name.to_owned(),
             key: path.clone(),
             bit: CHANGE_LAST_SET,
             deleted: false,
-        });
-        Ok(changes)
+        }])
     }
 
     /// `RegDeleteValue` in `layer`: 2 when the view has no such value.
@@ -607,7 +676,7 @@ impl<'a> View<'a> {
         }
         let h = self.hive_of(layer)?;
         // A tombstone wherever the global hive has the value (hidden or not: harmless).
-        let lower_has = self.global().values(path)?.get(&fold(name)).is_some_and(|(_, _, t)| !t);
+        let lower_has = self.global().value(path, &fold(name))?.is_some_and(|(_, _, t)| !t);
         if layer == Layer::Private {
             h.remove_value(path, name)?;
             if lower_has {
@@ -755,10 +824,9 @@ mod tests {
             Ok(())
         }));
         ok(s.registry(hkcu, up, u64::MAX, |v| {
-            let vals = v.values(&key)?;
-            assert_eq!(vals.len(), 1);
-            assert_eq!(vals[0].1, RegValue::sz("mine"));
-            assert_eq!(vals[0].2, Layer::Private);
+            let vals = v.value_names(&key)?;
+            assert_eq!(vals, [("Shared".to_owned(), Layer::Private)]);
+            assert_eq!(v.value(&key, "shared")?.unwrap().1, RegValue::sz("mine"));
             assert!(v.subkeys(&key)?.is_empty());
             assert!(!v.exists(&key.join("Child").unwrap())?);
             // Created again: empty (the global one's content stays hidden).
@@ -768,7 +836,7 @@ mod tests {
         }));
         // The global view is unchanged.
         ok(s.registry(hkcu, Upper::None, u64::MAX, |v| {
-            assert_eq!(v.values(&key)?.len(), 2);
+            assert_eq!(v.value_names(&key)?.len(), 2);
             assert_eq!(v.value(&key, "shared")?.unwrap().1, RegValue::sz("global"));
             assert_eq!(v.subkeys(&key)?, ["Child"]);
             Ok(())

@@ -1,8 +1,9 @@
 //! The registry's data model, as pure functions: key paths (case-insensitive, case-preserving,
 //! with Windows' limits), typed values in their Windows byte layout, the `.reg` text format
 //! ([`regfile`]), an in-memory tree ([`RegTree`], a package's shipped keys and `.reg`
-//! round trips) and where a write of a packaged process goes ([`write_target`], MSIX registry
-//! virtualization).
+//! round trips), where a write of a packaged process goes ([`write_target`], MSIX registry
+//! virtualization) and how much of the global hive it sees ([`global_at`]: an app container
+//! does not see the user's HKCU).
 //!
 //! Limits are Windows' (*Registry Element Size Limits*), counted as Windows counts them, in
 //! UTF-16 code units: a key name component at most [`MAX_KEY_COMPONENT`] (255), a value name at
@@ -670,6 +671,47 @@ pub struct Virtualized {
     pub excluded: Vec<KeyPath>,
     /// The process is in an app container (HKLM is read-only to it).
     pub confined: bool,
+}
+
+/// How much of the global hive a view shows at a key ([`global_at`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Sees {
+    /// All of it: the key, its values and its subkeys (merged under the upper layer).
+    All,
+    /// The key and the names of those of its subkeys that lead to a key it sees, no values:
+    /// a key on the way to a shared one (`HKCU`, `HKCU\Software`, the ancestors of an
+    /// `excluded-keys` entry).
+    Names,
+    /// Nothing: the key is not in the view unless the upper layer has it.
+    Nothing,
+}
+
+/// How much of the global hive a caller with `rules` (`None`: unpackaged) sees at `key`.
+///
+/// Windows lets an app container reach only what is granted to it (its own package's storage,
+/// and what is ACL'd to `ALL APPLICATION PACKAGES`, which includes most of `HKLM\Software`
+/// but not the keys other apps and the user keep in HKCU). appipc's rule: an app container
+/// (`confined`) sees, of the global HKCU, only the keys its package writes there — those at
+/// or under an `excluded-keys` entry, or all of HKCU when `registry-write-virtualization` is
+/// off (both need `unvirtualizedResources` granted) — and the names on the way to them; its
+/// HKCU is otherwise its package's private hive alone. `HKCU` and `HKCU\Software` always
+/// exist for it, empty but for what leads to keys it sees. Everyone sees all of HKLM (the
+/// package's shipped keys over it), and an unpackaged or full-trust process all of HKCU (a
+/// packaged one under its private hive).
+pub fn global_at(rules: Option<&Virtualized>, key: &KeyPath) -> Sees {
+    let Some(r) = rules else { return Sees::All };
+    if !r.confined || key.root_key() != Root::CurrentUser || !r.hkcu_writes_private {
+        return Sees::All;
+    }
+    if r.excluded.iter().any(|e| key.is_at_or_under(e)) {
+        return Sees::All;
+    }
+    let software = key.depth() == 1 && fold(key.name()) == "SOFTWARE";
+    if key.depth() == 0 || software || r.excluded.iter().any(|e| e.is_at_or_under(key)) {
+        Sees::Names
+    } else {
+        Sees::Nothing
+    }
 }
 
 /// Where a write to `key` goes, for a packaged process with `rules` (`None`: unpackaged, the

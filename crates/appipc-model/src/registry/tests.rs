@@ -88,6 +88,30 @@ fn writes_go_where_msix_sends_them() {
     assert_eq!(write_target(Some(&r), &k, false).unwrap(), Layer::Global);
 }
 
+/// Red team finding 4: an app container saw the user's whole HKCU under its private hive.
+#[test]
+fn an_app_container_sees_only_the_global_hkcu_keys_its_package_shares() {
+    let secret = hkcu("Software\\Secret");
+    let lm = KeyPath::parse("HKLM\\Software\\Other").unwrap();
+    assert_eq!(global_at(None, &secret), Sees::All);
+    let mut r = Virtualized { hkcu_writes_private: true, excluded: Vec::new(), confined: false };
+    assert_eq!(global_at(Some(&r), &secret), Sees::All, "full trust: the merged view");
+    r.confined = true;
+    assert_eq!(global_at(Some(&r), &secret), Sees::Nothing);
+    assert_eq!(global_at(Some(&r), &secret.join("Deeper").unwrap()), Sees::Nothing);
+    assert_eq!(global_at(Some(&r), &lm), Sees::All, "HKLM is readable to app containers");
+    assert_eq!(global_at(Some(&r), &KeyPath::root(Root::CurrentUser)), Sees::Names);
+    assert_eq!(global_at(Some(&r), &hkcu("SOFTWARE")), Sees::Names);
+    assert_eq!(global_at(Some(&r), &hkcu("Other")), Sees::Nothing);
+    r.excluded.push(hkcu("Software\\Shared\\Team"));
+    assert_eq!(global_at(Some(&r), &hkcu("software\\shared")), Sees::Names);
+    assert_eq!(global_at(Some(&r), &hkcu("Software\\Shared\\TEAM\\x")), Sees::All);
+    assert_eq!(global_at(Some(&r), &hkcu("Software\\Shared\\Other")), Sees::Nothing);
+    r.excluded.clear();
+    r.hkcu_writes_private = false;
+    assert_eq!(global_at(Some(&r), &secret), Sees::All, "virtualization off: all of HKCU");
+}
+
 const SAMPLE: &str = "Windows Registry Editor Version 5.00\r\n\
 \r\n\
 ; a comment\r\n\

@@ -12,7 +12,12 @@
 //!   watch-get KEY NAME MS    RegNotifyChangeKeyValue(LAST_SET) on KEY (created), prints
 //!                            "watch-get => watching" at once, then waits up to MS for a change
 //!                            and prints the value NAME then has
+//!   watch-tree KEY MS        RegNotifyChangeKeyValue(NAME | LAST_SET, subtree) on KEY (opened),
+//!                            prints "watch-tree => watching" at once, then waits up to MS for
+//!                            a change: "changed: SUBKEY" (the changed key below KEY)
 //!   hoard N                  opens HKCU\Software N times without closing: "opened K, then error C"
+//!   watch-hoard N            watches HKCU\Software N times without cancelling: "watched K,
+//!                            then error C"
 //!   guess HANDLE             RegQueryValueEx through a handle number this session never got
 //!   big N                    sets HKCU\Software\Big "v" to N bytes of REG_BINARY
 //!   fill N                   sets HKCU\Software\Fill "f0", "f1", … to 60 000 bytes each, N at
@@ -51,8 +56,9 @@ fn root(s: &Session, key: &str) -> (RegKey, String) {
 fn arity(step: &str) -> usize {
     match step {
         "set" | "watch-get" => 4,
+        "watch-tree" => 3,
         "get" | "del-value" => 3,
-        "del-tree" | "create" | "subkeys" | "hoard" | "guess" | "big" | "fill" => 2,
+        "del-tree" | "create" | "subkeys" | "hoard" | "watch-hoard" | "guess" | "big" | "fill" => 2,
         _ => {
             eprintln!("reg-probe: unknown step {step:?}");
             std::process::exit(2);
@@ -60,7 +66,12 @@ fn arity(step: &str) -> usize {
     }
 }
 
-async fn step(s: &Session, w: &[String], kept: &mut Vec<RegKey>) -> String {
+async fn step(
+    s: &Session,
+    w: &[String],
+    kept: &mut Vec<RegKey>,
+    watches: &mut Vec<appipc::registry::RegChanges>,
+) -> String {
     let r = match w[0].as_str() {
         "set" => {
             let (r, sub) = root(s, &w[1]);
@@ -106,6 +117,7 @@ async fn step(s: &Session, w: &[String], kept: &mut Vec<RegKey>) -> String {
             }
         }
         "watch-get" => return watch_get(s, w).await,
+        "watch-tree" => return watch_tree(s, w).await,
         "hoard" => {
             let n: usize = w[1].parse().expect("a count");
             let hkcu = RegKey::current_user(s);
@@ -116,6 +128,21 @@ async fn step(s: &Session, w: &[String], kept: &mut Vec<RegKey>) -> String {
                 }
             }
             Ok(format!("opened {n}"))
+        }
+        "watch-hoard" => {
+            let n: usize = w[1].parse().expect("a count");
+            let key = match RegKey::current_user(s).open("Software").await {
+                Ok(k) => k,
+                Err(e) => return code(&e),
+            };
+            for i in 0..n {
+                match key.notify_change(NotifyFilter::LAST_SET, true).await {
+                    Ok(c) => watches.push(c),
+                    Err(e) => return format!("watched {i}, then {}", code(&e)),
+                }
+            }
+            kept.push(key);
+            Ok(format!("watched {n}"))
         }
         "guess" => {
             let handle: u64 = w[1].parse().expect("a handle number");
@@ -180,12 +207,34 @@ async fn watch_get(s: &Session, w: &[String]) -> String {
     }
 }
 
+async fn watch_tree(s: &Session, w: &[String]) -> String {
+    let (r, sub) = root(s, &w[1]);
+    let ms: u64 = w[2].parse().expect("milliseconds");
+    let k = match r.open(&sub).await {
+        Ok(k) => k,
+        Err(e) => return code(&e),
+    };
+    let mut changes = match k.notify_change(NotifyFilter::NAME | NotifyFilter::LAST_SET, true).await
+    {
+        Ok(c) => c,
+        Err(e) => return code(&e),
+    };
+    println!("watch-tree => watching");
+    let _ = std::io::stdout().flush();
+    match tokio::time::timeout(Duration::from_millis(ms), changes.next()).await {
+        Ok(Some(c)) => format!("changed: {}", c.subkey),
+        Ok(None) => "session ended".into(),
+        Err(_) => "timeout".into(),
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     rt.block_on(async {
         let session = Session::connect().await.expect("connecting to the broker");
         let mut kept = Vec::new();
+        let mut watches = Vec::new();
         let mut i = 0;
         while i < args.len() {
             let n = arity(&args[i]);
@@ -194,7 +243,7 @@ fn main() {
                 std::process::exit(2);
             }
             let words = &args[i..i + n];
-            let result = step(&session, words, &mut kept).await;
+            let result = step(&session, words, &mut kept, &mut watches).await;
             println!("{} => {result}", words[0]);
             let _ = std::io::stdout().flush();
             i += n;

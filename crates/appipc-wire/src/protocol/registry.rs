@@ -134,16 +134,22 @@ super::mechanism! {
         } fds(0) -> RegKeyInfo, reply fds "0";
     }
     events {
-        /// A watched key changed (sent after the change was committed). A session that does
-        /// not read its events loses some (each is "something changed, look again"); the
-        /// broker's queue for it stays bounded.
+        /// A watched key changed (sent after the change was committed). The broker's queue
+        /// for a session stays bounded: the changes of a watch that do not fit are coalesced
+        /// into one, sent once the session has read enough (`coalesced`); none is dropped
+        /// unheard of.
         0 KeyChanged {
             /// The watch (`NotifyChangeKeyValue`'s output).
             0 watch: u64,
-            /// The `REG_NOTIFY_CHANGE_*` bit of the change.
+            /// The `REG_NOTIFY_CHANGE_*` bit of the change (of a coalesced one: all their bits).
             1 change: u32,
-            /// The key that changed, below the watched one ("" for the watched key itself).
+            /// The key that changed, below the watched one ("" for the watched key itself, and
+            /// for a coalesced change).
             2 subkey: String,
+            /// This change stands for changes that did not fit a queue (the broker's for the
+            /// session, or the SDK's for the reader): look at the watched key, and below it,
+            /// again (`RegNotifyChangeKeyValue` too says only "something changed").
+            3 coalesced: bool,
         } fds "0";
     }
 }
