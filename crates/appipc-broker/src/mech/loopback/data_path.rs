@@ -460,4 +460,41 @@ mod tests {
         assert_eq!(owner_of(&[], true, "c"), Owner::Host);
         assert_eq!(owner_of(&[], false, "c"), Owner::Nobody);
     }
+
+    /// Red team F3: a connect that waits for the listener's namespace (here a listener whose
+    /// accept queue is full, so the kernel drops the SYN and the connect goes on for seconds)
+    /// holds no thread: on a one-thread runtime, a job of a one-slot pool started after it
+    /// still finishes first.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_waiting_connect_holds_no_thread() {
+        use std::os::fd::AsRawFd;
+        let l = appipc_sys::loopback::host_socket(AF_INET, TCP).unwrap();
+        let any = std::net::SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, 0);
+        rustix::net::bind(&l, &any).unwrap();
+        rustix::net::listen(&l, 0).unwrap();
+        let port = match std::net::TcpListener::from(l.try_clone().unwrap()).local_addr() {
+            Ok(a) => a.port(),
+            Err(e) => panic!("{e}"),
+        };
+        let addr = &appipc_sys::loopback::loopback_addresses(port)[0].1;
+        // Fill the accept queue (nobody accepts).
+        let mut queued = Vec::new();
+        for _ in 0..2 {
+            let s = appipc_sys::loopback::host_socket(AF_INET, TCP).unwrap();
+            let _ = appipc_sys::loopback::connect_start(s.as_fd(), addr);
+            queued.push(s);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        let s = appipc_sys::loopback::host_socket(AF_INET, TCP).unwrap();
+        let pool = crate::blocking::BlockingPool::new(1);
+        let connecting = connect_async(&s, addr);
+        let job = pool.run(|| 7);
+        tokio::pin!(connecting, job);
+        tokio::select! {
+            biased;
+            r = &mut connecting => panic!("the connect ended first: {r:?} (fd {})", s.as_raw_fd()),
+            v = &mut job => assert_eq!(v.unwrap(), 7),
+        }
+        drop(queued);
+    }
 }
