@@ -73,6 +73,16 @@ impl Listeners {
         Ok(self.port_use(port, None)?.listens)
     }
 
+    /// Whether a connect to `addr` (a `sockaddr_in`/`sockaddr_in6` as an app passed it) would
+    /// reach a listener of the namespace: the kernel's own hashed lookup of the listener for
+    /// that address and port (an exact `inet_diag` request, not a dump), so its work does not
+    /// grow with the number of listeners anywhere. Blocking (netlink), brief.
+    pub fn reaches(&self, addr: &[u8]) -> io::Result<bool> {
+        let sock = self.sock.lock().map_err(|_| io::Error::other("diag socket poisoned"))?;
+        let mut buf = [0u8; 1024];
+        reaches_with(sock.as_fd(), addr, &mut buf)
+    }
+
     /// What the namespace holds on `port`: whether something listens there, and whether the
     /// socket of inode `inode` (if given) is bound there. Blocking (netlink), brief.
     pub fn port_use(&self, port: u16, inode: Option<u64>) -> io::Result<PortUse> {
@@ -191,14 +201,94 @@ pub(crate) fn bound_wait(fd: BorrowedFd<'_>) {
     }
 }
 
-/// Whether the namespace of `sock` listens on `port`, with `buf` as the receive buffer (no
-/// allocation: the supervisor, a forked child, calls it).
-pub(crate) fn listens_with(sock: BorrowedFd<'_>, port: u16, buf: &mut [u8]) -> io::Result<bool> {
-    let mut hit = false;
-    for family in [libc::AF_INET, libc::AF_INET6] {
-        dump(sock, family as u8, 1 << TCP_LISTEN, port, buf, &mut |s| hit |= s.port == port)?;
+/// Whether a connect to `addr` would reach a listener of the namespace of `sock` (see
+/// [`Listeners::reaches`]), with `buf` as the receive buffer; allocates nothing (the
+/// supervisor calls it). `Ok(false)` for an address that is not IPv4 or IPv6.
+pub(crate) fn reaches_with(sock: BorrowedFd<'_>, addr: &[u8], buf: &mut [u8]) -> io::Result<bool> {
+    let Some((family, port, ip)) = lookup_key(addr) else { return Ok(false) };
+    let seq = SEQ.fetch_add(1, Ordering::Relaxed);
+    let mut req = [0u8; NLMSG_HDR + 56];
+    let total = req.len() as u32;
+    req[..4].copy_from_slice(&total.to_ne_bytes());
+    req[4..6].copy_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
+    req[6..8].copy_from_slice(&(libc::NLM_F_REQUEST as u16).to_ne_bytes());
+    req[8..12].copy_from_slice(&seq.to_ne_bytes());
+    // inet_diag_req_v2 with inet_diag_sockid {sport, dport, src, dst, if, cookie}: the
+    // listener's side is the "source" (the address and port connected to), the remote is
+    // none, and no cookie is asked for (INET_DIAG_NOCOOKIE).
+    req[16] = family;
+    req[17] = libc::IPPROTO_TCP as u8;
+    req[20..24].copy_from_slice(&(1u32 << TCP_LISTEN).to_ne_bytes());
+    req[24..26].copy_from_slice(&port.to_be_bytes());
+    req[28..44].copy_from_slice(&ip);
+    req[64..72].copy_from_slice(&[0xff; 8]);
+    // SAFETY: send reads `req.len()` bytes of `req`; the socket is borrowed for the call.
+    let n = unsafe { libc::send(sock.as_raw_fd(), req.as_ptr().cast(), req.len(), 0) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
     }
-    Ok(hit)
+    loop {
+        // SAFETY: recv writes at most `buf.len()` bytes into `buf`.
+        let n = unsafe { libc::recv(sock.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() == Some(libc::EINTR) {
+                continue;
+            }
+            return Err(e);
+        }
+        let (n, mut at) = (n as usize, 0usize);
+        while at + NLMSG_HDR <= n {
+            let len = u32::from_ne_bytes(buf[at..at + 4].try_into().expect("4 bytes")) as usize;
+            let ty = u16::from_ne_bytes(buf[at + 4..at + 6].try_into().expect("2 bytes"));
+            let theirs = u32::from_ne_bytes(buf[at + 8..at + 12].try_into().expect("4 bytes"));
+            if len < NLMSG_HDR || at + len > n {
+                return Err(io::Error::other("sock_diag: a malformed message"));
+            }
+            if theirs == seq {
+                match ty {
+                    NLMSG_ERROR => {
+                        let e = buf
+                            .get(at + 16..at + 20)
+                            .map_or(0, |b| i32::from_ne_bytes(b.try_into().expect("4 bytes")));
+                        return match -e {
+                            0 | libc::ENOENT => Ok(false),
+                            e => Err(io::Error::from_raw_os_error(e)),
+                        };
+                    }
+                    SOCK_DIAG_BY_FAMILY if len > NLMSG_HDR + 1 => {
+                        return Ok(u32::from(buf[at + NLMSG_HDR + 1]) == TCP_LISTEN);
+                    }
+                    _ => {}
+                }
+            }
+            // The rest of an earlier request: not this one's answer.
+            at += (len + 3) & !3;
+        }
+    }
+}
+
+/// The family, port and address (16 bytes, IPv4 in the first 4) to look a listener up by for
+/// a connect to `addr`; a v4-mapped IPv6 address is looked up as the IPv4 address it reaches.
+fn lookup_key(addr: &[u8]) -> Option<(u8, u16, [u8; 16])> {
+    let family = i32::from(u16::from_ne_bytes([*addr.first()?, *addr.get(1)?]));
+    let port = u16::from_be_bytes([*addr.get(2)?, *addr.get(3)?]);
+    let mut ip = [0u8; 16];
+    match family {
+        libc::AF_INET if addr.len() >= 16 => {
+            ip[..4].copy_from_slice(&addr[4..8]);
+            Some((libc::AF_INET as u8, port, ip))
+        }
+        libc::AF_INET6 if addr.len() >= 24 => {
+            let a: [u8; 16] = addr[8..24].try_into().ok()?;
+            if a[..12] == [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff] {
+                ip[..4].copy_from_slice(&a[12..]);
+                return Some((libc::AF_INET as u8, port, ip));
+            }
+            Some((libc::AF_INET6 as u8, port, a))
+        }
+        _ => None,
+    }
 }
 
 /// One socket a dump reports (on a loopback or wildcard local address, with a port).
@@ -335,6 +425,29 @@ mod tests {
         let c = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
         let local = c.local_addr().unwrap().port();
         assert!(!here.listens(local).unwrap());
+    }
+
+    /// The exact lookup finds the listener a connect would reach (a wildcard one too, IPv4 and
+    /// v4-mapped), and nothing else.
+    #[test]
+    fn the_listener_a_connect_would_reach_is_looked_up_exactly() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let any = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+        let any_port = any.local_addr().unwrap().port();
+        let here = Listeners::here().unwrap();
+        let [(_, v4), (_, v6)] = super::super::loopback_addresses(port);
+        assert!(here.reaches(&v4).unwrap());
+        let mut mapped = v6.clone();
+        mapped[8..24].copy_from_slice(&std::net::Ipv4Addr::LOCALHOST.to_ipv6_mapped().octets());
+        assert!(here.reaches(&mapped).unwrap(), "v4-mapped");
+        let [(_, any_v4), _] = super::super::loopback_addresses(any_port);
+        assert!(here.reaches(&any_v4).unwrap(), "a wildcard listener");
+        let c = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let [(_, local), _] = super::super::loopback_addresses(c.local_addr().unwrap().port());
+        assert!(!here.reaches(&local).unwrap(), "a connected socket is no listener");
+        drop(l);
+        assert!(!here.reaches(&v4).unwrap(), "closed");
     }
 
     /// Red team F7: what is left of an earlier dump (one that was asked for and never read, or

@@ -52,15 +52,15 @@ impl BrokerLink {
         BrokerLink { fd, seq: 0, gone: false, diag: None, own_netns: own_netns_cookie() }
     }
 
-    /// Whether the app's own namespace listens on `port` (false when that cannot be told: the
-    /// broker then decides, and it looks there first too).
-    fn own_namespace_listens(&mut self, port: u16) -> bool {
+    /// Whether a connect to `addr` reaches a listener of the app's own namespace (false when
+    /// that cannot be told: the broker then decides, and it looks there first too).
+    fn own_namespace_reaches(&mut self, addr: &[u8]) -> bool {
         if self.diag.is_none() {
             self.diag = crate::loopback::diag::diag_socket().ok();
         }
         let Some(sock) = &self.diag else { return false };
-        let mut buf = [0u8; crate::loopback::diag::DUMP_BUFFER];
-        crate::loopback::diag::listens_with(sock.as_fd(), port, &mut buf).unwrap_or(false)
+        let mut buf = [0u8; 1024];
+        crate::loopback::diag::reaches_with(sock.as_fd(), addr, &mut buf).unwrap_or(false)
     }
 
     /// Asks the broker, with the app's socket attached; `Continue` when it does not answer.
@@ -293,7 +293,7 @@ pub(super) fn socket_call(
     let relevant = match classify(&bytes[..len]) {
         // The same package always reaches itself: its own listener needs no broker.
         Ok(Target::Loopback { port, .. }) if port != 0 => {
-            !ctx.broker.as_mut().is_some_and(|b| b.own_namespace_listens(port))
+            !ctx.broker.as_mut().is_some_and(|b| b.own_namespace_reaches(&bytes[..len]))
         }
         _ => false,
     };

@@ -24,7 +24,8 @@
 //!   kernel refuses it in the caller's namespace.
 //!
 //! Listeners are found with `sock_diag` in each namespace (`appipc_sys::loopback::Listeners`),
-//! one query per namespace that the kernel filters by port, all of a request's queries in one
+//! one query per namespace — for a connect the kernel's hashed lookup of the listener that
+//! address reaches, for a bind a dump filtered by port — all of a request's queries in one
 //! job of the broker's loopback pool ([`POOL_THREADS`] threads): never on the async threads.
 //! A connect's wait for the listener's namespace holds no thread at all. A host listener is
 //! treated as an unpackaged one (a packaged full-trust listener included).
@@ -251,9 +252,11 @@ impl Container {
         }
     }
 
-    /// The packages' namespaces that listen on `port` and whether the host does: one query
-    /// per namespace (filtered by port in the kernel), all in one job of the loopback pool.
-    async fn listening(&self, port: u16) -> (Vec<String>, bool) {
+    /// The packages' namespaces that listen on `port` and whether the host does — for a
+    /// connect (`to`: its address), whose listener a connect to that address would reach (the
+    /// kernel's hashed lookup) — one query per namespace, all in one job of the loopback pool.
+    async fn listening(&self, port: u16, to: Option<&[u8]>) -> (Vec<String>, bool) {
+        let to = to.map(<[u8]>::to_vec);
         let mut all = Vec::new();
         for (f, _) in self.shared.holders.pids() {
             match self.shared.holders.tools(&self.shared, &f).await {
@@ -266,19 +269,24 @@ impl Container {
         }
         let host = self.shared.holders.host_listeners();
         let job = self.shared.loopback_pool.run(move || {
-            let listening: Vec<String> = all
-                .into_iter()
-                .filter(|(_, t)| t.listeners.listens(port).unwrap_or(false))
-                .map(|(f, _)| f)
-                .collect();
-            (listening, host.is_some_and(|h| h.listens(port).unwrap_or(false)))
+            let there = |l: &appipc_sys::loopback::Listeners| {
+                match &to {
+                    Some(addr) => l.reaches(addr),
+                    None => l.listens(port),
+                }
+                .unwrap_or(false)
+            };
+            let listening: Vec<String> =
+                all.into_iter().filter(|(_, t)| there(&t.listeners)).map(|(f, _)| f).collect();
+            (listening, host.is_some_and(|h| there(&h)))
         });
         job.await.unwrap_or_default()
     }
 
-    /// Where port `port`'s listener is ([`owner_of`]).
-    async fn owner(&self, port: u16) -> Owner {
-        let (listening, host) = self.listening(port).await;
+    /// Where port `port`'s listener is ([`owner_of`]); for a connect (`to`: its address),
+    /// the listener a connect there would reach.
+    async fn owner(&self, port: u16, to: Option<&[u8]>) -> Owner {
+        let (listening, host) = self.listening(port, to).await;
         owner_of(&listening, host, &self.family)
     }
 
@@ -306,7 +314,7 @@ impl Container {
     }
 
     async fn bind(&self, port: u16, inode: u64) -> Answer {
-        let owner = self.owner(port).await;
+        let owner = self.owner(port, None).await;
         let taken = matches!(owner, Owner::Package(_) | Owner::Host | Owner::Ambiguous(_));
         let held =
             self.shared.loopback_ports.map.lock().expect("ports poisoned").get(&port).cloned();
@@ -347,7 +355,7 @@ impl Container {
         app: &OwnedFd,
         info: SocketInfo,
     ) -> (Answer, Option<OwnedFd>) {
-        let owner = self.owner(port).await;
+        let owner = self.owner(port, Some(ask.address())).await;
         let server_family = match &owner {
             Owner::Own | Owner::Nobody => return (Answer::Continue, None),
             Owner::Package(f) => Some(f.clone()),
