@@ -306,7 +306,7 @@ pub(crate) async fn start_app(
         full_name: Some(pkg.full_name.to_string()),
     };
     tracing::info!(app = %aumid, pid, trust = trust.as_str(), activation = activation.as_str(), "started");
-    crate::mech::loopback::data_path::serve(shared, &caller, loopback);
+    crate::mech::loopback::data_path::serve(shared, &caller, loopback).await;
     shared.keep_and_adopt_session(broker_end, caller, true).await;
     Ok(record)
 }

@@ -45,12 +45,46 @@ pub const BROAD_FILE_SYSTEM_ACCESS: &str = "broadFileSystemAccess";
 #[derive(Debug, Default)]
 pub struct Holders {
     map: Mutex<HashMap<String, Arc<NamespaceHolder>>>,
-    /// Socket factories in the packages' network namespaces (loopback), made on demand.
-    factories: Mutex<HashMap<String, Arc<SocketFactory>>>,
-    /// The packages' namespaces' listeners (loopback), made on demand with their factories.
-    listeners: Mutex<HashMap<String, Arc<Listeners>>>,
-    /// The host's (the broker's own namespace's) listeners.
-    host: std::sync::OnceLock<Option<Arc<Listeners>>>,
+    /// The loopback tools of the packages' network namespaces, made on demand; each is of
+    /// the holder it was made for, and used only while that holder is still the package's.
+    /// Lock order: `map`, then `tools`.
+    tools: Mutex<HashMap<String, Arc<NamespaceTools>>>,
+    /// The host's (the broker's own namespace's) listeners, once made (a failure is not kept:
+    /// the next lookup tries again).
+    host: Mutex<Option<Arc<Listeners>>>,
+}
+
+/// A socket factory in one package's network namespace and that namespace's listeners.
+#[derive(Debug)]
+pub(crate) struct NamespaceTools {
+    /// The holder they were made for.
+    holder: std::sync::Weak<NamespaceHolder>,
+    pub(crate) factory: SocketFactory,
+    pub(crate) listeners: Listeners,
+}
+
+impl NamespaceTools {
+    fn is_of(&self, holder: &Arc<NamespaceHolder>) -> bool {
+        std::ptr::eq(self.holder.as_ptr(), Arc::as_ptr(holder))
+    }
+}
+
+/// The value in `cell`, or a new one from `make` kept there; a failure is not kept.
+fn cached_or_try<T>(
+    cell: &Mutex<Option<Arc<T>>>,
+    make: impl FnOnce() -> std::io::Result<T>,
+) -> Option<Arc<T>> {
+    let mut c = cell.lock().expect("holders poisoned");
+    if let Some(v) = &*c {
+        return Some(v.clone());
+    }
+    match make() {
+        Ok(v) => Some(c.insert(Arc::new(v)).clone()),
+        Err(e) => {
+            tracing::warn!(error = %e, "loopback: cannot query the host's listeners");
+            None
+        }
+    }
 }
 
 /// What the launcher gets for a confined start.
@@ -127,60 +161,70 @@ impl Holders {
             .insert(family.to_ascii_lowercase(), Arc::new(holder));
     }
 
+    /// The host uid `family`'s namespace maps uid 1000 to (its processes' uid on the host).
+    pub(crate) fn host_uid(&self, family: &str) -> Option<u32> {
+        let map = self.map.lock().expect("holders poisoned");
+        map.get(&family.to_ascii_lowercase()).map(|h| h.ids.uid)
+    }
+
     /// The running holders: (family name, lower case; holder pid).
     pub(crate) fn pids(&self) -> Vec<(String, u32)> {
         let map = self.map.lock().expect("holders poisoned");
         map.iter().map(|(f, h)| (f.clone(), h.pid)).collect()
     }
 
-    /// A socket factory in `family`'s network namespace (started on the launcher thread the
-    /// first time, and again if it died); `None` when the package has no holder.
-    pub(crate) async fn factory(
+    /// The loopback tools of `family`'s network namespace (started on the launcher thread the
+    /// first time, and again if the factory died); `None` when the package has no holder, or
+    /// its holder was released (or replaced) while they were made.
+    pub(crate) async fn tools(
         &self,
         shared: &Arc<Shared>,
         family: &str,
-    ) -> std::io::Result<Option<Arc<SocketFactory>>> {
+    ) -> std::io::Result<Option<Arc<NamespaceTools>>> {
         let key = family.to_ascii_lowercase();
-        if let Some(f) = self.factories.lock().expect("holders poisoned").get(&key)
-            && f.is_alive()
-        {
-            return Ok(Some(f.clone()));
-        }
         let Some(holder) = self.map.lock().expect("holders poisoned").get(&key).cloned() else {
             return Ok(None);
         };
+        if let Some(t) = self.tools.lock().expect("holders poisoned").get(&key)
+            && t.is_of(&holder)
+            && t.factory.is_alive()
+        {
+            return Ok(Some(t.clone()));
+        }
         let join_userns = !rustix::process::geteuid().is_root();
-        let factory = shared
+        let weak = Arc::downgrade(&holder);
+        let h = holder.clone();
+        let tools = shared
             .launcher
             .run(move || {
-                SocketFactory::start(holder.userns.as_fd(), holder.netns.as_fd(), join_userns)
+                let factory = SocketFactory::start(h.userns.as_fd(), h.netns.as_fd(), join_userns)?;
+                let listeners = factory.listeners()?;
+                Ok::<_, std::io::Error>(NamespaceTools { holder: weak, factory, listeners })
             })
             .await??;
-        let factory = Arc::new(factory);
-        let mut map = self.factories.lock().expect("holders poisoned");
-        map.insert(key, factory.clone());
-        Ok(Some(factory))
+        Ok(self.keep_if_current(&key, &holder, tools))
     }
 
-    /// The listeners of `family`'s network namespace; `None` when it has no holder.
-    pub(crate) async fn listeners(
+    /// Keeps `tools` for `key` if `holder` is still its holder; `None` (and the tools end)
+    /// otherwise: a factory of a released namespace is never used.
+    fn keep_if_current(
         &self,
-        shared: &Arc<Shared>,
-        family: &str,
-    ) -> std::io::Result<Option<Arc<Listeners>>> {
-        let key = family.to_ascii_lowercase();
-        if let Some(l) = self.listeners.lock().expect("holders poisoned").get(&key) {
-            return Ok(Some(l.clone()));
+        key: &str,
+        holder: &Arc<NamespaceHolder>,
+        tools: NamespaceTools,
+    ) -> Option<Arc<NamespaceTools>> {
+        let map = self.map.lock().expect("holders poisoned");
+        if !map.get(key).is_some_and(|h| Arc::ptr_eq(h, holder)) || !tools.is_of(holder) {
+            return None;
         }
-        let Some(factory) = self.factory(shared, family).await? else { return Ok(None) };
-        let l = Arc::new(factory.listeners()?);
-        self.listeners.lock().expect("holders poisoned").insert(key, l.clone());
-        Ok(Some(l))
+        let tools = Arc::new(tools);
+        self.tools.lock().expect("holders poisoned").insert(key.to_owned(), tools.clone());
+        Some(tools)
     }
 
     /// The listeners of the host's network namespace (the broker's own).
     pub(crate) fn host_listeners(&self) -> Option<Arc<Listeners>> {
-        self.host.get_or_init(|| Listeners::here().ok().map(Arc::new)).clone()
+        cached_or_try(&self.host, Listeners::here)
     }
 
     /// Drops the holder of a package that has no confined process left.
@@ -193,9 +237,11 @@ impl Holders {
         if still {
             return;
         }
-        self.factories.lock().expect("holders poisoned").remove(&family.to_ascii_lowercase());
-        self.listeners.lock().expect("holders poisoned").remove(&family.to_ascii_lowercase());
-        let gone = self.map.lock().expect("holders poisoned").remove(&family.to_ascii_lowercase());
+        let gone = {
+            let mut map = self.map.lock().expect("holders poisoned");
+            self.tools.lock().expect("holders poisoned").remove(&family.to_ascii_lowercase());
+            map.remove(&family.to_ascii_lowercase())
+        };
         if let Some(holder) = gone {
             holder.end();
             let (family, pid) = (family.to_owned(), holder.pid);
@@ -206,10 +252,11 @@ impl Holders {
 
     /// Ends every holder (`appipc stop --apps`, once the processes are gone).
     pub(crate) fn end_all(&self, shared: &Shared) {
-        self.factories.lock().expect("holders poisoned").clear();
-        self.listeners.lock().expect("holders poisoned").clear();
-        let all: Vec<(String, Arc<NamespaceHolder>)> =
-            self.map.lock().expect("holders poisoned").drain().collect();
+        let all: Vec<(String, Arc<NamespaceHolder>)> = {
+            let mut map = self.map.lock().expect("holders poisoned");
+            self.tools.lock().expect("holders poisoned").clear();
+            map.drain().collect()
+        };
         for (family, holder) in all {
             holder.end();
             let _ = shared.repository.with_store(|s| s.delete_holder(&family, holder.pid));
@@ -500,4 +547,63 @@ pub(crate) async fn prepare(shared: &Arc<Shared>, pkg: &InstalledPackage) -> Res
         description,
         loopback,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use appipc_sys::sandbox::HostIds;
+
+    fn holder() -> Option<NamespaceHolder> {
+        match NamespaceHolder::start(&HostIds::own()) {
+            Ok(h) => Some(h),
+            Err(e) => {
+                eprintln!("skipped: no user and network namespaces here: {e}");
+                None
+            }
+        }
+    }
+
+    fn tools_for(h: &Arc<NamespaceHolder>) -> NamespaceTools {
+        let join = !rustix::process::geteuid().is_root();
+        let factory = SocketFactory::start(h.userns.as_fd(), h.netns.as_fd(), join).unwrap();
+        let listeners = factory.listeners().unwrap();
+        NamespaceTools { holder: Arc::downgrade(h), factory, listeners }
+    }
+
+    /// Red team F6: tools made for a holder that was released (or replaced by a new one of the
+    /// same package) while they were being made are never kept, so never used for the
+    /// package's new namespace.
+    #[test]
+    fn tools_of_a_released_or_replaced_holder_are_not_kept() {
+        let Some(first) = holder() else { return };
+        let Some(second) = holder() else { return };
+        let holders = Holders::default();
+        holders.insert_adopted("Contoso.App_x", first);
+        let first = holders.map.lock().unwrap().get("contoso.app_x").cloned().unwrap();
+        let made = tools_for(&first);
+        // Released meanwhile.
+        holders.map.lock().unwrap().remove("contoso.app_x");
+        assert!(holders.keep_if_current("contoso.app_x", &first, made).is_none());
+        assert!(holders.tools.lock().unwrap().is_empty());
+        // Replaced meanwhile: a new holder for the same package.
+        holders.insert_adopted("Contoso.App_x", second);
+        let made = tools_for(&first);
+        assert!(holders.keep_if_current("contoso.app_x", &first, made).is_none());
+        let second = holders.map.lock().unwrap().get("contoso.app_x").cloned().unwrap();
+        let kept = holders.keep_if_current("contoso.app_x", &second, tools_for(&second)).unwrap();
+        assert!(kept.is_of(&second) && !kept.is_of(&first));
+        first.end();
+        second.end();
+    }
+
+    /// Red team F7: a failure to make the host's listeners is not kept for good.
+    #[test]
+    fn a_failure_is_not_cached() {
+        let cell = Mutex::new(None);
+        let failed = cached_or_try(&cell, || Err::<u32, _>(std::io::Error::other("EMFILE")));
+        assert!(failed.is_none());
+        assert_eq!(cached_or_try(&cell, || Ok(7)).as_deref(), Some(&7));
+        assert_eq!(cached_or_try(&cell, || Ok(8)).as_deref(), Some(&7), "kept once made");
+    }
 }

@@ -77,6 +77,20 @@ pub enum Record {
         /// The session it inherited at fd 3 (shared with its children).
         bootstrap: bool,
     },
+    /// The loopback channel of an app container's supervisor (`mech::loopback::data_path`):
+    /// the broker's end of the socket pair made at that process's launch. A restarted broker
+    /// answers the supervisor's questions again, so the container's loopback connects between
+    /// packages go on working.
+    Loopback {
+        /// The pid of the process the broker started.
+        pid: u32,
+        /// Its uid.
+        uid: u32,
+        /// The full name of the package version it runs.
+        full_name: String,
+        /// Its application.
+        app_id: String,
+    },
 }
 
 impl Record {
@@ -92,6 +106,20 @@ impl Record {
                 bootstrap,
             },
             _ => Record::Unpackaged { pid: caller.pid, uid: caller.uid },
+        }
+    }
+
+    /// The record of the loopback channel made for `caller` (a confined process); `None` for
+    /// a caller without a package.
+    pub(crate) fn loopback(caller: &Caller) -> Option<Record> {
+        match (&caller.principal.package, &caller.full_name) {
+            (Some(p), Some(full)) => Some(Record::Loopback {
+                pid: caller.pid,
+                uid: caller.uid,
+                full_name: full.clone(),
+                app_id: p.app_id.to_string(),
+            }),
+            _ => None,
         }
     }
 }

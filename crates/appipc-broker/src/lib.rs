@@ -125,7 +125,7 @@ pub(crate) struct Shared {
     pub(crate) stopping: Stopping,
     pub(crate) app_services: mech::app_service::AppServices,
     pub(crate) holders: container::Holders,
-    /// Loopback ports recently bound by packages (`mech::loopback::data_path`).
+    /// Loopback ports packages hold (`mech::loopback::data_path`).
     pub(crate) loopback_ports: mech::loopback::data_path::Ports,
     pub(crate) tokens: mech::storage::Tokens,
     pub(crate) named_objects: mech::named_objects::NamedObjects,
@@ -134,6 +134,9 @@ pub(crate) struct Shared {
     pub(crate) protocols: mech::launcher::Protocols,
     /// Where blocking work runs (bounded).
     pub(crate) blocking: blocking::BlockingPool,
+    /// Where the loopback data path's `sock_diag` queries and socket making run: bounded, and
+    /// apart from `blocking`, so that neither starves the other.
+    pub(crate) loopback_pool: blocking::BlockingPool,
     /// The configuration (limits).
     pub(crate) config: Config,
     /// The live sessions.
@@ -325,6 +328,7 @@ impl Broker {
                 registry: mech::registry::Registry::first_handle((generation << 32) | 0x1000),
                 protocols: mech::launcher::Protocols::first_id((generation << 32) | 1),
                 blocking: blocking::BlockingPool::new(config.limits.blocking_threads),
+                loopback_pool: blocking::BlockingPool::new(mech::loopback::data_path::POOL_THREADS),
                 fds: limits::FdBudget::new(
                     appipc_sys::env::open_file_limit(),
                     config.limits.fd_reserve,

@@ -180,34 +180,40 @@ fn caller_of(shared: &Shared, kept: &Kept) -> Option<(Caller, bool)> {
             (*uid == shared.uid).then(|| (Caller::unpackaged(key, *pid, *uid), false))
         }
         Record::Packaged { pid, uid, full_name, app_id, trust, bootstrap } => {
-            let pkg = shared
-                .repository
-                .all()
-                .into_iter()
-                .find(|p| p.full_name.to_string() == *full_name)?;
-            let app = pkg.application(Some(&app_id.parse().ok()?))?;
             let trust = if trust == TrustLevel::FullTrust.as_str() {
                 TrustLevel::FullTrust
             } else {
                 TrustLevel::AppContainer
             };
-            let principal = Principal::packaged(
-                *uid,
-                pkg.family_name.clone(),
-                app.id.clone(),
-                trust,
-                pkg.granted.clone(),
-            );
-            let caller = Caller {
-                session_id: key,
-                pid: *pid,
-                uid: *uid,
-                principal,
-                full_name: Some(full_name.clone()),
-            };
-            Some((caller, *bootstrap))
+            Some((packaged(shared, key, *pid, *uid, full_name, app_id, trust)?, *bootstrap))
+        }
+        Record::Loopback { pid, uid, full_name, app_id } => {
+            let c = packaged(shared, key, *pid, *uid, full_name, app_id, TrustLevel::AppContainer)?;
+            Some((c, false))
         }
     }
+}
+
+/// A packaged process's identity from its record, if its package is installed at that version.
+fn packaged(
+    shared: &Shared,
+    key: u64,
+    pid: u32,
+    uid: u32,
+    full_name: &str,
+    app_id: &str,
+    trust: TrustLevel,
+) -> Option<Caller> {
+    let pkg = shared.repository.all().into_iter().find(|p| p.full_name.to_string() == full_name)?;
+    let app = pkg.application(Some(&app_id.parse().ok()?))?;
+    let principal = Principal::packaged(
+        uid,
+        pkg.family_name.clone(),
+        app.id.clone(),
+        trust,
+        pkg.granted.clone(),
+    );
+    Some(Caller { session_id: key, pid, uid, principal, full_name: Some(full_name.to_owned()) })
 }
 
 /// Run time: watches the adopted processes again and serves the kept sessions.
@@ -251,6 +257,11 @@ pub(crate) fn resume(shared: &Arc<Shared>, found: Found) {
             shared.keeper.forget(kept.key);
             continue;
         };
+        if matches!(kept.record, Record::Loopback { .. }) {
+            // A container's loopback channel: its supervisor is asked again.
+            crate::mech::loopback::data_path::serve_kept(shared, &caller, kept.key, kept.fd);
+            continue;
+        }
         let describe = caller.describe();
         let (entry, rx) = match shared.sessions.admit(shared, caller) {
             Ok(x) => x,

@@ -12,7 +12,7 @@ use crate::error::LaunchError;
 type Result<T, E = LaunchError> = std::result::Result<T, E>;
 
 /// What the child applies: the restrictions in order (Landlock, seccomp's escape-hatch
-/// filter, then the filter that hands `connect` and `bind` — and, under an unprivileged
+/// filter, then the filter that hands `connect`, `bind` and `listen` — and, under an unprivileged
 /// broker, `chmod` and `setxattr` — to the supervisor), the supervisor itself, the broker's
 /// end of the supervisor's loopback channel (`crate::mech::loopback::data_path`), and a
 /// description of what the kernel enforces, for `appipc ps`.
@@ -27,7 +27,7 @@ pub(crate) struct Restrictions {
 /// whatever the broker's uid owns (the named file mappings' memfds among them), so its mode
 /// and attribute changes go through the supervisor (`appipc_sys::seccomp_notify`), which
 /// allows them on the app's own mounts only; under a root broker the app owns none of that.
-/// Under both, `connect` and `bind` go to the supervisor for loopback between packages.
+/// Under both, `connect`, `bind` and `listen` go to the supervisor for loopback between packages.
 pub(crate) fn prepare(plan: &SandboxPlan, root: bool) -> Result<Restrictions> {
     let mut read_write = plan.read_write.clone();
     read_write.extend(plan.read_write_files.iter().cloned());
@@ -71,6 +71,6 @@ pub(crate) fn prepare(plan: &SandboxPlan, root: bool) -> Result<Restrictions> {
     if !root {
         words.push_str(", chmod and extended attributes through a supervisor (own mounts only)");
     }
-    words.push_str(", loopback connect and bind through the supervisor");
+    words.push_str(", loopback connect, bind and listen through the supervisor");
     Ok(Restrictions { steps, supervisor: Some(supervisor), loopback, words })
 }

@@ -587,3 +587,155 @@ fn an_unspec_bind_meets_the_shared_port_space() {
     let (_, text) = probe(&b, &squatter, &["unspec-bind", &free_port().to_string()]);
     assert!(text.contains("unspec-any: ok"), "{text}");
 }
+
+/// The port `bound N` in `pfn`'s app log (the first one).
+fn bound_port(b: &TestBroker, pfn: &str) -> u16 {
+    wait_log(b, pfn, "bound ");
+    let log = b.app_log(pfn);
+    let line = log.lines().find_map(|l| l.strip_prefix("bound ")).unwrap_or_default();
+    line.trim().parse().unwrap_or_else(|_| panic!("no port in {log}"))
+}
+
+/// Red team F2b: whose a loopback port is must never be ambiguous, or a package could listen
+/// on another's port and take the connects meant for it. A port a package bound — an
+/// ephemeral one (bind of port 0) too — is its own for as long as that socket is bound,
+/// however long it waits before it listens: another package's bind of it is `EADDRINUSE`
+/// (before, an ephemeral port was not in the shared space at all, and an explicit one only for
+/// 2 s). The squatter is one the client may reach too, so a hijack would have gone through.
+fn a_bound_port_stays_its_owners(unprivileged: bool) {
+    let Some(b) = broker(unprivileged) else { return };
+    let (cn, on, sn) = ("Contoso.OwnC", "Fabrikam.OwnS", "Northwind.OwnQ");
+    let (client, owner, squatter) =
+        (family(cn, CONTOSO), family(on, FABRIKAM), family(sn, "CN=Northwind"));
+    probe_package(&b, cn, CONTOSO, true, &[("out", &owner), ("out", &squatter)]);
+    probe_package(&b, on, FABRIKAM, true, &[("in", &client)]);
+    probe_package(&b, sn, "CN=Northwind", true, &[("in", &client)]);
+    // An ephemeral port, listened on 8 s later.
+    let (code, out, err) = cli(&b, &["launch", &owner, "--", "bind-listen", "0", "8", "60"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let eph = bound_port(&b, &owner);
+    let (_, text) = probe(&b, &squatter, &["bind", &eph.to_string()]);
+    assert!(text.contains(&format!("bind: errno {}", libc::EADDRINUSE)), "ephemeral {eph}: {text}");
+    // An explicit port, still bound but not listened on after 3 s.
+    let port = free_port();
+    let p = port.to_string();
+    let (code, out, err) = cli(&b, &["launch", &owner, "--", "bind-listen", &p, "8", "60"]);
+    assert_eq!(code, 0, "{out}{err}");
+    wait_log(&b, &owner, &format!("bound {port}"));
+    std::thread::sleep(Duration::from_secs(3));
+    let (_, text) = probe(&b, &squatter, &["bind", &p]);
+    assert!(text.contains(&format!("bind: errno {}", libc::EADDRINUSE)), "port {port}: {text}");
+    // Once the owner listens, the client reaches the owner on both.
+    wait_log(&b, &owner, &format!("listening {port}"));
+    for q in [eph, port] {
+        let (code, text) = probe(&b, &client, &["connect", &q.to_string()]);
+        assert_eq!(code, 0, "{q}: {text}\n{}", b.log());
+        assert!(text.contains("connected: echo:ping"), "{text}");
+    }
+    // A listen without a bind gets a port no other package holds, and holds it.
+    let (code, out, err) = cli(&b, &["launch", &squatter, "--", "bind-listen", "none", "0", "60"]);
+    assert_eq!(code, 0, "{out}{err}");
+    wait_log(&b, &squatter, "listening ");
+    let log = b.app_log(&squatter);
+    let auto: u16 = log
+        .lines()
+        .find_map(|l| l.strip_prefix("listening "))
+        .and_then(|p| p.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{log}"));
+    assert!(auto != eph && auto != port, "{auto}");
+    let (_, text) = probe(&b, &owner, &["bind", &auto.to_string()]);
+    assert!(text.contains(&format!("bind: errno {}", libc::EADDRINUSE)), "auto {auto}: {text}");
+}
+
+#[test]
+fn a_bound_port_stays_its_owners_root_broker() {
+    a_bound_port_stays_its_owners(false);
+}
+
+#[test]
+fn a_bound_port_stays_its_owners_unprivileged_broker() {
+    a_bound_port_stays_its_owners(true);
+}
+
+/// The broker is crash-survivable: apps keep running across a restart. A container started by
+/// the broker that was killed (`kill -9`) connects to another package after the next broker
+/// started (its supervisor's channel to the broker was kept by the session keeper), and is
+/// still refused what the rules refuse.
+fn containers_connect_across_a_broker_crash(unprivileged: bool) {
+    let Some(mut b) = broker(unprivileged) else { return };
+    let (client, server) = allowed(&b, "Crash");
+    let other = probe_package(&b, "Northwind.CrashOther", "CN=Northwind", true, &[]);
+    let port = free_port();
+    serve(&b, &server, port, &["120"]);
+    let p = port.to_string();
+    let (code, out, err) = cli(&b, &["launch", &client, "--", "later", &p, "8"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, err) = cli(&b, &["launch", &other, "--", "later", &p, "8"]);
+    assert_eq!(code, 0, "{out}{err}");
+    b.kill();
+    b.restart();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for pfn in [&client, &other] {
+        while !b.app_log(pfn).contains("connected: ") && !b.app_log(pfn).contains("failed: ") {
+            assert!(Instant::now() < deadline, "{}\n{}", b.app_log(pfn), b.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    let log = b.app_log(&client);
+    assert!(log.contains("connected: echo:ping"), "{log}\n{}", b.log());
+    let log = b.app_log(&other);
+    assert!(log.contains(&format!("failed: errno {}", libc::ECONNREFUSED)), "{log}");
+}
+
+#[test]
+fn containers_connect_across_a_broker_crash_root_broker() {
+    containers_connect_across_a_broker_crash(false);
+}
+
+#[test]
+fn containers_connect_across_a_broker_crash_unprivileged_broker() {
+    containers_connect_across_a_broker_crash(true);
+}
+
+/// The owner (uid) of this host's TCP socket from local port `local` to port `remote`
+/// (`/proc/net/tcp`).
+fn socket_uid(local: u16, remote: u16) -> Option<u32> {
+    let table = std::fs::read_to_string("/proc/net/tcp").ok()?;
+    table.lines().skip(1).find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        let port = |a: &str| a.rsplit(':').next().and_then(|p| u16::from_str_radix(p, 16).ok());
+        (f.len() > 7 && port(f[1]) == Some(local) && port(f[2]) == Some(remote))
+            .then(|| f[7].parse().ok())
+            .flatten()
+    })
+}
+
+/// Red team F4: under a root broker, the host socket an exempt package's connect is given is
+/// the app's — its host uid, as a socket it made itself would be — not root's.
+#[test]
+fn an_exempt_packages_host_socket_is_the_apps_not_roots() {
+    use std::io::{Read, Write};
+    if !rustix::process::geteuid().is_root() {
+        println!("SKIPPED: the broker is not root here (its sockets are the user's anyway)");
+        return;
+    }
+    let b = TestBroker::start();
+    let app = probe_package(&b, "Contoso.LoopUid", CONTOSO, true, &[]);
+    let (code, out, err) = cli(&b, &["loopback", "exempt", "add", &app]);
+    assert_eq!(code, 0, "{out}{err}");
+    let port = free_port();
+    let l = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    let owner = std::thread::spawn(move || {
+        let (mut c, peer) = l.accept().unwrap();
+        let uid = socket_uid(peer.port(), port);
+        let mut buf = [0u8; 64];
+        let n = c.read(&mut buf).unwrap_or(0);
+        let _ = c.write_all(b"echo:");
+        let _ = c.write_all(&buf[..n]);
+        uid
+    });
+    let (code, text) = probe(&b, &app, &["connect", &port.to_string()]);
+    assert_eq!(code, 0, "{text}\n{}", b.log());
+    let uid = owner.join().unwrap();
+    assert!(uid.is_some_and(|u| u != 0), "the host socket's owner: {uid:?}");
+}

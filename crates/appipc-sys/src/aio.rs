@@ -225,3 +225,11 @@ pub async fn pidfd_exited(pidfd: &OwnedFd) -> io::Result<()> {
     let _guard = afd.readable().await?;
     Ok(())
 }
+
+/// Waits, without blocking a thread, until `fd` (non-blocking) is writable: e.g. a socket whose
+/// connect is going on ([`crate::loopback::connect_start`]).
+pub async fn writable(fd: BorrowedFd<'_>) -> io::Result<()> {
+    let afd = register(fd.try_clone_to_owned()?, Interest::WRITABLE)?;
+    let _ready = afd.writable().await?;
+    Ok(())
+}

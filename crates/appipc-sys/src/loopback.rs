@@ -19,8 +19,12 @@ mod factory;
 mod sockets;
 
 pub use diag::Listeners;
+pub use diag::PortUse;
 pub use factory::SocketFactory;
-pub use sockets::{SocketInfo, connect_within, copy_options, host_socket, socket_info};
+pub use sockets::{
+    SocketInfo, connect_result, connect_start, connect_within, copy_options, host_socket,
+    host_socket_as, socket_info,
+};
 
 /// `sizeof(struct sockaddr_storage)`: the kernel refuses a longer address (`EINVAL`).
 pub const MAX_ADDR_LEN: usize = 128;
@@ -87,8 +91,14 @@ pub fn classify(addr: &[u8]) -> Result<Target, i32> {
 /// loopback or wildcard (`0.0.0.0`, `::`) address with a port other than 0; `None` otherwise
 /// (pure).
 pub fn bind_port(addr: &[u8]) -> Option<u16> {
+    shared_space_port(addr).filter(|p| *p != 0)
+}
+
+/// The port of `addr` if it is a loopback or wildcard address (0 included: the kernel picks an
+/// ephemeral port, which is in the shared space too); `None` otherwise (pure).
+pub fn shared_space_port(addr: &[u8]) -> Option<u16> {
     match classify(addr) {
-        Ok(Target::Loopback { port, .. }) if port != 0 => Some(port),
+        Ok(Target::Loopback { port, .. }) => Some(port),
         Ok(Target::Other) => {
             let port = u16::from_be_bytes([addr[2], addr[3]]);
             let family = i32::from(u16::from_ne_bytes([addr[0], addr[1]]));
@@ -98,7 +108,7 @@ pub fn bind_port(addr: &[u8]) -> Option<u16> {
                 addr[8..24] == [0; 16]
                     || addr[8..24] == [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0, 0, 0]
             };
-            (any && port != 0).then_some(port)
+            any.then_some(port)
         }
         _ => None,
     }
@@ -109,7 +119,8 @@ pub fn bind_port(addr: &[u8]) -> Option<u16> {
 pub enum AskOp {
     /// `connect` to a loopback address of another network namespace (perhaps).
     Connect = 1,
-    /// `bind` of a loopback or wildcard address with a port.
+    /// `bind` of a loopback or wildcard address with a port (the one the kernel picked for an
+    /// ephemeral bind), or `listen` on a socket bound to one: may the package hold it?
     Bind = 2,
 }
 
@@ -302,6 +313,10 @@ mod tests {
         assert_eq!(bind_port(&v6(Ipv6Addr::UNSPECIFIED, 82, 28)), Some(82));
         assert_eq!(bind_port(&v6(Ipv6Addr::LOCALHOST, 83, 28)), Some(83));
         assert_eq!(bind_port(&v4([127, 0, 0, 1], 80, 15)), None, "the kernel's EINVAL");
+        assert_eq!(shared_space_port(&v4([0, 0, 0, 0], 0, 16)), Some(0), "ephemeral: shared too");
+        assert_eq!(shared_space_port(&v4([127, 0, 0, 1], 0, 16)), Some(0));
+        assert_eq!(shared_space_port(&v6(Ipv6Addr::UNSPECIFIED, 0, 28)), Some(0));
+        assert_eq!(shared_space_port(&v4([10, 0, 0, 1], 0, 16)), None);
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //!
 //! ```text
 //! broker ─fork─▶ waiter (outside the new pid namespace; the pid the broker tracks)
-//!                  ├─fork─▶ supervisor (connect and bind; chmod and setxattr under an unprivileged broker: seccomp_notify)
+//!                  ├─fork─▶ supervisor (connect, bind, listen; chmod and setxattr under an unprivileged broker: seccomp_notify)
 //!                  └─fork─▶ init (pid 1 inside: builds the root, reaps, forwards signals)
 //!                             └─fork─▶ app (pid 2: uid 1000, Landlock, seccomp, exec)
 //! ```

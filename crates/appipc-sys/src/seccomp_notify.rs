@@ -76,7 +76,9 @@
 //! `SECCOMP_ADDFD_FLAG_SETFD`), answering 0. A socket of another namespace (an installed one)
 //! is never let through: a connect on it is `EISCONN` (but a restarted one, answered 0), a bind
 //! `EINVAL`, so it cannot be disconnected and connected anywhere that namespace reaches. A TCP
-//! bind is carried out by the supervisor itself on its copy of the address, never let through.
+//! bind is carried out by the supervisor itself on its copy of the address, never let through;
+//! so is a TCP `listen` (handed over too), after the broker checked the port: the socket's
+//! bound one, or, for a socket not yet bound, an ephemeral port the broker accepted.
 //!
 //! If the supervisor is gone, a supervised call fails with `ENOSYS` (the kernel's answer when
 //! a listener is closed): refused, never let through.
@@ -143,6 +145,7 @@ const SECCOMP_RET_ALLOW: u32 = 0x7fff_0000;
 pub const SUPERVISED_LOOPBACK: &[SupervisedSyscall] = &[
     SupervisedSyscall { name: "connect", nr: libc::SYS_connect },
     SupervisedSyscall { name: "bind", nr: libc::SYS_bind },
+    SupervisedSyscall { name: "listen", nr: libc::SYS_listen },
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -178,7 +181,7 @@ pub fn supervised() -> io::Result<(NotifyFilter, Supervisor)> {
 }
 
 /// Makes a filter and its supervisor: mode and attribute changes if `modes`, and loopback's
-/// `connect` and `bind` if `broker` (the supervisor's end of the container's channel to the
+/// `connect`, `bind` and `listen` if `broker` (the supervisor's end of the container's channel to the
 /// broker) is given.
 pub fn supervised_with(
     modes: bool,
@@ -531,6 +534,8 @@ pub(crate) enum Reply {
 pub(crate) enum Call {
     /// `connect(fd, addr, len)` (`bind` if `bind`).
     Socket { bind: bool, fd: i32, addr: u64, len: u64 },
+    /// `listen(fd, backlog)`.
+    Listen { fd: i32, backlog: i32 },
     /// `chmod` and its relatives.
     Chmod { at: At, mode: u32 },
     /// `setxattr` and its relatives; `value`/`size` are in the caller's memory (`args`:
@@ -600,6 +605,7 @@ pub(crate) fn decode(nr: i64, a: [u64; 6]) -> Result<Call> {
         libc::SYS_connect | libc::SYS_bind => {
             Call::Socket { bind: nr == libc::SYS_bind, fd: int(a[0]), addr: a[1], len: a[2] }
         }
+        libc::SYS_listen => Call::Listen { fd: int(a[0]), backlog: int(a[1]) },
         _ => return Err(Errno::NOSYS),
     })
 }
@@ -929,13 +935,16 @@ impl Context {
         if let Call::Socket { bind, fd, addr, len } = call {
             return loopback::socket_call(self, c, bind, fd, addr, len);
         }
+        if let Call::Listen { fd, backlog } = call {
+            return loopback::listen_call(self, c, fd, backlog);
+        }
         self.carry_out_file(c, call).map(|()| Reply::Done)
     }
 
     /// Carries out a mode or attribute change for `c`.
     fn carry_out_file(&mut self, c: &Caller<'_>, call: Call) -> Result<()> {
         match call {
-            Call::Socket { .. } => Err(Errno::NOSYS),
+            Call::Socket { .. } | Call::Listen { .. } => Err(Errno::NOSYS),
             Call::Chmod { at: At::Fd(fd), mode } => {
                 let file = self.their_fd(c, fd)?;
                 if is_opath(file.as_fd()) {

@@ -1,6 +1,7 @@
 //! Finishing a socket the broker installs in place of an app's: what the app's socket is
 //! ([`socket_info`]), its options copied ([`copy_options`]), connected within a bound time
-//! ([`connect_within`]).
+//! ([`connect_within`], or [`connect_start`] and [`connect_result`] around an asynchronous
+//! wait).
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
@@ -56,6 +57,23 @@ pub fn host_socket(domain: i32, protocol: i32) -> io::Result<std::os::fd::OwnedF
     }
     // SAFETY: see above.
     Ok(unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) })
+}
+
+/// [`host_socket`] made as `uid` (its owner, `sk_uid`: what `sock_diag`, `/proc/net/tcp` and
+/// the firewall's owner match see) when this process is root: the socket is made with that
+/// filesystem uid on the calling thread only (`setfsuid`, which is per thread), then the
+/// thread's is set back. Otherwise the same as [`host_socket`].
+pub fn host_socket_as(domain: i32, protocol: i32, uid: u32) -> io::Result<std::os::fd::OwnedFd> {
+    if !rustix::process::geteuid().is_root() || uid == 0 {
+        return host_socket(domain, protocol);
+    }
+    // SAFETY: setfsuid takes an integer and changes only the calling thread's filesystem uid
+    // (the raw syscall: no broadcast to the process's other threads).
+    let before = unsafe { libc::syscall(libc::SYS_setfsuid, uid as libc::c_long) };
+    let made = host_socket(domain, protocol);
+    // SAFETY: as above, back to what it was (root's).
+    unsafe { libc::syscall(libc::SYS_setfsuid, before) };
+    made
 }
 
 /// The options an app may have set before `connect` that the socket installed in its place
@@ -114,6 +132,22 @@ pub fn copy_options(from: BorrowedFd<'_>, to: BorrowedFd<'_>) {
 /// Connects `fd` to `addr` (a `sockaddr` as an app passed it, checked by
 /// [`super::classify`]), waiting at most `timeout`; leaves `fd` blocking.
 pub fn connect_within(fd: BorrowedFd<'_>, addr: &[u8], timeout: Duration) -> io::Result<()> {
+    let result = match connect_start(fd, addr) {
+        Ok(true) => Ok(()),
+        Ok(false) if !wait_writable(fd, timeout)? => {
+            Err(io::Error::from_raw_os_error(libc::ETIMEDOUT))
+        }
+        Ok(false) => connect_result(fd),
+        Err(e) => Err(e),
+    };
+    crate::socket::set_nonblocking(fd, false)?;
+    result
+}
+
+/// Starts connecting `fd` (made non-blocking) to `addr` (see [`connect_within`]): `true` when
+/// it is connected already, `false` when the connect goes on (`EINPROGRESS`: wait until `fd`
+/// is writable, then [`connect_result`]).
+pub fn connect_start(fd: BorrowedFd<'_>, addr: &[u8]) -> io::Result<bool> {
     if addr.len() > super::MAX_ADDR_LEN {
         return Err(io::Error::from_raw_os_error(libc::EINVAL));
     }
@@ -130,23 +164,19 @@ pub fn connect_within(fd: BorrowedFd<'_>, addr: &[u8], timeout: Duration) -> io:
     let rc = unsafe {
         libc::connect(fd.as_raw_fd(), (&raw const storage).cast(), addr.len() as libc::socklen_t)
     };
-    let result = if rc == 0 {
-        Ok(())
-    } else {
-        let e = io::Error::last_os_error();
-        if e.raw_os_error() != Some(libc::EINPROGRESS) {
-            Err(e)
-        } else if !wait_writable(fd, timeout)? {
-            Err(io::Error::from_raw_os_error(libc::ETIMEDOUT))
-        } else {
-            match get_int(fd, libc::SOL_SOCKET, libc::SO_ERROR)? {
-                0 => Ok(()),
-                e => Err(io::Error::from_raw_os_error(e)),
-            }
-        }
-    };
-    crate::socket::set_nonblocking(fd, false)?;
-    result
+    if rc == 0 {
+        return Ok(true);
+    }
+    let e = io::Error::last_os_error();
+    if e.raw_os_error() == Some(libc::EINPROGRESS) { Ok(false) } else { Err(e) }
+}
+
+/// How a connect [`connect_start`] left going on ended, once `fd` is writable (`SO_ERROR`).
+pub fn connect_result(fd: BorrowedFd<'_>) -> io::Result<()> {
+    match get_int(fd, libc::SOL_SOCKET, libc::SO_ERROR)? {
+        0 => Ok(()),
+        e => Err(io::Error::from_raw_os_error(e)),
+    }
 }
 
 fn wait_writable(fd: BorrowedFd<'_>, timeout: Duration) -> io::Result<bool> {

@@ -1,4 +1,5 @@
-//! The supervisor's half of the loopback data path: `connect` and `bind` of an app container.
+//! The supervisor's half of the loopback data path: `connect`, `bind` and `listen` of an app
+//! container.
 //!
 //! First, whose socket it is (`SO_NETNS_COOKIE` against the supervisor's own namespace, which
 //! is the app's): a socket of *another* namespace — one the broker installed, or one a process
@@ -8,7 +9,10 @@
 //!
 //! Then, for the app's own sockets, the address is read once from the caller's memory. A
 //! `bind` of a TCP socket is carried out by the supervisor on that copy, after the broker has
-//! checked the port ([`own_bind`]), never let through. A `connect` that is not on a loopback
+//! checked the port ([`own_bind`]), never let through; an ephemeral one (port 0) takes a port
+//! the broker accepted as free in the shared port space ([`ephemeral_bind`]), and so does a
+//! `listen` on a socket not bound yet, which is carried out by the supervisor too
+//! ([`listen_call`]). A `connect` that is not on a loopback
 //! address with a port is let through (the kernel then reads the address again and connects in
 //! the app's own network namespace, which is the isolation: no escape whatever it reads), as
 //! is everything when anything goes wrong on the way (an unreadable address, an fd that is no
@@ -48,15 +52,15 @@ impl BrokerLink {
         BrokerLink { fd, seq: 0, gone: false, diag: None, own_netns: own_netns_cookie() }
     }
 
-    /// Whether the app's own namespace listens on `port` (false when that cannot be told: the
-    /// broker then decides, and it looks there first too).
-    fn own_namespace_listens(&mut self, port: u16) -> bool {
+    /// Whether a connect to `addr` reaches a listener of the app's own namespace (false when
+    /// that cannot be told: the broker then decides, and it looks there first too).
+    fn own_namespace_reaches(&mut self, addr: &[u8]) -> bool {
         if self.diag.is_none() {
             self.diag = crate::loopback::diag::diag_socket().ok();
         }
         let Some(sock) = &self.diag else { return false };
-        let mut buf = [0u8; crate::loopback::diag::DUMP_BUFFER];
-        crate::loopback::diag::listens_with(sock.as_fd(), port, &mut buf).unwrap_or(false)
+        let mut buf = [0u8; 1024];
+        crate::loopback::diag::reaches_with(sock.as_fd(), addr, &mut buf).unwrap_or(false)
     }
 
     /// Asks the broker, with the app's socket attached; `Continue` when it does not answer.
@@ -212,6 +216,28 @@ fn foreign_call(
     }
 }
 
+fn get_opt(fd: &OwnedFd, level: i32, name: i32) -> Result<i32> {
+    let mut v: libc::c_int = 0;
+    let mut len = size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `v`, on this stack frame.
+    let rc =
+        unsafe { libc::getsockopt(fd.as_raw_fd(), level, name, (&raw mut v).cast(), &mut len) };
+    if rc < 0 { Err(Errno::NOTSOCK) } else { Ok(v) }
+}
+
+fn set_opt(fd: &OwnedFd, level: i32, name: i32, v: i32) {
+    // SAFETY: setsockopt reads one int from `v`, on this stack frame.
+    unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            level,
+            name,
+            (&raw const v).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
+}
+
 fn get_int(fd: &OwnedFd, name: i32) -> Result<i32> {
     let mut v: libc::c_int = 0;
     let mut len = size_of::<libc::c_int>() as libc::socklen_t;
@@ -267,7 +293,7 @@ pub(super) fn socket_call(
     let relevant = match classify(&bytes[..len]) {
         // The same package always reaches itself: its own listener needs no broker.
         Ok(Target::Loopback { port, .. }) if port != 0 => {
-            !ctx.broker.as_mut().is_some_and(|b| b.own_namespace_listens(port))
+            !ctx.broker.as_mut().is_some_and(|b| b.own_namespace_reaches(&bytes[..len]))
         }
         _ => false,
     };
@@ -332,24 +358,177 @@ fn own_bind(
         }
         bytes[..2].copy_from_slice(&(libc::AF_INET as u16).to_ne_bytes());
     }
-    if crate::loopback::bind_port(&bytes[..len]).is_some()
-        && ctx.broker.as_ref().is_some_and(|b| !b.gone)
-    {
-        let cloexec = ctx.fd_cloexec(c, fd);
-        c.still_waiting()?;
-        let ask = Ask { op: AskOp::Bind, seq: 0, cloexec, addr: bytes, addr_len: len as u8 };
-        if let Some(link) = ctx.broker.as_mut()
-            && let (Answer::Fail(e), _) = link.ask(ask, &socket)
-        {
-            return Err(Errno::from_raw_os_error(e));
+    let asks = ctx.broker.as_ref().is_some_and(|b| !b.gone);
+    match crate::loopback::shared_space_port(&bytes[..len]) {
+        Some(0) if asks => {
+            c.still_waiting()?;
+            ephemeral_bind(ctx, c, &socket, fd, &mut bytes, len, domain)?;
+            return Ok(Reply::Done);
         }
+        Some(_) if asks => {
+            let cloexec = ctx.fd_cloexec(c, fd);
+            c.still_waiting()?;
+            let ask = Ask { op: AskOp::Bind, seq: 0, cloexec, addr: bytes, addr_len: len as u8 };
+            if let Some(link) = ctx.broker.as_mut()
+                && let (Answer::Fail(e), _) = link.ask(ask, &socket)
+            {
+                return Err(Errno::from_raw_os_error(e));
+            }
+        }
+        _ => {}
     }
     c.still_waiting()?;
-    // SAFETY: bind reads `len` (≤ MAX_ADDR_LEN) bytes of `bytes`, on this stack frame; the
-    // socket is the app's, duplicated into this process.
-    let rc =
-        unsafe { libc::bind(socket.as_raw_fd(), bytes.as_ptr().cast(), len as libc::socklen_t) };
+    raw_bind(&socket, &bytes[..len])?;
+    Ok(Reply::Done)
+}
+
+/// `bind(socket, addr)`, the kernel's errno if it fails.
+fn raw_bind(socket: &OwnedFd, addr: &[u8]) -> Result<()> {
+    // SAFETY: bind reads `addr.len()` (≤ MAX_ADDR_LEN) bytes of `addr`, borrowed for the call;
+    // the socket is the app's, duplicated into this process.
+    let rc = unsafe {
+        libc::bind(socket.as_raw_fd(), addr.as_ptr().cast(), addr.len() as libc::socklen_t)
+    };
     if rc < 0 {
+        let e = std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EINVAL);
+        return Err(Errno::from_raw_os_error(e));
+    }
+    Ok(())
+}
+
+/// How many ports the kernel offers for one ephemeral bind before the supervisor gives up
+/// (`EADDRINUSE`): each one the broker refuses is another package's.
+const EPHEMERAL_TRIES: usize = 16;
+
+/// A bind of port 0 (an ephemeral port), or the implicit one of a `listen` on an unbound
+/// socket: the port must be free in the shared space, not only in the app's namespace (else two
+/// namespaces could listen on one port). A probe socket of the app's namespace, bound to the
+/// same address and port 0, gets a port from the kernel; the broker is asked about it (and
+/// reserves it); if another package holds it the probe is kept (so the kernel offers another)
+/// and the next is asked about; an accepted port is bound on the app's socket.
+fn ephemeral_bind(
+    ctx: &mut Context,
+    c: &Caller<'_>,
+    socket: &OwnedFd,
+    fd: i32,
+    bytes: &mut [u8; MAX_ADDR_LEN],
+    len: usize,
+    domain: i32,
+) -> Result<()> {
+    let mut held: [Option<OwnedFd>; EPHEMERAL_TRIES] = Default::default();
+    let v6only = (domain == libc::AF_INET6)
+        .then(|| get_opt(socket, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY).unwrap_or(0));
+    let cloexec = ctx.fd_cloexec(c, fd);
+    for slot in &mut held {
+        // SAFETY: socket takes integers; the fd returned is new and owned here.
+        let probe = unsafe { libc::socket(domain, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+        if probe < 0 {
+            return Err(Errno::from_raw_os_error(
+                std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::ENOBUFS),
+            ));
+        }
+        // SAFETY: see above.
+        let probe = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(probe) };
+        if let Some(v) = v6only {
+            set_opt(&probe, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, v);
+        }
+        bytes[2..4].copy_from_slice(&0u16.to_be_bytes());
+        raw_bind(&probe, &bytes[..len])?;
+        let port = local_port(&probe).ok_or(Errno::ADDRINUSE)?;
+        bytes[2..4].copy_from_slice(&port.to_be_bytes());
+        c.still_waiting()?;
+        let ask = Ask { op: AskOp::Bind, seq: 0, cloexec, addr: *bytes, addr_len: len as u8 };
+        let answer = match ctx.broker.as_mut() {
+            Some(link) => link.ask(ask, socket).0,
+            None => Answer::Continue,
+        };
+        match answer {
+            Answer::Fail(libc::EADDRINUSE) => {
+                *slot = Some(probe);
+                continue;
+            }
+            Answer::Fail(e) => return Err(Errno::from_raw_os_error(e)),
+            _ => {}
+        }
+        drop(probe);
+        c.still_waiting()?;
+        match raw_bind(socket, &bytes[..len]) {
+            // Taken meanwhile in the app's own namespace (another of its threads): again.
+            Err(Errno::ADDRINUSE) => continue,
+            r => return r,
+        }
+    }
+    Err(Errno::ADDRINUSE)
+}
+
+/// The local port of a bound socket.
+fn local_port(socket: &OwnedFd) -> Option<u16> {
+    let mut a = [0u8; MAX_ADDR_LEN];
+    let mut n = MAX_ADDR_LEN as libc::socklen_t;
+    // SAFETY: getsockname writes at most `n` bytes into `a`, on this stack frame.
+    let rc = unsafe { libc::getsockname(socket.as_raw_fd(), a.as_mut_ptr().cast(), &raw mut n) };
+    (rc == 0 && n >= 4).then(|| u16::from_be_bytes([a[2], a[3]]))
+}
+
+/// `listen` of the caller: on a TCP socket of the app's own namespace it is carried out by the
+/// supervisor (never let through: the app could put another socket at that fd meanwhile),
+/// after the broker checked the port — the one the socket is bound to (another package may
+/// have come to hold it since), or for a socket not bound yet (the kernel would pick a port
+/// itself) an ephemeral one free in the shared space ([`ephemeral_bind`]). A socket of
+/// another namespace is `EINVAL` (an installed socket is connected: what the kernel says).
+/// Anything else, and everything when the broker does not answer, is let through.
+pub(super) fn listen_call(
+    ctx: &mut Context,
+    c: &Caller<'_>,
+    fd: i32,
+    backlog: i32,
+) -> Result<Reply> {
+    let Some(own) = ctx.broker.as_ref().and_then(|b| b.own_netns) else {
+        return Ok(Reply::Continue);
+    };
+    let Ok(socket) = ctx.their_fd(c, fd) else { return Ok(Reply::Continue) };
+    if netns_cookie(&socket).is_some_and(|cookie| cookie != own) {
+        return Err(Errno::INVAL);
+    }
+    let stream = get_int(&socket, libc::SO_TYPE).is_ok_and(|t| t == libc::SOCK_STREAM);
+    let protocol = get_int(&socket, libc::SO_PROTOCOL).unwrap_or(-1);
+    let domain = get_int(&socket, libc::SO_DOMAIN).unwrap_or(-1);
+    let tcp = protocol == 0 || protocol == libc::IPPROTO_TCP;
+    if !stream || !tcp || (domain != libc::AF_INET && domain != libc::AF_INET6) {
+        return Ok(Reply::Continue);
+    }
+    if ctx.broker.as_ref().is_none_or(|b| b.gone) {
+        return Ok(Reply::Continue);
+    }
+    let mut bytes = [0u8; MAX_ADDR_LEN];
+    let mut n = MAX_ADDR_LEN as libc::socklen_t;
+    // SAFETY: getsockname writes at most `n` bytes into `bytes`, on this stack frame.
+    let rc =
+        unsafe { libc::getsockname(socket.as_raw_fd(), bytes.as_mut_ptr().cast(), &raw mut n) };
+    if rc < 0 || (n as usize) < 4 {
+        return Ok(Reply::Continue);
+    }
+    let len = (n as usize).min(MAX_ADDR_LEN);
+    match crate::loopback::shared_space_port(&bytes[..len]) {
+        Some(0) => {
+            c.still_waiting()?;
+            ephemeral_bind(ctx, c, &socket, fd, &mut bytes, len, domain)?;
+        }
+        Some(_) => {
+            let cloexec = ctx.fd_cloexec(c, fd);
+            c.still_waiting()?;
+            let ask = Ask { op: AskOp::Bind, seq: 0, cloexec, addr: bytes, addr_len: len as u8 };
+            if let Some(link) = ctx.broker.as_mut()
+                && let (Answer::Fail(e), _) = link.ask(ask, &socket)
+            {
+                return Err(Errno::from_raw_os_error(e));
+            }
+        }
+        None => {}
+    }
+    c.still_waiting()?;
+    // SAFETY: listen takes an fd (the app's socket, duplicated into this process) and an int.
+    if unsafe { libc::listen(socket.as_raw_fd(), backlog) } < 0 {
         let e = std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EINVAL);
         return Err(Errno::from_raw_os_error(e));
     }

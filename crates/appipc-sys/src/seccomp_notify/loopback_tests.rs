@@ -419,7 +419,7 @@ fn refusals_and_bind_answers_reach_the_app() {
             r[0] = errno_of(libc::connect(s, page.addr(0), 16));
             let t = tcp_socket(libc::AF_INET);
             r[1] = errno_of(libc::bind(t, page.addr(0), 16));
-            // Port 0 (an ephemeral one) and a non-loopback address are not asked about.
+            // A non-loopback address is not asked about (the kernel's answer).
             let u = tcp_socket(libc::AF_INET);
             r[2] = errno_of(libc::bind(u, page.addr(1024), 16));
         }
@@ -427,13 +427,113 @@ fn refusals_and_bind_answers_reach_the_app() {
     }
     let page = Page::new();
     set_target(&page, &v4(port()));
-    page.write(1024, &v4(0));
+    let mut far = v4(port());
+    far[4..8].copy_from_slice(&[192, 0, 2, 1]);
+    page.write(1024, &far);
     let script: Script = Box::new(|ask, _| match ask.op {
         AskOp::Connect => (Answer::Fail(libc::ECONNREFUSED), None),
         AskOp::Bind => (Answer::Fail(libc::EADDRINUSE), None),
     });
     let (r, asks) = run(&w, &page, app, Some(script));
-    assert_eq!(r[..3], [libc::ECONNREFUSED, libc::EADDRINUSE, 0]);
+    assert_eq!(r[..3], [libc::ECONNREFUSED, libc::EADDRINUSE, libc::EADDRNOTAVAIL]);
     assert_eq!(asks.iter().map(|a| a.op).collect::<Vec<_>>(), [AskOp::Connect, AskOp::Bind]);
     assert!(!asks[0].cloexec, "socket() without SOCK_CLOEXEC");
+}
+
+/// The local port of the app's socket `s` (0 if unbound).
+fn local_port_of(s: i32) -> i32 {
+    let mut a = [0u8; 16];
+    let mut n = 16u32;
+    // SAFETY: getsockname writes at most `n` bytes into `a`, on this stack frame.
+    unsafe { libc::getsockname(s, a.as_mut_ptr().cast(), &mut n) };
+    i32::from(u16::from_be_bytes([a[2], a[3]]))
+}
+
+/// The port each of `asks` names.
+fn ports_asked(asks: &[Ask]) -> Vec<i32> {
+    asks.iter().map(|a| i32::from(u16::from_be_bytes([a.addr[2], a.addr[3]]))).collect()
+}
+
+/// A script that refuses the first `n` binds (another package holds the port) and lets the
+/// rest go on.
+fn refusing_first(n: usize) -> Script {
+    let mut left = n;
+    Box::new(move |ask, _| match ask.op {
+        AskOp::Bind if left > 0 => {
+            left -= 1;
+            (Answer::Fail(libc::EADDRINUSE), None)
+        }
+        _ => (Answer::Continue, None),
+    })
+}
+
+/// Red team F2b: an ephemeral port is in the shared space too. A bind of port 0 is asked
+/// about with the port the kernel picked, never let through unasked; ports the broker
+/// refuses (another package's) are skipped, and the app gets one it accepted.
+#[test]
+fn an_ephemeral_bind_gets_a_port_the_broker_accepted() {
+    let Some(w) = world() else { return };
+    fn app(page: &Page) -> [i32; 8] {
+        let s = tcp_socket(libc::AF_INET);
+        // SAFETY: bind reads 16 bytes of the page.
+        let rc = unsafe { libc::bind(s, page.addr(0), 16) };
+        [errno_of(rc), local_port_of(s), 0, 0, 0, 0, 0, 0]
+    }
+    let page = Page::new();
+    set_target(&page, &v4(0));
+    let (r, asks) = run(&w, &page, app, Some(refusing_first(3)));
+    assert_eq!(r[0], 0, "bind");
+    let ports = ports_asked(&asks);
+    assert_eq!(ports.len(), 4, "{ports:?}");
+    assert!(ports.iter().all(|p| *p != 0), "{ports:?}");
+    let mut distinct = ports.clone();
+    distinct.sort_unstable();
+    distinct.dedup();
+    assert_eq!(distinct.len(), 4, "a refused port offered again: {ports:?}");
+    assert_eq!(r[1], ports[3], "bound to the port the broker accepted");
+    // Every port refused: EADDRINUSE, and the socket is not bound.
+    let (r, asks) = run(&w, &page, app, Some(refusing_first(usize::MAX)));
+    assert_eq!(r[..2], [libc::EADDRINUSE, 0]);
+    assert_eq!(asks.len(), 16);
+}
+
+/// Red team F2b: `listen` on a socket not bound yet (the kernel would pick a port itself)
+/// takes a port the broker accepted; on a bound socket the port is asked about again, and a
+/// refusal is the app's `EADDRINUSE`.
+#[test]
+fn listen_is_checked_and_its_implicit_port_is_one_the_broker_accepted() {
+    let Some(w) = world() else { return };
+    fn app(page: &Page) -> [i32; 8] {
+        let s = tcp_socket(libc::AF_INET);
+        // SAFETY: listen takes integers; bind reads 16 bytes of the page.
+        unsafe {
+            let first = errno_of(libc::listen(s, 8));
+            let t = tcp_socket(libc::AF_INET);
+            let bound = errno_of(libc::bind(t, page.addr(0), 16));
+            let second = errno_of(libc::listen(t, 8));
+            [first, local_port_of(s), bound, second, 0, 0, 0, 0]
+        }
+    }
+    let page = Page::new();
+    let p = port();
+    set_target(&page, &v4(p));
+    // Refused: the first implicit port, then (after the explicit bind was let go on) the
+    // bound port at listen.
+    let mut n = 0;
+    let script: Script = Box::new(move |ask, _| {
+        n += 1;
+        match (ask.op, n) {
+            (AskOp::Bind, 1 | 4) => (Answer::Fail(libc::EADDRINUSE), None),
+            _ => (Answer::Continue, None),
+        }
+    });
+    let (r, asks) = run(&w, &page, app, Some(script));
+    let ports = ports_asked(&asks);
+    assert_eq!(r[0], 0, "listen without bind");
+    assert_eq!(ports.len(), 4, "{ports:?}");
+    assert!(ports[0] != 0 && ports[1] != 0 && ports[0] != ports[1], "{ports:?}");
+    assert_eq!(r[1], ports[1], "listening on the port the broker accepted");
+    assert_eq!(r[2], 0, "bind");
+    assert_eq!(&ports[2..], [i32::from(p), i32::from(p)]);
+    assert_eq!(r[3], libc::EADDRINUSE, "listen on a port another package came to hold");
 }

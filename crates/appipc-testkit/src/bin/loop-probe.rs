@@ -25,6 +25,10 @@
 //!   sending side, reads to the end and prints `greet got: TEXT`; `flood` writes until a write
 //!   makes no progress for 2 s (`flood stalled after N`, then closes) or 1 GiB went
 //!   (`flood unbounded after N`).
+//! * `bind-listen PORT|none DELAY [SECONDS]`: binds 127.0.0.1:PORT (0: an ephemeral port;
+//!   `none`: no bind, the listen picks the port), prints `bound N`, listens DELAY seconds later
+//!   and prints `listening N` (or `bind failed: errno N`, `listen failed: errno N`), then serves
+//!   as `serve` does.
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
@@ -74,6 +78,10 @@ fn serve(port: u16, v6: bool, seconds: u64) -> ExitCode {
         }
     };
     println!("listening {port}");
+    serve_on(l, seconds)
+}
+
+fn serve_on(l: TcpListener, seconds: u64) -> ExitCode {
     let _ = std::io::stdout().flush();
     l.set_nonblocking(true).unwrap();
     let end = Instant::now() + Duration::from_secs(seconds);
@@ -476,6 +484,34 @@ fn flood(mut c: TcpStream) {
     let _ = std::io::stdout().flush();
 }
 
+fn bind_listen(port: Option<u16>, delay: u64, seconds: u64) -> ExitCode {
+    use std::os::fd::FromRawFd;
+    // SAFETY: a new socket of this process, bound with an address on this frame; then owned by
+    // the listener made of it (or closed here).
+    let s = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+    // SAFETY: `s` is a new fd owned by nothing else.
+    let l = unsafe { TcpListener::from_raw_fd(s) };
+    if let Some(p) = port {
+        let a = sockaddr(Ipv4Addr::LOCALHOST, p, libc::AF_INET);
+        let size = size_of::<libc::sockaddr_in>() as libc::socklen_t;
+        // SAFETY: bind reads `size` bytes of `a`, on this frame.
+        if unsafe { libc::bind(s, (&raw const a).cast(), size) } < 0 {
+            println!("bind failed: errno {}", errno(&std::io::Error::last_os_error()));
+            return ExitCode::FAILURE;
+        }
+        println!("bound {}", l.local_addr().map(|a| a.port()).unwrap_or(0));
+        let _ = std::io::stdout().flush();
+    }
+    std::thread::sleep(Duration::from_secs(delay));
+    // SAFETY: listen takes integers; `s` is owned by `l`, alive here.
+    if unsafe { libc::listen(s, 128) } < 0 {
+        println!("listen failed: errno {}", errno(&std::io::Error::last_os_error()));
+        return ExitCode::FAILURE;
+    }
+    println!("listening {}", l.local_addr().map(|a| a.port()).unwrap_or(0));
+    serve_on(l, seconds)
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let port = || args.get(1).and_then(|p| p.parse::<u16>().ok()).expect("a port");
@@ -564,9 +600,14 @@ fn main() -> ExitCode {
             };
             listen_each(port(), secs, each)
         }
+        Some("bind-listen") => {
+            let p = args.get(1).and_then(|p| p.parse::<u16>().ok());
+            let delay = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(0);
+            bind_listen(p, delay, args.get(3).and_then(|a| a.parse().ok()).unwrap_or(60))
+        }
         _ => {
             eprintln!(
-                "usage: loop-probe serve|connect|bind|udp-recv|udp-send|storm|python|curl|tokio|fds|reuse|unspec-bind|drain|greet|flood PORT"
+                "usage: loop-probe serve|connect|bind|udp-recv|udp-send|storm|python|curl|tokio|fds|reuse|unspec-bind|drain|greet|flood|bind-listen PORT"
             );
             ExitCode::from(2)
         }

@@ -5,21 +5,30 @@
 //! never a byte of the message; the message carries only the address the supervisor read and,
 //! attached, a duplicate of the app's socket.
 //!
-//! * `bind` of a port (loopback or wildcard address, not 0): one loopback port space is shared
-//!   by all packages and the host. A port another package's namespace, or the host, listens
-//!   on — or that another package was let bind in the last [`RESERVED`] — is `EADDRINUSE`;
-//!   otherwise the kernel binds it in the package's own namespace.
+//! * `bind` of a port (loopback or wildcard address; for an ephemeral bind the port the kernel
+//!   picked, for a `listen` the socket's port): one loopback port space is shared by all
+//!   packages and the host. A port another package's namespace, or the host, listens on — or
+//!   that another package holds — is `EADDRINUSE`; otherwise the port is the package's and the
+//!   supervisor binds it in the package's own namespace. A package holds a port it was let
+//!   bind for as long as the very socket it bound is bound there (`sock_diag`, Linux 6.9; on
+//!   older kernels, while the package's namespace lives), and during [`RESERVED`] after the
+//!   answer (before the bind shows).
 //! * `connect` to a loopback port: a listener in the caller's own namespace is simply reached
 //!   (the same package always reaches itself); otherwise the port's listener is looked for in
-//!   the other packages' namespaces, then on the host, and the connect is decided as
+//!   the other packages' namespaces, then on the host (two packages' namespaces listening on
+//!   it: refused, never one picked), and the connect is decided as
 //!   [`Operation::LoopbackConnect`] (recorded in the decision log). Refused: `ECONNREFUSED`.
 //!   Allowed: a socket made in the listener's namespace (by its [`SocketFactory`]; the host's
 //!   by the broker itself), with the app socket's options, connected by the broker to the
 //!   address the supervisor read, and installed over the app's fd. No listener anywhere: the
 //!   kernel refuses it in the caller's namespace.
 //!
-//! Listeners are found with `sock_diag` in each namespace (`appipc_sys::loopback::Listeners`);
-//! a host listener is treated as an unpackaged one (a packaged full-trust listener included).
+//! Listeners are found with `sock_diag` in each namespace (`appipc_sys::loopback::Listeners`),
+//! one query per namespace — for a connect the kernel's hashed lookup of the listener that
+//! address reaches, for a bind a dump filtered by port — all of a request's queries in one
+//! job of the broker's loopback pool ([`POOL_THREADS`] threads): never on the async threads.
+//! A connect's wait for the listener's namespace holds no thread at all. A host listener is
+//! treated as an unpackaged one (a packaged full-trust listener included).
 //!
 //! [`SocketFactory`]: appipc_sys::loopback::SocketFactory
 
@@ -35,10 +44,13 @@ use appipc_sys::loopback::{ASK_LEN, Answer, Ask, AskOp, SocketInfo, Target};
 use super::EndFacts;
 use crate::Shared;
 use crate::caller::Caller;
+use crate::container::NamespaceTools;
 use crate::mech::storage::store;
 
-/// How long a port a package was let bind stays its own before its listener shows.
+/// How long a port a package was let bind stays its own before its bound socket shows.
 const RESERVED: Duration = Duration::from_secs(2);
+/// The threads of the loopback pool (`Shared::loopback_pool`).
+pub(crate) const POOL_THREADS: usize = 2;
 /// How long the broker waits for a connect in the listener's namespace.
 const CONNECT_WAIT: Duration = Duration::from_secs(5);
 /// Sockets installed per container that a restarted `connect` is recognised by.
@@ -51,11 +63,23 @@ const AF_INET6: i32 = rustix::net::AddressFamily::INET6.as_raw() as i32;
 const TCP: i32 = 6;
 const EADDRINUSE: i32 = rustix::io::Errno::ADDRINUSE.raw_os_error();
 const ECONNREFUSED: i32 = rustix::io::Errno::CONNREFUSED.raw_os_error();
+const ETIMEDOUT: i32 = rustix::io::Errno::TIMEDOUT.raw_os_error();
 
-/// Ports recently let bind: port → (family, lower case; when).
+/// The ports packages were let bind: port → who holds it.
 #[derive(Debug, Default)]
 pub(crate) struct Ports {
-    map: Mutex<HashMap<u16, (String, Instant)>>,
+    map: Mutex<HashMap<u16, Held>>,
+}
+
+/// A port a package was let bind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Held {
+    /// The package's family, lower case.
+    family: String,
+    /// The socket it was let bind (its inode).
+    inode: u64,
+    /// When.
+    at: Instant,
 }
 
 /// One container's channel being served.
@@ -79,14 +103,34 @@ enum Owner {
     Host,
     /// Nowhere.
     Nobody,
+    /// In more than one other package's namespace: whose it is cannot be told.
+    Ambiguous(Vec<String>),
+}
+
+/// Whose listener on a port a client of `own` reaches, from the namespaces that listen on it
+/// and whether the host does (pure). Its own namespace first (the kernel connects there); one
+/// other package's; more than one: [`Owner::Ambiguous`], never one of them picked; then the
+/// host's.
+fn owner_of(listening: &[String], host: bool, own: &str) -> Owner {
+    if listening.iter().any(|f| f == own) {
+        return Owner::Own;
+    }
+    match listening {
+        [] if host => Owner::Host,
+        [] => Owner::Nobody,
+        [one] => Owner::Package(one.clone()),
+        many => Owner::Ambiguous(many.to_vec()),
+    }
 }
 
 /// The loopback TCP ports `family`'s namespace listens on, sorted (none without a holder).
 pub(crate) async fn inbound_ports(shared: &Arc<Shared>, family: &str) -> Vec<u16> {
-    match shared.holders.listeners(shared, family).await {
-        Ok(Some(l)) => l.ports().unwrap_or_default(),
-        _ => Vec::new(),
-    }
+    let Ok(Some(t)) = shared.holders.tools(shared, family).await else { return Vec::new() };
+    shared
+        .loopback_pool
+        .run(move || t.listeners.ports().unwrap_or_default())
+        .await
+        .unwrap_or_default()
 }
 
 /// A socket of `family`'s namespace connected to its listener on `port` (127.0.0.1, else ::1).
@@ -95,26 +139,58 @@ pub(crate) async fn connect_into(
     family: &str,
     port: u16,
 ) -> std::io::Result<OwnedFd> {
-    let factory = shared.holders.factory(shared, family).await?.ok_or_else(|| {
+    let tools = shared.holders.tools(shared, family).await?.ok_or_else(|| {
         std::io::Error::new(std::io::ErrorKind::NotFound, "no process of the package runs")
     })?;
-    let made = shared.blocking.run(move || {
-        let mut last = std::io::Error::from_raw_os_error(ECONNREFUSED);
-        for (domain, addr) in appipc_sys::loopback::loopback_addresses(port) {
-            let s = factory.socket(domain, SOCK_STREAM, 0)?;
-            match appipc_sys::loopback::connect_within(s.as_fd(), &addr, CONNECT_WAIT) {
-                Ok(()) => return Ok(s),
-                Err(e) => last = e,
-            }
+    let mut last = std::io::Error::from_raw_os_error(ECONNREFUSED);
+    for (domain, addr) in appipc_sys::loopback::loopback_addresses(port) {
+        let t = tools.clone();
+        let made = shared.loopback_pool.run(move || t.factory.socket(domain, SOCK_STREAM, TCP));
+        let s = made.await.map_err(|e| std::io::Error::other(e.to_string()))??;
+        match connect_async(&s, &addr).await {
+            Ok(()) => return Ok(s),
+            Err(e) => last = e,
         }
-        Err(last)
-    });
-    made.await.map_err(|e| std::io::Error::other(e.to_string()))?
+    }
+    Err(last)
 }
 
-/// Serves the loopback channel of a confined process just started (none for full trust).
-pub(crate) fn serve(shared: &Arc<Shared>, caller: &Caller, channel: Option<OwnedFd>) {
-    let (Some(channel), Some(family)) = (channel, caller.family_name()) else { return };
+/// Connects `s` to `addr` within [`CONNECT_WAIT`], waiting on the async runtime (no thread is
+/// held while the listener's namespace answers); leaves `s` blocking.
+async fn connect_async(s: &OwnedFd, addr: &[u8]) -> std::io::Result<()> {
+    let started = appipc_sys::loopback::connect_start(s.as_fd(), addr);
+    let result = match started {
+        Ok(true) => Ok(()),
+        Ok(false) => {
+            match tokio::time::timeout(CONNECT_WAIT, appipc_sys::aio::writable(s.as_fd())).await {
+                Ok(Ok(())) => appipc_sys::loopback::connect_result(s.as_fd()),
+                Ok(Err(e)) => Err(e),
+                Err(_) => Err(std::io::Error::from_raw_os_error(ETIMEDOUT)),
+            }
+        }
+        Err(e) => Err(e),
+    };
+    appipc_sys::socket::set_nonblocking(s, false)?;
+    result
+}
+
+/// Serves the loopback channel of a confined process just started (none for full trust),
+/// once the session keeper holds a duplicate of it: a broker that dies does not take the
+/// channel along, and the next one serves it again ([`serve_kept`]).
+pub(crate) async fn serve(shared: &Arc<Shared>, caller: &Caller, channel: Option<OwnedFd>) {
+    let (Some(channel), Some(record)) = (channel, crate::keeper::Record::loopback(caller)) else {
+        return;
+    };
+    let key = shared.next_key();
+    let kept = shared.keeper.put(key, record, channel.as_fd());
+    crate::keeper::wait_kept(kept, key, &shared.log_limiter).await;
+    serve_kept(shared, caller, key, channel);
+}
+
+/// Serves a container's loopback channel (`key`: its entry with the session keeper, which
+/// lets it go when the channel ends).
+pub(crate) fn serve_kept(shared: &Arc<Shared>, caller: &Caller, key: u64, channel: OwnedFd) {
+    let Some(family) = caller.family_name() else { return };
     let mut c = Container {
         shared: shared.clone(),
         caller: caller.clone(),
@@ -123,12 +199,14 @@ pub(crate) fn serve(shared: &Arc<Shared>, caller: &Caller, channel: Option<Owned
     };
     tokio::spawn(async move {
         let channel = match appipc_sys::aio::AsyncSeqPacket::new(channel) {
-            Ok(ch) => ch,
+            Ok(ch) => Arc::new(ch),
             Err(e) => {
                 tracing::error!(error = %e, "loopback channel: cannot register");
+                c.shared.keeper.forget(key);
                 return;
             }
         };
+        c.shared.keeper.attach(key, &channel);
         loop {
             let packet = match channel.recv(ASK_LEN + 1).await {
                 Ok(Some(p)) => p,
@@ -137,6 +215,7 @@ pub(crate) fn serve(shared: &Arc<Shared>, caller: &Caller, channel: Option<Owned
             let ask = Ask::decode(&packet.data).filter(|_| !packet.truncated);
             let (Some(ask), [socket]) = (ask, packet.fds.as_slice()) else {
                 tracing::warn!(caller = %c.caller.describe(), "loopback channel: malformed question; closed");
+                let _ = appipc_sys::socket::shutdown(&*channel);
                 break;
             };
             let (answer, fd) = c.answer(&ask, socket).await;
@@ -145,6 +224,7 @@ pub(crate) fn serve(shared: &Arc<Shared>, caller: &Caller, channel: Option<Owned
                 break;
             }
         }
+        c.shared.keeper.forget(key);
     });
 }
 
@@ -156,7 +236,7 @@ impl Container {
         };
         match ask.op {
             AskOp::Bind => match appipc_sys::loopback::bind_port(ask.address()) {
-                Some(port) => (self.bind(port).await, None),
+                Some(port) => (self.bind(port, info.inode).await, None),
                 None => (Answer::Continue, None),
             },
             AskOp::Connect => match appipc_sys::loopback::classify(ask.address()) {
@@ -172,38 +252,90 @@ impl Container {
         }
     }
 
-    /// Where port `port`'s listener is: the caller's own namespace first, then the other
-    /// packages', then the host.
-    async fn owner(&self, port: u16) -> Owner {
-        let mut families: Vec<String> =
-            self.shared.holders.pids().into_iter().map(|(f, _)| f).collect();
-        families.sort_by_key(|f| *f != self.family);
-        for f in families {
-            let Ok(Some(l)) = self.shared.holders.listeners(&self.shared, &f).await else {
-                continue;
-            };
-            if l.listens(port).unwrap_or(false) {
-                return if f == self.family { Owner::Own } else { Owner::Package(f) };
+    /// The packages' namespaces that listen on `port` and whether the host does — for a
+    /// connect (`to`: its address), whose listener a connect to that address would reach (the
+    /// kernel's hashed lookup) — one query per namespace, all in one job of the loopback pool.
+    async fn listening(&self, port: u16, to: Option<&[u8]>) -> (Vec<String>, bool) {
+        let to = to.map(<[u8]>::to_vec);
+        let mut all = Vec::new();
+        for (f, _) in self.shared.holders.pids() {
+            match self.shared.holders.tools(&self.shared, &f).await {
+                Ok(Some(t)) => all.push((f, t)),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(package = %f, error = %e, "loopback: cannot query a namespace")
+                }
             }
         }
-        match self.shared.holders.host_listeners() {
-            Some(h) if h.listens(port).unwrap_or(false) => Owner::Host,
-            _ => Owner::Nobody,
-        }
+        let host = self.shared.holders.host_listeners();
+        let job = self.shared.loopback_pool.run(move || {
+            let there = |l: &appipc_sys::loopback::Listeners| {
+                match &to {
+                    Some(addr) => l.reaches(addr),
+                    None => l.listens(port),
+                }
+                .unwrap_or(false)
+            };
+            let listening: Vec<String> =
+                all.into_iter().filter(|(_, t)| there(&t.listeners)).map(|(f, _)| f).collect();
+            (listening, host.is_some_and(|h| there(&h)))
+        });
+        job.await.unwrap_or_default()
     }
 
-    async fn bind(&self, port: u16) -> Answer {
-        let owner = self.owner(port).await;
-        let mut ports = self.shared.loopback_ports.map.lock().expect("ports poisoned");
-        let reserved_by_other =
-            ports.get(&port).is_some_and(|(f, at)| *f != self.family && at.elapsed() < RESERVED);
-        let taken = matches!(owner, Owner::Package(_) | Owner::Host) || reserved_by_other;
-        if taken {
-            tracing::info!(caller = %self.caller.describe(), port, ?owner, "loopback bind: port in use by another package or the host (EADDRINUSE)");
+    /// Where port `port`'s listener is ([`owner_of`]); for a connect (`to`: its address),
+    /// the listener a connect there would reach.
+    async fn owner(&self, port: u16, to: Option<&[u8]>) -> Owner {
+        let (listening, host) = self.listening(port, to).await;
+        owner_of(&listening, host, &self.family)
+    }
+
+    /// Whether `held` (another package's) still stands: within [`RESERVED`] of the answer,
+    /// or while its socket is bound to `port` in its namespace (on a kernel that cannot tell,
+    /// while the namespace lives).
+    async fn still_held(&self, held: &Held, port: u16) -> bool {
+        if held.at.elapsed() < RESERVED {
+            return true;
+        }
+        let tools = match self.shared.holders.tools(&self.shared, &held.family).await {
+            Ok(Some(t)) => t,
+            // Its namespace is gone, and the socket with it.
+            Ok(None) => return false,
+            Err(_) => return true,
+        };
+        let inode = held.inode;
+        let job = self.shared.loopback_pool.run(move || {
+            if !appipc_sys::loopback::Listeners::reports_bound_sockets() {
+                return true;
+            }
+            t_port_use(&tools, port, inode)
+        });
+        job.await.unwrap_or(true)
+    }
+
+    async fn bind(&self, port: u16, inode: u64) -> Answer {
+        let owner = self.owner(port, None).await;
+        let taken = matches!(owner, Owner::Package(_) | Owner::Host | Owner::Ambiguous(_));
+        let held =
+            self.shared.loopback_ports.map.lock().expect("ports poisoned").get(&port).cloned();
+        let held_by_other = match &held {
+            Some(h) if h.family != self.family => self.still_held(h, port).await,
+            _ => false,
+        };
+        if taken || held_by_other {
+            tracing::info!(caller = %self.caller.describe(), port, ?owner, held_by_other, "loopback bind: port in use by another package or the host (EADDRINUSE)");
             return Answer::Fail(EADDRINUSE);
         }
-        ports.retain(|_, (_, at)| at.elapsed() < RESERVED);
-        ports.insert(port, (self.family.clone(), Instant::now()));
+        let live: Vec<String> = self.shared.holders.pids().into_iter().map(|(f, _)| f).collect();
+        let mut ports = self.shared.loopback_ports.map.lock().expect("ports poisoned");
+        // Another package was let bind it while this was looked at: it is theirs.
+        let now = ports.get(&port).cloned();
+        if now != held && now.as_ref().is_some_and(|h| h.family != self.family) {
+            return Answer::Fail(EADDRINUSE);
+        }
+        // The ports of packages whose namespace is gone are no one's.
+        ports.retain(|_, h| live.contains(&h.family) || h.at.elapsed() < RESERVED);
+        ports.insert(port, Held { family: self.family.clone(), inode, at: Instant::now() });
         Answer::Continue
     }
 
@@ -223,11 +355,15 @@ impl Container {
         app: &OwnedFd,
         info: SocketInfo,
     ) -> (Answer, Option<OwnedFd>) {
-        let owner = self.owner(port).await;
+        let owner = self.owner(port, Some(ask.address())).await;
         let server_family = match &owner {
             Owner::Own | Owner::Nobody => return (Answer::Continue, None),
             Owner::Package(f) => Some(f.clone()),
             Owner::Host => None,
+            Owner::Ambiguous(all) => {
+                tracing::warn!(caller = %self.caller.describe(), port, packages = ?all, "loopback connect: more than one package listens on the port; refused (ECONNREFUSED)");
+                return (Answer::Fail(ECONNREFUSED), None);
+            }
         };
         let Some(client) = self.facts(&self.family.clone(), true).await else {
             return (Answer::Fail(ECONNREFUSED), None);
@@ -276,30 +412,97 @@ impl Container {
         app: &OwnedFd,
         info: SocketInfo,
     ) -> std::io::Result<OwnedFd> {
-        let factory = match family {
+        let tools = match family {
             Some(f) => Some(
                 self.shared
                     .holders
-                    .factory(&self.shared, f)
+                    .tools(&self.shared, f)
                     .await?
                     .ok_or_else(|| std::io::Error::from_raw_os_error(ECONNREFUSED))?,
             ),
             None => None,
         };
         let app = app.try_clone()?;
-        let addr = ask.address().to_vec();
-        let made = self.shared.blocking.run(move || {
-            let s = match factory {
+        // A host socket is the app's: made with its host uid (under a root broker).
+        let uid = self.shared.holders.host_uid(&self.family).unwrap_or(self.caller.uid);
+        let made = self.shared.loopback_pool.run(move || {
+            let s = match tools {
                 // Plain TCP whatever the app's socket was (MPTCP, SCTP, … are not made in
                 // another namespace on its behalf).
-                Some(f) => f.socket(info.domain, SOCK_STREAM, TCP)?,
-                None => appipc_sys::loopback::host_socket(info.domain, TCP)?,
+                Some(t) => t.factory.socket(info.domain, SOCK_STREAM, TCP)?,
+                None => appipc_sys::loopback::host_socket_as(info.domain, TCP, uid)?,
             };
             appipc_sys::loopback::copy_options(app.as_fd(), s.as_fd());
-            appipc_sys::loopback::connect_within(s.as_fd(), &addr, CONNECT_WAIT)?;
-            appipc_sys::socket::set_nonblocking(&s, info.nonblocking)?;
             Ok::<_, std::io::Error>(s)
         });
-        made.await.map_err(|e| std::io::Error::other(e.to_string()))?
+        let s = made.await.map_err(|e| std::io::Error::other(e.to_string()))??;
+        connect_async(&s, ask.address()).await?;
+        appipc_sys::socket::set_nonblocking(&s, info.nonblocking)?;
+        Ok(s)
+    }
+}
+
+/// Whether `port` is still held by the socket of inode `inode` in the namespace of `tools`
+/// (bound or listening); true when that cannot be told. Blocking.
+fn t_port_use(tools: &NamespaceTools, port: u16, inode: u64) -> bool {
+    tools.listeners.port_use(port, Some(inode)).map_or(true, |u| u.holds)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fams(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    /// Red team F2b: two namespaces listening on one port used to be resolved by HashMap order
+    /// (the first one found); now neither is reached.
+    #[test]
+    fn two_packages_listening_on_one_port_reach_neither() {
+        assert_eq!(owner_of(&fams(&["a", "m"]), false, "c"), Owner::Ambiguous(fams(&["a", "m"])));
+        assert_eq!(owner_of(&fams(&["m", "a"]), true, "c"), Owner::Ambiguous(fams(&["m", "a"])));
+        assert_eq!(owner_of(&fams(&["a"]), false, "c"), Owner::Package("a".into()));
+        assert_eq!(owner_of(&fams(&["a"]), true, "c"), Owner::Package("a".into()));
+        assert_eq!(owner_of(&fams(&["a", "c"]), false, "c"), Owner::Own, "the kernel's own");
+        assert_eq!(owner_of(&[], true, "c"), Owner::Host);
+        assert_eq!(owner_of(&[], false, "c"), Owner::Nobody);
+    }
+
+    /// Red team F3: a connect that waits for the listener's namespace (here a listener whose
+    /// accept queue is full, so the kernel drops the SYN and the connect goes on for seconds)
+    /// holds no thread: on a one-thread runtime, a job of a one-slot pool started after it
+    /// still finishes first.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_waiting_connect_holds_no_thread() {
+        use std::os::fd::AsRawFd;
+        let l = appipc_sys::loopback::host_socket(AF_INET, TCP).unwrap();
+        let any = std::net::SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, 0);
+        rustix::net::bind(&l, &any).unwrap();
+        rustix::net::listen(&l, 0).unwrap();
+        let port = match std::net::TcpListener::from(l.try_clone().unwrap()).local_addr() {
+            Ok(a) => a.port(),
+            Err(e) => panic!("{e}"),
+        };
+        let addr = &appipc_sys::loopback::loopback_addresses(port)[0].1;
+        // Fill the accept queue (nobody accepts).
+        let mut queued = Vec::new();
+        for _ in 0..2 {
+            let s = appipc_sys::loopback::host_socket(AF_INET, TCP).unwrap();
+            let _ = appipc_sys::loopback::connect_start(s.as_fd(), addr);
+            queued.push(s);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        let s = appipc_sys::loopback::host_socket(AF_INET, TCP).unwrap();
+        let pool = crate::blocking::BlockingPool::new(1);
+        let connecting = connect_async(&s, addr);
+        let job = pool.run(|| 7);
+        tokio::pin!(connecting, job);
+        tokio::select! {
+            biased;
+            r = &mut connecting => panic!("the connect ended first: {r:?} (fd {})", s.as_raw_fd()),
+            v = &mut job => assert_eq!(v.unwrap(), 7),
+        }
+        drop(queued);
     }
 }
