@@ -78,6 +78,12 @@ struct Pace {
 }
 
 impl Pace {
+    /// A new session's pace: a session of a principal whose sessions wait for a turn (a
+    /// flooder opening one more) reads even its first request on a turn.
+    fn starting(shared: &Shared, caller: &Caller) -> Pace {
+        Pace { pipelining: shared.sessions.principal_waits_for_turns(caller), ..Pace::default() }
+    }
+
     /// Whether the next request may only be read on a shared turn, which the session lacks.
     fn needs_turn(&self) -> bool {
         self.pipelining && self.turn.is_none()
@@ -160,10 +166,7 @@ async fn serve(
     // earlier requests instead of growing the broker without bound.
     let in_flight = Arc::new(tokio::sync::Semaphore::new(limits.requests_in_flight.max(1)));
     tracing::debug!(session = caller.session_id, caller = %caller.describe(), "session opened");
-    // A session of a principal whose sessions wait for a turn (a flooder opening one more)
-    // reads even its first request on a turn.
-    let mut pace =
-        Pace { pipelining: shared.sessions.principal_waits_for_turns(&caller), ..Pace::default() };
+    let mut pace = Pace::starting(&shared, &caller);
     let reason = loop {
         // A peer that does not read its replies is not read from either.
         if outbox.held_back() {
