@@ -1,6 +1,7 @@
 //! `appipc loopback`: loopback isolation between packages and its exemptions (Windows'
 //! `CheckNetIsolation.exe LoopbackExempt`).
 
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::process::ExitCode;
 
 use anyhow::Result;
@@ -27,7 +28,7 @@ pub(crate) enum LoopbackCommand {
     /// connect out to loopback listeners that are not in an app container.
     #[command(subcommand)]
     Exempt(ExemptCommand),
-    /// Let unpackaged clients connect in to PACKAGE's loopback listeners (127.0.0.1) while
+    /// Let unpackaged clients connect in to PACKAGE's loopback listeners (127.0.0.1, ::1) while
     /// this command runs (`LoopbackExempt -is`); the connections it relayed outlive it.
     ///
     /// It listens on the host on each port the package's app containers listen on, and hands
@@ -134,12 +135,19 @@ async fn serve_inbound(session: &Session, family: String) -> Result<()> {
             if !served.insert(port) {
                 continue;
             }
-            match tokio::net::TcpListener::bind(("127.0.0.1", port)).await {
-                Ok(l) => {
-                    eprintln!("listening on 127.0.0.1:{port}");
-                    tokio::spawn(accept(session.clone(), family.clone(), port, l));
+            // Both loopback addresses, as a client may use either.
+            for host in [IpAddr::V4(Ipv4Addr::LOCALHOST), IpAddr::V6(Ipv6Addr::LOCALHOST)] {
+                let addr = SocketAddr::new(host, port);
+                match tokio::net::TcpListener::bind(addr).await {
+                    Ok(l) => {
+                        eprintln!("listening on {addr}");
+                        tokio::spawn(accept(session.clone(), family.clone(), port, l));
+                    }
+                    // A host without IPv6 loopback: 127.0.0.1 only.
+                    Err(e)
+                        if host.is_ipv6() && e.kind() == std::io::ErrorKind::AddrNotAvailable => {}
+                    Err(e) => eprintln!("port {port}: cannot listen on {addr} on the host: {e}"),
                 }
-                Err(e) => eprintln!("port {port}: cannot listen on the host: {e}"),
             }
         }
         tokio::select! {

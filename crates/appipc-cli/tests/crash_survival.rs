@@ -673,7 +673,12 @@ fn stop_apps_ends_adopted_processes_and_the_keeper() {
     let out = b.cli().args(["stop", "--apps"]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     for p in [&mut a, &mut f] {
-        assert_eq!(p.exit_code(Duration::from_secs(30)), Some(128 + 9), "{} ended", p.what);
+        // Killed (137), as its waiter tells; or 75 when the broker was killed after the app
+        // had started but before its `Launch` reply reached the waiter (seen on a loaded
+        // machine): the SDK then says the launch "may or may not have been carried out". Either
+        // way the process itself must be gone (below).
+        let code = p.exit_code(Duration::from_secs(30));
+        assert!(matches!(code, Some(137 | 75)), "{} ended with {code:?}", p.what);
     }
     let deadline = Instant::now() + Duration::from_secs(30);
     while pids.iter().any(|p| alive(*p)) || alive(keeper) {

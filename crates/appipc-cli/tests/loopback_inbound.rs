@@ -497,3 +497,34 @@ fn serve_inbound_serves_again_after_running_out_of_fds() {
     );
     assert_eq!(got, b"echo:again");
 }
+
+/// An unpackaged client that uses `::1` gets in too (serve-inbound listens on both loopback
+/// addresses; the listener in the package listens on 127.0.0.1), and is refused once the
+/// command has ended. Skipped on a host without IPv6 loopback.
+#[test]
+fn ipv6_loopback_clients_get_in_while_serve_inbound_runs() {
+    if std::net::TcpListener::bind(("::1", 0)).is_err() {
+        eprintln!("SKIPPED: this host has no IPv6 loopback (::1)");
+        return;
+    }
+    let b = TestBroker::start();
+    let pfn = probe_package(&b, "Fabrikam.InSix");
+    let port = free_port();
+    listen(&b, &pfn, "serve", port);
+    let mut si = ServeInbound::start(&b, &pfn, &[port]);
+    let line = format!("listening on [::1]:{port}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !si.said().lines().any(|l| l == line) {
+        assert!(Instant::now() < deadline, "serve-inbound never said {line:?}:\n{}", si.said());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut c = TcpStream::connect(("::1", port)).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    assert_eq!(exchange(&mut c, "six"), "echo:six");
+    si.kill();
+    let refused = TcpStream::connect(("::1", port)).map(|_| ()).unwrap_err();
+    assert_eq!(refused.kind(), ErrorKind::ConnectionRefused, "{refused}");
+    assert_eq!(exchange(&mut c, "seven"), "echo:seven", "established over ::1 stays");
+    drop(c);
+    wait_no_relays(&pfn);
+}
