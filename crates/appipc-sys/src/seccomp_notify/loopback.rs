@@ -366,14 +366,7 @@ fn own_bind(
             return Ok(Reply::Done);
         }
         Some(_) if asks => {
-            let cloexec = ctx.fd_cloexec(c, fd);
-            c.still_waiting()?;
-            let ask = Ask { op: AskOp::Bind, seq: 0, cloexec, addr: bytes, addr_len: len as u8 };
-            if let Some(link) = ctx.broker.as_mut()
-                && let (Answer::Fail(e), _) = link.ask(ask, &socket)
-            {
-                return Err(Errno::from_raw_os_error(e));
-            }
+            ask_bind(ctx, c, &socket, fd, bytes, len)?;
         }
         _ => {}
     }
@@ -399,6 +392,27 @@ fn raw_bind(socket: &OwnedFd, addr: &[u8]) -> Result<()> {
 /// How many ports the kernel offers for one ephemeral bind before the supervisor gives up
 /// (`EADDRINUSE`): each one the broker refuses is another package's.
 const EPHEMERAL_TRIES: usize = 16;
+
+/// Asks the broker whether the app's `socket` (its `fd`) may bind the shared-space address
+/// `bytes[..len]`; `Err` with the broker's refusal (`EADDRINUSE`, ...).
+fn ask_bind(
+    ctx: &mut Context,
+    c: &Caller<'_>,
+    socket: &OwnedFd,
+    fd: i32,
+    bytes: [u8; MAX_ADDR_LEN],
+    len: usize,
+) -> Result<()> {
+    let cloexec = ctx.fd_cloexec(c, fd);
+    c.still_waiting()?;
+    let ask = Ask { op: AskOp::Bind, seq: 0, cloexec, addr: bytes, addr_len: len as u8 };
+    if let Some(link) = ctx.broker.as_mut()
+        && let (Answer::Fail(e), _) = link.ask(ask, socket)
+    {
+        return Err(Errno::from_raw_os_error(e));
+    }
+    Ok(())
+}
 
 /// A bind of port 0 (an ephemeral port), or the implicit one of a `listen` on an unbound
 /// socket: the port must be free in the shared space, not only in the app's namespace (else two
@@ -515,14 +529,7 @@ pub(super) fn listen_call(
             ephemeral_bind(ctx, c, &socket, fd, &mut bytes, len, domain)?;
         }
         Some(_) => {
-            let cloexec = ctx.fd_cloexec(c, fd);
-            c.still_waiting()?;
-            let ask = Ask { op: AskOp::Bind, seq: 0, cloexec, addr: bytes, addr_len: len as u8 };
-            if let Some(link) = ctx.broker.as_mut()
-                && let (Answer::Fail(e), _) = link.ask(ask, &socket)
-            {
-                return Err(Errno::from_raw_os_error(e));
-            }
+            ask_bind(ctx, c, &socket, fd, bytes, len)?;
         }
         None => {}
     }
