@@ -1052,6 +1052,31 @@ fn main() {
         seeds.put("sddl", &format!("{i:02}"), &bytes);
     }
 
+    // loopback_channel: a supervisor's asks (connect, bind; v4 and v6 addresses) and the
+    // broker's answers, each behind the byte that picks its decoder (even: ask, odd: answer).
+    {
+        use appipc_sys::loopback::{Answer, Ask, AskOp, MAX_ADDR_LEN, loopback_addresses};
+        let mut n = 0;
+        for (op, cloexec) in [(AskOp::Connect, false), (AskOp::Bind, true)] {
+            for (_, a) in loopback_addresses(8080) {
+                let mut addr = [0u8; MAX_ADDR_LEN];
+                addr[..a.len()].copy_from_slice(&a);
+                let len = u8::try_from(a.len()).expect("a short address");
+                let ask = Ask { op, seq: 7, cloexec, addr, addr_len: len };
+                let mut bytes = vec![0u8];
+                bytes.extend_from_slice(&ask.encode());
+                seeds.put("loopback_channel", &format!("ask-{n:02}"), &bytes);
+                n += 1;
+            }
+        }
+        let answers = [Answer::Continue, Answer::Fail(111), Answer::Done, Answer::Install];
+        for (i, a) in answers.into_iter().enumerate() {
+            let mut bytes = vec![1u8];
+            bytes.extend_from_slice(&a.encode(u32::try_from(i).expect("few")));
+            seeds.put("loopback_channel", &format!("answer-{i:02}"), &bytes);
+        }
+    }
+
     // regfile: .reg files of each header and encoding, every value type, and refusals.
     for (i, bytes) in regfile_seeds().iter().enumerate() {
         seeds.put("regfile", &format!("{i:02}"), bytes);
