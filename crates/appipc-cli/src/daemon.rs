@@ -24,11 +24,12 @@ fn nobody_listens(e: &appipc::Error) -> bool {
 }
 
 /// Connects to the public socket and checks that a broker answers on it (a broker that is
-/// dying may still hold its socket a few milliseconds, and close the connection unanswered).
-async fn connect_answered() -> std::result::Result<Session, appipc::Error> {
+/// dying may still hold its socket a few milliseconds, and close the connection unanswered);
+/// the session and the answering broker's pid.
+async fn connect_answered() -> std::result::Result<(Session, u32), appipc::Error> {
     let s = Session::connect_to(&appipc::session::public_socket_path())?;
-    appipc::broker::ping(&s).await?;
-    Ok(s)
+    let pong = appipc::broker::ping(&s).await?;
+    Ok((s, pong.broker_pid))
 }
 
 /// Whether `e` means that no broker serves the socket right now (none runs, or one is dying
@@ -61,8 +62,11 @@ pub(crate) async fn connect_or_start() -> Result<Session> {
     let mut deadline = Instant::now() + SETTLING;
     loop {
         let why = match connect_answered().await {
-            Ok(s) => {
-                if let Some(child) = &started {
+            Ok((s, broker_pid)) => {
+                // Said only when the broker that answers is the one this command started: on a
+                // busy machine a broker this command started may have found another command's
+                // broker holding the runtime folder first, and exited.
+                if let Some(child) = started.as_ref().filter(|c| c.id() == broker_pid) {
                     eprintln!(
                         "appipc: no broker was running; started one (pid {}) for {} (log: {})",
                         child.id(),

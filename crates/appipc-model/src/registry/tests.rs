@@ -306,6 +306,23 @@ fn the_tree_lists_children_in_case_insensitive_order() {
     assert!(t.get(&hkcu("S\\A\\deep")).is_none());
 }
 
+/// `create` makes exactly the missing keys, from the path up to the first one there, and says
+/// whether it made any (it stops at an existing ancestor: the fuzz target's deep-tree timeout).
+#[test]
+fn create_makes_the_missing_keys_and_stops_at_an_existing_one() {
+    let mut t = RegTree::new();
+    assert!(t.create(&hkcu("S\\a\\b")));
+    let count = |t: &RegTree| t.to_entries().len();
+    assert_eq!(count(&t), 3, "S, S\\a, S\\a\\b");
+    assert!(!t.create(&hkcu("s\\A\\B")), "there already (case-insensitive)");
+    assert!(!t.create(&hkcu("S\\a")));
+    assert!(t.create(&hkcu("S\\a\\b\\c\\d")));
+    assert_eq!(count(&t), 5);
+    assert!(t.get(&hkcu("S\\A\\B\\C")).is_some(), "the ancestors of a new key are made too");
+    assert!(!t.create(&KeyPath::root(Root::CurrentUser)), "a root is never stored");
+    assert_eq!(count(&t), 5);
+}
+
 /// What the `regfile` fuzz target checks, on texts built from `.reg` tokens: a refusal names a
 /// line; what parses writes to a file that reads back to the same tree, and writes the same.
 fn fuzz_properties(bytes: &[u8]) {
