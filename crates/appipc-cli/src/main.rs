@@ -515,13 +515,13 @@ async fn client(command: Command) -> Result<ExitCode> {
         return match Session::connect().await {
             Ok(s) => {
                 if apps {
-                    appipc::broker::shutdown_everything(&s).await?;
+                    stopped_or_gone(appipc::broker::shutdown_everything(&s).await).await?;
                     style::say(
                         &serde_json::json!({ "stopped": true, "apps_ended": true }),
                         || "every process the broker started ended; broker stopped".into(),
                     )?;
                 } else {
-                    appipc::broker::shutdown(&s).await?;
+                    stopped_or_gone(appipc::broker::shutdown(&s).await).await?;
                     style::say(
                         &serde_json::json!({ "stopped": true, "apps_ended": false }),
                         || "broker stopped".into(),
@@ -666,6 +666,26 @@ async fn client(command: Command) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A stop request's outcome: its reply, or, when the broker closed the session instead (it
+/// was stopping: its sessions may close before the reply is out), the broker gone within a
+/// few seconds (it no longer holds the runtime folder's lock).
+async fn stopped_or_gone(r: appipc::Result<()>) -> appipc::Result<()> {
+    match r {
+        Err(appipc::Error::Disconnected | appipc::Error::Closed { .. }) => {
+            let lock = appipc_sys::env::runtime_dir().join("broker.lock");
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+            while std::time::Instant::now() < deadline {
+                if appipc_sys::fs::lock_holder(&lock).ok().flatten().is_none() {
+                    return Ok(());
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            r
+        }
+        r => r,
+    }
 }
 
 fn trust_str(t: TrustLevel) -> &'static str {
