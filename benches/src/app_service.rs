@@ -20,7 +20,7 @@ use anyhow::{Context, Result, bail};
 use appipc::app_service::{
     AppServiceConnection, AppServiceConnectionStatus, AppServiceResponseStatus,
 };
-use appipc_testkit::{CONTOSO_SERVICES, TestBroker};
+use appipc_testkit::CONTOSO_SERVICES;
 
 use crate::load::{CpuMeter, Load, LoadKind, descendants_named};
 use crate::{DbusPeer, RawPeer, Stats, payload, stats};
@@ -30,11 +30,13 @@ struct Options {
     warm: usize,
     cold: usize,
     rounds: usize,
+    /// Warm `open()`s timed.
+    opens: usize,
     load: LoadKind,
 }
 
 fn options(args: &[String]) -> Result<Options> {
-    let mut o = Options { warm: 20_000, cold: 2_000, rounds: 10, load: LoadKind::Idle };
+    let mut o = Options { warm: 20_000, cold: 2_000, rounds: 10, opens: 200, load: LoadKind::Idle };
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let mut value = || it.next().with_context(|| format!("{a} needs a value"));
@@ -42,10 +44,11 @@ fn options(args: &[String]) -> Result<Options> {
             "--iterations" => o.warm = value()?.parse()?,
             "--cold-iterations" => o.cold = value()?.parse()?,
             "--rounds" => o.rounds = value()?.parse::<usize>()?.max(1),
+            "--opens" => o.opens = value()?.parse::<usize>()?.max(1),
             "--load" => o.load = LoadKind::parse(value()?)?,
             _ => bail!(
                 "usage: appipc-bench app-service [--load idle|busy|bursty] [--iterations N] \
-                 [--cold-iterations N] [--rounds R]"
+                 [--cold-iterations N] [--rounds R] [--opens N]"
             ),
         }
     }
@@ -217,7 +220,7 @@ fn goals(load: LoadKind) -> (f64, f64, f64) {
 
 pub fn app_service(args: &[String]) -> Result<()> {
     let o = options(args)?;
-    let broker = TestBroker::start_with_env(&[("APPIPC_APP_SERVICE_IDLE_MS", "600000")]);
+    let broker = crate::bench_broker(&[("APPIPC_APP_SERVICE_IDLE_MS", "600000")]);
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let provider = rt.block_on(broker.install(&CONTOSO_SERVICES)).family_name;
     let msg = payload();
@@ -348,7 +351,7 @@ fn open_times(
     let load = Load::start(o.load)?;
     let (warm, cold) = rt.block_on(async {
         let mut v = Vec::new();
-        for _ in 0..200 {
+        for _ in 0..o.opens {
             let mut c = AppServiceConnection::new(provider, "com.contoso.echo");
             let t = Instant::now();
             assert_eq!(c.open(session).await, AppServiceConnectionStatus::Success);

@@ -67,7 +67,7 @@ pub(crate) fn loopback(args: &[String]) -> Result<()> {
     let iterations = arg(args, "--iterations", 20000)?.to_string();
     let n_connects = arg(args, "--connects", 1000)?.to_string();
     let runs = arg(args, "--runs", 5)?;
-    let b = TestBroker::start();
+    let b = crate::bench_broker(&[]);
     let client = PackageFamilyName::from_publisher(&"Contoso.BenchC".parse()?, CONTOSO).to_string();
     let server = install(&b, "Fabrikam.BenchS", FABRIKAM, &[("in", &client)])?;
     install(&b, "Contoso.BenchC", CONTOSO, &[("out", &server)])?;

@@ -47,7 +47,7 @@ fn broker_for(n: usize) -> Result<(TestBroker, tempfile::TempDir)> {
             n + 64
         ),
     )?;
-    let b = TestBroker::start_with_env(&[
+    let b = crate::bench_broker(&[
         ("APPIPC_CONFIG", path.to_str().context("path")?),
         ("APPIPC_APP_SERVICE_IDLE_MS", "600000"),
     ]);

@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use appipc_sys::aio::AsyncSeqPacket;
+use appipc_sys::socket::Blocking;
 use appipc_wire::frame::{Frame, Reply};
 use appipc_wire::protocol::Event;
 use appipc_wire::protocol::broker::Closing;
@@ -118,6 +119,24 @@ impl Outbox {
     fn push(&self, bytes: Vec<u8>, fds: Vec<OwnedFd>) -> Result<(), Undeliverable> {
         if self.is_closed() {
             return Err(Undeliverable::Gone);
+        }
+        // Nothing queued, so the writer is not sending either (it counts a frame out only once
+        // it is sent): this frame goes out now, from this task, without the hop to the writer
+        // task. Frames of one producer stay in order: one queued before went out before the
+        // count fell to zero. A full socket queues it as before.
+        if self.queued.load(Ordering::SeqCst) == 0
+            && let Some(sock) = self.sock.get()
+        {
+            let borrowed: Vec<_> = fds.iter().map(|f| f.as_fd()).collect();
+            match appipc_sys::socket::send(sock.as_fd(), &bytes, &borrowed, Blocking::No) {
+                Ok(()) => return Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) => {
+                    tracing::debug!(error = %e, "cannot send to the session (peer gone?)");
+                    self.close("the peer is gone");
+                    return Err(Undeliverable::Gone);
+                }
+            }
         }
         let len = bytes.len();
         self.total.add(len);

@@ -324,6 +324,46 @@ fn the_ring_streams_records_in_order_and_sleeps_when_idle() {
 }
 
 #[test]
+fn the_blocking_ring_streams_records_in_order_and_sleeps_when_full_or_idle() {
+    use appipc::ring::{RingConsumer, RingProducer};
+    let b = TestBroker::start();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let (producer, consumer) = rt.block_on(async {
+        let (s1, s2) = (b.session(), b.session());
+        let producer = RingProducer::create(&s1, r"Local\bstream", 4096, None).await.unwrap();
+        let consumer = RingConsumer::open(&s2, r"Local\bstream").await.unwrap();
+        (producer, consumer)
+    });
+    // No runtime runs while the threads stream: the blocking calls need none. Records of up to
+    // 1 KiB through 4 KiB fill the ring, so the producer sleeps for room as well.
+    std::thread::scope(|scope| {
+        let reader = scope.spawn(|| {
+            let mut out = Vec::new();
+            for i in 0..20_000u32 {
+                consumer.pop_blocking(&mut out).unwrap();
+                assert_eq!(out.len(), (i % 1000) as usize + 4, "record {i}");
+                assert_eq!(out[..4], i.to_le_bytes());
+                if i % 5000 == 0 {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
+            // Idle: the consumer sleeps on its event and wakes for a late record.
+            consumer.pop_blocking(&mut out).unwrap();
+            out
+        });
+        for i in 0..20_000u32 {
+            let mut rec = i.to_le_bytes().to_vec();
+            rec.resize((i % 1000) as usize + 4, 0xAB);
+            producer.push_blocking(&rec).unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        producer.push_blocking(b"late").unwrap();
+        assert_eq!(reader.join().unwrap(), b"late");
+    });
+    rt.block_on(async { drop((producer, consumer)) });
+}
+
+#[test]
 fn events_and_pipes_across_packages_from_inside_containers() {
     let b = TestBroker::start();
     let contoso = install_variant(&b, "Contoso.Hello", "CN=Contoso Ltd, O=Contoso, L=Zurich, C=CH");

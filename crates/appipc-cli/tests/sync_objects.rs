@@ -432,3 +432,54 @@ fn waits_time_out_with_258_and_wait_for_multiple_objects_waits_for_any_or_all() 
         assert_eq!(code(no_wait.wait(0).await), 5);
     });
 }
+
+#[test]
+fn blocking_waits_take_what_windows_takes_and_refuse_handles_that_need_the_broker() {
+    let b = TestBroker::start();
+    let rt = rt();
+    let s = rt.block_on(async { b.session() });
+    let id = unique("bw");
+    let (auto, manual, sync_only, set_only, sem) = rt.block_on(async {
+        let auto = Event::create(&s, &format!("a{id}"), false, false, None).await.unwrap().object;
+        let manual = Event::create(&s, &format!("m{id}"), true, false, None).await.unwrap().object;
+        let sync_only = Event::open(&s, &format!("a{id}"), SYNCHRONIZE).await.unwrap();
+        let set_only = Event::open(&s, &format!("a{id}"), EVENT_MODIFY_STATE).await.unwrap();
+        let sem = Semaphore::create(&s, &format!("s{id}"), 1, 1, None).await.unwrap().object;
+        (auto, manual, sync_only, set_only, sem)
+    });
+    // Auto-reset: a completed wait takes the signal; 0 only looks; a time-out is 258.
+    auto.set_blocking().unwrap();
+    assert_eq!(auto.wait_blocking(0).unwrap(), WaitResult::Object(0));
+    assert_eq!(auto.wait_blocking(0).unwrap(), WaitResult::Timeout, "taken by the wait");
+    let r = auto.wait_blocking(20).unwrap();
+    assert_eq!((r, r.code()), (WaitResult::Timeout, WAIT_TIMEOUT));
+    // Manual-reset: stays signalled for every waiter until reset.
+    manual.set_blocking().unwrap();
+    assert_eq!(manual.wait_blocking(0).unwrap(), WaitResult::Object(0));
+    assert_eq!(manual.wait_blocking(INFINITE).unwrap(), WaitResult::Object(0));
+    rt.block_on(manual.reset()).unwrap();
+    assert_eq!(manual.wait_blocking(0).unwrap(), WaitResult::Timeout);
+    // One set releases one of two blocked waiters of an auto-reset event, set from another
+    // handle (the async one) while they sleep.
+    std::thread::scope(|scope| {
+        let waiters: Vec<_> = (0..2).map(|_| scope.spawn(|| auto.wait_blocking(3000))).collect();
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        rt.block_on(set_only.set()).unwrap();
+        let mut got: Vec<WaitResult> =
+            waiters.into_iter().map(|w| w.join().unwrap().unwrap()).collect();
+        got.sort_by_key(|r| r.code());
+        assert_eq!(got, [WaitResult::Object(0), WaitResult::Timeout], "exactly one released");
+    });
+    // Handles whose wait or set is the broker's: 50 (use the async calls), and nothing taken
+    // or signalled by the refusal.
+    auto.set_blocking().unwrap();
+    assert_eq!(win32(sync_only.wait_blocking(0).unwrap_err()), 50);
+    assert_eq!(win32(sync_only.set_blocking().unwrap_err()), 50);
+    let sem_wait = appipc::named_objects::wait_for_single_object_blocking(&sem, 0);
+    assert_eq!(win32(sem_wait.unwrap_err()), 50);
+    assert_eq!(rt.block_on(sem.wait_timeout(0)).unwrap(), WaitResult::Object(0), "count kept");
+    assert_eq!(auto.wait_blocking(0).unwrap(), WaitResult::Object(0), "signal kept");
+    // Without SYNCHRONIZE: 5, as the async wait.
+    assert_eq!(win32(set_only.wait_blocking(0).unwrap_err()), 5);
+    rt.block_on(async { drop((auto, manual, sync_only, set_only, sem)) });
+}

@@ -21,18 +21,41 @@ fn register(fd: OwnedFd, interest: Interest) -> io::Result<AsyncFd<OwnedFd>> {
 #[derive(Debug)]
 pub struct AsyncSeqPacket {
     inner: AsyncFd<OwnedFd>,
+    /// Registered for writability too (else a blocked send waits on a dup of its own).
+    writable: bool,
 }
 
 impl AsyncSeqPacket {
-    /// Takes ownership of a connected socket and makes it non-blocking. Must be called from
-    /// inside a tokio runtime.
+    /// Takes ownership of a connected socket and makes it non-blocking, registered for
+    /// readability and writability. Must be called from inside a tokio runtime.
     pub fn new(fd: OwnedFd) -> io::Result<Self> {
         socket::set_nonblocking(&fd, true)?;
-        Ok(AsyncSeqPacket { inner: register(fd, Interest::READABLE | Interest::WRITABLE)? })
+        let inner = register(fd, Interest::READABLE | Interest::WRITABLE)?;
+        Ok(AsyncSeqPacket { inner, writable: true })
+    }
+
+    /// Like [`AsyncSeqPacket::new`], but registered for readability only: for a socket that
+    /// is mostly read and whose sends rarely wait (a request/response connection). A socket
+    /// registered for writability wakes its reactor each time the peer reads a message (room
+    /// appeared), that is once per round trip for nothing; here a send that finds the socket
+    /// full waits on a registration of a duplicate of its own, for the length of that wait.
+    pub fn new_reading(fd: OwnedFd) -> io::Result<Self> {
+        socket::set_nonblocking(&fd, true)?;
+        Ok(AsyncSeqPacket { inner: register(fd, Interest::READABLE)?, writable: false })
     }
 
     /// Sends one message with fds attached.
     pub async fn send(&self, data: &[u8], fds: &[BorrowedFd<'_>]) -> io::Result<()> {
+        if !self.writable {
+            loop {
+                match socket::send(self.inner.get_ref(), data, fds, Blocking::No) {
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        writable(self.inner.get_ref().as_fd()).await?;
+                    }
+                    r => return r,
+                }
+            }
+        }
         loop {
             let mut guard = self.inner.writable().await?;
             match guard.try_io(|fd| socket::send(fd, data, fds, Blocking::No)) {
@@ -204,6 +227,27 @@ pub fn eventfd_is_set(fd: impl AsFd) -> io::Result<bool> {
     let n =
         rustix::event::poll(&mut fds, Some(&rustix::event::Timespec { tv_sec: 0, tv_nsec: 0 }))?;
     Ok(n > 0 && fds[0].revents().contains(rustix::event::PollFlags::IN))
+}
+
+/// Blocks the calling thread until `fd` is readable or `timeout` passes (`None`: no limit);
+/// `false` when it passed. A signal restarts the wait with the time left. Nothing is read.
+pub fn wait_readable_for(fd: impl AsFd, timeout: Option<std::time::Duration>) -> io::Result<bool> {
+    use rustix::event::{PollFd, PollFlags, Timespec, poll};
+    let deadline = timeout.map(|t| std::time::Instant::now() + t);
+    loop {
+        let left = deadline.map(|d| d.saturating_duration_since(std::time::Instant::now()));
+        let ts = left.map(|l| Timespec {
+            tv_sec: i64::try_from(l.as_secs()).unwrap_or(i64::MAX),
+            tv_nsec: i64::from(l.subsec_nanos()),
+        });
+        let mut fds = [PollFd::new(&fd, PollFlags::IN)];
+        match poll(&mut fds, ts.as_ref()) {
+            Ok(0) => return Ok(false),
+            Ok(_) => return Ok(true),
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
 
 /// Sets a (non-blocking) eventfd's counter to zero (`ResetEvent`).

@@ -460,10 +460,12 @@ impl TestBroker {
         let mut cmd = Command::new(self.bin("test-reaper"));
         cmd.arg(self.bin("appipcd"));
         self.apply_env(&mut cmd);
-        cmd.env("APPIPC_LOG", std::env::var("APPIPC_LOG").unwrap_or_else(|_| "debug".into()))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
+        // The broker logs at debug for the tests' failure output, unless the caller's
+        // environment or the broker's own (`start_with_env`, e.g. a benchmark's `info`) says.
+        if !self.env.iter().any(|(k, _)| k == "APPIPC_LOG") {
+            cmd.env("APPIPC_LOG", std::env::var("APPIPC_LOG").unwrap_or_else(|_| "debug".into()));
+        }
+        cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::inherit());
         let mut child = cmd.spawn().expect("starting test-reaper");
         let stdin = child.stdin.take();
         let stdout = child.stdout.take().expect("reaper's stdout");

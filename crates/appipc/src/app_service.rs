@@ -489,7 +489,7 @@ impl AppServiceConnection {
         task: Option<Arc<TaskState>>,
         on_close: Option<Box<dyn FnOnce() + Send>>,
     ) -> Result<(Arc<Channel>, tokio::task::JoinHandle<()>)> {
-        let sock = AsyncSeqPacket::new(fd)
+        let sock = AsyncSeqPacket::new_reading(fd)
             .map_err(|source| Error::Io { what: "registering the connection", source })?;
         let chan = Arc::new(Channel {
             sock,

@@ -552,6 +552,54 @@ impl WaitCore {
         })
     }
 
+    /// A wait on the calling thread that needs neither the reactor nor the broker: for an
+    /// event's own eventfd or a manual-reset object's readiness (what [`WaitCore::spin_take`]
+    /// can poll). `None` for a handle whose wait takes from the broker.
+    fn wait_here(&self, what: &'static str, ms: u32) -> Option<Result<WaitResult>> {
+        let Some(fd) = &self.fd else { return Some(Err(not_granted(what, self.granted))) };
+        if !self.manual_reset && self.kind != HandleFd::Object {
+            return None;
+        }
+        let io = |source| Error::Io { what, source };
+        let take = || {
+            if self.manual_reset {
+                appipc_sys::aio::is_readable(fd)
+            } else {
+                appipc_sys::aio::eventfd_try_take(fd)
+            }
+        };
+        let timeout = (ms != INFINITE).then(|| std::time::Duration::from_millis(ms.into()));
+        let deadline = timeout.map(|t| std::time::Instant::now() + t);
+        let r = (|| {
+            if take()? {
+                return Ok(true);
+            }
+            if ms == 0 {
+                return Ok(false);
+            }
+            if let Some(r) =
+                self.spin.poll(1, || take().map_or_else(|e| Some(Err(e)), |b| b.then_some(Ok(()))))
+            {
+                return r.map(|()| true);
+            }
+            loop {
+                let left = deadline.map(|d| d.saturating_duration_since(std::time::Instant::now()));
+                // Readable, then taken: another waiter may take it first (then wait again).
+                if !appipc_sys::aio::wait_readable_for(fd, left)? {
+                    return take();
+                }
+                if take()? {
+                    return Ok(true);
+                }
+            }
+        })();
+        Some(match r {
+            Ok(true) => Ok(WaitResult::Object(0)),
+            Ok(false) => Ok(WaitResult::Timeout),
+            Err(e) => Err(io(e)),
+        })
+    }
+
     fn is_set(&self) -> Result<bool> {
         let Some(fd) = &self.fd else {
             return Err(not_granted("polling the object", self.granted));
@@ -627,6 +675,28 @@ pub async fn wait_for_single_object(h: &dyn WaitHandle, ms: u32) -> Result<WaitR
             return Ok(WaitResult::Timeout);
         }
     }
+}
+
+/// `WaitForSingleObject(h, ms)` blocking the calling thread, as on Windows, for the handles
+/// whose wait needs no broker round trip: an event whose handle has both `SYNCHRONIZE` and
+/// `EVENT_MODIFY_STATE` (it holds the event's own eventfd), and manual-reset events and
+/// timers (their readiness). The wait polls briefly while that pays (see `APPIPC_SPIN_US`),
+/// then sleeps in `poll(2)` on that fd: one thread hop per wake-up, where the async
+/// [`wait_for_single_object`] goes through the runtime's reactor. Any other handle gives
+/// error 50 (`ERROR_NOT_SUPPORTED`): use the async wait. Needs `SYNCHRONIZE` (else 5). Do
+/// not call it from an async task: it blocks the thread.
+pub fn wait_for_single_object_blocking(h: &dyn WaitHandle, ms: u32) -> Result<WaitResult> {
+    const WHAT: &str = "WaitForSingleObject";
+    h.wait_core().wait_here(WHAT, ms).unwrap_or_else(|| {
+        Err(Error::NamedObject {
+            code: 50,
+            message: format!(
+                "{WHAT} blocking on a handle whose wait takes from the broker (a semaphore, a \
+                 mutex, an auto-reset timer, or an event handle without EVENT_MODIFY_STATE): \
+                 use the async wait_for_single_object"
+            ),
+        })
+    })
 }
 
 /// `WaitForMultipleObjects(n, handles, wait_all, ms)`: 1 to [`MAXIMUM_WAIT_OBJECTS`] (64)
@@ -769,6 +839,31 @@ impl Event {
             }
             None => self.w.signal(SignalOp::Set).await.map(|_| ()),
         }
+    }
+
+    /// [`Event::set`] without a runtime, for a handle that holds the event's own eventfd
+    /// (`SYNCHRONIZE` and `EVENT_MODIFY_STATE`): one `write(2)`. Any other handle gives error
+    /// 50 (`ERROR_NOT_SUPPORTED`; its set is a broker request: use [`Event::set`]).
+    pub fn set_blocking(&self) -> Result<()> {
+        let Some(fd) = self.w.object() else {
+            return Err(Error::NamedObject {
+                code: 50,
+                message: "SetEvent blocking on a handle without both SYNCHRONIZE and \
+                          EVENT_MODIFY_STATE (its set goes through the broker): use set()"
+                    .into(),
+            });
+        };
+        if self.w.manual_reset && self.w.is_set()? {
+            return Ok(());
+        }
+        appipc_sys::aio::eventfd_signal(fd)
+            .map_err(|source| Error::Io { what: "signalling the event", source })
+    }
+
+    /// `WaitForSingleObject(h, ms)` blocking the calling thread: see
+    /// [`wait_for_single_object_blocking`].
+    pub fn wait_blocking(&self, ms: u32) -> Result<WaitResult> {
+        wait_for_single_object_blocking(self, ms)
     }
 
     /// `ResetEvent`. Needs `EVENT_MODIFY_STATE`.

@@ -12,7 +12,9 @@ use std::sync::atomic::Ordering;
 use appipc_sys::ring::{HEADER, Ring};
 
 use crate::error::{Error, Result};
-use crate::named_objects::{Event, FILE_MAP_READ, FILE_MAP_WRITE, FileMapping, SYNCHRONIZE};
+use crate::named_objects::{
+    Event, FILE_MAP_READ, FILE_MAP_WRITE, FileMapping, INFINITE, SYNCHRONIZE,
+};
 use crate::session::Session;
 use crate::spin::{RING_CAP, Spin};
 
@@ -47,46 +49,108 @@ pub struct RingProducer(Side);
 #[derive(Debug)]
 pub struct RingConsumer(Side);
 
-/// Spins with `try_op` for the spin time, then sleeps on `wake` with the Dekker handshake on
-/// `flag` (set, re-check, sleep) so no wake-up is lost.
+/// The op now, then again while the spin pays: `Some` when it is done (or failed) without
+/// sleeping.
+fn without_sleep(
+    side: &Side,
+    try_op: &mut impl FnMut(&Ring) -> Result<bool>,
+) -> Option<Result<()>> {
+    match try_op(&side.ring) {
+        Ok(false) => {}
+        other => return Some(other.map(|_| ())),
+    }
+    // Reading the clock costs about as much as a poll: look at it every 32 polls.
+    side.spin
+        .poll(32, || match try_op(&side.ring) {
+            Ok(false) => None,
+            other => Some(other),
+        })
+        .map(|r| r.map(|_| ()))
+}
+
+/// The Dekker handshake before a sleep: raises this side's sleeping flag, then tries once
+/// more (the peer may have acted before it saw the flag). `true`: done, no sleep.
+fn arm(
+    side: &Side,
+    consumer: bool,
+    try_op: &mut impl FnMut(&Ring) -> Result<bool>,
+) -> Result<bool> {
+    let flag = side.ring.sleeping_flag(consumer);
+    flag.store(1, Ordering::SeqCst);
+    let done = try_op(&side.ring)?;
+    if done {
+        flag.store(0, Ordering::SeqCst);
+    }
+    Ok(done)
+}
+
+/// After a wake-up: lowers the flag and tries. `false`: sleep again.
+fn woken(
+    side: &Side,
+    consumer: bool,
+    try_op: &mut impl FnMut(&Ring) -> Result<bool>,
+) -> Result<bool> {
+    side.ring.sleeping_flag(consumer).store(0, Ordering::SeqCst);
+    try_op(&side.ring)
+}
+
+/// Spins with `try_op` for the spin time, then sleeps on this side's event with the Dekker
+/// handshake on its flag (set, re-check, sleep) so no wake-up is lost.
 async fn spin_then_sleep(
     side: &Side,
     consumer: bool,
     mut try_op: impl FnMut(&Ring) -> Result<bool>,
 ) -> Result<()> {
-    if try_op(&side.ring)? {
-        return Ok(());
+    if let Some(r) = without_sleep(side, &mut try_op) {
+        return r;
     }
-    // Reading the clock costs about as much as a poll: look at it every 32 polls.
-    let polled = side.spin.poll(32, || match try_op(&side.ring) {
-        Ok(false) => None,
-        other => Some(other),
-    });
-    if let Some(r) = polled {
-        return r.map(|_| ());
-    }
-    let flag = side.ring.sleeping_flag(consumer);
     let wake = if consumer { &side.data } else { &side.space };
-    loop {
-        flag.store(1, Ordering::SeqCst);
-        if try_op(&side.ring)? {
-            flag.store(0, Ordering::SeqCst);
-            return Ok(());
-        }
+    while !arm(side, consumer, &mut try_op)? {
         wake.wait().await?;
-        flag.store(0, Ordering::SeqCst);
-        if try_op(&side.ring)? {
-            return Ok(());
+        if woken(side, consumer, &mut try_op)? {
+            break;
         }
     }
+    Ok(())
 }
 
-async fn wake_peer(side: &Side, peer_is_consumer: bool) -> Result<()> {
+/// [`spin_then_sleep`] sleeping in `poll(2)` on the calling thread.
+fn spin_then_sleep_blocking(
+    side: &Side,
+    consumer: bool,
+    mut try_op: impl FnMut(&Ring) -> Result<bool>,
+) -> Result<()> {
+    if let Some(r) = without_sleep(side, &mut try_op) {
+        return r;
+    }
+    let wake = if consumer { &side.data } else { &side.space };
+    while !arm(side, consumer, &mut try_op)? {
+        wake.wait_blocking(INFINITE)?;
+        if woken(side, consumer, &mut try_op)? {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// Whether the peer sleeps and must be woken (and lowers its flag if so).
+fn peer_sleeps(side: &Side, peer_is_consumer: bool) -> bool {
     std::sync::atomic::fence(Ordering::SeqCst);
     let flag = side.ring.sleeping_flag(peer_is_consumer);
     // Read first: a write on every record would bounce the flag's cache line between cores.
-    if flag.load(Ordering::SeqCst) == 1 && flag.swap(0, Ordering::SeqCst) == 1 {
+    flag.load(Ordering::SeqCst) == 1 && flag.swap(0, Ordering::SeqCst) == 1
+}
+
+async fn wake_peer(side: &Side, peer_is_consumer: bool) -> Result<()> {
+    if peer_sleeps(side, peer_is_consumer) {
         if peer_is_consumer { side.data.set().await } else { side.space.set().await }?;
+    }
+    Ok(())
+}
+
+fn wake_peer_blocking(side: &Side, peer_is_consumer: bool) -> Result<()> {
+    if peer_sleeps(side, peer_is_consumer) {
+        if peer_is_consumer { side.data.set_blocking() } else { side.space.set_blocking() }?;
     }
     Ok(())
 }
@@ -127,6 +191,16 @@ impl RingProducer {
         wake_peer(&self.0, true).await
     }
 
+    /// [`RingProducer::push`] blocking the calling thread: it sleeps in `poll(2)` on the
+    /// event's fd instead of the runtime's reactor (one thread hop per wake-up). For a thread
+    /// of its own; do not call it from an async task.
+    pub fn push_blocking(&self, record: &[u8]) -> Result<()> {
+        spin_then_sleep_blocking(&self.0, false, |r| {
+            r.try_push(record).map_err(io("writing to the ring"))
+        })?;
+        wake_peer_blocking(&self.0, true)
+    }
+
     /// The largest record.
     pub fn max_record(&self) -> usize {
         self.0.ring.max_record()
@@ -154,5 +228,13 @@ impl RingConsumer {
         spin_then_sleep(&self.0, true, |r| r.try_pop(out).map_err(io("reading from the ring")))
             .await?;
         wake_peer(&self.0, false).await
+    }
+
+    /// [`RingConsumer::pop`] blocking the calling thread (see [`RingProducer::push_blocking`]).
+    pub fn pop_blocking(&self, out: &mut Vec<u8>) -> Result<()> {
+        spin_then_sleep_blocking(&self.0, true, |r| {
+            r.try_pop(out).map_err(io("reading from the ring"))
+        })?;
+        wake_peer_blocking(&self.0, false)
     }
 }

@@ -222,7 +222,7 @@ impl Session {
 
     /// Uses an already connected session socket. Must be called inside a tokio runtime.
     pub fn from_fd(fd: OwnedFd) -> Result<Session> {
-        let sock = AsyncSeqPacket::new(fd)
+        let sock = AsyncSeqPacket::new_reading(fd)
             .map_err(|source| Error::Io { what: "registering the session socket", source })?;
         let inner = Arc::new(Inner {
             sock,

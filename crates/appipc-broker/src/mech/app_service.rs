@@ -344,7 +344,7 @@ impl AppServices {
             host_pid: host.pid,
             opened_at: now(),
         };
-        tracing::info!(
+        tracing::debug!(
             connection = id,
             service = %service.name,
             provider = %pkg.family_name,
