@@ -54,9 +54,11 @@ impl Activation {
     }
 }
 
-/// Environment variables a launched process may inherit from the broker.
-const PASSED_ENV: [&str; 7] =
-    ["PATH", "LANG", "LC_ALL", "TERM", "TZ", "RUST_LOG", "RUST_BACKTRACE"];
+/// Environment variables a launched process may inherit from the broker. `APPIPC_SPIN_US`
+/// (the SDK's polling policy, see `crates/appipc/src/spin.rs`) so that one setting of the
+/// broker's applies to the apps and service hosts it starts.
+const PASSED_ENV: [&str; 8] =
+    ["PATH", "LANG", "LC_ALL", "TERM", "TZ", "RUST_LOG", "RUST_BACKTRACE", "APPIPC_SPIN_US"];
 
 /// What to start.
 #[derive(Debug)]

@@ -18,7 +18,8 @@
 //!
 //! `APPIPC_SPIN_US` overrides it for the process: `0` never spins; a number of microseconds
 //! busy-polls that long after every message, always (for an app that wants the lowest latency
-//! on a machine it knows to be idle, and pays for it in CPU); `auto` (or unset) is adaptive.
+//! on a machine it knows to be idle, and pays for it in CPU); `auto` (or unset) is adaptive. The
+//! broker passes its own `APPIPC_SPIN_US` on to the apps and service hosts it starts.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
