@@ -809,6 +809,29 @@ fn full_trust_client(unprivileged: bool) {
     let (code, text, err) = cli(&b, &["loopback", "why", "--full-trust", &tool, &granted]);
     assert_eq!(code, 0, "{text}{err}");
     assert!(text.contains("the server's in rule names the full-trust client"), "{text}");
+    // Its children (the filter is inherited, and so is its supervisor).
+    let (code, text) = full_trust_probe(&b, &tool, &["python", &pg.to_string(), "blocking"]);
+    if !text.starts_with("absent: ") {
+        assert_eq!(code, 0, "{text}\n{}", b.log());
+        assert!(text.contains("connected: echo:ping"), "{text}");
+    }
+    // The socket installed is of B's namespace: it cannot be disconnected and connected to
+    // anything else there or on the host (EISCONN; a restarted connect succeeds).
+    let (other, other_seen) = counting_host_listener();
+    let (_, text) = full_trust_probe(&b, &tool, &["reuse", &pg.to_string(), &other.to_string()]);
+    let e = |n: i32| format!("errno {n}");
+    for (step, want) in [
+        ("connect", "ok".to_owned()),
+        ("restart", "ok".to_owned()),
+        ("unspec", e(libc::EISCONN)),
+        ("reconnect", e(libc::EISCONN)),
+        ("elsewhere", e(libc::EISCONN)),
+        ("bind", e(libc::EINVAL)),
+    ] {
+        assert!(text.contains(&format!("{step}: {want}")), "{step}: want {want}\n{text}");
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(other_seen.load(Ordering::SeqCst), 0, "the other host port was reached:\n{text}");
     // Refused, for the missing rule or the missing capability, on the server's side.
     for (server, port, missing) in [
         (&no_rule, pr, format!("has no \"in\" loopback rule naming {tool}")),
@@ -847,4 +870,28 @@ fn a_full_trust_client_reaches_a_container_by_its_in_rule_root_broker() {
 #[test]
 fn a_full_trust_client_reaches_a_container_by_its_in_rule_unprivileged_broker() {
     full_trust_client(true);
+}
+
+/// A full-trust process started by a broker that was killed (`kill -9`) keeps its connect
+/// supervision: the session keeper holds its loopback channel, and the next broker decides its
+/// connects (as a full-trust client) again.
+#[test]
+fn a_full_trust_client_connects_across_a_broker_crash() {
+    let mut b = TestBroker::start();
+    let tool = full_trust_package(&b, "Contoso.FtCrash", CONTOSO, false, &[]);
+    let server = probe_package(&b, "Fabrikam.FtCrashS", FABRIKAM, true, &[("in", &tool)]);
+    let port = free_port();
+    serve(&b, &server, port, &["120"]);
+    let p = port.to_string();
+    let (code, out, err) = cli(&b, &["launch", &format!("{tool}!Tool"), "--", "later", &p, "8"]);
+    assert_eq!(code, 0, "{out}{err}");
+    b.kill();
+    b.restart();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !b.app_log(&tool).contains("connected: ") && !b.app_log(&tool).contains("failed: ") {
+        assert!(Instant::now() < deadline, "{}\n{}", b.app_log(&tool), b.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let log = b.app_log(&tool);
+    assert!(log.contains("connected: echo:ping"), "{log}\n{}", b.log());
 }

@@ -80,6 +80,13 @@
 //! so is a TCP `listen` (handed over too), after the broker checked the port: the socket's
 //! bound one, or, for a socket not yet bound, an ephemeral port the broker accepted.
 //!
+//! A packaged full-trust process (not in an app container: the host's namespaces, the user's
+//! uid) gets a filter of `connect` only ([`supervised_full_trust`]) and a supervisor forked
+//! detached by the broker ([`Supervisor::start_detached`]), which lets everything through but a
+//! TCP connect to a loopback port that no listener of the host reaches, which the broker
+//! decides (an app container's listener, by its package's `in` rule); an installed socket is
+//! guarded as above.
+//!
 //! If the supervisor is gone, a supervised call fails with `ENOSYS` (the kernel's answer when
 //! a listener is closed): refused, never let through.
 //!

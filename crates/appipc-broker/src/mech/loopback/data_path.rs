@@ -23,6 +23,12 @@
 //!   address the supervisor read, and installed over the app's fd. No listener anywhere: the
 //!   kernel refuses it in the caller's namespace.
 //!
+//! * A packaged full-trust process's supervisor (`seccomp_notify::supervised_full_trust`: in
+//!   the host's namespace) asks only about a connect that no host listener reaches; its
+//!   client is decided as full trust (the server's `in` rule naming it, or its own package),
+//!   a host listener is left to the kernel, and a bind is never reserved (it binds in the
+//!   host's namespace, outside the packages' port space).
+//!
 //! Listeners are found with `sock_diag` in each namespace (`appipc_sys::loopback::Listeners`),
 //! one query per namespace — for a connect the kernel's hashed lookup of the listener that
 //! address reaches, for a bind a dump filtered by port — all of a request's queries in one
