@@ -195,6 +195,7 @@ async fn supervise_full_trust(
     shared: &Arc<Shared>,
     aumid: &str,
 ) -> Option<(std::os::fd::OwnedFd, (appipc_sys::seccomp_notify::NotifyFilter, u32))> {
+    let started = std::time::Instant::now();
     let made = shared
         .launcher
         .run(|| {
@@ -206,7 +207,11 @@ async fn supervise_full_trust(
         .await
         .and_then(|r| r);
     match made {
-        Ok(m) => Some(m),
+        Ok(m) => {
+            let us = started.elapsed().as_micros() as u64;
+            tracing::debug!(app = %aumid, supervisor = m.1.1, us, "full trust: connect supervisor started");
+            Some(m)
+        }
         Err(e) => {
             tracing::warn!(app = %aumid, error = %e, "full trust: no connect supervisor; its loopback connects reach no app container");
             None

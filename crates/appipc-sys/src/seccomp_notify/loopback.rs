@@ -21,6 +21,9 @@
 //! isolation it would have without this path. For the rest the broker decides, on the
 //! supervisor's copy of the address, and its answer is carried out: an errno, success, or a
 //! socket it made (in the listener's namespace, connected) installed over the app's fd.
+//!
+//! A packaged full-trust process's supervisor (in the host's namespace) sees only `connect`,
+//! and asks about far less: [`full_trust_connect`].
 
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
