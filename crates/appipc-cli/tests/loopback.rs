@@ -895,3 +895,39 @@ fn a_full_trust_client_connects_across_a_broker_crash() {
     let log = b.app_log(&tool);
     assert!(log.contains("connected: echo:ping"), "{log}\n{}", b.log());
 }
+
+/// A full-trust process cannot stall others through its supervision: while it floods connects
+/// that the broker is asked about and refuses (no `in` rule names it), its supervisor asks one
+/// question at a time, so another package's allowed connect is still carried out and the broker
+/// still answers other requests.
+#[test]
+fn a_full_trust_flood_of_refused_connects_stalls_no_one_else() {
+    let b = TestBroker::start();
+    let tool = full_trust_package(&b, "Contoso.FtFlood", CONTOSO, false, &[]);
+    let (client, server) = allowed(&b, "FtFlood");
+    let port = free_port();
+    serve(&b, &server, port, &["120"]);
+    let p = port.to_string();
+    let flood = ["launch", &format!("{tool}!Tool"), "--", "connects", &p, "20000"];
+    let (code, out, err) = cli(&b, &flood);
+    assert_eq!(code, 0, "{out}{err}");
+    // Under way: its refusals are in the decision log.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, log, _) = cli(&b, &["why", "--package", &tool, "--last", "1"]);
+        if log.contains(&format!("{server}:{port}")) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no flood: {log}\n{}", b.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for _ in 0..3 {
+        let (code, text) = probe(&b, &client, &["connect", &p]);
+        assert_eq!(code, 0, "{text}\n{}", b.log());
+        assert!(text.contains("connected: echo:ping"), "{text}");
+        let (code, out, err) = cli(&b, &["list"]);
+        assert_eq!(code, 0, "{out}{err}");
+    }
+    let (_, text) = full_trust_probe(&b, &tool, &["connect", &p]);
+    assert!(text.contains(&format!("failed: errno {}", libc::ECONNREFUSED)), "{text}");
+}
