@@ -859,12 +859,28 @@ fn loopback_requests() -> Vec<(&'static str, appipc_wire::protocol::Request)> {
     vec![
         (
             "loopback-why",
-            l::Why { client: pfn(), server: "Fabrikam.B_8tkjkmve8mrwr".into(), port: Some(8080) }
-                .into(),
+            l::Why {
+                client: pfn(),
+                server: "Fabrikam.B_8tkjkmve8mrwr".into(),
+                port: Some(8080),
+                client_full_trust: None,
+            }
+            .into(),
         ),
         (
             "loopback-why-unpackaged",
-            l::Why { client: String::new(), server: pfn(), port: None }.into(),
+            l::Why { client: String::new(), server: pfn(), port: None, client_full_trust: None }
+                .into(),
+        ),
+        (
+            "loopback-why-full-trust",
+            l::Why {
+                client: pfn(),
+                server: "Fabrikam.B_8tkjkmve8mrwr".into(),
+                port: Some(8080),
+                client_full_trust: Some(true),
+            }
+            .into(),
         ),
         ("loopback-add", l::AddExemption { package_family_name: pfn() }.into()),
         ("loopback-remove", l::RemoveExemption { package_family_name: pfn() }.into()),

@@ -181,18 +181,54 @@ struct Confined {
     description: String,
     home: std::path::PathBuf,
     tmpdir: std::path::PathBuf,
-    /// The broker's end of the container supervisor's loopback channel.
+    /// The broker's end of the supervisor's loopback channel (an app container's, or a
+    /// packaged full-trust process's).
     loopback: Option<std::os::fd::OwnedFd>,
+    /// A full-trust process's `connect` filter and its supervisor's pid.
+    notify: Option<(appipc_sys::seccomp_notify::NotifyFilter, u32)>,
 }
 
-/// Prepares an app container's confinement (full trust: none).
+/// The `connect` supervision of a packaged full-trust process (`mech::loopback::data_path`:
+/// its connects to app containers' listeners): the broker's end of its loopback channel, the
+/// filter the process installs and its supervisor's pid (started now, detached). `None`, with
+/// a warning, where the kernel cannot: the process then runs as before, reaching no app
+/// container.
+async fn supervise_full_trust(
+    shared: &Arc<Shared>,
+    aumid: &str,
+) -> Option<(std::os::fd::OwnedFd, (appipc_sys::seccomp_notify::NotifyFilter, u32))> {
+    let started = std::time::Instant::now();
+    let made = shared
+        .launcher
+        .run(|| {
+            let (broker_end, theirs) = appipc_sys::socket::seqpacket_pair()?;
+            let (filter, supervisor) = appipc_sys::seccomp_notify::supervised_full_trust(theirs)?;
+            let pid = supervisor.start_detached()?;
+            Ok::<_, std::io::Error>((broker_end, (filter, pid)))
+        })
+        .await
+        .and_then(|r| r);
+    match made {
+        Ok(m) => {
+            let us = started.elapsed().as_micros() as u64;
+            tracing::debug!(app = %aumid, supervisor = m.1.1, us, "full trust: connect supervisor started");
+            Some(m)
+        }
+        Err(e) => {
+            tracing::warn!(app = %aumid, error = %e, "full trust: no connect supervisor; its loopback connects reach no app container");
+            None
+        }
+    }
+}
+
+/// Prepares an app container's confinement (full trust: none, but its `connect` supervision).
 async fn confine(
     shared: &Arc<Shared>,
     pkg: &InstalledPackage,
     trust: TrustLevel,
     aumid: &str,
 ) -> Result<Confined> {
-    let (mut confinement, mut loopback) = (None, None);
+    let (mut confinement, mut loopback, mut notify) = (None, None, None);
     let mut description = crate::launcher::UNCONFINED_FULL_TRUST.to_owned();
     let (mut home, mut tmpdir) = (pkg.data_dir.join("LocalState"), pkg.data_dir.join("TempState"));
     if trust == TrustLevel::AppContainer {
@@ -217,8 +253,11 @@ async fn confine(
             }
             Err(e) => return Err(e),
         }
+    } else if let Some((channel, filter)) = supervise_full_trust(shared, aumid).await {
+        loopback = Some(channel);
+        notify = Some(filter);
     }
-    Ok(Confined { confinement, description, home, tmpdir, loopback })
+    Ok(Confined { confinement, description, home, tmpdir, loopback, notify })
 }
 
 /// Starts a process of a package: a new session socket at fd 3, stdio as asked, a clean
@@ -249,7 +288,7 @@ pub(crate) async fn start_app(
     let mut argv: Vec<OsString> = app.arguments.iter().map(Into::into).collect();
     argv.extend(args.into_iter().map(Into::into));
     let mut env = app_env(pkg, app, activation, app_service, activation_id);
-    let Confined { confinement, description, home, tmpdir, loopback } =
+    let Confined { confinement, description, home, tmpdir, loopback, notify } =
         confine(shared, pkg, trust, &aumid).await?;
     env.push(("HOME".into(), home.into()));
     env.push(("TMPDIR".into(), tmpdir.into()));
@@ -266,6 +305,7 @@ pub(crate) async fn start_app(
         parent_death_signal: None,
         new_session: true,
         confinement,
+        notify,
     };
     let spawned = shared.launcher.spawn(request).await.map_err(|e| {
         tracing::warn!(app = %aumid, error = %e, "start failed");

@@ -90,6 +90,10 @@ pub enum Record {
         full_name: String,
         /// Its application.
         app_id: String,
+        /// `fulltrust` for a packaged full-trust process's supervisor (its `connect` only);
+        /// absent for an app container's.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        trust: Option<String>,
     },
 }
 
@@ -109,15 +113,18 @@ impl Record {
         }
     }
 
-    /// The record of the loopback channel made for `caller` (a confined process); `None` for
+    /// The record of the loopback channel made for `caller` (a packaged process); `None` for
     /// a caller without a package.
     pub(crate) fn loopback(caller: &Caller) -> Option<Record> {
+        let full_trust = caller.trust() == appipc_wire::caller::TrustLevel::FullTrust;
         match (&caller.principal.package, &caller.full_name) {
             (Some(p), Some(full)) => Some(Record::Loopback {
                 pid: caller.pid,
                 uid: caller.uid,
                 full_name: full.clone(),
                 app_id: p.app_id.to_string(),
+                trust: full_trust
+                    .then(|| appipc_wire::caller::TrustLevel::FullTrust.as_str().to_owned()),
             }),
             _ => None,
         }

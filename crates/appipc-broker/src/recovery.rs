@@ -187,8 +187,13 @@ fn caller_of(shared: &Shared, kept: &Kept) -> Option<(Caller, bool)> {
             };
             Some((packaged(shared, key, *pid, *uid, full_name, app_id, trust)?, *bootstrap))
         }
-        Record::Loopback { pid, uid, full_name, app_id } => {
-            let c = packaged(shared, key, *pid, *uid, full_name, app_id, TrustLevel::AppContainer)?;
+        Record::Loopback { pid, uid, full_name, app_id, trust } => {
+            let trust = if trust.as_deref() == Some(TrustLevel::FullTrust.as_str()) {
+                TrustLevel::FullTrust
+            } else {
+                TrustLevel::AppContainer
+            };
+            let c = packaged(shared, key, *pid, *uid, full_name, app_id, trust)?;
             Some((c, false))
         }
     }

@@ -13,10 +13,16 @@ use crate::{style, target};
 /// `appipc loopback …`.
 #[derive(Debug, Subcommand)]
 pub(crate) enum LoopbackCommand {
-    /// Say whether an app container of CLIENT may connect over loopback (127.0.0.1, ::1) to a
-    /// listener of SERVER, and if not exactly what is missing on which side, with the manifest
-    /// line. `-` names an unpackaged process. Exits 1 when the connect would be refused.
+    /// Say whether an app container of CLIENT (with --full-trust, a packaged full-trust process
+    /// of it) may connect over loopback (127.0.0.1, ::1) to a listener of SERVER's app
+    /// containers, and if not exactly what is missing on which side, with the manifest line.
+    /// `-` names an unpackaged process. Exits 1 when the connect would be refused.
     Why {
+        /// The client is a packaged full-trust (mediumIL) process of CLIENT: it reaches an app
+        /// container of SERVER when SERVER was granted privateNetworkClientServer and its "in"
+        /// rule names CLIENT (or serve-inbound runs for SERVER).
+        #[arg(long)]
+        full_trust: bool,
         /// The client package (family or full name), or `-`.
         client: String,
         /// The server package (family or full name), or `-`.
@@ -84,11 +90,22 @@ fn family(text: &str, command: &str) -> Result<Option<String>> {
 /// Runs `appipc loopback …`.
 pub(crate) async fn run(session: &Session, command: LoopbackCommand) -> Result<ExitCode> {
     match command {
-        LoopbackCommand::Why { client, server, port } => {
+        LoopbackCommand::Why { full_trust, client, server, port } => {
             let client = family(&client, "loopback why")?;
             let server = family(&server, "loopback why")?;
-            let v =
-                appipc::loopback::why(session, client.as_deref(), server.as_deref(), port).await?;
+            let v = match (full_trust, &client) {
+                (true, Some(c)) => {
+                    let s = server.as_deref().unwrap_or_default();
+                    appipc::loopback::why_full_trust(session, c, s, port).await?
+                }
+                (true, None) => {
+                    anyhow::bail!("loopback why --full-trust: the client must be a package, not -")
+                }
+                (false, _) => {
+                    appipc::loopback::why(session, client.as_deref(), server.as_deref(), port)
+                        .await?
+                }
+            };
             if style::json() {
                 style::print_json(&v)?;
             } else {

@@ -196,8 +196,9 @@ fn serve(b: &TestBroker, pfn: &str, port: u16, extra: &[&str]) {
     assert_eq!(code, 0, "{out}{err}");
     let deadline = Instant::now() + Duration::from_secs(30);
     let want = format!("listening {port}");
-    while !b.app_log(pfn).contains(&want) {
-        assert!(Instant::now() < deadline, "no listener: {}\n{}", b.app_log(pfn), b.log());
+    let family = pfn.split('!').next().unwrap_or(pfn);
+    while !b.app_log(family).contains(&want) {
+        assert!(Instant::now() < deadline, "no listener: {}\n{}", b.app_log(family), b.log());
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -738,4 +739,195 @@ fn an_exempt_packages_host_socket_is_the_apps_not_roots() {
     assert_eq!(code, 0, "{text}\n{}", b.log());
     let uid = owner.join().unwrap();
     assert!(uid.is_some_and(|u| u != 0), "the host socket's owner: {uid:?}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// A packaged full-trust client (mediumIL): not in an app container, so its connects run in the
+// host's network namespace, where no app container listens.
+
+/// Installs a package whose application `App` is a `loop-probe` app container and whose `Tool`
+/// is a full-trust (`mediumIL`) `loop-probe`, granted `privateNetworkClientServer` if `cap`,
+/// with these loopback rules; its family name.
+fn full_trust_package(
+    b: &TestBroker,
+    name: &str,
+    publisher: &str,
+    cap: bool,
+    rules: &[(&str, &str)],
+) -> String {
+    let mut text = format!(
+        "[package]\nname = \"{name}\"\npublisher = \"{publisher}\"\nversion = \"1.0.0.1\"\n\n\
+         [capabilities]\nrestricted = [\"runFullTrust\"]\n"
+    );
+    if cap {
+        text.push_str("general = [\"privateNetworkClientServer\"]\n");
+    }
+    text.push_str(
+        "\n[[application]]\nid = \"App\"\nexecutable = \"bin/loop-probe\"\n\n\
+         [[application]]\nid = \"Tool\"\nexecutable = \"bin/loop-probe\"\ntrust-level = \"mediumIL\"\n\n",
+    );
+    for (d, f) in rules {
+        text.push_str(&format!(
+            "[[loopback-rule]]\ndirection = \"{d}\"\npackage-family-name = \"{f}\"\n\n"
+        ));
+    }
+    let dir = assemble_manifest(&text, &b.root.path().join(unique("loopft")), &bin_dir()).unwrap();
+    if b.user().is_some() {
+        readable_by_all(&dir);
+    }
+    let (code, out, err) = cli(b, &["install", "--yes", dir.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    family(name, publisher)
+}
+
+/// `loop-probe ARGS` as `pfn`'s full-trust `Tool`, until it exits: (exit code, output).
+fn full_trust_probe(b: &TestBroker, pfn: &str, args: &[&str]) -> (i32, String) {
+    probe(b, &format!("{pfn}!Tool"), args)
+}
+
+/// A packaged full-trust client of A connecting to B's app-container listener: allowed exactly
+/// when B was granted privateNetworkClientServer and B's `in` rule names A (Windows: the loopback
+/// filter of B's `uap4:Rule Direction="in"`), and then it reaches B's listener itself (the flow
+/// is a socket of B's namespace); otherwise ECONNREFUSED, with the refusal in the decision log
+/// and the same reason from `appipc loopback why --full-trust A B`. Its other connects are the
+/// host's as before: a host listener is reached, a port nobody listens on is refused, and its
+/// own package's app container is always reached.
+fn full_trust_client(unprivileged: bool) {
+    let Some(b) = broker(unprivileged) else { return };
+    let tool = full_trust_package(&b, "Contoso.FtTool", CONTOSO, false, &[]);
+    let granted = probe_package(&b, "Fabrikam.FtIn", FABRIKAM, true, &[("in", &tool)]);
+    let no_rule = probe_package(&b, "Fabrikam.FtNoRule", FABRIKAM, true, &[]);
+    let no_cap = probe_package(&b, "Fabrikam.FtNoCap", FABRIKAM, false, &[("in", &tool)]);
+    let (pg, pr, pc) = (free_port(), free_port(), free_port());
+    serve(&b, &granted, pg, &["60"]);
+    serve(&b, &no_rule, pr, &["60"]);
+    serve(&b, &no_cap, pc, &["60"]);
+    // Allowed: the data path and the decision agree.
+    let (code, text) = full_trust_probe(&b, &tool, &["connect", &pg.to_string()]);
+    assert_eq!(code, 0, "{text}\n{}", b.log());
+    assert!(text.contains("connected: echo:ping"), "{text}");
+    let (code, text, err) = cli(&b, &["loopback", "why", "--full-trust", &tool, &granted]);
+    assert_eq!(code, 0, "{text}{err}");
+    assert!(text.contains("the server's in rule names the full-trust client"), "{text}");
+    // Its children (the filter is inherited, and so is its supervisor).
+    let (code, text) = full_trust_probe(&b, &tool, &["python", &pg.to_string(), "blocking"]);
+    if !text.starts_with("absent: ") {
+        assert_eq!(code, 0, "{text}\n{}", b.log());
+        assert!(text.contains("connected: echo:ping"), "{text}");
+    }
+    // The socket installed is of B's namespace: it cannot be disconnected and connected to
+    // anything else there or on the host (EISCONN; a restarted connect succeeds).
+    let (other, other_seen) = counting_host_listener();
+    let (_, text) = full_trust_probe(&b, &tool, &["reuse", &pg.to_string(), &other.to_string()]);
+    let e = |n: i32| format!("errno {n}");
+    for (step, want) in [
+        ("connect", "ok".to_owned()),
+        ("restart", "ok".to_owned()),
+        ("unspec", e(libc::EISCONN)),
+        ("reconnect", e(libc::EISCONN)),
+        ("elsewhere", e(libc::EISCONN)),
+        ("bind", e(libc::EINVAL)),
+    ] {
+        assert!(text.contains(&format!("{step}: {want}")), "{step}: want {want}\n{text}");
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(other_seen.load(Ordering::SeqCst), 0, "the other host port was reached:\n{text}");
+    // Refused, for the missing rule or the missing capability, on the server's side.
+    for (server, port, missing) in [
+        (&no_rule, pr, format!("has no \"in\" loopback rule naming {tool}")),
+        (&no_cap, pc, "was not granted the capability privateNetworkClientServer".to_owned()),
+    ] {
+        let p = port.to_string();
+        let (code, text, _) = cli(&b, &["loopback", "why", "--full-trust", &tool, server, &p]);
+        assert_eq!(code, 1, "{text}");
+        assert!(text.starts_with("refused (ECONNREFUSED)") && text.contains(&missing), "{text}");
+        let (code, text) = full_trust_probe(&b, &tool, &["connect", &p]);
+        assert_ne!(code, 0, "{text}");
+        assert!(text.contains(&format!("failed: errno {}", libc::ECONNREFUSED)), "{text}");
+        let (_, log, _) = cli(&b, &["why", "--package", &tool, "--last", "1"]);
+        assert!(log.contains(&format!("{server}:{port}")) && log.contains(&missing), "{log}");
+    }
+    // The host as before: a host listener is reached, nobody's port refused by the kernel.
+    let host = host_listener().to_string();
+    let (code, text) = full_trust_probe(&b, &tool, &["connect", &host]);
+    assert_eq!(code, 0, "{text}\n{}", b.log());
+    assert!(text.contains("connected: echo:ping"), "{text}");
+    let (_, text) = full_trust_probe(&b, &tool, &["connect", &free_port().to_string()]);
+    assert!(text.contains(&format!("failed: errno {}", libc::ECONNREFUSED)), "{text}");
+    // Its own package's app container: a package always reaches itself.
+    let own = free_port();
+    serve(&b, &format!("{tool}!App"), own, &["60"]);
+    let (code, text) = full_trust_probe(&b, &tool, &["connect", &own.to_string()]);
+    assert_eq!(code, 0, "{text}\n{}", b.log());
+    assert!(text.contains("connected: echo:ping"), "{text}");
+}
+
+#[test]
+fn a_full_trust_client_reaches_a_container_by_its_in_rule_root_broker() {
+    full_trust_client(false);
+}
+
+#[test]
+fn a_full_trust_client_reaches_a_container_by_its_in_rule_unprivileged_broker() {
+    full_trust_client(true);
+}
+
+/// A full-trust process started by a broker that was killed (`kill -9`) keeps its connect
+/// supervision: the session keeper holds its loopback channel, and the next broker decides its
+/// connects (as a full-trust client) again.
+#[test]
+fn a_full_trust_client_connects_across_a_broker_crash() {
+    let mut b = TestBroker::start();
+    let tool = full_trust_package(&b, "Contoso.FtCrash", CONTOSO, false, &[]);
+    let server = probe_package(&b, "Fabrikam.FtCrashS", FABRIKAM, true, &[("in", &tool)]);
+    let port = free_port();
+    serve(&b, &server, port, &["120"]);
+    let p = port.to_string();
+    let (code, out, err) = cli(&b, &["launch", &format!("{tool}!Tool"), "--", "later", &p, "8"]);
+    assert_eq!(code, 0, "{out}{err}");
+    b.kill();
+    b.restart();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !b.app_log(&tool).contains("connected: ") && !b.app_log(&tool).contains("failed: ") {
+        assert!(Instant::now() < deadline, "{}\n{}", b.app_log(&tool), b.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let log = b.app_log(&tool);
+    assert!(log.contains("connected: echo:ping"), "{log}\n{}", b.log());
+}
+
+/// A full-trust process cannot stall others through its supervision: while it floods connects
+/// that the broker is asked about and refuses (no `in` rule names it), its supervisor asks one
+/// question at a time, so another package's allowed connect is still carried out and the broker
+/// still answers other requests.
+#[test]
+fn a_full_trust_flood_of_refused_connects_stalls_no_one_else() {
+    let b = TestBroker::start();
+    let tool = full_trust_package(&b, "Contoso.FtFlood", CONTOSO, false, &[]);
+    let (client, server) = allowed(&b, "FtFlood");
+    let port = free_port();
+    serve(&b, &server, port, &["120"]);
+    let p = port.to_string();
+    let flood = ["launch", &format!("{tool}!Tool"), "--", "connects", &p, "20000"];
+    let (code, out, err) = cli(&b, &flood);
+    assert_eq!(code, 0, "{out}{err}");
+    // Under way: its refusals are in the decision log.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, log, _) = cli(&b, &["why", "--package", &tool, "--last", "1"]);
+        if log.contains(&format!("{server}:{port}")) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no flood: {log}\n{}", b.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for _ in 0..3 {
+        let (code, text) = probe(&b, &client, &["connect", &p]);
+        assert_eq!(code, 0, "{text}\n{}", b.log());
+        assert!(text.contains("connected: echo:ping"), "{text}");
+        let (code, out, err) = cli(&b, &["list"]);
+        assert_eq!(code, 0, "{out}{err}");
+    }
+    let (_, text) = full_trust_probe(&b, &tool, &["connect", &p]);
+    assert!(text.contains(&format!("failed: errno {}", libc::ECONNREFUSED)), "{text}");
 }

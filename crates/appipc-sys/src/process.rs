@@ -46,6 +46,12 @@ pub struct SpawnRequest {
     /// ends, and forwards `SIGHUP`, `SIGINT`, `SIGQUIT`, `SIGTERM`, `SIGUSR1` and `SIGUSR2` to
     /// it; killing it (`SIGKILL`) kills the app.
     pub confinement: Option<std::sync::Arc<crate::sandbox::Confinement>>,
+    /// A seccomp filter an unconfined child installs last, just before `exec` (a packaged
+    /// full-trust process's `connect` supervision,
+    /// [`crate::seccomp_notify::supervised_full_trust`]), and the pid of its supervisor, which
+    /// the child declares its ptracer (`PR_SET_PTRACER`, for Yama's `ptrace_scope` 1: the
+    /// supervisor reads the child's connect addresses and duplicates its sockets).
+    pub notify: Option<(crate::seccomp_notify::NotifyFilter, u32)>,
 }
 
 /// A started child.
@@ -138,6 +144,7 @@ pub fn spawn(req: SpawnRequest) -> Result<Spawned, SpawnError> {
     let parent = rustix::process::getpid().as_raw_nonzero().get();
     let new_session = req.new_session;
     let confinement = req.confinement.clone();
+    let notify = req.notify;
 
     let mut cmd = Command::new(&req.program);
     cmd.args(&req.args).env_clear().envs(req.env.iter().map(|(k, v)| (k, v))).current_dir(&req.cwd);
@@ -189,11 +196,18 @@ pub fn spawn(req: SpawnRequest) -> Result<Spawned, SpawnError> {
         if let (Some(c), Some(report)) = (&confinement, report) {
             c.enter(report)?;
         }
+        if let Some((filter, supervisor)) = &notify {
+            // SAFETY: prctl(PR_SET_PTRACER, pid) takes plain integers and touches no memory;
+            // without Yama it fails (EINVAL), which changes nothing.
+            unsafe { libc::prctl(libc::PR_SET_PTRACER, *supervisor as libc::c_ulong, 0, 0, 0) };
+            filter.apply()?;
+        }
         Ok(())
     };
     // SAFETY: the hook runs between fork and exec in the child. It calls only
-    // async-signal-safe functions (dup2, close_range, prctl, getppid, setsid), allocates
-    // nothing and takes no locks; see the comments inside.
+    // async-signal-safe functions (dup2, close_range, prctl, getppid, setsid, and the
+    // seccomp filter's raw syscalls), allocates nothing and takes no locks; see the comments
+    // inside.
     unsafe {
         cmd.pre_exec(hook);
     }

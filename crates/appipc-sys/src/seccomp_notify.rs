@@ -80,6 +80,13 @@
 //! so is a TCP `listen` (handed over too), after the broker checked the port: the socket's
 //! bound one, or, for a socket not yet bound, an ephemeral port the broker accepted.
 //!
+//! A packaged full-trust process (not in an app container: the host's namespaces, the user's
+//! uid) gets a filter of `connect` only ([`supervised_full_trust`]) and a supervisor forked
+//! detached by the broker ([`Supervisor::start_detached`]), which lets everything through but a
+//! TCP connect to a loopback port that no listener of the host reaches, which the broker
+//! decides (an app container's listener, by its package's `in` rule); an installed socket is
+//! guarded as above.
+//!
 //! If the supervisor is gone, a supervised call fails with `ENOSYS` (the kernel's answer when
 //! a listener is closed): refused, never let through.
 //!
@@ -172,6 +179,9 @@ pub struct Supervisor {
     channel: OwnedFd,
     /// The supervisor's end of the channel to the broker (loopback), if any.
     broker: Option<OwnedFd>,
+    /// Of a packaged full-trust process ([`supervised_full_trust`]): `connect` only, in the
+    /// host's network namespace.
+    full_trust: bool,
 }
 
 /// Makes a filter and its supervisor, joined by a new socket pair (both ends close-on-exec):
@@ -197,7 +207,21 @@ pub fn supervised_with(
     }
     Ok((
         NotifyFilter { program: program(&nrs), channel: app },
-        Supervisor { channel: supervisor, broker },
+        Supervisor { channel: supervisor, broker, full_trust: false },
+    ))
+}
+
+/// Makes the filter and supervisor of a packaged full-trust process: its `connect` calls only
+/// (`broker`: the supervisor's end of the process's loopback channel to the broker). The
+/// process is not in an app container: it runs in the host's network namespace, as the user,
+/// and everything it does is let through as before, except a TCP connect to a loopback port
+/// that no listener of the host reaches — one an app container's listener may own — which the
+/// broker decides (`loopback` submodule, [`Supervisor::start_detached`]).
+pub fn supervised_full_trust(broker: OwnedFd) -> io::Result<(NotifyFilter, Supervisor)> {
+    let (app, supervisor) = crate::socket::seqpacket_pair()?;
+    Ok((
+        NotifyFilter { program: program(&[libc::SYS_connect]), channel: app },
+        Supervisor { channel: supervisor, broker: Some(broker), full_trust: true },
     ))
 }
 
@@ -319,6 +343,54 @@ impl Supervisor {
     }
 }
 
+impl Supervisor {
+    /// Forks the supervisor of a packaged full-trust process ([`supervised_full_trust`]),
+    /// detached: through a child that forks it and exits at once, so that it is nobody's
+    /// child (the nearest subreaper, or init, reaps it) — not the broker's, which it outlives
+    /// as the process does, and not the app's, whose `wait` must never see it. It has no
+    /// parent-death signal and a session of its own; it serves until no process of the filter
+    /// is left (or exits at once if the app never hands it the listener). Its pid.
+    pub fn start_detached(&self) -> io::Result<u32> {
+        if !self.full_trust {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "only a full-trust process's supervisor starts detached",
+            ));
+        }
+        let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
+        // SAFETY: both children make only async-signal-safe calls (the grandchild's `run_full_trust`
+        // never returns, the child only forks, writes a pid and exits), which is all a child
+        // of a multithreaded process may do; this process goes on as it was.
+        let child = unsafe { crate::sandbox::raw_fork() }?;
+        if child == 0 {
+            // SAFETY: as above.
+            let pid = match unsafe { crate::sandbox::raw_fork() } {
+                Ok(0) => {
+                    let broker = self.broker.as_ref().map_or(-1, |b| b.as_raw_fd());
+                    run_full_trust(self.channel.as_raw_fd(), broker)
+                }
+                Ok(pid) => pid,
+                Err(_) => exit_now(1),
+            };
+            let _ = rustix::io::write(&w, &pid.to_ne_bytes());
+            exit_now(0);
+        }
+        drop(w);
+        let pid = rustix::process::Pid::from_raw(child).ok_or(Errno::SRCH)?;
+        loop {
+            match rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::empty()) {
+                Err(Errno::INTR) => continue,
+                r => break r.map(|_| ())?,
+            }
+        }
+        let mut buf = [0u8; 4];
+        match rustix::io::read(&r, &mut buf)? {
+            4 => Ok(i32::from_ne_bytes(buf) as u32),
+            _ => Err(io::Error::other("the full-trust supervisor could not be forked")),
+        }
+    }
+}
+
 /// Closes every fd but `a` and `b` (`-1`: none). Async-signal-safe.
 fn close_all_but(a: RawFd, b: RawFd) {
     let (lo, hi) = if b < 0 || a == b { (a, a) } else { (a.min(b), a.max(b)) };
@@ -357,18 +429,7 @@ fn run(channel: RawFd, broker: RawFd, parent: rustix::process::Pid) -> ! {
         exit_now(1);
     }
     let _ = rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable);
-    // SAFETY: resets this process's own signal state (dispositions inherited from the broker,
-    // whose handlers must not run here; an empty mask) with a set on this stack frame.
-    unsafe {
-        for s in 1..libc::SIGRTMIN() {
-            if s != libc::SIGKILL && s != libc::SIGSTOP {
-                libc::signal(s, libc::SIG_DFL);
-            }
-        }
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::pthread_sigmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
-    }
+    reset_signals();
     close_all_but(channel, broker);
     // SAFETY: `channel` is open in this process and is not closed until `recv_listener`
     // returns (which consumes it).
@@ -389,6 +450,52 @@ fn run(channel: RawFd, broker: RawFd, parent: rustix::process::Pid) -> ! {
     }
     let mut ctx = Context::new(proc, Caps::Toggle);
     ctx.broker = broker.map(loopback::BrokerLink::new);
+    serve(&listener, &mut ctx)
+}
+
+/// Resets the signal dispositions inherited from the broker (whose handlers must not run in
+/// a supervisor) and empties the signal mask. Async-signal-safe.
+fn reset_signals() {
+    // SAFETY: resets this process's own signal state with a set on this stack frame.
+    unsafe {
+        for s in 1..libc::SIGRTMIN() {
+            if s != libc::SIGKILL && s != libc::SIGSTOP {
+                libc::signal(s, libc::SIG_DFL);
+            }
+        }
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+    }
+}
+
+/// The whole life of a full-trust process's supervisor ([`Supervisor::start_detached`]): in
+/// the host's namespaces with the broker's uid, so it needs and changes no capability.
+fn run_full_trust(channel: RawFd, broker: RawFd) -> ! {
+    let _ = rustix::thread::set_name(c"appipc-supervise");
+    let _ = rustix::process::setsid();
+    let _ = rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable);
+    reset_signals();
+    close_all_but(channel, broker);
+    // SAFETY: `channel` is open in this process and is not closed until `recv_listener`
+    // returns (which consumes it).
+    let channel = unsafe { OwnedFd::from_raw_fd(channel) };
+    // SAFETY: `broker`, when given, is open in this process and owned by nothing else here.
+    let broker = (broker >= 0).then(|| unsafe { OwnedFd::from_raw_fd(broker) });
+    let Ok(Some(listener)) = recv_listener(&channel) else { exit_now(0) };
+    drop(channel);
+    let Ok(proc) = rustix::fs::open(
+        c"/proc",
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) else {
+        exit_now(1)
+    };
+    if !sizes_match() {
+        exit_now(1);
+    }
+    let mut ctx = Context::new(proc, Caps::Keep);
+    ctx.broker = broker.map(loopback::BrokerLink::full_trust);
     serve(&listener, &mut ctx)
 }
 
@@ -652,6 +759,9 @@ impl Caller<'_> {
 pub(crate) enum Caps {
     /// Effective only while it reaches into the caller (the supervisor process).
     Toggle,
+    /// As they are: a full-trust process's supervisor, which has the app's own uid on the
+    /// host (and, under a root broker, root's capabilities, as the app has).
+    Keep,
 }
 
 impl Caps {
@@ -673,7 +783,9 @@ impl Caps {
 
     /// Runs `f` with `CAP_SYS_PTRACE` effective.
     fn reaching<T>(self, f: impl FnOnce() -> Result<T>) -> Result<T> {
-        let Caps::Toggle = self;
+        if self == Caps::Keep {
+            return f();
+        }
         Caps::set(true).map_err(|_| Errno::PERM)?;
         let r = f();
         Caps::set(false).map_err(|_| Errno::PERM)?;

@@ -3,9 +3,11 @@
 //!
 //! App containers of different packages reach each other over 127.0.0.1 / `::1` only when both
 //! were granted `privateNetworkClientServer`, the client declares an `out` rule naming the
-//! server's family and the server an `in` rule naming the client's. [`why`] asks the broker how
-//! a connect between two packages would be decided; the exemption calls are the user's
-//! `LoopbackExempt -a` / `-d` / `-s` / `-c`.
+//! server's family and the server an `in` rule naming the client's; a packaged full-trust
+//! process reaches an app container of another package when that package was granted
+//! `privateNetworkClientServer` and its `in` rule names the client's family. [`why`] (and
+//! [`why_full_trust`]) asks the broker how a connect between two packages would be decided;
+//! the exemption calls are the user's `LoopbackExempt -a` / `-d` / `-s` / `-c`.
 
 pub use appipc_wire::protocol::loopback::LoopbackVerdict;
 use appipc_wire::protocol::loopback::{
@@ -29,6 +31,25 @@ pub async fn why(
             client: client.unwrap_or_default().to_owned(),
             server: server.unwrap_or_default().to_owned(),
             port,
+            client_full_trust: None,
+        })
+        .await
+}
+
+/// How a TCP connect from a packaged full-trust process of `client` to an app container's
+/// listener of `server` on loopback (`port`, if given) would be decided now.
+pub async fn why_full_trust(
+    session: &Session,
+    client: &str,
+    server: &str,
+    port: Option<u16>,
+) -> Result<LoopbackVerdict> {
+    session
+        .call(Why {
+            client: client.to_owned(),
+            server: server.to_owned(),
+            port,
+            client_full_trust: Some(true),
         })
         .await
 }

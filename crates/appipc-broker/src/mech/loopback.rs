@@ -23,14 +23,16 @@ use crate::repository::InstalledPackage;
 pub(crate) struct EndFacts {
     package: Arc<InstalledPackage>,
     exempt: bool,
+    /// An app container of it (`false`: a packaged full-trust process of it).
+    confined: bool,
 }
 
 impl EndFacts {
-    /// The package's end, as an app container of it.
+    /// The package's end: an app container of it, or a full-trust process.
     pub(crate) fn end(&self) -> LoopbackEnd<'_> {
         LoopbackEnd::Package(PackageEnd {
             family_name: &self.package.family_name,
-            confined: true,
+            confined: self.confined,
             capability: self
                 .package
                 .granted
@@ -53,7 +55,7 @@ fn package(cx: &Cx<'_>, family: &str) -> Result<Arc<InstalledPackage>, BrokerErr
 
 /// What a connect between these two would be decided now (unrecorded).
 async fn why(cx: &Cx<'_>, w: wire::Why) -> Result<LoopbackVerdict, BrokerError> {
-    let facts = |family: String, outbound: bool| async move {
+    let facts = |family: String, outbound: bool, confined: bool| async move {
         if family.is_empty() {
             return Ok::<_, BrokerError>(None);
         }
@@ -64,10 +66,10 @@ async fn why(cx: &Cx<'_>, w: wire::Why) -> Result<LoopbackVerdict, BrokerError> 
             let f = package.family_name.to_string();
             store(cx.shared, move |s| s.is_loopback_exempt(&f)).await?
         };
-        Ok(Some(EndFacts { package, exempt }))
+        Ok(Some(EndFacts { package, exempt, confined }))
     };
-    let client = facts(w.client, true).await?;
-    let server = facts(w.server, false).await?;
+    let client = facts(w.client, true, w.client_full_trust != Some(true)).await?;
+    let server = facts(w.server, false, true).await?;
     fn end(f: &Option<EndFacts>) -> LoopbackEnd<'_> {
         f.as_ref().map_or(LoopbackEnd::Unpackaged, EndFacts::end)
     }
@@ -90,7 +92,7 @@ async fn inbound_connect(
     family: &str,
     port: u16,
 ) -> Result<std::os::fd::OwnedFd, BrokerError> {
-    let server = EndFacts { package: package(cx, family)?, exempt: true };
+    let server = EndFacts { package: package(cx, family)?, exempt: true, confined: true };
     let connect = Connect {
         client: LoopbackEnd::Unpackaged,
         server: server.end(),

@@ -21,6 +21,9 @@
 //! isolation it would have without this path. For the rest the broker decides, on the
 //! supervisor's copy of the address, and its answer is carried out: an errno, success, or a
 //! socket it made (in the listener's namespace, connected) installed over the app's fd.
+//!
+//! A packaged full-trust process's supervisor (in the host's namespace) sees only `connect`,
+//! and asks about far less: [`full_trust_connect`].
 
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
@@ -45,11 +48,29 @@ pub(crate) struct BrokerLink {
     /// tell the app's own sockets from the ones installed from other namespaces; `None` where
     /// the kernel cannot say (before Linux 5.14): then nothing is installed.
     own_netns: Option<u64>,
+    /// The supervisor of a packaged full-trust process (in the host's namespace):
+    /// [`full_trust_connect`].
+    full_trust: bool,
+    /// A socket was installed here (so one of another namespace may be any fd now).
+    installed: bool,
 }
 
 impl BrokerLink {
     pub(crate) fn new(fd: OwnedFd) -> BrokerLink {
-        BrokerLink { fd, seq: 0, gone: false, diag: None, own_netns: own_netns_cookie() }
+        BrokerLink {
+            fd,
+            seq: 0,
+            gone: false,
+            diag: None,
+            own_netns: own_netns_cookie(),
+            full_trust: false,
+            installed: false,
+        }
+    }
+
+    /// The link of a packaged full-trust process's supervisor.
+    pub(crate) fn full_trust(fd: OwnedFd) -> BrokerLink {
+        BrokerLink { full_trust: true, ..BrokerLink::new(fd) }
     }
 
     /// Whether a connect to `addr` reaches a listener of the app's own namespace (false when
@@ -257,6 +278,9 @@ pub(super) fn socket_call(
     addr: u64,
     len: u64,
 ) -> Result<Reply> {
+    if ctx.broker.as_ref().is_some_and(|b| b.full_trust) {
+        return if bind { Ok(Reply::Continue) } else { full_trust_connect(ctx, c, fd, addr, len) };
+    }
     // First: whose socket is it? One of another namespace is never let through, whatever the
     // address and whether the broker answers or not.
     let Some(own) = ctx.broker.as_ref().and_then(|b| b.own_netns) else {
@@ -300,6 +324,19 @@ pub(super) fn socket_call(
     if !relevant {
         return Ok(Reply::Continue);
     }
+    ask_connect(ctx, c, socket, fd, bytes, len)
+}
+
+/// Asks the broker about a TCP connect of the app's `socket` (its `fd`) to the loopback address
+/// `bytes[..len]`, and carries out its answer (other sockets are let through).
+fn ask_connect(
+    ctx: &mut Context,
+    c: &Caller<'_>,
+    socket: OwnedFd,
+    fd: i32,
+    bytes: [u8; MAX_ADDR_LEN],
+    len: usize,
+) -> Result<Reply> {
     let stream = get_int(&socket, libc::SO_TYPE).is_ok_and(|t| t == libc::SOCK_STREAM);
     let ip =
         get_int(&socket, libc::SO_DOMAIN).is_ok_and(|d| d == libc::AF_INET || d == libc::AF_INET6);
@@ -317,11 +354,69 @@ pub(super) fn socket_call(
         (Answer::Fail(e), _) => Err(Errno::from_raw_os_error(e)),
         (Answer::Done, _) => Ok(Reply::Done),
         (Answer::Install, Some(new)) => {
+            link.installed = true;
             install(c, &new, fd, cloexec)?;
             Ok(Reply::Done)
         }
         (Answer::Install, None) => Ok(Reply::Continue),
     }
+}
+
+/// The longest address a full-trust connect is read for (`sizeof(struct sockaddr_in6)`): what
+/// a loopback address takes; of a longer one (`AF_UNIX`) only its family matters.
+const FULL_TRUST_READ: usize = 28;
+
+/// `connect` of a packaged full-trust process, which runs in the host's network namespace:
+/// everything goes on as without the supervisor (`CONTINUE`), at the cost of one read of the
+/// address, except a TCP connect to a loopback port that no listener of the host reaches —
+/// where the kernel could only refuse, and where an app container's listener may be — which
+/// the broker decides (`LoopbackConnect`: the server's `in` rule naming the client, or its
+/// own package); an allowed one gets a socket of the listener's namespace installed. A host
+/// listener is reached as before, without the broker. Sockets of another namespace (installed
+/// ones; the fd is looked at for every connect once one was installed here, and for every
+/// `AF_UNSPEC` disconnect) are never let through: [`foreign_call`].
+fn full_trust_connect(
+    ctx: &mut Context,
+    c: &Caller<'_>,
+    fd: i32,
+    addr: u64,
+    len: u64,
+) -> Result<Reply> {
+    let Some(own) = ctx.broker.as_ref().and_then(|b| b.own_netns) else {
+        return Ok(Reply::Continue);
+    };
+    let installed = ctx.broker.as_ref().is_some_and(|b| b.installed);
+    let len = len as u32 as i32;
+    let mut bytes = [0u8; MAX_ADDR_LEN];
+    let read = usize::try_from(len).map_or(0, |l| l.min(FULL_TRUST_READ));
+    let read = read >= 2 && ctx.their_bytes(c, addr, &mut bytes[..read]).is_ok();
+    let unspec = read && i32::from(u16::from_ne_bytes([bytes[0], bytes[1]])) == libc::AF_UNSPEC;
+    let mut socket = None;
+    if installed || unspec {
+        let Ok(s) = ctx.their_fd(c, fd) else { return Ok(Reply::Continue) };
+        if netns_cookie(&s).is_some_and(|cookie| cookie != own) {
+            return foreign_call(ctx, c, false, &s, addr, len as u64);
+        }
+        socket = Some(s);
+    }
+    let len = (len as usize).min(FULL_TRUST_READ);
+    let loopback =
+        read && matches!(classify(&bytes[..len]), Ok(Target::Loopback { port, .. }) if port != 0);
+    let Some(link) = ctx.broker.as_mut() else { return Ok(Reply::Continue) };
+    if !loopback || link.gone || link.own_namespace_reaches(&bytes[..len]) {
+        return Ok(Reply::Continue);
+    }
+    let socket = match socket {
+        Some(s) => s,
+        None => match ctx.their_fd(c, fd) {
+            Ok(s) if netns_cookie(&s).is_some_and(|cookie| cookie != own) => {
+                return foreign_call(ctx, c, false, &s, addr, len as u64);
+            }
+            Ok(s) => s,
+            Err(_) => return Ok(Reply::Continue),
+        },
+    };
+    ask_connect(ctx, c, socket, fd, bytes, len)
 }
 
 /// `bind` of a TCP socket of the app's own namespace: the address is read once and the bind is

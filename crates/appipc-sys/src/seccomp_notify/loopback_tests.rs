@@ -123,8 +123,24 @@ type Script = Box<dyn FnMut(&Ask, OwnedFd) -> (Answer, Option<OwnedFd>) + Send>;
 /// Runs `app` in a forked child in namespace A under the filter, with a supervisor whose
 /// broker is `script` (`None`: the broker's end is closed before the app starts).
 fn run(w: &World, page: &Page, app: App, script: Option<Script>) -> ([i32; 8], Vec<Ask>) {
+    run_as(w, page, app, script, false)
+}
+
+/// [`run`]; with `full_trust`, the filter and supervisor of a packaged full-trust process
+/// (`connect` only, the supervisor forked detached), namespace A standing for the host's.
+fn run_as(
+    w: &World,
+    page: &Page,
+    app: App,
+    script: Option<Script>,
+    full_trust: bool,
+) -> ([i32; 8], Vec<Ask>) {
     let (broker, theirs) = crate::socket::seqpacket_pair().unwrap();
-    let (filter, supervisor) = super::super::supervised_with(false, Some(theirs)).unwrap();
+    let (filter, supervisor) = if full_trust {
+        super::super::supervised_full_trust(theirs).unwrap()
+    } else {
+        super::super::supervised_with(false, Some(theirs)).unwrap()
+    };
     let seen = Arc::new(Mutex::new(Seen::default()));
     let broker_thread = match script {
         Some(mut script) => {
@@ -162,9 +178,11 @@ fn run(w: &World, page: &Page, app: App, script: Option<Script>) -> ([i32; 8], V
             (!join_user || libc::setns(userns, libc::CLONE_NEWUSER) == 0)
                 && libc::setns(netns, libc::CLONE_NEWNET) == 0
         };
+        let started =
+            if full_trust { supervisor.start_detached().map(|_| 0) } else { supervisor.start() };
         let r = if !joined {
             [-100; 8]
-        } else if supervisor.start().is_err() {
+        } else if started.is_err() {
             [-101; 8]
         } else if filter.apply().is_err() {
             [-102; 8]
@@ -536,4 +554,105 @@ fn listen_is_checked_and_its_implicit_port_is_one_the_broker_accepted() {
     assert_eq!(r[2], 0, "bind");
     assert_eq!(&ports[2..], [i32::from(p), i32::from(p)]);
     assert_eq!(r[3], libc::EADDRINUSE, "listen on a port another package came to hold");
+}
+
+/// A full-trust process's connects that its own (the host's) namespace answers are never
+/// asked about: a listener there, a port nobody listens on that is not loopback, a local
+/// socket. (The supervisor is in the app's namespace, A, as on the host.)
+#[test]
+fn a_full_trust_connect_its_own_namespace_answers_is_never_asked() {
+    let Some(w) = world() else { return };
+    let pa = port();
+    let _a_listener = bound_in(&w.a, &v4(pa), false);
+    let mut far = v4(pa);
+    far[4..8].copy_from_slice(&[192, 0, 2, 1]);
+    let mut unix = [0u8; 20];
+    unix[..2].copy_from_slice(&(libc::AF_UNIX as u16).to_ne_bytes());
+    unix[2..19].copy_from_slice(b"/nonexistent/sock");
+    for (addr, want) in [
+        (&v4(pa)[..], [0, 0, 2]),
+        (&far[..], [-1, libc::ENETUNREACH, -1]),
+        (&unix[..], [-1, libc::ENOENT, -1]),
+    ] {
+        let page = Page::new();
+        set_target(&page, addr);
+        let script: Script = Box::new(|_, _| (Answer::Fail(libc::EPERM), None));
+        let (r, asks) = run_as(&w, &page, app_connect, Some(script), true);
+        assert_eq!(r[..3], want, "{addr:?}");
+        assert!(asks.is_empty(), "asked about {addr:?}");
+    }
+}
+
+/// A loopback port nobody in its namespace listens on (where an app container's listener may
+/// be): the broker is asked, and an answer is carried out — a socket it made in B installed
+/// (connect returns 0, the bytes reach B), or its refusal.
+#[test]
+fn a_full_trust_connect_nobody_answers_is_asked_and_carried_out() {
+    let Some(w) = world() else { return };
+    let pb = port();
+    let listener = bound_in(&w.b, &v4(pb), false);
+    let page = Page::new();
+    set_target(&page, &v4(pb));
+    let factory_b = &w.b as *const SocketFactory as usize;
+    let script: Script = Box::new(move |ask, _app| {
+        // SAFETY: the factory outlives `run_as`, which joins this thread.
+        let f = unsafe { &*(factory_b as *const SocketFactory) };
+        (Answer::Install, Some(connected_in(f, ask.address())))
+    });
+    let (r, asks) = run_as(&w, &page, app_connect, Some(script), true);
+    assert_eq!(r[..3], [0, 0, 2]);
+    assert_eq!(asks.len(), 1);
+    assert_eq!((asks[0].op, asks[0].address()), (AskOp::Connect, &v4(pb)[..]));
+    assert_eq!(accept_and_read(&listener), b"hi");
+    let script: Script = Box::new(|_, _| (Answer::Fail(libc::ECONNREFUSED), None));
+    let (r, asks) = run_as(&w, &page, app_connect, Some(script), true);
+    assert_eq!(r[..2], [-1, libc::ECONNREFUSED]);
+    assert_eq!(asks.len(), 1);
+}
+
+/// The app: connect the address at page offset 0, then disconnect the socket
+/// (`AF_UNSPEC`) and connect it to the address at offset 256 (of the same length).
+fn app_connect_then_reuse(page: &Page) -> [i32; 8] {
+    // SAFETY: as in `app_connect`.
+    let len = unsafe { std::ptr::read(page.0.add(512).cast::<u32>()) };
+    // SAFETY: as in `app_connect`.
+    let domain = unsafe { std::ptr::read(page.0.add(516).cast::<i32>()) };
+    let s = tcp_socket(domain);
+    let mut unspec = [0u8; 16];
+    unspec[..2].copy_from_slice(&(libc::AF_UNSPEC as u16).to_ne_bytes());
+    // SAFETY: connect reads `len` bytes at the page, or 16 of `unspec`.
+    let (a, b, c) = unsafe {
+        let a = libc::connect(s, page.addr(0), len);
+        let ea = errno_of(a);
+        let b = libc::connect(s, unspec.as_ptr().cast(), 16);
+        let eb = errno_of(b);
+        let c = libc::connect(s, page.addr(256), len);
+        ((a, ea), (b, eb), (c, errno_of(c)))
+    };
+    [a.0, a.1, b.0, b.1, c.0, c.1, 0, 0]
+}
+
+/// A socket installed for a full-trust process is of B's namespace: it cannot be disconnected,
+/// nor connected to anything else (`EISCONN`), and the other listener never sees it.
+#[test]
+fn a_socket_installed_for_a_full_trust_process_cannot_be_reused() {
+    let Some(w) = world() else { return };
+    let (pb, other) = (port(), port());
+    let listener = bound_in(&w.b, &v4(pb), false);
+    let other_listener = bound_in(&w.b, &v4(other), false);
+    let page = Page::new();
+    set_target(&page, &v4(pb));
+    page.write(256, &v4(other));
+    let factory_b = &w.b as *const SocketFactory as usize;
+    let script: Script = Box::new(move |ask, _app| {
+        // SAFETY: the factory outlives `run_as`, which joins this thread.
+        let f = unsafe { &*(factory_b as *const SocketFactory) };
+        (Answer::Install, Some(connected_in(f, ask.address())))
+    });
+    let (r, asks) = run_as(&w, &page, app_connect_then_reuse, Some(script), true);
+    assert_eq!(r[..6], [0, 0, -1, libc::EISCONN, -1, libc::EISCONN], "{r:?}");
+    assert_eq!(asks.len(), 1, "only the first connect was asked about");
+    drop(listener);
+    crate::socket::set_nonblocking(&other_listener, true).unwrap();
+    assert!(crate::socket::accept(&other_listener).is_err(), "the other port was reached");
 }

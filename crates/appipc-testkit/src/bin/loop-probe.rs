@@ -5,7 +5,8 @@
 //!   answers each connection (`echo:` + what came, or a small HTTP reply to a `GET`).
 //! * `connect PORT [v6]`: `connected: REPLY` or `failed: errno N`; `later PORT SECONDS`: the
 //!   same after a while; `again PORT`: two connects on one socket.
-//! * `pingpong PORT N`, `connects PORT N`: timings for `appipc-bench loopback`.
+//! * `pingpong PORT N`, `connects PORT N`: timings for `appipc-bench loopback`;
+//!   `unix-connects N`: the same for connects to a local (`AF_UNIX`) listener of its own.
 //! * `session PORT ROUNDS DELAY_MS`: one connection, a message each round (`round N ok`).
 //! * `bind PORT`: `bound` or `bind: errno N`.
 //! * `udp-recv PORT SECONDS` / `udp-send PORT`: UDP.
@@ -183,6 +184,33 @@ fn connects(port: u16, n: usize) -> ExitCode {
     }
     let (median, p99) = percentiles(times);
     println!("connects median_us={median:.2} p99_us={p99:.2} failed={failed} n={n}");
+    ExitCode::SUCCESS
+}
+
+/// `n` connects to a local (`AF_UNIX`) listener of this process, in a temporary folder:
+/// `unix-connects median_us=.. failed=..`.
+fn unix_connects(n: usize) -> ExitCode {
+    use std::os::unix::net::{UnixListener, UnixStream};
+    let dir = std::env::temp_dir().join(format!("loop-probe-{}", std::process::id()));
+    let _ = std::fs::create_dir_all(&dir);
+    let path = dir.join("s");
+    let _ = std::fs::remove_file(&path);
+    let Ok(l) = UnixListener::bind(&path) else {
+        println!("failed: bind {}", path.display());
+        return ExitCode::FAILURE;
+    };
+    let mut times = Vec::with_capacity(n);
+    let mut failed = 0;
+    for _ in 0..n {
+        let t = Instant::now();
+        let r = UnixStream::connect(&path);
+        times.push(t.elapsed());
+        failed += usize::from(r.is_err());
+        drop(l.accept());
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    let (median, p99) = percentiles(times);
+    println!("unix-connects median_us={median:.2} p99_us={p99:.2} failed={failed} n={n}");
     ExitCode::SUCCESS
 }
 
@@ -537,6 +565,9 @@ fn main() -> ExitCode {
         }
         Some("connects") => {
             connects(port(), args.get(2).and_then(|a| a.parse().ok()).unwrap_or(1000))
+        }
+        Some("unix-connects") => {
+            unix_connects(args.get(1).and_then(|a| a.parse().ok()).unwrap_or(1000))
         }
         Some("bind") => match TcpListener::bind(addr(port(), false)) {
             Ok(_) => {

@@ -9,8 +9,9 @@ super::mechanism! {
     /// user's own unpackaged processes only.
     mechanism Loopback;
     requests {
-        /// Whether a TCP connect from a process of `client` to a listener of `server` over
-        /// loopback is allowed now, and by which rule; a refusal names each missing rule or
+        /// Whether a TCP connect from a process of `client` (an app container, or a packaged
+        /// full-trust process) to an app container's listener of `server` over loopback is
+        /// allowed now, and by which rule; a refusal names each missing rule or
         /// capability and on which side (`appipc loopback why`). Not recorded in the decision
         /// log (asking is not connecting).
         0 Why {
@@ -20,6 +21,9 @@ super::mechanism! {
             1 server: String,
             /// The port, when given.
             2 port: Option<u16>,
+            /// The client is a packaged full-trust process of `client` (`true`), not an app
+            /// container of it (absent or `false`).
+            3 client_full_trust: Option<bool>,
         } fds(0) -> LoopbackVerdict, reply fds "0";
         /// `LoopbackExempt -a -n=PFN`: the package may connect out to listeners that are not in
         /// an app container; kept across broker restarts.

@@ -23,6 +23,12 @@
 //!   address the supervisor read, and installed over the app's fd. No listener anywhere: the
 //!   kernel refuses it in the caller's namespace.
 //!
+//! * A packaged full-trust process's supervisor (`seccomp_notify::supervised_full_trust`: in
+//!   the host's namespace) asks only about a connect that no host listener reaches; its
+//!   client is decided as full trust (the server's `in` rule naming it, or its own package),
+//!   a host listener is left to the kernel, and a bind is never reserved (it binds in the
+//!   host's namespace, outside the packages' port space).
+//!
 //! Listeners are found with `sock_diag` in each namespace (`appipc_sys::loopback::Listeners`),
 //! one query per namespace — for a connect the kernel's hashed lookup of the listener that
 //! address reaches, for a bind a dump filtered by port — all of a request's queries in one
@@ -88,6 +94,8 @@ struct Container {
     caller: Caller,
     /// The caller's family, lower case.
     family: String,
+    /// A packaged full-trust process (in the host's network namespace), not an app container.
+    full_trust: bool,
     /// Inodes of the sockets installed in this container, newest last.
     installed: VecDeque<u64>,
 }
@@ -174,8 +182,8 @@ async fn connect_async(s: &OwnedFd, addr: &[u8]) -> std::io::Result<()> {
     result
 }
 
-/// Serves the loopback channel of a confined process just started (none for full trust),
-/// once the session keeper holds a duplicate of it: a broker that dies does not take the
+/// Serves the loopback channel of a process just started (an app container's supervisor, or
+/// a packaged full-trust process's), once the session keeper holds a duplicate of it: a broker that dies does not take the
 /// channel along, and the next one serves it again ([`serve_kept`]).
 pub(crate) async fn serve(shared: &Arc<Shared>, caller: &Caller, channel: Option<OwnedFd>) {
     let (Some(channel), Some(record)) = (channel, crate::keeper::Record::loopback(caller)) else {
@@ -195,6 +203,7 @@ pub(crate) fn serve_kept(shared: &Arc<Shared>, caller: &Caller, key: u64, channe
         shared: shared.clone(),
         caller: caller.clone(),
         family: family.to_ascii_lowercase(),
+        full_trust: caller.trust() == appipc_wire::caller::TrustLevel::FullTrust,
         installed: VecDeque::new(),
     };
     tokio::spawn(async move {
@@ -235,6 +244,9 @@ impl Container {
             _ => return (Answer::Continue, None),
         };
         match ask.op {
+            // A full-trust process binds in the host's namespace, outside the packages' port
+            // space (its supervisor never asks; a question is answered as if it had not).
+            AskOp::Bind if self.full_trust => (Answer::Continue, None),
             AskOp::Bind => match appipc_sys::loopback::bind_port(ask.address()) {
                 Some(port) => (self.bind(port, info.inode).await, None),
                 None => (Answer::Continue, None),
@@ -287,7 +299,8 @@ impl Container {
     /// the listener a connect there would reach.
     async fn owner(&self, port: u16, to: Option<&[u8]>) -> Owner {
         let (listening, host) = self.listening(port, to).await;
-        owner_of(&listening, host, &self.family)
+        // A full-trust process has no namespace of its own: its package's is another's.
+        owner_of(&listening, host, if self.full_trust { "" } else { &self.family })
     }
 
     /// Whether `held` (another package's) still stands: within [`RESERVED`] of the answer,
@@ -339,13 +352,14 @@ impl Container {
         Answer::Continue
     }
 
-    /// The facts about an installed package as one end (`None`: not installed).
+    /// The facts about an installed package as one end (`None`: not installed); the client
+    /// is this caller (an app container, or a full-trust process), the server an app container.
     async fn facts(&self, family: &str, client: bool) -> Option<EndFacts> {
         let package = self.shared.repository.get(family)?;
         let f = package.family_name.to_string();
         let exempt =
             client && store(&self.shared, move |s| s.is_loopback_exempt(&f)).await.unwrap_or(false);
-        Some(EndFacts { package, exempt })
+        Some(EndFacts { package, exempt, confined: !(client && self.full_trust) })
     }
 
     async fn connect(
@@ -359,6 +373,8 @@ impl Container {
         let server_family = match &owner {
             Owner::Own | Owner::Nobody => return (Answer::Continue, None),
             Owner::Package(f) => Some(f.clone()),
+            // A full-trust process reaches the host's listeners itself, as ever.
+            Owner::Host if self.full_trust => return (Answer::Continue, None),
             Owner::Host => None,
             Owner::Ambiguous(all) => {
                 tracing::warn!(caller = %self.caller.describe(), port, packages = ?all, "loopback connect: more than one package listens on the port; refused (ECONNREFUSED)");
