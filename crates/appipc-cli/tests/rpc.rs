@@ -240,6 +240,21 @@ fn windows_errors_for_names_taken_malformed_and_missing() {
             .unwrap_err();
         assert_eq!(code(&e), 87, "{e}");
         assert_eq!(code(&connect(&s, &unique("nobody"), None).await.unwrap_err()), 1722);
+        // A descriptor past Windows' 64 KiB ACL bound: 87, nothing registered.
+        let huge = format!("D:{}", "(A;;GA;;;WD)".repeat(6000));
+        let e = RpcServer::register(&s, &unique("huge"), Some(&huge)).await.unwrap_err();
+        assert_eq!(code(&e), 87, "{e}");
+        // A session registers at most rpc-endpoints-per-session (64) endpoints: then 1816.
+        let mut kept = Vec::new();
+        let quota = loop {
+            match RpcServer::register(&s, &unique("many"), None).await {
+                Ok(server) => kept.push(server),
+                Err(e) => break code(&e),
+            }
+            assert!(kept.len() <= 64, "past the per-session limit");
+        };
+        assert_eq!((quota, kept.len()), (1816, 64 - 1), "the first endpoint above counts too");
+        drop(kept);
         // A server that drops its endpoint: new connects find nobody.
         let dropped = unique("dropped");
         drop(RpcServer::register(&s, &dropped, None).await.unwrap());

@@ -25,6 +25,10 @@ type Result<T, E = NamedObjectError> = std::result::Result<T, E>;
 /// The longest endpoint name.
 pub(crate) const MAX_ENDPOINT_NAME: usize = 128;
 
+/// The longest security descriptor text an endpoint takes: Windows' ACLs are at most 64 KiB
+/// (`ACL.AclSize` is 16 bits), and the broker keeps every endpoint's descriptor.
+pub(crate) const MAX_ENDPOINT_SDDL: usize = 64 * 1024;
+
 pub(crate) async fn handle(cx: Cx<'_>, r: wire::Request) -> Result<Replied> {
     use wire::Request as R;
     let rpc = &cx.shared.rpc;
@@ -118,6 +122,11 @@ impl Rpc {
     fn register(&self, cx: &Cx<'_>, name: &str, sddl: Option<&str>) -> Result<u64> {
         let who = cx.caller;
         let key = endpoint_key(name)?;
+        if sddl.is_some_and(|s| s.len() > MAX_ENDPOINT_SDDL) {
+            return Err(NamedObjectError::parameter(format!(
+                "an endpoint's security descriptor is at most {MAX_ENDPOINT_SDDL} bytes of SDDL"
+            )));
+        }
         cx.enforce(Operation::RegisterRpcEndpoint { endpoint: name })?;
         let made = model::descriptor_for_new_object(&who.principal, sddl)?;
         let mut st = self.lock();
@@ -139,6 +148,18 @@ impl Rpc {
                 ),
             ));
         }
+        let family = who.family_name_or_empty();
+        let ours = st.endpoints.values().filter(|e| e.server_family == family).count();
+        if ours >= cx.shared.config.limits.rpc_endpoints_per_package {
+            return Err(failed(
+                Win32Error::NotEnoughQuota,
+                format!(
+                    "{} serve {ours} RPC endpoints, the most they may ([limits] \
+                     rpc-endpoints-per-package)",
+                    if family.is_empty() { "the user's unpackaged processes" } else { &family }
+                ),
+            ));
+        }
         let id = self.next.fetch_add(1, Ordering::Relaxed) + 1;
         tracing::info!(endpoint = name, by = %who.describe(), sddl = %made.descriptor, "rpc endpoint registered");
         st.endpoints.insert(
@@ -149,7 +170,7 @@ impl Rpc {
                 sd: made.descriptor,
                 session_id: who.session_id,
                 server: cx.session.outbox.clone(),
-                server_family: who.family_name_or_empty(),
+                server_family: family,
                 server_sid: server_sid(who),
                 server_pid: who.pid,
                 server_confined: confined(who),
