@@ -16,7 +16,7 @@ use appipc_wire::caller::{CallerIdentity, TrustLevel};
 use appipc_wire::frame::{Frame, Raw, Reply};
 use appipc_wire::protocol::{
     Call, MECHANISMS, app_service, broker, diagnostics, full_trust, launch, launcher, loopback,
-    named_objects, packages, pipes, registry, storage,
+    named_objects, packages, pipes, registry, rpc, storage,
 };
 use appipc_wire::status::{
     BackgroundTaskCancellationReason, ErrorKind, ErrorReply, LaunchQuerySupportStatus,
@@ -289,6 +289,7 @@ fn requests() -> Vec<(&'static str, appipc_wire::protocol::Request)> {
         ),
     ];
     all.extend(registry_requests());
+    all.extend(rpc_requests());
     all.extend(loopback_requests());
     all
 }
@@ -376,6 +377,7 @@ fn events() -> Vec<(&'static str, appipc_wire::protocol::Event)> {
         ),
     ];
     all.extend(registry_events());
+    all.extend(rpc_events());
     all
 }
 
@@ -696,6 +698,7 @@ fn outputs() -> Vec<(&'static str, Vec<u8>)> {
         ("resynced", output::<broker::Resync>(&vec![4])),
     ];
     all.extend(registry_outputs());
+    all.extend(rpc_outputs());
     all.extend(loopback_outputs());
     all
 }
@@ -849,6 +852,64 @@ fn registry_outputs() -> Vec<(&'static str, Vec<u8>)> {
         ("reg-notify", output::<r::NotifyChangeKeyValue>(&9)),
         ("reg-cancel", output::<r::CancelNotify>(&())),
         ("reg-info", output::<r::QueryKeyInfo>(&info)),
+    ]
+}
+
+/// RPC endpoints' requests.
+fn rpc_requests() -> Vec<(&'static str, appipc_wire::protocol::Request)> {
+    let sddl = format!("D:(A;;GA;;;OW)(A;;0x1;;;{})", pfn_sid());
+    vec![
+        ("rpc-register", rpc::Register { name: "contoso.device".into(), sddl: Some(sddl) }.into()),
+        ("rpc-unregister", rpc::Unregister { endpoint_id: 3 }.into()),
+        (
+            "rpc-connect",
+            rpc::Connect { name: "contoso.device".into(), server_sid: Some(pfn_sid()) }.into(),
+        ),
+        ("rpc-list", rpc::List {}.into()),
+        ("rpc-closed", rpc::Closed { connection_id: 4 }.into()),
+    ]
+}
+
+fn rpc_caller() -> rpc::RpcCaller {
+    rpc::RpcCaller {
+        package_family_name: PFN.into(),
+        package_sid: pfn_sid(),
+        capability_sids: vec![appipc_model::sid::capability_sid("internetClient").to_string()],
+        app_container: true,
+        user_sid: "S-1-22-1-1000".into(),
+        pid: 42,
+    }
+}
+
+/// RPC endpoints' events.
+fn rpc_events() -> Vec<(&'static str, appipc_wire::protocol::Event)> {
+    vec![(
+        "rpc-incoming",
+        rpc::Incoming { endpoint_id: 3, connection_id: 4, caller: rpc_caller() }.into(),
+    )]
+}
+
+/// RPC endpoints' outputs.
+fn rpc_outputs() -> Vec<(&'static str, Vec<u8>)> {
+    let connected = rpc::RpcConnected {
+        connection_id: 4,
+        server_package_family_name: PFN.into(),
+        server_sid: pfn_sid(),
+        server_pid: 42,
+    };
+    let info = rpc::RpcEndpointInfo {
+        name: "contoso.device".into(),
+        server_package_family_name: PFN.into(),
+        server_pid: 42,
+        sddl: "O:S-1-22-1-1000D:(A;;GA;;;OW)".into(),
+        connections: 1,
+    };
+    vec![
+        ("rpc-register", output::<rpc::Register>(&3)),
+        ("rpc-unregister", output::<rpc::Unregister>(&())),
+        ("rpc-connect", output::<rpc::Connect>(&connected)),
+        ("rpc-list", output::<rpc::List>(&vec![info])),
+        ("rpc-closed", output::<rpc::Closed>(&())),
     ]
 }
 

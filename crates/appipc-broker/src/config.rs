@@ -198,6 +198,14 @@ pub struct LimitsConfig {
     pub handles_per_package: usize,
     /// Pipe instances one session may serve (`ERROR_NOT_ENOUGH_QUOTA`).
     pub pipe_instances_per_session: usize,
+    /// RPC endpoints one session may register (`ERROR_NOT_ENOUGH_QUOTA`).
+    pub rpc_endpoints_per_session: usize,
+    /// RPC endpoints all sessions of one package (or the user's unpackaged processes
+    /// together) may register (`ERROR_NOT_ENOUGH_QUOTA`).
+    pub rpc_endpoints_per_package: usize,
+    /// RPC connections of one endpoint handed out and not reported closed
+    /// (`RPC_S_SERVER_TOO_BUSY`).
+    pub rpc_connections_per_endpoint: usize,
     /// Registry key handles and change watches one session may hold
     /// (`ERROR_NOT_ENOUGH_QUOTA`).
     pub registry_handles_per_session: usize,
@@ -242,6 +250,9 @@ impl Default for LimitsConfig {
             handles_per_session: 4096,
             handles_per_package: 16384,
             pipe_instances_per_session: 256,
+            rpc_endpoints_per_session: 64,
+            rpc_endpoints_per_package: 256,
+            rpc_connections_per_endpoint: 4096,
             registry_handles_per_session: 1024,
             registry_watches_per_package: 4096,
             registry_bytes_per_hive: 64 * 1024 * 1024,

@@ -30,6 +30,7 @@ pub(crate) async fn dispatch(cx: Cx<'_>, request: Request) -> Result<Replied, Br
         Request::Launcher(r) => mech::launcher::handle(cx, r).await?,
         Request::Loopback(r) => mech::loopback::handle(cx, r).await?,
         Request::Registry(r) => mech::registry::handle(cx, r).await?,
+        Request::Rpc(r) => mech::rpc::handle(cx, r).await?,
         Request::Unknown { mechanism, call } => {
             return Err(BrokerError::Unsupported(format!(
                 "this broker does not know request {call} of mechanism {mechanism} (a newer \

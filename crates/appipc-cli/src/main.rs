@@ -20,6 +20,7 @@ mod loopback;
 mod packaging;
 mod reg;
 mod relay;
+mod rpc;
 mod style;
 mod systemd;
 mod target;
@@ -169,6 +170,10 @@ enum Command {
     /// each value came from).
     #[command(subcommand)]
     Reg(reg::RegCommand),
+    /// RPC endpoints guarded by security descriptors (Windows' ncalrpc endpoints): list
+    /// them.
+    #[command(subcommand)]
+    Rpc(rpc::RpcCommand),
     /// Show who the broker thinks this process is.
     Whoami,
     /// Show whether a broker answers, and where.
@@ -630,6 +635,7 @@ async fn client(command: Command) -> Result<ExitCode> {
         }
         Command::Loopback(c) => return loopback::run(&session, c).await,
         Command::Reg(c) => return reg::run(&session, c).await,
+        Command::Rpc(c) => rpc::run(&session, c).await?,
         Command::Token(c) => token(&session, c).await?,
         Command::Objects => objects(&session).await?,
         Command::PublisherCache(c) => publisher_cache(&session, c).await?,

@@ -249,6 +249,8 @@ pub enum ObjectType {
     FileMapping,
     /// Named pipe.
     Pipe,
+    /// RPC endpoint (an `ncalrpc` endpoint: Windows' ALPC port; its right is `PORT_CONNECT`).
+    RpcEndpoint,
 }
 
 impl ObjectType {
@@ -275,6 +277,12 @@ impl ObjectType {
                 FILE_MAP_ALL_ACCESS,
             ),
             ObjectType::Pipe => (0x0012_0089, 0x0012_0116, 0x0012_00A0, 0x001F_01FF),
+            // The ALPC port type's mapping: read is `PORT_CONNECT` with `READ_CONTROL`, write
+            // `DELETE`, execute nothing, all `PORT_ALL_ACCESS`. Connecting is a read-class
+            // right, so an object's no-write-up label does not keep an app container out.
+            ObjectType::RpcEndpoint => {
+                (PORT_CONNECT | 0x0002_0000, 0x0001_0000, 0, PORT_ALL_ACCESS)
+            }
         };
         let mut out = mask & !(GENERIC_READ | GENERIC_WRITE | GENERIC_EXECUTE | GENERIC_ALL);
         if mask & GENERIC_READ != 0 {
@@ -292,6 +300,12 @@ impl ObjectType {
         out
     }
 }
+
+/// `PORT_CONNECT`: the right a client needs to connect to an RPC endpoint.
+pub const PORT_CONNECT: u32 = 0x0001;
+
+/// `PORT_ALL_ACCESS`: `STANDARD_RIGHTS_REQUIRED | SYNCHRONIZE | PORT_CONNECT`.
+pub const PORT_ALL_ACCESS: u32 = 0x001F_0001;
 
 /// `MAXIMUM_ALLOWED`: ask for every right the descriptor grants.
 pub const MAXIMUM_ALLOWED: u32 = 0x0200_0000;

@@ -291,6 +291,20 @@ pub enum Operation<'a> {
         /// The rights the handle has.
         granted: u32,
     },
+    /// Register an RPC endpoint (`RpcServerUseProtseqEp`).
+    RegisterRpcEndpoint {
+        /// The endpoint name.
+        endpoint: &'a str,
+    },
+    /// Connect to an RPC endpoint: its descriptor decides (`PORT_CONNECT`).
+    ConnectRpcEndpoint {
+        /// The endpoint name.
+        endpoint: &'a str,
+        /// The endpoint's security descriptor.
+        sd: &'a SecurityDescriptor,
+        /// The rights asked.
+        desired: u32,
+    },
     /// A TCP connect (or UDP send) over loopback to a listener of another process.
     LoopbackConnect(crate::loopback::Connect<'a>),
     /// Add, remove or clear loopback exemptions (`CheckNetIsolation LoopbackExempt`).
@@ -361,6 +375,7 @@ impl Operation<'_> {
             Operation::LoopbackConnect(_) | Operation::ChangeLoopbackExemptions { .. } => {
                 "loopback"
             }
+            Operation::RegisterRpcEndpoint { .. } | Operation::ConnectRpcEndpoint { .. } => "rpc",
             Operation::WriteRegistry { .. }
             | Operation::OpenRegistryView { .. }
             | Operation::ReadRegistry { .. } => "registry",
@@ -398,6 +413,8 @@ impl Operation<'_> {
             Operation::UseHandle { .. } => "use-handle",
             Operation::UseHandleRight { action, .. } => action,
             Operation::LoopbackConnect(_) => "connect",
+            Operation::RegisterRpcEndpoint { .. } => "register",
+            Operation::ConnectRpcEndpoint { .. } => "connect",
             Operation::ChangeLoopbackExemptions { .. } => "change-exemptions",
             Operation::WriteRegistry { .. } => "write",
             Operation::OpenRegistryView { .. } => "open-view",
@@ -450,6 +467,8 @@ impl Operation<'_> {
                 format!("handle {handle}")
             }
             Operation::LoopbackConnect(c) => c.object(),
+            Operation::RegisterRpcEndpoint { endpoint }
+            | Operation::ConnectRpcEndpoint { endpoint, .. } => format!("endpoint {endpoint}"),
             Operation::ChangeLoopbackExemptions { family_name } => {
                 format!("loopback exemption of {family_name}")
             }
@@ -487,7 +506,8 @@ impl Operation<'_> {
     /// The rights asked, for operations that have them.
     pub fn asked(&self) -> Option<u32> {
         match self {
-            Operation::OpenNamedObject { desired, .. } => Some(*desired),
+            Operation::OpenNamedObject { desired, .. }
+            | Operation::ConnectRpcEndpoint { desired, .. } => Some(*desired),
             Operation::UseHandleRight { needed, .. } => Some(*needed),
             _ => None,
         }
@@ -1262,6 +1282,29 @@ pub fn decide(who: &Principal, op: &Operation<'_>) -> Decision {
             }
         }
         Operation::LoopbackConnect(c) => crate::loopback::decide(c),
+        Operation::RegisterRpcEndpoint { .. } => Decision::allow(
+            "any process may register an endpoint; its security descriptor decides who connects",
+        ),
+        Operation::ConnectRpcEndpoint { endpoint, sd, desired } => {
+            let c = objects::check_access(who, sd, ObjectType::RpcEndpoint, *desired);
+            if c.allowed {
+                Decision::allow(c.rule).granting(c.desired)
+            } else {
+                let d = Decision::deny(
+                    ErrorKind::AccessDenied,
+                    win32(Win32Error::AccessDenied),
+                    c.rule,
+                )
+                .granting(0);
+                match c.missing_entry {
+                    Some(entry) => d.remedy(format!(
+                        "the server of endpoint {endpoint} adds `{entry}` to its security \
+                         descriptor"
+                    )),
+                    None => d,
+                }
+            }
+        }
         Operation::ChangeLoopbackExemptions { .. } => {
             only_the_user(who, "change loopback exemptions")
         }

@@ -328,6 +328,15 @@ windows_enum!(
         InvalidOwner = 1307,
         /// `ERROR_NO_SYSTEM_RESOURCES`.
         NoSystemResources = 1450,
+        /// `RPC_S_INVALID_ENDPOINT_FORMAT`: an endpoint name appipc does not take.
+        RpcInvalidEndpointFormat = 1706,
+        /// `RPC_S_SERVER_UNAVAILABLE`: no server has registered the endpoint (or it is gone).
+        RpcServerUnavailable = 1722,
+        /// `RPC_S_SERVER_TOO_BUSY`: the server does not take connections now (it does not read
+        /// its session with the broker).
+        RpcServerTooBusy = 1723,
+        /// `RPC_S_DUPLICATE_ENDPOINT`: another server has registered the endpoint.
+        RpcDuplicateEndpoint = 1740,
         /// `ERROR_NOT_ENOUGH_QUOTA`: the caller holds as many handles (or instances) as it may.
         NotEnoughQuota = 1816,
     }

@@ -97,6 +97,16 @@ pub enum Error {
         /// Why.
         message: String,
     },
+    /// An RPC call failed with a Windows code (`RPC_S_…`): 5 access denied, 1706 bad endpoint
+    /// name, 1722 server unavailable, 1723 server too busy, 1740 duplicate endpoint, 1816
+    /// quota.
+    #[error("{message} (error {code})")]
+    Rpc {
+        /// The Win32 / `RPC_S_…` code.
+        code: u32,
+        /// Why.
+        message: String,
+    },
     /// The call needs package identity and this process has none (Windows:
     /// `Package.Current` throws for unpackaged processes).
     #[error("this process has no package identity")]
@@ -116,9 +126,9 @@ impl Error {
     pub fn windows_code(&self) -> WindowsCode {
         match self {
             Error::Broker { code, .. } => *code,
-            Error::NamedObject { code, .. } | Error::Registry { code, .. } => {
-                WindowsCode::Win32(*code)
-            }
+            Error::NamedObject { code, .. }
+            | Error::Registry { code, .. }
+            | Error::Rpc { code, .. } => WindowsCode::Win32(*code),
             _ => WindowsCode::None,
         }
     }
@@ -141,6 +151,16 @@ impl Error {
         match self {
             Error::Broker { code: WindowsCode::Win32(code), message, .. } => {
                 Error::Registry { code, message }
+            }
+            other => other,
+        }
+    }
+
+    /// A broker error with a Win32 code becomes [`Error::Rpc`].
+    pub(crate) fn into_rpc(self) -> Error {
+        match self {
+            Error::Broker { code: WindowsCode::Win32(code), message, .. } => {
+                Error::Rpc { code, message }
             }
             other => other,
         }

@@ -36,6 +36,7 @@ pub mod named_pipes;
 pub mod package;
 pub mod registry;
 pub mod ring;
+pub mod rpc;
 pub mod session;
 mod spin;
 pub mod storage;

@@ -57,6 +57,21 @@ struct PipeRoutes {
     early: HashMap<u64, Vec<(u32, String, OwnedFd)>>,
 }
 
+/// Where the connections of one RPC endpoint go.
+pub(crate) type RpcSender = tokio::sync::mpsc::UnboundedSender<(protocol::rpc::Incoming, OwnedFd)>;
+
+/// The most connections held for RPC endpoints not routed yet (a register's reply and the
+/// first connection can come back to back); past it a connection is closed at once.
+const EARLY_RPC: usize = 1024;
+
+/// RPC endpoints' routes, and connections that came before their endpoint was routed.
+#[derive(Debug, Default)]
+struct RpcRoutes {
+    routes: HashMap<u64, RpcSender>,
+    early: HashMap<u64, Vec<(protocol::rpc::Incoming, OwnedFd)>>,
+    early_count: usize,
+}
+
 /// Where app-service connections for one service name go.
 pub(crate) type IncomingSender = tokio::sync::mpsc::UnboundedSender<(IncomingConnection, OwnedFd)>;
 
@@ -103,6 +118,7 @@ struct Inner {
     incoming: Mutex<HashMap<String, IncomingSender>>,
     pipes: Mutex<PipeRoutes>,
     registry: Mutex<RegistryRoutes>,
+    rpc: Mutex<RpcRoutes>,
     canceled: watch::Sender<Option<BackgroundTaskCancellationReason>>,
     decisions: Mutex<Option<DecisionSender>>,
     /// The latest `packages.InstallProgress` of an install on this session.
@@ -234,6 +250,7 @@ impl Session {
             incoming: Mutex::new(HashMap::new()),
             pipes: Mutex::new(PipeRoutes::default()),
             registry: Mutex::new(RegistryRoutes::default()),
+            rpc: Mutex::new(RpcRoutes::default()),
             canceled: watch::channel(None).0,
             decisions: Mutex::new(None),
             install_progress: watch::channel(None).0,
@@ -354,6 +371,28 @@ impl Session {
             let _ = tx.send(early);
         }
         p.routes.insert(instance, tx);
+    }
+
+    /// Routes RPC endpoint `endpoint`'s connections to `tx` (with any that came early).
+    pub(crate) fn route_rpc(&self, endpoint: u64, tx: RpcSender) {
+        let mut r = self.inner.rpc.lock().expect("rpc routes poisoned");
+        let early = r.early.remove(&endpoint).unwrap_or_default();
+        r.early_count -= early.len();
+        for c in early {
+            let _ = tx.send(c);
+        }
+        if self.inner.pending.lock().expect("pending poisoned").is_some() {
+            r.routes.insert(endpoint, tx);
+        }
+    }
+
+    /// Stops routing an endpoint's connections (those still to come are closed).
+    pub(crate) fn unroute_rpc(&self, endpoint: u64) {
+        let mut r = self.inner.rpc.lock().expect("rpc routes poisoned");
+        r.routes.remove(&endpoint);
+        if let Some(early) = r.early.remove(&endpoint) {
+            r.early_count -= early.len();
+        }
     }
 
     /// Routes registry watch `watch`'s changes to a queue (with any that came early).
@@ -556,6 +595,7 @@ async fn read_loop(inner: Arc<Inner>) {
     inner.incoming.lock().expect("incoming poisoned").clear();
     inner.decisions.lock().expect("decisions poisoned").take();
     inner.registry.lock().expect("registry routes poisoned").close();
+    *inner.rpc.lock().expect("rpc routes poisoned") = RpcRoutes::default();
     inner.activations.lock().expect("activations poisoned").take();
     inner.operations_signal.send_modify(|n| *n += 1);
     inner.canceled.send_if_modified(|r| {
@@ -623,6 +663,21 @@ fn route_event(inner: &Inner, event: Event, fds: Vec<OwnedFd>) {
         }
         Event::Packages(protocol::packages::Event::InstallProgress(p)) => {
             inner.install_progress.send_replace(Some(p));
+        }
+        Event::Rpc(protocol::rpc::Event::Incoming(c)) => {
+            let Some(fd) = fds.into_iter().next() else { return };
+            let mut r = inner.rpc.lock().expect("rpc routes poisoned");
+            match r.routes.get(&c.endpoint_id) {
+                Some(tx) => {
+                    let _ = tx.send((c, fd));
+                }
+                // Not routed yet: held (bounded), else closed, which the client sees as EOF.
+                None if r.early_count < EARLY_RPC => {
+                    r.early_count += 1;
+                    r.early.entry(c.endpoint_id).or_default().push((c, fd));
+                }
+                None => {}
+            }
         }
         Event::Registry(protocol::registry::Event::KeyChanged(c)) => {
             let mut r = inner.registry.lock().expect("registry routes poisoned");

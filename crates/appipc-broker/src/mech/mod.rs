@@ -14,4 +14,5 @@ pub mod named_objects;
 pub mod packages;
 pub mod pipes;
 pub mod registry;
+pub mod rpc;
 pub mod storage;

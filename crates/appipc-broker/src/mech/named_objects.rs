@@ -209,6 +209,7 @@ fn type_name(t: ObjectType) -> &'static str {
         ObjectType::Mutex => "mutex",
         ObjectType::WaitableTimer => "waitable timer",
         ObjectType::Pipe => "pipe",
+        ObjectType::RpcEndpoint => "RPC endpoint",
     }
 }
 
@@ -228,7 +229,10 @@ fn to_wire(t: ObjectType) -> wire::ObjectType {
         ObjectType::Semaphore => wire::ObjectType::Semaphore,
         ObjectType::Mutex => wire::ObjectType::Mutex,
         ObjectType::WaitableTimer => wire::ObjectType::WaitableTimer,
-        ObjectType::FileMapping | ObjectType::Pipe => wire::ObjectType::FileMapping,
+        // Pipes and endpoints are not in the named-object table (they have their own).
+        ObjectType::FileMapping | ObjectType::Pipe | ObjectType::RpcEndpoint => {
+            wire::ObjectType::FileMapping
+        }
     }
 }
 

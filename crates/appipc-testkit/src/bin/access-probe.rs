@@ -14,6 +14,11 @@
 //!   hoard-sessions N         OpenSession up to N times, keeping them; prints how many it got
 //!   hoard-pipes N            CreatePipe instances of new names up to N times, kept
 //!   hoard-events N           CreateEvent of new names up to N times, handles kept
+//!   rpc NAME SID             connect to RPC endpoint NAME (SID: the server it must be, or -),
+//!                            send "ping", print the server's answer
+//!   rpc-serve NAME SDDL      register RPC endpoint NAME (SDDL, or - for the default) and answer
+//!                            each message with who sent it, as long as this process runs
+//!   sleep MS                 wait (to keep what it serves up)
 //! ```
 //!
 //! ACCESS is a number (`0x4`, `0`). Each step prints one line, `STEP => RESULT`, where RESULT is
@@ -197,6 +202,62 @@ async fn step(
             }
             format!("got {got} then {last}")
         }
+        "rpc" => {
+            let sid = (args[2] != "-").then_some(args[2].as_str());
+            match appipc::rpc::connect(session, name, sid).await {
+                Err(e) => code(&e),
+                Ok(c) => {
+                    let answer = match c.channel.send(b"ping", &[]).await {
+                        Err(e) => code(&e),
+                        Ok(()) => match c.channel.recv().await {
+                            Ok(Some((m, _))) => String::from_utf8_lossy(&m).into_owned(),
+                            Ok(None) => "closed".into(),
+                            Err(e) => code(&e),
+                        },
+                    };
+                    let server = &c.server.server_package_family_name;
+                    format!(
+                        "connected to {} answer {answer}",
+                        if server.is_empty() { "-" } else { server }
+                    )
+                }
+            }
+        }
+        "rpc-serve" => {
+            let sddl = (args[2] != "-").then_some(args[2].as_str());
+            match appipc::rpc::RpcServer::register(session, name, sddl).await {
+                Err(e) => code(&e),
+                Ok(mut server) => {
+                    tokio::spawn(async move {
+                        while let Some(conn) = server.accept().await {
+                            tokio::spawn(async move {
+                                let c = conn.caller();
+                                let who = format!(
+                                    "caller {} container {} caps {}",
+                                    if c.package_family_name.is_empty() {
+                                        "-"
+                                    } else {
+                                        &c.package_family_name
+                                    },
+                                    c.app_container,
+                                    c.capability_sids.len()
+                                );
+                                while let Ok(Some(_)) = conn.channel().recv().await {
+                                    if conn.channel().send(who.as_bytes(), &[]).await.is_err() {
+                                        break;
+                                    }
+                                }
+                            });
+                        }
+                    });
+                    "registered".into()
+                }
+            }
+        }
+        "sleep" => {
+            tokio::time::sleep(std::time::Duration::from_millis(name.parse().expect("ms"))).await;
+            "slept".into()
+        }
         other => {
             eprintln!("access-probe: unknown step {other:?}");
             std::process::exit(2);
@@ -206,7 +267,7 @@ async fn step(
 
 fn arity(verb: &str) -> usize {
     match verb {
-        "create-event" | "hoard-sessions" | "hoard-pipes" | "hoard-events" => 2,
+        "create-event" | "hoard-sessions" | "hoard-pipes" | "hoard-events" | "sleep" => 2,
         _ => 3,
     }
 }

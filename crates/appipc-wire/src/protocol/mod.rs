@@ -556,6 +556,8 @@ mechanisms! {
     Loopback = 10 => loopback,
     /// The registry, virtualized per package (`RegCreateKeyEx`, `RegNotifyChangeKeyValue`, …).
     Registry = 11 => registry,
+    /// RPC endpoints guarded by security descriptors (`RpcServerUseProtseqEp` over `ncalrpc`).
+    Rpc = 12 => rpc,
 }
 
 #[cfg(test)]

@@ -27,6 +27,7 @@ const SOURCES: &[(&str, &str)] = &[
     ("protocol::launcher", include_str!("launcher.rs")),
     ("protocol::loopback", include_str!("loopback.rs")),
     ("protocol::registry", include_str!("registry.rs")),
+    ("protocol::rpc", include_str!("rpc.rs")),
     ("status", include_str!("../status.rs")),
     ("app_service", include_str!("../app_service.rs")),
 ];
