@@ -34,3 +34,8 @@ done
 # Loopback between packages (issue 18): round trip on an installed socket against the same
 # within one package, and the cost of a connect.
 "$bench" loopback
+# RPC endpoints (issue 20): a round trip over an endpoint's channel against a raw seqpacket
+# ping-pong, interleaved, under each load.
+for load in idle busy bursty; do
+  "$bench" rpc --load "$load"
+done

@@ -7,6 +7,7 @@
 //! appipc-bench scale [--connections 1000,10000]
 //! appipc-bench flood [--runs N] [--clients 100,500,1000] [--kinds non-reading,idle,active]
 //! appipc-bench loopback [--iterations N] [--connects N] [--runs N]
+//! appipc-bench rpc [--load L] [--iterations N] [--rounds R]
 //! ```
 //!
 //! Needs the workspace's binaries built (`cargo build --release --workspace`) and, for the
@@ -27,6 +28,7 @@ mod blocking_objects;
 mod flood;
 mod load;
 mod loopback;
+mod rpc;
 mod scale;
 
 fn main() -> Result<()> {
@@ -40,6 +42,8 @@ fn main() -> Result<()> {
         Some("flood") => flood::flood(&args[1..]),
         Some("flood-worker") => flood::worker(&args[1..]),
         Some("loopback") => loopback::loopback(&args[1..]),
+        Some("rpc") => rpc::rpc(&args[1..]),
+        Some("rpc-server") => rpc::server(),
         Some("raw-echo") => raw_echo(),
         Some("raw-echo-tokio") => raw_echo_tokio(),
         Some("dbus-server") => dbus_server(args.get(1).context("address")?),
@@ -48,7 +52,8 @@ fn main() -> Result<()> {
                 "usage: appipc-bench app-service [--load idle|busy|bursty] [--iterations N] \
                  [--cold-iterations N] | launch [--load L] | objects [--load L] \
                  | scale [--connections 1000,10000] | flood [--help] \
-                 | loopback [--iterations N] [--connects N] [--runs N]"
+                 | loopback [--iterations N] [--connects N] [--runs N] \
+                 | rpc [--load L] [--iterations N] [--rounds R]"
             );
             std::process::exit(2);
         }

@@ -130,7 +130,8 @@ pub async fn list(session: &Session) -> Result<Vec<RpcEndpointInfo>> {
 #[derive(Debug)]
 pub struct RpcServer {
     session: Session,
-    endpoint_id: u64,
+    /// `None` once unregistered.
+    endpoint_id: Option<u64>,
     name: String,
     rx: tokio::sync::mpsc::UnboundedReceiver<(wire::Incoming, OwnedFd)>,
 }
@@ -153,7 +154,21 @@ impl RpcServer {
             .map_err(Error::into_rpc)?;
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         session.route_rpc(endpoint_id, tx);
-        Ok(RpcServer { session: session.clone(), endpoint_id, name: name.to_owned(), rx })
+        Ok(RpcServer {
+            session: session.clone(),
+            endpoint_id: Some(endpoint_id),
+            name: name.to_owned(),
+            rx,
+        })
+    }
+
+    /// Unregisters the endpoint and waits until the broker has (dropping the server does the
+    /// same without waiting): its name, and its place in the session's quota, are free once
+    /// this returns. Connections made stay.
+    pub async fn unregister(mut self) -> Result<()> {
+        let Some(endpoint_id) = self.endpoint_id.take() else { return Ok(()) };
+        self.session.unroute_rpc(endpoint_id);
+        self.session.call(wire::Unregister { endpoint_id }).await.map_err(Error::into_rpc)
     }
 
     /// The endpoint's name.
@@ -184,9 +199,9 @@ impl RpcServer {
 
 impl Drop for RpcServer {
     fn drop(&mut self) {
-        self.session.unroute_rpc(self.endpoint_id);
+        let Some(endpoint_id) = self.endpoint_id.take() else { return };
+        self.session.unroute_rpc(endpoint_id);
         let session = self.session.clone();
-        let endpoint_id = self.endpoint_id;
         if let Ok(h) = tokio::runtime::Handle::try_current() {
             h.spawn(async move {
                 let _ = session.call(wire::Unregister { endpoint_id }).await;
