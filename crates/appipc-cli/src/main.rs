@@ -20,6 +20,7 @@ mod loopback;
 mod packaging;
 mod reg;
 mod relay;
+mod sccd;
 mod style;
 mod systemd;
 mod target;
@@ -65,6 +66,10 @@ enum Command {
     /// The keys trusted to sign packages, each for its publisher.
     #[command(subcommand)]
     Trust(packaging::TrustCommand),
+    /// Signed custom capability descriptors (Windows' CustomCapability.SCCD): sign one as the
+    /// capabilities' owner, check one against the trust store, import Windows' XML.
+    #[command(subcommand)]
+    Sccd(sccd::SccdCommand),
     /// Developer mode: whether package folders may install unsigned (off by default).
     #[command(subcommand, name = "dev-mode")]
     DevMode(packaging::DevModeCommand),
@@ -354,6 +359,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Daemon(_) => daemon::run_foreground(),
         Command::Pack(args) => packaging::pack(args).map(|()| ExitCode::SUCCESS),
         Command::Key(c) => packaging::key(c).map(|()| ExitCode::SUCCESS),
+        Command::Sccd(c) if !matches!(c, sccd::SccdCommand::Check { .. }) => {
+            sccd::offline(c).map(|()| ExitCode::SUCCESS)
+        }
         Command::Demo if style::json() => Err(no_json("demo: it tells a story")),
         Command::Demo => demo::run(),
         Command::Completions { .. } if style::json() => {
@@ -561,6 +569,9 @@ async fn client(command: Command) -> Result<ExitCode> {
         Command::Install(args) => packaging::install(&session, args).await?,
         Command::Trust(c) => packaging::trust(&session, c).await?,
         Command::DevMode(c) => packaging::dev_mode(&session, c).await?,
+        Command::Sccd(sccd::SccdCommand::Check { descriptor, package, signer }) => {
+            return sccd::check(&session, &descriptor, package, signer).await;
+        }
         Command::List => {
             let pkgs = PackageManager::new(&session).find_packages().await?;
             if style::json() {
@@ -656,6 +667,7 @@ async fn client(command: Command) -> Result<ExitCode> {
         | Command::Daemon(_)
         | Command::Pack(_)
         | Command::Key(_)
+        | Command::Sccd(_)
         | Command::Demo
         | Command::Completions { .. }
         | Command::Man { .. }
