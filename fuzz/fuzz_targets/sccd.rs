@@ -26,7 +26,8 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(d) = SignedDescriptor::parse(text) {
         round_trip(&d);
         let family: PackageFamilyName = "Fuzz.App_cvnpggrrsm18p".parse().expect("valid");
-        let candidate = sccd::Candidate { family_name: &family, signer: None, developer_mode: true };
+        let candidate =
+            sccd::Candidate { family_name: &family, signer: None, developer_mode: true };
         for c in &d.descriptor.custom_capabilities {
             assert!(sccd::check(&d, c, &[], Some(candidate)).is_err(), "nothing is trusted");
         }
