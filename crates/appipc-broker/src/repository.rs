@@ -655,29 +655,36 @@ impl Repository {
         let Some(old) = self.get(family) else {
             return Err(PackagesError::NotInstalled(format!("package {family} is not installed")));
         };
-        let row = SignerRow {
+        let signer_row = SignerRow {
             key_id: signer.id().to_string(),
             publisher: signer.publisher().as_str().to_owned(),
+        };
+        // A descriptor authorizes a package with its signer: the custom capabilities are
+        // decided again for the new one (restricted ones keep the consent given).
+        let (granted, capability_refusals) =
+            self.grants(&old.manifest, &old.install_dir, Some(signer), &old.granted);
+        let row = PackageRow {
+            family_name: old.family_name.to_string(),
+            full_name: old.full_name.to_string(),
+            manifest: old.manifest_text.clone(),
+            content_hash: old.content_hash.clone(),
+            install_dir: old.install_dir.display().to_string(),
+            installed_at: old.installed_at,
+            granted_capabilities: Some(granted),
+            signer: Some(signer_row),
+            capability_refusals,
         };
         self.store
             .lock()
             .expect("store poisoned")
-            .set_package_signer(old.family_name.as_str(), &row)
+            .set_package_signer(&row)
             .map_err(PackagesError::Internal)?;
-        let updated = Arc::new(InstalledPackage {
-            manifest: old.manifest.clone(),
-            manifest_text: old.manifest_text.clone(),
-            granted: old.granted.clone(),
-            not_granted: old.not_granted.clone(),
-            full_name: old.full_name.clone(),
-            family_name: old.family_name.clone(),
-            install_dir: old.install_dir.clone(),
-            data_dir: old.data_dir.clone(),
-            content_hash: old.content_hash.clone(),
-            installed_at: old.installed_at,
-            package_sid: old.package_sid.clone(),
-            signer: Some(row),
-        });
+        let updated = Arc::new(Self::describe(
+            &self.paths,
+            old.manifest.clone(),
+            old.install_dir.clone(),
+            &row,
+        ));
         self.by_family.write().expect("index poisoned").insert(key(family), updated.clone());
         tracing::info!(package = %old.full_name, key = %signer.id(), "same content, now recorded as signed by this key");
         Ok(updated)

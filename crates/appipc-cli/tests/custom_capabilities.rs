@@ -223,17 +223,24 @@ fn a_valid_descriptor_grants_exactly_the_package_it_names() {
     let mallory = b2.new_key(FABRIKAM);
     b2.trust(&mallory);
     let object2 = object_for_capability(&b2);
-    let d2 =
-        signed(&b2, &descriptor(&cap(), Some(&[(&good_pfn, &key_id(&client2))]), false), &owner2);
-    let (same_family, err) = install(
-        &b2,
-        "Fabrikam.Client",
-        FABRIKAM,
-        &[cap()],
-        &[("CustomCapability.SCCD", d2)],
-        Some(&mallory),
-    );
+    let second_pfn = pfn("Fabrikam.Second", FABRIKAM);
+    let hash2 = key_id(&client2);
+    let entities = [(good_pfn.as_str(), hash2.as_str()), (second_pfn.as_str(), hash2.as_str())];
+    let d2 = signed(&b2, &descriptor(&cap(), Some(&entities), false), &owner2);
+    let files = [("CustomCapability.SCCD", d2)];
+    let (same_family, err) =
+        install(&b2, "Fabrikam.Second", FABRIKAM, &[cap()], &files, Some(&mallory));
     refused(&b2, &same_family, &err, &object2, "wrong signer hash");
+    // The same content installed again, signed by the other key (a re-signing, no upgrade):
+    // the grant is decided again for the new signer.
+    let (genuine, err) =
+        install(&b2, "Fabrikam.Client", FABRIKAM, &[cap()], &files, Some(&client2));
+    assert!(!err.contains("not granted"), "{err}");
+    assert!(opens(&b2, &genuine, &object2));
+    let (resigned, err) =
+        install(&b2, "Fabrikam.Client", FABRIKAM, &[cap()], &files, Some(&mallory));
+    assert!(err.contains(&key_id(&mallory)), "the install went through as a re-signing: {err}");
+    refused(&b2, &resigned, &err, &object2, "wrong signer hash");
 
     // A package declaring the capability with no descriptor, and one whose descriptor names
     // another capability.

@@ -81,13 +81,25 @@ impl Store {
         Ok(old)
     }
 
-    /// Records who signed the installed package of a family (a re-install of the same content
-    /// signed by another trusted key, or signed where it was unsigned). Returns whether a row
-    /// was changed.
-    pub fn set_package_signer(&mut self, family_name: &str, signer: &SignerRow) -> Result<bool> {
+    /// Records who signed the installed package of a family, and the grants decided for that
+    /// signer (a re-install of the same content signed by another trusted key, or signed
+    /// where it was unsigned): `row`'s signer, granted capabilities and refusals. Returns
+    /// whether a row was changed.
+    pub fn set_package_signer(&mut self, row: &PackageRow) -> Result<bool> {
+        let Some(signer) = &row.signer else { return Ok(false) };
         let n = self.conn.execute(
-            "UPDATE packages SET signer_key_id = ?2, signer_publisher = ?3 WHERE family_name = ?1",
-            params![family_name, signer.key_id, signer.publisher],
+            "UPDATE packages SET signer_key_id = ?2, signer_publisher = ?3,
+                 granted_capabilities = ?4, capability_refusals = ?5
+             WHERE family_name = ?1",
+            params![
+                row.family_name,
+                signer.key_id,
+                signer.publisher,
+                row.granted_capabilities.as_ref().map(|g| g.join("\n")),
+                (!row.capability_refusals.is_empty()).then(|| {
+                    serde_json::to_string(&row.capability_refusals).expect("strings serialize")
+                }),
+            ],
         )?;
         Ok(n == 1)
     }
@@ -215,8 +227,16 @@ mod tests {
         assert_eq!(all[0].capability_refusals[0].1, "why", "the reasons survive a reopen");
         assert!(s.package("A_X").unwrap().is_some());
         let signer = SignerRow { key_id: "ab".into(), publisher: "CN=A".into() };
-        assert!(s.set_package_signer("a_x", &signer).unwrap());
-        assert_eq!(s.package("A_x").unwrap().unwrap().signer, Some(signer));
+        let resigned = PackageRow {
+            family_name: "a_x".into(),
+            signer: Some(signer.clone()),
+            capability_refusals: Vec::new(),
+            ..row("a_x", "A_2")
+        };
+        assert!(s.set_package_signer(&resigned).unwrap());
+        let now = s.package("A_x").unwrap().unwrap();
+        assert_eq!(now.signer, Some(signer));
+        assert!(now.capability_refusals.is_empty(), "the refusals are the new signer's");
         assert!(s.delete_package("A_x").unwrap().is_some());
         assert!(s.packages().unwrap().is_empty());
     }
