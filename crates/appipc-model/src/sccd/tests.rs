@@ -286,3 +286,82 @@ fn windows_xml_is_read_strictly() {
         }
     }
 }
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn capability() -> impl Strategy<Value = CustomCapabilityName> {
+        ("[A-Za-z][A-Za-z0-9-]{0,8}", "[A-Za-z0-9][A-Za-z0-9-]{0,8}", any::<bool>()).prop_map(
+            |(company, name, owner)| {
+                let publisher = if owner { CONTOSO } else { FABRIKAM };
+                format!("{company}.{name}_{}", PublisherId::from_publisher(publisher))
+                    .parse()
+                    .unwrap()
+            },
+        )
+    }
+
+    fn entity() -> impl Strategy<Value = AuthorizedEntity> {
+        ("[A-Za-z][A-Za-z0-9]{0,8}\\.[A-Za-z0-9]{1,8}", any::<[u8; 32]>()).prop_map(|(n, h)| {
+            AuthorizedEntity {
+                package_family_name: pfn(&n, FABRIKAM),
+                certificate_signature_hash: KeyId::of(&h),
+            }
+        })
+    }
+
+    fn descriptor() -> impl Strategy<Value = Descriptor> {
+        (
+            proptest::collection::vec(capability(), 1..6),
+            proptest::option::of(proptest::collection::vec(entity(), 1..6)),
+            any::<bool>(),
+        )
+            .prop_map(|(mut caps, entities, developer_mode_only)| {
+                let mut seen = std::collections::HashSet::new();
+                caps.retain(|c| seen.insert(c.as_str().to_ascii_lowercase()));
+                Descriptor {
+                    custom_capabilities: caps,
+                    authorized_entities: match entities {
+                        None => AuthorizedEntities::AllowAny,
+                        Some(e) => AuthorizedEntities::Entities(e),
+                    },
+                    developer_mode_only,
+                }
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// A descriptor writes text that reads back to it, signed or not; the owner's signature
+        /// verifies for its own capabilities and for no other descriptor's values.
+        #[test]
+        fn round_trip_and_signature(d in descriptor(), other in descriptor()) {
+            let unsigned = SignedDescriptor { descriptor: d.clone(), signature: None };
+            prop_assert_eq!(&SignedDescriptor::parse(&unsigned.to_toml()).unwrap(), &unsigned);
+            let owner = key(CONTOSO, 1);
+            let signed = d.clone().sign(&owner);
+            let back = SignedDescriptor::parse(&signed.to_toml()).unwrap();
+            prop_assert_eq!(&back, &signed);
+            let trusted = [owner.public_key()];
+            for c in &d.custom_capabilities {
+                let r = check(&back, c, &trusted, None);
+                if c.owner_publisher_id() == PublisherId::from_publisher(CONTOSO) {
+                    prop_assert!(r.is_ok(), "{:?}", r);
+                } else {
+                    let not_owner = matches!(r, Err(Refusal::KeyNotOwner { .. }));
+                    prop_assert!(not_owner, "{:?}", r);
+                }
+            }
+            // The signature moved onto other values does not verify.
+            if other.canonical_bytes() != d.canonical_bytes() {
+                let moved = SignedDescriptor { descriptor: other.clone(), signature: signed.signature };
+                for c in &other.custom_capabilities {
+                    let bad = matches!(check(&moved, c, &trusted, None), Err(Refusal::BadSignature { .. }));
+                    prop_assert!(bad);
+                }
+            }
+        }
+    }
+}
