@@ -73,7 +73,8 @@ enum Command {
     /// Developer mode: whether package folders may install unsigned (off by default).
     #[command(subcommand, name = "dev-mode")]
     DevMode(packaging::DevModeCommand),
-    /// Check a package folder's manifest without installing it.
+    /// Check a package folder's manifest without installing it (and say who signed its
+    /// custom capability descriptors and what they name).
     Check {
         /// The package folder.
         dir: PathBuf,
@@ -404,6 +405,7 @@ fn check(dir: &std::path::Path) -> Result<ExitCode> {
         }
         Ok(m) => {
             println!("{}: valid; full name {}", dir.display(), m.identity.full_name());
+            sccd::describe_package(dir, &m.capabilities);
             Ok(ExitCode::SUCCESS)
         }
         Err(e @ ManifestError::Io { .. }) => Err(e.into()),

@@ -166,6 +166,47 @@ fn import(path: &Path, output: Option<PathBuf>) -> Result<()> {
     Ok(())
 }
 
+/// What `appipc check DIR` says of a package's custom capabilities offline: each descriptor
+/// (who signed it, what it names, or why it cannot be read) and each declared custom
+/// capability no readable descriptor names (it will not be granted). Whether the signing key
+/// is trusted is the broker's to say (`appipc sccd check`).
+pub(crate) fn describe_package(dir: &Path, caps: &appipc_model::manifest::Capabilities) {
+    let mut named: Vec<String> = Vec::new();
+    for p in &caps.custom_capability_descriptors {
+        let path = dir.join(p.as_str());
+        match read_descriptor(&path) {
+            Ok(d) => {
+                let names: Vec<String> =
+                    d.descriptor.custom_capabilities.iter().map(ToString::to_string).collect();
+                let by = match &d.signature {
+                    Some(s) => format!(
+                        "signed by key {} for {:?}",
+                        s.signer.id(),
+                        s.signer.publisher().as_str()
+                    ),
+                    None => "unsigned (its capabilities' owner signs it: appipc sccd sign)".into(),
+                };
+                println!(
+                    "  descriptor {p}: {by}; names {} (appipc sccd check {} --package PFN: \
+                     whether this broker grants them)",
+                    names.join(", "),
+                    path.display()
+                );
+                named.extend(names);
+            }
+            Err(e) => println!("  descriptor {p}: {:#}", e),
+        }
+    }
+    for c in &caps.custom {
+        if !named.iter().any(|n| n.eq_ignore_ascii_case(c.as_str())) {
+            println!(
+                "  capability {c}: not in any descriptor; it will not be granted (a custom \
+                 capability needs a descriptor signed by its owner: docs/rpc.md)"
+            );
+        }
+    }
+}
+
 /// `appipc sccd check`: exits 1 when a capability would not be granted.
 pub(crate) async fn check(
     session: &Session,

@@ -91,6 +91,24 @@ fn install(
     descriptors: &[(&str, String)],
     signer: Option<&SigningKey>,
 ) -> (String, String) {
+    let dir = package_dir(b, name, publisher, caps, descriptors);
+    let target = match signer {
+        Some(k) => b.pack(&dir, k),
+        None => dir,
+    };
+    let (code, out, err) = cli(b, &["install", target.to_str().unwrap()]);
+    assert_eq!(code, 0, "the package installs whatever its descriptors say: {out}{err}");
+    (pfn(name, publisher), err)
+}
+
+/// The package folder [`install`] packs.
+fn package_dir(
+    b: &TestBroker,
+    name: &str,
+    publisher: &str,
+    caps: &[String],
+    descriptors: &[(&str, String)],
+) -> PathBuf {
     let names: Vec<String> = descriptors.iter().map(|(n, _)| format!("\"{n}\"")).collect();
     let caps: Vec<String> = caps.iter().map(|c| format!("\"{c}\"")).collect();
     let descriptor_key = if names.is_empty() {
@@ -109,14 +127,7 @@ fn install(
     for (n, t) in descriptors {
         std::fs::write(dir.join(n), t).unwrap();
     }
-    let dir = assemble_manifest(&text, &dir, &bin_dir()).unwrap();
-    let target = match signer {
-        Some(k) => b.pack(&dir, k),
-        None => dir,
-    };
-    let (code, out, err) = cli(b, &["install", target.to_str().unwrap()]);
-    assert_eq!(code, 0, "the package installs whatever its descriptors say: {out}{err}");
-    (pfn(name, publisher), err)
+    assemble_manifest(&text, &dir, &bin_dir()).unwrap()
 }
 
 /// A file mapping only the custom capability's holders open (the user's side: Everyone); it
@@ -204,6 +215,22 @@ fn a_valid_descriptor_grants_exactly_the_package_it_names() {
     let (_, json, _) = cli(&b, &["list", "--json"]);
     assert!(json.contains(&cap()), "{json}");
     assert!(opens(&b, &good, &object), "the granted package opens its capability's object");
+    let folder = package_dir(
+        &b,
+        "Fabrikam.Client",
+        FABRIKAM,
+        &[cap()],
+        &[("CustomCapability.SCCD", d.clone())],
+    );
+    let (code, checked, _) = cli(&b, &["check", folder.to_str().unwrap()]);
+    assert_eq!(code, 0, "{checked}");
+    assert!(
+        checked.contains(&format!(
+            "descriptor CustomCapability.SCCD: signed by key {}",
+            key_id(&owner)
+        )),
+        "{checked}"
+    );
 
     // Attacker: another package copies the same descriptor (wrong family name).
     let (other, err) = install(
@@ -245,6 +272,9 @@ fn a_valid_descriptor_grants_exactly_the_package_it_names() {
     // A package declaring the capability with no descriptor, and one whose descriptor names
     // another capability.
     let (bare, err) = install(&b, "Fabrikam.Bare", FABRIKAM, &[cap()], &[], Some(&client));
+    let folder = package_dir(&b, "Fabrikam.Bare", FABRIKAM, &[cap()], &[]);
+    let (_, checked, _) = cli(&b, &["check", folder.to_str().unwrap()]);
+    assert!(checked.contains(&format!("capability {}: not in any descriptor", cap())), "{checked}");
     refused(&b, &bare, &err, &object, "not in any descriptor");
     let other_cap = format!("Contoso.other_{}", PublisherId::from_publisher(CONTOSO));
     let elsewhere_pfn = pfn("Fabrikam.Elsewhere", FABRIKAM);
