@@ -298,7 +298,10 @@ pub(crate) fn enforce(
     caller: &Caller,
     op: Operation<'_>,
 ) -> Result<Decision, Denied> {
-    let d = policy::decide(&caller.principal, &op);
+    let mut d = policy::decide(&caller.principal, &op);
+    if !d.allowed {
+        explain_not_granted(shared, caller, &mut d);
+    }
     let manifest = if d.allowed {
         d.manifest.as_ref().map(|m| format!("{}: appipc.toml ({})", m.package_family_name, m.key))
     } else {
@@ -312,6 +315,35 @@ pub(crate) fn enforce(
         tracing::info!(caller = %caller.describe(), mechanism = %record.mechanism, operation = %record.operation, object = %record.object, rule = %d.rule, "denied");
         Err(Denied(Box::new(d)))
     }
+}
+
+/// Adds to a refusal's remedy why a capability it involves was not granted to the caller's
+/// package at install (a declared custom capability a descriptor did not grant, a restricted
+/// one without consent): the refusal's rule names the capability, or its SID.
+fn explain_not_granted(shared: &Shared, caller: &Caller, d: &mut Decision) {
+    let Some(family) = caller.principal.package.as_ref().map(|p| p.family_name.as_str()) else {
+        return;
+    };
+    let Some(pkg) = shared.repository.get(family) else { return };
+    let rule = d.rule.to_ascii_lowercase();
+    let mut why = Vec::new();
+    for n in &pkg.not_granted {
+        let sid = appipc_model::sid::capability_sid(&n.name).to_string().to_ascii_lowercase();
+        if rule.contains(&sid) || rule.contains(&n.name.to_ascii_lowercase()) {
+            why.push(format!(
+                "{family} declares the capability {} but it was not granted at install: {}",
+                n.name, n.reason
+            ));
+        }
+    }
+    if why.is_empty() {
+        return;
+    }
+    let why = why.join("; ");
+    d.remedy = Some(match d.remedy.take() {
+        Some(r) => format!("{r}; {why}"),
+        None => why,
+    });
 }
 
 /// Whether the policy allows `op`, without recording it (listings filter with this).

@@ -26,8 +26,9 @@ use std::sync::{Arc, Mutex, RwLock};
 use appipc_model::identity::{AppId, PackageFamilyName, PackageFullName};
 use appipc_model::manifest::{self, Application, Manifest};
 use appipc_model::package_file::PublicKey;
-use appipc_model::policy::{NotGranted, grant_capabilities};
+use appipc_model::policy::{CUSTOM_NOT_GRANTED, NotGranted, grant_capabilities};
 use appipc_model::registry::{KeyPath, RegTree, regfile};
+use appipc_model::sccd;
 use appipc_model::sid::{self, Sid};
 use appipc_wire::caller::TrustLevel;
 use appipc_wire::protocol::packages::{AppInfo, InstallOutcome, PackageInfo, Signer};
@@ -47,6 +48,19 @@ type Result<T, E = PackagesError> = std::result::Result<T, E>;
 
 pub(crate) fn io(what: impl Into<String>, e: std::io::Error) -> PackagesError {
     PackagesError::Internal(InternalError::io(what, e))
+}
+
+/// Reads one custom capability descriptor of a staged package (a regular file the manifest
+/// names; the staged copy is the broker's own), at most [`sccd::MAX_DESCRIPTOR_SIZE`] bytes.
+fn read_descriptor(path: &Path) -> Result<sccd::SignedDescriptor, sccd::MalformedDescriptor> {
+    use std::io::Read;
+    let unreadable = |e: std::io::Error| sccd::MalformedDescriptor(format!("cannot read it: {e}"));
+    let f = std::fs::File::open(path).map_err(unreadable)?;
+    let mut bytes = Vec::new();
+    f.take(sccd::MAX_DESCRIPTOR_SIZE as u64 + 1).read_to_end(&mut bytes).map_err(unreadable)?;
+    let text = String::from_utf8(bytes)
+        .map_err(|_| sccd::MalformedDescriptor("not UTF-8 text".to_owned()))?;
+    sccd::SignedDescriptor::parse(&text)
 }
 
 /// The app data folders every package gets (Windows' `ApplicationData` locations).
@@ -317,9 +331,21 @@ impl Repository {
         // A row written before grants were recorded was installed before consent existed: its
         // restricted capabilities keep the grant they had then.
         let granted = row.granted_capabilities.clone().unwrap_or_else(|| {
-            grant_capabilities(&manifest.capabilities, &manifest.capabilities.restricted).0
+            let restricted = &manifest.capabilities.restricted;
+            grant_capabilities(&manifest.capabilities, restricted, |_| {
+                Err(CUSTOM_NOT_GRANTED.to_owned())
+            })
+            .0
         });
-        let (_, not_granted) = grant_capabilities(&manifest.capabilities, &granted);
+        // A custom capability counts as granted when it was at install; a refused one keeps
+        // the reason recorded then.
+        let (_, not_granted) = grant_capabilities(&manifest.capabilities, &granted, |c| {
+            if granted.iter().any(|g| g.eq_ignore_ascii_case(c.as_str())) {
+                return Ok(());
+            }
+            let recorded = row.capability_refusals.iter().find(|(n, _)| n == c.as_str());
+            Err(recorded.map_or_else(|| CUSTOM_NOT_GRANTED.to_owned(), |(_, r)| r.clone()))
+        });
         InstalledPackage {
             manifest_text: row.manifest.clone(),
             granted,
@@ -334,6 +360,45 @@ impl Repository {
             installed_at: row.installed_at,
             signer: row.signer.clone(),
         }
+    }
+
+    /// The capabilities `manifest` is granted (`consented`: the restricted ones the user
+    /// consented to), and why each declared custom capability that is not was refused: its
+    /// descriptors are read from `root` (the broker's staged copy) and checked against the
+    /// trust store, the package's signer and developer mode ([`sccd::grant`]).
+    fn grants(
+        &self,
+        manifest: &Manifest,
+        root: &Path,
+        signer: Option<&PublicKey>,
+        consented: &[String],
+    ) -> (Vec<String>, Vec<(String, String)>) {
+        let caps = &manifest.capabilities;
+        let descriptors: Vec<sccd::PackageDescriptor> = caps
+            .custom_capability_descriptors
+            .iter()
+            .map(|p| sccd::PackageDescriptor {
+                path: p.as_str().to_owned(),
+                read: read_descriptor(&root.join(p.as_str())),
+            })
+            .collect();
+        let trusted: Vec<PublicKey> = self.trusted_keys().into_iter().map(|t| t.key).collect();
+        let family = manifest.identity.family_name();
+        let signer_id = signer.map(PublicKey::id);
+        let candidate = sccd::Candidate {
+            family_name: &family,
+            signer: signer_id.as_ref(),
+            developer_mode: self.developer_mode(),
+        };
+        let (granted, refused) = grant_capabilities(caps, consented, |c| {
+            sccd::grant(c, &descriptors, &trusted, candidate)
+        });
+        let custom = refused
+            .into_iter()
+            .filter(|n| caps.custom.iter().any(|c| c.as_str() == n.name))
+            .map(|n| (n.name, n.reason))
+            .collect();
+        (granted, custom)
     }
 
     /// Removes package folders (staging folders included) and app data folders that no row
@@ -451,6 +516,9 @@ impl Repository {
             )));
         }
         let data_dir = self.paths.app_data().join(family.as_str());
+        // Decided on the staged copy, before it moves.
+        let (granted, capability_refusals) =
+            self.grants(&manifest, dir.path(), signer.as_ref(), consented);
         let op = OperationRow {
             id: 0,
             kind: if existing.is_some() { OperationKind::Upgrade } else { OperationKind::Install },
@@ -471,7 +539,6 @@ impl Repository {
         }
         crash_point("install:placed");
 
-        let (granted, _) = grant_capabilities(&manifest.capabilities, consented);
         let row = PackageRow {
             family_name: family.to_string(),
             full_name: full.to_string(),
@@ -484,6 +551,7 @@ impl Repository {
                 key_id: k.id().to_string(),
                 publisher: k.publisher().as_str().to_owned(),
             }),
+            capability_refusals,
         };
         // The commit point: the row and the journal entry change together.
         let replaced = match self.with_store(|s| s.commit_install(&row, op_id)) {
@@ -587,29 +655,36 @@ impl Repository {
         let Some(old) = self.get(family) else {
             return Err(PackagesError::NotInstalled(format!("package {family} is not installed")));
         };
-        let row = SignerRow {
+        let signer_row = SignerRow {
             key_id: signer.id().to_string(),
             publisher: signer.publisher().as_str().to_owned(),
+        };
+        // A descriptor authorizes a package with its signer: the custom capabilities are
+        // decided again for the new one (restricted ones keep the consent given).
+        let (granted, capability_refusals) =
+            self.grants(&old.manifest, &old.install_dir, Some(signer), &old.granted);
+        let row = PackageRow {
+            family_name: old.family_name.to_string(),
+            full_name: old.full_name.to_string(),
+            manifest: old.manifest_text.clone(),
+            content_hash: old.content_hash.clone(),
+            install_dir: old.install_dir.display().to_string(),
+            installed_at: old.installed_at,
+            granted_capabilities: Some(granted),
+            signer: Some(signer_row),
+            capability_refusals,
         };
         self.store
             .lock()
             .expect("store poisoned")
-            .set_package_signer(old.family_name.as_str(), &row)
+            .set_package_signer(&row)
             .map_err(PackagesError::Internal)?;
-        let updated = Arc::new(InstalledPackage {
-            manifest: old.manifest.clone(),
-            manifest_text: old.manifest_text.clone(),
-            granted: old.granted.clone(),
-            not_granted: old.not_granted.clone(),
-            full_name: old.full_name.clone(),
-            family_name: old.family_name.clone(),
-            install_dir: old.install_dir.clone(),
-            data_dir: old.data_dir.clone(),
-            content_hash: old.content_hash.clone(),
-            installed_at: old.installed_at,
-            package_sid: old.package_sid.clone(),
-            signer: Some(row),
-        });
+        let updated = Arc::new(Self::describe(
+            &self.paths,
+            old.manifest.clone(),
+            old.install_dir.clone(),
+            &row,
+        ));
         self.by_family.write().expect("index poisoned").insert(key(family), updated.clone());
         tracing::info!(package = %old.full_name, key = %signer.id(), "same content, now recorded as signed by this key");
         Ok(updated)

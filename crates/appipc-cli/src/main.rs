@@ -21,6 +21,7 @@ mod packaging;
 mod reg;
 mod relay;
 mod rpc;
+mod sccd;
 mod style;
 mod systemd;
 mod target;
@@ -66,10 +67,15 @@ enum Command {
     /// The keys trusted to sign packages, each for its publisher.
     #[command(subcommand)]
     Trust(packaging::TrustCommand),
+    /// Signed custom capability descriptors (Windows' CustomCapability.SCCD): sign one as the
+    /// capabilities' owner, check one against the trust store, import Windows' XML.
+    #[command(subcommand)]
+    Sccd(sccd::SccdCommand),
     /// Developer mode: whether package folders may install unsigned (off by default).
     #[command(subcommand, name = "dev-mode")]
     DevMode(packaging::DevModeCommand),
-    /// Check a package folder's manifest without installing it.
+    /// Check a package folder's manifest without installing it (and say who signed its
+    /// custom capability descriptors and what they name).
     Check {
         /// The package folder.
         dir: PathBuf,
@@ -359,6 +365,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Daemon(_) => daemon::run_foreground(),
         Command::Pack(args) => packaging::pack(args).map(|()| ExitCode::SUCCESS),
         Command::Key(c) => packaging::key(c).map(|()| ExitCode::SUCCESS),
+        Command::Sccd(c) if !matches!(c, sccd::SccdCommand::Check { .. }) => {
+            sccd::offline(c).map(|()| ExitCode::SUCCESS)
+        }
         Command::Demo if style::json() => Err(no_json("demo: it tells a story")),
         Command::Demo => demo::run(),
         Command::Completions { .. } if style::json() => {
@@ -401,6 +410,7 @@ fn check(dir: &std::path::Path) -> Result<ExitCode> {
         }
         Ok(m) => {
             println!("{}: valid; full name {}", dir.display(), m.identity.full_name());
+            sccd::describe_package(dir, &m.capabilities);
             Ok(ExitCode::SUCCESS)
         }
         Err(e @ ManifestError::Io { .. }) => Err(e.into()),
@@ -566,6 +576,9 @@ async fn client(command: Command) -> Result<ExitCode> {
         Command::Install(args) => packaging::install(&session, args).await?,
         Command::Trust(c) => packaging::trust(&session, c).await?,
         Command::DevMode(c) => packaging::dev_mode(&session, c).await?,
+        Command::Sccd(sccd::SccdCommand::Check { descriptor, package, signer }) => {
+            return sccd::check(&session, &descriptor, package, signer).await;
+        }
         Command::List => {
             let pkgs = PackageManager::new(&session).find_packages().await?;
             if style::json() {
@@ -662,6 +675,7 @@ async fn client(command: Command) -> Result<ExitCode> {
         | Command::Daemon(_)
         | Command::Pack(_)
         | Command::Key(_)
+        | Command::Sccd(_)
         | Command::Demo
         | Command::Completions { .. }
         | Command::Man { .. }

@@ -163,7 +163,7 @@ pub(crate) fn key(command: KeyCommand) -> Result<()> {
 }
 
 /// Reads a secret key file.
-fn read_secret_key(path: &Path) -> Result<SecretKey> {
+pub(crate) fn read_secret_key(path: &Path) -> Result<SecretKey> {
     let f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let bytes = read_to_end_bounded(f, MAX_KEY_FILE_SIZE)
         .with_context(|| format!("reading {}", path.display()))?;

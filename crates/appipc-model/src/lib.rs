@@ -23,5 +23,6 @@ pub mod policy;
 pub mod principal;
 pub mod registry;
 pub mod sandbox;
+pub mod sccd;
 pub mod sddl;
 pub mod sid;

@@ -10,7 +10,7 @@ use appipc_wire::status::{
     LaunchQuerySupportStatus, LaunchUriStatus, Win32Error, WindowsCode,
 };
 
-use crate::manifest::{Capabilities, RUN_FULL_TRUST, ReturnResults};
+use crate::manifest::{Capabilities, CustomCapabilityName, RUN_FULL_TRUST, ReturnResults};
 use crate::named_objects::{
     self as objects, Namespace, ObjectName, ObjectType, SecurityDescriptor,
 };
@@ -603,12 +603,14 @@ pub struct NotGranted {
 /// The capabilities a package is granted at install out of those it declares: general and
 /// device capabilities as declared; a restricted capability only when the user consented to it
 /// (`consented`, case-insensitive: what `appipc install` asked for on a terminal or `--yes`
-/// accepted); a custom capability never by its declaration alone (Windows grants one only with
-/// a valid signed custom capability descriptor, which this broker does not verify yet). Each
-/// declared capability that is not granted comes back with the reason.
+/// accepted); a custom capability only when `custom` says so (at install: a valid signed
+/// custom capability descriptor of the package grants it, [`crate::sccd::grant`]; for an
+/// installed package: it was granted then), never by its declaration alone. Each declared
+/// capability that is not granted comes back with the reason.
 pub fn grant_capabilities(
     declared: &Capabilities,
     consented: &[String],
+    custom: impl Fn(&CustomCapabilityName) -> Result<(), String>,
 ) -> (Vec<String>, Vec<NotGranted>) {
     let consented_to = |c: &str| consented.iter().any(|x| x.eq_ignore_ascii_case(c));
     let mut granted: Vec<String> = declared.general.clone();
@@ -626,17 +628,19 @@ pub fn grant_capabilities(
         }
     }
     granted.extend(declared.device.iter().cloned());
-    refused.extend(declared.custom.iter().map(|c| {
-        NotGranted {
-            name: c.as_str().to_owned(),
-            reason: "a custom capability is granted only with a valid signed custom capability \
-                 descriptor (CustomCapability.SCCD), and this broker verifies none yet; \
-                 declaring it grants nothing"
-                .to_owned(),
+    for c in &declared.custom {
+        match custom(c) {
+            Ok(()) => granted.push(c.as_str().to_owned()),
+            Err(reason) => refused.push(NotGranted { name: c.as_str().to_owned(), reason }),
         }
-    }));
+    }
     (granted, refused)
 }
+
+/// Why a custom capability was not granted when no reason was recorded (a package installed
+/// before descriptors were verified).
+pub const CUSTOM_NOT_GRANTED: &str = "a custom capability is granted only with a valid signed \
+    custom capability descriptor (CustomCapability.SCCD) at install, and none granted it";
 
 /// The restricted capabilities `declared` that were not granted before (`granted_before`: the
 /// installed version's grants, empty for a new package), case-insensitive, in declaration
@@ -1598,13 +1602,21 @@ trust-level = "mediumIL"
 "#,
         )
         .unwrap();
-        let (granted, refused) = grant_capabilities(&m.capabilities, &["RUNFULLTRUST".into()]);
+        let no_descriptor = |_: &CustomCapabilityName| Err(CUSTOM_NOT_GRANTED.to_owned());
+        let (granted, refused) =
+            grant_capabilities(&m.capabilities, &["RUNFULLTRUST".into()], no_descriptor);
         assert_eq!(granted, ["internetClient", "runFullTrust"]);
         assert_eq!(refused.len(), 1);
         assert_eq!(refused[0].name, "Contoso.secret_cvnpggrrsm18p");
         assert!(refused[0].reason.contains("signed custom capability descriptor"));
+        // Naming it among the consented ones grants nothing: only a descriptor does.
+        let all = ["runFullTrust".into(), "Contoso.secret_cvnpggrrsm18p".into()];
+        let (granted, _) = grant_capabilities(&m.capabilities, &all, no_descriptor);
+        assert_eq!(granted, ["internetClient", "runFullTrust"]);
+        let (granted, _) = grant_capabilities(&m.capabilities, &[], |_| Ok(()));
+        assert_eq!(granted, ["internetClient", "Contoso.secret_cvnpggrrsm18p"]);
         // Without consent the restricted one is not granted either.
-        let (granted, refused) = grant_capabilities(&m.capabilities, &[]);
+        let (granted, refused) = grant_capabilities(&m.capabilities, &[], no_descriptor);
         assert_eq!(granted, ["internetClient"]);
         assert_eq!(refused[0].name, "runFullTrust");
         assert!(refused[0].reason.contains("consent"), "{}", refused[0].reason);

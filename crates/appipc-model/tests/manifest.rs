@@ -41,7 +41,7 @@ fn complete_manifest_parses_to_expected_values() {
     assert_eq!(c.custom.len(), 1);
     assert_eq!(c.custom[0].as_str(), "Fabrikam.sensorAccess_8tkjkmve8mrwr");
     assert_eq!(c.custom[0].owner_publisher_id().as_str(), "8tkjkmve8mrwr");
-    assert_eq!(c.custom_capability_descriptor.as_ref().unwrap().as_str(), "CustomCapability.SCCD");
+    assert_eq!(c.custom_capability_descriptors[0].as_str(), "CustomCapability.SCCD");
     assert_eq!(c.names().len(), 7);
     assert!(c.has("RUNFULLTRUST"));
     assert!(c.has("fabrikam.sensoraccess_8tkjkmve8mrwr"));
@@ -270,7 +270,7 @@ fn minimal_manifest_gets_defaults() {
     assert_eq!(m.properties.description, None);
     assert_eq!(m.properties.logo, None);
     assert!(m.capabilities.names().is_empty());
-    assert_eq!(m.capabilities.custom_capability_descriptor, None);
+    assert!(m.capabilities.custom_capability_descriptors.is_empty());
     let app = &m.applications[0];
     assert_eq!(app.trust_level, TrustLevel::AppContainer);
     assert!(app.arguments.is_empty());

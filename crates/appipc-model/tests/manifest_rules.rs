@@ -252,6 +252,28 @@ fn custom_capability_form() {
 }
 
 #[test]
+fn custom_capability_descriptors_are_one_path_or_a_list_of_unique_paths() {
+    let one = accepted(&doc("custom-capability-descriptor = \"CustomCapability.SCCD\"", ""));
+    let paths: Vec<&str> =
+        one.capabilities.custom_capability_descriptors.iter().map(|p| p.as_str()).collect();
+    assert_eq!(paths, ["CustomCapability.SCCD"]);
+    let two =
+        accepted(&doc("custom-capability-descriptor = [\"a.sccd.toml\", \"sccd/b.toml\"]", ""));
+    let paths: Vec<&str> =
+        two.capabilities.custom_capability_descriptors.iter().map(|p| p.as_str()).collect();
+    assert_eq!(paths, ["a.sccd.toml", "sccd/b.toml"]);
+    let text = doc("custom-capability-descriptor = [\"a.toml\", \"A.toml\"]", "");
+    refused(
+        &text,
+        "capabilities.custom-capability-descriptor[1]",
+        "custom-capability-descriptor",
+        "unique",
+    );
+    let text = doc("custom-capability-descriptor = 3", "");
+    refused(&text, "capabilities.custom-capability-descriptor", "custom-capability-descriptor", "");
+}
+
+#[test]
 fn custom_capability_descriptor_is_a_package_path() {
     let text = doc("custom-capability-descriptor = \"/etc/sccd\"", "");
     refused(

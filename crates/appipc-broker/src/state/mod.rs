@@ -26,7 +26,7 @@ use crate::error::InternalError;
 type Result<T, E = InternalError> = std::result::Result<T, E>;
 
 /// Schema version this broker writes (`PRAGMA user_version`).
-const SCHEMA_VERSION: i64 = 7;
+const SCHEMA_VERSION: i64 = 8;
 
 const SCHEMA_V1: &str = "
 CREATE TABLE packages (
@@ -126,6 +126,12 @@ CREATE TABLE loopback_exemptions (
 );
 ";
 
+/// Version 8: why each declared custom capability was not granted at install (a JSON array of
+/// `[name, reason]`; `NULL` for rows written before: none was granted, for no recorded reason).
+const SCHEMA_V8: &str = "
+ALTER TABLE packages ADD COLUMN capability_refusals TEXT;
+";
+
 /// The database.
 #[derive(Debug)]
 pub struct Store {
@@ -190,6 +196,9 @@ impl Store {
         }
         if version < 7 {
             tx.execute_batch(registry::SCHEMA_V7)?;
+        }
+        if version < 8 {
+            tx.execute_batch(SCHEMA_V8)?;
         }
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
         tx.commit()?;

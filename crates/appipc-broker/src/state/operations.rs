@@ -192,6 +192,7 @@ mod tests {
             installed_at: 1,
             granted_capabilities: None,
             signer: None,
+            capability_refusals: Vec::new(),
         }
     }
 

@@ -29,6 +29,9 @@ pub struct PackageRow {
     /// Who signed the installed package; `None`: installed from a folder (developer mode),
     /// or before signatures existed.
     pub signer: Option<SignerRow>,
+    /// The declared custom capabilities not granted at install, each with the reason (empty
+    /// for a row written before they were recorded).
+    pub capability_refusals: Vec<(String, String)>,
 }
 
 /// The key that signed an installed package (later issues use the key id as the package's
@@ -46,7 +49,8 @@ impl Store {
     pub fn packages(&self) -> Result<Vec<PackageRow>> {
         let mut stmt = self.conn.prepare(
             "SELECT family_name, full_name, manifest, content_hash, install_dir, installed_at,
-                    granted_capabilities, signer_key_id, signer_publisher
+                    granted_capabilities, signer_key_id, signer_publisher,
+                    capability_refusals
              FROM packages ORDER BY family_name",
         )?;
         let rows = stmt.query_map([], row_to_package)?;
@@ -59,7 +63,8 @@ impl Store {
             .conn
             .query_row(
                 "SELECT family_name, full_name, manifest, content_hash, install_dir, installed_at,
-                    granted_capabilities, signer_key_id, signer_publisher
+                    granted_capabilities, signer_key_id, signer_publisher,
+                    capability_refusals
                  FROM packages WHERE family_name = ?1",
                 [family_name],
                 row_to_package,
@@ -76,13 +81,25 @@ impl Store {
         Ok(old)
     }
 
-    /// Records who signed the installed package of a family (a re-install of the same content
-    /// signed by another trusted key, or signed where it was unsigned). Returns whether a row
-    /// was changed.
-    pub fn set_package_signer(&mut self, family_name: &str, signer: &SignerRow) -> Result<bool> {
+    /// Records who signed the installed package of a family, and the grants decided for that
+    /// signer (a re-install of the same content signed by another trusted key, or signed
+    /// where it was unsigned): `row`'s signer, granted capabilities and refusals. Returns
+    /// whether a row was changed.
+    pub fn set_package_signer(&mut self, row: &PackageRow) -> Result<bool> {
+        let Some(signer) = &row.signer else { return Ok(false) };
         let n = self.conn.execute(
-            "UPDATE packages SET signer_key_id = ?2, signer_publisher = ?3 WHERE family_name = ?1",
-            params![family_name, signer.key_id, signer.publisher],
+            "UPDATE packages SET signer_key_id = ?2, signer_publisher = ?3,
+                 granted_capabilities = ?4, capability_refusals = ?5
+             WHERE family_name = ?1",
+            params![
+                row.family_name,
+                signer.key_id,
+                signer.publisher,
+                row.granted_capabilities.as_ref().map(|g| g.join("\n")),
+                (!row.capability_refusals.is_empty()).then(|| {
+                    serde_json::to_string(&row.capability_refusals).expect("strings serialize")
+                }),
+            ],
         )?;
         Ok(n == 1)
     }
@@ -93,7 +110,8 @@ impl Store {
         let old = tx
             .query_row(
                 "SELECT family_name, full_name, manifest, content_hash, install_dir, installed_at,
-                    granted_capabilities, signer_key_id, signer_publisher
+                    granted_capabilities, signer_key_id, signer_publisher,
+                    capability_refusals
                  FROM packages WHERE family_name = ?1",
                 [family_name],
                 row_to_package,
@@ -108,7 +126,8 @@ impl Store {
 /// The columns of a package row, in [`row_to_package`]'s order.
 pub(super) const SELECT_PACKAGE: &str =
     "SELECT family_name, full_name, manifest, content_hash, install_dir, installed_at,
-            granted_capabilities, signer_key_id, signer_publisher FROM packages";
+            granted_capabilities, signer_key_id, signer_publisher,
+                    capability_refusals FROM packages";
 
 /// Replaces the family's row within `tx`; returns the row replaced.
 pub(super) fn replace_package(
@@ -125,8 +144,9 @@ pub(super) fn replace_package(
     tx.execute("DELETE FROM packages WHERE family_name = ?1", [&row.family_name])?;
     tx.execute(
         "INSERT INTO packages (family_name, full_name, manifest, content_hash, install_dir,
-         installed_at, granted_capabilities, signer_key_id, signer_publisher)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+         installed_at, granted_capabilities, signer_key_id, signer_publisher,
+         capability_refusals)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
         params![
             row.family_name,
             row.full_name,
@@ -137,6 +157,9 @@ pub(super) fn replace_package(
             row.granted_capabilities.as_ref().map(|g| g.join("\n")),
             row.signer.as_ref().map(|s| s.key_id.as_str()),
             row.signer.as_ref().map(|s| s.publisher.as_str()),
+            (!row.capability_refusals.is_empty()).then(|| {
+                serde_json::to_string(&row.capability_refusals).expect("strings serialize")
+            }),
         ],
     )?;
     Ok(old)
@@ -157,6 +180,11 @@ pub(super) fn row_to_package(r: &rusqlite::Row<'_>) -> rusqlite::Result<PackageR
             (Some(key_id), Some(publisher)) => Some(SignerRow { key_id, publisher }),
             _ => None,
         },
+        // A value this broker did not write reads as no recorded reason.
+        capability_refusals: r
+            .get::<_, Option<String>>(9)?
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_default(),
     })
 }
 
@@ -174,6 +202,7 @@ mod tests {
             installed_at: 1,
             granted_capabilities: Some(vec!["internetClient".into()]),
             signer: None,
+            capability_refusals: vec![("Contoso.x_cvnpggrrsm18p".into(), "why".into())],
         }
     }
 
@@ -195,10 +224,19 @@ mod tests {
             all[0].granted_capabilities.as_deref(),
             Some(&["internetClient".to_owned()][..])
         );
+        assert_eq!(all[0].capability_refusals[0].1, "why", "the reasons survive a reopen");
         assert!(s.package("A_X").unwrap().is_some());
         let signer = SignerRow { key_id: "ab".into(), publisher: "CN=A".into() };
-        assert!(s.set_package_signer("a_x", &signer).unwrap());
-        assert_eq!(s.package("A_x").unwrap().unwrap().signer, Some(signer));
+        let resigned = PackageRow {
+            family_name: "a_x".into(),
+            signer: Some(signer.clone()),
+            capability_refusals: Vec::new(),
+            ..row("a_x", "A_2")
+        };
+        assert!(s.set_package_signer(&resigned).unwrap());
+        let now = s.package("A_x").unwrap().unwrap();
+        assert_eq!(now.signer, Some(signer));
+        assert!(now.capability_refusals.is_empty(), "the refusals are the new signer's");
         assert!(s.delete_package("A_x").unwrap().is_some());
         assert!(s.packages().unwrap().is_empty());
     }

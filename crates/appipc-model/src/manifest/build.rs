@@ -523,11 +523,18 @@ impl Builder {
                 caps.custom.push(n);
             }
         }
-        caps.custom_capability_descriptor =
-            match keep!(self, t.opt_str("custom-capability-descriptor")) {
-                Some(Some(s)) => keep!(self, self.path(&s, false)),
-                _ => None,
-            };
+        let mut seen_paths = Seen::default();
+        for s in
+            keep!(self, t.string_or_strings("custom-capability-descriptor")).unwrap_or_default()
+        {
+            let path = self.path(&s, false).and_then(|p| {
+                seen_paths.check(s.text, &s.span, &s.key, "a custom capability descriptor")?;
+                Ok(p)
+            });
+            if let Some(p) = keep!(self, path) {
+                caps.custom_capability_descriptors.push(p);
+            }
+        }
         caps
     }
 

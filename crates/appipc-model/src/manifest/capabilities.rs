@@ -230,9 +230,10 @@ pub struct Capabilities {
     /// Custom capabilities (`uap4:CustomCapability`); granted by the broker only with a valid
     /// signed custom capability descriptor.
     pub custom: Vec<CustomCapabilityName>,
-    /// The signed custom capability descriptor (Windows: `CustomCapability.SCCD` at the package
-    /// root), a file in the package; its format and verification belong to the broker.
-    pub custom_capability_descriptor: Option<PackagePath>,
+    /// The signed custom capability descriptors (Windows: `CustomCapability.SCCD` at the
+    /// package root), files in the package (`custom-capability-descriptor`: one path or a
+    /// list); their format and verification are [`crate::sccd`]'s.
+    pub custom_capability_descriptors: Vec<PackagePath>,
 }
 
 impl Capabilities {

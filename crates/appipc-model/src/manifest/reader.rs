@@ -306,6 +306,18 @@ impl<'a, 'i> Table<'a, 'i> {
         }
     }
 
+    /// A string or an array of strings (a key that once took one value and now takes a
+    /// list); empty if absent.
+    pub fn string_or_strings(&self, key: &str) -> Result<Vec<Str<'a>>> {
+        match self.get(key) {
+            Some(v) if matches!(v.value, DeValue::String(_)) => Ok(vec![v.as_str()?]),
+            Some(v) => {
+                v.as_array("a string or an array of strings")?.iter().map(Item::as_str).collect()
+            }
+            None => Ok(Vec::new()),
+        }
+    }
+
     /// The element `key` itself, for problems about a whole array or table.
     pub fn span_of(&self, key: &str) -> Span {
         self.map.get(key).map_or(self.span.clone(), Spanned::span)
