@@ -363,10 +363,16 @@ fn client_close_cancels_the_task_and_ends_an_out_of_process_host() {
         assert_eq!(pm.running_processes().await.unwrap().len(), 2, "the app and one echo host");
         inproc.close();
         a.close();
-        wait_for(
-            || b.app_log(&provider).matches("task canceled: Abort (0)").count() == 2,
-            "each closed connection's task was canceled (Abort)",
-        );
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while b.app_log(&provider).matches("task canceled: Abort (0)").count() != 2 {
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting until each closed connection's task was canceled (Abort); app log:\n{}\nbroker log:\n{}",
+                b.app_log(&provider),
+                b.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
         // The host still serves a2.
         assert_eq!(
             a2.send_message(ValueSet::new()).await.status,

@@ -429,6 +429,19 @@ fn run(channel: RawFd, broker: RawFd, parent: rustix::process::Pid) -> ! {
         exit_now(1);
     }
     let _ = rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable);
+    let (listener, proc, broker) = take_listener(channel, broker);
+    if !sizes_match() || Caps::keep_only_ptrace().is_err() {
+        exit_now(1);
+    }
+    let mut ctx = Context::new(proc, Caps::Toggle);
+    ctx.broker = broker.map(loopback::BrokerLink::new);
+    serve(&listener, &mut ctx)
+}
+
+/// What both supervisors do first: reset the signals, close every fd but `channel` and
+/// `broker`, receive the filter's listener on `channel` (exits 0 if it never comes), open
+/// `/proc`. Returns the listener, `/proc` and the broker link's fd.
+fn take_listener(channel: RawFd, broker: RawFd) -> (OwnedFd, OwnedFd, Option<OwnedFd>) {
     reset_signals();
     close_all_but(channel, broker);
     // SAFETY: `channel` is open in this process and is not closed until `recv_listener`
@@ -445,12 +458,7 @@ fn run(channel: RawFd, broker: RawFd, parent: rustix::process::Pid) -> ! {
     ) else {
         exit_now(1)
     };
-    if !sizes_match() || Caps::keep_only_ptrace().is_err() {
-        exit_now(1);
-    }
-    let mut ctx = Context::new(proc, Caps::Toggle);
-    ctx.broker = broker.map(loopback::BrokerLink::new);
-    serve(&listener, &mut ctx)
+    (listener, proc, broker)
 }
 
 /// Resets the signal dispositions inherited from the broker (whose handlers must not run in
@@ -475,22 +483,7 @@ fn run_full_trust(channel: RawFd, broker: RawFd) -> ! {
     let _ = rustix::thread::set_name(c"appipc-supervise");
     let _ = rustix::process::setsid();
     let _ = rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable);
-    reset_signals();
-    close_all_but(channel, broker);
-    // SAFETY: `channel` is open in this process and is not closed until `recv_listener`
-    // returns (which consumes it).
-    let channel = unsafe { OwnedFd::from_raw_fd(channel) };
-    // SAFETY: `broker`, when given, is open in this process and owned by nothing else here.
-    let broker = (broker >= 0).then(|| unsafe { OwnedFd::from_raw_fd(broker) });
-    let Ok(Some(listener)) = recv_listener(&channel) else { exit_now(0) };
-    drop(channel);
-    let Ok(proc) = rustix::fs::open(
-        c"/proc",
-        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    ) else {
-        exit_now(1)
-    };
+    let (listener, proc, broker) = take_listener(channel, broker);
     if !sizes_match() {
         exit_now(1);
     }

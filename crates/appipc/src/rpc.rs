@@ -77,14 +77,25 @@ impl RpcChannel {
     }
 
     /// Receives one message and its fds; `None` when the other side has closed its end (or
-    /// died).
+    /// died). A message the peer made larger than [`MAX_MESSAGE`], or with more fds than a
+    /// message carries, is `RPC_X_BAD_STUB_DATA` (1783), never handed out cut short.
     pub async fn recv(&self) -> Result<Option<(Vec<u8>, Vec<OwnedFd>)>> {
         let got = self
             .sock
             .recv(MAX_MESSAGE)
             .await
             .map_err(|source| Error::Io { what: "receiving on the RPC connection", source })?;
-        Ok(got.map(|p| (p.data, p.fds)))
+        match got {
+            Some(p) if p.truncated || p.fds_truncated => Err(Error::Rpc {
+                code: 1783,
+                message: format!(
+                    "the peer sent a message of {} bytes (at most {MAX_MESSAGE}) or too many \
+                     fds; it was dropped",
+                    p.full_len
+                ),
+            }),
+            other => Ok(other.map(|p| (p.data, p.fds))),
+        }
     }
 }
 
@@ -253,5 +264,26 @@ impl Drop for Report {
                 let _ = session.call(wire::Closed { connection_id }).await;
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_oversized_message_is_an_error_not_a_short_one() {
+        let (a, b) = appipc_sys::socket::seqpacket_pair().unwrap();
+        let ours = RpcChannel::new(a).unwrap();
+        // The attacker's end sends past the limit, straight through the socket.
+        let big = vec![7u8; MAX_MESSAGE + 1];
+        appipc_sys::socket::send(&b, &big, &[], appipc_sys::socket::Blocking::Yes).unwrap();
+        appipc_sys::socket::send(&b, b"next", &[], appipc_sys::socket::Blocking::Yes).unwrap();
+        let e = ours.recv().await.unwrap_err();
+        assert_eq!(e.win32_code(), Some(1783), "{e}");
+        // The connection goes on with the next message.
+        let (m, _) = ours.recv().await.unwrap().unwrap();
+        assert_eq!(m, b"next");
+        assert!(ours.send(&big, &[]).await.is_err(), "and this side does not send one");
     }
 }

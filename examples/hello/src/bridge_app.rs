@@ -10,7 +10,7 @@ async fn main() -> std::process::ExitCode {
     match run().await {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("bridge-app: {e}");
+            appipc_examples::elog!("bridge-app: {e}");
             std::process::ExitCode::from(2)
         }
     }

@@ -18,7 +18,7 @@ async fn main() -> std::process::ExitCode {
     match run(args.first().cloned().unwrap_or_default()).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("bridge-helper: {e}");
+            appipc_examples::elog!("bridge-helper: {e}");
             std::process::ExitCode::from(2)
         }
     }

@@ -11,7 +11,7 @@ async fn main() -> std::process::ExitCode {
     match run().await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("echo-client: {e}");
+            appipc_examples::elog!("echo-client: {e}");
             std::process::ExitCode::from(2)
         }
     }

@@ -12,7 +12,7 @@ async fn main() -> std::process::ExitCode {
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("echo-service: {e}");
+            appipc_examples::elog!("echo-service: {e}");
             std::process::ExitCode::from(2)
         }
     }

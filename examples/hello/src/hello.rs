@@ -20,7 +20,7 @@ async fn main() -> ExitCode {
     match run().await {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("hello-app: {e}");
+            appipc_examples::elog!("hello-app: {e}");
             ExitCode::from(2)
         }
     }

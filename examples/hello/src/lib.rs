@@ -9,6 +9,22 @@ use appipc::app_service::{
 use appipc::{ActivatedEventArgs, AppInstance, AppServiceConnection, Session, User, ValueSet};
 use tokio::sync::Notify;
 
+/// `eprintln!` in one `write(2)`. The processes of a package launched without a terminal share
+/// one log file (each appends to it), and the standard `eprintln!` writes a line in several
+/// pieces, between which another process's line can land.
+#[macro_export]
+macro_rules! elog {
+    ($($arg:tt)*) => { $crate::write_line(format_args!($($arg)*)) };
+}
+
+/// Writes `args` and a newline to stderr in one call (see [`elog!`]).
+pub fn write_line(args: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut line = args.to_string();
+    line.push('\n');
+    let _ = std::io::stderr().lock().write_all(line.as_bytes());
+}
+
 /// Serves `name` until the broker cancels this host or the session ends; each connection is a
 /// background task of its own. Prints the cancellation reason.
 pub async fn serve(session: &Session, name: &str) -> appipc::Result<()> {
@@ -20,7 +36,7 @@ pub async fn serve(session: &Session, name: &str) -> appipc::Result<()> {
                 tokio::spawn(run_task(details));
             }
             reason = session.canceled() => {
-                eprintln!("echo-service: canceled: {reason}");
+                elog!("echo-service: canceled: {reason}");
                 break;
             }
         }
@@ -37,7 +53,7 @@ async fn run_task(details: AppServiceTriggerDetails) {
     let watcher = task.clone();
     tokio::spawn(async move {
         let reason = watcher.canceled().await;
-        eprintln!("echo-service: task canceled: {reason}");
+        elog!("echo-service: task canceled: {reason}");
     });
     let caller = details.caller_package_family_name.clone();
     let has_internet = details.check_caller_for_capability("internetClient");
@@ -56,7 +72,7 @@ async fn run_task(details: AppServiceTriggerDetails) {
     }
     // The last deferral: the task ends and its connection closes.
     deferral.complete();
-    eprintln!("echo-service: connection closed ({})", conn.service_closed().await);
+    elog!("echo-service: connection closed ({})", conn.service_closed().await);
 }
 
 /// How this process was activated, as the broker says (`AppInstance`).

@@ -12,7 +12,7 @@ async fn main() -> std::process::ExitCode {
     match run().await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("photos-app: {e}");
+            appipc_examples::elog!("photos-app: {e}");
             std::process::ExitCode::from(2)
         }
     }

@@ -12,7 +12,7 @@ async fn main() -> std::process::ExitCode {
     match run().await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("picker-app: {e}");
+            appipc_examples::elog!("picker-app: {e}");
             std::process::ExitCode::from(2)
         }
     }
@@ -22,7 +22,7 @@ async fn run() -> appipc::Result<()> {
     let session = Session::connect().await?;
     match AppInstance::activated(&session).await? {
         Some(ActivatedEventArgs::ProtocolForResults(args)) => {
-            eprintln!(
+            appipc_examples::elog!(
                 "picker-app: {} asks for {} (data: {:?})",
                 display(&args.caller_package_family_name),
                 args.uri,
@@ -41,16 +41,16 @@ async fn run() -> appipc::Result<()> {
             answer.insert("name", "photo-1.txt");
             answer.insert("for", args.caller_package_family_name.as_str());
             args.operation.report_completed(answer).await?;
-            eprintln!("picker-app: reported photo-1.txt by token");
+            appipc_examples::elog!("picker-app: reported photo-1.txt by token");
         }
         Some(ActivatedEventArgs::Protocol(args)) => {
-            eprintln!(
+            appipc_examples::elog!(
                 "picker-app: asked to show {} by {}",
                 args.uri,
                 display(&args.caller_package_family_name)
             );
         }
-        other => eprintln!("picker-app: not launched for a URI ({other:?})"),
+        other => appipc_examples::elog!("picker-app: not launched for a URI ({other:?})"),
     }
     Ok(())
 }

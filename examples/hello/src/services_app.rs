@@ -5,7 +5,7 @@
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> std::process::ExitCode {
     let activation = appipc::AppInstance::get_activated_event_args();
-    eprintln!("services-app: started ({activation:?})");
+    appipc_examples::elog!("services-app: started ({activation:?})");
     let result = async {
         let session = appipc::Session::connect().await?;
         appipc_examples::serve(&session, "com.contoso.inproc").await
@@ -14,7 +14,7 @@ async fn main() -> std::process::ExitCode {
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("services-app: {e}");
+            appipc_examples::elog!("services-app: {e}");
             std::process::ExitCode::from(2)
         }
     }

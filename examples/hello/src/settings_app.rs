@@ -26,7 +26,7 @@ async fn main() -> ExitCode {
     match r {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("settings-app: {e}");
+            appipc_examples::elog!("settings-app: {e}");
             ExitCode::from(2)
         }
     }

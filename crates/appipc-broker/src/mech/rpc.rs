@@ -210,6 +210,12 @@ impl Rpc {
         // Decided and counted under the lock: the endpoint cannot go in between.
         let mut st = self.lock();
         let e = st.endpoints.get_mut(&key).ok_or_else(unavailable)?;
+        cx.enforce(Operation::ConnectRpcEndpoint {
+            endpoint: &e.name,
+            sd: &e.sd,
+            desired: PORT_CONNECT,
+        })?;
+        // Only a client the descriptor admits learns who serves the endpoint.
         if let Some(want) = want_server
             && !want.eq_ignore_ascii_case(&e.server_sid)
         {
@@ -222,11 +228,6 @@ impl Rpc {
                 ),
             ));
         }
-        cx.enforce(Operation::ConnectRpcEndpoint {
-            endpoint: &e.name,
-            sd: &e.sd,
-            desired: PORT_CONNECT,
-        })?;
         if e.connections >= cx.shared.config.limits.rpc_connections_per_endpoint {
             return Err(failed(
                 Win32Error::RpcServerTooBusy,
