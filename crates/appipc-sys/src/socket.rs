@@ -39,6 +39,14 @@ pub struct Packet {
     pub fds_truncated: bool,
 }
 
+/// Whether `fd` is a unix `SOCK_SEQPACKET` socket (what an fd received as an RPC object
+/// reference must be before it is used as one).
+pub fn is_unix_seqpacket(fd: impl AsFd) -> bool {
+    let fd = fd.as_fd();
+    net::sockopt::socket_type(fd).is_ok_and(|t| t == SocketType::SEQPACKET)
+        && net::sockopt::socket_domain(fd).is_ok_and(|d| d == AddressFamily::UNIX)
+}
+
 /// A connected pair of `SOCK_SEQPACKET` sockets, close-on-exec, blocking.
 pub fn seqpacket_pair() -> io::Result<(OwnedFd, OwnedFd)> {
     Ok(net::socketpair(AddressFamily::UNIX, SocketType::SEQPACKET, SocketFlags::CLOEXEC, None)?)

@@ -40,6 +40,16 @@ impl Session {
         Ok(Session { rt, inner })
     }
 
+    /// Runs `f` to completion on this session's runtime.
+    pub(crate) fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
+        self.rt.block_on(f)
+    }
+
+    /// The async session this one drives.
+    pub(crate) fn inner(&self) -> &crate::Session {
+        &self.inner
+    }
+
     /// Sends a request and waits for its typed output.
     pub fn call<C: Call>(&self, call: C) -> Result<C::Output> {
         self.rt.block_on(self.inner.call(call))

@@ -20,6 +20,9 @@
 //! holds no policy: the broker decides every access.
 #![forbid(unsafe_code)]
 
+// The code `#[appipc::interface]` generates names `::appipc`, in this crate too.
+extern crate self as appipc;
+
 pub mod activation;
 pub mod app_service;
 pub mod blocking;
@@ -51,10 +54,15 @@ pub use app_service::{
     AppServiceProvider, AppServiceResponse, AppServiceResponseStatus, AppServiceTriggerDetails,
     BackgroundTaskDeferral, BackgroundTaskInstance, User,
 };
+/// `#[appipc::interface(uuid = "…", version = "M.m")]`: an RPC interface from a trait (see
+/// [`rpc`]).
+pub use appipc_macros::interface;
 pub use appipc_wire as wire;
 pub use appipc_wire::caller::TrustLevel;
 pub use appipc_wire::status::{ErrorKind, WindowsCode};
 pub use appipc_wire::{PropertyValue, ValueSet};
+/// Implement an [`interface`] trait with `#[appipc::async_trait]` on the `impl` block.
+pub use async_trait::async_trait;
 pub use error::{Error, Result};
 pub use full_trust::{
     FullTrustLaunchResult, FullTrustProcessLaunchResult, FullTrustProcessLauncher,

@@ -4,8 +4,9 @@
 //! its package SID, its capabilities' SIDs and `AC`) and hands each side its end of a
 //! `SOCK_SEQPACKET` pair. Calls then go peer to peer: a stopped broker stalls no call.
 //!
-//! This module is the transport: an [`RpcChannel`] carries whole messages with fds both ways.
-//! Typed interfaces (`#[appipc::interface]`, object references) are not in appipc yet.
+//! Two layers: an [`RpcChannel`] carries whole messages with fds both ways; typed interfaces
+//! (`#[appipc::interface]` on a trait: a client proxy, a blocking one, a server dispatcher,
+//! [`ObjectRef`]s) run over it (see [`Interface`] and below).
 //!
 //! ```no_run
 //! # async fn demo(session: &appipc::Session) -> appipc::Result<()> {
@@ -31,6 +32,7 @@
 //! ```
 
 use std::os::fd::{BorrowedFd, OwnedFd};
+use std::sync::Arc;
 
 use appipc_sys::aio::AsyncSeqPacket;
 use appipc_wire::protocol::rpc as wire;
@@ -38,6 +40,15 @@ pub use appipc_wire::protocol::rpc::{RpcCaller, RpcConnected, RpcEndpointInfo};
 
 use crate::error::{Error, Result};
 use crate::session::Session;
+
+mod typed;
+pub use typed::*;
+
+/// What the code `#[appipc::interface]` generates uses.
+#[doc(hidden)]
+pub mod __private {
+    pub use async_trait::async_trait;
+}
 
 /// `PORT_CONNECT`: the right a security descriptor grants to let a client connect.
 pub const PORT_CONNECT: u32 = 0x0001;
@@ -49,14 +60,21 @@ pub const MAX_MESSAGE: usize = 64 * 1024;
 /// One end of an RPC connection: whole messages (up to [`MAX_MESSAGE`] bytes), with fds.
 #[derive(Debug)]
 pub struct RpcChannel {
-    sock: AsyncSeqPacket,
+    sock: Arc<AsyncSeqPacket>,
 }
 
 impl RpcChannel {
     fn new(fd: OwnedFd) -> Result<RpcChannel> {
         let sock = AsyncSeqPacket::new_reading(fd)
             .map_err(|source| Error::Io { what: "registering the RPC connection", source })?;
-        Ok(RpcChannel { sock })
+        Ok(RpcChannel { sock: Arc::new(sock) })
+    }
+
+    /// The socket, for a blocking user (fails while a typed server still holds it).
+    fn sock_into_fd(self) -> Result<OwnedFd> {
+        Arc::try_unwrap(self.sock)
+            .map(AsyncSeqPacket::into_inner)
+            .map_err(|_| Error::Protocol("the RPC connection is still in use".into()))
     }
 
     /// Sends one message with fds attached.
