@@ -22,6 +22,8 @@ use std::time::{Duration, Instant};
 
 use appipc_model::manifest;
 
+pub mod rpc_probe;
+
 /// An example package: its manifest text (compiled in, so the demo works from anywhere).
 #[derive(Debug, Clone, Copy)]
 pub struct Example {
@@ -552,9 +554,23 @@ impl TestBroker {
     /// `executable`, one of the workspace's binaries (`access-probe`, `pipe-probe`, …), and
     /// returns its package family name. Panics, with the CLI's error, if the install fails.
     pub fn install_app(&self, name: &str, publisher: &str, executable: &str) -> String {
+        self.install_app_with(name, publisher, executable, &[])
+    }
+
+    /// [`TestBroker::install_app`] with `[capabilities] general = [capabilities…]`.
+    pub fn install_app_with(
+        &self,
+        name: &str,
+        publisher: &str,
+        executable: &str,
+        capabilities: &[&str],
+    ) -> String {
+        let caps: Vec<String> = capabilities.iter().map(|c| format!("{c:?}")).collect();
         let text = format!(
             "[package]\nname = \"{name}\"\npublisher = \"{publisher}\"\nversion = \"1.0.0.0\"\n\n\
-             [[application]]\nid = \"App\"\nexecutable = \"bin/{executable}\"\n"
+             [capabilities]\ngeneral = [{}]\n\n\
+             [[application]]\nid = \"App\"\nexecutable = \"bin/{executable}\"\n",
+            caps.join(", ")
         );
         let dir = assemble_manifest(&text, &self.root.path().join(unique("app")), &bin_dir())
             .expect("assembling the package");
