@@ -290,7 +290,7 @@ impl Probe for ProbeServer {
     async fn guarded(&self, cx: &CallContext) -> CallResult<String> {
         let internet = appipc_model::sid::capability_sid("internetClient").to_string();
         match cx.caller() {
-            Some(c) if c.app_container && !c.capability_sids.iter().any(|s| *s == internet) => {
+            Some(c) if c.app_container && !c.capability_sids.contains(&internet) => {
                 Err(Fault::access_denied("guarded: app containers need internetClient"))
             }
             _ => Ok(describe(cx)),
