@@ -116,7 +116,7 @@ impl Listener for Events {
         assert!(cx.caller().is_none() && cx.server().is_some());
         assert_eq!(text, format!("event {n}"));
         self.0.fetch_add(1, Ordering::SeqCst);
-        Ok(n % 2 == 0)
+        Ok(n.is_multiple_of(2))
     }
 }
 
