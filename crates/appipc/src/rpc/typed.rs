@@ -616,6 +616,28 @@ async fn send_envelope(sock: &AsyncSeqPacket, env: &Envelope, fds: &[OwnedFd]) -
     sock.send(&bytes, &fds).await.is_ok()
 }
 
+/// Sends call `id`'s result or fault; false when the connection is gone.
+async fn answer(sock: &AsyncSeqPacket, id: u64, reply: CallResult<Encoded>) -> bool {
+    match reply {
+        Ok(Encoded { bytes, fds }) => {
+            let env = Envelope::Response { id, result: bytes }.to_cbor();
+            if env.len() > MAX_MESSAGE {
+                let f = Envelope::Fault {
+                    id,
+                    code: RPC_X_BAD_STUB_DATA,
+                    message: format!("the result takes {} bytes: at most {MAX_MESSAGE}", env.len()),
+                };
+                return send_envelope(sock, &f, &[]).await;
+            }
+            let fds: Vec<BorrowedFd<'_>> = fds.iter().map(AsFd::as_fd).collect();
+            sock.send(&env, &fds).await.is_ok()
+        }
+        Err(Fault { code, message }) => {
+            send_envelope(sock, &Envelope::Fault { id, code, message }, &[]).await
+        }
+    }
+}
+
 /// Serves one connection until its peer closes it; then the calls still running are dropped.
 async fn serve_channel(sock: Arc<AsyncSeqPacket>, mut bound: Bound, peer: Peer) {
     let slots = Arc::new(Semaphore::new(MAX_CALLS_IN_FLIGHT));
@@ -692,35 +714,30 @@ async fn serve_channel(sock: Arc<AsyncSeqPacket>, mut bound: Bound, peer: Peer) 
                     procnum,
                     Args { bytes: args, fds: packet.fds, peer: peer.clone() },
                 );
+                let mut call = call;
+                // A call that completes at its first poll is answered here, without a task of
+                // its own (the common case of a method that does not wait). One that waits is
+                // spawned: its task polls it again with its own waker.
+                let first = {
+                    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+                    match call.as_mut().poll(&mut cx) {
+                        std::task::Poll::Ready(reply) => Some(reply),
+                        std::task::Poll::Pending => None,
+                    }
+                };
+                if let Some(reply) = first {
+                    drop(permit);
+                    if !answer(&sock, id, reply).await {
+                        break;
+                    }
+                    continue;
+                }
                 let (sock2, running2) = (sock.clone(), running.clone());
                 let mut table = running.lock().expect("running poisoned");
                 let task = tokio::spawn(async move {
                     let reply = call.await;
                     running2.lock().expect("running poisoned").remove(&id);
-                    let sent = match reply {
-                        Ok(Encoded { bytes, fds }) => {
-                            let env = Envelope::Response { id, result: bytes }.to_cbor();
-                            if env.len() > MAX_MESSAGE {
-                                let f = Envelope::Fault {
-                                    id,
-                                    code: RPC_X_BAD_STUB_DATA,
-                                    message: format!(
-                                        "the result takes {} bytes: at most {MAX_MESSAGE}",
-                                        env.len()
-                                    ),
-                                };
-                                send_envelope(&sock2, &f, &[]).await
-                            } else {
-                                let fds: Vec<BorrowedFd<'_>> =
-                                    fds.iter().map(AsFd::as_fd).collect();
-                                sock2.send(&env, &fds).await.is_ok()
-                            }
-                        }
-                        Err(Fault { code, message }) => {
-                            send_envelope(&sock2, &Envelope::Fault { id, code, message }, &[]).await
-                        }
-                    };
-                    if !sent {
+                    if !answer(&sock2, id, reply).await {
                         let _ = socket::shutdown(sock2.as_fd());
                     }
                     drop(permit);
@@ -1325,6 +1342,28 @@ mod tests {
         client.proxy().closed().await;
         let e = client.add(1, 2).await.unwrap_err();
         assert_eq!(e.win32_code(), Some(RPC_S_SERVER_UNAVAILABLE), "{e}");
+    }
+
+    #[test]
+    fn deeply_nested_input_is_no_stack_overflow() {
+        // A struct's unknown field whose value nests 60 000 arrays deep, within one message.
+        let mut bytes = vec![0xa2, 0x61, b'x', 0x01, 0x61, b'z'];
+        bytes.extend(std::iter::repeat_n(0x81u8, 60_000));
+        bytes.push(0x00);
+        let peer = Peer::Server(Arc::new(RpcConnected {
+            connection_id: 0,
+            server_package_family_name: String::new(),
+            server_sid: String::new(),
+            server_pid: 0,
+        }));
+        // Skipped without recursion (unknown fields are ignored, as serde does by default).
+        let r = decode_value::<Point>(&bytes, Vec::new(), &peer);
+        assert_eq!(r, Ok(Point { x: 1, label: None }));
+        // And as a value the type nests (Option<Vec<…>>), the same.
+        let mut bytes = vec![];
+        bytes.extend(std::iter::repeat_n(0x81u8, 60_000));
+        let r = decode_value::<Vec<Vec<Vec<u8>>>>(&bytes, Vec::new(), &peer);
+        assert!(r.is_err(), "{r:?}");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
