@@ -320,3 +320,17 @@ fn calls_go_peer_to_peer_with_the_broker_stopped() {
     }
     assert_eq!(open, 0, "the closed connection is no longer counted");
 }
+
+/// A package cannot get past the per-session endpoint limit by opening more sessions: its
+/// processes together register at most `[limits] rpc-endpoints-per-package` (256), then 1816,
+/// and another package still registers.
+#[test]
+fn a_package_registers_at_most_its_endpoint_quota_over_many_sessions() {
+    let b = TestBroker::start();
+    let hoarder = contoso(&b);
+    let other = fabrikam(&b);
+    let out = b.run_app(&hoarder, &["hoard-endpoints", "400"]);
+    assert_eq!(result(&out, "hoard-endpoints 400"), "got 256 then error 1816", "{out}");
+    let out = b.run_app(&other, &["hoard-endpoints", "3"]);
+    assert_eq!(result(&out, "hoard-endpoints 3"), "got 3 then none", "{out}");
+}

@@ -295,3 +295,38 @@ fn typed_calls_go_on_with_the_broker_stopped() {
     let _ = server.kill();
     let _ = server.wait();
 }
+
+#[test]
+fn a_killed_broker_leaves_connections_and_its_successor_gets_the_endpoint_again() {
+    let mut b = TestBroker::start();
+    let name = unique("contoso.survives");
+    let (mut server, _) = serve(&b, &name);
+    let runtime = rt();
+    let s = runtime.block_on(async { b.session() });
+    let c = runtime.block_on(ProbeClient::connect(&s, &name, None)).unwrap();
+    assert_eq!(runtime.block_on(c.add(1, 1)).unwrap(), 2);
+    b.kill();
+    // With no broker at all, the connection made goes on.
+    assert_eq!(runtime.block_on(c.add(2, 2)).unwrap(), 4);
+    b.restart();
+    // The server's SDK registers the endpoint with the new broker by itself.
+    runtime.block_on(async {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let again = loop {
+            match ProbeClient::connect(&s, &name, None).await {
+                Ok(c) => break c,
+                Err(e) => {
+                    assert_eq!(e.win32_code(), Some(1722), "until it registered again: {e}");
+                    assert!(Instant::now() < deadline, "the endpoint came back");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        };
+        assert_eq!(again.add(3, 3).await.unwrap(), 6);
+        assert_eq!(c.add(4, 4).await.unwrap(), 8);
+    });
+    let out = b.cli().args(["rpc", "list", "--json"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&name), "listed again");
+    let _ = server.kill();
+    let _ = server.wait();
+}

@@ -67,9 +67,20 @@ const EARLY_RPC: usize = 1024;
 /// RPC endpoints' routes, and connections that came before their endpoint was routed.
 #[derive(Debug, Default)]
 struct RpcRoutes {
-    routes: HashMap<u64, RpcSender>,
+    routes: HashMap<u64, RpcRoute>,
     early: HashMap<u64, Vec<(protocol::rpc::Incoming, OwnedFd)>>,
     early_count: usize,
+}
+
+/// One endpoint this session serves: where its connections go, and what registers it again
+/// with a restarted broker.
+#[derive(Debug)]
+struct RpcRoute {
+    tx: RpcSender,
+    name: String,
+    sddl: Option<String>,
+    /// The broker's id of the endpoint, which a restarted broker gives anew.
+    id: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// Where app-service connections for one service name go.
@@ -374,7 +385,14 @@ impl Session {
     }
 
     /// Routes RPC endpoint `endpoint`'s connections to `tx` (with any that came early).
-    pub(crate) fn route_rpc(&self, endpoint: u64, tx: RpcSender) {
+    pub(crate) fn route_rpc(
+        &self,
+        id: Arc<std::sync::atomic::AtomicU64>,
+        name: &str,
+        sddl: Option<&str>,
+        tx: RpcSender,
+    ) {
+        let endpoint = id.load(Ordering::SeqCst);
         let mut r = self.inner.rpc.lock().expect("rpc routes poisoned");
         let early = r.early.remove(&endpoint).unwrap_or_default();
         r.early_count -= early.len();
@@ -382,7 +400,8 @@ impl Session {
             let _ = tx.send(c);
         }
         if self.inner.pending.lock().expect("pending poisoned").is_some() {
-            r.routes.insert(endpoint, tx);
+            let route = RpcRoute { tx, name: name.to_owned(), sddl: sddl.map(str::to_owned), id };
+            r.routes.insert(endpoint, route);
         }
     }
 
@@ -553,6 +572,31 @@ async fn after_restart(inner: Arc<Inner>) {
         let again = RegisterHost { app_service_name: name, serving: Some(serving) };
         let _ = tokio::time::timeout(inner.timeout, inner.request(again.into(), &[])).await;
     }
+    // RPC endpoints: the broker's table is gone; register each again under a new id. One whose
+    // name another process took meanwhile (or that the broker refuses now) ends: its
+    // `RpcServer::accept` returns `None`. Connections made stay (they are peer to peer).
+    let endpoints: Vec<(u64, String, Option<String>)> = {
+        let r = inner.rpc.lock().expect("rpc routes poisoned");
+        r.routes.iter().map(|(id, route)| (*id, route.name.clone(), route.sddl.clone())).collect()
+    };
+    for (old, name, sddl) in endpoints {
+        let again = protocol::rpc::Register { name, sddl };
+        let reply = tokio::time::timeout(inner.timeout, inner.request(again.into(), &[])).await;
+        let new: Option<u64> = match reply {
+            Ok(Ok((raw, _))) => raw.decode().ok(),
+            _ => None,
+        };
+        let mut r = inner.rpc.lock().expect("rpc routes poisoned");
+        let Some(route) = r.routes.remove(&old) else { continue };
+        let Some(new) = new else { continue };
+        route.id.store(new, Ordering::SeqCst);
+        let early = r.early.remove(&new).unwrap_or_default();
+        r.early_count -= early.len();
+        for c in early {
+            let _ = route.tx.send(c);
+        }
+        r.routes.insert(new, route);
+    }
 }
 
 async fn read_loop(inner: Arc<Inner>) {
@@ -668,8 +712,8 @@ fn route_event(inner: &Inner, event: Event, fds: Vec<OwnedFd>) {
             let Some(fd) = fds.into_iter().next() else { return };
             let mut r = inner.rpc.lock().expect("rpc routes poisoned");
             match r.routes.get(&c.endpoint_id) {
-                Some(tx) => {
-                    let _ = tx.send((c, fd));
+                Some(route) => {
+                    let _ = route.tx.send((c, fd));
                 }
                 // Not routed yet: held (bounded), else closed, which the client sees as EOF.
                 None if r.early_count < EARLY_RPC => {

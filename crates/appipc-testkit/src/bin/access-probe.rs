@@ -14,6 +14,8 @@
 //!   hoard-sessions N         OpenSession up to N times, keeping them; prints how many it got
 //!   hoard-pipes N            CreatePipe instances of new names up to N times, kept
 //!   hoard-events N           CreateEvent of new names up to N times, handles kept
+//!   hoard-endpoints N        register RPC endpoints of new names up to N times, kept, over a
+//!                            new session (OpenSession) every 64 (the per-session limit)
 //!   rpc NAME SID             connect to RPC endpoint NAME (SID: the server it must be, or -),
 //!                            send "ping", print the server's answer
 //!   rpc-serve NAME SDDL      register RPC endpoint NAME (SDDL, or - for the default) and answer
@@ -168,6 +170,41 @@ async fn step(
                 }
             }
         }
+        "hoard-endpoints" => {
+            let n: usize = name.parse().expect("a count");
+            let mut sessions = vec![session.clone()];
+            let mut got = 0;
+            let mut last = String::from("none");
+            for i in 0..n {
+                if i > 0 && i % 64 == 0 {
+                    let fd = match session
+                        .call_with_fds(appipc_wire::protocol::broker::OpenSession {}, &[])
+                        .await
+                    {
+                        Ok((_, mut fds)) => fds.pop().expect("the session's fd"),
+                        Err(e) => {
+                            last = code(&e);
+                            break;
+                        }
+                    };
+                    sessions.push(Session::from_fd(fd).expect("a session"));
+                }
+                let s = sessions.last().expect("one at least");
+                let name = format!("hoard.{}.{i}", std::process::id());
+                match appipc::rpc::RpcServer::register(s, &name, None).await {
+                    Ok(server) => {
+                        kept.push(Box::new(server));
+                        got += 1;
+                    }
+                    Err(e) => {
+                        last = code(&e);
+                        break;
+                    }
+                }
+            }
+            kept.push(Box::new(sessions));
+            format!("got {got} then {last}")
+        }
         "hoard-sessions" | "hoard-pipes" | "hoard-events" => {
             let n: usize = name.parse().expect("a count");
             let mut got = 0;
@@ -267,7 +304,8 @@ async fn step(
 
 fn arity(verb: &str) -> usize {
     match verb {
-        "create-event" | "hoard-sessions" | "hoard-pipes" | "hoard-events" | "sleep" => 2,
+        "create-event" | "hoard-sessions" | "hoard-pipes" | "hoard-events" | "hoard-endpoints"
+        | "sleep" => 2,
         _ => 3,
     }
 }

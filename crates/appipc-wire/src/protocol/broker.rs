@@ -43,9 +43,8 @@ super::mechanism! {
         /// This session outlived a broker: a new broker serves it now. The first frame the new
         /// broker sends; requests the old one read and did not answer are lost (ask with
         /// `broker.Resync`), state kept only in the old broker's memory is gone (named objects'
-        /// names and handles, pipe instances, RPC endpoints, followed decisions), app-service
-        /// hosts register
-        /// again. Not sent on a packaged process's inherited session (fd 3), which nobody reads
+        /// names and handles, pipe instances, followed decisions); app-service hosts and RPC
+        /// endpoints register again (the SDK does it; an endpoint gets a new id). Not sent on a packaged process's inherited session (fd 3), which nobody reads
         /// between two children's bootstraps (a child that gets no answer asks again).
         1 Restarted {} fds "0";
     }

@@ -33,6 +33,7 @@
 
 use std::os::fd::{BorrowedFd, OwnedFd};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use appipc_sys::aio::AsyncSeqPacket;
 use appipc_wire::protocol::rpc as wire;
@@ -159,8 +160,9 @@ pub async fn list(session: &Session) -> Result<Vec<RpcEndpointInfo>> {
 #[derive(Debug)]
 pub struct RpcServer {
     session: Session,
-    /// `None` once unregistered.
-    endpoint_id: Option<u64>,
+    /// The broker's id of the endpoint (a restarted broker gives a new one); `None` once
+    /// unregistered.
+    endpoint_id: Option<Arc<AtomicU64>>,
     name: String,
     rx: tokio::sync::mpsc::UnboundedReceiver<(wire::Incoming, OwnedFd)>,
 }
@@ -182,7 +184,8 @@ impl RpcServer {
             .await
             .map_err(Error::into_rpc)?;
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        session.route_rpc(endpoint_id, tx);
+        let endpoint_id = Arc::new(AtomicU64::new(endpoint_id));
+        session.route_rpc(endpoint_id.clone(), name, sddl, tx);
         Ok(RpcServer {
             session: session.clone(),
             endpoint_id: Some(endpoint_id),
@@ -196,6 +199,7 @@ impl RpcServer {
     /// this returns. Connections made stay.
     pub async fn unregister(mut self) -> Result<()> {
         let Some(endpoint_id) = self.endpoint_id.take() else { return Ok(()) };
+        let endpoint_id = endpoint_id.load(Ordering::SeqCst);
         self.session.unroute_rpc(endpoint_id);
         self.session.call(wire::Unregister { endpoint_id }).await.map_err(Error::into_rpc)
     }
@@ -205,7 +209,10 @@ impl RpcServer {
         &self.name
     }
 
-    /// The next client's connection; `None` once the session with the broker has ended.
+    /// The next client's connection; `None` once the session with the broker has ended, or
+    /// when a restarted broker could not register the endpoint again (another process took
+    /// its name meanwhile). After a broker restart the SDK registers the endpoint again by
+    /// itself, with the same name and descriptor.
     pub async fn accept(&mut self) -> Option<RpcServerConnection> {
         loop {
             let (incoming, fd) = self.rx.recv().await?;
@@ -229,6 +236,7 @@ impl RpcServer {
 impl Drop for RpcServer {
     fn drop(&mut self) {
         let Some(endpoint_id) = self.endpoint_id.take() else { return };
+        let endpoint_id = endpoint_id.load(Ordering::SeqCst);
         self.session.unroute_rpc(endpoint_id);
         let session = self.session.clone();
         if let Ok(h) = tokio::runtime::Handle::try_current() {
