@@ -616,6 +616,29 @@ async fn send_envelope(sock: &AsyncSeqPacket, env: &Envelope, fds: &[OwnedFd]) -
     sock.send(&bytes, &fds).await.is_ok()
 }
 
+/// A method's future whose panic becomes `RPC_S_CALL_FAILED` for its caller (as an exception
+/// in a Windows server routine reaches the client as a failed call), not the end of the
+/// connection's other calls.
+struct CatchPanic(BoxFuture<'static, CallResult<Encoded>>);
+
+impl Future for CatchPanic {
+    type Output = CallResult<Encoded>;
+
+    fn poll(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<CallResult<Encoded>> {
+        let inner = &mut self.0;
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| inner.as_mut().poll(cx))) {
+            Ok(p) => p,
+            Err(_) => std::task::Poll::Ready(Err(Fault::new(
+                RPC_S_CALL_FAILED,
+                "the server's method failed (it panicked)",
+            ))),
+        }
+    }
+}
+
 /// Sends call `id`'s result or fault; false when the connection is gone.
 async fn answer(sock: &AsyncSeqPacket, id: u64, reply: CallResult<Encoded>) -> bool {
     match reply {
@@ -714,7 +737,7 @@ async fn serve_channel(sock: Arc<AsyncSeqPacket>, mut bound: Bound, peer: Peer) 
                     procnum,
                     Args { bytes: args, fds: packet.fds, peer: peer.clone() },
                 );
-                let mut call = call;
+                let mut call = Box::pin(CatchPanic(call));
                 // A call that completes at its first poll is answered here, without a task of
                 // its own (the common case of a method that does not wait). One that waits is
                 // spawned: its task polls it again with its own waker.
@@ -1083,9 +1106,12 @@ impl BlockingProxy {
                 "the connection closed during the call (the server may have run it)",
             )
         };
+        // One deadline for the whole wait: answers to other (timed-out) calls do not extend it.
+        let deadline = st.timeout.map(|t| (t, std::time::Instant::now() + t));
         loop {
-            if let Some(t) = st.timeout {
-                let ready = socket::wait_readable(&self.fd, t)
+            if let Some((t, deadline)) = deadline {
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                let ready = socket::wait_readable(&self.fd, left)
                     .map_err(|source| Error::Io { what: "waiting for an RPC result", source })?;
                 if !ready {
                     if let Some(id) = id {
@@ -1184,6 +1210,7 @@ mod tests {
         async fn add(&self, cx: &CallContext, a: i64, b: i64) -> CallResult<i64>;
         async fn mirror(&self, cx: &CallContext, p: Point) -> CallResult<Point>;
         async fn refuse(&self, cx: &CallContext) -> CallResult<()>;
+        async fn panic(&self, cx: &CallContext, at_once: bool) -> CallResult<()>;
         async fn stall(&self, cx: &CallContext, ms: u64) -> CallResult<u64>;
         async fn counter(&self, cx: &CallContext) -> CallResult<ObjectRef<dyn Counter>>;
         async fn drain(
@@ -1233,6 +1260,12 @@ mod tests {
         async fn refuse(&self, _cx: &CallContext) -> CallResult<()> {
             Err(Fault::access_denied("not you"))
         }
+        async fn panic(&self, _cx: &CallContext, at_once: bool) -> CallResult<()> {
+            if !at_once {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            panic!("a bug in a method");
+        }
         async fn stall(&self, _cx: &CallContext, ms: u64) -> CallResult<u64> {
             tokio::time::sleep(Duration::from_millis(ms)).await;
             Ok(ms)
@@ -1280,6 +1313,12 @@ mod tests {
         let big = Point { x: 0, label: Some("x".repeat(MAX_MESSAGE)) };
         let e = c.mirror(big).await.unwrap_err();
         assert_eq!(e.win32_code(), Some(ERROR_INVALID_PARAMETER), "{e}");
+        // A method that panics fails its call (at its first poll or later), not the connection.
+        for at_once in [true, false] {
+            let e = c.panic(at_once).await.unwrap_err();
+            assert_eq!(e.win32_code(), Some(RPC_S_CALL_FAILED), "{e}");
+        }
+        assert_eq!(c.add(1, 1).await.unwrap(), 2);
         // Concurrent calls on one connection.
         let (a, b) = tokio::join!(c.stall(30), c.add(1, 1));
         assert_eq!((a.unwrap(), b.unwrap()), (30, 2));
@@ -1378,14 +1417,16 @@ mod tests {
             server_pid: 0,
         }));
         tokio::spawn(serve_channel(Arc::new(sock), Bound::Object(Arc::new(entry)), peer));
+        let drain =
+            <dyn Calc as Interface>::METHODS.iter().position(|m| *m == "drain").unwrap() as u32;
         // drain(c, n) with a file where the object's socket should be.
         let r: OwnedFd = std::fs::File::open("/dev/null").unwrap().into();
         let args = minicbor_serde::to_vec((0u32, 1u32)).unwrap();
-        let req = Envelope::Request { id: 1, procnum: 5, args }.to_cbor();
+        let req = Envelope::Request { id: 1, procnum: drain, args }.to_cbor();
         socket::send(&theirs, &req, &[r.as_fd()], Blocking::Yes).unwrap();
         // An index past the fds sent.
         let args = minicbor_serde::to_vec((3u32, 1u32)).unwrap();
-        let req = Envelope::Request { id: 2, procnum: 5, args }.to_cbor();
+        let req = Envelope::Request { id: 2, procnum: drain, args }.to_cbor();
         socket::send(&theirs, &req, &[], Blocking::Yes).unwrap();
         // Calls run concurrently: their answers come in either order.
         let mut ids = Vec::new();
@@ -1394,6 +1435,7 @@ mod tests {
             match Envelope::from_cbor(&p.data).unwrap() {
                 Envelope::Fault { id, code, message } => {
                     assert_eq!(code, RPC_X_BAD_STUB_DATA, "{message}");
+                    assert!(message.contains("object reference"), "{message}");
                     ids.push(id);
                 }
                 other => panic!("{other:?}"),
