@@ -814,14 +814,69 @@ struct ProxyInner {
     next_id: AtomicU64,
     peer: Peer,
     timeout: Mutex<Option<Duration>>,
-    closed: Arc<tokio::sync::watch::Sender<bool>>,
-    reader: tokio::task::AbortHandle,
+    closed: tokio::sync::watch::Sender<bool>,
+    /// Held by the call that reads the connection for everyone (there is no reader task: the
+    /// first waiting call reads, and hands other calls their answers, so that an answer
+    /// reaches its caller without a task switch).
+    reading: tokio::sync::Mutex<()>,
 }
 
 impl Drop for ProxyInner {
     fn drop(&mut self) {
-        self.reader.abort();
         let _ = socket::shutdown(self.sock.as_fd());
+    }
+}
+
+impl ProxyInner {
+    /// Reads one message and hands it to its call; false once the connection has ended
+    /// (every call waiting then fails with 1726, later ones with 1722).
+    async fn read_one(&self) -> bool {
+        let packet = match self.sock.recv(MAX_MESSAGE).await {
+            Ok(Some(p)) if !p.truncated && !p.fds_truncated => p,
+            Ok(Some(_)) => return true,
+            Ok(None) | Err(_) => return self.end(),
+        };
+        let (id, reply) = match Envelope::from_cbor(&packet.data) {
+            Ok(Envelope::Response { id, result }) => (id, Reply::Ok(result, packet.fds)),
+            Ok(Envelope::Fault { id, code, message }) => (id, Reply::Fault(code, message)),
+            // A server sends nothing else: it does not speak the protocol.
+            _ => return self.end(),
+        };
+        let waiter =
+            self.pending.lock().expect("pending poisoned").as_mut().and_then(|p| p.remove(&id));
+        if let Some(w) = waiter {
+            let _ = w.send(reply);
+        }
+        true
+    }
+
+    fn end(&self) -> bool {
+        self.pending.lock().expect("pending poisoned").take();
+        let _ = socket::shutdown(self.sock.as_fd());
+        self.closed.send_replace(true);
+        false
+    }
+
+    /// Waits for a call's answer, reading the connection while no other call does; `None`
+    /// when the connection ended first.
+    async fn answer(&self, rx: &mut oneshot::Receiver<Reply>) -> Option<Reply> {
+        loop {
+            tokio::select! {
+                biased;
+                r = &mut *rx => return r.ok(),
+                guard = self.reading.lock() => {
+                    let _reading = guard;
+                    loop {
+                        match rx.try_recv() {
+                            Ok(r) => return Some(r),
+                            Err(oneshot::error::TryRecvError::Closed) => return None,
+                            Err(oneshot::error::TryRecvError::Empty) => {}
+                        }
+                        self.read_one().await;
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -873,8 +928,7 @@ impl Proxy {
 
     fn start(sock: Arc<AsyncSeqPacket>, peer: Peer) -> Proxy {
         let pending: Pending = Arc::new(Mutex::new(Some(HashMap::new())));
-        let closed = Arc::new(tokio::sync::watch::channel(false).0);
-        let reader = tokio::spawn(read_replies(sock.clone(), pending.clone(), closed.clone()));
+        let closed = tokio::sync::watch::channel(false).0;
         Proxy {
             inner: Arc::new(ProxyInner {
                 sock,
@@ -883,7 +937,7 @@ impl Proxy {
                 peer,
                 timeout: Mutex::new(None),
                 closed,
-                reader: reader.abort_handle(),
+                reading: tokio::sync::Mutex::new(()),
             }),
         }
     }
@@ -920,7 +974,7 @@ impl Proxy {
                 format!("the arguments take {} bytes: at most {MAX_MESSAGE} a call", env.len()),
             ));
         }
-        let (tx, rx) = oneshot::channel();
+        let (tx, mut rx) = oneshot::channel();
         match inner.pending.lock().expect("pending poisoned").as_mut() {
             Some(p) => p.insert(id, tx),
             None => {
@@ -940,8 +994,8 @@ impl Proxy {
         drop(fds);
         let timeout = *inner.timeout.lock().expect("timeout poisoned");
         let reply = match timeout {
-            None => rx.await,
-            Some(t) => match tokio::time::timeout(t, rx).await {
+            None => inner.answer(&mut rx).await,
+            Some(t) => match tokio::time::timeout(t, inner.answer(&mut rx)).await {
                 Ok(r) => r,
                 Err(_) => {
                     return Err(rpc_error(
@@ -953,12 +1007,12 @@ impl Proxy {
         };
         guard.armed = false;
         match reply {
-            Err(_) => Err(rpc_error(
+            None => Err(rpc_error(
                 RPC_S_CALL_FAILED,
                 "the connection closed during the call (the server may have run it)",
             )),
-            Ok(Reply::Fault(code, message)) => Err(rpc_error(code, message)),
-            Ok(Reply::Ok(bytes, fds)) => decode_value(&bytes, fds, &inner.peer)
+            Some(Reply::Fault(code, message)) => Err(rpc_error(code, message)),
+            Some(Reply::Ok(bytes, fds)) => decode_value(&bytes, fds, &inner.peer)
                 .map_err(|why| rpc_error(RPC_X_BAD_STUB_DATA, format!("the result: {why}"))),
         }
     }
@@ -966,7 +1020,14 @@ impl Proxy {
     /// Resolves when the connection has closed (the server ended it or died).
     pub async fn closed(&self) {
         let mut rx = self.inner.closed.subscribe();
-        let _ = rx.wait_for(|c| *c).await;
+        tokio::select! {
+            _ = rx.wait_for(|c| *c) => {}
+            // Read (handing calls their answers) until the end.
+            guard = self.inner.reading.lock() => {
+                let _reading = guard;
+                while self.inner.read_one().await {}
+            }
+        }
     }
 }
 
@@ -988,34 +1049,6 @@ impl Drop for Outstanding<'_> {
         let cancel = Envelope::Cancel { id: self.id }.to_cbor();
         let _ = socket::send(self.inner.sock.as_fd(), &cancel, &[], Blocking::No);
     }
-}
-
-async fn read_replies(
-    sock: Arc<AsyncSeqPacket>,
-    pending: Pending,
-    closed: Arc<tokio::sync::watch::Sender<bool>>,
-) {
-    loop {
-        let packet = match sock.recv(MAX_MESSAGE).await {
-            Ok(Some(p)) if !p.truncated && !p.fds_truncated => p,
-            Ok(Some(_)) => continue,
-            Ok(None) | Err(_) => break,
-        };
-        let (id, reply) = match Envelope::from_cbor(&packet.data) {
-            Ok(Envelope::Response { id, result }) => (id, Reply::Ok(result, packet.fds)),
-            Ok(Envelope::Fault { id, code, message }) => (id, Reply::Fault(code, message)),
-            // A server sends nothing else: it does not speak the protocol.
-            _ => break,
-        };
-        let waiter = pending.lock().expect("pending poisoned").as_mut().and_then(|p| p.remove(&id));
-        if let Some(w) = waiter {
-            let _ = w.send(reply);
-        }
-    }
-    // Every call waiting fails with 1726; later ones with 1722.
-    pending.lock().expect("pending poisoned").take();
-    let _ = socket::shutdown(sock.as_fd());
-    closed.send_replace(true);
 }
 
 /// The blocking client end of a bound connection, which a generated
