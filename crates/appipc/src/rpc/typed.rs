@@ -860,20 +860,18 @@ impl ProxyInner {
     /// Waits for a call's answer, reading the connection while no other call does; `None`
     /// when the connection ended first.
     async fn answer(&self, rx: &mut oneshot::Receiver<Reply>) -> Option<Reply> {
-        loop {
-            tokio::select! {
-                biased;
-                r = &mut *rx => return r.ok(),
-                guard = self.reading.lock() => {
-                    let _reading = guard;
-                    loop {
-                        match rx.try_recv() {
-                            Ok(r) => return Some(r),
-                            Err(oneshot::error::TryRecvError::Closed) => return None,
-                            Err(oneshot::error::TryRecvError::Empty) => {}
-                        }
-                        self.read_one().await;
+        tokio::select! {
+            biased;
+            r = &mut *rx => r.ok(),
+            guard = self.reading.lock() => {
+                let _reading = guard;
+                loop {
+                    match rx.try_recv() {
+                        Ok(r) => return Some(r),
+                        Err(oneshot::error::TryRecvError::Closed) => return None,
+                        Err(oneshot::error::TryRecvError::Empty) => {}
                     }
+                    self.read_one().await;
                 }
             }
         }
