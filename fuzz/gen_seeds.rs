@@ -903,6 +903,12 @@ fn rpc_outputs() -> Vec<(&'static str, Vec<u8>)> {
         server_pid: 42,
         sddl: "O:S-1-22-1-1000D:(A;;GA;;;OW)".into(),
         connections: 1,
+        clients: vec![rpc::RpcClientInfo {
+            connection_id: 4,
+            package_family_name: PFN.into(),
+            app_container: true,
+            pid: 0,
+        }],
     };
     vec![
         ("rpc-register", output::<rpc::Register>(&3)),

@@ -9,8 +9,9 @@ use crate::style;
 /// `appipc rpc …`.
 #[derive(Debug, Subcommand)]
 pub(crate) enum RpcCommand {
-    /// List the registered RPC endpoints: name, server (package and pid), security descriptor
-    /// and the connections its server has open. An app container sees its own package's only.
+    /// List the registered RPC endpoints: name, server (package and pid), security descriptor,
+    /// and the clients connected (package or "unpackaged", pid, connection id). An app
+    /// container sees its own package's only.
     List,
 }
 
@@ -36,7 +37,7 @@ async fn list(session: &Session) -> Result<()> {
         ])
         .right(2)
         .right(3);
-        for e in list {
+        for e in &list {
             let server = if e.server_package_family_name.is_empty() {
                 "unpackaged".to_owned()
             } else {
@@ -51,6 +52,26 @@ async fn list(session: &Session) -> Result<()> {
             ]);
         }
         t.print();
+        for e in list.iter().filter(|e| !e.clients.is_empty()) {
+            println!();
+            println!("clients of {}:", appipc::wire::text::printable(&e.name));
+            let mut c =
+                style::Table::new(&["CONNECTION", "CLIENT", "CONTAINER", "PID"]).right(0).right(3);
+            for client in &e.clients {
+                let who = if client.package_family_name.is_empty() {
+                    "unpackaged".to_owned()
+                } else {
+                    client.package_family_name.clone()
+                };
+                c.row(vec![
+                    client.connection_id.to_string(),
+                    who,
+                    if client.app_container { "yes" } else { "no" }.to_owned(),
+                    client.pid.to_string(),
+                ]);
+            }
+            c.print();
+        }
     }
     Ok(())
 }

@@ -307,6 +307,14 @@ fn calls_go_peer_to_peer_with_the_broker_stopped() {
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();
     let e = v.as_array().unwrap().iter().find(|e| e["name"] == name.as_str()).expect("listed");
     assert_eq!(e["connections"], 1, "{json}");
+    // Who is connected: this (unpackaged) process, with its connection id and pid.
+    let clients = e["clients"].as_array().expect("clients");
+    assert_eq!(clients.len(), 1, "{json}");
+    assert_eq!(clients[0]["connection_id"], c.server.connection_id, "{json}");
+    assert_eq!(clients[0]["package_family_name"], "", "{json}");
+    assert_eq!(clients[0]["app_container"], false, "{json}");
+    assert_eq!(clients[0]["pid"], std::process::id(), "{json}");
+    assert!(out.contains(&format!("clients of {name}:")), "{out}");
     // The client closes: the server drops its end and tells the broker.
     drop(c);
     let mut open = 1;

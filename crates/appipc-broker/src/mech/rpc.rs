@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use appipc_model::named_objects::{self as model, PORT_CONNECT, SecurityDescriptor};
 use appipc_model::policy::Operation;
 use appipc_wire::protocol::rpc::{
-    self as wire, Incoming, RpcCaller, RpcConnected, RpcEndpointInfo,
+    self as wire, Incoming, RpcCaller, RpcClientInfo, RpcConnected, RpcEndpointInfo,
 };
 use appipc_wire::status::Win32Error;
 
@@ -99,12 +99,23 @@ struct Endpoint {
     connections: usize,
 }
 
+/// A connection handed out and not reported closed.
+#[derive(Debug)]
+struct Connection {
+    /// The endpoint's key and id (a later endpoint of the same name is another).
+    key: String,
+    endpoint_id: u64,
+    /// The server's session.
+    session: u64,
+    client: RpcClientInfo,
+}
+
 #[derive(Debug, Default)]
 struct State {
     /// Endpoint key → endpoint.
     endpoints: HashMap<String, Endpoint>,
-    /// Connection → (endpoint key, the server's session).
-    connections: HashMap<u64, (String, u64)>,
+    /// Connection → what it is a connection to, and who holds it.
+    connections: HashMap<u64, Connection>,
 }
 
 /// The endpoint table.
@@ -285,7 +296,17 @@ impl Rpc {
             server_pid: if confined(who) { 0 } else { e.server_pid },
         };
         let server_session = e.session_id;
-        st.connections.insert(connection_id, (key, server_session));
+        let client = RpcClientInfo {
+            connection_id,
+            package_family_name: who.family_name_or_empty(),
+            app_container: confined(who),
+            pid: who.pid,
+        };
+        let endpoint_id = e.id;
+        st.connections.insert(
+            connection_id,
+            Connection { key, endpoint_id, session: server_session, client },
+        );
         tracing::debug!(endpoint = name, connection = connection_id, client = %who.describe(), "rpc connected");
         Ok((connected, client_end))
     }
@@ -293,7 +314,7 @@ impl Rpc {
     fn closed(&self, cx: &Cx<'_>, connection_id: u64) -> Result<()> {
         let mut st = self.lock();
         match st.connections.get(&connection_id) {
-            Some((_, session)) if *session == cx.caller.session_id => {}
+            Some(c) if c.session == cx.caller.session_id => {}
             _ => {
                 return Err(failed(
                     Win32Error::InvalidHandle,
@@ -301,8 +322,9 @@ impl Rpc {
                 ));
             }
         }
-        if let Some((key, _)) = st.connections.remove(&connection_id)
-            && let Some(e) = st.endpoints.get_mut(&key)
+        if let Some(c) = st.connections.remove(&connection_id)
+            && let Some(e) = st.endpoints.get_mut(&c.key)
+            && e.id == c.endpoint_id
         {
             e.connections = e.connections.saturating_sub(1);
         }
@@ -316,14 +338,27 @@ impl Rpc {
         let st = self.lock();
         let mut v: Vec<RpcEndpointInfo> = st
             .endpoints
-            .values()
-            .filter(|e| !confined(who) || who.principal.is_package(&e.server_family))
-            .map(|e| RpcEndpointInfo {
-                name: e.name.clone(),
-                server_package_family_name: e.server_family.clone(),
-                server_pid: if confined(who) { 0 } else { e.server_pid },
-                sddl: e.sd.to_sddl(),
-                connections: u32::try_from(e.connections).unwrap_or(u32::MAX),
+            .iter()
+            .filter(|(_, e)| !confined(who) || who.principal.is_package(&e.server_family))
+            .map(|(key, e)| {
+                let mut clients: Vec<RpcClientInfo> = st
+                    .connections
+                    .values()
+                    .filter(|c| c.key == *key && c.endpoint_id == e.id)
+                    .map(|c| RpcClientInfo {
+                        pid: if confined(who) { 0 } else { c.client.pid },
+                        ..c.client.clone()
+                    })
+                    .collect();
+                clients.sort_by_key(|c| c.connection_id);
+                RpcEndpointInfo {
+                    name: e.name.clone(),
+                    server_package_family_name: e.server_family.clone(),
+                    server_pid: if confined(who) { 0 } else { e.server_pid },
+                    sddl: e.sd.to_sddl(),
+                    connections: u32::try_from(e.connections).unwrap_or(u32::MAX),
+                    clients,
+                }
             })
             .collect();
         v.sort_by_key(|e| e.name.to_ascii_lowercase());
@@ -334,7 +369,7 @@ impl Rpc {
     pub(crate) fn session_closed(&self, session: u64) {
         let mut st = self.lock();
         st.endpoints.retain(|_, e| e.session_id != session);
-        st.connections.retain(|_, (_, s)| *s != session);
+        st.connections.retain(|_, c| c.session != session);
     }
 }
 

@@ -120,4 +120,24 @@ pub struct RpcEndpointInfo {
     /// Connections handed out and not reported closed.
     #[n(4)]
     pub connections: u32,
+    /// Who holds those connections (as many as `connections`).
+    #[n(5)]
+    pub clients: Vec<RpcClientInfo>,
+}
+
+/// One client connected to an endpoint, for [`List`].
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, serde::Serialize)]
+pub struct RpcClientInfo {
+    /// The connection.
+    #[n(0)]
+    pub connection_id: u64,
+    /// The client's package family name; "" for an unpackaged client.
+    #[n(1)]
+    pub package_family_name: String,
+    /// Whether the client runs in an app container.
+    #[n(2)]
+    pub app_container: bool,
+    /// The client's pid as the broker numbers it (0 for a caller in an app container).
+    #[n(3)]
+    pub pid: u32,
 }

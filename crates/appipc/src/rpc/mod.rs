@@ -37,7 +37,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use appipc_sys::aio::AsyncSeqPacket;
 use appipc_wire::protocol::rpc as wire;
-pub use appipc_wire::protocol::rpc::{RpcCaller, RpcConnected, RpcEndpointInfo};
+pub use appipc_wire::protocol::rpc::{RpcCaller, RpcClientInfo, RpcConnected, RpcEndpointInfo};
 
 use crate::error::{Error, Result};
 use crate::session::Session;
