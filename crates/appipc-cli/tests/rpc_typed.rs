@@ -330,3 +330,49 @@ fn a_killed_broker_leaves_connections_and_its_successor_gets_the_endpoint_again(
     let _ = server.kill();
     let _ = server.wait();
 }
+
+/// The same calls between two confined packages, with the broker as root and as the
+/// unprivileged test user.
+#[test]
+fn typed_calls_between_confined_packages_with_a_root_and_an_unprivileged_broker() {
+    let mut users = vec![None];
+    match appipc_testkit::test_user() {
+        Some(u) => users.push(Some(u)),
+        None => eprintln!(
+            "skipping the unprivileged broker: no user appipc-test (scripts/test.sh adds it)"
+        ),
+    }
+    for user in users {
+        let b = match user {
+            Some((uid, gid)) => TestBroker::start_as(uid, gid, &[]),
+            None => TestBroker::start(),
+        };
+        let server_pfn = b.install_app(&unique("Contoso.Probe"), CONTOSO, "rpc-probe");
+        let client = b.install_app(&unique("Fabrikam.Probe"), FABRIKAM, "rpc-probe");
+        let name = unique("contoso.confined");
+        let mut server = b
+            .cli()
+            .args([
+                "launch",
+                "--wait",
+                &server_pfn,
+                "--",
+                "serve",
+                &name,
+                "D:(A;;GA;;;OW)(A;;0x1;;;AC)",
+            ])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(server.stdout.take().unwrap()).lines();
+        assert_eq!(lines.next().unwrap().unwrap(), format!("serving {name}"));
+        let out = b.run_app(&client, &["call", &name]);
+        assert!(
+            out.contains(&format!("whoami => {client} container true caps 0")),
+            "{user:?}: {out}"
+        );
+        assert!(out.contains("guarded => error 5"), "{user:?}: {out}");
+        let _ = server.kill();
+        let _ = server.wait();
+    }
+}
