@@ -324,3 +324,166 @@ fn expand(attr: Tokens, mut item: ItemTrait) -> syn::Result<Tokens> {
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(attr: Tokens, item: ItemTrait) -> String {
+        match expand(attr, item) {
+            Ok(_) => panic!("accepted"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    const UUID: &str = "5b0c6f8e-2a41-4c57-9d0e-6a1f3e2b7c90";
+
+    #[test]
+    fn a_well_formed_interface_expands_with_its_procnums_and_version() {
+        let out = expand(
+            quote!(uuid = "5B0C6F8E-2A41-4C57-9D0E-6A1F3E2B7C90", version = "2.7"),
+            parse_quote! {
+                pub trait T {
+                    async fn a(&self, cx: &CallContext, x: u32) -> CallResult<u32>;
+                    async fn b(&self, cx: &appipc::rpc::CallContext) -> Result<(), Fault>;
+                }
+            },
+        )
+        .unwrap()
+        .to_string();
+        assert!(
+            out.contains("const UUID : & 'static str = \"5b0c6f8e-2a41-4c57-9d0e-6a1f3e2b7c90\""),
+            "{out}"
+        );
+        assert!(out.contains("const VERSION : (u16 , u16) = (2u16 , 7u16)"), "{out}");
+        assert!(out.contains("& [\"a\" , \"b\"]"), "{out}");
+        assert!(out.contains("pub struct TClient") && out.contains("pub struct TBlockingClient"));
+    }
+
+    #[test]
+    fn what_the_macro_refuses_it_says() {
+        let attr = || quote!(uuid = "5b0c6f8e-2a41-4c57-9d0e-6a1f3e2b7c90");
+        let cases: Vec<(Tokens, ItemTrait, &str)> = vec![
+            (
+                quote!(),
+                parse_quote!(
+                    trait T {}
+                ),
+                "needs `uuid",
+            ),
+            (
+                quote!(uuid = "nope"),
+                parse_quote!(
+                    trait T {}
+                ),
+                "8-4-4-4-12",
+            ),
+            (
+                quote!(uuid = #UUID, version = "1"),
+                parse_quote!(
+                    trait T {}
+                ),
+                "MAJOR.MINOR",
+            ),
+            (
+                quote!(uuid = #UUID, colour = "red"),
+                parse_quote!(
+                    trait T {}
+                ),
+                "expected `uuid",
+            ),
+            (
+                attr(),
+                parse_quote!(
+                    trait T {
+                        fn f(&self, cx: &CallContext) -> CallResult<()>;
+                    }
+                ),
+                "async fn",
+            ),
+            (
+                attr(),
+                parse_quote!(
+                    trait T {
+                        async fn f(cx: &CallContext) -> CallResult<()>;
+                    }
+                ),
+                "`&self` first",
+            ),
+            (
+                attr(),
+                parse_quote!(
+                    trait T {
+                        async fn f(&mut self, cx: &CallContext) -> CallResult<()>;
+                    }
+                ),
+                "`&self` first",
+            ),
+            (
+                attr(),
+                parse_quote!(
+                    trait T {
+                        async fn f(&self, x: u32) -> CallResult<()>;
+                    }
+                ),
+                "&CallContext",
+            ),
+            (
+                attr(),
+                parse_quote!(
+                    trait T {
+                        async fn f(&self, cx: &CallContext, s: &str) -> CallResult<()>;
+                    }
+                ),
+                "owned values",
+            ),
+            (
+                attr(),
+                parse_quote!(
+                    trait T {
+                        async fn f(&self, cx: &CallContext) -> u32;
+                    }
+                ),
+                "CallResult<T>",
+            ),
+            (
+                attr(),
+                parse_quote!(
+                    trait T {
+                        async fn f(&self, cx: &CallContext);
+                    }
+                ),
+                "CallResult<T>",
+            ),
+            (
+                attr(),
+                parse_quote!(
+                    trait T {
+                        async fn f<X>(&self, cx: &CallContext) -> CallResult<()>;
+                    }
+                ),
+                "generic",
+            ),
+            (
+                attr(),
+                parse_quote!(
+                    trait T<X> {}
+                ),
+                "generic",
+            ),
+            (
+                attr(),
+                parse_quote!(
+                    trait T {
+                        const N: u32;
+                    }
+                ),
+                "methods only",
+            ),
+        ];
+        for (attr, item, want) in cases {
+            let got = refused(attr, item);
+            assert!(got.contains(want), "{got:?} does not say {want:?}");
+        }
+    }
+}
