@@ -252,28 +252,7 @@ impl Rpc {
         let (server_end, client_end) = appipc_sys::socket::seqpacket_pair()
             .map_err(|e| InternalError::io("creating an RPC socket pair", e))?;
         let connection_id = self.next.fetch_add(1, Ordering::Relaxed) + 1;
-        let caller = RpcCaller {
-            package_family_name: who.family_name_or_empty(),
-            package_sid: who
-                .principal
-                .package
-                .as_ref()
-                .map(|p| p.package_sid.to_string())
-                .unwrap_or_default(),
-            capability_sids: {
-                let mut v: Vec<String> = who
-                    .principal
-                    .package
-                    .as_ref()
-                    .map(|p| p.capability_sids.iter().map(ToString::to_string).collect())
-                    .unwrap_or_default();
-                v.sort();
-                v
-            },
-            app_container: confined(who),
-            user_sid: who.principal.user_sid().to_string(),
-            pid: if e.server_confined { 0 } else { who.pid },
-        };
+        let caller = attested(who, e.server_confined);
         let event = Incoming { endpoint_id: e.id, connection_id, caller };
         match e.server.event(event, vec![server_end]) {
             Ok(()) => {}
@@ -370,6 +349,33 @@ impl Rpc {
         let mut st = self.lock();
         st.endpoints.retain(|_, e| e.session_id != session);
         st.connections.retain(|_, c| c.session != session);
+    }
+}
+
+/// The client as the broker attests it to the server (`RpcServerInqCallAttributes`); its pid
+/// is 0 for a server in an app container (whose pid namespace is its own).
+fn attested(who: &Caller, server_confined: bool) -> RpcCaller {
+    RpcCaller {
+        package_family_name: who.family_name_or_empty(),
+        package_sid: who
+            .principal
+            .package
+            .as_ref()
+            .map(|p| p.package_sid.to_string())
+            .unwrap_or_default(),
+        capability_sids: {
+            let mut v: Vec<String> = who
+                .principal
+                .package
+                .as_ref()
+                .map(|p| p.capability_sids.iter().map(ToString::to_string).collect())
+                .unwrap_or_default();
+            v.sort();
+            v
+        },
+        app_container: confined(who),
+        user_sid: who.principal.user_sid().to_string(),
+        pid: if server_confined { 0 } else { who.pid },
     }
 }
 
