@@ -75,6 +75,7 @@ fn the_demo_shows_each_decision() {
         "sensor-client: connected to contoso.device served by Contoso.Device_cvnpggrrsm18p",
         "(reading 1, served to Fabrikam.Sensors_8tkjkmve8mrwr)",
         "sensor-client: callback from Contoso.Device_cvnpggrrsm18p: temperature",
+        "sensor-client: the service released the listener",
         "REFUSED  grant Contoso.sensorAccess_cvnpggrrsm18p to Fabrikam.SensorSpy_8tkjkmve8mrwr",
         "wrong package family name: the descriptor authorizes Fabrikam.Sensors_8tkjkmve8mrwr",
         "sensor-client: connect to contoso.device refused: error 5",

@@ -228,6 +228,9 @@ fn admitted(b: &TestBroker, pfn: &str) {
     assert!(out.stdout.contains("(error 1168)"), "{said}");
     let callbacks = format!("callback from {}: temperature", device());
     assert_eq!(out.stdout.matches(&callbacks).count(), 3, "{said}");
+    // The object's lifetime crosses the processes: once the service drops its reference,
+    // the client's listener is released.
+    assert!(out.stdout.contains("the service released the listener"), "{said}");
 }
 
 /// Asserts the install said the capability was not granted, with `reason`; that the client is

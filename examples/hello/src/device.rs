@@ -247,5 +247,20 @@ mod tests {
         }
         assert!(got.iter().all(|r| r.sensor == "humidity" && r.unit == "%"), "{got:?}");
         assert!(got.windows(2).all(|w| w[0].sequence < w[1].sequence), "{got:?}");
+
+        // Once the service has sent its readings it drops its reference: the listener, whose
+        // only other holder was the call, is released here (its sender goes: `recv` ends).
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let only = ObjectRef::new(Arc::new(Collect(tx)) as Arc<dyn SensorListener>);
+        assert_eq!(c.subscribe("temperature".into(), 2, only).await.unwrap(), 2);
+        let mut n = 0;
+        loop {
+            match tokio::time::timeout(Duration::from_secs(30), rx.recv()).await {
+                Ok(Some(_)) => n += 1,
+                Ok(None) => break,
+                Err(_) => panic!("the listener was not released after {n} readings"),
+            }
+        }
+        assert_eq!(n, 2);
     }
 }

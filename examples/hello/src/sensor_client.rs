@@ -2,9 +2,10 @@
 //! (endpoint `contoso.device`, served by DEVICE_PFN, `Contoso.Device_cvnpggrrsm18p` by
 //! default: the client names the server's package SID, so no other process that took the name
 //! can answer), reads a sensor through the typed interface `SensorService`, subscribes with a
-//! callback of its own and prints the readings it is called back with. The endpoint admits
-//! only packages granted Contoso's custom capability: any other is refused with 5, which this
-//! prints with its code (exit status 1), the broker's reason in its log.
+//! callback of its own, prints the readings it is called back with, and sees the service
+//! release the callback when done. The endpoint admits only packages granted Contoso's custom
+//! capability: any other is refused with 5, which this prints with its code (exit status 1),
+//! the broker's reason in its log.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -87,6 +88,16 @@ async fn run() -> appipc::Result<std::process::ExitCode> {
                 println!("sensor-client: no callback within 30 s");
                 return Ok(std::process::ExitCode::FAILURE);
             }
+        }
+    }
+    // Done, the service drops its reference: the listener's channel closes and this process
+    // releases the listener (and with it the only sender: `recv` ends).
+    match tokio::time::timeout(Duration::from_secs(30), rx.recv()).await {
+        Ok(None) => println!("sensor-client: the service released the listener"),
+        Ok(Some(_)) => println!("sensor-client: a callback past the {n} subscribed"),
+        Err(_) => {
+            println!("sensor-client: the service kept the listener past 30 s");
+            return Ok(std::process::ExitCode::FAILURE);
         }
     }
     Ok(std::process::ExitCode::SUCCESS)
