@@ -10,8 +10,9 @@
 //!   developer-mode-only outside developer mode, no descriptor), is refused at connect with 5;
 //!   the install says why, `appipc why` says why, and the server never sees it.
 //!
-//! Every wait has a deadline: a process that does not finish is killed and the test fails
-//! with what it printed and the broker's log. Outcomes only: no test asserts how long anything
+//! Every wait has a deadline (the CLI is run here, not through the testkit's helpers, which
+//! wait without one): a process that does not finish is killed and the test fails with what it
+//! printed, the server's log and the broker's. Outcomes only: no test asserts how long anything
 //! took.
 
 use std::io::Read;
@@ -110,12 +111,38 @@ fn cli(b: &TestBroker, args: &[&str]) -> Out {
     run(b, cmd, &format!("appipc {}", args.join(" ")))
 }
 
+/// Runs the CLI; fails the test unless it succeeds.
+fn cli_ok(b: &TestBroker, args: &[&str]) -> String {
+    let out = cli(b, args);
+    assert_eq!(out.code, 0, "appipc {}: {}{}", args.join(" "), out.stdout, out.stderr);
+    out.stdout
+}
+
+/// A new key for `publisher` (`appipc key new`), as [`TestBroker::new_key`] with a deadline.
+fn new_key(b: &TestBroker, publisher: &str) -> SigningKey {
+    let prefix = b.root.path().join(unique("key")).display().to_string();
+    cli_ok(b, &["key", "new", "--publisher", publisher, "-o", &prefix]);
+    SigningKey {
+        secret: format!("{prefix}.secret.toml").into(),
+        public: format!("{prefix}.public.toml").into(),
+        publisher: publisher.to_owned(),
+    }
+}
+
+fn trust(b: &TestBroker, k: &SigningKey) {
+    cli_ok(b, &["trust", "add", k.public.to_str().unwrap()]);
+}
+
+fn developer_mode(b: &TestBroker, on: bool) {
+    cli_ok(b, &["dev-mode", if on { "on" } else { "off" }]);
+}
+
 /// Contoso's key (the capability's owner) and Fabrikam's, both trusted.
 fn keys(b: &TestBroker) -> (SigningKey, SigningKey) {
-    let owner = b.new_key(CONTOSO);
-    let client = b.new_key(FABRIKAM);
-    b.trust(&owner);
-    b.trust(&client);
+    let owner = new_key(b, CONTOSO);
+    let client = new_key(b, FABRIKAM);
+    trust(b, &owner);
+    trust(b, &client);
     (owner, client)
 }
 
@@ -162,7 +189,10 @@ fn install_client(
     if let Some(d) = descriptor {
         std::fs::write(dir.join(FABRIKAM_SENSORS_DESCRIPTOR_FILE), d).unwrap();
     }
-    let file = b.pack(&dir, signer);
+    let file = b.root.path().join(format!("{}.appipc", unique("pkg")));
+    let (d, k, f) =
+        (dir.to_str().unwrap(), signer.secret.to_str().unwrap(), file.to_str().unwrap());
+    cli_ok(b, &["pack", d, "--key", k, "-o", f]);
     let out = cli(b, &["install", file.to_str().unwrap()]);
     assert_eq!(out.code, 0, "the package installs whatever its descriptor says: {}", out.stderr);
     (pfn(name, FABRIKAM), out.stderr)
@@ -279,8 +309,8 @@ fn only_the_package_a_valid_descriptor_names_connects() {
     refused(&b, &copycat, &said, "wrong package family name");
 
     // Attacker: the family a descriptor names, signed by another key trusted for Fabrikam.
-    let mallory = b.new_key(FABRIKAM);
-    b.trust(&mallory);
+    let mallory = new_key(&b, FABRIKAM);
+    trust(&b, &mallory);
     let second = pfn("Fabrikam.Second", FABRIKAM);
     let d2 = sign(&b, &draft(&second, &key_id(&client), false), &owner);
     let (second, said) = install_client(&b, "Fabrikam.Second", Some(&d2), &mallory);
@@ -294,9 +324,9 @@ fn only_the_package_a_valid_descriptor_names_connects() {
     // mode on afterwards grants nothing until the package is installed again.
     let dev = pfn("Fabrikam.DevOnly", FABRIKAM);
     let d3 = sign(&b, &draft(&dev, &key_id(&client), true), &owner);
-    b.set_developer_mode(false);
+    developer_mode(&b, false);
     let (dev, said) = install_client(&b, "Fabrikam.DevOnly", Some(&d3), &client);
-    b.set_developer_mode(true);
+    developer_mode(&b, true);
     refused(&b, &dev, &said, "developer-mode-only");
 
     // The user's own unpackaged process passes the user side alone (OW).
@@ -327,7 +357,7 @@ fn descriptors_not_signed_by_the_owners_trusted_key_admit_nobody() {
     refused(&b, &t, &said, "bad signature");
 
     // Attacker: a Contoso key of their own, which the user does not trust.
-    let rogue = b.new_key(CONTOSO);
+    let rogue = new_key(&b, CONTOSO);
     let name = pfn("Fabrikam.Rogue", FABRIKAM);
     let d = sign(&b, &draft(&name, &key_id(&client), false), &rogue);
     let (r, said) = install_client(&b, "Fabrikam.Rogue", Some(&d), &client);
