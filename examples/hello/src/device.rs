@@ -263,4 +263,33 @@ mod tests {
         }
         assert_eq!(n, 2);
     }
+
+    /// The blocking client, on a thread without a runtime: its listener is served in the
+    /// background and called back while the thread waits.
+    #[test]
+    fn the_blocking_client_is_called_back_too() {
+        struct Forward(std::sync::mpsc::Sender<Reading>);
+        #[appipc::async_trait]
+        impl SensorListener for Forward {
+            async fn on_reading(&self, _cx: &CallContext, reading: Reading) -> CallResult<()> {
+                let _ = self.0.send(reading);
+                Ok(())
+            }
+        }
+        let c =
+            ObjectRef::<dyn SensorService>::new(Arc::new(Device::new())).blocking_client().unwrap();
+        assert_eq!(c.read("humidity".into()).unwrap().unit, "%");
+        let (tx, rx) = std::sync::mpsc::channel();
+        let listener = ObjectRef::new(Arc::new(Forward(tx)) as Arc<dyn SensorListener>);
+        assert_eq!(c.subscribe("temperature".into(), 2, listener).unwrap(), 2);
+        for _ in 0..2 {
+            let r = rx.recv_timeout(Duration::from_secs(30)).expect("a callback within 30 s");
+            assert_eq!(r.sensor, "temperature");
+        }
+        // Released once the service is done.
+        assert_eq!(
+            rx.recv_timeout(Duration::from_secs(30)),
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected)
+        );
+    }
 }
