@@ -13,7 +13,11 @@ use appipc::{
     ActivateOptions, AddPackageOptions, ApplicationActivationManager, PackageManager, Session,
 };
 use appipc_model::package_file::SecretKey;
-use appipc_testkit::{EXAMPLES, FABRIKAM_LOOP_CLIENT, FABRIKAM_TOOLS, HELLO, assemble_manifest};
+use appipc_testkit::{
+    CONTOSO_DEVICE, EXAMPLES, FABRIKAM_LOOP_CLIENT, FABRIKAM_SENSORS,
+    FABRIKAM_SENSORS_DESCRIPTOR_DRAFT, FABRIKAM_SENSORS_DESCRIPTOR_FILE, FABRIKAM_TOOLS, HELLO,
+    assemble_manifest,
+};
 
 /// `text` in an ANSI style when stdout is a terminal.
 fn styled(code: &str, text: &str) -> String {
@@ -426,7 +430,85 @@ async fn scenario(root: &Path, bins: &Path, socket: &Path) -> Result<()> {
     }
     launch_for_results(&session, &families[5], &families[6]).await?;
     registry(&session, &pm, &keys, root, bins).await?;
-    loopback(root, bins, &session, &keys, &families[7], &families[8]).await
+    loopback(root, bins, &session, &keys, &families[7], &families[8]).await?;
+    device_service(root, bins, &session, &keys).await
+}
+
+/// Step 17: an RPC endpoint guarded by Contoso's custom capability, a typed interface and a
+/// callback; the capability granted by a descriptor Contoso signed for Fabrikam's app.
+async fn device_service(root: &Path, bins: &Path, session: &Session, keys: &Keys) -> Result<()> {
+    use appipc_model::sccd::SignedDescriptor;
+    const ENDPOINT: &str = "contoso.device";
+    step(17, "RPC: Fabrikam's app calls Contoso's device service, by a capability Contoso signed");
+    let pm = PackageManager::new(session);
+    let dir = assemble_manifest(CONTOSO_DEVICE.manifest, &root.join("contoso-device"), bins)?;
+    let r = install_file(&pm, &keys.pack(&dir, root, "contoso-device")?).await?;
+    allowed(&format!("install contoso-device.appipc -> {}", r.full_name));
+    let device = r.family_name;
+    // Contoso, the capability's owner, signs a descriptor naming Fabrikam's package and key.
+    let fabrikam_key = keys.fabrikam.public_key().id().to_string();
+    let draft = FABRIKAM_SENSORS_DESCRIPTOR_DRAFT.replace("FABRIKAM_KEY_ID", &fabrikam_key);
+    let signed = SignedDescriptor::parse(&draft)?.descriptor.sign(&keys.contoso).to_toml();
+    let cap = SignedDescriptor::parse(&signed)?.descriptor.custom_capabilities[0].to_string();
+    println!(
+        "   $ appipc sccd sign {FABRIKAM_SENSORS_DESCRIPTOR_FILE} --key contoso.secret.toml\
+         \n     (Contoso grants {cap} to Fabrikam.Sensors signed by key {}…)",
+        &fabrikam_key[..16]
+    );
+    let mut installed = Vec::new();
+    // The client, and the same app in a package of another name carrying the same descriptor.
+    for (name, text) in [
+        ("fabrikam-sensors", FABRIKAM_SENSORS.manifest.to_owned()),
+        ("sensor-spy", FABRIKAM_SENSORS.manifest.replace("Fabrikam.Sensors", "Fabrikam.SensorSpy")),
+    ] {
+        let dir = assemble_manifest(&text, &root.join(name), bins)?;
+        std::fs::write(dir.join(FABRIKAM_SENSORS_DESCRIPTOR_FILE), &signed)?;
+        let r = install_file(&pm, &keys.pack(&dir, root, name)?).await?;
+        allowed(&format!("install {name}.appipc -> {}", r.full_name));
+        match r.not_granted.first() {
+            None => allowed(&format!("grant {cap} to {}: the descriptor names it", r.family_name)),
+            Some(n) => refused(&format!("grant {} to {}", n.name, r.family_name), &n.reason),
+        }
+        installed.push(r.family_name);
+    }
+    let (sensors, spy) = (&installed[0], &installed[1]);
+    if !spy.starts_with("Fabrikam.SensorSpy_") {
+        bail!("the second package is {spy}");
+    }
+    let aam = ApplicationActivationManager::new(session);
+    aam.activate_application(&device, &["30".to_owned()], ActivateOptions::default()).await?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let endpoint = loop {
+        let list = appipc::rpc::list(session).await?;
+        if let Some(e) = list.into_iter().find(|e| e.name == ENDPOINT) {
+            break e;
+        }
+        if Instant::now() > deadline {
+            bail!("{device} did not register {ENDPOINT}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    println!("   {device} serves {ENDPOINT} with {}", endpoint.sddl);
+    println!("   $ appipc launch --wait {sensors}");
+    launch_and_wait(session, sensors, &[]).await?;
+    println!("   $ appipc launch --wait {spy}");
+    launch_and_wait(session, spy, &[]).await?;
+    let filter = appipc::diagnostics::DecisionFilter {
+        package_family_name: Some(spy.clone()),
+        denials_only: true,
+    };
+    let d = appipc::diagnostics::recent(session, &filter, 1).await?;
+    let Some(d) = d.last() else { bail!("the refusal of {spy} is not in the decision log") };
+    println!("   $ appipc why --package {spy}");
+    refused(&format!("{}.{} {} from {spy}", d.mechanism, d.operation, d.object), &d.rule);
+    if let Some(r) = &d.remedy {
+        println!("            to allow: {r}");
+    }
+    println!(
+        "   (the broker checked the endpoint's descriptor once, at connect; the calls and the"
+    );
+    println!("    callbacks then went peer to peer, typed, over the connection it handed out)");
+    Ok(())
 }
 
 /// Step 15: two processes of one package talk through its private registry hive.

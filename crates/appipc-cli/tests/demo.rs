@@ -11,7 +11,7 @@ fn the_demo_shows_each_decision() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "the demo failed:\n{stdout}\n{stderr}");
-    for step in 1..=16 {
+    for step in 1..=17 {
         assert!(stdout.contains(&format!("== {step}. ")), "step {step} missing:\n{stdout}");
     }
     let expect = [
@@ -67,6 +67,21 @@ fn the_demo_shows_each_decision() {
         "loop-client: connected to 127.0.0.1:",
         "Contoso says hello to Fabrikam.LoopClient_8tkjkmve8mrwr",
         "ALLOWED  connect from Fabrikam.LoopClient_8tkjkmve8mrwr",
+        // 17: RPC: the package Contoso's signed descriptor names gets the custom capability,
+        // reads the device service through the typed interface and is called back; a package
+        // carrying the same descriptor is not granted it, is refused with 5, and why says so.
+        "ALLOWED  install fabrikam-sensors.appipc -> Fabrikam.Sensors_1.0.0.0",
+        "ALLOWED  grant Contoso.sensorAccess_cvnpggrrsm18p to Fabrikam.Sensors_8tkjkmve8mrwr",
+        "sensor-client: connected to contoso.device served by Contoso.Device_cvnpggrrsm18p",
+        "(reading 1, served to Fabrikam.Sensors_8tkjkmve8mrwr)",
+        "sensor-client: callback from Contoso.Device_cvnpggrrsm18p: temperature",
+        "sensor-client: the service released the listener",
+        "REFUSED  grant Contoso.sensorAccess_cvnpggrrsm18p to Fabrikam.SensorSpy_8tkjkmve8mrwr",
+        "wrong package family name: the descriptor authorizes Fabrikam.Sensors_8tkjkmve8mrwr",
+        "sensor-client: connect to contoso.device refused: error 5",
+        "REFUSED  rpc.connect endpoint contoso.device from Fabrikam.SensorSpy_8tkjkmve8mrwr",
+        "Fabrikam.SensorSpy_8tkjkmve8mrwr declares the capability \
+         Contoso.sensorAccess_cvnpggrrsm18p but it was not granted at install",
     ];
     for line in expect {
         assert!(stdout.contains(line), "the demo did not print {line:?}:\n{stdout}");

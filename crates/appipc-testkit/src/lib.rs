@@ -86,7 +86,30 @@ pub const FABRIKAM_LOOP_CLIENT: Example = Example {
     manifest: include_str!("../../../examples/fabrikam-loopclient/appipc.toml"),
 };
 
-/// Every example package.
+/// `Contoso.Device`: a device service over RPC, its endpoint ACL'd to Contoso's custom
+/// capability `Contoso.sensorAccess_…`.
+pub const CONTOSO_DEVICE: Example = Example {
+    name: "contoso-device",
+    manifest: include_str!("../../../examples/contoso-device/appipc.toml"),
+};
+
+/// `Fabrikam.Sensors`: the device service's client, declaring Contoso's custom capability. Its
+/// descriptor is made from [`FABRIKAM_SENSORS_DESCRIPTOR_DRAFT`] and signed by Contoso's key.
+pub const FABRIKAM_SENSORS: Example = Example {
+    name: "fabrikam-sensors",
+    manifest: include_str!("../../../examples/fabrikam-sensors/appipc.toml"),
+};
+
+/// The unsigned draft of `Fabrikam.Sensors`' custom capability descriptor: `FABRIKAM_KEY_ID`
+/// stands for the key id of the key that signs the package.
+pub const FABRIKAM_SENSORS_DESCRIPTOR_DRAFT: &str =
+    include_str!("../../../examples/fabrikam-sensors/CustomCapability.sccd.toml");
+
+/// The file `Fabrikam.Sensors`' manifest names as its descriptor.
+pub const FABRIKAM_SENSORS_DESCRIPTOR_FILE: &str = "CustomCapability.sccd.toml";
+
+/// Every example package (but Contoso.Settings, Contoso.Device and Fabrikam.Sensors, which
+/// need more than their manifest: a registry file, a signed descriptor).
 pub const EXAMPLES: [Example; 9] = [
     HELLO,
     FABRIKAM_TOOLS,

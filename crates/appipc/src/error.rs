@@ -150,7 +150,7 @@ impl Error {
     pub(crate) fn into_registry(self) -> Error {
         match self {
             Error::Broker { code: WindowsCode::Win32(code), message, .. } => {
-                Error::Registry { code, message }
+                Error::Registry { code, message: without_code(message, code) }
             }
             other => other,
         }
@@ -160,7 +160,7 @@ impl Error {
     pub(crate) fn into_rpc(self) -> Error {
         match self {
             Error::Broker { code: WindowsCode::Win32(code), message, .. } => {
-                Error::Rpc { code, message }
+                Error::Rpc { code, message: without_code(message, code) }
             }
             other => other,
         }
@@ -179,12 +179,51 @@ impl Error {
     pub(crate) fn into_win32(self) -> Error {
         match self {
             Error::Broker { code: WindowsCode::Win32(code), message, .. } => {
-                Error::NamedObject { code, message }
+                Error::NamedObject { code, message: without_code(message, code) }
             }
             other => other,
         }
     }
 }
 
+/// The broker's message without the ` (error N)` its Win32 failures end with: the SDK's error
+/// says the code itself.
+fn without_code(message: String, code: u32) -> String {
+    match message.strip_suffix(&format!(" (error {code})")) {
+        Some(m) => m.to_owned(),
+        None => message,
+    }
+}
+
 /// Result with the SDK's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The broker's message for a Win32 failure ends with its code; the SDK's error says the
+    /// code once.
+    #[test]
+    fn a_win32_failure_names_its_code_once() {
+        let broker = || Error::Broker {
+            kind: ErrorKind::NotFound,
+            code: WindowsCode::Win32(1722),
+            message: "no server has registered the RPC endpoint \"x\" (error 1722)".into(),
+        };
+        for e in [broker().into_rpc(), broker().into_registry(), broker().into_win32()] {
+            assert_eq!(
+                e.to_string(),
+                "no server has registered the RPC endpoint \"x\" (error 1722)"
+            );
+            assert_eq!(e.win32_code(), Some(1722));
+        }
+        // A message without the code (a policy refusal) keeps all it says.
+        let denied = Error::Broker {
+            kind: ErrorKind::AccessDenied,
+            code: WindowsCode::Win32(5),
+            message: "no entry grants 0x1 (error 17)".into(),
+        };
+        assert_eq!(denied.into_rpc().to_string(), "no entry grants 0x1 (error 17) (error 5)");
+    }
+}

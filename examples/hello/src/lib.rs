@@ -1,5 +1,8 @@
-//! Shared code of the example apps: the echo service every Contoso provider serves.
+//! Shared code of the example apps: the echo service every Contoso provider serves, and
+//! Contoso's device service ([`device`]: a typed RPC interface behind a custom capability).
 #![forbid(unsafe_code)]
+
+pub mod device;
 
 use std::sync::{Arc, Weak};
 
