@@ -38,6 +38,8 @@ pub enum Activation {
     /// Activated for a URI, for results (`protocolforresults`,
     /// `ActivationKind.ProtocolForResults`); likewise.
     ProtocolForResults,
+    /// Started by the broker as the COM server of a class (`comserver`), with `-Embedding`.
+    ComServer,
 }
 
 impl Activation {
@@ -50,6 +52,7 @@ impl Activation {
             Activation::FullTrust => "fulltrust",
             Activation::Protocol => "protocol",
             Activation::ProtocolForResults => "protocolforresults",
+            Activation::ComServer => "comserver",
         }
     }
 }

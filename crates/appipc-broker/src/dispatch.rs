@@ -31,6 +31,7 @@ pub(crate) async fn dispatch(cx: Cx<'_>, request: Request) -> Result<Replied, Br
         Request::Loopback(r) => mech::loopback::handle(cx, r).await?,
         Request::Registry(r) => mech::registry::handle(cx, r).await?,
         Request::Rpc(r) => mech::rpc::handle(cx, r).await?,
+        Request::Com(r) => mech::com::handle(cx, r).await?,
         Request::Unknown { mechanism, call } => {
             return Err(BrokerError::Unsupported(format!(
                 "this broker does not know request {call} of mechanism {mechanism} (a newer \

@@ -442,6 +442,59 @@ impl Coded for NamedObjectError {
     }
 }
 
+/// What COM requests fail with: an `HRESULT`, as `CoCreateInstance` and
+/// `CoRegisterClassObject` report.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ComError {
+    /// The policy refused (`E_ACCESSDENIED`).
+    #[error(transparent)]
+    Denied(#[from] Denied),
+    /// An `HRESULT` failure.
+    #[error("{message} (HRESULT {:#010x})", .code.value())]
+    HResult {
+        /// The code.
+        code: HResult,
+        /// What was asked and why it failed.
+        message: String,
+    },
+    /// Inside the broker.
+    #[error(transparent)]
+    Internal(#[from] InternalError),
+}
+
+impl ComError {
+    /// An `HRESULT` failure.
+    pub(crate) fn new(code: HResult, message: impl Into<String>) -> ComError {
+        ComError::HResult { code, message: message.into() }
+    }
+}
+
+impl Coded for ComError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            ComError::Denied(d) => d.kind(),
+            ComError::HResult { code, .. } => match code {
+                HResult::ClassNotRegistered | HResult::ClassString => ErrorKind::NotFound,
+                HResult::AccessDenied | HResult::WrongServerIdentity => ErrorKind::AccessDenied,
+                HResult::ServerExecFailure => ErrorKind::LaunchFailed,
+                HResult::ServerStopping => ErrorKind::Busy,
+                HResult::NotEnoughQuota => ErrorKind::QuotaExceeded,
+                _ => ErrorKind::BadRequest,
+            },
+            ComError::Internal(_) => ErrorKind::Internal,
+        }
+    }
+
+    fn code(&self) -> WindowsCode {
+        match self {
+            ComError::Denied(d) => d.code(),
+            ComError::HResult { code, .. } => (*code).into(),
+            ComError::Internal(_) => HResult::Fail.into(),
+        }
+    }
+}
+
 /// What registry requests fail with: a Win32 error code, as the Win32 registry API reports.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -517,6 +570,9 @@ pub enum BrokerError {
     /// The registry.
     #[error(transparent)]
     Registry(#[from] RegistryError),
+    /// COM.
+    #[error(transparent)]
+    Com(#[from] ComError),
     /// Inside the broker.
     #[error(transparent)]
     Internal(#[from] InternalError),
@@ -558,6 +614,7 @@ impl Coded for BrokerError {
             BrokerError::Storage(e) => e.kind(),
             BrokerError::NamedObjects(e) => e.kind(),
             BrokerError::Registry(e) => e.kind(),
+            BrokerError::Com(e) => e.kind(),
             BrokerError::Internal(_) | BrokerError::AlreadyRunning(_) => ErrorKind::Internal,
         }
     }
@@ -578,6 +635,7 @@ impl Coded for BrokerError {
             BrokerError::Storage(e) => e.code(),
             BrokerError::NamedObjects(e) => e.code(),
             BrokerError::Registry(e) => e.code(),
+            BrokerError::Com(e) => e.code(),
         }
     }
 }

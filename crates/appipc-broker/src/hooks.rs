@@ -21,6 +21,7 @@ pub(crate) fn session_closed(shared: &Shared, caller: &Caller) {
     shared.protocols.session_closed(caller.session_id);
     shared.registry.session_closed(caller.session_id);
     shared.rpc.session_closed(caller.session_id);
+    shared.com.session_closed(caller.session_id);
 }
 
 /// A process the broker started has exited.

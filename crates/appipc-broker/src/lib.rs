@@ -132,6 +132,7 @@ pub(crate) struct Shared {
     pub(crate) pipes: mech::pipes::Pipes,
     pub(crate) registry: mech::registry::Registry,
     pub(crate) rpc: mech::rpc::Rpc,
+    pub(crate) com: mech::com::Com,
     pub(crate) protocols: mech::launcher::Protocols,
     /// Where blocking work runs (bounded).
     pub(crate) blocking: blocking::BlockingPool,
@@ -328,6 +329,7 @@ impl Broker {
                 pipes: mech::pipes::Pipes::default(),
                 registry: mech::registry::Registry::first_handle((generation << 32) | 0x1000),
                 rpc: mech::rpc::Rpc::default(),
+                com: mech::com::Com::default(),
                 protocols: mech::launcher::Protocols::first_id((generation << 32) | 1),
                 blocking: blocking::BlockingPool::new(config.limits.blocking_threads),
                 loopback_pool: blocking::BlockingPool::new(mech::loopback::data_path::POOL_THREADS),

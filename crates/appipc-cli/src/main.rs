@@ -10,6 +10,7 @@ use appipc::{ActivateOptions, ApplicationActivationManager, PackageManager, Sess
 use appipc_model::identity::{PackageFamilyName, PackageFullName, PackageName, PublisherId};
 use clap::{Parser, Subcommand};
 
+mod com;
 mod daemon;
 mod daemon_args;
 mod demo;
@@ -180,6 +181,10 @@ enum Command {
     /// them.
     #[command(subcommand)]
     Rpc(rpc::RpcCommand),
+    /// Packaged COM (out-of-process servers declared in manifests): list the installed
+    /// classes and the running servers with their counts.
+    #[command(subcommand)]
+    Com(com::ComCommand),
     /// Show who the broker thinks this process is.
     Whoami,
     /// Show whether a broker answers, and where.
@@ -649,6 +654,7 @@ async fn client(command: Command) -> Result<ExitCode> {
         Command::Loopback(c) => return loopback::run(&session, c).await,
         Command::Reg(c) => return reg::run(&session, c).await,
         Command::Rpc(c) => rpc::run(&session, c).await?,
+        Command::Com(c) => com::run(&session, c).await?,
         Command::Token(c) => token(&session, c).await?,
         Command::Objects => objects(&session).await?,
         Command::PublisherCache(c) => publisher_cache(&session, c).await?,

@@ -251,7 +251,21 @@ pub enum ObjectType {
     Pipe,
     /// RPC endpoint (an `ncalrpc` endpoint: Windows' ALPC port; its right is `PORT_CONNECT`).
     RpcEndpoint,
+    /// A COM server's launch and activation permission (an AppID's `LaunchPermission`): its
+    /// rights are the `COM_RIGHTS_*`.
+    ComServer,
 }
+
+/// `COM_RIGHTS_EXECUTE`: set in every entry of a COM permission that grants anything.
+pub const COM_RIGHTS_EXECUTE: u32 = 0x1;
+/// `COM_RIGHTS_EXECUTE_LOCAL`: may start the server on this machine.
+pub const COM_RIGHTS_EXECUTE_LOCAL: u32 = 0x2;
+/// `COM_RIGHTS_EXECUTE_REMOTE`.
+pub const COM_RIGHTS_EXECUTE_REMOTE: u32 = 0x4;
+/// `COM_RIGHTS_ACTIVATE_LOCAL`: may activate an object of a running server on this machine.
+pub const COM_RIGHTS_ACTIVATE_LOCAL: u32 = 0x8;
+/// `COM_RIGHTS_ACTIVATE_REMOTE`.
+pub const COM_RIGHTS_ACTIVATE_REMOTE: u32 = 0x10;
 
 impl ObjectType {
     /// Every right of this type (`GENERIC_ALL` mapped): `EVENT_ALL_ACCESS`,
@@ -283,6 +297,10 @@ impl ObjectType {
             ObjectType::RpcEndpoint => {
                 (PORT_CONNECT | 0x0002_0000, 0x0001_0000, 0, PORT_ALL_ACCESS)
             }
+            // COM maps `GENERIC_EXECUTE` and `GENERIC_ALL` to every `COM_RIGHTS_*` bit and has
+            // no read or write class: a label's no-write-up does not keep an app container
+            // from activating (machine-wide defaults are what refuse it).
+            ObjectType::ComServer => (0, 0, 0x1F, 0x1F),
         };
         let mut out = mask & !(GENERIC_READ | GENERIC_WRITE | GENERIC_EXECUTE | GENERIC_ALL);
         if mask & GENERIC_READ != 0 {

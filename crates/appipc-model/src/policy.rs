@@ -305,6 +305,19 @@ pub enum Operation<'a> {
         /// The rights asked.
         desired: u32,
     },
+    /// Activate a COM class (`CoCreateInstance`): the exe server's launch and activation
+    /// permission decides (`COM_RIGHTS_*`).
+    ActivateComClass {
+        /// The CLSID.
+        clsid: &'a str,
+        /// The package declaring it.
+        server: &'a str,
+        /// The permission.
+        sd: &'a SecurityDescriptor,
+        /// The rights asked: launch (`EXECUTE | EXECUTE_LOCAL | ACTIVATE_LOCAL`) or activate
+        /// (`EXECUTE | ACTIVATE_LOCAL`).
+        desired: u32,
+    },
     /// A TCP connect (or UDP send) over loopback to a listener of another process.
     LoopbackConnect(crate::loopback::Connect<'a>),
     /// Add, remove or clear loopback exemptions (`CheckNetIsolation LoopbackExempt`).
@@ -376,6 +389,7 @@ impl Operation<'_> {
                 "loopback"
             }
             Operation::RegisterRpcEndpoint { .. } | Operation::ConnectRpcEndpoint { .. } => "rpc",
+            Operation::ActivateComClass { .. } => "com",
             Operation::WriteRegistry { .. }
             | Operation::OpenRegistryView { .. }
             | Operation::ReadRegistry { .. } => "registry",
@@ -415,6 +429,13 @@ impl Operation<'_> {
             Operation::LoopbackConnect(_) => "connect",
             Operation::RegisterRpcEndpoint { .. } => "register",
             Operation::ConnectRpcEndpoint { .. } => "connect",
+            Operation::ActivateComClass { desired, .. } => {
+                if desired & crate::named_objects::COM_RIGHTS_EXECUTE_LOCAL != 0 {
+                    "launch"
+                } else {
+                    "activate"
+                }
+            }
             Operation::ChangeLoopbackExemptions { .. } => "change-exemptions",
             Operation::WriteRegistry { .. } => "write",
             Operation::OpenRegistryView { .. } => "open-view",
@@ -469,6 +490,9 @@ impl Operation<'_> {
             Operation::LoopbackConnect(c) => c.object(),
             Operation::RegisterRpcEndpoint { endpoint }
             | Operation::ConnectRpcEndpoint { endpoint, .. } => format!("endpoint {endpoint}"),
+            Operation::ActivateComClass { clsid, server, .. } => {
+                format!("class {{{clsid}}} of {server}")
+            }
             Operation::ChangeLoopbackExemptions { family_name } => {
                 format!("loopback exemption of {family_name}")
             }
@@ -507,7 +531,8 @@ impl Operation<'_> {
     pub fn asked(&self) -> Option<u32> {
         match self {
             Operation::OpenNamedObject { desired, .. }
-            | Operation::ConnectRpcEndpoint { desired, .. } => Some(*desired),
+            | Operation::ConnectRpcEndpoint { desired, .. }
+            | Operation::ActivateComClass { desired, .. } => Some(*desired),
             Operation::UseHandleRight { needed, .. } => Some(*needed),
             _ => None,
         }
@@ -1304,6 +1329,26 @@ pub fn decide(who: &Principal, op: &Operation<'_>) -> Decision {
                     Some(entry) => d.remedy(format!(
                         "the server of endpoint {endpoint} adds `{entry}` to its security \
                          descriptor"
+                    )),
+                    None => d,
+                }
+            }
+        }
+        Operation::ActivateComClass { clsid, server, sd, desired } => {
+            let c = objects::check_access(who, sd, ObjectType::ComServer, *desired);
+            if c.allowed {
+                Decision::allow(c.rule).granting(c.desired)
+            } else {
+                let d = Decision::deny(
+                    ErrorKind::AccessDenied,
+                    WindowsCode::HResult(HResult::AccessDenied.value()),
+                    c.rule,
+                )
+                .granting(0);
+                match c.missing_entry {
+                    Some(entry) => d.remedy(format!(
+                        "{server} adds `{entry}` to the launch-and-activation-permission of the \
+                         exe server of class {{{clsid}}}"
                     )),
                     None => d,
                 }

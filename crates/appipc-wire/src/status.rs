@@ -396,6 +396,27 @@ windows_enum!(
         CertUntrustedRoot = 0x800B_0109,
         /// `CRYPT_E_NOT_FOUND`: no such key in the trust store.
         CryptNotFound = 0x8009_2004,
+        /// `REGDB_E_CLASSNOTREG`: no installed package declares the class.
+        ClassNotRegistered = 0x8004_0154,
+        /// `CO_E_CLASSSTRING`: not a ProgID of the catalog (or not a CLSID).
+        ClassString = 0x8004_01F3,
+        /// `CO_E_SERVER_EXEC_FAILURE`: the server did not start, or did not register the
+        /// class in time.
+        ServerExecFailure = 0x8008_0005,
+        /// `CO_E_SERVER_STOPPING`: the server is shutting down (a client's SDK activates
+        /// again; it never reaches the application).
+        ServerStopping = 0x8008_0008,
+        /// `CO_E_WRONG_SERVER_IDENTITY`: a process registered a class its package does not
+        /// declare.
+        WrongServerIdentity = 0x8000_4015,
+        /// `CO_E_OBJISREG`: the class is registered in this process already.
+        ObjectIsRegistered = 0x8004_01FB,
+        /// `CO_E_OBJNOTREG`: no such registration in this process.
+        ObjectNotRegistered = 0x8004_01FC,
+        /// `E_NOINTERFACE`: the object does not serve the interface asked.
+        NoInterface = 0x8000_4002,
+        /// `RPC_E_DISCONNECTED`: the object's server is gone.
+        RpcDisconnected = 0x8001_0108,
     }
 );
 

@@ -107,6 +107,18 @@ pub enum Error {
         /// Why.
         message: String,
     },
+    /// A COM call failed with an `HRESULT`: `E_ACCESSDENIED` 0x80070005,
+    /// `REGDB_E_CLASSNOTREG` 0x80040154, `CO_E_CLASSSTRING` 0x800401F3,
+    /// `CO_E_SERVER_EXEC_FAILURE` 0x80080005, `E_NOINTERFACE` 0x80004002,
+    /// `RPC_E_DISCONNECTED` 0x80010108, 0x800706BE (the server died during the call), a
+    /// method's own failure (see [`crate::com`]).
+    #[error("{message} (HRESULT {hresult:#010x})")]
+    Com {
+        /// The `HRESULT` (its unsigned 32-bit value).
+        hresult: u32,
+        /// Why.
+        message: String,
+    },
     /// The call needs package identity and this process has none (Windows:
     /// `Package.Current` throws for unpackaged processes).
     #[error("this process has no package identity")]
@@ -129,6 +141,7 @@ impl Error {
             Error::NamedObject { code, .. }
             | Error::Registry { code, .. }
             | Error::Rpc { code, .. } => WindowsCode::Win32(*code),
+            Error::Com { hresult, .. } => WindowsCode::HResult(*hresult),
             _ => WindowsCode::None,
         }
     }
@@ -162,6 +175,32 @@ impl Error {
             Error::Broker { code: WindowsCode::Win32(code), message, .. } => {
                 Error::Rpc { code, message: without_code(message, code) }
             }
+            other => other,
+        }
+    }
+
+    /// The `HRESULT` of the failure: a COM failure's own, a Win32 code as
+    /// `HRESULT_FROM_WIN32`, `None` when it has no Windows code.
+    pub fn hresult(&self) -> Option<u32> {
+        match self.windows_code() {
+            WindowsCode::HResult(h) => Some(h),
+            WindowsCode::Win32(0) => Some(0),
+            WindowsCode::Win32(c) if c >= 0x8000_0000 => Some(c),
+            WindowsCode::Win32(c) => Some(0x8007_0000 | (c & 0xFFFF)),
+            _ => None,
+        }
+    }
+
+    /// A broker error with an `HRESULT` becomes [`Error::Com`].
+    pub(crate) fn into_com(self) -> Error {
+        match self {
+            Error::Broker { code: WindowsCode::HResult(hresult), message, .. } => Error::Com {
+                hresult,
+                message: message
+                    .strip_suffix(&format!(" (HRESULT {hresult:#010x})"))
+                    .map(str::to_owned)
+                    .unwrap_or(message),
+            },
             other => other,
         }
     }

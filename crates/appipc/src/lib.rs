@@ -27,6 +27,7 @@ pub mod activation;
 pub mod app_service;
 pub mod blocking;
 pub mod broker;
+pub mod com;
 pub mod diagnostics;
 pub mod error;
 pub mod full_trust;

@@ -58,6 +58,17 @@ struct PipeRoutes {
 }
 
 /// Where the connections of one RPC endpoint go.
+pub(crate) type ComSender = tokio::sync::mpsc::UnboundedSender<(protocol::com::Activate, OwnedFd)>;
+/// Where a COM server's activations go, and its class registrations (made again after a
+/// broker restart): SDK cookie → (CLSID, flags, the broker's cookie).
+#[derive(Debug, Default)]
+pub(crate) struct ComRoute {
+    pub(crate) tx: Option<ComSender>,
+    pub(crate) registrations: HashMap<u64, (String, u32, u64)>,
+    /// Suspended (shutting down): not registered again.
+    pub(crate) suspended: bool,
+}
+
 pub(crate) type RpcSender = tokio::sync::mpsc::UnboundedSender<(protocol::rpc::Incoming, OwnedFd)>;
 
 /// The most connections held for RPC endpoints not routed yet (a register's reply and the
@@ -130,6 +141,7 @@ struct Inner {
     pipes: Mutex<PipeRoutes>,
     registry: Mutex<RegistryRoutes>,
     rpc: Mutex<RpcRoutes>,
+    com: Mutex<ComRoute>,
     canceled: watch::Sender<Option<BackgroundTaskCancellationReason>>,
     decisions: Mutex<Option<DecisionSender>>,
     /// The latest `packages.InstallProgress` of an install on this session.
@@ -262,6 +274,7 @@ impl Session {
             pipes: Mutex::new(PipeRoutes::default()),
             registry: Mutex::new(RegistryRoutes::default()),
             rpc: Mutex::new(RpcRoutes::default()),
+            com: Mutex::new(ComRoute::default()),
             canceled: watch::channel(None).0,
             decisions: Mutex::new(None),
             install_progress: watch::channel(None).0,
@@ -412,6 +425,11 @@ impl Session {
         if let Some(early) = r.early.remove(&endpoint) {
             r.early_count -= early.len();
         }
+    }
+
+    /// The COM server state of this session (activations' route, registrations).
+    pub(crate) fn com(&self) -> std::sync::MutexGuard<'_, ComRoute> {
+        self.inner.com.lock().expect("com route poisoned")
     }
 
     /// Routes registry watch `watch`'s changes to a queue (with any that came early).
@@ -579,6 +597,7 @@ async fn after_restart(inner: Arc<Inner>) {
         let r = inner.rpc.lock().expect("rpc routes poisoned");
         r.routes.iter().map(|(id, route)| (*id, route.name.clone(), route.sddl.clone())).collect()
     };
+    register_com_again(&inner).await;
     for (old, name, sddl) in endpoints {
         let again = protocol::rpc::Register { name, sddl };
         let reply = tokio::time::timeout(inner.timeout, inner.request(again.into(), &[])).await;
@@ -596,6 +615,37 @@ async fn after_restart(inner: Arc<Inner>) {
             let _ = route.tx.send(c);
         }
         r.routes.insert(new, route);
+    }
+}
+
+/// After a broker restart: the class registrations of a COM server that is not shutting down,
+/// made again (the broker's cookies change; the SDK's stay).
+async fn register_com_again(inner: &Inner) {
+    let again: Vec<(u64, String, u32)> = {
+        let c = inner.com.lock().expect("com route poisoned");
+        if c.suspended || c.tx.is_none() {
+            return;
+        }
+        c.registrations.iter().map(|(k, (clsid, flags, _))| (*k, clsid.clone(), *flags)).collect()
+    };
+    for (key, clsid, flags) in again {
+        let r = protocol::com::RegisterClassObject { clsid, flags };
+        let reply = tokio::time::timeout(inner.timeout, inner.request(r.into(), &[])).await;
+        let cookie: Option<u64> = match reply {
+            Ok(Ok((raw, _))) => raw.decode().ok(),
+            _ => None,
+        };
+        let mut c = inner.com.lock().expect("com route poisoned");
+        match cookie {
+            Some(cookie) => {
+                if let Some(reg) = c.registrations.get_mut(&key) {
+                    reg.2 = cookie;
+                }
+            }
+            None => {
+                c.registrations.remove(&key);
+            }
+        }
     }
 }
 
@@ -640,6 +690,7 @@ async fn read_loop(inner: Arc<Inner>) {
     inner.decisions.lock().expect("decisions poisoned").take();
     inner.registry.lock().expect("registry routes poisoned").close();
     *inner.rpc.lock().expect("rpc routes poisoned") = RpcRoutes::default();
+    inner.com.lock().expect("com route poisoned").tx.take();
     inner.activations.lock().expect("activations poisoned").take();
     inner.operations_signal.send_modify(|n| *n += 1);
     inner.canceled.send_if_modified(|r| {
@@ -721,6 +772,13 @@ fn route_event(inner: &Inner, event: Event, fds: Vec<OwnedFd>) {
                     r.early.entry(c.endpoint_id).or_default().push((c, fd));
                 }
                 None => {}
+            }
+        }
+        Event::Com(protocol::com::Event::Activate(a)) => {
+            // Without a route (no server here) the fd is closed: the client activates again.
+            let Some(fd) = fds.into_iter().next() else { return };
+            if let Some(tx) = inner.com.lock().expect("com route poisoned").tx.as_ref() {
+                let _ = tx.send((a, fd));
             }
         }
         Event::Registry(protocol::registry::Event::KeyChanged(c)) => {

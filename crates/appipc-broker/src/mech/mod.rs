@@ -5,6 +5,7 @@
 
 pub mod app_service;
 pub mod broker;
+pub mod com;
 pub mod diagnostics;
 pub mod full_trust;
 pub mod launch;

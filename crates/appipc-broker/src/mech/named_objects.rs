@@ -210,6 +210,7 @@ fn type_name(t: ObjectType) -> &'static str {
         ObjectType::WaitableTimer => "waitable timer",
         ObjectType::Pipe => "pipe",
         ObjectType::RpcEndpoint => "RPC endpoint",
+        ObjectType::ComServer => "COM server",
     }
 }
 
@@ -230,9 +231,10 @@ fn to_wire(t: ObjectType) -> wire::ObjectType {
         ObjectType::Mutex => wire::ObjectType::Mutex,
         ObjectType::WaitableTimer => wire::ObjectType::WaitableTimer,
         // Pipes and endpoints are not in the named-object table (they have their own).
-        ObjectType::FileMapping | ObjectType::Pipe | ObjectType::RpcEndpoint => {
-            wire::ObjectType::FileMapping
-        }
+        ObjectType::FileMapping
+        | ObjectType::Pipe
+        | ObjectType::RpcEndpoint
+        | ObjectType::ComServer => wire::ObjectType::FileMapping,
     }
 }
 

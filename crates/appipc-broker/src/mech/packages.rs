@@ -253,6 +253,9 @@ fn check(
             })?;
         }
     }
+    if let Some(why) = crate::mech::com::catalog_conflict(cx.shared, manifest) {
+        return Err(PackagesError::Conflict(format!("cannot install {full}: {why}")));
+    }
     let granted_before = existing.as_ref().map(|o| o.granted.clone()).unwrap_or_default();
     let needs_consent = policy::restricted_needing_consent(&manifest.capabilities, &granted_before);
     Ok(Checked { existing, already, needs_consent })

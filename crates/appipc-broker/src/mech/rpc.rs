@@ -354,7 +354,7 @@ impl Rpc {
 
 /// The client as the broker attests it to the server (`RpcServerInqCallAttributes`); its pid
 /// is 0 for a server in an app container (whose pid namespace is its own).
-fn attested(who: &Caller, server_confined: bool) -> RpcCaller {
+pub(crate) fn attested(who: &Caller, server_confined: bool) -> RpcCaller {
     RpcCaller {
         package_family_name: who.family_name_or_empty(),
         package_sid: who

@@ -558,6 +558,8 @@ mechanisms! {
     Registry = 11 => registry,
     /// RPC endpoints guarded by security descriptors (`RpcServerUseProtseqEp` over `ncalrpc`).
     Rpc = 12 => rpc,
+    /// Packaged COM: out-of-process servers activated by class id (`CoCreateInstance`).
+    Com = 13 => com,
 }
 
 #[cfg(test)]

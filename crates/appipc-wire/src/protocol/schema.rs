@@ -28,6 +28,7 @@ const SOURCES: &[(&str, &str)] = &[
     ("protocol::loopback", include_str!("loopback.rs")),
     ("protocol::registry", include_str!("registry.rs")),
     ("protocol::rpc", include_str!("rpc.rs")),
+    ("protocol::com", include_str!("com.rs")),
     ("status", include_str!("../status.rs")),
     ("app_service", include_str!("../app_service.rs")),
 ];

@@ -172,6 +172,28 @@ enum Peer {
     Client(Arc<RpcCaller>),
     /// This side is the client: the server the broker attested.
     Server(Arc<RpcConnected>),
+    /// This side is the client of a COM object: as `Server`, and failures are `HRESULT`s
+    /// ([`Error::Com`]).
+    ComServer(Arc<RpcConnected>),
+}
+
+impl Peer {
+    fn server(&self) -> Option<&RpcConnected> {
+        match self {
+            Peer::Server(s) | Peer::ComServer(s) => Some(s),
+            Peer::Client(_) => None,
+        }
+    }
+
+    /// A call's failure as this connection reports it: a COM proxy's as an `HRESULT`.
+    fn map_error(&self, e: Error) -> Error {
+        match (self, e) {
+            (Peer::ComServer(_), Error::Rpc { code, message }) => {
+                Error::Com { hresult: crate::com::hresult_of_rpc(code), message }
+            }
+            (_, e) => e,
+        }
+    }
 }
 
 /// What a method of a served interface learns about its call.
@@ -193,16 +215,13 @@ impl CallContext {
     pub fn caller(&self) -> Option<&RpcCaller> {
         match &self.peer {
             Peer::Client(c) => Some(c),
-            Peer::Server(_) => None,
+            Peer::Server(_) | Peer::ComServer(_) => None,
         }
     }
 
     /// The server, when this side is a client serving a callback object to it.
     pub fn server(&self) -> Option<&RpcConnected> {
-        match &self.peer {
-            Peer::Server(s) => Some(s),
-            Peer::Client(_) => None,
-        }
+        self.peer.server()
     }
 
     /// The interface's name.
@@ -461,10 +480,97 @@ impl<T: ?Sized + Interface> ObjectRef<T> {
 
 fn serve_object<T: ?Sized + Interface>(object: Arc<T>, fd: OwnedFd, peer: Peer) {
     let entry = Arc::new(Entry::of(object));
+    let served = ObjectServed::new();
     spawn(async move {
+        let _served = served;
         let Ok(sock) = AsyncSeqPacket::new_reading(fd) else { return };
         serve_channel(Arc::new(sock), Bound::Object(entry), peer).await;
     });
+}
+
+/// How many objects this process serves on channels of their own ([`ObjectRef`]s it handed
+/// out), changed as they come and go: part of a COM server's count.
+pub(crate) static OBJECTS_SERVED: std::sync::LazyLock<tokio::sync::watch::Sender<usize>> =
+    std::sync::LazyLock::new(|| tokio::sync::watch::channel(0).0);
+
+/// One object served, counted in [`OBJECTS_SERVED`] until dropped.
+struct ObjectServed;
+
+impl ObjectServed {
+    fn new() -> ObjectServed {
+        OBJECTS_SERVED.send_modify(|n| *n += 1);
+        ObjectServed
+    }
+}
+
+impl Drop for ObjectServed {
+    fn drop(&mut self) {
+        OBJECTS_SERVED.send_modify(|n| *n = n.saturating_sub(1));
+    }
+}
+
+/// Serves a COM activation's channel: its first message (the client's bind) is answered by
+/// the object `make` creates — or by the `HRESULT` it fails with (`CO_E_SERVER_STOPPING`, a
+/// factory's failure) — and the object is then served as an endpoint's interfaces are, until
+/// the client's last reference is gone. `make`'s guard is dropped then.
+pub(crate) async fn serve_activation<G: Send + 'static>(
+    fd: OwnedFd,
+    caller: RpcCaller,
+    make: impl FnOnce() -> std::result::Result<(Interfaces, G), (u32, String)>,
+) {
+    let Ok(sock) = AsyncSeqPacket::new_reading(fd) else { return };
+    let sock = Arc::new(sock);
+    let Ok(Some(packet)) = sock.recv(MAX_MESSAGE).await else { return };
+    let Ok(Envelope::Bind { uuid, major, minor }) = Envelope::from_cbor(&packet.data) else {
+        return;
+    };
+    match make() {
+        Err((status, message)) => {
+            send_envelope(&sock, &Envelope::BindAck { status, message }, &[]).await;
+        }
+        Ok((table, guard)) => {
+            let mut bound = Bound::Endpoint(Arc::new(table), None);
+            if send_envelope(&sock, &bound.bind(&uuid, major, minor), &[]).await {
+                serve_channel(sock, bound, Peer::Client(Arc::new(caller))).await;
+            }
+            drop(guard);
+        }
+    }
+}
+
+/// How a COM activation's bind ended.
+pub(crate) enum ComBind<P> {
+    /// The object serves the interface.
+    Bound(P),
+    /// The server answered with this status (an `HRESULT`, or 1717 for an interface the
+    /// object does not serve).
+    Refused(u32, String),
+    /// The channel closed before an answer (the server died or exited).
+    Closed,
+}
+
+/// Binds interface `T` on a COM activation's channel (async proxy).
+pub(crate) async fn bind_com<T: ?Sized + Interface>(
+    fd: OwnedFd,
+    server: RpcConnected,
+) -> Result<ComBind<Proxy>> {
+    let sock = AsyncSeqPacket::new_reading(fd)
+        .map_err(|source| Error::Io { what: "registering a COM object's channel", source })?;
+    let bind = Envelope::Bind { uuid: T::UUID.into(), major: T::VERSION.0, minor: T::VERSION.1 };
+    if !send_envelope(&sock, &bind, &[]).await {
+        return Ok(ComBind::Closed);
+    }
+    let packet = match sock.recv(MAX_MESSAGE).await {
+        Ok(Some(p)) => p,
+        Ok(None) | Err(_) => return Ok(ComBind::Closed),
+    };
+    Ok(match Envelope::from_cbor(&packet.data) {
+        Ok(Envelope::BindAck { status: 0, .. }) => {
+            ComBind::Bound(Proxy::start(Arc::new(sock), Peer::ComServer(Arc::new(server))))
+        }
+        Ok(Envelope::BindAck { status, message }) => ComBind::Refused(status, message),
+        _ => ComBind::Refused(RPC_X_BAD_STUB_DATA, "the server's answer is not a bind".into()),
+    })
 }
 
 impl<T: ?Sized + Interface> Serialize for ObjectRef<T> {
@@ -603,6 +709,25 @@ impl RpcServer {
     }
 }
 
+impl Bound {
+    /// Answers a Bind.
+    fn bind(&mut self, uuid: &str, major: u16, minor: u16) -> Envelope {
+        let (status, message) = match self {
+            Bound::Endpoint(table, slot) => match table.find(uuid, major, minor) {
+                Ok(entry) => {
+                    *slot = Some(entry);
+                    (0, String::new())
+                }
+                Err(why) => (RPC_S_UNKNOWN_IF, why),
+            },
+            Bound::Object(e) => {
+                (RPC_S_UNKNOWN_IF, format!("an object's channel is bound to {}", e.name))
+            }
+        };
+        Envelope::BindAck { status, message }
+    }
+}
+
 enum Bound {
     /// An endpoint's connection: bound by the client's first message.
     Endpoint(Arc<Interfaces>, Option<Arc<Entry>>),
@@ -677,19 +802,7 @@ async fn serve_channel(sock: Arc<AsyncSeqPacket>, mut bound: Bound, peer: Peer) 
         let Ok(env) = Envelope::from_cbor(&packet.data) else { break };
         match env {
             Envelope::Bind { uuid, major, minor } => {
-                let (status, message) = match &mut bound {
-                    Bound::Endpoint(table, slot) => match table.find(&uuid, major, minor) {
-                        Ok(entry) => {
-                            *slot = Some(entry);
-                            (0, String::new())
-                        }
-                        Err(why) => (RPC_S_UNKNOWN_IF, why),
-                    },
-                    Bound::Object(e) => {
-                        (RPC_S_UNKNOWN_IF, format!("an object's channel is bound to {}", e.name))
-                    }
-                };
-                if !send_envelope(&sock, &Envelope::BindAck { status, message }, &[]).await {
+                if !send_envelope(&sock, &bound.bind(&uuid, major, minor), &[]).await {
                     break;
                 }
             }
@@ -943,10 +1056,7 @@ impl Proxy {
     /// The server, as the broker attested it at connect (empty for an object's channel made
     /// in this process).
     pub fn server(&self) -> Option<&RpcConnected> {
-        match &self.inner.peer {
-            Peer::Server(s) => Some(s),
-            Peer::Client(_) => None,
-        }
+        self.inner.peer.server()
     }
 
     /// How long a call waits for its result before it is cancelled (1818, and the server is
@@ -957,6 +1067,14 @@ impl Proxy {
 
     /// Calls method `procnum` with `args` (a tuple of the method's arguments).
     pub async fn call<A: Serialize, R: DeserializeOwned>(
+        &self,
+        procnum: u32,
+        args: &A,
+    ) -> Result<R> {
+        self.call_rpc(procnum, args).await.map_err(|e| self.inner.peer.map_error(e))
+    }
+
+    async fn call_rpc<A: Serialize, R: DeserializeOwned>(
         &self,
         procnum: u32,
         args: &A,
@@ -1104,10 +1222,7 @@ impl BlockingProxy {
 
     /// The server, as the broker attested it at connect.
     pub fn server(&self) -> Option<&RpcConnected> {
-        match &self.peer {
-            Peer::Server(s) => Some(s),
-            Peer::Client(_) => None,
-        }
+        self.peer.server()
     }
 
     /// How long a call waits for its result before it is cancelled (1818): none by default.
@@ -1187,6 +1302,10 @@ impl BlockingProxy {
 
     /// Calls method `procnum` with `args` (a tuple of the method's arguments).
     pub fn call<A: Serialize, R: DeserializeOwned>(&self, procnum: u32, args: &A) -> Result<R> {
+        self.call_rpc(procnum, args).map_err(|e| self.peer.map_error(e))
+    }
+
+    fn call_rpc<A: Serialize, R: DeserializeOwned>(&self, procnum: u32, args: &A) -> Result<R> {
         let Encoded { bytes, fds } =
             encode_value(args, &self.peer).map_err(|(code, why)| rpc_error(code, why))?;
         let id = {
