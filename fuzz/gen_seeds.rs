@@ -290,6 +290,7 @@ fn requests() -> Vec<(&'static str, appipc_wire::protocol::Request)> {
     ];
     all.extend(registry_requests());
     all.extend(rpc_requests());
+    all.extend(com_requests());
     all.extend(loopback_requests());
     all
 }
@@ -378,6 +379,7 @@ fn events() -> Vec<(&'static str, appipc_wire::protocol::Event)> {
     ];
     all.extend(registry_events());
     all.extend(rpc_events());
+    all.extend(com_events());
     all
 }
 
@@ -699,6 +701,7 @@ fn outputs() -> Vec<(&'static str, Vec<u8>)> {
     ];
     all.extend(registry_outputs());
     all.extend(rpc_outputs());
+    all.extend(com_outputs());
     all.extend(loopback_outputs());
     all
 }
@@ -916,6 +919,77 @@ fn rpc_outputs() -> Vec<(&'static str, Vec<u8>)> {
         ("rpc-connect", output::<rpc::Connect>(&connected)),
         ("rpc-list", output::<rpc::List>(&vec![info])),
         ("rpc-closed", output::<rpc::Closed>(&())),
+    ]
+}
+
+const CLSID: &str = "3f2504e0-4f89-11d3-9a0c-0305e82c3301";
+
+/// Packaged COM's requests.
+fn com_requests() -> Vec<(&'static str, appipc_wire::protocol::Request)> {
+    use appipc_wire::protocol::com as c;
+    vec![
+        ("com-create", c::CreateInstance { clsid: format!("{{{CLSID}}}") }.into()),
+        ("com-progid", c::ClsidFromProgId { prog_id: "Contoso.Speller".into() }.into()),
+        ("com-register", c::RegisterClassObject { clsid: CLSID.into(), flags: 5 }.into()),
+        ("com-revoke", c::RevokeClassObject { cookie: 3 }.into()),
+        ("com-resume", c::ResumeClassObjects {}.into()),
+        ("com-suspend", c::SuspendClassObjects {}.into()),
+        ("com-count", c::ReportCount { objects: 2, locks: 1 }.into()),
+        ("com-list", c::List {}.into()),
+    ]
+}
+
+/// Packaged COM's events.
+fn com_events() -> Vec<(&'static str, appipc_wire::protocol::Event)> {
+    use appipc_wire::protocol::com as c;
+    vec![(
+        "com-activate",
+        c::Activate { activation_id: 7, clsid: CLSID.into(), caller: rpc_caller() }.into(),
+    )]
+}
+
+/// Packaged COM's outputs.
+fn com_outputs() -> Vec<(&'static str, Vec<u8>)> {
+    use appipc_wire::protocol::com as c;
+    let activated = c::ComActivated {
+        activation_id: 7,
+        server_package_family_name: PFN.into(),
+        server_sid: pfn_sid(),
+        server_pid: 42,
+        server_app_id: "Server".into(),
+    };
+    let list = c::ComList {
+        classes: vec![c::ComClassInfo {
+            clsid: CLSID.into(),
+            display_name: "Speller".into(),
+            prog_ids: vec!["Contoso.Speller".into(), "Contoso.Speller.1".into()],
+            auto_convert_to: String::new(),
+            package_family_name: PFN.into(),
+            app_id: "Server".into(),
+            executable: "bin/speller".into(),
+            permission: "O:S-1-22-1-1000D:(A;;0xb;;;S-1-22-1-1000)(A;;0xb;;;AC)".into(),
+        }],
+        servers: vec![c::ComServerInfo {
+            pid: 42,
+            package_family_name: PFN.into(),
+            app_id: "Server".into(),
+            classes: vec![c::ComRegistration { clsid: CLSID.into(), flags: 1, available: true }],
+            activations: 3,
+            objects: 2,
+            locks: 0,
+            suspended: false,
+            started_by_broker: true,
+        }],
+    };
+    vec![
+        ("com-create", output::<c::CreateInstance>(&activated)),
+        ("com-progid", output::<c::ClsidFromProgId>(&CLSID.to_owned())),
+        ("com-register", output::<c::RegisterClassObject>(&3)),
+        ("com-revoke", output::<c::RevokeClassObject>(&())),
+        ("com-resume", output::<c::ResumeClassObjects>(&())),
+        ("com-suspend", output::<c::SuspendClassObjects>(&())),
+        ("com-count", output::<c::ReportCount>(&())),
+        ("com-list", output::<c::List>(&list)),
     ]
 }
 

@@ -1374,4 +1374,37 @@ mod tests {
         );
         assert_eq!(timer_due(-1, -1).unwrap_err().code, Win32Error::InvalidParameter);
     }
+
+    /// A COM server's launch and activation permission (`COM_RIGHTS_*`, decimal 11 = 0xB, or
+    /// the SDDL letters `CCDCSW`): the default (the user and SYSTEM) admits the user and no
+    /// app container; an `AC` or package entry admits them (both sides); an entry granting
+    /// activation alone (9) does not let a client start the server (11).
+    #[test]
+    fn com_permissions_decide_launch_and_activation() {
+        const LAUNCH: u32 =
+            COM_RIGHTS_EXECUTE | COM_RIGHTS_EXECUTE_LOCAL | COM_RIGHTS_ACTIVATE_LOCAL;
+        const ACTIVATE: u32 = COM_RIGHTS_EXECUTE | COM_RIGHTS_ACTIVATE_LOCAL;
+        let u = user().user_sid();
+        let check = |who: &Principal, text: &str, desired: u32| {
+            check_access(who, &sddl(text), ObjectType::ComServer, desired).allowed
+        };
+        let default = format!("O:{u}G:{u}D:(A;;0xb;;;{u})(A;;0xb;;;SY)");
+        assert!(check(&user(), &default, LAUNCH));
+        assert!(check(&full_trust(B), &default, LAUNCH), "full trust is the user side alone");
+        assert!(!check(&a(), &default, ACTIVATE), "no app container by default");
+        let ac = format!("O:{u}D:(A;;CCDCSW;;;{u})(A;;CCDCSW;;;AC)");
+        assert!(check(&a(), &ac, LAUNCH));
+        let only_b = format!("O:{u}D:(A;;11;;;{u})(A;;11;;;{})", sid::appcontainer_sid(B));
+        assert!(check(&confined(B, &[]), &only_b, LAUNCH));
+        assert!(!check(&a(), &only_b, LAUNCH), "another package is not named");
+        let no_user_side = "D:(A;;11;;;AC)";
+        assert!(!check(&a(), no_user_side, LAUNCH), "the user side must grant too");
+        let activate_only = format!("O:{u}D:(A;;9;;;{u})");
+        assert!(check(&user(), &activate_only, ACTIVATE));
+        assert!(!check(&user(), &activate_only, LAUNCH));
+        assert!(
+            check(&user(), &format!("O:{u}D:(A;;GA;;;{u})"), LAUNCH),
+            "GENERIC_ALL maps to every COM right"
+        );
+    }
 }
