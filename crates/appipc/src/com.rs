@@ -1,8 +1,9 @@
 //! Packaged COM: out-of-process servers declared in a package's manifest
 //! (`[[application.com-server]]`), activated by class id.
 //!
-//! A client asks for an object of a class, [`co_create_instance`], and gets the typed client of
-//! one of the object's interfaces (a `#[appipc::interface]` trait). The broker decides by the
+//! A client asks for an object of a class, [`co_create_instance`], and gets a reference to it
+//! bound to one of its interfaces (a `#[appipc::interface]` trait), whose typed client calls
+//! it. The broker decides by the
 //! exe server's `launch-and-activation-permission` and starts the server when none runs (full
 //! trust, with the identity of the application declaring the class, `-Embedding` on its
 //! command line). The server, a [`ComServer`], registers a factory per class
@@ -28,7 +29,7 @@ pub use appipc_wire::protocol::com::{
 use tokio::sync::watch;
 
 use crate::error::{Error, Result};
-use crate::rpc::{CallResult, Interface, Interfaces, RpcCaller, RpcConnected};
+use crate::rpc::{CallResult, Interface, Interfaces, ObjectRef, RpcCaller, RpcConnected};
 use crate::session::Session;
 
 /// `REGCLS_SINGLEUSE`: the registration serves one activation; the next one starts another
@@ -100,16 +101,19 @@ pub fn is_embedding() -> bool {
 }
 
 /// `CoCreateInstance(clsid, CLSCTX_LOCAL_SERVER, IID_T)`: an object of class `clsid`
-/// (`xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx`, braces allowed), as the client of its interface
-/// `T`. Dropping the client (and every client and reference made from it) releases the object.
+/// (`xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx`, braces allowed), as a reference bound to its
+/// interface `T`: call it through [`ObjectRef::client`] (async) or
+/// [`ObjectRef::blocking_client`], or pass it on to another process. The object is released
+/// when the last proxy and reference made from it are gone (or this process dies).
 ///
 /// Errors ([`Error::Com`]): `REGDB_E_CLASSNOTREG`, `E_ACCESSDENIED` (the permission refuses
 /// this process; `appipc why` shows the rule), `CO_E_SERVER_EXEC_FAILURE`, `E_NOINTERFACE`,
-/// `CO_E_CLASSSTRING` (not a CLSID), a factory's own failure.
+/// `CO_E_CLASSSTRING` (not a CLSID), a factory's own failure. Calls on its proxies fail with
+/// `RPC_E_DISCONNECTED` once the server is gone, 0x800706BE when it dies during the call.
 pub async fn co_create_instance<T: ?Sized + Interface>(
     session: &Session,
     clsid: &str,
-) -> Result<T::Client> {
+) -> Result<ObjectRef<T>> {
     co_create_instance_with_info::<T>(session, clsid).await.map(|(c, _)| c)
 }
 
@@ -118,7 +122,7 @@ pub async fn co_create_instance<T: ?Sized + Interface>(
 pub async fn co_create_instance_with_info<T: ?Sized + Interface>(
     session: &Session,
     clsid: &str,
-) -> Result<(T::Client, ComActivated)> {
+) -> Result<(ObjectRef<T>, ComActivated)> {
     let mut last = String::new();
     for attempt in 0..ACTIVATION_ATTEMPTS {
         if attempt > 0 {
@@ -129,14 +133,16 @@ pub async fn co_create_instance_with_info<T: ?Sized + Interface>(
             .await
             .map_err(Error::into_com)?;
         let fd = fds.pop().ok_or_else(|| Error::Protocol("activation without its fd".into()))?;
-        let server = RpcConnected {
-            connection_id: activated.activation_id,
-            server_package_family_name: activated.server_package_family_name.clone(),
-            server_sid: activated.server_sid.clone(),
-            server_pid: activated.server_pid,
-        };
-        match crate::rpc::bind_com::<T>(fd, server).await? {
-            crate::rpc::ComBind::Bound(proxy) => return Ok((T::client(proxy), activated)),
+        match crate::rpc::bind_com::<T>(fd).await? {
+            crate::rpc::ComBind::Bound(fd) => {
+                let server = RpcConnected {
+                    connection_id: activated.activation_id,
+                    server_package_family_name: activated.server_package_family_name.clone(),
+                    server_sid: activated.server_sid.clone(),
+                    server_pid: activated.server_pid,
+                };
+                return Ok((crate::rpc::com_object(fd, server), activated));
+            }
             crate::rpc::ComBind::Refused(CO_E_SERVER_STOPPING, m) => last = m,
             crate::rpc::ComBind::Refused(code, m) => {
                 return Err(com_error(hresult_of_rpc(code), m));
@@ -152,7 +158,8 @@ pub async fn co_create_instance_with_info<T: ?Sized + Interface>(
     Err(com_error(
         CO_E_SERVER_EXEC_FAILURE,
         format!(
-            "no server of class {clsid} took the activation in {ACTIVATION_ATTEMPTS} attempts: {last}"
+            "no server of class {clsid} took the activation in {ACTIVATION_ATTEMPTS} attempts: \
+             {last}"
         ),
     ))
 }

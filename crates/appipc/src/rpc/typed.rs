@@ -538,6 +538,12 @@ pub(crate) async fn serve_activation<G: Send + 'static>(
     }
 }
 
+/// The reference to a COM object whose channel is bound to `T`: its proxies report failures
+/// as `HRESULT`s, and so do those of the references it hands out.
+pub(crate) fn com_object<T: ?Sized + Interface>(fd: OwnedFd, server: RpcConnected) -> ObjectRef<T> {
+    ObjectRef { inner: RefInner::Remote { fd, peer: Peer::ComServer(Arc::new(server)) } }
+}
+
 /// How a COM activation's bind ended.
 pub(crate) enum ComBind<P> {
     /// The object serves the interface.
@@ -549,11 +555,9 @@ pub(crate) enum ComBind<P> {
     Closed,
 }
 
-/// Binds interface `T` on a COM activation's channel (async proxy).
-pub(crate) async fn bind_com<T: ?Sized + Interface>(
-    fd: OwnedFd,
-    server: RpcConnected,
-) -> Result<ComBind<Proxy>> {
+/// Binds interface `T` on a COM activation's channel; bound, the channel is the object's
+/// reference ([`com_object`]).
+pub(crate) async fn bind_com<T: ?Sized + Interface>(fd: OwnedFd) -> Result<ComBind<OwnedFd>> {
     let sock = AsyncSeqPacket::new_reading(fd)
         .map_err(|source| Error::Io { what: "registering a COM object's channel", source })?;
     let bind = Envelope::Bind { uuid: T::UUID.into(), major: T::VERSION.0, minor: T::VERSION.1 };
@@ -565,9 +569,7 @@ pub(crate) async fn bind_com<T: ?Sized + Interface>(
         Ok(None) | Err(_) => return Ok(ComBind::Closed),
     };
     Ok(match Envelope::from_cbor(&packet.data) {
-        Ok(Envelope::BindAck { status: 0, .. }) => {
-            ComBind::Bound(Proxy::start(Arc::new(sock), Peer::ComServer(Arc::new(server))))
-        }
+        Ok(Envelope::BindAck { status: 0, .. }) => ComBind::Bound(sock.into_inner()),
         Ok(Envelope::BindAck { status, message }) => ComBind::Refused(status, message),
         _ => ComBind::Refused(RPC_X_BAD_STUB_DATA, "the server's answer is not a bind".into()),
     })
