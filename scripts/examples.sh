@@ -4,8 +4,9 @@
 #   appipc install examples/hello
 # works (in developer mode: appipc dev-mode on). The binaries come from the Rust crate
 # examples/hello (every [[bin]] of examples/hello/Cargo.toml: hello-app, echo-service, …,
-# device-service, sensor-client). examples/fabrikam-sensors installs so without its custom
-# capability: its descriptor is a draft until Contoso signs it (see its appipc.toml).
+# device-service, sensor-client, spellcheck-server, writer-app). examples/fabrikam-sensors
+# installs so without its custom capability: its descriptor is a draft until Contoso signs it
+# (see its appipc.toml).
 #
 #   bash scripts/examples.sh            release build (target/release), then the layout
 #   bash scripts/examples.sh --debug    debug build (target/debug)

@@ -2,6 +2,7 @@
 
 use anyhow::Result;
 use appipc::Session;
+use appipc::com::ComList;
 use clap::Subcommand;
 
 use crate::style;
@@ -26,8 +27,17 @@ async fn list(session: &Session) -> Result<()> {
     if style::json() {
         return style::print_json(&list);
     }
+    for line in render(&list, style::stdout_color()) {
+        println!("{line}");
+    }
+    Ok(())
+}
+
+/// `appipc com list`'s text (the demo prints it too).
+pub(crate) fn render(list: &ComList, color: bool) -> Vec<String> {
+    let mut out = Vec::new();
     if list.classes.is_empty() {
-        println!("no COM classes (no installed package declares a com-server)");
+        out.push("no COM classes (no installed package declares a com-server)".to_owned());
     } else {
         let mut t = style::Table::new(&["CLSID", "PROGIDS", "PACKAGE", "APP", "EXE SERVER"]);
         for c in &list.classes {
@@ -39,17 +49,17 @@ async fn list(session: &Session) -> Result<()> {
                 c.executable.clone(),
             ]);
         }
-        t.print();
-        println!();
-        println!("launch and activation permissions:");
+        out.extend(t.render(color));
+        out.push(String::new());
+        out.push("launch and activation permissions:".to_owned());
         for c in &list.classes {
-            println!("  {}  {}", c.clsid, c.permission);
+            out.push(format!("  {}  {}", c.clsid, c.permission));
         }
     }
-    println!();
+    out.push(String::new());
     if list.servers.is_empty() {
-        println!("no COM servers running");
-        return Ok(());
+        out.push("no COM servers running".to_owned());
+        return out;
     }
     let mut t = style::Table::new(&[
         "PID",
@@ -93,6 +103,6 @@ async fn list(session: &Session) -> Result<()> {
             state.to_owned(),
         ]);
     }
-    t.print();
-    Ok(())
+    out.extend(t.render(color));
+    out
 }

@@ -431,7 +431,8 @@ async fn scenario(root: &Path, bins: &Path, socket: &Path) -> Result<()> {
     launch_for_results(&session, &families[5], &families[6]).await?;
     registry(&session, &pm, &keys, root, bins).await?;
     loopback(root, bins, &session, &keys, &families[7], &families[8]).await?;
-    device_service(root, bins, &session, &keys).await
+    device_service(root, bins, &session, &keys).await?;
+    packaged_com(root, bins, &session, &keys).await
 }
 
 /// Step 17: an RPC endpoint guarded by Contoso's custom capability, a typed interface and a
@@ -509,6 +510,155 @@ async fn device_service(root: &Path, bins: &Path, session: &Session, keys: &Keys
     );
     println!("    callbacks then went peer to peer, typed, over the connection it handed out)");
     Ok(())
+}
+
+/// The first method of Contoso's `SpellChecker` (`appipc_examples::spellcheck`, which the CLI
+/// does not link). A client declares the methods it calls, in their order, under the
+/// interface's UUID and version, as a MIDL client is compiled from the server's IDL.
+#[appipc::interface(uuid = "a882858a-cfdd-4ec0-9550-c63f72c6edd3", version = "1.0")]
+trait SpellChecker {
+    /// The serving process as it sees itself.
+    async fn server_info(
+        &self,
+        cx: &appipc::rpc::CallContext,
+    ) -> appipc::rpc::CallResult<SpellServerInfo>;
+}
+
+/// The part of the spell checker's `ServerInfo` the demo shows (fields by name).
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct SpellServerInfo {
+    pid: u32,
+    package_family_name: String,
+    app_id: String,
+    activation: String,
+    arguments: Vec<String>,
+}
+
+/// `appipc com list`, as the command prints it, indented as the demo's output is.
+async fn print_com_list(session: &Session) -> Result<appipc::com::ComList> {
+    let list = appipc::com::list(session).await?;
+    for line in crate::com::render(&list, false) {
+        println!("   {line}");
+    }
+    Ok(list)
+}
+
+/// Step 18: packaged COM. Contoso's full-trust package declares a spell checker class; the
+/// broker starts its server as that package for an activation, a confined client the
+/// permission names uses it and is called back, one it does not name is refused, and the
+/// server exits when its last object is released.
+async fn packaged_com(root: &Path, bins: &Path, session: &Session, keys: &Keys) -> Result<()> {
+    use appipc::com;
+    const PROG_ID: &str = "Contoso.SpellChecker";
+    step(18, "COM: Fabrikam's app creates Contoso's spell checker by ProgID, served as Contoso");
+    let pm = PackageManager::new(session);
+    let server_text = include_str!("../../../examples/contoso-spellcheck/appipc.toml");
+    let writer_text = include_str!("../../../examples/fabrikam-writer/appipc.toml");
+    let mut installed = Vec::new();
+    // The server, the client its permission names, and the same client under another name.
+    for (name, text) in [
+        ("contoso-spellcheck", server_text.to_owned()),
+        ("fabrikam-writer", writer_text.to_owned()),
+        ("fabrikam-scribbler", writer_text.replace("Fabrikam.Writer", "Fabrikam.Scribbler")),
+    ] {
+        let dir = assemble_manifest(&text, &root.join(name), bins)?;
+        let r = install_file(&pm, &keys.pack(&dir, root, name)?).await?;
+        allowed(&format!("install {name}.appipc -> {}", r.full_name));
+        installed.push(r.family_name);
+    }
+    let (server, writer, scribbler) = (&installed[0], &installed[1], &installed[2]);
+    if !scribbler.starts_with("Fabrikam.Scribbler_") {
+        bail!("the third package is {scribbler}");
+    }
+    println!("   $ appipc com list   (the catalog: the classes of the installed packages)");
+    print_com_list(session).await?;
+
+    // This process (unpackaged: the user side of the permission decides) creates an object;
+    // the broker starts the server.
+    let clsid = com::clsid_from_prog_id(session, PROG_ID).await?;
+    let mine = com::co_create_instance::<dyn SpellChecker>(session, &clsid).await?.client()?;
+    let info = mine.server_info().await?;
+    allowed(&format!(
+        "CoCreateInstance({{{clsid}}}) from the demo: the broker started pid {}",
+        info.pid
+    ));
+    println!(
+        "            as {}!{} (Activate-As-Package), full trust, APPIPC_ACTIVATION={}, \
+         arguments {:?}",
+        info.package_family_name, info.app_id, info.activation, info.arguments
+    );
+    if info.package_family_name != *server {
+        bail!("the server runs as {:?}, not as {server}", info.package_family_name);
+    }
+    println!("   $ appipc com list");
+    let list = print_com_list(session).await?;
+    if !list.servers.iter().any(|s| s.pid == info.pid) {
+        bail!("pid {} is not listed as a running server", info.pid);
+    }
+
+    println!("   $ appipc launch --wait {writer}");
+    launch_and_wait(session, writer, &[]).await?;
+    println!(
+        "   (the same server, pid {}: it registered its class REGCLS_MULTIPLEUSE, so every",
+        info.pid
+    );
+    println!("    activation reaches it while it runs; each got an object of its own)");
+    println!("   $ appipc launch --wait {scribbler}");
+    launch_and_wait(session, scribbler, &[]).await?;
+    let filter = appipc::diagnostics::DecisionFilter {
+        package_family_name: Some(scribbler.clone()),
+        denials_only: true,
+    };
+    let d = appipc::diagnostics::recent(session, &filter, 1).await?;
+    let Some(d) = d.last() else { bail!("the refusal of {scribbler} is not in the decision log") };
+    println!("   $ appipc why --package {scribbler}");
+    refused(&format!("{}.{} {} from {scribbler}", d.mechanism, d.operation, d.object), &d.rule);
+    if let Some(r) = &d.remedy {
+        println!("            to allow: {r}");
+    }
+    let unknown = "00000000-0000-0000-0000-000000000001";
+    match com::co_create_instance::<dyn SpellChecker>(session, unknown).await {
+        Ok(_) => bail!("an unknown class was created"),
+        Err(e) => refused(&format!("CoCreateInstance({{{unknown}}})"), &e),
+    }
+
+    // The demo's object is the last: releasing it takes the server's count to zero.
+    drop(mine);
+    wait_for_com_server_exit(session, info.pid).await?;
+    allowed(&format!(
+        "release the last object: the server (pid {}) suspended and revoked its class and exited",
+        info.pid
+    ));
+    println!("   $ appipc com list");
+    print_com_list(session).await?;
+    // The next activation starts a new server process.
+    let again = com::co_create_instance::<dyn SpellChecker>(session, &clsid).await?.client()?;
+    let pid = again.server_info().await?.pid;
+    if pid == info.pid {
+        bail!("the activation after the exit reached pid {pid} again");
+    }
+    allowed(&format!("CoCreateInstance({{{clsid}}}) again: a new server, pid {pid}"));
+    drop(again);
+    wait_for_com_server_exit(session, pid).await?;
+    println!("   (the broker checked the permission and started the server; the calls and the");
+    println!("    callbacks then went peer to peer, typed, over the connection it handed out)");
+    Ok(())
+}
+
+/// Waits (10 s at most) until the COM server `pid` is neither listed nor running.
+async fn wait_for_com_server_exit(session: &Session, pid: u32) -> Result<()> {
+    let pm = PackageManager::new(session);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let listed = appipc::com::list(session).await?.servers.iter().any(|s| s.pid == pid);
+        if !listed && !pm.running_processes().await?.iter().any(|p| p.pid == pid) {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("the COM server (pid {pid}) still runs 10 s after its last object was released");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// Step 15: two processes of one package talk through its private registry hive.

@@ -11,7 +11,7 @@ fn the_demo_shows_each_decision() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "the demo failed:\n{stdout}\n{stderr}");
-    for step in 1..=17 {
+    for step in 1..=18 {
         assert!(stdout.contains(&format!("== {step}. ")), "step {step} missing:\n{stdout}");
     }
     let expect = [
@@ -82,6 +82,20 @@ fn the_demo_shows_each_decision() {
         "REFUSED  rpc.connect endpoint contoso.device from Fabrikam.SensorSpy_8tkjkmve8mrwr",
         "Fabrikam.SensorSpy_8tkjkmve8mrwr declares the capability \
          Contoso.sensorAccess_cvnpggrrsm18p but it was not granted at install",
+        // 18: COM: activation starts the server as the declaring application, full trust;
+        // a package the permission names calls it and is called back; another is refused
+        // with E_ACCESSDENIED and why says so; the last release ends the server.
+        "as Contoso.SpellCheck_cvnpggrrsm18p!Server (Activate-As-Package), full trust, \
+         APPIPC_ACTIVATION=comserver",
+        "made for Fabrikam.Writer_8tkjkmve8mrwr",
+        "writer-app: callback: done, 4 misspelled",
+        "writer-app: the server released the listener",
+        "refused: HRESULT 0x80070005",
+        "REFUSED  com.activate class {da3b939e-4b5d-4a53-b461-868ad388cbec} of \
+         Contoso.SpellCheck_cvnpggrrsm18p from Fabrikam.Scribbler_8tkjkmve8mrwr",
+        "(HRESULT 0x80040154)",
+        "suspended and revoked its class and exited",
+        "again: a new server, pid",
     ];
     for line in expect {
         assert!(stdout.contains(line), "the demo did not print {line:?}:\n{stdout}");

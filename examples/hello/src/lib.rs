@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 pub mod device;
+pub mod spellcheck;
 
 use std::sync::{Arc, Weak};
 

@@ -16,6 +16,8 @@ fn example_manifests_parse() {
         include_str!("../../fabrikam-loopclient/appipc.toml"),
         include_str!("../../contoso-device/appipc.toml"),
         include_str!("../../fabrikam-sensors/appipc.toml"),
+        include_str!("../../contoso-spellcheck/appipc.toml"),
+        include_str!("../../fabrikam-writer/appipc.toml"),
     ] {
         let m = appipc_model::manifest::parse(text).unwrap_or_else(|e| panic!("{e}"));
         assert!(!m.applications.is_empty());
