@@ -980,6 +980,7 @@ fn com_outputs() -> Vec<(&'static str, Vec<u8>)> {
             suspended: false,
             started_by_broker: true,
         }],
+        more: 0,
     };
     vec![
         ("com-create", output::<c::CreateInstance>(&activated)),

@@ -59,6 +59,12 @@ pub(crate) fn render(list: &ComList, color: bool) -> Vec<String> {
     out.push(String::new());
     if list.servers.is_empty() {
         out.push("no COM servers running".to_owned());
+        if list.more > 0 {
+            out.push(format!(
+                "({} more classes not shown: the list is longer than one reply holds)",
+                list.more
+            ));
+        }
         return out;
     }
     let mut t = style::Table::new(&[
@@ -104,5 +110,11 @@ pub(crate) fn render(list: &ComList, color: bool) -> Vec<String> {
         ]);
     }
     out.extend(t.render(color));
+    if list.more > 0 {
+        out.push(format!(
+            "({} more classes and servers not shown: the list is longer than one reply holds)",
+            list.more
+        ));
+    }
     out
 }

@@ -71,9 +71,9 @@ pub const RPC_E_CALL_CANCELED: u32 = 0x8001_0002;
 /// `HRESULT_FROM_WIN32(RPC_S_CALL_FAILED)`: the server died during the call.
 pub const RPC_S_CALL_FAILED_HRESULT: u32 = 0x8007_06BE;
 
-/// How often [`co_create_instance`] activates again when the server it reached was shutting
-/// down or went away before it answered.
-const ACTIVATION_ATTEMPTS: u32 = 8;
+/// How long [`co_create_instance`] goes on activating again when the server it reached was
+/// shutting down or went away before it answered (each time a new server can start).
+const ACTIVATION_RETRIES_FOR: Duration = Duration::from_secs(30);
 
 /// The `HRESULT` a COM proxy reports for an RPC failure code (or a method's fault).
 pub(crate) fn hresult_of_rpc(code: u32) -> u32 {
@@ -124,10 +124,13 @@ pub async fn co_create_instance_with_info<T: ?Sized + Interface>(
     clsid: &str,
 ) -> Result<(ObjectRef<T>, ComActivated)> {
     let mut last = String::new();
-    for attempt in 0..ACTIVATION_ATTEMPTS {
+    let until = tokio::time::Instant::now() + ACTIVATION_RETRIES_FOR;
+    let mut attempt = 0u32;
+    while attempt == 0 || tokio::time::Instant::now() < until {
         if attempt > 0 {
-            tokio::time::sleep(Duration::from_millis(2 << attempt.min(6))).await;
+            tokio::time::sleep(Duration::from_millis(2 << attempt.min(5))).await;
         }
+        attempt += 1;
         let (activated, mut fds) = session
             .call_with_fds(wire::CreateInstance { clsid: clsid.to_owned() }, &[])
             .await
@@ -153,13 +156,23 @@ pub async fn co_create_instance_with_info<T: ?Sized + Interface>(
                     activated.server_pid
                 );
             }
+            crate::rpc::ComBind::NoAnswer => {
+                return Err(com_error(
+                    CO_E_SERVER_EXEC_FAILURE,
+                    format!(
+                        "the server (pid {}) did not answer the activation within two minutes",
+                        activated.server_pid
+                    ),
+                ));
+            }
         }
     }
     Err(com_error(
         CO_E_SERVER_EXEC_FAILURE,
         format!(
-            "no server of class {clsid} took the activation in {ACTIVATION_ATTEMPTS} attempts: \
-             {last}"
+            "no server of class {clsid} took the activation in {attempt} attempts over {} s: \
+             {last}",
+            ACTIVATION_RETRIES_FOR.as_secs()
         ),
     ))
 }
@@ -359,7 +372,11 @@ impl ComServer {
         loop {
             tokio::select! {
                 a = rx.recv() => match a {
-                    None => break,
+                    // The session ended, or another ComServer took its activations.
+                    None => {
+                        reporter.abort();
+                        return;
+                    }
                     Some((activation, fd)) => self.activate(activation, fd),
                 },
                 _ = changed.changed() => {}
@@ -451,6 +468,7 @@ async fn report_counts(shared: Arc<Shared>) {
             ((c.objects + served) as u32, c.locks as u32)
         };
         if last != Some(now) {
+            shared.session.com().counts = now;
             let _ = shared.session.call(wire::ReportCount { objects: now.0, locks: now.1 }).await;
             last = Some(now);
         }

@@ -67,6 +67,8 @@ pub(crate) struct ComRoute {
     pub(crate) registrations: HashMap<u64, (String, u32, u64)>,
     /// Suspended (shutting down): not registered again.
     pub(crate) suspended: bool,
+    /// The count last reported (objects, locks): reported again after a broker restart.
+    pub(crate) counts: (u32, u32),
 }
 
 pub(crate) type RpcSender = tokio::sync::mpsc::UnboundedSender<(protocol::rpc::Incoming, OwnedFd)>;
@@ -628,6 +630,7 @@ async fn register_com_again(inner: &Inner) {
         }
         c.registrations.iter().map(|(k, (clsid, flags, _))| (*k, clsid.clone(), *flags)).collect()
     };
+    let any = !again.is_empty();
     for (key, clsid, flags) in again {
         let r = protocol::com::RegisterClassObject { clsid, flags };
         let reply = tokio::time::timeout(inner.timeout, inner.request(r.into(), &[])).await;
@@ -646,6 +649,11 @@ async fn register_com_again(inner: &Inner) {
                 c.registrations.remove(&key);
             }
         }
+    }
+    if any {
+        let (objects, locks) = inner.com.lock().expect("com route poisoned").counts;
+        let report = protocol::com::ReportCount { objects, locks };
+        let _ = tokio::time::timeout(inner.timeout, inner.request(report.into(), &[])).await;
     }
 }
 

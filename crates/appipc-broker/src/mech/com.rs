@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use appipc_model::manifest::{Application, ComClass, ExeServer, Guid, Manifest};
+use appipc_model::manifest::{Guid, Manifest, RUN_FULL_TRUST};
 use appipc_model::named_objects::{
     COM_RIGHTS_ACTIVATE_LOCAL, COM_RIGHTS_EXECUTE, COM_RIGHTS_EXECUTE_LOCAL, SecurityDescriptor,
 };
@@ -39,7 +39,9 @@ use crate::caller::Caller;
 use crate::cx::{Cx, Replied};
 use crate::error::{ComError, InternalError};
 use crate::outbox::{Outbox, Undeliverable};
-use crate::repository::InstalledPackage;
+
+mod catalog;
+use catalog::Catalog;
 
 type Result<T, E = ComError> = std::result::Result<T, E>;
 
@@ -51,13 +53,16 @@ const REGCLS_MULTI_SEPARATE: u32 = 2;
 const REGCLS_SUSPENDED: u32 = 4;
 /// `REGCLS_SURROGATE`: accepted, it changes nothing here.
 const REGCLS_SURROGATE: u32 = 8;
+/// `REGCLS_AGILE`: accepted, it changes nothing here (no apartments).
+const REGCLS_AGILE: u32 = 0x10;
 
 /// Class registrations one session may hold.
 pub(crate) const MAX_REGISTRATIONS_PER_SESSION: usize = 256;
 
-/// How often one activation tries a server (a server going away under it, a `SINGLEUSE`
-/// registration taken by another client, a start that registered other classes first).
-const ATTEMPTS: usize = 6;
+/// The most servers one activation starts (each start that ends without a server of the
+/// class, a `SINGLEUSE` registration another client took first); it also ends at the start
+/// timeout.
+const STARTS: usize = 8;
 
 /// The longest ProgID taken (Windows: 39 characters).
 const MAX_PROG_ID: usize = 255;
@@ -65,7 +70,7 @@ const MAX_PROG_ID: usize = 255;
 /// `LaunchAndActivationPermission` when the manifest gives none: the user (and SYSTEM) may
 /// start and activate; no app container may (machine-wide COM restrictions leave out
 /// `ALL APPLICATION PACKAGES` by default).
-fn default_permission(user_sid: &str) -> String {
+pub(super) fn default_permission(user_sid: &str) -> String {
     format!("O:{user_sid}G:{user_sid}D:(A;;0xb;;;{user_sid})(A;;0xb;;;SY)")
 }
 
@@ -77,9 +82,9 @@ pub(crate) async fn handle(cx: Cx<'_>, r: wire::Request) -> Result<Replied> {
             let (activated, fd) = com.create_instance(&cx, &c.clsid).await?;
             Replied::with_fds::<wire::CreateInstance>(activated, vec![fd])
         }
-        R::ClsidFromProgId(p) => Replied::of::<wire::ClsidFromProgId>(
-            clsid_from_prog_id(cx.shared, &p.prog_id)?.to_string(),
-        ),
+        R::ClsidFromProgId(p) => {
+            Replied::of::<wire::ClsidFromProgId>(clsid_from_prog_id(&cx, &p.prog_id)?.to_string())
+        }
         R::RegisterClassObject(r) => {
             Replied::of::<wire::RegisterClassObject>(com.register(&cx, &r.clsid, r.flags)?)
         }
@@ -121,59 +126,19 @@ fn parse_clsid(text: &str) -> Result<Guid> {
     })
 }
 
-/// A declared class: its package, application and exe server.
-struct Found {
-    pkg: Arc<InstalledPackage>,
-    app_index: usize,
-    clsid: Guid,
-}
-
-impl Found {
-    fn parts(&self) -> (&Application, &ExeServer, &ComClass) {
-        let app = &self.pkg.manifest.applications[self.app_index];
-        let (exe, class) = app
-            .com_servers
-            .iter()
-            .find_map(|s| s.find_class(self.clsid))
-            .expect("the class was found in this application");
-        (app, exe, class)
-    }
-}
-
-fn find_class(shared: &Shared, clsid: Guid) -> Option<Found> {
-    shared.repository.all().into_iter().find_map(|pkg| {
-        let app_index = pkg
-            .manifest
-            .applications
-            .iter()
-            .position(|a| a.com_servers.iter().any(|s| s.find_class(clsid).is_some()))?;
-        Some(Found { pkg, app_index, clsid })
-    })
-}
-
-/// The ProgIDs that name classes in a manifest: `(ProgID, CLSID)`.
-fn prog_ids(manifest: &Manifest) -> Vec<(String, Guid)> {
-    let mut v = Vec::new();
-    for app in &manifest.applications {
-        for block in &app.com_servers {
-            for (_, c) in block.classes() {
-                for p in [&c.prog_id, &c.version_independent_prog_id].into_iter().flatten() {
-                    v.push((p.clone(), c.id));
-                }
-            }
-            for p in &block.prog_ids {
-                if let Some(g) = block.resolve_prog_id(&p.id) {
-                    v.push((p.id.clone(), g));
-                }
-            }
-        }
-    }
-    v
+fn not_registered(clsid: Guid) -> ComError {
+    failed(
+        HResult::ClassNotRegistered,
+        format!("no installed package declares the COM class {{{clsid}}}"),
+    )
 }
 
 /// `CLSIDFromProgID` over the catalog (case-insensitive, as the registry compares).
-fn clsid_from_prog_id(shared: &Shared, prog_id: &str) -> Result<Guid> {
-    let bad = || {
+fn clsid_from_prog_id(cx: &Cx<'_>, prog_id: &str) -> Result<Guid> {
+    let found = (!prog_id.is_empty() && prog_id.len() <= MAX_PROG_ID)
+        .then(|| cx.shared.com.catalog(cx.shared).prog_id(prog_id))
+        .flatten();
+    found.ok_or_else(|| {
         failed(
             HResult::ClassString,
             format!(
@@ -181,26 +146,7 @@ fn clsid_from_prog_id(shared: &Shared, prog_id: &str) -> Result<Guid> {
                 appipc_wire::text::printable(&prog_id.chars().take(80).collect::<String>())
             ),
         )
-    };
-    if prog_id.is_empty() || prog_id.len() > MAX_PROG_ID {
-        return Err(bad());
-    }
-    for pkg in shared.repository.all() {
-        // A `prog-id` entry first (it may name the current version), then classes' own.
-        for app in &pkg.manifest.applications {
-            for block in &app.com_servers {
-                if let Some(g) = block.resolve_prog_id(prog_id) {
-                    return Ok(g);
-                }
-            }
-        }
-        if let Some((_, g)) =
-            prog_ids(&pkg.manifest).into_iter().find(|(p, _)| p.eq_ignore_ascii_case(prog_id))
-        {
-            return Ok(g);
-        }
-    }
-    Err(bad())
+    })
 }
 
 /// Why installing `manifest` would put a CLSID or ProgID in the catalog twice: another
@@ -212,44 +158,50 @@ pub(crate) fn catalog_conflict(shared: &Shared, manifest: &Manifest) -> Option<S
         .iter()
         .flat_map(|a| a.com_servers.iter().flat_map(|s| s.classes().map(|(_, c)| c.id)))
         .collect();
-    let names = prog_ids(manifest);
+    let names = catalog::declared_prog_ids(manifest);
     if classes.is_empty() && names.is_empty() {
         return None;
     }
-    for other in shared.repository.all() {
-        if other.family_name == family {
-            continue;
+    let catalog = shared.com.catalog(shared);
+    let other = |g: &Guid| {
+        catalog
+            .classes
+            .get(g)
+            .filter(|c| !c.pkg.family_name.as_str().eq_ignore_ascii_case(family.as_str()))
+    };
+    for c in &classes {
+        if let Some(owner) = other(c) {
+            return Some(format!(
+                "COM class {{{c}}} is declared by {}, installed already: a CLSID belongs to one \
+                 package of the catalog",
+                owner.pkg.family_name
+            ));
         }
-        let theirs = prog_ids(&other.manifest);
-        for c in &classes {
-            if other.manifest.com_class(*c).is_some() {
-                return Some(format!(
-                    "COM class {{{c}}} is declared by {}, installed already: a CLSID belongs to \
-                     one package of the catalog",
-                    other.family_name
-                ));
-            }
-        }
-        for (p, _) in &names {
-            if theirs.iter().any(|(q, _)| q.eq_ignore_ascii_case(p)) {
-                return Some(format!(
-                    "ProgID {p:?} is declared by {}, installed already: a ProgID belongs to one \
-                     package of the catalog",
-                    other.family_name
-                ));
-            }
+    }
+    for (p, _) in &names {
+        if let Some(owner) = catalog.prog_id(p).as_ref().and_then(other) {
+            return Some(format!(
+                "ProgID {p:?} is declared by {}, installed already: a ProgID belongs to one \
+                 package of the catalog",
+                owner.pkg.family_name
+            ));
         }
     }
     None
 }
 
-/// The permission an exe server's activations are decided by.
-fn permission(exe: &ExeServer, user_sid: &str) -> std::result::Result<SecurityDescriptor, String> {
-    let text = match &exe.launch_and_activation_permission {
-        Some(t) => t.clone(),
-        None => default_permission(user_sid),
-    };
-    SecurityDescriptor::from_sddl(&text).map_err(|e| format!("its permission {text:?}: {e}"))
+/// The class `clsid` of the catalog now, its permission, and its package's family.
+struct Resolved {
+    catalog: Arc<Catalog>,
+    clsid: Guid,
+    sd: Arc<SecurityDescriptor>,
+    family: String,
+}
+
+impl Resolved {
+    fn class(&self) -> &catalog::Class {
+        &self.catalog.classes[&self.clsid]
+    }
 }
 
 #[derive(Debug)]
@@ -288,9 +240,10 @@ struct Server {
 struct State {
     /// Session → the server it is.
     servers: HashMap<u64, Server>,
-    /// Servers being started: (family, CLSID) → the pid started.
-    starting: HashMap<(String, Guid), u32>,
-    /// Pids the broker started as servers.
+    /// Servers being started: (family, CLSID) → the start's token (reserved before the
+    /// process is started, so that concurrent activations join it).
+    starting: HashMap<(String, Guid), u64>,
+    /// Pids the broker started as servers (until they exit).
     started: std::collections::HashSet<u32>,
 }
 
@@ -298,6 +251,7 @@ struct State {
 #[derive(Debug)]
 pub struct Com {
     state: Mutex<State>,
+    catalog: Mutex<Arc<Catalog>>,
     next: AtomicU64,
     /// Bumped when a server registers, resumes, suspends or goes, and when a start ends.
     changed: watch::Sender<u64>,
@@ -311,6 +265,7 @@ impl Default for Com {
         let ms = std::env::var("APPIPC_COM_START_MS").ok().and_then(|v| v.parse().ok());
         Com {
             state: Mutex::default(),
+            catalog: Mutex::default(),
             next: AtomicU64::new(0),
             changed: watch::channel(0).0,
             start: Duration::from_millis(ms.unwrap_or(30_000)),
@@ -327,62 +282,81 @@ impl Com {
         self.changed.send_modify(|n| *n += 1);
     }
 
-    /// `CoCreateInstance`: routes to a running server of the class, else starts one.
+    fn catalog(&self, shared: &Shared) -> Arc<Catalog> {
+        catalog::current(&self.catalog, shared)
+    }
+
+    /// The class as the catalog has it now (an upgrade or removal may have changed it since
+    /// the activation began) and the permission that decides it.
+    fn resolve(&self, cx: &Cx<'_>, clsid: Guid) -> Result<Resolved> {
+        let catalog = self.catalog(cx.shared);
+        let class = catalog.classes.get(&clsid).ok_or_else(|| not_registered(clsid))?;
+        let sd = match &class.permission {
+            Some(Ok(sd)) => sd.clone(),
+            Some(Err(why)) => {
+                return Err(failed(
+                    HResult::AccessDenied,
+                    format!("the exe server of class {{{clsid}}} cannot be activated: {why}"),
+                ));
+            }
+            None => {
+                let user = cx.caller.principal.user_sid().to_string();
+                let text = default_permission(&user);
+                let sd = SecurityDescriptor::from_sddl(&text).map_err(|e| {
+                    InternalError::io("the default COM permission", std::io::Error::other(e))
+                })?;
+                Arc::new(sd)
+            }
+        };
+        let family = class.pkg.family_name.to_string();
+        Ok(Resolved { catalog: catalog.clone(), clsid, sd, family })
+    }
+
+    /// `CoCreateInstance`: routes to a running server of the class, else starts one; until
+    /// the start timeout, as many times as servers go away under it.
     async fn create_instance(&self, cx: &Cx<'_>, text: &str) -> Result<(ComActivated, OwnedFd)> {
-        let shared = cx.shared;
         let clsid = parse_clsid(text)?;
-        let found = find_class(shared, clsid).ok_or_else(|| {
-            failed(
-                HResult::ClassNotRegistered,
-                format!("no installed package declares the COM class {{{clsid}}}"),
-            )
-        })?;
-        let family = found.pkg.family_name.to_string();
-        let (_, exe, _) = found.parts();
-        let user = cx.caller.principal.user_sid().to_string();
-        let sd = permission(exe, &user).map_err(|why| {
-            failed(
-                HResult::AccessDenied,
-                format!("the exe server of class {{{clsid}}} cannot be activated: {why}"),
-            )
-        })?;
-        let (mut may_activate, mut may_launch) = (false, false);
-        for _ in 0..ATTEMPTS {
-            if self.has_server(&family, clsid) {
+        let deadline = tokio::time::Instant::now() + self.start;
+        let (mut may_activate, mut may_launch, mut starts) = (false, false, 0);
+        loop {
+            let r = self.resolve(cx, clsid)?;
+            if self.has_server(&r.family, clsid) {
                 if !may_activate {
-                    self.check(cx, clsid, &family, &sd, false)?;
+                    self.check(cx, &r, false)?;
                     may_activate = true;
                 }
-                if let Some(done) = self.route(cx, clsid, &family)? {
+                if let Some(done) = self.route(cx, clsid, &r.family)? {
                     return Ok(done);
                 }
                 continue;
             }
             if !may_launch {
-                self.check(cx, clsid, &family, &sd, true)?;
+                self.check(cx, &r, true)?;
                 (may_launch, may_activate) = (true, true);
             }
-            self.start_server(shared, &found).await?;
+            if starts >= STARTS || tokio::time::Instant::now() >= deadline {
+                return Err(failed(
+                    HResult::ServerExecFailure,
+                    format!(
+                        "no server of class {{{clsid}}} in {} took the activation ({starts} \
+                         started)",
+                        r.family
+                    ),
+                ));
+            }
+            starts += 1;
+            self.start_server(cx.shared, &r, deadline).await?;
         }
-        Err(failed(
-            HResult::ServerExecFailure,
-            format!("no server of class {{{clsid}}} in {family} took the activation"),
-        ))
     }
 
-    fn check(
-        &self,
-        cx: &Cx<'_>,
-        clsid: Guid,
-        family: &str,
-        sd: &SecurityDescriptor,
-        launch: bool,
-    ) -> Result<()> {
+    fn check(&self, cx: &Cx<'_>, r: &Resolved, launch: bool) -> Result<()> {
         let desired = COM_RIGHTS_EXECUTE
             | COM_RIGHTS_ACTIVATE_LOCAL
             | if launch { COM_RIGHTS_EXECUTE_LOCAL } else { 0 };
-        let clsid = clsid.to_string();
-        cx.enforce(Operation::ActivateComClass { clsid: &clsid, server: family, sd, desired })?;
+        let clsid = r.clsid.to_string();
+        let op =
+            Operation::ActivateComClass { clsid: &clsid, server: &r.family, sd: &r.sd, desired };
+        cx.enforce(op)?;
         Ok(())
     }
 
@@ -449,74 +423,42 @@ impl Com {
     /// Starts the class's exe server (or joins a start of it under way) and waits until some
     /// server of the package registers the class; `CO_E_SERVER_EXEC_FAILURE` when it exits or
     /// the time runs out first.
-    async fn start_server(&self, shared: &Arc<Shared>, found: &Found) -> Result<()> {
-        let (app, exe, _) = found.parts();
-        let family = found.pkg.family_name.to_string();
-        let clsid = found.clsid;
-        let key = (family.clone(), clsid);
+    async fn start_server(
+        &self,
+        shared: &Arc<Shared>,
+        r: &Resolved,
+        deadline: tokio::time::Instant,
+    ) -> Result<()> {
+        let clsid = r.clsid;
+        let key = (r.family.to_ascii_lowercase(), clsid);
         let mut changed = self.changed.subscribe();
-        let deadline = tokio::time::Instant::now() + self.start;
-        let joined = self.lock().starting.get(&key).copied();
+        let token = self.next.fetch_add(1, Ordering::Relaxed) + 1;
+        let joined = {
+            let mut st = self.lock();
+            match st.starting.get(&key) {
+                Some(&t) => Some(t),
+                None => {
+                    st.starting.insert(key.clone(), token);
+                    None
+                }
+            }
+        };
         let record = match joined {
             Some(_) => None,
-            None => {
-                if shared.repository.is_busy(&family) {
-                    return Err(failed(
-                        HResult::ServerExecFailure,
-                        format!("{family} is being deployed: its COM server does not start now"),
-                    ));
+            None => match self.spawn_server(shared, r).await {
+                Ok(record) => Some(record),
+                Err(e) => {
+                    self.end_start(&key, token);
+                    return Err(e);
                 }
-                let mut start = Start::app(&found.pkg, app, Activation::ComServer);
-                start.program = &exe.executable;
-                start.args = exe.arguments.clone();
-                start.args.push("-Embedding".into());
-                start.trust = TrustLevel::FullTrust;
-                let record = activation::start_app(shared, start).await.map_err(|e| {
-                    failed(
-                        HResult::ServerExecFailure,
-                        format!("the COM server of class {{{clsid}}} could not be started: {e}"),
-                    )
-                })?;
-                let mut st = self.lock();
-                st.starting.insert(key.clone(), record.pid);
-                st.started.insert(record.pid);
-                tracing::info!(clsid = %clsid, package = %family, pid = record.pid, "com server started");
-                Some(record)
-            }
+            },
         };
-        let outcome = loop {
-            if self.has_server(&family, clsid) {
-                break Ok(());
-            }
-            if joined.is_some() && !self.lock().starting.contains_key(&key) {
-                // The start joined ended without a server: try again (or start one).
-                break Ok(());
-            }
-            let exited = async {
-                match &record {
-                    Some(r) => {
-                        let mut e = r.exited.clone();
-                        let s = e.wait_for(|s| s.is_some()).await.ok().and_then(|s| *s);
-                        s.map(|s| s.to_string()).unwrap_or_default()
-                    }
-                    None => std::future::pending().await,
-                }
-            };
-            tokio::select! {
-                _ = changed.changed() => {}
-                status = exited => {
-                    break Err(format!("exited before it registered the class ({status})"));
-                }
-                () = tokio::time::sleep_until(deadline) => {
-                    break Err(format!("did not register the class within {:?}", self.start));
-                }
-            }
-        };
-        if let Some(r) = &record {
-            self.lock().starting.remove(&key);
-            self.bump();
+        let outcome =
+            self.await_registration(&key, joined, record.as_deref(), &mut changed, deadline).await;
+        if let Some(rec) = &record {
+            self.end_start(&key, token);
             if outcome.is_err()
-                && let Some(p) = shared.processes.list().into_iter().find(|p| p.pid == r.pid)
+                && let Some(p) = shared.processes.list().into_iter().find(|p| p.pid == rec.pid)
             {
                 let _ = appipc_sys::process::send_signal(
                     &p.pidfd,
@@ -528,24 +470,118 @@ impl Com {
             let pid = record.as_ref().map(|r| r.pid).unwrap_or_default();
             failed(
                 HResult::ServerExecFailure,
-                format!("the COM server of class {{{clsid}}} in {family} (pid {pid}) {why}"),
+                format!("the COM server of class {{{clsid}}} in {} (pid {pid}) {why}", r.family),
             )
         })
     }
 
-    /// `CoRegisterClassObject`: a full-trust process of the package declaring the class.
+    /// Ends the start `token` of `key` (not a later one).
+    fn end_start(&self, key: &(String, Guid), token: u64) {
+        let mut st = self.lock();
+        if st.starting.get(key) == Some(&token) {
+            st.starting.remove(key);
+        }
+        drop(st);
+        self.bump();
+    }
+
+    /// Starts the exe server: full trust, as the application declaring the class, with its
+    /// arguments and `-Embedding`.
+    async fn spawn_server(
+        &self,
+        shared: &Arc<Shared>,
+        r: &Resolved,
+    ) -> Result<Arc<crate::launcher::ProcessRecord>> {
+        let class = r.class();
+        let (clsid, family) = (r.clsid, &r.family);
+        if shared.repository.is_busy(family) {
+            return Err(failed(
+                HResult::ServerExecFailure,
+                format!("{family} is being deployed: its COM server does not start now"),
+            ));
+        }
+        if !class.pkg.is_granted(RUN_FULL_TRUST) {
+            return Err(failed(
+                HResult::ServerExecFailure,
+                format!("{family} was not granted {RUN_FULL_TRUST}: its COM server does not start"),
+            ));
+        }
+        let exe = class.exe();
+        let mut start = Start::app(&class.pkg, class.app(), Activation::ComServer);
+        start.program = &exe.executable;
+        start.args = exe.arguments.clone();
+        start.args.push("-Embedding".into());
+        start.trust = TrustLevel::FullTrust;
+        let record = activation::start_app(shared, start).await.map_err(|e| {
+            failed(
+                HResult::ServerExecFailure,
+                format!("the COM server of class {{{clsid}}} could not be started: {e}"),
+            )
+        })?;
+        self.lock().started.insert(record.pid);
+        tracing::info!(clsid = %clsid, package = %family, pid = record.pid, "com server started");
+        Ok(record)
+    }
+
+    /// Waits until a server of the package takes activations of the class, the start joined
+    /// ended, the process started exits, or the deadline.
+    async fn await_registration(
+        &self,
+        key: &(String, Guid),
+        joined: Option<u64>,
+        record: Option<&crate::launcher::ProcessRecord>,
+        changed: &mut watch::Receiver<u64>,
+        deadline: tokio::time::Instant,
+    ) -> std::result::Result<(), String> {
+        loop {
+            if self.has_server(&key.0, key.1) {
+                return Ok(());
+            }
+            if let Some(t) = joined
+                && self.lock().starting.get(key) != Some(&t)
+            {
+                // The start joined ended without a server for us: the caller goes on.
+                return Ok(());
+            }
+            let exited = async {
+                match record {
+                    Some(r) => {
+                        let mut e = r.exited.clone();
+                        let s = e.wait_for(|s| s.is_some()).await.ok().and_then(|s| *s);
+                        s.map(|s| s.to_string()).unwrap_or_default()
+                    }
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = changed.changed() => {}
+                status = exited => {
+                    return Err(format!("exited before it registered the class ({status})"));
+                }
+                () = tokio::time::sleep_until(deadline) => {
+                    return Err(format!("did not register the class within {:?}", self.start));
+                }
+            }
+        }
+    }
+
+    /// `CoRegisterClassObject`: a full-trust process of the application declaring the class.
     fn register(&self, cx: &Cx<'_>, text: &str, flags: u32) -> Result<u64> {
         let who = cx.caller;
         let clsid = parse_clsid(text)?;
-        let known =
-            REGCLS_MULTIPLEUSE | REGCLS_MULTI_SEPARATE | REGCLS_SUSPENDED | REGCLS_SURROGATE;
+        let known = REGCLS_MULTIPLEUSE
+            | REGCLS_MULTI_SEPARATE
+            | REGCLS_SUSPENDED
+            | REGCLS_SURROGATE
+            | REGCLS_AGILE;
         if flags & !known != 0 {
             return Err(failed(
                 HResult::InvalidArg,
-                format!("REGCLS flags {flags:#x}: only 0x1, 0x2, 0x4 and 0x8 are defined"),
+                format!("REGCLS flags {flags:#x}: only 0x1, 0x2, 0x4, 0x8 and 0x10 are defined"),
             ));
         }
-        let p = identity_for_registration(cx.shared, who, clsid)?;
+        let catalog = self.catalog(cx.shared);
+        let p = identity_for_registration(&catalog, who, clsid)?;
         let mut st = self.lock();
         cx.session.ensure_open()?;
         let server = st.servers.entry(who.session_id).or_insert_with(|| Server {
@@ -604,19 +640,28 @@ impl Com {
         Ok(())
     }
 
+    /// `CoResumeClassObjects`: the registrations waiting take activations, and a server that
+    /// suspended takes them again.
     fn resume(&self, cx: &Cx<'_>) {
-        if let Some(s) = self.lock().servers.get_mut(&cx.caller.session_id) {
+        let changed = self.lock().servers.get_mut(&cx.caller.session_id).is_some_and(|s| {
+            let before = s.suspended || s.regs.iter().any(|r| r.waiting_resume);
+            s.suspended = false;
             s.regs.iter_mut().for_each(|r| r.waiting_resume = false);
+            before
+        });
+        if changed {
+            self.bump();
         }
-        self.bump();
     }
 
     fn suspend(&self, cx: &Cx<'_>) {
-        if let Some(s) = self.lock().servers.get_mut(&cx.caller.session_id) {
-            s.suspended = true;
+        let changed = self.lock().servers.get_mut(&cx.caller.session_id).is_some_and(|s| {
             tracing::debug!(pid = s.pid, "com server suspended its class objects");
+            !std::mem::replace(&mut s.suspended, true)
+        });
+        if changed {
+            self.bump();
         }
-        self.bump();
     }
 
     fn report_count(&self, cx: &Cx<'_>, objects: u32, locks: u32) {
@@ -625,40 +670,43 @@ impl Com {
         }
     }
 
-    /// The catalog and the servers; an app container sees only its own package's servers
-    /// (and pids as 0).
+    /// The catalog and the servers, as much as fits a reply. An app container sees the
+    /// classes of the packages it may query and only its own package's servers (pids as 0).
     fn list(&self, cx: &Cx<'_>) -> ComList {
         let who = cx.caller;
         let confined = who.principal.is_confined();
         let user = who.principal.user_sid().to_string();
-        let mut classes = Vec::new();
-        for pkg in cx.shared.repository.all() {
-            let names = prog_ids(&pkg.manifest);
-            for app in &pkg.manifest.applications {
-                for (exe, c) in app.com_servers.iter().flat_map(|s| s.classes()) {
-                    let mut prog_ids: Vec<String> =
-                        names.iter().filter(|(_, g)| *g == c.id).map(|(p, _)| p.clone()).collect();
-                    prog_ids.sort();
-                    prog_ids.dedup_by(|a, b| a.eq_ignore_ascii_case(b));
-                    classes.push(ComClassInfo {
-                        clsid: c.id.to_string(),
-                        display_name: c.display_name.clone().unwrap_or_default(),
-                        prog_ids,
-                        auto_convert_to: c
-                            .auto_convert_to
-                            .map(|g| g.to_string())
-                            .unwrap_or_default(),
-                        package_family_name: pkg.family_name.to_string(),
-                        app_id: app.id.to_string(),
-                        executable: exe.executable.to_string(),
-                        permission: permission(exe, &user)
-                            .map(|sd| sd.to_sddl())
-                            .unwrap_or_else(|why| format!("(unusable: {why})")),
-                    });
-                }
+        let catalog = self.catalog(cx.shared);
+        let (mut classes, mut size, mut more) = (Vec::new(), 0usize, 0u32);
+        for (clsid, c) in catalog.sorted() {
+            let family = c.pkg.family_name.as_str();
+            if !cx.permits(Operation::QueryPackage { family_name: family }) {
+                continue;
             }
+            let Some(class) = c.class(*clsid) else { continue };
+            let info = ComClassInfo {
+                clsid: clsid.to_string(),
+                display_name: class.display_name.clone().unwrap_or_default(),
+                prog_ids: c.prog_ids.clone(),
+                auto_convert_to: class.auto_convert_to.map(|g| g.to_string()).unwrap_or_default(),
+                package_family_name: family.to_owned(),
+                app_id: c.app().id.to_string(),
+                executable: c.exe().executable.to_string(),
+                permission: c.listed_permission(&user),
+            };
+            let cost = 64
+                + info.display_name.len()
+                + info.prog_ids.iter().map(|p| p.len() + 2).sum::<usize>()
+                + info.package_family_name.len()
+                + info.executable.len()
+                + info.permission.len();
+            if size + cost > LIST_BUDGET {
+                more += 1;
+                continue;
+            }
+            size += cost;
+            classes.push(info);
         }
-        classes.sort_by(|a, b| a.clsid.cmp(&b.clsid));
         let st = self.lock();
         let mut servers: Vec<ComServerInfo> = st
             .servers
@@ -685,18 +733,38 @@ impl Com {
             })
             .collect();
         servers.sort_by_key(|s| s.pid);
-        ComList { classes, servers }
+        // Servers hold at most 256 registrations each; past the budget the rest is counted.
+        let mut kept = Vec::new();
+        for s in servers {
+            let cost = 96 + s.package_family_name.len() + s.classes.len() * 48;
+            if size + cost > LIST_BUDGET + SERVER_BUDGET {
+                more += 1;
+                continue;
+            }
+            size += cost;
+            kept.push(s);
+        }
+        ComList { classes, servers: kept, more }
     }
 
     /// A session ended: the server it was is gone.
     pub(crate) fn session_closed(&self, session: u64) {
         let gone = self.lock().servers.remove(&session);
-        if let Some(s) = gone {
-            self.lock().started.remove(&s.pid);
+        if gone.is_some() {
             self.bump();
         }
     }
+
+    /// A process the broker started has exited.
+    pub(crate) fn process_exited(&self, pid: u32) {
+        self.lock().started.remove(&pid);
+    }
 }
+
+/// What of a reply `List` spends on classes, and on servers after them (a reply is at most
+/// 128 KiB).
+const LIST_BUDGET: usize = 64 * 1024;
+const SERVER_BUDGET: usize = 32 * 1024;
 
 /// Whether `s` takes activations of `clsid` for `family` now.
 fn serves(s: &Server, family: &str, clsid: Guid) -> bool {
@@ -706,30 +774,28 @@ fn serves(s: &Server, family: &str, clsid: Guid) -> bool {
 }
 
 /// The package identity a registration of `clsid` is made with: a full-trust process of the
-/// package declaring the class; else `CO_E_WRONG_SERVER_IDENTITY` (or `REGDB_E_CLASSNOTREG`
-/// for a class no package declares).
+/// application declaring the class (the identity Activate-As-Package gives its servers); else
+/// `CO_E_WRONG_SERVER_IDENTITY` (or `REGDB_E_CLASSNOTREG` for a class no package declares).
 fn identity_for_registration<'a>(
-    shared: &Shared,
+    catalog: &Catalog,
     who: &'a Caller,
     clsid: Guid,
 ) -> Result<&'a appipc_model::principal::PackagePrincipal> {
-    let Some(found) = find_class(shared, clsid) else {
-        return Err(failed(
-            HResult::ClassNotRegistered,
-            format!("no installed package declares the COM class {{{clsid}}}"),
-        ));
-    };
+    let found = catalog.classes.get(&clsid).ok_or_else(|| not_registered(clsid))?;
+    let owner = format!("{}!{}", found.pkg.family_name, found.app().id);
     let wrong = |what: String| {
         failed(
             HResult::WrongServerIdentity,
-            format!("{what} may not serve class {{{clsid}}} of {}", found.pkg.family_name),
+            format!("{what} may not serve class {{{clsid}}}: its server runs as {owner}"),
         )
     };
     let Some(p) = who.principal.package.as_ref() else {
         return Err(wrong(format!("an unpackaged process (pid {})", who.pid)));
     };
-    if p.family_name != found.pkg.family_name {
-        return Err(wrong(format!("a process of {}", p.family_name)));
+    if !p.family_name.as_str().eq_ignore_ascii_case(found.pkg.family_name.as_str())
+        || p.app_id != found.app().id
+    {
+        return Err(wrong(format!("a process of {}!{}", p.family_name, p.app_id)));
     }
     if who.principal.is_confined() {
         return Err(wrong(

@@ -804,14 +804,20 @@ impl Builder {
             prog_ids.push(ProgId { id: id.owned(), target });
         }
         let server = ComServer { scope, compat_mode, exe_servers, prog_ids };
+        let resolved = server.resolved_prog_ids();
         for v in targets {
-            if !server.prog_ids.iter().any(|p| p.id.eq_ignore_ascii_case(v.text)) {
-                return Err(
-                    v.invalid("must be the id of a ProgID declared in the same com-server block")
-                );
-            }
-            if server.resolve_prog_id(v.text).is_none() {
-                return Err(v.invalid("current-version links form a cycle that reaches no class"));
+            match resolved.get(&v.text.to_ascii_lowercase()) {
+                None => {
+                    return Err(v.invalid(
+                        "must be the id of a ProgID declared in the same com-server block",
+                    ));
+                }
+                Some(Some(_)) => {}
+                Some(None) => {
+                    return Err(
+                        v.invalid("current-version links form a cycle that reaches no class")
+                    );
+                }
             }
         }
         Ok(server)

@@ -98,12 +98,15 @@ pub struct ComActivated {
 /// The catalog and the running servers, for [`List`].
 #[derive(Debug, Clone, PartialEq, Eq, Default, Encode, Decode, serde::Serialize)]
 pub struct ComList {
-    /// Every class of every installed package.
+    /// Every class of the installed packages the caller may query, in CLSID order.
     #[n(0)]
     pub classes: Vec<ComClassInfo>,
     /// Every process that registered class objects.
     #[n(1)]
     pub servers: Vec<ComServerInfo>,
+    /// Classes and servers left out so that the reply fits a frame (0: none).
+    #[n(2)]
+    pub more: u32,
 }
 
 /// One class of the catalog.

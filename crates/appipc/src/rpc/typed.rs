@@ -520,7 +520,10 @@ pub(crate) async fn serve_activation<G: Send + 'static>(
 ) {
     let Ok(sock) = AsyncSeqPacket::new_reading(fd) else { return };
     let sock = Arc::new(sock);
-    let Ok(Some(packet)) = sock.recv(MAX_MESSAGE).await else { return };
+    // A client that does not bind soon gives its channel back: it cannot hold the server's
+    // fds with activations it never uses.
+    let first = tokio::time::timeout(BIND_WITHIN, sock.recv(MAX_MESSAGE)).await;
+    let Ok(Ok(Some(packet))) = first else { return };
     let Ok(Envelope::Bind { uuid, major, minor }) = Envelope::from_cbor(&packet.data) else {
         return;
     };
@@ -544,6 +547,13 @@ pub(crate) fn com_object<T: ?Sized + Interface>(fd: OwnedFd, server: RpcConnecte
     ObjectRef { inner: RefInner::Remote { fd, peer: Peer::ComServer(Arc::new(server)) } }
 }
 
+/// How long a COM server waits for an activation's bind (the client's SDK sends it at once).
+const BIND_WITHIN: Duration = Duration::from_secs(10);
+
+/// How long a COM client waits for the server's answer to its bind (its factory runs
+/// meanwhile).
+const ANSWER_WITHIN: Duration = Duration::from_secs(120);
+
 /// How a COM activation's bind ended.
 pub(crate) enum ComBind<P> {
     /// The object serves the interface.
@@ -553,6 +563,8 @@ pub(crate) enum ComBind<P> {
     Refused(u32, String),
     /// The channel closed before an answer (the server died or exited).
     Closed,
+    /// No answer within two minutes.
+    NoAnswer,
 }
 
 /// Binds interface `T` on a COM activation's channel; bound, the channel is the object's
@@ -564,9 +576,10 @@ pub(crate) async fn bind_com<T: ?Sized + Interface>(fd: OwnedFd) -> Result<ComBi
     if !send_envelope(&sock, &bind, &[]).await {
         return Ok(ComBind::Closed);
     }
-    let packet = match sock.recv(MAX_MESSAGE).await {
-        Ok(Some(p)) => p,
-        Ok(None) | Err(_) => return Ok(ComBind::Closed),
+    let packet = match tokio::time::timeout(ANSWER_WITHIN, sock.recv(MAX_MESSAGE)).await {
+        Ok(Ok(Some(p))) => p,
+        Ok(Ok(None) | Err(_)) => return Ok(ComBind::Closed),
+        Err(_) => return Ok(ComBind::NoAnswer),
     };
     Ok(match Envelope::from_cbor(&packet.data) {
         Ok(Envelope::BindAck { status: 0, .. }) => ComBind::Bound(sock.into_inner()),
