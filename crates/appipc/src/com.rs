@@ -131,8 +131,11 @@ pub async fn co_create_instance_with_info<T: ?Sized + Interface>(
             tokio::time::sleep(Duration::from_millis(2 << attempt.min(5))).await;
         }
         attempt += 1;
+        // The broker may start the server (up to its APPIPC_COM_START_MS, 30 s): wait as for
+        // any start.
+        let request = wire::CreateInstance { clsid: clsid.to_owned() };
         let (activated, mut fds) = session
-            .call_with_fds(wire::CreateInstance { clsid: clsid.to_owned() }, &[])
+            .call_within(request, &[], crate::management::START)
             .await
             .map_err(Error::into_com)?;
         let fd = fds.pop().ok_or_else(|| Error::Protocol("activation without its fd".into()))?;

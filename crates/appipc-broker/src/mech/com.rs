@@ -345,7 +345,9 @@ impl Com {
                 ));
             }
             starts += 1;
-            self.start_server(cx.shared, &r, deadline).await?;
+            // The first start is shared with concurrent activations; one that lost the server
+            // it waited for to another (a SINGLEUSE registration) starts its own at once.
+            self.start_server(cx.shared, &r, deadline, starts == 1).await?;
         }
     }
 
@@ -420,7 +422,7 @@ impl Com {
         }
     }
 
-    /// Starts the class's exe server (or joins a start of it under way) and waits until some
+    /// Starts the class's exe server (or, `may_join`, joins a start of it under way) and waits until some
     /// server of the package registers the class; `CO_E_SERVER_EXEC_FAILURE` when it exits or
     /// the time runs out first.
     async fn start_server(
@@ -428,6 +430,7 @@ impl Com {
         shared: &Arc<Shared>,
         r: &Resolved,
         deadline: tokio::time::Instant,
+        may_join: bool,
     ) -> Result<()> {
         let clsid = r.clsid;
         let key = (r.family.to_ascii_lowercase(), clsid);
@@ -436,7 +439,8 @@ impl Com {
         let joined = {
             let mut st = self.lock();
             match st.starting.get(&key) {
-                Some(&t) => Some(t),
+                Some(&t) if may_join => Some(t),
+                Some(_) => None,
                 None => {
                     st.starting.insert(key.clone(), token);
                     None
