@@ -422,9 +422,9 @@ impl Com {
         }
     }
 
-    /// Starts the class's exe server (or, `may_join`, joins a start of it under way) and waits until some
-    /// server of the package registers the class; `CO_E_SERVER_EXEC_FAILURE` when it exits or
-    /// the time runs out first.
+    /// Starts the class's exe server (or, `may_join`, joins a start of it under way) and waits
+    /// until some server of the package registers the class; `CO_E_SERVER_EXEC_FAILURE` when
+    /// it exits or the time runs out first.
     async fn start_server(
         &self,
         shared: &Arc<Shared>,
