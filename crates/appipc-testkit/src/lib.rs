@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use appipc_model::manifest;
 
+pub mod com_probe;
 pub mod rpc_probe;
 
 /// An example package: its manifest text (compiled in, so the demo works from anywhere).

@@ -362,6 +362,19 @@ impl Com {
         Ok(())
     }
 
+    /// Whether process `pid` registered `clsid` (taken since or not).
+    fn registered(&self, pid: u32, clsid: Guid) -> bool {
+        self.lock()
+            .servers
+            .values()
+            .any(|s| s.pid == pid && s.regs.iter().any(|r| r.clsid == clsid))
+    }
+
+    /// Whether process `pid` was handed an activation.
+    fn served(&self, pid: u32) -> bool {
+        self.lock().servers.values().any(|s| s.pid == pid && s.activations > 0)
+    }
+
     fn has_server(&self, family: &str, clsid: Guid) -> bool {
         self.lock().servers.values().any(|s| serves(s, family, clsid))
     }
@@ -461,7 +474,10 @@ impl Com {
             self.await_registration(&key, joined, record.as_deref(), &mut changed, deadline).await;
         if let Some(rec) = &record {
             self.end_start(&key, token);
+            // A process that took activations (of this class or another) serves clients: it
+            // is not killed for being slow with this one.
             if outcome.is_err()
+                && !self.served(rec.pid)
                 && let Some(p) = shared.processes.list().into_iter().find(|p| p.pid == rec.pid)
             {
                 let _ = appipc_sys::process::send_signal(
@@ -539,6 +555,13 @@ impl Com {
     ) -> std::result::Result<(), String> {
         loop {
             if self.has_server(&key.0, key.1) {
+                return Ok(());
+            }
+            // The process started registered the class, and another activation may have taken
+            // it already (`SINGLEUSE`): the start did its part.
+            if let Some(r) = record
+                && self.registered(r.pid, key.1)
+            {
                 return Ok(());
             }
             if let Some(t) = joined
@@ -625,6 +648,17 @@ impl Com {
         });
         tracing::info!(clsid = %clsid, by = %who.describe(), flags, "com class registered");
         drop(st);
+        // A server a broker before this one started (adopted with its record) was started for
+        // an activation too.
+        let started = cx
+            .shared
+            .processes
+            .list()
+            .into_iter()
+            .any(|r| r.pid == who.pid && r.activation == Activation::ComServer.as_str());
+        if started {
+            self.lock().started.insert(who.pid);
+        }
         self.bump();
         Ok(cookie)
     }
