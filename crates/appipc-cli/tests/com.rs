@@ -1313,3 +1313,86 @@ fn prog_ids_conflicts_and_the_com_list() {
         blocking(|| install(&b, &dup));
     });
 }
+
+/// The attacker's package and client: a package whose family name sorts first declares 3 000
+/// classes under one exe server with a permission of 700 entries, and 3 000 ProgIDs each the
+/// current version of the next (resolving them one walk per name was cubic, on the broker's
+/// async workers); lookups from a confined app still answer, `appipc com list` fits one reply
+/// and says how much it left out. A client that activates and never binds gets its channel
+/// closed by the server (it cannot hold the server's fds), and the server goes on serving
+/// others meanwhile.
+#[test]
+fn a_flooded_catalog_and_unbound_activations_stall_nothing() {
+    let b = TestBroker::start();
+    let _server = install_server(&b);
+    let client = install_client(&b);
+    let n = 3000;
+    let mut text = format!(
+        "[package]\nname = \"Aaaa.Flood\"\npublisher = \"{NORTHWIND}\"\nversion = \"1.0.0.0\"\n\n\
+         [capabilities]\nrestricted = [\"runFullTrust\"]\n\n\
+         [[application]]\nid = \"Server\"\nexecutable = \"bin/com-probe\"\n\
+         trust-level = \"mediumIL\"\n\n[[application.com-server]]\n\
+         [[application.com-server.exe-server]]\nexecutable = \"bin/com-probe\"\n\
+         launch-and-activation-permission = \"D:{}\"\n",
+        "(A;;11;;;WD)".repeat(700)
+    );
+    let clsid = |i: usize| format!("5e5e5e5e-0000-4000-8000-{i:012x}");
+    for i in 0..n {
+        text.push_str(&format!(
+            "[[application.com-server.exe-server.class]]\nid = \"{}\"\n",
+            clsid(i)
+        ));
+    }
+    let name = |i: usize| format!("Aaaa.Flood.Chain.Link.{i:05}");
+    for i in 0..n {
+        let target = if i + 1 < n {
+            format!("current-version = \"{}\"", name(i + 1))
+        } else {
+            format!("clsid = \"{}\"", clsid(0))
+        };
+        text.push_str(&format!(
+            "[[application.com-server.prog-id]]\nid = \"{}\"\n{target}\n",
+            name(i)
+        ));
+    }
+    install(&b, &text);
+    // From a confined app: the head of the chain and a name nobody declares.
+    let head = run_probe(&b, &format!("{client}!App"), &["progid", &name(0)]);
+    assert_eq!(head.trim_matches(['{', '}']).to_lowercase(), clsid(0));
+    let missing = run_probe(&b, &format!("{client}!App"), &["progid", "Nobody.Declares.This"]);
+    assert!(missing.contains("0x800401f3") || missing.contains("0x800401F3"), "{missing}");
+    // The list fits one reply and counts what it left out.
+    let (ok, out, err) = run_cli(&b, &["com", "list", "--json"]);
+    assert!(ok, "appipc com list: {out}\n{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("the list as JSON");
+    let listed = v["classes"].as_array().map(Vec::len).unwrap_or(0);
+    let more = v["more"].as_u64().unwrap_or(0) as usize;
+    assert!(listed > 0 && more > 0, "listed {listed}, more {more}");
+    assert!(listed + more >= n, "every class listed or counted: {listed} + {more}");
+    let (ok, text_out, _) = run_cli(&b, &["com", "list"]);
+    assert!(ok && text_out.contains("more classes"), "the text says so too:\n{text_out}");
+
+    rt().block_on(async {
+        let s = b.session();
+        // An activation never bound: the raw request, its fd kept, nothing sent on it.
+        let request = appipc::wire::protocol::com::CreateInstance { clsid: PROBE.into() };
+        let (_, mut fds) = within(&b, "a raw activation", async {
+            s.call_within(request, &[], Duration::from_secs(60)).await.expect("activated")
+        })
+        .await;
+        let unbound = fds.pop().expect("the channel");
+        // The server serves another client meanwhile.
+        let o = create(&b, &s, PROBE).await;
+        assert!(o.pid().await.unwrap() > 0);
+        // And gives the unbound channel back: its end reads end-of-file.
+        let held = std::os::unix::net::UnixStream::from(unbound);
+        held.set_read_timeout(Some(DEADLINE)).unwrap();
+        let mut buf = [0u8; 64];
+        let got = blocking(|| std::io::Read::read(&mut &held, &mut buf));
+        assert!(
+            matches!(got, Ok(0)),
+            "the server closes a channel never bound (got {got:?}); broker log:\n{}",
+            log_tail(&b)
+        );
+    });
+}
