@@ -288,7 +288,10 @@ pub(crate) async fn start_app(
     let [stdin, stdout, stderr] = app_stdio(shared, pkg, stdio);
     let (broker_end, app_end) = appipc_sys::socket::seqpacket_pair()
         .map_err(|e| InternalError::io("creating a session socket pair", e))?;
-    let mut argv: Vec<OsString> = app.arguments.iter().map(Into::into).collect();
+    // A COM exe server runs its own program with its own arguments (and `-Embedding`), not the
+    // application's.
+    let own: &[String] = if activation == Activation::ComServer { &[] } else { &app.arguments };
+    let mut argv: Vec<OsString> = own.iter().map(Into::into).collect();
     argv.extend(args.into_iter().map(Into::into));
     let mut env = app_env(pkg, app, activation, app_service, activation_id);
     let Confined { confinement, description, home, tmpdir, loopback, notify } =

@@ -28,7 +28,6 @@ pub(crate) fn session_closed(shared: &Shared, caller: &Caller) {
 pub(crate) fn process_exited(shared: &Arc<Shared>, record: &ProcessRecord) {
     shared.app_services.process_exited(record.pid);
     shared.protocols.process_exited(record.pid);
-    shared.com.process_exited(record.pid);
     if record.trust == appipc_wire::caller::TrustLevel::AppContainer {
         shared.holders.release_if_unused(shared, &record.family_name);
     }

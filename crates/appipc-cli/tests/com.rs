@@ -812,6 +812,14 @@ fn handed_out_objects_locks_single_use_and_suspended_registrations() {
         let info = o.server().await.unwrap();
         assert_eq!(info.mode, "suspended");
         assert!(!info.activated_while_suspended, "no activation reached it before it resumed");
+        // Waiting for the resume, the activation started no second server (a registration
+        // waiting for its resume is not one that was used).
+        let starts = b
+            .log()
+            .lines()
+            .filter(|l| l.contains("com server started") && l.contains(SUSPENDED))
+            .count();
+        assert_eq!(starts, 1, "one server started for the suspended class; log:\n{}", log_tail(&b));
     });
 }
 

@@ -243,8 +243,9 @@ struct State {
     /// Servers being started: (family, CLSID) → the start's token (reserved before the
     /// process is started, so that concurrent activations join it).
     starting: HashMap<(String, Guid), u64>,
-    /// Pids the broker started as servers (until they exit).
-    started: std::collections::HashSet<u32>,
+    /// The last start of each key that failed: (its token, why), for the activations that
+    /// joined it.
+    failed: HashMap<(String, Guid), (u64, String)>,
 }
 
 /// The COM table.
@@ -318,8 +319,16 @@ impl Com {
         let clsid = parse_clsid(text)?;
         let deadline = tokio::time::Instant::now() + self.start;
         let (mut may_activate, mut may_launch, mut starts) = (false, false, 0);
+        let mut decided_by: Option<(String, String)> = None;
         loop {
             let r = self.resolve(cx, clsid)?;
+            // An upgrade in between may have changed the permission (or the class's package):
+            // decided again.
+            let now = (r.sd.to_sddl(), r.family.clone());
+            if decided_by.as_ref().is_some_and(|d| *d != now) {
+                (may_activate, may_launch) = (false, false);
+            }
+            decided_by = Some(now);
             if self.has_server(&r.family, clsid) {
                 if !may_activate {
                     self.check(cx, &r, false)?;
@@ -364,10 +373,9 @@ impl Com {
 
     /// Whether process `pid` registered `clsid` (taken since or not).
     fn registered(&self, pid: u32, clsid: Guid) -> bool {
-        self.lock()
-            .servers
-            .values()
-            .any(|s| s.pid == pid && s.regs.iter().any(|r| r.clsid == clsid))
+        self.lock().servers.values().any(|s| {
+            s.pid == pid && s.regs.iter().any(|r| r.clsid == clsid && (r.used || r.available()))
+        })
     }
 
     /// Whether process `pid` was handed an activation.
@@ -473,15 +481,16 @@ impl Com {
         let outcome =
             self.await_registration(&key, joined, record.as_deref(), &mut changed, deadline).await;
         if let Some(rec) = &record {
+            if let Err(why) = &outcome {
+                let message = format!("the COM server (pid {}) {why}", rec.pid);
+                self.lock().failed.insert(key.clone(), (token, message));
+            }
             self.end_start(&key, token);
             // A process that took activations (of this class or another) serves clients: it
             // is not killed for being slow with this one.
-            if outcome.is_err()
-                && !self.served(rec.pid)
-                && let Some(p) = shared.processes.list().into_iter().find(|p| p.pid == rec.pid)
-            {
+            if outcome.is_err() && !self.served(rec.pid) {
                 let _ = appipc_sys::process::send_signal(
-                    &p.pidfd,
+                    &rec.pidfd,
                     appipc_sys::process::ProcessSignal::KILL,
                 );
             }
@@ -538,7 +547,6 @@ impl Com {
                 format!("the COM server of class {{{clsid}}} could not be started: {e}"),
             )
         })?;
-        self.lock().started.insert(record.pid);
         tracing::info!(clsid = %clsid, package = %family, pid = record.pid, "com server started");
         Ok(record)
     }
@@ -564,11 +572,16 @@ impl Com {
             {
                 return Ok(());
             }
-            if let Some(t) = joined
-                && self.lock().starting.get(key) != Some(&t)
-            {
-                // The start joined ended without a server for us: the caller goes on.
-                return Ok(());
+            if let Some(t) = joined {
+                let st = self.lock();
+                if st.starting.get(key) != Some(&t) {
+                    // The start joined ended: failed, its failure is ours; else it served
+                    // another activation first (the caller starts its own).
+                    return match st.failed.get(key) {
+                        Some((f, why)) if *f == t => Err(format!("(joined) failed: {why}")),
+                        _ => Ok(()),
+                    };
+                }
             }
             let exited = async {
                 match record {
@@ -623,6 +636,10 @@ impl Com {
             objects: 0,
             locks: 0,
         });
+        if server.regs.is_empty() {
+            // Registering again after it revoked everything (a new ComServer): it serves.
+            server.suspended = false;
+        }
         if server.regs.iter().any(|r| r.clsid == clsid) {
             return Err(failed(
                 HResult::ObjectIsRegistered,
@@ -648,17 +665,6 @@ impl Com {
         });
         tracing::info!(clsid = %clsid, by = %who.describe(), flags, "com class registered");
         drop(st);
-        // A server a broker before this one started (adopted with its record) was started for
-        // an activation too.
-        let started = cx
-            .shared
-            .processes
-            .list()
-            .into_iter()
-            .any(|r| r.pid == who.pid && r.activation == Activation::ComServer.as_str());
-        if started {
-            self.lock().started.insert(who.pid);
-        }
         self.bump();
         Ok(cookie)
     }
@@ -721,7 +727,12 @@ impl Com {
             if !cx.permits(Operation::QueryPackage { family_name: family }) {
                 continue;
             }
-            let Some(class) = c.class(*clsid) else { continue };
+            // Past the budget the rest is counted, not built.
+            if size >= LIST_BUDGET {
+                more += 1;
+                continue;
+            }
+            let class = c.class();
             let info = ComClassInfo {
                 clsid: clsid.to_string(),
                 display_name: class.display_name.clone().unwrap_or_default(),
@@ -732,19 +743,23 @@ impl Com {
                 executable: c.exe().executable.to_string(),
                 permission: c.listed_permission(&user),
             };
-            let cost = 64
-                + info.display_name.len()
-                + info.prog_ids.iter().map(|p| p.len() + 2).sum::<usize>()
-                + info.package_family_name.len()
-                + info.executable.len()
-                + info.permission.len();
-            if size + cost > LIST_BUDGET {
+            let cost = minicbor::to_vec(&info).map_or(usize::MAX, |v| v.len());
+            if cost > LIST_BUDGET - size {
+                size = LIST_BUDGET;
                 more += 1;
                 continue;
             }
             size += cost;
             classes.push(info);
         }
+        let started: std::collections::HashSet<u32> = cx
+            .shared
+            .processes
+            .list()
+            .into_iter()
+            .filter(|r| r.activation == Activation::ComServer.as_str())
+            .map(|r| r.pid)
+            .collect();
         let st = self.lock();
         let mut servers: Vec<ComServerInfo> = st
             .servers
@@ -767,19 +782,21 @@ impl Com {
                 objects: s.objects,
                 locks: s.locks,
                 suspended: s.suspended,
-                started_by_broker: st.started.contains(&s.pid),
+                started_by_broker: started.contains(&s.pid),
             })
             .collect();
+        drop(st);
         servers.sort_by_key(|s| s.pid);
-        // Servers hold at most 256 registrations each; past the budget the rest is counted.
         let mut kept = Vec::new();
+        let mut budget = SERVER_BUDGET;
         for s in servers {
-            let cost = 96 + s.package_family_name.len() + s.classes.len() * 48;
-            if size + cost > LIST_BUDGET + SERVER_BUDGET {
+            let cost = minicbor::to_vec(&s).map_or(usize::MAX, |v| v.len());
+            if cost > budget {
+                budget = 0;
                 more += 1;
                 continue;
             }
-            size += cost;
+            budget -= cost;
             kept.push(s);
         }
         ComList { classes, servers: kept, more }
@@ -791,11 +808,6 @@ impl Com {
         if gone.is_some() {
             self.bump();
         }
-    }
-
-    /// A process the broker started has exited.
-    pub(crate) fn process_exited(&self, pid: u32) {
-        self.lock().started.remove(&pid);
     }
 }
 

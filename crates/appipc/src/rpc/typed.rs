@@ -480,7 +480,9 @@ impl<T: ?Sized + Interface> ObjectRef<T> {
 
 fn serve_object<T: ?Sized + Interface>(object: Arc<T>, fd: OwnedFd, peer: Peer) {
     let entry = Arc::new(Entry::of(object));
-    let served = ObjectServed::new();
+    // Counted for a COM server: objects it hands its clients, not the callbacks it passes
+    // as a client of another server.
+    let served = matches!(peer, Peer::Client(_)).then(ObjectServed::new);
     spawn(async move {
         let _served = served;
         let Ok(sock) = AsyncSeqPacket::new_reading(fd) else { return };
@@ -529,6 +531,8 @@ pub(crate) async fn serve_activation<G: Send + 'static>(
     };
     match make() {
         Err((status, message)) => {
+            // A factory's failure without a code is still a failure (E_FAIL), not a bind.
+            let status = if status == 0 { 0x8000_4005 } else { status };
             send_envelope(&sock, &Envelope::BindAck { status, message }, &[]).await;
         }
         Ok((table, guard)) => {

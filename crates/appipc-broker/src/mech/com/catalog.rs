@@ -20,13 +20,17 @@ pub(super) struct Class {
     pub(super) pkg: Arc<InstalledPackage>,
     /// The application whose `com-server` block declares it.
     pub(super) app_index: usize,
-    /// Its exe server: (block, exe server) indices in that application.
+    /// Its exe server: (block, exe server) indices in that application, and its own index in
+    /// the exe server's classes.
     exe: (usize, usize),
+    index: usize,
     /// Its ProgIDs (its own, its version-independent one, `prog-id` entries leading to it).
     pub(super) prog_ids: Vec<String>,
     /// The exe server's permission, parsed; `None`: the default (the user's, made per call);
     /// `Some(Err)`: text the broker cannot parse (every activation is refused, saying why).
     pub(super) permission: Option<Result<Arc<SecurityDescriptor>, String>>,
+    /// The permission as `List` shows it (`None`: the default), made once per exe server.
+    listed: Option<Arc<str>>,
 }
 
 impl Class {
@@ -38,33 +42,43 @@ impl Class {
         &self.app().com_servers[self.exe.0].exe_servers[self.exe.1]
     }
 
-    pub(super) fn class(&self, clsid: Guid) -> Option<&appipc_model::manifest::ComClass> {
-        self.exe().classes.iter().find(|c| c.id == clsid)
+    pub(super) fn class(&self) -> &appipc_model::manifest::ComClass {
+        &self.exe().classes[self.index]
     }
 
     /// The permission as the broker applies it, as SDDL (shortened past 2 KiB).
     pub(super) fn listed_permission(&self, user_sid: &str) -> String {
-        let text = match &self.permission {
+        match &self.listed {
+            Some(text) => text.to_string(),
             None => super::default_permission(user_sid),
-            Some(Ok(sd)) => sd.to_sddl(),
-            Some(Err(why)) => format!("(unusable: {why})"),
-        };
-        if text.len() <= LISTED_PERMISSION {
-            return text;
         }
-        let mut end = LISTED_PERMISSION;
-        while !text.is_char_boundary(end) {
-            end -= 1;
-        }
-        format!("{}… ({} bytes)", &text[..end], text.len())
     }
+}
+
+/// A permission as `List` shows it: its SDDL as enforced, or why it is unusable, shortened
+/// past 2 KiB.
+fn listed(permission: &Result<Arc<SecurityDescriptor>, String>) -> Arc<str> {
+    let text = match permission {
+        Ok(sd) => sd.to_sddl(),
+        Err(why) => format!("(unusable: {why})"),
+    };
+    if text.len() <= LISTED_PERMISSION {
+        return text.into();
+    }
+    let mut end = LISTED_PERMISSION;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… ({} bytes)", &text[..end], text.len()).into()
 }
 
 /// The index.
 #[derive(Debug, Default)]
 pub(super) struct Catalog {
-    /// The installed full names it was built from.
-    built_from: Vec<String>,
+    /// The installed packages it was built from (their records' addresses: a reinstall, an
+    /// upgrade or a re-signing replaces a record; the catalog holds the old ones, so an
+    /// address is not reused while it is compared).
+    built_from: Vec<usize>,
     /// CLSID → its class (of the package that owns it).
     pub(super) classes: HashMap<Guid, Class>,
     /// Lower-case ProgID → CLSID.
@@ -84,10 +98,7 @@ impl Catalog {
         v
     }
 
-    fn build(mut packages: Vec<Arc<InstalledPackage>>) -> Catalog {
-        let mut built_from: Vec<String> =
-            packages.iter().map(|p| p.full_name.to_string()).collect();
-        built_from.sort();
+    fn build(mut packages: Vec<Arc<InstalledPackage>>, built_from: Vec<usize>) -> Catalog {
         // Should two packages declare one name (installs that raced the conflict check), the
         // one installed first owns it, whatever the names' order.
         packages.sort_by(|a, b| {
@@ -97,6 +108,10 @@ impl Catalog {
         let mut prog_ids: HashMap<String, Guid> = HashMap::new();
         for pkg in &packages {
             let names = declared_prog_ids(&pkg.manifest);
+            let mut by_class: HashMap<Guid, Vec<String>> = HashMap::new();
+            for (p, g) in &names {
+                by_class.entry(*g).or_default().push(p.clone());
+            }
             for (app_index, app) in pkg.manifest.applications.iter().enumerate() {
                 for (b, block) in app.com_servers.iter().enumerate() {
                     for (e, exe) in block.exe_servers.iter().enumerate() {
@@ -105,17 +120,14 @@ impl Catalog {
                                 .map(Arc::new)
                                 .map_err(|e| format!("its permission cannot be read: {e}"))
                         });
-                        for c in &exe.classes {
+                        let shown = permission.as_ref().map(listed);
+                        for (index, c) in exe.classes.iter().enumerate() {
                             if classes.contains_key(&c.id) {
                                 tracing::warn!(clsid = %c.id, package = %pkg.family_name,
                                     "a COM class another package declares; the first installed keeps it");
                                 continue;
                             }
-                            let mut own: Vec<String> = names
-                                .iter()
-                                .filter(|(_, g)| *g == c.id)
-                                .map(|(p, _)| p.clone())
-                                .collect();
+                            let mut own = by_class.remove(&c.id).unwrap_or_default();
                             own.sort_by_key(|p| p.to_ascii_lowercase());
                             own.dedup_by(|a, b| a.eq_ignore_ascii_case(b));
                             classes.insert(
@@ -124,8 +136,10 @@ impl Catalog {
                                     pkg: pkg.clone(),
                                     app_index,
                                     exe: (b, e),
+                                    index,
                                     prog_ids: own,
                                     permission: permission.clone(),
+                                    listed: shown.clone(),
                                 },
                             );
                         }
@@ -172,11 +186,16 @@ pub(super) fn declared_prog_ids(manifest: &Manifest) -> Vec<(String, Guid)> {
 /// The catalog of the packages installed now (rebuilt when that set changed).
 pub(super) fn current(cache: &Mutex<Arc<Catalog>>, shared: &Shared) -> Arc<Catalog> {
     let packages = shared.repository.all();
-    let mut names: Vec<String> = packages.iter().map(|p| p.full_name.to_string()).collect();
-    names.sort();
-    let mut c = cache.lock().expect("catalog poisoned");
-    if c.built_from != names {
-        *c = Arc::new(Catalog::build(packages));
+    let mut key: Vec<usize> = packages.iter().map(|p| Arc::as_ptr(p) as usize).collect();
+    key.sort_unstable();
+    {
+        let c = cache.lock().expect("catalog poisoned");
+        if c.built_from == key {
+            return c.clone();
+        }
     }
-    c.clone()
+    // Built outside the lock: other requests go on with the catalog they have meanwhile.
+    let built = Arc::new(Catalog::build(packages, key));
+    *cache.lock().expect("catalog poisoned") = built.clone();
+    built
 }
