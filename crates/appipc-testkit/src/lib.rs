@@ -198,6 +198,12 @@ pub fn assemble_manifest(
                 .map(|p| p.as_str().to_owned()),
         );
         paths.extend(app.full_trust_processes.iter().map(|f| f.executable.as_str().to_owned()));
+        paths.extend(
+            app.com_servers
+                .iter()
+                .flat_map(|s| s.exe_servers.iter())
+                .map(|e| e.executable.as_str().to_owned()),
+        );
         for rel in paths {
             let target = dest.join(&rel);
             if target.exists() {
