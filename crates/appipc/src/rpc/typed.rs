@@ -558,7 +558,7 @@ const BIND_WITHIN: Duration = Duration::from_secs(10);
 /// meanwhile).
 const ANSWER_WITHIN: Duration = Duration::from_secs(120);
 
-/// How a COM activation's bind ended.
+/// How a bind (an endpoint's, or a COM activation's) ended.
 pub(crate) enum ComBind<P> {
     /// The object serves the interface.
     Bound(P),
@@ -576,20 +576,37 @@ pub(crate) enum ComBind<P> {
 pub(crate) async fn bind_com<T: ?Sized + Interface>(fd: OwnedFd) -> Result<ComBind<OwnedFd>> {
     let sock = AsyncSeqPacket::new_reading(fd)
         .map_err(|source| Error::Io { what: "registering a COM object's channel", source })?;
+    Ok(match send_bind::<T>(&sock, Some(ANSWER_WITHIN)).await {
+        ComBind::Bound(()) => ComBind::Bound(sock.into_inner()),
+        ComBind::Refused(status, message) => ComBind::Refused(status, message),
+        ComBind::Closed => ComBind::Closed,
+        ComBind::NoAnswer => ComBind::NoAnswer,
+    })
+}
+
+/// Binds interface `T` on a connection (an endpoint's or a COM activation's): its first
+/// message, and the server's answer, waited for at most `within`.
+async fn send_bind<T: ?Sized + Interface>(
+    sock: &AsyncSeqPacket,
+    within: Option<Duration>,
+) -> ComBind<()> {
     let bind = Envelope::Bind { uuid: T::UUID.into(), major: T::VERSION.0, minor: T::VERSION.1 };
-    if !send_envelope(&sock, &bind, &[]).await {
-        return Ok(ComBind::Closed);
+    if !send_envelope(sock, &bind, &[]).await {
+        return ComBind::Closed;
     }
-    let packet = match tokio::time::timeout(ANSWER_WITHIN, sock.recv(MAX_MESSAGE)).await {
-        Ok(Ok(Some(p))) => p,
-        Ok(Ok(None) | Err(_)) => return Ok(ComBind::Closed),
-        Err(_) => return Ok(ComBind::NoAnswer),
+    let answer = match within {
+        Some(t) => match tokio::time::timeout(t, sock.recv(MAX_MESSAGE)).await {
+            Ok(r) => r,
+            Err(_) => return ComBind::NoAnswer,
+        },
+        None => sock.recv(MAX_MESSAGE).await,
     };
-    Ok(match Envelope::from_cbor(&packet.data) {
-        Ok(Envelope::BindAck { status: 0, .. }) => ComBind::Bound(sock.into_inner()),
+    let Ok(Some(packet)) = answer else { return ComBind::Closed };
+    match Envelope::from_cbor(&packet.data) {
+        Ok(Envelope::BindAck { status: 0, .. }) => ComBind::Bound(()),
         Ok(Envelope::BindAck { status, message }) => ComBind::Refused(status, message),
         _ => ComBind::Refused(RPC_X_BAD_STUB_DATA, "the server's answer is not a bind".into()),
-    })
+    }
 }
 
 impl<T: ?Sized + Interface> Serialize for ObjectRef<T> {
@@ -1029,25 +1046,13 @@ impl Proxy {
     /// Binds interface `T` on a connection: 1717 when its server does not serve it.
     pub async fn bind<T: ?Sized + Interface>(conn: RpcClientConnection) -> Result<Proxy> {
         let RpcClientConnection { server, channel } = conn;
-        let bind =
-            Envelope::Bind { uuid: T::UUID.into(), major: T::VERSION.0, minor: T::VERSION.1 };
-        if !send_envelope(&channel.sock, &bind, &[]).await {
-            return Err(rpc_error(RPC_S_SERVER_UNAVAILABLE, "the server closed the connection"));
+        match send_bind::<T>(&channel.sock, None).await {
+            ComBind::Bound(()) => Ok(Proxy::start(channel.sock, Peer::Server(Arc::new(server)))),
+            ComBind::Refused(status, message) => Err(rpc_error(status, message)),
+            ComBind::Closed | ComBind::NoAnswer => {
+                Err(rpc_error(RPC_S_SERVER_UNAVAILABLE, "the server closed the connection"))
+            }
         }
-        let packet = channel
-            .sock
-            .recv(MAX_MESSAGE)
-            .await
-            .map_err(|source| Error::Io { what: "binding an RPC interface", source })?
-            .ok_or_else(|| {
-                rpc_error(RPC_S_SERVER_UNAVAILABLE, "the server closed the connection")
-            })?;
-        match Envelope::from_cbor(&packet.data) {
-            Ok(Envelope::BindAck { status: 0, .. }) => {}
-            Ok(Envelope::BindAck { status, message }) => return Err(rpc_error(status, message)),
-            _ => return Err(rpc_error(RPC_X_BAD_STUB_DATA, "the server's answer is not a bind")),
-        }
-        Ok(Proxy::start(channel.sock, Peer::Server(Arc::new(server))))
     }
 
     fn from_fd(fd: OwnedFd, peer: Peer) -> Result<Proxy> {
