@@ -46,10 +46,7 @@ fn options(args: &[String]) -> Result<Options> {
             "--rounds" => o.rounds = value()?.parse::<usize>()?.max(1),
             "--opens" => o.opens = value()?.parse::<usize>()?.max(1),
             "--load" => o.load = LoadKind::parse(value()?)?,
-            _ => bail!(
-                "usage: appipc-bench app-service [--load idle|busy|bursty] [--iterations N] \
-                 [--cold-iterations N] [--rounds R] [--opens N]"
-            ),
+            _ => bail!("unknown option {a}"),
         }
     }
     Ok(o)

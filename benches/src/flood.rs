@@ -82,10 +82,6 @@ struct Options {
     flooder_nice: i32,
 }
 
-const USAGE: &str = "usage: appipc-bench flood [--runs N] [--clients 100,500,1000] \
-     [--kinds non-reading,idle,active] [--seconds S] [--after-seconds S] [--depth D] \
-     [--connections CAP] [--flooder-nice N]";
-
 fn parse_options(args: &[String]) -> Result<Options> {
     let mut o = Options {
         clients: vec![100, 500, 1000],
@@ -111,11 +107,7 @@ fn parse_options(args: &[String]) -> Result<Options> {
             "--depth" => o.depth = value()?.parse()?,
             "--connections" => o.connections = Some(value()?.parse()?),
             "--flooder-nice" => o.flooder_nice = value()?.parse()?,
-            "--help" | "-h" => {
-                println!("{USAGE}");
-                std::process::exit(0);
-            }
-            other => bail!("unknown option {other}\n{USAGE}"),
+            other => bail!("unknown option {other}"),
         }
     }
     o.runs = o.runs.max(1);

@@ -31,30 +31,94 @@ mod loopback;
 mod rpc;
 mod scale;
 
-fn main() -> Result<()> {
+/// Each subcommand's usage, printed for `--help` (exit 0) and after a bad option (exit 2).
+const USAGES: &[(&str, &str)] = &[
+    (
+        "app-service",
+        "appipc-bench app-service [--load idle|busy|bursty] [--iterations N] \
+         [--cold-iterations N] [--rounds R] [--opens N]",
+    ),
+    ("launch", "appipc-bench launch [--load idle|busy|bursty]"),
+    ("objects", "appipc-bench objects [--load idle|busy|bursty]"),
+    ("scale", "appipc-bench scale [--connections 1000,10000]"),
+    (
+        "flood",
+        "appipc-bench flood [--runs N] [--clients 100,500,1000] \
+         [--kinds non-reading,idle,active] [--seconds S] [--after-seconds S] [--depth D] \
+         [--connections CAP] [--flooder-nice N]",
+    ),
+    ("loopback", "appipc-bench loopback [--iterations N] [--connects N] [--runs N]"),
+    ("rpc", "appipc-bench rpc [--load idle|busy|bursty] [--iterations N] [--rounds R]"),
+];
+
+fn usage_of(command: &str) -> Option<&'static str> {
+    USAGES.iter().find(|(c, _)| *c == command).map(|(_, u)| *u)
+}
+
+fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.first().map(String::as_str) {
-        Some("app-service") => app_service::app_service(&args[1..]),
-        Some("launch") => launch(&args[1..]),
-        Some("objects") => objects(&args[1..]),
-        Some("scale") => scale::scale(&args[1..]),
-        Some("load-worker") => load::worker(&args[1..]),
-        Some("flood") => flood::flood(&args[1..]),
-        Some("flood-worker") => flood::worker(&args[1..]),
-        Some("loopback") => loopback::loopback(&args[1..]),
-        Some("rpc") => rpc::rpc(&args[1..]),
-        Some("rpc-server") => rpc::server(),
-        Some("raw-echo") => raw_echo(),
-        Some("raw-echo-tokio") => raw_echo_tokio(),
-        Some("dbus-server") => dbus_server(args.get(1).context("address")?),
+    let command = args.first().map(String::as_str).unwrap_or("");
+    if command == "--help" || command == "-h" || command == "help" {
+        println!("appipc-bench: measures appipc against raw baselines in the same run.\n");
+        for (_, u) in USAGES {
+            println!("  {u}");
+        }
+        return;
+    }
+    if let Some(u) = usage_of(command)
+        && args[1..].iter().any(|a| a == "--help" || a == "-h")
+    {
+        println!("usage: {u}");
+        return;
+    }
+    if let Err(e) = run(command, &args) {
+        eprintln!("appipc-bench {command}: {e:#}");
+        if let Some(u) = usage_of(command)
+            && e.to_string().starts_with("unknown option")
+        {
+            eprintln!("usage: {u}");
+        }
+        std::process::exit(2);
+    }
+}
+
+/// Checks that `args` are `--option value` pairs of `known` options.
+fn only_options(args: &[String], known: &[&str]) -> Result<()> {
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        if !known.contains(&a.as_str()) {
+            bail!("unknown option {a}");
+        }
+        it.next().with_context(|| format!("{a} needs a value"))?;
+    }
+    Ok(())
+}
+
+fn run(command: &str, args: &[String]) -> Result<()> {
+    match command {
+        "launch" | "objects" => only_options(&args[1..], &["--load"])?,
+        "loopback" => only_options(&args[1..], &["--iterations", "--connects", "--runs"])?,
+        _ => {}
+    }
+    match command {
+        "app-service" => app_service::app_service(&args[1..]),
+        "launch" => launch(&args[1..]),
+        "objects" => objects(&args[1..]),
+        "scale" => scale::scale(&args[1..]),
+        "load-worker" => load::worker(&args[1..]),
+        "flood" => flood::flood(&args[1..]),
+        "flood-worker" => flood::worker(&args[1..]),
+        "loopback" => loopback::loopback(&args[1..]),
+        "rpc" => rpc::rpc(&args[1..]),
+        "rpc-server" => rpc::server(),
+        "raw-echo" => raw_echo(),
+        "raw-echo-tokio" => raw_echo_tokio(),
+        "dbus-server" => dbus_server(args.get(1).context("address")?),
         _ => {
-            eprintln!(
-                "usage: appipc-bench app-service [--load idle|busy|bursty] [--iterations N] \
-                 [--cold-iterations N] | launch [--load L] | objects [--load L] \
-                 | scale [--connections 1000,10000] | flood [--help] \
-                 | loopback [--iterations N] [--connects N] [--runs N] \
-                 | rpc [--load L] [--iterations N] [--rounds R]"
-            );
+            eprintln!("usage:");
+            for (_, u) in USAGES {
+                eprintln!("  {u}");
+            }
             std::process::exit(2);
         }
     }

@@ -54,9 +54,7 @@ fn options(args: &[String]) -> Result<Options> {
             "--iterations" => o.iterations = value()?.parse()?,
             "--rounds" => o.rounds = value()?.parse::<usize>()?.max(1),
             "--load" => o.load = LoadKind::parse(value()?)?,
-            _ => bail!(
-                "usage: appipc-bench rpc [--load idle|busy|bursty] [--iterations N] [--rounds R]"
-            ),
+            _ => bail!("unknown option {a}"),
         }
     }
     Ok(o)

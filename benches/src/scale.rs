@@ -165,7 +165,7 @@ pub fn scale(args: &[String]) -> Result<()> {
                 let v = it.next().context("--connections needs a value")?;
                 counts = v.split(',').map(str::parse).collect::<Result<_, _>>()?;
             }
-            _ => bail!("usage: appipc-bench scale [--connections 1000,10000]"),
+            _ => bail!("unknown option {a}"),
         }
     }
     let limit = appipc_sys::process::raise_open_file_limit()?;
