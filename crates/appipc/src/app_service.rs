@@ -103,23 +103,22 @@ pub(crate) fn encode_frame(
     max: u64,
 ) -> std::result::Result<(Vec<u8>, Option<OwnedFd>), AppServiceResponseStatus> {
     let Some(message) = message else {
-        let f = ChannelFrame { id, kind, status, message: None, memfd_len: None };
-        return Ok((f.to_cbor(), None));
+        return Ok((ChannelFrame::encode_parts(id, kind, status, None, 0, None), None));
     };
     let len = message.encoded_len();
     if len as u64 > max {
         return Err(AppServiceResponseStatus::MessageSizeTooLarge);
     }
     if len + FRAME_OVERHEAD <= INLINE_MESSAGE_MAX {
-        let f = ChannelFrame { id, kind, status, message: Some(message.clone()), memfd_len: None };
-        return Ok((f.to_cbor(), None));
+        let bytes = ChannelFrame::encode_parts(id, kind, status, Some(message), len, None);
+        return Ok((bytes, None));
     }
     let fd = appipc_sys::memfd::create_sealed("appipc-message", len, |buf| {
         minicbor::encode(message, buf).expect("encoded_len is exact");
     })
     .map_err(|_| AppServiceResponseStatus::ResourceLimitsExceeded)?;
-    let f = ChannelFrame { id, kind, status, message: None, memfd_len: Some(len as u64) };
-    Ok((f.to_cbor(), Some(fd)))
+    let bytes = ChannelFrame::encode_parts(id, kind, status, None, 0, Some(len as u64));
+    Ok((bytes, Some(fd)))
 }
 
 /// Why a received message could not be taken.
