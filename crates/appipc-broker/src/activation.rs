@@ -256,6 +256,10 @@ async fn confine(
             }
             Err(e) => return Err(e),
         }
+    } else if let Err(why) =
+        crate::mech::loopback::data_path::room_for_supervisor(shared, pkg.family_name.as_str())
+    {
+        return Err(LaunchError::Quota(why));
     } else if let Some((channel, filter)) = supervise_full_trust(shared, aumid).await {
         loopback = Some(channel);
         notify = Some(filter);

@@ -139,6 +139,8 @@ pub(crate) struct Shared {
     /// Where the loopback data path's `sock_diag` queries and socket making run: bounded, and
     /// apart from `blocking`, so that neither starves the other.
     pub(crate) loopback_pool: blocking::BlockingPool,
+    /// The live connect supervisors of packaged full-trust processes, per package.
+    pub(crate) supervisors: mech::loopback::data_path::Supervisors,
     /// The configuration (limits).
     pub(crate) config: Config,
     /// The live sessions.
@@ -333,6 +335,7 @@ impl Broker {
                 protocols: mech::launcher::Protocols::first_id((generation << 32) | 1),
                 blocking: blocking::BlockingPool::new(config.limits.blocking_threads),
                 loopback_pool: blocking::BlockingPool::new(mech::loopback::data_path::POOL_THREADS),
+                supervisors: Default::default(),
                 fds: limits::FdBudget::new(
                     appipc_sys::env::open_file_limit(),
                     config.limits.fd_reserve,
@@ -534,6 +537,11 @@ pub fn run_daemon() -> Result<()> {
     }
     let config = Config::load(&Paths::config_file())
         .map_err(|e| BrokerError::io("reading the configuration", std::io::Error::other(e)))?;
+    // How long a loopback supervisor waits for this broker's answer before it lets a call
+    // through (20 s; tests shorten it).
+    if let Some(ms) = std::env::var("APPIPC_LOOPBACK_ANSWER_MS").ok().and_then(|v| v.parse().ok()) {
+        appipc_sys::seccomp_notify::set_loopback_answer_wait(std::time::Duration::from_millis(ms));
+    }
     let exe = std::env::current_exe().ok();
     let paths = Paths::from_env();
     let activated = appipc_sys::systemd::take_listen_fd()

@@ -426,6 +426,55 @@ fn a_stopped_broker_does_not_stall_an_established_flow() {
     assert!(!log.contains("failed"), "{log}");
 }
 
+/// A stopped broker whose channel stays open (SIGSTOP; or `appipc stop` with the keeper holding
+/// the channel): the container's supervisor waits for one answer, then lets the calls after it
+/// through at once (in the container's own namespace: refused) instead of waiting again for
+/// each, or blocking forever once the unread questions fill the channel; when the broker
+/// answers again, connects between packages are asked and carried out again.
+fn a_stopped_broker_delays_one_connect_not_all(unprivileged: bool) {
+    let env = [("APPIPC_LOOPBACK_ANSWER_MS", "300")];
+    let b = if unprivileged && rustix::process::geteuid().is_root() {
+        match test_user() {
+            Some((uid, gid)) => TestBroker::start_as(uid, gid, &env),
+            None => {
+                println!("SKIPPED: no appipc-test user (scripts/test.sh creates it)");
+                return;
+            }
+        }
+    } else {
+        TestBroker::start_with_env(&env)
+    };
+    let (client, server) = allowed(&b, if unprivileged { "BehindU" } else { "Behind" });
+    let (live, dead) = (free_port(), free_port());
+    serve(&b, &server, live, &["60"]);
+    let (l, d) = (live.to_string(), dead.to_string());
+    let (code, out, err) = cli(&b, &["launch", &client, "--", "behind", &d, "400", &l]);
+    assert_eq!(code, 0, "{out}{err}");
+    let broker = rustix::process::Pid::from_raw(b.pid() as i32).unwrap();
+    rustix::process::kill_process(broker, rustix::process::Signal::STOP).unwrap();
+    // 400 questions of 300 ms each would take two minutes (and fill the channel first).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !b.app_log(&client).contains("dead connects done") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let log = b.app_log(&client);
+    rustix::process::kill_process(broker, rustix::process::Signal::CONT).unwrap();
+    assert!(log.contains("dead connects done failed=400"), "{log}");
+    wait_log(&b, &client, "live connected");
+    let log = b.app_log(&client);
+    assert!(log.contains("live connected after") && log.contains("echo:ping"), "{log}");
+}
+
+#[test]
+fn a_stopped_broker_delays_one_connect_not_all_root_broker() {
+    a_stopped_broker_delays_one_connect_not_all(false);
+}
+
+#[test]
+fn a_stopped_broker_delays_one_connect_not_all_unprivileged_broker() {
+    a_stopped_broker_delays_one_connect_not_all(true);
+}
+
 /// A broker that is gone leaves each running container its own namespace's isolation, never
 /// more: a connect that would have been allowed fails; a restarted broker serves new launches.
 #[test]
@@ -778,6 +827,45 @@ fn full_trust_package(
     let (code, out, err) = cli(b, &["install", "--yes", dir.to_str().unwrap()]);
     assert_eq!(code, 0, "{out}{err}");
     family(name, publisher)
+}
+
+/// Red team (full trust, 3): each full-trust launch has a connect supervisor that lives as long
+/// as any process of its tree. An app that leaves a child running and is launched again and
+/// again gets at most `[limits] processes-per-package` of them; the next launch is refused with
+/// the limit named, and once the children are gone the package launches again.
+#[test]
+fn full_trust_supervisors_are_bounded_per_package() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("broker.toml");
+    std::fs::write(&config, "[limits]\nprocesses-per-package = 2\n").unwrap();
+    let b = TestBroker::start_with_env(&[("APPIPC_CONFIG", config.to_str().unwrap())]);
+    let tool = full_trust_package(&b, "Contoso.FtOrphans", CONTOSO, false, &[]);
+    let mut children = Vec::new();
+    for _ in 0..2 {
+        let (code, out) = full_trust_probe(&b, &tool, &["orphan", "120"]);
+        assert_eq!(code, 0, "{out}\n{}", b.log());
+        let pid: i32 = out.trim().strip_prefix("orphaned ").and_then(|p| p.parse().ok()).unwrap();
+        children.push(pid);
+    }
+    let (code, out) = full_trust_probe(&b, &tool, &["orphan", "120"]);
+    assert_ne!(code, 0, "a third tree of supervisors: {out}");
+    assert!(out.contains("processes-per-package") && out.contains("full-trust"), "{out}");
+    for pid in children {
+        let _ = rustix::process::kill_process(
+            rustix::process::Pid::from_raw(pid).unwrap(),
+            rustix::process::Signal::KILL,
+        );
+    }
+    // Their supervisors exit with the last process of their trees; then there is room again.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (code, out) = full_trust_probe(&b, &tool, &["orphan", "1"]);
+        if code == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no room after the children ended: {out}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 /// `loop-probe ARGS` as `pfn`'s full-trust `Tool`, until it exits: (exit code, output).

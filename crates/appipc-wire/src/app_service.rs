@@ -126,7 +126,8 @@ mod tests {
         vs.insert("Value", 1.5f64);
         for (message, memfd_len) in [(Some(vs.clone()), None), (None, Some(99)), (None, None)] {
             for kind in [ChannelKind::Request, ChannelKind::Response, ChannelKind::Close] {
-                let f = ChannelFrame { id: 41, kind, status: 3, message: message.clone(), memfd_len };
+                let f =
+                    ChannelFrame { id: 41, kind, status: 3, message: message.clone(), memfd_len };
                 let len = message.as_ref().map_or(0, ValueSet::encoded_len);
                 let parts =
                     ChannelFrame::encode_parts(41, kind, 3, message.as_ref(), len, memfd_len);

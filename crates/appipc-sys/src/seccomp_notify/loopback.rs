@@ -17,8 +17,8 @@
 //! the app's own network namespace, which is the isolation: no escape whatever it reads), as
 //! is everything when anything goes wrong on the way (an unreadable address, an fd that is no
 //! socket: the kernel then gives its own error), and everything when the broker does not answer
-//! (gone, restarting, stopped for longer than [`ANSWER_WAIT`]): then the app has exactly the
-//! isolation it would have without this path. For the rest the broker decides, on the
+//! (gone, restarting, stopped for longer than the answer wait, see [`set_answer_wait`]): then
+//! the app has exactly the isolation it would have without this path. For the rest the broker decides, on the
 //! supervisor's copy of the address, and its answer is carried out: an errno, success, or a
 //! socket it made (in the listener's namespace, connected) installed over the app's fd.
 //!
@@ -32,8 +32,25 @@ use rustix::io::Errno;
 use super::{Caller, Context, Reply, Result};
 use crate::loopback::{ANSWER_LEN, Answer, Ask, AskOp, MAX_ADDR_LEN, Target, classify};
 
-/// How long the supervisor waits for the broker before it lets a call through.
-const ANSWER_WAIT: i64 = 20;
+/// How long a supervisor waits for the broker's answer to one question before it lets the call
+/// through, in milliseconds (20 s unless [`set_answer_wait`] said otherwise).
+static ANSWER_WAIT_MS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(20_000);
+
+/// Sets how long the supervisors forked after this call wait for an answer to a question
+/// (the broker sets it at start from `APPIPC_LOOPBACK_ANSWER_MS`; at least 1 ms).
+pub fn set_answer_wait(wait: std::time::Duration) {
+    let ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX).max(1);
+    ANSWER_WAIT_MS.store(ms, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Milliseconds on the monotonic clock (async-signal-safe: the supervisor is a fork).
+fn now_ms() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    (t.tv_sec as u64).saturating_mul(1000).saturating_add(t.tv_nsec as u64 / 1_000_000)
+}
+
+/// How many namespaces a full-trust supervisor tells apart among the sockets it installed.
+const INSTALLED_NS: usize = 64;
 
 /// The supervisor's channel to the broker.
 pub(crate) struct BrokerLink {
@@ -41,6 +58,12 @@ pub(crate) struct BrokerLink {
     seq: u32,
     /// The broker stopped answering (closed, or a malformed answer): let everything through.
     gone: bool,
+    /// A question went unanswered in time (a stopped or stalled broker; the channel is still
+    /// open, e.g. held by the session keeper): calls are let through at once, without asking,
+    /// until an answer (a late one) shows the broker is back. Without this, each call would
+    /// wait out the whole answer wait again, and the unanswered questions (each holding a copy
+    /// of an app socket) would fill the channel.
+    behind: bool,
     /// A `sock_diag` socket of the supervisor's (the app's) network namespace, made on first
     /// use: a connect to a port the app's own namespace listens on needs no broker.
     diag: Option<OwnedFd>,
@@ -53,6 +76,12 @@ pub(crate) struct BrokerLink {
     full_trust: bool,
     /// A socket was installed here (so one of another namespace may be any fd now).
     installed: bool,
+    /// The namespaces (cookies) of the sockets installed here: of a full-trust process, only
+    /// sockets of these are guarded ([`foreign_call`], [`full_trust_guard`]); the process's
+    /// own sandboxes (a namespace it made, e.g. with `bwrap --unshare-net`) are its own
+    /// business. Past `INSTALLED_NS` namespaces, every namespace but its own is guarded.
+    installed_ns: [u64; INSTALLED_NS],
+    installed_ns_len: usize,
 }
 
 impl BrokerLink {
@@ -61,16 +90,41 @@ impl BrokerLink {
             fd,
             seq: 0,
             gone: false,
+            behind: false,
             diag: None,
             own_netns: own_netns_cookie(),
             full_trust: false,
             installed: false,
+            installed_ns: [0; INSTALLED_NS],
+            installed_ns_len: 0,
         }
     }
 
     /// The link of a packaged full-trust process's supervisor.
     pub(crate) fn full_trust(fd: OwnedFd) -> BrokerLink {
         BrokerLink { full_trust: true, ..BrokerLink::new(fd) }
+    }
+
+    /// Notes that a socket of namespace `cookie` was installed here.
+    fn note_installed(&mut self, cookie: Option<u64>) {
+        self.installed = true;
+        let known = &self.installed_ns[..self.installed_ns_len.min(INSTALLED_NS)];
+        match cookie {
+            Some(c) if known.contains(&c) => {}
+            Some(c) if self.installed_ns_len < INSTALLED_NS => {
+                self.installed_ns[self.installed_ns_len] = c;
+                self.installed_ns_len += 1;
+            }
+            // Unknown, or too many: every other namespace is guarded from now on.
+            _ => self.installed_ns_len = INSTALLED_NS + 1,
+        }
+    }
+
+    /// Whether sockets of namespace `cookie` (not the supervisor's own) are guarded: one was
+    /// installed from there.
+    fn installed_from(&self, cookie: u64) -> bool {
+        self.installed_ns_len > INSTALLED_NS
+            || self.installed_ns[..self.installed_ns_len].contains(&cookie)
     }
 
     /// Whether a connect to `addr` reaches a listener of the app's own namespace (false when
@@ -89,24 +143,50 @@ impl BrokerLink {
         if self.gone {
             return (Answer::Continue, None);
         }
+        if self.behind {
+            // Back only when an answer (to an earlier question) has come in since.
+            match self.wait_answer(0) {
+                Ok(Some(_)) => self.behind = false,
+                Ok(None) => return (Answer::Continue, None),
+                Err(()) => {
+                    self.gone = true;
+                    return (Answer::Continue, None);
+                }
+            }
+        }
         self.seq = self.seq.wrapping_add(1);
         ask.seq = self.seq;
+        // Never blocks: a channel the broker does not read is full, and the call goes on.
         let sent = crate::socket::send(
             &self.fd,
             &ask.encode(),
             &[socket.as_fd()],
-            crate::socket::Blocking::Yes,
+            crate::socket::Blocking::No,
         );
-        if sent.is_err() {
-            self.gone = true;
-            return (Answer::Continue, None);
+        match sent {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                self.behind = true;
+                return (Answer::Continue, None);
+            }
+            Err(_) => {
+                self.gone = true;
+                return (Answer::Continue, None);
+            }
         }
+        // One deadline for the question, however many late answers come before its own.
+        let deadline =
+            now_ms().saturating_add(ANSWER_WAIT_MS.load(std::sync::atomic::Ordering::Relaxed));
         loop {
-            match self.wait_answer() {
+            let left = deadline.saturating_sub(now_ms());
+            match self.wait_answer(left) {
                 Ok(Some((seq, answer, fd))) if seq == self.seq => return (answer, fd),
                 // A late answer to an earlier question (already let through): skip it.
-                Ok(Some(_)) => continue,
-                Ok(None) => return (Answer::Continue, None),
+                Ok(Some(_)) if left > 0 => continue,
+                Ok(_) => {
+                    self.behind = true;
+                    return (Answer::Continue, None);
+                }
                 Err(()) => {
                     self.gone = true;
                     return (Answer::Continue, None);
@@ -115,12 +195,19 @@ impl BrokerLink {
         }
     }
 
-    /// The next answer; `Ok(None)` when none came in time, `Err` when the channel is broken.
+    /// The next answer within `wait_ms` (0: only one already there); `Ok(None)` when none came
+    /// in time, `Err` when the channel is broken.
     #[allow(clippy::type_complexity)]
-    fn wait_answer(&self) -> std::result::Result<Option<(u32, Answer, Option<OwnedFd>)>, ()> {
+    fn wait_answer(
+        &self,
+        wait_ms: u64,
+    ) -> std::result::Result<Option<(u32, Answer, Option<OwnedFd>)>, ()> {
         use rustix::event::{PollFd, PollFlags, Timespec, poll};
         use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
-        let timeout = Timespec { tv_sec: ANSWER_WAIT, tv_nsec: 0 };
+        let timeout = Timespec {
+            tv_sec: (wait_ms / 1000) as i64,
+            tv_nsec: ((wait_ms % 1000) * 1_000_000) as i64,
+        };
         loop {
             let mut fds = [PollFd::new(&self.fd, PollFlags::IN)];
             match poll(&mut fds, Some(&timeout)) {
@@ -279,7 +366,11 @@ pub(super) fn socket_call(
     len: u64,
 ) -> Result<Reply> {
     if ctx.broker.as_ref().is_some_and(|b| b.full_trust) {
-        return if bind { Ok(Reply::Continue) } else { full_trust_connect(ctx, c, fd, addr, len) };
+        return if bind {
+            full_trust_guard(ctx, c, fd)
+        } else {
+            full_trust_connect(ctx, c, fd, addr, len)
+        };
     }
     // First: whose socket is it? One of another namespace is never let through, whatever the
     // address and whether the broker answers or not.
@@ -354,7 +445,7 @@ fn ask_connect(
         (Answer::Fail(e), _) => Err(Errno::from_raw_os_error(e)),
         (Answer::Done, _) => Ok(Reply::Done),
         (Answer::Install, Some(new)) => {
-            link.installed = true;
+            link.note_installed(netns_cookie(&new));
             install(c, &new, fd, cloexec)?;
             Ok(Reply::Done)
         }
@@ -365,6 +456,26 @@ fn ask_connect(
 /// The longest address a full-trust connect is read for (`sizeof(struct sockaddr_in6)`): what
 /// a loopback address takes; of a longer one (`AF_UNIX`) only its family matters.
 const FULL_TRUST_READ: usize = 28;
+
+/// `bind` or `listen` of a packaged full-trust process: carried out by the kernel (in the host's
+/// namespace, outside the packages' port space), except on a socket of another namespace once
+/// one was installed here: `EINVAL`, what the kernel says of a connected socket. An installed
+/// socket whose connection has ended (`TCP_CLOSE` releases its port) could otherwise be bound
+/// and made a listener inside the server's namespace, where the server's own processes, and
+/// the clients the broker sends there, would reach it.
+fn full_trust_guard(ctx: &mut Context, c: &Caller<'_>, fd: i32) -> Result<Reply> {
+    let Some(link) = ctx.broker.as_ref().filter(|b| b.installed) else {
+        return Ok(Reply::Continue);
+    };
+    let Some(own) = link.own_netns else { return Ok(Reply::Continue) };
+    let Ok(s) = ctx.their_fd(c, fd) else { return Ok(Reply::Continue) };
+    match (netns_cookie(&s), ctx.broker.as_ref()) {
+        (Some(cookie), Some(link)) if cookie != own && link.installed_from(cookie) => {
+            Err(Errno::INVAL)
+        }
+        _ => Ok(Reply::Continue),
+    }
+}
 
 /// `connect` of a packaged full-trust process, which runs in the host's network namespace:
 /// everything goes on as without the supervisor (`CONTINUE`), at the cost of one read of the
@@ -387,6 +498,10 @@ fn full_trust_connect(
     };
     let installed = ctx.broker.as_ref().is_some_and(|b| b.installed);
     let len = len as u32 as i32;
+    if !(0..=size_of::<libc::sockaddr_storage>() as i32).contains(&len) {
+        // What the kernel refuses (EINVAL) whatever the address: its answer.
+        return Ok(Reply::Continue);
+    }
     let mut bytes = [0u8; MAX_ADDR_LEN];
     let read = usize::try_from(len).map_or(0, |l| l.min(FULL_TRUST_READ));
     let read = read >= 2 && ctx.their_bytes(c, addr, &mut bytes[..read]).is_ok();
@@ -394,8 +509,16 @@ fn full_trust_connect(
     let mut socket = None;
     if installed || unspec {
         let Ok(s) = ctx.their_fd(c, fd) else { return Ok(Reply::Continue) };
-        if netns_cookie(&s).is_some_and(|cookie| cookie != own) {
-            return foreign_call(ctx, c, false, &s, addr, len as u64);
+        if let Some(cookie) = netns_cookie(&s).filter(|cookie| *cookie != own) {
+            // Guarded: a socket installed here, or a disconnect of any socket of another
+            // namespace (one handed over). Else a socket of a namespace of the process's own
+            // (a sandbox it made): the kernel connects it there.
+            let guarded = unspec || ctx.broker.as_ref().is_some_and(|b| b.installed_from(cookie));
+            return if guarded {
+                foreign_call(ctx, c, false, &s, addr, len as u64)
+            } else {
+                Ok(Reply::Continue)
+            };
         }
         socket = Some(s);
     }
@@ -409,8 +532,10 @@ fn full_trust_connect(
     let socket = match socket {
         Some(s) => s,
         None => match ctx.their_fd(c, fd) {
+            // A socket of another namespace, none installed here yet (a sandbox of the
+            // process's own, or one handed over): the kernel connects it in its namespace.
             Ok(s) if netns_cookie(&s).is_some_and(|cookie| cookie != own) => {
-                return foreign_call(ctx, c, false, &s, addr, len as u64);
+                return Ok(Reply::Continue);
             }
             Ok(s) => s,
             Err(_) => return Ok(Reply::Continue),
@@ -592,6 +717,9 @@ pub(super) fn listen_call(
     fd: i32,
     backlog: i32,
 ) -> Result<Reply> {
+    if ctx.broker.as_ref().is_some_and(|b| b.full_trust) {
+        return full_trust_guard(ctx, c, fd);
+    }
     let Some(own) = ctx.broker.as_ref().and_then(|b| b.own_netns) else {
         return Ok(Reply::Continue);
     };

@@ -656,3 +656,131 @@ fn a_socket_installed_for_a_full_trust_process_cannot_be_reused() {
     crate::socket::set_nonblocking(&other_listener, true).unwrap();
     assert!(crate::socket::accept(&other_listener).is_err(), "the other port was reached");
 }
+
+/// The app: connect the address at page offset 0; after 200 ms (the connection has ended:
+/// the listener reset it), bind the socket to the address at offset 256, then listen on it.
+fn app_connect_then_listen(page: &Page) -> [i32; 8] {
+    // SAFETY: as in `app_connect`.
+    let len = unsafe { std::ptr::read(page.0.add(512).cast::<u32>()) };
+    // SAFETY: as in `app_connect`.
+    let domain = unsafe { std::ptr::read(page.0.add(516).cast::<i32>()) };
+    let s = tcp_socket(domain);
+    // SAFETY: connect and bind read `len` bytes at the page; listen takes integers.
+    let (a, b, c) = unsafe {
+        let a = libc::connect(s, page.addr(0), len);
+        let ea = errno_of(a);
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let b = libc::bind(s, page.addr(256), len);
+        let eb = errno_of(b);
+        let c = libc::listen(s, 8);
+        ((a, ea), (b, eb), (c, errno_of(c)))
+    };
+    [a.0, a.1, b.0, b.1, c.0, c.1, 0, 0]
+}
+
+/// An installed socket whose connection has ended has no port any more (`TCP_CLOSE`): bound
+/// and listening, it would be a listener of the full-trust process inside B's namespace. Its
+/// `bind` and `listen` go to the supervisor too, which refuses both (`EINVAL`); nothing
+/// listens on the port in B's namespace afterwards.
+#[test]
+fn an_installed_socket_whose_connection_ended_cannot_listen_in_the_servers_namespace() {
+    let Some(w) = world() else { return };
+    let (pb, squat) = (port(), port());
+    let listener = bound_in(&w.b, &v4(pb), false);
+    let page = Page::new();
+    set_target(&page, &v4(pb));
+    page.write(256, &v4(squat));
+    let factory_b = &w.b as *const SocketFactory as usize;
+    let listener_fd = listener.as_raw_fd();
+    let script: Script = Box::new(move |ask, _app| {
+        // SAFETY: the factory outlives `run_as`, which joins this thread.
+        let f = unsafe { &*(factory_b as *const SocketFactory) };
+        let s = connected_in(f, ask.address());
+        // SAFETY: `listener` outlives `run_as`; the fd is borrowed for the accept only.
+        let l = unsafe { std::os::fd::BorrowedFd::borrow_raw(listener_fd) };
+        let accepted = rustix::net::accept(l).unwrap();
+        // Linger 0: closing resets the connection, which ends it on the app's side at once.
+        let linger = libc::linger { l_onoff: 1, l_linger: 0 };
+        // SAFETY: setsockopt reads one `linger` from the stack.
+        unsafe {
+            libc::setsockopt(
+                accepted.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_LINGER,
+                (&raw const linger).cast(),
+                size_of::<libc::linger>() as libc::socklen_t,
+            );
+        }
+        drop(accepted);
+        (Answer::Install, Some(s))
+    });
+    let (r, _) = run_as(&w, &page, app_connect_then_listen, Some(script), true);
+    assert_eq!(r[..6], [0, 0, -1, libc::EINVAL, -1, libc::EINVAL], "{r:?}");
+    // Nothing of the app's listens on the port in B's namespace.
+    let probe = w.b.socket(libc::AF_INET, libc::SOCK_STREAM, 0).unwrap();
+    let addr = v4(squat);
+    // SAFETY: connect reads `addr.len()` bytes of `addr`.
+    let rc = unsafe { libc::connect(probe.as_raw_fd(), addr.as_ptr().cast(), addr.len() as u32) };
+    assert_eq!((rc, errno_of(rc)), (-1, libc::ECONNREFUSED));
+    drop(listener);
+}
+
+/// The app: connect the address at page offset 0 (installed), then, on the two sockets whose
+/// fds are at offsets 600 and 604 (of a namespace of the process's own, made before the fork),
+/// bind the first to the address at offset 256 and listen, and connect the second to the
+/// address at offset 768.
+fn app_connect_then_own_sandbox(page: &Page) -> [i32; 8] {
+    // SAFETY: as in `app_connect`.
+    let len = unsafe { std::ptr::read(page.0.add(512).cast::<u32>()) };
+    // SAFETY: as in `app_connect`.
+    let domain = unsafe { std::ptr::read(page.0.add(516).cast::<i32>()) };
+    // SAFETY: within the page, written by the test before the fork.
+    let (own1, own2) = unsafe {
+        (
+            std::ptr::read(page.0.add(600).cast::<i32>()),
+            std::ptr::read(page.0.add(604).cast::<i32>()),
+        )
+    };
+    let s = tcp_socket(domain);
+    // SAFETY: connect and bind read `len` bytes at the page; listen takes integers.
+    unsafe {
+        let a = libc::connect(s, page.addr(0), len);
+        let ea = errno_of(a);
+        let b = libc::bind(own1, page.addr(256), len);
+        let b = if b == 0 { libc::listen(own1, 8) } else { b };
+        let eb = errno_of(b);
+        let c = libc::connect(own2, page.addr(768), len);
+        [a, ea, b, eb, c, errno_of(c), 0, 0]
+    }
+}
+
+/// Red team (full trust, 4): once a socket was installed for a full-trust process, the sockets
+/// of a namespace the process made for itself (`bwrap --unshare-net`, `unshare -rn`) are still
+/// its own: they bind, listen and connect there (they were `EINVAL` and `EISCONN`).
+#[test]
+fn a_full_trust_processes_own_sandbox_sockets_work_after_an_install() {
+    let (Some(w), Some(own)) = (world(), world()) else { return };
+    let (pb, p_listen, p_own) = (port(), port(), port());
+    let listener = bound_in(&w.b, &v4(pb), false);
+    let own_listener = bound_in(&own.a, &v4(p_own), false);
+    let (own1, own2) = (
+        own.a.socket(libc::AF_INET, libc::SOCK_STREAM, 0).unwrap(),
+        own.a.socket(libc::AF_INET, libc::SOCK_STREAM, 0).unwrap(),
+    );
+    let page = Page::new();
+    set_target(&page, &v4(pb));
+    page.write(256, &v4(p_listen));
+    page.write(768, &v4(p_own));
+    page.write(600, &own1.as_raw_fd().to_ne_bytes());
+    page.write(604, &own2.as_raw_fd().to_ne_bytes());
+    let factory_b = &w.b as *const SocketFactory as usize;
+    let script: Script = Box::new(move |ask, _app| {
+        // SAFETY: the factory outlives `run_as`, which joins this thread.
+        let f = unsafe { &*(factory_b as *const SocketFactory) };
+        (Answer::Install, Some(connected_in(f, ask.address())))
+    });
+    let (r, asks) = run_as(&w, &page, app_connect_then_own_sandbox, Some(script), true);
+    assert_eq!(r[..6], [0, 0, 0, 0, 0, 0], "{r:?}");
+    assert_eq!(asks.len(), 1, "only the connect to B was asked about");
+    drop((listener, own_listener));
+}

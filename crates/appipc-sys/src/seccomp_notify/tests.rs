@@ -492,3 +492,57 @@ fn the_supervisor_changes_the_apps_own_files_and_refuses_the_rest() {
     assert_eq!(mode, 0o600, "the app's own file got each mode in turn");
     assert_eq!(rustix::fs::fstat(&memfd).unwrap().st_mode & 0o7777, 0o400, "the memfd kept its");
 }
+
+/// Runs a classic BPF seccomp program (the instructions our programs use) on one syscall.
+fn run_bpf(p: &[libc::sock_filter], arch: u32, nr: u32, arg1: u64) -> u32 {
+    let mut data = [0u8; 64];
+    data[0..4].copy_from_slice(&nr.to_ne_bytes());
+    data[4..8].copy_from_slice(&arch.to_ne_bytes());
+    data[24..32].copy_from_slice(&arg1.to_ne_bytes());
+    let (mut acc, mut pc) = (0u32, 0usize);
+    loop {
+        let i = p[pc];
+        pc += 1;
+        match i.code {
+            0x20 => {
+                let k = i.k as usize;
+                acc = u32::from_ne_bytes(data[k..k + 4].try_into().unwrap());
+            }
+            0x15 => pc += usize::from(if acc == i.k { i.jt } else { i.jf }),
+            0x45 => pc += usize::from(if acc & i.k != 0 { i.jt } else { i.jf }),
+            0x05 => pc += i.k as usize,
+            0x54 => acc &= i.k,
+            0x06 => return i.k,
+            c => panic!("instruction {c:#x} not interpreted"),
+        }
+    }
+}
+
+#[test]
+fn the_full_trust_filter_notifies_socket_calls_and_refuses_what_would_bypass_it() {
+    let p = full_trust_program();
+    let eperm = 0x0005_0000 | libc::EPERM as u32;
+    let (allow, notify) = (SECCOMP_RET_ALLOW, libc::SECCOMP_RET_USER_NOTIF);
+    let native = |nr: i64, arg1: u64| run_bpf(&p, AUDIT_ARCH, nr as u32, arg1);
+    assert_eq!(native(libc::SYS_connect, 0), notify);
+    assert_eq!(native(libc::SYS_bind, 0), notify);
+    assert_eq!(native(libc::SYS_listen, 0), notify);
+    assert_eq!(native(libc::SYS_read, 0), allow);
+    assert_eq!(native(libc::SYS_accept4, 0), allow);
+    assert_eq!(native(libc::SYS_io_uring_setup, 0), eperm);
+    assert_eq!(native(libc::SYS_seccomp, 0), allow, "a filter without a listener");
+    assert_eq!(native(libc::SYS_seccomp, 1 | 8), eperm, "a filter with a listener");
+    #[cfg(target_arch = "x86_64")]
+    {
+        let x32 = |nr: i64| run_bpf(&p, AUDIT_ARCH, nr as u32 | X32_BIT, 0);
+        assert_eq!(x32(libc::SYS_connect), eperm);
+        assert_eq!(x32(libc::SYS_listen), eperm);
+        assert_eq!(x32(libc::SYS_read), allow);
+        let i386 = |nr: u32| run_bpf(&p, AUDIT_ARCH_I386, nr, 0);
+        for nr in [102, 361, 362, 363, 425, 354] {
+            assert_eq!(i386(nr), eperm, "i386 {nr}");
+        }
+        assert_eq!(i386(3), allow, "i386 read");
+    }
+    assert_eq!(run_bpf(&p, 0x1234, libc::SYS_connect as u32, 0), allow, "another arch");
+}

@@ -4,7 +4,9 @@
 //! * `serve PORT [v6] [SECONDS]`: listens on 127.0.0.1 (or ::1), prints `listening PORT`,
 //!   answers each connection (`echo:` + what came, or a small HTTP reply to a `GET`).
 //! * `connect PORT [v6]`: `connected: REPLY` or `failed: errno N`; `later PORT SECONDS`: the
-//!   same after a while; `again PORT`: two connects on one socket.
+//!   same after a while; `again PORT`: two connects on one socket; `behind DEAD N LIVE`: N
+//!   refused connects, then a connect to LIVE retried for up to 60 s; `orphan SECS`: leaves a
+//!   `sleep SECS` running and exits.
 //! * `pingpong PORT N`, `connects PORT N`: timings for `appipc-bench loopback`;
 //!   `unix-connects N`: the same for connects to a local (`AF_UNIX`) listener of its own.
 //! * `session PORT ROUNDS DELAY_MS`: one connection, a message each round (`round N ok`).
@@ -185,6 +187,31 @@ fn connects(port: u16, n: usize) -> ExitCode {
     let (median, p99) = percentiles(times);
     println!("connects median_us={median:.2} p99_us={p99:.2} failed={failed} n={n}");
     ExitCode::SUCCESS
+}
+
+/// `behind DEAD N LIVE`: after 1 s, `n` connects to port DEAD (nothing listens), then
+/// `dead connects done failed=F`; then a connect to LIVE every 200 ms for up to 60 s:
+/// `live connected after K tries: REPLY` or `live never connected`.
+fn behind(args: &[String]) -> ExitCode {
+    let num = |i: usize| args.get(i).and_then(|a| a.parse::<u64>().ok()).expect("a number");
+    let (dead, n, live) = (num(1) as u16, num(2), num(3) as u16);
+    std::thread::sleep(Duration::from_secs(1));
+    let failed = (0..n).filter(|_| TcpStream::connect(addr(dead, false)).is_err()).count();
+    println!("dead connects done failed={failed}");
+    let _ = std::io::stdout().flush();
+    for k in 1..=300 {
+        if let Ok(mut s) = TcpStream::connect(addr(live, false)) {
+            let _ = s.write_all(b"ping");
+            let _ = s.shutdown(std::net::Shutdown::Write);
+            let mut reply = String::new();
+            let _ = s.read_to_string(&mut reply);
+            println!("live connected after {k} tries: {reply}");
+            return ExitCode::SUCCESS;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    println!("live never connected");
+    ExitCode::FAILURE
 }
 
 /// `n` connects to a local (`AF_UNIX`) listener of this process, in a temporary folder:
@@ -560,6 +587,16 @@ fn main() -> ExitCode {
             session(port(), rounds, args.get(3).and_then(|a| a.parse().ok()).unwrap_or(100))
         }
         Some("again") => again(port()),
+        Some("behind") => behind(&args),
+        Some("orphan") => {
+            // A child that outlives this process (`sleep SECS`), not waited for.
+            let secs = args.get(1).map_or("60", String::as_str);
+            match std::process::Command::new("sleep").arg(secs).spawn() {
+                Ok(c) => println!("orphaned {}", c.id()),
+                Err(e) => println!("failed: {e}"),
+            }
+            ExitCode::SUCCESS
+        }
         Some("pingpong") => {
             pingpong(port(), args.get(2).and_then(|a| a.parse().ok()).unwrap_or(20000))
         }

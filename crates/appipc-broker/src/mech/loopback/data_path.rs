@@ -182,6 +182,48 @@ async fn connect_async(s: &OwnedFd, addr: &[u8]) -> std::io::Result<()> {
     result
 }
 
+/// The live connect supervisors of packaged full-trust processes, per package (lowercase
+/// family name): each is a process of its own, with a channel the broker serves, living as
+/// long as any process of its tree lives. A package may have at most `[limits]
+/// processes-per-package` of them, or an app that leaves a child running and is launched again
+/// and again would pile them up.
+#[derive(Debug, Default)]
+pub(crate) struct Supervisors(Mutex<HashMap<String, usize>>);
+
+impl Supervisors {
+    fn count(&self, family: &str) -> usize {
+        self.0.lock().expect("supervisors poisoned").get(family).copied().unwrap_or(0)
+    }
+
+    fn add(&self, family: &str) {
+        *self.0.lock().expect("supervisors poisoned").entry(family.to_owned()).or_default() += 1;
+    }
+
+    fn remove(&self, family: &str) {
+        let mut m = self.0.lock().expect("supervisors poisoned");
+        if let Some(n) = m.get_mut(family) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                m.remove(family);
+            }
+        }
+    }
+}
+
+/// Room for one more full-trust connect supervisor of `family`: `Err` with the reason when the
+/// package has `[limits] processes-per-package` of them alive.
+pub(crate) fn room_for_supervisor(shared: &Shared, family: &str) -> Result<(), String> {
+    let live = shared.supervisors.count(&family.to_ascii_lowercase());
+    let max = shared.config.limits.processes_per_package;
+    if live >= max {
+        return Err(format!(
+            "package {family} has {live} full-trust process trees running (each with its \
+             connect supervisor), the most it may ([limits] processes-per-package)"
+        ));
+    }
+    Ok(())
+}
+
 /// Serves the loopback channel of a process just started (an app container's supervisor, or
 /// a packaged full-trust process's), once the session keeper holds a duplicate of it: a broker that dies does not take the
 /// channel along, and the next one serves it again ([`serve_kept`]).
@@ -206,12 +248,26 @@ pub(crate) fn serve_kept(shared: &Arc<Shared>, caller: &Caller, key: u64, channe
         full_trust: caller.trust() == appipc_wire::caller::TrustLevel::FullTrust,
         installed: VecDeque::new(),
     };
+    if c.full_trust {
+        shared.supervisors.add(&c.family);
+    }
     tokio::spawn(async move {
+        c.serve(key, channel).await;
+        c.shared.keeper.forget(key);
+        if c.full_trust {
+            c.shared.supervisors.remove(&c.family);
+        }
+    });
+}
+
+impl Container {
+    /// Answers the channel's questions until it ends.
+    async fn serve(&mut self, key: u64, channel: OwnedFd) {
+        let c = self;
         let channel = match appipc_sys::aio::AsyncSeqPacket::new(channel) {
             Ok(ch) => Arc::new(ch),
             Err(e) => {
                 tracing::error!(error = %e, "loopback channel: cannot register");
-                c.shared.keeper.forget(key);
                 return;
             }
         };
@@ -233,11 +289,8 @@ pub(crate) fn serve_kept(shared: &Arc<Shared>, caller: &Caller, key: u64, channe
                 break;
             }
         }
-        c.shared.keeper.forget(key);
-    });
-}
+    }
 
-impl Container {
     async fn answer(&mut self, ask: &Ask, socket: &OwnedFd) -> (Answer, Option<OwnedFd>) {
         let info = match appipc_sys::loopback::socket_info(socket.as_fd()) {
             Ok(i) if i.ty == SOCK_STREAM && matches!(i.domain, AF_INET | AF_INET6) => i,
