@@ -217,7 +217,8 @@ pub struct LimitsConfig {
     pub registry_bytes_per_hive: u64,
     /// Pipe names in one namespace (`ERROR_NO_SYSTEM_RESOURCES`).
     pub pipe_names_per_namespace: usize,
-    /// Processes of one package running at once.
+    /// Processes of one package running at once (and, counted apart, its live full-trust
+    /// connect supervisors).
     pub processes_per_package: usize,
     /// Live app-service connections one session may have opened.
     pub app_service_connections_per_session: usize,
