@@ -99,7 +99,7 @@ pub fn instance() -> u64 {
 }
 
 /// The echo handler. Requests may carry control keys:
-/// `$crash` (exit at once), `$delay_ms` (answer later, through a deferral), `$no_response`
+/// `$plain` (the message back unchanged, nothing added), `$crash` (exit at once), `$delay_ms` (answer later, through a deferral), `$no_response`
 /// (complete without a reply), `$call_back` (send a request to the client first and include
 /// its reply), `$complete` (answer, then complete the task: the connection ends `Completed`).
 /// Every reply names the caller's user as the broker attests it (`callerUid`,
@@ -112,6 +112,13 @@ fn echo(
     conn: &Weak<AppServiceConnection>,
     complete: &Arc<Notify>,
 ) {
+    if args.request.message().has_key("$plain") {
+        // The message back as it came, nothing added (what a raw echo does: the benchmark).
+        let mut request = args.request;
+        let message = request.take_message();
+        request.send_response(message);
+        return;
+    }
     let message = args.request.message();
     if message.has_key("$crash") {
         std::process::exit(101);
