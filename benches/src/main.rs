@@ -373,7 +373,34 @@ fn launch(args: &[String]) -> Result<()> {
     let unconfined = rt
         .block_on(appipc::PackageManager::new(&session).add_package_with(&dir, &consent))?
         .family_name;
+    // An app container whose program is `true` (it exits at once): launch request to exit,
+    // the same span as bwrap's spawn-to-exit of `true`.
+    let true_dir = broker.root.path().join("launch-true");
+    std::fs::create_dir_all(true_dir.join("bin"))?;
+    std::fs::copy(
+        ["/usr/bin/true", "/bin/true"]
+            .iter()
+            .find(|p| std::path::Path::new(p).exists())
+            .context("no true")?,
+        true_dir.join("bin/true"),
+    )?;
+    let true_manifest = "[package]\nname = \"Contoso.LaunchTrue\"\n\
+        publisher = \"CN=Contoso Ltd, O=Contoso, L=Zurich, C=CH\"\nversion = \"1.0.0.0\"\n\n\
+        [[application]]\nid = \"App\"\nexecutable = \"bin/true\"\n";
+    let dir =
+        appipc_testkit::assemble_manifest(true_manifest, &true_dir, &appipc_testkit::bin_dir())?;
+    let exits = rt.block_on(appipc::PackageManager::new(&session).add_package(&dir))?.family_name;
     let aam = ApplicationActivationManager::new(&session);
+    let to_exit = |target: &str| -> Result<Duration> {
+        let t = Instant::now();
+        let (pid, _) = rt.block_on(aam.activate_application(
+            target,
+            &[],
+            ActivateOptions { stdio: None, notify_exit: true },
+        ))?;
+        rt.block_on(session.wait_for_exit(pid))?;
+        Ok(t.elapsed())
+    };
     let once = |target: &str| -> Result<Duration> {
         let (r, w) = socket::stream_pair()?;
         let null = std::fs::File::open("/dev/null")?;
@@ -398,18 +425,20 @@ fn launch(args: &[String]) -> Result<()> {
     let bwrap = bwrap_available();
     once(&confined)?;
     once(&unconfined)?;
+    to_exit(&exits)?;
     let kind = load::LoadKind::from_args(args)?;
     let load = load::Load::start(kind)?;
-    let (mut c, mut u, mut b) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut c, mut u, mut b, mut e) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for _ in 0..20 {
         c.push(once(&confined)?);
         u.push(once(&unconfined)?);
+        e.push(to_exit(&exits)?);
         if bwrap {
             b.push(bwrap_once()?);
         }
     }
     drop(load);
-    let (c, u) = (stats(c), stats(u));
+    let (c, u, e) = (stats(c), stats(u), stats(e));
     let b = (!b.is_empty()).then(|| stats(b));
     println!(
         "appipc launch benchmark (20 launches each, interleaved; milliseconds to the app's first line)"
@@ -427,6 +456,12 @@ fn launch(args: &[String]) -> Result<()> {
         u.median / 1000.0,
         u.p99 / 1000.0
     );
+    println!(
+        "{:<44} {:>10.2} {:>10.2}",
+        "confined `true` (launch request to exit)",
+        e.median / 1000.0,
+        e.p99 / 1000.0
+    );
     if let Some(b) = &b {
         println!(
             "{:<44} {:>10.2} {:>10.2}",
@@ -440,12 +475,15 @@ fn launch(args: &[String]) -> Result<()> {
         "load": kind.name(),
         "confined_ms": {"median": c.median / 1000.0, "p99": c.p99 / 1000.0},
         "unconfined_ms": {"median": u.median / 1000.0, "p99": u.p99 / 1000.0},
+        "confined_true_to_exit_ms": {"median": e.median / 1000.0, "p99": e.p99 / 1000.0},
+        "ratio_confined_true_to_bwrap": b.map(|b| e.median / b.median),
         "bwrap_ms": b.map(|b| serde_json::json!({"median": b.median / 1000.0, "p99": b.p99 / 1000.0})),
         "bwrap_command": BWRAP_ARGS.join(" "),
         "ratio_confined_to_bwrap": b.map(|b| c.median / b.median),
         "confinement_overhead_ms": (c.median - u.median) / 1000.0,
         "goals": {"confined_median_max_ms": 25, "confined_to_bwrap_max": 1.0},
         "goals_met": c.median <= 25_000.0 && b.is_none_or(|b| c.median <= b.median),
+        "goals_met_true_to_exit": b.is_none_or(|b| e.median <= b.median),
     });
     println!("{json}");
     Ok(())
