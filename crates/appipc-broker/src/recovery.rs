@@ -227,6 +227,7 @@ pub(crate) fn resume(shared: &Arc<Shared>, found: Found) {
     for (family, holder) in holders {
         shared.holders.insert_adopted(&family, holder);
     }
+    let adopted_families = shared.holders.families();
     let mut records = Vec::new();
     for (row, pidfd) in processes {
         let record =
@@ -300,5 +301,10 @@ pub(crate) fn resume(shared: &Arc<Shared>, found: Found) {
             processes = records.len(),
             "taken over from the previous broker"
         );
+    }
+    // A holder whose package has no confined process left (its last one ended while no broker
+    // ran, or within the grace period before the restart) goes after the grace period.
+    for family in adopted_families {
+        shared.holders.release_if_unused(shared, &family);
     }
 }

@@ -226,6 +226,13 @@ pub fn supervised_full_trust(broker: OwnedFd) -> io::Result<(NotifyFilter, Super
     ))
 }
 
+/// The filter program of a packaged full-trust process: native `connect`, `bind` and `listen`
+/// go to the supervisor, everything else is let through. (Nothing is refused: a full-trust
+/// process is the user's, not confined; see `docs/loopback.md`.)
+fn full_trust_program() -> Box<[libc::sock_filter]> {
+    program(&[libc::SYS_connect, libc::SYS_bind, libc::SYS_listen])
+}
+
 fn stmt(code: u16, k: u32) -> libc::sock_filter {
     libc::sock_filter { code, jt: 0, jf: 0, k }
 }
@@ -252,107 +259,6 @@ fn program(nrs: &[i64]) -> Box<[libc::sock_filter]> {
     p.push(stmt(RET_K, SECCOMP_RET_ALLOW));
     p.push(stmt(RET_K, libc::SECCOMP_RET_USER_NOTIF));
     p.into_boxed_slice()
-}
-
-/// `SECCOMP_RET_ERRNO | EPERM`.
-const RET_EPERM: u32 = 0x0005_0000 | libc::EPERM as u32;
-/// `__X32_SYSCALL_BIT`.
-#[cfg(target_arch = "x86_64")]
-const X32_BIT: u32 = 0x4000_0000;
-/// `AUDIT_ARCH_I386`.
-#[cfg(target_arch = "x86_64")]
-const AUDIT_ARCH_I386: u32 = 0x4000_0003;
-/// `SECCOMP_FILTER_FLAG_NEW_LISTENER`.
-const NEW_LISTENER: u32 = 1 << 3;
-
-/// The filter program of a packaged full-trust process (pure). Native `connect`, `bind` and
-/// `listen` go to the supervisor. Refused with `EPERM`, because they would reach a socket the
-/// supervisor installed without it seeing the call (a disconnect, then a bind and listen in the
-/// server's namespace): `io_uring_setup` (its connect, bind and listen operations are no
-/// syscalls), a `seccomp` filter with a listener of the process's own (a newer filter's
-/// notification takes precedence, and its `CONTINUE` would skip the supervisor), and, on
-/// x86-64, the 32-bit and x32 socket calls (`socketcall`, `connect`, `bind`, `listen`) and
-/// their `io_uring_setup` and `seccomp`. Everything else is let through.
-fn full_trust_program() -> Box<[libc::sock_filter]> {
-    const LD_W_ABS: u16 = 0x20;
-    const JEQ_K: u16 = 0x15;
-    const JSET_K: u16 = 0x45;
-    const RET_K: u16 = 0x06;
-    const AND_K: u16 = 0x54;
-    let jeq = |k: u32, jt: u8, jf: u8| libc::sock_filter { code: JEQ_K, jt, jf, k };
-    let mut p = Vec::new();
-    // Refuses the syscalls of `deny` (the number in the accumulator), else allows.
-    let deny_list = |p: &mut Vec<libc::sock_filter>, deny: &[u32]| {
-        for (i, nr) in deny.iter().enumerate() {
-            let to_deny = u8::try_from(deny.len() - i).expect("a short list");
-            p.push(jeq(*nr, to_deny, 0));
-        }
-        p.push(stmt(RET_K, SECCOMP_RET_ALLOW));
-        p.push(stmt(RET_K, RET_EPERM));
-    };
-    p.push(stmt(LD_W_ABS, 4)); // arch
-    #[cfg(target_arch = "x86_64")]
-    {
-        // 0: arch; 1: native? to the native part; 2: i386? on; else allow.
-        p.push(jeq(AUDIT_ARCH, 0, 1));
-        let native_at = p.len();
-        p.push(stmt(0, 0)); // patched below: a jump to the native part
-        p.push(jeq(AUDIT_ARCH_I386, 1, 0));
-        p.push(stmt(RET_K, SECCOMP_RET_ALLOW));
-        p.push(stmt(LD_W_ABS, 0));
-        // i386: socketcall, bind, connect, listen, io_uring_setup, seccomp.
-        deny_list(&mut p, &[102, 361, 362, 363, 425, 354]);
-        let native = p.len();
-        const JA: u16 = 0x05;
-        p[native_at] = stmt(JA, (native - native_at - 1) as u32);
-        p.push(stmt(LD_W_ABS, 0)); // nr
-        let x32_at = p.len();
-        p.push(libc::sock_filter { code: JSET_K, jt: 0, jf: 0, k: X32_BIT }); // patched
-        let x32 = native_part(&mut p);
-        p[x32_at].jt = u8::try_from(x32 - x32_at - 1).expect("a short program");
-        p.push(stmt(AND_K, !X32_BIT));
-        deny_list(
-            &mut p,
-            &[
-                libc::SYS_connect as u32,
-                libc::SYS_bind as u32,
-                libc::SYS_listen as u32,
-                libc::SYS_io_uring_setup as u32,
-                libc::SYS_seccomp as u32,
-            ],
-        );
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        p.push(jeq(AUDIT_ARCH, 1, 0));
-        p.push(stmt(RET_K, SECCOMP_RET_ALLOW));
-        p.push(stmt(LD_W_ABS, 0)); // nr
-        native_part(&mut p);
-    }
-    p.into_boxed_slice()
-}
-
-/// The native part of [`full_trust_program`] (the number in the accumulator); returns where the
-/// code after it starts.
-fn native_part(p: &mut Vec<libc::sock_filter>) -> usize {
-    const LD_W_ABS: u16 = 0x20;
-    const JEQ_K: u16 = 0x15;
-    const JSET_K: u16 = 0x45;
-    const RET_K: u16 = 0x06;
-    let jeq = |k: u32, jt: u8, jf: u8| libc::sock_filter { code: JEQ_K, jt, jf, k };
-    // 0-2: connect, bind, listen → notify (9); 3: io_uring_setup → EPERM (8); 4: seccomp →
-    // its flags (5), anything else → allow (7); 6: a new listener → EPERM (8), else allow.
-    p.push(jeq(libc::SYS_connect as u32, 8, 0));
-    p.push(jeq(libc::SYS_bind as u32, 7, 0));
-    p.push(jeq(libc::SYS_listen as u32, 6, 0));
-    p.push(jeq(libc::SYS_io_uring_setup as u32, 4, 0));
-    p.push(jeq(libc::SYS_seccomp as u32, 0, 2));
-    p.push(stmt(LD_W_ABS, 24)); // args[1], low word: the flags
-    p.push(libc::sock_filter { code: JSET_K, jt: 1, jf: 0, k: NEW_LISTENER });
-    p.push(stmt(RET_K, SECCOMP_RET_ALLOW));
-    p.push(stmt(RET_K, RET_EPERM));
-    p.push(stmt(RET_K, libc::SECCOMP_RET_USER_NOTIF));
-    p.len()
 }
 
 /// Installs `program` with a new listener, on the calling thread; the listener's fd.

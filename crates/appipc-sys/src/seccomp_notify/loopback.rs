@@ -165,14 +165,19 @@ impl BrokerLink {
         );
         match sent {
             Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                self.behind = true;
-                return (Answer::Continue, None);
-            }
-            Err(_) => {
+            // The broker's end is closed: it will not answer again.
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::EPIPE | libc::ECONNRESET | libc::ENOTCONN)
+                ) =>
+            {
                 self.gone = true;
                 return (Answer::Continue, None);
             }
+            // Anything passing (`ETOOMANYREFS`, `ENOBUFS`, which the app's uid can bring
+            // about): not asked this time, asked again next time.
+            Err(_) => return (Answer::Continue, None),
         }
         // One deadline for the question, however many late answers come before its own.
         let deadline =
@@ -392,6 +397,9 @@ pub(super) fn socket_call(
     if bind {
         return own_bind(ctx, c, socket, fd, addr, len);
     }
+    if let Some(r) = own_disconnect(ctx, c, &socket, addr, len) {
+        return r;
+    }
     if ctx.broker.as_ref().is_none_or(|b| b.gone) {
         return Ok(Reply::Continue);
     }
@@ -416,6 +424,44 @@ pub(super) fn socket_call(
         return Ok(Reply::Continue);
     }
     ask_connect(ctx, c, socket, fd, bytes, len)
+}
+
+/// A disconnect (`connect` with `AF_UNSPEC`) of the app's own `socket`: carried out here, on the
+/// very socket the check looked at (its duplicate), never let through. Let through, the kernel
+/// would look the fd number up again, and another thread of the app could have put an
+/// installed socket (of another namespace) there meanwhile (`dup2`): disconnected, it could be
+/// connected anew in that namespace (`sendto` with `MSG_FASTOPEN` is not intercepted). `None`
+/// for any other address.
+fn own_disconnect(
+    ctx: &Context,
+    c: &Caller<'_>,
+    socket: &OwnedFd,
+    addr: u64,
+    len: u64,
+) -> Option<Result<Reply>> {
+    let len = len as u32 as i32;
+    if !(2..=size_of::<libc::sockaddr_storage>() as i32).contains(&len) {
+        return None;
+    }
+    // Only the family counts for a disconnect: the rest is given as zeros, at most
+    // MAX_ADDR_LEN bytes of it.
+    let mut bytes = [0u8; MAX_ADDR_LEN];
+    ctx.their_bytes(c, addr, &mut bytes[..2]).ok()?;
+    if i32::from(u16::from_ne_bytes([bytes[0], bytes[1]])) != libc::AF_UNSPEC {
+        return None;
+    }
+    let len = (len as usize).min(MAX_ADDR_LEN);
+    if let Err(e) = c.still_waiting() {
+        return Some(Err(e));
+    }
+    // SAFETY: connect reads `len` (≤ MAX_ADDR_LEN) bytes of `bytes`, on this stack frame; the
+    // socket is the app's, duplicated into this process.
+    let rc = unsafe { libc::connect(socket.as_raw_fd(), bytes.as_ptr().cast(), len as u32) };
+    if rc < 0 {
+        let e = std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EINVAL);
+        return Some(Err(Errno::from_raw_os_error(e)));
+    }
+    Some(Ok(Reply::Done))
 }
 
 /// Asks the broker about a TCP connect of the app's `socket` (its `fd`) to the loopback address
@@ -520,6 +566,10 @@ fn full_trust_connect(
                 Ok(Reply::Continue)
             };
         }
+        if unspec {
+            // Carried out on the socket looked at, not let through (see `own_disconnect`).
+            return own_disconnect(ctx, c, &s, addr, len as u64).unwrap_or(Ok(Reply::Continue));
+        }
         socket = Some(s);
     }
     let len = (len as usize).min(FULL_TRUST_READ);
@@ -562,7 +612,7 @@ fn own_bind(
 ) -> Result<Reply> {
     let stream = get_int(&socket, libc::SO_TYPE).is_ok_and(|t| t == libc::SOCK_STREAM);
     let domain = get_int(&socket, libc::SO_DOMAIN).unwrap_or(-1);
-    if !stream || (domain != libc::AF_INET && domain != libc::AF_INET6) {
+    if domain != libc::AF_INET && domain != libc::AF_INET6 {
         return Ok(Reply::Continue);
     }
     let len = len as u32 as i32;
@@ -572,6 +622,14 @@ fn own_bind(
     let len = len as usize;
     let mut bytes = [0u8; MAX_ADDR_LEN];
     ctx.their_bytes(c, addr, &mut bytes[..len]).map_err(|_| Errno::FAULT)?;
+    if !stream {
+        // UDP and raw: not in the shared port space, but bound here too, on the socket the
+        // check looked at (let through, the kernel would look the fd number up again: an
+        // installed socket put there meanwhile could be bound in its namespace).
+        c.still_waiting()?;
+        raw_bind(&socket, &bytes[..len])?;
+        return Ok(Reply::Done);
+    }
     if i32::from(u16::from_ne_bytes([bytes[0], bytes[1]])) == libc::AF_UNSPEC && len >= 16 {
         if domain != libc::AF_INET || bytes[4..8] != [0; 4] {
             return Err(Errno::AFNOSUPPORT);

@@ -784,3 +784,72 @@ fn a_full_trust_processes_own_sandbox_sockets_work_after_an_install() {
     assert_eq!(asks.len(), 1, "only the connect to B was asked about");
     drop((listener, own_listener));
 }
+
+/// The app (an attacker): connect the address at page offset 0 (installed), then race: one
+/// thread puts the installed socket and a socket of its own at that fd number in turn
+/// (`dup2`), while this one disconnects the fd number (`AF_UNSPEC`) again and again. Then:
+/// whether the installed socket is still connected (`getpeername` 0).
+fn app_disconnect_race(page: &Page) -> [i32; 8] {
+    // SAFETY: as in `app_connect`.
+    let len = unsafe { std::ptr::read(page.0.add(512).cast::<u32>()) };
+    // SAFETY: as in `app_connect`.
+    let domain = unsafe { std::ptr::read(page.0.add(516).cast::<i32>()) };
+    let s = tcp_socket(domain);
+    // SAFETY: connect reads `len` bytes at the page; dup and socket take integers.
+    let (rc, installed, own) = unsafe {
+        let rc = libc::connect(s, page.addr(0), len);
+        (rc, libc::dup(s), tcp_socket(domain))
+    };
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let swapper = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                // SAFETY: dup2 takes integers; both fds stay open until the join.
+                unsafe {
+                    libc::dup2(own, s);
+                    libc::dup2(installed, s);
+                }
+            }
+        })
+    };
+    let mut unspec = [0u8; 16];
+    unspec[..2].copy_from_slice(&(libc::AF_UNSPEC as u16).to_ne_bytes());
+    for _ in 0..20_000 {
+        // SAFETY: connect reads 16 bytes of `unspec`.
+        unsafe { libc::connect(s, unspec.as_ptr().cast(), 16) };
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = swapper.join();
+    let mut peer = [0u8; 28];
+    let mut n = 28 as libc::socklen_t;
+    // SAFETY: getpeername writes at most `n` bytes into `peer`.
+    let still = unsafe { libc::getpeername(installed, peer.as_mut_ptr().cast(), &raw mut n) };
+    [rc, still, errno_of(still), 0, 0, 0, 0, 0]
+}
+
+/// Red team (second round, 1): a disconnect of the app's own socket used to be let through
+/// after the check, and the kernel then looked the fd number up again: a thread that put an
+/// installed socket there meanwhile got it disconnected (and then connectable anew in its
+/// namespace, with `sendto(MSG_FASTOPEN)`). The supervisor now disconnects the very socket it
+/// looked at: the installed socket stays connected, for a container and for a full-trust
+/// process.
+#[test]
+fn a_disconnect_raced_with_dup2_never_disconnects_an_installed_socket() {
+    let Some(w) = world() else { return };
+    for full_trust in [false, true] {
+        let pb = port();
+        let listener = bound_in(&w.b, &v4(pb), false);
+        let page = Page::new();
+        set_target(&page, &v4(pb));
+        let factory_b = &w.b as *const SocketFactory as usize;
+        let script: Script = Box::new(move |ask, _app| {
+            // SAFETY: the factory outlives `run_as`, which joins this thread.
+            let f = unsafe { &*(factory_b as *const SocketFactory) };
+            (Answer::Install, Some(connected_in(f, ask.address())))
+        });
+        let (r, _) = run_as(&w, &page, app_disconnect_race, Some(script), full_trust);
+        assert_eq!(r[..3], [0, 0, 0], "full trust {full_trust}: {r:?}");
+        drop(listener);
+    }
+}
