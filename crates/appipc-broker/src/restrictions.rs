@@ -65,8 +65,11 @@ pub(crate) fn prepare(plan: &SandboxPlan, root: bool) -> Result<Restrictions> {
     let mut steps: Vec<Box<dyn ChildStep>> = vec![Box::new(ll), Box::new(seccomp)];
     let (loopback, theirs) = appipc_sys::socket::seqpacket_pair()
         .map_err(|e| LaunchError::Failed(format!("app container: loopback channel: {e}")))?;
-    let (filter, supervisor) = appipc_sys::seccomp_notify::supervised_with(!root, Some(theirs))
+    let (filter, mut supervisor) = appipc_sys::seccomp_notify::supervised_with(!root, Some(theirs))
         .map_err(|e| LaunchError::Failed(format!("app container: seccomp supervisor: {e}")))?;
+    // The supervisor makes the app's socket files (it carries out every bind): where the
+    // Landlock rules above give `make_sock`, the writable folders.
+    supervisor.allow_sockets_below(&plan.read_write);
     steps.push(Box::new(filter));
     if !root {
         words.push_str(", chmod and extended attributes through a supervisor (own mounts only)");

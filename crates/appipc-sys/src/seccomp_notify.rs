@@ -183,6 +183,29 @@ pub struct Supervisor {
     /// Of a packaged full-trust process ([`supervised_full_trust`]): `connect` only, in the
     /// host's network namespace.
     full_trust: bool,
+    /// The directories below which the app may make a socket file ([`Supervisor::allow_sockets_below`]).
+    socket_dirs: SocketDirs,
+}
+
+/// How many directories [`Supervisor::allow_sockets_below`] takes (the rest are ignored: no
+/// socket file is made below them).
+const SOCKET_DIRS: usize = 64;
+
+/// The identities (device, inode) of the directories below which the app may make a socket
+/// file: those its Landlock domain gives `make_sock` (its writable folders). Fixed-size, so
+/// the forked supervisor never allocates.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct SocketDirs {
+    ids: [(u32, u32, u64); SOCKET_DIRS],
+    len: usize,
+}
+
+impl SocketDirs {
+    const NONE: SocketDirs = SocketDirs { ids: [(0, 0, 0); SOCKET_DIRS], len: 0 };
+
+    fn contains(&self, id: (u32, u32, u64)) -> bool {
+        self.ids[..self.len].contains(&id)
+    }
 }
 
 /// Makes a filter and its supervisor, joined by a new socket pair (both ends close-on-exec):
@@ -208,7 +231,12 @@ pub fn supervised_with(
     }
     Ok((
         NotifyFilter { program: program(&nrs), channel: app },
-        Supervisor { channel: supervisor, broker, full_trust: false },
+        Supervisor {
+            channel: supervisor,
+            broker,
+            full_trust: false,
+            socket_dirs: SocketDirs::NONE,
+        },
     ))
 }
 
@@ -222,7 +250,12 @@ pub fn supervised_full_trust(broker: OwnedFd) -> io::Result<(NotifyFilter, Super
     let (app, supervisor) = crate::socket::seqpacket_pair()?;
     Ok((
         NotifyFilter { program: full_trust_program(), channel: app },
-        Supervisor { channel: supervisor, broker: Some(broker), full_trust: true },
+        Supervisor {
+            channel: supervisor,
+            broker: Some(broker),
+            full_trust: true,
+            socket_dirs: SocketDirs::NONE,
+        },
     ))
 }
 
@@ -334,6 +367,35 @@ impl crate::sandbox::ChildStep for NotifyFilter {
 // The supervisor process.
 
 impl Supervisor {
+    /// Lets the app make socket files (a pathname `AF_UNIX` `bind`, which a container's
+    /// supervisor carries out: see the `loopback` submodule) below `dirs` (as the broker sees
+    /// them; a bind mount of one is the same directory), as its Landlock domain's `make_sock`
+    /// right would: the directories its rules make writable. Missing ones are skipped; past
+    /// 64, the rest are ignored. Without this call, no pathname bind succeeds (`EACCES`).
+    pub fn allow_sockets_below(&mut self, dirs: &[std::path::PathBuf]) {
+        for d in dirs {
+            if self.socket_dirs.len == SOCKET_DIRS {
+                break;
+            }
+            let Ok(st) = rustix::fs::statx(
+                rustix::fs::CWD,
+                d.as_path(),
+                AtFlags::empty(),
+                StatxFlags::INO | StatxFlags::TYPE,
+            ) else {
+                continue;
+            };
+            if u32::from(st.stx_mode) & libc::S_IFMT != libc::S_IFDIR {
+                continue;
+            }
+            let id = (st.stx_dev_major, st.stx_dev_minor, st.stx_ino);
+            if !self.socket_dirs.contains(id) {
+                self.socket_dirs.ids[self.socket_dirs.len] = id;
+                self.socket_dirs.len += 1;
+            }
+        }
+    }
+
     /// Forks the supervisor, which never returns; this process goes on with its pid. The
     /// container's first process calls it after it joined the package's user namespace and
     /// before it creates the app's namespaces (so the supervisor is in neither the app's pid
@@ -347,7 +409,7 @@ impl Supervisor {
             return Ok(pid as u32);
         }
         let broker = self.broker.as_ref().map_or(-1, |b| b.as_raw_fd());
-        run(self.channel.as_raw_fd(), broker, parent)
+        run(self.channel.as_raw_fd(), broker, parent, self.socket_dirs)
     }
 }
 
@@ -428,7 +490,7 @@ fn exit_now(code: libc::c_int) -> ! {
 
 /// The supervisor's whole life: set itself up, take the listener, serve until no app
 /// process is left.
-fn run(channel: RawFd, broker: RawFd, parent: rustix::process::Pid) -> ! {
+fn run(channel: RawFd, broker: RawFd, parent: rustix::process::Pid, socket_dirs: SocketDirs) -> ! {
     let _ = rustix::thread::set_name(c"appipc-supervise");
     if rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))
         .is_err()
@@ -443,6 +505,7 @@ fn run(channel: RawFd, broker: RawFd, parent: rustix::process::Pid) -> ! {
     }
     let mut ctx = Context::new(proc, Caps::Toggle);
     ctx.broker = broker.map(loopback::BrokerLink::new);
+    ctx.socket_dirs = socket_dirs;
     serve(&listener, &mut ctx)
 }
 
@@ -765,20 +828,43 @@ pub(crate) enum Caps {
     Keep,
 }
 
+/// Whether the supervisor kept `CAP_SETUID` and `CAP_SETGID` (permitted, never effective but
+/// in [`Context::as_app`]): under a root broker, where it is not the app's uid.
+static KEEPS_SETID: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 impl Caps {
-    fn set(effective: bool) -> Result<()> {
+    fn set_effective(effective: rustix::thread::CapabilitySet) -> Result<()> {
         use rustix::thread::{CapabilitySet, CapabilitySets, set_capabilities};
-        let ptrace = CapabilitySet::SYS_PTRACE;
+        let mut permitted = CapabilitySet::SYS_PTRACE;
+        if KEEPS_SETID.load(std::sync::atomic::Ordering::Relaxed) {
+            permitted |= CapabilitySet::SETUID | CapabilitySet::SETGID;
+        }
         let sets = CapabilitySets {
-            effective: if effective { ptrace } else { CapabilitySet::empty() },
-            permitted: ptrace,
+            effective: effective & permitted,
+            permitted,
             inheritable: CapabilitySet::empty(),
         };
         set_capabilities(None, sets)
     }
 
-    /// Keeps only `CAP_SYS_PTRACE`, permitted and not effective.
+    fn set(effective: bool) -> Result<()> {
+        use rustix::thread::CapabilitySet;
+        Caps::set_effective(if effective {
+            CapabilitySet::SYS_PTRACE
+        } else {
+            CapabilitySet::empty()
+        })
+    }
+
+    /// Keeps only `CAP_SYS_PTRACE` (and, when not the app's own uid, `CAP_SETUID` and
+    /// `CAP_SETGID`, which [`Context::as_app`] needs), permitted and not effective.
     fn keep_only_ptrace() -> Result<()> {
+        use rustix::thread::CapabilitySet;
+        let setid = CapabilitySet::SETUID | CapabilitySet::SETGID;
+        let has = rustix::thread::capabilities(None).is_ok_and(|c| c.permitted.contains(setid));
+        // SAFETY: getuid takes nothing and cannot fail.
+        let root = unsafe { libc::getuid() } == 0;
+        KEEPS_SETID.store(has && root, std::sync::atomic::Ordering::Relaxed);
         Caps::set(false)
     }
 
@@ -896,6 +982,8 @@ pub(crate) struct Context {
     mounts: Option<Mounts>,
     /// The channel to the broker (loopback), if the supervisor has one.
     broker: Option<loopback::BrokerLink>,
+    /// Below which directories a socket file may be made.
+    socket_dirs: SocketDirs,
 }
 
 /// Identity of a directory for `..` at the root: (mount id, device, inode).
@@ -923,7 +1011,14 @@ fn is_opath(fd: BorrowedFd<'_>) -> bool {
 
 impl Context {
     pub(crate) fn new(proc: OwnedFd, caps: Caps) -> Context {
-        Context { proc, caps, root: None, mounts: None, broker: None }
+        Context {
+            proc,
+            caps,
+            root: None,
+            mounts: None,
+            broker: None,
+            socket_dirs: SocketDirs::NONE,
+        }
     }
 
     /// `/proc/<tid>/<what>` as the supervisor's procfs has it, opened with `flags`.
@@ -1169,7 +1264,20 @@ impl Context {
         };
         let mut buf = [0u8; PATH_MAX];
         let len = self.their_string(c, path, &mut buf, Errno::NAMETOOLONG)?;
-        let path = &buf[..len];
+        let file = self.resolve_bytes(c, dirfd, &buf[..len], follow, empty)?;
+        Ok((file, follow))
+    }
+
+    /// The file `path` (relative to the caller's `dirfd`, `AT_FDCWD` its working directory)
+    /// names, resolved as the kernel would have for the caller (`empty`: `AT_EMPTY_PATH`).
+    fn resolve_bytes(
+        &mut self,
+        c: &Caller<'_>,
+        dirfd: i32,
+        path: &[u8],
+        follow: bool,
+        empty: bool,
+    ) -> Result<OwnedFd> {
         let base = if path.first() == Some(&b'/') {
             None
         } else if dirfd == AT_FDCWD {
@@ -1180,7 +1288,7 @@ impl Context {
         c.still_waiting()?;
         if path.is_empty() {
             return match (empty, base) {
-                (true, Some(base)) => Ok((base, false)),
+                (true, Some(base)) => Ok(base),
                 _ => Err(Errno::NOENT),
             };
         }
@@ -1196,8 +1304,7 @@ impl Context {
             Ok(ids.expect("set above"))
         };
         let base = base.as_ref().map_or(root.as_fd(), |b| b.as_fd());
-        let file = resolve(root.as_fd(), base, path, follow, &mut their_ids, Some(caps))?;
-        Ok((file, follow))
+        resolve(root.as_fd(), base, path, follow, &mut their_ids, Some(caps))
     }
 }
 

@@ -27,6 +27,7 @@
 
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
+use rustix::fs::OFlags as OFlagsNb;
 use rustix::io::Errno;
 
 use super::{Caller, Context, Reply, Result};
@@ -176,8 +177,9 @@ impl BrokerLink {
                 return (Answer::Continue, None);
             }
             // Anything passing (`ETOOMANYREFS`, `ENOBUFS`, which the app's uid can bring
-            // about): not asked this time, asked again next time.
-            Err(_) => return (Answer::Continue, None),
+            // about): not asked this time, asked again next time. The call fails with
+            // `ENOBUFS` (a bind or listen must not go on without the broker's reservation).
+            Err(_) => return (Answer::Fail(libc::ENOBUFS), None),
         }
         // One deadline for the question, however many late answers come before its own.
         let deadline =
@@ -384,11 +386,9 @@ pub(super) fn socket_call(
         // installed here, every socket is the app's own.
         return Ok(Reply::Continue);
     };
-    let socket = match ctx.their_fd(c, fd) {
-        Ok(s) => s,
-        // Not an fd of the caller's (or gone with it): the kernel says what it says.
-        Err(_) => return Ok(Reply::Continue),
-    };
+    // Not an fd of the caller's: `EBADF`, the kernel's answer (never let through: the kernel
+    // would look the number up again, and find whatever another thread put there meanwhile).
+    let socket = ctx.their_fd(c, fd)?;
     if let Some(cookie) = netns_cookie(&socket)
         && cookie != own
     {
@@ -400,30 +400,212 @@ pub(super) fn socket_call(
     if let Some(r) = own_disconnect(ctx, c, &socket, addr, len) {
         return r;
     }
-    if ctx.broker.as_ref().is_none_or(|b| b.gone) {
-        return Ok(Reply::Continue);
-    }
-    // The kernel takes the length as an int; anything it would refuse it refuses itself.
+    // The kernel takes the length as an int, and copies at most a `sockaddr_storage`.
     let len = len as u32 as i32;
-    if !(2..=MAX_ADDR_LEN as i32).contains(&len) {
-        return Ok(Reply::Continue);
+    if !(0..=MAX_ADDR_LEN as i32).contains(&len) {
+        return Err(Errno::INVAL);
     }
     let mut bytes = [0u8; MAX_ADDR_LEN];
     let len = len as usize;
-    if ctx.their_bytes(c, addr, &mut bytes[..len]).is_err() {
-        return Ok(Reply::Continue);
+    if len > 0 {
+        ctx.their_bytes(c, addr, &mut bytes[..len]).map_err(|_| Errno::FAULT)?;
     }
-    let relevant = match classify(&bytes[..len]) {
-        // The same package always reaches itself: its own listener needs no broker.
-        Ok(Target::Loopback { port, .. }) if port != 0 => {
-            !ctx.broker.as_mut().is_some_and(|b| b.own_namespace_reaches(&bytes[..len]))
-        }
-        _ => false,
-    };
+    let asks = ctx.broker.as_ref().is_some_and(|b| !b.gone);
+    let relevant = asks
+        && match classify(&bytes[..len]) {
+            // The same package always reaches itself: its own listener needs no broker.
+            Ok(Target::Loopback { port, .. }) if port != 0 => {
+                !ctx.broker.as_mut().is_some_and(|b| b.own_namespace_reaches(&bytes[..len]))
+            }
+            _ => false,
+        };
     if !relevant {
-        return Ok(Reply::Continue);
+        return own_connect(ctx, c, &socket, &bytes[..len]);
     }
     ask_connect(ctx, c, socket, fd, bytes, len)
+}
+
+/// A connect of the app's own `socket` that is not the broker's business (or that the broker
+/// does not answer): carried out here, on the very socket the checks looked at, with the
+/// address read once — never let through, since the kernel would look the fd number up again
+/// and read the address again, and another thread of the app could have put an installed
+/// socket (of another namespace) there meanwhile and made the address a disconnect. The
+/// supervisor is in the app's network namespace, with the app's uid and gids and no
+/// capability: an `AF_INET`/`AF_INET6` connect reaches what the app's namespace reaches (its
+/// own listeners; nothing else, it has only `lo`), an abstract `AF_UNIX` one the package's own
+/// abstract sockets (they are per network namespace), and a pathname `AF_UNIX` one is resolved
+/// in the app's root and working directory ([`unix_path_connect`]).
+fn own_connect(ctx: &mut Context, c: &Caller<'_>, socket: &OwnedFd, addr: &[u8]) -> Result<Reply> {
+    if let Some(path) = unix_path(socket, addr) {
+        return as_app(ctx, c, |ctx| unix_path_connect(ctx, c, socket, path));
+    }
+    c.still_waiting()?;
+    connect_on(c, socket, addr)
+}
+
+/// The path of a pathname `AF_UNIX` address for an `AF_UNIX` socket (up to its first NUL, as
+/// the kernel reads it); `None` for anything else (an abstract name, an autobind, another
+/// family), which the kernel takes as it is.
+fn unix_path<'a>(socket: &OwnedFd, addr: &'a [u8]) -> Option<&'a [u8]> {
+    let family = addr.get(..2).map(|f| i32::from(u16::from_ne_bytes([f[0], f[1]])));
+    if family != Some(libc::AF_UNIX) || addr.len() <= 2 || addr[2] == 0 {
+        return None;
+    }
+    if get_int(socket, libc::SO_DOMAIN).ok() != Some(libc::AF_UNIX) {
+        return None;
+    }
+    let path = &addr[2..];
+    Some(&path[..path.iter().position(|&b| b == 0).unwrap_or(path.len())])
+}
+
+/// A `sockaddr_un` naming `path` (the kernel's limit: 107 bytes and a NUL).
+fn sockaddr_un(path: &[u8]) -> Result<([u8; 110], usize)> {
+    let mut a = [0u8; 110];
+    if path.len() > 107 {
+        return Err(Errno::INVAL);
+    }
+    a[..2].copy_from_slice(&(libc::AF_UNIX as u16).to_ne_bytes());
+    a[2..2 + path.len()].copy_from_slice(path);
+    Ok((a, 2 + path.len() + 1))
+}
+
+/// A pathname `AF_UNIX` connect: the path is resolved as the kernel would have for the app (in
+/// its root, from its working directory, links followed: the supervisor's own resolution, see
+/// the parent module), the socket file reached is checked (`ECONNREFUSED` for anything else,
+/// as the kernel says), and the supervisor connects the app's socket to it through its own
+/// `/proc/<pid>/fd/<n>` of that file, with the app's uid and gids (the kernel checks write
+/// permission on it, as for the app). Landlock does not govern connecting to a pathname
+/// socket (Linux 6.18), so the app's domain would not have refused it either.
+fn unix_path_connect(
+    ctx: &mut Context,
+    c: &Caller<'_>,
+    socket: &OwnedFd,
+    path: &[u8],
+) -> Result<Reply> {
+    if path.is_empty() {
+        return Err(Errno::NOENT);
+    }
+    let file = ctx.resolve_bytes(c, libc::AT_FDCWD, path, true, false)?;
+    if super::file_type(file.as_fd())? != libc::S_IFSOCK {
+        return Err(Errno::CONNREFUSED);
+    }
+    let mut link = super::PathBuf::<64>::new();
+    link.push(b"self/fd/")?.push_u32(file.as_raw_fd() as u32)?;
+    rustix::process::fchdir(&ctx.proc)?;
+    let (addr, len) = sockaddr_un(link.as_cstr().to_bytes())?;
+    c.still_waiting()?;
+    connect_on(c, socket, &addr[..len])
+}
+
+/// The app's `SO_SNDTIMEO` (`None`: none, or unreadable).
+fn send_timeout(socket: &OwnedFd) -> Option<libc::timeval> {
+    let mut v = libc::timeval { tv_sec: 0, tv_usec: 0 };
+    let mut len = size_of::<libc::timeval>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `v`, on this stack frame.
+    let rc = unsafe {
+        libc::getsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_SNDTIMEO,
+            (&raw mut v).cast(),
+            &mut len,
+        )
+    };
+    (rc == 0).then_some(v)
+}
+
+fn set_send_timeout(socket: &OwnedFd, v: libc::timeval) {
+    // SAFETY: setsockopt reads one timeval from `v`, on this stack frame.
+    unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_SNDTIMEO,
+            (&raw const v).cast(),
+            size_of::<libc::timeval>() as libc::socklen_t,
+        );
+    }
+}
+
+/// How long one wait of a blocking connect carried out here lasts before the supervisor looks
+/// whether the app still waits for it, in milliseconds.
+const CONNECT_SLICE_MS: i64 = 50;
+
+/// `connect(socket, addr)` carried out for the app, its answer the kernel's. A blocking
+/// connect that takes long (a listener of the app's own whose backlog is full) is waited for
+/// in slices of `CONNECT_SLICE_MS` (the socket's `SO_SNDTIMEO`, the app's own put back after,
+/// and honoured: past it, the kernel's `EINPROGRESS` or `EAGAIN`), so that a caller gone (a
+/// signal, killed) is noticed; a restarted connect on a socket already connected to that
+/// address is answered 0 (no `EISCONN`). A nonblocking socket gets the kernel's
+/// `EINPROGRESS`.
+fn connect_on(c: &Caller<'_>, socket: &OwnedFd, addr: &[u8]) -> Result<Reply> {
+    let blocking = rustix::fs::fcntl_getfl(socket).is_ok_and(|f| !f.contains(OFlagsNb::NONBLOCK));
+    let ty = get_int(socket, libc::SO_TYPE).unwrap_or(-1);
+    let sliced = blocking && (ty == libc::SOCK_STREAM || ty == libc::SOCK_SEQPACKET);
+    let unix = get_int(socket, libc::SO_DOMAIN).ok() == Some(libc::AF_UNIX);
+    let saved = if sliced { send_timeout(socket) } else { None };
+    let sliced = sliced && saved.is_some();
+    let deadline = saved.filter(|t| t.tv_sec != 0 || t.tv_usec != 0).map(|t| {
+        now_ms().saturating_add(
+            (t.tv_sec as u64).saturating_mul(1000).saturating_add(t.tv_usec as u64 / 1000),
+        )
+    });
+    if sliced {
+        set_send_timeout(
+            socket,
+            libc::timeval { tv_sec: 0, tv_usec: (CONNECT_SLICE_MS * 1000) as libc::suseconds_t },
+        );
+    }
+    let r = loop {
+        // SAFETY: connect reads `addr.len()` (≤ MAX_ADDR_LEN) bytes of `addr`, borrowed for
+        // the call; the socket is the app's, duplicated into this process.
+        let rc = unsafe {
+            libc::connect(socket.as_raw_fd(), addr.as_ptr().cast(), addr.len() as libc::socklen_t)
+        };
+        if rc == 0 {
+            break Ok(Reply::Done);
+        }
+        let e = Errno::from_raw_os_error(
+            std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EINVAL),
+        );
+        match e {
+            Errno::INTR => continue,
+            // A slice went by (`EINPROGRESS` the first time, `EALREADY` after; `EAGAIN` for
+            // `AF_UNIX`): on, while the app waits, up to its own timeout.
+            Errno::INPROGRESS | Errno::ALREADY | Errno::AGAIN if sliced => {
+                if deadline.is_some_and(|d| now_ms() >= d) {
+                    break Err(if unix { Errno::AGAIN } else { Errno::INPROGRESS });
+                }
+                if let Err(e) = c.still_waiting() {
+                    break Err(e);
+                }
+            }
+            Errno::ISCONN if !unix && connected_to(socket, addr) => break Ok(Reply::Done),
+            e => break Err(e),
+        }
+    };
+    if let Some(t) = saved.filter(|_| sliced) {
+        set_send_timeout(socket, t);
+    }
+    r
+}
+
+/// Whether an IP `socket` is connected to the address and port of `addr`.
+fn connected_to(socket: &OwnedFd, addr: &[u8]) -> bool {
+    let mut peer = [0u8; MAX_ADDR_LEN];
+    let mut n = MAX_ADDR_LEN as libc::socklen_t;
+    // SAFETY: getpeername writes at most `n` bytes into `peer`, on this stack frame.
+    let rc = unsafe { libc::getpeername(socket.as_raw_fd(), peer.as_mut_ptr().cast(), &raw mut n) };
+    if rc != 0 || addr.len() < 8 || peer[..2] != addr[..2] {
+        return false;
+    }
+    match i32::from(u16::from_ne_bytes([addr[0], addr[1]])) {
+        libc::AF_INET => peer[2..8] == addr[2..8],
+        libc::AF_INET6 => {
+            addr.len() >= 24 && peer[2..4] == addr[2..4] && peer[8..24] == addr[8..24]
+        }
+        _ => false,
+    }
 }
 
 /// A disconnect (`connect` with `AF_UNSPEC`) of the app's own `socket`: carried out here, on the
@@ -477,25 +659,33 @@ fn ask_connect(
     let stream = get_int(&socket, libc::SO_TYPE).is_ok_and(|t| t == libc::SOCK_STREAM);
     let ip =
         get_int(&socket, libc::SO_DOMAIN).is_ok_and(|d| d == libc::AF_INET || d == libc::AF_INET6);
+    // Not the broker's business (UDP, a socket of another family), or the broker does not
+    // answer: carried out as it is, on this socket, in the app's namespace — never let
+    // through, except for a full-trust process (whose guards are no boundary, see
+    // `full_trust_connect`), where the kernel connects in the host's namespace as it would
+    // have without the supervisor.
+    let full_trust = ctx.broker.as_ref().is_some_and(|b| b.full_trust);
+    let fallback = |ctx: &mut Context, socket: &OwnedFd| {
+        if full_trust { Ok(Reply::Continue) } else { own_connect(ctx, c, socket, &bytes[..len]) }
+    };
     if !stream || !ip {
-        return Ok(Reply::Continue);
+        return fallback(ctx, &socket);
     }
     let cloexec = ctx.fd_cloexec(c, fd);
     c.still_waiting()?;
     let ask = Ask { op: AskOp::Connect, seq: 0, cloexec, addr: bytes, addr_len: len as u8 };
-    let Some(link) = ctx.broker.as_mut() else { return Ok(Reply::Continue) };
+    let Some(link) = ctx.broker.as_mut() else { return fallback(ctx, &socket) };
     let (answer, installed) = link.ask(ask, &socket);
-    drop(socket);
     match (answer, installed) {
-        (Answer::Continue, _) => Ok(Reply::Continue),
         (Answer::Fail(e), _) => Err(Errno::from_raw_os_error(e)),
         (Answer::Done, _) => Ok(Reply::Done),
         (Answer::Install, Some(new)) => {
             link.note_installed(netns_cookie(&new));
+            drop(socket);
             install(c, &new, fd, cloexec)?;
             Ok(Reply::Done)
         }
-        (Answer::Install, None) => Ok(Reply::Continue),
+        (Answer::Continue | Answer::Install, _) => fallback(ctx, &socket),
     }
 }
 
@@ -594,14 +784,17 @@ fn full_trust_connect(
     ask_connect(ctx, c, socket, fd, bytes, len)
 }
 
-/// `bind` of a TCP socket of the app's own namespace: the address is read once and the bind is
+/// `bind` of a socket of the app's own namespace: the address is read once and the bind is
 /// carried out by the supervisor on the app's very socket (its duplicate), with that copy —
-/// never let through, since the kernel would read the address again after the broker checked
-/// the port (a thread of the app could change it meanwhile). The supervisor acts with the
-/// app's uid and no capability, so the kernel's checks (privileged ports) are the app's.
-/// `AF_UNSPEC` is what the kernel makes of it on an `AF_INET` socket: the wildcard address if
-/// the address is `INADDR_ANY`, `EAFNOSUPPORT` otherwise. Other sockets are let through: UDP
-/// and local sockets are not in the shared port space.
+/// never let through, since the kernel would look the fd number up again and read the address
+/// again after the checks (a thread of the app could have changed either meanwhile: put an
+/// installed socket of another namespace at that number, or made the address another one).
+/// The supervisor acts with the app's uid and no capability, so the kernel's checks
+/// (privileged ports, directory permissions) are the app's. A TCP port is checked by the
+/// broker first (the shared port space); `AF_UNSPEC` is what the kernel makes of it on an
+/// `AF_INET` socket: the wildcard address if the address is `INADDR_ANY`, `EAFNOSUPPORT`
+/// otherwise. UDP and raw IP sockets, abstract and autobound `AF_UNIX` names and other
+/// families are bound as they are; a pathname `AF_UNIX` one in [`unix_path_bind`].
 fn own_bind(
     ctx: &mut Context,
     c: &Caller<'_>,
@@ -612,20 +805,30 @@ fn own_bind(
 ) -> Result<Reply> {
     let stream = get_int(&socket, libc::SO_TYPE).is_ok_and(|t| t == libc::SOCK_STREAM);
     let domain = get_int(&socket, libc::SO_DOMAIN).unwrap_or(-1);
-    if domain != libc::AF_INET && domain != libc::AF_INET6 {
-        return Ok(Reply::Continue);
-    }
+    // The kernel takes the length as an int, and copies at most a `sockaddr_storage`.
     let len = len as u32 as i32;
-    if !(2..=MAX_ADDR_LEN as i32).contains(&len) {
+    if !(0..=MAX_ADDR_LEN as i32).contains(&len) {
         return Err(Errno::INVAL);
     }
     let len = len as usize;
     let mut bytes = [0u8; MAX_ADDR_LEN];
-    ctx.their_bytes(c, addr, &mut bytes[..len]).map_err(|_| Errno::FAULT)?;
+    if len > 0 {
+        ctx.their_bytes(c, addr, &mut bytes[..len]).map_err(|_| Errno::FAULT)?;
+    }
+    if domain != libc::AF_INET && domain != libc::AF_INET6 {
+        if let Some(path) = unix_path(&socket, &bytes[..len]) {
+            return as_app(ctx, c, |ctx| unix_path_bind(ctx, c, &socket, path));
+        }
+        c.still_waiting()?;
+        raw_bind(&socket, &bytes[..len])?;
+        return Ok(Reply::Done);
+    }
+    if len < 2 {
+        return Err(Errno::INVAL);
+    }
     if !stream {
         // UDP and raw: not in the shared port space, but bound here too, on the socket the
-        // check looked at (let through, the kernel would look the fd number up again: an
-        // installed socket put there meanwhile could be bound in its namespace).
+        // check looked at.
         c.still_waiting()?;
         raw_bind(&socket, &bytes[..len])?;
         return Ok(Reply::Done);
@@ -651,6 +854,52 @@ fn own_bind(
     c.still_waiting()?;
     raw_bind(&socket, &bytes[..len])?;
     Ok(Reply::Done)
+}
+
+/// A pathname `AF_UNIX` bind: the socket file is made as the kernel would have made it for
+/// the app. The directory part is resolved in the app's root from its working directory (links
+/// followed); the last part is made there by the kernel (`EADDRINUSE` if anything is there, a
+/// dangling link included), with the app's umask, uid and gids (so the directory's permissions
+/// and a read-only mount refuse what they would refuse the app). The supervisor is outside the
+/// app's Landlock domain, so it checks the domain's `make_sock` right itself, as Landlock does:
+/// the directory, or one above it up to the app's root (across mounts, as the app sees them),
+/// must be one of the app's writable folders ([`super::Supervisor::allow_sockets_below`]);
+/// `EACCES` otherwise, Landlock's answer.
+fn unix_path_bind(
+    ctx: &mut Context,
+    c: &Caller<'_>,
+    socket: &OwnedFd,
+    path: &[u8],
+) -> Result<Reply> {
+    let (dir, name) = match path.iter().rposition(|&b| b == b'/') {
+        Some(0) => (&path[..1], &path[1..]),
+        Some(i) => (&path[..i], &path[i + 1..]),
+        None => (&path[..0], path),
+    };
+    // `dir/` (no last part): the kernel's lookup for a new name with a trailing slash.
+    if name.is_empty() {
+        return Err(Errno::NOENT);
+    }
+    let dir = ctx.resolve_bytes(c, libc::AT_FDCWD, dir, true, true)?;
+    if super::file_type(dir.as_fd())? != libc::S_IFDIR {
+        return Err(Errno::NOTDIR);
+    }
+    // `.` and `..` exist: what the kernel says of a name taken.
+    if name == b"." || name == b".." {
+        return Err(Errno::ADDRINUSE);
+    }
+    if !ctx.may_make_socket_below(c, &dir)? {
+        return Err(Errno::ACCESS);
+    }
+    let umask = ctx.their_umask(c)?;
+    let (addr, len) = sockaddr_un(name)?;
+    rustix::process::fchdir(&dir)?;
+    c.still_waiting()?;
+    let old = rustix::process::umask(rustix::fs::Mode::from_raw_mode(umask));
+    let r = raw_bind(socket, &addr[..len]);
+    rustix::process::umask(old);
+    rustix::process::fchdir(&ctx.proc)?;
+    r.map(|()| Reply::Done)
 }
 
 /// `bind(socket, addr)`, the kernel's errno if it fails.
@@ -768,7 +1017,8 @@ fn local_port(socket: &OwnedFd) -> Option<u16> {
 /// have come to hold it since), or for a socket not bound yet (the kernel would pick a port
 /// itself) an ephemeral one free in the shared space ([`ephemeral_bind`]). A socket of
 /// another namespace is `EINVAL` (an installed socket is connected: what the kernel says).
-/// Anything else, and everything when the broker does not answer, is let through.
+/// Any other socket (`AF_UNIX`, …) is made to listen here too, as is every socket when the
+/// broker does not answer (then without a check of the port); nothing is let through.
 pub(super) fn listen_call(
     ctx: &mut Context,
     c: &Caller<'_>,
@@ -781,7 +1031,9 @@ pub(super) fn listen_call(
     let Some(own) = ctx.broker.as_ref().and_then(|b| b.own_netns) else {
         return Ok(Reply::Continue);
     };
-    let Ok(socket) = ctx.their_fd(c, fd) else { return Ok(Reply::Continue) };
+    // Never let through from here on (the kernel would look the number up again): a bad fd is
+    // `EBADF`, and whatever the socket, the listen is carried out on the one looked at.
+    let socket = ctx.their_fd(c, fd)?;
     if netns_cookie(&socket).is_some_and(|cookie| cookie != own) {
         return Err(Errno::INVAL);
     }
@@ -789,22 +1041,20 @@ pub(super) fn listen_call(
     let protocol = get_int(&socket, libc::SO_PROTOCOL).unwrap_or(-1);
     let domain = get_int(&socket, libc::SO_DOMAIN).unwrap_or(-1);
     let tcp = protocol == 0 || protocol == libc::IPPROTO_TCP;
-    if !stream || !tcp || (domain != libc::AF_INET && domain != libc::AF_INET6) {
-        return Ok(Reply::Continue);
-    }
-    if ctx.broker.as_ref().is_none_or(|b| b.gone) {
-        return Ok(Reply::Continue);
-    }
+    let ip = domain == libc::AF_INET || domain == libc::AF_INET6;
+    let asks = ctx.broker.as_ref().is_some_and(|b| !b.gone);
     let mut bytes = [0u8; MAX_ADDR_LEN];
     let mut n = MAX_ADDR_LEN as libc::socklen_t;
     // SAFETY: getsockname writes at most `n` bytes into `bytes`, on this stack frame.
-    let rc =
-        unsafe { libc::getsockname(socket.as_raw_fd(), bytes.as_mut_ptr().cast(), &raw mut n) };
-    if rc < 0 || (n as usize) < 4 {
-        return Ok(Reply::Continue);
-    }
+    let named = stream
+        && tcp
+        && ip
+        && asks
+        && unsafe { libc::getsockname(socket.as_raw_fd(), bytes.as_mut_ptr().cast(), &raw mut n) }
+            == 0
+        && n as usize >= 4;
     let len = (n as usize).min(MAX_ADDR_LEN);
-    match crate::loopback::shared_space_port(&bytes[..len]) {
+    match crate::loopback::shared_space_port(&bytes[..len]).filter(|_| named) {
         Some(0) => {
             c.still_waiting()?;
             ephemeral_bind(ctx, c, &socket, fd, &mut bytes, len, domain)?;
@@ -846,6 +1096,117 @@ fn install(c: &Caller<'_>, new: &OwnedFd, fd: i32, cloexec: bool) -> Result<()> 
 }
 
 impl Context {
+    /// Whether the app's Landlock domain would let it make a socket file in `dir`: `dir` or a
+    /// directory above it, up to the app's root, is one of [`Context::socket_dirs`] (Landlock's
+    /// own walk: rules are on inodes, and a right given on a directory holds below it, across
+    /// the mounts the process sees). `..` of a directory seen through the app's root follows
+    /// the app's mounts; the walk ends at the app's root or where `..` stays put.
+    fn may_make_socket_below(&mut self, c: &Caller<'_>, dir: &OwnedFd) -> Result<bool> {
+        let root = super::identity(self.root(c)?)?;
+        let mut at = rustix::fs::openat(
+            dir,
+            c".",
+            rustix::fs::OFlags::PATH | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )?;
+        // Deeper than any path the kernel takes (PATH_MAX / 2 components).
+        for _ in 0..2048 {
+            let id = super::identity(at.as_fd())?;
+            if self.socket_dirs.contains((id.1, id.2, id.3)) {
+                return Ok(true);
+            }
+            if id == root {
+                return Ok(false);
+            }
+            let up = rustix::fs::openat(
+                &at,
+                c"..",
+                rustix::fs::OFlags::PATH
+                    | rustix::fs::OFlags::DIRECTORY
+                    | rustix::fs::OFlags::CLOEXEC,
+                rustix::fs::Mode::empty(),
+            )?;
+            if super::identity(up.as_fd())? == id {
+                return Ok(false);
+            }
+            at = up;
+        }
+        Ok(false)
+    }
+
+    /// The caller's `/proc/<tid>/status` (its first 4 KiB) into `buf`; its length.
+    fn their_status(&self, c: &Caller<'_>, buf: &mut [u8; 4096]) -> Result<usize> {
+        let status =
+            self.caps.reaching(|| self.proc_of(c.tid, c"status", rustix::fs::OFlags::RDONLY))?;
+        let mut len = 0;
+        while len < buf.len() {
+            let n = rustix::io::read(&status, &mut buf[len..])?;
+            if n == 0 {
+                break;
+            }
+            len += n;
+        }
+        c.still_waiting()?;
+        Ok(len)
+    }
+
+    /// The caller's file-system uid and gid and its supplementary groups (`Uid:`, `Gid:` and
+    /// `Groups:` of its status).
+    fn their_creds(&self, c: &Caller<'_>) -> Result<Creds> {
+        let mut buf = [0u8; 4096];
+        let len = self.their_status(c, &mut buf)?;
+        let text = &buf[..len];
+        let line = |key: &[u8]| -> Result<&[u8]> {
+            let at = text.windows(key.len()).position(|w| w == key).ok_or(Errno::NOENT)?;
+            let rest = &text[at + key.len()..];
+            Ok(&rest[..rest.iter().position(|&b| b == b'\n').unwrap_or(rest.len())])
+        };
+        let numbers = |l: &[u8], out: &mut [u32]| -> Result<usize> {
+            let mut n = 0;
+            for word in l.split(|b| b.is_ascii_whitespace()).filter(|w| !w.is_empty()) {
+                let v = std::str::from_utf8(word).ok().and_then(|w| w.parse().ok());
+                let slot = out.get_mut(n).ok_or(Errno::ACCESS)?;
+                *slot = v.ok_or(Errno::NOENT)?;
+                n += 1;
+            }
+            Ok(n)
+        };
+        let mut ids = [0u32; 4];
+        let mut creds = Creds { fsuid: 0, fsgid: 0, groups: [0; MAX_GROUPS], n: 0 };
+        if numbers(line(b"\nUid:")?, &mut ids)? != 4 {
+            return Err(Errno::NOENT);
+        }
+        creds.fsuid = ids[3];
+        if numbers(line(b"\nGid:")?, &mut ids)? != 4 {
+            return Err(Errno::NOENT);
+        }
+        creds.fsgid = ids[3];
+        creds.n = numbers(line(b"\nGroups:")?, &mut creds.groups)?;
+        Ok(creds)
+    }
+
+    /// The caller's umask (`Umask:` of its `/proc/<tid>/status`).
+    fn their_umask(&self, c: &Caller<'_>) -> Result<u32> {
+        let mut buf = [0u8; 4096];
+        let len = self.their_status(c, &mut buf)?;
+        let text = &buf[..len];
+        let key = b"\nUmask:";
+        let at = text.windows(key.len()).position(|w| w == key).ok_or(Errno::NOENT)? + key.len();
+        let mut umask = 0u32;
+        let mut digits = 0;
+        for &b in text[at..].iter().skip_while(|b| b.is_ascii_whitespace()) {
+            if !(b'0'..=b'7').contains(&b) {
+                break;
+            }
+            umask = umask * 8 + u32::from(b - b'0');
+            digits += 1;
+        }
+        if digits == 0 || umask > 0o777 {
+            return Err(Errno::NOENT);
+        }
+        Ok(umask)
+    }
+
     /// Whether the caller's fd `fd` has `FD_CLOEXEC` (its `/proc/<tid>/fdinfo/<fd>` flags);
     /// false when that cannot be read.
     fn fd_cloexec(&self, c: &Caller<'_>, fd: i32) -> bool {
@@ -872,6 +1233,85 @@ impl Context {
         }
         flags & libc::O_CLOEXEC as u32 != 0
     }
+}
+
+/// The most supplementary groups [`as_app`] takes on (a caller with more: `EACCES`).
+const MAX_GROUPS: usize = 256;
+
+/// A caller's credentials for the file system.
+struct Creds {
+    fsuid: u32,
+    fsgid: u32,
+    groups: [u32; MAX_GROUPS],
+    n: usize,
+}
+
+/// The supervisor's own [`Creds`].
+fn own_creds() -> Result<Creds> {
+    let mut creds = Creds { fsuid: 0, fsgid: 0, groups: [0; MAX_GROUPS], n: 0 };
+    // SAFETY: setfsuid and setfsgid with an invalid id (-1) change nothing and return the
+    // current one; getgroups writes at most MAX_GROUPS gids into `groups`, on this stack.
+    unsafe {
+        creds.fsuid = libc::setfsuid(u32::MAX) as u32;
+        creds.fsgid = libc::setfsgid(u32::MAX) as u32;
+        let n = libc::getgroups(MAX_GROUPS as i32, creds.groups.as_mut_ptr());
+        if n < 0 {
+            return Err(Errno::ACCESS);
+        }
+        creds.n = n as usize;
+    }
+    Ok(creds)
+}
+
+/// Takes on `creds` for the file system (fsuid, fsgid, groups of this one thread: the
+/// supervisor has no other), with `CAP_SETUID` and `CAP_SETGID` effective for the change only.
+fn take_creds(creds: &Creds) -> Result<()> {
+    use rustix::thread::CapabilitySet;
+    super::Caps::set_effective(CapabilitySet::SETUID | CapabilitySet::SETGID)
+        .map_err(|_| Errno::ACCESS)?;
+    // SAFETY: raw setgroups (this thread's groups only) reads `n` gids of `groups`, on this
+    // stack; setfsgid and setfsuid take integers.
+    let ok = unsafe {
+        libc::syscall(libc::SYS_setgroups, creds.n, creds.groups.as_ptr()) == 0
+            && {
+                libc::setfsgid(creds.fsgid);
+                libc::setfsgid(u32::MAX) as u32 == creds.fsgid
+            }
+            && {
+                libc::setfsuid(creds.fsuid);
+                libc::setfsuid(u32::MAX) as u32 == creds.fsuid
+            }
+    };
+    let dropped = super::Caps::set_effective(CapabilitySet::empty());
+    if !ok || dropped.is_err() { Err(Errno::ACCESS) } else { Ok(()) }
+}
+
+/// Runs `f` with the caller's file-system credentials, so that the kernel's permission checks
+/// on the paths `f` resolves and the files it makes (their owner) are the app's. The
+/// supervisor of a container under an unprivileged broker is the app's uid already; under a
+/// root broker it is root (with no capability but `CAP_SYS_PTRACE`, and `CAP_SETUID` and
+/// `CAP_SETGID` for this change, all permitted only), and takes on the app's fsuid, fsgid and
+/// groups for the call, then its own again.
+fn as_app<T>(
+    ctx: &mut Context,
+    c: &Caller<'_>,
+    f: impl FnOnce(&mut Context) -> Result<T>,
+) -> Result<T> {
+    let theirs = ctx.their_creds(c)?;
+    let mine = own_creds()?;
+    let same = theirs.fsuid == mine.fsuid
+        && theirs.fsgid == mine.fsgid
+        && theirs.groups[..theirs.n] == mine.groups[..mine.n];
+    if same {
+        return f(ctx);
+    }
+    take_creds(&theirs)?;
+    let r = f(ctx);
+    if take_creds(&mine).is_err() {
+        // Never serve anyone with the wrong credentials.
+        super::exit_now(1);
+    }
+    r
 }
 
 #[cfg(test)]

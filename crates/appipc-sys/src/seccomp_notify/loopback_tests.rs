@@ -135,12 +135,25 @@ fn run_as(
     script: Option<Script>,
     full_trust: bool,
 ) -> ([i32; 8], Vec<Ask>) {
+    run_with(w, page, app, script, full_trust, &[])
+}
+
+/// [`run_as`], the app allowed to make socket files below `socket_dirs`.
+fn run_with(
+    w: &World,
+    page: &Page,
+    app: App,
+    script: Option<Script>,
+    full_trust: bool,
+    socket_dirs: &[std::path::PathBuf],
+) -> ([i32; 8], Vec<Ask>) {
     let (broker, theirs) = crate::socket::seqpacket_pair().unwrap();
-    let (filter, supervisor) = if full_trust {
+    let (filter, mut supervisor) = if full_trust {
         super::super::supervised_full_trust(theirs).unwrap()
     } else {
         super::super::supervised_with(false, Some(theirs)).unwrap()
     };
+    supervisor.allow_sockets_below(socket_dirs);
     let seen = Arc::new(Mutex::new(Seen::default()));
     let broker_thread = match script {
         Some(mut script) => {
@@ -852,4 +865,333 @@ fn a_disconnect_raced_with_dup2_never_disconnects_an_installed_socket() {
         assert_eq!(r[..3], [0, 0, 0], "full trust {full_trust}: {r:?}");
         drop(listener);
     }
+}
+
+/// A script that installs a socket of B connected to the address asked about.
+fn installing(w: &World) -> Script {
+    let factory_b = &w.b as *const SocketFactory as usize;
+    Box::new(move |ask, _app| match ask.op {
+        AskOp::Connect => {
+            // SAFETY: the factory outlives `run_with`, which joins this thread.
+            let f = unsafe { &*(factory_b as *const SocketFactory) };
+            (Answer::Install, Some(connected_in(f, ask.address())))
+        }
+        AskOp::Bind => (Answer::Continue, None),
+    })
+}
+
+/// The app (an attacker): connect the address at page offset 0 (installed), then race: one
+/// thread puts the installed socket and a socket of its own (of the domain at offset 1540) at
+/// that fd number in turn (`dup2`), another flips the family of the address at offset 1024
+/// (its length at 1536) between its own and `AF_UNSPEC`, while this one connects the fd
+/// number to that address again and again. Then: whether the installed socket is still
+/// connected (`getpeername` 0).
+fn app_address_flip_race(page: &Page) -> [i32; 8] {
+    // SAFETY: as in `app_connect`.
+    let len = unsafe { std::ptr::read(page.0.add(512).cast::<u32>()) };
+    // SAFETY: as in `app_connect`.
+    let domain = unsafe { std::ptr::read(page.0.add(516).cast::<i32>()) };
+    // SAFETY: within the page, written by the test before the fork.
+    let (other_len, other_domain) = unsafe {
+        (
+            std::ptr::read(page.0.add(1536).cast::<u32>()),
+            std::ptr::read(page.0.add(1540).cast::<i32>()),
+        )
+    };
+    let s = tcp_socket(domain);
+    // SAFETY: connect reads `len` bytes at the page; dup and socket take integers.
+    let (rc, installed, own) = unsafe {
+        let rc = libc::connect(s, page.addr(0), len);
+        (rc, libc::dup(s), libc::socket(other_domain, libc::SOCK_STREAM, 0))
+    };
+    let family = other_domain as u16;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let swapper = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                // SAFETY: dup2 takes integers; both fds stay open until the join.
+                unsafe {
+                    libc::dup2(own, s);
+                    libc::dup2(installed, s);
+                }
+            }
+        })
+    };
+    let at = page.0 as usize + 1024;
+    let flipper = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let p = at as *mut u16;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                // SAFETY: within the shared page; the kernel and the supervisor only read it.
+                unsafe {
+                    std::ptr::write_volatile(p, libc::AF_UNSPEC as u16);
+                    std::ptr::write_volatile(p, family);
+                }
+            }
+        })
+    };
+    for _ in 0..20_000 {
+        // SAFETY: connect reads `other_len` bytes of the page.
+        unsafe { libc::connect(s, page.addr(1024), other_len) };
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = swapper.join();
+    let _ = flipper.join();
+    let mut peer = [0u8; 28];
+    let mut n = 28 as libc::socklen_t;
+    // SAFETY: getpeername writes at most `n` bytes into `peer`.
+    let still = unsafe { libc::getpeername(installed, peer.as_mut_ptr().cast(), &raw mut n) };
+    [rc, still, errno_of(still), 0, 0, 0, 0, 0]
+}
+
+/// A pathname `AF_UNIX` address (`sockaddr_un`, its whole length).
+fn unix_addr(path: &[u8]) -> [u8; 110] {
+    let mut a = [0u8; 110];
+    a[..2].copy_from_slice(&(libc::AF_UNIX as u16).to_ne_bytes());
+    a[2..2 + path.len()].copy_from_slice(path);
+    a
+}
+
+/// Red team (third round, 1): a connect the supervisor did not ask about (a pathname
+/// `AF_UNIX` one, one to an address that is not loopback) used to be let through, and the
+/// kernel then looked the fd number up and read the address again: a thread that put an
+/// installed socket there and another that made the address `AF_UNSPEC` meanwhile got the
+/// installed socket disconnected (then connectable anew in B's namespace). The supervisor now
+/// carries out every connect of a container itself: the installed socket stays connected.
+#[test]
+fn a_connect_raced_with_dup2_and_an_address_flip_never_disconnects_an_installed_socket() {
+    let Some(w) = world() else { return };
+    let mut far = v4(80);
+    far[4..8].copy_from_slice(&[192, 0, 2, 1]);
+    let unix = unix_addr(b"/nonexistent/appipc-race.sock");
+    for (other, domain) in [(&unix[..], libc::AF_UNIX), (&far[..], libc::AF_INET)] {
+        let pb = port();
+        let listener = bound_in(&w.b, &v4(pb), false);
+        let page = Page::new();
+        set_target(&page, &v4(pb));
+        page.write(1024, other);
+        page.write(1536, &(other.len() as u32).to_ne_bytes());
+        page.write(1540, &domain.to_ne_bytes());
+        let (r, _) = run(&w, &page, app_address_flip_race, Some(installing(&w)));
+        assert_eq!(r[..3], [0, 0, 0], "racing with family {domain}: {r:?}");
+        drop(listener);
+    }
+}
+
+/// A fresh directory under the temporary directory (removed by the test).
+fn scratch_dir(name: &str) -> std::path::PathBuf {
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let d = std::env::temp_dir().join(format!("appipc-lb-{}-{n}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// A C string written at page offset `at` (NUL-terminated).
+fn put_str(page: &Page, at: usize, s: &[u8]) {
+    page.write(at, s);
+    page.write(at + s.len(), &[0]);
+}
+
+/// The NUL-terminated string at page offset `at`, as a pointer for the app.
+fn str_at(page: &Page, at: usize) -> *const libc::c_char {
+    page.addr(at).cast()
+}
+
+/// `connect` of a new `AF_UNIX` stream socket to the path at page offset `at`.
+fn unix_connect(page: &Page, at: usize) -> i32 {
+    let mut a = [0u8; 110];
+    a[..2].copy_from_slice(&(libc::AF_UNIX as u16).to_ne_bytes());
+    // SAFETY: strlen reads the NUL-terminated string the test put on the page.
+    let n = unsafe { libc::strlen(str_at(page, at)) }.min(107);
+    // SAFETY: within the page.
+    unsafe { std::ptr::copy_nonoverlapping(page.0.add(at), a.as_mut_ptr().add(2), n) };
+    // SAFETY: socket takes integers; connect reads 110 bytes of `a`.
+    unsafe {
+        let s = libc::socket(libc::AF_UNIX, libc::SOCK_STREAM, 0);
+        errno_of(libc::connect(s, a.as_ptr().cast(), 110))
+    }
+}
+
+/// Pathname `AF_UNIX` connects, carried out by the supervisor, are resolved as the kernel
+/// resolves them for the app: absolute, relative to its working directory, through a link;
+/// a file that is no socket is `ECONNREFUSED`, a missing one `ENOENT`; the broker is never
+/// asked.
+#[test]
+fn pathname_unix_connects_are_resolved_as_for_the_app() {
+    let Some(w) = world() else { return };
+    let d = scratch_dir("connect");
+    let sock = d.join("s.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    std::os::unix::fs::symlink(&sock, d.join("link")).unwrap();
+    std::fs::write(d.join("plain"), b"").unwrap();
+    fn app(page: &Page) -> [i32; 8] {
+        // SAFETY: chdir reads the NUL-terminated path the test put on the page.
+        let cd = errno_of(unsafe { libc::chdir(str_at(page, 0)) });
+        [
+            cd,
+            unix_connect(page, 1024),
+            unix_connect(page, 1200),
+            unix_connect(page, 1300),
+            unix_connect(page, 1400),
+            unix_connect(page, 1500),
+            0,
+            0,
+        ]
+    }
+    let page = Page::new();
+    put_str(&page, 0, d.as_os_str().as_encoded_bytes());
+    put_str(&page, 1024, sock.as_os_str().as_encoded_bytes());
+    put_str(&page, 1200, b"s.sock");
+    put_str(&page, 1300, b"./link");
+    put_str(&page, 1400, b"plain");
+    put_str(&page, 1500, b"missing");
+    let script: Script = Box::new(|_, _| panic!("asked about a local socket"));
+    let (r, asks) = run(&w, &page, app, Some(script));
+    assert_eq!(r[..6], [0, 0, 0, 0, libc::ECONNREFUSED, libc::ENOENT], "{r:?}");
+    assert!(asks.is_empty());
+    listener.set_nonblocking(true).unwrap();
+    let accepted = std::iter::from_fn(|| listener.accept().ok()).count();
+    assert_eq!(accepted, 3, "three connects reached the listener");
+    std::fs::remove_dir_all(&d).unwrap();
+}
+
+/// `bind` of a new `AF_UNIX` stream socket to the path at page offset `at`; then `listen`.
+fn unix_bind(page: &Page, at: usize) -> i32 {
+    let mut a = [0u8; 110];
+    a[..2].copy_from_slice(&(libc::AF_UNIX as u16).to_ne_bytes());
+    // SAFETY: strlen reads the NUL-terminated string the test put on the page.
+    let n = unsafe { libc::strlen(str_at(page, at)) }.min(107);
+    // SAFETY: within the page.
+    unsafe { std::ptr::copy_nonoverlapping(page.0.add(at), a.as_mut_ptr().add(2), n) };
+    // SAFETY: socket and listen take integers; bind reads 110 bytes of `a`.
+    unsafe {
+        let s = libc::socket(libc::AF_UNIX, libc::SOCK_STREAM, 0);
+        let rc = libc::bind(s, a.as_ptr().cast(), 110);
+        if rc != 0 {
+            return errno_of(rc);
+        }
+        errno_of(libc::listen(s, 4))
+    }
+}
+
+/// Pathname `AF_UNIX` binds, carried out by the supervisor, make the socket file where the
+/// app's Landlock domain would let it (below an allowed directory, through a link into one
+/// too), with the app's umask; elsewhere `EACCES`; a name taken `EADDRINUSE`, a missing
+/// directory `ENOENT`, a file as directory `ENOTDIR`.
+#[test]
+fn pathname_unix_binds_are_made_where_landlock_would_let_the_app() {
+    let Some(w) = world() else { return };
+    let allowed = scratch_dir("allowed");
+    let other = scratch_dir("other");
+    std::fs::create_dir(allowed.join("sub")).unwrap();
+    std::os::unix::fs::symlink(&allowed, other.join("into")).unwrap();
+    std::fs::write(allowed.join("plain"), b"").unwrap();
+    fn app(page: &Page) -> [i32; 8] {
+        // SAFETY: chdir reads the NUL-terminated path the test put on the page.
+        let cd = errno_of(unsafe { libc::chdir(str_at(page, 0)) });
+        rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
+        [
+            cd,
+            unix_bind(page, 1024),
+            unix_bind(page, 1200),
+            unix_bind(page, 1300),
+            unix_bind(page, 1400),
+            unix_bind(page, 1024),
+            unix_bind(page, 1500),
+            unix_bind(page, 1600),
+        ]
+    }
+    let page = Page::new();
+    put_str(&page, 0, allowed.as_os_str().as_encoded_bytes());
+    put_str(&page, 1024, b"a.sock");
+    put_str(&page, 1200, b"sub/b.sock");
+    let via_link = other.join("into/c.sock");
+    put_str(&page, 1300, via_link.as_os_str().as_encoded_bytes());
+    let outside = other.join("d.sock");
+    put_str(&page, 1400, outside.as_os_str().as_encoded_bytes());
+    put_str(&page, 1500, b"missing/e.sock");
+    put_str(&page, 1600, b"plain/f.sock");
+    let script: Script = Box::new(|_, _| panic!("asked about a local socket"));
+    let (r, asks) = run_with(&w, &page, app, Some(script), false, std::slice::from_ref(&allowed));
+    assert_eq!(
+        r,
+        [0, 0, 0, 0, libc::EACCES, libc::EADDRINUSE, libc::ENOENT, libc::ENOTDIR],
+        "{r:?}"
+    );
+    assert!(asks.is_empty());
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    for made in [allowed.join("a.sock"), allowed.join("sub/b.sock"), allowed.join("c.sock")] {
+        let m = std::fs::symlink_metadata(&made).unwrap();
+        assert!(m.file_type().is_socket(), "{made:?}");
+        assert_eq!(m.permissions().mode() & 0o777, 0o700, "the app's umask: {made:?}");
+    }
+    assert!(!outside.exists(), "nothing made outside the allowed folders");
+    std::fs::remove_dir_all(&allowed).unwrap();
+    std::fs::remove_dir_all(&other).unwrap();
+}
+
+/// Everything else a container does with its own sockets is carried out by the supervisor as
+/// the kernel would: an abstract `AF_UNIX` bind, listen and connect, an autobind, a netlink
+/// bind, a UDP connect, a connect to an address its namespace does not reach, a nonblocking
+/// connect to its own listener; a bad fd is `EBADF`. Nothing is asked.
+#[test]
+fn a_containers_other_socket_calls_are_carried_out_as_the_kernel_would() {
+    let Some(w) = world() else { return };
+    let pa = port();
+    let a_listener = bound_in(&w.a, &v4(pa), false);
+    fn app(page: &Page) -> [i32; 8] {
+        let mut r = [0i32; 8];
+        let mut abs = [0u8; 20];
+        abs[..2].copy_from_slice(&(libc::AF_UNIX as u16).to_ne_bytes());
+        abs[3..19].copy_from_slice(b"appipc-lb-abstra");
+        // SAFETY: socket, bind, listen, connect and getsockname on this stack's buffers.
+        unsafe {
+            let l = libc::socket(libc::AF_UNIX, libc::SOCK_STREAM, 0);
+            r[0] = errno_of(libc::bind(l, abs.as_ptr().cast(), 19));
+            r[0] |= errno_of(libc::listen(l, 4));
+            let c = libc::socket(libc::AF_UNIX, libc::SOCK_STREAM, 0);
+            r[1] = errno_of(libc::connect(c, abs.as_ptr().cast(), 19));
+            let auto = libc::socket(libc::AF_UNIX, libc::SOCK_DGRAM, 0);
+            r[2] = errno_of(libc::bind(auto, abs.as_ptr().cast(), 2));
+            let mut name = [0u8; 110];
+            let mut n = 110 as libc::socklen_t;
+            libc::getsockname(auto, name.as_mut_ptr().cast(), &mut n);
+            r[3] = n as i32;
+            let nl = libc::socket(libc::AF_NETLINK, libc::SOCK_RAW, libc::NETLINK_ROUTE);
+            let mut sa: libc::sockaddr_nl = std::mem::zeroed();
+            sa.nl_family = libc::AF_NETLINK as u16;
+            r[4] = errno_of(libc::bind(
+                nl,
+                (&raw const sa).cast(),
+                size_of::<libc::sockaddr_nl>() as u32,
+            ));
+            let far = page.addr(1024);
+            let t = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
+            r[5] = errno_of(libc::connect(t, far, 16));
+            let nb = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_NONBLOCK, 0);
+            let rc = libc::connect(nb, page.addr(0), 16);
+            r[6] = if rc == 0 { 0 } else { errno_of(rc) };
+            r[7] = errno_of(libc::listen(0x7ff0, 4));
+        }
+        r
+    }
+    let page = Page::new();
+    set_target(&page, &v4(pa));
+    let mut far = v4(80);
+    far[4..8].copy_from_slice(&[192, 0, 2, 1]);
+    page.write(1024, &far);
+    let script: Script = Box::new(|_, _| panic!("asked about a call of the app's own"));
+    let (r, asks) = run(&w, &page, app, Some(script));
+    assert_eq!(r[..3], [0, 0, 0], "abstract bind, listen, connect; autobind: {r:?}");
+    assert_eq!(r[3], 2 + 6, "an autobound name: a NUL and five hex digits: {r:?}");
+    assert_eq!(r[4], 0, "netlink bind: {r:?}");
+    assert_eq!(r[5], libc::ENETUNREACH, "not loopback: only lo here: {r:?}");
+    assert!(r[6] == 0 || r[6] == libc::EINPROGRESS, "nonblocking connect: {r:?}");
+    assert_eq!(r[7], libc::EBADF, "listen on no fd: {r:?}");
+    assert!(asks.is_empty(), "{asks:?}");
+    drop(a_listener);
 }

@@ -246,6 +246,7 @@ fn checks(args: &Args) -> Map<String, Value> {
     dirs.extend(args.writable.iter().map(|d| (d.display().to_string(), d.clone())));
     for (d, dir) in &dirs {
         put(&format!("writable:{d}"), writable(dir));
+        put(&format!("unix_bind:{d}"), unix_bind(dir));
         put(&format!("exec:{d}"), exec_from(dir));
         put(
             &format!("mmap_exec:{d}"),
@@ -257,6 +258,12 @@ fn checks(args: &Args) -> Map<String, Value> {
                 },
             )),
         );
+    }
+    // Socket files where Landlock gives no `make_sock` (the supervisor makes them for the app).
+    put("unix_bind_dev", unix_bind(Path::new("/dev")));
+    put("unix_bind_root", unix_bind(Path::new("/")));
+    if let Some(dir) = &args.install_dir {
+        put("unix_bind_install_dir", unix_bind(dir));
     }
     put(
         "mmap_exec_anonymous",
@@ -404,6 +411,25 @@ fn writable(dir: &Path) -> Value {
     let r = std::fs::write(&p, "x").and_then(|()| std::fs::read_to_string(&p)).and_then(|back| {
         std::fs::remove_file(&p)?;
         Ok(format!("created, wrote, read back {back:?} and deleted {}", p.display()))
+    });
+    attempt(r)
+}
+
+/// A pathname unix socket made (bound, connected to, then removed) in `dir`; it must be this
+/// process's own file (its uid).
+fn unix_bind(dir: &Path) -> Value {
+    use std::os::unix::fs::MetadataExt;
+    let path = dir.join(format!("escape-check-{}.sock", std::process::id()));
+    let r = std::os::unix::net::UnixListener::bind(&path).and_then(|_listener| {
+        let owner = std::fs::symlink_metadata(&path)?.uid();
+        let connected = std::os::unix::net::UnixStream::connect(&path);
+        let _ = std::fs::remove_file(&path);
+        connected?;
+        let uid = rustix::process::getuid().as_raw();
+        if owner != uid {
+            return Err(io::Error::other(format!("made, owned by uid {owner}, not {uid}")));
+        }
+        Ok(format!("made {}, connected to it", path.display()))
     });
     attempt(r)
 }
