@@ -64,21 +64,23 @@
 //!
 //! # Loopback between packages
 //!
-//! Made with a broker channel ([`supervised_with`]), the filter also hands `connect` and
-//! `bind` to the supervisor (under root and unprivileged brokers alike), which is the data path
-//! of loopback between packages (`docs/loopback.md`; the `loopback` submodule). Each package
-//! has its own network namespace, so a call let through (`SECCOMP_USER_NOTIF_FLAG_CONTINUE`)
-//! on a socket *of that namespace* can never reach further than the app could anyway: the
-//! supervisor lets through every connect on the app's own sockets that is not a TCP connect to
-//! a loopback address and port (and everything, should the broker be gone), asks the broker
-//! about the rest over the container's channel, and installs the socket the broker made in the
+//! Made with a broker channel ([`supervised_with`]), the filter also hands `connect`, `bind`
+//! and `listen` to the supervisor (under root and unprivileged brokers alike), which is the
+//! data path of loopback between packages (`docs/loopback.md`; the `loopback` submodule). The
+//! supervisor asks the broker about a TCP connect to a loopback address and port that the
+//! app's own namespace does not answer, and installs the socket the broker made in the
 //! listener's namespace over the app's fd (`SECCOMP_IOCTL_NOTIF_ADDFD` with
-//! `SECCOMP_ADDFD_FLAG_SETFD`), answering 0. A socket of another namespace (an installed one)
-//! is never let through: a connect on it is `EISCONN` (but a restarted one, answered 0), a bind
-//! `EINVAL`, so it cannot be disconnected and connected anywhere that namespace reaches. A TCP
-//! bind is carried out by the supervisor itself on its copy of the address, never let through;
-//! so is a TCP `listen` (handed over too), after the broker checked the port: the socket's
-//! bound one, or, for a socket not yet bound, an ephemeral port the broker accepted.
+//! `SECCOMP_ADDFD_FLAG_SETFD`), answering 0. Since an installed socket (of another namespace)
+//! may then be at any fd number, the supervisor of a container never lets one of these calls
+//! through (`SECCOMP_USER_NOTIF_FLAG_CONTINUE` would have the kernel look the fd number up and
+//! read the address again, after the checks): it carries out every one itself, on the socket
+//! it looked at, with the address it read — a socket of another namespace is `EISCONN` on
+//! connect (but a restarted one, answered 0) and `EINVAL` on bind and listen; the app's own
+//! sockets are connected, bound and made to listen as the kernel would for the app (pathname
+//! `AF_UNIX` ones resolved in its root, with its credentials, umask and Landlock's `make_sock`
+//! rule: [`Supervisor::allow_sockets_below`]), a TCP bind and listen after the broker checked
+//! the port in the shared port space. Only a kernel that cannot tell namespaces apart (before
+//! Linux 5.14), where nothing is ever installed, gets its calls let through.
 //!
 //! A packaged full-trust process (not in an app container: the host's namespaces, the user's
 //! uid) gets a filter of `connect` only ([`supervised_full_trust`]) and a supervisor forked

@@ -7,23 +7,45 @@
 //! whatever that namespace reaches); see [`foreign_call`]. A kernel that cannot tell (before
 //! Linux 5.14) gets no installs at all: every call is let through, in the app's own namespace.
 //!
-//! Then, for the app's own sockets, the address is read once from the caller's memory. A
-//! `bind` of a TCP socket is carried out by the supervisor on that copy, after the broker has
-//! checked the port ([`own_bind`]), never let through; an ephemeral one (port 0) takes a port
-//! the broker accepted as free in the shared port space ([`ephemeral_bind`]), and so does a
-//! `listen` on a socket not bound yet, which is carried out by the supervisor too
-//! ([`listen_call`]). A `connect` that is not on a loopback
-//! address with a port is let through (the kernel then reads the address again and connects in
-//! the app's own network namespace, which is the isolation: no escape whatever it reads), as
-//! is everything when anything goes wrong on the way (an unreadable address, an fd that is no
-//! socket: the kernel then gives its own error), and everything when the broker does not answer
-//! (gone, restarting, stopped for longer than the answer wait, see [`set_answer_wait`]): then
-//! the app has exactly the isolation it would have without this path. For the rest the broker decides, on the
-//! supervisor's copy of the address, and its answer is carried out: an errno, success, or a
-//! socket it made (in the listener's namespace, connected) installed over the app's fd.
+//! Then, for the app's own sockets, the address is read once from the caller's memory, and the
+//! call is carried out by the supervisor on the socket it looked at (its duplicate), with that
+//! copy — never let through, whatever the socket, the address and the broker's state. Let
+//! through, the kernel would look the fd number up again and read the address again: another
+//! thread of the app could have put an installed socket at that number (`dup2`) and made the
+//! address `AF_UNSPEC` meanwhile, and the installed socket, disconnected, could be connected
+//! anew in its namespace. The supervisor is in the app's network namespace, with no
+//! capability but `CAP_SYS_PTRACE` (permitted, effective only to reach into the caller), so
+//! the kernel's checks of what it carries out are the app's:
+//! * a TCP `connect` to a loopback address and port that the app's own namespace does not
+//!   answer is the broker's to decide, on the supervisor's copy of the address; its answer is
+//!   carried out: an errno, success, or a socket it made (in the listener's namespace,
+//!   connected) installed over the app's fd ([`ask_connect`]);
+//! * every other connect ([`own_connect`]) is carried out as it is: it reaches what the app's
+//!   namespace reaches (its own listeners; it has only `lo`), an abstract `AF_UNIX` name the
+//!   package's own (they are per network namespace), and a pathname `AF_UNIX` one is resolved
+//!   in the app's root and working directory ([`unix_path_connect`]); a blocking connect is
+//!   waited for in slices, so that a caller gone is noticed ([`connect_on`]);
+//! * a TCP `bind` is carried out after the broker has checked the port ([`own_bind`]); an
+//!   ephemeral one (port 0) takes a port the broker accepted as free in the shared port space
+//!   ([`ephemeral_bind`]), and so does a `listen` on a socket not bound yet ([`listen_call`]);
+//!   every other bind (UDP, an abstract or autobound `AF_UNIX` name, netlink) is carried out as
+//!   it is, a pathname `AF_UNIX` one with the app's credentials, umask and Landlock rule
+//!   ([`unix_path_bind`]);
+//! * when the broker does not answer (gone, restarting, stopped for longer than the answer
+//!   wait, see [`set_answer_wait`]), the connect is carried out in the app's own namespace and
+//!   the bind without the check of the port: the app has exactly the isolation it would have
+//!   without this path.
 //!
-//! A packaged full-trust process's supervisor (in the host's namespace) sees only `connect`,
-//! and asks about far less: [`full_trust_connect`].
+//! Two things the supervisor cannot be for the app: inside its Landlock domain (the
+//! `make_sock` right is checked here instead, as Landlock would: [`unix_path_bind`]; and the
+//! abstract-socket scope does not hold for a connect carried out here, which reaches the
+//! abstract names of the package's own namespace — its other processes' — as Windows lets one
+//! package's processes reach each other), and the caller's pid (a netlink autobind takes the
+//! supervisor's pid as its port id).
+//!
+//! A packaged full-trust process's supervisor (in the host's namespace) asks about far less,
+//! and lets the rest through ([`full_trust_connect`]): a full-trust process is the user's, and
+//! these guards are no boundary against it.
 
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
