@@ -7,7 +7,8 @@ use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 /// The credentials the kernel recorded for a socket's peer when it connected (`SO_PEERCRED`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PeerCredentials {
-    /// Process id of the peer (in the broker's pid namespace).
+    /// Process id of the peer, in the reader's pid namespace: 0 for a peer outside it (the
+    /// kernel's answer then).
     pub pid: u32,
     /// Effective user id of the peer.
     pub uid: u32,
@@ -15,14 +16,30 @@ pub struct PeerCredentials {
     pub gid: u32,
 }
 
-/// `SO_PEERCRED` of a connected unix socket.
+/// `SO_PEERCRED` of a connected unix socket. Read with `getsockopt` itself, not rustix's
+/// `socket_peercred`, whose `UCred` holds the pid as a non-zero number: the kernel gives 0 for
+/// a peer outside the reader's pid namespace (an app container's supervisor, seen from the
+/// app), which that type cannot hold.
 pub fn peer_credentials(sock: impl AsFd) -> io::Result<PeerCredentials> {
-    let c = rustix::net::sockopt::socket_peercred(sock)?;
-    Ok(PeerCredentials {
-        pid: c.pid.as_raw_nonzero().get() as u32,
-        uid: c.uid.as_raw(),
-        gid: c.gid.as_raw(),
-    })
+    let mut c = libc::ucred { pid: 0, uid: u32::MAX, gid: u32::MAX };
+    let mut n = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `n` bytes into `c`, on this stack frame.
+    let rc = unsafe {
+        libc::getsockopt(
+            sock.as_fd().as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&raw mut c).cast(),
+            &raw mut n,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if n as usize != std::mem::size_of::<libc::ucred>() {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    Ok(PeerCredentials { pid: c.pid.max(0) as u32, uid: c.uid, gid: c.gid })
 }
 
 /// `SO_PEERPIDFD` (Linux 6.5+): a pidfd for the very process that connected, immune to pid

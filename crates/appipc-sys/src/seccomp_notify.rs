@@ -986,6 +986,9 @@ pub(crate) struct Context {
     broker: Option<loopback::BrokerLink>,
     /// Below which directories a socket file may be made.
     socket_dirs: SocketDirs,
+    /// The supervisor's own credentials, as it started (`None` if they could not be read:
+    /// then it never takes on a caller's).
+    own_creds: Option<loopback::Creds>,
 }
 
 /// Identity of a directory for `..` at the root: (mount id, device, inode).
@@ -1020,6 +1023,7 @@ impl Context {
             mounts: None,
             broker: None,
             socket_dirs: SocketDirs::NONE,
+            own_creds: loopback::own_creds().ok(),
         }
     }
 

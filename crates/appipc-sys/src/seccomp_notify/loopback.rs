@@ -24,7 +24,8 @@
 //!   namespace reaches (its own listeners; it has only `lo`), an abstract `AF_UNIX` name the
 //!   package's own (they are per network namespace), and a pathname `AF_UNIX` one is resolved
 //!   in the app's root and working directory ([`unix_path_connect`]); a blocking connect is
-//!   waited for in slices, so that a caller gone is noticed ([`connect_on`]);
+//!   waited for in slices, so that a caller gone is noticed ([`connect_on`]); an `AF_UNIX`
+//!   connect with the app's credentials ([`as_app`]), which the listener's side reads;
 //! * a TCP `bind` is carried out after the broker has checked the port ([`own_bind`]); an
 //!   ephemeral one (port 0) takes a port the broker accepted as free in the shared port space
 //!   ([`ephemeral_bind`]), and so does a `listen` on a socket not bound yet ([`listen_call`]);
@@ -40,8 +41,9 @@
 //! `make_sock` right is checked here instead, as Landlock would: [`unix_path_bind`]; and the
 //! abstract-socket scope does not hold for a connect carried out here, which reaches the
 //! abstract names of the package's own namespace — its other processes' — as Windows lets one
-//! package's processes reach each other), and the caller's pid (a netlink autobind takes the
-//! supervisor's pid as its port id).
+//! package's processes reach each other), and the caller's process: an `AF_UNIX` peer reads
+//! the supervisor's pid (`SO_PEERCRED`; 0 in the app's pid namespace), with the app's uid and
+//! gid ([`as_app`]), and a netlink autobind takes the supervisor's pid as its port id.
 //!
 //! A packaged full-trust process's supervisor (in the host's namespace) asks about far less,
 //! and lets the rest through ([`full_trust_connect`]): a full-trust process is the user's, and
@@ -94,6 +96,8 @@ pub(crate) struct BrokerLink {
     /// tell the app's own sockets from the ones installed from other namespaces; `None` where
     /// the kernel cannot say (before Linux 5.14): then nothing is installed.
     own_netns: Option<u64>,
+    /// The kernel cannot tell namespaces apart (`own_netns` stays `None`).
+    netns_unknowable: bool,
     /// The supervisor of a packaged full-trust process (in the host's namespace):
     /// [`full_trust_connect`].
     full_trust: bool,
@@ -109,13 +113,15 @@ pub(crate) struct BrokerLink {
 
 impl BrokerLink {
     pub(crate) fn new(fd: OwnedFd) -> BrokerLink {
+        let probe = own_netns_cookie();
         BrokerLink {
             fd,
             seq: 0,
             gone: false,
             behind: false,
             diag: None,
-            own_netns: own_netns_cookie(),
+            own_netns: probe.ok().flatten(),
+            netns_unknowable: matches!(probe, Ok(None)),
             full_trust: false,
             installed: false,
             installed_ns: [0; INSTALLED_NS],
@@ -297,17 +303,51 @@ fn netns_cookie(fd: &OwnedFd) -> Option<u64> {
     (rc == 0 && len as usize == size_of::<u64>()).then_some(v)
 }
 
-/// The cookie of the calling process's network namespace (that of a socket it makes).
-fn own_netns_cookie() -> Option<u64> {
+/// The cookie of the calling process's network namespace (that of a socket it makes);
+/// `Ok(None)` only for a kernel that cannot say (`ENOPROTOOPT`, before Linux 5.14). Any other
+/// failure (no memory, no fd left) is an error, never taken for an old kernel: that would
+/// have every call let through for the container's life.
+fn own_netns_cookie() -> Result<Option<u64>> {
     use rustix::net::{AddressFamily, SocketFlags, SocketType};
     let s = rustix::net::socket_with(
         AddressFamily::INET,
         SocketType::DGRAM,
         SocketFlags::CLOEXEC,
         None,
-    )
-    .ok()?;
-    netns_cookie(&s)
+    )?;
+    let mut v: u64 = 0;
+    let mut len = size_of::<u64>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` (8) bytes into `v`, on this stack frame.
+    let rc = unsafe {
+        libc::getsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_NETNS_COOKIE,
+            (&raw mut v).cast(),
+            &mut len,
+        )
+    };
+    if rc == 0 && len as usize == size_of::<u64>() {
+        return Ok(Some(v));
+    }
+    match std::io::Error::last_os_error().raw_os_error() {
+        Some(libc::ENOPROTOOPT) => Ok(None),
+        e => Err(Errno::from_raw_os_error(e.unwrap_or(libc::ENOBUFS))),
+    }
+}
+
+/// The cookie of the supervisor's (the app's) network namespace, if the supervisor has a
+/// broker link and the kernel can tell namespaces apart; found out again at each call until
+/// it is known, should it not have been at start (an error meanwhile is the call's).
+fn own_netns(ctx: &mut Context) -> Result<Option<u64>> {
+    let Some(link) = ctx.broker.as_mut() else { return Ok(None) };
+    if link.own_netns.is_none() && !link.netns_unknowable {
+        match own_netns_cookie()? {
+            Some(cookie) => link.own_netns = Some(cookie),
+            None => link.netns_unknowable = true,
+        }
+    }
+    Ok(link.own_netns)
 }
 
 /// `connect` or `bind` on a socket of *another* network namespace (one the broker installed,
@@ -403,7 +443,7 @@ pub(super) fn socket_call(
     }
     // First: whose socket is it? One of another namespace is never let through, whatever the
     // address and whether the broker answers or not.
-    let Some(own) = ctx.broker.as_ref().and_then(|b| b.own_netns) else {
+    let Some(own) = own_netns(ctx)? else {
         // No broker link, or a kernel that cannot tell namespaces apart: nothing was ever
         // installed here, every socket is the app's own.
         return Ok(Reply::Continue);
@@ -457,9 +497,23 @@ pub(super) fn socket_call(
 /// own listeners; nothing else, it has only `lo`), an abstract `AF_UNIX` one the package's own
 /// abstract sockets (they are per network namespace), and a pathname `AF_UNIX` one is resolved
 /// in the app's root and working directory ([`unix_path_connect`]).
+///
+/// An `AF_UNIX` connect is carried out with the app's credentials ([`as_app`]), which the
+/// kernel records for the listener's side to read (`SO_PEERCRED`): under a root broker it
+/// would otherwise read uid 0.
 fn own_connect(ctx: &mut Context, c: &Caller<'_>, socket: &OwnedFd, addr: &[u8]) -> Result<Reply> {
-    if let Some(path) = unix_path(socket, addr) {
-        return as_app(ctx, c, |ctx| unix_path_connect(ctx, c, socket, path));
+    if get_int(socket, libc::SO_DOMAIN).ok() == Some(libc::AF_UNIX) {
+        // The kernel's check of an `AF_UNIX` address: at most a `sockaddr_un`.
+        if addr.len() > size_of::<libc::sockaddr_un>() {
+            return Err(Errno::INVAL);
+        }
+        if let Some(path) = unix_path(socket, addr) {
+            return as_app(ctx, c, |ctx| unix_path_connect(ctx, c, socket, path));
+        }
+        return as_app(ctx, c, |_| {
+            c.still_waiting()?;
+            connect_on(c, socket, addr)
+        });
     }
     c.still_waiting()?;
     connect_on(c, socket, addr)
@@ -647,14 +701,18 @@ fn own_disconnect(
     if !(2..=size_of::<libc::sockaddr_storage>() as i32).contains(&len) {
         return None;
     }
-    // Only the family counts for a disconnect: the rest is given as zeros, at most
-    // MAX_ADDR_LEN bytes of it.
+    // Only the family counts for a disconnect, but the kernel copies the whole address first
+    // (`EFAULT` if it cannot: then `None`, and the caller's read of it says so).
     let mut bytes = [0u8; MAX_ADDR_LEN];
+    let len = (len as usize).min(MAX_ADDR_LEN);
     ctx.their_bytes(c, addr, &mut bytes[..2]).ok()?;
     if i32::from(u16::from_ne_bytes([bytes[0], bytes[1]])) != libc::AF_UNSPEC {
         return None;
     }
-    let len = (len as usize).min(MAX_ADDR_LEN);
+    ctx.their_bytes(c, addr, &mut bytes[..len]).ok()?;
+    if i32::from(u16::from_ne_bytes([bytes[0], bytes[1]])) != libc::AF_UNSPEC {
+        return None;
+    }
     if let Err(e) = c.still_waiting() {
         return Some(Err(e));
     }
@@ -751,7 +809,7 @@ fn full_trust_connect(
     addr: u64,
     len: u64,
 ) -> Result<Reply> {
-    let Some(own) = ctx.broker.as_ref().and_then(|b| b.own_netns) else {
+    let Ok(Some(own)) = own_netns(ctx) else {
         return Ok(Reply::Continue);
     };
     let installed = ctx.broker.as_ref().is_some_and(|b| b.installed);
@@ -838,6 +896,10 @@ fn own_bind(
         ctx.their_bytes(c, addr, &mut bytes[..len]).map_err(|_| Errno::FAULT)?;
     }
     if domain != libc::AF_INET && domain != libc::AF_INET6 {
+        // The kernel's check of an `AF_UNIX` address: at most a `sockaddr_un`.
+        if domain == libc::AF_UNIX && len > size_of::<libc::sockaddr_un>() {
+            return Err(Errno::INVAL);
+        }
         if let Some(path) = unix_path(&socket, &bytes[..len]) {
             return as_app(ctx, c, |ctx| unix_path_bind(ctx, c, &socket, path));
         }
@@ -893,34 +955,54 @@ fn unix_path_bind(
     socket: &OwnedFd,
     path: &[u8],
 ) -> Result<Reply> {
-    let (dir, name) = match path.iter().rposition(|&b| b == b'/') {
-        Some(0) => (&path[..1], &path[1..]),
-        Some(i) => (&path[..i], &path[i + 1..]),
-        None => (&path[..0], path),
-    };
-    // `dir/` (no last part): the kernel's lookup for a new name with a trailing slash.
-    if name.is_empty() {
-        return Err(Errno::NOENT);
+    // The last part, trailing slashes aside (`a/b/`: the kernel looks `b` up, and refuses to
+    // make it).
+    let trimmed = &path[..path.iter().rposition(|&b| b != b'/').map_or(0, |i| i + 1)];
+    let trailing = trimmed.len() < path.len();
+    if trimmed.is_empty() {
+        // `/` (the root: a name that exists).
+        return Err(Errno::ADDRINUSE);
     }
+    let (dir, name) = match trimmed.iter().rposition(|&b| b == b'/') {
+        Some(0) => (&trimmed[..1], &trimmed[1..]),
+        Some(i) => (&trimmed[..i], &trimmed[i + 1..]),
+        None => (&trimmed[..0], trimmed),
+    };
     let dir = ctx.resolve_bytes(c, libc::AT_FDCWD, dir, true, true)?;
     if super::file_type(dir.as_fd())? != libc::S_IFDIR {
         return Err(Errno::NOTDIR);
     }
-    // `.` and `..` exist: what the kernel says of a name taken.
-    if name == b"." || name == b".." {
+    // The kernel's order: a name taken (`.` and `..` are), then a read-only mount, then the
+    // security check (Landlock), then the directory's permissions (the bind itself).
+    let (cname, _) = sockaddr_un(name)?;
+    let cname = std::ffi::CStr::from_bytes_until_nul(&cname[2..]).map_err(|_| Errno::INVAL)?;
+    let taken = name == b"."
+        || name == b".."
+        || rustix::fs::statat(&dir, cname, rustix::fs::AtFlags::SYMLINK_NOFOLLOW).is_ok();
+    if taken {
         return Err(Errno::ADDRINUSE);
+    }
+    if trailing {
+        return Err(Errno::NOENT);
+    }
+    if rustix::fs::fstatvfs(&dir)?.f_flag.contains(rustix::fs::StatVfsMountFlags::RDONLY) {
+        return Err(Errno::ROFS);
     }
     if !ctx.may_make_socket_below(c, &dir)? {
         return Err(Errno::ACCESS);
     }
     let umask = ctx.their_umask(c)?;
     let (addr, len) = sockaddr_un(name)?;
-    rustix::process::fchdir(&dir)?;
     c.still_waiting()?;
+    rustix::process::fchdir(&dir)?;
     let old = rustix::process::umask(rustix::fs::Mode::from_raw_mode(umask));
     let r = raw_bind(socket, &addr[..len]);
     rustix::process::umask(old);
-    rustix::process::fchdir(&ctx.proc)?;
+    if rustix::process::fchdir(&ctx.proc).is_err() {
+        // Never serve anyone from the app's directory (a relative path would be resolved
+        // there).
+        super::exit_now(1);
+    }
     r.map(|()| Reply::Done)
 }
 
@@ -1050,7 +1132,7 @@ pub(super) fn listen_call(
     if ctx.broker.as_ref().is_some_and(|b| b.full_trust) {
         return full_trust_guard(ctx, c, fd);
     }
-    let Some(own) = ctx.broker.as_ref().and_then(|b| b.own_netns) else {
+    let Some(own) = own_netns(ctx)? else {
         return Ok(Reply::Continue);
     };
     // Never let through from here on (the kernel would look the number up again): a bad fd is
@@ -1086,13 +1168,19 @@ pub(super) fn listen_call(
         }
         None => {}
     }
-    c.still_waiting()?;
-    // SAFETY: listen takes an fd (the app's socket, duplicated into this process) and an int.
-    if unsafe { libc::listen(socket.as_raw_fd(), backlog) } < 0 {
-        let e = std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EINVAL);
-        return Err(Errno::from_raw_os_error(e));
-    }
-    Ok(Reply::Done)
+    let listen = |_: &mut Context| {
+        c.still_waiting()?;
+        // SAFETY: listen takes an fd (the app's socket, duplicated into this process) and an
+        // int.
+        if unsafe { libc::listen(socket.as_raw_fd(), backlog) } < 0 {
+            let e = std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EINVAL);
+            return Err(Errno::from_raw_os_error(e));
+        }
+        Ok(Reply::Done)
+    };
+    // An `AF_UNIX` listener's credentials are what its clients read (`SO_PEERCRED`): the
+    // app's.
+    if domain == libc::AF_UNIX { as_app(ctx, c, listen) } else { listen(ctx) }
 }
 
 /// Installs `new` over the caller's fd `fd` (`SECCOMP_ADDFD_FLAG_SETFD`).
@@ -1194,15 +1282,16 @@ impl Context {
             Ok(n)
         };
         let mut ids = [0u32; 4];
-        let mut creds = Creds { fsuid: 0, fsgid: 0, groups: [0; MAX_GROUPS], n: 0 };
+        let mut creds =
+            Creds { euid: 0, egid: 0, fsuid: 0, fsgid: 0, groups: [0; MAX_GROUPS], n: 0 };
         if numbers(line(b"\nUid:")?, &mut ids)? != 4 {
             return Err(Errno::NOENT);
         }
-        creds.fsuid = ids[3];
+        (creds.euid, creds.fsuid) = (ids[1], ids[3]);
         if numbers(line(b"\nGid:")?, &mut ids)? != 4 {
             return Err(Errno::NOENT);
         }
-        creds.fsgid = ids[3];
+        (creds.egid, creds.fsgid) = (ids[1], ids[3]);
         creds.n = numbers(line(b"\nGroups:")?, &mut creds.groups)?;
         Ok(creds)
     }
@@ -1260,20 +1349,37 @@ impl Context {
 /// The most supplementary groups [`as_app`] takes on (a caller with more: `EACCES`).
 const MAX_GROUPS: usize = 256;
 
-/// A caller's credentials for the file system.
-struct Creds {
+/// A process's credentials as the kernel checks and records them: its effective uid and gid
+/// (what `SO_PEERCRED` records on an `AF_UNIX` connect and listen), its file-system ones
+/// (what permission checks and new files use) and its supplementary groups.
+pub(super) struct Creds {
+    euid: u32,
+    egid: u32,
     fsuid: u32,
     fsgid: u32,
     groups: [u32; MAX_GROUPS],
     n: usize,
 }
 
-/// The supervisor's own [`Creds`].
-fn own_creds() -> Result<Creds> {
-    let mut creds = Creds { fsuid: 0, fsgid: 0, groups: [0; MAX_GROUPS], n: 0 };
-    // SAFETY: setfsuid and setfsgid with an invalid id (-1) change nothing and return the
-    // current one; getgroups writes at most MAX_GROUPS gids into `groups`, on this stack.
+impl Creds {
+    fn same(&self, other: &Creds) -> bool {
+        self.euid == other.euid
+            && self.egid == other.egid
+            && self.fsuid == other.fsuid
+            && self.fsgid == other.fsgid
+            && self.groups[..self.n] == other.groups[..other.n]
+    }
+}
+
+/// The supervisor's own [`Creds`] (taken once, when it starts: [`Context::new`]).
+pub(super) fn own_creds() -> Result<Creds> {
+    let mut creds = Creds { euid: 0, egid: 0, fsuid: 0, fsgid: 0, groups: [0; MAX_GROUPS], n: 0 };
+    // SAFETY: geteuid and getegid take nothing; setfsuid and setfsgid with an invalid id (-1)
+    // change nothing and return the current one; getgroups writes at most MAX_GROUPS gids into
+    // `groups`, on this stack.
     unsafe {
+        creds.euid = libc::geteuid();
+        creds.egid = libc::getegid();
         creds.fsuid = libc::setfsuid(u32::MAX) as u32;
         creds.fsgid = libc::setfsgid(u32::MAX) as u32;
         let n = libc::getgroups(MAX_GROUPS as i32, creds.groups.as_mut_ptr());
@@ -1285,51 +1391,74 @@ fn own_creds() -> Result<Creds> {
     Ok(creds)
 }
 
-/// Takes on `creds` for the file system (fsuid, fsgid, groups of this one thread: the
-/// supervisor has no other), with `CAP_SETUID` and `CAP_SETGID` effective for the change only.
-fn take_creds(creds: &Creds) -> Result<()> {
+/// Takes on `to` (this one thread's credentials: the supervisor has no other), from the
+/// supervisor's own or a caller's. Works only in a supervisor whose real and saved uid are 0
+/// (a root broker's), which keeps `CAP_SETUID` and `CAP_SETGID` permitted for this alone:
+/// * back to euid 0 first if it is not (allowed: the real uid is 0), which makes the permitted
+///   capabilities effective again;
+/// * groups, egid and fsgid with `CAP_SETGID` effective;
+/// * then the euid (leaving 0 clears the effective capabilities) and the fsuid (allowed
+///   without a capability when it is the new euid, or 0 when going back to root);
+/// * back at euid 0, no capability stays effective.
+///
+/// Returns whether every id is now `to`'s (read back from the kernel).
+fn set_creds(to: &Creds) -> bool {
     use rustix::thread::CapabilitySet;
-    super::Caps::set_effective(CapabilitySet::SETUID | CapabilitySet::SETGID)
-        .map_err(|_| Errno::ACCESS)?;
-    // SAFETY: raw setgroups (this thread's groups only) reads `n` gids of `groups`, on this
-    // stack; setfsgid and setfsuid take integers.
-    let ok = unsafe {
-        libc::syscall(libc::SYS_setgroups, creds.n, creds.groups.as_ptr()) == 0
+    // SAFETY: raw setresuid, setresgid and setgroups change this thread's credentials only and
+    // read nothing but `to.groups` (`to.n` gids, on the caller's stack or in the context);
+    // setfsuid and setfsgid take integers; the getters take nothing.
+    unsafe {
+        if libc::geteuid() != 0 && libc::syscall(libc::SYS_setresuid, u32::MAX, 0u32, u32::MAX) != 0
+        {
+            return false;
+        }
+        if super::Caps::set_effective(CapabilitySet::SETUID | CapabilitySet::SETGID).is_err() {
+            return false;
+        }
+        let ok = libc::syscall(libc::SYS_setgroups, to.n, to.groups.as_ptr()) == 0
+            && libc::syscall(libc::SYS_setresgid, u32::MAX, to.egid, u32::MAX) == 0
             && {
-                libc::setfsgid(creds.fsgid);
-                libc::setfsgid(u32::MAX) as u32 == creds.fsgid
+                libc::setfsgid(to.fsgid);
+                true
             }
+            && libc::syscall(libc::SYS_setresuid, u32::MAX, to.euid, u32::MAX) == 0
             && {
-                libc::setfsuid(creds.fsuid);
-                libc::setfsuid(u32::MAX) as u32 == creds.fsuid
-            }
-    };
-    let dropped = super::Caps::set_effective(CapabilitySet::empty());
-    if !ok || dropped.is_err() { Err(Errno::ACCESS) } else { Ok(()) }
+                libc::setfsuid(to.fsuid);
+                true
+            };
+        if libc::geteuid() == 0 && super::Caps::set_effective(CapabilitySet::empty()).is_err() {
+            return false;
+        }
+        ok && own_creds().is_ok_and(|now| now.same(to))
+    }
 }
 
-/// Runs `f` with the caller's file-system credentials, so that the kernel's permission checks
-/// on the paths `f` resolves and the files it makes (their owner) are the app's. The
-/// supervisor of a container under an unprivileged broker is the app's uid already; under a
-/// root broker it is root (with no capability but `CAP_SYS_PTRACE`, and `CAP_SETUID` and
-/// `CAP_SETGID` for this change, all permitted only), and takes on the app's fsuid, fsgid and
-/// groups for the call, then its own again.
+/// Runs `f` with the caller's credentials, so that the kernel's permission checks on the paths
+/// `f` resolves, the files it makes (their owner) and the credentials it records for a peer
+/// (`SO_PEERCRED` of an `AF_UNIX` connect or listen: the uid and gid, not the pid, which is
+/// the supervisor's) are the app's. The supervisor of a container under an unprivileged
+/// broker is the app's uid already; under a root broker it is root (with no capability but
+/// `CAP_SYS_PTRACE`, and `CAP_SETUID` and `CAP_SETGID` for this change, all permitted only),
+/// and takes on the app's euid, egid, fsuid, fsgid and groups for the call ([`set_creds`]),
+/// then its own again, as they were when it started. It never takes on uid or gid 0 for an
+/// app (an app is never root on the host), and never serves anyone with credentials it could
+/// not put back: it exits instead.
 fn as_app<T>(
     ctx: &mut Context,
     c: &Caller<'_>,
     f: impl FnOnce(&mut Context) -> Result<T>,
 ) -> Result<T> {
     let theirs = ctx.their_creds(c)?;
-    let mine = own_creds()?;
-    let same = theirs.fsuid == mine.fsuid
-        && theirs.fsgid == mine.fsgid
-        && theirs.groups[..theirs.n] == mine.groups[..mine.n];
-    if same {
+    let Some(mine) = ctx.own_creds.as_ref() else { return Err(Errno::ACCESS) };
+    if theirs.same(mine) {
         return f(ctx);
     }
-    take_creds(&theirs)?;
-    let r = f(ctx);
-    if take_creds(&mine).is_err() {
+    if mine.euid != 0 || [theirs.euid, theirs.fsuid, theirs.egid, theirs.fsgid].contains(&0) {
+        return Err(Errno::ACCESS);
+    }
+    let taken = set_creds(&theirs);
+    let r = if taken { f(ctx) } else { Err(Errno::ACCESS) };
+    if !ctx.own_creds.as_ref().is_some_and(set_creds) {
         // Never serve anyone with the wrong credentials.
         super::exit_now(1);
     }

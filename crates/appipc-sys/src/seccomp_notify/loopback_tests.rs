@@ -1134,6 +1134,202 @@ fn pathname_unix_binds_are_made_where_landlock_would_let_the_app() {
     std::fs::remove_dir_all(&other).unwrap();
 }
 
+/// `bind` of a new `AF_UNIX` stream socket to the path at page offset `at`, the address
+/// `len` bytes long (the path, then NULs).
+fn unix_bind_len(page: &Page, at: usize, len: usize) -> i32 {
+    let mut a = [0u8; 128];
+    a[..2].copy_from_slice(&(libc::AF_UNIX as u16).to_ne_bytes());
+    // SAFETY: strlen reads the NUL-terminated string the test put on the page.
+    let n = unsafe { libc::strlen(str_at(page, at)) }.min(107);
+    // SAFETY: within the page.
+    unsafe { std::ptr::copy_nonoverlapping(page.0.add(at), a.as_mut_ptr().add(2), n) };
+    // SAFETY: socket takes integers; bind reads `len` (≤ 128) bytes of `a`.
+    unsafe {
+        let s = libc::socket(libc::AF_UNIX, libc::SOCK_STREAM, 0);
+        errno_of(libc::bind(s, a.as_ptr().cast(), len.min(128) as u32))
+    }
+}
+
+/// Runs `app` in a forked child of namespace A with no filter and no supervisor: what the
+/// kernel itself answers.
+fn run_plain(w: &World, page: &Page, app: App) -> [i32; 8] {
+    let (results_read, results_write) =
+        rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).unwrap();
+    let (userns, netns) = (w.a_ns.0.as_raw_fd(), w.a_ns.1.as_raw_fd());
+    let join_user = !rustix::process::geteuid().is_root();
+    // SAFETY: the child only makes async-signal-safe calls and ends with _exit.
+    let child = unsafe { crate::sandbox::raw_fork() }.unwrap();
+    if child == 0 {
+        // SAFETY: setns takes fds open in this process.
+        let joined = unsafe {
+            (!join_user || libc::setns(userns, libc::CLONE_NEWUSER) == 0)
+                && libc::setns(netns, libc::CLONE_NEWNET) == 0
+        };
+        let r = if joined { app(page) } else { [-100; 8] };
+        let mut bytes = [0u8; 32];
+        for (i, v) in r.iter().enumerate() {
+            bytes[i * 4..i * 4 + 4].copy_from_slice(&v.to_ne_bytes());
+        }
+        let _ = rustix::io::write(&results_write, &bytes);
+        // SAFETY: ends the forked child without running the parent's code.
+        unsafe { libc::_exit(0) };
+    }
+    drop(results_write);
+    let mut bytes = [0u8; 32];
+    let mut got = 0;
+    while got < bytes.len() {
+        let n = rustix::io::read(&results_read, &mut bytes[got..]).unwrap();
+        assert!(n > 0, "the app child ended early");
+        got += n;
+    }
+    let _ = rustix::process::waitpid(
+        rustix::process::Pid::from_raw(child),
+        rustix::process::WaitOptions::empty(),
+    );
+    let r: Vec<i32> = bytes.chunks(4).map(|c| i32::from_ne_bytes(c.try_into().unwrap())).collect();
+    r.try_into().unwrap()
+}
+
+/// A pathname `AF_UNIX` bind carried out by the supervisor fails as the kernel's own would, in
+/// the kernel's order: the same errno for a trailing slash on a directory (`EADDRINUSE`) or
+/// on a missing name (`ENOENT`), for `/`, for a name taken, for a file as a directory, and for
+/// an address longer than a `sockaddr_un` (`EINVAL`, not a bind of the path in it).
+#[test]
+fn pathname_unix_bind_errors_are_the_kernels() {
+    let Some(w) = world() else { return };
+    fn app(page: &Page) -> [i32; 8] {
+        // SAFETY: chdir reads the NUL-terminated path the test put on the page.
+        let cd = errno_of(unsafe { libc::chdir(str_at(page, 0)) });
+        [
+            cd,
+            unix_bind_len(page, 1024, 110),
+            unix_bind_len(page, 1024, 110),
+            unix_bind_len(page, 1100, 110),
+            unix_bind_len(page, 1200, 110),
+            unix_bind_len(page, 1300, 110),
+            unix_bind_len(page, 1400, 110),
+            unix_bind_len(page, 1500, 111) * 1000 + unix_bind_len(page, 1600, 110),
+        ]
+    }
+    let mut results = Vec::new();
+    for supervised in [false, true] {
+        let d = scratch_dir(if supervised { "errs-supervised" } else { "errs-plain" });
+        std::fs::create_dir(d.join("sub")).unwrap();
+        std::fs::write(d.join("plain"), b"").unwrap();
+        let page = Page::new();
+        put_str(&page, 0, d.as_os_str().as_encoded_bytes());
+        put_str(&page, 1024, b"a.sock");
+        put_str(&page, 1100, b"sub/");
+        put_str(&page, 1200, b"missing/");
+        put_str(&page, 1300, b"/");
+        put_str(&page, 1400, b"plain/x.sock");
+        put_str(&page, 1500, b"long.sock");
+        put_str(&page, 1600, b"sub//");
+        let r = if supervised {
+            let script: Script = Box::new(|_, _| panic!("asked about a local socket"));
+            run_with(&w, &page, app, Some(script), false, std::slice::from_ref(&d)).0
+        } else {
+            run_plain(&w, &page, app)
+        };
+        assert!(!d.join("long.sock").exists(), "supervised={supervised}: {r:?}");
+        results.push(r);
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+    assert_eq!(
+        results[0],
+        [
+            0,
+            0,
+            libc::EADDRINUSE,
+            libc::EADDRINUSE,
+            libc::ENOENT,
+            libc::EADDRINUSE,
+            libc::ENOTDIR,
+            libc::EINVAL * 1000 + libc::EADDRINUSE
+        ],
+        "the kernel's own answers"
+    );
+    assert_eq!(results[1], results[0], "supervised against the kernel's");
+}
+
+/// The credentials an `AF_UNIX` peer reads (`SO_PEERCRED`) of a connect or a listener the
+/// supervisor carried out are the app's uid and gid — not the supervisor's, which under a root
+/// broker is root (before, a root broker's container looked like uid 0 to every `AF_UNIX`
+/// server it connected to, and its listeners to their clients). Pathname and abstract names.
+#[test]
+fn unix_peers_read_the_apps_credentials_not_the_supervisors() {
+    if !rustix::process::geteuid().is_root() {
+        println!(
+            "SKIPPED: needs root (an unprivileged supervisor has the app's uid: nothing to tell \
+             apart)"
+        );
+        return;
+    }
+    let Some(w) = world() else { return };
+    const NOBODY: u32 = 65534;
+    fn peer(fd: i32) -> (i32, i32) {
+        let mut cred = libc::ucred { pid: 0, uid: 0, gid: 0 };
+        let mut n = size_of::<libc::ucred>() as libc::socklen_t;
+        // SAFETY: getsockopt writes at most `n` bytes into `cred`, on this stack frame.
+        let rc = unsafe {
+            libc::getsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_PEERCRED,
+                (&raw mut cred).cast(),
+                &mut n,
+            )
+        };
+        if rc != 0 { (-1, -1) } else { (cred.uid as i32, cred.gid as i32) }
+    }
+    fn app(page: &Page) -> [i32; 8] {
+        let mut r = [0i32; 8];
+        // SAFETY: raw id changes of this one-threaded child; chdir reads the page's path;
+        // socket, bind, listen, connect and accept on this stack's buffers.
+        unsafe {
+            let none: [libc::gid_t; 0] = [];
+            let ids = libc::syscall(libc::SYS_setgroups, 0, none.as_ptr()) == 0
+                && libc::syscall(libc::SYS_setresgid, NOBODY, NOBODY, NOBODY) == 0
+                && libc::syscall(libc::SYS_setresuid, NOBODY, NOBODY, NOBODY) == 0;
+            if !ids || libc::chdir(str_at(page, 0)) != 0 {
+                return [-1; 8];
+            }
+            let mut named = [0u8; 110];
+            named[..2].copy_from_slice(&(libc::AF_UNIX as u16).to_ne_bytes());
+            named[2..8].copy_from_slice(b"p.sock");
+            let mut abs = [0u8; 20];
+            abs[..2].copy_from_slice(&(libc::AF_UNIX as u16).to_ne_bytes());
+            abs[3..19].copy_from_slice(b"appipc-lb-peercr");
+            for (k, (addr, len)) in [(&named[..], 110u32), (&abs[..], 19)].into_iter().enumerate() {
+                let l = libc::socket(libc::AF_UNIX, libc::SOCK_STREAM, 0);
+                let c = libc::socket(libc::AF_UNIX, libc::SOCK_STREAM, 0);
+                if libc::bind(l, addr.as_ptr().cast(), len) != 0
+                    || libc::listen(l, 4) != 0
+                    || libc::connect(c, addr.as_ptr().cast(), len) != 0
+                {
+                    r[k * 4] = -(errno_of(-1) + 10);
+                    continue;
+                }
+                let a = libc::accept(l, std::ptr::null_mut(), std::ptr::null_mut());
+                (r[k * 4], r[k * 4 + 1]) = peer(a);
+                (r[k * 4 + 2], r[k * 4 + 3]) = peer(c);
+            }
+        }
+        r
+    }
+    let d = scratch_dir("peercred");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let page = Page::new();
+    put_str(&page, 0, d.as_os_str().as_encoded_bytes());
+    let script: Script = Box::new(|_, _| panic!("asked about a local socket"));
+    let (r, asks) = run_with(&w, &page, app, Some(script), false, std::slice::from_ref(&d));
+    let n = NOBODY as i32;
+    assert_eq!(r, [n; 8], "connector's and listener's uid and gid, pathname then abstract");
+    assert!(asks.is_empty());
+    std::fs::remove_dir_all(&d).unwrap();
+}
+
 /// Everything else a container does with its own sockets is carried out by the supervisor as
 /// the kernel would: an abstract `AF_UNIX` bind, listen and connect, an autobind, a netlink
 /// bind, a UDP connect, a connect to an address its namespace does not reach, a nonblocking
@@ -1194,4 +1390,29 @@ fn a_containers_other_socket_calls_are_carried_out_as_the_kernel_would() {
     assert_eq!(r[7], libc::EBADF, "listen on no fd: {r:?}");
     assert!(asks.is_empty(), "{asks:?}");
     drop(a_listener);
+}
+
+/// A supervisor that could not find out its namespace when it started (no memory, no fd left)
+/// does not take that for a kernel that cannot tell namespaces apart — which would let every
+/// call through for the container's life — but finds it out at the next call.
+#[test]
+fn a_namespace_not_found_out_at_start_is_at_the_next_call() {
+    let (ours, _theirs) = crate::socket::seqpacket_pair().unwrap();
+    let mut link = super::BrokerLink::new(ours);
+    if link.netns_unknowable {
+        println!("SKIPPED: this kernel cannot tell namespaces apart (before Linux 5.14)");
+        return;
+    }
+    let known = link.own_netns;
+    assert!(known.is_some());
+    link.own_netns = None;
+    let proc = rustix::fs::open(
+        "/proc",
+        rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .unwrap();
+    let mut ctx = super::Context::new(proc, super::super::Caps::Keep);
+    ctx.broker = Some(link);
+    assert_eq!(super::own_netns(&mut ctx).unwrap(), known);
 }

@@ -416,20 +416,35 @@ fn writable(dir: &Path) -> Value {
 }
 
 /// A pathname unix socket made (bound, connected to, then removed) in `dir`; it must be this
-/// process's own file (its uid).
+/// process's own file (its uid), and both ends must read this process's uid and gid as their
+/// peer's (`SO_PEERCRED`: the supervisor carries the bind, listen and connect out).
 fn unix_bind(dir: &Path) -> Value {
     use std::os::unix::fs::MetadataExt;
     let path = dir.join(format!("escape-check-{}.sock", std::process::id()));
-    let r = std::os::unix::net::UnixListener::bind(&path).and_then(|_listener| {
+    let r = std::os::unix::net::UnixListener::bind(&path).and_then(|listener| {
         let owner = std::fs::symlink_metadata(&path)?.uid();
         let connected = std::os::unix::net::UnixStream::connect(&path);
         let _ = std::fs::remove_file(&path);
-        connected?;
+        let client = connected.map_err(|e| io::Error::new(e.kind(), format!("connect: {e}")))?;
+        let (server, _) =
+            listener.accept().map_err(|e| io::Error::new(e.kind(), format!("accept: {e}")))?;
         let uid = rustix::process::getuid().as_raw();
+        let gid = rustix::process::getgid().as_raw();
         if owner != uid {
             return Err(io::Error::other(format!("made, owned by uid {owner}, not {uid}")));
         }
-        Ok(format!("made {}, connected to it", path.display()))
+        for (end, fd) in [("connector", &server), ("listener", &client)] {
+            // The pid is the supervisor's: 0 here, outside this pid namespace.
+            let c = appipc_sys::cred::peer_credentials(fd)
+                .map_err(|e| io::Error::new(e.kind(), format!("SO_PEERCRED of the {end}: {e}")))?;
+            let (u, g) = (c.uid, c.gid);
+            if (u, g) != (uid, gid) {
+                return Err(io::Error::other(format!(
+                    "the {end} reads as uid {u} gid {g}, not {uid} {gid}"
+                )));
+            }
+        }
+        Ok(format!("made {}, connected to it as uid {uid} gid {gid}", path.display()))
     });
     attempt(r)
 }
