@@ -182,7 +182,8 @@ pub fn main_if_keeper() -> Option<std::process::ExitCode> {
 fn is_the_broker(conn: &OwnedFd, runtime_dir: &Path) -> bool {
     let Ok(creds) = appipc_sys::cred::peer_credentials(conn) else { return false };
     let holder = appipc_sys::fs::lock_holder(&runtime_dir.join("broker.lock")).ok().flatten();
-    creds.uid == rustix::process::geteuid().as_raw() && holder == Some(creds.pid)
+    // Pid 0: a peer outside this pid namespace (as is a lock holder there): never the broker.
+    creds.pid != 0 && creds.uid == rustix::process::geteuid().as_raw() && holder == Some(creds.pid)
 }
 
 struct KeeperState {

@@ -437,6 +437,18 @@ impl Broker {
                 }
                 continue;
             }
+            if creds.pid == 0 {
+                // A peer outside the broker's pid namespace (the kernel gives no pid): it
+                // could not be told from any other such peer, nor followed.
+                if let Some(n) = shared.log_limiter.allow("peer outside the pid namespace") {
+                    tracing::warn!(
+                        peer_uid = creds.uid,
+                        suppressed = n,
+                        "refused a peer outside the broker's pid namespace"
+                    );
+                }
+                continue;
+            }
             let caller = Caller::unpackaged(shared.next_key(), creds.pid, creds.uid);
             // Served once the keeper has it (within a bound): a broker that dies after it
             // answered the connection's first request does not take the connection along.

@@ -174,7 +174,8 @@ fn caller_of(shared: &Shared, kept: &Kept) -> Option<(Caller, bool)> {
     match &kept.record {
         Record::Public => {
             let c = appipc_sys::cred::peer_credentials(&kept.fd).ok()?;
-            (c.uid == shared.uid).then(|| (Caller::unpackaged(key, c.pid, c.uid), false))
+            (c.uid == shared.uid && c.pid != 0)
+                .then(|| (Caller::unpackaged(key, c.pid, c.uid), false))
         }
         Record::Unpackaged { pid, uid } => {
             (*uid == shared.uid).then(|| (Caller::unpackaged(key, *pid, *uid), false))

@@ -506,6 +506,7 @@ fn run(channel: RawFd, broker: RawFd, parent: rustix::process::Pid, socket_dirs:
         exit_now(1);
     }
     let mut ctx = Context::new(proc, Caps::Toggle);
+    ctx.parent = Some(parent);
     ctx.broker = broker.map(loopback::BrokerLink::new);
     ctx.socket_dirs = socket_dirs;
     serve(&listener, &mut ctx)
@@ -989,6 +990,9 @@ pub(crate) struct Context {
     /// The supervisor's own credentials, as it started (`None` if they could not be read:
     /// then it never takes on a caller's).
     own_creds: Option<loopback::Creds>,
+    /// The process the supervisor dies with (its parent-death signal is armed again after each
+    /// change of credentials, which clears it); `None` for a detached one.
+    parent: Option<rustix::process::Pid>,
 }
 
 /// Identity of a directory for `..` at the root: (mount id, device, inode).
@@ -1024,6 +1028,7 @@ impl Context {
             broker: None,
             socket_dirs: SocketDirs::NONE,
             own_creds: loopback::own_creds().ok(),
+            parent: None,
         }
     }
 

@@ -327,8 +327,9 @@ fn own_netns_cookie() -> Result<Option<u64>> {
             &mut len,
         )
     };
-    if rc == 0 && len as usize == size_of::<u64>() {
-        return Ok(Some(v));
+    if rc == 0 {
+        // A kernel whose cookie is not a u64 cannot say, as far as this code knows.
+        return Ok((len as usize == size_of::<u64>()).then_some(v));
     }
     match std::io::Error::last_os_error().raw_os_error() {
         Some(libc::ENOPROTOOPT) => Ok(None),
@@ -534,15 +535,16 @@ fn unix_path<'a>(socket: &OwnedFd, addr: &'a [u8]) -> Option<&'a [u8]> {
     Some(&path[..path.iter().position(|&b| b == 0).unwrap_or(path.len())])
 }
 
-/// A `sockaddr_un` naming `path` (the kernel's limit: 107 bytes and a NUL).
-fn sockaddr_un(path: &[u8]) -> Result<([u8; 110], usize)> {
-    let mut a = [0u8; 110];
-    if path.len() > 107 {
+/// A `sockaddr_un` naming `path`, NUL-terminated when there is room: the kernel takes a path of
+/// up to 108 bytes (all of `sun_path`, adding the NUL itself).
+fn sockaddr_un(path: &[u8]) -> Result<([u8; 111], usize)> {
+    let mut a = [0u8; 111];
+    if path.len() > 108 {
         return Err(Errno::INVAL);
     }
     a[..2].copy_from_slice(&(libc::AF_UNIX as u16).to_ne_bytes());
     a[2..2 + path.len()].copy_from_slice(path);
-    Ok((a, 2 + path.len() + 1))
+    Ok((a, (2 + path.len() + 1).min(size_of::<libc::sockaddr_un>())))
 }
 
 /// A pathname `AF_UNIX` connect: the path is resolved as the kernel would have for the app (in
@@ -976,11 +978,12 @@ fn unix_path_bind(
     // security check (Landlock), then the directory's permissions (the bind itself).
     let (cname, _) = sockaddr_un(name)?;
     let cname = std::ffi::CStr::from_bytes_until_nul(&cname[2..]).map_err(|_| Errno::INVAL)?;
-    let taken = name == b"."
-        || name == b".."
-        || rustix::fs::statat(&dir, cname, rustix::fs::AtFlags::SYMLINK_NOFOLLOW).is_ok();
-    if taken {
-        return Err(Errno::ADDRINUSE);
+    // The lookup itself needs search permission on the directory, for `.` and `..` too:
+    // `EACCES` before anything else, as the kernel's path walk says.
+    match rustix::fs::statat(&dir, cname, rustix::fs::AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(_) => return Err(Errno::ADDRINUSE),
+        Err(Errno::NOENT) => {}
+        Err(e) => return Err(e),
     }
     if trailing {
         return Err(Errno::NOENT);
@@ -1426,10 +1429,27 @@ fn set_creds(to: &Creds) -> bool {
                 libc::setfsuid(to.fsuid);
                 true
             };
-        if libc::geteuid() == 0 && super::Caps::set_effective(CapabilitySet::empty()).is_err() {
-            return false;
-        }
-        ok && own_creds().is_ok_and(|now| now.same(to))
+        // Emptied whatever the euid: leaving 0 clears the effective set only without
+        // `SECBIT_NO_SETUID_FIXUP`, which a broker could have passed on.
+        let dropped = super::Caps::set_effective(CapabilitySet::empty()).is_ok()
+            && rustix::thread::capabilities(None).is_ok_and(|c| c.effective.is_empty());
+        ok && dropped && own_creds().is_ok_and(|now| now.same(to))
+    }
+}
+
+/// What a change of credentials undid (`commit_creds`): the parent-death signal, cleared, and
+/// the process's dumpability, reset to `fs.suid_dumpable`. Armed again, and the parent checked
+/// (it may have gone while the signal was off); exits if either fails.
+fn after_creds_change(ctx: &Context) {
+    use rustix::process::{DumpableBehavior, Signal, getppid, set_dumpable_behavior};
+    if let Some(parent) = ctx.parent
+        && (rustix::process::set_parent_process_death_signal(Some(Signal::KILL)).is_err()
+            || getppid() != Some(parent))
+    {
+        super::exit_now(1);
+    }
+    if set_dumpable_behavior(DumpableBehavior::NotDumpable).is_err() {
+        super::exit_now(1);
     }
 }
 
@@ -1462,6 +1482,7 @@ fn as_app<T>(
         // Never serve anyone with the wrong credentials.
         super::exit_now(1);
     }
+    after_creds_change(ctx);
     r
 }
 

@@ -183,8 +183,13 @@ fn run_with(
         rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).unwrap();
     let (userns, netns) = (w.a_ns.0.as_raw_fd(), w.a_ns.1.as_raw_fd());
     let join_user = !rustix::process::geteuid().is_root();
-    // SAFETY: the child only makes async-signal-safe calls and ends with _exit.
-    let child = unsafe { crate::sandbox::raw_fork() }.unwrap();
+    // glibc's fork, not `raw_fork`: its atfork handlers leave malloc's locks usable in the
+    // child, where the race tests start threads (through `raw_fork`, a lock another test's
+    // thread held at the fork hung a racer's first allocation, and the suite with it).
+    // SAFETY: the child makes only async-signal-safe calls and what glibc's fork makes safe
+    // in a child (malloc, thread creation), and ends with _exit.
+    let child = unsafe { libc::fork() };
+    assert!(child >= 0, "fork: {}", std::io::Error::last_os_error());
     if child == 0 {
         // SAFETY: setns takes fds open in this process.
         let joined = unsafe {
@@ -1157,8 +1162,13 @@ fn run_plain(w: &World, page: &Page, app: App) -> [i32; 8] {
         rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).unwrap();
     let (userns, netns) = (w.a_ns.0.as_raw_fd(), w.a_ns.1.as_raw_fd());
     let join_user = !rustix::process::geteuid().is_root();
-    // SAFETY: the child only makes async-signal-safe calls and ends with _exit.
-    let child = unsafe { crate::sandbox::raw_fork() }.unwrap();
+    // glibc's fork, not `raw_fork`: its atfork handlers leave malloc's locks usable in the
+    // child, where the race tests start threads (through `raw_fork`, a lock another test's
+    // thread held at the fork hung a racer's first allocation, and the suite with it).
+    // SAFETY: the child makes only async-signal-safe calls and what glibc's fork makes safe
+    // in a child (malloc, thread creation), and ends with _exit.
+    let child = unsafe { libc::fork() };
+    assert!(child >= 0, "fork: {}", std::io::Error::last_os_error());
     if child == 0 {
         // SAFETY: setns takes fds open in this process.
         let joined = unsafe {
@@ -1249,6 +1259,69 @@ fn pathname_unix_bind_errors_are_the_kernels() {
         ],
         "the kernel's own answers"
     );
+    assert_eq!(results[1], results[0], "supervised against the kernel's");
+}
+
+/// Below a directory the app cannot search, a pathname `AF_UNIX` bind is `EACCES` before
+/// anything else — for a new name, an existing one, `.` and a trailing slash — as the kernel's
+/// path walk says, supervised or not. As uid 65534 when the test runs as root.
+#[test]
+fn a_bind_below_a_directory_the_app_cannot_search_is_eacces_first() {
+    let Some(w) = world() else { return };
+    fn app(page: &Page) -> [i32; 8] {
+        // SAFETY: raw id changes of this one-threaded child; chdir reads the page's path.
+        unsafe {
+            if libc::geteuid() == 0 {
+                let none: [libc::gid_t; 0] = [];
+                let ids = libc::syscall(libc::SYS_setgroups, 0, none.as_ptr()) == 0
+                    && libc::syscall(libc::SYS_setresgid, 65534, 65534, 65534) == 0
+                    && libc::syscall(libc::SYS_setresuid, 65534, 65534, 65534) == 0;
+                if !ids {
+                    return [-1; 8];
+                }
+            }
+            if libc::chdir(str_at(page, 0)) != 0 {
+                return [-2; 8];
+            }
+        }
+        [
+            unix_bind_len(page, 1024, 110),
+            unix_bind_len(page, 1100, 110),
+            unix_bind_len(page, 1200, 110),
+            unix_bind_len(page, 1300, 110),
+            unix_bind_len(page, 1400, 110),
+            0,
+            0,
+            0,
+        ]
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let mut results = Vec::new();
+    for supervised in [false, true] {
+        let d = scratch_dir(if supervised { "locked-supervised" } else { "locked-plain" });
+        std::fs::create_dir(d.join("locked")).unwrap();
+        std::fs::write(d.join("locked/taken"), b"").unwrap();
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o777)).unwrap();
+        std::fs::set_permissions(d.join("locked"), std::fs::Permissions::from_mode(0o666)).unwrap();
+        let page = Page::new();
+        put_str(&page, 0, d.as_os_str().as_encoded_bytes());
+        put_str(&page, 1024, b"locked/new.sock");
+        put_str(&page, 1100, b"locked/taken");
+        put_str(&page, 1200, b"locked/.");
+        put_str(&page, 1300, b"locked/taken/");
+        put_str(&page, 1400, b"open.sock");
+        let r = if supervised {
+            let script: Script = Box::new(|_, _| panic!("asked about a local socket"));
+            run_with(&w, &page, app, Some(script), false, std::slice::from_ref(&d)).0
+        } else {
+            run_plain(&w, &page, app)
+        };
+        results.push(r);
+        std::fs::set_permissions(d.join("locked"), std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+    let e = libc::EACCES;
+    assert_eq!(results[0], [e, e, e, e, 0, 0, 0, 0], "the kernel's own answers");
     assert_eq!(results[1], results[0], "supervised against the kernel's");
 }
 
