@@ -419,36 +419,7 @@ impl Broker {
                     continue;
                 }
             };
-            let creds = match appipc_sys::cred::peer_credentials(&conn) {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot read peer credentials; closing");
-                    continue;
-                }
-            };
-            if creds.uid != shared.uid {
-                if let Some(n) = shared.log_limiter.allow("peer of another user") {
-                    tracing::warn!(
-                        peer_uid = creds.uid,
-                        peer_pid = creds.pid,
-                        suppressed = n,
-                        "refused a peer of another user"
-                    );
-                }
-                continue;
-            }
-            if creds.pid == 0 {
-                // A peer outside the broker's pid namespace (the kernel gives no pid): it
-                // could not be told from any other such peer, nor followed.
-                if let Some(n) = shared.log_limiter.allow("peer outside the pid namespace") {
-                    tracing::warn!(
-                        peer_uid = creds.uid,
-                        suppressed = n,
-                        "refused a peer outside the broker's pid namespace"
-                    );
-                }
-                continue;
-            }
+            let Some(creds) = admitted(&shared, &conn) else { continue };
             let caller = Caller::unpackaged(shared.next_key(), creds.pid, creds.uid);
             // Served once the keeper has it (within a bound): a broker that dies after it
             // answered the connection's first request does not take the connection along.
@@ -474,6 +445,33 @@ impl Broker {
         }
         tracing::info!("broker stopped");
     }
+}
+
+/// The credentials of a peer of the public socket, if it may have a session: one of the
+/// broker's user, with a pid in the broker's pid namespace (pid 0: a peer outside it, which
+/// could not be told from any other such peer, nor followed). Refusals are logged.
+fn admitted(
+    shared: &Shared,
+    conn: impl std::os::fd::AsFd,
+) -> Option<appipc_sys::cred::PeerCredentials> {
+    let creds = match appipc_sys::cred::peer_credentials(conn) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read peer credentials; closing");
+            return None;
+        }
+    };
+    let refusal = if creds.uid != shared.uid {
+        "refused a peer of another user"
+    } else if creds.pid == 0 {
+        "refused a peer outside the broker's pid namespace"
+    } else {
+        return Some(creds);
+    };
+    if let Some(n) = shared.log_limiter.allow(refusal) {
+        tracing::warn!(peer_uid = creds.uid, peer_pid = creds.pid, suppressed = n, "{refusal}");
+    }
+    None
 }
 
 /// Once a flood has subsided (many sessions gone, or many queued bytes sent or dropped), and
