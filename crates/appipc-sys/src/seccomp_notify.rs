@@ -1120,12 +1120,9 @@ impl Context {
         if n == buf.len() { Ok(()) } else { Err(Errno::FAULT) }
     }
 
-    /// From the caller's `status`: its tgid as the supervisor's pid namespace numbers it, and
-    /// its tgid and tid in its own pid namespace (what its procfs's `self` and `thread-self`
-    /// name).
-    fn their_ids(&self, c: &Caller<'_>) -> Result<(u32, u32, u32)> {
+    /// The caller's `/proc/<tid>/status` (its first 4 KiB) into `buf`; its length.
+    fn their_status(&self, c: &Caller<'_>, buf: &mut [u8; 4096]) -> Result<usize> {
         let status = self.caps.reaching(|| self.proc_of(c.tid, c"status", OFlags::RDONLY))?;
-        let mut buf = [0u8; 4096];
         let mut len = 0;
         while len < buf.len() {
             let n = rustix::io::read(&status, &mut buf[len..])?;
@@ -1135,6 +1132,15 @@ impl Context {
             len += n;
         }
         c.still_waiting()?;
+        Ok(len)
+    }
+
+    /// From the caller's `status`: its tgid as the supervisor's pid namespace numbers it, and
+    /// its tgid and tid in its own pid namespace (what its procfs's `self` and `thread-self`
+    /// name).
+    fn their_ids(&self, c: &Caller<'_>) -> Result<(u32, u32, u32)> {
+        let mut buf = [0u8; 4096];
+        let len = self.their_status(c, &mut buf)?;
         let field = |key: &[u8], last: bool| -> Option<u32> {
             let text = &buf[..len];
             let start = text.windows(key.len()).position(|w| w == key)? + key.len();

@@ -288,6 +288,12 @@ impl BrokerLink {
 /// The network namespace a socket belongs to (`SO_NETNS_COOKIE`, Linux 5.14); `None` for an fd
 /// that is not a socket, or a kernel that cannot say.
 fn netns_cookie(fd: &OwnedFd) -> Option<u64> {
+    cookie_of(fd).ok().flatten()
+}
+
+/// `SO_NETNS_COOKIE` of `fd`: `Ok(None)` only for a kernel that cannot say (`ENOPROTOOPT`,
+/// before Linux 5.14, or a cookie that is not a u64), any other failure its errno.
+fn cookie_of(fd: &OwnedFd) -> Result<Option<u64>> {
     let mut v: u64 = 0;
     let mut len = size_of::<u64>() as libc::socklen_t;
     // SAFETY: getsockopt writes at most `len` (8) bytes into `v`, on this stack frame.
@@ -300,13 +306,19 @@ fn netns_cookie(fd: &OwnedFd) -> Option<u64> {
             &mut len,
         )
     };
-    (rc == 0 && len as usize == size_of::<u64>()).then_some(v)
+    if rc == 0 {
+        return Ok((len as usize == size_of::<u64>()).then_some(v));
+    }
+    match std::io::Error::last_os_error().raw_os_error() {
+        Some(libc::ENOPROTOOPT) => Ok(None),
+        e => Err(Errno::from_raw_os_error(e.unwrap_or(libc::ENOBUFS))),
+    }
 }
 
 /// The cookie of the calling process's network namespace (that of a socket it makes);
-/// `Ok(None)` only for a kernel that cannot say (`ENOPROTOOPT`, before Linux 5.14). Any other
-/// failure (no memory, no fd left) is an error, never taken for an old kernel: that would
-/// have every call let through for the container's life.
+/// `Ok(None)` only for a kernel that cannot say ([`cookie_of`]). Any other failure (no memory,
+/// no fd left) is an error, never taken for an old kernel: that would have every call let
+/// through for the container's life.
 fn own_netns_cookie() -> Result<Option<u64>> {
     use rustix::net::{AddressFamily, SocketFlags, SocketType};
     let s = rustix::net::socket_with(
@@ -315,26 +327,7 @@ fn own_netns_cookie() -> Result<Option<u64>> {
         SocketFlags::CLOEXEC,
         None,
     )?;
-    let mut v: u64 = 0;
-    let mut len = size_of::<u64>() as libc::socklen_t;
-    // SAFETY: getsockopt writes at most `len` (8) bytes into `v`, on this stack frame.
-    let rc = unsafe {
-        libc::getsockopt(
-            s.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_NETNS_COOKIE,
-            (&raw mut v).cast(),
-            &mut len,
-        )
-    };
-    if rc == 0 {
-        // A kernel whose cookie is not a u64 cannot say, as far as this code knows.
-        return Ok((len as usize == size_of::<u64>()).then_some(v));
-    }
-    match std::io::Error::last_os_error().raw_os_error() {
-        Some(libc::ENOPROTOOPT) => Ok(None),
-        e => Err(Errno::from_raw_os_error(e.unwrap_or(libc::ENOBUFS))),
-    }
+    cookie_of(&s)
 }
 
 /// The cookie of the supervisor's (the app's) network namespace, if the supervisor has a
@@ -1245,22 +1238,6 @@ impl Context {
             at = up;
         }
         Ok(false)
-    }
-
-    /// The caller's `/proc/<tid>/status` (its first 4 KiB) into `buf`; its length.
-    fn their_status(&self, c: &Caller<'_>, buf: &mut [u8; 4096]) -> Result<usize> {
-        let status =
-            self.caps.reaching(|| self.proc_of(c.tid, c"status", rustix::fs::OFlags::RDONLY))?;
-        let mut len = 0;
-        while len < buf.len() {
-            let n = rustix::io::read(&status, &mut buf[len..])?;
-            if n == 0 {
-                break;
-            }
-            len += n;
-        }
-        c.still_waiting()?;
-        Ok(len)
     }
 
     /// The caller's file-system uid and gid and its supplementary groups (`Uid:`, `Gid:` and

@@ -181,21 +181,8 @@ fn run_with(
     };
     let (results_read, results_write) =
         rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).unwrap();
-    let (userns, netns) = (w.a_ns.0.as_raw_fd(), w.a_ns.1.as_raw_fd());
-    let join_user = !rustix::process::geteuid().is_root();
-    // glibc's fork, not `raw_fork`: its atfork handlers leave malloc's locks usable in the
-    // child, where the race tests start threads (through `raw_fork`, a lock another test's
-    // thread held at the fork hung a racer's first allocation, and the suite with it).
-    // SAFETY: the child makes only async-signal-safe calls and what glibc's fork makes safe
-    // in a child (malloc, thread creation), and ends with _exit.
-    let child = unsafe { libc::fork() };
-    assert!(child >= 0, "fork: {}", std::io::Error::last_os_error());
+    let (child, joined) = fork_into_a(w);
     if child == 0 {
-        // SAFETY: setns takes fds open in this process.
-        let joined = unsafe {
-            (!join_user || libc::setns(userns, libc::CLONE_NEWUSER) == 0)
-                && libc::setns(netns, libc::CLONE_NEWNET) == 0
-        };
         let started =
             if full_trust { supervisor.start_detached().map(|_| 0) } else { supervisor.start() };
         let r = if !joined {
@@ -207,19 +194,56 @@ fn run_with(
         } else {
             app(page)
         };
-        let mut bytes = [0u8; 32];
-        for (i, v) in r.iter().enumerate() {
-            bytes[i * 4..i * 4 + 4].copy_from_slice(&v.to_ne_bytes());
-        }
-        let _ = rustix::io::write(&results_write, &bytes);
-        // SAFETY: ends the forked child without running the parent's code.
-        unsafe { libc::_exit(0) };
+        report(&results_write, r);
     }
     drop((filter, supervisor, results_write));
+    let r = collect(&results_read, child);
+    if let Some(t) = broker_thread {
+        t.join().unwrap();
+    }
+    let asks = std::mem::take(&mut seen.lock().unwrap().asks);
+    (r, asks)
+}
+
+/// Forks a child that joins namespace A: `(0, joined)` in the child, `(pid, true)` in the
+/// test. glibc's fork, not `raw_fork`: its atfork handlers leave malloc's locks usable in the
+/// child, where the race tests start threads (through `raw_fork`, a lock another test's
+/// thread held at the fork hung a racer's first allocation, and the suite with it).
+fn fork_into_a(w: &World) -> (libc::pid_t, bool) {
+    let (userns, netns) = (w.a_ns.0.as_raw_fd(), w.a_ns.1.as_raw_fd());
+    let join_user = !rustix::process::geteuid().is_root();
+    // SAFETY: the child makes only async-signal-safe calls and what glibc's fork makes safe
+    // in a child (malloc, thread creation), and ends with _exit (`report`).
+    let child = unsafe { libc::fork() };
+    assert!(child >= 0, "fork: {}", std::io::Error::last_os_error());
+    if child != 0 {
+        return (child, true);
+    }
+    // SAFETY: setns takes fds open in this process.
+    let joined = unsafe {
+        (!join_user || libc::setns(userns, libc::CLONE_NEWUSER) == 0)
+            && libc::setns(netns, libc::CLONE_NEWNET) == 0
+    };
+    (0, joined)
+}
+
+/// In the forked app child: sends its results to the test, and ends the child.
+fn report(results_write: &OwnedFd, r: [i32; 8]) -> ! {
+    let mut bytes = [0u8; 32];
+    for (i, v) in r.iter().enumerate() {
+        bytes[i * 4..i * 4 + 4].copy_from_slice(&v.to_ne_bytes());
+    }
+    let _ = rustix::io::write(results_write, &bytes);
+    // SAFETY: ends the forked child without running the parent's code.
+    unsafe { libc::_exit(0) }
+}
+
+/// In the test: the app child's results, once it has sent them; the child reaped.
+fn collect(results_read: &OwnedFd, child: libc::pid_t) -> [i32; 8] {
     let mut bytes = [0u8; 32];
     let mut got = 0;
     while got < bytes.len() {
-        let n = rustix::io::read(&results_read, &mut bytes[got..]).unwrap();
+        let n = rustix::io::read(results_read, &mut bytes[got..]).unwrap();
         assert!(n > 0, "the app child ended early");
         got += n;
     }
@@ -227,12 +251,8 @@ fn run_with(
         rustix::process::Pid::from_raw(child),
         rustix::process::WaitOptions::empty(),
     );
-    if let Some(t) = broker_thread {
-        t.join().unwrap();
-    }
     let r: Vec<i32> = bytes.chunks(4).map(|c| i32::from_ne_bytes(c.try_into().unwrap())).collect();
-    let asks = std::mem::take(&mut seen.lock().unwrap().asks);
-    (r.try_into().unwrap(), asks)
+    r.try_into().unwrap()
 }
 
 fn tcp_socket(domain: i32) -> i32 {
@@ -1160,44 +1180,13 @@ fn unix_bind_len(page: &Page, at: usize, len: usize) -> i32 {
 fn run_plain(w: &World, page: &Page, app: App) -> [i32; 8] {
     let (results_read, results_write) =
         rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).unwrap();
-    let (userns, netns) = (w.a_ns.0.as_raw_fd(), w.a_ns.1.as_raw_fd());
-    let join_user = !rustix::process::geteuid().is_root();
-    // glibc's fork, not `raw_fork`: its atfork handlers leave malloc's locks usable in the
-    // child, where the race tests start threads (through `raw_fork`, a lock another test's
-    // thread held at the fork hung a racer's first allocation, and the suite with it).
-    // SAFETY: the child makes only async-signal-safe calls and what glibc's fork makes safe
-    // in a child (malloc, thread creation), and ends with _exit.
-    let child = unsafe { libc::fork() };
-    assert!(child >= 0, "fork: {}", std::io::Error::last_os_error());
+    let (child, joined) = fork_into_a(w);
     if child == 0 {
-        // SAFETY: setns takes fds open in this process.
-        let joined = unsafe {
-            (!join_user || libc::setns(userns, libc::CLONE_NEWUSER) == 0)
-                && libc::setns(netns, libc::CLONE_NEWNET) == 0
-        };
         let r = if joined { app(page) } else { [-100; 8] };
-        let mut bytes = [0u8; 32];
-        for (i, v) in r.iter().enumerate() {
-            bytes[i * 4..i * 4 + 4].copy_from_slice(&v.to_ne_bytes());
-        }
-        let _ = rustix::io::write(&results_write, &bytes);
-        // SAFETY: ends the forked child without running the parent's code.
-        unsafe { libc::_exit(0) };
+        report(&results_write, r);
     }
     drop(results_write);
-    let mut bytes = [0u8; 32];
-    let mut got = 0;
-    while got < bytes.len() {
-        let n = rustix::io::read(&results_read, &mut bytes[got..]).unwrap();
-        assert!(n > 0, "the app child ended early");
-        got += n;
-    }
-    let _ = rustix::process::waitpid(
-        rustix::process::Pid::from_raw(child),
-        rustix::process::WaitOptions::empty(),
-    );
-    let r: Vec<i32> = bytes.chunks(4).map(|c| i32::from_ne_bytes(c.try_into().unwrap())).collect();
-    r.try_into().unwrap()
+    collect(&results_read, child)
 }
 
 /// A pathname `AF_UNIX` bind carried out by the supervisor fails as the kernel's own would, in
