@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # What the connect supervision of a packaged full-trust process costs (docs/performance.md,
 # "Packaged full-trust clients"): loop-probe connect timings on the host, unpackaged and as a
-# mediumIL application, and into an app container by its in rule. Needs `cargo build
+# mediumIL application, and into an app container by its in rule; and a local socket's connect
+# inside an app container (carried out by its supervisor). Needs `cargo build
 # --workspace --bins` (T: the binaries, target/debug by default; N: connects per timing).
 set -euo pipefail
 T=${T:-$(cd "$(dirname "$0")/.." && pwd)/target/debug}
@@ -56,6 +57,7 @@ for run in 1 2 3; do
   echo -n "host, full trust:    "; $T/appipc launch --wait "$A!Tool" -- connects $HP $N | grep connects
   echo -n "unix, unpackaged:    "; $T/loop-probe unix-connects $N
   echo -n "unix, full trust:    "; $T/appipc launch --wait "$A!Tool" -- unix-connects $N | grep connects
+  echo -n "unix, app container: "; $T/appipc launch --wait $B -- unix-connects $N | grep connects
   echo -n "container, full trust: "; $T/appipc launch --wait "$A!Tool" -- connects $BP 300 | grep connects
 done
 kill $SERVER
