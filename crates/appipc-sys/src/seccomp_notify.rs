@@ -30,7 +30,9 @@
 //! app container survives). It keeps only `CAP_SYS_PTRACE` (to reach into app processes that
 //! made themselves undumpable), effective only while it reads a call's arguments, and
 //! otherwise acts with the app's own uid, gids and no capabilities, so the kernel applies to
-//! the operation every check it applies to the app.
+//! the operation every check it applies to the app. (Under a root broker the supervisor is
+//! root, and takes on the app's credentials for each call that needs them — the loopback
+//! half's `as_app` — with `CAP_SETUID` and `CAP_SETGID` kept permitted for that alone.)
 //!
 //! For each notification it:
 //! 1. reads what the call names, never following it in the app: an fd is duplicated with
