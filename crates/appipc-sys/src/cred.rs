@@ -134,6 +134,59 @@ pub fn give_up_root() -> io::Result<bool> {
 mod tests {
     use super::*;
 
+    /// A peer outside the reader's pid namespace reads as pid 0 (the kernel's answer), with its
+    /// uid and gid — what an app reads for its container's supervisor. rustix's
+    /// `socket_peercred` could not hold that pid (its `Pid` is never 0).
+    #[test]
+    fn a_peer_outside_the_pid_namespace_is_pid_0() {
+        if !rustix::process::geteuid().is_root() {
+            println!("SKIPPED: a new pid namespace needs root here");
+            return;
+        }
+        let (a, _b) = crate::socket::seqpacket_pair().unwrap();
+        let (r, w) = rustix::pipe::pipe().unwrap();
+        // SAFETY: the child and grandchild make only raw calls on fds and stack buffers, and
+        // end with _exit.
+        let child = unsafe { libc::fork() };
+        assert!(child >= 0);
+        if child == 0 {
+            // SAFETY: as above.
+            unsafe {
+                if libc::unshare(libc::CLONE_NEWPID) != 0 {
+                    libc::_exit(2);
+                }
+                let grandchild = libc::fork();
+                if grandchild == 0 {
+                    let got = match peer_credentials(&a) {
+                        Ok(c) => [c.pid, c.uid, c.gid],
+                        Err(_) => [u32::MAX; 3],
+                    };
+                    let bytes: Vec<u8> = got.iter().flat_map(|v| v.to_ne_bytes()).collect();
+                    let _ = rustix::io::write(&w, &bytes);
+                    libc::_exit(0);
+                }
+                let mut status = 0;
+                libc::waitpid(grandchild, &mut status, 0);
+                libc::_exit(0);
+            }
+        }
+        drop(w);
+        let mut bytes = [0u8; 12];
+        let mut got = 0;
+        while got < 12 {
+            let n = rustix::io::read(&r, &mut bytes[got..]).unwrap();
+            assert!(n > 0, "the grandchild reported nothing");
+            got += n;
+        }
+        let _ = rustix::process::waitpid(
+            rustix::process::Pid::from_raw(child),
+            rustix::process::WaitOptions::empty(),
+        );
+        let v: Vec<u32> =
+            bytes.chunks(4).map(|c| u32::from_ne_bytes(c.try_into().unwrap())).collect();
+        assert_eq!(v, [0, current_uid(), rustix::process::getegid().as_raw()]);
+    }
+
     #[test]
     fn peer_is_self() {
         let (a, _b) = crate::socket::seqpacket_pair().unwrap();

@@ -501,7 +501,7 @@ fn own_connect(ctx: &mut Context, c: &Caller<'_>, socket: &OwnedFd, addr: &[u8])
         if addr.len() > size_of::<libc::sockaddr_un>() {
             return Err(Errno::INVAL);
         }
-        if let Some(path) = unix_path(socket, addr) {
+        if let Some(path) = unix_path(addr) {
             return as_app(ctx, c, |ctx| unix_path_connect(ctx, c, socket, path));
         }
         return as_app(ctx, c, |_| {
@@ -513,15 +513,12 @@ fn own_connect(ctx: &mut Context, c: &Caller<'_>, socket: &OwnedFd, addr: &[u8])
     connect_on(c, socket, addr)
 }
 
-/// The path of a pathname `AF_UNIX` address for an `AF_UNIX` socket (up to its first NUL, as
-/// the kernel reads it); `None` for anything else (an abstract name, an autobind, another
-/// family), which the kernel takes as it is.
-fn unix_path<'a>(socket: &OwnedFd, addr: &'a [u8]) -> Option<&'a [u8]> {
+/// The path of a pathname `AF_UNIX` address (up to its first NUL, as the kernel reads it),
+/// given for an `AF_UNIX` socket (the callers know its domain); `None` for anything else (an
+/// abstract name, an autobind, another family), which the kernel takes as it is.
+fn unix_path(addr: &[u8]) -> Option<&[u8]> {
     let family = addr.get(..2).map(|f| i32::from(u16::from_ne_bytes([f[0], f[1]])));
     if family != Some(libc::AF_UNIX) || addr.len() <= 2 || addr[2] == 0 {
-        return None;
-    }
-    if get_int(socket, libc::SO_DOMAIN).ok() != Some(libc::AF_UNIX) {
         return None;
     }
     let path = &addr[2..];
@@ -698,14 +695,17 @@ fn own_disconnect(
     }
     // Only the family counts for a disconnect, but the kernel copies the whole address first
     // (`EFAULT` if it cannot: then `None`, and the caller's read of it says so).
+    // The family alone first (every connect passes here), the whole address only for a
+    // disconnect; read again, it may no longer be one (the app's other threads).
     let mut bytes = [0u8; MAX_ADDR_LEN];
     let len = (len as usize).min(MAX_ADDR_LEN);
+    let unspec = |b: &[u8]| i32::from(u16::from_ne_bytes([b[0], b[1]])) == libc::AF_UNSPEC;
     ctx.their_bytes(c, addr, &mut bytes[..2]).ok()?;
-    if i32::from(u16::from_ne_bytes([bytes[0], bytes[1]])) != libc::AF_UNSPEC {
+    if !unspec(&bytes) {
         return None;
     }
     ctx.their_bytes(c, addr, &mut bytes[..len]).ok()?;
-    if i32::from(u16::from_ne_bytes([bytes[0], bytes[1]])) != libc::AF_UNSPEC {
+    if !unspec(&bytes) {
         return None;
     }
     if let Err(e) = c.still_waiting() {
@@ -890,14 +890,16 @@ fn own_bind(
     if len > 0 {
         ctx.their_bytes(c, addr, &mut bytes[..len]).map_err(|_| Errno::FAULT)?;
     }
-    if domain != libc::AF_INET && domain != libc::AF_INET6 {
+    if domain == libc::AF_UNIX {
         // The kernel's check of an `AF_UNIX` address: at most a `sockaddr_un`.
-        if domain == libc::AF_UNIX && len > size_of::<libc::sockaddr_un>() {
+        if len > size_of::<libc::sockaddr_un>() {
             return Err(Errno::INVAL);
         }
-        if let Some(path) = unix_path(&socket, &bytes[..len]) {
+        if let Some(path) = unix_path(&bytes[..len]) {
             return as_app(ctx, c, |ctx| unix_path_bind(ctx, c, &socket, path));
         }
+    }
+    if domain != libc::AF_INET && domain != libc::AF_INET6 {
         c.still_waiting()?;
         raw_bind(&socket, &bytes[..len])?;
         return Ok(Reply::Done);
@@ -969,8 +971,8 @@ fn unix_path_bind(
     }
     // The kernel's order: a name taken (`.` and `..` are), then a read-only mount, then the
     // security check (Landlock), then the directory's permissions (the bind itself).
-    let (cname, _) = sockaddr_un(name)?;
-    let cname = std::ffi::CStr::from_bytes_until_nul(&cname[2..]).map_err(|_| Errno::INVAL)?;
+    let (addr, len) = sockaddr_un(name)?;
+    let cname = std::ffi::CStr::from_bytes_until_nul(&addr[2..]).map_err(|_| Errno::INVAL)?;
     // The lookup itself needs search permission on the directory, for `.` and `..` too:
     // `EACCES` before anything else, as the kernel's path walk says.
     match rustix::fs::statat(&dir, cname, rustix::fs::AtFlags::SYMLINK_NOFOLLOW) {
@@ -988,7 +990,6 @@ fn unix_path_bind(
         return Err(Errno::ACCESS);
     }
     let umask = ctx.their_umask(c)?;
-    let (addr, len) = sockaddr_un(name)?;
     c.still_waiting()?;
     rustix::process::fchdir(&dir)?;
     let old = rustix::process::umask(rustix::fs::Mode::from_raw_mode(umask));

@@ -1026,14 +1026,21 @@ fn str_at(page: &Page, at: usize) -> *const libc::c_char {
     page.addr(at).cast()
 }
 
-/// `connect` of a new `AF_UNIX` stream socket to the path at page offset `at`.
-fn unix_connect(page: &Page, at: usize) -> i32 {
-    let mut a = [0u8; 110];
-    a[..2].copy_from_slice(&(libc::AF_UNIX as u16).to_ne_bytes());
+/// [`unix_addr`] of the path at page offset `at` (at most 107 bytes of it), in a
+/// `sockaddr_storage`'s room (NULs after it).
+fn unix_addr_at(page: &Page, at: usize) -> [u8; 128] {
     // SAFETY: strlen reads the NUL-terminated string the test put on the page.
     let n = unsafe { libc::strlen(str_at(page, at)) }.min(107);
-    // SAFETY: within the page.
-    unsafe { std::ptr::copy_nonoverlapping(page.0.add(at), a.as_mut_ptr().add(2), n) };
+    // SAFETY: `n` bytes within the page, written by the test before the fork.
+    let path = unsafe { std::slice::from_raw_parts(page.0.add(at), n) };
+    let mut a = [0u8; 128];
+    a[..110].copy_from_slice(&unix_addr(path));
+    a
+}
+
+/// `connect` of a new `AF_UNIX` stream socket to the path at page offset `at`.
+fn unix_connect(page: &Page, at: usize) -> i32 {
+    let a = unix_addr_at(page, at);
     // SAFETY: socket takes integers; connect reads 110 bytes of `a`.
     unsafe {
         let s = libc::socket(libc::AF_UNIX, libc::SOCK_STREAM, 0);
@@ -1086,12 +1093,7 @@ fn pathname_unix_connects_are_resolved_as_for_the_app() {
 
 /// `bind` of a new `AF_UNIX` stream socket to the path at page offset `at`; then `listen`.
 fn unix_bind(page: &Page, at: usize) -> i32 {
-    let mut a = [0u8; 110];
-    a[..2].copy_from_slice(&(libc::AF_UNIX as u16).to_ne_bytes());
-    // SAFETY: strlen reads the NUL-terminated string the test put on the page.
-    let n = unsafe { libc::strlen(str_at(page, at)) }.min(107);
-    // SAFETY: within the page.
-    unsafe { std::ptr::copy_nonoverlapping(page.0.add(at), a.as_mut_ptr().add(2), n) };
+    let a = unix_addr_at(page, at);
     // SAFETY: socket and listen take integers; bind reads 110 bytes of `a`.
     unsafe {
         let s = libc::socket(libc::AF_UNIX, libc::SOCK_STREAM, 0);
@@ -1162,12 +1164,7 @@ fn pathname_unix_binds_are_made_where_landlock_would_let_the_app() {
 /// `bind` of a new `AF_UNIX` stream socket to the path at page offset `at`, the address
 /// `len` bytes long (the path, then NULs).
 fn unix_bind_len(page: &Page, at: usize, len: usize) -> i32 {
-    let mut a = [0u8; 128];
-    a[..2].copy_from_slice(&(libc::AF_UNIX as u16).to_ne_bytes());
-    // SAFETY: strlen reads the NUL-terminated string the test put on the page.
-    let n = unsafe { libc::strlen(str_at(page, at)) }.min(107);
-    // SAFETY: within the page.
-    unsafe { std::ptr::copy_nonoverlapping(page.0.add(at), a.as_mut_ptr().add(2), n) };
+    let a = unix_addr_at(page, at);
     // SAFETY: socket takes integers; bind reads `len` (≤ 128) bytes of `a`.
     unsafe {
         let s = libc::socket(libc::AF_UNIX, libc::SOCK_STREAM, 0);
@@ -1188,6 +1185,46 @@ fn run_plain(w: &World, page: &Page, app: App) -> [i32; 8] {
     drop(results_write);
     collect(&results_read, child)
 }
+
+/// Runs `app` as the kernel answers it ([`run_plain`]) and supervised (the folder writable
+/// for it), each in a scratch folder of its own that `prepare` fills, with the page (whose
+/// offset 0 holds the folder); the folders (for the caller to look at and remove) and the
+/// results, the kernel's first.
+fn plain_and_supervised(
+    w: &World,
+    name: &str,
+    app: App,
+    prepare: impl Fn(&std::path::Path, &Page),
+) -> [(std::path::PathBuf, [i32; 8]); 2] {
+    [false, true].map(|supervised| {
+        let d = scratch_dir(&format!("{name}-{}", if supervised { "supervised" } else { "plain" }));
+        let page = Page::new();
+        put_str(&page, 0, d.as_os_str().as_encoded_bytes());
+        prepare(&d, &page);
+        let r = if supervised {
+            let script: Script = Box::new(|_, _| panic!("asked about a local socket"));
+            run_with(w, &page, app, Some(script), false, std::slice::from_ref(&d)).0
+        } else {
+            run_plain(w, &page, app)
+        };
+        (d, r)
+    })
+}
+
+/// The app child becomes uid and gid 65534 with no supplementary group (raw calls: this one
+/// thread's credentials); whether it did.
+fn become_nobody() -> bool {
+    let none: [libc::gid_t; 0] = [];
+    // SAFETY: raw setgroups reads no gid (a count of 0); setresgid and setresuid take integers.
+    unsafe {
+        libc::syscall(libc::SYS_setgroups, 0, none.as_ptr()) == 0
+            && libc::syscall(libc::SYS_setresgid, NOBODY, NOBODY, NOBODY) == 0
+            && libc::syscall(libc::SYS_setresuid, NOBODY, NOBODY, NOBODY) == 0
+    }
+}
+
+/// The uid and gid the tests' apps take when the test runs as root.
+const NOBODY: u32 = 65534;
 
 /// A pathname `AF_UNIX` bind carried out by the supervisor fails as the kernel's own would, in
 /// the kernel's order: the same errno for a trailing slash on a directory (`EADDRINUSE`) or
@@ -1210,30 +1247,22 @@ fn pathname_unix_bind_errors_are_the_kernels() {
             unix_bind_len(page, 1500, 111) * 1000 + unix_bind_len(page, 1600, 110),
         ]
     }
-    let mut results = Vec::new();
-    for supervised in [false, true] {
-        let d = scratch_dir(if supervised { "errs-supervised" } else { "errs-plain" });
+    let results = plain_and_supervised(&w, "errs", app, |d, page| {
         std::fs::create_dir(d.join("sub")).unwrap();
         std::fs::write(d.join("plain"), b"").unwrap();
-        let page = Page::new();
-        put_str(&page, 0, d.as_os_str().as_encoded_bytes());
-        put_str(&page, 1024, b"a.sock");
-        put_str(&page, 1100, b"sub/");
-        put_str(&page, 1200, b"missing/");
-        put_str(&page, 1300, b"/");
-        put_str(&page, 1400, b"plain/x.sock");
-        put_str(&page, 1500, b"long.sock");
-        put_str(&page, 1600, b"sub//");
-        let r = if supervised {
-            let script: Script = Box::new(|_, _| panic!("asked about a local socket"));
-            run_with(&w, &page, app, Some(script), false, std::slice::from_ref(&d)).0
-        } else {
-            run_plain(&w, &page, app)
-        };
-        assert!(!d.join("long.sock").exists(), "supervised={supervised}: {r:?}");
-        results.push(r);
-        std::fs::remove_dir_all(&d).unwrap();
+        put_str(page, 1024, b"a.sock");
+        put_str(page, 1100, b"sub/");
+        put_str(page, 1200, b"missing/");
+        put_str(page, 1300, b"/");
+        put_str(page, 1400, b"plain/x.sock");
+        put_str(page, 1500, b"long.sock");
+        put_str(page, 1600, b"sub//");
+    });
+    for (d, r) in &results {
+        assert!(!d.join("long.sock").exists(), "{d:?}: {r:?}");
+        std::fs::remove_dir_all(d).unwrap();
     }
+    let results = [results[0].1, results[1].1];
     assert_eq!(
         results[0],
         [
@@ -1258,20 +1287,12 @@ fn pathname_unix_bind_errors_are_the_kernels() {
 fn a_bind_below_a_directory_the_app_cannot_search_is_eacces_first() {
     let Some(w) = world() else { return };
     fn app(page: &Page) -> [i32; 8] {
-        // SAFETY: raw id changes of this one-threaded child; chdir reads the page's path.
-        unsafe {
-            if libc::geteuid() == 0 {
-                let none: [libc::gid_t; 0] = [];
-                let ids = libc::syscall(libc::SYS_setgroups, 0, none.as_ptr()) == 0
-                    && libc::syscall(libc::SYS_setresgid, 65534, 65534, 65534) == 0
-                    && libc::syscall(libc::SYS_setresuid, 65534, 65534, 65534) == 0;
-                if !ids {
-                    return [-1; 8];
-                }
-            }
-            if libc::chdir(str_at(page, 0)) != 0 {
-                return [-2; 8];
-            }
+        if rustix::process::geteuid().is_root() && !become_nobody() {
+            return [-1; 8];
+        }
+        // SAFETY: chdir reads the NUL-terminated path the test put on the page.
+        if unsafe { libc::chdir(str_at(page, 0)) } != 0 {
+            return [-2; 8];
         }
         [
             unix_bind_len(page, 1024, 110),
@@ -1285,30 +1306,25 @@ fn a_bind_below_a_directory_the_app_cannot_search_is_eacces_first() {
         ]
     }
     use std::os::unix::fs::PermissionsExt;
-    let mut results = Vec::new();
-    for supervised in [false, true] {
-        let d = scratch_dir(if supervised { "locked-supervised" } else { "locked-plain" });
+    let mode = |p: &std::path::Path, m| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap();
+    };
+    let results = plain_and_supervised(&w, "locked", app, |d, page| {
         std::fs::create_dir(d.join("locked")).unwrap();
         std::fs::write(d.join("locked/taken"), b"").unwrap();
-        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o777)).unwrap();
-        std::fs::set_permissions(d.join("locked"), std::fs::Permissions::from_mode(0o666)).unwrap();
-        let page = Page::new();
-        put_str(&page, 0, d.as_os_str().as_encoded_bytes());
-        put_str(&page, 1024, b"locked/new.sock");
-        put_str(&page, 1100, b"locked/taken");
-        put_str(&page, 1200, b"locked/.");
-        put_str(&page, 1300, b"locked/taken/");
-        put_str(&page, 1400, b"open.sock");
-        let r = if supervised {
-            let script: Script = Box::new(|_, _| panic!("asked about a local socket"));
-            run_with(&w, &page, app, Some(script), false, std::slice::from_ref(&d)).0
-        } else {
-            run_plain(&w, &page, app)
-        };
-        results.push(r);
-        std::fs::set_permissions(d.join("locked"), std::fs::Permissions::from_mode(0o755)).unwrap();
-        std::fs::remove_dir_all(&d).unwrap();
+        mode(d, 0o777);
+        mode(&d.join("locked"), 0o666);
+        put_str(page, 1024, b"locked/new.sock");
+        put_str(page, 1100, b"locked/taken");
+        put_str(page, 1200, b"locked/.");
+        put_str(page, 1300, b"locked/taken/");
+        put_str(page, 1400, b"open.sock");
+    });
+    for (d, _) in &results {
+        mode(&d.join("locked"), 0o755);
+        std::fs::remove_dir_all(d).unwrap();
     }
+    let results = [results[0].1, results[1].1];
     let e = libc::EACCES;
     assert_eq!(results[0], [e, e, e, e, 0, 0, 0, 0], "the kernel's own answers");
     assert_eq!(results[1], results[0], "supervised against the kernel's");
@@ -1328,7 +1344,6 @@ fn unix_peers_read_the_apps_credentials_not_the_supervisors() {
         return;
     }
     let Some(w) = world() else { return };
-    const NOBODY: u32 = 65534;
     fn peer(fd: i32) -> (i32, i32) {
         let mut cred = libc::ucred { pid: 0, uid: 0, gid: 0 };
         let mut n = size_of::<libc::ucred>() as libc::socklen_t;
@@ -1346,14 +1361,10 @@ fn unix_peers_read_the_apps_credentials_not_the_supervisors() {
     }
     fn app(page: &Page) -> [i32; 8] {
         let mut r = [0i32; 8];
-        // SAFETY: raw id changes of this one-threaded child; chdir reads the page's path;
-        // socket, bind, listen, connect and accept on this stack's buffers.
+        // SAFETY: chdir reads the page's path; socket, bind, listen, connect and accept on
+        // this stack's buffers.
         unsafe {
-            let none: [libc::gid_t; 0] = [];
-            let ids = libc::syscall(libc::SYS_setgroups, 0, none.as_ptr()) == 0
-                && libc::syscall(libc::SYS_setresgid, NOBODY, NOBODY, NOBODY) == 0
-                && libc::syscall(libc::SYS_setresuid, NOBODY, NOBODY, NOBODY) == 0;
-            if !ids || libc::chdir(str_at(page, 0)) != 0 {
+            if !become_nobody() || libc::chdir(str_at(page, 0)) != 0 {
                 return [-1; 8];
             }
             let mut named = [0u8; 110];
